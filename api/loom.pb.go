@@ -585,8 +585,13 @@ type Node struct {
 	Version          string                 `protobuf:"bytes,14,opt,name=version,proto3" json:"version,omitempty"`
 	CreateIndex      uint64                 `protobuf:"varint,15,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
 	ModifyIndex      uint64                 `protobuf:"varint,16,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Ports [port_min, port_max] on this node are the scheduler's to hand to
+	// ranks (MASTER_PORT, LOOM_RANK_PORT). Simulated nodes sharing one host
+	// get disjoint ranges.
+	PortMin       uint32 `protobuf:"varint,17,opt,name=port_min,json=portMin,proto3" json:"port_min,omitempty"`
+	PortMax       uint32 `protobuf:"varint,18,opt,name=port_max,json=portMax,proto3" json:"port_max,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
@@ -727,6 +732,20 @@ func (x *Node) GetCreateIndex() uint64 {
 func (x *Node) GetModifyIndex() uint64 {
 	if x != nil {
 		return x.ModifyIndex
+	}
+	return 0
+}
+
+func (x *Node) GetPortMin() uint32 {
+	if x != nil {
+		return x.PortMin
+	}
+	return 0
+}
+
+func (x *Node) GetPortMax() uint32 {
+	if x != nil {
+		return x.PortMax
 	}
 	return 0
 }
@@ -1321,28 +1340,29 @@ func (x *Allocation) GetCreatedUnixMs() int64 {
 }
 
 type Job struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	Id               uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Spec             *JobSpec               `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
-	User             string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
-	Uid              uint32                 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
-	Gid              uint32                 `protobuf:"varint,5,opt,name=gid,proto3" json:"gid,omitempty"`
-	State            JobState               `protobuf:"varint,6,opt,name=state,proto3,enum=loom.v1.JobState" json:"state,omitempty"`
-	Reason           string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"` // pending reason, or why it ended
-	Priority         uint32                 `protobuf:"varint,8,opt,name=priority,proto3" json:"priority,omitempty"`
-	SubmitUnixMs     int64                  `protobuf:"varint,9,opt,name=submit_unix_ms,json=submitUnixMs,proto3" json:"submit_unix_ms,omitempty"`
-	StartUnixMs      int64                  `protobuf:"varint,10,opt,name=start_unix_ms,json=startUnixMs,proto3" json:"start_unix_ms,omitempty"`
-	EndUnixMs        int64                  `protobuf:"varint,11,opt,name=end_unix_ms,json=endUnixMs,proto3" json:"end_unix_ms,omitempty"`
-	Allocation       *Allocation            `protobuf:"bytes,12,opt,name=allocation,proto3" json:"allocation,omitempty"` // the current or last allocation
-	ExitCode         int32                  `protobuf:"varint,13,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	ExitSignal       int32                  `protobuf:"varint,14,opt,name=exit_signal,json=exitSignal,proto3" json:"exit_signal,omitempty"`
-	RestartCount     uint32                 `protobuf:"varint,15,opt,name=restart_count,json=restartCount,proto3" json:"restart_count,omitempty"`
-	SubmitHost       string                 `protobuf:"bytes,16,opt,name=submit_host,json=submitHost,proto3" json:"submit_host,omitempty"`
-	IdempotencyToken string                 `protobuf:"bytes,17,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"`
-	CreateIndex      uint64                 `protobuf:"varint,18,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
-	ModifyIndex      uint64                 `protobuf:"varint,19,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Id                  uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Spec                *JobSpec               `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	User                string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	Uid                 uint32                 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid                 uint32                 `protobuf:"varint,5,opt,name=gid,proto3" json:"gid,omitempty"`
+	State               JobState               `protobuf:"varint,6,opt,name=state,proto3,enum=loom.v1.JobState" json:"state,omitempty"`
+	Reason              string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"` // pending reason, or why it ended
+	Priority            uint32                 `protobuf:"varint,8,opt,name=priority,proto3" json:"priority,omitempty"`
+	SubmitUnixMs        int64                  `protobuf:"varint,9,opt,name=submit_unix_ms,json=submitUnixMs,proto3" json:"submit_unix_ms,omitempty"`
+	StartUnixMs         int64                  `protobuf:"varint,10,opt,name=start_unix_ms,json=startUnixMs,proto3" json:"start_unix_ms,omitempty"`
+	EndUnixMs           int64                  `protobuf:"varint,11,opt,name=end_unix_ms,json=endUnixMs,proto3" json:"end_unix_ms,omitempty"`
+	Allocation          *Allocation            `protobuf:"bytes,12,opt,name=allocation,proto3" json:"allocation,omitempty"` // the current or last allocation
+	ExitCode            int32                  `protobuf:"varint,13,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	ExitSignal          int32                  `protobuf:"varint,14,opt,name=exit_signal,json=exitSignal,proto3" json:"exit_signal,omitempty"`
+	RestartCount        uint32                 `protobuf:"varint,15,opt,name=restart_count,json=restartCount,proto3" json:"restart_count,omitempty"`
+	SubmitHost          string                 `protobuf:"bytes,16,opt,name=submit_host,json=submitHost,proto3" json:"submit_host,omitempty"`
+	IdempotencyToken    string                 `protobuf:"bytes,17,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"`
+	CreateIndex         uint64                 `protobuf:"varint,18,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	ModifyIndex         uint64                 `protobuf:"varint,19,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	ExpectedStartUnixMs int64                  `protobuf:"varint,20,opt,name=expected_start_unix_ms,json=expectedStartUnixMs,proto3" json:"expected_start_unix_ms,omitempty"` // for pending jobs with a reservation (squeue --start)
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -1504,6 +1524,13 @@ func (x *Job) GetCreateIndex() uint64 {
 func (x *Job) GetModifyIndex() uint64 {
 	if x != nil {
 		return x.ModifyIndex
+	}
+	return 0
+}
+
+func (x *Job) GetExpectedStartUnixMs() int64 {
+	if x != nil {
+		return x.ExpectedStartUnixMs
 	}
 	return 0
 }
@@ -2856,6 +2883,534 @@ func (x *TaskLogsRequest) GetStderr() bool {
 	return false
 }
 
+type SubmitJobCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Request       *SubmitRequest         `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	NowUnixMs     int64                  `protobuf:"varint,2,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitJobCommand) Reset() {
+	*x = SubmitJobCommand{}
+	mi := &file_api_loom_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitJobCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitJobCommand) ProtoMessage() {}
+
+func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitJobCommand.ProtoReflect.Descriptor instead.
+func (*SubmitJobCommand) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *SubmitJobCommand) GetRequest() *SubmitRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *SubmitJobCommand) GetNowUnixMs() int64 {
+	if x != nil {
+		return x.NowUnixMs
+	}
+	return 0
+}
+
+type CancelJobsCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Request       *CancelRequest         `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	NowUnixMs     int64                  `protobuf:"varint,2,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelJobsCommand) Reset() {
+	*x = CancelJobsCommand{}
+	mi := &file_api_loom_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelJobsCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelJobsCommand) ProtoMessage() {}
+
+func (x *CancelJobsCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelJobsCommand.ProtoReflect.Descriptor instead.
+func (*CancelJobsCommand) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *CancelJobsCommand) GetRequest() *CancelRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *CancelJobsCommand) GetNowUnixMs() int64 {
+	if x != nil {
+		return x.NowUnixMs
+	}
+	return 0
+}
+
+// Placement puts one pending job onto the cluster.
+type Placement struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Allocation    *Allocation            `protobuf:"bytes,2,opt,name=allocation,proto3" json:"allocation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Placement) Reset() {
+	*x = Placement{}
+	mi := &file_api_loom_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Placement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Placement) ProtoMessage() {}
+
+func (x *Placement) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Placement.ProtoReflect.Descriptor instead.
+func (*Placement) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *Placement) GetJobId() uint64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
+}
+
+func (x *Placement) GetAllocation() *Allocation {
+	if x != nil {
+		return x.Allocation
+	}
+	return nil
+}
+
+// PendingReason records why a job still waits, and when it may start.
+type PendingReason struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	JobId               uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Reason              string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	ExpectedStartUnixMs int64                  `protobuf:"varint,3,opt,name=expected_start_unix_ms,json=expectedStartUnixMs,proto3" json:"expected_start_unix_ms,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *PendingReason) Reset() {
+	*x = PendingReason{}
+	mi := &file_api_loom_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingReason) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingReason) ProtoMessage() {}
+
+func (x *PendingReason) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingReason.ProtoReflect.Descriptor instead.
+func (*PendingReason) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *PendingReason) GetJobId() uint64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
+}
+
+func (x *PendingReason) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PendingReason) GetExpectedStartUnixMs() int64 {
+	if x != nil {
+		return x.ExpectedStartUnixMs
+	}
+	return 0
+}
+
+// PlanCommand is one scheduling cycle's result, committed as one entry.
+type PlanCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Placements    []*Placement           `protobuf:"bytes,1,rep,name=placements,proto3" json:"placements,omitempty"`
+	Pending       []*PendingReason       `protobuf:"bytes,2,rep,name=pending,proto3" json:"pending,omitempty"`
+	NowUnixMs     int64                  `protobuf:"varint,3,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	SnapshotIndex uint64                 `protobuf:"varint,4,opt,name=snapshot_index,json=snapshotIndex,proto3" json:"snapshot_index,omitempty"` // the state index the scheduler saw
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanCommand) Reset() {
+	*x = PlanCommand{}
+	mi := &file_api_loom_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanCommand) ProtoMessage() {}
+
+func (x *PlanCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanCommand.ProtoReflect.Descriptor instead.
+func (*PlanCommand) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *PlanCommand) GetPlacements() []*Placement {
+	if x != nil {
+		return x.Placements
+	}
+	return nil
+}
+
+func (x *PlanCommand) GetPending() []*PendingReason {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
+func (x *PlanCommand) GetNowUnixMs() int64 {
+	if x != nil {
+		return x.NowUnixMs
+	}
+	return 0
+}
+
+func (x *PlanCommand) GetSnapshotIndex() uint64 {
+	if x != nil {
+		return x.SnapshotIndex
+	}
+	return 0
+}
+
+type UpdateTasksCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Request       *TaskUpdateRequest     `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	NowUnixMs     int64                  `protobuf:"varint,2,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTasksCommand) Reset() {
+	*x = UpdateTasksCommand{}
+	mi := &file_api_loom_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTasksCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTasksCommand) ProtoMessage() {}
+
+func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTasksCommand.ProtoReflect.Descriptor instead.
+func (*UpdateTasksCommand) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *UpdateTasksCommand) GetRequest() *TaskUpdateRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *UpdateTasksCommand) GetNowUnixMs() int64 {
+	if x != nil {
+		return x.NowUnixMs
+	}
+	return 0
+}
+
+type RegisterNodeCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	NowUnixMs     int64                  `protobuf:"varint,2,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterNodeCommand) Reset() {
+	*x = RegisterNodeCommand{}
+	mi := &file_api_loom_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterNodeCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterNodeCommand) ProtoMessage() {}
+
+func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterNodeCommand.ProtoReflect.Descriptor instead.
+func (*RegisterNodeCommand) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RegisterNodeCommand) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+func (x *RegisterNodeCommand) GetNowUnixMs() int64 {
+	if x != nil {
+		return x.NowUnixMs
+	}
+	return 0
+}
+
+type NodeStateCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	State         NodeState              `protobuf:"varint,2,opt,name=state,proto3,enum=loom.v1.NodeState" json:"state,omitempty"` // DRAIN, DOWN, or IDLE to resume
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	NowUnixMs     int64                  `protobuf:"varint,4,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeStateCommand) Reset() {
+	*x = NodeStateCommand{}
+	mi := &file_api_loom_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeStateCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeStateCommand) ProtoMessage() {}
+
+func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeStateCommand.ProtoReflect.Descriptor instead.
+func (*NodeStateCommand) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *NodeStateCommand) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NodeStateCommand) GetState() NodeState {
+	if x != nil {
+		return x.State
+	}
+	return NodeState_NODE_STATE_UNSPECIFIED
+}
+
+func (x *NodeStateCommand) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *NodeStateCommand) GetNowUnixMs() int64 {
+	if x != nil {
+		return x.NowUnixMs
+	}
+	return 0
+}
+
+// StateSnapshot is the whole replicated state, as a Raft snapshot stores it.
+type StateSnapshot struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	NextJobId     uint64                 `protobuf:"varint,2,opt,name=next_job_id,json=nextJobId,proto3" json:"next_job_id,omitempty"`
+	Jobs          []*Job                 `protobuf:"bytes,3,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	Nodes         []*Node                `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateSnapshot) Reset() {
+	*x = StateSnapshot{}
+	mi := &file_api_loom_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateSnapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateSnapshot) ProtoMessage() {}
+
+func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateSnapshot.ProtoReflect.Descriptor instead.
+func (*StateSnapshot) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *StateSnapshot) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *StateSnapshot) GetNextJobId() uint64 {
+	if x != nil {
+		return x.NextJobId
+	}
+	return 0
+}
+
+func (x *StateSnapshot) GetJobs() []*Job {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+func (x *StateSnapshot) GetNodes() []*Node {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
 var File_api_loom_proto protoreflect.FileDescriptor
 
 const file_api_loom_proto_rawDesc = "" +
@@ -2879,7 +3434,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bTopology\x12 \n" +
 	"\x04gpus\x18\x01 \x03(\v2\f.loom.v1.GPUR\x04gpus\x12#\n" +
 	"\x05links\x18\x02 \x03(\v2\r.loom.v1.LinkR\x05links\x12\x18\n" +
-	"\aprofile\x18\x03 \x01(\tR\aprofile\"\xde\x04\n" +
+	"\aprofile\x18\x03 \x01(\tR\aprofile\"\x94\x05\n" +
 	"\x04Node\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -2900,7 +3455,9 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x0fupdated_unix_ms\x18\r \x01(\x03R\rupdatedUnixMs\x12\x18\n" +
 	"\aversion\x18\x0e \x01(\tR\aversion\x12!\n" +
 	"\fcreate_index\x18\x0f \x01(\x04R\vcreateIndex\x12!\n" +
-	"\fmodify_index\x18\x10 \x01(\x04R\vmodifyIndex\x1a9\n" +
+	"\fmodify_index\x18\x10 \x01(\x04R\vmodifyIndex\x12\x19\n" +
+	"\bport_min\x18\x11 \x01(\rR\aportMin\x12\x19\n" +
+	"\bport_max\x18\x12 \x01(\rR\aportMax\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe2\x06\n" +
@@ -2982,7 +3539,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\vmaster_port\x18\x06 \x01(\rR\n" +
 	"masterPort\x12)\n" +
 	"\x05tasks\x18\a \x03(\v2\x13.loom.v1.TaskStatusR\x05tasks\x12&\n" +
-	"\x0fcreated_unix_ms\x18\b \x01(\x03R\rcreatedUnixMs\"\xe6\x04\n" +
+	"\x0fcreated_unix_ms\x18\b \x01(\x03R\rcreatedUnixMs\"\x9b\x05\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12$\n" +
 	"\x04spec\x18\x02 \x01(\v2\x10.loom.v1.JobSpecR\x04spec\x12\x12\n" +
@@ -3007,7 +3564,8 @@ const file_api_loom_proto_rawDesc = "" +
 	"submitHost\x12+\n" +
 	"\x11idempotency_token\x18\x11 \x01(\tR\x10idempotencyToken\x12!\n" +
 	"\fcreate_index\x18\x12 \x01(\x04R\vcreateIndex\x12!\n" +
-	"\fmodify_index\x18\x13 \x01(\x04R\vmodifyIndex\"\xbb\x01\n" +
+	"\fmodify_index\x18\x13 \x01(\x04R\vmodifyIndex\x123\n" +
+	"\x16expected_start_unix_ms\x18\x14 \x01(\x03R\x13expectedStartUnixMs\"\xbb\x01\n" +
 	"\rSubmitRequest\x12$\n" +
 	"\x04spec\x18\x01 \x01(\v2\x10.loom.v1.JobSpecR\x04spec\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x10\n" +
@@ -3096,7 +3654,45 @@ const file_api_loom_proto_rawDesc = "" +
 	"generation\x12\x14\n" +
 	"\x05ranks\x18\x03 \x03(\rR\x05ranks\x12\x16\n" +
 	"\x06follow\x18\x04 \x01(\bR\x06follow\x12\x16\n" +
-	"\x06stderr\x18\x05 \x01(\bR\x06stderr*\xd6\x01\n" +
+	"\x06stderr\x18\x05 \x01(\bR\x06stderr\"d\n" +
+	"\x10SubmitJobCommand\x120\n" +
+	"\arequest\x18\x01 \x01(\v2\x16.loom.v1.SubmitRequestR\arequest\x12\x1e\n" +
+	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"e\n" +
+	"\x11CancelJobsCommand\x120\n" +
+	"\arequest\x18\x01 \x01(\v2\x16.loom.v1.CancelRequestR\arequest\x12\x1e\n" +
+	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"W\n" +
+	"\tPlacement\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x123\n" +
+	"\n" +
+	"allocation\x18\x02 \x01(\v2\x13.loom.v1.AllocationR\n" +
+	"allocation\"s\n" +
+	"\rPendingReason\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x123\n" +
+	"\x16expected_start_unix_ms\x18\x03 \x01(\x03R\x13expectedStartUnixMs\"\xba\x01\n" +
+	"\vPlanCommand\x122\n" +
+	"\n" +
+	"placements\x18\x01 \x03(\v2\x12.loom.v1.PlacementR\n" +
+	"placements\x120\n" +
+	"\apending\x18\x02 \x03(\v2\x16.loom.v1.PendingReasonR\apending\x12\x1e\n" +
+	"\vnow_unix_ms\x18\x03 \x01(\x03R\tnowUnixMs\x12%\n" +
+	"\x0esnapshot_index\x18\x04 \x01(\x04R\rsnapshotIndex\"j\n" +
+	"\x12UpdateTasksCommand\x124\n" +
+	"\arequest\x18\x01 \x01(\v2\x1a.loom.v1.TaskUpdateRequestR\arequest\x12\x1e\n" +
+	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"X\n" +
+	"\x13RegisterNodeCommand\x12!\n" +
+	"\x04node\x18\x01 \x01(\v2\r.loom.v1.NodeR\x04node\x12\x1e\n" +
+	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"\x88\x01\n" +
+	"\x10NodeStateCommand\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x12.loom.v1.NodeStateR\x05state\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1e\n" +
+	"\vnow_unix_ms\x18\x04 \x01(\x03R\tnowUnixMs\"\x8c\x01\n" +
+	"\rStateSnapshot\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1e\n" +
+	"\vnext_job_id\x18\x02 \x01(\x04R\tnextJobId\x12 \n" +
+	"\x04jobs\x18\x03 \x03(\v2\f.loom.v1.JobR\x04jobs\x12#\n" +
+	"\x05nodes\x18\x04 \x03(\v2\r.loom.v1.NodeR\x05nodes*\xd6\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aPENDING\x10\x01\x12\x0f\n" +
@@ -3177,7 +3773,7 @@ func file_api_loom_proto_rawDescGZIP() []byte {
 }
 
 var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_api_loom_proto_goTypes = []any{
 	(JobState)(0),                   // 0: loom.v1.JobState
 	(NodeState)(0),                  // 1: loom.v1.NodeState
@@ -3217,17 +3813,26 @@ var file_api_loom_proto_goTypes = []any{
 	(*TaskUpdateRequest)(nil),       // 35: loom.v1.TaskUpdateRequest
 	(*TaskUpdateResponse)(nil),      // 36: loom.v1.TaskUpdateResponse
 	(*TaskLogsRequest)(nil),         // 37: loom.v1.TaskLogsRequest
-	nil,                             // 38: loom.v1.Node.LabelsEntry
-	nil,                             // 39: loom.v1.JobSpec.EnvEntry
+	(*SubmitJobCommand)(nil),        // 38: loom.v1.SubmitJobCommand
+	(*CancelJobsCommand)(nil),       // 39: loom.v1.CancelJobsCommand
+	(*Placement)(nil),               // 40: loom.v1.Placement
+	(*PendingReason)(nil),           // 41: loom.v1.PendingReason
+	(*PlanCommand)(nil),             // 42: loom.v1.PlanCommand
+	(*UpdateTasksCommand)(nil),      // 43: loom.v1.UpdateTasksCommand
+	(*RegisterNodeCommand)(nil),     // 44: loom.v1.RegisterNodeCommand
+	(*NodeStateCommand)(nil),        // 45: loom.v1.NodeStateCommand
+	(*StateSnapshot)(nil),           // 46: loom.v1.StateSnapshot
+	nil,                             // 47: loom.v1.Node.LabelsEntry
+	nil,                             // 48: loom.v1.JobSpec.EnvEntry
 }
 var file_api_loom_proto_depIdxs = []int32{
 	4,  // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
 	6,  // 1: loom.v1.Topology.gpus:type_name -> loom.v1.GPU
 	5,  // 2: loom.v1.Topology.links:type_name -> loom.v1.Link
-	38, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
+	47, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
 	7,  // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
 	1,  // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
-	39, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
+	48, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
 	2,  // 7: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
 	3,  // 8: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
 	10, // 9: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
@@ -3246,37 +3851,47 @@ var file_api_loom_proto_depIdxs = []int32{
 	34, // 22: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
 	13, // 23: loom.v1.AssignedAllocation.job:type_name -> loom.v1.Job
 	11, // 24: loom.v1.TaskUpdateRequest.tasks:type_name -> loom.v1.TaskStatus
-	14, // 25: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
-	16, // 26: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
-	18, // 27: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
-	20, // 28: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
-	22, // 29: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
-	24, // 30: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
-	27, // 31: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
-	28, // 32: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
-	28, // 33: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
-	30, // 34: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
-	32, // 35: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
-	35, // 36: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
-	37, // 37: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
-	15, // 38: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
-	17, // 39: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
-	19, // 40: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
-	21, // 41: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
-	23, // 42: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
-	26, // 43: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
-	25, // 44: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
-	29, // 45: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
-	29, // 46: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
-	31, // 47: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
-	33, // 48: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
-	36, // 49: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
-	23, // 50: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
-	38, // [38:51] is the sub-list for method output_type
-	25, // [25:38] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	14, // 25: loom.v1.SubmitJobCommand.request:type_name -> loom.v1.SubmitRequest
+	16, // 26: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
+	12, // 27: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
+	40, // 28: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
+	41, // 29: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
+	35, // 30: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
+	8,  // 31: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
+	1,  // 32: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
+	13, // 33: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
+	8,  // 34: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
+	14, // 35: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
+	16, // 36: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
+	18, // 37: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
+	20, // 38: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
+	22, // 39: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
+	24, // 40: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
+	27, // 41: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
+	28, // 42: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
+	28, // 43: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
+	30, // 44: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
+	32, // 45: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
+	35, // 46: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
+	37, // 47: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
+	15, // 48: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
+	17, // 49: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
+	19, // 50: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
+	21, // 51: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
+	23, // 52: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
+	26, // 53: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
+	25, // 54: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
+	29, // 55: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
+	29, // 56: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
+	31, // 57: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
+	33, // 58: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
+	36, // 59: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
+	23, // 60: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
+	48, // [48:61] is the sub-list for method output_type
+	35, // [35:48] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_api_loom_proto_init() }
@@ -3290,7 +3905,7 @@ func file_api_loom_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_loom_proto_rawDesc), len(file_api_loom_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   35,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -1,0 +1,169 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+)
+
+// Limits on a single spec, to refuse nonsense before it reaches Raft.
+const (
+	MaxNodesPerJob = 16384
+	MaxTasksPerJob = 1 << 20
+	MaxScriptBytes = 4 << 20
+)
+
+// FieldError is a problem with one field of a JobSpec. Its message names
+// the option as the user typed it on the command line.
+type FieldError struct {
+	Field string // the sbatch option, e.g. "--nodes"
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ErrEmptyJob is returned for a spec with neither a script nor a command.
+var ErrEmptyJob = errors.New("job has no script and no command: give a batch script, --wrap, or a command")
+
+// ValidateSpec checks what a user submitted. It does not know the cluster;
+// whether the job can ever fit is the scheduler's question.
+func ValidateSpec(s *JobSpec) error {
+	if s == nil {
+		return ErrEmptyJob
+	}
+	if s.Script == "" && len(s.Argv) == 0 {
+		return ErrEmptyJob
+	}
+	if len(s.Script) > MaxScriptBytes {
+		return fieldErr("script", "%d bytes is over the %d byte limit", len(s.Script), MaxScriptBytes)
+	}
+	if s.NodesMax != 0 && s.NodesMax < s.NodesMin {
+		return fieldErr("--nodes", "maximum %d is below minimum %d", s.NodesMax, s.NodesMin)
+	}
+	if s.NodesMin > MaxNodesPerJob || s.NodesMax > MaxNodesPerJob {
+		return fieldErr("--nodes", "at most %d nodes per job", MaxNodesPerJob)
+	}
+	if s.Ntasks > MaxTasksPerJob || s.NtasksPerNode > MaxTasksPerJob {
+		return fieldErr("--ntasks", "at most %d tasks per job", MaxTasksPerJob)
+	}
+	if s.Ntasks != 0 && s.NodesMin != 0 && s.Ntasks < s.NodesMin {
+		return fieldErr("--ntasks", "%d tasks cannot cover %d nodes (each node needs at least one task)", s.Ntasks, s.NodesMin)
+	}
+	if s.Ntasks != 0 && s.NtasksPerNode != 0 && s.NodesMax != 0 && s.Ntasks > s.NtasksPerNode*s.NodesMax {
+		return fieldErr("--ntasks", "%d tasks do not fit %d nodes at --ntasks-per-node=%d", s.Ntasks, s.NodesMax, s.NtasksPerNode)
+	}
+	gpuForms := 0
+	for _, v := range []uint32{s.GpusPerNode, s.GpusPerTask, s.Gpus} {
+		if v != 0 {
+			gpuForms++
+		}
+	}
+	if gpuForms > 1 {
+		return fieldErr("--gpus", "give only one of --gpus, --gpus-per-node (or --gres) and --gpus-per-task")
+	}
+	if s.TimeLimitS < -1 {
+		return fieldErr("--time", "negative time limit %d", s.TimeLimitS)
+	}
+	if s.WorkingDir != "" && !filepath.IsAbs(s.WorkingDir) {
+		return fieldErr("--chdir", "%q is not an absolute path", s.WorkingDir)
+	}
+	if s.Nice < -10000 || s.Nice > 10000 {
+		return fieldErr("--nice", "%d is outside -10000..10000", s.Nice)
+	}
+	return nil
+}
+
+// NodeRange returns the fewest and most nodes the gang may span.
+func (s *JobSpec) NodeRange() (lo, hi uint32) {
+	switch {
+	case s.NodesMin != 0:
+		lo, hi = s.NodesMin, s.NodesMax
+		if hi < lo {
+			hi = lo
+		}
+	case s.Ntasks != 0 && s.NtasksPerNode != 0:
+		lo = (s.Ntasks + s.NtasksPerNode - 1) / s.NtasksPerNode
+		hi = lo
+	case s.Ntasks != 0:
+		lo, hi = 1, s.Ntasks
+	default:
+		lo, hi = 1, 1
+	}
+	return lo, hi
+}
+
+// NodeShape is what one node of a gang must provide.
+type NodeShape struct {
+	Tasks uint32
+	GPUs  uint32
+	CPUs  uint32
+	MemMB uint64
+}
+
+// TotalTasks returns the number of ranks when the gang spans n nodes.
+func (s *JobSpec) TotalTasks(n uint32) uint32 {
+	switch {
+	case s.Ntasks != 0:
+		return s.Ntasks
+	case s.NtasksPerNode != 0:
+		return n * s.NtasksPerNode
+	default:
+		return n
+	}
+}
+
+// Layout returns what each of n nodes must hold, in gang order, or false
+// when the spec cannot be spread over n nodes (fewer tasks than nodes).
+// Tasks are spread in blocks as Slurm's default distribution does: with
+// --ntasks-per-node each node takes up to that many, otherwise they are
+// balanced, the first nodes taking the remainder.
+func (s *JobSpec) Layout(n uint32) ([]NodeShape, bool) {
+	if n == 0 {
+		return nil, false
+	}
+	tasks := s.TotalTasks(n)
+	if tasks < n {
+		return nil, false
+	}
+	shapes := make([]NodeShape, n)
+	if s.NtasksPerNode != 0 {
+		if tasks > n*s.NtasksPerNode {
+			return nil, false
+		}
+		left := tasks
+		for i := range shapes {
+			t := min(s.NtasksPerNode, left-(n-1-uint32(i))) // leave one for each later node
+			shapes[i].Tasks = t
+			left -= t
+		}
+	} else {
+		for i := range shapes {
+			shapes[i].Tasks = tasks / n
+			if uint32(i) < tasks%n {
+				shapes[i].Tasks++
+			}
+		}
+	}
+	cpt := max(s.CpusPerTask, 1)
+	for i := range shapes {
+		sh := &shapes[i]
+		sh.CPUs = sh.Tasks * cpt
+		sh.MemMB = s.MemPerNodeMb
+		switch {
+		case s.GpusPerNode != 0:
+			sh.GPUs = s.GpusPerNode
+		case s.GpusPerTask != 0:
+			sh.GPUs = sh.Tasks * s.GpusPerTask
+		case s.Gpus != 0:
+			sh.GPUs = s.Gpus / n
+			if uint32(i) < s.Gpus%n {
+				sh.GPUs++
+			}
+		}
+	}
+	return shapes, true
+}
