@@ -167,3 +167,33 @@ func (s *JobSpec) Layout(n uint32) ([]NodeShape, bool) {
 	}
 	return shapes, true
 }
+
+// DefaultPartition is where jobs go that name none, and what nodes join
+// when their agent names none.
+const DefaultPartition = "batch"
+
+// PartitionOf returns the partition a spec asks for.
+func (s *JobSpec) PartitionOf() string {
+	if s.GetPartition() == "" {
+		return DefaultPartition
+	}
+	return s.Partition
+}
+
+// InPartition reports whether node n serves partition p.
+func (n *Node) InPartition(p string) bool {
+	if len(n.GetPartitions()) == 0 {
+		return p == DefaultPartition
+	}
+	for _, q := range n.Partitions {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// Schedulable reports whether new work may land on n.
+func (n *Node) Schedulable() bool {
+	return n.GetState() != NodeState_DRAIN && n.GetState() != NodeState_DOWN
+}

@@ -1,0 +1,295 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/loomhpc/loom/api"
+	"google.golang.org/protobuf/proto"
+)
+
+// Pending reasons the FSM itself sets; the scheduler supplies the rest.
+const (
+	ReasonNone = "None"
+)
+
+func cloneJob(j *api.Job) *api.Job { return proto.Clone(j).(*api.Job) }
+
+func applySubmitJob(t *txn, m proto.Message) *Result {
+	c := m.(*api.SubmitJobCommand)
+	req := c.Request
+	if req.IdempotencyToken != "" {
+		if id, ok := t.tokens.Get([]byte(req.IdempotencyToken)); ok {
+			return &Result{JobID: id}
+		}
+	}
+	id := t.nextJobID
+	t.nextJobID++
+	j := &api.Job{
+		Id:               id,
+		Spec:             req.Spec,
+		User:             req.User,
+		Uid:              req.Uid,
+		Gid:              req.Gid,
+		State:            api.JobState_PENDING,
+		Reason:           ReasonNone,
+		SubmitUnixMs:     c.NowUnixMs,
+		SubmitHost:       req.SubmitHost,
+		IdempotencyToken: req.IdempotencyToken,
+	}
+	t.putJob(j)
+	if req.IdempotencyToken != "" {
+		t.tokens.Insert([]byte(req.IdempotencyToken), id)
+	}
+	return &Result{JobID: id}
+}
+
+func applyCancelJobs(t *txn, m proto.Message) *Result {
+	c := m.(*api.CancelJobsCommand)
+	res := &Result{}
+	var errs []error
+	for _, id := range c.Request.JobIds {
+		j := t.job(id)
+		switch {
+		case j == nil:
+			errs = append(errs, fmt.Errorf("job %d: %w", id, ErrJobNotFound))
+			continue
+		case c.Request.Uid != 0 && c.Request.Uid != j.Uid:
+			errs = append(errs, fmt.Errorf("job %d belongs to %s: %w", id, j.User, ErrPermission))
+			continue
+		case j.State.Terminal():
+			errs = append(errs, fmt.Errorf("job %d: %w", id, ErrJobFinished))
+			continue
+		}
+		j = cloneJob(j)
+		j.State = api.JobState_CANCELLED
+		j.Reason = ""
+		j.EndUnixMs = c.NowUnixMs
+		j.ExpectedStartUnixMs = 0
+		t.putJob(j)
+		res.JobIDs = append(res.JobIDs, id)
+	}
+	res.Err = errors.Join(errs...)
+	return res
+}
+
+// ErrJobFinished refuses to cancel a job that has already ended.
+var ErrJobFinished = errors.New("job already completing or completed")
+
+func applyPlan(t *txn, m proto.Message) *Result {
+	c := m.(*api.PlanCommand)
+	res := &Result{}
+	usage := t.base.Usage()
+	for _, p := range c.Placements {
+		j := t.job(p.JobId)
+		if err := checkPlacement(t, j, p.Allocation, usage); err != nil {
+			res.Rejected++
+			continue
+		}
+		usage.AddAllocation(p.Allocation)
+		j = cloneJob(j)
+		a := proto.Clone(p.Allocation).(*api.Allocation)
+		a.JobId = j.Id
+		a.Generation = j.GetAllocation().GetGeneration() + 1
+		a.CreatedUnixMs = c.NowUnixMs
+		a.Tasks = make([]*api.TaskStatus, len(a.Ranks))
+		for i := range a.Ranks {
+			a.Tasks[i] = &api.TaskStatus{Rank: uint32(i), State: api.TaskState_TASK_PENDING}
+		}
+		j.Allocation = a
+		j.State = api.JobState_CONFIGURING
+		j.Reason = ""
+		j.StartUnixMs = c.NowUnixMs
+		j.ExpectedStartUnixMs = 0
+		t.putJob(j)
+		res.Placed++
+	}
+	for _, pr := range c.Pending {
+		j := t.job(pr.JobId)
+		if j == nil || j.State != api.JobState_PENDING {
+			continue
+		}
+		if j.Reason == pr.Reason && j.ExpectedStartUnixMs == pr.ExpectedStartUnixMs {
+			continue
+		}
+		j = cloneJob(j)
+		j.Reason = pr.Reason
+		j.ExpectedStartUnixMs = pr.ExpectedStartUnixMs
+		t.putJob(j)
+	}
+	return res
+}
+
+// ErrPlanConflict is why a placement is refused: the state moved on since
+// the scheduler's snapshot (optimistic concurrency, as Nomad's plan applier).
+var ErrPlanConflict = errors.New("plan conflicts with current state")
+
+// checkPlacement re-checks one placement against the current state: the job
+// still waits, every node is usable, and no GPU, CPU, memory or port is
+// handed out twice.
+func checkPlacement(t *txn, j *api.Job, a *api.Allocation, usage api.Usage) error {
+	if j == nil || j.State != api.JobState_PENDING {
+		return fmt.Errorf("%w: job is not pending", ErrPlanConflict)
+	}
+	if a == nil || len(a.Ranks) == 0 {
+		return fmt.Errorf("%w: empty allocation", ErrPlanConflict)
+	}
+	want := api.Usage{}
+	want.AddAllocation(a)
+	for name, w := range want {
+		n := t.node(name)
+		if n == nil {
+			return fmt.Errorf("%w: node %s unknown", ErrPlanConflict, name)
+		}
+		if n.State == api.NodeState_DRAIN || n.State == api.NodeState_DOWN {
+			return fmt.Errorf("%w: node %s is %s", ErrPlanConflict, name, n.State)
+		}
+		have := usage.Node(name)
+		gpus := map[string]*api.GPU{}
+		for _, g := range n.GetTopology().GetGpus() {
+			gpus[g.Uuid] = g
+		}
+		for uuid := range w.GPUs {
+			g := gpus[uuid]
+			if g == nil || !g.Healthy {
+				return fmt.Errorf("%w: GPU %s on %s is absent or unhealthy", ErrPlanConflict, uuid, name)
+			}
+			if holder, busy := have.GPUs[uuid]; busy {
+				return fmt.Errorf("%w: GPU %s on %s is held by job %d", ErrPlanConflict, uuid, name, holder)
+			}
+		}
+		if have.CPUs+w.CPUs > n.Cpus {
+			return fmt.Errorf("%w: %s has %d of %d CPUs free, needs %d", ErrPlanConflict, name, n.Cpus-have.CPUs, n.Cpus, w.CPUs)
+		}
+		if n.MemoryMb != 0 && have.MemMB+w.MemMB > n.MemoryMb {
+			return fmt.Errorf("%w: %s lacks memory", ErrPlanConflict, name)
+		}
+		for p := range w.Ports {
+			if _, busy := have.Ports[p]; busy {
+				return fmt.Errorf("%w: port %d on %s in use", ErrPlanConflict, p, name)
+			}
+		}
+	}
+	return nil
+}
+
+func applyUpdateTasks(t *txn, m proto.Message) *Result {
+	c := m.(*api.UpdateTasksCommand)
+	req := c.Request
+	j := t.job(req.JobId)
+	if j == nil {
+		return &Result{Err: fmt.Errorf("job %d: %w", req.JobId, ErrJobNotFound)}
+	}
+	a := j.GetAllocation()
+	if a == nil || a.Generation != req.Generation {
+		return &Result{Err: fmt.Errorf("job %d generation %d: %w", req.JobId, req.Generation, ErrStaleGeneration)}
+	}
+	j = cloneJob(j)
+	a = j.Allocation
+	changed := false
+	for _, ts := range req.Tasks {
+		if int(ts.Rank) >= len(a.Ranks) || a.Ranks[ts.Rank].Node != req.Node {
+			continue // not this node's rank: ignore rather than trust it
+		}
+		cur := a.Tasks[ts.Rank]
+		if cur.Ended() || (cur.State == ts.State && ts.State != api.TaskState_TASK_EXITED) {
+			continue // ends are final; repeats change nothing
+		}
+		a.Tasks[ts.Rank] = proto.Clone(ts).(*api.TaskStatus)
+		changed = true
+	}
+	if !changed {
+		return &Result{}
+	}
+	settleJob(j, c.NowUnixMs)
+	t.putJob(j)
+	return &Result{}
+}
+
+// ErrStaleGeneration refuses a report about an allocation that has since
+// been replaced (the job was requeued): the reporter must stop those ranks.
+var ErrStaleGeneration = errors.New("stale allocation generation")
+
+// taskFailed reports whether a rank's end fails the gang.
+func taskFailed(ts *api.TaskStatus) bool {
+	return ts.Ended() && (ts.Reason != api.TaskEndReason_TASK_END_EXITED || ts.ExitCode != 0 || ts.Signal != 0)
+}
+
+// settleJob derives the job state from its ranks: the gang is RUNNING once
+// every rank has started, COMPLETED when all exited 0, and ends with the
+// first failure's state (the agents then stop the other ranks).
+func settleJob(j *api.Job, now int64) {
+	if j.State.Terminal() {
+		return
+	}
+	a := j.Allocation
+	allEnded, allStarted := true, true
+	var failed *api.TaskStatus
+	for _, ts := range a.Tasks {
+		if !ts.Ended() {
+			allEnded = false
+		}
+		if ts.State == api.TaskState_TASK_PENDING {
+			allStarted = false
+		}
+		if failed == nil && taskFailed(ts) && ts.Reason != api.TaskEndReason_TASK_END_KILLED {
+			failed = ts
+		}
+	}
+	if failed == nil {
+		// Only ranks killed by their agent: still a failure of the gang.
+		for _, ts := range a.Tasks {
+			if taskFailed(ts) {
+				failed = ts
+				break
+			}
+		}
+	}
+	switch {
+	case failed != nil:
+		j.State = endState(failed.Reason)
+		j.ExitCode, j.ExitSignal = failed.ExitCode, failed.Signal
+		j.EndUnixMs = now
+		j.Reason = fmt.Sprintf("rank %d: %s", failed.Rank, describeEnd(failed))
+	case allEnded:
+		j.State = api.JobState_COMPLETED
+		j.EndUnixMs = now
+		j.Reason = ""
+	case allStarted && j.State == api.JobState_CONFIGURING:
+		j.State = api.JobState_RUNNING
+	}
+}
+
+func endState(r api.TaskEndReason) api.JobState {
+	switch r {
+	case api.TaskEndReason_TASK_END_TIMEOUT:
+		return api.JobState_TIMEOUT
+	case api.TaskEndReason_TASK_END_OOM:
+		return api.JobState_OUT_OF_MEMORY
+	case api.TaskEndReason_TASK_END_LOST:
+		return api.JobState_NODE_FAIL
+	}
+	return api.JobState_FAILED
+}
+
+func describeEnd(ts *api.TaskStatus) string {
+	var s string
+	switch {
+	case ts.Reason == api.TaskEndReason_TASK_END_START_FAILED:
+		s = "failed to start"
+	case ts.Reason == api.TaskEndReason_TASK_END_TIMEOUT:
+		s = "time limit reached"
+	case ts.Reason == api.TaskEndReason_TASK_END_OOM:
+		s = "out of memory"
+	case ts.Reason == api.TaskEndReason_TASK_END_LOST:
+		s = "lost with its node"
+	case ts.Signal != 0:
+		s = fmt.Sprintf("killed by signal %d", ts.Signal)
+	default:
+		s = fmt.Sprintf("exited with code %d", ts.ExitCode)
+	}
+	if ts.Message != "" {
+		s += ": " + ts.Message
+	}
+	return s
+}
