@@ -230,6 +230,9 @@ func ParseTopo(r io.Reader) (*Topology, error) {
 				return nil, errAt(ln+1, c.col, "%s to %s: %v", d.s, devs[j].s, err)
 			}
 			t.Links[i][j] = l
+			if err := checkCell(t.Links, i, j, ngpu, devs, pos, rowLine); err != nil {
+				return nil, err
+			}
 		}
 		rest := cells[len(devs):]
 		if i >= ngpu {
@@ -240,23 +243,6 @@ func ParseTopo(r io.Reader) (*Topology, error) {
 			return nil, err
 		}
 		ln++
-	}
-
-	// Cell rules: X on the diagonal only, symmetry, NVLink only between GPUs.
-	for i := range devs {
-		for j := range devs {
-			l, c := t.Links[i][j], pos[i][j]
-			switch {
-			case i == j && l.Class != LinkSelf:
-				return nil, errAt(rowLine[i], c.col, "%s to itself is %s, want X", devs[i].s, l)
-			case i != j && l.Class == LinkSelf:
-				return nil, errAt(rowLine[i], c.col, "%s to %s is X, which only a device to itself can be", devs[i].s, devs[j].s)
-			case l.Class == LinkNV && (i >= ngpu || j >= ngpu):
-				return nil, errAt(rowLine[i], c.col, "%s to %s is %s, but NVLink joins only GPUs", devs[i].s, devs[j].s, l)
-			case j < i && t.Links[j][i] != l:
-				return nil, errAt(rowLine[i], c.col, "%s to %s is %s, but %s to %s (line %d) is %s", devs[i].s, devs[j].s, l, devs[j].s, devs[i].s, rowLine[j], t.Links[j][i])
-			}
-		}
 	}
 
 	// NIC Legend: "  NIC0: mlx5_0" names the NIC# columns.
@@ -273,6 +259,24 @@ func ParseTopo(r io.Reader) (*Topology, error) {
 		}
 	}
 	return t, nil
+}
+
+// checkCell checks cell (i, j) once rows up to i are read: X on the
+// diagonal only, NVLink only between GPUs, and the same link as (j, i)
+// when that row is already read.
+func checkCell(links [][]Link, i, j, ngpu int, devs []token, pos [][]token, rowLine []int) error {
+	l, c := links[i][j], pos[i][j]
+	switch {
+	case i == j && l.Class != LinkSelf:
+		return errAt(rowLine[i], c.col, "%s to itself is %s, want X", devs[i].s, l)
+	case i != j && l.Class == LinkSelf:
+		return errAt(rowLine[i], c.col, "%s to %s is X, which only a device to itself can be", devs[i].s, devs[j].s)
+	case l.Class == LinkNV && (i >= ngpu || j >= ngpu):
+		return errAt(rowLine[i], c.col, "%s to %s is %s, but NVLink joins only GPUs", devs[i].s, devs[j].s, l)
+	case j < i && links[j][i] != l:
+		return errAt(rowLine[i], c.col, "%s to %s is %s, but %s to %s (line %d) is %s", devs[i].s, devs[j].s, l, devs[j].s, devs[i].s, rowLine[j], links[j][i])
+	}
+	return nil
 }
 
 func hasX(toks []token) bool {
