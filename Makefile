@@ -1,0 +1,62 @@
+# Loom's build. `make help` lists the targets.
+
+GO        ?= go
+BIN       := bin
+GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
+SLURM_CMDS := sbatch squeue scancel sinfo sacct scontrol
+STATICCHECK_VERSION := v0.8.2
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build bin/loom and the Slurm command links (bin/sbatch, ...)
+	$(GO) build -o $(BIN)/loom ./cmd/loom
+	@for c in $(SLURM_CMDS); do ln -sf loom $(BIN)/$$c; done
+
+.PHONY: run
+run: build ## start the dev cluster in this process and run the example job to the end
+	$(BIN)/loom dev --agents 2 --profile dgx-h100 --run examples/hello/hello.sbatch
+
+.PHONY: test
+test: ## unit and integration tests (go test ./...)
+	$(GO) test -count=1 ./...
+
+.PHONY: test-race
+test-race: ## the tests under the race detector
+	$(GO) test -count=1 -race ./...
+
+.PHONY: e2e
+e2e: build ## end-to-end tests that start real loom processes
+	$(GO) test -count=1 -tags e2e -timeout 20m ./test/...
+
+.PHONY: bench
+bench: ## benchmarks that print their figures
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./scheduler/ ./raft/
+
+.PHONY: lint
+lint: ## gofmt, go vet and staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@command -v staticcheck >/dev/null 2>&1 || test -x $(GOBIN_DIR)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	PATH=$(GOBIN_DIR):$$PATH staticcheck ./...
+
+.PHONY: proto
+proto: ## regenerate api/loom.pb.go and api/loom_grpc.pb.go from api/loom.proto
+	@command -v protoc >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
+	@test -x $(GOBIN_DIR)/protoc-gen-go || $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	@test -x $(GOBIN_DIR)/protoc-gen-go-grpc || $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	PATH=$(GOBIN_DIR):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative api/loom.proto
+
+.PHONY: check
+check: lint test ## everything CI runs
+
+.PHONY: clean
+clean: ## remove build outputs
+	rm -rf $(BIN)

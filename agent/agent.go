@@ -1,0 +1,273 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/loomhpc/loom/agent/driver"
+	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/gpu"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Config is one agent's settings.
+type Config struct {
+	Name        string   // node name; defaults to the hostname
+	Servers     []string // server gRPC addresses, tried in order
+	DataDir     string   // scripts and local state
+	ListenAddr  string   // agent gRPC (logs), default :7073
+	AdvertiseIP string   // address ranks and servers reach this node at; default 127.0.0.1 for loopback listens
+	MetricsAddr string   // /metrics, default :9400; "-" disables
+	Partitions  []string
+	Labels      map[string]string
+	// GPU discovery (see gpu.Options).
+	Profile      string
+	GPUs         int
+	TopologyFile string
+	UseNVML      bool
+	// Ports handed to ranks on this node.
+	PortMin, PortMax uint32
+	// AllowRoot lets jobs submitted by root run as root. Off by default:
+	// nothing a user submitted runs as root unless an admin says so.
+	AllowRoot bool
+	// KillGrace is the time between SIGTERM and SIGKILL.
+	KillGrace time.Duration
+	Driver    driver.Driver
+	Logger    *slog.Logger
+}
+
+// Agent is a running node agent.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	conn   *grpc.ClientConn
+	client api.AgentServiceClient
+	node   *api.Node
+
+	grpc    *grpc.Server
+	lis     net.Listener
+	http    *http.Server
+	httpLis net.Listener
+
+	mu    sync.Mutex
+	tasks map[taskKey]*task
+	outs  map[outKey]taskOutput // where each rank wrote, for log streaming
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type taskKey struct {
+	job, gen uint64
+	rank     uint32
+}
+
+type outKey struct {
+	job  uint64
+	rank uint32
+}
+
+type taskOutput struct {
+	gen            uint64
+	stdout, stderr string
+	done           chan struct{} // closed when the rank has ended
+}
+
+// New discovers the node and starts the agent's listeners. Run connects
+// it to the servers.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Name == "" {
+		cfg.Name, _ = os.Hostname()
+	}
+	if len(cfg.Servers) == 0 {
+		cfg.Servers = []string{"127.0.0.1:7070"}
+	}
+	if cfg.ListenAddr == "" {
+		cfg.ListenAddr = ":7073"
+	}
+	if cfg.MetricsAddr == "" {
+		cfg.MetricsAddr = ":9400"
+	}
+	if cfg.KillGrace == 0 {
+		cfg.KillGrace = 10 * time.Second
+	}
+	if cfg.Driver == nil {
+		return nil, errors.New("agent: no driver configured")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("node", cfg.Name)
+	if cfg.DataDir == "" {
+		return nil, errors.New("agent: data dir not set")
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "jobs"), 0o711); err != nil {
+		return nil, fmt.Errorf("agent: data dir: %w", err)
+	}
+	found, err := gpu.Discover(context.Background(), gpu.Options{
+		Host: cfg.Name, Profile: cfg.Profile, GPUs: cfg.GPUs, TopologyFile: cfg.TopologyFile,
+		UseNVML: cfg.UseNVML, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("agent: GPU discovery: %w", err)
+	}
+	lis, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("agent: listen %s: %w", cfg.ListenAddr, err)
+	}
+	conn, err := grpc.NewClient("loom-servers:///servers", grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithResolvers(newStaticResolver(cfg.Servers)))
+	if err != nil {
+		lis.Close()
+		return nil, fmt.Errorf("agent: servers %v: %w", cfg.Servers, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &Agent{
+		cfg: cfg, log: log, conn: conn, client: api.NewAgentServiceClient(conn), lis: lis,
+		tasks: map[taskKey]*task{}, outs: map[outKey]taskOutput{}, ctx: ctx, cancel: cancel,
+	}
+	a.node = &api.Node{
+		Name: cfg.Name, Address: a.advertise(lis.Addr()), Cpus: found.CPUs, MemoryMb: found.MemoryMB,
+		Partitions: cfg.Partitions, Labels: cfg.Labels, Topology: found.Topology,
+		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Version: Version,
+	}
+	a.grpc = grpc.NewServer()
+	api.RegisterAgentLogsServer(a.grpc, &logServer{a: a})
+	a.goFunc(func() { _ = a.grpc.Serve(lis) })
+	if cfg.MetricsAddr != "-" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(newAgentMetrics(a))
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		a.httpLis, err = net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			a.Close()
+			return nil, fmt.Errorf("agent: metrics listen %s: %w", cfg.MetricsAddr, err)
+		}
+		a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		a.goFunc(func() { _ = a.http.Serve(a.httpLis) })
+	}
+	return a, nil
+}
+
+// Version is the agent's build version, reported at registration.
+var Version = "dev"
+
+func (a *Agent) advertise(addr net.Addr) string {
+	tcp := addr.(*net.TCPAddr)
+	ip := a.cfg.AdvertiseIP
+	if ip == "" {
+		if tcp.IP.IsUnspecified() || tcp.IP.IsLoopback() {
+			ip = "127.0.0.1"
+		} else {
+			ip = tcp.IP.String()
+		}
+	}
+	return net.JoinHostPort(ip, fmt.Sprint(tcp.Port))
+}
+
+func (a *Agent) goFunc(f func()) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		f()
+	}()
+}
+
+// Node is what this agent registers.
+func (a *Agent) Node() *api.Node { return a.node }
+
+// MetricsAddr is where /metrics is served, empty when disabled.
+func (a *Agent) MetricsAddr() string {
+	if a.httpLis == nil {
+		return ""
+	}
+	return a.httpLis.Addr().String()
+}
+
+// Run registers with the servers and runs allocations until ctx ends. It
+// reconnects on its own when servers restart or fail over.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-a.ctx.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	backoff := newBackoff(100*time.Millisecond, 3*time.Second)
+	for ctx.Err() == nil {
+		err := a.session(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		d := backoff.next()
+		a.log.Warn("lost the servers; retrying", "err", err, "in", d)
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}
+	return nil
+}
+
+// session registers once and follows the allocation stream until it breaks.
+func (a *Agent) session(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err := a.client.Register(rctx, &api.RegisterRequest{Node: a.node}, grpc.WaitForReady(true))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
+	a.log.Info("registered", "gpus", len(a.node.Topology.GetGpus()), "cpus", a.node.Cpus, "addr", a.node.Address)
+	stream, err := a.client.WatchAllocations(ctx, &api.WatchAllocationsRequest{Node: a.cfg.Name})
+	if err != nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	for {
+		u, err := stream.Recv()
+		if err != nil {
+			return fmt.Errorf("watch: %w", err)
+		}
+		a.reconcile(u)
+	}
+}
+
+// Close stops the agent: every rank it runs is stopped (SIGTERM, grace,
+// SIGKILL) and its listeners close.
+func (a *Agent) Close() error {
+	a.cancel()
+	a.mu.Lock()
+	tasks := make([]*task, 0, len(a.tasks))
+	for _, t := range a.tasks {
+		tasks = append(tasks, t)
+	}
+	a.mu.Unlock()
+	for _, t := range tasks {
+		t.requestStop()
+	}
+	for _, t := range tasks {
+		<-t.finished
+	}
+	if a.http != nil {
+		a.http.Close()
+	}
+	a.grpc.Stop()
+	a.wg.Wait()
+	return a.conn.Close()
+}

@@ -1,0 +1,124 @@
+// Package exec is the driver that runs ranks as plain processes, each in
+// its own process group, as the submitting user. It is for laptops, the
+// dev cluster and CI without containerd; it enforces no CPU or memory
+// limits.
+package exec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	osexec "os/exec"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/loomhpc/loom/agent/driver"
+)
+
+// Driver runs ranks as processes.
+type Driver struct{}
+
+// New returns the exec driver.
+func New() *Driver { return &Driver{} }
+
+// Name is "exec".
+func (d *Driver) Name() string { return "exec" }
+
+// The rank's output files are opened by a shell already running as the
+// submitting user, so a root agent never writes where the user could not.
+const redirect = `out=$1; err=$2; shift 2
+exec >>"$out" </dev/null || exit 126
+if [ "$err" = "$out" ]; then exec 2>&1; else exec 2>>"$err" || exit 126; fi
+exec "$@"`
+
+// Start launches the rank. The process leads its own process group so a
+// signal reaches everything it forked.
+func (d *Driver) Start(ctx context.Context, s driver.TaskSpec) (driver.Handle, error) {
+	if len(s.Argv) == 0 {
+		return nil, fmt.Errorf("%w: %s: empty command", driver.ErrStart, s.ID)
+	}
+	args := append([]string{"-c", redirect, "loom-task", s.Stdout, s.Stderr}, s.Argv...)
+	cmd := osexec.Command("/bin/sh", args...)
+	cmd.Env = s.Env
+	cmd.Dir = s.Dir
+	var setup strings.Builder
+	cmd.Stderr = &limitedWriter{w: &setup, n: 4096}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if uint32(os.Geteuid()) != s.UID || uint32(os.Getegid()) != s.GID {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: s.UID, Gid: s.GID, Groups: s.Groups}
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", driver.ErrStart, s.ID, err)
+	}
+	h := &handle{cmd: cmd, setup: &setup, done: make(chan struct{})}
+	go h.reap()
+	return h, nil
+}
+
+type handle struct {
+	cmd   *osexec.Cmd
+	setup *strings.Builder
+	done  chan struct{}
+	exit  driver.Exit
+	err   error
+}
+
+func (h *handle) reap() {
+	err := h.cmd.Wait()
+	var ee *osexec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		ws := ee.Sys().(syscall.WaitStatus)
+		if ws.Signaled() {
+			h.exit.Signal = int(ws.Signal())
+		} else {
+			h.exit.Code = ws.ExitStatus()
+		}
+		if h.exit.Code == 126 && h.setup.Len() > 0 {
+			h.err = fmt.Errorf("%w: %s", driver.ErrStart, strings.TrimSpace(h.setup.String()))
+		}
+	default:
+		h.err = err
+	}
+	close(h.done)
+}
+
+func (h *handle) Wait(ctx context.Context) (driver.Exit, error) {
+	select {
+	case <-h.done:
+		return h.exit, h.err
+	case <-ctx.Done():
+		return driver.Exit{}, ctx.Err()
+	}
+}
+
+func (h *handle) Signal(sig syscall.Signal) error {
+	select {
+	case <-h.done:
+		return nil
+	default:
+	}
+	return syscall.Kill(-h.cmd.Process.Pid, sig)
+}
+
+func (h *handle) PID() int { return h.cmd.Process.Pid }
+
+// limitedWriter keeps the first n bytes: the shell's own complaint about an
+// output file it could not open.
+type limitedWriter struct {
+	mu sync.Mutex
+	w  *strings.Builder
+	n  int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if room := l.n - l.w.Len(); room > 0 {
+		l.w.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}

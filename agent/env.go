@@ -1,0 +1,150 @@
+package agent
+
+import (
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/loomhpc/loom/api"
+)
+
+// rankEnv builds the environment of one rank: the submitter's exported
+// variables, then the contract every launcher understands (torch env://,
+// Slurm's, CUDA's and Loom's own), which the submitter cannot override.
+func rankEnv(j *api.Job, r *api.Rank, node string) []string {
+	a := j.Allocation
+	env := map[string]string{}
+	for k, v := range j.Spec.Env {
+		env[k] = v
+	}
+	if env["PATH"] == "" {
+		env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+	}
+	if env["HOME"] == "" {
+		env["HOME"] = "/"
+	}
+	env["USER"] = j.User
+	env["LOGNAME"] = j.User
+	id := strconv.FormatUint(j.Id, 10)
+	u := func(v uint32) string { return strconv.FormatUint(uint64(v), 10) }
+	world := u(uint32(len(a.Ranks)))
+	workDir := workingDir(j)
+	contract := map[string]string{
+		api.EnvRank:           u(r.Rank),
+		api.EnvWorldSize:      world,
+		api.EnvLocalRank:      u(r.LocalRank),
+		api.EnvLocalWorldSize: u(r.LocalSize),
+		api.EnvGroupRank:      u(r.NodeIndex),
+		api.EnvMasterAddr:     a.MasterAddr,
+		api.EnvMasterPort:     u(a.MasterPort),
+
+		api.EnvSlurmJobID:       id,
+		api.EnvSlurmJobName:     j.Spec.Name,
+		api.EnvSlurmProcID:      u(r.Rank),
+		api.EnvSlurmNTasks:      world,
+		api.EnvSlurmLocalID:     u(r.LocalRank),
+		api.EnvSlurmNodeID:      u(r.NodeIndex),
+		api.EnvSlurmNNodes:      u(uint32(len(a.Nodes))),
+		api.EnvSlurmJobNodeList: api.CompressHostlist(a.Nodes),
+		api.EnvSlurmSubmitDir:   workDir,
+		"SLURMD_NODENAME":       node,
+		"SLURM_JOB_USER":        j.User,
+		"SLURM_JOB_UID":         u(j.Uid),
+		"SLURM_JOB_PARTITION":   j.Spec.PartitionOf(),
+
+		api.EnvCUDAVisibleDevices:   strings.Join(r.GpuUuids, ","),
+		api.EnvNVIDIAVisibleDevices: strings.Join(r.GpuUuids, ","),
+
+		api.EnvLoomJobID:        id,
+		api.EnvLoomGeneration:   strconv.FormatUint(a.Generation, 10),
+		api.EnvLoomRestartCount: u(j.RestartCount),
+		api.EnvLoomPeers:        strings.Join(a.Nodes, ","),
+		api.EnvLoomRankPort:     u(r.Port),
+	}
+	if len(r.GpuUuids) == 0 {
+		contract[api.EnvNVIDIAVisibleDevices] = "void"
+	}
+	for k, v := range contract {
+		env[k] = v
+	}
+	// Checkpoint and result dirs default under the submit directory (a
+	// shared filesystem on real clusters) so a requeued gang finds them on
+	// whichever nodes it lands; a job may name its own.
+	jobDir := filepath.Join(workDir, ".loom", "job-"+id)
+	if env[api.EnvLoomCheckpointDir] == "" {
+		env[api.EnvLoomCheckpointDir] = filepath.Join(jobDir, "checkpoint")
+	}
+	if env[api.EnvLoomResultDir] == "" {
+		env[api.EnvLoomResultDir] = filepath.Join(jobDir, "result")
+	}
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+func workingDir(j *api.Job) string {
+	if j.Spec.WorkingDir != "" {
+		return j.Spec.WorkingDir
+	}
+	return "/"
+}
+
+// expandPattern fills Slurm's filename patterns for one rank.
+func expandPattern(p string, j *api.Job, r *api.Rank) string {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c != '%' || i+1 == len(p) {
+			b.WriteByte(c)
+			continue
+		}
+		i++
+		switch p[i] {
+		case 'j', 'A':
+			b.WriteString(strconv.FormatUint(j.Id, 10))
+		case 'a':
+			b.WriteString("0")
+		case 'x':
+			b.WriteString(j.Spec.Name)
+		case 't':
+			b.WriteString(strconv.FormatUint(uint64(r.Rank), 10))
+		case 'N':
+			b.WriteString(r.Node)
+		case 'n':
+			b.WriteString(strconv.FormatUint(uint64(r.NodeIndex), 10))
+		case 'u':
+			b.WriteString(j.User)
+		case '%':
+			b.WriteByte('%')
+		default:
+			b.WriteByte('%')
+			b.WriteByte(p[i])
+		}
+	}
+	return b.String()
+}
+
+// outputPaths returns the absolute stdout and stderr files of a rank. As in
+// Slurm, stderr joins stdout unless --error is given.
+func outputPaths(j *api.Job, r *api.Rank) (stdout, stderr string) {
+	dir := workingDir(j)
+	abs := func(p string) string {
+		p = expandPattern(p, j, r)
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		return p
+	}
+	out := j.Spec.Output
+	if out == "" {
+		out = "slurm-%j.out"
+	}
+	stdout = abs(out)
+	stderr = stdout
+	if j.Spec.Error != "" {
+		stderr = abs(j.Spec.Error)
+	}
+	return stdout, stderr
+}

@@ -1,0 +1,281 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/loomhpc/loom/agent/driver"
+	"github.com/loomhpc/loom/api"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// task is one rank this agent runs.
+type task struct {
+	key      taskKey
+	job      *api.Job // the job as first assigned
+	rank     *api.Rank
+	stop     chan struct{} // closed to ask the rank to stop
+	stopOnce sync.Once
+	finished chan struct{} // closed when the goroutine has reported the end
+}
+
+func (t *task) requestStop() { t.stopOnce.Do(func() { close(t.stop) }) }
+
+// reconcile makes the node's ranks match the servers' view: start what is
+// assigned and not running, stop what is over or stale, and report ranks
+// the servers think run here but this agent does not know.
+func (a *Agent) reconcile(u *api.AllocationUpdate) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	want := map[taskKey]bool{}
+	for _, as := range u.Allocations {
+		j := as.Job
+		al := j.Allocation
+		for i, r := range al.Ranks {
+			if r.Node != a.cfg.Name {
+				continue
+			}
+			k := taskKey{j.Id, al.Generation, r.Rank}
+			ts := al.Tasks[i]
+			t := a.tasks[k]
+			switch {
+			case as.Stop && t != nil:
+				t.requestStop()
+			case as.Stop && !ts.Ended():
+				// Never started here (or already gone): tell the servers so
+				// the allocation's resources are released.
+				a.goFunc(func() {
+					a.report(j.Id, al.Generation, &api.TaskStatus{Rank: r.Rank, State: api.TaskState_TASK_EXITED,
+						Reason: api.TaskEndReason_TASK_END_KILLED, EndedUnixMs: time.Now().UnixMilli(), Message: "cancelled before start"})
+				})
+			case !as.Stop && t == nil && ts.State == api.TaskState_TASK_PENDING:
+				want[k] = true
+				a.startTask(k, j, r)
+			case !as.Stop && t == nil && ts.State == api.TaskState_TASK_RUNNING:
+				a.goFunc(func() {
+					a.report(j.Id, al.Generation, &api.TaskStatus{Rank: r.Rank, State: api.TaskState_TASK_EXITED,
+						Reason: api.TaskEndReason_TASK_END_LOST, EndedUnixMs: time.Now().UnixMilli(), Message: "agent restarted and lost the rank"})
+				})
+			}
+			if t != nil && !as.Stop {
+				want[k] = true
+			}
+		}
+	}
+	// Ranks of allocations no longer assigned here (a newer generation, or
+	// an allocation we missed the end of) must not keep running.
+	for k, t := range a.tasks {
+		if !want[k] {
+			t.requestStop()
+		}
+	}
+}
+
+// startTask launches rank r in its own goroutine. Called with a.mu held.
+func (a *Agent) startTask(k taskKey, j *api.Job, r *api.Rank) {
+	t := &task{key: k, job: j, rank: r, stop: make(chan struct{}), finished: make(chan struct{})}
+	a.tasks[k] = t
+	stdout, stderr := outputPaths(j, r)
+	a.outs[outKey{k.job, k.rank}] = taskOutput{gen: k.gen, stdout: stdout, stderr: stderr, done: t.finished}
+	a.goFunc(func() {
+		defer func() {
+			a.mu.Lock()
+			delete(a.tasks, k)
+			a.mu.Unlock()
+			close(t.finished)
+		}()
+		end := a.runTask(t, stdout, stderr)
+		end.Rank = r.Rank
+		end.State = api.TaskState_TASK_EXITED
+		end.EndedUnixMs = time.Now().UnixMilli()
+		end.OutputPath = stdout
+		a.report(k.job, k.gen, end)
+	})
+}
+
+// runTask runs the rank to its end and says how it ended.
+func (a *Agent) runTask(t *task, stdout, stderr string) *api.TaskStatus {
+	j, r := t.job, t.rank
+	log := a.log.With("job_id", j.Id, "rank", r.Rank)
+	spec, err := a.taskSpec(j, r, stdout, stderr)
+	if err != nil {
+		log.Warn("rank not started", "err", err)
+		return &api.TaskStatus{Reason: api.TaskEndReason_TASK_END_START_FAILED, ExitCode: 1, Message: err.Error()}
+	}
+	h, err := a.cfg.Driver.Start(a.ctx, spec)
+	if err != nil {
+		log.Warn("rank failed to start", "err", err)
+		return &api.TaskStatus{Reason: api.TaskEndReason_TASK_END_START_FAILED, ExitCode: 1, Message: err.Error()}
+	}
+	started := time.Now()
+	log.Info("rank started", "pid", h.PID(), "stdout", stdout)
+	a.goFunc(func() {
+		a.report(j.Id, t.key.gen, &api.TaskStatus{Rank: r.Rank, State: api.TaskState_TASK_RUNNING,
+			StartedUnixMs: started.UnixMilli(), OutputPath: stdout})
+	})
+
+	var limit <-chan time.Time
+	if j.Spec.TimeLimitS > 0 {
+		timer := time.NewTimer(time.Duration(j.Spec.TimeLimitS)*time.Second - time.Since(started))
+		defer timer.Stop()
+		limit = timer.C
+	}
+	waitCtx, cancelWait := context.WithCancel(context.Background())
+	defer cancelWait()
+	exited := make(chan struct{})
+	var ex driver.Exit
+	var werr error
+	go func() {
+		ex, werr = h.Wait(waitCtx)
+		close(exited)
+	}()
+	reason := api.TaskEndReason_TASK_END_EXITED
+	msg := ""
+	select {
+	case <-exited:
+	case <-limit:
+		reason, msg = api.TaskEndReason_TASK_END_TIMEOUT, fmt.Sprintf("time limit of %s reached", api.FormatSlurmDuration(j.Spec.TimeLimitS))
+		log.Info("rank reached its time limit")
+		ex, werr = driver.Stop(context.Background(), h, a.cfg.KillGrace)
+		<-exited
+	case <-t.stop:
+		reason, msg = api.TaskEndReason_TASK_END_KILLED, "stopped by the agent (job cancelled or gang ended)"
+		ex, werr = driver.Stop(context.Background(), h, a.cfg.KillGrace)
+		<-exited
+	}
+	st := &api.TaskStatus{Reason: reason, ExitCode: int32(ex.Code), Signal: int32(ex.Signal), StartedUnixMs: started.UnixMilli(), Message: msg}
+	switch {
+	case werr != nil && errors.Is(werr, driver.ErrStart):
+		st.Reason, st.Message = api.TaskEndReason_TASK_END_START_FAILED, werr.Error()
+	case werr != nil:
+		st.Message = werr.Error()
+	case ex.OOM:
+		st.Reason = api.TaskEndReason_TASK_END_OOM
+	}
+	log.Info("rank ended", "exit_code", ex.Code, "signal", ex.Signal, "reason", st.Reason)
+	return st
+}
+
+// errRootRefused is why a job submitted by root does not start.
+var errRootRefused = errors.New("refusing to run a job as root (uid 0); an admin may allow it with the agent's allow_root setting")
+
+// taskSpec turns a rank into what the driver needs: identity, script,
+// environment and output files.
+func (a *Agent) taskSpec(j *api.Job, r *api.Rank, stdout, stderr string) (driver.TaskSpec, error) {
+	s := driver.TaskSpec{
+		ID:     fmt.Sprintf("%d.%d.%d", j.Id, j.Allocation.Generation, r.Rank),
+		Env:    rankEnv(j, r, a.cfg.Name),
+		Dir:    workingDir(j),
+		UID:    j.Uid,
+		GID:    j.Gid,
+		Stdout: stdout,
+		Stderr: stderr,
+		GPUs:   r.GpuUuids,
+		CPUs:   r.Cpus,
+		MemMB:  r.MemMb,
+		Image:  j.Spec.Image,
+	}
+	if j.Uid == 0 && !a.cfg.AllowRoot {
+		return s, errRootRefused
+	}
+	euid := uint32(os.Geteuid())
+	if euid != 0 && euid != j.Uid {
+		return s, fmt.Errorf("the agent runs as uid %d and cannot run uid %d's job; run the agent as root", euid, j.Uid)
+	}
+	if euid == 0 && j.Uid != 0 {
+		s.Groups = supplementaryGroups(j.User, j.Gid)
+	}
+	if len(j.Spec.Argv) > 0 {
+		s.Argv = j.Spec.Argv
+		return s, nil
+	}
+	path, err := a.writeScript(j)
+	if err != nil {
+		return s, err
+	}
+	if strings.HasPrefix(j.Spec.Script, "#!") {
+		s.Argv = []string{path}
+	} else {
+		s.Argv = []string{"/bin/sh", path}
+	}
+	return s, nil
+}
+
+// writeScript stores the batch script once per job generation, readable
+// and executable by the job's user only.
+func (a *Agent) writeScript(j *api.Job) (string, error) {
+	dir := filepath.Join(a.cfg.DataDir, "jobs", fmt.Sprintf("%d.%d", j.Id, j.Allocation.Generation))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("script dir: %w", err)
+	}
+	path := filepath.Join(dir, "script")
+	tmp := path + ".tmp" + strconv.Itoa(os.Getpid())
+	if err := os.WriteFile(tmp, []byte(j.Spec.Script), 0o700); err != nil {
+		return "", fmt.Errorf("write script: %w", err)
+	}
+	if os.Geteuid() == 0 {
+		for _, p := range []string{dir, tmp} {
+			if err := os.Chown(p, int(j.Uid), int(j.Gid)); err != nil {
+				return "", fmt.Errorf("chown script: %w", err)
+			}
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("write script: %w", err)
+	}
+	return path, nil
+}
+
+func supplementaryGroups(name string, primary uint32) []uint32 {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return []uint32{primary}
+	}
+	ids, err := u.GroupIds()
+	if err != nil {
+		return []uint32{primary}
+	}
+	var out []uint32
+	for _, id := range ids {
+		if g, err := strconv.ParseUint(id, 10, 32); err == nil {
+			out = append(out, uint32(g))
+		}
+	}
+	return out
+}
+
+// report sends one rank's state until a server takes it, the report turns
+// out stale, or the agent stops.
+func (a *Agent) report(job, gen uint64, ts *api.TaskStatus) {
+	b := newBackoff(50*time.Millisecond, 2*time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
+		_, err := a.client.UpdateTasks(ctx, &api.TaskUpdateRequest{Node: a.cfg.Name, JobId: job, Generation: gen, Tasks: []*api.TaskStatus{ts}})
+		cancel()
+		switch status.Code(err) {
+		case codes.OK:
+			return
+		case codes.FailedPrecondition, codes.NotFound, codes.InvalidArgument, codes.PermissionDenied:
+			a.log.Warn("task report refused", "job_id", job, "rank", ts.Rank, "err", err)
+			return
+		}
+		if a.ctx.Err() != nil {
+			return
+		}
+		select {
+		case <-time.After(b.next()):
+		case <-a.ctx.Done():
+			return
+		}
+	}
+}
+

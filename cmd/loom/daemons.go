@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/loomhpc/loom/agent"
+	"github.com/loomhpc/loom/agent/driver/exec"
+	"github.com/loomhpc/loom/devcluster"
+	"github.com/loomhpc/loom/server"
+)
+
+// This file only turns flags into the packages' configs and waits for a
+// signal; the daemons themselves live in server, agent and devcluster.
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+func runServer(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("loom server", flag.ContinueOnError)
+	var cfg server.Config
+	fs.StringVar(&cfg.Name, "name", "", "server name (Raft id); default the hostname")
+	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/loom/server", "Raft log, snapshots and state")
+	fs.StringVar(&cfg.RPCAddr, "rpc-addr", ":7070", "gRPC API address")
+	fs.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:7071", "Raft transport address (advertised to peers)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":7080", `Prometheus /metrics address, "-" to disable`)
+	fs.BoolVar(&cfg.Bootstrap, "bootstrap", true, "start a new single-server cluster if the data dir is empty")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg.Logger = newLogger(*level)
+	s, err := server.New(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loom server:", err)
+		return 1
+	}
+	<-ctx.Done()
+	cfg.Logger.Info("shutting down")
+	if err := s.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "loom server:", err)
+		return 1
+	}
+	return 0
+}
+
+func runAgent(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("loom agent", flag.ContinueOnError)
+	var cfg agent.Config
+	servers := fs.String("servers", envOr("LOOM_ADDR", "127.0.0.1:7070"), "server gRPC addresses, comma-separated")
+	parts := fs.String("partitions", "", "partitions this node serves, comma-separated (default: batch)")
+	fs.StringVar(&cfg.Name, "name", "", "node name; default the hostname")
+	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/loom/agent", "scripts and local state")
+	fs.StringVar(&cfg.ListenAddr, "listen-addr", ":7073", "agent gRPC address (log streaming)")
+	fs.StringVar(&cfg.AdvertiseIP, "advertise-ip", "", "IP that servers and ranks use to reach this node")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":9400", `Prometheus /metrics address, "-" to disable`)
+	fs.StringVar(&cfg.Profile, "profile", "", "simulated GPU profile (dgx-h100, dgx-a100, dgx1-v100, pcie-4, pcie-8)")
+	fs.IntVar(&cfg.GPUs, "gpus", 0, "simulate a flat node of N GPUs (when no --profile)")
+	fs.StringVar(&cfg.TopologyFile, "topology-file", "", "describe the GPUs with a saved `nvidia-smi topo -m` output")
+	fs.BoolVar(&cfg.UseNVML, "nvml", true, "discover GPUs with NVML when the driver is present")
+	fs.BoolVar(&cfg.AllowRoot, "allow-root", false, "let jobs submitted by root run as root")
+	fs.DurationVar(&cfg.KillGrace, "kill-grace", 10*time.Second, "time between SIGTERM and SIGKILL when stopping a rank")
+	port := fs.String("ports", "29500-29999", "port range handed to ranks on this node")
+	driverName := fs.String("driver", "exec", "task driver: exec")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg.Servers = strings.Split(*servers, ",")
+	if *parts != "" {
+		cfg.Partitions = strings.Split(*parts, ",")
+	}
+	if _, err := fmt.Sscanf(*port, "%d-%d", &cfg.PortMin, &cfg.PortMax); err != nil || cfg.PortMin == 0 || cfg.PortMax < cfg.PortMin {
+		fmt.Fprintf(os.Stderr, "loom agent: --ports=%s: want LOW-HIGH, e.g. 29500-29999\n", *port)
+		return 2
+	}
+	switch *driverName {
+	case "exec":
+		cfg.Driver = exec.New()
+	default:
+		fmt.Fprintf(os.Stderr, "loom agent: --driver=%s: unknown driver (known: exec)\n", *driverName)
+		return 2
+	}
+	cfg.Logger = newLogger(*level)
+	a, err := agent.New(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loom agent:", err)
+		return 1
+	}
+	_ = a.Run(ctx)
+	cfg.Logger.Info("shutting down")
+	a.Close()
+	return 0
+}
+
+func runDev(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("loom dev", flag.ContinueOnError)
+	var o devcluster.Options
+	fs.IntVar(&o.Agents, "agents", 2, "number of simulated GPU nodes")
+	fs.StringVar(&o.Profile, "profile", "dgx-h100", `GPU profile of every node, or "flat" with --gpus`)
+	fs.IntVar(&o.GPUs, "gpus", 8, "GPUs per node for --profile flat")
+	fs.StringVar(&o.RPCAddr, "rpc-addr", "127.0.0.1:7070", "server gRPC address")
+	fs.StringVar(&o.DataDir, "data-dir", "", "keep state here instead of a temporary dir")
+	fs.BoolVar(&o.Metrics, "metrics", true, "serve /metrics (server on 127.0.0.1:7080)")
+	script := fs.String("run", "", "submit this batch script, follow its output, and exit with its result")
+	level := fs.String("log-level", "warn", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	o.Logger = newLogger(*level)
+	c, err := devcluster.Start(ctx, o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loom dev:", err)
+		return 1
+	}
+	defer c.Close()
+	fmt.Printf("loom dev: 1 server at %s, %d agents (%s), data in %s\n", c.Addr(), len(c.Agents), o.Profile, c.DataDir())
+	if *script != "" {
+		state, err := c.RunScript(ctx, *script, os.Stdout, os.Stderr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loom dev:", err)
+			return 1
+		}
+		fmt.Printf("\njob state: %s\n", state)
+		if state.String() != "COMPLETED" {
+			return 1
+		}
+		return 0
+	}
+	fmt.Printf(`
+Submit from another shell:
+  export LOOM_ADDR=%s
+  bin/sbatch -N 2 --ntasks-per-node=4 --gpus-per-node=4 --wrap 'env | grep -E "^(RANK|CUDA)"'
+  bin/squeue; bin/sinfo; bin/sacct
+
+Ctrl-C stops the cluster.
+`, c.Addr())
+	<-ctx.Done()
+	fmt.Println("\nloom dev: stopping")
+	return 0
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,99 @@
+// Command loom is Loom's one binary. Invoked as sbatch, squeue, scancel,
+// sinfo, sacct or scontrol (by a link or by `loom slurm <cmd>`) it is the
+// Slurm-compatible CLI; otherwise its first argument picks a daemon or a
+// tool: server, agent, dev, logs, gpu, bench.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"syscall"
+
+	"github.com/loomhpc/loom/cli"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `loom: a gang scheduler for GPU clusters
+
+Usage:
+  loom server [flags]          run a control-plane server
+  loom agent [flags]           run a node agent
+  loom dev [flags]             run a server and simulated agents in one process
+  loom slurm <cmd> [args]      sbatch, squeue, scancel, sinfo, sacct, scontrol
+  loom logs [-f] JOB [RANK]    stream a job's output
+  loom gpu topo [flags]        print a node's GPU topology like nvidia-smi topo -m
+  loom bench allreduce [flags] netcoll collectives benchmark (nccl-tests style)
+  loom version
+
+The Slurm commands also run as themselves when loom is linked or copied
+under their names (make build creates bin/sbatch etc.). Servers are found
+through LOOM_ADDR (default 127.0.0.1:7070, comma-separated for several).
+Run "loom <command> --help" for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args))
+}
+
+func run(argv []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	prog := filepath.Base(argv[0])
+	if slices.Contains(cli.Commands(), prog) {
+		return cli.Run(ctx, prog, argv[1:], os.Stdin, os.Stdout, os.Stderr)
+	}
+	if len(argv) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	cmd, args := argv[1], argv[2:]
+	switch cmd {
+	case "server":
+		return runServer(ctx, args)
+	case "agent":
+		return runAgent(ctx, args)
+	case "dev":
+		return runDev(ctx, args)
+	case "slurm":
+		if len(args) == 0 || !slices.Contains(cli.Commands(), args[0]) {
+			fmt.Fprintf(os.Stderr, "loom slurm: name one of %v\n", cli.Commands())
+			return 2
+		}
+		return cli.Run(ctx, args[0], args[1:], os.Stdin, os.Stdout, os.Stderr)
+	case "logs":
+		return cli.Run(ctx, "logs", args, os.Stdin, os.Stdout, os.Stderr)
+	case "gpu":
+		if len(args) > 0 && args[0] == "topo" {
+			return gpuTopo(args[1:], os.Stdout, os.Stderr)
+		}
+		fmt.Fprintln(os.Stderr, "loom gpu: the only subcommand is topo")
+		return 2
+	case "bench":
+		return runBench(ctx, args, os.Stdout, os.Stderr)
+	case "netcoll-worker":
+		return netcollWorker(args)
+	case "version", "--version":
+		fmt.Println("loom", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "loom: unknown command %q\n\n%s", cmd, usage)
+	return 2
+}
+
+func runBench(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "allreduce" {
+		return benchAllreduce(args[1:], stdout, stderr)
+	}
+	fmt.Fprintln(stderr, "loom bench: known benchmarks: allreduce")
+	return 2
+}

@@ -1,0 +1,24 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// Wired to gpu/topocmd and netcoll/ncbench once those packages land.
+
+func gpuTopo(args []string, stdout, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "loom gpu topo: not built yet")
+	return 1
+}
+
+func netcollWorker(args []string) int {
+	fmt.Fprintln(os.Stderr, "loom netcoll-worker: not built yet")
+	return 1
+}
+
+func benchAllreduce(args []string, stdout, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "loom bench allreduce: not built yet")
+	return 1
+}

@@ -1,0 +1,171 @@
+// Package devcluster runs a whole Loom cluster in one process: one server
+// (a real single-node Raft on a temporary data dir) and N agents with
+// simulated GPUs running ranks as plain processes. It is what `loom dev`
+// and `make run` start, and what end-to-end tests build on.
+package devcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/loomhpc/loom/agent"
+	"github.com/loomhpc/loom/agent/driver/exec"
+	"github.com/loomhpc/loom/server"
+)
+
+// Options shapes the dev cluster.
+type Options struct {
+	Agents   int    // number of simulated nodes, default 2
+	Profile  string // GPU profile of every node, default dgx-h100
+	GPUs     int    // with Profile "flat": GPUs per node
+	DataDir  string // default: a new temporary directory, removed on Close
+	RPCAddr  string // server gRPC address, default 127.0.0.1:7070
+	Metrics  bool   // serve /metrics for the server and agents
+	NodeName string // node name prefix, default "node"
+	Logger   *slog.Logger
+}
+
+// Cluster is a running dev cluster.
+type Cluster struct {
+	Server *server.Server
+	Agents []*agent.Agent
+
+	dataDir string
+	ownDir  bool
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// Start brings the cluster up and returns once every agent has registered.
+func Start(ctx context.Context, o Options) (*Cluster, error) {
+	if o.Agents <= 0 {
+		o.Agents = 2
+	}
+	if o.Profile == "" {
+		o.Profile = "dgx-h100"
+	}
+	if o.Profile == "flat" {
+		o.Profile = ""
+		if o.GPUs <= 0 {
+			o.GPUs = 8
+		}
+	}
+	if o.RPCAddr == "" {
+		o.RPCAddr = "127.0.0.1:7070"
+	}
+	if o.NodeName == "" {
+		o.NodeName = "node"
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	c := &Cluster{dataDir: o.DataDir, done: make(chan struct{})}
+	if c.dataDir == "" {
+		dir, err := os.MkdirTemp("", "loom-dev-")
+		if err != nil {
+			return nil, err
+		}
+		c.dataDir, c.ownDir = dir, true
+	}
+	metrics := func(addr string) string {
+		if o.Metrics {
+			return addr
+		}
+		return "-"
+	}
+	srv, err := server.New(server.Config{
+		Name: "dev-server", DataDir: filepath.Join(c.dataDir, "server"),
+		RPCAddr: o.RPCAddr, RaftAddr: "127.0.0.1:0", MetricsAddr: metrics("127.0.0.1:7080"),
+		Bootstrap: true, Fast: true, Logger: log,
+	})
+	if err != nil {
+		c.removeDir()
+		return nil, err
+	}
+	c.Server = srv
+	runCtx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	for i := 1; i <= o.Agents; i++ {
+		name := fmt.Sprintf("%s%d", o.NodeName, i)
+		a, err := agent.New(agent.Config{
+			Name: name, Servers: []string{srv.RPCAddr()}, DataDir: filepath.Join(c.dataDir, name),
+			ListenAddr: "127.0.0.1:0", MetricsAddr: metrics("127.0.0.1:0"),
+			Profile: o.Profile, GPUs: o.GPUs,
+			// Simulated nodes share one host, so each gets its own ports.
+			PortMin: uint32(29500 + 100*i), PortMax: uint32(29500 + 100*i + 99),
+			// The dev cluster is one user's sandbox: it runs jobs as
+			// whoever started it, root included.
+			AllowRoot: true, KillGrace: 3 * time.Second,
+			Driver: exec.New(), Logger: log,
+		})
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.Agents = append(c.Agents, a)
+		go func() { _ = a.Run(runCtx) }()
+	}
+	go func() {
+		<-runCtx.Done()
+		close(c.done)
+	}()
+	if err := c.waitNodes(ctx, o.Agents); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) waitNodes(ctx context.Context, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		count := 0
+		for range c.Server.State().Nodes() {
+			count++
+		}
+		if count >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("devcluster: agents did not register within 30s")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Addr is the server's gRPC address (what LOOM_ADDR should say).
+func (c *Cluster) Addr() string { return c.Server.RPCAddr() }
+
+// DataDir is where the cluster keeps its state.
+func (c *Cluster) DataDir() string { return c.dataDir }
+
+// Close stops the agents (and their ranks), then the server, and removes
+// a temporary data dir.
+func (c *Cluster) Close() error {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	for _, a := range c.Agents {
+		a.Close()
+	}
+	var err error
+	if c.Server != nil {
+		err = c.Server.Close()
+	}
+	c.removeDir()
+	return err
+}
+
+func (c *Cluster) removeDir() {
+	if c.ownDir {
+		os.RemoveAll(c.dataDir)
+	}
+}

@@ -1,0 +1,71 @@
+package devcluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/cli"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// RunScript submits a batch script through the real sbatch command, follows
+// every rank's output to the end with loom logs, prints sacct's line for
+// the job and returns its final state. It is `make run`'s path, the same
+// one a user takes from a shell.
+func (c *Cluster) RunScript(ctx context.Context, script string, stdout, stderr io.Writer) (api.JobState, error) {
+	os.Setenv("LOOM_ADDR", c.Addr())
+	var out bytes.Buffer
+	if rc := cli.Run(ctx, "sbatch", []string{"--parsable", script}, os.Stdin, &out, stderr); rc != 0 {
+		return 0, fmt.Errorf("sbatch %s failed", script)
+	}
+	idText := strings.TrimSpace(strings.SplitN(out.String(), ";", 2)[0])
+	id, err := strconv.ParseUint(idText, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("sbatch printed %q, not a job id", out.String())
+	}
+	fmt.Fprintf(stdout, "Submitted batch job %d\n", id)
+
+	conn, err := grpc.NewClient(c.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	jobs := api.NewJobServiceClient(conn)
+	// Follow output once the gang is placed; before that there is none.
+	if _, err := waitJob(ctx, jobs, id, func(j *api.Job) bool { return j.Allocation != nil || j.State.Terminal() }); err != nil {
+		return 0, err
+	}
+	cli.Run(ctx, "logs", []string{"-f", idText}, os.Stdin, stdout, stderr)
+	j, err := waitJob(ctx, jobs, id, func(j *api.Job) bool { return j.State.Terminal() && !j.HoldsResources() })
+	if err != nil {
+		return 0, err
+	}
+	fmt.Fprintln(stdout)
+	cli.Run(ctx, "sacct", []string{"-j", idText}, os.Stdin, stdout, stderr)
+	return j.State, nil
+}
+
+func waitJob(ctx context.Context, jobs api.JobServiceClient, id uint64, done func(*api.Job) bool) (*api.Job, error) {
+	for {
+		resp, err := jobs.GetJob(ctx, &api.GetJobRequest{JobId: id})
+		if err != nil {
+			return nil, err
+		}
+		if done(resp.Job) {
+			return resp.Job, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,252 @@
+package raft
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+
+	"github.com/loomhpc/loom/api"
+	"pgregory.net/rapid"
+)
+
+func submit(f *TestFSM, token string, spec *api.JobSpec) *Result {
+	return f.Apply(CmdSubmitJob, &api.SubmitJobCommand{
+		Request:   &api.SubmitRequest{Spec: spec, User: "alice", Uid: 1000, Gid: 1000, IdempotencyToken: token},
+		NowUnixMs: 1000,
+	})
+}
+
+func oneRankAlloc(node, gpu string, port uint32) *api.Allocation {
+	return &api.Allocation{Ranks: []*api.Rank{{Rank: 0, Node: node, GpuUuids: []string{gpu}, Cpus: 1, Port: port}}, Nodes: []string{node}}
+}
+
+func TestSubmitAssignsMonotonicIDsAndHonoursTokens(t *testing.T) {
+	f := NewTestFSM()
+	spec := &api.JobSpec{Script: "#!/bin/sh\ntrue\n"}
+	for want := uint64(1); want <= 3; want++ {
+		if got := submit(f, fmt.Sprint("tok", want), spec).JobID; got != want {
+			t.Fatalf("submit %d: job id = %d, want %d", want, got, want)
+		}
+	}
+	if got := submit(f, "tok2", spec).JobID; got != 2 {
+		t.Fatalf("resubmit with token tok2: job id = %d, want 2 (the first job)", got)
+	}
+	if n := f.Store.Snapshot().NumJobs(); n != 3 {
+		t.Fatalf("jobs after a retried submit = %d, want 3", n)
+	}
+}
+
+func TestPlanRejectsDoubleAllocation(t *testing.T) {
+	f := NewTestFSM()
+	f.Apply(CmdRegisterNode, &api.RegisterNodeCommand{Node: TestNode("n1", 2, 8)})
+	submit(f, "", &api.JobSpec{Script: "x"})
+	submit(f, "", &api.JobSpec{Script: "x"})
+	gpu := "GPU-n1-0"
+	res := f.Apply(CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{
+		{JobId: 1, Allocation: oneRankAlloc("n1", gpu, 29500)},
+		{JobId: 2, Allocation: oneRankAlloc("n1", gpu, 29501)},
+	}})
+	if res.Placed != 1 || res.Rejected != 1 {
+		t.Fatalf("plan placing two jobs on %s: placed %d rejected %d, want 1 and 1", gpu, res.Placed, res.Rejected)
+	}
+	if st := f.Store.Snapshot().Job(2).State; st != api.JobState_PENDING {
+		t.Fatalf("rejected job state = %s, want PENDING", st)
+	}
+	// A drained node takes nothing new.
+	f.Apply(CmdNodeState, &api.NodeStateCommand{Name: "n1", State: api.NodeState_DRAIN, Reason: "maintenance"})
+	res = f.Apply(CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{{JobId: 2, Allocation: oneRankAlloc("n1", "GPU-n1-1", 29502)}}})
+	if res.Placed != 0 {
+		t.Fatalf("plan onto a drained node placed %d, want 0", res.Placed)
+	}
+}
+
+func TestGangLifecycle(t *testing.T) {
+	ranks := func(states ...api.TaskState) []*api.TaskStatus {
+		var out []*api.TaskStatus
+		for i, s := range states {
+			out = append(out, &api.TaskStatus{Rank: uint32(i), State: s})
+		}
+		return out
+	}
+	exited := func(rank uint32, code int32, reason api.TaskEndReason) *api.TaskStatus {
+		return &api.TaskStatus{Rank: rank, State: api.TaskState_TASK_EXITED, ExitCode: code, Reason: reason}
+	}
+	ok := api.TaskEndReason_TASK_END_EXITED
+	tests := []struct {
+		name    string
+		updates [][]*api.TaskStatus // one UpdateTasks per element
+		want    api.JobState
+		live    bool
+	}{
+		{"all start", [][]*api.TaskStatus{ranks(api.TaskState_TASK_RUNNING, api.TaskState_TASK_RUNNING)}, api.JobState_RUNNING, true},
+		{"one starts", [][]*api.TaskStatus{ranks(api.TaskState_TASK_RUNNING)}, api.JobState_CONFIGURING, true},
+		{"all exit 0", [][]*api.TaskStatus{{exited(0, 0, ok), exited(1, 0, ok)}}, api.JobState_COMPLETED, false},
+		{"one fails", [][]*api.TaskStatus{{exited(0, 3, ok)}}, api.JobState_FAILED, true},
+		{"timeout", [][]*api.TaskStatus{{exited(1, 0, api.TaskEndReason_TASK_END_TIMEOUT)}, {exited(0, 0, api.TaskEndReason_TASK_END_KILLED)}}, api.JobState_TIMEOUT, false},
+		{"failure is final", [][]*api.TaskStatus{{exited(0, 0, ok)}, {exited(1, 1, ok)}, {exited(1, 0, ok)}}, api.JobState_FAILED, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := NewTestFSM()
+			f.Apply(CmdRegisterNode, &api.RegisterNodeCommand{Node: TestNode("n1", 2, 8)})
+			submit(f, "", &api.JobSpec{Script: "x"})
+			a := &api.Allocation{Nodes: []string{"n1"}, Ranks: []*api.Rank{
+				{Rank: 0, Node: "n1", GpuUuids: []string{"GPU-n1-0"}, Port: 29500},
+				{Rank: 1, Node: "n1", GpuUuids: []string{"GPU-n1-1"}, Port: 29501},
+			}}
+			if res := f.Apply(CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{{JobId: 1, Allocation: a}}}); res.Placed != 1 {
+				t.Fatalf("placement refused")
+			}
+			for _, u := range tt.updates {
+				f.Apply(CmdUpdateTasks, &api.UpdateTasksCommand{Request: &api.TaskUpdateRequest{Node: "n1", JobId: 1, Generation: 1, Tasks: u}})
+			}
+			j := f.Store.Snapshot().Job(1)
+			if j.State != tt.want || j.HoldsResources() != tt.live {
+				t.Fatalf("state = %s (holds resources %v), want %s (%v)", j.State, j.HoldsResources(), tt.want, tt.live)
+			}
+		})
+	}
+}
+
+func TestUpdateFromStaleGenerationIsRefused(t *testing.T) {
+	f := NewTestFSM()
+	f.Apply(CmdRegisterNode, &api.RegisterNodeCommand{Node: TestNode("n1", 1, 8)})
+	submit(f, "", &api.JobSpec{Script: "x"})
+	f.Apply(CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{{JobId: 1, Allocation: oneRankAlloc("n1", "GPU-n1-0", 29500)}}})
+	res := f.Apply(CmdUpdateTasks, &api.UpdateTasksCommand{Request: &api.TaskUpdateRequest{Node: "n1", JobId: 1, Generation: 7,
+		Tasks: []*api.TaskStatus{{Rank: 0, State: api.TaskState_TASK_RUNNING}}}})
+	if !errors.Is(res.Err, ErrStaleGeneration) {
+		t.Fatalf("update with generation 7 of a generation-1 allocation: err = %v, want ErrStaleGeneration", res.Err)
+	}
+}
+
+func TestCancelChecksOwner(t *testing.T) {
+	f := NewTestFSM()
+	submit(f, "", &api.JobSpec{Script: "x"})
+	res := f.Apply(CmdCancelJobs, &api.CancelJobsCommand{Request: &api.CancelRequest{JobIds: []uint64{1}, User: "bob", Uid: 1001}})
+	if !errors.Is(res.Err, ErrPermission) {
+		t.Fatalf("bob cancelling alice's job: err = %v, want ErrPermission", res.Err)
+	}
+	res = f.Apply(CmdCancelJobs, &api.CancelJobsCommand{Request: &api.CancelRequest{JobIds: []uint64{1, 9}, Uid: 1000}})
+	if !errors.Is(res.Err, ErrJobNotFound) || len(res.JobIDs) != 1 {
+		t.Fatalf("cancel [1 9]: cancelled %v err %v, want [1] and ErrJobNotFound", res.JobIDs, res.Err)
+	}
+	if st := f.Store.Snapshot().Job(1).State; st != api.JobState_CANCELLED {
+		t.Fatalf("state after cancel = %s, want CANCELLED", st)
+	}
+}
+
+// TestSnapshotRestoreRoundTrip: a restored FSM holds exactly the state that
+// was snapshotted, and keeps honouring idempotency tokens.
+func TestSnapshotRestoreRoundTrip(t *testing.T) {
+	f := NewTestFSM()
+	f.Apply(CmdRegisterNode, &api.RegisterNodeCommand{Node: TestNode("n1", 2, 8)})
+	for i := range 5 {
+		submit(f, fmt.Sprint("t", i), &api.JobSpec{Script: "x"})
+	}
+	f.Apply(CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{{JobId: 2, Allocation: oneRankAlloc("n1", "GPU-n1-0", 29500)}}})
+	f.Apply(CmdCancelJobs, &api.CancelJobsCommand{Request: &api.CancelRequest{JobIds: []uint64{3}}})
+	before, err := f.Store.Snapshot().Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := NewTestFSM()
+	if err := g.Restore(io.NopCloser(bytes.NewReader(before))); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := g.Store.Snapshot().Marshal()
+	if !bytes.Equal(before, after) {
+		t.Fatal("restored state differs from the snapshot")
+	}
+	g.index = f.index
+	if id := submit(g, "t4", &api.JobSpec{Script: "x"}).JobID; id != 5 {
+		t.Fatalf("after restore, resubmit of token t4 = job %d, want 5", id)
+	}
+	if id := submit(g, "new", &api.JobSpec{Script: "x"}).JobID; id != 6 {
+		t.Fatalf("after restore, next job id = %d, want 6", id)
+	}
+}
+
+func TestUndecodableEntryPanics(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatal("applying an unknown command type did not panic")
+		}
+	}()
+	NewTestFSM().ApplyBytes(1, []byte{200, 1, 2})
+}
+
+// TestPropertyNoGPUAllocatedTwice drives the FSM with random plans (some
+// deliberately conflicting), task reports and cancels, and checks after
+// every entry that no GPU is held by two live allocations and that every
+// acknowledged submit is still there.
+func TestPropertyNoGPUAllocatedTwice(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		f := NewTestFSM()
+		nodes := rapid.IntRange(1, 3).Draw(rt, "nodes")
+		for i := range nodes {
+			f.Apply(CmdRegisterNode, &api.RegisterNodeCommand{Node: TestNode(fmt.Sprint("n", i), 4, 16)})
+		}
+		acked := map[uint64]bool{}
+		steps := rapid.IntRange(1, 60).Draw(rt, "steps")
+		for range steps {
+			snap := f.Store.Snapshot()
+			switch rapid.IntRange(0, 3).Draw(rt, "op") {
+			case 0:
+				acked[submit(f, "", &api.JobSpec{Script: "x"}).JobID] = true
+			case 1:
+				if snap.NextJobID() == 1 {
+					continue
+				}
+				id := rapid.Uint64Range(1, snap.NextJobID()-1).Draw(rt, "job")
+				n := fmt.Sprint("n", rapid.IntRange(0, nodes-1).Draw(rt, "node"))
+				gpu := fmt.Sprintf("GPU-%s-%d", n, rapid.IntRange(0, 3).Draw(rt, "gpu"))
+				port := uint32(29500 + rapid.IntRange(0, 20).Draw(rt, "port"))
+				f.Apply(CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{{JobId: id, Allocation: oneRankAlloc(n, gpu, port)}}})
+			case 2:
+				for j := range snap.ActiveJobs() {
+					if a := j.GetAllocation(); a.Live() {
+						end := rapid.Bool().Draw(rt, "end")
+						st := &api.TaskStatus{Rank: 0, State: api.TaskState_TASK_RUNNING}
+						if end {
+							st = &api.TaskStatus{Rank: 0, State: api.TaskState_TASK_EXITED, Reason: api.TaskEndReason_TASK_END_EXITED}
+						}
+						f.Apply(CmdUpdateTasks, &api.UpdateTasksCommand{Request: &api.TaskUpdateRequest{Node: a.Ranks[0].Node, JobId: j.Id, Generation: a.Generation, Tasks: []*api.TaskStatus{st}}})
+						break
+					}
+				}
+			case 3:
+				if snap.NextJobID() > 1 {
+					id := rapid.Uint64Range(1, snap.NextJobID()-1).Draw(rt, "cancel")
+					f.Apply(CmdCancelJobs, &api.CancelJobsCommand{Request: &api.CancelRequest{JobIds: []uint64{id}}})
+				}
+			}
+			checkInvariants(rt, f.Store.Snapshot(), acked)
+		}
+	})
+}
+
+func checkInvariants(t *rapid.T, snap *Snapshot, acked map[uint64]bool) {
+	holder := map[string]uint64{}
+	for j := range snap.Jobs() {
+		if !j.HoldsResources() {
+			continue
+		}
+		for _, r := range j.Allocation.Ranks {
+			for _, g := range r.GpuUuids {
+				if other, ok := holder[g]; ok {
+					t.Fatalf("GPU %s held by jobs %d and %d", g, other, j.Id)
+				}
+				holder[g] = j.Id
+			}
+		}
+	}
+	for id := range acked {
+		if snap.Job(id) == nil {
+			t.Fatalf("acknowledged job %d is gone", id)
+		}
+	}
+}
+

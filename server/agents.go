@@ -1,0 +1,109 @@
+package server
+
+import (
+	"context"
+
+	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/raft"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+type agentService struct {
+	api.UnimplementedAgentServiceServer
+	s *Server
+}
+
+func (as *agentService) Register(ctx context.Context, req *api.RegisterRequest) (*api.RegisterResponse, error) {
+	n := req.GetNode()
+	if n.GetName() == "" {
+		return nil, status.Error(codes.InvalidArgument, "node.name: empty")
+	}
+	res, err := as.s.apply(ctx, raft.CmdRegisterNode, &api.RegisterNodeCommand{Node: n, NowUnixMs: nowMs()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	as.s.log.Info("agent registered", "node", n.Name, "gpus", len(n.GetTopology().GetGpus()), "cpus", n.Cpus)
+	return &api.RegisterResponse{Index: res.Index}, nil
+}
+
+// assignedTo returns the allocations node should run or stop.
+func assignedTo(snap *raft.Snapshot, node string) *api.AllocationUpdate {
+	u := &api.AllocationUpdate{Index: snap.Index()}
+	for j := range snap.ActiveJobs() {
+		a := j.GetAllocation()
+		if a == nil {
+			continue
+		}
+		mine, unfinished := false, false
+		for i, r := range a.Ranks {
+			if r.Node == node {
+				mine = true
+				if !a.Tasks[i].Ended() {
+					unfinished = true
+				}
+			}
+		}
+		if !mine || (!j.State.Active() && !unfinished) {
+			continue
+		}
+		u.Allocations = append(u.Allocations, &api.AssignedAllocation{Job: j, Stop: !j.State.Active()})
+	}
+	return u
+}
+
+// WatchAllocations streams the node's full set of allocations each time it
+// changes. Level-triggered: an agent that misses an update is corrected by
+// the next, and a reconnecting agent gets the whole picture at once.
+func (as *agentService) WatchAllocations(req *api.WatchAllocationsRequest, stream api.AgentService_WatchAllocationsServer) error {
+	if req.Node == "" {
+		return status.Error(codes.InvalidArgument, "node: empty")
+	}
+	var last *api.AllocationUpdate
+	store := as.s.raft.Store()
+	for {
+		snap, changed := store.Changed()
+		u := assignedTo(snap, req.Node)
+		if last == nil || !sameAllocations(last, u) {
+			if err := stream.Send(u); err != nil {
+				return err
+			}
+			last = u
+		}
+		select {
+		case <-changed:
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		case <-as.s.ctx.Done():
+			return status.Error(codes.Unavailable, "server shutting down")
+		}
+	}
+}
+
+func sameAllocations(a, b *api.AllocationUpdate) bool {
+	if len(a.Allocations) != len(b.Allocations) {
+		return false
+	}
+	for i := range a.Allocations {
+		x, y := a.Allocations[i], b.Allocations[i]
+		if x.Stop != y.Stop || x.Job.ModifyIndex != y.Job.ModifyIndex || x.Job.Id != y.Job.Id {
+			return false
+		}
+	}
+	return true
+}
+
+func (as *agentService) UpdateTasks(ctx context.Context, req *api.TaskUpdateRequest) (*api.TaskUpdateResponse, error) {
+	if req.Node == "" || req.JobId == 0 {
+		return nil, status.Error(codes.InvalidArgument, "node and job_id are required")
+	}
+	res, err := as.s.apply(ctx, raft.CmdUpdateTasks, &api.UpdateTasksCommand{Request: req, NowUnixMs: nowMs()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if res.Err != nil {
+		return nil, toStatus(res.Err)
+	}
+	return &api.TaskUpdateResponse{Index: res.Index}, nil
+}
+

@@ -1,0 +1,60 @@
+package server
+
+import (
+	"context"
+	"errors"
+
+	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/raft"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// errorCodes maps the errors the layers below return to gRPC codes; it is
+// the one place that decides what a client sees.
+var errorCodes = []struct {
+	err  error
+	code codes.Code
+}{
+	{raft.ErrNotLeader, codes.Unavailable},
+	{raft.ErrJobNotFound, codes.NotFound},
+	{raft.ErrNodeNotFound, codes.NotFound},
+	{raft.ErrPermission, codes.PermissionDenied},
+	{raft.ErrJobFinished, codes.FailedPrecondition},
+	{raft.ErrStaleGeneration, codes.FailedPrecondition},
+	{api.ErrEmptyJob, codes.InvalidArgument},
+	{errInfeasible, codes.InvalidArgument},
+	{errNoNodes, codes.FailedPrecondition},
+}
+
+var (
+	errInfeasible = errors.New("job can never run")
+	errNoNodes    = errors.New("no nodes have registered yet")
+)
+
+// toStatus converts err for the wire. Context errors pass through as their
+// own codes; unknown errors become Internal.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	var fe *api.FieldError
+	if errors.As(err, &fe) {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	for _, e := range errorCodes {
+		if errors.Is(err, e.err) {
+			return status.Error(e.code, err.Error())
+		}
+	}
+	return status.Error(codes.Internal, err.Error())
+}

@@ -1,0 +1,120 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/raft"
+	"github.com/loomhpc/loom/scheduler"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+type jobService struct {
+	api.UnimplementedJobServiceServer
+	s *Server
+}
+
+func (js *jobService) Submit(ctx context.Context, req *api.SubmitRequest) (*api.SubmitResponse, error) {
+	s := js.s
+	if err := api.ValidateSpec(req.Spec); err != nil {
+		return nil, toStatus(err)
+	}
+	snap := s.State()
+	if req.IdempotencyToken != "" {
+		if j := snap.JobByToken(req.IdempotencyToken); j != nil {
+			return &api.SubmitResponse{JobId: j.Id, Index: snap.Index()}, nil
+		}
+	}
+	var nodes []*api.Node
+	for n := range snap.Nodes() {
+		nodes = append(nodes, n)
+	}
+	if len(nodes) == 0 {
+		return nil, toStatus(fmt.Errorf("%w: start an agent (loom agent) before submitting", errNoNodes))
+	}
+	if err := scheduler.Feasible(nodes, req.Spec); err != nil {
+		return nil, toStatus(fmt.Errorf("%w: %v", errInfeasible, err))
+	}
+	res, err := s.apply(ctx, raft.CmdSubmitJob, &api.SubmitJobCommand{Request: req, NowUnixMs: nowMs()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.log.Info("job submitted", "job_id", res.JobID, "user", req.User, "name", req.Spec.Name)
+	return &api.SubmitResponse{JobId: res.JobID, Index: res.Index}, nil
+}
+
+func (js *jobService) Cancel(ctx context.Context, req *api.CancelRequest) (*api.CancelResponse, error) {
+	if len(req.JobIds) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "no job ids given")
+	}
+	res, err := js.s.apply(ctx, raft.CmdCancelJobs, &api.CancelJobsCommand{Request: req, NowUnixMs: nowMs()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if res.Err != nil {
+		return nil, toStatus(res.Err)
+	}
+	return &api.CancelResponse{Cancelled: res.JobIDs, Index: res.Index}, nil
+}
+
+// readAt returns a state at least as new as minIndex (read-your-writes).
+func (s *Server) readAt(ctx context.Context, minIndex uint64) (*raft.Snapshot, error) {
+	if minIndex == 0 {
+		return s.State(), nil
+	}
+	snap, err := s.raft.Store().WaitIndex(ctx, minIndex)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return snap, nil
+}
+
+func (js *jobService) GetJob(ctx context.Context, req *api.GetJobRequest) (*api.GetJobResponse, error) {
+	snap, err := js.s.readAt(ctx, req.MinIndex)
+	if err != nil {
+		return nil, err
+	}
+	j := snap.Job(req.JobId)
+	if j == nil {
+		return nil, toStatus(fmt.Errorf("job %d: %w", req.JobId, raft.ErrJobNotFound))
+	}
+	return &api.GetJobResponse{Job: j, Index: snap.Index()}, nil
+}
+
+func (js *jobService) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*api.ListJobsResponse, error) {
+	snap, err := js.s.readAt(ctx, req.MinIndex)
+	if err != nil {
+		return nil, err
+	}
+	resp := &api.ListJobsResponse{Index: snap.Index()}
+	keep := func(j *api.Job) bool {
+		if req.User != "" && j.User != req.User {
+			return false
+		}
+		if len(req.States) > 0 && !slices.Contains(req.States, j.State) {
+			return false
+		}
+		return true
+	}
+	if len(req.JobIds) > 0 {
+		for _, id := range req.JobIds {
+			if j := snap.Job(id); j != nil && keep(j) {
+				resp.Jobs = append(resp.Jobs, j)
+			}
+		}
+		return resp, nil
+	}
+	jobs := snap.ActiveJobs()
+	if req.All {
+		jobs = snap.Jobs()
+	}
+	for j := range jobs {
+		if keep(j) {
+			resp.Jobs = append(resp.Jobs, j)
+		}
+	}
+	return resp, nil
+}

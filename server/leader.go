@@ -1,0 +1,119 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/raft"
+	"github.com/loomhpc/loom/scheduler"
+)
+
+// leaderLoop runs the leader's duties while this server leads.
+func (s *Server) leaderLoop() {
+	var stop context.CancelFunc
+	leaderCh := s.raft.LeaderCh()
+	if s.raft.IsLeader() {
+		stop = s.startLeading()
+	}
+	for {
+		select {
+		case <-s.ctx.Done():
+			if stop != nil {
+				stop()
+			}
+			return
+		case isLeader := <-leaderCh:
+			if isLeader && stop == nil {
+				stop = s.startLeading()
+			} else if !isLeader && stop != nil {
+				stop()
+				stop = nil
+			}
+		}
+	}
+}
+
+func (s *Server) startLeading() context.CancelFunc {
+	s.log.Info("became leader")
+	ctx, cancel := context.WithCancel(s.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.scheduleLoop(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+		s.log.Info("stopped leading")
+	}
+}
+
+// scheduleLoop wakes on state changes (debounced so a burst of submits is
+// placed in one cycle) and at least every SchedulerInterval.
+func (s *Server) scheduleLoop(ctx context.Context) {
+	const debounce = 5 * time.Millisecond
+	// Apply everything the previous leader committed before planning.
+	if err := s.raft.Barrier(ctx); err != nil {
+		s.log.Warn("barrier before scheduling", "err", err)
+	}
+	store := s.raft.Store()
+	var lastIndex uint64
+	tick := time.NewTicker(s.cfg.SchedulerInterval)
+	defer tick.Stop()
+	for {
+		snap, changed := store.Changed()
+		if snap.Index() != lastIndex {
+			lastIndex = s.scheduleOnce(ctx, snap)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+			select {
+			case <-time.After(debounce):
+			case <-ctx.Done():
+				return
+			}
+		case <-tick.C:
+			lastIndex = 0 // time passes: look again even without changes
+		}
+	}
+}
+
+// scheduleOnce runs one cycle and returns the index it planned from, or
+// the plan's own index when it committed one (so its own commit does not
+// trigger a pointless cycle unless the plan left work undone).
+func (s *Server) scheduleOnce(ctx context.Context, snap *raft.Snapshot) uint64 {
+	start := time.Now()
+	view := &scheduler.View{Usage: snap.Usage()}
+	for n := range snap.Nodes() {
+		view.Nodes = append(view.Nodes, n)
+	}
+	for j := range snap.ActiveJobs() {
+		view.Jobs = append(view.Jobs, j)
+	}
+	plan := scheduler.Schedule(view, start, s.cfg.Scheduler)
+	s.metrics.observeCycle(time.Since(start))
+	if plan.Empty() {
+		return snap.Index()
+	}
+	res, err := s.apply(ctx, raft.CmdApplyPlan, &api.PlanCommand{
+		Placements: plan.Placements, Pending: plan.Pending,
+		NowUnixMs: nowMs(), SnapshotIndex: snap.Index(),
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("plan not committed", "err", err)
+		}
+		return 0
+	}
+	s.metrics.observePlan(res)
+	if res.Placed > 0 {
+		s.log.Info("plan committed", "placed", res.Placed, "rejected", res.Rejected, "index", res.Index)
+	}
+	if res.Rejected > 0 || len(plan.Placements) >= s.cfg.Scheduler.MaxPlacementsPerCycle {
+		return 0 // conflicts or a capped plan: go again
+	}
+	return res.Index
+}

@@ -1,0 +1,95 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// StreamLogs proxies a job's rank output from the agents that ran it.
+func (js *jobService) StreamLogs(req *api.LogsRequest, stream api.JobService_StreamLogsServer) error {
+	ctx := stream.Context()
+	j := js.s.State().Job(req.JobId)
+	if j == nil {
+		return toStatus(fmt.Errorf("job %d: %w", req.JobId, raft.ErrJobNotFound))
+	}
+	a := j.GetAllocation()
+	if a == nil {
+		return status.Errorf(codes.FailedPrecondition, "job %d has not started yet (state %s): no output", j.Id, j.State)
+	}
+	if req.Rank >= int32(len(a.Ranks)) {
+		return status.Errorf(codes.InvalidArgument, "rank %d: job %d has ranks 0..%d", req.Rank, j.Id, len(a.Ranks)-1)
+	}
+	byNode := map[string][]uint32{}
+	var order []string
+	for _, r := range a.Ranks {
+		if req.Rank >= 0 && r.Rank != uint32(req.Rank) {
+			continue
+		}
+		if _, ok := byNode[r.Node]; !ok {
+			order = append(order, r.Node)
+		}
+		byNode[r.Node] = append(byNode[r.Node], r.Rank)
+	}
+	snap := js.s.State()
+	var mu sync.Mutex // grpc streams allow one sender at a time
+	var wg sync.WaitGroup
+	errs := make([]error, len(order))
+	for i, name := range order {
+		n := snap.Node(name)
+		if n == nil || n.Address == "" {
+			errs[i] = status.Errorf(codes.Unavailable, "node %s has no agent address", name)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = js.proxyLogs(stream, &mu, n, &api.TaskLogsRequest{
+				JobId: j.Id, Generation: a.Generation, Ranks: byNode[name], Follow: req.Follow, Stderr: req.Stderr,
+			})
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return errors.Join(errs...)
+}
+
+func (js *jobService) proxyLogs(out api.JobService_StreamLogsServer, mu *sync.Mutex, n *api.Node, req *api.TaskLogsRequest) error {
+	conn, err := grpc.NewClient(n.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "node %s: %v", n.Name, err)
+	}
+	defer conn.Close()
+	in, err := api.NewAgentLogsClient(conn).TaskLogs(out.Context(), req)
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "node %s: %v", n.Name, err)
+	}
+	for {
+		c, err := in.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			if st, ok := status.FromError(err); ok {
+				return status.Errorf(st.Code(), "node %s: %s", n.Name, st.Message())
+			}
+			return err
+		}
+		mu.Lock()
+		err = out.Send(c)
+		mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}

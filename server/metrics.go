@@ -1,0 +1,121 @@
+package server
+
+import (
+	"time"
+
+	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/raft"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics is the server's Prometheus collector. Gauges that describe the
+// cluster are computed from the state at scrape time, so they can never
+// drift from it; latencies and counters are recorded as they happen.
+type metrics struct {
+	s *Server
+
+	jobs        *prometheus.Desc
+	pending     *prometheus.Desc
+	gpus        *prometheus.Desc
+	nodes       *prometheus.Desc
+	isLeader    *prometheus.Desc
+	appliedIdx  *prometheus.Desc
+	applyTime   *prometheus.HistogramVec
+	cycleTime   prometheus.Histogram
+	placed      prometheus.Counter
+	rejected    prometheus.Counter
+	applyErrors *prometheus.CounterVec
+}
+
+func newMetrics(s *Server) *metrics {
+	return &metrics{
+		s:          s,
+		jobs:       prometheus.NewDesc("loom_jobs", "Jobs in the state store by state.", []string{"state"}, nil),
+		pending:    prometheus.NewDesc("loom_queue_pending_jobs", "Jobs waiting to be placed.", nil, nil),
+		gpus:       prometheus.NewDesc("loom_gpus", "GPUs of registered nodes by state (allocated, idle, unavailable).", []string{"state"}, nil),
+		nodes:      prometheus.NewDesc("loom_nodes", "Registered nodes by state.", []string{"state"}, nil),
+		isLeader:   prometheus.NewDesc("loom_raft_leader", "1 when this server is the Raft leader.", nil, nil),
+		appliedIdx: prometheus.NewDesc("loom_raft_applied_index", "Raft index of the state this server serves.", nil, nil),
+		applyTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "loom_raft_apply_duration_seconds", Help: "Time to commit and apply one command, by command.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"command"}),
+		cycleTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "loom_scheduler_cycle_duration_seconds", Help: "Time of one scheduling cycle (snapshot to plan).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		placed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "loom_scheduler_placements_total", Help: "Gangs placed."}),
+		rejected:    prometheus.NewCounter(prometheus.CounterOpts{Name: "loom_scheduler_plan_rejections_total", Help: "Placements the FSM refused as conflicting."}),
+		applyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "loom_raft_apply_errors_total", Help: "Commands that failed to commit."}, []string{"command"}),
+	}
+}
+
+func (m *metrics) observeApply(c raft.CommandType, d time.Duration, err error) {
+	if err != nil {
+		m.applyErrors.WithLabelValues(c.String()).Inc()
+		return
+	}
+	m.applyTime.WithLabelValues(c.String()).Observe(d.Seconds())
+}
+
+func (m *metrics) observeCycle(d time.Duration) { m.cycleTime.Observe(d.Seconds()) }
+
+func (m *metrics) observePlan(r *raft.Result) {
+	m.placed.Add(float64(r.Placed))
+	m.rejected.Add(float64(r.Rejected))
+}
+
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{m.jobs, m.pending, m.gpus, m.nodes, m.isLeader, m.appliedIdx} {
+		ch <- d
+	}
+	m.applyTime.Describe(ch)
+	m.cycleTime.Describe(ch)
+	m.placed.Describe(ch)
+	m.rejected.Describe(ch)
+	m.applyErrors.Describe(ch)
+}
+
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	snap := m.s.State()
+	byState := map[api.JobState]int{}
+	for j := range snap.Jobs() {
+		byState[j.State]++
+	}
+	for st := api.JobState_PENDING; st <= api.JobState_REQUEUED; st++ {
+		ch <- prometheus.MustNewConstMetric(m.jobs, prometheus.GaugeValue, float64(byState[st]), st.String())
+	}
+	ch <- prometheus.MustNewConstMetric(m.pending, prometheus.GaugeValue, float64(byState[api.JobState_PENDING]))
+	usage := snap.Usage()
+	var alloc, idle, unavail int
+	nodeStates := map[api.NodeState]int{}
+	for n := range snap.Nodes() {
+		info := nodeInfo(n, usage[n.Name])
+		nodeStates[info.State]++
+		total := len(n.GetTopology().GetGpus())
+		if !n.Schedulable() {
+			unavail += total - int(info.GpusAllocated)
+			alloc += int(info.GpusAllocated)
+			continue
+		}
+		alloc += int(info.GpusAllocated)
+		idle += total - int(info.GpusAllocated)
+	}
+	ch <- prometheus.MustNewConstMetric(m.gpus, prometheus.GaugeValue, float64(alloc), "allocated")
+	ch <- prometheus.MustNewConstMetric(m.gpus, prometheus.GaugeValue, float64(idle), "idle")
+	ch <- prometheus.MustNewConstMetric(m.gpus, prometheus.GaugeValue, float64(unavail), "unavailable")
+	for st := api.NodeState_IDLE; st <= api.NodeState_DOWN; st++ {
+		ch <- prometheus.MustNewConstMetric(m.nodes, prometheus.GaugeValue, float64(nodeStates[st]), st.String())
+	}
+	leader := 0.0
+	if m.s.IsLeader() {
+		leader = 1
+	}
+	ch <- prometheus.MustNewConstMetric(m.isLeader, prometheus.GaugeValue, leader)
+	ch <- prometheus.MustNewConstMetric(m.appliedIdx, prometheus.GaugeValue, float64(snap.Index()))
+	m.applyTime.Collect(ch)
+	m.cycleTime.Collect(ch)
+	m.placed.Collect(ch)
+	m.rejected.Collect(ch)
+	m.applyErrors.Collect(ch)
+}
