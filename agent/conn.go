@@ -20,7 +20,6 @@ func newStaticResolver(servers []string) resolver.Builder {
 	return r
 }
 
-
 // backoff is capped exponential backoff with jitter.
 type backoff struct {
 	base, cap, cur time.Duration

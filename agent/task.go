@@ -278,4 +278,3 @@ func (a *Agent) report(job, gen uint64, ts *api.TaskStatus) {
 		}
 	}
 }
-

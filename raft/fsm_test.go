@@ -249,4 +249,3 @@ func checkInvariants(t *rapid.T, snap *Snapshot, acked map[uint64]bool) {
 		}
 	}
 }
-

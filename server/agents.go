@@ -106,4 +106,3 @@ func (as *agentService) UpdateTasks(ctx context.Context, req *api.TaskUpdateRequ
 	}
 	return &api.TaskUpdateResponse{Index: res.Index}, nil
 }
-
