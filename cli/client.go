@@ -1,0 +1,193 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/loomhpc/loom/api"
+)
+
+// Environment variables the commands read.
+const (
+	// EnvAddr lists the servers' gRPC addresses, comma-separated; they
+	// are tried in order and the next is used when one is unavailable.
+	EnvAddr = "LOOM_ADDR"
+	// EnvTimeout bounds each call ("10s", "1m"); streams that follow
+	// logs are not bounded.
+	EnvTimeout = "LOOM_TIMEOUT"
+)
+
+// Defaults for EnvAddr and EnvTimeout.
+const (
+	DefaultAddr    = "127.0.0.1:7070"
+	DefaultTimeout = 10 * time.Second
+)
+
+// client talks to the first Loom server of a list that answers.
+type client struct {
+	addrs   []string
+	timeout time.Duration
+	conns   map[string]*grpc.ClientConn
+}
+
+// newClient reads LOOM_ADDR and LOOM_TIMEOUT. Connections are made lazily.
+func newClient(e *env) (*client, error) {
+	c := &client{timeout: DefaultTimeout, conns: map[string]*grpc.ClientConn{}}
+	raw := e.getenv(EnvAddr)
+	if strings.TrimSpace(raw) == "" {
+		raw = DefaultAddr
+	}
+	for _, a := range strings.Split(raw, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			c.addrs = append(c.addrs, a)
+		}
+	}
+	if len(c.addrs) == 0 {
+		return nil, fmt.Errorf("%s=%q lists no server address", EnvAddr, raw)
+	}
+	if t := e.getenv(EnvTimeout); t != "" {
+		d, err := time.ParseDuration(t)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%s=%q is not a positive duration such as 10s", EnvTimeout, t)
+		}
+		c.timeout = d
+	}
+	return c, nil
+}
+
+// Close closes every connection made.
+func (c *client) Close() {
+	for _, cc := range c.conns {
+		cc.Close()
+	}
+}
+
+func (c *client) conn(addr string) (*grpc.ClientConn, error) {
+	if cc, ok := c.conns[addr]; ok {
+		return cc, nil
+	}
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("server address %q: %w", addr, err)
+	}
+	c.conns[addr] = cc
+	return cc, nil
+}
+
+// final marks an error that must not make do try the next server, such as
+// a stream that failed after it had delivered output.
+type final struct{ err error }
+
+func (f *final) Error() string { return f.err.Error() }
+func (f *final) Unwrap() error { return f.err }
+
+// do runs call against each server in turn until one answers with
+// anything but codes.Unavailable. Each attempt has its own timeout unless
+// bounded is false (streams that follow output). The call must be safe to
+// repeat on another server (Submit reuses its idempotency token).
+func (c *client) do(ctx context.Context, bounded bool, call func(ctx context.Context, cc *grpc.ClientConn) error) error {
+	var last error
+	for _, addr := range c.addrs {
+		cc, err := c.conn(addr)
+		if err != nil {
+			return err
+		}
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if bounded {
+			actx, cancel = context.WithTimeout(ctx, c.timeout)
+		}
+		err = call(actx, cc)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		var f *final
+		if errors.As(err, &f) {
+			return f.err
+		}
+		switch status.Code(err) {
+		case codes.Unavailable:
+			last = fmt.Errorf("%s: %s", addr, status.Convert(err).Message())
+			continue
+		case codes.DeadlineExceeded:
+			if ctx.Err() == nil && bounded {
+				return fmt.Errorf("server %s did not answer within %v (set %s to wait longer)", addr, c.timeout, EnvTimeout)
+			}
+		}
+		return err
+	}
+	return fmt.Errorf("cannot reach a Loom server (%s=%s): %w", EnvAddr, strings.Join(c.addrs, ","), last)
+}
+
+func (c *client) jobs(cc *grpc.ClientConn) api.JobServiceClient { return api.NewJobServiceClient(cc) }
+func (c *client) nodes(cc *grpc.ClientConn) api.NodeServiceClient {
+	return api.NewNodeServiceClient(cc)
+}
+
+// listJobs calls JobService.ListJobs.
+func (c *client) listJobs(ctx context.Context, req *api.ListJobsRequest) (*api.ListJobsResponse, error) {
+	var resp *api.ListJobsResponse
+	err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+		var err error
+		resp, err = c.jobs(cc).ListJobs(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+// getJob calls JobService.GetJob.
+func (c *client) getJob(ctx context.Context, id uint64) (*api.Job, error) {
+	var resp *api.GetJobResponse
+	err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+		var err error
+		resp, err = c.jobs(cc).GetJob(ctx, &api.GetJobRequest{JobId: id})
+		return err
+	})
+	return resp.GetJob(), err
+}
+
+// listNodes calls NodeService.ListNodes.
+func (c *client) listNodes(ctx context.Context) (*api.ListNodesResponse, error) {
+	var resp *api.ListNodesResponse
+	err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+		var err error
+		resp, err = c.nodes(cc).ListNodes(ctx, &api.ListNodesRequest{})
+		return err
+	})
+	return resp, err
+}
+
+// errorMessage is what a user sees for err: the server's message without
+// gRPC's "rpc error: code = ... desc =" wrapping.
+func errorMessage(err error) string {
+	msg := err.Error()
+	if s, ok := status.FromError(err); ok {
+		msg = s.Message()
+	}
+	// A wrapped status error: keep our context, drop gRPC's prefix.
+	if i := strings.Index(msg, "rpc error: code = "); i >= 0 {
+		if j := strings.Index(msg[i:], " desc = "); j >= 0 {
+			msg = msg[:i] + msg[i+j+len(" desc = "):]
+		}
+	}
+	return msg
+}
+
+// withClient makes a client from e, runs f, and closes it; a bad
+// LOOM_ADDR or LOOM_TIMEOUT is reported as an error.
+func withClient(e *env, f func(c *client) int) int {
+	c, err := newClient(e)
+	if err != nil {
+		return e.fail(err)
+	}
+	defer c.Close()
+	return f(c)
+}

@@ -1,0 +1,239 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/loomhpc/loom/api"
+)
+
+// fakeServer is an in-memory JobService and NodeService that records what
+// it is asked.
+type fakeServer struct {
+	api.UnimplementedJobServiceServer
+	api.UnimplementedNodeServiceServer
+
+	mu       sync.Mutex
+	jobs     []*api.Job
+	nodes    []*api.NodeInfo
+	logs     []*api.LogChunk
+	submits  []*api.SubmitRequest
+	cancels  []*api.CancelRequest
+	lists    []*api.ListJobsRequest
+	drains   []*api.NodeStateRequest
+	resumes  []*api.NodeStateRequest
+	logReqs  []*api.LogsRequest
+	nextID   uint64
+	fail     error                // returned by every call when set
+	cancelFn func(id uint64) bool // which cancels succeed; nil: known, unfinished jobs
+}
+
+func (f *fakeServer) Submit(_ context.Context, req *api.SubmitRequest) (*api.SubmitResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.submits = append(f.submits, proto.Clone(req).(*api.SubmitRequest))
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	f.nextID++
+	return &api.SubmitResponse{JobId: f.nextID, Index: 7}, nil
+}
+
+func (f *fakeServer) Cancel(_ context.Context, req *api.CancelRequest) (*api.CancelResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cancels = append(f.cancels, proto.Clone(req).(*api.CancelRequest))
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	resp := &api.CancelResponse{}
+	for _, id := range req.GetJobIds() {
+		ok := false
+		if f.cancelFn != nil {
+			ok = f.cancelFn(id)
+		} else {
+			i := slices.IndexFunc(f.jobs, func(j *api.Job) bool { return j.GetId() == id })
+			if i < 0 {
+				return nil, status.Errorf(codes.NotFound, "job %d not found", id)
+			}
+			ok = !f.jobs[i].GetState().Terminal()
+		}
+		if ok {
+			resp.Cancelled = append(resp.Cancelled, id)
+		}
+	}
+	return resp, nil
+}
+
+func (f *fakeServer) GetJob(_ context.Context, req *api.GetJobRequest) (*api.GetJobResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	for _, j := range f.jobs {
+		if j.GetId() == req.GetJobId() {
+			return &api.GetJobResponse{Job: j, Index: 9}, nil
+		}
+	}
+	return nil, status.Errorf(codes.NotFound, "job %d not found", req.GetJobId())
+}
+
+// ListJobs returns every job, ignoring the filters, so that tests show
+// the client filters by itself.
+func (f *fakeServer) ListJobs(_ context.Context, req *api.ListJobsRequest) (*api.ListJobsResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lists = append(f.lists, proto.Clone(req).(*api.ListJobsRequest))
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	return &api.ListJobsResponse{Jobs: f.jobs, Index: 9}, nil
+}
+
+func (f *fakeServer) StreamLogs(req *api.LogsRequest, stream grpc.ServerStreamingServer[api.LogChunk]) error {
+	f.mu.Lock()
+	f.logReqs = append(f.logReqs, proto.Clone(req).(*api.LogsRequest))
+	fail, chunks := f.fail, f.logs
+	f.mu.Unlock()
+	if fail != nil {
+		return fail
+	}
+	for _, c := range chunks {
+		if req.GetRank() >= 0 && c.GetRank() != uint32(req.GetRank()) {
+			continue
+		}
+		if err := stream.Send(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *fakeServer) ListNodes(context.Context, *api.ListNodesRequest) (*api.ListNodesResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	return &api.ListNodesResponse{Nodes: f.nodes, Index: 3}, nil
+}
+
+func (f *fakeServer) GetNode(_ context.Context, req *api.GetNodeRequest) (*api.NodeInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	for _, n := range f.nodes {
+		if n.GetNode().GetName() == req.GetName() {
+			return n, nil
+		}
+	}
+	return nil, status.Errorf(codes.NotFound, "node %q not found", req.GetName())
+}
+
+func (f *fakeServer) DrainNode(_ context.Context, req *api.NodeStateRequest) (*api.NodeStateResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.drains = append(f.drains, proto.Clone(req).(*api.NodeStateRequest))
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	if !slices.ContainsFunc(f.nodes, func(n *api.NodeInfo) bool { return n.GetNode().GetName() == req.GetName() }) {
+		return nil, status.Errorf(codes.NotFound, "node %q not found", req.GetName())
+	}
+	return &api.NodeStateResponse{Index: 4}, nil
+}
+
+func (f *fakeServer) ResumeNode(_ context.Context, req *api.NodeStateRequest) (*api.NodeStateResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.resumes = append(f.resumes, proto.Clone(req).(*api.NodeStateRequest))
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	return &api.NodeStateResponse{Index: 5}, nil
+}
+
+// start serves f on a 127.0.0.1 port until the test ends and returns the
+// address.
+func (f *fakeServer) start(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	api.RegisterJobServiceServer(srv, f)
+	api.RegisterNodeServiceServer(srv, f)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		srv.Stop()
+		<-done
+	})
+	return lis.Addr().String()
+}
+
+// deadAddr returns an address on which nothing listens.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	return addr
+}
+
+// testNow is the fixed clock of command tests.
+var testNow = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+
+// ms is a Unix millisecond time the given duration before testNow.
+func ms(before time.Duration) int64 { return testNow.Add(-before).UnixMilli() }
+
+// testEnv is an env for running a command against addr as user alice in
+// /home/alice/work on host login1.
+type testEnv struct {
+	*env
+	out, err *bytes.Buffer
+}
+
+func newTestEnv(name, addr string, extraEnv ...string) testEnv {
+	out, errb := &bytes.Buffer{}, &bytes.Buffer{}
+	e := &env{
+		name:     name,
+		stdin:    strings.NewReader(""),
+		stdout:   out,
+		stderr:   errb,
+		environ:  append([]string{"LOOM_ADDR=" + addr, "LOOM_TIMEOUT=20s", "HOME=/home/alice", "PATH=/usr/bin:/bin"}, extraEnv...),
+		getwd:    func() (string, error) { return "/home/alice/work", nil },
+		whoami:   func() (identity, error) { return identity{user: "alice", uid: 1000, gid: 1000}, nil },
+		hostname: func() (string, error) { return "login1", nil },
+		now:      func() time.Time { return testNow },
+		loc:      time.UTC,
+		newToken: func() string { return "token-1" },
+	}
+	return testEnv{e, out, errb}
+}
+
+func (te testEnv) run(t *testing.T, args ...string) int {
+	t.Helper()
+	return run(context.Background(), te.env, args)
+}

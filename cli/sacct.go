@@ -1,0 +1,347 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/loomhpc/loom/api"
+)
+
+const sacctUsage = `Usage: sacct [OPTIONS...]
+
+Shows accounting data for jobs, like Slurm's sacct: by default my jobs
+that were active since midnight; with -j the named jobs.
+
+Fields for --format: %s
+
+Options:
+`
+
+// sacctField is one column sacct can print.
+type sacctField struct {
+	name  string
+	width int
+	left  bool
+	value func(j *api.Job, now time.Time, loc *time.Location) string
+}
+
+var sacctFields = []sacctField{
+	{"JobID", 12, true, func(j *api.Job, _ time.Time, _ *time.Location) string { return strconv.FormatUint(j.GetId(), 10) }},
+	{"JobIDRaw", 12, true, func(j *api.Job, _ time.Time, _ *time.Location) string { return strconv.FormatUint(j.GetId(), 10) }},
+	{"JobName", 10, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetSpec().GetName() }},
+	{"Partition", 10, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetSpec().PartitionOf() }},
+	{"Account", 10, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetSpec().GetAccount() }},
+	{"QOS", 10, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetSpec().GetQos() }},
+	{"User", 9, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetUser() }},
+	{"UID", 6, false, func(j *api.Job, _ time.Time, _ *time.Location) string {
+		return strconv.FormatUint(uint64(j.GetUid()), 10)
+	}},
+	{"AllocCPUS", 10, false, func(j *api.Job, _ time.Time, _ *time.Location) string {
+		return strconv.FormatUint(uint64(jobCPUs(j)), 10)
+	}},
+	{"AllocGPUS", 10, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return strconv.Itoa(jobGPUs(j)) }},
+	{"AllocTRES", 30, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return jobTRES(j) }},
+	{"NNodes", 8, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return strconv.Itoa(jobNodes(j)) }},
+	{"NTasks", 8, false, func(j *api.Job, _ time.Time, _ *time.Location) string {
+		return strconv.Itoa(len(j.GetAllocation().GetRanks()))
+	}},
+	{"NodeList", 15, false, func(j *api.Job, _ time.Time, _ *time.Location) string {
+		if len(j.GetAllocation().GetNodes()) == 0 {
+			return "None assigned"
+		}
+		return api.CompressHostlist(j.GetAllocation().GetNodes())
+	}},
+	{"State", 10, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return stateName(j.GetState()) }},
+	{"Reason", 20, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return orDefault(j.GetReason(), "None") }},
+	{"ExitCode", 8, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return exitCode(j) }},
+	{"Elapsed", 10, false, func(j *api.Job, now time.Time, _ *time.Location) string { return clockDuration(jobElapsed(j, now)) }},
+	{"Timelimit", 10, false, func(j *api.Job, _ time.Time, _ *time.Location) string {
+		if j.GetSpec().GetTimeLimitS() == 0 {
+			return "Partition_Limit"
+		}
+		return clockDuration(j.GetSpec().GetTimeLimitS())
+	}},
+	{"Submit", 19, false, func(j *api.Job, _ time.Time, loc *time.Location) string {
+		return slurmTimestamp(j.GetSubmitUnixMs(), loc)
+	}},
+	{"Start", 19, false, func(j *api.Job, _ time.Time, loc *time.Location) string {
+		return slurmTimestamp(j.GetStartUnixMs(), loc)
+	}},
+	{"End", 19, false, func(j *api.Job, _ time.Time, loc *time.Location) string { return slurmTimestamp(j.GetEndUnixMs(), loc) }},
+	{"Priority", 10, false, func(j *api.Job, _ time.Time, _ *time.Location) string {
+		return strconv.FormatUint(uint64(j.GetPriority()), 10)
+	}},
+	{"Restarts", 8, false, func(j *api.Job, _ time.Time, _ *time.Location) string {
+		return strconv.FormatUint(uint64(j.GetRestartCount()), 10)
+	}},
+	{"WorkDir", 20, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetSpec().GetWorkingDir() }},
+}
+
+// sacctDefaultFormat is Slurm's default field list.
+const sacctDefaultFormat = "JobID,JobName,Partition,Account,AllocCPUS,State,ExitCode"
+
+type sacctOpts struct {
+	jobs      []string
+	users     []string
+	allUsers  bool
+	states    []string
+	format    string
+	startTime string
+	json      bool
+	noHeader  bool
+	parsable  string // "", "|" with a trailing one (-p), or "|2" (-P)
+	help      bool
+}
+
+func runSacct(ctx context.Context, e *env, args []string) int {
+	o := sacctOpts{format: sacctDefaultFormat}
+	opts := []*option{
+		{long: "jobs", short: 'j', arg: requiredArg, meta: "ID[,ID...]", help: "only these jobs", set: appendList(&o.jobs)},
+		{long: "user", short: 'u', arg: requiredArg, meta: "USER[,USER...]", help: "these users' jobs (default: mine)", set: appendList(&o.users)},
+		{long: "allusers", short: 'a', arg: noArg, help: "every user's jobs", set: setBool(&o.allUsers, true)},
+		{long: "state", short: 's', arg: requiredArg, meta: "STATE[,STATE...]", help: "only jobs that ended in these states", set: appendList(&o.states)},
+		{long: "starttime", short: 'S', arg: requiredArg, meta: "TIME", help: "jobs active since TIME: YYYY-MM-DD[THH:MM[:SS]] or now-N{days,hours,minutes} (default: midnight)", set: setString(&o.startTime)},
+		{long: "format", short: 'o', arg: requiredArg, meta: "FIELD[%WIDTH],...", help: "columns to print", set: setString(&o.format)},
+		{long: "parsable", short: 'p', arg: noArg, help: "fields separated by '|', with a trailing '|'", set: func(string) error { o.parsable = "|"; return nil }},
+		{long: "parsable2", short: 'P', arg: noArg, help: "fields separated by '|'", set: func(string) error { o.parsable = "|2"; return nil }},
+		{long: "noheader", short: 'n', arg: noArg, help: "no header lines", set: setBool(&o.noHeader, true)},
+		{long: "allocations", short: 'X', arg: noArg, help: "accepted: Loom jobs have no steps", set: func(string) error { return nil }},
+		{long: "json", arg: noArg, help: "print the jobs as JSON (API objects)", set: setBool(&o.json, true)},
+		{long: "help", short: 'h', arg: noArg, help: "show this help", set: setBool(&o.help, true)},
+		{long: "usage", arg: noArg, set: setBool(&o.help, true)},
+	}
+	pos, err := parseAndApply(opts, args)
+	if err != nil {
+		return e.fail(err)
+	}
+	if o.help {
+		names := make([]string, len(sacctFields))
+		for i, f := range sacctFields {
+			names[i] = f.name
+		}
+		return printHelp(e, fmt.Sprintf(sacctUsage, strings.Join(names, ",")), opts)
+	}
+	if len(pos) > 0 {
+		return e.fail(&usageError{fmt.Sprintf("unexpected argument %q", pos[0])})
+	}
+	fields, widths, err := parseSacctFormat(o.format)
+	if err != nil {
+		return e.fail(fmt.Errorf("--format=%s: %w", o.format, err))
+	}
+	ids, err := parseJobIDs(o.jobs)
+	if err != nil {
+		return e.fail(err)
+	}
+	states, _, err := parseStates(o.states)
+	if err != nil {
+		return e.fail(err)
+	}
+	now := e.now()
+	var since time.Time
+	if len(ids) == 0 {
+		y, m, d := now.In(e.loc).Date()
+		since = time.Date(y, m, d, 0, 0, 0, 0, e.loc)
+	}
+	if o.startTime != "" {
+		if since, err = parseSacctTime(o.startTime, now, e.loc); err != nil {
+			return e.fail(fmt.Errorf("--starttime=%s: %w", o.startTime, err))
+		}
+	}
+	if len(ids) == 0 && len(o.users) == 0 && !o.allUsers {
+		who, err := e.whoami()
+		if err != nil {
+			return e.fail(err)
+		}
+		o.users = []string{who.user}
+	}
+	req := &api.ListJobsRequest{All: true, JobIds: ids, States: states}
+	if len(o.users) == 1 && !o.allUsers {
+		req.User = o.users[0]
+	}
+	return withClient(e, func(c *client) int {
+		resp, err := c.listJobs(ctx, req)
+		if err != nil {
+			return e.fail(err)
+		}
+		jobs := filterJobs(resp.GetJobs(), func(j *api.Job) bool {
+			switch {
+			case len(ids) > 0 && !slices.Contains(ids, j.GetId()):
+				return false
+			case !o.allUsers && len(o.users) > 0 && !slices.Contains(o.users, j.GetUser()):
+				return false
+			case len(states) > 0 && !slices.Contains(states, j.GetState()):
+				return false
+			case !since.IsZero() && j.GetEndUnixMs() > 0 && j.GetEndUnixMs() < since.UnixMilli():
+				return false // ended before the window
+			}
+			return true
+		})
+		slices.SortFunc(jobs, func(a, b *api.Job) int {
+			switch {
+			case a.GetId() < b.GetId():
+				return -1
+			case a.GetId() > b.GetId():
+				return 1
+			}
+			return 0
+		})
+		if o.json {
+			if err := writeJSON(e.stdout, &api.ListJobsResponse{Jobs: jobs, Index: resp.GetIndex()}); err != nil {
+				return e.fail(err)
+			}
+			return 0
+		}
+		writeSacct(e, jobs, fields, widths, o, now)
+		return 0
+	})
+}
+
+// parseSacctFormat parses --format: field names (any case) with an
+// optional %WIDTH.
+func parseSacctFormat(format string) ([]sacctField, []int, error) {
+	var fields []sacctField
+	var widths []int
+	for _, item := range strings.Split(format, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		name, w, hasWidth := strings.Cut(item, "%")
+		i := slices.IndexFunc(sacctFields, func(f sacctField) bool { return strings.EqualFold(f.name, name) })
+		if i < 0 {
+			return nil, nil, fmt.Errorf("unknown field %q", name)
+		}
+		width := sacctFields[i].width
+		if hasWidth {
+			n, err := strconv.Atoi(w)
+			if err != nil || n == 0 {
+				return nil, nil, fmt.Errorf("width %q of %s is not a non-zero number", w, name)
+			}
+			width = n
+		}
+		fields = append(fields, sacctFields[i])
+		widths = append(widths, width)
+	}
+	if len(fields) == 0 {
+		return nil, nil, fmt.Errorf("no fields")
+	}
+	return fields, widths, nil
+}
+
+// parseSacctTime parses --starttime: YYYY-MM-DD, YYYY-MM-DDTHH:MM,
+// YYYY-MM-DDTHH:MM:SS, or now[-N{days,hours,minutes,seconds}].
+func parseSacctTime(s string, now time.Time, loc *time.Location) (time.Time, error) {
+	for _, layout := range []string{"2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
+			return t, nil
+		}
+	}
+	rest, ok := strings.CutPrefix(strings.ToLower(s), "now")
+	if !ok {
+		return time.Time{}, fmt.Errorf("not a time: want YYYY-MM-DD[THH:MM[:SS]] or now-N{days,hours,minutes}")
+	}
+	if rest == "" {
+		return now, nil
+	}
+	if rest[0] != '-' {
+		return time.Time{}, fmt.Errorf("want now-N{days,hours,minutes}")
+	}
+	i := 1
+	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+		i++
+	}
+	n, err := strconv.Atoi(rest[1:i])
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is not a number", rest[1:i])
+	}
+	unit := time.Second
+	switch strings.TrimSuffix(rest[i:], "s") {
+	case "", "second":
+	case "minute":
+		unit = time.Minute
+	case "hour":
+		unit = time.Hour
+	case "day":
+		unit = 24 * time.Hour
+	case "week":
+		unit = 7 * 24 * time.Hour
+	default:
+		return time.Time{}, fmt.Errorf("unit %q is not one of seconds, minutes, hours, days, weeks", rest[i:])
+	}
+	return now.Add(-time.Duration(n) * unit), nil
+}
+
+// writeSacct prints sacct's table: right-aligned fields (JobID left),
+// truncated with '+', a line of dashes under the header; or '|'-separated
+// with -p/-P.
+func writeSacct(e *env, jobs []*api.Job, fields []sacctField, widths []int, o sacctOpts, now time.Time) {
+	line := func(cells []string) {
+		if o.parsable != "" {
+			s := strings.Join(cells, "|")
+			if o.parsable == "|" {
+				s += "|"
+			}
+			fmt.Fprintln(e.stdout, s)
+			return
+		}
+		var b strings.Builder
+		for i, c := range cells {
+			w := widths[i]
+			left := fields[i].left
+			if w < 0 {
+				w, left = -w, true
+			}
+			if len(c) > w {
+				c = c[:w-1] + "+"
+			}
+			if left {
+				fmt.Fprintf(&b, "%-*s ", w, c)
+			} else {
+				fmt.Fprintf(&b, "%*s ", w, c)
+			}
+		}
+		fmt.Fprintln(e.stdout, strings.TrimRight(b.String(), " "))
+	}
+	if !o.noHeader {
+		titles := make([]string, len(fields))
+		dashes := make([]string, len(fields))
+		for i, f := range fields {
+			titles[i] = f.name
+			dashes[i] = strings.Repeat("-", max(widths[i], -widths[i]))
+		}
+		line(titles)
+		if o.parsable == "" {
+			line(dashes)
+		}
+	}
+	for _, j := range jobs {
+		cells := make([]string, len(fields))
+		for i, f := range fields {
+			cells[i] = f.value(j, now, e.loc)
+		}
+		line(cells)
+	}
+}
+
+// jobTRES is Slurm's AllocTRES: "cpu=8,gres/gpu=8,mem=64000M,node=1".
+func jobTRES(j *api.Job) string {
+	if len(j.GetAllocation().GetRanks()) == 0 {
+		return ""
+	}
+	var mem uint64
+	for _, r := range j.GetAllocation().GetRanks() {
+		mem += r.GetMemMb()
+	}
+	parts := []string{fmt.Sprintf("cpu=%d", jobCPUs(j))}
+	if g := jobGPUs(j); g > 0 {
+		parts = append(parts, fmt.Sprintf("gres/gpu=%d", g))
+	}
+	if mem > 0 {
+		parts = append(parts, fmt.Sprintf("mem=%dM", mem))
+	}
+	return strings.Join(append(parts, fmt.Sprintf("node=%d", jobNodes(j))), ",")
+}

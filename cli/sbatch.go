@@ -1,0 +1,265 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"google.golang.org/grpc"
+
+	"github.com/loomhpc/loom/api"
+)
+
+const sbatchUsage = `Usage: sbatch [OPTIONS...] [SCRIPT [ARGS...]]
+       sbatch [OPTIONS...] --wrap=COMMAND
+
+Submits a batch job. Options come from #SBATCH lines at the top of SCRIPT
+(before its first command), then from SBATCH_* environment variables, then
+from the command line, each overriding the one before. Without SCRIPT or
+--wrap the script is read from standard input. In Loom every task (rank) of
+the job runs the script, as if it had been started with srun.
+
+Options:
+`
+
+// sbatchEnvOptions are the SBATCH_* input variables Slurm reads, and the
+// option each one sets.
+var sbatchEnvOptions = []struct{ env, long string }{
+	{"SBATCH_ACCOUNT", "account"},
+	{"SBATCH_EXCLUSIVE", "exclusive"},
+	{"SBATCH_EXPORT", "export"},
+	{"SBATCH_GPUS", "gpus"},
+	{"SBATCH_GPUS_PER_NODE", "gpus-per-node"},
+	{"SBATCH_GPUS_PER_TASK", "gpus-per-task"},
+	{"SBATCH_JOB_NAME", "job-name"},
+	{"SBATCH_MEM_PER_NODE", "mem"},
+	{"SBATCH_NO_REQUEUE", "no-requeue"},
+	{"SBATCH_PARTITION", "partition"},
+	{"SBATCH_QOS", "qos"},
+	{"SBATCH_REQUEUE", "requeue"},
+	{"SBATCH_TIMELIMIT", "time"},
+}
+
+func runSbatch(ctx context.Context, e *env, args []string) int {
+	o := &sbatchOpts{}
+	opts := sbatchOptions(o)
+	cmdUses, pos, err := parseArgs(opts, args, parseConfig{stopAtArg: true})
+	if err != nil {
+		return e.fail(err)
+	}
+	for _, u := range cmdUses {
+		if u.opt.long == "help" || u.opt.long == "usage" {
+			var b strings.Builder
+			b.WriteString(sbatchUsage)
+			writeOptionHelp(&b, opts)
+			io.WriteString(e.stdout, b.String())
+			return 0
+		}
+	}
+	spec, err := buildSpec(e, o, opts, cmdUses, pos)
+	if err != nil {
+		return e.fail(err)
+	}
+	return withClient(e, func(c *client) int {
+		id, err := submit(ctx, e, c, spec)
+		if err != nil {
+			return e.fail(err)
+		}
+		switch {
+		case o.parsable:
+			fmt.Fprintf(e.stdout, "%d\n", id)
+		case !hasUse(cmdUses, "quiet"):
+			fmt.Fprintf(e.stdout, "Submitted batch job %d\n", id)
+		}
+		return 0
+	})
+}
+
+func hasUse(uses []optUse, long string) bool {
+	for _, u := range uses {
+		if u.opt.long == long {
+			return true
+		}
+	}
+	return false
+}
+
+// buildSpec reads the script, applies its directives, the SBATCH_*
+// variables and then the command-line options, and fills the rest of the
+// spec from the submitting environment. Every error names the line or
+// option at fault.
+func buildSpec(e *env, o *sbatchOpts, opts []*option, cmdUses []optUse, pos []string) (*api.JobSpec, error) {
+	cwd, err := e.getwd()
+	if err != nil {
+		return nil, fmt.Errorf("finding the current directory: %w", err)
+	}
+
+	var script, defaultName string
+	switch {
+	case hasUse(cmdUses, "wrap"):
+		if len(pos) > 0 {
+			return nil, fmt.Errorf("script arguments not permitted with --wrap option (got %q)", pos[0])
+		}
+		for _, u := range cmdUses {
+			if u.opt.long == "wrap" {
+				script = "#!/bin/sh\n" + u.value + "\n"
+			}
+		}
+		defaultName = "wrap"
+	case len(pos) > 0:
+		path := pos[0]
+		if len(pos) > 1 {
+			return nil, fmt.Errorf("script arguments (%s) are not supported yet: set them in the script, or pass them with --export", strings.Join(pos[1:], " "))
+		}
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(cwd, path)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("unable to open batch script %s: %w", pos[0], errors.Unwrap(err))
+		}
+		script, err = readScript(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", pos[0], err)
+		}
+		defaultName = filepath.Base(pos[0])
+	default:
+		script, err = readScript(e.stdin)
+		if err != nil {
+			return nil, fmt.Errorf("standard input: %w", err)
+		}
+		defaultName = "sbatch"
+	}
+	if err := checkScript(script); err != nil {
+		return nil, err
+	}
+
+	// 1. #SBATCH lines (not for --wrap, whose script has none).
+	if !hasUse(cmdUses, "wrap") {
+		dirs, err := scanDirectives(script)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range dirs {
+			where := fmt.Sprintf("line %d: ", d.line)
+			uses, rest, err := parseArgs(opts, d.words, parseConfig{
+				unknown: func(name string) { e.warnf("%sunknown option %s ignored", where, name) },
+			})
+			if err != nil {
+				// Not %w: a script's bad line is no command-line usage error.
+				return nil, fmt.Errorf("%s%v", where, err)
+			}
+			if len(rest) > 0 {
+				e.warnf("%sunexpected argument %q ignored", where, rest[0])
+			}
+			if err := applySbatch(e, uses, where); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// 2. SBATCH_* environment variables.
+	for _, ev := range sbatchEnvOptions {
+		v, ok := e.lookupEnv(ev.env)
+		if !ok {
+			continue
+		}
+		o, _ := lookupLong(opts, ev.long)
+		if o.arg == noArg {
+			v = ""
+		}
+		if err := applySbatch(e, []optUse{{o, v}}, ev.env+": "); err != nil {
+			return nil, err
+		}
+	}
+	// 3. The command line.
+	if err := applySbatch(e, cmdUses, ""); err != nil {
+		return nil, err
+	}
+
+	spec := &o.spec
+	spec.Script = script
+	if spec.Name == "" {
+		spec.Name = defaultName
+	}
+	spec.WorkingDir = cwd
+	if o.chdir != "" {
+		spec.WorkingDir = o.chdir
+		if !filepath.IsAbs(o.chdir) {
+			spec.WorkingDir = filepath.Join(cwd, o.chdir)
+		}
+	}
+	spec.Env, err = exportEnv(o.export, e.environ)
+	if err != nil {
+		return nil, fmt.Errorf("--export=%s: %w", o.export, err)
+	}
+	if err := api.ValidateSpec(spec); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+// applySbatch applies uses in order; where ("line 4: ") prefixes
+// messages. Recognised options Loom does not support are warned about.
+func applySbatch(e *env, uses []optUse, where string) error {
+	for _, u := range uses {
+		if u.opt.long == "help" || u.opt.long == "usage" || (where != "" && u.opt.long == "wrap") {
+			continue
+		}
+		err := u.opt.set(u.value)
+		if errors.Is(err, errIgnored) {
+			e.warnf("%s%s: %v", where, u.display(), err)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s%s: %w", where, u.display(), err)
+		}
+	}
+	return nil
+}
+
+// readScript reads a whole script, refusing one over api.MaxScriptBytes.
+func readScript(r io.Reader) (string, error) {
+	b, err := io.ReadAll(io.LimitReader(r, api.MaxScriptBytes+1))
+	if err != nil {
+		return "", err
+	}
+	if len(b) > api.MaxScriptBytes {
+		return "", fmt.Errorf("batch script is over the %d byte limit", api.MaxScriptBytes)
+	}
+	return string(b), nil
+}
+
+// submit sends spec as the current user. The idempotency token is made
+// once, so that a retry on another server returns the same job.
+func submit(ctx context.Context, e *env, c *client, spec *api.JobSpec) (uint64, error) {
+	who, err := e.whoami()
+	if err != nil {
+		return 0, err
+	}
+	host, err := e.hostname()
+	if err != nil {
+		return 0, fmt.Errorf("finding the host name: %w", err)
+	}
+	req := &api.SubmitRequest{
+		Spec:             spec,
+		User:             who.user,
+		Uid:              who.uid,
+		Gid:              who.gid,
+		SubmitHost:       host,
+		IdempotencyToken: e.newToken(),
+	}
+	var resp *api.SubmitResponse
+	err = c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+		resp, err = c.jobs(cc).Submit(ctx, req)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return resp.GetJobId(), nil
+}

@@ -1,0 +1,452 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/loomhpc/loom/api"
+)
+
+// sbatchOpts collects sbatch's options before they become a JobSpec.
+type sbatchOpts struct {
+	spec     api.JobSpec
+	wrap     string
+	hasWrap  bool
+	chdir    string
+	export   string // --export as given; "" means ALL
+	parsable bool
+	help     bool
+	usage    bool
+}
+
+// ignoredOption is what the setter of a recognised but unsupported option
+// returns: the caller warns and goes on.
+type ignoredOption struct{}
+
+func (ignoredOption) Error() string { return "not supported by Loom yet; ignored" }
+
+// errIgnored is the single ignoredOption value.
+var errIgnored error = ignoredOption{}
+
+// sbatchOptions returns sbatch's option table, writing into o.
+func sbatchOptions(o *sbatchOpts) []*option {
+	s := &o.spec
+	opts := []*option{
+		{long: "job-name", short: 'J', arg: requiredArg, meta: "NAME", help: "name of the job",
+			set: func(v string) error {
+				if v == "" {
+					return errors.New("empty job name")
+				}
+				s.Name = v
+				return nil
+			}},
+		{long: "nodes", short: 'N', arg: requiredArg, meta: "N[-M]", help: "number of nodes, or a range", set: func(v string) error {
+			lo, hi, err := parseNodeRange(v)
+			s.NodesMin, s.NodesMax = lo, hi
+			return err
+		}},
+		{long: "ntasks", short: 'n', arg: requiredArg, meta: "N", help: "number of tasks (ranks)", set: setCount(&s.Ntasks, "task count")},
+		{long: "ntasks-per-node", arg: requiredArg, meta: "N", help: "tasks on each node", set: setCount(&s.NtasksPerNode, "task count")},
+		{long: "cpus-per-task", short: 'c', arg: requiredArg, meta: "N", help: "CPUs for each task", set: setCount(&s.CpusPerTask, "CPU count")},
+		{long: "gpus", short: 'G', arg: requiredArg, meta: "[TYPE:]N", help: "GPUs for the whole job", set: setGPUs(s, &s.Gpus)},
+		{long: "gpus-per-node", arg: requiredArg, meta: "[TYPE:]N", help: "GPUs on each node", set: setGPUs(s, &s.GpusPerNode)},
+		{long: "gpus-per-task", arg: requiredArg, meta: "[TYPE:]N", help: "GPUs for each task", set: setGPUs(s, &s.GpusPerTask)},
+		{long: "gres", arg: requiredArg, meta: "gpu[:TYPE]:N", help: "generic resources per node (only gpu)", set: func(v string) error { return parseGres(s, v) }},
+		{long: "mem", arg: requiredArg, meta: "SIZE[K|M|G|T]", help: "memory per node (default unit MB)", set: func(v string) error {
+			mb, err := parseMemMB(v)
+			s.MemPerNodeMb = mb
+			return err
+		}},
+		{long: "time", short: 't', arg: requiredArg, meta: "TIME", help: "time limit: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S or UNLIMITED", set: func(v string) error {
+			sec, err := api.ParseSlurmTime(v)
+			if err != nil {
+				var te *api.TimeFormatError
+				if errors.As(err, &te) {
+					return errors.New(te.Msg + " (want M, M:S, H:M:S, D-H, D-H:M, D-H:M:S or UNLIMITED)")
+				}
+				return err
+			}
+			s.TimeLimitS = sec
+			return nil
+		}},
+		{long: "output", short: 'o', arg: requiredArg, meta: "PATTERN", help: "stdout file; %j %x %t %N %A %a %u %% are expanded on the node", set: setString(&s.Output)},
+		{long: "error", short: 'e', arg: requiredArg, meta: "PATTERN", help: "stderr file (default: with stdout)", set: setString(&s.Error)},
+		{long: "partition", short: 'p', arg: requiredArg, meta: "NAME", help: "partition", set: setString(&s.Partition)},
+		{long: "account", short: 'A', arg: requiredArg, meta: "NAME", help: "account to charge", set: setString(&s.Account)},
+		{long: "qos", short: 'q', arg: requiredArg, meta: "NAME", help: "quality of service", set: setString(&s.Qos)},
+		{long: "wrap", arg: requiredArg, meta: "COMMAND", help: "run COMMAND under /bin/sh instead of a script", set: func(v string) error {
+			o.wrap, o.hasWrap = v, true
+			return nil
+		}},
+		{long: "chdir", short: 'D', arg: requiredArg, meta: "DIR", help: "working directory (default: the current one)", set: func(v string) error {
+			if v == "" {
+				return errors.New("empty directory")
+			}
+			o.chdir = v
+			return nil
+		}},
+		{long: "export", arg: requiredArg, meta: "ALL|NONE|VAR[=VAL],...", help: "environment to pass (default ALL)", set: func(v string) error {
+			if _, err := exportEnv(v, nil); err != nil {
+				return err
+			}
+			o.export = v
+			return nil
+		}},
+		{long: "requeue", arg: noArg, help: "requeue the job after a node failure or preemption", set: setBool(&s.Requeue, true)},
+		{long: "no-requeue", arg: noArg, help: "never requeue the job", set: setBool(&s.Requeue, false)},
+		{long: "exclusive", arg: optionalArg, meta: "", help: "do not share nodes with other jobs", set: func(v string) error {
+			if v != "" {
+				return fmt.Errorf("only plain --exclusive is supported, not --exclusive=%s", v)
+			}
+			s.Exclusive = true
+			return nil
+		}},
+		{long: "nice", arg: optionalArg, meta: "ADJ", help: "lower the priority by ADJ (default 100)", set: func(v string) error {
+			if v == "" {
+				s.Nice = 100
+				return nil
+			}
+			n, err := strconv.ParseInt(v, 10, 32)
+			if err != nil {
+				return fmt.Errorf("%q is not a whole number", v)
+			}
+			if n < -10000 || n > 10000 {
+				return fmt.Errorf("%d is outside -10000..10000", n)
+			}
+			s.Nice = int32(n)
+			return nil
+		}},
+		{long: "dependency", short: 'd', arg: requiredArg, meta: "TYPE:JOBID[:JOBID],...", help: "start after other jobs (afterok, afterany, afternotok, after, singleton)", set: func(v string) error {
+			if err := checkDependency(v); err != nil {
+				return err
+			}
+			s.Dependency = v
+			return nil
+		}},
+		{long: "image", arg: requiredArg, meta: "REF", help: "OCI image or root file system to run in (Loom)", set: setString(&s.Image)},
+		{long: "container-image", arg: requiredArg, meta: "REF", set: setString(&s.Image)}, // pyxis spelling
+		{long: "mount", arg: requiredArg, meta: "SRC:DST[:ro],...", help: "bind mounts into the image (Loom)", set: appendList(&s.Mounts)},
+		{long: "container-mounts", arg: requiredArg, meta: "SRC:DST,...", set: appendList(&s.Mounts)}, // pyxis spelling
+		{long: "max-restarts", arg: requiredArg, meta: "N", help: "requeue at most N times (Loom)", set: func(v string) error {
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				return fmt.Errorf("%q is not a whole number", v)
+			}
+			s.MaxRestarts = uint32(n)
+			return nil
+		}},
+		{long: "parsable", arg: noArg, help: "print only the job id", set: setBool(&o.parsable, true)},
+		{long: "quiet", short: 'Q', arg: noArg, help: "accepted for compatibility", set: func(string) error { return nil }},
+		{long: "verbose", short: 'v', arg: noArg, set: func(string) error { return nil }},
+		{long: "help", short: 'h', arg: noArg, help: "show this help", set: setBool(&o.help, true)},
+		{long: "usage", arg: noArg, set: setBool(&o.usage, true)},
+	}
+
+	// Options that change where, when or how much a job runs are refused
+	// rather than silently dropped: running a job at the wrong time or on
+	// the wrong nodes is worse than not running it.
+	for _, r := range []struct {
+		long  string
+		short byte
+		arg   argKind
+		why   string
+	}{
+		{"array", 'a', requiredArg, "job arrays are not supported yet; submit one job per task"},
+		{"begin", 'b', requiredArg, "deferred start is not supported yet"},
+		{"hold", 'H', noArg, "held submission is not supported yet"},
+		{"mem-per-cpu", 0, requiredArg, "give memory per node with --mem"},
+		{"mem-per-gpu", 0, requiredArg, "give memory per node with --mem"},
+		{"nodelist", 'w', requiredArg, "choosing nodes by name is not supported yet"},
+		{"exclude", 'x', requiredArg, "excluding nodes by name is not supported yet"},
+		{"wait", 'W', noArg, "waiting for the job to end is not supported yet; poll with squeue or sacct"},
+		{"test-only", 0, noArg, "not supported yet"},
+		{"input", 'i', requiredArg, "batch jobs read no stdin in Loom"},
+	} {
+		why := r.why
+		opts = append(opts, &option{long: r.long, short: r.short, arg: r.arg, meta: "X",
+			set: func(string) error { return errors.New(why) }})
+	}
+	// Options that only tune or decorate a job: warned about and ignored.
+	for _, r := range []struct {
+		long  string
+		short byte
+		arg   argKind
+	}{
+		{"mail-type", 0, requiredArg}, {"mail-user", 0, requiredArg}, {"comment", 0, requiredArg},
+		{"signal", 0, requiredArg}, {"constraint", 'C', requiredArg}, {"reservation", 0, requiredArg},
+		{"licenses", 'L', requiredArg}, {"hint", 0, requiredArg}, {"distribution", 'm', requiredArg},
+		{"switches", 0, requiredArg}, {"open-mode", 0, requiredArg}, {"time-min", 0, requiredArg},
+		{"gpu-bind", 0, requiredArg}, {"cpu-bind", 0, requiredArg}, {"mem-bind", 0, requiredArg},
+		{"gpu-freq", 0, requiredArg}, {"threads-per-core", 0, requiredArg}, {"sockets-per-node", 0, requiredArg},
+		{"cores-per-socket", 0, requiredArg}, {"ntasks-per-socket", 0, requiredArg}, {"ntasks-per-core", 0, requiredArg},
+		{"oversubscribe", 's', noArg}, {"propagate", 0, optionalArg}, {"get-user-env", 0, optionalArg},
+		{"wckey", 0, requiredArg}, {"priority", 0, requiredArg}, {"deadline", 0, requiredArg},
+		{"kill-on-invalid-dep", 0, requiredArg}, {"no-kill", 'k', optionalArg}, {"overcommit", 'O', noArg},
+		{"spread-job", 0, noArg}, {"tmp", 0, requiredArg}, {"profile", 0, requiredArg}, {"acctg-freq", 0, requiredArg},
+		{"core-spec", 'S', requiredArg}, {"thread-spec", 0, requiredArg}, {"use-min-nodes", 0, noArg},
+		{"delay-boot", 0, requiredArg}, {"cluster", 'M', requiredArg}, {"clusters", 0, requiredArg},
+		{"requeue-exit", 0, requiredArg}, {"container", 0, requiredArg}, {"network", 0, requiredArg},
+		{"mcs-label", 0, requiredArg}, {"power", 0, requiredArg}, {"prefer", 0, requiredArg},
+		{"gres-flags", 0, requiredArg}, {"mincpus", 0, requiredArg}, {"tres-per-task", 0, requiredArg},
+		{"cpus-per-gpu", 0, requiredArg}, {"ntasks-per-gpu", 0, requiredArg}, {"uid", 0, requiredArg}, {"gid", 0, requiredArg},
+	} {
+		opts = append(opts, &option{long: r.long, short: r.short, arg: r.arg, meta: "X",
+			set: func(string) error { return errIgnored }})
+	}
+	return opts
+}
+
+// parseCount parses a positive count that fits a uint32.
+func parseCount(v, what string) (uint32, error) {
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+	if err != nil {
+		if _, rerr := strconv.ParseUint(strings.TrimSpace(v), 10, 64); rerr == nil {
+			return 0, fmt.Errorf("%s %s is too large", what, v)
+		}
+		return 0, fmt.Errorf("%s %q is not a number", what, v)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("%s must be at least 1", what)
+	}
+	return uint32(n), nil
+}
+
+func setCount(p *uint32, what string) func(string) error {
+	return func(v string) error {
+		n, err := parseCount(v, what)
+		*p = n
+		return err
+	}
+}
+
+// parseNodeRange parses --nodes: "N" (exactly N) or "MIN-MAX".
+func parseNodeRange(v string) (lo, hi uint32, err error) {
+	a, b, isRange := strings.Cut(v, "-")
+	if lo, err = parseCount(a, "node count"); err != nil {
+		return 0, 0, err
+	}
+	if !isRange {
+		return lo, lo, nil
+	}
+	if hi, err = parseCount(b, "maximum node count"); err != nil {
+		return 0, 0, err
+	}
+	if hi < lo {
+		return 0, 0, fmt.Errorf("maximum %d is below minimum %d", hi, lo)
+	}
+	return lo, hi, nil
+}
+
+// setGPUs parses "[TYPE:]N" into *count and the spec's GPU type. The GPU
+// options replace one another, as each says how many GPUs the job needs.
+func setGPUs(s *api.JobSpec, count *uint32) func(string) error {
+	return func(v string) error {
+		typ, n, hasType := strings.Cut(v, ":")
+		if !hasType {
+			n, typ = v, ""
+		}
+		c, err := parseCount(n, "GPU count")
+		if err != nil {
+			return err
+		}
+		if hasType && typ == "" {
+			return errors.New("empty GPU type")
+		}
+		s.Gpus, s.GpusPerNode, s.GpusPerTask = 0, 0, 0
+		*count = c
+		s.GpuType = typ
+		return nil
+	}
+}
+
+// parseGres parses --gres=gpu[:TYPE][:N][,...]. Only GPUs are scheduled;
+// "none" clears the request.
+func parseGres(s *api.JobSpec, v string) error {
+	if v == "none" {
+		s.GpusPerNode, s.GpuType = 0, ""
+		return nil
+	}
+	found := false
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		// Slurm allows a socket binding suffix, gpu:2(S:0-1); it is a
+		// hint Loom's topology placement supersedes.
+		if i := strings.IndexByte(item, '('); i >= 0 {
+			item = item[:i]
+		}
+		parts := strings.Split(item, ":")
+		if parts[0] != "gpu" {
+			return fmt.Errorf("only gpu is supported as a generic resource, not %q", parts[0])
+		}
+		if found {
+			return errors.New("gpu given twice")
+		}
+		found = true
+		var typ, cnt string
+		switch len(parts) {
+		case 1:
+			cnt = "1"
+		case 2:
+			cnt = parts[1]
+			if cnt != "" && (cnt[0] < '0' || cnt[0] > '9') {
+				return fmt.Errorf("GPU count %q is not a number (for a GPU type write gpu:%s:1)", cnt, cnt)
+			}
+		case 3:
+			typ, cnt = parts[1], parts[2]
+			if typ == "" {
+				return errors.New("empty GPU type")
+			}
+		default:
+			return fmt.Errorf("%q has too many ':' fields (want gpu[:TYPE]:N)", item)
+		}
+		n, err := parseCount(cnt, "GPU count")
+		if err != nil {
+			return err
+		}
+		s.Gpus, s.GpusPerNode, s.GpusPerTask = 0, n, 0
+		s.GpuType = typ
+	}
+	return nil
+}
+
+// parseMemMB parses Slurm's --mem: a whole number with an optional unit
+// K, M, G or T (default M), rounded up to whole megabytes. 0 (Slurm's "all
+// of the node's memory") is stored as 0, "not given".
+func parseMemMB(v string) (uint64, error) {
+	num, mult, div := v, uint64(1), uint64(1)
+	if n := len(v); n > 0 {
+		switch v[n-1] {
+		case 'K', 'k':
+			num, div = v[:n-1], 1024
+		case 'M', 'm':
+			num = v[:n-1]
+		case 'G', 'g':
+			num, mult = v[:n-1], 1024
+		case 'T', 't':
+			num, mult = v[:n-1], 1024*1024
+		}
+	}
+	n, err := strconv.ParseUint(num, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("memory size %q is not a number with an optional unit K, M, G or T", v)
+	}
+	if n > math.MaxUint64/mult/1024 {
+		return 0, fmt.Errorf("memory size %q is too large", v)
+	}
+	return (n*mult + div - 1) / div, nil
+}
+
+// dependencyTypes are the --dependency kinds Slurm defines and Loom keeps.
+var dependencyTypes = []string{"after", "afterany", "afternotok", "afterok", "aftercorr", "singleton"}
+
+// checkDependency validates --dependency=TYPE:ID[:ID...][,|?TYPE:ID...]
+// so that a typo is reported at submit time, not as a job that never
+// starts.
+func checkDependency(v string) error {
+	if v == "" {
+		return errors.New("empty dependency")
+	}
+	sep := ","
+	if strings.Contains(v, "?") {
+		if strings.Contains(v, ",") {
+			return errors.New("use either ',' (all) or '?' (any) between dependencies, not both")
+		}
+		sep = "?"
+	}
+	for _, item := range strings.Split(v, sep) {
+		typ, ids, hasIDs := strings.Cut(item, ":")
+		known := false
+		for _, t := range dependencyTypes {
+			known = known || t == typ
+		}
+		if !known {
+			return fmt.Errorf("dependency type %q is not one of %s", typ, strings.Join(dependencyTypes, ", "))
+		}
+		if typ == "singleton" {
+			if hasIDs {
+				return errors.New("singleton takes no job ids")
+			}
+			continue
+		}
+		if !hasIDs || ids == "" {
+			return fmt.Errorf("%s needs job ids, as in %s:123", typ, typ)
+		}
+		for _, id := range strings.Split(ids, ":") {
+			base, delay, hasDelay := strings.Cut(id, "+")
+			base, _, _ = strings.Cut(base, "_") // array task, JOBID_TASK
+			if _, err := strconv.ParseUint(base, 10, 64); err != nil {
+				return fmt.Errorf("job id %q in %s is not a number", id, typ)
+			}
+			if hasDelay {
+				if typ != "after" {
+					return fmt.Errorf("only after takes a +minutes delay, not %s", typ)
+				}
+				if _, err := strconv.ParseUint(delay, 10, 32); err != nil {
+					return fmt.Errorf("delay %q in %s is not a number of minutes", delay, id)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// exportEnv builds the job environment from --export and the submitting
+// environment (KEY=VALUE strings). "" and "ALL" pass everything; "NONE"
+// passes nothing; a list passes only the named variables, with
+// NAME=VALUE setting one, and ALL in the list adds the rest.
+func exportEnv(spec string, environ []string) (map[string]string, error) {
+	all := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
+			all[k] = v
+		}
+	}
+	out := map[string]string{}
+	if spec == "" {
+		spec = "ALL"
+	}
+	if spec == "NONE" {
+		return out, nil
+	}
+	for _, item := range strings.Split(spec, ",") {
+		switch item {
+		case "ALL":
+			for k, v := range all {
+				if _, set := out[k]; !set {
+					out[k] = v
+				}
+			}
+			continue
+		case "NONE":
+			return nil, errors.New("NONE cannot be combined with other variables")
+		case "":
+			return nil, errors.New("empty variable name")
+		}
+		k, v, hasVal := strings.Cut(item, "=")
+		if !validEnvName(k) {
+			return nil, fmt.Errorf("%q is not a valid variable name", k)
+		}
+		if hasVal {
+			out[k] = v
+		} else if v, ok := all[k]; ok {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+func validEnvName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c != '_' && !('a' <= c && c <= 'z') && !('A' <= c && c <= 'Z') && !(i > 0 && '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}

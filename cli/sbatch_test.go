@@ -1,0 +1,483 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/loomhpc/loom/api"
+)
+
+// writeScript writes a batch script into a temporary directory and
+// returns its path.
+func writeScript(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "job.sh")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// submitted runs sbatch and returns the one spec the server received.
+func submitted(t *testing.T, te testEnv, f *fakeServer, args ...string) *api.JobSpec {
+	t.Helper()
+	if code := te.run(t, args...); code != 0 {
+		t.Fatalf("sbatch %q exited %d, stderr:\n%s", args, code, te.err)
+	}
+	if len(f.submits) != 1 {
+		t.Fatalf("sbatch %q made %d submits, want 1", args, len(f.submits))
+	}
+	return f.submits[0].GetSpec()
+}
+
+func TestSbatchSpec(t *testing.T) {
+	const header = "#!/bin/bash\n"
+	allEnv := map[string]string{"HOME": "/home/alice", "PATH": "/usr/bin:/bin", "LOOM_TIMEOUT": "20s"}
+	tests := []struct {
+		name   string
+		script string   // "" for no script file
+		args   []string // before the script path
+		stdin  string
+		env    []string
+		want   *api.JobSpec // Script, WorkingDir and Env are filled in unless set
+	}{
+		{
+			name: "directives",
+			script: header + `# a comment
+#SBATCH -J train
+#SBATCH --nodes=2 --ntasks-per-node=8
+#SBATCH --gpus-per-node=h100:8
+#SBATCH --cpus-per-task 4
+#SBATCH --mem=64G
+#SBATCH -t 1-00:00:00
+#SBATCH -o out-%j-%t.txt
+#SBATCH -e err-%x.txt
+#SBATCH -p gpu -A proj -q high
+#SBATCH --exclusive
+#SBATCH --requeue
+#SBATCH --nice
+#SBATCH --dependency=afterok:12:13
+
+srun python train.py
+`,
+			want: &api.JobSpec{Name: "train", NodesMin: 2, NodesMax: 2, NtasksPerNode: 8, GpusPerNode: 8, GpuType: "h100",
+				CpusPerTask: 4, MemPerNodeMb: 65536, TimeLimitS: 86400, Output: "out-%j-%t.txt", Error: "err-%x.txt",
+				Partition: "gpu", Account: "proj", Qos: "high", Exclusive: true, Requeue: true, Nice: 100, Dependency: "afterok:12:13"},
+		},
+		{
+			name:   "command line overrides script",
+			script: header + "#SBATCH -J fromscript\n#SBATCH -N 4\n#SBATCH --time=10\necho\n",
+			args:   []string{"-J", "fromcli", "-N2", "--time", "1:30:00"},
+			want:   &api.JobSpec{Name: "fromcli", NodesMin: 2, NodesMax: 2, TimeLimitS: 5400},
+		},
+		{
+			name:   "directives end at the first command",
+			script: header + "\n#SBATCH -N 3\necho hi\n#SBATCH -N 5\n",
+			want:   &api.JobSpec{Name: "job.sh", NodesMin: 3, NodesMax: 3},
+		},
+		{
+			name:   "comments, quotes and near misses",
+			script: header + "# SBATCH -N 9\n#SBATCHX -N 9\n#SBATCH --job-name=\"my job\" # trailing comment\n#SBATCH -o 'a b.out'\nexit 0\n",
+			want:   &api.JobSpec{Name: "my job", Output: "a b.out"},
+		},
+		{
+			name:   "node range and short forms",
+			script: header + "#SBATCH -N2-4\n#SBATCH -n16\n#SBATCH -c 2\n#SBATCH -G a100:4\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", NodesMin: 2, NodesMax: 4, Ntasks: 16, CpusPerTask: 2, Gpus: 4, GpuType: "a100"},
+		},
+		{
+			name:   "gres with type",
+			script: header + "#SBATCH --gres=gpu:a100:4\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", GpusPerNode: 4, GpuType: "a100"},
+		},
+		{
+			name:   "gres count only",
+			script: header + "#SBATCH --gres=gpu:2\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", GpusPerNode: 2},
+		},
+		{
+			name:   "gres bare gpu is one",
+			script: header + "#SBATCH --gres=gpu\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", GpusPerNode: 1},
+		},
+		{
+			name:   "later GPU option replaces earlier",
+			script: header + "#SBATCH --gpus-per-node=8\ntrue\n",
+			args:   []string{"--gpus-per-task=1"},
+			want:   &api.JobSpec{Name: "job.sh", GpusPerTask: 1},
+		},
+		{
+			name:   "memory units",
+			script: header + "#SBATCH --mem=512K\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", MemPerNodeMb: 1},
+		},
+		{
+			name:   "memory terabytes and default unit",
+			script: header + "#SBATCH --mem=2T\ntrue\n",
+			args:   []string{"--mem", "100"},
+			want:   &api.JobSpec{Name: "job.sh", MemPerNodeMb: 100},
+		},
+		{
+			name:   "unlimited time",
+			script: header + "#SBATCH -t UNLIMITED\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", TimeLimitS: -1},
+		},
+		{
+			name: "wrap",
+			args: []string{"--wrap", "echo hello world"},
+			want: &api.JobSpec{Name: "wrap", Script: "#!/bin/sh\necho hello world\n"},
+		},
+		{
+			name:  "stdin",
+			stdin: header + "#SBATCH -n 2\nhostname\n",
+			want:  &api.JobSpec{Name: "sbatch", Ntasks: 2, Script: header + "#SBATCH -n 2\nhostname\n"},
+		},
+		{
+			name:   "relative chdir",
+			script: header + "#SBATCH -D runs/1\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", WorkingDir: "/home/alice/work/runs/1"},
+		},
+		{
+			name:   "absolute chdir",
+			script: header + "true\n",
+			args:   []string{"--chdir=/scratch/x"},
+			want:   &api.JobSpec{Name: "job.sh", WorkingDir: "/scratch/x"},
+		},
+		{
+			name:   "export none",
+			script: header + "true\n",
+			args:   []string{"--export=NONE"},
+			want:   &api.JobSpec{Name: "job.sh", Env: map[string]string{}},
+		},
+		{
+			name:   "export list",
+			script: header + "true\n",
+			args:   []string{"--export=FOO=1,PATH,MISSING"},
+			want:   &api.JobSpec{Name: "job.sh", Env: map[string]string{"FOO": "1", "PATH": "/usr/bin:/bin"}},
+		},
+		{
+			name:   "export all with override",
+			script: header + "true\n",
+			args:   []string{"--export=ALL,HOME=/tmp"},
+			want:   &api.JobSpec{Name: "job.sh", Env: map[string]string{"HOME": "/tmp", "PATH": "/usr/bin:/bin", "LOOM_TIMEOUT": "20s", "LOOM_ADDR": "$ADDR"}},
+		},
+		{
+			name:   "unique long prefix",
+			script: header + "true\n",
+			args:   []string{"--part=debug", "--job=x"},
+			want:   &api.JobSpec{Name: "x", Partition: "debug"},
+		},
+		{
+			name:   "SBATCH variables between script and command line",
+			script: header + "#SBATCH -p fromscript\n#SBATCH -A fromscript\ntrue\n",
+			env:    []string{"SBATCH_PARTITION=fromenv", "SBATCH_ACCOUNT=fromenv", "SBATCH_TIMELIMIT=5"},
+			args:   []string{"-A", "fromcli"},
+			want:   &api.JobSpec{Name: "job.sh", Partition: "fromenv", Account: "fromcli", TimeLimitS: 300},
+		},
+		{
+			name:   "loom extensions",
+			script: header + "#SBATCH --image=nvcr.io/nvidia/pytorch:24.05\n#SBATCH --container-mounts=/data:/data,/ckpt:/ckpt\n#SBATCH --max-restarts=3\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", Image: "nvcr.io/nvidia/pytorch:24.05", Mounts: []string{"/data:/data", "/ckpt:/ckpt"}, MaxRestarts: 3},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeServer{}
+			te := newTestEnv("sbatch", f.start(t), tt.env...)
+			te.stdin = strings.NewReader(tt.stdin)
+			args := tt.args
+			if tt.script != "" {
+				args = append(append([]string(nil), args...), writeScript(t, tt.script))
+			}
+			got := submitted(t, te, f, args...)
+
+			want := proto.Clone(tt.want).(*api.JobSpec)
+			if want.Script == "" {
+				want.Script = tt.script
+			}
+			if want.WorkingDir == "" {
+				want.WorkingDir = "/home/alice/work"
+			}
+			if tt.want.Env == nil {
+				want.Env = map[string]string{"LOOM_ADDR": te.getenv("LOOM_ADDR")}
+				for k, v := range allEnv {
+					want.Env[k] = v
+				}
+				for _, kv := range tt.env {
+					k, v, _ := strings.Cut(kv, "=")
+					want.Env[k] = v
+				}
+			}
+			if want.Env["LOOM_ADDR"] == "$ADDR" {
+				want.Env["LOOM_ADDR"] = te.getenv("LOOM_ADDR")
+			}
+			if !proto.Equal(got, want) {
+				t.Errorf("sbatch %q submitted\n%s\nwant\n%s", args, prototext.Format(got), prototext.Format(want))
+			}
+			if te.err.Len() != 0 {
+				t.Errorf("sbatch %q wrote to stderr: %q", args, te.err)
+			}
+		})
+	}
+}
+
+func TestSbatchOutputAndRequest(t *testing.T) {
+	f := &fakeServer{nextID: 41}
+	te := newTestEnv("sbatch", f.start(t))
+	if code := te.run(t, "--wrap=true"); code != 0 {
+		t.Fatalf("sbatch exited %d: %s", code, te.err)
+	}
+	if got, want := te.out.String(), "Submitted batch job 42\n"; got != want {
+		t.Errorf("sbatch printed %q, want %q", got, want)
+	}
+	req := f.submits[0]
+	if req.GetUser() != "alice" || req.GetUid() != 1000 || req.GetGid() != 1000 || req.GetSubmitHost() != "login1" || req.GetIdempotencyToken() != "token-1" {
+		t.Errorf("SubmitRequest identity = %s, want alice/1000/1000 from login1 with token-1", prototext.Format(req))
+	}
+
+	te = newTestEnv("sbatch", f.start(t))
+	if code := te.run(t, "--parsable", "--wrap=true"); code != 0 {
+		t.Fatalf("sbatch --parsable exited %d: %s", code, te.err)
+	}
+	if got, want := te.out.String(), "43\n"; got != want {
+		t.Errorf("sbatch --parsable printed %q, want %q", got, want)
+	}
+}
+
+func TestSbatchErrors(t *testing.T) {
+	const header = "#!/bin/bash\n"
+	tests := []struct {
+		name    string
+		script  string
+		args    []string
+		wantErr string // the whole of stderr
+	}{
+		{
+			name:    "bad gres in directive names the line",
+			script:  header + "#SBATCH -N 1\n\n#SBATCH --gres=gpu:x\ntrue\n",
+			wantErr: "sbatch: error: line 4: --gres=gpu:x: GPU count \"x\" is not a number (for a GPU type write gpu:x:1)\n",
+		},
+		{
+			name:    "bad time on command line names the option",
+			script:  header + "true\n",
+			args:    []string{"--time=abc"},
+			wantErr: "sbatch: error: --time=abc: minutes \"abc\" is not a number (want M, M:S, H:M:S, D-H, D-H:M, D-H:M:S or UNLIMITED)\n",
+		},
+		{
+			name:    "short option shown in long form",
+			script:  header + "true\n",
+			args:    []string{"-N", "0"},
+			wantErr: "sbatch: error: --nodes=0: node count must be at least 1\n",
+		},
+		{
+			name:    "node range backwards",
+			script:  header + "#SBATCH -N 4-2\ntrue\n",
+			wantErr: "sbatch: error: line 2: --nodes=4-2: maximum 2 is below minimum 4\n",
+		},
+		{
+			name:    "bad memory",
+			script:  header + "#SBATCH --mem=10X\ntrue\n",
+			wantErr: "sbatch: error: line 2: --mem=10X: memory size \"10X\" is not a number with an optional unit K, M, G or T\n",
+		},
+		{
+			name:    "bad dependency",
+			script:  header + "#SBATCH --dependency=aftr:1\ntrue\n",
+			wantErr: "sbatch: error: line 2: --dependency=aftr:1: dependency type \"aftr\" is not one of after, afterany, afternotok, afterok, aftercorr, singleton\n",
+		},
+		{
+			name:    "missing value in directive",
+			script:  header + "#SBATCH --time\ntrue\n",
+			wantErr: "sbatch: error: line 2: option '--time' requires an argument\n",
+		},
+		{
+			name:    "unterminated quote",
+			script:  header + "#SBATCH -J \"oops\ntrue\n",
+			wantErr: "sbatch: error: line 2: unterminated \" quote\n",
+		},
+		{
+			name:    "unknown command-line option",
+			script:  header + "true\n",
+			args:    []string{"--frobnicate"},
+			wantErr: "sbatch: error: unrecognized option '--frobnicate'\nTry \"sbatch --help\" for more information\n",
+		},
+		{
+			name:    "ambiguous prefix",
+			script:  header + "true\n",
+			args:    []string{"--no=1"},
+			wantErr: "sbatch: error: option '--no' is ambiguous; possibilities: --no-kill --no-requeue --nodelist --nodes\nTry \"sbatch --help\" for more information\n",
+		},
+		{
+			name:    "arrays refused",
+			script:  header + "#SBATCH --array=0-9\ntrue\n",
+			wantErr: "sbatch: error: line 2: --array=0-9: job arrays are not supported yet; submit one job per task\n",
+		},
+		{
+			name:    "no interpreter line",
+			script:  "echo hi\n",
+			wantErr: "sbatch: error: this does not look like a batch script: the first line must start with #! followed by the path to an interpreter, such as #!/bin/bash\n",
+		},
+		{
+			name:    "DOS line ends",
+			script:  "#!/bin/sh\r\ntrue\r\n",
+			wantErr: "sbatch: error: batch script contains DOS line breaks (\\r\\n) instead of expected UNIX line breaks (\\n); convert it with dos2unix\n",
+		},
+		{
+			name:    "spec validation",
+			script:  header + "#SBATCH -N 2\n#SBATCH -n 1\ntrue\n",
+			wantErr: "sbatch: error: --ntasks: 1 tasks cannot cover 2 nodes (each node needs at least one task)\n",
+		},
+		{
+			name:    "script arguments",
+			script:  header + "true\n",
+			args:    []string{"--", "SCRIPT", "a", "b"},
+			wantErr: "sbatch: error: script arguments (a b) are not supported yet: set them in the script, or pass them with --export\n",
+		},
+		{
+			name:    "bad export",
+			script:  header + "true\n",
+			args:    []string{"--export=NONE,FOO"},
+			wantErr: "sbatch: error: --export=NONE,FOO: NONE cannot be combined with other variables\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeServer{}
+			te := newTestEnv("sbatch", f.start(t))
+			path := writeScript(t, tt.script)
+			args := append([]string(nil), tt.args...)
+			if i := indexOf(args, "SCRIPT"); i >= 0 {
+				args[i] = path
+			} else {
+				args = append(args, path)
+			}
+			if code := te.run(t, args...); code != 1 {
+				t.Errorf("sbatch %q exited %d, want 1", args, code)
+			}
+			if got := te.err.String(); got != tt.wantErr {
+				t.Errorf("sbatch %q stderr = %q, want %q", args, got, tt.wantErr)
+			}
+			if len(f.submits) != 0 {
+				t.Errorf("sbatch %q submitted a job despite the error", args)
+			}
+		})
+	}
+}
+
+func indexOf(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestSbatchWarnings(t *testing.T) {
+	f := &fakeServer{}
+	te := newTestEnv("sbatch", f.start(t))
+	script := "#!/bin/bash\n#SBATCH -N 1\n#SBATCH --mail-type=END\n#SBATCH --frobnicate=3\n#SBATCH --weird value -n 2\ntrue\n"
+	spec := submitted(t, te, f, writeScript(t, script))
+	want := "sbatch: warning: line 3: --mail-type=END: not supported by Loom yet; ignored\n" +
+		"sbatch: warning: line 4: unknown option --frobnicate ignored\n" +
+		"sbatch: warning: line 5: unknown option --weird ignored\n"
+	if got := te.err.String(); got != want {
+		t.Errorf("sbatch stderr = %q, want %q", got, want)
+	}
+	if spec.GetNtasks() != 2 {
+		t.Errorf("sbatch after an unknown option: ntasks = %d, want 2 (options after it on the line still apply)", spec.GetNtasks())
+	}
+}
+
+func TestSbatchMissingScript(t *testing.T) {
+	f := &fakeServer{}
+	te := newTestEnv("sbatch", f.start(t))
+	if code := te.run(t, "nope.sh"); code != 1 {
+		t.Errorf("sbatch nope.sh exited %d, want 1", code)
+	}
+	if got, want := te.err.String(), "sbatch: error: unable to open batch script nope.sh: no such file or directory\n"; got != want {
+		t.Errorf("sbatch nope.sh stderr = %q, want %q", got, want)
+	}
+}
+
+func TestSbatchServerError(t *testing.T) {
+	f := &fakeServer{fail: status.Error(codes.InvalidArgument, `--partition: partition "x" does not exist`)}
+	te := newTestEnv("sbatch", f.start(t))
+	if code := te.run(t, "-p", "x", "--wrap=true"); code != 1 {
+		t.Errorf("sbatch exited %d, want 1", code)
+	}
+	if got, want := te.err.String(), "sbatch: error: --partition: partition \"x\" does not exist\n"; got != want {
+		t.Errorf("sbatch stderr = %q, want %q", got, want)
+	}
+	if te.out.Len() != 0 {
+		t.Errorf("sbatch printed %q after an error", te.out)
+	}
+}
+
+// TestSbatchFailover checks that an unreachable server and one that
+// answers Unavailable are skipped, and that every attempt carries the same
+// idempotency token, so that the job is created once.
+func TestSbatchFailover(t *testing.T) {
+	notLeader := &fakeServer{fail: status.Error(codes.Unavailable, "no leader")}
+	good := &fakeServer{}
+	addrs := deadAddr(t) + "," + notLeader.start(t) + "," + good.start(t)
+	te := newTestEnv("sbatch", addrs)
+	tokens := []string{"first", "second"}
+	te.newToken = func() string { tok := tokens[0]; tokens = tokens[1:]; return tok }
+	if code := te.run(t, "--wrap=true"); code != 0 {
+		t.Fatalf("sbatch with LOOM_ADDR=%s exited %d: %s", addrs, code, te.err)
+	}
+	if len(notLeader.submits) != 1 || len(good.submits) != 1 {
+		t.Fatalf("submits: %d to the Unavailable server, %d to the good one; want 1 and 1", len(notLeader.submits), len(good.submits))
+	}
+	if a, b := notLeader.submits[0].GetIdempotencyToken(), good.submits[0].GetIdempotencyToken(); a != "first" || b != "first" {
+		t.Errorf("idempotency tokens = %q then %q, want the same first token twice", a, b)
+	}
+}
+
+func TestSbatchNoServer(t *testing.T) {
+	addr := deadAddr(t)
+	te := newTestEnv("sbatch", addr)
+	if code := te.run(t, "--wrap=true"); code != 1 {
+		t.Errorf("sbatch with no server exited %d, want 1", code)
+	}
+	want := "sbatch: error: cannot reach a Loom server (LOOM_ADDR=" + addr + "): " + addr + ": "
+	if got := te.err.String(); !strings.HasPrefix(got, want) {
+		t.Errorf("sbatch with no server: stderr = %q, want prefix %q", got, want)
+	}
+}
+
+func TestSbatchHelp(t *testing.T) {
+	te := newTestEnv("sbatch", "unused")
+	if code := te.run(t, "--help"); code != 0 {
+		t.Errorf("sbatch --help exited %d, want 0", code)
+	}
+	for _, want := range []string{"Usage: sbatch", "-N, --nodes=N[-M]", "--gres=gpu[:TYPE]:N", "--wrap=COMMAND"} {
+		if !strings.Contains(te.out.String(), want) {
+			t.Errorf("sbatch --help output lacks %q:\n%s", want, te.out)
+		}
+	}
+}
+
+func TestScanDirectives(t *testing.T) {
+	script := "#!/bin/sh\n#SBATCH -N 2 -n 4 # nodes\n#SBATCH\t--job-name='a b'\n#SBATCH --output=x\\ y\n#SBATCH -J \"q\\\"x\"\n"
+	got, err := scanDirectives(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []directive{{2, []string{"-N", "2", "-n", "4"}}, {3, []string{"--job-name=a b"}}, {4, []string{"--output=x y"}}, {5, []string{"-J", `q"x`}}}
+	if len(got) != len(want) {
+		t.Fatalf("scanDirectives = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i].line != want[i].line || strings.Join(got[i].words, "|") != strings.Join(want[i].words, "|") {
+			t.Errorf("scanDirectives directive %d = %d %q, want %d %q", i, got[i].line, got[i].words, want[i].line, want[i].words)
+		}
+	}
+}

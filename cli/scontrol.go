@@ -1,0 +1,383 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/loomhpc/loom/api"
+)
+
+const scontrolUsage = `Usage: scontrol [OPTIONS...] COMMAND
+
+Commands:
+  show job [JOBID]                      a job's details (all active jobs without JOBID)
+  show node [NODENAME]                  a node's details (all nodes without NODENAME)
+  update nodename=HOSTLIST state=drain reason="why"
+  update nodename=HOSTLIST state=resume
+
+Options:
+`
+
+type scontrolOpts struct {
+	oneLiner bool
+	json     bool
+	help     bool
+}
+
+func runScontrol(ctx context.Context, e *env, args []string) int {
+	var o scontrolOpts
+	opts := []*option{
+		{long: "oneliner", short: 'o', arg: noArg, help: "print each record on one line", set: setBool(&o.oneLiner, true)},
+		{long: "json", arg: noArg, help: "print API objects as JSON", set: setBool(&o.json, true)},
+		{long: "quiet", short: 'Q', arg: noArg, set: func(string) error { return nil }},
+		{long: "details", short: 'd', arg: noArg, set: func(string) error { return nil }},
+		{long: "help", short: 'h', arg: noArg, help: "show this help", set: setBool(&o.help, true)},
+		{long: "usage", arg: noArg, set: setBool(&o.help, true)},
+	}
+	pos, err := parseAndApply(opts, args)
+	if err != nil {
+		return e.fail(err)
+	}
+	if o.help || len(pos) == 0 {
+		if len(pos) == 0 && !o.help {
+			return e.fail(&usageError{"no command given"})
+		}
+		return printHelp(e, scontrolUsage, opts)
+	}
+	cmd := strings.ToLower(pos[0])
+	switch {
+	case cmd == "show":
+		if len(pos) < 2 {
+			return e.fail(&usageError{"show: say what to show: job or node"})
+		}
+		what := strings.ToLower(pos[1])
+		rest := pos[2:]
+		if len(rest) > 1 {
+			return e.fail(&usageError{fmt.Sprintf("show %s: unexpected argument %q", what, rest[1])})
+		}
+		switch what {
+		case "job", "jobs", "jobid":
+			return withClient(e, func(c *client) int { return showJobs(ctx, e, c, rest, o) })
+		case "node", "nodes", "nodename":
+			return withClient(e, func(c *client) int { return showNodes(ctx, e, c, rest, o) })
+		}
+		return e.fail(&usageError{fmt.Sprintf("show: cannot show %q: Loom shows job and node", pos[1])})
+	case cmd == "update":
+		return withClient(e, func(c *client) int { return updateNodes(ctx, e, c, pos[1:]) })
+	case cmd == "hold" || cmd == "release" || cmd == "requeue" || cmd == "suspend" || cmd == "resume" || cmd == "top":
+		return e.errorf("%s is not supported by Loom yet", cmd)
+	}
+	return e.fail(&usageError{fmt.Sprintf("unknown command %q", pos[0])})
+}
+
+// keyValues writes Slurm's "Key=Value" records: one line of the first
+// group, the others indented by three spaces, or all on one line.
+type keyValues struct {
+	lines [][]string
+}
+
+func (kv *keyValues) line(pairs ...string) {
+	var l []string
+	for i := 0; i+1 < len(pairs); i += 2 {
+		l = append(l, pairs[i]+"="+pairs[i+1])
+	}
+	kv.lines = append(kv.lines, l)
+}
+
+func (kv *keyValues) write(w io.Writer, oneLiner bool) {
+	if oneLiner {
+		var all []string
+		for _, l := range kv.lines {
+			all = append(all, l...)
+		}
+		fmt.Fprintln(w, strings.Join(all, " "))
+		return
+	}
+	for i, l := range kv.lines {
+		indent := "   "
+		if i == 0 {
+			indent = ""
+		}
+		fmt.Fprintln(w, indent+strings.Join(l, " "))
+	}
+	fmt.Fprintln(w)
+}
+
+func null(s string) string { return orDefault(s, "(null)") }
+
+func showJobs(ctx context.Context, e *env, c *client, rest []string, o scontrolOpts) int {
+	var jobs []*api.Job
+	if len(rest) == 1 {
+		ids, err := parseJobIDs(rest)
+		if err != nil {
+			return e.fail(err)
+		}
+		for _, id := range ids {
+			j, err := c.getJob(ctx, id)
+			if status.Code(err) == codes.NotFound {
+				return e.errorf("job %d: invalid job id specified", id)
+			}
+			if err != nil {
+				return e.errorf("job %d: %s", id, errorMessage(err))
+			}
+			jobs = append(jobs, j)
+		}
+	} else {
+		resp, err := c.listJobs(ctx, &api.ListJobsRequest{})
+		if err != nil {
+			return e.fail(err)
+		}
+		jobs = resp.GetJobs()
+		sort.Slice(jobs, func(a, b int) bool { return jobs[a].GetId() < jobs[b].GetId() })
+	}
+	if o.json {
+		if err := writeJSON(e.stdout, &api.ListJobsResponse{Jobs: jobs}); err != nil {
+			return e.fail(err)
+		}
+		return 0
+	}
+	if len(jobs) == 0 {
+		fmt.Fprintln(e.stdout, "No jobs in the system")
+		return 0
+	}
+	for _, j := range jobs {
+		jobRecord(j, e).write(e.stdout, o.oneLiner)
+	}
+	return 0
+}
+
+func jobRecord(j *api.Job, e *env) *keyValues {
+	s := j.GetSpec()
+	a := j.GetAllocation()
+	kv := &keyValues{}
+	kv.line("JobId", strconv.FormatUint(j.GetId(), 10), "JobName", s.GetName())
+	kv.line("UserId", fmt.Sprintf("%s(%d)", j.GetUser(), j.GetUid()), "GroupId", strconv.FormatUint(uint64(j.GetGid()), 10))
+	kv.line("Priority", strconv.FormatUint(uint64(j.GetPriority()), 10), "Nice", strconv.Itoa(int(s.GetNice())),
+		"Account", null(s.GetAccount()), "QOS", null(s.GetQos()))
+	kv.line("JobState", stateName(j.GetState()), "Reason", orDefault(j.GetReason(), "None"), "Dependency", null(s.GetDependency()))
+	requeue := "0"
+	if s.GetRequeue() {
+		requeue = "1"
+	}
+	kv.line("Requeue", requeue, "Restarts", strconv.FormatUint(uint64(j.GetRestartCount()), 10),
+		"MaxRestarts", strconv.FormatUint(uint64(s.GetMaxRestarts()), 10), "BatchFlag", "1", "ExitCode", exitCode(j))
+	limit := "Partition_Limit"
+	if s.GetTimeLimitS() != 0 {
+		limit = clockDuration(s.GetTimeLimitS())
+	}
+	kv.line("RunTime", clockDuration(jobElapsed(j, e.now())), "TimeLimit", limit)
+	kv.line("SubmitTime", slurmTimestamp(j.GetSubmitUnixMs(), e.loc), "EligibleTime", slurmTimestamp(j.GetSubmitUnixMs(), e.loc))
+	start := j.GetStartUnixMs()
+	if j.GetState() == api.JobState_PENDING {
+		start = j.GetExpectedStartUnixMs()
+	}
+	kv.line("StartTime", slurmTimestamp(start, e.loc), "EndTime", slurmTimestamp(j.GetEndUnixMs(), e.loc))
+	kv.line("Partition", s.PartitionOf(), "AllocNode:Sid", j.GetSubmitHost()+":0")
+	nodes := "(null)"
+	batchHost := "(null)"
+	if len(a.GetNodes()) > 0 {
+		nodes = api.CompressHostlist(a.GetNodes())
+		batchHost = a.GetNodes()[0]
+	}
+	kv.line("NodeList", nodes, "BatchHost", batchHost)
+	lo, hi := s.NodeRange()
+	numNodes := strconv.Itoa(int(lo))
+	if hi > lo {
+		numNodes += "-" + strconv.Itoa(int(hi))
+	}
+	if n := len(a.GetNodes()); n > 0 {
+		numNodes = strconv.Itoa(n)
+	}
+	tasks := len(a.GetRanks())
+	if tasks == 0 {
+		tasks = int(s.TotalTasks(lo))
+	}
+	kv.line("NumNodes", numNodes, "NumCPUs", strconv.FormatUint(uint64(jobCPUs(j)), 10), "NumTasks", strconv.Itoa(tasks),
+		"CPUs/Task", strconv.FormatUint(uint64(max(1, s.GetCpusPerTask())), 10))
+	kv.line("TRES", null(jobTRES(j)))
+	mem := "0"
+	if s.GetMemPerNodeMb() > 0 {
+		mem = strconv.FormatUint(s.GetMemPerNodeMb(), 10) + "M"
+	}
+	kv.line("MinMemoryNode", mem, "Exclusive", strconv.FormatBool(s.GetExclusive()))
+	kv.line("TresPerJob", gpuTres(s.GetGpus(), s.GetGpuType()), "TresPerNode", gpuTres(s.GetGpusPerNode(), s.GetGpuType()),
+		"TresPerTask", gpuTres(s.GetGpusPerTask(), s.GetGpuType()))
+	if s.GetImage() != "" {
+		kv.line("Image", s.GetImage(), "Mounts", null(strings.Join(s.GetMounts(), ",")))
+	}
+	kv.line("Command", "(batch script)")
+	kv.line("WorkDir", null(s.GetWorkingDir()))
+	kv.line("StdErr", null(orDefault(s.GetError(), s.GetOutput())))
+	kv.line("StdOut", null(s.GetOutput()))
+	return kv
+}
+
+// gpuTres is "gres/gpu:h100:8", or "(null)" for no GPUs.
+func gpuTres(n uint32, typ string) string {
+	switch {
+	case n == 0:
+		return "(null)"
+	case typ != "":
+		return fmt.Sprintf("gres/gpu:%s:%d", typ, n)
+	}
+	return fmt.Sprintf("gres/gpu:%d", n)
+}
+
+func showNodes(ctx context.Context, e *env, c *client, rest []string, o scontrolOpts) int {
+	var nodes []*api.NodeInfo
+	if len(rest) == 1 {
+		names, err := api.ExpandHostlist(rest[0])
+		if err != nil {
+			return e.fail(err)
+		}
+		for _, name := range names {
+			var n *api.NodeInfo
+			err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+				var err error
+				n, err = c.nodes(cc).GetNode(ctx, &api.GetNodeRequest{Name: name})
+				return err
+			})
+			if status.Code(err) == codes.NotFound {
+				return e.errorf("node %s not found", name)
+			}
+			if err != nil {
+				return e.errorf("node %s: %s", name, errorMessage(err))
+			}
+			nodes = append(nodes, n)
+		}
+	} else {
+		resp, err := c.listNodes(ctx)
+		if err != nil {
+			return e.fail(err)
+		}
+		nodes = resp.GetNodes()
+		sortNodes(nodes)
+	}
+	if o.json {
+		if err := writeJSON(e.stdout, &api.ListNodesResponse{Nodes: nodes}); err != nil {
+			return e.fail(err)
+		}
+		return 0
+	}
+	if len(nodes) == 0 {
+		fmt.Fprintln(e.stdout, "No nodes in the system")
+		return 0
+	}
+	for _, n := range nodes {
+		nodeRecord(n, e).write(e.stdout, o.oneLiner)
+	}
+	return 0
+}
+
+func nodeRecord(ni *api.NodeInfo, e *env) *keyValues {
+	n := ni.GetNode()
+	kv := &keyValues{}
+	kv.line("NodeName", n.GetName())
+	kv.line("CPUAlloc", strconv.FormatUint(uint64(ni.GetCpusAllocated()), 10), "CPUTot", strconv.FormatUint(uint64(n.GetCpus()), 10))
+	var labels []string
+	for k, v := range n.GetLabels() {
+		labels = append(labels, k+"="+v)
+	}
+	sort.Strings(labels)
+	kv.line("AvailableFeatures", null(strings.Join(labels, ",")))
+	kv.line("Gres", nodeGres(ni, false))
+	kv.line("GresUsed", nodeGres(ni, true))
+	kv.line("NodeAddr", null(n.GetAddress()), "Version", null(n.GetVersion()))
+	kv.line("RealMemory", strconv.FormatUint(n.GetMemoryMb(), 10), "AllocMem", strconv.FormatUint(ni.GetMemAllocatedMb(), 10))
+	kv.line("State", nodeState(ni).show)
+	kv.line("Partitions", strings.Join(nodePartitions(n), ","))
+	kv.line("RegisterTime", slurmTimestamp(n.GetRegisteredUnixMs(), e.loc), "LastChangeTime", slurmTimestamp(n.GetUpdatedUnixMs(), e.loc))
+	kv.line("LeafSwitch", null(n.GetLeafSwitch()), "SpineSwitch", null(n.GetSpineSwitch()))
+	jobs := make([]string, len(ni.GetJobIds()))
+	for i, id := range ni.GetJobIds() {
+		jobs[i] = strconv.FormatUint(id, 10)
+	}
+	kv.line("Jobs", null(strings.Join(jobs, ",")))
+	if n.GetReason() != "" {
+		kv.line("Reason", n.GetReason())
+	}
+	for _, g := range n.GetTopology().GetGpus() {
+		health := "OK"
+		if !g.GetHealthy() {
+			health = null(g.GetHealthReason())
+		}
+		kv.line(fmt.Sprintf("GPU%d", g.GetIndex()), strconv.Quote(g.GetModel()), "Memory", fmt.Sprintf("%dMiB", g.GetMemoryMib()),
+			"NUMA", strconv.Itoa(int(g.GetNumaNode())), "Health", health)
+	}
+	return kv
+}
+
+// updateNodes handles "update nodename=X state=drain|resume reason=...".
+func updateNodes(ctx context.Context, e *env, c *client, args []string) int {
+	var names, state, reason string
+	for _, a := range args {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok {
+			return e.fail(&usageError{fmt.Sprintf("update: invalid input %q: want KEY=VALUE (quote values with blanks)", a)})
+		}
+		v = strings.Trim(v, `"'`)
+		switch strings.ToLower(k) {
+		case "nodename", "node":
+			names = v
+		case "state":
+			state = strings.ToLower(v)
+		case "reason":
+			reason = v
+		case "jobid":
+			return e.errorf("update jobid is not supported by Loom yet")
+		default:
+			return e.fail(&usageError{fmt.Sprintf("update: unknown key %q (Loom updates nodename, state and reason)", k)})
+		}
+	}
+	if names == "" {
+		return e.fail(&usageError{"update: nodename=HOSTLIST is required"})
+	}
+	hosts, err := api.ExpandHostlist(names)
+	if err != nil {
+		return e.fail(fmt.Errorf("nodename: %w", err))
+	}
+	var call func(api.NodeServiceClient, context.Context, *api.NodeStateRequest) error
+	switch state {
+	case "drain":
+		if reason == "" {
+			return e.errorf("you must specify a reason when draining a node: reason=\"...\"")
+		}
+		call = func(n api.NodeServiceClient, ctx context.Context, r *api.NodeStateRequest) error {
+			_, err := n.DrainNode(ctx, r)
+			return err
+		}
+	case "resume", "undrain", "idle":
+		call = func(n api.NodeServiceClient, ctx context.Context, r *api.NodeStateRequest) error {
+			_, err := n.ResumeNode(ctx, r)
+			return err
+		}
+	case "":
+		return e.fail(&usageError{"update: state=drain or state=resume is required"})
+	default:
+		return e.errorf("state=%s: Loom supports state=drain and state=resume", state)
+	}
+	exit := 0
+	for _, h := range hosts {
+		req := &api.NodeStateRequest{Name: h, Reason: reason}
+		err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+			return call(c.nodes(cc), ctx, req)
+		})
+		if err != nil {
+			msg := errorMessage(err)
+			if status.Code(err) == codes.NotFound {
+				msg = "invalid node name specified: " + msg
+			}
+			e.errorf("node %s: %s", h, msg)
+			exit = 1
+		}
+	}
+	return exit
+}

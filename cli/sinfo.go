@@ -1,0 +1,250 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/loomhpc/loom/api"
+)
+
+const sinfoUsage = `Usage: sinfo [OPTIONS...]
+
+Shows partitions and nodes, like Slurm's sinfo. Rows group the nodes of a
+partition that share a state; -N prints one row per node.
+
+Options:
+`
+
+type sinfoOpts struct {
+	nodeOriented bool
+	long         bool
+	reasons      bool
+	summarize    bool
+	json         bool
+	noHeader     bool
+	partitions   []string
+	states       []string
+	nodes        []string
+	help         bool
+}
+
+func runSinfo(ctx context.Context, e *env, args []string) int {
+	var o sinfoOpts
+	opts := []*option{
+		{long: "Node", short: 'N', arg: noArg, help: "one row per node", set: setBool(&o.nodeOriented, true)},
+		{long: "long", short: 'l', arg: noArg, help: "more columns, GPUs (GRES) among them", set: setBool(&o.long, true)},
+		{long: "list-reasons", short: 'R', arg: noArg, help: "why nodes are drained or down", set: setBool(&o.reasons, true)},
+		{long: "summarize", short: 's', arg: noArg, help: "node counts per partition: allocated/idle/other/total", set: setBool(&o.summarize, true)},
+		{long: "partition", short: 'p', arg: requiredArg, meta: "NAME[,NAME...]", help: "only these partitions", set: appendList(&o.partitions)},
+		{long: "states", short: 't', arg: requiredArg, meta: "STATE[,STATE...]", help: "only nodes in these states (idle, mix, alloc, drain, down)", set: appendList(&o.states)},
+		{long: "nodes", short: 'n', arg: requiredArg, meta: "HOSTLIST", help: "only these nodes, such as gpu[01-04]", set: appendList(&o.nodes)},
+		{long: "json", arg: noArg, help: "print the nodes as JSON (API objects)", set: setBool(&o.json, true)},
+		{long: "noheader", short: 'h', arg: noArg, help: "no header line", set: setBool(&o.noHeader, true)},
+		{long: "all", short: 'a', arg: noArg, set: func(string) error { return nil }},
+		{long: "help", arg: noArg, help: "show this help", set: setBool(&o.help, true)},
+		{long: "usage", arg: noArg, set: setBool(&o.help, true)},
+	}
+	pos, err := parseAndApply(opts, args)
+	if err != nil {
+		return e.fail(err)
+	}
+	if o.help {
+		return printHelp(e, sinfoUsage, opts)
+	}
+	if len(pos) > 0 {
+		return e.fail(&usageError{fmt.Sprintf("unexpected argument %q", pos[0])})
+	}
+	var only []string
+	for _, expr := range o.nodes {
+		names, err := api.ExpandHostlist(expr)
+		if err != nil {
+			return e.fail(fmt.Errorf("--nodes: %w", err))
+		}
+		only = append(only, names...)
+	}
+	return withClient(e, func(c *client) int {
+		resp, err := c.listNodes(ctx)
+		if err != nil {
+			return e.fail(err)
+		}
+		nodes := resp.GetNodes()[:0:0]
+		for _, n := range resp.GetNodes() {
+			if len(only) > 0 && !slices.Contains(only, n.GetNode().GetName()) {
+				continue
+			}
+			if len(o.states) > 0 && !slices.ContainsFunc(o.states, func(s string) bool { return matchesNodeState(n, s) }) {
+				continue
+			}
+			if len(o.partitions) > 0 && !slices.ContainsFunc(nodePartitions(n.GetNode()), func(p string) bool { return slices.Contains(o.partitions, p) }) {
+				continue
+			}
+			nodes = append(nodes, n)
+		}
+		sortNodes(nodes)
+		switch {
+		case o.json:
+			if err := writeJSON(e.stdout, &api.ListNodesResponse{Nodes: nodes, Index: resp.GetIndex()}); err != nil {
+				return e.fail(err)
+			}
+		case o.reasons:
+			writeNodeReasons(e, nodes, o)
+		case o.nodeOriented:
+			writeNodeRows(e, nodes, o)
+		case o.summarize:
+			writePartitionSummary(e, nodes, o)
+		default:
+			writePartitionRows(e, nodes, o)
+		}
+		return 0
+	})
+}
+
+// partitionNodes lists, for each partition shown, the nodes in it, in
+// sinfo's partition order.
+func partitionNodes(nodes []*api.NodeInfo, only []string) ([]string, map[string][]*api.NodeInfo) {
+	byPart := map[string][]*api.NodeInfo{}
+	var parts []string
+	for _, n := range nodes {
+		for _, p := range nodePartitions(n.GetNode()) {
+			if len(only) > 0 && !slices.Contains(only, p) {
+				continue
+			}
+			if _, ok := byPart[p]; !ok {
+				parts = append(parts, p)
+			}
+			byPart[p] = append(byPart[p], n)
+		}
+	}
+	sortPartitions(parts)
+	return parts, byPart
+}
+
+// writePartitionRows is sinfo's default view, "%9P %.5a %.10l %.6D %.6t
+// %N": one row per partition and state (and GRES with -l). Loom has no
+// partition time limits yet, so TIMELIMIT is "n/a".
+func writePartitionRows(e *env, nodes []*api.NodeInfo, o sinfoOpts) {
+	parts, byPart := partitionNodes(nodes, o.partitions)
+	cols := []column{{"PARTITION", -1, false}, {"AVAIL", 5, true}, {"TIMELIMIT", 10, true}, {"NODES", 6, true}, {"STATE", 6, true}, {"NODELIST", 0, false}}
+	if o.long {
+		cols = []column{{"PARTITION", -1, false}, {"AVAIL", 5, true}, {"TIMELIMIT", 10, true}, {"NODES", 6, true}, {"STATE", 11, true}, {"GRES", -1, false}, {"NODELIST", 0, false}}
+	}
+	var rows [][]string
+	for _, p := range parts {
+		type group struct {
+			state nodeStateInfo
+			gres  string
+			names []string
+		}
+		var groups []*group
+		for _, n := range byPart[p] {
+			st := nodeState(n)
+			gres := ""
+			if o.long {
+				gres = nodeGres(n, false)
+			}
+			i := slices.IndexFunc(groups, func(g *group) bool { return g.state == st && g.gres == gres })
+			if i < 0 {
+				groups = append(groups, &group{state: st, gres: gres})
+				i = len(groups) - 1
+			}
+			groups[i].names = append(groups[i].names, n.GetNode().GetName())
+		}
+		slices.SortStableFunc(groups, func(a, b *group) int { return a.state.order - b.state.order })
+		for _, g := range groups {
+			row := []string{partitionLabel(p), "up", "n/a", strconv.Itoa(len(g.names))}
+			if o.long {
+				row = append(row, g.state.long, g.gres)
+			} else {
+				row = append(row, g.state.short)
+			}
+			rows = append(rows, append(row, api.CompressHostlist(g.names)))
+		}
+	}
+	writeTable(e.stdout, cols, rows, !o.noHeader)
+}
+
+// writePartitionSummary is sinfo -s: NODES(A/I/O/T) per partition.
+func writePartitionSummary(e *env, nodes []*api.NodeInfo, o sinfoOpts) {
+	parts, byPart := partitionNodes(nodes, o.partitions)
+	cols := []column{{"PARTITION", -1, false}, {"AVAIL", 5, true}, {"TIMELIMIT", 10, true}, {"NODES(A/I/O/T)", 15, true}, {"NODELIST", 0, false}}
+	var rows [][]string
+	for _, p := range parts {
+		var a, i, other int
+		var names []string
+		for _, n := range byPart[p] {
+			switch n.GetState() {
+			case api.NodeState_MIXED, api.NodeState_ALLOCATED:
+				a++
+			case api.NodeState_IDLE:
+				i++
+			default:
+				other++
+			}
+			names = append(names, n.GetNode().GetName())
+		}
+		rows = append(rows, []string{partitionLabel(p), "up", "n/a",
+			fmt.Sprintf("%d/%d/%d/%d", a, i, other, len(names)), api.CompressHostlist(names)})
+	}
+	writeTable(e.stdout, cols, rows, !o.noHeader)
+}
+
+// writeNodeRows is sinfo -N ("%#N %.6D %#P %6t"), and with -l the node's
+// CPUs, memory, GPUs and reason.
+func writeNodeRows(e *env, nodes []*api.NodeInfo, o sinfoOpts) {
+	cols := []column{{"NODELIST", -1, false}, {"NODES", 6, true}, {"PARTITION", -1, true}, {"STATE", 6, false}}
+	if o.long {
+		cols = []column{{"NODELIST", -1, false}, {"NODES", 6, true}, {"PARTITION", -1, true}, {"STATE", 11, true},
+			{"CPUS(A/T)", 10, true}, {"MEMORY", 8, true}, {"GRES", -1, false}, {"GRES_USED", -1, false}, {"REASON", 0, false}}
+	}
+	var rows [][]string
+	for _, n := range nodes {
+		for _, p := range nodePartitions(n.GetNode()) {
+			if len(o.partitions) > 0 && !slices.Contains(o.partitions, p) {
+				continue
+			}
+			st := nodeState(n)
+			if !o.long {
+				rows = append(rows, []string{n.GetNode().GetName(), "1", partitionLabel(p), st.short})
+				continue
+			}
+			rows = append(rows, []string{n.GetNode().GetName(), "1", partitionLabel(p), st.long,
+				fmt.Sprintf("%d/%d", n.GetCpusAllocated(), n.GetNode().GetCpus()),
+				strconv.FormatUint(n.GetNode().GetMemoryMb(), 10),
+				nodeGres(n, false), nodeGres(n, true), orDefault(n.GetNode().GetReason(), "none")})
+		}
+	}
+	writeTable(e.stdout, cols, rows, !o.noHeader)
+}
+
+// writeNodeReasons is sinfo -R ("%20E %9u %19H %N"): drained and down
+// nodes grouped by reason. Loom does not record who set a reason, so USER
+// is "n/a".
+func writeNodeReasons(e *env, nodes []*api.NodeInfo, o sinfoOpts) {
+	cols := []column{{"REASON", 20, false}, {"USER", 9, false}, {"TIMESTAMP", 19, false}, {"NODELIST", 0, false}}
+	type group struct {
+		reason, stamp string
+		names         []string
+	}
+	var groups []*group
+	for _, n := range nodes {
+		st := n.GetState()
+		if st != api.NodeState_DRAIN && st != api.NodeState_DOWN {
+			continue
+		}
+		reason := orDefault(n.GetNode().GetReason(), "Not responding")
+		stamp := slurmTimestamp(n.GetNode().GetUpdatedUnixMs(), e.loc)
+		i := slices.IndexFunc(groups, func(g *group) bool { return g.reason == reason && g.stamp == stamp })
+		if i < 0 {
+			groups = append(groups, &group{reason: reason, stamp: stamp})
+			i = len(groups) - 1
+		}
+		groups[i].names = append(groups[i].names, n.GetNode().GetName())
+	}
+	rows := make([][]string, len(groups))
+	for i, g := range groups {
+		rows[i] = []string{g.reason, "n/a", g.stamp, api.CompressHostlist(g.names)}
+	}
+	writeTable(e.stdout, cols, rows, !o.noHeader)
+}
