@@ -81,7 +81,7 @@ func runScancel(ctx context.Context, e *env, args []string) int {
 					(len(ids) > 0 && !slices.Contains(ids, j.GetId())) ||
 					(len(o.users) > 0 && !slices.Contains(o.users, j.GetUser())) ||
 					(len(states) > 0 && !slices.Contains(states, j.GetState())) ||
-					(len(o.partitions) > 0 && !slices.Contains(o.partitions, j.GetSpec().GetPartition())) ||
+					(len(o.partitions) > 0 && !slices.Contains(o.partitions, j.GetSpec().PartitionOf())) ||
 					(len(o.names) > 0 && !slices.Contains(o.names, j.GetSpec().GetName())) {
 					continue
 				}

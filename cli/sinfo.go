@@ -39,7 +39,10 @@ func runSinfo(ctx context.Context, e *env, args []string) int {
 		{long: "summarize", short: 's', arg: noArg, help: "node counts per partition: allocated/idle/other/total", set: setBool(&o.summarize, true)},
 		{long: "partition", short: 'p', arg: requiredArg, meta: "NAME[,NAME...]", help: "only these partitions", set: appendList(&o.partitions)},
 		{long: "states", short: 't', arg: requiredArg, meta: "STATE[,STATE...]", help: "only nodes in these states (idle, mix, alloc, drain, down)", set: appendList(&o.states)},
-		{long: "nodes", short: 'n', arg: requiredArg, meta: "HOSTLIST", help: "only these nodes, such as gpu[01-04]", set: appendList(&o.nodes)},
+		{long: "nodes", short: 'n', arg: requiredArg, meta: "HOSTLIST", help: "only these nodes, such as gpu[01-04]", set: func(v string) error {
+			o.nodes = append(o.nodes, v) // a hostlist: its commas are its own
+			return nil
+		}},
 		{long: "json", arg: noArg, help: "print the nodes as JSON (API objects)", set: setBool(&o.json, true)},
 		{long: "noheader", short: 'h', arg: noArg, help: "no header line", set: setBool(&o.noHeader, true)},
 		{long: "all", short: 'a', arg: noArg, set: func(string) error { return nil }},

@@ -98,7 +98,7 @@ func runSqueue(ctx context.Context, e *env, args []string) int {
 				return false
 			case len(o.users) > 0 && !slices.Contains(o.users, j.GetUser()):
 				return false
-			case len(o.partitions) > 0 && !slices.Contains(o.partitions, j.GetSpec().GetPartition()):
+			case len(o.partitions) > 0 && !slices.Contains(o.partitions, j.GetSpec().PartitionOf()):
 				return false
 			case len(states) > 0:
 				return slices.Contains(states, j.GetState())
@@ -134,7 +134,7 @@ func filterJobs(jobs []*api.Job, keep func(*api.Job) bool) []*api.Job {
 func sortQueue(jobs []*api.Job) {
 	sort.SliceStable(jobs, func(a, b int) bool {
 		x, y := jobs[a], jobs[b]
-		if px, py := x.GetSpec().GetPartition(), y.GetSpec().GetPartition(); px != py {
+		if px, py := x.GetSpec().PartitionOf(), y.GetSpec().PartitionOf(); px != py {
 			return px < py
 		}
 		if x.GetState() != y.GetState() {
@@ -171,7 +171,7 @@ func writeQueue(e *env, jobs []*api.Job, o squeueOpts) {
 			if ms := j.GetExpectedStartUnixMs(); ms > 0 {
 				start = slurmTimestamp(ms, e.loc)
 			}
-			return []string{id(j), j.GetSpec().GetPartition(), j.GetSpec().GetName(), j.GetUser(), j.GetState().Code(),
+			return []string{id(j), j.GetSpec().PartitionOf(), j.GetSpec().GetName(), j.GetUser(), j.GetState().Code(),
 				start, strconv.Itoa(jobNodes(j)), "(null)", nodelistOrReason(j)}
 		}
 	case o.long:
@@ -179,7 +179,7 @@ func writeQueue(e *env, jobs []*api.Job, o squeueOpts) {
 		cols = []column{{"JOBID", 18, true}, {"PARTITION", 9, true}, {"NAME", 8, true}, {"USER", 8, true},
 			{"STATE", 8, true}, {"TIME", 10, true}, {"TIME_LIMIT", 9, true}, {"NODES", 6, true}, {"NODELIST(REASON)", 0, false}}
 		row = func(j *api.Job) []string {
-			return []string{id(j), j.GetSpec().GetPartition(), j.GetSpec().GetName(), j.GetUser(), stateName(j.GetState()),
+			return []string{id(j), j.GetSpec().PartitionOf(), j.GetSpec().GetName(), j.GetUser(), stateName(j.GetState()),
 				api.FormatSlurmDuration(jobElapsed(j, now)), timeLimit(j.GetSpec().GetTimeLimitS(), api.FormatSlurmDuration),
 				strconv.Itoa(jobNodes(j)), nodelistOrReason(j)}
 		}
@@ -188,7 +188,7 @@ func writeQueue(e *env, jobs []*api.Job, o squeueOpts) {
 		cols = []column{{"JOBID", 18, true}, {"PARTITION", 9, true}, {"NAME", 8, true}, {"USER", 8, true},
 			{"ST", 2, true}, {"TIME", 10, true}, {"NODES", 6, true}, {"NODELIST(REASON)", 0, false}}
 		row = func(j *api.Job) []string {
-			return []string{id(j), j.GetSpec().GetPartition(), j.GetSpec().GetName(), j.GetUser(), j.GetState().Code(),
+			return []string{id(j), j.GetSpec().PartitionOf(), j.GetSpec().GetName(), j.GetUser(), j.GetState().Code(),
 				api.FormatSlurmDuration(jobElapsed(j, now)), strconv.Itoa(jobNodes(j)), nodelistOrReason(j)}
 		}
 	}

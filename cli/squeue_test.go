@@ -1,0 +1,164 @@
+package cli
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/loomhpc/loom/api"
+)
+
+// testJobs is a small queue: a running gang, a pending gang with a
+// reservation, a pending job of another user, and a finished job.
+func testJobs() []*api.Job {
+	ranks := func(nodes []string, perNode int) []*api.Rank {
+		var rs []*api.Rank
+		for i, n := range nodes {
+			for l := 0; l < perNode; l++ {
+				rs = append(rs, &api.Rank{Rank: uint32(len(rs)), Node: n, NodeIndex: uint32(i), Cpus: 4, MemMb: 1000, GpuIndexes: []uint32{uint32(l)}})
+			}
+		}
+		return rs
+	}
+	return []*api.Job{
+		{Id: 11, User: "alice", Uid: 1000, State: api.JobState_COMPLETED, Spec: &api.JobSpec{Name: "prep", Partition: "gpu", Account: "vision"},
+			SubmitUnixMs: ms(3 * time.Hour), StartUnixMs: ms(2 * time.Hour), EndUnixMs: ms(time.Hour), ExitCode: 0,
+			Allocation: &api.Allocation{Nodes: []string{"node3"}, Ranks: ranks([]string{"node3"}, 1)}},
+		{Id: 12, User: "alice", Uid: 1000, State: api.JobState_RUNNING, Priority: 10,
+			Spec:         &api.JobSpec{Name: "train-resnet", Partition: "gpu", Account: "vision", NodesMin: 2, NtasksPerNode: 2, TimeLimitS: 7200},
+			SubmitUnixMs: ms(2 * time.Hour), StartUnixMs: ms(65*time.Minute + 5*time.Second),
+			Allocation:   &api.Allocation{Nodes: []string{"node2", "node1"}, Ranks: ranks([]string{"node2", "node1"}, 2)}},
+		{Id: 13, User: "alice", Uid: 1000, State: api.JobState_PENDING, Reason: "Resources", Priority: 50,
+			Spec:                &api.JobSpec{Name: "big", Partition: "gpu", NodesMin: 4},
+			SubmitUnixMs:        ms(time.Minute),
+			ExpectedStartUnixMs: testNow.Add(90 * time.Minute).UnixMilli()},
+		{Id: 14, User: "bob", Uid: 1001, State: api.JobState_PENDING, Priority: 5,
+			Spec: &api.JobSpec{Name: "eval"}, SubmitUnixMs: ms(time.Minute)},
+		{Id: 15, User: "alice", Uid: 1000, State: api.JobState_FAILED, Spec: &api.JobSpec{Name: "oops", Partition: "gpu"},
+			SubmitUnixMs: ms(30 * time.Minute), StartUnixMs: ms(20 * time.Minute), EndUnixMs: ms(19 * time.Minute), ExitCode: 2, ExitSignal: 0,
+			Allocation: &api.Allocation{Nodes: []string{"node4"}, Ranks: ranks([]string{"node4"}, 1)}},
+	}
+}
+
+func TestSqueue(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{
+			name: "default",
+			want: "" +
+				"             JOBID PARTITION     NAME     USER ST       TIME  NODES NODELIST(REASON)\n" +
+				"                14     batch     eval      bob PD       0:00      1 (None)\n" +
+				"                13       gpu      big    alice PD       0:00      4 (Resources)\n" +
+				"                12       gpu train-re    alice  R    1:05:05      2 node[1-2]\n",
+		},
+		{
+			name: "user and state filters",
+			args: []string{"-u", "alice", "-t", "R,CD"},
+			want: "" +
+				"             JOBID PARTITION     NAME     USER ST       TIME  NODES NODELIST(REASON)\n" +
+				"                12       gpu train-re    alice  R    1:05:05      2 node[1-2]\n" +
+				"                11       gpu     prep    alice CD    1:00:00      1 node3\n",
+		},
+		{
+			name: "jobs include finished ones",
+			args: []string{"-j", "15,14", "--noheader"},
+			want: "" +
+				"                14     batch     eval      bob PD       0:00      1 (None)\n" +
+				"                15       gpu     oops    alice  F       1:00      1 node4\n",
+		},
+		{
+			name: "me",
+			args: []string{"--me", "-t", "pending"},
+			want: "" +
+				"             JOBID PARTITION     NAME     USER ST       TIME  NODES NODELIST(REASON)\n" +
+				"                13       gpu      big    alice PD       0:00      4 (Resources)\n",
+		},
+		{
+			name: "start",
+			args: []string{"--start"},
+			want: "" +
+				"             JOBID PARTITION     NAME     USER ST          START_TIME  NODES SCHEDNODES           NODELIST(REASON)\n" +
+				"                14     batch     eval      bob PD                 N/A      1 (null)               (None)\n" +
+				"                13       gpu      big    alice PD 2024-05-01T13:30:00      4 (null)               (Resources)\n",
+		},
+		{
+			name: "long",
+			args: []string{"-l", "-p", "gpu", "-t", "running"},
+			want: "" +
+				"             JOBID PARTITION     NAME     USER    STATE       TIME TIME_LIMI  NODES NODELIST(REASON)\n" +
+				"                12       gpu train-re    alice  RUNNING    1:05:05   2:00:00      2 node[1-2]\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeServer{jobs: testJobs()}
+			te := newTestEnv("squeue", f.start(t))
+			if code := te.run(t, tt.args...); code != 0 {
+				t.Fatalf("squeue %q exited %d: %s", tt.args, code, te.err)
+			}
+			if got := te.out.String(); got != tt.want {
+				t.Errorf("squeue %q printed\n%s\nwant\n%s", tt.args, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSqueueRequest(t *testing.T) {
+	f := &fakeServer{jobs: testJobs()}
+	te := newTestEnv("squeue", f.start(t))
+	if code := te.run(t, "-u", "bob", "-t", "CD"); code != 0 {
+		t.Fatalf("squeue exited %d: %s", code, te.err)
+	}
+	req := f.lists[0]
+	if req.GetUser() != "bob" || !req.GetAll() || !slices.Equal(req.GetStates(), []api.JobState{api.JobState_COMPLETED}) {
+		t.Errorf("squeue -u bob -t CD sent %v, want user bob, all, states [COMPLETED]", req)
+	}
+}
+
+func TestSqueueJSON(t *testing.T) {
+	f := &fakeServer{jobs: testJobs()}
+	te := newTestEnv("squeue", f.start(t))
+	if code := te.run(t, "--json", "-u", "alice"); code != 0 {
+		t.Fatalf("squeue --json exited %d: %s", code, te.err)
+	}
+	var resp api.ListJobsResponse
+	if err := protojson.Unmarshal(te.out.Bytes(), &resp); err != nil {
+		t.Fatalf("squeue --json printed invalid JSON: %v\n%s", err, te.out)
+	}
+	var ids []uint64
+	for _, j := range resp.GetJobs() {
+		ids = append(ids, j.GetId())
+	}
+	if want := []uint64{13, 12}; !slices.Equal(ids, want) {
+		t.Errorf("squeue --json -u alice listed jobs %v, want %v", ids, want)
+	}
+}
+
+func TestSqueueErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-t", "BOGUS"}, "squeue: error: invalid job state \"BOGUS\" (want a name such as RUNNING or a code such as R)\n"},
+		{[]string{"-j", "x1"}, "squeue: error: invalid job id \"x1\"\n"},
+		{[]string{"--bogus"}, "squeue: error: unrecognized option '--bogus'\nTry \"squeue --help\" for more information\n"},
+		{[]string{"extra"}, "squeue: error: unexpected argument \"extra\"\nTry \"squeue --help\" for more information\n"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			te := newTestEnv("squeue", "unused")
+			if code := te.run(t, tt.args...); code != 1 {
+				t.Errorf("squeue %q exited %d, want 1", tt.args, code)
+			}
+			if got := te.err.String(); got != tt.want {
+				t.Errorf("squeue %q stderr = %q, want %q", tt.args, got, tt.want)
+			}
+		})
+	}
+}
