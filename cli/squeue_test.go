@@ -30,7 +30,7 @@ func testJobs() []*api.Job {
 		{Id: 12, User: "alice", Uid: 1000, State: api.JobState_RUNNING, Priority: 10,
 			Spec:         &api.JobSpec{Name: "train-resnet", Partition: "gpu", Account: "vision", NodesMin: 2, NtasksPerNode: 2, TimeLimitS: 7200},
 			SubmitUnixMs: ms(2 * time.Hour), StartUnixMs: ms(65*time.Minute + 5*time.Second),
-			Allocation:   &api.Allocation{Nodes: []string{"node2", "node1"}, Ranks: ranks([]string{"node2", "node1"}, 2)}},
+			Allocation: &api.Allocation{Nodes: []string{"node2", "node1"}, Ranks: ranks([]string{"node2", "node1"}, 2)}},
 		{Id: 13, User: "alice", Uid: 1000, State: api.JobState_PENDING, Reason: "Resources", Priority: 50,
 			Spec:                &api.JobSpec{Name: "big", Partition: "gpu", NodesMin: 4},
 			SubmitUnixMs:        ms(time.Minute),
