@@ -33,16 +33,32 @@ type gpuModel struct {
 	name      string
 	memoryMiB uint64
 	cc        string
+	powerW    float64 // board power limit (TDP), from the datasheet
+	smClock   float64 // maximum SM clock, MHz, from the datasheet
 }
 
-// Models as NVML names them, with the total memory it reports.
+// Models as NVML names them, with the total memory it reports, and the
+// datasheet's power limit and boost clock (the simulated sampler's ceiling).
 var (
-	modelH100 = gpuModel{"NVIDIA H100 80GB HBM3", 81559, "9.0"}
-	modelA100 = gpuModel{"NVIDIA A100-SXM4-80GB", 81920, "8.0"}
-	modelV100 = gpuModel{"Tesla V100-SXM2-32GB", 32510, "7.0"}
-	modelL40S = gpuModel{"NVIDIA L40S", 46068, "8.9"}
-	modelL4   = gpuModel{"NVIDIA L4", 23034, "8.9"}
+	modelH100 = gpuModel{"NVIDIA H100 80GB HBM3", 81559, "9.0", 700, 1980}
+	modelA100 = gpuModel{"NVIDIA A100-SXM4-80GB", 81920, "8.0", 400, 1410}
+	modelV100 = gpuModel{"Tesla V100-SXM2-32GB", 32510, "7.0", 300, 1530}
+	modelL40S = gpuModel{"NVIDIA L40S", 46068, "8.9", 350, 2520}
+	modelL4   = gpuModel{"NVIDIA L4", 23034, "8.9", 72, 2040}
+	// modelUnknown stands for GPUs read from a topo -m file, which names no
+	// model.
+	modelUnknown = gpuModel{"", 0, "", 300, 1500}
 )
+
+// modelByName returns the known model of that name, or modelUnknown.
+func modelByName(name string) gpuModel {
+	for _, m := range []gpuModel{modelH100, modelA100, modelV100, modelL40S, modelL4} {
+		if m.name == name {
+			return m
+		}
+	}
+	return modelUnknown
+}
 
 // allToAll returns an n×n NVLink count matrix with k links between every
 // pair: an NVSwitch system.
