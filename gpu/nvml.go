@@ -17,7 +17,7 @@ var sysRoot = "/sys"
 
 // discoverNVML reads the topology from the driver: the GPUs, their common
 // PCIe ancestors, NVLinks, MIG instances, and the NICs from sysfs.
-func discoverNVML(ctx context.Context, host string) (*Topology, error) {
+func discoverNVML(ctx context.Context, _ string) (*Topology, error) {
 	lib := newNVML()
 	if err := nvmlInit(lib); err != nil {
 		return nil, err
@@ -248,4 +248,11 @@ func nvmlPresent() bool {
 	}
 	lib.Shutdown()
 	return true
+}
+
+// ReadNVML reads the node's topology from the driver, without falling back:
+// it fails with ErrNVMLUnavailable where there is no driver. UUIDs are the
+// GPUs' own.
+func ReadNVML(ctx context.Context) (*Topology, error) {
+	return discoverNVML(ctx, "")
 }
