@@ -3,6 +3,7 @@ package netcoll
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors; an *Error wraps one of them or a context error.
@@ -31,10 +32,11 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	cause := strings.TrimPrefix(e.Err.Error(), "netcoll: ")
 	if e.Peer == e.Rank {
-		return fmt.Sprintf("netcoll: %s on rank %d: %v", e.Op, e.Rank, e.Err)
+		return fmt.Sprintf("netcoll: %s on rank %d: %s", e.Op, e.Rank, cause)
 	}
-	return fmt.Sprintf("netcoll: %s on rank %d: peer rank %d: %v", e.Op, e.Rank, e.Peer, e.Err)
+	return fmt.Sprintf("netcoll: %s on rank %d: peer rank %d: %s", e.Op, e.Rank, e.Peer, cause)
 }
 
 func (e *Error) Unwrap() error { return e.Err }
