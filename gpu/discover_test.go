@@ -152,3 +152,22 @@ func TestSimulatedUUID(t *testing.T) {
 		}
 	}
 }
+
+func TestDiscoverTopologyFile(t *testing.T) {
+	n, err := Discover(context.Background(), Options{Host: "n9", TopologyFile: "testdata/dgx-h100-r535.txt"})
+	if err != nil {
+		t.Fatalf("Discover: %v", err)
+	}
+	top := n.Topology
+	if top.Profile != "file:testdata/dgx-h100-r535.txt" || len(top.Gpus) != 8 || len(n.Detail.NICs) != 12 {
+		t.Fatalf("topology = %q, %d GPUs, %d NICs; want file:…, 8, 12", top.Profile, len(top.Gpus), len(n.Detail.NICs))
+	}
+	for i, g := range top.Gpus {
+		if g.Uuid != SimulatedUUID("n9", i) || !g.Simulated || !g.Healthy || g.NumaNode != int32(i/4) {
+			t.Errorf("GPU%d = %v, want simulated UUID, healthy, NUMA %d", i, g, i/4)
+		}
+	}
+	if _, err := Discover(context.Background(), Options{TopologyFile: "testdata/nope.txt"}); err == nil {
+		t.Errorf("Discover with a missing file = nil error")
+	}
+}
