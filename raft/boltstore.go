@@ -90,6 +90,7 @@ func (b *BoltStore) GetLog(index uint64, out *hraft.Log) error {
 		if v == nil {
 			return hraft.ErrLogNotFound
 		}
+		out.Index = index
 		return decodeLog(v, out)
 	})
 }

@@ -37,7 +37,7 @@ func TestBoltStoreLogs(t *testing.T) {
 	if err := s.GetLog(7, &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.Term != 2 || !bytes.Equal(got.Data, []byte{7, 0, 7}) || string(got.Extensions) != "x" || !got.AppendedAt.Equal(at) || got.Type != hraft.LogCommand {
+	if got.Index != 7 || got.Term != 2 || !bytes.Equal(got.Data, []byte{7, 0, 7}) || string(got.Extensions) != "x" || !got.AppendedAt.Equal(at) || got.Type != hraft.LogCommand {
 		t.Fatalf("GetLog(7) = %+v, want term 2 data [7 0 7]", got)
 	}
 	if err := s.DeleteRange(1, 4); err != nil {
