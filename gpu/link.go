@@ -1,6 +1,7 @@
 package gpu
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -71,7 +72,7 @@ func (l Link) Closer(m Link) bool {
 }
 
 // ErrBadLink is wrapped by ParseLink's errors.
-var ErrBadLink = fmt.Errorf("gpu: unknown link class")
+var ErrBadLink = errors.New("gpu: unknown link class")
 
 // ParseLink parses one cell of `nvidia-smi topo -m`. It accepts "SOC", the
 // name drivers before 384 used for SYS, and the "NV#" form with any count

@@ -80,7 +80,7 @@ func (t *Topology) TopoString() string {
 }
 
 // ErrTopoSyntax is wrapped by every ParseError.
-var ErrTopoSyntax = errors.New("malformed nvidia-smi topo -m output")
+var ErrTopoSyntax = errors.New("gpu: malformed nvidia-smi topo -m output")
 
 // ParseError is a malformed `nvidia-smi topo -m` input: where, and what.
 type ParseError struct {
