@@ -94,7 +94,7 @@ func (f *final) Unwrap() error { return f.err }
 // bounded is false (streams that follow output). The call must be safe to
 // repeat on another server (Submit reuses its idempotency token).
 func (c *client) do(ctx context.Context, bounded bool, call func(ctx context.Context, cc *grpc.ClientConn) error) error {
-	var last error
+	var last *unavailableError
 	for _, addr := range c.addrs {
 		cc, err := c.conn(addr)
 		if err != nil {
@@ -115,7 +115,7 @@ func (c *client) do(ctx context.Context, bounded bool, call func(ctx context.Con
 		}
 		switch status.Code(err) {
 		case codes.Unavailable:
-			last = fmt.Errorf("%s: %s", addr, status.Convert(err).Message())
+			last = &unavailableError{addr: addr, msg: status.Convert(err).Message()}
 			continue
 		case codes.DeadlineExceeded:
 			if ctx.Err() == nil && bounded {
@@ -124,7 +124,38 @@ func (c *client) do(ctx context.Context, bounded bool, call func(ctx context.Con
 		}
 		return err
 	}
-	return fmt.Errorf("cannot reach a Loom server (%s=%s): %w", EnvAddr, strings.Join(c.addrs, ","), last)
+	if last.transport() {
+		return fmt.Errorf("cannot reach a Loom server (%s=%s): %w", EnvAddr, strings.Join(c.addrs, ","), last)
+	}
+	// The server answered but could not serve (such as an agent that is
+	// down): its own message says more than "unreachable".
+	return last
+}
+
+// unavailableError is a codes.Unavailable answer from one server.
+type unavailableError struct {
+	addr string
+	msg  string
+}
+
+// transport reports whether the error came from the connection rather than
+// from a server that answered: gRPC names those "connection error".
+func (u *unavailableError) transport() bool {
+	return strings.HasPrefix(u.msg, "connection error")
+}
+
+func (u *unavailableError) Error() string {
+	if !u.transport() {
+		return u.addr + ": " + u.msg
+	}
+	// "connection error: desc = \"transport: Error while dialing: dial tcp
+	// 127.0.0.1:1: connect: connection refused\"" says "connection
+	// refused" after much noise.
+	msg := strings.TrimSuffix(u.msg, `"`)
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return u.addr + ": " + msg
 }
 
 func (c *client) jobs(cc *grpc.ClientConn) api.JobServiceClient { return api.NewJobServiceClient(cc) }
@@ -177,6 +208,16 @@ func errorMessage(err error) string {
 		if j := strings.Index(msg[i:], " desc = "); j >= 0 {
 			msg = msg[:i] + msg[i+j+len(" desc = "):]
 		}
+	}
+	return msg
+}
+
+// messageAbout is err's message with the prefix removed that the caller
+// is about to print anyway ("job 12: "), so it is not said twice.
+func messageAbout(err error, prefixes ...string) string {
+	msg := errorMessage(err)
+	for _, p := range prefixes {
+		msg = strings.TrimPrefix(msg, p)
 	}
 	return msg
 }

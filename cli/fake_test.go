@@ -65,7 +65,7 @@ func (f *fakeServer) Cancel(_ context.Context, req *api.CancelRequest) (*api.Can
 		} else {
 			i := slices.IndexFunc(f.jobs, func(j *api.Job) bool { return j.GetId() == id })
 			if i < 0 {
-				return nil, status.Errorf(codes.NotFound, "job %d not found", id)
+				return nil, status.Errorf(codes.NotFound, "job %d: no such job", id)
 			}
 			ok = !f.jobs[i].GetState().Terminal()
 		}
@@ -87,7 +87,7 @@ func (f *fakeServer) GetJob(_ context.Context, req *api.GetJobRequest) (*api.Get
 			return &api.GetJobResponse{Job: j, Index: 9}, nil
 		}
 	}
-	return nil, status.Errorf(codes.NotFound, "job %d not found", req.GetJobId())
+	return nil, status.Errorf(codes.NotFound, "job %d: no such job", req.GetJobId())
 }
 
 // ListJobs returns every job, ignoring the filters, so that tests show
@@ -141,7 +141,7 @@ func (f *fakeServer) GetNode(_ context.Context, req *api.GetNodeRequest) (*api.N
 			return n, nil
 		}
 	}
-	return nil, status.Errorf(codes.NotFound, "node %q not found", req.GetName())
+	return nil, status.Errorf(codes.NotFound, "node %q: no such node", req.GetName())
 }
 
 func (f *fakeServer) DrainNode(_ context.Context, req *api.NodeStateRequest) (*api.NodeStateResponse, error) {
@@ -152,7 +152,7 @@ func (f *fakeServer) DrainNode(_ context.Context, req *api.NodeStateRequest) (*a
 		return nil, f.fail
 	}
 	if !slices.ContainsFunc(f.nodes, func(n *api.NodeInfo) bool { return n.GetNode().GetName() == req.GetName() }) {
-		return nil, status.Errorf(codes.NotFound, "node %q not found", req.GetName())
+		return nil, status.Errorf(codes.NotFound, "node %q: no such node", req.GetName())
 	}
 	return &api.NodeStateResponse{Index: 4}, nil
 }

@@ -67,13 +67,13 @@ func runLogs(ctx context.Context, e *env, args []string) int {
 			// Label only when the output will interleave several ranks.
 			j, err := c.getJob(ctx, req.JobId)
 			if err != nil {
-				return e.errorf("job %d: %s", req.JobId, errorMessage(err))
+				return e.errorf("job %d: %s", req.JobId, messageAbout(err, fmt.Sprintf("job %d: ", req.JobId)))
 			}
 			label = len(j.GetAllocation().GetRanks()) > 1 || j.GetSpec().TotalTasks(1) > 1
 		}
 		err := streamLogs(ctx, c, req, e.stdout, label)
 		if err != nil && !(o.follow && ctx.Err() != nil) {
-			return e.errorf("job %d: %s", req.JobId, errorMessage(err))
+			return e.errorf("job %d: %s", req.JobId, messageAbout(err, fmt.Sprintf("job %d: ", req.JobId)))
 		}
 		return 0
 	})

@@ -81,7 +81,7 @@ func TestLogsErrors(t *testing.T) {
 		fail error
 		want string
 	}{
-		{"unknown job", []string{"99"}, nil, "logs: error: job 99: job 99 not found\n"},
+		{"unknown job", []string{"99"}, nil, "logs: error: job 99: no such job\n"},
 		{"stream error", []string{"12", "0"}, status.Error(codes.FailedPrecondition, "node gpu01 is down; its logs are unavailable"),
 			"logs: error: job 12: node gpu01 is down; its logs are unavailable\n"},
 		{"no job", nil, nil, "logs: error: want JOBID and optionally RANK\nTry \"logs --help\" for more information\n"},
@@ -129,5 +129,21 @@ func TestLabelWriter(t *testing.T) {
 	}
 	if got, want := b.String(), "3: a\n3: bc\n3: \n2: xy\n"; got != want {
 		t.Errorf("labelWriter wrote %q, want %q", got, want)
+	}
+}
+
+// TestLogsAgentUnavailable checks that a server's own Unavailable answer
+// (an agent that is down) is reported as such, not as an unreachable
+// server.
+func TestLogsAgentUnavailable(t *testing.T) {
+	f := &fakeServer{jobs: testJobs()}
+	addr := f.start(t)
+	f.fail = status.Error(codes.Unavailable, "node node1: agent not answering")
+	te := newTestEnv("logs", addr)
+	if code := te.run(t, "12", "0"); code != 1 {
+		t.Errorf("loom logs exited %d, want 1", code)
+	}
+	if got, want := te.err.String(), "logs: error: job 12: "+addr+": node node1: agent not answering\n"; got != want {
+		t.Errorf("loom logs stderr = %q, want %q", got, want)
 	}
 }

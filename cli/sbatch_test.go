@@ -447,9 +447,9 @@ func TestSbatchNoServer(t *testing.T) {
 	if code := te.run(t, "--wrap=true"); code != 1 {
 		t.Errorf("sbatch with no server exited %d, want 1", code)
 	}
-	want := "sbatch: error: cannot reach a Loom server (LOOM_ADDR=" + addr + "): " + addr + ": "
-	if got := te.err.String(); !strings.HasPrefix(got, want) {
-		t.Errorf("sbatch with no server: stderr = %q, want prefix %q", got, want)
+	want := "sbatch: error: cannot reach a Loom server (LOOM_ADDR=" + addr + "): " + addr + ": connection refused\n"
+	if got := te.err.String(); got != want {
+		t.Errorf("sbatch with no server: stderr = %q, want %q", got, want)
 	}
 }
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 
 	"google.golang.org/grpc"
@@ -92,7 +93,7 @@ func runScancel(ctx context.Context, e *env, args []string) int {
 		status := 0
 		for _, id := range ids {
 			if err := cancelJob(ctx, c, who, id); err != nil {
-				e.errorf("Kill job error on job id %d: %s", id, errorMessage(err))
+				e.errorf("Kill job error on job id %d: %s", id, messageAbout(err, fmt.Sprintf("job %d: ", id)))
 				status = 1
 			}
 		}

@@ -17,7 +17,7 @@ func TestScancel(t *testing.T) {
 		{name: "one job", args: []string{"12"}, wantCancel: []uint64{12}},
 		{name: "several jobs", args: []string{"12", "13,14"}, wantCancel: []uint64{12, 13, 14}},
 		{name: "unknown job", args: []string{"99", "12"}, wantCode: 1,
-			wantErr: "scancel: error: Kill job error on job id 99: job 99 not found\n", wantCancel: []uint64{99, 12}},
+			wantErr: "scancel: error: Kill job error on job id 99: no such job\n", wantCancel: []uint64{99, 12}},
 		{name: "finished job", args: []string{"11"}, wantCode: 1,
 			wantErr: "scancel: error: Kill job error on job id 11: Job/step already completing or completed\n", wantCancel: []uint64{11}},
 		{name: "my pending jobs", args: []string{"--me", "-t", "PD"}, wantCancel: []uint64{13}},

@@ -126,7 +126,7 @@ func showJobs(ctx context.Context, e *env, c *client, rest []string, o scontrolO
 				return e.errorf("job %d: invalid job id specified", id)
 			}
 			if err != nil {
-				return e.errorf("job %d: %s", id, errorMessage(err))
+				return e.errorf("job %d: %s", id, messageAbout(err, fmt.Sprintf("job %d: ", id)))
 			}
 			jobs = append(jobs, j)
 		}
@@ -249,7 +249,7 @@ func showNodes(ctx context.Context, e *env, c *client, rest []string, o scontrol
 				return e.errorf("node %s not found", name)
 			}
 			if err != nil {
-				return e.errorf("node %s: %s", name, errorMessage(err))
+				return e.errorf("node %s: %s", name, messageAbout(err, "node "+name+": ", fmt.Sprintf("node %q: ", name)))
 			}
 			nodes = append(nodes, n)
 		}
@@ -371,7 +371,7 @@ func updateNodes(ctx context.Context, e *env, c *client, args []string) int {
 			return call(c.nodes(cc), ctx, req)
 		})
 		if err != nil {
-			msg := errorMessage(err)
+			msg := messageAbout(err, "node "+h+": ", fmt.Sprintf("node %q: ", h))
 			if status.Code(err) == codes.NotFound {
 				msg = "invalid node name specified: " + msg
 			}
