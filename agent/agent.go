@@ -49,11 +49,13 @@ type Config struct {
 
 // Agent is a running node agent.
 type Agent struct {
-	cfg    Config
-	log    *slog.Logger
-	conn   *grpc.ClientConn
-	client api.AgentServiceClient
-	node   *api.Node
+	cfg     Config
+	log     *slog.Logger
+	conn    *grpc.ClientConn
+	client  api.AgentServiceClient
+	nodes   api.NodeServiceClient
+	node    *api.Node // guarded by mu once running
+	sampler gpu.Sampler
 
 	grpc    *grpc.Server
 	lis     net.Listener
@@ -136,7 +138,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{
-		cfg: cfg, log: log, conn: conn, client: api.NewAgentServiceClient(conn), lis: lis,
+		cfg: cfg, log: log, conn: conn, client: api.NewAgentServiceClient(conn), nodes: api.NewNodeServiceClient(conn), lis: lis,
 		tasks: map[taskKey]*task{}, outs: map[outKey]taskOutput{}, ctx: ctx, cancel: cancel,
 	}
 	a.node = &api.Node{
@@ -144,12 +146,14 @@ func New(cfg Config) (*Agent, error) {
 		Partitions: cfg.Partitions, Labels: cfg.Labels, Topology: found.Topology,
 		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Version: Version,
 	}
+	a.sampler = a.newSampler(found)
+	a.goFunc(func() { a.watchHealth(a.ctx) })
 	a.grpc = grpc.NewServer()
 	api.RegisterAgentLogsServer(a.grpc, &logServer{a: a})
 	a.goFunc(func() { _ = a.grpc.Serve(lis) })
 	if cfg.MetricsAddr != "-" {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(newAgentMetrics(a))
+		reg.MustRegister(newAgentMetrics(a), gpu.NewCollector(a.sampler, cfg.Name, a.gpuHolder))
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		a.httpLis, err = net.Listen("tcp", cfg.MetricsAddr)
@@ -188,7 +192,11 @@ func (a *Agent) goFunc(f func()) {
 }
 
 // Node is what this agent registers.
-func (a *Agent) Node() *api.Node { return a.node }
+func (a *Agent) Node() *api.Node {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.node
+}
 
 // MetricsAddr is where /metrics is served, empty when disabled.
 func (a *Agent) MetricsAddr() string {
@@ -229,12 +237,13 @@ func (a *Agent) Run(ctx context.Context) error {
 // session registers once and follows the allocation stream until it breaks.
 func (a *Agent) session(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err := a.client.Register(rctx, &api.RegisterRequest{Node: a.node}, grpc.WaitForReady(true))
+	node := a.Node()
+	_, err := a.client.Register(rctx, &api.RegisterRequest{Node: node}, grpc.WaitForReady(true))
 	cancel()
 	if err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
-	a.log.Info("registered", "gpus", len(a.node.Topology.GetGpus()), "cpus", a.node.Cpus, "addr", a.node.Address)
+	a.log.Info("registered", "gpus", len(node.Topology.GetGpus()), "cpus", node.Cpus, "addr", node.Address)
 	stream, err := a.client.WatchAllocations(ctx, &api.WatchAllocationsRequest{Node: a.cfg.Name})
 	if err != nil {
 		return fmt.Errorf("watch: %w", err)

@@ -33,8 +33,8 @@ func (m *agentMetrics) Collect(ch chan<- prometheus.Metric) {
 			held[g] = true
 		}
 	}
-	m.a.mu.Unlock()
 	total := len(m.a.node.GetTopology().GetGpus())
+	m.a.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(m.tasks, prometheus.GaugeValue, float64(running))
 	ch <- prometheus.MustNewConstMetric(m.gpus, prometheus.GaugeValue, float64(len(held)), "allocated")
 	ch <- prometheus.MustNewConstMetric(m.gpus, prometheus.GaugeValue, float64(total-len(held)), "idle")

@@ -198,7 +198,7 @@ func (a *Agent) taskSpec(j *api.Job, r *api.Rank, stdout, stderr string) (driver
 		s.Argv = j.Spec.Argv
 		return s, nil
 	}
-	path, err := a.writeScript(j)
+	path, err := a.writeScript(j, r.Rank)
 	if err != nil {
 		return s, err
 	}
@@ -210,15 +210,16 @@ func (a *Agent) taskSpec(j *api.Job, r *api.Rank, stdout, stderr string) (driver
 	return s, nil
 }
 
-// writeScript stores the batch script once per job generation, readable
-// and executable by the job's user only.
-func (a *Agent) writeScript(j *api.Job) (string, error) {
+// writeScript stores the batch script of a job generation, readable and
+// executable by the job's user only. Ranks on one node write it at once,
+// each through its own temporary file and an atomic rename.
+func (a *Agent) writeScript(j *api.Job, rank uint32) (string, error) {
 	dir := filepath.Join(a.cfg.DataDir, "jobs", fmt.Sprintf("%d.%d", j.Id, j.Allocation.Generation))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("script dir: %w", err)
 	}
 	path := filepath.Join(dir, "script")
-	tmp := path + ".tmp" + strconv.Itoa(os.Getpid())
+	tmp := fmt.Sprintf("%s.tmp%d", path, rank)
 	if err := os.WriteFile(tmp, []byte(j.Spec.Script), 0o700); err != nil {
 		return "", fmt.Errorf("write script: %w", err)
 	}

@@ -6,7 +6,6 @@ package devcluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -20,14 +19,17 @@ import (
 
 // Options shapes the dev cluster.
 type Options struct {
-	Agents   int    // number of simulated nodes, default 2
-	Profile  string // GPU profile of every node, default dgx-h100
-	GPUs     int    // with Profile "flat": GPUs per node
-	DataDir  string // default: a new temporary directory, removed on Close
-	RPCAddr  string // server gRPC address, default 127.0.0.1:7070
-	Metrics  bool   // serve /metrics for the server and agents
-	NodeName string // node name prefix, default "node"
-	Logger   *slog.Logger
+	Agents  int    // number of simulated nodes, default 2
+	Profile string // GPU profile of every node, default dgx-h100
+	GPUs    int    // with Profile "flat": GPUs per node
+	DataDir string // default: a new temporary directory, removed on Close
+	RPCAddr string // server gRPC address, default 127.0.0.1:7070
+	Metrics bool   // serve /metrics for the server and agents
+	// ServerMetricsAddr is the server's /metrics address when Metrics is
+	// set, default 127.0.0.1:7080 (agents always take a free port).
+	ServerMetricsAddr string
+	NodeName          string // node name prefix, default "node"
+	Logger            *slog.Logger
 }
 
 // Cluster is a running dev cluster.
@@ -73,6 +75,9 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		}
 		c.dataDir, c.ownDir = dir, true
 	}
+	if o.ServerMetricsAddr == "" {
+		o.ServerMetricsAddr = "127.0.0.1:7080"
+	}
 	metrics := func(addr string) string {
 		if o.Metrics {
 			return addr
@@ -81,14 +86,18 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	}
 	srv, err := server.New(server.Config{
 		Name: "dev-server", DataDir: filepath.Join(c.dataDir, "server"),
-		RPCAddr: o.RPCAddr, RaftAddr: "127.0.0.1:0", MetricsAddr: metrics("127.0.0.1:7080"),
-		Bootstrap: true, Fast: true, Logger: log,
+		RPCAddr: o.RPCAddr, RaftAddr: "127.0.0.1:0", MetricsAddr: metrics(o.ServerMetricsAddr),
+		Bootstrap: true, Fast: true, RaftLogLevel: "error", Logger: log,
 	})
 	if err != nil {
 		c.removeDir()
 		return nil, err
 	}
 	c.Server = srv
+	if err := c.waitUntil(ctx, "the server to elect itself", srv.IsLeader); err != nil {
+		c.Close()
+		return nil, err
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	for i := 1; i <= o.Agents; i++ {
@@ -115,30 +124,32 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		<-runCtx.Done()
 		close(c.done)
 	}()
-	if err := c.waitNodes(ctx, o.Agents); err != nil {
+	registered := func() bool {
+		count := 0
+		for range c.Server.State().Nodes() {
+			count++
+		}
+		return count >= o.Agents
+	}
+	if err := c.waitUntil(ctx, "every agent to register", registered); err != nil {
 		c.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-func (c *Cluster) waitNodes(ctx context.Context, n int) error {
+// waitUntil polls cond during start-up, which takes well under a second.
+func (c *Cluster) waitUntil(ctx context.Context, what string, cond func() bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for {
-		count := 0
-		for range c.Server.State().Nodes() {
-			count++
-		}
-		if count >= n {
-			return nil
-		}
+	for !cond() {
 		select {
 		case <-ctx.Done():
-			return errors.New("devcluster: agents did not register within 30s")
-		case <-time.After(20 * time.Millisecond):
+			return fmt.Errorf("devcluster: waiting for %s: %w", what, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
+	return nil
 }
 
 // Addr is the server's gRPC address (what LOOM_ADDR should say).

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/loomhpc/loom/cli"
+	"github.com/loomhpc/loom/gpu/topocmd"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -71,7 +72,7 @@ func run(argv []string) int {
 		return cli.Run(ctx, "logs", args, os.Stdin, os.Stdout, os.Stderr)
 	case "gpu":
 		if len(args) > 0 && args[0] == "topo" {
-			return gpuTopo(args[1:], os.Stdout, os.Stderr)
+			return topocmd.TopoMain(args[1:], os.Stdout, os.Stderr)
 		}
 		fmt.Fprintln(os.Stderr, "loom gpu: the only subcommand is topo")
 		return 2

@@ -6,12 +6,7 @@ import (
 	"os"
 )
 
-// Wired to gpu/topocmd and netcoll/ncbench once those packages land.
-
-func gpuTopo(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "loom gpu topo: not built yet")
-	return 1
-}
+// Wired to netcoll/ncbench once that package lands.
 
 func netcollWorker(args []string) int {
 	fmt.Fprintln(os.Stderr, "loom netcoll-worker: not built yet")

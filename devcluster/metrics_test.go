@@ -1,0 +1,76 @@
+package devcluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loomhpc/loom/api"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestMetricsWhileJobRuns: the agent exports DCGM-named GPU series labelled
+// with the job and user holding each GPU, and the server counts the job.
+func TestMetricsWhileJobRuns(t *testing.T) {
+	c, err := Start(context.Background(), Options{
+		Agents: 1, Profile: "dgx-h100", RPCAddr: "127.0.0.1:0", DataDir: t.TempDir(),
+		Metrics: true, ServerMetricsAddr: "127.0.0.1:0", Logger: testLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	conn, err := grpc.NewClient(c.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	jobs := api.NewJobServiceClient(conn)
+	id := submit(t, jobs, &api.JobSpec{GpusPerNode: 2, Script: "#!/bin/sh\nexec sleep 30\n"})
+	waitFor(t, "job to run", 10*time.Second, func() bool { return getJob(t, jobs, id).State == api.JobState_RUNNING })
+
+	agentText := scrape(t, c.Agents[0].MetricsAddr())
+	held := 0
+	for _, line := range strings.Split(agentText, "\n") {
+		if strings.HasPrefix(line, "DCGM_FI_DEV_GPU_UTIL{") && strings.Contains(line, fmt.Sprintf(`job="%d"`, id)) && strings.Contains(line, `user="tester"`) {
+			held++
+		}
+	}
+	if held != 2 {
+		t.Fatalf("agent /metrics has %d DCGM_FI_DEV_GPU_UTIL series labelled job=%d user=tester, want 2:\n%s", held, id, agentText)
+	}
+	for _, name := range []string{"DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_GPU_TEMP", "loom_agent_tasks_running 1"} {
+		if !strings.Contains(agentText, name) {
+			t.Errorf("agent /metrics lacks %s", name)
+		}
+	}
+	serverText := scrape(t, c.Server.MetricsAddr())
+	for _, want := range []string{`loom_jobs{state="RUNNING"} 1`, `loom_gpus{state="allocated"} 2`, `loom_gpus{state="idle"} 6`, "loom_queue_pending_jobs 0", "loom_raft_leader 1"} {
+		if !strings.Contains(serverText, want) {
+			t.Errorf("server /metrics lacks %q", want)
+		}
+	}
+	if _, err := jobs.Cancel(context.Background(), &api.CancelRequest{JobIds: []uint64{id}}); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, jobs, id)
+}
