@@ -25,8 +25,11 @@ type Config struct {
 	// no state yet. (Multi-server joins come with the HA work.)
 	Bootstrap bool
 	// Fast shortens Raft's timeouts for tests and the dev cluster.
-	Fast   bool
-	Logger *slog.Logger
+	Fast bool
+	// RaftLogLevel is hashicorp/raft's own log level ("warn" by default;
+	// the dev cluster uses "error" to hide start-up election chatter).
+	RaftLogLevel string
+	Logger       *slog.Logger
 }
 
 // Node is a running Raft server with Loom's FSM.
@@ -55,7 +58,7 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: raftLogLevel(cfg.RaftLogLevel), Output: os.Stderr})
 	snaps, err := hraft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
 	if err != nil {
 		logs.Close()
@@ -179,3 +182,10 @@ func (n *Node) Close() error {
 }
 
 var _ io.Closer = (*Node)(nil)
+
+func raftLogLevel(s string) hclog.Level {
+	if s == "" {
+		return hclog.Warn
+	}
+	return hclog.LevelFromString(s)
+}

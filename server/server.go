@@ -22,14 +22,15 @@ import (
 
 // Config is one server's settings.
 type Config struct {
-	Name        string // server (Raft) id; defaults to the hostname
-	DataDir     string
-	RPCAddr     string // gRPC API, default :7070
-	RaftAddr    string // Raft transport, default 127.0.0.1:7071
-	MetricsAddr string // /metrics, default :7080; "-" disables
-	Bootstrap   bool   // start a single-server cluster on an empty data dir
-	Fast        bool   // short Raft timeouts (tests, dev cluster)
-	Scheduler   scheduler.Config
+	Name         string // server (Raft) id; defaults to the hostname
+	DataDir      string
+	RPCAddr      string // gRPC API, default :7070
+	RaftAddr     string // Raft transport, default 127.0.0.1:7071
+	MetricsAddr  string // /metrics, default :7080; "-" disables
+	Bootstrap    bool   // start a single-server cluster on an empty data dir
+	Fast         bool   // short Raft timeouts (tests, dev cluster)
+	RaftLogLevel string // hashicorp/raft's own log level, default warn
+	Scheduler    scheduler.Config
 	// SchedulerInterval is the longest the leader waits between cycles
 	// when nothing changes (time-based rules still need a look).
 	SchedulerInterval time.Duration
@@ -79,7 +80,7 @@ func New(cfg Config) (*Server, error) {
 	log = log.With("server", cfg.Name)
 	rn, err := raft.Open(raft.Config{
 		NodeID: cfg.Name, DataDir: cfg.DataDir, BindAddr: cfg.RaftAddr,
-		Bootstrap: cfg.Bootstrap, Fast: cfg.Fast, Logger: log,
+		Bootstrap: cfg.Bootstrap, Fast: cfg.Fast, RaftLogLevel: cfg.RaftLogLevel, Logger: log,
 	})
 	if err != nil {
 		return nil, err
