@@ -36,6 +36,7 @@ type fakeServer struct {
 	logReqs  []*api.LogsRequest
 	nextID   uint64
 	fail     error                // returned by every call when set
+	hang     bool                 // ListJobs waits for the caller to give up
 	cancelFn func(id uint64) bool // which cancels succeed; nil: known, unfinished jobs
 }
 
@@ -92,7 +93,11 @@ func (f *fakeServer) GetJob(_ context.Context, req *api.GetJobRequest) (*api.Get
 
 // ListJobs returns every job, ignoring the filters, so that tests show
 // the client filters by itself.
-func (f *fakeServer) ListJobs(_ context.Context, req *api.ListJobsRequest) (*api.ListJobsResponse, error) {
+func (f *fakeServer) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*api.ListJobsResponse, error) {
+	if f.hang {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lists = append(f.lists, proto.Clone(req).(*api.ListJobsRequest))

@@ -114,7 +114,7 @@ func cancelJob(ctx context.Context, c *client, who identity, id uint64) error {
 		return err
 	}
 	if !slices.Contains(resp.GetCancelled(), id) {
-		return errors.New("Job/step already completing or completed")
+		return errors.New("job/step already completing or completed")
 	}
 	return nil
 }

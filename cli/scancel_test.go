@@ -19,7 +19,7 @@ func TestScancel(t *testing.T) {
 		{name: "unknown job", args: []string{"99", "12"}, wantCode: 1,
 			wantErr: "scancel: error: Kill job error on job id 99: no such job\n", wantCancel: []uint64{99, 12}},
 		{name: "finished job", args: []string{"11"}, wantCode: 1,
-			wantErr: "scancel: error: Kill job error on job id 11: Job/step already completing or completed\n", wantCancel: []uint64{11}},
+			wantErr: "scancel: error: Kill job error on job id 11: job/step already completing or completed\n", wantCancel: []uint64{11}},
 		{name: "my pending jobs", args: []string{"--me", "-t", "PD"}, wantCancel: []uint64{13}},
 		{name: "by user", args: []string{"-u", "bob"}, wantCancel: []uint64{14}},
 		{name: "by name", args: []string{"--me", "-n", "train-resnet"}, wantCancel: []uint64{12}},
