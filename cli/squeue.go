@@ -2,12 +2,14 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/loomhpc/loom/api"
 )
@@ -29,6 +31,7 @@ type squeueOpts struct {
 	long       bool
 	json       bool
 	noHeader   bool
+	format     string
 	help       bool
 }
 
@@ -44,6 +47,7 @@ func runSqueue(ctx context.Context, e *env, args []string) int {
 		{long: "long", short: 'l', arg: noArg, help: "full state names and time limits", set: setBool(&o.long, true)},
 		{long: "json", arg: noArg, help: "print the jobs as JSON (API objects)", set: setBool(&o.json, true)},
 		{long: "noheader", short: 'h', arg: noArg, help: "no header line", set: setBool(&o.noHeader, true)},
+		{long: "format", short: 'o', arg: requiredArg, meta: "FORMAT", help: "columns as %[.][WIDTH]LETTER fields, such as \"%.18i %.9P %.30j %R\"", set: setString(&o.format)},
 		{long: "all", short: 'a', arg: noArg, set: func(string) error { return nil }}, // Slurm: show hidden partitions
 		{long: "help", arg: noArg, help: "show this help", set: setBool(&o.help, true)},
 		{long: "usage", arg: noArg, set: setBool(&o.help, true)},
@@ -57,6 +61,10 @@ func runSqueue(ctx context.Context, e *env, args []string) int {
 	}
 	if len(pos) > 0 {
 		return e.fail(&usageError{fmt.Sprintf("unexpected argument %q", pos[0])})
+	}
+	pieces, err := parseSqueueFormat(squeueFormat(o))
+	if err != nil {
+		return e.fail(fmt.Errorf("--format=%s: %w", squeueFormat(o), err))
 	}
 	ids, err := parseJobIDs(o.jobs)
 	if err != nil {
@@ -114,7 +122,7 @@ func runSqueue(ctx context.Context, e *env, args []string) int {
 			}
 			return 0
 		}
-		writeQueue(e, jobs, o)
+		writeQueue(e, jobs, pieces, o)
 		return 0
 	})
 }
@@ -156,47 +164,181 @@ func nodelistOrReason(j *api.Job) string {
 	return api.CompressHostlist(j.GetAllocation().GetNodes())
 }
 
-func writeQueue(e *env, jobs []*api.Job, o squeueOpts) {
-	now := e.now()
-	var cols []column
-	var row func(j *api.Job) []string
-	id := func(j *api.Job) string { return strconv.FormatUint(j.GetId(), 10) }
+// Slurm's squeue formats for the built-in views.
+const (
+	squeueDefaultFormat = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
+	squeueLongFormat    = "%.18i %.9P %.8j %.8u %.8T %.10M %.9l %.6D %R"
+	squeueStartFormat   = "%.18i %.9P %.8j %.8u %.2t %.19S %.6D %20Y %R"
+)
+
+// squeueFormat is the format of the view o asks for.
+func squeueFormat(o squeueOpts) string {
 	switch {
+	case o.format != "":
+		return o.format
 	case o.start:
-		// Slurm: "%.18i %.9P %.8j %.8u %.2t %.19S %.6D %20Y %R"
-		cols = []column{{"JOBID", 18, true}, {"PARTITION", 9, true}, {"NAME", 8, true}, {"USER", 8, true},
-			{"ST", 2, true}, {"START_TIME", 19, true}, {"NODES", 6, true}, {"SCHEDNODES", 20, false}, {"NODELIST(REASON)", 0, false}}
-		row = func(j *api.Job) []string {
-			start := "N/A"
-			if ms := j.GetExpectedStartUnixMs(); ms > 0 {
-				start = slurmTimestamp(ms, e.loc)
-			}
-			return []string{id(j), j.GetSpec().PartitionOf(), j.GetSpec().GetName(), j.GetUser(), j.GetState().Code(),
-				start, strconv.Itoa(jobNodes(j)), "(null)", nodelistOrReason(j)}
-		}
+		return squeueStartFormat
 	case o.long:
-		// Slurm: "%.18i %.9P %.8j %.8u %.8T %.10M %.9l %.6D %R"
-		cols = []column{{"JOBID", 18, true}, {"PARTITION", 9, true}, {"NAME", 8, true}, {"USER", 8, true},
-			{"STATE", 8, true}, {"TIME", 10, true}, {"TIME_LIMIT", 9, true}, {"NODES", 6, true}, {"NODELIST(REASON)", 0, false}}
-		row = func(j *api.Job) []string {
-			return []string{id(j), j.GetSpec().PartitionOf(), j.GetSpec().GetName(), j.GetUser(), stateName(j.GetState()),
-				api.FormatSlurmDuration(jobElapsed(j, now)), timeLimit(j.GetSpec().GetTimeLimitS(), api.FormatSlurmDuration),
-				strconv.Itoa(jobNodes(j)), nodelistOrReason(j)}
-		}
-	default:
-		// Slurm: "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
-		cols = []column{{"JOBID", 18, true}, {"PARTITION", 9, true}, {"NAME", 8, true}, {"USER", 8, true},
-			{"ST", 2, true}, {"TIME", 10, true}, {"NODES", 6, true}, {"NODELIST(REASON)", 0, false}}
-		row = func(j *api.Job) []string {
-			return []string{id(j), j.GetSpec().PartitionOf(), j.GetSpec().GetName(), j.GetUser(), j.GetState().Code(),
-				api.FormatSlurmDuration(jobElapsed(j, now)), strconv.Itoa(jobNodes(j)), nodelistOrReason(j)}
-		}
+		return squeueLongFormat
 	}
-	rows := make([][]string, len(jobs))
-	for i, j := range jobs {
-		rows[i] = row(j)
+	return squeueDefaultFormat
+}
+
+// writeQueue prints jobs in the format of pieces, with a header unless
+// o.noHeader.
+func writeQueue(e *env, jobs []*api.Job, pieces []formatPiece, o squeueOpts) {
+	now := e.now()
+	line := func(cell func(f *squeueField) string) {
+		var b strings.Builder
+		for _, p := range pieces {
+			if p.field == nil {
+				b.WriteString(p.lit)
+				continue
+			}
+			v := cell(p.field)
+			switch {
+			case p.width == 0:
+				b.WriteString(v)
+			case len(v) > p.width:
+				b.WriteString(v[:p.width])
+			case p.right:
+				fmt.Fprintf(&b, "%*s", p.width, v)
+			default:
+				fmt.Fprintf(&b, "%-*s", p.width, v)
+			}
+		}
+		fmt.Fprintln(e.stdout, strings.TrimRight(b.String(), " "))
 	}
-	writeTable(e.stdout, cols, rows, !o.noHeader)
+	if !o.noHeader {
+		line(func(f *squeueField) string { return f.title })
+	}
+	for _, j := range jobs {
+		line(func(f *squeueField) string { return f.value(j, now, e.loc) })
+	}
+}
+
+// squeueField is one %-letter of squeue --format.
+type squeueField struct {
+	title string
+	value func(j *api.Job, now time.Time, loc *time.Location) string
+}
+
+var squeueFields = map[byte]*squeueField{
+	'i': {"JOBID", func(j *api.Job, _ time.Time, _ *time.Location) string { return strconv.FormatUint(j.GetId(), 10) }},
+	'A': {"JOBID", func(j *api.Job, _ time.Time, _ *time.Location) string { return strconv.FormatUint(j.GetId(), 10) }},
+	'P': {"PARTITION", func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetSpec().PartitionOf() }},
+	'j': {"NAME", func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetSpec().GetName() }},
+	'u': {"USER", func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetUser() }},
+	'U': {"UID", func(j *api.Job, _ time.Time, _ *time.Location) string {
+		return strconv.FormatUint(uint64(j.GetUid()), 10)
+	}},
+	'a': {"ACCOUNT", func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetSpec().GetAccount() }},
+	'q': {"QOS", func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetSpec().GetQos() }},
+	't': {"ST", func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetState().Code() }},
+	'T': {"STATE", func(j *api.Job, _ time.Time, _ *time.Location) string { return stateName(j.GetState()) }},
+	'M': {"TIME", func(j *api.Job, now time.Time, _ *time.Location) string {
+		return api.FormatSlurmDuration(jobElapsed(j, now))
+	}},
+	'l': {"TIME_LIMIT", func(j *api.Job, _ time.Time, _ *time.Location) string {
+		return timeLimit(j.GetSpec().GetTimeLimitS(), api.FormatSlurmDuration)
+	}},
+	'D': {"NODES", func(j *api.Job, _ time.Time, _ *time.Location) string { return strconv.Itoa(jobNodes(j)) }},
+	'C': {"CPUS", func(j *api.Job, _ time.Time, _ *time.Location) string {
+		return strconv.FormatUint(uint64(jobCPUs(j)), 10)
+	}},
+	'b': {"TRES_PER_NODE", func(j *api.Job, _ time.Time, _ *time.Location) string {
+		return strings.TrimPrefix(gpuTres(j.GetSpec().GetGpusPerNode(), j.GetSpec().GetGpuType()), "gres/")
+	}},
+	'R': {"NODELIST(REASON)", func(j *api.Job, _ time.Time, _ *time.Location) string { return nodelistOrReason(j) }},
+	'N': {"NODELIST", func(j *api.Job, _ time.Time, _ *time.Location) string {
+		return api.CompressHostlist(j.GetAllocation().GetNodes())
+	}},
+	'r': {"REASON", func(j *api.Job, _ time.Time, _ *time.Location) string { return orDefault(j.GetReason(), "None") }},
+	'S': {"START_TIME", func(j *api.Job, _ time.Time, loc *time.Location) string {
+		ms := j.GetStartUnixMs()
+		if j.GetState() == api.JobState_PENDING {
+			ms = j.GetExpectedStartUnixMs()
+		}
+		if ms <= 0 {
+			return "N/A"
+		}
+		return slurmTimestamp(ms, loc)
+	}},
+	'V': {"SUBMIT_TIME", func(j *api.Job, _ time.Time, loc *time.Location) string {
+		return slurmTimestamp(j.GetSubmitUnixMs(), loc)
+	}},
+	'e': {"END_TIME", func(j *api.Job, _ time.Time, loc *time.Location) string {
+		if j.GetEndUnixMs() <= 0 {
+			return "N/A"
+		}
+		return slurmTimestamp(j.GetEndUnixMs(), loc)
+	}},
+	'p': {"PRIORITY", func(j *api.Job, _ time.Time, _ *time.Location) string {
+		return strconv.FormatUint(uint64(j.GetPriority()), 10)
+	}},
+	'Q': {"PRIORITY", func(j *api.Job, _ time.Time, _ *time.Location) string {
+		return strconv.FormatUint(uint64(j.GetPriority()), 10)
+	}},
+	'y': {"NICE", func(j *api.Job, _ time.Time, _ *time.Location) string {
+		return strconv.Itoa(int(j.GetSpec().GetNice()))
+	}},
+	'E': {"DEPENDENCY", func(j *api.Job, _ time.Time, _ *time.Location) string { return null(j.GetSpec().GetDependency()) }},
+	'Z': {"WORK_DIR", func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetSpec().GetWorkingDir() }},
+	'Y': {"SCHEDNODES", func(*api.Job, time.Time, *time.Location) string { return "(null)" }},
+}
+
+// formatPiece is literal text or one field of a squeue format.
+type formatPiece struct {
+	lit   string
+	field *squeueField
+	width int  // 0: as long as the value
+	right bool // "%.9P" right-aligns, "%9P" left-aligns
+}
+
+// parseSqueueFormat parses Slurm's squeue --format: "%[.][WIDTH]LETTER"
+// fields between literal text, "%%" for a percent sign.
+func parseSqueueFormat(f string) ([]formatPiece, error) {
+	var pieces []formatPiece
+	lit := func(s string) {
+		if n := len(pieces); n > 0 && pieces[n-1].field == nil {
+			pieces[n-1].lit += s
+			return
+		}
+		pieces = append(pieces, formatPiece{lit: s})
+	}
+	for i := 0; i < len(f); i++ {
+		if f[i] != '%' {
+			lit(f[i : i+1])
+			continue
+		}
+		i++
+		if i < len(f) && f[i] == '%' {
+			lit("%")
+			continue
+		}
+		p := formatPiece{}
+		if i < len(f) && f[i] == '.' {
+			p.right = true
+			i++
+		}
+		for i < len(f) && f[i] >= '0' && f[i] <= '9' {
+			p.width = p.width*10 + int(f[i]-'0')
+			if p.width > 1000 {
+				return nil, errors.New("field width over 1000")
+			}
+			i++
+		}
+		if i >= len(f) {
+			return nil, errors.New("ends inside a %-field")
+		}
+		fld, ok := squeueFields[f[i]]
+		if !ok {
+			return nil, fmt.Errorf("unknown field %%%c", f[i])
+		}
+		p.field = fld
+		pieces = append(pieces, p)
+	}
+	return pieces, nil
 }
 
 // printHelp prints a usage text and the options' help lines.

@@ -94,6 +94,14 @@ func TestSqueue(t *testing.T) {
 				"             JOBID PARTITION     NAME     USER    STATE       TIME TIME_LIMI  NODES NODELIST(REASON)\n" +
 				"                12       gpu train-re    alice  RUNNING    1:05:05   2:00:00      2 node[1-2]\n",
 		},
+		{
+			name: "format",
+			args: []string{"-o", "%i|%6u|%.30j|%5D%%|%C|%T|%S", "-t", "R,PD", "-u", "alice"},
+			want: "" +
+				"JOBID|USER  |                          NAME|NODES%|CPUS|STATE|START_TIME\n" +
+				"13|alice |                           big|4    %|0|PENDING|2024-05-01T13:30:00\n" +
+				"12|alice |                  train-resnet|2    %|16|RUNNING|2024-05-01T10:54:55\n",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,6 +156,8 @@ func TestSqueueErrors(t *testing.T) {
 		{[]string{"-t", "BOGUS"}, "squeue: error: invalid job state \"BOGUS\" (want a name such as RUNNING or a code such as R)\n"},
 		{[]string{"-j", "x1"}, "squeue: error: invalid job id \"x1\"\n"},
 		{[]string{"--bogus"}, "squeue: error: unrecognized option '--bogus'\nTry \"squeue --help\" for more information\n"},
+		{[]string{"-o", "%i %k"}, "squeue: error: --format=%i %k: unknown field %k\n"},
+		{[]string{"-o", "%.18"}, "squeue: error: --format=%.18: ends inside a %-field\n"},
 		{[]string{"extra"}, "squeue: error: unexpected argument \"extra\"\nTry \"squeue --help\" for more information\n"},
 	}
 	for _, tt := range tests {
