@@ -97,7 +97,7 @@ func (c *Comm) allReduce(dt DType, op Op, send, recv []byte, dl time.Time) {
 			copy(recv, send)
 		}
 	case c.useRing(len(recv)):
-		c.ringAllReduce(dt, op, send, recv, dl)
+		c.ringPipelined(dt, op, send, recv, dl)
 	default:
 		c.rdAllReduce(dt, op, send, recv, dl)
 	}

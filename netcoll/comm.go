@@ -44,6 +44,7 @@ type Comm struct {
 	sst, rst     stream
 	fst          stream
 	chunkDone    []bool
+	stepSends    []int
 	bufs         [3][]byte
 }
 

@@ -41,9 +41,9 @@ func reduceBytes(dt DType, op Op, dst, a, b []byte) {
 	case Int64:
 		reduceNative(op, asT[int64](dst), asT[int64](a), asT[int64](b))
 	case BF16:
-		reduceHalf(op, asT[uint16](dst), asT[uint16](a), asT[uint16](b), bf16To, bf16From)
+		reduceBF16(op, asT[uint16](dst), asT[uint16](a), asT[uint16](b))
 	case F16:
-		reduceHalf(op, asT[uint16](dst), asT[uint16](a), asT[uint16](b), f16To, f16From)
+		reduceF16(op, asT[uint16](dst), asT[uint16](a), asT[uint16](b))
 	}
 }
 
@@ -75,23 +75,49 @@ func bf16From(f float32) uint16 { return uint16(BFloat16FromFloat32(f)) }
 func f16To(h uint16) float32    { return Float16(h).Float32() }
 func f16From(f float32) uint16  { return uint16(Float16FromFloat32(f)) }
 
-func reduceHalf(op Op, d, a, b []uint16, to func(uint16) float32, from func(float32) uint16) {
+func reduceBF16(op Op, d, a, b []uint16) {
 	a = a[:len(d)]
 	b = b[:len(d)]
-	for i := range d {
-		x, y := to(a[i]), to(b[i])
-		var r float32
-		switch op {
-		case Sum, Avg:
-			r = x + y
-		case Prod:
-			r = x * y
-		case Min:
-			r = min(x, y)
-		case Max:
-			r = max(x, y)
+	switch op {
+	case Sum, Avg:
+		for i := range d {
+			d[i] = bf16From(bf16To(a[i]) + bf16To(b[i]))
 		}
-		d[i] = from(r)
+	case Prod:
+		for i := range d {
+			d[i] = bf16From(bf16To(a[i]) * bf16To(b[i]))
+		}
+	case Min:
+		for i := range d {
+			d[i] = bf16From(min(bf16To(a[i]), bf16To(b[i])))
+		}
+	case Max:
+		for i := range d {
+			d[i] = bf16From(max(bf16To(a[i]), bf16To(b[i])))
+		}
+	}
+}
+
+func reduceF16(op Op, d, a, b []uint16) {
+	a = a[:len(d)]
+	b = b[:len(d)]
+	switch op {
+	case Sum, Avg:
+		for i := range d {
+			d[i] = f16From(f16To(a[i]) + f16To(b[i]))
+		}
+	case Prod:
+		for i := range d {
+			d[i] = f16From(f16To(a[i]) * f16To(b[i]))
+		}
+	case Min:
+		for i := range d {
+			d[i] = f16From(min(f16To(a[i]), f16To(b[i])))
+		}
+	case Max:
+		for i := range d {
+			d[i] = f16From(max(f16To(a[i]), f16To(b[i])))
+		}
 	}
 }
 

@@ -37,6 +37,7 @@ type link struct {
 type xreq struct {
 	buf      []byte
 	off      int
+	tag      int // the algorithm step, echoed in xdone
 	deadline time.Time // the operation's deadline (from its context), or zero
 	done     chan<- xdone
 }
@@ -44,6 +45,7 @@ type xreq struct {
 // xdone reports a finished chunk.
 type xdone struct {
 	off, n int
+	tag    int
 	peer   int
 	err    error
 }
@@ -71,7 +73,7 @@ func (w *worker) loop() {
 			} else {
 				err = w.c.readFull(w.cn, r.buf, r.deadline)
 			}
-			r.done <- xdone{off: r.off, n: len(r.buf), peer: w.peer, err: err}
+			r.done <- xdone{off: r.off, n: len(r.buf), tag: r.tag, peer: w.peer, err: err}
 		case <-w.c.stop:
 			return
 		}

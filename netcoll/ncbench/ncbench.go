@@ -352,7 +352,7 @@ func run[T netcoll.Elem](c *netcoll.Comm, o *options, out io.Writer) error {
 			return err
 		}
 	}
-	var lastBus, lastT float64
+	var lastT float64
 	var worstSmall float64
 	for i, size := range sizes {
 		t, err := timeIt(one, size)
@@ -362,7 +362,7 @@ func run[T netcoll.Elem](c *netcoll.Comm, o *options, out io.Writer) error {
 		algbw := float64(size) / t / 1e9
 		bus := algbw * busFactor(o.op, n)
 		if i == len(sizes)-1 {
-			lastBus, lastT = bus, t
+			lastT = t
 		}
 		if size <= 4096 && n > 1 {
 			worstSmall = max(worstSmall, t/(rtt*math.Max(1, math.Log2(float64(n)))))
@@ -379,23 +379,27 @@ func run[T netcoll.Elem](c *netcoll.Comm, o *options, out io.Writer) error {
 				size, size/es, dtypeName[T](), redopName, root, t*1e6, algbw, bus)
 		}
 	}
-	// The baseline: raw ring streaming at the largest size, interleaved
-	// with the collective so that both see the same machine.
+	// The baseline: raw ring streaming at the largest size, in rounds
+	// that alternate with the collective so that both see the same
+	// machine; the ratio is the median of the per-round ratios.
 	largest := sizes[len(sizes)-1]
-	var rawT, opT []float64
-	for range 3 {
-		t, err := timeIt(raw, largest)
+	var ratios, opT []float64
+	var rawGBps float64
+	var rawT []float64
+	for range rounds {
+		tr, err := timeIt(raw, largest)
 		if err != nil {
 			return err
 		}
-		rawT = append(rawT, t)
-		if t, err = timeIt(one, largest); err != nil {
+		to, err := timeIt(one, largest)
+		if err != nil {
 			return err
 		}
-		opT = append(opT, t)
+		rawT, opT = append(rawT, tr), append(opT, to)
+		ratios = append(ratios, (float64(largest)/to*busFactor(o.op, n))/(float64(largest)/tr))
 	}
 	opT = append(opT, lastT)
-	rawGBps := float64(largest) / median(rawT) / 1e9
+	rawGBps = float64(largest) / median(rawT) / 1e9
 	busMed := float64(largest) / median(opT) / 1e9 * busFactor(o.op, n)
 	if c.Rank() == 0 {
 		fmt.Fprintf(out, "size_max=%d\n", largest)
@@ -407,15 +411,18 @@ func run[T netcoll.Elem](c *netcoll.Comm, o *options, out io.Writer) error {
 			}
 		}
 		fmt.Fprintf(out, "raw_ring_GBps=%.3f\n", rawGBps)
-		_ = lastBus
 		ratio := 0.0
-		if rawGBps > 0 && n > 1 {
-			ratio = busMed / rawGBps
+		if n > 1 {
+			ratio = median(ratios)
 		}
 		fmt.Fprintf(out, "busbw_ratio=%.3f\n", ratio)
 	}
 	return nil
 }
+
+// rounds is how many times the baseline and the collective alternate at
+// the largest size.
+const rounds = 5
 
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
