@@ -1,0 +1,188 @@
+// Package cluster starts real loom server and agent processes for the
+// end-to-end and fault tests in test/: each is its own OS process, built
+// from this tree, on loopback ports, so that kill -9 means what it says.
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/loomhpc/loom/api"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Binary returns the loom binary the tests run: $LOOM_BIN, or bin/loom at
+// the repository root (make e2e builds it first).
+func Binary(t testing.TB) string {
+	t.Helper()
+	if b := os.Getenv("LOOM_BIN"); b != "" {
+		return b
+	}
+	_, file, _, _ := runtime.Caller(0)
+	b := filepath.Join(filepath.Dir(file), "..", "..", "bin", "loom")
+	if _, err := os.Stat(b); err != nil {
+		t.Fatalf("no loom binary at %s: run `make build` (or make e2e) first", b)
+	}
+	return b
+}
+
+// FreePort returns a loopback port nothing listens on right now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Proc is one running loom process.
+type Proc struct {
+	Name string
+	Args []string
+	Log  string // its stderr and stdout
+	cmd  *exec.Cmd
+	done chan struct{}
+	mu   sync.Mutex
+}
+
+// Start runs loom with args, logging to dir/name.log.
+func Start(t testing.TB, dir, name string, args ...string) *Proc {
+	t.Helper()
+	p := &Proc{Name: name, Args: args, Log: filepath.Join(dir, name+".log")}
+	p.start(t)
+	t.Cleanup(func() { p.Kill() })
+	return p
+}
+
+func (p *Proc) start(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(Binary(t), p.Args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	p.mu.Lock()
+	p.cmd, p.done = cmd, done
+	p.mu.Unlock()
+}
+
+// Kill sends SIGKILL to the process (and what it started) and waits.
+func (p *Proc) Kill() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-done
+}
+
+// KillProcessOnly sends SIGKILL to the process alone, leaving any children
+// it started (ranks of the exec driver) running.
+func (p *Proc) KillProcessOnly() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	cmd.Process.Kill()
+	<-done
+}
+
+// Restart starts the process again with the same arguments.
+func (p *Proc) Restart(t testing.TB) { p.start(t) }
+
+// Tail returns the end of the process's log, for failure messages.
+func (p *Proc) Tail() string {
+	b, _ := os.ReadFile(p.Log)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return fmt.Sprintf("--- %s log ---\n%s", p.Name, b)
+}
+
+// Server is a loom server process with its addresses.
+type Server struct {
+	*Proc
+	RPC, Raft string
+	DataDir   string
+}
+
+// StartServer starts a single-server cluster in dir.
+func StartServer(t testing.TB, dir, name string) *Server {
+	t.Helper()
+	s := &Server{
+		RPC:     fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+		Raft:    fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+		DataDir: filepath.Join(dir, name),
+	}
+	s.Proc = Start(t, dir, name, "server", "--name", name, "--data-dir", s.DataDir,
+		"--rpc-addr", s.RPC, "--raft-addr", s.Raft, "--metrics-addr", "-")
+	return s
+}
+
+// StartAgent starts an agent with a simulated profile, talking to servers.
+func StartAgent(t testing.TB, dir, name, profile string, ports int, servers ...string) *Proc {
+	t.Helper()
+	return Start(t, dir, name, "agent", "--name", name, "--servers", strings.Join(servers, ","),
+		"--data-dir", filepath.Join(dir, name), "--listen-addr", "127.0.0.1:0", "--metrics-addr", "-",
+		"--profile", profile, "--nvml=false", "--allow-root", "--kill-grace", "2s",
+		"--ports", fmt.Sprintf("%d-%d", ports, ports+99))
+}
+
+// Client is a gRPC connection to a server.
+func Client(t testing.TB, addr string) (api.JobServiceClient, api.NodeServiceClient) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return api.NewJobServiceClient(conn), api.NewNodeServiceClient(conn)
+}
+
+// WaitFor polls cond until it holds or timeout passes (scaled by
+// LOOM_TEST_TIMEOUT_SCALE on slow machines).
+func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	if s := os.Getenv("LOOM_TEST_TIMEOUT_SCALE"); s != "" {
+		var k float64
+		if _, err := fmt.Sscan(s, &k); err == nil && k > 0 {
+			timeout = time.Duration(float64(timeout) * k)
+		}
+	}
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// Ctx returns a context for one RPC.
+func Ctx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
