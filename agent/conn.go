@@ -35,5 +35,3 @@ func (b *backoff) next() time.Duration {
 	}
 	return b.cur/2 + rand.N(b.cur/2+1)
 }
-
-func (b *backoff) reset() { b.cur = 0 }

@@ -15,6 +15,7 @@ import (
 	"github.com/loomhpc/loom/raft"
 	"github.com/loomhpc/loom/scheduler"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -99,7 +100,7 @@ func New(cfg Config) (*Server, error) {
 	s.metrics = newMetrics(s)
 	if cfg.MetricsAddr != "-" {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(s.metrics, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		reg.MustRegister(s.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		s.httpLis, err = net.Listen("tcp", cfg.MetricsAddr)
