@@ -129,29 +129,31 @@ func (a *Agent) runTask(t *task, stdout, stderr string) *api.TaskStatus {
 		defer timer.Stop()
 		limit = timer.C
 	}
+	type result struct {
+		ex  driver.Exit
+		err error
+	}
 	waitCtx, cancelWait := context.WithCancel(context.Background())
 	defer cancelWait()
-	exited := make(chan struct{})
-	var ex driver.Exit
-	var werr error
+	exited := make(chan result, 1)
 	go func() {
-		ex, werr = h.Wait(waitCtx)
-		close(exited)
+		ex, err := h.Wait(waitCtx)
+		exited <- result{ex, err}
 	}()
 	reason := api.TaskEndReason_TASK_END_EXITED
 	msg := ""
+	var res result
 	select {
-	case <-exited:
+	case res = <-exited:
 	case <-limit:
 		reason, msg = api.TaskEndReason_TASK_END_TIMEOUT, fmt.Sprintf("time limit of %s reached", api.FormatSlurmDuration(j.Spec.TimeLimitS))
 		log.Info("rank reached its time limit")
-		ex, werr = driver.Stop(context.Background(), h, a.cfg.KillGrace)
-		<-exited
+		res.ex, res.err = driver.Stop(context.Background(), h, a.cfg.KillGrace)
 	case <-t.stop:
 		reason, msg = api.TaskEndReason_TASK_END_KILLED, "stopped by the agent (job cancelled or gang ended)"
-		ex, werr = driver.Stop(context.Background(), h, a.cfg.KillGrace)
-		<-exited
+		res.ex, res.err = driver.Stop(context.Background(), h, a.cfg.KillGrace)
 	}
+	ex, werr := res.ex, res.err
 	st := &api.TaskStatus{Reason: reason, ExitCode: int32(ex.Code), Signal: int32(ex.Signal), StartedUnixMs: started.UnixMilli(), Message: msg}
 	switch {
 	case werr != nil && errors.Is(werr, driver.ErrStart):
