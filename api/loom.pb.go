@@ -1787,6 +1787,7 @@ type GetJobRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	MinIndex      uint64                 `protobuf:"varint,2,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
+	Consistent    bool                   `protobuf:"varint,3,opt,name=consistent,proto3" json:"consistent,omitempty"` // read through the leader (linearizable)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1833,6 +1834,13 @@ func (x *GetJobRequest) GetMinIndex() uint64 {
 		return x.MinIndex
 	}
 	return 0
+}
+
+func (x *GetJobRequest) GetConsistent() bool {
+	if x != nil {
+		return x.Consistent
+	}
+	return false
 }
 
 type GetJobResponse struct {
@@ -1894,6 +1902,7 @@ type ListJobsRequest struct {
 	User          string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
 	States        []JobState             `protobuf:"varint,4,rep,packed,name=states,proto3,enum=loom.v1.JobState" json:"states,omitempty"`
 	MinIndex      uint64                 `protobuf:"varint,5,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
+	Consistent    bool                   `protobuf:"varint,6,opt,name=consistent,proto3" json:"consistent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1961,6 +1970,13 @@ func (x *ListJobsRequest) GetMinIndex() uint64 {
 		return x.MinIndex
 	}
 	return 0
+}
+
+func (x *ListJobsRequest) GetConsistent() bool {
+	if x != nil {
+		return x.Consistent
+	}
+	return false
 }
 
 type ListJobsResponse struct {
@@ -2138,6 +2154,7 @@ func (x *LogChunk) GetData() []byte {
 type ListNodesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	MinIndex      uint64                 `protobuf:"varint,1,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
+	Consistent    bool                   `protobuf:"varint,2,opt,name=consistent,proto3" json:"consistent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2177,6 +2194,13 @@ func (x *ListNodesRequest) GetMinIndex() uint64 {
 		return x.MinIndex
 	}
 	return 0
+}
+
+func (x *ListNodesRequest) GetConsistent() bool {
+	if x != nil {
+		return x.Consistent
+	}
+	return false
 }
 
 type NodeInfo struct {
@@ -2807,6 +2831,467 @@ func (x *TaskUpdateResponse) GetIndex() uint64 {
 	return 0
 }
 
+// ServerInfo describes one control-plane server.
+type ServerInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // Raft server id (loom server --name)
+	RaftAddr      string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	RpcAddr       string                 `protobuf:"bytes,3,opt,name=rpc_addr,json=rpcAddr,proto3" json:"rpc_addr,omitempty"`
+	Leader        bool                   `protobuf:"varint,4,opt,name=leader,proto3" json:"leader,omitempty"`
+	Voter         bool                   `protobuf:"varint,5,opt,name=voter,proto3" json:"voter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServerInfo) Reset() {
+	*x = ServerInfo{}
+	mi := &file_api_loom_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerInfo) ProtoMessage() {}
+
+func (x *ServerInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerInfo.ProtoReflect.Descriptor instead.
+func (*ServerInfo) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ServerInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ServerInfo) GetRaftAddr() string {
+	if x != nil {
+		return x.RaftAddr
+	}
+	return ""
+}
+
+func (x *ServerInfo) GetRpcAddr() string {
+	if x != nil {
+		return x.RpcAddr
+	}
+	return ""
+}
+
+func (x *ServerInfo) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *ServerInfo) GetVoter() bool {
+	if x != nil {
+		return x.Voter
+	}
+	return false
+}
+
+type RaftJoinRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Server        *ServerInfo            `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftJoinRequest) Reset() {
+	*x = RaftJoinRequest{}
+	mi := &file_api_loom_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftJoinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftJoinRequest) ProtoMessage() {}
+
+func (x *RaftJoinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftJoinRequest.ProtoReflect.Descriptor instead.
+func (*RaftJoinRequest) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RaftJoinRequest) GetServer() *ServerInfo {
+	if x != nil {
+		return x.Server
+	}
+	return nil
+}
+
+type RaftJoinResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftJoinResponse) Reset() {
+	*x = RaftJoinResponse{}
+	mi := &file_api_loom_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftJoinResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftJoinResponse) ProtoMessage() {}
+
+func (x *RaftJoinResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftJoinResponse.ProtoReflect.Descriptor instead.
+func (*RaftJoinResponse) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RaftJoinResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type RaftListPeersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftListPeersRequest) Reset() {
+	*x = RaftListPeersRequest{}
+	mi := &file_api_loom_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftListPeersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftListPeersRequest) ProtoMessage() {}
+
+func (x *RaftListPeersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftListPeersRequest.ProtoReflect.Descriptor instead.
+func (*RaftListPeersRequest) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{35}
+}
+
+type RaftListPeersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Servers       []*ServerInfo          `protobuf:"bytes,1,rep,name=servers,proto3" json:"servers,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftListPeersResponse) Reset() {
+	*x = RaftListPeersResponse{}
+	mi := &file_api_loom_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftListPeersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftListPeersResponse) ProtoMessage() {}
+
+func (x *RaftListPeersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftListPeersResponse.ProtoReflect.Descriptor instead.
+func (*RaftListPeersResponse) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *RaftListPeersResponse) GetServers() []*ServerInfo {
+	if x != nil {
+		return x.Servers
+	}
+	return nil
+}
+
+func (x *RaftListPeersResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type RaftRemovePeerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftRemovePeerRequest) Reset() {
+	*x = RaftRemovePeerRequest{}
+	mi := &file_api_loom_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftRemovePeerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftRemovePeerRequest) ProtoMessage() {}
+
+func (x *RaftRemovePeerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftRemovePeerRequest.ProtoReflect.Descriptor instead.
+func (*RaftRemovePeerRequest) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *RaftRemovePeerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RaftRemovePeerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftRemovePeerResponse) Reset() {
+	*x = RaftRemovePeerResponse{}
+	mi := &file_api_loom_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftRemovePeerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftRemovePeerResponse) ProtoMessage() {}
+
+func (x *RaftRemovePeerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftRemovePeerResponse.ProtoReflect.Descriptor instead.
+func (*RaftRemovePeerResponse) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *RaftRemovePeerResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type ServerStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServerStatusRequest) Reset() {
+	*x = ServerStatusRequest{}
+	mi := &file_api_loom_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerStatusRequest) ProtoMessage() {}
+
+func (x *ServerStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerStatusRequest.ProtoReflect.Descriptor instead.
+func (*ServerStatusRequest) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{39}
+}
+
+type ServerStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Server        *ServerInfo            `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	HasState      bool                   `protobuf:"varint,2,opt,name=has_state,json=hasState,proto3" json:"has_state,omitempty"` // part of a cluster already (Raft state on disk or bootstrapped)
+	LeaderId      string                 `protobuf:"bytes,3,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	AppliedIndex  uint64                 `protobuf:"varint,4,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	Term          uint64                 `protobuf:"varint,5,opt,name=term,proto3" json:"term,omitempty"`
+	StateHash     string                 `protobuf:"bytes,6,opt,name=state_hash,json=stateHash,proto3" json:"state_hash,omitempty"` // sha256 of the replicated state at applied_index
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServerStatusResponse) Reset() {
+	*x = ServerStatusResponse{}
+	mi := &file_api_loom_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerStatusResponse) ProtoMessage() {}
+
+func (x *ServerStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerStatusResponse.ProtoReflect.Descriptor instead.
+func (*ServerStatusResponse) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ServerStatusResponse) GetServer() *ServerInfo {
+	if x != nil {
+		return x.Server
+	}
+	return nil
+}
+
+func (x *ServerStatusResponse) GetHasState() bool {
+	if x != nil {
+		return x.HasState
+	}
+	return false
+}
+
+func (x *ServerStatusResponse) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+func (x *ServerStatusResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *ServerStatusResponse) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *ServerStatusResponse) GetStateHash() string {
+	if x != nil {
+		return x.StateHash
+	}
+	return ""
+}
+
 type TaskLogsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -2820,7 +3305,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_api_loom_proto_msgTypes[32]
+	mi := &file_api_loom_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2832,7 +3317,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[32]
+	mi := &file_api_loom_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2845,7 +3330,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{32}
+	return file_api_loom_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TaskLogsRequest) GetJobId() uint64 {
@@ -2893,7 +3378,7 @@ type SubmitJobCommand struct {
 
 func (x *SubmitJobCommand) Reset() {
 	*x = SubmitJobCommand{}
-	mi := &file_api_loom_proto_msgTypes[33]
+	mi := &file_api_loom_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2905,7 +3390,7 @@ func (x *SubmitJobCommand) String() string {
 func (*SubmitJobCommand) ProtoMessage() {}
 
 func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[33]
+	mi := &file_api_loom_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2918,7 +3403,7 @@ func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{33}
+	return file_api_loom_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SubmitJobCommand) GetRequest() *SubmitRequest {
@@ -2945,7 +3430,7 @@ type CancelJobsCommand struct {
 
 func (x *CancelJobsCommand) Reset() {
 	*x = CancelJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[34]
+	mi := &file_api_loom_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2957,7 +3442,7 @@ func (x *CancelJobsCommand) String() string {
 func (*CancelJobsCommand) ProtoMessage() {}
 
 func (x *CancelJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[34]
+	mi := &file_api_loom_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2970,7 +3455,7 @@ func (x *CancelJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobsCommand.ProtoReflect.Descriptor instead.
 func (*CancelJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{34}
+	return file_api_loom_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CancelJobsCommand) GetRequest() *CancelRequest {
@@ -2998,7 +3483,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_api_loom_proto_msgTypes[35]
+	mi := &file_api_loom_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3010,7 +3495,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[35]
+	mi := &file_api_loom_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3023,7 +3508,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{35}
+	return file_api_loom_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Placement) GetJobId() uint64 {
@@ -3052,7 +3537,7 @@ type PendingReason struct {
 
 func (x *PendingReason) Reset() {
 	*x = PendingReason{}
-	mi := &file_api_loom_proto_msgTypes[36]
+	mi := &file_api_loom_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3064,7 +3549,7 @@ func (x *PendingReason) String() string {
 func (*PendingReason) ProtoMessage() {}
 
 func (x *PendingReason) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[36]
+	mi := &file_api_loom_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3077,7 +3562,7 @@ func (x *PendingReason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingReason.ProtoReflect.Descriptor instead.
 func (*PendingReason) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{36}
+	return file_api_loom_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *PendingReason) GetJobId() uint64 {
@@ -3114,7 +3599,7 @@ type PlanCommand struct {
 
 func (x *PlanCommand) Reset() {
 	*x = PlanCommand{}
-	mi := &file_api_loom_proto_msgTypes[37]
+	mi := &file_api_loom_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3126,7 +3611,7 @@ func (x *PlanCommand) String() string {
 func (*PlanCommand) ProtoMessage() {}
 
 func (x *PlanCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[37]
+	mi := &file_api_loom_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3139,7 +3624,7 @@ func (x *PlanCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanCommand.ProtoReflect.Descriptor instead.
 func (*PlanCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{37}
+	return file_api_loom_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PlanCommand) GetPlacements() []*Placement {
@@ -3180,7 +3665,7 @@ type UpdateTasksCommand struct {
 
 func (x *UpdateTasksCommand) Reset() {
 	*x = UpdateTasksCommand{}
-	mi := &file_api_loom_proto_msgTypes[38]
+	mi := &file_api_loom_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3192,7 +3677,7 @@ func (x *UpdateTasksCommand) String() string {
 func (*UpdateTasksCommand) ProtoMessage() {}
 
 func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[38]
+	mi := &file_api_loom_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3205,7 +3690,7 @@ func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTasksCommand.ProtoReflect.Descriptor instead.
 func (*UpdateTasksCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{38}
+	return file_api_loom_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *UpdateTasksCommand) GetRequest() *TaskUpdateRequest {
@@ -3232,7 +3717,7 @@ type RegisterNodeCommand struct {
 
 func (x *RegisterNodeCommand) Reset() {
 	*x = RegisterNodeCommand{}
-	mi := &file_api_loom_proto_msgTypes[39]
+	mi := &file_api_loom_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3244,7 +3729,7 @@ func (x *RegisterNodeCommand) String() string {
 func (*RegisterNodeCommand) ProtoMessage() {}
 
 func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[39]
+	mi := &file_api_loom_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3257,7 +3742,7 @@ func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeCommand.ProtoReflect.Descriptor instead.
 func (*RegisterNodeCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{39}
+	return file_api_loom_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RegisterNodeCommand) GetNode() *Node {
@@ -3286,7 +3771,7 @@ type NodeStateCommand struct {
 
 func (x *NodeStateCommand) Reset() {
 	*x = NodeStateCommand{}
-	mi := &file_api_loom_proto_msgTypes[40]
+	mi := &file_api_loom_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3298,7 +3783,7 @@ func (x *NodeStateCommand) String() string {
 func (*NodeStateCommand) ProtoMessage() {}
 
 func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[40]
+	mi := &file_api_loom_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3311,7 +3796,7 @@ func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateCommand.ProtoReflect.Descriptor instead.
 func (*NodeStateCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{40}
+	return file_api_loom_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *NodeStateCommand) GetName() string {
@@ -3342,6 +3827,60 @@ func (x *NodeStateCommand) GetNowUnixMs() int64 {
 	return 0
 }
 
+// ServerMembershipCommand records (or, with remove, forgets) where a
+// server's gRPC API is, so followers can forward writes to the leader.
+type ServerMembershipCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Server        *ServerInfo            `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	Remove        bool                   `protobuf:"varint,2,opt,name=remove,proto3" json:"remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServerMembershipCommand) Reset() {
+	*x = ServerMembershipCommand{}
+	mi := &file_api_loom_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerMembershipCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerMembershipCommand) ProtoMessage() {}
+
+func (x *ServerMembershipCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerMembershipCommand.ProtoReflect.Descriptor instead.
+func (*ServerMembershipCommand) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ServerMembershipCommand) GetServer() *ServerInfo {
+	if x != nil {
+		return x.Server
+	}
+	return nil
+}
+
+func (x *ServerMembershipCommand) GetRemove() bool {
+	if x != nil {
+		return x.Remove
+	}
+	return false
+}
+
 // StateSnapshot is the whole replicated state, as a Raft snapshot stores it.
 type StateSnapshot struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3349,13 +3888,14 @@ type StateSnapshot struct {
 	NextJobId     uint64                 `protobuf:"varint,2,opt,name=next_job_id,json=nextJobId,proto3" json:"next_job_id,omitempty"`
 	Jobs          []*Job                 `protobuf:"bytes,3,rep,name=jobs,proto3" json:"jobs,omitempty"`
 	Nodes         []*Node                `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Servers       []*ServerInfo          `protobuf:"bytes,5,rep,name=servers,proto3" json:"servers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StateSnapshot) Reset() {
 	*x = StateSnapshot{}
-	mi := &file_api_loom_proto_msgTypes[41]
+	mi := &file_api_loom_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3367,7 +3907,7 @@ func (x *StateSnapshot) String() string {
 func (*StateSnapshot) ProtoMessage() {}
 
 func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[41]
+	mi := &file_api_loom_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3380,7 +3920,7 @@ func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateSnapshot.ProtoReflect.Descriptor instead.
 func (*StateSnapshot) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{41}
+	return file_api_loom_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *StateSnapshot) GetIndex() uint64 {
@@ -3407,6 +3947,13 @@ func (x *StateSnapshot) GetJobs() []*Job {
 func (x *StateSnapshot) GetNodes() []*Node {
 	if x != nil {
 		return x.Nodes
+	}
+	return nil
+}
+
+func (x *StateSnapshot) GetServers() []*ServerInfo {
+	if x != nil {
+		return x.Servers
 	}
 	return nil
 }
@@ -3583,19 +4130,25 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x03uid\x18\x03 \x01(\rR\x03uid\"D\n" +
 	"\x0eCancelResponse\x12\x1c\n" +
 	"\tcancelled\x18\x01 \x03(\x04R\tcancelled\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"C\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"c\n" +
 	"\rGetJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x1b\n" +
-	"\tmin_index\x18\x02 \x01(\x04R\bminIndex\"F\n" +
+	"\tmin_index\x18\x02 \x01(\x04R\bminIndex\x12\x1e\n" +
+	"\n" +
+	"consistent\x18\x03 \x01(\bR\n" +
+	"consistent\"F\n" +
 	"\x0eGetJobResponse\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.loom.v1.JobR\x03job\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\x98\x01\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xb8\x01\n" +
 	"\x0fListJobsRequest\x12\x10\n" +
 	"\x03all\x18\x01 \x01(\bR\x03all\x12\x17\n" +
 	"\ajob_ids\x18\x02 \x03(\x04R\x06jobIds\x12\x12\n" +
 	"\x04user\x18\x03 \x01(\tR\x04user\x12)\n" +
 	"\x06states\x18\x04 \x03(\x0e2\x11.loom.v1.JobStateR\x06states\x12\x1b\n" +
-	"\tmin_index\x18\x05 \x01(\x04R\bminIndex\"J\n" +
+	"\tmin_index\x18\x05 \x01(\x04R\bminIndex\x12\x1e\n" +
+	"\n" +
+	"consistent\x18\x06 \x01(\bR\n" +
+	"consistent\"J\n" +
 	"\x10ListJobsResponse\x12 \n" +
 	"\x04jobs\x18\x01 \x03(\v2\f.loom.v1.JobR\x04jobs\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"h\n" +
@@ -3606,9 +4159,12 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x06stderr\x18\x04 \x01(\bR\x06stderr\"2\n" +
 	"\bLogChunk\x12\x12\n" +
 	"\x04rank\x18\x01 \x01(\rR\x04rank\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"/\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"O\n" +
 	"\x10ListNodesRequest\x12\x1b\n" +
-	"\tmin_index\x18\x01 \x01(\x04R\bminIndex\"\xe8\x01\n" +
+	"\tmin_index\x18\x01 \x01(\x04R\bminIndex\x12\x1e\n" +
+	"\n" +
+	"consistent\x18\x02 \x01(\bR\n" +
+	"consistent\"\xe8\x01\n" +
 	"\bNodeInfo\x12!\n" +
 	"\x04node\x18\x01 \x01(\v2\r.loom.v1.NodeR\x04node\x12(\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x12.loom.v1.NodeStateR\x05state\x12%\n" +
@@ -3646,7 +4202,35 @@ const file_api_loom_proto_rawDesc = "" +
 	"generation\x12)\n" +
 	"\x05tasks\x18\x04 \x03(\v2\x13.loom.v1.TaskStatusR\x05tasks\"*\n" +
 	"\x12TaskUpdateResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"\x8e\x01\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x82\x01\n" +
+	"\n" +
+	"ServerInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x19\n" +
+	"\brpc_addr\x18\x03 \x01(\tR\arpcAddr\x12\x16\n" +
+	"\x06leader\x18\x04 \x01(\bR\x06leader\x12\x14\n" +
+	"\x05voter\x18\x05 \x01(\bR\x05voter\">\n" +
+	"\x0fRaftJoinRequest\x12+\n" +
+	"\x06server\x18\x01 \x01(\v2\x13.loom.v1.ServerInfoR\x06server\"(\n" +
+	"\x10RaftJoinResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x16\n" +
+	"\x14RaftListPeersRequest\"\\\n" +
+	"\x15RaftListPeersResponse\x12-\n" +
+	"\aservers\x18\x01 \x03(\v2\x13.loom.v1.ServerInfoR\aservers\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"'\n" +
+	"\x15RaftRemovePeerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\".\n" +
+	"\x16RaftRemovePeerResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x15\n" +
+	"\x13ServerStatusRequest\"\xd5\x01\n" +
+	"\x14ServerStatusResponse\x12+\n" +
+	"\x06server\x18\x01 \x01(\v2\x13.loom.v1.ServerInfoR\x06server\x12\x1b\n" +
+	"\thas_state\x18\x02 \x01(\bR\bhasState\x12\x1b\n" +
+	"\tleader_id\x18\x03 \x01(\tR\bleaderId\x12#\n" +
+	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\x12\x12\n" +
+	"\x04term\x18\x05 \x01(\x04R\x04term\x12\x1d\n" +
+	"\n" +
+	"state_hash\x18\x06 \x01(\tR\tstateHash\"\x8e\x01\n" +
 	"\x0fTaskLogsRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x1e\n" +
 	"\n" +
@@ -3687,12 +4271,16 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x12.loom.v1.NodeStateR\x05state\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1e\n" +
-	"\vnow_unix_ms\x18\x04 \x01(\x03R\tnowUnixMs\"\x8c\x01\n" +
+	"\vnow_unix_ms\x18\x04 \x01(\x03R\tnowUnixMs\"^\n" +
+	"\x17ServerMembershipCommand\x12+\n" +
+	"\x06server\x18\x01 \x01(\v2\x13.loom.v1.ServerInfoR\x06server\x12\x16\n" +
+	"\x06remove\x18\x02 \x01(\bR\x06remove\"\xbb\x01\n" +
 	"\rStateSnapshot\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1e\n" +
 	"\vnext_job_id\x18\x02 \x01(\x04R\tnextJobId\x12 \n" +
 	"\x04jobs\x18\x03 \x03(\v2\f.loom.v1.JobR\x04jobs\x12#\n" +
-	"\x05nodes\x18\x04 \x03(\v2\r.loom.v1.NodeR\x05nodes*\xd6\x01\n" +
+	"\x05nodes\x18\x04 \x03(\v2\r.loom.v1.NodeR\x05nodes\x12-\n" +
+	"\aservers\x18\x05 \x03(\v2\x13.loom.v1.ServerInfoR\aservers*\xd6\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aPENDING\x10\x01\x12\x0f\n" +
@@ -3756,7 +4344,12 @@ const file_api_loom_proto_rawDesc = "" +
 	"\fAgentService\x12?\n" +
 	"\bRegister\x12\x18.loom.v1.RegisterRequest\x1a\x19.loom.v1.RegisterResponse\x12Q\n" +
 	"\x10WatchAllocations\x12 .loom.v1.WatchAllocationsRequest\x1a\x19.loom.v1.AllocationUpdate0\x01\x12F\n" +
-	"\vUpdateTasks\x12\x1a.loom.v1.TaskUpdateRequest\x1a\x1b.loom.v1.TaskUpdateResponse2F\n" +
+	"\vUpdateTasks\x12\x1a.loom.v1.TaskUpdateRequest\x1a\x1b.loom.v1.TaskUpdateResponse2\xbb\x02\n" +
+	"\bOperator\x12?\n" +
+	"\bRaftJoin\x12\x18.loom.v1.RaftJoinRequest\x1a\x19.loom.v1.RaftJoinResponse\x12N\n" +
+	"\rRaftListPeers\x12\x1d.loom.v1.RaftListPeersRequest\x1a\x1e.loom.v1.RaftListPeersResponse\x12Q\n" +
+	"\x0eRaftRemovePeer\x12\x1e.loom.v1.RaftRemovePeerRequest\x1a\x1f.loom.v1.RaftRemovePeerResponse\x12K\n" +
+	"\fServerStatus\x12\x1c.loom.v1.ServerStatusRequest\x1a\x1d.loom.v1.ServerStatusResponse2F\n" +
 	"\tAgentLogs\x129\n" +
 	"\bTaskLogs\x12\x18.loom.v1.TaskLogsRequest\x1a\x11.loom.v1.LogChunk0\x01B\x1dZ\x1bgithub.com/loomhpc/loom/apib\x06proto3"
 
@@ -3773,7 +4366,7 @@ func file_api_loom_proto_rawDescGZIP() []byte {
 }
 
 var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_api_loom_proto_goTypes = []any{
 	(JobState)(0),                   // 0: loom.v1.JobState
 	(NodeState)(0),                  // 1: loom.v1.NodeState
@@ -3812,27 +4405,37 @@ var file_api_loom_proto_goTypes = []any{
 	(*AssignedAllocation)(nil),      // 34: loom.v1.AssignedAllocation
 	(*TaskUpdateRequest)(nil),       // 35: loom.v1.TaskUpdateRequest
 	(*TaskUpdateResponse)(nil),      // 36: loom.v1.TaskUpdateResponse
-	(*TaskLogsRequest)(nil),         // 37: loom.v1.TaskLogsRequest
-	(*SubmitJobCommand)(nil),        // 38: loom.v1.SubmitJobCommand
-	(*CancelJobsCommand)(nil),       // 39: loom.v1.CancelJobsCommand
-	(*Placement)(nil),               // 40: loom.v1.Placement
-	(*PendingReason)(nil),           // 41: loom.v1.PendingReason
-	(*PlanCommand)(nil),             // 42: loom.v1.PlanCommand
-	(*UpdateTasksCommand)(nil),      // 43: loom.v1.UpdateTasksCommand
-	(*RegisterNodeCommand)(nil),     // 44: loom.v1.RegisterNodeCommand
-	(*NodeStateCommand)(nil),        // 45: loom.v1.NodeStateCommand
-	(*StateSnapshot)(nil),           // 46: loom.v1.StateSnapshot
-	nil,                             // 47: loom.v1.Node.LabelsEntry
-	nil,                             // 48: loom.v1.JobSpec.EnvEntry
+	(*ServerInfo)(nil),              // 37: loom.v1.ServerInfo
+	(*RaftJoinRequest)(nil),         // 38: loom.v1.RaftJoinRequest
+	(*RaftJoinResponse)(nil),        // 39: loom.v1.RaftJoinResponse
+	(*RaftListPeersRequest)(nil),    // 40: loom.v1.RaftListPeersRequest
+	(*RaftListPeersResponse)(nil),   // 41: loom.v1.RaftListPeersResponse
+	(*RaftRemovePeerRequest)(nil),   // 42: loom.v1.RaftRemovePeerRequest
+	(*RaftRemovePeerResponse)(nil),  // 43: loom.v1.RaftRemovePeerResponse
+	(*ServerStatusRequest)(nil),     // 44: loom.v1.ServerStatusRequest
+	(*ServerStatusResponse)(nil),    // 45: loom.v1.ServerStatusResponse
+	(*TaskLogsRequest)(nil),         // 46: loom.v1.TaskLogsRequest
+	(*SubmitJobCommand)(nil),        // 47: loom.v1.SubmitJobCommand
+	(*CancelJobsCommand)(nil),       // 48: loom.v1.CancelJobsCommand
+	(*Placement)(nil),               // 49: loom.v1.Placement
+	(*PendingReason)(nil),           // 50: loom.v1.PendingReason
+	(*PlanCommand)(nil),             // 51: loom.v1.PlanCommand
+	(*UpdateTasksCommand)(nil),      // 52: loom.v1.UpdateTasksCommand
+	(*RegisterNodeCommand)(nil),     // 53: loom.v1.RegisterNodeCommand
+	(*NodeStateCommand)(nil),        // 54: loom.v1.NodeStateCommand
+	(*ServerMembershipCommand)(nil), // 55: loom.v1.ServerMembershipCommand
+	(*StateSnapshot)(nil),           // 56: loom.v1.StateSnapshot
+	nil,                             // 57: loom.v1.Node.LabelsEntry
+	nil,                             // 58: loom.v1.JobSpec.EnvEntry
 }
 var file_api_loom_proto_depIdxs = []int32{
 	4,  // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
 	6,  // 1: loom.v1.Topology.gpus:type_name -> loom.v1.GPU
 	5,  // 2: loom.v1.Topology.links:type_name -> loom.v1.Link
-	47, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
+	57, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
 	7,  // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
 	1,  // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
-	48, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
+	58, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
 	2,  // 7: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
 	3,  // 8: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
 	10, // 9: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
@@ -3851,47 +4454,60 @@ var file_api_loom_proto_depIdxs = []int32{
 	34, // 22: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
 	13, // 23: loom.v1.AssignedAllocation.job:type_name -> loom.v1.Job
 	11, // 24: loom.v1.TaskUpdateRequest.tasks:type_name -> loom.v1.TaskStatus
-	14, // 25: loom.v1.SubmitJobCommand.request:type_name -> loom.v1.SubmitRequest
-	16, // 26: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
-	12, // 27: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
-	40, // 28: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
-	41, // 29: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
-	35, // 30: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
-	8,  // 31: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
-	1,  // 32: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
-	13, // 33: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
-	8,  // 34: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
-	14, // 35: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
-	16, // 36: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
-	18, // 37: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
-	20, // 38: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
-	22, // 39: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
-	24, // 40: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
-	27, // 41: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
-	28, // 42: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
-	28, // 43: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
-	30, // 44: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
-	32, // 45: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
-	35, // 46: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
-	37, // 47: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
-	15, // 48: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
-	17, // 49: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
-	19, // 50: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
-	21, // 51: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
-	23, // 52: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
-	26, // 53: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
-	25, // 54: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
-	29, // 55: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
-	29, // 56: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
-	31, // 57: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
-	33, // 58: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
-	36, // 59: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
-	23, // 60: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
-	48, // [48:61] is the sub-list for method output_type
-	35, // [35:48] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	37, // 25: loom.v1.RaftJoinRequest.server:type_name -> loom.v1.ServerInfo
+	37, // 26: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
+	37, // 27: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
+	14, // 28: loom.v1.SubmitJobCommand.request:type_name -> loom.v1.SubmitRequest
+	16, // 29: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
+	12, // 30: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
+	49, // 31: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
+	50, // 32: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
+	35, // 33: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
+	8,  // 34: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
+	1,  // 35: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
+	37, // 36: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
+	13, // 37: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
+	8,  // 38: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
+	37, // 39: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
+	14, // 40: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
+	16, // 41: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
+	18, // 42: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
+	20, // 43: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
+	22, // 44: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
+	24, // 45: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
+	27, // 46: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
+	28, // 47: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
+	28, // 48: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
+	30, // 49: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
+	32, // 50: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
+	35, // 51: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
+	38, // 52: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
+	40, // 53: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
+	42, // 54: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
+	44, // 55: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
+	46, // 56: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
+	15, // 57: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
+	17, // 58: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
+	19, // 59: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
+	21, // 60: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
+	23, // 61: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
+	26, // 62: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
+	25, // 63: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
+	29, // 64: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
+	29, // 65: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
+	31, // 66: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
+	33, // 67: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
+	36, // 68: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
+	39, // 69: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
+	41, // 70: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
+	43, // 71: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
+	45, // 72: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
+	23, // 73: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
+	57, // [57:74] is the sub-list for method output_type
+	40, // [40:57] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_api_loom_proto_init() }
@@ -3905,9 +4521,9 @@ func file_api_loom_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_loom_proto_rawDesc), len(file_api_loom_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   44,
+			NumMessages:   54,
 			NumExtensions: 0,
-			NumServices:   4,
+			NumServices:   5,
 		},
 		GoTypes:           file_api_loom_proto_goTypes,
 		DependencyIndexes: file_api_loom_proto_depIdxs,

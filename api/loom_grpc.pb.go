@@ -679,6 +679,226 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	Operator_RaftJoin_FullMethodName       = "/loom.v1.Operator/RaftJoin"
+	Operator_RaftListPeers_FullMethodName  = "/loom.v1.Operator/RaftListPeers"
+	Operator_RaftRemovePeer_FullMethodName = "/loom.v1.Operator/RaftRemovePeer"
+	Operator_ServerStatus_FullMethodName   = "/loom.v1.Operator/ServerStatus"
+)
+
+// OperatorClient is the client API for Operator service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Operator is the admin API for the control plane itself.
+type OperatorClient interface {
+	RaftJoin(ctx context.Context, in *RaftJoinRequest, opts ...grpc.CallOption) (*RaftJoinResponse, error)
+	RaftListPeers(ctx context.Context, in *RaftListPeersRequest, opts ...grpc.CallOption) (*RaftListPeersResponse, error)
+	RaftRemovePeer(ctx context.Context, in *RaftRemovePeerRequest, opts ...grpc.CallOption) (*RaftRemovePeerResponse, error)
+	ServerStatus(ctx context.Context, in *ServerStatusRequest, opts ...grpc.CallOption) (*ServerStatusResponse, error)
+}
+
+type operatorClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewOperatorClient(cc grpc.ClientConnInterface) OperatorClient {
+	return &operatorClient{cc}
+}
+
+func (c *operatorClient) RaftJoin(ctx context.Context, in *RaftJoinRequest, opts ...grpc.CallOption) (*RaftJoinResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RaftJoinResponse)
+	err := c.cc.Invoke(ctx, Operator_RaftJoin_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorClient) RaftListPeers(ctx context.Context, in *RaftListPeersRequest, opts ...grpc.CallOption) (*RaftListPeersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RaftListPeersResponse)
+	err := c.cc.Invoke(ctx, Operator_RaftListPeers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorClient) RaftRemovePeer(ctx context.Context, in *RaftRemovePeerRequest, opts ...grpc.CallOption) (*RaftRemovePeerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RaftRemovePeerResponse)
+	err := c.cc.Invoke(ctx, Operator_RaftRemovePeer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorClient) ServerStatus(ctx context.Context, in *ServerStatusRequest, opts ...grpc.CallOption) (*ServerStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ServerStatusResponse)
+	err := c.cc.Invoke(ctx, Operator_ServerStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// OperatorServer is the server API for Operator service.
+// All implementations must embed UnimplementedOperatorServer
+// for forward compatibility.
+//
+// Operator is the admin API for the control plane itself.
+type OperatorServer interface {
+	RaftJoin(context.Context, *RaftJoinRequest) (*RaftJoinResponse, error)
+	RaftListPeers(context.Context, *RaftListPeersRequest) (*RaftListPeersResponse, error)
+	RaftRemovePeer(context.Context, *RaftRemovePeerRequest) (*RaftRemovePeerResponse, error)
+	ServerStatus(context.Context, *ServerStatusRequest) (*ServerStatusResponse, error)
+	mustEmbedUnimplementedOperatorServer()
+}
+
+// UnimplementedOperatorServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedOperatorServer struct{}
+
+func (UnimplementedOperatorServer) RaftJoin(context.Context, *RaftJoinRequest) (*RaftJoinResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RaftJoin not implemented")
+}
+func (UnimplementedOperatorServer) RaftListPeers(context.Context, *RaftListPeersRequest) (*RaftListPeersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RaftListPeers not implemented")
+}
+func (UnimplementedOperatorServer) RaftRemovePeer(context.Context, *RaftRemovePeerRequest) (*RaftRemovePeerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RaftRemovePeer not implemented")
+}
+func (UnimplementedOperatorServer) ServerStatus(context.Context, *ServerStatusRequest) (*ServerStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ServerStatus not implemented")
+}
+func (UnimplementedOperatorServer) mustEmbedUnimplementedOperatorServer() {}
+func (UnimplementedOperatorServer) testEmbeddedByValue()                  {}
+
+// UnsafeOperatorServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to OperatorServer will
+// result in compilation errors.
+type UnsafeOperatorServer interface {
+	mustEmbedUnimplementedOperatorServer()
+}
+
+func RegisterOperatorServer(s grpc.ServiceRegistrar, srv OperatorServer) {
+	// If the following call panics, it indicates UnimplementedOperatorServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Operator_ServiceDesc, srv)
+}
+
+func _Operator_RaftJoin_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RaftJoinRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).RaftJoin(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_RaftJoin_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).RaftJoin(ctx, req.(*RaftJoinRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Operator_RaftListPeers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RaftListPeersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).RaftListPeers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_RaftListPeers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).RaftListPeers(ctx, req.(*RaftListPeersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Operator_RaftRemovePeer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RaftRemovePeerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).RaftRemovePeer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_RaftRemovePeer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).RaftRemovePeer(ctx, req.(*RaftRemovePeerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Operator_ServerStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ServerStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).ServerStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_ServerStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).ServerStatus(ctx, req.(*ServerStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Operator_ServiceDesc is the grpc.ServiceDesc for Operator service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Operator_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "loom.v1.Operator",
+	HandlerType: (*OperatorServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "RaftJoin",
+			Handler:    _Operator_RaftJoin_Handler,
+		},
+		{
+			MethodName: "RaftListPeers",
+			Handler:    _Operator_RaftListPeers_Handler,
+		},
+		{
+			MethodName: "RaftRemovePeer",
+			Handler:    _Operator_RaftRemovePeer_Handler,
+		},
+		{
+			MethodName: "ServerStatus",
+			Handler:    _Operator_ServerStatus_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "api/loom.proto",
+}
+
+const (
 	AgentLogs_TaskLogs_FullMethodName = "/loom.v1.AgentLogs/TaskLogs"
 )
 
