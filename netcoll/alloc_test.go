@@ -11,8 +11,12 @@ import (
 // both the inline (small) and the worker (large) paths and with a
 // cancellable context.
 func TestZeroAllocs(t *testing.T) {
-	for _, n := range []int{2, 3, 4} {
-		comms := startRanks(t, n, func(c *Config) { c.ChunkBytes = 16 << 10 })
+	for _, tc := range []struct {
+		transport string
+		n         int
+	}{{"tcp", 2}, {"tcp", 3}, {"tcp", 4}, {"shm", 3}} {
+		n := tc.n
+		comms := startRanks(t, n, func(c *Config) { c.ChunkBytes = 16 << 10; c.Transport = tc.transport })
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		for _, count := range []int{5, 300000} {
@@ -30,7 +34,7 @@ func TestZeroAllocs(t *testing.T) {
 				{"barrier", func(c *Comm, _, _, _ []float32) error { return c.Barrier(ctx) }},
 			}
 			for _, cl := range calls {
-				t.Run(fmt.Sprintf("n=%d/%s/%d", n, cl.name, count), func(t *testing.T) {
+				t.Run(fmt.Sprintf("%s/n=%d/%s/%d", tc.transport, n, cl.name, count), func(t *testing.T) {
 					allocs := make([]float64, n)
 					var wg sync.WaitGroup
 					for i, c := range comms {

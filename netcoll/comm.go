@@ -123,7 +123,7 @@ func Init(ctx context.Context, cfg Config) (*Comm, error) {
 		}
 		for _, l := range c.links {
 			if l != nil {
-				for _, cn := range l.conns {
+				for _, cn := range append(l.conns, l.idle...) {
 					cn.Close()
 				}
 			}
@@ -166,7 +166,12 @@ func Init(ctx context.Context, cfg Config) (*Comm, error) {
 			c.links[p] = &link{peer: p, kind: "tcp", conns: mesh[p]}
 		}
 	}
-	if err := c.upgradeLinks(ctx, infos); err != nil {
+	if cfg.Transport == "rdma" {
+		err = c.rdmaLinks(ctx)
+	} else {
+		err = c.upgradeLinks(ctx, infos)
+	}
+	if err != nil {
 		return fail(err)
 	}
 
@@ -339,6 +344,9 @@ func (c *Comm) Close() error {
 				continue
 			}
 			for _, cn := range l.conns {
+				cn.Close()
+			}
+			for _, cn := range l.idle {
 				cn.Close()
 			}
 		}

@@ -297,7 +297,7 @@ func runCollectives[T Elem](t *testing.T, comms []*Comm) {
 }
 
 // transports lists what the correctness tests run over.
-var transports = []string{"tcp"}
+var transports = []string{"tcp", "shm"}
 
 func TestCollectives(t *testing.T) {
 	for _, tr := range transports {

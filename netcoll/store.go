@@ -215,9 +215,13 @@ func (s *storeServer) declare(peer int, reason string) {
 		return
 	}
 	s.verdict = true
+	// Rank 0's own client hears last: once it has the verdict its process
+	// may exit, taking the store with it.
 	peers := make([]*storePeer, 0, len(s.clients))
-	for _, p := range s.clients {
-		peers = append(peers, p)
+	for r := s.world - 1; r >= 0; r-- {
+		if p, ok := s.clients[r]; ok {
+			peers = append(peers, p)
+		}
 	}
 	s.mu.Unlock()
 	msg := enc(nil).u32(uint32(int32(peer))).str(reason)

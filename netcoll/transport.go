@@ -29,6 +29,7 @@ type link struct {
 	peer  int
 	kind  string // "tcp", "shm" or "rdma"
 	conns []conn
+	idle  []conn // connections kept open but unused (TCP under shm)
 	send  []*worker
 	recv  []*worker
 }
@@ -37,7 +38,7 @@ type link struct {
 type xreq struct {
 	buf      []byte
 	off      int
-	tag      int // the algorithm step, echoed in xdone
+	tag      int       // the algorithm step, echoed in xdone
 	deadline time.Time // the operation's deadline (from its context), or zero
 	done     chan<- xdone
 }
