@@ -26,6 +26,7 @@ var commands = map[string]command{
 	"sacct":    runSacct,
 	"scontrol": runScontrol,
 	"logs":     runLogs,
+	"operator": runOperator,
 }
 
 // Commands returns the names Run accepts, sorted.

@@ -91,14 +91,48 @@ func (f *final) Unwrap() error { return f.err }
 
 // do runs call against each server in turn until one answers with
 // anything but codes.Unavailable. Each attempt has its own timeout unless
-// bounded is false (streams that follow output). The call must be safe to
+// bounded is false (streams that follow output). When every server is
+// unavailable (a leader election, a restarting server) a bounded call goes
+// round the list again with backoff until LOOM_TIMEOUT has passed, so a
+// failover does not reach the user as an error. The call must be safe to
 // repeat on another server (Submit reuses its idempotency token).
 func (c *client) do(ctx context.Context, bounded bool, call func(ctx context.Context, cc *grpc.ClientConn) error) error {
+	deadline := time.Now().Add(c.timeout)
+	pause := 50 * time.Millisecond
+	for {
+		last, err := c.round(ctx, bounded, call)
+		if last == nil {
+			return err
+		}
+		// Retry only while some server answers: that is a cluster choosing
+		// a leader. When none can be reached at all, say so at once.
+		if !bounded || last.transport() || time.Now().Add(pause).After(deadline) {
+			if last.transport() {
+				return fmt.Errorf("cannot reach a Loom server (%s=%s): %w", EnvAddr, strings.Join(c.addrs, ","), last)
+			}
+			// The server answered but could not serve (no leader, an agent
+			// that is down): its own message says more than "unreachable".
+			return last
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 250*time.Millisecond)
+	}
+}
+
+// round tries each server once. It returns the outcome, or the
+// Unavailable answer to report when every server was unavailable; that
+// answer is one a server gave (no leader yet) in preference to a refused
+// connection.
+func (c *client) round(ctx context.Context, bounded bool, call func(ctx context.Context, cc *grpc.ClientConn) error) (*unavailableError, error) {
 	var last *unavailableError
 	for _, addr := range c.addrs {
 		cc, err := c.conn(addr)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if bounded {
@@ -107,29 +141,27 @@ func (c *client) do(ctx context.Context, bounded bool, call func(ctx context.Con
 		err = call(actx, cc)
 		cancel()
 		if err == nil {
-			return nil
+			return nil, nil
 		}
 		var f *final
 		if errors.As(err, &f) {
-			return f.err
+			return nil, f.err
 		}
 		switch status.Code(err) {
 		case codes.Unavailable:
-			last = &unavailableError{addr: addr, msg: status.Convert(err).Message()}
+			u := &unavailableError{addr: addr, msg: status.Convert(err).Message()}
+			if last == nil || last.transport() {
+				last = u
+			}
 			continue
 		case codes.DeadlineExceeded:
 			if ctx.Err() == nil && bounded {
-				return fmt.Errorf("server %s did not answer within %v (set %s to wait longer)", addr, c.timeout, EnvTimeout)
+				return nil, fmt.Errorf("server %s did not answer within %v (set %s to wait longer)", addr, c.timeout, EnvTimeout)
 			}
 		}
-		return err
+		return nil, err
 	}
-	if last.transport() {
-		return fmt.Errorf("cannot reach a Loom server (%s=%s): %w", EnvAddr, strings.Join(c.addrs, ","), last)
-	}
-	// The server answered but could not serve (such as an agent that is
-	// down): its own message says more than "unreachable".
-	return last
+	return last, nil
 }
 
 // unavailableError is a codes.Unavailable answer from one server.

@@ -1,6 +1,8 @@
 package raft
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +24,7 @@ const (
 	CmdUpdateTasks  CommandType = 4
 	CmdRegisterNode CommandType = 5
 	CmdNodeState    CommandType = 6
+	CmdServerMember CommandType = 7
 )
 
 func (c CommandType) String() string {
@@ -55,6 +58,7 @@ var commands = map[CommandType]command{
 	CmdUpdateTasks:  {"UpdateTasks", func() proto.Message { return &api.UpdateTasksCommand{} }, applyUpdateTasks},
 	CmdRegisterNode: {"RegisterNode", func() proto.Message { return &api.RegisterNodeCommand{} }, applyRegisterNode},
 	CmdNodeState:    {"NodeState", func() proto.Message { return &api.NodeStateCommand{} }, applyNodeState},
+	CmdServerMember: {"ServerMembership", func() proto.Message { return &api.ServerMembershipCommand{} }, applyServerMembership},
 }
 
 // Encode frames msg as a log entry of type c.
@@ -133,6 +137,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	for _, n := range ss.Nodes {
 		t.nodes.Insert([]byte(n.Name), n)
 	}
+	for _, sv := range ss.Servers {
+		t.servers.Insert([]byte(sv.Id), sv)
+	}
 	for _, j := range ss.Jobs {
 		k := jobKey(j.Id)
 		t.jobs.Insert(k, j)
@@ -159,7 +166,21 @@ func (s *Snapshot) Marshal() ([]byte, error) {
 	for n := range s.Nodes() {
 		ss.Nodes = append(ss.Nodes, n)
 	}
+	for sv := range s.Servers() {
+		ss.Servers = append(ss.Servers, sv)
+	}
 	return proto.MarshalOptions{Deterministic: true}.Marshal(ss)
+}
+
+// Hash is a digest of the whole state, equal on replicas that applied the
+// same entries: the fault tests compare it across servers.
+func (s *Snapshot) Hash() (string, error) {
+	b, err := s.Marshal()
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 func (s *fsmSnapshot) Persist(sink hraft.SnapshotSink) error {

@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/loomhpc/loom/api"
@@ -68,4 +69,19 @@ func loseNodeTasks(t *txn, node string, now int64) {
 		settleJob(j, now)
 		t.putJob(j)
 	}
+}
+
+func applyServerMembership(t *txn, m proto.Message) *Result {
+	c := m.(*api.ServerMembershipCommand)
+	sv := c.GetServer()
+	if sv.GetId() == "" {
+		return &Result{Err: errors.New("server membership without an id")}
+	}
+	if c.Remove {
+		t.servers.Delete([]byte(sv.Id))
+		return &Result{}
+	}
+	rec := &api.ServerInfo{Id: sv.Id, RaftAddr: sv.RaftAddr, RpcAddr: sv.RpcAddr}
+	t.servers.Insert([]byte(sv.Id), rec)
+	return &Result{}
 }

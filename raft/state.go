@@ -20,6 +20,7 @@ type Snapshot struct {
 	active    *iradix.Tree[struct{}] // jobs not finished, or still holding resources
 	nodes     *iradix.Tree[*api.Node]
 	tokens    *iradix.Tree[uint64] // idempotency token -> job id
+	servers   *iradix.Tree[*api.ServerInfo]
 }
 
 func emptySnapshot() *Snapshot {
@@ -29,6 +30,7 @@ func emptySnapshot() *Snapshot {
 		active:    iradix.New[struct{}](),
 		nodes:     iradix.New[*api.Node](),
 		tokens:    iradix.New[uint64](),
+		servers:   iradix.New[*api.ServerInfo](),
 	}
 }
 
@@ -105,6 +107,24 @@ func (s *Snapshot) Nodes() iter.Seq[*api.Node] {
 	}
 }
 
+// Server returns what the state records of server id, or nil.
+func (s *Snapshot) Server(id string) *api.ServerInfo {
+	v, _ := s.servers.Get([]byte(id))
+	return v
+}
+
+// Servers yields the recorded control-plane servers in id order.
+func (s *Snapshot) Servers() iter.Seq[*api.ServerInfo] {
+	return func(yield func(*api.ServerInfo) bool) {
+		it := s.servers.Root().Iterator()
+		for _, v, ok := it.Next(); ok; _, v, ok = it.Next() {
+			if !yield(v) {
+				return
+			}
+		}
+	}
+}
+
 // Usage returns what live allocations hold on each node.
 func (s *Snapshot) Usage() api.Usage { return api.ComputeUsage(s.ActiveJobs()) }
 
@@ -165,6 +185,7 @@ type txn struct {
 	active    *iradix.Txn[struct{}]
 	nodes     *iradix.Txn[*api.Node]
 	tokens    *iradix.Txn[uint64]
+	servers   *iradix.Txn[*api.ServerInfo]
 	base      *Snapshot
 }
 
@@ -176,6 +197,7 @@ func (s *Snapshot) txn(index uint64) *txn {
 		active:    s.active.Txn(),
 		nodes:     s.nodes.Txn(),
 		tokens:    s.tokens.Txn(),
+		servers:   s.servers.Txn(),
 		base:      s,
 	}
 }
@@ -188,6 +210,7 @@ func (t *txn) commit() *Snapshot {
 		active:    t.active.Commit(),
 		nodes:     t.nodes.Commit(),
 		tokens:    t.tokens.Commit(),
+		servers:   t.servers.Commit(),
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/raft"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -18,6 +19,11 @@ func (as *agentService) Register(ctx context.Context, req *api.RegisterRequest) 
 	n := req.GetNode()
 	if n.GetName() == "" {
 		return nil, status.Error(codes.InvalidArgument, "node.name: empty")
+	}
+	if resp, fwd, err := forward(as.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.RegisterResponse, error) {
+		return api.NewAgentServiceClient(c).Register(ctx, req)
+	}); fwd {
+		return resp, err
 	}
 	res, err := as.s.apply(ctx, raft.CmdRegisterNode, &api.RegisterNodeCommand{Node: n, NowUnixMs: nowMs()})
 	if err != nil {
@@ -96,6 +102,11 @@ func sameAllocations(a, b *api.AllocationUpdate) bool {
 func (as *agentService) UpdateTasks(ctx context.Context, req *api.TaskUpdateRequest) (*api.TaskUpdateResponse, error) {
 	if req.Node == "" || req.JobId == 0 {
 		return nil, status.Error(codes.InvalidArgument, "node and job_id are required")
+	}
+	if resp, fwd, err := forward(as.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.TaskUpdateResponse, error) {
+		return api.NewAgentServiceClient(c).UpdateTasks(ctx, req)
+	}); fwd {
+		return resp, err
 	}
 	res, err := as.s.apply(ctx, raft.CmdUpdateTasks, &api.UpdateTasksCommand{Request: req, NowUnixMs: nowMs()})
 	if err != nil {

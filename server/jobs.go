@@ -8,6 +8,7 @@ import (
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/raft"
 	"github.com/loomhpc/loom/scheduler"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -27,6 +28,11 @@ func (js *jobService) Submit(ctx context.Context, req *api.SubmitRequest) (*api.
 		if j := snap.JobByToken(req.IdempotencyToken); j != nil {
 			return &api.SubmitResponse{JobId: j.Id, Index: snap.Index()}, nil
 		}
+	}
+	if resp, fwd, err := forward(s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.SubmitResponse, error) {
+		return api.NewJobServiceClient(c).Submit(ctx, req)
+	}); fwd {
+		return resp, err
 	}
 	var nodes []*api.Node
 	for n := range snap.Nodes() {
@@ -49,6 +55,11 @@ func (js *jobService) Submit(ctx context.Context, req *api.SubmitRequest) (*api.
 func (js *jobService) Cancel(ctx context.Context, req *api.CancelRequest) (*api.CancelResponse, error) {
 	if len(req.JobIds) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "no job ids given")
+	}
+	if resp, fwd, err := forward(js.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.CancelResponse, error) {
+		return api.NewJobServiceClient(c).Cancel(ctx, req)
+	}); fwd {
+		return resp, err
 	}
 	res, err := js.s.apply(ctx, raft.CmdCancelJobs, &api.CancelJobsCommand{Request: req, NowUnixMs: nowMs()})
 	if err != nil {
@@ -73,7 +84,13 @@ func (s *Server) readAt(ctx context.Context, minIndex uint64) (*raft.Snapshot, e
 }
 
 func (js *jobService) GetJob(ctx context.Context, req *api.GetJobRequest) (*api.GetJobResponse, error) {
-	snap, err := js.s.readAt(ctx, req.MinIndex)
+	snap, local, err := js.s.readState(ctx, req.MinIndex, req.Consistent)
+	if !local {
+		resp, _, err := forward(js.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.GetJobResponse, error) {
+			return api.NewJobServiceClient(c).GetJob(ctx, req)
+		})
+		return resp, err
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +102,13 @@ func (js *jobService) GetJob(ctx context.Context, req *api.GetJobRequest) (*api.
 }
 
 func (js *jobService) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*api.ListJobsResponse, error) {
-	snap, err := js.s.readAt(ctx, req.MinIndex)
+	snap, local, err := js.s.readState(ctx, req.MinIndex, req.Consistent)
+	if !local {
+		resp, _, err := forward(js.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.ListJobsResponse, error) {
+			return api.NewJobServiceClient(c).ListJobs(ctx, req)
+		})
+		return resp, err
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/loomhpc/loom/api"
@@ -25,6 +26,9 @@ type metrics struct {
 	placed      prometheus.Counter
 	rejected    prometheus.Counter
 	applyErrors *prometheus.CounterVec
+	forwarded   prometheus.Counter
+	term        *prometheus.Desc
+	commitIdx   *prometheus.Desc
 }
 
 func newMetrics(s *Server) *metrics {
@@ -47,6 +51,9 @@ func newMetrics(s *Server) *metrics {
 		placed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "loom_scheduler_placements_total", Help: "Gangs placed."}),
 		rejected:    prometheus.NewCounter(prometheus.CounterOpts{Name: "loom_scheduler_plan_rejections_total", Help: "Placements the FSM refused as conflicting."}),
 		applyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "loom_raft_apply_errors_total", Help: "Commands that failed to commit."}, []string{"command"}),
+		forwarded:   prometheus.NewCounter(prometheus.CounterOpts{Name: "loom_server_forwarded_requests_total", Help: "Requests this server forwarded to the leader."}),
+		term:        prometheus.NewDesc("loom_raft_term", "Current Raft term.", nil, nil),
+		commitIdx:   prometheus.NewDesc("loom_raft_commit_index", "Raft commit index known to this server.", nil, nil),
 	}
 }
 
@@ -66,7 +73,7 @@ func (m *metrics) observePlan(r *raft.Result) {
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.jobs, m.pending, m.gpus, m.nodes, m.isLeader, m.appliedIdx} {
+	for _, d := range []*prometheus.Desc{m.jobs, m.pending, m.gpus, m.nodes, m.isLeader, m.appliedIdx, m.term, m.commitIdx} {
 		ch <- d
 	}
 	m.applyTime.Describe(ch)
@@ -74,6 +81,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.placed.Describe(ch)
 	m.rejected.Describe(ch)
 	m.applyErrors.Describe(ch)
+	m.forwarded.Describe(ch)
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
@@ -118,4 +126,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.placed.Collect(ch)
 	m.rejected.Collect(ch)
 	m.applyErrors.Collect(ch)
+	m.forwarded.Collect(ch)
+	stats := m.s.raft.Stats()
+	for desc, key := range map[*prometheus.Desc]string{m.term: "term", m.commitIdx: "commit_index"} {
+		if v, err := strconv.ParseFloat(stats[key], 64); err == nil {
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/raft"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -42,7 +43,13 @@ func nodeInfo(n *api.Node, u *api.NodeUsage) *api.NodeInfo {
 }
 
 func (ns *nodeService) ListNodes(ctx context.Context, req *api.ListNodesRequest) (*api.ListNodesResponse, error) {
-	snap, err := ns.s.readAt(ctx, req.MinIndex)
+	snap, local, err := ns.s.readState(ctx, req.MinIndex, req.Consistent)
+	if !local {
+		resp, _, err := forward(ns.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.ListNodesResponse, error) {
+			return api.NewNodeServiceClient(c).ListNodes(ctx, req)
+		})
+		return resp, err
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -81,9 +88,19 @@ func (ns *nodeService) DrainNode(ctx context.Context, req *api.NodeStateRequest)
 	if req.Reason == "" {
 		return nil, status.Error(codes.InvalidArgument, "reason: draining a node needs a reason (as in Slurm)")
 	}
+	if resp, fwd, err := forward(ns.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.NodeStateResponse, error) {
+		return api.NewNodeServiceClient(c).DrainNode(ctx, req)
+	}); fwd {
+		return resp, err
+	}
 	return ns.setState(ctx, req, api.NodeState_DRAIN)
 }
 
 func (ns *nodeService) ResumeNode(ctx context.Context, req *api.NodeStateRequest) (*api.NodeStateResponse, error) {
+	if resp, fwd, err := forward(ns.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.NodeStateResponse, error) {
+		return api.NewNodeServiceClient(c).ResumeNode(ctx, req)
+	}); fwd {
+		return resp, err
+	}
 	return ns.setState(ctx, req, api.NodeState_IDLE)
 }

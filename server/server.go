@@ -23,15 +23,25 @@ import (
 
 // Config is one server's settings.
 type Config struct {
-	Name         string // server (Raft) id; defaults to the hostname
-	DataDir      string
-	RPCAddr      string // gRPC API, default :7070
-	RaftAddr     string // Raft transport, default 127.0.0.1:7071
-	MetricsAddr  string // /metrics, default :7080; "-" disables
-	Bootstrap    bool   // start a single-server cluster on an empty data dir
-	Fast         bool   // short Raft timeouts (tests, dev cluster)
-	RaftLogLevel string // hashicorp/raft's own log level, default warn
-	Scheduler    scheduler.Config
+	Name        string // server (Raft) id; defaults to the hostname
+	DataDir     string
+	RPCAddr     string // gRPC API, default :7070
+	RaftAddr    string // Raft transport, default 127.0.0.1:7071
+	MetricsAddr string // /metrics, default :7080; "-" disables
+	Bootstrap   bool   // start a single-server cluster on an empty data dir
+	// BootstrapExpect > 1 forms a new cluster of that many servers, found
+	// through Join, when the data dir is empty.
+	BootstrapExpect int
+	// Join lists other servers' gRPC addresses: to find the servers to
+	// bootstrap with, or to join a running cluster.
+	Join []string
+	// HeartbeatTimeout and ElectionTimeout tune failover (default 500ms).
+	HeartbeatTimeout, ElectionTimeout time.Duration
+	// SnapshotThreshold and TrailingLogs tune Raft snapshots.
+	SnapshotThreshold, TrailingLogs uint64
+	Fast                            bool   // short Raft timeouts (tests, dev cluster)
+	RaftLogLevel                    string // hashicorp/raft's own log level, default warn
+	Scheduler                       scheduler.Config
 	// SchedulerInterval is the longest the leader waits between cycles
 	// when nothing changes (time-based rules still need a look).
 	SchedulerInterval time.Duration
@@ -48,6 +58,9 @@ type Server struct {
 	http    *http.Server
 	httpLis net.Listener
 	metrics *metrics
+	fwd     leaderConns
+	// advertiseRPC is the gRPC address peers and clients dial.
+	advertiseRPC string
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -81,7 +94,9 @@ func New(cfg Config) (*Server, error) {
 	log = log.With("server", cfg.Name)
 	rn, err := raft.Open(raft.Config{
 		NodeID: cfg.Name, DataDir: cfg.DataDir, BindAddr: cfg.RaftAddr,
-		Bootstrap: cfg.Bootstrap, Fast: cfg.Fast, RaftLogLevel: cfg.RaftLogLevel, Logger: log,
+		Bootstrap: cfg.Bootstrap && cfg.BootstrapExpect <= 1, Fast: cfg.Fast, RaftLogLevel: cfg.RaftLogLevel, Logger: log,
+		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout,
+		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs,
 	})
 	if err != nil {
 		return nil, err
@@ -92,11 +107,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: listen %s: %w", cfg.RPCAddr, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, log: log, raft: rn, lis: lis, ctx: ctx, cancel: cancel}
+	s := &Server{cfg: cfg, log: log, raft: rn, lis: lis, ctx: ctx, cancel: cancel,
+		advertiseRPC: advertisedRPC(lis.Addr(), rn.Addr())}
 	s.grpc = grpc.NewServer()
 	api.RegisterJobServiceServer(s.grpc, &jobService{s: s})
 	api.RegisterNodeServiceServer(s.grpc, &nodeService{s: s})
 	api.RegisterAgentServiceServer(s.grpc, &agentService{s: s})
+	api.RegisterOperatorServer(s.grpc, &operatorService{s: s})
 	s.metrics = newMetrics(s)
 	if cfg.MetricsAddr != "-" {
 		reg := prometheus.NewRegistry()
@@ -117,6 +134,8 @@ func New(cfg Config) (*Server, error) {
 		}
 	})
 	s.goFunc(s.leaderLoop)
+	s.goFunc(func() { s.formCluster(ctx) })
+	s.goFunc(func() { s.publishSelf(ctx) })
 	log.Info("server started", "rpc_addr", lis.Addr().String(), "raft_addr", rn.Addr(), "data_dir", cfg.DataDir)
 	return s, nil
 }
@@ -160,6 +179,7 @@ func (s *Server) Close() error {
 		s.grpc.Stop()
 	}
 	s.wg.Wait()
+	s.fwd.close()
 	return s.raft.Close()
 }
 

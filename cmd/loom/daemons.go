@@ -34,11 +34,24 @@ func runServer(ctx context.Context, args []string) int {
 	fs.StringVar(&cfg.RPCAddr, "rpc-addr", ":7070", "gRPC API address")
 	fs.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:7071", "Raft transport address (advertised to peers)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":7080", `Prometheus /metrics address, "-" to disable`)
-	fs.BoolVar(&cfg.Bootstrap, "bootstrap", true, "start a new single-server cluster if the data dir is empty")
+	fs.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 1, "servers that form a new cluster together (1: this one alone; 3 or 5 with --join)")
+	join := fs.String("join", "", "other servers' gRPC addresses, comma-separated: to bootstrap with, or to join a running cluster")
+	fs.DurationVar(&cfg.HeartbeatTimeout, "raft-heartbeat-timeout", 500*time.Millisecond, "time without a leader's heartbeat before an election")
+	fs.DurationVar(&cfg.ElectionTimeout, "raft-election-timeout", 500*time.Millisecond, "time a candidate waits for votes")
+	fs.Uint64Var(&cfg.SnapshotThreshold, "raft-snapshot-threshold", 8192, "log entries between snapshots")
+	fs.Uint64Var(&cfg.TrailingLogs, "raft-trailing-logs", 10240, "log entries kept after a snapshot for slow followers")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if *join != "" {
+		cfg.Join = strings.Split(*join, ",")
+	}
+	if cfg.BootstrapExpect > 1 && len(cfg.Join) == 0 {
+		fmt.Fprintln(os.Stderr, "loom server: --bootstrap-expect needs --join with the other servers' addresses")
+		return 2
+	}
+	cfg.Bootstrap = cfg.BootstrapExpect <= 1 && len(cfg.Join) == 0
 	cfg.Logger = newLogger(*level)
 	s, err := server.New(cfg)
 	if err != nil {

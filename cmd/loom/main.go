@@ -29,6 +29,7 @@ Usage:
   loom dev [flags]             run a server and simulated agents in one process
   loom slurm <cmd> [args]      sbatch, squeue, scancel, sinfo, sacct, scontrol
   loom logs [-f] JOB [RANK]    stream a job's output
+  loom operator raft list-peers|remove-peer ID   the control plane's membership
   loom gpu topo [flags]        print a node's GPU topology like nvidia-smi topo -m
   loom bench allreduce [flags] netcoll collectives benchmark (nccl-tests style)
   loom version
@@ -68,8 +69,8 @@ func run(argv []string) int {
 			return 2
 		}
 		return cli.Run(ctx, args[0], args[1:], os.Stdin, os.Stdout, os.Stderr)
-	case "logs":
-		return cli.Run(ctx, "logs", args, os.Stdin, os.Stdout, os.Stderr)
+	case "logs", "operator":
+		return cli.Run(ctx, cmd, args, os.Stdin, os.Stdout, os.Stderr)
 	case "gpu":
 		if len(args) > 0 && args[0] == "topo" {
 			return topocmd.TopoMain(args[1:], os.Stdout, os.Stderr)

@@ -1,0 +1,95 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+
+	"google.golang.org/grpc"
+
+	"github.com/loomhpc/loom/api"
+)
+
+const operatorUsage = `Usage: loom operator raft list-peers [--json]
+       loom operator raft remove-peer SERVER_ID
+
+Inspects and changes the control plane's Raft membership. To add a server
+to a running cluster, start it with loom server --join ADDR.
+
+Options:
+`
+
+// runOperator is `loom operator ...`, the admin commands for the control
+// plane itself.
+func runOperator(ctx context.Context, e *env, args []string) int {
+	var asJSON, help bool
+	opts := []*option{
+		{long: "json", arg: noArg, help: "print the API object as JSON", set: setBool(&asJSON, true)},
+		{long: "help", short: 'h', arg: noArg, help: "show this help", set: setBool(&help, true)},
+	}
+	pos, err := parseAndApply(opts, args)
+	if err != nil {
+		return e.fail(err)
+	}
+	if help || len(pos) < 2 || pos[0] != "raft" {
+		if help {
+			return printHelp(e, operatorUsage, opts)
+		}
+		return e.fail(&usageError{msg: "expected: raft list-peers | raft remove-peer SERVER_ID"})
+	}
+	c, err := newClient(e)
+	if err != nil {
+		return e.fail(err)
+	}
+	defer c.Close()
+	switch pos[1] {
+	case "list-peers":
+		var resp *api.RaftListPeersResponse
+		err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+			var err error
+			resp, err = api.NewOperatorClient(cc).RaftListPeers(ctx, &api.RaftListPeersRequest{})
+			return err
+		})
+		if err != nil {
+			return e.fail(err)
+		}
+		if asJSON {
+			if err := writeJSON(e.stdout, resp); err != nil {
+				return e.fail(err)
+			}
+			return 0
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tRAFT ADDRESS\tAPI ADDRESS\tSTATE\tVOTER")
+		for _, s := range resp.Servers {
+			state := "follower"
+			if s.Leader {
+				state = "leader"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", s.Id, s.RaftAddr, orDash(s.RpcAddr), state, s.Voter)
+		}
+		tw.Flush()
+		return 0
+	case "remove-peer":
+		if len(pos) != 3 {
+			return e.fail(&usageError{msg: "remove-peer takes one SERVER_ID (see list-peers)"})
+		}
+		err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+			_, err := api.NewOperatorClient(cc).RaftRemovePeer(ctx, &api.RaftRemovePeerRequest{Id: pos[2]})
+			return err
+		})
+		if err != nil {
+			return e.fail(err)
+		}
+		fmt.Fprintf(e.stdout, "Removed server %s from the cluster\n", pos[2])
+		return 0
+	}
+	return e.fail(&usageError{msg: fmt.Sprintf("unknown operator command raft %s (want list-peers or remove-peer)", pos[1])})
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
