@@ -23,7 +23,14 @@ func (c *Comm) useRing(nbytes int) bool {
 	case "rd":
 		return false
 	}
-	return nbytes >= c.cfg.RingThreshold
+	t := c.cfg.RingThreshold
+	if t <= 0 {
+		t = defaultRingThreshold
+		if c.size == 2 {
+			t = defaultRingThreshold2
+		}
+	}
+	return nbytes >= t
 }
 
 // ringAllReduce: reduce-scatter then all-gather around the ring, each step

@@ -41,8 +41,10 @@ type Config struct {
 	// Algo forces an algorithm: "auto", "ring", "rd" (recursive doubling /
 	// binomial tree / Bruck). Env NETCOLL_ALGO.
 	Algo string
-	// RingThreshold is the message size in bytes from which AllReduce uses
-	// the ring when Algo is "auto". Env NETCOLL_RING_THRESHOLD.
+	// RingThreshold is the message size in bytes from which the ring (and
+	// the chain broadcast) replace the latency-bound algorithms when Algo is
+	// "auto". Zero picks the measured default: 2 MiB for two ranks, 256 KiB
+	// otherwise. Env NETCOLL_RING_THRESHOLD.
 	RingThreshold int
 	// Timeout bounds how long one transfer may wait for a peer before the
 	// peer is declared stalled. Env NETCOLL_TIMEOUT (a Go duration).
@@ -57,8 +59,9 @@ type Config struct {
 // Defaults, measured on the 2-core build machine (docs/netcoll.md).
 const (
 	defaultNSocks         = 2
-	defaultChunk          = 256 << 10
-	defaultRingThreshold  = 256 << 10
+	defaultChunk          = 512 << 10
+	defaultRingThreshold  = 256 << 10 // N >= 3
+	defaultRingThreshold2 = 2 << 20   // N == 2: both algorithms move the same bytes
 	defaultTimeout        = 5 * time.Minute
 	defaultConnectTimeout = 2 * time.Minute
 	defaultShmBytes       = 4 << 20
@@ -77,9 +80,6 @@ func (c *Config) setDefaults() {
 	c.ChunkBytes = (c.ChunkBytes + 7) &^ 7 // keep chunks element-aligned
 	if c.Algo == "" {
 		c.Algo = "auto"
-	}
-	if c.RingThreshold <= 0 {
-		c.RingThreshold = defaultRingThreshold
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = defaultTimeout

@@ -2,20 +2,15 @@ package netcoll
 
 import "testing"
 
-func BenchmarkReduceFloat32(b *testing.B) {
-	const n = 1 << 20
-	d, x := make([]byte, n*4), make([]byte, n*4)
-	b.SetBytes(n * 4)
+func benchReduce(b *testing.B, dt DType, op Op, bytes int) {
+	d, x := make([]byte, bytes), make([]byte, bytes)
+	b.SetBytes(int64(bytes))
 	for b.Loop() {
-		reduceBytes(Float32, Sum, d, d, x)
+		reduceBytes(dt, op, d, d, x)
 	}
 }
 
-func BenchmarkReduceBF16(b *testing.B) {
-	const n = 1 << 20
-	d, x := make([]byte, n*2), make([]byte, n*2)
-	b.SetBytes(n * 2)
-	for b.Loop() {
-		reduceBytes(BF16, Sum, d, d, x)
-	}
-}
+func BenchmarkReduceFloat32Sum256K(b *testing.B) { benchReduce(b, Float32, Sum, 256<<10) }
+func BenchmarkReduceFloat32Sum4M(b *testing.B)   { benchReduce(b, Float32, Sum, 4<<20) }
+func BenchmarkReduceFloat64Max256K(b *testing.B) { benchReduce(b, Float64, Max, 256<<10) }
+func BenchmarkReduceBF16Sum256K(b *testing.B)    { benchReduce(b, BF16, Sum, 256<<10) }

@@ -21,7 +21,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/loomhpc/loom/api"
@@ -140,7 +139,6 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cmds := make([]*exec.Cmd, o.np)
-	var outWG sync.WaitGroup
 	for r := range o.np {
 		cmd := exec.CommandContext(ctx, cmdline[0], append(slices.Clone(cmdline[1:]), o.args()...)...)
 		cmd.Env = append(os.Environ(),
@@ -157,10 +155,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		if o.algo != "" {
 			cmd.Env = append(cmd.Env, "NETCOLL_ALGO="+o.algo)
 		}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			fmt.Fprintln(stderr, "ncbench:", err)
-			return 1
+		if r == 0 {
+			cmd.Stdout = stdout // rank 0 prints the table; Wait waits for the copy
 		}
 		cmd.Stderr = stderr
 		if err := cmd.Start(); err != nil {
@@ -168,15 +164,6 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		cmds[r] = cmd
-		w := io.Discard
-		if r == 0 {
-			w = stdout // rank 0 prints the table
-		}
-		outWG.Add(1)
-		go func() {
-			defer outWG.Done()
-			io.Copy(w, out)
-		}()
 	}
 	code := 0
 	for r, cmd := range cmds {
@@ -189,7 +176,6 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	outWG.Wait()
 	return code
 }
 
