@@ -143,9 +143,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	for _, j := range ss.Jobs {
 		k := jobKey(j.Id)
 		t.jobs.Insert(k, j)
-		if !j.State.Terminal() || j.HoldsResources() {
-			t.active.Insert(k, struct{}{})
-		}
+		indexJob(t.active, t.holding, k, j)
 		if j.IdempotencyToken != "" {
 			t.tokens.Insert([]byte(j.IdempotencyToken), j.Id)
 		}

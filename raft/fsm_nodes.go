@@ -47,11 +47,8 @@ func applyNodeState(t *txn, m proto.Message) *Result {
 // loseNodeTasks ends every unfinished rank on a down node as LOST, which
 // fails its gang (NODE_FAIL) and frees what it held.
 func loseNodeTasks(t *txn, node string, now int64) {
-	for j := range t.activeJobs() {
+	for j := range t.holdingJobs() {
 		a := j.GetAllocation()
-		if !a.Live() {
-			continue
-		}
 		var lost []uint32
 		for i, r := range a.Ranks {
 			if r.Node == node && !a.Tasks[i].Ended() {

@@ -17,7 +17,8 @@ type Snapshot struct {
 	index     uint64
 	nextJobID uint64
 	jobs      *iradix.Tree[*api.Job]
-	active    *iradix.Tree[struct{}] // jobs not finished, or still holding resources
+	active    *iradix.Tree[*api.Job] // jobs not finished, or still holding resources
+	holding   *iradix.Tree[*api.Job] // jobs whose allocation still holds resources
 	nodes     *iradix.Tree[*api.Node]
 	tokens    *iradix.Tree[uint64] // idempotency token -> job id
 	servers   *iradix.Tree[*api.ServerInfo]
@@ -27,7 +28,8 @@ func emptySnapshot() *Snapshot {
 	return &Snapshot{
 		nextJobID: 1,
 		jobs:      iradix.New[*api.Job](),
-		active:    iradix.New[struct{}](),
+		active:    iradix.New[*api.Job](),
+		holding:   iradix.New[*api.Job](),
 		nodes:     iradix.New[*api.Node](),
 		tokens:    iradix.New[uint64](),
 		servers:   iradix.New[*api.ServerInfo](),
@@ -78,8 +80,8 @@ func (s *Snapshot) Jobs() iter.Seq[*api.Job] {
 func (s *Snapshot) ActiveJobs() iter.Seq[*api.Job] {
 	return func(yield func(*api.Job) bool) {
 		it := s.active.Root().Iterator()
-		for k, _, ok := it.Next(); ok; k, _, ok = it.Next() {
-			if j, found := s.jobs.Get(k); found && !yield(j) {
+		for _, j, ok := it.Next(); ok; _, j, ok = it.Next() {
+			if !yield(j) {
 				return
 			}
 		}
@@ -125,8 +127,21 @@ func (s *Snapshot) Servers() iter.Seq[*api.ServerInfo] {
 	}
 }
 
+// HoldingJobs yields the jobs whose allocations hold resources, oldest
+// first.
+func (s *Snapshot) HoldingJobs() iter.Seq[*api.Job] {
+	return func(yield func(*api.Job) bool) {
+		it := s.holding.Root().Iterator()
+		for _, j, ok := it.Next(); ok; _, j, ok = it.Next() {
+			if !yield(j) {
+				return
+			}
+		}
+	}
+}
+
 // Usage returns what live allocations hold on each node.
-func (s *Snapshot) Usage() api.Usage { return api.ComputeUsage(s.ActiveJobs()) }
+func (s *Snapshot) Usage() api.Usage { return api.ComputeUsage(s.HoldingJobs()) }
 
 // Store publishes the current Snapshot and wakes waiters on each change.
 type Store struct {
@@ -182,7 +197,8 @@ type txn struct {
 	index     uint64
 	nextJobID uint64
 	jobs      *iradix.Txn[*api.Job]
-	active    *iradix.Txn[struct{}]
+	active    *iradix.Txn[*api.Job]
+	holding   *iradix.Txn[*api.Job]
 	nodes     *iradix.Txn[*api.Node]
 	tokens    *iradix.Txn[uint64]
 	servers   *iradix.Txn[*api.ServerInfo]
@@ -195,6 +211,7 @@ func (s *Snapshot) txn(index uint64) *txn {
 		nextJobID: s.nextJobID,
 		jobs:      s.jobs.Txn(),
 		active:    s.active.Txn(),
+		holding:   s.holding.Txn(),
 		nodes:     s.nodes.Txn(),
 		tokens:    s.tokens.Txn(),
 		servers:   s.servers.Txn(),
@@ -208,6 +225,7 @@ func (t *txn) commit() *Snapshot {
 		nextJobID: t.nextJobID,
 		jobs:      t.jobs.Commit(),
 		active:    t.active.Commit(),
+		holding:   t.holding.Commit(),
 		nodes:     t.nodes.Commit(),
 		tokens:    t.tokens.Commit(),
 		servers:   t.servers.Commit(),
@@ -228,10 +246,21 @@ func (t *txn) putJob(j *api.Job) {
 	j.ModifyIndex = t.index
 	k := jobKey(j.Id)
 	t.jobs.Insert(k, j)
-	if j.State.Terminal() && !j.HoldsResources() {
-		t.active.Delete(k)
+	indexJob(t.active, t.holding, k, j)
+}
+
+// indexJob keeps the active and holding indexes in step with j's state.
+func indexJob(active, holding *iradix.Txn[*api.Job], k []byte, j *api.Job) {
+	holds := j.HoldsResources()
+	if j.State.Terminal() && !holds {
+		active.Delete(k)
 	} else {
-		t.active.Insert(k, struct{}{})
+		active.Insert(k, j)
+	}
+	if holds {
+		holding.Insert(k, j)
+	} else {
+		holding.Delete(k)
 	}
 }
 
@@ -248,5 +277,6 @@ func (t *txn) putNode(n *api.Node) {
 	t.nodes.Insert([]byte(n.Name), n)
 }
 
-// activeJobs yields the active jobs as of the start of this transaction.
-func (t *txn) activeJobs() iter.Seq[*api.Job] { return t.base.ActiveJobs() }
+// holdingJobs yields the jobs holding resources as of the start of this
+// transaction.
+func (t *txn) holdingJobs() iter.Seq[*api.Job] { return t.base.HoldingJobs() }

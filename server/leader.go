@@ -52,7 +52,9 @@ func (s *Server) startLeading() context.CancelFunc {
 // scheduleLoop wakes on state changes (debounced so a burst of submits is
 // placed in one cycle) and at least every SchedulerInterval.
 func (s *Server) scheduleLoop(ctx context.Context) {
-	const debounce = 5 * time.Millisecond
+	// A burst of changes (submits, task reports) is placed in one cycle;
+	// this also bounds the loop's share of the CPU under a submit storm.
+	const debounce = 20 * time.Millisecond
 	// Apply everything the previous leader committed before planning.
 	if err := s.raft.Barrier(ctx); err != nil {
 		s.log.Warn("barrier before scheduling", "err", err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/loomhpc/loom/cli"
 	"github.com/loomhpc/loom/gpu/topocmd"
+	"github.com/loomhpc/loom/server/submitbench"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -93,9 +94,14 @@ func run(argv []string) int {
 }
 
 func runBench(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "allreduce" {
-		return benchAllreduce(args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "allreduce":
+			return benchAllreduce(args[1:], stdout, stderr)
+		case "submit":
+			return submitbench.Main(args[1:], stdout, stderr)
+		}
 	}
-	fmt.Fprintln(stderr, "loom bench: known benchmarks: allreduce")
+	fmt.Fprintln(stderr, "loom bench: known benchmarks: allreduce, submit")
 	return 2
 }
