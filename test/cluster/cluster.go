@@ -131,14 +131,46 @@ type Server struct {
 // StartServer starts a single-server cluster in dir.
 func StartServer(t testing.TB, dir, name string) *Server {
 	t.Helper()
-	s := &Server{
+	s := newServer(t, dir, name)
+	s.Proc = Start(t, dir, name, "server", "--name", name, "--data-dir", s.DataDir,
+		"--rpc-addr", s.RPC, "--raft-addr", s.Raft, "--metrics-addr", "-")
+	return s
+}
+
+func newServer(t testing.TB, dir, name string) *Server {
+	return &Server{
 		RPC:     fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
 		Raft:    fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
 		DataDir: filepath.Join(dir, name),
 	}
-	s.Proc = Start(t, dir, name, "server", "--name", name, "--data-dir", s.DataDir,
-		"--rpc-addr", s.RPC, "--raft-addr", s.Raft, "--metrics-addr", "-")
-	return s
+}
+
+// StartServers starts n servers that bootstrap one cluster together
+// (--bootstrap-expect n, each --join-ing the others).
+func StartServers(t testing.TB, dir string, n int) []*Server {
+	t.Helper()
+	var servers []*Server
+	var rpcs []string
+	for i := range n {
+		s := newServer(t, dir, fmt.Sprintf("s%d", i))
+		servers = append(servers, s)
+		rpcs = append(rpcs, s.RPC)
+	}
+	for i, s := range servers {
+		s.Proc = Start(t, dir, fmt.Sprintf("s%d", i), "server", "--name", fmt.Sprintf("s%d", i), "--data-dir", s.DataDir,
+			"--rpc-addr", s.RPC, "--raft-addr", s.Raft, "--metrics-addr", "-",
+			"--bootstrap-expect", fmt.Sprint(n), "--join", strings.Join(rpcs, ","))
+	}
+	return servers
+}
+
+// Addrs returns the servers' gRPC addresses.
+func Addrs(servers []*Server) []string {
+	var out []string
+	for _, s := range servers {
+		out = append(out, s.RPC)
+	}
+	return out
 }
 
 // StartAgent starts an agent with a simulated profile, talking to servers.
