@@ -23,6 +23,9 @@ const (
 	// EnvTimeout bounds each call ("10s", "1m"); streams that follow
 	// logs are not bounded.
 	EnvTimeout = "LOOM_TIMEOUT"
+	// EnvConsistent=1 makes every read go through the leader, as
+	// --consistent does for one command.
+	EnvConsistent = "LOOM_CONSISTENT"
 )
 
 // Defaults for EnvAddr and EnvTimeout.
@@ -36,7 +39,16 @@ type client struct {
 	addrs   []string
 	timeout time.Duration
 	conns   map[string]*grpc.ClientConn
+	// consistent reads go through the leader (linearizable).
+	consistent bool
+	// lastIndex is the Raft index of this process's last write; reads ask
+	// for state at least that new, so a command sees its own writes
+	// whichever server answers.
+	lastIndex uint64
 }
+
+// wrote records the index a write was committed at.
+func (c *client) wrote(index uint64) { c.lastIndex = max(c.lastIndex, index) }
 
 // newClient reads LOOM_ADDR and LOOM_TIMEOUT. Connections are made lazily.
 func newClient(e *env) (*client, error) {
@@ -53,6 +65,7 @@ func newClient(e *env) (*client, error) {
 	if len(c.addrs) == 0 {
 		return nil, fmt.Errorf("%s=%q lists no server address", EnvAddr, raw)
 	}
+	c.consistent = e.getenv(EnvConsistent) == "1"
 	if t := e.getenv(EnvTimeout); t != "" {
 		d, err := time.ParseDuration(t)
 		if err != nil || d <= 0 {
@@ -200,6 +213,7 @@ func (c *client) listJobs(ctx context.Context, req *api.ListJobsRequest) (*api.L
 	var resp *api.ListJobsResponse
 	err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
 		var err error
+		req.MinIndex, req.Consistent = c.lastIndex, req.Consistent || c.consistent
 		resp, err = c.jobs(cc).ListJobs(ctx, req)
 		return err
 	})
@@ -211,7 +225,7 @@ func (c *client) getJob(ctx context.Context, id uint64) (*api.Job, error) {
 	var resp *api.GetJobResponse
 	err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
 		var err error
-		resp, err = c.jobs(cc).GetJob(ctx, &api.GetJobRequest{JobId: id})
+		resp, err = c.jobs(cc).GetJob(ctx, &api.GetJobRequest{JobId: id, MinIndex: c.lastIndex, Consistent: c.consistent})
 		return err
 	})
 	return resp.GetJob(), err
@@ -222,7 +236,7 @@ func (c *client) listNodes(ctx context.Context) (*api.ListNodesResponse, error) 
 	var resp *api.ListNodesResponse
 	err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
 		var err error
-		resp, err = c.nodes(cc).ListNodes(ctx, &api.ListNodesRequest{})
+		resp, err = c.nodes(cc).ListNodes(ctx, &api.ListNodesRequest{MinIndex: c.lastIndex, Consistent: c.consistent})
 		return err
 	})
 	return resp, err
@@ -263,4 +277,13 @@ func withClient(e *env, f func(c *client) int) int {
 	}
 	defer c.Close()
 	return f(c)
+}
+
+// consistentRead is the --consistent option: every read this command makes
+// goes through the leader.
+func consistentRead(e *env) func(string) error {
+	return func(string) error {
+		e.environ = append(e.environ, EnvConsistent+"=1")
+		return nil
+	}
 }

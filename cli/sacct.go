@@ -111,6 +111,7 @@ func runSacct(ctx context.Context, e *env, args []string) int {
 		{long: "noheader", short: 'n', arg: noArg, help: "no header lines", set: setBool(&o.noHeader, true)},
 		{long: "allocations", short: 'X', arg: noArg, help: "accepted: Loom jobs have no steps", set: func(string) error { return nil }},
 		{long: "json", arg: noArg, help: "print the jobs as JSON (API objects)", set: setBool(&o.json, true)},
+		{long: "consistent", arg: noArg, help: "read through the leader (linearizable) instead of any server", set: consistentRead(e)},
 		{long: "help", short: 'h', arg: noArg, help: "show this help", set: setBool(&o.help, true)},
 		{long: "usage", arg: noArg, set: setBool(&o.help, true)},
 	}

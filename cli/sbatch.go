@@ -261,5 +261,6 @@ func submit(ctx context.Context, e *env, c *client, spec *api.JobSpec) (uint64, 
 	if err != nil {
 		return 0, err
 	}
+	c.wrote(resp.GetIndex())
 	return resp.GetJobId(), nil
 }

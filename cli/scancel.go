@@ -113,6 +113,7 @@ func cancelJob(ctx context.Context, c *client, who identity, id uint64) error {
 	if err != nil {
 		return err
 	}
+	c.wrote(resp.GetIndex())
 	if !slices.Contains(resp.GetCancelled(), id) {
 		return errors.New("job/step already completing or completed")
 	}

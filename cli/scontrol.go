@@ -37,6 +37,7 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 	opts := []*option{
 		{long: "oneliner", short: 'o', arg: noArg, help: "print each record on one line", set: setBool(&o.oneLiner, true)},
 		{long: "json", arg: noArg, help: "print API objects as JSON", set: setBool(&o.json, true)},
+		{long: "consistent", arg: noArg, help: "read through the leader (linearizable) instead of any server", set: consistentRead(e)},
 		{long: "quiet", short: 'Q', arg: noArg, set: func(string) error { return nil }},
 		{long: "details", short: 'd', arg: noArg, set: func(string) error { return nil }},
 		{long: "help", short: 'h', arg: noArg, help: "show this help", set: setBool(&o.help, true)},

@@ -44,6 +44,7 @@ func runSinfo(ctx context.Context, e *env, args []string) int {
 			return nil
 		}},
 		{long: "json", arg: noArg, help: "print the nodes as JSON (API objects)", set: setBool(&o.json, true)},
+		{long: "consistent", arg: noArg, help: "read through the leader (linearizable) instead of any server", set: consistentRead(e)},
 		{long: "noheader", short: 'h', arg: noArg, help: "no header line", set: setBool(&o.noHeader, true)},
 		{long: "all", short: 'a', arg: noArg, set: func(string) error { return nil }},
 		{long: "help", arg: noArg, help: "show this help", set: setBool(&o.help, true)},

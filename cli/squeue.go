@@ -46,6 +46,7 @@ func runSqueue(ctx context.Context, e *env, args []string) int {
 		{long: "start", arg: noArg, help: "pending jobs with their expected start time", set: setBool(&o.start, true)},
 		{long: "long", short: 'l', arg: noArg, help: "full state names and time limits", set: setBool(&o.long, true)},
 		{long: "json", arg: noArg, help: "print the jobs as JSON (API objects)", set: setBool(&o.json, true)},
+		{long: "consistent", arg: noArg, help: "read through the leader (linearizable) instead of any server", set: consistentRead(e)},
 		{long: "noheader", short: 'h', arg: noArg, help: "no header line", set: setBool(&o.noHeader, true)},
 		{long: "format", short: 'o', arg: requiredArg, meta: "FORMAT", help: "columns as %[.][WIDTH]LETTER fields, such as \"%.18i %.9P %.30j %R\"", set: setString(&o.format)},
 		{long: "all", short: 'a', arg: noArg, set: func(string) error { return nil }}, // Slurm: show hidden partitions
