@@ -198,6 +198,10 @@ func (n *Node) Barrier(ctx context.Context) error {
 	return n.raft.Barrier(timeoutOf(ctx)).Error()
 }
 
+// Snapshot takes a snapshot now and compacts the log behind it (Raft also
+// does so on its own every SnapshotThreshold entries).
+func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
+
 // ID is this server's Raft id.
 func (n *Node) ID() string { return n.id }
 
