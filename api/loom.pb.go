@@ -776,13 +776,16 @@ type JobSpec struct {
 	WorkingDir    string                 `protobuf:"bytes,19,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
 	Output        string                 `protobuf:"bytes,20,opt,name=output,proto3" json:"output,omitempty"` // patterns %j %x %t %N %A %a %u %%
 	Error         string                 `protobuf:"bytes,21,opt,name=error,proto3" json:"error,omitempty"`
-	Requeue       bool                   `protobuf:"varint,22,opt,name=requeue,proto3" json:"requeue,omitempty"`
-	MaxRestarts   uint32                 `protobuf:"varint,23,opt,name=max_restarts,json=maxRestarts,proto3" json:"max_restarts,omitempty"`
-	Exclusive     bool                   `protobuf:"varint,24,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
-	Dependency    string                 `protobuf:"bytes,25,opt,name=dependency,proto3" json:"dependency,omitempty"`
-	Nice          int32                  `protobuf:"varint,26,opt,name=nice,proto3" json:"nice,omitempty"`
-	Image         string                 `protobuf:"bytes,27,opt,name=image,proto3" json:"image,omitempty"` // OCI ref or rootfs dir (containerd driver)
-	Mounts        []string               `protobuf:"bytes,28,rep,name=mounts,proto3" json:"mounts,omitempty"`
+	// requeue: may the job be requeued after a node failure or preemption?
+	// Unset means the default: yes for batch jobs, no for srun's.
+	Requeue *bool `protobuf:"varint,22,opt,name=requeue,proto3,oneof" json:"requeue,omitempty"`
+	// max_restarts bounds requeues; unset means 3.
+	MaxRestarts   *uint32  `protobuf:"varint,23,opt,name=max_restarts,json=maxRestarts,proto3,oneof" json:"max_restarts,omitempty"`
+	Exclusive     bool     `protobuf:"varint,24,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
+	Dependency    string   `protobuf:"bytes,25,opt,name=dependency,proto3" json:"dependency,omitempty"`
+	Nice          int32    `protobuf:"varint,26,opt,name=nice,proto3" json:"nice,omitempty"`
+	Image         string   `protobuf:"bytes,27,opt,name=image,proto3" json:"image,omitempty"` // OCI ref or rootfs dir (containerd driver)
+	Mounts        []string `protobuf:"bytes,28,rep,name=mounts,proto3" json:"mounts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -965,15 +968,15 @@ func (x *JobSpec) GetError() string {
 }
 
 func (x *JobSpec) GetRequeue() bool {
-	if x != nil {
-		return x.Requeue
+	if x != nil && x.Requeue != nil {
+		return *x.Requeue
 	}
 	return false
 }
 
 func (x *JobSpec) GetMaxRestarts() uint32 {
-	if x != nil {
-		return x.MaxRestarts
+	if x != nil && x.MaxRestarts != nil {
+		return *x.MaxRestarts
 	}
 	return 0
 }
@@ -4007,7 +4010,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bport_max\x18\x12 \x01(\rR\aportMax\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe2\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x89\a\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tnodes_min\x18\x02 \x01(\rR\bnodesMin\x12\x1b\n" +
@@ -4032,9 +4035,9 @@ const file_api_loom_proto_rawDesc = "" +
 	"\vworking_dir\x18\x13 \x01(\tR\n" +
 	"workingDir\x12\x16\n" +
 	"\x06output\x18\x14 \x01(\tR\x06output\x12\x14\n" +
-	"\x05error\x18\x15 \x01(\tR\x05error\x12\x18\n" +
-	"\arequeue\x18\x16 \x01(\bR\arequeue\x12!\n" +
-	"\fmax_restarts\x18\x17 \x01(\rR\vmaxRestarts\x12\x1c\n" +
+	"\x05error\x18\x15 \x01(\tR\x05error\x12\x1d\n" +
+	"\arequeue\x18\x16 \x01(\bH\x00R\arequeue\x88\x01\x01\x12&\n" +
+	"\fmax_restarts\x18\x17 \x01(\rH\x01R\vmaxRestarts\x88\x01\x01\x12\x1c\n" +
 	"\texclusive\x18\x18 \x01(\bR\texclusive\x12\x1e\n" +
 	"\n" +
 	"dependency\x18\x19 \x01(\tR\n" +
@@ -4044,7 +4047,10 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x06mounts\x18\x1c \x03(\tR\x06mounts\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x88\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\n" +
+	"\n" +
+	"\b_requeueB\x0f\n" +
+	"\r_max_restarts\"\x88\x02\n" +
 	"\x04Rank\x12\x12\n" +
 	"\x04rank\x18\x01 \x01(\rR\x04rank\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1d\n" +
@@ -4515,6 +4521,7 @@ func file_api_loom_proto_init() {
 	if File_api_loom_proto != nil {
 		return
 	}
+	file_api_loom_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -197,3 +197,25 @@ func (n *Node) InPartition(p string) bool {
 func (n *Node) Schedulable() bool {
 	return n.GetState() != NodeState_DRAIN && n.GetState() != NodeState_DOWN
 }
+
+// DefaultMaxRestarts is how many times a job is requeued when it names no
+// limit.
+const DefaultMaxRestarts = 3
+
+// RequeueAllowed reports whether the job may return to the queue after a
+// node failure or preemption: as asked, else yes for batch scripts and no
+// for interactive srun commands (as Slurm's JobRequeue=1 does).
+func (s *JobSpec) RequeueAllowed() bool {
+	if s.Requeue != nil {
+		return *s.Requeue
+	}
+	return len(s.Argv) == 0
+}
+
+// RestartLimit is the most times the job is requeued.
+func (s *JobSpec) RestartLimit() uint32 {
+	if s.MaxRestarts != nil {
+		return *s.MaxRestarts
+	}
+	return DefaultMaxRestarts
+}

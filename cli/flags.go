@@ -239,6 +239,11 @@ func setBool(p *bool, to bool) func(string) error {
 	return func(string) error { *p = to; return nil }
 }
 
+// setOptBool sets an optional (proto3 optional) boolean.
+func setOptBool(p **bool, to bool) func(string) error {
+	return func(string) error { *p = &to; return nil }
+}
+
 // appendList adds the comma-separated items of v to *p.
 func appendList(p *[]string) func(string) error {
 	return func(v string) error {

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/loomhpc/loom/api"
 )
 
@@ -95,8 +97,8 @@ func sbatchOptions(o *sbatchOpts) []*option {
 			o.export = v
 			return nil
 		}},
-		{long: "requeue", arg: noArg, help: "requeue the job after a node failure or preemption", set: setBool(&s.Requeue, true)},
-		{long: "no-requeue", arg: noArg, help: "never requeue the job", set: setBool(&s.Requeue, false)},
+		{long: "requeue", arg: noArg, help: "requeue the job after a node failure or preemption", set: setOptBool(&s.Requeue, true)},
+		{long: "no-requeue", arg: noArg, help: "never requeue the job", set: setOptBool(&s.Requeue, false)},
 		{long: "exclusive", arg: optionalArg, meta: "", help: "do not share nodes with other jobs", set: func(v string) error {
 			if v != "" {
 				return fmt.Errorf("only plain --exclusive is supported, not --exclusive=%s", v)
@@ -135,7 +137,7 @@ func sbatchOptions(o *sbatchOpts) []*option {
 			if err != nil {
 				return fmt.Errorf("%q is not a whole number", v)
 			}
-			s.MaxRestarts = uint32(n)
+			s.MaxRestarts = proto.Uint32(uint32(n))
 			return nil
 		}},
 		{long: "parsable", arg: noArg, help: "print only the job id", set: setBool(&o.parsable, true)},

@@ -69,7 +69,7 @@ srun python train.py
 `,
 			want: &api.JobSpec{Name: "train", NodesMin: 2, NodesMax: 2, NtasksPerNode: 8, GpusPerNode: 8, GpuType: "h100",
 				CpusPerTask: 4, MemPerNodeMb: 65536, TimeLimitS: 86400, Output: "out-%j-%t.txt", Error: "err-%x.txt",
-				Partition: "gpu", Account: "proj", Qos: "high", Exclusive: true, Requeue: true, Nice: 100, Dependency: "afterok:12:13"},
+				Partition: "gpu", Account: "proj", Qos: "high", Exclusive: true, Requeue: proto.Bool(true), Nice: 100, Dependency: "afterok:12:13"},
 		},
 		{
 			name:   "command line overrides script",
@@ -184,7 +184,7 @@ srun python train.py
 		{
 			name:   "loom extensions",
 			script: header + "#SBATCH --image=nvcr.io/nvidia/pytorch:24.05\n#SBATCH --container-mounts=/data:/data,/ckpt:/ckpt\n#SBATCH --max-restarts=3\ntrue\n",
-			want:   &api.JobSpec{Name: "job.sh", Image: "nvcr.io/nvidia/pytorch:24.05", Mounts: []string{"/data:/data", "/ckpt:/ckpt"}, MaxRestarts: 3},
+			want:   &api.JobSpec{Name: "job.sh", Image: "nvcr.io/nvidia/pytorch:24.05", Mounts: []string{"/data:/data", "/ckpt:/ckpt"}, MaxRestarts: proto.Uint32(3)},
 		},
 	}
 	for _, tt := range tests {

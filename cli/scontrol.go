@@ -165,11 +165,11 @@ func jobRecord(j *api.Job, e *env) *keyValues {
 		"Account", null(s.GetAccount()), "QOS", null(s.GetQos()))
 	kv.line("JobState", stateName(j.GetState()), "Reason", orDefault(j.GetReason(), "None"), "Dependency", null(s.GetDependency()))
 	requeue := "0"
-	if s.GetRequeue() {
+	if s.RequeueAllowed() {
 		requeue = "1"
 	}
 	kv.line("Requeue", requeue, "Restarts", strconv.FormatUint(uint64(j.GetRestartCount()), 10),
-		"MaxRestarts", strconv.FormatUint(uint64(s.GetMaxRestarts()), 10), "BatchFlag", "1", "ExitCode", exitCode(j))
+		"MaxRestarts", strconv.FormatUint(uint64(s.RestartLimit()), 10), "BatchFlag", "1", "ExitCode", exitCode(j))
 	limit := "Partition_Limit"
 	if s.GetTimeLimitS() != 0 {
 		limit = clockDuration(s.GetTimeLimitS())

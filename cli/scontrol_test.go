@@ -21,7 +21,7 @@ func TestScontrolShowJob(t *testing.T) {
    UserId=alice(1000) GroupId=0
    Priority=10 Nice=0 Account=vision QOS=(null)
    JobState=RUNNING Reason=None Dependency=(null)
-   Requeue=0 Restarts=0 MaxRestarts=0 BatchFlag=1 ExitCode=0:0
+   Requeue=1 Restarts=0 MaxRestarts=3 BatchFlag=1 ExitCode=0:0
    RunTime=01:05:05 TimeLimit=02:00:00
    SubmitTime=2024-05-01T10:00:00 EligibleTime=2024-05-01T10:00:00
    StartTime=2024-05-01T10:54:55 EndTime=Unknown

@@ -131,6 +131,9 @@ func checkPlacement(t *txn, j *api.Job, a *api.Allocation, usage api.Usage) erro
 	if j == nil || j.State != api.JobState_PENDING {
 		return fmt.Errorf("%w: job is not pending", ErrPlanConflict)
 	}
+	if j.HoldsResources() {
+		return fmt.Errorf("%w: job %d is requeued but ranks of its last allocation still run", ErrPlanConflict, j.Id)
+	}
 	if a == nil || len(a.Ranks) == 0 {
 		return fmt.Errorf("%w: empty allocation", ErrPlanConflict)
 	}
@@ -246,6 +249,9 @@ func settleJob(j *api.Job, now int64) {
 		}
 	}
 	switch {
+	case failed != nil && endState(failed.Reason) == api.JobState_NODE_FAIL &&
+		j.Spec.RequeueAllowed() && j.RestartCount < j.Spec.RestartLimit():
+		requeueJob(j)
 	case failed != nil:
 		j.State = endState(failed.Reason)
 		j.ExitCode, j.ExitSignal = failed.ExitCode, failed.Signal
@@ -258,6 +264,24 @@ func settleJob(j *api.Job, now int64) {
 	case allStarted && j.State == api.JobState_CONFIGURING:
 		j.State = api.JobState_RUNNING
 	}
+}
+
+// ReasonRequeued is the pending reason of a job sent back to the queue
+// after a node failure (or preemption).
+const ReasonRequeued = "Requeued"
+
+// requeueJob sends a failed gang back to the queue. It keeps its submit
+// time (so its priority age) and its old allocation, whose surviving ranks
+// the agents now stop because the job is no longer active; the scheduler
+// places it again only once every old rank is known to be gone, and the
+// new allocation gets the next generation, which fences stale ranks.
+func requeueJob(j *api.Job) {
+	j.State = api.JobState_PENDING
+	j.RestartCount++
+	j.Reason = ReasonRequeued
+	j.StartUnixMs, j.EndUnixMs = 0, 0
+	j.ExitCode, j.ExitSignal = 0, 0
+	j.ExpectedStartUnixMs = 0
 }
 
 func endState(r api.TaskEndReason) api.JobState {

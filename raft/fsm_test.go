@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/loomhpc/loom/api"
+	"google.golang.org/protobuf/proto"
 	"pgregory.net/rapid"
 )
 
@@ -247,5 +248,93 @@ func checkInvariants(t *rapid.T, snap *Snapshot, acked map[uint64]bool) {
 		if snap.Job(id) == nil {
 			t.Fatalf("acknowledged job %d is gone", id)
 		}
+	}
+}
+
+func twoNodeGang(f *TestFSM, spec *api.JobSpec) {
+	f.Apply(CmdRegisterNode, &api.RegisterNodeCommand{Node: TestNode("n1", 2, 8)})
+	f.Apply(CmdRegisterNode, &api.RegisterNodeCommand{Node: TestNode("n2", 2, 8)})
+	f.Apply(CmdRegisterNode, &api.RegisterNodeCommand{Node: TestNode("n3", 2, 8)})
+	submit(f, "", spec)
+	place(f, 1, "n1", "n2")
+}
+
+func place(f *TestFSM, id uint64, n1, n2 string) *Result {
+	a := &api.Allocation{Nodes: []string{n1, n2}, Ranks: []*api.Rank{
+		{Rank: 0, Node: n1, GpuUuids: []string{"GPU-" + n1 + "-0"}, Port: 29500},
+		{Rank: 1, Node: n2, GpuUuids: []string{"GPU-" + n2 + "-0"}, Port: 29500},
+	}}
+	return f.Apply(CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{{JobId: id, Allocation: a}}})
+}
+
+func running(f *TestFSM, node string, rank uint32, gen uint64) {
+	f.Apply(CmdUpdateTasks, &api.UpdateTasksCommand{Request: &api.TaskUpdateRequest{Node: node, JobId: 1, Generation: gen,
+		Tasks: []*api.TaskStatus{{Rank: rank, State: api.TaskState_TASK_RUNNING}}}})
+}
+
+// TestNodeDownRequeuesWholeGang: when one node of a running gang goes down
+// the job returns to the queue with its restart count bumped; it is not
+// placed again while its rank on the surviving node still runs, and then
+// gets the next generation.
+func TestNodeDownRequeuesWholeGang(t *testing.T) {
+	f := NewTestFSM()
+	twoNodeGang(f, &api.JobSpec{Script: "x"})
+	running(f, "n1", 0, 1)
+	running(f, "n2", 1, 1)
+	f.Apply(CmdNodeState, &api.NodeStateCommand{Name: "n2", State: api.NodeState_DOWN, Reason: "gossip: dead"})
+	j := f.Store.Snapshot().Job(1)
+	if j.State != api.JobState_PENDING || j.RestartCount != 1 || j.Reason != ReasonRequeued {
+		t.Fatalf("after node down: state %s restarts %d reason %q, want PENDING 1 Requeued", j.State, j.RestartCount, j.Reason)
+	}
+	if !j.HoldsResources() {
+		t.Fatal("rank 0 on n1 still runs, but the job no longer holds its resources")
+	}
+	if res := place(f, 1, "n1", "n3"); res.Placed != 0 {
+		t.Fatal("requeued gang placed again while a rank of its last allocation still runs")
+	}
+	f.Apply(CmdUpdateTasks, &api.UpdateTasksCommand{Request: &api.TaskUpdateRequest{Node: "n1", JobId: 1, Generation: 1,
+		Tasks: []*api.TaskStatus{{Rank: 0, State: api.TaskState_TASK_EXITED, Reason: api.TaskEndReason_TASK_END_KILLED, Signal: 15}}}})
+	if j := f.Store.Snapshot().Job(1); j.State != api.JobState_PENDING {
+		t.Fatalf("the killed survivor changed the requeued job to %s", j.State)
+	}
+	if res := place(f, 1, "n1", "n3"); res.Placed != 1 {
+		t.Fatal("requeued gang not placed once its old ranks were gone")
+	}
+	if g := f.Store.Snapshot().Job(1).Allocation.Generation; g != 2 {
+		t.Fatalf("generation after requeue = %d, want 2", g)
+	}
+}
+
+func TestRequeuePolicy(t *testing.T) {
+	tests := []struct {
+		name     string
+		spec     *api.JobSpec
+		restarts uint32
+		want     api.JobState
+	}{
+		{"batch default", &api.JobSpec{Script: "x"}, 0, api.JobState_PENDING},
+		{"no-requeue", &api.JobSpec{Script: "x", Requeue: proto.Bool(false)}, 0, api.JobState_NODE_FAIL},
+		{"srun default", &api.JobSpec{Argv: []string{"true"}}, 0, api.JobState_NODE_FAIL},
+		{"limit reached", &api.JobSpec{Script: "x", MaxRestarts: proto.Uint32(2)}, 2, api.JobState_NODE_FAIL},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := NewTestFSM()
+			twoNodeGang(f, tt.spec)
+			if tt.restarts > 0 {
+				// Pretend earlier requeues: restart count is part of the job.
+				f.Store.publish(func() *Snapshot {
+					tx := f.Store.Snapshot().txn(f.index)
+					j := cloneJob(tx.job(1))
+					j.RestartCount = tt.restarts
+					tx.putJob(j)
+					return tx.commit()
+				}())
+			}
+			f.Apply(CmdNodeState, &api.NodeStateCommand{Name: "n2", State: api.NodeState_DOWN})
+			if got := f.Store.Snapshot().Job(1).State; got != tt.want {
+				t.Fatalf("after node down: %s, want %s", got, tt.want)
+			}
+		})
 	}
 }

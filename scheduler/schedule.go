@@ -46,7 +46,9 @@ func Schedule(v *View, now time.Time, cfg Config) *Plan {
 	pool := newPool(v.Nodes, v.Usage)
 	var pending []*api.Job
 	for _, j := range v.Jobs {
-		if j.State == api.JobState_PENDING {
+		// A requeued gang waits until every rank of its last allocation
+		// is known to be gone.
+		if j.State == api.JobState_PENDING && !j.HoldsResources() {
 			pending = append(pending, j)
 		}
 	}
