@@ -33,13 +33,6 @@ func (c *Comm) useRing(nbytes int) bool {
 	return nbytes >= t
 }
 
-// ringAllReduce: reduce-scatter then all-gather around the ring, each step
-// pipelined chunk by chunk. recv is the work buffer; send may alias it.
-func (c *Comm) ringAllReduce(dt DType, op Op, send, recv []byte, dl time.Time) {
-	c.ringAllReduceRS(dt, op, send, recv, dl)
-	c.ringAllGatherSegs(recv, len(recv)/dt.Size(), dt.Size(), 1, dl)
-}
-
 // ringAllGatherSegs circulates the segments of buf: at the start this rank
 // holds segment rank+shift; at the end it holds all of them.
 func (c *Comm) ringAllGatherSegs(buf []byte, count, es, shift int, dl time.Time) {

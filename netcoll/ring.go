@@ -10,9 +10,10 @@ var errPipelineStuck = errors.New("netcoll: internal error: ring pipeline cannot
 // ringPipelined is the ring allreduce (n-1 reduce-scatter steps, then n-1
 // all-gather steps) with the steps overlapped: chunk i of step t is sent as
 // soon as chunk i of step t-1 has arrived and been reduced, so the ring
-// never drains between steps. Receives run at most two steps ahead (two
-// halves of the staging buffer), and an all-gather receive waits until the
-// send that read the same segment has completed.
+// never drains between steps. Reduce-scatter chunks land in a small pool
+// of staging slots that stays in cache, and are reduced as they arrive;
+// receives run at most two steps ahead, and an all-gather receive waits
+// until the send that read the same segment has completed.
 func (c *Comm) ringPipelined(dt DType, op Op, send, recv []byte, dl time.Time) {
 	n, r, es := c.size, c.rank, dt.Size()
 	count := len(recv) / es
@@ -21,7 +22,9 @@ func (c *Comm) ringPipelined(dt DType, op Op, send, recv []byte, dl time.Time) {
 	right, left := c.peerLink(r+1), c.peerLink(r-1)
 	maxSeg := (count/n + 1) * es
 	maxCh := (maxSeg+chunk-1)/chunk + 1
-	tmp := c.buffer(0, 2*maxSeg)
+	nslots := stagingSlots(len(left.recv))
+	stage := c.buffer(0, nslots*chunk)
+	var busy [maxStaging]bool
 	if cap(c.chunkDone) < 2*maxCh {
 		c.chunkDone = make([]bool, 2*maxCh)
 	}
@@ -111,16 +114,23 @@ func (c *Comm) ringPipelined(dt DType, op Op, send, recv []byte, dl time.Time) {
 				rt, rpos, ridx, rinit = rt+1, 0, 0, false
 				continue
 			}
-			dst := recv[o:e]
-			if rt < n-1 {
-				dst = tmp[sl*maxSeg : sl*maxSeg+L]
-			}
 			end := min(rpos+chunk, L)
+			buf, slot := recv[o+rpos:o+end], -1
+			if rt < n-1 {
+				slot = ridx % nslots // chunks of a step go round the pool
+				if busy[slot] {
+					break
+				}
+				buf = stage[slot*chunk : slot*chunk+end-rpos]
+			}
 			w := left.recv[ridx%len(left.recv)]
 			select {
-			case w.q <- xreq{buf: dst[rpos:end], off: rpos, tag: rt, deadline: dl, done: c.recvDone}:
+			case w.q <- xreq{buf: buf, off: rpos, tag: rt, slot: slot, deadline: dl, done: c.recvDone}:
 			default:
 				goto wait
+			}
+			if slot >= 0 {
+				busy[slot] = true
 			}
 			posted = true
 			c.nrecv++
@@ -148,10 +158,11 @@ func (c *Comm) ringPipelined(dt DType, op Op, send, recv []byte, dl time.Time) {
 				continue
 			}
 			sl := d.tag % 2
-			if d.tag < n-1 {
+			if d.slot >= 0 {
 				o, _ := seg(d.tag)
 				a, b := o+d.off, o+d.off+d.n
-				reduceBytes(dt, op, recv[a:b], send[a:b], tmp[sl*maxSeg+d.off:sl*maxSeg+d.off+d.n])
+				reduceBytes(dt, op, recv[a:b], send[a:b], stage[d.slot*chunk:d.slot*chunk+d.n])
+				busy[d.slot] = false
 			}
 			remaining[sl]--
 			o, e := seg(d.tag)
@@ -170,3 +181,10 @@ func (c *Comm) ringPipelined(dt DType, op Op, send, recv []byte, dl time.Time) {
 		}
 	}
 }
+
+// maxStaging bounds the staging pool: enough chunks in flight to keep every
+// connection of the link busy with one queued behind, few enough to stay
+// in cache.
+const maxStaging = 16
+
+func stagingSlots(nconns int) int { return min(maxStaging, max(4, 2*nconns+2)) }

@@ -39,6 +39,7 @@ type xreq struct {
 	buf      []byte
 	off      int
 	tag      int       // the algorithm step, echoed in xdone
+	slot     int       // staging slot, echoed in xdone
 	deadline time.Time // the operation's deadline (from its context), or zero
 	done     chan<- xdone
 }
@@ -47,6 +48,7 @@ type xreq struct {
 type xdone struct {
 	off, n int
 	tag    int
+	slot   int
 	peer   int
 	err    error
 }
@@ -74,7 +76,7 @@ func (w *worker) loop() {
 			} else {
 				err = w.c.readFull(w.cn, r.buf, r.deadline)
 			}
-			r.done <- xdone{off: r.off, n: len(r.buf), tag: r.tag, peer: w.peer, err: err}
+			r.done <- xdone{off: r.off, n: len(r.buf), tag: r.tag, slot: r.slot, peer: w.peer, err: err}
 		case <-w.c.stop:
 			return
 		}

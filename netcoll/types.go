@@ -63,8 +63,6 @@ func (d DType) String() string {
 	return fmt.Sprintf("dtype(%d)", uint8(d))
 }
 
-func (d DType) isFloat() bool { return d != Int32 && d != Int64 }
-
 // dtypeOf maps the type parameter to its DType without allocating: the zero
 // value boxes into a static cell.
 func dtypeOf[T Elem]() DType {
