@@ -14,6 +14,7 @@ import (
 
 	"github.com/loomhpc/loom/agent/driver"
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/gpu"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -43,8 +44,13 @@ type Config struct {
 	AllowRoot bool
 	// KillGrace is the time between SIGTERM and SIGKILL.
 	KillGrace time.Duration
-	Driver    driver.Driver
-	Logger    *slog.Logger
+	// Gossip: the agent joins the servers' memberlist pool so the leader
+	// learns within seconds that it died. Empty GossipJoin: no gossip.
+	GossipAddr string   // bind host:port, default :7072
+	GossipJoin []string // servers' gossip addresses
+	GossipKeys [][]byte // keyring, first key primary
+	Driver     driver.Driver
+	Logger     *slog.Logger
 }
 
 // Agent is a running node agent.
@@ -56,6 +62,7 @@ type Agent struct {
 	nodes   api.NodeServiceClient
 	node    *api.Node // guarded by mu once running
 	sampler gpu.Sampler
+	gossip  *gossip.Gossip
 
 	grpc    *grpc.Server
 	lis     net.Listener
@@ -145,6 +152,12 @@ func New(cfg Config) (*Agent, error) {
 		Name: cfg.Name, Address: a.advertise(lis.Addr()), Cpus: found.CPUs, MemoryMb: found.MemoryMB,
 		Partitions: cfg.Partitions, Labels: cfg.Labels, Topology: found.Topology,
 		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Version: Version,
+	}
+	if len(cfg.GossipJoin) > 0 {
+		if err := a.startGossip(); err != nil {
+			a.Close()
+			return nil, err
+		}
 	}
 	a.sampler = a.newSampler(found)
 	a.goFunc(func() { a.watchHealth(a.ctx) })
@@ -275,6 +288,9 @@ func (a *Agent) Close() error {
 	}
 	if a.http != nil {
 		a.http.Close()
+	}
+	if a.gossip != nil {
+		a.gossip.Leave(time.Second)
 	}
 	a.grpc.Stop()
 	a.wg.Wait()

@@ -222,7 +222,8 @@ func taskFailed(ts *api.TaskStatus) bool {
 // every rank has started, COMPLETED when all exited 0, and ends with the
 // first failure's state (the agents then stop the other ranks).
 func settleJob(j *api.Job, now int64) {
-	if j.State.Terminal() {
+	// Ended or requeued jobs: their ranks' reports only release resources.
+	if !j.State.Active() {
 		return
 	}
 	a := j.Allocation

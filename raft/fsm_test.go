@@ -294,8 +294,8 @@ func TestNodeDownRequeuesWholeGang(t *testing.T) {
 	}
 	f.Apply(CmdUpdateTasks, &api.UpdateTasksCommand{Request: &api.TaskUpdateRequest{Node: "n1", JobId: 1, Generation: 1,
 		Tasks: []*api.TaskStatus{{Rank: 0, State: api.TaskState_TASK_EXITED, Reason: api.TaskEndReason_TASK_END_KILLED, Signal: 15}}}})
-	if j := f.Store.Snapshot().Job(1); j.State != api.JobState_PENDING {
-		t.Fatalf("the killed survivor changed the requeued job to %s", j.State)
+	if j := f.Store.Snapshot().Job(1); j.State != api.JobState_PENDING || j.RestartCount != 1 {
+		t.Fatalf("after the survivor's kill report: %s with %d restarts, want PENDING with 1", j.State, j.RestartCount)
 	}
 	if res := place(f, 1, "n1", "n3"); res.Placed != 1 {
 		t.Fatal("requeued gang not placed once its old ranks were gone")

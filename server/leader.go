@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/loomhpc/loom/api"
@@ -37,14 +38,19 @@ func (s *Server) leaderLoop() {
 func (s *Server) startLeading() context.CancelFunc {
 	s.log.Info("became leader")
 	ctx, cancel := context.WithCancel(s.ctx)
-	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
-		defer close(done)
+		defer wg.Done()
 		s.scheduleLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		s.nodeHealthLoop(ctx)
 	}()
 	return func() {
 		cancel()
-		<-done
+		wg.Wait()
 		s.log.Info("stopped leading")
 	}
 }

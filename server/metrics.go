@@ -15,20 +15,23 @@ import (
 type metrics struct {
 	s *Server
 
-	jobs        *prometheus.Desc
-	pending     *prometheus.Desc
-	gpus        *prometheus.Desc
-	nodes       *prometheus.Desc
-	isLeader    *prometheus.Desc
-	appliedIdx  *prometheus.Desc
-	applyTime   *prometheus.HistogramVec
-	cycleTime   prometheus.Histogram
-	placed      prometheus.Counter
-	rejected    prometheus.Counter
-	applyErrors *prometheus.CounterVec
-	forwarded   prometheus.Counter
-	term        *prometheus.Desc
-	commitIdx   *prometheus.Desc
+	jobs         *prometheus.Desc
+	pending      *prometheus.Desc
+	gpus         *prometheus.Desc
+	nodes        *prometheus.Desc
+	isLeader     *prometheus.Desc
+	appliedIdx   *prometheus.Desc
+	applyTime    *prometheus.HistogramVec
+	cycleTime    prometheus.Histogram
+	placed       prometheus.Counter
+	rejected     prometheus.Counter
+	applyErrors  *prometheus.CounterVec
+	forwarded    prometheus.Counter
+	nodeFailures prometheus.Counter
+	detect       prometheus.Histogram
+	requeues     *prometheus.Desc
+	term         *prometheus.Desc
+	commitIdx    *prometheus.Desc
 }
 
 func newMetrics(s *Server) *metrics {
@@ -48,12 +51,18 @@ func newMetrics(s *Server) *metrics {
 			Name: "loom_scheduler_cycle_duration_seconds", Help: "Time of one scheduling cycle (snapshot to plan).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
-		placed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "loom_scheduler_placements_total", Help: "Gangs placed."}),
-		rejected:    prometheus.NewCounter(prometheus.CounterOpts{Name: "loom_scheduler_plan_rejections_total", Help: "Placements the FSM refused as conflicting."}),
-		applyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "loom_raft_apply_errors_total", Help: "Commands that failed to commit."}, []string{"command"}),
-		forwarded:   prometheus.NewCounter(prometheus.CounterOpts{Name: "loom_server_forwarded_requests_total", Help: "Requests this server forwarded to the leader."}),
-		term:        prometheus.NewDesc("loom_raft_term", "Current Raft term.", nil, nil),
-		commitIdx:   prometheus.NewDesc("loom_raft_commit_index", "Raft commit index known to this server.", nil, nil),
+		placed:       prometheus.NewCounter(prometheus.CounterOpts{Name: "loom_scheduler_placements_total", Help: "Gangs placed."}),
+		rejected:     prometheus.NewCounter(prometheus.CounterOpts{Name: "loom_scheduler_plan_rejections_total", Help: "Placements the FSM refused as conflicting."}),
+		applyErrors:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "loom_raft_apply_errors_total", Help: "Commands that failed to commit."}, []string{"command"}),
+		forwarded:    prometheus.NewCounter(prometheus.CounterOpts{Name: "loom_server_forwarded_requests_total", Help: "Requests this server forwarded to the leader."}),
+		term:         prometheus.NewDesc("loom_raft_term", "Current Raft term.", nil, nil),
+		nodeFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "loom_node_failures_total", Help: "Nodes this server, as leader, marked DOWN from gossip."}),
+		detect: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "loom_node_down_detection_seconds", Help: "From the leader first missing a node in gossip to its NodeDown being committed.",
+			Buckets: prometheus.ExponentialBuckets(0.25, 2, 8),
+		}),
+		requeues:  prometheus.NewDesc("loom_jobs_requeued_total", "Requeues of all jobs in the state (sum of restart counts).", nil, nil),
+		commitIdx: prometheus.NewDesc("loom_raft_commit_index", "Raft commit index known to this server.", nil, nil),
 	}
 }
 
@@ -73,7 +82,7 @@ func (m *metrics) observePlan(r *raft.Result) {
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.jobs, m.pending, m.gpus, m.nodes, m.isLeader, m.appliedIdx, m.term, m.commitIdx} {
+	for _, d := range []*prometheus.Desc{m.jobs, m.pending, m.gpus, m.nodes, m.isLeader, m.appliedIdx, m.term, m.commitIdx, m.requeues} {
 		ch <- d
 	}
 	m.applyTime.Describe(ch)
@@ -82,14 +91,19 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.rejected.Describe(ch)
 	m.applyErrors.Describe(ch)
 	m.forwarded.Describe(ch)
+	m.nodeFailures.Describe(ch)
+	m.detect.Describe(ch)
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	snap := m.s.State()
 	byState := map[api.JobState]int{}
+	restarts := 0
 	for j := range snap.Jobs() {
 		byState[j.State]++
+		restarts += int(j.RestartCount)
 	}
+	ch <- prometheus.MustNewConstMetric(m.requeues, prometheus.CounterValue, float64(restarts))
 	for st := api.JobState_PENDING; st <= api.JobState_REQUEUED; st++ {
 		ch <- prometheus.MustNewConstMetric(m.jobs, prometheus.GaugeValue, float64(byState[st]), st.String())
 	}
@@ -127,6 +141,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.rejected.Collect(ch)
 	m.applyErrors.Collect(ch)
 	m.forwarded.Collect(ch)
+	m.nodeFailures.Collect(ch)
+	m.detect.Collect(ch)
 	stats := m.s.raft.Stats()
 	for desc, key := range map[*prometheus.Desc]string{m.term: "term", m.commitIdx: "commit_index"} {
 		if v, err := strconv.ParseFloat(stats[key], 64); err == nil {

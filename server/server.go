@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/raft"
 	"github.com/loomhpc/loom/scheduler"
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,9 +40,16 @@ type Config struct {
 	HeartbeatTimeout, ElectionTimeout time.Duration
 	// SnapshotThreshold and TrailingLogs tune Raft snapshots.
 	SnapshotThreshold, TrailingLogs uint64
-	Fast                            bool   // short Raft timeouts (tests, dev cluster)
-	RaftLogLevel                    string // hashicorp/raft's own log level, default warn
-	Scheduler                       scheduler.Config
+	// Gossip: with GossipAddr set the server joins the memberlist pool
+	// (GossipJoin: other servers' gossip addresses) and, as leader, marks a
+	// node DOWN once its agent has been gone for NodeDownGrace.
+	GossipAddr    string
+	GossipJoin    []string
+	GossipKeys    [][]byte
+	NodeDownGrace time.Duration
+	Fast          bool   // short Raft timeouts (tests, dev cluster)
+	RaftLogLevel  string // hashicorp/raft's own log level, default warn
+	Scheduler     scheduler.Config
 	// SchedulerInterval is the longest the leader waits between cycles
 	// when nothing changes (time-based rules still need a look).
 	SchedulerInterval time.Duration
@@ -61,6 +69,8 @@ type Server struct {
 	fwd     leaderConns
 	// advertiseRPC is the gRPC address peers and clients dial.
 	advertiseRPC string
+	gossip       *gossip.Gossip
+	gossipWake   chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -80,6 +90,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MetricsAddr == "" {
 		cfg.MetricsAddr = ":7080"
+	}
+	if cfg.NodeDownGrace == 0 {
+		cfg.NodeDownGrace = time.Second
 	}
 	if cfg.SchedulerInterval == 0 {
 		cfg.SchedulerInterval = time.Second
@@ -133,6 +146,12 @@ func New(cfg Config) (*Server, error) {
 			log.Error("grpc serve", "err", err)
 		}
 	})
+	if cfg.GossipAddr != "" {
+		if err := s.startGossip(); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	s.goFunc(s.leaderLoop)
 	s.goFunc(func() { s.formCluster(ctx) })
 	s.goFunc(func() { s.publishSelf(ctx) })
@@ -177,6 +196,9 @@ func (s *Server) Close() error {
 	case <-stopped:
 	case <-time.After(2 * time.Second):
 		s.grpc.Stop()
+	}
+	if s.gossip != nil {
+		s.gossip.Close()
 	}
 	s.wg.Wait()
 	s.fwd.close()

@@ -12,6 +12,7 @@ import (
 	"github.com/loomhpc/loom/agent"
 	"github.com/loomhpc/loom/agent/driver/exec"
 	"github.com/loomhpc/loom/devcluster"
+	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/server"
 )
 
@@ -40,8 +41,20 @@ func runServer(ctx context.Context, args []string) int {
 	fs.DurationVar(&cfg.ElectionTimeout, "raft-election-timeout", 500*time.Millisecond, "time a candidate waits for votes")
 	fs.Uint64Var(&cfg.SnapshotThreshold, "raft-snapshot-threshold", 8192, "log entries between snapshots")
 	fs.Uint64Var(&cfg.TrailingLogs, "raft-trailing-logs", 10240, "log entries kept after a snapshot for slow followers")
+	fs.StringVar(&cfg.GossipAddr, "gossip-addr", "", "gossip (memberlist) address, e.g. :7072; empty disables node failure detection")
+	gjoin := fs.String("gossip-join", "", "other servers' gossip addresses, comma-separated")
+	gkeys := fs.String("gossip-key", os.Getenv("LOOM_GOSSIP_KEY"), "gossip encryption keyring, base64 keys comma-separated, first is used to encrypt ($LOOM_GOSSIP_KEY)")
+	fs.DurationVar(&cfg.NodeDownGrace, "node-down-grace", time.Second, "how long a node must be dead in gossip before it is marked DOWN and its jobs requeued")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *gjoin != "" {
+		cfg.GossipJoin = strings.Split(*gjoin, ",")
+	}
+	var err error
+	if cfg.GossipKeys, err = parseKeys(*gkeys); err != nil {
+		fmt.Fprintln(os.Stderr, "loom server: --gossip-key:", err)
 		return 2
 	}
 	if *join != "" {
@@ -85,11 +98,22 @@ func runAgent(ctx context.Context, args []string) int {
 	fs.DurationVar(&cfg.KillGrace, "kill-grace", 10*time.Second, "time between SIGTERM and SIGKILL when stopping a rank")
 	port := fs.String("ports", "29500-29999", "port range handed to ranks on this node")
 	driverName := fs.String("driver", "exec", "task driver: exec")
+	fs.StringVar(&cfg.GossipAddr, "gossip-addr", ":7072", "gossip (memberlist) address")
+	gjoin := fs.String("gossip-join", "", "servers' gossip addresses, comma-separated; empty disables gossip")
+	gkeys := fs.String("gossip-key", os.Getenv("LOOM_GOSSIP_KEY"), "gossip encryption keyring, base64 keys comma-separated ($LOOM_GOSSIP_KEY)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	cfg.Servers = strings.Split(*servers, ",")
+	if *gjoin != "" {
+		cfg.GossipJoin = strings.Split(*gjoin, ",")
+	}
+	var err error
+	if cfg.GossipKeys, err = parseKeys(*gkeys); err != nil {
+		fmt.Fprintln(os.Stderr, "loom agent: --gossip-key:", err)
+		return 2
+	}
 	if *parts != "" {
 		cfg.Partitions = strings.Split(*parts, ",")
 	}
@@ -168,4 +192,19 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
+}
+
+func parseKeys(s string) ([][]byte, error) {
+	var keys [][]byte
+	for _, k := range strings.Split(s, ",") {
+		if k = strings.TrimSpace(k); k == "" {
+			continue
+		}
+		b, err := gossip.DecodeKey(k)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, b)
+	}
+	return keys, nil
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/loomhpc/loom/cli"
+	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/gpu/topocmd"
 	"github.com/loomhpc/loom/server/submitbench"
 )
@@ -31,6 +32,7 @@ Usage:
   loom slurm <cmd> [args]      sbatch, squeue, scancel, sinfo, sacct, scontrol
   loom logs [-f] JOB [RANK]    stream a job's output
   loom operator raft list-peers|remove-peer ID   the control plane's membership
+  loom operator gossip keygen  a new gossip encryption key
   loom gpu topo [flags]        print a node's GPU topology like nvidia-smi topo -m
   loom bench allreduce [flags] netcoll collectives benchmark (nccl-tests style)
   loom version
@@ -70,7 +72,18 @@ func run(argv []string) int {
 			return 2
 		}
 		return cli.Run(ctx, args[0], args[1:], os.Stdin, os.Stdout, os.Stderr)
-	case "logs", "operator":
+	case "operator":
+		if len(args) == 2 && args[0] == "gossip" && args[1] == "keygen" {
+			k, err := gossip.GenerateKey()
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "loom operator gossip keygen:", err)
+				return 1
+			}
+			fmt.Println(k)
+			return 0
+		}
+		return cli.Run(ctx, cmd, args, os.Stdin, os.Stdout, os.Stderr)
+	case "logs":
 		return cli.Run(ctx, cmd, args, os.Stdin, os.Stdout, os.Stderr)
 	case "gpu":
 		if len(args) > 0 && args[0] == "topo" {

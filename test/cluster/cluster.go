@@ -124,8 +124,8 @@ func (p *Proc) Tail() string {
 // Server is a loom server process with its addresses.
 type Server struct {
 	*Proc
-	RPC, Raft string
-	DataDir   string
+	RPC, Raft, Gossip string
+	DataDir           string
 }
 
 // StartServer starts a single-server cluster in dir.
@@ -141,6 +141,7 @@ func newServer(t testing.TB, dir, name string) *Server {
 	return &Server{
 		RPC:     fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
 		Raft:    fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+		Gossip:  fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
 		DataDir: filepath.Join(dir, name),
 	}
 }
@@ -150,18 +151,43 @@ func newServer(t testing.TB, dir, name string) *Server {
 func StartServers(t testing.TB, dir string, n int) []*Server {
 	t.Helper()
 	var servers []*Server
-	var rpcs []string
+	var rpcs, gossips []string
 	for i := range n {
 		s := newServer(t, dir, fmt.Sprintf("s%d", i))
 		servers = append(servers, s)
 		rpcs = append(rpcs, s.RPC)
+		gossips = append(gossips, s.Gossip)
 	}
 	for i, s := range servers {
 		s.Proc = Start(t, dir, fmt.Sprintf("s%d", i), "server", "--name", fmt.Sprintf("s%d", i), "--data-dir", s.DataDir,
 			"--rpc-addr", s.RPC, "--raft-addr", s.Raft, "--metrics-addr", "-",
-			"--bootstrap-expect", fmt.Sprint(n), "--join", strings.Join(rpcs, ","))
+			"--bootstrap-expect", fmt.Sprint(n), "--join", strings.Join(rpcs, ","),
+			"--gossip-addr", s.Gossip, "--gossip-join", strings.Join(gossips, ","), "--gossip-key", GossipKey)
 	}
 	return servers
+}
+
+// GossipKey is the test clusters' gossip encryption key.
+const GossipKey = "dGVzdC1rZXktMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY="
+
+// Gossips returns the servers' gossip addresses.
+func Gossips(servers []*Server) []string {
+	var out []string
+	for _, s := range servers {
+		out = append(out, s.Gossip)
+	}
+	return out
+}
+
+// StartGossipAgent starts an agent that also joins the servers' gossip
+// pool, so the leader notices when it dies.
+func StartGossipAgent(t testing.TB, dir, name, profile string, ports int, servers []*Server) *Proc {
+	t.Helper()
+	return Start(t, dir, name, "agent", "--name", name, "--servers", strings.Join(Addrs(servers), ","),
+		"--data-dir", filepath.Join(dir, name), "--listen-addr", "127.0.0.1:0", "--metrics-addr", "-",
+		"--profile", profile, "--nvml=false", "--allow-root", "--kill-grace", "2s",
+		"--ports", fmt.Sprintf("%d-%d", ports, ports+99),
+		"--gossip-addr", "127.0.0.1:0", "--gossip-join", strings.Join(Gossips(servers), ","), "--gossip-key", GossipKey)
 }
 
 // Addrs returns the servers' gRPC addresses.
