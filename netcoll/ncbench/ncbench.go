@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/loomhpc/loom/api"
@@ -138,6 +139,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// Every rank's stderr is copied by its own goroutine; serialise them.
+	stderr = &lockedWriter{w: stderr}
 	cmds := make([]*exec.Cmd, o.np)
 	for r := range o.np {
 		cmd := exec.CommandContext(ctx, cmdline[0], append(slices.Clone(cmdline[1:]), o.args()...)...)
@@ -177,6 +180,17 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return code
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func workerCommand(flagVal string) ([]string, error) {
