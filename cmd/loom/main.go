@@ -17,6 +17,7 @@ import (
 	"github.com/loomhpc/loom/cli"
 	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/gpu/topocmd"
+	"github.com/loomhpc/loom/server/failoverbench"
 	"github.com/loomhpc/loom/server/submitbench"
 )
 
@@ -113,8 +114,10 @@ func runBench(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			return benchAllreduce(args[1:], stdout, stderr)
 		case "submit":
 			return submitbench.Main(args[1:], stdout, stderr)
+		case "failover":
+			return failoverbench.Main(args[1:], stdout, stderr)
 		}
 	}
-	fmt.Fprintln(stderr, "loom bench: known benchmarks: allreduce, submit")
+	fmt.Fprintln(stderr, "loom bench: known benchmarks: allreduce, submit, failover")
 	return 2
 }

@@ -1,0 +1,312 @@
+// Package failoverbench is `loom bench failover`: it starts real server
+// and agent processes (this binary) with gossip on loopback, runs a 2-node
+// gang, kills one of its nodes (agent and rank, SIGKILL) several times, and
+// reports how long the leader took to mark the node DOWN (detect_ms) and
+// until the gang ran again elsewhere (requeue_ms), as medians.
+package failoverbench
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/loomhpc/loom/api"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+const gossipKey = "YmVuY2gta2V5LTAxMjM0NTY3ODlhYmNkZWYwMTIzNDU="
+
+// Main runs the benchmark with args (without "bench failover").
+func Main(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("loom bench failover", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	agents := fs.Int("agents", 8, "agent processes (simulated DGX H100 nodes)")
+	servers := fs.Int("servers", 3, "server processes")
+	kills := fs.Int("kills", 5, "node kills to time")
+	grace := fs.Duration("node-down-grace", time.Second, "the servers' --node-down-grace")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *agents < 3 {
+		fmt.Fprintln(stderr, "loom bench failover: --agents must be at least 3 (a 2-node gang and a spare)")
+		return 2
+	}
+	b := &bench{stdout: stdout, stderr: stderr}
+	defer b.stop()
+	if err := b.run(*servers, *agents, *kills, *grace); err != nil {
+		fmt.Fprintln(stderr, "loom bench failover:", err)
+		return 1
+	}
+	return 0
+}
+
+type proc struct {
+	args []string
+	cmd  *exec.Cmd
+	log  string
+}
+
+type bench struct {
+	stdout, stderr io.Writer
+	dir            string
+	bin            string
+	procs          []*proc
+	agents         map[string]*proc
+	conn           *grpc.ClientConn
+}
+
+func (b *bench) start(name string, args ...string) (*proc, error) {
+	p := &proc{args: args, log: filepath.Join(b.dir, name+".log")}
+	if err := b.spawn(p); err != nil {
+		return nil, err
+	}
+	b.procs = append(b.procs, p)
+	return p, nil
+}
+
+func (b *bench) spawn(p *proc) error {
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	p.cmd = exec.Command(b.bin, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		return err
+	}
+	go p.cmd.Wait()
+	return nil
+}
+
+func (p *proc) kill() { syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) }
+
+func (b *bench) stop() {
+	for _, p := range b.procs {
+		if p.cmd != nil && p.cmd.Process != nil {
+			p.kill()
+		}
+	}
+	if b.conn != nil {
+		b.conn.Close()
+	}
+	if b.dir != "" {
+		// Ranks run in their own process groups: end any still sleeping.
+		pids, _ := filepath.Glob(filepath.Join(b.dir, "work", "pid-*"))
+		for _, f := range pids {
+			var pid int
+			if data, err := os.ReadFile(f); err == nil {
+				fmt.Sscan(string(data), &pid)
+			}
+			if pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		os.RemoveAll(b.dir)
+	}
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func (b *bench) run(nServers, nAgents, kills int, grace time.Duration) error {
+	var err error
+	if b.bin, err = os.Executable(); err != nil {
+		return err
+	}
+	if b.dir, err = os.MkdirTemp("", "loom-bench-failover-"); err != nil {
+		return err
+	}
+	work := filepath.Join(b.dir, "work")
+	os.MkdirAll(work, 0o755)
+	var rpcs, gossips []string
+	for range nServers {
+		rpcs, gossips = append(rpcs, freeAddr()), append(gossips, freeAddr())
+	}
+	for i := range nServers {
+		args := []string{"server", "--name", fmt.Sprintf("s%d", i), "--data-dir", filepath.Join(b.dir, fmt.Sprintf("s%d", i)),
+			"--rpc-addr", rpcs[i], "--raft-addr", freeAddr(), "--metrics-addr", "-",
+			"--gossip-addr", gossips[i], "--gossip-join", strings.Join(gossips, ","), "--gossip-key", gossipKey,
+			"--node-down-grace", grace.String()}
+		if nServers > 1 {
+			args = append(args, "--bootstrap-expect", fmt.Sprint(nServers), "--join", strings.Join(rpcs, ","))
+		}
+		if _, err := b.start(fmt.Sprintf("s%d", i), args...); err != nil {
+			return err
+		}
+	}
+	b.agents = map[string]*proc{}
+	for i := 1; i <= nAgents; i++ {
+		name := fmt.Sprintf("node%d", i)
+		p, err := b.start(name, "agent", "--name", name, "--servers", strings.Join(rpcs, ","),
+			"--data-dir", filepath.Join(b.dir, name), "--listen-addr", "127.0.0.1:0", "--metrics-addr", "-",
+			"--profile", "dgx-h100", "--nvml=false", "--allow-root", "--kill-grace", "2s",
+			"--ports", fmt.Sprintf("%d-%d", 20000+100*i, 20000+100*i+99),
+			"--gossip-addr", "127.0.0.1:0", "--gossip-join", strings.Join(gossips, ","), "--gossip-key", gossipKey)
+		if err != nil {
+			return err
+		}
+		b.agents[name] = p
+	}
+	b.conn, err = grpc.NewClient("passthrough:///"+rpcs[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	jobs, nodes := api.NewJobServiceClient(b.conn), api.NewNodeServiceClient(b.conn)
+	if err := wait(60*time.Second, "every agent to register", func() bool {
+		r, err := call(func(c context.Context) (*api.ListNodesResponse, error) {
+			return nodes.ListNodes(c, &api.ListNodesRequest{Consistent: true})
+		})
+		if err != nil || len(r.Nodes) != nAgents {
+			return false
+		}
+		for _, n := range r.Nodes {
+			if n.State != api.NodeState_IDLE {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return err
+	}
+	fmt.Fprintf(b.stdout, "servers=%d agents=%d kills=%d node_down_grace_ms=%d\n", nServers, nAgents, kills, grace.Milliseconds())
+	var detects, requeues []time.Duration
+	for k := range kills {
+		d, r, err := b.trial(jobs, nodes, work, k)
+		if err != nil {
+			return fmt.Errorf("kill %d: %w", k+1, err)
+		}
+		detects, requeues = append(detects, d), append(requeues, r)
+		fmt.Fprintf(b.stdout, "kill_%d_detect_ms=%d kill_%d_requeue_ms=%d\n", k+1, d.Milliseconds(), k+1, r.Milliseconds())
+	}
+	fmt.Fprintf(b.stdout, "detect_ms=%d\n", median(detects).Milliseconds())
+	fmt.Fprintf(b.stdout, "requeue_ms=%d\n", median(requeues).Milliseconds())
+	return nil
+}
+
+// trial runs one gang, kills one of its nodes and times the recovery.
+func (b *bench) trial(jobs api.JobServiceClient, nodes api.NodeServiceClient, work string, k int) (detect, requeue time.Duration, err error) {
+	script := "#!/bin/sh\necho $$ > pid-$SLURMD_NODENAME-$LOOM_JOB_ID-$LOOM_GENERATION\nexec sleep 600\n"
+	resp, err := call(func(c context.Context) (*api.SubmitResponse, error) {
+		return jobs.Submit(c, &api.SubmitRequest{
+			Spec: &api.JobSpec{Name: "failover", NodesMin: 2, NtasksPerNode: 1, GpusPerNode: 8, Script: script, WorkingDir: work},
+			User: "bench", Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), IdempotencyToken: fmt.Sprintf("failover-%d-%d", os.Getpid(), k),
+		})
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	id := resp.JobId
+	var job *api.Job
+	if err := wait(30*time.Second, "the gang to run", func() bool {
+		r, err := call(func(c context.Context) (*api.GetJobResponse, error) {
+			return jobs.GetJob(c, &api.GetJobRequest{JobId: id, Consistent: true})
+		})
+		if err != nil || r.Job.State != api.JobState_RUNNING {
+			return false
+		}
+		job = r.Job
+		_, err = os.Stat(filepath.Join(work, fmt.Sprintf("pid-%s-%d-%d", job.Allocation.Nodes[1], id, job.Allocation.Generation)))
+		return err == nil
+	}); err != nil {
+		return 0, 0, err
+	}
+	victim := job.Allocation.Nodes[1]
+	gen := job.Allocation.Generation
+	pidFile := filepath.Join(work, fmt.Sprintf("pid-%s-%d-%d", victim, id, gen))
+	var rankPid int
+	if data, err := os.ReadFile(pidFile); err == nil {
+		fmt.Sscan(string(data), &rankPid)
+	}
+
+	killed := time.Now()
+	b.agents[victim].kill()
+	if rankPid > 0 {
+		syscall.Kill(rankPid, syscall.SIGKILL)
+	}
+	if err := wait(30*time.Second, "the node to be marked DOWN", func() bool {
+		r, err := call(func(c context.Context) (*api.NodeInfo, error) {
+			return nodes.GetNode(c, &api.GetNodeRequest{Name: victim})
+		})
+		return err == nil && r.State == api.NodeState_DOWN
+	}); err != nil {
+		return 0, 0, err
+	}
+	detect = time.Since(killed)
+	if err := wait(30*time.Second, "the gang to run again", func() bool {
+		r, err := call(func(c context.Context) (*api.GetJobResponse, error) {
+			return jobs.GetJob(c, &api.GetJobRequest{JobId: id, Consistent: true})
+		})
+		return err == nil && r.Job.State == api.JobState_RUNNING && r.Job.Allocation.Generation > gen
+	}); err != nil {
+		return 0, 0, err
+	}
+	requeue = time.Since(killed)
+
+	// Clean up for the next trial: cancel, bring the node back.
+	if _, err := call(func(c context.Context) (*api.CancelResponse, error) {
+		return jobs.Cancel(c, &api.CancelRequest{JobIds: []uint64{id}})
+	}); err != nil {
+		return 0, 0, err
+	}
+	if err := b.spawn(b.agents[victim]); err != nil {
+		return 0, 0, err
+	}
+	err = wait(60*time.Second, "the cluster to settle", func() bool {
+		r, err := call(func(c context.Context) (*api.ListNodesResponse, error) {
+			return nodes.ListNodes(c, &api.ListNodesRequest{Consistent: true})
+		})
+		if err != nil {
+			return false
+		}
+		for _, n := range r.Nodes {
+			if n.State != api.NodeState_IDLE {
+				return false
+			}
+		}
+		return true
+	})
+	return detect, requeue, err
+}
+
+// call runs one RPC with a timeout.
+func call[T any](f func(context.Context) (T, error)) (T, error) {
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return f(c)
+}
+
+// wait polls cond every 10 ms: the granularity of the figures.
+func wait(timeout time.Duration, what string, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
