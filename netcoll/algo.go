@@ -97,7 +97,7 @@ func (c *Comm) allReduce(dt DType, op Op, send, recv []byte, dl time.Time) {
 			copy(recv, send)
 		}
 	case c.useRing(len(recv)):
-		c.ringPipelined(dt, op, send, recv, dl)
+		c.ringPipelined(dt, op, send, recv, 0, true, dl)
 	default:
 		c.rdAllReduce(dt, op, send, recv, dl)
 	}
@@ -119,24 +119,12 @@ func (c *Comm) reduceScatter(dt DType, op Op, send, recv []byte, dl time.Time) {
 		c.rdAllReduce(dt, op, send, w, dl)
 		copy(recv, w[r*bs:(r+1)*bs])
 	default:
-		// Ring with two alternating buffers: one is sent while the other
-		// receives and reduces. The last step reduces straight into recv.
-		bufs := [2][]byte{c.buffer(0, bs), c.buffer(1, bs)}
-		right, left := c.peerLink(r+1), c.peerLink(r-1)
-		for s := 0; s < n-1 && !c.failed; s++ {
-			sseg := ((r-s-1)%n + n) % n
-			rseg := ((r-s-2)%n + n) % n
-			src := send[sseg*bs : (sseg+1)*bs]
-			if s > 0 {
-				src = bufs[(s-1)%2]
-			}
-			in := bufs[s%2]
-			dst := in
-			if s == n-2 {
-				dst = recv
-			}
-			red := reduceSpec{dt: dt, op: op, dst: dst, a: send[rseg*bs : (rseg+1)*bs], b: in}
-			c.exchange(right, src, left, in, dl, &red, nil)
+		// The pipelined ring over a full-size work buffer, shifted so that
+		// this rank ends up with segment rank.
+		w := c.buffer(1, len(send))
+		c.ringPipelined(dt, op, send, w, -1, false, dl)
+		if !c.failed {
+			copy(recv, w[r*bs:(r+1)*bs])
 		}
 	}
 	if op == Avg && !c.failed {
@@ -228,7 +216,7 @@ func (c *Comm) reduce(dt DType, op Op, send, recv []byte, root int, dl time.Time
 		copy(recv, send)
 	case c.useRing(len(send)):
 		count := len(send) / es
-		c.ringAllReduceRS(dt, op, send, work, dl)
+		c.ringPipelined(dt, op, send, work, 0, false, dl)
 		// After the reduce-scatter rank q holds segment q+1.
 		if r == root {
 			for q := 0; q < n && !c.failed; q++ {
@@ -261,24 +249,6 @@ func (c *Comm) reduce(dt DType, op Op, send, recv []byte, root int, dl time.Time
 	}
 	if r == root && op == Avg && !c.failed {
 		scaleAvg(dt, recv, n)
-	}
-}
-
-// ringAllReduceRS is the reduce-scatter half of ringAllReduce.
-func (c *Comm) ringAllReduceRS(dt DType, op Op, send, work []byte, dl time.Time) {
-	n, r, es := c.size, c.rank, dt.Size()
-	count := len(work) / es
-	right, left := c.peerLink(r+1), c.peerLink(r-1)
-	tmp := c.buffer(0, (count/n+1)*es)
-	for s := 0; s < n-1 && !c.failed; s++ {
-		so, se := segBounds(r-s, n, count, es)
-		ro, re := segBounds(r-s-1, n, count, es)
-		src := work
-		if s == 0 {
-			src = send
-		}
-		red := reduceSpec{dt: dt, op: op, dst: work[ro:re], a: send[ro:re], b: tmp[:re-ro]}
-		c.exchange(right, src[so:se], left, tmp[:re-ro], dl, &red, nil)
 	}
 }
 

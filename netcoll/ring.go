@@ -14,10 +14,17 @@ var errPipelineStuck = errors.New("netcoll: internal error: ring pipeline cannot
 // of staging slots that stays in cache, and are reduced as they arrive;
 // receives run at most two steps ahead, and an all-gather receive waits
 // until the send that read the same segment has completed.
-func (c *Comm) ringPipelined(dt DType, op Op, send, recv []byte, dl time.Time) {
+//
+// recv is the full-size work buffer (send may alias it). With allGather
+// false only the n-1 reduce-scatter steps run, after which this rank holds
+// the reduced segment rank+shift+1 (mod n) of recv.
+func (c *Comm) ringPipelined(dt DType, op Op, send, recv []byte, shift int, allGather bool, dl time.Time) {
 	n, r, es := c.size, c.rank, dt.Size()
 	count := len(recv) / es
-	steps := 2 * (n - 1)
+	steps := n - 1
+	if allGather {
+		steps = 2 * (n - 1)
+	}
 	chunk := c.cfg.ChunkBytes
 	right, left := c.peerLink(r+1), c.peerLink(r-1)
 	maxSeg := (count/n + 1) * es
@@ -39,9 +46,9 @@ func (c *Comm) ringPipelined(dt DType, op Op, send, recv []byte, dl time.Time) {
 	// t-1 received, and step 0 sends this rank's own segment.
 	seg := func(t int) (int, int) {
 		if t < n-1 {
-			return segBounds(r-t-1, n, count, es)
+			return segBounds(r+shift-t-1, n, count, es)
 		}
-		return segBounds(r-(t-n+1), n, count, es)
+		return segBounds(r+shift-(t-n+1), n, count, es)
 	}
 	var (
 		st, spos, sidx int  // send cursor: step, byte, chunk
@@ -55,7 +62,7 @@ func (c *Comm) ringPipelined(dt DType, op Op, send, recv []byte, dl time.Time) {
 		posted := false
 		// Post sends as far as the data is ready.
 		for st < steps && !c.failed {
-			o, e := segBounds(r, n, count, es)
+			o, e := segBounds(r+shift, n, count, es)
 			src := send
 			if st > 0 {
 				o, e = seg(st - 1)
