@@ -3423,6 +3423,60 @@ func (x *SubmitJobCommand) GetNowUnixMs() int64 {
 	return 0
 }
 
+// SubmitJobsCommand is several submits committed as one entry: the leader
+// groups submits that arrive together (group commit).
+type SubmitJobsCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*SubmitRequest       `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	NowUnixMs     int64                  `protobuf:"varint,2,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitJobsCommand) Reset() {
+	*x = SubmitJobsCommand{}
+	mi := &file_api_loom_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitJobsCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitJobsCommand) ProtoMessage() {}
+
+func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitJobsCommand.ProtoReflect.Descriptor instead.
+func (*SubmitJobsCommand) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *SubmitJobsCommand) GetRequests() []*SubmitRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+func (x *SubmitJobsCommand) GetNowUnixMs() int64 {
+	if x != nil {
+		return x.NowUnixMs
+	}
+	return 0
+}
+
 type CancelJobsCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Request       *CancelRequest         `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
@@ -3433,7 +3487,7 @@ type CancelJobsCommand struct {
 
 func (x *CancelJobsCommand) Reset() {
 	*x = CancelJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[43]
+	mi := &file_api_loom_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3445,7 +3499,7 @@ func (x *CancelJobsCommand) String() string {
 func (*CancelJobsCommand) ProtoMessage() {}
 
 func (x *CancelJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[43]
+	mi := &file_api_loom_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3458,7 +3512,7 @@ func (x *CancelJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobsCommand.ProtoReflect.Descriptor instead.
 func (*CancelJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{43}
+	return file_api_loom_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CancelJobsCommand) GetRequest() *CancelRequest {
@@ -3486,7 +3540,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_api_loom_proto_msgTypes[44]
+	mi := &file_api_loom_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3498,7 +3552,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[44]
+	mi := &file_api_loom_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3511,7 +3565,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{44}
+	return file_api_loom_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Placement) GetJobId() uint64 {
@@ -3540,7 +3594,7 @@ type PendingReason struct {
 
 func (x *PendingReason) Reset() {
 	*x = PendingReason{}
-	mi := &file_api_loom_proto_msgTypes[45]
+	mi := &file_api_loom_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3552,7 +3606,7 @@ func (x *PendingReason) String() string {
 func (*PendingReason) ProtoMessage() {}
 
 func (x *PendingReason) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[45]
+	mi := &file_api_loom_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3565,7 +3619,7 @@ func (x *PendingReason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingReason.ProtoReflect.Descriptor instead.
 func (*PendingReason) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{45}
+	return file_api_loom_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PendingReason) GetJobId() uint64 {
@@ -3602,7 +3656,7 @@ type PlanCommand struct {
 
 func (x *PlanCommand) Reset() {
 	*x = PlanCommand{}
-	mi := &file_api_loom_proto_msgTypes[46]
+	mi := &file_api_loom_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3614,7 +3668,7 @@ func (x *PlanCommand) String() string {
 func (*PlanCommand) ProtoMessage() {}
 
 func (x *PlanCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[46]
+	mi := &file_api_loom_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3627,7 +3681,7 @@ func (x *PlanCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanCommand.ProtoReflect.Descriptor instead.
 func (*PlanCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{46}
+	return file_api_loom_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *PlanCommand) GetPlacements() []*Placement {
@@ -3668,7 +3722,7 @@ type UpdateTasksCommand struct {
 
 func (x *UpdateTasksCommand) Reset() {
 	*x = UpdateTasksCommand{}
-	mi := &file_api_loom_proto_msgTypes[47]
+	mi := &file_api_loom_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3680,7 +3734,7 @@ func (x *UpdateTasksCommand) String() string {
 func (*UpdateTasksCommand) ProtoMessage() {}
 
 func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[47]
+	mi := &file_api_loom_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3693,7 +3747,7 @@ func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTasksCommand.ProtoReflect.Descriptor instead.
 func (*UpdateTasksCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{47}
+	return file_api_loom_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *UpdateTasksCommand) GetRequest() *TaskUpdateRequest {
@@ -3720,7 +3774,7 @@ type RegisterNodeCommand struct {
 
 func (x *RegisterNodeCommand) Reset() {
 	*x = RegisterNodeCommand{}
-	mi := &file_api_loom_proto_msgTypes[48]
+	mi := &file_api_loom_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3732,7 +3786,7 @@ func (x *RegisterNodeCommand) String() string {
 func (*RegisterNodeCommand) ProtoMessage() {}
 
 func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[48]
+	mi := &file_api_loom_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3745,7 +3799,7 @@ func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeCommand.ProtoReflect.Descriptor instead.
 func (*RegisterNodeCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{48}
+	return file_api_loom_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RegisterNodeCommand) GetNode() *Node {
@@ -3774,7 +3828,7 @@ type NodeStateCommand struct {
 
 func (x *NodeStateCommand) Reset() {
 	*x = NodeStateCommand{}
-	mi := &file_api_loom_proto_msgTypes[49]
+	mi := &file_api_loom_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3786,7 +3840,7 @@ func (x *NodeStateCommand) String() string {
 func (*NodeStateCommand) ProtoMessage() {}
 
 func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[49]
+	mi := &file_api_loom_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3799,7 +3853,7 @@ func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateCommand.ProtoReflect.Descriptor instead.
 func (*NodeStateCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{49}
+	return file_api_loom_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *NodeStateCommand) GetName() string {
@@ -3842,7 +3896,7 @@ type ServerMembershipCommand struct {
 
 func (x *ServerMembershipCommand) Reset() {
 	*x = ServerMembershipCommand{}
-	mi := &file_api_loom_proto_msgTypes[50]
+	mi := &file_api_loom_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3854,7 +3908,7 @@ func (x *ServerMembershipCommand) String() string {
 func (*ServerMembershipCommand) ProtoMessage() {}
 
 func (x *ServerMembershipCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[50]
+	mi := &file_api_loom_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3867,7 +3921,7 @@ func (x *ServerMembershipCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMembershipCommand.ProtoReflect.Descriptor instead.
 func (*ServerMembershipCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{50}
+	return file_api_loom_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ServerMembershipCommand) GetServer() *ServerInfo {
@@ -3898,7 +3952,7 @@ type StateSnapshot struct {
 
 func (x *StateSnapshot) Reset() {
 	*x = StateSnapshot{}
-	mi := &file_api_loom_proto_msgTypes[51]
+	mi := &file_api_loom_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3910,7 +3964,7 @@ func (x *StateSnapshot) String() string {
 func (*StateSnapshot) ProtoMessage() {}
 
 func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[51]
+	mi := &file_api_loom_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3923,7 +3977,7 @@ func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateSnapshot.ProtoReflect.Descriptor instead.
 func (*StateSnapshot) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{51}
+	return file_api_loom_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *StateSnapshot) GetIndex() uint64 {
@@ -4247,6 +4301,9 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x06stderr\x18\x05 \x01(\bR\x06stderr\"d\n" +
 	"\x10SubmitJobCommand\x120\n" +
 	"\arequest\x18\x01 \x01(\v2\x16.loom.v1.SubmitRequestR\arequest\x12\x1e\n" +
+	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"g\n" +
+	"\x11SubmitJobsCommand\x122\n" +
+	"\brequests\x18\x01 \x03(\v2\x16.loom.v1.SubmitRequestR\brequests\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"e\n" +
 	"\x11CancelJobsCommand\x120\n" +
 	"\arequest\x18\x01 \x01(\v2\x16.loom.v1.CancelRequestR\arequest\x12\x1e\n" +
@@ -4372,7 +4429,7 @@ func file_api_loom_proto_rawDescGZIP() []byte {
 }
 
 var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_api_loom_proto_goTypes = []any{
 	(JobState)(0),                   // 0: loom.v1.JobState
 	(NodeState)(0),                  // 1: loom.v1.NodeState
@@ -4422,26 +4479,27 @@ var file_api_loom_proto_goTypes = []any{
 	(*ServerStatusResponse)(nil),    // 45: loom.v1.ServerStatusResponse
 	(*TaskLogsRequest)(nil),         // 46: loom.v1.TaskLogsRequest
 	(*SubmitJobCommand)(nil),        // 47: loom.v1.SubmitJobCommand
-	(*CancelJobsCommand)(nil),       // 48: loom.v1.CancelJobsCommand
-	(*Placement)(nil),               // 49: loom.v1.Placement
-	(*PendingReason)(nil),           // 50: loom.v1.PendingReason
-	(*PlanCommand)(nil),             // 51: loom.v1.PlanCommand
-	(*UpdateTasksCommand)(nil),      // 52: loom.v1.UpdateTasksCommand
-	(*RegisterNodeCommand)(nil),     // 53: loom.v1.RegisterNodeCommand
-	(*NodeStateCommand)(nil),        // 54: loom.v1.NodeStateCommand
-	(*ServerMembershipCommand)(nil), // 55: loom.v1.ServerMembershipCommand
-	(*StateSnapshot)(nil),           // 56: loom.v1.StateSnapshot
-	nil,                             // 57: loom.v1.Node.LabelsEntry
-	nil,                             // 58: loom.v1.JobSpec.EnvEntry
+	(*SubmitJobsCommand)(nil),       // 48: loom.v1.SubmitJobsCommand
+	(*CancelJobsCommand)(nil),       // 49: loom.v1.CancelJobsCommand
+	(*Placement)(nil),               // 50: loom.v1.Placement
+	(*PendingReason)(nil),           // 51: loom.v1.PendingReason
+	(*PlanCommand)(nil),             // 52: loom.v1.PlanCommand
+	(*UpdateTasksCommand)(nil),      // 53: loom.v1.UpdateTasksCommand
+	(*RegisterNodeCommand)(nil),     // 54: loom.v1.RegisterNodeCommand
+	(*NodeStateCommand)(nil),        // 55: loom.v1.NodeStateCommand
+	(*ServerMembershipCommand)(nil), // 56: loom.v1.ServerMembershipCommand
+	(*StateSnapshot)(nil),           // 57: loom.v1.StateSnapshot
+	nil,                             // 58: loom.v1.Node.LabelsEntry
+	nil,                             // 59: loom.v1.JobSpec.EnvEntry
 }
 var file_api_loom_proto_depIdxs = []int32{
 	4,  // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
 	6,  // 1: loom.v1.Topology.gpus:type_name -> loom.v1.GPU
 	5,  // 2: loom.v1.Topology.links:type_name -> loom.v1.Link
-	57, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
+	58, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
 	7,  // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
 	1,  // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
-	58, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
+	59, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
 	2,  // 7: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
 	3,  // 8: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
 	10, // 9: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
@@ -4464,56 +4522,57 @@ var file_api_loom_proto_depIdxs = []int32{
 	37, // 26: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
 	37, // 27: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
 	14, // 28: loom.v1.SubmitJobCommand.request:type_name -> loom.v1.SubmitRequest
-	16, // 29: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
-	12, // 30: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
-	49, // 31: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
-	50, // 32: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
-	35, // 33: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
-	8,  // 34: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
-	1,  // 35: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
-	37, // 36: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
-	13, // 37: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
-	8,  // 38: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
-	37, // 39: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
-	14, // 40: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
-	16, // 41: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
-	18, // 42: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
-	20, // 43: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
-	22, // 44: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
-	24, // 45: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
-	27, // 46: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
-	28, // 47: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
-	28, // 48: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
-	30, // 49: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
-	32, // 50: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
-	35, // 51: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
-	38, // 52: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
-	40, // 53: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
-	42, // 54: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
-	44, // 55: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
-	46, // 56: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
-	15, // 57: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
-	17, // 58: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
-	19, // 59: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
-	21, // 60: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
-	23, // 61: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
-	26, // 62: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
-	25, // 63: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
-	29, // 64: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
-	29, // 65: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
-	31, // 66: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
-	33, // 67: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
-	36, // 68: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
-	39, // 69: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
-	41, // 70: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
-	43, // 71: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
-	45, // 72: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
-	23, // 73: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
-	57, // [57:74] is the sub-list for method output_type
-	40, // [40:57] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	14, // 29: loom.v1.SubmitJobsCommand.requests:type_name -> loom.v1.SubmitRequest
+	16, // 30: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
+	12, // 31: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
+	50, // 32: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
+	51, // 33: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
+	35, // 34: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
+	8,  // 35: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
+	1,  // 36: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
+	37, // 37: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
+	13, // 38: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
+	8,  // 39: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
+	37, // 40: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
+	14, // 41: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
+	16, // 42: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
+	18, // 43: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
+	20, // 44: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
+	22, // 45: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
+	24, // 46: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
+	27, // 47: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
+	28, // 48: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
+	28, // 49: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
+	30, // 50: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
+	32, // 51: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
+	35, // 52: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
+	38, // 53: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
+	40, // 54: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
+	42, // 55: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
+	44, // 56: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
+	46, // 57: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
+	15, // 58: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
+	17, // 59: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
+	19, // 60: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
+	21, // 61: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
+	23, // 62: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
+	26, // 63: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
+	25, // 64: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
+	29, // 65: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
+	29, // 66: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
+	31, // 67: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
+	33, // 68: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
+	36, // 69: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
+	39, // 70: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
+	41, // 71: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
+	43, // 72: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
+	45, // 73: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
+	23, // 74: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
+	58, // [58:75] is the sub-list for method output_type
+	41, // [41:58] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_api_loom_proto_init() }
@@ -4528,7 +4587,7 @@ func file_api_loom_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_loom_proto_rawDesc), len(file_api_loom_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   54,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   5,
 		},
