@@ -135,13 +135,14 @@ func TestContextCancelAborts(t *testing.T) {
 // rank that is blamed but reports nothing).
 func TestStalledPeer(t *testing.T) {
 	for _, tc := range []struct {
-		algo  string
-		count int
-	}{{"ring", 1 << 18}, {"rd", 100}} {
-		t.Run(tc.algo, func(t *testing.T) {
+		transport, algo string
+		count           int
+	}{{"tcp", "ring", 1 << 18}, {"tcp", "rd", 100}, {"shm", "ring", 1 << 18}, {"shm", "rd", 100}} {
+		t.Run(tc.transport+"/"+tc.algo, func(t *testing.T) {
 			comms := startRanks(t, 5, func(c *Config) {
 				c.Timeout = 300 * time.Millisecond
 				c.Algo = tc.algo
+				c.Transport = tc.transport
 			})
 			const stalled = 2
 			errs := parallel(comms, func(c *Comm) error {

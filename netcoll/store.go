@@ -22,7 +22,7 @@ import (
 // storeGrace is how long the store collects failure reports before it
 // picks the culprit of a stall: the stalled rank is the one that is blamed
 // but reports nothing itself.
-const storeGrace = 300 * time.Millisecond
+const storeGrace = time.Second
 
 type storeServer struct {
 	ln      net.Listener
