@@ -25,6 +25,7 @@ const (
 	CmdRegisterNode CommandType = 5
 	CmdNodeState    CommandType = 6
 	CmdServerMember CommandType = 7
+	CmdSubmitJobs   CommandType = 8
 )
 
 func (c CommandType) String() string {
@@ -38,7 +39,7 @@ func (c CommandType) String() string {
 type Result struct {
 	Index    uint64   // the entry's index
 	JobID    uint64   // SubmitJob: the job's id (the existing one for a seen token)
-	JobIDs   []uint64 // CancelJobs: the jobs cancelled
+	JobIDs   []uint64 // CancelJobs: the jobs cancelled; SubmitJobs: the ids, in request order
 	Placed   int      // ApplyPlan: placements accepted
 	Rejected int      // ApplyPlan: placements refused as conflicting
 	Err      error    // a refusal the caller should show (unknown job, ...)
@@ -59,6 +60,7 @@ var commands = map[CommandType]command{
 	CmdRegisterNode: {"RegisterNode", func() proto.Message { return &api.RegisterNodeCommand{} }, applyRegisterNode},
 	CmdNodeState:    {"NodeState", func() proto.Message { return &api.NodeStateCommand{} }, applyNodeState},
 	CmdServerMember: {"ServerMembership", func() proto.Message { return &api.ServerMembershipCommand{} }, applyServerMembership},
+	CmdSubmitJobs:   {"SubmitJobs", func() proto.Message { return &api.SubmitJobsCommand{} }, applySubmitJobs},
 }
 
 // Encode frames msg as a log entry of type c.

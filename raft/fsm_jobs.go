@@ -17,10 +17,24 @@ func cloneJob(j *api.Job) *api.Job { return proto.Clone(j).(*api.Job) }
 
 func applySubmitJob(t *txn, m proto.Message) *Result {
 	c := m.(*api.SubmitJobCommand)
-	req := c.Request
+	return &Result{JobID: submitOne(t, c.Request, c.NowUnixMs)}
+}
+
+func applySubmitJobs(t *txn, m proto.Message) *Result {
+	c := m.(*api.SubmitJobsCommand)
+	res := &Result{JobIDs: make([]uint64, len(c.Requests))}
+	for i, req := range c.Requests {
+		res.JobIDs[i] = submitOne(t, req, c.NowUnixMs)
+	}
+	return res
+}
+
+// submitOne adds a job, or returns the job already submitted with the
+// same idempotency token.
+func submitOne(t *txn, req *api.SubmitRequest, now int64) uint64 {
 	if req.IdempotencyToken != "" {
 		if id, ok := t.tokens.Get([]byte(req.IdempotencyToken)); ok {
-			return &Result{JobID: id}
+			return id
 		}
 	}
 	id := t.nextJobID
@@ -33,7 +47,7 @@ func applySubmitJob(t *txn, m proto.Message) *Result {
 		Gid:              req.Gid,
 		State:            api.JobState_PENDING,
 		Reason:           ReasonNone,
-		SubmitUnixMs:     c.NowUnixMs,
+		SubmitUnixMs:     now,
 		SubmitHost:       req.SubmitHost,
 		IdempotencyToken: req.IdempotencyToken,
 	}
@@ -41,7 +55,7 @@ func applySubmitJob(t *txn, m proto.Message) *Result {
 	if req.IdempotencyToken != "" {
 		t.tokens.Insert([]byte(req.IdempotencyToken), id)
 	}
-	return &Result{JobID: id}
+	return id
 }
 
 func applyCancelJobs(t *txn, m proto.Message) *Result {

@@ -44,12 +44,12 @@ func (js *jobService) Submit(ctx context.Context, req *api.SubmitRequest) (*api.
 	if err := scheduler.Feasible(nodes, req.Spec); err != nil {
 		return nil, toStatus(fmt.Errorf("%w: %v", errInfeasible, err))
 	}
-	res, err := s.apply(ctx, raft.CmdSubmitJob, &api.SubmitJobCommand{Request: req, NowUnixMs: nowMs()})
+	id, index, err := s.submitGrouped(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	s.log.Info("job submitted", "job_id", res.JobID, "user", req.User, "name", req.Spec.Name)
-	return &api.SubmitResponse{JobId: res.JobID, Index: res.Index}, nil
+	s.log.Debug("job submitted", "job_id", id, "user", req.User, "name", req.Spec.Name)
+	return &api.SubmitResponse{JobId: id, Index: index}, nil
 }
 
 func (js *jobService) Cancel(ctx context.Context, req *api.CancelRequest) (*api.CancelResponse, error) {

@@ -67,19 +67,25 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 	}
 	store := s.raft.Store()
 	var lastIndex uint64
+	var lastCycle time.Duration
 	tick := time.NewTicker(s.cfg.SchedulerInterval)
 	defer tick.Stop()
 	for {
 		snap, changed := store.Changed()
 		if snap.Index() != lastIndex {
+			start := time.Now()
 			lastIndex = s.scheduleOnce(ctx, snap)
+			lastCycle = time.Since(start)
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
+			// Wait at least twice the last cycle's length, so that under a
+			// storm of changes scheduling takes at most a third of a core
+			// and the write path keeps the rest.
 			select {
-			case <-time.After(debounce):
+			case <-time.After(max(debounce, 2*lastCycle)):
 			case <-ctx.Done():
 				return
 			}

@@ -71,6 +71,7 @@ type Server struct {
 	advertiseRPC string
 	gossip       *gossip.Gossip
 	gossipWake   chan struct{}
+	submitQ      chan *pendingSubmit
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -152,6 +153,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	s.startSubmitBatcher()
 	s.goFunc(s.leaderLoop)
 	s.goFunc(func() { s.formCluster(ctx) })
 	s.goFunc(func() { s.publishSelf(ctx) })
