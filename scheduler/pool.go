@@ -188,10 +188,14 @@ func Feasible(nodes []*api.Node, spec *api.JobSpec) error {
 	if int(lo) > len(in) {
 		return fmt.Errorf("--nodes=%d: partition %q has only %d nodes", lo, part, len(in))
 	}
-	p := newPool(in, nil)
-	for _, f := range p.nodes {
-		f.ports = map[uint32]bool{}
+	// Capacity that is down or drained today may be back tomorrow: the
+	// question is whether the job could ever run, so every node counts.
+	up := make([]*api.Node, len(in))
+	for i, n := range in {
+		up[i] = &api.Node{Name: n.Name, Cpus: n.Cpus, MemoryMb: n.MemoryMb, Topology: n.Topology,
+			Partitions: n.Partitions, PortMin: n.PortMin, PortMax: n.PortMax}
 	}
+	p := newPool(up, nil)
 	var why string
 	for n := lo; n <= hi && int(n) <= len(in); n++ {
 		shapes, ok := spec.Layout(n)

@@ -135,6 +135,14 @@ func TestFeasible(t *testing.T) {
 	}
 }
 
+func TestFeasibleCountsDownNodes(t *testing.T) {
+	a, b := node("a", 8, 64), node("b", 8, 64)
+	a.State, b.State = api.NodeState_DOWN, api.NodeState_DRAIN
+	if err := Feasible([]*api.Node{a, b}, &api.JobSpec{NodesMin: 2, GpusPerNode: 8}); err != nil {
+		t.Fatalf("Feasible on two down/drained nodes = %v, want nil: they may come back", err)
+	}
+}
+
 func TestDrainedNodeTakesNothing(t *testing.T) {
 	a, b := node("a", 8, 64), node("b", 8, 64)
 	b.State = api.NodeState_DRAIN

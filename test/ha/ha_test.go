@@ -39,6 +39,7 @@ type outcome struct {
 	token string
 	acked bool   // the server answered with a job id
 	id    uint64 // the id it answered
+	err   error  // the last error, when not acknowledged
 }
 
 type conns struct {
@@ -87,6 +88,7 @@ func submit(c *conns, first int, budget time.Duration) outcome {
 			o.acked, o.id = true, resp.JobId
 			return o
 		}
+		o.err = err
 		if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded {
 			return o
 		}
@@ -112,7 +114,7 @@ func TestLeaderKillsLoseNothing(t *testing.T) {
 	servers := cluster.StartServers(t, dir, 3)
 	addrs := cluster.Addrs(servers)
 	for i := range 2 {
-		cluster.StartAgent(t, dir, fmt.Sprintf("node%d", i+1), "dgx-h100", 29500+100*i, addrs...)
+		cluster.StartGossipAgent(t, dir, fmt.Sprintf("node%d", i+1), "dgx-h100", 29500+100*i, servers)
 	}
 	c := dial(t, addrs)
 	defer c.close()
@@ -167,7 +169,13 @@ func TestLeaderKillsLoseNothing(t *testing.T) {
 	}
 	t.Logf("%d submits, %d acknowledged", len(history), acked)
 	if acked < totalJobs*9/10 {
-		t.Fatalf("only %d of %d submits acknowledged: the cluster did not recover from the kills", acked, totalJobs)
+		errs := map[string]int{}
+		for _, o := range history {
+			if !o.acked {
+				errs[fmt.Sprint(o.err)]++
+			}
+		}
+		t.Fatalf("only %d of %d submits acknowledged: the cluster did not recover from the kills; errors: %v", acked, totalJobs, errs)
 	}
 
 	// Let every job run to its end, then read the state through the leader.
@@ -323,7 +331,7 @@ func TestQuorum(t *testing.T) {
 	dir := t.TempDir()
 	servers := cluster.StartServers(t, dir, 3)
 	addrs := cluster.Addrs(servers)
-	cluster.StartAgent(t, dir, "node1", "dgx-h100", 29500, addrs...)
+	cluster.StartGossipAgent(t, dir, "node1", "dgx-h100", 29500, servers)
 	c := dial(t, addrs)
 	defer c.close()
 	cluster.WaitFor(t, "a leader", 30*time.Second, func() bool { return leaderIndex(c) >= 0 })
