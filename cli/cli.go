@@ -27,6 +27,7 @@ var commands = map[string]command{
 	"scontrol": runScontrol,
 	"logs":     runLogs,
 	"operator": runOperator,
+	"node":     runNode,
 }
 
 // Commands returns the names Run accepts, sorted.

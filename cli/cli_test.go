@@ -9,7 +9,7 @@ import (
 )
 
 func TestCommands(t *testing.T) {
-	want := []string{"logs", "operator", "sacct", "sbatch", "scancel", "scontrol", "sinfo", "squeue"}
+	want := []string{"logs", "node", "operator", "sacct", "sbatch", "scancel", "scontrol", "sinfo", "squeue"}
 	if got := Commands(); !slices.Equal(got, want) {
 		t.Errorf("Commands() = %q, want %q", got, want)
 	}

@@ -32,6 +32,7 @@ Usage:
   loom dev [flags]             run a server and simulated agents in one process
   loom slurm <cmd> [args]      sbatch, squeue, scancel, sinfo, sacct, scontrol
   loom logs [-f] JOB [RANK]    stream a job's output
+  loom node drain|resume|list  take nodes out of service and back
   loom operator raft list-peers|remove-peer ID   the control plane's membership
   loom operator gossip keygen  a new gossip encryption key
   loom gpu topo [flags]        print a node's GPU topology like nvidia-smi topo -m
@@ -84,7 +85,7 @@ func run(argv []string) int {
 			return 0
 		}
 		return cli.Run(ctx, cmd, args, os.Stdin, os.Stdout, os.Stderr)
-	case "logs":
+	case "logs", "node":
 		return cli.Run(ctx, cmd, args, os.Stdin, os.Stdout, os.Stderr)
 	case "gpu":
 		if len(args) > 0 && args[0] == "topo" {
