@@ -780,12 +780,24 @@ type JobSpec struct {
 	// Unset means the default: yes for batch jobs, no for srun's.
 	Requeue *bool `protobuf:"varint,22,opt,name=requeue,proto3,oneof" json:"requeue,omitempty"`
 	// max_restarts bounds requeues; unset means 3.
-	MaxRestarts   *uint32  `protobuf:"varint,23,opt,name=max_restarts,json=maxRestarts,proto3,oneof" json:"max_restarts,omitempty"`
-	Exclusive     bool     `protobuf:"varint,24,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
-	Dependency    string   `protobuf:"bytes,25,opt,name=dependency,proto3" json:"dependency,omitempty"`
-	Nice          int32    `protobuf:"varint,26,opt,name=nice,proto3" json:"nice,omitempty"`
-	Image         string   `protobuf:"bytes,27,opt,name=image,proto3" json:"image,omitempty"` // OCI ref or rootfs dir (containerd driver)
-	Mounts        []string `protobuf:"bytes,28,rep,name=mounts,proto3" json:"mounts,omitempty"`
+	MaxRestarts *uint32  `protobuf:"varint,23,opt,name=max_restarts,json=maxRestarts,proto3,oneof" json:"max_restarts,omitempty"`
+	Exclusive   bool     `protobuf:"varint,24,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
+	Dependency  string   `protobuf:"bytes,25,opt,name=dependency,proto3" json:"dependency,omitempty"`
+	Nice        int32    `protobuf:"varint,26,opt,name=nice,proto3" json:"nice,omitempty"`
+	Image       string   `protobuf:"bytes,27,opt,name=image,proto3" json:"image,omitempty"` // OCI ref or rootfs dir (containerd driver)
+	Mounts      []string `protobuf:"bytes,28,rep,name=mounts,proto3" json:"mounts,omitempty"`
+	// array is --array as typed: "0-99%8", "1,3,5-7", "0-15:4". The FSM
+	// expands it at submit into one job per task (Job.array_job_id and
+	// array_task_id); "%N" caps how many tasks run at once.
+	Array string `protobuf:"bytes,29,opt,name=array,proto3" json:"array,omitempty"`
+	// begin_unix_ms is --begin: the job is not eligible before it.
+	BeginUnixMs int64 `protobuf:"varint,30,opt,name=begin_unix_ms,json=beginUnixMs,proto3" json:"begin_unix_ms,omitempty"`
+	// hold is --hold: the job waits (reason JobHeldUser) until released.
+	Hold bool `protobuf:"varint,31,opt,name=hold,proto3" json:"hold,omitempty"`
+	// switches is --switches=N[@wait]: at most N leaf switches, waiting up
+	// to switches_wait_s for such a placement before taking any.
+	Switches      uint32 `protobuf:"varint,32,opt,name=switches,proto3" json:"switches,omitempty"`
+	SwitchesWaitS int64  `protobuf:"varint,33,opt,name=switches_wait_s,json=switchesWaitS,proto3" json:"switches_wait_s,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1014,6 +1026,41 @@ func (x *JobSpec) GetMounts() []string {
 		return x.Mounts
 	}
 	return nil
+}
+
+func (x *JobSpec) GetArray() string {
+	if x != nil {
+		return x.Array
+	}
+	return ""
+}
+
+func (x *JobSpec) GetBeginUnixMs() int64 {
+	if x != nil {
+		return x.BeginUnixMs
+	}
+	return 0
+}
+
+func (x *JobSpec) GetHold() bool {
+	if x != nil {
+		return x.Hold
+	}
+	return false
+}
+
+func (x *JobSpec) GetSwitches() uint32 {
+	if x != nil {
+		return x.Switches
+	}
+	return 0
+}
+
+func (x *JobSpec) GetSwitchesWaitS() int64 {
+	if x != nil {
+		return x.SwitchesWaitS
+	}
+	return 0
 }
 
 // Rank is one task of an allocation and where it runs.
@@ -1364,8 +1411,12 @@ type Job struct {
 	CreateIndex         uint64                 `protobuf:"varint,18,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
 	ModifyIndex         uint64                 `protobuf:"varint,19,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
 	ExpectedStartUnixMs int64                  `protobuf:"varint,20,opt,name=expected_start_unix_ms,json=expectedStartUnixMs,proto3" json:"expected_start_unix_ms,omitempty"` // for pending jobs with a reservation (squeue --start)
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// array_job_id is the id of the first task of the job's array (Slurm's
+	// %A); 0 for a job that is not part of an array.
+	ArrayJobId    uint64 `protobuf:"varint,21,opt,name=array_job_id,json=arrayJobId,proto3" json:"array_job_id,omitempty"`
+	ArrayTaskId   uint32 `protobuf:"varint,22,opt,name=array_task_id,json=arrayTaskId,proto3" json:"array_task_id,omitempty"` // the task's index (%a)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -1534,6 +1585,20 @@ func (x *Job) GetModifyIndex() uint64 {
 func (x *Job) GetExpectedStartUnixMs() int64 {
 	if x != nil {
 		return x.ExpectedStartUnixMs
+	}
+	return 0
+}
+
+func (x *Job) GetArrayJobId() uint64 {
+	if x != nil {
+		return x.ArrayJobId
+	}
+	return 0
+}
+
+func (x *Job) GetArrayTaskId() uint32 {
+	if x != nil {
+		return x.ArrayTaskId
 	}
 	return 0
 }
@@ -3643,6 +3708,61 @@ func (x *PendingReason) GetExpectedStartUnixMs() int64 {
 	return 0
 }
 
+// Preemption stops a running job so that a job of a higher QoS can start.
+// The FSM requeues the victim (or ends it PREEMPTED when it may not be
+// requeued); its agents then stop its ranks, signal first.
+type Preemption struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	ForJobId      uint64                 `protobuf:"varint,2,opt,name=for_job_id,json=forJobId,proto3" json:"for_job_id,omitempty"` // the job the resources go to
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Preemption) Reset() {
+	*x = Preemption{}
+	mi := &file_api_loom_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Preemption) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Preemption) ProtoMessage() {}
+
+func (x *Preemption) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Preemption.ProtoReflect.Descriptor instead.
+func (*Preemption) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *Preemption) GetJobId() uint64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
+}
+
+func (x *Preemption) GetForJobId() uint64 {
+	if x != nil {
+		return x.ForJobId
+	}
+	return 0
+}
+
 // PlanCommand is one scheduling cycle's result, committed as one entry.
 type PlanCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3650,13 +3770,14 @@ type PlanCommand struct {
 	Pending       []*PendingReason       `protobuf:"bytes,2,rep,name=pending,proto3" json:"pending,omitempty"`
 	NowUnixMs     int64                  `protobuf:"varint,3,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
 	SnapshotIndex uint64                 `protobuf:"varint,4,opt,name=snapshot_index,json=snapshotIndex,proto3" json:"snapshot_index,omitempty"` // the state index the scheduler saw
+	Preemptions   []*Preemption          `protobuf:"bytes,5,rep,name=preemptions,proto3" json:"preemptions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PlanCommand) Reset() {
 	*x = PlanCommand{}
-	mi := &file_api_loom_proto_msgTypes[47]
+	mi := &file_api_loom_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3668,7 +3789,7 @@ func (x *PlanCommand) String() string {
 func (*PlanCommand) ProtoMessage() {}
 
 func (x *PlanCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[47]
+	mi := &file_api_loom_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3681,7 +3802,7 @@ func (x *PlanCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanCommand.ProtoReflect.Descriptor instead.
 func (*PlanCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{47}
+	return file_api_loom_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PlanCommand) GetPlacements() []*Placement {
@@ -3712,6 +3833,83 @@ func (x *PlanCommand) GetSnapshotIndex() uint64 {
 	return 0
 }
 
+func (x *PlanCommand) GetPreemptions() []*Preemption {
+	if x != nil {
+		return x.Preemptions
+	}
+	return nil
+}
+
+// HoldJobsCommand holds pending jobs (scontrol hold) or, with release,
+// lets them be scheduled again (scontrol release).
+type HoldJobsCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobIds        []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	Release       bool                   `protobuf:"varint,2,opt,name=release,proto3" json:"release,omitempty"`
+	Uid           uint32                 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"` // 0: operator
+	NowUnixMs     int64                  `protobuf:"varint,4,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldJobsCommand) Reset() {
+	*x = HoldJobsCommand{}
+	mi := &file_api_loom_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldJobsCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldJobsCommand) ProtoMessage() {}
+
+func (x *HoldJobsCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldJobsCommand.ProtoReflect.Descriptor instead.
+func (*HoldJobsCommand) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *HoldJobsCommand) GetJobIds() []uint64 {
+	if x != nil {
+		return x.JobIds
+	}
+	return nil
+}
+
+func (x *HoldJobsCommand) GetRelease() bool {
+	if x != nil {
+		return x.Release
+	}
+	return false
+}
+
+func (x *HoldJobsCommand) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *HoldJobsCommand) GetNowUnixMs() int64 {
+	if x != nil {
+		return x.NowUnixMs
+	}
+	return 0
+}
+
 type UpdateTasksCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Request       *TaskUpdateRequest     `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
@@ -3722,7 +3920,7 @@ type UpdateTasksCommand struct {
 
 func (x *UpdateTasksCommand) Reset() {
 	*x = UpdateTasksCommand{}
-	mi := &file_api_loom_proto_msgTypes[48]
+	mi := &file_api_loom_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3734,7 +3932,7 @@ func (x *UpdateTasksCommand) String() string {
 func (*UpdateTasksCommand) ProtoMessage() {}
 
 func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[48]
+	mi := &file_api_loom_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3747,7 +3945,7 @@ func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTasksCommand.ProtoReflect.Descriptor instead.
 func (*UpdateTasksCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{48}
+	return file_api_loom_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *UpdateTasksCommand) GetRequest() *TaskUpdateRequest {
@@ -3774,7 +3972,7 @@ type RegisterNodeCommand struct {
 
 func (x *RegisterNodeCommand) Reset() {
 	*x = RegisterNodeCommand{}
-	mi := &file_api_loom_proto_msgTypes[49]
+	mi := &file_api_loom_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3786,7 +3984,7 @@ func (x *RegisterNodeCommand) String() string {
 func (*RegisterNodeCommand) ProtoMessage() {}
 
 func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[49]
+	mi := &file_api_loom_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3799,7 +3997,7 @@ func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeCommand.ProtoReflect.Descriptor instead.
 func (*RegisterNodeCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{49}
+	return file_api_loom_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RegisterNodeCommand) GetNode() *Node {
@@ -3828,7 +4026,7 @@ type NodeStateCommand struct {
 
 func (x *NodeStateCommand) Reset() {
 	*x = NodeStateCommand{}
-	mi := &file_api_loom_proto_msgTypes[50]
+	mi := &file_api_loom_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3840,7 +4038,7 @@ func (x *NodeStateCommand) String() string {
 func (*NodeStateCommand) ProtoMessage() {}
 
 func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[50]
+	mi := &file_api_loom_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3853,7 +4051,7 @@ func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateCommand.ProtoReflect.Descriptor instead.
 func (*NodeStateCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{50}
+	return file_api_loom_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *NodeStateCommand) GetName() string {
@@ -3896,7 +4094,7 @@ type ServerMembershipCommand struct {
 
 func (x *ServerMembershipCommand) Reset() {
 	*x = ServerMembershipCommand{}
-	mi := &file_api_loom_proto_msgTypes[51]
+	mi := &file_api_loom_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3908,7 +4106,7 @@ func (x *ServerMembershipCommand) String() string {
 func (*ServerMembershipCommand) ProtoMessage() {}
 
 func (x *ServerMembershipCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[51]
+	mi := &file_api_loom_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3921,7 +4119,7 @@ func (x *ServerMembershipCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMembershipCommand.ProtoReflect.Descriptor instead.
 func (*ServerMembershipCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{51}
+	return file_api_loom_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ServerMembershipCommand) GetServer() *ServerInfo {
@@ -3952,7 +4150,7 @@ type StateSnapshot struct {
 
 func (x *StateSnapshot) Reset() {
 	*x = StateSnapshot{}
-	mi := &file_api_loom_proto_msgTypes[52]
+	mi := &file_api_loom_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3964,7 +4162,7 @@ func (x *StateSnapshot) String() string {
 func (*StateSnapshot) ProtoMessage() {}
 
 func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[52]
+	mi := &file_api_loom_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3977,7 +4175,7 @@ func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateSnapshot.ProtoReflect.Descriptor instead.
 func (*StateSnapshot) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{52}
+	return file_api_loom_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *StateSnapshot) GetIndex() uint64 {
@@ -4064,7 +4262,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bport_max\x18\x12 \x01(\rR\aportMax\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x89\a\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9b\b\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tnodes_min\x18\x02 \x01(\rR\bnodesMin\x12\x1b\n" +
@@ -4098,7 +4296,12 @@ const file_api_loom_proto_rawDesc = "" +
 	"dependency\x12\x12\n" +
 	"\x04nice\x18\x1a \x01(\x05R\x04nice\x12\x14\n" +
 	"\x05image\x18\x1b \x01(\tR\x05image\x12\x16\n" +
-	"\x06mounts\x18\x1c \x03(\tR\x06mounts\x1a6\n" +
+	"\x06mounts\x18\x1c \x03(\tR\x06mounts\x12\x14\n" +
+	"\x05array\x18\x1d \x01(\tR\x05array\x12\"\n" +
+	"\rbegin_unix_ms\x18\x1e \x01(\x03R\vbeginUnixMs\x12\x12\n" +
+	"\x04hold\x18\x1f \x01(\bR\x04hold\x12\x1a\n" +
+	"\bswitches\x18  \x01(\rR\bswitches\x12&\n" +
+	"\x0fswitches_wait_s\x18! \x01(\x03R\rswitchesWaitS\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\n" +
@@ -4146,7 +4349,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\vmaster_port\x18\x06 \x01(\rR\n" +
 	"masterPort\x12)\n" +
 	"\x05tasks\x18\a \x03(\v2\x13.loom.v1.TaskStatusR\x05tasks\x12&\n" +
-	"\x0fcreated_unix_ms\x18\b \x01(\x03R\rcreatedUnixMs\"\x9b\x05\n" +
+	"\x0fcreated_unix_ms\x18\b \x01(\x03R\rcreatedUnixMs\"\xe1\x05\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12$\n" +
 	"\x04spec\x18\x02 \x01(\v2\x10.loom.v1.JobSpecR\x04spec\x12\x12\n" +
@@ -4172,7 +4375,10 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x11idempotency_token\x18\x11 \x01(\tR\x10idempotencyToken\x12!\n" +
 	"\fcreate_index\x18\x12 \x01(\x04R\vcreateIndex\x12!\n" +
 	"\fmodify_index\x18\x13 \x01(\x04R\vmodifyIndex\x123\n" +
-	"\x16expected_start_unix_ms\x18\x14 \x01(\x03R\x13expectedStartUnixMs\"\xbb\x01\n" +
+	"\x16expected_start_unix_ms\x18\x14 \x01(\x03R\x13expectedStartUnixMs\x12 \n" +
+	"\farray_job_id\x18\x15 \x01(\x04R\n" +
+	"arrayJobId\x12\"\n" +
+	"\rarray_task_id\x18\x16 \x01(\rR\varrayTaskId\"\xbb\x01\n" +
 	"\rSubmitRequest\x12$\n" +
 	"\x04spec\x18\x01 \x01(\v2\x10.loom.v1.JobSpecR\x04spec\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x10\n" +
@@ -4316,14 +4522,25 @@ const file_api_loom_proto_rawDesc = "" +
 	"\rPendingReason\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x123\n" +
-	"\x16expected_start_unix_ms\x18\x03 \x01(\x03R\x13expectedStartUnixMs\"\xba\x01\n" +
+	"\x16expected_start_unix_ms\x18\x03 \x01(\x03R\x13expectedStartUnixMs\"A\n" +
+	"\n" +
+	"Preemption\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x1c\n" +
+	"\n" +
+	"for_job_id\x18\x02 \x01(\x04R\bforJobId\"\xf1\x01\n" +
 	"\vPlanCommand\x122\n" +
 	"\n" +
 	"placements\x18\x01 \x03(\v2\x12.loom.v1.PlacementR\n" +
 	"placements\x120\n" +
 	"\apending\x18\x02 \x03(\v2\x16.loom.v1.PendingReasonR\apending\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x03 \x01(\x03R\tnowUnixMs\x12%\n" +
-	"\x0esnapshot_index\x18\x04 \x01(\x04R\rsnapshotIndex\"j\n" +
+	"\x0esnapshot_index\x18\x04 \x01(\x04R\rsnapshotIndex\x125\n" +
+	"\vpreemptions\x18\x05 \x03(\v2\x13.loom.v1.PreemptionR\vpreemptions\"v\n" +
+	"\x0fHoldJobsCommand\x12\x17\n" +
+	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x18\n" +
+	"\arelease\x18\x02 \x01(\bR\arelease\x12\x10\n" +
+	"\x03uid\x18\x03 \x01(\rR\x03uid\x12\x1e\n" +
+	"\vnow_unix_ms\x18\x04 \x01(\x03R\tnowUnixMs\"j\n" +
 	"\x12UpdateTasksCommand\x124\n" +
 	"\arequest\x18\x01 \x01(\v2\x1a.loom.v1.TaskUpdateRequestR\arequest\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"X\n" +
@@ -4429,7 +4646,7 @@ func file_api_loom_proto_rawDescGZIP() []byte {
 }
 
 var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_api_loom_proto_goTypes = []any{
 	(JobState)(0),                   // 0: loom.v1.JobState
 	(NodeState)(0),                  // 1: loom.v1.NodeState
@@ -4483,23 +4700,25 @@ var file_api_loom_proto_goTypes = []any{
 	(*CancelJobsCommand)(nil),       // 49: loom.v1.CancelJobsCommand
 	(*Placement)(nil),               // 50: loom.v1.Placement
 	(*PendingReason)(nil),           // 51: loom.v1.PendingReason
-	(*PlanCommand)(nil),             // 52: loom.v1.PlanCommand
-	(*UpdateTasksCommand)(nil),      // 53: loom.v1.UpdateTasksCommand
-	(*RegisterNodeCommand)(nil),     // 54: loom.v1.RegisterNodeCommand
-	(*NodeStateCommand)(nil),        // 55: loom.v1.NodeStateCommand
-	(*ServerMembershipCommand)(nil), // 56: loom.v1.ServerMembershipCommand
-	(*StateSnapshot)(nil),           // 57: loom.v1.StateSnapshot
-	nil,                             // 58: loom.v1.Node.LabelsEntry
-	nil,                             // 59: loom.v1.JobSpec.EnvEntry
+	(*Preemption)(nil),              // 52: loom.v1.Preemption
+	(*PlanCommand)(nil),             // 53: loom.v1.PlanCommand
+	(*HoldJobsCommand)(nil),         // 54: loom.v1.HoldJobsCommand
+	(*UpdateTasksCommand)(nil),      // 55: loom.v1.UpdateTasksCommand
+	(*RegisterNodeCommand)(nil),     // 56: loom.v1.RegisterNodeCommand
+	(*NodeStateCommand)(nil),        // 57: loom.v1.NodeStateCommand
+	(*ServerMembershipCommand)(nil), // 58: loom.v1.ServerMembershipCommand
+	(*StateSnapshot)(nil),           // 59: loom.v1.StateSnapshot
+	nil,                             // 60: loom.v1.Node.LabelsEntry
+	nil,                             // 61: loom.v1.JobSpec.EnvEntry
 }
 var file_api_loom_proto_depIdxs = []int32{
 	4,  // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
 	6,  // 1: loom.v1.Topology.gpus:type_name -> loom.v1.GPU
 	5,  // 2: loom.v1.Topology.links:type_name -> loom.v1.Link
-	58, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
+	60, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
 	7,  // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
 	1,  // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
-	59, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
+	61, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
 	2,  // 7: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
 	3,  // 8: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
 	10, // 9: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
@@ -4527,52 +4746,53 @@ var file_api_loom_proto_depIdxs = []int32{
 	12, // 31: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
 	50, // 32: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
 	51, // 33: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
-	35, // 34: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
-	8,  // 35: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
-	1,  // 36: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
-	37, // 37: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
-	13, // 38: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
-	8,  // 39: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
-	37, // 40: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
-	14, // 41: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
-	16, // 42: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
-	18, // 43: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
-	20, // 44: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
-	22, // 45: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
-	24, // 46: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
-	27, // 47: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
-	28, // 48: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
-	28, // 49: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
-	30, // 50: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
-	32, // 51: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
-	35, // 52: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
-	38, // 53: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
-	40, // 54: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
-	42, // 55: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
-	44, // 56: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
-	46, // 57: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
-	15, // 58: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
-	17, // 59: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
-	19, // 60: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
-	21, // 61: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
-	23, // 62: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
-	26, // 63: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
-	25, // 64: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
-	29, // 65: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
-	29, // 66: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
-	31, // 67: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
-	33, // 68: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
-	36, // 69: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
-	39, // 70: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
-	41, // 71: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
-	43, // 72: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
-	45, // 73: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
-	23, // 74: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
-	58, // [58:75] is the sub-list for method output_type
-	41, // [41:58] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	52, // 34: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
+	35, // 35: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
+	8,  // 36: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
+	1,  // 37: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
+	37, // 38: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
+	13, // 39: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
+	8,  // 40: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
+	37, // 41: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
+	14, // 42: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
+	16, // 43: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
+	18, // 44: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
+	20, // 45: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
+	22, // 46: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
+	24, // 47: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
+	27, // 48: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
+	28, // 49: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
+	28, // 50: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
+	30, // 51: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
+	32, // 52: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
+	35, // 53: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
+	38, // 54: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
+	40, // 55: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
+	42, // 56: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
+	44, // 57: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
+	46, // 58: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
+	15, // 59: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
+	17, // 60: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
+	19, // 61: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
+	21, // 62: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
+	23, // 63: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
+	26, // 64: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
+	25, // 65: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
+	29, // 66: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
+	29, // 67: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
+	31, // 68: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
+	33, // 69: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
+	36, // 70: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
+	39, // 71: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
+	41, // 72: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
+	43, // 73: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
+	45, // 74: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
+	23, // 75: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
+	59, // [59:76] is the sub-list for method output_type
+	42, // [42:59] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_api_loom_proto_init() }
@@ -4587,7 +4807,7 @@ func file_api_loom_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_loom_proto_rawDesc), len(file_api_loom_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   55,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   5,
 		},
