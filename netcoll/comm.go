@@ -38,6 +38,7 @@ type Comm struct {
 	sendDone     chan xdone
 	recvDone     chan xdone
 	nsend, nrecv int
+	opDeadline   time.Time
 	failed       bool
 	failPeer     int
 	failErr      error
@@ -289,7 +290,7 @@ func (c *Comm) abortIO() {
 // (Abort, a cancelled context) and tells the others.
 func (c *Comm) localFailure(err error) {
 	if c.setVerdict(c.rank, err) {
-		c.store.fail(c.rank, "aborted: "+err.Error())
+		c.store.fail(c.rank, "aborted: "+strings.TrimPrefix(err.Error(), "netcoll: "))
 	}
 }
 
@@ -313,7 +314,7 @@ func (c *Comm) peerFailure(peer int, ioErr error) {
 	} else {
 		cause = fmt.Errorf("%w: %v", ErrPeerFailed, ioErr)
 	}
-	c.store.fail(peer, cause.Error())
+	c.store.fail(peer, strings.TrimPrefix(cause.Error(), "netcoll: "))
 	t := time.NewTimer(storeGrace + 3*time.Second)
 	select {
 	case <-c.verdictCh:
@@ -369,6 +370,7 @@ func (c *Comm) begin(ctx context.Context, op string) (time.Time, error) {
 	}
 	c.failed, c.failPeer, c.failErr = false, -1, nil
 	dl, _ := ctx.Deadline()
+	c.opDeadline = dl
 	return dl, nil
 }
 
@@ -382,9 +384,15 @@ func (c *Comm) end(ctx context.Context, op string) error {
 	if !failed && c.verdict.Load() == nil {
 		return nil
 	}
-	if failed && ctx.Err() != nil {
-		c.localFailure(ctx.Err())
-		return &Error{Op: op, Rank: c.rank, Peer: c.rank, Err: ctx.Err()}
+	// The context's deadline also bounds every transfer, and a transfer can
+	// notice it a moment before the context does.
+	ctxErr := ctx.Err()
+	if ctxErr == nil && failed && !c.opDeadline.IsZero() && !time.Now().Before(c.opDeadline) {
+		ctxErr = context.DeadlineExceeded
+	}
+	if failed && ctxErr != nil {
+		c.localFailure(ctxErr)
+		return &Error{Op: op, Rank: c.rank, Peer: c.rank, Err: ctxErr}
 	}
 	if failed {
 		c.peerFailure(peer, ioErr)
