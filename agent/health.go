@@ -35,14 +35,34 @@ func (a *Agent) startGossip() error {
 			case <-time.After(b.next()):
 			}
 		}
-		// Drain events: the agent only needs to be a member.
+		// The agent only needs to be a member: drain events, and should it
+		// see no live server (after a partition both sides declare the
+		// other dead), join again rather than wait for memberlist's
+		// periodic sync.
+		check := time.NewTicker(2 * time.Second)
+		defer check.Stop()
 		for {
 			select {
 			case <-a.ctx.Done():
 				return
 			case <-g.Events():
+			case <-check.C:
+				if !seesServer(g) {
+					if _, err := g.Join(a.cfg.GossipJoin); err == nil {
+						a.log.Info("rejoined the gossip pool")
+					}
+				}
 			}
 		}
 	})
 	return nil
+}
+
+func seesServer(g *gossip.Gossip) bool {
+	for _, m := range g.Members() {
+		if m.Alive && m.Meta.Role == gossip.RoleServer {
+			return true
+		}
+	}
+	return false
 }

@@ -51,6 +51,10 @@ type Timing struct {
 	// declared dead (× log10(members) × ProbeInterval); the max multiplier
 	// bounds that time while few members confirm the suspicion.
 	SuspicionMult, SuspicionMaxTimeoutMult int
+	// PushPullInterval is how often a member syncs its whole view with a
+	// random other. It is what tells a member cut off by a partition that
+	// the others declared it dead, so it refutes that and comes back.
+	PushPullInterval time.Duration
 }
 
 // DefaultTiming is tuned for a datacenter LAN: a member that stops
@@ -62,6 +66,7 @@ func DefaultTiming() Timing {
 		GossipInterval:          100 * time.Millisecond,
 		SuspicionMult:           3,
 		SuspicionMaxTimeoutMult: 2,
+		PushPullInterval:        5 * time.Second,
 	}
 }
 
@@ -163,6 +168,9 @@ func New(cfg Config) (*Gossip, error) {
 	}
 	mc.ProbeInterval, mc.ProbeTimeout, mc.GossipInterval = t.ProbeInterval, t.ProbeTimeout, t.GossipInterval
 	mc.SuspicionMult, mc.SuspicionMaxTimeoutMult = t.SuspicionMult, t.SuspicionMaxTimeoutMult
+	if t.PushPullInterval > 0 {
+		mc.PushPullInterval = t.PushPullInterval
+	}
 	if len(cfg.Keys) > 0 {
 		kr, err := memberlist.NewKeyring(cfg.Keys[1:], cfg.Keys[0])
 		if err != nil {

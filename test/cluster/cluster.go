@@ -50,12 +50,13 @@ func FreePort(t testing.TB) int {
 
 // Proc is one running loom process.
 type Proc struct {
-	Name string
-	Args []string
-	Log  string // its stderr and stdout
-	cmd  *exec.Cmd
-	done chan struct{}
-	mu   sync.Mutex
+	Name  string
+	Args  []string
+	Log   string // its stderr and stdout
+	netns string // run inside this network namespace
+	cmd   *exec.Cmd
+	done  chan struct{}
+	mu    sync.Mutex
 }
 
 // Start runs loom with args, logging to dir/name.log.
@@ -74,6 +75,9 @@ func (p *Proc) start(t testing.TB) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(Binary(t), p.Args...)
+	if p.netns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", p.netns, Binary(t)}, p.Args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -149,11 +153,19 @@ func newServer(t testing.TB, dir, name string) *Server {
 // StartServers starts n servers that bootstrap one cluster together
 // (--bootstrap-expect n, each --join-ing the others).
 func StartServers(t testing.TB, dir string, n int) []*Server {
+	return StartServersOn(t, dir, n, "127.0.0.1")
+}
+
+// StartServersOn is StartServers with the API and gossip on ip (a test
+// host's address in a network namespace setup) instead of loopback.
+func StartServersOn(t testing.TB, dir string, n int, ip string) []*Server {
 	t.Helper()
 	var servers []*Server
 	var rpcs, gossips []string
 	for i := range n {
 		s := newServer(t, dir, fmt.Sprintf("s%d", i))
+		s.RPC = strings.Replace(s.RPC, "127.0.0.1", ip, 1)
+		s.Gossip = strings.Replace(s.Gossip, "127.0.0.1", ip, 1)
 		servers = append(servers, s)
 		rpcs = append(rpcs, s.RPC)
 		gossips = append(gossips, s.Gossip)
@@ -183,11 +195,26 @@ func Gossips(servers []*Server) []string {
 // pool, so the leader notices when it dies.
 func StartGossipAgent(t testing.TB, dir, name, profile string, ports int, servers []*Server) *Proc {
 	t.Helper()
-	return Start(t, dir, name, "agent", "--name", name, "--servers", strings.Join(Addrs(servers), ","),
-		"--data-dir", filepath.Join(dir, name), "--listen-addr", "127.0.0.1:0", "--metrics-addr", "-",
+	return Start(t, dir, name, AgentArgs(dir, name, profile, "127.0.0.1", ports, servers)...)
+}
+
+// AgentArgs is the command line of a gossiping agent whose addresses are
+// on ip.
+func AgentArgs(dir, name, profile, ip string, ports int, servers []*Server) []string {
+	return []string{"agent", "--name", name, "--servers", strings.Join(Addrs(servers), ","),
+		"--data-dir", filepath.Join(dir, name), "--listen-addr", ip + ":0", "--advertise-ip", ip, "--metrics-addr", "-",
 		"--profile", profile, "--nvml=false", "--allow-root", "--kill-grace", "2s",
 		"--ports", fmt.Sprintf("%d-%d", ports, ports+99),
-		"--gossip-addr", "127.0.0.1:0", "--gossip-join", strings.Join(Gossips(servers), ","), "--gossip-key", GossipKey)
+		"--gossip-addr", ip + ":0", "--gossip-join", strings.Join(Gossips(servers), ","), "--gossip-key", GossipKey}
+}
+
+// StartIn runs loom with args inside network namespace ns.
+func StartIn(t testing.TB, ns, dir, name string, args ...string) *Proc {
+	t.Helper()
+	p := &Proc{Name: name, Args: args, Log: filepath.Join(dir, name+".log"), netns: ns}
+	p.start(t)
+	t.Cleanup(func() { p.Kill() })
+	return p
 }
 
 // Addrs returns the servers' gRPC addresses.
