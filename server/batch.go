@@ -13,7 +13,7 @@ import (
 // carries many jobs instead of one; with a single submit in flight it is
 // one entry as before.
 const (
-	submitWorkers  = 4
+	submitWorkers  = 2
 	submitMaxBatch = 512
 )
 

@@ -220,7 +220,7 @@ func run(o options, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// failover kills the leader (closing it abruptly from its peers' view),
+// failover crashes the leader (Raft and connections closed at once),
 // times until a client's submit is acknowledged again, then restarts the
 // killed server on its data dir and waits until it has caught up.
 func failover(ctx context.Context, c *cluster, k int) (time.Duration, error) {
@@ -231,7 +231,7 @@ func failover(ctx context.Context, c *cluster, k int) (time.Duration, error) {
 	killed := c.servers[l]
 	c.servers[l] = nil
 	t0 := time.Now()
-	go killed.Close()
+	go killed.Crash()
 	for {
 		// A client that knows every server, starting with a live follower.
 		if err := submit(ctx, c, l+1+k, 30*time.Second); err == nil {
