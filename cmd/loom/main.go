@@ -17,6 +17,7 @@ import (
 	"github.com/loomhpc/loom/cli"
 	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/gpu/topocmd"
+	"github.com/loomhpc/loom/netcoll/ncbench"
 	"github.com/loomhpc/loom/server/failoverbench"
 	"github.com/loomhpc/loom/server/submitbench"
 )
@@ -37,6 +38,8 @@ Usage:
   loom operator gossip keygen  a new gossip encryption key
   loom gpu topo [flags]        print a node's GPU topology like nvidia-smi topo -m
   loom bench allreduce [flags] netcoll collectives benchmark (nccl-tests style)
+  loom bench submit [flags]    control-plane submit throughput and leader failover
+  loom bench failover [flags]  node failure detection and gang requeue times
   loom version
 
 The Slurm commands also run as themselves when loom is linked or copied
@@ -96,7 +99,7 @@ func run(argv []string) int {
 	case "bench":
 		return runBench(ctx, args, os.Stdout, os.Stderr)
 	case "netcoll-worker":
-		return netcollWorker(args)
+		return ncbench.WorkerMain(args)
 	case "version", "--version":
 		fmt.Println("loom", version)
 		return 0
@@ -112,7 +115,7 @@ func runBench(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "allreduce":
-			return benchAllreduce(args[1:], stdout, stderr)
+			return ncbench.Main(args[1:], stdout, stderr)
 		case "submit":
 			return submitbench.Main(args[1:], stdout, stderr)
 		case "failover":
