@@ -1739,102 +1739,6 @@ func (x *SubmitResponse) GetIndex() uint64 {
 	return 0
 }
 
-type SubmitBatchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Requests      []*SubmitRequest       `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *SubmitBatchRequest) Reset() {
-	*x = SubmitBatchRequest{}
-	mi := &file_api_loom_proto_msgTypes[11]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *SubmitBatchRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*SubmitBatchRequest) ProtoMessage() {}
-
-func (x *SubmitBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[11]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use SubmitBatchRequest.ProtoReflect.Descriptor instead.
-func (*SubmitBatchRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{11}
-}
-
-func (x *SubmitBatchRequest) GetRequests() []*SubmitRequest {
-	if x != nil {
-		return x.Requests
-	}
-	return nil
-}
-
-type SubmitBatchResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobIds        []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"` // in request order
-	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *SubmitBatchResponse) Reset() {
-	*x = SubmitBatchResponse{}
-	mi := &file_api_loom_proto_msgTypes[12]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *SubmitBatchResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*SubmitBatchResponse) ProtoMessage() {}
-
-func (x *SubmitBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[12]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use SubmitBatchResponse.ProtoReflect.Descriptor instead.
-func (*SubmitBatchResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{12}
-}
-
-func (x *SubmitBatchResponse) GetJobIds() []uint64 {
-	if x != nil {
-		return x.JobIds
-	}
-	return nil
-}
-
-func (x *SubmitBatchResponse) GetIndex() uint64 {
-	if x != nil {
-		return x.Index
-	}
-	return 0
-}
-
 type CancelRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobIds        []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
@@ -1846,7 +1750,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_api_loom_proto_msgTypes[13]
+	mi := &file_api_loom_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1858,7 +1762,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[13]
+	mi := &file_api_loom_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1871,7 +1775,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{13}
+	return file_api_loom_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CancelRequest) GetJobIds() []uint64 {
@@ -1905,7 +1809,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_api_loom_proto_msgTypes[14]
+	mi := &file_api_loom_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1917,7 +1821,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[14]
+	mi := &file_api_loom_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1930,7 +1834,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{14}
+	return file_api_loom_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CancelResponse) GetCancelled() []uint64 {
@@ -1958,7 +1862,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_api_loom_proto_msgTypes[15]
+	mi := &file_api_loom_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1970,7 +1874,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[15]
+	mi := &file_api_loom_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1983,7 +1887,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{15}
+	return file_api_loom_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetJobRequest) GetJobId() uint64 {
@@ -2017,7 +1921,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_api_loom_proto_msgTypes[16]
+	mi := &file_api_loom_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2029,7 +1933,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[16]
+	mi := &file_api_loom_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2042,7 +1946,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{16}
+	return file_api_loom_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -2073,7 +1977,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_api_loom_proto_msgTypes[17]
+	mi := &file_api_loom_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2085,7 +1989,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[17]
+	mi := &file_api_loom_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2098,7 +2002,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{17}
+	return file_api_loom_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListJobsRequest) GetAll() bool {
@@ -2153,7 +2057,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_api_loom_proto_msgTypes[18]
+	mi := &file_api_loom_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2165,7 +2069,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[18]
+	mi := &file_api_loom_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2178,7 +2082,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{18}
+	return file_api_loom_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2207,7 +2111,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_api_loom_proto_msgTypes[19]
+	mi := &file_api_loom_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2219,7 +2123,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[19]
+	mi := &file_api_loom_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2232,7 +2136,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{19}
+	return file_api_loom_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LogsRequest) GetJobId() uint64 {
@@ -2273,7 +2177,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_api_loom_proto_msgTypes[20]
+	mi := &file_api_loom_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2285,7 +2189,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[20]
+	mi := &file_api_loom_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2298,7 +2202,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{20}
+	return file_api_loom_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *LogChunk) GetRank() uint32 {
@@ -2325,7 +2229,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_api_loom_proto_msgTypes[21]
+	mi := &file_api_loom_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2337,7 +2241,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[21]
+	mi := &file_api_loom_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2350,7 +2254,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{21}
+	return file_api_loom_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListNodesRequest) GetMinIndex() uint64 {
@@ -2381,7 +2285,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_api_loom_proto_msgTypes[22]
+	mi := &file_api_loom_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2393,7 +2297,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[22]
+	mi := &file_api_loom_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2406,7 +2310,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{22}
+	return file_api_loom_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *NodeInfo) GetNode() *Node {
@@ -2461,7 +2365,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_api_loom_proto_msgTypes[23]
+	mi := &file_api_loom_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2473,7 +2377,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[23]
+	mi := &file_api_loom_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2486,7 +2390,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{23}
+	return file_api_loom_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeInfo {
@@ -2512,7 +2416,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_api_loom_proto_msgTypes[24]
+	mi := &file_api_loom_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2524,7 +2428,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[24]
+	mi := &file_api_loom_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2537,7 +2441,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{24}
+	return file_api_loom_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetNodeRequest) GetName() string {
@@ -2557,7 +2461,7 @@ type NodeStateRequest struct {
 
 func (x *NodeStateRequest) Reset() {
 	*x = NodeStateRequest{}
-	mi := &file_api_loom_proto_msgTypes[25]
+	mi := &file_api_loom_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2569,7 +2473,7 @@ func (x *NodeStateRequest) String() string {
 func (*NodeStateRequest) ProtoMessage() {}
 
 func (x *NodeStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[25]
+	mi := &file_api_loom_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2582,7 +2486,7 @@ func (x *NodeStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateRequest.ProtoReflect.Descriptor instead.
 func (*NodeStateRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{25}
+	return file_api_loom_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NodeStateRequest) GetName() string {
@@ -2608,7 +2512,7 @@ type NodeStateResponse struct {
 
 func (x *NodeStateResponse) Reset() {
 	*x = NodeStateResponse{}
-	mi := &file_api_loom_proto_msgTypes[26]
+	mi := &file_api_loom_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2620,7 +2524,7 @@ func (x *NodeStateResponse) String() string {
 func (*NodeStateResponse) ProtoMessage() {}
 
 func (x *NodeStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[26]
+	mi := &file_api_loom_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2633,7 +2537,7 @@ func (x *NodeStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateResponse.ProtoReflect.Descriptor instead.
 func (*NodeStateResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{26}
+	return file_api_loom_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *NodeStateResponse) GetIndex() uint64 {
@@ -2652,7 +2556,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_api_loom_proto_msgTypes[27]
+	mi := &file_api_loom_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2664,7 +2568,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[27]
+	mi := &file_api_loom_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2677,7 +2581,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{27}
+	return file_api_loom_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RegisterRequest) GetNode() *Node {
@@ -2696,7 +2600,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_api_loom_proto_msgTypes[28]
+	mi := &file_api_loom_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2708,7 +2612,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[28]
+	mi := &file_api_loom_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2721,7 +2625,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{28}
+	return file_api_loom_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RegisterResponse) GetIndex() uint64 {
@@ -2740,7 +2644,7 @@ type WatchAllocationsRequest struct {
 
 func (x *WatchAllocationsRequest) Reset() {
 	*x = WatchAllocationsRequest{}
-	mi := &file_api_loom_proto_msgTypes[29]
+	mi := &file_api_loom_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2752,7 +2656,7 @@ func (x *WatchAllocationsRequest) String() string {
 func (*WatchAllocationsRequest) ProtoMessage() {}
 
 func (x *WatchAllocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[29]
+	mi := &file_api_loom_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2765,7 +2669,7 @@ func (x *WatchAllocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchAllocationsRequest.ProtoReflect.Descriptor instead.
 func (*WatchAllocationsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{29}
+	return file_api_loom_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WatchAllocationsRequest) GetNode() string {
@@ -2788,7 +2692,7 @@ type AllocationUpdate struct {
 
 func (x *AllocationUpdate) Reset() {
 	*x = AllocationUpdate{}
-	mi := &file_api_loom_proto_msgTypes[30]
+	mi := &file_api_loom_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2800,7 +2704,7 @@ func (x *AllocationUpdate) String() string {
 func (*AllocationUpdate) ProtoMessage() {}
 
 func (x *AllocationUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[30]
+	mi := &file_api_loom_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2813,7 +2717,7 @@ func (x *AllocationUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocationUpdate.ProtoReflect.Descriptor instead.
 func (*AllocationUpdate) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{30}
+	return file_api_loom_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AllocationUpdate) GetAllocations() []*AssignedAllocation {
@@ -2841,7 +2745,7 @@ type AssignedAllocation struct {
 
 func (x *AssignedAllocation) Reset() {
 	*x = AssignedAllocation{}
-	mi := &file_api_loom_proto_msgTypes[31]
+	mi := &file_api_loom_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2853,7 +2757,7 @@ func (x *AssignedAllocation) String() string {
 func (*AssignedAllocation) ProtoMessage() {}
 
 func (x *AssignedAllocation) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[31]
+	mi := &file_api_loom_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2866,7 +2770,7 @@ func (x *AssignedAllocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignedAllocation.ProtoReflect.Descriptor instead.
 func (*AssignedAllocation) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{31}
+	return file_api_loom_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AssignedAllocation) GetJob() *Job {
@@ -2895,7 +2799,7 @@ type TaskUpdateRequest struct {
 
 func (x *TaskUpdateRequest) Reset() {
 	*x = TaskUpdateRequest{}
-	mi := &file_api_loom_proto_msgTypes[32]
+	mi := &file_api_loom_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2907,7 +2811,7 @@ func (x *TaskUpdateRequest) String() string {
 func (*TaskUpdateRequest) ProtoMessage() {}
 
 func (x *TaskUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[32]
+	mi := &file_api_loom_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2920,7 +2824,7 @@ func (x *TaskUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskUpdateRequest.ProtoReflect.Descriptor instead.
 func (*TaskUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{32}
+	return file_api_loom_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TaskUpdateRequest) GetNode() string {
@@ -2960,7 +2864,7 @@ type TaskUpdateResponse struct {
 
 func (x *TaskUpdateResponse) Reset() {
 	*x = TaskUpdateResponse{}
-	mi := &file_api_loom_proto_msgTypes[33]
+	mi := &file_api_loom_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2972,7 +2876,7 @@ func (x *TaskUpdateResponse) String() string {
 func (*TaskUpdateResponse) ProtoMessage() {}
 
 func (x *TaskUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[33]
+	mi := &file_api_loom_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2985,7 +2889,7 @@ func (x *TaskUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskUpdateResponse.ProtoReflect.Descriptor instead.
 func (*TaskUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{33}
+	return file_api_loom_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TaskUpdateResponse) GetIndex() uint64 {
@@ -3009,7 +2913,7 @@ type ServerInfo struct {
 
 func (x *ServerInfo) Reset() {
 	*x = ServerInfo{}
-	mi := &file_api_loom_proto_msgTypes[34]
+	mi := &file_api_loom_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3021,7 +2925,7 @@ func (x *ServerInfo) String() string {
 func (*ServerInfo) ProtoMessage() {}
 
 func (x *ServerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[34]
+	mi := &file_api_loom_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3034,7 +2938,7 @@ func (x *ServerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerInfo.ProtoReflect.Descriptor instead.
 func (*ServerInfo) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{34}
+	return file_api_loom_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ServerInfo) GetId() string {
@@ -3081,7 +2985,7 @@ type RaftJoinRequest struct {
 
 func (x *RaftJoinRequest) Reset() {
 	*x = RaftJoinRequest{}
-	mi := &file_api_loom_proto_msgTypes[35]
+	mi := &file_api_loom_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3093,7 +2997,7 @@ func (x *RaftJoinRequest) String() string {
 func (*RaftJoinRequest) ProtoMessage() {}
 
 func (x *RaftJoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[35]
+	mi := &file_api_loom_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3106,7 +3010,7 @@ func (x *RaftJoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftJoinRequest.ProtoReflect.Descriptor instead.
 func (*RaftJoinRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{35}
+	return file_api_loom_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RaftJoinRequest) GetServer() *ServerInfo {
@@ -3125,7 +3029,7 @@ type RaftJoinResponse struct {
 
 func (x *RaftJoinResponse) Reset() {
 	*x = RaftJoinResponse{}
-	mi := &file_api_loom_proto_msgTypes[36]
+	mi := &file_api_loom_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3137,7 +3041,7 @@ func (x *RaftJoinResponse) String() string {
 func (*RaftJoinResponse) ProtoMessage() {}
 
 func (x *RaftJoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[36]
+	mi := &file_api_loom_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3150,7 +3054,7 @@ func (x *RaftJoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftJoinResponse.ProtoReflect.Descriptor instead.
 func (*RaftJoinResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{36}
+	return file_api_loom_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RaftJoinResponse) GetIndex() uint64 {
@@ -3168,7 +3072,7 @@ type RaftListPeersRequest struct {
 
 func (x *RaftListPeersRequest) Reset() {
 	*x = RaftListPeersRequest{}
-	mi := &file_api_loom_proto_msgTypes[37]
+	mi := &file_api_loom_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3180,7 +3084,7 @@ func (x *RaftListPeersRequest) String() string {
 func (*RaftListPeersRequest) ProtoMessage() {}
 
 func (x *RaftListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[37]
+	mi := &file_api_loom_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3193,7 +3097,7 @@ func (x *RaftListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftListPeersRequest.ProtoReflect.Descriptor instead.
 func (*RaftListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{37}
+	return file_api_loom_proto_rawDescGZIP(), []int{35}
 }
 
 type RaftListPeersResponse struct {
@@ -3206,7 +3110,7 @@ type RaftListPeersResponse struct {
 
 func (x *RaftListPeersResponse) Reset() {
 	*x = RaftListPeersResponse{}
-	mi := &file_api_loom_proto_msgTypes[38]
+	mi := &file_api_loom_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3218,7 +3122,7 @@ func (x *RaftListPeersResponse) String() string {
 func (*RaftListPeersResponse) ProtoMessage() {}
 
 func (x *RaftListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[38]
+	mi := &file_api_loom_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3231,7 +3135,7 @@ func (x *RaftListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftListPeersResponse.ProtoReflect.Descriptor instead.
 func (*RaftListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{38}
+	return file_api_loom_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RaftListPeersResponse) GetServers() []*ServerInfo {
@@ -3257,7 +3161,7 @@ type RaftRemovePeerRequest struct {
 
 func (x *RaftRemovePeerRequest) Reset() {
 	*x = RaftRemovePeerRequest{}
-	mi := &file_api_loom_proto_msgTypes[39]
+	mi := &file_api_loom_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3269,7 +3173,7 @@ func (x *RaftRemovePeerRequest) String() string {
 func (*RaftRemovePeerRequest) ProtoMessage() {}
 
 func (x *RaftRemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[39]
+	mi := &file_api_loom_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3282,7 +3186,7 @@ func (x *RaftRemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftRemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RaftRemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{39}
+	return file_api_loom_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RaftRemovePeerRequest) GetId() string {
@@ -3301,7 +3205,7 @@ type RaftRemovePeerResponse struct {
 
 func (x *RaftRemovePeerResponse) Reset() {
 	*x = RaftRemovePeerResponse{}
-	mi := &file_api_loom_proto_msgTypes[40]
+	mi := &file_api_loom_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3313,7 +3217,7 @@ func (x *RaftRemovePeerResponse) String() string {
 func (*RaftRemovePeerResponse) ProtoMessage() {}
 
 func (x *RaftRemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[40]
+	mi := &file_api_loom_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3326,7 +3230,7 @@ func (x *RaftRemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftRemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RaftRemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{40}
+	return file_api_loom_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RaftRemovePeerResponse) GetIndex() uint64 {
@@ -3344,7 +3248,7 @@ type ServerStatusRequest struct {
 
 func (x *ServerStatusRequest) Reset() {
 	*x = ServerStatusRequest{}
-	mi := &file_api_loom_proto_msgTypes[41]
+	mi := &file_api_loom_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3356,7 +3260,7 @@ func (x *ServerStatusRequest) String() string {
 func (*ServerStatusRequest) ProtoMessage() {}
 
 func (x *ServerStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[41]
+	mi := &file_api_loom_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3369,7 +3273,7 @@ func (x *ServerStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerStatusRequest.ProtoReflect.Descriptor instead.
 func (*ServerStatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{41}
+	return file_api_loom_proto_rawDescGZIP(), []int{39}
 }
 
 type ServerStatusResponse struct {
@@ -3386,7 +3290,7 @@ type ServerStatusResponse struct {
 
 func (x *ServerStatusResponse) Reset() {
 	*x = ServerStatusResponse{}
-	mi := &file_api_loom_proto_msgTypes[42]
+	mi := &file_api_loom_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3398,7 +3302,7 @@ func (x *ServerStatusResponse) String() string {
 func (*ServerStatusResponse) ProtoMessage() {}
 
 func (x *ServerStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[42]
+	mi := &file_api_loom_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3411,7 +3315,7 @@ func (x *ServerStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerStatusResponse.ProtoReflect.Descriptor instead.
 func (*ServerStatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{42}
+	return file_api_loom_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ServerStatusResponse) GetServer() *ServerInfo {
@@ -3469,7 +3373,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_api_loom_proto_msgTypes[43]
+	mi := &file_api_loom_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3481,7 +3385,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[43]
+	mi := &file_api_loom_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3494,7 +3398,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{43}
+	return file_api_loom_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TaskLogsRequest) GetJobId() uint64 {
@@ -3542,7 +3446,7 @@ type SubmitJobCommand struct {
 
 func (x *SubmitJobCommand) Reset() {
 	*x = SubmitJobCommand{}
-	mi := &file_api_loom_proto_msgTypes[44]
+	mi := &file_api_loom_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3554,7 +3458,7 @@ func (x *SubmitJobCommand) String() string {
 func (*SubmitJobCommand) ProtoMessage() {}
 
 func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[44]
+	mi := &file_api_loom_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3567,7 +3471,7 @@ func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{44}
+	return file_api_loom_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SubmitJobCommand) GetRequest() *SubmitRequest {
@@ -3596,7 +3500,7 @@ type SubmitJobsCommand struct {
 
 func (x *SubmitJobsCommand) Reset() {
 	*x = SubmitJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[45]
+	mi := &file_api_loom_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3608,7 +3512,7 @@ func (x *SubmitJobsCommand) String() string {
 func (*SubmitJobsCommand) ProtoMessage() {}
 
 func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[45]
+	mi := &file_api_loom_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3621,7 +3525,7 @@ func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobsCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{45}
+	return file_api_loom_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SubmitJobsCommand) GetRequests() []*SubmitRequest {
@@ -3648,7 +3552,7 @@ type CancelJobsCommand struct {
 
 func (x *CancelJobsCommand) Reset() {
 	*x = CancelJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[46]
+	mi := &file_api_loom_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3660,7 +3564,7 @@ func (x *CancelJobsCommand) String() string {
 func (*CancelJobsCommand) ProtoMessage() {}
 
 func (x *CancelJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[46]
+	mi := &file_api_loom_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3673,7 +3577,7 @@ func (x *CancelJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobsCommand.ProtoReflect.Descriptor instead.
 func (*CancelJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{46}
+	return file_api_loom_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CancelJobsCommand) GetRequest() *CancelRequest {
@@ -3701,7 +3605,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_api_loom_proto_msgTypes[47]
+	mi := &file_api_loom_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3713,7 +3617,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[47]
+	mi := &file_api_loom_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3726,7 +3630,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{47}
+	return file_api_loom_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Placement) GetJobId() uint64 {
@@ -3755,7 +3659,7 @@ type PendingReason struct {
 
 func (x *PendingReason) Reset() {
 	*x = PendingReason{}
-	mi := &file_api_loom_proto_msgTypes[48]
+	mi := &file_api_loom_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3767,7 +3671,7 @@ func (x *PendingReason) String() string {
 func (*PendingReason) ProtoMessage() {}
 
 func (x *PendingReason) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[48]
+	mi := &file_api_loom_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3780,7 +3684,7 @@ func (x *PendingReason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingReason.ProtoReflect.Descriptor instead.
 func (*PendingReason) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{48}
+	return file_api_loom_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PendingReason) GetJobId() uint64 {
@@ -3817,7 +3721,7 @@ type Preemption struct {
 
 func (x *Preemption) Reset() {
 	*x = Preemption{}
-	mi := &file_api_loom_proto_msgTypes[49]
+	mi := &file_api_loom_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3829,7 +3733,7 @@ func (x *Preemption) String() string {
 func (*Preemption) ProtoMessage() {}
 
 func (x *Preemption) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[49]
+	mi := &file_api_loom_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3842,7 +3746,7 @@ func (x *Preemption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Preemption.ProtoReflect.Descriptor instead.
 func (*Preemption) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{49}
+	return file_api_loom_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Preemption) GetJobId() uint64 {
@@ -3873,7 +3777,7 @@ type PlanCommand struct {
 
 func (x *PlanCommand) Reset() {
 	*x = PlanCommand{}
-	mi := &file_api_loom_proto_msgTypes[50]
+	mi := &file_api_loom_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3885,7 +3789,7 @@ func (x *PlanCommand) String() string {
 func (*PlanCommand) ProtoMessage() {}
 
 func (x *PlanCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[50]
+	mi := &file_api_loom_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3898,7 +3802,7 @@ func (x *PlanCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanCommand.ProtoReflect.Descriptor instead.
 func (*PlanCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{50}
+	return file_api_loom_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PlanCommand) GetPlacements() []*Placement {
@@ -3950,7 +3854,7 @@ type HoldJobsCommand struct {
 
 func (x *HoldJobsCommand) Reset() {
 	*x = HoldJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[51]
+	mi := &file_api_loom_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3962,7 +3866,7 @@ func (x *HoldJobsCommand) String() string {
 func (*HoldJobsCommand) ProtoMessage() {}
 
 func (x *HoldJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[51]
+	mi := &file_api_loom_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3975,7 +3879,7 @@ func (x *HoldJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldJobsCommand.ProtoReflect.Descriptor instead.
 func (*HoldJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{51}
+	return file_api_loom_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *HoldJobsCommand) GetJobIds() []uint64 {
@@ -4016,7 +3920,7 @@ type UpdateTasksCommand struct {
 
 func (x *UpdateTasksCommand) Reset() {
 	*x = UpdateTasksCommand{}
-	mi := &file_api_loom_proto_msgTypes[52]
+	mi := &file_api_loom_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4028,7 +3932,7 @@ func (x *UpdateTasksCommand) String() string {
 func (*UpdateTasksCommand) ProtoMessage() {}
 
 func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[52]
+	mi := &file_api_loom_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4041,7 +3945,7 @@ func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTasksCommand.ProtoReflect.Descriptor instead.
 func (*UpdateTasksCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{52}
+	return file_api_loom_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *UpdateTasksCommand) GetRequest() *TaskUpdateRequest {
@@ -4068,7 +3972,7 @@ type RegisterNodeCommand struct {
 
 func (x *RegisterNodeCommand) Reset() {
 	*x = RegisterNodeCommand{}
-	mi := &file_api_loom_proto_msgTypes[53]
+	mi := &file_api_loom_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4080,7 +3984,7 @@ func (x *RegisterNodeCommand) String() string {
 func (*RegisterNodeCommand) ProtoMessage() {}
 
 func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[53]
+	mi := &file_api_loom_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4093,7 +3997,7 @@ func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeCommand.ProtoReflect.Descriptor instead.
 func (*RegisterNodeCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{53}
+	return file_api_loom_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RegisterNodeCommand) GetNode() *Node {
@@ -4122,7 +4026,7 @@ type NodeStateCommand struct {
 
 func (x *NodeStateCommand) Reset() {
 	*x = NodeStateCommand{}
-	mi := &file_api_loom_proto_msgTypes[54]
+	mi := &file_api_loom_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4134,7 +4038,7 @@ func (x *NodeStateCommand) String() string {
 func (*NodeStateCommand) ProtoMessage() {}
 
 func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[54]
+	mi := &file_api_loom_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4147,7 +4051,7 @@ func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateCommand.ProtoReflect.Descriptor instead.
 func (*NodeStateCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{54}
+	return file_api_loom_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *NodeStateCommand) GetName() string {
@@ -4190,7 +4094,7 @@ type ServerMembershipCommand struct {
 
 func (x *ServerMembershipCommand) Reset() {
 	*x = ServerMembershipCommand{}
-	mi := &file_api_loom_proto_msgTypes[55]
+	mi := &file_api_loom_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4202,7 +4106,7 @@ func (x *ServerMembershipCommand) String() string {
 func (*ServerMembershipCommand) ProtoMessage() {}
 
 func (x *ServerMembershipCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[55]
+	mi := &file_api_loom_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4215,7 +4119,7 @@ func (x *ServerMembershipCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMembershipCommand.ProtoReflect.Descriptor instead.
 func (*ServerMembershipCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{55}
+	return file_api_loom_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ServerMembershipCommand) GetServer() *ServerInfo {
@@ -4246,7 +4150,7 @@ type StateSnapshot struct {
 
 func (x *StateSnapshot) Reset() {
 	*x = StateSnapshot{}
-	mi := &file_api_loom_proto_msgTypes[56]
+	mi := &file_api_loom_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4258,7 +4162,7 @@ func (x *StateSnapshot) String() string {
 func (*StateSnapshot) ProtoMessage() {}
 
 func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[56]
+	mi := &file_api_loom_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4271,7 +4175,7 @@ func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateSnapshot.ProtoReflect.Descriptor instead.
 func (*StateSnapshot) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{56}
+	return file_api_loom_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *StateSnapshot) GetIndex() uint64 {
@@ -4485,11 +4389,6 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x11idempotency_token\x18\x06 \x01(\tR\x10idempotencyToken\"=\n" +
 	"\x0eSubmitResponse\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"H\n" +
-	"\x12SubmitBatchRequest\x122\n" +
-	"\brequests\x18\x01 \x03(\v2\x16.loom.v1.SubmitRequestR\brequests\"D\n" +
-	"\x13SubmitBatchResponse\x12\x17\n" +
-	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"N\n" +
 	"\rCancelRequest\x12\x17\n" +
 	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x12\n" +
@@ -4707,11 +4606,10 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bLINK_PXB\x10\x04\x12\f\n" +
 	"\bLINK_PIX\x10\x05\x12\v\n" +
 	"\aLINK_NV\x10\x06\x12\r\n" +
-	"\tLINK_SELF\x10\a2\x81\x03\n" +
+	"\tLINK_SELF\x10\a2\xb7\x02\n" +
 	"\n" +
 	"JobService\x129\n" +
-	"\x06Submit\x12\x16.loom.v1.SubmitRequest\x1a\x17.loom.v1.SubmitResponse\x12H\n" +
-	"\vSubmitBatch\x12\x1b.loom.v1.SubmitBatchRequest\x1a\x1c.loom.v1.SubmitBatchResponse\x129\n" +
+	"\x06Submit\x12\x16.loom.v1.SubmitRequest\x1a\x17.loom.v1.SubmitResponse\x129\n" +
 	"\x06Cancel\x12\x16.loom.v1.CancelRequest\x1a\x17.loom.v1.CancelResponse\x129\n" +
 	"\x06GetJob\x12\x16.loom.v1.GetJobRequest\x1a\x17.loom.v1.GetJobResponse\x12?\n" +
 	"\bListJobs\x12\x18.loom.v1.ListJobsRequest\x1a\x19.loom.v1.ListJobsResponse\x127\n" +
@@ -4748,7 +4646,7 @@ func file_api_loom_proto_rawDescGZIP() []byte {
 }
 
 var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_api_loom_proto_goTypes = []any{
 	(JobState)(0),                   // 0: loom.v1.JobState
 	(NodeState)(0),                  // 1: loom.v1.NodeState
@@ -4766,63 +4664,61 @@ var file_api_loom_proto_goTypes = []any{
 	(*Job)(nil),                     // 13: loom.v1.Job
 	(*SubmitRequest)(nil),           // 14: loom.v1.SubmitRequest
 	(*SubmitResponse)(nil),          // 15: loom.v1.SubmitResponse
-	(*SubmitBatchRequest)(nil),      // 16: loom.v1.SubmitBatchRequest
-	(*SubmitBatchResponse)(nil),     // 17: loom.v1.SubmitBatchResponse
-	(*CancelRequest)(nil),           // 18: loom.v1.CancelRequest
-	(*CancelResponse)(nil),          // 19: loom.v1.CancelResponse
-	(*GetJobRequest)(nil),           // 20: loom.v1.GetJobRequest
-	(*GetJobResponse)(nil),          // 21: loom.v1.GetJobResponse
-	(*ListJobsRequest)(nil),         // 22: loom.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),        // 23: loom.v1.ListJobsResponse
-	(*LogsRequest)(nil),             // 24: loom.v1.LogsRequest
-	(*LogChunk)(nil),                // 25: loom.v1.LogChunk
-	(*ListNodesRequest)(nil),        // 26: loom.v1.ListNodesRequest
-	(*NodeInfo)(nil),                // 27: loom.v1.NodeInfo
-	(*ListNodesResponse)(nil),       // 28: loom.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),          // 29: loom.v1.GetNodeRequest
-	(*NodeStateRequest)(nil),        // 30: loom.v1.NodeStateRequest
-	(*NodeStateResponse)(nil),       // 31: loom.v1.NodeStateResponse
-	(*RegisterRequest)(nil),         // 32: loom.v1.RegisterRequest
-	(*RegisterResponse)(nil),        // 33: loom.v1.RegisterResponse
-	(*WatchAllocationsRequest)(nil), // 34: loom.v1.WatchAllocationsRequest
-	(*AllocationUpdate)(nil),        // 35: loom.v1.AllocationUpdate
-	(*AssignedAllocation)(nil),      // 36: loom.v1.AssignedAllocation
-	(*TaskUpdateRequest)(nil),       // 37: loom.v1.TaskUpdateRequest
-	(*TaskUpdateResponse)(nil),      // 38: loom.v1.TaskUpdateResponse
-	(*ServerInfo)(nil),              // 39: loom.v1.ServerInfo
-	(*RaftJoinRequest)(nil),         // 40: loom.v1.RaftJoinRequest
-	(*RaftJoinResponse)(nil),        // 41: loom.v1.RaftJoinResponse
-	(*RaftListPeersRequest)(nil),    // 42: loom.v1.RaftListPeersRequest
-	(*RaftListPeersResponse)(nil),   // 43: loom.v1.RaftListPeersResponse
-	(*RaftRemovePeerRequest)(nil),   // 44: loom.v1.RaftRemovePeerRequest
-	(*RaftRemovePeerResponse)(nil),  // 45: loom.v1.RaftRemovePeerResponse
-	(*ServerStatusRequest)(nil),     // 46: loom.v1.ServerStatusRequest
-	(*ServerStatusResponse)(nil),    // 47: loom.v1.ServerStatusResponse
-	(*TaskLogsRequest)(nil),         // 48: loom.v1.TaskLogsRequest
-	(*SubmitJobCommand)(nil),        // 49: loom.v1.SubmitJobCommand
-	(*SubmitJobsCommand)(nil),       // 50: loom.v1.SubmitJobsCommand
-	(*CancelJobsCommand)(nil),       // 51: loom.v1.CancelJobsCommand
-	(*Placement)(nil),               // 52: loom.v1.Placement
-	(*PendingReason)(nil),           // 53: loom.v1.PendingReason
-	(*Preemption)(nil),              // 54: loom.v1.Preemption
-	(*PlanCommand)(nil),             // 55: loom.v1.PlanCommand
-	(*HoldJobsCommand)(nil),         // 56: loom.v1.HoldJobsCommand
-	(*UpdateTasksCommand)(nil),      // 57: loom.v1.UpdateTasksCommand
-	(*RegisterNodeCommand)(nil),     // 58: loom.v1.RegisterNodeCommand
-	(*NodeStateCommand)(nil),        // 59: loom.v1.NodeStateCommand
-	(*ServerMembershipCommand)(nil), // 60: loom.v1.ServerMembershipCommand
-	(*StateSnapshot)(nil),           // 61: loom.v1.StateSnapshot
-	nil,                             // 62: loom.v1.Node.LabelsEntry
-	nil,                             // 63: loom.v1.JobSpec.EnvEntry
+	(*CancelRequest)(nil),           // 16: loom.v1.CancelRequest
+	(*CancelResponse)(nil),          // 17: loom.v1.CancelResponse
+	(*GetJobRequest)(nil),           // 18: loom.v1.GetJobRequest
+	(*GetJobResponse)(nil),          // 19: loom.v1.GetJobResponse
+	(*ListJobsRequest)(nil),         // 20: loom.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),        // 21: loom.v1.ListJobsResponse
+	(*LogsRequest)(nil),             // 22: loom.v1.LogsRequest
+	(*LogChunk)(nil),                // 23: loom.v1.LogChunk
+	(*ListNodesRequest)(nil),        // 24: loom.v1.ListNodesRequest
+	(*NodeInfo)(nil),                // 25: loom.v1.NodeInfo
+	(*ListNodesResponse)(nil),       // 26: loom.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),          // 27: loom.v1.GetNodeRequest
+	(*NodeStateRequest)(nil),        // 28: loom.v1.NodeStateRequest
+	(*NodeStateResponse)(nil),       // 29: loom.v1.NodeStateResponse
+	(*RegisterRequest)(nil),         // 30: loom.v1.RegisterRequest
+	(*RegisterResponse)(nil),        // 31: loom.v1.RegisterResponse
+	(*WatchAllocationsRequest)(nil), // 32: loom.v1.WatchAllocationsRequest
+	(*AllocationUpdate)(nil),        // 33: loom.v1.AllocationUpdate
+	(*AssignedAllocation)(nil),      // 34: loom.v1.AssignedAllocation
+	(*TaskUpdateRequest)(nil),       // 35: loom.v1.TaskUpdateRequest
+	(*TaskUpdateResponse)(nil),      // 36: loom.v1.TaskUpdateResponse
+	(*ServerInfo)(nil),              // 37: loom.v1.ServerInfo
+	(*RaftJoinRequest)(nil),         // 38: loom.v1.RaftJoinRequest
+	(*RaftJoinResponse)(nil),        // 39: loom.v1.RaftJoinResponse
+	(*RaftListPeersRequest)(nil),    // 40: loom.v1.RaftListPeersRequest
+	(*RaftListPeersResponse)(nil),   // 41: loom.v1.RaftListPeersResponse
+	(*RaftRemovePeerRequest)(nil),   // 42: loom.v1.RaftRemovePeerRequest
+	(*RaftRemovePeerResponse)(nil),  // 43: loom.v1.RaftRemovePeerResponse
+	(*ServerStatusRequest)(nil),     // 44: loom.v1.ServerStatusRequest
+	(*ServerStatusResponse)(nil),    // 45: loom.v1.ServerStatusResponse
+	(*TaskLogsRequest)(nil),         // 46: loom.v1.TaskLogsRequest
+	(*SubmitJobCommand)(nil),        // 47: loom.v1.SubmitJobCommand
+	(*SubmitJobsCommand)(nil),       // 48: loom.v1.SubmitJobsCommand
+	(*CancelJobsCommand)(nil),       // 49: loom.v1.CancelJobsCommand
+	(*Placement)(nil),               // 50: loom.v1.Placement
+	(*PendingReason)(nil),           // 51: loom.v1.PendingReason
+	(*Preemption)(nil),              // 52: loom.v1.Preemption
+	(*PlanCommand)(nil),             // 53: loom.v1.PlanCommand
+	(*HoldJobsCommand)(nil),         // 54: loom.v1.HoldJobsCommand
+	(*UpdateTasksCommand)(nil),      // 55: loom.v1.UpdateTasksCommand
+	(*RegisterNodeCommand)(nil),     // 56: loom.v1.RegisterNodeCommand
+	(*NodeStateCommand)(nil),        // 57: loom.v1.NodeStateCommand
+	(*ServerMembershipCommand)(nil), // 58: loom.v1.ServerMembershipCommand
+	(*StateSnapshot)(nil),           // 59: loom.v1.StateSnapshot
+	nil,                             // 60: loom.v1.Node.LabelsEntry
+	nil,                             // 61: loom.v1.JobSpec.EnvEntry
 }
 var file_api_loom_proto_depIdxs = []int32{
 	4,  // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
 	6,  // 1: loom.v1.Topology.gpus:type_name -> loom.v1.GPU
 	5,  // 2: loom.v1.Topology.links:type_name -> loom.v1.Link
-	62, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
+	60, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
 	7,  // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
 	1,  // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
-	63, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
+	61, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
 	2,  // 7: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
 	3,  // 8: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
 	10, // 9: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
@@ -4831,75 +4727,72 @@ var file_api_loom_proto_depIdxs = []int32{
 	0,  // 12: loom.v1.Job.state:type_name -> loom.v1.JobState
 	12, // 13: loom.v1.Job.allocation:type_name -> loom.v1.Allocation
 	9,  // 14: loom.v1.SubmitRequest.spec:type_name -> loom.v1.JobSpec
-	14, // 15: loom.v1.SubmitBatchRequest.requests:type_name -> loom.v1.SubmitRequest
-	13, // 16: loom.v1.GetJobResponse.job:type_name -> loom.v1.Job
-	0,  // 17: loom.v1.ListJobsRequest.states:type_name -> loom.v1.JobState
-	13, // 18: loom.v1.ListJobsResponse.jobs:type_name -> loom.v1.Job
-	8,  // 19: loom.v1.NodeInfo.node:type_name -> loom.v1.Node
-	1,  // 20: loom.v1.NodeInfo.state:type_name -> loom.v1.NodeState
-	27, // 21: loom.v1.ListNodesResponse.nodes:type_name -> loom.v1.NodeInfo
-	8,  // 22: loom.v1.RegisterRequest.node:type_name -> loom.v1.Node
-	36, // 23: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
-	13, // 24: loom.v1.AssignedAllocation.job:type_name -> loom.v1.Job
-	11, // 25: loom.v1.TaskUpdateRequest.tasks:type_name -> loom.v1.TaskStatus
-	39, // 26: loom.v1.RaftJoinRequest.server:type_name -> loom.v1.ServerInfo
-	39, // 27: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
-	39, // 28: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
-	14, // 29: loom.v1.SubmitJobCommand.request:type_name -> loom.v1.SubmitRequest
-	14, // 30: loom.v1.SubmitJobsCommand.requests:type_name -> loom.v1.SubmitRequest
-	18, // 31: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
-	12, // 32: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
-	52, // 33: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
-	53, // 34: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
-	54, // 35: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
-	37, // 36: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
-	8,  // 37: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
-	1,  // 38: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
-	39, // 39: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
-	13, // 40: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
-	8,  // 41: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
-	39, // 42: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
-	14, // 43: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
-	16, // 44: loom.v1.JobService.SubmitBatch:input_type -> loom.v1.SubmitBatchRequest
-	18, // 45: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
-	20, // 46: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
-	22, // 47: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
-	24, // 48: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
-	26, // 49: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
-	29, // 50: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
-	30, // 51: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
-	30, // 52: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
-	32, // 53: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
-	34, // 54: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
-	37, // 55: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
-	40, // 56: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
-	42, // 57: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
-	44, // 58: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
-	46, // 59: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
-	48, // 60: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
-	15, // 61: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
-	17, // 62: loom.v1.JobService.SubmitBatch:output_type -> loom.v1.SubmitBatchResponse
-	19, // 63: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
-	21, // 64: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
-	23, // 65: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
-	25, // 66: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
-	28, // 67: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
-	27, // 68: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
-	31, // 69: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
-	31, // 70: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
-	33, // 71: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
-	35, // 72: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
-	38, // 73: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
-	41, // 74: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
-	43, // 75: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
-	45, // 76: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
-	47, // 77: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
-	25, // 78: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
-	61, // [61:79] is the sub-list for method output_type
-	43, // [43:61] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	13, // 15: loom.v1.GetJobResponse.job:type_name -> loom.v1.Job
+	0,  // 16: loom.v1.ListJobsRequest.states:type_name -> loom.v1.JobState
+	13, // 17: loom.v1.ListJobsResponse.jobs:type_name -> loom.v1.Job
+	8,  // 18: loom.v1.NodeInfo.node:type_name -> loom.v1.Node
+	1,  // 19: loom.v1.NodeInfo.state:type_name -> loom.v1.NodeState
+	25, // 20: loom.v1.ListNodesResponse.nodes:type_name -> loom.v1.NodeInfo
+	8,  // 21: loom.v1.RegisterRequest.node:type_name -> loom.v1.Node
+	34, // 22: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
+	13, // 23: loom.v1.AssignedAllocation.job:type_name -> loom.v1.Job
+	11, // 24: loom.v1.TaskUpdateRequest.tasks:type_name -> loom.v1.TaskStatus
+	37, // 25: loom.v1.RaftJoinRequest.server:type_name -> loom.v1.ServerInfo
+	37, // 26: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
+	37, // 27: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
+	14, // 28: loom.v1.SubmitJobCommand.request:type_name -> loom.v1.SubmitRequest
+	14, // 29: loom.v1.SubmitJobsCommand.requests:type_name -> loom.v1.SubmitRequest
+	16, // 30: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
+	12, // 31: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
+	50, // 32: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
+	51, // 33: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
+	52, // 34: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
+	35, // 35: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
+	8,  // 36: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
+	1,  // 37: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
+	37, // 38: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
+	13, // 39: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
+	8,  // 40: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
+	37, // 41: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
+	14, // 42: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
+	16, // 43: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
+	18, // 44: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
+	20, // 45: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
+	22, // 46: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
+	24, // 47: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
+	27, // 48: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
+	28, // 49: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
+	28, // 50: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
+	30, // 51: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
+	32, // 52: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
+	35, // 53: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
+	38, // 54: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
+	40, // 55: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
+	42, // 56: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
+	44, // 57: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
+	46, // 58: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
+	15, // 59: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
+	17, // 60: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
+	19, // 61: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
+	21, // 62: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
+	23, // 63: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
+	26, // 64: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
+	25, // 65: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
+	29, // 66: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
+	29, // 67: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
+	31, // 68: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
+	33, // 69: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
+	36, // 70: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
+	39, // 71: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
+	41, // 72: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
+	43, // 73: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
+	45, // 74: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
+	23, // 75: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
+	59, // [59:76] is the sub-list for method output_type
+	42, // [42:59] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_api_loom_proto_init() }
@@ -4914,7 +4807,7 @@ func file_api_loom_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_loom_proto_rawDesc), len(file_api_loom_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   59,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

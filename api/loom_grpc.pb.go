@@ -23,12 +23,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	JobService_Submit_FullMethodName      = "/loom.v1.JobService/Submit"
-	JobService_SubmitBatch_FullMethodName = "/loom.v1.JobService/SubmitBatch"
-	JobService_Cancel_FullMethodName      = "/loom.v1.JobService/Cancel"
-	JobService_GetJob_FullMethodName      = "/loom.v1.JobService/GetJob"
-	JobService_ListJobs_FullMethodName    = "/loom.v1.JobService/ListJobs"
-	JobService_StreamLogs_FullMethodName  = "/loom.v1.JobService/StreamLogs"
+	JobService_Submit_FullMethodName     = "/loom.v1.JobService/Submit"
+	JobService_Cancel_FullMethodName     = "/loom.v1.JobService/Cancel"
+	JobService_GetJob_FullMethodName     = "/loom.v1.JobService/GetJob"
+	JobService_ListJobs_FullMethodName   = "/loom.v1.JobService/ListJobs"
+	JobService_StreamLogs_FullMethodName = "/loom.v1.JobService/StreamLogs"
 )
 
 // JobServiceClient is the client API for JobService service.
@@ -36,9 +35,6 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type JobServiceClient interface {
 	Submit(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*SubmitResponse, error)
-	// SubmitBatch is how followers forward the submits they received
-	// together: one call to the leader, one Raft entry.
-	SubmitBatch(ctx context.Context, in *SubmitBatchRequest, opts ...grpc.CallOption) (*SubmitBatchResponse, error)
 	Cancel(ctx context.Context, in *CancelRequest, opts ...grpc.CallOption) (*CancelResponse, error)
 	GetJob(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*GetJobResponse, error)
 	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
@@ -57,16 +53,6 @@ func (c *jobServiceClient) Submit(ctx context.Context, in *SubmitRequest, opts .
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SubmitResponse)
 	err := c.cc.Invoke(ctx, JobService_Submit_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *jobServiceClient) SubmitBatch(ctx context.Context, in *SubmitBatchRequest, opts ...grpc.CallOption) (*SubmitBatchResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(SubmitBatchResponse)
-	err := c.cc.Invoke(ctx, JobService_SubmitBatch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -127,9 +113,6 @@ type JobService_StreamLogsClient = grpc.ServerStreamingClient[LogChunk]
 // for forward compatibility.
 type JobServiceServer interface {
 	Submit(context.Context, *SubmitRequest) (*SubmitResponse, error)
-	// SubmitBatch is how followers forward the submits they received
-	// together: one call to the leader, one Raft entry.
-	SubmitBatch(context.Context, *SubmitBatchRequest) (*SubmitBatchResponse, error)
 	Cancel(context.Context, *CancelRequest) (*CancelResponse, error)
 	GetJob(context.Context, *GetJobRequest) (*GetJobResponse, error)
 	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
@@ -146,9 +129,6 @@ type UnimplementedJobServiceServer struct{}
 
 func (UnimplementedJobServiceServer) Submit(context.Context, *SubmitRequest) (*SubmitResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Submit not implemented")
-}
-func (UnimplementedJobServiceServer) SubmitBatch(context.Context, *SubmitBatchRequest) (*SubmitBatchResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method SubmitBatch not implemented")
 }
 func (UnimplementedJobServiceServer) Cancel(context.Context, *CancelRequest) (*CancelResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Cancel not implemented")
@@ -197,24 +177,6 @@ func _JobService_Submit_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(JobServiceServer).Submit(ctx, req.(*SubmitRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _JobService_SubmitBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(SubmitBatchRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(JobServiceServer).SubmitBatch(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: JobService_SubmitBatch_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(JobServiceServer).SubmitBatch(ctx, req.(*SubmitBatchRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -294,10 +256,6 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Submit",
 			Handler:    _JobService_Submit_Handler,
-		},
-		{
-			MethodName: "SubmitBatch",
-			Handler:    _JobService_SubmitBatch_Handler,
 		},
 		{
 			MethodName: "Cancel",
