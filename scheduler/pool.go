@@ -1,8 +1,10 @@
 package scheduler
 
 import (
-	"fmt"
+	"math/bits"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/loomhpc/loom/api"
 )
@@ -13,154 +15,588 @@ const (
 	DefaultPortMax = 29999
 )
 
-// free is what one node has left during a cycle.
-type free struct {
-	node  *api.Node
-	gpus  []*api.GPU // free, healthy, in index order
-	cpus  uint32
-	memMB uint64 // 0 with node.MemoryMb == 0 means "not tracked"
-	ports map[uint32]bool
+// maxGPUsPerNode is what a node's free-GPU bitmask can hold; GPUs beyond
+// it are not scheduled.
+const maxGPUsPerNode = 64
+
+// nodeInfo is what a cycle knows of one node that does not change as the
+// cycle places gangs.
+type nodeInfo struct {
+	node      *api.Node
+	leaf      int        // index into cycle.leaves
+	gpus      []*api.GPU // bit i of a mask is gpus[i]
+	healthy   uint64     // schedulable GPUs; 0 for a drained or down node
+	bw        []float32  // GPU×GPU bandwidth, len(gpus)², lazily
+	heldPorts map[uint32]bool
 }
 
-// pool is the cluster's free capacity, consumed as the cycle places gangs.
-type pool struct {
-	nodes []*free // name order
+// state is the free capacity of every node at one moment; cloned to look
+// into the future for reservations.
+type state struct {
+	free  []uint64 // free GPUs
+	cpus  []uint32
+	mem   []uint64
+	ports []int // ports in use
 }
 
-func newPool(nodes []*api.Node, usage api.Usage) *pool {
-	p := &pool{}
-	for _, n := range nodes {
-		if !n.Schedulable() {
-			continue
-		}
-		u := usage[n.Name]
-		f := &free{node: n, cpus: n.Cpus, memMB: n.MemoryMb, ports: map[uint32]bool{}}
-		if u != nil {
-			f.cpus -= min(u.CPUs, n.Cpus)
-			f.memMB -= min(u.MemMB, n.MemoryMb)
-			for port := range u.Ports {
-				f.ports[port] = true
+func (s *state) clone() *state {
+	return &state{free: slices.Clone(s.free), cpus: slices.Clone(s.cpus), mem: slices.Clone(s.mem), ports: slices.Clone(s.ports)}
+}
+
+// holding is a job that holds resources, and what it holds on each node.
+type holding struct {
+	job   *api.Job
+	end   time.Time // when its resources are expected back (forever: unlimited)
+	nodes []int
+	masks []uint64
+	cpus  []uint32
+	mem   []uint64
+	gpus  int
+}
+
+// cycle is one call of Schedule.
+type cycle struct {
+	v      *View
+	now    time.Time
+	cfg    *Config
+	nodes  []*nodeInfo // ordered by top switch, leaf, name
+	byName map[string]int
+	leaves []leafInfo
+	st     *state
+
+	held         []*holding
+	arrayRunning map[uint64]int
+	parts        map[string][]int
+
+	reservations []*reservation
+	nodeRes      [][]*reservation // per node
+	failMemo     map[shapeKey]failMemo
+	releases     []release // lazily built, sorted by time
+	relDirty     bool
+	preempted    map[uint64]bool
+	prio         prioState
+	byNameUser   map[string][]*api.Job
+}
+
+type leafInfo struct {
+	name string
+	top  int
+}
+
+func newCycle(v *View, now time.Time, cfg *Config) *cycle {
+	c := &cycle{v: v, now: now, cfg: cfg, byName: make(map[string]int, len(v.Nodes)),
+		arrayRunning: map[uint64]int{}, parts: map[string][]int{}, failMemo: map[shapeKey]failMemo{},
+		preempted: map[uint64]bool{}}
+	net := cfg.Network
+	leafIdx := map[string]int{}
+	topIdx := map[string]int{}
+	var tops []string
+	type keyed struct {
+		top, leaf int
+		n         *api.Node
+	}
+	ks := make([]keyed, 0, len(v.Nodes))
+	for _, n := range v.Nodes {
+		leaf, top := n.LeafSwitch, n.SpineSwitch
+		if net != nil {
+			leaf, top = net.Leaf(n.Name), ""
+			if leaf != "" {
+				top = net.Parent(leaf)
 			}
 		}
-		for _, g := range n.GetTopology().GetGpus() {
-			if !g.Healthy {
-				continue
-			}
-			if u != nil {
-				if _, held := u.GPUs[g.Uuid]; held {
-					continue
+		ti, ok := topIdx[top]
+		if !ok {
+			ti = len(tops)
+			topIdx[top] = ti
+			tops = append(tops, top)
+		}
+		li, ok := leafIdx[leaf]
+		if !ok {
+			li = len(c.leaves)
+			leafIdx[leaf] = li
+			c.leaves = append(c.leaves, leafInfo{name: leaf, top: ti})
+		}
+		ks = append(ks, keyed{ti, li, n})
+	}
+	slices.SortStableFunc(ks, func(a, b keyed) int {
+		if a.top != b.top {
+			return strings.Compare(tops[a.top], tops[b.top])
+		}
+		if a.leaf != b.leaf {
+			return strings.Compare(c.leaves[a.leaf].name, c.leaves[b.leaf].name)
+		}
+		return strings.Compare(a.n.Name, b.n.Name)
+	})
+	c.st = &state{free: make([]uint64, len(ks)), cpus: make([]uint32, len(ks)), mem: make([]uint64, len(ks)), ports: make([]int, len(ks))}
+	c.nodes = make([]*nodeInfo, len(ks))
+	c.nodeRes = make([][]*reservation, len(ks))
+	for i, k := range ks {
+		n := k.n
+		ni := &nodeInfo{node: n, leaf: k.leaf, gpus: n.GetTopology().GetGpus()}
+		if len(ni.gpus) > maxGPUsPerNode {
+			ni.gpus = ni.gpus[:maxGPUsPerNode]
+		}
+		if n.Schedulable() {
+			for b, g := range ni.gpus {
+				if g.Healthy {
+					ni.healthy |= 1 << b
 				}
 			}
-			f.gpus = append(f.gpus, g)
+			c.st.cpus[i] = n.Cpus
+			c.st.mem[i] = n.MemoryMb
 		}
-		p.nodes = append(p.nodes, f)
+		c.st.free[i] = ni.healthy
+		c.nodes[i] = ni
+		c.byName[n.Name] = i
 	}
-	return p
+	for _, j := range v.Jobs {
+		if j.HoldsResources() {
+			c.hold(j)
+		}
+		if j.ArrayJobId != 0 && j.State.Active() {
+			c.arrayRunning[j.ArrayJobId]++
+		}
+	}
+	return c
 }
 
-func (f *free) fits(s api.NodeShape) bool {
-	return uint32(len(f.gpus)) >= s.GPUs && f.cpus >= s.CPUs &&
-		(f.node.MemoryMb == 0 || f.memMB >= s.MemMB) &&
-		f.freePorts() >= int(s.Tasks)+1
+// hold charges a live allocation to the state and remembers it for the
+// reservation timeline and preemption.
+func (c *cycle) hold(j *api.Job) {
+	h := &holding{job: j, end: forever}
+	a := j.Allocation
+	at := map[int]int{}
+	for _, r := range a.GetRanks() {
+		i, ok := c.byName[r.Node]
+		if !ok {
+			continue
+		}
+		k, ok := at[i]
+		if !ok {
+			k = len(h.nodes)
+			at[i] = k
+			h.nodes = append(h.nodes, i)
+			h.masks = append(h.masks, 0)
+			h.cpus = append(h.cpus, 0)
+			h.mem = append(h.mem, 0)
+		}
+		ni := c.nodes[i]
+		for _, u := range r.GpuUuids {
+			for b, g := range ni.gpus {
+				if g.Uuid == u {
+					h.masks[k] |= 1 << b
+				}
+			}
+		}
+		h.cpus[k] += r.Cpus
+		h.mem[k] += r.MemMb
+		if r.Port != 0 {
+			c.st.ports[i]++
+			ni.holdPort(r.Port)
+		}
+	}
+	if a.GetMasterPort() != 0 && len(a.GetRanks()) > 0 {
+		if i, ok := c.byName[a.Ranks[0].Node]; ok {
+			c.st.ports[i]++
+			c.nodes[i].holdPort(a.MasterPort)
+		}
+	}
+	for k, i := range h.nodes {
+		c.st.free[i] &^= h.masks[k]
+		c.st.cpus[i] -= min(h.cpus[k], c.st.cpus[i])
+		c.st.mem[i] -= min(h.mem[k], c.st.mem[i])
+		h.gpus += bits.OnesCount64(h.masks[k])
+	}
+	if j.State.Active() {
+		lim := c.timeLimit(j)
+		if lim != 0 {
+			h.end = time.UnixMilli(j.StartUnixMs).Add(lim)
+			if h.end.Before(c.now) {
+				h.end = c.now // overdue: its agent is about to end it
+			}
+		}
+	} else {
+		h.end = c.now // being stopped (cancelled, requeued, preempted)
+	}
+	c.held = append(c.held, h)
+	c.relDirty = true
 }
 
-func (f *free) portRange() (lo, hi uint32) {
-	lo, hi = f.node.PortMin, f.node.PortMax
+func (ni *nodeInfo) holdPort(p uint32) {
+	if ni.heldPorts == nil {
+		ni.heldPorts = map[uint32]bool{}
+	}
+	ni.heldPorts[p] = true
+}
+
+func (ni *nodeInfo) portRange() (lo, hi uint32) {
+	lo, hi = ni.node.PortMin, ni.node.PortMax
 	if lo == 0 || hi < lo {
 		lo, hi = DefaultPortMin, DefaultPortMax
 	}
 	return lo, hi
 }
 
-func (f *free) freePorts() int {
-	lo, hi := f.portRange()
-	return int(hi-lo+1) - len(f.ports)
-}
-
-func (f *free) takePort() uint32 {
-	lo, hi := f.portRange()
+func (ni *nodeInfo) takePort() uint32 {
+	lo, hi := ni.portRange()
 	for p := lo; p <= hi; p++ {
-		if !f.ports[p] {
-			f.ports[p] = true
+		if !ni.heldPorts[p] {
+			ni.holdPort(p)
 			return p
 		}
 	}
 	return 0
 }
 
-// place finds nodes for every rank of j and takes them from the pool, or
-// returns nil and takes nothing.
-func (p *pool) place(j *api.Job) *api.Allocation {
-	part := j.Spec.PartitionOf()
-	lo, hi := j.Spec.NodeRange()
-	for n := lo; n <= hi && int(n) <= len(p.nodes); n++ {
-		shapes, ok := j.Spec.Layout(n)
+// partition returns the indices of the nodes serving part, in node order.
+func (c *cycle) partition(part string) []int {
+	if idx, ok := c.parts[part]; ok {
+		return idx
+	}
+	var idx []int
+	for i, ni := range c.nodes {
+		if ni.node.InPartition(part) {
+			idx = append(idx, i)
+		}
+	}
+	c.parts[part] = idx
+	return idx
+}
+
+// request is what a job asks for, worked out once per cycle.
+type request struct {
+	job        *api.Job
+	part       string
+	lo         uint32
+	layouts    [][]api.NodeShape // layouts[k] spans lo+k nodes; nil when impossible
+	exclusive  bool
+	switches   int  // most leaves; 0 any
+	impossible bool // no layout at all
+	key        shapeKey
+}
+
+// shapeKey identifies requests that place identically, for the memo of
+// failures within a cycle.
+type shapeKey struct {
+	part                            string
+	lo, hi                          uint32
+	tasks, tpn, gpn, gpt, gpus, cpt uint32
+	mem                             uint64
+	exclusive                       bool
+	switches                        int
+}
+
+type failMemo struct {
+	end  time.Time // the earliest end that failed
+	kind failKind
+}
+
+func (c *cycle) request(j *api.Job) *request {
+	s := j.Spec
+	lo, hi := s.NodeRange()
+	r := &request{job: j, part: s.PartitionOf(), lo: lo, exclusive: s.Exclusive}
+	if s.Switches > 0 {
+		waited := c.now.Sub(time.UnixMilli(j.SubmitUnixMs))
+		if s.SwitchesWaitS <= 0 || waited < time.Duration(s.SwitchesWaitS)*time.Second {
+			r.switches = int(s.Switches)
+		}
+	}
+	nodes := len(c.partition(r.part))
+	r.impossible = true
+	for n := lo; n <= hi && int(n) <= nodes; n++ {
+		shapes, ok := s.Layout(n)
+		if ok {
+			r.impossible = false
+		} else {
+			shapes = nil
+		}
+		r.layouts = append(r.layouts, shapes)
+	}
+	r.key = shapeKey{part: r.part, lo: lo, hi: hi, tasks: s.Ntasks, tpn: s.NtasksPerNode, gpn: s.GpusPerNode,
+		gpt: s.GpusPerTask, gpus: s.Gpus, cpt: s.CpusPerTask, mem: s.MemPerNodeMb, exclusive: s.Exclusive, switches: r.switches}
+	return r
+}
+
+// failKind says why a placement failed.
+type failKind int
+
+const (
+	failNone     failKind = iota
+	failCapacity          // not enough free resources
+	failTopology          // enough resources, but not within the allowed switches
+)
+
+// placement is where a gang would go: node, GPUs and shape per gang node.
+type placement struct {
+	nodes  []int
+	masks  []uint64
+	shapes []api.NodeShape
+	leaves int
+}
+
+// usable returns what node i offers a job that would run until end: its
+// free capacity less what reservations starting before end hold there.
+func (c *cycle) usable(st *state, i int, end time.Time, honour bool) (uint64, uint32, uint64) {
+	m, cpus, mem := st.free[i], st.cpus[i], st.mem[i]
+	if honour {
+		for _, r := range c.nodeRes[i] {
+			if r.start.Before(end) {
+				k := slices.Index(r.nodes, i)
+				m &^= r.masks[k]
+				cpus -= min(cpus, r.cpus[k])
+				mem -= min(mem, r.mem[k])
+			}
+		}
+	}
+	return m, cpus, mem
+}
+
+// fits reports whether node i, offering mask/cpus/mem, can hold shape s,
+// and how many GPUs it would have left.
+func (c *cycle) fits(st *state, i int, m uint64, cpus uint32, mem uint64, s api.NodeShape, exclusive bool) (int, bool) {
+	ni := c.nodes[i]
+	if ni.healthy == 0 && s.GPUs == 0 && !ni.node.Schedulable() {
+		return 0, false
+	}
+	if !ni.node.Schedulable() {
+		return 0, false
+	}
+	nfree := bits.OnesCount64(m)
+	if nfree < int(s.GPUs) || cpus < s.CPUs || (ni.node.MemoryMb != 0 && mem < s.MemMB) {
+		return 0, false
+	}
+	lo, hi := ni.portRange()
+	if int(hi-lo+1)-st.ports[i] < int(s.Tasks)+1 {
+		return 0, false
+	}
+	if exclusive && (m != ni.healthy || cpus != ni.node.Cpus || st.ports[i] != 0) {
+		return 0, false
+	}
+	return nfree - int(s.GPUs), true
+}
+
+// tryPlace finds a placement for r on the current state for a job that
+// would run until end, honouring reservations or not.
+func (c *cycle) tryPlace(r *request, end time.Time, honour bool) (*placement, failKind) {
+	if honour {
+		if f, ok := c.failMemo[r.key]; ok && !end.Before(f.end) {
+			return nil, f.kind
+		}
+	}
+	p, why := c.placeOn(c.st, r, end, honour)
+	if p == nil && honour {
+		c.failMemo[r.key] = failMemo{end: end, kind: why}
+	}
+	return p, why
+}
+
+// placeOn places r on st: the fewest nodes first; within a node count, a
+// single node by best fit, several nodes under the fewest switches.
+func (c *cycle) placeOn(st *state, r *request, end time.Time, honour bool) (*placement, failKind) {
+	why := failCapacity
+	for k, shapes := range r.layouts {
+		if shapes == nil {
+			continue
+		}
+		n := int(r.lo) + k
+		if n == 1 {
+			if p := c.placeOne(st, r, shapes[0], end, honour); p != nil {
+				return p, failNone
+			}
+			continue
+		}
+		p, w := c.placeMany(st, r, shapes, end, honour)
+		if p != nil {
+			return p, failNone
+		}
+		if w == failTopology {
+			why = failTopology
+		}
+	}
+	return nil, why
+}
+
+// placeOne picks the node that fits s with the fewest GPUs left over (so
+// small jobs fill partly used nodes and whole nodes stay free), the first
+// in node order among equals (so work packs into the same leaves).
+func (c *cycle) placeOne(st *state, r *request, s api.NodeShape, end time.Time, honour bool) *placement {
+	best, bestLeft := -1, 1<<30
+	for _, i := range c.partition(r.part) {
+		if st.free[i] == 0 && s.GPUs > 0 {
+			continue
+		}
+		m, cpus, mem := c.usable(st, i, end, honour)
+		left, ok := c.fits(st, i, m, cpus, mem, s, r.exclusive)
+		if !ok || left >= bestLeft {
+			continue
+		}
+		best, bestLeft = i, left
+		if left == 0 {
+			break
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	m, _, _ := c.usable(st, best, end, honour)
+	return &placement{nodes: []int{best}, masks: []uint64{c.chooseGPUs(best, m, int(s.GPUs), r.exclusive)},
+		shapes: []api.NodeShape{s}, leaves: 1}
+}
+
+// placeMany places a gang over len(shapes) nodes: within one leaf if one
+// can hold it (the leaf that fits most tightly), else within one top
+// switch using the fewest leaves, else over the fewest leaves anywhere.
+func (c *cycle) placeMany(st *state, r *request, shapes []api.NodeShape, end time.Time, honour bool) (*placement, failKind) {
+	n := len(shapes)
+	type cand struct {
+		i, left int
+		m       uint64
+	}
+	byLeaf := map[int][]cand{}
+	total := 0
+	for _, i := range c.partition(r.part) {
+		if st.free[i] == 0 && shapes[0].GPUs > 0 {
+			continue
+		}
+		m, cpus, mem := c.usable(st, i, end, honour)
+		left, ok := c.fits(st, i, m, cpus, mem, shapes[0], r.exclusive)
 		if !ok {
 			continue
 		}
-		chosen := make([]*free, 0, n)
-		used := map[*free]bool{}
-		for _, s := range shapes {
-			var pick *free
-			for _, f := range p.nodes {
-				if !used[f] && f.node.InPartition(part) && f.fits(s) {
-					pick = f
-					break
-				}
-			}
-			if pick == nil {
-				break
-			}
-			used[pick] = true
-			chosen = append(chosen, pick)
-		}
-		if len(chosen) == len(shapes) {
-			return p.take(j, shapes, chosen)
+		byLeaf[c.nodes[i].leaf] = append(byLeaf[c.nodes[i].leaf], cand{i, left, m})
+		total++
+	}
+	if total < n {
+		return nil, failCapacity
+	}
+	leaves := make([]int, 0, len(byLeaf))
+	for l := range byLeaf {
+		leaves = append(leaves, l)
+	}
+	slices.Sort(leaves)
+	// The chosen leaves, in the order their nodes are taken.
+	var chosen []int
+	bestFit := -1
+	for _, l := range leaves {
+		if cnt := len(byLeaf[l]); cnt >= n && (bestFit < 0 || cnt < len(byLeaf[bestFit])) {
+			bestFit = l
 		}
 	}
-	return nil
+	if bestFit >= 0 {
+		chosen = []int{bestFit}
+	} else {
+		// Fewest leaves: per top switch, take its leaves largest first.
+		byTop := map[int][]int{}
+		for _, l := range leaves {
+			byTop[c.leaves[l].top] = append(byTop[c.leaves[l].top], l)
+		}
+		desc := func(ls []int) []int {
+			ls = slices.Clone(ls)
+			slices.SortStableFunc(ls, func(a, b int) int { return len(byLeaf[b]) - len(byLeaf[a]) })
+			return ls
+		}
+		need := func(ls []int) ([]int, bool) {
+			got := 0
+			for k, l := range ls {
+				got += len(byLeaf[l])
+				if got >= n {
+					return ls[:k+1], true
+				}
+			}
+			return ls, false
+		}
+		tops := make([]int, 0, len(byTop))
+		for t := range byTop {
+			tops = append(tops, t)
+		}
+		slices.Sort(tops)
+		for _, t := range tops {
+			if ls, ok := need(desc(byTop[t])); ok && (chosen == nil || len(ls) < len(chosen)) {
+				chosen = ls
+			}
+		}
+		if chosen == nil {
+			chosen, _ = need(desc(leaves))
+		}
+	}
+	if r.switches > 0 && len(chosen) > r.switches {
+		return nil, failTopology
+	}
+	p := &placement{leaves: len(chosen)}
+	for _, l := range chosen {
+		cs := byLeaf[l]
+		slices.SortStableFunc(cs, func(a, b cand) int { return a.left - b.left })
+		for _, cd := range cs {
+			if len(p.nodes) == n {
+				break
+			}
+			s := shapes[len(p.nodes)]
+			p.nodes = append(p.nodes, cd.i)
+			p.masks = append(p.masks, c.chooseGPUs(cd.i, cd.m, int(s.GPUs), r.exclusive))
+			p.shapes = append(p.shapes, s)
+		}
+	}
+	return p, failNone
 }
 
-// take builds the allocation for a gang that fits and charges the pool.
-// When a node's GPUs divide evenly among its ranks each rank gets its own
+// take builds the allocation for a placement and charges the state. When
+// a node's GPUs divide evenly among its ranks each rank gets its own
 // share; otherwise every rank on the node sees all of the node's GPUs.
-func (p *pool) take(j *api.Job, shapes []api.NodeShape, chosen []*free) *api.Allocation {
+func (c *cycle) take(j *api.Job, r *request, p *placement, end time.Time) *api.Allocation {
 	a := &api.Allocation{JobId: j.Id}
 	cpt := max(j.Spec.CpusPerTask, 1)
+	h := &holding{job: j, end: end}
 	rank := uint32(0)
-	for i, s := range shapes {
-		f := chosen[i]
-		gpus := f.gpus[:s.GPUs]
-		f.gpus = f.gpus[s.GPUs:]
-		f.cpus -= s.CPUs
-		if f.node.MemoryMb != 0 {
-			f.memMB -= s.MemMB
+	for k, i := range p.nodes {
+		s := p.shapes[k]
+		ni := c.nodes[i]
+		mask := p.masks[k]
+		cpus, mem := s.CPUs, s.MemMB
+		if r.exclusive {
+			cpus, mem = c.st.cpus[i], c.st.mem[i]
 		}
-		a.Nodes = append(a.Nodes, f.node.Name)
+		c.st.free[i] &^= mask
+		c.st.cpus[i] -= min(cpus, c.st.cpus[i])
+		c.st.mem[i] -= min(mem, c.st.mem[i])
+		c.st.ports[i] += int(s.Tasks)
+		h.nodes = append(h.nodes, i)
+		h.masks = append(h.masks, mask)
+		h.cpus = append(h.cpus, cpus)
+		h.mem = append(h.mem, mem)
+		h.gpus += bits.OnesCount64(mask)
+		var gpus []*api.GPU
+		for b := mask; b != 0; b &= b - 1 {
+			gpus = append(gpus, ni.gpus[bits.TrailingZeros64(b)])
+		}
+		a.Nodes = append(a.Nodes, ni.node.Name)
 		for local := uint32(0); local < s.Tasks; local++ {
-			r := &api.Rank{
-				Rank: rank, Node: f.node.Name, LocalRank: local, LocalSize: s.Tasks,
-				NodeIndex: uint32(i), Cpus: cpt, Port: f.takePort(),
+			rk := &api.Rank{
+				Rank: rank, Node: ni.node.Name, LocalRank: local, LocalSize: s.Tasks,
+				NodeIndex: uint32(k), Cpus: cpt, Port: ni.takePort(),
 			}
 			if local == 0 {
-				r.MemMb = s.MemMB // the node's memory is charged once, to its first rank
+				rk.MemMb = mem // the node's memory is charged once, to its first rank
+				rk.Cpus += cpus - s.CPUs
 			}
 			share := gpus
-			if s.Tasks > 0 && s.GPUs%s.Tasks == 0 {
-				per := s.GPUs / s.Tasks
+			if s.Tasks > 0 && len(gpus) > 0 && uint32(len(gpus))%s.Tasks == 0 {
+				per := uint32(len(gpus)) / s.Tasks
 				share = gpus[local*per : (local+1)*per]
 			}
 			for _, g := range share {
-				r.GpuUuids = append(r.GpuUuids, g.Uuid)
-				r.GpuIndexes = append(r.GpuIndexes, g.Index)
+				rk.GpuUuids = append(rk.GpuUuids, g.Uuid)
+				rk.GpuIndexes = append(rk.GpuIndexes, g.Index)
 			}
-			a.Ranks = append(a.Ranks, r)
+			a.Ranks = append(a.Ranks, rk)
 			rank++
 		}
 	}
-	master := chosen[0]
+	master := c.nodes[p.nodes[0]]
 	a.MasterAddr = hostOf(master.node.Address)
 	a.MasterPort = master.takePort()
+	c.st.ports[p.nodes[0]]++
+	c.held = append(c.held, h)
+	c.relDirty = true
 	return a
 }
 
@@ -169,82 +605,4 @@ func hostOf(addr string) string {
 		return strings.Trim(addr[:i], "[]")
 	}
 	return addr
-}
-
-// Feasible reports whether spec could ever run on nodes (all of them
-// empty and up), with an error that says what cannot be met.
-func Feasible(nodes []*api.Node, spec *api.JobSpec) error {
-	part := spec.PartitionOf()
-	var in []*api.Node
-	for _, n := range nodes {
-		if n.InPartition(part) {
-			in = append(in, n)
-		}
-	}
-	if len(in) == 0 {
-		return fmt.Errorf("partition %q has no nodes", part)
-	}
-	lo, hi := spec.NodeRange()
-	if int(lo) > len(in) {
-		return fmt.Errorf("--nodes=%d: partition %q has only %d nodes", lo, part, len(in))
-	}
-	// Capacity that is down or drained today may be back tomorrow: the
-	// question is whether the job could ever run, so every node counts.
-	up := make([]*api.Node, len(in))
-	for i, n := range in {
-		up[i] = &api.Node{Name: n.Name, Cpus: n.Cpus, MemoryMb: n.MemoryMb, Topology: n.Topology,
-			Partitions: n.Partitions, PortMin: n.PortMin, PortMax: n.PortMax}
-	}
-	p := newPool(up, nil)
-	var why string
-	for n := lo; n <= hi && int(n) <= len(in); n++ {
-		shapes, ok := spec.Layout(n)
-		if !ok {
-			why = fmt.Sprintf("%d tasks cannot be spread over %d nodes", spec.TotalTasks(n), n)
-			continue
-		}
-		why = ""
-		for _, s := range shapes {
-			count := 0
-			for _, f := range p.nodes {
-				if f.fits(s) {
-					count++
-				}
-			}
-			if count == 0 {
-				why = shapeMisfit(in, s)
-				break
-			}
-		}
-		if why == "" {
-			if p.place(&api.Job{Spec: spec}) != nil {
-				return nil
-			}
-			why = fmt.Sprintf("no %d nodes of partition %q can hold the gang together", n, part)
-		}
-	}
-	return fmt.Errorf("requested node configuration is not available: %s", why)
-}
-
-func shapeMisfit(nodes []*api.Node, s api.NodeShape) string {
-	var gpus, cpus uint32
-	var mem uint64
-	for _, n := range nodes {
-		h := uint32(0)
-		for _, g := range n.GetTopology().GetGpus() {
-			if g.Healthy {
-				h++
-			}
-		}
-		gpus, cpus, mem = max(gpus, h), max(cpus, n.Cpus), max(mem, n.MemoryMb)
-	}
-	switch {
-	case s.GPUs > gpus:
-		return fmt.Sprintf("a node needs %d GPUs but the largest node has %d", s.GPUs, gpus)
-	case s.CPUs > cpus:
-		return fmt.Sprintf("a node needs %d CPUs but the largest node has %d", s.CPUs, cpus)
-	case mem != 0 && s.MemMB > mem:
-		return fmt.Sprintf("a node needs %d MB of memory but the largest node has %d MB", s.MemMB, mem)
-	}
-	return "no single node has all of the GPUs, CPUs, memory and ports one node of the gang needs"
 }

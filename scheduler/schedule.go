@@ -8,18 +8,111 @@ import (
 	"github.com/loomhpc/loom/api"
 )
 
-// Pending reasons, as squeue prints them.
+// Pending reasons, as squeue prints them: Slurm's names, plus Loom's own
+// Topology, Reserved and Preempting.
 const (
+	// ReasonResources: the job is among the top gangs and waits for
+	// resources; with a reservation it carries an expected start.
 	ReasonResources = "Resources"
-	ReasonPriority  = "Priority"
+	// ReasonPriority: higher-priority jobs hold the reservations it would need.
+	ReasonPriority = "Priority"
+	// ReasonPartition: the partition cannot hold the job.
 	ReasonPartition = "PartitionConfig"
+	// ReasonReserved: free resources exist now, but running there would
+	// delay a higher-priority gang's reservation.
+	ReasonReserved = "Reserved"
+	// ReasonTopology: capacity exists, but not with the requested
+	// locality (--switches).
+	ReasonTopology = "Topology"
+	// ReasonDependency: a --dependency is not yet satisfied.
+	ReasonDependency = "Dependency"
+	// ReasonDependencyNeverSatisfied: a dependency can no longer be met
+	// (afterok on a failed job, for instance); the job waits until cancelled.
+	ReasonDependencyNeverSatisfied = "DependencyNeverSatisfied"
+	// ReasonBeginTime: --begin is in the future.
+	ReasonBeginTime = "BeginTime"
+	// ReasonArrayTaskLimit: the array's %N limit of running tasks is reached.
+	ReasonArrayTaskLimit = "JobArrayTaskLimit"
+	// ReasonHeld: held by --hold or scontrol hold.
+	ReasonHeld = "JobHeldUser"
+	// ReasonPreempting: lower-QoS jobs are being stopped to make room.
+	ReasonPreempting = "Preempting"
 )
 
-// Config tunes the scheduler. The zero value is usable.
+// Order is how the pending queue is sorted.
+type Order int
+
+// Orders.
+const (
+	// OrderMultifactor sorts by Slurm-style multifactor priority (the default).
+	OrderMultifactor Order = iota
+	// OrderFIFO sorts by submit time.
+	OrderFIFO
+	// OrderShortest sorts by time limit, shortest first (SJF when the limits
+	// are the true durations).
+	OrderShortest
+)
+
+// Defaults for the zero Config.
+const (
+	DefaultReserveDepth   = 8
+	DefaultBackfillWindow = 7 * 24 * time.Hour
+)
+
+// Config tunes the scheduler. The zero value is usable: multifactor
+// priority with Slurm-like default weights, 8 reservations, a 7-day window.
 type Config struct {
 	// MaxPlacementsPerCycle bounds one plan's size so a huge backlog is
 	// committed in several Raft entries rather than one giant one.
 	MaxPlacementsPerCycle int
+	// Seed orders jobs whose priority and submit time tie.
+	Seed uint64
+	// Order picks the queue order; Priority tunes OrderMultifactor.
+	Order    Order
+	Priority PriorityConfig
+	// Strict stops at the first job that cannot start: nothing passes it
+	// (plain FIFO). Otherwise lower-priority jobs backfill.
+	Strict bool
+	// ReserveDepth is K: how many of the highest-priority gangs that cannot
+	// start get a reservation. 0 means DefaultReserveDepth; negative, none.
+	ReserveDepth int
+	// BackfillWindow: reservations are made only for starts within it.
+	// 0 means DefaultBackfillWindow.
+	BackfillWindow time.Duration
+	// DefaultTimeLimit applies to jobs that give none (time_limit_s 0);
+	// 0 leaves them unlimited, so they never backfill into reserved GPUs.
+	DefaultTimeLimit time.Duration
+	// Network is the switch tree; nil takes each node's leaf_switch and
+	// spine_switch.
+	Network *Network
+	// QOS names the qualities of service; a job whose QoS is not listed
+	// has priority 0 and preempts nothing.
+	QOS map[string]QOS
+}
+
+// QOS is one quality of service, as Slurm's sacctmgr defines it.
+type QOS struct {
+	// Priority feeds the QoS factor (normalized by the largest).
+	Priority uint32
+	// Preempt lists the QoS names this one may preempt.
+	Preempt []string
+}
+
+func (c *Config) reserveDepth() int {
+	switch {
+	case c.ReserveDepth < 0:
+		return 0
+	case c.ReserveDepth == 0:
+		return DefaultReserveDepth
+	}
+	return c.ReserveDepth
+}
+
+func (c *Config) backfillWindow() time.Duration {
+	if c.BackfillWindow <= 0 {
+		return DefaultBackfillWindow
+	}
+	return c.BackfillWindow
 }
 
 // View is what Schedule sees: the nodes, the jobs that are pending or hold
@@ -27,55 +120,219 @@ type Config struct {
 type View struct {
 	Nodes []*api.Node
 	Jobs  []*api.Job
+	// Usage is what live allocations hold; Schedule derives the same from
+	// Jobs and does not need it.
 	Usage api.Usage
+	// Lookup finds any job by id, finished ones included, for
+	// dependencies; nil means only Jobs are known.
+	Lookup func(id uint64) *api.Job
+	// AccountUsage is each account's decayed GPU-seconds from jobs that
+	// have ended (see Ledger); running jobs' usage Schedule adds itself.
+	AccountUsage map[string]float64
 }
 
 // Plan is one cycle's decisions.
 type Plan struct {
-	Placements []*api.Placement
-	Pending    []*api.PendingReason
+	Placements  []*api.Placement
+	Pending     []*api.PendingReason
+	Preemptions []*api.Preemption
+	// Reservations are the top gangs' reservations (not committed: they
+	// are recomputed every cycle; kept for loom why and tests).
+	Reservations []Reservation
+}
+
+// Reservation is where and when a waiting gang is expected to start.
+type Reservation struct {
+	JobID uint64
+	Start time.Time
+	End   time.Time // Start + the job's time limit
+	Nodes []string
+	GPUs  []string // UUIDs
 }
 
 // Empty reports whether the plan changes nothing.
-func (p *Plan) Empty() bool { return len(p.Placements) == 0 && len(p.Pending) == 0 }
+func (p *Plan) Empty() bool {
+	return len(p.Placements) == 0 && len(p.Pending) == 0 && len(p.Preemptions) == 0
+}
 
-// Schedule places pending gangs, all ranks or none, first-fit in priority
-// order (then submit order), and says why the others wait.
+// Schedule places pending gangs, all ranks or none, in priority order;
+// reserves resources for the top gangs that cannot start; lets lower jobs
+// backfill where they delay no reservation; preempts lower QoS where that
+// is the only way a job starts; and says why every other job waits.
 func Schedule(v *View, now time.Time, cfg Config) *Plan {
-	_ = now // the first-fit policy has no time-dependent factor yet
-	pool := newPool(v.Nodes, v.Usage)
-	var pending []*api.Job
-	for _, j := range v.Jobs {
-		// A requeued gang waits until every rank of its last allocation
-		// is known to be gone.
-		if j.State == api.JobState_PENDING && !j.HoldsResources() {
-			pending = append(pending, j)
-		}
-	}
-	slices.SortStableFunc(pending, func(a, b *api.Job) int {
-		if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Id, b.Id)
-	})
+	c := newCycle(v, now, &cfg)
+	return c.run()
+}
+
+// pendingJob is one waiting job during a cycle.
+type pendingJob struct {
+	job      *api.Job
+	prio     float64
+	limit    time.Duration // 0: unlimited
+	tie      uint64
+	reason   string
+	expected int64
+}
+
+func (c *cycle) run() *Plan {
 	plan := &Plan{}
-	blocked := false
-	for _, j := range pending {
-		if cfg.MaxPlacementsPerCycle > 0 && len(plan.Placements) >= cfg.MaxPlacementsPerCycle {
-			break
-		}
-		if a := pool.place(j); a != nil {
-			plan.Placements = append(plan.Placements, &api.Placement{JobId: j.Id, Allocation: a})
+	var queue []*pendingJob
+	for _, j := range c.v.Jobs {
+		if j.State != api.JobState_PENDING || j.HoldsResources() {
+			// A requeued gang waits until every rank of its last
+			// allocation is known to be gone.
 			continue
 		}
-		reason := ReasonResources
-		if blocked {
-			reason = ReasonPriority
+		pj := &pendingJob{job: j, limit: c.timeLimit(j), tie: mix(c.cfg.Seed ^ j.Id)}
+		if r, at := c.ineligible(j); r != "" {
+			pj.reason, pj.expected = r, at
+			c.setReason(plan, pj)
+			continue
+		}
+		queue = append(queue, pj)
+	}
+	c.sortQueue(queue)
+
+	depth := c.cfg.reserveDepth()
+	blocked := false
+	for _, pj := range queue {
+		j := pj.job
+		if c.cfg.MaxPlacementsPerCycle > 0 && len(plan.Placements) >= c.cfg.MaxPlacementsPerCycle {
+			break // later jobs keep their reasons until the next cycle
+		}
+		if c.cfg.Strict && blocked {
+			pj.reason = ReasonPriority
+			c.setReason(plan, pj)
+			continue
+		}
+		if lim, ok := c.arrayLimit(j); ok && c.arrayRunning[j.ArrayJobId] >= lim {
+			pj.reason = ReasonArrayTaskLimit
+			c.setReason(plan, pj)
+			continue
+		}
+		req := c.request(j)
+		end := c.endOf(pj.limit)
+		if req.impossible {
+			pj.reason = ReasonPartition
+			c.setReason(plan, pj)
+			continue
+		}
+		pl, why := c.tryPlace(req, end, true)
+		if pl != nil {
+			a := c.take(j, req, pl, end)
+			plan.Placements = append(plan.Placements, &api.Placement{JobId: j.Id, Allocation: a})
+			if j.ArrayJobId != 0 {
+				c.arrayRunning[j.ArrayJobId]++
+			}
+			continue
+		}
+		// The job cannot start now. Work out why, and reserve for the top K.
+		pj.reason = ReasonPriority
+		if !blocked {
+			pj.reason = ReasonResources
+		}
+		if why == failTopology {
+			pj.reason = ReasonTopology
+		} else if c.hasReservations() {
+			if p2, _ := c.tryPlace(req, end, false); p2 != nil {
+				pj.reason = ReasonReserved
+			}
 		}
 		blocked = true
-		if j.Reason != reason {
-			plan.Pending = append(plan.Pending, &api.PendingReason{JobId: j.Id, Reason: reason})
+		if len(c.reservations) >= depth || why == failTopology {
+			c.setReason(plan, pj)
+			continue
 		}
+		r := c.reserve(pj, req)
+		if r == nil || r.start.After(c.now) {
+			// Resources are not coming back right now: a higher QoS may
+			// take them from a lower one.
+			if victims := c.preemptFor(pj, req); len(victims) > 0 {
+				for _, vj := range victims {
+					plan.Preemptions = append(plan.Preemptions, &api.Preemption{JobId: vj.Id, ForJobId: j.Id})
+				}
+				pj.reason, pj.expected = ReasonPreempting, c.now.UnixMilli()
+				c.setReason(plan, pj)
+				continue
+			}
+		}
+		if r != nil {
+			pj.reason, pj.expected = ReasonResources, r.start.UnixMilli()
+			c.addReservation(r)
+			plan.Reservations = append(plan.Reservations, c.describe(r))
+		}
+		c.setReason(plan, pj)
 	}
 	return plan
+}
+
+// setReason records pj's reason in the plan when it changed.
+func (c *cycle) setReason(plan *Plan, pj *pendingJob) {
+	j := pj.job
+	if j.Reason == pj.reason && j.ExpectedStartUnixMs == pj.expected {
+		return
+	}
+	plan.Pending = append(plan.Pending, &api.PendingReason{JobId: j.Id, Reason: pj.reason, ExpectedStartUnixMs: pj.expected})
+}
+
+// sortQueue orders the eligible jobs by the configured order; ties go to
+// the earlier submit, then to a seeded order, then to the lower id.
+func (c *cycle) sortQueue(q []*pendingJob) {
+	switch c.cfg.Order {
+	case OrderMultifactor:
+		c.prio.prepare(c)
+		for _, pj := range q {
+			pj.prio = c.prio.total(pj.job, pj.limit)
+		}
+	case OrderShortest:
+		for _, pj := range q {
+			if pj.limit == 0 {
+				pj.prio = -1e18
+			} else {
+				pj.prio = -pj.limit.Seconds()
+			}
+		}
+	}
+	slices.SortFunc(q, func(a, b *pendingJob) int {
+		if c := cmp.Compare(b.prio, a.prio); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.job.SubmitUnixMs, b.job.SubmitUnixMs); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.tie, b.tie); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.job.Id, b.job.Id)
+	})
+}
+
+// timeLimit returns j's limit; 0 means unlimited.
+func (c *cycle) timeLimit(j *api.Job) time.Duration {
+	switch s := j.GetSpec().GetTimeLimitS(); {
+	case s > 0:
+		return time.Duration(s) * time.Second
+	case s < 0:
+		return 0
+	}
+	return c.cfg.DefaultTimeLimit
+}
+
+// endOf returns when a job started now with limit would end.
+func (c *cycle) endOf(limit time.Duration) time.Time {
+	if limit == 0 {
+		return forever
+	}
+	return c.now.Add(limit)
+}
+
+// forever stands for "no time limit".
+var forever = time.Unix(1<<40, 0)
+
+// mix is splitmix64, for seeded tie-breaking.
+func mix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
 }

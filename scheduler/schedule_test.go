@@ -20,7 +20,7 @@ func node(name string, gpus int, cpus uint32) *api.Node {
 
 func pending(id uint64, spec *api.JobSpec) *api.Job {
 	spec.Script = "x"
-	return &api.Job{Id: id, Spec: spec, State: api.JobState_PENDING, Reason: "None"}
+	return &api.Job{Id: id, Spec: spec, State: api.JobState_PENDING, Reason: "None", SubmitUnixMs: int64(id) * 1000}
 }
 
 // apply marks the plan's placements as running jobs in a new view, as the

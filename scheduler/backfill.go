@@ -1,0 +1,166 @@
+package scheduler
+
+import (
+	"math/bits"
+	"slices"
+	"time"
+)
+
+// reservation holds resources for a waiting gang from start to end.
+// Reservations live only for the cycle that makes them: every cycle
+// recomputes them from the running jobs' time limits. With exact limits
+// a reservation never moves later, because every job the previous cycle
+// backfilled either avoided its GPUs or ended before its start.
+type reservation struct {
+	job        *pendingJob
+	start, end time.Time
+	nodes      []int
+	masks      []uint64
+	cpus       []uint32
+	mem        []uint64
+}
+
+// release is resources coming back at t.
+type release struct {
+	t    time.Time
+	node int
+	mask uint64
+	cpus uint32
+	mem  uint64
+}
+
+func (c *cycle) hasReservations() bool { return len(c.reservations) > 0 }
+
+// timeline returns every holding job's release, in time order; unlimited
+// jobs release nothing.
+func (c *cycle) timeline() []release {
+	if !c.relDirty {
+		return c.releases
+	}
+	c.releases = c.releases[:0]
+	for _, h := range c.held {
+		if h.end.Equal(forever) {
+			continue
+		}
+		for k, i := range h.nodes {
+			c.releases = append(c.releases, release{h.end, i, h.masks[k], h.cpus[k], h.mem[k]})
+		}
+	}
+	slices.SortStableFunc(c.releases, func(a, b release) int { return a.t.Compare(b.t) })
+	c.relDirty = false
+	return c.releases
+}
+
+// reserve finds the earliest time, within the backfill window, at which
+// the gang fits once running jobs end at their time limits, and where.
+// Resources of earlier reservations count as busy until those end.
+func (c *cycle) reserve(pj *pendingJob, r *request) *reservation {
+	horizon := c.now.Add(c.cfg.backfillWindow())
+	fut := c.st.clone()
+	events := slices.Clone(c.timeline())
+	for _, res := range c.reservations {
+		for k, i := range res.nodes {
+			fut.free[i] &^= res.masks[k]
+			fut.cpus[i] -= min(fut.cpus[i], res.cpus[k])
+			fut.mem[i] -= min(fut.mem[i], res.mem[k])
+			if !res.end.Equal(forever) {
+				events = append(events, release{res.end, i, res.masks[k], res.cpus[k], res.mem[k]})
+			}
+		}
+	}
+	if len(c.reservations) > 0 {
+		slices.SortStableFunc(events, func(a, b release) int { return a.t.Compare(b.t) })
+	}
+	// Cheap trigger: count nodes that could hold the gang's largest node
+	// shape; attempt a full placement only when enough do.
+	first := -1
+	for k, l := range r.layouts {
+		if l != nil {
+			first = k
+			break
+		}
+	}
+	if first < 0 {
+		return nil
+	}
+	shape := r.layouts[first][0]
+	need := int(r.lo) + first
+	fitting := 0
+	fitsNow := make(map[int]bool)
+	for _, i := range c.partition(r.part) {
+		if _, ok := c.fits(fut, i, fut.free[i], fut.cpus[i], fut.mem[i], shape, r.exclusive); ok {
+			fitting++
+			fitsNow[i] = true
+		}
+	}
+	attempts := 0
+	for e := 0; e < len(events); {
+		t := events[e].t
+		if t.After(horizon) {
+			return nil
+		}
+		for ; e < len(events) && events[e].t.Equal(t); e++ {
+			ev := events[e]
+			fut.free[ev.node] |= ev.mask & c.nodes[ev.node].healthy
+			fut.cpus[ev.node] += ev.cpus
+			fut.mem[ev.node] += ev.mem
+			if !fitsNow[ev.node] && c.nodes[ev.node].node.InPartition(r.part) {
+				if _, ok := c.fits(fut, ev.node, fut.free[ev.node], fut.cpus[ev.node], fut.mem[ev.node], shape, r.exclusive); ok {
+					fitting++
+					fitsNow[ev.node] = true
+				}
+			}
+		}
+		if fitting < need || attempts > 256 {
+			continue
+		}
+		attempts++
+		p, _ := c.placeOn(fut, r, forever, false)
+		if p == nil {
+			continue
+		}
+		start := t
+		if start.Before(c.now) {
+			start = c.now
+		}
+		res := &reservation{job: pj, start: start, end: forever}
+		if pj.limit != 0 {
+			res.end = start.Add(pj.limit)
+		}
+		for k, i := range p.nodes {
+			res.nodes = append(res.nodes, i)
+			res.masks = append(res.masks, p.masks[k])
+			cpus, mem := p.shapes[k].CPUs, p.shapes[k].MemMB
+			if r.exclusive {
+				cpus, mem = c.nodes[i].node.Cpus, c.nodes[i].node.MemoryMb
+			}
+			res.cpus = append(res.cpus, cpus)
+			res.mem = append(res.mem, mem)
+		}
+		return res
+	}
+	return nil
+}
+
+// addReservation makes later jobs respect res.
+func (c *cycle) addReservation(res *reservation) {
+	c.reservations = append(c.reservations, res)
+	for _, i := range res.nodes {
+		c.nodeRes[i] = append(c.nodeRes[i], res)
+	}
+	// Earlier failures stay failures; successes may now fail, and the memo
+	// only records failures, so it stays sound.
+}
+
+// describe turns res into its exported form.
+func (c *cycle) describe(res *reservation) Reservation {
+	out := Reservation{JobID: res.job.job.Id, Start: res.start, End: res.end}
+	for k, i := range res.nodes {
+		ni := c.nodes[i]
+		out.Nodes = append(out.Nodes, ni.node.Name)
+		for b := res.masks[k]; b != 0; b &= b - 1 {
+			out.GPUs = append(out.GPUs, ni.gpus[bits.TrailingZeros64(b)].Uuid)
+		}
+	}
+	return out
+}

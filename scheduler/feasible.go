@@ -1,0 +1,92 @@
+package scheduler
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/loomhpc/loom/api"
+	"google.golang.org/protobuf/proto"
+)
+
+// Feasible reports whether spec could ever run on nodes (all of them
+// empty and up), with an error that says what cannot be met.
+func Feasible(nodes []*api.Node, spec *api.JobSpec) error {
+	part := spec.PartitionOf()
+	var in []*api.Node
+	for _, n := range nodes {
+		if n.InPartition(part) {
+			in = append(in, n)
+		}
+	}
+	if len(in) == 0 {
+		return fmt.Errorf("partition %q has no nodes", part)
+	}
+	lo, hi := spec.NodeRange()
+	if int(lo) > len(in) {
+		return fmt.Errorf("--nodes=%d: partition %q has only %d nodes", lo, part, len(in))
+	}
+	// Capacity that is down or drained today may be back tomorrow: the
+	// question is whether the job could ever run, so every node counts.
+	up := make([]*api.Node, len(in))
+	for i, n := range in {
+		up[i] = &api.Node{Name: n.Name, Cpus: n.Cpus, MemoryMb: n.MemoryMb, Topology: n.Topology,
+			Partitions: n.Partitions, PortMin: n.PortMin, PortMax: n.PortMax,
+			LeafSwitch: n.LeafSwitch, SpineSwitch: n.SpineSwitch}
+	}
+	c := newCycle(&View{Nodes: up}, time.Unix(0, 0), &Config{})
+	loose := proto.Clone(spec).(*api.JobSpec)
+	loose.Switches = 0
+	j := &api.Job{Spec: loose}
+	r := c.request(j)
+	var why string
+	for n := lo; n <= hi && int(n) <= len(in); n++ {
+		shapes, ok := spec.Layout(n)
+		if !ok {
+			why = fmt.Sprintf("%d tasks cannot be spread over %d nodes", spec.TotalTasks(n), n)
+			continue
+		}
+		why = ""
+		for _, s := range shapes {
+			count := 0
+			for i := range c.nodes {
+				if _, ok := c.fits(c.st, i, c.st.free[i], c.st.cpus[i], c.st.mem[i], s, spec.Exclusive); ok {
+					count++
+				}
+			}
+			if count == 0 {
+				why = shapeMisfit(in, s)
+				break
+			}
+		}
+		if why == "" {
+			if p, _ := c.placeOn(c.st, r, forever, false); p != nil {
+				return nil
+			}
+			why = fmt.Sprintf("no %d nodes of partition %q can hold the gang together", n, part)
+		}
+	}
+	return fmt.Errorf("requested node configuration is not available: %s", why)
+}
+
+func shapeMisfit(nodes []*api.Node, s api.NodeShape) string {
+	var gpus, cpus uint32
+	var mem uint64
+	for _, n := range nodes {
+		h := uint32(0)
+		for _, g := range n.GetTopology().GetGpus() {
+			if g.Healthy {
+				h++
+			}
+		}
+		gpus, cpus, mem = max(gpus, h), max(cpus, n.Cpus), max(mem, n.MemoryMb)
+	}
+	switch {
+	case s.GPUs > gpus:
+		return fmt.Sprintf("a node needs %d GPUs but the largest node has %d", s.GPUs, gpus)
+	case s.CPUs > cpus:
+		return fmt.Sprintf("a node needs %d CPUs but the largest node has %d", s.CPUs, cpus)
+	case mem != 0 && s.MemMB > mem:
+		return fmt.Sprintf("a node needs %d MB of memory but the largest node has %d MB", s.MemMB, mem)
+	}
+	return "no single node has all of the GPUs, CPUs, memory and ports one node of the gang needs"
+}

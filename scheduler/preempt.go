@@ -1,0 +1,117 @@
+package scheduler
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/loomhpc/loom/api"
+)
+
+// lostGPUSeconds is what preempting h throws away if the job keeps no
+// checkpoint: every GPU it holds times how long it has run.
+func (c *cycle) lostGPUSeconds(h *holding) float64 {
+	ran := c.now.Sub(time.UnixMilli(h.job.StartUnixMs)).Seconds()
+	return float64(h.gpus) * max(ran, 0)
+}
+
+// preemptFor picks running jobs of a QoS that pj's QoS may preempt whose
+// GPUs let pj start, losing the least GPU-time: per node the cheapest
+// victims that make room, then the cheapest nodes. It reserves the freed
+// resources for pj from now and returns the victims, or nil when
+// preemption cannot make room (or pj's QoS preempts nothing).
+func (c *cycle) preemptFor(pj *pendingJob, r *request) []*api.Job {
+	q, ok := c.cfg.QOS[pj.job.Spec.GetQos()]
+	if !ok || len(q.Preempt) == 0 {
+		return nil
+	}
+	first := -1
+	for k, l := range r.layouts {
+		if l != nil {
+			first = k
+			break
+		}
+	}
+	if first < 0 {
+		return nil
+	}
+	shapes := r.layouts[first]
+	perNode := map[int][]*holding{}
+	for _, h := range c.held {
+		j := h.job
+		if !j.State.Active() || c.preempted[j.Id] || !slices.Contains(q.Preempt, j.Spec.GetQos()) {
+			continue
+		}
+		for _, i := range h.nodes {
+			perNode[i] = append(perNode[i], h)
+		}
+	}
+	if len(perNode) == 0 {
+		return nil
+	}
+	type option struct {
+		node    int
+		cost    float64
+		victims []*holding
+		mask    uint64
+	}
+	var opts []option
+	for _, i := range c.partition(r.part) {
+		m, cpus, mem := c.usable(c.st, i, forever, false)
+		if _, ok := c.fits(c.st, i, m, cpus, mem, shapes[0], r.exclusive); ok {
+			// Free already (but reserved): no victims needed here.
+			opts = append(opts, option{node: i, mask: m})
+			continue
+		}
+		hs := slices.Clone(perNode[i])
+		if len(hs) == 0 {
+			continue
+		}
+		slices.SortFunc(hs, func(a, b *holding) int {
+			if x := cmp.Compare(c.lostGPUSeconds(a), c.lostGPUSeconds(b)); x != 0 {
+				return x
+			}
+			return cmp.Compare(a.job.Id, b.job.Id)
+		})
+		o := option{node: i}
+		for _, h := range hs {
+			k := slices.Index(h.nodes, i)
+			m |= h.masks[k] & c.nodes[i].healthy
+			cpus += h.cpus[k]
+			mem += h.mem[k]
+			o.cost += c.lostGPUSeconds(h)
+			o.victims = append(o.victims, h)
+			if _, ok := c.fits(c.st, i, m, cpus, mem, shapes[0], r.exclusive); ok {
+				o.mask = m
+				opts = append(opts, o)
+				break
+			}
+		}
+	}
+	n := len(shapes)
+	if len(opts) < n {
+		return nil
+	}
+	slices.SortStableFunc(opts, func(a, b option) int { return cmp.Compare(a.cost, b.cost) })
+	opts = opts[:n]
+	res := &reservation{job: pj, start: c.now, end: c.endOf(pj.limit)}
+	var victims []*api.Job
+	for k, o := range opts {
+		s := shapes[k]
+		res.nodes = append(res.nodes, o.node)
+		res.masks = append(res.masks, c.chooseGPUs(o.node, o.mask, int(s.GPUs), r.exclusive))
+		res.cpus = append(res.cpus, s.CPUs)
+		res.mem = append(res.mem, s.MemMB)
+		for _, h := range o.victims {
+			if !c.preempted[h.job.Id] {
+				c.preempted[h.job.Id] = true
+				victims = append(victims, h.job)
+			}
+		}
+	}
+	if len(victims) == 0 {
+		return nil // room exists but is reserved: preempting would not help
+	}
+	c.addReservation(res)
+	return victims
+}

@@ -1,0 +1,213 @@
+package scheduler
+
+import (
+	"bufio"
+	"fmt"
+	"math/bits"
+	"strings"
+
+	"github.com/loomhpc/loom/api"
+)
+
+// Link bandwidths in GB/s one way, to rank GPU sets. They are package
+// gpu's figures (gpu/bandwidth.go, which cites NCCL's src/graph/topo.h:
+// 20 GB/s per NVLink, PCI_BW 12, QPI_BW 6; PHB 10 and NODE 8 are Loom's
+// estimates), copied so that the scheduler does not link NVML.
+var linkBandwidth = [...]float32{
+	api.LinkType_LINK_UNKNOWN: 0,
+	api.LinkType_LINK_SYS:     6,
+	api.LinkType_LINK_NODE:    8,
+	api.LinkType_LINK_PHB:     10,
+	api.LinkType_LINK_PXB:     12,
+	api.LinkType_LINK_PIX:     12,
+	api.LinkType_LINK_NV:      20, // per bonded link
+	api.LinkType_LINK_SELF:    0,
+}
+
+// LinkBandwidth returns the bandwidth the scheduler assumes for l, in GB/s.
+func LinkBandwidth(l *api.Link) float32 {
+	t := l.GetType()
+	if int(t) >= len(linkBandwidth) {
+		return 0
+	}
+	b := linkBandwidth[t]
+	if t == api.LinkType_LINK_NV {
+		b *= float32(max(l.GetNvlinks(), 1))
+	}
+	return b
+}
+
+// bandwidth returns node i's GPU×GPU bandwidth matrix, or nil when the
+// node reports no link matrix.
+func (c *cycle) bandwidth(i int) []float32 {
+	ni := c.nodes[i]
+	if ni.bw != nil {
+		return ni.bw
+	}
+	links := ni.node.GetTopology().GetLinks()
+	all := len(ni.node.GetTopology().GetGpus())
+	n := len(ni.gpus)
+	if len(links) != all*all {
+		return nil
+	}
+	ni.bw = make([]float32, n*n)
+	for a := range n {
+		for b := range n {
+			if a != b {
+				ni.bw[a*n+b] = LinkBandwidth(links[a*all+b])
+			}
+		}
+	}
+	return ni.bw
+}
+
+// chooseGPUs picks k GPUs of mask on node i: the set with the highest
+// total bandwidth between its members; among equals, one on a single NUMA
+// node; then the one that leaves the best-connected GPUs behind (so a
+// later job still finds an NVLinked set); then the lowest indices.
+func (c *cycle) chooseGPUs(i int, mask uint64, k int, exclusive bool) uint64 {
+	nfree := bits.OnesCount64(mask)
+	if exclusive || k >= nfree {
+		return mask
+	}
+	if k == 0 {
+		return 0
+	}
+	bw := c.bandwidth(i)
+	if bw == nil || nfree > 20 {
+		return lowest(mask, k)
+	}
+	ni := c.nodes[i]
+	n := len(ni.gpus)
+	idx := make([]int, 0, nfree)
+	for b := mask; b != 0; b &= b - 1 {
+		idx = append(idx, bits.TrailingZeros64(b))
+	}
+	inner := func(sel uint64) float32 {
+		var s float32
+		for x := sel; x != 0; x &= x - 1 {
+			a := bits.TrailingZeros64(x)
+			for y := x & (x - 1); y != 0; y &= y - 1 {
+				s += bw[a*n+bits.TrailingZeros64(y)]
+			}
+		}
+		return s
+	}
+	oneNUMA := func(sel uint64) bool {
+		first := int32(-2)
+		for x := sel; x != 0; x &= x - 1 {
+			nn := ni.gpus[bits.TrailingZeros64(x)].NumaNode
+			if first != -2 && nn != first {
+				return false
+			}
+			first = nn
+		}
+		return true
+	}
+	var best uint64
+	var bestIn, bestLeft float32
+	bestNUMA := false
+	// Enumerate k-subsets of the free GPUs (Gosper's hack over positions).
+	for comb := uint64(1)<<k - 1; comb < 1<<nfree; {
+		var sel uint64
+		for x := comb; x != 0; x &= x - 1 {
+			sel |= 1 << idx[bits.TrailingZeros64(x)]
+		}
+		in, numa, left := inner(sel), oneNUMA(sel), inner(mask&^sel)
+		better := best == 0 || in > bestIn ||
+			(in == bestIn && numa && !bestNUMA) ||
+			(in == bestIn && numa == bestNUMA && left > bestLeft)
+		if better {
+			best, bestIn, bestNUMA, bestLeft = sel, in, numa, left
+		}
+		lo := comb & -comb
+		hi := comb + lo
+		comb = hi | ((comb^hi)>>2)/lo
+	}
+	return best
+}
+
+// lowest returns the k lowest set bits of mask.
+func lowest(mask uint64, k int) uint64 {
+	var out uint64
+	for ; k > 0 && mask != 0; k-- {
+		b := mask & -mask
+		out |= b
+		mask &^= b
+	}
+	return out
+}
+
+// Network is the switch tree of a cluster, as Slurm's topology.conf
+// describes it: leaf switches name their nodes, upper switches their
+// child switches.
+type Network struct {
+	leafOf   map[string]string // node -> leaf switch
+	parentOf map[string]string // switch -> parent switch
+}
+
+// Leaf returns the leaf switch of node, or "".
+func (n *Network) Leaf(node string) string { return n.leafOf[node] }
+
+// Parent returns the switch above sw, or "".
+func (n *Network) Parent(sw string) string { return n.parentOf[sw] }
+
+// ParseTopologyConf reads Slurm's topology.conf syntax:
+//
+//	SwitchName=s1 Nodes=gpu[001-032]
+//	SwitchName=s0 Switches=s[1-4]
+//
+// Comments start with #. Loom uses two levels: a node's leaf switch and
+// the switch above it.
+func ParseTopologyConf(text string) (*Network, error) {
+	net := &Network{leafOf: map[string]string{}, parentOf: map[string]string{}}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	line := 0
+	for sc.Scan() {
+		line++
+		l, _, _ := strings.Cut(sc.Text(), "#")
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		var name, nodes, switches string
+		for _, f := range strings.Fields(l) {
+			k, v, ok := strings.Cut(f, "=")
+			if !ok {
+				return nil, fmt.Errorf("topology.conf: line %d: %q is not key=value", line, f)
+			}
+			switch strings.ToLower(k) {
+			case "switchname":
+				name = v
+			case "nodes":
+				nodes = v
+			case "switches":
+				switches = v
+			case "linkspeed":
+			default:
+				return nil, fmt.Errorf("topology.conf: line %d: unknown key %q (want SwitchName, Nodes, Switches, LinkSpeed)", line, k)
+			}
+		}
+		if name == "" {
+			return nil, fmt.Errorf("topology.conf: line %d: no SwitchName", line)
+		}
+		if nodes != "" {
+			hs, err := api.ExpandHostlist(nodes)
+			if err != nil {
+				return nil, fmt.Errorf("topology.conf: line %d: Nodes=%s: %w", line, nodes, err)
+			}
+			for _, h := range hs {
+				net.leafOf[h] = name
+			}
+		}
+		if switches != "" {
+			ss, err := api.ExpandHostlist(switches)
+			if err != nil {
+				return nil, fmt.Errorf("topology.conf: line %d: Switches=%s: %w", line, switches, err)
+			}
+			for _, s := range ss {
+				net.parentOf[s] = name
+			}
+		}
+	}
+	return net, sc.Err()
+}
