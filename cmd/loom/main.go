@@ -18,6 +18,8 @@ import (
 	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/gpu/topocmd"
 	"github.com/loomhpc/loom/netcoll/ncbench"
+	"github.com/loomhpc/loom/scheduler/schedbench"
+	"github.com/loomhpc/loom/scheduler/sim"
 	"github.com/loomhpc/loom/server/failoverbench"
 	"github.com/loomhpc/loom/server/submitbench"
 )
@@ -38,6 +40,8 @@ Usage:
   loom operator gossip keygen  a new gossip encryption key
   loom gpu topo [flags]        print a node's GPU topology like nvidia-smi topo -m
   loom bench allreduce [flags] netcoll collectives benchmark (nccl-tests style)
+  loom bench sched [flags]     time one scheduling cycle on a large synthetic cluster
+  loom sim [flags]             replay a job trace through the scheduler (virtual clock)
   loom bench submit [flags]    control-plane submit throughput and leader failover
   loom bench failover [flags]  node failure detection and gang requeue times
   loom version
@@ -98,6 +102,8 @@ func run(argv []string) int {
 		return 2
 	case "bench":
 		return runBench(ctx, args, os.Stdout, os.Stderr)
+	case "sim":
+		return sim.Main(args, os.Stdout, os.Stderr)
 	case "netcoll-worker":
 		return ncbench.WorkerMain(args)
 	case "version", "--version":
@@ -120,8 +126,10 @@ func runBench(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			return submitbench.Main(args[1:], stdout, stderr)
 		case "failover":
 			return failoverbench.Main(args[1:], stdout, stderr)
+		case "sched":
+			return schedbench.Main(args[1:], stdout, stderr)
 		}
 	}
-	fmt.Fprintln(stderr, "loom bench: known benchmarks: allreduce, submit, failover")
+	fmt.Fprintln(stderr, "loom bench: known benchmarks: allreduce, submit, failover, sched")
 	return 2
 }
