@@ -20,13 +20,15 @@ type reservation struct {
 	mem        []uint64
 }
 
-// release is resources coming back at t.
+// release is resources coming back at t: a holding job's, or (unblock)
+// an earlier reservation's.
 type release struct {
-	t    time.Time
-	node int
-	mask uint64
-	cpus uint32
-	mem  uint64
+	t       time.Time
+	node    int
+	mask    uint64
+	cpus    uint32
+	mem     uint64
+	unblock bool
 }
 
 func (c *cycle) hasReservations() bool { return len(c.reservations) > 0 }
@@ -43,7 +45,7 @@ func (c *cycle) timeline() []release {
 			continue
 		}
 		for k, i := range h.nodes {
-			c.releases = append(c.releases, release{h.end, i, h.masks[k], h.cpus[k], h.mem[k]})
+			c.releases = append(c.releases, release{t: h.end, node: i, mask: h.masks[k], cpus: h.cpus[k], mem: h.mem[k]})
 		}
 	}
 	slices.SortStableFunc(c.releases, func(a, b release) int { return a.t.Compare(b.t) })
@@ -58,18 +60,34 @@ func (c *cycle) reserve(pj *pendingJob, r *request) *reservation {
 	horizon := c.now.Add(c.cfg.backfillWindow())
 	fut := c.st.clone()
 	events := slices.Clone(c.timeline())
+	// Earlier reservations' GPUs stay blocked until those reservations
+	// end, whatever running job releases them first.
+	physical := slices.Clone(fut.free)
+	blocked := map[int]uint64{}
 	for _, res := range c.reservations {
 		for k, i := range res.nodes {
-			fut.free[i] &^= res.masks[k]
+			blocked[i] |= res.masks[k]
 			fut.cpus[i] -= min(fut.cpus[i], res.cpus[k])
 			fut.mem[i] -= min(fut.mem[i], res.mem[k])
 			if !res.end.Equal(forever) {
-				events = append(events, release{res.end, i, res.masks[k], res.cpus[k], res.mem[k]})
+				events = append(events, release{t: res.end, node: i, cpus: res.cpus[k], mem: res.mem[k], unblock: true})
 			}
 		}
 	}
+	for i, b := range blocked {
+		fut.free[i] &^= b
+	}
 	if len(c.reservations) > 0 {
 		slices.SortStableFunc(events, func(a, b release) int { return a.t.Compare(b.t) })
+	}
+	reblock := func(i int, t time.Time) {
+		var b uint64
+		for _, res := range c.nodeRes[i] {
+			if res.end.After(t) {
+				b |= res.masks[slices.Index(res.nodes, i)]
+			}
+		}
+		blocked[i] = b
 	}
 	// Cheap trigger: count nodes that could hold the gang's largest node
 	// shape; attempt a full placement only when enough do.
@@ -101,7 +119,12 @@ func (c *cycle) reserve(pj *pendingJob, r *request) *reservation {
 		}
 		for ; e < len(events) && events[e].t.Equal(t); e++ {
 			ev := events[e]
-			fut.free[ev.node] |= ev.mask & c.nodes[ev.node].healthy
+			if ev.unblock {
+				reblock(ev.node, t)
+			} else {
+				physical[ev.node] |= ev.mask & c.nodes[ev.node].healthy
+			}
+			fut.free[ev.node] = physical[ev.node] &^ blocked[ev.node]
 			fut.cpus[ev.node] += ev.cpus
 			fut.mem[ev.node] += ev.mem
 			if !fitsNow[ev.node] && c.nodes[ev.node].node.InPartition(r.part) {

@@ -257,7 +257,7 @@ func (c *cycle) run() *Plan {
 			}
 		}
 		if r != nil {
-			pj.reason, pj.expected = ReasonResources, r.start.UnixMilli()
+			pj.expected = r.start.UnixMilli()
 			c.addReservation(r)
 			plan.Reservations = append(plan.Reservations, c.describe(r))
 		}

@@ -37,7 +37,7 @@ func apply(v *View, p *Plan) *View {
 	}
 	for _, j := range v.Jobs {
 		if a, ok := placed[j.Id]; ok {
-			j = &api.Job{Id: j.Id, Spec: j.Spec, State: api.JobState_RUNNING, Allocation: a}
+			j = &api.Job{Id: j.Id, Spec: j.Spec, State: api.JobState_RUNNING, Allocation: a, SubmitUnixMs: j.SubmitUnixMs}
 		}
 		out.Jobs = append(out.Jobs, j)
 	}
