@@ -26,6 +26,7 @@ const (
 	CmdNodeState    CommandType = 6
 	CmdServerMember CommandType = 7
 	CmdSubmitJobs   CommandType = 8
+	CmdHoldJobs     CommandType = 9
 )
 
 func (c CommandType) String() string {
@@ -39,7 +40,7 @@ func (c CommandType) String() string {
 type Result struct {
 	Index    uint64   // the entry's index
 	JobID    uint64   // SubmitJob: the job's id (the existing one for a seen token)
-	JobIDs   []uint64 // CancelJobs: the jobs cancelled; SubmitJobs: the ids, in request order
+	JobIDs   []uint64 // CancelJobs: the jobs cancelled; SubmitJobs: the ids, in request order; HoldJobs: the jobs changed
 	Placed   int      // ApplyPlan: placements accepted
 	Rejected int      // ApplyPlan: placements refused as conflicting
 	Err      error    // a refusal the caller should show (unknown job, ...)
@@ -61,6 +62,7 @@ var commands = map[CommandType]command{
 	CmdNodeState:    {"NodeState", func() proto.Message { return &api.NodeStateCommand{} }, applyNodeState},
 	CmdServerMember: {"ServerMembership", func() proto.Message { return &api.ServerMembershipCommand{} }, applyServerMembership},
 	CmdSubmitJobs:   {"SubmitJobs", func() proto.Message { return &api.SubmitJobsCommand{} }, applySubmitJobs},
+	CmdHoldJobs:     {"HoldJobs", func() proto.Message { return &api.HoldJobsCommand{} }, applyHoldJobs},
 }
 
 // Encode frames msg as a log entry of type c.

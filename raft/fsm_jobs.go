@@ -3,6 +3,8 @@ package raft
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/loomhpc/loom/api"
 	"google.golang.org/protobuf/proto"
@@ -30,7 +32,10 @@ func applySubmitJobs(t *txn, m proto.Message) *Result {
 }
 
 // submitOne adds a job, or returns the job already submitted with the
-// same idempotency token.
+// same idempotency token. A spec with --array becomes one job per task,
+// with consecutive ids; the first id is the array's (Slurm's %A) and is
+// what the submitter gets back. A spec whose --array cannot be parsed is
+// recorded as FAILED with the reason, so that every replica agrees.
 func submitOne(t *txn, req *api.SubmitRequest, now int64) uint64 {
 	if req.IdempotencyToken != "" {
 		if id, ok := t.tokens.Get([]byte(req.IdempotencyToken)); ok {
@@ -38,25 +43,141 @@ func submitOne(t *txn, req *api.SubmitRequest, now int64) uint64 {
 		}
 	}
 	id := t.nextJobID
-	t.nextJobID++
-	j := &api.Job{
-		Id:               id,
-		Spec:             req.Spec,
-		User:             req.User,
-		Uid:              req.Uid,
-		Gid:              req.Gid,
-		State:            api.JobState_PENDING,
-		Reason:           ReasonNone,
-		SubmitUnixMs:     now,
-		SubmitHost:       req.SubmitHost,
-		IdempotencyToken: req.IdempotencyToken,
+	tasks, err := []uint32(nil), error(nil)
+	if req.GetSpec().GetArray() != "" {
+		tasks, err = parseArray(req.Spec.Array)
 	}
-	t.putJob(j)
+	newJob := func(jid uint64, spec *api.JobSpec) *api.Job {
+		j := &api.Job{
+			Id:               jid,
+			Spec:             spec,
+			User:             req.User,
+			Uid:              req.Uid,
+			Gid:              req.Gid,
+			State:            api.JobState_PENDING,
+			Reason:           ReasonNone,
+			SubmitUnixMs:     now,
+			SubmitHost:       req.SubmitHost,
+			IdempotencyToken: req.IdempotencyToken,
+		}
+		if spec.GetHold() {
+			j.Reason = ReasonHeld
+		}
+		return j
+	}
+	switch {
+	case err != nil:
+		j := newJob(id, req.Spec)
+		j.State, j.Reason, j.EndUnixMs = api.JobState_FAILED, err.Error(), now
+		t.putJob(j)
+		t.nextJobID++
+	case tasks != nil:
+		for k, idx := range tasks {
+			spec := req.Spec
+			if k > 0 {
+				spec = proto.Clone(req.Spec).(*api.JobSpec)
+			}
+			j := newJob(id+uint64(k), spec)
+			j.ArrayJobId, j.ArrayTaskId = id, idx
+			if k > 0 {
+				j.IdempotencyToken = ""
+			}
+			t.putJob(j)
+		}
+		t.nextJobID += uint64(len(tasks))
+	default:
+		t.putJob(newJob(id, req.Spec))
+		t.nextJobID++
+	}
 	if req.IdempotencyToken != "" {
 		t.tokens.Insert([]byte(req.IdempotencyToken), id)
 	}
 	return id
 }
+
+// ReasonHeld is the pending reason of a held job (--hold, scontrol hold).
+const ReasonHeld = "JobHeldUser"
+
+// MaxArrayTasks bounds one --array (Slurm's MaxArraySize defaults to 1001).
+const MaxArrayTasks = 10001
+
+// parseArray expands Slurm's --array syntax ("0-99%8", "1,3,5-7",
+// "0-15:4") into task indexes; the %N limit is the scheduler's to apply.
+func parseArray(s string) ([]uint32, error) {
+	body, lim, hasLim := strings.Cut(s, "%")
+	if hasLim {
+		if n, err := strconv.ParseUint(lim, 10, 32); err != nil || n == 0 {
+			return nil, fmt.Errorf("--array=%s: limit %q is not a positive number", s, lim)
+		}
+	}
+	var idx []uint32
+	seen := map[uint64]bool{}
+	for _, part := range strings.Split(body, ",") {
+		rng, stepS, hasStep := strings.Cut(part, ":")
+		step := uint64(1)
+		if hasStep {
+			var err error
+			if step, err = strconv.ParseUint(stepS, 10, 32); err != nil || step == 0 {
+				return nil, fmt.Errorf("--array=%s: step %q is not a positive number", s, stepS)
+			}
+		}
+		loS, hiS, isRange := strings.Cut(rng, "-")
+		lo, err := strconv.ParseUint(loS, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("--array=%s: %q is not a task index", s, loS)
+		}
+		hi := lo
+		if isRange {
+			if hi, err = strconv.ParseUint(hiS, 10, 32); err != nil || hi < lo {
+				return nil, fmt.Errorf("--array=%s: %q is not a range", s, rng)
+			}
+		}
+		for i := lo; i <= hi; i += step {
+			if len(idx) >= MaxArrayTasks {
+				return nil, fmt.Errorf("--array=%s: more than %d tasks", s, MaxArrayTasks)
+			}
+			if !seen[i] {
+				seen[i] = true
+				idx = append(idx, uint32(i))
+			}
+		}
+	}
+	return idx, nil
+}
+
+func applyHoldJobs(t *txn, m proto.Message) *Result {
+	c := m.(*api.HoldJobsCommand)
+	res := &Result{}
+	var errs []error
+	for _, id := range c.JobIds {
+		j := t.job(id)
+		switch {
+		case j == nil:
+			errs = append(errs, fmt.Errorf("job %d: %w", id, ErrJobNotFound))
+			continue
+		case c.Uid != 0 && c.Uid != j.Uid:
+			errs = append(errs, fmt.Errorf("job %d belongs to %s: %w", id, j.User, ErrPermission))
+			continue
+		case j.State != api.JobState_PENDING:
+			errs = append(errs, fmt.Errorf("job %d is %s: %w", id, j.State, ErrNotPending))
+			continue
+		}
+		j = cloneJob(j)
+		j.Spec.Hold = !c.Release
+		j.Reason = ReasonNone
+		if j.Spec.Hold {
+			j.Reason = ReasonHeld
+		}
+		j.ExpectedStartUnixMs = 0
+		t.putJob(j)
+		res.JobIDs = append(res.JobIDs, id)
+	}
+	res.Err = errors.Join(errs...)
+	return res
+}
+
+// ErrNotPending refuses to hold or release a job that is not waiting.
+var ErrNotPending = errors.New("only pending jobs can be held or released")
 
 func applyCancelJobs(t *txn, m proto.Message) *Result {
 	c := m.(*api.CancelJobsCommand)
@@ -93,6 +214,9 @@ var ErrJobFinished = errors.New("job already completing or completed")
 func applyPlan(t *txn, m proto.Message) *Result {
 	c := m.(*api.PlanCommand)
 	res := &Result{}
+	for _, p := range c.Preemptions {
+		preemptJob(t, p, c.NowUnixMs)
+	}
 	usage := t.base.Usage()
 	for _, p := range c.Placements {
 		j := t.job(p.JobId)
@@ -279,6 +403,34 @@ func settleJob(j *api.Job, now int64) {
 	case allStarted && j.State == api.JobState_CONFIGURING:
 		j.State = api.JobState_RUNNING
 	}
+}
+
+// ReasonPreempted is the pending reason of a job requeued by preemption.
+const ReasonPreempted = "Preempted"
+
+// preemptJob stops a running job for a higher-QoS one. A job that may be
+// requeued returns to the queue (keeping its submit time, and not counted
+// against its restart limit: it did not fail); one that may not ends
+// PREEMPTED. Either way it is no longer active, so its agents stop its
+// ranks (SIGTERM, grace, SIGKILL) and report them ended, which frees the
+// GPUs; a stale preemption (the job already ended or moved on) is ignored.
+func preemptJob(t *txn, p *api.Preemption, now int64) {
+	j := t.job(p.JobId)
+	if j == nil || !j.State.Active() {
+		return
+	}
+	j = cloneJob(j)
+	if j.Spec.RequeueAllowed() {
+		j.State = api.JobState_PENDING
+		j.Reason = ReasonPreempted
+		j.StartUnixMs = 0
+		j.ExpectedStartUnixMs = 0
+	} else {
+		j.State = api.JobState_PREEMPTED
+		j.Reason = fmt.Sprintf("preempted for job %d", p.ForJobId)
+		j.EndUnixMs = now
+	}
+	t.putJob(j)
 }
 
 // ReasonRequeued is the pending reason of a job sent back to the queue

@@ -68,13 +68,14 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 	store := s.raft.Store()
 	var lastIndex uint64
 	var lastCycle time.Duration
+	var fs fairShareCache
 	tick := time.NewTicker(s.cfg.SchedulerInterval)
 	defer tick.Stop()
 	for {
 		snap, changed := store.Changed()
 		if snap.Index() != lastIndex {
 			start := time.Now()
-			lastIndex = s.scheduleOnce(ctx, snap)
+			lastIndex = s.scheduleOnce(ctx, snap, &fs)
 			lastCycle = time.Since(start)
 		}
 		select {
@@ -98,9 +99,9 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 // scheduleOnce runs one cycle and returns the index it planned from, or
 // the plan's own index when it committed one (so its own commit does not
 // trigger a pointless cycle unless the plan left work undone).
-func (s *Server) scheduleOnce(ctx context.Context, snap *raft.Snapshot) uint64 {
+func (s *Server) scheduleOnce(ctx context.Context, snap *raft.Snapshot, fs *fairShareCache) uint64 {
 	start := time.Now()
-	view := &scheduler.View{Usage: snap.Usage()}
+	view := &scheduler.View{Usage: snap.Usage(), Lookup: snap.Job, AccountUsage: fs.at(snap, start, s.cfg.Scheduler.Priority.FairShareHalfLife)}
 	for n := range snap.Nodes() {
 		view.Nodes = append(view.Nodes, n)
 	}
@@ -113,7 +114,7 @@ func (s *Server) scheduleOnce(ctx context.Context, snap *raft.Snapshot) uint64 {
 		return snap.Index()
 	}
 	res, err := s.apply(ctx, raft.CmdApplyPlan, &api.PlanCommand{
-		Placements: plan.Placements, Pending: plan.Pending,
+		Placements: plan.Placements, Pending: plan.Pending, Preemptions: plan.Preemptions,
 		NowUnixMs: nowMs(), SnapshotIndex: snap.Index(),
 	})
 	if err != nil {
@@ -130,4 +131,33 @@ func (s *Server) scheduleOnce(ctx context.Context, snap *raft.Snapshot) uint64 {
 		return 0 // conflicts or a capped plan: go again
 	}
 	return res.Index
+}
+
+// fairShareCache holds every account's decayed GPU-seconds from jobs
+// that have ended, for fair share. Computing it scans the job history, so
+// it is recomputed at most once a minute (usage decays over days; a
+// minute's staleness moves no priority noticeably). Running jobs' usage
+// the scheduler adds itself. It belongs to one scheduleLoop.
+type fairShareCache struct {
+	usage map[string]float64
+	when  time.Time
+}
+
+func (c *fairShareCache) at(snap *raft.Snapshot, now time.Time, halfLife time.Duration) map[string]float64 {
+	if c.usage != nil && now.Sub(c.when) < time.Minute {
+		return c.usage
+	}
+	l := &scheduler.Ledger{HalfLife: halfLife}
+	for j := range snap.Jobs() {
+		if !j.State.Terminal() || j.StartUnixMs == 0 || j.EndUnixMs == 0 {
+			continue
+		}
+		gpus := 0
+		for _, r := range j.GetAllocation().GetRanks() {
+			gpus += len(r.GpuUuids)
+		}
+		l.Charge(scheduler.AccountOf(j), float64(gpus), time.UnixMilli(j.StartUnixMs), time.UnixMilli(j.EndUnixMs))
+	}
+	c.usage, c.when = l.At(now), now
+	return c.usage
 }
