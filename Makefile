@@ -15,12 +15,20 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## build bin/loom and the Slurm command links (bin/sbatch, ...)
+build: ## build bin/loom, the Slurm command links (bin/sbatch, ...) and the example learner bin/mnist
 	$(GO) build -o $(BIN)/loom ./cmd/loom
+	$(GO) build -o $(BIN)/mnist ./examples/mnist
 	@for c in $(SLURM_CMDS); do ln -sf loom $(BIN)/$$c; done
 
 .PHONY: run
-run: build ## start the dev cluster in this process and run the example job to the end
+run: build ## train MNIST data-parallel on 2 dev-cluster nodes x 2 ranks; prints the test accuracy and job state
+	@# Every dev cluster numbers jobs from 1: drop the last run's checkpoints
+	@# so this one starts from step 0 instead of resuming a finished job.
+	rm -rf .loom/job-*
+	$(BIN)/loom dev --agents 2 --profile dgx-h100 --run examples/mnist/train.sbatch
+
+.PHONY: hello
+hello: build ## start the dev cluster and run the hello job (prints each rank's environment)
 	$(BIN)/loom dev --agents 2 --profile dgx-h100 --run examples/hello/hello.sbatch
 
 .PHONY: test

@@ -3,9 +3,13 @@ package devcluster
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -50,7 +54,33 @@ func (c *Cluster) RunScript(ctx context.Context, script string, stdout, stderr i
 	}
 	fmt.Fprintln(stdout)
 	cli.Run(ctx, "sacct", []string{"-j", idText}, os.Stdin, stdout, stderr)
+	printMetrics(stdout, j)
 	return j.State, nil
+}
+
+// printMetrics prints the metrics.json a learner left in the job's result
+// directory (LOOM_RESULT_DIR), one key=value per field, so that `make run`
+// ends with the figures of the run (examples/mnist writes its final test
+// accuracy there). Jobs without one print nothing.
+func printMetrics(w io.Writer, j *api.Job) {
+	dir := j.GetSpec().GetEnv()[api.EnvLoomResultDir]
+	if dir == "" {
+		dir = filepath.Join(j.GetSpec().GetWorkingDir(), ".loom", "job-"+strconv.FormatUint(j.GetId(), 10), "result")
+	}
+	path := filepath.Join(dir, "metrics.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		fmt.Fprintf(w, "%s: %v\n", path, err)
+		return
+	}
+	fmt.Fprintf(w, "\nresult %s:\n", path)
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		fmt.Fprintf(w, "  %s=%v\n", k, m[k])
+	}
 }
 
 func waitJob(ctx context.Context, jobs api.JobServiceClient, id uint64, done func(*api.Job) bool) (*api.Job, error) {
