@@ -27,6 +27,7 @@ var commands = map[string]command{
 	"scontrol": runScontrol,
 	"logs":     runLogs,
 	"operator": runOperator,
+	"srun":     runSrun,
 	"node":     runNode,
 }
 

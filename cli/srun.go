@@ -1,0 +1,207 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/loomhpc/loom/api"
+)
+
+const srunUsage = `Usage: srun [OPTIONS...] COMMAND [ARGS...]
+
+Runs COMMAND as a gang in the foreground: submits it as a job (every task
+runs COMMAND with ARGS, no shell in between), waits for it to be placed,
+prints every rank's output as it comes, and exits with the job's exit code.
+Ctrl-C cancels the job. The resource options are sbatch's; SLURM_* input
+variables are not read. Each rank's output is also kept in
+srun-JOBID-RANK.out in the working directory unless --output says
+otherwise (the agents write it; srun reads it back through the server).
+
+Options:
+`
+
+// srunPoll is how often srun asks for the job's state while it waits for
+// the job to be placed or to end; log output itself is streamed.
+const srunPoll = 200 * time.Millisecond
+
+// srunOutput is where ranks' output goes when --output is not given.
+const srunOutput = "srun-%j-%t.out"
+
+// srunDropped are sbatch options that mean nothing for a foreground run.
+var srunDropped = map[string]bool{"wrap": true, "parsable": true}
+
+func runSrun(ctx context.Context, e *env, args []string) int {
+	o := &sbatchOpts{}
+	var label bool
+	var opts []*option
+	for _, op := range sbatchOptions(o) {
+		if !srunDropped[op.long] {
+			opts = append(opts, op)
+		}
+	}
+	opts = append(opts, &option{long: "label", short: 'l', arg: noArg, help: "prefix every output line with its rank (\"RANK: \")", set: setBool(&label, true)})
+	uses, pos, err := parseArgs(opts, args, parseConfig{stopAtArg: true})
+	if err != nil {
+		return e.fail(err)
+	}
+	if hasUse(uses, "help") || hasUse(uses, "usage") {
+		return printHelp(e, srunUsage, opts)
+	}
+	spec, err := buildSrunSpec(e, o, uses, pos)
+	if err != nil {
+		return e.fail(err)
+	}
+	return withClient(e, func(c *client) int {
+		id, err := submit(ctx, e, c, spec)
+		if err != nil {
+			return e.fail(err)
+		}
+		code, err := followJob(ctx, c, e, id, label, spec.Error != "")
+		if ctx.Err() != nil {
+			// Ctrl-C (or the caller gave up): the gang must not outlive
+			// the command that started it.
+			who, werr := e.whoami()
+			if werr != nil {
+				return e.errorf("interrupted; could not cancel job %d: %v", id, werr)
+			}
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+			defer cancel()
+			if cerr := cancelJob(cctx, c, who, id); cerr != nil {
+				return e.errorf("interrupted; cancelling job %d: %s", id, messageAbout(cerr, fmt.Sprintf("job %d: ", id)))
+			}
+			e.errorf("interrupted; job %d cancelled", id)
+			return 130
+		}
+		if err != nil {
+			return e.errorf("job %d: %s", id, messageAbout(err, fmt.Sprintf("job %d: ", id)))
+		}
+		return code
+	})
+}
+
+// buildSrunSpec applies the command-line options and makes the job spec:
+// argv is the command, the name defaults to its base name, and the
+// working directory and environment are the caller's, as sbatch does.
+func buildSrunSpec(e *env, o *sbatchOpts, uses []optUse, pos []string) (*api.JobSpec, error) {
+	if len(pos) == 0 {
+		return nil, &usageError{"no command given: srun [OPTIONS...] COMMAND [ARGS...]"}
+	}
+	if err := applySbatch(e, uses, ""); err != nil {
+		return nil, err
+	}
+	cwd, err := e.getwd()
+	if err != nil {
+		return nil, fmt.Errorf("finding the current directory: %w", err)
+	}
+	spec := &o.spec
+	spec.Argv = pos
+	if spec.Output == "" {
+		// One file per rank: ranks sharing a file would interleave and
+		// could not be told apart by --label.
+		spec.Output = srunOutput
+	}
+	if spec.Name == "" {
+		spec.Name = filepath.Base(pos[0])
+	}
+	spec.WorkingDir = cwd
+	if o.chdir != "" {
+		spec.WorkingDir = o.chdir
+		if !filepath.IsAbs(o.chdir) {
+			spec.WorkingDir = filepath.Join(cwd, o.chdir)
+		}
+	}
+	spec.Env, err = exportEnv(o.export, e.environ)
+	if err != nil {
+		return nil, fmt.Errorf("--export=%s: %w", o.export, err)
+	}
+	if err := api.ValidateSpec(spec); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+// followJob waits for job id to be placed, streams its output to e until
+// it ends, and returns the exit status srun should end with. A gang that
+// is requeued (a node failed) is followed into its next run.
+func followJob(ctx context.Context, c *client, e *env, id uint64, label, separateStderr bool) (int, error) {
+	for {
+		j, err := waitForJob(ctx, c, id, func(j *api.Job) bool {
+			return j.GetState().Terminal() || j.GetState().Active()
+		})
+		if err != nil {
+			return 0, err
+		}
+		if j.GetAllocation() != nil {
+			if err := streamJob(ctx, c, e, id, label, separateStderr); err != nil {
+				return 0, err
+			}
+		}
+		// The output ends when the ranks do; the state follows shortly.
+		j, err = waitForJob(ctx, c, id, func(j *api.Job) bool {
+			s := j.GetState()
+			return (s.Terminal() && !j.HoldsResources()) || s == api.JobState_PENDING || s == api.JobState_REQUEUED
+		})
+		if err != nil {
+			return 0, err
+		}
+		if !j.GetState().Terminal() {
+			e.warnf("job %d was requeued (%s); following its next run", id, stateName(j.GetState()))
+			continue
+		}
+		return jobStatus(e, j), nil
+	}
+}
+
+// jobStatus is the exit status for a finished job: its exit code, 128 plus
+// the signal that killed it, or 1 for a job that ended badly without one.
+func jobStatus(e *env, j *api.Job) int {
+	code := int(j.GetExitCode())
+	if sig := int(j.GetExitSignal()); sig != 0 && code == 0 {
+		code = 128 + sig
+	}
+	if s := j.GetState(); s != api.JobState_COMPLETED {
+		e.errorf("job %d ended %s, exit code %s", j.GetId(), stateName(s), exitCode(j))
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
+// streamJob follows the job's standard output (and its standard error when
+// it goes to its own files) until the job ends.
+func streamJob(ctx context.Context, c *client, e *env, id uint64, label, separateStderr bool) error {
+	errc := make(chan error, 1)
+	if separateStderr {
+		go func() {
+			errc <- streamLogs(ctx, c, &api.LogsRequest{JobId: id, Rank: -1, Follow: true, Stderr: true}, e.stderr, label)
+		}()
+	} else {
+		errc <- nil
+	}
+	err := streamLogs(ctx, c, &api.LogsRequest{JobId: id, Rank: -1, Follow: true}, e.stdout, label)
+	return errors.Join(err, <-errc)
+}
+
+// waitForJob polls job id until done holds for it or ctx ends.
+func waitForJob(ctx context.Context, c *client, id uint64, done func(*api.Job) bool) (*api.Job, error) {
+	t := time.NewTicker(srunPoll)
+	defer t.Stop()
+	for {
+		j, err := c.getJob(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if done(j) {
+			return j, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
