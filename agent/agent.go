@@ -69,6 +69,8 @@ type Agent struct {
 	http    *http.Server
 	httpLis net.Listener
 
+	state stateStore // task records, for re-attaching after a restart
+
 	mu    sync.Mutex
 	tasks map[taskKey]*task
 	outs  map[outKey]taskOutput // where each rank wrote, for log streaming
@@ -126,27 +128,34 @@ func New(cfg Config) (*Agent, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "jobs"), 0o711); err != nil {
 		return nil, fmt.Errorf("agent: data dir: %w", err)
 	}
+	state, err := openBoltStore(filepath.Join(cfg.DataDir, "agent.db"))
+	if err != nil {
+		return nil, err
+	}
 	found, err := gpu.Discover(context.Background(), gpu.Options{
 		Host: cfg.Name, Profile: cfg.Profile, GPUs: cfg.GPUs, TopologyFile: cfg.TopologyFile,
 		UseNVML: cfg.UseNVML, Logger: log,
 	})
 	if err != nil {
+		state.Close()
 		return nil, fmt.Errorf("agent: GPU discovery: %w", err)
 	}
 	lis, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
+		state.Close()
 		return nil, fmt.Errorf("agent: listen %s: %w", cfg.ListenAddr, err)
 	}
 	conn, err := grpc.NewClient("loom-servers:///servers", grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithResolvers(newStaticResolver(cfg.Servers)))
 	if err != nil {
 		lis.Close()
+		state.Close()
 		return nil, fmt.Errorf("agent: servers %v: %w", cfg.Servers, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{
 		cfg: cfg, log: log, conn: conn, client: api.NewAgentServiceClient(conn), nodes: api.NewNodeServiceClient(conn), lis: lis,
-		tasks: map[taskKey]*task{}, outs: map[outKey]taskOutput{}, ctx: ctx, cancel: cancel,
+		tasks: map[taskKey]*task{}, outs: map[outKey]taskOutput{}, ctx: ctx, cancel: cancel, state: state,
 	}
 	a.node = &api.Node{
 		Name: cfg.Name, Address: a.advertise(lis.Addr()), Cpus: found.CPUs, MemoryMb: found.MemoryMB,
@@ -160,6 +169,10 @@ func New(cfg Config) (*Agent, error) {
 		}
 	}
 	a.sampler = a.newSampler(found)
+	if err := a.recoverTasks(); err != nil {
+		a.Close()
+		return nil, err
+	}
 	a.goFunc(func() { a.watchHealth(a.ctx) })
 	a.grpc = grpc.NewServer()
 	api.RegisterAgentLogsServer(a.grpc, &logServer{a: a})
@@ -292,7 +305,12 @@ func (a *Agent) Close() error {
 	if a.gossip != nil {
 		a.gossip.Leave(time.Second)
 	}
-	a.grpc.Stop()
+	if a.grpc != nil {
+		a.grpc.Stop()
+	} else {
+		a.lis.Close()
+	}
 	a.wg.Wait()
+	a.state.Close()
 	return a.conn.Close()
 }

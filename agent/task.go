@@ -26,6 +26,8 @@ type task struct {
 	stop     chan struct{} // closed to ask the rank to stop
 	stopOnce sync.Once
 	finished chan struct{} // closed when the goroutine has reported the end
+	stdout   string
+	stderr   string
 }
 
 func (t *task) requestStop() { t.stopOnce.Do(func() { close(t.stop) }) }
@@ -82,45 +84,93 @@ func (a *Agent) reconcile(u *api.AllocationUpdate) {
 
 // startTask launches rank r in its own goroutine. Called with a.mu held.
 func (a *Agent) startTask(k taskKey, j *api.Job, r *api.Rank) {
-	t := &task{key: k, job: j, rank: r, stop: make(chan struct{}), finished: make(chan struct{})}
-	a.tasks[k] = t
-	stdout, stderr := outputPaths(j, r)
-	a.outs[outKey{k.job, k.rank}] = taskOutput{gen: k.gen, stdout: stdout, stderr: stderr, done: t.finished}
+	t := a.newTask(k, j, r)
 	a.goFunc(func() {
-		defer func() {
-			a.mu.Lock()
-			delete(a.tasks, k)
-			a.mu.Unlock()
-			close(t.finished)
-		}()
-		end := a.runTask(t, stdout, stderr)
-		end.Rank = r.Rank
-		end.State = api.TaskState_TASK_EXITED
-		end.EndedUnixMs = time.Now().UnixMilli()
-		end.OutputPath = stdout
-		a.report(k.job, k.gen, end)
+		defer a.forgetTask(t)
+		end, h := a.runTask(t)
+		a.finishTask(t, end, h)
 	})
 }
 
-// runTask runs the rank to its end and says how it ended.
-func (a *Agent) runTask(t *task, stdout, stderr string) *api.TaskStatus {
+// newTask registers a rank as this agent's. Called with a.mu held.
+func (a *Agent) newTask(k taskKey, j *api.Job, r *api.Rank) *task {
+	t := &task{key: k, job: j, rank: r, stop: make(chan struct{}), finished: make(chan struct{})}
+	t.stdout, t.stderr = outputPaths(j, r)
+	a.tasks[k] = t
+	a.outs[outKey{k.job, k.rank}] = taskOutput{gen: k.gen, stdout: t.stdout, stderr: t.stderr, done: t.finished}
+	return t
+}
+
+func (a *Agent) forgetTask(t *task) {
+	a.mu.Lock()
+	delete(a.tasks, t.key)
+	a.mu.Unlock()
+	close(t.finished)
+}
+
+// finishTask reports how the rank ended, then lets the driver clean up and
+// forgets the rank's record. An agent that dies before the report is taken
+// finds the ended rank again on restart and reports it then; the servers
+// ignore a second report of an end.
+func (a *Agent) finishTask(t *task, end *api.TaskStatus, h driver.Handle) {
+	end.Rank = t.rank.Rank
+	end.State = api.TaskState_TASK_EXITED
+	end.EndedUnixMs = time.Now().UnixMilli()
+	end.OutputPath = t.stdout
+	if !a.report(t.key.job, t.key.gen, end) {
+		return // the agent is stopping: keep the record for the next run
+	}
+	if h != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := h.Cleanup(ctx); err != nil {
+			a.log.Warn("rank cleanup failed", "job_id", t.key.job, "rank", t.rank.Rank, "err", err)
+		}
+		cancel()
+	}
+	if err := a.state.deleteTask(t.key); err != nil {
+		a.log.Warn("forgetting the rank's record failed", "job_id", t.key.job, "rank", t.rank.Rank, "err", err)
+	}
+}
+
+// runTask starts the rank and supervises it to its end. The handle is nil
+// when the rank never started.
+func (a *Agent) runTask(t *task) (*api.TaskStatus, driver.Handle) {
 	j, r := t.job, t.rank
 	log := a.log.With("job_id", j.Id, "rank", r.Rank)
-	spec, err := a.taskSpec(j, r, stdout, stderr)
+	spec, err := a.taskSpec(j, r, t.stdout, t.stderr)
 	if err != nil {
 		log.Warn("rank not started", "err", err)
-		return &api.TaskStatus{Reason: api.TaskEndReason_TASK_END_START_FAILED, ExitCode: 1, Message: err.Error()}
+		return &api.TaskStatus{Reason: api.TaskEndReason_TASK_END_START_FAILED, ExitCode: 1, Message: err.Error()}, nil
+	}
+	// The record goes first: a rank the driver starts is never one a
+	// restarted agent does not know of.
+	rec := &taskRecord{Job: j, Rank: r, Stdout: t.stdout, Stderr: t.stderr}
+	if err := a.state.putTask(t.key, rec); err != nil {
+		log.Warn("rank not started", "err", err)
+		return &api.TaskStatus{Reason: api.TaskEndReason_TASK_END_START_FAILED, ExitCode: 1, Message: "agent state: " + err.Error()}, nil
 	}
 	h, err := a.cfg.Driver.Start(a.ctx, spec)
 	if err != nil {
 		log.Warn("rank failed to start", "err", err)
-		return &api.TaskStatus{Reason: api.TaskEndReason_TASK_END_START_FAILED, ExitCode: 1, Message: err.Error()}
+		return &api.TaskStatus{Reason: api.TaskEndReason_TASK_END_START_FAILED, ExitCode: 1, Message: err.Error()}, nil
 	}
 	started := time.Now()
-	log.Info("rank started", "pid", h.PID(), "stdout", stdout)
+	rec.StartedUnixMs = started.UnixMilli()
+	if err := a.state.putTask(t.key, rec); err != nil {
+		log.Warn("recording the rank's start failed; a restarted agent will time it from its restart", "err", err)
+	}
+	log.Info("rank started", "pid", h.PID(), "stdout", t.stdout)
+	return a.superviseTask(t, h, started), h
+}
+
+// superviseTask reports the rank running and waits for its end, enforcing
+// the time limit (counted from started) and stop requests.
+func (a *Agent) superviseTask(t *task, h driver.Handle, started time.Time) *api.TaskStatus {
+	j, r := t.job, t.rank
+	log := a.log.With("job_id", j.Id, "rank", r.Rank)
 	a.goFunc(func() {
 		a.report(j.Id, t.key.gen, &api.TaskStatus{Rank: r.Rank, State: api.TaskState_TASK_RUNNING,
-			StartedUnixMs: started.UnixMilli(), OutputPath: stdout})
+			StartedUnixMs: started.UnixMilli(), OutputPath: t.stdout})
 	})
 
 	var limit <-chan time.Time
@@ -162,10 +212,63 @@ func (a *Agent) runTask(t *task, stdout, stderr string) *api.TaskStatus {
 		st.Message = werr.Error()
 	case ex.OOM:
 		st.Reason = api.TaskEndReason_TASK_END_OOM
+		st.Message = fmt.Sprintf("killed by the out-of-memory killer at its limit of %d MB", r.MemMb)
 	}
 	log.Info("rank ended", "exit_code", ex.Code, "signal", ex.Signal, "reason", st.Reason)
 	return st
 }
+
+// recoverTasks re-attaches to the ranks an earlier run of this agent
+// started, before the first allocation update arrives, so that they are
+// known (not reported lost, not started twice). Ranks of stale generations
+// are recovered too; the first update stops them. Records of ranks the
+// driver no longer has are dropped: the servers' view then decides (a rank
+// they think runs is reported lost, a pending one is started).
+func (a *Agent) recoverTasks() error {
+	recs, err := a.state.allTasks()
+	if err != nil {
+		return err
+	}
+	ids := make([]string, 0, len(recs))
+	byID := map[string]taskKey{}
+	for k := range recs {
+		id := taskID(k)
+		ids = append(ids, id)
+		byID[id] = k
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, time.Minute)
+	defer cancel()
+	handles, err := a.cfg.Driver.Recover(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("agent: recovering ranks: %w", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, rec := range recs {
+		h, ok := handles[taskID(k)]
+		if !ok {
+			if err := a.state.deleteTask(k); err != nil {
+				return fmt.Errorf("agent: state: %w", err)
+			}
+			continue
+		}
+		started := time.Now()
+		if rec.StartedUnixMs > 0 {
+			started = time.UnixMilli(rec.StartedUnixMs)
+		}
+		t := a.newTask(k, rec.Job, rec.Rank)
+		a.log.Info("rank recovered", "job_id", k.job, "generation", k.gen, "rank", k.rank, "driver", a.cfg.Driver.Name())
+		a.goFunc(func() {
+			defer a.forgetTask(t)
+			end := a.superviseTask(t, h, started)
+			a.finishTask(t, end, h)
+		})
+	}
+	return nil
+}
+
+// taskID names a rank to the driver: job.generation.rank.
+func taskID(k taskKey) string { return fmt.Sprintf("%d.%d.%d", k.job, k.gen, k.rank) }
 
 // errRootRefused is why a job submitted by root does not start.
 var errRootRefused = errors.New("refusing to run a job as root (uid 0); an admin may allow it with the agent's allow_root setting")
@@ -174,7 +277,7 @@ var errRootRefused = errors.New("refusing to run a job as root (uid 0); an admin
 // environment and output files.
 func (a *Agent) taskSpec(j *api.Job, r *api.Rank, stdout, stderr string) (driver.TaskSpec, error) {
 	s := driver.TaskSpec{
-		ID:     fmt.Sprintf("%d.%d.%d", j.Id, j.Allocation.Generation, r.Rank),
+		ID:     taskID(taskKey{j.Id, j.Allocation.Generation, r.Rank}),
 		Env:    rankEnv(j, r, a.cfg.Name),
 		Dir:    workingDir(j),
 		UID:    j.Uid,
@@ -183,8 +286,14 @@ func (a *Agent) taskSpec(j *api.Job, r *api.Rank, stdout, stderr string) (driver
 		Stderr: stderr,
 		GPUs:   r.GpuUuids,
 		CPUs:   r.Cpus,
-		MemMB:  r.MemMb,
+		MemMB:  nodeMemMB(j.Allocation, r),
 		Image:  j.Spec.Image,
+
+		GPUIndexes: r.GpuIndexes,
+		Labels: map[string]string{
+			"loom.job": strconv.FormatUint(j.Id, 10), "loom.generation": strconv.FormatUint(j.Allocation.Generation, 10),
+			"loom.rank": strconv.FormatUint(uint64(r.Rank), 10), "loom.user": j.User,
+		},
 	}
 	if j.Uid == 0 && !a.cfg.AllowRoot {
 		return s, errRootRefused
@@ -196,6 +305,13 @@ func (a *Agent) taskSpec(j *api.Job, r *api.Rank, stdout, stderr string) (driver
 	if euid == 0 && j.Uid != 0 {
 		s.Groups = supplementaryGroups(j.User, j.Gid)
 	}
+	if j.Spec.Image != "" {
+		m, err := a.containerMounts(j, s)
+		if err != nil {
+			return s, err
+		}
+		s.Mounts = m
+	}
 	if len(j.Spec.Argv) > 0 {
 		s.Argv = j.Spec.Argv
 		return s, nil
@@ -204,12 +320,30 @@ func (a *Agent) taskSpec(j *api.Job, r *api.Rank, stdout, stderr string) (driver
 	if err != nil {
 		return s, err
 	}
+	if j.Spec.Image != "" {
+		// The script lives in the agent's data dir; the container sees it
+		// at the same path, read-only.
+		s.Mounts = append(s.Mounts, driver.Mount{Source: filepath.Dir(path), Dest: filepath.Dir(path), ReadOnly: true})
+	}
 	if strings.HasPrefix(j.Spec.Script, "#!") {
 		s.Argv = []string{path}
 	} else {
 		s.Argv = []string{"/bin/sh", path}
 	}
 	return s, nil
+}
+
+// nodeMemMB is the memory the job has on rank r's node (--mem is per
+// node; the allocation charges it to the node's first rank). Each rank of
+// the node is limited to it: ranks in separate containers cannot share one
+// cgroup limit.
+func nodeMemMB(a *api.Allocation, r *api.Rank) uint64 {
+	for _, o := range a.Ranks {
+		if o.Node == r.Node && o.MemMb > 0 {
+			return o.MemMb
+		}
+	}
+	return r.MemMb
 }
 
 // writeScript stores the batch script of a job generation, readable and
@@ -257,8 +391,9 @@ func supplementaryGroups(name string, primary uint32) []uint32 {
 }
 
 // report sends one rank's state until a server takes it, the report turns
-// out stale, or the agent stops.
-func (a *Agent) report(job, gen uint64, ts *api.TaskStatus) {
+// out stale, or the agent stops. It says whether the servers have decided
+// on the report (taken or refused for good).
+func (a *Agent) report(job, gen uint64, ts *api.TaskStatus) bool {
 	b := newBackoff(50*time.Millisecond, 2*time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
@@ -266,18 +401,18 @@ func (a *Agent) report(job, gen uint64, ts *api.TaskStatus) {
 		cancel()
 		switch status.Code(err) {
 		case codes.OK:
-			return
+			return true
 		case codes.FailedPrecondition, codes.NotFound, codes.InvalidArgument, codes.PermissionDenied:
 			a.log.Warn("task report refused", "job_id", job, "rank", ts.Rank, "err", err)
-			return
+			return true
 		}
 		if a.ctx.Err() != nil {
-			return
+			return false
 		}
 		select {
 		case <-time.After(b.next()):
 		case <-a.ctx.Done():
-			return
+			return false
 		}
 	}
 }

@@ -22,9 +22,22 @@ type TaskSpec struct {
 	Stdout string   // file the rank's stdout is appended to
 	Stderr string   // file for stderr; equal to Stdout to merge
 	GPUs   []string // GPU UUIDs the rank may use
-	CPUs   uint32
-	MemMB  uint64
-	Image  string // OCI image or rootfs (containerd)
+	// GPUIndexes are the same GPUs' indexes on the node, in GPUs' order:
+	// /dev/nvidiaN and CDI's nvidia.com/gpu=N name them so.
+	GPUIndexes []uint32
+	CPUs       uint32
+	MemMB      uint64
+	Image      string  // OCI image reference or root filesystem directory (containerd)
+	Mounts     []Mount // host paths the rank sees (containerd; exec runs on the host)
+	// Labels identify the rank to whoever lists the driver's tasks
+	// (containerd container labels).
+	Labels map[string]string
+}
+
+// Mount is a host path bound into a rank's container.
+type Mount struct {
+	Source, Dest string
+	ReadOnly     bool
 }
 
 // Exit is how a rank ended.
@@ -42,13 +55,29 @@ type Handle interface {
 	Signal(sig syscall.Signal) error
 	// PID is the rank's main process id (0 when not applicable).
 	PID() int
+	// Cleanup releases what the ended rank left behind (containerd: its
+	// task, container and snapshot). The agent calls it once the rank's
+	// end is reported, so that an agent killed in between finds the ended
+	// rank again on restart and reports it then.
+	Cleanup(ctx context.Context) error
 }
 
 // Driver starts ranks.
 type Driver interface {
 	Name() string
 	Start(ctx context.Context, spec TaskSpec) (Handle, error)
+	// Recover re-attaches to the ranks an earlier run of this agent
+	// started, after the agent restarted. known holds the IDs of the ranks
+	// the agent has records of; the result has a handle for each of them
+	// the driver still finds, running or ended and not cleaned up. A rank
+	// of this node that the driver finds and that is not known is killed
+	// and removed: nothing runs that the agent does not supervise. A
+	// driver that cannot re-attach returns no handles.
+	Recover(ctx context.Context, known []string) (map[string]Handle, error)
 }
+
+// ErrNotFound says that a rank the driver was asked about does not exist.
+var ErrNotFound = errors.New("driver: no such task")
 
 // ErrStart wraps every failure to start a rank; the agent reports it as
 // the rank failing to start rather than the rank failing.

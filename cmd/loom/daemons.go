@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/agent"
+	"github.com/loomhpc/loom/agent/driver/containerd"
 	"github.com/loomhpc/loom/agent/driver/exec"
 	"github.com/loomhpc/loom/devcluster"
 	"github.com/loomhpc/loom/gossip"
@@ -97,7 +98,8 @@ func runAgent(ctx context.Context, args []string) int {
 	fs.BoolVar(&cfg.AllowRoot, "allow-root", false, "let jobs submitted by root run as root")
 	fs.DurationVar(&cfg.KillGrace, "kill-grace", 10*time.Second, "time between SIGTERM and SIGKILL when stopping a rank")
 	port := fs.String("ports", "29500-29999", "port range handed to ranks on this node")
-	driverName := fs.String("driver", "exec", "task driver: exec")
+	driverName := fs.String("driver", "exec", "task driver: exec (plain processes) or containerd (OCI containers)")
+	ctrSocket := fs.String("containerd-socket", containerd.DefaultSocket, "containerd's socket, for --driver containerd")
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", ":7072", "gossip (memberlist) address")
 	gjoin := fs.String("gossip-join", "", "servers' gossip addresses, comma-separated; empty disables gossip")
 	gkeys := fs.String("gossip-key", os.Getenv("LOOM_GOSSIP_KEY"), "gossip encryption keyring, base64 keys comma-separated ($LOOM_GOSSIP_KEY)")
@@ -124,8 +126,19 @@ func runAgent(ctx context.Context, args []string) int {
 	switch *driverName {
 	case "exec":
 		cfg.Driver = exec.New()
+	case "containerd":
+		if cfg.Name == "" {
+			cfg.Name, _ = os.Hostname()
+		}
+		d, err := containerd.New(containerd.Config{Socket: *ctrSocket, Node: cfg.Name, StateDir: cfg.DataDir, Log: newLogger(*level)})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loom agent: --driver=containerd:", err)
+			return 1
+		}
+		defer d.Close()
+		cfg.Driver = d
 	default:
-		fmt.Fprintf(os.Stderr, "loom agent: --driver=%s: unknown driver (known: exec)\n", *driverName)
+		fmt.Fprintf(os.Stderr, "loom agent: --driver=%s: unknown driver (known: exec, containerd)\n", *driverName)
 		return 2
 	}
 	cfg.Logger = newLogger(*level)

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"syscall"
 
+	"github.com/loomhpc/loom/agent/driver/containerd"
 	"github.com/loomhpc/loom/cli"
 	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/gpu/topocmd"
@@ -38,6 +39,7 @@ Usage:
   loom node drain|resume|list  take nodes out of service and back
   loom operator raft list-peers|remove-peer ID   the control plane's membership
   loom operator gossip keygen  a new gossip encryption key
+  loom image import FILE.tar    load an OCI archive for the agents' containerd driver
   loom gpu topo [flags]        print a node's GPU topology like nvidia-smi topo -m
   loom bench allreduce [flags] netcoll collectives benchmark (nccl-tests style)
   loom bench sched [flags]     time one scheduling cycle on a large synthetic cluster
@@ -102,6 +104,10 @@ func run(argv []string) int {
 		return 2
 	case "bench":
 		return runBench(ctx, args, os.Stdout, os.Stderr)
+	case "image":
+		return containerd.ImportMain(args, os.Stdout, os.Stderr)
+	case "containerd-logger": // started by containerd's shim for each rank container
+		return containerd.LoggerMain(args, os.Stderr)
 	case "sim":
 		return sim.Main(args, os.Stdout, os.Stderr)
 	case "netcoll-worker":

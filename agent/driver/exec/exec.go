@@ -1,7 +1,9 @@
 // Package exec is the driver that runs ranks as plain processes, each in
 // its own process group, as the submitting user. It is for laptops, the
 // dev cluster and CI without containerd; it enforces no CPU or memory
-// limits.
+// limits, ignores images and mounts, and cannot re-attach to its ranks
+// after an agent restart (the ranks are children of the agent process; an
+// agent that restarts reports them lost).
 package exec
 
 import (
@@ -105,6 +107,16 @@ func (h *handle) Signal(sig syscall.Signal) error {
 }
 
 func (h *handle) PID() int { return h.cmd.Process.Pid }
+
+// Cleanup has nothing to release: the process was reaped by Wait.
+func (h *handle) Cleanup(context.Context) error { return nil }
+
+// Recover re-attaches to nothing: a process whose parent agent died cannot
+// be waited for by the next agent, so its exit status would be a guess.
+// The agent reports such ranks lost, and the job is requeued or failed.
+func (d *Driver) Recover(context.Context, []string) (map[string]driver.Handle, error) {
+	return nil, nil
+}
 
 // limitedWriter keeps the first n bytes: the shell's own complaint about an
 // output file it could not open.

@@ -1,0 +1,151 @@
+package containerd
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
+	"github.com/loomhpc/loom/agent/driver"
+)
+
+// handle is a started (or re-attached) rank container.
+type handle struct {
+	d      *Driver
+	c      containerd.Container
+	task   containerd.Task
+	cgroup string // the spec's cgroups path, for the OOM check
+
+	done chan struct{}
+	exit driver.Exit
+	err  error
+
+	cleanOnce sync.Once
+	cleanErr  error
+}
+
+// newHandle subscribes to the task's exit before anything else can make it
+// exit (containerd only reports exits to waiters already there, except for
+// a task that has already stopped, whose status it keeps).
+func (d *Driver) newHandle(c containerd.Container, task containerd.Task) (*handle, error) {
+	ctx := d.ctx(context.Background())
+	h := &handle{d: d, c: c, task: task, done: make(chan struct{})}
+	if spec, err := c.Spec(ctx); err == nil && spec.Linux != nil {
+		h.cgroup = spec.Linux.CgroupsPath
+	}
+	ch, err := task.Wait(ctx)
+	if err != nil {
+		return nil, err
+	}
+	go h.reap(ch)
+	return h, nil
+}
+
+// reap waits for the exit and works out how the rank ended.
+func (h *handle) reap(ch <-chan containerd.ExitStatus) {
+	defer close(h.done)
+	st := <-ch
+	code, _, err := st.Result()
+	if err != nil {
+		h.err = fmt.Errorf("containerd: wait for %s: %w", h.c.ID(), err)
+		return
+	}
+	// runc reports a rank killed by signal N as 128+N.
+	if code > 128 && code < 128+65 {
+		h.exit.Signal = int(code - 128)
+	} else {
+		h.exit.Code = int(code)
+	}
+	if h.exit.Signal == int(syscall.SIGKILL) && oomKilled(h.cgroup) {
+		h.exit.OOM = true
+	}
+}
+
+func (h *handle) Wait(ctx context.Context) (driver.Exit, error) {
+	select {
+	case <-h.done:
+		return h.exit, h.err
+	case <-ctx.Done():
+		return driver.Exit{}, ctx.Err()
+	}
+}
+
+// Signal delivers sig to every process of the container.
+func (h *handle) Signal(sig syscall.Signal) error {
+	select {
+	case <-h.done:
+		return nil
+	default:
+	}
+	ctx, cancel := context.WithTimeout(h.d.ctx(context.Background()), 10*time.Second)
+	defer cancel()
+	err := h.task.Kill(ctx, sig, containerd.WithKillAll)
+	if err != nil && (errdefs.IsNotFound(err) || errdefs.IsFailedPrecondition(err)) {
+		return nil // already gone
+	}
+	return err
+}
+
+func (h *handle) PID() int { return int(h.task.Pid()) }
+
+// Cleanup deletes the task, the container and its snapshot.
+func (h *handle) Cleanup(ctx context.Context) error {
+	h.cleanOnce.Do(func() {
+		ctx := h.d.ctx(ctx)
+		if _, err := h.task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			h.cleanErr = fmt.Errorf("containerd: delete task %s: %w", h.c.ID(), err)
+		}
+		if err := h.c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) && h.cleanErr == nil {
+			h.cleanErr = fmt.Errorf("containerd: delete container %s: %w", h.c.ID(), err)
+		}
+	})
+	return h.cleanErr
+}
+
+// cgroupRoot is where the cgroup filesystems are mounted.
+var cgroupRoot = "/sys/fs/cgroup"
+
+// oomKilled says whether the kernel's OOM killer killed a process of the
+// cgroup: cgroup v2's memory.events or v1's memory.oom_control count
+// oom_kill. The cgroup lives until the task is deleted, which the agent
+// does only after this check.
+func oomKilled(cgroupPath string) bool {
+	if cgroupPath == "" || strings.Contains(cgroupPath, ":") { // systemd cgroup driver "slice:prefix:name"
+		return false
+	}
+	for _, f := range []string{
+		filepath.Join(cgroupRoot, cgroupPath, "memory.events"),
+		filepath.Join(cgroupRoot, "memory", cgroupPath, "memory.oom_control"),
+	} {
+		if n, ok := readCounter(f, "oom_kill"); ok {
+			return n > 0
+		}
+	}
+	return false
+}
+
+// readCounter reads "key N" from a cgroup file of such lines.
+func readCounter(path, key string) (uint64, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), " ")
+		if ok && k == key {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}

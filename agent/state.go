@@ -1,0 +1,173 @@
+package agent
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/loomhpc/loom/api"
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+	"google.golang.org/protobuf/proto"
+)
+
+// taskRecord is what the agent keeps of a rank it started, so that a
+// restarted agent can re-attach to it: the job and rank as assigned, and
+// where the rank writes.
+type taskRecord struct {
+	Job           *api.Job  `json:"-"`
+	Rank          *api.Rank `json:"-"`
+	JobBytes      []byte    `json:"job"`
+	RankBytes     []byte    `json:"rank"`
+	StartedUnixMs int64     `json:"started_unix_ms"` // 0 until the driver started it
+	Stdout        string    `json:"stdout"`
+	Stderr        string    `json:"stderr"`
+}
+
+// stateStore keeps the agent's task records across restarts.
+type stateStore interface {
+	putTask(k taskKey, r *taskRecord) error
+	deleteTask(k taskKey) error
+	allTasks() (map[taskKey]*taskRecord, error)
+	Close() error
+}
+
+var tasksBucket = []byte("tasks")
+
+// boltStore is the stateStore in a bbolt file under the agent's data dir.
+type boltStore struct{ db *bolt.DB }
+
+// errStateLocked says another agent holds the data dir.
+var errStateLocked = errors.New("agent: the state file is locked: is another agent running on this data dir?")
+
+func openBoltStore(path string) (*boltStore, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w (%s)", errStateLocked, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("agent: state %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(tasksBucket)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("agent: state %s: %w", path, err)
+	}
+	return &boltStore{db: db}, nil
+}
+
+func taskKeyBytes(k taskKey) []byte {
+	b := make([]byte, 20)
+	binary.BigEndian.PutUint64(b, k.job)
+	binary.BigEndian.PutUint64(b[8:], k.gen)
+	binary.BigEndian.PutUint32(b[16:], k.rank)
+	return b
+}
+
+func (s *boltStore) putTask(k taskKey, r *taskRecord) error {
+	v, err := encodeRecord(r)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(tasksBucket).Put(taskKeyBytes(k), v) })
+}
+
+func (s *boltStore) deleteTask(k taskKey) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(tasksBucket).Delete(taskKeyBytes(k)) })
+}
+
+func (s *boltStore) allTasks() (map[taskKey]*taskRecord, error) {
+	out := map[taskKey]*taskRecord{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(tasksBucket).ForEach(func(k, v []byte) error {
+			if len(k) != 20 {
+				return fmt.Errorf("agent: state: bad task key %x", k)
+			}
+			r, err := decodeRecord(v)
+			if err != nil {
+				return err
+			}
+			out[taskKey{binary.BigEndian.Uint64(k), binary.BigEndian.Uint64(k[8:]), binary.BigEndian.Uint32(k[16:])}] = r
+			return nil
+		})
+	})
+	return out, err
+}
+
+func (s *boltStore) Close() error { return s.db.Close() }
+
+func encodeRecord(r *taskRecord) ([]byte, error) {
+	c := *r
+	var err error
+	if c.JobBytes, err = proto.Marshal(r.Job); err != nil {
+		return nil, err
+	}
+	if c.RankBytes, err = proto.Marshal(r.Rank); err != nil {
+		return nil, err
+	}
+	return json.Marshal(&c)
+}
+
+func decodeRecord(v []byte) (*taskRecord, error) {
+	r := &taskRecord{Job: &api.Job{}, Rank: &api.Rank{}}
+	if err := json.Unmarshal(v, r); err != nil {
+		return nil, fmt.Errorf("agent: state: task record: %w", err)
+	}
+	if err := proto.Unmarshal(r.JobBytes, r.Job); err != nil {
+		return nil, fmt.Errorf("agent: state: task record job: %w", err)
+	}
+	if err := proto.Unmarshal(r.RankBytes, r.Rank); err != nil {
+		return nil, fmt.Errorf("agent: state: task record rank: %w", err)
+	}
+	r.JobBytes, r.RankBytes = nil, nil
+	return r, nil
+}
+
+// memStore is a stateStore in memory, for tests of the agent's recovery
+// logic without a file.
+type memStore struct {
+	mu sync.Mutex
+	m  map[taskKey][]byte
+}
+
+func newMemStore() *memStore { return &memStore{m: map[taskKey][]byte{}} }
+
+func (s *memStore) putTask(k taskKey, r *taskRecord) error {
+	v, err := encodeRecord(r)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[k] = v
+	return nil
+}
+
+func (s *memStore) deleteTask(k taskKey) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, k)
+	return nil
+}
+
+func (s *memStore) allTasks() (map[taskKey]*taskRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[taskKey]*taskRecord{}
+	for k, v := range s.m {
+		r, err := decodeRecord(v)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = r
+	}
+	return out, nil
+}
+
+func (s *memStore) Close() error { return nil }

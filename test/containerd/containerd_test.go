@@ -1,0 +1,199 @@
+//go:build e2e
+
+// Package containerd runs Loom's containerd driver against the real
+// daemon: loom server and agent processes (bin/loom, built by make e2e)
+// with --driver containerd, an image built here from a static Go program,
+// and jobs submitted as an ordinary user. It skips only where it cannot
+// run at all: not root, or no containerd.
+package containerd
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	ctrdriver "github.com/loomhpc/loom/agent/driver/containerd"
+	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/test/cluster"
+)
+
+// user is who the test jobs run as: not root, and not the test's own user.
+const uid, gid = 1000, 1000
+
+// env is one test's cluster: a server and containerd agents.
+type env struct {
+	t      *testing.T
+	dir    string // world-writable: the job's user writes its output here
+	srv    *cluster.Server
+	agents []*cluster.Proc
+	names  []string
+	jobs   api.JobServiceClient
+	ctr    *containerd.Client
+}
+
+func requireContainerd(t *testing.T) *containerd.Client {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: the containerd driver tests need root (containers run as another user)")
+	}
+	if _, err := os.Stat(ctrdriver.DefaultSocket); err != nil {
+		t.Skipf("skipping: containerd is not running (no %s); CI starts it in .ci/run", ctrdriver.DefaultSocket)
+	}
+	c, err := containerd.New(ctrdriver.DefaultSocket, containerd.WithTimeout(5*time.Second))
+	if err != nil {
+		t.Skipf("skipping: containerd at %s does not answer: %v", ctrdriver.DefaultSocket, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// newEnv imports the probe image and starts a server and n agents.
+func newEnv(t *testing.T, n int) *env {
+	t.Helper()
+	c := requireContainerd(t)
+	dir, err := os.MkdirTemp("", "loom-ctr-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	archive := buildProbeArchive(t, t.TempDir())
+	if out, err := exec.Command(cluster.Binary(t), "image", "import", archive).CombinedOutput(); err != nil {
+		t.Fatalf("loom image import: %v\n%s", err, out)
+	}
+	e := &env{t: t, dir: dir, ctr: c}
+	e.srv = cluster.StartServer(t, dir, "server")
+	for i := 1; i <= n; i++ {
+		name := fmt.Sprintf("ctr%d", i)
+		e.names = append(e.names, name)
+		e.agents = append(e.agents, cluster.Start(t, dir, name, "agent", "--name", name, "--servers", e.srv.RPC,
+			"--data-dir", filepath.Join(dir, name), "--listen-addr", "127.0.0.1:0", "--metrics-addr", "-",
+			"--profile", "pcie-4", "--nvml=false", "--kill-grace", "2s", "--driver", "containerd",
+			"--ports", fmt.Sprintf("%d-%d", 31000+100*i, 31099+100*i)))
+	}
+	var nodes api.NodeServiceClient
+	e.jobs, nodes = cluster.Client(t, e.srv.RPC)
+	cluster.WaitFor(t, "the agents to register", 30*time.Second, func() bool {
+		r, err := nodes.ListNodes(cluster.Ctx(t), &api.ListNodesRequest{})
+		return err == nil && len(r.Nodes) == n
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(e.srv.Tail())
+			for _, a := range e.agents {
+				t.Log(a.Tail())
+			}
+		}
+	})
+	return e
+}
+
+func (e *env) submit(spec *api.JobSpec) uint64 {
+	e.t.Helper()
+	if spec.Image == "" {
+		spec.Image = probeImage
+	}
+	if spec.WorkingDir == "" {
+		spec.WorkingDir = e.dir
+	}
+	r, err := e.jobs.Submit(cluster.Ctx(e.t), &api.SubmitRequest{Spec: spec, User: "learner", Uid: uid, Gid: gid})
+	if err != nil {
+		e.t.Fatalf("submit: %v", err)
+	}
+	return r.JobId
+}
+
+func (e *env) job(id uint64) *api.Job {
+	e.t.Helper()
+	r, err := e.jobs.GetJob(cluster.Ctx(e.t), &api.GetJobRequest{JobId: id})
+	if err != nil {
+		e.t.Fatalf("get job %d: %v", id, err)
+	}
+	return r.Job
+}
+
+func (e *env) waitEnd(id uint64, timeout time.Duration) *api.Job {
+	e.t.Helper()
+	cluster.WaitFor(e.t, fmt.Sprintf("job %d to end", id), timeout, func() bool { return e.job(id).State.Terminal() })
+	return e.job(id)
+}
+
+// containers lists what the test's agents have in the loom namespace.
+func (e *env) containers() []string {
+	e.t.Helper()
+	ctx := namespaces.WithNamespace(context.Background(), ctrdriver.DefaultNamespace)
+	var out []string
+	for _, n := range e.names {
+		cs, err := e.ctr.Containers(ctx, fmt.Sprintf("labels.%q==%s", ctrdriver.LabelNode, n))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for _, c := range cs {
+			out = append(out, c.ID())
+		}
+	}
+	return out
+}
+
+func (e *env) requireNoContainers() {
+	e.t.Helper()
+	// The agent cleans up right after the end is reported.
+	cluster.WaitFor(e.t, "the agents to remove their containers", 10*time.Second, func() bool { return len(e.containers()) == 0 })
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestGangRunsAsUserWithGPUsAndLimits is a 2-node, 2-rank-per-node gang
+// from the imported archive: every rank runs as the submitting user, sees
+// exactly its GPUs, and is held to --mem.
+func TestGangRunsAsUserWithGPUsAndLimits(t *testing.T) {
+	e := newEnv(t, 2)
+	const memMB = 64
+	id := e.submit(&api.JobSpec{NodesMin: 2, NodesMax: 2, NtasksPerNode: 2, GpusPerNode: 2, MemPerNodeMb: memMB,
+		Argv: []string{"/probe", "id"}, Output: "out-%t.txt"})
+	j := e.waitEnd(id, 60*time.Second)
+	if j.State != api.JobState_COMPLETED {
+		t.Fatalf("job ended %s (%s), want COMPLETED", j.State, j.Reason)
+	}
+	for _, r := range j.Allocation.Ranks {
+		out := readFile(t, filepath.Join(e.dir, fmt.Sprintf("out-%d.txt", r.Rank)))
+		want := []string{
+			fmt.Sprintf("rank=%d ", r.Rank),
+			fmt.Sprintf(" uid=%d gid=%d ", uid, gid),
+			" cuda=" + strings.Join(r.GpuUuids, ",") + " ",
+			fmt.Sprintf(" mem_limit=%d\n", memMB<<20),
+		}
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("rank %d printed %q, want it to contain %q", r.Rank, out, w)
+			}
+		}
+		if len(r.GpuUuids) != 1 {
+			t.Errorf("rank %d holds GPUs %v, want 1 (2 per node, 2 ranks per node)", r.Rank, r.GpuUuids)
+		}
+		// The output file was written as the user too, not by the root agent.
+		if fi, err := os.Stat(filepath.Join(e.dir, fmt.Sprintf("out-%d.txt", r.Rank))); err != nil {
+			t.Error(err)
+		} else if owner := fi.Sys().(*syscall.Stat_t).Uid; owner != uid {
+			t.Errorf("rank %d's output file is owned by uid %d, want %d", r.Rank, owner, uid)
+		}
+	}
+	e.requireNoContainers()
+}

@@ -1,0 +1,78 @@
+// Command probe is the program of the containerd end-to-end tests' image:
+// statically linked, it reports what a rank sees from inside its container
+// and misbehaves on request.
+//
+//	probe id            print uid, gid, groups, CUDA_VISIBLE_DEVICES, memory limit
+//	probe sleep SECS    sleep, ignoring nothing
+//	probe alloc MB      touch MB megabytes of memory, then exit 0
+//	probe tick N        print N numbered lines, 100 ms apart
+//	probe cat FILE...   print files
+//	probe ls DIR...     list directories
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "probe: id | sleep SECS | alloc MB | tick N")
+		os.Exit(2)
+	}
+	arg := func() int {
+		n, _ := strconv.Atoi(os.Args[2])
+		return n
+	}
+	switch os.Args[1] {
+	case "id":
+		groups, _ := syscall.Getgroups()
+		fmt.Printf("rank=%s uid=%d gid=%d groups=%v cuda=%s nvidia=%s mem_limit=%s\n",
+			os.Getenv("RANK"), os.Getuid(), os.Getgid(), groups,
+			os.Getenv("CUDA_VISIBLE_DEVICES"), os.Getenv("NVIDIA_VISIBLE_DEVICES"), memLimit())
+	case "sleep":
+		time.Sleep(time.Duration(arg()) * time.Second)
+	case "alloc":
+		var keep [][]byte
+		for i := 0; i < arg(); i++ {
+			b := make([]byte, 1<<20)
+			for j := range b {
+				b[j] = byte(j)
+			}
+			keep = append(keep, b)
+		}
+		fmt.Println("allocated", len(keep), "MB")
+	case "cat":
+		for _, f := range os.Args[2:] {
+			b, err := os.ReadFile(f)
+			fmt.Printf("%s: %q %v\n", f, b, err)
+		}
+	case "ls":
+		for _, d := range os.Args[2:] {
+			ents, err := os.ReadDir(d)
+			fmt.Println(d, err)
+			for _, e := range ents {
+				fmt.Println(" ", e.Name())
+			}
+		}
+	case "tick":
+		for i := 1; i <= arg(); i++ {
+			fmt.Printf("tick %d\n", i)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// memLimit reads the container's memory limit in bytes (cgroup v1 or v2).
+func memLimit() string {
+	for _, f := range []string{"/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max"} {
+		if b, err := os.ReadFile(f); err == nil {
+			return strings.TrimSpace(string(b))
+		}
+	}
+	return "unknown"
+}
