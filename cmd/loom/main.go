@@ -16,6 +16,7 @@ import (
 
 	"github.com/loomhpc/loom/agent/driver/containerd"
 	"github.com/loomhpc/loom/cli"
+	"github.com/loomhpc/loom/examples/mnist/trainbench"
 	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/gpu/topocmd"
 	"github.com/loomhpc/loom/netcoll/ncbench"
@@ -134,6 +135,8 @@ func runBench(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			return failoverbench.Main(args[1:], stdout, stderr)
 		case "sched":
 			return schedbench.Main(args[1:], stdout, stderr)
+		case "train":
+			return trainbench.Main(args[1:], stdout, stderr)
 		}
 	}
 	fmt.Fprintln(stderr, "loom bench: known benchmarks: allreduce, submit, failover, sched")
