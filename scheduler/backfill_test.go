@@ -22,9 +22,9 @@ func TestBackfillRespectsReservation(t *testing.T) {
 		withLimit(running(1, &api.JobSpec{GpusPerNode: 8}, t0.Add(-900*time.Second), gpuRank("a", 0, 1, 2, 3, 4, 5, 6, 7)), 1000*time.Second),
 		withLimit(running(2, &api.JobSpec{GpusPerNode: 4}, t0.Add(-100*time.Second), gpuRank("b", 0, 1, 2, 3)), 1100*time.Second),
 		withLimit(pending(3, &api.JobSpec{NodesMin: 2, GpusPerNode: 8}), time.Hour), // the gang: 16 GPUs
-		withLimit(pending(4, &api.JobSpec{GpusPerNode: 1}), 500*time.Second),      // ends before the gang starts
-		withLimit(pending(5, &api.JobSpec{GpusPerNode: 1}), 5000*time.Second),     // would delay it
-		withLimit(pending(6, &api.JobSpec{GpusPerNode: 2}), 1000*time.Second),     // ends exactly at the start
+		withLimit(pending(4, &api.JobSpec{GpusPerNode: 1}), 500*time.Second),        // ends before the gang starts
+		withLimit(pending(5, &api.JobSpec{GpusPerNode: 1}), 5000*time.Second),       // would delay it
+		withLimit(pending(6, &api.JobSpec{GpusPerNode: 2}), 1000*time.Second),       // ends exactly at the start
 	}
 	p := Schedule(&View{Nodes: []*api.Node{a, b}, Jobs: jobs}, t0, Config{})
 	var placed []uint64
