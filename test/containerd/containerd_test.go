@@ -8,6 +8,7 @@
 package containerd
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -196,4 +197,171 @@ func TestGangRunsAsUserWithGPUsAndLimits(t *testing.T) {
 		}
 	}
 	e.requireNoContainers()
+}
+
+// TestOutOfMemoryTimeoutAndCancel ends jobs the three ways a rank is made
+// to end: past its memory, past its time, and cancelled.
+func TestOutOfMemoryTimeoutAndCancel(t *testing.T) {
+	e := newEnv(t, 2)
+
+	oom := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1, MemPerNodeMb: 32,
+		Argv: []string{"/probe", "alloc", "256"}, Output: "oom.txt"})
+	slow := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1, TimeLimitS: 1,
+		Argv: []string{"/probe", "sleep", "600"}, Output: "slow.txt"})
+	if j := e.waitEnd(oom, 60*time.Second); j.State != api.JobState_OUT_OF_MEMORY {
+		t.Errorf("job allocating 256 MB under --mem=32M ended %s (%s), want OUT_OF_MEMORY", j.State, j.Reason)
+	}
+	// SIGTERM at 1 s is ignored (the probe is its container's pid 1), so
+	// SIGKILL follows after the agents' 2 s grace.
+	if j := e.waitEnd(slow, 60*time.Second); j.State != api.JobState_TIMEOUT {
+		t.Errorf("job past --time=1s ended %s (%s), want TIMEOUT", j.State, j.Reason)
+	}
+
+	gang := e.submit(&api.JobSpec{NodesMin: 2, NodesMax: 2, NtasksPerNode: 2, GpusPerNode: 2,
+		Argv: []string{"/probe", "sleep", "600"}, Output: "gang-%t.txt"})
+	cluster.WaitFor(t, "the gang's ranks to run", 60*time.Second, func() bool {
+		j := e.job(gang)
+		if j.State != api.JobState_RUNNING {
+			return false
+		}
+		for _, ts := range j.Allocation.Tasks {
+			if ts.State != api.TaskState_TASK_RUNNING {
+				return false
+			}
+		}
+		return true
+	})
+	if got := len(e.containers()); got != 4 {
+		t.Errorf("%d containers run for a 4-rank gang, want 4", got)
+	}
+	cancelled := time.Now()
+	if _, err := e.jobs.Cancel(cluster.Ctx(t), &api.CancelRequest{JobIds: []uint64{gang}}); err != nil {
+		t.Fatal(err)
+	}
+	j := e.waitEnd(gang, 30*time.Second)
+	if j.State != api.JobState_CANCELLED {
+		t.Errorf("cancelled gang ended %s, want CANCELLED", j.State)
+	}
+	// The job is CANCELLED at once; its ranks end as the agents stop them.
+	cluster.WaitFor(t, "the cancelled gang's ranks to end", 30*time.Second, func() bool {
+		j = e.job(gang)
+		for _, ts := range j.Allocation.Tasks {
+			if !ts.Ended() {
+				return false
+			}
+		}
+		return true
+	})
+	const grace = 2 * time.Second
+	for _, ts := range j.Allocation.Tasks {
+		// The end is stamped by the agent when the rank is gone; allow a
+		// second over the grace for the report to travel.
+		if took := time.UnixMilli(ts.EndedUnixMs).Sub(cancelled); took > grace+time.Second {
+			t.Errorf("rank %d ended %s after the cancel, want within the %s grace", ts.Rank, took, grace)
+		}
+	}
+	e.requireNoContainers()
+}
+
+// ticks checks that an output file holds "tick 1".."tick n" each exactly
+// once, in order: the rank ran once, from start to end.
+func ticks(t *testing.T, path string, n int) {
+	t.Helper()
+	var want strings.Builder
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&want, "tick %d\n", i)
+	}
+	if got := readFile(t, path); got != want.String() {
+		t.Errorf("%s holds %q, want tick 1..%d once each", path, got, n)
+	}
+}
+
+// TestAgentKill9ReattachesToRunningContainers kills the agent with SIGKILL
+// while two jobs run, lets one of them end while no agent watches, and
+// starts the agent again: both jobs complete, each rank having run once.
+func TestAgentKill9ReattachesToRunningContainers(t *testing.T) {
+	e := newEnv(t, 1)
+	short := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1, Argv: []string{"/probe", "tick", "20"}, Output: "short.txt"})
+	long := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 2, Argv: []string{"/probe", "tick", "60"}, Output: "long-%t.txt"})
+	cluster.WaitFor(t, "both jobs to print", 60*time.Second, func() bool {
+		for _, f := range []string{"short.txt", "long-0.txt", "long-1.txt"} {
+			if b, _ := os.ReadFile(filepath.Join(e.dir, f)); !strings.Contains(string(b), "tick 2\n") {
+				return false
+			}
+		}
+		return true
+	})
+	agent := e.agents[0]
+	agent.Kill()
+	// The short job ends while no agent runs; its container stays, stopped,
+	// for the next agent to see.
+	cluster.WaitFor(t, "the short job to end with no agent", 30*time.Second, func() bool {
+		b, _ := os.ReadFile(filepath.Join(e.dir, "short.txt"))
+		return strings.Contains(string(b), "tick 20\n")
+	})
+	if got := len(e.containers()); got != 3 {
+		t.Errorf("%d containers while the agent is down, want 3", got)
+	}
+	agent.Restart(t)
+	for _, id := range []uint64{short, long} {
+		j := e.waitEnd(id, 60*time.Second)
+		if j.State != api.JobState_COMPLETED || j.RestartCount != 0 {
+			t.Errorf("job %d ended %s (%s) after %d restarts, want COMPLETED without restarts", id, j.State, j.Reason, j.RestartCount)
+		}
+		for _, ts := range j.Allocation.Tasks {
+			if ts.Reason != api.TaskEndReason_TASK_END_EXITED {
+				t.Errorf("job %d rank %d ended %s (%s), want EXITED", id, ts.Rank, ts.Reason, ts.Message)
+			}
+		}
+	}
+	ticks(t, filepath.Join(e.dir, "short.txt"), 20)
+	ticks(t, filepath.Join(e.dir, "long-0.txt"), 60)
+	ticks(t, filepath.Join(e.dir, "long-1.txt"), 60)
+	if log := readFile(t, agent.Log); strings.Count(log, `msg="rank recovered"`) != 3 {
+		t.Errorf("the restarted agent recovered %d ranks, want 3", strings.Count(log, `msg="rank recovered"`))
+	}
+	e.requireNoContainers()
+}
+
+// TestLogsFollowStreamsLive follows a running rank with `loom logs -f`:
+// lines arrive while the rank runs, and the stream and the --output file
+// both hold every line.
+func TestLogsFollowStreamsLive(t *testing.T) {
+	e := newEnv(t, 1)
+	const n = 30
+	id := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1, Argv: []string{"/probe", "tick", fmt.Sprint(n)}, Output: "ticks.txt"})
+	cluster.WaitFor(t, "the job to run", 60*time.Second, func() bool { return e.job(id).State == api.JobState_RUNNING })
+	cmd := exec.Command(cluster.Binary(t), "logs", "-f", fmt.Sprint(id))
+	cmd.Env = append(os.Environ(), "LOOM_ADDR="+e.srv.RPC)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	liveLines := 0
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if !e.job(id).State.Terminal() {
+			liveLines++
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("loom logs -f: %v\n%s", err, stderr.String())
+	}
+	if liveLines == 0 {
+		t.Errorf("loom logs -f printed nothing while the job ran")
+	}
+	if len(lines) != n || lines[0] != "tick 1" || lines[n-1] != fmt.Sprintf("tick %d", n) {
+		t.Errorf("loom logs -f printed %d lines %q, want tick 1..%d", len(lines), lines, n)
+	}
+	if j := e.waitEnd(id, 30*time.Second); j.State != api.JobState_COMPLETED {
+		t.Errorf("job ended %s, want COMPLETED", j.State)
+	}
+	ticks(t, filepath.Join(e.dir, "ticks.txt"), n)
 }
