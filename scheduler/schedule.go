@@ -120,8 +120,8 @@ func (c *Config) backfillWindow() time.Duration {
 type View struct {
 	Nodes []*api.Node
 	Jobs  []*api.Job
-	// Usage is what live allocations hold; Schedule derives the same from
-	// Jobs and does not need it.
+	// Usage is what live allocations hold. Schedule derives the same from
+	// Jobs and ignores it; it is kept for shells and tests that have it.
 	Usage api.Usage
 	// Lookup finds any job by id, finished ones included, for
 	// dependencies; nil means only Jobs are known.
@@ -266,9 +266,16 @@ func (c *cycle) run() *Plan {
 	return plan
 }
 
-// setReason records pj's reason in the plan when it changed.
+// setReason records pj's reason in the plan when it changed. An expected
+// start that was already due and still is ("any moment now": resources
+// are being freed) is left as it was, so that waiting for ranks to stop
+// does not commit a new expected start every cycle.
 func (c *cycle) setReason(plan *Plan, pj *pendingJob) {
 	j := pj.job
+	now := c.now.UnixMilli()
+	if pj.expected != 0 && pj.expected <= now && j.ExpectedStartUnixMs != 0 && j.ExpectedStartUnixMs <= now {
+		pj.expected = j.ExpectedStartUnixMs
+	}
 	if j.Reason == pj.reason && j.ExpectedStartUnixMs == pj.expected {
 		return
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/gpu/topocmd"
 	"github.com/loomhpc/loom/netcoll/ncbench"
+	"github.com/loomhpc/loom/scheduler/explain"
 	"github.com/loomhpc/loom/scheduler/schedbench"
 	"github.com/loomhpc/loom/scheduler/sim"
 	"github.com/loomhpc/loom/server/failoverbench"
@@ -45,6 +46,8 @@ Usage:
   loom bench allreduce [flags] netcoll collectives benchmark (nccl-tests style)
   loom bench sched [flags]     time one scheduling cycle on a large synthetic cluster
   loom sim [flags]             replay a job trace through the scheduler (virtual clock)
+  loom priority [JOBID...]     pending jobs' priority factors (like sprio)
+  loom why JOBID               why a job is pending, and when it should start
   loom bench submit [flags]    control-plane submit throughput and leader failover
   loom bench failover [flags]  node failure detection and gang requeue times
   loom version
@@ -111,6 +114,10 @@ func run(argv []string) int {
 		return containerd.LoggerMain(args, os.Stderr)
 	case "sim":
 		return sim.Main(args, os.Stdout, os.Stderr)
+	case "priority":
+		return explain.PriorityMain(ctx, args, os.Stdout, os.Stderr)
+	case "why":
+		return explain.WhyMain(ctx, args, os.Stdout, os.Stderr)
 	case "netcoll-worker":
 		return ncbench.WorkerMain(args)
 	case "version", "--version":

@@ -1,0 +1,219 @@
+// Package explain is `loom priority` (sprio-like factors of every pending
+// job) and `loom why JOB` (why a job waits, and where and when it is
+// expected to start). Both read the cluster through the gRPC API and run
+// the scheduler's own functions on what they read, so they explain with
+// the same code that decides.
+package explain
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/scheduler"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// reasonText says in words what each pending reason means.
+var reasonText = map[string]string{
+	scheduler.ReasonResources:                "it is the highest-priority job that cannot start: not enough free resources",
+	scheduler.ReasonPriority:                 "higher-priority jobs are waiting for the resources it needs",
+	scheduler.ReasonReserved:                 "resources are free, but running there would delay a higher-priority gang's reservation",
+	scheduler.ReasonTopology:                 "enough resources are free, but not within the --switches it asked for",
+	scheduler.ReasonPreempting:               "lower-QoS jobs are being stopped to make room for it",
+	scheduler.ReasonDependency:               "a --dependency is not satisfied yet",
+	scheduler.ReasonDependencyNeverSatisfied: "a --dependency can no longer be satisfied; cancel the job",
+	scheduler.ReasonBeginTime:                "its --begin time has not come",
+	scheduler.ReasonArrayTaskLimit:           "its array already runs as many tasks as its %N limit allows",
+	scheduler.ReasonHeld:                     "it is held; scontrol release it",
+	scheduler.ReasonPartition:                "its partition cannot hold the job as asked",
+	"Requeued":                               "it was requeued after a failure and waits for its old ranks to stop or for resources",
+	"Preempted":                              "it was preempted by a higher-QoS job and waits to run again",
+	"None":                                   "the scheduler has not looked at it yet",
+}
+
+// state is what the commands read from the servers.
+type state struct {
+	nodes []*api.Node
+	jobs  []*api.Job
+}
+
+func read(ctx context.Context) (*state, error) {
+	addr := strings.TrimSpace(strings.Split(os.Getenv("LOOM_ADDR"), ",")[0])
+	if addr == "" {
+		addr = "127.0.0.1:7070"
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	nr, err := api.NewNodeServiceClient(conn).ListNodes(ctx, &api.ListNodesRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes from %s: %w", addr, err)
+	}
+	jr, err := api.NewJobServiceClient(conn).ListJobs(ctx, &api.ListJobsRequest{All: true})
+	if err != nil {
+		return nil, fmt.Errorf("list jobs from %s: %w", addr, err)
+	}
+	st := &state{jobs: jr.Jobs}
+	for _, ni := range nr.Nodes {
+		st.nodes = append(st.nodes, ni.Node)
+	}
+	return st, nil
+}
+
+// view builds the scheduler's view as the leader would at now.
+func (st *state) view(now time.Time, cfg scheduler.Config) *scheduler.View {
+	byID := map[uint64]*api.Job{}
+	v := &scheduler.View{Nodes: st.nodes, Lookup: func(id uint64) *api.Job { return byID[id] }}
+	l := &scheduler.Ledger{HalfLife: cfg.Priority.FairShareHalfLife}
+	for _, j := range st.jobs {
+		byID[j.Id] = j
+		if j.State == api.JobState_PENDING || j.State.Active() || j.HoldsResources() {
+			v.Jobs = append(v.Jobs, j)
+			continue
+		}
+		if j.StartUnixMs != 0 && j.EndUnixMs != 0 {
+			gpus := 0
+			for _, r := range j.GetAllocation().GetRanks() {
+				gpus += len(r.GpuUuids)
+			}
+			l.Charge(scheduler.AccountOf(j), float64(gpus), time.UnixMilli(j.StartUnixMs), time.UnixMilli(j.EndUnixMs))
+		}
+	}
+	v.AccountUsage = l.At(now)
+	return v
+}
+
+// PriorityMain runs `loom priority [JOBID...]`.
+func PriorityMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("loom priority", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: loom priority [JOBID...]\n\nPrints each pending job's multifactor priority and its weighted factors\n(as sprio does), computed with the default weights.")
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	want, err := ids(fs.Args())
+	if err != nil {
+		fmt.Fprintln(stderr, "loom priority:", err)
+		return 2
+	}
+	st, err := read(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "loom priority:", err)
+		return 1
+	}
+	now := time.Now()
+	return writePriorities(stdout, scheduler.Priorities(st.view(now, scheduler.Config{}), now, scheduler.Config{}), want)
+}
+
+func writePriorities(w io.Writer, fs []scheduler.Factors, want map[uint64]bool) int {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "JOBID\tUSER\tACCOUNT\tPRIORITY\tAGE\tFAIRSHARE\tJOBSIZE\tPARTITION\tQOS\tNICE\t")
+	for _, f := range fs {
+		if len(want) > 0 && !want[f.JobID] {
+			continue
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%d\t\n",
+			f.JobID, f.User, f.Account, f.Priority, f.Age, f.FairShare, f.JobSize, f.Partition, f.QOS, f.Nice)
+	}
+	tw.Flush()
+	return 0
+}
+
+// WhyMain runs `loom why JOBID`.
+func WhyMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: loom why JOBID\n\nSays why a pending job waits and, with a reservation, where and when it\nis expected to start.")
+		return 2
+	}
+	id, err := strconv.ParseUint(args[0], 10, 64)
+	if err != nil {
+		fmt.Fprintf(stderr, "loom why: job id %q is not a number\n", args[0])
+		return 2
+	}
+	st, err := read(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "loom why:", err)
+		return 1
+	}
+	if err := why(stdout, st, id, time.Now()); err != nil {
+		fmt.Fprintln(stderr, "loom why:", err)
+		return 1
+	}
+	return 0
+}
+
+// errNoJob is why's answer for an unknown id.
+var errNoJob = errors.New("no such job")
+
+func why(w io.Writer, st *state, id uint64, now time.Time) error {
+	var job *api.Job
+	for _, j := range st.jobs {
+		if j.Id == id {
+			job = j
+		}
+	}
+	if job == nil {
+		return fmt.Errorf("job %d: %w", id, errNoJob)
+	}
+	if job.State != api.JobState_PENDING {
+		fmt.Fprintf(w, "job %d is %s, not pending", id, job.State)
+		if job.Reason != "" {
+			fmt.Fprintf(w, " (%s)", job.Reason)
+		}
+		fmt.Fprintln(w)
+		return nil
+	}
+	text := reasonText[job.Reason]
+	if text == "" {
+		text = "see docs/scheduler.md"
+	}
+	fmt.Fprintf(w, "job %d is pending: %s — %s.\n", id, job.Reason, text)
+	if job.ExpectedStartUnixMs != 0 {
+		at := time.UnixMilli(job.ExpectedStartUnixMs)
+		fmt.Fprintf(w, "expected start: %s (in %s), if running jobs end at their time limits.\n",
+			at.Format(time.DateTime), max(at.Sub(now), 0).Round(time.Second))
+	}
+	cfg := scheduler.Config{}
+	v := st.view(now, cfg)
+	plan := scheduler.Schedule(v, now, cfg)
+	for _, r := range plan.Reservations {
+		if r.JobID == id {
+			fmt.Fprintf(w, "reserved: %s, %d GPUs (recomputed now: %s)\n", api.CompressHostlist(r.Nodes), len(r.GPUs), r.Start.Format(time.DateTime))
+		}
+	}
+	for _, f := range scheduler.Priorities(v, now, cfg) {
+		if f.JobID == id {
+			fmt.Fprintf(w, "priority %.0f = age %.0f + fair share %.0f + job size %.0f + partition %.0f + QoS %.0f - nice %d\n",
+				f.Priority, f.Age, f.FairShare, f.JobSize, f.Partition, f.QOS, f.Nice)
+		}
+	}
+	return nil
+}
+
+func ids(args []string) (map[uint64]bool, error) {
+	out := map[uint64]bool{}
+	for _, a := range args {
+		id, err := strconv.ParseUint(a, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("job id %q is not a number", a)
+		}
+		out[id] = true
+	}
+	return out, nil
+}
