@@ -123,20 +123,30 @@ func (ps *prioState) prepare(c *cycle) {
 		}
 		ps.usage[AccountOf(j)] += DecayedGPUSeconds(float64(hd.gpus), time.UnixMilli(j.StartUnixMs), end, c.now, h)
 	}
-	accounts := map[string]bool{}
-	for a, u := range ps.usage {
-		ps.totalUsage += u
-		accounts[a] = true
+	// Sums run in account order so that the same view gives bit-identical
+	// priorities (map order would change the floating-point rounding).
+	seen := map[string]bool{}
+	var accounts []string
+	add := func(a string) {
+		if !seen[a] {
+			seen[a] = true
+			accounts = append(accounts, a)
+		}
+	}
+	for a := range ps.usage {
+		add(a)
 	}
 	for _, j := range c.v.Jobs {
-		accounts[AccountOf(j)] = true
+		add(AccountOf(j))
 	}
+	slices.Sort(accounts)
 	var sum float64
-	for a := range accounts {
+	for _, a := range accounts {
+		ps.totalUsage += ps.usage[a]
 		sum += ps.share(a)
 	}
 	ps.shares = map[string]float64{}
-	for a := range accounts {
+	for _, a := range accounts {
 		ps.shares[a] = ps.share(a) / sum
 	}
 	for _, q := range c.cfg.QOS {
