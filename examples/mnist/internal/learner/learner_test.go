@@ -157,7 +157,9 @@ func TestDataParallelEquivalence(t *testing.T) {
 			single := mustTrain(t, 1, data, cfg)
 			cfg.BatchPerRank = perRank
 			multi := mustTrain(t, world, data, cfg)
-			if d := maxRelDiff(multi.Model.Params, single.Model.Params); d > 1e-5 {
+			d := maxRelDiff(multi.Model.Params, single.Model.Params)
+			t.Logf("%d ranks × batch %d vs 1 rank × batch %d after %d steps: max relative difference %.3g", world, perRank, perRank*world, steps, d)
+			if d > 1e-5 {
 				t.Errorf("after %d steps, %d ranks × batch %d differ from 1 rank × batch %d by %g (relative), want ≤ 1e-5",
 					steps, world, perRank, perRank*world, d)
 			}
