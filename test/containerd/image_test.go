@@ -19,17 +19,23 @@ import (
 // probeImage is the name the test image is imported under.
 const probeImage = "loom.test/probe:1"
 
+// buildProbe builds testdata/probe as a static binary at path.
+func buildProbe(t *testing.T, path string) {
+	t.Helper()
+	cmd := exec.Command("go", "build", "-o", path, "./testdata/probe")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build probe: %v\n%s", err, out)
+	}
+}
+
 // buildProbeArchive builds testdata/probe as a static binary and packs it
 // as the only file of a one-layer OCI image archive, the way `docker save`
 // or `skopeo copy oci-archive:` would, without either.
 func buildProbeArchive(t *testing.T, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "probe")
-	cmd := exec.Command("go", "build", "-o", bin, "./testdata/probe")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build probe: %v\n%s", err, out)
-	}
+	buildProbe(t, bin)
 	exe, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
