@@ -44,6 +44,11 @@ type Config struct {
 	AllowRoot bool
 	// KillGrace is the time between SIGTERM and SIGKILL.
 	KillGrace time.Duration
+	// DetachOnClose leaves ranks running when the agent stops, with their
+	// records, for the next agent on this data dir to re-attach to. Only
+	// for drivers that re-attach (containerd); otherwise Close stops
+	// every rank.
+	DetachOnClose bool
 	// Gossip: the agent joins the servers' memberlist pool so the leader
 	// learns within seconds that it died. Empty GossipJoin: no gossip.
 	GossipAddr string   // bind host:port, default :7072
@@ -284,7 +289,7 @@ func (a *Agent) session(ctx context.Context) error {
 }
 
 // Close stops the agent: every rank it runs is stopped (SIGTERM, grace,
-// SIGKILL) and its listeners close.
+// SIGKILL), or with DetachOnClose left running, and its listeners close.
 func (a *Agent) Close() error {
 	a.cancel()
 	a.mu.Lock()
@@ -293,8 +298,10 @@ func (a *Agent) Close() error {
 		tasks = append(tasks, t)
 	}
 	a.mu.Unlock()
-	for _, t := range tasks {
-		t.requestStop()
+	if !a.cfg.DetachOnClose {
+		for _, t := range tasks {
+			t.requestStop()
+		}
 	}
 	for _, t := range tasks {
 		<-t.finished

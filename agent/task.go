@@ -87,8 +87,9 @@ func (a *Agent) startTask(k taskKey, j *api.Job, r *api.Rank) {
 	t := a.newTask(k, j, r)
 	a.goFunc(func() {
 		defer a.forgetTask(t)
-		end, h := a.runTask(t)
-		a.finishTask(t, end, h)
+		if end, h := a.runTask(t); end != nil {
+			a.finishTask(t, end, h)
+		}
 	})
 }
 
@@ -133,7 +134,8 @@ func (a *Agent) finishTask(t *task, end *api.TaskStatus, h driver.Handle) {
 }
 
 // runTask starts the rank and supervises it to its end. The handle is nil
-// when the rank never started.
+// when the rank never started; the status is nil when the agent stopped
+// and left the rank running (DetachOnClose).
 func (a *Agent) runTask(t *task) (*api.TaskStatus, driver.Handle) {
 	j, r := t.job, t.rank
 	log := a.log.With("job_id", j.Id, "rank", r.Rank)
@@ -164,7 +166,9 @@ func (a *Agent) runTask(t *task) (*api.TaskStatus, driver.Handle) {
 }
 
 // superviseTask reports the rank running and waits for its end, enforcing
-// the time limit (counted from started) and stop requests.
+// the time limit (counted from started) and stop requests. It returns nil
+// when the agent stops with DetachOnClose: the rank runs on, and the next
+// agent re-attaches to it.
 func (a *Agent) superviseTask(t *task, h driver.Handle, started time.Time) *api.TaskStatus {
 	j, r := t.job, t.rank
 	log := a.log.With("job_id", j.Id, "rank", r.Rank)
@@ -190,10 +194,17 @@ func (a *Agent) superviseTask(t *task, h driver.Handle, started time.Time) *api.
 		ex, err := h.Wait(waitCtx)
 		exited <- result{ex, err}
 	}()
+	var detach <-chan struct{}
+	if a.cfg.DetachOnClose {
+		detach = a.ctx.Done()
+	}
 	reason := api.TaskEndReason_TASK_END_EXITED
 	msg := ""
 	var res result
 	select {
+	case <-detach:
+		log.Info("agent stopping; rank left running for the next agent")
+		return nil
 	case res = <-exited:
 	case <-limit:
 		reason, msg = api.TaskEndReason_TASK_END_TIMEOUT, fmt.Sprintf("time limit of %s reached", api.FormatSlurmDuration(j.Spec.TimeLimitS))
@@ -260,8 +271,9 @@ func (a *Agent) recoverTasks() error {
 		a.log.Info("rank recovered", "job_id", k.job, "generation", k.gen, "rank", k.rank, "driver", a.cfg.Driver.Name())
 		a.goFunc(func() {
 			defer a.forgetTask(t)
-			end := a.superviseTask(t, h, started)
-			a.finishTask(t, end, h)
+			if end := a.superviseTask(t, h, started); end != nil {
+				a.finishTask(t, end, h)
+			}
 		})
 	}
 	return nil

@@ -137,6 +137,9 @@ func runAgent(ctx context.Context, args []string) int {
 		}
 		defer d.Close()
 		cfg.Driver = d
+		// Containers outlive the agent: stopping it (an upgrade, a
+		// restart) leaves ranks running for the next agent to re-attach to.
+		cfg.DetachOnClose = true
 	default:
 		fmt.Fprintf(os.Stderr, "loom agent: --driver=%s: unknown driver (known: exec, containerd)\n", *driverName)
 		return 2

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -364,4 +365,56 @@ func TestLogsFollowStreamsLive(t *testing.T) {
 		t.Errorf("job ended %s, want COMPLETED", j.State)
 	}
 	ticks(t, filepath.Join(e.dir, "ticks.txt"), n)
+}
+
+// pidOf finds the loom process whose command line holds arg (an agent's
+// own data dir): cluster.Proc can only SIGKILL.
+func pidOf(t *testing.T, arg string) int {
+	t.Helper()
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		var pid int
+		if _, err := fmt.Sscan(e.Name(), &pid); err != nil {
+			continue
+		}
+		b, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 1 && args[1] == "agent" && slices.Contains(args, arg) {
+			return pid
+		}
+	}
+	t.Fatalf("no agent process with %s on its command line", arg)
+	return 0
+}
+
+// TestAgentStopLeavesRanksRunning stops the agent the polite way (SIGTERM,
+// as an upgrade would): its containers keep running, and the next agent
+// re-attaches to them.
+func TestAgentStopLeavesRanksRunning(t *testing.T) {
+	e := newEnv(t, 1)
+	id := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1, Argv: []string{"/probe", "tick", "30"}, Output: "ticks.txt"})
+	out := filepath.Join(e.dir, "ticks.txt")
+	cluster.WaitFor(t, "the job to print", 60*time.Second, func() bool {
+		b, _ := os.ReadFile(out)
+		return strings.Contains(string(b), "tick 2\n")
+	})
+	agent := e.agents[0]
+	pid := pidOf(t, filepath.Join(e.dir, e.names[0]))
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	cluster.WaitFor(t, "the agent to exit", 30*time.Second, func() bool {
+		_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+		return os.IsNotExist(err)
+	})
+	if got := len(e.containers()); got != 1 {
+		t.Fatalf("%d containers after the agent stopped, want its rank's 1 still there", got)
+	}
+	agent.Kill() // no-op on the exited process; lets Restart start it again
+	agent.Restart(t)
+	if j := e.waitEnd(id, 60*time.Second); j.State != api.JobState_COMPLETED {
+		t.Errorf("job ended %s (%s) across an agent restart, want COMPLETED", j.State, j.Reason)
+	}
+	ticks(t, out, 30)
+	e.requireNoContainers()
 }

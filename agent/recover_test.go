@@ -1,0 +1,126 @@
+package agent
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/loomhpc/loom/agent/driver"
+	"github.com/loomhpc/loom/api"
+)
+
+// fakeDriver re-attaches to the handles it was given and starts nothing.
+type fakeDriver struct {
+	handles map[string]*fakeHandle
+	known   []string // what Recover was asked about
+}
+
+func (d *fakeDriver) Name() string { return "fake" }
+func (d *fakeDriver) Start(context.Context, driver.TaskSpec) (driver.Handle, error) {
+	return nil, driver.ErrStart
+}
+func (d *fakeDriver) Recover(_ context.Context, known []string) (map[string]driver.Handle, error) {
+	d.known = known
+	out := map[string]driver.Handle{}
+	for _, k := range known {
+		if h, ok := d.handles[k]; ok {
+			out[k] = h
+		}
+	}
+	return out, nil
+}
+
+// fakeHandle is a running rank that ends on any signal.
+type fakeHandle struct {
+	mu      sync.Mutex
+	signals []syscall.Signal
+	done    chan struct{}
+	once    sync.Once
+}
+
+func (h *fakeHandle) Wait(ctx context.Context) (driver.Exit, error) {
+	select {
+	case <-h.done:
+		return driver.Exit{Signal: int(syscall.SIGTERM)}, nil
+	case <-ctx.Done():
+		return driver.Exit{}, ctx.Err()
+	}
+}
+
+func (h *fakeHandle) Signal(sig syscall.Signal) error {
+	h.mu.Lock()
+	h.signals = append(h.signals, sig)
+	h.mu.Unlock()
+	h.once.Do(func() { close(h.done) })
+	return nil
+}
+
+func (h *fakeHandle) PID() int                      { return 1 }
+func (h *fakeHandle) Cleanup(context.Context) error { return nil }
+
+func (h *fakeHandle) signalled() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.signals)
+}
+
+// TestRecoverTasks starts an agent on a data dir that records two ranks,
+// one of which the driver still has: that one is supervised again, the
+// other's record is dropped. Closing with DetachOnClose leaves the rank
+// running and recorded; closing without stops it.
+func TestRecoverTasks(t *testing.T) {
+	for _, detach := range []bool{true, false} {
+		dir := t.TempDir()
+		st, err := openBoltStore(filepath.Join(dir, "agent.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		job := &api.Job{Id: 3, Uid: 1000, Spec: &api.JobSpec{}, Allocation: &api.Allocation{Generation: 1}}
+		alive, gone := taskKey{3, 1, 0}, taskKey{3, 1, 1}
+		for _, k := range []taskKey{alive, gone} {
+			if err := st.putTask(k, &taskRecord{Job: job, Rank: &api.Rank{Rank: k.rank, Node: "n1"}, StartedUnixMs: time.Now().UnixMilli()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st.Close()
+
+		h := &fakeHandle{done: make(chan struct{})}
+		d := &fakeDriver{handles: map[string]*fakeHandle{taskID(alive): h}}
+		a, err := New(Config{Name: "n1", Servers: []string{"127.0.0.1:1"}, DataDir: dir, ListenAddr: "127.0.0.1:0",
+			MetricsAddr: "-", UseNVML: false, KillGrace: time.Second, DetachOnClose: detach, Driver: d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d.known) != 2 {
+			t.Errorf("Recover asked about %v, want both recorded ranks", d.known)
+		}
+		a.mu.Lock()
+		_, supervised := a.tasks[alive]
+		_, ghost := a.tasks[gone]
+		a.mu.Unlock()
+		if !supervised || ghost {
+			t.Errorf("detach=%v: after recovery the agent supervises %v=%v %v=%v, want only the one the driver has", detach, alive, supervised, gone, ghost)
+		}
+		a.Close()
+		if got := h.signalled(); (got == 0) != detach {
+			t.Errorf("detach=%v: the recovered rank got %d signals on Close", detach, got)
+		}
+		st, err = openBoltStore(filepath.Join(dir, "agent.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, _ := st.allTasks()
+		st.Close()
+		if _, ok := recs[gone]; ok {
+			t.Errorf("detach=%v: the record of a rank the driver lost is kept", detach)
+		}
+		if _, ok := recs[alive]; !ok {
+			// Detached: still running. Stopped: its end could not be
+			// reported (no servers), so it is kept for the next agent too.
+			t.Errorf("detach=%v: the recovered rank's record is gone after Close", detach)
+		}
+	}
+}
