@@ -34,6 +34,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	gpusPerNode := fs.Int("gpus-per-node", 8, "GPUs per node (ignored with --profile)")
 	out := fs.String("out", "", "write one CSV row per job to this file")
 	workers := fs.Int("workers", 2, "VCs simulated at once with --per-vc")
+	scale := fs.Float64("scale-nodes", 1, "multiply every VC's node count (at least 1 node): a sensitivity knob, not a calibration")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -93,6 +94,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		vcs, order, err := ReadVCs(vcPath)
 		if err != nil {
 			return fail(err)
+		}
+		for vc, n := range vcs {
+			vcs[vc] = max(1, int(float64(n)**scale+0.5))
 		}
 		if *perVC {
 			byVC := map[string][]TraceJob{}
