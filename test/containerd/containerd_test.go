@@ -180,7 +180,8 @@ func TestGangRunsAsUserWithGPUsAndLimits(t *testing.T) {
 			fmt.Sprintf("rank=%d ", r.Rank),
 			fmt.Sprintf(" uid=%d gid=%d ", uid, gid),
 			" cuda=" + strings.Join(r.GpuUuids, ",") + " ",
-			fmt.Sprintf(" mem_limit=%d\n", memMB<<20),
+			fmt.Sprintf(" mem_limit=%d ", memMB<<20),
+			fmt.Sprintf(" cpu_quota=%d\n", r.Cpus*100000),
 		}
 		for _, w := range want {
 			if !strings.Contains(out, w) {
@@ -198,6 +199,46 @@ func TestGangRunsAsUserWithGPUsAndLimits(t *testing.T) {
 		}
 	}
 	e.requireNoContainers()
+}
+
+// TestMountsAndResultDir gives ranks a read-only data mount and checks
+// that their results land in LOOM_RESULT_DIR on the host, as their user.
+func TestMountsAndResultDir(t *testing.T) {
+	e := newEnv(t, 1)
+	data := filepath.Join(e.dir, "dataset")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "input.txt"), []byte("42"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	results := filepath.Join(e.dir, "results")
+	id := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 2, Argv: []string{"/probe", "mounts"},
+		Mounts: []string{data + ":/data:ro"}, Env: map[string]string{"LOOM_RESULT_DIR": results}, Output: "mounts-%t.txt"})
+	if j := e.waitEnd(id, 60*time.Second); j.State != api.JobState_COMPLETED {
+		t.Fatalf("job ended %s (%s), want COMPLETED", j.State, j.Reason)
+	}
+	for rank := range 2 {
+		out := readFile(t, filepath.Join(e.dir, fmt.Sprintf("mounts-%d.txt", rank)))
+		for _, w := range []string{`input="42" err=<nil>`, "write_data_err=true", "err=<nil>\n"} {
+			if !strings.Contains(out, w) {
+				t.Errorf("rank %d printed %q, want it to contain %q", rank, out, w)
+			}
+		}
+		res := filepath.Join(results, fmt.Sprintf("rank-%d.txt", rank))
+		if got := readFile(t, res); got != fmt.Sprintf("result of rank %d\n", rank) {
+			t.Errorf("%s = %q", res, got)
+		}
+		if fi, err := os.Stat(res); err == nil && fi.Sys().(*syscall.Stat_t).Uid != uid {
+			t.Errorf("%s is owned by uid %d, want %d", res, fi.Sys().(*syscall.Stat_t).Uid, uid)
+		}
+	}
+	if fi, err := os.Stat(results); err != nil || fi.Sys().(*syscall.Stat_t).Uid != uid {
+		t.Errorf("LOOM_RESULT_DIR %s: %v, want it created by uid %d", results, err, uid)
+	}
+	if _, err := os.Stat(filepath.Join(data, "scribble")); err == nil {
+		t.Errorf("a rank wrote into the read-only data mount")
+	}
 }
 
 // TestOutOfMemoryTimeoutAndCancel ends jobs the three ways a rank is made

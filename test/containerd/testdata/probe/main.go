@@ -6,6 +6,7 @@
 //	probe sleep SECS    sleep, ignoring nothing
 //	probe alloc MB      touch MB megabytes of memory, then exit 0
 //	probe tick N        print N numbered lines, 100 ms apart
+//	probe mounts        read /data/input.txt, try to write /data, write $LOOM_RESULT_DIR/rank-$RANK.txt
 //	probe cat FILE...   print files
 //	probe ls DIR...     list directories
 package main
@@ -31,9 +32,18 @@ func main() {
 	switch os.Args[1] {
 	case "id":
 		groups, _ := syscall.Getgroups()
-		fmt.Printf("rank=%s uid=%d gid=%d groups=%v cuda=%s nvidia=%s mem_limit=%s\n",
+		fmt.Printf("rank=%s uid=%d gid=%d groups=%v cuda=%s nvidia=%s mem_limit=%s cpu_quota=%s\n",
 			os.Getenv("RANK"), os.Getuid(), os.Getgid(), groups,
-			os.Getenv("CUDA_VISIBLE_DEVICES"), os.Getenv("NVIDIA_VISIBLE_DEVICES"), memLimit())
+			os.Getenv("CUDA_VISIBLE_DEVICES"), os.Getenv("NVIDIA_VISIBLE_DEVICES"), memLimit(), cpuQuota())
+	case "mounts":
+		// Read the input, fail to write next to it, write a result.
+		in, err := os.ReadFile("/data/input.txt")
+		fmt.Printf("input=%q err=%v\n", in, err)
+		err = os.WriteFile("/data/scribble", []byte("x"), 0o644)
+		fmt.Printf("write_data_err=%v\n", err != nil)
+		res := os.Getenv("LOOM_RESULT_DIR") + "/rank-" + os.Getenv("RANK") + ".txt"
+		err = os.WriteFile(res, []byte("result of rank "+os.Getenv("RANK")+"\n"), 0o644)
+		fmt.Printf("result=%s err=%v\n", res, err)
 	case "sleep":
 		time.Sleep(time.Duration(arg()) * time.Second)
 	case "alloc":
@@ -65,6 +75,18 @@ func main() {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+}
+
+// cpuQuota reads the container's CFS quota in microseconds per period
+// (cgroup v1 cpu.cfs_quota_us, or v2 cpu.max's first field).
+func cpuQuota() string {
+	if b, err := os.ReadFile("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/sys/fs/cgroup/cpu.max"); err == nil {
+		return strings.Fields(string(b))[0]
+	}
+	return "unknown"
 }
 
 // memLimit reads the container's memory limit in bytes (cgroup v1 or v2).
