@@ -124,3 +124,50 @@ func TestRecoverTasks(t *testing.T) {
 		}
 	}
 }
+
+// TestReconcileRecoveredRanks feeds a restarted agent the servers' view: a
+// recovered rank the servers list as running is kept (not reported lost,
+// not started again), and one of a generation they no longer list is
+// stopped.
+func TestReconcileRecoveredRanks(t *testing.T) {
+	dir := t.TempDir()
+	st, err := openBoltStore(filepath.Join(dir, "agent.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	current, stale := taskKey{4, 2, 0}, taskKey{4, 1, 0}
+	jobAt := func(gen uint64) *api.Job {
+		return &api.Job{Id: 4, Uid: 1000, State: api.JobState_RUNNING, Spec: &api.JobSpec{}, Allocation: &api.Allocation{
+			Generation: gen, Ranks: []*api.Rank{{Rank: 0, Node: "n1"}},
+			Tasks: []*api.TaskStatus{{Rank: 0, State: api.TaskState_TASK_RUNNING}}}}
+	}
+	for _, k := range []taskKey{current, stale} {
+		if err := st.putTask(k, &taskRecord{Job: jobAt(k.gen), Rank: &api.Rank{Rank: 0, Node: "n1"}, StartedUnixMs: time.Now().UnixMilli()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	hCur, hStale := &fakeHandle{done: make(chan struct{})}, &fakeHandle{done: make(chan struct{})}
+	d := &fakeDriver{handles: map[string]*fakeHandle{taskID(current): hCur, taskID(stale): hStale}}
+	a, err := New(Config{Name: "n1", Servers: []string{"127.0.0.1:1"}, DataDir: dir, ListenAddr: "127.0.0.1:0",
+		MetricsAddr: "-", KillGrace: time.Second, DetachOnClose: true, Driver: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	a.reconcile(&api.AllocationUpdate{Allocations: []*api.AssignedAllocation{{Job: jobAt(2)}}})
+	select {
+	case <-hStale.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stale generation's rank was not stopped")
+	}
+	if n := hCur.signalled(); n != 0 {
+		t.Errorf("the current rank got %d signals, want it left running", n)
+	}
+	a.mu.Lock()
+	_, running := a.tasks[current]
+	a.mu.Unlock()
+	if !running {
+		t.Errorf("the current rank is no longer supervised")
+	}
+}
