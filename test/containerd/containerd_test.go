@@ -74,6 +74,9 @@ func newEnv(t *testing.T, n int) *env {
 		t.Fatalf("loom image import: %v\n%s", err, out)
 	}
 	e := &env{t: t, dir: dir, ctr: c}
+	// Registered before the agents start, so it runs after they are
+	// killed: a failed test leaves nothing in the loom namespace.
+	t.Cleanup(e.removeContainers)
 	e.srv = cluster.StartServer(t, dir, "server")
 	for i := 1; i <= n; i++ {
 		name := fmt.Sprintf("ctr%d", i)
@@ -145,6 +148,20 @@ func (e *env) containers() []string {
 		}
 	}
 	return out
+}
+
+// removeContainers kills and deletes whatever the test's agents left.
+func (e *env) removeContainers() {
+	ctx := namespaces.WithNamespace(context.Background(), ctrdriver.DefaultNamespace)
+	for _, n := range e.names {
+		cs, _ := e.ctr.Containers(ctx, fmt.Sprintf("labels.%q==%s", ctrdriver.LabelNode, n))
+		for _, c := range cs {
+			if task, err := c.Task(ctx, nil); err == nil {
+				task.Delete(ctx, containerd.WithProcessKill)
+			}
+			c.Delete(ctx, containerd.WithSnapshotCleanup)
+		}
+	}
 }
 
 func (e *env) requireNoContainers() {
@@ -239,6 +256,7 @@ func TestMountsAndResultDir(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(data, "scribble")); err == nil {
 		t.Errorf("a rank wrote into the read-only data mount")
 	}
+	e.requireNoContainers()
 }
 
 // TestOutOfMemoryTimeoutAndCancel ends jobs the three ways a rank is made

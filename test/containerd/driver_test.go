@@ -4,6 +4,7 @@ package containerd
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,6 +61,15 @@ func TestRootfsDirectoryAndSeparateStderr(t *testing.T) {
 	}
 	if b, err := os.ReadFile(spec.Stderr); err != nil || len(b) != 0 {
 		t.Errorf("stderr file = %q, %v, want it created and empty", b, err)
+	}
+
+	// Output where the user may not write: the rank does not start, and
+	// says why.
+	locked := filepath.Join(dir, "locked")
+	os.Mkdir(locked, 0o755)
+	spec.ID, spec.Stdout, spec.Stderr = "1.1.1", filepath.Join(locked, "out"), filepath.Join(locked, "out")
+	if _, err := d.Start(context.Background(), spec); !errors.Is(err, driver.ErrStart) || !strings.Contains(err.Error(), "Permission denied") {
+		t.Errorf("Start with an unwritable output = %v, want %v saying Permission denied", err, driver.ErrStart)
 	}
 }
 

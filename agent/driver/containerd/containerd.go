@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -71,6 +72,10 @@ type Driver struct {
 	client *containerd.Client
 	logger string // the wrapper script the shim runs
 	log    *slog.Logger
+	// imageMu serializes finding, pulling and unpacking images: ranks of
+	// one node start together and would otherwise pull the same image at
+	// once.
+	imageMu sync.Mutex
 }
 
 // ErrNoContainerd says that containerd cannot be reached.
@@ -187,10 +192,18 @@ func (d *Driver) Start(ctx context.Context, s driver.TaskSpec) (driver.Handle, e
 		return nil, fmt.Errorf("%w: %s: empty command", driver.ErrStart, s.ID)
 	}
 	id := d.containerID(s.ID)
-	// A container of this id left by an agent that died between creating
-	// and recording it is in the way; it never ran anything recorded.
+	// A container or snapshot of this id left by an agent that died while
+	// starting the rank is in the way; it never ran anything recorded.
 	if old, err := d.client.LoadContainer(ctx, id); err == nil {
 		d.remove(ctx, old)
+	}
+	if err := d.client.SnapshotService(d.cfg.Snapshotter).Remove(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+		d.log.Warn("removing a leftover snapshot", "snapshot", id, "err", err)
+	}
+	// The logger cannot report a file it cannot open; find out now, as the
+	// user, so the rank fails to start with the reason.
+	if err := checkOutput(s); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", driver.ErrStart, s.ID, err)
 	}
 	opts, err := d.containerOpts(ctx, id, s)
 	if err != nil {

@@ -35,6 +35,8 @@ func NormalizeImage(ref string) (string, error) {
 // image finds the rank's image in containerd (imported, or pulled
 // earlier), pulls it when absent, and makes sure it is unpacked.
 func (d *Driver) image(ctx context.Context, ref string) (containerd.Image, error) {
+	d.imageMu.Lock()
+	defer d.imageMu.Unlock()
 	name, err := NormalizeImage(ref)
 	if err != nil {
 		return nil, err

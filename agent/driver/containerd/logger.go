@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	osexec "os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/loomhpc/loom/agent/driver"
 )
 
 // LoggerMain is `loom containerd-logger`, the program containerd's shim
@@ -99,6 +102,19 @@ func dropPrivileges(uid, gid int, groups string) error {
 	}
 	if err := syscall.Setuid(uid); err != nil {
 		return fmt.Errorf("setuid: %w", err)
+	}
+	return nil
+}
+
+// checkOutput opens (creating) the rank's output files as its user, the
+// way the logger will, and says why it cannot.
+func checkOutput(s driver.TaskSpec) error {
+	cmd := osexec.Command("/bin/sh", "-c", `for f; do : >>"$f" || exit 1; done`, "loom-check-output", s.Stdout, s.Stderr)
+	if uint32(os.Geteuid()) != s.UID || uint32(os.Getegid()) != s.GID {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: s.UID, Gid: s.GID, Groups: s.Groups}}
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("output file as uid %d: %s", s.UID, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
