@@ -28,6 +28,8 @@ type nodeInfo struct {
 	healthy   uint64     // schedulable GPUs; 0 for a drained or down node
 	bw        []float32  // GPU×GPU bandwidth, len(gpus)², lazily
 	heldPorts map[uint32]bool
+	// schedulable: new work may land here (not drained or down).
+	schedulable bool
 }
 
 // state is the free capacity of every node at one moment; cloned to look
@@ -71,11 +73,18 @@ type cycle struct {
 	reservations []*reservation
 	nodeRes      [][]*reservation // per node
 	failMemo     map[shapeKey]failMemo
-	releases     []release // lazily built, sorted by time
-	relDirty     bool
-	preempted    map[uint64]bool
-	prio         prioState
-	byNameUser   map[string][]*api.Job
+	// byFree[k] is the set of nodes with k free GPUs now (a bitset over
+	// node indices), kept as the cycle places jobs; partBits the
+	// partitions' node sets. They let placeOne find the best fit without
+	// scanning every node.
+	byFree     [][]uint64
+	partBits   map[string][]uint64
+	noFitMemo  map[shapeKey]bool
+	releases   []release // lazily built, sorted by time
+	relDirty   bool
+	preempted  map[uint64]bool
+	prio       prioState
+	byNameUser map[string][]*api.Job
 }
 
 type leafInfo struct {
@@ -85,7 +94,7 @@ type leafInfo struct {
 
 func newCycle(v *View, now time.Time, cfg *Config) *cycle {
 	c := &cycle{v: v, now: now, cfg: cfg, byName: make(map[string]int, len(v.Nodes)),
-		arrayRunning: map[uint64]int{}, parts: map[string][]int{}, failMemo: map[shapeKey]failMemo{},
+		arrayRunning: map[uint64]int{}, parts: map[string][]int{}, failMemo: map[shapeKey]failMemo{}, noFitMemo: map[shapeKey]bool{},
 		preempted: map[uint64]bool{}}
 	net := cfg.Network
 	leafIdx := map[string]int{}
@@ -132,11 +141,11 @@ func newCycle(v *View, now time.Time, cfg *Config) *cycle {
 	c.nodeRes = make([][]*reservation, len(ks))
 	for i, k := range ks {
 		n := k.n
-		ni := &nodeInfo{node: n, leaf: k.leaf, gpus: n.GetTopology().GetGpus()}
+		ni := &nodeInfo{node: n, leaf: k.leaf, gpus: n.GetTopology().GetGpus(), schedulable: n.Schedulable()}
 		if len(ni.gpus) > maxGPUsPerNode {
 			ni.gpus = ni.gpus[:maxGPUsPerNode]
 		}
-		if n.Schedulable() {
+		if ni.schedulable {
 			for b, g := range ni.gpus {
 				if g.Healthy {
 					ni.healthy |= 1 << b
@@ -355,10 +364,7 @@ func (c *cycle) usable(st *state, i int, end time.Time, honour bool) (uint64, ui
 // and how many GPUs it would have left.
 func (c *cycle) fits(st *state, i int, m uint64, cpus uint32, mem uint64, s api.NodeShape, exclusive bool) (int, bool) {
 	ni := c.nodes[i]
-	if ni.healthy == 0 && s.GPUs == 0 && !ni.node.Schedulable() {
-		return 0, false
-	}
-	if !ni.node.Schedulable() {
+	if !ni.schedulable {
 		return 0, false
 	}
 	nfree := bits.OnesCount64(m)
@@ -388,6 +394,20 @@ func (c *cycle) tryPlace(r *request, end time.Time, honour bool) (*placement, fa
 		c.failMemo[r.key] = failMemo{end: end, kind: why}
 	}
 	return p, why
+}
+
+// fitsUnreserved reports whether r would fit now if no reservation held
+// anything back (to tell Reserved from Resources). Free capacity only
+// shrinks during a cycle, so a shape that did not fit never will.
+func (c *cycle) fitsUnreserved(r *request) bool {
+	if c.noFitMemo[r.key] {
+		return false
+	}
+	if p, _ := c.placeOn(c.st, r, forever, false); p != nil {
+		return true
+	}
+	c.noFitMemo[r.key] = true
+	return false
 }
 
 // placeOn places r on st: the fewest nodes first; within a node count, a
@@ -420,9 +440,15 @@ func (c *cycle) placeOn(st *state, r *request, end time.Time, honour bool) (*pla
 // small jobs fill partly used nodes and whole nodes stay free), the first
 // in node order among equals (so work packs into the same leaves).
 func (c *cycle) placeOne(st *state, r *request, s api.NodeShape, end time.Time, honour bool) *placement {
+	if st == c.st {
+		return c.placeOneIndexed(r, s, end, honour)
+	}
 	best, bestLeft := -1, 1<<30
+	need := int(s.GPUs)
 	for _, i := range c.partition(r.part) {
-		if st.free[i] == 0 && s.GPUs > 0 {
+		// Reservations only take away: a node without enough free GPUs
+		// cannot fit, whatever it has reserved.
+		if bits.OnesCount64(st.free[i]) < need || !c.nodes[i].schedulable {
 			continue
 		}
 		m, cpus, mem := c.usable(st, i, end, honour)
@@ -438,9 +464,63 @@ func (c *cycle) placeOne(st *state, r *request, s api.NodeShape, end time.Time, 
 	if best < 0 {
 		return nil
 	}
-	m, _, _ := c.usable(st, best, end, honour)
-	return &placement{nodes: []int{best}, masks: []uint64{c.chooseGPUs(best, m, int(s.GPUs), r.exclusive)},
+	return c.single(st, best, r, s, end, honour)
+}
+
+func (c *cycle) single(st *state, i int, r *request, s api.NodeShape, end time.Time, honour bool) *placement {
+	m, _, _ := c.usable(st, i, end, honour)
+	return &placement{nodes: []int{i}, masks: []uint64{c.chooseGPUs(i, m, int(s.GPUs), r.exclusive)},
 		shapes: []api.NodeShape{s}, leaves: 1}
+}
+
+// placeOneIndexed is placeOne on the cycle's own state, walking the nodes
+// by free-GPU count from the smallest that could fit: the first node that
+// fits is the best fit by free GPUs.
+func (c *cycle) placeOneIndexed(r *request, s api.NodeShape, end time.Time, honour bool) *placement {
+	if c.byFree == nil {
+		c.byFree = make([][]uint64, maxGPUsPerNode+1)
+		words := (len(c.nodes) + 63) / 64
+		for k := range c.byFree {
+			c.byFree[k] = make([]uint64, words)
+		}
+		for i := range c.nodes {
+			k := bits.OnesCount64(c.st.free[i])
+			c.byFree[k][i/64] |= 1 << (i % 64)
+		}
+		c.partBits = map[string][]uint64{}
+	}
+	pb, ok := c.partBits[r.part]
+	if !ok {
+		pb = make([]uint64, (len(c.nodes)+63)/64)
+		for _, i := range c.partition(r.part) {
+			pb[i/64] |= 1 << (i % 64)
+		}
+		c.partBits[r.part] = pb
+	}
+	for k := int(s.GPUs); k <= maxGPUsPerNode; k++ {
+		for w, set := range c.byFree[k] {
+			for x := set & pb[w]; x != 0; x &= x - 1 {
+				i := w*64 + bits.TrailingZeros64(x)
+				if !c.nodes[i].schedulable {
+					continue
+				}
+				m, cpus, mem := c.usable(c.st, i, end, honour)
+				if _, ok := c.fits(c.st, i, m, cpus, mem, s, r.exclusive); ok {
+					return c.single(c.st, i, r, s, end, honour)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// setFree changes node i's free GPUs in the state and the index.
+func (c *cycle) setFree(i int, m uint64) {
+	if c.byFree != nil {
+		c.byFree[bits.OnesCount64(c.st.free[i])][i/64] &^= 1 << (i % 64)
+		c.byFree[bits.OnesCount64(m)][i/64] |= 1 << (i % 64)
+	}
+	c.st.free[i] = m
 }
 
 // placeMany places a gang over len(shapes) nodes: within one leaf if one
@@ -455,7 +535,7 @@ func (c *cycle) placeMany(st *state, r *request, shapes []api.NodeShape, end tim
 	byLeaf := map[int][]cand{}
 	total := 0
 	for _, i := range c.partition(r.part) {
-		if st.free[i] == 0 && shapes[0].GPUs > 0 {
+		if bits.OnesCount64(st.free[i]) < int(shapes[0].GPUs) || !c.nodes[i].schedulable {
 			continue
 		}
 		m, cpus, mem := c.usable(st, i, end, honour)
@@ -555,7 +635,7 @@ func (c *cycle) take(j *api.Job, r *request, p *placement, end time.Time) *api.A
 		if r.exclusive {
 			cpus, mem = c.st.cpus[i], c.st.mem[i]
 		}
-		c.st.free[i] &^= mask
+		c.setFree(i, c.st.free[i]&^mask)
 		c.st.cpus[i] -= min(cpus, c.st.cpus[i])
 		c.st.mem[i] -= min(mem, c.st.mem[i])
 		c.st.ports[i] += int(s.Tasks)

@@ -233,10 +233,8 @@ func (c *cycle) run() *Plan {
 		}
 		if why == failTopology {
 			pj.reason = ReasonTopology
-		} else if c.hasReservations() {
-			if p2, _ := c.tryPlace(req, end, false); p2 != nil {
-				pj.reason = ReasonReserved
-			}
+		} else if c.hasReservations() && c.fitsUnreserved(req) {
+			pj.reason = ReasonReserved
 		}
 		blocked = true
 		if len(c.reservations) >= depth || why == failTopology {
