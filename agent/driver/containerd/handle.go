@@ -64,7 +64,9 @@ func (h *handle) reap(ch <-chan containerd.ExitStatus) {
 	} else {
 		h.exit.Code = int(code)
 	}
-	if h.exit.Signal == int(syscall.SIGKILL) && oomKilled(h.cgroup) {
+	// As Slurm does: a rank that failed after the OOM killer killed any
+	// of its processes ran out of memory, whichever process died.
+	if h.exit != (driver.Exit{}) && oomKilled(h.cgroup) {
 		h.exit.OOM = true
 	}
 }
