@@ -35,9 +35,17 @@ func apply(v *View, p *Plan) *View {
 		}
 		placed[pl.JobId] = pl.Allocation
 	}
+	preempted := map[uint64]bool{}
+	for _, pr := range p.Preemptions {
+		preempted[pr.JobId] = true
+	}
 	for _, j := range v.Jobs {
 		if a, ok := placed[j.Id]; ok {
 			j = &api.Job{Id: j.Id, Spec: j.Spec, State: api.JobState_RUNNING, Allocation: a, SubmitUnixMs: j.SubmitUnixMs}
+		}
+		if preempted[j.Id] {
+			// Requeued; its ranks are still stopping, so it holds its GPUs.
+			j = &api.Job{Id: j.Id, Spec: j.Spec, State: api.JobState_PENDING, Allocation: j.Allocation, SubmitUnixMs: j.SubmitUnixMs}
 		}
 		out.Jobs = append(out.Jobs, j)
 	}
@@ -152,9 +160,10 @@ func TestDrainedNodeTakesNothing(t *testing.T) {
 	}
 }
 
-// TestPropertyPlans: over random clusters and queues, every plan places
-// whole gangs only, never gives a GPU twice (also across cycles), and is
-// the same for the same input.
+// TestPropertyPlans: over random clusters and queues (exclusive jobs,
+// time limits, two QoS levels with preemption), every plan places whole
+// gangs only, never gives a GPU twice (also across cycles, and not while a
+// preempted job's ranks still hold it), and is the same for the same input.
 func TestPropertyPlans(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		v := &View{Usage: api.Usage{}}
@@ -166,6 +175,13 @@ func TestPropertyPlans(t *testing.T) {
 				NodesMin:      uint32(rapid.IntRange(0, 3).Draw(rt, "N")),
 				NtasksPerNode: uint32(rapid.IntRange(0, 4).Draw(rt, "tpn")),
 			}
+			spec.Exclusive = rapid.IntRange(0, 5).Draw(rt, "exclusive") == 0
+			spec.TimeLimitS = int64(rapid.IntRange(0, 3).Draw(rt, "limit")) * 600
+			if rapid.IntRange(0, 4).Draw(rt, "qos") == 0 {
+				spec.Qos = "high"
+			} else {
+				spec.Qos = "low"
+			}
 			switch rapid.IntRange(0, 2).Draw(rt, "gpuform") {
 			case 1:
 				spec.GpusPerNode = uint32(rapid.IntRange(1, 8).Draw(rt, "gpn"))
@@ -176,10 +192,12 @@ func TestPropertyPlans(t *testing.T) {
 			j.Priority = uint32(rapid.IntRange(0, 3).Draw(rt, "prio"))
 			v.Jobs = append(v.Jobs, j)
 		}
+		cfg := Config{QOS: map[string]QOS{"high": {Priority: 10, Preempt: []string{"low"}}, "low": {}}}
 		for cycle := 0; cycle < 3; cycle++ {
-			p := Schedule(v, time.Unix(0, 0), Config{})
-			again := Schedule(v, time.Unix(0, 0), Config{})
-			if fmt.Sprint(p.Placements) != fmt.Sprint(again.Placements) {
+			now := time.Unix(int64(cycle)*300, 0)
+			p := Schedule(v, now, cfg)
+			again := Schedule(v, now, cfg)
+			if fmt.Sprint(p.Placements, p.Pending, p.Preemptions) != fmt.Sprint(again.Placements, again.Pending, again.Preemptions) {
 				rt.Fatalf("same view, different plans")
 			}
 			for _, pl := range p.Placements {

@@ -101,7 +101,8 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 // trigger a pointless cycle unless the plan left work undone).
 func (s *Server) scheduleOnce(ctx context.Context, snap *raft.Snapshot, fs *fairShareCache) uint64 {
 	start := time.Now()
-	view := &scheduler.View{Usage: snap.Usage(), Lookup: snap.Job, AccountUsage: fs.at(snap, start, s.cfg.Scheduler.Priority.FairShareHalfLife)}
+	// Schedule derives what allocations hold from the jobs themselves.
+	view := &scheduler.View{Lookup: snap.Job, AccountUsage: fs.at(snap, start, s.cfg.Scheduler.Priority.FairShareHalfLife)}
 	for n := range snap.Nodes() {
 		view.Nodes = append(view.Nodes, n)
 	}
