@@ -41,7 +41,7 @@ test-race: ## the tests under the race detector
 
 .PHONY: e2e
 e2e: build ## end-to-end tests that start real loom processes
-	$(GO) test -count=1 -tags e2e -timeout 20m ./test/...
+	$(GO) test -count=1 -p 1 -tags e2e -timeout 25m ./test/...
 
 .PHONY: bench
 bench: ## benchmarks that print their figures

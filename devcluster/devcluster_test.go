@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // These tests run the whole path of a job — gRPC submit, Raft commit,
@@ -195,13 +196,14 @@ func TestInfeasibleAndInvalidSubmits(t *testing.T) {
 func TestFailureStopsWholeGang(t *testing.T) {
 	_, jobs := startCluster(t, 2)
 	dir := t.TempDir()
-	// Rank 5 fails at once; the others would sleep for a minute.
-	id := submit(t, jobs, &api.JobSpec{NodesMin: 2, NtasksPerNode: 4, WorkingDir: dir,
-		Script: "#!/bin/sh\nif [ \"$RANK\" = 5 ]; then exit 3; fi\necho $$ > pid-$RANK\nexec sleep 60\n"})
+	// Rank 5 fails at once; the others would sleep for a minute. The gang
+	// is restarted once (--max-restarts=1), fails again, and stays FAILED.
+	id := submit(t, jobs, &api.JobSpec{NodesMin: 2, NtasksPerNode: 4, WorkingDir: dir, MaxRestarts: proto.Uint32(1),
+		Script: "#!/bin/sh\nif [ \"$RANK\" = 5 ]; then exit 3; fi\necho $$ >> pid-$RANK\nexec sleep 60\n"})
 	start := time.Now()
 	j := waitDone(t, jobs, id)
-	if j.State != api.JobState_FAILED || j.ExitCode != 3 {
-		t.Fatalf("job: %s exit %d (%s), want FAILED exit 3", j.State, j.ExitCode, j.Reason)
+	if j.State != api.JobState_FAILED || j.ExitCode != 3 || j.RestartCount != 1 {
+		t.Fatalf("job: %s exit %d after %d restarts (%s), want FAILED exit 3 after 1", j.State, j.ExitCode, j.RestartCount, j.Reason)
 	}
 	if !strings.Contains(j.Reason, "rank 5") {
 		t.Errorf("reason %q does not name rank 5", j.Reason)
@@ -213,10 +215,12 @@ func TestFailureStopsWholeGang(t *testing.T) {
 	sort.Strings(pids)
 	for _, p := range pids {
 		b, _ := os.ReadFile(p)
-		var pid int
-		fmt.Sscan(string(b), &pid)
-		if pid > 0 && processAlive(pid) {
-			t.Errorf("%s: process %d still running after the gang failed", filepath.Base(p), pid)
+		for _, f := range strings.Fields(string(b)) {
+			var pid int
+			fmt.Sscan(f, &pid)
+			if pid > 0 && processAlive(pid) {
+				t.Errorf("%s: process %d still running after the gang failed", filepath.Base(p), pid)
+			}
 		}
 	}
 }

@@ -388,7 +388,7 @@ func settleJob(j *api.Job, now int64) {
 		}
 	}
 	switch {
-	case failed != nil && endState(failed.Reason) == api.JobState_NODE_FAIL &&
+	case failed != nil && requeuable(endState(failed.Reason)) &&
 		j.Spec.RequeueAllowed() && j.RestartCount < j.Spec.RestartLimit():
 		requeueJob(j)
 	case failed != nil:
@@ -449,6 +449,16 @@ func requeueJob(j *api.Job) {
 	j.StartUnixMs, j.EndUnixMs = 0, 0
 	j.ExitCode, j.ExitSignal = 0, 0
 	j.ExpectedStartUnixMs = 0
+}
+
+// requeuable reports whether a gang that ended in st may be restarted.
+// A node failure obviously; a rank's failure too, because when one node
+// of a gang dies its peers usually fail first (netcoll returns an error
+// naming the dead rank within milliseconds, long before gossip has
+// declared the node dead) — the restart limit bounds a program that fails
+// on its own. A time limit or an out-of-memory kill would only repeat.
+func requeuable(st api.JobState) bool {
+	return st == api.JobState_NODE_FAIL || st == api.JobState_FAILED
 }
 
 func endState(r api.TaskEndReason) api.JobState {

@@ -92,7 +92,7 @@ func TestGangLifecycle(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := NewTestFSM()
 			f.Apply(CmdRegisterNode, &api.RegisterNodeCommand{Node: TestNode("n1", 2, 8)})
-			submit(f, "", &api.JobSpec{Script: "x"})
+			submit(f, "", &api.JobSpec{Script: "x", Requeue: proto.Bool(false)})
 			a := &api.Allocation{Nodes: []string{"n1"}, Ranks: []*api.Rank{
 				{Rank: 0, Node: "n1", GpuUuids: []string{"GPU-n1-0"}, Port: 29500},
 				{Rank: 1, Node: "n1", GpuUuids: []string{"GPU-n1-1"}, Port: 29501},
@@ -317,6 +317,7 @@ func TestRequeuePolicy(t *testing.T) {
 		{"srun default", &api.JobSpec{Argv: []string{"true"}}, 0, api.JobState_NODE_FAIL},
 		{"limit reached", &api.JobSpec{Script: "x", MaxRestarts: proto.Uint32(2)}, 2, api.JobState_NODE_FAIL},
 	}
+	// A node failure; the same policy applies to a rank's failure, below.
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := NewTestFSM()
@@ -334,6 +335,34 @@ func TestRequeuePolicy(t *testing.T) {
 			f.Apply(CmdNodeState, &api.NodeStateCommand{Name: "n2", State: api.NodeState_DOWN})
 			if got := f.Store.Snapshot().Job(1).State; got != tt.want {
 				t.Fatalf("after node down: %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRankFailureRequeues: when a rank fails (as a node's peers do when it
+// dies mid-collective) a requeueable gang restarts, up to its limit; a
+// timed-out one does not.
+func TestRankFailureRequeues(t *testing.T) {
+	tests := []struct {
+		name   string
+		spec   *api.JobSpec
+		reason api.TaskEndReason
+		want   api.JobState
+	}{
+		{"exit 1, batch default", &api.JobSpec{Script: "x"}, api.TaskEndReason_TASK_END_EXITED, api.JobState_PENDING},
+		{"exit 1, no-requeue", &api.JobSpec{Script: "x", Requeue: proto.Bool(false)}, api.TaskEndReason_TASK_END_EXITED, api.JobState_FAILED},
+		{"exit 1, no restarts left", &api.JobSpec{Script: "x", MaxRestarts: proto.Uint32(0)}, api.TaskEndReason_TASK_END_EXITED, api.JobState_FAILED},
+		{"timeout", &api.JobSpec{Script: "x"}, api.TaskEndReason_TASK_END_TIMEOUT, api.JobState_TIMEOUT},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := NewTestFSM()
+			twoNodeGang(f, tt.spec)
+			f.Apply(CmdUpdateTasks, &api.UpdateTasksCommand{Request: &api.TaskUpdateRequest{Node: "n1", JobId: 1, Generation: 1,
+				Tasks: []*api.TaskStatus{{Rank: 0, State: api.TaskState_TASK_EXITED, Reason: tt.reason, ExitCode: 1}}}})
+			if got := f.Store.Snapshot().Job(1).State; got != tt.want {
+				t.Fatalf("after rank 0 ended (%s): %s, want %s", tt.reason, got, tt.want)
 			}
 		})
 	}
