@@ -220,7 +220,9 @@ func (a *Agent) superviseTask(t *task, h driver.Handle, started time.Time) *api.
 	case werr != nil && errors.Is(werr, driver.ErrStart):
 		st.Reason, st.Message = api.TaskEndReason_TASK_END_START_FAILED, werr.Error()
 	case werr != nil:
-		st.Message = werr.Error()
+		// The driver lost the rank: how it ended is unknown, and the
+		// servers treat it as a lost node's rank (requeue or fail).
+		st.Reason, st.Message = api.TaskEndReason_TASK_END_LOST, werr.Error()
 	case ex.OOM:
 		st.Reason = api.TaskEndReason_TASK_END_OOM
 		st.Message = fmt.Sprintf("killed by the out-of-memory killer at its limit of %d MB", r.MemMb)

@@ -76,6 +76,9 @@ type Driver struct {
 	// one node start together and would otherwise pull the same image at
 	// once.
 	imageMu sync.Mutex
+	// closed ends the handles' waits when the driver closes.
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 // ErrNoContainerd says that containerd cannot be reached.
@@ -131,14 +134,18 @@ func New(cfg Config) (*Driver, error) {
 		return nil, err
 	}
 	cfg.Log.Info("containerd driver ready", "socket", cfg.Socket, "containerd_version", v.Version, "namespace", cfg.Namespace)
-	return &Driver{cfg: cfg, client: c, logger: logger, log: cfg.Log}, nil
+	return &Driver{cfg: cfg, client: c, logger: logger, log: cfg.Log, closed: make(chan struct{})}, nil
 }
 
 // Name is "containerd".
 func (d *Driver) Name() string { return "containerd" }
 
 // Close closes the connection to containerd; containers keep running.
-func (d *Driver) Close() error { return d.client.Close() }
+// Waits still pending on handles end with an error.
+func (d *Driver) Close() error {
+	d.closeOnce.Do(func() { close(d.closed) })
+	return d.client.Close()
+}
 
 func (d *Driver) ctx(ctx context.Context) context.Context {
 	return namespaces.WithNamespace(ctx, d.cfg.Namespace)

@@ -49,14 +49,39 @@ func (d *Driver) newHandle(c containerd.Container, task containerd.Task) (*handl
 	return h, nil
 }
 
-// reap waits for the exit and works out how the rank ended.
+// reap waits for the exit and works out how the rank ended. A wait that
+// breaks because containerd went away (a restart, an upgrade) is not an
+// exit: the shim keeps the rank running and its exit status, so reap waits
+// again once containerd is back. Only a task containerd no longer knows,
+// or a closed driver, ends the wait without an exit status.
 func (h *handle) reap(ch <-chan containerd.ExitStatus) {
 	defer close(h.done)
-	st := <-ch
-	code, _, err := st.Result()
-	if err != nil {
-		h.err = fmt.Errorf("containerd: wait for %s: %w", h.c.ID(), err)
-		return
+	var code uint32
+	backoff := 100 * time.Millisecond
+	for {
+		st := <-ch
+		var err error
+		if code, _, err = st.Result(); err == nil {
+			break
+		}
+		h.d.log.Warn("lost the wait on a rank; waiting again", "container", h.c.ID(), "err", err)
+		for {
+			select {
+			case <-h.d.closed:
+				h.err = fmt.Errorf("containerd: wait for %s: driver closed", h.c.ID())
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			ch, err = h.task.Wait(h.d.ctx(context.Background()))
+			if err == nil {
+				break
+			}
+			if errdefs.IsNotFound(err) {
+				h.err = fmt.Errorf("containerd: %s is gone: %w", h.c.ID(), err)
+				return
+			}
+		}
 	}
 	// runc reports a rank killed by signal N as 128+N.
 	if code > 128 && code < 128+65 {
