@@ -139,7 +139,7 @@ func (e *env) containers() []string {
 	ctx := namespaces.WithNamespace(context.Background(), ctrdriver.DefaultNamespace)
 	var out []string
 	for _, n := range e.names {
-		cs, err := e.ctr.Containers(ctx, fmt.Sprintf("labels.%q==%s", ctrdriver.LabelNode, n))
+		cs, err := e.ctr.Containers(ctx, fmt.Sprintf("labels.%q==%q", ctrdriver.LabelNode, n))
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -154,7 +154,7 @@ func (e *env) containers() []string {
 func (e *env) removeContainers() {
 	ctx := namespaces.WithNamespace(context.Background(), ctrdriver.DefaultNamespace)
 	for _, n := range e.names {
-		cs, _ := e.ctr.Containers(ctx, fmt.Sprintf("labels.%q==%s", ctrdriver.LabelNode, n))
+		cs, _ := e.ctr.Containers(ctx, fmt.Sprintf("labels.%q==%q", ctrdriver.LabelNode, n))
 		for _, c := range cs {
 			if task, err := c.Task(ctx, nil); err == nil {
 				task.Delete(ctx, containerd.WithProcessKill)

@@ -77,7 +77,7 @@ func TestRootfsDirectoryAndSeparateStderr(t *testing.T) {
 // a restarted agent that knows only one: the other is killed and removed,
 // and ranks of another node are not touched.
 func TestRecoverRemovesUnknownContainers(t *testing.T) {
-	d := newDriver(t, "drvtest2")
+	d := newDriver(t, "drv-test.2")
 	other := newDriver(t, "drvtest3")
 	dir := t.TempDir()
 	rootfs := filepath.Join(dir, "rootfs")

@@ -243,7 +243,7 @@ func (d *Driver) Recover(ctx context.Context, known []string) (map[string]driver
 	for _, k := range known {
 		want[d.containerID(k)] = k
 	}
-	cs, err := d.client.Containers(ctx, fmt.Sprintf("labels.%q==%s", LabelNode, d.cfg.Node))
+	cs, err := d.client.Containers(ctx, fmt.Sprintf("labels.%q==%q", LabelNode, d.cfg.Node))
 	if err != nil {
 		return nil, fmt.Errorf("containerd: list containers: %w", err)
 	}
