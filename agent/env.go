@@ -64,6 +64,10 @@ func rankEnv(j *api.Job, r *api.Rank, node string) []string {
 	if len(r.GpuUuids) == 0 {
 		contract[api.EnvNVIDIAVisibleDevices] = "void"
 	}
+	if j.ArrayJobId != 0 {
+		contract[api.EnvSlurmArrayJobID] = strconv.FormatUint(j.ArrayJobId, 10)
+		contract[api.EnvSlurmArrayTaskID] = u(j.ArrayTaskId)
+	}
 	for k, v := range contract {
 		env[k] = v
 	}
@@ -102,10 +106,16 @@ func expandPattern(p string, j *api.Job, r *api.Rank) string {
 		}
 		i++
 		switch p[i] {
-		case 'j', 'A':
+		case 'j':
 			b.WriteString(strconv.FormatUint(j.Id, 10))
+		case 'A':
+			if j.ArrayJobId != 0 {
+				b.WriteString(strconv.FormatUint(j.ArrayJobId, 10))
+			} else {
+				b.WriteString(strconv.FormatUint(j.Id, 10))
+			}
 		case 'a':
-			b.WriteString("0")
+			b.WriteString(strconv.FormatUint(uint64(j.ArrayTaskId), 10))
 		case 'x':
 			b.WriteString(j.Spec.Name)
 		case 't':

@@ -1,9 +1,17 @@
 package containerd
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"slices"
+	"syscall"
 	"testing"
+
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/loomhpc/loom/agent/driver"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func TestNormalizeImage(t *testing.T) {
@@ -53,5 +61,65 @@ func TestOOMKilled(t *testing.T) {
 		if got := oomKilled(path); got != want {
 			t.Errorf("oomKilled(%q) = %v, want %v", path, got, want)
 		}
+	}
+}
+
+func TestGPUOptsDevicesAndCDI(t *testing.T) {
+	devDir, cdiDir := t.TempDir(), t.TempDir()
+	haveDevices := os.Geteuid() == 0
+	if haveDevices {
+		// Stand-ins for the driver's device nodes: same major/minor as
+		// /dev/null, named as NVIDIA's are. Only nvidia1 and nvidiactl exist.
+		for _, name := range []string{"nvidia1", "nvidiactl"} {
+			if err := syscall.Mknod(filepath.Join(devDir, name), syscall.S_IFCHR|0o666, 1<<8|3); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	spec := `cdiVersion: "0.5.0"
+kind: nvidia.com/gpu
+devices:
+- name: GPU-bbb
+  containerEdits:
+    env: ["CDI_SAW=GPU-bbb"]
+- name: "3"
+  containerEdits:
+    env: ["CDI_SAW_INDEX=3"]
+containerEdits:
+  mounts:
+  - hostPath: /usr/lib/libcuda.so.1
+    containerPath: /usr/lib/libcuda.so.1
+    options: [ro, nosuid, nodev, bind]
+`
+	if err := os.WriteFile(filepath.Join(cdiDir, "nvidia.yaml"), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := &Driver{cfg: Config{DevDir: devDir, CDISpecDirs: []string{cdiDir}}}
+	s := &oci.Spec{Process: &specs.Process{}, Linux: &specs.Linux{}}
+	// GPU 1 is named by UUID in the CDI spec, GPU 3 only by index.
+	for _, opt := range d.gpuOpts(driver.TaskSpec{GPUs: []string{"GPU-bbb", "GPU-ddd"}, GPUIndexes: []uint32{1, 3}}) {
+		if err := opt(context.Background(), nil, &containers.Container{}, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var devs []string
+	for _, dev := range s.Linux.Devices {
+		devs = append(devs, filepath.Base(dev.Path))
+	}
+	if want := []string{"nvidiactl", "nvidia1"}; haveDevices && !slices.Equal(devs, want) {
+		t.Errorf("device nodes = %v, want %v (absent ones skipped)", devs, want)
+	}
+	for _, env := range []string{"CDI_SAW=GPU-bbb", "CDI_SAW_INDEX=3"} {
+		if !slices.Contains(s.Process.Env, env) {
+			t.Errorf("env %v lacks the CDI edit %s", s.Process.Env, env)
+		}
+	}
+	if len(s.Mounts) != 1 || s.Mounts[0].Destination != "/usr/lib/libcuda.so.1" {
+		t.Errorf("mounts = %+v, want the CDI spec's libcuda", s.Mounts)
+	}
+
+	// No GPUs: nothing added, whatever the node has.
+	if opts := d.gpuOpts(driver.TaskSpec{}); len(opts) != 0 {
+		t.Errorf("gpuOpts(no GPUs) = %d options, want none", len(opts))
 	}
 }
