@@ -1851,6 +1851,126 @@ func (x *CancelResponse) GetIndex() uint64 {
 	return 0
 }
 
+type HoldRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobIds        []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	Release       bool                   `protobuf:"varint,2,opt,name=release,proto3" json:"release,omitempty"`
+	User          string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	Uid           uint32                 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldRequest) Reset() {
+	*x = HoldRequest{}
+	mi := &file_api_loom_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldRequest) ProtoMessage() {}
+
+func (x *HoldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldRequest.ProtoReflect.Descriptor instead.
+func (*HoldRequest) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *HoldRequest) GetJobIds() []uint64 {
+	if x != nil {
+		return x.JobIds
+	}
+	return nil
+}
+
+func (x *HoldRequest) GetRelease() bool {
+	if x != nil {
+		return x.Release
+	}
+	return false
+}
+
+func (x *HoldRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *HoldRequest) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+type HoldResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobIds        []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldResponse) Reset() {
+	*x = HoldResponse{}
+	mi := &file_api_loom_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldResponse) ProtoMessage() {}
+
+func (x *HoldResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldResponse.ProtoReflect.Descriptor instead.
+func (*HoldResponse) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *HoldResponse) GetJobIds() []uint64 {
+	if x != nil {
+		return x.JobIds
+	}
+	return nil
+}
+
+func (x *HoldResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type GetJobRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -1862,7 +1982,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_api_loom_proto_msgTypes[13]
+	mi := &file_api_loom_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1874,7 +1994,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[13]
+	mi := &file_api_loom_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1887,7 +2007,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{13}
+	return file_api_loom_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetJobRequest) GetJobId() uint64 {
@@ -1921,7 +2041,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_api_loom_proto_msgTypes[14]
+	mi := &file_api_loom_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1933,7 +2053,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[14]
+	mi := &file_api_loom_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1946,7 +2066,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{14}
+	return file_api_loom_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -1977,7 +2097,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_api_loom_proto_msgTypes[15]
+	mi := &file_api_loom_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1989,7 +2109,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[15]
+	mi := &file_api_loom_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2002,7 +2122,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{15}
+	return file_api_loom_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListJobsRequest) GetAll() bool {
@@ -2057,7 +2177,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_api_loom_proto_msgTypes[16]
+	mi := &file_api_loom_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2069,7 +2189,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[16]
+	mi := &file_api_loom_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2082,7 +2202,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{16}
+	return file_api_loom_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2111,7 +2231,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_api_loom_proto_msgTypes[17]
+	mi := &file_api_loom_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2123,7 +2243,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[17]
+	mi := &file_api_loom_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2136,7 +2256,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{17}
+	return file_api_loom_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *LogsRequest) GetJobId() uint64 {
@@ -2177,7 +2297,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_api_loom_proto_msgTypes[18]
+	mi := &file_api_loom_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2189,7 +2309,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[18]
+	mi := &file_api_loom_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2202,7 +2322,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{18}
+	return file_api_loom_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *LogChunk) GetRank() uint32 {
@@ -2229,7 +2349,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_api_loom_proto_msgTypes[19]
+	mi := &file_api_loom_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2241,7 +2361,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[19]
+	mi := &file_api_loom_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2254,7 +2374,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{19}
+	return file_api_loom_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListNodesRequest) GetMinIndex() uint64 {
@@ -2285,7 +2405,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_api_loom_proto_msgTypes[20]
+	mi := &file_api_loom_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2297,7 +2417,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[20]
+	mi := &file_api_loom_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2310,7 +2430,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{20}
+	return file_api_loom_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *NodeInfo) GetNode() *Node {
@@ -2365,7 +2485,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_api_loom_proto_msgTypes[21]
+	mi := &file_api_loom_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2377,7 +2497,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[21]
+	mi := &file_api_loom_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2390,7 +2510,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{21}
+	return file_api_loom_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeInfo {
@@ -2416,7 +2536,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_api_loom_proto_msgTypes[22]
+	mi := &file_api_loom_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2428,7 +2548,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[22]
+	mi := &file_api_loom_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2441,7 +2561,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{22}
+	return file_api_loom_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetNodeRequest) GetName() string {
@@ -2461,7 +2581,7 @@ type NodeStateRequest struct {
 
 func (x *NodeStateRequest) Reset() {
 	*x = NodeStateRequest{}
-	mi := &file_api_loom_proto_msgTypes[23]
+	mi := &file_api_loom_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2473,7 +2593,7 @@ func (x *NodeStateRequest) String() string {
 func (*NodeStateRequest) ProtoMessage() {}
 
 func (x *NodeStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[23]
+	mi := &file_api_loom_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2486,7 +2606,7 @@ func (x *NodeStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateRequest.ProtoReflect.Descriptor instead.
 func (*NodeStateRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{23}
+	return file_api_loom_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *NodeStateRequest) GetName() string {
@@ -2512,7 +2632,7 @@ type NodeStateResponse struct {
 
 func (x *NodeStateResponse) Reset() {
 	*x = NodeStateResponse{}
-	mi := &file_api_loom_proto_msgTypes[24]
+	mi := &file_api_loom_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2524,7 +2644,7 @@ func (x *NodeStateResponse) String() string {
 func (*NodeStateResponse) ProtoMessage() {}
 
 func (x *NodeStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[24]
+	mi := &file_api_loom_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2537,7 +2657,7 @@ func (x *NodeStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateResponse.ProtoReflect.Descriptor instead.
 func (*NodeStateResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{24}
+	return file_api_loom_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *NodeStateResponse) GetIndex() uint64 {
@@ -2556,7 +2676,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_api_loom_proto_msgTypes[25]
+	mi := &file_api_loom_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2568,7 +2688,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[25]
+	mi := &file_api_loom_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2581,7 +2701,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{25}
+	return file_api_loom_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RegisterRequest) GetNode() *Node {
@@ -2600,7 +2720,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_api_loom_proto_msgTypes[26]
+	mi := &file_api_loom_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2612,7 +2732,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[26]
+	mi := &file_api_loom_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2625,7 +2745,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{26}
+	return file_api_loom_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RegisterResponse) GetIndex() uint64 {
@@ -2644,7 +2764,7 @@ type WatchAllocationsRequest struct {
 
 func (x *WatchAllocationsRequest) Reset() {
 	*x = WatchAllocationsRequest{}
-	mi := &file_api_loom_proto_msgTypes[27]
+	mi := &file_api_loom_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2656,7 +2776,7 @@ func (x *WatchAllocationsRequest) String() string {
 func (*WatchAllocationsRequest) ProtoMessage() {}
 
 func (x *WatchAllocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[27]
+	mi := &file_api_loom_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2669,7 +2789,7 @@ func (x *WatchAllocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchAllocationsRequest.ProtoReflect.Descriptor instead.
 func (*WatchAllocationsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{27}
+	return file_api_loom_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WatchAllocationsRequest) GetNode() string {
@@ -2692,7 +2812,7 @@ type AllocationUpdate struct {
 
 func (x *AllocationUpdate) Reset() {
 	*x = AllocationUpdate{}
-	mi := &file_api_loom_proto_msgTypes[28]
+	mi := &file_api_loom_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2704,7 +2824,7 @@ func (x *AllocationUpdate) String() string {
 func (*AllocationUpdate) ProtoMessage() {}
 
 func (x *AllocationUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[28]
+	mi := &file_api_loom_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2717,7 +2837,7 @@ func (x *AllocationUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocationUpdate.ProtoReflect.Descriptor instead.
 func (*AllocationUpdate) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{28}
+	return file_api_loom_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AllocationUpdate) GetAllocations() []*AssignedAllocation {
@@ -2745,7 +2865,7 @@ type AssignedAllocation struct {
 
 func (x *AssignedAllocation) Reset() {
 	*x = AssignedAllocation{}
-	mi := &file_api_loom_proto_msgTypes[29]
+	mi := &file_api_loom_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2757,7 +2877,7 @@ func (x *AssignedAllocation) String() string {
 func (*AssignedAllocation) ProtoMessage() {}
 
 func (x *AssignedAllocation) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[29]
+	mi := &file_api_loom_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2770,7 +2890,7 @@ func (x *AssignedAllocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignedAllocation.ProtoReflect.Descriptor instead.
 func (*AssignedAllocation) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{29}
+	return file_api_loom_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AssignedAllocation) GetJob() *Job {
@@ -2799,7 +2919,7 @@ type TaskUpdateRequest struct {
 
 func (x *TaskUpdateRequest) Reset() {
 	*x = TaskUpdateRequest{}
-	mi := &file_api_loom_proto_msgTypes[30]
+	mi := &file_api_loom_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2811,7 +2931,7 @@ func (x *TaskUpdateRequest) String() string {
 func (*TaskUpdateRequest) ProtoMessage() {}
 
 func (x *TaskUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[30]
+	mi := &file_api_loom_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2824,7 +2944,7 @@ func (x *TaskUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskUpdateRequest.ProtoReflect.Descriptor instead.
 func (*TaskUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{30}
+	return file_api_loom_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TaskUpdateRequest) GetNode() string {
@@ -2864,7 +2984,7 @@ type TaskUpdateResponse struct {
 
 func (x *TaskUpdateResponse) Reset() {
 	*x = TaskUpdateResponse{}
-	mi := &file_api_loom_proto_msgTypes[31]
+	mi := &file_api_loom_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2876,7 +2996,7 @@ func (x *TaskUpdateResponse) String() string {
 func (*TaskUpdateResponse) ProtoMessage() {}
 
 func (x *TaskUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[31]
+	mi := &file_api_loom_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2889,7 +3009,7 @@ func (x *TaskUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskUpdateResponse.ProtoReflect.Descriptor instead.
 func (*TaskUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{31}
+	return file_api_loom_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TaskUpdateResponse) GetIndex() uint64 {
@@ -2913,7 +3033,7 @@ type ServerInfo struct {
 
 func (x *ServerInfo) Reset() {
 	*x = ServerInfo{}
-	mi := &file_api_loom_proto_msgTypes[32]
+	mi := &file_api_loom_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2925,7 +3045,7 @@ func (x *ServerInfo) String() string {
 func (*ServerInfo) ProtoMessage() {}
 
 func (x *ServerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[32]
+	mi := &file_api_loom_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2938,7 +3058,7 @@ func (x *ServerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerInfo.ProtoReflect.Descriptor instead.
 func (*ServerInfo) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{32}
+	return file_api_loom_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ServerInfo) GetId() string {
@@ -2985,7 +3105,7 @@ type RaftJoinRequest struct {
 
 func (x *RaftJoinRequest) Reset() {
 	*x = RaftJoinRequest{}
-	mi := &file_api_loom_proto_msgTypes[33]
+	mi := &file_api_loom_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2997,7 +3117,7 @@ func (x *RaftJoinRequest) String() string {
 func (*RaftJoinRequest) ProtoMessage() {}
 
 func (x *RaftJoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[33]
+	mi := &file_api_loom_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3010,7 +3130,7 @@ func (x *RaftJoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftJoinRequest.ProtoReflect.Descriptor instead.
 func (*RaftJoinRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{33}
+	return file_api_loom_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RaftJoinRequest) GetServer() *ServerInfo {
@@ -3029,7 +3149,7 @@ type RaftJoinResponse struct {
 
 func (x *RaftJoinResponse) Reset() {
 	*x = RaftJoinResponse{}
-	mi := &file_api_loom_proto_msgTypes[34]
+	mi := &file_api_loom_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3041,7 +3161,7 @@ func (x *RaftJoinResponse) String() string {
 func (*RaftJoinResponse) ProtoMessage() {}
 
 func (x *RaftJoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[34]
+	mi := &file_api_loom_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3054,7 +3174,7 @@ func (x *RaftJoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftJoinResponse.ProtoReflect.Descriptor instead.
 func (*RaftJoinResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{34}
+	return file_api_loom_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RaftJoinResponse) GetIndex() uint64 {
@@ -3072,7 +3192,7 @@ type RaftListPeersRequest struct {
 
 func (x *RaftListPeersRequest) Reset() {
 	*x = RaftListPeersRequest{}
-	mi := &file_api_loom_proto_msgTypes[35]
+	mi := &file_api_loom_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3084,7 +3204,7 @@ func (x *RaftListPeersRequest) String() string {
 func (*RaftListPeersRequest) ProtoMessage() {}
 
 func (x *RaftListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[35]
+	mi := &file_api_loom_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3097,7 +3217,7 @@ func (x *RaftListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftListPeersRequest.ProtoReflect.Descriptor instead.
 func (*RaftListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{35}
+	return file_api_loom_proto_rawDescGZIP(), []int{37}
 }
 
 type RaftListPeersResponse struct {
@@ -3110,7 +3230,7 @@ type RaftListPeersResponse struct {
 
 func (x *RaftListPeersResponse) Reset() {
 	*x = RaftListPeersResponse{}
-	mi := &file_api_loom_proto_msgTypes[36]
+	mi := &file_api_loom_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3122,7 +3242,7 @@ func (x *RaftListPeersResponse) String() string {
 func (*RaftListPeersResponse) ProtoMessage() {}
 
 func (x *RaftListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[36]
+	mi := &file_api_loom_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3135,7 +3255,7 @@ func (x *RaftListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftListPeersResponse.ProtoReflect.Descriptor instead.
 func (*RaftListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{36}
+	return file_api_loom_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RaftListPeersResponse) GetServers() []*ServerInfo {
@@ -3161,7 +3281,7 @@ type RaftRemovePeerRequest struct {
 
 func (x *RaftRemovePeerRequest) Reset() {
 	*x = RaftRemovePeerRequest{}
-	mi := &file_api_loom_proto_msgTypes[37]
+	mi := &file_api_loom_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3173,7 +3293,7 @@ func (x *RaftRemovePeerRequest) String() string {
 func (*RaftRemovePeerRequest) ProtoMessage() {}
 
 func (x *RaftRemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[37]
+	mi := &file_api_loom_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3186,7 +3306,7 @@ func (x *RaftRemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftRemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RaftRemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{37}
+	return file_api_loom_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RaftRemovePeerRequest) GetId() string {
@@ -3205,7 +3325,7 @@ type RaftRemovePeerResponse struct {
 
 func (x *RaftRemovePeerResponse) Reset() {
 	*x = RaftRemovePeerResponse{}
-	mi := &file_api_loom_proto_msgTypes[38]
+	mi := &file_api_loom_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3217,7 +3337,7 @@ func (x *RaftRemovePeerResponse) String() string {
 func (*RaftRemovePeerResponse) ProtoMessage() {}
 
 func (x *RaftRemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[38]
+	mi := &file_api_loom_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3230,7 +3350,7 @@ func (x *RaftRemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftRemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RaftRemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{38}
+	return file_api_loom_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RaftRemovePeerResponse) GetIndex() uint64 {
@@ -3248,7 +3368,7 @@ type ServerStatusRequest struct {
 
 func (x *ServerStatusRequest) Reset() {
 	*x = ServerStatusRequest{}
-	mi := &file_api_loom_proto_msgTypes[39]
+	mi := &file_api_loom_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3260,7 +3380,7 @@ func (x *ServerStatusRequest) String() string {
 func (*ServerStatusRequest) ProtoMessage() {}
 
 func (x *ServerStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[39]
+	mi := &file_api_loom_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3273,7 +3393,7 @@ func (x *ServerStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerStatusRequest.ProtoReflect.Descriptor instead.
 func (*ServerStatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{39}
+	return file_api_loom_proto_rawDescGZIP(), []int{41}
 }
 
 type ServerStatusResponse struct {
@@ -3290,7 +3410,7 @@ type ServerStatusResponse struct {
 
 func (x *ServerStatusResponse) Reset() {
 	*x = ServerStatusResponse{}
-	mi := &file_api_loom_proto_msgTypes[40]
+	mi := &file_api_loom_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3302,7 +3422,7 @@ func (x *ServerStatusResponse) String() string {
 func (*ServerStatusResponse) ProtoMessage() {}
 
 func (x *ServerStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[40]
+	mi := &file_api_loom_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3315,7 +3435,7 @@ func (x *ServerStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerStatusResponse.ProtoReflect.Descriptor instead.
 func (*ServerStatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{40}
+	return file_api_loom_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ServerStatusResponse) GetServer() *ServerInfo {
@@ -3373,7 +3493,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_api_loom_proto_msgTypes[41]
+	mi := &file_api_loom_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3385,7 +3505,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[41]
+	mi := &file_api_loom_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3398,7 +3518,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{41}
+	return file_api_loom_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TaskLogsRequest) GetJobId() uint64 {
@@ -3446,7 +3566,7 @@ type SubmitJobCommand struct {
 
 func (x *SubmitJobCommand) Reset() {
 	*x = SubmitJobCommand{}
-	mi := &file_api_loom_proto_msgTypes[42]
+	mi := &file_api_loom_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3458,7 +3578,7 @@ func (x *SubmitJobCommand) String() string {
 func (*SubmitJobCommand) ProtoMessage() {}
 
 func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[42]
+	mi := &file_api_loom_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3471,7 +3591,7 @@ func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{42}
+	return file_api_loom_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SubmitJobCommand) GetRequest() *SubmitRequest {
@@ -3500,7 +3620,7 @@ type SubmitJobsCommand struct {
 
 func (x *SubmitJobsCommand) Reset() {
 	*x = SubmitJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[43]
+	mi := &file_api_loom_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3512,7 +3632,7 @@ func (x *SubmitJobsCommand) String() string {
 func (*SubmitJobsCommand) ProtoMessage() {}
 
 func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[43]
+	mi := &file_api_loom_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3525,7 +3645,7 @@ func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobsCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{43}
+	return file_api_loom_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SubmitJobsCommand) GetRequests() []*SubmitRequest {
@@ -3552,7 +3672,7 @@ type CancelJobsCommand struct {
 
 func (x *CancelJobsCommand) Reset() {
 	*x = CancelJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[44]
+	mi := &file_api_loom_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3564,7 +3684,7 @@ func (x *CancelJobsCommand) String() string {
 func (*CancelJobsCommand) ProtoMessage() {}
 
 func (x *CancelJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[44]
+	mi := &file_api_loom_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3577,7 +3697,7 @@ func (x *CancelJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobsCommand.ProtoReflect.Descriptor instead.
 func (*CancelJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{44}
+	return file_api_loom_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CancelJobsCommand) GetRequest() *CancelRequest {
@@ -3605,7 +3725,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_api_loom_proto_msgTypes[45]
+	mi := &file_api_loom_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3617,7 +3737,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[45]
+	mi := &file_api_loom_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3630,7 +3750,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{45}
+	return file_api_loom_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Placement) GetJobId() uint64 {
@@ -3659,7 +3779,7 @@ type PendingReason struct {
 
 func (x *PendingReason) Reset() {
 	*x = PendingReason{}
-	mi := &file_api_loom_proto_msgTypes[46]
+	mi := &file_api_loom_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3671,7 +3791,7 @@ func (x *PendingReason) String() string {
 func (*PendingReason) ProtoMessage() {}
 
 func (x *PendingReason) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[46]
+	mi := &file_api_loom_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3684,7 +3804,7 @@ func (x *PendingReason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingReason.ProtoReflect.Descriptor instead.
 func (*PendingReason) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{46}
+	return file_api_loom_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PendingReason) GetJobId() uint64 {
@@ -3721,7 +3841,7 @@ type Preemption struct {
 
 func (x *Preemption) Reset() {
 	*x = Preemption{}
-	mi := &file_api_loom_proto_msgTypes[47]
+	mi := &file_api_loom_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3733,7 +3853,7 @@ func (x *Preemption) String() string {
 func (*Preemption) ProtoMessage() {}
 
 func (x *Preemption) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[47]
+	mi := &file_api_loom_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3746,7 +3866,7 @@ func (x *Preemption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Preemption.ProtoReflect.Descriptor instead.
 func (*Preemption) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{47}
+	return file_api_loom_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Preemption) GetJobId() uint64 {
@@ -3777,7 +3897,7 @@ type PlanCommand struct {
 
 func (x *PlanCommand) Reset() {
 	*x = PlanCommand{}
-	mi := &file_api_loom_proto_msgTypes[48]
+	mi := &file_api_loom_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3789,7 +3909,7 @@ func (x *PlanCommand) String() string {
 func (*PlanCommand) ProtoMessage() {}
 
 func (x *PlanCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[48]
+	mi := &file_api_loom_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3802,7 +3922,7 @@ func (x *PlanCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanCommand.ProtoReflect.Descriptor instead.
 func (*PlanCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{48}
+	return file_api_loom_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *PlanCommand) GetPlacements() []*Placement {
@@ -3854,7 +3974,7 @@ type HoldJobsCommand struct {
 
 func (x *HoldJobsCommand) Reset() {
 	*x = HoldJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[49]
+	mi := &file_api_loom_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3866,7 +3986,7 @@ func (x *HoldJobsCommand) String() string {
 func (*HoldJobsCommand) ProtoMessage() {}
 
 func (x *HoldJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[49]
+	mi := &file_api_loom_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3879,7 +3999,7 @@ func (x *HoldJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldJobsCommand.ProtoReflect.Descriptor instead.
 func (*HoldJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{49}
+	return file_api_loom_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *HoldJobsCommand) GetJobIds() []uint64 {
@@ -3920,7 +4040,7 @@ type UpdateTasksCommand struct {
 
 func (x *UpdateTasksCommand) Reset() {
 	*x = UpdateTasksCommand{}
-	mi := &file_api_loom_proto_msgTypes[50]
+	mi := &file_api_loom_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3932,7 +4052,7 @@ func (x *UpdateTasksCommand) String() string {
 func (*UpdateTasksCommand) ProtoMessage() {}
 
 func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[50]
+	mi := &file_api_loom_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3945,7 +4065,7 @@ func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTasksCommand.ProtoReflect.Descriptor instead.
 func (*UpdateTasksCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{50}
+	return file_api_loom_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *UpdateTasksCommand) GetRequest() *TaskUpdateRequest {
@@ -3972,7 +4092,7 @@ type RegisterNodeCommand struct {
 
 func (x *RegisterNodeCommand) Reset() {
 	*x = RegisterNodeCommand{}
-	mi := &file_api_loom_proto_msgTypes[51]
+	mi := &file_api_loom_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3984,7 +4104,7 @@ func (x *RegisterNodeCommand) String() string {
 func (*RegisterNodeCommand) ProtoMessage() {}
 
 func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[51]
+	mi := &file_api_loom_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3997,7 +4117,7 @@ func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeCommand.ProtoReflect.Descriptor instead.
 func (*RegisterNodeCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{51}
+	return file_api_loom_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RegisterNodeCommand) GetNode() *Node {
@@ -4026,7 +4146,7 @@ type NodeStateCommand struct {
 
 func (x *NodeStateCommand) Reset() {
 	*x = NodeStateCommand{}
-	mi := &file_api_loom_proto_msgTypes[52]
+	mi := &file_api_loom_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4038,7 +4158,7 @@ func (x *NodeStateCommand) String() string {
 func (*NodeStateCommand) ProtoMessage() {}
 
 func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[52]
+	mi := &file_api_loom_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4051,7 +4171,7 @@ func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateCommand.ProtoReflect.Descriptor instead.
 func (*NodeStateCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{52}
+	return file_api_loom_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *NodeStateCommand) GetName() string {
@@ -4094,7 +4214,7 @@ type ServerMembershipCommand struct {
 
 func (x *ServerMembershipCommand) Reset() {
 	*x = ServerMembershipCommand{}
-	mi := &file_api_loom_proto_msgTypes[53]
+	mi := &file_api_loom_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4106,7 +4226,7 @@ func (x *ServerMembershipCommand) String() string {
 func (*ServerMembershipCommand) ProtoMessage() {}
 
 func (x *ServerMembershipCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[53]
+	mi := &file_api_loom_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4119,7 +4239,7 @@ func (x *ServerMembershipCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMembershipCommand.ProtoReflect.Descriptor instead.
 func (*ServerMembershipCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{53}
+	return file_api_loom_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ServerMembershipCommand) GetServer() *ServerInfo {
@@ -4150,7 +4270,7 @@ type StateSnapshot struct {
 
 func (x *StateSnapshot) Reset() {
 	*x = StateSnapshot{}
-	mi := &file_api_loom_proto_msgTypes[54]
+	mi := &file_api_loom_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4162,7 +4282,7 @@ func (x *StateSnapshot) String() string {
 func (*StateSnapshot) ProtoMessage() {}
 
 func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[54]
+	mi := &file_api_loom_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4175,7 +4295,7 @@ func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateSnapshot.ProtoReflect.Descriptor instead.
 func (*StateSnapshot) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{54}
+	return file_api_loom_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *StateSnapshot) GetIndex() uint64 {
@@ -4396,6 +4516,14 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x03uid\x18\x03 \x01(\rR\x03uid\"D\n" +
 	"\x0eCancelResponse\x12\x1c\n" +
 	"\tcancelled\x18\x01 \x03(\x04R\tcancelled\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"f\n" +
+	"\vHoldRequest\x12\x17\n" +
+	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x18\n" +
+	"\arelease\x18\x02 \x01(\bR\arelease\x12\x12\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\x12\x10\n" +
+	"\x03uid\x18\x04 \x01(\rR\x03uid\"=\n" +
+	"\fHoldResponse\x12\x17\n" +
+	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"c\n" +
 	"\rGetJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x1b\n" +
@@ -4606,11 +4734,12 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bLINK_PXB\x10\x04\x12\f\n" +
 	"\bLINK_PIX\x10\x05\x12\v\n" +
 	"\aLINK_NV\x10\x06\x12\r\n" +
-	"\tLINK_SELF\x10\a2\xb7\x02\n" +
+	"\tLINK_SELF\x10\a2\xec\x02\n" +
 	"\n" +
 	"JobService\x129\n" +
 	"\x06Submit\x12\x16.loom.v1.SubmitRequest\x1a\x17.loom.v1.SubmitResponse\x129\n" +
-	"\x06Cancel\x12\x16.loom.v1.CancelRequest\x1a\x17.loom.v1.CancelResponse\x129\n" +
+	"\x06Cancel\x12\x16.loom.v1.CancelRequest\x1a\x17.loom.v1.CancelResponse\x123\n" +
+	"\x04Hold\x12\x14.loom.v1.HoldRequest\x1a\x15.loom.v1.HoldResponse\x129\n" +
 	"\x06GetJob\x12\x16.loom.v1.GetJobRequest\x1a\x17.loom.v1.GetJobResponse\x12?\n" +
 	"\bListJobs\x12\x18.loom.v1.ListJobsRequest\x1a\x19.loom.v1.ListJobsResponse\x127\n" +
 	"\n" +
@@ -4646,7 +4775,7 @@ func file_api_loom_proto_rawDescGZIP() []byte {
 }
 
 var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_api_loom_proto_goTypes = []any{
 	(JobState)(0),                   // 0: loom.v1.JobState
 	(NodeState)(0),                  // 1: loom.v1.NodeState
@@ -4666,59 +4795,61 @@ var file_api_loom_proto_goTypes = []any{
 	(*SubmitResponse)(nil),          // 15: loom.v1.SubmitResponse
 	(*CancelRequest)(nil),           // 16: loom.v1.CancelRequest
 	(*CancelResponse)(nil),          // 17: loom.v1.CancelResponse
-	(*GetJobRequest)(nil),           // 18: loom.v1.GetJobRequest
-	(*GetJobResponse)(nil),          // 19: loom.v1.GetJobResponse
-	(*ListJobsRequest)(nil),         // 20: loom.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),        // 21: loom.v1.ListJobsResponse
-	(*LogsRequest)(nil),             // 22: loom.v1.LogsRequest
-	(*LogChunk)(nil),                // 23: loom.v1.LogChunk
-	(*ListNodesRequest)(nil),        // 24: loom.v1.ListNodesRequest
-	(*NodeInfo)(nil),                // 25: loom.v1.NodeInfo
-	(*ListNodesResponse)(nil),       // 26: loom.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),          // 27: loom.v1.GetNodeRequest
-	(*NodeStateRequest)(nil),        // 28: loom.v1.NodeStateRequest
-	(*NodeStateResponse)(nil),       // 29: loom.v1.NodeStateResponse
-	(*RegisterRequest)(nil),         // 30: loom.v1.RegisterRequest
-	(*RegisterResponse)(nil),        // 31: loom.v1.RegisterResponse
-	(*WatchAllocationsRequest)(nil), // 32: loom.v1.WatchAllocationsRequest
-	(*AllocationUpdate)(nil),        // 33: loom.v1.AllocationUpdate
-	(*AssignedAllocation)(nil),      // 34: loom.v1.AssignedAllocation
-	(*TaskUpdateRequest)(nil),       // 35: loom.v1.TaskUpdateRequest
-	(*TaskUpdateResponse)(nil),      // 36: loom.v1.TaskUpdateResponse
-	(*ServerInfo)(nil),              // 37: loom.v1.ServerInfo
-	(*RaftJoinRequest)(nil),         // 38: loom.v1.RaftJoinRequest
-	(*RaftJoinResponse)(nil),        // 39: loom.v1.RaftJoinResponse
-	(*RaftListPeersRequest)(nil),    // 40: loom.v1.RaftListPeersRequest
-	(*RaftListPeersResponse)(nil),   // 41: loom.v1.RaftListPeersResponse
-	(*RaftRemovePeerRequest)(nil),   // 42: loom.v1.RaftRemovePeerRequest
-	(*RaftRemovePeerResponse)(nil),  // 43: loom.v1.RaftRemovePeerResponse
-	(*ServerStatusRequest)(nil),     // 44: loom.v1.ServerStatusRequest
-	(*ServerStatusResponse)(nil),    // 45: loom.v1.ServerStatusResponse
-	(*TaskLogsRequest)(nil),         // 46: loom.v1.TaskLogsRequest
-	(*SubmitJobCommand)(nil),        // 47: loom.v1.SubmitJobCommand
-	(*SubmitJobsCommand)(nil),       // 48: loom.v1.SubmitJobsCommand
-	(*CancelJobsCommand)(nil),       // 49: loom.v1.CancelJobsCommand
-	(*Placement)(nil),               // 50: loom.v1.Placement
-	(*PendingReason)(nil),           // 51: loom.v1.PendingReason
-	(*Preemption)(nil),              // 52: loom.v1.Preemption
-	(*PlanCommand)(nil),             // 53: loom.v1.PlanCommand
-	(*HoldJobsCommand)(nil),         // 54: loom.v1.HoldJobsCommand
-	(*UpdateTasksCommand)(nil),      // 55: loom.v1.UpdateTasksCommand
-	(*RegisterNodeCommand)(nil),     // 56: loom.v1.RegisterNodeCommand
-	(*NodeStateCommand)(nil),        // 57: loom.v1.NodeStateCommand
-	(*ServerMembershipCommand)(nil), // 58: loom.v1.ServerMembershipCommand
-	(*StateSnapshot)(nil),           // 59: loom.v1.StateSnapshot
-	nil,                             // 60: loom.v1.Node.LabelsEntry
-	nil,                             // 61: loom.v1.JobSpec.EnvEntry
+	(*HoldRequest)(nil),             // 18: loom.v1.HoldRequest
+	(*HoldResponse)(nil),            // 19: loom.v1.HoldResponse
+	(*GetJobRequest)(nil),           // 20: loom.v1.GetJobRequest
+	(*GetJobResponse)(nil),          // 21: loom.v1.GetJobResponse
+	(*ListJobsRequest)(nil),         // 22: loom.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),        // 23: loom.v1.ListJobsResponse
+	(*LogsRequest)(nil),             // 24: loom.v1.LogsRequest
+	(*LogChunk)(nil),                // 25: loom.v1.LogChunk
+	(*ListNodesRequest)(nil),        // 26: loom.v1.ListNodesRequest
+	(*NodeInfo)(nil),                // 27: loom.v1.NodeInfo
+	(*ListNodesResponse)(nil),       // 28: loom.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),          // 29: loom.v1.GetNodeRequest
+	(*NodeStateRequest)(nil),        // 30: loom.v1.NodeStateRequest
+	(*NodeStateResponse)(nil),       // 31: loom.v1.NodeStateResponse
+	(*RegisterRequest)(nil),         // 32: loom.v1.RegisterRequest
+	(*RegisterResponse)(nil),        // 33: loom.v1.RegisterResponse
+	(*WatchAllocationsRequest)(nil), // 34: loom.v1.WatchAllocationsRequest
+	(*AllocationUpdate)(nil),        // 35: loom.v1.AllocationUpdate
+	(*AssignedAllocation)(nil),      // 36: loom.v1.AssignedAllocation
+	(*TaskUpdateRequest)(nil),       // 37: loom.v1.TaskUpdateRequest
+	(*TaskUpdateResponse)(nil),      // 38: loom.v1.TaskUpdateResponse
+	(*ServerInfo)(nil),              // 39: loom.v1.ServerInfo
+	(*RaftJoinRequest)(nil),         // 40: loom.v1.RaftJoinRequest
+	(*RaftJoinResponse)(nil),        // 41: loom.v1.RaftJoinResponse
+	(*RaftListPeersRequest)(nil),    // 42: loom.v1.RaftListPeersRequest
+	(*RaftListPeersResponse)(nil),   // 43: loom.v1.RaftListPeersResponse
+	(*RaftRemovePeerRequest)(nil),   // 44: loom.v1.RaftRemovePeerRequest
+	(*RaftRemovePeerResponse)(nil),  // 45: loom.v1.RaftRemovePeerResponse
+	(*ServerStatusRequest)(nil),     // 46: loom.v1.ServerStatusRequest
+	(*ServerStatusResponse)(nil),    // 47: loom.v1.ServerStatusResponse
+	(*TaskLogsRequest)(nil),         // 48: loom.v1.TaskLogsRequest
+	(*SubmitJobCommand)(nil),        // 49: loom.v1.SubmitJobCommand
+	(*SubmitJobsCommand)(nil),       // 50: loom.v1.SubmitJobsCommand
+	(*CancelJobsCommand)(nil),       // 51: loom.v1.CancelJobsCommand
+	(*Placement)(nil),               // 52: loom.v1.Placement
+	(*PendingReason)(nil),           // 53: loom.v1.PendingReason
+	(*Preemption)(nil),              // 54: loom.v1.Preemption
+	(*PlanCommand)(nil),             // 55: loom.v1.PlanCommand
+	(*HoldJobsCommand)(nil),         // 56: loom.v1.HoldJobsCommand
+	(*UpdateTasksCommand)(nil),      // 57: loom.v1.UpdateTasksCommand
+	(*RegisterNodeCommand)(nil),     // 58: loom.v1.RegisterNodeCommand
+	(*NodeStateCommand)(nil),        // 59: loom.v1.NodeStateCommand
+	(*ServerMembershipCommand)(nil), // 60: loom.v1.ServerMembershipCommand
+	(*StateSnapshot)(nil),           // 61: loom.v1.StateSnapshot
+	nil,                             // 62: loom.v1.Node.LabelsEntry
+	nil,                             // 63: loom.v1.JobSpec.EnvEntry
 }
 var file_api_loom_proto_depIdxs = []int32{
 	4,  // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
 	6,  // 1: loom.v1.Topology.gpus:type_name -> loom.v1.GPU
 	5,  // 2: loom.v1.Topology.links:type_name -> loom.v1.Link
-	60, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
+	62, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
 	7,  // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
 	1,  // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
-	61, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
+	63, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
 	2,  // 7: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
 	3,  // 8: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
 	10, // 9: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
@@ -4732,64 +4863,66 @@ var file_api_loom_proto_depIdxs = []int32{
 	13, // 17: loom.v1.ListJobsResponse.jobs:type_name -> loom.v1.Job
 	8,  // 18: loom.v1.NodeInfo.node:type_name -> loom.v1.Node
 	1,  // 19: loom.v1.NodeInfo.state:type_name -> loom.v1.NodeState
-	25, // 20: loom.v1.ListNodesResponse.nodes:type_name -> loom.v1.NodeInfo
+	27, // 20: loom.v1.ListNodesResponse.nodes:type_name -> loom.v1.NodeInfo
 	8,  // 21: loom.v1.RegisterRequest.node:type_name -> loom.v1.Node
-	34, // 22: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
+	36, // 22: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
 	13, // 23: loom.v1.AssignedAllocation.job:type_name -> loom.v1.Job
 	11, // 24: loom.v1.TaskUpdateRequest.tasks:type_name -> loom.v1.TaskStatus
-	37, // 25: loom.v1.RaftJoinRequest.server:type_name -> loom.v1.ServerInfo
-	37, // 26: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
-	37, // 27: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
+	39, // 25: loom.v1.RaftJoinRequest.server:type_name -> loom.v1.ServerInfo
+	39, // 26: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
+	39, // 27: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
 	14, // 28: loom.v1.SubmitJobCommand.request:type_name -> loom.v1.SubmitRequest
 	14, // 29: loom.v1.SubmitJobsCommand.requests:type_name -> loom.v1.SubmitRequest
 	16, // 30: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
 	12, // 31: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
-	50, // 32: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
-	51, // 33: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
-	52, // 34: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
-	35, // 35: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
+	52, // 32: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
+	53, // 33: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
+	54, // 34: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
+	37, // 35: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
 	8,  // 36: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
 	1,  // 37: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
-	37, // 38: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
+	39, // 38: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
 	13, // 39: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
 	8,  // 40: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
-	37, // 41: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
+	39, // 41: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
 	14, // 42: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
 	16, // 43: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
-	18, // 44: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
-	20, // 45: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
-	22, // 46: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
-	24, // 47: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
-	27, // 48: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
-	28, // 49: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
-	28, // 50: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
-	30, // 51: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
-	32, // 52: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
-	35, // 53: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
-	38, // 54: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
-	40, // 55: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
-	42, // 56: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
-	44, // 57: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
-	46, // 58: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
-	15, // 59: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
-	17, // 60: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
-	19, // 61: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
-	21, // 62: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
-	23, // 63: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
-	26, // 64: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
-	25, // 65: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
-	29, // 66: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
-	29, // 67: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
-	31, // 68: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
-	33, // 69: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
-	36, // 70: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
-	39, // 71: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
-	41, // 72: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
-	43, // 73: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
-	45, // 74: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
-	23, // 75: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
-	59, // [59:76] is the sub-list for method output_type
-	42, // [42:59] is the sub-list for method input_type
+	18, // 44: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
+	20, // 45: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
+	22, // 46: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
+	24, // 47: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
+	26, // 48: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
+	29, // 49: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
+	30, // 50: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
+	30, // 51: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
+	32, // 52: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
+	34, // 53: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
+	37, // 54: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
+	40, // 55: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
+	42, // 56: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
+	44, // 57: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
+	46, // 58: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
+	48, // 59: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
+	15, // 60: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
+	17, // 61: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
+	19, // 62: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
+	21, // 63: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
+	23, // 64: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
+	25, // 65: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
+	28, // 66: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
+	27, // 67: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
+	31, // 68: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
+	31, // 69: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
+	33, // 70: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
+	35, // 71: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
+	38, // 72: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
+	41, // 73: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
+	43, // 74: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
+	45, // 75: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
+	47, // 76: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
+	25, // 77: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
+	60, // [60:78] is the sub-list for method output_type
+	42, // [42:60] is the sub-list for method input_type
 	42, // [42:42] is the sub-list for extension type_name
 	42, // [42:42] is the sub-list for extension extendee
 	0,  // [0:42] is the sub-list for field type_name
@@ -4807,7 +4940,7 @@ func file_api_loom_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_loom_proto_rawDesc), len(file_api_loom_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   57,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

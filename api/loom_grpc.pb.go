@@ -25,6 +25,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	JobService_Submit_FullMethodName     = "/loom.v1.JobService/Submit"
 	JobService_Cancel_FullMethodName     = "/loom.v1.JobService/Cancel"
+	JobService_Hold_FullMethodName       = "/loom.v1.JobService/Hold"
 	JobService_GetJob_FullMethodName     = "/loom.v1.JobService/GetJob"
 	JobService_ListJobs_FullMethodName   = "/loom.v1.JobService/ListJobs"
 	JobService_StreamLogs_FullMethodName = "/loom.v1.JobService/StreamLogs"
@@ -36,6 +37,9 @@ const (
 type JobServiceClient interface {
 	Submit(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*SubmitResponse, error)
 	Cancel(ctx context.Context, in *CancelRequest, opts ...grpc.CallOption) (*CancelResponse, error)
+	// Hold keeps pending jobs from starting (scontrol hold); with release it
+	// lets them be scheduled again (scontrol release).
+	Hold(ctx context.Context, in *HoldRequest, opts ...grpc.CallOption) (*HoldResponse, error)
 	GetJob(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*GetJobResponse, error)
 	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
 	StreamLogs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogChunk], error)
@@ -63,6 +67,16 @@ func (c *jobServiceClient) Cancel(ctx context.Context, in *CancelRequest, opts .
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CancelResponse)
 	err := c.cc.Invoke(ctx, JobService_Cancel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) Hold(ctx context.Context, in *HoldRequest, opts ...grpc.CallOption) (*HoldResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HoldResponse)
+	err := c.cc.Invoke(ctx, JobService_Hold_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -114,6 +128,9 @@ type JobService_StreamLogsClient = grpc.ServerStreamingClient[LogChunk]
 type JobServiceServer interface {
 	Submit(context.Context, *SubmitRequest) (*SubmitResponse, error)
 	Cancel(context.Context, *CancelRequest) (*CancelResponse, error)
+	// Hold keeps pending jobs from starting (scontrol hold); with release it
+	// lets them be scheduled again (scontrol release).
+	Hold(context.Context, *HoldRequest) (*HoldResponse, error)
 	GetJob(context.Context, *GetJobRequest) (*GetJobResponse, error)
 	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
 	StreamLogs(*LogsRequest, grpc.ServerStreamingServer[LogChunk]) error
@@ -132,6 +149,9 @@ func (UnimplementedJobServiceServer) Submit(context.Context, *SubmitRequest) (*S
 }
 func (UnimplementedJobServiceServer) Cancel(context.Context, *CancelRequest) (*CancelResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Cancel not implemented")
+}
+func (UnimplementedJobServiceServer) Hold(context.Context, *HoldRequest) (*HoldResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Hold not implemented")
 }
 func (UnimplementedJobServiceServer) GetJob(context.Context, *GetJobRequest) (*GetJobResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetJob not implemented")
@@ -199,6 +219,24 @@ func _JobService_Cancel_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobService_Hold_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HoldRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).Hold(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_Hold_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).Hold(ctx, req.(*HoldRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _JobService_GetJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetJobRequest)
 	if err := dec(in); err != nil {
@@ -260,6 +298,10 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Cancel",
 			Handler:    _JobService_Cancel_Handler,
+		},
+		{
+			MethodName: "Hold",
+			Handler:    _JobService_Hold_Handler,
 		},
 		{
 			MethodName: "GetJob",

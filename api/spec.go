@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 )
 
 // Limits on a single spec, to refuse nonsense before it reaches Raft.
@@ -73,6 +74,11 @@ func ValidateSpec(s *JobSpec) error {
 	}
 	if s.Nice < -10000 || s.Nice > 10000 {
 		return fieldErr("--nice", "%d is outside -10000..10000", s.Nice)
+	}
+	if s.Array != "" {
+		if _, err := ParseArray(s.Array); err != nil {
+			return fieldErr("--array="+s.Array, "%s", strings.TrimPrefix(err.Error(), "--array="+s.Array+": "))
+		}
 	}
 	return nil
 }

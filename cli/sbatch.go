@@ -45,7 +45,7 @@ var sbatchEnvOptions = []struct{ env, long string }{
 }
 
 func runSbatch(ctx context.Context, e *env, args []string) int {
-	o := &sbatchOpts{}
+	o := &sbatchOpts{now: e.now}
 	opts := sbatchOptions(o)
 	cmdUses, pos, err := parseArgs(opts, args, parseConfig{stopAtArg: true})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -22,6 +23,7 @@ type sbatchOpts struct {
 	parsable bool
 	help     bool
 	usage    bool
+	now      func() time.Time // for --begin
 }
 
 // ignoredOption is what the setter of a recognised but unsupported option
@@ -140,6 +142,42 @@ func sbatchOptions(o *sbatchOpts) []*option {
 			s.MaxRestarts = proto.Uint32(uint32(n))
 			return nil
 		}},
+		{long: "array", short: 'a', arg: requiredArg, meta: "INDEXES", help: "a job array: 0-99, 1,3,5-7, 0-15:4, with %N to run at most N at once", set: func(v string) error {
+			if _, err := api.ParseArray(v); err != nil {
+				return errors.New(strings.TrimPrefix(err.Error(), "--array="+v+": "))
+			}
+			s.Array = v
+			return nil
+		}},
+		{long: "begin", short: 'b', arg: requiredArg, meta: "TIME", help: "not before TIME: now+N[units], HH:MM, YYYY-MM-DD[THH:MM], midnight, noon, tomorrow", set: func(v string) error {
+			now := time.Now
+			if o.now != nil {
+				now = o.now
+			}
+			t, err := parseBegin(v, now())
+			if err != nil {
+				return err
+			}
+			s.BeginUnixMs = t.UnixMilli()
+			return nil
+		}},
+		{long: "hold", short: 'H', arg: noArg, help: "submit held; run it with scontrol release", set: func(string) error { s.Hold = true; return nil }},
+		{long: "switches", arg: requiredArg, meta: "N[@TIME]", help: "at most N leaf switches, waiting up to TIME for such a placement", set: func(v string) error {
+			count, wait, hasWait := strings.Cut(v, "@")
+			n, err := strconv.ParseUint(count, 10, 32)
+			if err != nil || n == 0 {
+				return fmt.Errorf("switch count %q is not a positive number", count)
+			}
+			s.Switches = uint32(n)
+			if hasWait {
+				sec, err := api.ParseSlurmTime(wait)
+				if err != nil {
+					return fmt.Errorf("wait %q: %v", wait, err)
+				}
+				s.SwitchesWaitS = sec
+			}
+			return nil
+		}},
 		{long: "parsable", arg: noArg, help: "print only the job id", set: setBool(&o.parsable, true)},
 		{long: "quiet", short: 'Q', arg: noArg, help: "accepted for compatibility", set: func(string) error { return nil }},
 		{long: "verbose", short: 'v', arg: noArg, set: func(string) error { return nil }},
@@ -156,9 +194,6 @@ func sbatchOptions(o *sbatchOpts) []*option {
 		arg   argKind
 		why   string
 	}{
-		{"array", 'a', requiredArg, "job arrays are not supported yet; submit one job per task"},
-		{"begin", 'b', requiredArg, "deferred start is not supported yet"},
-		{"hold", 'H', noArg, "held submission is not supported yet"},
 		{"mem-per-cpu", 0, requiredArg, "give memory per node with --mem"},
 		{"mem-per-gpu", 0, requiredArg, "give memory per node with --mem"},
 		{"nodelist", 'w', requiredArg, "choosing nodes by name is not supported yet"},
@@ -180,7 +215,7 @@ func sbatchOptions(o *sbatchOpts) []*option {
 		{"mail-type", 0, requiredArg}, {"mail-user", 0, requiredArg}, {"comment", 0, requiredArg},
 		{"signal", 0, requiredArg}, {"constraint", 'C', requiredArg}, {"reservation", 0, requiredArg},
 		{"licenses", 'L', requiredArg}, {"hint", 0, requiredArg}, {"distribution", 'm', requiredArg},
-		{"switches", 0, requiredArg}, {"open-mode", 0, requiredArg}, {"time-min", 0, requiredArg},
+		{"open-mode", 0, requiredArg}, {"time-min", 0, requiredArg},
 		{"gpu-bind", 0, requiredArg}, {"cpu-bind", 0, requiredArg}, {"mem-bind", 0, requiredArg},
 		{"gpu-freq", 0, requiredArg}, {"threads-per-core", 0, requiredArg}, {"sockets-per-node", 0, requiredArg},
 		{"cores-per-socket", 0, requiredArg}, {"ntasks-per-socket", 0, requiredArg}, {"ntasks-per-core", 0, requiredArg},

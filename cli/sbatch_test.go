@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -70,6 +71,12 @@ srun python train.py
 			want: &api.JobSpec{Name: "train", NodesMin: 2, NodesMax: 2, NtasksPerNode: 8, GpusPerNode: 8, GpuType: "h100",
 				CpusPerTask: 4, MemPerNodeMb: 65536, TimeLimitS: 86400, Output: "out-%j-%t.txt", Error: "err-%x.txt",
 				Partition: "gpu", Account: "proj", Qos: "high", Exclusive: true, Requeue: proto.Bool(true), Nice: 100, Dependency: "afterok:12:13"},
+		},
+		{
+			name:   "arrays, begin, hold and switches",
+			script: header + "#SBATCH --array=0-9%2\n#SBATCH --begin=now+60\n#SBATCH --hold\n#SBATCH --switches=1@5:00\ntrue\n",
+			want: &api.JobSpec{Name: "job.sh", Array: "0-9%2", BeginUnixMs: testNow.Add(time.Minute).UnixMilli(), Hold: true,
+				Switches: 1, SwitchesWaitS: 300},
 		},
 		{
 			name:   "command line overrides script",
@@ -314,9 +321,9 @@ func TestSbatchErrors(t *testing.T) {
 			wantErr: "sbatch: error: option '--no' is ambiguous; possibilities: --no-kill --no-requeue --nodelist --nodes\nTry \"sbatch --help\" for more information\n",
 		},
 		{
-			name:    "arrays refused",
-			script:  header + "#SBATCH --array=0-9\ntrue\n",
-			wantErr: "sbatch: error: line 2: --array=0-9: job arrays are not supported yet; submit one job per task\n",
+			name:    "malformed array",
+			script:  header + "#SBATCH --array=9-0\ntrue\n",
+			wantErr: "sbatch: error: line 2: --array=9-0: \"9-0\" is not a range\n",
 		},
 		{
 			name:    "no interpreter line",

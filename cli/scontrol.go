@@ -73,7 +73,32 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 		return e.fail(&usageError{fmt.Sprintf("show: cannot show %q: Loom shows job and node", pos[1])})
 	case cmd == "update":
 		return withClient(e, func(c *client) int { return updateNodes(ctx, e, c, pos[1:]) })
-	case cmd == "hold" || cmd == "release" || cmd == "requeue" || cmd == "suspend" || cmd == "resume" || cmd == "top":
+	case cmd == "hold" || cmd == "release":
+		ids, err := parseJobIDs(pos[1:])
+		if err != nil {
+			return e.fail(err)
+		}
+		if len(ids) == 0 {
+			return e.fail(&usageError{cmd + ": name the jobs: scontrol " + cmd + " JOBID[,JOBID...]"})
+		}
+		who, err := e.whoami()
+		if err != nil {
+			return e.fail(err)
+		}
+		return withClient(e, func(c *client) int {
+			err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+				resp, err := c.jobs(cc).Hold(ctx, &api.HoldRequest{JobIds: ids, Release: cmd == "release", User: who.user, Uid: who.uid})
+				if err == nil {
+					c.wrote(resp.GetIndex())
+				}
+				return err
+			})
+			if err != nil {
+				return e.fail(err)
+			}
+			return 0
+		})
+	case cmd == "requeue" || cmd == "suspend" || cmd == "resume" || cmd == "top":
 		return e.errorf("%s is not supported by Loom yet", cmd)
 	}
 	return e.fail(&usageError{fmt.Sprintf("unknown command %q", pos[0])})

@@ -34,7 +34,7 @@ const srunOutput = "srun-%j-%t.out"
 var srunDropped = map[string]bool{"wrap": true, "parsable": true}
 
 func runSrun(ctx context.Context, e *env, args []string) int {
-	o := &sbatchOpts{}
+	o := &sbatchOpts{now: e.now}
 	var label bool
 	var opts []*option
 	for _, op := range sbatchOptions(o) {

@@ -3,8 +3,6 @@ package raft
 import (
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/loomhpc/loom/api"
 	"google.golang.org/protobuf/proto"
@@ -45,7 +43,7 @@ func submitOne(t *txn, req *api.SubmitRequest, now int64) uint64 {
 	id := t.nextJobID
 	tasks, err := []uint32(nil), error(nil)
 	if req.GetSpec().GetArray() != "" {
-		tasks, err = parseArray(req.Spec.Array)
+		tasks, err = api.ParseArray(req.Spec.Array)
 	}
 	newJob := func(jid uint64, spec *api.JobSpec) *api.Job {
 		j := &api.Job{
@@ -98,52 +96,7 @@ func submitOne(t *txn, req *api.SubmitRequest, now int64) uint64 {
 // ReasonHeld is the pending reason of a held job (--hold, scontrol hold).
 const ReasonHeld = "JobHeldUser"
 
-// MaxArrayTasks bounds one --array (Slurm's MaxArraySize defaults to 1001).
-const MaxArrayTasks = 10001
 
-// parseArray expands Slurm's --array syntax ("0-99%8", "1,3,5-7",
-// "0-15:4") into task indexes; the %N limit is the scheduler's to apply.
-func parseArray(s string) ([]uint32, error) {
-	body, lim, hasLim := strings.Cut(s, "%")
-	if hasLim {
-		if n, err := strconv.ParseUint(lim, 10, 32); err != nil || n == 0 {
-			return nil, fmt.Errorf("--array=%s: limit %q is not a positive number", s, lim)
-		}
-	}
-	var idx []uint32
-	seen := map[uint64]bool{}
-	for _, part := range strings.Split(body, ",") {
-		rng, stepS, hasStep := strings.Cut(part, ":")
-		step := uint64(1)
-		if hasStep {
-			var err error
-			if step, err = strconv.ParseUint(stepS, 10, 32); err != nil || step == 0 {
-				return nil, fmt.Errorf("--array=%s: step %q is not a positive number", s, stepS)
-			}
-		}
-		loS, hiS, isRange := strings.Cut(rng, "-")
-		lo, err := strconv.ParseUint(loS, 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("--array=%s: %q is not a task index", s, loS)
-		}
-		hi := lo
-		if isRange {
-			if hi, err = strconv.ParseUint(hiS, 10, 32); err != nil || hi < lo {
-				return nil, fmt.Errorf("--array=%s: %q is not a range", s, rng)
-			}
-		}
-		for i := lo; i <= hi; i += step {
-			if len(idx) >= MaxArrayTasks {
-				return nil, fmt.Errorf("--array=%s: more than %d tasks", s, MaxArrayTasks)
-			}
-			if !seen[i] {
-				seen[i] = true
-				idx = append(idx, uint32(i))
-			}
-		}
-	}
-	return idx, nil
-}
 
 func applyHoldJobs(t *txn, m proto.Message) *Result {
 	c := m.(*api.HoldJobsCommand)

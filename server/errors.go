@@ -21,6 +21,7 @@ var errorCodes = []struct {
 	{raft.ErrNodeNotFound, codes.NotFound},
 	{raft.ErrPermission, codes.PermissionDenied},
 	{raft.ErrJobFinished, codes.FailedPrecondition},
+	{raft.ErrNotPending, codes.FailedPrecondition},
 	{raft.ErrStaleGeneration, codes.FailedPrecondition},
 	{api.ErrEmptyJob, codes.InvalidArgument},
 	{errInfeasible, codes.InvalidArgument},

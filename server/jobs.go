@@ -71,6 +71,25 @@ func (js *jobService) Cancel(ctx context.Context, req *api.CancelRequest) (*api.
 	return &api.CancelResponse{Cancelled: res.JobIDs, Index: res.Index}, nil
 }
 
+func (js *jobService) Hold(ctx context.Context, req *api.HoldRequest) (*api.HoldResponse, error) {
+	if len(req.JobIds) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "no job ids given")
+	}
+	if resp, fwd, err := forward(js.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.HoldResponse, error) {
+		return api.NewJobServiceClient(c).Hold(ctx, req)
+	}); fwd {
+		return resp, err
+	}
+	res, err := js.s.apply(ctx, raft.CmdHoldJobs, &api.HoldJobsCommand{JobIds: req.JobIds, Release: req.Release, Uid: req.Uid, NowUnixMs: nowMs()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if res.Err != nil {
+		return nil, toStatus(res.Err)
+	}
+	return &api.HoldResponse{JobIds: res.JobIDs, Index: res.Index}, nil
+}
+
 // readAt returns a state at least as new as minIndex (read-your-writes).
 func (s *Server) readAt(ctx context.Context, minIndex uint64) (*raft.Snapshot, error) {
 	if minIndex == 0 {

@@ -1,0 +1,64 @@
+package devcluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loomhpc/loom/api"
+)
+
+// TestArrayAndHold: an --array becomes one job per task with Slurm's array
+// environment and %A_%a output names, at most %N of them at once; a held
+// job waits until released.
+func TestArrayAndHold(t *testing.T) {
+	_, jobs := startCluster(t, 2)
+	dir := t.TempDir()
+	first := submit(t, jobs, &api.JobSpec{Array: "0-3%2", GpusPerNode: 1, WorkingDir: dir, Output: "arr-%A_%a.out",
+		Script: "#!/bin/sh\necho \"$SLURM_ARRAY_JOB_ID $SLURM_ARRAY_TASK_ID\"\nsleep 1\n"})
+	ids := []uint64{first, first + 1, first + 2, first + 3}
+	maxRunning := 0
+	waitFor(t, "every array task to end", 60*time.Second, func() bool {
+		running, done := 0, 0
+		for _, id := range ids {
+			j := getJob(t, jobs, id)
+			if j.State == api.JobState_RUNNING || j.State == api.JobState_CONFIGURING {
+				running++
+			}
+			if j.State.Terminal() && !j.HoldsResources() {
+				done++
+			}
+		}
+		maxRunning = max(maxRunning, running)
+		return done == len(ids)
+	})
+	if maxRunning > 2 {
+		t.Errorf("%d array tasks ran at once, want at most 2 (%%2)", maxRunning)
+	}
+	for i, id := range ids {
+		j := getJob(t, jobs, id)
+		if j.State != api.JobState_COMPLETED || j.ArrayJobId != first || j.ArrayTaskId != uint32(i) {
+			t.Fatalf("job %d: %s array %d_%d, want COMPLETED %d_%d", id, j.State, j.ArrayJobId, j.ArrayTaskId, first, i)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("arr-%d_%d.out", first, i)))
+		if err != nil || strings.TrimSpace(string(b)) != fmt.Sprintf("%d %d", first, i) {
+			t.Errorf("task %d printed %q (%v), want %q", i, b, err, fmt.Sprintf("%d %d", first, i))
+		}
+	}
+
+	held := submit(t, jobs, &api.JobSpec{Hold: true, Script: "#!/bin/sh\ntrue\n"})
+	time.Sleep(300 * time.Millisecond) // several scheduling cycles: a held job must not start
+	if j := getJob(t, jobs, held); j.State != api.JobState_PENDING || j.Reason != "JobHeldUser" {
+		t.Fatalf("held job: %s (%s), want PENDING JobHeldUser", j.State, j.Reason)
+	}
+	if _, err := jobs.Hold(context.Background(), &api.HoldRequest{JobIds: []uint64{held}, Release: true, Uid: uint32(os.Getuid())}); err != nil {
+		t.Fatal(err)
+	}
+	if j := waitDone(t, jobs, held); j.State != api.JobState_COMPLETED {
+		t.Fatalf("released job ended %s, want COMPLETED", j.State)
+	}
+}
