@@ -96,8 +96,6 @@ func submitOne(t *txn, req *api.SubmitRequest, now int64) uint64 {
 // ReasonHeld is the pending reason of a held job (--hold, scontrol hold).
 const ReasonHeld = "JobHeldUser"
 
-
-
 func applyHoldJobs(t *txn, m proto.Message) *Result {
 	c := m.(*api.HoldJobsCommand)
 	res := &Result{}
