@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -229,10 +230,18 @@ func unmarshalPeerInfo(b []byte) peerInfo {
 
 // hostIdentity tells ranks on one machine apart from ranks elsewhere: the
 // hostname alone can repeat across containers, the boot id cannot.
+// hostIdentity names what shared memory can cross: the same kernel
+// (hostname and boot id) and the same /dev/shm. Ranks in containers with a
+// private /dev/shm each, on one host, therefore talk over TCP.
 func hostIdentity() string {
 	h, _ := os.Hostname()
 	b, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	return h + "/" + strings.TrimSpace(string(b))
+	id := h + "/" + strings.TrimSpace(string(b))
+	var st syscall.Stat_t
+	if err := syscall.Stat("/dev/shm", &st); err == nil {
+		id += fmt.Sprintf("/shm:%d:%d", st.Dev, st.Ino)
+	}
+	return id
 }
 
 // watchLoop aborts the communicator when the context of the collective in

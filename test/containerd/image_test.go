@@ -36,6 +36,13 @@ func buildProbeArchive(t *testing.T, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "probe")
 	buildProbe(t, bin)
+	return packArchive(t, dir, bin, "probe", probeImage)
+}
+
+// packArchive packs the binary at bin as /name, the only file of a
+// one-layer OCI image archive named image.
+func packArchive(t *testing.T, dir, bin, name, image string) string {
+	t.Helper()
 	exe, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +53,7 @@ func buildProbeArchive(t *testing.T, dir string) string {
 	for _, d := range []string{"tmp/", "etc/"} {
 		lw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o1777, ModTime: mt})
 	}
-	lw.WriteHeader(&tar.Header{Name: "probe", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(exe)), ModTime: mt})
+	lw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(exe)), ModTime: mt})
 	lw.Write(exe)
 	if err := lw.Close(); err != nil {
 		t.Fatal(err)
@@ -82,10 +89,10 @@ func buildProbeArchive(t *testing.T, dir string) string {
 		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
 		"config": config, "layers": []desc{layerDesc},
 	}))
-	manifest.Annotations = map[string]string{"io.containerd.image.name": probeImage, "org.opencontainers.image.ref.name": "1"}
+	manifest.Annotations = map[string]string{"io.containerd.image.name": image, "org.opencontainers.image.ref.name": "1"}
 	index := mustJSON(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []desc{manifest}})
 
-	path := filepath.Join(dir, "probe.tar")
+	path := filepath.Join(dir, name+".tar")
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
