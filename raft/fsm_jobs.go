@@ -98,28 +98,41 @@ const ReasonHeld = "JobHeldUser"
 
 func applyHoldJobs(t *txn, m proto.Message) *Result {
 	c := m.(*api.HoldJobsCommand)
-	res := &Result{}
-	var errs []error
-	for _, id := range c.JobIds {
-		j := t.job(id)
-		switch {
-		case j == nil:
-			errs = append(errs, fmt.Errorf("job %d: %w", id, ErrJobNotFound))
-			continue
-		case c.Uid != 0 && c.Uid != j.Uid:
-			errs = append(errs, fmt.Errorf("job %d belongs to %s: %w", id, j.User, ErrPermission))
-			continue
-		case j.State != api.JobState_PENDING:
-			errs = append(errs, fmt.Errorf("job %d is %s: %w", id, j.State, ErrNotPending))
-			continue
+	return changeOwnedJobs(t, c.JobIds, c.Uid, func(j *api.Job) error {
+		if j.State != api.JobState_PENDING {
+			return fmt.Errorf("job %d is %s: %w", j.Id, j.State, ErrNotPending)
 		}
-		j = cloneJob(j)
 		j.Spec.Hold = !c.Release
 		j.Reason = ReasonNone
 		if j.Spec.Hold {
 			j.Reason = ReasonHeld
 		}
 		j.ExpectedStartUnixMs = 0
+		return nil
+	})
+}
+
+// changeOwnedJobs applies change to a copy of each job that exists and
+// that uid may act on (0: an operator, any job), stores the jobs changed,
+// and reports the others' errors together.
+func changeOwnedJobs(t *txn, ids []uint64, uid uint32, change func(*api.Job) error) *Result {
+	res := &Result{}
+	var errs []error
+	for _, id := range ids {
+		j := t.job(id)
+		switch {
+		case j == nil:
+			errs = append(errs, fmt.Errorf("job %d: %w", id, ErrJobNotFound))
+			continue
+		case uid != 0 && uid != j.Uid:
+			errs = append(errs, fmt.Errorf("job %d belongs to %s: %w", id, j.User, ErrPermission))
+			continue
+		}
+		j = cloneJob(j)
+		if err := change(j); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		t.putJob(j)
 		res.JobIDs = append(res.JobIDs, id)
 	}
@@ -132,31 +145,16 @@ var ErrNotPending = errors.New("only pending jobs can be held or released")
 
 func applyCancelJobs(t *txn, m proto.Message) *Result {
 	c := m.(*api.CancelJobsCommand)
-	res := &Result{}
-	var errs []error
-	for _, id := range c.Request.JobIds {
-		j := t.job(id)
-		switch {
-		case j == nil:
-			errs = append(errs, fmt.Errorf("job %d: %w", id, ErrJobNotFound))
-			continue
-		case c.Request.Uid != 0 && c.Request.Uid != j.Uid:
-			errs = append(errs, fmt.Errorf("job %d belongs to %s: %w", id, j.User, ErrPermission))
-			continue
-		case j.State.Terminal():
-			errs = append(errs, fmt.Errorf("job %d: %w", id, ErrJobFinished))
-			continue
+	return changeOwnedJobs(t, c.Request.JobIds, c.Request.Uid, func(j *api.Job) error {
+		if j.State.Terminal() {
+			return fmt.Errorf("job %d: %w", j.Id, ErrJobFinished)
 		}
-		j = cloneJob(j)
 		j.State = api.JobState_CANCELLED
 		j.Reason = ""
 		j.EndUnixMs = c.NowUnixMs
 		j.ExpectedStartUnixMs = 0
-		t.putJob(j)
-		res.JobIDs = append(res.JobIDs, id)
-	}
-	res.Err = errors.Join(errs...)
-	return res
+		return nil
+	})
 }
 
 // ErrJobFinished refuses to cancel a job that has already ended.

@@ -271,3 +271,29 @@ func Ctx(t testing.TB) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// Gossiping is a cluster of servers and gossiping agents, up and
+// registered.
+type Gossiping struct {
+	Servers []*Server
+	Agents  map[string]*Proc // by node name: node1, node2, ...
+	Jobs    api.JobServiceClient
+	Nodes   api.NodeServiceClient
+}
+
+// StartGossiping starts nServers servers and nAgents gossiping agents with
+// simulated DGX H100 nodes in dir, and waits until every node registered.
+func StartGossiping(t testing.TB, dir string, nServers, nAgents int) *Gossiping {
+	t.Helper()
+	g := &Gossiping{Servers: StartServers(t, dir, nServers), Agents: map[string]*Proc{}}
+	for i := 1; i <= nAgents; i++ {
+		name := fmt.Sprintf("node%d", i)
+		g.Agents[name] = StartGossipAgent(t, dir, name, "dgx-h100", 29500+100*i, g.Servers)
+	}
+	g.Jobs, g.Nodes = Client(t, g.Servers[0].RPC)
+	WaitFor(t, fmt.Sprintf("%d registered nodes", nAgents), 30*time.Second, func() bool {
+		r, err := g.Nodes.ListNodes(Ctx(t), &api.ListNodesRequest{})
+		return err == nil && len(r.Nodes) == nAgents
+	})
+	return g
+}

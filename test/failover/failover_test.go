@@ -45,17 +45,8 @@ func TestAgentKillRequeuesGang(t *testing.T) {
 	dir := t.TempDir()
 	work := filepath.Join(dir, "work")
 	os.MkdirAll(work, 0o755)
-	servers := cluster.StartServers(t, dir, 3)
-	agents := map[string]*cluster.Proc{}
-	for i := 1; i <= 3; i++ {
-		name := fmt.Sprintf("node%d", i)
-		agents[name] = cluster.StartGossipAgent(t, dir, name, "dgx-h100", 29500+100*i, servers)
-	}
-	jobs, nodes := cluster.Client(t, servers[0].RPC)
-	cluster.WaitFor(t, "three registered nodes", 30*time.Second, func() bool {
-		r, err := nodes.ListNodes(cluster.Ctx(t), &api.ListNodesRequest{})
-		return err == nil && len(r.Nodes) == 3
-	})
+	c := cluster.StartGossiping(t, dir, 3, 3)
+	servers, agents, jobs, nodes := c.Servers, c.Agents, c.Jobs, c.Nodes
 	var id uint64
 	cluster.WaitFor(t, "the submit to be accepted", 20*time.Second, func() bool {
 		r, err := jobs.Submit(cluster.Ctx(t), &api.SubmitRequest{
