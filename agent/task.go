@@ -177,11 +177,19 @@ func (a *Agent) superviseTask(t *task, h driver.Handle, started time.Time) *api.
 			StartedUnixMs: started.UnixMilli(), OutputPath: t.stdout})
 	})
 
-	var limit <-chan time.Time
+	var limit, warn <-chan time.Time
 	if j.Spec.TimeLimitS > 0 {
 		timer := time.NewTimer(time.Duration(j.Spec.TimeLimitS)*time.Second - time.Since(started))
 		defer timer.Stop()
 		limit = timer.C
+	}
+	// --signal=SIG@SECS: warn every rank SECS before the limit (validated
+	// at submit, so a parse error here cannot happen).
+	warnSig, lead, _ := api.ParseSignal(j.Spec.Signal)
+	if j.Spec.Signal != "" && j.Spec.TimeLimitS > 0 {
+		timer := time.NewTimer(time.Duration(j.Spec.TimeLimitS-lead)*time.Second - time.Since(started))
+		defer timer.Stop()
+		warn = timer.C
 	}
 	type result struct {
 		ex  driver.Exit
@@ -201,7 +209,15 @@ func (a *Agent) superviseTask(t *task, h driver.Handle, started time.Time) *api.
 	reason := api.TaskEndReason_TASK_END_EXITED
 	msg := ""
 	var res result
+wait:
 	select {
+	case <-warn:
+		log.Info("signalling the rank before its time limit", "signal", warnSig, "seconds_left", lead)
+		if err := h.Signal(warnSig); err != nil {
+			log.Warn("could not signal the rank", "err", err)
+		}
+		warn = nil
+		goto wait
 	case <-detach:
 		log.Info("agent stopping; rank left running for the next agent")
 		return nil

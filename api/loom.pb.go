@@ -798,6 +798,9 @@ type JobSpec struct {
 	// to switches_wait_s for such a placement before taking any.
 	Switches      uint32 `protobuf:"varint,32,opt,name=switches,proto3" json:"switches,omitempty"`
 	SwitchesWaitS int64  `protobuf:"varint,33,opt,name=switches_wait_s,json=switchesWaitS,proto3" json:"switches_wait_s,omitempty"`
+	// signal is --signal=[{R|B}:]SIG[@SECS]: deliver SIG to every rank SECS
+	// (default 60) before the time limit, so learners can checkpoint.
+	Signal        string `protobuf:"bytes,34,opt,name=signal,proto3" json:"signal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1061,6 +1064,13 @@ func (x *JobSpec) GetSwitchesWaitS() int64 {
 		return x.SwitchesWaitS
 	}
 	return 0
+}
+
+func (x *JobSpec) GetSignal() string {
+	if x != nil {
+		return x.Signal
+	}
+	return ""
 }
 
 // Rank is one task of an allocation and where it runs.
@@ -4382,7 +4392,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bport_max\x18\x12 \x01(\rR\aportMax\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9b\b\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb3\b\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tnodes_min\x18\x02 \x01(\rR\bnodesMin\x12\x1b\n" +
@@ -4421,7 +4431,8 @@ const file_api_loom_proto_rawDesc = "" +
 	"\rbegin_unix_ms\x18\x1e \x01(\x03R\vbeginUnixMs\x12\x12\n" +
 	"\x04hold\x18\x1f \x01(\bR\x04hold\x12\x1a\n" +
 	"\bswitches\x18  \x01(\rR\bswitches\x12&\n" +
-	"\x0fswitches_wait_s\x18! \x01(\x03R\rswitchesWaitS\x1a6\n" +
+	"\x0fswitches_wait_s\x18! \x01(\x03R\rswitchesWaitS\x12\x16\n" +
+	"\x06signal\x18\" \x01(\tR\x06signal\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\n" +

@@ -75,6 +75,11 @@ func ValidateSpec(s *JobSpec) error {
 	if s.Nice < -10000 || s.Nice > 10000 {
 		return fieldErr("--nice", "%d is outside -10000..10000", s.Nice)
 	}
+	if s.Signal != "" {
+		if _, _, err := ParseSignal(s.Signal); err != nil {
+			return fieldErr("--signal", "%v", err)
+		}
+	}
 	if s.Array != "" {
 		if _, err := ParseArray(s.Array); err != nil {
 			return fieldErr("--array="+s.Array, "%s", strings.TrimPrefix(err.Error(), "--array="+s.Array+": "))

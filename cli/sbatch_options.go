@@ -161,6 +161,13 @@ func sbatchOptions(o *sbatchOpts) []*option {
 			s.BeginUnixMs = t.UnixMilli()
 			return nil
 		}},
+		{long: "signal", arg: requiredArg, meta: "[{R|B}:]SIG[@SECS]", help: "send SIG to every rank SECS (default 60) before the time limit", set: func(v string) error {
+			if _, _, err := api.ParseSignal(v); err != nil {
+				return err
+			}
+			s.Signal = v
+			return nil
+		}},
 		{long: "hold", short: 'H', arg: noArg, help: "submit held; run it with scontrol release", set: func(string) error { s.Hold = true; return nil }},
 		{long: "switches", arg: requiredArg, meta: "N[@TIME]", help: "at most N leaf switches, waiting up to TIME for such a placement", set: func(v string) error {
 			count, wait, hasWait := strings.Cut(v, "@")
@@ -213,7 +220,7 @@ func sbatchOptions(o *sbatchOpts) []*option {
 		arg   argKind
 	}{
 		{"mail-type", 0, requiredArg}, {"mail-user", 0, requiredArg}, {"comment", 0, requiredArg},
-		{"signal", 0, requiredArg}, {"constraint", 'C', requiredArg}, {"reservation", 0, requiredArg},
+		{"constraint", 'C', requiredArg}, {"reservation", 0, requiredArg},
 		{"licenses", 'L', requiredArg}, {"hint", 0, requiredArg}, {"distribution", 'm', requiredArg},
 		{"open-mode", 0, requiredArg}, {"time-min", 0, requiredArg},
 		{"gpu-bind", 0, requiredArg}, {"cpu-bind", 0, requiredArg}, {"mem-bind", 0, requiredArg},

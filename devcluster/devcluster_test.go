@@ -251,3 +251,19 @@ func testLogger() *slog.Logger {
 	}
 	return slog.New(slog.DiscardHandler)
 }
+
+// TestSignalBeforeTimeLimit: --signal=USR1@2 reaches the rank two seconds
+// before its three-second limit, and the job still ends TIMEOUT.
+func TestSignalBeforeTimeLimit(t *testing.T) {
+	_, jobs := startCluster(t, 1)
+	dir := t.TempDir()
+	id := submit(t, jobs, &api.JobSpec{TimeLimitS: 3, Signal: "USR1@2", WorkingDir: dir, Requeue: proto.Bool(false),
+		Script: "#!/bin/sh\ntrap 'echo got-usr1 >> signals' USR1\nwhile true; do sleep 0.1; done\n"})
+	if j := waitDone(t, jobs, id); j.State != api.JobState_TIMEOUT {
+		t.Fatalf("job ended %s (%s), want TIMEOUT", j.State, j.Reason)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "signals"))
+	if err != nil || !strings.Contains(string(b), "got-usr1") {
+		t.Fatalf("the rank did not record SIGUSR1 before its limit: %q, %v", b, err)
+	}
+}

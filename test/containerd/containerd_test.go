@@ -266,15 +266,19 @@ func TestOutOfMemoryTimeoutAndCancel(t *testing.T) {
 
 	oom := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1, MemPerNodeMb: 32,
 		Argv: []string{"/probe", "alloc", "256"}, Output: "oom.txt"})
-	slow := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1, TimeLimitS: 1,
-		Argv: []string{"/probe", "sleep", "600"}, Output: "slow.txt"})
+	slow := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1, TimeLimitS: 5, Signal: "USR1@3",
+		Argv: []string{"/probe", "trap", "600"}, Output: "slow.txt"})
 	if j := e.waitEnd(oom, 60*time.Second); j.State != api.JobState_OUT_OF_MEMORY {
 		t.Errorf("job allocating 256 MB under --mem=32M ended %s (%s), want OUT_OF_MEMORY", j.State, j.Reason)
 	}
-	// SIGTERM at 1 s is ignored (the probe is its container's pid 1), so
-	// SIGKILL follows after the agents' 2 s grace.
+	// --signal=USR1@3 reaches the rank at 2 s; SIGTERM at the 5 s limit is
+	// ignored (the probe is its container's pid 1), so SIGKILL follows
+	// after the agents' 2 s grace.
 	if j := e.waitEnd(slow, 60*time.Second); j.State != api.JobState_TIMEOUT {
-		t.Errorf("job past --time=1s ended %s (%s), want TIMEOUT", j.State, j.Reason)
+		t.Errorf("job past --time=0:05 ended %s (%s), want TIMEOUT", j.State, j.Reason)
+	}
+	if out := readFile(t, filepath.Join(e.dir, "slow.txt")); !strings.Contains(out, "got SIGUSR1") {
+		t.Errorf("job with --signal=USR1@3 did not get SIGUSR1 before its limit; output %q", out)
 	}
 
 	gang := e.submit(&api.JobSpec{NodesMin: 2, NodesMax: 2, NtasksPerNode: 2, GpusPerNode: 2,

@@ -4,6 +4,7 @@
 //
 //	probe id            print uid, gid, groups, CUDA_VISIBLE_DEVICES, memory limit
 //	probe sleep SECS    sleep, ignoring nothing
+//	probe trap SECS     sleep, printing "got SIGUSR1" for each SIGUSR1
 //	probe alloc MB      touch MB megabytes of memory, then exit 0
 //	probe tick N        print N numbered lines, 100 ms apart
 //	probe mounts        read /data/input.txt, try to write /data, write $LOOM_RESULT_DIR/rank-$RANK.txt
@@ -14,6 +15,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,6 +48,18 @@ func main() {
 		fmt.Printf("result=%s err=%v\n", res, err)
 	case "sleep":
 		time.Sleep(time.Duration(arg()) * time.Second)
+	case "trap":
+		ch := make(chan os.Signal, 4)
+		signal.Notify(ch, syscall.SIGUSR1)
+		end := time.After(time.Duration(arg()) * time.Second)
+		for {
+			select {
+			case <-ch:
+				fmt.Println("got SIGUSR1")
+			case <-end:
+				return
+			}
+		}
 	case "alloc":
 		var keep [][]byte
 		for i := 0; i < arg(); i++ {
