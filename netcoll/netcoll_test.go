@@ -194,7 +194,7 @@ func runCollectives[T Elem](t *testing.T, comms []*Comm) {
 	n := len(comms)
 	ctx := context.Background()
 	dt := dtypeOf[T]()
-	for _, count := range testSizes(testing.Short()) {
+	for _, count := range testSizes(testing.Short() || raceEnabled) {
 		for _, op := range allOps {
 			// AllReduce, alternating in place and out of place.
 			inPlace := count%2 == 1

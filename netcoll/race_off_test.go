@@ -1,0 +1,5 @@
+//go:build !race
+
+package netcoll
+
+const raceEnabled = false
