@@ -186,6 +186,14 @@ func buildSpec(e *env, o *sbatchOpts, opts []*option, cmdUses []optUse, pos []st
 	if spec.Name == "" {
 		spec.Name = defaultName
 	}
+	return finishSpec(e, o, cwd)
+}
+
+// finishSpec fills what sbatch and srun take from the submitting shell —
+// the working directory (--chdir relative to cwd) and the exported
+// environment — and validates the spec.
+func finishSpec(e *env, o *sbatchOpts, cwd string) (*api.JobSpec, error) {
+	spec := &o.spec
 	spec.WorkingDir = cwd
 	if o.chdir != "" {
 		spec.WorkingDir = o.chdir
@@ -193,6 +201,7 @@ func buildSpec(e *env, o *sbatchOpts, opts []*option, cmdUses []optUse, pos []st
 			spec.WorkingDir = filepath.Join(cwd, o.chdir)
 		}
 	}
+	var err error
 	spec.Env, err = exportEnv(o.export, e.environ)
 	if err != nil {
 		return nil, fmt.Errorf("--export=%s: %w", o.export, err)

@@ -106,21 +106,7 @@ func buildSrunSpec(e *env, o *sbatchOpts, uses []optUse, pos []string) (*api.Job
 	if spec.Name == "" {
 		spec.Name = filepath.Base(pos[0])
 	}
-	spec.WorkingDir = cwd
-	if o.chdir != "" {
-		spec.WorkingDir = o.chdir
-		if !filepath.IsAbs(o.chdir) {
-			spec.WorkingDir = filepath.Join(cwd, o.chdir)
-		}
-	}
-	spec.Env, err = exportEnv(o.export, e.environ)
-	if err != nil {
-		return nil, fmt.Errorf("--export=%s: %w", o.export, err)
-	}
-	if err := api.ValidateSpec(spec); err != nil {
-		return nil, err
-	}
-	return spec, nil
+	return finishSpec(e, o, cwd)
 }
 
 // followJob waits for job id to be placed, streams its output to e until
