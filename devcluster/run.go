@@ -68,6 +68,11 @@ func printMetrics(w io.Writer, j *api.Job) {
 		dir = filepath.Join(j.GetSpec().GetWorkingDir(), ".loom", "job-"+strconv.FormatUint(j.GetId(), 10), "result")
 	}
 	path := filepath.Join(dir, "metrics.json")
+	// Every dev cluster numbers jobs from 1, so the directory may hold an
+	// earlier cluster's job 1: only a file written during this job counts.
+	if fi, err := os.Stat(path); err != nil || fi.ModTime().UnixMilli() < j.GetStartUnixMs() {
+		return
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return
