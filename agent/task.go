@@ -1,12 +1,14 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -99,7 +101,40 @@ func (a *Agent) newTask(k taskKey, j *api.Job, r *api.Rank) *task {
 	t.stdout, t.stderr = outputPaths(j, r)
 	a.tasks[k] = t
 	a.outs[outKey{k.job, k.rank}] = taskOutput{gen: k.gen, stdout: t.stdout, stderr: t.stderr, done: t.finished}
+	pruneOutputs(a.outs, maxRememberedOutputs)
 	return t
+}
+
+// maxRememberedOutputs bounds how many ranks' output paths an agent keeps
+// for loom logs; beyond it the oldest finished jobs' are forgotten (their
+// files stay where --output put them).
+const maxRememberedOutputs = 20000
+
+// pruneOutputs drops the finished ranks of the oldest jobs until outs
+// holds at most limit entries. Running ranks are always kept.
+func pruneOutputs(outs map[outKey]taskOutput, limit int) {
+	if len(outs) <= limit {
+		return
+	}
+	var done []outKey
+	for k, o := range outs {
+		if isClosed(o.done) {
+			done = append(done, k)
+		}
+	}
+	slices.SortFunc(done, func(a, b outKey) int {
+		if a.job != b.job {
+			return cmp.Compare(a.job, b.job)
+		}
+		return cmp.Compare(a.rank, b.rank)
+	})
+	// Prune to 90% so the walk is not repeated for every new rank.
+	for _, k := range done {
+		if len(outs) <= limit*9/10 {
+			break
+		}
+		delete(outs, k)
+	}
 }
 
 func (a *Agent) forgetTask(t *task) {
