@@ -99,3 +99,41 @@ func Stop(ctx context.Context, h Handle, grace time.Duration) (Exit, error) {
 	_ = h.Signal(syscall.SIGKILL)
 	return h.Wait(ctx)
 }
+
+// Ending is how a started rank ended, once it has. Drivers embed it in
+// their handles: the goroutine that reaps the rank calls End once, and
+// Wait and Ended serve everyone else.
+type Ending struct {
+	done chan struct{}
+	exit Exit
+	err  error
+}
+
+// NewEnding returns an Ending that has not ended yet.
+func NewEnding() *Ending { return &Ending{done: make(chan struct{})} }
+
+// End records how the rank ended and wakes every Wait. Call it once.
+func (e *Ending) End(ex Exit, err error) {
+	e.exit, e.err = ex, err
+	close(e.done)
+}
+
+// Wait blocks until the rank ends or ctx is done.
+func (e *Ending) Wait(ctx context.Context) (Exit, error) {
+	select {
+	case <-e.done:
+		return e.exit, e.err
+	case <-ctx.Done():
+		return Exit{}, ctx.Err()
+	}
+}
+
+// Ended reports whether the rank has ended.
+func (e *Ending) Ended() bool {
+	select {
+	case <-e.done:
+		return true
+	default:
+		return false
+	}
+}

@@ -24,9 +24,7 @@ type handle struct {
 	task   containerd.Task
 	cgroup string // the spec's cgroups path, for the OOM check
 
-	done chan struct{}
-	exit driver.Exit
-	err  error
+	*driver.Ending
 
 	cleanOnce sync.Once
 	cleanErr  error
@@ -37,7 +35,7 @@ type handle struct {
 // a task that has already stopped, whose status it keeps).
 func (d *Driver) newHandle(c containerd.Container, task containerd.Task) (*handle, error) {
 	ctx := d.ctx(context.Background())
-	h := &handle{d: d, c: c, task: task, done: make(chan struct{})}
+	h := &handle{d: d, c: c, task: task, Ending: driver.NewEnding()}
 	if spec, err := c.Spec(ctx); err == nil && spec.Linux != nil {
 		h.cgroup = spec.Linux.CgroupsPath
 	}
@@ -45,7 +43,7 @@ func (d *Driver) newHandle(c containerd.Container, task containerd.Task) (*handl
 	if err != nil {
 		return nil, err
 	}
-	go h.reap(ch)
+	go func() { h.End(h.reap(ch)) }()
 	return h, nil
 }
 
@@ -54,8 +52,7 @@ func (d *Driver) newHandle(c containerd.Container, task containerd.Task) (*handl
 // exit: the shim keeps the rank running and its exit status, so reap waits
 // again once containerd is back. Only a task containerd no longer knows,
 // or a closed driver, ends the wait without an exit status.
-func (h *handle) reap(ch <-chan containerd.ExitStatus) {
-	defer close(h.done)
+func (h *handle) reap(ch <-chan containerd.ExitStatus) (driver.Exit, error) {
 	var code uint32
 	backoff := 100 * time.Millisecond
 	for {
@@ -68,8 +65,7 @@ func (h *handle) reap(ch <-chan containerd.ExitStatus) {
 		for {
 			select {
 			case <-h.d.closed:
-				h.err = fmt.Errorf("containerd: wait for %s: driver closed", h.c.ID())
-				return
+				return driver.Exit{}, fmt.Errorf("containerd: wait for %s: driver closed", h.c.ID())
 			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, 5*time.Second)
@@ -78,39 +74,29 @@ func (h *handle) reap(ch <-chan containerd.ExitStatus) {
 				break
 			}
 			if errdefs.IsNotFound(err) {
-				h.err = fmt.Errorf("containerd: %s is gone: %w", h.c.ID(), err)
-				return
+				return driver.Exit{}, fmt.Errorf("containerd: %s is gone: %w", h.c.ID(), err)
 			}
 		}
 	}
+	var ex driver.Exit
 	// runc reports a rank killed by signal N as 128+N.
 	if code > 128 && code < 128+65 {
-		h.exit.Signal = int(code - 128)
+		ex.Signal = int(code - 128)
 	} else {
-		h.exit.Code = int(code)
+		ex.Code = int(code)
 	}
 	// As Slurm does: a rank that failed after the OOM killer killed any
 	// of its processes ran out of memory, whichever process died.
-	if h.exit != (driver.Exit{}) && oomKilled(h.cgroup) {
-		h.exit.OOM = true
+	if ex != (driver.Exit{}) && oomKilled(h.cgroup) {
+		ex.OOM = true
 	}
-}
-
-func (h *handle) Wait(ctx context.Context) (driver.Exit, error) {
-	select {
-	case <-h.done:
-		return h.exit, h.err
-	case <-ctx.Done():
-		return driver.Exit{}, ctx.Err()
-	}
+	return ex, nil
 }
 
 // Signal delivers sig to every process of the container.
 func (h *handle) Signal(sig syscall.Signal) error {
-	select {
-	case <-h.done:
+	if h.Ended() {
 		return nil
-	default:
 	}
 	ctx, cancel := context.WithTimeout(h.d.ctx(context.Background()), 10*time.Second)
 	defer cancel()

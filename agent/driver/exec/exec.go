@@ -54,7 +54,7 @@ func (d *Driver) Start(ctx context.Context, s driver.TaskSpec) (driver.Handle, e
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", driver.ErrStart, s.ID, err)
 	}
-	h := &handle{cmd: cmd, setup: &setup, done: make(chan struct{})}
+	h := &handle{cmd: cmd, setup: &setup, Ending: driver.NewEnding()}
 	go h.reap()
 	return h, nil
 }
@@ -62,46 +62,34 @@ func (d *Driver) Start(ctx context.Context, s driver.TaskSpec) (driver.Handle, e
 type handle struct {
 	cmd   *osexec.Cmd
 	setup *strings.Builder
-	done  chan struct{}
-	exit  driver.Exit
-	err   error
+	*driver.Ending
 }
 
-func (h *handle) reap() {
+func (h *handle) reap() { h.End(h.wait()) }
+
+// wait waits for the process and works out how it ended.
+func (h *handle) wait() (driver.Exit, error) {
 	err := h.cmd.Wait()
 	var ee *osexec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		ws := ee.Sys().(syscall.WaitStatus)
-		if ws.Signaled() {
-			h.exit.Signal = int(ws.Signal())
-		} else {
-			h.exit.Code = ws.ExitStatus()
-		}
-		if h.exit.Code == 126 && h.setup.Len() > 0 {
-			h.err = fmt.Errorf("%w: %s", driver.ErrStart, strings.TrimSpace(h.setup.String()))
-		}
-	default:
-		h.err = err
+	if err == nil || !errors.As(err, &ee) {
+		return driver.Exit{}, err
 	}
-	close(h.done)
-}
-
-func (h *handle) Wait(ctx context.Context) (driver.Exit, error) {
-	select {
-	case <-h.done:
-		return h.exit, h.err
-	case <-ctx.Done():
-		return driver.Exit{}, ctx.Err()
+	var ex driver.Exit
+	ws := ee.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		ex.Signal = int(ws.Signal())
+	} else {
+		ex.Code = ws.ExitStatus()
 	}
+	if ex.Code == 126 && h.setup.Len() > 0 {
+		return ex, fmt.Errorf("%w: %s", driver.ErrStart, strings.TrimSpace(h.setup.String()))
+	}
+	return ex, nil
 }
 
 func (h *handle) Signal(sig syscall.Signal) error {
-	select {
-	case <-h.done:
+	if h.Ended() {
 		return nil
-	default:
 	}
 	return syscall.Kill(-h.cmd.Process.Pid, sig)
 }
