@@ -53,9 +53,10 @@ func TestMNISTFromOCIArchive(t *testing.T) {
 		Argv: []string{"/mnist", "--epochs", "4", "--batch", "32", "--data", "/data"},
 	})
 	j := e.waitEnd(id, 300*time.Second)
-	// Let every rank's end be reported, so that no container is still
-	// being torn down by its agent when the test's cleanup kills them.
+	// Let every rank's end be reported and its container removed: an agent
+	// killed while containerd deletes a task leaves the task's shim behind.
 	cluster.WaitFor(t, "every rank's end to be reported", 30*time.Second, func() bool { return !e.job(id).HoldsResources() })
+	e.requireNoContainers()
 	if j.State != api.JobState_COMPLETED {
 		for r := range 4 {
 			t.Logf("rank %d:\n%s", r, readFile(t, filepath.Join(e.dir, fmt.Sprintf("mnist-%d-%d.out", id, r))))

@@ -13,6 +13,8 @@ package containerd
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -151,10 +153,34 @@ func (d *Driver) ctx(ctx context.Context) context.Context {
 	return namespaces.WithNamespace(ctx, d.cfg.Namespace)
 }
 
-// containerID is the rank's container: the node name keeps ranks of
-// simulated nodes sharing one containerd apart.
+// containerID names a new container for the rank: the node name keeps ranks
+// of simulated nodes sharing one containerd apart, and a random suffix keeps
+// a start clear of whatever an earlier start of the same rank left behind.
+// containerd 1.6 keeps a task's shim and bundle when the client deleting it
+// dies halfway, and refuses a new task of that id until the daemon restarts;
+// a dev cluster restarted from scratch numbers its jobs from 1 again. The
+// agent finds its containers by their labels, never by this id.
 func (d *Driver) containerID(taskID string) string {
-	return sanitize(d.cfg.Node) + "-" + taskID
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return sanitize(d.cfg.Node) + "-" + taskID + "-" + hex.EncodeToString(b[:])
+}
+
+// nodeContainers lists this node's containers with the rank each runs.
+func (d *Driver) nodeContainers(ctx context.Context) (map[containerd.Container]string, error) {
+	cs, err := d.client.Containers(ctx, fmt.Sprintf("labels.%q==%q", LabelNode, d.cfg.Node))
+	if err != nil {
+		return nil, fmt.Errorf("containerd: list containers: %w", err)
+	}
+	out := make(map[containerd.Container]string, len(cs))
+	for _, c := range cs {
+		labels, err := c.Labels(ctx)
+		if err != nil && !errdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("containerd: labels of %s: %w", c.ID(), err)
+		}
+		out[c] = labels[LabelTask]
+	}
+	return out, nil
 }
 
 // sanitize makes s fit containerd's identifier grammar.
@@ -198,15 +224,18 @@ func (d *Driver) Start(ctx context.Context, s driver.TaskSpec) (driver.Handle, e
 	if len(s.Argv) == 0 {
 		return nil, fmt.Errorf("%w: %s: empty command", driver.ErrStart, s.ID)
 	}
+	// A container of this rank left by an agent that died while starting it
+	// is in the way of nothing, but it never ran anything recorded.
+	cs, err := d.nodeContainers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", driver.ErrStart, s.ID, err)
+	}
+	for c, taskID := range cs {
+		if taskID == s.ID {
+			d.remove(ctx, c)
+		}
+	}
 	id := d.containerID(s.ID)
-	// A container or snapshot of this id left by an agent that died while
-	// starting the rank is in the way; it never ran anything recorded.
-	if old, err := d.client.LoadContainer(ctx, id); err == nil {
-		d.remove(ctx, old)
-	}
-	if err := d.client.SnapshotService(d.cfg.Snapshotter).Remove(ctx, id); err != nil && !errdefs.IsNotFound(err) {
-		d.log.Warn("removing a leftover snapshot", "snapshot", id, "err", err)
-	}
 	// The logger cannot report a file it cannot open; find out now, as the
 	// user, so the rank fails to start with the reason.
 	if err := checkOutput(s); err != nil {
@@ -239,19 +268,18 @@ func (d *Driver) Start(ctx context.Context, s driver.TaskSpec) (driver.Handle, e
 // Recover finds this node's containers again after an agent restart.
 func (d *Driver) Recover(ctx context.Context, known []string) (map[string]driver.Handle, error) {
 	ctx = d.ctx(ctx)
-	want := map[string]string{} // container id -> task id
+	want := make(map[string]bool, len(known))
 	for _, k := range known {
-		want[d.containerID(k)] = k
+		want[k] = true
 	}
-	cs, err := d.client.Containers(ctx, fmt.Sprintf("labels.%q==%q", LabelNode, d.cfg.Node))
+	cs, err := d.nodeContainers(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("containerd: list containers: %w", err)
+		return nil, err
 	}
 	out := map[string]driver.Handle{}
-	for _, c := range cs {
-		taskID, ok := want[c.ID()]
-		if !ok {
-			d.log.Warn("removing a container the agent has no record of", "container", c.ID())
+	for c, taskID := range cs {
+		if !want[taskID] || out[taskID] != nil {
+			d.log.Warn("removing a container the agent has no record of", "container", c.ID(), "task", taskID)
 			d.remove(ctx, c)
 			continue
 		}
