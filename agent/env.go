@@ -158,3 +158,24 @@ func outputPaths(j *api.Job, r *api.Rank) (stdout, stderr string) {
 	}
 	return stdout, stderr
 }
+
+// truncateOutputs says which of a rank's output files its start empties.
+// As in Slurm, a job's first start truncates unless --open-mode=append, and
+// a requeued job appends to what its earlier run wrote. A file that several
+// ranks of the gang write (an --output without %t) is never truncated: the
+// ranks start at slightly different moments on different nodes, and one
+// would erase what another had already written.
+func truncateOutputs(j *api.Job, r *api.Rank, stdout, stderr string) (out, err bool) {
+	if j.GetSpec().GetOpenMode() == api.OpenModeAppend || j.GetRestartCount() > 0 || j.GetAllocation().GetGeneration() > 1 {
+		return false, false
+	}
+	writers := map[string]int{}
+	for _, o := range j.GetAllocation().GetRanks() {
+		so, se := outputPaths(j, o)
+		writers[so]++
+		if se != so {
+			writers[se]++
+		}
+	}
+	return writers[stdout] == 1, stderr != stdout && writers[stderr] == 1
+}

@@ -360,6 +360,7 @@ func (a *Agent) taskSpec(j *api.Job, r *api.Rank, stdout, stderr string) (driver
 			"loom.rank": strconv.FormatUint(uint64(r.Rank), 10), "loom.user": j.User,
 		},
 	}
+	s.TruncateStdout, s.TruncateStderr = truncateOutputs(j, r, stdout, stderr)
 	if j.Uid == 0 && !a.cfg.AllowRoot {
 		return s, errRootRefused
 	}

@@ -800,7 +800,12 @@ type JobSpec struct {
 	SwitchesWaitS int64  `protobuf:"varint,33,opt,name=switches_wait_s,json=switchesWaitS,proto3" json:"switches_wait_s,omitempty"`
 	// signal is --signal=[{R|B}:]SIG[@SECS]: deliver SIG to every rank SECS
 	// (default 60) before the time limit, so learners can checkpoint.
-	Signal        string `protobuf:"bytes,34,opt,name=signal,proto3" json:"signal,omitempty"`
+	Signal string `protobuf:"bytes,34,opt,name=signal,proto3" json:"signal,omitempty"`
+	// open_mode is --open-mode: "truncate" (the default, as Slurm's
+	// JobFileAppend=0) empties the output files when a rank first starts;
+	// "append" keeps what they held. A requeued job always appends, and so
+	// does a file several ranks share.
+	OpenMode      string `protobuf:"bytes,35,opt,name=open_mode,json=openMode,proto3" json:"open_mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1069,6 +1074,13 @@ func (x *JobSpec) GetSwitchesWaitS() int64 {
 func (x *JobSpec) GetSignal() string {
 	if x != nil {
 		return x.Signal
+	}
+	return ""
+}
+
+func (x *JobSpec) GetOpenMode() string {
+	if x != nil {
+		return x.OpenMode
 	}
 	return ""
 }
@@ -4392,7 +4404,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bport_max\x18\x12 \x01(\rR\aportMax\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb3\b\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd0\b\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tnodes_min\x18\x02 \x01(\rR\bnodesMin\x12\x1b\n" +
@@ -4432,7 +4444,8 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x04hold\x18\x1f \x01(\bR\x04hold\x12\x1a\n" +
 	"\bswitches\x18  \x01(\rR\bswitches\x12&\n" +
 	"\x0fswitches_wait_s\x18! \x01(\x03R\rswitchesWaitS\x12\x16\n" +
-	"\x06signal\x18\" \x01(\tR\x06signal\x1a6\n" +
+	"\x06signal\x18\" \x01(\tR\x06signal\x12\x1b\n" +
+	"\topen_mode\x18# \x01(\tR\bopenMode\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\n" +

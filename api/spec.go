@@ -80,6 +80,11 @@ func ValidateSpec(s *JobSpec) error {
 			return fieldErr("--signal", "%v", err)
 		}
 	}
+	switch s.OpenMode {
+	case "", OpenModeTruncate, OpenModeAppend:
+	default:
+		return fieldErr("--open-mode", "%q is neither %s nor %s", s.OpenMode, OpenModeAppend, OpenModeTruncate)
+	}
 	if s.Array != "" {
 		if _, err := ParseArray(s.Array); err != nil {
 			return fieldErr("--array="+s.Array, "%s", strings.TrimPrefix(err.Error(), "--array="+s.Array+": "))
@@ -230,3 +235,9 @@ func (s *JobSpec) RestartLimit() uint32 {
 	}
 	return DefaultMaxRestarts
 }
+
+// Values of JobSpec.OpenMode (--open-mode); empty means truncate.
+const (
+	OpenModeTruncate = "truncate"
+	OpenModeAppend   = "append"
+)

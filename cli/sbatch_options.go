@@ -168,6 +168,13 @@ func sbatchOptions(o *sbatchOpts) []*option {
 			s.Signal = v
 			return nil
 		}},
+		{long: "open-mode", arg: requiredArg, meta: "append|truncate", help: "keep or empty the output files when the job starts (default truncate)", set: func(v string) error {
+			if v != api.OpenModeAppend && v != api.OpenModeTruncate {
+				return fmt.Errorf("%q is neither %s nor %s", v, api.OpenModeAppend, api.OpenModeTruncate)
+			}
+			s.OpenMode = v
+			return nil
+		}},
 		{long: "hold", short: 'H', arg: noArg, help: "submit held; run it with scontrol release", set: func(string) error { s.Hold = true; return nil }},
 		{long: "switches", arg: requiredArg, meta: "N[@TIME]", help: "at most N leaf switches, waiting up to TIME for such a placement", set: func(v string) error {
 			count, wait, hasWait := strings.Cut(v, "@")
@@ -222,7 +229,7 @@ func sbatchOptions(o *sbatchOpts) []*option {
 		{"mail-type", 0, requiredArg}, {"mail-user", 0, requiredArg}, {"comment", 0, requiredArg},
 		{"constraint", 'C', requiredArg}, {"reservation", 0, requiredArg},
 		{"licenses", 'L', requiredArg}, {"hint", 0, requiredArg}, {"distribution", 'm', requiredArg},
-		{"open-mode", 0, requiredArg}, {"time-min", 0, requiredArg},
+		{"time-min", 0, requiredArg},
 		{"gpu-bind", 0, requiredArg}, {"cpu-bind", 0, requiredArg}, {"mem-bind", 0, requiredArg},
 		{"gpu-freq", 0, requiredArg}, {"threads-per-core", 0, requiredArg}, {"sockets-per-node", 0, requiredArg},
 		{"cores-per-socket", 0, requiredArg}, {"ntasks-per-socket", 0, requiredArg}, {"ntasks-per-core", 0, requiredArg},

@@ -278,6 +278,12 @@ func TestSbatchErrors(t *testing.T) {
 			wantErr: "sbatch: error: --time=abc: minutes \"abc\" is not a number (want M, M:S, H:M:S, D-H, D-H:M, D-H:M:S or UNLIMITED)\n",
 		},
 		{
+			name:    "bad open mode names the option",
+			script:  header + "true\n",
+			args:    []string{"--open-mode=overwrite"},
+			wantErr: "sbatch: error: --open-mode=overwrite: \"overwrite\" is neither append nor truncate\n",
+		},
+		{
 			name:    "short option shown in long form",
 			script:  header + "true\n",
 			args:    []string{"-N", "0"},

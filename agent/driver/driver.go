@@ -21,7 +21,10 @@ type TaskSpec struct {
 	Groups []uint32 // supplementary groups
 	Stdout string   // file the rank's stdout is appended to
 	Stderr string   // file for stderr; equal to Stdout to merge
-	GPUs   []string // GPU UUIDs the rank may use
+	// TruncateStdout and TruncateStderr empty the files before the rank
+	// writes (--open-mode=truncate on a job's first start).
+	TruncateStdout, TruncateStderr bool
+	GPUs                           []string // GPU UUIDs the rank may use
 	// GPUIndexes are the same GPUs' indexes on the node, in GPUs' order:
 	// /dev/nvidiaN and CDI's nvidia.com/gpu=N name them so.
 	GPUIndexes []uint32

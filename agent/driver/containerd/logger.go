@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	osexec "os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +29,7 @@ func LoggerMain(args []string, stderr io.Writer) int {
 	uid := fs.Int("uid", -1, "user to write as")
 	gid := fs.Int("gid", -1, "group to write as")
 	groups := fs.String("groups", "", "supplementary groups, comma-separated")
+	truncate := fs.String("truncate", "none", `files to empty first: "stdout", "stderr", both comma-separated, or "none"`)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -43,16 +45,20 @@ func LoggerMain(args []string, stderr io.Writer) int {
 	if err := dropPrivileges(*uid, *gid, *groups); err != nil {
 		return fail(err)
 	}
-	open := func(p string) (*os.File, error) {
-		return os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	open := func(p, which string) (*os.File, error) {
+		flags := os.O_WRONLY | os.O_CREATE | os.O_APPEND
+		if slices.Contains(strings.Split(*truncate, ","), which) {
+			flags |= os.O_TRUNC
+		}
+		return os.OpenFile(p, flags, 0o644)
 	}
-	out, err := open(*stdoutPath)
+	out, err := open(*stdoutPath, "stdout")
 	if err != nil {
 		return fail(err)
 	}
 	errOut := out
 	if *stderrPath != "" && *stderrPath != *stdoutPath {
-		if errOut, err = open(*stderrPath); err != nil {
+		if errOut, err = open(*stderrPath, "stderr"); err != nil {
 			return fail(err)
 		}
 	}

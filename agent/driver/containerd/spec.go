@@ -221,5 +221,22 @@ func (d *Driver) outputIO(s driver.TaskSpec) cio.Creator {
 		"-uid":    strconv.FormatUint(uint64(s.UID), 10),
 		"-gid":    strconv.FormatUint(uint64(s.GID), 10),
 		"-groups": strings.Join(groups, ","),
+		// The shim passes "-key value" pairs, which a bool flag cannot take.
+		"-truncate": truncateArg(s),
 	})
+}
+
+// truncateArg lists the output files the logger empties first.
+func truncateArg(s driver.TaskSpec) string {
+	var t []string
+	if s.TruncateStdout {
+		t = append(t, "stdout")
+	}
+	if s.TruncateStderr {
+		t = append(t, "stderr")
+	}
+	if len(t) == 0 {
+		return "none"
+	}
+	return strings.Join(t, ",")
 }

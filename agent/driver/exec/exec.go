@@ -30,9 +30,14 @@ func (d *Driver) Name() string { return "exec" }
 
 // The rank's output files are opened by a shell already running as the
 // submitting user, so a root agent never writes where the user could not.
-const redirect = `out=$1; err=$2; shift 2
+// "t" in $3 or $4 truncates stdout or stderr first.
+const redirect = `out=$1; err=$2; tout=$3; terr=$4; shift 4
+if [ "$tout" = t ]; then : >"$out" || exit 126; fi
 exec >>"$out" </dev/null || exit 126
-if [ "$err" = "$out" ]; then exec 2>&1; else exec 2>>"$err" || exit 126; fi
+if [ "$err" = "$out" ]; then exec 2>&1; else
+  if [ "$terr" = t ]; then : >"$err" || exit 126; fi
+  exec 2>>"$err" || exit 126
+fi
 exec "$@"`
 
 // Start launches the rank. The process leads its own process group so a
@@ -41,7 +46,7 @@ func (d *Driver) Start(ctx context.Context, s driver.TaskSpec) (driver.Handle, e
 	if len(s.Argv) == 0 {
 		return nil, fmt.Errorf("%w: %s: empty command", driver.ErrStart, s.ID)
 	}
-	args := append([]string{"-c", redirect, "loom-task", s.Stdout, s.Stderr}, s.Argv...)
+	args := append([]string{"-c", redirect, "loom-task", s.Stdout, s.Stderr, flagT(s.TruncateStdout), flagT(s.TruncateStderr)}, s.Argv...)
 	cmd := osexec.Command("/bin/sh", args...)
 	cmd.Env = s.Env
 	cmd.Dir = s.Dir
@@ -121,4 +126,11 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 		l.w.Write(p[:min(len(p), room)])
 	}
 	return len(p), nil
+}
+
+func flagT(b bool) string {
+	if b {
+		return "t"
+	}
+	return "-"
 }
