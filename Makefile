@@ -8,6 +8,10 @@ STATICCHECK_VERSION := v0.8.2
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
+# go-nvml's cgo wrappers call NVML functions newer headers mark deprecated;
+# gcc's screens of warnings about them on a first build tell a user nothing.
+export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
+
 .DEFAULT_GOAL := help
 
 .PHONY: help
@@ -21,11 +25,11 @@ build: ## build bin/loom, the Slurm command links (bin/sbatch, ...) and the exam
 	@for c in $(SLURM_CMDS); do ln -sf loom $(BIN)/$$c; done
 
 .PHONY: run
-run: build ## train MNIST data-parallel on 2 dev-cluster nodes x 2 ranks; prints the test accuracy and job state
+run: build ## start the dev cluster, run the 8-rank hello gang, then train MNIST on 2 nodes x 2 ranks
 	@# Every dev cluster numbers jobs from 1: drop the last run's checkpoints
 	@# so this one starts from step 0 instead of resuming a finished job.
 	rm -rf .loom/job-*
-	$(BIN)/loom dev --agents 2 --profile dgx-h100 --run examples/mnist/train.sbatch
+	$(BIN)/loom dev --agents 2 --profile dgx-h100 --run examples/hello/hello.sbatch --run examples/mnist/train.sbatch
 
 .PHONY: hello
 hello: build ## start the dev cluster and run the hello job (prints each rank's environment)

@@ -12,6 +12,7 @@ import (
 	"github.com/loomhpc/loom/agent"
 	"github.com/loomhpc/loom/agent/driver/containerd"
 	"github.com/loomhpc/loom/agent/driver/exec"
+	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/devcluster"
 	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/server"
@@ -165,7 +166,8 @@ func runDev(ctx context.Context, args []string) int {
 	fs.StringVar(&o.RPCAddr, "rpc-addr", "127.0.0.1:7070", "server gRPC address")
 	fs.StringVar(&o.DataDir, "data-dir", "", "keep state here instead of a temporary dir")
 	fs.BoolVar(&o.Metrics, "metrics", true, "serve /metrics (server on 127.0.0.1:7080)")
-	script := fs.String("run", "", "submit this batch script, follow its output, and exit with its result")
+	var scripts stringList
+	fs.Var(&scripts, "run", "submit this batch script, follow its output, and exit with its result; repeat to run several in turn")
 	level := fs.String("log-level", "warn", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -178,15 +180,20 @@ func runDev(ctx context.Context, args []string) int {
 	}
 	defer c.Close()
 	fmt.Printf("loom dev: 1 server at %s, %d agents (%s), data in %s\n", c.Addr(), len(c.Agents), o.Profile, c.DataDir())
-	if *script != "" {
-		state, err := c.RunScript(ctx, *script, os.Stdout, os.Stderr)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "loom dev:", err)
-			return 1
-		}
-		fmt.Printf("\njob state: %s\n", state)
-		if state.String() != "COMPLETED" {
-			return 1
+	if len(scripts) > 0 {
+		for i, script := range scripts {
+			if i > 0 {
+				fmt.Println()
+			}
+			state, err := c.RunScript(ctx, script, os.Stdout, os.Stderr)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "loom dev:", err)
+				return 1
+			}
+			fmt.Printf("\njob state: %s\n", state)
+			if state != api.JobState_COMPLETED {
+				return 1
+			}
 		}
 		return 0
 	}
@@ -224,3 +231,9 @@ func parseKeys(s string) ([][]byte, error) {
 	}
 	return keys, nil
 }
+
+// stringList is a flag that may be given more than once.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
