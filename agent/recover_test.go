@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -169,5 +170,73 @@ func TestReconcileRecoveredRanks(t *testing.T) {
 	a.mu.Unlock()
 	if !running {
 		t.Errorf("the current rank is no longer supervised")
+	}
+}
+
+// countingDriver counts Start calls and starts nothing.
+type countingDriver struct {
+	fakeDriver
+	mu     sync.Mutex
+	starts []string
+}
+
+func (d *countingDriver) Start(_ context.Context, s driver.TaskSpec) (driver.Handle, error) {
+	d.mu.Lock()
+	d.starts = append(d.starts, s.ID)
+	d.mu.Unlock()
+	return nil, driver.ErrStart
+}
+
+// TestStaleUpdateDoesNotRestartAnEndedRank: an agent lagging behind the
+// allocation stream may read, after a rank has ended and been forgotten,
+// an update taken before the servers heard of its start. The rank must not
+// start a second time (it once did, and truncated the first run's output).
+func TestStaleUpdateDoesNotRestartAnEndedRank(t *testing.T) {
+	d := &countingDriver{}
+	a, err := New(Config{Name: "n1", Servers: []string{"127.0.0.1:1"}, DataDir: t.TempDir(), ListenAddr: "127.0.0.1:0",
+		MetricsAddr: "-", KillGrace: time.Second, DetachOnClose: true, Driver: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	job := func(gen uint64) *api.Job {
+		return &api.Job{Id: 5, Uid: 1000, State: api.JobState_RUNNING, Spec: &api.JobSpec{}, Allocation: &api.Allocation{
+			Generation: gen, Ranks: []*api.Rank{{Rank: 0, Node: "n1"}},
+			Tasks: []*api.TaskStatus{{Rank: 0, State: api.TaskState_TASK_PENDING}}}}
+	}
+	// The rank ran here and its end was reported.
+	j := job(1)
+	a.mu.Lock()
+	tk := a.newTask(taskKey{5, 1, 0}, j, j.Allocation.Ranks[0])
+	a.mu.Unlock()
+	a.forgetTask(tk)
+
+	a.reconcile(&api.AllocationUpdate{Allocations: []*api.AssignedAllocation{{Job: job(1)}}})
+	// A requeued job's next generation does start.
+	a.reconcile(&api.AllocationUpdate{Allocations: []*api.AssignedAllocation{{Job: job(2)}}})
+	// reconcile registers what it starts before it returns, and with no
+	// server to take the end report a started rank stays registered.
+	a.mu.Lock()
+	_, again := a.tasks[taskKey{5, 1, 0}]
+	_, next := a.tasks[taskKey{5, 2, 0}]
+	a.mu.Unlock()
+	if again || !next {
+		t.Fatalf("after the updates the agent runs generation 1: %v, generation 2: %v; want only generation 2", again, next)
+	}
+	waitUntil(t, "the driver to be asked for generation 2", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return slices.Contains(d.starts, "5.2.0")
+	})
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

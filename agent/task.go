@@ -51,6 +51,12 @@ func (a *Agent) reconcile(u *api.AllocationUpdate) {
 			k := taskKey{j.Id, al.Generation, r.Rank}
 			ts := al.Tasks[i]
 			t := a.tasks[k]
+			if t == nil && a.ranHere(k) {
+				// Its end is reported; this update was taken before the
+				// servers heard of the start or the end, and reached an
+				// agent that lagged behind the stream.
+				continue
+			}
 			switch {
 			case as.Stop && t != nil:
 				t.requestStop()
@@ -82,6 +88,14 @@ func (a *Agent) reconcile(u *api.AllocationUpdate) {
 			t.requestStop()
 		}
 	}
+}
+
+// ranHere says whether this agent already ran rank k to its end. A rank
+// starts at most once per generation: starting it again would run the
+// user's program twice and truncate its output. Called with a.mu held.
+func (a *Agent) ranHere(k taskKey) bool {
+	o, ok := a.outs[outKey{k.job, k.rank}]
+	return ok && o.gen == k.gen
 }
 
 // startTask launches rank r in its own goroutine. Called with a.mu held.
