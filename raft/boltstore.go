@@ -129,6 +129,17 @@ func (b *BoltStore) DeleteRange(lo, hi uint64) error {
 	})
 }
 
+// dropLogs empties the log bucket (after migrateBoltLogs copied it).
+func (b *BoltStore) dropLogs() error {
+	return b.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bucketLogs); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucket(bucketLogs)
+		return err
+	})
+}
+
 // Set stores a stable key.
 func (b *BoltStore) Set(key, val []byte) error {
 	return b.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketConf).Put(key, val) })
@@ -166,7 +177,10 @@ func (b *BoltStore) GetUint64(key []byte) (uint64, error) {
 // A log entry on disk: term, appended-at (unix ns), type, then the
 // length-prefixed data and extensions.
 func encodeLog(l *hraft.Log) []byte {
-	buf := make([]byte, 0, 8+8+1+2*binary.MaxVarintLen64+len(l.Data)+len(l.Extensions))
+	return appendEncodedLog(make([]byte, 0, 8+8+1+2*binary.MaxVarintLen64+len(l.Data)+len(l.Extensions)), l)
+}
+
+func appendEncodedLog(buf []byte, l *hraft.Log) []byte {
 	buf = binary.BigEndian.AppendUint64(buf, l.Term)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(l.AppendedAt.UnixNano()))
 	buf = append(buf, byte(l.Type))

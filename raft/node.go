@@ -46,7 +46,8 @@ type Node struct {
 	raft      *hraft.Raft
 	store     *Store
 	fsm       *FSM
-	logs      *BoltStore
+	stable    *BoltStore // term and vote; also the log of older versions
+	logs      *WAL
 	transport *hraft.NetworkTransport
 	log       *slog.Logger
 	id        string
@@ -65,10 +66,23 @@ func Open(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("raft: data dir: %w", err)
 	}
-	logs, err := OpenBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
+	stable, err := OpenBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
 	if err != nil {
 		return nil, err
 	}
+	wal, err := OpenWAL(filepath.Join(cfg.DataDir, "wal"))
+	if err != nil {
+		stable.Close()
+		return nil, err
+	}
+	if n, err := migrateBoltLogs(stable, wal); err != nil {
+		wal.Close()
+		stable.Close()
+		return nil, fmt.Errorf("raft: move the log out of raft.db: %w", err)
+	} else if n > 0 {
+		log.Info("moved the Raft log from raft.db to the write-ahead log", "entries", n)
+	}
+	logs := &fileStores{stable, wal}
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: raftLogLevel(cfg.RaftLogLevel), Output: os.Stderr})
 	snaps, err := hraft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
 	if err != nil {
@@ -117,20 +131,28 @@ func Open(cfg Config) (*Node, error) {
 	}
 	store := NewStore()
 	fsm := NewFSM(store, log)
-	r, err := hraft.NewRaft(rc, fsm, logs, logs, snaps, transport)
+	// Replication and the FSM read back what was just appended: serve
+	// the newest entries from memory.
+	cache, err := hraft.NewLogCache(logCacheEntries, wal)
+	if err != nil {
+		transport.Close()
+		logs.Close()
+		return nil, err
+	}
+	r, err := hraft.NewRaft(rc, fsm, cache, stable, snaps, transport)
 	if err != nil {
 		transport.Close()
 		logs.Close()
 		return nil, fmt.Errorf("raft: start: %w", err)
 	}
-	has, err := hraft.HasExistingState(logs, logs, snaps)
+	has, err := hraft.HasExistingState(wal, stable, snaps)
 	if err != nil {
 		r.Shutdown()
 		transport.Close()
 		logs.Close()
 		return nil, fmt.Errorf("raft: inspect state: %w", err)
 	}
-	n := &Node{raft: r, store: store, fsm: fsm, logs: logs, transport: transport, log: log, id: cfg.NodeID}
+	n := &Node{raft: r, store: store, fsm: fsm, stable: stable, logs: wal, transport: transport, log: log, id: cfg.NodeID}
 	n.hasState.Store(has)
 	if cfg.Bootstrap {
 		if !has {
@@ -292,6 +314,27 @@ func (n *Node) Close() error {
 	err := n.raft.Shutdown().Error()
 	n.transport.Close()
 	if cerr := n.logs.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := n.stable.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// logCacheEntries is how many of the newest log entries are kept in
+// memory for replication and the FSM.
+const logCacheEntries = 1024
+
+// fileStores closes both of a node's stores while it is being opened.
+type fileStores struct {
+	stable *BoltStore
+	wal    *WAL
+}
+
+func (f *fileStores) Close() error {
+	err := f.wal.Close()
+	if cerr := f.stable.Close(); err == nil {
 		err = cerr
 	}
 	return err
