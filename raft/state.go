@@ -109,6 +109,10 @@ func (s *Snapshot) Nodes() iter.Seq[*api.Node] {
 	}
 }
 
+// NodesVersion identifies the set of nodes and their records: equal
+// values mean nothing about any node changed in between.
+func (s *Snapshot) NodesVersion() any { return s.nodes.Root() }
+
 // Server returns what the state records of server id, or nil.
 func (s *Snapshot) Server(id string) *api.ServerInfo {
 	v, _ := s.servers.Get([]byte(id))

@@ -7,7 +7,6 @@ import (
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/raft"
-	"github.com/loomhpc/loom/scheduler"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -41,7 +40,7 @@ func (js *jobService) Submit(ctx context.Context, req *api.SubmitRequest) (*api.
 	if len(nodes) == 0 {
 		return nil, toStatus(fmt.Errorf("%w: start an agent (loom agent) before submitting", errNoNodes))
 	}
-	if err := scheduler.Feasible(nodes, req.Spec); err != nil {
+	if err := s.feasible.check(snap, nodes, req.Spec); err != nil {
 		return nil, toStatus(fmt.Errorf("%w: %v", errInfeasible, err))
 	}
 	id, index, err := s.submitGrouped(ctx, req)

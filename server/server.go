@@ -58,15 +58,16 @@ type Config struct {
 
 // Server is a running control-plane server.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	raft    *raft.Node
-	grpc    *grpc.Server
-	lis     net.Listener
-	http    *http.Server
-	httpLis net.Listener
-	metrics *metrics
-	fwd     leaderConns
+	cfg      Config
+	log      *slog.Logger
+	raft     *raft.Node
+	grpc     *grpc.Server
+	lis      net.Listener
+	feasible feasibility
+	http     *http.Server
+	httpLis  net.Listener
+	metrics  *metrics
+	fwd      leaderConns
 	// advertiseRPC is the gRPC address peers and clients dial.
 	advertiseRPC string
 	gossip       *gossip.Gossip
