@@ -33,8 +33,14 @@ type native interface {
 func reduceBytes(dt DType, op Op, dst, a, b []byte) {
 	switch dt {
 	case Float32:
+		if (op == Sum || op == Avg) && addF32(asT[float32](dst), asT[float32](a), asT[float32](b)) {
+			return
+		}
 		reduceNative(op, asT[float32](dst), asT[float32](a), asT[float32](b))
 	case Float64:
+		if (op == Sum || op == Avg) && addF64(asT[float64](dst), asT[float64](a), asT[float64](b)) {
+			return
+		}
 		reduceNative(op, asT[float64](dst), asT[float64](a), asT[float64](b))
 	case Int32:
 		reduceNative(op, asT[int32](dst), asT[int32](a), asT[int32](b))

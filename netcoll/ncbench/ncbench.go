@@ -343,12 +343,17 @@ func run[T netcoll.Elem](c *netcoll.Comm, o *options, out io.Writer) error {
 		fmt.Fprintf(out, "# time_us is the median over iterations of the slowest rank; GB/s are 1e9 bytes/s\n#\n")
 		fmt.Fprintf(out, "%12s %12s %8s %6s %5s %12s %10s %10s\n", "size", "count", "type", "redop", "root", "time_us", "algbw", "busbw")
 	}
-	var rtt float64
+	var rtt, tcpRTT float64
 	if n > 1 {
-		// Ping-pong between ranks 0 and 1 over the same sockets: the
-		// latency yardstick for small messages.
+		// Ping-pong between ranks 0 and 1 over the communicator's own
+		// links, and over a plain TCP connection: the latency yardstick
+		// for small messages is the TCP round trip, whatever transport
+		// the collective uses.
 		var err error
 		if rtt, err = pingPong(ctx, c, o.iters*5); err != nil {
+			return err
+		}
+		if tcpRTT, err = plainTCPRTT(ctx, c, o.iters*5); err != nil {
 			return err
 		}
 	}
@@ -365,7 +370,7 @@ func run[T netcoll.Elem](c *netcoll.Comm, o *options, out io.Writer) error {
 			lastT = t
 		}
 		if size <= 4096 && n > 1 {
-			worstSmall = max(worstSmall, t/(rtt*math.Max(1, math.Log2(float64(n)))))
+			worstSmall = max(worstSmall, t/(tcpRTT*math.Max(1, math.Log2(float64(n)))))
 		}
 		if c.Rank() == 0 {
 			redopName, root := redop.String(), "-1"
@@ -406,6 +411,7 @@ func run[T netcoll.Elem](c *netcoll.Comm, o *options, out io.Writer) error {
 		fmt.Fprintf(out, "busbw_GBps=%.3f\n", busMed)
 		if n > 1 {
 			fmt.Fprintf(out, "rtt_us=%.1f\n", rtt*1e6)
+			fmt.Fprintf(out, "tcp_rtt_us=%.1f\n", tcpRTT*1e6)
 			if o.minB <= 4096 {
 				fmt.Fprintf(out, "small_latency_over_rtt_log2n=%.2f\n", worstSmall)
 			}
@@ -479,6 +485,69 @@ func pingPong(ctx context.Context, c *netcoll.Comm, iters int) (float64, error) 
 	r := []float64{0}
 	if c.Rank() == 0 {
 		r[0] = median(s)
+	}
+	if err := netcoll.Broadcast(ctx, c, r, 0); err != nil {
+		return 0, err
+	}
+	return r[0], nil
+}
+
+// plainTCPRTT is the median round trip of 4 bytes between ranks 0 and 1
+// over a fresh loopback TCP connection with Nagle off: the machine's TCP
+// round-trip time, measured the same way whichever transport the
+// communicator uses. The benchmark's ranks all run on this host.
+func plainTCPRTT(ctx context.Context, c *netcoll.Comm, iters int) (float64, error) {
+	var ln net.Listener
+	port := []int32{0}
+	if c.Rank() == 0 {
+		var err error
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return 0, err
+		}
+		defer ln.Close()
+		port[0] = int32(ln.Addr().(*net.TCPAddr).Port)
+	}
+	if err := netcoll.Broadcast(ctx, c, port, 0); err != nil {
+		return 0, err
+	}
+	var conn net.Conn
+	var err error
+	switch c.Rank() {
+	case 0:
+		conn, err = ln.Accept()
+	case 1:
+		conn, err = net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port[0]))
+	}
+	if err != nil {
+		return 0, fmt.Errorf("tcp rtt: %w", err)
+	}
+	samples := make([]float64, 0, iters)
+	if conn != nil {
+		defer conn.Close()
+		conn.(*net.TCPConn).SetNoDelay(true)
+		conn.SetDeadline(time.Now().Add(time.Minute))
+		buf := make([]byte, 4)
+		for range iters {
+			t0 := time.Now()
+			if c.Rank() == 0 {
+				if _, err := conn.Write(buf); err != nil {
+					return 0, err
+				}
+			}
+			if _, err := io.ReadFull(conn, buf); err != nil {
+				return 0, err
+			}
+			if c.Rank() == 1 {
+				if _, err := conn.Write(buf); err != nil {
+					return 0, err
+				}
+			}
+			samples = append(samples, time.Since(t0).Seconds())
+		}
+	}
+	r := []float64{0}
+	if c.Rank() == 0 {
+		r[0] = median(samples)
 	}
 	if err := netcoll.Broadcast(ctx, c, r, 0); err != nil {
 		return 0, err

@@ -54,7 +54,7 @@ func TestMainTable(t *testing.T) {
 			if rows != 3 { // 1K, 8K, 64K
 				t.Errorf("got %d table rows, want 3:\n%s", rows, out.String())
 			}
-			for _, k := range []string{"raw_ring_GBps", "busbw_GBps", "rtt_us", "busbw_ratio"} {
+			for _, k := range []string{"raw_ring_GBps", "busbw_GBps", "rtt_us", "tcp_rtt_us", "small_latency_over_rtt_log2n", "busbw_ratio"} {
 				if _, ok := keys[k]; !ok {
 					t.Errorf("no %s= line in:\n%s", k, out.String())
 				}
