@@ -43,6 +43,10 @@ test: ## unit and integration tests (go test ./...)
 test-race: ## the tests under the race detector
 	$(GO) test -count=1 -race ./...
 
+.PHONY: test-rdma
+test-rdma: ## build netcoll with its RDMA verbs transport (cgo, libibverbs-dev) and run its tests that need no device
+	$(GO) test -count=1 -tags rdma -run 'RDMA' ./netcoll/...
+
 .PHONY: e2e
 e2e: build ## end-to-end tests that start real loom processes
 	$(GO) test -count=1 -p 1 -tags e2e -timeout 25m ./test/...

@@ -1,6 +1,10 @@
 package netcoll
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/loomhpc/loom/netcoll/internal/simd"
+)
 
 // asT views a byte slice as a slice of T. The caller guarantees that b's
 // length is a multiple of T's size; the buffers netcoll views this way come
@@ -33,12 +37,12 @@ type native interface {
 func reduceBytes(dt DType, op Op, dst, a, b []byte) {
 	switch dt {
 	case Float32:
-		if (op == Sum || op == Avg) && addF32(asT[float32](dst), asT[float32](a), asT[float32](b)) {
+		if (op == Sum || op == Avg) && simd.AddF32(asT[float32](dst), asT[float32](a), asT[float32](b)) {
 			return
 		}
 		reduceNative(op, asT[float32](dst), asT[float32](a), asT[float32](b))
 	case Float64:
-		if (op == Sum || op == Avg) && addF64(asT[float64](dst), asT[float64](a), asT[float64](b)) {
+		if (op == Sum || op == Avg) && simd.AddF64(asT[float64](dst), asT[float64](a), asT[float64](b)) {
 			return
 		}
 		reduceNative(op, asT[float64](dst), asT[float64](a), asT[float64](b))

@@ -1,6 +1,7 @@
 package netcoll
 
 import (
+	"github.com/loomhpc/loom/netcoll/internal/simd"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -10,7 +11,7 @@ import (
 // (tails included), unaligned starts, aliased destinations and special
 // values.
 func TestSIMDSumMatchesLoop(t *testing.T) {
-	if !addF32(make([]float32, 1), make([]float32, 1), make([]float32, 1)) {
+	if !simd.AddF32(make([]float32, 1), make([]float32, 1), make([]float32, 1)) {
 		t.Skip("no SIMD sum on this CPU")
 	}
 	r := rand.New(rand.NewPCG(1, 2))
@@ -33,7 +34,7 @@ func TestSIMDSumMatchesLoop(t *testing.T) {
 
 			want32, got32 := make([]float32, n), make([]float32, n)
 			reduceNative(Sum, want32, a32, b32)
-			if n > 0 && !addF32(got32, a32, b32) {
+			if n > 0 && !simd.AddF32(got32, a32, b32) {
 				t.Fatal("addF32 declined")
 			}
 			for i := range want32 {
@@ -43,7 +44,7 @@ func TestSIMDSumMatchesLoop(t *testing.T) {
 			}
 			want64, got64 := make([]float64, n), make([]float64, n)
 			reduceNative(Sum, want64, a64, b64)
-			if n > 0 && !addF64(got64, a64, b64) {
+			if n > 0 && !simd.AddF64(got64, a64, b64) {
 				t.Fatal("addF64 declined")
 			}
 			for i := range want64 {
@@ -54,7 +55,7 @@ func TestSIMDSumMatchesLoop(t *testing.T) {
 			// In place, as the ring reduces into its receive buffer.
 			inPlace := append([]float32(nil), a32...)
 			if n > 0 {
-				addF32(inPlace, inPlace, b32)
+				simd.AddF32(inPlace, inPlace, b32)
 			}
 			for i := range want32 {
 				if math.Float32bits(inPlace[i]) != math.Float32bits(want32[i]) {

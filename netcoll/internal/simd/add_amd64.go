@@ -1,4 +1,7 @@
-package netcoll
+// Package simd holds netcoll's vector kernels. It is a package of its own
+// because Go assembly cannot live in a package that uses cgo, and netcoll
+// does under the rdma build tag.
+package simd
 
 import "golang.org/x/sys/cpu"
 
@@ -14,9 +17,9 @@ func addF32AVX2(d, a, b *float32, n int)
 //go:noescape
 func addF64AVX2(d, a, b *float64, n int)
 
-// addF32 sets d = a + b with SIMD when it can; false means the caller's
+// AddF32 sets d = a + b with SIMD when it can; false means the caller's
 // loop must do it.
-func addF32(d, a, b []float32) bool {
+func AddF32(d, a, b []float32) bool {
 	if !haveAVX2 || len(d) == 0 {
 		return false
 	}
@@ -25,7 +28,8 @@ func addF32(d, a, b []float32) bool {
 	return true
 }
 
-func addF64(d, a, b []float64) bool {
+// AddF64 is AddF32 for float64.
+func AddF64(d, a, b []float64) bool {
 	if !haveAVX2 || len(d) == 0 {
 		return false
 	}
