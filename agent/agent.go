@@ -194,6 +194,7 @@ func New(cfg Config) (*Agent, error) {
 		}
 		a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		a.goFunc(func() { _ = a.http.Serve(a.httpLis) })
+		a.node.MetricsAddress = a.advertise(a.httpLis.Addr())
 	}
 	return a, nil
 }

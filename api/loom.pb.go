@@ -588,10 +588,13 @@ type Node struct {
 	// Ports [port_min, port_max] on this node are the scheduler's to hand to
 	// ranks (MASTER_PORT, LOOM_RANK_PORT). Simulated nodes sharing one host
 	// get disjoint ranges.
-	PortMin       uint32 `protobuf:"varint,17,opt,name=port_min,json=portMin,proto3" json:"port_min,omitempty"`
-	PortMax       uint32 `protobuf:"varint,18,opt,name=port_max,json=portMax,proto3" json:"port_max,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PortMin uint32 `protobuf:"varint,17,opt,name=port_min,json=portMin,proto3" json:"port_min,omitempty"`
+	PortMax uint32 `protobuf:"varint,18,opt,name=port_max,json=portMax,proto3" json:"port_max,omitempty"`
+	// metrics_address is where the agent serves /metrics (host:port), empty
+	// when it serves none; servers list it for Prometheus HTTP discovery.
+	MetricsAddress string `protobuf:"bytes,19,opt,name=metrics_address,json=metricsAddress,proto3" json:"metrics_address,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
@@ -748,6 +751,13 @@ func (x *Node) GetPortMax() uint32 {
 		return x.PortMax
 	}
 	return 0
+}
+
+func (x *Node) GetMetricsAddress() string {
+	if x != nil {
+		return x.MetricsAddress
+	}
+	return ""
 }
 
 // JobSpec is what the user asked for, after the CLI parsed flags and
@@ -3049,6 +3059,7 @@ type ServerInfo struct {
 	RpcAddr       string                 `protobuf:"bytes,3,opt,name=rpc_addr,json=rpcAddr,proto3" json:"rpc_addr,omitempty"`
 	Leader        bool                   `protobuf:"varint,4,opt,name=leader,proto3" json:"leader,omitempty"`
 	Voter         bool                   `protobuf:"varint,5,opt,name=voter,proto3" json:"voter,omitempty"`
+	MetricsAddr   string                 `protobuf:"bytes,6,opt,name=metrics_addr,json=metricsAddr,proto3" json:"metrics_addr,omitempty"` // where the server serves /metrics, empty for none
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3116,6 +3127,13 @@ func (x *ServerInfo) GetVoter() bool {
 		return x.Voter
 	}
 	return false
+}
+
+func (x *ServerInfo) GetMetricsAddr() string {
+	if x != nil {
+		return x.MetricsAddr
+	}
+	return ""
 }
 
 type RaftJoinRequest struct {
@@ -4378,7 +4396,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bTopology\x12 \n" +
 	"\x04gpus\x18\x01 \x03(\v2\f.loom.v1.GPUR\x04gpus\x12#\n" +
 	"\x05links\x18\x02 \x03(\v2\r.loom.v1.LinkR\x05links\x12\x18\n" +
-	"\aprofile\x18\x03 \x01(\tR\aprofile\"\x94\x05\n" +
+	"\aprofile\x18\x03 \x01(\tR\aprofile\"\xbd\x05\n" +
 	"\x04Node\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -4401,7 +4419,8 @@ const file_api_loom_proto_rawDesc = "" +
 	"\fcreate_index\x18\x0f \x01(\x04R\vcreateIndex\x12!\n" +
 	"\fmodify_index\x18\x10 \x01(\x04R\vmodifyIndex\x12\x19\n" +
 	"\bport_min\x18\x11 \x01(\rR\aportMin\x12\x19\n" +
-	"\bport_max\x18\x12 \x01(\rR\aportMax\x1a9\n" +
+	"\bport_max\x18\x12 \x01(\rR\aportMax\x12'\n" +
+	"\x0fmetrics_address\x18\x13 \x01(\tR\x0emetricsAddress\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd0\b\n" +
@@ -4620,14 +4639,15 @@ const file_api_loom_proto_rawDesc = "" +
 	"generation\x12)\n" +
 	"\x05tasks\x18\x04 \x03(\v2\x13.loom.v1.TaskStatusR\x05tasks\"*\n" +
 	"\x12TaskUpdateResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"\x82\x01\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\xa5\x01\n" +
 	"\n" +
 	"ServerInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x19\n" +
 	"\brpc_addr\x18\x03 \x01(\tR\arpcAddr\x12\x16\n" +
 	"\x06leader\x18\x04 \x01(\bR\x06leader\x12\x14\n" +
-	"\x05voter\x18\x05 \x01(\bR\x05voter\">\n" +
+	"\x05voter\x18\x05 \x01(\bR\x05voter\x12!\n" +
+	"\fmetrics_addr\x18\x06 \x01(\tR\vmetricsAddr\">\n" +
 	"\x0fRaftJoinRequest\x12+\n" +
 	"\x06server\x18\x01 \x01(\v2\x13.loom.v1.ServerInfoR\x06server\"(\n" +
 	"\x10RaftJoinResponse\x12\x14\n" +

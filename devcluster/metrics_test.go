@@ -2,6 +2,7 @@ package devcluster
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -73,4 +74,79 @@ func TestMetricsWhileJobRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDone(t, jobs, id)
+}
+
+// TestPrometheusDiscovery: the server lists every agent's and its own
+// /metrics address in Prometheus' HTTP discovery format, and each listed
+// target answers a scrape.
+func TestPrometheusDiscovery(t *testing.T) {
+	c, err := Start(context.Background(), Options{
+		Agents: 2, Profile: "dgx-h100", RPCAddr: "127.0.0.1:0", DataDir: t.TempDir(),
+		Metrics: true, ServerMetricsAddr: "127.0.0.1:0", Logger: testLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	get := func(path string) []struct {
+		Targets []string          `json:"targets"`
+		Labels  map[string]string `json:"labels"`
+	} {
+		t.Helper()
+		resp, err := http.Get("http://" + c.Server.MetricsAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Fatalf("%s: Content-Type %q", path, ct)
+		}
+		var groups []struct {
+			Targets []string          `json:"targets"`
+			Labels  map[string]string `json:"labels"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&groups); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		return groups
+	}
+	var agents []struct {
+		Targets []string          `json:"targets"`
+		Labels  map[string]string `json:"labels"`
+	}
+	waitFor(t, "both agents to be listed", 10*time.Second, func() bool {
+		agents = get("/v1/sd/agents")
+		return len(agents) == 2
+	})
+	seen := map[string]bool{}
+	for _, g := range agents {
+		if len(g.Targets) != 1 {
+			t.Fatalf("agent group %+v: want one target", g)
+		}
+		node := g.Labels["__meta_loom_node"]
+		seen[node] = true
+		if g.Labels["__meta_loom_partitions"] != ",batch," {
+			t.Errorf("node %s: partitions label %q, want \",batch,\"", node, g.Labels["__meta_loom_partitions"])
+		}
+		if !strings.Contains(scrape(t, g.Targets[0]), "DCGM_FI_DEV_GPU_UTIL{") {
+			t.Errorf("node %s: target %s serves no DCGM series", node, g.Targets[0])
+		}
+	}
+	if !seen["node1"] || !seen["node2"] {
+		t.Fatalf("listed nodes %v, want node1 and node2", seen)
+	}
+	var servers []struct {
+		Targets []string          `json:"targets"`
+		Labels  map[string]string `json:"labels"`
+	}
+	waitFor(t, "the server to be listed", 10*time.Second, func() bool {
+		servers = get("/v1/sd/servers")
+		return len(servers) == 1
+	})
+	if servers[0].Targets[0] != c.Server.MetricsAddr() || servers[0].Labels["__meta_loom_leader"] != "true" {
+		t.Fatalf("servers = %+v, want %s as leader", servers, c.Server.MetricsAddr())
+	}
+	if !strings.Contains(scrape(t, servers[0].Targets[0]), "loom_") {
+		t.Fatalf("server target serves no loom_ series")
+	}
 }

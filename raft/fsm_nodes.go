@@ -78,7 +78,7 @@ func applyServerMembership(t *txn, m proto.Message) *Result {
 		t.servers.Delete([]byte(sv.Id))
 		return &Result{}
 	}
-	rec := &api.ServerInfo{Id: sv.Id, RaftAddr: sv.RaftAddr, RpcAddr: sv.RpcAddr}
+	rec := &api.ServerInfo{Id: sv.Id, RaftAddr: sv.RaftAddr, RpcAddr: sv.RpcAddr, MetricsAddr: sv.MetricsAddr}
 	t.servers.Insert([]byte(sv.Id), rec)
 	return &Result{}
 }

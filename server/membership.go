@@ -15,7 +15,8 @@ import (
 
 // self describes this server as peers and clients should reach it.
 func (s *Server) self() *api.ServerInfo {
-	return &api.ServerInfo{Id: s.cfg.Name, RaftAddr: s.raft.Addr(), RpcAddr: s.advertiseRPC, Leader: s.raft.IsLeader(), Voter: true}
+	return &api.ServerInfo{Id: s.cfg.Name, RaftAddr: s.raft.Addr(), RpcAddr: s.advertiseRPC, MetricsAddr: s.advertiseMetrics,
+		Leader: s.raft.IsLeader(), Voter: true}
 }
 
 // advertisedRPC turns the listen address into one peers can dial: an
@@ -130,7 +131,7 @@ func (s *Server) publishSelf(ctx context.Context) {
 	for {
 		me := s.self()
 		rec := s.State().Server(me.Id)
-		if s.raft.HasState() && (rec == nil || rec.RpcAddr != me.RpcAddr || rec.RaftAddr != me.RaftAddr) {
+		if s.raft.HasState() && (rec == nil || rec.RpcAddr != me.RpcAddr || rec.RaftAddr != me.RaftAddr || rec.MetricsAddr != me.MetricsAddr) {
 			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			var err error
 			if s.raft.IsLeader() {

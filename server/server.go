@@ -64,10 +64,13 @@ type Server struct {
 	grpc     *grpc.Server
 	lis      net.Listener
 	feasible feasibility
-	http     *http.Server
-	httpLis  net.Listener
-	metrics  *metrics
-	fwd      leaderConns
+	// advertiseMetrics is this server's /metrics address as peers and
+	// Prometheus reach it; empty when metrics are off.
+	advertiseMetrics string
+	http             *http.Server
+	httpLis          net.Listener
+	metrics          *metrics
+	fwd              leaderConns
 	// advertiseRPC is the gRPC address peers and clients dial.
 	advertiseRPC string
 	gossip       *gossip.Gossip
@@ -135,11 +138,14 @@ func New(cfg Config) (*Server, error) {
 		reg.MustRegister(s.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/v1/sd/agents", s.serveSDAgents)
+		mux.HandleFunc("/v1/sd/servers", s.serveSDServers)
 		s.httpLis, err = net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("server: metrics listen %s: %w", cfg.MetricsAddr, err)
 		}
+		s.advertiseMetrics = advertisedRPC(s.httpLis.Addr(), rn.Addr())
 		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		s.goFunc(func() { _ = s.http.Serve(s.httpLis) })
 	}

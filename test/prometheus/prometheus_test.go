@@ -1,0 +1,223 @@
+//go:build e2e
+
+// Package prometheus runs the real Prometheus (Debian's package) against a
+// Loom server and two agents, with the scrape configuration shipped in
+// deploy/prometheus, and the queries of the Grafana dashboard in
+// deploy/grafana.
+package prometheus
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/test/cluster"
+)
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// requirePrometheus finds the prometheus binary. CI installs it and sets
+// LOOM_E2E_REQUIRE_PROMETHEUS, so that there a missing binary fails the
+// test instead of skipping it.
+func requirePrometheus(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("prometheus")
+	if err != nil {
+		if os.Getenv("LOOM_E2E_REQUIRE_PROMETHEUS") != "" {
+			t.Fatal("prometheus not installed (apt-get install prometheus)")
+		}
+		t.Skip("prometheus not installed (apt-get install prometheus)")
+	}
+	return p
+}
+
+// promQuery runs an instant query and returns its result vector.
+func promQuery(t *testing.T, addr, q string) ([]map[string]any, error) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			ResultType string           `json:"resultType"`
+			Result     []map[string]any `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, err
+	}
+	if out.Status != "success" {
+		return nil, fmt.Errorf("query %q: %s", q, out.Error)
+	}
+	return out.Data.Result, nil
+}
+
+// TestPrometheusScrapesTheCluster: Prometheus, configured with the shipped
+// file pointed at the test's server, discovers the server and both agents
+// through the server's HTTP discovery, scrapes them, sees the GPUs a
+// running job holds under its user, and accepts every query of the shipped
+// dashboard.
+func TestPrometheusScrapesTheCluster(t *testing.T) {
+	bin := requirePrometheus(t)
+	// The job runs as uid 1000, which must reach its working directory:
+	// t.TempDir's parent is private to root.
+	dir, err := os.MkdirTemp("", "loom-prom-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	metrics := fmt.Sprintf("127.0.0.1:%d", cluster.FreePort(t))
+	rpc := fmt.Sprintf("127.0.0.1:%d", cluster.FreePort(t))
+	cluster.Start(t, dir, "server", "server", "--name", "server", "--data-dir", filepath.Join(dir, "server"),
+		"--rpc-addr", rpc, "--raft-addr", fmt.Sprintf("127.0.0.1:%d", cluster.FreePort(t)), "--metrics-addr", metrics)
+	for i := 1; i <= 2; i++ {
+		name := fmt.Sprintf("node%d", i)
+		cluster.Start(t, dir, name, "agent", "--name", name, "--servers", rpc,
+			"--data-dir", filepath.Join(dir, name), "--listen-addr", "127.0.0.1:0",
+			"--metrics-addr", "127.0.0.1:0", "--profile", "dgx-h100", "--nvml=false",
+			"--ports", fmt.Sprintf("%d-%d", 32000+100*i, 32099+100*i))
+	}
+	jobs, nodes := cluster.Client(t, rpc)
+	cluster.WaitFor(t, "the agents to register", 30*time.Second, func() bool {
+		r, err := nodes.ListNodes(cluster.Ctx(t), &api.ListNodesRequest{})
+		return err == nil && len(r.Nodes) == 2
+	})
+
+	// The shipped configuration, pointed at this server, scraping every second.
+	shipped, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "prometheus", "prometheus.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(shipped)
+	cfg = regexp.MustCompile(`(?m)^\s*- url: http://loom[23]:7080/.*\n`).ReplaceAllString(cfg, "")
+	cfg = strings.ReplaceAll(cfg, "http://loom1:7080", "http://"+metrics)
+	cfg = strings.ReplaceAll(cfg, "scrape_interval: 15s", "scrape_interval: 1s")
+	cfg = regexp.MustCompile(`(?m)^(\s*- url: .*)$`).ReplaceAllString(cfg, "$1\n        refresh_interval: 1s")
+	cfgPath := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("promtool", "check", "config", cfgPath).CombinedOutput(); err != nil {
+		t.Fatalf("promtool check config: %v\n%s\n%s", err, out, cfg)
+	}
+	promAddr := fmt.Sprintf("127.0.0.1:%d", cluster.FreePort(t))
+	prom := exec.Command(bin, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
+		"--web.listen-address="+promAddr, "--log.level=warn")
+	promLog, err := os.Create(filepath.Join(dir, "prometheus.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prom.Stdout, prom.Stderr = promLog, promLog
+	if err := prom.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		prom.Process.Kill()
+		prom.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(promLog.Name())
+			t.Logf("prometheus log:\n%s", b)
+		}
+	})
+
+	up := func(job string) int {
+		r, err := promQuery(t, promAddr, fmt.Sprintf(`sum(up{job=%q})`, job))
+		if err != nil || len(r) == 0 {
+			return 0
+		}
+		v := r[0]["value"].([]any)[1].(string)
+		var n int
+		fmt.Sscan(v, &n)
+		return n
+	}
+	cluster.WaitFor(t, "Prometheus to scrape the server and both agents", 60*time.Second, func() bool {
+		return up("loom-servers") == 1 && up("loom-agents") == 2
+	})
+	// The relabelling of the shipped file gives agents' series the node name.
+	r, err := promQuery(t, promAddr, `count by (node) (DCGM_FI_DEV_GPU_UTIL)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r) != 2 {
+		t.Fatalf("DCGM series by node: %v, want node1 and node2 with 8 GPUs each", r)
+	}
+
+	sub, err := jobs.Submit(cluster.Ctx(t), &api.SubmitRequest{
+		Spec: &api.JobSpec{Name: "held", NodesMin: 1, GpusPerNode: 3, WorkingDir: dir, Script: "#!/bin/sh\nexec sleep 60\n"},
+		User: "learner", Uid: 1000, Gid: 1000,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		jobs.Cancel(cluster.Ctx(t), &api.CancelRequest{JobIds: []uint64{sub.JobId}, User: "learner", Uid: 1000})
+	})
+	var byUser []map[string]any
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		byUser, err = promQuery(t, promAddr, `count by (user) (DCGM_FI_DEV_GPU_UTIL{user!=""})`)
+		if err == nil && len(byUser) == 1 && byUser[0]["metric"].(map[string]any)["user"] == "learner" &&
+			byUser[0]["value"].([]any)[1] == "3" {
+			break
+		}
+		if time.Now().After(deadline) {
+			j, _ := jobs.GetJob(cluster.Ctx(t), &api.GetJobRequest{JobId: sub.JobId})
+			t.Fatalf("GPUs by user = %v (%v), want learner holding 3; job %d is %s (%s)", byUser, err, sub.JobId, j.GetJob().GetState(), j.GetJob().GetReason())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Every query of the shipped dashboard parses and runs.
+	b, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "grafana", "loom-cluster.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	queries := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			queries++
+			if _, err := promQuery(t, promAddr, tg.Expr); err != nil {
+				t.Errorf("panel %q: %v", p.Title, err)
+			}
+		}
+	}
+	if queries < 10 {
+		t.Fatalf("the dashboard has %d queries, want the full set", queries)
+	}
+	// And the headline figure is right: 3 of 16 GPUs allocated.
+	r, err = promQuery(t, promAddr, `max(loom_gpus{state="allocated"}) / sum(max by (state) (loom_gpus))`)
+	if err != nil || len(r) != 1 || r[0]["value"].([]any)[1] != "0.1875" {
+		t.Fatalf("allocated share = %v (%v), want 0.1875 (3 of 16 GPUs)", r, err)
+	}
+}
