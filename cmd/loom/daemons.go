@@ -48,6 +48,10 @@ func runServer(ctx context.Context, args []string) int {
 	gkeys := fs.String("gossip-key", os.Getenv("LOOM_GOSSIP_KEY"), "gossip encryption keyring, base64 keys comma-separated, first is used to encrypt ($LOOM_GOSSIP_KEY)")
 	fs.DurationVar(&cfg.NodeDownGrace, "node-down-grace", time.Second, "how long a node must be dead in gossip before it is marked DOWN and its jobs requeued")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := applyConfig(fs, "server", args); err != nil {
+		fmt.Fprintln(os.Stderr, "loom server:", err)
+		return 2
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -67,6 +71,9 @@ func runServer(ctx context.Context, args []string) int {
 		return 2
 	}
 	cfg.Bootstrap = cfg.BootstrapExpect <= 1 && len(cfg.Join) == 0
+	if checkingConfig {
+		return 0
+	}
 	cfg.Logger = newLogger(*level)
 	s, err := server.New(cfg)
 	if err != nil {
@@ -105,6 +112,10 @@ func runAgent(ctx context.Context, args []string) int {
 	gjoin := fs.String("gossip-join", "", "servers' gossip addresses, comma-separated; empty disables gossip")
 	gkeys := fs.String("gossip-key", os.Getenv("LOOM_GOSSIP_KEY"), "gossip encryption keyring, base64 keys comma-separated ($LOOM_GOSSIP_KEY)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := applyConfig(fs, "agent", args); err != nil {
+		fmt.Fprintln(os.Stderr, "loom agent:", err)
+		return 2
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -123,6 +134,13 @@ func runAgent(ctx context.Context, args []string) int {
 	if _, err := fmt.Sscanf(*port, "%d-%d", &cfg.PortMin, &cfg.PortMax); err != nil || cfg.PortMin == 0 || cfg.PortMax < cfg.PortMin {
 		fmt.Fprintf(os.Stderr, "loom agent: --ports=%s: want LOW-HIGH, e.g. 29500-29999\n", *port)
 		return 2
+	}
+	if checkingConfig {
+		if *driverName != "exec" && *driverName != "containerd" {
+			fmt.Fprintf(os.Stderr, "loom agent: --driver=%s: unknown driver (known: exec, containerd)\n", *driverName)
+			return 2
+		}
+		return 0
 	}
 	switch *driverName {
 	case "exec":

@@ -36,6 +36,7 @@ Usage:
   loom server [flags]          run a control-plane server
   loom agent [flags]           run a node agent
   loom dev [flags]             run a server and simulated agents in one process
+  loom config check [FILE]     validate a configuration file (default /etc/loom/loom.toml)
   loom slurm <cmd> [args]      sbatch, squeue, scancel, sinfo, sacct, scontrol
   loom logs [-f] JOB [RANK]    stream a job's output
   loom node drain|resume|list  take nodes out of service and back
@@ -81,6 +82,12 @@ func run(argv []string) int {
 		return runAgent(ctx, args)
 	case "dev":
 		return runDev(ctx, args)
+	case "config":
+		if len(args) > 0 && args[0] == "check" {
+			return configCheckMain(ctx, args[1:])
+		}
+		fmt.Fprintln(os.Stderr, "loom config: the only subcommand is check")
+		return 2
 	case "slurm":
 		if len(args) == 0 || !slices.Contains(cli.Commands(), args[0]) {
 			fmt.Fprintf(os.Stderr, "loom slurm: name one of %v\n", cli.Commands())

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func testFlags() (*flag.FlagSet, *string, *int, *bool, *time.Duration, *string) {
+	fs := flag.NewFlagSet("loom agent", flag.ContinueOnError)
+	fs.SetOutput(new(strings.Builder))
+	servers := fs.String("servers", "127.0.0.1:7070", "")
+	port := fs.Int("port", 1, "")
+	root := fs.Bool("allow-root", false, "")
+	grace := fs.Duration("kill-grace", time.Second, "")
+	parts := fs.String("partitions", "", "")
+	return fs, servers, port, root, grace, parts
+}
+
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "loom.toml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Settings from the file become the flags' values; the command line wins.
+func TestConfigSetsFlagsAndCommandLineWins(t *testing.T) {
+	path := writeConfig(t, `
+# agents of rack 4
+[server]
+name = "ignored by agents"
+
+[agent]
+servers = ["ctl1:7070", "ctl2:7070"]
+allow_root = true
+kill-grace = "45s"
+partitions = ["gpu", "debug"]
+port = 9
+`)
+	fs, servers, port, root, grace, parts := testFlags()
+	args := []string{"--config", path, "--port", "12"}
+	if err := applyConfig(fs, "agent", args); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	if *servers != "ctl1:7070,ctl2:7070" || !*root || *grace != 45*time.Second || *parts != "gpu,debug" {
+		t.Fatalf("servers=%q allow-root=%v kill-grace=%v partitions=%q", *servers, *root, *grace, *parts)
+	}
+	if *port != 12 {
+		t.Fatalf("port = %d, want the command line's 12 over the file's 9", *port)
+	}
+}
+
+// Bad files fail with the file, the line and what is wrong, and set nothing.
+func TestConfigErrorsNameTheLine(t *testing.T) {
+	for _, c := range []struct{ name, text, want string }{
+		{"unknown setting", "[agent]\nservers = \"a:1\"\nserver = \"typo\"\n", `:3: [agent] unknown setting "server"`},
+		{"bad value", "[agent]\n\nkill_grace = \"soon\"\n", `:3: [agent] kill_grace: invalid value "soon"`},
+		{"wrong type", "[agent]\nport = \"nine\"\n", `:2: [agent] port:`},
+		{"table value", "[agent]\nport = { a = 1 }\n", `:2: [agent] port: a map[string]interface {} cannot set a flag`},
+		{"syntax", "[agent]\nport = = 3\n", `:2: `},
+		{"outside a table", "servers = \"a:1\"\n[agent]\n", `:1: "servers": settings belong in a [server] or [agent] table`},
+		{"unknown table", "[agnet]\nport = 3\n", `:1: "agnet": settings belong in a [server] or [agent] table`},
+	} {
+		path := writeConfig(t, c.text)
+		fs, servers, _, _, _, _ := testFlags()
+		err := applyConfig(fs, "agent", []string{"--config=" + path})
+		if err == nil || !strings.Contains(err.Error(), path+c.want) {
+			t.Errorf("%s: err = %v, want it to contain %q", c.name, err, path+c.want)
+		}
+		if c.name == "unknown setting" && *servers != "127.0.0.1:7070" {
+			// Settings before the bad one may have been applied; the
+			// daemon exits on the error, so nothing runs with them.
+			t.Logf("servers set to %q before the error", *servers)
+		}
+	}
+}
+
+// Without --config, $LOOM_CONFIG names the file; a missing explicit file
+// is an error, not silently ignored.
+func TestConfigPathFromEnvAndMissingFile(t *testing.T) {
+	path := writeConfig(t, "[agent]\nport = 7\n")
+	t.Setenv("LOOM_CONFIG", path)
+	fs, _, port, _, _, _ := testFlags()
+	if err := applyConfig(fs, "agent", nil); err != nil {
+		t.Fatal(err)
+	}
+	if *port != 7 {
+		t.Fatalf("port = %d, want 7 from $LOOM_CONFIG", *port)
+	}
+	fs, _, _, _, _, _ = testFlags()
+	if err := applyConfig(fs, "agent", []string{"--config", "/nonexistent/loom.toml"}); err == nil {
+		t.Fatal("a missing --config file was accepted")
+	}
+}
+
+// The sample in deploy/ is valid against the daemons' real flags.
+func TestSampleConfigIsValid(t *testing.T) {
+	if rc := configCheckMain(t.Context(), []string{filepath.Join("..", "..", "deploy", "loom.toml")}); rc != 0 {
+		t.Fatalf("loom config check deploy/loom.toml exited %d", rc)
+	}
+	bad := writeConfig(t, "[agent]\ndriver = \"docker\"\n")
+	if rc := configCheckMain(t.Context(), []string{bad}); rc == 0 {
+		t.Fatal("a file naming an unknown driver passed the check")
+	}
+}
