@@ -482,9 +482,14 @@ func pingPong(ctx context.Context, c *netcoll.Comm, iters int) (float64, error) 
 		}
 		s = append(s, time.Since(t0).Seconds())
 	}
+	return rank0Median(ctx, c, s)
+}
+
+// rank0Median gives every rank the median of rank 0's samples.
+func rank0Median(ctx context.Context, c *netcoll.Comm, samples []float64) (float64, error) {
 	r := []float64{0}
 	if c.Rank() == 0 {
-		r[0] = median(s)
+		r[0] = median(samples)
 	}
 	if err := netcoll.Broadcast(ctx, c, r, 0); err != nil {
 		return 0, err
@@ -545,14 +550,7 @@ func plainTCPRTT(ctx context.Context, c *netcoll.Comm, iters int) (float64, erro
 			samples = append(samples, time.Since(t0).Seconds())
 		}
 	}
-	r := []float64{0}
-	if c.Rank() == 0 {
-		r[0] = median(samples)
-	}
-	if err := netcoll.Broadcast(ctx, c, r, 0); err != nil {
-		return 0, err
-	}
-	return r[0], nil
+	return rank0Median(ctx, c, samples)
 }
 
 // slowest returns the maximum of v over ranks.

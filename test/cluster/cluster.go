@@ -37,6 +37,22 @@ func Binary(t testing.TB) string {
 	return b
 }
 
+// OpenDir makes a temporary directory that jobs running as an
+// unprivileged user can use as their working directory (t.TempDir's parent
+// is private to the user running the tests), removed when the test ends.
+func OpenDir(t testing.TB, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // FreePort returns a loopback port nothing listens on right now.
 func FreePort(t testing.TB) int {
 	t.Helper()

@@ -61,14 +61,7 @@ func requireContainerd(t *testing.T) *containerd.Client {
 func newEnv(t *testing.T, n int) *env {
 	t.Helper()
 	c := requireContainerd(t)
-	dir, err := os.MkdirTemp("", "loom-ctr-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
+	dir := cluster.OpenDir(t, "loom-ctr-")
 	archive := buildProbeArchive(t, t.TempDir())
 	if out, err := exec.Command(cluster.Binary(t), "image", "import", archive).CombinedOutput(); err != nil {
 		t.Fatalf("loom image import: %v\n%s", err, out)

@@ -32,12 +32,7 @@ func newDriver(t *testing.T, node string) *ctrdriver.Driver {
 // directory (no image) with stdout and stderr in separate files.
 func TestRootfsDirectoryAndSeparateStderr(t *testing.T) {
 	d := newDriver(t, "drvtest1")
-	dir, err := os.MkdirTemp("", "loom-rootfs-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o777)
+	dir := cluster.OpenDir(t, "loom-rootfs-")
 	rootfs := filepath.Join(dir, "rootfs")
 	os.MkdirAll(rootfs, 0o755)
 	buildProbe(t, filepath.Join(rootfs, "probe"))

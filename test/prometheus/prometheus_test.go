@@ -76,16 +76,8 @@ func promQuery(t *testing.T, addr, q string) ([]map[string]any, error) {
 // dashboard.
 func TestPrometheusScrapesTheCluster(t *testing.T) {
 	bin := requirePrometheus(t)
-	// The job runs as uid 1000, which must reach its working directory:
-	// t.TempDir's parent is private to root.
-	dir, err := os.MkdirTemp("", "loom-prom-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
+	// The job runs as uid 1000, which must reach its working directory.
+	dir := cluster.OpenDir(t, "loom-prom-")
 	metrics := fmt.Sprintf("127.0.0.1:%d", cluster.FreePort(t))
 	rpc := fmt.Sprintf("127.0.0.1:%d", cluster.FreePort(t))
 	cluster.Start(t, dir, "server", "server", "--name", "server", "--data-dir", filepath.Join(dir, "server"),
