@@ -64,6 +64,9 @@ func runSbatch(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return e.fail(err)
 	}
+	if o.wait && spec.Array != "" {
+		return e.fail(errors.New("--wait with --array is not supported yet: wait with squeue or sacct"))
+	}
 	return withClient(e, func(c *client) int {
 		id, err := submit(ctx, e, c, spec)
 		if err != nil {
@@ -75,7 +78,24 @@ func runSbatch(ctx context.Context, e *env, args []string) int {
 		case !hasUse(cmdUses, "quiet"):
 			fmt.Fprintf(e.stdout, "Submitted batch job %d\n", id)
 		}
-		return 0
+		if !o.wait {
+			return 0
+		}
+		// As Slurm's: exit with the job's exit code, 1 for a job a signal
+		// ended or that ended badly without one. A requeued job is
+		// waited for through its next run.
+		j, err := waitForJob(ctx, c, id, func(j *api.Job) bool { return j.GetState().Terminal() && !j.HoldsResources() })
+		if err != nil {
+			return e.fail(err)
+		}
+		code := int(j.GetExitCode())
+		if j.GetState() != api.JobState_COMPLETED {
+			e.errorf("job %d ended %s, exit code %s", id, stateName(j.GetState()), exitCode(j))
+			if code == 0 || j.GetExitSignal() != 0 {
+				code = 1
+			}
+		}
+		return code
 	})
 }
 

@@ -21,6 +21,7 @@ type sbatchOpts struct {
 	chdir    string
 	export   string // --export as given; "" means ALL
 	parsable bool
+	wait     bool // sbatch --wait
 	help     bool
 	usage    bool
 	now      func() time.Time // for --begin
@@ -175,6 +176,7 @@ func sbatchOptions(o *sbatchOpts) []*option {
 			s.OpenMode = v
 			return nil
 		}},
+		{long: "wait", short: 'W', arg: noArg, help: "wait for the job to end and exit with its exit code", set: setBool(&o.wait, true)},
 		{long: "hold", short: 'H', arg: noArg, help: "submit held; run it with scontrol release", set: func(string) error { s.Hold = true; return nil }},
 		{long: "switches", arg: requiredArg, meta: "N[@TIME]", help: "at most N leaf switches, waiting up to TIME for such a placement", set: func(v string) error {
 			count, wait, hasWait := strings.Cut(v, "@")
@@ -212,7 +214,6 @@ func sbatchOptions(o *sbatchOpts) []*option {
 		{"mem-per-gpu", 0, requiredArg, "give memory per node with --mem"},
 		{"nodelist", 'w', requiredArg, "choosing nodes by name is not supported yet"},
 		{"exclude", 'x', requiredArg, "excluding nodes by name is not supported yet"},
-		{"wait", 'W', noArg, "waiting for the job to end is not supported yet; poll with squeue or sacct"},
 		{"test-only", 0, noArg, "not supported yet"},
 		{"input", 'i', requiredArg, "batch jobs read no stdin in Loom"},
 	} {

@@ -494,3 +494,43 @@ func TestScanDirectives(t *testing.T) {
 		}
 	}
 }
+
+// sbatch --wait exits with the job's exit code once it has ended: 0 for
+// a completed job, the code of a failed one, 1 for one a signal or the
+// time limit ended.
+func TestSbatchWait(t *testing.T) {
+	done := func(state api.JobState, code, sig int32) *api.Job {
+		return &api.Job{Id: 1, State: state, ExitCode: code, ExitSignal: sig}
+	}
+	for _, tt := range []struct {
+		name     string
+		job      *api.Job
+		wantCode int
+		wantErr  string
+	}{
+		{"completed", done(api.JobState_COMPLETED, 0, 0), 0, ""},
+		{"failed", done(api.JobState_FAILED, 3, 0), 3, "sbatch: error: job 1 ended FAILED, exit code 3:0\n"},
+		{"killed", done(api.JobState_CANCELLED, 0, 9), 1, "sbatch: error: job 1 ended CANCELLED, exit code 0:9\n"},
+		{"timeout", done(api.JobState_TIMEOUT, 0, 0), 1, "sbatch: error: job 1 ended TIMEOUT, exit code 0:0\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeServer{jobs: []*api.Job{tt.job}}
+			te := newTestEnv("sbatch", f.start(t))
+			code := te.run(t, "--wait", "--wrap", "true")
+			if code != tt.wantCode {
+				t.Errorf("sbatch --wait exited %d, want %d (stderr %q)", code, tt.wantCode, te.err)
+			}
+			if got := te.out.String(); got != "Submitted batch job 1\n" {
+				t.Errorf("stdout %q", got)
+			}
+			if got := te.err.String(); got != tt.wantErr {
+				t.Errorf("stderr %q, want %q", got, tt.wantErr)
+			}
+		})
+	}
+	f := &fakeServer{}
+	te := newTestEnv("sbatch", f.start(t))
+	if code := te.run(t, "--wait", "--array=0-3", "--wrap", "true"); code == 0 || len(f.submits) != 0 {
+		t.Fatalf("sbatch --wait --array exited %d after %d submits, want a refusal before submitting", code, len(f.submits))
+	}
+}

@@ -31,7 +31,7 @@ const srunPoll = 200 * time.Millisecond
 const srunOutput = "srun-%j-%t.out"
 
 // srunDropped are sbatch options that mean nothing for a foreground run.
-var srunDropped = map[string]bool{"wrap": true, "parsable": true}
+var srunDropped = map[string]bool{"wrap": true, "parsable": true, "wait": true}
 
 func runSrun(ctx context.Context, e *env, args []string) int {
 	o := &sbatchOpts{now: e.now}
