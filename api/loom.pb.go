@@ -815,7 +815,9 @@ type JobSpec struct {
 	// JobFileAppend=0) empties the output files when a rank first starts;
 	// "append" keeps what they held. A requeued job always appends, and so
 	// does a file several ranks share.
-	OpenMode      string `protobuf:"bytes,35,opt,name=open_mode,json=openMode,proto3" json:"open_mode,omitempty"`
+	OpenMode string `protobuf:"bytes,35,opt,name=open_mode,json=openMode,proto3" json:"open_mode,omitempty"`
+	// exclude is -x/--exclude, expanded: nodes the job must not run on.
+	Exclude       []string `protobuf:"bytes,36,rep,name=exclude,proto3" json:"exclude,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1093,6 +1095,13 @@ func (x *JobSpec) GetOpenMode() string {
 		return x.OpenMode
 	}
 	return ""
+}
+
+func (x *JobSpec) GetExclude() []string {
+	if x != nil {
+		return x.Exclude
+	}
+	return nil
 }
 
 // Rank is one task of an allocation and where it runs.
@@ -4423,7 +4432,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x0fmetrics_address\x18\x13 \x01(\tR\x0emetricsAddress\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd0\b\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xea\b\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tnodes_min\x18\x02 \x01(\rR\bnodesMin\x12\x1b\n" +
@@ -4464,7 +4473,8 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bswitches\x18  \x01(\rR\bswitches\x12&\n" +
 	"\x0fswitches_wait_s\x18! \x01(\x03R\rswitchesWaitS\x12\x16\n" +
 	"\x06signal\x18\" \x01(\tR\x06signal\x12\x1b\n" +
-	"\topen_mode\x18# \x01(\tR\bopenMode\x1a6\n" +
+	"\topen_mode\x18# \x01(\tR\bopenMode\x12\x18\n" +
+	"\aexclude\x18$ \x03(\tR\aexclude\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\n" +

@@ -80,6 +80,14 @@ func ValidateSpec(s *JobSpec) error {
 			return fieldErr("--signal", "%v", err)
 		}
 	}
+	if len(s.Exclude) > maxExclude {
+		return fieldErr("--exclude", "%d nodes; at most %d", len(s.Exclude), maxExclude)
+	}
+	for _, n := range s.Exclude {
+		if n == "" {
+			return fieldErr("--exclude", "empty node name")
+		}
+	}
 	switch s.OpenMode {
 	case "", OpenModeTruncate, OpenModeAppend:
 	default:
@@ -241,3 +249,7 @@ const (
 	OpenModeTruncate = "truncate"
 	OpenModeAppend   = "append"
 )
+
+// maxExclude bounds --exclude: more names than any cluster has nodes is a
+// typo, not a request.
+const maxExclude = 65536

@@ -534,3 +534,17 @@ func TestSbatchWait(t *testing.T) {
 		t.Fatalf("sbatch --wait --array exited %d after %d submits, want a refusal before submitting", code, len(f.submits))
 	}
 }
+
+func TestSbatchExclude(t *testing.T) {
+	f := &fakeServer{}
+	te := newTestEnv("sbatch", f.start(t))
+	spec := submitted(t, te, f, "-x", "node[1-2],gpu3", "--exclude=node7", "--wrap", "true")
+	if got := strings.Join(spec.GetExclude(), ","); got != "node1,node2,gpu3,node7" {
+		t.Fatalf("exclude = %q, want node1,node2,gpu3,node7", got)
+	}
+	f = &fakeServer{}
+	te = newTestEnv("sbatch", f.start(t))
+	if code := te.run(t, "-x", "node[3-1]", "--wrap", "true"); code == 0 || !strings.Contains(te.err.String(), "--exclude=node[3-1]") || len(f.submits) != 0 {
+		t.Fatalf("bad hostlist: exit %d, stderr %q, %d submits", code, te.err.String(), len(f.submits))
+	}
+}

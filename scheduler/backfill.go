@@ -105,7 +105,7 @@ func (c *cycle) reserve(pj *pendingJob, r *request) *reservation {
 	need := int(r.lo) + first
 	fitting := 0
 	fitsNow := make(map[int]bool)
-	for _, i := range c.partition(r.part) {
+	for _, i := range c.nodesFor(r) {
 		if _, ok := c.fits(fut, i, fut.free[i], fut.cpus[i], fut.mem[i], shape, r.exclusive); ok {
 			fitting++
 			fitsNow[i] = true

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/loomhpc/loom/api"
@@ -21,9 +22,17 @@ func Feasible(nodes []*api.Node, spec *api.JobSpec) error {
 	if len(in) == 0 {
 		return fmt.Errorf("partition %q has no nodes", part)
 	}
+	outside := ""
+	if len(spec.Exclude) > 0 {
+		in = slices.DeleteFunc(in, func(n *api.Node) bool { return slices.Contains(spec.Exclude, n.Name) })
+		if len(in) == 0 {
+			return fmt.Errorf("--exclude leaves no node of partition %q", part)
+		}
+		outside = " outside --exclude"
+	}
 	lo, hi := spec.NodeRange()
 	if int(lo) > len(in) {
-		return fmt.Errorf("--nodes=%d: partition %q has only %d nodes", lo, part, len(in))
+		return fmt.Errorf("--nodes=%d: partition %q has only %d nodes%s", lo, part, len(in), outside)
 	}
 	// Capacity that is down or drained today may be back tomorrow: the
 	// question is whether the job could ever run, so every node counts.

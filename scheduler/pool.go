@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"maps"
 	"math/bits"
 	"slices"
 	"strings"
@@ -272,6 +273,30 @@ func (c *cycle) partition(part string) []int {
 	return idx
 }
 
+// candidates are the nodes r may use: its partition's, less those it
+// excludes. excludeKey is r's exclusions joined (r.key.exclude once set).
+func (c *cycle) candidates(r *request, excludeKey string) []int {
+	all := c.partition(r.part)
+	if len(r.exclude) == 0 {
+		return all
+	}
+	k := r.part + "\x00" + excludeKey
+	if idx, ok := c.parts[k]; ok {
+		return idx
+	}
+	idx := make([]int, 0, len(all))
+	for _, i := range all {
+		if !r.exclude[c.nodes[i].node.Name] {
+			idx = append(idx, i)
+		}
+	}
+	c.parts[k] = idx
+	return idx
+}
+
+// nodesFor is candidates for a request whose key is set.
+func (c *cycle) nodesFor(r *request) []int { return c.candidates(r, r.key.exclude) }
+
 // request is what a job asks for, worked out once per cycle.
 type request struct {
 	job        *api.Job
@@ -282,6 +307,7 @@ type request struct {
 	switches   int  // most leaves; 0 any
 	impossible bool // no layout at all
 	key        shapeKey
+	exclude    map[string]bool // nodes the job may not use
 }
 
 // shapeKey identifies requests that place identically, for the memo of
@@ -293,6 +319,7 @@ type shapeKey struct {
 	mem                             uint64
 	exclusive                       bool
 	switches                        int
+	exclude                         string // --exclude, sorted and joined
 }
 
 type failMemo struct {
@@ -304,13 +331,22 @@ func (c *cycle) request(j *api.Job) *request {
 	s := j.Spec
 	lo, hi := s.NodeRange()
 	r := &request{job: j, part: s.PartitionOf(), lo: lo, exclusive: s.Exclusive}
+	var excludeKey string
+	if len(s.Exclude) > 0 {
+		r.exclude = make(map[string]bool, len(s.Exclude))
+		for _, n := range s.Exclude {
+			r.exclude[n] = true
+		}
+		names := slices.Sorted(maps.Keys(r.exclude))
+		excludeKey = strings.Join(names, ",")
+	}
 	if s.Switches > 0 {
 		waited := c.now.Sub(time.UnixMilli(j.SubmitUnixMs))
 		if s.SwitchesWaitS <= 0 || waited < time.Duration(s.SwitchesWaitS)*time.Second {
 			r.switches = int(s.Switches)
 		}
 	}
-	nodes := len(c.partition(r.part))
+	nodes := len(c.candidates(r, excludeKey))
 	r.impossible = true
 	for n := lo; n <= hi && int(n) <= nodes; n++ {
 		shapes, ok := s.Layout(n)
@@ -322,7 +358,8 @@ func (c *cycle) request(j *api.Job) *request {
 		r.layouts = append(r.layouts, shapes)
 	}
 	r.key = shapeKey{part: r.part, lo: lo, hi: hi, tasks: s.Ntasks, tpn: s.NtasksPerNode, gpn: s.GpusPerNode,
-		gpt: s.GpusPerTask, gpus: s.Gpus, cpt: s.CpusPerTask, mem: s.MemPerNodeMb, exclusive: s.Exclusive, switches: r.switches}
+		gpt: s.GpusPerTask, gpus: s.Gpus, cpt: s.CpusPerTask, mem: s.MemPerNodeMb, exclusive: s.Exclusive, switches: r.switches,
+		exclude: excludeKey}
 	return r
 }
 
@@ -445,7 +482,7 @@ func (c *cycle) placeOne(st *state, r *request, s api.NodeShape, end time.Time, 
 	}
 	best, bestLeft := -1, 1<<30
 	need := int(s.GPUs)
-	for _, i := range c.partition(r.part) {
+	for _, i := range c.nodesFor(r) {
 		// Reservations only take away: a node without enough free GPUs
 		// cannot fit, whatever it has reserved.
 		if bits.OnesCount64(st.free[i]) < need || !c.nodes[i].schedulable {
@@ -492,7 +529,7 @@ func (c *cycle) placeOneIndexed(r *request, s api.NodeShape, end time.Time, hono
 	pb, ok := c.partBits[r.part]
 	if !ok {
 		pb = make([]uint64, (len(c.nodes)+63)/64)
-		for _, i := range c.partition(r.part) {
+		for _, i := range c.nodesFor(r) {
 			pb[i/64] |= 1 << (i % 64)
 		}
 		c.partBits[r.part] = pb
@@ -534,7 +571,7 @@ func (c *cycle) placeMany(st *state, r *request, shapes []api.NodeShape, end tim
 	}
 	byLeaf := map[int][]cand{}
 	total := 0
-	for _, i := range c.partition(r.part) {
+	for _, i := range c.nodesFor(r) {
 		if bits.OnesCount64(st.free[i]) < int(shapes[0].GPUs) || !c.nodes[i].schedulable {
 			continue
 		}

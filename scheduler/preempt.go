@@ -56,7 +56,7 @@ func (c *cycle) preemptFor(pj *pendingJob, r *request) []*api.Job {
 		mask    uint64
 	}
 	var opts []option
-	for _, i := range c.partition(r.part) {
+	for _, i := range c.nodesFor(r) {
 		m, cpus, mem := c.usable(c.st, i, forever, false)
 		if _, ok := c.fits(c.st, i, m, cpus, mem, shapes[0], r.exclusive); ok {
 			// Free already (but reserved): no victims needed here.

@@ -31,6 +31,7 @@ func TestFeasibilityKey(t *testing.T) {
 		func(s *api.JobSpec) { s.Switches = 1 },
 		func(s *api.JobSpec) { s.TimeLimitS = -1 },
 		func(s *api.JobSpec) { s.Account = "physics" },
+		func(s *api.JobSpec) { s.Exclude = []string{"node1"} },
 	}
 	k0 := feasibilityKey(base)
 	for i, f := range same {
