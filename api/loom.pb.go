@@ -817,7 +817,10 @@ type JobSpec struct {
 	// does a file several ranks share.
 	OpenMode string `protobuf:"bytes,35,opt,name=open_mode,json=openMode,proto3" json:"open_mode,omitempty"`
 	// exclude is -x/--exclude, expanded: nodes the job must not run on.
-	Exclude       []string `protobuf:"bytes,36,rep,name=exclude,proto3" json:"exclude,omitempty"`
+	Exclude []string `protobuf:"bytes,36,rep,name=exclude,proto3" json:"exclude,omitempty"`
+	// nodelist is -w/--nodelist, expanded: the job runs on exactly these
+	// nodes (nodes_min and nodes_max equal their number).
+	Nodelist      []string `protobuf:"bytes,37,rep,name=nodelist,proto3" json:"nodelist,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1100,6 +1103,13 @@ func (x *JobSpec) GetOpenMode() string {
 func (x *JobSpec) GetExclude() []string {
 	if x != nil {
 		return x.Exclude
+	}
+	return nil
+}
+
+func (x *JobSpec) GetNodelist() []string {
+	if x != nil {
+		return x.Nodelist
 	}
 	return nil
 }
@@ -4432,7 +4442,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x0fmetrics_address\x18\x13 \x01(\tR\x0emetricsAddress\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xea\b\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x86\t\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tnodes_min\x18\x02 \x01(\rR\bnodesMin\x12\x1b\n" +
@@ -4474,7 +4484,8 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x0fswitches_wait_s\x18! \x01(\x03R\rswitchesWaitS\x12\x16\n" +
 	"\x06signal\x18\" \x01(\tR\x06signal\x12\x1b\n" +
 	"\topen_mode\x18# \x01(\tR\bopenMode\x12\x18\n" +
-	"\aexclude\x18$ \x03(\tR\aexclude\x1a6\n" +
+	"\aexclude\x18$ \x03(\tR\aexclude\x12\x1a\n" +
+	"\bnodelist\x18% \x03(\tR\bnodelist\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\n" +

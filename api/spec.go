@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -86,6 +87,21 @@ func ValidateSpec(s *JobSpec) error {
 	for _, n := range s.Exclude {
 		if n == "" {
 			return fieldErr("--exclude", "empty node name")
+		}
+	}
+	if n := len(s.Nodelist); n > 0 {
+		seen := make(map[string]bool, n)
+		for _, name := range s.Nodelist {
+			if name == "" || seen[name] {
+				return fieldErr("--nodelist", "empty or repeated node name %q", name)
+			}
+			seen[name] = true
+			if slices.Contains(s.Exclude, name) {
+				return fieldErr("--nodelist", "node %s is also in --exclude", name)
+			}
+		}
+		if lo, hi := s.NodeRange(); lo != uint32(n) || hi != uint32(n) {
+			return fieldErr("--nodelist", "lists %d nodes but --nodes asks for %d-%d: a job with a node list runs on exactly the listed nodes", n, lo, hi)
 		}
 	}
 	switch s.OpenMode {

@@ -214,6 +214,11 @@ func buildSpec(e *env, o *sbatchOpts, opts []*option, cmdUses []optUse, pos []st
 // environment — and validates the spec.
 func finishSpec(e *env, o *sbatchOpts, cwd string) (*api.JobSpec, error) {
 	spec := &o.spec
+	if n := uint32(len(spec.Nodelist)); n > 0 && spec.NodesMin <= n && (spec.NodesMax == 0 || spec.NodesMax >= n) {
+		// As Slurm does, the node count grows to cover the list; a count
+		// beyond it (more nodes than listed) is refused by ValidateSpec.
+		spec.NodesMin, spec.NodesMax = n, n
+	}
 	spec.WorkingDir = cwd
 	if o.chdir != "" {
 		spec.WorkingDir = o.chdir

@@ -187,6 +187,17 @@ func sbatchOptions(o *sbatchOpts) []*option {
 			s.Exclude = append(s.Exclude, names...)
 			return nil
 		}},
+		{long: "nodelist", short: 'w', arg: requiredArg, meta: "HOSTLIST", help: "run on exactly these nodes (node[1-4]); sets --nodes to their number", set: func(v string) error {
+			names, err := api.ExpandHostlist(v)
+			if err != nil {
+				return err
+			}
+			if len(names) == 0 {
+				return errors.New("empty node list")
+			}
+			s.Nodelist = names
+			return nil
+		}},
 		{long: "wait", short: 'W', arg: noArg, help: "wait for the job to end and exit with its exit code", set: setBool(&o.wait, true)},
 		{long: "hold", short: 'H', arg: noArg, help: "submit held; run it with scontrol release", set: func(string) error { s.Hold = true; return nil }},
 		{long: "switches", arg: requiredArg, meta: "N[@TIME]", help: "at most N leaf switches, waiting up to TIME for such a placement", set: func(v string) error {
@@ -223,7 +234,6 @@ func sbatchOptions(o *sbatchOpts) []*option {
 	}{
 		{"mem-per-cpu", 0, requiredArg, "give memory per node with --mem"},
 		{"mem-per-gpu", 0, requiredArg, "give memory per node with --mem"},
-		{"nodelist", 'w', requiredArg, "choosing nodes by name is not supported yet"},
 		{"test-only", 0, noArg, "not supported yet"},
 		{"input", 'i', requiredArg, "batch jobs read no stdin in Loom"},
 	} {

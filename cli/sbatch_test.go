@@ -548,3 +548,22 @@ func TestSbatchExclude(t *testing.T) {
 		t.Fatalf("bad hostlist: exit %d, stderr %q, %d submits", code, te.err.String(), len(f.submits))
 	}
 }
+
+func TestSbatchNodelist(t *testing.T) {
+	f := &fakeServer{}
+	te := newTestEnv("sbatch", f.start(t))
+	spec := submitted(t, te, f, "-w", "node[3-4]", "--wrap", "true")
+	if got := strings.Join(spec.GetNodelist(), ","); got != "node3,node4" || spec.GetNodesMin() != 2 || spec.GetNodesMax() != 2 {
+		t.Fatalf("nodelist %q nodes %d-%d, want node3,node4 on exactly 2 nodes", got, spec.GetNodesMin(), spec.GetNodesMax())
+	}
+	f = &fakeServer{}
+	te = newTestEnv("sbatch", f.start(t))
+	if code := te.run(t, "-w", "node[1-2]", "-N", "3", "--wrap", "true"); code == 0 || !strings.Contains(te.err.String(), "--nodelist") || len(f.submits) != 0 {
+		t.Fatalf("-N 3 with two listed nodes: exit %d, stderr %q, %d submits", code, te.err.String(), len(f.submits))
+	}
+	f = &fakeServer{}
+	te = newTestEnv("sbatch", f.start(t))
+	if code := te.run(t, "-w", "node1", "-x", "node1", "--wrap", "true"); code == 0 || !strings.Contains(te.err.String(), "also in --exclude") {
+		t.Fatalf("node listed and excluded: exit %d, stderr %q", code, te.err.String())
+	}
+}

@@ -127,7 +127,7 @@ func (c *cycle) reserve(pj *pendingJob, r *request) *reservation {
 			fut.free[ev.node] = physical[ev.node] &^ blocked[ev.node]
 			fut.cpus[ev.node] += ev.cpus
 			fut.mem[ev.node] += ev.mem
-			if !fitsNow[ev.node] && c.nodes[ev.node].node.InPartition(r.part) {
+			if !fitsNow[ev.node] && c.mayUse(r, ev.node) {
 				if _, ok := c.fits(fut, ev.node, fut.free[ev.node], fut.cpus[ev.node], fut.mem[ev.node], shape, r.exclusive); ok {
 					fitting++
 					fitsNow[ev.node] = true

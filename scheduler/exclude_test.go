@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +66,27 @@ func TestExcludeKeepsJobsOffNodes(t *testing.T) {
 	}
 }
 
+// TestExcludeDoesNotLeakToOtherJobs: the nodes one job excludes stay
+// available to the next.
+func TestExcludeDoesNotLeakToOtherJobs(t *testing.T) {
+	v := &View{
+		Nodes: []*api.Node{node("a", 8, 64), node("b", 8, 64)},
+		Jobs: []*api.Job{
+			pending(1, &api.JobSpec{NodesMin: 1, GpusPerNode: 1, Exclude: []string{"a"}}),
+			pending(2, &api.JobSpec{NodesMin: 1, GpusPerNode: 8}),
+			pending(3, &api.JobSpec{NodesMin: 1, GpusPerNode: 1, Nodelist: []string{"b"}, NodesMax: 1}),
+		},
+	}
+	p := Schedule(v, time.Unix(0, 0), Config{})
+	on := map[uint64]string{}
+	for _, pl := range p.Placements {
+		on[pl.JobId] = strings.Join(pl.Allocation.Nodes, ",")
+	}
+	if on[1] != "b" || on[2] != "a" || on[3] != "b" {
+		t.Fatalf("placed %v, want job 1 on b, job 2 on a, job 3 on b", on)
+	}
+}
+
 func TestFeasibleWithExclude(t *testing.T) {
 	nodes := []*api.Node{node("a", 8, 64), node("b", 8, 64)}
 	if err := Feasible(nodes, &api.JobSpec{NodesMin: 2, GpusPerNode: 1, Exclude: []string{"b"}}); err == nil ||
@@ -77,5 +99,42 @@ func TestFeasibleWithExclude(t *testing.T) {
 	}
 	if err := Feasible(nodes, &api.JobSpec{NodesMin: 1, GpusPerNode: 8, Exclude: []string{"a", "zz"}}); err != nil {
 		t.Fatalf("one node left: %v", err)
+	}
+}
+
+// TestNodelistRunsOnExactlyThoseNodes: a job listing nodes lands on them
+// even when others fit better, and waits while one of them is busy.
+func TestNodelistRunsOnExactlyThoseNodes(t *testing.T) {
+	v := &View{
+		Nodes: []*api.Node{node("a", 8, 64), node("b", 8, 64), node("c", 8, 64), node("d", 8, 64)},
+		Jobs: []*api.Job{
+			pending(1, &api.JobSpec{NodesMin: 2, NodesMax: 2, GpusPerNode: 2, Nodelist: []string{"d", "b"}, TimeLimitS: 3600}),
+			pending(2, &api.JobSpec{NodesMin: 1, NodesMax: 1, GpusPerNode: 8, Nodelist: []string{"d"}, TimeLimitS: 3600}),
+			// Backfills around job 2's reservation on d: time limits known.
+			pending(3, &api.JobSpec{NodesMin: 1, GpusPerNode: 8, TimeLimitS: 3600}),
+		},
+	}
+	p := Schedule(v, time.Unix(0, 0), Config{})
+	on := map[uint64]string{}
+	for _, pl := range p.Placements {
+		n := slices.Clone(pl.Allocation.Nodes)
+		slices.Sort(n)
+		on[pl.JobId] = strings.Join(n, ",")
+	}
+	if on[1] != "b,d" {
+		t.Fatalf("job 1 (nodelist d,b) placed on %q", on[1])
+	}
+	if _, ok := on[2]; ok {
+		t.Fatalf("job 2 wants all of d, which job 1 half uses, and was placed on %q", on[2])
+	}
+	if on[3] == "" || strings.Contains(on[3], "b") || strings.Contains(on[3], "d") {
+		t.Fatalf("job 3 (any whole node) placed on %q", on[3])
+	}
+	if err := Feasible(v.Nodes, &api.JobSpec{NodesMin: 1, NodesMax: 1, GpusPerNode: 1, Nodelist: []string{"zz"}}); err == nil ||
+		!strings.Contains(err.Error(), "no node zz") {
+		t.Fatalf("unknown node in nodelist: err = %v", err)
+	}
+	if err := Feasible(v.Nodes, &api.JobSpec{NodesMin: 1, NodesMax: 1, GpusPerNode: 9, Nodelist: []string{"a"}}); err == nil {
+		t.Fatal("9 GPUs on an 8-GPU listed node passed")
 	}
 }

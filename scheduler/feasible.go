@@ -23,6 +23,15 @@ func Feasible(nodes []*api.Node, spec *api.JobSpec) error {
 		return fmt.Errorf("partition %q has no nodes", part)
 	}
 	outside := ""
+	if len(spec.Nodelist) > 0 {
+		for _, name := range spec.Nodelist {
+			if !slices.ContainsFunc(in, func(n *api.Node) bool { return n.Name == name }) {
+				return fmt.Errorf("--nodelist: no node %s in partition %q", name, part)
+			}
+		}
+		in = slices.DeleteFunc(in, func(n *api.Node) bool { return !slices.Contains(spec.Nodelist, n.Name) })
+		outside = " in --nodelist"
+	}
 	if len(spec.Exclude) > 0 {
 		in = slices.DeleteFunc(in, func(n *api.Node) bool { return slices.Contains(spec.Exclude, n.Name) })
 		if len(in) == 0 {

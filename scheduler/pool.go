@@ -274,19 +274,21 @@ func (c *cycle) partition(part string) []int {
 }
 
 // candidates are the nodes r may use: its partition's, less those it
-// excludes. excludeKey is r's exclusions joined (r.key.exclude once set).
-func (c *cycle) candidates(r *request, excludeKey string) []int {
+// excludes, and only those it lists when it lists some. The keys are r's
+// exclusions and list joined (r.key's once set).
+func (c *cycle) candidates(r *request, excludeKey, onlyKey string) []int {
 	all := c.partition(r.part)
-	if len(r.exclude) == 0 {
+	if len(r.exclude) == 0 && len(r.only) == 0 {
 		return all
 	}
-	k := r.part + "\x00" + excludeKey
+	k := r.part + "\x00" + excludeKey + "\x00" + onlyKey
 	if idx, ok := c.parts[k]; ok {
 		return idx
 	}
 	idx := make([]int, 0, len(all))
 	for _, i := range all {
-		if !r.exclude[c.nodes[i].node.Name] {
+		name := c.nodes[i].node.Name
+		if !r.exclude[name] && (r.only == nil || r.only[name]) {
 			idx = append(idx, i)
 		}
 	}
@@ -294,8 +296,14 @@ func (c *cycle) candidates(r *request, excludeKey string) []int {
 	return idx
 }
 
+// mayUse reports whether node i is one of r's candidates.
+func (c *cycle) mayUse(r *request, i int) bool {
+	name := c.nodes[i].node.Name
+	return c.nodes[i].node.InPartition(r.part) && !r.exclude[name] && (r.only == nil || r.only[name])
+}
+
 // nodesFor is candidates for a request whose key is set.
-func (c *cycle) nodesFor(r *request) []int { return c.candidates(r, r.key.exclude) }
+func (c *cycle) nodesFor(r *request) []int { return c.candidates(r, r.key.exclude, r.key.nodelist) }
 
 // request is what a job asks for, worked out once per cycle.
 type request struct {
@@ -308,6 +316,7 @@ type request struct {
 	impossible bool // no layout at all
 	key        shapeKey
 	exclude    map[string]bool // nodes the job may not use
+	only       map[string]bool // the nodes the job must run on (--nodelist); nil: any
 }
 
 // shapeKey identifies requests that place identically, for the memo of
@@ -320,6 +329,7 @@ type shapeKey struct {
 	exclusive                       bool
 	switches                        int
 	exclude                         string // --exclude, sorted and joined
+	nodelist                        string // --nodelist, sorted and joined
 }
 
 type failMemo struct {
@@ -331,14 +341,20 @@ func (c *cycle) request(j *api.Job) *request {
 	s := j.Spec
 	lo, hi := s.NodeRange()
 	r := &request{job: j, part: s.PartitionOf(), lo: lo, exclusive: s.Exclusive}
-	var excludeKey string
+	var excludeKey, onlyKey string
 	if len(s.Exclude) > 0 {
 		r.exclude = make(map[string]bool, len(s.Exclude))
 		for _, n := range s.Exclude {
 			r.exclude[n] = true
 		}
-		names := slices.Sorted(maps.Keys(r.exclude))
-		excludeKey = strings.Join(names, ",")
+		excludeKey = strings.Join(slices.Sorted(maps.Keys(r.exclude)), ",")
+	}
+	if len(s.Nodelist) > 0 {
+		r.only = make(map[string]bool, len(s.Nodelist))
+		for _, n := range s.Nodelist {
+			r.only[n] = true
+		}
+		onlyKey = strings.Join(slices.Sorted(maps.Keys(r.only)), ",")
 	}
 	if s.Switches > 0 {
 		waited := c.now.Sub(time.UnixMilli(j.SubmitUnixMs))
@@ -346,7 +362,7 @@ func (c *cycle) request(j *api.Job) *request {
 			r.switches = int(s.Switches)
 		}
 	}
-	nodes := len(c.candidates(r, excludeKey))
+	nodes := len(c.candidates(r, excludeKey, onlyKey))
 	r.impossible = true
 	for n := lo; n <= hi && int(n) <= nodes; n++ {
 		shapes, ok := s.Layout(n)
@@ -359,7 +375,7 @@ func (c *cycle) request(j *api.Job) *request {
 	}
 	r.key = shapeKey{part: r.part, lo: lo, hi: hi, tasks: s.Ntasks, tpn: s.NtasksPerNode, gpn: s.GpusPerNode,
 		gpt: s.GpusPerTask, gpus: s.Gpus, cpt: s.CpusPerTask, mem: s.MemPerNodeMb, exclusive: s.Exclusive, switches: r.switches,
-		exclude: excludeKey}
+		exclude: excludeKey, nodelist: onlyKey}
 	return r
 }
 
@@ -526,13 +542,16 @@ func (c *cycle) placeOneIndexed(r *request, s api.NodeShape, end time.Time, hono
 		}
 		c.partBits = map[string][]uint64{}
 	}
-	pb, ok := c.partBits[r.part]
+	// Keyed like candidates: jobs of one partition may exclude or list
+	// nodes.
+	bitsKey := r.part + "\x00" + r.key.exclude + "\x00" + r.key.nodelist
+	pb, ok := c.partBits[bitsKey]
 	if !ok {
 		pb = make([]uint64, (len(c.nodes)+63)/64)
 		for _, i := range c.nodesFor(r) {
 			pb[i/64] |= 1 << (i % 64)
 		}
-		c.partBits[r.part] = pb
+		c.partBits[bitsKey] = pb
 	}
 	for k := int(s.GPUs); k <= maxGPUsPerNode; k++ {
 		for w, set := range c.byFree[k] {
