@@ -111,7 +111,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 			// The dev cluster is one user's sandbox: it runs jobs as
 			// whoever started it, root included.
 			AllowRoot: true, KillGrace: 3 * time.Second,
-			Driver: exec.New(), Logger: log,
+			Driver: exec.New(filepath.Join(c.dataDir, name, "exec"), log), Logger: log,
 		})
 		if err != nil {
 			c.Close()

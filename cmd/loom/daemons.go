@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -144,7 +145,7 @@ func runAgent(ctx context.Context, args []string) int {
 	}
 	switch *driverName {
 	case "exec":
-		cfg.Driver = exec.New()
+		cfg.Driver = exec.New(filepath.Join(cfg.DataDir, "exec"), newLogger(*level))
 	case "containerd":
 		if cfg.Name == "" {
 			cfg.Name, _ = os.Hostname()

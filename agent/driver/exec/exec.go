@@ -2,16 +2,21 @@
 // its own process group, as the submitting user. It is for laptops, the
 // dev cluster and CI without containerd; it enforces no CPU or memory
 // limits, ignores images and mounts, and cannot re-attach to its ranks
-// after an agent restart (the ranks are children of the agent process; an
-// agent that restarts reports them lost).
+// after an agent restart: the ranks are the agent's children, and no other
+// process can learn how they end. A restarted agent instead stops the
+// ranks its predecessor left running (their jobs are requeued), so that
+// they do not go on using GPUs the scheduler hands to other jobs.
 package exec
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	osexec "os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,10 +25,20 @@ import (
 )
 
 // Driver runs ranks as processes.
-type Driver struct{}
+type Driver struct {
+	stateDir string // where each running rank's pid file lives; "" for none
+	log      *slog.Logger
+}
 
-// New returns the exec driver.
-func New() *Driver { return &Driver{} }
+// New returns the exec driver. With a state dir it records each rank's
+// process there, so that a restarted agent can stop ranks left running by
+// the agent before it.
+func New(stateDir string, log *slog.Logger) *Driver {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Driver{stateDir: stateDir, log: log}
+}
 
 // Name is "exec".
 func (d *Driver) Name() string { return "exec" }
@@ -60,13 +75,20 @@ func (d *Driver) Start(ctx context.Context, s driver.TaskSpec) (driver.Handle, e
 		return nil, fmt.Errorf("%w: %s: %v", driver.ErrStart, s.ID, err)
 	}
 	h := &handle{cmd: cmd, setup: &setup, Ending: driver.NewEnding()}
+	if d.stateDir != "" {
+		h.pidFile = d.pidFile(s.ID)
+		if err := writePidFile(h.pidFile, cmd.Process.Pid); err != nil {
+			d.log.Warn("recording a rank's process failed; a restarted agent could not stop it", "task", s.ID, "err", err)
+		}
+	}
 	go h.reap()
 	return h, nil
 }
 
 type handle struct {
-	cmd   *osexec.Cmd
-	setup *strings.Builder
+	cmd     *osexec.Cmd
+	setup   *strings.Builder
+	pidFile string // "" when not recorded
 	*driver.Ending
 }
 
@@ -101,14 +123,100 @@ func (h *handle) Signal(sig syscall.Signal) error {
 
 func (h *handle) PID() int { return h.cmd.Process.Pid }
 
-// Cleanup has nothing to release: the process was reaped by Wait.
-func (h *handle) Cleanup(context.Context) error { return nil }
+// Cleanup forgets the rank's process record; the process itself was
+// reaped by Wait.
+func (h *handle) Cleanup(context.Context) error {
+	if h.pidFile == "" {
+		return nil
+	}
+	if err := os.Remove(h.pidFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
 
 // Recover re-attaches to nothing: a process whose parent agent died cannot
 // be waited for by the next agent, so its exit status would be a guess.
 // The agent reports such ranks lost, and the job is requeued or failed.
+// Ranks the previous agent recorded that still run are killed first, with
+// their whole process group, so that the requeued gang does not share its
+// GPUs with them. A record is trusted only while its process is the one it
+// names (same start time): a pid reused by another process is left alone.
 func (d *Driver) Recover(context.Context, []string) (map[string]driver.Handle, error) {
+	if d.stateDir == "" {
+		return nil, nil
+	}
+	files, err := filepath.Glob(filepath.Join(d.stateDir, "*"+pidSuffix))
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		task := strings.TrimSuffix(filepath.Base(f), pidSuffix)
+		pid, start, err := readPidFile(f)
+		switch {
+		case err != nil:
+			d.log.Warn("unreadable rank record", "file", f, "err", err)
+		case processStart(pid) == start:
+			if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+				d.log.Warn("stopping a rank the previous agent left failed", "task", task, "pid", pid, "err", err)
+			} else {
+				d.log.Warn("stopped a rank the previous agent left running; its job is requeued", "task", task, "pid", pid)
+			}
+		}
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+	}
 	return nil, nil
+}
+
+const pidSuffix = ".pid"
+
+func (d *Driver) pidFile(task string) string {
+	return filepath.Join(d.stateDir, task+pidSuffix)
+}
+
+// writePidFile records pid with its start time.
+func writePidFile(path string, pid int) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(fmt.Sprintf("%d %d\n", pid, processStart(pid))), 0o600)
+}
+
+func readPidFile(path string) (pid int, start uint64, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	if _, err := fmt.Sscanf(string(b), "%d %d", &pid, &start); err != nil || pid <= 0 || start == 0 {
+		return 0, 0, fmt.Errorf("malformed %q", strings.TrimSpace(string(b)))
+	}
+	return pid, start, nil
+}
+
+// processStart is when process pid started, in clock ticks after boot
+// (/proc/PID/stat field 22), or 0 when there is no such process.
+func processStart(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces and parentheses: count
+	// fields from the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0
+	}
+	v, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return v
 }
 
 // limitedWriter keeps the first n bytes: the shell's own complaint about an
