@@ -2022,6 +2022,118 @@ func (x *HoldResponse) GetIndex() uint64 {
 	return 0
 }
 
+type RequeueRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobIds        []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Uid           uint32                 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequeueRequest) Reset() {
+	*x = RequeueRequest{}
+	mi := &file_api_loom_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequeueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequeueRequest) ProtoMessage() {}
+
+func (x *RequeueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequeueRequest.ProtoReflect.Descriptor instead.
+func (*RequeueRequest) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RequeueRequest) GetJobIds() []uint64 {
+	if x != nil {
+		return x.JobIds
+	}
+	return nil
+}
+
+func (x *RequeueRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *RequeueRequest) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+type RequeueResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobIds        []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequeueResponse) Reset() {
+	*x = RequeueResponse{}
+	mi := &file_api_loom_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequeueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequeueResponse) ProtoMessage() {}
+
+func (x *RequeueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequeueResponse.ProtoReflect.Descriptor instead.
+func (*RequeueResponse) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RequeueResponse) GetJobIds() []uint64 {
+	if x != nil {
+		return x.JobIds
+	}
+	return nil
+}
+
+func (x *RequeueResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type GetJobRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -2033,7 +2145,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_api_loom_proto_msgTypes[15]
+	mi := &file_api_loom_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2045,7 +2157,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[15]
+	mi := &file_api_loom_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2058,7 +2170,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{15}
+	return file_api_loom_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetJobRequest) GetJobId() uint64 {
@@ -2092,7 +2204,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_api_loom_proto_msgTypes[16]
+	mi := &file_api_loom_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2104,7 +2216,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[16]
+	mi := &file_api_loom_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2117,7 +2229,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{16}
+	return file_api_loom_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -2148,7 +2260,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_api_loom_proto_msgTypes[17]
+	mi := &file_api_loom_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2160,7 +2272,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[17]
+	mi := &file_api_loom_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2173,7 +2285,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{17}
+	return file_api_loom_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListJobsRequest) GetAll() bool {
@@ -2228,7 +2340,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_api_loom_proto_msgTypes[18]
+	mi := &file_api_loom_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2240,7 +2352,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[18]
+	mi := &file_api_loom_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2253,7 +2365,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{18}
+	return file_api_loom_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2282,7 +2394,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_api_loom_proto_msgTypes[19]
+	mi := &file_api_loom_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2294,7 +2406,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[19]
+	mi := &file_api_loom_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2307,7 +2419,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{19}
+	return file_api_loom_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LogsRequest) GetJobId() uint64 {
@@ -2348,7 +2460,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_api_loom_proto_msgTypes[20]
+	mi := &file_api_loom_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2360,7 +2472,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[20]
+	mi := &file_api_loom_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2373,7 +2485,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{20}
+	return file_api_loom_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LogChunk) GetRank() uint32 {
@@ -2400,7 +2512,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_api_loom_proto_msgTypes[21]
+	mi := &file_api_loom_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2412,7 +2524,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[21]
+	mi := &file_api_loom_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2425,7 +2537,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{21}
+	return file_api_loom_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListNodesRequest) GetMinIndex() uint64 {
@@ -2456,7 +2568,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_api_loom_proto_msgTypes[22]
+	mi := &file_api_loom_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2468,7 +2580,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[22]
+	mi := &file_api_loom_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2481,7 +2593,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{22}
+	return file_api_loom_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *NodeInfo) GetNode() *Node {
@@ -2536,7 +2648,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_api_loom_proto_msgTypes[23]
+	mi := &file_api_loom_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2548,7 +2660,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[23]
+	mi := &file_api_loom_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2561,7 +2673,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{23}
+	return file_api_loom_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeInfo {
@@ -2587,7 +2699,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_api_loom_proto_msgTypes[24]
+	mi := &file_api_loom_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2599,7 +2711,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[24]
+	mi := &file_api_loom_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2612,7 +2724,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{24}
+	return file_api_loom_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetNodeRequest) GetName() string {
@@ -2632,7 +2744,7 @@ type NodeStateRequest struct {
 
 func (x *NodeStateRequest) Reset() {
 	*x = NodeStateRequest{}
-	mi := &file_api_loom_proto_msgTypes[25]
+	mi := &file_api_loom_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2644,7 +2756,7 @@ func (x *NodeStateRequest) String() string {
 func (*NodeStateRequest) ProtoMessage() {}
 
 func (x *NodeStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[25]
+	mi := &file_api_loom_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2657,7 +2769,7 @@ func (x *NodeStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateRequest.ProtoReflect.Descriptor instead.
 func (*NodeStateRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{25}
+	return file_api_loom_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NodeStateRequest) GetName() string {
@@ -2683,7 +2795,7 @@ type NodeStateResponse struct {
 
 func (x *NodeStateResponse) Reset() {
 	*x = NodeStateResponse{}
-	mi := &file_api_loom_proto_msgTypes[26]
+	mi := &file_api_loom_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2695,7 +2807,7 @@ func (x *NodeStateResponse) String() string {
 func (*NodeStateResponse) ProtoMessage() {}
 
 func (x *NodeStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[26]
+	mi := &file_api_loom_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2708,7 +2820,7 @@ func (x *NodeStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateResponse.ProtoReflect.Descriptor instead.
 func (*NodeStateResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{26}
+	return file_api_loom_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NodeStateResponse) GetIndex() uint64 {
@@ -2727,7 +2839,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_api_loom_proto_msgTypes[27]
+	mi := &file_api_loom_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2739,7 +2851,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[27]
+	mi := &file_api_loom_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2752,7 +2864,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{27}
+	return file_api_loom_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RegisterRequest) GetNode() *Node {
@@ -2771,7 +2883,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_api_loom_proto_msgTypes[28]
+	mi := &file_api_loom_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2783,7 +2895,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[28]
+	mi := &file_api_loom_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2796,7 +2908,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{28}
+	return file_api_loom_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RegisterResponse) GetIndex() uint64 {
@@ -2815,7 +2927,7 @@ type WatchAllocationsRequest struct {
 
 func (x *WatchAllocationsRequest) Reset() {
 	*x = WatchAllocationsRequest{}
-	mi := &file_api_loom_proto_msgTypes[29]
+	mi := &file_api_loom_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2827,7 +2939,7 @@ func (x *WatchAllocationsRequest) String() string {
 func (*WatchAllocationsRequest) ProtoMessage() {}
 
 func (x *WatchAllocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[29]
+	mi := &file_api_loom_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2840,7 +2952,7 @@ func (x *WatchAllocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchAllocationsRequest.ProtoReflect.Descriptor instead.
 func (*WatchAllocationsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{29}
+	return file_api_loom_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WatchAllocationsRequest) GetNode() string {
@@ -2863,7 +2975,7 @@ type AllocationUpdate struct {
 
 func (x *AllocationUpdate) Reset() {
 	*x = AllocationUpdate{}
-	mi := &file_api_loom_proto_msgTypes[30]
+	mi := &file_api_loom_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2875,7 +2987,7 @@ func (x *AllocationUpdate) String() string {
 func (*AllocationUpdate) ProtoMessage() {}
 
 func (x *AllocationUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[30]
+	mi := &file_api_loom_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2888,7 +3000,7 @@ func (x *AllocationUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocationUpdate.ProtoReflect.Descriptor instead.
 func (*AllocationUpdate) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{30}
+	return file_api_loom_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AllocationUpdate) GetAllocations() []*AssignedAllocation {
@@ -2916,7 +3028,7 @@ type AssignedAllocation struct {
 
 func (x *AssignedAllocation) Reset() {
 	*x = AssignedAllocation{}
-	mi := &file_api_loom_proto_msgTypes[31]
+	mi := &file_api_loom_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2928,7 +3040,7 @@ func (x *AssignedAllocation) String() string {
 func (*AssignedAllocation) ProtoMessage() {}
 
 func (x *AssignedAllocation) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[31]
+	mi := &file_api_loom_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2941,7 +3053,7 @@ func (x *AssignedAllocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignedAllocation.ProtoReflect.Descriptor instead.
 func (*AssignedAllocation) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{31}
+	return file_api_loom_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AssignedAllocation) GetJob() *Job {
@@ -2970,7 +3082,7 @@ type TaskUpdateRequest struct {
 
 func (x *TaskUpdateRequest) Reset() {
 	*x = TaskUpdateRequest{}
-	mi := &file_api_loom_proto_msgTypes[32]
+	mi := &file_api_loom_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2982,7 +3094,7 @@ func (x *TaskUpdateRequest) String() string {
 func (*TaskUpdateRequest) ProtoMessage() {}
 
 func (x *TaskUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[32]
+	mi := &file_api_loom_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2995,7 +3107,7 @@ func (x *TaskUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskUpdateRequest.ProtoReflect.Descriptor instead.
 func (*TaskUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{32}
+	return file_api_loom_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TaskUpdateRequest) GetNode() string {
@@ -3035,7 +3147,7 @@ type TaskUpdateResponse struct {
 
 func (x *TaskUpdateResponse) Reset() {
 	*x = TaskUpdateResponse{}
-	mi := &file_api_loom_proto_msgTypes[33]
+	mi := &file_api_loom_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3047,7 +3159,7 @@ func (x *TaskUpdateResponse) String() string {
 func (*TaskUpdateResponse) ProtoMessage() {}
 
 func (x *TaskUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[33]
+	mi := &file_api_loom_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3060,7 +3172,7 @@ func (x *TaskUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskUpdateResponse.ProtoReflect.Descriptor instead.
 func (*TaskUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{33}
+	return file_api_loom_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TaskUpdateResponse) GetIndex() uint64 {
@@ -3085,7 +3197,7 @@ type ServerInfo struct {
 
 func (x *ServerInfo) Reset() {
 	*x = ServerInfo{}
-	mi := &file_api_loom_proto_msgTypes[34]
+	mi := &file_api_loom_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3097,7 +3209,7 @@ func (x *ServerInfo) String() string {
 func (*ServerInfo) ProtoMessage() {}
 
 func (x *ServerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[34]
+	mi := &file_api_loom_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3110,7 +3222,7 @@ func (x *ServerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerInfo.ProtoReflect.Descriptor instead.
 func (*ServerInfo) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{34}
+	return file_api_loom_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ServerInfo) GetId() string {
@@ -3164,7 +3276,7 @@ type RaftJoinRequest struct {
 
 func (x *RaftJoinRequest) Reset() {
 	*x = RaftJoinRequest{}
-	mi := &file_api_loom_proto_msgTypes[35]
+	mi := &file_api_loom_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3176,7 +3288,7 @@ func (x *RaftJoinRequest) String() string {
 func (*RaftJoinRequest) ProtoMessage() {}
 
 func (x *RaftJoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[35]
+	mi := &file_api_loom_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3189,7 +3301,7 @@ func (x *RaftJoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftJoinRequest.ProtoReflect.Descriptor instead.
 func (*RaftJoinRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{35}
+	return file_api_loom_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RaftJoinRequest) GetServer() *ServerInfo {
@@ -3208,7 +3320,7 @@ type RaftJoinResponse struct {
 
 func (x *RaftJoinResponse) Reset() {
 	*x = RaftJoinResponse{}
-	mi := &file_api_loom_proto_msgTypes[36]
+	mi := &file_api_loom_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3220,7 +3332,7 @@ func (x *RaftJoinResponse) String() string {
 func (*RaftJoinResponse) ProtoMessage() {}
 
 func (x *RaftJoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[36]
+	mi := &file_api_loom_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3233,7 +3345,7 @@ func (x *RaftJoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftJoinResponse.ProtoReflect.Descriptor instead.
 func (*RaftJoinResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{36}
+	return file_api_loom_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RaftJoinResponse) GetIndex() uint64 {
@@ -3251,7 +3363,7 @@ type RaftListPeersRequest struct {
 
 func (x *RaftListPeersRequest) Reset() {
 	*x = RaftListPeersRequest{}
-	mi := &file_api_loom_proto_msgTypes[37]
+	mi := &file_api_loom_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3263,7 +3375,7 @@ func (x *RaftListPeersRequest) String() string {
 func (*RaftListPeersRequest) ProtoMessage() {}
 
 func (x *RaftListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[37]
+	mi := &file_api_loom_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3276,7 +3388,7 @@ func (x *RaftListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftListPeersRequest.ProtoReflect.Descriptor instead.
 func (*RaftListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{37}
+	return file_api_loom_proto_rawDescGZIP(), []int{39}
 }
 
 type RaftListPeersResponse struct {
@@ -3289,7 +3401,7 @@ type RaftListPeersResponse struct {
 
 func (x *RaftListPeersResponse) Reset() {
 	*x = RaftListPeersResponse{}
-	mi := &file_api_loom_proto_msgTypes[38]
+	mi := &file_api_loom_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3301,7 +3413,7 @@ func (x *RaftListPeersResponse) String() string {
 func (*RaftListPeersResponse) ProtoMessage() {}
 
 func (x *RaftListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[38]
+	mi := &file_api_loom_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3314,7 +3426,7 @@ func (x *RaftListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftListPeersResponse.ProtoReflect.Descriptor instead.
 func (*RaftListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{38}
+	return file_api_loom_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RaftListPeersResponse) GetServers() []*ServerInfo {
@@ -3340,7 +3452,7 @@ type RaftRemovePeerRequest struct {
 
 func (x *RaftRemovePeerRequest) Reset() {
 	*x = RaftRemovePeerRequest{}
-	mi := &file_api_loom_proto_msgTypes[39]
+	mi := &file_api_loom_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3352,7 +3464,7 @@ func (x *RaftRemovePeerRequest) String() string {
 func (*RaftRemovePeerRequest) ProtoMessage() {}
 
 func (x *RaftRemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[39]
+	mi := &file_api_loom_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3365,7 +3477,7 @@ func (x *RaftRemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftRemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RaftRemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{39}
+	return file_api_loom_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RaftRemovePeerRequest) GetId() string {
@@ -3384,7 +3496,7 @@ type RaftRemovePeerResponse struct {
 
 func (x *RaftRemovePeerResponse) Reset() {
 	*x = RaftRemovePeerResponse{}
-	mi := &file_api_loom_proto_msgTypes[40]
+	mi := &file_api_loom_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3396,7 +3508,7 @@ func (x *RaftRemovePeerResponse) String() string {
 func (*RaftRemovePeerResponse) ProtoMessage() {}
 
 func (x *RaftRemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[40]
+	mi := &file_api_loom_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3409,7 +3521,7 @@ func (x *RaftRemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftRemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RaftRemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{40}
+	return file_api_loom_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RaftRemovePeerResponse) GetIndex() uint64 {
@@ -3427,7 +3539,7 @@ type ServerStatusRequest struct {
 
 func (x *ServerStatusRequest) Reset() {
 	*x = ServerStatusRequest{}
-	mi := &file_api_loom_proto_msgTypes[41]
+	mi := &file_api_loom_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3439,7 +3551,7 @@ func (x *ServerStatusRequest) String() string {
 func (*ServerStatusRequest) ProtoMessage() {}
 
 func (x *ServerStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[41]
+	mi := &file_api_loom_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3452,7 +3564,7 @@ func (x *ServerStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerStatusRequest.ProtoReflect.Descriptor instead.
 func (*ServerStatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{41}
+	return file_api_loom_proto_rawDescGZIP(), []int{43}
 }
 
 type ServerStatusResponse struct {
@@ -3469,7 +3581,7 @@ type ServerStatusResponse struct {
 
 func (x *ServerStatusResponse) Reset() {
 	*x = ServerStatusResponse{}
-	mi := &file_api_loom_proto_msgTypes[42]
+	mi := &file_api_loom_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3481,7 +3593,7 @@ func (x *ServerStatusResponse) String() string {
 func (*ServerStatusResponse) ProtoMessage() {}
 
 func (x *ServerStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[42]
+	mi := &file_api_loom_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3494,7 +3606,7 @@ func (x *ServerStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerStatusResponse.ProtoReflect.Descriptor instead.
 func (*ServerStatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{42}
+	return file_api_loom_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ServerStatusResponse) GetServer() *ServerInfo {
@@ -3552,7 +3664,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_api_loom_proto_msgTypes[43]
+	mi := &file_api_loom_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3564,7 +3676,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[43]
+	mi := &file_api_loom_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3577,7 +3689,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{43}
+	return file_api_loom_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *TaskLogsRequest) GetJobId() uint64 {
@@ -3625,7 +3737,7 @@ type SubmitJobCommand struct {
 
 func (x *SubmitJobCommand) Reset() {
 	*x = SubmitJobCommand{}
-	mi := &file_api_loom_proto_msgTypes[44]
+	mi := &file_api_loom_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3637,7 +3749,7 @@ func (x *SubmitJobCommand) String() string {
 func (*SubmitJobCommand) ProtoMessage() {}
 
 func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[44]
+	mi := &file_api_loom_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3650,7 +3762,7 @@ func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{44}
+	return file_api_loom_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SubmitJobCommand) GetRequest() *SubmitRequest {
@@ -3679,7 +3791,7 @@ type SubmitJobsCommand struct {
 
 func (x *SubmitJobsCommand) Reset() {
 	*x = SubmitJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[45]
+	mi := &file_api_loom_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3691,7 +3803,7 @@ func (x *SubmitJobsCommand) String() string {
 func (*SubmitJobsCommand) ProtoMessage() {}
 
 func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[45]
+	mi := &file_api_loom_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3704,7 +3816,7 @@ func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobsCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{45}
+	return file_api_loom_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SubmitJobsCommand) GetRequests() []*SubmitRequest {
@@ -3731,7 +3843,7 @@ type CancelJobsCommand struct {
 
 func (x *CancelJobsCommand) Reset() {
 	*x = CancelJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[46]
+	mi := &file_api_loom_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3743,7 +3855,7 @@ func (x *CancelJobsCommand) String() string {
 func (*CancelJobsCommand) ProtoMessage() {}
 
 func (x *CancelJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[46]
+	mi := &file_api_loom_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3756,7 +3868,7 @@ func (x *CancelJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobsCommand.ProtoReflect.Descriptor instead.
 func (*CancelJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{46}
+	return file_api_loom_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CancelJobsCommand) GetRequest() *CancelRequest {
@@ -3784,7 +3896,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_api_loom_proto_msgTypes[47]
+	mi := &file_api_loom_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3796,7 +3908,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[47]
+	mi := &file_api_loom_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3809,7 +3921,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{47}
+	return file_api_loom_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Placement) GetJobId() uint64 {
@@ -3838,7 +3950,7 @@ type PendingReason struct {
 
 func (x *PendingReason) Reset() {
 	*x = PendingReason{}
-	mi := &file_api_loom_proto_msgTypes[48]
+	mi := &file_api_loom_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3850,7 +3962,7 @@ func (x *PendingReason) String() string {
 func (*PendingReason) ProtoMessage() {}
 
 func (x *PendingReason) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[48]
+	mi := &file_api_loom_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3863,7 +3975,7 @@ func (x *PendingReason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingReason.ProtoReflect.Descriptor instead.
 func (*PendingReason) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{48}
+	return file_api_loom_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *PendingReason) GetJobId() uint64 {
@@ -3900,7 +4012,7 @@ type Preemption struct {
 
 func (x *Preemption) Reset() {
 	*x = Preemption{}
-	mi := &file_api_loom_proto_msgTypes[49]
+	mi := &file_api_loom_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3912,7 +4024,7 @@ func (x *Preemption) String() string {
 func (*Preemption) ProtoMessage() {}
 
 func (x *Preemption) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[49]
+	mi := &file_api_loom_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3925,7 +4037,7 @@ func (x *Preemption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Preemption.ProtoReflect.Descriptor instead.
 func (*Preemption) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{49}
+	return file_api_loom_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Preemption) GetJobId() uint64 {
@@ -3956,7 +4068,7 @@ type PlanCommand struct {
 
 func (x *PlanCommand) Reset() {
 	*x = PlanCommand{}
-	mi := &file_api_loom_proto_msgTypes[50]
+	mi := &file_api_loom_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3968,7 +4080,7 @@ func (x *PlanCommand) String() string {
 func (*PlanCommand) ProtoMessage() {}
 
 func (x *PlanCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[50]
+	mi := &file_api_loom_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3981,7 +4093,7 @@ func (x *PlanCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanCommand.ProtoReflect.Descriptor instead.
 func (*PlanCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{50}
+	return file_api_loom_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *PlanCommand) GetPlacements() []*Placement {
@@ -4033,7 +4145,7 @@ type HoldJobsCommand struct {
 
 func (x *HoldJobsCommand) Reset() {
 	*x = HoldJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[51]
+	mi := &file_api_loom_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4045,7 +4157,7 @@ func (x *HoldJobsCommand) String() string {
 func (*HoldJobsCommand) ProtoMessage() {}
 
 func (x *HoldJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[51]
+	mi := &file_api_loom_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4058,7 +4170,7 @@ func (x *HoldJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldJobsCommand.ProtoReflect.Descriptor instead.
 func (*HoldJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{51}
+	return file_api_loom_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *HoldJobsCommand) GetJobIds() []uint64 {
@@ -4089,6 +4201,68 @@ func (x *HoldJobsCommand) GetNowUnixMs() int64 {
 	return 0
 }
 
+// RequeueJobsCommand sends running or finished jobs back to the queue
+// (scontrol requeue).
+type RequeueJobsCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobIds        []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	Uid           uint32                 `protobuf:"varint,2,opt,name=uid,proto3" json:"uid,omitempty"` // 0: operator
+	NowUnixMs     int64                  `protobuf:"varint,3,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequeueJobsCommand) Reset() {
+	*x = RequeueJobsCommand{}
+	mi := &file_api_loom_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequeueJobsCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequeueJobsCommand) ProtoMessage() {}
+
+func (x *RequeueJobsCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequeueJobsCommand.ProtoReflect.Descriptor instead.
+func (*RequeueJobsCommand) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *RequeueJobsCommand) GetJobIds() []uint64 {
+	if x != nil {
+		return x.JobIds
+	}
+	return nil
+}
+
+func (x *RequeueJobsCommand) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *RequeueJobsCommand) GetNowUnixMs() int64 {
+	if x != nil {
+		return x.NowUnixMs
+	}
+	return 0
+}
+
 type UpdateTasksCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Request       *TaskUpdateRequest     `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
@@ -4099,7 +4273,7 @@ type UpdateTasksCommand struct {
 
 func (x *UpdateTasksCommand) Reset() {
 	*x = UpdateTasksCommand{}
-	mi := &file_api_loom_proto_msgTypes[52]
+	mi := &file_api_loom_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4111,7 +4285,7 @@ func (x *UpdateTasksCommand) String() string {
 func (*UpdateTasksCommand) ProtoMessage() {}
 
 func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[52]
+	mi := &file_api_loom_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4124,7 +4298,7 @@ func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTasksCommand.ProtoReflect.Descriptor instead.
 func (*UpdateTasksCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{52}
+	return file_api_loom_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *UpdateTasksCommand) GetRequest() *TaskUpdateRequest {
@@ -4151,7 +4325,7 @@ type RegisterNodeCommand struct {
 
 func (x *RegisterNodeCommand) Reset() {
 	*x = RegisterNodeCommand{}
-	mi := &file_api_loom_proto_msgTypes[53]
+	mi := &file_api_loom_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4163,7 +4337,7 @@ func (x *RegisterNodeCommand) String() string {
 func (*RegisterNodeCommand) ProtoMessage() {}
 
 func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[53]
+	mi := &file_api_loom_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4176,7 +4350,7 @@ func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeCommand.ProtoReflect.Descriptor instead.
 func (*RegisterNodeCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{53}
+	return file_api_loom_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RegisterNodeCommand) GetNode() *Node {
@@ -4205,7 +4379,7 @@ type NodeStateCommand struct {
 
 func (x *NodeStateCommand) Reset() {
 	*x = NodeStateCommand{}
-	mi := &file_api_loom_proto_msgTypes[54]
+	mi := &file_api_loom_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4217,7 +4391,7 @@ func (x *NodeStateCommand) String() string {
 func (*NodeStateCommand) ProtoMessage() {}
 
 func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[54]
+	mi := &file_api_loom_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4230,7 +4404,7 @@ func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateCommand.ProtoReflect.Descriptor instead.
 func (*NodeStateCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{54}
+	return file_api_loom_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *NodeStateCommand) GetName() string {
@@ -4273,7 +4447,7 @@ type ServerMembershipCommand struct {
 
 func (x *ServerMembershipCommand) Reset() {
 	*x = ServerMembershipCommand{}
-	mi := &file_api_loom_proto_msgTypes[55]
+	mi := &file_api_loom_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4285,7 +4459,7 @@ func (x *ServerMembershipCommand) String() string {
 func (*ServerMembershipCommand) ProtoMessage() {}
 
 func (x *ServerMembershipCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[55]
+	mi := &file_api_loom_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4298,7 +4472,7 @@ func (x *ServerMembershipCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMembershipCommand.ProtoReflect.Descriptor instead.
 func (*ServerMembershipCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{55}
+	return file_api_loom_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ServerMembershipCommand) GetServer() *ServerInfo {
@@ -4329,7 +4503,7 @@ type StateSnapshot struct {
 
 func (x *StateSnapshot) Reset() {
 	*x = StateSnapshot{}
-	mi := &file_api_loom_proto_msgTypes[56]
+	mi := &file_api_loom_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4341,7 +4515,7 @@ func (x *StateSnapshot) String() string {
 func (*StateSnapshot) ProtoMessage() {}
 
 func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[56]
+	mi := &file_api_loom_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4354,7 +4528,7 @@ func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateSnapshot.ProtoReflect.Descriptor instead.
 func (*StateSnapshot) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{56}
+	return file_api_loom_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *StateSnapshot) GetIndex() uint64 {
@@ -4588,6 +4762,13 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x03uid\x18\x04 \x01(\rR\x03uid\"=\n" +
 	"\fHoldResponse\x12\x17\n" +
 	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"O\n" +
+	"\x0eRequeueRequest\x12\x17\n" +
+	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x10\n" +
+	"\x03uid\x18\x03 \x01(\rR\x03uid\"@\n" +
+	"\x0fRequeueResponse\x12\x17\n" +
+	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"c\n" +
 	"\rGetJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x1b\n" +
@@ -4733,7 +4914,11 @@ const file_api_loom_proto_rawDesc = "" +
 	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x18\n" +
 	"\arelease\x18\x02 \x01(\bR\arelease\x12\x10\n" +
 	"\x03uid\x18\x03 \x01(\rR\x03uid\x12\x1e\n" +
-	"\vnow_unix_ms\x18\x04 \x01(\x03R\tnowUnixMs\"j\n" +
+	"\vnow_unix_ms\x18\x04 \x01(\x03R\tnowUnixMs\"_\n" +
+	"\x12RequeueJobsCommand\x12\x17\n" +
+	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x10\n" +
+	"\x03uid\x18\x02 \x01(\rR\x03uid\x12\x1e\n" +
+	"\vnow_unix_ms\x18\x03 \x01(\x03R\tnowUnixMs\"j\n" +
 	"\x12UpdateTasksCommand\x124\n" +
 	"\arequest\x18\x01 \x01(\v2\x1a.loom.v1.TaskUpdateRequestR\arequest\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"X\n" +
@@ -4799,12 +4984,13 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bLINK_PXB\x10\x04\x12\f\n" +
 	"\bLINK_PIX\x10\x05\x12\v\n" +
 	"\aLINK_NV\x10\x06\x12\r\n" +
-	"\tLINK_SELF\x10\a2\xec\x02\n" +
+	"\tLINK_SELF\x10\a2\xaa\x03\n" +
 	"\n" +
 	"JobService\x129\n" +
 	"\x06Submit\x12\x16.loom.v1.SubmitRequest\x1a\x17.loom.v1.SubmitResponse\x129\n" +
 	"\x06Cancel\x12\x16.loom.v1.CancelRequest\x1a\x17.loom.v1.CancelResponse\x123\n" +
-	"\x04Hold\x12\x14.loom.v1.HoldRequest\x1a\x15.loom.v1.HoldResponse\x129\n" +
+	"\x04Hold\x12\x14.loom.v1.HoldRequest\x1a\x15.loom.v1.HoldResponse\x12<\n" +
+	"\aRequeue\x12\x17.loom.v1.RequeueRequest\x1a\x18.loom.v1.RequeueResponse\x129\n" +
 	"\x06GetJob\x12\x16.loom.v1.GetJobRequest\x1a\x17.loom.v1.GetJobResponse\x12?\n" +
 	"\bListJobs\x12\x18.loom.v1.ListJobsRequest\x1a\x19.loom.v1.ListJobsResponse\x127\n" +
 	"\n" +
@@ -4840,7 +5026,7 @@ func file_api_loom_proto_rawDescGZIP() []byte {
 }
 
 var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_api_loom_proto_goTypes = []any{
 	(JobState)(0),                   // 0: loom.v1.JobState
 	(NodeState)(0),                  // 1: loom.v1.NodeState
@@ -4862,59 +5048,62 @@ var file_api_loom_proto_goTypes = []any{
 	(*CancelResponse)(nil),          // 17: loom.v1.CancelResponse
 	(*HoldRequest)(nil),             // 18: loom.v1.HoldRequest
 	(*HoldResponse)(nil),            // 19: loom.v1.HoldResponse
-	(*GetJobRequest)(nil),           // 20: loom.v1.GetJobRequest
-	(*GetJobResponse)(nil),          // 21: loom.v1.GetJobResponse
-	(*ListJobsRequest)(nil),         // 22: loom.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),        // 23: loom.v1.ListJobsResponse
-	(*LogsRequest)(nil),             // 24: loom.v1.LogsRequest
-	(*LogChunk)(nil),                // 25: loom.v1.LogChunk
-	(*ListNodesRequest)(nil),        // 26: loom.v1.ListNodesRequest
-	(*NodeInfo)(nil),                // 27: loom.v1.NodeInfo
-	(*ListNodesResponse)(nil),       // 28: loom.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),          // 29: loom.v1.GetNodeRequest
-	(*NodeStateRequest)(nil),        // 30: loom.v1.NodeStateRequest
-	(*NodeStateResponse)(nil),       // 31: loom.v1.NodeStateResponse
-	(*RegisterRequest)(nil),         // 32: loom.v1.RegisterRequest
-	(*RegisterResponse)(nil),        // 33: loom.v1.RegisterResponse
-	(*WatchAllocationsRequest)(nil), // 34: loom.v1.WatchAllocationsRequest
-	(*AllocationUpdate)(nil),        // 35: loom.v1.AllocationUpdate
-	(*AssignedAllocation)(nil),      // 36: loom.v1.AssignedAllocation
-	(*TaskUpdateRequest)(nil),       // 37: loom.v1.TaskUpdateRequest
-	(*TaskUpdateResponse)(nil),      // 38: loom.v1.TaskUpdateResponse
-	(*ServerInfo)(nil),              // 39: loom.v1.ServerInfo
-	(*RaftJoinRequest)(nil),         // 40: loom.v1.RaftJoinRequest
-	(*RaftJoinResponse)(nil),        // 41: loom.v1.RaftJoinResponse
-	(*RaftListPeersRequest)(nil),    // 42: loom.v1.RaftListPeersRequest
-	(*RaftListPeersResponse)(nil),   // 43: loom.v1.RaftListPeersResponse
-	(*RaftRemovePeerRequest)(nil),   // 44: loom.v1.RaftRemovePeerRequest
-	(*RaftRemovePeerResponse)(nil),  // 45: loom.v1.RaftRemovePeerResponse
-	(*ServerStatusRequest)(nil),     // 46: loom.v1.ServerStatusRequest
-	(*ServerStatusResponse)(nil),    // 47: loom.v1.ServerStatusResponse
-	(*TaskLogsRequest)(nil),         // 48: loom.v1.TaskLogsRequest
-	(*SubmitJobCommand)(nil),        // 49: loom.v1.SubmitJobCommand
-	(*SubmitJobsCommand)(nil),       // 50: loom.v1.SubmitJobsCommand
-	(*CancelJobsCommand)(nil),       // 51: loom.v1.CancelJobsCommand
-	(*Placement)(nil),               // 52: loom.v1.Placement
-	(*PendingReason)(nil),           // 53: loom.v1.PendingReason
-	(*Preemption)(nil),              // 54: loom.v1.Preemption
-	(*PlanCommand)(nil),             // 55: loom.v1.PlanCommand
-	(*HoldJobsCommand)(nil),         // 56: loom.v1.HoldJobsCommand
-	(*UpdateTasksCommand)(nil),      // 57: loom.v1.UpdateTasksCommand
-	(*RegisterNodeCommand)(nil),     // 58: loom.v1.RegisterNodeCommand
-	(*NodeStateCommand)(nil),        // 59: loom.v1.NodeStateCommand
-	(*ServerMembershipCommand)(nil), // 60: loom.v1.ServerMembershipCommand
-	(*StateSnapshot)(nil),           // 61: loom.v1.StateSnapshot
-	nil,                             // 62: loom.v1.Node.LabelsEntry
-	nil,                             // 63: loom.v1.JobSpec.EnvEntry
+	(*RequeueRequest)(nil),          // 20: loom.v1.RequeueRequest
+	(*RequeueResponse)(nil),         // 21: loom.v1.RequeueResponse
+	(*GetJobRequest)(nil),           // 22: loom.v1.GetJobRequest
+	(*GetJobResponse)(nil),          // 23: loom.v1.GetJobResponse
+	(*ListJobsRequest)(nil),         // 24: loom.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),        // 25: loom.v1.ListJobsResponse
+	(*LogsRequest)(nil),             // 26: loom.v1.LogsRequest
+	(*LogChunk)(nil),                // 27: loom.v1.LogChunk
+	(*ListNodesRequest)(nil),        // 28: loom.v1.ListNodesRequest
+	(*NodeInfo)(nil),                // 29: loom.v1.NodeInfo
+	(*ListNodesResponse)(nil),       // 30: loom.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),          // 31: loom.v1.GetNodeRequest
+	(*NodeStateRequest)(nil),        // 32: loom.v1.NodeStateRequest
+	(*NodeStateResponse)(nil),       // 33: loom.v1.NodeStateResponse
+	(*RegisterRequest)(nil),         // 34: loom.v1.RegisterRequest
+	(*RegisterResponse)(nil),        // 35: loom.v1.RegisterResponse
+	(*WatchAllocationsRequest)(nil), // 36: loom.v1.WatchAllocationsRequest
+	(*AllocationUpdate)(nil),        // 37: loom.v1.AllocationUpdate
+	(*AssignedAllocation)(nil),      // 38: loom.v1.AssignedAllocation
+	(*TaskUpdateRequest)(nil),       // 39: loom.v1.TaskUpdateRequest
+	(*TaskUpdateResponse)(nil),      // 40: loom.v1.TaskUpdateResponse
+	(*ServerInfo)(nil),              // 41: loom.v1.ServerInfo
+	(*RaftJoinRequest)(nil),         // 42: loom.v1.RaftJoinRequest
+	(*RaftJoinResponse)(nil),        // 43: loom.v1.RaftJoinResponse
+	(*RaftListPeersRequest)(nil),    // 44: loom.v1.RaftListPeersRequest
+	(*RaftListPeersResponse)(nil),   // 45: loom.v1.RaftListPeersResponse
+	(*RaftRemovePeerRequest)(nil),   // 46: loom.v1.RaftRemovePeerRequest
+	(*RaftRemovePeerResponse)(nil),  // 47: loom.v1.RaftRemovePeerResponse
+	(*ServerStatusRequest)(nil),     // 48: loom.v1.ServerStatusRequest
+	(*ServerStatusResponse)(nil),    // 49: loom.v1.ServerStatusResponse
+	(*TaskLogsRequest)(nil),         // 50: loom.v1.TaskLogsRequest
+	(*SubmitJobCommand)(nil),        // 51: loom.v1.SubmitJobCommand
+	(*SubmitJobsCommand)(nil),       // 52: loom.v1.SubmitJobsCommand
+	(*CancelJobsCommand)(nil),       // 53: loom.v1.CancelJobsCommand
+	(*Placement)(nil),               // 54: loom.v1.Placement
+	(*PendingReason)(nil),           // 55: loom.v1.PendingReason
+	(*Preemption)(nil),              // 56: loom.v1.Preemption
+	(*PlanCommand)(nil),             // 57: loom.v1.PlanCommand
+	(*HoldJobsCommand)(nil),         // 58: loom.v1.HoldJobsCommand
+	(*RequeueJobsCommand)(nil),      // 59: loom.v1.RequeueJobsCommand
+	(*UpdateTasksCommand)(nil),      // 60: loom.v1.UpdateTasksCommand
+	(*RegisterNodeCommand)(nil),     // 61: loom.v1.RegisterNodeCommand
+	(*NodeStateCommand)(nil),        // 62: loom.v1.NodeStateCommand
+	(*ServerMembershipCommand)(nil), // 63: loom.v1.ServerMembershipCommand
+	(*StateSnapshot)(nil),           // 64: loom.v1.StateSnapshot
+	nil,                             // 65: loom.v1.Node.LabelsEntry
+	nil,                             // 66: loom.v1.JobSpec.EnvEntry
 }
 var file_api_loom_proto_depIdxs = []int32{
 	4,  // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
 	6,  // 1: loom.v1.Topology.gpus:type_name -> loom.v1.GPU
 	5,  // 2: loom.v1.Topology.links:type_name -> loom.v1.Link
-	62, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
+	65, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
 	7,  // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
 	1,  // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
-	63, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
+	66, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
 	2,  // 7: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
 	3,  // 8: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
 	10, // 9: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
@@ -4928,66 +5117,68 @@ var file_api_loom_proto_depIdxs = []int32{
 	13, // 17: loom.v1.ListJobsResponse.jobs:type_name -> loom.v1.Job
 	8,  // 18: loom.v1.NodeInfo.node:type_name -> loom.v1.Node
 	1,  // 19: loom.v1.NodeInfo.state:type_name -> loom.v1.NodeState
-	27, // 20: loom.v1.ListNodesResponse.nodes:type_name -> loom.v1.NodeInfo
+	29, // 20: loom.v1.ListNodesResponse.nodes:type_name -> loom.v1.NodeInfo
 	8,  // 21: loom.v1.RegisterRequest.node:type_name -> loom.v1.Node
-	36, // 22: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
+	38, // 22: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
 	13, // 23: loom.v1.AssignedAllocation.job:type_name -> loom.v1.Job
 	11, // 24: loom.v1.TaskUpdateRequest.tasks:type_name -> loom.v1.TaskStatus
-	39, // 25: loom.v1.RaftJoinRequest.server:type_name -> loom.v1.ServerInfo
-	39, // 26: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
-	39, // 27: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
+	41, // 25: loom.v1.RaftJoinRequest.server:type_name -> loom.v1.ServerInfo
+	41, // 26: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
+	41, // 27: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
 	14, // 28: loom.v1.SubmitJobCommand.request:type_name -> loom.v1.SubmitRequest
 	14, // 29: loom.v1.SubmitJobsCommand.requests:type_name -> loom.v1.SubmitRequest
 	16, // 30: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
 	12, // 31: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
-	52, // 32: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
-	53, // 33: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
-	54, // 34: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
-	37, // 35: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
+	54, // 32: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
+	55, // 33: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
+	56, // 34: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
+	39, // 35: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
 	8,  // 36: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
 	1,  // 37: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
-	39, // 38: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
+	41, // 38: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
 	13, // 39: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
 	8,  // 40: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
-	39, // 41: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
+	41, // 41: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
 	14, // 42: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
 	16, // 43: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
 	18, // 44: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
-	20, // 45: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
-	22, // 46: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
-	24, // 47: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
-	26, // 48: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
-	29, // 49: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
-	30, // 50: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
-	30, // 51: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
-	32, // 52: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
-	34, // 53: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
-	37, // 54: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
-	40, // 55: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
-	42, // 56: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
-	44, // 57: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
-	46, // 58: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
-	48, // 59: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
-	15, // 60: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
-	17, // 61: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
-	19, // 62: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
-	21, // 63: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
-	23, // 64: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
-	25, // 65: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
-	28, // 66: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
-	27, // 67: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
-	31, // 68: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
-	31, // 69: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
-	33, // 70: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
-	35, // 71: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
-	38, // 72: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
-	41, // 73: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
-	43, // 74: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
-	45, // 75: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
-	47, // 76: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
-	25, // 77: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
-	60, // [60:78] is the sub-list for method output_type
-	42, // [42:60] is the sub-list for method input_type
+	20, // 45: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
+	22, // 46: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
+	24, // 47: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
+	26, // 48: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
+	28, // 49: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
+	31, // 50: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
+	32, // 51: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
+	32, // 52: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
+	34, // 53: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
+	36, // 54: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
+	39, // 55: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
+	42, // 56: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
+	44, // 57: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
+	46, // 58: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
+	48, // 59: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
+	50, // 60: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
+	15, // 61: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
+	17, // 62: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
+	19, // 63: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
+	21, // 64: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
+	23, // 65: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
+	25, // 66: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
+	27, // 67: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
+	30, // 68: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
+	29, // 69: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
+	33, // 70: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
+	33, // 71: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
+	35, // 72: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
+	37, // 73: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
+	40, // 74: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
+	43, // 75: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
+	45, // 76: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
+	47, // 77: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
+	49, // 78: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
+	27, // 79: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
+	61, // [61:80] is the sub-list for method output_type
+	42, // [42:61] is the sub-list for method input_type
 	42, // [42:42] is the sub-list for extension type_name
 	42, // [42:42] is the sub-list for extension extendee
 	0,  // [0:42] is the sub-list for field type_name
@@ -5005,7 +5196,7 @@ func file_api_loom_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_loom_proto_rawDesc), len(file_api_loom_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   59,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -26,6 +26,7 @@ const (
 	JobService_Submit_FullMethodName     = "/loom.v1.JobService/Submit"
 	JobService_Cancel_FullMethodName     = "/loom.v1.JobService/Cancel"
 	JobService_Hold_FullMethodName       = "/loom.v1.JobService/Hold"
+	JobService_Requeue_FullMethodName    = "/loom.v1.JobService/Requeue"
 	JobService_GetJob_FullMethodName     = "/loom.v1.JobService/GetJob"
 	JobService_ListJobs_FullMethodName   = "/loom.v1.JobService/ListJobs"
 	JobService_StreamLogs_FullMethodName = "/loom.v1.JobService/StreamLogs"
@@ -40,6 +41,9 @@ type JobServiceClient interface {
 	// Hold keeps pending jobs from starting (scontrol hold); with release it
 	// lets them be scheduled again (scontrol release).
 	Hold(ctx context.Context, in *HoldRequest, opts ...grpc.CallOption) (*HoldResponse, error)
+	// Requeue stops a running (or finished) job and sends it back to the
+	// queue, as scontrol requeue does; it runs again as a new generation.
+	Requeue(ctx context.Context, in *RequeueRequest, opts ...grpc.CallOption) (*RequeueResponse, error)
 	GetJob(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*GetJobResponse, error)
 	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
 	StreamLogs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogChunk], error)
@@ -77,6 +81,16 @@ func (c *jobServiceClient) Hold(ctx context.Context, in *HoldRequest, opts ...gr
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(HoldResponse)
 	err := c.cc.Invoke(ctx, JobService_Hold_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) Requeue(ctx context.Context, in *RequeueRequest, opts ...grpc.CallOption) (*RequeueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RequeueResponse)
+	err := c.cc.Invoke(ctx, JobService_Requeue_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -131,6 +145,9 @@ type JobServiceServer interface {
 	// Hold keeps pending jobs from starting (scontrol hold); with release it
 	// lets them be scheduled again (scontrol release).
 	Hold(context.Context, *HoldRequest) (*HoldResponse, error)
+	// Requeue stops a running (or finished) job and sends it back to the
+	// queue, as scontrol requeue does; it runs again as a new generation.
+	Requeue(context.Context, *RequeueRequest) (*RequeueResponse, error)
 	GetJob(context.Context, *GetJobRequest) (*GetJobResponse, error)
 	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
 	StreamLogs(*LogsRequest, grpc.ServerStreamingServer[LogChunk]) error
@@ -152,6 +169,9 @@ func (UnimplementedJobServiceServer) Cancel(context.Context, *CancelRequest) (*C
 }
 func (UnimplementedJobServiceServer) Hold(context.Context, *HoldRequest) (*HoldResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Hold not implemented")
+}
+func (UnimplementedJobServiceServer) Requeue(context.Context, *RequeueRequest) (*RequeueResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Requeue not implemented")
 }
 func (UnimplementedJobServiceServer) GetJob(context.Context, *GetJobRequest) (*GetJobResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetJob not implemented")
@@ -237,6 +257,24 @@ func _JobService_Hold_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobService_Requeue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RequeueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).Requeue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_Requeue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).Requeue(ctx, req.(*RequeueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _JobService_GetJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetJobRequest)
 	if err := dec(in); err != nil {
@@ -302,6 +340,10 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Hold",
 			Handler:    _JobService_Hold_Handler,
+		},
+		{
+			MethodName: "Requeue",
+			Handler:    _JobService_Requeue_Handler,
 		},
 		{
 			MethodName: "GetJob",

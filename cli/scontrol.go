@@ -22,6 +22,9 @@ Commands:
   show node [NODENAME]                  a node's details (all nodes without NODENAME)
   update nodename=HOSTLIST state=drain reason="why"
   update nodename=HOSTLIST state=resume
+  hold JOBID[,JOBID...]                 keep pending jobs from starting
+  release JOBID[,JOBID...]              let held jobs start
+  requeue JOBID[,JOBID...]              stop running (or finished) jobs and queue them again
 
 Options:
 `
@@ -98,7 +101,32 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 			}
 			return 0
 		})
-	case cmd == "requeue" || cmd == "suspend" || cmd == "resume" || cmd == "top":
+	case cmd == "requeue":
+		ids, err := parseJobIDs(pos[1:])
+		if err != nil {
+			return e.fail(err)
+		}
+		if len(ids) == 0 {
+			return e.fail(&usageError{"requeue: name the jobs: scontrol requeue JOBID[,JOBID...]"})
+		}
+		who, err := e.whoami()
+		if err != nil {
+			return e.fail(err)
+		}
+		return withClient(e, func(c *client) int {
+			err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+				resp, err := c.jobs(cc).Requeue(ctx, &api.RequeueRequest{JobIds: ids, User: who.user, Uid: who.uid})
+				if err == nil {
+					c.wrote(resp.GetIndex())
+				}
+				return err
+			})
+			if err != nil {
+				return e.fail(err)
+			}
+			return 0
+		})
+	case cmd == "suspend" || cmd == "resume" || cmd == "top":
 		return e.errorf("%s is not supported by Loom yet", cmd)
 	}
 	return e.fail(&usageError{fmt.Sprintf("unknown command %q", pos[0])})

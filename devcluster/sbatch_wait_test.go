@@ -3,9 +3,13 @@ package devcluster
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/cli"
 )
 
@@ -23,5 +27,33 @@ func TestSbatchWaitFollowsTheJob(t *testing.T) {
 	}
 	if took := time.Since(start); took < time.Second {
 		t.Fatalf("sbatch --wait returned after %s, before the 1 s job could end", took)
+	}
+}
+
+// TestScontrolRequeue: scontrol requeue stops a running gang and it runs
+// again as its next generation, counting one restart.
+func TestScontrolRequeue(t *testing.T) {
+	c, jobs := startCluster(t, 2)
+	t.Setenv("LOOM_ADDR", c.Addr())
+	id := submit(t, jobs, &api.JobSpec{Name: "again", NodesMin: 2, NtasksPerNode: 1, GpusPerNode: 1,
+		Script: "#!/bin/sh\nexec sleep 60\n"})
+	waitFor(t, "the job to run", 15*time.Second, func() bool { return getJob(t, jobs, id).State == api.JobState_RUNNING })
+	var out, errOut bytes.Buffer
+	if rc := cli.Run(context.Background(), "scontrol", []string{"requeue", fmt.Sprint(id)}, nil, &out, &errOut); rc != 0 {
+		t.Fatalf("scontrol requeue exited %d: %s", rc, errOut.String())
+	}
+	waitFor(t, "the job to run again", 30*time.Second, func() bool {
+		j := getJob(t, jobs, id)
+		return j.State == api.JobState_RUNNING && j.GetAllocation().GetGeneration() == 2
+	})
+	if j := getJob(t, jobs, id); j.RestartCount != 1 {
+		t.Fatalf("restart count %d, want 1", j.RestartCount)
+	}
+	errOut.Reset()
+	if rc := cli.Run(context.Background(), "scontrol", []string{"requeue", "999"}, nil, &out, &errOut); rc == 0 || !strings.Contains(errOut.String(), "999") {
+		t.Fatalf("requeue of an unknown job: exit %d, stderr %q", rc, errOut.String())
+	}
+	if _, err := jobs.Cancel(context.Background(), &api.CancelRequest{JobIds: []uint64{id}, User: "tester", Uid: uint32(os.Getuid())}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -27,6 +27,7 @@ const (
 	CmdServerMember CommandType = 7
 	CmdSubmitJobs   CommandType = 8
 	CmdHoldJobs     CommandType = 9
+	CmdRequeueJobs  CommandType = 10
 )
 
 func (c CommandType) String() string {
@@ -63,6 +64,7 @@ var commands = map[CommandType]command{
 	CmdServerMember: {"ServerMembership", func() proto.Message { return &api.ServerMembershipCommand{} }, applyServerMembership},
 	CmdSubmitJobs:   {"SubmitJobs", func() proto.Message { return &api.SubmitJobsCommand{} }, applySubmitJobs},
 	CmdHoldJobs:     {"HoldJobs", func() proto.Message { return &api.HoldJobsCommand{} }, applyHoldJobs},
+	CmdRequeueJobs:  {"RequeueJobs", func() proto.Message { return &api.RequeueJobsCommand{} }, applyRequeueJobs},
 }
 
 // Encode frames msg as a log entry of type c.

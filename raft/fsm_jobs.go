@@ -112,6 +112,28 @@ func applyHoldJobs(t *txn, m proto.Message) *Result {
 	})
 }
 
+// applyRequeueJobs sends running or finished jobs back to the queue, as
+// scontrol requeue does. A running gang keeps its allocation until its
+// agents have stopped every rank (they stop ranks of jobs that are no
+// longer active); it then runs again as the next generation. A job
+// submitted with --no-requeue is refused, as in Slurm.
+func applyRequeueJobs(t *txn, m proto.Message) *Result {
+	c := m.(*api.RequeueJobsCommand)
+	return changeOwnedJobs(t, c.JobIds, c.Uid, func(j *api.Job) error {
+		switch {
+		case j.State == api.JobState_PENDING:
+			return fmt.Errorf("job %d is already pending: %w", j.Id, ErrNotRequeueable)
+		case !j.Spec.RequeueAllowed():
+			return fmt.Errorf("job %d was submitted with --no-requeue: %w", j.Id, ErrNotRequeueable)
+		}
+		requeueJob(j)
+		return nil
+	})
+}
+
+// ErrNotRequeueable refuses scontrol requeue for a job it cannot apply to.
+var ErrNotRequeueable = errors.New("cannot be requeued")
+
 // changeOwnedJobs applies change to a copy of each job that exists and
 // that uid may act on (0: an operator, any job), stores the jobs changed,
 // and reports the others' errors together.

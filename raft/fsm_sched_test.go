@@ -2,6 +2,7 @@ package raft
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/loomhpc/loom/api"
@@ -101,5 +102,42 @@ func TestPlanPreemptsAndRequeues(t *testing.T) {
 	f.Apply(CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{{JobId: victim, Allocation: oneRankAlloc("n1", "GPU-n1-0", 29503)}}})
 	if g := f.Store.Snapshot().Job(victim).Allocation.Generation; g != 2 {
 		t.Fatalf("re-placed victim generation %d, want 2", g)
+	}
+}
+
+// TestRequeueJobs: scontrol requeue sends a running gang back to the queue
+// holding its GPUs until its ranks have ended, then it runs again as the
+// next generation; pending, foreign and --no-requeue jobs are refused.
+func TestRequeueJobs(t *testing.T) {
+	f := NewTestFSM()
+	f.Apply(CmdRegisterNode, &api.RegisterNodeCommand{Node: TestNode("n1", 1, 8)})
+	no := false
+	run := submit(f, "", &api.JobSpec{Script: "x"}).JobID
+	fixed := submit(f, "", &api.JobSpec{Script: "x", Requeue: &no}).JobID
+	waiting := submit(f, "", &api.JobSpec{Script: "x"}).JobID
+	f.Apply(CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{
+		{JobId: run, Allocation: oneRankAlloc("n1", "GPU-n1-0", 29500)},
+		{JobId: fixed, Allocation: &api.Allocation{Ranks: []*api.Rank{{Node: "n1", Cpus: 1, Port: 29502}}, Nodes: []string{"n1"}}},
+	}})
+	if res := f.Apply(CmdRequeueJobs, &api.RequeueJobsCommand{JobIds: []uint64{run}, Uid: 2000}); res.Err == nil {
+		t.Fatal("another user requeued the job")
+	}
+	res := f.Apply(CmdRequeueJobs, &api.RequeueJobsCommand{JobIds: []uint64{run, fixed, waiting}, Uid: 1000})
+	if !slices.Equal(res.JobIDs, []uint64{run}) || res.Err == nil ||
+		!strings.Contains(res.Err.Error(), "--no-requeue") || !strings.Contains(res.Err.Error(), "already pending") {
+		t.Fatalf("requeue: ids %v err %v; want only the running job, and errors for the other two", res.JobIDs, res.Err)
+	}
+	j := f.Store.Snapshot().Job(run)
+	if j.State != api.JobState_PENDING || j.Reason != ReasonRequeued || j.RestartCount != 1 || !j.HoldsResources() {
+		t.Fatalf("requeued job: %s %q restarts %d holds %v; want PENDING Requeued 1, still holding its GPU", j.State, j.Reason, j.RestartCount, j.HoldsResources())
+	}
+	f.Apply(CmdUpdateTasks, &api.UpdateTasksCommand{Request: &api.TaskUpdateRequest{Node: "n1", JobId: run, Generation: 1,
+		Tasks: []*api.TaskStatus{{Rank: 0, State: api.TaskState_TASK_EXITED, Reason: api.TaskEndReason_TASK_END_KILLED}}}})
+	if j := f.Store.Snapshot().Job(run); j.HoldsResources() || j.State != api.JobState_PENDING {
+		t.Fatalf("after its rank ended: %s holds %v; want PENDING and free", j.State, j.HoldsResources())
+	}
+	f.Apply(CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{{JobId: run, Allocation: oneRankAlloc("n1", "GPU-n1-0", 29503)}}})
+	if g := f.Store.Snapshot().Job(run).Allocation.Generation; g != 2 {
+		t.Fatalf("re-placed job generation %d, want 2", g)
 	}
 }

@@ -22,6 +22,7 @@ var errorCodes = []struct {
 	{raft.ErrPermission, codes.PermissionDenied},
 	{raft.ErrJobFinished, codes.FailedPrecondition},
 	{raft.ErrNotPending, codes.FailedPrecondition},
+	{raft.ErrNotRequeueable, codes.FailedPrecondition},
 	{raft.ErrStaleGeneration, codes.FailedPrecondition},
 	{api.ErrEmptyJob, codes.InvalidArgument},
 	{errInfeasible, codes.InvalidArgument},

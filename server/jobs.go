@@ -89,6 +89,25 @@ func (js *jobService) Hold(ctx context.Context, req *api.HoldRequest) (*api.Hold
 	return &api.HoldResponse{JobIds: res.JobIDs, Index: res.Index}, nil
 }
 
+func (js *jobService) Requeue(ctx context.Context, req *api.RequeueRequest) (*api.RequeueResponse, error) {
+	if len(req.JobIds) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "no job ids given")
+	}
+	if resp, fwd, err := forward(js.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.RequeueResponse, error) {
+		return api.NewJobServiceClient(c).Requeue(ctx, req)
+	}); fwd {
+		return resp, err
+	}
+	res, err := js.s.apply(ctx, raft.CmdRequeueJobs, &api.RequeueJobsCommand{JobIds: req.JobIds, Uid: req.Uid, NowUnixMs: nowMs()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if res.Err != nil {
+		return nil, toStatus(res.Err)
+	}
+	return &api.RequeueResponse{JobIds: res.JobIDs, Index: res.Index}, nil
+}
+
 // readAt returns a state at least as new as minIndex (read-your-writes).
 func (s *Server) readAt(ctx context.Context, minIndex uint64) (*raft.Snapshot, error) {
 	if minIndex == 0 {
