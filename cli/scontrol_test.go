@@ -100,7 +100,8 @@ func TestScontrolErrors(t *testing.T) {
 		{[]string{"update", "nodename=gpu01", "state=down", "reason=x"}, "scontrol: error: state=down: Loom supports state=drain and state=resume\n"},
 		{[]string{"update", "nodename=gpu01", "reason=maint", "window"}, "scontrol: error: update: invalid input \"window\": want KEY=VALUE (quote values with blanks)\nTry \"scontrol --help\" for more information\n"},
 		{[]string{"update", "nodename=gpu[03,99]", "state=drain", "reason=x"}, "scontrol: error: node gpu99: invalid node name specified: no such node\n"},
-		{[]string{"requeue", "12"}, "scontrol: error: requeue is not supported by Loom yet\n"},
+		{[]string{"suspend", "12"}, "scontrol: error: suspend is not supported by Loom yet\n"},
+		{[]string{"requeue"}, "scontrol: error: requeue: name the jobs: scontrol requeue JOBID[,JOBID...]\nTry \"scontrol --help\" for more information\n"},
 		{nil, "scontrol: error: no command given\nTry \"scontrol --help\" for more information\n"},
 	}
 	for _, tt := range tests {
