@@ -207,9 +207,17 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 	if queries < 10 {
 		t.Fatalf("the dashboard has %d queries, want the full set", queries)
 	}
-	// And the headline figure is right: 3 of 16 GPUs allocated.
-	r, err = promQuery(t, promAddr, `max(loom_gpus{state="allocated"}) / sum(max by (state) (loom_gpus))`)
-	if err != nil || len(r) != 1 || r[0]["value"].([]any)[1] != "0.1875" {
-		t.Fatalf("allocated share = %v (%v), want 0.1875 (3 of 16 GPUs)", r, err)
+	// And the headline figure comes right: 3 of 16 GPUs allocated, once a
+	// scrape of the server (every second, like the agents') has seen it.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		r, err = promQuery(t, promAddr, `max(loom_gpus{state="allocated"}) / sum(max by (state) (loom_gpus))`)
+		if err == nil && len(r) == 1 && r[0]["value"].([]any)[1] == "0.1875" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("allocated share = %v (%v), want 0.1875 (3 of 16 GPUs)", r, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
