@@ -77,54 +77,14 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 	case cmd == "update":
 		return withClient(e, func(c *client) int { return updateNodes(ctx, e, c, pos[1:]) })
 	case cmd == "hold" || cmd == "release":
-		ids, err := parseJobIDs(pos[1:])
-		if err != nil {
-			return e.fail(err)
-		}
-		if len(ids) == 0 {
-			return e.fail(&usageError{cmd + ": name the jobs: scontrol " + cmd + " JOBID[,JOBID...]"})
-		}
-		who, err := e.whoami()
-		if err != nil {
-			return e.fail(err)
-		}
-		return withClient(e, func(c *client) int {
-			err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
-				resp, err := c.jobs(cc).Hold(ctx, &api.HoldRequest{JobIds: ids, Release: cmd == "release", User: who.user, Uid: who.uid})
-				if err == nil {
-					c.wrote(resp.GetIndex())
-				}
-				return err
-			})
-			if err != nil {
-				return e.fail(err)
-			}
-			return 0
+		return changeJobs(ctx, e, cmd, pos[1:], func(ctx context.Context, jobs api.JobServiceClient, ids []uint64, who identity) (uint64, error) {
+			resp, err := jobs.Hold(ctx, &api.HoldRequest{JobIds: ids, Release: cmd == "release", User: who.user, Uid: who.uid})
+			return resp.GetIndex(), err
 		})
 	case cmd == "requeue":
-		ids, err := parseJobIDs(pos[1:])
-		if err != nil {
-			return e.fail(err)
-		}
-		if len(ids) == 0 {
-			return e.fail(&usageError{"requeue: name the jobs: scontrol requeue JOBID[,JOBID...]"})
-		}
-		who, err := e.whoami()
-		if err != nil {
-			return e.fail(err)
-		}
-		return withClient(e, func(c *client) int {
-			err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
-				resp, err := c.jobs(cc).Requeue(ctx, &api.RequeueRequest{JobIds: ids, User: who.user, Uid: who.uid})
-				if err == nil {
-					c.wrote(resp.GetIndex())
-				}
-				return err
-			})
-			if err != nil {
-				return e.fail(err)
-			}
-			return 0
+		return changeJobs(ctx, e, cmd, pos[1:], func(ctx context.Context, jobs api.JobServiceClient, ids []uint64, who identity) (uint64, error) {
+			resp, err := jobs.Requeue(ctx, &api.RequeueRequest{JobIds: ids, User: who.user, Uid: who.uid})
+			return resp.GetIndex(), err
 		})
 	case cmd == "suspend" || cmd == "resume" || cmd == "top":
 		return e.errorf("%s is not supported by Loom yet", cmd)
@@ -434,4 +394,34 @@ func updateNodes(ctx context.Context, e *env, c *client, args []string) int {
 		}
 	}
 	return exit
+}
+
+// changeJobs runs a command on the jobs named in args (JOBID[,JOBID...])
+// as the calling user: scontrol hold, release and requeue.
+func changeJobs(ctx context.Context, e *env, cmd string, args []string,
+	call func(context.Context, api.JobServiceClient, []uint64, identity) (uint64, error)) int {
+	ids, err := parseJobIDs(args)
+	if err != nil {
+		return e.fail(err)
+	}
+	if len(ids) == 0 {
+		return e.fail(&usageError{cmd + ": name the jobs: scontrol " + cmd + " JOBID[,JOBID...]"})
+	}
+	who, err := e.whoami()
+	if err != nil {
+		return e.fail(err)
+	}
+	return withClient(e, func(c *client) int {
+		err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+			index, err := call(ctx, c.jobs(cc), ids, who)
+			if err == nil {
+				c.wrote(index)
+			}
+			return err
+		})
+		if err != nil {
+			return e.fail(err)
+		}
+		return 0
+	})
 }
