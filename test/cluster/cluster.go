@@ -37,6 +37,32 @@ func Binary(t testing.TB) string {
 	return b
 }
 
+// SubmitRetrying submits req until a server accepts it (a cluster that
+// has just started may have no leader or no nodes yet) and returns the
+// job's id. Give req an idempotency token: a retry after a lost answer
+// then finds the job instead of making another.
+func SubmitRetrying(t testing.TB, jobs api.JobServiceClient, req *api.SubmitRequest, timeout time.Duration) uint64 {
+	t.Helper()
+	var id uint64
+	WaitFor(t, "the submit to be accepted", timeout, func() bool {
+		r, err := jobs.Submit(Ctx(t), req)
+		if err == nil {
+			id = r.JobId
+		}
+		return err == nil
+	})
+	return id
+}
+
+// Job reads job id, or returns nil when no server answers right now.
+func Job(t testing.TB, jobs api.JobServiceClient, id uint64) *api.Job {
+	r, err := jobs.GetJob(Ctx(t), &api.GetJobRequest{JobId: id})
+	if err != nil {
+		return nil
+	}
+	return r.Job
+}
+
 // OpenDir makes a temporary directory that jobs running as an
 // unprivileged user can use as their working directory (t.TempDir's parent
 // is private to the user running the tests), removed when the test ends.

@@ -47,24 +47,11 @@ func TestAgentKillRequeuesGang(t *testing.T) {
 	os.MkdirAll(work, 0o755)
 	c := cluster.StartGossiping(t, dir, 3, 3)
 	servers, agents, jobs, nodes := c.Servers, c.Agents, c.Jobs, c.Nodes
-	var id uint64
-	cluster.WaitFor(t, "the submit to be accepted", 20*time.Second, func() bool {
-		r, err := jobs.Submit(cluster.Ctx(t), &api.SubmitRequest{
-			Spec: &api.JobSpec{Name: "gang", NodesMin: 2, NtasksPerNode: 1, GpusPerNode: 8, Script: gangScript, WorkingDir: work},
-			User: "tester", Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), IdempotencyToken: "failover-gang",
-		})
-		if err == nil {
-			id = r.JobId
-		}
-		return err == nil
-	})
-	get := func() *api.Job {
-		r, err := jobs.GetJob(cluster.Ctx(t), &api.GetJobRequest{JobId: id})
-		if err != nil {
-			return nil
-		}
-		return r.Job
-	}
+	id := cluster.SubmitRetrying(t, jobs, &api.SubmitRequest{
+		Spec: &api.JobSpec{Name: "gang", NodesMin: 2, NtasksPerNode: 1, GpusPerNode: 8, Script: gangScript, WorkingDir: work},
+		User: "tester", Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), IdempotencyToken: "failover-gang",
+	}, 20*time.Second)
+	get := func() *api.Job { return cluster.Job(t, jobs, id) }
 	cluster.WaitFor(t, "the gang to run", 30*time.Second, func() bool {
 		j := get()
 		if j == nil || j.State != api.JobState_RUNNING {

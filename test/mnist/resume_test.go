@@ -60,25 +60,12 @@ func TestTrainingSurvivesNodeLoss(t *testing.T) {
 	c := cluster.StartGossiping(t, dir, 3, 3)
 	agents, jobs := c.Agents, c.Jobs
 	script := fmt.Sprintf("#!/bin/sh\nexec %s --epochs 4 --batch 32 --checkpoint-every 200\n", learnerBinary(t))
-	var id uint64
-	cluster.WaitFor(t, "the submit to be accepted", 20*time.Second, func() bool {
-		r, err := jobs.Submit(cluster.Ctx(t), &api.SubmitRequest{
-			Spec: &api.JobSpec{Name: "mnist", NodesMin: 2, NtasksPerNode: 2, GpusPerTask: 1, TimeLimitS: 1200,
-				Script: script, WorkingDir: work, Output: "mnist-%j-%t.out", Env: map[string]string{"PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME")}},
-			User: "tester", Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), IdempotencyToken: "mnist-resume",
-		})
-		if err == nil {
-			id = r.JobId
-		}
-		return err == nil
-	})
-	get := func() *api.Job {
-		r, err := jobs.GetJob(cluster.Ctx(t), &api.GetJobRequest{JobId: id})
-		if err != nil {
-			return nil
-		}
-		return r.Job
-	}
+	id := cluster.SubmitRetrying(t, jobs, &api.SubmitRequest{
+		Spec: &api.JobSpec{Name: "mnist", NodesMin: 2, NtasksPerNode: 2, GpusPerTask: 1, TimeLimitS: 1200,
+			Script: script, WorkingDir: work, Output: "mnist-%j-%t.out", Env: map[string]string{"PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME")}},
+		User: "tester", Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), IdempotencyToken: "mnist-resume",
+	}, 20*time.Second)
+	get := func() *api.Job { return cluster.Job(t, jobs, id) }
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
