@@ -138,3 +138,20 @@ func TestNodelistRunsOnExactlyThoseNodes(t *testing.T) {
 		t.Fatal("9 GPUs on an 8-GPU listed node passed")
 	}
 }
+
+// Jobs that tie on priority and submit time (committed in one millisecond)
+// run in submit order, which their ids record.
+func TestSameMillisecondKeepsSubmitOrder(t *testing.T) {
+	for n := uint64(2); n <= 40; n++ {
+		v := &View{Nodes: []*api.Node{node("a", 8, 64)}}
+		for id := uint64(1); id <= n; id++ {
+			j := pending(id, &api.JobSpec{NodesMin: 1, GpusPerNode: 8})
+			j.SubmitUnixMs = 5000
+			v.Jobs = append(v.Jobs, j)
+		}
+		p := Schedule(v, time.Unix(10, 0), Config{})
+		if len(p.Placements) != 1 || p.Placements[0].JobId != 1 {
+			t.Fatalf("%d tied jobs: placed %v, want job 1 first", n, p.Placements)
+		}
+	}
+}

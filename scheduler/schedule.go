@@ -65,8 +65,6 @@ type Config struct {
 	// MaxPlacementsPerCycle bounds one plan's size so a huge backlog is
 	// committed in several Raft entries rather than one giant one.
 	MaxPlacementsPerCycle int
-	// Seed orders jobs whose priority and submit time tie.
-	Seed uint64
 	// Order picks the queue order; Priority tunes OrderMultifactor.
 	Order    Order
 	Priority PriorityConfig
@@ -169,7 +167,6 @@ type pendingJob struct {
 	job      *api.Job
 	prio     float64
 	limit    time.Duration // 0: unlimited
-	tie      uint64
 	reason   string
 	expected int64
 }
@@ -183,7 +180,7 @@ func (c *cycle) run() *Plan {
 			// allocation is known to be gone.
 			continue
 		}
-		pj := &pendingJob{job: j, limit: c.timeLimit(j), tie: mix(c.cfg.Seed ^ j.Id)}
+		pj := &pendingJob{job: j, limit: c.timeLimit(j)}
 		if r, at := c.ineligible(j); r != "" {
 			pj.reason, pj.expected = r, at
 			c.setReason(plan, pj)
@@ -305,9 +302,9 @@ func (c *cycle) sortQueue(q []*pendingJob) {
 		if c := cmp.Compare(a.job.SubmitUnixMs, b.job.SubmitUnixMs); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(a.tie, b.tie); c != 0 {
-			return c
-		}
+		// Jobs committed in the same millisecond (one group-committed
+		// batch, or one client's quick succession) keep their submit
+		// order: job ids are handed out in it.
 		return cmp.Compare(a.job.Id, b.job.Id)
 	})
 }
@@ -333,11 +330,3 @@ func (c *cycle) endOf(limit time.Duration) time.Time {
 
 // forever stands for "no time limit".
 var forever = time.Unix(1<<40, 0)
-
-// mix is splitmix64, for seeded tie-breaking.
-func mix(x uint64) uint64 {
-	x += 0x9e3779b97f4a7c15
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
-	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
-	return x ^ (x >> 31)
-}
