@@ -177,26 +177,14 @@ func sbatchOptions(o *sbatchOpts) []*option {
 			return nil
 		}},
 		{long: "exclude", short: 'x', arg: requiredArg, meta: "HOSTLIST", help: "never run on these nodes (node[1-4,7],gpu3)", set: func(v string) error {
-			names, err := api.ExpandHostlist(v)
-			if err != nil {
-				return err
-			}
-			if len(names) == 0 {
-				return errors.New("empty node list")
-			}
+			names, err := nodeNames(v)
 			s.Exclude = append(s.Exclude, names...)
-			return nil
+			return err
 		}},
 		{long: "nodelist", short: 'w', arg: requiredArg, meta: "HOSTLIST", help: "run on exactly these nodes (node[1-4]); sets --nodes to their number", set: func(v string) error {
-			names, err := api.ExpandHostlist(v)
-			if err != nil {
-				return err
-			}
-			if len(names) == 0 {
-				return errors.New("empty node list")
-			}
+			names, err := nodeNames(v)
 			s.Nodelist = names
-			return nil
+			return err
 		}},
 		{long: "wait", short: 'W', arg: noArg, help: "wait for the job to end and exit with its exit code", set: setBool(&o.wait, true)},
 		{long: "hold", short: 'H', arg: noArg, help: "submit held; run it with scontrol release", set: func(string) error { s.Hold = true; return nil }},
@@ -521,4 +509,13 @@ func validEnvName(k string) bool {
 		}
 	}
 	return true
+}
+
+// nodeNames expands a non-empty hostlist (--exclude, --nodelist).
+func nodeNames(hostlist string) ([]string, error) {
+	names, err := api.ExpandHostlist(hostlist)
+	if err == nil && len(names) == 0 {
+		err = errors.New("empty node list")
+	}
+	return names, err
 }

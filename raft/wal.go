@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -470,11 +469,4 @@ func migrateBoltLogs(b *BoltStore, w *WAL) (int, error) {
 		return n, err
 	}
 	return n, nil
-}
-
-// walFiles lists the segment files in dir, for tests and tools.
-func walFiles(dir string) []string {
-	names, _ := filepath.Glob(filepath.Join(dir, "*"+walSuffix))
-	slices.Sort(names)
-	return names
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -338,4 +339,11 @@ func BenchmarkWALvsBolt(b *testing.B) {
 	b.ReportMetric(boltRate, "bolt_appends/s")
 	b.ReportMetric(walRate, "wal_appends/s")
 	b.ReportMetric(walRate/boltRate, "wal_over_bolt")
+}
+
+// walFiles lists the segment files in dir.
+func walFiles(dir string) []string {
+	names, _ := filepath.Glob(filepath.Join(dir, "*"+walSuffix))
+	slices.Sort(names)
+	return names
 }

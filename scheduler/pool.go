@@ -281,19 +281,23 @@ func (c *cycle) candidates(r *request, excludeKey, onlyKey string) []int {
 	if len(r.exclude) == 0 && len(r.only) == 0 {
 		return all
 	}
-	k := r.part + "\x00" + excludeKey + "\x00" + onlyKey
+	k := candidatesKey(r.part, excludeKey, onlyKey)
 	if idx, ok := c.parts[k]; ok {
 		return idx
 	}
 	idx := make([]int, 0, len(all))
 	for _, i := range all {
-		name := c.nodes[i].node.Name
-		if !r.exclude[name] && (r.only == nil || r.only[name]) {
+		if c.mayUse(r, i) {
 			idx = append(idx, i)
 		}
 	}
 	c.parts[k] = idx
 	return idx
+}
+
+// candidatesKey names a set of candidate nodes in the cycle's caches.
+func candidatesKey(part, excludeKey, onlyKey string) string {
+	return part + "\x00" + excludeKey + "\x00" + onlyKey
 }
 
 // mayUse reports whether node i is one of r's candidates.
@@ -544,7 +548,7 @@ func (c *cycle) placeOneIndexed(r *request, s api.NodeShape, end time.Time, hono
 	}
 	// Keyed like candidates: jobs of one partition may exclude or list
 	// nodes.
-	bitsKey := r.part + "\x00" + r.key.exclude + "\x00" + r.key.nodelist
+	bitsKey := candidatesKey(r.part, r.key.exclude, r.key.nodelist)
 	pb, ok := c.partBits[bitsKey]
 	if !ok {
 		pb = make([]uint64, (len(c.nodes)+63)/64)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/loomhpc/loom/api"
@@ -63,7 +64,7 @@ func (s *Server) serveSDServers(w http.ResponseWriter, r *http.Request) {
 		}
 		groups = append(groups, sdGroup{Targets: []string{sv.MetricsAddr}, Labels: map[string]string{
 			"__meta_loom_server": sv.Id,
-			"__meta_loom_leader": boolString(sv.Id == leader),
+			"__meta_loom_leader": strconv.FormatBool(sv.Id == leader),
 		}})
 	}
 	writeSD(w, r, groups)
@@ -88,11 +89,4 @@ func sdLabelName(k string) string {
 		}
 	}
 	return string(b)
-}
-
-func boolString(b bool) string {
-	if b {
-		return "true"
-	}
-	return "false"
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 type jobService struct {
@@ -52,60 +53,59 @@ func (js *jobService) Submit(ctx context.Context, req *api.SubmitRequest) (*api.
 }
 
 func (js *jobService) Cancel(ctx context.Context, req *api.CancelRequest) (*api.CancelResponse, error) {
-	if len(req.JobIds) == 0 {
-		return nil, status.Error(codes.InvalidArgument, "no job ids given")
-	}
-	if resp, fwd, err := forward(js.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.CancelResponse, error) {
-		return api.NewJobServiceClient(c).Cancel(ctx, req)
-	}); fwd {
-		return resp, err
-	}
-	res, err := js.s.apply(ctx, raft.CmdCancelJobs, &api.CancelJobsCommand{Request: req, NowUnixMs: nowMs()})
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	if res.Err != nil {
-		return nil, toStatus(res.Err)
-	}
-	return &api.CancelResponse{Cancelled: res.JobIDs, Index: res.Index}, nil
+	return changeJobs(ctx, js.s, req.JobIds,
+		func(ctx context.Context, c api.JobServiceClient) (*api.CancelResponse, error) {
+			return c.Cancel(ctx, req)
+		},
+		raft.CmdCancelJobs, &api.CancelJobsCommand{Request: req, NowUnixMs: nowMs()},
+		func(res *raft.Result) *api.CancelResponse {
+			return &api.CancelResponse{Cancelled: res.JobIDs, Index: res.Index}
+		})
 }
 
 func (js *jobService) Hold(ctx context.Context, req *api.HoldRequest) (*api.HoldResponse, error) {
-	if len(req.JobIds) == 0 {
-		return nil, status.Error(codes.InvalidArgument, "no job ids given")
-	}
-	if resp, fwd, err := forward(js.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.HoldResponse, error) {
-		return api.NewJobServiceClient(c).Hold(ctx, req)
-	}); fwd {
-		return resp, err
-	}
-	res, err := js.s.apply(ctx, raft.CmdHoldJobs, &api.HoldJobsCommand{JobIds: req.JobIds, Release: req.Release, Uid: req.Uid, NowUnixMs: nowMs()})
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	if res.Err != nil {
-		return nil, toStatus(res.Err)
-	}
-	return &api.HoldResponse{JobIds: res.JobIDs, Index: res.Index}, nil
+	return changeJobs(ctx, js.s, req.JobIds,
+		func(ctx context.Context, c api.JobServiceClient) (*api.HoldResponse, error) { return c.Hold(ctx, req) },
+		raft.CmdHoldJobs, &api.HoldJobsCommand{JobIds: req.JobIds, Release: req.Release, Uid: req.Uid, NowUnixMs: nowMs()},
+		func(res *raft.Result) *api.HoldResponse {
+			return &api.HoldResponse{JobIds: res.JobIDs, Index: res.Index}
+		})
 }
 
 func (js *jobService) Requeue(ctx context.Context, req *api.RequeueRequest) (*api.RequeueResponse, error) {
-	if len(req.JobIds) == 0 {
-		return nil, status.Error(codes.InvalidArgument, "no job ids given")
+	return changeJobs(ctx, js.s, req.JobIds,
+		func(ctx context.Context, c api.JobServiceClient) (*api.RequeueResponse, error) {
+			return c.Requeue(ctx, req)
+		},
+		raft.CmdRequeueJobs, &api.RequeueJobsCommand{JobIds: req.JobIds, Uid: req.Uid, NowUnixMs: nowMs()},
+		func(res *raft.Result) *api.RequeueResponse {
+			return &api.RequeueResponse{JobIds: res.JobIDs, Index: res.Index}
+		})
+}
+
+// changeJobs is the path of the requests that change named jobs (cancel,
+// hold, requeue): a follower forwards the request to the leader, which
+// commits cmd and answers with respond.
+func changeJobs[Resp any](ctx context.Context, s *Server, ids []uint64,
+	forwardTo func(context.Context, api.JobServiceClient) (Resp, error),
+	ct raft.CommandType, cmd proto.Message, respond func(*raft.Result) Resp) (Resp, error) {
+	var zero Resp
+	if len(ids) == 0 {
+		return zero, status.Error(codes.InvalidArgument, "no job ids given")
 	}
-	if resp, fwd, err := forward(js.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.RequeueResponse, error) {
-		return api.NewJobServiceClient(c).Requeue(ctx, req)
+	if resp, fwd, err := forward(s, ctx, func(ctx context.Context, c *grpc.ClientConn) (Resp, error) {
+		return forwardTo(ctx, api.NewJobServiceClient(c))
 	}); fwd {
 		return resp, err
 	}
-	res, err := js.s.apply(ctx, raft.CmdRequeueJobs, &api.RequeueJobsCommand{JobIds: req.JobIds, Uid: req.Uid, NowUnixMs: nowMs()})
+	res, err := s.apply(ctx, ct, cmd)
 	if err != nil {
-		return nil, toStatus(err)
+		return zero, toStatus(err)
 	}
 	if res.Err != nil {
-		return nil, toStatus(res.Err)
+		return zero, toStatus(res.Err)
 	}
-	return &api.RequeueResponse{JobIds: res.JobIDs, Index: res.Index}, nil
+	return respond(res), nil
 }
 
 // readAt returns a state at least as new as minIndex (read-your-writes).
