@@ -1,4 +1,4 @@
-package raft
+package state
 
 import (
 	"bytes"
@@ -34,7 +34,7 @@ func TestSubmitAssignsMonotonicIDsAndHonoursTokens(t *testing.T) {
 	if got := submit(f, "tok2", spec).JobID; got != 2 {
 		t.Fatalf("resubmit with token tok2: job id = %d, want 2 (the first job)", got)
 	}
-	if n := f.Store.Snapshot().NumJobs(); n != 3 {
+	if n := f.Store.View().NumJobs(); n != 3 {
 		t.Fatalf("jobs after a retried submit = %d, want 3", n)
 	}
 }
@@ -52,7 +52,7 @@ func TestPlanRejectsDoubleAllocation(t *testing.T) {
 	if res.Placed != 1 || res.Rejected != 1 {
 		t.Fatalf("plan placing two jobs on %s: placed %d rejected %d, want 1 and 1", gpu, res.Placed, res.Rejected)
 	}
-	if st := f.Store.Snapshot().Job(2).State; st != api.JobState_PENDING {
+	if st := f.Store.View().Job(2).State; st != api.JobState_PENDING {
 		t.Fatalf("rejected job state = %s, want PENDING", st)
 	}
 	// A drained node takes nothing new.
@@ -103,7 +103,7 @@ func TestGangLifecycle(t *testing.T) {
 			for _, u := range tt.updates {
 				f.Apply(CmdUpdateTasks, &api.UpdateTasksCommand{Request: &api.TaskUpdateRequest{Node: "n1", JobId: 1, Generation: 1, Tasks: u}})
 			}
-			j := f.Store.Snapshot().Job(1)
+			j := f.Store.View().Job(1)
 			if j.State != tt.want || j.HoldsResources() != tt.live {
 				t.Fatalf("state = %s (holds resources %v), want %s (%v)", j.State, j.HoldsResources(), tt.want, tt.live)
 			}
@@ -134,7 +134,7 @@ func TestCancelChecksOwner(t *testing.T) {
 	if !errors.Is(res.Err, ErrJobNotFound) || len(res.JobIDs) != 1 {
 		t.Fatalf("cancel [1 9]: cancelled %v err %v, want [1] and ErrJobNotFound", res.JobIDs, res.Err)
 	}
-	if st := f.Store.Snapshot().Job(1).State; st != api.JobState_CANCELLED {
+	if st := f.Store.View().Job(1).State; st != api.JobState_CANCELLED {
 		t.Fatalf("state after cancel = %s, want CANCELLED", st)
 	}
 }
@@ -149,7 +149,7 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	}
 	f.Apply(CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{{JobId: 2, Allocation: oneRankAlloc("n1", "GPU-n1-0", 29500)}}})
 	f.Apply(CmdCancelJobs, &api.CancelJobsCommand{Request: &api.CancelRequest{JobIds: []uint64{3}}})
-	before, err := f.Store.Snapshot().Marshal()
+	before, err := f.Store.View().Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	if err := g.Restore(io.NopCloser(bytes.NewReader(before))); err != nil {
 		t.Fatal(err)
 	}
-	after, _ := g.Store.Snapshot().Marshal()
+	after, _ := g.Store.View().Marshal()
 	if !bytes.Equal(before, after) {
 		t.Fatal("restored state differs from the snapshot")
 	}
@@ -176,7 +176,7 @@ func TestUndecodableEntryPanics(t *testing.T) {
 			t.Fatal("applying an unknown command type did not panic")
 		}
 	}()
-	NewTestFSM().ApplyBytes(1, []byte{200, 1, 2})
+	NewTestFSM().ApplyEntry(1, []byte{200, 1, 2})
 }
 
 // TestPropertyNoGPUAllocatedTwice drives the FSM with random plans (some
@@ -193,7 +193,7 @@ func TestPropertyNoGPUAllocatedTwice(t *testing.T) {
 		acked := map[uint64]bool{}
 		steps := rapid.IntRange(1, 60).Draw(rt, "steps")
 		for range steps {
-			snap := f.Store.Snapshot()
+			snap := f.Store.View()
 			switch rapid.IntRange(0, 3).Draw(rt, "op") {
 			case 0:
 				acked[submit(f, "", &api.JobSpec{Script: "x"}).JobID] = true
@@ -224,12 +224,12 @@ func TestPropertyNoGPUAllocatedTwice(t *testing.T) {
 					f.Apply(CmdCancelJobs, &api.CancelJobsCommand{Request: &api.CancelRequest{JobIds: []uint64{id}}})
 				}
 			}
-			checkInvariants(rt, f.Store.Snapshot(), acked)
+			checkInvariants(rt, f.Store.View(), acked)
 		}
 	})
 }
 
-func checkInvariants(t *rapid.T, snap *Snapshot, acked map[uint64]bool) {
+func checkInvariants(t *rapid.T, snap *View, acked map[uint64]bool) {
 	holder := map[string]uint64{}
 	for j := range snap.Jobs() {
 		if !j.HoldsResources() {
@@ -282,7 +282,7 @@ func TestNodeDownRequeuesWholeGang(t *testing.T) {
 	running(f, "n1", 0, 1)
 	running(f, "n2", 1, 1)
 	f.Apply(CmdNodeState, &api.NodeStateCommand{Name: "n2", State: api.NodeState_DOWN, Reason: "gossip: dead"})
-	j := f.Store.Snapshot().Job(1)
+	j := f.Store.View().Job(1)
 	if j.State != api.JobState_PENDING || j.RestartCount != 1 || j.Reason != ReasonRequeued {
 		t.Fatalf("after node down: state %s restarts %d reason %q, want PENDING 1 Requeued", j.State, j.RestartCount, j.Reason)
 	}
@@ -294,13 +294,13 @@ func TestNodeDownRequeuesWholeGang(t *testing.T) {
 	}
 	f.Apply(CmdUpdateTasks, &api.UpdateTasksCommand{Request: &api.TaskUpdateRequest{Node: "n1", JobId: 1, Generation: 1,
 		Tasks: []*api.TaskStatus{{Rank: 0, State: api.TaskState_TASK_EXITED, Reason: api.TaskEndReason_TASK_END_KILLED, Signal: 15}}}})
-	if j := f.Store.Snapshot().Job(1); j.State != api.JobState_PENDING || j.RestartCount != 1 {
+	if j := f.Store.View().Job(1); j.State != api.JobState_PENDING || j.RestartCount != 1 {
 		t.Fatalf("after the survivor's kill report: %s with %d restarts, want PENDING with 1", j.State, j.RestartCount)
 	}
 	if res := place(f, 1, "n1", "n3"); res.Placed != 1 {
 		t.Fatal("requeued gang not placed once its old ranks were gone")
 	}
-	if g := f.Store.Snapshot().Job(1).Allocation.Generation; g != 2 {
+	if g := f.Store.View().Job(1).Allocation.Generation; g != 2 {
 		t.Fatalf("generation after requeue = %d, want 2", g)
 	}
 }
@@ -324,8 +324,8 @@ func TestRequeuePolicy(t *testing.T) {
 			twoNodeGang(f, tt.spec)
 			if tt.restarts > 0 {
 				// Pretend earlier requeues: restart count is part of the job.
-				f.Store.publish(func() *Snapshot {
-					tx := f.Store.Snapshot().txn(f.index)
+				f.Store.publish(func() *View {
+					tx := f.Store.View().txn(f.index)
 					j := cloneJob(tx.job(1))
 					j.RestartCount = tt.restarts
 					tx.putJob(j)
@@ -333,7 +333,7 @@ func TestRequeuePolicy(t *testing.T) {
 				}())
 			}
 			f.Apply(CmdNodeState, &api.NodeStateCommand{Name: "n2", State: api.NodeState_DOWN})
-			if got := f.Store.Snapshot().Job(1).State; got != tt.want {
+			if got := f.Store.View().Job(1).State; got != tt.want {
 				t.Fatalf("after node down: %s, want %s", got, tt.want)
 			}
 		})
@@ -361,7 +361,7 @@ func TestRankFailureRequeues(t *testing.T) {
 			twoNodeGang(f, tt.spec)
 			f.Apply(CmdUpdateTasks, &api.UpdateTasksCommand{Request: &api.TaskUpdateRequest{Node: "n1", JobId: 1, Generation: 1,
 				Tasks: []*api.TaskStatus{{Rank: 0, State: api.TaskState_TASK_EXITED, Reason: tt.reason, ExitCode: 1}}}})
-			if got := f.Store.Snapshot().Job(1).State; got != tt.want {
+			if got := f.Store.View().Job(1).State; got != tt.want {
 				t.Fatalf("after rank 0 ended (%s): %s, want %s", tt.reason, got, tt.want)
 			}
 		})

@@ -1,14 +1,11 @@
-package raft
+package state
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 
-	hraft "github.com/hashicorp/raft"
 	"github.com/loomhpc/loom/api"
 	"google.golang.org/protobuf/proto"
 )
@@ -71,12 +68,13 @@ var commands = map[CommandType]command{
 func Encode(c CommandType, msg proto.Message) ([]byte, error) {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
 	if err != nil {
-		return nil, fmt.Errorf("raft: encode %s: %w", c, err)
+		return nil, fmt.Errorf("state: encode %s: %w", c, err)
 	}
 	return append([]byte{byte(c)}, b...), nil
 }
 
-// FSM applies committed entries to the Store.
+// FSM applies committed entries to the Store. Entries are applied one at
+// a time, in log order, from one goroutine.
 type FSM struct {
 	store *Store
 	log   *slog.Logger
@@ -90,55 +88,41 @@ func NewFSM(store *Store, log *slog.Logger) *FSM {
 	return &FSM{store: store, log: log}
 }
 
-// Apply applies one committed entry. An entry it cannot decode panics:
-// a replica that skips an entry has diverged, which is worse than a crash.
-func (f *FSM) Apply(l *hraft.Log) any {
-	if l.Type != hraft.LogCommand {
-		return nil
-	}
-	return f.ApplyBytes(l.Index, l.Data)
-}
-
-// ApplyBytes applies an encoded command at index (exposed for tests and the
-// simulator, which apply without a Raft log).
-func (f *FSM) ApplyBytes(index uint64, data []byte) *Result {
+// ApplyEntry applies the encoded command of the committed entry at index.
+// An entry it cannot decode panics: a replica that skips an entry has
+// diverged, which is worse than a crash.
+func (f *FSM) ApplyEntry(index uint64, data []byte) *Result {
 	if len(data) == 0 {
-		panic(fmt.Sprintf("raft: empty log entry at index %d", index))
+		panic(fmt.Sprintf("state: empty log entry at index %d", index))
 	}
 	ct := CommandType(data[0])
 	cmd, ok := commands[ct]
 	if !ok {
-		panic(fmt.Sprintf("raft: unknown command type %d at index %d", data[0], index))
+		panic(fmt.Sprintf("state: unknown command type %d at index %d", data[0], index))
 	}
 	msg := cmd.new()
 	if err := proto.Unmarshal(data[1:], msg); err != nil {
-		panic(fmt.Sprintf("raft: cannot decode %s at index %d: %v", ct, index, err))
+		panic(fmt.Sprintf("state: cannot decode %s at index %d: %v", ct, index, err))
 	}
-	t := f.store.Snapshot().txn(index)
+	t := f.store.View().txn(index)
 	res := cmd.apply(t, msg)
 	f.store.publish(t.commit())
 	res.Index = index
 	return res
 }
 
-// Snapshot captures the current state for Raft. The state is immutable,
-// so holding the pointer is the whole capture.
-func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
-	return &fsmSnapshot{snap: f.store.Snapshot()}, nil
-}
-
-// Restore replaces the state with a snapshot's.
-func (f *FSM) Restore(rc io.ReadCloser) error {
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
+// Restore replaces the state with the one a Raft snapshot holds (the
+// encoding of View.Marshal).
+func (f *FSM) Restore(r io.Reader) error {
+	b, err := io.ReadAll(r)
 	if err != nil {
-		return fmt.Errorf("raft: read snapshot: %w", err)
+		return fmt.Errorf("state: read snapshot: %w", err)
 	}
 	var ss api.StateSnapshot
 	if err := proto.Unmarshal(b, &ss); err != nil {
-		return fmt.Errorf("raft: decode snapshot: %w", err)
+		return fmt.Errorf("state: decode snapshot: %w", err)
 	}
-	t := emptySnapshot().txn(ss.Index)
+	t := emptyView().txn(ss.Index)
 	t.nextJobID = ss.NextJobId
 	for _, n := range ss.Nodes {
 		t.nodes.Insert([]byte(n.Name), n)
@@ -158,48 +142,6 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.log.Info("restored state from snapshot", "index", ss.Index, "jobs", len(ss.Jobs), "nodes", len(ss.Nodes))
 	return nil
 }
-
-type fsmSnapshot struct{ snap *Snapshot }
-
-// Marshal encodes s as a StateSnapshot.
-func (s *Snapshot) Marshal() ([]byte, error) {
-	ss := &api.StateSnapshot{Index: s.index, NextJobId: s.nextJobID}
-	for j := range s.Jobs() {
-		ss.Jobs = append(ss.Jobs, j)
-	}
-	for n := range s.Nodes() {
-		ss.Nodes = append(ss.Nodes, n)
-	}
-	for sv := range s.Servers() {
-		ss.Servers = append(ss.Servers, sv)
-	}
-	return proto.MarshalOptions{Deterministic: true}.Marshal(ss)
-}
-
-// Hash is a digest of the whole state, equal on replicas that applied the
-// same entries: the fault tests compare it across servers.
-func (s *Snapshot) Hash() (string, error) {
-	b, err := s.Marshal()
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
-}
-
-func (s *fsmSnapshot) Persist(sink hraft.SnapshotSink) error {
-	b, err := s.snap.Marshal()
-	if err == nil {
-		_, err = sink.Write(b)
-	}
-	if err != nil {
-		sink.Cancel()
-		return fmt.Errorf("raft: persist snapshot: %w", err)
-	}
-	return sink.Close()
-}
-
-func (s *fsmSnapshot) Release() {}
 
 // Errors the FSM returns in Result.Err.
 var (
