@@ -27,6 +27,14 @@ const (
 	CmdRequeueJobs  CommandType = 10
 )
 
+// CmdIgnorable is the flag bit of a command type that a server which does
+// not know the type may skip (the rolling-upgrade rule in the package
+// doc). None of the types above carries it.
+const CmdIgnorable CommandType = 0x80
+
+// Ignorable reports whether c carries the CmdIgnorable flag.
+func (c CommandType) Ignorable() bool { return c&CmdIgnorable != 0 }
+
 func (c CommandType) String() string {
 	if e, ok := commands[c]; ok {
 		return e.name
@@ -76,8 +84,9 @@ func Encode(c CommandType, msg proto.Message) ([]byte, error) {
 // FSM applies committed entries to the Store. Entries are applied one at
 // a time, in log order, from one goroutine.
 type FSM struct {
-	store *Store
-	log   *slog.Logger
+	store   *Store
+	log     *slog.Logger
+	skipped map[CommandType]bool // ignorable types already logged as skipped
 }
 
 // NewFSM returns an FSM writing to store.
@@ -85,12 +94,13 @@ func NewFSM(store *Store, log *slog.Logger) *FSM {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &FSM{store: store, log: log}
+	return &FSM{store: store, log: log, skipped: map[CommandType]bool{}}
 }
 
 // ApplyEntry applies the encoded command of the committed entry at index.
 // An entry it cannot decode panics: a replica that skips an entry has
-// diverged, which is worse than a crash.
+// diverged, which is worse than a crash. The one exception is an entry of
+// an unknown type flagged CmdIgnorable, which is skipped.
 func (f *FSM) ApplyEntry(index uint64, data []byte) *Result {
 	if len(data) == 0 {
 		panic(fmt.Sprintf("state: empty log entry at index %d", index))
@@ -98,7 +108,12 @@ func (f *FSM) ApplyEntry(index uint64, data []byte) *Result {
 	ct := CommandType(data[0])
 	cmd, ok := commands[ct]
 	if !ok {
-		panic(fmt.Sprintf("state: unknown command type %d at index %d", data[0], index))
+		if !ct.Ignorable() {
+			panic(fmt.Sprintf("state: log entry at index %d has command type %d, which this server does not know and may not skip: "+
+				"a newer Loom server wrote it; upgrade this server to that version", index, data[0]))
+		}
+		f.skip(index, ct)
+		return &Result{Index: index}
 	}
 	msg := cmd.new()
 	if err := proto.Unmarshal(data[1:], msg); err != nil {
@@ -109,6 +124,20 @@ func (f *FSM) ApplyEntry(index uint64, data []byte) *Result {
 	f.store.publish(t.commit())
 	res.Index = index
 	return res
+}
+
+// skip passes over an ignorable entry this server does not know: the state
+// stays as it was but now includes index, so that waiters on the applied
+// index go on. Each such type is logged once.
+func (f *FSM) skip(index uint64, ct CommandType) {
+	if !f.skipped[ct] {
+		f.skipped[ct] = true
+		f.log.Warn("skipping log entries of an unknown command type flagged ignorable; a newer server wrote them",
+			"command_type", byte(ct), "index", index)
+	}
+	v := *f.store.View()
+	v.index = index
+	f.store.publish(&v)
 }
 
 // Restore replaces the state with the one a Raft snapshot holds (the

@@ -2,10 +2,14 @@ package state
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/loomhpc/loom/api"
 	"google.golang.org/protobuf/proto"
@@ -170,13 +174,92 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	}
 }
 
+// TestUndecodableEntryPanics: an entry the FSM cannot apply, and may not
+// skip, stops the server with a message naming what and where.
 func TestUndecodableEntryPanics(t *testing.T) {
-	defer func() {
-		if recover() == nil {
-			t.Fatal("applying an unknown command type did not panic")
+	tests := []struct {
+		name string
+		data []byte
+		want string // in the panic message
+	}{
+		{"empty", nil, "empty log entry at index 7"},
+		{"unknown type", []byte{100, 1, 2}, "command type 100, which this server does not know and may not skip"},
+		{"next unassigned type", []byte{11}, "index 7 has command type 11"},
+		{"highest type without the flag", []byte{0x7f}, "command type 127"},
+		{"known type, bad payload", []byte{byte(CmdSubmitJob), 0xff, 0xff}, "cannot decode SubmitJob at index 7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer func() {
+				r := recover()
+				if msg, _ := r.(string); !strings.Contains(msg, tt.want) {
+					t.Fatalf("ApplyEntry(7, %v) panicked with %v, want a message containing %q", tt.data, r, tt.want)
+				}
+			}()
+			NewTestFSM().ApplyEntry(7, tt.data)
+		})
+	}
+}
+
+// TestUnknownIgnorableEntryIsSkipped: an entry of an unknown type flagged
+// CmdIgnorable changes nothing but the applied index, is logged once per
+// type, and the entries after it apply as usual.
+func TestUnknownIgnorableEntryIsSkipped(t *testing.T) {
+	var logs bytes.Buffer
+	st := NewStore()
+	f := NewFSM(st, slog.New(slog.NewTextHandler(&logs, nil)))
+	apply := func(index uint64, c CommandType, msg proto.Message) *Result {
+		t.Helper()
+		data, err := Encode(c, msg)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}()
-	NewTestFSM().ApplyEntry(1, []byte{200, 1, 2})
+		return f.ApplyEntry(index, data)
+	}
+	apply(1, CmdRegisterNode, &api.RegisterNodeCommand{Node: TestNode("n1", 1, 8)})
+	apply(2, CmdSubmitJob, &api.SubmitJobCommand{Request: &api.SubmitRequest{Spec: &api.JobSpec{Script: "x"}}})
+	before := st.View()
+	wantHash, _ := before.Hash()
+
+	entries := []struct {
+		index uint64
+		data  []byte
+	}{
+		{3, []byte{0x80 | 11, 1, 2, 3}},
+		{4, []byte{0xff}},
+		{5, []byte{0x80 | 11}},
+	}
+	for _, e := range entries {
+		res := f.ApplyEntry(e.index, e.data)
+		if res.Index != e.index || res.Err != nil || res.JobID != 0 {
+			t.Fatalf("ApplyEntry(%d, type %d) = %+v, want index %d and nothing else", e.index, e.data[0], res, e.index)
+		}
+		v := st.View()
+		if v.Index() != e.index {
+			t.Fatalf("after skipping entry %d the state's index = %d, want %d", e.index, v.Index(), e.index)
+		}
+		same := *v
+		same.index = before.index
+		if h, _ := same.Hash(); h != wantHash || v.NodesVersion() != before.NodesVersion() {
+			t.Fatalf("skipping entry %d changed the state beyond its index", e.index)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := st.WaitIndex(ctx, 5); err != nil {
+		t.Fatalf("WaitIndex(5) after skipped entries: %v", err)
+	}
+	if got := strings.Count(logs.String(), "skipping log entries"); got != 2 {
+		t.Fatalf("skipped types 139, 255, 139: %d log lines, want 2 (once per type):\n%s", got, logs.String())
+	}
+	for _, want := range []string{"command_type=139 index=3", "command_type=255 index=4"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Fatalf("log lacks %q:\n%s", want, logs.String())
+		}
+	}
+	if res := apply(6, CmdSubmitJob, &api.SubmitJobCommand{Request: &api.SubmitRequest{Spec: &api.JobSpec{Script: "x"}}}); res.JobID != 2 {
+		t.Fatalf("submit after the skipped entries: job %d, want 2", res.JobID)
+	}
 }
 
 // TestPropertyNoGPUAllocatedTwice drives the FSM with random plans (some
