@@ -53,7 +53,7 @@ e2e: build ## end-to-end tests that start real loom processes
 
 .PHONY: bench
 bench: ## benchmarks that print their figures
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./scheduler/ ./raft/
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./scheduler/ ./raftlog/
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck

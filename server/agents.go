@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"github.com/loomhpc/loom/api"
-	"github.com/loomhpc/loom/raft"
+	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -25,7 +25,7 @@ func (as *agentService) Register(ctx context.Context, req *api.RegisterRequest) 
 	}); fwd {
 		return resp, err
 	}
-	res, err := as.s.apply(ctx, raft.CmdRegisterNode, &api.RegisterNodeCommand{Node: n, NowUnixMs: nowMs()})
+	res, err := as.s.apply(ctx, state.CmdRegisterNode, &api.RegisterNodeCommand{Node: n, NowUnixMs: nowMs()})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -34,7 +34,7 @@ func (as *agentService) Register(ctx context.Context, req *api.RegisterRequest) 
 }
 
 // assignedTo returns the allocations node should run or stop.
-func assignedTo(snap *raft.Snapshot, node string) *api.AllocationUpdate {
+func assignedTo(snap *state.View, node string) *api.AllocationUpdate {
 	u := &api.AllocationUpdate{Index: snap.Index()}
 	for j := range snap.ActiveJobs() {
 		a := j.GetAllocation()
@@ -108,7 +108,7 @@ func (as *agentService) UpdateTasks(ctx context.Context, req *api.TaskUpdateRequ
 	}); fwd {
 		return resp, err
 	}
-	res, err := as.s.apply(ctx, raft.CmdUpdateTasks, &api.UpdateTasksCommand{Request: req, NowUnixMs: nowMs()})
+	res, err := as.s.apply(ctx, state.CmdUpdateTasks, &api.UpdateTasksCommand{Request: req, NowUnixMs: nowMs()})
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"github.com/loomhpc/loom/api"
-	"github.com/loomhpc/loom/raft"
+	"github.com/loomhpc/loom/state"
 )
 
 // Group commit of submits: the leader's Submit handlers hand their
@@ -68,7 +68,7 @@ func (s *Server) submitWorker() {
 		if len(live) == 0 {
 			continue
 		}
-		res, err := s.apply(s.ctx, raft.CmdSubmitJobs, cmd)
+		res, err := s.apply(s.ctx, state.CmdSubmitJobs, cmd)
 		for i, p := range live {
 			if err != nil {
 				p.done <- submitResult{err: err}

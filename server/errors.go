@@ -5,7 +5,8 @@ import (
 	"errors"
 
 	"github.com/loomhpc/loom/api"
-	"github.com/loomhpc/loom/raft"
+	"github.com/loomhpc/loom/raftnode"
+	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -16,14 +17,14 @@ var errorCodes = []struct {
 	err  error
 	code codes.Code
 }{
-	{raft.ErrNotLeader, codes.Unavailable},
-	{raft.ErrJobNotFound, codes.NotFound},
-	{raft.ErrNodeNotFound, codes.NotFound},
-	{raft.ErrPermission, codes.PermissionDenied},
-	{raft.ErrJobFinished, codes.FailedPrecondition},
-	{raft.ErrNotPending, codes.FailedPrecondition},
-	{raft.ErrNotRequeueable, codes.FailedPrecondition},
-	{raft.ErrStaleGeneration, codes.FailedPrecondition},
+	{raftnode.ErrNotLeader, codes.Unavailable},
+	{state.ErrJobNotFound, codes.NotFound},
+	{state.ErrNodeNotFound, codes.NotFound},
+	{state.ErrPermission, codes.PermissionDenied},
+	{state.ErrJobFinished, codes.FailedPrecondition},
+	{state.ErrNotPending, codes.FailedPrecondition},
+	{state.ErrNotRequeueable, codes.FailedPrecondition},
+	{state.ErrStaleGeneration, codes.FailedPrecondition},
 	{api.ErrEmptyJob, codes.InvalidArgument},
 	{errInfeasible, codes.InvalidArgument},
 	{errNoNodes, codes.FailedPrecondition},

@@ -4,8 +4,8 @@ import (
 	"sync"
 
 	"github.com/loomhpc/loom/api"
-	"github.com/loomhpc/loom/raft"
 	"github.com/loomhpc/loom/scheduler"
+	"github.com/loomhpc/loom/state"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -16,14 +16,14 @@ import (
 // again. Any change to the nodes starts a fresh memory.
 type feasibility struct {
 	mu       sync.Mutex
-	nodes    any // the node set the verdicts hold for (raft.Snapshot.NodesVersion)
+	nodes    any // the node set the verdicts hold for (state.View.NodesVersion)
 	verdicts map[string]error
 }
 
 // maxVerdicts bounds the memory; beyond it, it starts again.
 const maxVerdicts = 4096
 
-func (f *feasibility) check(snap *raft.Snapshot, nodes []*api.Node, spec *api.JobSpec) error {
+func (f *feasibility) check(snap *state.View, nodes []*api.Node, spec *api.JobSpec) error {
 	key := feasibilityKey(spec)
 	version := snap.NodesVersion()
 	f.mu.Lock()

@@ -4,7 +4,7 @@ import (
 	"context"
 	"sync"
 
-	"github.com/loomhpc/loom/raft"
+	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -101,7 +101,7 @@ func forward[T any](s *Server, ctx context.Context, call func(context.Context, *
 // at minIndex or newer (read-your-writes), or for consistent reads the
 // leader's after confirming leadership with a quorum. ok is false when the
 // read must be forwarded to the leader.
-func (s *Server) readState(ctx context.Context, minIndex uint64, consistent bool) (snap *raft.Snapshot, ok bool, err error) {
+func (s *Server) readState(ctx context.Context, minIndex uint64, consistent bool) (snap *state.View, ok bool, err error) {
 	if consistent {
 		if !s.raft.IsLeader() {
 			return nil, false, nil

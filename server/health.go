@@ -8,7 +8,7 @@ import (
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/gossip"
-	"github.com/loomhpc/loom/raft"
+	"github.com/loomhpc/loom/state"
 )
 
 // gossipReason prefixes the reason of a node the leader marked down from
@@ -126,7 +126,7 @@ func (s *Server) nodeHealthLoop(ctx context.Context) {
 func (s *Server) setNodeState(ctx context.Context, name string, st api.NodeState, reason string) bool {
 	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	res, err := s.apply(actx, raft.CmdNodeState, &api.NodeStateCommand{Name: name, State: st, Reason: reason, NowUnixMs: nowMs()})
+	res, err := s.apply(actx, state.CmdNodeState, &api.NodeStateCommand{Name: name, State: st, Reason: reason, NowUnixMs: nowMs()})
 	if err != nil || res.Err != nil {
 		s.log.Warn("could not change node state", "node", name, "state", st, "err", err)
 		return false

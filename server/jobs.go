@@ -6,7 +6,7 @@ import (
 	"slices"
 
 	"github.com/loomhpc/loom/api"
-	"github.com/loomhpc/loom/raft"
+	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -57,8 +57,8 @@ func (js *jobService) Cancel(ctx context.Context, req *api.CancelRequest) (*api.
 		func(ctx context.Context, c api.JobServiceClient) (*api.CancelResponse, error) {
 			return c.Cancel(ctx, req)
 		},
-		raft.CmdCancelJobs, &api.CancelJobsCommand{Request: req, NowUnixMs: nowMs()},
-		func(res *raft.Result) *api.CancelResponse {
+		state.CmdCancelJobs, &api.CancelJobsCommand{Request: req, NowUnixMs: nowMs()},
+		func(res *state.Result) *api.CancelResponse {
 			return &api.CancelResponse{Cancelled: res.JobIDs, Index: res.Index}
 		})
 }
@@ -66,8 +66,8 @@ func (js *jobService) Cancel(ctx context.Context, req *api.CancelRequest) (*api.
 func (js *jobService) Hold(ctx context.Context, req *api.HoldRequest) (*api.HoldResponse, error) {
 	return changeJobs(ctx, js.s, req.JobIds,
 		func(ctx context.Context, c api.JobServiceClient) (*api.HoldResponse, error) { return c.Hold(ctx, req) },
-		raft.CmdHoldJobs, &api.HoldJobsCommand{JobIds: req.JobIds, Release: req.Release, Uid: req.Uid, NowUnixMs: nowMs()},
-		func(res *raft.Result) *api.HoldResponse {
+		state.CmdHoldJobs, &api.HoldJobsCommand{JobIds: req.JobIds, Release: req.Release, Uid: req.Uid, NowUnixMs: nowMs()},
+		func(res *state.Result) *api.HoldResponse {
 			return &api.HoldResponse{JobIds: res.JobIDs, Index: res.Index}
 		})
 }
@@ -77,8 +77,8 @@ func (js *jobService) Requeue(ctx context.Context, req *api.RequeueRequest) (*ap
 		func(ctx context.Context, c api.JobServiceClient) (*api.RequeueResponse, error) {
 			return c.Requeue(ctx, req)
 		},
-		raft.CmdRequeueJobs, &api.RequeueJobsCommand{JobIds: req.JobIds, Uid: req.Uid, NowUnixMs: nowMs()},
-		func(res *raft.Result) *api.RequeueResponse {
+		state.CmdRequeueJobs, &api.RequeueJobsCommand{JobIds: req.JobIds, Uid: req.Uid, NowUnixMs: nowMs()},
+		func(res *state.Result) *api.RequeueResponse {
 			return &api.RequeueResponse{JobIds: res.JobIDs, Index: res.Index}
 		})
 }
@@ -88,7 +88,7 @@ func (js *jobService) Requeue(ctx context.Context, req *api.RequeueRequest) (*ap
 // commits cmd and answers with respond.
 func changeJobs[Resp any](ctx context.Context, s *Server, ids []uint64,
 	forwardTo func(context.Context, api.JobServiceClient) (Resp, error),
-	ct raft.CommandType, cmd proto.Message, respond func(*raft.Result) Resp) (Resp, error) {
+	ct state.CommandType, cmd proto.Message, respond func(*state.Result) Resp) (Resp, error) {
 	var zero Resp
 	if len(ids) == 0 {
 		return zero, status.Error(codes.InvalidArgument, "no job ids given")
@@ -109,7 +109,7 @@ func changeJobs[Resp any](ctx context.Context, s *Server, ids []uint64,
 }
 
 // readAt returns a state at least as new as minIndex (read-your-writes).
-func (s *Server) readAt(ctx context.Context, minIndex uint64) (*raft.Snapshot, error) {
+func (s *Server) readAt(ctx context.Context, minIndex uint64) (*state.View, error) {
 	if minIndex == 0 {
 		return s.State(), nil
 	}
@@ -133,7 +133,7 @@ func (js *jobService) GetJob(ctx context.Context, req *api.GetJobRequest) (*api.
 	}
 	j := snap.Job(req.JobId)
 	if j == nil {
-		return nil, toStatus(fmt.Errorf("job %d: %w", req.JobId, raft.ErrJobNotFound))
+		return nil, toStatus(fmt.Errorf("job %d: %w", req.JobId, state.ErrJobNotFound))
 	}
 	return &api.GetJobResponse{Job: j, Index: snap.Index()}, nil
 }

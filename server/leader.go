@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
-	"github.com/loomhpc/loom/raft"
 	"github.com/loomhpc/loom/scheduler"
+	"github.com/loomhpc/loom/state"
 )
 
 // leaderLoop runs the leader's duties while this server leads.
@@ -99,7 +99,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 // scheduleOnce runs one cycle and returns the index it planned from, or
 // the plan's own index when it committed one (so its own commit does not
 // trigger a pointless cycle unless the plan left work undone).
-func (s *Server) scheduleOnce(ctx context.Context, snap *raft.Snapshot, fs *fairShareCache) uint64 {
+func (s *Server) scheduleOnce(ctx context.Context, snap *state.View, fs *fairShareCache) uint64 {
 	start := time.Now()
 	// Schedule derives what allocations hold from the jobs themselves.
 	view := &scheduler.View{Lookup: snap.Job, AccountUsage: fs.at(snap, start, s.cfg.Scheduler.Priority.FairShareHalfLife)}
@@ -114,7 +114,7 @@ func (s *Server) scheduleOnce(ctx context.Context, snap *raft.Snapshot, fs *fair
 	if plan.Empty() {
 		return snap.Index()
 	}
-	res, err := s.apply(ctx, raft.CmdApplyPlan, &api.PlanCommand{
+	res, err := s.apply(ctx, state.CmdApplyPlan, &api.PlanCommand{
 		Placements: plan.Placements, Pending: plan.Pending, Preemptions: plan.Preemptions,
 		NowUnixMs: nowMs(), SnapshotIndex: snap.Index(),
 	})
@@ -144,7 +144,7 @@ type fairShareCache struct {
 	when  time.Time
 }
 
-func (c *fairShareCache) at(snap *raft.Snapshot, now time.Time, halfLife time.Duration) map[string]float64 {
+func (c *fairShareCache) at(snap *state.View, now time.Time, halfLife time.Duration) map[string]float64 {
 	if c.usage != nil && now.Sub(c.when) < time.Minute {
 		return c.usage
 	}

@@ -7,7 +7,7 @@ import (
 	"sync"
 
 	"github.com/loomhpc/loom/api"
-	"github.com/loomhpc/loom/raft"
+	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -19,7 +19,7 @@ func (js *jobService) StreamLogs(req *api.LogsRequest, stream api.JobService_Str
 	ctx := stream.Context()
 	j := js.s.State().Job(req.JobId)
 	if j == nil {
-		return toStatus(fmt.Errorf("job %d: %w", req.JobId, raft.ErrJobNotFound))
+		return toStatus(fmt.Errorf("job %d: %w", req.JobId, state.ErrJobNotFound))
 	}
 	a := j.GetAllocation()
 	if a == nil {

@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
-	"github.com/loomhpc/loom/raft"
+	"github.com/loomhpc/loom/raftnode"
+	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -64,11 +65,11 @@ func (s *Server) formCluster(ctx context.Context) {
 			peers[st.Server.Id] = st.Server
 		}
 		if s.cfg.BootstrapExpect > 1 && len(peers) >= s.cfg.BootstrapExpect {
-			var list []raft.Peer
+			var list []raftnode.Peer
 			for _, p := range peers {
-				list = append(list, raft.Peer{ID: p.Id, Addr: p.RaftAddr, Voter: true})
+				list = append(list, raftnode.Peer{ID: p.Id, Addr: p.RaftAddr, Voter: true})
 			}
-			slices.SortFunc(list, func(a, b raft.Peer) int { return cmpString(a.ID, b.ID) })
+			slices.SortFunc(list, func(a, b raftnode.Peer) int { return cmpString(a.ID, b.ID) })
 			if err := s.raft.BootstrapServers(list); err != nil {
 				s.log.Error("bootstrap failed", "err", err)
 			} else {
@@ -135,7 +136,7 @@ func (s *Server) publishSelf(ctx context.Context) {
 			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			var err error
 			if s.raft.IsLeader() {
-				_, err = s.apply(actx, raft.CmdServerMember, &api.ServerMembershipCommand{Server: me})
+				_, err = s.apply(actx, state.CmdServerMember, &api.ServerMembershipCommand{Server: me})
 			} else {
 				_, _, err = forward(s, actx, func(ctx context.Context, c *grpc.ClientConn) (*api.RaftJoinResponse, error) {
 					return api.NewOperatorClient(c).RaftJoin(ctx, &api.RaftJoinRequest{Server: me})

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
-	"github.com/loomhpc/loom/raft"
+	"github.com/loomhpc/loom/state"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -66,7 +66,7 @@ func newMetrics(s *Server) *metrics {
 	}
 }
 
-func (m *metrics) observeApply(c raft.CommandType, d time.Duration, err error) {
+func (m *metrics) observeApply(c state.CommandType, d time.Duration, err error) {
 	if err != nil {
 		m.applyErrors.WithLabelValues(c.String()).Inc()
 		return
@@ -76,7 +76,7 @@ func (m *metrics) observeApply(c raft.CommandType, d time.Duration, err error) {
 
 func (m *metrics) observeCycle(d time.Duration) { m.cycleTime.Observe(d.Seconds()) }
 
-func (m *metrics) observePlan(r *raft.Result) {
+func (m *metrics) observePlan(r *state.Result) {
 	m.placed.Add(float64(r.Placed))
 	m.rejected.Add(float64(r.Rejected))
 }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/loomhpc/loom/api"
-	"github.com/loomhpc/loom/raft"
+	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -65,7 +65,7 @@ func (ns *nodeService) GetNode(ctx context.Context, req *api.GetNodeRequest) (*a
 	snap := ns.s.State()
 	n := snap.Node(req.Name)
 	if n == nil {
-		return nil, toStatus(fmt.Errorf("node %q: %w", req.Name, raft.ErrNodeNotFound))
+		return nil, toStatus(fmt.Errorf("node %q: %w", req.Name, state.ErrNodeNotFound))
 	}
 	return nodeInfo(n, snap.Usage()[n.Name]), nil
 }
@@ -74,7 +74,7 @@ func (ns *nodeService) setState(ctx context.Context, req *api.NodeStateRequest, 
 	if req.Name == "" {
 		return nil, status.Error(codes.InvalidArgument, "nodename: no node named")
 	}
-	res, err := ns.s.apply(ctx, raft.CmdNodeState, &api.NodeStateCommand{Name: req.Name, State: st, Reason: req.Reason, NowUnixMs: nowMs()})
+	res, err := ns.s.apply(ctx, state.CmdNodeState, &api.NodeStateCommand{Name: req.Name, State: st, Reason: req.Reason, NowUnixMs: nowMs()})
 	if err != nil {
 		return nil, toStatus(err)
 	}

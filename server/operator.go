@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/loomhpc/loom/api"
-	"github.com/loomhpc/loom/raft"
+	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -44,7 +44,7 @@ func (os *operatorService) RaftJoin(ctx context.Context, req *api.RaftJoinReques
 		}
 		s.log.Info("server joined the cluster", "id", sv.Id, "raft_addr", sv.RaftAddr)
 	}
-	res, err := s.apply(ctx, raft.CmdServerMember, &api.ServerMembershipCommand{Server: sv})
+	res, err := s.apply(ctx, state.CmdServerMember, &api.ServerMembershipCommand{Server: sv})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -94,7 +94,7 @@ func (os *operatorService) RaftRemovePeer(ctx context.Context, req *api.RaftRemo
 	if err := s.raft.RemoveServer(ctx, req.Id); err != nil {
 		return nil, toStatus(err)
 	}
-	res, err := s.apply(ctx, raft.CmdServerMember, &api.ServerMembershipCommand{Server: &api.ServerInfo{Id: req.Id}, Remove: true})
+	res, err := s.apply(ctx, state.CmdServerMember, &api.ServerMembershipCommand{Server: &api.ServerInfo{Id: req.Id}, Remove: true})
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -13,8 +13,9 @@ import (
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/gossip"
-	"github.com/loomhpc/loom/raft"
+	"github.com/loomhpc/loom/raftnode"
 	"github.com/loomhpc/loom/scheduler"
+	"github.com/loomhpc/loom/state"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -60,7 +61,7 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	raft     *raft.Node
+	raft     *raftnode.Node
 	grpc     *grpc.Server
 	lis      net.Listener
 	feasible feasibility
@@ -110,7 +111,7 @@ func New(cfg Config) (*Server, error) {
 		log = slog.Default()
 	}
 	log = log.With("server", cfg.Name)
-	rn, err := raft.Open(raft.Config{
+	rn, err := raftnode.Open(raftnode.Config{
 		NodeID: cfg.Name, DataDir: cfg.DataDir, BindAddr: cfg.RaftAddr,
 		Bootstrap: cfg.Bootstrap && cfg.BootstrapExpect <= 1, Fast: cfg.Fast, RaftLogLevel: cfg.RaftLogLevel, Logger: log,
 		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout,
@@ -188,7 +189,7 @@ func (s *Server) MetricsAddr() string {
 }
 
 // State returns the state this server has applied.
-func (s *Server) State() *raft.Snapshot { return s.raft.Store().Snapshot() }
+func (s *Server) State() *state.View { return s.raft.Store().View() }
 
 // IsLeader reports whether this server currently leads.
 func (s *Server) IsLeader() bool { return s.raft.IsLeader() }
@@ -234,9 +235,9 @@ func (s *Server) Crash() error {
 }
 
 // apply commits a command on the leader.
-func (s *Server) apply(ctx context.Context, c raft.CommandType, msg proto.Message) (*raft.Result, error) {
+func (s *Server) apply(ctx context.Context, c state.CommandType, msg proto.Message) (*state.Result, error) {
 	if !s.raft.IsLeader() {
-		return nil, fmt.Errorf("%w: %s", raft.ErrNotLeader, s.leaderHint())
+		return nil, fmt.Errorf("%w: %s", raftnode.ErrNotLeader, s.leaderHint())
 	}
 	start := time.Now()
 	res, err := s.raft.Apply(ctx, c, msg)

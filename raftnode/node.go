@@ -1,4 +1,4 @@
-package raft
+package raftnode
 
 import (
 	"context"
@@ -13,14 +13,16 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	hraft "github.com/hashicorp/raft"
+	"github.com/hashicorp/raft"
+	"github.com/loomhpc/loom/raftlog"
+	"github.com/loomhpc/loom/state"
 	"google.golang.org/protobuf/proto"
 )
 
 // Config sets up one Raft server.
 type Config struct {
 	NodeID   string // stable server name
-	DataDir  string // raft.db (log + stable store) and snapshots/
+	DataDir  string // wal/ (the log), raft.db (term and vote) and snapshots/
 	BindAddr string // Raft transport, host:port; port 0 picks one
 	// Bootstrap makes a new single-server cluster when the data dir holds
 	// no state yet. Servers of a multi-server cluster leave it off and are
@@ -43,12 +45,11 @@ type Config struct {
 
 // Node is a running Raft server with Loom's FSM.
 type Node struct {
-	raft      *hraft.Raft
-	store     *Store
-	fsm       *FSM
-	stable    *BoltStore // term and vote; also the log of older versions
-	logs      *WAL
-	transport *hraft.NetworkTransport
+	raft      *raft.Raft
+	store     *state.Store
+	stable    *raftlog.StableStore // term and vote
+	logs      *raftlog.WAL
+	transport *raft.NetworkTransport
 	log       *slog.Logger
 	id        string
 	hasState  atomic.Bool
@@ -66,25 +67,18 @@ func Open(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("raft: data dir: %w", err)
 	}
-	stable, err := OpenBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
+	stable, err := raftlog.OpenStableStore(filepath.Join(cfg.DataDir, "raft.db"))
 	if err != nil {
 		return nil, err
 	}
-	wal, err := OpenWAL(filepath.Join(cfg.DataDir, "wal"))
+	wal, err := raftlog.OpenWAL(filepath.Join(cfg.DataDir, "wal"))
 	if err != nil {
 		stable.Close()
 		return nil, err
-	}
-	if n, err := migrateBoltLogs(stable, wal); err != nil {
-		wal.Close()
-		stable.Close()
-		return nil, fmt.Errorf("raft: move the log out of raft.db: %w", err)
-	} else if n > 0 {
-		log.Info("moved the Raft log from raft.db to the write-ahead log", "entries", n)
 	}
 	logs := &fileStores{stable, wal}
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: raftLogLevel(cfg.RaftLogLevel), Output: os.Stderr})
-	snaps, err := hraft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("raft: snapshot store: %w", err)
@@ -98,13 +92,13 @@ func Open(cfg Config) (*Node, error) {
 	if addr.Port != 0 && !addr.IP.IsUnspecified() {
 		advertise = addr
 	}
-	transport, err := hraft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, 3, 10*time.Second, hlog)
+	transport, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, 3, 10*time.Second, hlog)
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("raft: transport on %s: %w", cfg.BindAddr, err)
 	}
-	rc := hraft.DefaultConfig()
-	rc.LocalID = hraft.ServerID(cfg.NodeID)
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
 	// Buffer the apply channel so that everything submitted while the
 	// previous batch was being fsynced goes to disk in the next one.
 	rc.BatchApplyCh = true
@@ -129,37 +123,37 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.TrailingLogs > 0 {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}
-	store := NewStore()
-	fsm := NewFSM(store, log)
+	store := state.NewStore()
+	machine := &fsm{fsm: state.NewFSM(store, log), store: store}
 	// Replication and the FSM read back what was just appended: serve
 	// the newest entries from memory.
-	cache, err := hraft.NewLogCache(logCacheEntries, wal)
+	cache, err := raft.NewLogCache(logCacheEntries, wal)
 	if err != nil {
 		transport.Close()
 		logs.Close()
 		return nil, err
 	}
-	r, err := hraft.NewRaft(rc, fsm, cache, stable, snaps, transport)
+	r, err := raft.NewRaft(rc, machine, cache, stable, snaps, transport)
 	if err != nil {
 		transport.Close()
 		logs.Close()
 		return nil, fmt.Errorf("raft: start: %w", err)
 	}
-	has, err := hraft.HasExistingState(wal, stable, snaps)
+	has, err := raft.HasExistingState(wal, stable, snaps)
 	if err != nil {
 		r.Shutdown()
 		transport.Close()
 		logs.Close()
 		return nil, fmt.Errorf("raft: inspect state: %w", err)
 	}
-	n := &Node{raft: r, store: store, fsm: fsm, stable: stable, logs: wal, transport: transport, log: log, id: cfg.NodeID}
+	n := &Node{raft: r, store: store, stable: stable, logs: wal, transport: transport, log: log, id: cfg.NodeID}
 	n.hasState.Store(has)
 	if cfg.Bootstrap {
 		if !has {
-			f := r.BootstrapCluster(hraft.Configuration{Servers: []hraft.Server{
+			f := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{
 				{ID: rc.LocalID, Address: transport.LocalAddr()},
 			}})
-			if err := f.Error(); err != nil && !errors.Is(err, hraft.ErrCantBootstrap) {
+			if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 				n.Close()
 				return nil, fmt.Errorf("raft: bootstrap: %w", err)
 			}
@@ -171,10 +165,10 @@ func Open(cfg Config) (*Node, error) {
 }
 
 // Store returns the replicated state this server has applied.
-func (n *Node) Store() *Store { return n.store }
+func (n *Node) Store() *state.Store { return n.store }
 
 // IsLeader reports whether this server leads.
-func (n *Node) IsLeader() bool { return n.raft.State() == hraft.Leader }
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
 // LeaderCh signals leadership gained (true) and lost (false).
 func (n *Node) LeaderCh() <-chan bool { return n.raft.LeaderCh() }
@@ -193,22 +187,22 @@ func (n *Node) Stats() map[string]string { return n.raft.Stats() }
 
 // Apply commits one command and returns the FSM's result. It returns
 // ErrNotLeader on a follower; the caller forwards.
-func (n *Node) Apply(ctx context.Context, c CommandType, msg proto.Message) (*Result, error) {
-	data, err := Encode(c, msg)
+func (n *Node) Apply(ctx context.Context, c state.CommandType, msg proto.Message) (*state.Result, error) {
+	data, err := state.Encode(c, msg)
 	if err != nil {
 		return nil, err
 	}
 	f := n.raft.Apply(data, timeoutOf(ctx))
 	if err := f.Error(); err != nil {
-		if errors.Is(err, hraft.ErrNotLeader) || errors.Is(err, hraft.ErrLeadershipLost) ||
-			errors.Is(err, hraft.ErrEnqueueTimeout) || errors.Is(err, hraft.ErrRaftShutdown) {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) ||
+			errors.Is(err, raft.ErrEnqueueTimeout) || errors.Is(err, raft.ErrRaftShutdown) {
 			// Unknown outcome for ErrLeadershipLost and timeouts: the entry may
 			// still commit. Callers retry with the same idempotency token.
 			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
 		}
 		return nil, fmt.Errorf("raft: apply %s: %w", c, err)
 	}
-	res, _ := f.Response().(*Result)
+	res, _ := f.Response().(*state.Result)
 	if res == nil {
 		return nil, fmt.Errorf("raft: apply %s: no result", c)
 	}
@@ -249,12 +243,12 @@ type Peer struct {
 // BootstrapServers starts a new cluster whose first configuration is peers.
 // Every server of a --bootstrap-expect group calls it with the same list.
 func (n *Node) BootstrapServers(peers []Peer) error {
-	var cfg hraft.Configuration
+	var cfg raft.Configuration
 	for _, p := range peers {
-		cfg.Servers = append(cfg.Servers, hraft.Server{ID: hraft.ServerID(p.ID), Address: hraft.ServerAddress(p.Addr), Suffrage: hraft.Voter})
+		cfg.Servers = append(cfg.Servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr), Suffrage: raft.Voter})
 	}
 	err := n.raft.BootstrapCluster(cfg).Error()
-	if err != nil && !errors.Is(err, hraft.ErrCantBootstrap) {
+	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 		return fmt.Errorf("raft: bootstrap: %w", err)
 	}
 	n.hasState.Store(true)
@@ -269,7 +263,7 @@ func (n *Node) Peers() ([]Peer, error) {
 	}
 	var out []Peer
 	for _, s := range f.Configuration().Servers {
-		out = append(out, Peer{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == hraft.Voter})
+		out = append(out, Peer{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
 	}
 	return out, nil
 }
@@ -277,8 +271,8 @@ func (n *Node) Peers() ([]Peer, error) {
 // AddVoter adds a server to the cluster (leader only). Adding a server
 // already present with the same address changes nothing.
 func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
-	err := n.raft.AddVoter(hraft.ServerID(id), hraft.ServerAddress(addr), 0, timeoutOf(ctx)).Error()
-	if errors.Is(err, hraft.ErrNotLeader) {
+	err := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeoutOf(ctx)).Error()
+	if errors.Is(err, raft.ErrNotLeader) {
 		return ErrNotLeader
 	}
 	return err
@@ -286,8 +280,8 @@ func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
 
 // RemoveServer removes a server from the cluster (leader only).
 func (n *Node) RemoveServer(ctx context.Context, id string) error {
-	err := n.raft.RemoveServer(hraft.ServerID(id), 0, timeoutOf(ctx)).Error()
-	if errors.Is(err, hraft.ErrNotLeader) {
+	err := n.raft.RemoveServer(raft.ServerID(id), 0, timeoutOf(ctx)).Error()
+	if errors.Is(err, raft.ErrNotLeader) {
 		return ErrNotLeader
 	}
 	return err
@@ -328,8 +322,8 @@ const logCacheEntries = 1024
 
 // fileStores closes both of a node's stores while it is being opened.
 type fileStores struct {
-	stable *BoltStore
-	wal    *WAL
+	stable *raftlog.StableStore
+	wal    *raftlog.WAL
 }
 
 func (f *fileStores) Close() error {

@@ -1,14 +1,11 @@
-package raft
+package state
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 
-	hraft "github.com/hashicorp/raft"
 	"github.com/loomhpc/loom/api"
 	"google.golang.org/protobuf/proto"
 )
@@ -29,6 +26,14 @@ const (
 	CmdHoldJobs     CommandType = 9
 	CmdRequeueJobs  CommandType = 10
 )
+
+// CmdIgnorable is the flag bit of a command type that a server which does
+// not know the type may skip (the rolling-upgrade rule in the package
+// doc). None of the types above carries it.
+const CmdIgnorable CommandType = 0x80
+
+// Ignorable reports whether c carries the CmdIgnorable flag.
+func (c CommandType) Ignorable() bool { return c&CmdIgnorable != 0 }
 
 func (c CommandType) String() string {
 	if e, ok := commands[c]; ok {
@@ -71,15 +76,17 @@ var commands = map[CommandType]command{
 func Encode(c CommandType, msg proto.Message) ([]byte, error) {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
 	if err != nil {
-		return nil, fmt.Errorf("raft: encode %s: %w", c, err)
+		return nil, fmt.Errorf("state: encode %s: %w", c, err)
 	}
 	return append([]byte{byte(c)}, b...), nil
 }
 
-// FSM applies committed entries to the Store.
+// FSM applies committed entries to the Store. Entries are applied one at
+// a time, in log order, from one goroutine.
 type FSM struct {
-	store *Store
-	log   *slog.Logger
+	store   *Store
+	log     *slog.Logger
+	skipped map[CommandType]bool // ignorable types already logged as skipped
 }
 
 // NewFSM returns an FSM writing to store.
@@ -87,58 +94,64 @@ func NewFSM(store *Store, log *slog.Logger) *FSM {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &FSM{store: store, log: log}
+	return &FSM{store: store, log: log, skipped: map[CommandType]bool{}}
 }
 
-// Apply applies one committed entry. An entry it cannot decode panics:
-// a replica that skips an entry has diverged, which is worse than a crash.
-func (f *FSM) Apply(l *hraft.Log) any {
-	if l.Type != hraft.LogCommand {
-		return nil
-	}
-	return f.ApplyBytes(l.Index, l.Data)
-}
-
-// ApplyBytes applies an encoded command at index (exposed for tests and the
-// simulator, which apply without a Raft log).
-func (f *FSM) ApplyBytes(index uint64, data []byte) *Result {
+// ApplyEntry applies the encoded command of the committed entry at index.
+// An entry it cannot decode panics: a replica that skips an entry has
+// diverged, which is worse than a crash. The one exception is an entry of
+// an unknown type flagged CmdIgnorable, which is skipped.
+func (f *FSM) ApplyEntry(index uint64, data []byte) *Result {
 	if len(data) == 0 {
-		panic(fmt.Sprintf("raft: empty log entry at index %d", index))
+		panic(fmt.Sprintf("state: empty log entry at index %d", index))
 	}
 	ct := CommandType(data[0])
 	cmd, ok := commands[ct]
 	if !ok {
-		panic(fmt.Sprintf("raft: unknown command type %d at index %d", data[0], index))
+		if !ct.Ignorable() {
+			panic(fmt.Sprintf("state: log entry at index %d has command type %d, which this server does not know and may not skip: "+
+				"a newer Loom server wrote it; upgrade this server to that version", index, data[0]))
+		}
+		f.skip(index, ct)
+		return &Result{Index: index}
 	}
 	msg := cmd.new()
 	if err := proto.Unmarshal(data[1:], msg); err != nil {
-		panic(fmt.Sprintf("raft: cannot decode %s at index %d: %v", ct, index, err))
+		panic(fmt.Sprintf("state: cannot decode %s at index %d: %v", ct, index, err))
 	}
-	t := f.store.Snapshot().txn(index)
+	t := f.store.View().txn(index)
 	res := cmd.apply(t, msg)
 	f.store.publish(t.commit())
 	res.Index = index
 	return res
 }
 
-// Snapshot captures the current state for Raft. The state is immutable,
-// so holding the pointer is the whole capture.
-func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
-	return &fsmSnapshot{snap: f.store.Snapshot()}, nil
+// skip passes over an ignorable entry this server does not know: the state
+// stays as it was but now includes index, so that waiters on the applied
+// index go on. Each such type is logged once.
+func (f *FSM) skip(index uint64, ct CommandType) {
+	if !f.skipped[ct] {
+		f.skipped[ct] = true
+		f.log.Warn("skipping log entries of an unknown command type flagged ignorable; a newer server wrote them",
+			"command_type", byte(ct), "index", index)
+	}
+	v := *f.store.View()
+	v.index = index
+	f.store.publish(&v)
 }
 
-// Restore replaces the state with a snapshot's.
-func (f *FSM) Restore(rc io.ReadCloser) error {
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
+// Restore replaces the state with the one a Raft snapshot holds (the
+// encoding of View.Marshal).
+func (f *FSM) Restore(r io.Reader) error {
+	b, err := io.ReadAll(r)
 	if err != nil {
-		return fmt.Errorf("raft: read snapshot: %w", err)
+		return fmt.Errorf("state: read snapshot: %w", err)
 	}
 	var ss api.StateSnapshot
 	if err := proto.Unmarshal(b, &ss); err != nil {
-		return fmt.Errorf("raft: decode snapshot: %w", err)
+		return fmt.Errorf("state: decode snapshot: %w", err)
 	}
-	t := emptySnapshot().txn(ss.Index)
+	t := emptyView().txn(ss.Index)
 	t.nextJobID = ss.NextJobId
 	for _, n := range ss.Nodes {
 		t.nodes.Insert([]byte(n.Name), n)
@@ -158,48 +171,6 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.log.Info("restored state from snapshot", "index", ss.Index, "jobs", len(ss.Jobs), "nodes", len(ss.Nodes))
 	return nil
 }
-
-type fsmSnapshot struct{ snap *Snapshot }
-
-// Marshal encodes s as a StateSnapshot.
-func (s *Snapshot) Marshal() ([]byte, error) {
-	ss := &api.StateSnapshot{Index: s.index, NextJobId: s.nextJobID}
-	for j := range s.Jobs() {
-		ss.Jobs = append(ss.Jobs, j)
-	}
-	for n := range s.Nodes() {
-		ss.Nodes = append(ss.Nodes, n)
-	}
-	for sv := range s.Servers() {
-		ss.Servers = append(ss.Servers, sv)
-	}
-	return proto.MarshalOptions{Deterministic: true}.Marshal(ss)
-}
-
-// Hash is a digest of the whole state, equal on replicas that applied the
-// same entries: the fault tests compare it across servers.
-func (s *Snapshot) Hash() (string, error) {
-	b, err := s.Marshal()
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
-}
-
-func (s *fsmSnapshot) Persist(sink hraft.SnapshotSink) error {
-	b, err := s.snap.Marshal()
-	if err == nil {
-		_, err = sink.Write(b)
-	}
-	if err != nil {
-		sink.Cancel()
-		return fmt.Errorf("raft: persist snapshot: %w", err)
-	}
-	return sink.Close()
-}
-
-func (s *fsmSnapshot) Release() {}
 
 // Errors the FSM returns in Result.Err.
 var (

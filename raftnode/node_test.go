@@ -1,4 +1,4 @@
-package raft
+package raftnode
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/state"
 )
 
 func TestSingleServerCommitsAndSurvivesRestart(t *testing.T) {
@@ -22,7 +23,7 @@ func TestSingleServerCommitsAndSurvivesRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	waitLeader(t, n)
-	res, err := n.Apply(ctx, CmdSubmitJob, &api.SubmitJobCommand{Request: &api.SubmitRequest{Spec: &api.JobSpec{Script: "x"}, IdempotencyToken: "a"}})
+	res, err := n.Apply(ctx, state.CmdSubmitJob, &api.SubmitJobCommand{Request: &api.SubmitRequest{Spec: &api.JobSpec{Script: "x"}, IdempotencyToken: "a"}})
 	if err != nil || res.JobID != 1 {
 		t.Fatalf("Apply(SubmitJob) = %+v, %v; want job 1", res, err)
 	}
@@ -33,7 +34,7 @@ func TestSingleServerCommitsAndSurvivesRestart(t *testing.T) {
 	if err := n.Barrier(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if j := n.Store().Snapshot().JobByToken("a"); j == nil || j.Id != 1 {
+	if j := n.Store().View().JobByToken("a"); j == nil || j.Id != 1 {
 		t.Fatalf("after restart, job with token a = %v, want job 1", j)
 	}
 }
@@ -68,7 +69,7 @@ func TestSnapshotCompactsAndRestores(t *testing.T) {
 	defer cancel()
 	submitN := func(from, to int) {
 		for i := from; i < to; i++ {
-			if _, err := n.Apply(ctx, CmdSubmitJob, &api.SubmitJobCommand{Request: &api.SubmitRequest{
+			if _, err := n.Apply(ctx, state.CmdSubmitJob, &api.SubmitJobCommand{Request: &api.SubmitRequest{
 				Spec: &api.JobSpec{Script: "x"}, IdempotencyToken: fmt.Sprint("tok", i)}}); err != nil {
 				t.Fatal(err)
 			}
@@ -83,7 +84,7 @@ func TestSnapshotCompactsAndRestores(t *testing.T) {
 	if first <= 1 {
 		t.Fatalf("log first index after snapshot = %d, want it compacted", first)
 	}
-	wantHash, _ := n.Store().Snapshot().Hash()
+	wantHash, _ := n.Store().View().Hash()
 	n.Close()
 
 	n = open()
@@ -92,7 +93,7 @@ func TestSnapshotCompactsAndRestores(t *testing.T) {
 	if err := n.Barrier(ctx); err != nil {
 		t.Fatal(err)
 	}
-	snap := n.Store().Snapshot()
+	snap := n.Store().View()
 	if got := snap.NumJobs(); got != 50 {
 		t.Fatalf("after restart %d jobs, want 50", got)
 	}

@@ -1,4 +1,4 @@
-package raft
+package raftlog
 
 import (
 	"encoding/binary"
@@ -13,7 +13,7 @@ import (
 	"strings"
 	"sync"
 
-	hraft "github.com/hashicorp/raft"
+	"github.com/hashicorp/raft"
 )
 
 // WAL is hashicorp/raft's LogStore as an append-only write-ahead log: a
@@ -21,11 +21,12 @@ import (
 // StoreLogs is one write and one fdatasync, where a bbolt transaction is
 // two fsyncs (pages, then the meta page) and rewrites whole B+tree pages;
 // on the submit path every entry is fsynced by the leader and then by a
-// follower before it commits, so this halves the disk waits of a commit
-// (docs/design-notes.md has the measurements).
+// follower before it commits, so this halved the disk waits of a commit
+// against the bbolt log Loom had before (docs/design-notes.md has the
+// measurements).
 //
 // A record is a 4-byte payload length, a 4-byte CRC-32C of the payload,
-// then the payload: the entry's index and encodeLog's bytes. On open every
+// then the payload: the entry's index and appendEncodedLog's bytes. On open every
 // record is checked; a torn or corrupt tail of the last segment (a crash
 // mid-write) is cut off, since it was never acknowledged, and damage
 // anywhere else is an error.
@@ -178,7 +179,7 @@ func parseRecord(b []byte) (payload []byte, n int, err error) {
 	return payload, walHeaderLen + int(size), nil
 }
 
-func appendRecord(buf []byte, l *hraft.Log) []byte {
+func appendRecord(buf []byte, l *raft.Log) []byte {
 	start := len(buf)
 	buf = append(buf, make([]byte, walHeaderLen)...)
 	buf = binary.BigEndian.AppendUint64(buf, l.Index)
@@ -231,11 +232,11 @@ func (w *WAL) LastIndex() (uint64, error) {
 }
 
 // GetLog reads the entry at index into out.
-func (w *WAL) GetLog(index uint64, out *hraft.Log) error {
+func (w *WAL) GetLog(index uint64, out *raft.Log) error {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if w.last == 0 || index < w.first || index > w.last {
-		return hraft.ErrLogNotFound
+		return raft.ErrLogNotFound
 	}
 	i := sort.Search(len(w.segs), func(i int) bool { return w.segs[i].first > index }) - 1
 	s := w.segs[i]
@@ -253,13 +254,13 @@ func (w *WAL) GetLog(index uint64, out *hraft.Log) error {
 }
 
 // StoreLog writes one entry.
-func (w *WAL) StoreLog(l *hraft.Log) error { return w.StoreLogs([]*hraft.Log{l}) }
+func (w *WAL) StoreLog(l *raft.Log) error { return w.StoreLogs([]*raft.Log{l}) }
 
 // StoreLogs appends consecutive entries with one write and one fdatasync.
 // Entries that overlap the end of the log replace it from their first
 // index on; entries that leave a gap (a follower that installed a
 // snapshot far ahead of its log) start the log afresh.
-func (w *WAL) StoreLogs(logs []*hraft.Log) error {
+func (w *WAL) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
 	}
@@ -421,52 +422,4 @@ func syncDir(dir string) error {
 		return fmt.Errorf("raft: wal: sync %s: %w", dir, err)
 	}
 	return nil
-}
-
-// migrateBoltLogs moves the entries an older Loom kept in the bbolt file
-// into the WAL. The bbolt copy is dropped only once the WAL holds all of
-// it, and a WAL found next to bbolt entries is one such copy cut short, so
-// it is started again.
-func migrateBoltLogs(b *BoltStore, w *WAL) (int, error) {
-	first, err := b.FirstIndex()
-	if err != nil || first == 0 {
-		return 0, err
-	}
-	last, err := b.LastIndex()
-	if err != nil {
-		return 0, err
-	}
-	if err := w.DeleteRange(0, ^uint64(0)); err != nil {
-		return 0, err
-	}
-	var batch []*hraft.Log
-	n := 0
-	for i := first; i <= last; i++ {
-		l := new(hraft.Log)
-		if err := b.GetLog(i, l); err != nil {
-			if errors.Is(err, hraft.ErrLogNotFound) {
-				continue
-			}
-			return n, err
-		}
-		if len(batch) > 0 && batch[len(batch)-1].Index+1 != l.Index {
-			return n, fmt.Errorf("raft: migrate: bbolt log has a gap before index %d", l.Index)
-		}
-		batch = append(batch, l)
-		if len(batch) == 1024 {
-			if err := w.StoreLogs(batch); err != nil {
-				return n, err
-			}
-			n += len(batch)
-			batch = nil
-		}
-	}
-	if err := w.StoreLogs(batch); err != nil {
-		return n, err
-	}
-	n += len(batch)
-	if err := b.dropLogs(); err != nil {
-		return n, err
-	}
-	return n, nil
 }

@@ -1,4 +1,4 @@
-package raft
+package state
 
 import (
 	"slices"
@@ -21,7 +21,7 @@ func TestSubmitExpandsArray(t *testing.T) {
 		t.Run(tt.array, func(t *testing.T) {
 			f := NewTestFSM()
 			first := submit(f, "tok", &api.JobSpec{Script: "x", Array: tt.array}).JobID
-			snap := f.Store.Snapshot()
+			snap := f.Store.View()
 			var got []uint32
 			for j := range snap.Jobs() {
 				if j.ArrayJobId != first {
@@ -46,7 +46,7 @@ func TestSubmitBadArrayFails(t *testing.T) {
 	for _, a := range []string{"x", "5-1", "0-3%0", "0-3:0"} {
 		f := NewTestFSM()
 		id := submit(f, "", &api.JobSpec{Script: "x", Array: a}).JobID
-		if j := f.Store.Snapshot().Job(id); j.State != api.JobState_FAILED {
+		if j := f.Store.View().Job(id); j.State != api.JobState_FAILED {
 			t.Errorf("--array=%s: state %s, want FAILED", a, j.State)
 		}
 	}
@@ -55,18 +55,18 @@ func TestSubmitBadArrayFails(t *testing.T) {
 func TestHoldAndRelease(t *testing.T) {
 	f := NewTestFSM()
 	id := submit(f, "", &api.JobSpec{Script: "x", Hold: true}).JobID
-	if j := f.Store.Snapshot().Job(id); j.Reason != ReasonHeld {
+	if j := f.Store.View().Job(id); j.Reason != ReasonHeld {
 		t.Fatalf("--hold: reason %q, want %q", j.Reason, ReasonHeld)
 	}
 	if res := f.Apply(CmdHoldJobs, &api.HoldJobsCommand{JobIds: []uint64{id}, Release: true, Uid: 2000}); res.Err == nil {
 		t.Fatalf("another user released the job")
 	}
 	f.Apply(CmdHoldJobs, &api.HoldJobsCommand{JobIds: []uint64{id}, Release: true, Uid: 1000})
-	if j := f.Store.Snapshot().Job(id); j.Spec.Hold || j.Reason != ReasonNone {
+	if j := f.Store.View().Job(id); j.Spec.Hold || j.Reason != ReasonNone {
 		t.Fatalf("after release: hold=%v reason %q", j.Spec.Hold, j.Reason)
 	}
 	f.Apply(CmdHoldJobs, &api.HoldJobsCommand{JobIds: []uint64{id}})
-	if j := f.Store.Snapshot().Job(id); !j.Spec.Hold {
+	if j := f.Store.View().Job(id); !j.Spec.Hold {
 		t.Fatalf("scontrol hold did not hold")
 	}
 }
@@ -85,7 +85,7 @@ func TestPlanPreemptsAndRequeues(t *testing.T) {
 	f.Apply(CmdApplyPlan, &api.PlanCommand{NowUnixMs: 5000, Preemptions: []*api.Preemption{
 		{JobId: victim, ForJobId: high}, {JobId: fixed, ForJobId: high},
 	}})
-	snap := f.Store.Snapshot()
+	snap := f.Store.View()
 	v := snap.Job(victim)
 	if v.State != api.JobState_PENDING || v.Reason != ReasonPreempted || v.RestartCount != 0 {
 		t.Fatalf("victim: %s %q restarts %d, want PENDING Preempted 0", v.State, v.Reason, v.RestartCount)
@@ -100,7 +100,7 @@ func TestPlanPreemptsAndRequeues(t *testing.T) {
 	f.Apply(CmdUpdateTasks, &api.UpdateTasksCommand{Request: &api.TaskUpdateRequest{Node: "n1", JobId: victim, Generation: 1,
 		Tasks: []*api.TaskStatus{{Rank: 0, State: api.TaskState_TASK_EXITED, Reason: api.TaskEndReason_TASK_END_KILLED}}}})
 	f.Apply(CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{{JobId: victim, Allocation: oneRankAlloc("n1", "GPU-n1-0", 29503)}}})
-	if g := f.Store.Snapshot().Job(victim).Allocation.Generation; g != 2 {
+	if g := f.Store.View().Job(victim).Allocation.Generation; g != 2 {
 		t.Fatalf("re-placed victim generation %d, want 2", g)
 	}
 }
@@ -127,17 +127,17 @@ func TestRequeueJobs(t *testing.T) {
 		!strings.Contains(res.Err.Error(), "--no-requeue") || !strings.Contains(res.Err.Error(), "already pending") {
 		t.Fatalf("requeue: ids %v err %v; want only the running job, and errors for the other two", res.JobIDs, res.Err)
 	}
-	j := f.Store.Snapshot().Job(run)
+	j := f.Store.View().Job(run)
 	if j.State != api.JobState_PENDING || j.Reason != ReasonRequeued || j.RestartCount != 1 || !j.HoldsResources() {
 		t.Fatalf("requeued job: %s %q restarts %d holds %v; want PENDING Requeued 1, still holding its GPU", j.State, j.Reason, j.RestartCount, j.HoldsResources())
 	}
 	f.Apply(CmdUpdateTasks, &api.UpdateTasksCommand{Request: &api.TaskUpdateRequest{Node: "n1", JobId: run, Generation: 1,
 		Tasks: []*api.TaskStatus{{Rank: 0, State: api.TaskState_TASK_EXITED, Reason: api.TaskEndReason_TASK_END_KILLED}}}})
-	if j := f.Store.Snapshot().Job(run); j.HoldsResources() || j.State != api.JobState_PENDING {
+	if j := f.Store.View().Job(run); j.HoldsResources() || j.State != api.JobState_PENDING {
 		t.Fatalf("after its rank ended: %s holds %v; want PENDING and free", j.State, j.HoldsResources())
 	}
 	f.Apply(CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{{JobId: run, Allocation: oneRankAlloc("n1", "GPU-n1-0", 29503)}}})
-	if g := f.Store.Snapshot().Job(run).Allocation.Generation; g != 2 {
+	if g := f.Store.View().Job(run).Allocation.Generation; g != 2 {
 		t.Fatalf("re-placed job generation %d, want 2", g)
 	}
 }

@@ -1,11 +1,15 @@
-package raft
+package state
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/loomhpc/loom/api"
 	"google.golang.org/protobuf/proto"
@@ -34,7 +38,7 @@ func TestSubmitAssignsMonotonicIDsAndHonoursTokens(t *testing.T) {
 	if got := submit(f, "tok2", spec).JobID; got != 2 {
 		t.Fatalf("resubmit with token tok2: job id = %d, want 2 (the first job)", got)
 	}
-	if n := f.Store.Snapshot().NumJobs(); n != 3 {
+	if n := f.Store.View().NumJobs(); n != 3 {
 		t.Fatalf("jobs after a retried submit = %d, want 3", n)
 	}
 }
@@ -52,7 +56,7 @@ func TestPlanRejectsDoubleAllocation(t *testing.T) {
 	if res.Placed != 1 || res.Rejected != 1 {
 		t.Fatalf("plan placing two jobs on %s: placed %d rejected %d, want 1 and 1", gpu, res.Placed, res.Rejected)
 	}
-	if st := f.Store.Snapshot().Job(2).State; st != api.JobState_PENDING {
+	if st := f.Store.View().Job(2).State; st != api.JobState_PENDING {
 		t.Fatalf("rejected job state = %s, want PENDING", st)
 	}
 	// A drained node takes nothing new.
@@ -103,7 +107,7 @@ func TestGangLifecycle(t *testing.T) {
 			for _, u := range tt.updates {
 				f.Apply(CmdUpdateTasks, &api.UpdateTasksCommand{Request: &api.TaskUpdateRequest{Node: "n1", JobId: 1, Generation: 1, Tasks: u}})
 			}
-			j := f.Store.Snapshot().Job(1)
+			j := f.Store.View().Job(1)
 			if j.State != tt.want || j.HoldsResources() != tt.live {
 				t.Fatalf("state = %s (holds resources %v), want %s (%v)", j.State, j.HoldsResources(), tt.want, tt.live)
 			}
@@ -134,7 +138,7 @@ func TestCancelChecksOwner(t *testing.T) {
 	if !errors.Is(res.Err, ErrJobNotFound) || len(res.JobIDs) != 1 {
 		t.Fatalf("cancel [1 9]: cancelled %v err %v, want [1] and ErrJobNotFound", res.JobIDs, res.Err)
 	}
-	if st := f.Store.Snapshot().Job(1).State; st != api.JobState_CANCELLED {
+	if st := f.Store.View().Job(1).State; st != api.JobState_CANCELLED {
 		t.Fatalf("state after cancel = %s, want CANCELLED", st)
 	}
 }
@@ -149,7 +153,7 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	}
 	f.Apply(CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{{JobId: 2, Allocation: oneRankAlloc("n1", "GPU-n1-0", 29500)}}})
 	f.Apply(CmdCancelJobs, &api.CancelJobsCommand{Request: &api.CancelRequest{JobIds: []uint64{3}}})
-	before, err := f.Store.Snapshot().Marshal()
+	before, err := f.Store.View().Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +161,7 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	if err := g.Restore(io.NopCloser(bytes.NewReader(before))); err != nil {
 		t.Fatal(err)
 	}
-	after, _ := g.Store.Snapshot().Marshal()
+	after, _ := g.Store.View().Marshal()
 	if !bytes.Equal(before, after) {
 		t.Fatal("restored state differs from the snapshot")
 	}
@@ -170,13 +174,92 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	}
 }
 
+// TestUndecodableEntryPanics: an entry the FSM cannot apply, and may not
+// skip, stops the server with a message naming what and where.
 func TestUndecodableEntryPanics(t *testing.T) {
-	defer func() {
-		if recover() == nil {
-			t.Fatal("applying an unknown command type did not panic")
+	tests := []struct {
+		name string
+		data []byte
+		want string // in the panic message
+	}{
+		{"empty", nil, "empty log entry at index 7"},
+		{"unknown type", []byte{100, 1, 2}, "command type 100, which this server does not know and may not skip"},
+		{"next unassigned type", []byte{11}, "index 7 has command type 11"},
+		{"highest type without the flag", []byte{0x7f}, "command type 127"},
+		{"known type, bad payload", []byte{byte(CmdSubmitJob), 0xff, 0xff}, "cannot decode SubmitJob at index 7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer func() {
+				r := recover()
+				if msg, _ := r.(string); !strings.Contains(msg, tt.want) {
+					t.Fatalf("ApplyEntry(7, %v) panicked with %v, want a message containing %q", tt.data, r, tt.want)
+				}
+			}()
+			NewTestFSM().ApplyEntry(7, tt.data)
+		})
+	}
+}
+
+// TestUnknownIgnorableEntryIsSkipped: an entry of an unknown type flagged
+// CmdIgnorable changes nothing but the applied index, is logged once per
+// type, and the entries after it apply as usual.
+func TestUnknownIgnorableEntryIsSkipped(t *testing.T) {
+	var logs bytes.Buffer
+	st := NewStore()
+	f := NewFSM(st, slog.New(slog.NewTextHandler(&logs, nil)))
+	apply := func(index uint64, c CommandType, msg proto.Message) *Result {
+		t.Helper()
+		data, err := Encode(c, msg)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}()
-	NewTestFSM().ApplyBytes(1, []byte{200, 1, 2})
+		return f.ApplyEntry(index, data)
+	}
+	apply(1, CmdRegisterNode, &api.RegisterNodeCommand{Node: TestNode("n1", 1, 8)})
+	apply(2, CmdSubmitJob, &api.SubmitJobCommand{Request: &api.SubmitRequest{Spec: &api.JobSpec{Script: "x"}}})
+	before := st.View()
+	wantHash, _ := before.Hash()
+
+	entries := []struct {
+		index uint64
+		data  []byte
+	}{
+		{3, []byte{0x80 | 11, 1, 2, 3}},
+		{4, []byte{0xff}},
+		{5, []byte{0x80 | 11}},
+	}
+	for _, e := range entries {
+		res := f.ApplyEntry(e.index, e.data)
+		if res.Index != e.index || res.Err != nil || res.JobID != 0 {
+			t.Fatalf("ApplyEntry(%d, type %d) = %+v, want index %d and nothing else", e.index, e.data[0], res, e.index)
+		}
+		v := st.View()
+		if v.Index() != e.index {
+			t.Fatalf("after skipping entry %d the state's index = %d, want %d", e.index, v.Index(), e.index)
+		}
+		same := *v
+		same.index = before.index
+		if h, _ := same.Hash(); h != wantHash || v.NodesVersion() != before.NodesVersion() {
+			t.Fatalf("skipping entry %d changed the state beyond its index", e.index)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := st.WaitIndex(ctx, 5); err != nil {
+		t.Fatalf("WaitIndex(5) after skipped entries: %v", err)
+	}
+	if got := strings.Count(logs.String(), "skipping log entries"); got != 2 {
+		t.Fatalf("skipped types 139, 255, 139: %d log lines, want 2 (once per type):\n%s", got, logs.String())
+	}
+	for _, want := range []string{"command_type=139 index=3", "command_type=255 index=4"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Fatalf("log lacks %q:\n%s", want, logs.String())
+		}
+	}
+	if res := apply(6, CmdSubmitJob, &api.SubmitJobCommand{Request: &api.SubmitRequest{Spec: &api.JobSpec{Script: "x"}}}); res.JobID != 2 {
+		t.Fatalf("submit after the skipped entries: job %d, want 2", res.JobID)
+	}
 }
 
 // TestPropertyNoGPUAllocatedTwice drives the FSM with random plans (some
@@ -193,7 +276,7 @@ func TestPropertyNoGPUAllocatedTwice(t *testing.T) {
 		acked := map[uint64]bool{}
 		steps := rapid.IntRange(1, 60).Draw(rt, "steps")
 		for range steps {
-			snap := f.Store.Snapshot()
+			snap := f.Store.View()
 			switch rapid.IntRange(0, 3).Draw(rt, "op") {
 			case 0:
 				acked[submit(f, "", &api.JobSpec{Script: "x"}).JobID] = true
@@ -224,12 +307,12 @@ func TestPropertyNoGPUAllocatedTwice(t *testing.T) {
 					f.Apply(CmdCancelJobs, &api.CancelJobsCommand{Request: &api.CancelRequest{JobIds: []uint64{id}}})
 				}
 			}
-			checkInvariants(rt, f.Store.Snapshot(), acked)
+			checkInvariants(rt, f.Store.View(), acked)
 		}
 	})
 }
 
-func checkInvariants(t *rapid.T, snap *Snapshot, acked map[uint64]bool) {
+func checkInvariants(t *rapid.T, snap *View, acked map[uint64]bool) {
 	holder := map[string]uint64{}
 	for j := range snap.Jobs() {
 		if !j.HoldsResources() {
@@ -282,7 +365,7 @@ func TestNodeDownRequeuesWholeGang(t *testing.T) {
 	running(f, "n1", 0, 1)
 	running(f, "n2", 1, 1)
 	f.Apply(CmdNodeState, &api.NodeStateCommand{Name: "n2", State: api.NodeState_DOWN, Reason: "gossip: dead"})
-	j := f.Store.Snapshot().Job(1)
+	j := f.Store.View().Job(1)
 	if j.State != api.JobState_PENDING || j.RestartCount != 1 || j.Reason != ReasonRequeued {
 		t.Fatalf("after node down: state %s restarts %d reason %q, want PENDING 1 Requeued", j.State, j.RestartCount, j.Reason)
 	}
@@ -294,13 +377,13 @@ func TestNodeDownRequeuesWholeGang(t *testing.T) {
 	}
 	f.Apply(CmdUpdateTasks, &api.UpdateTasksCommand{Request: &api.TaskUpdateRequest{Node: "n1", JobId: 1, Generation: 1,
 		Tasks: []*api.TaskStatus{{Rank: 0, State: api.TaskState_TASK_EXITED, Reason: api.TaskEndReason_TASK_END_KILLED, Signal: 15}}}})
-	if j := f.Store.Snapshot().Job(1); j.State != api.JobState_PENDING || j.RestartCount != 1 {
+	if j := f.Store.View().Job(1); j.State != api.JobState_PENDING || j.RestartCount != 1 {
 		t.Fatalf("after the survivor's kill report: %s with %d restarts, want PENDING with 1", j.State, j.RestartCount)
 	}
 	if res := place(f, 1, "n1", "n3"); res.Placed != 1 {
 		t.Fatal("requeued gang not placed once its old ranks were gone")
 	}
-	if g := f.Store.Snapshot().Job(1).Allocation.Generation; g != 2 {
+	if g := f.Store.View().Job(1).Allocation.Generation; g != 2 {
 		t.Fatalf("generation after requeue = %d, want 2", g)
 	}
 }
@@ -324,8 +407,8 @@ func TestRequeuePolicy(t *testing.T) {
 			twoNodeGang(f, tt.spec)
 			if tt.restarts > 0 {
 				// Pretend earlier requeues: restart count is part of the job.
-				f.Store.publish(func() *Snapshot {
-					tx := f.Store.Snapshot().txn(f.index)
+				f.Store.publish(func() *View {
+					tx := f.Store.View().txn(f.index)
 					j := cloneJob(tx.job(1))
 					j.RestartCount = tt.restarts
 					tx.putJob(j)
@@ -333,7 +416,7 @@ func TestRequeuePolicy(t *testing.T) {
 				}())
 			}
 			f.Apply(CmdNodeState, &api.NodeStateCommand{Name: "n2", State: api.NodeState_DOWN})
-			if got := f.Store.Snapshot().Job(1).State; got != tt.want {
+			if got := f.Store.View().Job(1).State; got != tt.want {
 				t.Fatalf("after node down: %s, want %s", got, tt.want)
 			}
 		})
@@ -361,7 +444,7 @@ func TestRankFailureRequeues(t *testing.T) {
 			twoNodeGang(f, tt.spec)
 			f.Apply(CmdUpdateTasks, &api.UpdateTasksCommand{Request: &api.TaskUpdateRequest{Node: "n1", JobId: 1, Generation: 1,
 				Tasks: []*api.TaskStatus{{Rank: 0, State: api.TaskState_TASK_EXITED, Reason: tt.reason, ExitCode: 1}}}})
-			if got := f.Store.Snapshot().Job(1).State; got != tt.want {
+			if got := f.Store.View().Job(1).State; got != tt.want {
 				t.Fatalf("after rank 0 ended (%s): %s, want %s", tt.reason, got, tt.want)
 			}
 		})

@@ -1,4 +1,4 @@
-package raft
+package state
 
 import (
 	"fmt"
@@ -28,7 +28,7 @@ func (f *TestFSM) Apply(c CommandType, msg proto.Message) *Result {
 		panic(err)
 	}
 	f.index++
-	return f.ApplyBytes(f.index, data)
+	return f.ApplyEntry(f.index, data)
 }
 
 // TestNode returns a node with n simulated healthy GPUs, all NV18-linked.

@@ -1,0 +1,175 @@
+package state
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"iter"
+
+	iradix "github.com/hashicorp/go-immutable-radix/v2"
+	"github.com/loomhpc/loom/api"
+	"google.golang.org/protobuf/proto"
+)
+
+// View is one immutable version of the replicated state, read-only. Readers
+// hold it as long as they like; the FSM builds the next version beside it.
+// Objects reached through it must not be modified: writers copy.
+type View struct {
+	index     uint64
+	nextJobID uint64
+	jobs      *iradix.Tree[*api.Job]
+	active    *iradix.Tree[*api.Job] // jobs not finished, or still holding resources
+	holding   *iradix.Tree[*api.Job] // jobs whose allocation still holds resources
+	nodes     *iradix.Tree[*api.Node]
+	tokens    *iradix.Tree[uint64] // idempotency token -> job id
+	servers   *iradix.Tree[*api.ServerInfo]
+}
+
+func emptyView() *View {
+	return &View{
+		nextJobID: 1,
+		jobs:      iradix.New[*api.Job](),
+		active:    iradix.New[*api.Job](),
+		holding:   iradix.New[*api.Job](),
+		nodes:     iradix.New[*api.Node](),
+		tokens:    iradix.New[uint64](),
+		servers:   iradix.New[*api.ServerInfo](),
+	}
+}
+
+func jobKey(id uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], id)
+	return k[:]
+}
+
+// Index is the Raft index of the last entry this state includes.
+func (v *View) Index() uint64 { return v.index }
+
+// NextJobID is the id the next submitted job will get.
+func (v *View) NextJobID() uint64 { return v.nextJobID }
+
+// Job returns the job with id, or nil.
+func (v *View) Job(id uint64) *api.Job {
+	j, _ := v.jobs.Get(jobKey(id))
+	return j
+}
+
+// JobByToken returns the job submitted with an idempotency token, or nil.
+func (v *View) JobByToken(token string) *api.Job {
+	id, ok := v.tokens.Get([]byte(token))
+	if !ok {
+		return nil
+	}
+	return v.Job(id)
+}
+
+// Jobs yields every job, oldest first.
+func (v *View) Jobs() iter.Seq[*api.Job] {
+	return func(yield func(*api.Job) bool) {
+		it := v.jobs.Root().Iterator()
+		for _, j, ok := it.Next(); ok; _, j, ok = it.Next() {
+			if !yield(j) {
+				return
+			}
+		}
+	}
+}
+
+// ActiveJobs yields the jobs that are pending, running, or still hold an
+// allocation, oldest first: what the scheduler and agents care about.
+func (v *View) ActiveJobs() iter.Seq[*api.Job] {
+	return func(yield func(*api.Job) bool) {
+		it := v.active.Root().Iterator()
+		for _, j, ok := it.Next(); ok; _, j, ok = it.Next() {
+			if !yield(j) {
+				return
+			}
+		}
+	}
+}
+
+// NumJobs returns how many jobs the state holds.
+func (v *View) NumJobs() int { return v.jobs.Len() }
+
+// Node returns the node called name, or nil.
+func (v *View) Node(name string) *api.Node {
+	n, _ := v.nodes.Get([]byte(name))
+	return n
+}
+
+// Nodes yields every node in name order.
+func (v *View) Nodes() iter.Seq[*api.Node] {
+	return func(yield func(*api.Node) bool) {
+		it := v.nodes.Root().Iterator()
+		for _, n, ok := it.Next(); ok; _, n, ok = it.Next() {
+			if !yield(n) {
+				return
+			}
+		}
+	}
+}
+
+// NodesVersion identifies the set of nodes and their records: equal
+// values mean nothing about any node changed in between.
+func (v *View) NodesVersion() any { return v.nodes.Root() }
+
+// Server returns what the state records of server id, or nil.
+func (v *View) Server(id string) *api.ServerInfo {
+	sv, _ := v.servers.Get([]byte(id))
+	return sv
+}
+
+// Servers yields the recorded control-plane servers in id order.
+func (v *View) Servers() iter.Seq[*api.ServerInfo] {
+	return func(yield func(*api.ServerInfo) bool) {
+		it := v.servers.Root().Iterator()
+		for _, sv, ok := it.Next(); ok; _, sv, ok = it.Next() {
+			if !yield(sv) {
+				return
+			}
+		}
+	}
+}
+
+// HoldingJobs yields the jobs whose allocations hold resources, oldest
+// first.
+func (v *View) HoldingJobs() iter.Seq[*api.Job] {
+	return func(yield func(*api.Job) bool) {
+		it := v.holding.Root().Iterator()
+		for _, j, ok := it.Next(); ok; _, j, ok = it.Next() {
+			if !yield(j) {
+				return
+			}
+		}
+	}
+}
+
+// Usage returns what live allocations hold on each node.
+func (v *View) Usage() api.Usage { return api.ComputeUsage(v.HoldingJobs()) }
+
+// Marshal encodes v as a StateSnapshot, the form Raft snapshots hold.
+func (v *View) Marshal() ([]byte, error) {
+	ss := &api.StateSnapshot{Index: v.index, NextJobId: v.nextJobID}
+	for j := range v.Jobs() {
+		ss.Jobs = append(ss.Jobs, j)
+	}
+	for n := range v.Nodes() {
+		ss.Nodes = append(ss.Nodes, n)
+	}
+	for sv := range v.Servers() {
+		ss.Servers = append(ss.Servers, sv)
+	}
+	return proto.MarshalOptions{Deterministic: true}.Marshal(ss)
+}
+
+// Hash is a digest of the whole state, equal on replicas that applied the
+// same entries: the fault tests compare it across servers.
+func (v *View) Hash() (string, error) {
+	b, err := v.Marshal()
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
