@@ -196,12 +196,8 @@ func CreateCert(ca *CA, role Role, node string, opts CertOptions) (Files, error)
 		ips = append(ips, net.IPv4(127, 0, 0, 1))
 	}
 	for _, name := range opts.DNS {
-		lower := strings.ToLower(name)
-		if lower == Domain || strings.HasSuffix(lower, "."+Domain) {
-			return Files{}, fmt.Errorf("pki: CertOptions.DNS: %q is in the %s domain, which holds role names only", name, Domain)
-		}
-		if err := checkNodeName(strings.TrimPrefix(name, "*.")); err != nil {
-			return Files{}, fmt.Errorf("pki: CertOptions.DNS: %q: %w", name, err)
+		if err := checkExtraDNS(name); err != nil {
+			return Files{}, fmt.Errorf("pki: CertOptions.DNS: %w", err)
 		}
 		if !slices.Contains(dns, name) {
 			dns = append(dns, name)
@@ -255,6 +251,19 @@ func CreateCert(ca *CA, role Role, node string, opts CertOptions) (Files, error)
 		return Files{}, err
 	}
 	return Files{CA: ca.CertFile, Cert: certPath, Key: keyPath}, nil
+}
+
+// checkExtraDNS accepts a host name (or a wildcard *.NAME) outside the loom
+// domain, whose names are the role names CreateCert sets itself.
+func checkExtraDNS(name string) error {
+	lower := strings.ToLower(name)
+	if lower == Domain || strings.HasSuffix(lower, "."+Domain) {
+		return fmt.Errorf("%q is in the %s domain, which holds role names only", name, Domain)
+	}
+	if err := checkNodeName(strings.TrimPrefix(name, "*.")); err != nil {
+		return fmt.Errorf("%q: %w", name, err)
+	}
+	return nil
 }
 
 func dedupIPs(ips []net.IP) []net.IP {
