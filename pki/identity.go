@@ -224,7 +224,7 @@ func RequireRole(ctx context.Context, roles ...Role) (Identity, error) {
 		return Identity{}, status.Error(codes.Unauthenticated, unauthenticated(err, roles))
 	}
 	if !slices.Contains(roles, id.Role) {
-		return Identity{}, status.Errorf(codes.PermissionDenied, "%s certificate may not call this method: it needs a certificate of role %s", id, roleList(roles))
+		return Identity{}, status.Errorf(codes.PermissionDenied, "%s may not call this method: it needs a certificate of role %s", id, roleList(roles))
 	}
 	return id, nil
 }

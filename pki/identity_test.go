@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
@@ -19,6 +20,12 @@ import (
 // signNames returns a certificate for dnsNames signed by ca, whatever the
 // names: CreateCert would refuse most of the odd ones tested here.
 func signNames(t *testing.T, ca *CA, dnsNames ...string) *x509.Certificate {
+	t.Helper()
+	return signPair(t, ca, dnsNames...).Leaf
+}
+
+// signPair is signNames with the key, ready for a tls.Config.
+func signPair(t *testing.T, ca *CA, dnsNames ...string) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -40,7 +47,7 @@ func signNames(t *testing.T, ca *CA, dnsNames ...string) *x509.Certificate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cert
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}
 }
 
 func TestIdentityOf(t *testing.T) {
