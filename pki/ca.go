@@ -190,11 +190,12 @@ func CreateCert(ca *CA, role Role, node string, opts CertOptions) (Files, error)
 	default:
 		dns = []string{id.DNSName()}
 	}
-	ips := slices.Clone(opts.IPs)
+	var ips []net.IP
 	if role == RoleServer && !opts.NoLocalhost {
 		dns = append(dns, "localhost")
 		ips = append(ips, net.IPv4(127, 0, 0, 1))
 	}
+	ips = append(ips, opts.IPs...)
 	for _, name := range opts.DNS {
 		if err := checkExtraDNS(name); err != nil {
 			return Files{}, fmt.Errorf("pki: CertOptions.DNS: %w", err)

@@ -212,8 +212,12 @@ func certCreate(args []string, stdout, stderr io.Writer) int {
 	for _, ip := range cert.IPAddresses {
 		names = append(names, ip.String())
 	}
-	fmt.Fprintf(stdout, "wrote %s: the certificate of %s (%s), valid until %s\n",
-		files.Cert, id, strings.Join(names, ", "), cert.NotAfter.UTC().Format("2006-01-02"))
+	cut := ""
+	if cert.NotAfter.Equal(ca.Cert.NotAfter) {
+		cut = " (when the CA expires)"
+	}
+	fmt.Fprintf(stdout, "wrote %s: the certificate of %s (%s), valid until %s%s\n",
+		files.Cert, id, strings.Join(names, ", "), cert.NotAfter.UTC().Format("2006-01-02"), cut)
 	fmt.Fprintf(stdout, "wrote %s: its key (0600)\n", files.Key)
 	return 0
 }
@@ -242,4 +246,3 @@ func (l *listFlag) Set(v string) error {
 	}
 	return nil
 }
-

@@ -83,6 +83,9 @@ func accept(t *testing.T, l *RaftLayer) net.Conn {
 	}()
 	select {
 	case c := <-got:
+		if c == nil {
+			t.Fatal("Accept failed")
+		}
 		return c
 	case <-time.After(10 * time.Second):
 		l.Close() // ends the Accept above
