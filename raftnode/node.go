@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	"github.com/loomhpc/loom/pki"
 	"github.com/loomhpc/loom/raftlog"
 	"github.com/loomhpc/loom/state"
 	"google.golang.org/protobuf/proto"
@@ -40,7 +41,12 @@ type Config struct {
 	// RaftLogLevel is hashicorp/raft's own log level ("warn" by default;
 	// the dev cluster uses "error" to hide start-up election chatter).
 	RaftLogLevel string
-	Logger       *slog.Logger
+	// TLS, when set, runs the Raft transport over mutual TLS: both ends
+	// must hold a server certificate of the cluster's CA (pki.NewRaftLayer).
+	// Nil means plaintext TCP, which the server allows only when its
+	// configuration says tls = false.
+	TLS    *pki.Files
+	Logger *slog.Logger
 }
 
 // Node is a running Raft server with Loom's FSM.
@@ -92,7 +98,7 @@ func Open(cfg Config) (*Node, error) {
 	if addr.Port != 0 && !addr.IP.IsUnspecified() {
 		advertise = addr
 	}
-	transport, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, 3, 10*time.Second, hlog)
+	transport, err := openTransport(cfg, advertise, hlog, log)
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("raft: transport on %s: %w", cfg.BindAddr, err)
@@ -341,4 +347,22 @@ func raftLogLevel(s string) hclog.Level {
 		return hclog.Warn
 	}
 	return hclog.LevelFromString(s)
+}
+
+// openTransport listens for Raft peers on cfg.BindAddr: over mutual TLS
+// with server certificates when cfg.TLS is set, else over plain TCP.
+func openTransport(cfg Config, advertise net.Addr, hlog hclog.Logger, log *slog.Logger) (*raft.NetworkTransport, error) {
+	if cfg.TLS == nil {
+		return raft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, 3, 10*time.Second, hlog)
+	}
+	ln, err := net.Listen("tcp", cfg.BindAddr)
+	if err != nil {
+		return nil, err
+	}
+	layer, err := pki.NewRaftLayer(ln, *cfg.TLS, pki.RaftLayerOptions{Advertise: advertise, Logger: log})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return raft.NewNetworkTransportWithLogger(layer, 3, 10*time.Second, hlog), nil
 }
