@@ -18,12 +18,12 @@ import (
 	"github.com/loomhpc/loom/cli"
 	"github.com/loomhpc/loom/examples/mnist/trainbench"
 	"github.com/loomhpc/loom/gossip"
-	"github.com/loomhpc/loom/gpu/topocmd"
+	ncbench "github.com/loomhpc/loom/internal/bench/allreduce"
 	"github.com/loomhpc/loom/internal/bench/failover"
+	schedbench "github.com/loomhpc/loom/internal/bench/sched"
 	"github.com/loomhpc/loom/internal/bench/submit"
-	"github.com/loomhpc/loom/netcoll/ncbench"
+	"github.com/loomhpc/loom/internal/topocmd"
 	"github.com/loomhpc/loom/scheduler/explain"
-	"github.com/loomhpc/loom/scheduler/schedbench"
 	"github.com/loomhpc/loom/scheduler/sim"
 )
 
