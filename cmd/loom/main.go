@@ -22,9 +22,9 @@ import (
 	"github.com/loomhpc/loom/internal/bench/failover"
 	schedbench "github.com/loomhpc/loom/internal/bench/sched"
 	"github.com/loomhpc/loom/internal/bench/submit"
+	"github.com/loomhpc/loom/internal/simcmd"
 	"github.com/loomhpc/loom/internal/topocmd"
 	"github.com/loomhpc/loom/scheduler/explain"
-	"github.com/loomhpc/loom/scheduler/sim"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -120,7 +120,7 @@ func run(argv []string) int {
 	case "containerd-logger": // started by containerd's shim for each rank container
 		return containerd.LoggerMain(args, os.Stderr)
 	case "sim":
-		return sim.Main(args, os.Stdout, os.Stderr)
+		return simcmd.Main(args, os.Stdout, os.Stderr)
 	case "priority":
 		return explain.PriorityMain(ctx, args, os.Stdout, os.Stderr)
 	case "why":
