@@ -24,7 +24,6 @@ import (
 	"github.com/loomhpc/loom/internal/bench/submit"
 	"github.com/loomhpc/loom/internal/simcmd"
 	"github.com/loomhpc/loom/internal/topocmd"
-	"github.com/loomhpc/loom/scheduler/explain"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -122,9 +121,9 @@ func run(argv []string) int {
 	case "sim":
 		return simcmd.Main(args, os.Stdout, os.Stderr)
 	case "priority":
-		return explain.PriorityMain(ctx, args, os.Stdout, os.Stderr)
+		return cli.Priority(ctx, args, os.Stdout, os.Stderr)
 	case "why":
-		return explain.WhyMain(ctx, args, os.Stdout, os.Stderr)
+		return cli.Why(ctx, args, os.Stdout, os.Stderr)
 	case "netcoll-worker":
 		return ncbench.WorkerMain(args)
 	case "version", "--version":
