@@ -16,12 +16,12 @@ import (
 
 	"github.com/loomhpc/loom/agent/driver/containerd"
 	"github.com/loomhpc/loom/cli"
-	"github.com/loomhpc/loom/examples/mnist/trainbench"
 	"github.com/loomhpc/loom/gossip"
 	ncbench "github.com/loomhpc/loom/internal/bench/allreduce"
 	"github.com/loomhpc/loom/internal/bench/failover"
 	schedbench "github.com/loomhpc/loom/internal/bench/sched"
 	"github.com/loomhpc/loom/internal/bench/submit"
+	"github.com/loomhpc/loom/internal/bench/train"
 	"github.com/loomhpc/loom/internal/simcmd"
 	"github.com/loomhpc/loom/internal/topocmd"
 )
@@ -137,7 +137,7 @@ func run(argv []string) int {
 	return 2
 }
 
-func runBench(_ context.Context, args []string, stdout, stderr io.Writer) int {
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "allreduce":
@@ -149,7 +149,7 @@ func runBench(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		case "sched":
 			return schedbench.Main(args[1:], stdout, stderr)
 		case "train":
-			return trainbench.Main(args[1:], stdout, stderr)
+			return train.Main(ctx, args[1:], stdout, stderr)
 		}
 	}
 	fmt.Fprintln(stderr, "loom bench: known benchmarks: allreduce, submit, failover, sched")
