@@ -5,6 +5,11 @@ BIN       := bin
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 SLURM_CMDS := sbatch squeue scancel sinfo sacct scontrol srun
 STATICCHECK_VERSION := v0.8.2
+# VERSION is what `loom version` prints: the nearest tag and commit, or dev
+# outside a git checkout.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# BENCH_PKGS are the packages with go test benchmarks (func Benchmark...).
+BENCH_PKGS = $(sort $(dir $(shell git ls-files '*_test.go' | xargs grep -l '^func Benchmark' 2>/dev/null)))
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
@@ -20,7 +25,7 @@ help: ## list the targets
 
 .PHONY: build
 build: ## build bin/loom, the Slurm command links (bin/sbatch, ...) and the example learner bin/mnist
-	$(GO) build -o $(BIN)/loom ./cmd/loom
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/loom ./cmd/loom
 	$(GO) build -o $(BIN)/mnist ./examples/mnist
 	@for c in $(SLURM_CMDS); do ln -sf loom $(BIN)/$$c; done
 
@@ -52,13 +57,15 @@ e2e: build ## end-to-end tests that start real loom processes
 	$(GO) test -count=1 -p 1 -tags e2e -timeout 25m ./test/...
 
 .PHONY: bench
-bench: ## benchmarks that print their figures
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./scheduler/ ./raftlog/
+bench: ## the go test benchmarks of every package that has some (loom bench ... runs the others)
+	$(GO) test -run '^$$' -bench . -benchtime 3x $(addprefix ./,$(BENCH_PKGS))
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@# The daemon binary must not link the example learners (loom bench train runs bin/mnist).
+	@if $(GO) list -deps ./cmd/loom | grep -q '/examples/'; then echo "cmd/loom links a package under examples/"; exit 1; fi
 	@command -v staticcheck >/dev/null 2>&1 || test -x $(GOBIN_DIR)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	PATH=$(GOBIN_DIR):$$PATH staticcheck ./...
 

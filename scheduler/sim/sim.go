@@ -1,6 +1,7 @@
-// Package sim is `loom sim`: it replays a job trace through the same
-// scheduler.Schedule the leader runs, with a virtual clock, and reports
-// job completion times, queueing delay, utilization and fragmentation.
+// Package sim replays a job trace through the same scheduler.Schedule the
+// leader runs, with a virtual clock, and reports job completion times,
+// queueing delay, utilization and fragmentation; `loom sim`
+// (internal/simcmd) is its command.
 // It is event-driven: Schedule runs only when a job arrives or ends.
 package sim
 

@@ -1,4 +1,4 @@
-package sim
+package simcmd
 
 import (
 	"encoding/csv"
@@ -11,6 +11,9 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/loomhpc/loom/gpu"
+	"github.com/loomhpc/loom/scheduler/sim"
 )
 
 // DefaultTrace is where CI finds the shared traces, relative to the
@@ -42,56 +45,56 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "loom sim:", err)
 		return 1
 	}
-	cols := PhillyColumns
+	cols := sim.PhillyColumns
 	if *columns != "" {
-		c, err := ParseColumns(*columns)
+		c, err := sim.ParseColumns(*columns)
 		if err != nil {
 			return fail(err)
 		}
 		cols = c
 	}
-	cfg, err := PolicyConfig(*policy)
+	cfg, err := sim.PolicyConfig(*policy)
 	if err != nil {
 		return fail(err)
 	}
-	lm, err := ParseLimitModel(*limitModel)
+	lm, err := sim.ParseLimitModel(*limitModel)
 	if err != nil {
 		return fail(err)
 	}
-	jobs, err := ReadTrace(*trace, cols)
+	jobs, err := sim.ReadTrace(*trace, cols)
 	if err != nil {
 		return fail(err)
 	}
 	var lo, hi time.Time
 	if *from != "" {
-		if lo, err = ParseTime(*from); err != nil {
+		if lo, err = sim.ParseTime(*from); err != nil {
 			return fail(fmt.Errorf("--from: %w", err))
 		}
 	}
 	if *to != "" {
-		if hi, err = ParseTime(*to); err != nil {
+		if hi, err = sim.ParseTime(*to); err != nil {
 			return fail(fmt.Errorf("--to: %w", err))
 		}
 	}
-	jobs = slices.DeleteFunc(jobs, func(j TraceJob) bool {
+	jobs = slices.DeleteFunc(jobs, func(j sim.TraceJob) bool {
 		return (!lo.IsZero() && j.Submit.Before(lo)) || (!hi.IsZero() && !j.Submit.Before(hi))
 	})
 	per := *gpusPerNode
 	if *profile != "" {
-		nodes, err := buildNodes(Cluster{Name: "probe", Nodes: 1, Profile: *profile})
+		t, err := gpu.Profile(*profile, "probe-n0000")
 		if err != nil {
 			return fail(err)
 		}
-		per = len(nodes[0].Topology.Gpus)
+		per = len(t.API().Gpus)
 	}
 	vcPath := *vcFile
 	if vcPath == "" && *columns == "" {
 		vcPath = filepath.Join(filepath.Dir(*trace), "philly_vc.csv")
 	}
-	var clusters []Cluster
+	var clusters []sim.Cluster
 	switch {
 	case vcPath != "":
-		vcs, order, err := ReadVCs(vcPath)
+		vcs, order, err := sim.ReadVCs(vcPath)
 		if err != nil {
 			return fail(err)
 		}
@@ -99,26 +102,26 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			vcs[vc] = max(1, int(float64(n)**scale+0.5))
 		}
 		if *perVC {
-			byVC := map[string][]TraceJob{}
+			byVC := map[string][]sim.TraceJob{}
 			for _, j := range jobs {
 				byVC[j.VC] = append(byVC[j.VC], j)
 			}
 			for _, vc := range order {
-				clusters = append(clusters, Cluster{Name: vc, Nodes: vcs[vc], GPUsPerNode: per, Profile: *profile, Jobs: byVC[vc]})
+				clusters = append(clusters, sim.Cluster{Name: vc, Nodes: vcs[vc], GPUsPerNode: per, Profile: *profile, Jobs: byVC[vc]})
 			}
 		} else {
 			total := 0
 			for _, n := range vcs {
 				total += n
 			}
-			clusters = []Cluster{{Name: "all", Nodes: total, GPUsPerNode: per, Profile: *profile, Jobs: jobs}}
+			clusters = []sim.Cluster{{Name: "all", Nodes: total, GPUsPerNode: per, Profile: *profile, Jobs: jobs}}
 		}
 	case *nodesFlag > 0:
-		clusters = []Cluster{{Name: "all", Nodes: *nodesFlag, GPUsPerNode: per, Profile: *profile, Jobs: jobs}}
+		clusters = []sim.Cluster{{Name: "all", Nodes: *nodesFlag, GPUsPerNode: per, Profile: *profile, Jobs: jobs}}
 	default:
 		return fail(fmt.Errorf("give --vc or --nodes for a generic trace"))
 	}
-	runs := make([]*Run, len(clusters))
+	runs := make([]*sim.Run, len(clusters))
 	errs := make([]error, len(clusters))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(*workers, 1))
@@ -128,11 +131,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			runs[i], errs[i] = Simulate(c, cfg, lm)
+			runs[i], errs[i] = sim.Simulate(c, cfg, lm)
 		}()
 	}
 	wg.Wait()
-	var all []JobResult
+	var all []sim.JobResult
 	gpus, dropped, cycles := 0, 0, 0
 	var frag float64
 	for i, r := range runs {
@@ -145,7 +148,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		cycles += r.Cycles
 		frag += r.FragGPUSeconds
 	}
-	s := Summarize(all, gpus, frag)
+	s := sim.Summarize(all, gpus, frag)
 	fmt.Fprintf(stdout, "policy=%s\ntime_limit_model=%s\nclusters=%d\ngpus=%d\n", *policy, *limitModel, len(clusters), gpus)
 	fmt.Fprintf(stdout, "jobs=%d\ndropped=%d\ncycles=%d\n", s.Jobs, dropped, cycles)
 	fmt.Fprintf(stdout, "avg_jct_s=%.0f\nmedian_jct_s=%.0f\np99_jct_s=%.0f\navg_queue_s=%.0f\nmakespan_s=%.0f\ngpu_util=%.3f\nfrag_gpus=%.1f\n",
@@ -158,7 +161,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func writeJobs(path string, res []JobResult) error {
+func writeJobs(path string, res []sim.JobResult) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package ncbench
+package allreduce
 
 import "unsafe"
 

@@ -2,29 +2,37 @@ package trainbench
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"os"
 	"regexp"
 	"testing"
+
+	"github.com/loomhpc/loom/examples/mnist/internal/learner"
 )
 
-// TestMain lets the test binary be a learner rank, as bin/loom is for
-// `loom bench train`.
+// TestMain lets the test binary be a learner rank, as bin/mnist is for
+// `mnist bench`.
 func TestMain(m *testing.M) {
 	if os.Getenv("TRAINBENCH_TEST_WORKER") == "1" {
-		os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
+		if err := learner.Main(context.Background(), os.Args[1:], os.Getenv, os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "mnist: %v\n", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	exe, err := os.Executable()
 	if err != nil {
 		panic(err)
 	}
 	os.Setenv("TRAINBENCH_TEST_WORKER", "1")
-	workerCommand = func() (string, []string, error) { return exe, []string{workerFlag}, nil }
+	workerCommand = func() (string, []string, error) { return exe, nil, nil }
 	os.Exit(m.Run())
 }
 
 func TestBenchTrain(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := Main([]string{"-np", "1,2", "-steps", "20", "-hidden", "16"}, &out, &errb); code != 0 {
+	if code := Main(context.Background(), []string{"-np", "1,2", "-steps", "20", "-hidden", "16"}, &out, &errb); code != 0 {
 		t.Fatalf("Main = %d, want 0; stderr:\n%s", code, errb.String())
 	}
 	for _, re := range []string{
@@ -40,7 +48,7 @@ func TestBenchTrain(t *testing.T) {
 
 func TestBenchTrainBadNP(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := Main([]string{"-np", "1,x"}, &out, &errb); code != 2 {
+	if code := Main(context.Background(), []string{"-np", "1,x"}, &out, &errb); code != 2 {
 		t.Errorf("Main(-np 1,x) = %d, want 2", code)
 	}
 }

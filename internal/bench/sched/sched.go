@@ -1,7 +1,4 @@
-// Package schedbench is `loom bench sched`: it times one full scheduling
-// cycle (priority, placement, reservations and backfill) over a large
-// synthetic cluster that is partly busy, with a Philly-like job-size mix.
-package schedbench
+package sched
 
 import (
 	"flag"

@@ -17,7 +17,7 @@ func run(args ...string) (int, string, string) {
 }
 
 func TestTopoMain(t *testing.T) {
-	golden, err := os.ReadFile("../testdata/dgx1-v100.golden")
+	golden, err := os.ReadFile("../../gpu/testdata/dgx1-v100.golden")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,4 @@
-// Package explain is `loom priority` (sprio-like factors of every pending
-// job) and `loom why JOB` (why a job waits, and where and when it is
-// expected to start). Both read the cluster through the gRPC API and run
-// the scheduler's own functions on what they read, so they explain with
-// the same code that decides.
-package explain
+package cli
 
 import (
 	"context"
@@ -11,17 +6,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/scheduler"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
+
+// `loom priority` (sprio-like factors of every pending job) and `loom why
+// JOB` (why a job waits, and where and when it is expected to start) read
+// the cluster through the gRPC API and run the scheduler's own functions
+// on what they read, so they explain with the same code that decides.
 
 // reasonText says in words what each pending reason means.
 var reasonText = map[string]string{
@@ -41,41 +37,42 @@ var reasonText = map[string]string{
 	"None":                                   "the scheduler has not looked at it yet",
 }
 
-// state is what the commands read from the servers.
-type state struct {
+// clusterState is what priority and why read from the servers.
+type clusterState struct {
 	nodes []*api.Node
 	jobs  []*api.Job
 }
 
-func read(ctx context.Context) (*state, error) {
-	addr := strings.TrimSpace(strings.Split(os.Getenv("LOOM_ADDR"), ",")[0])
-	if addr == "" {
-		addr = "127.0.0.1:7070"
-	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// readCluster lists every node and job through c.
+func readCluster(ctx context.Context, c *client) (*clusterState, error) {
+	nr, err := c.listNodes(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list nodes: %s", errorMessage(err))
 	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	nr, err := api.NewNodeServiceClient(conn).ListNodes(ctx, &api.ListNodesRequest{})
+	jr, err := c.listJobs(ctx, &api.ListJobsRequest{All: true})
 	if err != nil {
-		return nil, fmt.Errorf("list nodes from %s: %w", addr, err)
+		return nil, fmt.Errorf("list jobs: %s", errorMessage(err))
 	}
-	jr, err := api.NewJobServiceClient(conn).ListJobs(ctx, &api.ListJobsRequest{All: true})
-	if err != nil {
-		return nil, fmt.Errorf("list jobs from %s: %w", addr, err)
-	}
-	st := &state{jobs: jr.Jobs}
+	st := &clusterState{jobs: jr.Jobs}
 	for _, ni := range nr.Nodes {
 		st.nodes = append(st.nodes, ni.Node)
 	}
 	return st, nil
 }
 
+// readClusterFrom reads the cluster through a client made from e's
+// LOOM_ADDR and LOOM_TIMEOUT.
+func readClusterFrom(ctx context.Context, e *env) (*clusterState, error) {
+	c, err := newClient(e)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return readCluster(ctx, c)
+}
+
 // view builds the scheduler's view as the leader would at now.
-func (st *state) view(now time.Time, cfg scheduler.Config) *scheduler.View {
+func (st *clusterState) view(now time.Time, cfg scheduler.Config) *scheduler.View {
 	byID := map[uint64]*api.Job{}
 	v := &scheduler.View{Nodes: st.nodes, Lookup: func(id uint64) *api.Job { return byID[id] }}
 	l := &scheduler.Ledger{HalfLife: cfg.Priority.FairShareHalfLife}
@@ -97,8 +94,14 @@ func (st *state) view(now time.Time, cfg scheduler.Config) *scheduler.View {
 	return v
 }
 
-// PriorityMain runs `loom priority [JOBID...]`.
-func PriorityMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// Priority runs `loom priority [JOBID...]` with args (those after
+// "priority") and returns the exit status. Servers are found as for Run.
+func Priority(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runPriority(ctx, osEnv("loom priority", nil, stdout, stderr), args)
+}
+
+func runPriority(ctx context.Context, e *env, args []string) int {
+	stdout, stderr := e.stdout, e.stderr
 	fs := flag.NewFlagSet("loom priority", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -107,12 +110,12 @@ func PriorityMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	want, err := ids(fs.Args())
+	want, err := jobIDSet(fs.Args())
 	if err != nil {
 		fmt.Fprintln(stderr, "loom priority:", err)
 		return 2
 	}
-	st, err := read(ctx)
+	st, err := readClusterFrom(ctx, e)
 	if err != nil {
 		fmt.Fprintln(stderr, "loom priority:", err)
 		return 1
@@ -135,8 +138,14 @@ func writePriorities(w io.Writer, fs []scheduler.Factors, want map[uint64]bool) 
 	return 0
 }
 
-// WhyMain runs `loom why JOBID`.
-func WhyMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// Why runs `loom why JOBID` with args (those after "why") and returns the
+// exit status. Servers are found as for Run.
+func Why(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runWhy(ctx, osEnv("loom why", nil, stdout, stderr), args)
+}
+
+func runWhy(ctx context.Context, e *env, args []string) int {
+	stdout, stderr := e.stdout, e.stderr
 	if len(args) != 1 {
 		fmt.Fprintln(stderr, "usage: loom why JOBID\n\nSays why a pending job waits and, with a reservation, where and when it\nis expected to start.")
 		return 2
@@ -146,22 +155,23 @@ func WhyMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loom why: job id %q is not a number\n", args[0])
 		return 2
 	}
-	st, err := read(ctx)
+	st, err := readClusterFrom(ctx, e)
 	if err != nil {
 		fmt.Fprintln(stderr, "loom why:", err)
 		return 1
 	}
-	if err := why(stdout, st, id, time.Now()); err != nil {
+	if err := explainWhy(stdout, st, id, time.Now()); err != nil {
 		fmt.Fprintln(stderr, "loom why:", err)
 		return 1
 	}
 	return 0
 }
 
-// errNoJob is why's answer for an unknown id.
+// errNoJob is explainWhy's answer for an unknown id.
 var errNoJob = errors.New("no such job")
 
-func why(w io.Writer, st *state, id uint64, now time.Time) error {
+// explainWhy writes why job id waits, as the scheduler sees it at now.
+func explainWhy(w io.Writer, st *clusterState, id uint64, now time.Time) error {
 	var job *api.Job
 	for _, j := range st.jobs {
 		if j.Id == id {
@@ -206,7 +216,8 @@ func why(w io.Writer, st *state, id uint64, now time.Time) error {
 	return nil
 }
 
-func ids(args []string) (map[uint64]bool, error) {
+// jobIDSet parses job ids given as arguments.
+func jobIDSet(args []string) (map[uint64]bool, error) {
 	out := map[uint64]bool{}
 	for _, a := range args {
 		id, err := strconv.ParseUint(a, 10, 64)

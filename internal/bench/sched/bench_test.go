@@ -1,4 +1,4 @@
-package schedbench
+package sched
 
 import (
 	"testing"

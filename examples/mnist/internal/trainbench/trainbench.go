@@ -1,14 +1,3 @@
-// Package trainbench is `loom bench train`: it measures the MNIST learner's
-// training throughput with 1, 2, 4, ... ranks launched as local processes
-// through the launcher contract (RANK, WORLD_SIZE, LOCAL_RANK,
-// MASTER_ADDR, MASTER_PORT on a loopback rendezvous port), and prints
-// samples/s per configuration and the scaling efficiency as key=value
-// lines.
-//
-// Scaling is weak: every rank keeps its batch, so N ranks train on N times
-// as many examples per step. Efficiency is samples/s with N ranks divided
-// by N times samples/s with one. On a machine with fewer cores than ranks
-// the ranks share cores and the efficiency says so.
 package trainbench
 
 import (
@@ -21,40 +10,28 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/examples/mnist/internal/learner"
 )
 
-// workerFlag, as the first argument, makes Main run one rank of the
-// learner instead of the benchmark.
-const workerFlag = "--worker"
-
 // workerCommand returns the program and leading arguments that start one
-// rank: this binary, as `loom bench train --worker`. Tests replace it.
+// rank: this binary, the mnist learner itself, whose flags follow. Tests
+// replace it.
 var workerCommand = func() (string, []string, error) {
 	exe, err := os.Executable()
-	return exe, []string{"bench", "train", workerFlag}, err
+	return exe, nil, err
 }
 
-// Main runs `loom bench train` with args and returns the exit status.
-func Main(args []string, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if len(args) > 0 && args[0] == workerFlag {
-		if err := learner.Main(ctx, args[1:], os.Getenv, stdout); err != nil {
-			fmt.Fprintf(stderr, "mnist: %v\n", err)
-			return 1
-		}
-		return 0
-	}
+// Main runs `mnist bench` (`loom bench train`) with args, the arguments
+// after "bench", and returns the exit status. The ranks stop when ctx is
+// done.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("loom bench train", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	npList := fs.String("np", "1,2,4", "comma-separated rank counts to measure")
