@@ -2,7 +2,6 @@ package munge
 
 import (
 	"crypto/rand"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -135,5 +134,5 @@ func skipOrFail(t testing.TB, why string) {
 	if os.Getenv(RequireEnv) == "1" {
 		t.Fatalf("%s (and %s=1 requires munge tests to run)", why, RequireEnv)
 	}
-	t.Skip(fmt.Sprintf("%s; set %s=1 to make this a failure", why, RequireEnv))
+	t.Skipf("%s; set %s=1 to make this a failure", why, RequireEnv)
 }
