@@ -33,13 +33,13 @@ type Identity struct {
 func (id Identity) Valid() bool { return id.Method != "" }
 
 // String returns "uid 1000 gid 1000 (munge)", with ", local" for a Local
-// identity.
+// identity proven by forwarding.
 func (id Identity) String() string {
 	if !id.Valid() {
 		return "no identity"
 	}
 	local := ""
-	if id.Local {
+	if id.Local && id.Method != MethodLocal {
 		local = ", local"
 	}
 	return fmt.Sprintf("uid %d gid %d (%s%s)", id.UID, id.GID, id.Method, local)
