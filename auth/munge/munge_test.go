@@ -18,6 +18,10 @@ import (
 // credential with, printing it on stdout instead of running tests.
 const encodeAsEnv = "LOOM_MUNGE_TEST_ENCODE_SOCKET"
 
+// noLibraryEnv tells a re-executed test binary, started where libmunge
+// cannot load, to check that Encode and Decode say so and exit 0.
+const noLibraryEnv = "LOOM_MUNGE_TEST_NO_LIBRARY"
+
 func TestMain(m *testing.M) {
 	if socket := os.Getenv(encodeAsEnv); socket != "" {
 		cred, err := Client{Socket: socket}.Encode([]byte("from child"))
@@ -26,6 +30,16 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		fmt.Print(cred)
+		os.Exit(0)
+	}
+	if os.Getenv(noLibraryEnv) == "1" {
+		_, encErr := Encode(nil)
+		_, decErr := Decode("MUNGE:x:")
+		if !errors.Is(encErr, ErrNoLibrary) || !errors.Is(decErr, ErrNoLibrary) {
+			fmt.Fprintf(os.Stderr, "Encode error = %v, Decode error = %v; want ErrNoLibrary\n", encErr, decErr)
+			os.Exit(1)
+		}
+		fmt.Print(encErr)
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
@@ -179,6 +193,50 @@ func TestNotLinked(t *testing.T) {
 		if strings.HasPrefix(lib, "libmunge") {
 			t.Errorf("test binary needs %s at start; libmunge must be loaded with dlopen", lib)
 		}
+	}
+}
+
+// TestRunsWithoutLibrary runs this test binary where libmunge.so.2 cannot
+// be loaded (a mount namespace with /dev/null over it): it must start, and
+// Encode and Decode must return ErrNoLibrary.
+func TestRunsWithoutLibrary(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to mount over libmunge in a private mount namespace")
+	}
+	if err := Load(); err != nil {
+		skipOrFail(t, err.Error())
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("needs unshare (util-linux)")
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lib string
+	for line := range strings.Lines(string(maps)) {
+		if f := strings.Fields(line); len(f) == 6 && strings.Contains(f[5], LibraryName) {
+			lib = f[5]
+			break
+		}
+	}
+	if lib == "" {
+		t.Fatalf("%s is loaded but not in /proc/self/maps", LibraryName)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(unshare, "--mount", "--propagation", "private", "sh", "-c",
+		`mount --bind /dev/null "$1" && exec "$2" -test.run='^$'`, "sh", lib, exe)
+	cmd.Env = append(os.Environ(), noLibraryEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("test binary with %s masked: %v: %s", lib, err, out)
+	}
+	if !strings.Contains(string(out), "install munge or set auth=local") {
+		t.Errorf("test binary with %s masked said %q, want the ErrNoLibrary message", lib, out)
 	}
 }
 
