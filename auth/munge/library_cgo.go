@@ -243,3 +243,11 @@ func cSocket(socket string) *C.char {
 	}
 	return C.CString(socket)
 }
+
+// socketName returns the socket a call uses, for messages.
+func socketName(socket string) string {
+	if socket == "" {
+		return DefaultSocket
+	}
+	return socket
+}

@@ -168,11 +168,3 @@ func (c Client) ttlSeconds() (int, error) {
 	}
 	return int(secs), nil
 }
-
-// socketName returns the socket a call uses, for messages.
-func socketName(socket string) string {
-	if socket == "" {
-		return DefaultSocket
-	}
-	return socket
-}
