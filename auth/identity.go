@@ -7,12 +7,13 @@ import (
 
 // How an Identity was proven: the values of Identity.Method.
 const (
-	// MethodMunge: a MUNGE credential decoded by this host's munged.
+	// MethodMunge means a MUNGE credential decoded by this host's munged.
 	MethodMunge = "munge"
-	// MethodLocal: Unix peer credentials (SO_PEERCRED) on a local socket.
+	// MethodLocal means Unix peer credentials (SO_PEERCRED) on a local
+	// socket.
 	MethodLocal = "local"
-	// MethodForwarded: forwarding metadata set by another server, trusted
-	// because Config.TrustForwarded vouched for the peer.
+	// MethodForwarded means forwarding metadata set by another server,
+	// believed because Config.TrustForwarded vouched for the peer.
 	MethodForwarded = "forwarded"
 )
 
