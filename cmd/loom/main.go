@@ -19,12 +19,12 @@ import (
 	"github.com/loomhpc/loom/examples/mnist/trainbench"
 	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/gpu/topocmd"
+	"github.com/loomhpc/loom/internal/bench/failover"
+	"github.com/loomhpc/loom/internal/bench/submit"
 	"github.com/loomhpc/loom/netcoll/ncbench"
 	"github.com/loomhpc/loom/scheduler/explain"
 	"github.com/loomhpc/loom/scheduler/schedbench"
 	"github.com/loomhpc/loom/scheduler/sim"
-	"github.com/loomhpc/loom/server/failoverbench"
-	"github.com/loomhpc/loom/server/submitbench"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -144,9 +144,9 @@ func runBench(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		case "allreduce":
 			return ncbench.Main(args[1:], stdout, stderr)
 		case "submit":
-			return submitbench.Main(args[1:], stdout, stderr)
+			return submit.Main(args[1:], stdout, stderr)
 		case "failover":
-			return failoverbench.Main(args[1:], stdout, stderr)
+			return failover.Main(args[1:], stdout, stderr)
 		case "sched":
 			return schedbench.Main(args[1:], stdout, stderr)
 		case "train":

@@ -3,7 +3,7 @@
 // gang, kills one of its nodes (agent and rank, SIGKILL) several times, and
 // reports how long the leader took to mark the node DOWN (detect_ms) and
 // until the gang ran again elsewhere (requeue_ms), as medians.
-package failoverbench
+package failover
 
 import (
 	"context"

@@ -3,7 +3,7 @@
 // registers simulated nodes, drives concurrent clients submitting jobs
 // through any server (followers forward to the leader), and then kills the
 // leader several times to time failover. Figures are printed as key=value.
-package submitbench
+package submit
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package submitbench
+package submit
 
 import "net"
 
