@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"syscall"
 )
@@ -24,9 +25,13 @@ type Proc struct {
 	done chan struct{} // closed once cmd has been reaped
 }
 
-// Start starts the process. After Kill (or after it exited by itself),
+// Start starts the process, making the directory of its log if need be.
+// After Kill (or after it exited by itself),
 // Start runs it again with the same arguments.
 func (p *Proc) Start() error {
+	if err := os.MkdirAll(filepath.Dir(p.Log), 0o755); err != nil {
+		return fmt.Errorf("harness: %s: %w", p.Name, err)
+	}
 	f, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("harness: %s: %w", p.Name, err)
