@@ -11,6 +11,7 @@ import (
 
 	"github.com/loomhpc/loom/agent/driver"
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/internal/harness"
 )
 
 // fakeDriver re-attaches to the handles it was given and starts nothing.
@@ -223,20 +224,9 @@ func TestStaleUpdateDoesNotRestartAnEndedRank(t *testing.T) {
 	if again || !next {
 		t.Fatalf("after the updates the agent runs generation 1: %v, generation 2: %v; want only generation 2", again, next)
 	}
-	waitUntil(t, "the driver to be asked for generation 2", func() bool {
+	harness.WaitFor(t, "the driver to be asked for generation 2", 10*time.Second, func() bool {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		return slices.Contains(d.starts, "5.2.0")
 	})
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/internal/harness"
 )
 
 // TestArrayAndHold: an --array becomes one job per task with Slurm's array
@@ -22,7 +23,7 @@ func TestArrayAndHold(t *testing.T) {
 		Script: "#!/bin/sh\necho \"$SLURM_ARRAY_JOB_ID $SLURM_ARRAY_TASK_ID\"\nsleep 1\n"})
 	ids := []uint64{first, first + 1, first + 2, first + 3}
 	maxRunning := 0
-	waitFor(t, "every array task to end", 60*time.Second, func() bool {
+	harness.WaitFor(t, "every array task to end", 60*time.Second, func() bool {
 		running, done := 0, 0
 		for _, id := range ids {
 			j := getJob(t, jobs, id)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/internal/harness"
 )
 
 // TestBackfillDoesNotDelayGang: on two 8-GPU nodes, one node is busy with
@@ -19,7 +20,7 @@ func TestBackfillDoesNotDelayGang(t *testing.T) {
 		t.Skip("starts a cluster and runs jobs for several seconds")
 	}
 	c, jobs := startCluster(t, 2)
-	waitFor(t, "two nodes", 10*time.Second, func() bool {
+	harness.WaitFor(t, "two nodes", 10*time.Second, func() bool {
 		n := 0
 		for range c.Server.State().Nodes() {
 			n++
@@ -27,7 +28,7 @@ func TestBackfillDoesNotDelayGang(t *testing.T) {
 		return n == 2
 	})
 	blocker := submit(t, jobs, &api.JobSpec{GpusPerNode: 8, TimeLimitS: 3, Script: "#!/bin/sh\nsleep 2\n"})
-	waitFor(t, "the blocker to start", 10*time.Second, func() bool { return getJob(t, jobs, blocker).StartUnixMs != 0 })
+	harness.WaitFor(t, "the blocker to start", 10*time.Second, func() bool { return getJob(t, jobs, blocker).StartUnixMs != 0 })
 	gang := submit(t, jobs, &api.JobSpec{NodesMin: 2, GpusPerNode: 8, TimeLimitS: 10, Script: "#!/bin/sh\ntrue\n"})
 
 	var reserved int64
@@ -43,7 +44,7 @@ func TestBackfillDoesNotDelayGang(t *testing.T) {
 		stream = append(stream, submit(t, jobs, &api.JobSpec{GpusPerNode: 1, TimeLimitS: limit, Script: script, Name: fmt.Sprint("small", i)}))
 		time.Sleep(100 * time.Millisecond)
 	}
-	waitFor(t, "the gang to start", 20*time.Second, func() bool {
+	harness.WaitFor(t, "the gang to start", 20*time.Second, func() bool {
 		j := getJob(t, jobs, gang)
 		if j.State == api.JobState_PENDING && j.ExpectedStartUnixMs != 0 && reserved == 0 {
 			reserved = j.ExpectedStartUnixMs

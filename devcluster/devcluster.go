@@ -14,6 +14,7 @@ import (
 
 	"github.com/loomhpc/loom/agent"
 	"github.com/loomhpc/loom/agent/driver/exec"
+	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/server"
 )
 
@@ -94,7 +95,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		return nil, err
 	}
 	c.Server = srv
-	if err := c.waitUntil(ctx, "the server to elect itself", srv.IsLeader); err != nil {
+	if err := waitUntil(ctx, "the server to elect itself", srv.IsLeader); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -131,7 +132,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		}
 		return count >= o.Agents
 	}
-	if err := c.waitUntil(ctx, "every agent to register", registered); err != nil {
+	if err := waitUntil(ctx, "every agent to register", registered); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -139,15 +140,9 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 }
 
 // waitUntil polls cond during start-up, which takes well under a second.
-func (c *Cluster) waitUntil(ctx context.Context, what string, cond func() bool) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("devcluster: waiting for %s: %w", what, ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
+func waitUntil(ctx context.Context, what string, cond func() bool) error {
+	if err := harness.Wait(ctx, what, 30*time.Second, cond); err != nil {
+		return fmt.Errorf("devcluster: %w", err)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/internal/harness"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -54,19 +55,6 @@ func submit(t *testing.T, jobs api.JobServiceClient, spec *api.JobSpec) uint64 {
 	return resp.JobId
 }
 
-// waitFor polls until cond holds, failing the test after the timeout.
-// Polling is the only way to observe another component's progress here.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func getJob(t *testing.T, jobs api.JobServiceClient, id uint64) *api.Job {
 	t.Helper()
 	resp, err := jobs.GetJob(context.Background(), &api.GetJobRequest{JobId: id})
@@ -79,7 +67,7 @@ func getJob(t *testing.T, jobs api.JobServiceClient, id uint64) *api.Job {
 func waitDone(t *testing.T, jobs api.JobServiceClient, id uint64) *api.Job {
 	t.Helper()
 	var j *api.Job
-	waitFor(t, fmt.Sprintf("job %d to end", id), 30*time.Second, func() bool {
+	harness.WaitFor(t, fmt.Sprintf("job %d to end", id), 30*time.Second, func() bool {
 		j = getJob(t, jobs, id)
 		return j.State.Terminal() && !j.HoldsResources()
 	})
@@ -141,7 +129,7 @@ func TestThirdGangWaits(t *testing.T) {
 	}
 	a, b := submit(t, jobs, half()), submit(t, jobs, half())
 	c := submit(t, jobs, &api.JobSpec{NodesMin: 2, GpusPerNode: 8, Script: "#!/bin/sh\ntrue\n"})
-	waitFor(t, "jobs a and b to run together", 10*time.Second, func() bool {
+	harness.WaitFor(t, "jobs a and b to run together", 10*time.Second, func() bool {
 		ja, jb := getJob(t, jobs, a), getJob(t, jobs, b)
 		return ja.State == api.JobState_RUNNING && jb.State == api.JobState_RUNNING
 	})
@@ -228,7 +216,7 @@ func TestFailureStopsWholeGang(t *testing.T) {
 func TestCancelAndTimeLimit(t *testing.T) {
 	_, jobs := startCluster(t, 1)
 	long := submit(t, jobs, &api.JobSpec{Script: "#!/bin/sh\nexec sleep 60\n"})
-	waitFor(t, "job to run", 10*time.Second, func() bool { return getJob(t, jobs, long).State == api.JobState_RUNNING })
+	harness.WaitFor(t, "job to run", 10*time.Second, func() bool { return getJob(t, jobs, long).State == api.JobState_RUNNING })
 	if _, err := jobs.Cancel(context.Background(), &api.CancelRequest{JobIds: []uint64{long}, Uid: uint32(os.Getuid())}); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/internal/harness"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -47,7 +48,7 @@ func TestMetricsWhileJobRuns(t *testing.T) {
 	defer conn.Close()
 	jobs := api.NewJobServiceClient(conn)
 	id := submit(t, jobs, &api.JobSpec{GpusPerNode: 2, Script: "#!/bin/sh\nexec sleep 30\n"})
-	waitFor(t, "job to run", 10*time.Second, func() bool { return getJob(t, jobs, id).State == api.JobState_RUNNING })
+	harness.WaitFor(t, "job to run", 10*time.Second, func() bool { return getJob(t, jobs, id).State == api.JobState_RUNNING })
 
 	agentText := scrape(t, c.Agents[0].MetricsAddr())
 	held := 0
@@ -114,7 +115,7 @@ func TestPrometheusDiscovery(t *testing.T) {
 		Targets []string          `json:"targets"`
 		Labels  map[string]string `json:"labels"`
 	}
-	waitFor(t, "both agents to be listed", 10*time.Second, func() bool {
+	harness.WaitFor(t, "both agents to be listed", 10*time.Second, func() bool {
 		agents = get("/v1/sd/agents")
 		return len(agents) == 2
 	})
@@ -139,7 +140,7 @@ func TestPrometheusDiscovery(t *testing.T) {
 		Targets []string          `json:"targets"`
 		Labels  map[string]string `json:"labels"`
 	}
-	waitFor(t, "the server to be listed", 10*time.Second, func() bool {
+	harness.WaitFor(t, "the server to be listed", 10*time.Second, func() bool {
 		servers = get("/v1/sd/servers")
 		return len(servers) == 1
 	})

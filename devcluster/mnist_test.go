@@ -15,6 +15,7 @@ import (
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/cli"
+	"github.com/loomhpc/loom/internal/harness"
 )
 
 // TestMNISTTrainingJob submits examples/mnist/train.sbatch as a user
@@ -47,7 +48,7 @@ func TestMNISTTrainingJob(t *testing.T) {
 	}
 
 	var j *api.Job
-	waitFor(t, fmt.Sprintf("job %d to end", id), 5*time.Minute, func() bool {
+	harness.WaitFor(t, fmt.Sprintf("job %d to end", id), 5*time.Minute, func() bool {
 		j = getJob(t, jobs, id)
 		return j.State.Terminal() && !j.HoldsResources()
 	})

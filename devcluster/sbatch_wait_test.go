@@ -11,6 +11,7 @@ import (
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/cli"
+	"github.com/loomhpc/loom/internal/harness"
 )
 
 // TestSbatchWaitFollowsTheJob: sbatch --wait returns only once the job has
@@ -37,12 +38,12 @@ func TestScontrolRequeue(t *testing.T) {
 	t.Setenv("LOOM_ADDR", c.Addr())
 	id := submit(t, jobs, &api.JobSpec{Name: "again", NodesMin: 2, NtasksPerNode: 1, GpusPerNode: 1,
 		Script: "#!/bin/sh\nexec sleep 60\n"})
-	waitFor(t, "the job to run", 15*time.Second, func() bool { return getJob(t, jobs, id).State == api.JobState_RUNNING })
+	harness.WaitFor(t, "the job to run", 15*time.Second, func() bool { return getJob(t, jobs, id).State == api.JobState_RUNNING })
 	var out, errOut bytes.Buffer
 	if rc := cli.Run(context.Background(), "scontrol", []string{"requeue", fmt.Sprint(id)}, nil, &out, &errOut); rc != 0 {
 		t.Fatalf("scontrol requeue exited %d: %s", rc, errOut.String())
 	}
-	waitFor(t, "the job to run again", 30*time.Second, func() bool {
+	harness.WaitFor(t, "the job to run again", 30*time.Second, func() bool {
 		j := getJob(t, jobs, id)
 		return j.State == api.JobState_RUNNING && j.GetAllocation().GetGeneration() == 2
 	})

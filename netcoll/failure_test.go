@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/internal/harness"
 )
 
 // peerErr asserts that err is an *Error for op naming peer.
@@ -255,15 +256,6 @@ func testWorker() int {
 	}
 }
 
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // TestKilledRankNamedByAll kills one rank's process in the middle of large
 // allreduces and checks that every other rank fails within 5 s with an
 // error naming it.
@@ -281,7 +273,7 @@ func TestKilledRankNamedByAll(t *testing.T) {
 	}{{"tcp", 2}, {"tcp", 0}, {"shm", 1}, {"shm", 0}} {
 		t.Run(fmt.Sprintf("%s/kill=%d", tc.transport, tc.victim), func(t *testing.T) {
 			const n = 4
-			port := freePort(t)
+			port := harness.Port(t)
 			type proc struct {
 				cmd   *exec.Cmd
 				lines chan string

@@ -215,25 +215,6 @@ func (s *Server) Close() error {
 	return s.raft.Close()
 }
 
-// Crash stops the server abruptly, as a crash looks to its peers and
-// clients: Raft and every connection close at once, nothing is drained and
-// leadership is not handed over. For benchmarks and tests in one process;
-// a real crash is kill -9.
-func (s *Server) Crash() error {
-	err := s.raft.Close()
-	s.grpc.Stop()
-	s.cancel()
-	if s.http != nil {
-		s.http.Close()
-	}
-	if s.gossip != nil {
-		s.gossip.Close()
-	}
-	s.wg.Wait()
-	s.fwd.close()
-	return err
-}
-
 // apply commits a command on the leader.
 func (s *Server) apply(ctx context.Context, c state.CommandType, msg proto.Message) (*state.Result, error) {
 	if !s.raft.IsLeader() {

@@ -1,25 +1,20 @@
 // Package cluster starts real loom server and agent processes for the
 // end-to-end and fault tests in test/: each is its own OS process, built
 // from this tree, on loopback ports, so that kill -9 means what it says.
+// It is the testing.TB face of internal/harness.
 package cluster
 
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/loomhpc/loom/api"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"github.com/loomhpc/loom/internal/harness"
 )
 
 // Binary returns the loom binary the tests run: $LOOM_BIN, or bin/loom at
@@ -82,119 +77,72 @@ func OpenDir(t testing.TB, prefix string) string {
 // FreePort returns a loopback port nothing listens on right now.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return harness.Port(t)
 }
 
-// Proc is one running loom process.
+// Proc is one running loom process, killed when the test ends.
 type Proc struct {
-	Name  string
-	Args  []string
-	Log   string // its stderr and stdout
-	netns string // run inside this network namespace
-	cmd   *exec.Cmd
-	done  chan struct{}
-	mu    sync.Mutex
+	*harness.Proc
 }
 
 // Start runs loom with args, logging to dir/name.log.
 func Start(t testing.TB, dir, name string, args ...string) *Proc {
 	t.Helper()
-	p := &Proc{Name: name, Args: args, Log: filepath.Join(dir, name+".log")}
-	p.start(t)
-	t.Cleanup(func() { p.Kill() })
-	return p
+	return start(t, &harness.Proc{Name: name, Binary: Binary(t), Args: args, Log: filepath.Join(dir, name+".log")})
 }
 
-func (p *Proc) start(t testing.TB) {
+// StartIn runs loom with args inside network namespace ns.
+func StartIn(t testing.TB, ns, dir, name string, args ...string) *Proc {
 	t.Helper()
-	f, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(Binary(t), p.Args...)
-	if p.netns != "" {
-		cmd = exec.Command("ip", append([]string{"netns", "exec", p.netns, Binary(t)}, p.Args...)...)
-	}
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	p.mu.Lock()
-	p.cmd, p.done = cmd, done
-	p.mu.Unlock()
+	return start(t, &harness.Proc{Name: name, Binary: Binary(t), Args: args, Log: filepath.Join(dir, name+".log"), Netns: ns})
 }
 
-// Kill sends SIGKILL to the process (and what it started) and waits.
-func (p *Proc) Kill() {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	if cmd == nil {
-		return
+func start(t testing.TB, hp *harness.Proc) *Proc {
+	t.Helper()
+	if err := hp.Start(); err != nil {
+		t.Fatal(err)
 	}
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	<-done
-}
-
-// KillProcessOnly sends SIGKILL to the process alone, leaving any children
-// it started (ranks of the exec driver) running.
-func (p *Proc) KillProcessOnly() {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	cmd.Process.Kill()
-	<-done
+	t.Cleanup(hp.Kill)
+	return &Proc{hp}
 }
 
 // Restart starts the process again with the same arguments.
-func (p *Proc) Restart(t testing.TB) { p.start(t) }
-
-// Tail returns the end of the process's log, for failure messages.
-func (p *Proc) Tail() string {
-	b, _ := os.ReadFile(p.Log)
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
+func (p *Proc) Restart(t testing.TB) {
+	t.Helper()
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
 	}
-	return fmt.Sprintf("--- %s log ---\n%s", p.Name, b)
 }
 
 // Server is a loom server process with its addresses.
 type Server struct {
-	*Proc
-	RPC, Raft, Gossip string
-	DataDir           string
+	*harness.Server
+}
+
+// Restart starts the server again with the same arguments and data dir.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // StartServer starts a single-server cluster in dir.
 func StartServer(t testing.TB, dir, name string) *Server {
 	t.Helper()
-	s := newServer(t, dir, name)
-	s.Proc = Start(t, dir, name, "server", "--name", name, "--data-dir", s.DataDir,
-		"--rpc-addr", s.RPC, "--raft-addr", s.Raft, "--metrics-addr", "-")
-	return s
-}
-
-func newServer(t testing.TB, dir, name string) *Server {
-	return &Server{
-		RPC:     fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
-		Raft:    fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
-		Gossip:  fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
-		DataDir: filepath.Join(dir, name),
+	s, err := harness.NewServer(Binary(t), dir, name, "")
+	if err != nil {
+		t.Fatal(err)
 	}
+	s.Args = harness.ServerOptions{}.Args([]*harness.Server{s}, 0)
+	start(t, s.Proc)
+	return &Server{s}
 }
 
 // StartServers starts n servers that bootstrap one cluster together
 // (--bootstrap-expect n, each --join-ing the others).
 func StartServers(t testing.TB, dir string, n int) []*Server {
+	t.Helper()
 	return StartServersOn(t, dir, n, "127.0.0.1")
 }
 
@@ -202,21 +150,14 @@ func StartServers(t testing.TB, dir string, n int) []*Server {
 // host's address in a network namespace setup) instead of loopback.
 func StartServersOn(t testing.TB, dir string, n int, ip string) []*Server {
 	t.Helper()
-	var servers []*Server
-	var rpcs, gossips []string
-	for i := range n {
-		s := newServer(t, dir, fmt.Sprintf("s%d", i))
-		s.RPC = strings.Replace(s.RPC, "127.0.0.1", ip, 1)
-		s.Gossip = strings.Replace(s.Gossip, "127.0.0.1", ip, 1)
-		servers = append(servers, s)
-		rpcs = append(rpcs, s.RPC)
-		gossips = append(gossips, s.Gossip)
+	started, err := harness.StartServers(Binary(t), dir, n, ip, harness.ServerOptions{GossipKey: GossipKey})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for i, s := range servers {
-		s.Proc = Start(t, dir, fmt.Sprintf("s%d", i), "server", "--name", fmt.Sprintf("s%d", i), "--data-dir", s.DataDir,
-			"--rpc-addr", s.RPC, "--raft-addr", s.Raft, "--metrics-addr", "-",
-			"--bootstrap-expect", fmt.Sprint(n), "--join", strings.Join(rpcs, ","),
-			"--gossip-addr", s.Gossip, "--gossip-join", strings.Join(gossips, ","), "--gossip-key", GossipKey)
+	var servers []*Server
+	for _, s := range started {
+		t.Cleanup(s.Kill)
+		servers = append(servers, &Server{s})
 	}
 	return servers
 }
@@ -226,9 +167,18 @@ const GossipKey = "dGVzdC1rZXktMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY="
 
 // Gossips returns the servers' gossip addresses.
 func Gossips(servers []*Server) []string {
-	var out []string
+	return harness.Gossips(unwrap(servers))
+}
+
+// Addrs returns the servers' gRPC addresses.
+func Addrs(servers []*Server) []string {
+	return harness.Addrs(unwrap(servers))
+}
+
+func unwrap(servers []*Server) []*harness.Server {
+	var out []*harness.Server
 	for _, s := range servers {
-		out = append(out, s.Gossip)
+		out = append(out, s.Server)
 	}
 	return out
 }
@@ -243,44 +193,20 @@ func StartGossipAgent(t testing.TB, dir, name, profile string, ports int, server
 // AgentArgs is the command line of a gossiping agent whose addresses are
 // on ip.
 func AgentArgs(dir, name, profile, ip string, ports int, servers []*Server) []string {
-	return []string{"agent", "--name", name, "--servers", strings.Join(Addrs(servers), ","),
-		"--data-dir", filepath.Join(dir, name), "--listen-addr", ip + ":0", "--advertise-ip", ip, "--metrics-addr", "-",
-		"--profile", profile, "--nvml=false", "--allow-root", "--kill-grace", "2s",
-		"--ports", fmt.Sprintf("%d-%d", ports, ports+99),
-		"--gossip-addr", ip + ":0", "--gossip-join", strings.Join(Gossips(servers), ","), "--gossip-key", GossipKey}
-}
-
-// StartIn runs loom with args inside network namespace ns.
-func StartIn(t testing.TB, ns, dir, name string, args ...string) *Proc {
-	t.Helper()
-	p := &Proc{Name: name, Args: args, Log: filepath.Join(dir, name+".log"), netns: ns}
-	p.start(t)
-	t.Cleanup(func() { p.Kill() })
-	return p
-}
-
-// Addrs returns the servers' gRPC addresses.
-func Addrs(servers []*Server) []string {
-	var out []string
-	for _, s := range servers {
-		out = append(out, s.RPC)
-	}
-	return out
+	return harness.Agent{Name: name, Dir: dir, Profile: profile, IP: ip, Ports: ports,
+		Servers: Addrs(servers), Gossip: Gossips(servers), GossipKey: GossipKey}.Args()
 }
 
 // StartAgent starts an agent with a simulated profile, talking to servers.
 func StartAgent(t testing.TB, dir, name, profile string, ports int, servers ...string) *Proc {
 	t.Helper()
-	return Start(t, dir, name, "agent", "--name", name, "--servers", strings.Join(servers, ","),
-		"--data-dir", filepath.Join(dir, name), "--listen-addr", "127.0.0.1:0", "--metrics-addr", "-",
-		"--profile", profile, "--nvml=false", "--allow-root", "--kill-grace", "2s",
-		"--ports", fmt.Sprintf("%d-%d", ports, ports+99))
+	return Start(t, dir, name, harness.Agent{Name: name, Dir: dir, Profile: profile, Ports: ports, Servers: servers}.Args()...)
 }
 
 // Client is a gRPC connection to a server.
 func Client(t testing.TB, addr string) (api.JobServiceClient, api.NodeServiceClient) {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := harness.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,19 +218,7 @@ func Client(t testing.TB, addr string) (api.JobServiceClient, api.NodeServiceCli
 // LOOM_TEST_TIMEOUT_SCALE on slow machines).
 func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	if s := os.Getenv("LOOM_TEST_TIMEOUT_SCALE"); s != "" {
-		var k float64
-		if _, err := fmt.Sscan(s, &k); err == nil && k > 0 {
-			timeout = time.Duration(float64(timeout) * k)
-		}
-	}
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	harness.WaitFor(t, what, timeout, cond)
 }
 
 // Ctx returns a context for one RPC.

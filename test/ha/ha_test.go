@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/test/cluster"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -98,15 +99,8 @@ func submit(c *conns, first int, budget time.Duration) outcome {
 }
 
 func leaderIndex(c *conns) int {
-	for i, op := range c.ops {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		st, err := op.ServerStatus(ctx, &api.ServerStatusRequest{})
-		cancel()
-		if err == nil && st.Server.Leader {
-			return i
-		}
-	}
-	return -1
+	l, _ := harness.Leader(context.Background(), c.ops)
+	return l
 }
 
 func TestLeaderKillsLoseNothing(t *testing.T) {

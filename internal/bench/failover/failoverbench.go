@@ -1,4 +1,4 @@
-// Package failoverbench is `loom bench failover`: it starts real server
+// Package failover is `loom bench failover`: it starts real server
 // and agent processes (this binary) with gossip on loopback, runs a 2-node
 // gang, kills one of its nodes (agent and rank, SIGKILL) several times, and
 // reports how long the leader took to mark the node DOWN (detect_ms) and
@@ -10,18 +10,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/internal/harness"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 const gossipKey = "YmVuY2gta2V5LTAxMjM0NTY3ODlhYmNkZWYwMTIzNDU="
@@ -50,53 +47,17 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-type proc struct {
-	args []string
-	cmd  *exec.Cmd
-	log  string
-}
-
 type bench struct {
 	stdout, stderr io.Writer
 	dir            string
-	bin            string
-	procs          []*proc
-	agents         map[string]*proc
+	procs          []*harness.Proc
+	agents         map[string]*harness.Proc
 	conn           *grpc.ClientConn
 }
 
-func (b *bench) start(name string, args ...string) (*proc, error) {
-	p := &proc{args: args, log: filepath.Join(b.dir, name+".log")}
-	if err := b.spawn(p); err != nil {
-		return nil, err
-	}
-	b.procs = append(b.procs, p)
-	return p, nil
-}
-
-func (b *bench) spawn(p *proc) error {
-	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	p.cmd = exec.Command(b.bin, p.args...)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		return err
-	}
-	go p.cmd.Wait()
-	return nil
-}
-
-func (p *proc) kill() { syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) }
-
 func (b *bench) stop() {
 	for _, p := range b.procs {
-		if p.cmd != nil && p.cmd.Process != nil {
-			p.kill()
-		}
+		p.Kill()
 	}
 	if b.conn != nil {
 		b.conn.Close()
@@ -117,18 +78,10 @@ func (b *bench) stop() {
 	}
 }
 
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func (b *bench) run(nServers, nAgents, kills int, grace time.Duration) error {
-	var err error
-	if b.bin, err = os.Executable(); err != nil {
+	// The servers and agents are this very binary, wherever it was run from.
+	bin, err := os.Executable()
+	if err != nil {
 		return err
 	}
 	if b.dir, err = os.MkdirTemp("", "loom-bench-failover-"); err != nil {
@@ -136,37 +89,25 @@ func (b *bench) run(nServers, nAgents, kills int, grace time.Duration) error {
 	}
 	work := filepath.Join(b.dir, "work")
 	os.MkdirAll(work, 0o755)
-	var rpcs, gossips []string
-	for range nServers {
-		rpcs, gossips = append(rpcs, freeAddr()), append(gossips, freeAddr())
-	}
-	for i := range nServers {
-		args := []string{"server", "--name", fmt.Sprintf("s%d", i), "--data-dir", filepath.Join(b.dir, fmt.Sprintf("s%d", i)),
-			"--rpc-addr", rpcs[i], "--raft-addr", freeAddr(), "--metrics-addr", "-",
-			"--gossip-addr", gossips[i], "--gossip-join", strings.Join(gossips, ","), "--gossip-key", gossipKey,
-			"--node-down-grace", grace.String()}
-		if nServers > 1 {
-			args = append(args, "--bootstrap-expect", fmt.Sprint(nServers), "--join", strings.Join(rpcs, ","))
-		}
-		if _, err := b.start(fmt.Sprintf("s%d", i), args...); err != nil {
-			return err
-		}
-	}
-	b.agents = map[string]*proc{}
-	for i := 1; i <= nAgents; i++ {
-		name := fmt.Sprintf("node%d", i)
-		p, err := b.start(name, "agent", "--name", name, "--servers", strings.Join(rpcs, ","),
-			"--data-dir", filepath.Join(b.dir, name), "--listen-addr", "127.0.0.1:0", "--metrics-addr", "-",
-			"--profile", "dgx-h100", "--nvml=false", "--allow-root", "--kill-grace", "2s",
-			"--ports", fmt.Sprintf("%d-%d", 20000+100*i, 20000+100*i+99),
-			"--gossip-addr", "127.0.0.1:0", "--gossip-join", strings.Join(gossips, ","), "--gossip-key", gossipKey)
-		if err != nil {
-			return err
-		}
-		b.agents[name] = p
-	}
-	b.conn, err = grpc.NewClient("passthrough:///"+rpcs[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	servers, err := harness.StartServers(bin, b.dir, nServers, "", harness.ServerOptions{
+		GossipKey: gossipKey, Flags: []string{"--node-down-grace", grace.String()}})
 	if err != nil {
+		return err
+	}
+	for _, s := range servers {
+		b.procs = append(b.procs, s.Proc)
+	}
+	b.agents = map[string]*harness.Proc{}
+	for i := 1; i <= nAgents; i++ {
+		p := harness.Agent{Name: fmt.Sprintf("node%d", i), Dir: b.dir, Profile: "dgx-h100", Ports: 20000 + 100*i,
+			Servers: harness.Addrs(servers), Gossip: harness.Gossips(servers), GossipKey: gossipKey}.Proc(bin)
+		if err := p.Start(); err != nil {
+			return err
+		}
+		b.procs = append(b.procs, p)
+		b.agents[p.Name] = p
+	}
+	if b.conn, err = harness.Dial("passthrough:///" + servers[0].RPC); err != nil {
 		return err
 	}
 	jobs, nodes := api.NewJobServiceClient(b.conn), api.NewNodeServiceClient(b.conn)
@@ -237,7 +178,7 @@ func (b *bench) trial(jobs api.JobServiceClient, nodes api.NodeServiceClient, wo
 	}
 
 	killed := time.Now()
-	b.agents[victim].kill()
+	b.agents[victim].Kill()
 	if rankPid > 0 {
 		syscall.Kill(rankPid, syscall.SIGKILL)
 	}
@@ -266,7 +207,7 @@ func (b *bench) trial(jobs api.JobServiceClient, nodes api.NodeServiceClient, wo
 	}); err != nil {
 		return 0, 0, err
 	}
-	if err := b.spawn(b.agents[victim]); err != nil {
+	if err := b.agents[victim].Start(); err != nil {
 		return 0, 0, err
 	}
 	err = wait(60*time.Second, "the cluster to settle", func() bool {
@@ -293,16 +234,10 @@ func call[T any](f func(context.Context) (T, error)) (T, error) {
 	return f(c)
 }
 
-// wait polls cond every 10 ms: the granularity of the figures.
+// wait polls cond every harness.PollInterval (10 ms): the granularity of
+// the figures.
 func wait(timeout time.Duration, what string, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return nil
+	return harness.Wait(context.Background(), what, timeout, cond)
 }
 
 func median(ds []time.Duration) time.Duration {

@@ -1,8 +1,9 @@
-// Package submitbench is `loom bench submit`: it starts a local cluster of
-// real servers (Raft over loopback TCP, bbolt logs fsynced on disk),
-// registers simulated nodes, drives concurrent clients submitting jobs
-// through any server (followers forward to the leader), and then kills the
-// leader several times to time failover. Figures are printed as key=value.
+// Package submit is `loom bench submit`: it starts a local cluster of real
+// server processes (this binary; Raft over loopback TCP, logs fsynced on
+// disk), registers simulated nodes, drives concurrent clients submitting
+// jobs through any server (followers forward to the leader), and then
+// kills the leader process with SIGKILL several times to time failover.
+// Figures are printed as key=value.
 package submit
 
 import (
@@ -12,9 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"sync"
@@ -22,10 +21,9 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
-	"github.com/loomhpc/loom/server"
+	"github.com/loomhpc/loom/internal/harness"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -45,7 +43,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.nodes, "nodes", 64, "simulated 8-GPU nodes registered (jobs are placed, never run)")
 	fs.IntVar(&o.failovers, "failovers", 3, "times to kill the leader after the throughput run")
 	fs.StringVar(&o.dir, "dir", "", "data directory (default: a temporary one, removed afterwards)")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the benchmark's clients to this file (the servers are other processes)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -66,40 +64,39 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// cluster is the benchmark's servers with a connection to each.
 type cluster struct {
-	dir     string
-	cfgs    []server.Config
-	servers []*server.Server // nil while killed
+	servers []*harness.Server
 	conns   []*grpc.ClientConn
+	ops     []api.OperatorClient
 }
 
-func (c *cluster) start(i int) error {
-	s, err := server.New(c.cfgs[i])
+// newCluster starts o.servers server processes of this very binary,
+// wherever it was run from, with their data dirs and logs in o.dir.
+func newCluster(o options) (*cluster, error) {
+	bin, err := os.Executable()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c.servers[i] = s
-	return nil
-}
-
-func (c *cluster) leader() int {
-	for i, s := range c.servers {
-		if s != nil && s.IsLeader() {
-			return i
+	servers, err := harness.StartServers(bin, o.dir, o.servers, "", harness.ServerOptions{Flags: []string{"--log-level", "warn"}})
+	if err != nil {
+		return nil, err
+	}
+	c := &cluster{servers: servers}
+	for _, s := range servers {
+		cc, err := harness.Dial(s.RPC)
+		if err != nil {
+			c.close()
+			return nil, err
 		}
+		c.conns = append(c.conns, cc)
+		c.ops = append(c.ops, api.NewOperatorClient(cc))
 	}
-	return -1
+	return c, nil
 }
 
 func (c *cluster) waitLeader(timeout time.Duration) (int, error) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if l := c.leader(); l >= 0 {
-			return l, nil
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return -1, fmt.Errorf("no leader within %s", timeout)
+	return harness.WaitLeader(context.Background(), c.ops, timeout)
 }
 
 func (c *cluster) close() {
@@ -107,46 +104,8 @@ func (c *cluster) close() {
 		cc.Close()
 	}
 	for _, s := range c.servers {
-		if s != nil {
-			s.Close()
-		}
+		s.Kill()
 	}
-}
-
-func newCluster(o options, log *slog.Logger) (*cluster, error) {
-	c := &cluster{dir: o.dir, servers: make([]*server.Server, o.servers)}
-	var rpcs []string
-	for i := range o.servers {
-		rpc, raftAddr := freeAddr(), freeAddr()
-		rpcs = append(rpcs, rpc)
-		c.cfgs = append(c.cfgs, server.Config{
-			Name: fmt.Sprintf("bench%d", i), DataDir: filepath.Join(o.dir, fmt.Sprint(i)),
-			RPCAddr: rpc, RaftAddr: raftAddr, MetricsAddr: "-", RaftLogLevel: "off", Logger: log,
-		})
-	}
-	for i := range c.cfgs {
-		if o.servers > 1 {
-			c.cfgs[i].BootstrapExpect = o.servers
-			c.cfgs[i].Join = rpcs
-		} else {
-			c.cfgs[i].Bootstrap = true
-		}
-	}
-	for i := range c.cfgs {
-		if err := c.start(i); err != nil {
-			c.close()
-			return nil, err
-		}
-	}
-	for _, addr := range rpcs {
-		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			c.close()
-			return nil, err
-		}
-		c.conns = append(c.conns, cc)
-	}
-	return c, nil
 }
 
 func run(o options, stdout, stderr io.Writer) error {
@@ -158,17 +117,17 @@ func run(o options, stdout, stderr io.Writer) error {
 		defer os.RemoveAll(dir)
 		o.dir = dir
 	}
-	log := slog.New(slog.DiscardHandler)
-	c, err := newCluster(o, log)
+	c, err := newCluster(o)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	if _, err := c.waitLeader(20 * time.Second); err != nil {
+	leader, err := c.waitLeader(20 * time.Second)
+	if err != nil {
 		return err
 	}
 	ctx := context.Background()
-	if err := registerNodes(ctx, c, o.nodes); err != nil {
+	if err := registerNodes(ctx, c.conns[leader], o.nodes); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "servers=%d clients=%d jobs=%d fsync=on\n", o.servers, o.clients, o.jobs)
@@ -220,18 +179,18 @@ func run(o options, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// failover crashes the leader (Raft and connections closed at once),
-// times until a client's submit is acknowledged again, then restarts the
-// killed server on its data dir and waits until it has caught up.
+// failover kills the leader process with SIGKILL (a crash: nothing is
+// drained, leadership is not handed over), times until a client's submit
+// is acknowledged again, then restarts the killed server on its data dir
+// and waits until it has caught up.
 func failover(ctx context.Context, c *cluster, k int) (time.Duration, error) {
 	l, err := c.waitLeader(20 * time.Second)
 	if err != nil {
 		return 0, err
 	}
 	killed := c.servers[l]
-	c.servers[l] = nil
 	t0 := time.Now()
-	go killed.Crash()
+	killed.Kill()
 	for {
 		// A client that knows every server, starting with a live follower.
 		if err := submit(ctx, c, l+1+k, 30*time.Second); err == nil {
@@ -241,20 +200,22 @@ func failover(ctx context.Context, c *cluster, k int) (time.Duration, error) {
 		}
 	}
 	d := time.Since(t0)
-	time.Sleep(200 * time.Millisecond) // let the killed server's listeners close
-	if err := c.start(l); err != nil {
-		return 0, fmt.Errorf("restart %s: %w", c.cfgs[l].Name, err)
+	// Kill has waited for the process to exit, so its ports are free.
+	if err := killed.Start(); err != nil {
+		return 0, fmt.Errorf("restart %s: %w", killed.Name, err)
 	}
 	// Wait for it to be a member that has caught up before the next kill.
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		ld := c.leader()
-		if ld >= 0 && c.servers[l].State().Index() >= c.servers[ld].State().Index() {
-			return d, nil
+	err = harness.Wait(ctx, "restarted "+killed.Name+" to catch up", 30*time.Second, func() bool {
+		ld, leader := harness.Leader(ctx, c.ops)
+		if ld < 0 {
+			return false
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return 0, fmt.Errorf("restarted %s did not catch up", c.cfgs[l].Name)
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		st, err := c.ops[l].ServerStatus(sctx, &api.ServerStatusRequest{})
+		return err == nil && st.AppliedIndex >= leader.AppliedIndex
+	})
+	return d, err
 }
 
 // submit sends one job, starting at server `first` and going round the
@@ -287,9 +248,10 @@ func submit(ctx context.Context, c *cluster, first int, budget time.Duration) er
 	return last
 }
 
-func registerNodes(ctx context.Context, c *cluster, n int) error {
-	l := c.leader()
-	agents := api.NewAgentServiceClient(c.conns[l])
+// registerNodes registers n simulated 8-GPU nodes through the leader's
+// connection.
+func registerNodes(ctx context.Context, leader *grpc.ClientConn, n int) error {
+	agents := api.NewAgentServiceClient(leader)
 	for i := range n {
 		name := fmt.Sprintf("sim%04d", i)
 		topo := &api.Topology{Profile: "bench"}

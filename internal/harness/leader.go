@@ -1,0 +1,48 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/loomhpc/loom/api"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Dial returns a plaintext gRPC connection to addr, as the test clusters
+// serve it. The connection is made lazily, so Dial does not wait for the
+// server.
+func Dial(addr string) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("harness: dial %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+// Leader asks every server for its status and returns the index of the
+// first that says it leads, with its status, or -1 and nil when none does
+// right now (no quorum, an election, or no answer within a second).
+func Leader(ctx context.Context, servers []api.OperatorClient) (int, *api.ServerStatusResponse) {
+	for i, op := range servers {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		st, err := op.ServerStatus(cctx, &api.ServerStatusRequest{})
+		cancel()
+		if err == nil && st.GetServer().GetLeader() {
+			return i, st
+		}
+	}
+	return -1, nil
+}
+
+// WaitLeader waits up to timeout (scaled) for one of servers to lead and
+// returns its index.
+func WaitLeader(ctx context.Context, servers []api.OperatorClient, timeout time.Duration) (int, error) {
+	leader := -1
+	err := Wait(ctx, "a leader", timeout, func() bool {
+		leader, _ = Leader(ctx, servers)
+		return leader >= 0
+	})
+	return leader, err
+}
