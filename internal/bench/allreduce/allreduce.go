@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/netcoll"
 )
 
@@ -125,7 +126,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	port, err := freePort()
+	port, err := harness.FreePort()
 	if err != nil {
 		fmt.Fprintln(stderr, "ncbench: no free port for the store:", err)
 		return 1
@@ -198,15 +199,6 @@ func workerCommand(flagVal string) ([]string, error) {
 		return nil, fmt.Errorf("ncbench: finding this executable for the workers: %w", err)
 	}
 	return []string{exe, WorkerArg}, nil
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // WorkerMain runs one rank of the benchmark; args are those after

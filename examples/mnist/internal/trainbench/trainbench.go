@@ -134,7 +134,8 @@ func runRanks(ctx context.Context, np int, args []string, resultDir, transport s
 }
 
 // freePort returns a loopback TCP port that was free a moment ago, for
-// rank 0's rendezvous store.
+// rank 0's rendezvous store. It is internal/harness.FreePort's twin: the
+// learner binary must not link the harness, which brings gRPC with it.
 func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
