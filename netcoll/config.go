@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/rankenv"
 )
 
 // Config describes one rank of a communicator. FromEnv fills it from the
@@ -95,13 +95,13 @@ func (c *Config) setDefaults() {
 func (c *Config) validate() error {
 	switch {
 	case c.WorldSize < 1:
-		return fmt.Errorf("netcoll: %s=%d: world size must be at least 1", api.EnvWorldSize, c.WorldSize)
+		return fmt.Errorf("netcoll: %s=%d: world size must be at least 1", rankenv.WorldSize, c.WorldSize)
 	case c.Rank < 0 || c.Rank >= c.WorldSize:
-		return fmt.Errorf("netcoll: %s=%d: rank must be in [0, %d)", api.EnvRank, c.Rank, c.WorldSize)
+		return fmt.Errorf("netcoll: %s=%d: rank must be in [0, %d)", rankenv.Rank, c.Rank, c.WorldSize)
 	case c.MasterAddr == "" && !(c.Rank == 0 && c.StoreListener != nil):
-		return fmt.Errorf("netcoll: %s is empty: set it to rank 0's host", api.EnvMasterAddr)
+		return fmt.Errorf("netcoll: %s is empty: set it to rank 0's host", rankenv.MasterAddr)
 	case c.MasterPort <= 0 && c.StoreListener == nil:
-		return fmt.Errorf("netcoll: %s=%d: want a TCP port", api.EnvMasterPort, c.MasterPort)
+		return fmt.Errorf("netcoll: %s=%d: want a TCP port", rankenv.MasterPort, c.MasterPort)
 	}
 	switch c.Transport {
 	case "auto", "tcp", "shm", "rdma":
@@ -129,46 +129,38 @@ func FromEnv(ctx context.Context) (*Comm, error) {
 
 // ConfigFromEnv reads a Config from the environment without connecting.
 func ConfigFromEnv() (Config, error) {
-	var cfg Config
-	var err error
-	geti := func(name string, dst *int, required bool) {
-		v, ok := os.LookupEnv(name)
-		if !ok || v == "" {
-			if required && err == nil {
-				err = fmt.Errorf("netcoll: %s is not set", name)
-			}
+	re, err := rankenv.FromOS()
+	if err != nil {
+		return Config{}, fmt.Errorf("netcoll: %w", err)
+	}
+	cfg := Config{
+		Rank:       re.Rank,
+		WorldSize:  re.WorldSize,
+		LocalRank:  re.LocalRank,
+		MasterAddr: re.MasterAddr,
+		MasterPort: re.MasterPort,
+		Epoch:      re.Generation,
+	}
+	size := func(name string, dst *int) {
+		v := os.Getenv(name)
+		if v == "" || err != nil {
 			return
 		}
 		n, e := parseSize(v)
-		if e != nil && err == nil {
+		if e != nil {
 			err = fmt.Errorf("netcoll: %s=%q: %v", name, v, e)
 		}
 		*dst = n
 	}
-	geti(api.EnvRank, &cfg.Rank, true)
-	geti(api.EnvWorldSize, &cfg.WorldSize, true)
-	geti(api.EnvLocalRank, &cfg.LocalRank, false)
-	geti(api.EnvMasterPort, &cfg.MasterPort, true)
-	cfg.MasterAddr = os.Getenv(api.EnvMasterAddr)
-	if cfg.MasterAddr == "" && err == nil {
-		err = fmt.Errorf("netcoll: %s is not set", api.EnvMasterAddr)
-	}
-	if v := os.Getenv(api.EnvLoomGeneration); v != "" {
-		g, e := strconv.ParseUint(v, 10, 64)
-		if e != nil && err == nil {
-			err = fmt.Errorf("netcoll: %s=%q: not a generation number", api.EnvLoomGeneration, v)
-		}
-		cfg.Epoch = g
-	}
-	geti("NETCOLL_NSOCKS", &cfg.NSocks, false)
-	geti("NETCOLL_CHUNK", &cfg.ChunkBytes, false)
-	geti("NETCOLL_RING_THRESHOLD", &cfg.RingThreshold, false)
-	geti("NETCOLL_SHM_BYTES", &cfg.ShmBytes, false)
+	size("NETCOLL_NSOCKS", &cfg.NSocks)
+	size("NETCOLL_CHUNK", &cfg.ChunkBytes)
+	size("NETCOLL_RING_THRESHOLD", &cfg.RingThreshold)
+	size("NETCOLL_SHM_BYTES", &cfg.ShmBytes)
 	cfg.Algo = os.Getenv("NETCOLL_ALGO")
 	cfg.Transport = os.Getenv("NETCOLL_TRANSPORT")
-	if v := os.Getenv("NETCOLL_TIMEOUT"); v != "" {
+	if v := os.Getenv("NETCOLL_TIMEOUT"); v != "" && err == nil {
 		d, e := time.ParseDuration(v)
-		if e != nil && err == nil {
+		if e != nil {
 			err = fmt.Errorf("netcoll: NETCOLL_TIMEOUT=%q: %v", v, e)
 		}
 		cfg.Timeout = d

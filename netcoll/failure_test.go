@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/rankenv"
 )
 
 // peerErr asserts that err is an *Error for op naming peer.
@@ -202,12 +202,12 @@ func TestEpochMismatchRefused(t *testing.T) {
 }
 
 func TestConfigFromEnv(t *testing.T) {
-	t.Setenv(api.EnvRank, "3")
-	t.Setenv(api.EnvWorldSize, "8")
-	t.Setenv(api.EnvLocalRank, "1")
-	t.Setenv(api.EnvMasterAddr, "node01")
-	t.Setenv(api.EnvMasterPort, "29500")
-	t.Setenv(api.EnvLoomGeneration, "4")
+	t.Setenv(rankenv.Rank, "3")
+	t.Setenv(rankenv.WorldSize, "8")
+	t.Setenv(rankenv.LocalRank, "1")
+	t.Setenv(rankenv.MasterAddr, "node01")
+	t.Setenv(rankenv.MasterPort, "29500")
+	t.Setenv(rankenv.LoomGeneration, "4")
 	t.Setenv("NETCOLL_CHUNK", "1M")
 	t.Setenv("NETCOLL_NSOCKS", "4")
 	t.Setenv("NETCOLL_ALGO", "ring")
@@ -221,11 +221,11 @@ func TestConfigFromEnv(t *testing.T) {
 		cfg.Algo != "ring" || cfg.Timeout != 45*time.Second {
 		t.Errorf("ConfigFromEnv() = %+v", cfg)
 	}
-	t.Setenv(api.EnvRank, "8")
+	t.Setenv(rankenv.Rank, "8")
 	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), "RANK=8") {
 		t.Errorf("ConfigFromEnv(RANK=8 of 8) = %v, want an error naming RANK", err)
 	}
-	t.Setenv(api.EnvRank, "x")
+	t.Setenv(rankenv.Rank, "x")
 	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), "RANK") {
 		t.Errorf("ConfigFromEnv(RANK=x) = %v, want an error naming RANK", err)
 	}
@@ -290,8 +290,8 @@ func TestKilledRankNamedByAll(t *testing.T) {
 			for r := range n {
 				cmd := exec.Command(exe, "-test.run=^$")
 				cmd.Env = append(os.Environ(), workerEnv+"=1",
-					api.EnvRank+"="+strconv.Itoa(r), api.EnvWorldSize+"="+strconv.Itoa(n),
-					api.EnvMasterAddr+"=127.0.0.1", api.EnvMasterPort+"="+strconv.Itoa(port),
+					rankenv.Rank+"="+strconv.Itoa(r), rankenv.WorldSize+"="+strconv.Itoa(n),
+					rankenv.MasterAddr+"=127.0.0.1", rankenv.MasterPort+"="+strconv.Itoa(port),
 					"NETCOLL_TRANSPORT="+tc.transport)
 				out, err := cmd.StdoutPipe()
 				if err != nil {
