@@ -2,6 +2,7 @@ package netcoll
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -24,6 +25,18 @@ type Config struct {
 	// StoreListener, on rank 0 only, is an already-bound listener for the
 	// store (tests use port 0). When nil rank 0 listens on MasterPort.
 	StoreListener net.Listener
+
+	// Secret is the job's shared secret (LOOM_JOB_SECRET, decoded), at
+	// least 16 bytes. The store and every peer connection prove knowledge
+	// of it before anything else, so a process that does not know it can
+	// neither join the ring nor set store keys. Init refuses a Config
+	// without one unless Insecure is set.
+	Secret []byte
+	// Insecure lets a Config without a Secret run unauthenticated: any
+	// process that reaches the store's or a rank's port can then join.
+	// For tests and launchers that predate LOOM_JOB_SECRET; FromEnv sets
+	// it from NETCOLL_INSECURE=1 when LOOM_JOB_SECRET is unset.
+	Insecure bool
 
 	// Epoch fences generations of a job: every handshake carries it and a
 	// connection with another epoch is refused. FromEnv reads
@@ -65,7 +78,19 @@ const (
 	defaultTimeout        = 5 * time.Minute
 	defaultConnectTimeout = 2 * time.Minute
 	defaultShmBytes       = 4 << 20
+
+	// maxNSocks bounds NETCOLL_NSOCKS, and the socket count a peer's
+	// handshake may announce.
+	maxNSocks = 64
 )
+
+// key returns the secret the handshakes use, or nil to skip them.
+func (c *Config) key() []byte {
+	if len(c.Secret) == 0 {
+		return nil
+	}
+	return c.Secret
+}
 
 func (c *Config) setDefaults() {
 	if c.Transport == "" {
@@ -103,6 +128,14 @@ func (c *Config) validate() error {
 	case c.MasterPort <= 0 && c.StoreListener == nil:
 		return fmt.Errorf("netcoll: %s=%d: want a TCP port", rankenv.MasterPort, c.MasterPort)
 	}
+	switch {
+	case len(c.Secret) == 0 && !c.Insecure:
+		return fmt.Errorf("netcoll: %s is not set: every rank needs the job's secret (NETCOLL_INSECURE=1 runs without authentication)", rankenv.LoomJobSecret)
+	case len(c.Secret) > 0 && len(c.Secret) < rankenv.MinJobSecretBytes:
+		return fmt.Errorf("netcoll: %s: %d bytes, want at least %d", rankenv.LoomJobSecret, len(c.Secret), rankenv.MinJobSecretBytes)
+	case c.NSocks > maxNSocks:
+		return fmt.Errorf("netcoll: NETCOLL_NSOCKS=%d: want at most %d", c.NSocks, maxNSocks)
+	}
 	switch c.Transport {
 	case "auto", "tcp", "shm", "rdma":
 	default:
@@ -117,8 +150,8 @@ func (c *Config) validate() error {
 }
 
 // FromEnv initialises a communicator from the launcher's environment
-// (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT, LOOM_GENERATION
-// and the NETCOLL_* knobs).
+// (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT, LOOM_GENERATION,
+// LOOM_JOB_SECRET and the NETCOLL_* knobs).
 func FromEnv(ctx context.Context) (*Comm, error) {
 	cfg, err := ConfigFromEnv()
 	if err != nil {
@@ -140,6 +173,14 @@ func ConfigFromEnv() (Config, error) {
 		MasterAddr: re.MasterAddr,
 		MasterPort: re.MasterPort,
 		Epoch:      re.Generation,
+	}
+	switch secret, serr := rankenv.JobSecret(os.LookupEnv); {
+	case serr == nil:
+		cfg.Secret = secret
+	case errors.Is(serr, rankenv.ErrNotSet):
+		cfg.Insecure = os.Getenv("NETCOLL_INSECURE") == "1" // validate refuses otherwise
+	default:
+		return Config{}, fmt.Errorf("netcoll: %w", serr)
 	}
 	size := func(name string, dst *int) {
 		v := os.Getenv(name)

@@ -174,7 +174,7 @@ func TestEpochMismatchRefused(t *testing.T) {
 	errs := make(chan error, 2)
 	for r := range 2 {
 		go func() {
-			cfg := Config{Rank: r, WorldSize: 2, MasterAddr: "127.0.0.1", MasterPort: port,
+			cfg := Config{Rank: r, WorldSize: 2, MasterAddr: "127.0.0.1", MasterPort: port, Secret: testSecret,
 				Epoch: uint64(7 + r), ConnectTimeout: time.Second}
 			if r == 0 {
 				cfg.StoreListener = ln
@@ -208,6 +208,7 @@ func TestConfigFromEnv(t *testing.T) {
 	t.Setenv(rankenv.MasterAddr, "node01")
 	t.Setenv(rankenv.MasterPort, "29500")
 	t.Setenv(rankenv.LoomGeneration, "4")
+	t.Setenv(rankenv.LoomJobSecret, "00112233445566778899aabbccddeeff")
 	t.Setenv("NETCOLL_CHUNK", "1M")
 	t.Setenv("NETCOLL_NSOCKS", "4")
 	t.Setenv("NETCOLL_ALGO", "ring")
@@ -218,7 +219,7 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	if cfg.Rank != 3 || cfg.WorldSize != 8 || cfg.LocalRank != 1 || cfg.MasterAddr != "node01" ||
 		cfg.MasterPort != 29500 || cfg.Epoch != 4 || cfg.ChunkBytes != 1<<20 || cfg.NSocks != 4 ||
-		cfg.Algo != "ring" || cfg.Timeout != 45*time.Second {
+		cfg.Algo != "ring" || cfg.Timeout != 45*time.Second || len(cfg.Secret) != 16 || cfg.Insecure {
 		t.Errorf("ConfigFromEnv() = %+v", cfg)
 	}
 	t.Setenv(rankenv.Rank, "8")
@@ -228,6 +229,39 @@ func TestConfigFromEnv(t *testing.T) {
 	t.Setenv(rankenv.Rank, "x")
 	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), "RANK") {
 		t.Errorf("ConfigFromEnv(RANK=x) = %v, want an error naming RANK", err)
+	}
+}
+
+// A rank without the job's secret is refused unless it opts out of
+// authentication explicitly.
+func TestConfigFromEnvSecret(t *testing.T) {
+	t.Setenv(rankenv.Rank, "1")
+	t.Setenv(rankenv.WorldSize, "2")
+	t.Setenv(rankenv.MasterAddr, "node01")
+	t.Setenv(rankenv.MasterPort, "29500")
+	for _, c := range []struct {
+		secret, insecure string
+		wantErr          string // "" for none
+		wantInsecure     bool
+	}{
+		{"", "", "LOOM_JOB_SECRET is not set", false},
+		{"", "1", "", true},
+		{"", "yes", "LOOM_JOB_SECRET is not set", false},
+		{"0011", "", "LOOM_JOB_SECRET: 2 bytes", false},
+		{"not hex at all, not hex at all!!", "1", "LOOM_JOB_SECRET: not a hex string", false},
+		{"00112233445566778899aabbccddeeff", "1", "", false}, // a secret wins over the opt-out
+	} {
+		t.Setenv(rankenv.LoomJobSecret, c.secret)
+		t.Setenv("NETCOLL_INSECURE", c.insecure)
+		cfg, err := ConfigFromEnv()
+		switch {
+		case c.wantErr == "" && err != nil:
+			t.Errorf("ConfigFromEnv(secret %q, NETCOLL_INSECURE=%q) = %v, want no error", c.secret, c.insecure, err)
+		case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
+			t.Errorf("ConfigFromEnv(secret %q, NETCOLL_INSECURE=%q) = %v, want an error containing %q", c.secret, c.insecure, err, c.wantErr)
+		case err == nil && cfg.Insecure != c.wantInsecure:
+			t.Errorf("ConfigFromEnv(secret %q, NETCOLL_INSECURE=%q).Insecure = %v, want %v", c.secret, c.insecure, cfg.Insecure, c.wantInsecure)
+		}
 	}
 }
 
@@ -287,9 +321,10 @@ func TestKilledRankNamedByAll(t *testing.T) {
 				lines chan string
 			}
 			procs := make([]proc, n)
+			secret := rankenv.NewJobSecret()
 			for r := range n {
 				cmd := exec.Command(exe, "-test.run=^$")
-				cmd.Env = append(os.Environ(), workerEnv+"=1",
+				cmd.Env = append(os.Environ(), workerEnv+"=1", rankenv.LoomJobSecret+"="+secret,
 					rankenv.Rank+"="+strconv.Itoa(r), rankenv.WorldSize+"="+strconv.Itoa(n),
 					rankenv.MasterAddr+"=127.0.0.1", rankenv.MasterPort+"="+strconv.Itoa(port),
 					"NETCOLL_TRANSPORT="+tc.transport)

@@ -20,10 +20,14 @@
 //
 // and Loom's own LOOM_* variables: the job id, the allocation's generation
 // (which fences a requeued gang from its predecessor), the restart count,
-// checkpoint, result and data directories, the gang's node names and the
-// rank's own port.
+// checkpoint, result and data directories, the gang's node names, the
+// rank's own port, and LOOM_JOB_SECRET: a per-job secret, hex-encoded, that
+// every rank of the job and no other process knows. netcoll's rendezvous
+// store and peers prove knowledge of it to each other before they exchange
+// anything else (docs/netcoll.md).
 //
-// Read parses the torch part, which is what a collective library needs, and
-// every error it returns names the variable at fault. docs/architecture.md
-// places the contract in the whole system.
+// Read parses the torch part, which is what a collective library needs,
+// and JobSecret the secret; every error they return names the variable at
+// fault, and none repeats the secret. docs/architecture.md places the
+// contract in the whole system.
 package rankenv

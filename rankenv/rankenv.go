@@ -1,6 +1,8 @@
 package rankenv
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -51,7 +53,15 @@ const (
 	LoomDataDir       = "LOOM_DATA_DIR"
 	LoomPeers         = "LOOM_PEERS" // comma-separated node names of the gang, in rank order of nodes
 	LoomRankPort      = "LOOM_RANK_PORT"
+	// LoomJobSecret is the job's shared secret, hex-encoded: every rank of
+	// the job, and no other process, knows it. netcoll's store and peers
+	// prove knowledge of it to each other before anything else.
+	LoomJobSecret = "LOOM_JOB_SECRET"
 )
+
+// MinJobSecretBytes is the shortest secret JobSecret accepts (128 bits).
+// NewJobSecret makes 256-bit ones.
+const MinJobSecretBytes = 16
 
 // Env is a rank's place in its job, as the torch part of the contract and
 // LOOM_GENERATION describe it.
@@ -71,13 +81,16 @@ var ErrNotSet = errors.New("not set")
 // VarError is an error about one variable of the contract.
 type VarError struct {
 	Name  string // the variable, e.g. "RANK"
-	Value string // its value, "" when unset
+	Value string // its value; "" when unset, and for a secret, which no error repeats
 	Err   error
 }
 
 func (e *VarError) Error() string {
-	if errors.Is(e.Err, ErrNotSet) {
+	switch {
+	case errors.Is(e.Err, ErrNotSet):
 		return e.Name + " is not set"
+	case e.Value == "":
+		return e.Name + ": " + e.Err.Error()
 	}
 	return e.Name + "=" + quoteIfNeeded(e.Value) + ": " + e.Err.Error()
 }
@@ -187,4 +200,31 @@ func Int(lookup LookupFunc, name string) (n int, ok bool, err error) {
 		return 0, false, &VarError{name, v, errors.New("not a non-negative integer")}
 	}
 	return n, true, nil
+}
+
+// JobSecret reads LOOM_JOB_SECRET through lookup and decodes it. The error,
+// a *VarError, wraps ErrNotSet when the variable is unset or empty, and
+// says so when it is not hex or shorter than MinJobSecretBytes; it never
+// contains the value.
+func JobSecret(lookup LookupFunc) ([]byte, error) {
+	v, _ := lookup(LoomJobSecret)
+	if v == "" {
+		return nil, &VarError{Name: LoomJobSecret, Err: ErrNotSet}
+	}
+	key, err := hex.DecodeString(v)
+	switch {
+	case err != nil:
+		return nil, &VarError{Name: LoomJobSecret, Err: errors.New("not a hex string")}
+	case len(key) < MinJobSecretBytes:
+		return nil, &VarError{Name: LoomJobSecret, Err: fmt.Errorf("%d bytes, want at least %d (%d hex digits)", len(key), MinJobSecretBytes, 2*MinJobSecretBytes)}
+	}
+	return key, nil
+}
+
+// NewJobSecret returns a fresh random secret for LOOM_JOB_SECRET: 32 bytes
+// from crypto/rand, hex-encoded.
+func NewJobSecret() string {
+	var b [32]byte
+	rand.Read(b[:]) // never fails: crypto/rand crashes the program instead
+	return hex.EncodeToString(b[:])
 }

@@ -76,3 +76,39 @@ func TestNotSetIs(t *testing.T) {
 		t.Errorf("Read(empty) = %v, want an error wrapping ErrNotSet", err)
 	}
 }
+
+func TestJobSecret(t *testing.T) {
+	good := "00112233445566778899aabbccddeeff"
+	key, err := JobSecret(lookupIn(map[string]string{LoomJobSecret: good}))
+	if err != nil || len(key) != 16 || key[15] != 0xff {
+		t.Errorf("JobSecret(%q) = %x, %v, want 16 bytes", good, key, err)
+	}
+	for _, c := range []struct {
+		value   string
+		wantMsg string
+	}{
+		{"", "LOOM_JOB_SECRET is not set"},
+		{"zz112233445566778899aabbccddeeff", "LOOM_JOB_SECRET: not a hex string"},
+		{"0011223344", "LOOM_JOB_SECRET: 5 bytes, want at least 16 (32 hex digits)"},
+	} {
+		_, err := JobSecret(lookupIn(map[string]string{LoomJobSecret: c.value}))
+		var ve *VarError
+		if !errors.As(err, &ve) || err.Error() != c.wantMsg {
+			t.Errorf("JobSecret(%q) error = %v, want %q", c.value, err, c.wantMsg)
+		}
+	}
+	if _, err := JobSecret(lookupIn(nil)); !errors.Is(err, ErrNotSet) {
+		t.Errorf("JobSecret(unset) = %v, want ErrNotSet", err)
+	}
+}
+
+func TestNewJobSecret(t *testing.T) {
+	a, b := NewJobSecret(), NewJobSecret()
+	if a == b {
+		t.Errorf("NewJobSecret() twice = %q, want two different secrets", a)
+	}
+	key, err := JobSecret(lookupIn(map[string]string{LoomJobSecret: a}))
+	if err != nil || len(key) != 32 {
+		t.Errorf("JobSecret(NewJobSecret()) = %d bytes, %v, want 32", len(key), err)
+	}
+}

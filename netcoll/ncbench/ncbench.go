@@ -142,9 +142,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	// Every rank's stderr is copied by its own goroutine; serialise them.
 	stderr = &lockedWriter{w: stderr}
 	cmds := make([]*exec.Cmd, o.np)
+	secret := rankenv.NewJobSecret() // the job's, as a launcher hands it to every rank
 	for r := range o.np {
 		cmd := exec.CommandContext(ctx, cmdline[0], append(slices.Clone(cmdline[1:]), o.args()...)...)
-		cmd.Env = append(os.Environ(),
+		cmd.Env = append(os.Environ(), rankenv.LoomJobSecret+"="+secret,
 			rankenv.Rank+"="+strconv.Itoa(r), rankenv.WorldSize+"="+strconv.Itoa(o.np),
 			rankenv.LocalRank+"="+strconv.Itoa(r), rankenv.LocalWorldSize+"="+strconv.Itoa(o.np),
 			rankenv.MasterAddr+"=127.0.0.1", rankenv.MasterPort+"="+strconv.Itoa(port),

@@ -123,9 +123,11 @@ func runRanks(ctx context.Context, np int, args []string, resultDir, transport s
 	outs := make([]bytes.Buffer, np)
 	errs := make([]error, np)
 	var wg sync.WaitGroup
+	secret := rankenv.NewJobSecret() // the job's, as a launcher hands it to every rank
 	for r := range np {
 		cmd := exec.CommandContext(ctx, exe, append(append([]string{}, prefix...), args...)...)
 		cmd.Env = append(os.Environ(),
+			rankenv.LoomJobSecret+"="+secret,
 			rankenv.Rank+"="+strconv.Itoa(r),
 			rankenv.WorldSize+"="+strconv.Itoa(np),
 			rankenv.LocalRank+"="+strconv.Itoa(r),
