@@ -82,6 +82,13 @@ func rankEnv(j *api.Job, r *api.Rank, node string) []string {
 	if env[rankenv.LoomResultDir] == "" {
 		env[rankenv.LoomResultDir] = filepath.Join(jobDir, "result")
 	}
+	// The server does not issue LOOM_JOB_SECRET yet, and netcoll refuses to
+	// start without it; until it does, ranks run netcoll unauthenticated,
+	// as they did before. A secret, once set, wins over this opt-out. Drop
+	// it when the allocation carries the secret.
+	if env[rankenv.LoomJobSecret] == "" && env["NETCOLL_INSECURE"] == "" {
+		env["NETCOLL_INSECURE"] = "1"
+	}
 	out := make([]string, 0, len(env))
 	for k, v := range env {
 		out = append(out, k+"="+v)
