@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/rankenv"
 )
 
 func TestTruncateOutputs(t *testing.T) {
@@ -36,6 +38,30 @@ func TestTruncateOutputs(t *testing.T) {
 		gotOut, gotErr := truncateOutputs(j, r, out, errPath)
 		if gotOut != c.wantOut || gotErr != c.wantErr {
 			t.Errorf("%s: truncate stdout=%v stderr=%v, want %v %v", c.name, gotOut, gotErr, c.wantOut, c.wantErr)
+		}
+	}
+}
+
+// Until the server issues LOOM_JOB_SECRET, ranks opt out of netcoll's
+// authentication, unless the job brings its own secret.
+func TestRankEnvNetcollOptOut(t *testing.T) {
+	job := func(env map[string]string) *api.Job {
+		return &api.Job{Id: 7, Spec: &api.JobSpec{Env: env}, Allocation: &api.Allocation{
+			Nodes: []string{"a"}, Ranks: []*api.Rank{{Rank: 0, Node: "a"}},
+		}}
+	}
+	has := func(env []string, kv string) bool { return slices.Contains(env, kv) }
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		want bool
+	}{
+		{"no secret", nil, true},
+		{"job's own secret", map[string]string{rankenv.LoomJobSecret: "00112233445566778899aabbccddeeff"}, false},
+	} {
+		j := job(c.env)
+		if got := has(rankEnv(j, j.Allocation.Ranks[0], "a"), "NETCOLL_INSECURE=1"); got != c.want {
+			t.Errorf("%s: NETCOLL_INSECURE=1 in the rank's environment = %v, want %v", c.name, got, c.want)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/cli"
+	"github.com/loomhpc/loom/rankenv"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -63,7 +64,7 @@ func (c *Cluster) RunScript(ctx context.Context, script string, stdout, stderr i
 // ends with the figures of the run (examples/mnist writes its final test
 // accuracy there). Jobs without one print nothing.
 func printMetrics(w io.Writer, j *api.Job) {
-	dir := j.GetSpec().GetEnv()[api.EnvLoomResultDir]
+	dir := j.GetSpec().GetEnv()[rankenv.LoomResultDir]
 	if dir == "" {
 		dir = filepath.Join(j.GetSpec().GetWorkingDir(), ".loom", "job-"+strconv.FormatUint(j.GetId(), 10), "result")
 	}
