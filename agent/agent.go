@@ -85,14 +85,19 @@ type Agent struct {
 	wg     sync.WaitGroup
 }
 
+// taskKey names one process the agent supervises: a gang's rank, an
+// allocation's slot on this node (step 0), or a job step's task (step
+// is the step's id plus one, so that the zero value means "no step").
 type taskKey struct {
 	job, gen uint64
 	rank     uint32
+	step     uint32
 }
 
 type outKey struct {
 	job  uint64
 	rank uint32
+	step uint32 // as in taskKey
 }
 
 type taskOutput struct {
