@@ -3,7 +3,7 @@
 GO        ?= go
 BIN       := bin
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
-SLURM_CMDS := sbatch squeue scancel sinfo sacct scontrol srun
+SLURM_CMDS := sbatch squeue scancel sinfo sacct scontrol srun salloc
 STATICCHECK_VERSION := v0.8.2
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2

@@ -305,8 +305,8 @@ func (a *Agent) stepEnv(t *task) []string {
 		"SLURM_NNODES":            u(len(job.Nodes)),
 		"SLURM_NTASKS":            u(len(job.Ranks)),
 		"SLURM_NPROCS":            u(len(job.Ranks)),
-		"SLURM_TASKS_PER_NODE":    slurmCounts(perNodeTasks),
-		"SLURM_JOB_CPUS_PER_NODE": slurmCounts(perNodeCPUs),
+		"SLURM_TASKS_PER_NODE":    api.SlurmCounts(perNodeTasks),
+		"SLURM_JOB_CPUS_PER_NODE": api.SlurmCounts(perNodeCPUs),
 		"SLURM_CPUS_ON_NODE":      u(cpusHere),
 		"SLURM_GPUS_ON_NODE":      u(gpusHere),
 		"SLURM_SUBMIT_HOST":       v.SubmitHost,
@@ -347,8 +347,8 @@ func (a *Agent) stepEnv(t *task) []string {
 			"SLURM_STEP_NUM_NODES":      u(len(sa.Nodes)),
 			"SLURM_NNODES":              u(len(sa.Nodes)),
 			"SLURM_STEP_NODELIST":       api.CompressHostlist(sa.Nodes),
-			"SLURM_STEP_TASKS_PER_NODE": slurmCounts(perNode),
-			"SLURM_TASKS_PER_NODE":      slurmCounts(perNode),
+			"SLURM_STEP_TASKS_PER_NODE": api.SlurmCounts(perNode),
+			"SLURM_TASKS_PER_NODE":      api.SlurmCounts(perNode),
 			"SLURM_STEP_GPUS":           strings.Join(uintStrings(r.GpuIndexes), ","),
 		}
 		if c := t.step.GetSpec().GetCpusPerTask(); c != 0 {
@@ -363,24 +363,6 @@ func (a *Agent) stepEnv(t *task) []string {
 		out = append(out, k+"="+val)
 	}
 	return out
-}
-
-// slurmCounts writes per-node counts as Slurm does: "2(x3),1".
-func slurmCounts(counts []int) string {
-	var parts []string
-	for i := 0; i < len(counts); {
-		n := 1
-		for i+n < len(counts) && counts[i+n] == counts[i] {
-			n++
-		}
-		if n > 1 {
-			parts = append(parts, fmt.Sprintf("%d(x%d)", counts[i], n))
-		} else {
-			parts = append(parts, strconv.Itoa(counts[i]))
-		}
-		i += n
-	}
-	return strings.Join(parts, ",")
 }
 
 func uintStrings(v []uint32) []string {

@@ -78,3 +78,22 @@ func (st *Step) HoldsResources() bool { return st.GetAllocation().Live() }
 // ("B:USR1@60"); otherwise the signal goes to the job's other steps
 // (or, in a gang, to every rank).
 func SignalBatchOnly(s string) bool { return strings.HasPrefix(s, "B:") }
+
+// SlurmCounts writes per-node counts as Slurm's SLURM_TASKS_PER_NODE and
+// SLURM_JOB_CPUS_PER_NODE do: runs of equal counts as "N(xK)", "2(x3),1".
+func SlurmCounts(counts []int) string {
+	var parts []string
+	for i := 0; i < len(counts); {
+		n := 1
+		for i+n < len(counts) && counts[i+n] == counts[i] {
+			n++
+		}
+		if n > 1 {
+			parts = append(parts, fmt.Sprintf("%d(x%d)", counts[i], n))
+		} else {
+			parts = append(parts, strconv.Itoa(counts[i]))
+		}
+		i += n
+	}
+	return strings.Join(parts, ",")
+}

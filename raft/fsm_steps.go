@@ -106,6 +106,9 @@ func applyCancelSteps(t *txn, m proto.Message) *Result {
 				ids = append(ids, st.Id)
 			}
 		}
+		if len(ids) == 0 {
+			return &Result{Err: fmt.Errorf("job %d has no running steps to signal (scancel -b signals the batch script): %w", j.Id, ErrStepNotFound)}
+		}
 	}
 	j = cloneJob(j)
 	res := &Result{JobID: j.Id}
