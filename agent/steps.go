@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -122,7 +123,7 @@ func (a *Agent) deliverSignals(t *task, st *api.Step) {
 // startSlot holds rank r of allocation j on this node until the
 // allocation ends here. Called with a.mu held.
 func (a *Agent) startSlot(k taskKey, j *api.Job, r *api.Rank) *task {
-	t := &task{key: k, job: j, rank: r, stop: make(chan struct{}), finished: make(chan struct{})}
+	t := &task{key: k, job: j, rank: r, stop: make(chan struct{}), finished: make(chan struct{}), slot: true}
 	a.tasks[k] = t
 	a.outs[outKey{k.job, k.rank, k.step}] = taskOutput{gen: k.gen, done: t.finished}
 	a.goFunc(func() {
@@ -161,14 +162,14 @@ func (a *Agent) holdSlot(t *task) {
 	case <-detach:
 		return // the next agent holds the slot again
 	}
-	a.stopJobSteps(t.key.job)
+	a.stopJobSteps(t.key.job, end.Reason)
 	end.EndedUnixMs = time.Now().UnixMilli()
 	a.report(t.key, end)
 }
 
-// stopJobSteps stops every step task of job on this node and waits for
-// their ends to be reported.
-func (a *Agent) stopJobSteps(job uint64) {
+// stopJobSteps stops every step task of job on this node, to end with
+// reason, and waits for their ends to be reported.
+func (a *Agent) stopJobSteps(job uint64, reason api.TaskEndReason) {
 	a.mu.Lock()
 	var tasks []*task
 	for k, t := range a.tasks {
@@ -178,7 +179,7 @@ func (a *Agent) stopJobSteps(job uint64) {
 	}
 	a.mu.Unlock()
 	for _, t := range tasks {
-		t.requestStop()
+		t.requestStopFor(reason)
 	}
 	for _, t := range tasks {
 		<-t.finished
@@ -325,6 +326,9 @@ func (a *Agent) stepEnv(t *task) []string {
 	for k, val := range alloc {
 		env[k] = val
 	}
+	if a.cmdDir != "" {
+		env["PATH"] += ":" + a.cmdDir
+	}
 	if id != api.StepBatch {
 		sa := v.Allocation
 		var perNode []int
@@ -371,4 +375,33 @@ func uintStrings(v []uint32) []string {
 		out[i] = strconv.FormatUint(uint64(n), 10)
 	}
 	return out
+}
+
+// slurmCommands are the commands job steps may call; they are names of
+// the one loom binary.
+var slurmCommands = []string{"srun", "scontrol", "scancel", "sbatch", "salloc", "squeue", "sacct", "sinfo"}
+
+// linkCommands links the Slurm commands in dir to binary (default the
+// running executable) and returns dir, or "" when it cannot.
+func linkCommands(dir, binary string, log *slog.Logger) string {
+	if binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return ""
+		}
+		binary = exe
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		log.Warn("cannot provide srun to job steps", "dir", dir, "err", err)
+		return ""
+	}
+	for _, c := range slurmCommands {
+		link := filepath.Join(dir, c)
+		_ = os.Remove(link)
+		if err := os.Symlink(binary, link); err != nil {
+			log.Warn("cannot provide srun to job steps", "link", link, "err", err)
+			return ""
+		}
+	}
+	return dir
 }

@@ -43,9 +43,22 @@ type task struct {
 	// supervised, and their environment was made at start).
 	full *api.Job
 	step *api.Step
+	// slot marks an allocation's slot: no process of its own.
+	slot bool
+	// stopReason is how a stop request ends the task (set before stop
+	// closes): KILLED, or TIMEOUT when its allocation reached its limit.
+	stopReason api.TaskEndReason
 }
 
-func (t *task) requestStop() { t.stopOnce.Do(func() { close(t.stop) }) }
+func (t *task) requestStop() { t.requestStopFor(api.TaskEndReason_TASK_END_KILLED) }
+
+// requestStopFor asks the task to stop, to end with reason.
+func (t *task) requestStopFor(reason api.TaskEndReason) {
+	t.stopOnce.Do(func() {
+		t.stopReason = reason
+		close(t.stop)
+	})
+}
 
 // reconcile makes the node's ranks match the servers' view: start what is
 // assigned and not running, stop what is over or stale, and report ranks
@@ -306,7 +319,10 @@ wait:
 		log.Info("rank reached its time limit")
 		res.ex, res.err = driver.Stop(context.Background(), h, a.cfg.KillGrace)
 	case <-t.stop:
-		reason, msg = api.TaskEndReason_TASK_END_KILLED, "stopped by the agent (job cancelled or gang ended)"
+		reason, msg = t.stopReason, "stopped by the agent (job cancelled or gang ended)"
+		if reason == api.TaskEndReason_TASK_END_TIMEOUT {
+			msg = fmt.Sprintf("time limit of %s reached", api.FormatSlurmDuration(j.Spec.TimeLimitS))
+		}
 		res.ex, res.err = driver.Stop(context.Background(), h, a.cfg.KillGrace)
 	}
 	ex, werr := res.ex, res.err
