@@ -245,3 +245,25 @@ func checkSteps(t *rapid.T, j *api.Job) {
 		}
 	}
 }
+
+// TestNodeDownRequeuesAnAllocation: losing a node of a running batch job
+// requeues it (when allowed) and ends its steps; its next placement starts
+// again with a fresh batch step and no srun steps.
+func TestNodeDownRequeuesAnAllocation(t *testing.T) {
+	f := NewTestFSM()
+	allocationJob(t, f, &api.JobSpec{Script: "x"})
+	createStep(f, &api.JobSpec{})
+	f.Apply(CmdNodeState, &api.NodeStateCommand{Name: "n2", State: api.NodeState_DOWN, Reason: "gossip: dead"})
+	j := f.Store.Snapshot().Job(1)
+	if j.State != api.JobState_PENDING || j.RestartCount != 1 {
+		t.Fatalf("after losing n2: %s with %d restarts, want PENDING with 1", j.State, j.RestartCount)
+	}
+	for _, st := range j.Steps {
+		if st.State != api.JobState_CANCELLED {
+			t.Errorf("step %s after the requeue: %s, want CANCELLED", api.StepName(st.Id), st.State)
+		}
+	}
+	if res := createStep(f, &api.JobSpec{}); res.Err == nil {
+		t.Fatal("a step was created in a requeued job")
+	}
+}

@@ -329,3 +329,26 @@ srun sh -c 'echo task $SLURM_PROCID gpus $CUDA_VISIBLE_DEVICES'
 		}
 	}
 }
+
+// TestInterruptedSrunCancelsOnlyItsStep: Ctrl-C (SIGINT) on srun cancels
+// its step; the allocation lives on and the next srun runs.
+func TestInterruptedSrunCancelsOnlyItsStep(t *testing.T) {
+	c := start(t, "pcie-4", "node1")
+	out := c.run("salloc", "-N1", "sh", "-c", `srun sleep 300 & pid=$!
+until scontrol show step "$SLURM_JOB_ID.0" 2>/dev/null | grep -q State=RUNNING; do sleep 0.2; done
+kill -INT $pid; wait $pid; echo "srun=$?"
+srun echo still here`)
+	for _, want := range []string{"srun=130\n", "still here\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("salloc output lacks %q:\n%s", want, out)
+		}
+	}
+	r, err := c.jobs.ListJobs(cluster.Ctx(t), &api.ListJobsRequest{All: true})
+	if err != nil || len(r.Jobs) != 1 {
+		t.Fatalf("jobs: %v %v, want the one allocation", r.GetJobs(), err)
+	}
+	j := c.wait(r.Jobs[0].Id, 30*time.Second)
+	if j.State != api.JobState_COMPLETED || j.Step(0).GetState() != api.JobState_CANCELLED || j.Step(1).GetState() != api.JobState_COMPLETED {
+		t.Errorf("job %s, step 0 %s, step 1 %s; want COMPLETED, CANCELLED, COMPLETED", j.State, j.Step(0).GetState(), j.Step(1).GetState())
+	}
+}
