@@ -3,7 +3,7 @@
 GO        ?= go
 BIN       := bin
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
-SLURM_CMDS := sbatch squeue scancel sinfo sacct scontrol srun
+SLURM_CMDS := sbatch squeue scancel sinfo sacct scontrol srun salloc
 STATICCHECK_VERSION := v0.8.2
 # VERSION is what `loom version` prints: the nearest tag and commit, or dev
 # outside a git checkout.

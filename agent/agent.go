@@ -58,6 +58,11 @@ type Config struct {
 	GossipKeys [][]byte // keyring, first key primary
 	Driver     driver.Driver
 	Logger     *slog.Logger
+	// CommandsBinary is the loom binary that provides the Slurm commands
+	// (srun, scontrol, ...) to job steps: the agent links them under its
+	// data dir and appends that dir to the steps' PATH, after what the
+	// job's own PATH finds. Default: the agent's own executable.
+	CommandsBinary string
 }
 
 // Agent is a running node agent.
@@ -77,6 +82,9 @@ type Agent struct {
 	httpLis net.Listener
 
 	state stateStore // task records, for re-attaching after a restart
+	// cmdDir holds the Slurm command links steps find on their PATH; ""
+	// when there are none.
+	cmdDir string
 
 	mu    sync.Mutex
 	tasks map[taskKey]*task
@@ -87,14 +95,19 @@ type Agent struct {
 	wg     sync.WaitGroup
 }
 
+// taskKey names one process the agent supervises: a gang's rank, an
+// allocation's slot on this node (step 0), or a job step's task (step
+// is the step's id plus one, so that the zero value means "no step").
 type taskKey struct {
 	job, gen uint64
 	rank     uint32
+	step     uint32
 }
 
 type outKey struct {
 	job  uint64
 	rank uint32
+	step uint32 // as in taskKey
 }
 
 type taskOutput struct {
@@ -164,6 +177,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg: cfg, log: log, conn: conn, client: api.NewAgentServiceClient(conn), nodes: api.NewNodeServiceClient(conn), lis: lis,
 		tasks: map[taskKey]*task{}, outs: map[outKey]taskOutput{}, ctx: ctx, cancel: cancel, state: state,
 	}
+	a.cmdDir = linkCommands(filepath.Join(cfg.DataDir, "bin"), cfg.CommandsBinary, log)
 	a.node = &api.Node{
 		Name: cfg.Name, Address: a.advertise(lis.Addr()), Cpus: found.CPUs, MemoryMb: found.MemoryMB,
 		Partitions: cfg.Partitions, Labels: cfg.Labels, Topology: found.Topology,

@@ -13,6 +13,16 @@ import (
 // variables, then the contract every launcher understands (torch env://,
 // Slurm's, CUDA's and Loom's own), which the submitter cannot override.
 func rankEnv(j *api.Job, r *api.Rank, node string) []string {
+	env := rankEnvMap(j, r, node)
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// rankEnvMap is rankEnv as a map, for step tasks to add to.
+func rankEnvMap(j *api.Job, r *api.Rank, node string) map[string]string {
 	a := j.Allocation
 	env := map[string]string{}
 	for k, v := range j.Spec.Env {
@@ -89,11 +99,7 @@ func rankEnv(j *api.Job, r *api.Rank, node string) []string {
 	if env[rankenv.LoomJobSecret] == "" && env["NETCOLL_INSECURE"] == "" {
 		env["NETCOLL_INSECURE"] = "1"
 	}
-	out := make([]string, 0, len(env))
-	for k, v := range env {
-		out = append(out, k+"="+v)
-	}
-	return out
+	return env
 }
 
 func workingDir(j *api.Job) string {
@@ -128,6 +134,12 @@ func expandPattern(p string, j *api.Job, r *api.Rank) string {
 			b.WriteString(j.Spec.Name)
 		case 't':
 			b.WriteString(strconv.FormatUint(uint64(r.Rank), 10))
+		case 's':
+			if len(j.Steps) == 1 {
+				b.WriteString(api.StepName(j.Steps[0].Id))
+			} else {
+				b.WriteString("batch")
+			}
 		case 'N':
 			b.WriteString(r.Node)
 		case 'n':
@@ -174,12 +186,18 @@ func outputPaths(j *api.Job, r *api.Rank) (stdout, stderr string) {
 // ranks start at slightly different moments on different nodes, and one
 // would erase what another had already written.
 func truncateOutputs(j *api.Job, r *api.Rank, stdout, stderr string) (out, err bool) {
+	return truncateOutputsOf(j, stdout, stderr, func(o *api.Rank) (string, string) { return outputPaths(j, o) })
+}
+
+// truncateOutputsOf is truncateOutputs with the ranks' paths given by
+// paths (step tasks may write to the agent's own files).
+func truncateOutputsOf(j *api.Job, stdout, stderr string, paths func(*api.Rank) (string, string)) (out, err bool) {
 	if j.GetSpec().GetOpenMode() == api.OpenModeAppend || j.GetRestartCount() > 0 || j.GetAllocation().GetGeneration() > 1 {
 		return false, false
 	}
 	writers := map[string]int{}
 	for _, o := range j.GetAllocation().GetRanks() {
-		so, se := outputPaths(j, o)
+		so, se := paths(o)
 		writers[so]++
 		if se != so {
 			writers[se]++

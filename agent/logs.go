@@ -35,7 +35,11 @@ func (ls *logServer) TaskLogs(req *api.TaskLogsRequest, stream api.AgentLogs_Tas
 	seen := map[string]bool{}
 	a.mu.Lock()
 	for _, rank := range req.Ranks {
-		o, ok := a.outs[outKey{req.JobId, rank}]
+		var step uint32
+		if req.Step != nil {
+			step = stepKey(*req.Step)
+		}
+		o, ok := a.outs[outKey{req.JobId, rank, step}]
 		if !ok || o.gen != req.Generation {
 			continue
 		}

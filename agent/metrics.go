@@ -26,9 +26,12 @@ func (m *agentMetrics) Describe(ch chan<- *prometheus.Desc) {
 
 func (m *agentMetrics) Collect(ch chan<- prometheus.Metric) {
 	m.a.mu.Lock()
-	running := len(m.a.tasks)
+	running := 0
 	held := map[string]bool{}
 	for _, t := range m.a.tasks {
+		if !t.slot {
+			running++ // a slot is an allocation's share, not a process
+		}
 		for _, g := range t.rank.GpuUuids {
 			held[g] = true
 		}

@@ -80,8 +80,8 @@ func TestRecoverTasks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		job := &api.Job{Id: 3, Uid: 1000, Spec: &api.JobSpec{}, Allocation: &api.Allocation{Generation: 1}}
-		alive, gone := taskKey{3, 1, 0}, taskKey{3, 1, 1}
+		job := &api.Job{Id: 3, Uid: 1000, Spec: &api.JobSpec{Argv: []string{"true"}}, Allocation: &api.Allocation{Generation: 1}}
+		alive, gone := taskKey{3, 1, 0, 0}, taskKey{3, 1, 1, 0}
 		for _, k := range []taskKey{alive, gone} {
 			if err := st.putTask(k, &taskRecord{Job: job, Rank: &api.Rank{Rank: k.rank, Node: "n1"}, StartedUnixMs: time.Now().UnixMilli()}); err != nil {
 				t.Fatal(err)
@@ -137,9 +137,9 @@ func TestReconcileRecoveredRanks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	current, stale := taskKey{4, 2, 0}, taskKey{4, 1, 0}
+	current, stale := taskKey{4, 2, 0, 0}, taskKey{4, 1, 0, 0}
 	jobAt := func(gen uint64) *api.Job {
-		return &api.Job{Id: 4, Uid: 1000, State: api.JobState_RUNNING, Spec: &api.JobSpec{}, Allocation: &api.Allocation{
+		return &api.Job{Id: 4, Uid: 1000, State: api.JobState_RUNNING, Spec: &api.JobSpec{Argv: []string{"true"}}, Allocation: &api.Allocation{
 			Generation: gen, Ranks: []*api.Rank{{Rank: 0, Node: "n1"}},
 			Tasks: []*api.TaskStatus{{Rank: 0, State: api.TaskState_TASK_RUNNING}}}}
 	}
@@ -201,14 +201,14 @@ func TestStaleUpdateDoesNotRestartAnEndedRank(t *testing.T) {
 	}
 	defer a.Close()
 	job := func(gen uint64) *api.Job {
-		return &api.Job{Id: 5, Uid: 1000, State: api.JobState_RUNNING, Spec: &api.JobSpec{}, Allocation: &api.Allocation{
+		return &api.Job{Id: 5, Uid: 1000, State: api.JobState_RUNNING, Spec: &api.JobSpec{Argv: []string{"true"}}, Allocation: &api.Allocation{
 			Generation: gen, Ranks: []*api.Rank{{Rank: 0, Node: "n1"}},
 			Tasks: []*api.TaskStatus{{Rank: 0, State: api.TaskState_TASK_PENDING}}}}
 	}
 	// The rank ran here and its end was reported.
 	j := job(1)
 	a.mu.Lock()
-	tk := a.newTask(taskKey{5, 1, 0}, j, j.Allocation.Ranks[0])
+	tk := a.newTask(taskKey{5, 1, 0, 0}, j, j.Allocation.Ranks[0])
 	a.mu.Unlock()
 	a.forgetTask(tk)
 
@@ -218,8 +218,8 @@ func TestStaleUpdateDoesNotRestartAnEndedRank(t *testing.T) {
 	// reconcile registers what it starts before it returns, and with no
 	// server to take the end report a started rank stays registered.
 	a.mu.Lock()
-	_, again := a.tasks[taskKey{5, 1, 0}]
-	_, next := a.tasks[taskKey{5, 2, 0}]
+	_, again := a.tasks[taskKey{5, 1, 0, 0}]
+	_, next := a.tasks[taskKey{5, 2, 0, 0}]
 	a.mu.Unlock()
 	if again || !next {
 		t.Fatalf("after the updates the agent runs generation 1: %v, generation 2: %v; want only generation 2", again, next)

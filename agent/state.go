@@ -62,11 +62,20 @@ func openBoltStore(path string) (*boltStore, error) {
 	return &boltStore{db: db}, nil
 }
 
+// taskKeyBytes encodes k: job, generation, rank, and for a step task the
+// step (a gang rank's key keeps the 20 bytes it always had).
 func taskKeyBytes(k taskKey) []byte {
-	b := make([]byte, 20)
+	n := 20
+	if k.step != 0 {
+		n = 24
+	}
+	b := make([]byte, n)
 	binary.BigEndian.PutUint64(b, k.job)
 	binary.BigEndian.PutUint64(b[8:], k.gen)
 	binary.BigEndian.PutUint32(b[16:], k.rank)
+	if k.step != 0 {
+		binary.BigEndian.PutUint32(b[20:], k.step)
+	}
 	return b
 }
 
@@ -86,14 +95,18 @@ func (s *boltStore) allTasks() (map[taskKey]*taskRecord, error) {
 	out := map[taskKey]*taskRecord{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(tasksBucket).ForEach(func(k, v []byte) error {
-			if len(k) != 20 {
+			if len(k) != 20 && len(k) != 24 {
 				return fmt.Errorf("agent: state: bad task key %x", k)
 			}
 			r, err := decodeRecord(v)
 			if err != nil {
 				return err
 			}
-			out[taskKey{binary.BigEndian.Uint64(k), binary.BigEndian.Uint64(k[8:]), binary.BigEndian.Uint32(k[16:])}] = r
+			tk := taskKey{binary.BigEndian.Uint64(k), binary.BigEndian.Uint64(k[8:]), binary.BigEndian.Uint32(k[16:]), 0}
+			if len(k) == 24 {
+				tk.step = binary.BigEndian.Uint32(k[20:])
+			}
+			out[tk] = r
 			return nil
 		})
 	})

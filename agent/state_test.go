@@ -24,7 +24,7 @@ func TestStateStores(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := open(t)
 			defer s.Close()
-			k1, k2 := taskKey{7, 2, 0}, taskKey{7, 2, 1}
+			k1, k2 := taskKey{7, 2, 0, 0}, taskKey{7, 2, 1, 0}
 			job := &api.Job{Id: 7, User: "ada", Uid: 1000, Spec: &api.JobSpec{Image: "pytorch"}, Allocation: &api.Allocation{Generation: 2}}
 			rec := &taskRecord{Job: job, Rank: &api.Rank{Rank: 1, Node: "n1", GpuUuids: []string{"GPU-1"}}, Stdout: "/o", Stderr: "/e", StartedUnixMs: 42}
 			for _, k := range []taskKey{k1, k2} {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/loomhpc/loom/agent/driver"
@@ -20,19 +21,44 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// task is one rank this agent runs.
+// task is one rank, allocation slot or step task this agent runs.
 type task struct {
-	key      taskKey
-	job      *api.Job // the job as first assigned
+	key taskKey
+	// job is the job as the task sees it: for a step task, the step's
+	// view (stepView), whose allocation is the step's.
+	job      *api.Job
 	rank     *api.Rank
 	stop     chan struct{} // closed to ask the rank to stop
 	stopOnce sync.Once
 	finished chan struct{} // closed when the goroutine has reported the end
 	stdout   string
 	stderr   string
+	// signals carries scancel --signal to the supervising goroutine;
+	// signalsSeen (guarded by the agent's mu) is the step's signal count
+	// already delivered.
+	signals     chan syscall.Signal
+	signalsSeen uint32
+	// full and step are the job as assigned and the step, for a step
+	// task started by this agent (nil for recovered ones: they are only
+	// supervised, and their environment was made at start).
+	full *api.Job
+	step *api.Step
+	// slot marks an allocation's slot: no process of its own.
+	slot bool
+	// stopReason is how a stop request ends the task (set before stop
+	// closes): KILLED, or TIMEOUT when its allocation reached its limit.
+	stopReason api.TaskEndReason
 }
 
-func (t *task) requestStop() { t.stopOnce.Do(func() { close(t.stop) }) }
+func (t *task) requestStop() { t.requestStopFor(api.TaskEndReason_TASK_END_KILLED) }
+
+// requestStopFor asks the task to stop, to end with reason.
+func (t *task) requestStopFor(reason api.TaskEndReason) {
+	t.stopOnce.Do(func() {
+		t.stopReason = reason
+		close(t.stop)
+	})
+}
 
 // reconcile makes the node's ranks match the servers' view: start what is
 // assigned and not running, stop what is over or stale, and report ranks
@@ -42,13 +68,17 @@ func (a *Agent) reconcile(u *api.AllocationUpdate) {
 	defer a.mu.Unlock()
 	want := map[taskKey]bool{}
 	for _, as := range u.Allocations {
+		if as.Job.Spec.RunsSteps() {
+			a.reconcileSteps(as, want)
+			continue
+		}
 		j := as.Job
 		al := j.Allocation
 		for i, r := range al.Ranks {
 			if r.Node != a.cfg.Name {
 				continue
 			}
-			k := taskKey{j.Id, al.Generation, r.Rank}
+			k := taskKey{j.Id, al.Generation, r.Rank, 0}
 			ts := al.Tasks[i]
 			t := a.tasks[k]
 			if t == nil && a.ranHere(k) {
@@ -64,7 +94,7 @@ func (a *Agent) reconcile(u *api.AllocationUpdate) {
 				// Never started here (or already gone): tell the servers so
 				// the allocation's resources are released.
 				a.goFunc(func() {
-					a.report(j.Id, al.Generation, &api.TaskStatus{Rank: r.Rank, State: api.TaskState_TASK_EXITED,
+					a.report(k, &api.TaskStatus{Rank: r.Rank, State: api.TaskState_TASK_EXITED,
 						Reason: api.TaskEndReason_TASK_END_KILLED, EndedUnixMs: time.Now().UnixMilli(), Message: "cancelled before start"})
 				})
 			case !as.Stop && t == nil && ts.State == api.TaskState_TASK_PENDING:
@@ -72,7 +102,7 @@ func (a *Agent) reconcile(u *api.AllocationUpdate) {
 				a.startTask(k, j, r)
 			case !as.Stop && t == nil && ts.State == api.TaskState_TASK_RUNNING:
 				a.goFunc(func() {
-					a.report(j.Id, al.Generation, &api.TaskStatus{Rank: r.Rank, State: api.TaskState_TASK_EXITED,
+					a.report(k, &api.TaskStatus{Rank: r.Rank, State: api.TaskState_TASK_EXITED,
 						Reason: api.TaskEndReason_TASK_END_LOST, EndedUnixMs: time.Now().UnixMilli(), Message: "agent restarted and lost the rank"})
 				})
 			}
@@ -94,7 +124,7 @@ func (a *Agent) reconcile(u *api.AllocationUpdate) {
 // starts at most once per generation: starting it again would run the
 // user's program twice and truncate its output. Called with a.mu held.
 func (a *Agent) ranHere(k taskKey) bool {
-	o, ok := a.outs[outKey{k.job, k.rank}]
+	o, ok := a.outs[outKey{k.job, k.rank, k.step}]
 	return ok && o.gen == k.gen
 }
 
@@ -111,10 +141,10 @@ func (a *Agent) startTask(k taskKey, j *api.Job, r *api.Rank) {
 
 // newTask registers a rank as this agent's. Called with a.mu held.
 func (a *Agent) newTask(k taskKey, j *api.Job, r *api.Rank) *task {
-	t := &task{key: k, job: j, rank: r, stop: make(chan struct{}), finished: make(chan struct{})}
-	t.stdout, t.stderr = outputPaths(j, r)
+	t := &task{key: k, job: j, rank: r, stop: make(chan struct{}), finished: make(chan struct{}), signals: make(chan syscall.Signal, 4)}
+	t.stdout, t.stderr = a.taskOutputs(k, j, r)
 	a.tasks[k] = t
-	a.outs[outKey{k.job, k.rank}] = taskOutput{gen: k.gen, stdout: t.stdout, stderr: t.stderr, done: t.finished}
+	a.outs[outKey{k.job, k.rank, k.step}] = taskOutput{gen: k.gen, stdout: t.stdout, stderr: t.stderr, done: t.finished}
 	pruneOutputs(a.outs, maxRememberedOutputs)
 	return t
 }
@@ -167,7 +197,7 @@ func (a *Agent) finishTask(t *task, end *api.TaskStatus, h driver.Handle) {
 	end.State = api.TaskState_TASK_EXITED
 	end.EndedUnixMs = time.Now().UnixMilli()
 	end.OutputPath = t.stdout
-	if !a.report(t.key.job, t.key.gen, end) {
+	if !a.report(t.key, end) {
 		return // the agent is stopping: keep the record for the next run
 	}
 	if h != nil {
@@ -188,7 +218,7 @@ func (a *Agent) finishTask(t *task, end *api.TaskStatus, h driver.Handle) {
 func (a *Agent) runTask(t *task) (*api.TaskStatus, driver.Handle) {
 	j, r := t.job, t.rank
 	log := a.log.With("job_id", j.Id, "rank", r.Rank)
-	spec, err := a.taskSpec(j, r, t.stdout, t.stderr)
+	spec, err := a.taskSpec(t)
 	if err != nil {
 		log.Warn("rank not started", "err", err)
 		return &api.TaskStatus{Reason: api.TaskEndReason_TASK_END_START_FAILED, ExitCode: 1, Message: err.Error()}, nil
@@ -222,21 +252,28 @@ func (a *Agent) superviseTask(t *task, h driver.Handle, started time.Time) *api.
 	j, r := t.job, t.rank
 	log := a.log.With("job_id", j.Id, "rank", r.Rank)
 	a.goFunc(func() {
-		a.report(j.Id, t.key.gen, &api.TaskStatus{Rank: r.Rank, State: api.TaskState_TASK_RUNNING,
+		a.report(t.key, &api.TaskStatus{Rank: r.Rank, State: api.TaskState_TASK_RUNNING,
 			StartedUnixMs: started.UnixMilli(), OutputPath: t.stdout})
 	})
 
+	// A gang's time limit counts from its rank's start; a step's from
+	// its job's, whose limit it shares.
+	from := started
+	if t.key.step != 0 && j.StartUnixMs > 0 {
+		from = time.UnixMilli(j.StartUnixMs)
+	}
 	var limit, warn <-chan time.Time
 	if j.Spec.TimeLimitS > 0 {
-		timer := time.NewTimer(time.Duration(j.Spec.TimeLimitS)*time.Second - time.Since(started))
+		timer := time.NewTimer(time.Duration(j.Spec.TimeLimitS)*time.Second - time.Since(from))
 		defer timer.Stop()
 		limit = timer.C
 	}
-	// --signal=SIG@SECS: warn every rank SECS before the limit (validated
-	// at submit, so a parse error here cannot happen).
+	// --signal=SIG@SECS: warn SECS before the limit (validated at submit,
+	// so a parse error here cannot happen): every rank of a gang; with B:
+	// the batch step only, otherwise the other steps.
 	warnSig, lead, _ := api.ParseSignal(j.Spec.Signal)
-	if j.Spec.Signal != "" && j.Spec.TimeLimitS > 0 {
-		timer := time.NewTimer(time.Duration(j.Spec.TimeLimitS-lead)*time.Second - time.Since(started))
+	if j.Spec.Signal != "" && j.Spec.TimeLimitS > 0 && signalledBeforeLimit(t.key, j.Spec.Signal) {
+		timer := time.NewTimer(time.Duration(j.Spec.TimeLimitS-lead)*time.Second - time.Since(from))
 		defer timer.Stop()
 		warn = timer.C
 	}
@@ -267,6 +304,12 @@ wait:
 		}
 		warn = nil
 		goto wait
+	case sig := <-t.signals:
+		log.Info("signalling the task (scancel --signal)", "signal", sig)
+		if err := h.Signal(sig); err != nil {
+			log.Warn("could not signal the task", "err", err)
+		}
+		goto wait
 	case <-detach:
 		log.Info("agent stopping; rank left running for the next agent")
 		return nil
@@ -276,7 +319,10 @@ wait:
 		log.Info("rank reached its time limit")
 		res.ex, res.err = driver.Stop(context.Background(), h, a.cfg.KillGrace)
 	case <-t.stop:
-		reason, msg = api.TaskEndReason_TASK_END_KILLED, "stopped by the agent (job cancelled or gang ended)"
+		reason, msg = t.stopReason, "stopped by the agent (job cancelled or gang ended)"
+		if reason == api.TaskEndReason_TASK_END_TIMEOUT {
+			msg = fmt.Sprintf("time limit of %s reached", api.FormatSlurmDuration(j.Spec.TimeLimitS))
+		}
 		res.ex, res.err = driver.Stop(context.Background(), h, a.cfg.KillGrace)
 	}
 	ex, werr := res.ex, res.err
@@ -335,6 +381,7 @@ func (a *Agent) recoverTasks() error {
 			started = time.UnixMilli(rec.StartedUnixMs)
 		}
 		t := a.newTask(k, rec.Job, rec.Rank)
+		t.signalsSeen = signalsUnknown
 		a.log.Info("rank recovered", "job_id", k.job, "generation", k.gen, "rank", k.rank, "driver", a.cfg.Driver.Name())
 		a.goFunc(func() {
 			defer a.forgetTask(t)
@@ -346,18 +393,29 @@ func (a *Agent) recoverTasks() error {
 	return nil
 }
 
-// taskID names a rank to the driver: job.generation.rank.
-func taskID(k taskKey) string { return fmt.Sprintf("%d.%d.%d", k.job, k.gen, k.rank) }
+// taskID names a task to the driver: job.generation.rank for a gang's
+// rank, job.generation.sSTEP.task for a step's task.
+func taskID(k taskKey) string {
+	if id, ok := k.stepID(); ok {
+		return fmt.Sprintf("%d.%d.s%s.%d", k.job, k.gen, api.StepName(id), k.rank)
+	}
+	return fmt.Sprintf("%d.%d.%d", k.job, k.gen, k.rank)
+}
 
 // errRootRefused is why a job submitted by root does not start.
 var errRootRefused = errors.New("refusing to run a job as root (uid 0); an admin may allow it with the agent's allow_root setting")
 
-// taskSpec turns a rank into what the driver needs: identity, script,
-// environment and output files.
-func (a *Agent) taskSpec(j *api.Job, r *api.Rank, stdout, stderr string) (driver.TaskSpec, error) {
+// taskSpec turns a rank or step task into what the driver needs:
+// identity, script or command, environment and output files.
+func (a *Agent) taskSpec(t *task) (driver.TaskSpec, error) {
+	j, r, stdout, stderr := t.job, t.rank, t.stdout, t.stderr
+	env := rankEnv(j, r, a.cfg.Name)
+	if t.full != nil {
+		env = a.stepEnv(t)
+	}
 	s := driver.TaskSpec{
-		ID:     taskID(taskKey{j.Id, j.Allocation.Generation, r.Rank}),
-		Env:    rankEnv(j, r, a.cfg.Name),
+		ID:     taskID(t.key),
+		Env:    env,
 		Dir:    workingDir(j),
 		UID:    j.Uid,
 		GID:    j.Gid,
@@ -374,7 +432,17 @@ func (a *Agent) taskSpec(j *api.Job, r *api.Rank, stdout, stderr string) (driver
 			"loom.rank": strconv.FormatUint(uint64(r.Rank), 10), "loom.user": j.User,
 		},
 	}
-	s.TruncateStdout, s.TruncateStderr = truncateOutputs(j, r, stdout, stderr)
+	if id, ok := t.key.stepID(); ok {
+		s.Labels["loom.step"] = api.StepName(id)
+	}
+	s.TruncateStdout, s.TruncateStderr = truncateOutputsOf(j, stdout, stderr, func(o *api.Rank) (string, string) {
+		return a.taskOutputs(taskKey{t.key.job, t.key.gen, o.Rank, t.key.step}, j, o)
+	})
+	if id, ok := t.key.stepID(); ok && id != api.StepBatch && j.Spec.Output == "" {
+		if err := a.prepareStepDir(t.key, j); err != nil {
+			return s, err
+		}
+	}
 	if j.Uid == 0 && !a.cfg.AllowRoot {
 		return s, errRootRefused
 	}
@@ -470,14 +538,19 @@ func supplementaryGroups(name string, primary uint32) []uint32 {
 	return out
 }
 
-// report sends one rank's state until a server takes it, the report turns
-// out stale, or the agent stops. It says whether the servers have decided
-// on the report (taken or refused for good).
-func (a *Agent) report(job, gen uint64, ts *api.TaskStatus) bool {
+// report sends the state of task k until a server takes it, the report
+// turns out stale, or the agent stops. It says whether the servers have
+// decided on the report (taken or refused for good).
+func (a *Agent) report(k taskKey, ts *api.TaskStatus) bool {
+	job := k.job
+	req := &api.TaskUpdateRequest{Node: a.cfg.Name, JobId: k.job, Generation: k.gen, Tasks: []*api.TaskStatus{ts}}
+	if id, ok := k.stepID(); ok {
+		req.Step = &id
+	}
 	b := newBackoff(50*time.Millisecond, 2*time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
-		_, err := a.client.UpdateTasks(ctx, &api.TaskUpdateRequest{Node: a.cfg.Name, JobId: job, Generation: gen, Tasks: []*api.TaskStatus{ts}})
+		_, err := a.client.UpdateTasks(ctx, req)
 		cancel()
 		switch status.Code(err) {
 		case codes.OK:

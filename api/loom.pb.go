@@ -780,12 +780,15 @@ type JobSpec struct {
 	Partition     string                 `protobuf:"bytes,13,opt,name=partition,proto3" json:"partition,omitempty"`
 	Account       string                 `protobuf:"bytes,14,opt,name=account,proto3" json:"account,omitempty"`
 	Qos           string                 `protobuf:"bytes,15,opt,name=qos,proto3" json:"qos,omitempty"`
-	Script        string                 `protobuf:"bytes,16,opt,name=script,proto3" json:"script,omitempty"` // the batch script; every rank runs it
-	Argv          []string               `protobuf:"bytes,17,rep,name=argv,proto3" json:"argv,omitempty"`     // when set, run this instead of a script (srun)
-	Env           map[string]string      `protobuf:"bytes,18,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	WorkingDir    string                 `protobuf:"bytes,19,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
-	Output        string                 `protobuf:"bytes,20,opt,name=output,proto3" json:"output,omitempty"` // patterns %j %x %t %N %A %a %u %%
-	Error         string                 `protobuf:"bytes,21,opt,name=error,proto3" json:"error,omitempty"`
+	// script is the batch script. It runs once, as the batch step on the
+	// allocation's first node, and starts job steps with srun; with
+	// every_rank set every task of the allocation runs it instead.
+	Script     string            `protobuf:"bytes,16,opt,name=script,proto3" json:"script,omitempty"`
+	Argv       []string          `protobuf:"bytes,17,rep,name=argv,proto3" json:"argv,omitempty"` // when set, run this instead of a script (srun)
+	Env        map[string]string `protobuf:"bytes,18,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	WorkingDir string            `protobuf:"bytes,19,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
+	Output     string            `protobuf:"bytes,20,opt,name=output,proto3" json:"output,omitempty"` // patterns %j %x %t %N %A %a %u %%
+	Error      string            `protobuf:"bytes,21,opt,name=error,proto3" json:"error,omitempty"`
 	// requeue: may the job be requeued after a node failure or preemption?
 	// Unset means the default: yes for batch jobs, no for srun's.
 	Requeue *bool `protobuf:"varint,22,opt,name=requeue,proto3,oneof" json:"requeue,omitempty"`
@@ -820,7 +823,20 @@ type JobSpec struct {
 	Exclude []string `protobuf:"bytes,36,rep,name=exclude,proto3" json:"exclude,omitempty"`
 	// nodelist is -w/--nodelist, expanded: the job runs on exactly these
 	// nodes (nodes_min and nodes_max equal their number).
-	Nodelist      []string `protobuf:"bytes,37,rep,name=nodelist,proto3" json:"nodelist,omitempty"`
+	Nodelist []string `protobuf:"bytes,37,rep,name=nodelist,proto3" json:"nodelist,omitempty"`
+	// every_rank is sbatch --every-rank: Loom's pre-steps model, in which
+	// every task of the allocation runs the batch script.
+	EveryRank bool `protobuf:"varint,38,opt,name=every_rank,json=everyRank,proto3" json:"every_rank,omitempty"`
+	// kill_on_bad_exit is srun -K/--kill-on-bad-exit: one task of a step
+	// that fails ends the step's other tasks.
+	KillOnBadExit bool `protobuf:"varint,39,opt,name=kill_on_bad_exit,json=killOnBadExit,proto3" json:"kill_on_bad_exit,omitempty"`
+	// interactive marks a salloc allocation: no script and no command run
+	// on the nodes; the submitter runs its shell on the submit host and
+	// ends the allocation with CompleteAllocation.
+	Interactive bool `protobuf:"varint,40,opt,name=interactive,proto3" json:"interactive,omitempty"`
+	// overlap is srun --overlap: the step shares the CPUs and GPUs that
+	// other steps hold instead of waiting for them.
+	Overlap       bool `protobuf:"varint,41,opt,name=overlap,proto3" json:"overlap,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1112,6 +1128,34 @@ func (x *JobSpec) GetNodelist() []string {
 		return x.Nodelist
 	}
 	return nil
+}
+
+func (x *JobSpec) GetEveryRank() bool {
+	if x != nil {
+		return x.EveryRank
+	}
+	return false
+}
+
+func (x *JobSpec) GetKillOnBadExit() bool {
+	if x != nil {
+		return x.KillOnBadExit
+	}
+	return false
+}
+
+func (x *JobSpec) GetInteractive() bool {
+	if x != nil {
+		return x.Interactive
+	}
+	return false
+}
+
+func (x *JobSpec) GetOverlap() bool {
+	if x != nil {
+		return x.Overlap
+	}
+	return false
 }
 
 // Rank is one task of an allocation and where it runs.
@@ -1464,8 +1508,12 @@ type Job struct {
 	ExpectedStartUnixMs int64                  `protobuf:"varint,20,opt,name=expected_start_unix_ms,json=expectedStartUnixMs,proto3" json:"expected_start_unix_ms,omitempty"` // for pending jobs with a reservation (squeue --start)
 	// array_job_id is the id of the first task of the job's array (Slurm's
 	// %A); 0 for a job that is not part of an array.
-	ArrayJobId    uint64 `protobuf:"varint,21,opt,name=array_job_id,json=arrayJobId,proto3" json:"array_job_id,omitempty"`
-	ArrayTaskId   uint32 `protobuf:"varint,22,opt,name=array_task_id,json=arrayTaskId,proto3" json:"array_task_id,omitempty"` // the task's index (%a)
+	ArrayJobId  uint64 `protobuf:"varint,21,opt,name=array_job_id,json=arrayJobId,proto3" json:"array_job_id,omitempty"`
+	ArrayTaskId uint32 `protobuf:"varint,22,opt,name=array_task_id,json=arrayTaskId,proto3" json:"array_task_id,omitempty"` // the task's index (%a)
+	// steps are the job steps of an allocation: the batch step (the
+	// script) and the steps srun starts inside it, in creation order.
+	Steps         []*Step `protobuf:"bytes,23,rep,name=steps,proto3" json:"steps,omitempty"`
+	NextStepId    uint32  `protobuf:"varint,24,opt,name=next_step_id,json=nextStepId,proto3" json:"next_step_id,omitempty"` // the id the next srun step gets
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1654,6 +1702,171 @@ func (x *Job) GetArrayTaskId() uint32 {
 	return 0
 }
 
+func (x *Job) GetSteps() []*Step {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *Job) GetNextStepId() uint32 {
+	if x != nil {
+		return x.NextStepId
+	}
+	return 0
+}
+
+// Step is one job step: the batch script (id StepBatch, Slurm's
+// 0xfffffffb) or one srun inside the allocation (ids 0, 1, ...). Its
+// tasks are a subset of the job's allocation.
+type Step struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// spec is what srun asked for: argv, env, working_dir, output, error,
+	// the task layout (nodes_min, ntasks, ntasks_per_node, cpus_per_task,
+	// gpus_per_task, nodelist, exclude), overlap and kill_on_bad_exit.
+	Spec   *JobSpec `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	State  JobState `protobuf:"varint,3,opt,name=state,proto3,enum=loom.v1.JobState" json:"state,omitempty"` // PENDING, RUNNING, then how it ended
+	Reason string   `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`                      // why it waits, or why it ended
+	// allocation holds the step's tasks: ranks[i] is task i (SLURM_PROCID),
+	// tasks[i] its status; job_id and generation are the job's.
+	Allocation       *Allocation `protobuf:"bytes,5,opt,name=allocation,proto3" json:"allocation,omitempty"`
+	ExitCode         int32       `protobuf:"varint,6,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	ExitSignal       int32       `protobuf:"varint,7,opt,name=exit_signal,json=exitSignal,proto3" json:"exit_signal,omitempty"`
+	SubmitUnixMs     int64       `protobuf:"varint,8,opt,name=submit_unix_ms,json=submitUnixMs,proto3" json:"submit_unix_ms,omitempty"`
+	StartUnixMs      int64       `protobuf:"varint,9,opt,name=start_unix_ms,json=startUnixMs,proto3" json:"start_unix_ms,omitempty"`
+	EndUnixMs        int64       `protobuf:"varint,10,opt,name=end_unix_ms,json=endUnixMs,proto3" json:"end_unix_ms,omitempty"`
+	IdempotencyToken string      `protobuf:"bytes,11,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"`
+	// signal is the last signal scancel --signal sent the step, and
+	// signal_count how many were sent: an agent delivers signal each time
+	// the count grows.
+	Signal        int32  `protobuf:"varint,12,opt,name=signal,proto3" json:"signal,omitempty"`
+	SignalCount   uint32 `protobuf:"varint,13,opt,name=signal_count,json=signalCount,proto3" json:"signal_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Step) Reset() {
+	*x = Step{}
+	mi := &file_api_loom_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Step) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Step) ProtoMessage() {}
+
+func (x *Step) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Step.ProtoReflect.Descriptor instead.
+func (*Step) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Step) GetId() uint32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Step) GetSpec() *JobSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *Step) GetState() JobState {
+	if x != nil {
+		return x.State
+	}
+	return JobState_JOB_STATE_UNSPECIFIED
+}
+
+func (x *Step) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Step) GetAllocation() *Allocation {
+	if x != nil {
+		return x.Allocation
+	}
+	return nil
+}
+
+func (x *Step) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *Step) GetExitSignal() int32 {
+	if x != nil {
+		return x.ExitSignal
+	}
+	return 0
+}
+
+func (x *Step) GetSubmitUnixMs() int64 {
+	if x != nil {
+		return x.SubmitUnixMs
+	}
+	return 0
+}
+
+func (x *Step) GetStartUnixMs() int64 {
+	if x != nil {
+		return x.StartUnixMs
+	}
+	return 0
+}
+
+func (x *Step) GetEndUnixMs() int64 {
+	if x != nil {
+		return x.EndUnixMs
+	}
+	return 0
+}
+
+func (x *Step) GetIdempotencyToken() string {
+	if x != nil {
+		return x.IdempotencyToken
+	}
+	return ""
+}
+
+func (x *Step) GetSignal() int32 {
+	if x != nil {
+		return x.Signal
+	}
+	return 0
+}
+
+func (x *Step) GetSignalCount() uint32 {
+	if x != nil {
+		return x.SignalCount
+	}
+	return 0
+}
+
 type SubmitRequest struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Spec             *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -1668,7 +1881,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_api_loom_proto_msgTypes[9]
+	mi := &file_api_loom_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1893,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[9]
+	mi := &file_api_loom_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1906,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{9}
+	return file_api_loom_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SubmitRequest) GetSpec() *JobSpec {
@@ -1748,7 +1961,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_api_loom_proto_msgTypes[10]
+	mi := &file_api_loom_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1760,7 +1973,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[10]
+	mi := &file_api_loom_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1773,7 +1986,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{10}
+	return file_api_loom_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SubmitResponse) GetJobId() uint64 {
@@ -1801,7 +2014,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_api_loom_proto_msgTypes[11]
+	mi := &file_api_loom_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +2026,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[11]
+	mi := &file_api_loom_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +2039,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{11}
+	return file_api_loom_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CancelRequest) GetJobIds() []uint64 {
@@ -1860,7 +2073,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_api_loom_proto_msgTypes[12]
+	mi := &file_api_loom_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1872,7 +2085,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[12]
+	mi := &file_api_loom_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1885,7 +2098,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{12}
+	return file_api_loom_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CancelResponse) GetCancelled() []uint64 {
@@ -1914,7 +2127,7 @@ type HoldRequest struct {
 
 func (x *HoldRequest) Reset() {
 	*x = HoldRequest{}
-	mi := &file_api_loom_proto_msgTypes[13]
+	mi := &file_api_loom_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2139,7 @@ func (x *HoldRequest) String() string {
 func (*HoldRequest) ProtoMessage() {}
 
 func (x *HoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[13]
+	mi := &file_api_loom_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2152,7 @@ func (x *HoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldRequest.ProtoReflect.Descriptor instead.
 func (*HoldRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{13}
+	return file_api_loom_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HoldRequest) GetJobIds() []uint64 {
@@ -1980,7 +2193,7 @@ type HoldResponse struct {
 
 func (x *HoldResponse) Reset() {
 	*x = HoldResponse{}
-	mi := &file_api_loom_proto_msgTypes[14]
+	mi := &file_api_loom_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1992,7 +2205,7 @@ func (x *HoldResponse) String() string {
 func (*HoldResponse) ProtoMessage() {}
 
 func (x *HoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[14]
+	mi := &file_api_loom_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2005,7 +2218,7 @@ func (x *HoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldResponse.ProtoReflect.Descriptor instead.
 func (*HoldResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{14}
+	return file_api_loom_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HoldResponse) GetJobIds() []uint64 {
@@ -2033,7 +2246,7 @@ type RequeueRequest struct {
 
 func (x *RequeueRequest) Reset() {
 	*x = RequeueRequest{}
-	mi := &file_api_loom_proto_msgTypes[15]
+	mi := &file_api_loom_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2045,7 +2258,7 @@ func (x *RequeueRequest) String() string {
 func (*RequeueRequest) ProtoMessage() {}
 
 func (x *RequeueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[15]
+	mi := &file_api_loom_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2058,7 +2271,7 @@ func (x *RequeueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeueRequest.ProtoReflect.Descriptor instead.
 func (*RequeueRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{15}
+	return file_api_loom_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RequeueRequest) GetJobIds() []uint64 {
@@ -2092,7 +2305,7 @@ type RequeueResponse struct {
 
 func (x *RequeueResponse) Reset() {
 	*x = RequeueResponse{}
-	mi := &file_api_loom_proto_msgTypes[16]
+	mi := &file_api_loom_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2104,7 +2317,7 @@ func (x *RequeueResponse) String() string {
 func (*RequeueResponse) ProtoMessage() {}
 
 func (x *RequeueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[16]
+	mi := &file_api_loom_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2117,7 +2330,7 @@ func (x *RequeueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeueResponse.ProtoReflect.Descriptor instead.
 func (*RequeueResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{16}
+	return file_api_loom_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RequeueResponse) GetJobIds() []uint64 {
@@ -2145,7 +2358,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_api_loom_proto_msgTypes[17]
+	mi := &file_api_loom_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2157,7 +2370,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[17]
+	mi := &file_api_loom_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2170,7 +2383,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{17}
+	return file_api_loom_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetJobRequest) GetJobId() uint64 {
@@ -2204,7 +2417,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_api_loom_proto_msgTypes[18]
+	mi := &file_api_loom_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2429,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[18]
+	mi := &file_api_loom_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2442,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{18}
+	return file_api_loom_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -2260,7 +2473,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_api_loom_proto_msgTypes[19]
+	mi := &file_api_loom_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2272,7 +2485,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[19]
+	mi := &file_api_loom_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2285,7 +2498,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{19}
+	return file_api_loom_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListJobsRequest) GetAll() bool {
@@ -2340,7 +2553,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_api_loom_proto_msgTypes[20]
+	mi := &file_api_loom_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2352,7 +2565,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[20]
+	mi := &file_api_loom_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2365,7 +2578,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{20}
+	return file_api_loom_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2383,18 +2596,21 @@ func (x *ListJobsResponse) GetIndex() uint64 {
 }
 
 type LogsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	Rank          int32                  `protobuf:"varint,2,opt,name=rank,proto3" json:"rank,omitempty"` // -1: all ranks
-	Follow        bool                   `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
-	Stderr        bool                   `protobuf:"varint,4,opt,name=stderr,proto3" json:"stderr,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	JobId  uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Rank   int32                  `protobuf:"varint,2,opt,name=rank,proto3" json:"rank,omitempty"` // -1: all ranks (or all tasks of the step)
+	Follow bool                   `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
+	Stderr bool                   `protobuf:"varint,4,opt,name=stderr,proto3" json:"stderr,omitempty"`
+	// step selects a job step's output (StepBatch for the batch script);
+	// unset: the batch step of a batch job, the ranks of any other.
+	Step          *uint32 `protobuf:"varint,5,opt,name=step,proto3,oneof" json:"step,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_api_loom_proto_msgTypes[21]
+	mi := &file_api_loom_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2406,7 +2622,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[21]
+	mi := &file_api_loom_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2419,7 +2635,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{21}
+	return file_api_loom_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LogsRequest) GetJobId() uint64 {
@@ -2450,6 +2666,13 @@ func (x *LogsRequest) GetStderr() bool {
 	return false
 }
 
+func (x *LogsRequest) GetStep() uint32 {
+	if x != nil && x.Step != nil {
+		return *x.Step
+	}
+	return 0
+}
+
 type LogChunk struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Rank          uint32                 `protobuf:"varint,1,opt,name=rank,proto3" json:"rank,omitempty"`
@@ -2460,7 +2683,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_api_loom_proto_msgTypes[22]
+	mi := &file_api_loom_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2472,7 +2695,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[22]
+	mi := &file_api_loom_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2485,7 +2708,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{22}
+	return file_api_loom_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LogChunk) GetRank() uint32 {
@@ -2502,6 +2725,384 @@ func (x *LogChunk) GetData() []byte {
 	return nil
 }
 
+type CreateStepRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	JobId            uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Spec             *JobSpec               `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	User             string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	Uid              uint32                 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	IdempotencyToken string                 `protobuf:"bytes,5,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"` // a retry returns the step first created
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *CreateStepRequest) Reset() {
+	*x = CreateStepRequest{}
+	mi := &file_api_loom_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateStepRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateStepRequest) ProtoMessage() {}
+
+func (x *CreateStepRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateStepRequest.ProtoReflect.Descriptor instead.
+func (*CreateStepRequest) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CreateStepRequest) GetJobId() uint64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
+}
+
+func (x *CreateStepRequest) GetSpec() *JobSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *CreateStepRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *CreateStepRequest) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *CreateStepRequest) GetIdempotencyToken() string {
+	if x != nil {
+		return x.IdempotencyToken
+	}
+	return ""
+}
+
+type CreateStepResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	StepId        uint32                 `protobuf:"varint,2,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
+	Index         uint64                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateStepResponse) Reset() {
+	*x = CreateStepResponse{}
+	mi := &file_api_loom_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateStepResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateStepResponse) ProtoMessage() {}
+
+func (x *CreateStepResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateStepResponse.ProtoReflect.Descriptor instead.
+func (*CreateStepResponse) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CreateStepResponse) GetJobId() uint64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
+}
+
+func (x *CreateStepResponse) GetStepId() uint32 {
+	if x != nil {
+		return x.StepId
+	}
+	return 0
+}
+
+func (x *CreateStepResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type CancelStepsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// step_ids names the steps; empty means every step of the job but the
+	// batch step (what scancel --signal reaches by default).
+	StepIds       []uint32 `protobuf:"varint,2,rep,packed,name=step_ids,json=stepIds,proto3" json:"step_ids,omitempty"`
+	Signal        int32    `protobuf:"varint,3,opt,name=signal,proto3" json:"signal,omitempty"` // 0: cancel; else deliver this signal
+	User          string   `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
+	Uid           uint32   `protobuf:"varint,5,opt,name=uid,proto3" json:"uid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelStepsRequest) Reset() {
+	*x = CancelStepsRequest{}
+	mi := &file_api_loom_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelStepsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelStepsRequest) ProtoMessage() {}
+
+func (x *CancelStepsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelStepsRequest.ProtoReflect.Descriptor instead.
+func (*CancelStepsRequest) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CancelStepsRequest) GetJobId() uint64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
+}
+
+func (x *CancelStepsRequest) GetStepIds() []uint32 {
+	if x != nil {
+		return x.StepIds
+	}
+	return nil
+}
+
+func (x *CancelStepsRequest) GetSignal() int32 {
+	if x != nil {
+		return x.Signal
+	}
+	return 0
+}
+
+func (x *CancelStepsRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *CancelStepsRequest) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+type CancelStepsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StepIds       []uint32               `protobuf:"varint,1,rep,packed,name=step_ids,json=stepIds,proto3" json:"step_ids,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelStepsResponse) Reset() {
+	*x = CancelStepsResponse{}
+	mi := &file_api_loom_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelStepsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelStepsResponse) ProtoMessage() {}
+
+func (x *CancelStepsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelStepsResponse.ProtoReflect.Descriptor instead.
+func (*CancelStepsResponse) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *CancelStepsResponse) GetStepIds() []uint32 {
+	if x != nil {
+		return x.StepIds
+	}
+	return nil
+}
+
+func (x *CancelStepsResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type CompleteAllocationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	ExitCode      int32                  `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	User          string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	Uid           uint32                 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteAllocationRequest) Reset() {
+	*x = CompleteAllocationRequest{}
+	mi := &file_api_loom_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteAllocationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteAllocationRequest) ProtoMessage() {}
+
+func (x *CompleteAllocationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteAllocationRequest.ProtoReflect.Descriptor instead.
+func (*CompleteAllocationRequest) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *CompleteAllocationRequest) GetJobId() uint64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
+}
+
+func (x *CompleteAllocationRequest) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *CompleteAllocationRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *CompleteAllocationRequest) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+type CompleteAllocationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteAllocationResponse) Reset() {
+	*x = CompleteAllocationResponse{}
+	mi := &file_api_loom_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteAllocationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteAllocationResponse) ProtoMessage() {}
+
+func (x *CompleteAllocationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteAllocationResponse.ProtoReflect.Descriptor instead.
+func (*CompleteAllocationResponse) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *CompleteAllocationResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type ListNodesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	MinIndex      uint64                 `protobuf:"varint,1,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
@@ -2512,7 +3113,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_api_loom_proto_msgTypes[23]
+	mi := &file_api_loom_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2524,7 +3125,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[23]
+	mi := &file_api_loom_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2537,7 +3138,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{23}
+	return file_api_loom_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListNodesRequest) GetMinIndex() uint64 {
@@ -2568,7 +3169,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_api_loom_proto_msgTypes[24]
+	mi := &file_api_loom_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2580,7 +3181,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[24]
+	mi := &file_api_loom_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2593,7 +3194,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{24}
+	return file_api_loom_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *NodeInfo) GetNode() *Node {
@@ -2648,7 +3249,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_api_loom_proto_msgTypes[25]
+	mi := &file_api_loom_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2660,7 +3261,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[25]
+	mi := &file_api_loom_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2673,7 +3274,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{25}
+	return file_api_loom_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeInfo {
@@ -2699,7 +3300,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_api_loom_proto_msgTypes[26]
+	mi := &file_api_loom_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2711,7 +3312,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[26]
+	mi := &file_api_loom_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2724,7 +3325,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{26}
+	return file_api_loom_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetNodeRequest) GetName() string {
@@ -2744,7 +3345,7 @@ type NodeStateRequest struct {
 
 func (x *NodeStateRequest) Reset() {
 	*x = NodeStateRequest{}
-	mi := &file_api_loom_proto_msgTypes[27]
+	mi := &file_api_loom_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2756,7 +3357,7 @@ func (x *NodeStateRequest) String() string {
 func (*NodeStateRequest) ProtoMessage() {}
 
 func (x *NodeStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[27]
+	mi := &file_api_loom_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2769,7 +3370,7 @@ func (x *NodeStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateRequest.ProtoReflect.Descriptor instead.
 func (*NodeStateRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{27}
+	return file_api_loom_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *NodeStateRequest) GetName() string {
@@ -2795,7 +3396,7 @@ type NodeStateResponse struct {
 
 func (x *NodeStateResponse) Reset() {
 	*x = NodeStateResponse{}
-	mi := &file_api_loom_proto_msgTypes[28]
+	mi := &file_api_loom_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +3408,7 @@ func (x *NodeStateResponse) String() string {
 func (*NodeStateResponse) ProtoMessage() {}
 
 func (x *NodeStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[28]
+	mi := &file_api_loom_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +3421,7 @@ func (x *NodeStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateResponse.ProtoReflect.Descriptor instead.
 func (*NodeStateResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{28}
+	return file_api_loom_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *NodeStateResponse) GetIndex() uint64 {
@@ -2839,7 +3440,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_api_loom_proto_msgTypes[29]
+	mi := &file_api_loom_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2851,7 +3452,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[29]
+	mi := &file_api_loom_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2864,7 +3465,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{29}
+	return file_api_loom_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RegisterRequest) GetNode() *Node {
@@ -2883,7 +3484,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_api_loom_proto_msgTypes[30]
+	mi := &file_api_loom_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2895,7 +3496,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[30]
+	mi := &file_api_loom_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2908,7 +3509,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{30}
+	return file_api_loom_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RegisterResponse) GetIndex() uint64 {
@@ -2927,7 +3528,7 @@ type WatchAllocationsRequest struct {
 
 func (x *WatchAllocationsRequest) Reset() {
 	*x = WatchAllocationsRequest{}
-	mi := &file_api_loom_proto_msgTypes[31]
+	mi := &file_api_loom_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2939,7 +3540,7 @@ func (x *WatchAllocationsRequest) String() string {
 func (*WatchAllocationsRequest) ProtoMessage() {}
 
 func (x *WatchAllocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[31]
+	mi := &file_api_loom_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2952,7 +3553,7 @@ func (x *WatchAllocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchAllocationsRequest.ProtoReflect.Descriptor instead.
 func (*WatchAllocationsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{31}
+	return file_api_loom_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *WatchAllocationsRequest) GetNode() string {
@@ -2975,7 +3576,7 @@ type AllocationUpdate struct {
 
 func (x *AllocationUpdate) Reset() {
 	*x = AllocationUpdate{}
-	mi := &file_api_loom_proto_msgTypes[32]
+	mi := &file_api_loom_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2987,7 +3588,7 @@ func (x *AllocationUpdate) String() string {
 func (*AllocationUpdate) ProtoMessage() {}
 
 func (x *AllocationUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[32]
+	mi := &file_api_loom_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3000,7 +3601,7 @@ func (x *AllocationUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocationUpdate.ProtoReflect.Descriptor instead.
 func (*AllocationUpdate) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{32}
+	return file_api_loom_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AllocationUpdate) GetAllocations() []*AssignedAllocation {
@@ -3028,7 +3629,7 @@ type AssignedAllocation struct {
 
 func (x *AssignedAllocation) Reset() {
 	*x = AssignedAllocation{}
-	mi := &file_api_loom_proto_msgTypes[33]
+	mi := &file_api_loom_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3040,7 +3641,7 @@ func (x *AssignedAllocation) String() string {
 func (*AssignedAllocation) ProtoMessage() {}
 
 func (x *AssignedAllocation) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[33]
+	mi := &file_api_loom_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3053,7 +3654,7 @@ func (x *AssignedAllocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignedAllocation.ProtoReflect.Descriptor instead.
 func (*AssignedAllocation) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{33}
+	return file_api_loom_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AssignedAllocation) GetJob() *Job {
@@ -3075,14 +3676,15 @@ type TaskUpdateRequest struct {
 	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
 	JobId         uint64                 `protobuf:"varint,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	Generation    uint64                 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
-	Tasks         []*TaskStatus          `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Tasks         []*TaskStatus          `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`      // rank is the task's index in the step when step is set
+	Step          *uint32                `protobuf:"varint,5,opt,name=step,proto3,oneof" json:"step,omitempty"` // the tasks are this job step's
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskUpdateRequest) Reset() {
 	*x = TaskUpdateRequest{}
-	mi := &file_api_loom_proto_msgTypes[34]
+	mi := &file_api_loom_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3094,7 +3696,7 @@ func (x *TaskUpdateRequest) String() string {
 func (*TaskUpdateRequest) ProtoMessage() {}
 
 func (x *TaskUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[34]
+	mi := &file_api_loom_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3107,7 +3709,7 @@ func (x *TaskUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskUpdateRequest.ProtoReflect.Descriptor instead.
 func (*TaskUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{34}
+	return file_api_loom_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TaskUpdateRequest) GetNode() string {
@@ -3138,6 +3740,13 @@ func (x *TaskUpdateRequest) GetTasks() []*TaskStatus {
 	return nil
 }
 
+func (x *TaskUpdateRequest) GetStep() uint32 {
+	if x != nil && x.Step != nil {
+		return *x.Step
+	}
+	return 0
+}
+
 type TaskUpdateResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
@@ -3147,7 +3756,7 @@ type TaskUpdateResponse struct {
 
 func (x *TaskUpdateResponse) Reset() {
 	*x = TaskUpdateResponse{}
-	mi := &file_api_loom_proto_msgTypes[35]
+	mi := &file_api_loom_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3159,7 +3768,7 @@ func (x *TaskUpdateResponse) String() string {
 func (*TaskUpdateResponse) ProtoMessage() {}
 
 func (x *TaskUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[35]
+	mi := &file_api_loom_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3172,7 +3781,7 @@ func (x *TaskUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskUpdateResponse.ProtoReflect.Descriptor instead.
 func (*TaskUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{35}
+	return file_api_loom_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TaskUpdateResponse) GetIndex() uint64 {
@@ -3197,7 +3806,7 @@ type ServerInfo struct {
 
 func (x *ServerInfo) Reset() {
 	*x = ServerInfo{}
-	mi := &file_api_loom_proto_msgTypes[36]
+	mi := &file_api_loom_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3209,7 +3818,7 @@ func (x *ServerInfo) String() string {
 func (*ServerInfo) ProtoMessage() {}
 
 func (x *ServerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[36]
+	mi := &file_api_loom_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3222,7 +3831,7 @@ func (x *ServerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerInfo.ProtoReflect.Descriptor instead.
 func (*ServerInfo) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{36}
+	return file_api_loom_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ServerInfo) GetId() string {
@@ -3276,7 +3885,7 @@ type RaftJoinRequest struct {
 
 func (x *RaftJoinRequest) Reset() {
 	*x = RaftJoinRequest{}
-	mi := &file_api_loom_proto_msgTypes[37]
+	mi := &file_api_loom_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3288,7 +3897,7 @@ func (x *RaftJoinRequest) String() string {
 func (*RaftJoinRequest) ProtoMessage() {}
 
 func (x *RaftJoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[37]
+	mi := &file_api_loom_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3301,7 +3910,7 @@ func (x *RaftJoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftJoinRequest.ProtoReflect.Descriptor instead.
 func (*RaftJoinRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{37}
+	return file_api_loom_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RaftJoinRequest) GetServer() *ServerInfo {
@@ -3320,7 +3929,7 @@ type RaftJoinResponse struct {
 
 func (x *RaftJoinResponse) Reset() {
 	*x = RaftJoinResponse{}
-	mi := &file_api_loom_proto_msgTypes[38]
+	mi := &file_api_loom_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3332,7 +3941,7 @@ func (x *RaftJoinResponse) String() string {
 func (*RaftJoinResponse) ProtoMessage() {}
 
 func (x *RaftJoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[38]
+	mi := &file_api_loom_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3345,7 +3954,7 @@ func (x *RaftJoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftJoinResponse.ProtoReflect.Descriptor instead.
 func (*RaftJoinResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{38}
+	return file_api_loom_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RaftJoinResponse) GetIndex() uint64 {
@@ -3363,7 +3972,7 @@ type RaftListPeersRequest struct {
 
 func (x *RaftListPeersRequest) Reset() {
 	*x = RaftListPeersRequest{}
-	mi := &file_api_loom_proto_msgTypes[39]
+	mi := &file_api_loom_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3375,7 +3984,7 @@ func (x *RaftListPeersRequest) String() string {
 func (*RaftListPeersRequest) ProtoMessage() {}
 
 func (x *RaftListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[39]
+	mi := &file_api_loom_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3388,7 +3997,7 @@ func (x *RaftListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftListPeersRequest.ProtoReflect.Descriptor instead.
 func (*RaftListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{39}
+	return file_api_loom_proto_rawDescGZIP(), []int{46}
 }
 
 type RaftListPeersResponse struct {
@@ -3401,7 +4010,7 @@ type RaftListPeersResponse struct {
 
 func (x *RaftListPeersResponse) Reset() {
 	*x = RaftListPeersResponse{}
-	mi := &file_api_loom_proto_msgTypes[40]
+	mi := &file_api_loom_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3413,7 +4022,7 @@ func (x *RaftListPeersResponse) String() string {
 func (*RaftListPeersResponse) ProtoMessage() {}
 
 func (x *RaftListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[40]
+	mi := &file_api_loom_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3426,7 +4035,7 @@ func (x *RaftListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftListPeersResponse.ProtoReflect.Descriptor instead.
 func (*RaftListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{40}
+	return file_api_loom_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RaftListPeersResponse) GetServers() []*ServerInfo {
@@ -3452,7 +4061,7 @@ type RaftRemovePeerRequest struct {
 
 func (x *RaftRemovePeerRequest) Reset() {
 	*x = RaftRemovePeerRequest{}
-	mi := &file_api_loom_proto_msgTypes[41]
+	mi := &file_api_loom_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3464,7 +4073,7 @@ func (x *RaftRemovePeerRequest) String() string {
 func (*RaftRemovePeerRequest) ProtoMessage() {}
 
 func (x *RaftRemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[41]
+	mi := &file_api_loom_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3477,7 +4086,7 @@ func (x *RaftRemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftRemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RaftRemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{41}
+	return file_api_loom_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RaftRemovePeerRequest) GetId() string {
@@ -3496,7 +4105,7 @@ type RaftRemovePeerResponse struct {
 
 func (x *RaftRemovePeerResponse) Reset() {
 	*x = RaftRemovePeerResponse{}
-	mi := &file_api_loom_proto_msgTypes[42]
+	mi := &file_api_loom_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3508,7 +4117,7 @@ func (x *RaftRemovePeerResponse) String() string {
 func (*RaftRemovePeerResponse) ProtoMessage() {}
 
 func (x *RaftRemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[42]
+	mi := &file_api_loom_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3521,7 +4130,7 @@ func (x *RaftRemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftRemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RaftRemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{42}
+	return file_api_loom_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RaftRemovePeerResponse) GetIndex() uint64 {
@@ -3539,7 +4148,7 @@ type ServerStatusRequest struct {
 
 func (x *ServerStatusRequest) Reset() {
 	*x = ServerStatusRequest{}
-	mi := &file_api_loom_proto_msgTypes[43]
+	mi := &file_api_loom_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3551,7 +4160,7 @@ func (x *ServerStatusRequest) String() string {
 func (*ServerStatusRequest) ProtoMessage() {}
 
 func (x *ServerStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[43]
+	mi := &file_api_loom_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3564,7 +4173,7 @@ func (x *ServerStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerStatusRequest.ProtoReflect.Descriptor instead.
 func (*ServerStatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{43}
+	return file_api_loom_proto_rawDescGZIP(), []int{50}
 }
 
 type ServerStatusResponse struct {
@@ -3581,7 +4190,7 @@ type ServerStatusResponse struct {
 
 func (x *ServerStatusResponse) Reset() {
 	*x = ServerStatusResponse{}
-	mi := &file_api_loom_proto_msgTypes[44]
+	mi := &file_api_loom_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3593,7 +4202,7 @@ func (x *ServerStatusResponse) String() string {
 func (*ServerStatusResponse) ProtoMessage() {}
 
 func (x *ServerStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[44]
+	mi := &file_api_loom_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3606,7 +4215,7 @@ func (x *ServerStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerStatusResponse.ProtoReflect.Descriptor instead.
 func (*ServerStatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{44}
+	return file_api_loom_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ServerStatusResponse) GetServer() *ServerInfo {
@@ -3658,13 +4267,14 @@ type TaskLogsRequest struct {
 	Ranks         []uint32               `protobuf:"varint,3,rep,packed,name=ranks,proto3" json:"ranks,omitempty"`
 	Follow        bool                   `protobuf:"varint,4,opt,name=follow,proto3" json:"follow,omitempty"`
 	Stderr        bool                   `protobuf:"varint,5,opt,name=stderr,proto3" json:"stderr,omitempty"`
+	Step          *uint32                `protobuf:"varint,6,opt,name=step,proto3,oneof" json:"step,omitempty"` // ranks are this step's tasks
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_api_loom_proto_msgTypes[45]
+	mi := &file_api_loom_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3676,7 +4286,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[45]
+	mi := &file_api_loom_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3689,7 +4299,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{45}
+	return file_api_loom_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *TaskLogsRequest) GetJobId() uint64 {
@@ -3727,6 +4337,13 @@ func (x *TaskLogsRequest) GetStderr() bool {
 	return false
 }
 
+func (x *TaskLogsRequest) GetStep() uint32 {
+	if x != nil && x.Step != nil {
+		return *x.Step
+	}
+	return 0
+}
+
 type SubmitJobCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Request       *SubmitRequest         `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
@@ -3737,7 +4354,7 @@ type SubmitJobCommand struct {
 
 func (x *SubmitJobCommand) Reset() {
 	*x = SubmitJobCommand{}
-	mi := &file_api_loom_proto_msgTypes[46]
+	mi := &file_api_loom_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3749,7 +4366,7 @@ func (x *SubmitJobCommand) String() string {
 func (*SubmitJobCommand) ProtoMessage() {}
 
 func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[46]
+	mi := &file_api_loom_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3762,7 +4379,7 @@ func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{46}
+	return file_api_loom_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *SubmitJobCommand) GetRequest() *SubmitRequest {
@@ -3791,7 +4408,7 @@ type SubmitJobsCommand struct {
 
 func (x *SubmitJobsCommand) Reset() {
 	*x = SubmitJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[47]
+	mi := &file_api_loom_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3803,7 +4420,7 @@ func (x *SubmitJobsCommand) String() string {
 func (*SubmitJobsCommand) ProtoMessage() {}
 
 func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[47]
+	mi := &file_api_loom_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3816,7 +4433,7 @@ func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobsCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{47}
+	return file_api_loom_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *SubmitJobsCommand) GetRequests() []*SubmitRequest {
@@ -3843,7 +4460,7 @@ type CancelJobsCommand struct {
 
 func (x *CancelJobsCommand) Reset() {
 	*x = CancelJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[48]
+	mi := &file_api_loom_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3855,7 +4472,7 @@ func (x *CancelJobsCommand) String() string {
 func (*CancelJobsCommand) ProtoMessage() {}
 
 func (x *CancelJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[48]
+	mi := &file_api_loom_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3868,7 +4485,7 @@ func (x *CancelJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobsCommand.ProtoReflect.Descriptor instead.
 func (*CancelJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{48}
+	return file_api_loom_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *CancelJobsCommand) GetRequest() *CancelRequest {
@@ -3896,7 +4513,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_api_loom_proto_msgTypes[49]
+	mi := &file_api_loom_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3908,7 +4525,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[49]
+	mi := &file_api_loom_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3921,7 +4538,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{49}
+	return file_api_loom_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Placement) GetJobId() uint64 {
@@ -3950,7 +4567,7 @@ type PendingReason struct {
 
 func (x *PendingReason) Reset() {
 	*x = PendingReason{}
-	mi := &file_api_loom_proto_msgTypes[50]
+	mi := &file_api_loom_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3962,7 +4579,7 @@ func (x *PendingReason) String() string {
 func (*PendingReason) ProtoMessage() {}
 
 func (x *PendingReason) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[50]
+	mi := &file_api_loom_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3975,7 +4592,7 @@ func (x *PendingReason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingReason.ProtoReflect.Descriptor instead.
 func (*PendingReason) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{50}
+	return file_api_loom_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *PendingReason) GetJobId() uint64 {
@@ -4012,7 +4629,7 @@ type Preemption struct {
 
 func (x *Preemption) Reset() {
 	*x = Preemption{}
-	mi := &file_api_loom_proto_msgTypes[51]
+	mi := &file_api_loom_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4024,7 +4641,7 @@ func (x *Preemption) String() string {
 func (*Preemption) ProtoMessage() {}
 
 func (x *Preemption) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[51]
+	mi := &file_api_loom_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4037,7 +4654,7 @@ func (x *Preemption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Preemption.ProtoReflect.Descriptor instead.
 func (*Preemption) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{51}
+	return file_api_loom_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Preemption) GetJobId() uint64 {
@@ -4068,7 +4685,7 @@ type PlanCommand struct {
 
 func (x *PlanCommand) Reset() {
 	*x = PlanCommand{}
-	mi := &file_api_loom_proto_msgTypes[52]
+	mi := &file_api_loom_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4080,7 +4697,7 @@ func (x *PlanCommand) String() string {
 func (*PlanCommand) ProtoMessage() {}
 
 func (x *PlanCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[52]
+	mi := &file_api_loom_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4093,7 +4710,7 @@ func (x *PlanCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanCommand.ProtoReflect.Descriptor instead.
 func (*PlanCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{52}
+	return file_api_loom_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *PlanCommand) GetPlacements() []*Placement {
@@ -4145,7 +4762,7 @@ type HoldJobsCommand struct {
 
 func (x *HoldJobsCommand) Reset() {
 	*x = HoldJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[53]
+	mi := &file_api_loom_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4157,7 +4774,7 @@ func (x *HoldJobsCommand) String() string {
 func (*HoldJobsCommand) ProtoMessage() {}
 
 func (x *HoldJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[53]
+	mi := &file_api_loom_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4170,7 +4787,7 @@ func (x *HoldJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldJobsCommand.ProtoReflect.Descriptor instead.
 func (*HoldJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{53}
+	return file_api_loom_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *HoldJobsCommand) GetJobIds() []uint64 {
@@ -4214,7 +4831,7 @@ type RequeueJobsCommand struct {
 
 func (x *RequeueJobsCommand) Reset() {
 	*x = RequeueJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[54]
+	mi := &file_api_loom_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4226,7 +4843,7 @@ func (x *RequeueJobsCommand) String() string {
 func (*RequeueJobsCommand) ProtoMessage() {}
 
 func (x *RequeueJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[54]
+	mi := &file_api_loom_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4239,7 +4856,7 @@ func (x *RequeueJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeueJobsCommand.ProtoReflect.Descriptor instead.
 func (*RequeueJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{54}
+	return file_api_loom_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RequeueJobsCommand) GetJobIds() []uint64 {
@@ -4263,6 +4880,162 @@ func (x *RequeueJobsCommand) GetNowUnixMs() int64 {
 	return 0
 }
 
+type CreateStepCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Request       *CreateStepRequest     `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	NowUnixMs     int64                  `protobuf:"varint,2,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateStepCommand) Reset() {
+	*x = CreateStepCommand{}
+	mi := &file_api_loom_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateStepCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateStepCommand) ProtoMessage() {}
+
+func (x *CreateStepCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateStepCommand.ProtoReflect.Descriptor instead.
+func (*CreateStepCommand) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *CreateStepCommand) GetRequest() *CreateStepRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *CreateStepCommand) GetNowUnixMs() int64 {
+	if x != nil {
+		return x.NowUnixMs
+	}
+	return 0
+}
+
+type CancelStepsCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Request       *CancelStepsRequest    `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	NowUnixMs     int64                  `protobuf:"varint,2,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelStepsCommand) Reset() {
+	*x = CancelStepsCommand{}
+	mi := &file_api_loom_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelStepsCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelStepsCommand) ProtoMessage() {}
+
+func (x *CancelStepsCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelStepsCommand.ProtoReflect.Descriptor instead.
+func (*CancelStepsCommand) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *CancelStepsCommand) GetRequest() *CancelStepsRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *CancelStepsCommand) GetNowUnixMs() int64 {
+	if x != nil {
+		return x.NowUnixMs
+	}
+	return 0
+}
+
+type CompleteAllocationCommand struct {
+	state         protoimpl.MessageState     `protogen:"open.v1"`
+	Request       *CompleteAllocationRequest `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	NowUnixMs     int64                      `protobuf:"varint,2,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteAllocationCommand) Reset() {
+	*x = CompleteAllocationCommand{}
+	mi := &file_api_loom_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteAllocationCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteAllocationCommand) ProtoMessage() {}
+
+func (x *CompleteAllocationCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteAllocationCommand.ProtoReflect.Descriptor instead.
+func (*CompleteAllocationCommand) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *CompleteAllocationCommand) GetRequest() *CompleteAllocationRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *CompleteAllocationCommand) GetNowUnixMs() int64 {
+	if x != nil {
+		return x.NowUnixMs
+	}
+	return 0
+}
+
 type UpdateTasksCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Request       *TaskUpdateRequest     `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
@@ -4273,7 +5046,7 @@ type UpdateTasksCommand struct {
 
 func (x *UpdateTasksCommand) Reset() {
 	*x = UpdateTasksCommand{}
-	mi := &file_api_loom_proto_msgTypes[55]
+	mi := &file_api_loom_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4285,7 +5058,7 @@ func (x *UpdateTasksCommand) String() string {
 func (*UpdateTasksCommand) ProtoMessage() {}
 
 func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[55]
+	mi := &file_api_loom_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4298,7 +5071,7 @@ func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTasksCommand.ProtoReflect.Descriptor instead.
 func (*UpdateTasksCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{55}
+	return file_api_loom_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *UpdateTasksCommand) GetRequest() *TaskUpdateRequest {
@@ -4325,7 +5098,7 @@ type RegisterNodeCommand struct {
 
 func (x *RegisterNodeCommand) Reset() {
 	*x = RegisterNodeCommand{}
-	mi := &file_api_loom_proto_msgTypes[56]
+	mi := &file_api_loom_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4337,7 +5110,7 @@ func (x *RegisterNodeCommand) String() string {
 func (*RegisterNodeCommand) ProtoMessage() {}
 
 func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[56]
+	mi := &file_api_loom_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4350,7 +5123,7 @@ func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeCommand.ProtoReflect.Descriptor instead.
 func (*RegisterNodeCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{56}
+	return file_api_loom_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RegisterNodeCommand) GetNode() *Node {
@@ -4379,7 +5152,7 @@ type NodeStateCommand struct {
 
 func (x *NodeStateCommand) Reset() {
 	*x = NodeStateCommand{}
-	mi := &file_api_loom_proto_msgTypes[57]
+	mi := &file_api_loom_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4391,7 +5164,7 @@ func (x *NodeStateCommand) String() string {
 func (*NodeStateCommand) ProtoMessage() {}
 
 func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[57]
+	mi := &file_api_loom_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4404,7 +5177,7 @@ func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateCommand.ProtoReflect.Descriptor instead.
 func (*NodeStateCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{57}
+	return file_api_loom_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *NodeStateCommand) GetName() string {
@@ -4447,7 +5220,7 @@ type ServerMembershipCommand struct {
 
 func (x *ServerMembershipCommand) Reset() {
 	*x = ServerMembershipCommand{}
-	mi := &file_api_loom_proto_msgTypes[58]
+	mi := &file_api_loom_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4459,7 +5232,7 @@ func (x *ServerMembershipCommand) String() string {
 func (*ServerMembershipCommand) ProtoMessage() {}
 
 func (x *ServerMembershipCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[58]
+	mi := &file_api_loom_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4472,7 +5245,7 @@ func (x *ServerMembershipCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMembershipCommand.ProtoReflect.Descriptor instead.
 func (*ServerMembershipCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{58}
+	return file_api_loom_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ServerMembershipCommand) GetServer() *ServerInfo {
@@ -4503,7 +5276,7 @@ type StateSnapshot struct {
 
 func (x *StateSnapshot) Reset() {
 	*x = StateSnapshot{}
-	mi := &file_api_loom_proto_msgTypes[59]
+	mi := &file_api_loom_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4515,7 +5288,7 @@ func (x *StateSnapshot) String() string {
 func (*StateSnapshot) ProtoMessage() {}
 
 func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[59]
+	mi := &file_api_loom_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4528,7 +5301,7 @@ func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateSnapshot.ProtoReflect.Descriptor instead.
 func (*StateSnapshot) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{59}
+	return file_api_loom_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *StateSnapshot) GetIndex() uint64 {
@@ -4616,7 +5389,8 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x0fmetrics_address\x18\x13 \x01(\tR\x0emetricsAddress\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x86\t\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8a\n" +
+	"\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tnodes_min\x18\x02 \x01(\rR\bnodesMin\x12\x1b\n" +
@@ -4659,7 +5433,12 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x06signal\x18\" \x01(\tR\x06signal\x12\x1b\n" +
 	"\topen_mode\x18# \x01(\tR\bopenMode\x12\x18\n" +
 	"\aexclude\x18$ \x03(\tR\aexclude\x12\x1a\n" +
-	"\bnodelist\x18% \x03(\tR\bnodelist\x1a6\n" +
+	"\bnodelist\x18% \x03(\tR\bnodelist\x12\x1d\n" +
+	"\n" +
+	"every_rank\x18& \x01(\bR\teveryRank\x12'\n" +
+	"\x10kill_on_bad_exit\x18' \x01(\bR\rkillOnBadExit\x12 \n" +
+	"\vinteractive\x18( \x01(\bR\vinteractive\x12\x18\n" +
+	"\aoverlap\x18) \x01(\bR\aoverlap\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\n" +
@@ -4707,7 +5486,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\vmaster_port\x18\x06 \x01(\rR\n" +
 	"masterPort\x12)\n" +
 	"\x05tasks\x18\a \x03(\v2\x13.loom.v1.TaskStatusR\x05tasks\x12&\n" +
-	"\x0fcreated_unix_ms\x18\b \x01(\x03R\rcreatedUnixMs\"\xe1\x05\n" +
+	"\x0fcreated_unix_ms\x18\b \x01(\x03R\rcreatedUnixMs\"\xa8\x06\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12$\n" +
 	"\x04spec\x18\x02 \x01(\v2\x10.loom.v1.JobSpecR\x04spec\x12\x12\n" +
@@ -4736,7 +5515,28 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x16expected_start_unix_ms\x18\x14 \x01(\x03R\x13expectedStartUnixMs\x12 \n" +
 	"\farray_job_id\x18\x15 \x01(\x04R\n" +
 	"arrayJobId\x12\"\n" +
-	"\rarray_task_id\x18\x16 \x01(\rR\varrayTaskId\"\xbb\x01\n" +
+	"\rarray_task_id\x18\x16 \x01(\rR\varrayTaskId\x12#\n" +
+	"\x05steps\x18\x17 \x03(\v2\r.loom.v1.StepR\x05steps\x12 \n" +
+	"\fnext_step_id\x18\x18 \x01(\rR\n" +
+	"nextStepId\"\xc2\x03\n" +
+	"\x04Step\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\rR\x02id\x12$\n" +
+	"\x04spec\x18\x02 \x01(\v2\x10.loom.v1.JobSpecR\x04spec\x12'\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x11.loom.v1.JobStateR\x05state\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x123\n" +
+	"\n" +
+	"allocation\x18\x05 \x01(\v2\x13.loom.v1.AllocationR\n" +
+	"allocation\x12\x1b\n" +
+	"\texit_code\x18\x06 \x01(\x05R\bexitCode\x12\x1f\n" +
+	"\vexit_signal\x18\a \x01(\x05R\n" +
+	"exitSignal\x12$\n" +
+	"\x0esubmit_unix_ms\x18\b \x01(\x03R\fsubmitUnixMs\x12\"\n" +
+	"\rstart_unix_ms\x18\t \x01(\x03R\vstartUnixMs\x12\x1e\n" +
+	"\vend_unix_ms\x18\n" +
+	" \x01(\x03R\tendUnixMs\x12+\n" +
+	"\x11idempotency_token\x18\v \x01(\tR\x10idempotencyToken\x12\x16\n" +
+	"\x06signal\x18\f \x01(\x05R\x06signal\x12!\n" +
+	"\fsignal_count\x18\r \x01(\rR\vsignalCount\"\xbb\x01\n" +
 	"\rSubmitRequest\x12$\n" +
 	"\x04spec\x18\x01 \x01(\v2\x10.loom.v1.JobSpecR\x04spec\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x10\n" +
@@ -4790,15 +5590,43 @@ const file_api_loom_proto_rawDesc = "" +
 	"consistent\"J\n" +
 	"\x10ListJobsResponse\x12 \n" +
 	"\x04jobs\x18\x01 \x03(\v2\f.loom.v1.JobR\x04jobs\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"h\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x8a\x01\n" +
 	"\vLogsRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x12\n" +
 	"\x04rank\x18\x02 \x01(\x05R\x04rank\x12\x16\n" +
 	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x16\n" +
-	"\x06stderr\x18\x04 \x01(\bR\x06stderr\"2\n" +
+	"\x06stderr\x18\x04 \x01(\bR\x06stderr\x12\x17\n" +
+	"\x04step\x18\x05 \x01(\rH\x00R\x04step\x88\x01\x01B\a\n" +
+	"\x05_step\"2\n" +
 	"\bLogChunk\x12\x12\n" +
 	"\x04rank\x18\x01 \x01(\rR\x04rank\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"O\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xa3\x01\n" +
+	"\x11CreateStepRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12$\n" +
+	"\x04spec\x18\x02 \x01(\v2\x10.loom.v1.JobSpecR\x04spec\x12\x12\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\x12\x10\n" +
+	"\x03uid\x18\x04 \x01(\rR\x03uid\x12+\n" +
+	"\x11idempotency_token\x18\x05 \x01(\tR\x10idempotencyToken\"Z\n" +
+	"\x12CreateStepResponse\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x17\n" +
+	"\astep_id\x18\x02 \x01(\rR\x06stepId\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\"\x84\x01\n" +
+	"\x12CancelStepsRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x19\n" +
+	"\bstep_ids\x18\x02 \x03(\rR\astepIds\x12\x16\n" +
+	"\x06signal\x18\x03 \x01(\x05R\x06signal\x12\x12\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\x12\x10\n" +
+	"\x03uid\x18\x05 \x01(\rR\x03uid\"F\n" +
+	"\x13CancelStepsResponse\x12\x19\n" +
+	"\bstep_ids\x18\x01 \x03(\rR\astepIds\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"u\n" +
+	"\x19CompleteAllocationRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x1b\n" +
+	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x12\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\x12\x10\n" +
+	"\x03uid\x18\x04 \x01(\rR\x03uid\"2\n" +
+	"\x1aCompleteAllocationResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"O\n" +
 	"\x10ListNodesRequest\x12\x1b\n" +
 	"\tmin_index\x18\x01 \x01(\x04R\bminIndex\x12\x1e\n" +
 	"\n" +
@@ -4832,14 +5660,16 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"H\n" +
 	"\x12AssignedAllocation\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.loom.v1.JobR\x03job\x12\x12\n" +
-	"\x04stop\x18\x02 \x01(\bR\x04stop\"\x89\x01\n" +
+	"\x04stop\x18\x02 \x01(\bR\x04stop\"\xab\x01\n" +
 	"\x11TaskUpdateRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\x04R\x05jobId\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x03 \x01(\x04R\n" +
 	"generation\x12)\n" +
-	"\x05tasks\x18\x04 \x03(\v2\x13.loom.v1.TaskStatusR\x05tasks\"*\n" +
+	"\x05tasks\x18\x04 \x03(\v2\x13.loom.v1.TaskStatusR\x05tasks\x12\x17\n" +
+	"\x04step\x18\x05 \x01(\rH\x00R\x04step\x88\x01\x01B\a\n" +
+	"\x05_step\"*\n" +
 	"\x12TaskUpdateResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"\xa5\x01\n" +
 	"\n" +
@@ -4870,7 +5700,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\x12\x12\n" +
 	"\x04term\x18\x05 \x01(\x04R\x04term\x12\x1d\n" +
 	"\n" +
-	"state_hash\x18\x06 \x01(\tR\tstateHash\"\x8e\x01\n" +
+	"state_hash\x18\x06 \x01(\tR\tstateHash\"\xb0\x01\n" +
 	"\x0fTaskLogsRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x1e\n" +
 	"\n" +
@@ -4878,7 +5708,9 @@ const file_api_loom_proto_rawDesc = "" +
 	"generation\x12\x14\n" +
 	"\x05ranks\x18\x03 \x03(\rR\x05ranks\x12\x16\n" +
 	"\x06follow\x18\x04 \x01(\bR\x06follow\x12\x16\n" +
-	"\x06stderr\x18\x05 \x01(\bR\x06stderr\"d\n" +
+	"\x06stderr\x18\x05 \x01(\bR\x06stderr\x12\x17\n" +
+	"\x04step\x18\x06 \x01(\rH\x00R\x04step\x88\x01\x01B\a\n" +
+	"\x05_step\"d\n" +
 	"\x10SubmitJobCommand\x120\n" +
 	"\arequest\x18\x01 \x01(\v2\x16.loom.v1.SubmitRequestR\arequest\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"g\n" +
@@ -4918,7 +5750,16 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x12RequeueJobsCommand\x12\x17\n" +
 	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\rR\x03uid\x12\x1e\n" +
-	"\vnow_unix_ms\x18\x03 \x01(\x03R\tnowUnixMs\"j\n" +
+	"\vnow_unix_ms\x18\x03 \x01(\x03R\tnowUnixMs\"i\n" +
+	"\x11CreateStepCommand\x124\n" +
+	"\arequest\x18\x01 \x01(\v2\x1a.loom.v1.CreateStepRequestR\arequest\x12\x1e\n" +
+	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"k\n" +
+	"\x12CancelStepsCommand\x125\n" +
+	"\arequest\x18\x01 \x01(\v2\x1b.loom.v1.CancelStepsRequestR\arequest\x12\x1e\n" +
+	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"y\n" +
+	"\x19CompleteAllocationCommand\x12<\n" +
+	"\arequest\x18\x01 \x01(\v2\".loom.v1.CompleteAllocationRequestR\arequest\x12\x1e\n" +
+	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"j\n" +
 	"\x12UpdateTasksCommand\x124\n" +
 	"\arequest\x18\x01 \x01(\v2\x1a.loom.v1.TaskUpdateRequestR\arequest\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"X\n" +
@@ -4984,7 +5825,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bLINK_PXB\x10\x04\x12\f\n" +
 	"\bLINK_PIX\x10\x05\x12\v\n" +
 	"\aLINK_NV\x10\x06\x12\r\n" +
-	"\tLINK_SELF\x10\a2\xaa\x03\n" +
+	"\tLINK_SELF\x10\a2\x9a\x05\n" +
 	"\n" +
 	"JobService\x129\n" +
 	"\x06Submit\x12\x16.loom.v1.SubmitRequest\x1a\x17.loom.v1.SubmitResponse\x129\n" +
@@ -4994,7 +5835,11 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x06GetJob\x12\x16.loom.v1.GetJobRequest\x1a\x17.loom.v1.GetJobResponse\x12?\n" +
 	"\bListJobs\x12\x18.loom.v1.ListJobsRequest\x1a\x19.loom.v1.ListJobsResponse\x127\n" +
 	"\n" +
-	"StreamLogs\x12\x14.loom.v1.LogsRequest\x1a\x11.loom.v1.LogChunk0\x012\x91\x02\n" +
+	"StreamLogs\x12\x14.loom.v1.LogsRequest\x1a\x11.loom.v1.LogChunk0\x01\x12E\n" +
+	"\n" +
+	"CreateStep\x12\x1a.loom.v1.CreateStepRequest\x1a\x1b.loom.v1.CreateStepResponse\x12H\n" +
+	"\vCancelSteps\x12\x1b.loom.v1.CancelStepsRequest\x1a\x1c.loom.v1.CancelStepsResponse\x12]\n" +
+	"\x12CompleteAllocation\x12\".loom.v1.CompleteAllocationRequest\x1a#.loom.v1.CompleteAllocationResponse2\x91\x02\n" +
 	"\vNodeService\x12B\n" +
 	"\tListNodes\x12\x19.loom.v1.ListNodesRequest\x1a\x1a.loom.v1.ListNodesResponse\x125\n" +
 	"\aGetNode\x12\x17.loom.v1.GetNodeRequest\x1a\x11.loom.v1.NodeInfo\x12B\n" +
@@ -5026,84 +5871,94 @@ func file_api_loom_proto_rawDescGZIP() []byte {
 }
 
 var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_api_loom_proto_goTypes = []any{
-	(JobState)(0),                   // 0: loom.v1.JobState
-	(NodeState)(0),                  // 1: loom.v1.NodeState
-	(TaskState)(0),                  // 2: loom.v1.TaskState
-	(TaskEndReason)(0),              // 3: loom.v1.TaskEndReason
-	(LinkType)(0),                   // 4: loom.v1.LinkType
-	(*Link)(nil),                    // 5: loom.v1.Link
-	(*GPU)(nil),                     // 6: loom.v1.GPU
-	(*Topology)(nil),                // 7: loom.v1.Topology
-	(*Node)(nil),                    // 8: loom.v1.Node
-	(*JobSpec)(nil),                 // 9: loom.v1.JobSpec
-	(*Rank)(nil),                    // 10: loom.v1.Rank
-	(*TaskStatus)(nil),              // 11: loom.v1.TaskStatus
-	(*Allocation)(nil),              // 12: loom.v1.Allocation
-	(*Job)(nil),                     // 13: loom.v1.Job
-	(*SubmitRequest)(nil),           // 14: loom.v1.SubmitRequest
-	(*SubmitResponse)(nil),          // 15: loom.v1.SubmitResponse
-	(*CancelRequest)(nil),           // 16: loom.v1.CancelRequest
-	(*CancelResponse)(nil),          // 17: loom.v1.CancelResponse
-	(*HoldRequest)(nil),             // 18: loom.v1.HoldRequest
-	(*HoldResponse)(nil),            // 19: loom.v1.HoldResponse
-	(*RequeueRequest)(nil),          // 20: loom.v1.RequeueRequest
-	(*RequeueResponse)(nil),         // 21: loom.v1.RequeueResponse
-	(*GetJobRequest)(nil),           // 22: loom.v1.GetJobRequest
-	(*GetJobResponse)(nil),          // 23: loom.v1.GetJobResponse
-	(*ListJobsRequest)(nil),         // 24: loom.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),        // 25: loom.v1.ListJobsResponse
-	(*LogsRequest)(nil),             // 26: loom.v1.LogsRequest
-	(*LogChunk)(nil),                // 27: loom.v1.LogChunk
-	(*ListNodesRequest)(nil),        // 28: loom.v1.ListNodesRequest
-	(*NodeInfo)(nil),                // 29: loom.v1.NodeInfo
-	(*ListNodesResponse)(nil),       // 30: loom.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),          // 31: loom.v1.GetNodeRequest
-	(*NodeStateRequest)(nil),        // 32: loom.v1.NodeStateRequest
-	(*NodeStateResponse)(nil),       // 33: loom.v1.NodeStateResponse
-	(*RegisterRequest)(nil),         // 34: loom.v1.RegisterRequest
-	(*RegisterResponse)(nil),        // 35: loom.v1.RegisterResponse
-	(*WatchAllocationsRequest)(nil), // 36: loom.v1.WatchAllocationsRequest
-	(*AllocationUpdate)(nil),        // 37: loom.v1.AllocationUpdate
-	(*AssignedAllocation)(nil),      // 38: loom.v1.AssignedAllocation
-	(*TaskUpdateRequest)(nil),       // 39: loom.v1.TaskUpdateRequest
-	(*TaskUpdateResponse)(nil),      // 40: loom.v1.TaskUpdateResponse
-	(*ServerInfo)(nil),              // 41: loom.v1.ServerInfo
-	(*RaftJoinRequest)(nil),         // 42: loom.v1.RaftJoinRequest
-	(*RaftJoinResponse)(nil),        // 43: loom.v1.RaftJoinResponse
-	(*RaftListPeersRequest)(nil),    // 44: loom.v1.RaftListPeersRequest
-	(*RaftListPeersResponse)(nil),   // 45: loom.v1.RaftListPeersResponse
-	(*RaftRemovePeerRequest)(nil),   // 46: loom.v1.RaftRemovePeerRequest
-	(*RaftRemovePeerResponse)(nil),  // 47: loom.v1.RaftRemovePeerResponse
-	(*ServerStatusRequest)(nil),     // 48: loom.v1.ServerStatusRequest
-	(*ServerStatusResponse)(nil),    // 49: loom.v1.ServerStatusResponse
-	(*TaskLogsRequest)(nil),         // 50: loom.v1.TaskLogsRequest
-	(*SubmitJobCommand)(nil),        // 51: loom.v1.SubmitJobCommand
-	(*SubmitJobsCommand)(nil),       // 52: loom.v1.SubmitJobsCommand
-	(*CancelJobsCommand)(nil),       // 53: loom.v1.CancelJobsCommand
-	(*Placement)(nil),               // 54: loom.v1.Placement
-	(*PendingReason)(nil),           // 55: loom.v1.PendingReason
-	(*Preemption)(nil),              // 56: loom.v1.Preemption
-	(*PlanCommand)(nil),             // 57: loom.v1.PlanCommand
-	(*HoldJobsCommand)(nil),         // 58: loom.v1.HoldJobsCommand
-	(*RequeueJobsCommand)(nil),      // 59: loom.v1.RequeueJobsCommand
-	(*UpdateTasksCommand)(nil),      // 60: loom.v1.UpdateTasksCommand
-	(*RegisterNodeCommand)(nil),     // 61: loom.v1.RegisterNodeCommand
-	(*NodeStateCommand)(nil),        // 62: loom.v1.NodeStateCommand
-	(*ServerMembershipCommand)(nil), // 63: loom.v1.ServerMembershipCommand
-	(*StateSnapshot)(nil),           // 64: loom.v1.StateSnapshot
-	nil,                             // 65: loom.v1.Node.LabelsEntry
-	nil,                             // 66: loom.v1.JobSpec.EnvEntry
+	(JobState)(0),                      // 0: loom.v1.JobState
+	(NodeState)(0),                     // 1: loom.v1.NodeState
+	(TaskState)(0),                     // 2: loom.v1.TaskState
+	(TaskEndReason)(0),                 // 3: loom.v1.TaskEndReason
+	(LinkType)(0),                      // 4: loom.v1.LinkType
+	(*Link)(nil),                       // 5: loom.v1.Link
+	(*GPU)(nil),                        // 6: loom.v1.GPU
+	(*Topology)(nil),                   // 7: loom.v1.Topology
+	(*Node)(nil),                       // 8: loom.v1.Node
+	(*JobSpec)(nil),                    // 9: loom.v1.JobSpec
+	(*Rank)(nil),                       // 10: loom.v1.Rank
+	(*TaskStatus)(nil),                 // 11: loom.v1.TaskStatus
+	(*Allocation)(nil),                 // 12: loom.v1.Allocation
+	(*Job)(nil),                        // 13: loom.v1.Job
+	(*Step)(nil),                       // 14: loom.v1.Step
+	(*SubmitRequest)(nil),              // 15: loom.v1.SubmitRequest
+	(*SubmitResponse)(nil),             // 16: loom.v1.SubmitResponse
+	(*CancelRequest)(nil),              // 17: loom.v1.CancelRequest
+	(*CancelResponse)(nil),             // 18: loom.v1.CancelResponse
+	(*HoldRequest)(nil),                // 19: loom.v1.HoldRequest
+	(*HoldResponse)(nil),               // 20: loom.v1.HoldResponse
+	(*RequeueRequest)(nil),             // 21: loom.v1.RequeueRequest
+	(*RequeueResponse)(nil),            // 22: loom.v1.RequeueResponse
+	(*GetJobRequest)(nil),              // 23: loom.v1.GetJobRequest
+	(*GetJobResponse)(nil),             // 24: loom.v1.GetJobResponse
+	(*ListJobsRequest)(nil),            // 25: loom.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 26: loom.v1.ListJobsResponse
+	(*LogsRequest)(nil),                // 27: loom.v1.LogsRequest
+	(*LogChunk)(nil),                   // 28: loom.v1.LogChunk
+	(*CreateStepRequest)(nil),          // 29: loom.v1.CreateStepRequest
+	(*CreateStepResponse)(nil),         // 30: loom.v1.CreateStepResponse
+	(*CancelStepsRequest)(nil),         // 31: loom.v1.CancelStepsRequest
+	(*CancelStepsResponse)(nil),        // 32: loom.v1.CancelStepsResponse
+	(*CompleteAllocationRequest)(nil),  // 33: loom.v1.CompleteAllocationRequest
+	(*CompleteAllocationResponse)(nil), // 34: loom.v1.CompleteAllocationResponse
+	(*ListNodesRequest)(nil),           // 35: loom.v1.ListNodesRequest
+	(*NodeInfo)(nil),                   // 36: loom.v1.NodeInfo
+	(*ListNodesResponse)(nil),          // 37: loom.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),             // 38: loom.v1.GetNodeRequest
+	(*NodeStateRequest)(nil),           // 39: loom.v1.NodeStateRequest
+	(*NodeStateResponse)(nil),          // 40: loom.v1.NodeStateResponse
+	(*RegisterRequest)(nil),            // 41: loom.v1.RegisterRequest
+	(*RegisterResponse)(nil),           // 42: loom.v1.RegisterResponse
+	(*WatchAllocationsRequest)(nil),    // 43: loom.v1.WatchAllocationsRequest
+	(*AllocationUpdate)(nil),           // 44: loom.v1.AllocationUpdate
+	(*AssignedAllocation)(nil),         // 45: loom.v1.AssignedAllocation
+	(*TaskUpdateRequest)(nil),          // 46: loom.v1.TaskUpdateRequest
+	(*TaskUpdateResponse)(nil),         // 47: loom.v1.TaskUpdateResponse
+	(*ServerInfo)(nil),                 // 48: loom.v1.ServerInfo
+	(*RaftJoinRequest)(nil),            // 49: loom.v1.RaftJoinRequest
+	(*RaftJoinResponse)(nil),           // 50: loom.v1.RaftJoinResponse
+	(*RaftListPeersRequest)(nil),       // 51: loom.v1.RaftListPeersRequest
+	(*RaftListPeersResponse)(nil),      // 52: loom.v1.RaftListPeersResponse
+	(*RaftRemovePeerRequest)(nil),      // 53: loom.v1.RaftRemovePeerRequest
+	(*RaftRemovePeerResponse)(nil),     // 54: loom.v1.RaftRemovePeerResponse
+	(*ServerStatusRequest)(nil),        // 55: loom.v1.ServerStatusRequest
+	(*ServerStatusResponse)(nil),       // 56: loom.v1.ServerStatusResponse
+	(*TaskLogsRequest)(nil),            // 57: loom.v1.TaskLogsRequest
+	(*SubmitJobCommand)(nil),           // 58: loom.v1.SubmitJobCommand
+	(*SubmitJobsCommand)(nil),          // 59: loom.v1.SubmitJobsCommand
+	(*CancelJobsCommand)(nil),          // 60: loom.v1.CancelJobsCommand
+	(*Placement)(nil),                  // 61: loom.v1.Placement
+	(*PendingReason)(nil),              // 62: loom.v1.PendingReason
+	(*Preemption)(nil),                 // 63: loom.v1.Preemption
+	(*PlanCommand)(nil),                // 64: loom.v1.PlanCommand
+	(*HoldJobsCommand)(nil),            // 65: loom.v1.HoldJobsCommand
+	(*RequeueJobsCommand)(nil),         // 66: loom.v1.RequeueJobsCommand
+	(*CreateStepCommand)(nil),          // 67: loom.v1.CreateStepCommand
+	(*CancelStepsCommand)(nil),         // 68: loom.v1.CancelStepsCommand
+	(*CompleteAllocationCommand)(nil),  // 69: loom.v1.CompleteAllocationCommand
+	(*UpdateTasksCommand)(nil),         // 70: loom.v1.UpdateTasksCommand
+	(*RegisterNodeCommand)(nil),        // 71: loom.v1.RegisterNodeCommand
+	(*NodeStateCommand)(nil),           // 72: loom.v1.NodeStateCommand
+	(*ServerMembershipCommand)(nil),    // 73: loom.v1.ServerMembershipCommand
+	(*StateSnapshot)(nil),              // 74: loom.v1.StateSnapshot
+	nil,                                // 75: loom.v1.Node.LabelsEntry
+	nil,                                // 76: loom.v1.JobSpec.EnvEntry
 }
 var file_api_loom_proto_depIdxs = []int32{
 	4,  // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
 	6,  // 1: loom.v1.Topology.gpus:type_name -> loom.v1.GPU
 	5,  // 2: loom.v1.Topology.links:type_name -> loom.v1.Link
-	65, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
+	75, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
 	7,  // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
 	1,  // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
-	66, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
+	76, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
 	2,  // 7: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
 	3,  // 8: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
 	10, // 9: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
@@ -5111,77 +5966,91 @@ var file_api_loom_proto_depIdxs = []int32{
 	9,  // 11: loom.v1.Job.spec:type_name -> loom.v1.JobSpec
 	0,  // 12: loom.v1.Job.state:type_name -> loom.v1.JobState
 	12, // 13: loom.v1.Job.allocation:type_name -> loom.v1.Allocation
-	9,  // 14: loom.v1.SubmitRequest.spec:type_name -> loom.v1.JobSpec
-	13, // 15: loom.v1.GetJobResponse.job:type_name -> loom.v1.Job
-	0,  // 16: loom.v1.ListJobsRequest.states:type_name -> loom.v1.JobState
-	13, // 17: loom.v1.ListJobsResponse.jobs:type_name -> loom.v1.Job
-	8,  // 18: loom.v1.NodeInfo.node:type_name -> loom.v1.Node
-	1,  // 19: loom.v1.NodeInfo.state:type_name -> loom.v1.NodeState
-	29, // 20: loom.v1.ListNodesResponse.nodes:type_name -> loom.v1.NodeInfo
-	8,  // 21: loom.v1.RegisterRequest.node:type_name -> loom.v1.Node
-	38, // 22: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
-	13, // 23: loom.v1.AssignedAllocation.job:type_name -> loom.v1.Job
-	11, // 24: loom.v1.TaskUpdateRequest.tasks:type_name -> loom.v1.TaskStatus
-	41, // 25: loom.v1.RaftJoinRequest.server:type_name -> loom.v1.ServerInfo
-	41, // 26: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
-	41, // 27: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
-	14, // 28: loom.v1.SubmitJobCommand.request:type_name -> loom.v1.SubmitRequest
-	14, // 29: loom.v1.SubmitJobsCommand.requests:type_name -> loom.v1.SubmitRequest
-	16, // 30: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
-	12, // 31: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
-	54, // 32: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
-	55, // 33: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
-	56, // 34: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
-	39, // 35: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
-	8,  // 36: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
-	1,  // 37: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
-	41, // 38: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
-	13, // 39: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
-	8,  // 40: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
-	41, // 41: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
-	14, // 42: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
-	16, // 43: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
-	18, // 44: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
-	20, // 45: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
-	22, // 46: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
-	24, // 47: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
-	26, // 48: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
-	28, // 49: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
-	31, // 50: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
-	32, // 51: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
-	32, // 52: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
-	34, // 53: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
-	36, // 54: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
-	39, // 55: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
-	42, // 56: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
-	44, // 57: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
-	46, // 58: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
-	48, // 59: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
-	50, // 60: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
-	15, // 61: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
-	17, // 62: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
-	19, // 63: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
-	21, // 64: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
-	23, // 65: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
-	25, // 66: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
-	27, // 67: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
-	30, // 68: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
-	29, // 69: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
-	33, // 70: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
-	33, // 71: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
-	35, // 72: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
-	37, // 73: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
-	40, // 74: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
-	43, // 75: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
-	45, // 76: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
-	47, // 77: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
-	49, // 78: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
-	27, // 79: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
-	61, // [61:80] is the sub-list for method output_type
-	42, // [42:61] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	14, // 14: loom.v1.Job.steps:type_name -> loom.v1.Step
+	9,  // 15: loom.v1.Step.spec:type_name -> loom.v1.JobSpec
+	0,  // 16: loom.v1.Step.state:type_name -> loom.v1.JobState
+	12, // 17: loom.v1.Step.allocation:type_name -> loom.v1.Allocation
+	9,  // 18: loom.v1.SubmitRequest.spec:type_name -> loom.v1.JobSpec
+	13, // 19: loom.v1.GetJobResponse.job:type_name -> loom.v1.Job
+	0,  // 20: loom.v1.ListJobsRequest.states:type_name -> loom.v1.JobState
+	13, // 21: loom.v1.ListJobsResponse.jobs:type_name -> loom.v1.Job
+	9,  // 22: loom.v1.CreateStepRequest.spec:type_name -> loom.v1.JobSpec
+	8,  // 23: loom.v1.NodeInfo.node:type_name -> loom.v1.Node
+	1,  // 24: loom.v1.NodeInfo.state:type_name -> loom.v1.NodeState
+	36, // 25: loom.v1.ListNodesResponse.nodes:type_name -> loom.v1.NodeInfo
+	8,  // 26: loom.v1.RegisterRequest.node:type_name -> loom.v1.Node
+	45, // 27: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
+	13, // 28: loom.v1.AssignedAllocation.job:type_name -> loom.v1.Job
+	11, // 29: loom.v1.TaskUpdateRequest.tasks:type_name -> loom.v1.TaskStatus
+	48, // 30: loom.v1.RaftJoinRequest.server:type_name -> loom.v1.ServerInfo
+	48, // 31: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
+	48, // 32: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
+	15, // 33: loom.v1.SubmitJobCommand.request:type_name -> loom.v1.SubmitRequest
+	15, // 34: loom.v1.SubmitJobsCommand.requests:type_name -> loom.v1.SubmitRequest
+	17, // 35: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
+	12, // 36: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
+	61, // 37: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
+	62, // 38: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
+	63, // 39: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
+	29, // 40: loom.v1.CreateStepCommand.request:type_name -> loom.v1.CreateStepRequest
+	31, // 41: loom.v1.CancelStepsCommand.request:type_name -> loom.v1.CancelStepsRequest
+	33, // 42: loom.v1.CompleteAllocationCommand.request:type_name -> loom.v1.CompleteAllocationRequest
+	46, // 43: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
+	8,  // 44: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
+	1,  // 45: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
+	48, // 46: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
+	13, // 47: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
+	8,  // 48: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
+	48, // 49: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
+	15, // 50: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
+	17, // 51: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
+	19, // 52: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
+	21, // 53: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
+	23, // 54: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
+	25, // 55: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
+	27, // 56: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
+	29, // 57: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
+	31, // 58: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
+	33, // 59: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
+	35, // 60: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
+	38, // 61: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
+	39, // 62: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
+	39, // 63: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
+	41, // 64: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
+	43, // 65: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
+	46, // 66: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
+	49, // 67: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
+	51, // 68: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
+	53, // 69: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
+	55, // 70: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
+	57, // 71: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
+	16, // 72: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
+	18, // 73: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
+	20, // 74: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
+	22, // 75: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
+	24, // 76: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
+	26, // 77: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
+	28, // 78: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
+	30, // 79: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
+	32, // 80: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
+	34, // 81: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
+	37, // 82: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
+	36, // 83: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
+	40, // 84: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
+	40, // 85: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
+	42, // 86: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
+	44, // 87: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
+	47, // 88: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
+	50, // 89: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
+	52, // 90: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
+	54, // 91: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
+	56, // 92: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
+	28, // 93: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
+	72, // [72:94] is the sub-list for method output_type
+	50, // [50:72] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_api_loom_proto_init() }
@@ -5190,13 +6059,16 @@ func file_api_loom_proto_init() {
 		return
 	}
 	file_api_loom_proto_msgTypes[4].OneofWrappers = []any{}
+	file_api_loom_proto_msgTypes[22].OneofWrappers = []any{}
+	file_api_loom_proto_msgTypes[41].OneofWrappers = []any{}
+	file_api_loom_proto_msgTypes[52].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_loom_proto_rawDesc), len(file_api_loom_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   62,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -23,13 +23,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	JobService_Submit_FullMethodName     = "/loom.v1.JobService/Submit"
-	JobService_Cancel_FullMethodName     = "/loom.v1.JobService/Cancel"
-	JobService_Hold_FullMethodName       = "/loom.v1.JobService/Hold"
-	JobService_Requeue_FullMethodName    = "/loom.v1.JobService/Requeue"
-	JobService_GetJob_FullMethodName     = "/loom.v1.JobService/GetJob"
-	JobService_ListJobs_FullMethodName   = "/loom.v1.JobService/ListJobs"
-	JobService_StreamLogs_FullMethodName = "/loom.v1.JobService/StreamLogs"
+	JobService_Submit_FullMethodName             = "/loom.v1.JobService/Submit"
+	JobService_Cancel_FullMethodName             = "/loom.v1.JobService/Cancel"
+	JobService_Hold_FullMethodName               = "/loom.v1.JobService/Hold"
+	JobService_Requeue_FullMethodName            = "/loom.v1.JobService/Requeue"
+	JobService_GetJob_FullMethodName             = "/loom.v1.JobService/GetJob"
+	JobService_ListJobs_FullMethodName           = "/loom.v1.JobService/ListJobs"
+	JobService_StreamLogs_FullMethodName         = "/loom.v1.JobService/StreamLogs"
+	JobService_CreateStep_FullMethodName         = "/loom.v1.JobService/CreateStep"
+	JobService_CancelSteps_FullMethodName        = "/loom.v1.JobService/CancelSteps"
+	JobService_CompleteAllocation_FullMethodName = "/loom.v1.JobService/CompleteAllocation"
 )
 
 // JobServiceClient is the client API for JobService service.
@@ -47,6 +50,16 @@ type JobServiceClient interface {
 	GetJob(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*GetJobResponse, error)
 	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
 	StreamLogs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogChunk], error)
+	// CreateStep starts a job step inside a running allocation (srun in a
+	// batch script or salloc shell). The step waits (state PENDING) while
+	// other steps hold what it needs.
+	CreateStep(ctx context.Context, in *CreateStepRequest, opts ...grpc.CallOption) (*CreateStepResponse, error)
+	// CancelSteps cancels job steps, or with a signal delivers it to their
+	// tasks (scancel JOB.STEP, scancel --signal).
+	CancelSteps(ctx context.Context, in *CancelStepsRequest, opts ...grpc.CallOption) (*CancelStepsResponse, error)
+	// CompleteAllocation ends a salloc allocation with the exit code of the
+	// command salloc ran.
+	CompleteAllocation(ctx context.Context, in *CompleteAllocationRequest, opts ...grpc.CallOption) (*CompleteAllocationResponse, error)
 }
 
 type jobServiceClient struct {
@@ -136,6 +149,36 @@ func (c *jobServiceClient) StreamLogs(ctx context.Context, in *LogsRequest, opts
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_StreamLogsClient = grpc.ServerStreamingClient[LogChunk]
 
+func (c *jobServiceClient) CreateStep(ctx context.Context, in *CreateStepRequest, opts ...grpc.CallOption) (*CreateStepResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateStepResponse)
+	err := c.cc.Invoke(ctx, JobService_CreateStep_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) CancelSteps(ctx context.Context, in *CancelStepsRequest, opts ...grpc.CallOption) (*CancelStepsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelStepsResponse)
+	err := c.cc.Invoke(ctx, JobService_CancelSteps_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) CompleteAllocation(ctx context.Context, in *CompleteAllocationRequest, opts ...grpc.CallOption) (*CompleteAllocationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompleteAllocationResponse)
+	err := c.cc.Invoke(ctx, JobService_CompleteAllocation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobServiceServer is the server API for JobService service.
 // All implementations must embed UnimplementedJobServiceServer
 // for forward compatibility.
@@ -151,6 +194,16 @@ type JobServiceServer interface {
 	GetJob(context.Context, *GetJobRequest) (*GetJobResponse, error)
 	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
 	StreamLogs(*LogsRequest, grpc.ServerStreamingServer[LogChunk]) error
+	// CreateStep starts a job step inside a running allocation (srun in a
+	// batch script or salloc shell). The step waits (state PENDING) while
+	// other steps hold what it needs.
+	CreateStep(context.Context, *CreateStepRequest) (*CreateStepResponse, error)
+	// CancelSteps cancels job steps, or with a signal delivers it to their
+	// tasks (scancel JOB.STEP, scancel --signal).
+	CancelSteps(context.Context, *CancelStepsRequest) (*CancelStepsResponse, error)
+	// CompleteAllocation ends a salloc allocation with the exit code of the
+	// command salloc ran.
+	CompleteAllocation(context.Context, *CompleteAllocationRequest) (*CompleteAllocationResponse, error)
 	mustEmbedUnimplementedJobServiceServer()
 }
 
@@ -181,6 +234,15 @@ func (UnimplementedJobServiceServer) ListJobs(context.Context, *ListJobsRequest)
 }
 func (UnimplementedJobServiceServer) StreamLogs(*LogsRequest, grpc.ServerStreamingServer[LogChunk]) error {
 	return status.Error(codes.Unimplemented, "method StreamLogs not implemented")
+}
+func (UnimplementedJobServiceServer) CreateStep(context.Context, *CreateStepRequest) (*CreateStepResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateStep not implemented")
+}
+func (UnimplementedJobServiceServer) CancelSteps(context.Context, *CancelStepsRequest) (*CancelStepsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelSteps not implemented")
+}
+func (UnimplementedJobServiceServer) CompleteAllocation(context.Context, *CompleteAllocationRequest) (*CompleteAllocationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CompleteAllocation not implemented")
 }
 func (UnimplementedJobServiceServer) mustEmbedUnimplementedJobServiceServer() {}
 func (UnimplementedJobServiceServer) testEmbeddedByValue()                    {}
@@ -322,6 +384,60 @@ func _JobService_StreamLogs_Handler(srv interface{}, stream grpc.ServerStream) e
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_StreamLogsServer = grpc.ServerStreamingServer[LogChunk]
 
+func _JobService_CreateStep_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateStepRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).CreateStep(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_CreateStep_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).CreateStep(ctx, req.(*CreateStepRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_CancelSteps_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelStepsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).CancelSteps(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_CancelSteps_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).CancelSteps(ctx, req.(*CancelStepsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_CompleteAllocation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompleteAllocationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).CompleteAllocation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_CompleteAllocation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).CompleteAllocation(ctx, req.(*CompleteAllocationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // JobService_ServiceDesc is the grpc.ServiceDesc for JobService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -352,6 +468,18 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListJobs",
 			Handler:    _JobService_ListJobs_Handler,
+		},
+		{
+			MethodName: "CreateStep",
+			Handler:    _JobService_CreateStep_Handler,
+		},
+		{
+			MethodName: "CancelSteps",
+			Handler:    _JobService_CancelSteps_Handler,
+		},
+		{
+			MethodName: "CompleteAllocation",
+			Handler:    _JobService_CompleteAllocation_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -19,9 +19,9 @@ var signalNames = map[string]syscall.Signal{
 }
 
 // ParseSignal reads --signal=[{R|B}:]SIG[@SECS]: SIG by name (USR1,
-// SIGUSR1) or number, SECS before the time limit (default 60). The R and B
-// prefixes are accepted; every rank gets the signal either way, since in
-// Loom every rank runs the batch script.
+// SIGUSR1) or number, SECS before the time limit (default 60). With B:
+// only the batch step gets it, otherwise the job's other steps (and every
+// rank of a gang); SignalBatchOnly tells the two apart.
 func ParseSignal(s string) (syscall.Signal, int64, error) {
 	v := s
 	if len(v) > 2 && (v[:2] == "R:" || v[:2] == "B:") {

@@ -37,8 +37,11 @@ func ValidateSpec(s *JobSpec) error {
 	if s == nil {
 		return ErrEmptyJob
 	}
-	if s.Script == "" && len(s.Argv) == 0 {
+	if s.Script == "" && len(s.Argv) == 0 && !s.Interactive {
 		return ErrEmptyJob
+	}
+	if s.Interactive && (s.Script != "" || len(s.Argv) > 0) {
+		return fieldErr("interactive", "a salloc allocation runs no script or command on its nodes")
 	}
 	if len(s.Script) > MaxScriptBytes {
 		return fieldErr("script", "%d bytes is over the %d byte limit", len(s.Script), MaxScriptBytes)
@@ -244,12 +247,13 @@ const DefaultMaxRestarts = 3
 
 // RequeueAllowed reports whether the job may return to the queue after a
 // node failure or preemption: as asked, else yes for batch scripts and no
-// for interactive srun commands (as Slurm's JobRequeue=1 does).
+// for interactive srun commands and salloc allocations (as Slurm's
+// JobRequeue=1 does).
 func (s *JobSpec) RequeueAllowed() bool {
 	if s.Requeue != nil {
 		return *s.Requeue
 	}
-	return len(s.Argv) == 0
+	return len(s.Argv) == 0 && !s.Interactive
 }
 
 // RestartLimit is the most times the job is requeued.

@@ -52,13 +52,34 @@ func (j *Job) HoldsResources() bool {
 	return j.GetAllocation().Live()
 }
 
-// ComputeUsage sums the live allocations of jobs.
+// AddStepPorts charges the ports of j's steps that still hold resources.
+// A step's GPUs and CPUs are the job's own, already charged; its ports
+// come from its nodes' free ranges and are charged on their own.
+func (u Usage) AddStepPorts(j *Job) {
+	for _, st := range j.GetSteps() {
+		if !st.HoldsResources() {
+			continue
+		}
+		a := st.Allocation
+		for _, r := range a.Ranks {
+			if r.Port != 0 {
+				u.Node(r.Node).Ports[r.Port] = j.Id
+			}
+		}
+		if a.MasterPort != 0 && len(a.Ranks) > 0 {
+			u.Node(a.Ranks[0].Node).Ports[a.MasterPort] = j.Id
+		}
+	}
+}
+
+// ComputeUsage sums the live allocations of jobs and their steps' ports.
 func ComputeUsage(jobs func(yield func(*Job) bool)) Usage {
 	u := Usage{}
 	for j := range jobs {
 		if j.HoldsResources() {
 			u.AddAllocation(j.Allocation)
 		}
+		u.AddStepPorts(j)
 	}
 	return u
 }

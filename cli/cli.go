@@ -28,6 +28,7 @@ var commands = map[string]command{
 	"logs":     runLogs,
 	"operator": runOperator,
 	"srun":     runSrun,
+	"salloc":   runSalloc,
 	"node":     runNode,
 }
 

@@ -9,7 +9,7 @@ import (
 )
 
 func TestCommands(t *testing.T) {
-	want := []string{"logs", "node", "operator", "sacct", "sbatch", "scancel", "scontrol", "sinfo", "squeue", "srun"}
+	want := []string{"logs", "node", "operator", "sacct", "salloc", "sbatch", "scancel", "scontrol", "sinfo", "squeue", "srun"}
 	if got := Commands(); !slices.Equal(got, want) {
 		t.Errorf("Commands() = %q, want %q", got, want)
 	}
@@ -26,11 +26,11 @@ func TestCommands(t *testing.T) {
 
 func TestRunUnknownCommand(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := Run(context.Background(), "salloc", nil, strings.NewReader(""), &out, &errb); code != 1 {
-		t.Errorf("Run(salloc) = %d, want 1", code)
+	if code := Run(context.Background(), "sbcast", nil, strings.NewReader(""), &out, &errb); code != 1 {
+		t.Errorf("Run(sbcast) = %d, want 1", code)
 	}
-	if !strings.Contains(errb.String(), `unknown command "salloc"`) {
-		t.Errorf("Run(salloc) stderr = %q, want it to name the command", errb.String())
+	if !strings.Contains(errb.String(), `unknown command "sbcast"`) {
+		t.Errorf("Run(sbcast) stderr = %q, want it to name the command", errb.String())
 	}
 }
 

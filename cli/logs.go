@@ -16,10 +16,13 @@ import (
 	"github.com/loomhpc/loom/api"
 )
 
-const logsUsage = `Usage: loom logs [OPTIONS...] JOBID [RANK]
+const logsUsage = `Usage: loom logs [OPTIONS...] JOBID[.STEPID] [TASK]
 
-Prints the output of a job's ranks (all ranks without RANK). With several
-ranks each line is prefixed with "RANK: ", as srun --label does.
+Prints the output of a batch job's script (its batch step), of a job step
+(JOBID.0, JOBID.1, ...; JOBID.batch is the script), or of a gang's ranks
+(a job srun started, or sbatch --every-rank). With several tasks each
+line is prefixed with "TASK: ", the task that wrote it, as srun --label
+does.
 
 Options:
 `
@@ -49,11 +52,14 @@ func runLogs(ctx context.Context, e *env, args []string) int {
 	if len(pos) == 0 || len(pos) > 2 {
 		return e.fail(&usageError{"want JOBID and optionally RANK"})
 	}
-	ids, err := parseJobIDs(pos[:1])
-	if err != nil || len(ids) != 1 {
-		return e.fail(&usageError{fmt.Sprintf("invalid job id %q", pos[0])})
+	id, step, hasStep, err := api.ParseJobStep(pos[0])
+	if err != nil {
+		return e.fail(&usageError{fmt.Sprintf("invalid job id %q: %v", pos[0], err)})
 	}
-	req := &api.LogsRequest{JobId: ids[0], Rank: -1, Follow: o.follow, Stderr: o.stderr}
+	req := &api.LogsRequest{JobId: id, Rank: -1, Follow: o.follow, Stderr: o.stderr}
+	if hasStep {
+		req.Step = &step
+	}
 	if len(pos) == 2 {
 		r, err := strconv.ParseUint(pos[1], 10, 31)
 		if err != nil {
@@ -69,7 +75,14 @@ func runLogs(ctx context.Context, e *env, args []string) int {
 			if err != nil {
 				return e.errorf("job %d: %s", req.JobId, messageAbout(err, fmt.Sprintf("job %d: ", req.JobId)))
 			}
-			label = len(j.GetAllocation().GetRanks()) > 1 || j.GetSpec().TotalTasks(1) > 1
+			switch st := j.Step(req.GetStep()); {
+			case hasStep:
+				label = len(st.GetAllocation().GetRanks()) > 1
+			case j.Step(api.StepBatch) != nil:
+				label = false // the batch script: one task
+			default:
+				label = len(j.GetAllocation().GetRanks()) > 1 || j.GetSpec().TotalTasks(1) > 1
+			}
 		}
 		err := streamLogs(ctx, c, req, e.stdout, label)
 		if err != nil && !(o.follow && ctx.Err() != nil) {

@@ -14,7 +14,9 @@ import (
 const sacctUsage = `Usage: sacct [OPTIONS...]
 
 Shows accounting data for jobs, like Slurm's sacct: by default my jobs
-that were active since midnight; with -j the named jobs.
+that were active since midnight; with -j the named jobs. Each job's line
+is followed by its steps' (JOB.batch for the batch script, JOB.0, JOB.1
+... for srun's steps) unless -X is given.
 
 Fields for --format: %s
 
@@ -26,75 +28,122 @@ type sacctField struct {
 	name  string
 	width int
 	left  bool
-	value func(j *api.Job, now time.Time, loc *time.Location) string
+	value func(j sacctRow, now time.Time, loc *time.Location) string
+}
+
+// sacctRow is one line of sacct: a job, or one of its steps shown as a
+// job of its own (its state, times, exit code and tasks) with the step's
+// name after the job id ("12.batch", "12.0").
+type sacctRow struct {
+	*api.Job
+	step string // "" for the job's own line
+}
+
+func (r sacctRow) id() string {
+	id := strconv.FormatUint(r.GetId(), 10)
+	if r.step != "" {
+		id += "." + r.step
+	}
+	return id
+}
+
+// sacctRows is a job's line and, unless allocationsOnly, its steps'
+// lines, as Slurm prints them: JOB, JOB.batch, JOB.0, JOB.1, ... A job
+// started by srun outside an allocation is its own step 0.
+func sacctRows(j *api.Job, allocationsOnly bool) []sacctRow {
+	rows := []sacctRow{{Job: j}}
+	if allocationsOnly {
+		return rows
+	}
+	if len(j.GetSpec().GetArgv()) > 0 && j.GetAllocation() != nil {
+		return append(rows, sacctRow{Job: j, step: "0"})
+	}
+	for _, st := range j.GetSteps() {
+		v := &api.Job{
+			Id: j.Id, User: j.User, Uid: j.Uid, State: st.State, Reason: st.Reason,
+			SubmitUnixMs: st.SubmitUnixMs, StartUnixMs: st.StartUnixMs, EndUnixMs: st.EndUnixMs,
+			ExitCode: st.ExitCode, ExitSignal: st.ExitSignal, Allocation: st.Allocation,
+			Spec: &api.JobSpec{Name: st.GetSpec().GetName(), Partition: j.GetSpec().GetPartition(), Account: j.GetSpec().GetAccount(),
+				Qos: j.GetSpec().GetQos(), TimeLimitS: j.GetSpec().GetTimeLimitS(), WorkingDir: st.GetSpec().GetWorkingDir()},
+		}
+		if st.Id == api.StepBatch {
+			v.Spec.Name, v.Spec.WorkingDir = "batch", j.GetSpec().GetWorkingDir()
+		}
+		if v.StartUnixMs == 0 && st.State.Terminal() {
+			v.StartUnixMs = v.EndUnixMs
+		}
+		rows = append(rows, sacctRow{Job: v, step: api.StepName(st.Id)})
+	}
+	return rows
 }
 
 var sacctFields = []sacctField{
-	{"JobID", 12, true, func(j *api.Job, _ time.Time, _ *time.Location) string { return strconv.FormatUint(j.GetId(), 10) }},
-	{"JobIDRaw", 12, true, func(j *api.Job, _ time.Time, _ *time.Location) string { return strconv.FormatUint(j.GetId(), 10) }},
-	{"JobName", 10, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetSpec().GetName() }},
-	{"Partition", 10, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetSpec().PartitionOf() }},
-	{"Account", 10, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetSpec().GetAccount() }},
-	{"QOS", 10, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetSpec().GetQos() }},
-	{"User", 9, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetUser() }},
-	{"UID", 6, false, func(j *api.Job, _ time.Time, _ *time.Location) string {
+	{"JobID", 12, true, func(j sacctRow, _ time.Time, _ *time.Location) string { return j.id() }},
+	{"JobIDRaw", 12, true, func(j sacctRow, _ time.Time, _ *time.Location) string { return j.id() }},
+	{"JobName", 10, false, func(j sacctRow, _ time.Time, _ *time.Location) string { return j.GetSpec().GetName() }},
+	{"Partition", 10, false, func(j sacctRow, _ time.Time, _ *time.Location) string { return j.GetSpec().PartitionOf() }},
+	{"Account", 10, false, func(j sacctRow, _ time.Time, _ *time.Location) string { return j.GetSpec().GetAccount() }},
+	{"QOS", 10, false, func(j sacctRow, _ time.Time, _ *time.Location) string { return j.GetSpec().GetQos() }},
+	{"User", 9, false, func(j sacctRow, _ time.Time, _ *time.Location) string { return j.GetUser() }},
+	{"UID", 6, false, func(j sacctRow, _ time.Time, _ *time.Location) string {
 		return strconv.FormatUint(uint64(j.GetUid()), 10)
 	}},
-	{"AllocCPUS", 10, false, func(j *api.Job, _ time.Time, _ *time.Location) string {
-		return strconv.FormatUint(uint64(jobCPUs(j)), 10)
+	{"AllocCPUS", 10, false, func(j sacctRow, _ time.Time, _ *time.Location) string {
+		return strconv.FormatUint(uint64(jobCPUs(j.Job)), 10)
 	}},
-	{"AllocGPUS", 10, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return strconv.Itoa(jobGPUs(j)) }},
-	{"AllocTRES", 30, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return jobTRES(j) }},
-	{"NNodes", 8, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return strconv.Itoa(jobNodes(j)) }},
-	{"NTasks", 8, false, func(j *api.Job, _ time.Time, _ *time.Location) string {
+	{"AllocGPUS", 10, false, func(j sacctRow, _ time.Time, _ *time.Location) string { return strconv.Itoa(jobGPUs(j.Job)) }},
+	{"AllocTRES", 30, false, func(j sacctRow, _ time.Time, _ *time.Location) string { return jobTRES(j.Job) }},
+	{"NNodes", 8, false, func(j sacctRow, _ time.Time, _ *time.Location) string { return strconv.Itoa(jobNodes(j.Job)) }},
+	{"NTasks", 8, false, func(j sacctRow, _ time.Time, _ *time.Location) string {
 		return strconv.Itoa(len(j.GetAllocation().GetRanks()))
 	}},
-	{"NodeList", 15, false, func(j *api.Job, _ time.Time, _ *time.Location) string {
+	{"NodeList", 15, false, func(j sacctRow, _ time.Time, _ *time.Location) string {
 		if len(j.GetAllocation().GetNodes()) == 0 {
 			return "None assigned"
 		}
 		return api.CompressHostlist(j.GetAllocation().GetNodes())
 	}},
-	{"State", 10, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return stateName(j.GetState()) }},
-	{"Reason", 20, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return orDefault(j.GetReason(), "None") }},
-	{"ExitCode", 8, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return exitCode(j) }},
-	{"Elapsed", 10, false, func(j *api.Job, now time.Time, _ *time.Location) string { return clockDuration(jobElapsed(j, now)) }},
-	{"Timelimit", 10, false, func(j *api.Job, _ time.Time, _ *time.Location) string {
+	{"State", 10, false, func(j sacctRow, _ time.Time, _ *time.Location) string { return stateName(j.GetState()) }},
+	{"Reason", 20, false, func(j sacctRow, _ time.Time, _ *time.Location) string { return orDefault(j.GetReason(), "None") }},
+	{"ExitCode", 8, false, func(j sacctRow, _ time.Time, _ *time.Location) string { return exitCode(j.Job) }},
+	{"Elapsed", 10, false, func(j sacctRow, now time.Time, _ *time.Location) string { return clockDuration(jobElapsed(j.Job, now)) }},
+	{"Timelimit", 10, false, func(j sacctRow, _ time.Time, _ *time.Location) string {
 		if j.GetSpec().GetTimeLimitS() == 0 {
 			return "Partition_Limit"
 		}
 		return clockDuration(j.GetSpec().GetTimeLimitS())
 	}},
-	{"Submit", 19, false, func(j *api.Job, _ time.Time, loc *time.Location) string {
+	{"Submit", 19, false, func(j sacctRow, _ time.Time, loc *time.Location) string {
 		return slurmTimestamp(j.GetSubmitUnixMs(), loc)
 	}},
-	{"Start", 19, false, func(j *api.Job, _ time.Time, loc *time.Location) string {
+	{"Start", 19, false, func(j sacctRow, _ time.Time, loc *time.Location) string {
 		return slurmTimestamp(j.GetStartUnixMs(), loc)
 	}},
-	{"End", 19, false, func(j *api.Job, _ time.Time, loc *time.Location) string { return slurmTimestamp(j.GetEndUnixMs(), loc) }},
-	{"Priority", 10, false, func(j *api.Job, _ time.Time, _ *time.Location) string {
+	{"End", 19, false, func(j sacctRow, _ time.Time, loc *time.Location) string { return slurmTimestamp(j.GetEndUnixMs(), loc) }},
+	{"Priority", 10, false, func(j sacctRow, _ time.Time, _ *time.Location) string {
 		return strconv.FormatUint(uint64(j.GetPriority()), 10)
 	}},
-	{"Restarts", 8, false, func(j *api.Job, _ time.Time, _ *time.Location) string {
+	{"Restarts", 8, false, func(j sacctRow, _ time.Time, _ *time.Location) string {
 		return strconv.FormatUint(uint64(j.GetRestartCount()), 10)
 	}},
-	{"WorkDir", 20, false, func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetSpec().GetWorkingDir() }},
+	{"WorkDir", 20, false, func(j sacctRow, _ time.Time, _ *time.Location) string { return j.GetSpec().GetWorkingDir() }},
 }
 
 // sacctDefaultFormat is Slurm's default field list.
 const sacctDefaultFormat = "JobID,JobName,Partition,Account,AllocCPUS,State,ExitCode"
 
 type sacctOpts struct {
-	jobs      []string
-	users     []string
-	allUsers  bool
-	states    []string
-	format    string
-	startTime string
-	json      bool
-	noHeader  bool
-	parsable  string // "", "|" with a trailing one (-p), or "|2" (-P)
-	help      bool
+	jobs        []string
+	users       []string
+	allUsers    bool
+	states      []string
+	format      string
+	startTime   string
+	json        bool
+	noHeader    bool
+	parsable    string // "", "|" with a trailing one (-p), or "|2" (-P)
+	help        bool
+	allocations bool // -X: no step lines
 }
 
 func runSacct(ctx context.Context, e *env, args []string) int {
@@ -109,7 +158,7 @@ func runSacct(ctx context.Context, e *env, args []string) int {
 		{long: "parsable", short: 'p', arg: noArg, help: "fields separated by '|', with a trailing '|'", set: func(string) error { o.parsable = "|"; return nil }},
 		{long: "parsable2", short: 'P', arg: noArg, help: "fields separated by '|'", set: func(string) error { o.parsable = "|2"; return nil }},
 		{long: "noheader", short: 'n', arg: noArg, help: "no header lines", set: setBool(&o.noHeader, true)},
-		{long: "allocations", short: 'X', arg: noArg, help: "accepted: Loom jobs have no steps", set: func(string) error { return nil }},
+		{long: "allocations", short: 'X', arg: noArg, help: "only the jobs' own lines, not their steps'", set: setBool(&o.allocations, true)},
 		{long: "json", arg: noArg, help: "print the jobs as JSON (API objects)", set: setBool(&o.json, true)},
 		{long: "consistent", arg: noArg, help: "read through the leader (linearizable) instead of any server", set: consistentRead(e)},
 		{long: "help", short: 'h', arg: noArg, help: "show this help", set: setBool(&o.help, true)},
@@ -320,11 +369,13 @@ func writeSacct(e *env, jobs []*api.Job, fields []sacctField, widths []int, o sa
 		}
 	}
 	for _, j := range jobs {
-		cells := make([]string, len(fields))
-		for i, f := range fields {
-			cells[i] = f.value(j, now, e.loc)
+		for _, r := range sacctRows(j, o.allocations) {
+			cells := make([]string, len(fields))
+			for i, f := range fields {
+				cells[i] = f.value(r, now, e.loc)
+			}
+			line(cells)
 		}
-		line(cells)
 	}
 }
 

@@ -20,8 +20,11 @@ const sbatchUsage = `Usage: sbatch [OPTIONS...] [SCRIPT [ARGS...]]
 Submits a batch job. Options come from #SBATCH lines at the top of SCRIPT
 (before its first command), then from SBATCH_* environment variables, then
 from the command line, each overriding the one before. Without SCRIPT or
---wrap the script is read from standard input. In Loom every task (rank) of
-the job runs the script, as if it had been started with srun.
+--wrap the script is read from standard input. As in Slurm the job is an
+allocation: the script runs once, on its first node, with the allocation's
+SLURM_* variables, and srun inside it runs job steps on the allocation's
+nodes (srun python train.py). --every-rank runs the script on every task
+instead, as Loom did before job steps.
 
 Options:
 `

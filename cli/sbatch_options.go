@@ -102,6 +102,10 @@ func sbatchOptions(o *sbatchOpts) []*option {
 		}},
 		{long: "requeue", arg: noArg, help: "requeue the job after a node failure or preemption", set: setOptBool(&s.Requeue, true)},
 		{long: "no-requeue", arg: noArg, help: "never requeue the job", set: setOptBool(&s.Requeue, false)},
+		{long: "every-rank", arg: noArg, help: "run the script on every task of the allocation (Loom's model before job steps) instead of once", set: func(string) error {
+			s.EveryRank = true
+			return nil
+		}},
 		{long: "exclusive", arg: optionalArg, meta: "", help: "do not share nodes with other jobs", set: func(v string) error {
 			if v != "" {
 				return fmt.Errorf("only plain --exclusive is supported, not --exclusive=%s", v)

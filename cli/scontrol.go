@@ -20,6 +20,8 @@ const scontrolUsage = `Usage: scontrol [OPTIONS...] COMMAND
 Commands:
   show job [JOBID]                      a job's details (all active jobs without JOBID)
   show node [NODENAME]                  a node's details (all nodes without NODENAME)
+  show step [JOBID[.STEPID]]            job steps (those of every active job without one)
+  show hostnames [HOSTLIST]             one host name per line ($SLURM_JOB_NODELIST by default)
   update nodename=HOSTLIST state=drain reason="why"
   update nodename=HOSTLIST state=resume
   hold JOBID[,JOBID...]                 keep pending jobs from starting
@@ -64,6 +66,9 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 		}
 		what := strings.ToLower(pos[1])
 		rest := pos[2:]
+		if what == "hostnames" || what == "hostname" {
+			return showHostnames(e, rest)
+		}
 		if len(rest) > 1 {
 			return e.fail(&usageError{fmt.Sprintf("show %s: unexpected argument %q", what, rest[1])})
 		}
@@ -72,8 +77,10 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 			return withClient(e, func(c *client) int { return showJobs(ctx, e, c, rest, o) })
 		case "node", "nodes", "nodename":
 			return withClient(e, func(c *client) int { return showNodes(ctx, e, c, rest, o) })
+		case "step", "steps":
+			return withClient(e, func(c *client) int { return showSteps(ctx, e, c, rest, o) })
 		}
-		return e.fail(&usageError{fmt.Sprintf("show: cannot show %q: Loom shows job and node", pos[1])})
+		return e.fail(&usageError{fmt.Sprintf("show: cannot show %q: Loom shows job, node, step and hostnames", pos[1])})
 	case cmd == "update":
 		return withClient(e, func(c *client) int { return updateNodes(ctx, e, c, pos[1:]) })
 	case cmd == "hold" || cmd == "release":

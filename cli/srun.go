@@ -12,13 +12,24 @@ import (
 
 const srunUsage = `Usage: srun [OPTIONS...] COMMAND [ARGS...]
 
-Runs COMMAND as a gang in the foreground: submits it as a job (every task
-runs COMMAND with ARGS, no shell in between), waits for it to be placed,
-prints every rank's output as it comes, and exits with the job's exit code.
-Ctrl-C cancels the job. The resource options are sbatch's; SLURM_* input
-variables are not read. Each rank's output is also kept in
-srun-JOBID-RANK.out in the working directory unless --output says
-otherwise (the agents write it; srun reads it back through the server).
+Inside an allocation (a batch script or a salloc shell: SLURM_JOB_ID is
+set) srun runs COMMAND as a job step: its tasks run on the allocation's
+nodes (by default every node, with the job's tasks per node and every GPU
+the job has there; -N, -n, --ntasks-per-node, -c, --gpus-per-task, -w, -x
+choose less). A step that does not fit beside the steps already running
+waits for them ("Job step creation temporarily disabled"). Output comes
+back as the tasks write it; srun exits with the step's exit code, and
+Ctrl-C cancels the step, not the job.
+
+Outside an allocation srun submits COMMAND as a job of its own (an
+allocation plus its step 0: every task runs COMMAND with ARGS, no shell in
+between), waits for it to be placed, prints every rank's output as it
+comes, and exits with the job's exit code. Ctrl-C cancels the job. Each
+rank's output is also kept in srun-JOBID-RANK.out in the working directory
+unless --output says otherwise.
+
+The resource options are sbatch's; SLURM_* input variables other than
+SLURM_JOB_ID are not read.
 
 Options:
 `
@@ -31,18 +42,18 @@ const srunPoll = 200 * time.Millisecond
 const srunOutput = "srun-%j-%t.out"
 
 // srunDropped are sbatch options that mean nothing for a foreground run.
-var srunDropped = map[string]bool{"wrap": true, "parsable": true, "wait": true}
+var srunDropped = map[string]bool{"wrap": true, "parsable": true, "wait": true, "every-rank": true}
 
 func runSrun(ctx context.Context, e *env, args []string) int {
 	o := &sbatchOpts{now: e.now}
-	var label bool
+	var so stepOpts
 	var opts []*option
 	for _, op := range sbatchOptions(o) {
 		if !srunDropped[op.long] {
 			opts = append(opts, op)
 		}
 	}
-	opts = append(opts, &option{long: "label", short: 'l', arg: noArg, help: "prefix every output line with its rank (\"RANK: \")", set: setBool(&label, true)})
+	opts = append(opts, stepOptions(&so)...)
 	uses, pos, err := parseArgs(opts, args, parseConfig{stopAtArg: true})
 	if err != nil {
 		return e.fail(err)
@@ -50,7 +61,19 @@ func runSrun(ctx context.Context, e *env, args []string) int {
 	if hasUse(uses, "help") || hasUse(uses, "usage") {
 		return printHelp(e, srunUsage, opts)
 	}
+	jobID, err := allocationJob(e)
+	if err != nil {
+		return e.fail(err)
+	}
+	if jobID != 0 {
+		spec, err := buildStepSpec(e, o, &so, uses, pos)
+		if err != nil {
+			return e.fail(err)
+		}
+		return withClient(e, func(c *client) int { return runStep(ctx, e, c, jobID, spec, so.label) })
+	}
 	spec, err := buildSrunSpec(e, o, uses, pos)
+	label := so.label
 	if err != nil {
 		return e.fail(err)
 	}

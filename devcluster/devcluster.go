@@ -31,6 +31,10 @@ type Options struct {
 	ServerMetricsAddr string
 	NodeName          string // node name prefix, default "node"
 	Logger            *slog.Logger
+	// CommandsBinary is the loom binary whose srun and scontrol batch
+	// scripts call (agent.Config.CommandsBinary); default the running
+	// executable, which is right for loom dev and wrong for a test binary.
+	CommandsBinary string
 }
 
 // Cluster is a running dev cluster.
@@ -113,6 +117,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 			// whoever started it, root included.
 			AllowRoot: true, KillGrace: 3 * time.Second,
 			Driver: exec.New(filepath.Join(c.dataDir, name, "exec"), log), Logger: log,
+			CommandsBinary: o.CommandsBinary,
 		})
 		if err != nil {
 			c.Close()

@@ -25,10 +25,15 @@ import (
 
 func startCluster(t *testing.T, agents int) (*Cluster, api.JobServiceClient) {
 	t.Helper()
-	c, err := Start(context.Background(), Options{
-		Agents: agents, Profile: "dgx-h100", RPCAddr: "127.0.0.1:0",
-		DataDir: t.TempDir(), Logger: testLogger(),
-	})
+	return startClusterWith(t, Options{Agents: agents})
+}
+
+// startClusterWith starts a dev cluster of o.Agents dgx-h100 nodes with
+// the rest of o as given.
+func startClusterWith(t *testing.T, o Options) (*Cluster, api.JobServiceClient) {
+	t.Helper()
+	o.Profile, o.RPCAddr, o.DataDir, o.Logger = "dgx-h100", "127.0.0.1:0", t.TempDir(), testLogger()
+	c, err := Start(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +84,7 @@ func TestHelloGang(t *testing.T) {
 	dir := t.TempDir()
 	id := submit(t, jobs, &api.JobSpec{
 		Name: "hello", NodesMin: 2, NtasksPerNode: 4, GpusPerNode: 4, WorkingDir: dir,
-		Output: "hello-%j-%t.out",
+		Output: "hello-%j-%t.out", EveryRank: true,
 		Script: "#!/bin/sh\necho \"RANK=$RANK WORLD_SIZE=$WORLD_SIZE NODE=$SLURMD_NODENAME GPUS=$CUDA_VISIBLE_DEVICES MASTER=$MASTER_ADDR:$MASTER_PORT\"\n",
 	})
 	j := waitDone(t, jobs, id)
@@ -186,7 +191,7 @@ func TestFailureStopsWholeGang(t *testing.T) {
 	dir := t.TempDir()
 	// Rank 5 fails at once; the others would sleep for a minute. The gang
 	// is restarted once (--max-restarts=1), fails again, and stays FAILED.
-	id := submit(t, jobs, &api.JobSpec{NodesMin: 2, NtasksPerNode: 4, WorkingDir: dir, MaxRestarts: proto.Uint32(1),
+	id := submit(t, jobs, &api.JobSpec{NodesMin: 2, NtasksPerNode: 4, WorkingDir: dir, MaxRestarts: proto.Uint32(1), EveryRank: true,
 		Script: "#!/bin/sh\nif [ \"$RANK\" = 5 ]; then exit 3; fi\necho $$ >> pid-$RANK\nexec sleep 60\n"})
 	start := time.Now()
 	j := waitDone(t, jobs, id)
@@ -240,12 +245,13 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// TestSignalBeforeTimeLimit: --signal=USR1@2 reaches the rank two seconds
-// before its three-second limit, and the job still ends TIMEOUT.
+// TestSignalBeforeTimeLimit: --signal=B:USR1@2 reaches the batch script
+// two seconds before its three-second limit, and the job still ends
+// TIMEOUT.
 func TestSignalBeforeTimeLimit(t *testing.T) {
 	_, jobs := startCluster(t, 1)
 	dir := t.TempDir()
-	id := submit(t, jobs, &api.JobSpec{TimeLimitS: 3, Signal: "USR1@2", WorkingDir: dir, Requeue: proto.Bool(false),
+	id := submit(t, jobs, &api.JobSpec{TimeLimitS: 3, Signal: "B:USR1@2", WorkingDir: dir, Requeue: proto.Bool(false),
 		Script: "#!/bin/sh\ntrap 'echo got-usr1 >> signals' USR1\nwhile true; do sleep 0.1; done\n"})
 	if j := waitDone(t, jobs, id); j.State != api.JobState_TIMEOUT {
 		t.Fatalf("job ended %s (%s), want TIMEOUT", j.State, j.Reason)

@@ -20,7 +20,7 @@ func TestOpenMode(t *testing.T) {
 		t.Helper()
 		id := submit(t, jobs, &api.JobSpec{
 			Name: "openmode", NodesMin: 1, NtasksPerNode: ntasks, WorkingDir: dir,
-			Output: output, OpenMode: mode,
+			Output: output, OpenMode: mode, EveryRank: true,
 			Script: "#!/bin/sh\necho " + word + " $RANK\n",
 		})
 		if j := waitDone(t, jobs, id); j.State != api.JobState_COMPLETED {

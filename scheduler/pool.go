@@ -12,8 +12,8 @@ import (
 
 // Default port range a node hands to ranks when its agent names none.
 const (
-	DefaultPortMin = 29500
-	DefaultPortMax = 29999
+	DefaultPortMin = api.DefaultPortMin
+	DefaultPortMax = api.DefaultPortMax
 )
 
 // maxGPUsPerNode is what a node's free-GPU bitmask can hold; GPUs beyond
@@ -209,6 +209,18 @@ func (c *cycle) hold(j *api.Job) {
 		if i, ok := c.byName[a.Ranks[0].Node]; ok {
 			c.st.ports[i]++
 			c.nodes[i].holdPort(a.MasterPort)
+		}
+	}
+	// Job steps take their ports from the same ranges (the FSM places
+	// them); their GPUs and CPUs are the allocation's own.
+	steps := api.Usage{}
+	steps.AddStepPorts(j)
+	for node, nu := range steps {
+		if i, ok := c.byName[node]; ok {
+			for p := range nu.Ports {
+				c.st.ports[i]++
+				c.nodes[i].holdPort(p)
+			}
 		}
 	}
 	for k, i := range h.nodes {

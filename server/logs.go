@@ -14,7 +14,9 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// StreamLogs proxies a job's rank output from the agents that ran it.
+// StreamLogs proxies a job's rank output, or a job step's task output,
+// from the agents that ran it. Without a step, a batch job's output is its
+// batch step's (the script's), and a gang's is its ranks'.
 func (js *jobService) StreamLogs(req *api.LogsRequest, stream api.JobService_StreamLogsServer) error {
 	ctx := stream.Context()
 	j := js.s.State().Job(req.JobId)
@@ -25,8 +27,25 @@ func (js *jobService) StreamLogs(req *api.LogsRequest, stream api.JobService_Str
 	if a == nil {
 		return status.Errorf(codes.FailedPrecondition, "job %d has not started yet (state %s): no output", j.Id, j.State)
 	}
+	step := req.Step
+	if step == nil && j.Spec.RunsSteps() && !j.Spec.Interactive {
+		b := api.StepBatch
+		step = &b
+	}
+	what := fmt.Sprintf("job %d", j.Id)
+	if step != nil {
+		st := j.Step(*step)
+		what = fmt.Sprintf("step %d.%s", j.Id, api.StepName(*step))
+		if st == nil {
+			return toStatus(fmt.Errorf("%s: %w", what, state.ErrStepNotFound))
+		}
+		if st.Allocation == nil {
+			return status.Errorf(codes.FailedPrecondition, "%s has not started yet (it waits for resources): no output", what)
+		}
+		a = st.Allocation
+	}
 	if req.Rank >= int32(len(a.Ranks)) {
-		return status.Errorf(codes.InvalidArgument, "rank %d: job %d has ranks 0..%d", req.Rank, j.Id, len(a.Ranks)-1)
+		return status.Errorf(codes.InvalidArgument, "rank %d: %s has ranks 0..%d", req.Rank, what, len(a.Ranks)-1)
 	}
 	byNode := map[string][]uint32{}
 	var order []string
@@ -53,7 +72,7 @@ func (js *jobService) StreamLogs(req *api.LogsRequest, stream api.JobService_Str
 		go func() {
 			defer wg.Done()
 			errs[i] = js.proxyLogs(stream, &mu, n, &api.TaskLogsRequest{
-				JobId: j.Id, Generation: a.Generation, Ranks: byNode[name], Follow: req.Follow, Stderr: req.Stderr,
+				JobId: j.Id, Generation: a.Generation, Ranks: byNode[name], Follow: req.Follow, Stderr: req.Stderr, Step: step,
 			})
 		}()
 	}

@@ -15,16 +15,19 @@ type CommandType byte
 
 // The command types. Values are on disk: never renumber, only append.
 const (
-	CmdSubmitJob    CommandType = 1
-	CmdCancelJobs   CommandType = 2
-	CmdApplyPlan    CommandType = 3
-	CmdUpdateTasks  CommandType = 4
-	CmdRegisterNode CommandType = 5
-	CmdNodeState    CommandType = 6
-	CmdServerMember CommandType = 7
-	CmdSubmitJobs   CommandType = 8
-	CmdHoldJobs     CommandType = 9
-	CmdRequeueJobs  CommandType = 10
+	CmdSubmitJob          CommandType = 1
+	CmdCancelJobs         CommandType = 2
+	CmdApplyPlan          CommandType = 3
+	CmdUpdateTasks        CommandType = 4
+	CmdRegisterNode       CommandType = 5
+	CmdNodeState          CommandType = 6
+	CmdServerMember       CommandType = 7
+	CmdSubmitJobs         CommandType = 8
+	CmdHoldJobs           CommandType = 9
+	CmdRequeueJobs        CommandType = 10
+	CmdCreateStep         CommandType = 11
+	CmdCancelSteps        CommandType = 12
+	CmdCompleteAllocation CommandType = 13
 )
 
 // CmdIgnorable is the flag bit of a command type that a server which does
@@ -49,6 +52,8 @@ type Result struct {
 	JobIDs   []uint64 // CancelJobs: the jobs cancelled; SubmitJobs: the ids, in request order; HoldJobs: the jobs changed
 	Placed   int      // ApplyPlan: placements accepted
 	Rejected int      // ApplyPlan: placements refused as conflicting
+	StepID   uint32   // CreateStep: the step's id (the existing one for a seen token)
+	StepIDs  []uint32 // CancelSteps: the steps cancelled or signalled
 	Err      error    // a refusal the caller should show (unknown job, ...)
 }
 
@@ -60,16 +65,19 @@ type command struct {
 
 // commands is the dispatch table: one apply function per command type.
 var commands = map[CommandType]command{
-	CmdSubmitJob:    {"SubmitJob", func() proto.Message { return &api.SubmitJobCommand{} }, applySubmitJob},
-	CmdCancelJobs:   {"CancelJobs", func() proto.Message { return &api.CancelJobsCommand{} }, applyCancelJobs},
-	CmdApplyPlan:    {"ApplyPlan", func() proto.Message { return &api.PlanCommand{} }, applyPlan},
-	CmdUpdateTasks:  {"UpdateTasks", func() proto.Message { return &api.UpdateTasksCommand{} }, applyUpdateTasks},
-	CmdRegisterNode: {"RegisterNode", func() proto.Message { return &api.RegisterNodeCommand{} }, applyRegisterNode},
-	CmdNodeState:    {"NodeState", func() proto.Message { return &api.NodeStateCommand{} }, applyNodeState},
-	CmdServerMember: {"ServerMembership", func() proto.Message { return &api.ServerMembershipCommand{} }, applyServerMembership},
-	CmdSubmitJobs:   {"SubmitJobs", func() proto.Message { return &api.SubmitJobsCommand{} }, applySubmitJobs},
-	CmdHoldJobs:     {"HoldJobs", func() proto.Message { return &api.HoldJobsCommand{} }, applyHoldJobs},
-	CmdRequeueJobs:  {"RequeueJobs", func() proto.Message { return &api.RequeueJobsCommand{} }, applyRequeueJobs},
+	CmdSubmitJob:          {"SubmitJob", func() proto.Message { return &api.SubmitJobCommand{} }, applySubmitJob},
+	CmdCancelJobs:         {"CancelJobs", func() proto.Message { return &api.CancelJobsCommand{} }, applyCancelJobs},
+	CmdApplyPlan:          {"ApplyPlan", func() proto.Message { return &api.PlanCommand{} }, applyPlan},
+	CmdUpdateTasks:        {"UpdateTasks", func() proto.Message { return &api.UpdateTasksCommand{} }, applyUpdateTasks},
+	CmdRegisterNode:       {"RegisterNode", func() proto.Message { return &api.RegisterNodeCommand{} }, applyRegisterNode},
+	CmdNodeState:          {"NodeState", func() proto.Message { return &api.NodeStateCommand{} }, applyNodeState},
+	CmdServerMember:       {"ServerMembership", func() proto.Message { return &api.ServerMembershipCommand{} }, applyServerMembership},
+	CmdSubmitJobs:         {"SubmitJobs", func() proto.Message { return &api.SubmitJobsCommand{} }, applySubmitJobs},
+	CmdHoldJobs:           {"HoldJobs", func() proto.Message { return &api.HoldJobsCommand{} }, applyHoldJobs},
+	CmdRequeueJobs:        {"RequeueJobs", func() proto.Message { return &api.RequeueJobsCommand{} }, applyRequeueJobs},
+	CmdCreateStep:         {"CreateStep", func() proto.Message { return &api.CreateStepCommand{} }, applyCreateStep},
+	CmdCancelSteps:        {"CancelSteps", func() proto.Message { return &api.CancelStepsCommand{} }, applyCancelSteps},
+	CmdCompleteAllocation: {"CompleteAllocation", func() proto.Message { return &api.CompleteAllocationCommand{} }, applyCompleteAllocation},
 }
 
 // Encode frames msg as a log entry of type c.

@@ -126,7 +126,7 @@ func applyRequeueJobs(t *txn, m proto.Message) *Result {
 		case !j.Spec.RequeueAllowed():
 			return fmt.Errorf("job %d was submitted with --no-requeue: %w", j.Id, ErrNotRequeueable)
 		}
-		requeueJob(j)
+		requeueJob(j, c.NowUnixMs)
 		return nil
 	})
 }
@@ -175,6 +175,7 @@ func applyCancelJobs(t *txn, m proto.Message) *Result {
 		j.Reason = ""
 		j.EndUnixMs = c.NowUnixMs
 		j.ExpectedStartUnixMs = 0
+		endSteps(j, c.NowUnixMs)
 		return nil
 	})
 }
@@ -210,6 +211,12 @@ func applyPlan(t *txn, m proto.Message) *Result {
 		j.Reason = ""
 		j.StartUnixMs = c.NowUnixMs
 		j.ExpectedStartUnixMs = 0
+		// Each run of an allocation starts with no steps but the batch
+		// script's.
+		j.Steps, j.NextStepId = nil, 0
+		if j.Spec.RunsSteps() && !j.Spec.Interactive {
+			j.Steps = []*api.Step{batchStep(j, c.NowUnixMs)}
+		}
 		t.putJob(j)
 		res.Placed++
 	}
@@ -296,6 +303,9 @@ func applyUpdateTasks(t *txn, m proto.Message) *Result {
 	if a == nil || a.Generation != req.Generation {
 		return &Result{Err: fmt.Errorf("job %d generation %d: %w", req.JobId, req.Generation, ErrStaleGeneration)}
 	}
+	if req.Step != nil {
+		return updateStepTasks(t, j, req, c.NowUnixMs)
+	}
 	j = cloneJob(j)
 	a = j.Allocation
 	changed := false
@@ -358,10 +368,15 @@ func settleJob(j *api.Job, now int64) {
 			}
 		}
 	}
+	defer func() {
+		if !j.State.Active() {
+			endSteps(j, now)
+		}
+	}()
 	switch {
 	case failed != nil && requeuable(endState(failed.Reason)) &&
 		j.Spec.RequeueAllowed() && j.RestartCount < j.Spec.RestartLimit():
-		requeueJob(j)
+		requeueJob(j, now)
 	case failed != nil:
 		j.State = endState(failed.Reason)
 		j.ExitCode, j.ExitSignal = failed.ExitCode, failed.Signal
@@ -401,6 +416,7 @@ func preemptJob(t *txn, p *api.Preemption, now int64) {
 		j.Reason = fmt.Sprintf("preempted for job %d", p.ForJobId)
 		j.EndUnixMs = now
 	}
+	endSteps(j, now)
 	t.putJob(j)
 }
 
@@ -413,8 +429,9 @@ const ReasonRequeued = "Requeued"
 // the agents now stop because the job is no longer active; the scheduler
 // places it again only once every old rank is known to be gone, and the
 // new allocation gets the next generation, which fences stale ranks.
-func requeueJob(j *api.Job) {
+func requeueJob(j *api.Job, now int64) {
 	j.State = api.JobState_PENDING
+	endSteps(j, now)
 	j.RestartCount++
 	j.Reason = ReasonRequeued
 	j.StartUnixMs, j.EndUnixMs = 0, 0

@@ -5,8 +5,9 @@ Nothing in this script knows about Loom: it uses torch's env:// rendezvous
 gives every rank, exactly as torchrun or Slurm+srun setups do. It
 checkpoints to $LOOM_CHECKPOINT_DIR (or ./checkpoint) and resumes from it.
 
-Untested on hardware: Loom's build machines have no GPU and no PyTorch.
-See docs/training.md.
+Loom's end-to-end tests run it on CPU with the gloo backend (Debian's
+PyTorch, 2 nodes x 2 ranks: test/steps); the NCCL path on GPUs is untested
+on hardware: Loom's build machines have no GPU. See docs/training.md.
 """
 
 import argparse
@@ -43,15 +44,20 @@ def main():
     p.add_argument("--batch", type=int, default=64, help="per rank")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--data", default=os.environ.get("MNIST_ROOT", "./data"))
+    p.add_argument("--backend", default=None, help="nccl or gloo (default: nccl with CUDA, else gloo)")
+    p.add_argument("--max-steps", type=int, default=0, help="stop each epoch after this many steps (0: whole epoch)")
+    p.add_argument("--log-every", type=int, default=100, help="steps between loss lines")
+    p.add_argument("--workers", type=int, default=2, help="data loader processes per rank")
     args = p.parse_args()
 
-    use_cuda = torch.cuda.is_available()
+    use_cuda = torch.cuda.is_available() and args.backend != "gloo"
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if use_cuda:
         # Loom sets CUDA_VISIBLE_DEVICES to this rank's GPUs (by UUID):
         # with one GPU per task it is device 0.
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
-    dist.init_process_group("nccl" if use_cuda else "gloo", init_method="env://")
+    backend = args.backend or ("nccl" if use_cuda else "gloo")
+    dist.init_process_group(backend, init_method="env://")
     rank, world = dist.get_rank(), dist.get_world_size()
     device = torch.device("cuda") if use_cuda else torch.device("cpu")
 
@@ -61,7 +67,7 @@ def main():
     train = datasets.MNIST(args.data, train=True, download=False, transform=tf)
     test = datasets.MNIST(args.data, train=False, download=False, transform=tf)
     sampler = DistributedSampler(train, num_replicas=world, rank=rank, shuffle=True, seed=1)
-    loader = DataLoader(train, batch_size=args.batch, sampler=sampler, num_workers=2)
+    loader = DataLoader(train, batch_size=args.batch, sampler=sampler, num_workers=args.workers)
 
     model = DDP(Net().to(device), device_ids=[device.index] if use_cuda else None)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -81,12 +87,14 @@ def main():
         sampler.set_epoch(epoch)
         model.train()
         for step, (x, y) in enumerate(loader):
+            if args.max_steps and step >= args.max_steps:
+                break
             x, y = x.to(device), y.to(device)
             opt.zero_grad()
             loss = F.cross_entropy(model(x), y)
             loss.backward()  # DDP all-reduces the gradients here
             opt.step()
-            if rank == 0 and step % 100 == 0:
+            if rank == 0 and step % args.log_every == 0:
                 print(f"epoch={epoch} step={step} loss={loss.item():.4f}", flush=True)
         if rank == 0:
             os.makedirs(ckpt_dir, exist_ok=True)

@@ -99,7 +99,7 @@ func TestPartitionedNodeIsFenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, err := jobs.Submit(cluster.Ctx(t), &api.SubmitRequest{
-		Spec: &api.JobSpec{Name: "fenced", NodesMin: 2, NtasksPerNode: 1, GpusPerNode: 8, Script: script, WorkingDir: work},
+		Spec: &api.JobSpec{Name: "fenced", NodesMin: 2, NtasksPerNode: 1, GpusPerNode: 8, Script: script, WorkingDir: work, EveryRank: true},
 		User: "tester", Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()),
 	})
 	if err != nil {
