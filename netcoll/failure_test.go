@@ -176,7 +176,7 @@ func TestEpochMismatchRefused(t *testing.T) {
 	for r := range 2 {
 		go func() {
 			cfg := Config{Rank: r, WorldSize: 2, MasterAddr: "127.0.0.1", MasterPort: port, Secret: testSecret,
-				Epoch: uint64(7 + r), ConnectTimeout: time.Second}
+				Epoch: uint64(7 + r), ConnectTimeout: 5 * time.Second}
 			if r == 0 {
 				cfg.StoreListener = ln
 			}
@@ -188,8 +188,10 @@ func TestEpochMismatchRefused(t *testing.T) {
 		}()
 	}
 	var sawEpoch bool
+	var got []error
 	for range 2 {
 		err := <-errs
+		got = append(got, err)
 		if errors.Unwrap(err) == nil {
 			t.Errorf("Init with mismatched epochs succeeded: %v", err)
 		}
@@ -198,7 +200,7 @@ func TestEpochMismatchRefused(t *testing.T) {
 		}
 	}
 	if !sawEpoch {
-		t.Errorf("no rank reported the epoch mismatch")
+		t.Errorf("no rank reported the epoch mismatch: %v", got)
 	}
 }
 

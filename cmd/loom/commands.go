@@ -70,7 +70,7 @@ func commandTable() []*command {
 		{name: "config", subs: []*command{
 			{name: "check", args: "[FILE]", summary: "validate a configuration file (default " + DefaultConfigPath + ")", run: configCheckMain},
 		}},
-		{name: "slurm", args: "<cmd> [args]", summary: "sbatch, squeue, scancel, sinfo, sacct, scontrol, srun",
+		{name: "slurm", args: "<cmd> [args]", summary: "sbatch, srun, salloc, squeue, scancel, sinfo, sacct, scontrol",
 			subs: cliCommands(cli.Commands()),
 			unknownSub: func(names []string) string {
 				return fmt.Sprintf("name one of %v", names)
