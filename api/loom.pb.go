@@ -1464,8 +1464,14 @@ type Job struct {
 	ExpectedStartUnixMs int64                  `protobuf:"varint,20,opt,name=expected_start_unix_ms,json=expectedStartUnixMs,proto3" json:"expected_start_unix_ms,omitempty"` // for pending jobs with a reservation (squeue --start)
 	// array_job_id is the id of the first task of the job's array (Slurm's
 	// %A); 0 for a job that is not part of an array.
-	ArrayJobId    uint64 `protobuf:"varint,21,opt,name=array_job_id,json=arrayJobId,proto3" json:"array_job_id,omitempty"`
-	ArrayTaskId   uint32 `protobuf:"varint,22,opt,name=array_task_id,json=arrayTaskId,proto3" json:"array_task_id,omitempty"` // the task's index (%a)
+	ArrayJobId  uint64 `protobuf:"varint,21,opt,name=array_job_id,json=arrayJobId,proto3" json:"array_job_id,omitempty"`
+	ArrayTaskId uint32 `protobuf:"varint,22,opt,name=array_task_id,json=arrayTaskId,proto3" json:"array_task_id,omitempty"` // the task's index (%a)
+	// secret is the job's per-job secret (hex), made by the server at
+	// submit. Agents put it in every rank's environment (LOOM_JOB_SECRET),
+	// where netcoll proves knowledge of it before a peer may join a ring.
+	// Servers send it only to the agents running the job; no listing shows
+	// it. A high field number keeps clear of fields added beside this one.
+	Secret        string `protobuf:"bytes,50,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1654,16 +1660,30 @@ func (x *Job) GetArrayTaskId() uint32 {
 	return 0
 }
 
+func (x *Job) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
 type SubmitRequest struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	Spec             *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
-	User             string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
-	Uid              uint32                 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
-	Gid              uint32                 `protobuf:"varint,4,opt,name=gid,proto3" json:"gid,omitempty"`
-	SubmitHost       string                 `protobuf:"bytes,5,opt,name=submit_host,json=submitHost,proto3" json:"submit_host,omitempty"`
-	IdempotencyToken string                 `protobuf:"bytes,6,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"` // client-made; a retry returns the first job
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Spec  *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	// user, uid and gid are set by the server from the caller's identity,
+	// which the connection proves (MUNGE or peer credentials); whatever a
+	// client puts here is overwritten. They stay in the message because the
+	// Raft command that records a submit carries the request.
+	User             string `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Uid              uint32 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid              uint32 `protobuf:"varint,4,opt,name=gid,proto3" json:"gid,omitempty"`
+	SubmitHost       string `protobuf:"bytes,5,opt,name=submit_host,json=submitHost,proto3" json:"submit_host,omitempty"`
+	IdempotencyToken string `protobuf:"bytes,6,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"` // client-made; a retry returns the first job
+	// job_secret is set by the server (a client's value is overwritten):
+	// the job's Job.secret.
+	JobSecret     string `protobuf:"bytes,50,opt,name=job_secret,json=jobSecret,proto3" json:"job_secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubmitRequest) Reset() {
@@ -1738,6 +1758,13 @@ func (x *SubmitRequest) GetIdempotencyToken() string {
 	return ""
 }
 
+func (x *SubmitRequest) GetJobSecret() string {
+	if x != nil {
+		return x.JobSecret
+	}
+	return ""
+}
+
 type SubmitResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -1791,10 +1818,13 @@ func (x *SubmitResponse) GetIndex() uint64 {
 }
 
 type CancelRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobIds        []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
-	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
-	Uid           uint32                 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	JobIds []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	// user and uid are set by the server after it authorized the caller
+	// (uid 0: an operator, who may act on any job); a client's values are
+	// overwritten. The Raft command carries the request.
+	User          string `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Uid           uint32 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1903,11 +1933,15 @@ func (x *CancelResponse) GetIndex() uint64 {
 }
 
 type HoldRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobIds        []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
-	Release       bool                   `protobuf:"varint,2,opt,name=release,proto3" json:"release,omitempty"`
-	User          string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
-	Uid           uint32                 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	JobIds  []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	Release bool                   `protobuf:"varint,2,opt,name=release,proto3" json:"release,omitempty"`
+	// Ignored: the server takes the caller from the connection.
+	//
+	// Deprecated: Marked as deprecated in api/loom.proto.
+	User string `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	// Deprecated: Marked as deprecated in api/loom.proto.
+	Uid           uint32 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1956,6 +1990,7 @@ func (x *HoldRequest) GetRelease() bool {
 	return false
 }
 
+// Deprecated: Marked as deprecated in api/loom.proto.
 func (x *HoldRequest) GetUser() string {
 	if x != nil {
 		return x.User
@@ -1963,6 +1998,7 @@ func (x *HoldRequest) GetUser() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in api/loom.proto.
 func (x *HoldRequest) GetUid() uint32 {
 	if x != nil {
 		return x.Uid
@@ -2023,10 +2059,14 @@ func (x *HoldResponse) GetIndex() uint64 {
 }
 
 type RequeueRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobIds        []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
-	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
-	Uid           uint32                 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	JobIds []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	// Ignored: the server takes the caller from the connection.
+	//
+	// Deprecated: Marked as deprecated in api/loom.proto.
+	User string `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	// Deprecated: Marked as deprecated in api/loom.proto.
+	Uid           uint32 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2068,6 +2108,7 @@ func (x *RequeueRequest) GetJobIds() []uint64 {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in api/loom.proto.
 func (x *RequeueRequest) GetUser() string {
 	if x != nil {
 		return x.User
@@ -2075,6 +2116,7 @@ func (x *RequeueRequest) GetUser() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in api/loom.proto.
 func (x *RequeueRequest) GetUid() uint32 {
 	if x != nil {
 		return x.Uid
@@ -4707,7 +4749,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\vmaster_port\x18\x06 \x01(\rR\n" +
 	"masterPort\x12)\n" +
 	"\x05tasks\x18\a \x03(\v2\x13.loom.v1.TaskStatusR\x05tasks\x12&\n" +
-	"\x0fcreated_unix_ms\x18\b \x01(\x03R\rcreatedUnixMs\"\xe1\x05\n" +
+	"\x0fcreated_unix_ms\x18\b \x01(\x03R\rcreatedUnixMs\"\xf9\x05\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12$\n" +
 	"\x04spec\x18\x02 \x01(\v2\x10.loom.v1.JobSpecR\x04spec\x12\x12\n" +
@@ -4736,7 +4778,8 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x16expected_start_unix_ms\x18\x14 \x01(\x03R\x13expectedStartUnixMs\x12 \n" +
 	"\farray_job_id\x18\x15 \x01(\x04R\n" +
 	"arrayJobId\x12\"\n" +
-	"\rarray_task_id\x18\x16 \x01(\rR\varrayTaskId\"\xbb\x01\n" +
+	"\rarray_task_id\x18\x16 \x01(\rR\varrayTaskId\x12\x16\n" +
+	"\x06secret\x182 \x01(\tR\x06secret\"\xda\x01\n" +
 	"\rSubmitRequest\x12$\n" +
 	"\x04spec\x18\x01 \x01(\v2\x10.loom.v1.JobSpecR\x04spec\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x10\n" +
@@ -4744,7 +4787,9 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x03gid\x18\x04 \x01(\rR\x03gid\x12\x1f\n" +
 	"\vsubmit_host\x18\x05 \x01(\tR\n" +
 	"submitHost\x12+\n" +
-	"\x11idempotency_token\x18\x06 \x01(\tR\x10idempotencyToken\"=\n" +
+	"\x11idempotency_token\x18\x06 \x01(\tR\x10idempotencyToken\x12\x1d\n" +
+	"\n" +
+	"job_secret\x182 \x01(\tR\tjobSecret\"=\n" +
 	"\x0eSubmitResponse\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"N\n" +
@@ -4754,19 +4799,19 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x03uid\x18\x03 \x01(\rR\x03uid\"D\n" +
 	"\x0eCancelResponse\x12\x1c\n" +
 	"\tcancelled\x18\x01 \x03(\x04R\tcancelled\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"f\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"n\n" +
 	"\vHoldRequest\x12\x17\n" +
 	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x18\n" +
-	"\arelease\x18\x02 \x01(\bR\arelease\x12\x12\n" +
-	"\x04user\x18\x03 \x01(\tR\x04user\x12\x10\n" +
-	"\x03uid\x18\x04 \x01(\rR\x03uid\"=\n" +
+	"\arelease\x18\x02 \x01(\bR\arelease\x12\x16\n" +
+	"\x04user\x18\x03 \x01(\tB\x02\x18\x01R\x04user\x12\x14\n" +
+	"\x03uid\x18\x04 \x01(\rB\x02\x18\x01R\x03uid\"=\n" +
 	"\fHoldResponse\x12\x17\n" +
 	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"O\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"W\n" +
 	"\x0eRequeueRequest\x12\x17\n" +
-	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x12\n" +
-	"\x04user\x18\x02 \x01(\tR\x04user\x12\x10\n" +
-	"\x03uid\x18\x03 \x01(\rR\x03uid\"@\n" +
+	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x16\n" +
+	"\x04user\x18\x02 \x01(\tB\x02\x18\x01R\x04user\x12\x14\n" +
+	"\x03uid\x18\x03 \x01(\rB\x02\x18\x01R\x03uid\"@\n" +
 	"\x0fRequeueResponse\x12\x17\n" +
 	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"c\n" +

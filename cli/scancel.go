@@ -92,7 +92,7 @@ func runScancel(ctx context.Context, e *env, args []string) int {
 		}
 		status := 0
 		for _, id := range ids {
-			if err := cancelJob(ctx, c, who, id); err != nil {
+			if err := cancelJob(ctx, c, id); err != nil {
 				e.errorf("Kill job error on job id %d: %s", id, messageAbout(err, fmt.Sprintf("job %d: ", id)))
 				status = 1
 			}
@@ -102,8 +102,8 @@ func runScancel(ctx context.Context, e *env, args []string) int {
 }
 
 // cancelJob cancels one job, so that an error is about that job alone.
-func cancelJob(ctx context.Context, c *client, who identity, id uint64) error {
-	req := &api.CancelRequest{JobIds: []uint64{id}, User: who.user, Uid: who.uid}
+func cancelJob(ctx context.Context, c *client, id uint64) error {
+	req := &api.CancelRequest{JobIds: []uint64{id}}
 	var resp *api.CancelResponse
 	err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
 		var err error

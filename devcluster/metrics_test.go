@@ -12,8 +12,6 @@ import (
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/internal/harness"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 func scrape(t *testing.T, addr string) string {
@@ -41,7 +39,7 @@ func TestMetricsWhileJobRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	conn, err := grpc.NewClient(c.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := harness.Dial(c.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,16 +10,22 @@ import (
 	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
 // StreamLogs proxies a job's rank output from the agents that ran it.
 func (js *jobService) StreamLogs(req *api.LogsRequest, stream api.JobService_StreamLogsServer) error {
 	ctx := stream.Context()
+	id, err := caller(ctx)
+	if err != nil {
+		return err
+	}
 	j := js.s.State().Job(req.JobId)
 	if j == nil {
 		return toStatus(fmt.Errorf("job %d: %w", req.JobId, state.ErrJobNotFound))
+	}
+	if !js.s.canSee(id, j, true) {
+		return errNotYours(j)
 	}
 	a := j.GetAllocation()
 	if a == nil {
@@ -65,7 +71,11 @@ func (js *jobService) StreamLogs(req *api.LogsRequest, stream api.JobService_Str
 }
 
 func (js *jobService) proxyLogs(out api.JobService_StreamLogsServer, mu *sync.Mutex, n *api.Node, req *api.TaskLogsRequest) error {
-	conn, err := grpc.NewClient(n.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := js.s.agentCreds(n.Name)
+	if err != nil {
+		return status.Errorf(codes.Internal, "node %s: tls: %v", n.Name, err)
+	}
+	conn, err := grpc.NewClient(n.Address, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "node %s: %v", n.Name, err)
 	}

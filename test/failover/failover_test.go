@@ -49,7 +49,7 @@ func TestAgentKillRequeuesGang(t *testing.T) {
 	servers, agents, jobs, nodes := c.Servers, c.Agents, c.Jobs, c.Nodes
 	id := cluster.SubmitRetrying(t, jobs, &api.SubmitRequest{
 		Spec: &api.JobSpec{Name: "gang", NodesMin: 2, NtasksPerNode: 1, GpusPerNode: 8, Script: gangScript, WorkingDir: work},
-		User: "tester", Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), IdempotencyToken: "failover-gang",
+		IdempotencyToken: "failover-gang",
 	}, 20*time.Second)
 	get := func() *api.Job { return cluster.Job(t, jobs, id) }
 	cluster.WaitFor(t, "the gang to run", 30*time.Second, func() bool {
