@@ -9,7 +9,6 @@ import (
 
 	"github.com/loomhpc/loom/agent/driver/containerd"
 	"github.com/loomhpc/loom/cli"
-	"github.com/loomhpc/loom/pki"
 	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/internal/bench/allreduce"
 	"github.com/loomhpc/loom/internal/bench/failover"
@@ -18,6 +17,7 @@ import (
 	"github.com/loomhpc/loom/internal/bench/train"
 	"github.com/loomhpc/loom/internal/simcmd"
 	"github.com/loomhpc/loom/internal/topocmd"
+	"github.com/loomhpc/loom/pki"
 )
 
 // stdio is a command's standard streams.

@@ -48,7 +48,7 @@ func TestAgentKillRequeuesGang(t *testing.T) {
 	c := cluster.StartGossiping(t, dir, 3, 3)
 	servers, agents, jobs, nodes := c.Servers, c.Agents, c.Jobs, c.Nodes
 	id := cluster.SubmitRetrying(t, jobs, &api.SubmitRequest{
-		Spec: &api.JobSpec{Name: "gang", NodesMin: 2, NtasksPerNode: 1, GpusPerNode: 8, Script: gangScript, WorkingDir: work},
+		Spec:             &api.JobSpec{Name: "gang", NodesMin: 2, NtasksPerNode: 1, GpusPerNode: 8, Script: gangScript, WorkingDir: work},
 		IdempotencyToken: "failover-gang",
 	}, 20*time.Second)
 	get := func() *api.Job { return cluster.Job(t, jobs, id) }

@@ -76,7 +76,7 @@ func submit(c *conns, first int, budget time.Duration) outcome {
 	rand.Read(b)
 	o := outcome{token: hex.EncodeToString(b)}
 	req := &api.SubmitRequest{
-		Spec: &api.JobSpec{Name: "ha", GpusPerNode: 1, Script: "#!/bin/sh\ntrue\n", WorkingDir: os.TempDir()},
+		Spec:             &api.JobSpec{Name: "ha", GpusPerNode: 1, Script: "#!/bin/sh\ntrue\n", WorkingDir: os.TempDir()},
 		IdempotencyToken: o.token,
 	}
 	deadline := time.Now().Add(budget)

@@ -158,8 +158,8 @@ func (b *bench) trial(jobs api.JobServiceClient, nodes api.NodeServiceClient, wo
 	script := "#!/bin/sh\necho $$ > pid-$SLURMD_NODENAME-$LOOM_JOB_ID-$LOOM_GENERATION\nexec sleep 600\n"
 	resp, err := call(func(c context.Context) (*api.SubmitResponse, error) {
 		return jobs.Submit(c, &api.SubmitRequest{
-			Spec: &api.JobSpec{Name: "failover", NodesMin: 2, NtasksPerNode: 1, GpusPerNode: 8, Script: script, WorkingDir: work},
-		IdempotencyToken: fmt.Sprintf("failover-%d-%d", os.Getpid(), k),
+			Spec:             &api.JobSpec{Name: "failover", NodesMin: 2, NtasksPerNode: 1, GpusPerNode: 8, Script: script, WorkingDir: work},
+			IdempotencyToken: fmt.Sprintf("failover-%d-%d", os.Getpid(), k),
 		})
 	})
 	if err != nil {

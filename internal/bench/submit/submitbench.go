@@ -239,7 +239,7 @@ func submit(ctx context.Context, c *cluster, first int, budget time.Duration) er
 	tok := make([]byte, 16)
 	rand.Read(tok)
 	req := &api.SubmitRequest{
-		Spec: &api.JobSpec{Name: "bench", GpusPerNode: 1, Script: "#!/bin/sh\ntrue\n"},
+		Spec:             &api.JobSpec{Name: "bench", GpusPerNode: 1, Script: "#!/bin/sh\ntrue\n"},
 		IdempotencyToken: hex.EncodeToString(tok),
 	}
 	deadline := time.Now().Add(budget)
