@@ -191,10 +191,7 @@ func New(cfg Config) (*Server, error) {
 	s.advertiseRPC = advertisedRPC(lis.Addr(), rn.Addr())
 	s.grpc = grpc.NewServer(grpc.Creds(creds),
 		grpc.ChainUnaryInterceptor(s.unaryAdmit), grpc.ChainStreamInterceptor(s.streamAdmit))
-	api.RegisterJobServiceServer(s.grpc, &jobService{s: s})
-	api.RegisterNodeServiceServer(s.grpc, &nodeService{s: s})
-	api.RegisterAgentServiceServer(s.grpc, &agentService{s: s})
-	api.RegisterOperatorServer(s.grpc, &operatorService{s: s})
+	s.registerServices(s.grpc)
 	s.metrics = newMetrics(s)
 	if cfg.MetricsAddr != "-" {
 		reg := prometheus.NewRegistry()
@@ -290,6 +287,15 @@ func (s *Server) agentCreds(node string) (credentials.TransportCredentials, erro
 // LocalSocket is the path of the server's Unix socket, empty when it has
 // none.
 func (s *Server) LocalSocket() string { return s.cfg.LocalSocket }
+
+// registerServices puts the gRPC services on g; methodAccess must have a
+// rule for each of their methods.
+func (s *Server) registerServices(g *grpc.Server) {
+	api.RegisterJobServiceServer(g, &jobService{s: s})
+	api.RegisterNodeServiceServer(g, &nodeService{s: s})
+	api.RegisterAgentServiceServer(g, &agentService{s: s})
+	api.RegisterOperatorServer(g, &operatorService{s: s})
+}
 
 func (s *Server) goFunc(f func()) {
 	s.wg.Add(1)
