@@ -103,6 +103,7 @@ type outKey struct {
 
 type taskOutput struct {
 	gen            uint64
+	uid            uint32 // the job's user, as whom the files are read
 	stdout, stderr string
 	done           chan struct{} // closed when the rank has ended
 }

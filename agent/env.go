@@ -64,6 +64,11 @@ func rankEnv(j *api.Job, r *api.Rank, node string) []string {
 	if len(r.GpuUuids) == 0 {
 		contract[api.EnvNVIDIAVisibleDevices] = "void"
 	}
+	// The job's secret, from the servers only: a job cannot set its own.
+	delete(env, api.EnvLoomJobSecret)
+	if j.Secret != "" {
+		contract[api.EnvLoomJobSecret] = j.Secret
+	}
 	if j.ArrayJobId != 0 {
 		contract[api.EnvSlurmArrayJobID] = strconv.FormatUint(j.ArrayJobId, 10)
 		contract[api.EnvSlurmArrayTaskID] = u(j.ArrayTaskId)

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/loomhpc/loom/api"
@@ -36,6 +37,31 @@ func TestTruncateOutputs(t *testing.T) {
 		gotOut, gotErr := truncateOutputs(j, r, out, errPath)
 		if gotOut != c.wantOut || gotErr != c.wantErr {
 			t.Errorf("%s: truncate stdout=%v stderr=%v, want %v %v", c.name, gotOut, gotErr, c.wantOut, c.wantErr)
+		}
+	}
+}
+
+// Every rank gets the job's secret from the servers, and a job cannot
+// choose its own.
+func TestRankEnvCarriesTheJobSecret(t *testing.T) {
+	j := &api.Job{Id: 7, Secret: "ab12", Spec: &api.JobSpec{Env: map[string]string{api.EnvLoomJobSecret: "mine"}},
+		Allocation: &api.Allocation{Ranks: []*api.Rank{{Rank: 0, Node: "a"}}, Nodes: []string{"a"}}}
+	has := func(env []string, kv string) bool {
+		for _, e := range env {
+			if e == kv {
+				return true
+			}
+		}
+		return false
+	}
+	env := rankEnv(j, j.Allocation.Ranks[0], "a")
+	if !has(env, api.EnvLoomJobSecret+"=ab12") || has(env, api.EnvLoomJobSecret+"=mine") {
+		t.Errorf("rank env %v: want %s=ab12 only", env, api.EnvLoomJobSecret)
+	}
+	j.Secret = ""
+	for _, e := range rankEnv(j, j.Allocation.Ranks[0], "a") {
+		if strings.HasPrefix(e, api.EnvLoomJobSecret+"=") {
+			t.Errorf("a job without a secret got %s", e)
 		}
 	}
 }

@@ -27,7 +27,11 @@ const (
 	EnvCUDAVisibleDevices   = "CUDA_VISIBLE_DEVICES"
 	EnvNVIDIAVisibleDevices = "NVIDIA_VISIBLE_DEVICES"
 
-	EnvLoomJobID         = "LOOM_JOB_ID"
+	EnvLoomJobID = "LOOM_JOB_ID"
+	// EnvLoomJobSecret is the job's secret (hex), made by the server at
+	// submit: netcoll's store and peers prove knowledge of it before a
+	// process may join a ring or set keys.
+	EnvLoomJobSecret     = "LOOM_JOB_SECRET"
 	EnvLoomGeneration    = "LOOM_GENERATION"
 	EnvLoomRestartCount  = "LOOM_RESTART_COUNT"
 	EnvLoomCheckpointDir = "LOOM_CHECKPOINT_DIR"
