@@ -313,6 +313,16 @@ func StartGossiping(t testing.TB, dir string, nServers, nAgents int) *Gossiping 
 		name := fmt.Sprintf("node%d", i)
 		g.Agents[name] = StartGossipAgent(t, dir, name, "dgx-h100", 29500+100*i, g.Servers)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, s := range g.Servers {
+				t.Log(s.Tail())
+			}
+			for _, a := range g.Agents {
+				t.Log(a.Tail())
+			}
+		}
+	})
 	g.Jobs, g.Nodes = Client(t, g.Servers[0].Client())
 	WaitFor(t, fmt.Sprintf("%d registered nodes", nAgents), 30*time.Second, func() bool {
 		r, err := g.Nodes.ListNodes(Ctx(t), &api.ListNodesRequest{})
