@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"time"
 
@@ -129,6 +130,9 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		RPCAddr: o.RPCAddr, RaftAddr: "127.0.0.1:0", MetricsAddr: metrics(o.ServerMetricsAddr),
 		Bootstrap: true, Fast: true, RaftLogLevel: "error", Logger: log,
 		Auth: auth.ModeLocal, LocalSocket: c.socket, TLS: serverTLS,
+		// The user who started the sandbox runs it: drain, resume and
+		// every job are theirs to change.
+		Policy: auth.Policy{OperatorUsers: currentUser()},
 	})
 	if err != nil {
 		c.removeDir()
@@ -183,6 +187,15 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// currentUser names the user running the dev cluster, for its operators.
+func currentUser() []string {
+	u, err := user.Current()
+	if err != nil {
+		return nil
+	}
+	return []string{u.Username}
 }
 
 // waitUntil polls cond during start-up, which takes well under a second.

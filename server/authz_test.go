@@ -101,7 +101,8 @@ func newAuthzEnv(t *testing.T) *authzEnv {
 		Name: "s1", DataDir: filepath.Join(t.TempDir(), "s1"), RPCAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", MetricsAddr: "-",
 		Bootstrap: true, Fast: true, RaftLogLevel: "error",
 		Auth: auth.ModeMunge, Munge: &fakeMunge{seen: map[string]bool{}}, TLS: &files,
-		Policy: auth.Policy{OperatorUsers: []string{"op"}, Directory: dir},
+		Policy:    auth.Policy{OperatorUsers: []string{"op"}, Directory: dir},
+		QOSAccess: map[string]auth.Policy{"high": {OperatorUsers: []string{"bob"}, Directory: dir}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -247,6 +248,14 @@ func TestOperatorsOnly(t *testing.T) {
 	wantCode(t, "alice submits with a negative nice", err, codes.PermissionDenied)
 	if _, err := api.NewJobServiceClient(e.user(op)).Submit(ctx(t), nice); err != nil {
 		t.Errorf("the operator submits with a negative nice: %v", err)
+	}
+	high := &api.SubmitRequest{Spec: &api.JobSpec{Script: "x", Qos: "high"}}
+	_, err = api.NewJobServiceClient(e.user(alice)).Submit(ctx(t), high)
+	wantCode(t, "alice submits with a QoS reserved to bob", err, codes.PermissionDenied)
+	for _, uid := range []uint32{bob, op} {
+		if _, err := api.NewJobServiceClient(e.user(uid)).Submit(ctx(t), high); err != nil {
+			t.Errorf("uid %d submits with QoS high: %v", uid, err)
+		}
 	}
 	drain := &api.NodeStateRequest{Name: "node1", Reason: "test"}
 	_, err = api.NewNodeServiceClient(e.user(alice)).DrainNode(ctx(t), drain)
