@@ -16,6 +16,8 @@ import (
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/gpu"
+	"github.com/loomhpc/loom/gpu/metrics"
+	"github.com/loomhpc/loom/gpu/probe"
 	"github.com/loomhpc/loom/pki"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -34,7 +36,7 @@ type Config struct {
 	MetricsAddr string   // /metrics, default :9400; "-" disables
 	Partitions  []string
 	Labels      map[string]string
-	// GPU discovery (see gpu.Options).
+	// GPU discovery (see probe.Options).
 	Profile      string
 	GPUs         int
 	TopologyFile string
@@ -144,7 +146,7 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	found, err := gpu.Discover(context.Background(), gpu.Options{
+	found, err := probe.Discover(context.Background(), probe.Options{
 		Host: cfg.Name, Profile: cfg.Profile, GPUs: cfg.GPUs, TopologyFile: cfg.TopologyFile,
 		UseNVML: cfg.UseNVML, Logger: log,
 	})
@@ -199,7 +201,7 @@ func New(cfg Config) (*Agent, error) {
 	a.goFunc(func() { _ = a.grpc.Serve(lis) })
 	if cfg.MetricsAddr != "-" {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(newAgentMetrics(a), gpu.NewCollector(a.sampler, cfg.Name, a.gpuHolder))
+		reg.MustRegister(newAgentMetrics(a), metrics.NewCollector(a.sampler, cfg.Name, a.gpuHolder))
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		a.httpLis, err = net.Listen("tcp", cfg.MetricsAddr)

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/rankenv"
 )
 
 // rankEnv builds the environment of one rank: the submitter's exported
@@ -30,48 +31,48 @@ func rankEnv(j *api.Job, r *api.Rank, node string) []string {
 	world := u(uint32(len(a.Ranks)))
 	workDir := workingDir(j)
 	contract := map[string]string{
-		api.EnvRank:           u(r.Rank),
-		api.EnvWorldSize:      world,
-		api.EnvLocalRank:      u(r.LocalRank),
-		api.EnvLocalWorldSize: u(r.LocalSize),
-		api.EnvGroupRank:      u(r.NodeIndex),
-		api.EnvMasterAddr:     a.MasterAddr,
-		api.EnvMasterPort:     u(a.MasterPort),
+		rankenv.Rank:           u(r.Rank),
+		rankenv.WorldSize:      world,
+		rankenv.LocalRank:      u(r.LocalRank),
+		rankenv.LocalWorldSize: u(r.LocalSize),
+		rankenv.GroupRank:      u(r.NodeIndex),
+		rankenv.MasterAddr:     a.MasterAddr,
+		rankenv.MasterPort:     u(a.MasterPort),
 
-		api.EnvSlurmJobID:       id,
-		api.EnvSlurmJobName:     j.Spec.Name,
-		api.EnvSlurmProcID:      u(r.Rank),
-		api.EnvSlurmNTasks:      world,
-		api.EnvSlurmLocalID:     u(r.LocalRank),
-		api.EnvSlurmNodeID:      u(r.NodeIndex),
-		api.EnvSlurmNNodes:      u(uint32(len(a.Nodes))),
-		api.EnvSlurmJobNodeList: api.CompressHostlist(a.Nodes),
-		api.EnvSlurmSubmitDir:   workDir,
-		"SLURMD_NODENAME":       node,
-		"SLURM_JOB_USER":        j.User,
-		"SLURM_JOB_UID":         u(j.Uid),
-		"SLURM_JOB_PARTITION":   j.Spec.PartitionOf(),
+		rankenv.SlurmJobID:       id,
+		rankenv.SlurmJobName:     j.Spec.Name,
+		rankenv.SlurmProcID:      u(r.Rank),
+		rankenv.SlurmNTasks:      world,
+		rankenv.SlurmLocalID:     u(r.LocalRank),
+		rankenv.SlurmNodeID:      u(r.NodeIndex),
+		rankenv.SlurmNNodes:      u(uint32(len(a.Nodes))),
+		rankenv.SlurmJobNodeList: api.CompressHostlist(a.Nodes),
+		rankenv.SlurmSubmitDir:   workDir,
+		"SLURMD_NODENAME":        node,
+		"SLURM_JOB_USER":         j.User,
+		"SLURM_JOB_UID":          u(j.Uid),
+		"SLURM_JOB_PARTITION":    j.Spec.PartitionOf(),
 
-		api.EnvCUDAVisibleDevices:   strings.Join(r.GpuUuids, ","),
-		api.EnvNVIDIAVisibleDevices: strings.Join(r.GpuUuids, ","),
+		rankenv.CUDAVisibleDevices:   strings.Join(r.GpuUuids, ","),
+		rankenv.NVIDIAVisibleDevices: strings.Join(r.GpuUuids, ","),
 
-		api.EnvLoomJobID:        id,
-		api.EnvLoomGeneration:   strconv.FormatUint(a.Generation, 10),
-		api.EnvLoomRestartCount: u(j.RestartCount),
-		api.EnvLoomPeers:        strings.Join(a.Nodes, ","),
-		api.EnvLoomRankPort:     u(r.Port),
+		rankenv.LoomJobID:        id,
+		rankenv.LoomGeneration:   strconv.FormatUint(a.Generation, 10),
+		rankenv.LoomRestartCount: u(j.RestartCount),
+		rankenv.LoomPeers:        strings.Join(a.Nodes, ","),
+		rankenv.LoomRankPort:     u(r.Port),
 	}
 	if len(r.GpuUuids) == 0 {
-		contract[api.EnvNVIDIAVisibleDevices] = "void"
+		contract[rankenv.NVIDIAVisibleDevices] = "void"
 	}
-	// The job's secret, from the servers only: a job cannot set its own.
-	delete(env, api.EnvLoomJobSecret)
+	// The job's secret comes from the servers, and a job cannot replace
+	// it with one of its own choosing.
 	if j.Secret != "" {
-		contract[api.EnvLoomJobSecret] = j.Secret
+		contract[rankenv.LoomJobSecret] = j.Secret
 	}
 	if j.ArrayJobId != 0 {
-		contract[api.EnvSlurmArrayJobID] = strconv.FormatUint(j.ArrayJobId, 10)
-		contract[api.EnvSlurmArrayTaskID] = u(j.ArrayTaskId)
+		contract[rankenv.SlurmArrayJobID] = strconv.FormatUint(j.ArrayJobId, 10)
+		contract[rankenv.SlurmArrayTaskID] = u(j.ArrayTaskId)
 	}
 	for k, v := range contract {
 		env[k] = v
@@ -80,11 +81,17 @@ func rankEnv(j *api.Job, r *api.Rank, node string) []string {
 	// shared filesystem on real clusters) so a requeued gang finds them on
 	// whichever nodes it lands; a job may name its own.
 	jobDir := filepath.Join(workDir, ".loom", "job-"+id)
-	if env[api.EnvLoomCheckpointDir] == "" {
-		env[api.EnvLoomCheckpointDir] = filepath.Join(jobDir, "checkpoint")
+	if env[rankenv.LoomCheckpointDir] == "" {
+		env[rankenv.LoomCheckpointDir] = filepath.Join(jobDir, "checkpoint")
 	}
-	if env[api.EnvLoomResultDir] == "" {
-		env[api.EnvLoomResultDir] = filepath.Join(jobDir, "result")
+	if env[rankenv.LoomResultDir] == "" {
+		env[rankenv.LoomResultDir] = filepath.Join(jobDir, "result")
+	}
+	// netcoll refuses to start without a secret. A job submitted before
+	// the servers issued secrets has none (unless it brought its own);
+	// its ranks run netcoll unauthenticated, as they did then.
+	if env[rankenv.LoomJobSecret] == "" && env["NETCOLL_INSECURE"] == "" {
+		env["NETCOLL_INSECURE"] = "1"
 	}
 	out := make([]string, 0, len(env))
 	for k, v := range env {

@@ -1,10 +1,11 @@
 package agent
 
 import (
-	"strings"
+	"slices"
 	"testing"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/rankenv"
 )
 
 func TestTruncateOutputs(t *testing.T) {
@@ -41,27 +42,37 @@ func TestTruncateOutputs(t *testing.T) {
 	}
 }
 
-// Every rank gets the job's secret from the servers, and a job cannot
-// choose its own.
+// Until the server issues LOOM_JOB_SECRET, ranks opt out of netcoll's
+// authentication, unless the job brings its own secret.
+func TestRankEnvNetcollOptOut(t *testing.T) {
+	job := func(env map[string]string) *api.Job {
+		return &api.Job{Id: 7, Spec: &api.JobSpec{Env: env}, Allocation: &api.Allocation{
+			Nodes: []string{"a"}, Ranks: []*api.Rank{{Rank: 0, Node: "a"}},
+		}}
+	}
+	has := func(env []string, kv string) bool { return slices.Contains(env, kv) }
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		want bool
+	}{
+		{"no secret", nil, true},
+		{"job's own secret", map[string]string{rankenv.LoomJobSecret: "00112233445566778899aabbccddeeff"}, false},
+	} {
+		j := job(c.env)
+		if got := has(rankEnv(j, j.Allocation.Ranks[0], "a"), "NETCOLL_INSECURE=1"); got != c.want {
+			t.Errorf("%s: NETCOLL_INSECURE=1 in the rank's environment = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// Every rank gets the job's secret from the servers, which wins over one
+// the job names itself, and then needs no opt-out.
 func TestRankEnvCarriesTheJobSecret(t *testing.T) {
-	j := &api.Job{Id: 7, Secret: "ab12", Spec: &api.JobSpec{Env: map[string]string{api.EnvLoomJobSecret: "mine"}},
+	j := &api.Job{Id: 7, Secret: "ab12", Spec: &api.JobSpec{Env: map[string]string{rankenv.LoomJobSecret: "mine"}},
 		Allocation: &api.Allocation{Ranks: []*api.Rank{{Rank: 0, Node: "a"}}, Nodes: []string{"a"}}}
-	has := func(env []string, kv string) bool {
-		for _, e := range env {
-			if e == kv {
-				return true
-			}
-		}
-		return false
-	}
 	env := rankEnv(j, j.Allocation.Ranks[0], "a")
-	if !has(env, api.EnvLoomJobSecret+"=ab12") || has(env, api.EnvLoomJobSecret+"=mine") {
-		t.Errorf("rank env %v: want %s=ab12 only", env, api.EnvLoomJobSecret)
-	}
-	j.Secret = ""
-	for _, e := range rankEnv(j, j.Allocation.Ranks[0], "a") {
-		if strings.HasPrefix(e, api.EnvLoomJobSecret+"=") {
-			t.Errorf("a job without a secret got %s", e)
-		}
+	if !slices.Contains(env, rankenv.LoomJobSecret+"=ab12") || slices.Contains(env, rankenv.LoomJobSecret+"=mine") || slices.Contains(env, "NETCOLL_INSECURE=1") {
+		t.Errorf("rank env %v: want %s=ab12, not the job's own, and no NETCOLL_INSECURE", env, rankenv.LoomJobSecret)
 	}
 }

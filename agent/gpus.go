@@ -8,14 +8,15 @@ import (
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/gpu"
+	"github.com/loomhpc/loom/gpu/probe"
 	"google.golang.org/protobuf/proto"
 )
 
 // newSampler reads the node's GPUs: through NVML when discovery used it,
 // otherwise simulated values that follow whether a job holds each GPU.
-func (a *Agent) newSampler(found *gpu.Node) gpu.Sampler {
+func (a *Agent) newSampler(found *probe.Node) gpu.Sampler {
 	if found.Topology.GetProfile() == "nvml" {
-		s, err := gpu.NewNVMLSampler(found.Detail)
+		s, err := probe.NewNVMLSampler(found.Detail)
 		if err == nil {
 			return s
 		}

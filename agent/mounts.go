@@ -10,6 +10,7 @@ import (
 
 	"github.com/loomhpc/loom/agent/driver"
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/rankenv"
 )
 
 // ParseMount reads one of a job's mounts, "SRC:DST[:ro|:rw]", both paths
@@ -71,10 +72,10 @@ func (a *Agent) containerMounts(j *api.Job, s driver.TaskSpec) ([]driver.Mount, 
 		k, v, _ := strings.Cut(kv, "=")
 		env[k] = v
 	}
-	if d := env[api.EnvLoomDataDir]; d != "" && filepath.IsAbs(d) && !covered(d) {
+	if d := env[rankenv.LoomDataDir]; d != "" && filepath.IsAbs(d) && !covered(d) {
 		out = append(out, driver.Mount{Source: d, Dest: d, ReadOnly: true})
 	}
-	for _, k := range []string{api.EnvLoomResultDir, api.EnvLoomCheckpointDir} {
+	for _, k := range []string{rankenv.LoomResultDir, rankenv.LoomCheckpointDir} {
 		d := env[k]
 		if d == "" || !filepath.IsAbs(d) {
 			continue

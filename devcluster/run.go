@@ -17,6 +17,7 @@ import (
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/cli"
 	"github.com/loomhpc/loom/internal/harness"
+	"github.com/loomhpc/loom/rankenv"
 )
 
 // RunScript submits a batch script through the real sbatch command, follows
@@ -62,7 +63,7 @@ func (c *Cluster) RunScript(ctx context.Context, script string, stdout, stderr i
 // ends with the figures of the run (examples/mnist writes its final test
 // accuracy there). Jobs without one print nothing.
 func printMetrics(w io.Writer, j *api.Job) {
-	dir := j.GetSpec().GetEnv()[api.EnvLoomResultDir]
+	dir := j.GetSpec().GetEnv()[rankenv.LoomResultDir]
 	if dir == "" {
 		dir = filepath.Join(j.GetSpec().GetWorkingDir(), ".loom", "job-"+strconv.FormatUint(j.GetId(), 10), "result")
 	}

@@ -4,14 +4,16 @@
 // between GPUs and NICs in the classes `nvidia-smi topo -m` prints
 // (X, NV#, PIX, PXB, PHB, NODE, SYS), and a bandwidth estimate per class.
 //
-// Discover fills the model from NVML when the driver library is present,
-// and otherwise from a simulated profile (dgx-h100, dgx-a100, dgx1-v100,
-// pcie-4, pcie-8, or a flat profile of N PCIe GPUs) or from a saved
-// `nvidia-smi topo -m` output, so that an admin can describe a node by
-// pasting what the tool prints. ParseTopo and Topology.WriteTopo read and
-// write that format. A Sampler reports utilization, memory, power,
-// temperature, clocks and XID errors, and NewCollector exports them under
-// the DCGM exporter's metric names.
+// Simulated profiles (dgx-h100, dgx-a100, dgx1-v100, pcie-4, pcie-8, or a
+// flat profile of N PCIe GPUs) describe machines without their hardware,
+// and ParseTopo and Topology.WriteTopo read and write the `nvidia-smi topo
+// -m` format, so that an admin can describe a node by pasting what the
+// tool prints. A Sampler reports utilization, memory, power, temperature,
+// clocks and XID errors; SimSampler makes them up for simulated GPUs.
 //
+// The package is the pure part of Loom's GPU support: it imports neither
+// NVML nor Prometheus, so that the scheduler and `loom sim` can share its
+// bandwidth table and profiles. Package gpu/probe reads a real node
+// through NVML and sysfs, and gpu/metrics exports samples to Prometheus.
 // The package depends on nothing of Loom but api.
 package gpu

@@ -182,8 +182,9 @@ func (t *Topology) API() *api.Topology {
 	return at
 }
 
-// newMatrix returns an n×n matrix with X on the diagonal and fill elsewhere.
-func newMatrix(n int, fill Link) [][]Link {
+// NewLinkMatrix returns an n×n link matrix with X on the diagonal and fill
+// elsewhere.
+func NewLinkMatrix(n int, fill Link) [][]Link {
 	m := make([][]Link, n)
 	for i := range m {
 		m[i] = make([]Link, n)
@@ -195,7 +196,7 @@ func newMatrix(n int, fill Link) [][]Link {
 	return m
 }
 
-// set sets the link between devices i and j both ways.
-func set(m [][]Link, i, j int, l Link) {
-	m[i][j], m[j][i] = l, l
+// SetLink sets the link between devices i and j both ways.
+func (t *Topology) SetLink(i, j int, l Link) {
+	t.Links[i][j], t.Links[j][i] = l, l
 }

@@ -3,6 +3,7 @@ package gpu
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -252,7 +253,7 @@ func (p *profile) build(host string) *Topology {
 		t.NICs = append(t.NICs, NIC{Name: fmt.Sprintf("mlx5_%d", k), NUMANode: numa})
 	}
 	places := append(slices.Clone(p.gpus), p.nics...)
-	t.Links = newMatrix(len(places), Link{})
+	t.Links = NewLinkMatrix(len(places), Link{})
 	for i := range places {
 		for j := range places {
 			if i == j {
@@ -294,15 +295,15 @@ func lookupProfile(name string, cpus int) (*profile, bool) {
 		}
 	}
 	if s, ok := strings.CutPrefix(name, "flat-"); ok {
-		if n, err := strconv.Atoi(s); err == nil && n > 0 && n <= maxFlatGPUs {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 && n <= MaxFlatGPUs {
 			return flatProfile(n, cpus), true
 		}
 	}
 	return nil, false
 }
 
-// maxFlatGPUs bounds a flat profile; no PCIe node holds more.
-const maxFlatGPUs = 64
+// MaxFlatGPUs bounds a flat profile; no PCIe node holds more.
+const MaxFlatGPUs = 64
 
 // ProfileNames returns the names of the simulated profiles, in a fixed
 // order. "flat-N" (N PCIe GPUs, PHB between all) is accepted besides these.
@@ -323,12 +324,51 @@ func ProfileDescription(name string) string {
 	return ""
 }
 
+// ErrUnknownProfile is the error of a profile name that is neither one of
+// ProfileNames nor flat-N.
+var ErrUnknownProfile = errors.New("gpu: unknown profile")
+
+// Machine is a simulated node: a profile's GPUs and the host they imply.
+type Machine struct {
+	Topology *Topology
+	CPUs     uint32 // hardware threads
+	MemoryMB uint64 // 0 for flat profiles, which describe the host they run on
+}
+
+// SimulatedMachine returns the named profile ("flat-N" included) as a node
+// named host would see it; a flat profile takes cpus, the host's own
+// hardware threads, for its CPU count and affinity.
+func SimulatedMachine(name, host string, cpus int) (Machine, error) {
+	p, ok := lookupProfile(name, cpus)
+	if !ok {
+		return Machine{}, unknownProfile(name)
+	}
+	return Machine{Topology: p.build(host), CPUs: p.cpus, MemoryMB: p.memoryMB}, nil
+}
+
+func unknownProfile(name string) error {
+	return fmt.Errorf("%w %q (known: %s, flat-N)", ErrUnknownProfile, name, strings.Join(ProfileNames(), ", "))
+}
+
+// MarkSimulated gives GPUs read from a saved `nvidia-smi topo -m` output
+// what the file lacks: UUIDs derived from host, health, the simulated mark.
+func (t *Topology) MarkSimulated(host string) {
+	for i := range t.GPUs {
+		g := &t.GPUs[i]
+		if g.UUID == "" {
+			g.UUID = SimulatedUUID(host, g.Index)
+		}
+		g.Healthy = true
+		g.Simulated = true
+	}
+}
+
 // Profile returns the named simulated profile's topology, with GPU UUIDs
 // derived from host.
 func Profile(name, host string) (*Topology, error) {
 	p, ok := lookupProfile(name, 1)
 	if !ok {
-		return nil, fmt.Errorf("%w %q (known: %s, flat-N)", ErrUnknownProfile, name, strings.Join(ProfileNames(), ", "))
+		return nil, unknownProfile(name)
 	}
 	return p.build(host), nil
 }

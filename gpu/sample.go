@@ -62,8 +62,9 @@ type Sampler interface {
 // (DP_DISABLE_HEALTHCHECKS defaults: 13, 31, 43, 45, 68, 109).
 var applicationXIDs = map[uint64]bool{13: true, 31: true, 43: true, 45: true, 68: true, 109: true}
 
-// xidMarksUnhealthy reports whether XID x means the GPU needs attention.
-func xidMarksUnhealthy(x uint64) bool { return !applicationXIDs[x] }
+// XIDMarksUnhealthy reports whether XID x means the GPU needs attention;
+// an XID the program on the GPU caused leaves it healthy.
+func XIDMarksUnhealthy(x uint64) bool { return !applicationXIDs[x] }
 
 // xidReasons names the XIDs an admin meets most (NVIDIA's XID catalog).
 var xidReasons = map[uint64]string{

@@ -124,7 +124,7 @@ func (s *SimSampler) InjectXID(index int, x uint64) error {
 		return err
 	}
 	s.xid[index] = x
-	if xidMarksUnhealthy(x) {
+	if XIDMarksUnhealthy(x) {
 		s.sick[index] = XIDReason(x)
 		s.notify(HealthEvent{Index: index, UUID: g.UUID, Healthy: false, Reason: XIDReason(x), XID: x, Time: s.now()})
 	}

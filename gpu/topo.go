@@ -339,7 +339,7 @@ func parseAffinity(g *GPU, cols []string, vals []token, line int) error {
 		}
 		switch cols[k] {
 		case colCPU:
-			if !validCPUList(v.s) {
+			if !ValidCPUList(v.s) {
 				return errAt(line, v.col, "CPU Affinity %q is not a CPU list like 0-55,112-167", v.s)
 			}
 			g.CPUAffinity = v.s
@@ -362,4 +362,6 @@ func parseAffinity(g *GPU, cols []string, vals []token, line int) error {
 
 var cpuListRE = regexp.MustCompile(`^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$`)
 
-func validCPUList(s string) bool { return cpuListRE.MatchString(s) }
+// ValidCPUList reports whether s is a CPU list in the kernel's format, such
+// as "0-55,112-167".
+func ValidCPUList(s string) bool { return cpuListRE.MatchString(s) }

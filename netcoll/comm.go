@@ -114,7 +114,7 @@ func Init(ctx context.Context, cfg Config) (*Comm, error) {
 		if cfg.MasterAddr == "" || cfg.MasterPort <= 0 {
 			storeAddr = ln.Addr().String()
 		}
-		c.server = newStoreServer(ln, cfg.Epoch, cfg.WorldSize)
+		c.server = newStoreServer(ln, cfg.key(), cfg.Epoch, cfg.WorldSize)
 	}
 	fail := func(err error) (*Comm, error) {
 		if c.store != nil {
@@ -132,7 +132,7 @@ func Init(ctx context.Context, cfg Config) (*Comm, error) {
 		}
 		return nil, err
 	}
-	sc, err := dialStore(ctx, storeAddr, cfg.Epoch, c.rank, c.size)
+	sc, err := dialStore(ctx, storeAddr, cfg.key(), cfg.Epoch, c.rank, c.size)
 	if err != nil {
 		return fail(err)
 	}
@@ -159,7 +159,7 @@ func Init(ctx context.Context, cfg Config) (*Comm, error) {
 		infos[r] = unmarshalPeerInfo(b)
 		addrs[r] = infos[r].Addr
 	}
-	mesh, err := buildTCPMesh(ctx, dln, c.rank, c.size, cfg.NSocks, sc.session, cfg.Epoch, addrs)
+	mesh, err := buildTCPMesh(ctx, dln, cfg.key(), c.rank, c.size, cfg.NSocks, sc.session, cfg.Epoch, addrs)
 	if err != nil {
 		return fail(err)
 	}

@@ -2,6 +2,7 @@ package netcoll
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -9,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/rankenv"
 )
 
 // Config describes one rank of a communicator. FromEnv fills it from the
@@ -24,6 +25,18 @@ type Config struct {
 	// StoreListener, on rank 0 only, is an already-bound listener for the
 	// store (tests use port 0). When nil rank 0 listens on MasterPort.
 	StoreListener net.Listener
+
+	// Secret is the job's shared secret (LOOM_JOB_SECRET, decoded), at
+	// least 16 bytes. The store and every peer connection prove knowledge
+	// of it before anything else, so a process that does not know it can
+	// neither join the ring nor set store keys. Init refuses a Config
+	// without one unless Insecure is set.
+	Secret []byte
+	// Insecure lets a Config without a Secret run unauthenticated: any
+	// process that reaches the store's or a rank's port can then join.
+	// For tests and launchers that predate LOOM_JOB_SECRET; FromEnv sets
+	// it from NETCOLL_INSECURE=1 when LOOM_JOB_SECRET is unset.
+	Insecure bool
 
 	// Epoch fences generations of a job: every handshake carries it and a
 	// connection with another epoch is refused. FromEnv reads
@@ -65,7 +78,19 @@ const (
 	defaultTimeout        = 5 * time.Minute
 	defaultConnectTimeout = 2 * time.Minute
 	defaultShmBytes       = 4 << 20
+
+	// maxNSocks bounds NETCOLL_NSOCKS, and the socket count a peer's
+	// handshake may announce.
+	maxNSocks = 64
 )
+
+// key returns the secret the handshakes use, or nil to skip them.
+func (c *Config) key() []byte {
+	if len(c.Secret) == 0 {
+		return nil
+	}
+	return c.Secret
+}
 
 func (c *Config) setDefaults() {
 	if c.Transport == "" {
@@ -95,13 +120,21 @@ func (c *Config) setDefaults() {
 func (c *Config) validate() error {
 	switch {
 	case c.WorldSize < 1:
-		return fmt.Errorf("netcoll: %s=%d: world size must be at least 1", api.EnvWorldSize, c.WorldSize)
+		return fmt.Errorf("netcoll: %s=%d: world size must be at least 1", rankenv.WorldSize, c.WorldSize)
 	case c.Rank < 0 || c.Rank >= c.WorldSize:
-		return fmt.Errorf("netcoll: %s=%d: rank must be in [0, %d)", api.EnvRank, c.Rank, c.WorldSize)
+		return fmt.Errorf("netcoll: %s=%d: rank must be in [0, %d)", rankenv.Rank, c.Rank, c.WorldSize)
 	case c.MasterAddr == "" && !(c.Rank == 0 && c.StoreListener != nil):
-		return fmt.Errorf("netcoll: %s is empty: set it to rank 0's host", api.EnvMasterAddr)
+		return fmt.Errorf("netcoll: %s is empty: set it to rank 0's host", rankenv.MasterAddr)
 	case c.MasterPort <= 0 && c.StoreListener == nil:
-		return fmt.Errorf("netcoll: %s=%d: want a TCP port", api.EnvMasterPort, c.MasterPort)
+		return fmt.Errorf("netcoll: %s=%d: want a TCP port", rankenv.MasterPort, c.MasterPort)
+	}
+	switch {
+	case len(c.Secret) == 0 && !c.Insecure:
+		return fmt.Errorf("netcoll: %s is not set: every rank needs the job's secret (NETCOLL_INSECURE=1 runs without authentication)", rankenv.LoomJobSecret)
+	case len(c.Secret) > 0 && len(c.Secret) < rankenv.MinJobSecretBytes:
+		return fmt.Errorf("netcoll: %s: %d bytes, want at least %d", rankenv.LoomJobSecret, len(c.Secret), rankenv.MinJobSecretBytes)
+	case c.NSocks > maxNSocks:
+		return fmt.Errorf("netcoll: NETCOLL_NSOCKS=%d: want at most %d", c.NSocks, maxNSocks)
 	}
 	switch c.Transport {
 	case "auto", "tcp", "shm", "rdma":
@@ -117,8 +150,8 @@ func (c *Config) validate() error {
 }
 
 // FromEnv initialises a communicator from the launcher's environment
-// (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT, LOOM_GENERATION
-// and the NETCOLL_* knobs).
+// (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT, LOOM_GENERATION,
+// LOOM_JOB_SECRET and the NETCOLL_* knobs).
 func FromEnv(ctx context.Context) (*Comm, error) {
 	cfg, err := ConfigFromEnv()
 	if err != nil {
@@ -129,46 +162,46 @@ func FromEnv(ctx context.Context) (*Comm, error) {
 
 // ConfigFromEnv reads a Config from the environment without connecting.
 func ConfigFromEnv() (Config, error) {
-	var cfg Config
-	var err error
-	geti := func(name string, dst *int, required bool) {
-		v, ok := os.LookupEnv(name)
-		if !ok || v == "" {
-			if required && err == nil {
-				err = fmt.Errorf("netcoll: %s is not set", name)
-			}
+	re, err := rankenv.FromOS()
+	if err != nil {
+		return Config{}, fmt.Errorf("netcoll: %w", err)
+	}
+	cfg := Config{
+		Rank:       re.Rank,
+		WorldSize:  re.WorldSize,
+		LocalRank:  re.LocalRank,
+		MasterAddr: re.MasterAddr,
+		MasterPort: re.MasterPort,
+		Epoch:      re.Generation,
+	}
+	switch secret, serr := rankenv.JobSecret(os.LookupEnv); {
+	case serr == nil:
+		cfg.Secret = secret
+	case errors.Is(serr, rankenv.ErrNotSet):
+		cfg.Insecure = os.Getenv("NETCOLL_INSECURE") == "1" // validate refuses otherwise
+	default:
+		return Config{}, fmt.Errorf("netcoll: %w", serr)
+	}
+	size := func(name string, dst *int) {
+		v := os.Getenv(name)
+		if v == "" || err != nil {
 			return
 		}
 		n, e := parseSize(v)
-		if e != nil && err == nil {
+		if e != nil {
 			err = fmt.Errorf("netcoll: %s=%q: %v", name, v, e)
 		}
 		*dst = n
 	}
-	geti(api.EnvRank, &cfg.Rank, true)
-	geti(api.EnvWorldSize, &cfg.WorldSize, true)
-	geti(api.EnvLocalRank, &cfg.LocalRank, false)
-	geti(api.EnvMasterPort, &cfg.MasterPort, true)
-	cfg.MasterAddr = os.Getenv(api.EnvMasterAddr)
-	if cfg.MasterAddr == "" && err == nil {
-		err = fmt.Errorf("netcoll: %s is not set", api.EnvMasterAddr)
-	}
-	if v := os.Getenv(api.EnvLoomGeneration); v != "" {
-		g, e := strconv.ParseUint(v, 10, 64)
-		if e != nil && err == nil {
-			err = fmt.Errorf("netcoll: %s=%q: not a generation number", api.EnvLoomGeneration, v)
-		}
-		cfg.Epoch = g
-	}
-	geti("NETCOLL_NSOCKS", &cfg.NSocks, false)
-	geti("NETCOLL_CHUNK", &cfg.ChunkBytes, false)
-	geti("NETCOLL_RING_THRESHOLD", &cfg.RingThreshold, false)
-	geti("NETCOLL_SHM_BYTES", &cfg.ShmBytes, false)
+	size("NETCOLL_NSOCKS", &cfg.NSocks)
+	size("NETCOLL_CHUNK", &cfg.ChunkBytes)
+	size("NETCOLL_RING_THRESHOLD", &cfg.RingThreshold)
+	size("NETCOLL_SHM_BYTES", &cfg.ShmBytes)
 	cfg.Algo = os.Getenv("NETCOLL_ALGO")
 	cfg.Transport = os.Getenv("NETCOLL_TRANSPORT")
-	if v := os.Getenv("NETCOLL_TIMEOUT"); v != "" {
+	if v := os.Getenv("NETCOLL_TIMEOUT"); v != "" && err == nil {
 		d, e := time.ParseDuration(v)
-		if e != nil && err == nil {
+		if e != nil {
 			err = fmt.Errorf("netcoll: NETCOLL_TIMEOUT=%q: %v", v, e)
 		}
 		cfg.Timeout = d

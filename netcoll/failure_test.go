@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/internal/harness"
+	"github.com/loomhpc/loom/rankenv"
 )
 
 // peerErr asserts that err is an *Error for op naming peer.
@@ -175,7 +175,7 @@ func TestEpochMismatchRefused(t *testing.T) {
 	errs := make(chan error, 2)
 	for r := range 2 {
 		go func() {
-			cfg := Config{Rank: r, WorldSize: 2, MasterAddr: "127.0.0.1", MasterPort: port,
+			cfg := Config{Rank: r, WorldSize: 2, MasterAddr: "127.0.0.1", MasterPort: port, Secret: testSecret,
 				Epoch: uint64(7 + r), ConnectTimeout: time.Second}
 			if r == 0 {
 				cfg.StoreListener = ln
@@ -203,12 +203,13 @@ func TestEpochMismatchRefused(t *testing.T) {
 }
 
 func TestConfigFromEnv(t *testing.T) {
-	t.Setenv(api.EnvRank, "3")
-	t.Setenv(api.EnvWorldSize, "8")
-	t.Setenv(api.EnvLocalRank, "1")
-	t.Setenv(api.EnvMasterAddr, "node01")
-	t.Setenv(api.EnvMasterPort, "29500")
-	t.Setenv(api.EnvLoomGeneration, "4")
+	t.Setenv(rankenv.Rank, "3")
+	t.Setenv(rankenv.WorldSize, "8")
+	t.Setenv(rankenv.LocalRank, "1")
+	t.Setenv(rankenv.MasterAddr, "node01")
+	t.Setenv(rankenv.MasterPort, "29500")
+	t.Setenv(rankenv.LoomGeneration, "4")
+	t.Setenv(rankenv.LoomJobSecret, "00112233445566778899aabbccddeeff")
 	t.Setenv("NETCOLL_CHUNK", "1M")
 	t.Setenv("NETCOLL_NSOCKS", "4")
 	t.Setenv("NETCOLL_ALGO", "ring")
@@ -219,16 +220,49 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	if cfg.Rank != 3 || cfg.WorldSize != 8 || cfg.LocalRank != 1 || cfg.MasterAddr != "node01" ||
 		cfg.MasterPort != 29500 || cfg.Epoch != 4 || cfg.ChunkBytes != 1<<20 || cfg.NSocks != 4 ||
-		cfg.Algo != "ring" || cfg.Timeout != 45*time.Second {
+		cfg.Algo != "ring" || cfg.Timeout != 45*time.Second || len(cfg.Secret) != 16 || cfg.Insecure {
 		t.Errorf("ConfigFromEnv() = %+v", cfg)
 	}
-	t.Setenv(api.EnvRank, "8")
+	t.Setenv(rankenv.Rank, "8")
 	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), "RANK=8") {
 		t.Errorf("ConfigFromEnv(RANK=8 of 8) = %v, want an error naming RANK", err)
 	}
-	t.Setenv(api.EnvRank, "x")
+	t.Setenv(rankenv.Rank, "x")
 	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), "RANK") {
 		t.Errorf("ConfigFromEnv(RANK=x) = %v, want an error naming RANK", err)
+	}
+}
+
+// A rank without the job's secret is refused unless it opts out of
+// authentication explicitly.
+func TestConfigFromEnvSecret(t *testing.T) {
+	t.Setenv(rankenv.Rank, "1")
+	t.Setenv(rankenv.WorldSize, "2")
+	t.Setenv(rankenv.MasterAddr, "node01")
+	t.Setenv(rankenv.MasterPort, "29500")
+	for _, c := range []struct {
+		secret, insecure string
+		wantErr          string // "" for none
+		wantInsecure     bool
+	}{
+		{"", "", "LOOM_JOB_SECRET is not set", false},
+		{"", "1", "", true},
+		{"", "yes", "LOOM_JOB_SECRET is not set", false},
+		{"0011", "", "LOOM_JOB_SECRET: 2 bytes", false},
+		{"not hex at all, not hex at all!!", "1", "LOOM_JOB_SECRET: not a hex string", false},
+		{"00112233445566778899aabbccddeeff", "1", "", false}, // a secret wins over the opt-out
+	} {
+		t.Setenv(rankenv.LoomJobSecret, c.secret)
+		t.Setenv("NETCOLL_INSECURE", c.insecure)
+		cfg, err := ConfigFromEnv()
+		switch {
+		case c.wantErr == "" && err != nil:
+			t.Errorf("ConfigFromEnv(secret %q, NETCOLL_INSECURE=%q) = %v, want no error", c.secret, c.insecure, err)
+		case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
+			t.Errorf("ConfigFromEnv(secret %q, NETCOLL_INSECURE=%q) = %v, want an error containing %q", c.secret, c.insecure, err, c.wantErr)
+		case err == nil && cfg.Insecure != c.wantInsecure:
+			t.Errorf("ConfigFromEnv(secret %q, NETCOLL_INSECURE=%q).Insecure = %v, want %v", c.secret, c.insecure, cfg.Insecure, c.wantInsecure)
+		}
 	}
 }
 
@@ -279,11 +313,12 @@ func TestKilledRankNamedByAll(t *testing.T) {
 				lines chan string
 			}
 			procs := make([]proc, n)
+			secret := rankenv.NewJobSecret()
 			for r := range n {
 				cmd := exec.Command(exe, "-test.run=^$")
-				cmd.Env = append(os.Environ(), workerEnv+"=1",
-					api.EnvRank+"="+strconv.Itoa(r), api.EnvWorldSize+"="+strconv.Itoa(n),
-					api.EnvMasterAddr+"=127.0.0.1", api.EnvMasterPort+"="+strconv.Itoa(port),
+				cmd.Env = append(os.Environ(), workerEnv+"=1", rankenv.LoomJobSecret+"="+secret,
+					rankenv.Rank+"="+strconv.Itoa(r), rankenv.WorldSize+"="+strconv.Itoa(n),
+					rankenv.MasterAddr+"=127.0.0.1", rankenv.MasterPort+"="+strconv.Itoa(port),
 					"NETCOLL_TRANSPORT="+tc.transport)
 				out, err := cmd.StdoutPipe()
 				if err != nil {

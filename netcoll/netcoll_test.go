@@ -10,6 +10,9 @@ import (
 	"time"
 )
 
+// testSecret is the job secret of the in-process test ranks.
+var testSecret = []byte("netcoll test job secret 0123456")
+
 // startRanks starts n in-process ranks over loopback and closes them when
 // the test ends.
 func startRanks(t testing.TB, n int, mod func(*Config)) []*Comm {
@@ -27,7 +30,7 @@ func startRanks(t testing.TB, n int, mod func(*Config)) []*Comm {
 		go func() {
 			defer wg.Done()
 			cfg := Config{
-				Rank: r, WorldSize: n, MasterAddr: "127.0.0.1", MasterPort: port,
+				Rank: r, WorldSize: n, MasterAddr: "127.0.0.1", MasterPort: port, Secret: testSecret,
 				Transport: "tcp", ConnectTimeout: 30 * time.Second, Timeout: 30 * time.Second,
 			}
 			if r == 0 {

@@ -24,7 +24,7 @@ func TestRDMAFailsCleanly(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cfg := Config{Rank: r, WorldSize: 2, MasterAddr: "127.0.0.1", MasterPort: port,
+			cfg := Config{Rank: r, WorldSize: 2, MasterAddr: "127.0.0.1", MasterPort: port, Secret: testSecret,
 				Transport: "rdma", ConnectTimeout: 20 * time.Second}
 			if r == 0 {
 				cfg.StoreListener = ln

@@ -4,7 +4,6 @@ package netcoll
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
@@ -332,31 +331,4 @@ func (l *link) useShm(sc *shmConn) {
 	l.idle = append(l.idle, l.conns...)
 	l.conns = []conn{sc}
 	l.kind = "shm"
-}
-
-func sendMsg(cn conn, b []byte, dl time.Time) error {
-	cn.SetWriteDeadline(dl)
-	defer cn.SetWriteDeadline(time.Time{})
-	var h [4]byte
-	binary.BigEndian.PutUint32(h[:], uint32(len(b)))
-	if _, err := cn.Write(append(h[:], b...)); err != nil {
-		return err
-	}
-	return nil
-}
-
-func recvMsg(cn conn, dl time.Time) ([]byte, error) {
-	cn.SetReadDeadline(dl)
-	defer cn.SetReadDeadline(time.Time{})
-	var h [4]byte
-	if _, err := io.ReadFull(cn, h[:]); err != nil {
-		return nil, err
-	}
-	n := binary.BigEndian.Uint32(h[:])
-	if n == 0 || n > 1<<16 {
-		return nil, fmt.Errorf("netcoll: bad setup message length %d", n)
-	}
-	b := make([]byte, n)
-	_, err := io.ReadFull(cn, b)
-	return b, err
 }

@@ -26,6 +26,7 @@ const storeGrace = time.Second
 
 type storeServer struct {
 	ln      net.Listener
+	key     []byte // the job's secret; nil: no authentication
 	epoch   uint64
 	world   int
 	session uint64
@@ -63,11 +64,11 @@ func (p *storePeer) send(typ byte, payload []byte) error {
 	return writeFrame(p.c, typ, payload)
 }
 
-func newStoreServer(ln net.Listener, epoch uint64, world int) *storeServer {
+func newStoreServer(ln net.Listener, key []byte, epoch uint64, world int) *storeServer {
 	var b [8]byte
 	rand.Read(b[:])
 	s := &storeServer{
-		ln: ln, epoch: epoch, world: world,
+		ln: ln, key: key, epoch: epoch, world: world,
 		session: binary.BigEndian.Uint64(b[:]),
 		grace:   storeGrace,
 		kv:      map[string][]byte{},
@@ -101,7 +102,12 @@ func (s *storeServer) serve(c net.Conn) {
 		tc.SetKeepAlivePeriod(5 * time.Second)
 		tc.SetNoDelay(true)
 	}
-	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	// A connection proves it knows the job's secret before the store reads
+	// anything else from it, and it has 30 s to say who it is.
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if authAccept(c, s.key, purposeStore) != nil {
+		return
+	}
 	f, err := readFrame(c)
 	if err != nil || f.typ != msgHello {
 		return
@@ -133,7 +139,7 @@ func (s *storeServer) serve(c net.Conn) {
 	}
 	s.clients[rank] = p
 	s.mu.Unlock()
-	c.SetReadDeadline(time.Time{})
+	c.SetDeadline(time.Time{})
 	if p.send(msgOK, enc(nil).u64(s.session)) != nil {
 		s.lost(rank, "lost its connection to the store during rendezvous")
 		return
@@ -308,11 +314,11 @@ type storeClient struct {
 // dialStore connects and says hello, retrying until ctx ends: rank 0 may
 // not be listening yet, or an old generation's store may still hold the
 // port.
-func dialStore(ctx context.Context, addr string, epoch uint64, rank, world int) (*storeClient, error) {
+func dialStore(ctx context.Context, addr string, key []byte, epoch uint64, rank, world int) (*storeClient, error) {
 	var last error
 	backoff := 20 * time.Millisecond
 	for {
-		sc, err := tryDialStore(ctx, addr, epoch, rank, world)
+		sc, err := tryDialStore(ctx, addr, key, epoch, rank, world)
 		if err == nil {
 			return sc, nil
 		}
@@ -330,9 +336,12 @@ func dialStore(ctx context.Context, addr string, epoch uint64, rank, world int) 
 	}
 }
 
+// permanentError is a refusal that retrying cannot change.
 type permanentError struct{ error }
 
-func tryDialStore(ctx context.Context, addr string, epoch uint64, rank, world int) (*storeClient, error) {
+func (e permanentError) Unwrap() error { return e.error }
+
+func tryDialStore(ctx context.Context, addr string, key []byte, epoch uint64, rank, world int) (*storeClient, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -345,6 +354,15 @@ func tryDialStore(ctx context.Context, addr string, epoch uint64, rank, world in
 	sc := &storeClient{c: c}
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
+	if err := authDial(c, key, purposeStore); err != nil {
+		c.Close()
+		if errors.Is(err, ErrAuth) {
+			// The store at MASTER_ADDR:MASTER_PORT is this job's: a
+			// different secret is a launcher's mistake, not a race.
+			return nil, permanentError{fmt.Errorf("netcoll: rank %d: store at %s: %w", rank, addr, err)}
+		}
+		return nil, err
+	}
 	if err := writeFrame(c, msgHello, enc(nil).u64(epoch).u32(uint32(rank)).u32(uint32(world))); err != nil {
 		c.Close()
 		return nil, err

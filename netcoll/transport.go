@@ -3,6 +3,7 @@ package netcoll
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -83,9 +84,9 @@ func (w *worker) loop() {
 	}
 }
 
-// Data-plane handshake: the dialling (higher) rank sends
-// magic, session, epoch, rank, socket index, socket count; the listener
-// answers one status byte.
+// Data-plane handshake, after authentication (auth.go): the dialling
+// (higher) rank sends magic, session, epoch, rank, socket index, socket
+// count; the listener answers one status byte.
 const (
 	handshakeMagic = 0x4e434f4c // "NCOL"
 	handshakeLen   = 4 + 8 + 8 + 4 + 4 + 4
@@ -132,10 +133,11 @@ func tuneTCP(c net.Conn) {
 }
 
 // buildTCPMesh connects this rank to every other: it dials each lower rank
-// nsocks times and accepts from every higher rank. Connections with another
-// session or epoch are refused, so a stale rank of an earlier generation
-// can never join.
-func buildTCPMesh(ctx context.Context, ln net.Listener, rank, world, nsocks int, session, epoch uint64, addrs []string) ([][]conn, error) {
+// nsocks times and accepts from every higher rank. A connection that does
+// not prove it knows key (the job's secret) is dropped before it is read
+// from, and one with another session or epoch is refused, so neither a
+// foreign process nor a stale rank of an earlier generation can join.
+func buildTCPMesh(ctx context.Context, ln net.Listener, key []byte, rank, world, nsocks int, session, epoch uint64, addrs []string) ([][]conn, error) {
 	mesh := make([][]conn, world)
 	var mu sync.Mutex
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
@@ -154,16 +156,25 @@ func buildTCPMesh(ctx context.Context, ln net.Listener, rank, world, nsocks int,
 				return
 			}
 			c.SetDeadline(time.Now().Add(10 * time.Second))
+			if authAccept(c, key, purposePeer) != nil {
+				c.Close()
+				continue // not a rank of this job: ignore it, keep waiting
+			}
 			var b [handshakeLen]byte
 			if _, err := io.ReadFull(c, b[:]); err != nil {
 				c.Close()
 				continue
 			}
 			h, ok := unmarshalHello(b[:])
-			if !ok || h.session != session || h.epoch != epoch || h.rank <= rank || h.rank >= world || h.n < 1 || h.sock >= h.n {
+			mu.Lock()
+			fits := ok && h.session == session && h.epoch == epoch && h.rank > rank && h.rank < world &&
+				h.n >= 1 && h.n <= maxNSocks && h.sock < h.n &&
+				(mesh[h.rank] == nil || len(mesh[h.rank]) == h.n && mesh[h.rank][h.sock] == nil)
+			mu.Unlock()
+			if !fits {
 				c.Write([]byte{1})
 				c.Close()
-				continue // a stale or foreign rank: ignore it, keep waiting
+				continue // a stale rank, or a socket count or index out of bounds: keep waiting
 			}
 			if _, err := c.Write([]byte{0}); err != nil {
 				c.Close()
@@ -190,7 +201,7 @@ func buildTCPMesh(ctx context.Context, ln net.Listener, rank, world, nsocks int,
 	for peer := 0; peer < rank && dialErr == nil; peer++ {
 		conns := make([]conn, nsocks)
 		for s := 0; s < nsocks; s++ {
-			c, err := dialPeer(ctx, addrs[peer], hello{session, epoch, rank, s, nsocks})
+			c, err := dialPeer(ctx, addrs[peer], key, hello{session, epoch, rank, s, nsocks})
 			if err != nil {
 				dialErr = fmt.Errorf("netcoll: rank %d: connecting to rank %d at %s: %w", rank, peer, addrs[peer], err)
 				break
@@ -222,7 +233,7 @@ func buildTCPMesh(ctx context.Context, ln net.Listener, rank, world, nsocks int,
 	return mesh, nil
 }
 
-func dialPeer(ctx context.Context, addr string, h hello) (conn, error) {
+func dialPeer(ctx context.Context, addr string, key []byte, h hello) (conn, error) {
 	var d net.Dialer
 	backoff := 10 * time.Millisecond
 	for {
@@ -230,19 +241,15 @@ func dialPeer(ctx context.Context, addr string, h hello) (conn, error) {
 		if err == nil {
 			tuneTCP(c)
 			c.SetDeadline(time.Now().Add(10 * time.Second))
-			var st [1]byte
-			if _, err = c.Write(h.marshal()); err == nil {
-				_, err = io.ReadFull(c, st[:])
-			}
-			if err == nil && st[0] != 0 {
-				c.Close()
-				return nil, fmt.Errorf("%w or session: refused by the peer", ErrEpochMismatch)
-			}
+			err = greetPeer(c, key, h)
 			if err == nil {
 				c.SetDeadline(time.Time{})
 				return c.(conn), nil
 			}
 			c.Close()
+			if errors.Is(err, ErrAuth) || errors.Is(err, ErrEpochMismatch) {
+				return nil, err
+			}
 		}
 		if ctx.Err() != nil {
 			return nil, err
@@ -254,6 +261,26 @@ func dialPeer(ctx context.Context, addr string, h hello) (conn, error) {
 		}
 		backoff = min(2*backoff, 500*time.Millisecond)
 	}
+}
+
+// greetPeer authenticates c and introduces this rank to the peer. ErrAuth
+// and ErrEpochMismatch are final; other errors are worth a retry (the peer
+// may not be listening yet).
+func greetPeer(c net.Conn, key []byte, h hello) error {
+	if err := authDial(c, key, purposePeer); err != nil {
+		return err
+	}
+	if _, err := c.Write(h.marshal()); err != nil {
+		return err
+	}
+	var st [1]byte
+	if _, err := io.ReadFull(c, st[:]); err != nil {
+		return err
+	}
+	if st[0] != 0 {
+		return fmt.Errorf("%w or session: refused by the peer", ErrEpochMismatch)
+	}
+	return nil
 }
 
 func hostPort(ip net.IP, port int) string {

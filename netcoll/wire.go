@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"time"
 )
 
 // Store frames: u32 big-endian length of (type byte + payload), type, payload.
@@ -41,8 +42,8 @@ func readFrame(r io.Reader) (frame, error) {
 		return frame{}, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
-	if n < 1 || n > maxFrame {
-		return frame{}, fmt.Errorf("netcoll: store: bad frame length %d", n)
+	if n < 1 || n > maxFrame { // before the allocation it sizes
+		return frame{}, fmt.Errorf("netcoll: store: bad frame length %d (want 1 to %d)", n, maxFrame)
 	}
 	b := make([]byte, n-1)
 	if _, err := io.ReadFull(r, b); err != nil {
@@ -67,6 +68,9 @@ type dec struct {
 	err error
 }
 
+// take returns the next n bytes. On a short message it sets err and
+// returns zeros; n is a fixed field size (4 or 8), never a length read
+// from the wire.
 func (d *dec) take(n int) []byte {
 	if d.err != nil || len(d.b) < n {
 		if d.err == nil {
@@ -80,12 +84,54 @@ func (d *dec) take(n int) []byte {
 }
 func (d *dec) u32() uint32 { return binary.BigEndian.Uint32(d.take(4)) }
 func (d *dec) u64() uint64 { return binary.BigEndian.Uint64(d.take(8)) }
+
+// bytes reads a length-prefixed field. The length is checked against what
+// the message still holds before anything is taken, and the field is a
+// slice of the message: a length read from the wire never sizes an
+// allocation.
 func (d *dec) bytes() []byte {
 	n := d.u32()
-	if n > maxFrame {
-		d.err = fmt.Errorf("netcoll: store: bad length %d", n)
+	if d.err != nil {
 		return nil
 	}
-	return d.take(int(n))
+	if uint64(n) > uint64(len(d.b)) {
+		d.err = fmt.Errorf("netcoll: store: field length %d exceeds the %d bytes left in the message", n, len(d.b))
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
 }
 func (d *dec) str() string { return string(d.bytes()) }
+
+// Setup messages, exchanged over a link's first TCP connection (already
+// authenticated) to set up shared memory or RDMA: u32 big-endian length,
+// then the message.
+const maxSetupMsg = 1 << 16
+
+func sendMsg(cn conn, b []byte, dl time.Time) error {
+	cn.SetWriteDeadline(dl)
+	defer cn.SetWriteDeadline(time.Time{})
+	var h [4]byte
+	binary.BigEndian.PutUint32(h[:], uint32(len(b)))
+	if _, err := cn.Write(append(h[:], b...)); err != nil {
+		return err
+	}
+	return nil
+}
+
+func recvMsg(cn conn, dl time.Time) ([]byte, error) {
+	cn.SetReadDeadline(dl)
+	defer cn.SetReadDeadline(time.Time{})
+	var h [4]byte
+	if _, err := io.ReadFull(cn, h[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(h[:])
+	if n == 0 || n > maxSetupMsg { // before the allocation it sizes
+		return nil, fmt.Errorf("netcoll: bad setup message length %d (want 1 to %d)", n, maxSetupMsg)
+	}
+	b := make([]byte, n)
+	_, err := io.ReadFull(cn, b)
+	return b, err
+}

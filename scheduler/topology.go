@@ -7,34 +7,22 @@ import (
 	"strings"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/gpu"
 )
 
-// Link bandwidths in GB/s one way, to rank GPU sets. They are package
-// gpu's figures (gpu/bandwidth.go, which cites NCCL's src/graph/topo.h:
-// 20 GB/s per NVLink, PCI_BW 12, QPI_BW 6; PHB 10 and NODE 8 are Loom's
-// estimates), copied so that the scheduler does not link NVML.
-var linkBandwidth = [...]float32{
-	api.LinkType_LINK_UNKNOWN: 0,
-	api.LinkType_LINK_SYS:     6,
-	api.LinkType_LINK_NODE:    8,
-	api.LinkType_LINK_PHB:     10,
-	api.LinkType_LINK_PXB:     12,
-	api.LinkType_LINK_PIX:     12,
-	api.LinkType_LINK_NV:      20, // per bonded link
-	api.LinkType_LINK_SELF:    0,
-}
-
-// LinkBandwidth returns the bandwidth the scheduler assumes for l, in GB/s.
+// LinkBandwidth returns the bandwidth the scheduler assumes for l, in GB/s
+// one way: package gpu's estimate for its class (gpu/bandwidth.go gives
+// the sources), except that a device's link to itself counts for nothing
+// and an NVLink whose count the node left out counts as one link.
 func LinkBandwidth(l *api.Link) float32 {
-	t := l.GetType()
-	if int(t) >= len(linkBandwidth) {
+	link := gpu.LinkFromAPI(l)
+	switch link.Class {
+	case gpu.LinkSelf:
 		return 0
+	case gpu.LinkNV:
+		link.NVLinks = max(link.NVLinks, 1)
 	}
-	b := linkBandwidth[t]
-	if t == api.LinkType_LINK_NV {
-		b *= float32(max(l.GetNvlinks(), 1))
-	}
-	return b
+	return float32(link.BandwidthGBps())
 }
 
 // bandwidth returns node i's GPU×GPU bandwidth matrix, or nil when the

@@ -2,13 +2,12 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"strconv"
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/auth"
 	"github.com/loomhpc/loom/pki"
+	"github.com/loomhpc/loom/rankenv"
 	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -225,18 +224,8 @@ func (s *Server) authorizeSubmit(ctx context.Context, req *api.SubmitRequest) er
 		}
 	}
 	req.Uid, req.Gid, req.User = id.UID, id.GID, s.userName(id.UID)
-	req.JobSecret = newJobSecret()
+	req.JobSecret = rankenv.NewJobSecret()
 	return nil
-}
-
-// newJobSecret makes a job's secret: 256 random bits, hex.
-func newJobSecret() string {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		// crypto/rand does not fail on supported platforms.
-		panic(err)
-	}
-	return hex.EncodeToString(b[:])
 }
 
 // actorFor decides who the FSM acts as when the caller changes the jobs

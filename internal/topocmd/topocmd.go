@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/loomhpc/loom/gpu"
+	"github.com/loomhpc/loom/gpu/probe"
 )
 
 const usage = `Usage: loom gpu topo [--profile P | --from FILE] [--nvml]
@@ -80,8 +81,8 @@ func TopoMain(args []string, stdout, stderr io.Writer) int {
 	case *from != "":
 		t, err = gpu.ParseTopoFile(*from)
 	default:
-		t, err = gpu.ReadNVML(context.Background())
-		if errors.Is(err, gpu.ErrNVMLUnavailable) {
+		t, err = probe.ReadNVML(context.Background())
+		if errors.Is(err, probe.ErrNVMLUnavailable) {
 			err = fmt.Errorf("%w\n(no NVIDIA driver here? use --profile P or --from FILE)", err)
 		}
 	}

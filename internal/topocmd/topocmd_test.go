@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/loomhpc/loom/gpu"
+	"github.com/loomhpc/loom/gpu/probe"
 )
 
 func run(args ...string) (int, string, string) {
@@ -70,7 +70,7 @@ func TestTopoMain(t *testing.T) {
 
 // Without a driver, the default (NVML) fails with a hint, not a crash.
 func TestTopoMainNoNVML(t *testing.T) {
-	if _, err := gpu.ReadNVML(t.Context()); err == nil {
+	if _, err := probe.ReadNVML(t.Context()); err == nil {
 		t.Skip("NVML is present")
 	}
 	code, _, errs := run()

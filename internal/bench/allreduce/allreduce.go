@@ -17,9 +17,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/netcoll"
+	"github.com/loomhpc/loom/rankenv"
 )
 
 // WorkerArg is the first argument of a worker process; the loom binary
@@ -136,12 +136,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	// Every rank's stderr is copied by its own goroutine; serialise them.
 	stderr = &lockedWriter{w: stderr}
 	cmds := make([]*exec.Cmd, o.np)
+	secret := rankenv.NewJobSecret() // the job's, as a launcher hands it to every rank
 	for r := range o.np {
 		cmd := exec.CommandContext(ctx, cmdline[0], append(slices.Clone(cmdline[1:]), o.args()...)...)
-		cmd.Env = append(os.Environ(),
-			api.EnvRank+"="+strconv.Itoa(r), api.EnvWorldSize+"="+strconv.Itoa(o.np),
-			api.EnvLocalRank+"="+strconv.Itoa(r), api.EnvLocalWorldSize+"="+strconv.Itoa(o.np),
-			api.EnvMasterAddr+"=127.0.0.1", api.EnvMasterPort+"="+strconv.Itoa(port),
+		cmd.Env = append(os.Environ(), rankenv.LoomJobSecret+"="+secret,
+			rankenv.Rank+"="+strconv.Itoa(r), rankenv.WorldSize+"="+strconv.Itoa(o.np),
+			rankenv.LocalRank+"="+strconv.Itoa(r), rankenv.LocalWorldSize+"="+strconv.Itoa(o.np),
+			rankenv.MasterAddr+"=127.0.0.1", rankenv.MasterPort+"="+strconv.Itoa(port),
 			"NETCOLL_TRANSPORT="+o.transport)
 		if o.nsocks > 0 {
 			cmd.Env = append(cmd.Env, "NETCOLL_NSOCKS="+strconv.Itoa(o.nsocks))

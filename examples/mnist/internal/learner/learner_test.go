@@ -61,13 +61,14 @@ func startComms(t *testing.T, n int) []*netcoll.Comm {
 		t.Fatal(err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
+	secret := []byte("learner test job secret 0123456")
 	comms := make([]*netcoll.Comm, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for r := range n {
 		wg.Go(func() {
 			cfg := netcoll.Config{
-				Rank: r, WorldSize: n, MasterAddr: "127.0.0.1", MasterPort: port,
+				Rank: r, WorldSize: n, MasterAddr: "127.0.0.1", MasterPort: port, Secret: secret,
 				Transport: "tcp", ConnectTimeout: 30 * time.Second, Timeout: 30 * time.Second,
 			}
 			if r == 0 {

@@ -8,8 +8,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/netcoll"
+	"github.com/loomhpc/loom/rankenv"
 )
 
 // Main is the learner's command line: it parses args, reads the launcher's
@@ -27,10 +27,10 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	fs.Float64Var(&cfg.LR, "lr", cfg.LR, "learning rate")
 	fs.Float64Var(&cfg.Momentum, "momentum", cfg.Momentum, "momentum")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the initial weights and the data order")
-	fs.IntVar(&cfg.CheckpointEvery, "checkpoint-every", cfg.CheckpointEvery, "steps between checkpoints to $"+api.EnvLoomCheckpointDir)
+	fs.IntVar(&cfg.CheckpointEvery, "checkpoint-every", cfg.CheckpointEvery, "steps between checkpoints to $"+rankenv.LoomCheckpointDir)
 	fs.IntVar(&cfg.LogEvery, "log-every", cfg.LogEvery, "steps between progress lines")
-	fs.StringVar(&cfg.CheckpointDir, "checkpoint-dir", getenv(api.EnvLoomCheckpointDir), "checkpoint directory (empty: no checkpoints)")
-	fs.StringVar(&cfg.ResultDir, "result-dir", getenv(api.EnvLoomResultDir), "directory for the final model and metrics.json")
+	fs.StringVar(&cfg.CheckpointDir, "checkpoint-dir", getenv(rankenv.LoomCheckpointDir), "checkpoint directory (empty: no checkpoints)")
+	fs.StringVar(&cfg.ResultDir, "result-dir", getenv(rankenv.LoomResultDir), "directory for the final model and metrics.json")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -56,7 +56,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	}
 	var comm *netcoll.Comm
 	rank := 0
-	if getenv(api.EnvWorldSize) != "" {
+	if getenv(rankenv.WorldSize) != "" {
 		comm, err = netcoll.FromEnv(ctx)
 		if err != nil {
 			return err

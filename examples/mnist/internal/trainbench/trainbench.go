@@ -16,8 +16,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/examples/mnist/internal/learner"
+	"github.com/loomhpc/loom/rankenv"
 )
 
 // workerCommand returns the program and leading arguments that start one
@@ -100,15 +100,17 @@ func runRanks(ctx context.Context, np int, args []string, resultDir, transport s
 	outs := make([]bytes.Buffer, np)
 	errs := make([]error, np)
 	var wg sync.WaitGroup
+	secret := rankenv.NewJobSecret() // the job's, as a launcher hands it to every rank
 	for r := range np {
 		cmd := exec.CommandContext(ctx, exe, append(append([]string{}, prefix...), args...)...)
 		cmd.Env = append(os.Environ(),
-			api.EnvRank+"="+strconv.Itoa(r),
-			api.EnvWorldSize+"="+strconv.Itoa(np),
-			api.EnvLocalRank+"="+strconv.Itoa(r),
-			api.EnvLocalWorldSize+"="+strconv.Itoa(np),
-			api.EnvMasterAddr+"=127.0.0.1",
-			api.EnvMasterPort+"="+strconv.Itoa(port),
+			rankenv.LoomJobSecret+"="+secret,
+			rankenv.Rank+"="+strconv.Itoa(r),
+			rankenv.WorldSize+"="+strconv.Itoa(np),
+			rankenv.LocalRank+"="+strconv.Itoa(r),
+			rankenv.LocalWorldSize+"="+strconv.Itoa(np),
+			rankenv.MasterAddr+"=127.0.0.1",
+			rankenv.MasterPort+"="+strconv.Itoa(port),
 		)
 		if transport != "" {
 			cmd.Env = append(cmd.Env, "NETCOLL_TRANSPORT="+transport)

@@ -1,10 +1,12 @@
-package gpu
+package probe
 
 import (
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/loomhpc/loom/gpu"
 )
 
 // sysfs reads PCI placement, NUMA nodes, CPU lists and RDMA NICs from a
@@ -66,7 +68,7 @@ func (s sysfs) cpuList(busID string) string {
 		return ""
 	}
 	l := strings.TrimSpace(string(b))
-	if !validCPUList(l) {
+	if !gpu.ValidCPUList(l) {
 		return ""
 	}
 	return l
@@ -74,7 +76,7 @@ func (s sysfs) cpuList(busID string) string {
 
 // rdmaNIC is an RDMA device found in sysfs, with its PCI path.
 type rdmaNIC struct {
-	NIC
+	gpu.NIC
 	path []string
 }
 
@@ -96,7 +98,7 @@ func (s sysfs) nics() []rdmaNIC {
 			continue
 		}
 		out = append(out, rdmaNIC{
-			NIC:  NIC{Name: e.Name(), PCIBusID: path[len(path)-1], NUMANode: readNUMA(dev)},
+			NIC:  gpu.NIC{Name: e.Name(), PCIBusID: path[len(path)-1], NUMANode: readNUMA(dev)},
 			path: path,
 		})
 	}
@@ -108,14 +110,14 @@ func (s sysfs) nics() []rdmaNIC {
 // buses, PHB when only the root is shared, PIX when both sit at most one
 // switch (upstream and downstream port) below their closest common bridge,
 // PXB otherwise.
-func sysfsClass(a, b []string, numaA, numaB int) LinkClass {
+func sysfsClass(a, b []string, numaA, numaB int) gpu.LinkClass {
 	switch {
 	case numaA >= 0 && numaB >= 0 && numaA != numaB:
-		return LinkSYS
+		return gpu.LinkSYS
 	case len(a) == 0 || len(b) == 0:
-		return LinkSYS // unknown: assume the worst
+		return gpu.LinkSYS // unknown: assume the worst
 	case a[0] != b[0]:
-		return LinkNODE
+		return gpu.LinkNODE
 	}
 	c := 0
 	for c < len(a) && c < len(b) && a[c] == b[c] {
@@ -123,9 +125,9 @@ func sysfsClass(a, b []string, numaA, numaB int) LinkClass {
 	}
 	switch {
 	case c == 1:
-		return LinkPHB
+		return gpu.LinkPHB
 	case len(a)-c <= 2 && len(b)-c <= 2:
-		return LinkPIX
+		return gpu.LinkPIX
 	}
-	return LinkPXB
+	return gpu.LinkPXB
 }

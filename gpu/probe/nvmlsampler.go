@@ -1,4 +1,4 @@
-package gpu
+package probe
 
 import (
 	"context"
@@ -6,13 +6,14 @@ import (
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/loomhpc/loom/gpu"
 )
 
 // NVMLSampler reads utilization, memory, power, temperature, SM clock and
 // XID events from the driver. It holds NVML open until Close.
 type NVMLSampler struct {
 	lib  nvml.Interface
-	gpus []GPU
+	gpus []gpu.GPU
 	devs []nvml.Device
 	now  func() time.Time
 
@@ -23,11 +24,11 @@ type NVMLSampler struct {
 
 // NewNVMLSampler opens NVML and finds t's GPUs by UUID. It fails with
 // ErrNVMLUnavailable where there is no driver.
-func NewNVMLSampler(t *Topology) (*NVMLSampler, error) {
+func NewNVMLSampler(t *gpu.Topology) (*NVMLSampler, error) {
 	return newNVMLSampler(newNVML(), t)
 }
 
-func newNVMLSampler(lib nvml.Interface, t *Topology) (*NVMLSampler, error) {
+func newNVMLSampler(lib nvml.Interface, t *gpu.Topology) (*NVMLSampler, error) {
 	if err := nvmlInit(lib); err != nil {
 		return nil, err
 	}
@@ -55,14 +56,14 @@ func (s *NVMLSampler) Close() error {
 // Sample implements Sampler. A GPU whose reading fails with "GPU is lost"
 // or "GPU requires reset" is marked unhealthy; a field the GPU does not
 // support is left at zero.
-func (s *NVMLSampler) Sample(ctx context.Context) ([]Sample, error) {
-	out := make([]Sample, len(s.gpus))
+func (s *NVMLSampler) Sample(ctx context.Context) ([]gpu.Sample, error) {
+	out := make([]gpu.Sample, len(s.gpus))
 	for i, g := range s.gpus {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		d := s.devs[i]
-		smp := Sample{Index: g.Index, UUID: g.UUID, Name: g.Name, PCIBusID: g.PCIBusID, Time: s.now(), Healthy: true}
+		smp := gpu.Sample{Index: g.Index, UUID: g.UUID, Name: g.Name, PCIBusID: g.PCIBusID, Time: s.now(), Healthy: true}
 		var failed nvml.Return = nvml.SUCCESS
 		check := func(ret nvml.Return) bool {
 			if ret == nvml.ERROR_GPU_IS_LOST || ret == nvml.ERROR_RESET_REQUIRED {
@@ -103,8 +104,8 @@ func (s *NVMLSampler) Sample(ctx context.Context) ([]Sample, error) {
 // every GPU and waits for them (polling NVML's event set once a second, so
 // that ctx is honoured) until ctx is done. Where the GPUs do not support
 // the events the channel only closes with ctx.
-func (s *NVMLSampler) Health(ctx context.Context) <-chan HealthEvent {
-	ch := make(chan HealthEvent, 64)
+func (s *NVMLSampler) Health(ctx context.Context) <-chan gpu.HealthEvent {
+	ch := make(chan gpu.HealthEvent, 64)
 	set, ret := s.lib.EventSetCreate()
 	if ret != nvml.SUCCESS {
 		go func() { <-ctx.Done(); close(ch) }()
@@ -136,7 +137,7 @@ func (s *NVMLSampler) Health(ctx context.Context) <-chan HealthEvent {
 
 // recordXID records an XID event and returns the health event it makes, or
 // nil for an application XID.
-func (s *NVMLSampler) recordXID(data nvml.EventData) *HealthEvent {
+func (s *NVMLSampler) recordXID(data nvml.EventData) *gpu.HealthEvent {
 	uuid, ret := data.Device.GetUUID()
 	if ret != nvml.SUCCESS {
 		return nil
@@ -148,11 +149,11 @@ func (s *NVMLSampler) recordXID(data nvml.EventData) *HealthEvent {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.xid[g.Index] = data.EventData
-		if !xidMarksUnhealthy(data.EventData) {
+		if !gpu.XIDMarksUnhealthy(data.EventData) {
 			return nil
 		}
-		s.sick[g.Index] = XIDReason(data.EventData)
-		return &HealthEvent{Index: g.Index, UUID: uuid, Reason: XIDReason(data.EventData), XID: data.EventData, Time: s.now()}
+		s.sick[g.Index] = gpu.XIDReason(data.EventData)
+		return &gpu.HealthEvent{Index: g.Index, UUID: uuid, Reason: gpu.XIDReason(data.EventData), XID: data.EventData, Time: s.now()}
 	}
 	return nil
 }

@@ -1,10 +1,11 @@
-package gpu
+package metrics
 
 import (
 	"context"
 	"strconv"
 	"time"
 
+	"github.com/loomhpc/loom/gpu"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -33,16 +34,16 @@ var (
 const sampleTimeout = 5 * time.Second
 
 type collector struct {
-	s        Sampler
+	s        gpu.Sampler
 	hostname string
-	holder   HolderFunc
+	holder   gpu.HolderFunc
 	errs     prometheus.Counter
 }
 
 // NewCollector returns a Prometheus collector that reads s at every scrape
 // and exports the DCGM exporter's GPU metrics with labels gpu, UUID, device,
 // modelName, Hostname, and the job and user that holder says hold the GPU.
-func NewCollector(s Sampler, hostname string, holder func(uuid string) (job, user string, ok bool)) prometheus.Collector {
+func NewCollector(s gpu.Sampler, hostname string, holder func(uuid string) (job, user string, ok bool)) prometheus.Collector {
 	return &collector{
 		s: s, hostname: hostname, holder: holder,
 		errs: prometheus.NewCounter(prometheus.CounterOpts{

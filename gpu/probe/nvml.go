@@ -1,4 +1,4 @@
-package gpu
+package probe
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/loomhpc/loom/gpu"
 )
 
 // newNVML returns the NVML entry point; tests replace it with go-nvml's
@@ -17,7 +18,7 @@ var sysRoot = "/sys"
 
 // discoverNVML reads the topology from the driver: the GPUs, their common
 // PCIe ancestors, NVLinks, MIG instances, and the NICs from sysfs.
-func discoverNVML(ctx context.Context, _ string) (*Topology, error) {
+func discoverNVML(ctx context.Context, _ string) (*gpu.Topology, error) {
 	lib := newNVML()
 	if err := nvmlInit(lib); err != nil {
 		return nil, err
@@ -72,12 +73,12 @@ func busIDString(p nvml.PciInfo) string {
 	return strings.ToUpper(b.String())
 }
 
-func readNVML(lib nvml.Interface, sys sysfs) (*Topology, error) {
+func readNVML(lib nvml.Interface, sys sysfs) (*gpu.Topology, error) {
 	count, ret := lib.DeviceGetCount()
 	if ret != nvml.SUCCESS {
 		return nil, &nvmlError{"DeviceGetCount", ret}
 	}
-	t := &Topology{Source: "nvml"}
+	t := &gpu.Topology{Source: "nvml"}
 	devs := make([]nvml.Device, count)
 	paths := make([][]string, count)
 	for i := range count {
@@ -98,31 +99,31 @@ func readNVML(lib nvml.Interface, sys sysfs) (*Topology, error) {
 		t.NICs = append(t.NICs, n.NIC)
 	}
 	n := t.NumDevices()
-	t.Links = newMatrix(n, Link{Class: LinkSYS})
+	t.Links = gpu.NewLinkMatrix(n, gpu.Link{Class: gpu.LinkSYS})
 	for i := range count {
 		for j := i + 1; j < count; j++ {
-			set(t.Links, i, j, Link{Class: commonAncestor(devs[i], devs[j], paths[i], paths[j], t.GPUs[i].NUMANode, t.GPUs[j].NUMANode)})
+			t.SetLink(i, j, gpu.Link{Class: commonAncestor(devs[i], devs[j], paths[i], paths[j], t.GPUs[i].NUMANode, t.GPUs[j].NUMANode)})
 		}
 		for k, nic := range nics {
-			set(t.Links, i, count+k, Link{Class: sysfsClass(paths[i], nic.path, t.GPUs[i].NUMANode, nic.NUMANode)})
+			t.SetLink(i, count+k, gpu.Link{Class: sysfsClass(paths[i], nic.path, t.GPUs[i].NUMANode, nic.NUMANode)})
 		}
 	}
 	for k := range nics {
 		for m := k + 1; m < len(nics); m++ {
-			set(t.Links, count+k, count+m, Link{Class: sysfsClass(nics[k].path, nics[m].path, nics[k].NUMANode, nics[m].NUMANode)})
+			t.SetLink(count+k, count+m, gpu.Link{Class: sysfsClass(nics[k].path, nics[m].path, nics[k].NUMANode, nics[m].NUMANode)})
 		}
 	}
 	for p, nv := range nvlinkCounts(devs, t.GPUs) {
 		if nv > 0 {
-			set(t.Links, p[0], p[1], Link{Class: LinkNV, NVLinks: nv})
+			t.SetLink(p[0], p[1], gpu.Link{Class: gpu.LinkNV, NVLinks: nv})
 		}
 	}
 	return t, nil
 }
 
 // readDevice reads one GPU's identity, memory, placement and MIG devices.
-func readDevice(d nvml.Device, i int, sys sysfs) (GPU, error) {
-	g := GPU{Index: i, NUMANode: -1, Healthy: true}
+func readDevice(d nvml.Device, i int, sys sysfs) (gpu.GPU, error) {
+	g := gpu.GPU{Index: i, NUMANode: -1, Healthy: true}
 	var ret nvml.Return
 	if g.UUID, ret = d.GetUUID(); ret != nvml.SUCCESS {
 		return g, &nvmlError{fmt.Sprintf("GetUUID(GPU%d)", i), ret}
@@ -151,18 +152,18 @@ func readDevice(d nvml.Device, i int, sys sysfs) (GPU, error) {
 }
 
 // readMIG lists the MIG devices of a GPU in MIG mode.
-func readMIG(d nvml.Device) []MIGInstance {
+func readMIG(d nvml.Device) []gpu.MIGInstance {
 	slots, ret := d.GetMaxMigDeviceCount()
 	if ret != nvml.SUCCESS {
 		return nil
 	}
-	var out []MIGInstance
+	var out []gpu.MIGInstance
 	for k := range slots {
 		md, ret := d.GetMigDeviceHandleByIndex(k)
 		if ret != nvml.SUCCESS {
 			continue // an empty slot
 		}
-		var m MIGInstance
+		var m gpu.MIGInstance
 		if m.UUID, ret = md.GetUUID(); ret != nvml.SUCCESS {
 			continue
 		}
@@ -179,22 +180,22 @@ func readMIG(d nvml.Device) []MIGInstance {
 
 // commonAncestor classifies the PCIe path between two GPUs with NVML's
 // common-ancestor query, falling back to sysfs.
-func commonAncestor(a, b nvml.Device, pa, pb []string, na, nb int) LinkClass {
+func commonAncestor(a, b nvml.Device, pa, pb []string, na, nb int) gpu.LinkClass {
 	lvl, ret := a.GetTopologyCommonAncestor(b)
 	if ret != nvml.SUCCESS {
 		return sysfsClass(pa, pb, na, nb)
 	}
 	switch lvl {
 	case nvml.TOPOLOGY_INTERNAL, nvml.TOPOLOGY_SINGLE: // INTERNAL: two GPUs on one board (K80)
-		return LinkPIX
+		return gpu.LinkPIX
 	case nvml.TOPOLOGY_MULTIPLE:
-		return LinkPXB
+		return gpu.LinkPXB
 	case nvml.TOPOLOGY_HOSTBRIDGE:
-		return LinkPHB
+		return gpu.LinkPHB
 	case nvml.TOPOLOGY_NODE:
-		return LinkNODE
+		return gpu.LinkNODE
 	}
-	return LinkSYS
+	return gpu.LinkSYS
 }
 
 // nvlinkCounts counts the active NVLinks between GPU pairs. A link whose
@@ -202,7 +203,7 @@ func commonAncestor(a, b nvml.Device, pa, pb []string, na, nb int) LinkClass {
 // a GPU of this node goes to an NVSwitch: GPUs that both reach the switch
 // fabric are joined by as many links as the one with fewer has, which is
 // what nvidia-smi prints (NV18 on a DGX H100).
-func nvlinkCounts(devs []nvml.Device, gpus []GPU) map[[2]int]int {
+func nvlinkCounts(devs []nvml.Device, gpus []gpu.GPU) map[[2]int]int {
 	byBus := map[string]int{}
 	for i, g := range gpus {
 		if g.PCIBusID != "" {
@@ -253,6 +254,6 @@ func nvmlPresent() bool {
 // ReadNVML reads the node's topology from the driver, without falling back:
 // it fails with ErrNVMLUnavailable where there is no driver. UUIDs are the
 // GPUs' own.
-func ReadNVML(ctx context.Context) (*Topology, error) {
+func ReadNVML(ctx context.Context) (*gpu.Topology, error) {
 	return discoverNVML(ctx, "")
 }

@@ -1,4 +1,4 @@
-package gpu
+package probe
 
 import (
 	"bufio"
@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/gpu"
 )
 
 // Options says where a node's GPUs come from.
@@ -32,12 +33,11 @@ type Node struct {
 	MemoryMB uint64
 	// Detail is the full model behind Topology: NICs, CPU affinity,
 	// compute capability, MIG instances.
-	Detail *Topology
+	Detail *gpu.Topology
 }
 
-// Errors of Discover.
+// Errors of Discover besides gpu.ErrUnknownProfile.
 var (
-	ErrUnknownProfile  = errors.New("gpu: unknown profile")
 	ErrConflict        = errors.New("gpu: conflicting options")
 	ErrNVMLUnavailable = errors.New("gpu: NVML unavailable")
 )
@@ -55,13 +55,13 @@ func Discover(ctx context.Context, o Options) (*Node, error) {
 	if o.TopologyFile != "" && o.Profile != "" {
 		return nil, fmt.Errorf("%w: topology file %q and profile %q: set one", ErrConflict, o.TopologyFile, o.Profile)
 	}
-	if o.GPUs < 0 || o.GPUs > maxFlatGPUs {
-		return nil, fmt.Errorf("gpu: GPU count %d out of range 0..%d", o.GPUs, maxFlatGPUs)
+	if o.GPUs < 0 || o.GPUs > gpu.MaxFlatGPUs {
+		return nil, fmt.Errorf("gpu: GPU count %d out of range 0..%d", o.GPUs, gpu.MaxFlatGPUs)
 	}
 	if o.UseNVML {
 		t, err := discoverNVML(ctx, o.Host)
 		if err == nil {
-			return &Node{Topology: t.API(), Detail: t, CPUs: uint32(runtime.NumCPU()), MemoryMB: hostMemoryMB()}, nil
+			return hostNode(t), nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -70,33 +70,38 @@ func Discover(ctx context.Context, o Options) (*Node, error) {
 	}
 	switch {
 	case o.TopologyFile != "":
-		t, err := ParseTopoFile(o.TopologyFile)
+		t, err := gpu.ParseTopoFile(o.TopologyFile)
 		if err != nil {
 			return nil, err
 		}
 		t.Source = "file:" + o.TopologyFile
-		fillSimulated(t, o.Host)
-		return &Node{Topology: t.API(), Detail: t, CPUs: uint32(runtime.NumCPU()), MemoryMB: hostMemoryMB()}, nil
+		t.MarkSimulated(o.Host)
+		return hostNode(t), nil
 	case o.Profile != "":
-		p, ok := lookupProfile(o.Profile, runtime.NumCPU())
-		if !ok {
-			return nil, fmt.Errorf("%w %q (known: %s, flat-N)", ErrUnknownProfile, o.Profile, strings.Join(ProfileNames(), ", "))
-		}
-		return nodeFromProfile(p, o.Host), nil
+		return simulatedNode(o.Profile, o.Host)
 	case o.GPUs > 0:
-		return nodeFromProfile(flatProfile(o.GPUs, runtime.NumCPU()), o.Host), nil
+		return simulatedNode("flat-"+strconv.Itoa(o.GPUs), o.Host)
 	}
-	t := &Topology{Source: "none"}
-	return &Node{Topology: t.API(), Detail: t, CPUs: uint32(runtime.NumCPU()), MemoryMB: hostMemoryMB()}, nil
+	return hostNode(&gpu.Topology{Source: "none"}), nil
 }
 
-func nodeFromProfile(p *profile, host string) *Node {
-	t := p.build(host)
-	n := &Node{Topology: t.API(), Detail: t, CPUs: p.cpus, MemoryMB: p.memoryMB}
-	if p.memoryMB == 0 { // flat profiles describe this host
+// hostNode is a node whose CPUs and memory are this host's.
+func hostNode(t *gpu.Topology) *Node {
+	return &Node{Topology: t.API(), Detail: t, CPUs: uint32(runtime.NumCPU()), MemoryMB: hostMemoryMB()}
+}
+
+// simulatedNode is a node of the named profile, with the CPUs and memory
+// the profile implies (a flat profile's are this host's).
+func simulatedNode(profile, host string) (*Node, error) {
+	m, err := gpu.SimulatedMachine(profile, host, runtime.NumCPU())
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{Topology: m.Topology.API(), Detail: m.Topology, CPUs: m.CPUs, MemoryMB: m.MemoryMB}
+	if n.MemoryMB == 0 {
 		n.MemoryMB = hostMemoryMB()
 	}
-	return n
+	return n, nil
 }
 
 func fallbackName(o Options) string {
@@ -109,19 +114,6 @@ func fallbackName(o Options) string {
 		return fmt.Sprintf("flat-%d", o.GPUs)
 	}
 	return "none (no GPUs)"
-}
-
-// fillSimulated gives GPUs read from a file what the file lacks: UUIDs
-// derived from host, health, the simulated mark.
-func fillSimulated(t *Topology, host string) {
-	for i := range t.GPUs {
-		g := &t.GPUs[i]
-		if g.UUID == "" {
-			g.UUID = SimulatedUUID(host, g.Index)
-		}
-		g.Healthy = true
-		g.Simulated = true
-	}
 }
 
 // hostMemoryMB reads MemTotal from /proc/meminfo; 0 if it cannot.

@@ -1,4 +1,4 @@
-package gpu
+package probe
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/gpu"
 )
 
 var uuidRE = regexp.MustCompile(`^GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
@@ -100,7 +101,7 @@ func TestDiscoverErrors(t *testing.T) {
 		o    Options
 		want error
 	}{
-		{"unknown profile", Options{Profile: "dgx-z900"}, ErrUnknownProfile},
+		{"unknown profile", Options{Profile: "dgx-z900"}, gpu.ErrUnknownProfile},
 		{"file and profile", Options{Profile: "dgx-h100", TopologyFile: "x"}, ErrConflict},
 	}
 	for _, tt := range tests {
@@ -134,40 +135,21 @@ func TestDiscoverNVMLFallback(t *testing.T) {
 	}
 }
 
-func TestSimulatedUUID(t *testing.T) {
-	seen := map[string]string{}
-	for _, host := range []string{"a", "b", "node-1", "node-10"} {
-		for i := range 8 {
-			u := SimulatedUUID(host, i)
-			if !uuidRE.MatchString(u) {
-				t.Errorf("SimulatedUUID(%q, %d) = %q, want NVIDIA's format", host, i, u)
-			}
-			if prev, dup := seen[u]; dup {
-				t.Errorf("SimulatedUUID(%q, %d) = %q, same as %s", host, i, u, prev)
-			}
-			seen[u] = host
-			if again := SimulatedUUID(host, i); again != u {
-				t.Errorf("SimulatedUUID(%q, %d) = %q then %q, want stable", host, i, u, again)
-			}
-		}
-	}
-}
-
 func TestDiscoverTopologyFile(t *testing.T) {
-	n, err := Discover(context.Background(), Options{Host: "n9", TopologyFile: "testdata/dgx-h100-r535.txt"})
+	n, err := Discover(context.Background(), Options{Host: "n9", TopologyFile: "../testdata/dgx-h100-r535.txt"})
 	if err != nil {
 		t.Fatalf("Discover: %v", err)
 	}
 	top := n.Topology
-	if top.Profile != "file:testdata/dgx-h100-r535.txt" || len(top.Gpus) != 8 || len(n.Detail.NICs) != 12 {
+	if top.Profile != "file:../testdata/dgx-h100-r535.txt" || len(top.Gpus) != 8 || len(n.Detail.NICs) != 12 {
 		t.Fatalf("topology = %q, %d GPUs, %d NICs; want file:…, 8, 12", top.Profile, len(top.Gpus), len(n.Detail.NICs))
 	}
 	for i, g := range top.Gpus {
-		if g.Uuid != SimulatedUUID("n9", i) || !g.Simulated || !g.Healthy || g.NumaNode != int32(i/4) {
+		if g.Uuid != gpu.SimulatedUUID("n9", i) || !g.Simulated || !g.Healthy || g.NumaNode != int32(i/4) {
 			t.Errorf("GPU%d = %v, want simulated UUID, healthy, NUMA %d", i, g, i/4)
 		}
 	}
-	if _, err := Discover(context.Background(), Options{TopologyFile: "testdata/nope.txt"}); err == nil {
+	if _, err := Discover(context.Background(), Options{TopologyFile: "../testdata/nope.txt"}); err == nil {
 		t.Errorf("Discover with a missing file = nil error")
 	}
 }
