@@ -18,9 +18,11 @@ import (
 	"github.com/loomhpc/loom/gpu"
 	"github.com/loomhpc/loom/gpu/metrics"
 	"github.com/loomhpc/loom/gpu/probe"
+	"github.com/loomhpc/loom/pki"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -56,8 +58,12 @@ type Config struct {
 	GossipAddr string   // bind host:port, default :7072
 	GossipJoin []string // servers' gossip addresses
 	GossipKeys [][]byte // keyring, first key primary
-	Driver     driver.Driver
-	Logger     *slog.Logger
+	// TLS names the CA and this node's agent certificate: the agent then
+	// dials the servers over mutual TLS and serves logs only to servers.
+	// Nil runs both in plaintext (tls = false); New logs a warning.
+	TLS    *pki.Files
+	Driver driver.Driver
+	Logger *slog.Logger
 	// CommandsBinary is the loom binary that provides the Slurm commands
 	// (srun, scontrol, ...) to job steps: the agent links them under its
 	// data dir and appends that dir to the steps' PATH, after what the
@@ -112,6 +118,7 @@ type outKey struct {
 
 type taskOutput struct {
 	gen            uint64
+	uid            uint32 // the job's user, as whom the files are read
 	stdout, stderr string
 	done           chan struct{} // closed when the rank has ended
 }
@@ -160,12 +167,20 @@ func New(cfg Config) (*Agent, error) {
 		state.Close()
 		return nil, fmt.Errorf("agent: GPU discovery: %w", err)
 	}
+	dialCreds, serveCreds, err := agentCreds(cfg)
+	if err != nil {
+		state.Close()
+		return nil, err
+	}
+	if cfg.TLS == nil {
+		log.Warn("TLS is off (tls = false): this agent takes allocations from, and serves job output to, anyone who reaches its ports")
+	}
 	lis, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		state.Close()
 		return nil, fmt.Errorf("agent: listen %s: %w", cfg.ListenAddr, err)
 	}
-	conn, err := grpc.NewClient("loom-servers:///servers", grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient("loom-servers:///servers", grpc.WithTransportCredentials(dialCreds),
 		grpc.WithResolvers(newStaticResolver(cfg.Servers)))
 	if err != nil {
 		lis.Close()
@@ -195,7 +210,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.goFunc(func() { a.watchHealth(a.ctx) })
-	a.grpc = grpc.NewServer()
+	a.grpc = grpc.NewServer(grpc.Creds(serveCreds))
 	api.RegisterAgentLogsServer(a.grpc, &logServer{a: a})
 	a.goFunc(func() { _ = a.grpc.Serve(lis) })
 	if cfg.MetricsAddr != "-" {
@@ -213,6 +228,31 @@ func New(cfg Config) (*Agent, error) {
 		a.node.MetricsAddress = a.advertise(a.httpLis.Addr())
 	}
 	return a, nil
+}
+
+// agentCreds are the credentials with which the agent dials the servers
+// and serves its own port: with TLS, its certificate, which must be the
+// agent certificate of its node, and only servers may call it.
+func agentCreds(cfg Config) (dial, serve credentials.TransportCredentials, err error) {
+	if cfg.TLS == nil {
+		return insecure.NewCredentials(), insecure.NewCredentials(), nil
+	}
+	me, err := cfg.TLS.Identity()
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent: tls: %w", err)
+	}
+	if me.Role != pki.RoleAgent || me.Node != cfg.Name {
+		return nil, nil, fmt.Errorf("agent: tls_cert %s is the certificate of %s, not of agent %s: make one with loom tls cert create --agent %s", cfg.TLS.Cert, me, cfg.Name, cfg.Name)
+	}
+	dc, err := pki.DaemonClientConfig(*cfg.TLS)
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent: tls: %w", err)
+	}
+	sc, err := pki.ServerConfig(*cfg.TLS, pki.ServerOptions{ClientAuth: pki.ClientCertRequired, Roles: []pki.Role{pki.RoleServer}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent: tls: %w", err)
+	}
+	return credentials.NewTLS(dc), credentials.NewTLS(sc), nil
 }
 
 // Version is the agent's build version, reported at registration.

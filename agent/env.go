@@ -75,6 +75,11 @@ func rankEnvMap(j *api.Job, r *api.Rank, node string) map[string]string {
 	if len(r.GpuUuids) == 0 {
 		contract[rankenv.NVIDIAVisibleDevices] = "void"
 	}
+	// The job's secret comes from the servers, and a job cannot replace
+	// it with one of its own choosing.
+	if j.Secret != "" {
+		contract[rankenv.LoomJobSecret] = j.Secret
+	}
 	if j.ArrayJobId != 0 {
 		contract[rankenv.SlurmArrayJobID] = strconv.FormatUint(j.ArrayJobId, 10)
 		contract[rankenv.SlurmArrayTaskID] = u(j.ArrayTaskId)
@@ -92,10 +97,9 @@ func rankEnvMap(j *api.Job, r *api.Rank, node string) map[string]string {
 	if env[rankenv.LoomResultDir] == "" {
 		env[rankenv.LoomResultDir] = filepath.Join(jobDir, "result")
 	}
-	// The server does not issue LOOM_JOB_SECRET yet, and netcoll refuses to
-	// start without it; until it does, ranks run netcoll unauthenticated,
-	// as they did before. A secret, once set, wins over this opt-out. Drop
-	// it when the allocation carries the secret.
+	// netcoll refuses to start without a secret. A job submitted before
+	// the servers issued secrets has none (unless it brought its own);
+	// its ranks run netcoll unauthenticated, as they did then.
 	if env[rankenv.LoomJobSecret] == "" && env["NETCOLL_INSECURE"] == "" {
 		env["NETCOLL_INSECURE"] = "1"
 	}

@@ -65,3 +65,14 @@ func TestRankEnvNetcollOptOut(t *testing.T) {
 		}
 	}
 }
+
+// Every rank gets the job's secret from the servers, which wins over one
+// the job names itself, and then needs no opt-out.
+func TestRankEnvCarriesTheJobSecret(t *testing.T) {
+	j := &api.Job{Id: 7, Secret: "ab12", Spec: &api.JobSpec{Env: map[string]string{rankenv.LoomJobSecret: "mine"}},
+		Allocation: &api.Allocation{Ranks: []*api.Rank{{Rank: 0, Node: "a"}}, Nodes: []string{"a"}}}
+	env := rankEnv(j, j.Allocation.Ranks[0], "a")
+	if !slices.Contains(env, rankenv.LoomJobSecret+"=ab12") || slices.Contains(env, rankenv.LoomJobSecret+"=mine") || slices.Contains(env, "NETCOLL_INSECURE=1") {
+		t.Errorf("rank env %v: want %s=ab12, not the job's own, and no NETCOLL_INSECURE", env, rankenv.LoomJobSecret)
+	}
+}

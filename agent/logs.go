@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/auth"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -33,6 +34,7 @@ func (ls *logServer) TaskLogs(req *api.TaskLogsRequest, stream api.AgentLogs_Tas
 	}
 	var srcs []*source
 	seen := map[string]bool{}
+	var uid uint32
 	a.mu.Lock()
 	for _, rank := range req.Ranks {
 		var step uint32
@@ -43,6 +45,7 @@ func (ls *logServer) TaskLogs(req *api.TaskLogsRequest, stream api.AgentLogs_Tas
 		if !ok || o.gen != req.Generation {
 			continue
 		}
+		uid = o.uid
 		path := o.stdout
 		if req.Stderr {
 			path = o.stderr
@@ -57,6 +60,13 @@ func (ls *logServer) TaskLogs(req *api.TaskLogsRequest, stream api.AgentLogs_Tas
 	if len(srcs) == 0 {
 		return status.Errorf(codes.NotFound, "node %s has no output for job %d ranks %v (not started here yet, or the agent restarted)", a.cfg.Name, req.JobId, req.Ranks)
 	}
+	// The files are read as the job's user, never as root: the job named
+	// them, and may have named a file only root can read, or put a
+	// symlink in place of its output.
+	user, err := auth.LookupUser(uid)
+	if err != nil {
+		return status.Errorf(codes.FailedPrecondition, "node %s: job %d: %v", a.cfg.Name, req.JobId, err)
+	}
 	defer func() {
 		for _, s := range srcs {
 			if s.f != nil {
@@ -70,7 +80,7 @@ func (ls *logServer) TaskLogs(req *api.TaskLogsRequest, stream api.AgentLogs_Tas
 		for _, s := range srcs {
 			finished := isClosed(s.done)
 			if s.f == nil {
-				f, err := os.Open(s.path)
+				f, err := openOutputAs(user, s.path)
 				if err != nil {
 					if !errors.Is(err, os.ErrNotExist) || finished || !req.Follow {
 						continue

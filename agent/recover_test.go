@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -195,13 +196,16 @@ func (d *countingDriver) Start(_ context.Context, s driver.TaskSpec) (driver.Han
 func TestStaleUpdateDoesNotRestartAnEndedRank(t *testing.T) {
 	d := &countingDriver{}
 	a, err := New(Config{Name: "n1", Servers: []string{"127.0.0.1:1"}, DataDir: t.TempDir(), ListenAddr: "127.0.0.1:0",
-		MetricsAddr: "-", KillGrace: time.Second, DetachOnClose: true, Driver: d})
+		MetricsAddr: "-", KillGrace: time.Second, DetachOnClose: true, Driver: d, AllowRoot: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
+	work := t.TempDir()
 	job := func(gen uint64) *api.Job {
-		return &api.Job{Id: 5, Uid: 1000, State: api.JobState_RUNNING, Spec: &api.JobSpec{Argv: []string{"true"}}, Allocation: &api.Allocation{
+		// Its user is the test's own, with a working directory it can use:
+		// the agent checks both before it asks the driver.
+		return &api.Job{Id: 5, Uid: uint32(os.Getuid()), State: api.JobState_RUNNING, Spec: &api.JobSpec{Argv: []string{"true"}, WorkingDir: work}, Allocation: &api.Allocation{
 			Generation: gen, Ranks: []*api.Rank{{Rank: 0, Node: "n1"}},
 			Tasks: []*api.TaskStatus{{Rank: 0, State: api.TaskState_TASK_PENDING}}}}
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -15,8 +14,11 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/loomhpc/loom/agent/driver"
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/auth"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -144,7 +146,7 @@ func (a *Agent) newTask(k taskKey, j *api.Job, r *api.Rank) *task {
 	t := &task{key: k, job: j, rank: r, stop: make(chan struct{}), finished: make(chan struct{}), signals: make(chan syscall.Signal, 4)}
 	t.stdout, t.stderr = a.taskOutputs(k, j, r)
 	a.tasks[k] = t
-	a.outs[outKey{k.job, k.rank, k.step}] = taskOutput{gen: k.gen, stdout: t.stdout, stderr: t.stderr, done: t.finished}
+	a.outs[outKey{k.job, k.rank, k.step}] = taskOutput{gen: k.gen, uid: j.Uid, stdout: t.stdout, stderr: t.stderr, done: t.finished}
 	pruneOutputs(a.outs, maxRememberedOutputs)
 	return t
 }
@@ -406,7 +408,10 @@ func taskID(k taskKey) string {
 var errRootRefused = errors.New("refusing to run a job as root (uid 0); an admin may allow it with the agent's allow_root setting")
 
 // taskSpec turns a rank or step task into what the driver needs:
-// identity, script or command, environment and output files.
+// identity, script or command, environment and output files. The job's
+// user is the uid the servers proved; its name, primary group and groups
+// come from this node's NSS, and a uid that does not resolve here is
+// refused.
 func (a *Agent) taskSpec(t *task) (driver.TaskSpec, error) {
 	j, r, stdout, stderr := t.job, t.rank, t.stdout, t.stderr
 	env := rankEnv(j, r, a.cfg.Name)
@@ -450,8 +455,21 @@ func (a *Agent) taskSpec(t *task) (driver.TaskSpec, error) {
 	if euid != 0 && euid != j.Uid {
 		return s, fmt.Errorf("the agent runs as uid %d and cannot run uid %d's job; run the agent as root", euid, j.Uid)
 	}
+	u, err := auth.LookupUser(j.Uid)
+	if err != nil {
+		return s, fmt.Errorf("node %s: %w", a.cfg.Name, err)
+	}
+	s.GID = u.GID
+	s.Labels["loom.user"] = u.Name
 	if euid == 0 && j.Uid != 0 {
-		s.Groups = supplementaryGroups(j.User, j.Gid)
+		s.Groups = u.Groups
+	}
+	if j.Spec.Image == "" {
+		// The exec driver opens these as the user; say which option is at
+		// fault before it tries. (A container's paths are its mounts'.)
+		if err := checkJobPaths(u, s.Dir, stdout, stderr); err != nil {
+			return s, err
+		}
 	}
 	if j.Spec.Image != "" {
 		m, err := a.containerMounts(j, s)
@@ -464,7 +482,7 @@ func (a *Agent) taskSpec(t *task) (driver.TaskSpec, error) {
 		s.Argv = j.Spec.Argv
 		return s, nil
 	}
-	path, err := a.writeScript(j, r.Rank)
+	path, err := a.writeScript(j, r.Rank, u)
 	if err != nil {
 		return s, err
 	}
@@ -495,24 +513,38 @@ func nodeMemMB(a *api.Allocation, r *api.Rank) uint64 {
 }
 
 // writeScript stores the batch script of a job generation, readable and
-// executable by the job's user only. Ranks on one node write it at once,
-// each through its own temporary file and an atomic rename.
-func (a *Agent) writeScript(j *api.Job, rank uint32) (string, error) {
+// executable by the job's user only. The directory belongs to the agent
+// (root) and others may only pass through it, so the user cannot swap
+// anything in it; the file is created new (O_EXCL, O_NOFOLLOW) and given
+// to the user through its descriptor, never by path. Ranks on one node
+// write it at once, each through its own temporary file and an atomic
+// rename.
+func (a *Agent) writeScript(j *api.Job, rank uint32, u auth.User) (string, error) {
 	dir := filepath.Join(a.cfg.DataDir, "jobs", fmt.Sprintf("%d.%d", j.Id, j.Allocation.Generation))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := agentOwnedDir(dir); err != nil {
 		return "", fmt.Errorf("script dir: %w", err)
 	}
 	path := filepath.Join(dir, "script")
 	tmp := fmt.Sprintf("%s.tmp%d", path, rank)
-	if err := os.WriteFile(tmp, []byte(j.Spec.Script), 0o700); err != nil {
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("write script: %w", err)
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o500)
+	if err != nil {
 		return "", fmt.Errorf("write script: %w", err)
 	}
 	if os.Geteuid() == 0 {
-		for _, p := range []string{dir, tmp} {
-			if err := os.Chown(p, int(j.Uid), int(j.Gid)); err != nil {
-				return "", fmt.Errorf("chown script: %w", err)
-			}
+		if err := f.Chown(int(u.UID), int(u.GID)); err != nil {
+			f.Close()
+			return "", fmt.Errorf("chown script: %w", err)
 		}
+	}
+	_, werr := f.WriteString(j.Spec.Script)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return "", fmt.Errorf("write script: %w", werr)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return "", fmt.Errorf("write script: %w", err)
@@ -520,22 +552,26 @@ func (a *Agent) writeScript(j *api.Job, rank uint32) (string, error) {
 	return path, nil
 }
 
-func supplementaryGroups(name string, primary uint32) []uint32 {
-	u, err := user.Lookup(name)
+// agentOwnedDir makes dir a directory of the agent's that others may
+// pass through but not list or change (0711). A directory left there by
+// an older agent, which gave it to the job's user, is made anew.
+func agentOwnedDir(dir string) error {
+	err := os.Mkdir(dir, 0o711)
+	if err == nil || !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	fi, err := os.Lstat(dir)
 	if err != nil {
-		return []uint32{primary}
+		return err
 	}
-	ids, err := u.GroupIds()
-	if err != nil {
-		return []uint32{primary}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if fi.IsDir() && ok && int(st.Uid) == os.Geteuid() {
+		return os.Chmod(dir, 0o711)
 	}
-	var out []uint32
-	for _, id := range ids {
-		if g, err := strconv.ParseUint(id, 10, 32); err == nil {
-			out = append(out, uint32(g))
-		}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
 	}
-	return out
+	return os.Mkdir(dir, 0o711)
 }
 
 // report sends the state of task k until a server takes it, the report

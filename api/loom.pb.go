@@ -1512,8 +1512,14 @@ type Job struct {
 	ArrayTaskId uint32 `protobuf:"varint,22,opt,name=array_task_id,json=arrayTaskId,proto3" json:"array_task_id,omitempty"` // the task's index (%a)
 	// steps are the job steps of an allocation: the batch step (the
 	// script) and the steps srun starts inside it, in creation order.
-	Steps         []*Step `protobuf:"bytes,23,rep,name=steps,proto3" json:"steps,omitempty"`
-	NextStepId    uint32  `protobuf:"varint,24,opt,name=next_step_id,json=nextStepId,proto3" json:"next_step_id,omitempty"` // the id the next srun step gets
+	Steps      []*Step `protobuf:"bytes,23,rep,name=steps,proto3" json:"steps,omitempty"`
+	NextStepId uint32  `protobuf:"varint,24,opt,name=next_step_id,json=nextStepId,proto3" json:"next_step_id,omitempty"` // the id the next srun step gets
+	// secret is the job's per-job secret (hex), made by the server at
+	// submit. Agents put it in every rank's environment (LOOM_JOB_SECRET),
+	// where netcoll proves knowledge of it before a peer may join a ring.
+	// Servers send it only to the agents running the job; no listing shows
+	// it. A high field number keeps clear of fields added beside this one.
+	Secret        string `protobuf:"bytes,50,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1716,6 +1722,13 @@ func (x *Job) GetNextStepId() uint32 {
 	return 0
 }
 
+func (x *Job) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
 // Step is one job step: the batch script (id StepBatch, Slurm's
 // 0xfffffffb) or one srun inside the allocation (ids 0, 1, ...). Its
 // tasks are a subset of the job's allocation.
@@ -1868,15 +1881,22 @@ func (x *Step) GetSignalCount() uint32 {
 }
 
 type SubmitRequest struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	Spec             *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
-	User             string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
-	Uid              uint32                 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
-	Gid              uint32                 `protobuf:"varint,4,opt,name=gid,proto3" json:"gid,omitempty"`
-	SubmitHost       string                 `protobuf:"bytes,5,opt,name=submit_host,json=submitHost,proto3" json:"submit_host,omitempty"`
-	IdempotencyToken string                 `protobuf:"bytes,6,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"` // client-made; a retry returns the first job
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Spec  *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	// user, uid and gid are set by the server from the caller's identity,
+	// which the connection proves (MUNGE or peer credentials); whatever a
+	// client puts here is overwritten. They stay in the message because the
+	// Raft command that records a submit carries the request.
+	User             string `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Uid              uint32 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid              uint32 `protobuf:"varint,4,opt,name=gid,proto3" json:"gid,omitempty"`
+	SubmitHost       string `protobuf:"bytes,5,opt,name=submit_host,json=submitHost,proto3" json:"submit_host,omitempty"`
+	IdempotencyToken string `protobuf:"bytes,6,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"` // client-made; a retry returns the first job
+	// job_secret is set by the server (a client's value is overwritten):
+	// the job's Job.secret.
+	JobSecret     string `protobuf:"bytes,50,opt,name=job_secret,json=jobSecret,proto3" json:"job_secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubmitRequest) Reset() {
@@ -1951,6 +1971,13 @@ func (x *SubmitRequest) GetIdempotencyToken() string {
 	return ""
 }
 
+func (x *SubmitRequest) GetJobSecret() string {
+	if x != nil {
+		return x.JobSecret
+	}
+	return ""
+}
+
 type SubmitResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -2004,10 +2031,13 @@ func (x *SubmitResponse) GetIndex() uint64 {
 }
 
 type CancelRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobIds        []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
-	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
-	Uid           uint32                 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	JobIds []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	// user and uid are set by the server after it authorized the caller
+	// (uid 0: an operator, who may act on any job); a client's values are
+	// overwritten. The Raft command carries the request.
+	User          string `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Uid           uint32 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2116,11 +2146,15 @@ func (x *CancelResponse) GetIndex() uint64 {
 }
 
 type HoldRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobIds        []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
-	Release       bool                   `protobuf:"varint,2,opt,name=release,proto3" json:"release,omitempty"`
-	User          string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
-	Uid           uint32                 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	JobIds  []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	Release bool                   `protobuf:"varint,2,opt,name=release,proto3" json:"release,omitempty"`
+	// Ignored: the server takes the caller from the connection.
+	//
+	// Deprecated: Marked as deprecated in api/loom.proto.
+	User string `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	// Deprecated: Marked as deprecated in api/loom.proto.
+	Uid           uint32 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2169,6 +2203,7 @@ func (x *HoldRequest) GetRelease() bool {
 	return false
 }
 
+// Deprecated: Marked as deprecated in api/loom.proto.
 func (x *HoldRequest) GetUser() string {
 	if x != nil {
 		return x.User
@@ -2176,6 +2211,7 @@ func (x *HoldRequest) GetUser() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in api/loom.proto.
 func (x *HoldRequest) GetUid() uint32 {
 	if x != nil {
 		return x.Uid
@@ -2236,10 +2272,14 @@ func (x *HoldResponse) GetIndex() uint64 {
 }
 
 type RequeueRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobIds        []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
-	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
-	Uid           uint32                 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	JobIds []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	// Ignored: the server takes the caller from the connection.
+	//
+	// Deprecated: Marked as deprecated in api/loom.proto.
+	User string `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	// Deprecated: Marked as deprecated in api/loom.proto.
+	Uid           uint32 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2281,6 +2321,7 @@ func (x *RequeueRequest) GetJobIds() []uint64 {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in api/loom.proto.
 func (x *RequeueRequest) GetUser() string {
 	if x != nil {
 		return x.User
@@ -2288,6 +2329,7 @@ func (x *RequeueRequest) GetUser() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in api/loom.proto.
 func (x *RequeueRequest) GetUid() uint32 {
 	if x != nil {
 		return x.Uid
@@ -2726,12 +2768,14 @@ func (x *LogChunk) GetData() []byte {
 }
 
 type CreateStepRequest struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	JobId            uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	Spec             *JobSpec               `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
-	User             string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
-	Uid              uint32                 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
-	IdempotencyToken string                 `protobuf:"bytes,5,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"` // a retry returns the step first created
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Spec  *JobSpec               `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	// user and uid are set by the server (0 for an operator, else the
+	// caller the connection proves); a client's values are overwritten.
+	User             string `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	Uid              uint32 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	IdempotencyToken string `protobuf:"bytes,5,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"` // a retry returns the step first created
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -2866,10 +2910,12 @@ type CancelStepsRequest struct {
 	JobId uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	// step_ids names the steps; empty means every step of the job but the
 	// batch step (what scancel --signal reaches by default).
-	StepIds       []uint32 `protobuf:"varint,2,rep,packed,name=step_ids,json=stepIds,proto3" json:"step_ids,omitempty"`
-	Signal        int32    `protobuf:"varint,3,opt,name=signal,proto3" json:"signal,omitempty"` // 0: cancel; else deliver this signal
-	User          string   `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
-	Uid           uint32   `protobuf:"varint,5,opt,name=uid,proto3" json:"uid,omitempty"`
+	StepIds []uint32 `protobuf:"varint,2,rep,packed,name=step_ids,json=stepIds,proto3" json:"step_ids,omitempty"`
+	Signal  int32    `protobuf:"varint,3,opt,name=signal,proto3" json:"signal,omitempty"` // 0: cancel; else deliver this signal
+	// user and uid are set by the server (0 for an operator, else the
+	// caller the connection proves); a client's values are overwritten.
+	User          string `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
+	Uid           uint32 `protobuf:"varint,5,opt,name=uid,proto3" json:"uid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2992,11 +3038,13 @@ func (x *CancelStepsResponse) GetIndex() uint64 {
 }
 
 type CompleteAllocationRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	ExitCode      int32                  `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	User          string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
-	Uid           uint32                 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	JobId    uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	ExitCode int32                  `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	// user and uid are set by the server (0 for an operator, else the
+	// caller the connection proves); a client's values are overwritten.
+	User          string `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	Uid           uint32 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5486,7 +5534,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\vmaster_port\x18\x06 \x01(\rR\n" +
 	"masterPort\x12)\n" +
 	"\x05tasks\x18\a \x03(\v2\x13.loom.v1.TaskStatusR\x05tasks\x12&\n" +
-	"\x0fcreated_unix_ms\x18\b \x01(\x03R\rcreatedUnixMs\"\xa8\x06\n" +
+	"\x0fcreated_unix_ms\x18\b \x01(\x03R\rcreatedUnixMs\"\xc0\x06\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12$\n" +
 	"\x04spec\x18\x02 \x01(\v2\x10.loom.v1.JobSpecR\x04spec\x12\x12\n" +
@@ -5518,7 +5566,8 @@ const file_api_loom_proto_rawDesc = "" +
 	"\rarray_task_id\x18\x16 \x01(\rR\varrayTaskId\x12#\n" +
 	"\x05steps\x18\x17 \x03(\v2\r.loom.v1.StepR\x05steps\x12 \n" +
 	"\fnext_step_id\x18\x18 \x01(\rR\n" +
-	"nextStepId\"\xc2\x03\n" +
+	"nextStepId\x12\x16\n" +
+	"\x06secret\x182 \x01(\tR\x06secret\"\xc2\x03\n" +
 	"\x04Step\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12$\n" +
 	"\x04spec\x18\x02 \x01(\v2\x10.loom.v1.JobSpecR\x04spec\x12'\n" +
@@ -5536,7 +5585,7 @@ const file_api_loom_proto_rawDesc = "" +
 	" \x01(\x03R\tendUnixMs\x12+\n" +
 	"\x11idempotency_token\x18\v \x01(\tR\x10idempotencyToken\x12\x16\n" +
 	"\x06signal\x18\f \x01(\x05R\x06signal\x12!\n" +
-	"\fsignal_count\x18\r \x01(\rR\vsignalCount\"\xbb\x01\n" +
+	"\fsignal_count\x18\r \x01(\rR\vsignalCount\"\xda\x01\n" +
 	"\rSubmitRequest\x12$\n" +
 	"\x04spec\x18\x01 \x01(\v2\x10.loom.v1.JobSpecR\x04spec\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x10\n" +
@@ -5544,7 +5593,9 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x03gid\x18\x04 \x01(\rR\x03gid\x12\x1f\n" +
 	"\vsubmit_host\x18\x05 \x01(\tR\n" +
 	"submitHost\x12+\n" +
-	"\x11idempotency_token\x18\x06 \x01(\tR\x10idempotencyToken\"=\n" +
+	"\x11idempotency_token\x18\x06 \x01(\tR\x10idempotencyToken\x12\x1d\n" +
+	"\n" +
+	"job_secret\x182 \x01(\tR\tjobSecret\"=\n" +
 	"\x0eSubmitResponse\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"N\n" +
@@ -5554,19 +5605,19 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x03uid\x18\x03 \x01(\rR\x03uid\"D\n" +
 	"\x0eCancelResponse\x12\x1c\n" +
 	"\tcancelled\x18\x01 \x03(\x04R\tcancelled\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"f\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"n\n" +
 	"\vHoldRequest\x12\x17\n" +
 	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x18\n" +
-	"\arelease\x18\x02 \x01(\bR\arelease\x12\x12\n" +
-	"\x04user\x18\x03 \x01(\tR\x04user\x12\x10\n" +
-	"\x03uid\x18\x04 \x01(\rR\x03uid\"=\n" +
+	"\arelease\x18\x02 \x01(\bR\arelease\x12\x16\n" +
+	"\x04user\x18\x03 \x01(\tB\x02\x18\x01R\x04user\x12\x14\n" +
+	"\x03uid\x18\x04 \x01(\rB\x02\x18\x01R\x03uid\"=\n" +
 	"\fHoldResponse\x12\x17\n" +
 	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"O\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"W\n" +
 	"\x0eRequeueRequest\x12\x17\n" +
-	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x12\n" +
-	"\x04user\x18\x02 \x01(\tR\x04user\x12\x10\n" +
-	"\x03uid\x18\x03 \x01(\rR\x03uid\"@\n" +
+	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x16\n" +
+	"\x04user\x18\x02 \x01(\tB\x02\x18\x01R\x04user\x12\x14\n" +
+	"\x03uid\x18\x03 \x01(\rB\x02\x18\x01R\x03uid\"@\n" +
 	"\x0fRequeueResponse\x12\x17\n" +
 	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"c\n" +

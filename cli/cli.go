@@ -13,6 +13,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/loomhpc/loom/auth"
 )
 
 // command is one user command: it parses args and returns the exit status.
@@ -59,7 +63,8 @@ func run(ctx context.Context, e *env, args []string) int {
 	return cmd(ctx, e, args)
 }
 
-// identity is the submitting user.
+// identity is the user running the command, for the filters that name
+// it (squeue --me); the servers take the caller from the connection.
 type identity struct {
 	user string
 	uid  uint32
@@ -79,6 +84,10 @@ type env struct {
 	now            func() time.Time
 	loc            *time.Location // for printed timestamps
 	newToken       func() string
+	// munge makes MUNGE credentials; nil means the munged of this host.
+	munge auth.Encoder
+	// dialOptions, when set, replaces how connections are made (tests).
+	dialOptions func(addr string) ([]grpc.DialOption, error)
 }
 
 func osEnv(name string, stdin io.Reader, stdout, stderr io.Writer) *env {

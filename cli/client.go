@@ -9,7 +9,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/loomhpc/loom/api"
@@ -39,6 +38,8 @@ type client struct {
 	addrs   []string
 	timeout time.Duration
 	conns   map[string]*grpc.ClientConn
+	// dialOptions returns the options for a connection to an address.
+	dialOptions func(addr string) ([]grpc.DialOption, error)
 	// consistent reads go through the leader (linearizable).
 	consistent bool
 	// lastIndex is the Raft index of this process's last write; reads ask
@@ -50,12 +51,17 @@ type client struct {
 // wrote records the index a write was committed at.
 func (c *client) wrote(index uint64) { c.lastIndex = max(c.lastIndex, index) }
 
-// newClient reads LOOM_ADDR and LOOM_TIMEOUT. Connections are made lazily.
+// newClient reads LOOM_ADDR, LOOM_TIMEOUT and the settings for reaching
+// the servers (dial.go). Connections are made lazily.
 func newClient(e *env) (*client, error) {
-	c := &client{timeout: DefaultTimeout, conns: map[string]*grpc.ClientConn{}}
+	c := &client{timeout: DefaultTimeout, conns: map[string]*grpc.ClientConn{}, dialOptions: e.dialOptions}
+	set, setPath, err := readSettings(e)
+	if err != nil {
+		return nil, err
+	}
 	raw := e.getenv(EnvAddr)
 	if strings.TrimSpace(raw) == "" {
-		raw = DefaultAddr
+		c.addrs = defaultAddrs(set)
 	}
 	for _, a := range strings.Split(raw, ",") {
 		if a = strings.TrimSpace(a); a != "" {
@@ -64,6 +70,17 @@ func newClient(e *env) (*client, error) {
 	}
 	if len(c.addrs) == 0 {
 		return nil, fmt.Errorf("%s=%q lists no server address", EnvAddr, raw)
+	}
+	if c.dialOptions == nil {
+		var tr *transport
+		c.dialOptions = func(addr string) ([]grpc.DialOption, error) {
+			if tr == nil && !isUnixAddr(addr) {
+				if tr, err = newTransport(e, set, setPath); err != nil {
+					return nil, err
+				}
+			}
+			return tr.dialOptions(addr)
+		}
 	}
 	c.consistent = e.getenv(EnvConsistent) == "1"
 	if t := e.getenv(EnvTimeout); t != "" {
@@ -87,7 +104,11 @@ func (c *client) conn(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := c.conns[addr]; ok {
 		return cc, nil
 	}
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts, err := c.dialOptions(addr)
+	if err != nil {
+		return nil, err
+	}
+	cc, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("server address %q: %w", addr, err)
 	}

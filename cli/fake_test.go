@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -234,6 +235,9 @@ func newTestEnv(name, addr string, extraEnv ...string) testEnv {
 		now:      func() time.Time { return testNow },
 		loc:      time.UTC,
 		newToken: func() string { return "token-1" },
+		dialOptions: func(string) ([]grpc.DialOption, error) {
+			return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
+		},
 	}
 	return testEnv{e, out, errb}
 }

@@ -95,14 +95,10 @@ func runSalloc(ctx context.Context, e *env, args []string) int {
 
 // relinquish ends allocation id with code, which salloc then exits with.
 func relinquish(e *env, c *client, id uint64, code int) int {
-	who, err := e.whoami()
-	if err != nil {
-		return e.fail(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	err = c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
-		_, err := c.jobs(cc).CompleteAllocation(ctx, &api.CompleteAllocationRequest{JobId: id, ExitCode: int32(code), User: who.user, Uid: who.uid})
+	err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+		_, err := c.jobs(cc).CompleteAllocation(ctx, &api.CompleteAllocationRequest{JobId: id, ExitCode: int32(code)})
 		return err
 	})
 	if err != nil && !strings.Contains(errorMessage(err), "already") {

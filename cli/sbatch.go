@@ -271,22 +271,16 @@ func readScript(r io.Reader) (string, error) {
 	return string(b), nil
 }
 
-// submit sends spec as the current user. The idempotency token is made
-// once, so that a retry on another server returns the same job.
+// submit sends spec; the server makes the job the caller's. The
+// idempotency token is made once, so that a retry on another server
+// returns the same job.
 func submit(ctx context.Context, e *env, c *client, spec *api.JobSpec) (uint64, error) {
-	who, err := e.whoami()
-	if err != nil {
-		return 0, err
-	}
 	host, err := e.hostname()
 	if err != nil {
 		return 0, fmt.Errorf("finding the host name: %w", err)
 	}
 	req := &api.SubmitRequest{
 		Spec:             spec,
-		User:             who.user,
-		Uid:              who.uid,
-		Gid:              who.gid,
 		SubmitHost:       host,
 		IdempotencyToken: e.newToken(),
 	}

@@ -245,8 +245,9 @@ func TestSbatchOutputAndRequest(t *testing.T) {
 		t.Errorf("sbatch printed %q, want %q", got, want)
 	}
 	req := f.submits[0]
-	if req.GetUser() != "alice" || req.GetUid() != 1000 || req.GetGid() != 1000 || req.GetSubmitHost() != "login1" || req.GetIdempotencyToken() != "token-1" {
-		t.Errorf("SubmitRequest identity = %s, want alice/1000/1000 from login1 with token-1", prototext.Format(req))
+	// The server takes the user from the connection: the request names none.
+	if req.GetUser() != "" || req.GetUid() != 0 || req.GetGid() != 0 || req.GetSubmitHost() != "login1" || req.GetIdempotencyToken() != "token-1" {
+		t.Errorf("SubmitRequest = %s, want no user, from login1 with token-1", prototext.Format(req))
 	}
 
 	te = newTestEnv("sbatch", f.start(t))

@@ -88,7 +88,7 @@ func runScancel(ctx context.Context, e *env, args []string) int {
 	return withClient(e, func(c *client) int {
 		status := 0
 		for _, js := range steps {
-			if err := signalSteps(ctx, c, who, o, js.job, []uint32{js.step}); err != nil {
+			if err := signalSteps(ctx, c, o, js.job, []uint32{js.step}); err != nil {
 				e.errorf("Kill job error on step %d.%s: %s", js.job, api.StepName(js.step), errorMessage(err))
 				status = 1
 			}
@@ -135,13 +135,13 @@ func runScancel(ctx context.Context, e *env, args []string) int {
 						}
 					}
 				}
-				if err := signalSteps(ctx, c, who, o, id, which); err != nil {
+				if err := signalSteps(ctx, c, o, id, which); err != nil {
 					e.errorf("Kill job error on job id %d: %s", id, messageAbout(err, fmt.Sprintf("job %d: ", id)))
 					status = 1
 				}
 				continue
 			}
-			if err := cancelJob(ctx, c, who, id); err != nil {
+			if err := cancelJob(ctx, c, id); err != nil {
 				e.errorf("Kill job error on job id %d: %s", id, messageAbout(err, fmt.Sprintf("job %d: ", id)))
 				status = 1
 			}
@@ -151,8 +151,8 @@ func runScancel(ctx context.Context, e *env, args []string) int {
 }
 
 // cancelJob cancels one job, so that an error is about that job alone.
-func cancelJob(ctx context.Context, c *client, who identity, id uint64) error {
-	req := &api.CancelRequest{JobIds: []uint64{id}, User: who.user, Uid: who.uid}
+func cancelJob(ctx context.Context, c *client, id uint64) error {
+	req := &api.CancelRequest{JobIds: []uint64{id}}
 	var resp *api.CancelResponse
 	err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
 		var err error
@@ -199,8 +199,8 @@ func parseJobSteps(args []string) (jobs []uint64, steps []jobStep, err error) {
 
 // signalSteps cancels the named steps of job, or with --signal sends them
 // the signal (no steps named: every step but the batch step).
-func signalSteps(ctx context.Context, c *client, who identity, o scancelOpts, job uint64, steps []uint32) error {
-	req := &api.CancelStepsRequest{JobId: job, StepIds: steps, User: who.user, Uid: who.uid}
+func signalSteps(ctx context.Context, c *client, o scancelOpts, job uint64, steps []uint32) error {
+	req := &api.CancelStepsRequest{JobId: job, StepIds: steps}
 	if o.signal != "" {
 		sig, _, _ := api.ParseSignal(o.signal)
 		req.Signal = int32(sig)

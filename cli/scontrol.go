@@ -84,13 +84,13 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 	case cmd == "update":
 		return withClient(e, func(c *client) int { return updateNodes(ctx, e, c, pos[1:]) })
 	case cmd == "hold" || cmd == "release":
-		return changeJobs(ctx, e, cmd, pos[1:], func(ctx context.Context, jobs api.JobServiceClient, ids []uint64, who identity) (uint64, error) {
-			resp, err := jobs.Hold(ctx, &api.HoldRequest{JobIds: ids, Release: cmd == "release", User: who.user, Uid: who.uid})
+		return changeJobs(ctx, e, cmd, pos[1:], func(ctx context.Context, jobs api.JobServiceClient, ids []uint64) (uint64, error) {
+			resp, err := jobs.Hold(ctx, &api.HoldRequest{JobIds: ids, Release: cmd == "release"})
 			return resp.GetIndex(), err
 		})
 	case cmd == "requeue":
-		return changeJobs(ctx, e, cmd, pos[1:], func(ctx context.Context, jobs api.JobServiceClient, ids []uint64, who identity) (uint64, error) {
-			resp, err := jobs.Requeue(ctx, &api.RequeueRequest{JobIds: ids, User: who.user, Uid: who.uid})
+		return changeJobs(ctx, e, cmd, pos[1:], func(ctx context.Context, jobs api.JobServiceClient, ids []uint64) (uint64, error) {
+			resp, err := jobs.Requeue(ctx, &api.RequeueRequest{JobIds: ids})
 			return resp.GetIndex(), err
 		})
 	case cmd == "suspend" || cmd == "resume" || cmd == "top":
@@ -406,7 +406,7 @@ func updateNodes(ctx context.Context, e *env, c *client, args []string) int {
 // changeJobs runs a command on the jobs named in args (JOBID[,JOBID...])
 // as the calling user: scontrol hold, release and requeue.
 func changeJobs(ctx context.Context, e *env, cmd string, args []string,
-	call func(context.Context, api.JobServiceClient, []uint64, identity) (uint64, error)) int {
+	call func(context.Context, api.JobServiceClient, []uint64) (uint64, error)) int {
 	ids, err := parseJobIDs(args)
 	if err != nil {
 		return e.fail(err)
@@ -414,13 +414,9 @@ func changeJobs(ctx context.Context, e *env, cmd string, args []string,
 	if len(ids) == 0 {
 		return e.fail(&usageError{cmd + ": name the jobs: scontrol " + cmd + " JOBID[,JOBID...]"})
 	}
-	who, err := e.whoami()
-	if err != nil {
-		return e.fail(err)
-	}
 	return withClient(e, func(c *client) int {
 		err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
-			index, err := call(ctx, c.jobs(cc), ids, who)
+			index, err := call(ctx, c.jobs(cc), ids)
 			if err == nil {
 				c.wrote(index)
 			}

@@ -86,13 +86,9 @@ func runSrun(ctx context.Context, e *env, args []string) int {
 		if ctx.Err() != nil {
 			// Ctrl-C (or the caller gave up): the gang must not outlive
 			// the command that started it.
-			who, werr := e.whoami()
-			if werr != nil {
-				return e.errorf("interrupted; could not cancel job %d: %v", id, werr)
-			}
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 			defer cancel()
-			if cerr := cancelJob(cctx, c, who, id); cerr != nil {
+			if cerr := cancelJob(cctx, c, id); cerr != nil {
 				return e.errorf("interrupted; cancelling job %d: %s", id, messageAbout(cerr, fmt.Sprintf("job %d: ", id)))
 			}
 			e.errorf("interrupted; job %d cancelled", id)

@@ -168,8 +168,8 @@ func TestSrunInterruptCancelsJob(t *testing.T) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if len(f.cancels) != 1 || !slices.Equal(f.cancels[0].GetJobIds(), []uint64{1}) || f.cancels[0].GetUser() != "alice" {
-		t.Errorf("cancels = %v, want one for job 1 as alice", f.cancels)
+	if len(f.cancels) != 1 || !slices.Equal(f.cancels[0].GetJobIds(), []uint64{1}) {
+		t.Errorf("cancels = %v, want one for job 1", f.cancels)
 	}
 }
 

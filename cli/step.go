@@ -86,15 +86,11 @@ func buildStepSpec(e *env, o *sbatchOpts, so *stepOpts, uses []optUse, pos []str
 // while other steps hold what it needs, streams its tasks' output, and
 // returns the step's exit status. Ctrl-C cancels the step, not the job.
 func runStep(ctx context.Context, e *env, c *client, jobID uint64, spec *api.JobSpec, label bool) int {
-	who, err := e.whoami()
-	if err != nil {
-		return e.fail(err)
-	}
 	var resp *api.CreateStepResponse
-	err = c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
 		var err error
 		resp, err = c.jobs(cc).CreateStep(ctx, &api.CreateStepRequest{
-			JobId: jobID, Spec: spec, User: who.user, Uid: who.uid, IdempotencyToken: e.newToken()})
+			JobId: jobID, Spec: spec, IdempotencyToken: e.newToken()})
 		return err
 	})
 	if err != nil {
@@ -108,7 +104,7 @@ func runStep(ctx context.Context, e *env, c *client, jobID uint64, spec *api.Job
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 		defer cancel()
 		cerr := c.do(cctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
-			_, err := c.jobs(cc).CancelSteps(ctx, &api.CancelStepsRequest{JobId: jobID, StepIds: []uint32{id}, User: who.user, Uid: who.uid})
+			_, err := c.jobs(cc).CancelSteps(ctx, &api.CancelStepsRequest{JobId: jobID, StepIds: []uint32{id}})
 			return err
 		})
 		if cerr != nil {

@@ -56,7 +56,7 @@ func TestArrayAndHold(t *testing.T) {
 	if j := getJob(t, jobs, held); j.State != api.JobState_PENDING || j.Reason != "JobHeldUser" {
 		t.Fatalf("held job: %s (%s), want PENDING JobHeldUser", j.State, j.Reason)
 	}
-	if _, err := jobs.Hold(context.Background(), &api.HoldRequest{JobIds: []uint64{held}, Release: true, Uid: uint32(os.Getuid())}); err != nil {
+	if _, err := jobs.Hold(context.Background(), &api.HoldRequest{JobIds: []uint64{held}, Release: true}); err != nil {
 		t.Fatal(err)
 	}
 	if j := waitDone(t, jobs, held); j.State != api.JobState_COMPLETED {

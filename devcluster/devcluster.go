@@ -2,6 +2,12 @@
 // (a real single-node Raft on a temporary data dir) and N agents with
 // simulated GPUs running ranks as plain processes. It is what `loom dev`
 // and `make run` start, and what end-to-end tests build on.
+//
+// It is secured as a real cluster is, with throwaway credentials: a CA
+// made in its data dir signs the server's and each agent's certificate,
+// and they talk mutual TLS. Users reach it only through the server's
+// local socket (auth = local), where the kernel names the caller, so
+// another user of the machine cannot act as the one who started it.
 package devcluster
 
 import (
@@ -9,12 +15,15 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"time"
 
 	"github.com/loomhpc/loom/agent"
 	"github.com/loomhpc/loom/agent/driver/exec"
+	"github.com/loomhpc/loom/auth"
 	"github.com/loomhpc/loom/internal/harness"
+	"github.com/loomhpc/loom/pki"
 	"github.com/loomhpc/loom/server"
 )
 
@@ -30,7 +39,10 @@ type Options struct {
 	// set, default 127.0.0.1:7080 (agents always take a free port).
 	ServerMetricsAddr string
 	NodeName          string // node name prefix, default "node"
-	Logger            *slog.Logger
+	// Socket is the server's local socket, where users connect; default
+	// a new socket in a temporary directory, removed on Close.
+	Socket string
+	Logger *slog.Logger
 	// CommandsBinary is the loom binary whose srun and scontrol batch
 	// scripts call (agent.Config.CommandsBinary); default the running
 	// executable, which is right for loom dev and wrong for a test binary.
@@ -42,10 +54,12 @@ type Cluster struct {
 	Server *server.Server
 	Agents []*agent.Agent
 
-	dataDir string
-	ownDir  bool
-	cancel  context.CancelFunc
-	done    chan struct{}
+	dataDir   string
+	ownDir    bool
+	socket    string
+	socketDir string // a temporary directory of the socket, removed on Close
+	cancel    context.CancelFunc
+	done      chan struct{}
 }
 
 // Start brings the cluster up and returns once every agent has registered.
@@ -89,10 +103,40 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		}
 		return "-"
 	}
+	c.socket = o.Socket
+	if c.socket == "" {
+		dir, err := os.MkdirTemp("", "loom-dev-sock-")
+		if err != nil {
+			c.removeDir()
+			return nil, err
+		}
+		c.socketDir, c.socket = dir, filepath.Join(dir, "loom.sock")
+	}
+	ca, err := pki.CreateCA(filepath.Join(c.dataDir, "tls"), pki.CAOptions{Force: true})
+	if err != nil {
+		c.removeDir()
+		return nil, fmt.Errorf("devcluster: %w", err)
+	}
+	cert := func(role pki.Role, node string) (*pki.Files, error) {
+		f, err := pki.CreateCert(ca, role, node, pki.CertOptions{Dir: filepath.Join(c.dataDir, "tls"), Force: true})
+		if err != nil {
+			return nil, fmt.Errorf("devcluster: %w", err)
+		}
+		return &f, nil
+	}
+	serverTLS, err := cert(pki.RoleServer, "dev-server")
+	if err != nil {
+		c.removeDir()
+		return nil, err
+	}
 	srv, err := server.New(server.Config{
 		Name: "dev-server", DataDir: filepath.Join(c.dataDir, "server"),
 		RPCAddr: o.RPCAddr, RaftAddr: "127.0.0.1:0", MetricsAddr: metrics(o.ServerMetricsAddr),
 		Bootstrap: true, Fast: true, RaftLogLevel: "error", Logger: log,
+		Auth: auth.ModeLocal, LocalSocket: c.socket, TLS: serverTLS,
+		// The user who started the sandbox runs it: drain, resume and
+		// every job are theirs to change.
+		Policy: auth.Policy{OperatorUsers: currentUser()},
 	})
 	if err != nil {
 		c.removeDir()
@@ -107,7 +151,13 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	c.cancel = cancel
 	for i := 1; i <= o.Agents; i++ {
 		name := fmt.Sprintf("%s%d", o.NodeName, i)
+		agentTLS, err := cert(pki.RoleAgent, name)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
 		a, err := agent.New(agent.Config{
+			TLS:  agentTLS,
 			Name: name, Servers: []string{srv.RPCAddr()}, DataDir: filepath.Join(c.dataDir, name),
 			ListenAddr: "127.0.0.1:0", MetricsAddr: metrics("127.0.0.1:0"),
 			Profile: o.Profile, GPUs: o.GPUs,
@@ -144,6 +194,15 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	return c, nil
 }
 
+// currentUser names the user running the dev cluster, for its operators.
+func currentUser() []string {
+	u, err := user.Current()
+	if err != nil {
+		return nil
+	}
+	return []string{u.Username}
+}
+
 // waitUntil polls cond during start-up, which takes well under a second.
 func waitUntil(ctx context.Context, what string, cond func() bool) error {
 	if err := harness.Wait(ctx, what, 30*time.Second, cond); err != nil {
@@ -152,8 +211,9 @@ func waitUntil(ctx context.Context, what string, cond func() bool) error {
 	return nil
 }
 
-// Addr is the server's gRPC address (what LOOM_ADDR should say).
-func (c *Cluster) Addr() string { return c.Server.RPCAddr() }
+// Addr is where users reach the server (what LOOM_ADDR should say): its
+// local socket, unix:///PATH.
+func (c *Cluster) Addr() string { return "unix://" + c.socket }
 
 // DataDir is where the cluster keeps its state.
 func (c *Cluster) DataDir() string { return c.dataDir }
@@ -178,5 +238,8 @@ func (c *Cluster) Close() error {
 func (c *Cluster) removeDir() {
 	if c.ownDir {
 		os.RemoveAll(c.dataDir)
+	}
+	if c.socketDir != "" {
+		os.RemoveAll(c.socketDir)
 	}
 }

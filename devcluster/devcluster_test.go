@@ -13,9 +13,7 @@ import (
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/internal/harness"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -38,7 +36,7 @@ func startClusterWith(t *testing.T, o Options) (*Cluster, api.JobServiceClient) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	conn, err := grpc.NewClient(c.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := harness.Dial(c.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +50,7 @@ func submit(t *testing.T, jobs api.JobServiceClient, spec *api.JobSpec) uint64 {
 		spec.WorkingDir = t.TempDir()
 	}
 	resp, err := jobs.Submit(context.Background(), &api.SubmitRequest{
-		Spec: spec, User: "tester", Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()),
+		Spec: spec,
 	})
 	if err != nil {
 		t.Fatalf("submit: %v", err)
@@ -175,7 +173,7 @@ func TestInfeasibleAndInvalidSubmits(t *testing.T) {
 		{&api.JobSpec{}, "no script"},
 	}
 	for _, tt := range tests {
-		_, err := jobs.Submit(context.Background(), &api.SubmitRequest{Spec: tt.spec, User: "tester", Uid: 1})
+		_, err := jobs.Submit(context.Background(), &api.SubmitRequest{Spec: tt.spec})
 		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Submit(%v) = %v, want InvalidArgument mentioning %q", tt.spec, err, tt.want)
 		}
@@ -222,7 +220,7 @@ func TestCancelAndTimeLimit(t *testing.T) {
 	_, jobs := startCluster(t, 1)
 	long := submit(t, jobs, &api.JobSpec{Script: "#!/bin/sh\nexec sleep 60\n"})
 	harness.WaitFor(t, "job to run", 10*time.Second, func() bool { return getJob(t, jobs, long).State == api.JobState_RUNNING })
-	if _, err := jobs.Cancel(context.Background(), &api.CancelRequest{JobIds: []uint64{long}, Uid: uint32(os.Getuid())}); err != nil {
+	if _, err := jobs.Cancel(context.Background(), &api.CancelRequest{JobIds: []uint64{long}}); err != nil {
 		t.Fatal(err)
 	}
 	if j := waitDone(t, jobs, long); j.State != api.JobState_CANCELLED {

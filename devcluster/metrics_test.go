@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/user"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/internal/harness"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 func scrape(t *testing.T, addr string) string {
@@ -41,7 +40,7 @@ func TestMetricsWhileJobRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	conn, err := grpc.NewClient(c.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := harness.Dial(c.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,15 +49,21 @@ func TestMetricsWhileJobRuns(t *testing.T) {
 	id := submit(t, jobs, &api.JobSpec{GpusPerNode: 2, Script: "#!/bin/sh\nexec sleep 30\n"})
 	harness.WaitFor(t, "job to run", 10*time.Second, func() bool { return getJob(t, jobs, id).State == api.JobState_RUNNING })
 
+	// The job is the test's user's: the server takes the caller from the
+	// connection.
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
 	agentText := scrape(t, c.Agents[0].MetricsAddr())
 	held := 0
 	for _, line := range strings.Split(agentText, "\n") {
-		if strings.HasPrefix(line, "DCGM_FI_DEV_GPU_UTIL{") && strings.Contains(line, fmt.Sprintf(`job="%d"`, id)) && strings.Contains(line, `user="tester"`) {
+		if strings.HasPrefix(line, "DCGM_FI_DEV_GPU_UTIL{") && strings.Contains(line, fmt.Sprintf(`job="%d"`, id)) && strings.Contains(line, fmt.Sprintf(`user=%q`, me.Username)) {
 			held++
 		}
 	}
 	if held != 2 {
-		t.Fatalf("agent /metrics has %d DCGM_FI_DEV_GPU_UTIL series labelled job=%d user=tester, want 2:\n%s", held, id, agentText)
+		t.Fatalf("agent /metrics has %d DCGM_FI_DEV_GPU_UTIL series labelled job=%d user=%s, want 2:\n%s", held, id, me.Username, agentText)
 	}
 	for _, name := range []string{"DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_GPU_TEMP", "loom_agent_tasks_running 1"} {
 		if !strings.Contains(agentText, name) {

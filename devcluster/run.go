@@ -16,9 +16,8 @@ import (
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/cli"
+	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/rankenv"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // RunScript submits a batch script through the real sbatch command, follows
@@ -38,7 +37,7 @@ func (c *Cluster) RunScript(ctx context.Context, script string, stdout, stderr i
 	}
 	fmt.Fprintf(stdout, "Submitted batch job %d\n", id)
 
-	conn, err := grpc.NewClient(c.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := harness.Dial(c.Addr())
 	if err != nil {
 		return 0, err
 	}

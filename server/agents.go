@@ -20,6 +20,9 @@ func (as *agentService) Register(ctx context.Context, req *api.RegisterRequest) 
 	if n.GetName() == "" {
 		return nil, status.Error(codes.InvalidArgument, "node.name: empty")
 	}
+	if err := as.s.checkAgentNode(ctx, n.GetName()); err != nil {
+		return nil, err
+	}
 	if resp, fwd, err := forward(as.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.RegisterResponse, error) {
 		return api.NewAgentServiceClient(c).Register(ctx, req)
 	}); fwd {
@@ -65,6 +68,9 @@ func (as *agentService) WatchAllocations(req *api.WatchAllocationsRequest, strea
 	if req.Node == "" {
 		return status.Error(codes.InvalidArgument, "node: empty")
 	}
+	if err := as.s.checkAgentNode(stream.Context(), req.Node); err != nil {
+		return err
+	}
 	var last *api.AllocationUpdate
 	store := as.s.raft.Store()
 	for {
@@ -102,6 +108,9 @@ func sameAllocations(a, b *api.AllocationUpdate) bool {
 func (as *agentService) UpdateTasks(ctx context.Context, req *api.TaskUpdateRequest) (*api.TaskUpdateResponse, error) {
 	if req.Node == "" || req.JobId == 0 {
 		return nil, status.Error(codes.InvalidArgument, "node and job_id are required")
+	}
+	if err := as.s.checkAgentNode(ctx, req.Node); err != nil {
+		return nil, err
 	}
 	if resp, fwd, err := forward(as.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.TaskUpdateResponse, error) {
 		return api.NewAgentServiceClient(c).UpdateTasks(ctx, req)

@@ -4,10 +4,11 @@ import (
 	"context"
 	"sync"
 
+	"github.com/loomhpc/loom/auth"
 	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
@@ -23,7 +24,7 @@ type leaderConns struct {
 	conn *grpc.ClientConn
 }
 
-func (lc *leaderConns) get(addr string) (*grpc.ClientConn, error) {
+func (lc *leaderConns) get(addr string, creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	if lc.conn != nil && lc.addr == addr {
@@ -32,7 +33,7 @@ func (lc *leaderConns) get(addr string) (*grpc.ClientConn, error) {
 	if lc.conn != nil {
 		lc.conn.Close()
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +52,9 @@ func (lc *leaderConns) close() {
 
 // leaderConn returns nil when this server leads and the caller should act
 // itself; otherwise a connection to the leader and a context marking the
-// request as forwarded.
+// request as forwarded. The connection presents this server's
+// certificate, and the context names the user this server proved, which
+// the leader believes because of that certificate.
 func (s *Server) leaderConn(ctx context.Context) (*grpc.ClientConn, context.Context, error) {
 	if s.raft.IsLeader() {
 		return nil, ctx, nil
@@ -67,11 +70,18 @@ func (s *Server) leaderConn(ctx context.Context) (*grpc.ClientConn, context.Cont
 	if rec == nil || rec.RpcAddr == "" {
 		return nil, ctx, status.Errorf(codes.Unavailable, "leader %s has not published its API address yet", id)
 	}
-	conn, err := s.fwd.get(rec.RpcAddr)
+	creds, err := s.dialCreds()
+	if err != nil {
+		return nil, ctx, status.Errorf(codes.Internal, "tls: %v", err)
+	}
+	conn, err := s.fwd.get(rec.RpcAddr, creds)
 	if err != nil {
 		return nil, ctx, status.Errorf(codes.Unavailable, "leader %s at %s: %v", id, rec.RpcAddr, err)
 	}
 	s.metrics.forwarded.Inc()
+	if user, ok := auth.FromContext(ctx); ok {
+		ctx = auth.ForwardContext(ctx, user)
+	}
 	return conn, metadata.AppendToOutgoingContext(ctx, forwardedKey, s.cfg.Name), nil
 }
 

@@ -23,6 +23,9 @@ func (js *jobService) Submit(ctx context.Context, req *api.SubmitRequest) (*api.
 	if err := api.ValidateSpec(req.Spec); err != nil {
 		return nil, toStatus(err)
 	}
+	if err := s.authorizeSubmit(ctx, req); err != nil {
+		return nil, err
+	}
 	snap := s.State()
 	if req.IdempotencyToken != "" {
 		if j := snap.JobByToken(req.IdempotencyToken); j != nil {
@@ -48,7 +51,7 @@ func (js *jobService) Submit(ctx context.Context, req *api.SubmitRequest) (*api.
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	s.log.Debug("job submitted", "job_id", id, "user", req.User, "name", req.Spec.Name)
+	s.log.Debug("job submitted", "job_id", id, "user", req.User, "uid", req.Uid, "name", req.Spec.Name)
 	return &api.SubmitResponse{JobId: id, Index: index}, nil
 }
 
@@ -57,7 +60,11 @@ func (js *jobService) Cancel(ctx context.Context, req *api.CancelRequest) (*api.
 		func(ctx context.Context, c api.JobServiceClient) (*api.CancelResponse, error) {
 			return c.Cancel(ctx, req)
 		},
-		state.CmdCancelJobs, &api.CancelJobsCommand{Request: req, NowUnixMs: nowMs()},
+		state.CmdCancelJobs, func(uid uint32) proto.Message {
+			cmd := &api.CancelJobsCommand{Request: proto.Clone(req).(*api.CancelRequest), NowUnixMs: nowMs()}
+			cmd.Request.Uid, cmd.Request.User = uid, js.s.userName(uid)
+			return cmd
+		},
 		func(res *state.Result) *api.CancelResponse {
 			return &api.CancelResponse{Cancelled: res.JobIDs, Index: res.Index}
 		})
@@ -66,7 +73,9 @@ func (js *jobService) Cancel(ctx context.Context, req *api.CancelRequest) (*api.
 func (js *jobService) Hold(ctx context.Context, req *api.HoldRequest) (*api.HoldResponse, error) {
 	return changeJobs(ctx, js.s, req.JobIds,
 		func(ctx context.Context, c api.JobServiceClient) (*api.HoldResponse, error) { return c.Hold(ctx, req) },
-		state.CmdHoldJobs, &api.HoldJobsCommand{JobIds: req.JobIds, Release: req.Release, Uid: req.Uid, NowUnixMs: nowMs()},
+		state.CmdHoldJobs, func(uid uint32) proto.Message {
+			return &api.HoldJobsCommand{JobIds: req.JobIds, Release: req.Release, Uid: uid, NowUnixMs: nowMs()}
+		},
 		func(res *state.Result) *api.HoldResponse {
 			return &api.HoldResponse{JobIds: res.JobIDs, Index: res.Index}
 		})
@@ -77,7 +86,9 @@ func (js *jobService) Requeue(ctx context.Context, req *api.RequeueRequest) (*ap
 		func(ctx context.Context, c api.JobServiceClient) (*api.RequeueResponse, error) {
 			return c.Requeue(ctx, req)
 		},
-		state.CmdRequeueJobs, &api.RequeueJobsCommand{JobIds: req.JobIds, Uid: req.Uid, NowUnixMs: nowMs()},
+		state.CmdRequeueJobs, func(uid uint32) proto.Message {
+			return &api.RequeueJobsCommand{JobIds: req.JobIds, Uid: uid, NowUnixMs: nowMs()}
+		},
 		func(res *state.Result) *api.RequeueResponse {
 			return &api.RequeueResponse{JobIds: res.JobIDs, Index: res.Index}
 		})
@@ -85,10 +96,11 @@ func (js *jobService) Requeue(ctx context.Context, req *api.RequeueRequest) (*ap
 
 // changeJobs is the path of the requests that change named jobs (cancel,
 // hold, requeue): a follower forwards the request to the leader, which
-// commits cmd and answers with respond.
+// commits the command that cmd makes for the uid the caller acts as
+// (actorFor) and answers with respond.
 func changeJobs[Resp any](ctx context.Context, s *Server, ids []uint64,
 	forwardTo func(context.Context, api.JobServiceClient) (Resp, error),
-	ct state.CommandType, cmd proto.Message, respond func(*state.Result) Resp) (Resp, error) {
+	ct state.CommandType, cmd func(uid uint32) proto.Message, respond func(*state.Result) Resp) (Resp, error) {
 	var zero Resp
 	if len(ids) == 0 {
 		return zero, status.Error(codes.InvalidArgument, "no job ids given")
@@ -98,7 +110,11 @@ func changeJobs[Resp any](ctx context.Context, s *Server, ids []uint64,
 	}); fwd {
 		return resp, err
 	}
-	res, err := s.apply(ctx, ct, cmd)
+	uid, err := s.actorFor(ctx, ids)
+	if err != nil {
+		return zero, err
+	}
+	res, err := s.apply(ctx, ct, cmd(uid))
 	if err != nil {
 		return zero, toStatus(err)
 	}
@@ -131,11 +147,15 @@ func (js *jobService) GetJob(ctx context.Context, req *api.GetJobRequest) (*api.
 	if err != nil {
 		return nil, err
 	}
+	id, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
 	j := snap.Job(req.JobId)
 	if j == nil {
 		return nil, toStatus(fmt.Errorf("job %d: %w", req.JobId, state.ErrJobNotFound))
 	}
-	return &api.GetJobResponse{Job: j, Index: snap.Index()}, nil
+	return &api.GetJobResponse{Job: js.s.redact(id, j), Index: snap.Index()}, nil
 }
 
 func (js *jobService) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*api.ListJobsResponse, error) {
@@ -149,7 +169,16 @@ func (js *jobService) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*
 	if err != nil {
 		return nil, err
 	}
+	id, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
 	resp := &api.ListJobsResponse{Index: snap.Index()}
+	defer func() {
+		for i, j := range resp.Jobs {
+			resp.Jobs[i] = js.s.redact(id, j)
+		}
+	}()
 	keep := func(j *api.Job) bool {
 		if req.User != "" && j.User != req.User {
 			return false

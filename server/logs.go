@@ -10,7 +10,6 @@ import (
 	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -19,9 +18,16 @@ import (
 // batch step's (the script's), and a gang's is its ranks'.
 func (js *jobService) StreamLogs(req *api.LogsRequest, stream api.JobService_StreamLogsServer) error {
 	ctx := stream.Context()
+	id, err := caller(ctx)
+	if err != nil {
+		return err
+	}
 	j := js.s.State().Job(req.JobId)
 	if j == nil {
 		return toStatus(fmt.Errorf("job %d: %w", req.JobId, state.ErrJobNotFound))
+	}
+	if !js.s.canSee(id, j, true) {
+		return errNotYours(j)
 	}
 	a := j.GetAllocation()
 	if a == nil {
@@ -84,7 +90,11 @@ func (js *jobService) StreamLogs(req *api.LogsRequest, stream api.JobService_Str
 }
 
 func (js *jobService) proxyLogs(out api.JobService_StreamLogsServer, mu *sync.Mutex, n *api.Node, req *api.TaskLogsRequest) error {
-	conn, err := grpc.NewClient(n.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := js.s.agentCreds(n.Name)
+	if err != nil {
+		return status.Errorf(codes.Internal, "node %s: tls: %v", n.Name, err)
+	}
+	conn, err := grpc.NewClient(n.Address, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "node %s: %v", n.Name, err)
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/loomhpc/loom/raftnode"
 	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // self describes this server as peers and clients should reach it.
@@ -96,7 +95,11 @@ func cmpString(a, b string) int {
 }
 
 func (s *Server) dialPeer(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := s.dialCreds()
+	if err != nil {
+		return nil, err
+	}
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 }
 
 func (s *Server) peerStatus(ctx context.Context, addr string) (*api.ServerStatusResponse, error) {

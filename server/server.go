@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/auth"
 	"github.com/loomhpc/loom/gossip"
+	"github.com/loomhpc/loom/pki"
 	"github.com/loomhpc/loom/raftnode"
 	"github.com/loomhpc/loom/scheduler"
 	"github.com/loomhpc/loom/state"
@@ -20,6 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -55,6 +59,33 @@ type Config struct {
 	// when nothing changes (time-based rules still need a look).
 	SchedulerInterval time.Duration
 	Logger            *slog.Logger
+
+	// Auth is how users prove who they are: auth.ModeMunge (the default)
+	// or auth.ModeLocal (peer credentials on LocalSocket only).
+	Auth auth.Mode
+	// Munge decodes MUNGE credentials; nil means the munged on its
+	// default socket.
+	Munge auth.Decoder
+	// LocalSocket, when set, is a Unix socket beside the TCP listener
+	// where local users are identified by their peer credentials; root
+	// there is an operator. Required with auth.ModeLocal.
+	LocalSocket string
+	// TLS names the CA and this server's certificate: the gRPC API, the
+	// Raft transport and calls to peers and agents then use mutual TLS.
+	// Nil runs all of them in plaintext (tls = false), trusting every host
+	// that can reach the ports; New logs a warning.
+	TLS *pki.Files
+	// Policy names the operators.
+	Policy auth.Policy
+	// PublicData shows every user the script, environment and output
+	// paths of other users' jobs. Off by default (Slurm's
+	// PrivateData=jobs): only owners and operators see them. Logs and the
+	// job secret are never shown to others.
+	PublicData bool
+	// QOSAccess restricts a QoS to the users and groups its Policy names
+	// as operators (and the cluster's operators); a QoS not listed is open
+	// to everyone.
+	QOSAccess map[string]auth.Policy
 }
 
 // Server is a running control-plane server.
@@ -77,6 +108,8 @@ type Server struct {
 	gossip       *gossip.Gossip
 	gossipWake   chan struct{}
 	submitQ      chan *pendingSubmit
+	auth         *auth.Authenticator
+	localLis     net.Listener
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -111,11 +144,31 @@ func New(cfg Config) (*Server, error) {
 		log = slog.Default()
 	}
 	log = log.With("server", cfg.Name)
+	if cfg.Auth == "" {
+		cfg.Auth = auth.ModeMunge
+	}
+	if cfg.Auth == auth.ModeLocal && cfg.LocalSocket == "" {
+		return nil, fmt.Errorf("server: auth %q needs a local socket (local_socket)", cfg.Auth)
+	}
+	creds, err := serverCreds(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log}
+	if s.auth, err = s.newAuthenticator(); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if err := cfg.Policy.Validate(); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if cfg.TLS == nil {
+		log.Warn("TLS is off (tls = false): servers, agents and users talk in plaintext, daemon calls are not authenticated, and any host that reaches the ports can act as a server or agent")
+	}
 	rn, err := raftnode.Open(raftnode.Config{
 		NodeID: cfg.Name, DataDir: cfg.DataDir, BindAddr: cfg.RaftAddr,
 		Bootstrap: cfg.Bootstrap && cfg.BootstrapExpect <= 1, Fast: cfg.Fast, RaftLogLevel: cfg.RaftLogLevel, Logger: log,
 		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout,
-		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs,
+		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, TLS: cfg.TLS,
 	})
 	if err != nil {
 		return nil, err
@@ -125,14 +178,20 @@ func New(cfg Config) (*Server, error) {
 		rn.Close()
 		return nil, fmt.Errorf("server: listen %s: %w", cfg.RPCAddr, err)
 	}
+	var local net.Listener
+	if cfg.LocalSocket != "" {
+		if local, err = auth.ListenLocal(cfg.LocalSocket); err != nil {
+			lis.Close()
+			rn.Close()
+			return nil, fmt.Errorf("server: local socket: %w", err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, log: log, raft: rn, lis: lis, ctx: ctx, cancel: cancel,
-		advertiseRPC: advertisedRPC(lis.Addr(), rn.Addr())}
-	s.grpc = grpc.NewServer()
-	api.RegisterJobServiceServer(s.grpc, &jobService{s: s})
-	api.RegisterNodeServiceServer(s.grpc, &nodeService{s: s})
-	api.RegisterAgentServiceServer(s.grpc, &agentService{s: s})
-	api.RegisterOperatorServer(s.grpc, &operatorService{s: s})
+	s.raft, s.lis, s.localLis, s.ctx, s.cancel = rn, lis, local, ctx, cancel
+	s.advertiseRPC = advertisedRPC(lis.Addr(), rn.Addr())
+	s.grpc = grpc.NewServer(grpc.Creds(creds),
+		grpc.ChainUnaryInterceptor(s.unaryAdmit), grpc.ChainStreamInterceptor(s.streamAdmit))
+	s.registerServices(s.grpc)
 	s.metrics = newMetrics(s)
 	if cfg.MetricsAddr != "-" {
 		reg := prometheus.NewRegistry()
@@ -155,6 +214,13 @@ func New(cfg Config) (*Server, error) {
 			log.Error("grpc serve", "err", err)
 		}
 	})
+	if local != nil {
+		s.goFunc(func() {
+			if err := s.grpc.Serve(local); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				log.Error("grpc serve", "socket", cfg.LocalSocket, "err", err)
+			}
+		})
+	}
 	if cfg.GossipAddr != "" {
 		if err := s.startGossip(); err != nil {
 			s.Close()
@@ -165,8 +231,70 @@ func New(cfg Config) (*Server, error) {
 	s.goFunc(s.leaderLoop)
 	s.goFunc(func() { s.formCluster(ctx) })
 	s.goFunc(func() { s.publishSelf(ctx) })
-	log.Info("server started", "rpc_addr", lis.Addr().String(), "raft_addr", rn.Addr(), "data_dir", cfg.DataDir)
+	log.Info("server started", "rpc_addr", lis.Addr().String(), "raft_addr", rn.Addr(), "data_dir", cfg.DataDir,
+		"auth", cfg.Auth, "local_socket", cfg.LocalSocket, "tls", cfg.TLS != nil)
 	return s, nil
+}
+
+// serverCreds are the transport credentials of the gRPC API: peer
+// credentials on the local socket, and on TCP TLS that takes a client
+// certificate if one is given (daemons give one, users do not), or
+// plaintext without TLS.
+func serverCreds(cfg Config) (credentials.TransportCredentials, error) {
+	if cfg.TLS == nil {
+		return auth.LocalOr(insecure.NewCredentials()), nil
+	}
+	me, err := cfg.TLS.Identity()
+	if err != nil {
+		return nil, fmt.Errorf("server: tls: %w", err)
+	}
+	if me.Role != pki.RoleServer {
+		return nil, fmt.Errorf("server: tls_cert %s is the certificate of %s, not of a server", cfg.TLS.Cert, me)
+	}
+	tc, err := pki.ServerConfig(*cfg.TLS, pki.ServerOptions{ClientAuth: pki.ClientCertIfGiven})
+	if err != nil {
+		return nil, fmt.Errorf("server: tls: %w", err)
+	}
+	return auth.LocalOr(credentials.NewTLS(tc)), nil
+}
+
+// dialCreds are the transport credentials with which this server dials
+// another server.
+func (s *Server) dialCreds() (credentials.TransportCredentials, error) {
+	if s.cfg.TLS == nil {
+		return insecure.NewCredentials(), nil
+	}
+	tc, err := pki.DaemonClientConfig(*s.cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	return credentials.NewTLS(tc), nil
+}
+
+// agentCreds are the transport credentials with which this server dials
+// the agent of node.
+func (s *Server) agentCreds(node string) (credentials.TransportCredentials, error) {
+	if s.cfg.TLS == nil {
+		return insecure.NewCredentials(), nil
+	}
+	tc, err := pki.AgentClientConfig(*s.cfg.TLS, node)
+	if err != nil {
+		return nil, err
+	}
+	return credentials.NewTLS(tc), nil
+}
+
+// LocalSocket is the path of the server's Unix socket, empty when it has
+// none.
+func (s *Server) LocalSocket() string { return s.cfg.LocalSocket }
+
+// registerServices puts the gRPC services on g; methodAccess must have a
+// rule for each of their methods.
+func (s *Server) registerServices(g *grpc.Server) {
+	api.RegisterJobServiceServer(g, &jobService{s: s})
+	api.RegisterNodeServiceServer(g, &nodeService{s: s})
+	api.RegisterAgentServiceServer(g, &agentService{s: s})
+	api.RegisterOperatorServer(g, &operatorService{s: s})
 }
 
 func (s *Server) goFunc(f func()) {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/state"
@@ -11,26 +10,12 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// caller is who makes a request, as the request says today (the CLI sends
-// its uid). The auth work replaces where it comes from; mayActOn is the
-// one place that decides what it may do.
-type caller struct {
-	user string
-	uid  uint32
-}
-
-// mayActOn says whether c may start, cancel, signal or end steps of job
-// id: its owner or an operator (uid 0). The FSM checks again when the
-// command applies, on the state it applies to.
-func mayActOn(snap *state.View, c caller, id uint64) error {
-	j := snap.Job(id)
-	switch {
-	case j == nil:
-		return fmt.Errorf("job %d: %w", id, state.ErrJobNotFound)
-	case c.uid != 0 && c.uid != j.Uid:
-		return fmt.Errorf("job %d belongs to %s, not %s: %w", id, j.User, c.user, state.ErrPermission)
-	}
-	return nil
+// actOnJob fills a step request's uid with who the FSM acts as (actorFor:
+// 0 for an operator, else the caller, whom the FSM compares with the
+// job's owner when the command applies). The request's own user fields
+// are never read.
+func (s *Server) actOnJob(ctx context.Context, id uint64) (uint32, error) {
+	return s.actorFor(ctx, []uint64{id})
 }
 
 func (js *jobService) CreateStep(ctx context.Context, req *api.CreateStepRequest) (*api.CreateStepResponse, error) {
@@ -41,9 +26,11 @@ func (js *jobService) CreateStep(ctx context.Context, req *api.CreateStepRequest
 	if len(req.GetSpec().GetArgv()) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "spec.argv: a step needs a command")
 	}
-	if err := mayActOn(s.State(), caller{req.User, req.Uid}, req.JobId); err != nil {
-		return nil, toStatus(err)
+	uid, err := s.actOnJob(ctx, req.JobId)
+	if err != nil {
+		return nil, err
 	}
+	req.User, req.Uid = "", uid
 	if resp, fwd, err := forward(s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.CreateStepResponse, error) {
 		return api.NewJobServiceClient(c).CreateStep(ctx, req)
 	}); fwd {
@@ -62,9 +49,11 @@ func (js *jobService) CreateStep(ctx context.Context, req *api.CreateStepRequest
 
 func (js *jobService) CancelSteps(ctx context.Context, req *api.CancelStepsRequest) (*api.CancelStepsResponse, error) {
 	s := js.s
-	if err := mayActOn(s.State(), caller{req.User, req.Uid}, req.JobId); err != nil {
-		return nil, toStatus(err)
+	uid, err := s.actOnJob(ctx, req.JobId)
+	if err != nil {
+		return nil, err
 	}
+	req.User, req.Uid = "", uid
 	if resp, fwd, err := forward(s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.CancelStepsResponse, error) {
 		return api.NewJobServiceClient(c).CancelSteps(ctx, req)
 	}); fwd {
@@ -82,9 +71,11 @@ func (js *jobService) CancelSteps(ctx context.Context, req *api.CancelStepsReque
 
 func (js *jobService) CompleteAllocation(ctx context.Context, req *api.CompleteAllocationRequest) (*api.CompleteAllocationResponse, error) {
 	s := js.s
-	if err := mayActOn(s.State(), caller{req.User, req.Uid}, req.JobId); err != nil {
-		return nil, toStatus(err)
+	uid, err := s.actOnJob(ctx, req.JobId)
+	if err != nil {
+		return nil, err
 	}
+	req.User, req.Uid = "", uid
 	if resp, fwd, err := forward(s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.CompleteAllocationResponse, error) {
 		return api.NewJobServiceClient(c).CompleteAllocation(ctx, req)
 	}); fwd {

@@ -57,6 +57,7 @@ func submitOne(t *txn, req *api.SubmitRequest, now int64) uint64 {
 			SubmitUnixMs:     now,
 			SubmitHost:       req.SubmitHost,
 			IdempotencyToken: req.IdempotencyToken,
+			Secret:           req.JobSecret,
 		}
 		if spec.GetHold() {
 			j.Reason = ReasonHeld

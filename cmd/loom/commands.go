@@ -17,6 +17,7 @@ import (
 	"github.com/loomhpc/loom/internal/bench/train"
 	"github.com/loomhpc/loom/internal/simcmd"
 	"github.com/loomhpc/loom/internal/topocmd"
+	"github.com/loomhpc/loom/pki"
 )
 
 // stdio is a command's standard streams.
@@ -84,6 +85,14 @@ func commandTable() []*command {
 				{name: "keygen", summary: "a new gossip encryption key", run: gossipKeygen},
 			}},
 		}},
+		{name: "tls", subs: []*command{
+			{name: "ca", subs: []*command{
+				{name: "create", args: "[flags]", summary: "a new certificate authority for the cluster", run: tlsCommand("ca", "create")},
+			}},
+			{name: "cert", subs: []*command{
+				{name: "create", args: "--server NAME|--agent NODE|--cli", summary: "a certificate signed by the CA, naming its role", run: tlsCommand("cert", "create")},
+			}},
+		}},
 		{name: "image", subs: []*command{
 			{name: "import", args: "FILE.tar", summary: "load an OCI archive for the agents' containerd driver", run: imageImport},
 		}},
@@ -132,6 +141,13 @@ func cliCommand(name string) runFunc {
 func withWriters(main func(args []string, stdout, stderr io.Writer) int) runFunc {
 	return func(_ context.Context, args []string, sio stdio) int {
 		return main(args, sio.out, sio.err)
+	}
+}
+
+// tlsCommand runs `loom tls WORDS...` (package pki parses it all).
+func tlsCommand(words ...string) runFunc {
+	return func(_ context.Context, args []string, sio stdio) int {
+		return pki.Command(append(words, args...), sio.out, sio.err)
 	}
 }
 
@@ -240,7 +256,9 @@ const (
 	usageFoot = `
 The Slurm commands also run as themselves when loom is linked or copied
 under their names (make build creates bin/sbatch etc.). Servers are found
-through LOOM_ADDR (default 127.0.0.1:7070, comma-separated for several).
+through LOOM_ADDR (comma-separated; unix:///PATH for a server's local
+socket), else servers in [cli] of /etc/loom/loom.toml, else the dev
+cluster this user started, else 127.0.0.1:7070.
 Run "loom <command> --help" for a command's flags.
 `
 	// usageColumn is where summaries start.

@@ -26,7 +26,8 @@ import (
 const DefaultConfigPath = "/etc/loom/loom.toml"
 
 // configSections are the tables a configuration file may hold.
-var configSections = []string{"server", "agent"}
+// The [cli] table is the commands' own (package cli reads it).
+var configSections = []string{"server", "agent", "cli"}
 
 // applyConfig registers --config on fs and sets fs's flags from table
 // section of the configuration file named by args, $LOOM_CONFIG or the
@@ -85,7 +86,7 @@ func setFromConfig(fs *flag.FlagSet, section, path, text string) error {
 	slices.Sort(tops)
 	for _, k := range tops {
 		if _, isTable := doc[k].(map[string]any); !isTable || !slices.Contains(configSections, k) {
-			return fmt.Errorf("%s:%d: %q: settings belong in a [server] or [agent] table", path, keyLine(text, "", k), k)
+			return fmt.Errorf("%s:%d: %q: settings belong in a [server], [agent] or [cli] table", path, keyLine(text, "", k), k)
 		}
 	}
 	table, _ := doc[section].(map[string]any)

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +16,9 @@ import (
 	"github.com/loomhpc/loom/agent/driver/containerd"
 	"github.com/loomhpc/loom/agent/driver/exec"
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/auth"
+	"github.com/loomhpc/loom/auth/munge"
+	"github.com/loomhpc/loom/cli"
 	"github.com/loomhpc/loom/devcluster"
 	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/server"
@@ -47,8 +52,15 @@ func runServer(ctx context.Context, args []string, sio stdio) int {
 	fs.Uint64Var(&cfg.TrailingLogs, "raft-trailing-logs", 10240, "log entries kept after a snapshot for slow followers")
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", "", "gossip (memberlist) address, e.g. :7072; empty disables node failure detection")
 	gjoin := fs.String("gossip-join", "", "other servers' gossip addresses, comma-separated")
-	gkeys := fs.String("gossip-key", os.Getenv("LOOM_GOSSIP_KEY"), "gossip encryption keyring, base64 keys comma-separated, first is used to encrypt ($LOOM_GOSSIP_KEY)")
 	fs.DurationVar(&cfg.NodeDownGrace, "node-down-grace", time.Second, "how long a node must be dead in gossip before it is marked DOWN and its jobs requeued")
+	authMode := fs.String("auth", string(auth.ModeMunge), "how users prove who they are: munge (a MUNGE credential on every call) or local (peer credentials on --local-socket only)")
+	fs.StringVar(&cfg.LocalSocket, "local-socket", "/run/loom/loom.sock", `Unix socket for users on this host (peer credentials; root there is an operator), "" for none`)
+	mungeSocket := fs.String("munge-socket", "", "munged's socket; default "+munge.DefaultSocket)
+	operators := fs.String("operators", "", "user names of operators, comma-separated (they may act on every job, drain nodes, change Raft peers)")
+	operatorGroups := fs.String("operator-groups", "", "groups whose members are operators, comma-separated")
+	privateData := fs.Bool("private-data", true, "show other users' job scripts, environments and output paths only to operators (Slurm's PrivateData=jobs)")
+	var sec daemonSecurity
+	sec.register(fs, "server", "--server NAME")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := applyConfig(fs, "server", args); err != nil {
 		fmt.Fprintln(sio.err, "loom server:", err)
@@ -60,10 +72,24 @@ func runServer(ctx context.Context, args []string, sio stdio) int {
 	if *gjoin != "" {
 		cfg.GossipJoin = strings.Split(*gjoin, ",")
 	}
-	var err error
-	if cfg.GossipKeys, err = parseKeys(*gkeys); err != nil {
-		fmt.Fprintln(sio.err, "loom server: --gossip-key:", err)
+	cfg.Auth = auth.Mode(*authMode)
+	if cfg.Auth != auth.ModeMunge && cfg.Auth != auth.ModeLocal {
+		fmt.Fprintf(sio.err, "loom server: --auth=%s: want munge or local\n", *authMode)
 		return 2
+	}
+	if cfg.Auth == auth.ModeLocal && cfg.LocalSocket == "" {
+		fmt.Fprintln(sio.err, "loom server: --auth=local needs --local-socket")
+		return 2
+	}
+	if err := sec.check(cfg.GossipAddr != ""); err != nil {
+		fmt.Fprintln(sio.err, "loom server:", err)
+		return 2
+	}
+	cfg.Policy = auth.Policy{OperatorUsers: splitList(*operators), OperatorGroups: splitList(*operatorGroups)}
+	cfg.PublicData = !*privateData
+	cfg.TLS = sec.files()
+	if *mungeSocket != "" {
+		cfg.Munge = munge.Client{Socket: *mungeSocket}
 	}
 	if *join != "" {
 		cfg.Join = strings.Split(*join, ",")
@@ -76,7 +102,21 @@ func runServer(ctx context.Context, args []string, sio stdio) int {
 	if checkingConfig {
 		return 0
 	}
+	var err error
+	if cfg.GossipKeys, err = sec.gossipKeys(); err != nil {
+		fmt.Fprintln(sio.err, "loom server:", err)
+		return 1
+	}
+	if cfg.LocalSocket != "" {
+		if err := os.MkdirAll(filepath.Dir(cfg.LocalSocket), 0o755); err != nil {
+			fmt.Fprintln(sio.err, "loom server: --local-socket:", err)
+			return 1
+		}
+	}
 	cfg.Logger = newLogger(*level)
+	if cfg.GossipAddr != "" && len(cfg.GossipKeys) == 0 {
+		cfg.Logger.Warn("gossip is not encrypted (--insecure-gossip): any host that reaches the gossip port can join the pool and report nodes dead")
+	}
 	s, err := server.New(cfg)
 	if err != nil {
 		fmt.Fprintln(sio.err, "loom server:", err)
@@ -113,7 +153,8 @@ func runAgent(ctx context.Context, args []string, sio stdio) int {
 	ctrSocket := fs.String("containerd-socket", containerd.DefaultSocket, "containerd's socket, for --driver containerd")
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", ":7072", "gossip (memberlist) address")
 	gjoin := fs.String("gossip-join", "", "servers' gossip addresses, comma-separated; empty disables gossip")
-	gkeys := fs.String("gossip-key", os.Getenv("LOOM_GOSSIP_KEY"), "gossip encryption keyring, base64 keys comma-separated ($LOOM_GOSSIP_KEY)")
+	var sec daemonSecurity
+	sec.register(fs, "agent", "--agent NODE")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := applyConfig(fs, "agent", args); err != nil {
 		fmt.Fprintln(sio.err, "loom agent:", err)
@@ -126,11 +167,11 @@ func runAgent(ctx context.Context, args []string, sio stdio) int {
 	if *gjoin != "" {
 		cfg.GossipJoin = strings.Split(*gjoin, ",")
 	}
-	var err error
-	if cfg.GossipKeys, err = parseKeys(*gkeys); err != nil {
-		fmt.Fprintln(sio.err, "loom agent: --gossip-key:", err)
+	if err := sec.check(len(cfg.GossipJoin) > 0); err != nil {
+		fmt.Fprintln(sio.err, "loom agent:", err)
 		return 2
 	}
+	cfg.TLS = sec.files()
 	if *parts != "" {
 		cfg.Partitions = strings.Split(*parts, ",")
 	}
@@ -144,6 +185,11 @@ func runAgent(ctx context.Context, args []string, sio stdio) int {
 			return 2
 		}
 		return 0
+	}
+	var err error
+	if cfg.GossipKeys, err = sec.gossipKeys(); err != nil {
+		fmt.Fprintln(sio.err, "loom agent:", err)
+		return 1
 	}
 	switch *driverName {
 	case "exec":
@@ -167,6 +213,9 @@ func runAgent(ctx context.Context, args []string, sio stdio) int {
 		return 2
 	}
 	cfg.Logger = newLogger(*level)
+	if len(cfg.GossipJoin) > 0 && len(cfg.GossipKeys) == 0 {
+		cfg.Logger.Warn("gossip is not encrypted (--insecure-gossip): any host that reaches the gossip port can join the pool")
+	}
 	a, err := agent.New(cfg)
 	if err != nil {
 		fmt.Fprintln(sio.err, "loom agent:", err)
@@ -191,10 +240,15 @@ func runDev(ctx context.Context, args []string, sio stdio) int {
 	var scripts stringList
 	fs.Var(&scripts, "run", "submit this batch script, follow its output, and exit with its result; repeat to run several in turn")
 	level := fs.String("log-level", "warn", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
+	var err error
+	if err = fs.Parse(args); err != nil {
 		return 2
 	}
 	o.Logger = newLogger(*level)
+	if o.Socket, err = devSocket(); err != nil {
+		fmt.Fprintln(sio.err, "loom dev:", err)
+		return 1
+	}
 	c, err := devcluster.Start(ctx, o)
 	if err != nil {
 		fmt.Fprintln(sio.err, "loom dev:", err)
@@ -220,8 +274,8 @@ func runDev(ctx context.Context, args []string, sio stdio) int {
 		return 0
 	}
 	fmt.Fprintf(sio.out, `
-Submit from another shell:
-  export LOOM_ADDR=%s
+Submit from another shell, as the same user (the commands find this
+cluster's socket, %s, by themselves):
   bin/sbatch -N 2 --ntasks-per-node=4 --gpus-per-node=4 --wrap 'env | grep -E "^(RANK|CUDA)"'
   bin/squeue; bin/sinfo; bin/sacct
 
@@ -232,11 +286,38 @@ Ctrl-C stops the cluster.
 	return 0
 }
 
+// devSocket makes the directory of this user's dev socket (cli.DevSocket),
+// where the commands look for a dev cluster when LOOM_ADDR is unset, and
+// returns the socket's path. The directory must be this user's alone: a
+// socket that someone else could replace would receive this user's jobs.
+func devSocket() (string, error) {
+	sock := cli.DevSocket(os.Getuid())
+	dir := filepath.Dir(sock)
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", err
+	}
+	if err := cli.CheckDevSocketDir(dir, os.Getuid()); err != nil {
+		return "", fmt.Errorf("dev socket: %w: remove it, or start loom dev from a login with another TMPDIR", err)
+	}
+	return sock, nil
+}
+
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
 		return v
 	}
 	return def
+}
+
+// splitList splits a comma-separated flag, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func parseKeys(s string) ([][]byte, error) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/pki"
 	"google.golang.org/grpc"
 )
 
@@ -126,16 +127,28 @@ func TestServerArgs(t *testing.T) {
 		}
 		return ""
 	}
-	lone := ServerOptions{}.Args(servers[:1], 0)
-	if flag(lone, "--bootstrap-expect") != "" || flag(lone, "--join") != "" || flag(lone, "--gossip-addr") != "" {
-		t.Errorf("a lone server's args %q ask for peers or gossip", lone)
+	lone, err := ServerOptions{}.Args(servers[:1], 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	o := ServerOptions{GossipKey: "key", Flags: []string{"--node-down-grace", "1s"}}
-	three := o.Args(servers, 1)
+	if flag(lone, "--bootstrap-expect") != "" || flag(lone, "--join") != "" || flag(lone, "--gossip-addr") != "" || !slices.Contains(lone, "--tls=false") {
+		t.Errorf("a lone server's args %q ask for peers or gossip, or TLS without a PKI", lone)
+	}
+	p, err := NewPKI(filepath.Join(dir, "tls"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := ServerOptions{PKI: p, GossipKeyFile: "/k", Flags: []string{"--node-down-grace", "1s"}}
+	three, err := o.Args(servers, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := p.Files(pki.RoleServer, "s1")
 	for name, want := range map[string]string{
 		"--name": "s1", "--rpc-addr": servers[1].RPC, "--bootstrap-expect": "3",
 		"--join": strings.Join(Addrs(servers), ","), "--gossip-addr": servers[1].Gossip,
-		"--gossip-join": strings.Join(Gossips(servers), ","), "--gossip-key": "key", "--node-down-grace": "1s",
+		"--gossip-join": strings.Join(Gossips(servers), ","), "--gossip-key-file": "/k", "--node-down-grace": "1s",
+		"--auth": "local", "--local-socket": servers[1].Socket, "--tls-cert": files.Cert, "--tls-ca": files.CA,
 	} {
 		if got := flag(three, name); got != want {
 			t.Errorf("server s1 of 3: %s %q, want %q", name, got, want)
@@ -146,16 +159,21 @@ func TestServerArgs(t *testing.T) {
 func TestAgentArgs(t *testing.T) {
 	a := Agent{Name: "node1", Dir: "/d", Profile: "dgx-h100", Ports: 29600, Servers: []string{"a:1", "b:2"}}
 	want := "agent --name node1 --servers a:1,b:2 --data-dir /d/node1 --listen-addr 127.0.0.1:0 --metrics-addr - " +
-		"--profile dgx-h100 --nvml=false --allow-root --kill-grace 2s --ports 29600-29699"
-	if got := strings.Join(a.Args(), " "); got != want {
-		t.Errorf("Args() = %q, want %q", got, want)
+		"--profile dgx-h100 --nvml=false --allow-root --kill-grace 2s --ports 29600-29699 --tls=false"
+	if got, err := a.Args(); err != nil || strings.Join(got, " ") != want {
+		t.Errorf("Args() = %q, %v, want %q", strings.Join(got, " "), err, want)
 	}
-	a.IP, a.Gossip, a.GossipKey = "10.0.0.2", []string{"g:1"}, "key"
+	p, err := NewPKI(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.IP, a.Gossip, a.GossipKeyFile, a.PKI = "10.0.0.2", []string{"g:1"}, "/k", p
+	f, _ := p.Files(pki.RoleAgent, "node1")
 	want = "agent --name node1 --servers a:1,b:2 --data-dir /d/node1 --listen-addr 10.0.0.2:0 --advertise-ip 10.0.0.2 --metrics-addr - " +
 		"--profile dgx-h100 --nvml=false --allow-root --kill-grace 2s --ports 29600-29699 " +
-		"--gossip-addr 10.0.0.2:0 --gossip-join g:1 --gossip-key key"
-	if got := strings.Join(a.Args(), " "); got != want {
-		t.Errorf("Args() with IP and gossip = %q, want %q", got, want)
+		"--gossip-addr 10.0.0.2:0 --gossip-join g:1 --gossip-key-file /k --tls-ca " + f.CA + " --tls-cert " + f.Cert + " --tls-key " + f.Key
+	if got, err := a.Args(); err != nil || strings.Join(got, " ") != want {
+		t.Errorf("Args() with IP, gossip and TLS = %q, %v, want %q", strings.Join(got, " "), err, want)
 	}
 }
 

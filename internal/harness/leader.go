@@ -3,18 +3,27 @@ package harness
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/auth"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-// Dial returns a plaintext gRPC connection to addr, as the test clusters
-// serve it. The connection is made lazily, so Dial does not wait for the
-// server.
+// Dial returns a gRPC connection to addr as a client of the test
+// clusters: to a local socket (unix://PATH, Server.Client) with peer
+// credentials, which identify the caller as the user running the test;
+// to any other address in plaintext, for servers started with
+// --tls=false. The connection is made lazily, so Dial does not wait for
+// the server.
 func Dial(addr string) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if strings.HasPrefix(addr, "unix:") {
+		creds = auth.PeerCredentials()
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("harness: dial %s: %w", addr, err)
 	}

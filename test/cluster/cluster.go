@@ -15,6 +15,7 @@ import (
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/internal/harness"
+	"github.com/loomhpc/loom/pki"
 )
 
 // Binary returns the loom binary the tests run: $LOOM_BIN, or bin/loom at
@@ -127,6 +128,42 @@ func (s *Server) Restart(t testing.TB) {
 	}
 }
 
+// PKI returns the certificate authority of the test cluster in dir
+// (dir/tls), creating it on first use: every server and agent the
+// package starts in dir talks mutual TLS with a certificate from it.
+func PKI(t testing.TB, dir string) *harness.PKI {
+	t.Helper()
+	p, err := harness.NewPKI(filepath.Join(dir, "tls"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// ServerSecurityArgs are the flags with which a server named name in dir
+// serves TLS with its certificate and identifies users on socket by their
+// peer credentials, for tests that write a server's command line
+// themselves.
+func ServerSecurityArgs(t testing.TB, dir, name, socket string) []string {
+	t.Helper()
+	f, err := PKI(t, dir).Files(pki.RoleServer, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--auth", "local", "--local-socket", socket, "--tls-ca", f.CA, "--tls-cert", f.Cert, "--tls-key", f.Key}
+}
+
+// AgentTLSArgs are the flags with which the agent of node in dir talks
+// TLS with its certificate.
+func AgentTLSArgs(t testing.TB, dir, node string) []string {
+	t.Helper()
+	f, err := PKI(t, dir).Files(pki.RoleAgent, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--tls-ca", f.CA, "--tls-cert", f.Cert, "--tls-key", f.Key}
+}
+
 // StartServer starts a single-server cluster in dir.
 func StartServer(t testing.TB, dir, name string) *Server {
 	t.Helper()
@@ -134,7 +171,9 @@ func StartServer(t testing.TB, dir, name string) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Args = harness.ServerOptions{}.Args([]*harness.Server{s}, 0)
+	if s.Args, err = (harness.ServerOptions{PKI: PKI(t, dir)}).Args([]*harness.Server{s}, 0); err != nil {
+		t.Fatal(err)
+	}
 	start(t, s.Proc)
 	return &Server{s}
 }
@@ -150,7 +189,7 @@ func StartServers(t testing.TB, dir string, n int) []*Server {
 // host's address in a network namespace setup) instead of loopback.
 func StartServersOn(t testing.TB, dir string, n int, ip string) []*Server {
 	t.Helper()
-	started, err := harness.StartServers(Binary(t), dir, n, ip, harness.ServerOptions{GossipKey: GossipKey})
+	started, err := harness.StartServers(Binary(t), dir, n, ip, harness.ServerOptions{PKI: PKI(t, dir), GossipKeyFile: GossipKeyFile(t, dir)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,14 +204,32 @@ func StartServersOn(t testing.TB, dir string, n int, ip string) []*Server {
 // GossipKey is the test clusters' gossip encryption key.
 const GossipKey = "dGVzdC1rZXktMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY="
 
+// GossipKeyFile writes GossipKey to a file of mode 0600 in dir and
+// returns its path, for --gossip-key-file.
+func GossipKeyFile(t testing.TB, dir string) string {
+	t.Helper()
+	path, err := harness.WriteGossipKey(dir, GossipKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // Gossips returns the servers' gossip addresses.
 func Gossips(servers []*Server) []string {
 	return harness.Gossips(unwrap(servers))
 }
 
-// Addrs returns the servers' gRPC addresses.
+// Addrs returns the servers' gRPC addresses, which daemons dial.
 func Addrs(servers []*Server) []string {
 	return harness.Addrs(unwrap(servers))
+}
+
+// Clients returns the addresses clients dial (Client, LOOM_ADDR): the
+// servers' local sockets, where the test is identified as the user
+// running it, an operator when that is root.
+func Clients(servers []*Server) []string {
+	return harness.Clients(unwrap(servers))
 }
 
 func unwrap(servers []*Server) []*harness.Server {
@@ -187,23 +244,33 @@ func unwrap(servers []*Server) []*harness.Server {
 // pool, so the leader notices when it dies.
 func StartGossipAgent(t testing.TB, dir, name, profile string, ports int, servers []*Server) *Proc {
 	t.Helper()
-	return Start(t, dir, name, AgentArgs(dir, name, profile, "127.0.0.1", ports, servers)...)
+	return Start(t, dir, name, AgentArgs(t, dir, name, profile, "127.0.0.1", ports, servers)...)
 }
 
 // AgentArgs is the command line of a gossiping agent whose addresses are
 // on ip.
-func AgentArgs(dir, name, profile, ip string, ports int, servers []*Server) []string {
-	return harness.Agent{Name: name, Dir: dir, Profile: profile, IP: ip, Ports: ports,
-		Servers: Addrs(servers), Gossip: Gossips(servers), GossipKey: GossipKey}.Args()
+func AgentArgs(t testing.TB, dir, name, profile, ip string, ports int, servers []*Server) []string {
+	t.Helper()
+	args, err := harness.Agent{Name: name, Dir: dir, Profile: profile, IP: ip, Ports: ports, PKI: PKI(t, dir),
+		Servers: Addrs(servers), Gossip: Gossips(servers), GossipKeyFile: GossipKeyFile(t, dir)}.Args()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return args
 }
 
 // StartAgent starts an agent with a simulated profile, talking to servers.
 func StartAgent(t testing.TB, dir, name, profile string, ports int, servers ...string) *Proc {
 	t.Helper()
-	return Start(t, dir, name, harness.Agent{Name: name, Dir: dir, Profile: profile, Ports: ports, Servers: servers}.Args()...)
+	args, err := harness.Agent{Name: name, Dir: dir, Profile: profile, Ports: ports, Servers: servers, PKI: PKI(t, dir)}.Args()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Start(t, dir, name, args...)
 }
 
-// Client is a gRPC connection to a server.
+// Client is a gRPC connection to a server: addr is its local socket
+// (Server.Client()), where the test acts as the user running it.
 func Client(t testing.TB, addr string) (api.JobServiceClient, api.NodeServiceClient) {
 	t.Helper()
 	conn, err := harness.Dial(addr)
@@ -246,7 +313,17 @@ func StartGossiping(t testing.TB, dir string, nServers, nAgents int) *Gossiping 
 		name := fmt.Sprintf("node%d", i)
 		g.Agents[name] = StartGossipAgent(t, dir, name, "dgx-h100", 29500+100*i, g.Servers)
 	}
-	g.Jobs, g.Nodes = Client(t, g.Servers[0].RPC)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, s := range g.Servers {
+				t.Log(s.Tail())
+			}
+			for _, a := range g.Agents {
+				t.Log(a.Tail())
+			}
+		}
+	})
+	g.Jobs, g.Nodes = Client(t, g.Servers[0].Client())
 	WaitFor(t, fmt.Sprintf("%d registered nodes", nAgents), 30*time.Second, func() bool {
 		r, err := g.Nodes.ListNodes(Ctx(t), &api.ListNodesRequest{})
 		return err == nil && len(r.Nodes) == nAgents

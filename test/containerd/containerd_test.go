@@ -27,8 +27,9 @@ import (
 	"github.com/loomhpc/loom/test/cluster"
 )
 
-// user is who the test jobs run as: not root, and not the test's own user.
-const uid, gid = 1000, 1000
+// uid and gid are whom the test jobs run as: cluster.UserA, not root and
+// not the test's own user; newEnv looks them up.
+var uid, gid uint32
 
 // env is one test's cluster: a server and containerd agents.
 type env struct {
@@ -66,6 +67,8 @@ func newEnv(t *testing.T, n int) *env {
 	if out, err := exec.Command(cluster.Binary(t), "image", "import", archive).CombinedOutput(); err != nil {
 		t.Fatalf("loom image import: %v\n%s", err, out)
 	}
+	user := cluster.LookupUser(t, cluster.UserA)
+	uid, gid = user.UID, user.GID
 	e := &env{t: t, dir: dir, ctr: c}
 	// Registered before the agents start, so it runs after they are
 	// killed: a failed test leaves nothing in the loom namespace.
@@ -74,13 +77,14 @@ func newEnv(t *testing.T, n int) *env {
 	for i := 1; i <= n; i++ {
 		name := fmt.Sprintf("ctr%d", i)
 		e.names = append(e.names, name)
-		e.agents = append(e.agents, cluster.Start(t, dir, name, "agent", "--name", name, "--servers", e.srv.RPC,
+		args := append([]string{"agent", "--name", name, "--servers", e.srv.RPC,
 			"--data-dir", filepath.Join(dir, name), "--listen-addr", "127.0.0.1:0", "--metrics-addr", "-",
 			"--profile", "pcie-4", "--nvml=false", "--kill-grace", "2s", "--driver", "containerd",
-			"--ports", fmt.Sprintf("%d-%d", 31000+100*i, 31099+100*i)))
+			"--ports", fmt.Sprintf("%d-%d", 31000+100*i, 31099+100*i)}, cluster.AgentTLSArgs(t, dir, name)...)
+		e.agents = append(e.agents, cluster.Start(t, dir, name, args...))
 	}
 	var nodes api.NodeServiceClient
-	e.jobs, nodes = cluster.Client(t, e.srv.RPC)
+	e.jobs, nodes = cluster.ClientAs(t, e.srv.Client(), user)
 	cluster.WaitFor(t, "the agents to register", 30*time.Second, func() bool {
 		r, err := nodes.ListNodes(cluster.Ctx(t), &api.ListNodesRequest{})
 		return err == nil && len(r.Nodes) == n
@@ -104,7 +108,7 @@ func (e *env) submit(spec *api.JobSpec) uint64 {
 	if spec.WorkingDir == "" {
 		spec.WorkingDir = e.dir
 	}
-	r, err := e.jobs.Submit(cluster.Ctx(e.t), &api.SubmitRequest{Spec: spec, User: "learner", Uid: uid, Gid: gid})
+	r, err := e.jobs.Submit(cluster.Ctx(e.t), &api.SubmitRequest{Spec: spec})
 	if err != nil {
 		e.t.Fatalf("submit: %v", err)
 	}
@@ -389,7 +393,7 @@ func TestLogsFollowStreamsLive(t *testing.T) {
 	id := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1, Argv: []string{"/probe", "tick", fmt.Sprint(n)}, Output: "ticks.txt"})
 	cluster.WaitFor(t, "the job to run", 60*time.Second, func() bool { return e.job(id).State == api.JobState_RUNNING })
 	cmd := exec.Command(cluster.Binary(t), "logs", "-f", fmt.Sprint(id))
-	cmd.Env = append(os.Environ(), "LOOM_ADDR="+e.srv.RPC)
+	cmd.Env = append(os.Environ(), "LOOM_ADDR="+e.srv.Client())
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -48,8 +48,8 @@ func TestAgentKillRequeuesGang(t *testing.T) {
 	c := cluster.StartGossiping(t, dir, 3, 3)
 	servers, agents, jobs, nodes := c.Servers, c.Agents, c.Jobs, c.Nodes
 	id := cluster.SubmitRetrying(t, jobs, &api.SubmitRequest{
-		Spec: &api.JobSpec{Name: "gang", NodesMin: 2, NtasksPerNode: 1, GpusPerNode: 8, Script: gangScript, WorkingDir: work, EveryRank: true},
-		User: "tester", Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), IdempotencyToken: "failover-gang",
+		Spec:             &api.JobSpec{Name: "gang", NodesMin: 2, NtasksPerNode: 1, GpusPerNode: 8, Script: gangScript, WorkingDir: work, EveryRank: true},
+		IdempotencyToken: "failover-gang",
 	}, 20*time.Second)
 	get := func() *api.Job { return cluster.Job(t, jobs, id) }
 	cluster.WaitFor(t, "the gang to run", 30*time.Second, func() bool {

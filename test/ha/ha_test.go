@@ -25,7 +25,6 @@ import (
 	"github.com/loomhpc/loom/test/cluster"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -53,7 +52,7 @@ func dial(t *testing.T, addrs []string) *conns {
 	c := &conns{}
 	var all []*grpc.ClientConn
 	for _, a := range addrs {
-		cc, err := grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err := harness.Dial(a)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,8 +76,8 @@ func submit(c *conns, first int, budget time.Duration) outcome {
 	rand.Read(b)
 	o := outcome{token: hex.EncodeToString(b)}
 	req := &api.SubmitRequest{
-		Spec: &api.JobSpec{Name: "ha", GpusPerNode: 1, Script: "#!/bin/sh\ntrue\n", WorkingDir: os.TempDir()},
-		User: "tester", Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), IdempotencyToken: o.token,
+		Spec:             &api.JobSpec{Name: "ha", GpusPerNode: 1, Script: "#!/bin/sh\ntrue\n", WorkingDir: os.TempDir()},
+		IdempotencyToken: o.token,
 	}
 	deadline := time.Now().Add(budget)
 	for i := 0; time.Now().Before(deadline); i++ {
@@ -106,7 +105,7 @@ func leaderIndex(c *conns) int {
 func TestLeaderKillsLoseNothing(t *testing.T) {
 	dir := t.TempDir()
 	servers := cluster.StartServers(t, dir, 3)
-	addrs := cluster.Addrs(servers)
+	addrs := cluster.Clients(servers)
 	for i := range 2 {
 		cluster.StartGossipAgent(t, dir, fmt.Sprintf("node%d", i+1), "dgx-h100", 29500+100*i, servers)
 	}
@@ -200,7 +199,7 @@ func TestLeaderKillsLoseNothing(t *testing.T) {
 }
 
 func mustConn(t *testing.T, addr string) *grpc.ClientConn {
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := harness.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +323,7 @@ func checkSameState(t *testing.T, c *conns) {
 func TestQuorum(t *testing.T) {
 	dir := t.TempDir()
 	servers := cluster.StartServers(t, dir, 3)
-	addrs := cluster.Addrs(servers)
+	addrs := cluster.Clients(servers)
 	cluster.StartGossipAgent(t, dir, "node1", "dgx-h100", 29500, servers)
 	c := dial(t, addrs)
 	defer c.close()
@@ -362,7 +361,7 @@ func TestQuorum(t *testing.T) {
 	// Until it misses the leader's heartbeats the lone server still tries
 	// to forward; then it must say plainly that there is no quorum.
 	cluster.WaitFor(t, "the lone server to report that there is no quorum", 10*time.Second, func() bool {
-		_, err = c.jobs[live].Submit(ctx, &api.SubmitRequest{Spec: &api.JobSpec{Script: "x"}, User: "tester", IdempotencyToken: "quorum-probe"})
+		_, err = c.jobs[live].Submit(ctx, &api.SubmitRequest{Spec: &api.JobSpec{Script: "x"}, IdempotencyToken: "quorum-probe"})
 		return status.Code(err) == codes.Unavailable && strings.Contains(status.Convert(err).Message(), "no quorum")
 	})
 

@@ -63,7 +63,7 @@ func TestTrainingSurvivesNodeLoss(t *testing.T) {
 	id := cluster.SubmitRetrying(t, jobs, &api.SubmitRequest{
 		Spec: &api.JobSpec{Name: "mnist", NodesMin: 2, NtasksPerNode: 2, GpusPerTask: 1, TimeLimitS: 1200,
 			Script: script, WorkingDir: work, Output: "mnist-%j-%t.out", EveryRank: true, Env: map[string]string{"PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME")}},
-		User: "tester", Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), IdempotencyToken: "mnist-resume",
+		IdempotencyToken: "mnist-resume",
 	}, 20*time.Second)
 	get := func() *api.Job { return cluster.Job(t, jobs, id) }
 	t.Cleanup(func() {

@@ -76,7 +76,7 @@ func TestPartitionedNodeIsFenced(t *testing.T) {
 	os.MkdirAll(work, 0o777)
 	servers := cluster.StartServersOn(t, dir, 3, net.hostIP)
 	// node0 lives in the namespace; node1 and node2 on the host side.
-	n0 := cluster.StartIn(t, net.ns, dir, "node0", cluster.AgentArgs(dir, "node0", "dgx-h100", net.nsIP, 29500, servers)...)
+	n0 := cluster.StartIn(t, net.ns, dir, "node0", cluster.AgentArgs(t, dir, "node0", "dgx-h100", net.nsIP, 29500, servers)...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log(n0.Tail())
@@ -87,9 +87,9 @@ func TestPartitionedNodeIsFenced(t *testing.T) {
 	})
 	for i := 1; i <= 2; i++ {
 		name := fmt.Sprintf("node%d", i)
-		cluster.Start(t, dir, name, cluster.AgentArgs(dir, name, "dgx-h100", net.hostIP, 29500+100*i, servers)...)
+		cluster.Start(t, dir, name, cluster.AgentArgs(t, dir, name, "dgx-h100", net.hostIP, 29500+100*i, servers)...)
 	}
-	jobs, nodes := cluster.Client(t, servers[0].RPC)
+	jobs, nodes := cluster.Client(t, servers[0].Client())
 	cluster.WaitFor(t, "three registered nodes", 30*time.Second, func() bool {
 		r, err := nodes.ListNodes(cluster.Ctx(t), &api.ListNodesRequest{})
 		return err == nil && len(r.Nodes) == 3
@@ -100,7 +100,6 @@ func TestPartitionedNodeIsFenced(t *testing.T) {
 	}
 	r, err := jobs.Submit(cluster.Ctx(t), &api.SubmitRequest{
 		Spec: &api.JobSpec{Name: "fenced", NodesMin: 2, NtasksPerNode: 1, GpusPerNode: 8, Script: script, WorkingDir: work, EveryRank: true},
-		User: "tester", Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -76,20 +76,23 @@ func promQuery(t *testing.T, addr, q string) ([]map[string]any, error) {
 // dashboard.
 func TestPrometheusScrapesTheCluster(t *testing.T) {
 	bin := requirePrometheus(t)
-	// The job runs as uid 1000, which must reach its working directory.
+	// The job runs as cluster.UserA, who must reach its working directory.
+	learner := cluster.LookupUser(t, cluster.UserA)
 	dir := cluster.OpenDir(t, "loom-prom-")
 	metrics := fmt.Sprintf("127.0.0.1:%d", cluster.FreePort(t))
 	rpc := fmt.Sprintf("127.0.0.1:%d", cluster.FreePort(t))
-	cluster.Start(t, dir, "server", "server", "--name", "server", "--data-dir", filepath.Join(dir, "server"),
-		"--rpc-addr", rpc, "--raft-addr", fmt.Sprintf("127.0.0.1:%d", cluster.FreePort(t)), "--metrics-addr", metrics)
+	socket := filepath.Join(dir, "server.sock")
+	cluster.Start(t, dir, "server", append([]string{"server", "--name", "server", "--data-dir", filepath.Join(dir, "server"),
+		"--rpc-addr", rpc, "--raft-addr", fmt.Sprintf("127.0.0.1:%d", cluster.FreePort(t)), "--metrics-addr", metrics},
+		cluster.ServerSecurityArgs(t, dir, "server", socket)...)...)
 	for i := 1; i <= 2; i++ {
 		name := fmt.Sprintf("node%d", i)
-		cluster.Start(t, dir, name, "agent", "--name", name, "--servers", rpc,
+		cluster.Start(t, dir, name, append([]string{"agent", "--name", name, "--servers", rpc,
 			"--data-dir", filepath.Join(dir, name), "--listen-addr", "127.0.0.1:0",
 			"--metrics-addr", "127.0.0.1:0", "--profile", "dgx-h100", "--nvml=false",
-			"--ports", fmt.Sprintf("%d-%d", 32000+100*i, 32099+100*i))
+			"--ports", fmt.Sprintf("%d-%d", 32000+100*i, 32099+100*i)}, cluster.AgentTLSArgs(t, dir, name)...)...)
 	}
-	jobs, nodes := cluster.Client(t, rpc)
+	jobs, nodes := cluster.ClientAs(t, "unix://"+socket, learner)
 	cluster.WaitFor(t, "the agents to register", 30*time.Second, func() bool {
 		r, err := nodes.ListNodes(cluster.Ctx(t), &api.ListNodesRequest{})
 		return err == nil && len(r.Nodes) == 2
@@ -156,25 +159,24 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 
 	sub, err := jobs.Submit(cluster.Ctx(t), &api.SubmitRequest{
 		Spec: &api.JobSpec{Name: "held", NodesMin: 1, GpusPerNode: 3, WorkingDir: dir, Script: "#!/bin/sh\nexec sleep 60\n"},
-		User: "learner", Uid: 1000, Gid: 1000,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		jobs.Cancel(cluster.Ctx(t), &api.CancelRequest{JobIds: []uint64{sub.JobId}, User: "learner", Uid: 1000})
+		jobs.Cancel(cluster.Ctx(t), &api.CancelRequest{JobIds: []uint64{sub.JobId}})
 	})
 	var byUser []map[string]any
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		byUser, err = promQuery(t, promAddr, `count by (user) (DCGM_FI_DEV_GPU_UTIL{user!=""})`)
-		if err == nil && len(byUser) == 1 && byUser[0]["metric"].(map[string]any)["user"] == "learner" &&
+		if err == nil && len(byUser) == 1 && byUser[0]["metric"].(map[string]any)["user"] == learner.Name &&
 			byUser[0]["value"].([]any)[1] == "3" {
 			break
 		}
 		if time.Now().After(deadline) {
 			j, _ := jobs.GetJob(cluster.Ctx(t), &api.GetJobRequest{JobId: sub.JobId})
-			t.Fatalf("GPUs by user = %v (%v), want learner holding 3; job %d is %s (%s)", byUser, err, sub.JobId, j.GetJob().GetState(), j.GetJob().GetReason())
+			t.Fatalf("GPUs by user = %v (%v), want %s holding 3; job %d is %s (%s)", byUser, err, learner.Name, sub.JobId, j.GetJob().GetState(), j.GetJob().GetReason())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

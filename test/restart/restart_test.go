@@ -6,7 +6,6 @@
 package restart
 
 import (
-	"os"
 	"testing"
 	"time"
 
@@ -18,7 +17,7 @@ func TestServerKill9KeepsEveryJob(t *testing.T) {
 	dir := t.TempDir()
 	srv := cluster.StartServer(t, dir, "server")
 	agent := cluster.StartAgent(t, dir, "node1", "dgx-h100", 29500, srv.RPC)
-	jobs, nodes := cluster.Client(t, srv.RPC)
+	jobs, nodes := cluster.Client(t, srv.Client())
 	cluster.WaitFor(t, "the agent to register", 20*time.Second, func() bool {
 		r, err := nodes.ListNodes(cluster.Ctx(t), &api.ListNodesRequest{})
 		return err == nil && len(r.Nodes) == 1
@@ -26,7 +25,6 @@ func TestServerKill9KeepsEveryJob(t *testing.T) {
 	submit := func(script string, gpus uint32) uint64 {
 		r, err := jobs.Submit(cluster.Ctx(t), &api.SubmitRequest{
 			Spec: &api.JobSpec{GpusPerNode: gpus, Script: script, WorkingDir: dir},
-			User: "tester", Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()),
 		})
 		if err != nil {
 			t.Fatalf("submit: %v\n%s", err, srv.Tail())

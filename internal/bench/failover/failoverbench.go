@@ -89,8 +89,16 @@ func (b *bench) run(nServers, nAgents, kills int, grace time.Duration) error {
 	}
 	work := filepath.Join(b.dir, "work")
 	os.MkdirAll(work, 0o755)
+	ca, err := harness.NewPKI(filepath.Join(b.dir, "tls"))
+	if err != nil {
+		return err
+	}
+	keyFile, err := harness.WriteGossipKey(b.dir, gossipKey)
+	if err != nil {
+		return err
+	}
 	servers, err := harness.StartServers(bin, b.dir, nServers, "", harness.ServerOptions{
-		GossipKey: gossipKey, Flags: []string{"--node-down-grace", grace.String()}})
+		PKI: ca, GossipKeyFile: keyFile, Flags: []string{"--node-down-grace", grace.String()}})
 	if err != nil {
 		return err
 	}
@@ -99,15 +107,18 @@ func (b *bench) run(nServers, nAgents, kills int, grace time.Duration) error {
 	}
 	b.agents = map[string]*harness.Proc{}
 	for i := 1; i <= nAgents; i++ {
-		p := harness.Agent{Name: fmt.Sprintf("node%d", i), Dir: b.dir, Profile: "dgx-h100", Ports: 20000 + 100*i,
-			Servers: harness.Addrs(servers), Gossip: harness.Gossips(servers), GossipKey: gossipKey}.Proc(bin)
+		p, err := harness.Agent{Name: fmt.Sprintf("node%d", i), Dir: b.dir, Profile: "dgx-h100", Ports: 20000 + 100*i,
+			Servers: harness.Addrs(servers), Gossip: harness.Gossips(servers), GossipKeyFile: keyFile, PKI: ca}.Proc(bin)
+		if err != nil {
+			return err
+		}
 		if err := p.Start(); err != nil {
 			return err
 		}
 		b.procs = append(b.procs, p)
 		b.agents[p.Name] = p
 	}
-	if b.conn, err = harness.Dial("passthrough:///" + servers[0].RPC); err != nil {
+	if b.conn, err = harness.Dial(servers[0].Client()); err != nil {
 		return err
 	}
 	jobs, nodes := api.NewJobServiceClient(b.conn), api.NewNodeServiceClient(b.conn)
@@ -147,8 +158,8 @@ func (b *bench) trial(jobs api.JobServiceClient, nodes api.NodeServiceClient, wo
 	script := "#!/bin/sh\necho $$ > pid-$SLURMD_NODENAME-$LOOM_JOB_ID-$LOOM_GENERATION\nexec sleep 600\n"
 	resp, err := call(func(c context.Context) (*api.SubmitResponse, error) {
 		return jobs.Submit(c, &api.SubmitRequest{
-			Spec: &api.JobSpec{Name: "failover", NodesMin: 2, NtasksPerNode: 1, GpusPerNode: 8, Script: script, WorkingDir: work},
-			User: "bench", Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), IdempotencyToken: fmt.Sprintf("failover-%d-%d", os.Getpid(), k),
+			Spec:             &api.JobSpec{Name: "failover", NodesMin: 2, NtasksPerNode: 1, GpusPerNode: 8, Script: script, WorkingDir: work},
+			IdempotencyToken: fmt.Sprintf("failover-%d-%d", os.Getpid(), k),
 		})
 	})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"sync"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/internal/harness"
+	"github.com/loomhpc/loom/pki"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -67,6 +69,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 // cluster is the benchmark's servers with a connection to each.
 type cluster struct {
 	servers []*harness.Server
+	ca      *harness.PKI
 	conns   []*grpc.ClientConn
 	ops     []api.OperatorClient
 }
@@ -78,13 +81,17 @@ func newCluster(o options) (*cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	servers, err := harness.StartServers(bin, o.dir, o.servers, "", harness.ServerOptions{Flags: []string{"--log-level", "warn"}})
+	ca, err := harness.NewPKI(filepath.Join(o.dir, "tls"))
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{servers: servers}
+	servers, err := harness.StartServers(bin, o.dir, o.servers, "", harness.ServerOptions{PKI: ca, Flags: []string{"--log-level", "warn"}})
+	if err != nil {
+		return nil, err
+	}
+	c := &cluster{servers: servers, ca: ca}
 	for _, s := range servers {
-		cc, err := harness.Dial(s.RPC)
+		cc, err := harness.Dial(s.Client())
 		if err != nil {
 			c.close()
 			return nil, err
@@ -127,7 +134,15 @@ func run(o options, stdout, stderr io.Writer) error {
 		return err
 	}
 	ctx := context.Background()
-	if err := registerNodes(ctx, c.conns[leader], o.nodes); err != nil {
+	// The simulated nodes have no agents: the benchmark registers them
+	// itself, with a server's certificate, as a server forwarding agents'
+	// registrations would.
+	reg, err := c.ca.DialAs(c.servers[leader].RPC, pki.RoleServer, "bench")
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	if err := registerNodes(ctx, reg, o.nodes); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "servers=%d clients=%d jobs=%d fsync=on\n", o.servers, o.clients, o.jobs)
@@ -224,8 +239,8 @@ func submit(ctx context.Context, c *cluster, first int, budget time.Duration) er
 	tok := make([]byte, 16)
 	rand.Read(tok)
 	req := &api.SubmitRequest{
-		Spec: &api.JobSpec{Name: "bench", GpusPerNode: 1, Script: "#!/bin/sh\ntrue\n"},
-		User: "bench", Uid: 1000, Gid: 1000, IdempotencyToken: hex.EncodeToString(tok),
+		Spec:             &api.JobSpec{Name: "bench", GpusPerNode: 1, Script: "#!/bin/sh\ntrue\n"},
+		IdempotencyToken: hex.EncodeToString(tok),
 	}
 	deadline := time.Now().Add(budget)
 	var last error
