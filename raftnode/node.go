@@ -77,7 +77,7 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	wal, err := raftlog.OpenWAL(filepath.Join(cfg.DataDir, "wal"))
+	wal, err := raftlog.OpenWAL(filepath.Join(cfg.DataDir, "wal"), log)
 	if err != nil {
 		stable.Close()
 		return nil, err
