@@ -48,6 +48,21 @@ test: ## unit and integration tests (go test ./...)
 test-race: ## the tests under the race detector
 	$(GO) test -count=1 -race ./...
 
+# FUZZTIME is how long make fuzz runs each fuzz target; FUZZ_MINIMIZE
+# bounds the minimisation of each new input (Go's default, 60 s, would take
+# a short run's whole time).
+FUZZTIME ?= 10s
+FUZZ_MINIMIZE ?= 2s
+# FUZZ_TARGETS are the fuzz targets, as package-directory:FuzzName.
+FUZZ_TARGETS = $(shell git grep -o '^func Fuzz[A-Za-z0-9_]*' -- '*_test.go' | sed 's|^\(.*\)/[^/]*_test.go:func |\1:|')
+
+.PHONY: fuzz
+fuzz: ## run every go test fuzz target for FUZZTIME each (default 10s)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== $${t#*:} (./$${t%%:*}, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZ_MINIMIZE) ./$${t%%:*}; \
+	done
+
 .PHONY: test-rdma
 test-rdma: ## build netcoll with its RDMA verbs transport (cgo, libibverbs-dev) and run its tests that need no device
 	$(GO) test -count=1 -tags rdma -run 'RDMA' ./netcoll/...

@@ -210,7 +210,7 @@ func (w *WAL) openSegment(path string, first uint64, last bool) (*segment, error
 			f.Close()
 			return nil, &CorruptError{path, off, perr.Error()}
 		}
-		if at, ok := validRecordAfter(data, off, want, w.maxRecord); ok {
+		if at, ok := validRecordAfter(data, off, w.maxRecord); ok {
 			f.Close()
 			return nil, &CorruptError{path, off, fmt.Sprintf("%v, and a valid record follows at offset %d, so it is not a torn write", perr, at)}
 		}
@@ -232,18 +232,15 @@ func (w *WAL) openSegment(path string, first uint64, last bool) (*segment, error
 }
 
 // validRecordAfter looks past the bad record at off for any whole,
-// checksummed record of index want or later, and returns where it starts.
-// A candidate must have a length in range and a plausible index before
-// its checksum is computed, so the scan is linear in practice.
-func validRecordAfter(data []byte, off int64, want uint64, maxRecord int) (int64, bool) {
+// checksummed record, and returns where it starts. A crash mid-write
+// leaves no such thing after the point it cut; anything else does. Only
+// a candidate whose length fits is checksummed, so on the garbage a torn
+// write leaves the scan is about linear.
+func validRecordAfter(data []byte, off int64, maxRecord int) (int64, bool) {
 	n := int64(len(data))
-	maxIdx := want + uint64(n-off)/(walHeaderLen+walMinPayload)
 	for p := off + 1; p+walHeaderLen+walMinPayload <= n; p++ {
 		size := int64(binary.LittleEndian.Uint32(data[p:]))
 		if size < walMinPayload || size > int64(maxRecord) || p+walHeaderLen+size > n {
-			continue
-		}
-		if idx := binary.BigEndian.Uint64(data[p+walHeaderLen:]); idx < want || idx > maxIdx {
 			continue
 		}
 		if _, _, err := parseRecord(data[p:], maxRecord); err == nil {
