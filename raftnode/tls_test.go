@@ -31,9 +31,25 @@ func TestTLSTransportReplicatesBetweenServers(t *testing.T) {
 	if err := s1.AddVoter(ctx, "s2", s2.Addr()); err != nil {
 		t.Fatalf("AddVoter(s2) = %v", err)
 	}
-	if _, err := s1.Apply(ctx, state.CmdSubmitJob, &api.SubmitJobCommand{Request: &api.SubmitRequest{
-		Spec: &api.JobSpec{Script: "x"}, IdempotencyToken: "tls"}}); err != nil {
-		t.Fatalf("Apply over a TLS quorum of 2: %v", err)
+	// hashicorp/raft commits AddVoter's entry under the old configuration,
+	// before s2 has heard anything; with Fast's 50 ms lease a slow first
+	// TLS handshake can make s1 step down. Leadership then settles on one
+	// of the two, and the submit (idempotent by its token) is retried there.
+	cmd := &api.SubmitJobCommand{Request: &api.SubmitRequest{Spec: &api.JobSpec{Script: "x"}, IdempotencyToken: "tls"}}
+	var lastErr error
+	for applied := false; !applied; {
+		for _, n := range []*Node{s1, s2} {
+			if !applied && n.IsLeader() {
+				_, lastErr = n.Apply(ctx, state.CmdSubmitJob, cmd)
+				applied = lastErr == nil
+			}
+		}
+		if !applied {
+			if ctx.Err() != nil {
+				t.Fatalf("Apply over a TLS quorum of 2: %v (last error %v)", ctx.Err(), lastErr)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	for s2.Store().View().JobByToken("tls") == nil {
 		if ctx.Err() != nil {
