@@ -22,6 +22,20 @@ func appendEncodedLog(buf []byte, l *raft.Log) []byte {
 	return buf
 }
 
+// encodedLogLen is the length of appendEncodedLog's encoding of l.
+func encodedLogLen(l *raft.Log) int {
+	return 17 + uvarintLen(uint64(len(l.Data))) + len(l.Data) + uvarintLen(uint64(len(l.Extensions))) + len(l.Extensions)
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
 var errCorruptLog = errors.New("raft: corrupt log entry")
 
 // decodeLog reads what appendEncodedLog wrote into out, copying the data.

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -266,7 +268,7 @@ func TestWALCorruption(t *testing.T) {
 // it with the bbolt log Loom had before).
 func BenchmarkWALAppend(b *testing.B) {
 	entry := bytes.Repeat([]byte("j"), 2048)
-	w, err := OpenWAL(filepath.Join(b.TempDir(), "wal"))
+	w, err := OpenWAL(filepath.Join(b.TempDir(), "wal"), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -291,4 +293,276 @@ func walFiles(dir string) []string {
 	names, _ := filepath.Glob(filepath.Join(dir, "*"+walSuffix))
 	slices.Sort(names)
 	return names
+}
+
+// logTo returns a logger that writes text records to buf.
+func logTo(buf *bytes.Buffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// writeWAL fills a fresh log in dir with entries from..to at term 1 and
+// closes it, returning its segment files.
+func writeWAL(t *testing.T, dir string, maxSeg int64, from, to uint64) []string {
+	t.Helper()
+	w, err := openWAL(dir, maxSeg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := from; i <= to; i += 5 {
+		if err := w.StoreLogs(walEntries(i, min(i+4, to), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	return walFiles(dir)
+}
+
+// recordOffsets lists where each record of a segment file starts.
+func recordOffsets(t *testing.T, path string) []int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var offs []int64
+	for off := 0; off < len(b); {
+		_, n, err := parseRecord(b[off:], MaxRecordBytes)
+		if err != nil {
+			t.Fatalf("%s at %d: %v", path, off, err)
+		}
+		offs = append(offs, int64(off))
+		off += n
+	}
+	return offs
+}
+
+// TestWALTornTailIsLogged: the cut of a torn tail — a short last record,
+// or zeros a crash left after the last whole record — is logged with the
+// file, the offset and the bytes dropped.
+func TestWALTornTailIsLogged(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		tear  func(b []byte) []byte
+		keeps uint64
+	}{
+		{"short last record", func(b []byte) []byte { return b[:len(b)-7] }, 9},
+		{"zeros after the end", func(b []byte) []byte { return append(b, make([]byte, 4096)...) }, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			files := writeWAL(t, dir, defaultMaxSeg, 1, 10)
+			path := files[0]
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			offs := recordOffsets(t, path)
+			torn := tc.tear(b)
+			if err := os.WriteFile(path, torn, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			w, err := openWALWith(dir, walOptions{log: logTo(&logs)})
+			if err != nil {
+				t.Fatalf("open with a torn tail: %v", err)
+			}
+			defer w.Close()
+			checkWAL(t, w, 1, tc.keeps, term(1))
+			cutAt := int64(len(b))
+			if tc.keeps < 10 {
+				cutAt = offs[tc.keeps]
+			}
+			for _, want := range []string{"torn tail", "file=" + path, fmt.Sprintf("offset=%d", cutAt),
+				fmt.Sprintf("bytes_dropped=%d", int64(len(torn))-cutAt)} {
+				if !strings.Contains(logs.String(), want) {
+					t.Errorf("log %q does not contain %q", logs.String(), want)
+				}
+			}
+			if fi, err := os.Stat(path); err != nil || fi.Size() != cutAt {
+				t.Fatalf("segment after the cut: %v, %v; want %d bytes", fi, err, cutAt)
+			}
+		})
+	}
+}
+
+// TestWALCorruptRecordBeforeValidOnes: a damaged record in the last
+// segment that valid records follow was acknowledged once; the open fails
+// with a CorruptError naming the file and the record's offset, whatever
+// part of the record is damaged, and the file is left as it was.
+func TestWALCorruptRecordBeforeValidOnes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		at   int64 // offset into the record of the flipped byte
+	}{
+		{"length", 1},
+		{"checksum", 5},
+		{"index", walHeaderLen + 7},
+		{"data", walHeaderLen + 30},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			files := writeWAL(t, dir, defaultMaxSeg, 1, 10)
+			path := files[0]
+			offs := recordOffsets(t, path)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[offs[4]+tc.at] ^= 0x40
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			w, err := openWALWith(dir, walOptions{log: logTo(&logs)})
+			if err == nil {
+				w.Close()
+				t.Fatal("open with a corrupt fifth record of ten succeeded")
+			}
+			var ce *CorruptError
+			if !errors.As(err, &ce) || ce.Path != path || ce.Offset != offs[4] {
+				t.Fatalf("open: err = %v, want a CorruptError at %s offset %d", err, path, offs[4])
+			}
+			if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), fmt.Sprintf("offset %d", offs[4])) {
+				t.Fatalf("open: err = %q, want the file and offset in the message", err)
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(after, b) {
+				t.Fatalf("the refused open changed the file (%d bytes, was %d)", len(after), len(b))
+			}
+			if logs.Len() != 0 {
+				t.Fatalf("a refused open logged a cut: %s", logs.String())
+			}
+		})
+	}
+}
+
+// TestWALRefusesOversizeRecord: an entry whose record is over the limit is
+// refused with an error naming the limit, before anything is written or
+// truncated; smaller entries go on being appended.
+func TestWALRefusesOversizeRecord(t *testing.T) {
+	dir := t.TempDir()
+	const limit = 200
+	w, err := openWALWith(dir, walOptions{maxRecord: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.StoreLogs(walEntries(1, 10, 1)); err != nil {
+		t.Fatal(err)
+	}
+	size := func() int64 {
+		fi, err := os.Stat(walFiles(dir)[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := size()
+	for _, tc := range []struct {
+		name  string
+		batch []*raft.Log
+	}{
+		{"append", []*raft.Log{{Index: 11, Term: 1, Data: make([]byte, limit)}}},
+		{"overlap", append(walEntries(5, 6, 2), &raft.Log{Index: 7, Term: 2, Extensions: make([]byte, limit)})},
+	} {
+		err := w.StoreLogs(tc.batch)
+		if !errors.Is(err, ErrRecordTooLarge) || !strings.Contains(err.Error(), fmt.Sprint(limit)) {
+			t.Fatalf("%s: StoreLogs with a record over %d bytes: err = %v, want ErrRecordTooLarge naming the limit", tc.name, limit, err)
+		}
+		checkWAL(t, w, 1, 10, term(1))
+		if after := size(); after != before {
+			t.Fatalf("%s: the refused batch changed the segment from %d to %d bytes", tc.name, before, after)
+		}
+	}
+	// Exactly at the limit is fine.
+	at := &raft.Log{Index: 11, Term: 1}
+	at.Data = make([]byte, limit-recordPayloadLen(at)-1)
+	if n := recordPayloadLen(at); n != limit {
+		t.Fatalf("test entry is %d bytes, want %d", n, limit)
+	}
+	if err := w.StoreLog(at); err != nil {
+		t.Fatalf("StoreLog of a record of exactly %d bytes: %v", limit, err)
+	}
+	if l, _ := w.LastIndex(); l != 11 {
+		t.Fatalf("LastIndex = %d, want 11", l)
+	}
+}
+
+// failingSync is a directory sync that fails while fail is set.
+type failingSync struct {
+	fail  bool
+	calls int
+}
+
+func (f *failingSync) sync(dir string) error {
+	f.calls++
+	if f.fail {
+		return fmt.Errorf("raft: wal: sync %s: %w", dir, syscall.EIO)
+	}
+	return syncDir(dir)
+}
+
+// TestWALDirSyncFailureLeavesLogAppendable: when syncing the directory
+// fails — after a new segment, a suffix truncation, or emptying the log —
+// the write fails, the log keeps serving what it held, and the same write
+// succeeds once the directory can be synced again; a reopen then finds
+// exactly what was acknowledged.
+func TestWALDirSyncFailureLeavesLogAppendable(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		batch []*raft.Log
+		want  func(t *testing.T, w *WAL)
+	}{
+		{"new segment", walEntries(31, 35, 1), func(t *testing.T, w *WAL) { checkWAL(t, w, 1, 35, term(1)) }},
+		// 1..15 and 16..30 are the two segments; 16..30 goes.
+		{"suffix truncation", walEntries(14, 18, 2), func(t *testing.T, w *WAL) {
+			checkWAL(t, w, 1, 18, func(i uint64) uint64 {
+				if i > 13 {
+					return 2
+				}
+				return 1
+			})
+		}},
+		{"gap", walEntries(100, 104, 3), func(t *testing.T, w *WAL) { checkWAL(t, w, 100, 104, term(3)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			const maxSeg = 512 // a few entries per segment
+			writeWAL(t, dir, maxSeg, 1, 30)
+			fs := &failingSync{}
+			w, err := openWALWith(dir, walOptions{maxSeg: maxSeg, syncDir: fs.sync})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { w.Close() }()
+			fs.fail = true
+			for range 2 { // a second failure must leave it as usable as the first
+				if err := w.StoreLogs(tc.batch); !errors.Is(err, syscall.EIO) {
+					t.Fatalf("StoreLogs while the directory sync fails: err = %v, want EIO", err)
+				}
+			}
+			if fs.calls == 0 {
+				t.Fatal("the directory was never synced")
+			}
+			// Whatever the failed write removed is gone; what is left reads.
+			first, _ := w.FirstIndex()
+			last, _ := w.LastIndex()
+			for i := first; i <= last && last != 0; i++ {
+				var l raft.Log
+				if err := w.GetLog(i, &l); err != nil || l.Index != i {
+					t.Fatalf("GetLog(%d) after the failed write (log %d..%d): %+v, %v", i, first, last, l, err)
+				}
+			}
+			fs.fail = false
+			if err := w.StoreLogs(tc.batch); err != nil {
+				t.Fatalf("StoreLogs once the directory syncs again: %v", err)
+			}
+			tc.want(t, w)
+			w.Close()
+			w, err = openWALWith(dir, walOptions{maxSeg: maxSeg})
+			if err != nil {
+				t.Fatalf("reopen: %v", err)
+			}
+			tc.want(t, w)
+		})
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -59,6 +60,11 @@ type Node struct {
 	log       *slog.Logger
 	id        string
 	hasState  atomic.Bool
+
+	leaders     *leaderWatch
+	relayDone   chan struct{} // closed by Close to stop the relay
+	relayExited chan struct{}
+	stopRelay   sync.Once
 }
 
 // ErrNotLeader is returned for writes on a server that is not the leader.
@@ -77,7 +83,7 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	wal, err := raftlog.OpenWAL(filepath.Join(cfg.DataDir, "wal"))
+	wal, err := raftlog.OpenWAL(filepath.Join(cfg.DataDir, "wal"), log)
 	if err != nil {
 		stable.Close()
 		return nil, err
@@ -109,6 +115,10 @@ func Open(cfg Config) (*Node, error) {
 	// previous batch was being fsynced goes to disk in the next one.
 	rc.BatchApplyCh = true
 	rc.Logger = hlog
+	// Every leadership transition, in order (see leaderWatch); relayed
+	// from the moment the node exists, Raft waits on it until then.
+	notify := make(chan bool, 1)
+	rc.NotifyCh = notify
 	// Half of hashicorp/raft's defaults: on a LAN a leader is missed after
 	// 0.5-1 s instead of 1-2 s, which keeps failover under 3 s.
 	rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = 500*time.Millisecond, 500*time.Millisecond, 250*time.Millisecond
@@ -152,7 +162,12 @@ func Open(cfg Config) (*Node, error) {
 		logs.Close()
 		return nil, fmt.Errorf("raft: inspect state: %w", err)
 	}
-	n := &Node{raft: r, store: store, stable: stable, logs: wal, transport: transport, log: log, id: cfg.NodeID}
+	n := &Node{raft: r, store: store, stable: stable, logs: wal, transport: transport, log: log, id: cfg.NodeID,
+		leaders: newLeaderWatch(), relayDone: make(chan struct{}), relayExited: make(chan struct{})}
+	go func() {
+		defer close(n.relayExited)
+		n.leaders.relay(notify, n.relayDone)
+	}()
 	n.hasState.Store(has)
 	if cfg.Bootstrap {
 		if !has {
@@ -176,8 +191,11 @@ func (n *Node) Store() *state.Store { return n.store }
 // IsLeader reports whether this server leads.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
-// LeaderCh signals leadership gained (true) and lost (false).
-func (n *Node) LeaderCh() <-chan bool { return n.raft.LeaderCh() }
+// Leadership returns whether this server leads, with the count of
+// leadership transitions so far, and a channel closed at the next
+// transition. Unlike Raft's LeaderCh it drops none: a loss and regain
+// between two reads shows as a higher Changes.
+func (n *Node) Leadership() (Leadership, <-chan struct{}) { return n.leaders.get() }
 
 // Leader returns the leader's Raft address and id, empty when unknown.
 func (n *Node) Leader() (addr, id string) {
@@ -312,6 +330,8 @@ func timeoutOf(ctx context.Context) time.Duration {
 // Close shuts Raft down and closes its files.
 func (n *Node) Close() error {
 	err := n.raft.Shutdown().Error()
+	n.stopRelay.Do(func() { close(n.relayDone) })
+	<-n.relayExited
 	n.transport.Close()
 	if cerr := n.logs.Close(); err == nil {
 		err = cerr

@@ -104,3 +104,49 @@ func TestSnapshotCompactsAndRestores(t *testing.T) {
 		t.Fatalf("job of token tok49 = %v, want id 50", j)
 	}
 }
+
+// TestLeadershipSignalsEveryChange: a relay that the reader does not keep
+// up with still counts every transition Raft sends, in order, and a
+// single-server node reports leading once it is elected.
+func TestLeadershipSignalsEveryChange(t *testing.T) {
+	w := newLeaderWatch()
+	notify := make(chan bool)
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		w.relay(notify, done)
+	}()
+	_, changed := w.get()
+	for i := range 1000 {
+		notify <- i%2 == 0 // as Raft does: blocks until relayed
+	}
+	close(done)
+	<-exited
+	select {
+	case <-changed:
+	default:
+		t.Fatal("the channel from before the changes was not closed")
+	}
+	if got, _ := w.get(); got != (Leadership{Leader: false, Changes: 1000}) {
+		t.Fatalf("after 1000 transitions ending in a loss: %+v, want Leader false, Changes 1000", got)
+	}
+
+	n, err := Open(Config{NodeID: "s1", DataDir: t.TempDir(), BindAddr: "127.0.0.1:0", Bootstrap: true, Fast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	deadline := time.After(10 * time.Second)
+	for {
+		now, changed := n.Leadership()
+		if now.Leader && now.Changes >= 1 {
+			break
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("no leadership signal after 10s; now %+v, stats %v", now, n.Stats())
+		}
+	}
+}

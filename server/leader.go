@@ -6,37 +6,50 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/raftnode"
 	"github.com/loomhpc/loom/scheduler"
 	"github.com/loomhpc/loom/state"
 )
 
 // leaderLoop runs the leader's duties while this server leads.
 func (s *Server) leaderLoop() {
+	runWhileLeading(s.ctx, s.raft.Leadership, s.startLeading)
+}
+
+// runWhileLeading starts the leader's duties (start returns what stops
+// them and waits until they have) for each term of office that watch
+// reports, and stops them when it ends or ctx is done. A loss and regain
+// that happened while it was busy shows as a new Changes count, so the
+// duties of the old term are stopped before those of the new one start:
+// each term's duties begin with their own barrier, and two sets never run
+// at once.
+func runWhileLeading(ctx context.Context, watch func() (raftnode.Leadership, <-chan struct{}), start func(raftnode.Leadership) context.CancelFunc) {
 	var stop context.CancelFunc
-	leaderCh := s.raft.LeaderCh()
-	if s.raft.IsLeader() {
-		stop = s.startLeading()
-	}
+	var term uint64 // the Changes count the running duties belong to
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
 	for {
+		now, changed := watch()
+		if stop != nil && (!now.Leader || now.Changes != term) {
+			stop()
+			stop = nil
+		}
+		if now.Leader && stop == nil {
+			stop, term = start(now), now.Changes
+		}
 		select {
-		case <-s.ctx.Done():
-			if stop != nil {
-				stop()
-			}
+		case <-ctx.Done():
 			return
-		case isLeader := <-leaderCh:
-			if isLeader && stop == nil {
-				stop = s.startLeading()
-			} else if !isLeader && stop != nil {
-				stop()
-				stop = nil
-			}
+		case <-changed:
 		}
 	}
 }
 
-func (s *Server) startLeading() context.CancelFunc {
-	s.log.Info("became leader")
+func (s *Server) startLeading(l raftnode.Leadership) context.CancelFunc {
+	s.log.Info("became leader", "leadership_changes", l.Changes)
 	ctx, cancel := context.WithCancel(s.ctx)
 	var wg sync.WaitGroup
 	wg.Add(2)

@@ -17,15 +17,24 @@ func cloneJob(j *api.Job) *api.Job { return proto.Clone(j).(*api.Job) }
 
 func applySubmitJob(t *txn, m proto.Message) *Result {
 	c := m.(*api.SubmitJobCommand)
+	if c.GetRequest().GetSpec() == nil {
+		return &Result{Err: malformed("SubmitJob without a job spec")}
+	}
 	return &Result{JobID: submitOne(t, c.Request, c.NowUnixMs)}
 }
 
 func applySubmitJobs(t *txn, m proto.Message) *Result {
 	c := m.(*api.SubmitJobsCommand)
 	res := &Result{JobIDs: make([]uint64, len(c.Requests))}
+	var errs []error
 	for i, req := range c.Requests {
+		if req.GetSpec() == nil {
+			errs = append(errs, malformed("SubmitJobs request %d without a job spec", i))
+			continue
+		}
 		res.JobIDs[i] = submitOne(t, req, c.NowUnixMs)
 	}
+	res.Err = errors.Join(errs...)
 	return res
 }
 
@@ -168,7 +177,7 @@ var ErrNotPending = errors.New("only pending jobs can be held or released")
 
 func applyCancelJobs(t *txn, m proto.Message) *Result {
 	c := m.(*api.CancelJobsCommand)
-	return changeOwnedJobs(t, c.Request.JobIds, c.Request.Uid, func(j *api.Job) error {
+	return changeOwnedJobs(t, c.GetRequest().GetJobIds(), c.GetRequest().GetUid(), func(j *api.Job) error {
 		if j.State.Terminal() {
 			return fmt.Errorf("job %d: %w", j.Id, ErrJobFinished)
 		}
@@ -295,7 +304,10 @@ func checkPlacement(t *txn, j *api.Job, a *api.Allocation, usage api.Usage) erro
 
 func applyUpdateTasks(t *txn, m proto.Message) *Result {
 	c := m.(*api.UpdateTasksCommand)
-	req := c.Request
+	req := c.GetRequest()
+	if req == nil {
+		return &Result{Err: malformed("UpdateTasks without a request")}
+	}
 	j := t.job(req.JobId)
 	if j == nil {
 		return &Result{Err: fmt.Errorf("job %d: %w", req.JobId, ErrJobNotFound)}

@@ -10,6 +10,9 @@ import (
 
 func applyRegisterNode(t *txn, m proto.Message) *Result {
 	c := m.(*api.RegisterNodeCommand)
+	if c.GetNode().GetName() == "" {
+		return &Result{Err: malformed("RegisterNode without a node name")}
+	}
 	n := proto.Clone(c.Node).(*api.Node)
 	old := t.node(n.Name)
 	n.State, n.Reason = api.NodeState_IDLE, ""

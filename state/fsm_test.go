@@ -454,3 +454,46 @@ func TestRankFailureRequeues(t *testing.T) {
 		})
 	}
 }
+
+// TestMalformedCommandIsRefused: a command that decodes but lacks what
+// its type needs is refused with ErrMalformedCommand on every replica
+// alike, changing nothing but the applied index, instead of crashing them
+// all (FuzzApplyEntry found these).
+func TestMalformedCommandIsRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		c    CommandType
+		msg  proto.Message
+	}{
+		{"submit without request", CmdSubmitJob, &api.SubmitJobCommand{}},
+		{"submit without spec", CmdSubmitJob, &api.SubmitJobCommand{Request: &api.SubmitRequest{User: "alice"}}},
+		{"batch with a request without spec", CmdSubmitJobs, &api.SubmitJobsCommand{Requests: []*api.SubmitRequest{{}}}},
+		{"task update without request", CmdUpdateTasks, &api.UpdateTasksCommand{}},
+		{"node without name", CmdRegisterNode, &api.RegisterNodeCommand{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := NewTestFSM()
+			submit(f, "a", &api.JobSpec{Script: "x"})
+			before, _ := f.Store.View().Marshal()
+			res := f.Apply(tt.c, tt.msg)
+			if !errors.Is(res.Err, ErrMalformedCommand) {
+				t.Fatalf("Apply(%s) err = %v, want ErrMalformedCommand", tt.c, res.Err)
+			}
+			if f.Store.View().Index() != 2 {
+				t.Fatalf("applied index = %d, want 2", f.Store.View().Index())
+			}
+			after := *f.Store.View()
+			after.index = 1
+			if b, _ := after.Marshal(); !bytes.Equal(b, before) {
+				t.Fatalf("Apply(%s) changed the state", tt.c)
+			}
+		})
+	}
+	// A cancel without a request names no job and cancels none.
+	f := NewTestFSM()
+	submit(f, "a", &api.JobSpec{Script: "x"})
+	if res := f.Apply(CmdCancelJobs, &api.CancelJobsCommand{}); res.Err != nil || len(res.JobIDs) != 0 {
+		t.Fatalf("cancel without request = %+v, want nothing cancelled", res)
+	}
+}

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -210,5 +211,40 @@ func TestLeader(t *testing.T) {
 	}
 	if _, err := WaitLeader(context.Background(), tests[2].servers, 30*time.Millisecond); !errors.Is(err, ErrTimeout) {
 		t.Errorf("WaitLeader(no leader) = %v, want ErrTimeout", err)
+	}
+}
+
+// skipRecorder records whether Require skipped or failed, and with what.
+type skipRecorder struct{ skipped, failed string }
+
+func (r *skipRecorder) Helper()                        {}
+func (r *skipRecorder) Fatalf(format string, a ...any) { r.failed = fmt.Sprintf(format, a...) }
+func (r *skipRecorder) Skipf(format string, a ...any)  { r.skipped = fmt.Sprintf(format, a...) }
+
+func TestRequire(t *testing.T) {
+	tests := []struct {
+		env             string
+		ok              bool
+		skipped, failed bool
+	}{
+		{"", true, false, false},
+		{"1", true, false, false},
+		{"", false, true, false},
+		{"0", false, true, false},
+		{"1", false, false, true},
+	}
+	for _, tc := range tests {
+		t.Setenv(RequireEnv, tc.env)
+		var r skipRecorder
+		Require(&r, "the ip command", tc.ok)
+		if (r.skipped != "") != tc.skipped || (r.failed != "") != tc.failed {
+			t.Errorf("Require(ok=%v) with %s=%q: skipped %q, failed %q; want skip %v, fail %v",
+				tc.ok, RequireEnv, tc.env, r.skipped, r.failed, tc.skipped, tc.failed)
+		}
+		for _, msg := range []string{r.skipped, r.failed} {
+			if msg != "" && !strings.Contains(msg, "needs the ip command") {
+				t.Errorf("Require message %q does not say what is needed", msg)
+			}
+		}
 	}
 }

@@ -11,11 +11,11 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
-	"google.golang.org/grpc"
-
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/auth"
+	"github.com/loomhpc/loom/internal/harness"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
 )
 
 // The unprivileged users the end-to-end tests act as. .ci/run creates
@@ -34,10 +34,7 @@ const RequireEnv = "LOOM_E2E_REQUIRE"
 // SkipOrFail skips t with why, or fails it when RequireEnv=1.
 func SkipOrFail(t testing.TB, why string) {
 	t.Helper()
-	if os.Getenv(RequireEnv) == "1" {
-		t.Fatalf("%s (%s=1: this test must run)", why, RequireEnv)
-	}
-	t.Skip(why)
+	harness.Require(t, why, false)
 }
 
 // RequireRoot skips (or fails) t unless it runs as root, which the tests

@@ -24,6 +24,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	ctrdriver "github.com/loomhpc/loom/agent/driver/containerd"
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/test/cluster"
 )
 
@@ -44,16 +45,11 @@ type env struct {
 
 func requireContainerd(t *testing.T) *containerd.Client {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: the containerd driver tests need root (containers run as another user)")
-	}
-	if _, err := os.Stat(ctrdriver.DefaultSocket); err != nil {
-		t.Skipf("skipping: containerd is not running (no %s); CI starts it in .ci/run", ctrdriver.DefaultSocket)
-	}
+	harness.Require(t, "root (the containers run as another user)", os.Geteuid() == 0)
+	_, err := os.Stat(ctrdriver.DefaultSocket)
+	harness.Require(t, fmt.Sprintf("containerd running (no %s; CI starts it in .ci/run)", ctrdriver.DefaultSocket), err == nil)
 	c, err := containerd.New(ctrdriver.DefaultSocket, containerd.WithTimeout(5*time.Second))
-	if err != nil {
-		t.Skipf("skipping: containerd at %s does not answer: %v", ctrdriver.DefaultSocket, err)
-	}
+	harness.Require(t, fmt.Sprintf("containerd answering at %s (%v)", ctrdriver.DefaultSocket, err), err == nil)
 	t.Cleanup(func() { c.Close() })
 	return c
 }

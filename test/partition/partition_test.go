@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/test/cluster"
 )
 
@@ -40,12 +41,9 @@ func ipCmd(t *testing.T, args ...string) {
 }
 
 func setupNet(t *testing.T) *testNet {
-	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("no ip command (iproute2)")
-	}
+	harness.Require(t, "root (for network namespaces)", os.Geteuid() == 0)
+	_, err := exec.LookPath("ip")
+	harness.Require(t, "the ip command (apt-get install iproute2)", err == nil)
 	id := os.Getpid() % 200
 	n := &testNet{
 		ns:     fmt.Sprintf("loomp%d", id),

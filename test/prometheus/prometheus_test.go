@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/test/cluster"
 )
 
@@ -30,17 +31,12 @@ func repoRoot() string {
 }
 
 // requirePrometheus finds the prometheus binary. CI installs it and sets
-// LOOM_E2E_REQUIRE_PROMETHEUS, so that there a missing binary fails the
-// test instead of skipping it.
+// LOOM_E2E_REQUIRE=1, so that there a missing binary fails the test
+// instead of skipping it.
 func requirePrometheus(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("prometheus")
-	if err != nil {
-		if os.Getenv("LOOM_E2E_REQUIRE_PROMETHEUS") != "" {
-			t.Fatal("prometheus not installed (apt-get install prometheus)")
-		}
-		t.Skip("prometheus not installed (apt-get install prometheus)")
-	}
+	harness.Require(t, "the prometheus binary (apt-get install prometheus)", err == nil)
 	return p
 }
 

@@ -4,7 +4,6 @@ package steps
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/internal/harness"
 )
 
 // require skips a test that needs a program this machine lacks, or fails
@@ -22,10 +22,7 @@ func require(t *testing.T, prog, install string) string {
 	if err == nil {
 		return path
 	}
-	if os.Getenv("LOOM_E2E_REQUIRE") != "" {
-		t.Fatalf("%s is not installed (%s); LOOM_E2E_REQUIRE is set, so this test may not skip", prog, install)
-	}
-	t.Skipf("%s is not installed (%s)", prog, install)
+	harness.Require(t, fmt.Sprintf("%s (%s): %v", prog, install, err), false)
 	return ""
 }
 

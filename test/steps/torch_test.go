@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/internal/harness"
 )
 
 // debianPython is the interpreter Debian's python3-torch is installed for
@@ -27,12 +28,8 @@ const debianPython = "/usr/bin/python3"
 // train.py` in a batch script of 2 nodes × 2 ranks, on CPU with the gloo
 // backend, and checks that DDP trains: rank 0's loss falls.
 func TestTorchDDPRecipe(t *testing.T) {
-	if err := exec.Command(debianPython, "-c", "import torch, torchvision, torch.distributed as d; assert d.is_gloo_available()").Run(); err != nil {
-		if os.Getenv("LOOM_E2E_REQUIRE") != "" {
-			t.Fatalf("PyTorch with gloo is not importable by %s (apt-get install python3-torch python3-torchvision): %v; LOOM_E2E_REQUIRE is set, so this test may not skip", debianPython, err)
-		}
-		t.Skipf("PyTorch with gloo is not importable by %s (apt-get install python3-torch python3-torchvision)", debianPython)
-	}
+	err := exec.Command(debianPython, "-c", "import torch, torchvision, torch.distributed as d; assert d.is_gloo_available()").Run()
+	harness.Require(t, fmt.Sprintf("PyTorch with gloo importable by %s (apt-get install python3-torch python3-torchvision): %v", debianPython, err), err == nil)
 	c := start(t, "pcie-4", "node1", "node2")
 	data := filepath.Join(c.dir, "data")
 	stageMNIST(t, filepath.Join(data, "MNIST", "raw"))
