@@ -69,6 +69,11 @@ type Config struct {
 	// data dir and appends that dir to the steps' PATH, after what the
 	// job's own PATH finds. Default: the agent's own executable.
 	CommandsBinary string
+	// ClientAddr is what the Slurm commands inside a job (srun in a batch
+	// script) use to reach the servers: their LOOM_ADDR. Default: Servers.
+	// A dev or test cluster whose users are known by a local socket sets
+	// that socket (unix:///PATH).
+	ClientAddr string
 }
 
 // Agent is a running node agent.

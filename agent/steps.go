@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -312,8 +313,8 @@ func (a *Agent) stepEnv(t *task) []string {
 		"SLURM_GPUS_ON_NODE":      u(gpusHere),
 		"SLURM_SUBMIT_HOST":       v.SubmitHost,
 		"SLURM_CLUSTER_NAME":      "loom",
-		"LOOM_ADDR":               strings.Join(a.cfg.Servers, ","),
 	}
+	maps.Copy(alloc, a.clientEnv())
 	if n := v.Spec.NtasksPerNode; n != 0 {
 		alloc["SLURM_NTASKS_PER_NODE"] = u(int(n))
 	}
@@ -404,4 +405,24 @@ func linkCommands(dir, binary string, log *slog.Logger) string {
 		}
 	}
 	return dir
+}
+
+// clientEnv is how the Slurm commands inside a job reach the servers: the
+// address (ClientAddr, else the servers the agent uses) and, for TCP, the
+// CA that verifies them or the word that the cluster runs without TLS.
+// Who the commands are is proved again by the connection (MUNGE, or the
+// local socket's peer credentials), never by these variables.
+func (a *Agent) clientEnv() map[string]string {
+	addr := a.cfg.ClientAddr
+	if addr == "" {
+		addr = strings.Join(a.cfg.Servers, ",")
+	}
+	env := map[string]string{"LOOM_ADDR": addr}
+	switch {
+	case a.cfg.TLS != nil:
+		env["LOOM_CACERT"] = a.cfg.TLS.CA
+	default:
+		env["LOOM_TLS"] = "false"
+	}
+	return env
 }

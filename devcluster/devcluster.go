@@ -168,6 +168,9 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 			AllowRoot: true, KillGrace: 3 * time.Second,
 			Driver: exec.New(filepath.Join(c.dataDir, name, "exec"), log), Logger: log,
 			CommandsBinary: o.CommandsBinary,
+			// Jobs' srun reaches the server where the user who started
+			// the cluster does: its local socket.
+			ClientAddr: "unix://" + c.socket,
 		})
 		if err != nil {
 			c.Close()

@@ -137,6 +137,7 @@ func runAgent(ctx context.Context, args []string, sio stdio) int {
 	var cfg agent.Config
 	servers := fs.String("servers", envOr("LOOM_ADDR", "127.0.0.1:7070"), "server gRPC addresses, comma-separated")
 	parts := fs.String("partitions", "", "partitions this node serves, comma-separated (default: batch)")
+	fs.StringVar(&cfg.ClientAddr, "client-addr", "", "LOOM_ADDR of the Slurm commands inside jobs (srun in a batch script); default --servers")
 	fs.StringVar(&cfg.Name, "name", "", "node name; default the hostname")
 	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/loom/agent", "scripts and local state")
 	fs.StringVar(&cfg.ListenAddr, "listen-addr", ":7073", "agent gRPC address (log streaming)")

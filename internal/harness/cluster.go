@@ -161,6 +161,9 @@ type Agent struct {
 	// host need ranges that do not overlap.
 	Ports   int
 	Servers []string // the servers' gRPC addresses
+	// ClientAddr, when set, is the LOOM_ADDR of the Slurm commands inside
+	// its jobs (--client-addr): the servers' local sockets in a test.
+	ClientAddr string
 	// Gossip, when set, are the servers' gossip addresses, which the agent
 	// joins (under the key in GossipKeyFile) so that the leader notices
 	// when it dies.
@@ -180,6 +183,9 @@ func (a Agent) Args() ([]string, error) {
 	}
 	args := []string{"agent", "--name", a.Name, "--servers", strings.Join(a.Servers, ","),
 		"--data-dir", filepath.Join(a.Dir, a.Name), "--listen-addr", ip + ":0"}
+	if a.ClientAddr != "" {
+		args = append(args, "--client-addr", a.ClientAddr)
+	}
 	if a.IP != "" {
 		args = append(args, "--advertise-ip", a.IP)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -252,17 +253,21 @@ func StartGossipAgent(t testing.TB, dir, name, profile string, ports int, server
 func AgentArgs(t testing.TB, dir, name, profile, ip string, ports int, servers []*Server) []string {
 	t.Helper()
 	args, err := harness.Agent{Name: name, Dir: dir, Profile: profile, IP: ip, Ports: ports, PKI: PKI(t, dir),
-		Servers: Addrs(servers), Gossip: Gossips(servers), GossipKeyFile: GossipKeyFile(t, dir)}.Args()
+		Servers: Addrs(servers), ClientAddr: strings.Join(Clients(servers), ","),
+		Gossip: Gossips(servers), GossipKeyFile: GossipKeyFile(t, dir)}.Args()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return args
 }
 
-// StartAgent starts an agent with a simulated profile, talking to servers.
-func StartAgent(t testing.TB, dir, name, profile string, ports int, servers ...string) *Proc {
+// StartAgent starts an agent with a simulated profile, talking to
+// servers; the Slurm commands inside its jobs reach the servers on their
+// local sockets, as the job's user.
+func StartAgent(t testing.TB, dir, name, profile string, ports int, servers ...*Server) *Proc {
 	t.Helper()
-	args, err := harness.Agent{Name: name, Dir: dir, Profile: profile, Ports: ports, Servers: servers, PKI: PKI(t, dir)}.Args()
+	args, err := harness.Agent{Name: name, Dir: dir, Profile: profile, Ports: ports, Servers: Addrs(servers),
+		ClientAddr: strings.Join(Clients(servers), ","), PKI: PKI(t, dir)}.Args()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 func TestServerKill9KeepsEveryJob(t *testing.T) {
 	dir := t.TempDir()
 	srv := cluster.StartServer(t, dir, "server")
-	agent := cluster.StartAgent(t, dir, "node1", "dgx-h100", 29500, srv.RPC)
+	agent := cluster.StartAgent(t, dir, "node1", "dgx-h100", 29500, srv)
 	jobs, nodes := cluster.Client(t, srv.Client())
 	cluster.WaitFor(t, "the agent to register", 20*time.Second, func() bool {
 		r, err := nodes.ListNodes(cluster.Ctx(t), &api.ListNodesRequest{})

@@ -44,9 +44,9 @@ func start(t *testing.T, profile string, nodes ...string) *testCluster {
 	logs := t.TempDir()
 	srv := cluster.StartServer(t, logs, "server")
 	for i, n := range nodes {
-		cluster.StartAgent(t, logs, n, profile, 30000+200*i, srv.RPC)
+		cluster.StartAgent(t, logs, n, profile, 30000+200*i, srv)
 	}
-	jobs, nodesClient := cluster.Client(t, srv.RPC)
+	jobs, nodesClient := cluster.Client(t, srv.Client())
 	cluster.WaitFor(t, "the agents to register", 30*time.Second, func() bool {
 		r, err := nodesClient.ListNodes(cluster.Ctx(t), &api.ListNodesRequest{})
 		return err == nil && len(r.Nodes) == len(nodes)
@@ -68,7 +68,7 @@ func start(t *testing.T, profile string, nodes ...string) *testCluster {
 			}
 		}
 	})
-	return &testCluster{t: t, dir: dir, bin: bin, addr: srv.RPC, jobs: jobs}
+	return &testCluster{t: t, dir: dir, bin: bin, addr: srv.Client(), jobs: jobs}
 }
 
 func tail(s string, n int) string {
