@@ -238,7 +238,7 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 	}
 
 	// Every query of the shipped dashboard parses and runs.
-	b, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "grafana", "loom-cluster.json"))
+	b, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "grafana", "dashboards", "loom-cluster.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
