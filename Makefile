@@ -92,6 +92,12 @@ lint: ## gofmt, go vet and staticcheck
 	@command -v staticcheck >/dev/null 2>&1 || test -x $(GOBIN_DIR)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	PATH=$(GOBIN_DIR):$$PATH staticcheck ./...
 
+.PHONY: test-rules
+test-rules: ## check the Prometheus alert rules in deploy/prometheus and run their promtool unit tests
+	@command -v promtool >/dev/null 2>&1 || { echo "promtool not found (apt-get install prometheus)"; exit 1; }
+	promtool check rules deploy/prometheus/rules.yml
+	cd deploy/prometheus && promtool test rules rules_test.yml
+
 .PHONY: proto
 proto: ## regenerate api/loom.pb.go and api/loom_grpc.pb.go from api/loom.proto
 	@command -v protoc >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
@@ -101,7 +107,7 @@ proto: ## regenerate api/loom.pb.go and api/loom_grpc.pb.go from api/loom.proto
 		--go-grpc_out=. --go-grpc_opt=paths=source_relative api/loom.proto
 
 .PHONY: check
-check: lint test ## everything CI runs
+check: lint test-rules test ## everything CI runs
 
 .PHONY: clean
 clean: ## remove build outputs

@@ -2,6 +2,7 @@ package topocmd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,7 +13,7 @@ import (
 	"github.com/loomhpc/loom/gpu/probe"
 )
 
-const usage = `Usage: loom gpu topo [--profile P | --from FILE] [--nvml]
+const usage = `Usage: loom gpu topo [--profile P | --from FILE] [--nvml] [--json]
 
 Print a node's GPU topology matrix in the layout of nvidia-smi topo -m:
 GPU and NIC rows and columns with the link classes X, NV#, PIX, PXB, PHB,
@@ -25,6 +26,10 @@ With no flags the topology is read from NVML (the NVIDIA driver).
                 it as Loom understood it: what [agent] topology_file = FILE
                 will give the scheduler
   --nvml        read from NVML (the default); fail where there is no driver
+  --json        print what was discovered as JSON instead: the GPU count,
+                each GPU's index, UUID, model, memory and PCI bus id, the
+                NICs, and the link matrix (test/hw/run.sh compares it with
+                nvidia-smi)
   --list        list the simulated profiles
   --help        show this help
 
@@ -40,6 +45,7 @@ func TopoMain(args []string, stdout, stderr io.Writer) int {
 	from := fs.String("from", "", "")
 	useNVML := fs.Bool("nvml", false, "")
 	list := fs.Bool("list", false, "")
+	asJSON := fs.Bool("json", false, "")
 	help := fmt.Sprintf(usage, strings.Join(gpu.ProfileNames(), ", "))
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -90,9 +96,66 @@ func TopoMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loom gpu topo: %v\n", err)
 		return 1
 	}
-	if err := t.WriteTopo(stdout); err != nil {
+	if *asJSON {
+		err = writeJSON(stdout, t)
+	} else {
+		err = t.WriteTopo(stdout)
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "loom gpu topo: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// discovery is the JSON form of a topology: what the node's discovery
+// found, in the terms nvidia-smi reports it.
+type discovery struct {
+	Source string    `json:"source"`
+	Count  int       `json:"count"`
+	GPUs   []gpuJSON `json:"gpus"`
+	NICs   []nicJSON `json:"nics"`
+	// Devices names the rows and columns of Links: GPU0… then NIC0….
+	Devices []string   `json:"devices"`
+	Links   [][]string `json:"links"` // cells as nvidia-smi topo -m prints them: X, NV18, PIX, …
+}
+
+type gpuJSON struct {
+	Index       int    `json:"index"`
+	UUID        string `json:"uuid"`
+	Name        string `json:"name"`
+	MemoryMiB   uint64 `json:"memory_mib"`
+	PCIBusID    string `json:"pci_bus_id"`
+	NUMANode    int    `json:"numa_node"`
+	CPUAffinity string `json:"cpu_affinity"`
+	Simulated   bool   `json:"simulated"`
+}
+
+type nicJSON struct {
+	Name     string `json:"name"`
+	PCIBusID string `json:"pci_bus_id"`
+	NUMANode int    `json:"numa_node"`
+}
+
+func writeJSON(w io.Writer, t *gpu.Topology) error {
+	d := discovery{Source: t.Source, Count: len(t.GPUs), GPUs: []gpuJSON{}, NICs: []nicJSON{}, Devices: []string{}, Links: [][]string{}}
+	for _, g := range t.GPUs {
+		d.GPUs = append(d.GPUs, gpuJSON{Index: g.Index, UUID: g.UUID, Name: g.Name, MemoryMiB: g.MemoryMiB,
+			PCIBusID: g.PCIBusID, NUMANode: g.NUMANode, CPUAffinity: g.CPUAffinity, Simulated: g.Simulated})
+		d.Devices = append(d.Devices, fmt.Sprintf("GPU%d", g.Index))
+	}
+	for k, n := range t.NICs {
+		d.NICs = append(d.NICs, nicJSON{Name: n.Name, PCIBusID: n.PCIBusID, NUMANode: n.NUMANode})
+		d.Devices = append(d.Devices, fmt.Sprintf("NIC%d", k))
+	}
+	for _, row := range t.Links {
+		cells := make([]string, len(row))
+		for j, l := range row {
+			cells[j] = l.String()
+		}
+		d.Links = append(d.Links, cells)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(d)
 }

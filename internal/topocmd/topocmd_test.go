@@ -2,6 +2,7 @@ package topocmd
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +40,7 @@ func TestTopoMain(t *testing.T) {
 		{[]string{"--from", saved}, 0, "=golden", ""},
 		{[]string{"--profile", "dgx-h100"}, 0, "GPU0\t X \tNV18", ""},
 		{[]string{"--profile", "flat-2"}, 0, "GPU0\t X \tPHB", ""},
+		{[]string{"--profile", "flat-2", "--json"}, 0, `"count": 2`, ""},
 		{[]string{"--help"}, 0, "Usage: loom gpu topo", ""},
 		{[]string{"--list"}, 0, "dgx1-v100", ""},
 		{[]string{"--profile", "nope"}, 1, "", "unknown profile"},
@@ -76,5 +78,28 @@ func TestTopoMainNoNVML(t *testing.T) {
 	code, _, errs := run()
 	if code != 1 || !strings.Contains(errs, "NVML unavailable") || !strings.Contains(errs, "--profile") {
 		t.Errorf("TopoMain() = %d, stderr %q; want 1 and a hint to use --profile", code, errs)
+	}
+}
+
+// --json prints the same discovery as the matrix, in a form a script reads.
+func TestTopoMainJSON(t *testing.T) {
+	code, out, errs := run("--profile", "dgx-h100", "--json")
+	if code != 0 {
+		t.Fatalf("TopoMain(--json) = %d, stderr %q", code, errs)
+	}
+	var d discovery
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		t.Fatalf("TopoMain(--json) printed %q: %v", out, err)
+	}
+	if d.Count != 8 || len(d.GPUs) != 8 || d.GPUs[3].Index != 3 || !strings.HasPrefix(d.GPUs[3].UUID, "GPU-") ||
+		d.GPUs[3].Name != "NVIDIA H100 80GB HBM3" || d.GPUs[3].MemoryMiB == 0 {
+		t.Errorf("TopoMain(--json) GPUs = %d %+v, want 8 H100s with UUIDs and memory", d.Count, d.GPUs)
+	}
+	n := len(d.GPUs) + len(d.NICs)
+	if len(d.Devices) != n || len(d.Links) != n || d.Devices[8] != "NIC0" {
+		t.Fatalf("TopoMain(--json) devices %v and %d rows, want %d GPUs then NICs", d.Devices, len(d.Links), n)
+	}
+	if d.Links[0][0] != "X" || d.Links[0][1] != "NV18" || d.Links[0][8] != "PXB" {
+		t.Errorf("TopoMain(--json) row 0 = %v, want X NV18 … PXB to NIC0", d.Links[0])
 	}
 }

@@ -2,8 +2,8 @@
 
 // Package prometheus runs the real Prometheus (Debian's package) against a
 // Loom server and two agents, with the scrape configuration shipped in
-// deploy/prometheus, and the queries of the Grafana dashboard in
-// deploy/grafana.
+// deploy/prometheus (its alert rules included), and the queries of the
+// Grafana dashboard in deploy/grafana.
 package prometheus
 
 import (
@@ -65,6 +65,45 @@ func promQuery(t *testing.T, addr, q string) ([]map[string]any, error) {
 	return out.Data.Result, nil
 }
 
+// ruleHealth counts the alerting rules Prometheus has loaded and those it
+// has evaluated cleanly, and describes the first whose evaluation failed
+// ("NAME: ERROR"; empty when none has).
+func ruleHealth(addr string) (loaded, ok int, failed string, err error) {
+	resp, err := http.Get("http://" + addr + "/api/v1/rules?type=alert")
+	if err != nil {
+		return 0, 0, "", err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Data struct {
+			Groups []struct {
+				Rules []struct {
+					Name      string `json:"name"`
+					Health    string `json:"health"`
+					LastError string `json:"lastError"`
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return 0, 0, "", err
+	}
+	for _, g := range out.Data.Groups {
+		for _, r := range g.Rules {
+			loaded++
+			switch r.Health {
+			case "ok":
+				ok++
+			case "err":
+				if failed == "" {
+					failed = r.Name + ": " + r.LastError
+				}
+			}
+		}
+	}
+	return loaded, ok, failed, nil
+}
+
 // TestPrometheusScrapesTheCluster: Prometheus, configured with the shipped
 // file pointed at the test's server, discovers the server and both agents
 // through the server's HTTP discovery, scrapes them, sees the GPUs a
@@ -103,9 +142,18 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 	cfg = regexp.MustCompile(`(?m)^\s*- url: http://loom[23]:7080/.*\n`).ReplaceAllString(cfg, "")
 	cfg = strings.ReplaceAll(cfg, "http://loom1:7080", "http://"+metrics)
 	cfg = strings.ReplaceAll(cfg, "scrape_interval: 15s", "scrape_interval: 1s")
+	cfg = strings.ReplaceAll(cfg, "evaluation_interval: 15s", "evaluation_interval: 1s")
 	cfg = regexp.MustCompile(`(?m)^(\s*- url: .*)$`).ReplaceAllString(cfg, "$1\n        refresh_interval: 1s")
 	cfgPath := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The alert rules it names, beside it as in deploy/prometheus.
+	rules, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "prometheus", "rules.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rules.yml"), rules, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command("promtool", "check", "config", cfgPath).CombinedOutput(); err != nil {
@@ -144,6 +192,14 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 	cluster.WaitFor(t, "Prometheus to scrape the server and both agents", 60*time.Second, func() bool {
 		return up("loom-servers") == 1 && up("loom-agents") == 2
 	})
+	// Every alert rule evaluates without error against the live series.
+	cluster.WaitFor(t, "Prometheus to evaluate every alert rule", 30*time.Second, func() bool {
+		loaded, ok, failed, err := ruleHealth(promAddr)
+		if failed != "" {
+			t.Fatalf("alert rule %s", failed)
+		}
+		return err == nil && loaded >= 7 && ok == loaded
+	})
 	// The relabelling of the shipped file gives agents' series the node name.
 	r, err := promQuery(t, promAddr, `count by (node) (DCGM_FI_DEV_GPU_UTIL)`)
 	if err != nil {
@@ -178,7 +234,7 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 	}
 
 	// Every query of the shipped dashboard parses and runs.
-	b, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "grafana", "loom-cluster.json"))
+	b, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "grafana", "dashboards", "loom-cluster.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
