@@ -1,0 +1,50 @@
+// Package layering holds the test that keeps Loom's import rules
+// (docs/architecture.md, "Packages, and who may import whom"): what a
+// package must never link, checked with go list on the real module.
+package layering
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+func TestPackagesLinkOnlyWhatTheirLayerAllows(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatal("go is not on PATH: the import rules cannot be checked")
+	}
+	tests := []struct {
+		pkg, why string
+		banned   []string // prefixes of import paths
+	}{
+		{"github.com/loomhpc/loom/netcoll", "learners link netcoll: the rank environment comes from rankenv, never from the gRPC API",
+			[]string{"google.golang.org/grpc", "google.golang.org/protobuf", "github.com/containerd/"}},
+		{"github.com/loomhpc/loom/scheduler", "the scheduler is pure: the GPU model comes from gpu, never NVML or the Prometheus collector",
+			[]string{"github.com/NVIDIA/go-nvml", "github.com/prometheus/"}},
+		{"github.com/loomhpc/loom/gpu", "gpu is the pure model; NVML lives in gpu/probe, Prometheus in gpu/metrics",
+			[]string{"github.com/NVIDIA/go-nvml", "github.com/prometheus/"}},
+		{"github.com/loomhpc/loom/cmd/loom", "the daemons' binary never links example learners",
+			[]string{"github.com/loomhpc/loom/examples/"}},
+		{"github.com/loomhpc/loom/rankenv", "the rank environment contract depends on nothing",
+			[]string{"github.com/", "google.golang.org/"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.pkg, func(t *testing.T) {
+			out, err := exec.Command(goBin, "list", "-deps", tt.pkg).Output()
+			if err != nil {
+				t.Fatalf("go list -deps %s: %v", tt.pkg, err)
+			}
+			for _, p := range strings.Fields(string(out)) {
+				if p == tt.pkg {
+					continue
+				}
+				for _, b := range tt.banned {
+					if strings.HasPrefix(p, b) {
+						t.Errorf("%s links %s: %s", tt.pkg, p, tt.why)
+					}
+				}
+			}
+		})
+	}
+}
