@@ -105,6 +105,19 @@ func runSrun(ctx context.Context, e *env, args []string) int {
 // argv is the command, the name defaults to its base name, and the
 // working directory and environment are the caller's, as sbatch does.
 func buildSrunSpec(e *env, o *sbatchOpts, uses []optUse, pos []string) (*api.JobSpec, error) {
+	return buildCommandSpec(e, o, uses, pos, func(spec *api.JobSpec) {
+		if spec.Output == "" {
+			// One file per rank: ranks sharing a file would interleave and
+			// could not be told apart by --label.
+			spec.Output = srunOutput
+		}
+	})
+}
+
+// buildCommandSpec is what srun's job and step specs share: the options
+// applied, argv the command, the name its base name unless given, and
+// the caller's working directory; adjust sets what differs between them.
+func buildCommandSpec(e *env, o *sbatchOpts, uses []optUse, pos []string, adjust func(*api.JobSpec)) (*api.JobSpec, error) {
 	if len(pos) == 0 {
 		return nil, &usageError{"no command given: srun [OPTIONS...] COMMAND [ARGS...]"}
 	}
@@ -117,11 +130,7 @@ func buildSrunSpec(e *env, o *sbatchOpts, uses []optUse, pos []string) (*api.Job
 	}
 	spec := &o.spec
 	spec.Argv = pos
-	if spec.Output == "" {
-		// One file per rank: ranks sharing a file would interleave and
-		// could not be told apart by --label.
-		spec.Output = srunOutput
-	}
+	adjust(spec)
 	if spec.Name == "" {
 		spec.Name = filepath.Base(pos[0])
 	}

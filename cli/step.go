@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -62,24 +61,10 @@ func allocationJob(e *env) (uint64, error) {
 // buildStepSpec makes the spec of a step: the command, its task layout,
 // and the caller's working directory and environment.
 func buildStepSpec(e *env, o *sbatchOpts, so *stepOpts, uses []optUse, pos []string) (*api.JobSpec, error) {
-	if len(pos) == 0 {
-		return nil, &usageError{"no command given: srun [OPTIONS...] COMMAND [ARGS...]"}
-	}
-	if err := applySbatch(e, uses, ""); err != nil {
-		return nil, err
-	}
-	cwd, err := e.getwd()
-	if err != nil {
-		return nil, fmt.Errorf("finding the current directory: %w", err)
-	}
-	spec := &o.spec
-	spec.Argv = pos
-	spec.KillOnBadExit = so.killOnBadExit
-	spec.Overlap = so.overlap
-	if spec.Name == "" {
-		spec.Name = filepath.Base(pos[0])
-	}
-	return finishSpec(e, o, cwd)
+	return buildCommandSpec(e, o, uses, pos, func(spec *api.JobSpec) {
+		spec.KillOnBadExit = so.killOnBadExit
+		spec.Overlap = so.overlap
+	})
 }
 
 // runStep runs spec as a step of job jobID: it creates the step, waits
