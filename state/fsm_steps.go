@@ -70,14 +70,25 @@ func applyCreateStep(t *txn, m proto.Message) *Result {
 	return &Result{JobID: j.Id, StepID: st.Id}
 }
 
-// mayStartStep says whether uid may start a step in job j (id when j is
-// nil): the job's owner (or an operator, uid 0) in a running allocation.
-func mayStartStep(j *api.Job, id uint64, uid uint32) error {
+// ownedBy says whether job j (id when j is nil) exists and uid may act on
+// it: its owner, or an operator (uid 0, which only the server sets).
+func ownedBy(j *api.Job, id uint64, uid uint32) error {
 	switch {
 	case j == nil:
 		return fmt.Errorf("job %d: %w", id, ErrJobNotFound)
 	case uid != 0 && uid != j.Uid:
 		return fmt.Errorf("job %d belongs to %s: %w", id, j.User, ErrPermission)
+	}
+	return nil
+}
+
+// mayStartStep says whether uid may start a step in job j (id when j is
+// nil): the job's owner (or an operator, uid 0) in a running allocation.
+func mayStartStep(j *api.Job, id uint64, uid uint32) error {
+	if err := ownedBy(j, id, uid); err != nil {
+		return err
+	}
+	switch {
 	case !j.State.Active():
 		return fmt.Errorf("job %d is %s: %w", id, j.State, ErrNoAllocation)
 	case !j.Spec.RunsSteps():
@@ -90,11 +101,8 @@ func applyCancelSteps(t *txn, m proto.Message) *Result {
 	c := m.(*api.CancelStepsCommand)
 	req := c.Request
 	j := t.job(req.JobId)
-	switch {
-	case j == nil:
-		return &Result{Err: fmt.Errorf("job %d: %w", req.JobId, ErrJobNotFound)}
-	case req.Uid != 0 && req.Uid != j.Uid:
-		return &Result{Err: fmt.Errorf("job %d belongs to %s: %w", j.Id, j.User, ErrPermission)}
+	if err := ownedBy(j, req.JobId, req.Uid); err != nil {
+		return &Result{Err: err}
 	}
 	ids := req.StepIds
 	if len(ids) == 0 {
@@ -146,11 +154,10 @@ func applyCompleteAllocation(t *txn, m proto.Message) *Result {
 	c := m.(*api.CompleteAllocationCommand)
 	req := c.Request
 	j := t.job(req.JobId)
+	if err := ownedBy(j, req.JobId, req.Uid); err != nil {
+		return &Result{Err: err}
+	}
 	switch {
-	case j == nil:
-		return &Result{Err: fmt.Errorf("job %d: %w", req.JobId, ErrJobNotFound)}
-	case req.Uid != 0 && req.Uid != j.Uid:
-		return &Result{Err: fmt.Errorf("job %d belongs to %s: %w", j.Id, j.User, ErrPermission)}
 	case !j.Spec.GetInteractive():
 		return &Result{Err: fmt.Errorf("job %d is not a salloc allocation: %w", j.Id, ErrNotAllocation)}
 	case j.State.Terminal():
