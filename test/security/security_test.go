@@ -406,3 +406,49 @@ func TestNodeWithoutGossipKeyDoesNotStart(t *testing.T) {
 		}
 	}
 }
+
+// A process that does not know a job's secret cannot join its netcoll
+// ring, even knowing where the ring meets: alice's job waits for a third
+// rank, and bob, who read MASTER_ADDR and MASTER_PORT, is refused by the
+// ring's store before it reads anything else from him.
+func TestRankWithoutTheSecretCannotJoinTheRing(t *testing.T) {
+	c := start(t)
+	loom := cluster.Binary(t)
+	// Every rank (--every-rank) tells where the ring meets, then waits for
+	// a ring of three, one more rank than the job has.
+	script := fmt.Sprintf("#!/bin/sh\necho \"meet=$MASTER_ADDR:$MASTER_PORT\"\nWORLD_SIZE=3 exec %s netcoll-worker -b 1024 -e 1024 -iters 1 -warmup 0\n", loom)
+	if err := os.WriteFile(filepath.Join(c.homeOf[c.alice.UID], "ring.sh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(filepath.Join(c.homeOf[c.alice.UID], "ring.sh"), int(c.alice.UID), int(c.alice.GID)); err != nil {
+		t.Fatal(err)
+	}
+	id := c.sbatch(c.alice, "-n", "2", "--every-rank", "-o", "ring-%t.out", "ring.sh")
+	t.Cleanup(func() { c.loom(c.alice, "scancel", strconv.FormatUint(id, 10)) })
+	var meet string
+	cluster.WaitFor(t, "rank 0 to say where the ring meets", 60*time.Second, func() bool {
+		b, err := os.ReadFile(filepath.Join(c.homeOf[c.alice.UID], "ring-0.out"))
+		if _, after, ok := strings.Cut(string(b), "meet="); ok {
+			meet, _, _ = strings.Cut(after, "\n")
+		}
+		return err == nil && strings.Contains(meet, ":")
+	})
+	host, port, _ := strings.Cut(meet, ":")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, loom, "netcoll-worker", "-b", "1024", "-e", "1024", "-iters", "1", "-warmup", "0")
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "RANK=2", "WORLD_SIZE=3", "LOCAL_RANK=0", "LOCAL_WORLD_SIZE=1",
+		"MASTER_ADDR=" + host, "MASTER_PORT=" + port,
+		"LOOM_JOB_SECRET=" + strings.Repeat("5a", 32)}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: c.bob.UID, Gid: c.bob.GID, Groups: c.bob.Groups}}
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("bob joined alice's ring with a guessed secret; he printed:\n%s", out)
+	}
+	if !strings.Contains(string(out), "authentication failed") {
+		t.Fatalf("bob's rank failed, but not because the ring refused his secret (%v):\n%s", err, out)
+	}
+	if j := c.job(id); j == nil || j.State != api.JobState_RUNNING {
+		t.Fatalf("alice's job after bob's attempt: %v, want it still RUNNING and waiting for its own third rank", j.GetState())
+	}
+}
