@@ -64,6 +64,10 @@ func FuzzApplyEntry(f *testing.F) {
 	seed(CmdServerMember, &api.ServerMembershipCommand{Server: &api.ServerInfo{Id: "s2", RpcAddr: "127.0.0.1:1"}})
 	seed(CmdHoldJobs, &api.HoldJobsCommand{JobIds: []uint64{2}, Uid: 1001, NowUnixMs: 3000})
 	seed(CmdRequeueJobs, &api.RequeueJobsCommand{JobIds: []uint64{1}, NowUnixMs: 3000})
+	seed(CmdCreateStep, &api.CreateStepCommand{NowUnixMs: 3000, Request: &api.CreateStepRequest{JobId: 1,
+		Spec: &api.JobSpec{Argv: []string{"hostname"}, Ntasks: 2}, Uid: 1000}})
+	seed(CmdCancelSteps, &api.CancelStepsCommand{NowUnixMs: 3000, Request: &api.CancelStepsRequest{JobId: 1, StepIds: []uint32{0}, Signal: 10}})
+	seed(CmdCompleteAllocation, &api.CompleteAllocationCommand{NowUnixMs: 3000, Request: &api.CompleteAllocationRequest{JobId: 1, ExitCode: 1}})
 	f.Add([]byte{})
 	f.Add([]byte{byte(CmdSubmitJob), 0xff})
 	f.Add([]byte{0x80 | 42, 1, 2, 3})

@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/loomhpc/loom/api"
 	"google.golang.org/protobuf/proto"
@@ -262,6 +263,18 @@ func checkPlacement(t *txn, j *api.Job, a *api.Allocation, usage api.Usage) erro
 	}
 	if a == nil || len(a.Ranks) == 0 {
 		return fmt.Errorf("%w: empty allocation", ErrPlanConflict)
+	}
+	// Nodes is the gang's node order (SLURM_NODEID, the batch step's
+	// node): it must name exactly the nodes the ranks are on.
+	on := map[string]bool{}
+	for _, r := range a.Ranks {
+		if !slices.Contains(a.Nodes, r.Node) {
+			return fmt.Errorf("%w: rank %d on node %q, which the allocation's node list %v lacks", ErrPlanConflict, r.Rank, r.Node, a.Nodes)
+		}
+		on[r.Node] = true
+	}
+	if len(on) != len(a.Nodes) {
+		return fmt.Errorf("%w: node list %v names nodes without ranks, or one twice", ErrPlanConflict, a.Nodes)
 	}
 	want := api.Usage{}
 	want.AddAllocation(a)

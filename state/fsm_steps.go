@@ -35,6 +35,9 @@ const ReasonStepResources = "Resources"
 func applyCreateStep(t *txn, m proto.Message) *Result {
 	c := m.(*api.CreateStepCommand)
 	req := c.Request
+	if req == nil || req.Spec == nil {
+		return &Result{Err: malformed("CreateStep without a request or its spec")}
+	}
 	j := t.job(req.JobId)
 	if err := mayStartStep(j, req.JobId, req.Uid); err != nil {
 		return &Result{Err: err}
@@ -100,6 +103,9 @@ func mayStartStep(j *api.Job, id uint64, uid uint32) error {
 func applyCancelSteps(t *txn, m proto.Message) *Result {
 	c := m.(*api.CancelStepsCommand)
 	req := c.Request
+	if req == nil {
+		return &Result{Err: malformed("CancelSteps without a request")}
+	}
 	j := t.job(req.JobId)
 	if err := ownedBy(j, req.JobId, req.Uid); err != nil {
 		return &Result{Err: err}
@@ -153,6 +159,9 @@ func applyCancelSteps(t *txn, m proto.Message) *Result {
 func applyCompleteAllocation(t *txn, m proto.Message) *Result {
 	c := m.(*api.CompleteAllocationCommand)
 	req := c.Request
+	if req == nil {
+		return &Result{Err: malformed("CompleteAllocation without a request")}
+	}
 	j := t.job(req.JobId)
 	if err := ownedBy(j, req.JobId, req.Uid); err != nil {
 		return &Result{Err: err}

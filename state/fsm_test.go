@@ -470,6 +470,10 @@ func TestMalformedCommandIsRefused(t *testing.T) {
 		{"batch with a request without spec", CmdSubmitJobs, &api.SubmitJobsCommand{Requests: []*api.SubmitRequest{{}}}},
 		{"task update without request", CmdUpdateTasks, &api.UpdateTasksCommand{}},
 		{"node without name", CmdRegisterNode, &api.RegisterNodeCommand{}},
+		{"step without request", CmdCreateStep, &api.CreateStepCommand{}},
+		{"step without spec", CmdCreateStep, &api.CreateStepCommand{Request: &api.CreateStepRequest{JobId: 1}}},
+		{"step cancel without request", CmdCancelSteps, &api.CancelStepsCommand{}},
+		{"allocation end without request", CmdCompleteAllocation, &api.CompleteAllocationCommand{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
