@@ -51,6 +51,10 @@ const (
 	// OrderShortest sorts by time limit, shortest first (SJF when the limits
 	// are the true durations).
 	OrderShortest
+	// OrderLeastAttained sorts by discretised least attained service
+	// (see LASConfig), first come first served within a queue, and
+	// preempts requeueable jobs of later queues.
+	OrderLeastAttained
 )
 
 // Defaults for the zero Config.
@@ -65,9 +69,11 @@ type Config struct {
 	// MaxPlacementsPerCycle bounds one plan's size so a huge backlog is
 	// committed in several Raft entries rather than one giant one.
 	MaxPlacementsPerCycle int
-	// Order picks the queue order; Priority tunes OrderMultifactor.
+	// Order picks the queue order; Priority tunes OrderMultifactor, LAS
+	// OrderLeastAttained.
 	Order    Order
 	Priority PriorityConfig
+	LAS      LASConfig
 	// Strict stops at the first job that cannot start: nothing passes it
 	// (plain FIFO). Otherwise lower-priority jobs backfill.
 	Strict bool
@@ -241,7 +247,8 @@ func (c *cycle) run() *Plan {
 		r := c.reserve(pj, req)
 		if r == nil || r.start.After(c.now) {
 			// Resources are not coming back right now: a higher QoS may
-			// take them from a lower one.
+			// take them from a lower one, an earlier LAS queue from a
+			// later one.
 			if victims := c.preemptFor(pj, req); len(victims) > 0 {
 				for _, vj := range victims {
 					plan.Preemptions = append(plan.Preemptions, &api.Preemption{JobId: vj.Id, ForJobId: j.Id})
@@ -285,6 +292,10 @@ func (c *cycle) sortQueue(q []*pendingJob) {
 		c.prio.prepare(c)
 		for _, pj := range q {
 			pj.prio = c.prio.total(pj.job, pj.limit)
+		}
+	case OrderLeastAttained:
+		for _, pj := range q {
+			pj.prio = -float64(c.lasQueue(pj.job))
 		}
 	case OrderShortest:
 		for _, pj := range q {

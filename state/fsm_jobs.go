@@ -400,13 +400,16 @@ const ReasonPreempted = "Preempted"
 // PREEMPTED. Either way it is no longer active, so its agents stop its
 // ranks (SIGTERM, grace, SIGKILL) and report them ended, which frees the
 // GPUs; a stale preemption (the job already ended or moved on) is ignored.
+// A requeued job keeps the service its run attained (AttainedGpuMs).
 func preemptJob(t *txn, p *api.Preemption, now int64) {
 	j := t.job(p.JobId)
 	if j == nil || !j.State.Active() {
 		return
 	}
 	j = cloneJob(j)
+	j.PreemptCount++
 	if j.Spec.RequeueAllowed() {
+		j.AttainedGpuMs += j.RunGPUMs(now)
 		j.State = api.JobState_PENDING
 		j.Reason = ReasonPreempted
 		j.StartUnixMs = 0
@@ -428,8 +431,10 @@ const ReasonRequeued = "Requeued"
 // time (so its priority age) and its old allocation, whose surviving ranks
 // the agents now stop because the job is no longer active; the scheduler
 // places it again only once every old rank is known to be gone, and the
-// new allocation gets the next generation, which fences stale ranks.
+// new allocation gets the next generation, which fences stale ranks. The
+// run it ends is added to the job's attained service.
 func requeueJob(j *api.Job, now int64) {
+	j.AttainedGpuMs += j.RunGPUMs(now)
 	j.State = api.JobState_PENDING
 	endSteps(j, now)
 	j.RestartCount++

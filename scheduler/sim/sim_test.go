@@ -55,7 +55,7 @@ func TestSimulatePolicies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		run, err := Simulate(Cluster{Name: "toy", Nodes: 1, GPUsPerNode: 8, Jobs: jobs}, cfg, exact)
+		run, err := Simulate(Cluster{Name: "toy", Nodes: 1, GPUsPerNode: 8, Jobs: jobs}, Options{Scheduler: cfg, Limit: exact})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,130 @@
+package scheduler
+
+import (
+	"time"
+
+	"github.com/loomhpc/loom/api"
+)
+
+// LASConfig tunes OrderLeastAttained: discretised two-dimensional
+// least-attained-service, as Tiresias (Gu et al., NSDI '19) schedules
+// GPU gangs without knowing their durations. A job's attained service is
+// the GPU-seconds it has run over all its generations (api.Job's
+// AttainedGPUSeconds, which the FSM keeps across requeues); Thresholds cut
+// it into queues. Jobs are served queue by queue and first come first
+// served within a queue, so a new job starts ahead of everything that has
+// already had much service, and a long job sinks as it runs. The zero
+// value uses the defaults.
+type LASConfig struct {
+	// Thresholds are the attained service, in GPU-seconds, at which a job
+	// moves to the next queue, ascending: K thresholds make K+1 queues.
+	// Empty means DefaultLASThresholds.
+	Thresholds []float64
+	// PromoteFactor guards against starvation: a job that has run and has
+	// since waited at least PromoteFactor times as long as it ran (over
+	// all its generations) is served in the first queue again. 0 means
+	// DefaultLASPromoteFactor; negative, never.
+	PromoteFactor float64
+	// Preempt lets a job that cannot start stop running jobs of later
+	// queues. Only batch jobs that may be requeued are preempted (never
+	// --no-requeue, interactive or srun-outside-an-allocation jobs); they
+	// return to the queue with the service they attained, and their
+	// agents give them their --signal and its lead before stopping them.
+	Preempt PreemptMode
+	// MinRun protects a job's current run from preemption until it has
+	// lasted this long, so that every run makes progress past its restart
+	// cost. 0 means DefaultLASMinRun; negative, no protection.
+	MinRun time.Duration
+}
+
+// PreemptMode says whether a policy preempts.
+type PreemptMode int
+
+// Preemption modes.
+const (
+	// PreemptRequeueable preempts jobs that may be requeued (the default).
+	PreemptRequeueable PreemptMode = iota
+	// PreemptNever only orders the queue.
+	PreemptNever
+)
+
+// Defaults of LASConfig.
+var (
+	// DefaultLASThresholds are 1 and 16 GPU-hours: three queues.
+	DefaultLASThresholds = []float64{3600, 16 * 3600}
+)
+
+// Defaults of LASConfig.
+const (
+	DefaultLASPromoteFactor = 8
+	DefaultLASMinRun        = 5 * time.Minute
+)
+
+func (l LASConfig) withDefaults() LASConfig {
+	if len(l.Thresholds) == 0 {
+		l.Thresholds = DefaultLASThresholds
+	}
+	if l.PromoteFactor == 0 {
+		l.PromoteFactor = DefaultLASPromoteFactor
+	}
+	if l.MinRun == 0 {
+		l.MinRun = DefaultLASMinRun
+	}
+	return l
+}
+
+// LASQueue returns the queue (0 first) that cfg puts j in at now: by its
+// attained service, or 0 when it has waited PromoteFactor times as long
+// as it ran.
+func LASQueue(j *api.Job, now time.Time, cfg LASConfig) int {
+	cfg = cfg.withDefaults()
+	attained := j.AttainedGPUSeconds(now)
+	if attained == 0 {
+		return 0
+	}
+	if cfg.PromoteFactor > 0 {
+		ran := j.RanSeconds(now)
+		waited := now.Sub(time.UnixMilli(j.SubmitUnixMs)).Seconds() - ran
+		if ran > 0 && waited >= cfg.PromoteFactor*ran {
+			return 0
+		}
+	}
+	q := 0
+	for _, t := range cfg.Thresholds {
+		if attained < t {
+			break
+		}
+		q++
+	}
+	return q
+}
+
+// Preemptible reports whether a scheduler policy may preempt j: a batch
+// job (not interactive, not a bare srun outside an allocation) that may
+// be requeued, so that it comes back and resumes.
+func Preemptible(j *api.Job) bool {
+	s := j.GetSpec()
+	return s.RequeueAllowed() && !s.GetInteractive() && len(s.GetArgv()) == 0
+}
+
+// lasVictim reports whether pj, in queue q, may preempt the running h.
+func (c *cycle) lasVictim(q int, h *holding) bool {
+	l := &c.las
+	if l.Preempt != PreemptRequeueable || !Preemptible(h.job) {
+		return false
+	}
+	if l.MinRun > 0 && c.now.Sub(time.UnixMilli(h.job.StartUnixMs)) < l.MinRun {
+		return false
+	}
+	return c.lasQueue(h.job) > q
+}
+
+// lasQueue is j's queue in this cycle, computed once.
+func (c *cycle) lasQueue(j *api.Job) int {
+	if q, ok := c.queues[j.Id]; ok {
+		return q
+	}
+	q := LASQueue(j, c.now, c.las)
+	c.queues[j.Id] = q
+	return q
+}
