@@ -50,6 +50,7 @@ func runServer(ctx context.Context, args []string, sio stdio) int {
 	gkeys := fs.String("gossip-key", os.Getenv("LOOM_GOSSIP_KEY"), "gossip encryption keyring, base64 keys comma-separated, first is used to encrypt ($LOOM_GOSSIP_KEY)")
 	fs.DurationVar(&cfg.NodeDownGrace, "node-down-grace", time.Second, "how long a node must be dead in gossip before it is marked DOWN and its jobs requeued")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	schedulerConfig := schedulerFlags(fs)
 	if err := applyConfig(fs, "server", args); err != nil {
 		fmt.Fprintln(sio.err, "loom server:", err)
 		return 2
@@ -73,6 +74,7 @@ func runServer(ctx context.Context, args []string, sio stdio) int {
 		return 2
 	}
 	cfg.Bootstrap = cfg.BootstrapExpect <= 1 && len(cfg.Join) == 0
+	cfg.Scheduler = schedulerConfig()
 	if checkingConfig {
 		return 0
 	}
