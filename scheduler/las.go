@@ -32,8 +32,11 @@ type LASConfig struct {
 	// agents give them their --signal and its lead before stopping them.
 	Preempt PreemptMode
 	// MinRun protects a job's current run from preemption until it has
-	// lasted this long, so that every run makes progress past its restart
-	// cost. 0 means DefaultLASMinRun; negative, no protection.
+	// lasted this long, doubled for every time the job was preempted
+	// before (api.Job's PreemptCount), so that every run makes progress
+	// past its restart cost and no job is preempted more than about
+	// log2(its run / MinRun) times. 0 means DefaultLASMinRun; negative,
+	// no protection.
 	MinRun time.Duration
 }
 
@@ -113,7 +116,7 @@ func (c *cycle) lasVictim(q int, h *holding) bool {
 	if l.Preempt != PreemptRequeueable || !Preemptible(h.job) {
 		return false
 	}
-	if l.MinRun > 0 && c.now.Sub(time.UnixMilli(h.job.StartUnixMs)) < l.MinRun {
+	if l.MinRun > 0 && c.now.Sub(time.UnixMilli(h.job.StartUnixMs)) < protected(l.MinRun, h.job.PreemptCount) {
 		return false
 	}
 	return c.lasQueue(h.job) > q
@@ -127,4 +130,14 @@ func (c *cycle) lasQueue(j *api.Job) int {
 	q := LASQueue(j, c.now, c.las)
 	c.queues[j.Id] = q
 	return q
+}
+
+// protected is how long a run of a job preempted n times before is
+// protected: minRun doubled n times, capped at a week.
+func protected(minRun time.Duration, n uint32) time.Duration {
+	const limit = 7 * 24 * time.Hour
+	for ; n > 0 && minRun < limit; n-- {
+		minRun *= 2
+	}
+	return min(minRun, limit)
 }

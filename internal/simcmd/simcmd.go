@@ -30,7 +30,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	trace := fs.String("trace", DefaultTrace, "trace CSV (Philly's philly.csv, or any CSV with --columns)")
 	vcFile := fs.String("vc", "", "VC node counts (philly_vc.csv); default: philly_vc.csv next to a Philly trace")
-	columns := fs.String("columns", "", "generic CSV: submit=COL,duration=COL,gpus=COL[,user=COL][,vc=COL] (times in seconds or timestamps)")
+	columns := fs.String("columns", "", "generic CSV: submit=COL,duration=COL (or start=COL,end=COL),gpus=COL[,user=COL][,vc=COL][,account=COL][,name=COL][,status=COL] (times in seconds or timestamps; gpus a number or a TRES list like sacct's AllocTRES)")
+	delimiter := fs.String("delimiter", ",", "field separator of a generic trace (\"|\" for sacct --parsable2)")
+	statuses := fs.String("status", "", "replay only jobs whose status column starts with one of these, comma-separated (e.g. COMPLETED,FAILED,TIMEOUT)")
 	from := fs.String("from", "", "first submit time to replay (timestamp or seconds)")
 	to := fs.String("to", "", "replay jobs submitted before this time")
 	perVC := fs.Bool("per-vc", false, "simulate each VC on its own nodes (as the Helios study does)")
@@ -64,6 +66,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		cols = c
 	}
+	if d := []rune(*delimiter); len(d) != 1 {
+		return fail(fmt.Errorf("--delimiter=%q: want one character", *delimiter))
+	} else if d[0] != ',' {
+		cols.Delimiter = d[0]
+	}
+	if *statuses != "" && cols.Status == "" {
+		return fail(fmt.Errorf("--status needs a status column: --columns ...,status=COL"))
+	}
 	las, err := lasConfig(*lasThresholds, *lasPromote, *lasMinRun, *lasNoPreempt)
 	if err != nil {
 		return fail(err)
@@ -87,7 +97,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return fail(fmt.Errorf("--to: %w", err))
 		}
 	}
+	var keep []string
+	if *statuses != "" {
+		keep = strings.Split(*statuses, ",")
+	}
 	jobs = slices.DeleteFunc(jobs, func(j sim.TraceJob) bool {
+		if keep != nil && !slices.ContainsFunc(keep, func(k string) bool { return strings.HasPrefix(j.Status, k) }) {
+			return true
+		}
 		return (!lo.IsZero() && j.Submit.Before(lo)) || (!hi.IsZero() && !j.Submit.Before(hi))
 	})
 	per := *gpusPerNode

@@ -401,7 +401,11 @@ func find(js []*api.Job, id uint64) *api.Job {
 // specFor turns a trace job into a spec: one task per node, GPUs spread
 // over the fewest nodes that hold them.
 func specFor(tj TraceJob, per int, limit LimitModel) *api.JobSpec {
-	s := &api.JobSpec{Script: "sim", TimeLimitS: int64(math.Ceil(limit(tj.Duration).Seconds())), Account: tj.User}
+	account := tj.Account
+	if account == "" {
+		account = tj.User
+	}
+	s := &api.JobSpec{Script: "sim", TimeLimitS: int64(math.Ceil(limit(tj.Duration).Seconds())), Account: account, Name: tj.Name}
 	if tj.GPUs == 0 {
 		return s
 	}
