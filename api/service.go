@@ -33,3 +33,14 @@ func (j *Job) AttainedGPUSeconds(now time.Time) float64 {
 func (j *Job) RanSeconds(now time.Time) float64 {
 	return j.AttainedGPUSeconds(now) / float64(j.GetAllocation().ServiceGPUs())
 }
+
+// ReasonPreempted is the pending reason of a job that a preemption sent
+// back to the queue; it stays while the ranks of the preempted allocation
+// stop (the scheduler leaves a job that holds resources alone).
+const ReasonPreempted = "Preempted"
+
+// Preempted reports whether j's allocation is being stopped because the
+// scheduler preempted it and requeued the job.
+func (j *Job) Preempted() bool {
+	return j.GetState() == JobState_PENDING && j.GetReason() == ReasonPreempted
+}

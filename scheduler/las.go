@@ -16,10 +16,13 @@ import (
 // already had much service, and a long job sinks as it runs. The zero
 // value uses the defaults.
 type LASConfig struct {
-	// Thresholds are the attained service, in GPU-seconds, at which a job
-	// moves to the next queue, ascending: K thresholds make K+1 queues.
-	// Empty means DefaultLASThresholds.
+	// Thresholds are the attained service, in GPU-seconds (seconds with
+	// ServiceTime), at which a job moves to the next queue, ascending: K
+	// thresholds make K+1 queues. Empty means DefaultLASThresholds.
 	Thresholds []float64
+	// Service is how attained service is measured: GPU-seconds (2D-LAS,
+	// the default) or seconds run, whatever the job's size (1D-LAS).
+	Service ServiceMeasure
 	// PromoteFactor guards against starvation: a job that has run and has
 	// since waited at least PromoteFactor times as long as it ran (over
 	// all its generations) is served in the first queue again. 0 means
@@ -39,6 +42,17 @@ type LASConfig struct {
 	// no protection.
 	MinRun time.Duration
 }
+
+// ServiceMeasure is how LAS measures a job's attained service.
+type ServiceMeasure int
+
+// Service measures.
+const (
+	// ServiceGPUTime is GPU-seconds: a wide gang attains service faster.
+	ServiceGPUTime ServiceMeasure = iota
+	// ServiceTime is seconds run, whatever the job's size.
+	ServiceTime
+)
 
 // PreemptMode says whether a policy preempts.
 type PreemptMode int
@@ -84,6 +98,9 @@ func LASQueue(j *api.Job, now time.Time, cfg LASConfig) int {
 	attained := j.AttainedGPUSeconds(now)
 	if attained == 0 {
 		return 0
+	}
+	if cfg.Service == ServiceTime {
+		attained = j.RanSeconds(now)
 	}
 	if cfg.PromoteFactor > 0 {
 		ran := j.RanSeconds(now)

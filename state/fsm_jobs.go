@@ -392,7 +392,7 @@ func settleJob(j *api.Job, now int64) {
 }
 
 // ReasonPreempted is the pending reason of a job requeued by preemption.
-const ReasonPreempted = "Preempted"
+const ReasonPreempted = api.ReasonPreempted
 
 // preemptJob stops a running job for a higher-QoS one. A job that may be
 // requeued returns to the queue (keeping its submit time, and not counted

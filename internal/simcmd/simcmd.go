@@ -43,6 +43,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	lasPromote := fs.Float64("las-promote", 0, "las: a job that waited this many times as long as it ran is served first again (default 8; negative: never)")
 	lasMinRun := fs.Duration("las-min-run", 0, "las: no preemption before a run has lasted this long (default 5m; negative: none)")
 	lasNoPreempt := fs.Bool("las-no-preempt", false, "las: order the queue only, never preempt")
+	lasService := fs.String("las-service", "gpu-time", "las: attained service in gpu-time (GPU-seconds, 2D-LAS) or time (seconds run, 1D-LAS)")
 	plot := fs.String("plot", "", "write an SVG of queue length and GPU utilisation over time and the JCT CDF, one line per policy")
 	limitModel := fs.String("time-limit-model", "roundup", "time limit users give: exact, factor:K, or roundup (next of 1h 2h 4h 8h 1d 2d 3d 7d)")
 	profile := fs.String("profile", "", "GPU profile of every node (dgx1-v100, dgx-a100, ...); default plain 8-GPU nodes")
@@ -77,6 +78,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	las, err := lasConfig(*lasThresholds, *lasPromote, *lasMinRun, *lasNoPreempt)
 	if err != nil {
 		return fail(err)
+	}
+	switch *lasService {
+	case "gpu-time":
+	case "time":
+		las.Service = scheduler.ServiceTime
+	default:
+		return fail(fmt.Errorf("--las-service=%s: want gpu-time or time", *lasService))
 	}
 	runs, err := parsePolicies(*policy, *limitModel, las)
 	if err != nil {
