@@ -23,6 +23,10 @@ type LASConfig struct {
 	// Service is how attained service is measured: GPU-seconds (2D-LAS,
 	// the default) or seconds run, whatever the job's size (1D-LAS).
 	Service ServiceMeasure
+	// WithinQueue orders the jobs of one queue: first come first served
+	// (the default, which uses no estimate of duration) or by the time
+	// limit users gave, shortest first.
+	WithinQueue QueueOrder
 	// PromoteFactor guards against starvation: a job that has run and has
 	// since waited at least PromoteFactor times as long as it ran (over
 	// all its generations) is served in the first queue again. 0 means
@@ -34,6 +38,11 @@ type LASConfig struct {
 	// return to the queue with the service they attained, and their
 	// agents give them their --signal and its lead before stopping them.
 	Preempt PreemptMode
+	// Patience is how long a job waits (over its life, not counting its
+	// runs) before it preempts: a burst of arrivals that running jobs'
+	// ends absorb soon enough preempts nothing. 0 means
+	// DefaultLASPatience; negative, none.
+	Patience time.Duration
 	// MinRun protects a job's current run from preemption until it has
 	// lasted this long, doubled for every time the job was preempted
 	// before (api.Job's PreemptCount), so that every run makes progress
@@ -52,6 +61,18 @@ const (
 	ServiceGPUTime ServiceMeasure = iota
 	// ServiceTime is seconds run, whatever the job's size.
 	ServiceTime
+)
+
+// QueueOrder is the order of jobs within one LAS queue.
+type QueueOrder int
+
+// Queue orders.
+const (
+	// QueueFIFO serves a queue by submit time.
+	QueueFIFO QueueOrder = iota
+	// QueueShortestLimit serves a queue by time limit, shortest first
+	// (unlimited jobs last), then by submit time.
+	QueueShortestLimit
 )
 
 // PreemptMode says whether a policy preempts.
@@ -75,6 +96,7 @@ var (
 const (
 	DefaultLASPromoteFactor = 8
 	DefaultLASMinRun        = 5 * time.Minute
+	DefaultLASPatience      = 0
 )
 
 func (l LASConfig) withDefaults() LASConfig {
@@ -86,6 +108,9 @@ func (l LASConfig) withDefaults() LASConfig {
 	}
 	if l.MinRun == 0 {
 		l.MinRun = DefaultLASMinRun
+	}
+	if l.Patience == 0 {
+		l.Patience = DefaultLASPatience
 	}
 	return l
 }
@@ -125,6 +150,15 @@ func LASQueue(j *api.Job, now time.Time, cfg LASConfig) int {
 func Preemptible(j *api.Job) bool {
 	s := j.GetSpec()
 	return s.RequeueAllowed() && !s.GetInteractive() && len(s.GetArgv()) == 0
+}
+
+// lasPatient reports whether j has not yet waited long enough to preempt.
+func (c *cycle) lasPatient(j *api.Job) bool {
+	if c.las.Patience <= 0 {
+		return false
+	}
+	waited := c.now.Sub(time.UnixMilli(j.SubmitUnixMs)).Seconds() - j.RanSeconds(c.now)
+	return waited < c.las.Patience.Seconds()
 }
 
 // lasVictim reports whether pj, in queue q, may preempt the running h.

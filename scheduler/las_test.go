@@ -125,3 +125,19 @@ func TestLASOrdersByQueueThenSubmit(t *testing.T) {
 		t.Fatalf("placements = %v, want job 2 (no service yet) before job 1", p.Placements)
 	}
 }
+
+func TestLASWithinQueueOrder(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	early := pending(1, &api.JobSpec{GpusPerNode: 1, TimeLimitS: 7200})
+	late := pending(2, &api.JobSpec{GpusPerNode: 1, TimeLimitS: 600})
+	v := &View{Nodes: []*api.Node{node("a", 1, 64)}, Jobs: []*api.Job{early, late}}
+	for _, tt := range []struct {
+		order QueueOrder
+		want  uint64
+	}{{QueueFIFO, 1}, {QueueShortestLimit, 2}} {
+		p := Schedule(v, t0, Config{Order: OrderLeastAttained, LAS: LASConfig{WithinQueue: tt.order}})
+		if len(p.Placements) != 1 || p.Placements[0].JobId != tt.want {
+			t.Errorf("WithinQueue %d: placements %v, want job %d", tt.order, p.Placements, tt.want)
+		}
+	}
+}

@@ -24,7 +24,7 @@ func (c *cycle) lostGPUSeconds(h *holding) float64 {
 func (c *cycle) victimFilter(pj *pendingJob) (ok func(*holding) bool, cost func(*holding) float64) {
 	q, hasQOS := c.cfg.QOS[pj.job.Spec.GetQos()]
 	byQOS := hasQOS && len(q.Preempt) > 0
-	byLAS := c.cfg.Order == OrderLeastAttained && c.las.Preempt == PreemptRequeueable
+	byLAS := c.cfg.Order == OrderLeastAttained && c.las.Preempt == PreemptRequeueable && !c.lasPatient(pj.job)
 	if !byQOS && !byLAS {
 		return nil, nil
 	}

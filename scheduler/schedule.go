@@ -295,7 +295,11 @@ func (c *cycle) sortQueue(q []*pendingJob) {
 		}
 	case OrderLeastAttained:
 		for _, pj := range q {
-			pj.prio = -float64(c.lasQueue(pj.job))
+			// Queues are far apart: a limit never outweighs one.
+			pj.prio = -1e12 * float64(c.lasQueue(pj.job))
+			if c.las.WithinQueue == QueueShortestLimit {
+				pj.prio -= limitOrForever(pj.limit)
+			}
 		}
 	case OrderShortest:
 		for _, pj := range q {
@@ -318,6 +322,14 @@ func (c *cycle) sortQueue(q []*pendingJob) {
 		// order: job ids are handed out in it.
 		return cmp.Compare(a.job.Id, b.job.Id)
 	})
+}
+
+// limitOrForever is limit in seconds, with unlimited (0) after any limit.
+func limitOrForever(limit time.Duration) float64 {
+	if limit == 0 {
+		return 1e11
+	}
+	return min(limit.Seconds(), 1e11)
 }
 
 // timeLimit returns j's limit; 0 means unlimited.

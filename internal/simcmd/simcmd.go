@@ -42,6 +42,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	lasThresholds := fs.String("las-thresholds", "", "las: attained GPU-seconds at which a job moves to the next queue, ascending, comma-separated (default 3600,57600)")
 	lasPromote := fs.Float64("las-promote", 0, "las: a job that waited this many times as long as it ran is served first again (default 8; negative: never)")
 	lasMinRun := fs.Duration("las-min-run", 0, "las: no preemption before a run has lasted this long (default 5m; negative: none)")
+	lasWithin := fs.String("las-within", "fifo", "las: order within a queue: fifo (no duration estimate) or limit (users' time limits, shortest first)")
+	lasPatience := fs.Duration("las-patience", 0, "las: a job preempts only once it has waited this long (default 0)")
 	lasNoPreempt := fs.Bool("las-no-preempt", false, "las: order the queue only, never preempt")
 	lasService := fs.String("las-service", "gpu-time", "las: attained service in gpu-time (GPU-seconds, 2D-LAS) or time (seconds run, 1D-LAS)")
 	plot := fs.String("plot", "", "write an SVG of queue length and GPU utilisation over time and the JCT CDF, one line per policy")
@@ -78,6 +80,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	las, err := lasConfig(*lasThresholds, *lasPromote, *lasMinRun, *lasNoPreempt)
 	if err != nil {
 		return fail(err)
+	}
+	las.Patience = *lasPatience
+	switch *lasWithin {
+	case "fifo":
+	case "limit":
+		las.WithinQueue = scheduler.QueueShortestLimit
+	default:
+		return fail(fmt.Errorf("--las-within=%s: want fifo or limit", *lasWithin))
 	}
 	switch *lasService {
 	case "gpu-time":
