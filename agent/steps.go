@@ -76,7 +76,7 @@ func (a *Agent) reconcileSteps(as *api.AssignedAllocation, want map[taskKey]bool
 			}
 			switch {
 			case t != nil && stop:
-				t.requestStop()
+				t.requestStopOf(j)
 			case t != nil:
 				want[k] = true
 				a.deliverSignals(t, st)

@@ -50,6 +50,9 @@ type task struct {
 	// stopReason is how a stop request ends the task (set before stop
 	// closes): KILLED, or TIMEOUT when its allocation reached its limit.
 	stopReason api.TaskEndReason
+	// preempted (set before stop closes) says the stop is a preemption:
+	// the task gets its job's --signal and its lead first.
+	preempted bool
 }
 
 func (t *task) requestStop() { t.requestStopFor(api.TaskEndReason_TASK_END_KILLED) }
@@ -58,6 +61,16 @@ func (t *task) requestStop() { t.requestStopFor(api.TaskEndReason_TASK_END_KILLE
 func (t *task) requestStopFor(reason api.TaskEndReason) {
 	t.stopOnce.Do(func() {
 		t.stopReason = reason
+		close(t.stop)
+	})
+}
+
+// requestStopOf asks the task to stop because job j stops: a preemption
+// when the scheduler preempted j, otherwise a plain stop.
+func (t *task) requestStopOf(j *api.Job) {
+	t.stopOnce.Do(func() {
+		t.stopReason = api.TaskEndReason_TASK_END_KILLED
+		t.preempted = j.Preempted()
 		close(t.stop)
 	})
 }
@@ -91,7 +104,7 @@ func (a *Agent) reconcile(u *api.AllocationUpdate) {
 			}
 			switch {
 			case as.Stop && t != nil:
-				t.requestStop()
+				t.requestStopOf(j)
 			case as.Stop && !ts.Ended():
 				// Never started here (or already gone): tell the servers so
 				// the allocation's resources are released.
@@ -324,6 +337,28 @@ wait:
 		reason, msg = t.stopReason, "stopped by the agent (job cancelled or gang ended)"
 		if reason == api.TaskEndReason_TASK_END_TIMEOUT {
 			msg = fmt.Sprintf("time limit of %s reached", api.FormatSlurmDuration(j.Spec.TimeLimitS))
+		}
+		if t.preempted && j.Spec.Signal != "" {
+			// As before a time limit: --signal to the tasks it names, and
+			// its lead to checkpoint for every task of the job (a batch
+			// script's srun keeps relaying its step's output), then
+			// SIGTERM and the kill grace.
+			msg = "preempted"
+			if signalledBeforeLimit(t.key, j.Spec.Signal) {
+				log.Info("job preempted: signalling the task before stopping it", "signal", warnSig, "seconds", lead)
+				if err := h.Signal(warnSig); err != nil {
+					log.Warn("could not signal the task", "err", err)
+				}
+			}
+			lt := time.NewTimer(time.Duration(lead) * time.Second)
+			select {
+			case res = <-exited:
+				lt.Stop()
+				break wait
+			case <-lt.C:
+			}
+		} else if t.preempted {
+			msg = "preempted"
 		}
 		res.ex, res.err = driver.Stop(context.Background(), h, a.cfg.KillGrace)
 	}

@@ -1514,6 +1514,14 @@ type Job struct {
 	// script) and the steps srun starts inside it, in creation order.
 	Steps      []*Step `protobuf:"bytes,23,rep,name=steps,proto3" json:"steps,omitempty"`
 	NextStepId uint32  `protobuf:"varint,24,opt,name=next_step_id,json=nextStepId,proto3" json:"next_step_id,omitempty"` // the id the next srun step gets
+	// attained_gpu_ms is the service the job's earlier allocations got:
+	// GPU-milliseconds (a CPU-only job counting one GPU) summed over the
+	// generations a requeue or preemption ended. With the current
+	// allocation's run it is the attained service the las policy orders
+	// jobs by.
+	AttainedGpuMs uint64 `protobuf:"varint,25,opt,name=attained_gpu_ms,json=attainedGpuMs,proto3" json:"attained_gpu_ms,omitempty"`
+	// preempt_count is how many times the scheduler preempted the job.
+	PreemptCount uint32 `protobuf:"varint,26,opt,name=preempt_count,json=preemptCount,proto3" json:"preempt_count,omitempty"`
 	// secret is the job's per-job secret (hex), made by the server at
 	// submit. Agents put it in every rank's environment (LOOM_JOB_SECRET),
 	// where netcoll proves knowledge of it before a peer may join a ring.
@@ -1718,6 +1726,20 @@ func (x *Job) GetSteps() []*Step {
 func (x *Job) GetNextStepId() uint32 {
 	if x != nil {
 		return x.NextStepId
+	}
+	return 0
+}
+
+func (x *Job) GetAttainedGpuMs() uint64 {
+	if x != nil {
+		return x.AttainedGpuMs
+	}
+	return 0
+}
+
+func (x *Job) GetPreemptCount() uint32 {
+	if x != nil {
+		return x.PreemptCount
 	}
 	return 0
 }
@@ -5534,7 +5556,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\vmaster_port\x18\x06 \x01(\rR\n" +
 	"masterPort\x12)\n" +
 	"\x05tasks\x18\a \x03(\v2\x13.loom.v1.TaskStatusR\x05tasks\x12&\n" +
-	"\x0fcreated_unix_ms\x18\b \x01(\x03R\rcreatedUnixMs\"\xc0\x06\n" +
+	"\x0fcreated_unix_ms\x18\b \x01(\x03R\rcreatedUnixMs\"\x8d\a\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12$\n" +
 	"\x04spec\x18\x02 \x01(\v2\x10.loom.v1.JobSpecR\x04spec\x12\x12\n" +
@@ -5566,7 +5588,9 @@ const file_api_loom_proto_rawDesc = "" +
 	"\rarray_task_id\x18\x16 \x01(\rR\varrayTaskId\x12#\n" +
 	"\x05steps\x18\x17 \x03(\v2\r.loom.v1.StepR\x05steps\x12 \n" +
 	"\fnext_step_id\x18\x18 \x01(\rR\n" +
-	"nextStepId\x12\x16\n" +
+	"nextStepId\x12&\n" +
+	"\x0fattained_gpu_ms\x18\x19 \x01(\x04R\rattainedGpuMs\x12#\n" +
+	"\rpreempt_count\x18\x1a \x01(\rR\fpreemptCount\x12\x16\n" +
 	"\x06secret\x182 \x01(\tR\x06secret\"\xc2\x03\n" +
 	"\x04Step\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12$\n" +

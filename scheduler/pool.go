@@ -85,6 +85,8 @@ type cycle struct {
 	relDirty   bool
 	preempted  map[uint64]bool
 	prio       prioState
+	las        LASConfig      // with defaults, for OrderLeastAttained
+	queues     map[uint64]int // LAS queue per job, computed once a cycle
 	byNameUser map[string][]*api.Job
 }
 
@@ -96,7 +98,7 @@ type leafInfo struct {
 func newCycle(v *View, now time.Time, cfg *Config) *cycle {
 	c := &cycle{v: v, now: now, cfg: cfg, byName: make(map[string]int, len(v.Nodes)),
 		arrayRunning: map[uint64]int{}, parts: map[string][]int{}, failMemo: map[shapeKey]failMemo{}, noFitMemo: map[shapeKey]bool{},
-		preempted: map[uint64]bool{}}
+		preempted: map[uint64]bool{}, queues: map[uint64]int{}, las: cfg.LAS.withDefaults()}
 	net := cfg.Network
 	leafIdx := map[string]int{}
 	topIdx := map[string]int{}

@@ -15,14 +15,48 @@ func (c *cycle) lostGPUSeconds(h *holding) float64 {
 	return float64(h.gpus) * max(ran, 0)
 }
 
-// preemptFor picks running jobs of a QoS that pj's QoS may preempt whose
-// GPUs let pj start, losing the least GPU-time: per node the cheapest
-// victims that make room, then the cheapest nodes. It reserves the freed
+// victimFilter returns which running jobs pj may preempt, and what
+// preempting one costs, or nil when pj preempts nothing. A QoS preempts
+// the QoS it lists, costing the GPU-time the victim loses; under
+// OrderLeastAttained a job also preempts requeueable jobs of later queues,
+// the latest queue first, then the fewest GPUs (a checkpointing job loses
+// a restart per GPU, not its run).
+func (c *cycle) victimFilter(pj *pendingJob) (ok func(*holding) bool, cost func(*holding) float64) {
+	q, hasQOS := c.cfg.QOS[pj.job.Spec.GetQos()]
+	byQOS := hasQOS && len(q.Preempt) > 0
+	byLAS := c.cfg.Order == OrderLeastAttained && c.las.Preempt == PreemptRequeueable && !c.lasPatient(pj.job)
+	if !byQOS && !byLAS {
+		return nil, nil
+	}
+	mine := 0
+	if byLAS {
+		mine = c.lasQueue(pj.job)
+	}
+	ok = func(h *holding) bool {
+		if byQOS && slices.Contains(q.Preempt, h.job.Spec.GetQos()) {
+			return true
+		}
+		return byLAS && c.lasVictim(mine, h)
+	}
+	cost = func(h *holding) float64 {
+		if byQOS && slices.Contains(q.Preempt, h.job.Spec.GetQos()) {
+			return c.lostGPUSeconds(h)
+		}
+		// Positive, so that a node already free costs less than any victim.
+		later := c.lasQueue(h.job) - mine
+		return float64(h.gpus) + 1e6*float64(len(c.las.Thresholds)+1-later)
+	}
+	return ok, cost
+}
+
+// preemptFor picks running jobs that pj may preempt (victimFilter) whose
+// GPUs let pj start, at the least cost: per node the cheapest victims
+// that make room, then the cheapest nodes. It reserves the freed
 // resources for pj from now and returns the victims, or nil when
-// preemption cannot make room (or pj's QoS preempts nothing).
+// preemption cannot make room (or pj preempts nothing).
 func (c *cycle) preemptFor(pj *pendingJob, r *request) []*api.Job {
-	q, ok := c.cfg.QOS[pj.job.Spec.GetQos()]
-	if !ok || len(q.Preempt) == 0 {
+	mayTake, costOf := c.victimFilter(pj)
+	if mayTake == nil {
 		return nil
 	}
 	first := -1
@@ -39,7 +73,7 @@ func (c *cycle) preemptFor(pj *pendingJob, r *request) []*api.Job {
 	perNode := map[int][]*holding{}
 	for _, h := range c.held {
 		j := h.job
-		if !j.State.Active() || c.preempted[j.Id] || !slices.Contains(q.Preempt, j.Spec.GetQos()) {
+		if !j.State.Active() || c.preempted[j.Id] || !mayTake(h) {
 			continue
 		}
 		for _, i := range h.nodes {
@@ -68,7 +102,7 @@ func (c *cycle) preemptFor(pj *pendingJob, r *request) []*api.Job {
 			continue
 		}
 		slices.SortFunc(hs, func(a, b *holding) int {
-			if x := cmp.Compare(c.lostGPUSeconds(a), c.lostGPUSeconds(b)); x != 0 {
+			if x := cmp.Compare(costOf(a), costOf(b)); x != 0 {
 				return x
 			}
 			return cmp.Compare(a.job.Id, b.job.Id)
@@ -79,7 +113,7 @@ func (c *cycle) preemptFor(pj *pendingJob, r *request) []*api.Job {
 			m |= h.masks[k] & c.nodes[i].healthy
 			cpus += h.cpus[k]
 			mem += h.mem[k]
-			o.cost += c.lostGPUSeconds(h)
+			o.cost += costOf(h)
 			o.victims = append(o.victims, h)
 			if _, ok := c.fits(c.st, i, m, cpus, mem, shapes[0], r.exclusive); ok {
 				o.mask = m

@@ -51,6 +51,10 @@ const (
 	// OrderShortest sorts by time limit, shortest first (SJF when the limits
 	// are the true durations).
 	OrderShortest
+	// OrderLeastAttained sorts by discretised least attained service
+	// (see LASConfig), first come first served within a queue, and
+	// preempts requeueable jobs of later queues.
+	OrderLeastAttained
 )
 
 // Defaults for the zero Config.
@@ -65,9 +69,11 @@ type Config struct {
 	// MaxPlacementsPerCycle bounds one plan's size so a huge backlog is
 	// committed in several Raft entries rather than one giant one.
 	MaxPlacementsPerCycle int
-	// Order picks the queue order; Priority tunes OrderMultifactor.
+	// Order picks the queue order; Priority tunes OrderMultifactor, LAS
+	// OrderLeastAttained.
 	Order    Order
 	Priority PriorityConfig
+	LAS      LASConfig
 	// Strict stops at the first job that cannot start: nothing passes it
 	// (plain FIFO). Otherwise lower-priority jobs backfill.
 	Strict bool
@@ -241,7 +247,8 @@ func (c *cycle) run() *Plan {
 		r := c.reserve(pj, req)
 		if r == nil || r.start.After(c.now) {
 			// Resources are not coming back right now: a higher QoS may
-			// take them from a lower one.
+			// take them from a lower one, an earlier LAS queue from a
+			// later one.
 			if victims := c.preemptFor(pj, req); len(victims) > 0 {
 				for _, vj := range victims {
 					plan.Preemptions = append(plan.Preemptions, &api.Preemption{JobId: vj.Id, ForJobId: j.Id})
@@ -286,6 +293,14 @@ func (c *cycle) sortQueue(q []*pendingJob) {
 		for _, pj := range q {
 			pj.prio = c.prio.total(pj.job, pj.limit)
 		}
+	case OrderLeastAttained:
+		for _, pj := range q {
+			// Queues are far apart: a limit never outweighs one.
+			pj.prio = -1e12 * float64(c.lasQueue(pj.job))
+			if c.las.WithinQueue == QueueShortestLimit {
+				pj.prio -= limitOrForever(pj.limit)
+			}
+		}
 	case OrderShortest:
 		for _, pj := range q {
 			if pj.limit == 0 {
@@ -307,6 +322,14 @@ func (c *cycle) sortQueue(q []*pendingJob) {
 		// order: job ids are handed out in it.
 		return cmp.Compare(a.job.Id, b.job.Id)
 	})
+}
+
+// limitOrForever is limit in seconds, with unlimited (0) after any limit.
+func limitOrForever(limit time.Duration) float64 {
+	if limit == 0 {
+		return 1e11
+	}
+	return min(limit.Seconds(), 1e11)
 }
 
 // timeLimit returns j's limit; 0 means unlimited.

@@ -418,7 +418,7 @@ func settleJob(j *api.Job, now int64) {
 }
 
 // ReasonPreempted is the pending reason of a job requeued by preemption.
-const ReasonPreempted = "Preempted"
+const ReasonPreempted = api.ReasonPreempted
 
 // preemptJob stops a running job for a higher-QoS one. A job that may be
 // requeued returns to the queue (keeping its submit time, and not counted
@@ -426,13 +426,16 @@ const ReasonPreempted = "Preempted"
 // PREEMPTED. Either way it is no longer active, so its agents stop its
 // ranks (SIGTERM, grace, SIGKILL) and report them ended, which frees the
 // GPUs; a stale preemption (the job already ended or moved on) is ignored.
+// A requeued job keeps the service its run attained (AttainedGpuMs).
 func preemptJob(t *txn, p *api.Preemption, now int64) {
 	j := t.job(p.JobId)
 	if j == nil || !j.State.Active() {
 		return
 	}
 	j = cloneJob(j)
+	j.PreemptCount++
 	if j.Spec.RequeueAllowed() {
+		j.AttainedGpuMs += j.RunGPUMs(now)
 		j.State = api.JobState_PENDING
 		j.Reason = ReasonPreempted
 		j.StartUnixMs = 0
@@ -454,8 +457,10 @@ const ReasonRequeued = "Requeued"
 // time (so its priority age) and its old allocation, whose surviving ranks
 // the agents now stop because the job is no longer active; the scheduler
 // places it again only once every old rank is known to be gone, and the
-// new allocation gets the next generation, which fences stale ranks.
+// new allocation gets the next generation, which fences stale ranks. The
+// run it ends is added to the job's attained service.
 func requeueJob(j *api.Job, now int64) {
+	j.AttainedGpuMs += j.RunGPUMs(now)
 	j.State = api.JobState_PENDING
 	endSteps(j, now)
 	j.RestartCount++

@@ -77,7 +77,7 @@ func TestPlanPreemptsAndRequeues(t *testing.T) {
 	no := false
 	victim := submit(f, "", &api.JobSpec{Script: "x"}).JobID
 	fixed := submit(f, "", &api.JobSpec{Argv: []string{"x"}, Requeue: &no}).JobID
-	f.Apply(CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{
+	f.Apply(CmdApplyPlan, &api.PlanCommand{NowUnixMs: 1000, Placements: []*api.Placement{
 		{JobId: victim, Allocation: oneRankAlloc("n1", "GPU-n1-0", 29500)},
 		{JobId: fixed, Allocation: &api.Allocation{Ranks: []*api.Rank{{Node: "n1", Cpus: 1, Port: 29502}}, Nodes: []string{"n1"}}},
 	}})
@@ -89,6 +89,10 @@ func TestPlanPreemptsAndRequeues(t *testing.T) {
 	v := snap.Job(victim)
 	if v.State != api.JobState_PENDING || v.Reason != ReasonPreempted || v.RestartCount != 0 {
 		t.Fatalf("victim: %s %q restarts %d, want PENDING Preempted 0", v.State, v.Reason, v.RestartCount)
+	}
+	// It keeps the service its run attained: 1 GPU from 1 s to 5 s.
+	if v.AttainedGpuMs != 4000 || v.PreemptCount != 1 {
+		t.Fatalf("victim: attained %d GPU-ms, preempted %d times; want 4000 and 1", v.AttainedGpuMs, v.PreemptCount)
 	}
 	if !v.HoldsResources() {
 		t.Fatalf("victim released its GPU before its ranks reported the end")

@@ -25,16 +25,29 @@ import (
 // otherwise and the file exists.
 const DefaultConfigPath = "/etc/loom/loom.toml"
 
-// configSections are the tables a configuration file may hold.
-// The [cli] table is the commands' own (package cli reads it).
-var configSections = []string{"server", "agent", "cli"}
+// configSection is a table a configuration file may hold: the daemon
+// whose flags it sets, and the prefix its keys take there.
+type configSection struct {
+	name, daemon, prefix string
+}
 
-// applyConfig registers --config on fs and sets fs's flags from table
-// section of the configuration file named by args, $LOOM_CONFIG or the
-// default path. Call it before fs.Parse(args).
-func applyConfig(fs *flag.FlagSet, section string, args []string) error {
+// configSections are the tables a configuration file may hold.
+// [scheduler] sets loom server's --scheduler-* flags: its policy is
+// --scheduler-policy.
+var configSections = []configSection{
+	{"server", "server", ""},
+	{"agent", "agent", ""},
+	{"scheduler", "server", "scheduler-"},
+	// The [cli] table is the commands' own (package cli reads it).
+	{"cli", "cli", ""},
+}
+
+// applyConfig registers --config on fs and sets fs's flags from the
+// tables of daemon (server or agent) of the configuration file named by
+// args, $LOOM_CONFIG or the default path. Call it before fs.Parse(args).
+func applyConfig(fs *flag.FlagSet, daemon string, args []string) error {
 	explicit := configArg(args)
-	fs.String("config", explicit, "configuration file (TOML, a ["+section+"] table of these flags); default $LOOM_CONFIG or "+DefaultConfigPath+" if it exists")
+	fs.String("config", explicit, "configuration file (TOML, a ["+daemon+"] table of these flags); default $LOOM_CONFIG or "+DefaultConfigPath+" if it exists")
 	path := explicit
 	if path == "" {
 		path = os.Getenv("LOOM_CONFIG")
@@ -49,7 +62,7 @@ func applyConfig(fs *flag.FlagSet, section string, args []string) error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	return setFromConfig(fs, section, path, string(text))
+	return setFromConfig(fs, daemon, path, string(text))
 }
 
 // configArg returns the value of --config in args, if given.
@@ -70,7 +83,7 @@ func configArg(args []string) string {
 	return ""
 }
 
-func setFromConfig(fs *flag.FlagSet, section, path, text string) error {
+func setFromConfig(fs *flag.FlagSet, daemon, path, text string) error {
 	var doc map[string]any
 	if _, err := toml.Decode(text, &doc); err != nil {
 		var perr toml.ParseError
@@ -85,18 +98,33 @@ func setFromConfig(fs *flag.FlagSet, section, path, text string) error {
 	}
 	slices.Sort(tops)
 	for _, k := range tops {
-		if _, isTable := doc[k].(map[string]any); !isTable || !slices.Contains(configSections, k) {
-			return fmt.Errorf("%s:%d: %q: settings belong in a [server], [agent] or [cli] table", path, keyLine(text, "", k), k)
+		known := slices.ContainsFunc(configSections, func(s configSection) bool { return s.name == k })
+		if _, isTable := doc[k].(map[string]any); !isTable || !known {
+			return fmt.Errorf("%s:%d: %q: settings belong in a [server], [agent], [scheduler] or [cli] table", path, keyLine(text, "", k), k)
 		}
 	}
-	table, _ := doc[section].(map[string]any)
+	for _, sec := range configSections {
+		if sec.daemon != daemon {
+			continue
+		}
+		table, _ := doc[sec.name].(map[string]any)
+		if err := setTable(fs, sec, table, path, text); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setTable sets fs's flags from one table of the file.
+func setTable(fs *flag.FlagSet, sec configSection, table map[string]any, path, text string) error {
+	section := sec.name
 	keys := make([]string, 0, len(table))
 	for k := range table {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		name := strings.ReplaceAll(k, "_", "-")
+		name := sec.prefix + strings.ReplaceAll(k, "_", "-")
 		line := keyLine(text, section, k)
 		f := fs.Lookup(name)
 		if f == nil || name == "config" {

@@ -4,9 +4,12 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/loomhpc/loom/scheduler"
 )
 
 func testFlags() (*flag.FlagSet, *string, *int, *bool, *time.Duration, *string) {
@@ -68,8 +71,8 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 		{"wrong type", "[agent]\nport = \"nine\"\n", `:2: [agent] port:`},
 		{"table value", "[agent]\nport = { a = 1 }\n", `:2: [agent] port: a map[string]interface {} cannot set a flag`},
 		{"syntax", "[agent]\nport = = 3\n", `:2: `},
-		{"outside a table", "servers = \"a:1\"\n[agent]\n", `:1: "servers": settings belong in a [server], [agent] or [cli] table`},
-		{"unknown table", "[agnet]\nport = 3\n", `:1: "agnet": settings belong in a [server], [agent] or [cli] table`},
+		{"outside a table", "servers = \"a:1\"\n[agent]\n", `:1: "servers": settings belong in a [server], [agent], [scheduler] or [cli] table`},
+		{"unknown table", "[agnet]\nport = 3\n", `:1: "agnet": settings belong in a [server], [agent], [scheduler] or [cli] table`},
 	} {
 		path := writeConfig(t, c.text)
 		fs, _, _, _, _, _ := testFlags()
@@ -106,5 +109,55 @@ func TestSampleConfigIsValid(t *testing.T) {
 	bad := writeConfig(t, "[agent]\ndriver = \"docker\"\n")
 	if rc := configCheckMain(t.Context(), []string{bad}, testStdio(t)); rc == 0 {
 		t.Fatal("a file naming an unknown driver passed the check")
+	}
+}
+
+// [scheduler] sets loom server's --scheduler-* flags; a bad policy or
+// threshold list is refused naming the key and its line.
+func TestSchedulerSection(t *testing.T) {
+	newFlags := func() (*flag.FlagSet, func() scheduler.Config) {
+		fs := flag.NewFlagSet("loom server", flag.ContinueOnError)
+		fs.SetOutput(new(strings.Builder))
+		return fs, schedulerFlags(fs)
+	}
+	path := writeConfig(t, `
+[scheduler]
+policy = "las"
+las_thresholds = [600, 7200]
+las_min_run = "2m"
+las_promote_factor = 4
+`)
+	fs, build := newFlags()
+	args := []string{"--config", path}
+	if err := applyConfig(fs, "server", args); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	c := build()
+	if c.Order != scheduler.OrderLeastAttained || !slices.Equal(c.LAS.Thresholds, []float64{600, 7200}) ||
+		c.LAS.MinRun != 2*time.Minute || c.LAS.PromoteFactor != 4 || c.LAS.Preempt != scheduler.PreemptRequeueable {
+		t.Fatalf("scheduler config = %+v", c)
+	}
+	// Agents ignore [scheduler].
+	afs, _, _, _, _, _ := testFlags()
+	if err := applyConfig(afs, "agent", args); err != nil {
+		t.Fatalf("agent with a [scheduler] table: %v", err)
+	}
+	fs, build = newFlags()
+	if err := fs.Parse(nil); err != nil || build().Order != scheduler.OrderMultifactor {
+		t.Fatalf("default policy = %v (%v), want multifactor", build().Order, err)
+	}
+	for _, c := range []struct{ text, want string }{
+		{"[scheduler]\npolicy = \"lsa\"\n", `:2: [scheduler] policy: invalid value "lsa": unknown policy (want multifactor, fifo or las)`},
+		{"[scheduler]\npolicy = \"las\"\nlas_thresholds = [7200, 600]\n", `:3: [scheduler] las_thresholds: invalid value "7200,600"`},
+		{"[scheduler]\npolicies = \"las\"\n", `:2: [scheduler] unknown setting "policies"`},
+	} {
+		fs, _ := newFlags()
+		err := applyConfig(fs, "server", []string{"--config=" + writeConfig(t, c.text)})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: err = %v, want it to contain %q", c.text, err, c.want)
+		}
 	}
 }

@@ -62,6 +62,7 @@ func runServer(ctx context.Context, args []string, sio stdio) int {
 	var sec daemonSecurity
 	sec.register(fs, "server", "--server NAME")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	schedulerConfig := schedulerFlags(fs)
 	if err := applyConfig(fs, "server", args); err != nil {
 		fmt.Fprintln(sio.err, "loom server:", err)
 		return 2
@@ -99,6 +100,7 @@ func runServer(ctx context.Context, args []string, sio stdio) int {
 		return 2
 	}
 	cfg.Bootstrap = cfg.BootstrapExpect <= 1 && len(cfg.Join) == 0
+	cfg.Scheduler = schedulerConfig()
 	if checkingConfig {
 		return 0
 	}

@@ -5,14 +5,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"text/tabwriter"
 	"time"
 
 	"github.com/loomhpc/loom/gpu"
+	"github.com/loomhpc/loom/scheduler"
 	"github.com/loomhpc/loom/scheduler/sim"
 )
 
@@ -26,16 +30,28 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	trace := fs.String("trace", DefaultTrace, "trace CSV (Philly's philly.csv, or any CSV with --columns)")
 	vcFile := fs.String("vc", "", "VC node counts (philly_vc.csv); default: philly_vc.csv next to a Philly trace")
-	columns := fs.String("columns", "", "generic CSV: submit=COL,duration=COL,gpus=COL[,user=COL][,vc=COL] (times in seconds or timestamps)")
+	columns := fs.String("columns", "", "generic CSV: submit=COL,duration=COL (or start=COL,end=COL),gpus=COL[,user=COL][,vc=COL][,account=COL][,name=COL][,status=COL] (times in seconds or timestamps; gpus a number or a TRES list like sacct's AllocTRES)")
+	delimiter := fs.String("delimiter", ",", "field separator of a generic trace (\"|\" for sacct --parsable2)")
+	statuses := fs.String("status", "", "replay only jobs whose status column starts with one of these, comma-separated (e.g. COMPLETED,FAILED,TIMEOUT)")
 	from := fs.String("from", "", "first submit time to replay (timestamp or seconds)")
 	to := fs.String("to", "", "replay jobs submitted before this time")
 	perVC := fs.Bool("per-vc", false, "simulate each VC on its own nodes (as the Helios study does)")
-	policy := fs.String("policy", "loom", "fifo, sjf or loom")
+	policy := fs.String("policy", "loom", "fifo, sjf, loom or las; several comma-separated (NAME@MODEL gives one its own --time-limit-model), or all (fifo,sjf@exact,loom,las)")
+	restart := fs.Duration("restart-cost", sim.DefaultRestartCost, "progress a preempted job loses each time (since its checkpoint, and resuming)")
+	grace := fs.Duration("grace", sim.DefaultGrace, "how long a preempted job keeps its GPUs after its --signal, making no progress")
+	lasThresholds := fs.String("las-thresholds", "", "las: attained GPU-seconds at which a job moves to the next queue, ascending, comma-separated (default 3600,57600)")
+	lasPromote := fs.Float64("las-promote", 0, "las: a job that waited this many times as long as it ran is served first again (default 8; negative: never)")
+	lasMinRun := fs.Duration("las-min-run", 0, "las: no preemption before a run has lasted this long (default 5m; negative: none)")
+	lasWithin := fs.String("las-within", "fifo", "las: order within a queue: fifo (no duration estimate) or limit (users' time limits, shortest first)")
+	lasPatience := fs.Duration("las-patience", 0, "las: a job preempts only once it has waited this long (default 0)")
+	lasNoPreempt := fs.Bool("las-no-preempt", false, "las: order the queue only, never preempt")
+	lasService := fs.String("las-service", "gpu-time", "las: attained service in gpu-time (GPU-seconds, 2D-LAS) or time (seconds run, 1D-LAS)")
+	plot := fs.String("plot", "", "write an SVG of queue length and GPU utilisation over time and the JCT CDF, one line per policy")
 	limitModel := fs.String("time-limit-model", "roundup", "time limit users give: exact, factor:K, or roundup (next of 1h 2h 4h 8h 1d 2d 3d 7d)")
 	profile := fs.String("profile", "", "GPU profile of every node (dgx1-v100, dgx-a100, ...); default plain 8-GPU nodes")
 	nodesFlag := fs.Int("nodes", 0, "nodes of the one cluster when there is no VC file")
 	gpusPerNode := fs.Int("gpus-per-node", 8, "GPUs per node (ignored with --profile)")
-	out := fs.String("out", "", "write one CSV row per job to this file")
+	out := fs.String("out", "", "write one CSV row per job (and policy) to this file")
 	workers := fs.Int("workers", 2, "VCs simulated at once with --per-vc")
 	scale := fs.Float64("scale-nodes", 1, "multiply every VC's node count (at least 1 node): a sensitivity knob, not a calibration")
 	if err := fs.Parse(args); err != nil {
@@ -53,11 +69,34 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		cols = c
 	}
-	cfg, err := sim.PolicyConfig(*policy)
+	if d := []rune(*delimiter); len(d) != 1 {
+		return fail(fmt.Errorf("--delimiter=%q: want one character", *delimiter))
+	} else if d[0] != ',' {
+		cols.Delimiter = d[0]
+	}
+	if *statuses != "" && cols.Status == "" {
+		return fail(fmt.Errorf("--status needs a status column: --columns ...,status=COL"))
+	}
+	las, err := lasConfig(*lasThresholds, *lasPromote, *lasMinRun, *lasNoPreempt)
 	if err != nil {
 		return fail(err)
 	}
-	lm, err := sim.ParseLimitModel(*limitModel)
+	las.Patience = *lasPatience
+	switch *lasWithin {
+	case "fifo":
+	case "limit":
+		las.WithinQueue = scheduler.QueueShortestLimit
+	default:
+		return fail(fmt.Errorf("--las-within=%s: want fifo or limit", *lasWithin))
+	}
+	switch *lasService {
+	case "gpu-time":
+	case "time":
+		las.Service = scheduler.ServiceTime
+	default:
+		return fail(fmt.Errorf("--las-service=%s: want gpu-time or time", *lasService))
+	}
+	runs, err := parsePolicies(*policy, *limitModel, las)
 	if err != nil {
 		return fail(err)
 	}
@@ -76,7 +115,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return fail(fmt.Errorf("--to: %w", err))
 		}
 	}
+	var keep []string
+	if *statuses != "" {
+		keep = strings.Split(*statuses, ",")
+	}
 	jobs = slices.DeleteFunc(jobs, func(j sim.TraceJob) bool {
+		if keep != nil && !slices.ContainsFunc(keep, func(k string) bool { return strings.HasPrefix(j.Status, k) }) {
+			return true
+		}
 		return (!lo.IsZero() && j.Submit.Before(lo)) || (!hi.IsZero() && !j.Submit.Before(hi))
 	})
 	per := *gpusPerNode
@@ -121,58 +167,210 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	default:
 		return fail(fmt.Errorf("give --vc or --nodes for a generic trace"))
 	}
-	runs := make([]*sim.Run, len(clusters))
-	errs := make([]error, len(clusters))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, max(*workers, 1))
-	for i, c := range clusters {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			runs[i], errs[i] = sim.Simulate(c, cfg, lm)
-		}()
-	}
-	wg.Wait()
-	var all []sim.JobResult
-	gpus, dropped, cycles := 0, 0, 0
-	var frag float64
-	for i, r := range runs {
-		if errs[i] != nil {
-			return fail(errs[i])
+	var results []policyResult
+	for _, pr := range runs {
+		opts := sim.Options{Scheduler: pr.cfg, Limit: pr.limit, RestartCost: *restart, Grace: *grace}
+		r, err := replay(clusters, opts, *workers)
+		if err != nil {
+			return fail(err)
 		}
-		all = append(all, r.Results...)
-		gpus += clusters[i].Nodes * per
-		dropped += r.Dropped
-		cycles += r.Cycles
-		frag += r.FragGPUSeconds
+		r.policyRun = pr
+		for _, c := range clusters {
+			r.gpus += c.Nodes * per
+		}
+		r.stats = sim.Summarize(r.results, r.gpus, r.frag)
+		if len(results) > 0 {
+			fmt.Fprintln(stdout)
+		}
+		printStats(stdout, r, len(clusters))
+		results = append(results, r)
 	}
-	s := sim.Summarize(all, gpus, frag)
-	fmt.Fprintf(stdout, "policy=%s\ntime_limit_model=%s\nclusters=%d\ngpus=%d\n", *policy, *limitModel, len(clusters), gpus)
-	fmt.Fprintf(stdout, "jobs=%d\ndropped=%d\ncycles=%d\n", s.Jobs, dropped, cycles)
-	fmt.Fprintf(stdout, "avg_jct_s=%.0f\nmedian_jct_s=%.0f\np99_jct_s=%.0f\navg_queue_s=%.0f\nmakespan_s=%.0f\ngpu_util=%.3f\nfrag_gpus=%.1f\n",
-		s.AvgJCT, s.MedianJCT, s.P99JCT, s.AvgQueue, s.Makespan, s.GPUUtil, s.FragGPUs)
+	if len(results) > 1 {
+		fmt.Fprintln(stdout)
+		printComparison(stdout, results)
+	}
 	if *out != "" {
-		if err := writeJobs(*out, all); err != nil {
+		if err := writeJobs(*out, results); err != nil {
+			return fail(err)
+		}
+	}
+	if *plot != "" {
+		if err := writePlot(*plot, results); err != nil {
 			return fail(err)
 		}
 	}
 	return 0
 }
 
-func writeJobs(path string, res []sim.JobResult) error {
+// policyRun is one policy to replay: its name as given, its scheduler
+// configuration and its time-limit model.
+type policyRun struct {
+	name, model string
+	cfg         scheduler.Config
+	limit       sim.LimitModel
+}
+
+// policyResult is what replaying one policy over every cluster gave.
+type policyResult struct {
+	policyRun
+	results  []sim.JobResult
+	timeline []sim.Sample
+	gpus     int
+	dropped  int
+	cycles   int
+	frag     float64
+	stats    sim.Stats
+}
+
+// parsePolicies reads --policy: names (each NAME or NAME@MODEL),
+// comma-separated, or all.
+func parsePolicies(s, model string, las scheduler.LASConfig) ([]policyRun, error) {
+	if s == "all" {
+		s = "fifo,sjf@exact,loom,las"
+	}
+	var out []policyRun
+	for _, item := range strings.Split(s, ",") {
+		name, m, ok := strings.Cut(item, "@")
+		if !ok {
+			m = model
+		}
+		cfg, err := sim.PolicyConfig(name)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Order == scheduler.OrderLeastAttained {
+			cfg.LAS = las
+		}
+		lm, err := sim.ParseLimitModel(m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, policyRun{name: name, model: m, cfg: cfg, limit: lm})
+	}
+	return out, nil
+}
+
+// lasConfig reads the --las-* flags.
+func lasConfig(thresholds string, promote float64, minRun time.Duration, noPreempt bool) (scheduler.LASConfig, error) {
+	c := scheduler.LASConfig{PromoteFactor: promote, MinRun: minRun}
+	if noPreempt {
+		c.Preempt = scheduler.PreemptNever
+	}
+	if thresholds == "" {
+		return c, nil
+	}
+	prev := 0.0
+	for _, f := range strings.Split(thresholds, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || v <= prev {
+			return c, fmt.Errorf("--las-thresholds=%s: %q is not a number above the one before it", thresholds, f)
+		}
+		c.Thresholds = append(c.Thresholds, v)
+		prev = v
+	}
+	return c, nil
+}
+
+// replay simulates every cluster under opts, workers at a time, and
+// merges the runs.
+func replay(clusters []sim.Cluster, opts sim.Options, workers int) (policyResult, error) {
+	runs := make([]*sim.Run, len(clusters))
+	errs := make([]error, len(clusters))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(workers, 1))
+	for i, c := range clusters {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			runs[i], errs[i] = sim.Simulate(c, opts)
+		}()
+	}
+	wg.Wait()
+	var r policyResult
+	byTime := map[time.Time]sim.Sample{}
+	for i, run := range runs {
+		if errs[i] != nil {
+			return r, errs[i]
+		}
+		r.results = append(r.results, run.Results...)
+		r.dropped += run.Dropped
+		r.cycles += run.Cycles
+		r.frag += run.FragGPUSeconds
+		for _, s := range run.Timeline {
+			t := byTime[s.At]
+			t.At = s.At
+			t.Queued += s.Queued
+			t.UsedGPUs += s.UsedGPUs
+			byTime[s.At] = t
+		}
+	}
+	for _, at := range slices.SortedFunc(maps.Keys(byTime), time.Time.Compare) {
+		r.timeline = append(r.timeline, byTime[at])
+	}
+	return r, nil
+}
+
+// printStats prints one policy's figures as key=value lines.
+func printStats(w io.Writer, r policyResult, clusters int) {
+	s := r.stats
+	fmt.Fprintf(w, "policy=%s\ntime_limit_model=%s\nclusters=%d\ngpus=%d\n", r.name, r.model, clusters, r.gpus)
+	fmt.Fprintf(w, "jobs=%d\ndropped=%d\ncycles=%d\n", s.Jobs, r.dropped, r.cycles)
+	fmt.Fprintf(w, "avg_jct_s=%.0f\nmedian_jct_s=%.0f\np99_jct_s=%.0f\navg_queue_s=%.0f\nmakespan_s=%.0f\ngpu_util=%.3f\nfrag_gpus=%.1f\n",
+		s.AvgJCT, s.MedianJCT, s.P99JCT, s.AvgQueue, s.Makespan, s.GPUUtil, s.FragGPUs)
+	fmt.Fprintf(w, "preemptions=%d\npreemptions_per_job=%.3f\nmax_preemptions=%d\n", s.Preemptions, s.PreemptionsPerJob, s.MaxPreemptions)
+	for _, c := range s.Classes {
+		fmt.Fprintf(w, "class=%s jobs=%d queue_p50_s=%.0f queue_p99_s=%.0f avg_jct_s=%.0f preemptions_per_job=%.3f\n",
+			c.Class, c.Jobs, c.P50Queue, c.P99Queue, c.AvgJCT, c.AvgPreempt)
+	}
+}
+
+// printComparison prints the policies side by side: average JCT against
+// SJF and FIFO (where they ran), the largest class's p99 queueing, and
+// preemptions per job.
+func printComparison(w io.Writer, rs []policyResult) {
+	ref := func(name string) float64 {
+		for _, r := range rs {
+			if r.name == name {
+				return r.stats.AvgJCT
+			}
+		}
+		return 0
+	}
+	ratio := func(a, b float64) string {
+		if b == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.3f", a/b)
+	}
+	sjf, fifo := ref("sjf"), ref("fifo")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "policy\tlimits\tavg_jct_s\t/sjf\t/fifo\tp99_queue_s(>32)\tpreemptions/job\t")
+	for _, r := range rs {
+		s := r.stats
+		big := s.Classes[len(s.Classes)-1]
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%.0f\t%.3f\t\n", r.name, r.model, s.AvgJCT, ratio(s.AvgJCT, sjf), ratio(s.AvgJCT, fifo), big.P99Queue, s.PreemptionsPerJob)
+	}
+	tw.Flush()
+}
+
+func writeJobs(path string, rs []policyResult) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	w := csv.NewWriter(f)
-	w.Write([]string{"id", "cluster", "gpus", "submit_unix", "start_unix", "end_unix", "duration_s", "time_limit_s", "queue_s", "jct_s"})
-	for _, r := range res {
-		w.Write([]string{strconv.FormatUint(r.ID, 10), r.Cluster, strconv.Itoa(r.GPUs),
-			strconv.FormatInt(r.Submit.Unix(), 10), strconv.FormatInt(r.Start.Unix(), 10), strconv.FormatInt(r.End.Unix(), 10),
-			strconv.FormatFloat(r.Duration.Seconds(), 'f', 0, 64), strconv.FormatFloat(r.Limit.Seconds(), 'f', 0, 64),
-			strconv.FormatFloat(r.Start.Sub(r.Submit).Seconds(), 'f', 0, 64), strconv.FormatFloat(r.End.Sub(r.Submit).Seconds(), 'f', 0, 64)})
+	w.Write([]string{"id", "cluster", "gpus", "submit_unix", "start_unix", "end_unix", "duration_s", "time_limit_s", "queue_s", "jct_s",
+		"preemptions", "size_class", "policy"})
+	for _, pr := range rs {
+		for _, r := range pr.results {
+			w.Write([]string{strconv.FormatUint(r.ID, 10), r.Cluster, strconv.Itoa(r.GPUs),
+				strconv.FormatInt(r.Submit.Unix(), 10), strconv.FormatInt(r.Start.Unix(), 10), strconv.FormatInt(r.End.Unix(), 10),
+				strconv.FormatFloat(r.Duration.Seconds(), 'f', 0, 64), strconv.FormatFloat(r.Limit.Seconds(), 'f', 0, 64),
+				strconv.FormatFloat(r.Queue().Seconds(), 'f', 0, 64), strconv.FormatFloat(r.End.Sub(r.Submit).Seconds(), 'f', 0, 64),
+				strconv.Itoa(r.Preemptions), sim.ClassOf(r.GPUs), pr.name})
+		}
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {

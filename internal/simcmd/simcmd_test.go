@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/loomhpc/loom/scheduler"
 )
 
 func TestMainGenericCSV(t *testing.T) {
@@ -27,5 +29,56 @@ func TestMainGenericCSV(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(dir, "jobs.csv"))
 	if err != nil || strings.Count(string(b), "\n") != 3 {
 		t.Fatalf("jobs.csv: %v, %q", err, b)
+	}
+}
+
+// --policy all replays every policy, prints each one's figures and a
+// comparison, writes one CSV row per job and policy, and draws every
+// policy in each of the plot's three panels.
+func TestMainAllPoliciesPlot(t *testing.T) {
+	dir := t.TempDir()
+	trace := filepath.Join(dir, "t.csv")
+	text := "submit,duration,gpus\n" +
+		"1000000,20000,8\n" + // a long gang first
+		"1010000,100,1\n1010100,100,2\n1010200,7200,4\n1010300,60,1\n"
+	if err := os.WriteFile(trace, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	jobsCSV, plot := filepath.Join(dir, "jobs.csv"), filepath.Join(dir, "p.svg")
+	var out, errb bytes.Buffer
+	code := Main([]string{"--trace", trace, "--columns", "submit=submit,duration=duration,gpus=gpus", "--nodes", "1",
+		"--policy", "all", "--out", jobsCSV, "--plot", plot}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	o := out.String()
+	for _, want := range []string{"policy=fifo\n", "policy=sjf\ntime_limit_model=exact\n", "policy=loom\n", "policy=las\n",
+		"class=2-8 jobs=3 ", "preemptions_per_job=", "/sjf", "p99_queue_s(>32)"} {
+		if !strings.Contains(o, want) {
+			t.Errorf("output lacks %q:\n%s", want, o)
+		}
+	}
+	b, err := os.ReadFile(jobsCSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 1+4*5 || !strings.HasSuffix(lines[0], ",preemptions,size_class,policy") || !strings.HasSuffix(lines[len(lines)-1], ",las") {
+		t.Errorf("jobs.csv: %d lines, header %q, last %q; want 21, with preemptions, size_class and policy", len(lines), lines[0], lines[len(lines)-1])
+	}
+	svg, err := os.ReadFile(plot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(svg), "<polyline"); !strings.HasPrefix(string(svg), "<svg") || n != 3*4 {
+		t.Errorf("plot: %d polylines, want 3 panels × 4 policies", n)
+	}
+}
+
+func TestParsePoliciesErrors(t *testing.T) {
+	for _, bad := range []string{"lifo", "sjf@exakt", "fifo,,las"} {
+		if _, err := parsePolicies(bad, "roundup", scheduler.LASConfig{}); err == nil {
+			t.Errorf("parsePolicies(%q) = nil error, want one", bad)
+		}
 	}
 }

@@ -6,10 +6,13 @@
 package sim
 
 import (
+	"cmp"
 	"container/heap"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/loomhpc/loom/api"
@@ -36,21 +39,35 @@ type JobResult struct {
 	End      time.Time
 	Duration time.Duration
 	Limit    time.Duration
+	// Held is how long the job held GPUs, over all its runs (with the
+	// grace of each preemption); End − Submit − Held is its queueing.
+	Held        time.Duration
+	Preemptions int
 }
+
+// Queue is how long the job waited in the queue, over all its runs.
+func (r JobResult) Queue() time.Duration { return r.End.Sub(r.Submit) - r.Held }
 
 // Stats are a run's figures.
 type Stats struct {
-	Jobs        int
-	Dropped     int // asked for more GPUs than their cluster has
-	AvgJCT      float64
-	MedianJCT   float64
-	P99JCT      float64
-	AvgQueue    float64
-	Makespan    float64
-	GPUUtil     float64 // GPU-seconds used / (GPUs × makespan)
-	FragGPUs    float64 // free GPUs while some job waits, averaged over the makespan
-	GPUSeconds  float64
-	TotalGPUs   int
+	Jobs       int
+	Dropped    int // asked for more GPUs than their cluster has
+	AvgJCT     float64
+	MedianJCT  float64
+	P99JCT     float64
+	AvgQueue   float64 // time waiting, over all of a job's runs
+	Makespan   float64
+	GPUUtil    float64 // GPU-seconds used / (GPUs × makespan)
+	FragGPUs   float64 // free GPUs while some job waits, averaged over the makespan
+	GPUSeconds float64
+	TotalGPUs  int
+	// Preemptions is their total, PreemptionsPerJob the mean and
+	// MaxPreemptions the most any one job had.
+	Preemptions       int
+	PreemptionsPerJob float64
+	MaxPreemptions    int
+	// Classes splits queueing by job size (SizeClasses), in that order.
+	Classes     []ClassStats
 	first, last time.Time
 }
 
@@ -103,28 +120,88 @@ func PolicyConfig(name string) (scheduler.Config, error) {
 		return scheduler.Config{Order: scheduler.OrderMultifactor, Priority: scheduler.PriorityConfig{
 			WeightAge: 1000, WeightJobSize: 1000, FavorSmall: true, SizeByService: true,
 		}}, nil
+	case "las":
+		// Discretised 2D least-attained-service with preemption of
+		// requeueable jobs, promotion against starvation, reservations
+		// and backfill; no durations used for the order.
+		return scheduler.Config{Order: scheduler.OrderLeastAttained}, nil
 	}
-	return scheduler.Config{}, fmt.Errorf("--policy=%s: want fifo, sjf or loom", name)
+	return scheduler.Config{}, fmt.Errorf("--policy=%s: want %s", name, strings.Join(Policies, ", "))
 }
 
-type running struct {
-	end time.Time
-	job *api.Job
-	res *JobResult
+// Policies are the names PolicyConfig knows, in the order `loom sim
+// --policy all` runs them.
+var Policies = []string{"fifo", "sjf", "loom", "las"}
+
+// Options are what a replay needs besides the cluster.
+type Options struct {
+	// Scheduler is the policy (see PolicyConfig).
+	Scheduler scheduler.Config
+	// Limit turns each job's true duration into its time limit.
+	Limit LimitModel
+	// RestartCost is the progress a preempted job loses each time: the
+	// work since its last checkpoint and the time it takes to resume.
+	RestartCost time.Duration
+	// Grace is how long a preempted job keeps its GPUs after the
+	// preemption (its --signal lead and the kill grace), making no
+	// progress.
+	Grace time.Duration
+	// SampleEvery is the spacing of the Timeline's samples, on multiples
+	// of it since the epoch; 0 means an hour.
+	SampleEvery time.Duration
 }
 
-type endHeap []running
+// Default preemption costs.
+const (
+	DefaultRestartCost = 60 * time.Second
+	DefaultGrace       = 60 * time.Second // Slurm's default --signal lead
+)
 
-func (h endHeap) Len() int { return len(h) }
-func (h endHeap) Less(i, j int) bool {
-	if !h[i].end.Equal(h[j].end) {
-		return h[i].end.Before(h[j].end)
+// Sample is the cluster at one moment of a Timeline.
+type Sample struct {
+	At       time.Time
+	Queued   int // jobs waiting
+	UsedGPUs int // GPUs held by jobs (running, or stopping after a preemption)
+}
+
+// simJob is one trace job during a replay.
+type simJob struct {
+	job       *api.Job
+	res       *JobResult
+	remaining time.Duration // work left
+	gen       int           // bumped by a preemption: older end events are void
+	runStart  time.Time
+}
+
+type eventKind int
+
+const (
+	evEnd     eventKind = iota // the job completes
+	evRelease                  // a preempted job's ranks are gone
+)
+
+type event struct {
+	at   time.Time
+	kind eventKind
+	sj   *simJob
+	gen  int
+}
+
+type eventHeap []event
+
+func (h eventHeap) Len() int { return len(h) }
+func (h eventHeap) Less(i, j int) bool {
+	if !h[i].at.Equal(h[j].at) {
+		return h[i].at.Before(h[j].at)
 	}
-	return h[i].job.Id < h[j].job.Id
+	if h[i].kind != h[j].kind {
+		return h[i].kind < h[j].kind
+	}
+	return h[i].sj.job.Id < h[j].sj.job.Id
 }
-func (h endHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *endHeap) Push(x any)   { *h = append(*h, x.(running)) }
-func (h *endHeap) Pop() any {
+func (h eventHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *eventHeap) Push(x any)   { *h = append(*h, x.(event)) }
+func (h *eventHeap) Pop() any {
 	old := *h
 	x := old[len(old)-1]
 	*h = old[:len(old)-1]
@@ -138,50 +215,83 @@ type Run struct {
 	Cycles  int // calls of Schedule
 	// FragGPUSeconds integrates the free GPUs over the time some job waits.
 	FragGPUSeconds float64
+	// Timeline samples the queue and the GPUs in use every SampleEvery.
+	Timeline []Sample
 }
 
-// Simulate replays c's jobs through Schedule with cfg and returns each
-// job's result. Jobs larger than the cluster are dropped and counted.
-func Simulate(c Cluster, cfg scheduler.Config, limit LimitModel) (*Run, error) {
+// Simulate replays c's jobs through Schedule and returns each job's
+// result. Jobs larger than the cluster are dropped and counted. A job the
+// plan preempts is requeued with the service it attained (as the FSM
+// does), keeps its GPUs for o.Grace, and resumes later with its remaining
+// work plus o.RestartCost.
+func Simulate(c Cluster, o Options) (*Run, error) {
 	nodes, err := buildNodes(c)
 	if err != nil {
 		return nil, err
 	}
+	if o.Limit == nil {
+		o.Limit, _ = ParseLimitModel("exact")
+	}
+	every := o.SampleEvery
+	if every <= 0 {
+		every = time.Hour
+	}
 	out := &Run{}
 	used := 0
-	var last time.Time
+	var last, nextSample time.Time
 	per := c.GPUsPerNode
 	capacity := per * c.Nodes
 	jobs := slices.Clone(c.Jobs)
 	slices.SortStableFunc(jobs, func(a, b TraceJob) int { return a.Submit.Compare(b.Submit) })
 	var results []JobResult
 	dropped := 0
-	var pending []*api.Job
-	var run endHeap
-	byID := map[uint64]*JobResult{}
-	live := map[uint64]*api.Job{}
+	var pending []*api.Job // by id
+	var events eventHeap
+	byID := map[uint64]*simJob{}
+	live := map[uint64]*simJob{} // holding GPUs
 	next := 0
 	cycles := 0
-	for next < len(jobs) || run.Len() > 0 {
+	for next < len(jobs) || events.Len() > 0 {
 		var now time.Time
 		switch {
-		case run.Len() == 0:
+		case events.Len() == 0:
 			now = jobs[next].Submit
-		case next >= len(jobs) || !jobs[next].Submit.Before(run[0].end):
-			now = run[0].end
+		case next >= len(jobs) || !jobs[next].Submit.Before(events[0].at):
+			now = events[0].at
 		default:
 			now = jobs[next].Submit
 		}
 		if len(pending) > 0 && !last.IsZero() {
 			out.FragGPUSeconds += float64(capacity-used) * now.Sub(last).Seconds()
 		}
+		if nextSample.IsZero() {
+			nextSample = now.Truncate(every).Add(every)
+		}
+		for ; !nextSample.After(now); nextSample = nextSample.Add(every) {
+			out.Timeline = append(out.Timeline, Sample{At: nextSample, Queued: len(pending), UsedGPUs: used})
+		}
 		last = now
-		for run.Len() > 0 && !run[0].end.After(now) {
-			r := heap.Pop(&run).(running)
-			r.res.End = r.end
-			used -= r.res.GPUs
-			results = append(results, *r.res)
-			delete(live, r.job.Id)
+		for events.Len() > 0 && !events[0].at.After(now) {
+			ev := heap.Pop(&events).(event)
+			sj := ev.sj
+			if ev.gen != sj.gen {
+				continue // the run it ended was preempted
+			}
+			switch ev.kind {
+			case evEnd:
+				sj.res.End = ev.at
+				sj.res.Held += ev.at.Sub(sj.runStart)
+				used -= sj.res.GPUs
+				results = append(results, *sj.res)
+				delete(live, sj.job.Id)
+			case evRelease:
+				for _, t := range sj.job.Allocation.Tasks {
+					t.State = api.TaskState_TASK_EXITED
+				}
+				sj.res.Held += ev.at.Sub(sj.runStart)
+				used -= sj.res.GPUs
+				delete(live, sj.job.Id)
+			}
 		}
 		for ; next < len(jobs) && !jobs[next].Submit.After(now); next++ {
 			tj := jobs[next]
@@ -190,22 +300,25 @@ func Simulate(c Cluster, cfg scheduler.Config, limit LimitModel) (*Run, error) {
 				continue
 			}
 			id := uint64(next + 1)
-			spec := specFor(tj, per, limit)
+			spec := specFor(tj, per, o.Limit)
 			j := &api.Job{Id: id, Spec: spec, User: tj.User, State: api.JobState_PENDING,
 				SubmitUnixMs: tj.Submit.UnixMilli()}
 			pending = append(pending, j)
-			byID[id] = &JobResult{ID: id, Cluster: c.Name, GPUs: tj.GPUs, Submit: tj.Submit,
-				Duration: tj.Duration, Limit: time.Duration(spec.TimeLimitS) * time.Second}
+			byID[id] = &simJob{job: j, remaining: tj.Duration, res: &JobResult{ID: id, Cluster: c.Name, GPUs: tj.GPUs,
+				Submit: tj.Submit, Duration: tj.Duration, Limit: time.Duration(spec.TimeLimitS) * time.Second}}
 		}
 		if len(pending) == 0 {
 			continue
 		}
 		view := &scheduler.View{Nodes: nodes, Jobs: make([]*api.Job, 0, len(pending)+len(live))}
 		view.Jobs = append(view.Jobs, pending...)
-		for _, r := range run {
-			view.Jobs = append(view.Jobs, r.job)
+		for _, id := range slices.Sorted(maps.Keys(live)) {
+			// In id order: the same replay gives the same plans.
+			if j := live[id].job; j.State.Active() {
+				view.Jobs = append(view.Jobs, j)
+			}
 		}
-		plan := scheduler.Schedule(view, now, cfg)
+		plan := scheduler.Schedule(view, now, o.Scheduler)
 		cycles++
 		for _, pr := range plan.Pending {
 			// The FSM would record these; the simulator keeps them so the
@@ -213,6 +326,25 @@ func Simulate(c Cluster, cfg scheduler.Config, limit LimitModel) (*Run, error) {
 			if j := find(pending, pr.JobId); j != nil {
 				j.Reason, j.ExpectedStartUnixMs = pr.Reason, pr.ExpectedStartUnixMs
 			}
+		}
+		for _, p := range plan.Preemptions {
+			sj := byID[p.JobId]
+			if sj == nil || !sj.job.State.Active() {
+				continue
+			}
+			// As the FSM's preemptJob: back to the queue with the service
+			// it attained; its ranks hold the GPUs for the grace.
+			j := sj.job
+			j.AttainedGpuMs += j.RunGPUMs(now.UnixMilli())
+			j.PreemptCount++
+			j.State, j.Reason, j.StartUnixMs, j.ExpectedStartUnixMs = api.JobState_PENDING, "Preempted", 0, 0
+			sj.remaining -= max(now.Sub(sj.runStart)-o.RestartCost, 0)
+			sj.remaining = max(sj.remaining, time.Second)
+			sj.res.Preemptions++
+			sj.gen++
+			heap.Push(&events, event{at: now.Add(o.Grace), kind: evRelease, sj: sj, gen: sj.gen})
+			i, _ := slices.BinarySearchFunc(pending, j.Id, func(x *api.Job, id uint64) int { return cmp.Compare(x.Id, id) })
+			pending = slices.Insert(pending, i, j)
 		}
 		if len(plan.Placements) == 0 {
 			continue
@@ -232,17 +364,20 @@ func Simulate(c Cluster, cfg scheduler.Config, limit LimitModel) (*Run, error) {
 			for i := range a.Tasks {
 				a.Tasks[i] = &api.TaskStatus{State: api.TaskState_TASK_RUNNING}
 			}
-			j.State, j.Allocation, j.StartUnixMs = api.JobState_RUNNING, a, now.UnixMilli()
-			res := byID[j.Id]
-			res.Start = now
-			used += res.GPUs
-			heap.Push(&run, running{end: now.Add(res.Duration), job: j, res: res})
-			live[j.Id] = j
+			j.State, j.Allocation, j.StartUnixMs, j.Reason = api.JobState_RUNNING, a, now.UnixMilli(), ""
+			sj := byID[j.Id]
+			if sj.res.Start.IsZero() {
+				sj.res.Start = now
+			}
+			sj.runStart = now
+			used += sj.res.GPUs
+			heap.Push(&events, event{at: now.Add(sj.remaining), kind: evEnd, sj: sj, gen: sj.gen})
+			live[j.Id] = sj
 		}
 		clear(pending[len(kept):])
 		pending = kept
 	}
-	slices.SortFunc(results, func(a, b JobResult) int { return int(a.ID) - int(b.ID) })
+	slices.SortFunc(results, func(a, b JobResult) int { return cmp.Compare(a.ID, b.ID) })
 	out.Results, out.Dropped, out.Cycles = results, dropped, cycles
 	return out, nil
 }
@@ -266,7 +401,11 @@ func find(js []*api.Job, id uint64) *api.Job {
 // specFor turns a trace job into a spec: one task per node, GPUs spread
 // over the fewest nodes that hold them.
 func specFor(tj TraceJob, per int, limit LimitModel) *api.JobSpec {
-	s := &api.JobSpec{Script: "sim", TimeLimitS: int64(math.Ceil(limit(tj.Duration).Seconds())), Account: tj.User}
+	account := tj.Account
+	if account == "" {
+		account = tj.User
+	}
+	s := &api.JobSpec{Script: "sim", TimeLimitS: int64(math.Ceil(limit(tj.Duration).Seconds())), Account: account, Name: tj.Name}
 	if tj.GPUs == 0 {
 		return s
 	}
@@ -299,6 +438,44 @@ func buildNodes(c Cluster) ([]*api.Node, error) {
 	return nodes, nil
 }
 
+// SizeClasses are the job-size classes the queueing figures are split by:
+// up to 1 GPU, 2–8, 9–32 and more than 32.
+var SizeClasses = []SizeClass{{"1", 0, 1}, {"2-8", 2, 8}, {"9-32", 9, 32}, {">32", 33, math.MaxInt}}
+
+// SizeClass is a range of job sizes in GPUs.
+type SizeClass struct {
+	Name     string
+	Min, Max int
+}
+
+// ClassOf returns the name of the size class of a job with gpus GPUs.
+func ClassOf(gpus int) string {
+	for _, c := range SizeClasses {
+		if gpus <= c.Max {
+			return c.Name
+		}
+	}
+	return SizeClasses[len(SizeClasses)-1].Name
+}
+
+// ClassStats are the figures of one size class.
+type ClassStats struct {
+	Class      string
+	Jobs       int
+	P50Queue   float64
+	P99Queue   float64
+	AvgJCT     float64
+	AvgPreempt float64 // preemptions per job
+}
+
+// percentile returns the q-quantile of sorted xs (nearest rank).
+func percentile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, max(0, int(math.Ceil(q*float64(len(sorted))))-1))]
+}
+
 // Summarize computes the figures of runs over clusters totalling gpus.
 func Summarize(res []JobResult, gpus int, fragGPUSeconds float64) Stats {
 	s := Stats{Jobs: len(res), TotalGPUs: gpus}
@@ -308,16 +485,32 @@ func Summarize(res []JobResult, gpus int, fragGPUSeconds float64) Stats {
 	jct := make([]float64, len(res))
 	var q float64
 	s.first, s.last = res[0].Submit, res[0].End
+	type acc struct {
+		queues       []float64
+		jct, preempt float64
+	}
+	classes := map[string]*acc{}
 	for i, r := range res {
 		jct[i] = r.End.Sub(r.Submit).Seconds()
-		q += r.Start.Sub(r.Submit).Seconds()
+		wait := r.Queue().Seconds()
+		q += wait
 		s.GPUSeconds += float64(r.GPUs) * r.Duration.Seconds()
+		s.Preemptions += r.Preemptions
+		s.MaxPreemptions = max(s.MaxPreemptions, r.Preemptions)
 		if r.Submit.Before(s.first) {
 			s.first = r.Submit
 		}
 		if r.End.After(s.last) {
 			s.last = r.End
 		}
+		a := classes[ClassOf(r.GPUs)]
+		if a == nil {
+			a = &acc{}
+			classes[ClassOf(r.GPUs)] = a
+		}
+		a.queues = append(a.queues, wait)
+		a.jct += jct[i]
+		a.preempt += float64(r.Preemptions)
 	}
 	slices.Sort(jct)
 	var sum float64
@@ -326,8 +519,20 @@ func Summarize(res []JobResult, gpus int, fragGPUSeconds float64) Stats {
 	}
 	s.AvgJCT = sum / float64(len(jct))
 	s.MedianJCT = jct[len(jct)/2]
-	s.P99JCT = jct[min(len(jct)-1, int(math.Ceil(0.99*float64(len(jct))))-1)]
+	s.P99JCT = percentile(jct, 0.99)
 	s.AvgQueue = q / float64(len(res))
+	s.PreemptionsPerJob = float64(s.Preemptions) / float64(len(res))
+	for _, c := range SizeClasses {
+		a := classes[c.Name]
+		cs := ClassStats{Class: c.Name}
+		if a != nil {
+			slices.Sort(a.queues)
+			n := float64(len(a.queues))
+			cs.Jobs, cs.P50Queue, cs.P99Queue = len(a.queues), percentile(a.queues, 0.5), percentile(a.queues, 0.99)
+			cs.AvgJCT, cs.AvgPreempt = a.jct/n, a.preempt/n
+		}
+		s.Classes = append(s.Classes, cs)
+	}
 	s.Makespan = s.last.Sub(s.first).Seconds()
 	if s.Makespan > 0 && gpus > 0 {
 		s.GPUUtil = s.GPUSeconds / (float64(gpus) * s.Makespan)

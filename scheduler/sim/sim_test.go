@@ -55,7 +55,7 @@ func TestSimulatePolicies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		run, err := Simulate(Cluster{Name: "toy", Nodes: 1, GPUsPerNode: 8, Jobs: jobs}, cfg, exact)
+		run, err := Simulate(Cluster{Name: "toy", Nodes: 1, GPUsPerNode: 8, Jobs: jobs}, Options{Scheduler: cfg, Limit: exact})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,5 +71,85 @@ func TestSimulatePolicies(t *testing.T) {
 	}
 	if sjf >= fifo || loom >= fifo {
 		t.Errorf("avg JCT fifo %.0f, sjf %.0f, loom %.0f: want sjf and loom below fifo", fifo, sjf, loom)
+	}
+}
+
+// TestSimulatePreemptionCosts: under las a short job arriving while a long
+// one runs preempts it; the long job keeps its GPUs for the grace, loses
+// the restart cost and resumes with the rest of its work.
+func TestSimulatePreemptionCosts(t *testing.T) {
+	// Times from t0 (not the epoch: a start at Unix 0 reads as never started).
+	const t0 = 360000
+	jobs := []TraceJob{
+		{Submit: time.Unix(t0, 0), Duration: 10000 * time.Second, GPUs: 8},
+		{Submit: time.Unix(t0+1000, 0), Duration: 100 * time.Second, GPUs: 8},
+	}
+	cfg, err := PolicyConfig("las")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := Simulate(Cluster{Name: "toy", Nodes: 1, GPUsPerNode: 8, Jobs: jobs},
+		Options{Scheduler: cfg, RestartCost: 60 * time.Second, Grace: 60 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long, short := run.Results[0], run.Results[1]
+	// The long job ran 1000 s, of which 940 s count; 9060 s remain from
+	// 1160 s, when the short job (started at 1060 s, after the grace) ends.
+	if long.Preemptions != 1 || long.End.Unix()-t0 != 10220 || long.Held != (1060+9060)*time.Second {
+		t.Errorf("long job: %d preemptions, end t0+%d, held %s; want 1, t0+10220, %s", long.Preemptions, long.End.Unix()-t0, long.Held, (1060+9060)*time.Second)
+	}
+	if short.Preemptions != 0 || short.Start.Unix()-t0 != 1060 || short.Queue() != 60*time.Second {
+		t.Errorf("short job: %d preemptions, start t0+%d, queue %s; want 0, t0+1060, 1m0s", short.Preemptions, short.Start.Unix()-t0, short.Queue())
+	}
+	s := Summarize(run.Results, 8, run.FragGPUSeconds)
+	if s.Preemptions != 1 || s.PreemptionsPerJob != 0.5 || s.Classes[2].Jobs != 0 || s.Classes[1].Jobs != 2 {
+		t.Errorf("summary: %d preemptions (%.2f/job), classes %+v; want 1 (0.50/job), both jobs in 2-8", s.Preemptions, s.PreemptionsPerJob, s.Classes)
+	}
+	if len(run.Timeline) == 0 || run.Timeline[0].At.Unix() != t0+3600 || run.Timeline[0].UsedGPUs != 8 {
+		t.Errorf("timeline starts %+v, want a sample at t0+3600 s with 8 GPUs in use", run.Timeline[:min(1, len(run.Timeline))])
+	}
+}
+
+func TestClassOf(t *testing.T) {
+	for gpus, want := range map[int]string{0: "1", 1: "1", 2: "2-8", 8: "2-8", 9: "9-32", 32: "9-32", 33: ">32", 512: ">32"} {
+		if got := ClassOf(gpus); got != want {
+			t.Errorf("ClassOf(%d) = %q, want %q", gpus, got, want)
+		}
+	}
+}
+
+// An sacct --parsable2 export reads directly: '|' separated, duration
+// from Start and End, GPUs from AllocTRES; jobs that never ran are skipped.
+const sacctExport = `JobID|User|Account|JobName|Submit|Start|End|AllocTRES|State
+101|alice|vision|train "big"|2024-03-01T10:00:00|2024-03-01T10:05:00|2024-03-01T11:05:00|billing=16,cpu=16,gres/gpu=4,mem=64G,node=1|COMPLETED
+102|bob|nlp|prep|2024-03-01T10:01:00|2024-03-01T10:01:30|2024-03-01T10:02:30|billing=2,cpu=2,mem=8G,node=1|FAILED
+103|bob|nlp|never|2024-03-01T10:02:00|Unknown|Unknown||CANCELLED by 1001
+`
+
+func TestParseSacctExport(t *testing.T) {
+	cols, err := ParseColumns("submit=Submit,start=Start,end=End,gpus=AllocTRES,user=User,account=Account,name=JobName,status=State")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols.Delimiter = '|'
+	jobs, err := parseTrace(strings.NewReader(sacctExport), "sacct", cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 2 {
+		t.Fatalf("%d jobs, want 2 (the cancelled one never ran)", len(jobs))
+	}
+	a, b := jobs[0], jobs[1]
+	if a.GPUs != 4 || a.Duration != time.Hour || a.User != "alice" || a.Account != "vision" || a.Name != `train "big"` || a.Status != "COMPLETED" {
+		t.Errorf("job 101 = %+v", a)
+	}
+	if b.GPUs != 0 || b.Duration != time.Minute || b.Status != "FAILED" {
+		t.Errorf("job 102 = %+v", b)
+	}
+	for _, bad := range []string{"submit=a,gpus=c", "submit=a,duration=b,start=s,end=e,gpus=c", "submit=a,start=s,gpus=c", "submit=a,duration=b,gpus=c,colour=d"} {
+		if _, err := ParseColumns(bad); err == nil {
+			t.Errorf("ParseColumns(%q) = nil error, want one", bad)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,17 +20,28 @@ type TraceJob struct {
 	GPUs     int
 	User     string
 	VC       string // virtual cluster (Philly's "cluster" column); "" for one cluster
+	Account  string // charged for fair share; "" charges the user
+	Name     string // the job's name
+	Status   string // how it ended in the trace (COMPLETED, FAILED, ...)
 }
 
-// Columns names the trace's columns for each field.
+// Columns names the trace's columns for each field. A trace gives either
+// Duration or both Start and End (the duration is End − Start).
 type Columns struct {
 	Submit, Duration, GPUs, User, VC string
+	Start, End                       string
+	Account, Name, Status            string
+	// Delimiter separates the fields; 0 means a comma (sacct --parsable2
+	// uses '|').
+	Delimiter rune
 }
 
 // PhillyColumns are the columns of the Helios project's philly.csv.
 var PhillyColumns = Columns{Submit: "timestamp", Duration: "duration", GPUs: "num_gpus", VC: "cluster"}
 
-// ParseColumns reads "--columns submit=a,duration=b,gpus=c[,user=d][,vc=e]".
+// ParseColumns reads "--columns submit=a,duration=b,gpus=c[,user=d][,vc=e]"
+// (start=COL,end=COL may stand for duration; account, name and status are
+// optional too).
 func ParseColumns(s string) (Columns, error) {
 	var c Columns
 	for _, kv := range strings.Split(s, ",") {
@@ -48,14 +60,54 @@ func ParseColumns(s string) (Columns, error) {
 			c.User = v
 		case "vc":
 			c.VC = v
+		case "start":
+			c.Start = v
+		case "end":
+			c.End = v
+		case "account":
+			c.Account = v
+		case "name":
+			c.Name = v
+		case "status":
+			c.Status = v
 		default:
-			return c, fmt.Errorf("--columns: unknown field %q (want submit, duration, gpus, user, vc)", k)
+			return c, fmt.Errorf("--columns: unknown field %q (want submit, duration or start and end, gpus, user, vc, account, name, status)", k)
 		}
 	}
-	if c.Submit == "" || c.Duration == "" || c.GPUs == "" {
-		return c, errors.New("--columns: submit, duration and gpus are required")
+	if c.Submit == "" || c.GPUs == "" || (c.Duration == "") == (c.Start == "" || c.End == "") {
+		return c, errors.New("--columns: submit, gpus, and duration or start and end (not both) are required")
+	}
+	if (c.Start == "") != (c.End == "") {
+		return c, errors.New("--columns: start and end go together")
 	}
 	return c, nil
+}
+
+// neverRan are the start or end values of a job that did not run (or
+// still runs) in an accounting export: such rows are skipped.
+var neverRan = []string{"", "Unknown", "None"}
+
+// parseGPUs reads a GPU count: a number, or a Slurm TRES list such as
+// sacct's AllocTRES (billing=8,cpu=8,gres/gpu=4,mem=32G,node=1; no
+// gres/gpu means 0).
+func parseGPUs(s string) (int, error) {
+	if g, err := strconv.ParseFloat(s, 64); err == nil {
+		return int(g), nil
+	}
+	if !strings.Contains(s, "=") {
+		return 0, fmt.Errorf("gpus %q is neither a number nor a TRES list", s)
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		if k == "gres/gpu" {
+			g, err := strconv.Atoi(v)
+			if err != nil {
+				return 0, fmt.Errorf("gpus %q: gres/gpu=%q is not a number", s, v)
+			}
+			return g, nil
+		}
+	}
+	return 0, nil
 }
 
 // timeLayouts are the timestamp forms a trace may use; plain numbers are
@@ -90,6 +142,12 @@ func ReadTrace(path string, cols Columns) ([]TraceJob, error) {
 func parseTrace(r io.Reader, name string, cols Columns) ([]TraceJob, error) {
 	cr := csv.NewReader(r)
 	cr.ReuseRecord = true
+	if cols.Delimiter != 0 {
+		cr.Comma = cols.Delimiter
+	}
+	// sacct --parsable2 writes a field's text as it is, quotes included.
+	cr.LazyQuotes = cols.Delimiter != 0 && cols.Delimiter != ','
+	cr.FieldsPerRecord = -1
 	head, err := cr.Read()
 	if err != nil {
 		return nil, fmt.Errorf("%s: header: %w", name, err)
@@ -108,11 +166,30 @@ func parseTrace(r io.Reader, name string, cols Columns) ([]TraceJob, error) {
 		}
 		return i, nil
 	}
-	var is [5]int
-	for k, fc := range [][2]string{{"submit", cols.Submit}, {"duration", cols.Duration}, {"gpus", cols.GPUs}, {"user", cols.User}, {"vc", cols.VC}} {
+	const (
+		iSubmit = iota
+		iDuration
+		iGPUs
+		iUser
+		iVC
+		iStart
+		iEnd
+		iAccount
+		iName
+		iStatus
+	)
+	var is [10]int
+	for k, fc := range [][2]string{{"submit", cols.Submit}, {"duration", cols.Duration}, {"gpus", cols.GPUs}, {"user", cols.User}, {"vc", cols.VC},
+		{"start", cols.Start}, {"end", cols.End}, {"account", cols.Account}, {"name", cols.Name}, {"status", cols.Status}} {
 		if is[k], err = col(fc[0], fc[1]); err != nil {
 			return nil, err
 		}
+	}
+	get := func(rec []string, k int) string {
+		if is[k] < 0 || is[k] >= len(rec) {
+			return ""
+		}
+		return rec[is[k]]
 	}
 	var jobs []TraceJob
 	line := 1
@@ -125,26 +202,38 @@ func parseTrace(r io.Reader, name string, cols Columns) ([]TraceJob, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: line %d: %w", name, line, err)
 		}
-		t, err := ParseTime(rec[is[0]])
+		t, err := ParseTime(get(rec, iSubmit))
 		if err != nil {
 			return nil, fmt.Errorf("%s: line %d: submit: %w", name, line, err)
 		}
-		d, err := strconv.ParseFloat(rec[is[1]], 64)
+		var d time.Duration
+		if is[iDuration] >= 0 {
+			secs, err := strconv.ParseFloat(get(rec, iDuration), 64)
+			if err != nil {
+				return nil, fmt.Errorf("%s: line %d: duration %q is not seconds", name, line, get(rec, iDuration))
+			}
+			d = time.Duration(secs * float64(time.Second))
+		} else {
+			s, e := get(rec, iStart), get(rec, iEnd)
+			if slices.Contains(neverRan, s) || slices.Contains(neverRan, e) {
+				continue
+			}
+			st, err := ParseTime(s)
+			if err != nil {
+				return nil, fmt.Errorf("%s: line %d: start: %w", name, line, err)
+			}
+			et, err := ParseTime(e)
+			if err != nil {
+				return nil, fmt.Errorf("%s: line %d: end: %w", name, line, err)
+			}
+			d = max(et.Sub(st), 0)
+		}
+		g, err := parseGPUs(get(rec, iGPUs))
 		if err != nil {
-			return nil, fmt.Errorf("%s: line %d: duration %q is not seconds", name, line, rec[is[1]])
+			return nil, fmt.Errorf("%s: line %d: %w", name, line, err)
 		}
-		g, err := strconv.ParseFloat(rec[is[2]], 64)
-		if err != nil {
-			return nil, fmt.Errorf("%s: line %d: gpus %q is not a number", name, line, rec[is[2]])
-		}
-		j := TraceJob{Submit: t, Duration: time.Duration(d * float64(time.Second)), GPUs: int(g)}
-		if is[3] >= 0 {
-			j.User = rec[is[3]]
-		}
-		if is[4] >= 0 {
-			j.VC = rec[is[4]]
-		}
-		jobs = append(jobs, j)
+		jobs = append(jobs, TraceJob{Submit: t, Duration: d, GPUs: g, User: get(rec, iUser), VC: get(rec, iVC),
+			Account: get(rec, iAccount), Name: get(rec, iName), Status: get(rec, iStatus)})
 	}
 	return jobs, nil
 }

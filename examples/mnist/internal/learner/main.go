@@ -6,6 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/loomhpc/loom/netcoll"
@@ -41,6 +44,29 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	cfg.Log = stdout
+	// SIGUSR1 (sbatch --signal=USR1@SECS, before the time limit or a
+	// preemption) asks for a checkpoint now; the run goes on until the
+	// SIGTERM that follows.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	now := make(chan struct{}, 1)
+	cfg.CheckpointNow = now
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-usr1:
+				select {
+				case now <- struct{}{}:
+				default: // one pending request will do
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
 
 	dir := *dataDir
 	if dir == "" {

@@ -43,6 +43,10 @@ type Config struct {
 	// checkpoints.
 	CheckpointDir   string
 	CheckpointEvery int
+	// CheckpointNow, when set, makes the run checkpoint after the step in
+	// progress whenever it receives: the learner's answer to the --signal
+	// a job gets before its time limit or its preemption.
+	CheckpointNow <-chan struct{}
 	// ResultDir receives the final model and metrics.json. Empty skips
 	// them.
 	ResultDir string
@@ -254,6 +258,14 @@ func Train(ctx context.Context, comm *netcoll.Comm, data *Data, cfg Config) (*Re
 			if err := saveCheckpoint(); err != nil {
 				return nil, err
 			}
+		}
+		select {
+		case <-cfg.CheckpointNow:
+			fmt.Fprintf(logw, "signalled: checkpointing at step %d\n", step)
+			if err := saveCheckpoint(); err != nil {
+				return nil, err
+			}
+		default:
 		}
 	}
 	if err := evaluate(); err != nil {

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/loomhpc/loom/scheduler"
+)
+
+// schedulerPolicies are the names [scheduler] policy takes.
+var schedulerPolicies = map[string]scheduler.Order{
+	"multifactor": scheduler.OrderMultifactor,
+	"fifo":        scheduler.OrderFIFO,
+	"las":         scheduler.OrderLeastAttained,
+}
+
+// policyFlag is --scheduler-policy: a name from schedulerPolicies.
+type policyFlag struct{ order scheduler.Order }
+
+func (p *policyFlag) String() string {
+	for name, o := range schedulerPolicies {
+		if p != nil && o == p.order {
+			return name
+		}
+	}
+	return "multifactor"
+}
+
+func (p *policyFlag) Set(s string) error {
+	o, ok := schedulerPolicies[s]
+	if !ok {
+		return fmt.Errorf("unknown policy (want multifactor, fifo or las)")
+	}
+	p.order = o
+	return nil
+}
+
+// thresholdsFlag is --scheduler-las-thresholds: ascending GPU-seconds.
+type thresholdsFlag []float64
+
+func (t *thresholdsFlag) String() string {
+	if t == nil {
+		return ""
+	}
+	parts := make([]string, len(*t))
+	for i, v := range *t {
+		parts[i] = strconv.FormatFloat(v, 'g', -1, 64)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (t *thresholdsFlag) Set(s string) error {
+	var out thresholdsFlag
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || v <= 0 || (len(out) > 0 && v <= out[len(out)-1]) {
+			return fmt.Errorf("%q: want positive GPU-seconds, each above the one before", f)
+		}
+		out = append(out, v)
+	}
+	*t = out
+	return nil
+}
+
+// schedulerFlags registers loom server's --scheduler-* flags (which the
+// [scheduler] table of loom.toml sets too) and returns what builds the
+// scheduler configuration from them once parsed.
+func schedulerFlags(fs *flag.FlagSet) func() scheduler.Config {
+	policy := &policyFlag{}
+	fs.Var(policy, "scheduler-policy", "queue order: multifactor (Slurm-style priority), fifo, or las (least attained GPU-service first, preempting requeueable jobs of later queues)")
+	var thresholds thresholdsFlag
+	fs.Var(&thresholds, "scheduler-las-thresholds", "las: attained GPU-seconds at which a job moves to the next queue, ascending, comma-separated (default 3600,57600)")
+	promote := fs.Float64("scheduler-las-promote-factor", 0, "las: a job that has waited this many times as long as it ran is served first again (default 8; negative: never)")
+	minRun := fs.Duration("scheduler-las-min-run", 0, "las: a run is not preempted before it has lasted this long (default 5m; negative: no protection)")
+	patience := fs.Duration("scheduler-las-patience", 0, "las: a job preempts only once it has waited this long (default 0; negative: at once)")
+	preempt := fs.Bool("scheduler-las-preempt", true, "las: preempt requeueable batch jobs of later queues (false: only order the queue)")
+	return func() scheduler.Config {
+		c := scheduler.Config{Order: policy.order}
+		if c.Order == scheduler.OrderLeastAttained {
+			c.LAS = scheduler.LASConfig{Thresholds: thresholds, PromoteFactor: *promote, MinRun: *minRun, Patience: *patience}
+			if !*preempt {
+				c.LAS.Preempt = scheduler.PreemptNever
+			}
+		}
+		return c
+	}
+}
