@@ -165,14 +165,15 @@ func AgentTLSArgs(t testing.TB, dir, node string) []string {
 	return []string{"--tls-ca", f.CA, "--tls-cert", f.Cert, "--tls-key", f.Key}
 }
 
-// StartServer starts a single-server cluster in dir.
-func StartServer(t testing.TB, dir, name string) *Server {
+// StartServer starts a single-server cluster in dir, with any extra
+// flags (--config FILE, say).
+func StartServer(t testing.TB, dir, name string, flags ...string) *Server {
 	t.Helper()
 	s, err := harness.NewServer(Binary(t), dir, name, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Args, err = (harness.ServerOptions{PKI: PKI(t, dir)}).Args([]*harness.Server{s}, 0); err != nil {
+	if s.Args, err = (harness.ServerOptions{PKI: PKI(t, dir), Flags: flags}).Args([]*harness.Server{s}, 0); err != nil {
 		t.Fatal(err)
 	}
 	start(t, s.Proc)

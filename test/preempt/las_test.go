@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
-	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/test/cluster"
 )
 
@@ -46,13 +45,9 @@ func TestLASPreemptsLongJobWhichResumes(t *testing.T) {
 	if err := os.WriteFile(conf, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := harness.NewServer(cluster.Binary(t), logs, "server", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cluster.Start(t, logs, "server", harness.ServerOptions{Flags: []string{"--config", conf}}.Args([]*harness.Server{srv}, 0)...)
-	cluster.StartAgent(t, logs, "node1", "pcie-4", 30000, srv.RPC)
-	jobs, nodes := cluster.Client(t, srv.RPC)
+	srv := cluster.StartServer(t, logs, "server", "--config", conf)
+	cluster.StartAgent(t, logs, "node1", "pcie-4", 30000, srv)
+	jobs, nodes := cluster.Client(t, srv.Client())
 	cluster.WaitFor(t, "the agent to register", 30*time.Second, func() bool {
 		r, err := nodes.ListNodes(cluster.Ctx(t), &api.ListNodesRequest{})
 		return err == nil && len(r.Nodes) == 1
@@ -60,8 +55,7 @@ func TestLASPreemptsLongJobWhichResumes(t *testing.T) {
 	env := map[string]string{"PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME")}
 	submit := func(token string, spec *api.JobSpec) uint64 {
 		spec.WorkingDir, spec.Env = work, env
-		return cluster.SubmitRetrying(t, jobs, &api.SubmitRequest{Spec: spec, User: "tester",
-			Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), IdempotencyToken: token}, 20*time.Second)
+		return cluster.SubmitRetrying(t, jobs, &api.SubmitRequest{Spec: spec, IdempotencyToken: token}, 20*time.Second)
 	}
 	// No periodic checkpoints: the only one the long job takes is the one
 	// its --signal asks for, so resuming past step 0 proves it came.
