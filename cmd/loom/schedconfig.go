@@ -71,10 +71,10 @@ func schedulerFlags(fs *flag.FlagSet) func() scheduler.Config {
 	policy := &policyFlag{}
 	fs.Var(policy, "scheduler-policy", "queue order: multifactor (Slurm-style priority), fifo, or las (least attained GPU-service first, preempting requeueable jobs of later queues)")
 	var thresholds thresholdsFlag
-	fs.Var(&thresholds, "scheduler-las-thresholds", "las: attained GPU-seconds at which a job moves to the next queue, ascending, comma-separated (default 3600,57600)")
-	promote := fs.Float64("scheduler-las-promote-factor", 0, "las: a job that has waited this many times as long as it ran is served first again (default 8; negative: never)")
+	fs.Var(&thresholds, "scheduler-las-thresholds", "las: attained GPU-seconds at which a job moves to the next queue, ascending, comma-separated (default 28800,230400,1843200)")
+	promote := fs.Float64("scheduler-las-promote-factor", 0, "las: a job that has waited this many times as long as it ran is served first again (default 0: never)")
 	minRun := fs.Duration("scheduler-las-min-run", 0, "las: a run is not preempted before it has lasted this long (default 5m; negative: no protection)")
-	patience := fs.Duration("scheduler-las-patience", 0, "las: a job preempts only once it has waited this long (default 0; negative: at once)")
+	patience := fs.Duration("scheduler-las-patience", 0, "las: a job preempts only once it has waited this long (default 0: at once)")
 	preempt := fs.Bool("scheduler-las-preempt", true, "las: preempt requeueable batch jobs of later queues (false: only order the queue)")
 	return func() scheduler.Config {
 		c := scheduler.Config{Order: policy.order}
