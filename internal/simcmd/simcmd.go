@@ -352,8 +352,8 @@ func printStats(w io.Writer, r policyResult, clusters int) {
 }
 
 // printComparison prints the policies side by side: average JCT against
-// SJF and FIFO (where they ran), the largest class's p99 queueing, and
-// preemptions per job.
+// SJF and FIFO (where they ran), the p99 queueing of the largest size
+// class that has jobs, and preemptions per job.
 func printComparison(w io.Writer, rs []policyResult) {
 	ref := func(name string) float64 {
 		for _, r := range rs {
@@ -371,11 +371,18 @@ func printComparison(w io.Writer, rs []policyResult) {
 	}
 	sjf, fifo := ref("sjf"), ref("fifo")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "policy\tlimits\tavg_jct_s\t/sjf\t/fifo\tp99_queue_s(>32)\tpreemptions/job\t")
+	// The largest class any policy ran a job of (every policy runs the
+	// same jobs).
+	big := 0
+	for k, c := range rs[0].stats.Classes {
+		if c.Jobs > 0 {
+			big = k
+		}
+	}
+	fmt.Fprintf(tw, "policy\tlimits\tavg_jct_s\t/sjf\t/fifo\tp99_queue_s(%s)\tpreemptions/job\t\n", sim.SizeClasses[big].Name)
 	for _, r := range rs {
 		s := r.stats
-		big := s.Classes[len(s.Classes)-1]
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%.0f\t%.3f\t\n", r.name, r.model, s.AvgJCT, ratio(s.AvgJCT, sjf), ratio(s.AvgJCT, fifo), big.P99Queue, s.PreemptionsPerJob)
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%.0f\t%.3f\t\n", r.name, r.model, s.AvgJCT, ratio(s.AvgJCT, sjf), ratio(s.AvgJCT, fifo), s.Classes[big].P99Queue, s.PreemptionsPerJob)
 	}
 	tw.Flush()
 }

@@ -51,7 +51,7 @@ func TestMainAllPoliciesPlot(t *testing.T) {
 	}
 	o := out.String()
 	for _, want := range []string{"policy=fifo\n", "policy=sjf\ntime_limit_model=exact\n", "policy=loom\n", "policy=las\n",
-		"policy=las-limit\n", "class=2-8 jobs=3 ", "preemptions_per_job=", "/sjf", "p99_queue_s(>32)"} {
+		"policy=las-limit\n", "class=2-8 jobs=3 ", "preemptions_per_job=", "/sjf", "p99_queue_s(2-8)"} {
 		if !strings.Contains(o, want) {
 			t.Errorf("output lacks %q:\n%s", want, o)
 		}
