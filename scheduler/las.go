@@ -27,10 +27,12 @@ type LASConfig struct {
 	// (the default, which uses no estimate of duration) or by the time
 	// limit users gave, shortest first.
 	WithinQueue QueueOrder
-	// PromoteFactor guards against starvation: a job that has run and has
-	// since waited at least PromoteFactor times as long as it ran (over
-	// all its generations) is served in the first queue again. 0 means
-	// DefaultLASPromoteFactor; negative, never.
+	// PromoteFactor, when positive, is a starvation guard beside the
+	// reservations: a job that has run and has since waited at least
+	// PromoteFactor times as long as it ran (over all its generations) is
+	// served in the first queue again. 0 (the default) promotes nothing:
+	// on the Philly replay every factor tried raised the average JCT
+	// (docs/simulation.md).
 	PromoteFactor float64
 	// Preempt lets a job that cannot start stop running jobs of later
 	// queues. Only batch jobs that may be requeued are preempted (never
@@ -39,9 +41,9 @@ type LASConfig struct {
 	// agents give them their --signal and its lead before stopping them.
 	Preempt PreemptMode
 	// Patience is how long a job waits (over its life, not counting its
-	// runs) before it preempts: a burst of arrivals that running jobs'
-	// ends absorb soon enough preempts nothing. 0 means
-	// DefaultLASPatience; negative, none.
+	// runs) before it preempts, so that a burst of arrivals that running
+	// jobs' ends absorb soon enough preempts nothing. 0 (the default):
+	// at once.
 	Patience time.Duration
 	// MinRun protects a job's current run from preemption until it has
 	// lasted this long, doubled for every time the job was preempted
@@ -86,31 +88,19 @@ const (
 	PreemptNever
 )
 
-// Defaults of LASConfig.
-var (
-	// DefaultLASThresholds are 1 and 16 GPU-hours: three queues.
-	DefaultLASThresholds = []float64{3600, 16 * 3600}
-)
+// DefaultLASThresholds are 8, 64 and 512 GPU-hours: four queues. (A job
+// of one 8-GPU node leaves the first after an hour.)
+var DefaultLASThresholds = []float64{8 * 3600, 64 * 3600, 512 * 3600}
 
-// Defaults of LASConfig.
-const (
-	DefaultLASPromoteFactor = 8
-	DefaultLASMinRun        = 5 * time.Minute
-	DefaultLASPatience      = 0
-)
+// DefaultLASMinRun is the default LASConfig.MinRun.
+const DefaultLASMinRun = 5 * time.Minute
 
 func (l LASConfig) withDefaults() LASConfig {
 	if len(l.Thresholds) == 0 {
 		l.Thresholds = DefaultLASThresholds
 	}
-	if l.PromoteFactor == 0 {
-		l.PromoteFactor = DefaultLASPromoteFactor
-	}
 	if l.MinRun == 0 {
 		l.MinRun = DefaultLASMinRun
-	}
-	if l.Patience == 0 {
-		l.Patience = DefaultLASPatience
 	}
 	return l
 }

@@ -54,7 +54,7 @@ func TestLASQueue(t *testing.T) {
 
 func TestLASPreemptsLongJobForNewOne(t *testing.T) {
 	t0 := time.Unix(1_000_000, 0)
-	cfg := Config{Order: OrderLeastAttained}
+	cfg := Config{Order: OrderLeastAttained, LAS: LASConfig{Thresholds: []float64{3600}}}
 	nodes := []*api.Node{node("a", 8, 64)}
 	all := gpuRank("a", 0, 1, 2, 3, 4, 5, 6, 7)
 	tests := []struct {
@@ -120,7 +120,7 @@ func TestLASOrdersByQueueThenSubmit(t *testing.T) {
 	fresh := pending(2, &api.JobSpec{GpusPerNode: 1})
 	fresh.SubmitUnixMs = t0.Add(-time.Minute).UnixMilli()
 	v := &View{Nodes: []*api.Node{node("a", 1, 64)}, Jobs: []*api.Job{old, fresh}}
-	p := Schedule(v, t0, Config{Order: OrderLeastAttained})
+	p := Schedule(v, t0, Config{Order: OrderLeastAttained, LAS: LASConfig{Thresholds: []float64{3600}}})
 	if len(p.Placements) != 1 || p.Placements[0].JobId != 2 {
 		t.Fatalf("placements = %v, want job 2 (no service yet) before job 1", p.Placements)
 	}

@@ -126,6 +126,7 @@ policy = "las"
 las_thresholds = [600, 7200]
 las_min_run = "2m"
 las_promote_factor = 4
+las_within = "limit"
 `)
 	fs, build := newFlags()
 	args := []string{"--config", path}
@@ -137,7 +138,8 @@ las_promote_factor = 4
 	}
 	c := build()
 	if c.Order != scheduler.OrderLeastAttained || !slices.Equal(c.LAS.Thresholds, []float64{600, 7200}) ||
-		c.LAS.MinRun != 2*time.Minute || c.LAS.PromoteFactor != 4 || c.LAS.Preempt != scheduler.PreemptRequeueable {
+		c.LAS.MinRun != 2*time.Minute || c.LAS.PromoteFactor != 4 || c.LAS.Preempt != scheduler.PreemptRequeueable ||
+		c.LAS.WithinQueue != scheduler.QueueShortestLimit {
 		t.Fatalf("scheduler config = %+v", c)
 	}
 	// Agents ignore [scheduler].

@@ -64,6 +64,28 @@ func (t *thresholdsFlag) Set(s string) error {
 	return nil
 }
 
+// withinFlag is --scheduler-las-within: fifo or limit.
+type withinFlag struct{ order scheduler.QueueOrder }
+
+func (w *withinFlag) String() string {
+	if w != nil && w.order == scheduler.QueueShortestLimit {
+		return "limit"
+	}
+	return "fifo"
+}
+
+func (w *withinFlag) Set(s string) error {
+	switch s {
+	case "fifo":
+		w.order = scheduler.QueueFIFO
+	case "limit":
+		w.order = scheduler.QueueShortestLimit
+	default:
+		return fmt.Errorf("want fifo or limit")
+	}
+	return nil
+}
+
 // schedulerFlags registers loom server's --scheduler-* flags (which the
 // [scheduler] table of loom.toml sets too) and returns what builds the
 // scheduler configuration from them once parsed.
@@ -71,15 +93,18 @@ func schedulerFlags(fs *flag.FlagSet) func() scheduler.Config {
 	policy := &policyFlag{}
 	fs.Var(policy, "scheduler-policy", "queue order: multifactor (Slurm-style priority), fifo, or las (least attained GPU-service first, preempting requeueable jobs of later queues)")
 	var thresholds thresholdsFlag
-	fs.Var(&thresholds, "scheduler-las-thresholds", "las: attained GPU-seconds at which a job moves to the next queue, ascending, comma-separated (default 3600,57600)")
-	promote := fs.Float64("scheduler-las-promote-factor", 0, "las: a job that has waited this many times as long as it ran is served first again (default 8; negative: never)")
+	fs.Var(&thresholds, "scheduler-las-thresholds", "las: attained GPU-seconds at which a job moves to the next queue, ascending, comma-separated (default 28800,230400,1843200)")
+	promote := fs.Float64("scheduler-las-promote-factor", 0, "las: a job that has waited this many times as long as it ran is served first again (default 0: never)")
 	minRun := fs.Duration("scheduler-las-min-run", 0, "las: a run is not preempted before it has lasted this long (default 5m; negative: no protection)")
-	patience := fs.Duration("scheduler-las-patience", 0, "las: a job preempts only once it has waited this long (default 0; negative: at once)")
+	patience := fs.Duration("scheduler-las-patience", 0, "las: a job preempts only once it has waited this long (default 0: at once)")
+	within := &withinFlag{}
+	fs.Var(within, "scheduler-las-within", "las: order within a queue: fifo (no estimate of duration) or limit (time limits, shortest first)")
 	preempt := fs.Bool("scheduler-las-preempt", true, "las: preempt requeueable batch jobs of later queues (false: only order the queue)")
 	return func() scheduler.Config {
 		c := scheduler.Config{Order: policy.order}
 		if c.Order == scheduler.OrderLeastAttained {
-			c.LAS = scheduler.LASConfig{Thresholds: thresholds, PromoteFactor: *promote, MinRun: *minRun, Patience: *patience}
+			c.LAS = scheduler.LASConfig{Thresholds: thresholds, PromoteFactor: *promote, MinRun: *minRun, Patience: *patience,
+				WithinQueue: within.order}
 			if !*preempt {
 				c.LAS.Preempt = scheduler.PreemptNever
 			}

@@ -20,7 +20,7 @@ const (
 	panelHeight = 240
 	marginLeft  = 70
 	marginRight = 20
-	marginTop   = 40
+	marginTop   = 66 // two rows of legend above the first panel
 	panelGap    = 70
 )
 
@@ -170,8 +170,8 @@ func drawPlot(w io.Writer, rs []policyResult) {
 		if r.model != "" {
 			label += " (" + r.model + " limits)"
 		}
-		x := marginLeft + 10 + float64(i%4)*200
-		y := float64(marginTop-25) + float64(i/4)*12
+		x := marginLeft + float64(i%4)*200
+		y := 16 + float64(i/4)*16
 		fmt.Fprintf(w, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"%s\" stroke-width=\"3\"/>\n", x, y-4, x+20, y-4, colour)
 		fmt.Fprintf(w, "<text x=\"%g\" y=\"%g\">%s</text>\n", x+25, y, label)
 	}

@@ -36,13 +36,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	from := fs.String("from", "", "first submit time to replay (timestamp or seconds)")
 	to := fs.String("to", "", "replay jobs submitted before this time")
 	perVC := fs.Bool("per-vc", false, "simulate each VC on its own nodes (as the Helios study does)")
-	policy := fs.String("policy", "loom", "fifo, sjf, loom or las; several comma-separated (NAME@MODEL gives one its own --time-limit-model), or all (fifo,sjf@exact,loom,las)")
+	policy := fs.String("policy", "loom", "fifo, sjf, loom, las or las-limit; several comma-separated (NAME@MODEL gives one its own --time-limit-model), or all (fifo,sjf@exact,loom,las,las-limit)")
 	restart := fs.Duration("restart-cost", sim.DefaultRestartCost, "progress a preempted job loses each time (since its checkpoint, and resuming)")
 	grace := fs.Duration("grace", sim.DefaultGrace, "how long a preempted job keeps its GPUs after its --signal, making no progress")
-	lasThresholds := fs.String("las-thresholds", "", "las: attained GPU-seconds at which a job moves to the next queue, ascending, comma-separated (default 3600,57600)")
-	lasPromote := fs.Float64("las-promote", 0, "las: a job that waited this many times as long as it ran is served first again (default 8; negative: never)")
+	lasThresholds := fs.String("las-thresholds", "", "las: attained GPU-seconds at which a job moves to the next queue, ascending, comma-separated (las: 28800,230400,1843200; las-limit: 3600,57600)")
+	lasPromote := fs.Float64("las-promote", 0, "las: a job that waited this many times as long as it ran is served first again (default 0: never)")
 	lasMinRun := fs.Duration("las-min-run", 0, "las: no preemption before a run has lasted this long (default 5m; negative: none)")
-	lasWithin := fs.String("las-within", "fifo", "las: order within a queue: fifo (no duration estimate) or limit (users' time limits, shortest first)")
+	lasWithin := fs.String("las-within", "fifo", "las: order within a queue: fifo (las: no duration estimate) or limit (las-limit: users' time limits, shortest first)")
 	lasPatience := fs.Duration("las-patience", 0, "las: a job preempts only once it has waited this long (default 0)")
 	lasNoPreempt := fs.Bool("las-no-preempt", false, "las: order the queue only, never preempt")
 	lasService := fs.String("las-service", "gpu-time", "las: attained service in gpu-time (GPU-seconds, 2D-LAS) or time (seconds run, 1D-LAS)")
@@ -77,24 +77,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if *statuses != "" && cols.Status == "" {
 		return fail(fmt.Errorf("--status needs a status column: --columns ...,status=COL"))
 	}
-	las, err := lasConfig(*lasThresholds, *lasPromote, *lasMinRun, *lasNoPreempt)
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	las, err := lasOverrides(set, lasFlags{thresholds: *lasThresholds, promote: *lasPromote, minRun: *lasMinRun,
+		patience: *lasPatience, within: *lasWithin, service: *lasService, noPreempt: *lasNoPreempt})
 	if err != nil {
 		return fail(err)
-	}
-	las.Patience = *lasPatience
-	switch *lasWithin {
-	case "fifo":
-	case "limit":
-		las.WithinQueue = scheduler.QueueShortestLimit
-	default:
-		return fail(fmt.Errorf("--las-within=%s: want fifo or limit", *lasWithin))
-	}
-	switch *lasService {
-	case "gpu-time":
-	case "time":
-		las.Service = scheduler.ServiceTime
-	default:
-		return fail(fmt.Errorf("--las-service=%s: want gpu-time or time", *lasService))
 	}
 	runs, err := parsePolicies(*policy, *limitModel, las)
 	if err != nil {
@@ -223,10 +211,11 @@ type policyResult struct {
 }
 
 // parsePolicies reads --policy: names (each NAME or NAME@MODEL),
-// comma-separated, or all.
-func parsePolicies(s, model string, las scheduler.LASConfig) ([]policyRun, error) {
+// comma-separated, or all; las applies the --las-* flags given to the
+// las policies.
+func parsePolicies(s, model string, las func(scheduler.LASConfig) scheduler.LASConfig) ([]policyRun, error) {
 	if s == "all" {
-		s = "fifo,sjf@exact,loom,las"
+		s = "fifo,sjf@exact,loom,las,las-limit"
 	}
 	var out []policyRun
 	for _, item := range strings.Split(s, ",") {
@@ -238,8 +227,8 @@ func parsePolicies(s, model string, las scheduler.LASConfig) ([]policyRun, error
 		if err != nil {
 			return nil, err
 		}
-		if cfg.Order == scheduler.OrderLeastAttained {
-			cfg.LAS = las
+		if cfg.Order == scheduler.OrderLeastAttained && las != nil {
+			cfg.LAS = las(cfg.LAS)
 		}
 		lm, err := sim.ParseLimitModel(m)
 		if err != nil {
@@ -250,25 +239,61 @@ func parsePolicies(s, model string, las scheduler.LASConfig) ([]policyRun, error
 	return out, nil
 }
 
-// lasConfig reads the --las-* flags.
-func lasConfig(thresholds string, promote float64, minRun time.Duration, noPreempt bool) (scheduler.LASConfig, error) {
-	c := scheduler.LASConfig{PromoteFactor: promote, MinRun: minRun}
-	if noPreempt {
-		c.Preempt = scheduler.PreemptNever
-	}
-	if thresholds == "" {
-		return c, nil
-	}
+// lasFlags are the --las-* flags' values.
+type lasFlags struct {
+	thresholds, within, service string
+	promote                     float64
+	minRun, patience            time.Duration
+	noPreempt                   bool
+}
+
+// lasOverrides checks the --las-* flags and returns what sets the ones
+// given (named in set) on a las policy's configuration.
+func lasOverrides(set map[string]bool, f lasFlags) (func(scheduler.LASConfig) scheduler.LASConfig, error) {
+	var thresholds []float64
 	prev := 0.0
-	for _, f := range strings.Split(thresholds, ",") {
-		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-		if err != nil || v <= prev {
-			return c, fmt.Errorf("--las-thresholds=%s: %q is not a number above the one before it", thresholds, f)
+	if f.thresholds != "" {
+		for _, t := range strings.Split(f.thresholds, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
+			if err != nil || v <= prev {
+				return nil, fmt.Errorf("--las-thresholds=%s: %q is not a number above the one before it", f.thresholds, t)
+			}
+			thresholds = append(thresholds, v)
+			prev = v
 		}
-		c.Thresholds = append(c.Thresholds, v)
-		prev = v
 	}
-	return c, nil
+	within := map[string]scheduler.QueueOrder{"fifo": scheduler.QueueFIFO, "limit": scheduler.QueueShortestLimit}
+	if _, ok := within[f.within]; !ok {
+		return nil, fmt.Errorf("--las-within=%s: want fifo or limit", f.within)
+	}
+	service := map[string]scheduler.ServiceMeasure{"gpu-time": scheduler.ServiceGPUTime, "time": scheduler.ServiceTime}
+	if _, ok := service[f.service]; !ok {
+		return nil, fmt.Errorf("--las-service=%s: want gpu-time or time", f.service)
+	}
+	return func(c scheduler.LASConfig) scheduler.LASConfig {
+		if set["las-thresholds"] {
+			c.Thresholds = thresholds
+		}
+		if set["las-promote"] {
+			c.PromoteFactor = f.promote
+		}
+		if set["las-min-run"] {
+			c.MinRun = f.minRun
+		}
+		if set["las-patience"] {
+			c.Patience = f.patience
+		}
+		if set["las-within"] {
+			c.WithinQueue = within[f.within]
+		}
+		if set["las-service"] {
+			c.Service = service[f.service]
+		}
+		if set["las-no-preempt"] && f.noPreempt {
+			c.Preempt = scheduler.PreemptNever
+		}
+		return c
+	}, nil
 }
 
 // replay simulates every cluster under opts, workers at a time, and
@@ -327,8 +352,8 @@ func printStats(w io.Writer, r policyResult, clusters int) {
 }
 
 // printComparison prints the policies side by side: average JCT against
-// SJF and FIFO (where they ran), the largest class's p99 queueing, and
-// preemptions per job.
+// SJF and FIFO (where they ran), the p99 queueing of the largest size
+// class that has jobs, and preemptions per job.
 func printComparison(w io.Writer, rs []policyResult) {
 	ref := func(name string) float64 {
 		for _, r := range rs {
@@ -346,11 +371,18 @@ func printComparison(w io.Writer, rs []policyResult) {
 	}
 	sjf, fifo := ref("sjf"), ref("fifo")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "policy\tlimits\tavg_jct_s\t/sjf\t/fifo\tp99_queue_s(>32)\tpreemptions/job\t")
+	// The largest class any policy ran a job of (every policy runs the
+	// same jobs).
+	big := 0
+	for k, c := range rs[0].stats.Classes {
+		if c.Jobs > 0 {
+			big = k
+		}
+	}
+	fmt.Fprintf(tw, "policy\tlimits\tavg_jct_s\t/sjf\t/fifo\tp99_queue_s(%s)\tpreemptions/job\t\n", sim.SizeClasses[big].Name)
 	for _, r := range rs {
 		s := r.stats
-		big := s.Classes[len(s.Classes)-1]
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%.0f\t%.3f\t\n", r.name, r.model, s.AvgJCT, ratio(s.AvgJCT, sjf), ratio(s.AvgJCT, fifo), big.P99Queue, s.PreemptionsPerJob)
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%.0f\t%.3f\t\n", r.name, r.model, s.AvgJCT, ratio(s.AvgJCT, sjf), ratio(s.AvgJCT, fifo), s.Classes[big].P99Queue, s.PreemptionsPerJob)
 	}
 	tw.Flush()
 }

@@ -122,16 +122,21 @@ func PolicyConfig(name string) (scheduler.Config, error) {
 		}}, nil
 	case "las":
 		// Discretised 2D least-attained-service with preemption of
-		// requeueable jobs, promotion against starvation, reservations
-		// and backfill; no durations used for the order.
+		// requeueable jobs, reservations and backfill; nothing about
+		// durations (not even time limits) orders the queue.
 		return scheduler.Config{Order: scheduler.OrderLeastAttained}, nil
+	case "las-limit":
+		// las whose queues are served by users' time limits, shortest
+		// first: the limits multifactor uses, not the durations.
+		return scheduler.Config{Order: scheduler.OrderLeastAttained, LAS: scheduler.LASConfig{
+			Thresholds: []float64{3600, 16 * 3600}, WithinQueue: scheduler.QueueShortestLimit}}, nil
 	}
 	return scheduler.Config{}, fmt.Errorf("--policy=%s: want %s", name, strings.Join(Policies, ", "))
 }
 
 // Policies are the names PolicyConfig knows, in the order `loom sim
 // --policy all` runs them.
-var Policies = []string{"fifo", "sjf", "loom", "las"}
+var Policies = []string{"fifo", "sjf", "loom", "las", "las-limit"}
 
 // Options are what a replay needs besides the cluster.
 type Options struct {

@@ -82,7 +82,7 @@ func TestSimulatePreemptionCosts(t *testing.T) {
 	const t0 = 360000
 	jobs := []TraceJob{
 		{Submit: time.Unix(t0, 0), Duration: 10000 * time.Second, GPUs: 8},
-		{Submit: time.Unix(t0+1000, 0), Duration: 100 * time.Second, GPUs: 8},
+		{Submit: time.Unix(t0+4000, 0), Duration: 100 * time.Second, GPUs: 8},
 	}
 	cfg, err := PolicyConfig("las")
 	if err != nil {
@@ -94,13 +94,14 @@ func TestSimulatePreemptionCosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	long, short := run.Results[0], run.Results[1]
-	// The long job ran 1000 s, of which 940 s count; 9060 s remain from
-	// 1160 s, when the short job (started at 1060 s, after the grace) ends.
-	if long.Preemptions != 1 || long.End.Unix()-t0 != 10220 || long.Held != (1060+9060)*time.Second {
-		t.Errorf("long job: %d preemptions, end t0+%d, held %s; want 1, t0+10220, %s", long.Preemptions, long.End.Unix()-t0, long.Held, (1060+9060)*time.Second)
+	// The long job ran 4000 s (32,000 GPU-seconds: past the first
+	// queue), of which 3940 s count; 6060 s remain from 4160 s, when the
+	// short job (started at 4060 s, after the grace) ends.
+	if long.Preemptions != 1 || long.End.Unix()-t0 != 10220 || long.Held != (4060+6060)*time.Second {
+		t.Errorf("long job: %d preemptions, end t0+%d, held %s; want 1, t0+10220, %s", long.Preemptions, long.End.Unix()-t0, long.Held, (4060+6060)*time.Second)
 	}
-	if short.Preemptions != 0 || short.Start.Unix()-t0 != 1060 || short.Queue() != 60*time.Second {
-		t.Errorf("short job: %d preemptions, start t0+%d, queue %s; want 0, t0+1060, 1m0s", short.Preemptions, short.Start.Unix()-t0, short.Queue())
+	if short.Preemptions != 0 || short.Start.Unix()-t0 != 4060 || short.Queue() != 60*time.Second {
+		t.Errorf("short job: %d preemptions, start t0+%d, queue %s; want 0, t0+4060, 1m0s", short.Preemptions, short.Start.Unix()-t0, short.Queue())
 	}
 	s := Summarize(run.Results, 8, run.FragGPUSeconds)
 	if s.Preemptions != 1 || s.PreemptionsPerJob != 0.5 || s.Classes[2].Jobs != 0 || s.Classes[1].Jobs != 2 {
