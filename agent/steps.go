@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -244,17 +245,21 @@ func (a *Agent) stepDir(k taskKey) string {
 }
 
 // prepareStepDir makes a step's output dir, owned by the job's user who
-// opens the files there.
+// opens the files there. Its parent, which also holds the batch script,
+// stays the agent's (agentOwnedDir): the user owns only the new step dir,
+// made by the agent in a directory the user cannot change, so nothing
+// there can be swapped under the agent.
 func (a *Agent) prepareStepDir(k taskKey, j *api.Job) error {
 	dir := a.stepDir(k)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := agentOwnedDir(filepath.Dir(dir)); err != nil {
+		return fmt.Errorf("step output dir: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("step output dir: %w", err)
 	}
 	if os.Geteuid() == 0 {
-		for _, p := range []string{filepath.Dir(dir), dir} {
-			if err := os.Chown(p, int(j.Uid), int(j.Gid)); err != nil {
-				return fmt.Errorf("chown step output dir: %w", err)
-			}
+		if err := os.Lchown(dir, int(j.Uid), int(j.Gid)); err != nil {
+			return fmt.Errorf("chown step output dir: %w", err)
 		}
 	}
 	return nil
