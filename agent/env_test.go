@@ -2,6 +2,7 @@ package agent
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/loomhpc/loom/api"
@@ -74,5 +75,26 @@ func TestRankEnvCarriesTheJobSecret(t *testing.T) {
 	env := rankEnv(j, j.Allocation.Ranks[0], "a")
 	if !slices.Contains(env, rankenv.LoomJobSecret+"=ab12") || slices.Contains(env, rankenv.LoomJobSecret+"=mine") || slices.Contains(env, "NETCOLL_INSECURE=1") {
 		t.Errorf("rank env %v: want %s=ab12, not the job's own, and no NETCOLL_INSECURE", env, rankenv.LoomJobSecret)
+	}
+}
+
+// Every step's tasks, the batch script's included, get the job's secret:
+// netcoll in an srun step proves it to its peers.
+func TestStepTasksGetTheJobSecret(t *testing.T) {
+	secret := strings.Repeat("ab", 32)
+	alloc := &api.Allocation{JobId: 7, Generation: 1, Nodes: []string{"n1"}, MasterAddr: "127.0.0.1", MasterPort: 29500,
+		Ranks: []*api.Rank{{Rank: 0, Node: "n1", LocalSize: 1}}}
+	j := &api.Job{Id: 7, User: "alice", Uid: 1001, Secret: secret, Spec: &api.JobSpec{Script: "srun true"}, Allocation: alloc}
+	for _, st := range []*api.Step{
+		{Id: api.StepBatch, Allocation: alloc},
+		{Id: 0, Spec: &api.JobSpec{Argv: []string{"true"}}, Allocation: alloc},
+	} {
+		env := rankEnvMap(stepView(j, st), alloc.Ranks[0], "n1")
+		if got := env[rankenv.LoomJobSecret]; got != secret {
+			t.Errorf("step %s: %s = %q, want the job's secret", api.StepName(st.Id), rankenv.LoomJobSecret, got)
+		}
+		if env["NETCOLL_INSECURE"] != "" {
+			t.Errorf("step %s: NETCOLL_INSECURE = %q for a job that has a secret", api.StepName(st.Id), env["NETCOLL_INSECURE"])
+		}
 	}
 }

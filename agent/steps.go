@@ -197,7 +197,8 @@ func stepView(j *api.Job, st *api.Step) *api.Job {
 	v := &api.Job{
 		Id: j.Id, User: j.User, Uid: j.Uid, Gid: j.Gid, State: j.State, StartUnixMs: j.StartUnixMs,
 		RestartCount: j.RestartCount, ArrayJobId: j.ArrayJobId, ArrayTaskId: j.ArrayTaskId, SubmitHost: j.SubmitHost,
-		Spec: j.Spec, Allocation: st.Allocation,
+		Secret: j.Secret, // every step's tasks prove it to netcoll
+		Spec:   j.Spec, Allocation: st.Allocation,
 		// The one step of a view names the step it is of (%s in --output).
 		Steps: []*api.Step{{Id: st.Id}},
 	}
