@@ -424,7 +424,15 @@ func TestRankWithoutTheSecretCannotJoinTheRing(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := c.sbatch(c.alice, "-n", "2", "--every-rank", "-o", "ring-%t.out", "ring.sh")
-	t.Cleanup(func() { c.loom(c.alice, "scancel", strconv.FormatUint(id, 10)) })
+	// The ranks wait for a third one for minutes: end the job, and wait
+	// for its ranks to be gone, before the cluster is torn down.
+	t.Cleanup(func() {
+		c.loom(c.alice, "scancel", strconv.FormatUint(id, 10))
+		cluster.WaitFor(t, "alice's ranks to be stopped", 60*time.Second, func() bool {
+			j := c.job(id)
+			return j != nil && j.State.Terminal() && !j.HoldsResources()
+		})
+	})
 	var meet string
 	cluster.WaitFor(t, "rank 0 to say where the ring meets", 60*time.Second, func() bool {
 		b, err := os.ReadFile(filepath.Join(c.homeOf[c.alice.UID], "ring-0.out"))
@@ -449,6 +457,7 @@ func TestRankWithoutTheSecretCannotJoinTheRing(t *testing.T) {
 		t.Fatalf("bob's rank failed, but not because the ring refused his secret (%v):\n%s", err, out)
 	}
 	if j := c.job(id); j == nil || j.State != api.JobState_RUNNING {
-		t.Fatalf("alice's job after bob's attempt: %v, want it still RUNNING and waiting for its own third rank", j.GetState())
+		r1, _ := os.ReadFile(filepath.Join(c.homeOf[c.alice.UID], "ring-1.out"))
+		t.Fatalf("alice's job after bob's attempt: %v, want it still RUNNING and waiting for its own third rank; rank 1 printed:\n%s", j.GetState(), r1)
 	}
 }
