@@ -127,8 +127,15 @@ func (a *Authenticator) StreamInterceptor() grpc.StreamServerInterceptor {
 		if err != nil {
 			return err
 		}
-		return handler(srv, identityStream{ServerStream: ss, ctx: ctx})
+		return handler(srv, WithContext(ss, ctx))
 	}
+}
+
+// WithContext returns ss with ctx, which carries the caller, as its
+// context: what a stream interceptor hands the handler once it has
+// proved who is calling.
+func WithContext(ss grpc.ServerStream, ctx context.Context) grpc.ServerStream {
+	return identityStream{ServerStream: ss, ctx: ctx}
 }
 
 // identityStream is a server stream whose context carries the caller.

@@ -178,16 +178,8 @@ func (s *Server) streamAdmit(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 	if err != nil {
 		return err
 	}
-	return handler(srv, admittedStream{ServerStream: ss, ctx: ctx})
+	return handler(srv, auth.WithContext(ss, ctx))
 }
-
-// admittedStream is a server stream whose context carries the caller.
-type admittedStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s admittedStream) Context() context.Context { return s.ctx }
 
 // caller returns the user the interceptor proved for a user call.
 func caller(ctx context.Context) (auth.Identity, error) {
