@@ -8,8 +8,6 @@ import (
 	"net"
 	"sync"
 	"time"
-
-	hraft "github.com/hashicorp/raft"
 )
 
 // DefaultHandshakeTimeout bounds a Raft connection's TLS handshake when
@@ -32,8 +30,10 @@ type RaftLayerOptions struct {
 // must hold a server certificate of the cluster's CA: Accept hands the
 // transport only connections whose client presented one, and Dial fails
 // unless the dialed peer presents one. Each refusal is logged with its
-// reason. Hand it to hraft.NewNetworkTransportWithLogger; the transport's
-// Close closes it.
+// reason. Dial takes the address as a string, not raft's ServerAddress,
+// because pki does not import raft (the loom client links pki and must not
+// link raft): raftnode wraps it in the StreamLayer it hands to
+// hraft.NewNetworkTransportWithLogger, whose Close closes it.
 type RaftLayer struct {
 	ln        net.Listener
 	advertise net.Addr
@@ -48,8 +48,6 @@ type RaftLayer struct {
 	once   sync.Once
 	wg     sync.WaitGroup
 }
-
-var _ hraft.StreamLayer = (*RaftLayer)(nil)
 
 // NewRaftLayer returns a RaftLayer that accepts on ln and presents f.Cert,
 // which should be the server's own certificate. It owns ln from then on.
@@ -139,21 +137,21 @@ func (l *RaftLayer) Accept() (net.Conn, error) {
 // Dial connects to the server at address and returns the connection once
 // the peer has shown a server certificate of the CA. timeout bounds the
 // connection and the handshake together.
-func (l *RaftLayer) Dial(address hraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+func (l *RaftLayer) Dial(address string, timeout time.Duration) (net.Conn, error) {
 	if timeout <= 0 {
 		timeout = l.timeout
 	}
 	ctx, cancel := context.WithTimeout(l.ctx, timeout)
 	defer cancel()
 	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", string(address))
+	raw, err := d.DialContext(ctx, "tcp", address)
 	if err != nil {
 		return nil, err
 	}
 	tc := tls.Client(raw, l.client)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
-		l.log.Warn("raft: refused to talk to a peer", "address", string(address), "reason", err.Error())
+		l.log.Warn("raft: refused to talk to a peer", "address", address, "reason", err.Error())
 		return nil, err
 	}
 	return tc, nil

@@ -124,7 +124,7 @@ func TestRaftLayerAccept(t *testing.T) {
 	// None of those reached Accept: the next connection it returns is the
 	// server's.
 	b, _ := newLayer(t, p.Files(RoleServer, "s2"))
-	out, err := b.Dial(hraft.ServerAddress(a.Addr().String()), 10*time.Second)
+	out, err := b.Dial(a.Addr().String(), 10*time.Second)
 	if err != nil {
 		t.Fatalf("server s2 Dial: %v", err)
 	}
@@ -169,7 +169,7 @@ func TestRaftLayerDialRefuses(t *testing.T) {
 				c.Close()
 			}
 		}()
-		_, err = a.Dial(hraft.ServerAddress(ln.Addr().String()), 10*time.Second)
+		_, err = a.Dial(ln.Addr().String(), 10*time.Second)
 		if err == nil || !strings.Contains(err.Error(), tt.reason) {
 			t.Errorf("%s: Dial = %v, want an error containing %q", tt.name, err, tt.reason)
 		}
@@ -190,7 +190,7 @@ func TestRaftLayerStalledPeer(t *testing.T) {
 	}
 	defer stalled.Close()
 	b, _ := newLayer(t, p.Files(RoleServer, "s2"))
-	out, err := b.Dial(hraft.ServerAddress(a.Addr().String()), 10*time.Second)
+	out, err := b.Dial(a.Addr().String(), 10*time.Second)
 	if err != nil {
 		t.Fatalf("Dial beside a stalled peer: %v", err)
 	}
@@ -206,12 +206,20 @@ func TestRaftLayerStalledPeer(t *testing.T) {
 	}
 }
 
+// raftStream is the hraft.StreamLayer of a RaftLayer, as raftnode makes
+// it.
+type raftStream struct{ *RaftLayer }
+
+func (s raftStream) Dial(address hraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return s.RaftLayer.Dial(string(address), timeout)
+}
+
 // Two hashicorp/raft network transports over RaftLayers carry an RPC.
 func TestRaftTransport(t *testing.T) {
 	p := NewTestPKI(t)
 	newTransport := func(name string) *hraft.NetworkTransport {
 		l, _ := newLayer(t, p.Files(RoleServer, name))
-		tr := hraft.NewNetworkTransportWithLogger(l, 2, 10*time.Second, hclog.NewNullLogger())
+		tr := hraft.NewNetworkTransportWithLogger(raftStream{l}, 2, 10*time.Second, hclog.NewNullLogger())
 		t.Cleanup(func() { tr.Close() })
 		return tr
 	}

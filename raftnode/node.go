@@ -384,5 +384,13 @@ func openTransport(cfg Config, advertise net.Addr, hlog hclog.Logger, log *slog.
 		ln.Close()
 		return nil, err
 	}
-	return raft.NewNetworkTransportWithLogger(layer, 3, 10*time.Second, hlog), nil
+	return raft.NewNetworkTransportWithLogger(tlsStream{layer}, 3, 10*time.Second, hlog), nil
+}
+
+// tlsStream is the raft.StreamLayer of a pki.RaftLayer, whose Dial takes
+// the address as a string (pki does not import raft: the client links it).
+type tlsStream struct{ *pki.RaftLayer }
+
+func (s tlsStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return s.RaftLayer.Dial(string(address), timeout)
 }
