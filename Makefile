@@ -24,8 +24,9 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## build bin/loom, the Slurm command links (bin/sbatch, ...) and the example learner bin/mnist
+build: ## build bin/loom (the client), bin/loomd (daemons and tools), the Slurm command links (bin/sbatch, ...) and bin/mnist
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/loom ./cmd/loom
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/loomd ./cmd/loomd
 	$(GO) build -o $(BIN)/mnist ./examples/mnist
 	@for c in $(SLURM_CMDS); do ln -sf loom $(BIN)/$$c; done
 

@@ -1,20 +1,24 @@
-// Command loom is Loom's one binary. Invoked as sbatch, squeue, scancel,
-// sinfo, sacct, scontrol or srun (by a link or by `loom slurm <cmd>`) it is
-// the Slurm-compatible CLI; otherwise its first argument picks a daemon or
-// a tool from the command table (commands.go), which also prints the
-// usage text.
+// Command loom is the Loom command users and scripts type. Invoked as
+// sbatch, squeue, scancel, sinfo, sacct, scontrol, srun or salloc (by a
+// link or by `loom slurm <cmd>`) it is the Slurm-compatible CLI; otherwise
+// its first argument picks a command from the table in cmd/internal/loomcmd,
+// which also prints the usage text.
+//
+// loom is a lean client: it links the API, gRPC and the CLI, so that each
+// sbatch in a shell loop starts in a few milliseconds. The daemons and the
+// tools that link their dependencies (server, agent, dev, bench, sim, gpu
+// topo, image import, config check, gossip keygen and the internal rank
+// commands) live in loomd, built next to it; loom execs loomd for them with
+// the same arguments, so `loom server …` runs as it always did.
 package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"slices"
 	"syscall"
 
-	"github.com/loomhpc/loom/cli"
+	"github.com/loomhpc/loom/cmd/internal/loomcmd"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -22,20 +26,7 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args, stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr})
+	code := loomcmd.Run(ctx, os.Args, loomcmd.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, version, execLoomd)
 	stop()
 	os.Exit(code)
-}
-
-// run runs the command argv names and returns the exit status.
-func run(ctx context.Context, argv []string, sio stdio) int {
-	table := commandTable()
-	if prog := filepath.Base(argv[0]); slices.Contains(cli.Commands(), prog) {
-		return dispatch(ctx, table, append([]string{"slurm", prog}, argv[1:]...), sio)
-	}
-	if len(argv) < 2 {
-		fmt.Fprint(sio.err, usage(table))
-		return 2
-	}
-	return dispatch(ctx, table, argv[1:], sio)
 }

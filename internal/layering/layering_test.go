@@ -24,8 +24,12 @@ func TestPackagesLinkOnlyWhatTheirLayerAllows(t *testing.T) {
 			[]string{"github.com/NVIDIA/go-nvml", "github.com/prometheus/"}},
 		{"github.com/loomhpc/loom/gpu", "gpu is the pure model; NVML lives in gpu/probe, Prometheus in gpu/metrics",
 			[]string{"github.com/NVIDIA/go-nvml", "github.com/prometheus/"}},
-		{"github.com/loomhpc/loom/cmd/loom", "the daemons' binary never links example learners",
+		{"github.com/loomhpc/loom/cmd/loomd", "the daemons' binary never links example learners",
 			[]string{"github.com/loomhpc/loom/examples/"}},
+		{"github.com/loomhpc/loom/cmd/loom", "loom is the lean client every sbatch starts: the API, gRPC and the CLI; the daemons' dependencies live in loomd (their package initialisation cost each call 30 ms)",
+			[]string{"github.com/loomhpc/loom/examples/", "github.com/containerd/", "github.com/distribution/", "github.com/prometheus/",
+				"github.com/hashicorp/", "github.com/NVIDIA/", "github.com/google/go-cmp", "go.etcd.io/bbolt",
+				"github.com/loomhpc/loom/server", "github.com/loomhpc/loom/agent", "github.com/loomhpc/loom/raftnode", "github.com/loomhpc/loom/gossip"}},
 		{"github.com/loomhpc/loom/rankenv", "the rank environment contract depends on nothing",
 			[]string{"github.com/", "google.golang.org/"}},
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/loomhpc/loom/auth"
 	"github.com/loomhpc/loom/auth/munge"
 	"github.com/loomhpc/loom/cli"
+	"github.com/loomhpc/loom/cmd/internal/loomcmd"
 	"github.com/loomhpc/loom/devcluster"
 	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/server"
@@ -35,9 +36,9 @@ func newLogger(level string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }
 
-func runServer(ctx context.Context, args []string, sio stdio) int {
+func runServer(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	fs := flag.NewFlagSet("loom server", flag.ContinueOnError)
-	fs.SetOutput(sio.err)
+	fs.SetOutput(sio.Err)
 	var cfg server.Config
 	fs.StringVar(&cfg.Name, "name", "", "server name (Raft id); default the hostname")
 	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/loom/server", "Raft log, snapshots and state")
@@ -64,7 +65,7 @@ func runServer(ctx context.Context, args []string, sio stdio) int {
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	schedulerConfig := schedulerFlags(fs)
 	if err := applyConfig(fs, "server", args); err != nil {
-		fmt.Fprintln(sio.err, "loom server:", err)
+		fmt.Fprintln(sio.Err, "loom server:", err)
 		return 2
 	}
 	if err := fs.Parse(args); err != nil {
@@ -75,15 +76,15 @@ func runServer(ctx context.Context, args []string, sio stdio) int {
 	}
 	cfg.Auth = auth.Mode(*authMode)
 	if cfg.Auth != auth.ModeMunge && cfg.Auth != auth.ModeLocal {
-		fmt.Fprintf(sio.err, "loom server: --auth=%s: want munge or local\n", *authMode)
+		fmt.Fprintf(sio.Err, "loom server: --auth=%s: want munge or local\n", *authMode)
 		return 2
 	}
 	if cfg.Auth == auth.ModeLocal && cfg.LocalSocket == "" {
-		fmt.Fprintln(sio.err, "loom server: --auth=local needs --local-socket")
+		fmt.Fprintln(sio.Err, "loom server: --auth=local needs --local-socket")
 		return 2
 	}
 	if err := sec.check(cfg.GossipAddr != ""); err != nil {
-		fmt.Fprintln(sio.err, "loom server:", err)
+		fmt.Fprintln(sio.Err, "loom server:", err)
 		return 2
 	}
 	cfg.Policy = auth.Policy{OperatorUsers: splitList(*operators), OperatorGroups: splitList(*operatorGroups)}
@@ -96,7 +97,7 @@ func runServer(ctx context.Context, args []string, sio stdio) int {
 		cfg.Join = strings.Split(*join, ",")
 	}
 	if cfg.BootstrapExpect > 1 && len(cfg.Join) == 0 {
-		fmt.Fprintln(sio.err, "loom server: --bootstrap-expect needs --join with the other servers' addresses")
+		fmt.Fprintln(sio.Err, "loom server: --bootstrap-expect needs --join with the other servers' addresses")
 		return 2
 	}
 	cfg.Bootstrap = cfg.BootstrapExpect <= 1 && len(cfg.Join) == 0
@@ -106,12 +107,12 @@ func runServer(ctx context.Context, args []string, sio stdio) int {
 	}
 	var err error
 	if cfg.GossipKeys, err = sec.gossipKeys(); err != nil {
-		fmt.Fprintln(sio.err, "loom server:", err)
+		fmt.Fprintln(sio.Err, "loom server:", err)
 		return 1
 	}
 	if cfg.LocalSocket != "" {
 		if err := os.MkdirAll(filepath.Dir(cfg.LocalSocket), 0o755); err != nil {
-			fmt.Fprintln(sio.err, "loom server: --local-socket:", err)
+			fmt.Fprintln(sio.Err, "loom server: --local-socket:", err)
 			return 1
 		}
 	}
@@ -121,21 +122,21 @@ func runServer(ctx context.Context, args []string, sio stdio) int {
 	}
 	s, err := server.New(cfg)
 	if err != nil {
-		fmt.Fprintln(sio.err, "loom server:", err)
+		fmt.Fprintln(sio.Err, "loom server:", err)
 		return 1
 	}
 	<-ctx.Done()
 	cfg.Logger.Info("shutting down")
 	if err := s.Close(); err != nil {
-		fmt.Fprintln(sio.err, "loom server:", err)
+		fmt.Fprintln(sio.Err, "loom server:", err)
 		return 1
 	}
 	return 0
 }
 
-func runAgent(ctx context.Context, args []string, sio stdio) int {
+func runAgent(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	fs := flag.NewFlagSet("loom agent", flag.ContinueOnError)
-	fs.SetOutput(sio.err)
+	fs.SetOutput(sio.Err)
 	var cfg agent.Config
 	servers := fs.String("servers", envOr("LOOM_ADDR", "127.0.0.1:7070"), "server gRPC addresses, comma-separated")
 	parts := fs.String("partitions", "", "partitions this node serves, comma-separated (default: batch)")
@@ -160,7 +161,7 @@ func runAgent(ctx context.Context, args []string, sio stdio) int {
 	sec.register(fs, "agent", "--agent NODE")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := applyConfig(fs, "agent", args); err != nil {
-		fmt.Fprintln(sio.err, "loom agent:", err)
+		fmt.Fprintln(sio.Err, "loom agent:", err)
 		return 2
 	}
 	if err := fs.Parse(args); err != nil {
@@ -171,7 +172,7 @@ func runAgent(ctx context.Context, args []string, sio stdio) int {
 		cfg.GossipJoin = strings.Split(*gjoin, ",")
 	}
 	if err := sec.check(len(cfg.GossipJoin) > 0); err != nil {
-		fmt.Fprintln(sio.err, "loom agent:", err)
+		fmt.Fprintln(sio.Err, "loom agent:", err)
 		return 2
 	}
 	cfg.TLS = sec.files()
@@ -179,19 +180,19 @@ func runAgent(ctx context.Context, args []string, sio stdio) int {
 		cfg.Partitions = strings.Split(*parts, ",")
 	}
 	if _, err := fmt.Sscanf(*port, "%d-%d", &cfg.PortMin, &cfg.PortMax); err != nil || cfg.PortMin == 0 || cfg.PortMax < cfg.PortMin {
-		fmt.Fprintf(sio.err, "loom agent: --ports=%s: want LOW-HIGH, e.g. 29500-29999\n", *port)
+		fmt.Fprintf(sio.Err, "loom agent: --ports=%s: want LOW-HIGH, e.g. 29500-29999\n", *port)
 		return 2
 	}
 	if checkingConfig {
 		if *driverName != "exec" && *driverName != "containerd" {
-			fmt.Fprintf(sio.err, "loom agent: --driver=%s: unknown driver (known: exec, containerd)\n", *driverName)
+			fmt.Fprintf(sio.Err, "loom agent: --driver=%s: unknown driver (known: exec, containerd)\n", *driverName)
 			return 2
 		}
 		return 0
 	}
 	var err error
 	if cfg.GossipKeys, err = sec.gossipKeys(); err != nil {
-		fmt.Fprintln(sio.err, "loom agent:", err)
+		fmt.Fprintln(sio.Err, "loom agent:", err)
 		return 1
 	}
 	switch *driverName {
@@ -203,7 +204,7 @@ func runAgent(ctx context.Context, args []string, sio stdio) int {
 		}
 		d, err := containerd.New(containerd.Config{Socket: *ctrSocket, Node: cfg.Name, StateDir: cfg.DataDir, Log: newLogger(*level)})
 		if err != nil {
-			fmt.Fprintln(sio.err, "loom agent: --driver=containerd:", err)
+			fmt.Fprintln(sio.Err, "loom agent: --driver=containerd:", err)
 			return 1
 		}
 		defer d.Close()
@@ -212,7 +213,7 @@ func runAgent(ctx context.Context, args []string, sio stdio) int {
 		// restart) leaves ranks running for the next agent to re-attach to.
 		cfg.DetachOnClose = true
 	default:
-		fmt.Fprintf(sio.err, "loom agent: --driver=%s: unknown driver (known: exec, containerd)\n", *driverName)
+		fmt.Fprintf(sio.Err, "loom agent: --driver=%s: unknown driver (known: exec, containerd)\n", *driverName)
 		return 2
 	}
 	cfg.Logger = newLogger(*level)
@@ -221,7 +222,7 @@ func runAgent(ctx context.Context, args []string, sio stdio) int {
 	}
 	a, err := agent.New(cfg)
 	if err != nil {
-		fmt.Fprintln(sio.err, "loom agent:", err)
+		fmt.Fprintln(sio.Err, "loom agent:", err)
 		return 1
 	}
 	_ = a.Run(ctx)
@@ -230,9 +231,9 @@ func runAgent(ctx context.Context, args []string, sio stdio) int {
 	return 0
 }
 
-func runDev(ctx context.Context, args []string, sio stdio) int {
+func runDev(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	fs := flag.NewFlagSet("loom dev", flag.ContinueOnError)
-	fs.SetOutput(sio.err)
+	fs.SetOutput(sio.Err)
 	var o devcluster.Options
 	fs.IntVar(&o.Agents, "agents", 2, "number of simulated GPU nodes")
 	fs.StringVar(&o.Profile, "profile", "dgx-h100", `GPU profile of every node, or "flat" with --gpus`)
@@ -249,34 +250,34 @@ func runDev(ctx context.Context, args []string, sio stdio) int {
 	}
 	o.Logger = newLogger(*level)
 	if o.Socket, err = devSocket(); err != nil {
-		fmt.Fprintln(sio.err, "loom dev:", err)
+		fmt.Fprintln(sio.Err, "loom dev:", err)
 		return 1
 	}
 	c, err := devcluster.Start(ctx, o)
 	if err != nil {
-		fmt.Fprintln(sio.err, "loom dev:", err)
+		fmt.Fprintln(sio.Err, "loom dev:", err)
 		return 1
 	}
 	defer c.Close()
-	fmt.Fprintf(sio.out, "loom dev: 1 server at %s, %d agents (%s), data in %s\n", c.Addr(), len(c.Agents), o.Profile, c.DataDir())
+	fmt.Fprintf(sio.Out, "loom dev: 1 server at %s, %d agents (%s), data in %s\n", c.Addr(), len(c.Agents), o.Profile, c.DataDir())
 	if len(scripts) > 0 {
 		for i, script := range scripts {
 			if i > 0 {
-				fmt.Fprintln(sio.out)
+				fmt.Fprintln(sio.Out)
 			}
-			state, err := c.RunScript(ctx, script, sio.out, sio.err)
+			state, err := c.RunScript(ctx, script, sio.Out, sio.Err)
 			if err != nil {
-				fmt.Fprintln(sio.err, "loom dev:", err)
+				fmt.Fprintln(sio.Err, "loom dev:", err)
 				return 1
 			}
-			fmt.Fprintf(sio.out, "\njob state: %s\n", state)
+			fmt.Fprintf(sio.Out, "\njob state: %s\n", state)
 			if state != api.JobState_COMPLETED {
 				return 1
 			}
 		}
 		return 0
 	}
-	fmt.Fprintf(sio.out, `
+	fmt.Fprintf(sio.Out, `
 Submit from another shell, as the same user (the commands find this
 cluster's socket, %s, by themselves):
   bin/sbatch -N 2 --ntasks-per-node=4 --gpus-per-node=4 --wrap 'env | grep -E "^(RANK|CUDA)"'
@@ -285,7 +286,7 @@ cluster's socket, %s, by themselves):
 Ctrl-C stops the cluster.
 `, c.Addr())
 	<-ctx.Done()
-	fmt.Fprintln(sio.out, "\nloom dev: stopping")
+	fmt.Fprintln(sio.Out, "\nloom dev: stopping")
 	return 0
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/loomhpc/loom/cmd/internal/loomcmd"
 )
 
 // The configuration file: every flag of `loom server` and `loom agent` may
@@ -23,7 +24,7 @@ import (
 
 // DefaultConfigPath is read when neither --config nor $LOOM_CONFIG says
 // otherwise and the file exists.
-const DefaultConfigPath = "/etc/loom/loom.toml"
+const DefaultConfigPath = loomcmd.DefaultConfigPath
 
 // configSection is a table a configuration file may hold: the daemon
 // whose flags it sets, and the prefix its keys take there.
@@ -198,9 +199,9 @@ func keyLine(text, section, key string) int {
 var checkingConfig bool
 
 // configCheckMain is `loom config check [FILE]`.
-func configCheckMain(ctx context.Context, args []string, sio stdio) int {
+func configCheckMain(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	if len(args) > 1 || (len(args) == 1 && strings.HasPrefix(args[0], "-")) {
-		fmt.Fprintln(sio.err, "usage: loom config check [FILE]  (default $LOOM_CONFIG or "+DefaultConfigPath+")")
+		fmt.Fprintln(sio.Err, "usage: loom config check [FILE]  (default $LOOM_CONFIG or "+DefaultConfigPath+")")
 		return 2
 	}
 	path := os.Getenv("LOOM_CONFIG")
@@ -211,16 +212,16 @@ func configCheckMain(ctx context.Context, args []string, sio stdio) int {
 		path = DefaultConfigPath
 	}
 	if _, err := os.Stat(path); err != nil {
-		fmt.Fprintln(sio.err, "loom config check:", err)
+		fmt.Fprintln(sio.Err, "loom config check:", err)
 		return 1
 	}
 	checkingConfig = true
 	defer func() { checkingConfig = false }()
-	for _, run := range []func(context.Context, []string, stdio) int{runServer, runAgent} {
+	for _, run := range []loomcmd.RunFunc{runServer, runAgent} {
 		if rc := run(ctx, []string{"--config", path}, sio); rc != 0 {
 			return 1
 		}
 	}
-	fmt.Fprintf(sio.out, "%s: valid\n", path)
+	fmt.Fprintf(sio.Out, "%s: valid\n", path)
 	return 0
 }

@@ -1,0 +1,134 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/loomhpc/loom/devcluster"
+)
+
+// Client is the name of the client binary the benchmark runs, looked for
+// next to this executable.
+const Client = "loom"
+
+type options struct {
+	runs int
+	loom string
+	addr string
+}
+
+// Main runs the benchmark with args (without "bench client").
+func Main(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("loom bench client", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	fs.IntVar(&o.runs, "runs", 200, "processes of each command, one at a time")
+	fs.StringVar(&o.loom, "loom", "", "the client binary to time (default: loom next to this executable)")
+	fs.StringVar(&o.addr, "addr", "", "LOOM_ADDR of a running cluster to submit to (default: start a dev cluster in this process)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if o.runs < 1 {
+		fmt.Fprintf(stderr, "loom bench client: --runs=%d: want at least 1\n", o.runs)
+		return 2
+	}
+	if err := run(o, stdout); err != nil {
+		fmt.Fprintln(stderr, "loom bench client:", err)
+		return 1
+	}
+	return 0
+}
+
+func run(o options, stdout io.Writer) error {
+	if o.loom == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		o.loom = filepath.Join(filepath.Dir(self), Client)
+		if _, err := os.Stat(o.loom); err != nil {
+			return fmt.Errorf("--loom: the client binary %s: %w (build it with make build)", o.loom, err)
+		}
+	}
+	if o.addr == "" {
+		c, err := devcluster.Start(context.Background(), devcluster.Options{
+			Agents:         1,
+			RPCAddr:        "127.0.0.1:0",
+			CommandsBinary: o.loom,
+			Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		o.addr = c.Addr()
+	}
+	env := append(os.Environ(), "LOOM_ADDR="+o.addr)
+	fmt.Fprintf(stdout, "runs=%d loom=%s\n", o.runs, o.loom)
+	for _, m := range []struct {
+		name string
+		argv []string
+	}{
+		{"true", []string{"/bin/true"}},
+		{"version", []string{o.loom, "version"}},
+		{"sbatch", []string{o.loom, "slurm", "sbatch", "--wrap", "true"}},
+	} {
+		times, err := timeRuns(o.runs, m.argv, env)
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+		fmt.Fprintf(stdout, "%s_median_ms=%.2f %s_p90_ms=%.2f\n", m.name, ms(quantile(times, 0.5)), m.name, ms(quantile(times, 0.9)))
+	}
+	return nil
+}
+
+// timeRuns runs argv n times, one process at a time, and returns each
+// one's wall time from start to exit.
+func timeRuns(n int, argv []string, env []string) ([]time.Duration, error) {
+	times := make([]time.Duration, 0, n)
+	for range n {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = env
+		var out limitedBuffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		start := time.Now()
+		err := cmd.Run()
+		times = append(times, time.Since(start))
+		if err != nil {
+			var exit *exec.ExitError
+			if errors.As(err, &exit) {
+				return nil, fmt.Errorf("%q exited %d: %s", argv, exit.ExitCode(), out.b)
+			}
+			return nil, err
+		}
+	}
+	return times, nil
+}
+
+// quantile returns the q-quantile of ds (nearest rank).
+func quantile(ds []time.Duration, q float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(q*float64(len(s))))]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// limitedBuffer keeps the first 4 KiB written, for an error message.
+type limitedBuffer struct{ b []byte }
+
+func (w *limitedBuffer) Write(p []byte) (int, error) {
+	if room := 4096 - len(w.b); room > 0 {
+		w.b = append(w.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
