@@ -217,6 +217,7 @@ func runAgent(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 		return 2
 	}
 	cfg.Logger = newLogger(*level)
+	cfg.CommandsBinary = clientBinary()
 	if len(cfg.GossipJoin) > 0 && len(cfg.GossipKeys) == 0 {
 		cfg.Logger.Warn("gossip is not encrypted (--insecure-gossip): any host that reaches the gossip port can join the pool")
 	}
@@ -249,6 +250,7 @@ func runDev(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 		return 2
 	}
 	o.Logger = newLogger(*level)
+	o.CommandsBinary = clientBinary()
 	if o.Socket, err = devSocket(); err != nil {
 		fmt.Fprintln(sio.Err, "loom dev:", err)
 		return 1
@@ -304,6 +306,22 @@ func devSocket() (string, error) {
 		return "", fmt.Errorf("dev socket: %w: remove it, or start loom dev from a login with another TMPDIR", err)
 	}
 	return sock, nil
+}
+
+// clientBinary is the loom client next to this executable (make build puts
+// bin/loom and bin/loomd together), which job steps get as srun and
+// scontrol: it starts faster than loomd, which runs the Slurm commands as
+// well and is what the agent links when there is no client beside it ("").
+func clientBinary() string {
+	self, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	p := filepath.Join(filepath.Dir(self), "loom")
+	if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
+		return ""
+	}
+	return p
 }
 
 func envOr(k, def string) string {

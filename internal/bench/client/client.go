@@ -82,19 +82,21 @@ func run(o options, stdout io.Writer) error {
 		{"version", []string{o.loom, "version"}},
 		{"sbatch", []string{o.loom, "slurm", "sbatch", "--wrap", "true"}},
 	} {
-		times, err := timeRuns(o.runs, m.argv, env)
+		wall, cpu, err := timeRuns(o.runs, m.argv, env)
 		if err != nil {
 			return fmt.Errorf("%s: %w", m.name, err)
 		}
-		fmt.Fprintf(stdout, "%s_median_ms=%.2f %s_p90_ms=%.2f\n", m.name, ms(quantile(times, 0.5)), m.name, ms(quantile(times, 0.9)))
+		fmt.Fprintf(stdout, "%s_median_ms=%.2f %s_p90_ms=%.2f %s_cpu_median_ms=%.2f\n",
+			m.name, ms(quantile(wall, 0.5)), m.name, ms(quantile(wall, 0.9)), m.name, ms(quantile(cpu, 0.5)))
 	}
 	return nil
 }
 
 // timeRuns runs argv n times, one process at a time, and returns each
-// one's wall time from start to exit.
-func timeRuns(n int, argv []string, env []string) ([]time.Duration, error) {
-	times := make([]time.Duration, 0, n)
+// one's wall time from start to exit and the CPU time (user and system)
+// it used. On a busy machine the CPU time is the steadier figure: the wall
+// time adds the time the process waited for a core.
+func timeRuns(n int, argv []string, env []string) (wall, cpu []time.Duration, err error) {
 	for range n {
 		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Env = env
@@ -102,16 +104,17 @@ func timeRuns(n int, argv []string, env []string) ([]time.Duration, error) {
 		cmd.Stdout, cmd.Stderr = &out, &out
 		start := time.Now()
 		err := cmd.Run()
-		times = append(times, time.Since(start))
+		wall = append(wall, time.Since(start))
 		if err != nil {
 			var exit *exec.ExitError
 			if errors.As(err, &exit) {
-				return nil, fmt.Errorf("%q exited %d: %s", argv, exit.ExitCode(), out.b)
+				return nil, nil, fmt.Errorf("%q exited %d: %s", argv, exit.ExitCode(), out.b)
 			}
-			return nil, err
+			return nil, nil, err
 		}
+		cpu = append(cpu, cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime())
 	}
-	return times, nil
+	return wall, cpu, nil
 }
 
 // quantile returns the q-quantile of ds (nearest rank).
