@@ -11,14 +11,6 @@ import (
 	"github.com/loomhpc/loom/cli"
 )
 
-// testWriter logs what a command writes.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
-}
-
 // testVersion is what loom version prints in these tests.
 const testVersion = "v1.2.3-test"
 
