@@ -181,10 +181,10 @@ func printVersion(version string) RunFunc {
 	}
 }
 
-// Lookup finds the command that args name in table and the arguments it
+// lookup finds the command that args name in table and the arguments it
 // gets. It returns nil and the entry whose subcommand is missing, or nil
 // and nil when args name no command at all.
-func Lookup(table []*Command, args []string) (run RunFunc, rest []string, missing *Command) {
+func lookup(table []*Command, args []string) (run RunFunc, rest []string, missing *Command) {
 	var path []*Command
 	list := table
 	for _, a := range args {
@@ -209,7 +209,7 @@ func Lookup(table []*Command, args []string) (run RunFunc, rest []string, missin
 
 // dispatch runs the command args name and returns its exit status.
 func dispatch(ctx context.Context, table []*Command, args []string, sio Stdio) int {
-	run, rest, missing := Lookup(table, args)
+	run, rest, missing := lookup(table, args)
 	switch {
 	case run != nil:
 		return run(ctx, rest, sio)

@@ -103,7 +103,7 @@ func TestEveryCommandDispatches(t *testing.T) {
 	table := testTable()
 	for _, e := range entries(table) {
 		t.Run(strings.Join(e.path, " "), func(t *testing.T) {
-			if run, _, _ := Lookup(table, e.path); run == nil && len(e.cmd.subs) == 0 {
+			if run, _, _ := lookup(table, e.path); run == nil && len(e.cmd.subs) == 0 {
 				t.Fatalf("lookup(%q) found nothing to run", e.path)
 			}
 			if e.cmd.internal {
@@ -125,7 +125,7 @@ func TestEveryCommandDispatches(t *testing.T) {
 func TestSlurmNamesAreInTheTable(t *testing.T) {
 	table := testTable()
 	for _, name := range cli.Commands() {
-		if run, _, _ := Lookup(table, []string{"slurm", name}); run == nil {
+		if run, _, _ := lookup(table, []string{"slurm", name}); run == nil {
 			t.Errorf("loom slurm %s does not dispatch", name)
 		}
 	}
