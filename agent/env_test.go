@@ -98,3 +98,25 @@ func TestStepTasksGetTheJobSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestStepPathFindsLoomsCommandsFirst: a host may also have Slurm's own
+// srun in /usr/bin; inside a Loom allocation the job's srun must be Loom's.
+func TestStepPathFindsLoomsCommandsFirst(t *testing.T) {
+	alloc := &api.Allocation{JobId: 7, Generation: 1, Nodes: []string{"n1"}, MasterAddr: "127.0.0.1", MasterPort: 29500,
+		Ranks: []*api.Rank{{Rank: 0, Node: "n1", LocalSize: 1}}}
+	j := &api.Job{Id: 7, User: "alice", Uid: 1001, Spec: &api.JobSpec{Script: "srun true",
+		Env: map[string]string{"PATH": "/usr/local/bin:/usr/bin:/bin"}}, Allocation: alloc}
+	st := &api.Step{Id: api.StepBatch, Allocation: alloc}
+	a := &Agent{cmdDir: "/var/lib/loom/bin"}
+	a.cfg.Name = "n1"
+	tk := &task{key: taskKey{job: 7, step: stepKey(api.StepBatch)}, job: stepView(j, st), rank: alloc.Ranks[0], full: j, step: st}
+	var path string
+	for _, kv := range a.stepEnv(tk) {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	if want := "/var/lib/loom/bin:/usr/local/bin:/usr/bin:/bin"; path != want {
+		t.Errorf("PATH = %q, want %q (Loom's command links first)", path, want)
+	}
+}

@@ -333,8 +333,12 @@ func (a *Agent) stepEnv(t *task) []string {
 	for k, val := range alloc {
 		env[k] = val
 	}
+	// The links come first: inside a Loom allocation srun, scontrol and
+	// the rest must reach Loom even on a host that also has Slurm's
+	// commands in /usr/bin. The directory holds only those links, so it
+	// shadows nothing else on the job's PATH.
 	if a.cmdDir != "" {
-		env["PATH"] += ":" + a.cmdDir
+		env["PATH"] = a.cmdDir + ":" + env["PATH"]
 	}
 	if id != api.StepBatch {
 		sa := v.Allocation
