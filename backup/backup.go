@@ -23,6 +23,10 @@ const Magic = "LOOMSNAP1\n"
 // snapshot is refused before anything large is allocated.
 const maxHeader = 64 << 10
 
+// maxPrealloc bounds the memory reserved for the state up front, before
+// its bytes have arrived: the header's size is not yet known to be true.
+const maxPrealloc = 256 << 20
+
 // ErrCorrupt is wrapped by every error about a file's contents (as
 // opposed to an error reading it).
 var ErrCorrupt = errors.New("backup: corrupt snapshot file")
@@ -76,6 +80,7 @@ func Read(r io.Reader) (*File, error) {
 	// Read at most one byte past the size the header gives, so that a
 	// file with more state than it says is noticed.
 	var buf bytes.Buffer
+	buf.Grow(int(min(meta.Size, maxPrealloc)) + 1)
 	got, err := io.Copy(&buf, io.LimitReader(br, int64(meta.Size)+1))
 	if err != nil {
 		return nil, fmt.Errorf("backup: read state: %w", err)
