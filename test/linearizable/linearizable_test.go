@@ -1,12 +1,13 @@
 //go:build e2e
 
-// Package linearizable records what concurrent clients see of submit,
+// The e2e test records what concurrent clients see of submit,
 // cancel and consistent reads on a real 3-server cluster while its leader
 // is killed twice, and checks the history with porcupine against a
 // sequential model of a job: absent, then pending, then cancelled. A
 // write that never got an answer counts as maybe applied; at the end
 // every submit is accounted for: an acknowledged one exists exactly once
 // with its id, an unacknowledged one at most once.
+
 package linearizable
 
 import (
@@ -36,100 +37,6 @@ const (
 	budget     = 10 * time.Second // how long one operation retries
 )
 
-// What a job can be, in the model and in reads.
-type jobState int
-
-const (
-	absent jobState = iota
-	pending
-	cancelled
-)
-
-func (s jobState) String() string { return [...]string{"absent", "pending", "cancelled"}[s] }
-
-type opKind int
-
-const (
-	opSubmit opKind = iota
-	opCancel
-	opRead
-)
-
-// input is one operation on the job of token.
-type input struct {
-	kind  opKind
-	token string
-}
-
-// output is what the client saw. For a submit it was acknowledged (else it
-// is left out of the history: nothing can be read of a job whose id no
-// client knows; the accounting at the end covers it).
-type output struct {
-	// cancel: "cancelled", "finished" (refused: already ended),
-	// "done" (finished after an attempt without answer, which may have
-	// been the one that cancelled), or "unknown" (no answer at all).
-	result string
-	state  jobState // read
-}
-
-// model is a job's life as one client alone would see it.
-var model = porcupine.NondeterministicModel{
-	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
-		by := map[string][]porcupine.Operation{}
-		var order []string
-		for _, op := range h {
-			tok := op.Input.(input).token
-			if _, ok := by[tok]; !ok {
-				order = append(order, tok)
-			}
-			by[tok] = append(by[tok], op)
-		}
-		var out [][]porcupine.Operation
-		for _, tok := range order {
-			out = append(out, by[tok])
-		}
-		return out
-	},
-	Init: func() []any { return []any{absent} },
-	Step: func(st, in, out any) []any {
-		s, i, o := st.(jobState), in.(input), out.(output)
-		switch i.kind {
-		case opSubmit:
-			if s == absent {
-				return []any{pending}
-			}
-		case opRead:
-			if s == o.state {
-				return []any{s}
-			}
-		case opCancel:
-			switch {
-			case o.result == "cancelled" && s == pending:
-				return []any{cancelled}
-			case o.result == "finished" && s == cancelled:
-				return []any{cancelled}
-			case o.result == "done" && s != absent:
-				return []any{cancelled}
-			case o.result == "unknown" && s == pending:
-				return []any{pending, cancelled}
-			case o.result == "unknown" && s == cancelled:
-				return []any{cancelled}
-			}
-		}
-		return nil
-	},
-	DescribeOperation: func(in, out any) string {
-		i, o := in.(input), out.(output)
-		switch i.kind {
-		case opSubmit:
-			return "submit " + i.token[:6]
-		case opCancel:
-			return "cancel " + i.token[:6] + " -> " + o.result
-		}
-		return "read " + i.token[:6] + " -> " + o.state.String()
-	},
-}
-
 // client makes calls that go round the servers on Unavailable, as the CLI
 // does, until one answers or budget has passed.
 type client struct {
@@ -140,8 +47,15 @@ type client struct {
 // no server gave a definite answer, with ambiguous true when some attempt
 // may have reached the leader (any failure but a refused connection).
 func (c *client) call(first int, f func(ctx context.Context, j api.JobServiceClient) error) (err error, ambiguous bool) {
+	return c.callN(first, math.MaxInt, f)
+}
+
+// callN is call with at most attempts tries. The clients make some writes
+// with a single try, so that some go unanswered while a leader is dead
+// and the history holds writes of unknown outcome.
+func (c *client) callN(first, attempts int, f func(ctx context.Context, j api.JobServiceClient) error) (err error, ambiguous bool) {
 	deadline := time.Now().Add(budget)
-	for i := 0; time.Now().Before(deadline); i++ {
+	for i := 0; i < attempts && time.Now().Before(deadline); i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		err = f(ctx, c.jobs[(first+i)%len(c.jobs)])
 		cancel()
@@ -220,9 +134,9 @@ func TestSubmitCancelReadAreLinearizableAcrossLeaderKills(t *testing.T) {
 				tok, id, have := rec.pick(rng)
 				switch p := rng.IntN(10); {
 				case p < 4 || !have:
-					submit(t, c, rec, w, first, now)
+					submit(t, c, rec, w, first, tries(rng), now)
 				case p < 7:
-					cancelJob(t, c, rec, w, first, tok, id, now)
+					cancelJob(t, c, rec, w, first, tries(rng), tok, id, now)
 				default:
 					read(t, c, rec, w, first, tok, id, now)
 				}
@@ -283,16 +197,25 @@ func TestSubmitCancelReadAreLinearizableAcrossLeaderKills(t *testing.T) {
 		counts[opCancel], results, counts[opRead])
 	res, info := porcupine.CheckOperationsVerbose(model.ToModel(), rec.ops, time.Minute)
 	if res != porcupine.Ok {
-		f, err := os.CreateTemp("", "loom-linearizable-*.html")
-		if err == nil {
+		picture := "none (no temporary file)"
+		if f, err := os.CreateTemp("", "loom-linearizable-*.html"); err == nil {
 			porcupine.Visualize(model.ToModel(), info, f)
 			f.Close()
+			picture = f.Name()
 		}
-		t.Fatalf("the history is not linearizable (%s); porcupine's picture of it: %s", res, f.Name())
+		t.Fatalf("the history is not linearizable (%s); porcupine's picture of it: %s", res, picture)
 	}
 }
 
-func submit(t *testing.T, c *client, rec *record, w, first int, now func() int64) {
+// tries is how many attempts a write makes: one for a fifth of them.
+func tries(rng *mrand.Rand) int {
+	if rng.IntN(5) == 0 {
+		return 1
+	}
+	return math.MaxInt
+}
+
+func submit(t *testing.T, c *client, rec *record, w, first, attempts int, now func() int64) {
 	b := make([]byte, 12)
 	rand.Read(b)
 	tok := hex.EncodeToString(b)
@@ -300,7 +223,7 @@ func submit(t *testing.T, c *client, rec *record, w, first int, now func() int64
 		Script: "#!/bin/sh\ntrue\n", WorkingDir: os.TempDir()}}
 	call := now()
 	var id uint64
-	err, _ := c.call(first, func(ctx context.Context, j api.JobServiceClient) error {
+	err, _ := c.callN(first, attempts, func(ctx context.Context, j api.JobServiceClient) error {
 		r, err := j.Submit(ctx, req)
 		if err == nil {
 			id = r.JobId
@@ -322,10 +245,10 @@ func submit(t *testing.T, c *client, rec *record, w, first int, now func() int64
 	rec.tokens = append(rec.tokens, tok)
 }
 
-func cancelJob(t *testing.T, c *client, rec *record, w, first int, tok string, id uint64, now func() int64) {
+func cancelJob(t *testing.T, c *client, rec *record, w, first, attempts int, tok string, id uint64, now func() int64) {
 	call := now()
 	var resp *api.CancelResponse
-	err, ambiguous := c.call(first, func(ctx context.Context, j api.JobServiceClient) error {
+	err, ambiguous := c.callN(first, attempts, func(ctx context.Context, j api.JobServiceClient) error {
 		var err error
 		resp, err = j.Cancel(ctx, &api.CancelRequest{JobIds: []uint64{id}})
 		return err
@@ -425,4 +348,3 @@ func account(t *testing.T, rec *record, jobs []*api.Job) {
 	t.Logf("end state: %d jobs; %d acknowledged submits, %d unacknowledged of which %d were applied",
 		len(jobs), len(rec.acked), len(rec.unacked), applied)
 }
-
