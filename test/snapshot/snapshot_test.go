@@ -320,3 +320,46 @@ func operators(t *testing.T, servers []*cluster.Server) []api.OperatorClient {
 	}
 	return ops
 }
+
+// TestRestoreIntoTheRunningCluster rewinds a live cluster: a job
+// submitted after the save is gone, job ids are not given again, and a
+// node that registered after the save comes back by itself (its agent's
+// stream ends and it registers again).
+func TestRestoreIntoTheRunningCluster(t *testing.T) {
+	cluster.RequireRoot(t)
+	dir := cluster.OpenDir(t, "loom-snapshot-live-")
+	g := cluster.StartGossiping(t, filepath.Join(dir, "a"), 3, 1)
+	addrs := cluster.Clients(g.Servers)
+	ok := filepath.Join(dir, "ok.sh")
+	if err := os.WriteFile(ok, []byte("#!/bin/sh\necho hello\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	first := sbatchOn(t, dir, addrs, ok)
+	file := filepath.Join(dir, "backup.snap")
+	mustLoom(t, dir, addrs, "operator", "snapshot", "save", file)
+
+	g.Agents["node2"] = cluster.StartGossipAgent(t, filepath.Join(dir, "a"), "node2", "dgx-h100", 29700, g.Servers)
+	listNodes := func() int {
+		r, err := g.Nodes.ListNodes(cluster.Ctx(t), &api.ListNodesRequest{Consistent: true})
+		if err != nil {
+			return -1
+		}
+		return len(r.Nodes)
+	}
+	cluster.WaitFor(t, "node2 to register", 30*time.Second, func() bool { return listNodes() == 2 })
+	later := sbatchOn(t, dir, addrs, ok)
+
+	out := mustLoom(t, dir, addrs, "operator", "snapshot", "restore", file)
+	t.Log(out)
+	if j := cluster.Job(t, g.Jobs, first); j == nil {
+		t.Fatalf("job %d, in the snapshot, is gone after the restore", first)
+	}
+	cluster.WaitFor(t, fmt.Sprintf("job %d, submitted after the save, to be gone", later), 10*time.Second, func() bool {
+		_, err := g.Jobs.GetJob(cluster.Ctx(t), &api.GetJobRequest{JobId: later, Consistent: true})
+		return status.Code(err) == codes.NotFound
+	})
+	cluster.WaitFor(t, "node2, registered after the save, to register again", 30*time.Second, func() bool { return listNodes() == 2 })
+	if id := sbatchOn(t, dir, addrs, ok); id <= later {
+		t.Fatalf("a job submitted after the restore got id %d, which job %d had before it: ids must not be reused", id, later)
+	}
+}
