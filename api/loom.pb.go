@@ -5657,7 +5657,7 @@ func (x *SnapshotChunk) GetData() []byte {
 type SnapshotRestoreResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Restored      *SnapshotInfo          `protobuf:"bytes,1,opt,name=restored,proto3" json:"restored,omitempty"`
-	RaftIndex     uint64                 `protobuf:"varint,2,opt,name=raft_index,json=raftIndex,proto3" json:"raft_index,omitempty"` // the Raft index the restore took in this cluster's log
+	RaftIndex     uint64                 `protobuf:"varint,2,opt,name=raft_index,json=raftIndex,proto3" json:"raft_index,omitempty"` // the cluster's Raft index once the restored state is in force
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/auth"
 	"github.com/loomhpc/loom/backup"
+	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -125,6 +126,16 @@ func (os *operatorService) SnapshotRestore(stream grpc.ClientStreamingServer[api
 	at, err := s.raft.Restore(ctx, stateBytes)
 	if err != nil {
 		return toStatus(err)
+	}
+	// Record this server's addresses at once: followers find the leader by
+	// its record, which the file may hold with another cluster's
+	// addresses. The entry also brings the state's index, which is the
+	// file's after a restore, up to the log's, so that reads waiting for
+	// an index written before the restore go on.
+	if res, err := s.apply(ctx, state.CmdServerMember, &api.ServerMembershipCommand{Server: s.self()}); err != nil {
+		s.log.Warn("could not record this server's addresses after a snapshot restore; it will retry", "err", err)
+	} else {
+		at = res.Index
 	}
 	s.log.Warn("cluster state replaced by a snapshot restore", "snapshot_index", f.Meta.Index, "snapshot_term", f.Meta.Term,
 		"snapshot_leader", f.Meta.LeaderId, "jobs", info.Jobs, "nodes", info.Nodes, "raft_index", at, "user", callerName(ctx))
