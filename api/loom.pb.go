@@ -5409,6 +5409,303 @@ func (x *StateSnapshot) GetServers() []*ServerInfo {
 	return nil
 }
 
+// SnapshotMeta heads a snapshot file: where the state comes from and the
+// size and checksum of the state that follows it (package backup).
+type SnapshotMeta struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`                      // the last log entry the state includes
+	Term          uint64                 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`                        // the leader's term when it was saved
+	LeaderId      string                 `protobuf:"bytes,3,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"` // the server that saved it
+	CreatedUnixMs int64                  `protobuf:"varint,4,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	Size          uint64                 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`    // bytes of state after the header
+	Sha256        string                 `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"` // hex digest of those bytes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotMeta) Reset() {
+	*x = SnapshotMeta{}
+	mi := &file_api_loom_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotMeta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotMeta) ProtoMessage() {}
+
+func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotMeta.ProtoReflect.Descriptor instead.
+func (*SnapshotMeta) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *SnapshotMeta) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SnapshotMeta) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *SnapshotMeta) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+func (x *SnapshotMeta) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+func (x *SnapshotMeta) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SnapshotMeta) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+// SnapshotInfo describes a snapshot file: what inspect prints and what a
+// restore installed.
+type SnapshotInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *SnapshotMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Jobs          uint32                 `protobuf:"varint,2,opt,name=jobs,proto3" json:"jobs,omitempty"`
+	Nodes         uint32                 `protobuf:"varint,3,opt,name=nodes,proto3" json:"nodes,omitempty"`
+	Servers       uint32                 `protobuf:"varint,4,opt,name=servers,proto3" json:"servers,omitempty"`
+	StateHash     string                 `protobuf:"bytes,5,opt,name=state_hash,json=stateHash,proto3" json:"state_hash,omitempty"` // as ServerStatusResponse.state_hash would be for this state
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotInfo) Reset() {
+	*x = SnapshotInfo{}
+	mi := &file_api_loom_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotInfo) ProtoMessage() {}
+
+func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
+func (*SnapshotInfo) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *SnapshotInfo) GetMeta() *SnapshotMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *SnapshotInfo) GetJobs() uint32 {
+	if x != nil {
+		return x.Jobs
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetNodes() uint32 {
+	if x != nil {
+		return x.Nodes
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetServers() uint32 {
+	if x != nil {
+		return x.Servers
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetStateHash() string {
+	if x != nil {
+		return x.StateHash
+	}
+	return ""
+}
+
+type SnapshotSaveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotSaveRequest) Reset() {
+	*x = SnapshotSaveRequest{}
+	mi := &file_api_loom_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotSaveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotSaveRequest) ProtoMessage() {}
+
+func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotSaveRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotSaveRequest) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{72}
+}
+
+// SnapshotChunk is one piece of a snapshot file, in order.
+type SnapshotChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotChunk) Reset() {
+	*x = SnapshotChunk{}
+	mi := &file_api_loom_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotChunk) ProtoMessage() {}
+
+func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
+func (*SnapshotChunk) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *SnapshotChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type SnapshotRestoreResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Restored      *SnapshotInfo          `protobuf:"bytes,1,opt,name=restored,proto3" json:"restored,omitempty"`
+	RaftIndex     uint64                 `protobuf:"varint,2,opt,name=raft_index,json=raftIndex,proto3" json:"raft_index,omitempty"` // the cluster's Raft index once the restored state is in force
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotRestoreResponse) Reset() {
+	*x = SnapshotRestoreResponse{}
+	mi := &file_api_loom_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotRestoreResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotRestoreResponse) ProtoMessage() {}
+
+func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotRestoreResponse.ProtoReflect.Descriptor instead.
+func (*SnapshotRestoreResponse) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *SnapshotRestoreResponse) GetRestored() *SnapshotInfo {
+	if x != nil {
+		return x.Restored
+	}
+	return nil
+}
+
+func (x *SnapshotRestoreResponse) GetRaftIndex() uint64 {
+	if x != nil {
+		return x.RaftIndex
+	}
+	return 0
+}
+
 var File_api_loom_proto protoreflect.FileDescriptor
 
 const file_api_loom_proto_rawDesc = "" +
@@ -5854,7 +6151,28 @@ const file_api_loom_proto_rawDesc = "" +
 	"\vnext_job_id\x18\x02 \x01(\x04R\tnextJobId\x12 \n" +
 	"\x04jobs\x18\x03 \x03(\v2\f.loom.v1.JobR\x04jobs\x12#\n" +
 	"\x05nodes\x18\x04 \x03(\v2\r.loom.v1.NodeR\x05nodes\x12-\n" +
-	"\aservers\x18\x05 \x03(\v2\x13.loom.v1.ServerInfoR\aservers*\xd6\x01\n" +
+	"\aservers\x18\x05 \x03(\v2\x13.loom.v1.ServerInfoR\aservers\"\xa9\x01\n" +
+	"\fSnapshotMeta\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x1b\n" +
+	"\tleader_id\x18\x03 \x01(\tR\bleaderId\x12&\n" +
+	"\x0fcreated_unix_ms\x18\x04 \x01(\x03R\rcreatedUnixMs\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\x04R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x06 \x01(\tR\x06sha256\"\x9c\x01\n" +
+	"\fSnapshotInfo\x12)\n" +
+	"\x04meta\x18\x01 \x01(\v2\x15.loom.v1.SnapshotMetaR\x04meta\x12\x12\n" +
+	"\x04jobs\x18\x02 \x01(\rR\x04jobs\x12\x14\n" +
+	"\x05nodes\x18\x03 \x01(\rR\x05nodes\x12\x18\n" +
+	"\aservers\x18\x04 \x01(\rR\aservers\x12\x1d\n" +
+	"\n" +
+	"state_hash\x18\x05 \x01(\tR\tstateHash\"\x15\n" +
+	"\x13SnapshotSaveRequest\"#\n" +
+	"\rSnapshotChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"k\n" +
+	"\x17SnapshotRestoreResponse\x121\n" +
+	"\brestored\x18\x01 \x01(\v2\x15.loom.v1.SnapshotInfoR\brestored\x12\x1d\n" +
+	"\n" +
+	"raft_index\x18\x02 \x01(\x04R\traftIndex*\xd6\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aPENDING\x10\x01\x12\x0f\n" +
@@ -5924,12 +6242,14 @@ const file_api_loom_proto_rawDesc = "" +
 	"\fAgentService\x12?\n" +
 	"\bRegister\x12\x18.loom.v1.RegisterRequest\x1a\x19.loom.v1.RegisterResponse\x12Q\n" +
 	"\x10WatchAllocations\x12 .loom.v1.WatchAllocationsRequest\x1a\x19.loom.v1.AllocationUpdate0\x01\x12F\n" +
-	"\vUpdateTasks\x12\x1a.loom.v1.TaskUpdateRequest\x1a\x1b.loom.v1.TaskUpdateResponse2\xbb\x02\n" +
+	"\vUpdateTasks\x12\x1a.loom.v1.TaskUpdateRequest\x1a\x1b.loom.v1.TaskUpdateResponse2\xd2\x03\n" +
 	"\bOperator\x12?\n" +
 	"\bRaftJoin\x12\x18.loom.v1.RaftJoinRequest\x1a\x19.loom.v1.RaftJoinResponse\x12N\n" +
 	"\rRaftListPeers\x12\x1d.loom.v1.RaftListPeersRequest\x1a\x1e.loom.v1.RaftListPeersResponse\x12Q\n" +
 	"\x0eRaftRemovePeer\x12\x1e.loom.v1.RaftRemovePeerRequest\x1a\x1f.loom.v1.RaftRemovePeerResponse\x12K\n" +
-	"\fServerStatus\x12\x1c.loom.v1.ServerStatusRequest\x1a\x1d.loom.v1.ServerStatusResponse2F\n" +
+	"\fServerStatus\x12\x1c.loom.v1.ServerStatusRequest\x1a\x1d.loom.v1.ServerStatusResponse\x12F\n" +
+	"\fSnapshotSave\x12\x1c.loom.v1.SnapshotSaveRequest\x1a\x16.loom.v1.SnapshotChunk0\x01\x12M\n" +
+	"\x0fSnapshotRestore\x12\x16.loom.v1.SnapshotChunk\x1a .loom.v1.SnapshotRestoreResponse(\x012F\n" +
 	"\tAgentLogs\x129\n" +
 	"\bTaskLogs\x12\x18.loom.v1.TaskLogsRequest\x1a\x11.loom.v1.LogChunk0\x01B\x1dZ\x1bgithub.com/loomhpc/loom/apib\x06proto3"
 
@@ -5946,7 +6266,7 @@ func file_api_loom_proto_rawDescGZIP() []byte {
 }
 
 var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
+var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 77)
 var file_api_loom_proto_goTypes = []any{
 	(JobState)(0),                      // 0: loom.v1.JobState
 	(NodeState)(0),                     // 1: loom.v1.NodeState
@@ -6023,17 +6343,22 @@ var file_api_loom_proto_goTypes = []any{
 	(*NodeStateCommand)(nil),           // 72: loom.v1.NodeStateCommand
 	(*ServerMembershipCommand)(nil),    // 73: loom.v1.ServerMembershipCommand
 	(*StateSnapshot)(nil),              // 74: loom.v1.StateSnapshot
-	nil,                                // 75: loom.v1.Node.LabelsEntry
-	nil,                                // 76: loom.v1.JobSpec.EnvEntry
+	(*SnapshotMeta)(nil),               // 75: loom.v1.SnapshotMeta
+	(*SnapshotInfo)(nil),               // 76: loom.v1.SnapshotInfo
+	(*SnapshotSaveRequest)(nil),        // 77: loom.v1.SnapshotSaveRequest
+	(*SnapshotChunk)(nil),              // 78: loom.v1.SnapshotChunk
+	(*SnapshotRestoreResponse)(nil),    // 79: loom.v1.SnapshotRestoreResponse
+	nil,                                // 80: loom.v1.Node.LabelsEntry
+	nil,                                // 81: loom.v1.JobSpec.EnvEntry
 }
 var file_api_loom_proto_depIdxs = []int32{
 	4,  // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
 	6,  // 1: loom.v1.Topology.gpus:type_name -> loom.v1.GPU
 	5,  // 2: loom.v1.Topology.links:type_name -> loom.v1.Link
-	75, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
+	80, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
 	7,  // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
 	1,  // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
-	76, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
+	81, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
 	2,  // 7: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
 	3,  // 8: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
 	10, // 9: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
@@ -6077,55 +6402,61 @@ var file_api_loom_proto_depIdxs = []int32{
 	13, // 47: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
 	8,  // 48: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
 	48, // 49: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
-	15, // 50: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
-	17, // 51: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
-	19, // 52: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
-	21, // 53: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
-	23, // 54: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
-	25, // 55: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
-	27, // 56: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
-	29, // 57: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
-	31, // 58: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
-	33, // 59: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
-	35, // 60: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
-	38, // 61: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
-	39, // 62: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
-	39, // 63: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
-	41, // 64: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
-	43, // 65: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
-	46, // 66: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
-	49, // 67: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
-	51, // 68: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
-	53, // 69: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
-	55, // 70: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
-	57, // 71: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
-	16, // 72: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
-	18, // 73: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
-	20, // 74: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
-	22, // 75: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
-	24, // 76: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
-	26, // 77: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
-	28, // 78: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
-	30, // 79: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
-	32, // 80: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
-	34, // 81: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
-	37, // 82: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
-	36, // 83: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
-	40, // 84: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
-	40, // 85: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
-	42, // 86: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
-	44, // 87: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
-	47, // 88: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
-	50, // 89: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
-	52, // 90: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
-	54, // 91: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
-	56, // 92: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
-	28, // 93: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
-	72, // [72:94] is the sub-list for method output_type
-	50, // [50:72] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	75, // 50: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
+	76, // 51: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
+	15, // 52: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
+	17, // 53: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
+	19, // 54: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
+	21, // 55: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
+	23, // 56: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
+	25, // 57: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
+	27, // 58: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
+	29, // 59: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
+	31, // 60: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
+	33, // 61: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
+	35, // 62: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
+	38, // 63: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
+	39, // 64: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
+	39, // 65: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
+	41, // 66: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
+	43, // 67: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
+	46, // 68: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
+	49, // 69: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
+	51, // 70: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
+	53, // 71: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
+	55, // 72: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
+	77, // 73: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
+	78, // 74: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
+	57, // 75: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
+	16, // 76: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
+	18, // 77: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
+	20, // 78: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
+	22, // 79: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
+	24, // 80: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
+	26, // 81: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
+	28, // 82: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
+	30, // 83: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
+	32, // 84: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
+	34, // 85: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
+	37, // 86: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
+	36, // 87: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
+	40, // 88: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
+	40, // 89: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
+	42, // 90: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
+	44, // 91: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
+	47, // 92: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
+	50, // 93: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
+	52, // 94: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
+	54, // 95: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
+	56, // 96: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
+	78, // 97: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
+	79, // 98: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
+	28, // 99: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
+	76, // [76:100] is the sub-list for method output_type
+	52, // [52:76] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_api_loom_proto_init() }
@@ -6143,7 +6474,7 @@ func file_api_loom_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_loom_proto_rawDesc), len(file_api_loom_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   72,
+			NumMessages:   77,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

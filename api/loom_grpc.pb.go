@@ -891,10 +891,12 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Operator_RaftJoin_FullMethodName       = "/loom.v1.Operator/RaftJoin"
-	Operator_RaftListPeers_FullMethodName  = "/loom.v1.Operator/RaftListPeers"
-	Operator_RaftRemovePeer_FullMethodName = "/loom.v1.Operator/RaftRemovePeer"
-	Operator_ServerStatus_FullMethodName   = "/loom.v1.Operator/ServerStatus"
+	Operator_RaftJoin_FullMethodName        = "/loom.v1.Operator/RaftJoin"
+	Operator_RaftListPeers_FullMethodName   = "/loom.v1.Operator/RaftListPeers"
+	Operator_RaftRemovePeer_FullMethodName  = "/loom.v1.Operator/RaftRemovePeer"
+	Operator_ServerStatus_FullMethodName    = "/loom.v1.Operator/ServerStatus"
+	Operator_SnapshotSave_FullMethodName    = "/loom.v1.Operator/SnapshotSave"
+	Operator_SnapshotRestore_FullMethodName = "/loom.v1.Operator/SnapshotRestore"
 )
 
 // OperatorClient is the client API for Operator service.
@@ -907,6 +909,11 @@ type OperatorClient interface {
 	RaftListPeers(ctx context.Context, in *RaftListPeersRequest, opts ...grpc.CallOption) (*RaftListPeersResponse, error)
 	RaftRemovePeer(ctx context.Context, in *RaftRemovePeerRequest, opts ...grpc.CallOption) (*RaftRemovePeerResponse, error)
 	ServerStatus(ctx context.Context, in *ServerStatusRequest, opts ...grpc.CallOption) (*ServerStatusResponse, error)
+	// SnapshotSave streams a snapshot file of the leader's state (loom
+	// operator snapshot save); SnapshotRestore replaces the cluster's state
+	// with the one a snapshot file holds. Both are for operators only.
+	SnapshotSave(ctx context.Context, in *SnapshotSaveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotChunk], error)
+	SnapshotRestore(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SnapshotChunk, SnapshotRestoreResponse], error)
 }
 
 type operatorClient struct {
@@ -957,6 +964,38 @@ func (c *operatorClient) ServerStatus(ctx context.Context, in *ServerStatusReque
 	return out, nil
 }
 
+func (c *operatorClient) SnapshotSave(ctx context.Context, in *SnapshotSaveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Operator_ServiceDesc.Streams[0], Operator_SnapshotSave_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SnapshotSaveRequest, SnapshotChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Operator_SnapshotSaveClient = grpc.ServerStreamingClient[SnapshotChunk]
+
+func (c *operatorClient) SnapshotRestore(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SnapshotChunk, SnapshotRestoreResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Operator_ServiceDesc.Streams[1], Operator_SnapshotRestore_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SnapshotChunk, SnapshotRestoreResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Operator_SnapshotRestoreClient = grpc.ClientStreamingClient[SnapshotChunk, SnapshotRestoreResponse]
+
 // OperatorServer is the server API for Operator service.
 // All implementations must embed UnimplementedOperatorServer
 // for forward compatibility.
@@ -967,6 +1006,11 @@ type OperatorServer interface {
 	RaftListPeers(context.Context, *RaftListPeersRequest) (*RaftListPeersResponse, error)
 	RaftRemovePeer(context.Context, *RaftRemovePeerRequest) (*RaftRemovePeerResponse, error)
 	ServerStatus(context.Context, *ServerStatusRequest) (*ServerStatusResponse, error)
+	// SnapshotSave streams a snapshot file of the leader's state (loom
+	// operator snapshot save); SnapshotRestore replaces the cluster's state
+	// with the one a snapshot file holds. Both are for operators only.
+	SnapshotSave(*SnapshotSaveRequest, grpc.ServerStreamingServer[SnapshotChunk]) error
+	SnapshotRestore(grpc.ClientStreamingServer[SnapshotChunk, SnapshotRestoreResponse]) error
 	mustEmbedUnimplementedOperatorServer()
 }
 
@@ -988,6 +1032,12 @@ func (UnimplementedOperatorServer) RaftRemovePeer(context.Context, *RaftRemovePe
 }
 func (UnimplementedOperatorServer) ServerStatus(context.Context, *ServerStatusRequest) (*ServerStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ServerStatus not implemented")
+}
+func (UnimplementedOperatorServer) SnapshotSave(*SnapshotSaveRequest, grpc.ServerStreamingServer[SnapshotChunk]) error {
+	return status.Error(codes.Unimplemented, "method SnapshotSave not implemented")
+}
+func (UnimplementedOperatorServer) SnapshotRestore(grpc.ClientStreamingServer[SnapshotChunk, SnapshotRestoreResponse]) error {
+	return status.Error(codes.Unimplemented, "method SnapshotRestore not implemented")
 }
 func (UnimplementedOperatorServer) mustEmbedUnimplementedOperatorServer() {}
 func (UnimplementedOperatorServer) testEmbeddedByValue()                  {}
@@ -1082,6 +1132,24 @@ func _Operator_ServerStatus_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Operator_SnapshotSave_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SnapshotSaveRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(OperatorServer).SnapshotSave(m, &grpc.GenericServerStream[SnapshotSaveRequest, SnapshotChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Operator_SnapshotSaveServer = grpc.ServerStreamingServer[SnapshotChunk]
+
+func _Operator_SnapshotRestore_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(OperatorServer).SnapshotRestore(&grpc.GenericServerStream[SnapshotChunk, SnapshotRestoreResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Operator_SnapshotRestoreServer = grpc.ClientStreamingServer[SnapshotChunk, SnapshotRestoreResponse]
+
 // Operator_ServiceDesc is the grpc.ServiceDesc for Operator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1106,7 +1174,18 @@ var Operator_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Operator_ServerStatus_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "SnapshotSave",
+			Handler:       _Operator_SnapshotSave_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "SnapshotRestore",
+			Handler:       _Operator_SnapshotRestore_Handler,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "api/loom.proto",
 }
 

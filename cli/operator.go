@@ -12,9 +12,17 @@ import (
 
 const operatorUsage = `Usage: loom operator raft list-peers [--json]
        loom operator raft remove-peer SERVER_ID
+       loom operator snapshot save FILE [--json]
+       loom operator snapshot inspect FILE [--json]
+       loom operator snapshot restore FILE [--json]
 
 Inspects and changes the control plane's Raft membership. To add a server
 to a running cluster, start it with loom server --join ADDR.
+
+snapshot save writes a consistent snapshot of the cluster's state, taken
+on the leader, to FILE (mode 0600, written atomically, with a checksum);
+inspect checks a file and describes it; restore replaces the cluster's
+whole state with the file's (see docs/operations.md, Backup and restore).
 
 Options:
 `
@@ -31,11 +39,14 @@ func runOperator(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return e.fail(err)
 	}
-	if help || len(pos) < 2 || pos[0] != "raft" {
-		if help {
-			return printHelp(e, operatorUsage, opts)
-		}
-		return e.fail(&usageError{msg: "expected: raft list-peers | raft remove-peer SERVER_ID"})
+	if help {
+		return printHelp(e, operatorUsage, opts)
+	}
+	if len(pos) > 0 && pos[0] == "snapshot" {
+		return runSnapshot(ctx, e, pos[1:], asJSON)
+	}
+	if len(pos) < 2 || pos[0] != "raft" {
+		return e.fail(&usageError{msg: "expected: raft list-peers | raft remove-peer SERVER_ID | snapshot save|inspect|restore FILE"})
 	}
 	c, err := newClient(e)
 	if err != nil {

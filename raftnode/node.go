@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -394,3 +395,25 @@ type tlsStream struct{ *pki.RaftLayer }
 func (s tlsStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	return s.RaftLayer.Dial(string(address), timeout)
 }
+
+// Restore replaces the cluster's state with stateBytes (an encoded
+// api.StateSnapshot, as View.Marshal gives) through Raft's user restore:
+// the leader installs it as a snapshot at an index past its log, and
+// every follower then receives that snapshot, so all of them hold the
+// same state. The Raft configuration (which servers form the cluster) is
+// this cluster's, not the snapshot's. It returns the last Raft index once
+// the restore has replicated; on a follower it returns ErrNotLeader.
+func (n *Node) Restore(ctx context.Context, stateBytes []byte) (uint64, error) {
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: int64(len(stateBytes))}
+	err := n.raft.Restore(meta, bytes.NewReader(stateBytes), timeoutOf(ctx))
+	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("raft: restore: %w", err)
+	}
+	return n.raft.LastIndex(), nil
+}
+
+// Term is the current Raft term.
+func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }

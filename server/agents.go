@@ -73,8 +73,17 @@ func (as *agentService) WatchAllocations(req *api.WatchAllocationsRequest, strea
 	}
 	var last *api.AllocationUpdate
 	store := as.s.raft.Store()
+	registered := false
 	for {
 		snap, changed := store.Changed()
+		// A node that was in the state and is gone from it was taken out
+		// by a snapshot restore (nothing else removes nodes): end the
+		// stream, and the agent registers again as it reconnects.
+		if snap.Node(req.Node) != nil {
+			registered = true
+		} else if registered {
+			return status.Errorf(codes.Unavailable, "node %s is no longer in the cluster's state (a snapshot was restored): register it again", req.Node)
+		}
 		u := assignedTo(snap, req.Node)
 		if last == nil || !sameAllocations(last, u) {
 			if err := stream.Send(u); err != nil {

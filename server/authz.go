@@ -77,10 +77,12 @@ var methodAccess = map[string]access{
 	api.AgentService_WatchAllocations_FullMethodName: accessAgent,
 	api.AgentService_UpdateTasks_FullMethodName:      accessAgent,
 
-	api.Operator_RaftJoin_FullMethodName:       accessServer,
-	api.Operator_RaftListPeers_FullMethodName:  accessOperator,
-	api.Operator_RaftRemovePeer_FullMethodName: accessOperator,
-	api.Operator_ServerStatus_FullMethodName:   accessServerOrUser,
+	api.Operator_RaftJoin_FullMethodName:        accessServer,
+	api.Operator_RaftListPeers_FullMethodName:   accessOperator,
+	api.Operator_RaftRemovePeer_FullMethodName:  accessOperator,
+	api.Operator_ServerStatus_FullMethodName:    accessServerOrUser,
+	api.Operator_SnapshotSave_FullMethodName:    accessOperator,
+	api.Operator_SnapshotRestore_FullMethodName: accessOperator,
 }
 
 // newAuthenticator makes the Authenticator that proves users. Every

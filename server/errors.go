@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/backup"
 	"github.com/loomhpc/loom/raftnode"
 	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc/codes"
@@ -33,6 +34,7 @@ var errorCodes = []struct {
 	{api.ErrEmptyJob, codes.InvalidArgument},
 	{errInfeasible, codes.InvalidArgument},
 	{errNoNodes, codes.FailedPrecondition},
+	{backup.ErrCorrupt, codes.InvalidArgument},
 }
 
 var (

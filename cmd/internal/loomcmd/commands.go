@@ -103,6 +103,7 @@ func Table(version string, daemons Daemons) []*Command {
 		{name: "operator", run: cliCommand("operator"), subs: []*Command{
 			// raft's commands are cli's; only the line in the usage is here.
 			{name: "raft", args: "list-peers|remove-peer ID", summary: "the control plane's membership"},
+			{name: "snapshot", args: "save|inspect|restore FILE", summary: "back up the cluster's state, or replace it with a backup"},
 			{name: "gossip", subs: []*Command{
 				{name: "keygen", summary: "a new gossip encryption key", run: d("operator", "gossip", "keygen")},
 			}},
