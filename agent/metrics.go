@@ -36,21 +36,19 @@ func (m *agentMetrics) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // observeStart records how long rank k of j took from its allocation's
-// placement to started. The placement time is the leader's clock, so the
-// figure assumes the clocks are in step (NTP); a negative gap counts 0.
+// creation to started. For a step's task j is the step's view (stepView),
+// whose allocation is the step's. The creation time is the leader's
+// clock, so the figure assumes clocks in step (NTP); a negative gap
+// counts 0.
 func (m *agentMetrics) observeStart(k taskKey, j *api.Job, started time.Time) {
-	kind, created := "gang", j.GetAllocation().GetCreatedUnixMs()
+	kind := "gang"
 	if k.step != 0 {
-		kind, created = "step", 0
-		for _, st := range j.GetSteps() {
-			if st.GetId()+1 == k.step {
-				created = st.GetAllocation().GetCreatedUnixMs()
-				if st.GetId() == api.StepBatch {
-					kind = "batch"
-				}
-			}
+		kind = "step"
+		if st := j.GetSteps(); len(st) == 1 && st[0].GetId() == api.StepBatch {
+			kind = "batch"
 		}
 	}
+	created := j.GetAllocation().GetCreatedUnixMs()
 	if created <= 0 {
 		return
 	}

@@ -10,18 +10,18 @@ import (
 )
 
 // TestObserveRankStart: a rank's start is timed from its allocation's
-// placement, a step task's from its step's creation, each under its kind.
+// placement, a step task's from its step's creation (the step view's
+// allocation), each under its kind.
 func TestObserveRankStart(t *testing.T) {
-	j := &api.Job{Id: 7, Allocation: &api.Allocation{CreatedUnixMs: 10_000}, Steps: []*api.Step{
-		{Id: api.StepBatch, Allocation: &api.Allocation{CreatedUnixMs: 10_000}},
-		{Id: 0, Allocation: &api.Allocation{CreatedUnixMs: 20_000}},
-	}}
+	j := &api.Job{Id: 7, Allocation: &api.Allocation{CreatedUnixMs: 10_000}}
+	batch := stepView(&api.Job{Id: 7, Spec: &api.JobSpec{}}, &api.Step{Id: api.StepBatch, Allocation: &api.Allocation{CreatedUnixMs: 10_000}})
+	step := stepView(&api.Job{Id: 7, Spec: &api.JobSpec{}}, &api.Step{Id: 0, Spec: &api.JobSpec{}, Allocation: &api.Allocation{CreatedUnixMs: 20_000}})
 	m := newAgentMetrics(&Agent{})
 	m.observeStart(taskKey{job: 7, gen: 1}, j, time.UnixMilli(10_500))
-	m.observeStart(taskKey{job: 7, gen: 1, step: api.StepBatch + 1}, j, time.UnixMilli(10_250))
-	m.observeStart(taskKey{job: 7, gen: 1, step: 1}, j, time.UnixMilli(21_000))
-	m.observeStart(taskKey{job: 7, gen: 1, step: 1}, j, time.UnixMilli(19_000)) // clock skew: 0
-	m.observeStart(taskKey{job: 7, gen: 1, step: 9}, j, time.UnixMilli(30_000)) // unknown step: none
+	m.observeStart(taskKey{job: 7, gen: 1, step: stepKey(api.StepBatch)}, batch, time.UnixMilli(10_250))
+	m.observeStart(taskKey{job: 7, gen: 1, step: stepKey(0)}, step, time.UnixMilli(21_000))
+	m.observeStart(taskKey{job: 7, gen: 1, step: stepKey(0)}, step, time.UnixMilli(19_000)) // clock skew: 0
+	m.observeStart(taskKey{job: 7, gen: 1}, &api.Job{Id: 8}, time.UnixMilli(30_000))        // no allocation time: none
 	tests := []struct {
 		kind       string
 		count, sum float64
