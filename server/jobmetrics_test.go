@@ -173,3 +173,65 @@ func TestJobEvents(t *testing.T) {
 		t.Errorf("FAILED after a second scrape = %v, want 1", g)
 	}
 }
+
+// TestJobEventsRequeue: a requeued job's two runs both count as GPU- and
+// CPU-seconds, the counter never goes back while it waits again, the
+// requeue is an outcome of its own, and only the first start is a wait.
+//
+//	job 1 alice, 2 ranks of 1 GPU and 1 CPU: submitted 0, placed 10
+//	  (wait 10), requeued 30 (20 s: 40 GPU-s), placed again 50, completes
+//	  80 (30 s: 60 GPU-s): 100 GPU-s and 100 CPU-s in all
+func TestJobEventsRequeue(t *testing.T) {
+	f := state.NewTestFSM()
+	f.Apply(state.CmdRegisterNode, &api.RegisterNodeCommand{Node: state.TestNode("n1", 8, 32)})
+	f.Apply(state.CmdSubmitJob, &api.SubmitJobCommand{
+		Request:   &api.SubmitRequest{User: "alice", Uid: 1000, Gid: 1000, Spec: &api.JobSpec{Script: "x", NodesMin: 1, GpusPerNode: 2}},
+		NowUnixMs: 0,
+	})
+	e := newJobEvents()
+	e.advance(f.Store.View(), ms(0))
+	place := func(first int, now int64) {
+		t.Helper()
+		a := &api.Allocation{Nodes: []string{"n1"}, Ranks: []*api.Rank{
+			{Rank: 0, Node: "n1", Cpus: 1, Port: 29500, GpuUuids: []string{"GPU-n1-" + strconv.Itoa(first)}},
+			{Rank: 1, Node: "n1", Cpus: 1, Port: 29501, GpuUuids: []string{"GPU-n1-" + strconv.Itoa(first+1)}},
+		}}
+		if res := f.Apply(state.CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{{JobId: 1, Allocation: a}}, NowUnixMs: now}); res.Placed != 1 {
+			t.Fatalf("placement at %d refused", now)
+		}
+	}
+	tasks := func(st api.TaskState, reason api.TaskEndReason, now int64) {
+		gen := f.Store.View().Job(1).GetAllocation().GetGeneration()
+		f.Apply(state.CmdUpdateTasks, &api.UpdateTasksCommand{Request: &api.TaskUpdateRequest{Node: "n1", JobId: 1, Generation: gen, Tasks: []*api.TaskStatus{
+			{Rank: 0, State: st, Reason: reason}, {Rank: 1, State: st, Reason: reason}}}, NowUnixMs: now})
+	}
+	place(0, 10000)
+	e.advance(f.Store.View(), ms(11000))
+	if res := f.Apply(state.CmdRequeueJobs, &api.RequeueJobsCommand{JobIds: []uint64{1}, NowUnixMs: 30000}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	tasks(api.TaskState_TASK_EXITED, api.TaskEndReason_TASK_END_KILLED, 31000)
+	got := gather(t, eventsAt{e, f.Store.View(), ms(40000)})
+	if g := got["loom_job_gpu_seconds_total{account=alice,user=alice}"]; g != 40 {
+		t.Errorf("GPU-seconds while requeued = %v, want 40 (the first run's)", g)
+	}
+	place(2, 50000)
+	tasks(api.TaskState_TASK_RUNNING, 0, 51000)
+	e.advance(f.Store.View(), ms(52000))
+	tasks(api.TaskState_TASK_EXITED, api.TaskEndReason_TASK_END_EXITED, 80000)
+	got = gather(t, eventsAt{e, f.Store.View(), ms(90000)})
+	part := api.DefaultPartition
+	for k, v := range map[string]float64{
+		"loom_job_gpu_seconds_total{account=alice,user=alice}":                    100,
+		"loom_job_cpu_seconds_total{account=alice,user=alice}":                    100,
+		"loom_jobs_ended_total{partition=" + part + ",state=REQUEUED}":            1,
+		"loom_jobs_ended_total{partition=" + part + ",state=COMPLETED}":           1,
+		"loom_job_wait_seconds_count{partition=" + part + ",qos=normal,size=2-8}": 1,
+		"loom_job_wait_seconds_sum{partition=" + part + ",qos=normal,size=2-8}":   10,
+		"loom_job_run_seconds_sum{partition=" + part + ",qos=normal,size=2-8}":    30,
+	} {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+		}
+	}
+}
