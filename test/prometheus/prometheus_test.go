@@ -307,6 +307,19 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 	if !ok {
 		t.Fatal(last)
 	}
+	// loom report reads the same jobs through ListJobs (as root on the
+	// server's socket, an operator): bob's GPU-seconds of the last hour
+	// are his finished jobs', whole seconds.
+	cmd := exec.Command(cluster.Binary(t), "report", "user", "top", "-P", "-n", "-t", "seconds", "start=now-1hours", "end=now")
+	cmd.Env = append(os.Environ(), "LOOM_ADDR=unix://"+socket)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("loom report: %v\n%s", err, out)
+	}
+	wantLine := fmt.Sprintf("loom|%s|nlp|%d|", bob.Name, int64(finished[bob.Name]+0.5))
+	if !strings.Contains(string(out), "\n"+wantLine) && !strings.HasPrefix(string(out), wantLine) {
+		t.Fatalf("loom report user top printed\n%s\nwant a line starting %q", out, wantLine)
+	}
 	ok = eventually(30*time.Second, func() bool {
 		got, _ := sample(`sum by (state) (max by (state, partition) (loom_jobs_ended_total))`)
 		last = fmt.Sprintf("jobs ended by state %v, want COMPLETED 2, FAILED 1, TIMEOUT 1", got)
