@@ -21,7 +21,11 @@ import (
 // counter's labels over servers, never the sum (docs/monitoring.md).
 type jobEvents struct {
 	mu sync.Mutex
-	// last is the state the counters describe; nil before the first.
+	// caughtUp reports whether the server has applied the log it had when
+	// it started; nil: from the first state. Entries replayed after a
+	// restart are history, not events, so the baseline waits for them.
+	caughtUp func() bool
+	// last is the state the counters describe; nil before the baseline.
 	last *state.View
 	// base is, for jobs already active when the server started, the
 	// GPU- and CPU-milliseconds they had held by then: the counters count
@@ -133,6 +137,9 @@ func accountOf(j *api.Job) userAccount {
 func (e *jobEvents) advance(v *state.View, now time.Time) {
 	nowMs := now.UnixMilli()
 	if e.last == nil {
+		if e.caughtUp != nil && !e.caughtUp() {
+			return
+		}
 		for j := range v.ActiveJobs() {
 			e.base[j.GetId()] = heldBy(j, nowMs)
 		}
@@ -220,6 +227,9 @@ func (e *jobEvents) collect(v *state.View, now time.Time, ch chan<- prometheus.M
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.advance(v, now)
+	if e.last == nil {
+		return // still replaying the log: nothing is counted yet
+	}
 	totals := map[userAccount]held{}
 	for ua, h := range e.ended {
 		totals[ua] = h
@@ -247,17 +257,26 @@ func (e *jobEvents) collect(v *state.View, now time.Time, ch chan<- prometheus.M
 
 // follow advances the counters on every change of the state, at most
 // once per interval, until stop is closed, so that a job that starts and
-// ends between two scrapes is still counted.
+// ends between two scrapes is still counted. It also looks every
+// interval without a change, until the baseline is taken: catching up
+// may end with entries that change no state.
 func (e *jobEvents) follow(store *state.Store, interval time.Duration, stop <-chan struct{}) {
 	for {
 		v, changed := store.Changed()
 		e.mu.Lock()
 		e.advance(v, time.Now())
+		waiting := e.last == nil
 		e.mu.Unlock()
+		var tick <-chan time.Time
+		if waiting {
+			tick = time.After(interval)
+		}
 		select {
 		case <-stop:
 			return
 		case <-changed:
+		case <-tick:
+			continue
 		}
 		select {
 		case <-stop:

@@ -235,3 +235,35 @@ func TestJobEventsRequeue(t *testing.T) {
 		}
 	}
 }
+
+// TestJobEventsWaitForReplay: entries a restarted server replays are
+// history: a job that ran and ended in them is neither an outcome nor
+// GPU-seconds, and nothing is exported until the log is caught up.
+func TestJobEventsWaitForReplay(t *testing.T) {
+	f := state.NewTestFSM()
+	f.Apply(state.CmdRegisterNode, &api.RegisterNodeCommand{Node: state.TestNode("n1", 8, 32)})
+	e := newJobEvents()
+	caughtUp := false
+	e.caughtUp = func() bool { return caughtUp }
+	e.advance(f.Store.View(), ms(0)) // the restored snapshot: replay goes on
+
+	f.Apply(state.CmdSubmitJob, &api.SubmitJobCommand{
+		Request:   &api.SubmitRequest{User: "alice", Uid: 1000, Gid: 1000, Spec: &api.JobSpec{Script: "x", NodesMin: 1, GpusPerNode: 1}},
+		NowUnixMs: 0,
+	})
+	a := &api.Allocation{Nodes: []string{"n1"}, Ranks: []*api.Rank{{Rank: 0, Node: "n1", Cpus: 1, Port: 29500, GpuUuids: []string{"GPU-n1-0"}}}}
+	f.Apply(state.CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{{JobId: 1, Allocation: a}}, NowUnixMs: 1000})
+	f.Apply(state.CmdUpdateTasks, &api.UpdateTasksCommand{Request: &api.TaskUpdateRequest{Node: "n1", JobId: 1, Generation: 1, Tasks: []*api.TaskStatus{
+		{Rank: 0, State: api.TaskState_TASK_EXITED, Reason: api.TaskEndReason_TASK_END_EXITED}}}, NowUnixMs: 5000})
+	if got := gather(t, eventsAt{e, f.Store.View(), ms(6000)}); len(got) != 0 {
+		t.Fatalf("while replaying, exported %v, want nothing", got)
+	}
+	caughtUp = true
+	e.advance(f.Store.View(), ms(7000))
+	got := gather(t, eventsAt{e, f.Store.View(), ms(8000)})
+	for k, v := range got {
+		if v != 0 {
+			t.Errorf("after the replay, %s = %v, want nothing counted", k, v)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/raftnode"
 	"github.com/loomhpc/loom/scheduler"
 	"github.com/loomhpc/loom/state"
 	"github.com/prometheus/client_golang/prometheus"
@@ -187,5 +188,21 @@ func (m *metrics) collectFairShare(snap *state.View, now time.Time, ch chan<- pr
 	}
 	for a, f := range scheduler.FairShareFactors(v, now, cfg) {
 		ch <- prometheus.MustNewConstMetric(m.fairShare, prometheus.GaugeValue, f, a)
+	}
+}
+
+// caughtUpWith returns a function reporting whether rn has applied every
+// log entry it held when caughtUpWith was called: after a restart, those
+// entries are replayed history, not new events.
+func caughtUpWith(rn *raftnode.Node) func() bool {
+	index := func(key string) uint64 {
+		n, _ := strconv.ParseUint(rn.Stats()[key], 10, 64)
+		return n
+	}
+	last := index("last_log_index")
+	done := false
+	return func() bool {
+		done = done || index("applied_index") >= last
+		return done
 	}
 }

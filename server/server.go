@@ -193,7 +193,10 @@ func New(cfg Config) (*Server, error) {
 		grpc.ChainUnaryInterceptor(s.unaryAdmit), grpc.ChainStreamInterceptor(s.streamAdmit))
 	s.registerServices(s.grpc)
 	s.metrics = newMetrics(s)
-	s.goFunc(func() { s.metrics.events.follow(rn.Store(), time.Second, ctx.Done()) })
+	if cfg.MetricsAddr != "-" {
+		s.metrics.events.caughtUp = caughtUpWith(rn)
+		s.goFunc(func() { s.metrics.events.follow(rn.Store(), time.Second, ctx.Done()) })
+	}
 	if cfg.MetricsAddr != "-" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(s.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
