@@ -84,6 +84,7 @@ type Agent struct {
 	client  api.AgentServiceClient
 	nodes   api.NodeServiceClient
 	node    *api.Node // guarded by mu once running
+	metrics *agentMetrics
 	sampler gpu.Sampler
 	gossip  *gossip.Gossip
 
@@ -197,6 +198,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg: cfg, log: log, conn: conn, client: api.NewAgentServiceClient(conn), nodes: api.NewNodeServiceClient(conn), lis: lis,
 		tasks: map[taskKey]*task{}, outs: map[outKey]taskOutput{}, ctx: ctx, cancel: cancel, state: state,
 	}
+	a.metrics = newAgentMetrics(a)
 	a.cmdDir = linkCommands(filepath.Join(cfg.DataDir, "bin"), cfg.CommandsBinary, log)
 	a.node = &api.Node{
 		Name: cfg.Name, Address: a.advertise(lis.Addr()), Cpus: found.CPUs, MemoryMb: found.MemoryMB,
@@ -220,7 +222,7 @@ func New(cfg Config) (*Agent, error) {
 	a.goFunc(func() { _ = a.grpc.Serve(lis) })
 	if cfg.MetricsAddr != "-" {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(newAgentMetrics(a), metrics.NewCollector(a.sampler, cfg.Name, a.gpuHolder))
+		reg.MustRegister(a.metrics, metrics.NewCollector(a.sampler, cfg.Name, a.gpuHolder))
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		a.httpLis, err = net.Listen("tcp", cfg.MetricsAddr)

@@ -251,6 +251,7 @@ func (a *Agent) runTask(t *task) (*api.TaskStatus, driver.Handle) {
 		return &api.TaskStatus{Reason: api.TaskEndReason_TASK_END_START_FAILED, ExitCode: 1, Message: err.Error()}, nil
 	}
 	started := time.Now()
+	a.metrics.observeStart(t.key, j, started)
 	rec.StartedUnixMs = started.UnixMilli()
 	if err := a.state.putTask(t.key, rec); err != nil {
 		log.Warn("recording the rank's start failed; a restarted agent will time it from its restart", "err", err)

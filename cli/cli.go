@@ -34,6 +34,7 @@ var commands = map[string]command{
 	"srun":     runSrun,
 	"salloc":   runSalloc,
 	"node":     runNode,
+	"report":   runReport,
 }
 
 // Commands returns the names Run accepts, sorted.

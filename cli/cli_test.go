@@ -9,7 +9,7 @@ import (
 )
 
 func TestCommands(t *testing.T) {
-	want := []string{"logs", "node", "operator", "sacct", "salloc", "sbatch", "scancel", "scontrol", "sinfo", "squeue", "srun"}
+	want := []string{"logs", "node", "operator", "report", "sacct", "salloc", "sbatch", "scancel", "scontrol", "sinfo", "squeue", "srun"}
 	if got := Commands(); !slices.Equal(got, want) {
 		t.Errorf("Commands() = %q, want %q", got, want)
 	}

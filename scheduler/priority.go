@@ -252,6 +252,27 @@ func Priorities(v *View, now time.Time, cfg Config) []Factors {
 	return out
 }
 
+// FairShareFactors returns the fair-share factor of every account that
+// has usage or jobs in v, at now: 2^(-usage/shares) with both normalized,
+// between 0 and 1, before WeightFairShare multiplies it (the FAIRSHARE
+// column of `loom priority` divided by the weight).
+func FairShareFactors(v *View, now time.Time, cfg Config) map[string]float64 {
+	c := newCycle(v, now, &cfg)
+	c.prio.prepare(c)
+	ps := &c.prio
+	out := make(map[string]float64, len(ps.shares))
+	for a, s := range ps.shares {
+		u := 0.0
+		if ps.totalUsage > 0 {
+			u = ps.usage[a] / ps.totalUsage
+		}
+		if s > 0 {
+			out[a] = math.Exp2(-u / s)
+		}
+	}
+	return out
+}
+
 // DecayedGPUSeconds is the usage of gpus GPUs held from start to end, as
 // seen at now with usage halving every halfLife: the integral of
 // gpus·2^(-(now-t)/halfLife) over [start, end].

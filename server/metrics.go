@@ -2,9 +2,12 @@ package server
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/raftnode"
+	"github.com/loomhpc/loom/scheduler"
 	"github.com/loomhpc/loom/state"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -32,6 +35,11 @@ type metrics struct {
 	requeues     *prometheus.Desc
 	term         *prometheus.Desc
 	commitIdx    *prometheus.Desc
+	pendingWhy   *prometheus.Desc
+	fairShare    *prometheus.Desc
+	events       *jobEvents
+	shares       fairShareCache // its own: the leader loop's is not shared
+	sharesMu     sync.Mutex
 }
 
 func newMetrics(s *Server) *metrics {
@@ -63,6 +71,11 @@ func newMetrics(s *Server) *metrics {
 		}),
 		requeues:  prometheus.NewDesc("loom_jobs_requeued_total", "Requeues of all jobs in the state (sum of restart counts).", nil, nil),
 		commitIdx: prometheus.NewDesc("loom_raft_commit_index", "Raft commit index known to this server.", nil, nil),
+		pendingWhy: prometheus.NewDesc("loom_jobs_pending", "Pending jobs by the reason they wait (squeue's REASON) and partition.",
+			[]string{"reason", "partition"}, nil),
+		fairShare: prometheus.NewDesc("loom_account_fairshare_factor",
+			"Each account's fair-share factor, 2^(-usage/shares) between 0 and 1, before the priority weight.", []string{"account"}, nil),
+		events: newJobEvents(),
 	}
 }
 
@@ -82,7 +95,7 @@ func (m *metrics) observePlan(r *state.Result) {
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.jobs, m.pending, m.gpus, m.nodes, m.isLeader, m.appliedIdx, m.term, m.commitIdx, m.requeues} {
+	for _, d := range []*prometheus.Desc{m.jobs, m.pending, m.gpus, m.nodes, m.isLeader, m.appliedIdx, m.term, m.commitIdx, m.requeues, m.pendingWhy, m.fairShare} {
 		ch <- d
 	}
 	m.applyTime.Describe(ch)
@@ -93,6 +106,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.forwarded.Describe(ch)
 	m.nodeFailures.Describe(ch)
 	m.detect.Describe(ch)
+	m.events.describe(ch)
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
@@ -143,10 +157,52 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.forwarded.Collect(ch)
 	m.nodeFailures.Collect(ch)
 	m.detect.Collect(ch)
+	now := time.Now()
+	m.events.collect(snap, now, ch)
+	for k, n := range pendingByReason(snap) {
+		ch <- prometheus.MustNewConstMetric(m.pendingWhy, prometheus.GaugeValue, float64(n), k[0], k[1])
+	}
+	m.collectFairShare(snap, now, ch)
 	stats := m.s.raft.Stats()
 	for desc, key := range map[*prometheus.Desc]string{m.term: "term", m.commitIdx: "commit_index"} {
 		if v, err := strconv.ParseFloat(stats[key], 64); err == nil {
 			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v)
 		}
+	}
+}
+
+// collectFairShare sends every account's fair-share factor, computed as
+// the scheduler computes it for priorities. Concurrent scrapes share the
+// usage cache, so it is guarded.
+func (m *metrics) collectFairShare(snap *state.View, now time.Time, ch chan<- prometheus.Metric) {
+	cfg := m.s.cfg.Scheduler
+	m.sharesMu.Lock()
+	usage := m.shares.at(snap, now, cfg.Priority.FairShareHalfLife)
+	m.sharesMu.Unlock()
+	v := &scheduler.View{Lookup: snap.Job, AccountUsage: usage}
+	for n := range snap.Nodes() {
+		v.Nodes = append(v.Nodes, n)
+	}
+	for j := range snap.ActiveJobs() {
+		v.Jobs = append(v.Jobs, j)
+	}
+	for a, f := range scheduler.FairShareFactors(v, now, cfg) {
+		ch <- prometheus.MustNewConstMetric(m.fairShare, prometheus.GaugeValue, f, a)
+	}
+}
+
+// caughtUpWith returns a function reporting whether rn has applied every
+// log entry it held when caughtUpWith was called: after a restart, those
+// entries are replayed history, not new events.
+func caughtUpWith(rn *raftnode.Node) func() bool {
+	index := func(key string) uint64 {
+		n, _ := strconv.ParseUint(rn.Stats()[key], 10, 64)
+		return n
+	}
+	last := index("last_log_index")
+	done := false
+	return func() bool {
+		done = done || index("applied_index") >= last
+		return done
 	}
 }

@@ -194,6 +194,10 @@ func New(cfg Config) (*Server, error) {
 	s.registerServices(s.grpc)
 	s.metrics = newMetrics(s)
 	if cfg.MetricsAddr != "-" {
+		s.metrics.events.caughtUp = caughtUpWith(rn)
+		s.goFunc(func() { s.metrics.events.follow(rn.Store(), time.Second, ctx.Done()) })
+	}
+	if cfg.MetricsAddr != "-" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(s.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		mux := http.NewServeMux()

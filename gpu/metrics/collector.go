@@ -10,8 +10,10 @@ import (
 )
 
 // Labels of every GPU metric: the DCGM exporter's, plus the job and user
-// holding the GPU (empty when it is free).
-var collectorLabels = []string{"gpu", "UUID", "device", "modelName", "Hostname", "job", "user"}
+// holding the GPU (empty when it is free). The job is hpc_job, the label
+// the DCGM exporter's HPC job mapping gives it: a label named job would be
+// renamed exported_job by Prometheus, whose scrape job owns job.
+var collectorLabels = []string{"gpu", "UUID", "device", "modelName", "Hostname", "hpc_job", "user"}
 
 // The DCGM exporter's metrics (its default-counters.csv), same names, help
 // and units, so NVIDIA's dashboards work unchanged.
@@ -42,7 +44,8 @@ type collector struct {
 
 // NewCollector returns a Prometheus collector that reads s at every scrape
 // and exports the DCGM exporter's GPU metrics with labels gpu, UUID, device,
-// modelName, Hostname, and the job and user that holder says hold the GPU.
+// modelName, Hostname, and hpc_job and user: the job and user that holder
+// says hold the GPU.
 func NewCollector(s gpu.Sampler, hostname string, holder func(uuid string) (job, user string, ok bool)) prometheus.Collector {
 	return &collector{
 		s: s, hostname: hostname, holder: holder,

@@ -58,10 +58,10 @@ func TestCollectorDCGMNames(t *testing.T) {
 		}
 		v := m.GetGauge().GetValue()
 		if l["gpu"] == "0" {
-			if l["job"] != "1234" || l["user"] != "bob" || v < 80 {
+			if l["hpc_job"] != "1234" || l["user"] != "bob" || v < 80 {
 				t.Errorf("GPU0 held by job 1234 of bob: labels %v, utilization %v", l, v)
 			}
-		} else if l["job"] != "" || l["user"] != "" || v != 0 {
+		} else if l["hpc_job"] != "" || l["user"] != "" || v != 0 {
 			t.Errorf("free GPU%s: labels %v, utilization %v, want no job and 0", l["gpu"], l, v)
 		}
 	}

@@ -7,8 +7,11 @@
 package prometheus
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,6 +26,7 @@ import (
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/test/cluster"
+	"google.golang.org/protobuf/proto"
 )
 
 func repoRoot() string {
@@ -209,69 +213,278 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 		t.Fatalf("DCGM series by node: %v, want node1 and node2 with 8 GPUs each", r)
 	}
 
-	sub, err := jobs.Submit(cluster.Ctx(t), &api.SubmitRequest{
-		Spec: &api.JobSpec{Name: "held", NodesMin: 1, GpusPerNode: 3, WorkingDir: dir, Script: "#!/bin/sh\nexec sleep 60\n"},
-	})
-	if err != nil {
-		t.Fatal(err)
+	// The workload: two users, two accounts, a job that completes, one
+	// that fails, one that times out, one held, and one that keeps its
+	// 3 GPUs until the test ends.
+	bob := cluster.LookupUser(t, cluster.UserB)
+	bobJobs, _ := cluster.ClientAs(t, "unix://"+socket, bob)
+	type submitted struct {
+		client api.JobServiceClient
+		id     uint64
 	}
-	t.Cleanup(func() {
-		jobs.Cancel(cluster.Ctx(t), &api.CancelRequest{JobIds: []uint64{sub.JobId}})
-	})
-	var byUser []map[string]any
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		byUser, err = promQuery(t, promAddr, `count by (user) (DCGM_FI_DEV_GPU_UTIL{user!=""})`)
-		if err == nil && len(byUser) == 1 && byUser[0]["metric"].(map[string]any)["user"] == learner.Name &&
-			byUser[0]["value"].([]any)[1] == "3" {
-			break
+	submit := func(c api.JobServiceClient, name, account string, gpus uint32, limit int64, hold bool, script string) submitted {
+		t.Helper()
+		r, err := c.Submit(cluster.Ctx(t), &api.SubmitRequest{Spec: &api.JobSpec{
+			Name: name, Account: account, NodesMin: 1, GpusPerNode: gpus, TimeLimitS: limit, Hold: hold,
+			WorkingDir: dir, Requeue: proto.Bool(false), Script: "#!/bin/sh\n" + script + "\n"}})
+		if err != nil {
+			t.Fatalf("submit %s: %v", name, err)
 		}
-		if time.Now().After(deadline) {
-			j, _ := jobs.GetJob(cluster.Ctx(t), &api.GetJobRequest{JobId: sub.JobId})
-			t.Fatalf("GPUs by user = %v (%v), want %s holding 3; job %d is %s (%s)", byUser, err, learner.Name, sub.JobId, j.GetJob().GetState(), j.GetJob().GetReason())
+		t.Cleanup(func() { c.Cancel(cluster.Ctx(t), &api.CancelRequest{JobIds: []uint64{r.JobId}}) })
+		return submitted{c, r.JobId}
+	}
+	held := submit(jobs, "held", "vision", 3, 0, false, "exec sleep 120")
+	finite := []submitted{
+		submit(jobs, "ok", "vision", 2, 0, false, "sleep 2"),
+		submit(jobs, "fails", "vision", 1, 0, false, "sleep 1; exit 3"),
+		submit(bobJobs, "slow", "nlp", 4, 2, false, "exec sleep 60"),
+		submit(bobJobs, "quick", "nlp", 1, 0, false, "sleep 1"),
+	}
+	submit(bobJobs, "on-hold", "nlp", 1, 0, true, "true")
+
+	// GPU-seconds each user's finished jobs held, from their records.
+	gpuSeconds := func(j *api.Job) float64 {
+		gpus := 0
+		for _, r := range j.GetAllocation().GetRanks() {
+			gpus += len(r.GpuUuids)
 		}
-		time.Sleep(200 * time.Millisecond)
+		return float64(gpus) * float64(j.GetEndUnixMs()-j.GetStartUnixMs()) / 1000
+	}
+	finished := map[string]float64{}
+	ended := map[api.JobState]int{}
+	for _, f := range finite {
+		var j *api.Job
+		cluster.WaitFor(t, fmt.Sprintf("job %d to end", f.id), 60*time.Second, func() bool {
+			r, err := f.client.GetJob(cluster.Ctx(t), &api.GetJobRequest{JobId: f.id})
+			j = r.GetJob()
+			return err == nil && j.GetState().Terminal()
+		})
+		finished[j.GetUser()] += gpuSeconds(j)
+		ended[j.GetState()]++
+	}
+	if want := map[api.JobState]int{api.JobState_COMPLETED: 2, api.JobState_FAILED: 1, api.JobState_TIMEOUT: 1}; !maps.Equal(ended, want) {
+		t.Fatalf("the workload ended %v, want %v", ended, want)
+	}
+	heldJob := cluster.Job(t, jobs, held.id)
+	if heldJob.GetState() != api.JobState_RUNNING {
+		t.Fatalf("job %d is %s, want RUNNING", held.id, heldJob.GetState())
 	}
 
-	// Every query of the shipped dashboard parses and runs.
-	b, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "grafana", "dashboards", "loom-cluster.json"))
+	// The counters as Prometheus scraped them: bob's jobs have all ended,
+	// so his GPU-seconds are exactly theirs; alice's grow with her running
+	// job, by 3 GPU-seconds a second, so hers match within a scrape
+	// interval (1 s, and 1 s more for the sample's age).
+	sample := func(q string) (map[string]float64, float64) {
+		r, err := promQuery(t, promAddr, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]float64{}
+		var at float64
+		for _, s := range r {
+			m := s["metric"].(map[string]any)
+			var key string
+			for _, l := range []string{"user", "state", "reason"} {
+				if v, ok := m[l].(string); ok {
+					key = v
+				}
+			}
+			v := s["value"].([]any)
+			at = v[0].(float64)
+			var f float64
+			fmt.Sscan(v[1].(string), &f)
+			out[key] = f
+		}
+		return out, at
+	}
+	var last string
+	ok := eventually(60*time.Second, func() bool {
+		got, at := sample(`sum by (user) (max by (user, account) (loom_job_gpu_seconds_total))`)
+		aliceWant := finished[learner.Name] + 3*(at*1000-float64(heldJob.GetStartUnixMs()))/1000
+		last = fmt.Sprintf("GPU-seconds %v at %.3f, want %s %.3f (±6) and %s %.3f", got, at, learner.Name, aliceWant, bob.Name, finished[bob.Name])
+		return math.Abs(got[bob.Name]-finished[bob.Name]) < 0.01 && math.Abs(got[learner.Name]-aliceWant) <= 6
+	})
+	if !ok {
+		t.Fatal(last)
+	}
+	// loom report reads the same jobs through ListJobs (as root on the
+	// server's socket, an operator): bob's GPU-seconds of the last hour
+	// are his finished jobs', whole seconds.
+	cmd := exec.Command(cluster.Binary(t), "report", "user", "top", "-P", "-n", "-t", "seconds", "start=now-1hours", "end=now")
+	cmd.Env = append(os.Environ(), "LOOM_ADDR=unix://"+socket)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("loom report: %v\n%s", err, out)
 	}
-	var dash struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
+	wantLine := fmt.Sprintf("loom|%s|nlp|%d|", bob.Name, int64(finished[bob.Name]+0.5))
+	if !strings.Contains(string(out), "\n"+wantLine) && !strings.HasPrefix(string(out), wantLine) {
+		t.Fatalf("loom report user top printed\n%s\nwant a line starting %q", out, wantLine)
 	}
-	if err := json.Unmarshal(b, &dash); err != nil {
-		t.Fatalf("dashboard: %v", err)
+	ok = eventually(30*time.Second, func() bool {
+		got, _ := sample(`sum by (state) (max by (state, partition) (loom_jobs_ended_total))`)
+		last = fmt.Sprintf("jobs ended by state %v, want COMPLETED 2, FAILED 1, TIMEOUT 1", got)
+		return got["COMPLETED"] == 2 && got["FAILED"] == 1 && got["TIMEOUT"] == 1 && len(got) == 3
+	})
+	if !ok {
+		t.Fatal(last)
 	}
-	queries := 0
-	for _, p := range dash.Panels {
-		for _, tg := range p.Targets {
-			queries++
-			if _, err := promQuery(t, promAddr, tg.Expr); err != nil {
-				t.Errorf("panel %q: %v", p.Title, err)
+	ok = eventually(30*time.Second, func() bool {
+		got, _ := sample(`sum by (reason) (max by (reason, partition) (loom_jobs_pending))`)
+		last = fmt.Sprintf("pending jobs by reason %v, want JobHeldUser 1 alone", got)
+		return got["JobHeldUser"] == 1 && len(got) == 1
+	})
+	if !ok {
+		t.Fatal(last)
+	}
+	// The per-GPU series name the holding job hpc_job (a job label would
+	// be exported_job) and its user.
+	ok = eventually(30*time.Second, func() bool {
+		r, err := promQuery(t, promAddr, `count by (hpc_job, user) (DCGM_FI_DEV_GPU_UTIL{hpc_job!=""})`)
+		last = fmt.Sprintf("GPUs by hpc_job and user = %v (%v), want job %d of %s holding 3", r, err, held.id, learner.Name)
+		return err == nil && len(r) == 1 && r[0]["metric"].(map[string]any)["hpc_job"] == fmt.Sprint(held.id) &&
+			r[0]["metric"].(map[string]any)["user"] == learner.Name && r[0]["value"].([]any)[1] == "3"
+	})
+	if !ok {
+		t.Fatal(last)
+	}
+	if r, err := promQuery(t, promAddr, `count(DCGM_FI_DEV_GPU_UTIL{exported_job!=""})`); err != nil || len(r) != 0 {
+		t.Fatalf("series with exported_job: %v (%v), want none", r, err)
+	}
+
+	// Every query of every shipped dashboard, and every recording rule,
+	// returns data. Grafana's range variables become durations the test's
+	// one-second scrapes fill.
+	vars := strings.NewReplacer("$__rate_interval", "10s", "${__rate_interval}", "10s", "$__range", "10m", "${__range}", "10m", "$__interval", "5s")
+	type query struct{ where, expr string }
+	var queries []query
+	files, err := filepath.Glob(filepath.Join(repoRoot(), "deploy", "grafana", "dashboards", "*.json"))
+	if err != nil || len(files) < 5 {
+		t.Fatalf("dashboards: %v (%v), want five", files, err)
+	}
+	type dashPanel struct {
+		Title   string      `json:"title"`
+		Panels  []dashPanel `json:"panels"`
+		Targets []struct {
+			Expr string `json:"expr"`
+		} `json:"targets"`
+	}
+	var walk func(file string, ps []dashPanel)
+	walk = func(file string, ps []dashPanel) {
+		for _, p := range ps {
+			walk(file, p.Panels)
+			for _, tg := range p.Targets {
+				queries = append(queries, query{fmt.Sprintf("%s: panel %q", filepath.Base(file), p.Title), vars.Replace(tg.Expr)})
 			}
 		}
 	}
-	if queries < 10 {
-		t.Fatalf("the dashboard has %d queries, want the full set", queries)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dash struct {
+			Panels []dashPanel `json:"panels"`
+		}
+		if err := json.Unmarshal(b, &dash); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		walk(f, dash.Panels)
 	}
+	for _, r := range recordingRules(t, promAddr) {
+		queries = append(queries, query{"recording rule", r})
+	}
+	if len(queries) < 50 {
+		t.Fatalf("%d queries, want the dashboards' full set", len(queries))
+	}
+	empty := map[query]error{}
+	for _, q := range queries {
+		empty[q] = nil
+	}
+	eventually(30*time.Second, func() bool {
+		for q := range empty {
+			r, err := promQuery(t, promAddr, q.expr)
+			if err == nil && len(r) > 0 {
+				delete(empty, q)
+				continue
+			}
+			empty[q] = err
+		}
+		return len(empty) == 0
+	})
+	for q, err := range empty {
+		t.Errorf("%s: %s returns no data (%v)", q.where, q.expr, err)
+	}
+	t.Logf("%d dashboard and recording-rule queries return data", len(queries))
+
 	// And the headline figure comes right: 3 of 16 GPUs allocated, once a
 	// scrape of the server (every second, like the agents') has seen it.
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		r, err = promQuery(t, promAddr, `max(loom_gpus{state="allocated"}) / sum(max by (state) (loom_gpus))`)
-		if err == nil && len(r) == 1 && r[0]["value"].([]any)[1] == "0.1875" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("allocated share = %v (%v), want 0.1875 (3 of 16 GPUs)", r, err)
-		}
-		time.Sleep(200 * time.Millisecond)
+	ok = eventually(30*time.Second, func() bool {
+		r, err := promQuery(t, promAddr, `max(loom_gpus{state="allocated"}) / sum(max by (state) (loom_gpus))`)
+		last = fmt.Sprintf("allocated share = %v (%v), want 0.1875 (3 of 16 GPUs)", r, err)
+		return err == nil && len(r) == 1 && r[0]["value"].([]any)[1] == "0.1875"
+	})
+	if !ok {
+		t.Fatal(last)
 	}
+}
+
+// eventually polls cond, at most every quarter second (each poll queries
+// Prometheus), until it holds or the timeout passes, and says whether it
+// held.
+func eventually(timeout time.Duration, cond func() bool) bool {
+	var next time.Time
+	return harness.Wait(context.Background(), "a Prometheus query", timeout, func() bool {
+		if time.Now().Before(next) {
+			return false
+		}
+		next = time.Now().Add(250 * time.Millisecond)
+		return cond()
+	}) == nil
+}
+
+// recordingRules returns the names of the recording rules Prometheus has
+// loaded, once each has been evaluated without error.
+func recordingRules(t *testing.T, addr string) []string {
+	t.Helper()
+	var names []string
+	var last string
+	ok := eventually(30*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/api/v1/rules?type=record")
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Data struct {
+				Groups []struct {
+					Rules []struct {
+						Name      string `json:"name"`
+						Health    string `json:"health"`
+						LastError string `json:"lastError"`
+					} `json:"rules"`
+				} `json:"groups"`
+			} `json:"data"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			last = err.Error()
+			return false
+		}
+		names = names[:0]
+		for _, g := range out.Data.Groups {
+			for _, r := range g.Rules {
+				if r.Health != "ok" {
+					last = fmt.Sprintf("recording rule %s: health %s %s", r.Name, r.Health, r.LastError)
+					return false
+				}
+				names = append(names, r.Name)
+			}
+		}
+		last = "no recording rules loaded"
+		return len(names) > 0
+	})
+	if !ok {
+		t.Fatal(last)
+	}
+	return names
 }

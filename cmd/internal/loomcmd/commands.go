@@ -100,6 +100,7 @@ func Table(version string, daemons Daemons) []*Command {
 			}},
 		{name: "logs", args: "[-f] JOB [RANK]", summary: "stream a job's output", run: cliCommand("logs")},
 		{name: "node", args: "drain|resume|list", summary: "take nodes out of service and back", run: cliCommand("node")},
+		{name: "report", args: "cluster utilization|user top|account usage [flags]", summary: "CPU and GPU usage over a time window (like sreport)", run: cliCommand("report")},
 		{name: "operator", run: cliCommand("operator"), subs: []*Command{
 			// raft's commands are cli's; only the line in the usage is here.
 			{name: "raft", args: "list-peers|remove-peer ID", summary: "the control plane's membership"},

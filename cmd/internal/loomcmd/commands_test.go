@@ -142,7 +142,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"config"}, "loom config: the only subcommand is check\n"},
 		{[]string{"gpu", "top"}, "loom gpu: the only subcommand is topo\n"},
 		{[]string{"image"}, "loom image: the only subcommand is import\n"},
-		{[]string{"slurm", "sreport"}, "loom slurm: name one of [logs node operator sacct salloc sbatch scancel scontrol sinfo squeue srun]\n"},
+		{[]string{"slurm", "sreport"}, "loom slurm: name one of [logs node operator report sacct salloc sbatch scancel scontrol sinfo squeue srun]\n"},
 		{nil, "loom: a gang scheduler for GPU clusters\n"},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,418 @@
+package cli
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/loomhpc/loom/api"
+)
+
+const reportUsage = `Usage: loom report REPORT [OPTIONS...] [start=TIME] [end=TIME]
+
+Usage reports over a time window, like Slurm's sreport, from the jobs
+sacct lists (finished and running): what allocations held within the
+window, CPUs and GPUs.
+
+Reports:
+  cluster utilization   allocated, idle and reported CPU and GPU time
+  user top              the users (with their account) that used the most GPU time
+  account usage         each account's use, then its users'
+
+The window defaults to yesterday (midnight to midnight); TIME is
+YYYY-MM-DD[THH:MM[:SS]] or now-N{days,hours,minutes}. Jobs counts the jobs
+that held resources within the window, Avg Wait is the mean time from
+submit (or --begin) to start of those that started within it. Reported
+capacity is the CPUs and GPUs of the nodes registered now.
+
+Options:
+`
+
+// reportKinds are the reports, by their two words.
+var reportKinds = []string{"cluster utilization", "user top", "account usage"}
+
+type reportOpts struct {
+	start, end string
+	unit       string // hours, minutes, seconds, percent
+	parsable   string // "", "|" (-p) or "|2" (-P)
+	noHeader   bool
+	topCount   int
+	help       bool
+}
+
+// usage is what a set of jobs held within a window.
+type usage struct {
+	gpuSec, cpuSec float64
+	jobs           int     // jobs that held resources within the window
+	started        int     // of those, jobs that started within it
+	waitSec        float64 // summed waits of the jobs that started within it
+}
+
+func (u *usage) add(o usage) {
+	u.gpuSec += o.gpuSec
+	u.cpuSec += o.cpuSec
+	u.jobs += o.jobs
+	u.started += o.started
+	u.waitSec += o.waitSec
+}
+
+// avgWait is the mean wait in seconds, 0 when no job started.
+func (u usage) avgWait() int64 {
+	if u.started == 0 {
+		return 0
+	}
+	return int64(u.waitSec/float64(u.started) + 0.5)
+}
+
+// jobUsage is what j's current (or last) allocation held within
+// [start, end) as seen at now: its GPUs and CPUs times the overlap of its
+// run with the window. Runs of earlier generations (before a requeue)
+// have no recorded times and are not counted.
+func jobUsage(j *api.Job, start, end, now time.Time) usage {
+	var u usage
+	if j.GetStartUnixMs() == 0 || j.GetState() == api.JobState_PENDING {
+		return u
+	}
+	from := time.UnixMilli(j.GetStartUnixMs())
+	to := now
+	if j.GetState().Terminal() && j.GetEndUnixMs() > 0 {
+		to = time.UnixMilli(j.GetEndUnixMs())
+	}
+	lo, hi := maxTime(from, start), minTime(to, end)
+	if hi.After(lo) {
+		sec := hi.Sub(lo).Seconds()
+		u.gpuSec = float64(jobGPUs(j)) * sec
+		u.cpuSec = float64(jobCPUs(j)) * sec
+		u.jobs = 1
+	}
+	if !from.Before(start) && from.Before(end) {
+		eligible := max(j.GetSubmitUnixMs(), j.GetSpec().GetBeginUnixMs())
+		u.started = 1
+		u.waitSec = float64(max(j.GetStartUnixMs()-eligible, 0)) / 1000
+		u.jobs = 1
+	}
+	return u
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// reportKey is one line of the user and account reports.
+type reportKey struct{ user, account string }
+
+// accountOf is the account a job is charged to: its --account, else its
+// user's name (as fair share counts it).
+func accountOf(j *api.Job) string {
+	if a := j.GetSpec().GetAccount(); a != "" {
+		return a
+	}
+	return j.GetUser()
+}
+
+// usageByUser sums jobUsage by user and account.
+func usageByUser(jobs []*api.Job, start, end, now time.Time) map[reportKey]usage {
+	out := map[reportKey]usage{}
+	for _, j := range jobs {
+		u := jobUsage(j, start, end, now)
+		if u.jobs == 0 {
+			continue
+		}
+		k := reportKey{j.GetUser(), accountOf(j)}
+		t := out[k]
+		t.add(u)
+		out[k] = t
+	}
+	return out
+}
+
+// capacity is the CPUs and GPUs of the registered nodes.
+func capacity(nodes []*api.NodeInfo) (cpus, gpus int) {
+	for _, n := range nodes {
+		cpus += int(n.GetNode().GetCpus())
+		gpus += len(n.GetNode().GetTopology().GetGpus())
+	}
+	return cpus, gpus
+}
+
+func runReport(ctx context.Context, e *env, args []string) int {
+	o := reportOpts{unit: "hours", topCount: 10}
+	opts := []*option{
+		{long: "start", short: 'S', arg: requiredArg, meta: "TIME", help: "start of the window (default: yesterday midnight); also start=TIME", set: setString(&o.start)},
+		{long: "end", short: 'E', arg: requiredArg, meta: "TIME", help: "end of the window (default: today midnight); also end=TIME", set: setString(&o.end)},
+		{long: "time-format", short: 't', arg: requiredArg, meta: "UNIT", help: "hours (default), minutes, seconds, or percent of the reported capacity", set: setString(&o.unit)},
+		{long: "parsable", short: 'p', arg: noArg, help: "fields separated by '|', with a trailing '|'", set: func(string) error { o.parsable = "|"; return nil }},
+		{long: "parsable2", short: 'P', arg: noArg, help: "fields separated by '|'", set: func(string) error { o.parsable = "|2"; return nil }},
+		{long: "noheader", short: 'n', arg: noArg, help: "no header lines", set: setBool(&o.noHeader, true)},
+		{long: "topcount", arg: requiredArg, meta: "N", help: "user top: how many users (default 10)", set: func(v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return fmt.Errorf("want a count of at least 1")
+			}
+			o.topCount = n
+			return nil
+		}},
+		{long: "consistent", arg: noArg, help: "read through the leader (linearizable) instead of any server", set: consistentRead(e)},
+		{long: "help", short: 'h', arg: noArg, help: "show this help", set: setBool(&o.help, true)},
+	}
+	pos, err := parseAndApply(opts, args)
+	if err != nil {
+		return e.fail(err)
+	}
+	if o.help {
+		return printHelp(e, reportUsage, opts)
+	}
+	// sreport's key=value words: start=, end=, topcount=.
+	var words []string
+	for _, p := range pos {
+		k, v, ok := strings.Cut(p, "=")
+		switch strings.ToLower(k) {
+		case "start":
+			o.start = v
+		case "end":
+			o.end = v
+		case "topcount":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return e.fail(fmt.Errorf("topcount=%s: want a count of at least 1", v))
+			}
+			o.topCount = n
+		default:
+			if ok {
+				return e.fail(&usageError{fmt.Sprintf("unknown option %q (want start=, end= or topcount=)", p)})
+			}
+			words = append(words, strings.ToLower(p))
+		}
+	}
+	kind := strings.Join(words, " ")
+	if !slices.Contains(reportKinds, kind) {
+		return e.fail(&usageError{fmt.Sprintf("report %q: want one of %s", kind, strings.Join(reportKinds, ", "))})
+	}
+	switch o.unit = strings.ToLower(o.unit); o.unit {
+	case "hours", "minutes", "seconds", "percent":
+	default:
+		return e.fail(fmt.Errorf("--time-format=%s: want hours, minutes, seconds or percent", o.unit))
+	}
+	now := e.now()
+	y, m, d := now.In(e.loc).Date()
+	end := time.Date(y, m, d, 0, 0, 0, 0, e.loc)
+	start := end.AddDate(0, 0, -1)
+	if o.start != "" {
+		if start, err = parseSacctTime(o.start, now, e.loc); err != nil {
+			return e.fail(fmt.Errorf("start=%s: %w", o.start, err))
+		}
+	}
+	if o.end != "" {
+		if end, err = parseSacctTime(o.end, now, e.loc); err != nil {
+			return e.fail(fmt.Errorf("end=%s: %w", o.end, err))
+		}
+	}
+	if !end.After(start) {
+		return e.fail(fmt.Errorf("end=%s is not after start=%s", end.In(e.loc).Format(time.DateTime), start.In(e.loc).Format(time.DateTime)))
+	}
+	return withClient(e, func(c *client) int {
+		// The same listing as sacct -a: finished and running jobs.
+		resp, err := c.listJobs(ctx, &api.ListJobsRequest{All: true})
+		if err != nil {
+			return e.fail(err)
+		}
+		nodes, err := c.listNodes(ctx)
+		if err != nil {
+			return e.fail(err)
+		}
+		r := report{e: e, o: o, start: start, end: end}
+		r.cpus, r.gpus = capacity(nodes.GetNodes())
+		jobs := resp.GetJobs()
+		switch kind {
+		case "cluster utilization":
+			r.clusterUtilization(jobs, now)
+		case "user top":
+			r.userTop(jobs, now)
+		case "account usage":
+			r.accountUsage(jobs, now)
+		}
+		return 0
+	})
+}
+
+// report prints one report.
+type report struct {
+	e          *env
+	o          reportOpts
+	start, end time.Time
+	cpus, gpus int // reported capacity
+}
+
+// window is the report's length in seconds.
+func (r *report) window() float64 { return r.end.Sub(r.start).Seconds() }
+
+// amount formats resource-seconds sec of a resource with total units in
+// the report's unit.
+func (r *report) amount(sec float64, total int) string {
+	switch r.o.unit {
+	case "minutes":
+		return strconv.FormatInt(int64(sec/60+0.5), 10)
+	case "seconds":
+		return strconv.FormatInt(int64(sec+0.5), 10)
+	case "percent":
+		if total == 0 {
+			return "0.00%"
+		}
+		return fmt.Sprintf("%.2f%%", 100*sec/(float64(total)*r.window()))
+	}
+	return fmt.Sprintf("%.2f", sec/3600)
+}
+
+// banner is sreport's header: the report, the window and the unit.
+func (r *report) banner(title string) {
+	if r.o.noHeader || r.o.parsable != "" {
+		return
+	}
+	unit := map[string]string{"hours": "Hours", "minutes": "Minutes", "seconds": "Seconds", "percent": "Percentage of Total"}[r.o.unit]
+	const layout = "2006-01-02T15:04:05"
+	dashes := strings.Repeat("-", 80)
+	fmt.Fprintln(r.e.stdout, dashes)
+	fmt.Fprintf(r.e.stdout, "%s %s - %s (%d secs)\n", title, r.start.In(r.e.loc).Format(layout),
+		r.end.Add(-time.Second).In(r.e.loc).Format(layout), int64(r.window()))
+	fmt.Fprintf(r.e.stdout, "Usage reported in TRES %s\n", unit)
+	fmt.Fprintln(r.e.stdout, dashes)
+}
+
+// table prints rows under titles: aligned columns with a dashed rule, the
+// first text columns left-aligned and the figures right-aligned, or
+// '|'-separated with -p/-P.
+func (r *report) table(titles []string, text int, rows [][]string) {
+	if r.o.parsable != "" {
+		line := func(cells []string) {
+			s := strings.Join(cells, "|")
+			if r.o.parsable == "|" {
+				s += "|"
+			}
+			fmt.Fprintln(r.e.stdout, s)
+		}
+		if !r.o.noHeader {
+			line(titles)
+		}
+		for _, row := range rows {
+			line(row)
+		}
+		return
+	}
+	cols := make([]column, len(titles))
+	for i, t := range titles {
+		cols[i] = column{title: t, width: -1, right: i >= text}
+	}
+	if !r.o.noHeader {
+		widths := make([]int, len(titles))
+		for i, t := range titles {
+			widths[i] = len(t)
+			for _, row := range rows {
+				widths[i] = max(widths[i], len(row[i]))
+			}
+		}
+		dashes := make([]string, len(titles))
+		for i, w := range widths {
+			dashes[i] = strings.Repeat("-", w)
+		}
+		rows = append([][]string{dashes}, rows...)
+	}
+	writeTable(r.e.stdout, cols, rows, !r.o.noHeader)
+}
+
+// clusterName is the Cluster column: Loom runs one cluster per control
+// plane.
+const clusterName = "loom"
+
+func (r *report) clusterUtilization(jobs []*api.Job, now time.Time) {
+	var total usage
+	for _, u := range usageByUser(jobs, r.start, r.end, now) {
+		total.add(u)
+	}
+	r.banner("Cluster Utilization")
+	line := func(name string, used float64, units int) []string {
+		reported := float64(units) * r.window()
+		return []string{clusterName, name, r.amount(used, units), r.amount(max(reported-used, 0), units), r.amount(reported, units)}
+	}
+	r.table([]string{"Cluster", "TRES Name", "Allocated", "Idle", "Reported"}, 2, [][]string{
+		line("cpu", total.cpuSec, r.cpus),
+		line("gres/gpu", total.gpuSec, r.gpus),
+	})
+}
+
+// userColumns are the usage columns of the user and account reports.
+var userColumns = []string{"GPU Used", "CPU Used", "Jobs", "Avg Wait"}
+
+func (r *report) usageCells(u usage) []string {
+	return []string{r.amount(u.gpuSec, r.gpus), r.amount(u.cpuSec, r.cpus), strconv.Itoa(u.jobs), clockDuration(u.avgWait())}
+}
+
+func (r *report) userTop(jobs []*api.Job, now time.Time) {
+	by := usageByUser(jobs, r.start, r.end, now)
+	keys := make([]reportKey, 0, len(by))
+	for k := range by {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b reportKey) int {
+		if c := cmp.Compare(by[b].gpuSec, by[a].gpuSec); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(by[b].cpuSec, by[a].cpuSec); c != 0 {
+			return c
+		}
+		return cmp.Or(cmp.Compare(a.user, b.user), cmp.Compare(a.account, b.account))
+	})
+	if len(keys) > r.o.topCount {
+		keys = keys[:r.o.topCount]
+	}
+	r.banner(fmt.Sprintf("Top %d Users", r.o.topCount))
+	var rows [][]string
+	for _, k := range keys {
+		rows = append(rows, append([]string{clusterName, k.user, k.account}, r.usageCells(by[k])...))
+	}
+	r.table(append([]string{"Cluster", "Login", "Account"}, userColumns...), 3, rows)
+}
+
+func (r *report) accountUsage(jobs []*api.Job, now time.Time) {
+	by := usageByUser(jobs, r.start, r.end, now)
+	accounts := map[string]usage{}
+	for k, u := range by {
+		t := accounts[k.account]
+		t.add(u)
+		accounts[k.account] = t
+	}
+	names := make([]string, 0, len(accounts))
+	for a := range accounts {
+		names = append(names, a)
+	}
+	slices.Sort(names)
+	r.banner("Account Usage by User")
+	var rows [][]string
+	for _, a := range names {
+		rows = append(rows, append([]string{clusterName, a, ""}, r.usageCells(accounts[a])...))
+		var users []string
+		for k := range by {
+			if k.account == a {
+				users = append(users, k.user)
+			}
+		}
+		slices.Sort(users)
+		for _, u := range users {
+			rows = append(rows, append([]string{clusterName, a, u}, r.usageCells(by[reportKey{u, a}])...))
+		}
+	}
+	r.table(append([]string{"Cluster", "Account", "Login"}, userColumns...), 3, rows)
+}

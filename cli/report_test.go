@@ -1,0 +1,179 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loomhpc/loom/api"
+)
+
+// reportJobs is a known history around 2024-05-01 (testNow is 12:00
+// that day). Within the window 00:00-12:00, by hand:
+//
+//	1 alice/vision  4 GPUs 12 CPUs  ran 04-30 23:00-03:00, 3 h in: 12 GPU-h 36 CPU-h; started before
+//	2 alice/vision  2 GPUs  4 CPUs  submitted 05:00, ran 05:30-07:30 FAILED: 4 GPU-h 8 CPU-h, wait 30 min
+//	3 bob/nlp       8 GPUs 16 CPUs  submitted 08:00, running since 10:00: 16 GPU-h 32 CPU-h, wait 2 h
+//	4 bob (no account) 1 GPU 2 CPUs submitted 09:00, ran 09:15-11:15 TIMEOUT: 2 GPU-h 4 CPU-h, wait 15 min
+//	5 alice/nlp     pending since 11:00: nothing
+//	6 bob/nlp       ran 04-30 10:00-11:00: before the window
+//	7 carol/vision  cancelled while pending: nothing
+//
+// Two nodes of 8 GPUs and 32 CPUs report 16 × 12 = 192 GPU-h and 768
+// CPU-h; 34 GPU-h and 80 CPU-h were allocated.
+func reportJobs() []*api.Job {
+	at := func(s string) int64 {
+		t, err := time.Parse("2006-01-02T15:04", s)
+		if err != nil {
+			panic(err)
+		}
+		return t.UnixMilli()
+	}
+	alloc := func(gpus, cpus int) *api.Allocation {
+		r := &api.Rank{Node: "node1", Cpus: uint32(cpus)}
+		for i := range gpus {
+			r.GpuIndexes = append(r.GpuIndexes, uint32(i))
+		}
+		return &api.Allocation{Ranks: []*api.Rank{r}, Nodes: []string{"node1"}}
+	}
+	job := func(id uint64, user, account string, st api.JobState, submit, start, end string, gpus, cpus int) *api.Job {
+		j := &api.Job{Id: id, User: user, State: st, Spec: &api.JobSpec{Account: account}}
+		j.SubmitUnixMs = at(submit)
+		if start != "" {
+			j.StartUnixMs, j.Allocation = at(start), alloc(gpus, cpus)
+		}
+		if end != "" {
+			j.EndUnixMs = at(end)
+		}
+		return j
+	}
+	return []*api.Job{
+		job(1, "alice", "vision", api.JobState_COMPLETED, "2024-04-30T22:00", "2024-04-30T23:00", "2024-05-01T03:00", 4, 12),
+		job(2, "alice", "vision", api.JobState_FAILED, "2024-05-01T05:00", "2024-05-01T05:30", "2024-05-01T07:30", 2, 4),
+		job(3, "bob", "nlp", api.JobState_RUNNING, "2024-05-01T08:00", "2024-05-01T10:00", "", 8, 16),
+		job(4, "bob", "", api.JobState_TIMEOUT, "2024-05-01T09:00", "2024-05-01T09:15", "2024-05-01T11:15", 1, 2),
+		job(5, "alice", "nlp", api.JobState_PENDING, "2024-05-01T11:00", "", "", 0, 0),
+		job(6, "bob", "nlp", api.JobState_COMPLETED, "2024-04-30T09:00", "2024-04-30T10:00", "2024-04-30T11:00", 8, 16),
+		job(7, "carol", "vision", api.JobState_CANCELLED, "2024-05-01T01:00", "", "2024-05-01T02:00", 0, 0),
+	}
+}
+
+func reportNodes() []*api.NodeInfo {
+	var out []*api.NodeInfo
+	for _, name := range []string{"node1", "node2"} {
+		n := &api.Node{Name: name, Cpus: 32, Topology: &api.Topology{}}
+		for i := range 8 {
+			n.Topology.Gpus = append(n.Topology.Gpus, &api.GPU{Index: uint32(i)})
+		}
+		out = append(out, &api.NodeInfo{Node: n})
+	}
+	return out
+}
+
+func TestReport(t *testing.T) {
+	window := []string{"start=2024-05-01", "end=2024-05-01T12:00"}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{
+			name: "cluster utilization",
+			args: append([]string{"cluster", "utilization"}, window...),
+			want: "" +
+				"--------------------------------------------------------------------------------\n" +
+				"Cluster Utilization 2024-05-01T00:00:00 - 2024-05-01T11:59:59 (43200 secs)\n" +
+				"Usage reported in TRES Hours\n" +
+				"--------------------------------------------------------------------------------\n" +
+				"Cluster TRES Name Allocated   Idle Reported\n" +
+				"------- --------- --------- ------ --------\n" +
+				"loom    cpu           80.00 688.00   768.00\n" +
+				"loom    gres/gpu      34.00 158.00   192.00\n",
+		},
+		{
+			name: "cluster utilization in percent, parsable2",
+			args: append([]string{"cluster", "utilization", "-t", "percent", "-P"}, window...),
+			want: "" +
+				"Cluster|TRES Name|Allocated|Idle|Reported\n" +
+				"loom|cpu|10.42%|89.58%|100.00%\n" +
+				"loom|gres/gpu|17.71%|82.29%|100.00%\n",
+		},
+		{
+			name: "user top",
+			args: append([]string{"user", "top", "-n"}, window...),
+			want: "" +
+				"loom    alice vision     16.00    44.00    2 00:30:00\n" +
+				"loom    bob   nlp        16.00    32.00    1 02:00:00\n" +
+				"loom    bob   bob         2.00     4.00    1 00:15:00\n",
+		},
+		{
+			name: "user top 1 in minutes, parsable",
+			args: append([]string{"user", "top", "--topcount=1", "-t", "minutes", "-p"}, window...),
+			want: "" +
+				"Cluster|Login|Account|GPU Used|CPU Used|Jobs|Avg Wait|\n" +
+				"loom|alice|vision|960|2640|2|00:30:00|\n",
+		},
+		{
+			name: "account usage",
+			args: append([]string{"account", "usage", "-P"}, window...),
+			want: "" +
+				"Cluster|Account|Login|GPU Used|CPU Used|Jobs|Avg Wait\n" +
+				"loom|bob||2.00|4.00|1|00:15:00\n" +
+				"loom|bob|bob|2.00|4.00|1|00:15:00\n" +
+				"loom|nlp||16.00|32.00|1|02:00:00\n" +
+				"loom|nlp|bob|16.00|32.00|1|02:00:00\n" +
+				"loom|vision||16.00|44.00|2|00:30:00\n" +
+				"loom|vision|alice|16.00|44.00|2|00:30:00\n",
+		},
+		{
+			name: "the window as options: the last hour",
+			args: []string{"account", "usage", "-P", "-n", "--start", "now-1hours", "--end", "now"},
+			// 11:00-12:00: job 3 (8 GPUs, 16 CPUs) and 15 min of job 4.
+			want: "" +
+				"loom|bob||0.25|0.50|1|00:00:00\n" +
+				"loom|bob|bob|0.25|0.50|1|00:00:00\n" +
+				"loom|nlp||8.00|16.00|1|00:00:00\n" +
+				"loom|nlp|bob|8.00|16.00|1|00:00:00\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeServer{jobs: reportJobs(), nodes: reportNodes()}
+			te := newTestEnv("report", f.start(t))
+			if code := te.run(t, tt.args...); code != 0 {
+				t.Fatalf("loom report %q exited %d: %s", tt.args, code, te.err)
+			}
+			if got := te.out.String(); got != tt.want {
+				t.Errorf("loom report %q printed\n%s\nwant\n%s", tt.args, got, tt.want)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if len(f.lists) != 1 || !f.lists[0].GetAll() {
+				t.Errorf("ListJobs requests %v, want one with all (as sacct -a)", f.lists)
+			}
+		})
+	}
+}
+
+func TestReportErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"user", "bottom"}, `report "user bottom": want one of cluster utilization, user top, account usage`},
+		{[]string{"user", "top", "-t", "days"}, "--time-format=days: want hours, minutes, seconds or percent"},
+		{[]string{"user", "top", "start=yesterday"}, "start=yesterday: not a time"},
+		{[]string{"user", "top", "start=2024-05-02", "end=2024-05-01"}, "end=2024-05-01 00:00:00 is not after start=2024-05-02 00:00:00"},
+		{[]string{"user", "top", "topcount=0"}, "topcount=0: want a count of at least 1"},
+		{[]string{"user", "top", "cluster=x"}, `unknown option "cluster=x"`},
+	}
+	for _, tt := range tests {
+		te := newTestEnv("report", "unused")
+		if code := te.run(t, tt.args...); code == 0 {
+			t.Errorf("loom report %q exited 0", tt.args)
+		}
+		if got := te.err.String(); !strings.Contains(got, tt.want) {
+			t.Errorf("loom report %q stderr = %q, want it to contain %q", tt.args, got, tt.want)
+		}
+	}
+}
