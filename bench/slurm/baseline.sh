@@ -148,7 +148,7 @@ munge_socket=$dir/munge/munge.socket
 setpriv --reuid=munge --regid=munge --init-groups \
   munged --foreground --num-threads=10 \
   --socket="$munge_socket" --key-file="$dir/munge/munge.key" \
-  --pid-file="$dir/munge/munged.pid" --log-file="$dir/munge/munged.log" \
+  --pid-file="$dir/munge/munged.pid" \
   --seed-file="$dir/munge/munged.seed" 2>"$dir/log/munged.stderr" &
 pids+=($!)
 # The socket's directory must be reachable by every Slurm daemon and client.
@@ -253,6 +253,8 @@ record() { echo "$1 $2" >>"$results"; log "run $run: $1=$2"; }
 # Each job writes the time it started (date +%s.%N, the first thing its
 # batch script does) to out/ID, so submit-to-start has sub-millisecond
 # resolution; Slurm's own Submit/Start times have only whole seconds.
+# $SLURM_JOB_ID is expanded by the job's shell, not here.
+# shellcheck disable=SC2016
 stamp='date +%s.%N >'"$dir"'/out/$SLURM_JOB_ID'
 
 # serial_phase PREFIX ARGS... submits $jobs jobs one sbatch process at a
@@ -334,14 +336,18 @@ held_phase() {
   # that file holds only finished jobs, so it is timed for one job while the
   # $held tasks are pending and the file holds every job finished so far.
   one=$(awk 'NR == 1 { print $1 }' "$dir/serial.acks")
+  log "run $run: the job-completion file holds $(wc -l <"$dir/jobcomp.txt") records"
   record slurm_sacct_10k_ms "$(median_wall "$dir/sacct10k" sacct --completion -j "$one")"
   scancel "$arr"
   scancel --state=PENDING --user=root
   wait_for 600 "the held jobs to leave the queue" queue_empty
 }
 
+# The host is shared: the load average says how much else ran meanwhile.
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
 for ((run = 1; run <= runs; run++)); do
-  log "run $run of $runs: $jobs serial jobs"
+  log "run $run of $runs: load average $(loadavg); $jobs serial jobs"
   serial_phase serial
   log "run $run: $jobs 4-node gangs"
   serial_phase gang4 -N4
@@ -349,6 +355,7 @@ for ((run = 1; run <= runs; run++)); do
   array_phase
   log "run $run: $held held tasks"
   held_phase
+  log "run $run: done, load average $(loadavg)"
 done
 
 log "machine: $(nproc) CPUs, kernel $(uname -r), $(slurmctld -V), $nodes slurmd, runs=$runs"
