@@ -52,10 +52,14 @@ func (s *Server) startLeading(l raftnode.Leadership) context.CancelFunc {
 	s.log.Info("became leader", "leadership_changes", l.Changes)
 	ctx, cancel := context.WithCancel(s.ctx)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		s.scheduleLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		s.expireLoop(ctx)
 	}()
 	go func() {
 		defer wg.Done()
