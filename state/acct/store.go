@@ -17,6 +17,7 @@ import (
 var (
 	bucketJobs  = []byte("jobs")  // job id -> record
 	bucketSpecs = []byte("specs") // array job id -> the spec its tasks share
+	bucketUsage = []byte("usage") // job id -> what fair share needs of a job that ran
 )
 
 // A record is the archiving index (8 bytes), a flag byte and the job's
@@ -44,7 +45,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("acct: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketJobs, bucketSpecs} {
+		for _, b := range [][]byte{bucketJobs, bucketSpecs, bucketUsage} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -71,7 +72,7 @@ func (s *Store) Archive(index uint64, jobs []*api.Job) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.db.Update(func(tx *bolt.Tx) error {
-		jb, sb := tx.Bucket(bucketJobs), tx.Bucket(bucketSpecs)
+		jb, sb, ub := tx.Bucket(bucketJobs), tx.Bucket(bucketSpecs), tx.Bucket(bucketUsage)
 		for _, j := range jobs {
 			k := key(j.Id)
 			if old := jb.Get(k); len(old) >= recordHeader && binary.BigEndian.Uint64(old) >= index {
@@ -98,6 +99,11 @@ func (s *Store) Archive(index uint64, jobs []*api.Job) error {
 			v[8] = flag
 			if err := jb.Put(k, append(v, b...)); err != nil {
 				return err
+			}
+			if j.StartUnixMs != 0 && j.EndUnixMs != 0 {
+				if err := ub.Put(k, encodeUsage(j)); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -202,4 +208,69 @@ func (s *Store) Len() (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// Usage is what fair share needs of an archived job that ran: who it is
+// charged to and the GPUs it held from start to end.
+type Usage struct {
+	JobID                    uint64
+	User, Account            string // the job's owner and --account
+	GPUs                     int
+	SubmitMs, StartMs, EndMs int64
+}
+
+func encodeUsage(j *api.Job) []byte {
+	gpus := 0
+	for _, r := range j.GetAllocation().GetRanks() {
+		gpus += len(r.GpuUuids)
+	}
+	b := make([]byte, 0, 32+len(j.User)+len(j.GetSpec().GetAccount()))
+	b = binary.BigEndian.AppendUint64(b, uint64(j.SubmitUnixMs))
+	b = binary.BigEndian.AppendUint64(b, uint64(j.StartUnixMs))
+	b = binary.BigEndian.AppendUint64(b, uint64(j.EndUnixMs))
+	b = binary.BigEndian.AppendUint32(b, uint32(gpus))
+	b = binary.AppendUvarint(b, uint64(len(j.User)))
+	b = append(b, j.User...)
+	return append(b, j.GetSpec().GetAccount()...)
+}
+
+func decodeUsage(b []byte) (Usage, bool) {
+	if len(b) < 28 {
+		return Usage{}, false
+	}
+	u := Usage{
+		SubmitMs: int64(binary.BigEndian.Uint64(b)),
+		StartMs:  int64(binary.BigEndian.Uint64(b[8:])),
+		EndMs:    int64(binary.BigEndian.Uint64(b[16:])),
+		GPUs:     int(binary.BigEndian.Uint32(b[24:])),
+	}
+	n, w := binary.Uvarint(b[28:])
+	if w <= 0 || uint64(len(b)-28-w) < n {
+		return Usage{}, false
+	}
+	u.User = string(b[28+w : 28+w+int(n)])
+	u.Account = string(b[28+w+int(n):])
+	return u, true
+}
+
+// Usages yields the usage of archived jobs that ran, newest job first,
+// down to the first one submitted before sinceMs: the fair-share ledger
+// reads it instead of decoding whole jobs.
+func (s *Store) Usages(sinceMs int64) iter.Seq[Usage] {
+	return func(yield func(Usage) bool) {
+		_ = s.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketUsage).Cursor()
+			for k, v := c.Last(); k != nil; k, v = c.Prev() {
+				u, ok := decodeUsage(v)
+				if !ok {
+					continue
+				}
+				u.JobID = binary.BigEndian.Uint64(k)
+				if u.SubmitMs < sinceMs || !yield(u) {
+					return nil
+				}
+			}
+			return nil
+		})
+	}
 }

@@ -3,6 +3,7 @@ package acct
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -136,4 +137,31 @@ func fileSize(t *testing.T, path string) int64 {
 		t.Fatal(err)
 	}
 	return fi.Size()
+}
+
+func TestUsages(t *testing.T) {
+	s, _ := openTemp(t)
+	ran := func(id uint64, submit int64, account string, gpus int) *api.Job {
+		a := &api.Allocation{}
+		for range gpus {
+			a.Ranks = append(a.Ranks, &api.Rank{GpuUuids: []string{"GPU-x"}})
+		}
+		return &api.Job{Id: id, User: "alice", SubmitUnixMs: submit, StartUnixMs: submit + 10, EndUnixMs: submit + 1000,
+			State: api.JobState_COMPLETED, Allocation: a, Spec: &api.JobSpec{Account: account}}
+	}
+	never := &api.Job{Id: 4, User: "bob", SubmitUnixMs: 5000, EndUnixMs: 5000, State: api.JobState_CANCELLED, Spec: &api.JobSpec{}}
+	if err := s.Archive(1, []*api.Job{ran(1, 1000, "", 1), ran(2, 2000, "physics", 2), ran(3, 3000, "", 4), never}); err != nil {
+		t.Fatal(err)
+	}
+	var got []Usage
+	for u := range s.Usages(2000) {
+		got = append(got, u)
+	}
+	want := []Usage{
+		{JobID: 3, User: "alice", GPUs: 4, SubmitMs: 3000, StartMs: 3010, EndMs: 4000},
+		{JobID: 2, User: "alice", Account: "physics", GPUs: 2, SubmitMs: 2000, StartMs: 2010, EndMs: 3000},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Usages(2000) = %+v, want %+v (newest first, none before 2000, none for a job that never ran)", got, want)
+	}
 }
