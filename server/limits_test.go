@@ -1,12 +1,15 @@
 package server
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/internal/harness"
+	"github.com/loomhpc/loom/state"
+	"github.com/loomhpc/loom/state/acct"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -61,4 +64,27 @@ func TestLimitsAndExpiry(t *testing.T) {
 	}
 	// The slot is free again.
 	e.submit(alice, held())
+}
+
+// TestFairShareReadsArchivedJobs: a job that has left the live state
+// still counts for its account's fair share.
+func TestFairShareReadsArchivedJobs(t *testing.T) {
+	st, err := acct.Open(filepath.Join(t.TempDir(), "acct.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now()
+	ran := &api.Job{Id: 1, User: "alice", State: api.JobState_COMPLETED, Spec: &api.JobSpec{Account: "physics"},
+		SubmitUnixMs: now.Add(-2 * time.Hour).UnixMilli(), StartUnixMs: now.Add(-2 * time.Hour).UnixMilli(), EndUnixMs: now.Add(-time.Hour).UnixMilli(),
+		Allocation: &api.Allocation{Ranks: []*api.Rank{{GpuUuids: []string{"GPU-0", "GPU-1"}}}}}
+	if err := st.Archive(5, []*api.Job{ran}); err != nil {
+		t.Fatal(err)
+	}
+	fs := fairShareCache{archive: st}
+	got := fs.at(state.NewStore().View(), now, 24*time.Hour)
+	// Two GPUs for an hour, decayed by at most a few percent.
+	if u := got["physics"]; u < 0.9*2*3600 || u > 2*3600 {
+		t.Errorf("fair-share usage of physics = %.0f GPU-seconds, want about %d", u, 2*3600)
+	}
 }
