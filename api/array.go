@@ -12,7 +12,13 @@ const MaxArrayTasks = 10001
 // ParseArray expands Slurm's --array syntax ("0-99%8", "1,3,5-7",
 // "0-15:4") into task indexes; the %N limit is the scheduler's to apply.
 func ParseArray(s string) ([]uint32, error) {
+	if len(s) > MaxArrayExprBytes {
+		return nil, fmt.Errorf("--array=%.32s...: %d bytes; at most %d", s, len(s), MaxArrayExprBytes)
+	}
 	body, lim, hasLim := strings.Cut(s, "%")
+	if n := strings.Count(body, ",") + 1; n > MaxArrayParts {
+		return nil, fmt.Errorf("--array=%s: %d comma-separated parts; at most %d", s, n, MaxArrayParts)
+	}
 	if hasLim {
 		if n, err := strconv.ParseUint(lim, 10, 32); err != nil || n == 0 {
 			return nil, fmt.Errorf("--array=%s: limit %q is not a positive number", s, lim)

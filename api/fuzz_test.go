@@ -55,8 +55,8 @@ func FuzzHostlist(f *testing.F) {
 }
 
 // FuzzParseArray: an --array expression yields at most MaxArrayTasks
-// distinct indexes, and those indexes written out as a list parse back to
-// the same ones.
+// distinct indexes, and those indexes written out as a list (when no longer
+// than MaxArrayParts) parse back to the same ones.
 func FuzzParseArray(f *testing.F) {
 	for _, s := range []string{"0-99%8", "1,3,5-7", "0-15:4", "0-10000", "0-4294967295", "7", "1-0", "%", "0-3:0", "1,1,1"} {
 		f.Add(s)
@@ -64,7 +64,7 @@ func FuzzParseArray(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		idx, err := ParseArray(s)
 		if err != nil {
-			if !strings.HasPrefix(err.Error(), "--array="+s+": ") {
+			if !strings.HasPrefix(err.Error(), "--array=") {
 				t.Fatalf("ParseArray(%q) error %q does not name the option", s, err)
 			}
 			return
@@ -83,6 +83,9 @@ func FuzzParseArray(f *testing.F) {
 			}
 			seen[x] = true
 			parts[i] = strconv.FormatUint(uint64(x), 10)
+		}
+		if len(parts) > MaxArrayParts {
+			return // as a list it is over the parts limit
 		}
 		list := strings.Join(parts, ",")
 		again, err := ParseArray(list)

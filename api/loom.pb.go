@@ -4418,6 +4418,7 @@ type SubmitJobCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Request       *SubmitRequest         `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
 	NowUnixMs     int64                  `protobuf:"varint,2,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	Limits        *SubmitLimits          `protobuf:"bytes,3,opt,name=limits,proto3" json:"limits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4466,19 +4467,153 @@ func (x *SubmitJobCommand) GetNowUnixMs() int64 {
 	return 0
 }
 
+func (x *SubmitJobCommand) GetLimits() *SubmitLimits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+// SubmitLimits are the leader's limits in force when it proposed a
+// submit; the FSM checks them, so every server refuses the same submits
+// whatever its own configuration says. Zero means no limit.
+type SubmitLimits struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	MaxJobCount    uint32                 `protobuf:"varint,1,opt,name=max_job_count,json=maxJobCount,proto3" json:"max_job_count,omitempty"`            // Slurm's MaxJobCount: jobs in the live state
+	MaxJobsPerUser uint32                 `protobuf:"varint,2,opt,name=max_jobs_per_user,json=maxJobsPerUser,proto3" json:"max_jobs_per_user,omitempty"` // Slurm's MaxSubmitJobs per user: a user's unfinished jobs
+	MaxArraySize   uint32                 `protobuf:"varint,3,opt,name=max_array_size,json=maxArraySize,proto3" json:"max_array_size,omitempty"`         // Slurm's MaxArraySize: task indexes below it
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SubmitLimits) Reset() {
+	*x = SubmitLimits{}
+	mi := &file_api_loom_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitLimits) ProtoMessage() {}
+
+func (x *SubmitLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitLimits.ProtoReflect.Descriptor instead.
+func (*SubmitLimits) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *SubmitLimits) GetMaxJobCount() uint32 {
+	if x != nil {
+		return x.MaxJobCount
+	}
+	return 0
+}
+
+func (x *SubmitLimits) GetMaxJobsPerUser() uint32 {
+	if x != nil {
+		return x.MaxJobsPerUser
+	}
+	return 0
+}
+
+func (x *SubmitLimits) GetMaxArraySize() uint32 {
+	if x != nil {
+		return x.MaxArraySize
+	}
+	return 0
+}
+
+// ExpireJobsCommand moves finished jobs out of the live state into the
+// accounting store (MinJobAge). The FSM removes only jobs that are
+// finished, hold nothing, and ended at least min_job_age_ms before now.
+type ExpireJobsCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobIds        []uint64               `protobuf:"varint,1,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	NowUnixMs     int64                  `protobuf:"varint,2,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	MinJobAgeMs   int64                  `protobuf:"varint,3,opt,name=min_job_age_ms,json=minJobAgeMs,proto3" json:"min_job_age_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpireJobsCommand) Reset() {
+	*x = ExpireJobsCommand{}
+	mi := &file_api_loom_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpireJobsCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpireJobsCommand) ProtoMessage() {}
+
+func (x *ExpireJobsCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpireJobsCommand.ProtoReflect.Descriptor instead.
+func (*ExpireJobsCommand) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ExpireJobsCommand) GetJobIds() []uint64 {
+	if x != nil {
+		return x.JobIds
+	}
+	return nil
+}
+
+func (x *ExpireJobsCommand) GetNowUnixMs() int64 {
+	if x != nil {
+		return x.NowUnixMs
+	}
+	return 0
+}
+
+func (x *ExpireJobsCommand) GetMinJobAgeMs() int64 {
+	if x != nil {
+		return x.MinJobAgeMs
+	}
+	return 0
+}
+
 // SubmitJobsCommand is several submits committed as one entry: the leader
 // groups submits that arrive together (group commit).
 type SubmitJobsCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Requests      []*SubmitRequest       `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
 	NowUnixMs     int64                  `protobuf:"varint,2,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	Limits        *SubmitLimits          `protobuf:"bytes,3,opt,name=limits,proto3" json:"limits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubmitJobsCommand) Reset() {
 	*x = SubmitJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[54]
+	mi := &file_api_loom_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4490,7 +4625,7 @@ func (x *SubmitJobsCommand) String() string {
 func (*SubmitJobsCommand) ProtoMessage() {}
 
 func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[54]
+	mi := &file_api_loom_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4503,7 +4638,7 @@ func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobsCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{54}
+	return file_api_loom_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *SubmitJobsCommand) GetRequests() []*SubmitRequest {
@@ -4520,6 +4655,13 @@ func (x *SubmitJobsCommand) GetNowUnixMs() int64 {
 	return 0
 }
 
+func (x *SubmitJobsCommand) GetLimits() *SubmitLimits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
 type CancelJobsCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Request       *CancelRequest         `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
@@ -4530,7 +4672,7 @@ type CancelJobsCommand struct {
 
 func (x *CancelJobsCommand) Reset() {
 	*x = CancelJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[55]
+	mi := &file_api_loom_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4542,7 +4684,7 @@ func (x *CancelJobsCommand) String() string {
 func (*CancelJobsCommand) ProtoMessage() {}
 
 func (x *CancelJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[55]
+	mi := &file_api_loom_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4555,7 +4697,7 @@ func (x *CancelJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobsCommand.ProtoReflect.Descriptor instead.
 func (*CancelJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{55}
+	return file_api_loom_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *CancelJobsCommand) GetRequest() *CancelRequest {
@@ -4583,7 +4725,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_api_loom_proto_msgTypes[56]
+	mi := &file_api_loom_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4595,7 +4737,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[56]
+	mi := &file_api_loom_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4608,7 +4750,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{56}
+	return file_api_loom_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Placement) GetJobId() uint64 {
@@ -4637,7 +4779,7 @@ type PendingReason struct {
 
 func (x *PendingReason) Reset() {
 	*x = PendingReason{}
-	mi := &file_api_loom_proto_msgTypes[57]
+	mi := &file_api_loom_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4649,7 +4791,7 @@ func (x *PendingReason) String() string {
 func (*PendingReason) ProtoMessage() {}
 
 func (x *PendingReason) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[57]
+	mi := &file_api_loom_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4662,7 +4804,7 @@ func (x *PendingReason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingReason.ProtoReflect.Descriptor instead.
 func (*PendingReason) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{57}
+	return file_api_loom_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *PendingReason) GetJobId() uint64 {
@@ -4699,7 +4841,7 @@ type Preemption struct {
 
 func (x *Preemption) Reset() {
 	*x = Preemption{}
-	mi := &file_api_loom_proto_msgTypes[58]
+	mi := &file_api_loom_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4711,7 +4853,7 @@ func (x *Preemption) String() string {
 func (*Preemption) ProtoMessage() {}
 
 func (x *Preemption) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[58]
+	mi := &file_api_loom_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4724,7 +4866,7 @@ func (x *Preemption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Preemption.ProtoReflect.Descriptor instead.
 func (*Preemption) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{58}
+	return file_api_loom_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *Preemption) GetJobId() uint64 {
@@ -4755,7 +4897,7 @@ type PlanCommand struct {
 
 func (x *PlanCommand) Reset() {
 	*x = PlanCommand{}
-	mi := &file_api_loom_proto_msgTypes[59]
+	mi := &file_api_loom_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4767,7 +4909,7 @@ func (x *PlanCommand) String() string {
 func (*PlanCommand) ProtoMessage() {}
 
 func (x *PlanCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[59]
+	mi := &file_api_loom_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4780,7 +4922,7 @@ func (x *PlanCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanCommand.ProtoReflect.Descriptor instead.
 func (*PlanCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{59}
+	return file_api_loom_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *PlanCommand) GetPlacements() []*Placement {
@@ -4832,7 +4974,7 @@ type HoldJobsCommand struct {
 
 func (x *HoldJobsCommand) Reset() {
 	*x = HoldJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[60]
+	mi := &file_api_loom_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4844,7 +4986,7 @@ func (x *HoldJobsCommand) String() string {
 func (*HoldJobsCommand) ProtoMessage() {}
 
 func (x *HoldJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[60]
+	mi := &file_api_loom_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4857,7 +4999,7 @@ func (x *HoldJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldJobsCommand.ProtoReflect.Descriptor instead.
 func (*HoldJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{60}
+	return file_api_loom_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *HoldJobsCommand) GetJobIds() []uint64 {
@@ -4901,7 +5043,7 @@ type RequeueJobsCommand struct {
 
 func (x *RequeueJobsCommand) Reset() {
 	*x = RequeueJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[61]
+	mi := &file_api_loom_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4913,7 +5055,7 @@ func (x *RequeueJobsCommand) String() string {
 func (*RequeueJobsCommand) ProtoMessage() {}
 
 func (x *RequeueJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[61]
+	mi := &file_api_loom_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4926,7 +5068,7 @@ func (x *RequeueJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeueJobsCommand.ProtoReflect.Descriptor instead.
 func (*RequeueJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{61}
+	return file_api_loom_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RequeueJobsCommand) GetJobIds() []uint64 {
@@ -4960,7 +5102,7 @@ type CreateStepCommand struct {
 
 func (x *CreateStepCommand) Reset() {
 	*x = CreateStepCommand{}
-	mi := &file_api_loom_proto_msgTypes[62]
+	mi := &file_api_loom_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4972,7 +5114,7 @@ func (x *CreateStepCommand) String() string {
 func (*CreateStepCommand) ProtoMessage() {}
 
 func (x *CreateStepCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[62]
+	mi := &file_api_loom_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4985,7 +5127,7 @@ func (x *CreateStepCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateStepCommand.ProtoReflect.Descriptor instead.
 func (*CreateStepCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{62}
+	return file_api_loom_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CreateStepCommand) GetRequest() *CreateStepRequest {
@@ -5012,7 +5154,7 @@ type CancelStepsCommand struct {
 
 func (x *CancelStepsCommand) Reset() {
 	*x = CancelStepsCommand{}
-	mi := &file_api_loom_proto_msgTypes[63]
+	mi := &file_api_loom_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5024,7 +5166,7 @@ func (x *CancelStepsCommand) String() string {
 func (*CancelStepsCommand) ProtoMessage() {}
 
 func (x *CancelStepsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[63]
+	mi := &file_api_loom_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5037,7 +5179,7 @@ func (x *CancelStepsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelStepsCommand.ProtoReflect.Descriptor instead.
 func (*CancelStepsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{63}
+	return file_api_loom_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *CancelStepsCommand) GetRequest() *CancelStepsRequest {
@@ -5064,7 +5206,7 @@ type CompleteAllocationCommand struct {
 
 func (x *CompleteAllocationCommand) Reset() {
 	*x = CompleteAllocationCommand{}
-	mi := &file_api_loom_proto_msgTypes[64]
+	mi := &file_api_loom_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5076,7 +5218,7 @@ func (x *CompleteAllocationCommand) String() string {
 func (*CompleteAllocationCommand) ProtoMessage() {}
 
 func (x *CompleteAllocationCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[64]
+	mi := &file_api_loom_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5089,7 +5231,7 @@ func (x *CompleteAllocationCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteAllocationCommand.ProtoReflect.Descriptor instead.
 func (*CompleteAllocationCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{64}
+	return file_api_loom_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *CompleteAllocationCommand) GetRequest() *CompleteAllocationRequest {
@@ -5116,7 +5258,7 @@ type UpdateTasksCommand struct {
 
 func (x *UpdateTasksCommand) Reset() {
 	*x = UpdateTasksCommand{}
-	mi := &file_api_loom_proto_msgTypes[65]
+	mi := &file_api_loom_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5128,7 +5270,7 @@ func (x *UpdateTasksCommand) String() string {
 func (*UpdateTasksCommand) ProtoMessage() {}
 
 func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[65]
+	mi := &file_api_loom_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5141,7 +5283,7 @@ func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTasksCommand.ProtoReflect.Descriptor instead.
 func (*UpdateTasksCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{65}
+	return file_api_loom_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *UpdateTasksCommand) GetRequest() *TaskUpdateRequest {
@@ -5168,7 +5310,7 @@ type RegisterNodeCommand struct {
 
 func (x *RegisterNodeCommand) Reset() {
 	*x = RegisterNodeCommand{}
-	mi := &file_api_loom_proto_msgTypes[66]
+	mi := &file_api_loom_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5180,7 +5322,7 @@ func (x *RegisterNodeCommand) String() string {
 func (*RegisterNodeCommand) ProtoMessage() {}
 
 func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[66]
+	mi := &file_api_loom_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5193,7 +5335,7 @@ func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeCommand.ProtoReflect.Descriptor instead.
 func (*RegisterNodeCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{66}
+	return file_api_loom_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *RegisterNodeCommand) GetNode() *Node {
@@ -5222,7 +5364,7 @@ type NodeStateCommand struct {
 
 func (x *NodeStateCommand) Reset() {
 	*x = NodeStateCommand{}
-	mi := &file_api_loom_proto_msgTypes[67]
+	mi := &file_api_loom_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5234,7 +5376,7 @@ func (x *NodeStateCommand) String() string {
 func (*NodeStateCommand) ProtoMessage() {}
 
 func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[67]
+	mi := &file_api_loom_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5247,7 +5389,7 @@ func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateCommand.ProtoReflect.Descriptor instead.
 func (*NodeStateCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{67}
+	return file_api_loom_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *NodeStateCommand) GetName() string {
@@ -5290,7 +5432,7 @@ type ServerMembershipCommand struct {
 
 func (x *ServerMembershipCommand) Reset() {
 	*x = ServerMembershipCommand{}
-	mi := &file_api_loom_proto_msgTypes[68]
+	mi := &file_api_loom_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5302,7 +5444,7 @@ func (x *ServerMembershipCommand) String() string {
 func (*ServerMembershipCommand) ProtoMessage() {}
 
 func (x *ServerMembershipCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[68]
+	mi := &file_api_loom_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5315,7 +5457,7 @@ func (x *ServerMembershipCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMembershipCommand.ProtoReflect.Descriptor instead.
 func (*ServerMembershipCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{68}
+	return file_api_loom_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ServerMembershipCommand) GetServer() *ServerInfo {
@@ -5346,7 +5488,7 @@ type StateSnapshot struct {
 
 func (x *StateSnapshot) Reset() {
 	*x = StateSnapshot{}
-	mi := &file_api_loom_proto_msgTypes[69]
+	mi := &file_api_loom_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5358,7 +5500,7 @@ func (x *StateSnapshot) String() string {
 func (*StateSnapshot) ProtoMessage() {}
 
 func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[69]
+	mi := &file_api_loom_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5371,7 +5513,7 @@ func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateSnapshot.ProtoReflect.Descriptor instead.
 func (*StateSnapshot) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{69}
+	return file_api_loom_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *StateSnapshot) GetIndex() uint64 {
@@ -5425,7 +5567,7 @@ type SnapshotMeta struct {
 
 func (x *SnapshotMeta) Reset() {
 	*x = SnapshotMeta{}
-	mi := &file_api_loom_proto_msgTypes[70]
+	mi := &file_api_loom_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5437,7 +5579,7 @@ func (x *SnapshotMeta) String() string {
 func (*SnapshotMeta) ProtoMessage() {}
 
 func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[70]
+	mi := &file_api_loom_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5450,7 +5592,7 @@ func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotMeta.ProtoReflect.Descriptor instead.
 func (*SnapshotMeta) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{70}
+	return file_api_loom_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *SnapshotMeta) GetIndex() uint64 {
@@ -5510,7 +5652,7 @@ type SnapshotInfo struct {
 
 func (x *SnapshotInfo) Reset() {
 	*x = SnapshotInfo{}
-	mi := &file_api_loom_proto_msgTypes[71]
+	mi := &file_api_loom_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5522,7 +5664,7 @@ func (x *SnapshotInfo) String() string {
 func (*SnapshotInfo) ProtoMessage() {}
 
 func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[71]
+	mi := &file_api_loom_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5535,7 +5677,7 @@ func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
 func (*SnapshotInfo) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{71}
+	return file_api_loom_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *SnapshotInfo) GetMeta() *SnapshotMeta {
@@ -5581,7 +5723,7 @@ type SnapshotSaveRequest struct {
 
 func (x *SnapshotSaveRequest) Reset() {
 	*x = SnapshotSaveRequest{}
-	mi := &file_api_loom_proto_msgTypes[72]
+	mi := &file_api_loom_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5593,7 +5735,7 @@ func (x *SnapshotSaveRequest) String() string {
 func (*SnapshotSaveRequest) ProtoMessage() {}
 
 func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[72]
+	mi := &file_api_loom_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5606,7 +5748,7 @@ func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotSaveRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotSaveRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{72}
+	return file_api_loom_proto_rawDescGZIP(), []int{74}
 }
 
 // SnapshotChunk is one piece of a snapshot file, in order.
@@ -5619,7 +5761,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_api_loom_proto_msgTypes[73]
+	mi := &file_api_loom_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5631,7 +5773,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[73]
+	mi := &file_api_loom_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5644,7 +5786,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{73}
+	return file_api_loom_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -5664,7 +5806,7 @@ type SnapshotRestoreResponse struct {
 
 func (x *SnapshotRestoreResponse) Reset() {
 	*x = SnapshotRestoreResponse{}
-	mi := &file_api_loom_proto_msgTypes[74]
+	mi := &file_api_loom_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5676,7 +5818,7 @@ func (x *SnapshotRestoreResponse) String() string {
 func (*SnapshotRestoreResponse) ProtoMessage() {}
 
 func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[74]
+	mi := &file_api_loom_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5689,7 +5831,7 @@ func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRestoreResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotRestoreResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{74}
+	return file_api_loom_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *SnapshotRestoreResponse) GetRestored() *SnapshotInfo {
@@ -6082,13 +6224,23 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x06follow\x18\x04 \x01(\bR\x06follow\x12\x16\n" +
 	"\x06stderr\x18\x05 \x01(\bR\x06stderr\x12\x17\n" +
 	"\x04step\x18\x06 \x01(\rH\x00R\x04step\x88\x01\x01B\a\n" +
-	"\x05_step\"d\n" +
+	"\x05_step\"\x93\x01\n" +
 	"\x10SubmitJobCommand\x120\n" +
 	"\arequest\x18\x01 \x01(\v2\x16.loom.v1.SubmitRequestR\arequest\x12\x1e\n" +
-	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"g\n" +
+	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\x12-\n" +
+	"\x06limits\x18\x03 \x01(\v2\x15.loom.v1.SubmitLimitsR\x06limits\"\x83\x01\n" +
+	"\fSubmitLimits\x12\"\n" +
+	"\rmax_job_count\x18\x01 \x01(\rR\vmaxJobCount\x12)\n" +
+	"\x11max_jobs_per_user\x18\x02 \x01(\rR\x0emaxJobsPerUser\x12$\n" +
+	"\x0emax_array_size\x18\x03 \x01(\rR\fmaxArraySize\"q\n" +
+	"\x11ExpireJobsCommand\x12\x17\n" +
+	"\ajob_ids\x18\x01 \x03(\x04R\x06jobIds\x12\x1e\n" +
+	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\x12#\n" +
+	"\x0emin_job_age_ms\x18\x03 \x01(\x03R\vminJobAgeMs\"\x96\x01\n" +
 	"\x11SubmitJobsCommand\x122\n" +
 	"\brequests\x18\x01 \x03(\v2\x16.loom.v1.SubmitRequestR\brequests\x12\x1e\n" +
-	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"e\n" +
+	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\x12-\n" +
+	"\x06limits\x18\x03 \x01(\v2\x15.loom.v1.SubmitLimitsR\x06limits\"e\n" +
 	"\x11CancelJobsCommand\x120\n" +
 	"\arequest\x18\x01 \x01(\v2\x16.loom.v1.CancelRequestR\arequest\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"W\n" +
@@ -6266,7 +6418,7 @@ func file_api_loom_proto_rawDescGZIP() []byte {
 }
 
 var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 77)
+var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
 var file_api_loom_proto_goTypes = []any{
 	(JobState)(0),                      // 0: loom.v1.JobState
 	(NodeState)(0),                     // 1: loom.v1.NodeState
@@ -6327,38 +6479,40 @@ var file_api_loom_proto_goTypes = []any{
 	(*ServerStatusResponse)(nil),       // 56: loom.v1.ServerStatusResponse
 	(*TaskLogsRequest)(nil),            // 57: loom.v1.TaskLogsRequest
 	(*SubmitJobCommand)(nil),           // 58: loom.v1.SubmitJobCommand
-	(*SubmitJobsCommand)(nil),          // 59: loom.v1.SubmitJobsCommand
-	(*CancelJobsCommand)(nil),          // 60: loom.v1.CancelJobsCommand
-	(*Placement)(nil),                  // 61: loom.v1.Placement
-	(*PendingReason)(nil),              // 62: loom.v1.PendingReason
-	(*Preemption)(nil),                 // 63: loom.v1.Preemption
-	(*PlanCommand)(nil),                // 64: loom.v1.PlanCommand
-	(*HoldJobsCommand)(nil),            // 65: loom.v1.HoldJobsCommand
-	(*RequeueJobsCommand)(nil),         // 66: loom.v1.RequeueJobsCommand
-	(*CreateStepCommand)(nil),          // 67: loom.v1.CreateStepCommand
-	(*CancelStepsCommand)(nil),         // 68: loom.v1.CancelStepsCommand
-	(*CompleteAllocationCommand)(nil),  // 69: loom.v1.CompleteAllocationCommand
-	(*UpdateTasksCommand)(nil),         // 70: loom.v1.UpdateTasksCommand
-	(*RegisterNodeCommand)(nil),        // 71: loom.v1.RegisterNodeCommand
-	(*NodeStateCommand)(nil),           // 72: loom.v1.NodeStateCommand
-	(*ServerMembershipCommand)(nil),    // 73: loom.v1.ServerMembershipCommand
-	(*StateSnapshot)(nil),              // 74: loom.v1.StateSnapshot
-	(*SnapshotMeta)(nil),               // 75: loom.v1.SnapshotMeta
-	(*SnapshotInfo)(nil),               // 76: loom.v1.SnapshotInfo
-	(*SnapshotSaveRequest)(nil),        // 77: loom.v1.SnapshotSaveRequest
-	(*SnapshotChunk)(nil),              // 78: loom.v1.SnapshotChunk
-	(*SnapshotRestoreResponse)(nil),    // 79: loom.v1.SnapshotRestoreResponse
-	nil,                                // 80: loom.v1.Node.LabelsEntry
-	nil,                                // 81: loom.v1.JobSpec.EnvEntry
+	(*SubmitLimits)(nil),               // 59: loom.v1.SubmitLimits
+	(*ExpireJobsCommand)(nil),          // 60: loom.v1.ExpireJobsCommand
+	(*SubmitJobsCommand)(nil),          // 61: loom.v1.SubmitJobsCommand
+	(*CancelJobsCommand)(nil),          // 62: loom.v1.CancelJobsCommand
+	(*Placement)(nil),                  // 63: loom.v1.Placement
+	(*PendingReason)(nil),              // 64: loom.v1.PendingReason
+	(*Preemption)(nil),                 // 65: loom.v1.Preemption
+	(*PlanCommand)(nil),                // 66: loom.v1.PlanCommand
+	(*HoldJobsCommand)(nil),            // 67: loom.v1.HoldJobsCommand
+	(*RequeueJobsCommand)(nil),         // 68: loom.v1.RequeueJobsCommand
+	(*CreateStepCommand)(nil),          // 69: loom.v1.CreateStepCommand
+	(*CancelStepsCommand)(nil),         // 70: loom.v1.CancelStepsCommand
+	(*CompleteAllocationCommand)(nil),  // 71: loom.v1.CompleteAllocationCommand
+	(*UpdateTasksCommand)(nil),         // 72: loom.v1.UpdateTasksCommand
+	(*RegisterNodeCommand)(nil),        // 73: loom.v1.RegisterNodeCommand
+	(*NodeStateCommand)(nil),           // 74: loom.v1.NodeStateCommand
+	(*ServerMembershipCommand)(nil),    // 75: loom.v1.ServerMembershipCommand
+	(*StateSnapshot)(nil),              // 76: loom.v1.StateSnapshot
+	(*SnapshotMeta)(nil),               // 77: loom.v1.SnapshotMeta
+	(*SnapshotInfo)(nil),               // 78: loom.v1.SnapshotInfo
+	(*SnapshotSaveRequest)(nil),        // 79: loom.v1.SnapshotSaveRequest
+	(*SnapshotChunk)(nil),              // 80: loom.v1.SnapshotChunk
+	(*SnapshotRestoreResponse)(nil),    // 81: loom.v1.SnapshotRestoreResponse
+	nil,                                // 82: loom.v1.Node.LabelsEntry
+	nil,                                // 83: loom.v1.JobSpec.EnvEntry
 }
 var file_api_loom_proto_depIdxs = []int32{
 	4,  // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
 	6,  // 1: loom.v1.Topology.gpus:type_name -> loom.v1.GPU
 	5,  // 2: loom.v1.Topology.links:type_name -> loom.v1.Link
-	80, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
+	82, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
 	7,  // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
 	1,  // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
-	81, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
+	83, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
 	2,  // 7: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
 	3,  // 8: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
 	10, // 9: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
@@ -6386,77 +6540,79 @@ var file_api_loom_proto_depIdxs = []int32{
 	48, // 31: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
 	48, // 32: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
 	15, // 33: loom.v1.SubmitJobCommand.request:type_name -> loom.v1.SubmitRequest
-	15, // 34: loom.v1.SubmitJobsCommand.requests:type_name -> loom.v1.SubmitRequest
-	17, // 35: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
-	12, // 36: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
-	61, // 37: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
-	62, // 38: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
-	63, // 39: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
-	29, // 40: loom.v1.CreateStepCommand.request:type_name -> loom.v1.CreateStepRequest
-	31, // 41: loom.v1.CancelStepsCommand.request:type_name -> loom.v1.CancelStepsRequest
-	33, // 42: loom.v1.CompleteAllocationCommand.request:type_name -> loom.v1.CompleteAllocationRequest
-	46, // 43: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
-	8,  // 44: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
-	1,  // 45: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
-	48, // 46: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
-	13, // 47: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
-	8,  // 48: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
-	48, // 49: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
-	75, // 50: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
-	76, // 51: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
-	15, // 52: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
-	17, // 53: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
-	19, // 54: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
-	21, // 55: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
-	23, // 56: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
-	25, // 57: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
-	27, // 58: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
-	29, // 59: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
-	31, // 60: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
-	33, // 61: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
-	35, // 62: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
-	38, // 63: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
-	39, // 64: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
-	39, // 65: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
-	41, // 66: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
-	43, // 67: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
-	46, // 68: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
-	49, // 69: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
-	51, // 70: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
-	53, // 71: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
-	55, // 72: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
-	77, // 73: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
-	78, // 74: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
-	57, // 75: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
-	16, // 76: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
-	18, // 77: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
-	20, // 78: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
-	22, // 79: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
-	24, // 80: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
-	26, // 81: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
-	28, // 82: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
-	30, // 83: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
-	32, // 84: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
-	34, // 85: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
-	37, // 86: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
-	36, // 87: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
-	40, // 88: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
-	40, // 89: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
-	42, // 90: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
-	44, // 91: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
-	47, // 92: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
-	50, // 93: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
-	52, // 94: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
-	54, // 95: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
-	56, // 96: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
-	78, // 97: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
-	79, // 98: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
-	28, // 99: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
-	76, // [76:100] is the sub-list for method output_type
-	52, // [52:76] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	59, // 34: loom.v1.SubmitJobCommand.limits:type_name -> loom.v1.SubmitLimits
+	15, // 35: loom.v1.SubmitJobsCommand.requests:type_name -> loom.v1.SubmitRequest
+	59, // 36: loom.v1.SubmitJobsCommand.limits:type_name -> loom.v1.SubmitLimits
+	17, // 37: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
+	12, // 38: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
+	63, // 39: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
+	64, // 40: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
+	65, // 41: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
+	29, // 42: loom.v1.CreateStepCommand.request:type_name -> loom.v1.CreateStepRequest
+	31, // 43: loom.v1.CancelStepsCommand.request:type_name -> loom.v1.CancelStepsRequest
+	33, // 44: loom.v1.CompleteAllocationCommand.request:type_name -> loom.v1.CompleteAllocationRequest
+	46, // 45: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
+	8,  // 46: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
+	1,  // 47: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
+	48, // 48: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
+	13, // 49: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
+	8,  // 50: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
+	48, // 51: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
+	77, // 52: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
+	78, // 53: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
+	15, // 54: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
+	17, // 55: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
+	19, // 56: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
+	21, // 57: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
+	23, // 58: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
+	25, // 59: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
+	27, // 60: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
+	29, // 61: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
+	31, // 62: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
+	33, // 63: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
+	35, // 64: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
+	38, // 65: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
+	39, // 66: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
+	39, // 67: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
+	41, // 68: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
+	43, // 69: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
+	46, // 70: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
+	49, // 71: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
+	51, // 72: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
+	53, // 73: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
+	55, // 74: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
+	79, // 75: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
+	80, // 76: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
+	57, // 77: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
+	16, // 78: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
+	18, // 79: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
+	20, // 80: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
+	22, // 81: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
+	24, // 82: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
+	26, // 83: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
+	28, // 84: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
+	30, // 85: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
+	32, // 86: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
+	34, // 87: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
+	37, // 88: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
+	36, // 89: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
+	40, // 90: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
+	40, // 91: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
+	42, // 92: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
+	44, // 93: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
+	47, // 94: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
+	50, // 95: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
+	52, // 96: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
+	54, // 97: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
+	56, // 98: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
+	80, // 99: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
+	81, // 100: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
+	28, // 101: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
+	78, // [78:102] is the sub-list for method output_type
+	54, // [54:78] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_api_loom_proto_init() }
@@ -6474,7 +6630,7 @@ func file_api_loom_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_loom_proto_rawDesc), len(file_api_loom_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   77,
+			NumMessages:   79,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

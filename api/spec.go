@@ -46,6 +46,9 @@ func ValidateSpec(s *JobSpec) error {
 	if len(s.Script) > MaxScriptBytes {
 		return fieldErr("script", "%d bytes is over the %d byte limit", len(s.Script), MaxScriptBytes)
 	}
+	if err := validateBounds(s); err != nil {
+		return err
+	}
 	if s.NodesMax != 0 && s.NodesMax < s.NodesMin {
 		return fieldErr("--nodes", "maximum %d is below minimum %d", s.NodesMax, s.NodesMin)
 	}

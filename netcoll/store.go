@@ -34,6 +34,7 @@ type storeServer struct {
 
 	mu       sync.Mutex
 	kv       map[string][]byte
+	kvBytes  int           // keys and values held, bounded by maxStoreBytes
 	changed  chan struct{} // closed and replaced on every set
 	clients  map[int]*storePeer
 	gone     map[int]bool // said goodbye or disconnected
@@ -155,6 +156,16 @@ func (s *storeServer) serve(c net.Conn) {
 		case msgSet:
 			k, v := d.str(), d.bytes()
 			s.mu.Lock()
+			grown := s.kvBytes + len(k) + len(v)
+			if old, ok := s.kv[k]; ok {
+				grown -= len(k) + len(old)
+			}
+			if grown > maxStoreBytes {
+				s.mu.Unlock()
+				s.lost(rank, fmt.Sprintf("stored more than the rendezvous store's %d bytes", maxStoreBytes))
+				return
+			}
+			s.kvBytes = grown
 			s.kv[k] = v
 			close(s.changed)
 			s.changed = make(chan struct{})
@@ -245,6 +256,14 @@ func (s *storeServer) report(reporter, blamed int, cause string) {
 	if s.verdict {
 		s.mu.Unlock()
 		return
+	}
+	// One report per reporter is kept (its first): a rank cannot grow the
+	// list by repeating itself.
+	for _, r := range s.reports {
+		if r.reporter == reporter {
+			s.mu.Unlock()
+			return
+		}
 	}
 	s.reports = append(s.reports, report{reporter, blamed, cause})
 	start := !s.judging

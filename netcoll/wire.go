@@ -20,6 +20,10 @@ const (
 	msgAbort = 'A' // peer i32, reason: the store's verdict, pushed to all
 
 	maxFrame = 1 << 20
+	// maxStoreBytes bounds all keys and values the rendezvous store holds
+	// (rendezvous exchanges addresses, a few bytes per rank): a rank that
+	// sets more is declared failed.
+	maxStoreBytes = 64 << 20
 )
 
 type frame struct {

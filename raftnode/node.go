@@ -49,6 +49,9 @@ type Config struct {
 	// configuration says tls = false.
 	TLS    *pki.Files
 	Logger *slog.Logger
+	// Archive receives the jobs the FSM moves out of the live state (the
+	// accounting store); nil drops them.
+	Archive state.Archive
 }
 
 // Node is a running Raft server with Loom's FSM.
@@ -142,6 +145,9 @@ func Open(cfg Config) (*Node, error) {
 	}
 	store := state.NewStore()
 	machine := &fsm{fsm: state.NewFSM(store, log), store: store}
+	if cfg.Archive != nil {
+		machine.fsm.SetArchive(cfg.Archive)
+	}
 	// Replication and the FSM read back what was just appended: serve
 	// the newest entries from memory.
 	cache, err := raft.NewLogCache(logCacheEntries, wal)

@@ -90,20 +90,27 @@ const (
 	alice, bob, op uint32 = 1001, 1002, 1003
 )
 
-func newAuthzEnv(t *testing.T) *authzEnv {
+func newAuthzEnv(t *testing.T) *authzEnv { return newAuthzEnvWith(t, nil) }
+
+// newAuthzEnvWith is newAuthzEnv with a server whose config edit changes.
+func newAuthzEnvWith(t *testing.T, edit func(*Config)) *authzEnv {
 	t.Helper()
 	p := pki.NewTestPKI(t)
 	files := p.Files(pki.RoleServer, "s1")
 	dir := auth.MemoryDirectory{Users: []auth.User{
 		{Name: "alice", UID: alice, GID: alice}, {Name: "bob", UID: bob, GID: bob}, {Name: "op", UID: op, GID: op},
 	}}
-	s, err := New(Config{
+	cfg := Config{
 		Name: "s1", DataDir: filepath.Join(t.TempDir(), "s1"), RPCAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", MetricsAddr: "-",
 		Bootstrap: true, Fast: true, RaftLogLevel: "error",
 		Auth: auth.ModeMunge, Munge: &fakeMunge{seen: map[string]bool{}}, TLS: &files,
 		Policy:    auth.Policy{OperatorUsers: []string{"op"}, Directory: dir},
 		QOSAccess: map[string]auth.Policy{"high": {OperatorUsers: []string{"bob"}, Directory: dir}},
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/state"
+	"google.golang.org/protobuf/proto"
 )
 
 // Group commit of submits: the leader's Submit handlers hand their
@@ -14,9 +15,15 @@ import (
 // before. One worker beat two and more in `loom bench submit` (1,550/s
 // against 1,300/s with the bbolt log): batches in flight at once split the
 // queue into smaller entries whose fsyncs then queue at the same disks.
+//
+// A batch is also cut at submitMaxBatchBytes of encoded requests, so that
+// no entry comes near raftlog.MaxRecordBytes (1 GiB): 512 specs of
+// api.MaxSpecBytes would be 3 GiB. A single request is at most
+// api.MaxSpecBytes plus its envelope, far below it.
 const (
-	submitWorkers  = 1
-	submitMaxBatch = 512
+	submitWorkers       = 1
+	submitMaxBatch      = 512
+	submitMaxBatchBytes = 64 << 20
 )
 
 type pendingSubmit struct {
@@ -46,16 +53,18 @@ func (s *Server) submitWorker() {
 		case first = <-s.submitQ:
 		}
 		batch := []*pendingSubmit{first}
+		size := proto.Size(first.req)
 	drain:
-		for len(batch) < submitMaxBatch {
+		for len(batch) < submitMaxBatch && size < submitMaxBatchBytes {
 			select {
 			case p := <-s.submitQ:
 				batch = append(batch, p)
+				size += proto.Size(p.req)
 			default:
 				break drain
 			}
 		}
-		cmd := &api.SubmitJobsCommand{NowUnixMs: nowMs()}
+		cmd := &api.SubmitJobsCommand{NowUnixMs: nowMs(), Limits: s.limits.submit()}
 		var live []*pendingSubmit
 		for _, p := range batch {
 			if p.ctx.Err() != nil {
@@ -72,6 +81,10 @@ func (s *Server) submitWorker() {
 		for i, p := range live {
 			if err != nil {
 				p.done <- submitResult{err: err}
+				continue
+			}
+			if i < len(res.Errs) && res.Errs[i] != nil {
+				p.done <- submitResult{err: res.Errs[i], index: res.Index}
 				continue
 			}
 			p.done <- submitResult{id: res.JobIDs[i], index: res.Index}

@@ -31,6 +31,7 @@ var errorCodes = []struct {
 	{state.ErrNotAllocation, codes.FailedPrecondition},
 	{state.ErrStepNeverFits, codes.InvalidArgument},
 	{state.ErrStepFinished, codes.FailedPrecondition},
+	{state.ErrLimit, codes.ResourceExhausted},
 	{api.ErrEmptyJob, codes.InvalidArgument},
 	{errInfeasible, codes.InvalidArgument},
 	{errNoNodes, codes.FailedPrecondition},

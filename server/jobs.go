@@ -153,6 +153,9 @@ func (js *jobService) GetJob(ctx context.Context, req *api.GetJobRequest) (*api.
 	}
 	j := snap.Job(req.JobId)
 	if j == nil {
+		j = js.s.archivedJob(req.JobId)
+	}
+	if j == nil {
 		return nil, toStatus(fmt.Errorf("job %d: %w", req.JobId, state.ErrJobNotFound))
 	}
 	return &api.GetJobResponse{Job: js.s.redact(id, j), Index: snap.Index()}, nil
@@ -190,7 +193,11 @@ func (js *jobService) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*
 	}
 	if len(req.JobIds) > 0 {
 		for _, id := range req.JobIds {
-			if j := snap.Job(id); j != nil && keep(j) {
+			j := snap.Job(id)
+			if j == nil {
+				j = js.s.archivedJob(id)
+			}
+			if j != nil && keep(j) {
 				resp.Jobs = append(resp.Jobs, j)
 			}
 		}
@@ -204,6 +211,12 @@ func (js *jobService) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*
 		if keep(j) {
 			resp.Jobs = append(resp.Jobs, j)
 		}
+	}
+	if req.All {
+		// Archived jobs are older than the live ones: oldest first.
+		old := js.s.archivedJobs(keep)
+		slices.Reverse(old)
+		resp.Jobs = append(old, resp.Jobs...)
 	}
 	return resp, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/loomhpc/loom/raftnode"
 	"github.com/loomhpc/loom/scheduler"
 	"github.com/loomhpc/loom/state"
+	"github.com/loomhpc/loom/state/acct"
 )
 
 // leaderLoop runs the leader's duties while this server leads.
@@ -52,10 +53,14 @@ func (s *Server) startLeading(l raftnode.Leadership) context.CancelFunc {
 	s.log.Info("became leader", "leadership_changes", l.Changes)
 	ctx, cancel := context.WithCancel(s.ctx)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		s.scheduleLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		s.expireLoop(ctx)
 	}()
 	go func() {
 		defer wg.Done()
@@ -81,7 +86,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 	store := s.raft.Store()
 	var lastIndex uint64
 	var lastCycle time.Duration
-	var fs fairShareCache
+	fs := fairShareCache{archive: s.acct}
 	tick := time.NewTicker(s.cfg.SchedulerInterval)
 	defer tick.Stop()
 	for {
@@ -153,9 +158,14 @@ func (s *Server) scheduleOnce(ctx context.Context, snap *state.View, fs *fairSha
 // minute's staleness moves no priority noticeably). Running jobs' usage
 // the scheduler adds itself. It belongs to one scheduleLoop.
 type fairShareCache struct {
-	usage map[string]float64
-	when  time.Time
+	usage   map[string]float64
+	when    time.Time
+	archive *acct.Store // jobs that have left the live state; may be nil
 }
+
+// fairShareHorizon is how many half-lives back archived jobs are read:
+// older usage has decayed below 1/256 of its value.
+const fairShareHorizon = 8
 
 func (c *fairShareCache) at(snap *state.View, now time.Time, halfLife time.Duration) map[string]float64 {
 	if c.usage != nil && now.Sub(c.when) < time.Minute {
@@ -171,6 +181,19 @@ func (c *fairShareCache) at(snap *state.View, now time.Time, halfLife time.Durat
 			gpus += len(r.GpuUuids)
 		}
 		l.Charge(scheduler.AccountOf(j), float64(gpus), time.UnixMilli(j.StartUnixMs), time.UnixMilli(j.EndUnixMs))
+	}
+	if c.archive != nil {
+		hl := halfLife
+		if hl <= 0 {
+			hl = scheduler.DefaultFairShareHalfLife
+		}
+		for u := range c.archive.Usages(now.Add(-fairShareHorizon * hl).UnixMilli()) {
+			if snap.Job(u.JobID) != nil {
+				continue // archived as this view was taken: counted above
+			}
+			account := scheduler.AccountOf(&api.Job{User: u.User, Spec: &api.JobSpec{Account: u.Account}})
+			l.Charge(account, float64(u.GPUs), time.UnixMilli(u.StartMs), time.UnixMilli(u.EndMs))
+		}
 	}
 	c.usage, c.when = l.At(now), now
 	return c.usage

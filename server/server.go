@@ -18,6 +18,7 @@ import (
 	"github.com/loomhpc/loom/raftnode"
 	"github.com/loomhpc/loom/scheduler"
 	"github.com/loomhpc/loom/state"
+	"github.com/loomhpc/loom/state/acct"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -86,6 +87,8 @@ type Config struct {
 	// as operators (and the cluster's operators); a QoS not listed is open
 	// to everyone.
 	QOSAccess map[string]auth.Policy
+	// Limits bound the jobs the cluster holds; nil means DefaultLimits.
+	Limits *Limits
 }
 
 // Server is a running control-plane server.
@@ -110,6 +113,8 @@ type Server struct {
 	submitQ      chan *pendingSubmit
 	auth         *auth.Authenticator
 	localLis     net.Listener
+	limits       Limits
+	acct         *acct.Store // jobs that have left the live state; nil without a data dir
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -154,7 +159,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log}
+	s := &Server{cfg: cfg, log: log, limits: DefaultLimits()}
+	if cfg.Limits != nil {
+		s.limits = *cfg.Limits
+	}
 	if s.auth, err = s.newAuthenticator(); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -164,18 +172,28 @@ func New(cfg Config) (*Server, error) {
 	if cfg.TLS == nil {
 		log.Warn("TLS is off (tls = false): servers, agents and users talk in plaintext, daemon calls are not authenticated, and any host that reaches the ports can act as a server or agent")
 	}
+	if s.acct, err = openAcct(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	var archive state.Archive
+	if s.acct != nil {
+		archive = s.acct
+	}
 	rn, err := raftnode.Open(raftnode.Config{
 		NodeID: cfg.Name, DataDir: cfg.DataDir, BindAddr: cfg.RaftAddr,
 		Bootstrap: cfg.Bootstrap && cfg.BootstrapExpect <= 1, Fast: cfg.Fast, RaftLogLevel: cfg.RaftLogLevel, Logger: log,
 		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout,
 		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, TLS: cfg.TLS,
+		Archive: archive,
 	})
 	if err != nil {
+		s.closeAcct()
 		return nil, err
 	}
 	lis, err := net.Listen("tcp", cfg.RPCAddr)
 	if err != nil {
 		rn.Close()
+		s.closeAcct()
 		return nil, fmt.Errorf("server: listen %s: %w", cfg.RPCAddr, err)
 	}
 	var local net.Listener
@@ -183,6 +201,7 @@ func New(cfg Config) (*Server, error) {
 		if local, err = auth.ListenLocal(cfg.LocalSocket); err != nil {
 			lis.Close()
 			rn.Close()
+			s.closeAcct()
 			return nil, fmt.Errorf("server: local socket: %w", err)
 		}
 	}
@@ -193,6 +212,8 @@ func New(cfg Config) (*Server, error) {
 		grpc.ChainUnaryInterceptor(s.unaryAdmit), grpc.ChainStreamInterceptor(s.streamAdmit))
 	s.registerServices(s.grpc)
 	s.metrics = newMetrics(s)
+	// The fair-share gauge reads archived usage as the scheduler does.
+	s.metrics.shares.archive = s.acct
 	if cfg.MetricsAddr != "-" {
 		s.metrics.events.caughtUp = caughtUpWith(rn)
 		s.goFunc(func() { s.metrics.events.follow(rn.Store(), time.Second, ctx.Done()) })
@@ -344,7 +365,9 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	s.fwd.close()
-	return s.raft.Close()
+	err := s.raft.Close()
+	s.closeAcct()
+	return err
 }
 
 // apply commits a command on the leader.

@@ -28,6 +28,7 @@ const (
 	CmdCreateStep         CommandType = 11
 	CmdCancelSteps        CommandType = 12
 	CmdCompleteAllocation CommandType = 13
+	CmdExpireJobs         CommandType = 14
 )
 
 // CmdIgnorable is the flag bit of a command type that a server which does
@@ -55,6 +56,7 @@ type Result struct {
 	StepID   uint32   // CreateStep: the step's id (the existing one for a seen token)
 	StepIDs  []uint32 // CancelSteps: the steps cancelled or signalled
 	Err      error    // a refusal the caller should show (unknown job, ...)
+	Errs     []error  // SubmitJob(s): each request's refusal (nil: accepted), in request order
 }
 
 type command struct {
@@ -78,6 +80,7 @@ var commands = map[CommandType]command{
 	CmdCreateStep:         {"CreateStep", func() proto.Message { return &api.CreateStepCommand{} }, applyCreateStep},
 	CmdCancelSteps:        {"CancelSteps", func() proto.Message { return &api.CancelStepsCommand{} }, applyCancelSteps},
 	CmdCompleteAllocation: {"CompleteAllocation", func() proto.Message { return &api.CompleteAllocationCommand{} }, applyCompleteAllocation},
+	CmdExpireJobs:         {"ExpireJobs", func() proto.Message { return &api.ExpireJobsCommand{} }, applyExpireJobs},
 }
 
 // Encode frames msg as a log entry of type c.
@@ -95,7 +98,12 @@ type FSM struct {
 	store   *Store
 	log     *slog.Logger
 	skipped map[CommandType]bool // ignorable types already logged as skipped
+	archive Archive              // where expired jobs go; nil drops them
 }
+
+// SetArchive makes the FSM hand the jobs it moves out of the live state
+// to a. Call it before the first entry is applied.
+func (f *FSM) SetArchive(a Archive) { f.archive = a }
 
 // NewFSM returns an FSM writing to store.
 func NewFSM(store *Store, log *slog.Logger) *FSM {
@@ -129,6 +137,15 @@ func (f *FSM) ApplyEntry(index uint64, data []byte) *Result {
 	}
 	t := f.store.View().txn(index)
 	res := cmd.apply(t, msg)
+	if len(t.expired) > 0 && f.archive != nil {
+		// Written before the state without them is published, so a reader
+		// that misses a job in the state finds it in the archive. A write
+		// that fails would lose the records: stop, as for a log we cannot
+		// write.
+		if err := f.archive.Archive(index, t.expired); err != nil {
+			panic(fmt.Sprintf("state: archive %d expired jobs at index %d: %v", len(t.expired), index, err))
+		}
+	}
 	f.store.publish(t.commit())
 	res.Index = index
 	return res
@@ -167,9 +184,20 @@ func (f *FSM) Restore(r io.Reader) error {
 	for _, sv := range ss.Servers {
 		t.servers.Insert([]byte(sv.Id), sv)
 	}
+	var arraySpec *api.JobSpec
+	var arrayID uint64
 	for _, j := range ss.Jobs {
+		// Later tasks of an array come without the spec they share with
+		// the array's first task in the snapshot (View.Marshal).
+		switch {
+		case j.Spec == nil && j.ArrayJobId != 0 && j.ArrayJobId == arrayID:
+			j.Spec = arraySpec
+		case j.ArrayJobId != 0:
+			arrayID, arraySpec = j.ArrayJobId, j.Spec
+		}
 		k := jobKey(j.Id)
 		t.jobs.Insert(k, j)
+		t.countUnfinished(nil, j)
 		indexJob(t.active, t.holding, k, j)
 		if j.IdempotencyToken != "" {
 			t.tokens.Insert([]byte(j.IdempotencyToken), j.Id)

@@ -14,28 +14,26 @@ const (
 	ReasonNone = "None"
 )
 
-func cloneJob(j *api.Job) *api.Job { return proto.Clone(j).(*api.Job) }
-
 func applySubmitJob(t *txn, m proto.Message) *Result {
 	c := m.(*api.SubmitJobCommand)
 	if c.GetRequest().GetSpec() == nil {
 		return &Result{Err: malformed("SubmitJob without a job spec")}
 	}
-	return &Result{JobID: submitOne(t, c.Request, c.NowUnixMs)}
+	id, err := submitOne(t, c.Request, c.NowUnixMs, c.Limits)
+	return &Result{JobID: id, Err: err, Errs: []error{err}}
 }
 
 func applySubmitJobs(t *txn, m proto.Message) *Result {
 	c := m.(*api.SubmitJobsCommand)
-	res := &Result{JobIDs: make([]uint64, len(c.Requests))}
-	var errs []error
+	res := &Result{JobIDs: make([]uint64, len(c.Requests)), Errs: make([]error, len(c.Requests))}
 	for i, req := range c.Requests {
 		if req.GetSpec() == nil {
-			errs = append(errs, malformed("SubmitJobs request %d without a job spec", i))
+			res.Errs[i] = malformed("SubmitJobs request %d without a job spec", i)
 			continue
 		}
-		res.JobIDs[i] = submitOne(t, req, c.NowUnixMs)
+		res.JobIDs[i], res.Errs[i] = submitOne(t, req, c.NowUnixMs, c.Limits)
 	}
-	res.Err = errors.Join(errs...)
+	res.Err = errors.Join(res.Errs...)
 	return res
 }
 
@@ -43,17 +41,21 @@ func applySubmitJobs(t *txn, m proto.Message) *Result {
 // same idempotency token. A spec with --array becomes one job per task,
 // with consecutive ids; the first id is the array's (Slurm's %A) and is
 // what the submitter gets back. A spec whose --array cannot be parsed is
-// recorded as FAILED with the reason, so that every replica agrees.
-func submitOne(t *txn, req *api.SubmitRequest, now int64) uint64 {
+// recorded as FAILED with the reason, so that every replica agrees. A
+// submit over one of lim's limits is refused: no job, and the error.
+func submitOne(t *txn, req *api.SubmitRequest, now int64, lim *api.SubmitLimits) (uint64, error) {
 	if req.IdempotencyToken != "" {
 		if id, ok := t.tokens.Get([]byte(req.IdempotencyToken)); ok {
-			return id
+			return id, nil
 		}
 	}
 	id := t.nextJobID
 	tasks, err := []uint32(nil), error(nil)
 	if req.GetSpec().GetArray() != "" {
 		tasks, err = api.ParseArray(req.Spec.Array)
+	}
+	if err := checkSubmitLimits(t, req, tasks, lim); err != nil {
+		return 0, err
 	}
 	newJob := func(jid uint64, spec *api.JobSpec) *api.Job {
 		j := &api.Job{
@@ -82,11 +84,7 @@ func submitOne(t *txn, req *api.SubmitRequest, now int64) uint64 {
 		t.nextJobID++
 	case tasks != nil:
 		for k, idx := range tasks {
-			spec := req.Spec
-			if k > 0 {
-				spec = proto.Clone(req.Spec).(*api.JobSpec)
-			}
-			j := newJob(id+uint64(k), spec)
+			j := newJob(id+uint64(k), req.Spec) // one spec for all tasks
 			j.ArrayJobId, j.ArrayTaskId = id, idx
 			if k > 0 {
 				j.IdempotencyToken = ""
@@ -101,7 +99,7 @@ func submitOne(t *txn, req *api.SubmitRequest, now int64) uint64 {
 	if req.IdempotencyToken != "" {
 		t.tokens.Insert([]byte(req.IdempotencyToken), id)
 	}
-	return id
+	return id, nil
 }
 
 // ReasonHeld is the pending reason of a held job (--hold, scontrol hold).
@@ -109,11 +107,22 @@ const ReasonHeld = "JobHeldUser"
 
 func applyHoldJobs(t *txn, m proto.Message) *Result {
 	c := m.(*api.HoldJobsCommand)
+	// Specs are shared (the tasks of an array hold one): a changed spec is
+	// a copy, and the jobs of one command that shared a spec share the copy.
+	held := map[*api.JobSpec]*api.JobSpec{}
 	return changeOwnedJobs(t, c.JobIds, c.Uid, func(j *api.Job) error {
 		if j.State != api.JobState_PENDING {
 			return fmt.Errorf("job %d is %s: %w", j.Id, j.State, ErrNotPending)
 		}
-		j.Spec.Hold = !c.Release
+		if j.Spec.Hold != !c.Release {
+			spec, ok := held[j.Spec]
+			if !ok {
+				spec = proto.Clone(j.Spec).(*api.JobSpec)
+				spec.Hold = !c.Release
+				held[j.Spec] = spec
+			}
+			j.Spec = spec
+		}
 		j.Reason = ReasonNone
 		if j.Spec.Hold {
 			j.Reason = ReasonHeld

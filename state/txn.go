@@ -18,6 +18,12 @@ type txn struct {
 	tokens    *iradix.Txn[uint64]
 	servers   *iradix.Txn[*api.ServerInfo]
 	base      *View
+
+	unfinished *iradix.Txn[uint32]
+	numJobs    int // jobs in the live state, as the jobs tree will hold
+	// expired collects the jobs this entry moved out of the live state,
+	// for the FSM to hand to the accounting archive.
+	expired []*api.Job
 }
 
 func (v *View) txn(index uint64) *txn {
@@ -31,6 +37,9 @@ func (v *View) txn(index uint64) *txn {
 		tokens:    v.tokens.Txn(),
 		servers:   v.servers.Txn(),
 		base:      v,
+
+		unfinished: v.unfinished.Txn(),
+		numJobs:    v.jobs.Len(),
 	}
 }
 
@@ -44,6 +53,8 @@ func (t *txn) commit() *View {
 		nodes:     t.nodes.Commit(),
 		tokens:    t.tokens.Commit(),
 		servers:   t.servers.Commit(),
+
+		unfinished: t.unfinished.Commit(),
 	}
 }
 
@@ -60,8 +71,56 @@ func (t *txn) putJob(j *api.Job) {
 	}
 	j.ModifyIndex = t.index
 	k := jobKey(j.Id)
-	t.jobs.Insert(k, j)
+	old, updated := t.jobs.Insert(k, j)
+	if !updated {
+		t.numJobs++
+	}
 	indexJob(t.active, t.holding, k, j)
+	t.countUnfinished(old, j)
+}
+
+// countUnfinished keeps the per-user count of unfinished jobs in step
+// when a job changes from old (nil: new) to now (nil: removed).
+func (t *txn) countUnfinished(old, now *api.Job) {
+	was := old != nil && !old.State.Terminal()
+	is := now != nil && !now.State.Terminal()
+	if was == is {
+		return
+	}
+	j := now
+	if j == nil {
+		j = old
+	}
+	k := uidKey(j.Uid)
+	n, _ := t.unfinished.Get(k)
+	switch {
+	case is:
+		n++
+	case n > 0:
+		n--
+	}
+	if n == 0 {
+		t.unfinished.Delete(k)
+	} else {
+		t.unfinished.Insert(k, n)
+	}
+}
+
+// removeJob takes a finished job out of the live state: its record, the
+// indexes and its idempotency token.
+func (t *txn) removeJob(j *api.Job) {
+	k := jobKey(j.Id)
+	if _, ok := t.jobs.Delete(k); ok {
+		t.numJobs--
+	}
+	t.active.Delete(k)
+	t.holding.Delete(k)
+	if j.IdempotencyToken != "" {
+		if id, ok := t.tokens.Get([]byte(j.IdempotencyToken)); ok && id == j.Id {
+			t.tokens.Delete([]byte(j.IdempotencyToken))
+		}
+	}
+	t.countUnfinished(j, nil)
 }
 
 // indexJob keeps the active and holding indexes in step with j's state.

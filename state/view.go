@@ -23,6 +23,9 @@ type View struct {
 	nodes     *iradix.Tree[*api.Node]
 	tokens    *iradix.Tree[uint64] // idempotency token -> job id
 	servers   *iradix.Tree[*api.ServerInfo]
+	// unfinished counts each user's (uid's) jobs not yet finished, for
+	// max_jobs_per_user.
+	unfinished *iradix.Tree[uint32]
 }
 
 func emptyView() *View {
@@ -34,7 +37,17 @@ func emptyView() *View {
 		nodes:     iradix.New[*api.Node](),
 		tokens:    iradix.New[uint64](),
 		servers:   iradix.New[*api.ServerInfo](),
+
+		unfinished: iradix.New[uint32](),
 	}
+}
+
+func uidKey(uid uint32) []byte { return binary.BigEndian.AppendUint32(nil, uid) }
+
+// UnfinishedJobs returns how many of uid's jobs have not finished.
+func (v *View) UnfinishedJobs(uid uint32) uint32 {
+	n, _ := v.unfinished.Get(uidKey(uid))
+	return n
 }
 
 func jobKey(id uint64) []byte {
@@ -151,7 +164,17 @@ func (v *View) Usage() api.Usage { return api.ComputeUsage(v.HoldingJobs()) }
 // Marshal encodes v as a StateSnapshot, the form Raft snapshots hold.
 func (v *View) Marshal() ([]byte, error) {
 	ss := &api.StateSnapshot{Index: v.index, NextJobId: v.nextJobID}
+	var arraySpec *api.JobSpec // the spec of the array last written
+	var arrayID uint64
 	for j := range v.Jobs() {
+		// The tasks of an array share one spec in memory; the snapshot
+		// writes it once too, with the array's first task kept here, and
+		// the later tasks without it (Restore shares it again).
+		if j.ArrayJobId != 0 && j.ArrayJobId == arrayID && j.Spec == arraySpec {
+			j = withSpec(j, nil)
+		} else if j.ArrayJobId != 0 {
+			arrayID, arraySpec = j.ArrayJobId, j.Spec
+		}
 		ss.Jobs = append(ss.Jobs, j)
 	}
 	for n := range v.Nodes() {

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,6 +62,12 @@ func runServer(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	operators := fs.String("operators", "", "user names of operators, comma-separated (they may act on every job, drain nodes, change Raft peers)")
 	operatorGroups := fs.String("operator-groups", "", "groups whose members are operators, comma-separated")
 	privateData := fs.Bool("private-data", true, "show other users' job scripts, environments and output paths only to operators (Slurm's PrivateData=jobs)")
+	limits := server.DefaultLimits()
+	cfg.Limits = &limits
+	fs.Func("max-job-count", fmt.Sprintf("jobs the cluster holds, finished ones not yet aged out included (Slurm's MaxJobCount); 0: no limit (default %d)", limits.MaxJobCount), uint32Flag(&limits.MaxJobCount))
+	fs.Func("max-jobs-per-user", "unfinished jobs one user may have (Slurm's MaxSubmitJobs per user); 0: no limit (default 0)", uint32Flag(&limits.MaxJobsPerUser))
+	fs.Func("max-array-size", fmt.Sprintf("array task indexes must be below this (Slurm's MaxArraySize); 0: only the hard limit of %d tasks (default %d)", api.MaxArrayTasks, limits.MaxArraySize), uint32Flag(&limits.MaxArraySize))
+	fs.DurationVar(&limits.MinJobAge, "min-job-age", limits.MinJobAge, "how long finished jobs stay in the live state before they move to the accounting store (Slurm's MinJobAge); 0: forever")
 	var sec daemonSecurity
 	sec.register(fs, "server", "--server NAME")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -362,3 +370,16 @@ type stringList []string
 
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// uint32Flag parses a flag's value into *p, naming the bound when it is
+// out of range.
+func uint32Flag(p *uint32) func(string) error {
+	return func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number from 0 to %d", v, uint32(math.MaxUint32))
+		}
+		*p = uint32(n)
+		return nil
+	}
+}
