@@ -117,7 +117,7 @@ func ValidateSpec(s *JobSpec) error {
 			return fieldErr("--array="+s.Array, "%s", strings.TrimPrefix(err.Error(), "--array="+s.Array+": "))
 		}
 	}
-	return nil
+	return checkOptions(s)
 }
 
 // NodeRange returns the fewest and most nodes the gang may span.
@@ -161,6 +161,9 @@ func (s *JobSpec) TotalTasks(n uint32) uint32 {
 
 // Layout returns what each of n nodes must hold, in gang order, or false
 // when the spec cannot be spread over n nodes (fewer tasks than nodes).
+// A node's CPUs are its tasks times --cpus-per-task, or its GPUs times
+// --cpus-per-gpu; its memory --mem, or its CPUs times --mem-per-cpu, or
+// its GPUs times --mem-per-gpu.
 // Tasks are spread in blocks as Slurm's default distribution does: with
 // --ntasks-per-node each node takes up to that many, otherwise they are
 // balanced, the first nodes taking the remainder.
@@ -195,7 +198,6 @@ func (s *JobSpec) Layout(n uint32) ([]NodeShape, bool) {
 	for i := range shapes {
 		sh := &shapes[i]
 		sh.CPUs = sh.Tasks * cpt
-		sh.MemMB = s.MemPerNodeMb
 		switch {
 		case s.GpusPerNode != 0:
 			sh.GPUs = s.GpusPerNode
@@ -206,6 +208,15 @@ func (s *JobSpec) Layout(n uint32) ([]NodeShape, bool) {
 			if uint32(i) < s.Gpus%n {
 				sh.GPUs++
 			}
+		}
+		sh.CPUs = max(sh.CPUs, sh.GPUs*s.CpusPerGpu)
+		switch {
+		case s.MemPerCpuMb != 0:
+			sh.MemMB = uint64(sh.CPUs) * s.MemPerCpuMb
+		case s.MemPerGpuMb != 0:
+			sh.MemMB = uint64(sh.GPUs) * s.MemPerGpuMb
+		default:
+			sh.MemMB = s.MemPerNodeMb
 		}
 	}
 	return shapes, true

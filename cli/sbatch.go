@@ -178,7 +178,8 @@ func buildSpec(e *env, o *sbatchOpts, opts []*option, cmdUses []optUse, pos []st
 				return nil, fmt.Errorf("%s%v", where, err)
 			}
 			if len(rest) > 0 {
-				e.warnf("%sunexpected argument %q ignored", where, rest[0])
+				// Slurm stops: "Invalid directive found in batch script".
+				return nil, fmt.Errorf("%sinvalid directive: %q is not an option (write options as #SBATCH --name=value)", where, rest[0])
 			}
 			if err := applySbatch(e, uses, where); err != nil {
 				return nil, err
