@@ -256,6 +256,29 @@ func checkConstraint(s *JobSpec) error {
 	return nil
 }
 
+// maxFeatures bounds the features one node declares.
+const maxFeatures = 256
+
+// CheckFeatures refuses node features a --constraint could not name:
+// empty ones, ones with an operator ("&|,[]()*") or a blank, and
+// repeats.
+func CheckFeatures(fs []string) error {
+	if len(fs) > maxFeatures {
+		return fmt.Errorf("%d features; at most %d", len(fs), maxFeatures)
+	}
+	for i, f := range fs {
+		switch {
+		case f == "":
+			return errors.New("empty feature name")
+		case strings.ContainsAny(f, constraintOps+" \t\n"):
+			return fmt.Errorf("feature %q has one of %q or a blank", f, constraintOps)
+		case slices.Contains(fs[:i], f):
+			return fmt.Errorf("feature %q given twice", f)
+		}
+	}
+	return nil
+}
+
 // GPUFeature is the short name of a GPU model as NVML reports it, which
 // is the node feature and Slurm GRES type it gives: "NVIDIA H100 80GB
 // HBM3" is "h100", "Tesla V100-SXM2-32GB" "v100", "NVIDIA GeForce RTX
