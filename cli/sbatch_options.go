@@ -420,7 +420,7 @@ func parseGres(s *api.JobSpec, v string) error {
 			// the type.
 			cnt = parts[1]
 			if cnt == "" {
-				return errors.New("empty GPU count or type after gpu:")
+				return errors.New("gpu: is missing its count or type")
 			}
 			if cnt[0] < '0' || cnt[0] > '9' {
 				typ, cnt = cnt, "1"
