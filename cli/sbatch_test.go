@@ -236,6 +236,20 @@ srun python train.py
 			want:   &api.JobSpec{Name: "job.sh", Partition: "fromenv", Account: "fromcli", TimeLimitS: 300},
 		},
 		{
+			// Slurm's _validate_memory_options: a memory option in the
+			// script or on the command line drops the variables.
+			name:   "memory variables yield to a memory option",
+			script: header + "#SBATCH --mem-per-cpu=2G\ntrue\n",
+			env:    []string{"SBATCH_MEM_PER_NODE=8G", "SBATCH_CONSTRAINT=ib"},
+			want:   &api.JobSpec{Name: "job.sh", MemPerCpuMb: 2048, Constraint: "ib"},
+		},
+		{
+			name:   "memory variable without a memory option",
+			script: header + "true\n",
+			env:    []string{"SBATCH_MEM_PER_GPU=8G", "SBATCH_GRES=gpu:h100:2", "SBATCH_CPUS_PER_GPU=4"},
+			want:   &api.JobSpec{Name: "job.sh", MemPerGpuMb: 8192, GpusPerNode: 2, GpuType: "h100", CpusPerGpu: 4},
+		},
+		{
 			name:   "loom extensions",
 			script: header + "#SBATCH --image=nvcr.io/nvidia/pytorch:24.05\n#SBATCH --container-mounts=/data:/data,/ckpt:/ckpt\n#SBATCH --max-restarts=3\ntrue\n",
 			want:   &api.JobSpec{Name: "job.sh", Image: "nvcr.io/nvidia/pytorch:24.05", Mounts: []string{"/data:/data", "/ckpt:/ckpt"}, MaxRestarts: proto.Uint32(3)},
