@@ -131,3 +131,32 @@ func TestFeasibleConstraint(t *testing.T) {
 		}
 	}
 }
+
+// TestPerGPUFiguresHeld: CPUs and memory per GPU are held by the ranks, so
+// that the next cycle (which counts ranks) sees the node as full.
+func TestPerGPUFiguresHeld(t *testing.T) {
+	n := node("a", 8, 64)
+	n.MemoryMb = 8 * 10240
+	v := &View{Nodes: []*api.Node{n}, Jobs: []*api.Job{
+		pending(1, &api.JobSpec{NodesMin: 1, GpusPerNode: 4, CpusPerGpu: 16, MemPerGpuMb: 20480}),
+	}}
+	p := Schedule(v, time.Unix(0, 0), Config{})
+	if len(p.Placements) != 1 {
+		t.Fatalf("Schedule placed %d jobs, want 1", len(p.Placements))
+	}
+	var cpus uint32
+	var mem uint64
+	for _, r := range p.Placements[0].Allocation.Ranks {
+		cpus += r.Cpus
+		mem += r.MemMb
+	}
+	if cpus != 64 || mem != 4*20480 {
+		t.Errorf("ranks hold %d CPUs and %d MB, want 64 and %d", cpus, mem, 4*20480)
+	}
+	// The node has 4 GPUs left but no CPUs: a job needing one CPU waits.
+	v = apply(v, p)
+	v.Jobs = append(v.Jobs, pending(2, &api.JobSpec{NodesMin: 1, GpusPerNode: 1}))
+	if p := Schedule(v, time.Unix(0, 0), Config{}); len(p.Placements) != 0 {
+		t.Errorf("a job was placed on a node whose CPUs --cpus-per-gpu took")
+	}
+}

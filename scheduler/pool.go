@@ -102,6 +102,9 @@ type cycle struct {
 	las        LASConfig      // with defaults, for OrderLeastAttained
 	queues     map[uint64]int // LAS queue per job, computed once a cycle
 	byNameUser map[string][]*api.Job
+	// constraints holds each --constraint parsed once a cycle: an array's
+	// tasks share one.
+	constraints map[string]*api.Constraint
 }
 
 type leafInfo struct {
@@ -400,13 +403,7 @@ func (c *cycle) request(j *api.Job) *request {
 	lo, hi := s.NodeRange()
 	r := &request{job: j, part: s.PartitionOf(), lo: lo, exclusive: s.Exclusive, choice: -1}
 	if s.Constraint != "" {
-		// A constraint that does not parse was refused at submit; one
-		// that somehow got in constrains to nothing rather than to all.
-		c, err := api.ParseConstraint(s.Constraint)
-		if err != nil {
-			c, _ = api.ParseConstraint("\x00unparsable")
-		}
-		r.constraint = c
+		r.constraint = c.constraint(s.Constraint)
 	}
 	if s.GpuType != "" && (s.Gpus != 0 || s.GpusPerNode != 0 || s.GpusPerTask != 0) {
 		r.gpuType = s.GpuType
@@ -450,6 +447,24 @@ func (c *cycle) request(j *api.Job) *request {
 		gpt: s.GpusPerTask, gpus: s.Gpus, cpt: s.CpusPerTask, mem: s.MemPerNodeMb, memPerCPU: s.MemPerCpuMb, memPerGPU: s.MemPerGpuMb,
 		cpg: s.CpusPerGpu, exclusive: s.Exclusive, switches: r.switches, exclude: excludeKey, nodelist: onlyKey, features: r.key.features}
 	return r
+}
+
+// constraint parses a --constraint once a cycle. One that does not parse
+// was refused at submit; one that somehow got in matches no node rather
+// than every node.
+func (c *cycle) constraint(expr string) *api.Constraint {
+	if con, ok := c.constraints[expr]; ok {
+		return con
+	}
+	con, err := api.ParseConstraint(expr)
+	if err != nil {
+		con, _ = api.ParseConstraint("\x00unparsable")
+	}
+	if c.constraints == nil {
+		c.constraints = map[string]*api.Constraint{}
+	}
+	c.constraints[expr] = con
+	return con
 }
 
 // failKind says why a placement failed.
@@ -807,7 +822,9 @@ func (c *cycle) take(j *api.Job, r *request, p *placement, end time.Time) *api.A
 			}
 			if local == 0 {
 				rk.MemMb = mem // the node's memory is charged once, to its first rank
-				rk.Cpus += cpus - s.CPUs
+				// So are CPUs beyond the tasks' own (--exclusive,
+				// --cpus-per-gpu): ranks are what later cycles count.
+				rk.Cpus += cpus - s.Tasks*cpt
 			}
 			share := gpus
 			if s.Tasks > 0 && len(gpus) > 0 && uint32(len(gpus))%s.Tasks == 0 {
