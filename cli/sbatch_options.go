@@ -366,12 +366,17 @@ func parseNodeRange(v string) (lo, hi uint32, err error) {
 	return lo, hi, nil
 }
 
-// setGPUs parses "[TYPE:]N" into *count and the spec's GPU type. The GPU
-// options replace one another, as each says how many GPUs the job needs.
+// setGPUs parses "[TYPE:]N" or "TYPE" (one GPU) into *count and the
+// spec's GPU type. The GPU options replace one another, as each says how
+// many GPUs the job needs.
 func setGPUs(s *api.JobSpec, count *uint32) func(string) error {
 	return func(v string) error {
 		typ, n, hasType := strings.Cut(v, ":")
-		if !hasType {
+		switch {
+		case !hasType && v != "" && (v[0] < '0' || v[0] > '9'):
+			// As in --gres, a type alone is one GPU of the type.
+			typ, n, hasType = v, "1", true
+		case !hasType:
 			n, typ = v, ""
 		}
 		c, err := parseCount(n, "GPU count")

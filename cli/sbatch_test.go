@@ -126,6 +126,11 @@ srun python train.py
 			want:   &api.JobSpec{Name: "job.sh", Array: "[0-3,7]"},
 		},
 		{
+			name:   "GPU type alone is one GPU",
+			script: header + "#SBATCH --gpus-per-node=h100\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", GpusPerNode: 1, GpuType: "h100"},
+		},
+		{
 			name:   "gres type alone is one GPU",
 			script: header + "#SBATCH --gres=gpu:a100\ntrue\n",
 			want:   &api.JobSpec{Name: "job.sh", GpusPerNode: 1, GpuType: "a100"},
