@@ -1,6 +1,7 @@
 package api
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -25,6 +26,8 @@ func TestLayoutPerCPUAndGPU(t *testing.T) {
 			[]NodeShape{{Tasks: 8, GPUs: 1, CPUs: 8}}},
 		{"CPUs per GPU and mem per CPU", &JobSpec{GpusPerNode: 2, CpusPerGpu: 4, MemPerCpuMb: 100}, 1,
 			[]NodeShape{{Tasks: 1, GPUs: 2, CPUs: 8, MemMB: 800}}},
+		{"figures too large saturate", &JobSpec{GpusPerNode: 1 << 30, CpusPerGpu: 1 << 16, MemPerCpuMb: 1 << 40}, 1,
+			[]NodeShape{{Tasks: 1, GPUs: 1 << 30, CPUs: math.MaxUint32, MemMB: math.MaxUint64}}},
 	}
 	for _, tt := range tests {
 		got, ok := tt.spec.Layout(tt.nodes)

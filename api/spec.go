@@ -3,6 +3,8 @@ package api
 import (
 	"errors"
 	"fmt"
+	"math"
+	"math/bits"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -209,17 +211,26 @@ func (s *JobSpec) Layout(n uint32) ([]NodeShape, bool) {
 				sh.GPUs++
 			}
 		}
-		sh.CPUs = max(sh.CPUs, sh.GPUs*s.CpusPerGpu)
+		sh.CPUs = max(sh.CPUs, uint32(min(uint64(sh.GPUs)*uint64(s.CpusPerGpu), math.MaxUint32)))
 		switch {
 		case s.MemPerCpuMb != 0:
-			sh.MemMB = uint64(sh.CPUs) * s.MemPerCpuMb
+			sh.MemMB = saturatingMul(uint64(sh.CPUs), s.MemPerCpuMb)
 		case s.MemPerGpuMb != 0:
-			sh.MemMB = uint64(sh.GPUs) * s.MemPerGpuMb
+			sh.MemMB = saturatingMul(uint64(sh.GPUs), s.MemPerGpuMb)
 		default:
 			sh.MemMB = s.MemPerNodeMb
 		}
 	}
 	return shapes, true
+}
+
+// saturatingMul is a*b, or the largest uint64 where that overflows: a
+// figure too large for any node, never a small one.
+func saturatingMul(a, b uint64) uint64 {
+	if hi, lo := bits.Mul64(a, b); hi == 0 {
+		return lo
+	}
+	return math.MaxUint64
 }
 
 // DefaultPartition is where jobs go that name none, and what nodes join
