@@ -279,7 +279,6 @@ func sbatchOptions(o *sbatchOpts) []*option {
 		{"thread-spec", 0, requiredArg, "Loom reserves no threads for the system"},
 		{"mincpus", 0, requiredArg, "not supported yet: give --cpus-per-task"},
 		{"tmp", 0, requiredArg, "Loom does not schedule local disk"},
-		{"distribution", 'm', requiredArg, "Loom places tasks in blocks only (Slurm's default)"},
 		{"overcommit", 'O', noArg, "Loom gives every task its CPUs"},
 		{"oversubscribe", 's', noArg, "Loom does not oversubscribe CPUs or GPUs"},
 		{"spread-job", 0, noArg, "Loom places on the fewest nodes"},
@@ -304,8 +303,15 @@ func sbatchOptions(o *sbatchOpts) []*option {
 		opts = append(opts, &option{long: r.long, short: r.short, arg: r.arg, meta: "X",
 			set: func(string) error { return errors.New(why) }})
 	}
-	// Loom already does what these ask: the fewest nodes first.
-	opts = append(opts, &option{long: "use-min-nodes", arg: noArg, set: func(string) error { return nil }})
+	// Loom already does what these ask: the fewest nodes first, tasks in
+	// blocks.
+	opts = append(opts, &option{long: "use-min-nodes", arg: noArg, set: func(string) error { return nil }},
+		&option{long: "distribution", short: 'm', arg: requiredArg, meta: "X", set: func(v string) error {
+			if v != "block" {
+				return errors.New("only block (Slurm's default) is accepted: Loom places tasks in blocks")
+			}
+			return nil
+		}})
 	// Options that change neither what a job gets nor where or when it
 	// runs — how tasks bind to what they were given, accounting, profiling
 	// — are warned about and ignored.

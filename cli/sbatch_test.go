@@ -375,6 +375,11 @@ func TestSbatchErrors(t *testing.T) {
 			wantErr: "sbatch: error: line 2: --ntasks-per-socket=2: Loom does not place by socket\n",
 		},
 		{
+			name:    "cyclic distribution",
+			script:  header + "#SBATCH -m block\n#SBATCH --distribution=cyclic\ntrue\n",
+			wantErr: "sbatch: error: line 3: --distribution=cyclic: only block (Slurm's default) is accepted: Loom places tasks in blocks\n",
+		},
+		{
 			name:    "bad mail type",
 			script:  header + "#SBATCH --mail-type=END,LUNCH\ntrue\n",
 			wantErr: "sbatch: error: line 2: --mail-type=END,LUNCH: \"LUNCH\" is not one of NONE, BEGIN, END, FAIL, REQUEUE, ALL, INVALID_DEPEND, STAGE_OUT, TIME_LIMIT, TIME_LIMIT_90, TIME_LIMIT_80, TIME_LIMIT_50, ARRAY_TASKS\n",
