@@ -36,6 +36,9 @@ type Config struct {
 	MetricsAddr string   // /metrics, default :9400; "-" disables
 	Partitions  []string
 	Labels      map[string]string
+	// Features are the node's features for --constraint, beyond the GPU
+	// model's short name, which the node has without saying.
+	Features []string
 	// GPU discovery (see probe.Options).
 	Profile      string
 	GPUs         int
@@ -202,7 +205,7 @@ func New(cfg Config) (*Agent, error) {
 	a.cmdDir = linkCommands(filepath.Join(cfg.DataDir, "bin"), cfg.CommandsBinary, log)
 	a.node = &api.Node{
 		Name: cfg.Name, Address: a.advertise(lis.Addr()), Cpus: found.CPUs, MemoryMb: found.MemoryMB,
-		Partitions: cfg.Partitions, Labels: cfg.Labels, Topology: found.Topology,
+		Partitions: cfg.Partitions, Labels: cfg.Labels, Topology: found.Topology, Features: cfg.Features,
 		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Version: Version,
 	}
 	if len(cfg.GossipJoin) > 0 {

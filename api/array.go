@@ -10,7 +10,7 @@ import (
 const MaxArrayTasks = 10001
 
 // ParseArray expands Slurm's --array syntax ("0-99%8", "1,3,5-7",
-// "0-15:4") into task indexes; the %N limit is the scheduler's to apply.
+// "0-15:4", "[0-3,7]") into task indexes; the %N limit is the scheduler's to apply.
 func ParseArray(s string) ([]uint32, error) {
 	if len(s) > MaxArrayExprBytes {
 		return nil, fmt.Errorf("--array=%.32s...: %d bytes; at most %d", s, len(s), MaxArrayExprBytes)
@@ -27,7 +27,11 @@ func ParseArray(s string) ([]uint32, error) {
 	var idx []uint32
 	seen := map[uint64]bool{}
 	for _, part := range strings.Split(body, ",") {
+		// As Slurm does, a token may open with '[' and its numbers end
+		// with ']': "[0-3,7]" and "[1]" are 0-3,7 and 1.
+		part = strings.TrimPrefix(part, "[")
 		rng, stepS, hasStep := strings.Cut(part, ":")
+		rng, stepS = strings.TrimSuffix(rng, "]"), strings.TrimSuffix(stepS, "]")
 		step := uint64(1)
 		if hasStep {
 			var err error

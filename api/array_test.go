@@ -20,6 +20,11 @@ func TestParseArray(t *testing.T) {
 		{"x", "error: is not a task index"},
 		{"0-3%0", "error: limit"},
 		{"0-20000", "error: more than"},
+		// Brackets, as Slurm's _parse_array_tok strips them.
+		{"[1]", "[1]"},
+		{"[0-3,7]", "[0 1 2 3 7]"},
+		{"[0-15:4]%2", "[0 4 8 12]"},
+		{"[x]", "error: is not a task index"},
 	}
 	for _, tt := range tests {
 		got, err := ParseArray(tt.in)

@@ -120,3 +120,38 @@ func FuzzParseSlurmTime(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseConstraint: a --constraint either parses, and then every node
+// either meets it or not under every choice, with any choice meeting it
+// implying the union does; or fails with an error at a position within
+// the expression (one past its end at most).
+func FuzzParseConstraint(f *testing.F) {
+	for _, s := range []string{"a", "a&b|c", "(a|b)&c", "[a|b|c]", "x&[a|(b&c)]", "a*2", "[a*2&b*4]", "a&&b", "((a))", "[a|b", "a,b", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseConstraint(s)
+		if err != nil {
+			var ce *ConstraintError
+			if !errors.As(err, &ce) || ce.Pos < 1 || ce.Pos > len(s)+1 {
+				t.Fatalf("ParseConstraint(%q) error %v has no position within it", s, err)
+			}
+			return
+		}
+		if c.Choices() < 1 {
+			t.Fatalf("ParseConstraint(%q) has %d choices", s, c.Choices())
+		}
+		for _, has := range []func(string) bool{
+			func(string) bool { return true },
+			func(string) bool { return false },
+			func(f string) bool { return len(f)%2 == 0 },
+		} {
+			union := c.Matches(has, -1)
+			for k := range c.Choices() {
+				if c.Matches(has, k) && !union {
+					t.Fatalf("ParseConstraint(%q): choice %d matches but the union does not", s, k)
+				}
+			}
+		}
+	})
+}

@@ -593,8 +593,12 @@ type Node struct {
 	// metrics_address is where the agent serves /metrics (host:port), empty
 	// when it serves none; servers list it for Prometheus HTTP discovery.
 	MetricsAddress string `protobuf:"bytes,19,opt,name=metrics_address,json=metricsAddress,proto3" json:"metrics_address,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// features are what the agent declares (loom agent --features) and what
+	// it derives from its GPUs (the model's short name, as "h100"); jobs
+	// select nodes by them with --constraint.
+	Features      []string `protobuf:"bytes,20,rep,name=features,proto3" json:"features,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
@@ -760,6 +764,13 @@ func (x *Node) GetMetricsAddress() string {
 	return ""
 }
 
+func (x *Node) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
 // JobSpec is what the user asked for, after the CLI parsed flags and
 // #SBATCH lines. Counts of zero mean "not given"; api.Normalize fills the
 // defaults Slurm would.
@@ -836,7 +847,25 @@ type JobSpec struct {
 	Interactive bool `protobuf:"varint,40,opt,name=interactive,proto3" json:"interactive,omitempty"`
 	// overlap is srun --overlap: the step shares the CPUs and GPUs that
 	// other steps hold instead of waiting for them.
-	Overlap       bool `protobuf:"varint,41,opt,name=overlap,proto3" json:"overlap,omitempty"`
+	Overlap bool `protobuf:"varint,41,opt,name=overlap,proto3" json:"overlap,omitempty"`
+	// comment, mail_type and mail_user are --comment, --mail-type and
+	// --mail-user, kept and shown (Loom sends no mail).
+	Comment  string `protobuf:"bytes,42,opt,name=comment,proto3" json:"comment,omitempty"`
+	MailType string `protobuf:"bytes,43,opt,name=mail_type,json=mailType,proto3" json:"mail_type,omitempty"`
+	MailUser string `protobuf:"bytes,44,opt,name=mail_user,json=mailUser,proto3" json:"mail_user,omitempty"`
+	// constraint is -C/--constraint: node features the job's nodes must
+	// have, in Slurm's syntax (api.ParseConstraint).
+	Constraint string `protobuf:"bytes,45,opt,name=constraint,proto3" json:"constraint,omitempty"`
+	// mem_per_cpu_mb and mem_per_gpu_mb are --mem-per-cpu and --mem-per-gpu;
+	// a node's memory is the figure times its CPUs or GPUs (JobSpec.Layout).
+	MemPerCpuMb uint64 `protobuf:"varint,46,opt,name=mem_per_cpu_mb,json=memPerCpuMb,proto3" json:"mem_per_cpu_mb,omitempty"`
+	MemPerGpuMb uint64 `protobuf:"varint,47,opt,name=mem_per_gpu_mb,json=memPerGpuMb,proto3" json:"mem_per_gpu_mb,omitempty"`
+	// cpus_per_gpu is --cpus-per-gpu: a node's CPUs are at least its GPUs
+	// times this.
+	CpusPerGpu uint32 `protobuf:"varint,48,opt,name=cpus_per_gpu,json=cpusPerGpu,proto3" json:"cpus_per_gpu,omitempty"`
+	// time_min_s is --time-min. Loom never shortens a limit, so the job
+	// runs with time_limit_s; it is kept and shown.
+	TimeMinS      int64 `protobuf:"varint,49,opt,name=time_min_s,json=timeMinS,proto3" json:"time_min_s,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1156,6 +1185,62 @@ func (x *JobSpec) GetOverlap() bool {
 		return x.Overlap
 	}
 	return false
+}
+
+func (x *JobSpec) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+func (x *JobSpec) GetMailType() string {
+	if x != nil {
+		return x.MailType
+	}
+	return ""
+}
+
+func (x *JobSpec) GetMailUser() string {
+	if x != nil {
+		return x.MailUser
+	}
+	return ""
+}
+
+func (x *JobSpec) GetConstraint() string {
+	if x != nil {
+		return x.Constraint
+	}
+	return ""
+}
+
+func (x *JobSpec) GetMemPerCpuMb() uint64 {
+	if x != nil {
+		return x.MemPerCpuMb
+	}
+	return 0
+}
+
+func (x *JobSpec) GetMemPerGpuMb() uint64 {
+	if x != nil {
+		return x.MemPerGpuMb
+	}
+	return 0
+}
+
+func (x *JobSpec) GetCpusPerGpu() uint32 {
+	if x != nil {
+		return x.CpusPerGpu
+	}
+	return 0
+}
+
+func (x *JobSpec) GetTimeMinS() int64 {
+	if x != nil {
+		return x.TimeMinS
+	}
+	return 0
 }
 
 // Rank is one task of an allocation and where it runs.
@@ -5871,7 +5956,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bTopology\x12 \n" +
 	"\x04gpus\x18\x01 \x03(\v2\f.loom.v1.GPUR\x04gpus\x12#\n" +
 	"\x05links\x18\x02 \x03(\v2\r.loom.v1.LinkR\x05links\x12\x18\n" +
-	"\aprofile\x18\x03 \x01(\tR\aprofile\"\xbd\x05\n" +
+	"\aprofile\x18\x03 \x01(\tR\aprofile\"\xd9\x05\n" +
 	"\x04Node\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -5895,11 +5980,11 @@ const file_api_loom_proto_rawDesc = "" +
 	"\fmodify_index\x18\x10 \x01(\x04R\vmodifyIndex\x12\x19\n" +
 	"\bport_min\x18\x11 \x01(\rR\aportMin\x12\x19\n" +
 	"\bport_max\x18\x12 \x01(\rR\aportMax\x12'\n" +
-	"\x0fmetrics_address\x18\x13 \x01(\tR\x0emetricsAddress\x1a9\n" +
+	"\x0fmetrics_address\x18\x13 \x01(\tR\x0emetricsAddress\x12\x1a\n" +
+	"\bfeatures\x18\x14 \x03(\tR\bfeatures\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8a\n" +
-	"\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x88\f\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tnodes_min\x18\x02 \x01(\rR\bnodesMin\x12\x1b\n" +
@@ -5947,7 +6032,19 @@ const file_api_loom_proto_rawDesc = "" +
 	"every_rank\x18& \x01(\bR\teveryRank\x12'\n" +
 	"\x10kill_on_bad_exit\x18' \x01(\bR\rkillOnBadExit\x12 \n" +
 	"\vinteractive\x18( \x01(\bR\vinteractive\x12\x18\n" +
-	"\aoverlap\x18) \x01(\bR\aoverlap\x1a6\n" +
+	"\aoverlap\x18) \x01(\bR\aoverlap\x12\x18\n" +
+	"\acomment\x18* \x01(\tR\acomment\x12\x1b\n" +
+	"\tmail_type\x18+ \x01(\tR\bmailType\x12\x1b\n" +
+	"\tmail_user\x18, \x01(\tR\bmailUser\x12\x1e\n" +
+	"\n" +
+	"constraint\x18- \x01(\tR\n" +
+	"constraint\x12#\n" +
+	"\x0emem_per_cpu_mb\x18. \x01(\x04R\vmemPerCpuMb\x12#\n" +
+	"\x0emem_per_gpu_mb\x18/ \x01(\x04R\vmemPerGpuMb\x12 \n" +
+	"\fcpus_per_gpu\x180 \x01(\rR\n" +
+	"cpusPerGpu\x12\x1c\n" +
+	"\n" +
+	"time_min_s\x181 \x01(\x03R\btimeMinS\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\n" +

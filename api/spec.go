@@ -3,6 +3,8 @@ package api
 import (
 	"errors"
 	"fmt"
+	"math"
+	"math/bits"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -120,7 +122,7 @@ func ValidateSpec(s *JobSpec) error {
 			return fieldErr("--array="+s.Array, "%s", strings.TrimPrefix(err.Error(), "--array="+s.Array+": "))
 		}
 	}
-	return nil
+	return checkOptions(s)
 }
 
 // NodeRange returns the fewest and most nodes the gang may span.
@@ -164,6 +166,9 @@ func (s *JobSpec) TotalTasks(n uint32) uint32 {
 
 // Layout returns what each of n nodes must hold, in gang order, or false
 // when the spec cannot be spread over n nodes (fewer tasks than nodes).
+// A node's CPUs are its tasks times --cpus-per-task, or its GPUs times
+// --cpus-per-gpu; its memory --mem, or its CPUs times --mem-per-cpu, or
+// its GPUs times --mem-per-gpu.
 // Tasks are spread in blocks as Slurm's default distribution does: with
 // --ntasks-per-node each node takes up to that many, otherwise they are
 // balanced, the first nodes taking the remainder.
@@ -198,7 +203,6 @@ func (s *JobSpec) Layout(n uint32) ([]NodeShape, bool) {
 	for i := range shapes {
 		sh := &shapes[i]
 		sh.CPUs = sh.Tasks * cpt
-		sh.MemMB = s.MemPerNodeMb
 		switch {
 		case s.GpusPerNode != 0:
 			sh.GPUs = s.GpusPerNode
@@ -210,8 +214,26 @@ func (s *JobSpec) Layout(n uint32) ([]NodeShape, bool) {
 				sh.GPUs++
 			}
 		}
+		sh.CPUs = max(sh.CPUs, uint32(min(uint64(sh.GPUs)*uint64(s.CpusPerGpu), math.MaxUint32)))
+		switch {
+		case s.MemPerCpuMb != 0:
+			sh.MemMB = saturatingMul(uint64(sh.CPUs), s.MemPerCpuMb)
+		case s.MemPerGpuMb != 0:
+			sh.MemMB = saturatingMul(uint64(sh.GPUs), s.MemPerGpuMb)
+		default:
+			sh.MemMB = s.MemPerNodeMb
+		}
 	}
 	return shapes, true
+}
+
+// saturatingMul is a*b, or the largest uint64 where that overflows: a
+// figure too large for any node, never a small one.
+func saturatingMul(a, b uint64) uint64 {
+	if hi, lo := bits.Mul64(a, b); hi == 0 {
+		return lo
+	}
+	return math.MaxUint64
 }
 
 // DefaultPartition is where jobs go that name none, and what nodes join

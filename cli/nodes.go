@@ -85,17 +85,8 @@ func sortPartitions(ps []string) {
 }
 
 // gresType is the Slurm GRES type for a GPU model name as NVML reports
-// it: "NVIDIA H100 80GB HBM3" is "h100", "Tesla V100-SXM2-32GB" "v100".
-func gresType(model string) string {
-	m := strings.ToLower(strings.TrimSpace(model))
-	for _, vendor := range []string{"nvidia ", "tesla ", "geforce "} {
-		m = strings.TrimPrefix(m, vendor)
-	}
-	if i := strings.IndexAny(m, " -_"); i >= 0 {
-		m = m[:i]
-	}
-	return m
-}
+// it, which is also the node feature the model gives (api.GPUFeature).
+func gresType(model string) string { return api.GPUFeature(model) }
 
 // nodeGres is the node's GPUs as Slurm's Gres field ("gpu:h100:8"), one
 // entry per model, or "(null)" without GPUs. used counts allocated ones

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -33,12 +34,17 @@ Options:
 // option each one sets.
 var sbatchEnvOptions = []struct{ env, long string }{
 	{"SBATCH_ACCOUNT", "account"},
+	{"SBATCH_CONSTRAINT", "constraint"},
+	{"SBATCH_CPUS_PER_GPU", "cpus-per-gpu"},
 	{"SBATCH_EXCLUSIVE", "exclusive"},
 	{"SBATCH_EXPORT", "export"},
 	{"SBATCH_GPUS", "gpus"},
 	{"SBATCH_GPUS_PER_NODE", "gpus-per-node"},
 	{"SBATCH_GPUS_PER_TASK", "gpus-per-task"},
+	{"SBATCH_GRES", "gres"},
 	{"SBATCH_JOB_NAME", "job-name"},
+	{"SBATCH_MEM_PER_CPU", "mem-per-cpu"},
+	{"SBATCH_MEM_PER_GPU", "mem-per-gpu"},
 	{"SBATCH_MEM_PER_NODE", "mem"},
 	{"SBATCH_NO_REQUEUE", "no-requeue"},
 	{"SBATCH_PARTITION", "partition"},
@@ -178,17 +184,24 @@ func buildSpec(e *env, o *sbatchOpts, opts []*option, cmdUses []optUse, pos []st
 				return nil, fmt.Errorf("%s%v", where, err)
 			}
 			if len(rest) > 0 {
-				e.warnf("%sunexpected argument %q ignored", where, rest[0])
+				// Slurm stops: "Invalid directive found in batch script".
+				return nil, fmt.Errorf("%sinvalid directive: %q is not an option (write options as #SBATCH --name=value)", where, rest[0])
 			}
 			if err := applySbatch(e, uses, where); err != nil {
 				return nil, err
 			}
 		}
 	}
-	// 2. SBATCH_* environment variables.
+	// 2. SBATCH_* environment variables. As in Slurm, a memory option in
+	// the script or on the command line drops the memory variables, since
+	// the three memory options exclude one another.
+	memOpts := []string{"mem", "mem-per-cpu", "mem-per-gpu"}
+	s := &o.spec
+	memGiven := s.MemPerNodeMb != 0 || s.MemPerCpuMb != 0 || s.MemPerGpuMb != 0 ||
+		slices.ContainsFunc(memOpts, func(l string) bool { return hasUse(cmdUses, l) })
 	for _, ev := range sbatchEnvOptions {
 		v, ok := e.lookupEnv(ev.env)
-		if !ok {
+		if !ok || (memGiven && slices.Contains(memOpts, ev.long)) {
 			continue
 		}
 		o, _ := lookupLong(opts, ev.long)
@@ -204,7 +217,7 @@ func buildSpec(e *env, o *sbatchOpts, opts []*option, cmdUses []optUse, pos []st
 		return nil, err
 	}
 
-	spec := &o.spec
+	spec := s
 	spec.Script = script
 	if spec.Name == "" {
 		spec.Name = defaultName

@@ -30,6 +30,9 @@ func FuzzSbatchScript(f *testing.F) {
 		"#!/bin/sh\n#SBATCH --job-name='unterminated\n",
 		"#!/bin/sh\n#SBATCH -c 2147483648 -n 2\n",
 		"#!/bin/sh\n#SBATCH --bogus\n#SBATCH -N\n",
+		"#!/bin/sh\n#SBATCH--time=24:00:00\n#SBATCHX\n",
+		"#!/bin/sh\n#SBATCH --mem=80GB --array=[0-3,7] --gres=gpu:a100 -C 'ib&[r1|r2]'\n",
+		"#!/bin/sh\n#SBATCH --mem-per-gpu=8G --cpus-per-gpu=4 --gpus=2 --time-min=5 --mail-type=END\n",
 	} {
 		f.Add(s)
 	}

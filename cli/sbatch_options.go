@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -55,15 +56,54 @@ func sbatchOptions(o *sbatchOpts) []*option {
 		}},
 		{long: "ntasks", short: 'n', arg: requiredArg, meta: "N", help: "number of tasks (ranks)", set: setCount(&s.Ntasks, "task count")},
 		{long: "ntasks-per-node", arg: requiredArg, meta: "N", help: "tasks on each node", set: setCount(&s.NtasksPerNode, "task count")},
+		{long: "tasks-per-node", arg: requiredArg, meta: "N", set: setCount(&s.NtasksPerNode, "task count")}, // Slurm's alias
 		{long: "cpus-per-task", short: 'c', arg: requiredArg, meta: "N", help: "CPUs for each task", set: setCount(&s.CpusPerTask, "CPU count")},
 		{long: "gpus", short: 'G', arg: requiredArg, meta: "[TYPE:]N", help: "GPUs for the whole job", set: setGPUs(s, &s.Gpus)},
 		{long: "gpus-per-node", arg: requiredArg, meta: "[TYPE:]N", help: "GPUs on each node", set: setGPUs(s, &s.GpusPerNode)},
 		{long: "gpus-per-task", arg: requiredArg, meta: "[TYPE:]N", help: "GPUs for each task", set: setGPUs(s, &s.GpusPerTask)},
 		{long: "gres", arg: requiredArg, meta: "gpu[:TYPE]:N", help: "generic resources per node (only gpu)", set: func(v string) error { return parseGres(s, v) }},
-		{long: "mem", arg: requiredArg, meta: "SIZE[K|M|G|T]", help: "memory per node (default unit MB)", set: func(v string) error {
-			mb, err := parseMemMB(v)
-			s.MemPerNodeMb = mb
-			return err
+		{long: "mem", arg: requiredArg, meta: "SIZE[K|M|G|T]", help: "memory per node (default unit MB)", set: setMem(s, &s.MemPerNodeMb)},
+		{long: "mem-per-cpu", arg: requiredArg, meta: "SIZE[K|M|G|T]", help: "memory per CPU: a node gets its CPUs times SIZE", set: setMem(s, &s.MemPerCpuMb)},
+		{long: "mem-per-gpu", arg: requiredArg, meta: "SIZE[K|M|G|T]", help: "memory per GPU: a node gets its GPUs times SIZE", set: setMem(s, &s.MemPerGpuMb)},
+		{long: "cpus-per-gpu", arg: requiredArg, meta: "N", help: "CPUs per GPU: a node gets at least its GPUs times N CPUs", set: setCount(&s.CpusPerGpu, "CPU count")},
+		{long: "constraint", short: 'C', arg: requiredArg, meta: "FEATURES", help: "only nodes with these features: a&b, a|b, [a|b] (all nodes the same one)", set: func(v string) error {
+			if _, err := api.ParseConstraint(v); err != nil {
+				var ce *api.ConstraintError
+				if errors.As(err, &ce) {
+					return fmt.Errorf("position %d: %s", ce.Pos, ce.Msg)
+				}
+				return err
+			}
+			s.Constraint = v
+			return nil
+		}},
+		{long: "comment", arg: requiredArg, meta: "TEXT", help: "a comment kept with the job (scontrol show job)", set: func(v string) error {
+			if len(v) > maxCommentBytes {
+				return fmt.Errorf("%d bytes is over the %d byte limit", len(v), maxCommentBytes)
+			}
+			s.Comment = v
+			return nil
+		}},
+		{long: "mail-type", arg: requiredArg, meta: "TYPE,...", help: "kept and shown; Loom sends no mail", set: func(v string) error {
+			for _, t := range strings.Split(v, ",") {
+				if !slices.Contains(api.MailTypes, t) {
+					return fmt.Errorf("%q is not one of %s", t, strings.Join(api.MailTypes, ", "))
+				}
+			}
+			s.MailType = v
+			return nil
+		}},
+		{long: "mail-user", arg: requiredArg, meta: "ADDRESS", help: "kept and shown; Loom sends no mail", set: setString(&s.MailUser)},
+		{long: "time-min", arg: requiredArg, meta: "TIME", help: "kept and shown; Loom never shortens --time to it", set: func(v string) error {
+			sec, err := api.ParseSlurmTime(v)
+			if err != nil {
+				return err
+			}
+			if sec < 0 {
+				return errors.New("UNLIMITED is no minimum")
+			}
+			s.TimeMinS = sec
+			return nil
 		}},
 		{long: "time", short: 't', arg: requiredArg, meta: "TIME", help: "time limit: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S or UNLIMITED", set: func(v string) error {
 			sec, err := api.ParseSlurmTime(v)
@@ -216,46 +256,74 @@ func sbatchOptions(o *sbatchOpts) []*option {
 	}
 
 	// Options that change where, when or how much a job runs are refused
-	// rather than silently dropped: running a job at the wrong time or on
-	// the wrong nodes is worse than not running it.
+	// rather than silently dropped: running a job at the wrong time, on
+	// the wrong nodes or with other resources than asked is worse than not
+	// running it.
 	for _, r := range []struct {
 		long  string
 		short byte
 		arg   argKind
 		why   string
 	}{
-		{"mem-per-cpu", 0, requiredArg, "give memory per node with --mem"},
-		{"mem-per-gpu", 0, requiredArg, "give memory per node with --mem"},
 		{"test-only", 0, noArg, "not supported yet"},
 		{"input", 'i', requiredArg, "batch jobs read no stdin in Loom"},
+		{"ntasks-per-gpu", 0, requiredArg, "not supported yet: give --ntasks with --gpus-per-task"},
+		{"gpus-per-socket", 0, requiredArg, "Loom does not place by socket: give --gpus-per-node"},
+		{"sockets-per-node", 0, requiredArg, "Loom does not place by socket"},
+		{"cores-per-socket", 0, requiredArg, "Loom does not place by socket or core: give --cpus-per-task"},
+		{"threads-per-core", 0, requiredArg, "Loom does not place by hardware thread"},
+		{"ntasks-per-socket", 0, requiredArg, "Loom does not place by socket"},
+		{"ntasks-per-core", 0, requiredArg, "Loom does not place by core"},
+		{"hint", 0, requiredArg, "Loom does not place by core or hardware thread"},
+		{"core-spec", 'S', requiredArg, "Loom reserves no cores for the system"},
+		{"thread-spec", 0, requiredArg, "Loom reserves no threads for the system"},
+		{"mincpus", 0, requiredArg, "not supported yet: give --cpus-per-task"},
+		{"tmp", 0, requiredArg, "Loom does not schedule local disk"},
+		{"overcommit", 'O', noArg, "Loom gives every task its CPUs"},
+		{"oversubscribe", 's', noArg, "Loom does not oversubscribe CPUs or GPUs"},
+		{"spread-job", 0, noArg, "Loom places on the fewest nodes"},
+		{"reservation", 0, requiredArg, "Loom has no advance reservations"},
+		{"licenses", 'L', requiredArg, "Loom does not schedule licenses"},
+		{"prefer", 0, requiredArg, "Loom has no soft constraints: give --constraint"},
+		{"tres-per-task", 0, requiredArg, "not supported yet: give --cpus-per-task and --gpus-per-task"},
+		{"gres-flags", 0, requiredArg, "Loom places GPUs by its own topology rules"},
+		{"priority", 0, requiredArg, "only an operator sets a priority: use --nice"},
+		{"deadline", 0, requiredArg, "not supported yet"},
+		{"kill-on-invalid-dep", 0, requiredArg, "not supported yet"},
+		{"no-kill", 'k', optionalArg, "Loom ends or requeues a job whose node fails"},
+		{"requeue-exit", 0, requiredArg, "not supported yet"},
+		{"cluster", 'M', requiredArg, "Loom runs one cluster, the one loom dials"},
+		{"clusters", 0, requiredArg, "Loom runs one cluster, the one loom dials"},
+		{"container", 0, requiredArg, "give an image with --image or --container-image"},
+		{"network", 0, requiredArg, "not supported"},
+		{"uid", 0, requiredArg, "a job runs as the user who submits it"},
+		{"gid", 0, requiredArg, "a job runs as the user who submits it"},
 	} {
 		why := r.why
 		opts = append(opts, &option{long: r.long, short: r.short, arg: r.arg, meta: "X",
 			set: func(string) error { return errors.New(why) }})
 	}
-	// Options that only tune or decorate a job: warned about and ignored.
+	// Loom already does what these ask: the fewest nodes first, tasks in
+	// blocks.
+	opts = append(opts, &option{long: "use-min-nodes", arg: noArg, set: func(string) error { return nil }},
+		&option{long: "distribution", short: 'm', arg: requiredArg, meta: "X", set: func(v string) error {
+			if v != "block" {
+				return errors.New("only block (Slurm's default) is accepted: Loom places tasks in blocks")
+			}
+			return nil
+		}})
+	// Options that change neither what a job gets nor where or when it
+	// runs — how tasks bind to what they were given, accounting, profiling
+	// — are warned about and ignored.
 	for _, r := range []struct {
 		long  string
 		short byte
 		arg   argKind
 	}{
-		{"mail-type", 0, requiredArg}, {"mail-user", 0, requiredArg}, {"comment", 0, requiredArg},
-		{"constraint", 'C', requiredArg}, {"reservation", 0, requiredArg},
-		{"licenses", 'L', requiredArg}, {"hint", 0, requiredArg}, {"distribution", 'm', requiredArg},
-		{"time-min", 0, requiredArg},
 		{"gpu-bind", 0, requiredArg}, {"cpu-bind", 0, requiredArg}, {"mem-bind", 0, requiredArg},
-		{"gpu-freq", 0, requiredArg}, {"threads-per-core", 0, requiredArg}, {"sockets-per-node", 0, requiredArg},
-		{"cores-per-socket", 0, requiredArg}, {"ntasks-per-socket", 0, requiredArg}, {"ntasks-per-core", 0, requiredArg},
-		{"oversubscribe", 's', noArg}, {"propagate", 0, optionalArg}, {"get-user-env", 0, optionalArg},
-		{"wckey", 0, requiredArg}, {"priority", 0, requiredArg}, {"deadline", 0, requiredArg},
-		{"kill-on-invalid-dep", 0, requiredArg}, {"no-kill", 'k', optionalArg}, {"overcommit", 'O', noArg},
-		{"spread-job", 0, noArg}, {"tmp", 0, requiredArg}, {"profile", 0, requiredArg}, {"acctg-freq", 0, requiredArg},
-		{"core-spec", 'S', requiredArg}, {"thread-spec", 0, requiredArg}, {"use-min-nodes", 0, noArg},
-		{"delay-boot", 0, requiredArg}, {"cluster", 'M', requiredArg}, {"clusters", 0, requiredArg},
-		{"requeue-exit", 0, requiredArg}, {"container", 0, requiredArg}, {"network", 0, requiredArg},
-		{"mcs-label", 0, requiredArg}, {"power", 0, requiredArg}, {"prefer", 0, requiredArg},
-		{"gres-flags", 0, requiredArg}, {"mincpus", 0, requiredArg}, {"tres-per-task", 0, requiredArg},
-		{"cpus-per-gpu", 0, requiredArg}, {"ntasks-per-gpu", 0, requiredArg}, {"uid", 0, requiredArg}, {"gid", 0, requiredArg},
+		{"gpu-freq", 0, requiredArg}, {"propagate", 0, optionalArg}, {"get-user-env", 0, optionalArg},
+		{"wckey", 0, requiredArg}, {"profile", 0, requiredArg}, {"acctg-freq", 0, requiredArg},
+		{"delay-boot", 0, requiredArg}, {"mcs-label", 0, requiredArg}, {"power", 0, requiredArg},
 	} {
 		opts = append(opts, &option{long: r.long, short: r.short, arg: r.arg, meta: "X",
 			set: func(string) error { return errIgnored }})
@@ -304,12 +372,17 @@ func parseNodeRange(v string) (lo, hi uint32, err error) {
 	return lo, hi, nil
 }
 
-// setGPUs parses "[TYPE:]N" into *count and the spec's GPU type. The GPU
-// options replace one another, as each says how many GPUs the job needs.
+// setGPUs parses "[TYPE:]N" or "TYPE" (one GPU) into *count and the
+// spec's GPU type. The GPU options replace one another, as each says how
+// many GPUs the job needs.
 func setGPUs(s *api.JobSpec, count *uint32) func(string) error {
 	return func(v string) error {
 		typ, n, hasType := strings.Cut(v, ":")
-		if !hasType {
+		switch {
+		case !hasType && v != "" && (v[0] < '0' || v[0] > '9'):
+			// As in --gres, a type alone is one GPU of the type.
+			typ, n, hasType = v, "1", true
+		case !hasType:
 			n, typ = v, ""
 		}
 		c, err := parseCount(n, "GPU count")
@@ -343,7 +416,7 @@ func parseGres(s *api.JobSpec, v string) error {
 		}
 		parts := strings.Split(item, ":")
 		if parts[0] != "gpu" {
-			return fmt.Errorf("only gpu is supported as a generic resource, not %q", parts[0])
+			return fmt.Errorf("generic resource %q is not supported: Loom schedules only gpu", parts[0])
 		}
 		if found {
 			return errors.New("gpu given twice")
@@ -354,9 +427,14 @@ func parseGres(s *api.JobSpec, v string) error {
 		case 1:
 			cnt = "1"
 		case 2:
+			// As Slurm reads it, gpu:N is N GPUs and gpu:TYPE one GPU of
+			// the type.
 			cnt = parts[1]
-			if cnt != "" && (cnt[0] < '0' || cnt[0] > '9') {
-				return fmt.Errorf("GPU count %q is not a number (for a GPU type write gpu:%s:1)", cnt, cnt)
+			if cnt == "" {
+				return errors.New("gpu: is missing its count or type")
+			}
+			if cnt[0] < '0' || cnt[0] > '9' {
+				typ, cnt = cnt, "1"
 			}
 		case 3:
 			typ, cnt = parts[1], parts[2]
@@ -365,6 +443,11 @@ func parseGres(s *api.JobSpec, v string) error {
 			}
 		default:
 			return fmt.Errorf("%q has too many ':' fields (want gpu[:TYPE]:N)", item)
+		}
+		if strings.Trim(cnt, "0") == "" && cnt != "" {
+			// gpu:0 asks for none, as in Slurm.
+			s.Gpus, s.GpusPerNode, s.GpusPerTask, s.GpuType = 0, 0, 0, ""
+			continue
 		}
 		n, err := parseCount(cnt, "GPU count")
 		if err != nil {
@@ -376,26 +459,43 @@ func parseGres(s *api.JobSpec, v string) error {
 	return nil
 }
 
+// maxCommentBytes bounds --comment, as Slurm's 1024.
+const maxCommentBytes = 1024
+
+// setMem sets one of the memory options. They do not replace one another:
+// as Slurm does, api.ValidateSpec refuses more than one.
+func setMem(s *api.JobSpec, p *uint64) func(string) error {
+	return func(v string) error {
+		mb, err := parseMemMB(v)
+		*p = mb
+		return err
+	}
+}
+
 // parseMemMB parses Slurm's --mem: a whole number with an optional unit
-// K, M, G or T (default M), rounded up to whole megabytes. 0 (Slurm's "all
-// of the node's memory") is stored as 0, "not given".
+// K, M, G or T (default M), which may be followed by B ("80GB", "400gb"),
+// rounded up to whole megabytes. 0 (Slurm's "all of the node's memory")
+// is stored as 0, "not given".
 func parseMemMB(v string) (uint64, error) {
 	num, mult, div := v, uint64(1), uint64(1)
-	if n := len(v); n > 0 {
-		switch v[n-1] {
+	if n := len(v); n > 1 && (v[n-1] == 'B' || v[n-1] == 'b') && strings.ContainsRune("KkMmGgTt", rune(v[n-2])) {
+		num = v[:n-1]
+	}
+	if n := len(num); n > 0 {
+		switch num[n-1] {
 		case 'K', 'k':
-			num, div = v[:n-1], 1024
+			num, div = num[:n-1], 1024
 		case 'M', 'm':
-			num = v[:n-1]
+			num = num[:n-1]
 		case 'G', 'g':
-			num, mult = v[:n-1], 1024
+			num, mult = num[:n-1], 1024
 		case 'T', 't':
-			num, mult = v[:n-1], 1024*1024
+			num, mult = num[:n-1], 1024*1024
 		}
 	}
 	n, err := strconv.ParseUint(num, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("memory size %q is not a number with an optional unit K, M, G or T", v)
+	if err != nil || num[0] == '+' {
+		return 0, fmt.Errorf("memory size %q is not a number with an optional unit K, M, G or T (KB, MB, GB, TB)", v)
 	}
 	if n > math.MaxUint64/mult/1024 {
 		return 0, fmt.Errorf("memory size %q is too large", v)

@@ -19,7 +19,7 @@ type directive struct {
 // only those before the first line that is neither blank nor a comment
 // (the shebang is a comment), so "#SBATCH" after the first command is
 // ignored, as it is by Slurm. Text after an unquoted '#' that starts a word
-// is a comment.
+// is a comment. The line must start with "#SBATCH" (no blanks before it).
 func scanDirectives(script string) ([]directive, error) {
 	var out []directive
 	for i, line := range strings.Split(script, "\n") {
@@ -30,9 +30,12 @@ func scanDirectives(script string) ([]directive, error) {
 		if !strings.HasPrefix(trimmed, "#") {
 			break
 		}
+		// As in Slurm, the options start right after "#SBATCH", blank or
+		// not: "#SBATCH--time=1:00" sets the time limit, and "#SBATCHX"
+		// is a directive with a bad argument, not a comment.
 		rest, ok := strings.CutPrefix(line, directivePrefix)
-		if !ok || (rest != "" && rest[0] != ' ' && rest[0] != '\t') {
-			continue // a comment, "# SBATCH" or "#SBATCHX"
+		if !ok {
+			continue // a comment, or "# SBATCH"
 		}
 		words, err := splitDirectiveWords(rest)
 		if err != nil {

@@ -91,8 +91,60 @@ srun python train.py
 		},
 		{
 			name:   "comments, quotes and near misses",
-			script: header + "# SBATCH -N 9\n#SBATCHX -N 9\n#SBATCH --job-name=\"my job\" # trailing comment\n#SBATCH -o 'a b.out'\nexit 0\n",
+			script: header + "# SBATCH -N 9\n #SBATCH -N 9\n#SBATCH --job-name=\"my job\" # trailing comment\n#SBATCH -o 'a b.out'\nexit 0\n",
 			want:   &api.JobSpec{Name: "my job", Output: "a b.out"},
+		},
+		{
+			// Slurm's parser takes the options right after "#SBATCH".
+			name:   "no blank after #SBATCH",
+			script: header + "#SBATCH--time=24:00:00\n#SBATCH-N2\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", TimeLimitS: 86400, NodesMin: 2, NodesMax: 2},
+		},
+		{
+			name:   "memory sizes with a B",
+			script: header + "#SBATCH --mem=80GB\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", MemPerNodeMb: 80 * 1024},
+		},
+		{
+			name:   "memory per CPU",
+			script: header + "#SBATCH --mem-per-cpu=4G -c 8\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", MemPerCpuMb: 4096, CpusPerTask: 8},
+		},
+		{
+			name:   "memory and CPUs per GPU",
+			script: header + "#SBATCH --gpus-per-node=4 --mem-per-gpu=80G --cpus-per-gpu=16\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", GpusPerNode: 4, MemPerGpuMb: 80 * 1024, CpusPerGpu: 16},
+		},
+		{
+			name:   "tasks-per-node is ntasks-per-node",
+			script: header + "#SBATCH --tasks-per-node=4\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", NtasksPerNode: 4},
+		},
+		{
+			name:   "array in brackets",
+			script: header + "#SBATCH --array=[0-3,7]\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", Array: "[0-3,7]"},
+		},
+		{
+			name:   "GPU type alone is one GPU",
+			script: header + "#SBATCH --gpus-per-node=h100\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", GpusPerNode: 1, GpuType: "h100"},
+		},
+		{
+			name:   "gres type alone is one GPU",
+			script: header + "#SBATCH --gres=gpu:a100\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", GpusPerNode: 1, GpuType: "a100"},
+		},
+		{
+			name:   "kept and shown",
+			script: header + "#SBATCH --comment='nightly run' --mail-type=END,FAIL --mail-user=a@b.c\n#SBATCH --time=2:00:00 --time-min=30\ntrue\n",
+			want: &api.JobSpec{Name: "job.sh", Comment: "nightly run", MailType: "END,FAIL", MailUser: "a@b.c",
+				TimeLimitS: 7200, TimeMinS: 1800},
+		},
+		{
+			name:   "constraint",
+			script: header + "#SBATCH -C 'a100&[rack1|rack2]'\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", Constraint: "a100&[rack1|rack2]"},
 		},
 		{
 			name:   "node range and short forms",
@@ -189,6 +241,20 @@ srun python train.py
 			want:   &api.JobSpec{Name: "job.sh", Partition: "fromenv", Account: "fromcli", TimeLimitS: 300},
 		},
 		{
+			// Slurm's _validate_memory_options: a memory option in the
+			// script or on the command line drops the variables.
+			name:   "memory variables yield to a memory option",
+			script: header + "#SBATCH --mem-per-cpu=2G\ntrue\n",
+			env:    []string{"SBATCH_MEM_PER_NODE=8G", "SBATCH_CONSTRAINT=ib"},
+			want:   &api.JobSpec{Name: "job.sh", MemPerCpuMb: 2048, Constraint: "ib"},
+		},
+		{
+			name:   "memory variable without a memory option",
+			script: header + "true\n",
+			env:    []string{"SBATCH_MEM_PER_GPU=8G", "SBATCH_GRES=gpu:h100:2", "SBATCH_CPUS_PER_GPU=4"},
+			want:   &api.JobSpec{Name: "job.sh", MemPerGpuMb: 8192, GpusPerNode: 2, GpuType: "h100", CpusPerGpu: 4},
+		},
+		{
 			name:   "loom extensions",
 			script: header + "#SBATCH --image=nvcr.io/nvidia/pytorch:24.05\n#SBATCH --container-mounts=/data:/data,/ckpt:/ckpt\n#SBATCH --max-restarts=3\ntrue\n",
 			want:   &api.JobSpec{Name: "job.sh", Image: "nvcr.io/nvidia/pytorch:24.05", Mounts: []string{"/data:/data", "/ckpt:/ckpt"}, MaxRestarts: proto.Uint32(3)},
@@ -268,9 +334,65 @@ func TestSbatchErrors(t *testing.T) {
 		wantErr string // the whole of stderr
 	}{
 		{
+			name:    "#SBATCH followed by a word is a bad directive, as in Slurm",
+			script:  header + "#SBATCHX -N 9\ntrue\n",
+			wantErr: "sbatch: error: line 2: invalid directive: \"X\" is not an option (write options as #SBATCH --name=value)\n",
+		},
+		{
+			name:    "a generic resource other than gpu",
+			script:  header + "#SBATCH --gres=gpu:2,nvme:1\ntrue\n",
+			wantErr: "sbatch: error: line 2: --gres=gpu:2,nvme:1: generic resource \"nvme\" is not supported: Loom schedules only gpu\n",
+		},
+		{
+			name:    "two memory forms",
+			script:  header + "#SBATCH --mem=4G\ntrue\n",
+			args:    []string{"--mem-per-cpu=1G"},
+			wantErr: "sbatch: error: --mem: give only one of --mem, --mem-per-cpu and --mem-per-gpu\n",
+		},
+		{
+			name:    "memory per GPU without GPUs",
+			script:  header + "#SBATCH --mem-per-gpu=4G\ntrue\n",
+			wantErr: "sbatch: error: --mem-per-gpu: the job asks for no GPUs (give --gpus, --gpus-per-node, --gpus-per-task or --gres=gpu)\n",
+		},
+		{
+			name:    "memory size with a bare B",
+			script:  header + "#SBATCH --mem=80B\ntrue\n",
+			wantErr: "sbatch: error: line 2: --mem=80B: memory size \"80B\" is not a number with an optional unit K, M, G or T (KB, MB, GB, TB)\n",
+		},
+		{
+			name:    "constraint syntax names the position",
+			script:  header + "#SBATCH --constraint=a100&&hbm\ntrue\n",
+			wantErr: "sbatch: error: line 2: --constraint=a100&&hbm: position 6: a feature must come before '&'\n",
+		},
+		{
+			name:    "constraint counts are refused",
+			script:  header + "#SBATCH --constraint=a100*2\ntrue\n",
+			wantErr: "sbatch: error: --constraint=a100*2: node counts (feature*N) are not supported yet: constrain every node alike\n",
+		},
+		{
+			name:    "socket placement is refused",
+			script:  header + "#SBATCH --ntasks-per-socket=2\ntrue\n",
+			wantErr: "sbatch: error: line 2: --ntasks-per-socket=2: Loom does not place by socket\n",
+		},
+		{
+			name:    "cyclic distribution",
+			script:  header + "#SBATCH -m block\n#SBATCH --distribution=cyclic\ntrue\n",
+			wantErr: "sbatch: error: line 3: --distribution=cyclic: only block (Slurm's default) is accepted: Loom places tasks in blocks\n",
+		},
+		{
+			name:    "bad mail type",
+			script:  header + "#SBATCH --mail-type=END,LUNCH\ntrue\n",
+			wantErr: "sbatch: error: line 2: --mail-type=END,LUNCH: \"LUNCH\" is not one of NONE, BEGIN, END, FAIL, REQUEUE, ALL, INVALID_DEPEND, STAGE_OUT, TIME_LIMIT, TIME_LIMIT_90, TIME_LIMIT_80, TIME_LIMIT_50, ARRAY_TASKS\n",
+		},
+		{
+			name:    "time-min over time",
+			script:  header + "#SBATCH --time=10 --time-min=20\ntrue\n",
+			wantErr: "sbatch: error: --time-min: 1200 s is over the --time limit of 600 s\n",
+		},
+		{
 			name:    "bad gres in directive names the line",
-			script:  header + "#SBATCH -N 1\n\n#SBATCH --gres=gpu:x\ntrue\n",
-			wantErr: "sbatch: error: line 4: --gres=gpu:x: GPU count \"x\" is not a number (for a GPU type write gpu:x:1)\n",
+			script:  header + "#SBATCH -N 1\n\n#SBATCH --gres=gpu:a100:x\ntrue\n",
+			wantErr: "sbatch: error: line 4: --gres=gpu:a100:x: GPU count \"x\" is not a number\n",
 		},
 		{
 			name:    "bad time on command line names the option",
@@ -298,7 +420,7 @@ func TestSbatchErrors(t *testing.T) {
 		{
 			name:    "bad memory",
 			script:  header + "#SBATCH --mem=10X\ntrue\n",
-			wantErr: "sbatch: error: line 2: --mem=10X: memory size \"10X\" is not a number with an optional unit K, M, G or T\n",
+			wantErr: "sbatch: error: line 2: --mem=10X: memory size \"10X\" is not a number with an optional unit K, M, G or T (KB, MB, GB, TB)\n",
 		},
 		{
 			name:    "bad dependency",
@@ -396,9 +518,9 @@ func indexOf(s []string, v string) int {
 func TestSbatchWarnings(t *testing.T) {
 	f := &fakeServer{}
 	te := newTestEnv("sbatch", f.start(t))
-	script := "#!/bin/bash\n#SBATCH -N 1\n#SBATCH --mail-type=END\n#SBATCH --frobnicate=3\n#SBATCH --weird value -n 2\ntrue\n"
+	script := "#!/bin/bash\n#SBATCH -N 1\n#SBATCH --profile=task\n#SBATCH --frobnicate=3\n#SBATCH --weird value -n 2\ntrue\n"
 	spec := submitted(t, te, f, writeScript(t, script))
-	want := "sbatch: warning: line 3: --mail-type=END: not supported by Loom yet; ignored\n" +
+	want := "sbatch: warning: line 3: --profile=task: not supported by Loom yet; ignored\n" +
 		"sbatch: warning: line 4: unknown option --frobnicate ignored\n" +
 		"sbatch: warning: line 5: unknown option --weird ignored\n"
 	if got := te.err.String(); got != want {
@@ -566,5 +688,41 @@ func TestSbatchNodelist(t *testing.T) {
 	te = newTestEnv("sbatch", f.start(t))
 	if code := te.run(t, "-w", "node1", "-x", "node1", "--wrap", "true"); code == 0 || !strings.Contains(te.err.String(), "also in --exclude") {
 		t.Fatalf("node listed and excluded: exit %d, stderr %q", code, te.err.String())
+	}
+}
+
+// TestParseMemMB checks --mem sizes as Slurm 22.05's str_to_mbytes reads
+// them: a unit K, M, G or T, optionally followed by B, default MB, K
+// rounded up.
+func TestParseMemMB(t *testing.T) {
+	tests := []struct {
+		in   string
+		want uint64 // 0 with ok false: an error
+		ok   bool
+	}{
+		{"512", 512, true},
+		{"512M", 512, true},
+		{"512MB", 512, true},
+		{"80G", 80 * 1024, true},
+		{"80GB", 80 * 1024, true},
+		{"400gb", 400 * 1024, true},
+		{"1T", 1024 * 1024, true},
+		{"1tb", 1024 * 1024, true},
+		{"1500K", 2, true},
+		{"1024kb", 1, true},
+		{"0", 0, true},
+		{"80B", 0, false},
+		{"80GiB", 0, false},
+		{"G", 0, false},
+		{"", 0, false},
+		{"-1", 0, false},
+		{"+5", 0, false},
+		{"1.5G", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := parseMemMB(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("parseMemMB(%q) = %d, %v; want %d, ok %v", tt.in, got, err, tt.want, tt.ok)
+		}
 	}
 }

@@ -194,7 +194,11 @@ func jobRecord(j *api.Job, e *env) *keyValues {
 	if s.GetTimeLimitS() != 0 {
 		limit = clockDuration(s.GetTimeLimitS())
 	}
-	kv.line("RunTime", clockDuration(jobElapsed(j, e.now())), "TimeLimit", limit)
+	timeMin := "N/A"
+	if s.GetTimeMinS() > 0 {
+		timeMin = clockDuration(s.GetTimeMinS())
+	}
+	kv.line("RunTime", clockDuration(jobElapsed(j, e.now())), "TimeLimit", limit, "TimeMin", timeMin)
 	kv.line("SubmitTime", slurmTimestamp(j.GetSubmitUnixMs(), e.loc), "EligibleTime", slurmTimestamp(j.GetSubmitUnixMs(), e.loc))
 	start := j.GetStartUnixMs()
 	if j.GetState() == api.JobState_PENDING {
@@ -228,9 +232,31 @@ func jobRecord(j *api.Job, e *env) *keyValues {
 	if s.GetMemPerNodeMb() > 0 {
 		mem = strconv.FormatUint(s.GetMemPerNodeMb(), 10) + "M"
 	}
-	kv.line("MinMemoryNode", mem, "Exclusive", strconv.FormatBool(s.GetExclusive()))
+	switch {
+	case s.GetMemPerCpuMb() > 0:
+		kv.line("MinMemoryCPU", strconv.FormatUint(s.GetMemPerCpuMb(), 10)+"M", "Exclusive", strconv.FormatBool(s.GetExclusive()))
+	default:
+		kv.line("MinMemoryNode", mem, "Exclusive", strconv.FormatBool(s.GetExclusive()))
+	}
+	kv.line("Features", null(s.GetConstraint()))
 	kv.line("TresPerJob", gpuTres(s.GetGpus(), s.GetGpuType()), "TresPerNode", gpuTres(s.GetGpusPerNode(), s.GetGpuType()),
 		"TresPerTask", gpuTres(s.GetGpusPerTask(), s.GetGpuType()))
+	if s.GetMemPerGpuMb() > 0 || s.GetCpusPerGpu() > 0 {
+		var perTres []string
+		if s.GetCpusPerGpu() > 0 {
+			perTres = append(perTres, "CpusPerTres", "gres:gpu:"+strconv.FormatUint(uint64(s.GetCpusPerGpu()), 10))
+		}
+		if s.GetMemPerGpuMb() > 0 {
+			perTres = append(perTres, "MemPerTres", "gres:gpu:"+strconv.FormatUint(s.GetMemPerGpuMb(), 10))
+		}
+		kv.line(perTres...)
+	}
+	if s.GetComment() != "" {
+		kv.line("Comment", s.GetComment())
+	}
+	if s.GetMailType() != "" || s.GetMailUser() != "" {
+		kv.line("MailUser", null(s.GetMailUser()), "MailType", null(s.GetMailType()))
+	}
 	if s.GetImage() != "" {
 		kv.line("Image", s.GetImage(), "Mounts", null(strings.Join(s.GetMounts(), ",")))
 	}
@@ -308,7 +334,12 @@ func nodeRecord(ni *api.NodeInfo, e *env) *keyValues {
 		labels = append(labels, k+"="+v)
 	}
 	sort.Strings(labels)
-	kv.line("AvailableFeatures", null(strings.Join(labels, ",")))
+	features := null(strings.Join(n.AllFeatures(), ","))
+	kv.line("AvailableFeatures", features)
+	kv.line("ActiveFeatures", features)
+	if len(labels) > 0 {
+		kv.line("Labels", strings.Join(labels, ","))
+	}
 	kv.line("Gres", nodeGres(ni, false))
 	kv.line("GresUsed", nodeGres(ni, true))
 	kv.line("NodeAddr", null(n.GetAddress()), "Version", null(n.GetVersion()))

@@ -14,6 +14,8 @@ func TestScontrolShowJob(t *testing.T) {
 	f.jobs[1].Spec.WorkingDir = "/home/alice/work"
 	f.jobs[1].Spec.Output = "slurm-%j.out"
 	f.jobs[1].SubmitHost = "login1"
+	f.jobs[1].Spec.TimeMinS, f.jobs[1].Spec.Constraint, f.jobs[1].Spec.Comment = 1800, "ib&[rack1|rack2]", "nightly run"
+	f.jobs[1].Spec.MailType, f.jobs[1].Spec.MailUser = "END,FAIL", "alice@example.org"
 	if code := te.run(t, "show", "job", "12"); code != 0 {
 		t.Fatalf("scontrol show job 12 exited %d: %s", code, te.err)
 	}
@@ -22,7 +24,7 @@ func TestScontrolShowJob(t *testing.T) {
    Priority=10 Nice=0 Account=vision QOS=(null)
    JobState=RUNNING Reason=None Dependency=(null)
    Requeue=1 Restarts=0 MaxRestarts=3 BatchFlag=1 ExitCode=0:0
-   RunTime=01:05:05 TimeLimit=02:00:00
+   RunTime=01:05:05 TimeLimit=02:00:00 TimeMin=00:30:00
    SubmitTime=2024-05-01T10:00:00 EligibleTime=2024-05-01T10:00:00
    StartTime=2024-05-01T10:54:55 EndTime=Unknown
    Partition=gpu AllocNode:Sid=login1:0
@@ -30,7 +32,10 @@ func TestScontrolShowJob(t *testing.T) {
    NumNodes=2 NumCPUs=16 NumTasks=4 CPUs/Task=1
    TRES=cpu=16,gres/gpu=4,mem=4000M,node=2
    MinMemoryNode=0 Exclusive=false
+   Features=ib&[rack1|rack2]
    TresPerJob=(null) TresPerNode=gres/gpu:h100:2 TresPerTask=(null)
+   Comment=nightly run
+   MailUser=alice@example.org MailType=END,FAIL
    Command=(batch script)
    WorkDir=/home/alice/work
    StdErr=slurm-%j.out
@@ -62,13 +67,15 @@ func TestScontrolShowNode(t *testing.T) {
 	f.nodes[3].Node.Topology.Gpus = f.nodes[3].Node.Topology.Gpus[:2]
 	f.nodes[3].Node.Topology.Gpus[1].Healthy = false
 	f.nodes[3].Node.Topology.Gpus[1].HealthReason = "XID 79"
+	f.nodes[3].Node.Features = []string{"ib", "rack2"}
 	te := newTestEnv("scontrol", f.start(t))
 	if code := te.run(t, "show", "node", "gpu04"); code != 0 {
 		t.Fatalf("scontrol show node exited %d: %s", code, te.err)
 	}
 	want := `NodeName=gpu04
    CPUAlloc=0 CPUTot=64
-   AvailableFeatures=(null)
+   AvailableFeatures=ib,rack2,h100
+   ActiveFeatures=ib,rack2,h100
    Gres=gpu:h100:2
    GresUsed=gpu:h100:0
    NodeAddr=gpu04:7073 Version=(null)

@@ -27,6 +27,7 @@ type sinfoOpts struct {
 	partitions   []string
 	states       []string
 	nodes        []string
+	format       string // -o/--format
 	help         bool
 }
 
@@ -43,6 +44,7 @@ func runSinfo(ctx context.Context, e *env, args []string) int {
 			o.nodes = append(o.nodes, v) // a hostlist: its commas are its own
 			return nil
 		}},
+		{long: "format", short: 'o', arg: requiredArg, meta: "FORMAT", help: "columns as %[.][WIDTH]LETTER fields: %P %a %l %D %t %T %N %f (features) %G %c %C %m %E", set: setString(&o.format)},
 		{long: "json", arg: noArg, help: "print the nodes as JSON (API objects)", set: setBool(&o.json, true)},
 		{long: "consistent", arg: noArg, help: "read through the leader (linearizable) instead of any server", set: consistentRead(e)},
 		{long: "noheader", short: 'h', arg: noArg, help: "no header line", set: setBool(&o.noHeader, true)},
@@ -59,6 +61,12 @@ func runSinfo(ctx context.Context, e *env, args []string) int {
 	}
 	if len(pos) > 0 {
 		return e.fail(&usageError{fmt.Sprintf("unexpected argument %q", pos[0])})
+	}
+	var pieces []sinfoPiece
+	if o.format != "" {
+		if pieces, err = parseSinfoFormat(o.format); err != nil {
+			return e.fail(fmt.Errorf("--format=%s: %w", o.format, err))
+		}
 	}
 	var only []string
 	for _, expr := range o.nodes {
@@ -92,6 +100,8 @@ func runSinfo(ctx context.Context, e *env, args []string) int {
 			if err := writeJSON(e.stdout, &api.ListNodesResponse{Nodes: nodes, Index: resp.GetIndex()}); err != nil {
 				return e.fail(err)
 			}
+		case pieces != nil:
+			writeSinfoFormat(e, nodes, pieces, o)
 		case o.reasons:
 			writeNodeReasons(e, nodes, o)
 		case o.nodeOriented:

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -162,5 +163,46 @@ func TestGresType(t *testing.T) {
 		if got := gresType(tt.model); got != tt.want {
 			t.Errorf("gresType(%q) = %q, want %q", tt.model, got, tt.want)
 		}
+	}
+}
+
+// TestSinfoFormat: -o groups the nodes that show the same values, per
+// partition when the format shows one; %f lists declared features, then
+// the GPU model's short name.
+func TestSinfoFormat(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-o", "%N %f"}, "" +
+			"NODELIST AVAIL_FEATURES\n" +
+			"cpu1 (null)\n" +
+			"gpu[01-02,04,10] h100\n" +
+			"gpu03 ib,h100\n"},
+		{[]string{"-p", "gpu", "-o", "%10P %.5D %20f %t"}, "" +
+			"PARTITION  NODES AVAIL_FEATURES       STATE\n" +
+			"gpu            2 h100                 mix\n" +
+			"gpu            1 ib,h100              idle\n" +
+			"gpu            1 h100                 drain\n" +
+			"gpu            1 h100                 down\n"},
+		{[]string{"-N", "-h", "-n", "gpu0[2-3]", "-o", "%N|%b|%c"}, "" +
+			"gpu02|h100|64\n" +
+			"gpu03|ib,h100|64\n"},
+	}
+	for _, tt := range tests {
+		f := &fakeServer{nodes: testNodes()}
+		f.nodes[2].Node.Features = []string{"ib"}
+		te := newTestEnv("sinfo", f.start(t))
+		if code := te.run(t, tt.args...); code != 0 {
+			t.Fatalf("sinfo %q exited %d: %s", tt.args, code, te.err)
+		}
+		if got := te.out.String(); got != tt.want {
+			t.Errorf("sinfo %q printed\n%s\nwant\n%s", tt.args, got, tt.want)
+		}
+	}
+	f := &fakeServer{nodes: testNodes()}
+	te := newTestEnv("sinfo", f.start(t))
+	if code := te.run(t, "-o", "%N %z"); code == 0 || !strings.Contains(te.err.String(), "field %z is not supported") {
+		t.Errorf("sinfo -o '%%N %%z' exited %d, stderr %q; want an error naming %%z", code, te.err)
 	}
 }

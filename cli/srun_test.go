@@ -184,3 +184,33 @@ func (o *onWrite) Write(p []byte) (int, error) {
 	o.f()
 	return n, err
 }
+
+// TestStepRefusesNodeChoice: a step inside an allocation refuses the
+// options its placement does not read, rather than dropping them.
+func TestStepRefusesNodeChoice(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string // "" accepted, else the error
+	}{
+		{[]string{"-n", "2", "hostname"}, ""},
+		{[]string{"-C", "ib", "hostname"}, "--constraint: a step runs on its job's nodes: choose among them with -w/--nodelist or -x/--exclude"},
+		{[]string{"--gpus-per-node=1", "--cpus-per-gpu=4", "hostname"}, "--cpus-per-gpu: not supported for a step yet: give -c/--cpus-per-task"},
+	}
+	for _, tt := range tests {
+		te := newTestEnv("srun", "unused")
+		o := &sbatchOpts{now: te.now}
+		var so stepOpts
+		opts := append(sbatchOptions(o), stepOptions(&so)...)
+		uses, pos, err := parseArgs(opts, tt.args, parseConfig{stopAtArg: true})
+		if err != nil {
+			t.Fatalf("parseArgs(%q): %v", tt.args, err)
+		}
+		_, err = buildStepSpec(te.env, o, &so, uses, pos)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("srun %q in an allocation = %v, want a step", tt.args, err)
+		case tt.want != "" && (err == nil || err.Error() != tt.want):
+			t.Errorf("srun %q in an allocation = %v, want %q", tt.args, err, tt.want)
+		}
+	}
+}

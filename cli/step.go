@@ -61,10 +61,22 @@ func allocationJob(e *env) (uint64, error) {
 // buildStepSpec makes the spec of a step: the command, its task layout,
 // and the caller's working directory and environment.
 func buildStepSpec(e *env, o *sbatchOpts, so *stepOpts, uses []optUse, pos []string) (*api.JobSpec, error) {
-	return buildCommandSpec(e, o, uses, pos, func(spec *api.JobSpec) {
+	spec, err := buildCommandSpec(e, o, uses, pos, func(spec *api.JobSpec) {
 		spec.KillOnBadExit = so.killOnBadExit
 		spec.Overlap = so.overlap
 	})
+	if err != nil {
+		return nil, err
+	}
+	// Step placement (state.layoutStep) reads neither; refused rather than
+	// dropped.
+	switch {
+	case spec.Constraint != "":
+		return nil, errors.New("--constraint: a step runs on its job's nodes: choose among them with -w/--nodelist or -x/--exclude")
+	case spec.CpusPerGpu != 0:
+		return nil, errors.New("--cpus-per-gpu: not supported for a step yet: give -c/--cpus-per-task")
+	}
+	return spec, nil
 }
 
 // runStep runs spec as a step of job jobID: it creates the step, waits

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/loomhpc/loom/api"
@@ -39,6 +40,13 @@ func Feasible(nodes []*api.Node, spec *api.JobSpec) error {
 		}
 		outside = " outside --exclude"
 	}
+	if spec.Constraint != "" || spec.GpuType != "" {
+		var err error
+		if in, err = withFeatures(in, spec, part); err != nil {
+			return err
+		}
+		outside += " with the features asked for"
+	}
 	lo, hi := spec.NodeRange()
 	if int(lo) > len(in) {
 		return fmt.Errorf("--nodes=%d: partition %q has only %d nodes%s", lo, part, len(in), outside)
@@ -48,7 +56,7 @@ func Feasible(nodes []*api.Node, spec *api.JobSpec) error {
 	up := make([]*api.Node, len(in))
 	for i, n := range in {
 		up[i] = &api.Node{Name: n.Name, Cpus: n.Cpus, MemoryMb: n.MemoryMb, Topology: n.Topology,
-			Partitions: n.Partitions, PortMin: n.PortMin, PortMax: n.PortMax,
+			Partitions: n.Partitions, PortMin: n.PortMin, PortMax: n.PortMax, Features: n.Features,
 			LeafSwitch: n.LeafSwitch, SpineSwitch: n.SpineSwitch}
 	}
 	c := newCycle(&View{Nodes: up}, time.Unix(0, 0), &Config{})
@@ -84,6 +92,50 @@ func Feasible(nodes []*api.Node, spec *api.JobSpec) error {
 		}
 	}
 	return fmt.Errorf("requested node configuration is not available: %s", why)
+}
+
+// withFeatures returns the nodes that meet spec's --constraint (any item of
+// a matching OR) and GPU type, or an error naming what no node has.
+func withFeatures(in []*api.Node, spec *api.JobSpec, part string) ([]*api.Node, error) {
+	c := &cycle{}
+	r := &request{choice: -1}
+	if spec.Constraint != "" {
+		con, err := api.ParseConstraint(spec.Constraint)
+		if err != nil {
+			return nil, fmt.Errorf("--constraint: %w", err)
+		}
+		r.constraint = con
+	}
+	if spec.Gpus != 0 || spec.GpusPerNode != 0 || spec.GpusPerTask != 0 {
+		r.gpuType = spec.GpuType
+	}
+	out := make([]*api.Node, 0, len(in))
+	for _, n := range in {
+		c.nodes = []*nodeInfo{{node: n}}
+		if c.hasFeatures(r, 0) {
+			out = append(out, n)
+		}
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	var have []string
+	for _, n := range in {
+		for _, f := range n.AllFeatures() {
+			if !slices.Contains(have, f) {
+				have = append(have, f)
+			}
+		}
+	}
+	slices.Sort(have)
+	list := "none"
+	if len(have) > 0 {
+		list = strings.Join(have, ",")
+	}
+	if r.constraint != nil {
+		return nil, fmt.Errorf("--constraint=%s: no node of partition %q has these features (its nodes have: %s)", spec.Constraint, part, list)
+	}
+	return nil, fmt.Errorf("GPU type %q: no node of partition %q has only GPUs of this type (its nodes have: %s)", spec.GpuType, part, list)
 }
 
 func shapeMisfit(nodes []*api.Node, s api.NodeShape) string {

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"math/bits"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +32,19 @@ type nodeInfo struct {
 	heldPorts map[uint32]bool
 	// schedulable: new work may land here (not drained or down).
 	schedulable bool
+	features    map[string]bool // lazily, for --constraint
+}
+
+// hasFeature reports whether the node has feature f (api.Node.AllFeatures).
+func (ni *nodeInfo) hasFeature(f string) bool {
+	if ni.features == nil {
+		all := ni.node.AllFeatures()
+		ni.features = make(map[string]bool, len(all))
+		for _, x := range all {
+			ni.features[x] = true
+		}
+	}
+	return ni.features[f]
 }
 
 // state is the free capacity of every node at one moment; cloned to look
@@ -88,6 +102,9 @@ type cycle struct {
 	las        LASConfig      // with defaults, for OrderLeastAttained
 	queues     map[uint64]int // LAS queue per job, computed once a cycle
 	byNameUser map[string][]*api.Job
+	// constraints holds each --constraint parsed once a cycle: an array's
+	// tasks share one.
+	constraints map[string]*api.Constraint
 }
 
 type leafInfo struct {
@@ -292,10 +309,10 @@ func (c *cycle) partition(part string) []int {
 // exclusions and list joined (r.key's once set).
 func (c *cycle) candidates(r *request, excludeKey, onlyKey string) []int {
 	all := c.partition(r.part)
-	if len(r.exclude) == 0 && len(r.only) == 0 {
+	if len(r.exclude) == 0 && len(r.only) == 0 && r.constraint == nil && r.gpuType == "" {
 		return all
 	}
-	k := candidatesKey(r.part, excludeKey, onlyKey)
+	k := candidatesKey(r.part, excludeKey, onlyKey, r.featureKey())
 	if idx, ok := c.parts[k]; ok {
 		return idx
 	}
@@ -310,14 +327,33 @@ func (c *cycle) candidates(r *request, excludeKey, onlyKey string) []int {
 }
 
 // candidatesKey names a set of candidate nodes in the cycle's caches.
-func candidatesKey(part, excludeKey, onlyKey string) string {
-	return part + "\x00" + excludeKey + "\x00" + onlyKey
+func candidatesKey(part, excludeKey, onlyKey, featureKey string) string {
+	return part + "\x00" + excludeKey + "\x00" + onlyKey + "\x00" + featureKey
+}
+
+// featureKey names the nodes r's constraint and GPU type allow, with the
+// matching-OR choice it is being placed under.
+func (r *request) featureKey() string {
+	if r.constraint == nil && r.gpuType == "" {
+		return ""
+	}
+	return r.key.features + "\x00" + strconv.Itoa(r.choice)
 }
 
 // mayUse reports whether node i is one of r's candidates.
 func (c *cycle) mayUse(r *request, i int) bool {
 	name := c.nodes[i].node.Name
-	return c.nodes[i].node.InPartition(r.part) && !r.exclude[name] && (r.only == nil || r.only[name])
+	return c.nodes[i].node.InPartition(r.part) && !r.exclude[name] && (r.only == nil || r.only[name]) && c.hasFeatures(r, i)
+}
+
+// hasFeatures reports whether node i meets r's --constraint (under its
+// current choice) and has GPUs of the type r asks for.
+func (c *cycle) hasFeatures(r *request, i int) bool {
+	ni := c.nodes[i]
+	if r.gpuType != "" && !ni.node.HasGPUType(r.gpuType) {
+		return false
+	}
+	return r.constraint == nil || r.constraint.Matches(ni.hasFeature, r.choice)
 }
 
 // nodesFor is candidates for a request whose key is set.
@@ -335,6 +371,11 @@ type request struct {
 	key        shapeKey
 	exclude    map[string]bool // nodes the job may not use
 	only       map[string]bool // the nodes the job must run on (--nodelist); nil: any
+	constraint *api.Constraint // --constraint; nil: none
+	// choice is the item of the constraint's matching-OR set ([a|b]) that
+	// all nodes share while placeOn tries it; -1 (any) otherwise.
+	choice  int
+	gpuType string // every GPU of a node must be of this type; "": any
 }
 
 // shapeKey identifies requests that place identically, for the memo of
@@ -343,11 +384,13 @@ type shapeKey struct {
 	part                            string
 	lo, hi                          uint32
 	tasks, tpn, gpn, gpt, gpus, cpt uint32
-	mem                             uint64
+	mem, memPerCPU, memPerGPU       uint64
+	cpg                             uint32
 	exclusive                       bool
 	switches                        int
 	exclude                         string // --exclude, sorted and joined
 	nodelist                        string // --nodelist, sorted and joined
+	features                        string // --constraint and the GPU type
 }
 
 type failMemo struct {
@@ -358,7 +401,16 @@ type failMemo struct {
 func (c *cycle) request(j *api.Job) *request {
 	s := j.Spec
 	lo, hi := s.NodeRange()
-	r := &request{job: j, part: s.PartitionOf(), lo: lo, exclusive: s.Exclusive}
+	r := &request{job: j, part: s.PartitionOf(), lo: lo, exclusive: s.Exclusive, choice: -1}
+	if s.Constraint != "" {
+		r.constraint = c.constraint(s.Constraint)
+	}
+	if s.GpuType != "" && (s.Gpus != 0 || s.GpusPerNode != 0 || s.GpusPerTask != 0) {
+		r.gpuType = s.GpuType
+	}
+	if r.constraint != nil || r.gpuType != "" {
+		r.key.features = s.Constraint + "\x00" + strings.ToLower(r.gpuType)
+	}
 	var excludeKey, onlyKey string
 	if len(s.Exclude) > 0 {
 		r.exclude = make(map[string]bool, len(s.Exclude))
@@ -392,9 +444,27 @@ func (c *cycle) request(j *api.Job) *request {
 		r.layouts = append(r.layouts, shapes)
 	}
 	r.key = shapeKey{part: r.part, lo: lo, hi: hi, tasks: s.Ntasks, tpn: s.NtasksPerNode, gpn: s.GpusPerNode,
-		gpt: s.GpusPerTask, gpus: s.Gpus, cpt: s.CpusPerTask, mem: s.MemPerNodeMb, exclusive: s.Exclusive, switches: r.switches,
-		exclude: excludeKey, nodelist: onlyKey}
+		gpt: s.GpusPerTask, gpus: s.Gpus, cpt: s.CpusPerTask, mem: s.MemPerNodeMb, memPerCPU: s.MemPerCpuMb, memPerGPU: s.MemPerGpuMb,
+		cpg: s.CpusPerGpu, exclusive: s.Exclusive, switches: r.switches, exclude: excludeKey, nodelist: onlyKey, features: r.key.features}
 	return r
+}
+
+// constraint parses a --constraint once a cycle. One that does not parse
+// was refused at submit; one that somehow got in matches no node rather
+// than every node.
+func (c *cycle) constraint(expr string) *api.Constraint {
+	if con, ok := c.constraints[expr]; ok {
+		return con
+	}
+	con, err := api.ParseConstraint(expr)
+	if err != nil {
+		con, _ = api.ParseConstraint("\x00unparsable")
+	}
+	if c.constraints == nil {
+		c.constraints = map[string]*api.Constraint{}
+	}
+	c.constraints[expr] = con
+	return con
 }
 
 // failKind says why a placement failed.
@@ -482,8 +552,30 @@ func (c *cycle) fitsUnreserved(r *request) bool {
 }
 
 // placeOn places r on st: the fewest nodes first; within a node count, a
-// single node by best fit, several nodes under the fewest switches.
+// single node by best fit, several nodes under the fewest switches. A
+// constraint with a matching OR ([a|b]) is tried one item at a time, so
+// that all of the gang's nodes share it.
 func (c *cycle) placeOn(st *state, r *request, end time.Time, honour bool) (*placement, failKind) {
+	if r.constraint == nil || r.constraint.Choices() == 1 {
+		return c.placeOnNodes(st, r, end, honour)
+	}
+	defer func() { r.choice = -1 }()
+	why := failCapacity
+	for k := range r.constraint.Choices() {
+		r.choice = k
+		p, w := c.placeOnNodes(st, r, end, honour)
+		if p != nil {
+			return p, failNone
+		}
+		if w == failTopology {
+			why = failTopology
+		}
+	}
+	return nil, why
+}
+
+// placeOnNodes is placeOn among the nodes r may use as it stands.
+func (c *cycle) placeOnNodes(st *state, r *request, end time.Time, honour bool) (*placement, failKind) {
 	why := failCapacity
 	for k, shapes := range r.layouts {
 		if shapes == nil {
@@ -562,7 +654,7 @@ func (c *cycle) placeOneIndexed(r *request, s api.NodeShape, end time.Time, hono
 	}
 	// Keyed like candidates: jobs of one partition may exclude or list
 	// nodes.
-	bitsKey := candidatesKey(r.part, r.key.exclude, r.key.nodelist)
+	bitsKey := candidatesKey(r.part, r.key.exclude, r.key.nodelist, r.featureKey())
 	pb, ok := c.partBits[bitsKey]
 	if !ok {
 		pb = make([]uint64, (len(c.nodes)+63)/64)
@@ -730,7 +822,9 @@ func (c *cycle) take(j *api.Job, r *request, p *placement, end time.Time) *api.A
 			}
 			if local == 0 {
 				rk.MemMb = mem // the node's memory is charged once, to its first rank
-				rk.Cpus += cpus - s.CPUs
+				// So are CPUs beyond the tasks' own (--exclusive,
+				// --cpus-per-gpu): ranks are what later cycles count.
+				rk.Cpus += cpus - s.Tasks*cpt
 			}
 			share := gpus
 			if s.Tasks > 0 && len(gpus) > 0 && uint32(len(gpus))%s.Tasks == 0 {

@@ -55,6 +55,22 @@ func (c *cycle) victimFilter(pj *pendingJob) (ok func(*holding) bool, cost func(
 // resources for pj from now and returns the victims, or nil when
 // preemption cannot make room (or pj preempts nothing).
 func (c *cycle) preemptFor(pj *pendingJob, r *request) []*api.Job {
+	if r.constraint == nil || r.constraint.Choices() == 1 {
+		return c.preemptOnNodes(pj, r)
+	}
+	// As placeOn: the gang's nodes share one item of a matching OR.
+	defer func() { r.choice = -1 }()
+	for k := range r.constraint.Choices() {
+		r.choice = k
+		if victims := c.preemptOnNodes(pj, r); len(victims) > 0 {
+			return victims
+		}
+	}
+	return nil
+}
+
+// preemptOnNodes is preemptFor among the nodes r may use as it stands.
+func (c *cycle) preemptOnNodes(pj *pendingJob, r *request) []*api.Job {
 	mayTake, costOf := c.victimFilter(pj)
 	if mayTake == nil {
 		return nil

@@ -20,6 +20,9 @@ func (as *agentService) Register(ctx context.Context, req *api.RegisterRequest) 
 	if n.GetName() == "" {
 		return nil, status.Error(codes.InvalidArgument, "node.name: empty")
 	}
+	if err := api.CheckFeatures(n.GetFeatures()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "node.features: %v", err)
+	}
 	if err := as.s.checkAgentNode(ctx, n.GetName()); err != nil {
 		return nil, err
 	}

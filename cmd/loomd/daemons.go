@@ -148,6 +148,7 @@ func runAgent(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	var cfg agent.Config
 	servers := fs.String("servers", envOr("LOOM_ADDR", "127.0.0.1:7070"), "server gRPC addresses, comma-separated")
 	parts := fs.String("partitions", "", "partitions this node serves, comma-separated (default: batch)")
+	features := fs.String("features", "", "node features for --constraint, comma-separated (the GPU model's short name, as h100, is one without saying)")
 	fs.StringVar(&cfg.ClientAddr, "client-addr", "", "LOOM_ADDR of the Slurm commands inside jobs (srun in a batch script); default --servers")
 	fs.StringVar(&cfg.Name, "name", "", "node name; default the hostname")
 	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/loom/agent", "scripts and local state")
@@ -186,6 +187,13 @@ func runAgent(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	cfg.TLS = sec.files()
 	if *parts != "" {
 		cfg.Partitions = strings.Split(*parts, ",")
+	}
+	if *features != "" {
+		cfg.Features = strings.Split(*features, ",")
+		if err := api.CheckFeatures(cfg.Features); err != nil {
+			fmt.Fprintf(sio.Err, "loom agent: --features=%s: %v\n", *features, err)
+			return 2
+		}
 	}
 	if _, err := fmt.Sscanf(*port, "%d-%d", &cfg.PortMin, &cfg.PortMax); err != nil || cfg.PortMin == 0 || cfg.PortMax < cfg.PortMin {
 		fmt.Fprintf(sio.Err, "loom agent: --ports=%s: want LOW-HIGH, e.g. 29500-29999\n", *port)
