@@ -307,7 +307,8 @@ func (b *bench) report(prefix string, subs []submitted, jobs []*api.Job) error {
 	var last int64
 	for i, j := range jobs {
 		if j.State != api.JobState_COMPLETED {
-			return fmt.Errorf("job %d ended %s: %s", j.Id, j.State, j.Reason)
+			out, _ := os.ReadFile(filepath.Join(b.dir, fmt.Sprintf("slurm-%d.out", j.Id)))
+			return fmt.Errorf("job %d ended %s: %s; its output: %q", j.Id, j.State, j.Reason, out)
 		}
 		s := subs[i]
 		if i == 0 || subs[i-1].id != s.id {
