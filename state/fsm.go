@@ -168,9 +168,8 @@ func (f *FSM) Restore(r io.Reader) error {
 		t.servers.Insert([]byte(sv.Id), sv)
 	}
 	for _, j := range ss.Jobs {
-		k := jobKey(j.Id)
-		t.jobs.Insert(k, j)
-		indexJob(t.active, t.holding, k, j)
+		t.jobs.Insert(jobKey(j.Id), j)
+		t.indexJob(j)
 		if j.IdempotencyToken != "" {
 			t.tokens.Insert([]byte(j.IdempotencyToken), j.Id)
 		}

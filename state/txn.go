@@ -9,41 +9,47 @@ import (
 
 // txn is the FSM's writable view while it applies one entry.
 type txn struct {
-	index     uint64
-	nextJobID uint64
-	jobs      *iradix.Txn[*api.Job]
-	active    *iradix.Txn[*api.Job]
-	holding   *iradix.Txn[*api.Job]
-	nodes     *iradix.Txn[*api.Node]
-	tokens    *iradix.Txn[uint64]
-	servers   *iradix.Txn[*api.ServerInfo]
-	base      *View
+	index      uint64
+	nextJobID  uint64
+	jobs       *iradix.Txn[*api.Job]
+	active     *iradix.Txn[*api.Job]
+	holding    *iradix.Txn[*api.Job]
+	byUser     *iradix.Txn[*api.Job]
+	userActive *iradix.Txn[*api.Job]
+	nodes      *iradix.Txn[*api.Node]
+	tokens     *iradix.Txn[uint64]
+	servers    *iradix.Txn[*api.ServerInfo]
+	base       *View
 }
 
 func (v *View) txn(index uint64) *txn {
 	return &txn{
-		index:     index,
-		nextJobID: v.nextJobID,
-		jobs:      v.jobs.Txn(),
-		active:    v.active.Txn(),
-		holding:   v.holding.Txn(),
-		nodes:     v.nodes.Txn(),
-		tokens:    v.tokens.Txn(),
-		servers:   v.servers.Txn(),
-		base:      v,
+		index:      index,
+		nextJobID:  v.nextJobID,
+		jobs:       v.jobs.Txn(),
+		active:     v.active.Txn(),
+		holding:    v.holding.Txn(),
+		byUser:     v.byUser.Txn(),
+		userActive: v.userActive.Txn(),
+		nodes:      v.nodes.Txn(),
+		tokens:     v.tokens.Txn(),
+		servers:    v.servers.Txn(),
+		base:       v,
 	}
 }
 
 func (t *txn) commit() *View {
 	return &View{
-		index:     t.index,
-		nextJobID: t.nextJobID,
-		jobs:      t.jobs.Commit(),
-		active:    t.active.Commit(),
-		holding:   t.holding.Commit(),
-		nodes:     t.nodes.Commit(),
-		tokens:    t.tokens.Commit(),
-		servers:   t.servers.Commit(),
+		index:      t.index,
+		nextJobID:  t.nextJobID,
+		jobs:       t.jobs.Commit(),
+		active:     t.active.Commit(),
+		holding:    t.holding.Commit(),
+		byUser:     t.byUser.Commit(),
+		userActive: t.userActive.Commit(),
+		nodes:      t.nodes.Commit(),
+		tokens:     t.tokens.Commit(),
+		servers:    t.servers.Commit(),
 	}
 }
 
@@ -53,29 +59,33 @@ func (t *txn) job(id uint64) *api.Job {
 }
 
 // putJob stores j (which the caller built fresh or cloned) and keeps the
-// active index in step with its state.
+// indexes in step with its state.
 func (t *txn) putJob(j *api.Job) {
 	if j.CreateIndex == 0 {
 		j.CreateIndex = t.index
 	}
 	j.ModifyIndex = t.index
-	k := jobKey(j.Id)
-	t.jobs.Insert(k, j)
-	indexJob(t.active, t.holding, k, j)
+	t.jobs.Insert(jobKey(j.Id), j)
+	t.indexJob(j)
 }
 
-// indexJob keeps the active and holding indexes in step with j's state.
-func indexJob(active, holding *iradix.Txn[*api.Job], k []byte, j *api.Job) {
+// indexJob keeps the active, holding and by-user indexes in step with
+// j's state.
+func (t *txn) indexJob(j *api.Job) {
+	k, uk := jobKey(j.Id), userJobKey(j.User, j.Id)
+	t.byUser.Insert(uk, j)
 	holds := j.HoldsResources()
 	if j.State.Terminal() && !holds {
-		active.Delete(k)
+		t.active.Delete(k)
+		t.userActive.Delete(uk)
 	} else {
-		active.Insert(k, j)
+		t.active.Insert(k, j)
+		t.userActive.Insert(uk, j)
 	}
 	if holds {
-		holding.Insert(k, j)
+		t.holding.Insert(k, j)
 	} else {
-		holding.Delete(k)
+		t.holding.Delete(k)
 	}
 }
 
