@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"iter"
 	"slices"
 
 	"github.com/loomhpc/loom/api"
@@ -173,37 +174,49 @@ func (js *jobService) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	resp := &api.ListJobsResponse{Index: snap.Index()}
-	defer func() {
-		for i, j := range resp.Jobs {
-			resp.Jobs[i] = js.s.redact(id, j)
-		}
-	}()
 	keep := func(j *api.Job) bool {
 		if req.User != "" && j.User != req.User {
 			return false
 		}
-		if len(req.States) > 0 && !slices.Contains(req.States, j.State) {
-			return false
-		}
-		return true
+		return len(req.States) == 0 || slices.Contains(req.States, j.State)
 	}
-	if len(req.JobIds) > 0 {
-		for _, id := range req.JobIds {
-			if j := snap.Job(id); j != nil && keep(j) {
-				resp.Jobs = append(resp.Jobs, j)
-			}
+	resp := &api.ListJobsResponse{Index: snap.Index()}
+	// Jobs come in id order, so a page ends at an id and the next one
+	// starts after it.
+	for j := range listed(snap, req) {
+		if !keep(j) {
+			continue
 		}
-		return resp, nil
-	}
-	jobs := snap.ActiveJobs()
-	if req.All {
-		jobs = snap.Jobs()
-	}
-	for j := range jobs {
-		if keep(j) {
-			resp.Jobs = append(resp.Jobs, j)
+		if req.Limit > 0 && len(resp.Jobs) == int(req.Limit) {
+			resp.NextAfterId = resp.Jobs[len(resp.Jobs)-1].Id
+			break
 		}
+		resp.Jobs = append(resp.Jobs, j)
+	}
+	for i, j := range resp.Jobs {
+		resp.Jobs[i] = js.s.summary(id, j)
 	}
 	return resp, nil
+}
+
+// listed yields the jobs req names (its ids, else the user's or
+// everyone's, active or all) after req.AfterId, in id order, from the
+// index that holds them.
+func listed(snap *state.View, req *api.ListJobsRequest) iter.Seq[*api.Job] {
+	if len(req.JobIds) == 0 {
+		return snap.JobsAfter(state.JobFilter{Active: !req.All, User: req.User, AfterID: req.AfterId})
+	}
+	ids := slices.Clone(req.JobIds)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	return func(yield func(*api.Job) bool) {
+		for _, id := range ids {
+			if id <= req.AfterId {
+				continue
+			}
+			if j := snap.Job(id); j != nil && !yield(j) {
+				return
+			}
+		}
+	}
 }
