@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"slices"
 	"strconv"
 
 	"github.com/loomhpc/loom/api"
@@ -14,7 +13,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Who may call what. Every gRPC method a server serves has one rule in
@@ -287,64 +285,6 @@ func (s *Server) redact(id auth.Identity, j *api.Job) *api.Job {
 		hide(st.Spec, st.Allocation)
 	}
 	return c
-}
-
-// summary returns j as a listing carries it: what squeue, sacct and
-// scontrol print, without the script and environments (of the job and its
-// steps) and never the secret, and with the private fields the caller may
-// not see blanked as redact blanks them. Fields are shared with j, not
-// copied (a listing of 10,000 jobs would otherwise copy every script);
-// those it blanks it first copies.
-func (s *Server) summary(id auth.Identity, j *api.Job) *api.Job {
-	c := shallowCopy(j, "spec", "steps", "secret")
-	c.Spec = shallowCopy(j.Spec, "script", "env")
-	for _, st := range j.Steps {
-		sc := shallowCopy(st, "spec")
-		sc.Spec = shallowCopy(st.Spec, "script", "env")
-		c.Steps = append(c.Steps, sc)
-	}
-	if s.canSee(id, j, false) {
-		return c
-	}
-	hide := func(sp *api.JobSpec) {
-		if sp != nil {
-			sp.Argv, sp.Output, sp.Error, sp.WorkingDir = nil, "", "", ""
-		}
-	}
-	hideTasks := func(a *api.Allocation) *api.Allocation {
-		if len(a.GetTasks()) == 0 {
-			return a
-		}
-		a = proto.Clone(a).(*api.Allocation)
-		for _, t := range a.Tasks {
-			t.OutputPath = ""
-		}
-		return a
-	}
-	hide(c.Spec)
-	c.Allocation = hideTasks(c.Allocation)
-	for _, st := range c.Steps {
-		hide(st.Spec)
-		st.Allocation = hideTasks(st.Allocation)
-	}
-	return c
-}
-
-// shallowCopy returns a new m with m's fields but those named in skip,
-// sharing their values; nil for nil.
-func shallowCopy[M proto.Message](m M, skip ...protoreflect.Name) M {
-	src := m.ProtoReflect()
-	if !src.IsValid() {
-		return m
-	}
-	dst := src.New()
-	src.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if !slices.Contains(skip, fd.Name()) {
-			dst.Set(fd, v)
-		}
-		return true
-	})
-	return dst.Interface().(M)
 }
 
 // errNotYours is what a caller who may not act on a job is told.
