@@ -107,7 +107,7 @@ func commandTable() []*command {
 			{name: "submit", args: "[flags]", summary: "control-plane submit throughput and leader failover", run: withWriters(submit.Main)},
 			{name: "failover", args: "[flags]", summary: "node failure detection and gang requeue times", run: withWriters(failover.Main)},
 			{name: "sched", args: "[flags]", summary: "time one scheduling cycle on a large synthetic cluster", run: withWriters(sched.Main)},
-			{name: "e2e", args: "[flags]", summary: "submit, start, drain and squeue times through the real Slurm commands on a dev cluster", run: withWriters(e2e.Main)},
+			{name: "e2e", args: "[flags]", summary: "submit, start, drain and squeue times through the real Slurm commands on a dev cluster", run: withContext(e2e.Main)},
 			{name: "train", args: "[flags]", summary: "MNIST training throughput with 1, 2, 4 ranks (runs bin/mnist bench)", run: benchTrain},
 		}},
 		{name: "sim", args: "[flags]", summary: "replay a job trace through the scheduler (virtual clock)", run: withWriters(simcmd.Main)},

@@ -41,8 +41,9 @@ type Options struct {
 // maxArray is the most tasks one sbatch --array may ask for.
 const maxArray = api.MaxArrayTasks - 1
 
-// Main runs the benchmark with args (without "bench e2e").
-func Main(args []string, stdout, stderr io.Writer) int {
+// Main runs the benchmark with args (without "bench e2e") until it ends
+// or ctx is done (loom's interrupt), stopping the cluster either way.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("loom bench e2e", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := Options{Log: stderr}
@@ -61,7 +62,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loom bench e2e: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	if err := Run(context.Background(), o, stdout); err != nil {
+	if err := Run(ctx, o, stdout); err != nil {
 		fmt.Fprintln(stderr, "loom bench e2e:", err)
 		return 1
 	}
