@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/loomhpc/loom/api"
@@ -369,8 +370,12 @@ func (b *bench) listings(ctx context.Context) error {
 	if lines := bytes.Count(out, []byte("\n")); lines < b.o.Queue {
 		return fmt.Errorf("squeue listed %d pending jobs, want at least %d", lines, b.o.Queue)
 	}
+	// Each command's median wall time, and the CPU it and the cluster
+	// spent on it (what the wall time would be on an idle machine, give
+	// or take parallelism): on a shared machine the second is the steadier.
 	timeIt := func(key string, run func() error) error {
 		var took []time.Duration
+		cpu0 := cpuTime()
 		for range b.o.Repeats {
 			t0 := time.Now()
 			if err := run(); err != nil {
@@ -378,8 +383,10 @@ func (b *bench) listings(ctx context.Context) error {
 			}
 			took = append(took, time.Since(t0))
 		}
+		cpu := (cpuTime() - cpu0) / time.Duration(b.o.Repeats)
 		slices.Sort(took)
 		fmt.Fprintf(b.out, "%s=%.1f\n", key, ms(took[len(took)/2]))
+		fmt.Fprintf(b.out, "%s_cpu_ms=%.1f\n", strings.TrimSuffix(key, "_ms"), ms(cpu))
 		return nil
 	}
 	fmt.Fprintf(b.out, "queue_jobs=%d\n", b.o.Queue)
@@ -394,6 +401,19 @@ func (b *bench) listings(ctx context.Context) error {
 		_, err := b.sbatch(ctx, "--hold", "--wrap", "true")
 		return err
 	})
+}
+
+// cpuTime is the CPU time this process (the server and agents) and its
+// ended children (the commands) have used.
+func cpuTime() time.Duration {
+	var total time.Duration
+	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
+		var ru syscall.Rusage
+		if syscall.Getrusage(who, &ru) == nil {
+			total += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+	}
+	return total
 }
 
 func fileExists(path string) bool {

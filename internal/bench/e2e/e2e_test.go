@@ -77,7 +77,7 @@ func TestRunPrintsFigures(t *testing.T) {
 			t.Errorf("%sstart_p99_ms = %v < start_p50_ms = %v", prefix, got[prefix+"start_p99_ms"], got[prefix+"start_p50_ms"])
 		}
 	}
-	for _, k := range []string{"squeue_10k_ms", "sacct_10k_ms", "sbatch_10k_ms"} {
+	for _, k := range []string{"squeue_10k_ms", "sacct_10k_ms", "sbatch_10k_ms", "squeue_10k_cpu_ms", "sacct_10k_cpu_ms", "sbatch_10k_cpu_ms"} {
 		if got[k] <= 0 {
 			t.Errorf("%s = %v, want > 0", k, got[k])
 		}
