@@ -17,7 +17,7 @@ func BenchmarkSummary(b *testing.B) {
 		env[fmt.Sprintf("VAR_%d", i)] = "/some/path/value/of/about/forty/bytes"
 	}
 	j := &api.Job{Id: 7, User: "alice", Uid: 1000, State: api.JobState_PENDING, Reason: "JobHeldUser",
-		Spec: &api.JobSpec{Name: "wrap", Script: "#!/bin/sh\ntrue\n", Env: env, WorkingDir: "/home/alice", Output: "slurm-%j.out", Partition: "batch"},
+		Spec:         &api.JobSpec{Name: "wrap", Script: "#!/bin/sh\ntrue\n", Env: env, WorkingDir: "/home/alice", Output: "slurm-%j.out", Partition: "batch"},
 		SubmitUnixMs: 1, Priority: 10, Secret: "00112233"}
 	s := &Server{cfg: Config{Policy: auth.Policy{}}}
 	id := auth.Identity{UID: 1000}
