@@ -134,8 +134,8 @@ func TestUsageErrors(t *testing.T) {
 		wantStderr string
 	}{
 		{[]string{"frob"}, "loom: unknown command \"frob\"\n\nloom: a gang scheduler for GPU clusters\n"},
-		{[]string{"bench"}, "loom bench: known benchmarks: allreduce, submit, failover, sched, train\n"},
-		{[]string{"bench", "nope"}, "loom bench: known benchmarks: allreduce, submit, failover, sched, train\n"},
+		{[]string{"bench"}, "loom bench: known benchmarks: allreduce, submit, failover, sched, e2e, train\n"},
+		{[]string{"bench", "nope"}, "loom bench: known benchmarks: allreduce, submit, failover, sched, e2e, train\n"},
 		{[]string{"config"}, "loom config: the only subcommand is check\n"},
 		{[]string{"gpu", "top"}, "loom gpu: the only subcommand is topo\n"},
 		{[]string{"image"}, "loom image: the only subcommand is import\n"},
