@@ -190,7 +190,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: listen %s: %w", cfg.ListenAddr, err)
 	}
 	conn, err := grpc.NewClient("loom-servers:///servers", grpc.WithTransportCredentials(dialCreds),
-		grpc.WithResolvers(newStaticResolver(cfg.Servers)))
+		grpc.WithResolvers(newStaticResolver(cfg.Servers)), api.ClientSizeOption())
 	if err != nil {
 		lis.Close()
 		state.Close()

@@ -527,12 +527,34 @@ func (a *Agent) taskSpec(t *task) (driver.TaskSpec, error) {
 		// at the same path, read-only.
 		s.Mounts = append(s.Mounts, driver.Mount{Source: filepath.Dir(path), Dest: filepath.Dir(path), ReadOnly: true})
 	}
-	if strings.HasPrefix(j.Spec.Script, "#!") {
-		s.Argv = []string{path}
-	} else {
-		s.Argv = []string{"/bin/sh", path}
-	}
+	s.Argv = append(interpreter(j.Spec.Script), path)
 	return s, nil
+}
+
+// interpreter returns the command that runs script: its #! line split as
+// the kernel splits it (the interpreter, then the rest of the line as one
+// argument), or /bin/sh. The agent starts the interpreter itself rather
+// than exec'ing the script: a script written a moment ago may still be
+// open for writing in a child another goroutine has just forked, and
+// exec'ing it then fails with ETXTBSY (the job would exit 126).
+func interpreter(script string) []string {
+	line, ok := strings.CutPrefix(script, "#!")
+	if !ok {
+		return []string{"/bin/sh"}
+	}
+	line, _, _ = strings.Cut(line, "\n")
+	interp, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
+	interp, arg = strings.TrimSpace(interp), strings.TrimSpace(arg)
+	if i := strings.IndexByte(interp, '\t'); i >= 0 {
+		interp, arg = interp[:i], strings.TrimSpace(interp[i+1:]+" "+arg)
+	}
+	if interp == "" {
+		return []string{"/bin/sh"}
+	}
+	if arg == "" {
+		return []string{interp}
+	}
+	return []string{interp, arg}
 }
 
 // nodeMemMB is the memory the job has on rank r's node (--mem is per

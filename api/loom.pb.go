@@ -2609,13 +2609,17 @@ func (x *GetJobResponse) GetIndex() uint64 {
 }
 
 type ListJobsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	All           bool                   `protobuf:"varint,1,opt,name=all,proto3" json:"all,omitempty"` // include finished jobs
-	JobIds        []uint64               `protobuf:"varint,2,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
-	User          string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
-	States        []JobState             `protobuf:"varint,4,rep,packed,name=states,proto3,enum=loom.v1.JobState" json:"states,omitempty"`
-	MinIndex      uint64                 `protobuf:"varint,5,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
-	Consistent    bool                   `protobuf:"varint,6,opt,name=consistent,proto3" json:"consistent,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	All        bool                   `protobuf:"varint,1,opt,name=all,proto3" json:"all,omitempty"` // include finished jobs
+	JobIds     []uint64               `protobuf:"varint,2,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	User       string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	States     []JobState             `protobuf:"varint,4,rep,packed,name=states,proto3,enum=loom.v1.JobState" json:"states,omitempty"`
+	MinIndex   uint64                 `protobuf:"varint,5,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
+	Consistent bool                   `protobuf:"varint,6,opt,name=consistent,proto3" json:"consistent,omitempty"`
+	// after_id and limit page through a long listing in id order: the
+	// server returns at most limit jobs (0: all) with ids above after_id.
+	AfterId       uint64 `protobuf:"varint,7,opt,name=after_id,json=afterId,proto3" json:"after_id,omitempty"`
+	Limit         uint32 `protobuf:"varint,8,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2692,10 +2696,30 @@ func (x *ListJobsRequest) GetConsistent() bool {
 	return false
 }
 
+func (x *ListJobsRequest) GetAfterId() uint64 {
+	if x != nil {
+		return x.AfterId
+	}
+	return 0
+}
+
+func (x *ListJobsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// ListJobsResponse lists jobs as squeue, sacct and scontrol print them:
+// without scripts, environments and secrets (GetJob returns a job's
+// script and environment to those who may see them).
 type ListJobsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Jobs          []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
-	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Jobs  []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	Index uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	// next_after_id is the after_id of the next page; 0 when this page is
+	// the last.
+	NextAfterId   uint64 `protobuf:"varint,3,opt,name=next_after_id,json=nextAfterId,proto3" json:"next_after_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2740,6 +2764,13 @@ func (x *ListJobsResponse) GetJobs() []*Job {
 func (x *ListJobsResponse) GetIndex() uint64 {
 	if x != nil {
 		return x.Index
+	}
+	return 0
+}
+
+func (x *ListJobsResponse) GetNextAfterId() uint64 {
+	if x != nil {
+		return x.NextAfterId
 	}
 	return 0
 }
@@ -6189,7 +6220,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"consistent\"F\n" +
 	"\x0eGetJobResponse\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.loom.v1.JobR\x03job\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\xb8\x01\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xe9\x01\n" +
 	"\x0fListJobsRequest\x12\x10\n" +
 	"\x03all\x18\x01 \x01(\bR\x03all\x12\x17\n" +
 	"\ajob_ids\x18\x02 \x03(\x04R\x06jobIds\x12\x12\n" +
@@ -6198,10 +6229,13 @@ const file_api_loom_proto_rawDesc = "" +
 	"\tmin_index\x18\x05 \x01(\x04R\bminIndex\x12\x1e\n" +
 	"\n" +
 	"consistent\x18\x06 \x01(\bR\n" +
-	"consistent\"J\n" +
+	"consistent\x12\x19\n" +
+	"\bafter_id\x18\a \x01(\x04R\aafterId\x12\x14\n" +
+	"\x05limit\x18\b \x01(\rR\x05limit\"n\n" +
 	"\x10ListJobsResponse\x12 \n" +
 	"\x04jobs\x18\x01 \x03(\v2\f.loom.v1.JobR\x04jobs\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\x8a\x01\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\"\n" +
+	"\rnext_after_id\x18\x03 \x01(\x04R\vnextAfterId\"\x8a\x01\n" +
 	"\vLogsRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x12\n" +
 	"\x04rank\x18\x02 \x01(\x05R\x04rank\x12\x16\n" +

@@ -108,7 +108,7 @@ func (c *client) conn(addr string) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cc, err := grpc.NewClient(addr, opts...)
+	cc, err := grpc.NewClient(addr, append(opts, api.ClientSizeOption())...)
 	if err != nil {
 		return nil, fmt.Errorf("server address %q: %w", addr, err)
 	}
@@ -229,16 +229,37 @@ func (c *client) nodes(cc *grpc.ClientConn) api.NodeServiceClient {
 	return api.NewNodeServiceClient(cc)
 }
 
-// listJobs calls JobService.ListJobs.
+// listPageJobs is how many jobs the commands ask for in one ListJobs
+// call: a few MB of listing, so that 100,000 queued jobs take 20 calls
+// rather than one message over the size limit.
+const listPageJobs = 5000
+
+// listJobs calls JobService.ListJobs page by page and returns every page's
+// jobs in one response. Later pages are read at least as new as the first,
+// and a job is in at most one page (they are cut by id).
 func (c *client) listJobs(ctx context.Context, req *api.ListJobsRequest) (*api.ListJobsResponse, error) {
-	var resp *api.ListJobsResponse
-	err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
-		var err error
-		req.MinIndex, req.Consistent = c.lastIndex, req.Consistent || c.consistent
-		resp, err = c.jobs(cc).ListJobs(ctx, req)
-		return err
-	})
-	return resp, err
+	if req.Limit == 0 {
+		req.Limit = listPageJobs
+	}
+	req.MinIndex, req.Consistent = c.lastIndex, req.Consistent || c.consistent
+	all := &api.ListJobsResponse{}
+	for {
+		var resp *api.ListJobsResponse
+		err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+			var err error
+			resp, err = c.jobs(cc).ListJobs(ctx, req)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		all.Jobs = append(all.Jobs, resp.Jobs...)
+		all.Index = max(all.Index, resp.Index)
+		if resp.NextAfterId == 0 || resp.NextAfterId <= req.AfterId {
+			return all, nil
+		}
+		req.AfterId, req.MinIndex = resp.NextAfterId, max(req.MinIndex, resp.Index)
+	}
 }
 
 // getJob calls JobService.GetJob.

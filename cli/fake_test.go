@@ -38,6 +38,7 @@ type fakeServer struct {
 	nextID   uint64
 	fail     error                // returned by every call when set
 	hang     bool                 // ListJobs waits for the caller to give up
+	page     int                  // ListJobs pages by at most this many jobs; 0: one page
 	cancelFn func(id uint64) bool // which cancels succeed; nil: known, unfinished jobs
 }
 
@@ -105,7 +106,22 @@ func (f *fakeServer) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*a
 	if f.fail != nil {
 		return nil, f.fail
 	}
-	return &api.ListJobsResponse{Jobs: f.jobs, Index: 9}, nil
+	if f.page == 0 {
+		return &api.ListJobsResponse{Jobs: f.jobs, Index: 9}, nil
+	}
+	resp := &api.ListJobsResponse{Index: 9}
+	limit := min(f.page, int(req.GetLimit()))
+	for _, j := range f.jobs {
+		if j.GetId() <= req.GetAfterId() {
+			continue
+		}
+		if len(resp.Jobs) == limit {
+			resp.NextAfterId = resp.Jobs[limit-1].GetId()
+			break
+		}
+		resp.Jobs = append(resp.Jobs, j)
+	}
+	return resp, nil
 }
 
 func (f *fakeServer) StreamLogs(req *api.LogsRequest, stream grpc.ServerStreamingServer[api.LogChunk]) error {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"slices"
@@ -329,13 +330,15 @@ func parseSacctTime(s string, now time.Time, loc *time.Location) (time.Time, err
 // truncated with '+', a line of dashes under the header; or '|'-separated
 // with -p/-P.
 func writeSacct(e *env, jobs []*api.Job, fields []sacctField, widths []int, o sacctOpts, now time.Time) {
+	out := bufio.NewWriterSize(e.stdout, 64<<10) // one write for many lines
+	defer out.Flush()
 	line := func(cells []string) {
 		if o.parsable != "" {
 			s := strings.Join(cells, "|")
 			if o.parsable == "|" {
 				s += "|"
 			}
-			fmt.Fprintln(e.stdout, s)
+			fmt.Fprintln(out, s)
 			return
 		}
 		var b strings.Builder
@@ -354,7 +357,7 @@ func writeSacct(e *env, jobs []*api.Job, fields []sacctField, widths []int, o sa
 				fmt.Fprintf(&b, "%*s ", w, c)
 			}
 		}
-		fmt.Fprintln(e.stdout, strings.TrimRight(b.String(), " "))
+		fmt.Fprintln(out, strings.TrimRight(b.String(), " "))
 	}
 	if !o.noHeader {
 		titles := make([]string, len(fields))

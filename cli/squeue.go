@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -189,6 +190,10 @@ func squeueFormat(o squeueOpts) string {
 // o.noHeader.
 func writeQueue(e *env, jobs []*api.Job, pieces []formatPiece, o squeueOpts) {
 	now := e.now()
+	// One write for many lines: a queue of 10,000 jobs is otherwise
+	// 10,000 system calls.
+	out := bufio.NewWriterSize(e.stdout, 64<<10)
+	defer out.Flush()
 	line := func(cell func(f *squeueField) string) {
 		var b strings.Builder
 		for _, p := range pieces {
@@ -208,7 +213,7 @@ func writeQueue(e *env, jobs []*api.Job, pieces []formatPiece, o squeueOpts) {
 				fmt.Fprintf(&b, "%-*s", p.width, v)
 			}
 		}
-		fmt.Fprintln(e.stdout, strings.TrimRight(b.String(), " "))
+		fmt.Fprintln(out, strings.TrimRight(b.String(), " "))
 	}
 	if !o.noHeader {
 		line(func(f *squeueField) string { return f.title })

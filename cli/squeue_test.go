@@ -129,6 +129,31 @@ func TestSqueueRequest(t *testing.T) {
 	}
 }
 
+// TestSqueuePages checks that squeue reads every page of a long listing,
+// each after the last id of the one before.
+func TestSqueuePages(t *testing.T) {
+	f := &fakeServer{jobs: testJobs(), page: 2}
+	te := newTestEnv("squeue", f.start(t))
+	if code := te.run(t, "-t", "all", "-h", "-o", "%i"); code != 0 {
+		t.Fatalf("squeue exited %d: %s", code, te.err)
+	}
+	got := strings.Fields(te.out.String())
+	slices.Sort(got)
+	if want := []string{"11", "12", "13", "14", "15"}; !slices.Equal(got, want) {
+		t.Errorf("squeue over pages of 2 listed jobs %q, want %q", got, want)
+	}
+	var after []uint64
+	for _, req := range f.lists {
+		after = append(after, req.GetAfterId())
+		if req.GetLimit() == 0 {
+			t.Errorf("squeue sent %v without a page limit", req)
+		}
+	}
+	if want := []uint64{0, 12, 14}; !slices.Equal(after, want) {
+		t.Errorf("squeue asked for pages after ids %v, want %v", after, want)
+	}
+}
+
 func TestSqueueJSON(t *testing.T) {
 	f := &fakeServer{jobs: testJobs()}
 	te := newTestEnv("squeue", f.start(t))

@@ -39,10 +39,14 @@ func (as *agentService) Register(ctx context.Context, req *api.RegisterRequest) 
 	return &api.RegisterResponse{Index: res.Index}, nil
 }
 
-// assignedTo returns the allocations node should run or stop.
+// assignedTo returns the allocations node should run or stop. Only jobs
+// whose allocations hold resources can have any (a job that runs holds
+// them, one being stopped holds them until its tasks are gone), so the
+// queue of pending jobs, however long, costs nothing here: every change
+// of state runs this once for every agent.
 func assignedTo(snap *state.View, node string) *api.AllocationUpdate {
 	u := &api.AllocationUpdate{Index: snap.Index()}
-	for j := range snap.ActiveJobs() {
+	for j := range snap.HoldingJobs() {
 		a := j.GetAllocation()
 		if a == nil {
 			continue

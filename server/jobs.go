@@ -1,8 +1,10 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"iter"
 	"slices"
 
 	"github.com/loomhpc/loom/api"
@@ -176,47 +178,89 @@ func (js *jobService) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	resp := &api.ListJobsResponse{Index: snap.Index()}
-	defer func() {
-		for i, j := range resp.Jobs {
-			resp.Jobs[i] = js.s.redact(id, j)
-		}
-	}()
 	keep := func(j *api.Job) bool {
 		if req.User != "" && j.User != req.User {
 			return false
 		}
-		if len(req.States) > 0 && !slices.Contains(req.States, j.State) {
-			return false
-		}
-		return true
+		return len(req.States) == 0 || slices.Contains(req.States, j.State)
 	}
-	if len(req.JobIds) > 0 {
-		for _, id := range req.JobIds {
+	resp := &api.ListJobsResponse{Index: snap.Index()}
+	// Jobs come in id order, so a page ends at an id and the next one
+	// starts after it.
+	for j := range js.listed(snap, req) {
+		if !keep(j) {
+			continue
+		}
+		if req.Limit > 0 && len(resp.Jobs) == int(req.Limit) {
+			resp.NextAfterId = resp.Jobs[len(resp.Jobs)-1].Id
+			break
+		}
+		resp.Jobs = append(resp.Jobs, j)
+	}
+	for i, j := range resp.Jobs {
+		resp.Jobs[i] = js.s.summary(id, j)
+	}
+	return resp, nil
+}
+
+// listed yields the jobs req names (its ids, else the user's or
+// everyone's, active or all) after req.AfterId, in id order, from the
+// index that holds them.
+//
+// Jobs that have left the live state come from the accounting store: a
+// named one always, and with req.All the newest maxArchivedListed, merged
+// into the same id order so that paging stays exact.
+func (js *jobService) listed(snap *state.View, req *api.ListJobsRequest) iter.Seq[*api.Job] {
+	if len(req.JobIds) == 0 {
+		live := snap.JobsAfter(state.JobFilter{Active: !req.All, User: req.User, AfterID: req.AfterId})
+		if !req.All {
+			return live
+		}
+		old := js.s.archivedJobs(func(j *api.Job) bool {
+			return j.Id > req.AfterId && (req.User == "" || j.User == req.User)
+		})
+		slices.SortFunc(old, func(a, b *api.Job) int { return cmp.Compare(a.Id, b.Id) })
+		return mergeByID(live, old)
+	}
+	ids := slices.Clone(req.JobIds)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	return func(yield func(*api.Job) bool) {
+		for _, id := range ids {
+			if id <= req.AfterId {
+				continue
+			}
 			j := snap.Job(id)
 			if j == nil {
 				j = js.s.archivedJob(id)
 			}
-			if j != nil && keep(j) {
-				resp.Jobs = append(resp.Jobs, j)
+			if j != nil && !yield(j) {
+				return
 			}
 		}
-		return resp, nil
 	}
-	jobs := snap.ActiveJobs()
-	if req.All {
-		jobs = snap.Jobs()
-	}
-	for j := range jobs {
-		if keep(j) {
-			resp.Jobs = append(resp.Jobs, j)
+}
+
+// mergeByID yields live's jobs and old's (both in ascending id order) in
+// one ascending order. A job in both (archived as the view was taken) is
+// yielded once, from live.
+func mergeByID(live iter.Seq[*api.Job], old []*api.Job) iter.Seq[*api.Job] {
+	return func(yield func(*api.Job) bool) {
+		for j := range live {
+			for len(old) > 0 && old[0].Id <= j.Id {
+				if old[0].Id < j.Id && !yield(old[0]) {
+					return
+				}
+				old = old[1:]
+			}
+			if !yield(j) {
+				return
+			}
+		}
+		for _, j := range old {
+			if !yield(j) {
+				return
+			}
 		}
 	}
-	if req.All {
-		// Archived jobs are older than the live ones: oldest first.
-		old := js.s.archivedJobs(keep)
-		slices.Reverse(old)
-		resp.Jobs = append(old, resp.Jobs...)
-	}
-	return resp, nil
 }

@@ -73,18 +73,19 @@ func (s *Server) startLeading(l raftnode.Leadership) context.CancelFunc {
 	}
 }
 
-// scheduleLoop wakes on state changes (debounced so a burst of submits is
-// placed in one cycle) and at least every SchedulerInterval.
+// scheduleLoop runs a scheduling cycle on every state change and at least
+// every SchedulerInterval. The first change after a quiet spell is
+// planned at once, so that a job submitted to an idle cluster starts
+// without waiting; under a storm of changes cycles are paced by
+// cycleDelay, so that one cycle plans a whole burst.
 func (s *Server) scheduleLoop(ctx context.Context) {
-	// A burst of changes (submits, task reports) is placed in one cycle;
-	// this also bounds the loop's share of the CPU under a submit storm.
-	const debounce = 20 * time.Millisecond
 	// Apply everything the previous leader committed before planning.
 	if err := s.raft.Barrier(ctx); err != nil {
 		s.log.Warn("barrier before scheduling", "err", err)
 	}
 	store := s.raft.Store()
 	var lastIndex uint64
+	var lastEnd time.Time
 	var lastCycle time.Duration
 	fs := fairShareCache{archive: s.acct}
 	tick := time.NewTicker(s.cfg.SchedulerInterval)
@@ -92,26 +93,43 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 	for {
 		snap, changed := store.Changed()
 		if snap.Index() != lastIndex {
+			if wait := cycleDelay(time.Now(), lastEnd, lastCycle); wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+					return
+				}
+				continue // plan from what arrived meanwhile too
+			}
 			start := time.Now()
 			lastIndex = s.scheduleOnce(ctx, snap, &fs)
-			lastCycle = time.Since(start)
+			lastEnd = time.Now()
+			lastCycle = lastEnd.Sub(start)
+			continue
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
-			// Wait at least twice the last cycle's length, so that under a
-			// storm of changes scheduling takes at most a third of a core
-			// and the write path keeps the rest.
-			select {
-			case <-time.After(max(debounce, 2*lastCycle)):
-			case <-ctx.Done():
-				return
-			}
 		case <-tick.C:
 			lastIndex = 0 // time passes: look again even without changes
 		}
 	}
+}
+
+// minCycleGap is the least time between the end of one scheduling cycle
+// and the start of the next: what a burst of changes arriving together
+// waits at most to be planned as one.
+const minCycleGap = 5 * time.Millisecond
+
+// cycleDelay is how long a change seen at now waits before a cycle, when
+// the last one ended at lastEnd after taking lastCycle. Cycles are at
+// least minCycleGap and twice the last cycle's length apart, so that under
+// a storm of changes scheduling takes at most a third of a core and the
+// write path keeps the rest; a change after a longer quiet spell waits
+// for nothing.
+func cycleDelay(now, lastEnd time.Time, lastCycle time.Duration) time.Duration {
+	return max(0, lastEnd.Add(max(minCycleGap, 2*lastCycle)).Sub(now))
 }
 
 // scheduleOnce runs one cycle and returns the index it planned from, or

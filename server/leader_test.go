@@ -152,3 +152,25 @@ func TestLeaderLoopLostAndRegainedWhileBusy(t *testing.T) {
 		t.Fatalf("after terms %d and %d: %d starts, at most %d at once, %d running; want 2, 1, 1", first, second, starts, maxRunning, running)
 	}
 }
+
+func TestCycleDelay(t *testing.T) {
+	end := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		name      string
+		now       time.Time
+		lastEnd   time.Time
+		lastCycle time.Duration
+		want      time.Duration
+	}{
+		{"first change ever", end, time.Time{}, 0, 0},
+		{"after a quiet spell", end.Add(time.Second), end, time.Millisecond, 0},
+		{"right after a short cycle", end.Add(time.Millisecond), end, time.Millisecond, minCycleGap - time.Millisecond},
+		{"right after a long cycle", end, end, 40 * time.Millisecond, 80 * time.Millisecond},
+		{"part way through the gap", end.Add(30 * time.Millisecond), end, 40 * time.Millisecond, 50 * time.Millisecond},
+		{"just past the gap", end.Add(81 * time.Millisecond), end, 40 * time.Millisecond, 0},
+	} {
+		if got := cycleDelay(tc.now, tc.lastEnd, tc.lastCycle); got != tc.want {
+			t.Errorf("%s: cycleDelay = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -208,8 +208,8 @@ func New(cfg Config) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.raft, s.lis, s.localLis, s.ctx, s.cancel = rn, lis, local, ctx, cancel
 	s.advertiseRPC = advertisedRPC(lis.Addr(), rn.Addr())
-	s.grpc = grpc.NewServer(grpc.Creds(creds),
-		grpc.ChainUnaryInterceptor(s.unaryAdmit), grpc.ChainStreamInterceptor(s.streamAdmit))
+	s.grpc = grpc.NewServer(append(api.ServerSizeOptions(), grpc.Creds(creds),
+		grpc.ChainUnaryInterceptor(s.unaryAdmit), grpc.ChainStreamInterceptor(s.streamAdmit))...)
 	s.registerServices(s.grpc)
 	s.metrics = newMetrics(s)
 	// The fair-share gauge reads archived usage as the scheduler does.

@@ -195,10 +195,9 @@ func (f *FSM) Restore(r io.Reader) error {
 		case j.ArrayJobId != 0:
 			arrayID, arraySpec = j.ArrayJobId, j.Spec
 		}
-		k := jobKey(j.Id)
-		t.jobs.Insert(k, j)
+		t.jobs.Insert(jobKey(j.Id), j)
 		t.countUnfinished(nil, j)
-		indexJob(t.active, t.holding, k, j)
+		t.indexJob(j)
 		if j.IdempotencyToken != "" {
 			t.tokens.Insert([]byte(j.IdempotencyToken), j.Id)
 		}

@@ -9,15 +9,17 @@ import (
 
 // txn is the FSM's writable view while it applies one entry.
 type txn struct {
-	index     uint64
-	nextJobID uint64
-	jobs      *iradix.Txn[*api.Job]
-	active    *iradix.Txn[*api.Job]
-	holding   *iradix.Txn[*api.Job]
-	nodes     *iradix.Txn[*api.Node]
-	tokens    *iradix.Txn[uint64]
-	servers   *iradix.Txn[*api.ServerInfo]
-	base      *View
+	index      uint64
+	nextJobID  uint64
+	jobs       *iradix.Txn[*api.Job]
+	active     *iradix.Txn[*api.Job]
+	holding    *iradix.Txn[*api.Job]
+	byUser     *iradix.Txn[*api.Job]
+	userActive *iradix.Txn[*api.Job]
+	nodes      *iradix.Txn[*api.Node]
+	tokens     *iradix.Txn[uint64]
+	servers    *iradix.Txn[*api.ServerInfo]
+	base       *View
 
 	unfinished *iradix.Txn[uint32]
 	numJobs    int // jobs in the live state, as the jobs tree will hold
@@ -28,15 +30,17 @@ type txn struct {
 
 func (v *View) txn(index uint64) *txn {
 	return &txn{
-		index:     index,
-		nextJobID: v.nextJobID,
-		jobs:      v.jobs.Txn(),
-		active:    v.active.Txn(),
-		holding:   v.holding.Txn(),
-		nodes:     v.nodes.Txn(),
-		tokens:    v.tokens.Txn(),
-		servers:   v.servers.Txn(),
-		base:      v,
+		index:      index,
+		nextJobID:  v.nextJobID,
+		jobs:       v.jobs.Txn(),
+		active:     v.active.Txn(),
+		holding:    v.holding.Txn(),
+		byUser:     v.byUser.Txn(),
+		userActive: v.userActive.Txn(),
+		nodes:      v.nodes.Txn(),
+		tokens:     v.tokens.Txn(),
+		servers:    v.servers.Txn(),
+		base:       v,
 
 		unfinished: v.unfinished.Txn(),
 		numJobs:    v.jobs.Len(),
@@ -45,14 +49,16 @@ func (v *View) txn(index uint64) *txn {
 
 func (t *txn) commit() *View {
 	return &View{
-		index:     t.index,
-		nextJobID: t.nextJobID,
-		jobs:      t.jobs.Commit(),
-		active:    t.active.Commit(),
-		holding:   t.holding.Commit(),
-		nodes:     t.nodes.Commit(),
-		tokens:    t.tokens.Commit(),
-		servers:   t.servers.Commit(),
+		index:      t.index,
+		nextJobID:  t.nextJobID,
+		jobs:       t.jobs.Commit(),
+		active:     t.active.Commit(),
+		holding:    t.holding.Commit(),
+		byUser:     t.byUser.Commit(),
+		userActive: t.userActive.Commit(),
+		nodes:      t.nodes.Commit(),
+		tokens:     t.tokens.Commit(),
+		servers:    t.servers.Commit(),
 
 		unfinished: t.unfinished.Commit(),
 	}
@@ -64,18 +70,17 @@ func (t *txn) job(id uint64) *api.Job {
 }
 
 // putJob stores j (which the caller built fresh or cloned) and keeps the
-// active index in step with its state.
+// indexes in step with its state.
 func (t *txn) putJob(j *api.Job) {
 	if j.CreateIndex == 0 {
 		j.CreateIndex = t.index
 	}
 	j.ModifyIndex = t.index
-	k := jobKey(j.Id)
-	old, updated := t.jobs.Insert(k, j)
+	old, updated := t.jobs.Insert(jobKey(j.Id), j)
 	if !updated {
 		t.numJobs++
 	}
-	indexJob(t.active, t.holding, k, j)
+	t.indexJob(j)
 	t.countUnfinished(old, j)
 }
 
@@ -115,6 +120,9 @@ func (t *txn) removeJob(j *api.Job) {
 	}
 	t.active.Delete(k)
 	t.holding.Delete(k)
+	uk := userJobKey(j.User, j.Id)
+	t.byUser.Delete(uk)
+	t.userActive.Delete(uk)
 	if j.IdempotencyToken != "" {
 		if id, ok := t.tokens.Get([]byte(j.IdempotencyToken)); ok && id == j.Id {
 			t.tokens.Delete([]byte(j.IdempotencyToken))
@@ -123,18 +131,23 @@ func (t *txn) removeJob(j *api.Job) {
 	t.countUnfinished(j, nil)
 }
 
-// indexJob keeps the active and holding indexes in step with j's state.
-func indexJob(active, holding *iradix.Txn[*api.Job], k []byte, j *api.Job) {
+// indexJob keeps the active, holding and by-user indexes in step with
+// j's state.
+func (t *txn) indexJob(j *api.Job) {
+	k, uk := jobKey(j.Id), userJobKey(j.User, j.Id)
+	t.byUser.Insert(uk, j)
 	holds := j.HoldsResources()
 	if j.State.Terminal() && !holds {
-		active.Delete(k)
+		t.active.Delete(k)
+		t.userActive.Delete(uk)
 	} else {
-		active.Insert(k, j)
+		t.active.Insert(k, j)
+		t.userActive.Insert(uk, j)
 	}
 	if holds {
-		holding.Insert(k, j)
+		t.holding.Insert(k, j)
 	} else {
-		holding.Delete(k)
+		t.holding.Delete(k)
 	}
 }
 

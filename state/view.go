@@ -1,10 +1,12 @@
 package state
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"iter"
+	"math"
 
 	iradix "github.com/hashicorp/go-immutable-radix/v2"
 	"github.com/loomhpc/loom/api"
@@ -20,9 +22,13 @@ type View struct {
 	jobs      *iradix.Tree[*api.Job]
 	active    *iradix.Tree[*api.Job] // jobs not finished, or still holding resources
 	holding   *iradix.Tree[*api.Job] // jobs whose allocation still holds resources
-	nodes     *iradix.Tree[*api.Node]
-	tokens    *iradix.Tree[uint64] // idempotency token -> job id
-	servers   *iradix.Tree[*api.ServerInfo]
+	// byUser and userActive are jobs and active by owner (userJobKey),
+	// so that one user's listing does not scan everyone's jobs.
+	byUser     *iradix.Tree[*api.Job]
+	userActive *iradix.Tree[*api.Job]
+	nodes      *iradix.Tree[*api.Node]
+	tokens     *iradix.Tree[uint64] // idempotency token -> job id
+	servers    *iradix.Tree[*api.ServerInfo]
 	// unfinished counts each user's (uid's) jobs not yet finished, for
 	// max_jobs_per_user.
 	unfinished *iradix.Tree[uint32]
@@ -30,13 +36,15 @@ type View struct {
 
 func emptyView() *View {
 	return &View{
-		nextJobID: 1,
-		jobs:      iradix.New[*api.Job](),
-		active:    iradix.New[*api.Job](),
-		holding:   iradix.New[*api.Job](),
-		nodes:     iradix.New[*api.Node](),
-		tokens:    iradix.New[uint64](),
-		servers:   iradix.New[*api.ServerInfo](),
+		nextJobID:  1,
+		jobs:       iradix.New[*api.Job](),
+		active:     iradix.New[*api.Job](),
+		holding:    iradix.New[*api.Job](),
+		byUser:     iradix.New[*api.Job](),
+		userActive: iradix.New[*api.Job](),
+		nodes:      iradix.New[*api.Node](),
+		tokens:     iradix.New[uint64](),
+		servers:    iradix.New[*api.ServerInfo](),
 
 		unfinished: iradix.New[uint32](),
 	}
@@ -68,6 +76,12 @@ func (v *View) Job(id uint64) *api.Job {
 	return j
 }
 
+// userJobKey is a job's key in the by-user indexes: the user's name, a
+// NUL (which no user name holds), the job id.
+func userJobKey(user string, id uint64) []byte {
+	return append(append([]byte(user), 0), jobKey(id)...)
+}
+
 // JobByToken returns the job submitted with an idempotency token, or nil.
 func (v *View) JobByToken(token string) *api.Job {
 	id, ok := v.tokens.Get([]byte(token))
@@ -78,24 +92,44 @@ func (v *View) JobByToken(token string) *api.Job {
 }
 
 // Jobs yields every job, oldest first.
-func (v *View) Jobs() iter.Seq[*api.Job] {
-	return func(yield func(*api.Job) bool) {
-		it := v.jobs.Root().Iterator()
-		for _, j, ok := it.Next(); ok; _, j, ok = it.Next() {
-			if !yield(j) {
-				return
-			}
-		}
-	}
-}
+func (v *View) Jobs() iter.Seq[*api.Job] { return v.JobsAfter(JobFilter{}) }
 
 // ActiveJobs yields the jobs that are pending, running, or still hold an
 // allocation, oldest first: what the scheduler and agents care about.
-func (v *View) ActiveJobs() iter.Seq[*api.Job] {
+func (v *View) ActiveJobs() iter.Seq[*api.Job] { return v.JobsAfter(JobFilter{Active: true}) }
+
+// JobFilter picks the jobs JobsAfter yields from an index.
+type JobFilter struct {
+	Active  bool   // only active jobs (ActiveJobs)
+	User    string // only this user's jobs; "" for everyone's
+	AfterID uint64 // only jobs with larger ids
+}
+
+// JobsAfter yields the jobs f picks, oldest first, from the index that
+// holds just those: a page of one user's queue costs the page, not a scan
+// of every job.
+func (v *View) JobsAfter(f JobFilter) iter.Seq[*api.Job] {
+	tree, prefix := v.jobs, []byte(nil)
+	switch {
+	case f.User != "" && f.Active:
+		tree, prefix = v.userActive, append([]byte(f.User), 0)
+	case f.User != "":
+		tree, prefix = v.byUser, append([]byte(f.User), 0)
+	case f.Active:
+		tree = v.active
+	}
 	return func(yield func(*api.Job) bool) {
-		it := v.active.Root().Iterator()
-		for _, j, ok := it.Next(); ok; _, j, ok = it.Next() {
-			if !yield(j) {
+		if f.AfterID == math.MaxUint64 {
+			return
+		}
+		it := tree.Root().Iterator()
+		if f.AfterID > 0 {
+			it.SeekLowerBound(append(prefix, jobKey(f.AfterID+1)...))
+		} else {
+			it.SeekPrefix(prefix)
+		}
+		for k, j, ok := it.Next(); ok; k, j, ok = it.Next() {
+			if !bytes.HasPrefix(k, prefix) || !yield(j) {
 				return
 			}
 		}

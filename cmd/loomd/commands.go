@@ -12,6 +12,7 @@ import (
 	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/internal/bench/allreduce"
 	"github.com/loomhpc/loom/internal/bench/client"
+	"github.com/loomhpc/loom/internal/bench/e2e"
 	"github.com/loomhpc/loom/internal/bench/failover"
 	"github.com/loomhpc/loom/internal/bench/sched"
 	"github.com/loomhpc/loom/internal/bench/submit"
@@ -34,6 +35,7 @@ var daemonCommands = map[string]loomcmd.RunFunc{
 	"bench submit":           withWriters(submit.Main),
 	"bench failover":         withWriters(failover.Main),
 	"bench sched":            withWriters(sched.Main),
+	"bench e2e":              withContext(e2e.Main),
 	"bench train":            benchTrain,
 	"bench client":           withWriters(client.Main),
 	"sim":                    withWriters(simcmd.Main),
@@ -52,6 +54,13 @@ func runDaemon(path ...string) loomcmd.RunFunc {
 }
 
 // withWriters adapts a tool's Main to the table.
+// withContext adapts a Main that takes a context to the table.
+func withContext(main func(ctx context.Context, args []string, stdout, stderr io.Writer) int) loomcmd.RunFunc {
+	return func(ctx context.Context, args []string, sio loomcmd.Stdio) int {
+		return main(ctx, args, sio.Out, sio.Err)
+	}
+}
+
 func withWriters(main func(args []string, stdout, stderr io.Writer) int) loomcmd.RunFunc {
 	return func(_ context.Context, args []string, sio loomcmd.Stdio) int {
 		return main(args, sio.Out, sio.Err)

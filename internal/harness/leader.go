@@ -23,7 +23,7 @@ func Dial(addr string) (*grpc.ClientConn, error) {
 	if strings.HasPrefix(addr, "unix:") {
 		creds = auth.PeerCredentials()
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), api.ClientSizeOption())
 	if err != nil {
 		return nil, fmt.Errorf("harness: dial %s: %w", addr, err)
 	}

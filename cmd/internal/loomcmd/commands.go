@@ -130,6 +130,7 @@ func Table(version string, daemons Daemons) []*Command {
 			{name: "submit", args: "[flags]", summary: "control-plane submit throughput and leader failover", run: d("bench", "submit")},
 			{name: "failover", args: "[flags]", summary: "node failure detection and gang requeue times", run: d("bench", "failover")},
 			{name: "sched", args: "[flags]", summary: "time one scheduling cycle on a large synthetic cluster", run: d("bench", "sched")},
+			{name: "e2e", args: "[flags]", summary: "submit, start, drain and squeue times through the real Slurm commands on a dev cluster", run: d("bench", "e2e")},
 			{name: "train", args: "[flags]", summary: "MNIST training throughput with 1, 2, 4 ranks (runs bin/mnist bench)", run: d("bench", "train")},
 			{name: "client", args: "[flags]", summary: "a loom client process's wall time: loom version and sbatch, median of many", run: d("bench", "client")},
 		}},

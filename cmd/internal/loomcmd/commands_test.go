@@ -137,8 +137,8 @@ func TestUsageErrors(t *testing.T) {
 		wantStderr string
 	}{
 		{[]string{"frob"}, "loom: unknown command \"frob\"\n\nloom: a gang scheduler for GPU clusters\n"},
-		{[]string{"bench"}, "loom bench: known benchmarks: allreduce, submit, failover, sched, train, client\n"},
-		{[]string{"bench", "nope"}, "loom bench: known benchmarks: allreduce, submit, failover, sched, train, client\n"},
+		{[]string{"bench"}, "loom bench: known benchmarks: allreduce, submit, failover, sched, e2e, train, client\n"},
+		{[]string{"bench", "nope"}, "loom bench: known benchmarks: allreduce, submit, failover, sched, e2e, train, client\n"},
 		{[]string{"config"}, "loom config: the only subcommand is check\n"},
 		{[]string{"gpu", "top"}, "loom gpu: the only subcommand is topo\n"},
 		{[]string{"image"}, "loom image: the only subcommand is import\n"},
