@@ -53,6 +53,9 @@ type task struct {
 	// preempted (set before stop closes) says the stop is a preemption:
 	// the task gets its job's --signal and its lead first.
 	preempted bool
+	// cores are the node's cores bound to the task (guarded by the
+	// agent's mu; freed when the task is forgotten).
+	cores []int
 }
 
 func (t *task) requestStop() { t.requestStopFor(api.TaskEndReason_TASK_END_KILLED) }
@@ -198,6 +201,9 @@ func pruneOutputs(outs map[outKey]taskOutput, limit int) {
 
 func (a *Agent) forgetTask(t *task) {
 	a.mu.Lock()
+	if a.cpus != nil {
+		a.cpus.mark(t.cores, false)
+	}
 	delete(a.tasks, t.key)
 	a.mu.Unlock()
 	close(t.finished)
@@ -240,7 +246,7 @@ func (a *Agent) runTask(t *task) (*api.TaskStatus, driver.Handle) {
 	}
 	// The record goes first: a rank the driver starts is never one a
 	// restarted agent does not know of.
-	rec := &taskRecord{Job: j, Rank: r, Stdout: t.stdout, Stderr: t.stderr}
+	rec := &taskRecord{Job: j, Rank: r, Stdout: t.stdout, Stderr: t.stderr, Cores: t.cores}
 	if err := a.state.putTask(t.key, rec); err != nil {
 		log.Warn("rank not started", "err", err)
 		return &api.TaskStatus{Reason: api.TaskEndReason_TASK_END_START_FAILED, ExitCode: 1, Message: "agent state: " + err.Error()}, nil
@@ -419,6 +425,10 @@ func (a *Agent) recoverTasks() error {
 		}
 		t := a.newTask(k, rec.Job, rec.Rank)
 		t.signalsSeen = signalsUnknown
+		if a.cpus != nil {
+			t.cores = rec.Cores
+			a.cpus.mark(t.cores, true)
+		}
 		a.log.Info("rank recovered", "job_id", k.job, "generation", k.gen, "rank", k.rank, "driver", a.cfg.Driver.Name())
 		a.goFunc(func() {
 			defer a.forgetTask(t)
@@ -474,6 +484,18 @@ func (a *Agent) taskSpec(t *task) (driver.TaskSpec, error) {
 	}
 	if id, ok := t.key.stepID(); ok {
 		s.Labels["loom.step"] = api.StepName(id)
+	}
+	if a.cpus != nil {
+		a.mu.Lock()
+		t.cores = a.cpus.take(r.Cpus)
+		if t.cores != nil {
+			s.CPUSet = a.cpus.hostCPUs(t.cores)
+		}
+		a.mu.Unlock()
+		if s.CPUSet != nil {
+			s.Env = slices.DeleteFunc(s.Env, func(kv string) bool { return strings.HasPrefix(kv, "SLURM_CPU_BIND") })
+			s.Env = append(s.Env, cpuBindEnv(s.CPUSet)...)
+		}
 	}
 	s.TruncateStdout, s.TruncateStderr = truncateOutputsOf(j, stdout, stderr, func(o *api.Rank) (string, string) {
 		return a.taskOutputs(taskKey{t.key.job, t.key.gen, o.Rank, t.key.step}, j, o)

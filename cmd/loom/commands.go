@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/loomhpc/loom/agent/driver/containerd"
+	"github.com/loomhpc/loom/agent/driver/exec"
 	"github.com/loomhpc/loom/cli"
 	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/internal/bench/allreduce"
@@ -115,6 +116,8 @@ func commandTable() []*command {
 		{name: "help", aliases: []string{"-h", "--help"}, summary: "print this text (also -h, --help)", run: help},
 		{name: "containerd-logger", args: "[flags]", internal: true,
 			summary: "write a rank container's output (containerd's shim starts it)", run: containerdLogger},
+		{name: exec.ShimCommand, args: "[flags] -- COMMAND", internal: true,
+			summary: "start an isolated rank in its cgroup (the agent's exec driver starts it)", run: execShim},
 		{name: allreduce.WorkerArg, args: "[flags]", internal: true,
 			summary: "one rank of loom bench allreduce (the benchmark starts it)", run: netcollWorker},
 	}
@@ -188,6 +191,10 @@ func printVersion(_ context.Context, _ []string, sio stdio) int {
 
 func containerdLogger(_ context.Context, args []string, sio stdio) int {
 	return containerd.LoggerMain(args, sio.err)
+}
+
+func execShim(_ context.Context, args []string, sio stdio) int {
+	return exec.ShimMain(args, sio.err)
 }
 
 func netcollWorker(_ context.Context, args []string, _ stdio) int {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/agent"
+	"github.com/loomhpc/loom/agent/cgroup"
 	"github.com/loomhpc/loom/agent/driver/containerd"
 	"github.com/loomhpc/loom/agent/driver/exec"
 	"github.com/loomhpc/loom/api"
@@ -156,6 +157,13 @@ func runAgent(ctx context.Context, args []string, sio stdio) int {
 	ctrSocket := fs.String("containerd-socket", containerd.DefaultSocket, "containerd's socket, for --driver containerd")
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", ":7072", "gossip (memberlist) address")
 	gjoin := fs.String("gossip-join", "", "servers' gossip addresses, comma-separated; empty disables gossip")
+	isolation := fs.String("isolation", "auto", "exec driver: cgroup (confine every rank, refuse to start without), auto (confine where the agent can, warn where not) or none")
+	cgroupRoot := fs.String("cgroup-root", "", "exec driver: name of the agent's cgroup under each hierarchy (default loom_NODE)")
+	deviceDir := fs.String("device-dir", "/dev", "exec driver: where the GPUs' device nodes nvidiaN are")
+	privateTmp := fs.Bool("private-tmp", true, "exec driver: give each job a private /tmp and /dev/shm (with isolation)")
+	allowSwap := fs.Bool("allow-swap", false, "exec driver: let ranks swap beyond their memory limit")
+	fs.IntVar(&cfg.ReservedCPUs, "reserved-cpus", 0, "CPUs kept for the system, never given to jobs (CoreSpecCount)")
+	fs.Uint64Var(&cfg.ReservedMemMB, "reserved-mem-mb", 0, "memory in MB kept for the system, never given to jobs (MemSpecLimit)")
 	var sec daemonSecurity
 	sec.register(fs, "agent", "--agent NODE")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -182,6 +190,12 @@ func runAgent(ctx context.Context, args []string, sio stdio) int {
 		fmt.Fprintf(sio.err, "loom agent: --ports=%s: want LOW-HIGH, e.g. 29500-29999\n", *port)
 		return 2
 	}
+	switch *isolation {
+	case "auto", "cgroup", "none":
+	default:
+		fmt.Fprintf(sio.err, "loom agent: --isolation=%s: want cgroup, auto or none\n", *isolation)
+		return 2
+	}
 	if checkingConfig {
 		if *driverName != "exec" && *driverName != "containerd" {
 			fmt.Fprintf(sio.err, "loom agent: --driver=%s: unknown driver (known: exec, containerd)\n", *driverName)
@@ -196,7 +210,14 @@ func runAgent(ctx context.Context, args []string, sio stdio) int {
 	}
 	switch *driverName {
 	case "exec":
-		cfg.Driver = exec.New(filepath.Join(cfg.DataDir, "exec"), newLogger(*level))
+		if cfg.Name == "" {
+			cfg.Name, _ = os.Hostname()
+		}
+		iso := execIsolation{mode: *isolation, root: *cgroupRoot, deviceDir: *deviceDir, privateTmp: *privateTmp, allowSwap: *allowSwap}
+		if err := iso.apply(&cfg, newLogger(*level)); err != nil {
+			fmt.Fprintln(sio.err, "loom agent:", err)
+			return 1
+		}
 	case "containerd":
 		if cfg.Name == "" {
 			cfg.Name, _ = os.Hostname()
@@ -228,6 +249,62 @@ func runAgent(ctx context.Context, args []string, sio stdio) int {
 	cfg.Logger.Info("shutting down")
 	a.Close()
 	return 0
+}
+
+// execIsolation is how the exec driver is asked to confine ranks.
+type execIsolation struct {
+	mode, root, deviceDir string
+	privateTmp, allowSwap bool
+}
+
+// apply makes cfg's exec driver: isolating where it can (or must), with
+// the agent told so for the node's label and the ranks' CPU binding.
+func (o execIsolation) apply(cfg *agent.Config, log *slog.Logger) error {
+	state := filepath.Join(cfg.DataDir, "exec")
+	mode, why := cgroup.None, errors.New("--isolation=none")
+	if o.mode != "none" {
+		mode, why = cgroup.Detect()
+	}
+	if mode == cgroup.None {
+		if o.mode == "cgroup" {
+			return fmt.Errorf("--isolation=cgroup: ranks cannot be isolated: %v", why)
+		}
+		cfg.Isolation = "none: " + why.Error()
+		cfg.Driver = exec.New(state, log)
+		return nil
+	}
+	root := o.root
+	if root == "" {
+		root = "loom_" + strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' {
+				return r
+			}
+			return '_'
+		}, cfg.Name)
+	}
+	m, err := cgroup.New(mode, root)
+	if err != nil {
+		return fmt.Errorf("--cgroup-root: %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("isolation: finding the loom binary for the rank shim: %w", err)
+	}
+	iso := exec.Isolation{Cgroups: m, Shim: []string{self, exec.ShimCommand}, DeviceDir: o.deviceDir, AllowSwap: o.allowSwap}
+	if o.privateTmp {
+		iso.PrivateTmpDir = filepath.Join(cfg.DataDir, "jobtmp")
+	}
+	d, err := exec.NewIsolated(state, iso, log)
+	if err != nil {
+		return err
+	}
+	cfg.Driver = d
+	cfg.Isolation = mode.String()
+	cfg.BindCPUs = true
+	// Isolated ranks outlive the agent, in their cgroups: stopping it (an
+	// upgrade, a restart) leaves them running for the next agent.
+	cfg.DetachOnClose = true
+	return nil
 }
 
 func runDev(ctx context.Context, args []string, sio stdio) int {
