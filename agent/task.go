@@ -53,6 +53,8 @@ type task struct {
 	// preempted (set before stop closes) says the stop is a preemption:
 	// the task gets its job's --signal and its lead first.
 	preempted bool
+	// memMB is the memory limit the task was started with.
+	memMB uint64
 	// cores are the node's cores bound to the task (guarded by the
 	// agent's mu; freed when the task is forgotten).
 	cores []int
@@ -379,7 +381,7 @@ wait:
 		st.Reason, st.Message = api.TaskEndReason_TASK_END_LOST, werr.Error()
 	case ex.OOM:
 		st.Reason = api.TaskEndReason_TASK_END_OOM
-		st.Message = fmt.Sprintf("killed by the out-of-memory killer at its limit of %d MB", r.MemMb)
+		st.Message = fmt.Sprintf("killed by the out-of-memory killer at its limit of %d MB", cmp.Or(t.memMB, r.MemMb))
 	}
 	log.Info("rank ended", "exit_code", ex.Code, "signal", ex.Signal, "reason", st.Reason)
 	return st
@@ -485,6 +487,12 @@ func (a *Agent) taskSpec(t *task) (driver.TaskSpec, error) {
 	if id, ok := t.key.stepID(); ok {
 		s.Labels["loom.step"] = api.StepName(id)
 	}
+	if t.full != nil {
+		// A step's view charges no memory: the job's --mem on this node
+		// holds for every step task here.
+		s.MemMB = nodeMemMB(t.full.Allocation, r)
+	}
+	t.memMB = s.MemMB
 	if a.cpus != nil {
 		a.mu.Lock()
 		t.cores = a.cpus.take(r.Cpus)

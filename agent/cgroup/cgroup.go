@@ -133,8 +133,14 @@ func (m *Manager) Create(t Task, l Limits) (Group, error) {
 		return nil, fmt.Errorf("cgroup: task name %q: want letters, digits, '.', '_' or '-'", t.Name)
 	}
 	if g, err := m.Load(t); err == nil {
-		_ = g.Kill()
-		_ = g.Delete()
+		// A fresh group: a stale one's counters (an OOM kill) would be
+		// taken for the new rank's.
+		if err := g.Kill(); err != nil {
+			return nil, err
+		}
+		if err := g.Delete(); err != nil {
+			return nil, fmt.Errorf("cgroup: removing the stale group of %s: %w", t.Name, err)
+		}
 	}
 	if m.mode == V2 {
 		return createV2(m.root, t, l)
@@ -276,4 +282,47 @@ func killAll(pids func() ([]int, error), freeze, thaw func() error) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Clear kills every process in every group under the root and removes the
+// groups and the root: for tests, and for an admin taking a node out of
+// service.
+func (m *Manager) Clear() error {
+	ts, err := m.List()
+	if err != nil {
+		return err
+	}
+	for _, t := range ts {
+		g, err := m.Load(t)
+		if err != nil {
+			return err
+		}
+		if err := g.Kill(); err != nil {
+			return err
+		}
+		if err := g.Delete(); err != nil {
+			return err
+		}
+	}
+	dirs := []string{filepath.Join(v2Root, m.root)}
+	if m.mode == V1 {
+		dirs = nil
+		for _, c := range v1Controllers {
+			dirs = append(dirs, filepath.Join(v1Root, c, m.root))
+		}
+	}
+	for _, d := range dirs {
+		// Job groups left empty by an agent killed between removing a
+		// rank's group and its job's.
+		ents, _ := os.ReadDir(d)
+		for _, e := range ents {
+			if e.IsDir() {
+				_ = os.Remove(filepath.Join(d, e.Name()))
+			}
+		}
+		if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }

@@ -45,17 +45,9 @@ func manager(t *testing.T) *Manager {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ts, _ := m.List()
-		for _, task := range ts {
-			if g, err := m.Load(task); err == nil {
-				_ = g.Kill()
-				_ = g.Delete()
-			}
+		if err := m.Clear(); err != nil {
+			t.Error(err)
 		}
-		for _, c := range v1Controllers {
-			os.Remove(v1Root + "/" + c + "/" + m.root)
-		}
-		os.Remove(v2Root + "/" + m.root)
 	})
 	return m
 }

@@ -49,15 +49,8 @@ func isolated(t *testing.T, state string) (*Driver, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ts, _ := m.List()
-		for _, task := range ts {
-			if g, err := m.Load(task); err == nil {
-				_ = g.Kill()
-				_ = g.Delete()
-			}
-		}
-		for _, c := range []string{"freezer", "pids", "cpuset", "memory", "devices", ""} {
-			os.Remove(filepath.Join("/sys/fs/cgroup", c, root))
+		if err := m.Clear(); err != nil {
+			t.Error(err)
 		}
 	})
 	return d, devs
