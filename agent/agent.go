@@ -73,9 +73,9 @@ type Config struct {
 	// data dir and appends that dir to the steps' PATH, after what the
 	// job's own PATH finds. Default: the agent's own executable.
 	CommandsBinary string
-	// Isolation says how the driver confines ranks ("cgroup-v1",
-	// "cgroup-v2"), or, when it does not, why ("none: ..."): the node's
-	// loom.isolation label, which scontrol show node prints.
+	// Isolation says how the driver confines ranks ("cgroup-v1 ROOT",
+	// "cgroup-v2 ROOT"), or, when it does not, why ("none: ..."): the
+	// node's loom.isolation label, which scontrol show node prints.
 	Isolation string
 	// BindCPUs gives each rank its own cores (the driver's cpuset) and
 	// reports them in SLURM_CPU_BIND*.

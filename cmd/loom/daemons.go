@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -158,7 +159,7 @@ func runAgent(ctx context.Context, args []string, sio stdio) int {
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", ":7072", "gossip (memberlist) address")
 	gjoin := fs.String("gossip-join", "", "servers' gossip addresses, comma-separated; empty disables gossip")
 	isolation := fs.String("isolation", "auto", "exec driver: cgroup (confine every rank, refuse to start without), auto (confine where the agent can, warn where not) or none")
-	cgroupRoot := fs.String("cgroup-root", "", "exec driver: name of the agent's cgroup under each hierarchy (default loom_NODE)")
+	cgroupRoot := fs.String("cgroup-root", "", "exec driver: name of the agent's cgroup under each hierarchy (default loom_NODE_HASH, HASH of the data dir)")
 	deviceDir := fs.String("device-dir", "/dev", "exec driver: where the GPUs' device nodes nvidiaN are")
 	privateTmp := fs.Bool("private-tmp", true, "exec driver: give each job a private /tmp and /dev/shm (with isolation)")
 	allowSwap := fs.Bool("allow-swap", false, "exec driver: let ranks swap beyond their memory limit")
@@ -251,6 +252,24 @@ func runAgent(ctx context.Context, args []string, sio stdio) int {
 	return 0
 }
 
+// defaultCgroupRoot names an agent's cgroup after its node and data dir:
+// stable across restarts (re-attach finds the ranks there), and distinct
+// for two agents of one name on one host (test clusters), which would
+// otherwise kill each other's ranks as unknown.
+func defaultCgroupRoot(node, dataDir string) string {
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dataDir = abs
+	}
+	sum := sha256.Sum256([]byte(dataDir))
+	safe := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' {
+			return r
+		}
+		return '_'
+	}, node)
+	return fmt.Sprintf("loom_%s_%x", safe, sum[:4])
+}
+
 // execIsolation is how the exec driver is asked to confine ranks.
 type execIsolation struct {
 	mode, root, deviceDir string
@@ -275,12 +294,7 @@ func (o execIsolation) apply(cfg *agent.Config, log *slog.Logger) error {
 	}
 	root := o.root
 	if root == "" {
-		root = "loom_" + strings.Map(func(r rune) rune {
-			if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' {
-				return r
-			}
-			return '_'
-		}, cfg.Name)
+		root = defaultCgroupRoot(cfg.Name, cfg.DataDir)
 	}
 	m, err := cgroup.New(mode, root)
 	if err != nil {
@@ -299,7 +313,7 @@ func (o execIsolation) apply(cfg *agent.Config, log *slog.Logger) error {
 		return err
 	}
 	cfg.Driver = d
-	cfg.Isolation = mode.String()
+	cfg.Isolation = mode.String() + " " + root
 	cfg.BindCPUs = true
 	// Isolated ranks outlive the agent, in their cgroups: stopping it (an
 	// upgrade, a restart) leaves them running for the next agent.

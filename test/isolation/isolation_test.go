@@ -29,6 +29,7 @@ type env struct {
 	t     *testing.T
 	dir   string // the cluster's and the jobs' directory, outside /tmp
 	devs  string // the stand-in GPU device nodes
+	root  string // the agent's cgroup root
 	srv   *cluster.Server
 	agent *cluster.Proc
 	jobs  api.JobServiceClient
@@ -62,7 +63,7 @@ func newEnv(t *testing.T) *env {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, dir: dir, devs: filepath.Join(dir, "dev")}
+	e := &env{t: t, dir: dir, devs: filepath.Join(dir, "dev"), root: root}
 	if err := os.Mkdir(e.devs, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -151,8 +152,8 @@ func TestNodeSaysItIsolates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := r.Node.Labels["loom.isolation"]; !strings.HasPrefix(got, "cgroup-v") {
-		t.Errorf("node label loom.isolation = %q, want cgroup-v1 or cgroup-v2", got)
+	if got := r.Node.Labels["loom.isolation"]; !strings.HasPrefix(got, "cgroup-v") || !strings.HasSuffix(got, " "+e.root) {
+		t.Errorf("node label loom.isolation = %q, want cgroup-v1 or cgroup-v2 and the root %s", got, e.root)
 	}
 }
 
