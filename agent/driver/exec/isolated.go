@@ -267,7 +267,8 @@ func (d *Driver) recoverIsolated(known []string) (map[string]driver.Handle, erro
 			pid, start = 0, 0
 		}
 		h := &cgHandle{d: d, id: t.Name, g: g, pid: pid, Ending: driver.NewEnding()}
-		go h.reap(func() error { return followShim(pid, start) })
+		exit := d.exitFile(t.Name)
+		go h.reap(func() error { return followShim(pid, start, g, exit) })
 		out[t.Name] = h
 		d.log.Info("re-attached to a rank by its cgroup", "task", t.Name, "shim_pid", pid)
 	}
@@ -276,9 +277,21 @@ func (d *Driver) recoverIsolated(known []string) (map[string]driver.Handle, erro
 
 // followShim returns once process pid (started at start) has exited. It
 // is not this process's child, so it cannot be waited for: it is polled.
-func followShim(pid int, start uint64) error {
-	for pid > 0 && processStart(pid) == start {
+// Without a record of the shim it waits for the exit file, or for the
+// group to be empty.
+func followShim(pid int, start uint64, g cgroup.Group, exit string) error {
+	for {
+		if pid > 0 && processStart(pid) != start {
+			return nil
+		}
+		if pid <= 0 {
+			if _, err := os.Stat(exit); err == nil {
+				return nil
+			}
+			if ps, err := g.Pids(); err != nil || len(ps) == 0 {
+				return nil
+			}
+		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return nil
 }
