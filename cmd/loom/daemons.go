@@ -161,7 +161,7 @@ func runAgent(ctx context.Context, args []string, sio stdio) int {
 	isolation := fs.String("isolation", "auto", "exec driver: cgroup (confine every rank, refuse to start without), auto (confine where the agent can, warn where not) or none")
 	cgroupRoot := fs.String("cgroup-root", "", "exec driver: name of the agent's cgroup under each hierarchy (default loom_NODE_HASH, HASH of the data dir)")
 	deviceDir := fs.String("device-dir", "/dev", "exec driver: where the GPUs' device nodes nvidiaN are")
-	privateTmp := fs.Bool("private-tmp", true, "exec driver: give each job a private /tmp and /dev/shm (with isolation)")
+	privateTmp := fs.Bool("private-tmp", false, "exec driver: give each job a private /tmp and /dev/shm (with isolation; the data dir must be outside /tmp)")
 	allowSwap := fs.Bool("allow-swap", false, "exec driver: let ranks swap beyond their memory limit")
 	fs.IntVar(&cfg.ReservedCPUs, "reserved-cpus", 0, "CPUs kept for the system, never given to jobs (CoreSpecCount)")
 	fs.Uint64Var(&cfg.ReservedMemMB, "reserved-mem-mb", 0, "memory in MB kept for the system, never given to jobs (MemSpecLimit)")
