@@ -74,11 +74,6 @@ func newEnv(t *testing.T) *env {
 		// Opening the node is a matter of the cgroup, not of its mode.
 		os.Chmod(filepath.Join(e.devs, fmt.Sprintf("nvidia%d", i)), 0o666)
 	}
-	// The jobs' scripts are under the agent's data dir: loomalice must
-	// pass through it.
-	if err := os.Mkdir(filepath.Join(dir, "iso1"), 0o711); err != nil {
-		t.Fatal(err)
-	}
 	e.srv = cluster.StartServer(t, dir, "server")
 	args, err := harness.Agent{Name: "iso1", Dir: dir, Profile: "pcie-4", Ports: 32100, Servers: []string{e.srv.RPC},
 		PKI: cluster.PKI(t, dir)}.Args()

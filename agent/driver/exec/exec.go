@@ -40,9 +40,9 @@ func NewIsolated(stateDir string, iso Isolation, log *slog.Logger) (*Driver, err
 	if stateDir == "" || iso.Cgroups == nil || len(iso.Shim) == 0 {
 		return nil, errors.New("exec: an isolating driver needs a state dir, a cgroup manager and a shim command")
 	}
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("exec: state dir: %w", err)
-	}
+	// The state dir is made at the first start: made now, MkdirAll would
+	// give the agent's data dir above it mode 0700 before the agent makes
+	// it passable (0711) for the users whose scripts are in it.
 	d := New(stateDir, log)
 	d.iso = &iso
 	return d, nil

@@ -82,6 +82,9 @@ func jobOf(id string) uint64 {
 // startIsolated makes the rank's cgroup and starts the shim in it.
 func (d *Driver) startIsolated(s driver.TaskSpec) (driver.Handle, error) {
 	iso := d.iso
+	if err := os.MkdirAll(d.stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("%w: %s: state dir: %v", driver.ErrStart, s.ID, err)
+	}
 	devs, err := iso.gpuDevices()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", driver.ErrStart, s.ID, err)
