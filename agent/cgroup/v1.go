@@ -124,7 +124,7 @@ func (g *v1Group) Delete() error {
 }
 
 // removeDirs removes what is left of the group in every controller, and
-// its job's directory once no other rank's group is in it.
+// its job's directory and the root once no other group is in them.
 func (g *v1Group) removeDirs() error {
 	var first error
 	for _, c := range v1Controllers {
@@ -132,7 +132,10 @@ func (g *v1Group) removeDirs() error {
 		if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) && first == nil {
 			first = err
 		}
-		_ = os.Remove(filepath.Dir(dir)) // fails while other ranks' groups are there
+		// The job's group, then the root, once empty: an idle node keeps
+		// nothing (Create makes them again).
+		_ = os.Remove(filepath.Dir(dir))
+		_ = os.Remove(filepath.Dir(filepath.Dir(dir)))
 	}
 	return first
 }

@@ -96,6 +96,9 @@ func (g *v2Group) Delete() error {
 	if err := g.m.Delete(); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	_ = os.Remove(filepath.Dir(g.dir)) // fails while other ranks' groups are there
+	// The job's group, then the root, once empty (fails while other
+	// groups are there).
+	_ = os.Remove(filepath.Dir(g.dir))
+	_ = os.Remove(filepath.Dir(filepath.Dir(g.dir)))
 	return nil
 }
