@@ -230,6 +230,8 @@ func runAgent(ctx context.Context, args []string, sio stdio) int {
 		}
 		defer d.Close()
 		cfg.Driver = d
+		// Each rank is a container with its own cgroup, devices and mounts.
+		cfg.Isolation = "containerd"
 		// Containers outlive the agent: stopping it (an upgrade, a
 		// restart) leaves ranks running for the next agent to re-attach to.
 		cfg.DetachOnClose = true
