@@ -1,17 +1,21 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/loomhpc/loom/agent/cgroup"
 	"github.com/loomhpc/loom/agent/driver"
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/gossip"
@@ -72,6 +76,18 @@ type Config struct {
 	// data dir and appends that dir to the steps' PATH, after what the
 	// job's own PATH finds. Default: the agent's own executable.
 	CommandsBinary string
+	// Isolation says how the driver confines ranks ("cgroup-v1 ROOT",
+	// "cgroup-v2 ROOT"), or, when it does not, why ("none: ..."): the
+	// node's loom.isolation label, which scontrol show node prints.
+	Isolation string
+	// BindCPUs gives each rank its own cores (the driver's cpuset) and
+	// reports them in SLURM_CPU_BIND*.
+	BindCPUs bool
+	// ReservedCPUs and ReservedMemMB are kept for the system
+	// (CoreSpecCount, MemSpecLimit): the node registers that much less,
+	// and with BindCPUs no rank runs on the last ReservedCPUs host CPUs.
+	ReservedCPUs  int
+	ReservedMemMB uint64
 	// ClientAddr is what the Slurm commands inside a job (srun in a batch
 	// script) use to reach the servers: their LOOM_ADDR. Default: Servers.
 	// A dev or test cluster whose users are known by a local socket sets
@@ -97,6 +113,7 @@ type Agent struct {
 	httpLis net.Listener
 
 	state stateStore // task records, for re-attaching after a restart
+	cpus  *cpuBinder // nil without BindCPUs
 	// cmdDir holds the Slurm command links steps find on their PATH; ""
 	// when there are none.
 	cmdDir string
@@ -203,10 +220,35 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.metrics = newAgentMetrics(a)
 	a.cmdDir = linkCommands(filepath.Join(cfg.DataDir, "bin"), cfg.CommandsBinary, log)
+	cpus, mem, err := reserve(found.CPUs, found.MemoryMB, cfg)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	labels := maps.Clone(cfg.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels["loom.isolation"] = cmp.Or(cfg.Isolation, "none")
 	a.node = &api.Node{
-		Name: cfg.Name, Address: a.advertise(lis.Addr()), Cpus: found.CPUs, MemoryMb: found.MemoryMB,
-		Partitions: cfg.Partitions, Labels: cfg.Labels, Topology: found.Topology, Features: cfg.Features,
+		Name: cfg.Name, Address: a.advertise(lis.Addr()), Cpus: cpus, MemoryMb: mem,
+		Partitions: cfg.Partitions, Labels: labels, Topology: found.Topology, Features: cfg.Features,
 		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Version: Version,
+	}
+	if cfg.BindCPUs {
+		host, err := cgroup.HostCPUs()
+		if err == nil {
+			a.cpus, err = newCPUBinder(host, cpus, cfg.ReservedCPUs)
+		}
+		if err != nil {
+			a.Close()
+			return nil, fmt.Errorf("agent: binding CPUs: %w", err)
+		}
+	}
+	if cfg.Isolation == "" || strings.HasPrefix(cfg.Isolation, "none") {
+		log.Warn("RANKS ARE NOT ISOLATED: a rank can open every GPU of the node, use any CPU and memory, and leave processes behind after its job", "isolation", cmp.Or(cfg.Isolation, "none"))
+	} else {
+		log.Info("ranks are isolated", "isolation", cfg.Isolation, "reserved_cpus", cfg.ReservedCPUs, "reserved_mem_mb", cfg.ReservedMemMB)
 	}
 	if len(cfg.GossipJoin) > 0 {
 		if err := a.startGossip(); err != nil {
@@ -238,6 +280,17 @@ func New(cfg Config) (*Agent, error) {
 		a.node.MetricsAddress = a.advertise(a.httpLis.Addr())
 	}
 	return a, nil
+}
+
+// reserve takes the system's share off the node's CPUs and memory.
+func reserve(cpus uint32, memMB uint64, cfg Config) (uint32, uint64, error) {
+	if cfg.ReservedCPUs < 0 || uint32(cfg.ReservedCPUs) >= cpus {
+		return 0, 0, fmt.Errorf("agent: reserved_cpus=%d: the node has %d CPUs and jobs need at least one", cfg.ReservedCPUs, cpus)
+	}
+	if cfg.ReservedMemMB >= memMB && cfg.ReservedMemMB > 0 {
+		return 0, 0, fmt.Errorf("agent: reserved_mem_mb=%d: the node has %d MB", cfg.ReservedMemMB, memMB)
+	}
+	return cpus - uint32(cfg.ReservedCPUs), memMB - cfg.ReservedMemMB, nil
 }
 
 // agentCreds are the credentials with which the agent dials the servers

@@ -25,6 +25,7 @@ type taskRecord struct {
 	StartedUnixMs int64     `json:"started_unix_ms"` // 0 until the driver started it
 	Stdout        string    `json:"stdout"`
 	Stderr        string    `json:"stderr"`
+	Cores         []int     `json:"cores,omitempty"` // the node's cores bound to the rank
 }
 
 // stateStore keeps the agent's task records across restarts.

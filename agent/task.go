@@ -53,6 +53,11 @@ type task struct {
 	// preempted (set before stop closes) says the stop is a preemption:
 	// the task gets its job's --signal and its lead first.
 	preempted bool
+	// memMB is the memory limit the task was started with.
+	memMB uint64
+	// cores are the node's cores bound to the task (guarded by the
+	// agent's mu; freed when the task is forgotten).
+	cores []int
 }
 
 func (t *task) requestStop() { t.requestStopFor(api.TaskEndReason_TASK_END_KILLED) }
@@ -198,6 +203,9 @@ func pruneOutputs(outs map[outKey]taskOutput, limit int) {
 
 func (a *Agent) forgetTask(t *task) {
 	a.mu.Lock()
+	if a.cpus != nil {
+		a.cpus.mark(t.cores, false)
+	}
 	delete(a.tasks, t.key)
 	a.mu.Unlock()
 	close(t.finished)
@@ -240,7 +248,7 @@ func (a *Agent) runTask(t *task) (*api.TaskStatus, driver.Handle) {
 	}
 	// The record goes first: a rank the driver starts is never one a
 	// restarted agent does not know of.
-	rec := &taskRecord{Job: j, Rank: r, Stdout: t.stdout, Stderr: t.stderr}
+	rec := &taskRecord{Job: j, Rank: r, Stdout: t.stdout, Stderr: t.stderr, Cores: t.cores}
 	if err := a.state.putTask(t.key, rec); err != nil {
 		log.Warn("rank not started", "err", err)
 		return &api.TaskStatus{Reason: api.TaskEndReason_TASK_END_START_FAILED, ExitCode: 1, Message: "agent state: " + err.Error()}, nil
@@ -374,7 +382,7 @@ wait:
 		st.Reason, st.Message = api.TaskEndReason_TASK_END_LOST, werr.Error()
 	case ex.OOM:
 		st.Reason = api.TaskEndReason_TASK_END_OOM
-		st.Message = fmt.Sprintf("killed by the out-of-memory killer at its limit of %d MB", r.MemMb)
+		st.Message = fmt.Sprintf("killed by the out-of-memory killer at its limit of %d MB", cmp.Or(t.memMB, r.MemMb))
 	}
 	log.Info("rank ended", "exit_code", ex.Code, "signal", ex.Signal, "reason", st.Reason)
 	return st
@@ -420,6 +428,10 @@ func (a *Agent) recoverTasks() error {
 		}
 		t := a.newTask(k, rec.Job, rec.Rank)
 		t.signalsSeen = signalsUnknown
+		if a.cpus != nil {
+			t.cores = rec.Cores
+			a.cpus.mark(t.cores, true)
+		}
 		a.log.Info("rank recovered", "job_id", k.job, "generation", k.gen, "rank", k.rank, "driver", a.cfg.Driver.Name())
 		a.goFunc(func() {
 			defer a.forgetTask(t)
@@ -475,6 +487,24 @@ func (a *Agent) taskSpec(t *task) (driver.TaskSpec, error) {
 	}
 	if id, ok := t.key.stepID(); ok {
 		s.Labels["loom.step"] = api.StepName(id)
+	}
+	if t.full != nil {
+		// A step's view charges no memory: the job's --mem on this node
+		// holds for every step task here.
+		s.MemMB = nodeMemMB(t.full.Allocation, r)
+	}
+	t.memMB = s.MemMB
+	if a.cpus != nil {
+		a.mu.Lock()
+		t.cores = a.cpus.take(r.Cpus)
+		if t.cores != nil {
+			s.CPUSet = a.cpus.hostCPUs(t.cores)
+		}
+		a.mu.Unlock()
+		if s.CPUSet != nil {
+			s.Env = slices.DeleteFunc(s.Env, func(kv string) bool { return strings.HasPrefix(kv, "SLURM_CPU_BIND") })
+			s.Env = append(s.Env, cpuBindEnv(s.CPUSet)...)
+		}
 	}
 	s.TruncateStdout, s.TruncateStderr = truncateOutputsOf(j, stdout, stderr, func(o *api.Rank) (string, string) {
 		return a.taskOutputs(taskKey{t.key.job, t.key.gen, o.Rank, t.key.step}, j, o)

@@ -47,6 +47,8 @@ type Options struct {
 	// scripts call (agent.Config.CommandsBinary); default the running
 	// executable, which is right for loom dev and wrong for a test binary.
 	CommandsBinary string
+	// Limits are the server's job limits; nil means server.DefaultLimits.
+	Limits *server.Limits
 }
 
 // Cluster is a running dev cluster.
@@ -137,6 +139,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		// The user who started the sandbox runs it: drain, resume and
 		// every job are theirs to change.
 		Policy: auth.Policy{OperatorUsers: currentUser()},
+		Limits: o.Limits,
 	})
 	if err != nil {
 		c.removeDir()

@@ -29,9 +29,12 @@ type TaskSpec struct {
 	// /dev/nvidiaN and CDI's nvidia.com/gpu=N name them so.
 	GPUIndexes []uint32
 	CPUs       uint32
-	MemMB      uint64
-	Image      string  // OCI image reference or root filesystem directory (containerd)
-	Mounts     []Mount // host paths the rank sees (containerd; exec runs on the host)
+	// CPUSet are the host CPUs the rank may run on (an isolating exec
+	// driver's cpuset); empty for no binding.
+	CPUSet []int
+	MemMB  uint64
+	Image  string  // OCI image reference or root filesystem directory (containerd)
+	Mounts []Mount // host paths the rank sees (containerd; exec runs on the host)
 	// Labels identify the rank to whoever lists the driver's tasks
 	// (containerd container labels).
 	Labels map[string]string

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/loomhpc/loom/agent/driver/containerd"
+	"github.com/loomhpc/loom/agent/driver/exec"
 	"github.com/loomhpc/loom/cli"
 	"github.com/loomhpc/loom/cmd/internal/loomcmd"
 	"github.com/loomhpc/loom/gossip"
@@ -41,6 +42,7 @@ var daemonCommands = map[string]loomcmd.RunFunc{
 	"sim":                    withWriters(simcmd.Main),
 	"containerd-logger":      containerdLogger,
 	loomcmd.NetcollWorker:    netcollWorker,
+	loomcmd.ExecShim:         execShim,
 }
 
 // runDaemon is loomd's loomcmd.Daemons: the command from daemonCommands.
@@ -59,6 +61,10 @@ func withContext(main func(ctx context.Context, args []string, stdout, stderr io
 	return func(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 		return main(ctx, args, sio.Out, sio.Err)
 	}
+}
+
+func execShim(_ context.Context, args []string, sio loomcmd.Stdio) int {
+	return exec.ShimMain(args, sio.Err)
 }
 
 func withWriters(main func(args []string, stdout, stderr io.Writer) int) loomcmd.RunFunc {

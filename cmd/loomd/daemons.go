@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/agent"
+	"github.com/loomhpc/loom/agent/cgroup"
 	"github.com/loomhpc/loom/agent/driver/containerd"
 	"github.com/loomhpc/loom/agent/driver/exec"
 	"github.com/loomhpc/loom/api"
@@ -166,6 +168,13 @@ func runAgent(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	ctrSocket := fs.String("containerd-socket", containerd.DefaultSocket, "containerd's socket, for --driver containerd")
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", ":7072", "gossip (memberlist) address")
 	gjoin := fs.String("gossip-join", "", "servers' gossip addresses, comma-separated; empty disables gossip")
+	isolation := fs.String("isolation", "auto", "exec driver: cgroup (confine every rank, refuse to start without), auto (confine where the agent can, warn where not) or none")
+	cgroupRoot := fs.String("cgroup-root", "", "exec driver: name of the agent's cgroup under each hierarchy (default loom_NODE_HASH, HASH of the data dir)")
+	deviceDir := fs.String("device-dir", "/dev", "exec driver: where the GPUs' device nodes nvidiaN are")
+	privateTmp := fs.Bool("private-tmp", false, "exec driver: give each job a private /tmp and /dev/shm (with isolation; the data dir must be outside /tmp)")
+	allowSwap := fs.Bool("allow-swap", false, "exec driver: let ranks swap beyond their memory limit")
+	fs.IntVar(&cfg.ReservedCPUs, "reserved-cpus", 0, "CPUs kept for the system, never given to jobs (CoreSpecCount)")
+	fs.Uint64Var(&cfg.ReservedMemMB, "reserved-mem-mb", 0, "memory in MB kept for the system, never given to jobs (MemSpecLimit)")
 	var sec daemonSecurity
 	sec.register(fs, "agent", "--agent NODE")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -199,6 +208,12 @@ func runAgent(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 		fmt.Fprintf(sio.Err, "loom agent: --ports=%s: want LOW-HIGH, e.g. 29500-29999\n", *port)
 		return 2
 	}
+	switch *isolation {
+	case "auto", "cgroup", "none":
+	default:
+		fmt.Fprintf(sio.Err, "loom agent: --isolation=%s: want cgroup, auto or none\n", *isolation)
+		return 2
+	}
 	if checkingConfig {
 		if *driverName != "exec" && *driverName != "containerd" {
 			fmt.Fprintf(sio.Err, "loom agent: --driver=%s: unknown driver (known: exec, containerd)\n", *driverName)
@@ -213,7 +228,14 @@ func runAgent(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	}
 	switch *driverName {
 	case "exec":
-		cfg.Driver = exec.New(filepath.Join(cfg.DataDir, "exec"), newLogger(*level))
+		if cfg.Name == "" {
+			cfg.Name, _ = os.Hostname()
+		}
+		iso := execIsolation{mode: *isolation, root: *cgroupRoot, deviceDir: *deviceDir, privateTmp: *privateTmp, allowSwap: *allowSwap}
+		if err := iso.apply(&cfg, newLogger(*level)); err != nil {
+			fmt.Fprintln(sio.Err, "loom agent:", err)
+			return 1
+		}
 	case "containerd":
 		if cfg.Name == "" {
 			cfg.Name, _ = os.Hostname()
@@ -225,6 +247,8 @@ func runAgent(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 		}
 		defer d.Close()
 		cfg.Driver = d
+		// Each rank is a container with its own cgroup, devices and mounts.
+		cfg.Isolation = "containerd"
 		// Containers outlive the agent: stopping it (an upgrade, a
 		// restart) leaves ranks running for the next agent to re-attach to.
 		cfg.DetachOnClose = true
@@ -246,6 +270,75 @@ func runAgent(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	cfg.Logger.Info("shutting down")
 	a.Close()
 	return 0
+}
+
+// defaultCgroupRoot names an agent's cgroup after its node and data dir:
+// stable across restarts (re-attach finds the ranks there), and distinct
+// for two agents of one name on one host (test clusters), which would
+// otherwise kill each other's ranks as unknown.
+func defaultCgroupRoot(node, dataDir string) string {
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dataDir = abs
+	}
+	sum := sha256.Sum256([]byte(dataDir))
+	safe := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' {
+			return r
+		}
+		return '_'
+	}, node)
+	return fmt.Sprintf("loom_%s_%x", safe, sum[:4])
+}
+
+// execIsolation is how the exec driver is asked to confine ranks.
+type execIsolation struct {
+	mode, root, deviceDir string
+	privateTmp, allowSwap bool
+}
+
+// apply makes cfg's exec driver: isolating where it can (or must), with
+// the agent told so for the node's label and the ranks' CPU binding.
+func (o execIsolation) apply(cfg *agent.Config, log *slog.Logger) error {
+	state := filepath.Join(cfg.DataDir, "exec")
+	mode, why := cgroup.None, errors.New("--isolation=none")
+	if o.mode != "none" {
+		mode, why = cgroup.Detect()
+	}
+	if mode == cgroup.None {
+		if o.mode == "cgroup" {
+			return fmt.Errorf("--isolation=cgroup: ranks cannot be isolated: %v", why)
+		}
+		cfg.Isolation = "none: " + why.Error()
+		cfg.Driver = exec.New(state, log)
+		return nil
+	}
+	root := o.root
+	if root == "" {
+		root = defaultCgroupRoot(cfg.Name, cfg.DataDir)
+	}
+	m, err := cgroup.New(mode, root)
+	if err != nil {
+		return fmt.Errorf("--cgroup-root: %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("isolation: finding the loom binary for the rank shim: %w", err)
+	}
+	iso := exec.Isolation{Cgroups: m, Shim: []string{self, exec.ShimCommand}, DeviceDir: o.deviceDir, AllowSwap: o.allowSwap}
+	if o.privateTmp {
+		iso.PrivateTmpDir = filepath.Join(cfg.DataDir, "jobtmp")
+	}
+	d, err := exec.NewIsolated(state, iso, log)
+	if err != nil {
+		return err
+	}
+	cfg.Driver = d
+	cfg.Isolation = mode.String() + " " + root
+	cfg.BindCPUs = true
+	// Isolated ranks outlive the agent, in their cgroups: stopping it (an
+	// upgrade, a restart) leaves them running for the next agent.
+	cfg.DetachOnClose = true
+	return nil
 }
 
 func runDev(ctx context.Context, args []string, sio loomcmd.Stdio) int {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/loomhpc/loom/agent/driver/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -78,6 +79,12 @@ func TestLoomdRunsEveryDaemonCommand(t *testing.T) {
 func TestNetcollWorkerName(t *testing.T) {
 	if loomcmd.NetcollWorker != allreduce.WorkerArg {
 		t.Errorf("loomcmd.NetcollWorker = %q, want allreduce.WorkerArg %q", loomcmd.NetcollWorker, allreduce.WorkerArg)
+	}
+}
+
+func TestExecShimName(t *testing.T) {
+	if loomcmd.ExecShim != exec.ShimCommand {
+		t.Errorf("loomcmd.ExecShim = %q, want exec.ShimCommand %q", loomcmd.ExecShim, exec.ShimCommand)
 	}
 }
 

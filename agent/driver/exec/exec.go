@@ -1,11 +1,3 @@
-// Package exec is the driver that runs ranks as plain processes, each in
-// its own process group, as the submitting user. It is for laptops, the
-// dev cluster and CI without containerd; it enforces no CPU or memory
-// limits, ignores images and mounts, and cannot re-attach to its ranks
-// after an agent restart: the ranks are the agent's children, and no other
-// process can learn how they end. A restarted agent instead stops the
-// ranks its predecessor left running (their jobs are requeued), so that
-// they do not go on using GPUs the scheduler hands to other jobs.
 package exec
 
 import (
@@ -28,6 +20,7 @@ import (
 type Driver struct {
 	stateDir string // where each running rank's pid file lives; "" for none
 	log      *slog.Logger
+	iso      *Isolation // nil: ranks run unconfined
 }
 
 // New returns the exec driver. With a state dir it records each rank's
@@ -39,6 +32,24 @@ func New(stateDir string, log *slog.Logger) *Driver {
 	}
 	return &Driver{stateDir: stateDir, log: log}
 }
+
+// NewIsolated returns the exec driver confining every rank as iso says,
+// keeping its records (pid and exit files of the ranks' shims) in
+// stateDir, which is required.
+func NewIsolated(stateDir string, iso Isolation, log *slog.Logger) (*Driver, error) {
+	if stateDir == "" || iso.Cgroups == nil || len(iso.Shim) == 0 {
+		return nil, errors.New("exec: an isolating driver needs a state dir, a cgroup manager and a shim command")
+	}
+	// The state dir is made at the first start: made now, MkdirAll would
+	// give the agent's data dir above it mode 0700 before the agent makes
+	// it passable (0711) for the users whose scripts are in it.
+	d := New(stateDir, log)
+	d.iso = &iso
+	return d, nil
+}
+
+// Isolated says whether the driver confines its ranks.
+func (d *Driver) Isolated() bool { return d.iso != nil }
 
 // Name is "exec".
 func (d *Driver) Name() string { return "exec" }
@@ -55,11 +66,29 @@ if [ "$err" = "$out" ]; then exec 2>&1; else
 fi
 exec "$@"`
 
+// syncedRedirect is redirect for a rank under the shim: once its output
+// files are open it tells the shim (fd 3) and waits for the go (fd 4),
+// by which time the job's private /tmp is in place.
+const syncedRedirect = `out=$1; err=$2; tout=$3; terr=$4; shift 4
+if [ "$tout" = t ]; then : >"$out" || exit 126; fi
+exec >>"$out" </dev/null || exit 126
+if [ "$err" = "$out" ]; then exec 2>&1; else
+  if [ "$terr" = t ]; then : >"$err" || exit 126; fi
+  exec 2>>"$err" || exit 126
+fi
+echo >&3; exec 3>&-
+read -r _ <&4 || exit 126
+exec 4<&-
+exec "$@"`
+
 // Start launches the rank. The process leads its own process group so a
 // signal reaches everything it forked.
 func (d *Driver) Start(ctx context.Context, s driver.TaskSpec) (driver.Handle, error) {
 	if len(s.Argv) == 0 {
 		return nil, fmt.Errorf("%w: %s: empty command", driver.ErrStart, s.ID)
+	}
+	if d.iso != nil {
+		return d.startIsolated(s)
 	}
 	args := append([]string{"-c", redirect, "loom-task", s.Stdout, s.Stderr, flagT(s.TruncateStdout), flagT(s.TruncateStderr)}, s.Argv...)
 	cmd := osexec.Command("/bin/sh", args...)
@@ -135,14 +164,18 @@ func (h *handle) Cleanup(context.Context) error {
 	return nil
 }
 
-// Recover re-attaches to nothing: a process whose parent agent died cannot
+// Recover re-attaches to isolated ranks by their cgroups (see
+// recoverIsolated). An unconfined rank it cannot re-attach to: a process whose parent agent died cannot
 // be waited for by the next agent, so its exit status would be a guess.
 // The agent reports such ranks lost, and the job is requeued or failed.
 // Ranks the previous agent recorded that still run are killed first, with
 // their whole process group, so that the requeued gang does not share its
 // GPUs with them. A record is trusted only while its process is the one it
 // names (same start time): a pid reused by another process is left alone.
-func (d *Driver) Recover(context.Context, []string) (map[string]driver.Handle, error) {
+func (d *Driver) Recover(_ context.Context, known []string) (map[string]driver.Handle, error) {
+	if d.iso != nil {
+		return d.recoverIsolated(known)
+	}
 	if d.stateDir == "" {
 		return nil, nil
 	}

@@ -36,6 +36,10 @@ const DefaultConfigPath = "/etc/loom/loom.toml"
 // allreduce (allreduce.WorkerArg, which loomd's tests hold to it).
 const NetcollWorker = "netcoll-worker"
 
+// ExecShim is the internal command that starts an isolated rank in its
+// cgroup (agent/driver/exec.ShimCommand; loomd's tests check they agree).
+const ExecShim = "exec-shim"
+
 // Run runs the command argv names and returns the exit status. version is
 // what loom version prints.
 func Run(ctx context.Context, argv []string, sio Stdio, version string, daemons Daemons) int {
@@ -141,6 +145,8 @@ func Table(version string, daemons Daemons) []*Command {
 		{name: "help", aliases: []string{"-h", "--help"}, summary: "print this text (also -h, --help)", run: help},
 		{name: "containerd-logger", args: "[flags]", internal: true,
 			summary: "write a rank container's output (containerd's shim starts it)", run: d("containerd-logger")},
+		{name: ExecShim, args: "[flags] -- COMMAND", internal: true,
+			summary: "start an isolated rank in its cgroup (the agent's exec driver starts it)", run: d(ExecShim)},
 		{name: NetcollWorker, args: "[flags]", internal: true,
 			summary: "one rank of loom bench allreduce (the benchmark starts it)", run: d(NetcollWorker)},
 	}

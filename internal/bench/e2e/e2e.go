@@ -21,6 +21,7 @@ import (
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/devcluster"
 	"github.com/loomhpc/loom/internal/harness"
+	"github.com/loomhpc/loom/server"
 )
 
 // Options shapes one run of the benchmark.
@@ -106,6 +107,13 @@ func Run(ctx context.Context, o Options, stdout io.Writer) error {
 		DataDir: filepath.Join(work, "cluster"),
 		Logger:  slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
+	// As the Slurm baseline raises MaxJobCount and MaxArraySize (bench/slurm),
+	// so the bursts and the held queue fit beside each other: finished
+	// jobs stay in the live state for min_job_age.
+	lim := server.DefaultLimits()
+	lim.MaxJobCount = 40000
+	lim.MaxArraySize = 10001
+	dev.Limits = &lim
 	if loom := filepath.Join(o.Bin, "loom"); fileExists(loom) {
 		dev.CommandsBinary = loom
 	}

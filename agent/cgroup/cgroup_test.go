@@ -1,0 +1,149 @@
+package cgroup
+
+import (
+	"bufio"
+	"os"
+	osexec "os/exec"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/loomhpc/loom/internal/harness"
+)
+
+func TestCPUList(t *testing.T) {
+	for _, c := range []struct {
+		in   []int
+		want string
+	}{
+		{nil, ""}, {[]int{3}, "3"}, {[]int{0, 1, 2, 3}, "0-3"}, {[]int{8, 0, 2, 1, 8}, "0-2,8"}, {[]int{1, 3, 5, 6}, "1,3,5-6"},
+	} {
+		got := CPUList(c.in)
+		if got != c.want {
+			t.Errorf("CPUList(%v) = %q, want %q", c.in, got, c.want)
+		}
+		back, err := ParseCPUList(got)
+		if err != nil || CPUList(back) != c.want {
+			t.Errorf("ParseCPUList(%q) = %v, %v; formats as %q", got, back, err, CPUList(back))
+		}
+	}
+	for _, bad := range []string{"x", "3-1", "1-y"} {
+		if _, err := ParseCPUList(bad); err == nil {
+			t.Errorf("ParseCPUList(%q) succeeded, want an error", bad)
+		}
+	}
+}
+
+// manager returns a manager of a root of the test's own, which is removed
+// with everything in it when the test ends.
+func manager(t *testing.T) *Manager {
+	t.Helper()
+	mode, err := Detect()
+	harness.Require(t, "root and a cgroup file system ("+errString(err)+")", err == nil)
+	m, err := New(mode, "loomtest-"+strconv.Itoa(os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Clear(); err != nil {
+			t.Error(err)
+		}
+	})
+	return m
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "found"
+	}
+	return err.Error()
+}
+
+// inGroup starts sh -c script inside g: the shell waits for a line on
+// stdin, sent once the test has written its pid to the group.
+func inGroup(t *testing.T, g Group, script string) (*osexec.Cmd, *strings.Builder) {
+	t.Helper()
+	cmd := osexec.Command("/bin/sh", "-c", "read go; "+script)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range g.ProcsFiles() {
+		if err := os.WriteFile(f, []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := bufio.NewWriter(in)
+	w.WriteString("go\n")
+	w.Flush()
+	in.Close()
+	return cmd, &out
+}
+
+func TestGroupConfinesAndKills(t *testing.T) {
+	m := manager(t)
+	host, err := HostCPUs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// /dev/full (1:7) stands in for another job's GPU.
+	task := Task{Job: 7, Name: "7.1.0"}
+	g, err := m.Create(task, Limits{CPUs: host[:1], MemBytes: 64 << 20, Deny: []Device{{1, 7}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, out := inGroup(t, g, `grep Cpus_allowed_list /proc/self/status; head -c1 /dev/full && echo opened; head -c1 /dev/zero | wc -c; (setsid sleep 1000 >/dev/null 2>&1 &) ; exit 0`)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("rank: %v: %s", err, out)
+	}
+	o := out.String()
+	if want := "Cpus_allowed_list:\t" + strconv.Itoa(host[0]); !strings.Contains(o, want) {
+		t.Errorf("output %q lacks %q", o, want)
+	}
+	if strings.Contains(o, "opened") || !strings.Contains(o, "Operation not permitted") {
+		t.Errorf("output %q: /dev/full was not refused", o)
+	}
+	pids, err := g.Pids()
+	if err != nil || len(pids) != 1 {
+		t.Fatalf("Pids() = %v, %v; want the daemonised sleep", pids, err)
+	}
+	if err := g.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if pids, _ := g.Pids(); len(pids) != 0 {
+		t.Fatalf("after Kill, Pids() = %v", pids)
+	}
+	if ts, err := m.List(); err != nil || len(ts) != 1 || ts[0] != task {
+		t.Errorf("List() = %v, %v; want [%v]", ts, err, task)
+	}
+	if err := g.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if ts, err := m.List(); err != nil || len(ts) != 0 {
+		t.Errorf("after Delete, List() = %v, %v", ts, err)
+	}
+}
+
+func TestOOMKillIsSeen(t *testing.T) {
+	m := manager(t)
+	g, err := m.Create(Task{Job: 8, Name: "8.1.0"}, Limits{MemBytes: 32 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.OOMKilled() {
+		t.Fatal("OOMKilled() before anything ran")
+	}
+	// A shell variable doubled until it passes 32 MB.
+	cmd, out := inGroup(t, g, `x=0123456789abcdef; while :; do x="$x$x"; done`)
+	if err := cmd.Wait(); err == nil {
+		t.Fatalf("the hog exited cleanly: %s", out)
+	}
+	if !g.OOMKilled() {
+		t.Error("OOMKilled() = false after the hog was killed")
+	}
+}

@@ -1,0 +1,167 @@
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/cgroups/v3/cgroup1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+const v1Root = "/sys/fs/cgroup"
+
+// v1Controllers are the v1 hierarchies a rank's group spans. The freezer
+// comes first: List reads the groups from it.
+var v1Controllers = []string{"freezer", "pids", "cpuset", "memory", "devices"}
+
+func v1Hierarchy() ([]cgroup1.Subsystem, error) {
+	return []cgroup1.Subsystem{
+		cgroup1.NewFreezer(v1Root), cgroup1.NewPids(v1Root), cgroup1.NewCpuset(v1Root),
+		cgroup1.NewMemory(v1Root, cgroup1.OptionalSwap()), cgroup1.NewDevices(v1Root),
+	}, nil
+}
+
+// requireAll refuses a group that some controller could not be made in:
+// a rank is confined by all of them or not started.
+func requireAll(s cgroup1.Subsystem, _ cgroup1.Path, err error) error {
+	return fmt.Errorf("cgroup: controller %s: %w", s.Name(), err)
+}
+
+type v1Group struct {
+	cg  cgroup1.Cgroup
+	rel string
+}
+
+func createV1(root string, t Task, l Limits) (Group, error) {
+	rel := t.rel(root)
+	res := &specs.LinuxResources{Devices: deviceRules(l.Deny)}
+	if len(l.CPUs) > 0 {
+		res.CPU = &specs.LinuxCPU{Cpus: CPUList(l.CPUs)}
+	}
+	if l.MemBytes > 0 {
+		limit := l.MemBytes
+		res.Memory = &specs.LinuxMemory{Limit: &limit}
+		if _, err := os.Stat(filepath.Join(v1Root, "memory", "memory.memsw.limit_in_bytes")); err == nil && !l.AllowSwap {
+			res.Memory.Swap = &limit
+		}
+		// Swapping is also kept off where swap accounting is not there to
+		// cap it.
+		if !l.AllowSwap {
+			zero := uint64(0)
+			res.Memory.Swappiness = &zero
+		}
+	}
+	cg, err := cgroup1.New(cgroup1.StaticPath("/"+rel), res,
+		cgroup1.WithHierarchy(v1Hierarchy), withInitCheck(requireAll))
+	if err != nil {
+		g := &v1Group{rel: rel}
+		_ = g.removeDirs()
+		return nil, fmt.Errorf("cgroup: create %s: %w", rel, err)
+	}
+	return &v1Group{cg: cg, rel: rel}, nil
+}
+
+func withInitCheck(f cgroup1.InitCheck) cgroup1.InitOpts {
+	return func(c *cgroup1.InitConfig) error {
+		c.InitCheck = f
+		return nil
+	}
+}
+
+func loadV1(root string, t Task) (Group, error) {
+	rel := t.rel(root)
+	if _, err := os.Stat(filepath.Join(v1Root, "freezer", rel)); err != nil {
+		return nil, fmt.Errorf("cgroup: %s: %w", rel, err)
+	}
+	cg, err := cgroup1.Load(cgroup1.StaticPath("/"+rel), cgroup1.WithHierarchy(v1Hierarchy))
+	if err != nil {
+		return nil, fmt.Errorf("cgroup: load %s: %w", rel, err)
+	}
+	return &v1Group{cg: cg, rel: rel}, nil
+}
+
+func (g *v1Group) ProcsFiles() []string {
+	var out []string
+	for _, c := range v1Controllers {
+		out = append(out, filepath.Join(v1Root, c, g.rel, "cgroup.procs"))
+	}
+	return out
+}
+
+// Pids reads the freezer's list: every process of the group is in all of
+// its controllers.
+func (g *v1Group) Pids() ([]int, error) {
+	return readPids(filepath.Join(v1Root, "freezer", g.rel, "cgroup.procs"))
+}
+
+func (g *v1Group) Kill() error {
+	return killAll(g.Pids, g.cg.Freeze, g.cg.Thaw)
+}
+
+func (g *v1Group) OOMKilled() bool {
+	b, err := os.ReadFile(filepath.Join(v1Root, "memory", g.rel, "memory.oom_control"))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n > 0
+		}
+	}
+	return false
+}
+
+func (g *v1Group) Delete() error {
+	if err := g.cg.Delete(); err != nil && !errors.Is(err, cgroup1.ErrCgroupDeleted) {
+		return err
+	}
+	return g.removeDirs()
+}
+
+// removeDirs removes what is left of the group in every controller, and
+// its job's directory and the root once no other group is in them.
+func (g *v1Group) removeDirs() error {
+	var first error
+	for _, c := range v1Controllers {
+		dir := filepath.Join(v1Root, c, g.rel)
+		if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) && first == nil {
+			first = err
+		}
+		// The job's group, then the root, once empty: an idle node keeps
+		// nothing (Create makes them again).
+		_ = os.Remove(filepath.Dir(dir))
+		_ = os.Remove(filepath.Dir(filepath.Dir(dir)))
+	}
+	return first
+}
+
+// deviceRules allow every device but the denied ones.
+func deviceRules(deny []Device) []specs.LinuxDeviceCgroup {
+	rules := []specs.LinuxDeviceCgroup{{Allow: true, Type: "a", Access: "rwm"}}
+	for _, d := range deny {
+		major, minor := d.Major, d.Minor
+		rules = append(rules, specs.LinuxDeviceCgroup{Allow: false, Type: "c", Major: &major, Minor: &minor, Access: "rwm"})
+	}
+	return rules
+}
+
+func readPids(procs string) ([]int, error) {
+	b, err := os.ReadFile(procs)
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		p, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("cgroup: %s: %q is not a pid", procs, f)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}

@@ -1,0 +1,332 @@
+//go:build e2e
+
+package isolation
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/loomhpc/loom/agent/cgroup"
+	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/internal/harness"
+	"github.com/loomhpc/loom/test/cluster"
+)
+
+// standIns are the device numbers given to the simulated node's four
+// GPUs: distinct character devices that open without a driver (zero,
+// full, random, urandom), so the cgroup's device rules are what refuses
+// one.
+var standIns = []uint64{unix.Mkdev(1, 5), unix.Mkdev(1, 7), unix.Mkdev(1, 8), unix.Mkdev(1, 9)}
+
+type env struct {
+	t     *testing.T
+	dir   string // the cluster's and the jobs' directory, outside /tmp
+	devs  string // the stand-in GPU device nodes
+	root  string // the agent's cgroup root
+	srv   *cluster.Server
+	agent *cluster.Proc
+	jobs  api.JobServiceClient
+	nodes api.NodeServiceClient
+}
+
+// newEnv starts a server and one isolating agent (a simulated 4-GPU node)
+// whose jobs run as loomalice. Everything lives under /var/tmp: the jobs'
+// private /tmp hides the real one, where the test's temporary dirs are.
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	mode, err := cgroup.Detect()
+	harness.Require(t, fmt.Sprintf("root and a cgroup file system (%v)", err), err == nil)
+	root := fmt.Sprintf("loomtest_%d_%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "_"))
+	cgs, err := cgroup.New(mode, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered before the agent starts, so it runs after the agent is
+	// killed: the ranks it leaves (they outlive it) go too.
+	t.Cleanup(func() {
+		if err := cgs.Clear(); err != nil {
+			t.Errorf("removing the test's cgroups: %v", err)
+		}
+	})
+	dir, err := os.MkdirTemp("/var/tmp", "loom-isolation-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, dir: dir, devs: filepath.Join(dir, "dev"), root: root}
+	if err := os.Mkdir(e.devs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range standIns {
+		if err := unix.Mknod(filepath.Join(e.devs, fmt.Sprintf("nvidia%d", i)), unix.S_IFCHR|0o666, int(d)); err != nil {
+			t.Fatal(err)
+		}
+		// Opening the node is a matter of the cgroup, not of its mode.
+		os.Chmod(filepath.Join(e.devs, fmt.Sprintf("nvidia%d", i)), 0o666)
+	}
+	e.srv = cluster.StartServer(t, dir, "server")
+	args, err := harness.Agent{Name: "iso1", Dir: dir, Profile: "pcie-4", Ports: 32100, Servers: []string{e.srv.RPC},
+		PKI: cluster.PKI(t, dir)}.Args()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args = append(args, "--isolation", "cgroup", "--device-dir", e.devs, "--private-tmp",
+		"--cgroup-root", root)
+	e.agent = cluster.Start(t, dir, "iso1", args...)
+	e.jobs, e.nodes = cluster.ClientAs(t, e.srv.Client(), cluster.LookupUser(t, cluster.UserA))
+	cluster.WaitFor(t, "the agent to register", 30*time.Second, func() bool {
+		r, err := e.nodes.ListNodes(cluster.Ctx(t), &api.ListNodesRequest{})
+		return err == nil && len(r.Nodes) == 1
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(e.srv.Tail())
+			t.Log(e.agent.Tail())
+		}
+	})
+	return e
+}
+
+// work makes a directory loomalice may write in.
+func (e *env) work(name string) string {
+	e.t.Helper()
+	d := filepath.Join(e.dir, name)
+	if err := os.Mkdir(d, 0o777); err != nil {
+		e.t.Fatal(err)
+	}
+	os.Chmod(d, 0o777)
+	return d
+}
+
+func (e *env) submit(spec *api.JobSpec) uint64 {
+	e.t.Helper()
+	r, err := e.jobs.Submit(cluster.Ctx(e.t), &api.SubmitRequest{Spec: spec})
+	if err != nil {
+		e.t.Fatalf("submit: %v", err)
+	}
+	return r.JobId
+}
+
+func (e *env) job(id uint64) *api.Job {
+	e.t.Helper()
+	r, err := e.jobs.GetJob(cluster.Ctx(e.t), &api.GetJobRequest{JobId: id})
+	if err != nil {
+		e.t.Fatalf("get job %d: %v", id, err)
+	}
+	return r.Job
+}
+
+func (e *env) waitEnd(id uint64) *api.Job {
+	e.t.Helper()
+	cluster.WaitFor(e.t, fmt.Sprintf("job %d to end", id), 60*time.Second, func() bool { return e.job(id).State.Terminal() })
+	return e.job(id)
+}
+
+func read(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestNodeSaysItIsolates(t *testing.T) {
+	e := newEnv(t)
+	r, err := e.nodes.GetNode(cluster.Ctx(t), &api.GetNodeRequest{Name: "iso1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Node.Labels["loom.isolation"]; !strings.HasPrefix(got, "cgroup-v") || !strings.HasSuffix(got, " "+e.root) {
+		t.Errorf("node label loom.isolation = %q, want cgroup-v1 or cgroup-v2 and the root %s", got, e.root)
+	}
+}
+
+// TestRankOpensOnlyItsGPU: with CUDA_VISIBLE_DEVICES unset, a rank can
+// open its own GPU's device node and none of the others'; its CPUs are
+// those the agent bound it to.
+func TestRankOpensOnlyItsGPUAndRunsOnItsCPUs(t *testing.T) {
+	e := newEnv(t)
+	w := e.work("gpu")
+	script := fmt.Sprintf(`#!/bin/sh
+unset CUDA_VISIBLE_DEVICES
+grep Cpus_allowed_list /proc/self/status
+echo "bound $LOOM_CPU_BIND_LIST $SLURM_CPU_BIND"
+for i in 0 1 2 3; do
+  if head -c1 %s/nvidia$i >/dev/null 2>&1; then echo "gpu$i open"; else echo "gpu$i refused"; fi
+done
+`, e.devs)
+	id := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1, GpusPerNode: 1, Script: script, WorkingDir: w, Output: "out.txt"})
+	j := e.waitEnd(id)
+	out, _ := os.ReadFile(filepath.Join(w, "out.txt"))
+	if j.State != api.JobState_COMPLETED {
+		t.Fatalf("job ended %s (%s):\n%s", j.State, j.Reason, out)
+	}
+	mine := j.Allocation.Ranks[0].GpuIndexes[0]
+	for i := uint32(0); i < 4; i++ {
+		want := fmt.Sprintf("gpu%d refused", i)
+		if i == mine {
+			want = fmt.Sprintf("gpu%d open", i)
+		}
+		if !strings.Contains(string(out), want+"\n") {
+			t.Errorf("GPU %d is %d's? output lacks %q:\n%s", i, mine, want, out)
+		}
+	}
+	var allowed, bound string
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			allowed = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(line, "bound "); ok {
+			bound, _, _ = strings.Cut(v, " ")
+		}
+	}
+	if allowed == "" || allowed != bound {
+		t.Errorf("Cpus_allowed_list %q, want the agent's binding %q:\n%s", allowed, bound, out)
+	}
+}
+
+// TestDisjointRanksGetTheirMappedCPUs: two ranks of one node, one core
+// each, are bound to the host CPUs the mapping gives cores 0 and 1.
+func TestDisjointRanksGetTheirMappedCPUs(t *testing.T) {
+	host, err := cgroup.HostCPUs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	harness.Require(t, "a host of 2 CPUs or more", len(host) >= 2)
+	e := newEnv(t)
+	w := e.work("cpus")
+	id := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 2, CpusPerTask: 1, WorkingDir: w, Output: "out-%t.txt",
+		Argv: []string{"/bin/grep", "Cpus_allowed_list", "/proc/self/status"}})
+	if j := e.waitEnd(id); j.State != api.JobState_COMPLETED {
+		t.Fatalf("job ended %s (%s)", j.State, j.Reason)
+	}
+	got := map[string]bool{}
+	for r := 0; r < 2; r++ {
+		out := read(t, filepath.Join(w, fmt.Sprintf("out-%d.txt", r)))
+		got[strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(out), "Cpus_allowed_list:"))] = true
+	}
+	for _, want := range []string{strconv.Itoa(host[0]), strconv.Itoa(host[1])} {
+		if !got[want] {
+			t.Errorf("ranks' Cpus_allowed_list %v, want one rank on each of %d and %d", got, host[0], host[1])
+		}
+	}
+}
+
+func TestRankPastItsMemoryEndsOutOfMemory(t *testing.T) {
+	e := newEnv(t)
+	w := e.work("oom")
+	id := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1, MemPerNodeMb: 32, WorkingDir: w, Output: "out.txt",
+		Script: "#!/bin/sh\nx=0123456789abcdef\nwhile :; do x=\"$x$x\"; done\n"})
+	if j := e.waitEnd(id); j.State != api.JobState_OUT_OF_MEMORY {
+		t.Errorf("job growing past --mem=32M ended %s (%s), want OUT_OF_MEMORY", j.State, j.Reason)
+	}
+}
+
+// TestDaemonisedChildDiesWithItsJob: a rank double-forks a sleep into a
+// session of its own and exits; the sleep does not outlive the job.
+func TestDaemonisedChildDiesWithItsJob(t *testing.T) {
+	e := newEnv(t)
+	w := e.work("daemon")
+	id := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1, WorkingDir: w, Output: "out.txt",
+		Script: "#!/bin/sh\n(setsid sh -c 'echo $$ > sleeper.pid; exec sleep 1000' </dev/null >/dev/null 2>&1 &)\n" +
+			"while [ ! -s sleeper.pid ]; do sleep 0.05; done\necho forked\n"})
+	if j := e.waitEnd(id); j.State != api.JobState_COMPLETED {
+		t.Fatalf("job ended %s (%s)", j.State, j.Reason)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(read(t, filepath.Join(w, "sleeper.pid"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster.WaitFor(t, fmt.Sprintf("the daemonised sleep (pid %d) to be gone", pid), 10*time.Second, func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		return err != nil || !strings.HasPrefix(string(b), "sleep")
+	})
+}
+
+// TestTmpIsPrivateToItsJob: what one job writes to /tmp, another job on
+// the node does not see, nor does the host; the writer sees it until its
+// end.
+func TestTmpIsPrivateToItsJob(t *testing.T) {
+	e := newEnv(t)
+	w := e.work("tmp")
+	secret := "loom-secret-" + strconv.Itoa(os.Getpid())
+	a := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1, WorkingDir: w, Output: "a.txt",
+		Script: fmt.Sprintf("#!/bin/sh\necho a > /tmp/%s && touch a.ready\nwhile [ ! -e gate ]; do sleep 0.05; done\ncat /tmp/%s\n", secret, secret)})
+	cluster.WaitFor(t, "job A to write its /tmp", 30*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(w, "a.ready"))
+		return err == nil
+	})
+	b := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1, WorkingDir: w, Output: "b.txt",
+		Script: fmt.Sprintf("#!/bin/sh\nif [ -e /tmp/%s ]; then echo visible; else echo invisible; fi\n", secret)})
+	if j := e.waitEnd(b); j.State != api.JobState_COMPLETED {
+		t.Fatalf("job B ended %s (%s)", j.State, j.Reason)
+	}
+	if _, err := os.Stat("/tmp/" + secret); err == nil {
+		os.Remove("/tmp/" + secret)
+		t.Error("job A's /tmp file is in the host's /tmp")
+	}
+	if err := os.WriteFile(filepath.Join(w, "gate"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if j := e.waitEnd(a); j.State != api.JobState_COMPLETED {
+		t.Fatalf("job A ended %s (%s)", j.State, j.Reason)
+	}
+	if got := read(t, filepath.Join(w, "b.txt")); got != "invisible\n" {
+		t.Errorf("job B saw job A's /tmp: %q", got)
+	}
+	if got := read(t, filepath.Join(w, "a.txt")); got != "a\n" {
+		t.Errorf("job A's own /tmp: %q, want it to keep its file", got)
+	}
+	cluster.WaitFor(t, "job A's private /tmp to be removed", 10*time.Second, func() bool {
+		ents, _ := os.ReadDir(filepath.Join(e.dir, "iso1", "jobtmp"))
+		return len(ents) == 0
+	})
+}
+
+// TestAgentKill9ReattachesToRunningRanks: an agent killed under a running
+// job is restarted; it finds the rank by its cgroup, and the job completes
+// in its first generation with every line once.
+func TestAgentKill9ReattachesToRunningRanks(t *testing.T) {
+	e := newEnv(t)
+	w := e.work("restart")
+	id := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 2, WorkingDir: w, Output: "out-%t.txt",
+		Argv: []string{"/bin/sh", "-c", "for i in $(seq 1 40); do echo line $i; sleep 0.1; done"}})
+	cluster.WaitFor(t, "the ranks to print", 30*time.Second, func() bool {
+		for r := 0; r < 2; r++ {
+			b, _ := os.ReadFile(filepath.Join(w, fmt.Sprintf("out-%d.txt", r)))
+			if !strings.Contains(string(b), "line 3\n") {
+				return false
+			}
+		}
+		return true
+	})
+	e.agent.Kill()
+	e.agent.Restart(t)
+	j := e.waitEnd(id)
+	if j.State != api.JobState_COMPLETED || j.RestartCount != 0 || j.Allocation.Generation != 1 {
+		t.Fatalf("job ended %s (%s) after %d restarts, want COMPLETED in its first generation", j.State, j.Reason, j.RestartCount)
+	}
+	var want strings.Builder
+	for i := 1; i <= 40; i++ {
+		fmt.Fprintf(&want, "line %d\n", i)
+	}
+	for r := 0; r < 2; r++ {
+		if got := read(t, filepath.Join(w, fmt.Sprintf("out-%d.txt", r))); got != want.String() {
+			t.Errorf("rank %d output:\n%s\nwant every line once", r, got)
+		}
+	}
+	if log := read(t, e.agent.Log); strings.Count(log, `msg="rank recovered"`) != 2 {
+		t.Errorf("the restarted agent recovered %d ranks, want 2", strings.Count(log, `msg="rank recovered"`))
+	}
+}
