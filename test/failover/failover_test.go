@@ -27,15 +27,23 @@ if [ "$LOOM_RESTART_COUNT" = 0 ]; then exec sleep 300; fi
 sleep 1
 `
 
-func readPid(t *testing.T, dir string, rank int, gen uint64) (int, string) {
-	t.Helper()
+// pidFile reads the pid and node a rank of generation gen recorded; ok is
+// false until the file holds both (the shell creates it before writing).
+func pidFile(dir string, rank int, gen uint64) (pid int, node string, ok bool) {
 	b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("pid-%d-g%d", rank, gen)))
 	if err != nil {
-		t.Fatal(err)
+		return 0, "", false
 	}
-	var pid int
-	var node string
-	fmt.Sscan(string(b), &pid, &node)
+	n, _ := fmt.Sscan(string(b), &pid, &node)
+	return pid, node, n == 2 && pid > 0
+}
+
+func readPid(t *testing.T, dir string, rank int, gen uint64) (int, string) {
+	t.Helper()
+	pid, node, ok := pidFile(dir, rank, gen)
+	if !ok {
+		t.Fatalf("pid-%d-g%d holds no pid and node", rank, gen)
+	}
 	return pid, node
 }
 
@@ -57,9 +65,9 @@ func TestAgentKillRequeuesGang(t *testing.T) {
 		if j == nil || j.State != api.JobState_RUNNING {
 			return false
 		}
-		_, err0 := os.Stat(filepath.Join(work, "pid-0-g1"))
-		_, err1 := os.Stat(filepath.Join(work, "pid-1-g1"))
-		return err0 == nil && err1 == nil
+		_, _, ok0 := pidFile(work, 0, 1)
+		_, _, ok1 := pidFile(work, 1, 1)
+		return ok0 && ok1
 	})
 	survivorPid, survivorNode := readPid(t, work, 0, 1)
 	victimPid, victimNode := readPid(t, work, 1, 1)
