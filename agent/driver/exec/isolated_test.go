@@ -106,7 +106,9 @@ func TestIsolatedRankIsConfined(t *testing.T) {
 func TestIsolatedRankOOM(t *testing.T) {
 	d, _ := isolated(t, t.TempDir())
 	s := spec(t, "42.1.0", "/bin/sh", "-c", `x=0123456789abcdef; while :; do x="$x$x"; done`)
-	s.MemMB = 32
+	// Room for the shim itself (the test binary, larger under -race),
+	// which the hog's growth passes within a few doublings.
+	s.MemMB = 128
 	h, err := d.Start(context.Background(), s)
 	if err != nil {
 		t.Fatal(err)

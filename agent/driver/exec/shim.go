@@ -92,6 +92,17 @@ func ShimMain(args []string, stderr io.Writer) int {
 	if err := cmd.Start(); err != nil {
 		return fail(err)
 	}
+	// At the rank's memory limit the kernel must kill the rank, never the
+	// shim that reports it. Lowering the shim's own score needs
+	// CAP_SYS_RESOURCE, which containers and VMs often withhold; raising
+	// the rank's does not, and makes it (and all it forks) the first choice
+	// in its cgroup, and on the node before any daemon. It runs none of the
+	// user's code until the go below.
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", cmd.Process.Pid), []byte("1000"), 0); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return fail(fmt.Errorf("raising the rank's OOM score: %w", err))
+	}
 	readyW.Close()
 	goR.Close()
 	if _, err := readyR.Read(make([]byte, 1)); err == nil {
@@ -113,10 +124,6 @@ func ShimMain(args []string, stderr io.Writer) int {
 	// anything the shim starts.)
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE,
 		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGQUIT, syscall.SIGCONT)
-	// At the rank's memory limit the kernel kills the rank, never the
-	// shim that reports it. The rank was forked before this, so it keeps
-	// the default score.
-	_ = os.WriteFile("/proc/self/oom_score_adj", []byte("-1000"), 0)
 	code, sig := 0, 0
 	err = cmd.Wait()
 	var ee *osexec.ExitError
