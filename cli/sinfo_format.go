@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -52,12 +51,7 @@ func nodeFeatures(n *api.NodeInfo, _ string) string {
 }
 
 // sinfoPiece is literal text or one field of a sinfo format.
-type sinfoPiece struct {
-	lit   string
-	field *sinfoField
-	width int  // 0: as long as the value
-	right bool // "%.9P" right-aligns, "%9P" left-aligns
-}
+type sinfoPiece = formatPiece[sinfoField]
 
 // parseSinfoFormat parses sinfo's --format: "%[.][WIDTH]LETTER" fields
 // and literal text, "%%" for a percent sign. As Slurm's sinfo does, text
@@ -66,47 +60,9 @@ func parseSinfoFormat(f string) ([]sinfoPiece, error) {
 	if i := strings.IndexByte(f, '%'); i > 0 {
 		f = f[i:]
 	}
-	var pieces []sinfoPiece
-	lit := func(s string) {
-		if n := len(pieces); n > 0 && pieces[n-1].field == nil {
-			pieces[n-1].lit += s
-			return
-		}
-		pieces = append(pieces, sinfoPiece{lit: s})
-	}
-	for i := 0; i < len(f); i++ {
-		if f[i] != '%' {
-			lit(f[i : i+1])
-			continue
-		}
-		i++
-		if i < len(f) && f[i] == '%' {
-			lit("%")
-			continue
-		}
-		p := sinfoPiece{}
-		if i < len(f) && f[i] == '.' {
-			p.right = true
-			i++
-		}
-		for i < len(f) && f[i] >= '0' && f[i] <= '9' {
-			p.width = p.width*10 + int(f[i]-'0')
-			if p.width > 1000 {
-				return nil, errors.New("field width over 1000")
-			}
-			i++
-		}
-		if i >= len(f) {
-			return nil, errors.New("ends inside a %-field")
-		}
-		fld, ok := sinfoFields[f[i]]
-		if !ok {
-			return nil, fmt.Errorf("field %%%c is not supported (known: %%a %%b %%c %%C %%D %%E %%f %%G %%l %%m %%n %%N %%P %%R %%t %%T)", f[i])
-		}
-		p.field = fld
-		pieces = append(pieces, p)
-	}
-	return pieces, nil
+	return parsePercentFormat(f, sinfoFields, func(c byte) error {
+		return fmt.Errorf("field %%%c is not supported (known: %%a %%b %%c %%C %%D %%E %%f %%G %%l %%m %%n %%N %%P %%R %%t %%T)", c)
+	})
 }
 
 // writeSinfoFormat prints nodes in the format of pieces: one row per

@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -188,7 +187,7 @@ func squeueFormat(o squeueOpts) string {
 
 // writeQueue prints jobs in the format of pieces, with a header unless
 // o.noHeader.
-func writeQueue(e *env, jobs []*api.Job, pieces []formatPiece, o squeueOpts) {
+func writeQueue(e *env, jobs []*api.Job, pieces []formatPiece[squeueField], o squeueOpts) {
 	now := e.now()
 	// One write for many lines: a queue of 10,000 jobs is otherwise
 	// 10,000 system calls.
@@ -293,58 +292,10 @@ var squeueFields = map[byte]*squeueField{
 	'Y': {"SCHEDNODES", func(*api.Job, time.Time, *time.Location) string { return "(null)" }},
 }
 
-// formatPiece is literal text or one field of a squeue format.
-type formatPiece struct {
-	lit   string
-	field *squeueField
-	width int  // 0: as long as the value
-	right bool // "%.9P" right-aligns, "%9P" left-aligns
-}
-
 // parseSqueueFormat parses Slurm's squeue --format: "%[.][WIDTH]LETTER"
 // fields between literal text, "%%" for a percent sign.
-func parseSqueueFormat(f string) ([]formatPiece, error) {
-	var pieces []formatPiece
-	lit := func(s string) {
-		if n := len(pieces); n > 0 && pieces[n-1].field == nil {
-			pieces[n-1].lit += s
-			return
-		}
-		pieces = append(pieces, formatPiece{lit: s})
-	}
-	for i := 0; i < len(f); i++ {
-		if f[i] != '%' {
-			lit(f[i : i+1])
-			continue
-		}
-		i++
-		if i < len(f) && f[i] == '%' {
-			lit("%")
-			continue
-		}
-		p := formatPiece{}
-		if i < len(f) && f[i] == '.' {
-			p.right = true
-			i++
-		}
-		for i < len(f) && f[i] >= '0' && f[i] <= '9' {
-			p.width = p.width*10 + int(f[i]-'0')
-			if p.width > 1000 {
-				return nil, errors.New("field width over 1000")
-			}
-			i++
-		}
-		if i >= len(f) {
-			return nil, errors.New("ends inside a %-field")
-		}
-		fld, ok := squeueFields[f[i]]
-		if !ok {
-			return nil, fmt.Errorf("unknown field %%%c", f[i])
-		}
-		p.field = fld
-		pieces = append(pieces, p)
-	}
-	return pieces, nil
+func parseSqueueFormat(f string) ([]formatPiece[squeueField], error) {
+	return parsePercentFormat(f, squeueFields, func(c byte) error { return fmt.Errorf("unknown field %%%c", c) })
 }
 
 // printHelp prints a usage text and the options' help lines.
