@@ -69,39 +69,54 @@ func promQuery(t *testing.T, addr, q string) ([]map[string]any, error) {
 	return out.Data.Result, nil
 }
 
-// ruleHealth counts the alerting rules Prometheus has loaded and those it
-// has evaluated cleanly, and describes the first whose evaluation failed
-// ("NAME: ERROR"; empty when none has).
-func ruleHealth(addr string) (loaded, ok int, failed string, err error) {
-	resp, err := http.Get("http://" + addr + "/api/v1/rules?type=alert")
+// promRule is one rule as Prometheus's /api/v1/rules reports it.
+type promRule struct {
+	Name      string `json:"name"`
+	Health    string `json:"health"`
+	LastError string `json:"lastError"`
+}
+
+// loadedRules returns the rules of a type ("alert" or "record") that
+// Prometheus has loaded, in its order.
+func loadedRules(addr, typ string) ([]promRule, error) {
+	resp, err := http.Get("http://" + addr + "/api/v1/rules?type=" + typ)
 	if err != nil {
-		return 0, 0, "", err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	var out struct {
 		Data struct {
 			Groups []struct {
-				Rules []struct {
-					Name      string `json:"name"`
-					Health    string `json:"health"`
-					LastError string `json:"lastError"`
-				} `json:"rules"`
+				Rules []promRule `json:"rules"`
 			} `json:"groups"`
 		} `json:"data"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, err
+	}
+	var rules []promRule
+	for _, g := range out.Data.Groups {
+		rules = append(rules, g.Rules...)
+	}
+	return rules, nil
+}
+
+// ruleHealth counts the alerting rules Prometheus has loaded and those it
+// has evaluated cleanly, and describes the first whose evaluation failed
+// ("NAME: ERROR"; empty when none has).
+func ruleHealth(addr string) (loaded, ok int, failed string, err error) {
+	rules, err := loadedRules(addr, "alert")
+	if err != nil {
 		return 0, 0, "", err
 	}
-	for _, g := range out.Data.Groups {
-		for _, r := range g.Rules {
-			loaded++
-			switch r.Health {
-			case "ok":
-				ok++
-			case "err":
-				if failed == "" {
-					failed = r.Name + ": " + r.LastError
-				}
+	for _, r := range rules {
+		loaded++
+		switch r.Health {
+		case "ok":
+			ok++
+		case "err":
+			if failed == "" {
+				failed = r.Name + ": " + r.LastError
 			}
 		}
 	}
@@ -449,36 +464,18 @@ func recordingRules(t *testing.T, addr string) []string {
 	var names []string
 	var last string
 	ok := eventually(30*time.Second, func() bool {
-		resp, err := http.Get("http://" + addr + "/api/v1/rules?type=record")
+		rules, err := loadedRules(addr, "record")
 		if err != nil {
 			last = err.Error()
 			return false
 		}
-		defer resp.Body.Close()
-		var out struct {
-			Data struct {
-				Groups []struct {
-					Rules []struct {
-						Name      string `json:"name"`
-						Health    string `json:"health"`
-						LastError string `json:"lastError"`
-					} `json:"rules"`
-				} `json:"groups"`
-			} `json:"data"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-			last = err.Error()
-			return false
-		}
 		names = names[:0]
-		for _, g := range out.Data.Groups {
-			for _, r := range g.Rules {
-				if r.Health != "ok" {
-					last = fmt.Sprintf("recording rule %s: health %s %s", r.Name, r.Health, r.LastError)
-					return false
-				}
-				names = append(names, r.Name)
+		for _, r := range rules {
+			if r.Health != "ok" {
+				last = fmt.Sprintf("recording rule %s: health %s %s", r.Name, r.Health, r.LastError)
+				return false
 			}
+			names = append(names, r.Name)
 		}
 		last = "no recording rules loaded"
 		return len(names) > 0
