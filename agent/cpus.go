@@ -10,7 +10,6 @@ import (
 	"github.com/loomhpc/loom/agent/driver"
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/gpu"
-	"github.com/loomhpc/loom/rankenv"
 )
 
 // The node's cores as the scheduler counts them (the registered CPUs,
@@ -28,11 +27,16 @@ import (
 // numbers the profile's CPUs, which are the cores; a real GPU's numbers
 // host CPUs, and host CPU h is the core at h's place among the usable host
 // CPUs. Ranks without GPUs take the lowest free cores.
+//
+// A job bound with --cpu-bind=none holds, per node and step, the cores of
+// all of its ranks there as one set: its first rank to start takes the
+// ranks' CPUs together (near all of their GPUs) and every rank runs on the
+// whole set. A core is free when no rank holds it.
 
 // cpuBinder hands out a node's cores and maps them to host CPUs.
 type cpuBinder struct {
-	host []int  // usable host CPUs, the reserved ones removed
-	used []bool // by core, guarded by the agent's mu
+	host []int // usable host CPUs, the reserved ones removed
+	used []int // ranks holding each core, guarded by the agent's mu
 	// near holds, by GPU index, the cores on the GPU's NUMA node.
 	near map[uint32][]int
 }
@@ -43,7 +47,7 @@ func newCPUBinder(host []int, cores uint32, reserved int, gpus []gpu.GPU) (*cpuB
 	if reserved < 0 || reserved >= len(host) {
 		return nil, fmt.Errorf("agent: reserved_cpus=%d: the host has %d CPUs and ranks need at least one", reserved, len(host))
 	}
-	b := &cpuBinder{host: slices.Clone(host[:len(host)-reserved]), used: make([]bool, cores), near: map[uint32][]int{}}
+	b := &cpuBinder{host: slices.Clone(host[:len(host)-reserved]), used: make([]int, cores), near: map[uint32][]int{}}
 	for _, g := range gpus {
 		if g.CPUAffinity == "" {
 			continue
@@ -82,7 +86,7 @@ func (b *cpuBinder) take(n uint32, gpus []uint32) (cores []int, far int) {
 	pref = slices.Compact(pref)
 	var got []int
 	pick := func(c int) {
-		if uint32(len(got)) < n && !b.used[c] && !slices.Contains(got, c) {
+		if uint32(len(got)) < n && b.used[c] == 0 && !slices.Contains(got, c) {
 			got = append(got, c)
 		}
 	}
@@ -104,11 +108,16 @@ func (b *cpuBinder) take(n uint32, gpus []uint32) (cores []int, far int) {
 	return got, len(got) - nearN
 }
 
-// mark records cores as used or free. Called with the agent's mu.
+// mark records that a rank holds cores (used) or has let them go. Called
+// with the agent's mu.
 func (b *cpuBinder) mark(cores []int, used bool) {
 	for _, c := range cores {
-		if c >= 0 && c < len(b.used) {
-			b.used[c] = used
+		switch {
+		case c < 0 || c >= len(b.used):
+		case used:
+			b.used[c]++
+		case b.used[c] > 0:
+			b.used[c]--
 		}
 	}
 }
@@ -137,7 +146,7 @@ func cpuMask(cpus []int) string {
 // profile's numbering on a simulated node). LOOM_CPU_BIND_VERBOSE, set
 // for verbose, is the line the exec driver prints to the rank's stderr,
 // with @PID@ standing for the rank's pid.
-func cpuBindEnv(b api.CPUBind, host, cores []int, node, procID, localID string) []string {
+func cpuBindEnv(b api.CPUBind, host, cores []int, node string, rank, local uint32) []string {
 	m := cpuMask(host)
 	verbose := "quiet"
 	if b.Verbose {
@@ -156,9 +165,19 @@ func cpuBindEnv(b api.CPUBind, host, cores []int, node, procID, localID string) 
 		env = append(env, "SLURM_CPU_BIND="+verbose+",mask_cpu:"+m, "SLURM_CPU_BIND_TYPE=mask_cpu:", "SLURM_CPU_BIND_LIST="+m)
 	}
 	if b.Verbose {
-		env = append(env, fmt.Sprintf("LOOM_CPU_BIND_VERBOSE=cpu-bind=%s - %s, task %2s %2s [@PID@]: mask %s set", kind, node, procID, localID, m))
+		env = append(env, fmt.Sprintf("LOOM_CPU_BIND_VERBOSE=cpu-bind=%s - %s, task %2d %2d [@PID@]: mask %s set", kind, node, rank, local, m))
 	}
 	return env
+}
+
+// cpuBindOf is the --cpu-bind of t's job.
+func cpuBindOf(t *task) (api.CPUBind, string, error) {
+	spec := t.job.Spec
+	if t.full != nil {
+		spec = t.full.Spec
+	}
+	b, err := api.ParseCPUBind(spec.GetCpuBind())
+	return b, spec.GetCpuBind(), err
 }
 
 // bindCPUs gives the rank its cores and sets its cpuset and SLURM_CPU_BIND*
@@ -166,42 +185,49 @@ func cpuBindEnv(b api.CPUBind, host, cores []int, node, procID, localID string) 
 // runs every rank on all of them, which is --cpu-bind=none: any other
 // explicit binding is refused there rather than ignored.
 func (a *Agent) bindCPUs(t *task, s *driver.TaskSpec) error {
-	spec := t.job.Spec
-	if t.full != nil {
-		spec = t.full.Spec
-	}
-	bind, err := api.ParseCPUBind(spec.GetCpuBind())
+	bind, given, err := cpuBindOf(t)
 	if err != nil {
 		return fmt.Errorf("--cpu-bind: %w", err)
 	}
 	if a.cpus == nil {
-		if spec.GetCpuBind() != "" && (!bind.None || bind.Verbose) {
-			return fmt.Errorf("--cpu-bind=%s: node %s does not bind ranks to CPUs (only isolated exec nodes do); give --cpu-bind=none or run on an isolated node", spec.GetCpuBind(), a.cfg.Name)
+		if given != "" && (!bind.None || bind.Verbose) {
+			return fmt.Errorf("--cpu-bind=%s: node %s does not bind ranks to CPUs (only isolated exec nodes do); give --cpu-bind=none or run on an isolated node", given, a.cfg.Name)
 		}
 		return nil
 	}
 	r := t.rank
+	n, gpus := r.Cpus, r.GpuIndexes
 	a.mu.Lock()
 	var far int
-	t.cores, far = a.cpus.take(r.Cpus, r.GpuIndexes)
-	run := t.cores
-	if bind.None && t.cores != nil {
-		// All the cores its job holds here now, this rank's among them.
+	if bind.None {
 		for _, o := range a.tasks {
-			if o != t && o.key.job == t.key.job && o.key.gen == t.key.gen {
-				run = append(run, o.cores...)
+			if ob, _, _ := cpuBindOf(o); o != t && ob.None && o.cores != nil &&
+				o.key.job == t.key.job && o.key.gen == t.key.gen && o.key.step == t.key.step {
+				t.cores = o.cores
+				a.cpus.mark(t.cores, true)
+				break
 			}
 		}
-		slices.Sort(run)
-		run = slices.Compact(run)
+		if t.cores == nil {
+			n, gpus = 0, nil
+			for _, o := range t.job.GetAllocation().GetRanks() {
+				if o.Node == r.Node {
+					n += o.Cpus
+					gpus = append(gpus, o.GpuIndexes...)
+				}
+			}
+		}
+	}
+	if t.cores == nil {
+		t.cores, far = a.cpus.take(n, gpus)
 	}
 	if t.cores != nil {
-		s.CPUSet = a.cpus.hostCPUs(run)
+		s.CPUSet = a.cpus.hostCPUs(t.cores)
 	}
 	a.mu.Unlock()
 	if far > 0 {
 		a.log.Warn("the NUMA node of the rank's GPUs has too few free cores; some come from another node",
-			"job_id", t.key.job, "rank", t.key.rank, "gpus", r.GpuIndexes, "cores", cgroup.CPUList(t.cores), "far", far)
+			"job_id", t.key.job, "rank", t.key.rank, "gpus", gpus, "cores", cgroup.CPUList(t.cores), "far", far)
 	}
 	if s.CPUSet == nil {
 		return nil
@@ -209,16 +235,6 @@ func (a *Agent) bindCPUs(t *task, s *driver.TaskSpec) error {
 	s.Env = slices.DeleteFunc(s.Env, func(kv string) bool {
 		return strings.HasPrefix(kv, "SLURM_CPU_BIND") || strings.HasPrefix(kv, "LOOM_CPU_BIND")
 	})
-	s.Env = append(s.Env, cpuBindEnv(bind, s.CPUSet, run, a.cfg.Name, envValue(s.Env, rankenv.SlurmProcID), envValue(s.Env, rankenv.SlurmLocalID))...)
+	s.Env = append(s.Env, cpuBindEnv(bind, s.CPUSet, t.cores, a.cfg.Name, r.Rank, r.LocalRank)...)
 	return nil
-}
-
-// envValue is key's value in env, "" when absent.
-func envValue(env []string, key string) string {
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, key+"="); ok {
-			return v
-		}
-	}
-	return ""
 }

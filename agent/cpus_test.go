@@ -1,11 +1,13 @@
 package agent
 
 import (
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/loomhpc/loom/agent/cgroup"
+	"github.com/loomhpc/loom/agent/driver"
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/gpu"
 )
@@ -130,20 +132,101 @@ func TestCPUBinderRealAffinity(t *testing.T) {
 }
 
 func TestCPUBindEnv(t *testing.T) {
-	env := cpuBindEnv(api.CPUBind{}, []int{0, 1, 4}, []int{56, 57, 60}, "n1", "3", "1")
+	env := cpuBindEnv(api.CPUBind{}, []int{0, 1, 4}, []int{56, 57, 60}, "n1", 3, 1)
 	for _, want := range []string{"SLURM_CPU_BIND=quiet,mask_cpu:0x13", "SLURM_CPU_BIND_LIST=0x13", "LOOM_CPU_BIND_LIST=0-1,4", "LOOM_CPU_BIND_CORES=56-57,60"} {
 		if !slices.Contains(env, want) {
 			t.Errorf("cpuBindEnv = %v, lacks %q", env, want)
 		}
 	}
-	if v := envValue(env, "LOOM_CPU_BIND_VERBOSE"); v != "" {
-		t.Errorf("quiet binding sets LOOM_CPU_BIND_VERBOSE=%q", v)
+	if i := slices.IndexFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "LOOM_CPU_BIND_VERBOSE=") }); i >= 0 {
+		t.Errorf("quiet binding sets %s", env[i])
 	}
-	env = cpuBindEnv(api.CPUBind{None: true, Verbose: true}, []int{0, 1}, []int{0, 1}, "n1", "3", "1")
+	env = cpuBindEnv(api.CPUBind{None: true, Verbose: true}, []int{0, 1}, []int{0, 1}, "n1", 3, 1)
 	for _, want := range []string{"SLURM_CPU_BIND=verbose,none", "SLURM_CPU_BIND_TYPE=none",
 		"LOOM_CPU_BIND_VERBOSE=cpu-bind=NONE - n1, task  3  1 [@PID@]: mask 0x3 set"} {
 		if !slices.Contains(env, want) {
 			t.Errorf("cpuBindEnv(verbose,none) = %v, lacks %q", env, want)
 		}
+	}
+}
+
+// bindTask is a rank of job 1 on node n1 as bindCPUs sees it.
+func bindTask(j *api.Job, rank uint32) *task {
+	return &task{key: taskKey{job: 1, gen: 1, rank: rank}, job: j, rank: j.Allocation.Ranks[rank]}
+}
+
+func TestBindCPUsNoneSharesTheJobsCores(t *testing.T) {
+	b, numa := dgxBinder(t)
+	var logs strings.Builder
+	a := &Agent{cpus: b, tasks: map[taskKey]*task{}, cfg: Config{Name: "n1"}, log: slog.New(slog.NewTextHandler(&logs, nil))}
+	j := &api.Job{Id: 1, Spec: &api.JobSpec{CpuBind: "verbose,none"}, Allocation: &api.Allocation{Generation: 1, Ranks: []*api.Rank{
+		{Rank: 0, Node: "n1", Cpus: 2, GpuIndexes: []uint32{4}},
+		{Rank: 1, Node: "n1", LocalRank: 1, Cpus: 3, GpuIndexes: []uint32{5}},
+		{Rank: 2, Node: "n2", Cpus: 8},
+	}}}
+	t0, t1 := bindTask(j, 0), bindTask(j, 1)
+	var s0, s1 driver.TaskSpec
+	if err := a.bindCPUs(t0, &s0); err != nil {
+		t.Fatal(err)
+	}
+	a.tasks[t0.key] = t0
+	if len(t0.cores) != 5 {
+		t.Fatalf("rank 0 of a none job holds %v, want its node's 5 cores", t0.cores)
+	}
+	for _, c := range t0.cores {
+		if !slices.Contains(numa[1], c) {
+			t.Errorf("rank 0 (GPUs 4 and 5) holds core %d, not on NUMA node 1", c)
+		}
+	}
+	if err := a.bindCPUs(t1, &s1); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(t1.cores, t0.cores) || !slices.Equal(s1.CPUSet, s0.CPUSet) {
+		t.Errorf("rank 1 holds %v on %v, want rank 0's %v on %v", t1.cores, s1.CPUSet, t0.cores, s0.CPUSet)
+	}
+	want := "LOOM_CPU_BIND_VERBOSE=cpu-bind=NONE - n1, task  1  1 [@PID@]: mask 0x3 set"
+	if !slices.Contains(s1.Env, want) || !slices.Contains(s1.Env, "SLURM_CPU_BIND=verbose,none") {
+		t.Errorf("rank 1's environment %v lacks %q or SLURM_CPU_BIND=verbose,none", s1.Env, want)
+	}
+	// The cores stay held until the last rank lets them go.
+	b.mark(t0.cores, false)
+	got, far := b.take(112, []uint32{4})
+	if far != 5 {
+		t.Errorf("with rank 1 still running, 112 cores near GPU 4 were %d far, want 5 (the job's)", far)
+	}
+	b.mark(got, false)
+	b.mark(t1.cores, false)
+	if got, far := b.take(112, []uint32{4}); len(got) != 112 || far != 0 {
+		t.Errorf("with both ranks gone, 112 cores near GPU 4 were %d far, want all 112 near", far)
+	}
+	if logs.Len() != 0 {
+		t.Errorf("the agent logged a fallback with free NUMA-local cores: %s", logs.String())
+	}
+}
+
+func TestBindCPUsRefusedWhereNotBound(t *testing.T) {
+	a := &Agent{tasks: map[taskKey]*task{}, cfg: Config{Name: "n1"}}
+	for bind, ok := range map[string]bool{"": true, "none": true, "cores": false, "verbose,none": false} {
+		j := &api.Job{Id: 1, Spec: &api.JobSpec{CpuBind: bind}, Allocation: &api.Allocation{Generation: 1, Ranks: []*api.Rank{{Node: "n1", Cpus: 1}}}}
+		var s driver.TaskSpec
+		err := a.bindCPUs(bindTask(j, 0), &s)
+		if ok && err != nil || !ok && (err == nil || !strings.Contains(err.Error(), "--cpu-bind="+bind)) {
+			t.Errorf("--cpu-bind=%q on a node that does not bind: %v", bind, err)
+		}
+	}
+}
+
+func TestBindCPUsLogsAFallback(t *testing.T) {
+	b, _ := dgxBinder(t)
+	var logs strings.Builder
+	a := &Agent{cpus: b, tasks: map[taskKey]*task{}, cfg: Config{Name: "n1"}, log: slog.New(slog.NewTextHandler(&logs, nil))}
+	b.take(112, []uint32{4}) // NUMA node 1 is full
+	j := &api.Job{Id: 1, Spec: &api.JobSpec{}, Allocation: &api.Allocation{Generation: 1, Ranks: []*api.Rank{{Node: "n1", Cpus: 2, GpuIndexes: []uint32{6}}}}}
+	var s driver.TaskSpec
+	if err := a.bindCPUs(bindTask(j, 0), &s); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "too few free cores") || !strings.Contains(logs.String(), "far=2") {
+		t.Errorf("agent log %q, want a warning that 2 cores are far from the GPUs", logs.String())
 	}
 }
