@@ -349,7 +349,9 @@ func bindLines(t *testing.T, path string) map[string]string {
 	return got
 }
 
-const bindScript = `#!/bin/sh
+// bindScript is each rank's command (a batch script would run once per
+// node, on all the node's cores).
+const bindScript = `
 grep Cpus_allowed_list /proc/self/status
 echo "list $LOOM_CPU_BIND_LIST"
 echo "cores $LOOM_CPU_BIND_CORES"
@@ -373,7 +375,7 @@ func TestRanksRunOnTheirGPUsNUMANode(t *testing.T) {
 	e := newEnv(t)
 	w := e.work("numa")
 	id := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 2, GpusPerTask: 2, CpusPerTask: 3,
-		WorkingDir: w, Output: "out-%t.txt", Script: bindScript})
+		WorkingDir: w, Output: "out-%t.txt", Argv: []string{"/bin/sh", "-c", bindScript}})
 	j := e.waitEnd(id)
 	if j.State != api.JobState_COMPLETED {
 		t.Fatalf("job ended %s (%s)", j.State, j.Reason)
@@ -429,7 +431,7 @@ func TestCPUBindVerboseNone(t *testing.T) {
 	e := newEnv(t)
 	w := e.work("verbose")
 	id := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 2, CpusPerTask: 1, CpuBind: "verbose,none",
-		WorkingDir: w, Output: "out-%t.txt", Error: "err-%t.txt", Script: bindScript})
+		WorkingDir: w, Output: "out-%t.txt", Error: "err-%t.txt", Argv: []string{"/bin/sh", "-c", bindScript}})
 	if j := e.waitEnd(id); j.State != api.JobState_COMPLETED {
 		t.Fatalf("job ended %s (%s)", j.State, j.Reason)
 	}
