@@ -334,6 +334,18 @@ func TestAgentKill9ReattachesToRunningRanks(t *testing.T) {
 	}
 }
 
+// waitIdle waits until the agent has removed its cgroups, as it does with
+// a node's last rank: a test that ends sooner kills the agent midway, and
+// the cleanup then finds groups half removed.
+func (e *env) waitIdle() {
+	e.t.Helper()
+	cluster.WaitFor(e.t, "the agent to remove its cgroups", 10*time.Second, func() bool {
+		left, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", e.root))
+		_, err := os.Stat(filepath.Join("/sys/fs/cgroup", e.root))
+		return len(left) == 0 && err != nil
+	})
+}
+
 // bindLines reads a rank's "key value" lines, as the binding scripts below
 // print them.
 func bindLines(t *testing.T, path string) map[string]string {
@@ -416,6 +428,7 @@ func TestRanksRunOnTheirGPUsNUMANode(t *testing.T) {
 	if len(nodes) != 2 {
 		t.Errorf("the ranks' GPUs are on NUMA nodes %v, want one rank on each", nodes)
 	}
+	e.waitIdle()
 }
 
 // TestCPUBindVerboseNone: with --cpu-bind=verbose,none two one-core
@@ -456,4 +469,5 @@ func TestCPUBindVerboseNone(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--cpu-bind") || !strings.Contains(err.Error(), "map_cpu") {
 		t.Errorf("submit with --cpu-bind=map_cpu:0: %v, want an error naming --cpu-bind and map_cpu", err)
 	}
+	e.waitIdle()
 }
