@@ -238,7 +238,11 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.BindCPUs {
 		host, err := cgroup.HostCPUs()
 		if err == nil {
-			a.cpus, err = newCPUBinder(host, cpus, cfg.ReservedCPUs)
+			var gpus []gpu.GPU
+			if found.Detail != nil {
+				gpus = found.Detail.GPUs
+			}
+			a.cpus, err = newCPUBinder(host, cpus, cfg.ReservedCPUs, gpus)
 		}
 		if err != nil {
 			a.Close()

@@ -494,17 +494,8 @@ func (a *Agent) taskSpec(t *task) (driver.TaskSpec, error) {
 		s.MemMB = nodeMemMB(t.full.Allocation, r)
 	}
 	t.memMB = s.MemMB
-	if a.cpus != nil {
-		a.mu.Lock()
-		t.cores = a.cpus.take(r.Cpus)
-		if t.cores != nil {
-			s.CPUSet = a.cpus.hostCPUs(t.cores)
-		}
-		a.mu.Unlock()
-		if s.CPUSet != nil {
-			s.Env = slices.DeleteFunc(s.Env, func(kv string) bool { return strings.HasPrefix(kv, "SLURM_CPU_BIND") })
-			s.Env = append(s.Env, cpuBindEnv(s.CPUSet)...)
-		}
+	if err := a.bindCPUs(t, &s); err != nil {
+		return s, err
 	}
 	s.TruncateStdout, s.TruncateStderr = truncateOutputsOf(j, stdout, stderr, func(o *api.Rank) (string, string) {
 		return a.taskOutputs(taskKey{t.key.job, t.key.gen, o.Rank, t.key.step}, j, o)

@@ -865,7 +865,11 @@ type JobSpec struct {
 	CpusPerGpu uint32 `protobuf:"varint,48,opt,name=cpus_per_gpu,json=cpusPerGpu,proto3" json:"cpus_per_gpu,omitempty"`
 	// time_min_s is --time-min. Loom never shortens a limit, so the job
 	// runs with time_limit_s; it is kept and shown.
-	TimeMinS      int64 `protobuf:"varint,49,opt,name=time_min_s,json=timeMinS,proto3" json:"time_min_s,omitempty"`
+	TimeMinS int64 `protobuf:"varint,49,opt,name=time_min_s,json=timeMinS,proto3" json:"time_min_s,omitempty"`
+	// cpu_bind is --cpu-bind as api.ParseCPUBind accepts it: "" or "cores"
+	// binds each rank to its own cores, "none" to all of its job's cores on
+	// the node; a "verbose," prefix prints the binding to the rank's stderr.
+	CpuBind       string `protobuf:"bytes,50,opt,name=cpu_bind,json=cpuBind,proto3" json:"cpu_bind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1241,6 +1245,13 @@ func (x *JobSpec) GetTimeMinS() int64 {
 		return x.TimeMinS
 	}
 	return 0
+}
+
+func (x *JobSpec) GetCpuBind() string {
+	if x != nil {
+		return x.CpuBind
+	}
+	return ""
 }
 
 // Rank is one task of an allocation and where it runs.
@@ -6015,7 +6026,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bfeatures\x18\x14 \x03(\tR\bfeatures\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x88\f\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa3\f\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tnodes_min\x18\x02 \x01(\rR\bnodesMin\x12\x1b\n" +
@@ -6075,7 +6086,8 @@ const file_api_loom_proto_rawDesc = "" +
 	"\fcpus_per_gpu\x180 \x01(\rR\n" +
 	"cpusPerGpu\x12\x1c\n" +
 	"\n" +
-	"time_min_s\x181 \x01(\x03R\btimeMinS\x1a6\n" +
+	"time_min_s\x181 \x01(\x03R\btimeMinS\x12\x19\n" +
+	"\bcpu_bind\x182 \x01(\tR\acpuBind\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\n" +

@@ -18,7 +18,7 @@ var MailTypes = []string{"NONE", "BEGIN", "END", "FAIL", "REQUEUE", "ALL", "INVA
 
 // checkOptions checks the options that shape a node's share beyond
 // tasks, GPUs and --mem (memory and CPUs per CPU or GPU), --time-min,
-// --mail-type and --constraint.
+// --mail-type, --cpu-bind and --constraint.
 func checkOptions(s *JobSpec) error {
 	memForms := 0
 	for _, v := range []uint64{s.MemPerNodeMb, s.MemPerCpuMb, s.MemPerGpuMb} {
@@ -59,6 +59,9 @@ func checkOptions(s *JobSpec) error {
 				return fieldErr("--mail-type", "%q is not one of %s", t, strings.Join(MailTypes, ", "))
 			}
 		}
+	}
+	if _, err := ParseCPUBind(s.CpuBind); err != nil {
+		return fieldErr("--cpu-bind", "%v", err)
 	}
 	return checkConstraint(s)
 }

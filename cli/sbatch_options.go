@@ -77,6 +77,14 @@ func sbatchOptions(o *sbatchOpts) []*option {
 			s.Constraint = v
 			return nil
 		}},
+		{long: "cpu-bind", arg: requiredArg, meta: "[verbose,]cores|none", help: "bind each task to its own cores (cores, the default) or to all of the job's on the node (none)", set: func(v string) error {
+			b, err := api.ParseCPUBind(v)
+			if err != nil {
+				return err
+			}
+			s.CpuBind = b.String()
+			return nil
+		}},
 		{long: "comment", arg: requiredArg, meta: "TEXT", help: "a comment kept with the job (scontrol show job)", set: func(v string) error {
 			if len(v) > maxCommentBytes {
 				return fmt.Errorf("%d bytes is over the %d byte limit", len(v), maxCommentBytes)
@@ -320,7 +328,7 @@ func sbatchOptions(o *sbatchOpts) []*option {
 		short byte
 		arg   argKind
 	}{
-		{"gpu-bind", 0, requiredArg}, {"cpu-bind", 0, requiredArg}, {"mem-bind", 0, requiredArg},
+		{"gpu-bind", 0, requiredArg}, {"mem-bind", 0, requiredArg},
 		{"gpu-freq", 0, requiredArg}, {"propagate", 0, optionalArg}, {"get-user-env", 0, optionalArg},
 		{"wckey", 0, requiredArg}, {"profile", 0, requiredArg}, {"acctg-freq", 0, requiredArg},
 		{"delay-boot", 0, requiredArg}, {"mcs-label", 0, requiredArg}, {"power", 0, requiredArg},

@@ -142,6 +142,11 @@ srun python train.py
 				TimeLimitS: 7200, TimeMinS: 1800},
 		},
 		{
+			name:   "cpu-bind",
+			script: header + "#SBATCH --cpu-bind=v,no\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", CpuBind: "verbose,none"},
+		},
+		{
 			name:   "constraint",
 			script: header + "#SBATCH -C 'a100&[rack1|rack2]'\ntrue\n",
 			want:   &api.JobSpec{Name: "job.sh", Constraint: "a100&[rack1|rack2]"},
@@ -378,6 +383,11 @@ func TestSbatchErrors(t *testing.T) {
 			name:    "cyclic distribution",
 			script:  header + "#SBATCH -m block\n#SBATCH --distribution=cyclic\ntrue\n",
 			wantErr: "sbatch: error: line 3: --distribution=cyclic: only block (Slurm's default) is accepted: Loom places tasks in blocks\n",
+		},
+		{
+			name:    "cpu-bind map_cpu",
+			script:  header + "#SBATCH --cpu-bind=map_cpu:0,1\ntrue\n",
+			wantErr: "sbatch: error: line 2: --cpu-bind=map_cpu:0,1: \"map_cpu\" is not implemented: Loom binds each rank to its cores (cores, the default) or to all of its job's cores on the node (none), with quiet or verbose\n",
 		},
 		{
 			name:    "bad mail type",

@@ -87,6 +87,6 @@ func listedSpec(sp *api.JobSpec) *api.JobSpec {
 		EveryRank: sp.EveryRank, KillOnBadExit: sp.KillOnBadExit, Interactive: sp.Interactive,
 		Overlap: sp.Overlap, Comment: sp.Comment, MailType: sp.MailType, MailUser: sp.MailUser,
 		Constraint: sp.Constraint, MemPerCpuMb: sp.MemPerCpuMb, MemPerGpuMb: sp.MemPerGpuMb,
-		CpusPerGpu: sp.CpusPerGpu, TimeMinS: sp.TimeMinS,
+		CpusPerGpu: sp.CpusPerGpu, TimeMinS: sp.TimeMinS, CpuBind: sp.CpuBind,
 	}
 }

@@ -4,8 +4,10 @@ package isolation
 
 import (
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/loomhpc/loom/agent/cgroup"
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/gpu"
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/test/cluster"
 )
@@ -92,6 +95,13 @@ func newEnv(t *testing.T) *env {
 		if t.Failed() {
 			t.Log(e.srv.Tail())
 			t.Log(e.agent.Tail())
+		}
+	})
+	// Before the agent is killed: a test that ends with its last job would
+	// otherwise kill it while it removes the ranks' groups.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			e.waitIdle()
 		}
 	})
 	return e
@@ -328,5 +338,141 @@ func TestAgentKill9ReattachesToRunningRanks(t *testing.T) {
 	}
 	if log := read(t, e.agent.Log); strings.Count(log, `msg="rank recovered"`) != 2 {
 		t.Errorf("the restarted agent recovered %d ranks, want 2", strings.Count(log, `msg="rank recovered"`))
+	}
+}
+
+// waitIdle waits until the agent has removed its cgroups, as it does with
+// a node's last rank: a test that ends sooner kills the agent midway, and
+// the cleanup then finds groups half removed (EBUSY).
+func (e *env) waitIdle() {
+	e.t.Helper()
+	cluster.WaitFor(e.t, "the agent to remove its cgroups", 10*time.Second, func() bool {
+		left, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", e.root))
+		_, err := os.Stat(filepath.Join("/sys/fs/cgroup", e.root))
+		return len(left) == 0 && err != nil
+	})
+}
+
+// bindLines reads a rank's "key value" lines, as the binding scripts below
+// print them.
+func bindLines(t *testing.T, path string) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	for _, line := range strings.Split(read(t, path), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && k == "Cpus_allowed_list" {
+			got[k] = strings.TrimSpace(v)
+		} else if k, v, ok := strings.Cut(line, " "); ok {
+			got[k] = v
+		}
+	}
+	return got
+}
+
+// bindScript is each rank's command (a batch script would run once per
+// node, on all the node's cores).
+const bindScript = `
+grep Cpus_allowed_list /proc/self/status
+echo "list $LOOM_CPU_BIND_LIST"
+echo "cores $LOOM_CPU_BIND_CORES"
+echo "bind $SLURM_CPU_BIND"
+echo "pid $$"
+`
+
+// TestRanksRunOnTheirGPUsNUMANode: the pcie-4 profile puts GPUs 0-1 on
+// NUMA node 0 (CPUs 0-15,32-47) and 2-3 on node 1 (16-31,48-63). Each of
+// two ranks of two GPUs holds cores from its GPUs' node, and runs on the
+// host CPUs those cores map to, as the agent reports them.
+func TestRanksRunOnTheirGPUsNUMANode(t *testing.T) {
+	host, err := cgroup.HostCPUs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := gpu.SimulatedMachine("pcie-4", "iso1", len(host))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t)
+	w := e.work("numa")
+	id := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 2, GpusPerTask: 2, CpusPerTask: 3,
+		WorkingDir: w, Output: "out-%t.txt", Argv: []string{"/bin/sh", "-c", bindScript}})
+	j := e.waitEnd(id)
+	if j.State != api.JobState_COMPLETED {
+		t.Fatalf("job ended %s (%s)", j.State, j.Reason)
+	}
+	nodes := map[int]bool{}
+	for _, r := range j.Allocation.Ranks {
+		got := bindLines(t, filepath.Join(w, fmt.Sprintf("out-%d.txt", r.Rank)))
+		if len(r.GpuIndexes) != 2 {
+			t.Fatalf("rank %d holds GPUs %v, want 2", r.Rank, r.GpuIndexes)
+		}
+		g := m.Topology.GPUs[r.GpuIndexes[0]]
+		nodes[g.NUMANode] = true
+		near, err := cgroup.ParseCPUList(g.CPUAffinity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cores, err := cgroup.ParseCPUList(got["cores"])
+		if err != nil || len(cores) != 3 {
+			t.Fatalf("rank %d: LOOM_CPU_BIND_CORES %q, want 3 cores (%v):\n%v", r.Rank, got["cores"], err, got)
+		}
+		var mapped []int
+		for _, c := range cores {
+			if !slices.Contains(near, c) {
+				t.Errorf("rank %d on GPUs %v (NUMA node %d, CPUs %s) holds core %d", r.Rank, r.GpuIndexes, g.NUMANode, g.CPUAffinity, c)
+			}
+			mapped = append(mapped, host[c%len(host)])
+		}
+		slices.Sort(mapped)
+		want := cgroup.CPUList(slices.Compact(mapped))
+		if got["list"] != want || got["Cpus_allowed_list"] != want {
+			t.Errorf("rank %d: Cpus_allowed_list %q, LOOM_CPU_BIND_LIST %q; want both %q, cores %s folded onto host CPUs %v",
+				r.Rank, got["Cpus_allowed_list"], got["list"], want, got["cores"], host)
+		}
+		if !strings.HasPrefix(got["bind"], "quiet,mask_cpu:0x") {
+			t.Errorf("rank %d: SLURM_CPU_BIND=%q, want quiet,mask_cpu:0x…", r.Rank, got["bind"])
+		}
+	}
+	if len(nodes) != 2 {
+		t.Errorf("the ranks' GPUs are on NUMA nodes %v, want one rank on each", nodes)
+	}
+}
+
+// TestCPUBindVerboseNone: with --cpu-bind=verbose,none two one-core
+// ranks both run on the job's two cores (mapped onto two host CPUs), say
+// none in SLURM_CPU_BIND, and print Slurm's line with their pid to their
+// stderr; a form Loom does not implement is refused at submit.
+func TestCPUBindVerboseNone(t *testing.T) {
+	host, err := cgroup.HostCPUs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	harness.Require(t, "a host of 2 CPUs or more", len(host) >= 2)
+	e := newEnv(t)
+	w := e.work("verbose")
+	id := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 2, CpusPerTask: 1, CpuBind: "verbose,none",
+		WorkingDir: w, Output: "out-%t.txt", Error: "err-%t.txt", Argv: []string{"/bin/sh", "-c", bindScript}})
+	if j := e.waitEnd(id); j.State != api.JobState_COMPLETED {
+		t.Fatalf("job ended %s (%s)", j.State, j.Reason)
+	}
+	want := cgroup.CPUList(host[:2])
+	for r := 0; r < 2; r++ {
+		got := bindLines(t, filepath.Join(w, fmt.Sprintf("out-%d.txt", r)))
+		if got["bind"] != "verbose,none" || got["Cpus_allowed_list"] != want || got["list"] != want {
+			t.Errorf("rank %d: SLURM_CPU_BIND=%q, Cpus_allowed_list %q, LOOM_CPU_BIND_LIST %q; want verbose,none and both %s (the job's cores 0-1)",
+				r, got["bind"], got["Cpus_allowed_list"], got["list"], want)
+		}
+		mask := new(big.Int)
+		for _, c := range host[:2] {
+			mask.SetBit(mask, c, 1)
+		}
+		line := fmt.Sprintf("cpu-bind=NONE - iso1, task %2d %2d [%s]: mask 0x%s set\n", r, r, got["pid"], strings.ToUpper(mask.Text(16)))
+		if stderr := read(t, filepath.Join(w, fmt.Sprintf("err-%d.txt", r))); stderr != line {
+			t.Errorf("rank %d stderr %q, want %q", r, stderr, line)
+		}
+	}
+	_, err = e.jobs.Submit(cluster.Ctx(t), &api.SubmitRequest{Spec: &api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1,
+		CpuBind: "map_cpu:0", WorkingDir: w, Argv: []string{"/bin/true"}}})
+	if err == nil || !strings.Contains(err.Error(), "--cpu-bind") || !strings.Contains(err.Error(), "map_cpu") {
+		t.Errorf("submit with --cpu-bind=map_cpu:0: %v, want an error naming --cpu-bind and map_cpu", err)
 	}
 }

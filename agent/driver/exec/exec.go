@@ -68,7 +68,9 @@ exec "$@"`
 
 // syncedRedirect is redirect for a rank under the shim: once its output
 // files are open it tells the shim (fd 3) and waits for the go (fd 4),
-// by which time the job's private /tmp is in place.
+// by which time the job's private /tmp is in place. It prints
+// LOOM_CPU_BIND_VERBOSE (--cpu-bind=verbose) to the rank's stderr, @PID@
+// replaced by the pid the command runs as.
 const syncedRedirect = `out=$1; err=$2; tout=$3; terr=$4; shift 4
 if [ "$tout" = t ]; then : >"$out" || exit 126; fi
 exec >>"$out" </dev/null || exit 126
@@ -79,6 +81,9 @@ fi
 echo >&3; exec 3>&-
 read -r _ <&4 || exit 126
 exec 4<&-
+if [ -n "$LOOM_CPU_BIND_VERBOSE" ]; then
+  v=$LOOM_CPU_BIND_VERBOSE; printf '%s%s%s\n' "${v%%@PID@*}" $$ "${v#*@PID@}" >&2
+fi
 exec "$@"`
 
 // Start launches the rank. The process leads its own process group so a
