@@ -166,6 +166,7 @@ func (a *Agent) holdSlot(t *task) {
 	}
 	a.stopJobSteps(t.key.job, end.Reason)
 	end.EndedUnixMs = time.Now().UnixMilli()
+	end.UsedGpuMs = a.usedGPUMs(t.key)
 	a.report(t.key, end)
 }
 

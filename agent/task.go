@@ -220,6 +220,7 @@ func (a *Agent) finishTask(t *task, end *api.TaskStatus, h driver.Handle) {
 	end.State = api.TaskState_TASK_EXITED
 	end.EndedUnixMs = time.Now().UnixMilli()
 	end.OutputPath = t.stdout
+	end.UsedGpuMs = a.usedGPUMs(t.key)
 	if !a.report(t.key, end) {
 		return // the agent is stopping: keep the record for the next run
 	}
