@@ -96,6 +96,10 @@ type Config struct {
 	// UsageInterval is how often the agent samples its GPUs to account
 	// the GPU time each rank uses (utilization-weighted); default 10 s.
 	UsageInterval time.Duration
+	// UsageReportInterval is how often the agent reports the GPU time its
+	// running ranks have used so far (a rank's end report always carries
+	// its final figure); default 1 min.
+	UsageReportInterval time.Duration
 }
 
 // Agent is a running node agent.
@@ -170,6 +174,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.UsageInterval <= 0 {
 		cfg.UsageInterval = 10 * time.Second
+	}
+	if cfg.UsageReportInterval <= 0 {
+		cfg.UsageReportInterval = time.Minute
 	}
 	if cfg.KillGrace == 0 {
 		cfg.KillGrace = 10 * time.Second
@@ -270,7 +277,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.goFunc(func() { a.watchHealth(a.ctx) })
-	a.goFunc(func() { a.trackUsage(a.ctx, a.cfg.UsageInterval) })
+	a.goFunc(func() { a.trackUsage(a.ctx, a.cfg.UsageInterval, a.cfg.UsageReportInterval) })
 	a.grpc = grpc.NewServer(grpc.Creds(serveCreds))
 	api.RegisterAgentLogsServer(a.grpc, &logServer{a: a})
 	a.goFunc(func() { _ = a.grpc.Serve(lis) })

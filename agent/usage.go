@@ -5,7 +5,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/gpu"
+	"google.golang.org/protobuf/proto"
 )
 
 // gpuUsage integrates the GPU time each rank uses from the GPU samples
@@ -119,16 +121,77 @@ func (a *Agent) usedGPUMs(k taskKey) uint64 {
 	return a.usage.take(k)
 }
 
-// trackUsage samples the GPUs every interval until ctx ends.
-func (a *Agent) trackUsage(ctx context.Context, interval time.Duration) {
+// peek returns rank k's figure so far.
+func (u *gpuUsage) peek(k taskKey) uint64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return uint64(u.used[k])
+}
+
+// setRunning records t's running report, for the usage reports.
+func (a *Agent) setRunning(t *task, ts *api.TaskStatus) {
+	a.mu.Lock()
+	t.running = ts
+	a.mu.Unlock()
+}
+
+// trackUsage samples the GPUs every interval and reports what running
+// ranks have used every reportEvery, until ctx ends.
+func (a *Agent) trackUsage(ctx context.Context, interval, reportEvery time.Duration) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case now := <-tick.C:
 			a.sampleUsage(ctx)
+			if now.Sub(last) >= reportEvery {
+				last = now
+				a.reportUsage(ctx)
+			}
+		}
+	}
+}
+
+// reportUsage sends, per allocation, its running ranks' GPU time so far:
+// their running reports again, with the figure. The servers take only
+// growth, and ignore a running report after an end, so a report that
+// races with a rank's end changes nothing. A failed report is not
+// retried: the next one carries a larger figure.
+func (a *Agent) reportUsage(ctx context.Context) {
+	type alloc struct{ job, gen uint64 }
+	// The running reports are read under a.mu and the figures after it:
+	// sampleUsage takes the meter's lock first and a.mu inside it.
+	running := map[taskKey]*api.TaskStatus{}
+	a.mu.Lock()
+	for k, t := range a.tasks {
+		if k.step == 0 && t.running != nil {
+			running[k] = t.running
+		}
+	}
+	a.mu.Unlock()
+	reqs := map[alloc]*api.TaskUpdateRequest{}
+	for k, r := range running {
+		used := a.usage.peek(k)
+		if used == 0 {
+			continue
+		}
+		ts := proto.Clone(r).(*api.TaskStatus)
+		ts.UsedGpuMs = used
+		key := alloc{k.job, k.gen}
+		if reqs[key] == nil {
+			reqs[key] = &api.TaskUpdateRequest{Node: a.cfg.Name, JobId: k.job, Generation: k.gen}
+		}
+		reqs[key].Tasks = append(reqs[key].Tasks, ts)
+	}
+	for _, req := range reqs {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := a.client.UpdateTasks(rctx, req)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			a.log.Debug("GPU usage report failed; the next one carries it", "job_id", req.JobId, "err", err)
 		}
 	}
 }
