@@ -1,9 +1,12 @@
 package agent
 
 import (
+	"context"
+	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/gpu"
 )
 
@@ -54,5 +57,32 @@ func TestGPUUsageIntegrates(t *testing.T) {
 	u.observe(at(30_000, 100), h)
 	if got := u.take(again); got != 0 {
 		t.Errorf("take(again) over a repeated sample = %d GPU-ms, want 0", got)
+	}
+}
+
+// TestSampleUsageSimulated runs the agent's sampling over a simulated
+// node: a rank holding two GPUs for 10 s gains the simulator's busy
+// figure (90% ± 6) on each, and nothing is credited to the free GPUs.
+func TestSampleUsageSimulated(t *testing.T) {
+	top, err := gpu.Profile("dgx-h100", "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{log: slog.New(slog.DiscardHandler), ctx: context.Background(), tasks: map[taskKey]*task{}, usage: newGPUUsage()}
+	k := taskKey{job: 7, gen: 1}
+	a.tasks[k] = &task{key: k, job: &api.Job{Id: 7, User: "alice"}, rank: &api.Rank{GpuUuids: []string{top.GPUs[0].UUID, top.GPUs[5].UUID}}}
+	sim := gpu.NewSimSampler(top, a.gpuHolder)
+	now := time.Unix(1_700_000_000, 0)
+	sim.SetClock(func() time.Time { return now })
+	a.sampler = sim
+	a.sampleUsage(a.ctx)
+	now = now.Add(10 * time.Second)
+	samples, err := sim.Sample(a.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := (samples[0].UtilizationPct + samples[5].UtilizationPct) / 100 * 10_000
+	if got := a.usedGPUMs(k); float64(got) != want || got < 2*8400 || got > 2*9600 {
+		t.Errorf("usedGPUMs after 10 s on 2 busy GPUs = %d, want %v (between 16800 and 19200)", got, want)
 	}
 }
