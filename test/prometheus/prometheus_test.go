@@ -358,6 +358,7 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 	}
 	// Used GPU time (issue #19): bob's busy GPU-seconds as Prometheus
 	// scraped them are his jobs' records'; most of what they held.
+	t.Logf("finished jobs' GPU-seconds held %v, used %v", finished, used)
 	if used[bob.Name] < 0.5*finished[bob.Name] {
 		t.Errorf("%s's jobs used %.3f of %.3f GPU-seconds, want at least half (busy simulated GPUs)", bob.Name, used[bob.Name], finished[bob.Name])
 	}
