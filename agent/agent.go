@@ -93,6 +93,13 @@ type Config struct {
 	// A dev or test cluster whose users are known by a local socket sets
 	// that socket (unix:///PATH).
 	ClientAddr string
+	// UsageInterval is how often the agent samples its GPUs to account
+	// the GPU time each rank uses (utilization-weighted); default 10 s.
+	UsageInterval time.Duration
+	// UsageReportInterval is how often the agent reports the GPU time its
+	// running ranks have used so far (a rank's end report always carries
+	// its final figure); default 1 min.
+	UsageReportInterval time.Duration
 }
 
 // Agent is a running node agent.
@@ -105,6 +112,7 @@ type Agent struct {
 	node    *api.Node // guarded by mu once running
 	metrics *agentMetrics
 	sampler gpu.Sampler
+	usage   *gpuUsage
 	gossip  *gossip.Gossip
 
 	grpc    *grpc.Server
@@ -164,6 +172,12 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.MetricsAddr == "" {
 		cfg.MetricsAddr = ":9400"
 	}
+	if cfg.UsageInterval <= 0 {
+		cfg.UsageInterval = 10 * time.Second
+	}
+	if cfg.UsageReportInterval <= 0 {
+		cfg.UsageReportInterval = time.Minute
+	}
 	if cfg.KillGrace == 0 {
 		cfg.KillGrace = 10 * time.Second
 	}
@@ -217,6 +231,7 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{
 		cfg: cfg, log: log, conn: conn, client: api.NewAgentServiceClient(conn), nodes: api.NewNodeServiceClient(conn), lis: lis,
 		tasks: map[taskKey]*task{}, outs: map[outKey]taskOutput{}, ctx: ctx, cancel: cancel, state: state,
+		usage: newGPUUsage(),
 	}
 	a.metrics = newAgentMetrics(a)
 	a.cmdDir = linkCommands(filepath.Join(cfg.DataDir, "bin"), cfg.CommandsBinary, log)
@@ -266,6 +281,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.goFunc(func() { a.watchHealth(a.ctx) })
+	a.goFunc(func() { a.trackUsage(a.ctx, a.cfg.UsageInterval, a.cfg.UsageReportInterval) })
 	a.grpc = grpc.NewServer(grpc.Creds(serveCreds))
 	api.RegisterAgentLogsServer(a.grpc, &logServer{a: a})
 	a.goFunc(func() { _ = a.grpc.Serve(lis) })

@@ -142,7 +142,9 @@ func (a *Agent) startSlot(k taskKey, j *api.Job, r *api.Rank) *task {
 func (a *Agent) holdSlot(t *task) {
 	j, r := t.job, t.rank
 	started := time.Now()
-	if !a.report(t.key, &api.TaskStatus{Rank: r.Rank, State: api.TaskState_TASK_RUNNING, StartedUnixMs: started.UnixMilli()}) {
+	running := &api.TaskStatus{Rank: r.Rank, State: api.TaskState_TASK_RUNNING, StartedUnixMs: started.UnixMilli()}
+	a.setRunning(t, running)
+	if !a.report(t.key, running) {
 		return
 	}
 	var limit <-chan time.Time
@@ -166,6 +168,7 @@ func (a *Agent) holdSlot(t *task) {
 	}
 	a.stopJobSteps(t.key.job, end.Reason)
 	end.EndedUnixMs = time.Now().UnixMilli()
+	end.UsedGpuMs = a.usedGPUMs(t.key)
 	a.report(t.key, end)
 }
 

@@ -58,6 +58,9 @@ type task struct {
 	// cores are the node's cores bound to the task (guarded by the
 	// agent's mu; freed when the task is forgotten).
 	cores []int
+	// running is the task's running report (guarded by the agent's mu;
+	// nil before it runs): usage reports repeat it with the GPU time used.
+	running *api.TaskStatus
 }
 
 func (t *task) requestStop() { t.requestStopFor(api.TaskEndReason_TASK_END_KILLED) }
@@ -220,6 +223,7 @@ func (a *Agent) finishTask(t *task, end *api.TaskStatus, h driver.Handle) {
 	end.State = api.TaskState_TASK_EXITED
 	end.EndedUnixMs = time.Now().UnixMilli()
 	end.OutputPath = t.stdout
+	end.UsedGpuMs = a.usedGPUMs(t.key)
 	if !a.report(t.key, end) {
 		return // the agent is stopping: keep the record for the next run
 	}
@@ -275,10 +279,10 @@ func (a *Agent) runTask(t *task) (*api.TaskStatus, driver.Handle) {
 func (a *Agent) superviseTask(t *task, h driver.Handle, started time.Time) *api.TaskStatus {
 	j, r := t.job, t.rank
 	log := a.log.With("job_id", j.Id, "rank", r.Rank)
-	a.goFunc(func() {
-		a.report(t.key, &api.TaskStatus{Rank: r.Rank, State: api.TaskState_TASK_RUNNING,
-			StartedUnixMs: started.UnixMilli(), OutputPath: t.stdout})
-	})
+	running := &api.TaskStatus{Rank: r.Rank, State: api.TaskState_TASK_RUNNING,
+		StartedUnixMs: started.UnixMilli(), OutputPath: t.stdout}
+	a.setRunning(t, running)
+	a.goFunc(func() { a.report(t.key, running) })
 
 	// A gang's time limit counts from its rank's start; a step's from
 	// its job's, whose limit it shares.

@@ -1382,6 +1382,11 @@ type TaskStatus struct {
 	StartedUnixMs int64                  `protobuf:"varint,7,opt,name=started_unix_ms,json=startedUnixMs,proto3" json:"started_unix_ms,omitempty"`
 	EndedUnixMs   int64                  `protobuf:"varint,8,opt,name=ended_unix_ms,json=endedUnixMs,proto3" json:"ended_unix_ms,omitempty"`
 	OutputPath    string                 `protobuf:"bytes,9,opt,name=output_path,json=outputPath,proto3" json:"output_path,omitempty"`
+	// used_gpu_ms is the GPU time the rank used so far: the sum over its
+	// GPUs of utilization/100 × time, from the agent's GPU samples
+	// (DCGM_FI_DEV_GPU_UTIL). It only grows; an end report carries the
+	// final figure.
+	UsedGpuMs     uint64 `protobuf:"varint,10,opt,name=used_gpu_ms,json=usedGpuMs,proto3" json:"used_gpu_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1477,6 +1482,13 @@ func (x *TaskStatus) GetOutputPath() string {
 		return x.OutputPath
 	}
 	return ""
+}
+
+func (x *TaskStatus) GetUsedGpuMs() uint64 {
+	if x != nil {
+		return x.UsedGpuMs
+	}
+	return 0
 }
 
 // Allocation is a placed gang: every rank, on which node, with which GPUs.
@@ -1618,6 +1630,10 @@ type Job struct {
 	AttainedGpuMs uint64 `protobuf:"varint,25,opt,name=attained_gpu_ms,json=attainedGpuMs,proto3" json:"attained_gpu_ms,omitempty"`
 	// preempt_count is how many times the scheduler preempted the job.
 	PreemptCount uint32 `protobuf:"varint,26,opt,name=preempt_count,json=preemptCount,proto3" json:"preempt_count,omitempty"`
+	// used_gpu_ms is the GPU time the job used, over every generation: the
+	// sum of its ranks' used_gpu_ms (utilization-weighted GPU-ms) as their
+	// agents reported them. Allocated GPU-ms minus this is the job's waste.
+	UsedGpuMs uint64 `protobuf:"varint,27,opt,name=used_gpu_ms,json=usedGpuMs,proto3" json:"used_gpu_ms,omitempty"`
 	// secret is the job's per-job secret (hex), made by the server at
 	// submit. Agents put it in every rank's environment (LOOM_JOB_SECRET),
 	// where netcoll proves knowledge of it before a peer may join a ring.
@@ -1836,6 +1852,13 @@ func (x *Job) GetAttainedGpuMs() uint64 {
 func (x *Job) GetPreemptCount() uint32 {
 	if x != nil {
 		return x.PreemptCount
+	}
+	return 0
+}
+
+func (x *Job) GetUsedGpuMs() uint64 {
+	if x != nil {
+		return x.UsedGpuMs
 	}
 	return 0
 }
@@ -6109,7 +6132,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x04cpus\x18\b \x01(\rR\x04cpus\x12\x15\n" +
 	"\x06mem_mb\x18\t \x01(\x04R\x05memMb\x12\x12\n" +
 	"\x04port\x18\n" +
-	" \x01(\rR\x04port\"\xb6\x02\n" +
+	" \x01(\rR\x04port\"\xd6\x02\n" +
 	"\n" +
 	"TaskStatus\x12\x12\n" +
 	"\x04rank\x18\x01 \x01(\rR\x04rank\x12(\n" +
@@ -6121,7 +6144,9 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x0fstarted_unix_ms\x18\a \x01(\x03R\rstartedUnixMs\x12\"\n" +
 	"\rended_unix_ms\x18\b \x01(\x03R\vendedUnixMs\x12\x1f\n" +
 	"\voutput_path\x18\t \x01(\tR\n" +
-	"outputPath\"\x93\x02\n" +
+	"outputPath\x12\x1e\n" +
+	"\vused_gpu_ms\x18\n" +
+	" \x01(\x04R\tusedGpuMs\"\x93\x02\n" +
 	"\n" +
 	"Allocation\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x1e\n" +
@@ -6135,7 +6160,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\vmaster_port\x18\x06 \x01(\rR\n" +
 	"masterPort\x12)\n" +
 	"\x05tasks\x18\a \x03(\v2\x13.loom.v1.TaskStatusR\x05tasks\x12&\n" +
-	"\x0fcreated_unix_ms\x18\b \x01(\x03R\rcreatedUnixMs\"\x8d\a\n" +
+	"\x0fcreated_unix_ms\x18\b \x01(\x03R\rcreatedUnixMs\"\xad\a\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12$\n" +
 	"\x04spec\x18\x02 \x01(\v2\x10.loom.v1.JobSpecR\x04spec\x12\x12\n" +
@@ -6169,7 +6194,8 @@ const file_api_loom_proto_rawDesc = "" +
 	"\fnext_step_id\x18\x18 \x01(\rR\n" +
 	"nextStepId\x12&\n" +
 	"\x0fattained_gpu_ms\x18\x19 \x01(\x04R\rattainedGpuMs\x12#\n" +
-	"\rpreempt_count\x18\x1a \x01(\rR\fpreemptCount\x12\x16\n" +
+	"\rpreempt_count\x18\x1a \x01(\rR\fpreemptCount\x12\x1e\n" +
+	"\vused_gpu_ms\x18\x1b \x01(\x04R\tusedGpuMs\x12\x16\n" +
 	"\x06secret\x182 \x01(\tR\x06secret\"\xc2\x03\n" +
 	"\x04Step\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12$\n" +

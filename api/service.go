@@ -44,3 +44,30 @@ const ReasonPreempted = "Preempted"
 func (j *Job) Preempted() bool {
 	return j.GetState() == JobState_PENDING && j.GetReason() == ReasonPreempted
 }
+
+// AllocGPUMs is the GPU time j's allocations held by nowMs, over every
+// generation: the GPUs its ranks hold × how long each allocation ran. A
+// CPU-only job holds none (unlike its attained service, which counts it
+// as one GPU). UsedGpuMs is the part of it the job's ranks kept busy.
+func (j *Job) AllocGPUMs(nowMs int64) uint64 {
+	gpus := 0
+	for _, r := range j.GetAllocation().GetRanks() {
+		gpus += max(len(r.GpuUuids), len(r.GpuIndexes))
+	}
+	if gpus == 0 {
+		return 0
+	}
+	ran := int64(0)
+	if start := j.GetStartUnixMs(); start > 0 {
+		end := nowMs
+		if !j.GetState().Active() {
+			end = start
+			if j.GetState().Terminal() && j.GetEndUnixMs() > 0 {
+				end = j.GetEndUnixMs()
+			}
+		}
+		ran = max(end-start, 0)
+	}
+	// Earlier generations' attained service counted these same GPUs.
+	return j.GetAttainedGpuMs() + uint64(gpus)*uint64(ran)
+}

@@ -22,18 +22,23 @@ Reports:
   cluster utilization   allocated, idle and reported CPU and GPU time
   user top              the users (with their account) that used the most GPU time
   account usage         each account's use, then its users'
+  user waste            the users that left the most allocated GPU time idle:
+                        GPU time allocated, busy (utilization-weighted, from
+                        the agents' GPU samples), and allocated minus busy
 
 The window defaults to yesterday (midnight to midnight); TIME is
 YYYY-MM-DD[THH:MM[:SS]] or now-N{days,hours,minutes}. Jobs counts the jobs
 that held resources within the window, Avg Wait is the mean time from
 submit (or --begin) to start of those that started within it. Reported
-capacity is the CPUs and GPUs of the nodes registered now.
+capacity is the CPUs and GPUs of the nodes registered now. A job's busy GPU
+time is known as a total; the part within the window is its in-window
+allocation × its busy share over its whole run.
 
 Options:
 `
 
 // reportKinds are the reports, by their two words.
-var reportKinds = []string{"cluster utilization", "user top", "account usage"}
+var reportKinds = []string{"cluster utilization", "user top", "account usage", "user waste"}
 
 type reportOpts struct {
 	start, end string
@@ -47,6 +52,7 @@ type reportOpts struct {
 // usage is what a set of jobs held within a window.
 type usage struct {
 	gpuSec, cpuSec float64
+	busyGPUSec     float64 // of gpuSec, the utilization-weighted part
 	jobs           int     // jobs that held resources within the window
 	started        int     // of those, jobs that started within it
 	waitSec        float64 // summed waits of the jobs that started within it
@@ -55,6 +61,7 @@ type usage struct {
 func (u *usage) add(o usage) {
 	u.gpuSec += o.gpuSec
 	u.cpuSec += o.cpuSec
+	u.busyGPUSec += o.busyGPUSec
 	u.jobs += o.jobs
 	u.started += o.started
 	u.waitSec += o.waitSec
@@ -87,6 +94,7 @@ func jobUsage(j *api.Job, start, end, now time.Time) usage {
 		sec := hi.Sub(lo).Seconds()
 		u.gpuSec = float64(jobGPUs(j)) * sec
 		u.cpuSec = float64(jobCPUs(j)) * sec
+		u.busyGPUSec = u.gpuSec * busyShare(j, now)
 		u.jobs = 1
 	}
 	if !from.Before(start) && from.Before(end) {
@@ -96,6 +104,16 @@ func jobUsage(j *api.Job, start, end, now time.Time) usage {
 		u.jobs = 1
 	}
 	return u
+}
+
+// busyShare is the share of j's allocated GPU time, over its whole run,
+// that its ranks kept busy (Job.UsedGpuMs), at most 1.
+func busyShare(j *api.Job, now time.Time) float64 {
+	alloc := j.AllocGPUMs(now.UnixMilli())
+	if alloc == 0 {
+		return 0
+	}
+	return min(float64(j.GetUsedGpuMs())/float64(alloc), 1)
 }
 
 func maxTime(a, b time.Time) time.Time {
@@ -244,6 +262,8 @@ func runReport(ctx context.Context, e *env, args []string) int {
 			r.userTop(jobs, now)
 		case "account usage":
 			r.accountUsage(jobs, now)
+		case "user waste":
+			r.userWaste(jobs, now)
 		}
 		return 0
 	})
@@ -415,4 +435,35 @@ func (r *report) accountUsage(jobs []*api.Job, now time.Time) {
 		}
 	}
 	r.table(append([]string{"Cluster", "Account", "Login"}, userColumns...), 3, rows)
+}
+
+// userWaste ranks users (with their account) by the GPU time they held
+// but did not keep busy: allocated minus utilization-weighted.
+func (r *report) userWaste(jobs []*api.Job, now time.Time) {
+	by := usageByUser(jobs, r.start, r.end, now)
+	waste := func(u usage) float64 { return max(u.gpuSec-u.busyGPUSec, 0) }
+	keys := make([]reportKey, 0, len(by))
+	for k, u := range by {
+		if u.gpuSec > 0 {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b reportKey) int {
+		if c := cmp.Compare(waste(by[b]), waste(by[a])); c != 0 {
+			return c
+		}
+		return cmp.Or(cmp.Compare(a.user, b.user), cmp.Compare(a.account, b.account))
+	})
+	if len(keys) > r.o.topCount {
+		keys = keys[:r.o.topCount]
+	}
+	r.banner(fmt.Sprintf("Top %d Users by Idle Allocated GPU Time", r.o.topCount))
+	var rows [][]string
+	for _, k := range keys {
+		u := by[k]
+		rows = append(rows, []string{clusterName, k.user, k.account,
+			r.amount(u.gpuSec, r.gpus), r.amount(u.busyGPUSec, r.gpus), r.amount(waste(u), r.gpus),
+			fmt.Sprintf("%.1f%%", 100*u.busyGPUSec/u.gpuSec), strconv.Itoa(u.jobs)})
+	}
+	r.table([]string{"Cluster", "Login", "Account", "GPU Alloc", "GPU Busy", "GPU Wasted", "GPU Util", "Jobs"}, 3, rows)
 }

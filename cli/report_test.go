@@ -177,3 +177,43 @@ func TestReportErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestReportUserWaste ranks users by idle allocated GPU time, by hand over
+// reportJobs' window 00:00-12:00 with these busy figures: job 1 used 12 of
+// its 16 GPU-hours (75%, so 9 of the 12 in the window), job 2 1 of 4, job
+// 3 14.4 of the 16 it has held (90%), job 4 none of 2. alice/vision: 16
+// allocated, 10 busy, 6 wasted; bob/bob: 2, 0, 2; bob/nlp: 16, 14.4, 1.6.
+func TestReportUserWaste(t *testing.T) {
+	jobs := reportJobs()
+	used := map[uint64]uint64{1: 12 * 3_600_000, 2: 3_600_000, 3: 51_840_000}
+	for _, j := range jobs {
+		j.UsedGpuMs = used[j.Id]
+	}
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{
+			args: []string{"user", "waste", "start=2024-05-01", "end=2024-05-01T12:00", "-P"},
+			want: "" +
+				"Cluster|Login|Account|GPU Alloc|GPU Busy|GPU Wasted|GPU Util|Jobs\n" +
+				"loom|alice|vision|16.00|10.00|6.00|62.5%|2\n" +
+				"loom|bob|bob|2.00|0.00|2.00|0.0%|1\n" +
+				"loom|bob|nlp|16.00|14.40|1.60|90.0%|1\n",
+		},
+		{
+			args: []string{"user", "waste", "start=2024-05-01", "end=2024-05-01T12:00", "topcount=1", "-t", "minutes", "-n"},
+			want: "loom    alice vision        960      600        360    62.5%    2\n",
+		},
+	}
+	for _, tt := range tests {
+		f := &fakeServer{jobs: jobs, nodes: reportNodes()}
+		te := newTestEnv("report", f.start(t))
+		if code := te.run(t, tt.args...); code != 0 {
+			t.Fatalf("report %q exited %d: %s", tt.args, code, te.err)
+		}
+		if got := te.out.String(); got != tt.want {
+			t.Errorf("report %q printed\n%s\nwant\n%s", tt.args, got, tt.want)
+		}
+	}
+}

@@ -93,6 +93,27 @@ var sacctFields = []sacctField{
 		return strconv.FormatUint(uint64(jobCPUs(j.Job)), 10)
 	}},
 	{"AllocGPUS", 10, false, func(j sacctRow, _ time.Time, _ *time.Location) string { return strconv.Itoa(jobGPUs(j.Job)) }},
+	// AllocGPUHours, UsedGPUHours and GPUUtil are Loom's: the GPU-hours
+	// the job's allocations held, the utilization-weighted GPU-hours its
+	// ranks used (agents sample DCGM_FI_DEV_GPU_UTIL), and the one as a
+	// share of the other. A step's line leaves the used figures blank: the
+	// job's line counts its steps' GPUs.
+	{"AllocGPUHours", 13, false, func(j sacctRow, now time.Time, _ *time.Location) string {
+		return gpuHours(j.AllocGPUMs(now.UnixMilli()))
+	}},
+	{"UsedGPUHours", 12, false, func(j sacctRow, _ time.Time, _ *time.Location) string {
+		if j.step != "" {
+			return ""
+		}
+		return gpuHours(j.GetUsedGpuMs())
+	}},
+	{"GPUUtil", 7, false, func(j sacctRow, now time.Time, _ *time.Location) string {
+		alloc := j.AllocGPUMs(now.UnixMilli())
+		if j.step != "" || alloc == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%.1f%%", 100*float64(j.GetUsedGpuMs())/float64(alloc))
+	}},
 	{"AllocTRES", 30, false, func(j sacctRow, _ time.Time, _ *time.Location) string { return jobTRES(j.Job) }},
 	{"NNodes", 8, false, func(j sacctRow, _ time.Time, _ *time.Location) string { return strconv.Itoa(jobNodes(j.Job)) }},
 	{"NTasks", 8, false, func(j sacctRow, _ time.Time, _ *time.Location) string {
@@ -129,6 +150,9 @@ var sacctFields = []sacctField{
 	}},
 	{"WorkDir", 20, false, func(j sacctRow, _ time.Time, _ *time.Location) string { return j.GetSpec().GetWorkingDir() }},
 }
+
+// gpuHours formats GPU-milliseconds as GPU-hours with two decimals.
+func gpuHours(ms uint64) string { return strconv.FormatFloat(float64(ms)/3.6e6, 'f', 2, 64) }
 
 // sacctDefaultFormat is Slurm's default field list.
 const sacctDefaultFormat = "JobID,JobName,Partition,Account,AllocCPUS,State,ExitCode"

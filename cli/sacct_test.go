@@ -115,3 +115,34 @@ func TestParseSacctTime(t *testing.T) {
 		}
 	}
 }
+
+// TestSacctGPUHours checks Loom's GPU fields by hand: job 11 held one GPU
+// for an hour and used 0.75 GPU-hours; job 12 has held four GPUs for
+// 1:05:05 (15,620 GPU-seconds) and used two GPU-hours; job 15 held one
+// GPU for a minute and used none.
+func TestSacctGPUHours(t *testing.T) {
+	jobs := testJobs()
+	for _, j := range jobs {
+		switch j.Id {
+		case 11:
+			j.UsedGpuMs = 2_700_000
+		case 12:
+			j.UsedGpuMs = 7_200_000
+		}
+	}
+	f := &fakeServer{jobs: jobs}
+	te := newTestEnv("sacct", f.start(t))
+	args := []string{"-P", "--format=JobID,AllocGPUS,AllocGPUHours,UsedGPUHours,GPUUtil", "-j", "11,12,14,15"}
+	if code := te.run(t, args...); code != 0 {
+		t.Fatalf("sacct %q exited %d: %s", args, code, te.err)
+	}
+	want := "" +
+		"JobID|AllocGPUS|AllocGPUHours|UsedGPUHours|GPUUtil\n" +
+		"11|1|1.00|0.75|75.0%\n" +
+		"12|4|4.34|2.00|46.1%\n" +
+		"14|0|0.00|0.00|\n" +
+		"15|1|0.02|0.00|0.0%\n"
+	if got := te.out.String(); got != want {
+		t.Errorf("sacct %q printed\n%s\nwant\n%s", args, got, want)
+	}
+}

@@ -34,12 +34,18 @@ type jobEvents struct {
 	base map[uint64]held
 	// ended is what jobs no longer active held since the server started.
 	ended map[userAccount]held
+	// used is the busy (utilization-weighted) GPU-milliseconds jobs
+	// reported since the server started; usedSeen each job's figure when
+	// last seen, while the job is in the active set.
+	used     map[userAccount]float64
+	usedSeen map[uint64]uint64
 
 	wait     *prometheus.HistogramVec
 	run      *prometheus.HistogramVec
 	outcomes *prometheus.CounterVec
 	gpuSecs  *prometheus.Desc
 	cpuSecs  *prometheus.Desc
+	usedSecs *prometheus.Desc
 }
 
 // userAccount keys the usage counters.
@@ -111,6 +117,9 @@ func newJobEvents() *jobEvents {
 	return &jobEvents{
 		base:  map[uint64]held{},
 		ended: map[userAccount]held{},
+		used:  map[userAccount]float64{},
+
+		usedSeen: map[uint64]uint64{},
 		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "loom_job_wait_seconds", Help: "From submit (or --begin) to a job's first start, by partition, size class (GPUs: 0, 1, 2-8, 9-32, >32) and QoS.",
 			Buckets: buckets,
@@ -123,8 +132,9 @@ func newJobEvents() *jobEvents {
 			Name: "loom_jobs_ended_total",
 			Help: "Jobs that ended, by final state (COMPLETED, FAILED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, CANCELLED, PREEMPTED), and allocations a preemption (PREEMPTED) or a requeue (REQUEUED) ended, by partition.",
 		}, []string{"state", "partition"}),
-		gpuSecs: prometheus.NewDesc("loom_job_gpu_seconds_total", "GPU-seconds allocated to jobs since this server started, by user and account: increase() over a window, divided by 3600, is GPU-hours.", []string{"user", "account"}, nil),
-		cpuSecs: prometheus.NewDesc("loom_job_cpu_seconds_total", "CPU-seconds allocated to jobs since this server started, by user and account.", []string{"user", "account"}, nil),
+		gpuSecs:  prometheus.NewDesc("loom_job_gpu_seconds_total", "GPU-seconds allocated to jobs since this server started, by user and account: increase() over a window, divided by 3600, is GPU-hours.", []string{"user", "account"}, nil),
+		usedSecs: prometheus.NewDesc("loom_job_used_gpu_seconds_total", "GPU-seconds jobs kept busy since this server started (the allocated GPU-seconds weighted by the GPUs' utilization, as the agents sampled it), by user and account; loom_job_gpu_seconds_total minus this is idle allocated time.", []string{"user", "account"}, nil),
+		cpuSecs:  prometheus.NewDesc("loom_job_cpu_seconds_total", "CPU-seconds allocated to jobs since this server started, by user and account.", []string{"user", "account"}, nil),
 	}
 }
 
@@ -142,6 +152,7 @@ func (e *jobEvents) advance(v *state.View, now time.Time) {
 		}
 		for j := range v.ActiveJobs() {
 			e.base[j.GetId()] = heldBy(j, nowMs)
+			e.usedSeen[j.GetId()] = j.GetUsedGpuMs()
 		}
 		e.last = v
 		return
@@ -191,7 +202,45 @@ func (e *jobEvents) advance(v *state.View, now time.Time) {
 			e.outcomes.WithLabelValues(api.JobState_REQUEUED.String(), part).Add(float64(n))
 		}
 	}
+	e.countUsed(old, v)
 	e.last = v
+}
+
+// countUsed adds the busy GPU time jobs reported between old and v. A
+// job's figure grows with its ranks' reports, some of which come after the
+// job has ended (the ranks a failure stopped), so each job is followed
+// while it is in the active set and read a last time when it leaves it.
+func (e *jobEvents) countUsed(old, v *state.View) {
+	add := func(j *api.Job, seen uint64) {
+		if u := j.GetUsedGpuMs(); u > seen {
+			e.used[accountOf(j)] += float64(u - seen)
+		}
+	}
+	live := map[uint64]bool{}
+	for j := range v.ActiveJobs() {
+		id := j.GetId()
+		live[id] = true
+		seen, ok := e.usedSeen[id]
+		if ok || id >= old.NextJobID() {
+			add(j, seen) // a job submitted since starts from nothing
+		}
+		e.usedSeen[id] = max(seen, j.GetUsedGpuMs())
+	}
+	for id, seen := range e.usedSeen {
+		if live[id] {
+			continue
+		}
+		if j := v.Job(id); j != nil {
+			add(j, seen)
+		}
+		delete(e.usedSeen, id)
+	}
+	// Jobs submitted and gone from the active set since: their whole run.
+	for id := old.NextJobID(); id < v.NextJobID(); id++ {
+		if j := v.Job(id); j != nil && !live[id] {
+			add(j, 0)
+		}
+	}
 }
 
 // endJob records the end of one job, o as last seen and j now.
@@ -246,6 +295,9 @@ func (e *jobEvents) collect(v *state.View, now time.Time, ch chan<- prometheus.M
 		t.cpuMs += max(h.cpuMs-b.cpuMs, 0)
 		totals[ua] = t
 	}
+	for ua, ms := range e.used {
+		ch <- prometheus.MustNewConstMetric(e.usedSecs, prometheus.CounterValue, ms/1000, ua.user, ua.account)
+	}
 	for ua, h := range totals {
 		ch <- prometheus.MustNewConstMetric(e.gpuSecs, prometheus.CounterValue, h.gpuMs/1000, ua.user, ua.account)
 		ch <- prometheus.MustNewConstMetric(e.cpuSecs, prometheus.CounterValue, h.cpuMs/1000, ua.user, ua.account)
@@ -288,6 +340,7 @@ func (e *jobEvents) follow(store *state.Store, interval time.Duration, stop <-ch
 
 func (e *jobEvents) describe(ch chan<- *prometheus.Desc) {
 	ch <- e.gpuSecs
+	ch <- e.usedSecs
 	ch <- e.cpuSecs
 	e.wait.Describe(ch)
 	e.run.Describe(ch)

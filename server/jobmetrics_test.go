@@ -267,3 +267,78 @@ func TestJobEventsWaitForReplay(t *testing.T) {
 		}
 	}
 }
+
+// TestJobEventsUsedGPU: the busy GPU-seconds counter counts what jobs
+// reported since the server started, including the reports of ranks that
+// end after their job has failed, and of a job that ran and ended between
+// two looks at the state.
+//
+//	job 1 alice/vision, 2 ranks of 1 GPU: both report 2 s used before the
+//	  server starts (not counted); rank 0 reports 5 s (+3), fails with 6 s
+//	  (+1), then rank 1, stopped, reports 4 s (+2): 6 s
+//	job 2 bob: runs and completes with 1.5 s between two looks: 1.5 s
+func TestJobEventsUsedGPU(t *testing.T) {
+	f := state.NewTestFSM()
+	f.Apply(state.CmdRegisterNode, &api.RegisterNodeCommand{Node: state.TestNode("n1", 8, 32)})
+	submit := func(user, account string) {
+		f.Apply(state.CmdSubmitJob, &api.SubmitJobCommand{
+			Request: &api.SubmitRequest{User: user, Uid: 1000, Gid: 1000,
+				Spec: &api.JobSpec{Script: "x", Account: account, NodesMin: 1, GpusPerNode: 2, Requeue: proto.Bool(false)}},
+		})
+	}
+	place := func(id uint64, first int) {
+		t.Helper()
+		a := &api.Allocation{Nodes: []string{"n1"}, Ranks: []*api.Rank{
+			{Rank: 0, Node: "n1", Cpus: 1, Port: uint32(29500 + first), GpuUuids: []string{"GPU-n1-" + strconv.Itoa(first)}},
+			{Rank: 1, Node: "n1", Cpus: 1, Port: uint32(29501 + first), GpuUuids: []string{"GPU-n1-" + strconv.Itoa(first+1)}},
+		}}
+		if res := f.Apply(state.CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{{JobId: id, Allocation: a}}, NowUnixMs: 1000}); res.Placed != 1 {
+			t.Fatalf("job %d: placement refused", id)
+		}
+	}
+	report := func(id uint64, ts ...*api.TaskStatus) {
+		t.Helper()
+		if res := f.Apply(state.CmdUpdateTasks, &api.UpdateTasksCommand{Request: &api.TaskUpdateRequest{
+			Node: "n1", JobId: id, Generation: 1, Tasks: ts}, NowUnixMs: 2000}); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	running := func(rank uint32, used uint64) *api.TaskStatus {
+		return &api.TaskStatus{Rank: rank, State: api.TaskState_TASK_RUNNING, UsedGpuMs: used}
+	}
+	exited := func(rank uint32, code int32, reason api.TaskEndReason, used uint64) *api.TaskStatus {
+		return &api.TaskStatus{Rank: rank, State: api.TaskState_TASK_EXITED, ExitCode: code, Reason: reason, UsedGpuMs: used}
+	}
+	const alice, bob = "loom_job_used_gpu_seconds_total{account=vision,user=alice}", "loom_job_used_gpu_seconds_total{account=bob,user=bob}"
+
+	e := newJobEvents()
+	submit("alice", "vision")
+	place(1, 0)
+	report(1, running(0, 2000), running(1, 2000))
+	e.advance(f.Store.View(), ms(5000)) // the server starts
+
+	report(1, running(0, 5000))
+	e.advance(f.Store.View(), ms(6000))
+	report(1, exited(0, 1, api.TaskEndReason_TASK_END_EXITED, 6000))
+	if s := f.Store.View().Job(1).GetState(); s != api.JobState_FAILED {
+		t.Fatalf("job 1 after rank 0 failed: %s, want FAILED", s)
+	}
+	if g := gather(t, eventsAt{e, f.Store.View(), ms(7000)})[alice]; g != 4 {
+		t.Errorf("alice's busy GPU-seconds after the failure = %v, want 4", g)
+	}
+	report(1, exited(1, 0, api.TaskEndReason_TASK_END_KILLED, 4000))
+	e.advance(f.Store.View(), ms(8000))
+
+	submit("bob", "")
+	place(2, 2)
+	report(2, exited(0, 0, api.TaskEndReason_TASK_END_EXITED, 1000), exited(1, 0, api.TaskEndReason_TASK_END_EXITED, 500))
+	got := gather(t, eventsAt{e, f.Store.View(), ms(9000)})
+	if got[alice] != 6 || got[bob] != 1.5 {
+		t.Errorf("busy GPU-seconds: alice %v, bob %v; want 6 and 1.5", got[alice], got[bob])
+	}
+	// A later scrape of the same state counts nothing twice.
+	got = gather(t, eventsAt{e, f.Store.View(), ms(10000)})
+	if got[alice] != 6 || got[bob] != 1.5 {
+		t.Errorf("busy GPU-seconds at a second scrape: alice %v, bob %v; want 6 and 1.5", got[alice], got[bob])
+	}
+}

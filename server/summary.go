@@ -55,7 +55,7 @@ func listedJob(j *api.Job) *api.Job {
 		RestartCount: j.RestartCount, SubmitHost: j.SubmitHost, IdempotencyToken: j.IdempotencyToken,
 		CreateIndex: j.CreateIndex, ModifyIndex: j.ModifyIndex, ExpectedStartUnixMs: j.ExpectedStartUnixMs,
 		ArrayJobId: j.ArrayJobId, ArrayTaskId: j.ArrayTaskId, NextStepId: j.NextStepId,
-		AttainedGpuMs: j.AttainedGpuMs, PreemptCount: j.PreemptCount,
+		AttainedGpuMs: j.AttainedGpuMs, PreemptCount: j.PreemptCount, UsedGpuMs: j.UsedGpuMs,
 	}
 	for _, st := range j.Steps {
 		c.Steps = append(c.Steps, &api.Step{

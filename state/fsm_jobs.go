@@ -349,10 +349,27 @@ func applyUpdateTasks(t *txn, m proto.Message) *Result {
 			continue // not this node's rank: ignore rather than trust it
 		}
 		cur := a.Tasks[ts.Rank]
-		if cur.Ended() || (cur.State == ts.State && ts.State != api.TaskState_TASK_EXITED) {
-			continue // ends are final; repeats change nothing
+		if cur.Ended() {
+			continue // ends are final
 		}
-		a.Tasks[ts.Rank] = proto.Clone(ts).(*api.TaskStatus)
+		used := max(cur.UsedGpuMs, ts.UsedGpuMs)
+		if used > cur.UsedGpuMs {
+			// The figure is the rank's total so far: the job gains only
+			// what it grew by, so a repeated report counts nothing.
+			j.UsedGpuMs += used - cur.UsedGpuMs
+			changed = true
+		}
+		if cur.State == ts.State && ts.State != api.TaskState_TASK_EXITED {
+			if used > cur.UsedGpuMs {
+				next := proto.Clone(cur).(*api.TaskStatus)
+				next.UsedGpuMs = used
+				a.Tasks[ts.Rank] = next
+			}
+			continue // a repeat changes nothing else
+		}
+		next := proto.Clone(ts).(*api.TaskStatus)
+		next.UsedGpuMs = used
+		a.Tasks[ts.Rank] = next
 		changed = true
 	}
 	if !changed {

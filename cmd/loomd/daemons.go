@@ -163,6 +163,8 @@ func runAgent(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	fs.BoolVar(&cfg.UseNVML, "nvml", true, "discover GPUs with NVML when the driver is present")
 	fs.BoolVar(&cfg.AllowRoot, "allow-root", false, "let jobs submitted by root run as root")
 	fs.DurationVar(&cfg.KillGrace, "kill-grace", 10*time.Second, "time between SIGTERM and SIGKILL when stopping a rank")
+	fs.DurationVar(&cfg.UsageInterval, "gpu-usage-interval", 10*time.Second, "how often to sample the GPUs to account each rank's utilization-weighted GPU time")
+	fs.DurationVar(&cfg.UsageReportInterval, "gpu-usage-report-interval", time.Minute, "how often to report running ranks' GPU time used so far to the servers")
 	port := fs.String("ports", "29500-29999", "port range handed to ranks on this node")
 	driverName := fs.String("driver", "exec", "task driver: exec (plain processes) or containerd (OCI containers)")
 	ctrSocket := fs.String("containerd-socket", containerd.DefaultSocket, "containerd's socket, for --driver containerd")

@@ -144,6 +144,8 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 		cluster.Start(t, dir, name, append([]string{"agent", "--name", name, "--servers", rpc,
 			"--data-dir", filepath.Join(dir, name), "--listen-addr", "127.0.0.1:0",
 			"--metrics-addr", "127.0.0.1:0", "--profile", "dgx-h100", "--nvml=false",
+			// Jobs of a second or two: sample and report GPU use often.
+			"--gpu-usage-interval", "100ms", "--gpu-usage-report-interval", "1s",
 			"--ports", fmt.Sprintf("%d-%d", 32000+100*i, 32099+100*i)}, cluster.AgentTLSArgs(t, dir, name)...)...)
 	}
 	jobs, nodes := cluster.ClientAs(t, "unix://"+socket, learner)
@@ -266,15 +268,34 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 		return float64(gpus) * float64(j.GetEndUnixMs()-j.GetStartUnixMs()) / 1000
 	}
 	finished := map[string]float64{}
+	used := map[string]float64{} // busy GPU-seconds, from the same records
 	ended := map[api.JobState]int{}
 	for _, f := range finite {
 		var j *api.Job
-		cluster.WaitFor(t, fmt.Sprintf("job %d to end", f.id), 60*time.Second, func() bool {
+		// A batch job's allocation slot reports its GPU use when it
+		// stops, after the job's end: wait for every rank's end.
+		cluster.WaitFor(t, fmt.Sprintf("job %d and its ranks to end", f.id), 60*time.Second, func() bool {
 			r, err := f.client.GetJob(cluster.Ctx(t), &api.GetJobRequest{JobId: f.id})
 			j = r.GetJob()
-			return err == nil && j.GetState().Terminal()
+			if err != nil || !j.GetState().Terminal() {
+				return false
+			}
+			for _, ts := range j.GetAllocation().GetTasks() {
+				if !ts.Ended() {
+					return false
+				}
+			}
+			return true
 		})
 		finished[j.GetUser()] += gpuSeconds(j)
+		used[j.GetUser()] += float64(j.GetUsedGpuMs()) / 1000
+		// The simulator's busy GPUs read 90% ± 6; the agent counts a rank
+		// from after the job's start to its slot's stop, which comes up to
+		// the stop's latency (allow half a second) after the job's end.
+		gpus := float64(len(j.GetAllocation().GetRanks()[0].GetGpuUuids()))
+		if u, a := float64(j.GetUsedGpuMs())/1000, gpuSeconds(j); u <= 0 || u > 0.96*(a+gpus*0.5) {
+			t.Errorf("job %d used %.3f of its %.3f allocated GPU-seconds, want more than 0 and at most 96%% (of half a second more)", j.GetId(), u, a)
+		}
 		ended[j.GetState()]++
 	}
 	if want := map[api.JobState]int{api.JobState_COMPLETED: 2, api.JobState_FAILED: 1, api.JobState_TIMEOUT: 1}; !maps.Equal(ended, want) {
@@ -334,6 +355,29 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 	wantLine := fmt.Sprintf("loom|%s|nlp|%d|", bob.Name, int64(finished[bob.Name]+0.5))
 	if !strings.Contains(string(out), "\n"+wantLine) && !strings.HasPrefix(string(out), wantLine) {
 		t.Fatalf("loom report user top printed\n%s\nwant a line starting %q", out, wantLine)
+	}
+	// Used GPU time (issue #19): bob's busy GPU-seconds as Prometheus
+	// scraped them are his jobs' records'; most of what they held.
+	t.Logf("finished jobs' GPU-seconds held %v, used %v", finished, used)
+	if used[bob.Name] < 0.5*finished[bob.Name] {
+		t.Errorf("%s's jobs used %.3f of %.3f GPU-seconds, want at least half (busy simulated GPUs)", bob.Name, used[bob.Name], finished[bob.Name])
+	}
+	ok = eventually(30*time.Second, func() bool {
+		got, _ := sample(`sum by (user) (max by (user, account) (loom_job_used_gpu_seconds_total))`)
+		last = fmt.Sprintf("used GPU-seconds %v, want %s %.3f and %s above 0", got, bob.Name, used[bob.Name], learner.Name)
+		return math.Abs(got[bob.Name]-used[bob.Name]) < 0.01 && got[learner.Name] > 0
+	})
+	if !ok {
+		t.Fatal(last)
+	}
+	cmd = exec.Command(cluster.Binary(t), "report", "user", "waste", "-P", "-n", "-t", "seconds", "start=now-1hours", "end=now")
+	cmd.Env = append(os.Environ(), "LOOM_ADDR=unix://"+socket)
+	if out, err = cmd.CombinedOutput(); err != nil {
+		t.Fatalf("loom report user waste: %v\n%s", err, out)
+	}
+	wantLine = fmt.Sprintf("loom|%s|nlp|%d|%d|", bob.Name, int64(finished[bob.Name]+0.5), int64(used[bob.Name]+0.5))
+	if !strings.Contains(string(out), "\n"+wantLine) && !strings.HasPrefix(string(out), wantLine) {
+		t.Fatalf("loom report user waste printed\n%s\nwant a line starting %q", out, wantLine)
 	}
 	ok = eventually(30*time.Second, func() bool {
 		got, _ := sample(`sum by (state) (max by (state, partition) (loom_jobs_ended_total))`)
