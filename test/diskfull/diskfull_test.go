@@ -1,0 +1,265 @@
+//go:build e2e
+
+// Package diskfull fills the disk of one of three servers while clients
+// submit: its data dir is a small tmpfs, filled to the last byte. The
+// other two must keep acknowledging submits, the full one must say in its
+// log which file could not be written and why rather than die silently,
+// and once the disk is freed and the server restarted it must catch up to
+// the same state, in which every acknowledged submit is a job.
+package diskfull
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/internal/harness"
+	"github.com/loomhpc/loom/test/cluster"
+	"google.golang.org/grpc"
+)
+
+// acked is one acknowledged submit.
+type acked struct {
+	token string
+	id    uint64
+}
+
+// submitter submits small jobs through every server in turn until
+// stopped, and keeps the acknowledged ones.
+type submitter struct {
+	jobs []api.JobServiceClient
+	mu   sync.Mutex
+	got  []acked
+	n    atomic.Int64
+}
+
+func (s *submitter) run(ctx context.Context, first int) {
+	for i := first; ctx.Err() == nil; i++ {
+		b := make([]byte, 12)
+		rand.Read(b)
+		tok := hex.EncodeToString(b)
+		req := &api.SubmitRequest{
+			Spec:             &api.JobSpec{Name: "diskfull", GpusPerNode: 1, Script: "#!/bin/sh\ntrue\n", WorkingDir: os.TempDir()},
+			IdempotencyToken: tok,
+		}
+		// Retry with the same token on every server until one answers: a
+		// retry after a lost answer finds the job instead of making another.
+		for k := 0; ctx.Err() == nil && k < 20; k++ {
+			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			r, err := s.jobs[(i+k)%len(s.jobs)].Submit(cctx, req)
+			cancel()
+			if err == nil {
+				s.mu.Lock()
+				s.got = append(s.got, acked{tok, r.JobId})
+				s.mu.Unlock()
+				s.n.Add(1)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func (s *submitter) acked() []acked {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]acked(nil), s.got...)
+}
+
+// mountTmpfs mounts a tmpfs of size at dir until the test ends.
+func mountTmpfs(t *testing.T, dir, size string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount a tmpfs at %s: %v: %s", dir, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+			exec.Command("umount", "-l", dir).Run()
+		}
+	})
+}
+
+// fill writes zeros to path until the file system is full, and returns
+// how many bytes it wrote.
+func fill(t *testing.T, path string) int64 {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	var n int64
+	for {
+		k, err := f.Write(buf)
+		n += int64(k)
+		if errors.Is(err, syscall.ENOSPC) {
+			return n
+		}
+		if err != nil {
+			t.Fatalf("fill %s: %v", path, err)
+		}
+	}
+}
+
+func TestFullDiskLosesNoAcknowledgedSubmit(t *testing.T) {
+	harness.Require(t, "root (to mount a tmpfs)", os.Geteuid() == 0)
+	dir := t.TempDir()
+	opts := harness.ServerOptions{PKI: cluster.PKI(t, dir), GossipKeyFile: cluster.GossipKeyFile(t, dir)}
+	hs := make([]*harness.Server, 3)
+	for i := range hs {
+		s, err := harness.NewServer(cluster.Binary(t), dir, fmt.Sprintf("s%d", i), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs[i] = s
+	}
+	full := hs[2]
+	mountTmpfs(t, full.DataDir, "32m")
+	var servers []*cluster.Server
+	for i, s := range hs {
+		args, err := opts.Args(hs, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Args = args
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Kill) // before the unmount, which was registered earlier
+		servers = append(servers, &cluster.Server{Server: s})
+	}
+	cluster.StartGossipAgent(t, dir, "node1", "dgx-h100", 29500, servers)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, s := range servers {
+				t.Log(s.Tail())
+			}
+		}
+	})
+	var conns []*grpc.ClientConn
+	sub := &submitter{}
+	var ops []api.OperatorClient
+	for _, a := range cluster.Clients(servers) {
+		cc, err := harness.Dial(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, cc)
+		sub.jobs = append(sub.jobs, api.NewJobServiceClient(cc))
+		ops = append(ops, api.NewOperatorClient(cc))
+	}
+	defer func() {
+		for _, cc := range conns {
+			cc.Close()
+		}
+	}()
+	cluster.WaitFor(t, "a leader", 30*time.Second, func() bool { l, _ := harness.Leader(context.Background(), ops); return l >= 0 })
+
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() { defer wg.Done(); sub.run(ctx, w) }()
+	}
+	defer func() { stop(); wg.Wait() }()
+	cluster.WaitFor(t, "submits to flow", 30*time.Second, func() bool { return sub.n.Load() >= 100 })
+
+	filler := filepath.Join(full.DataDir, "filler")
+	wrote := fill(t, filler)
+	atFill := sub.n.Load()
+	t.Logf("filled %s with %d bytes after %d acknowledged submits", full.DataDir, wrote, atFill)
+
+	// The full server must say which file it could not write, and why.
+	var line string
+	cluster.WaitFor(t, "the full server to report the full disk in its log", 30*time.Second, func() bool {
+		b, _ := os.ReadFile(full.Log)
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "no space left on device") {
+				line = l
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("the full server reported: %s", line)
+	if !strings.Contains(line, full.DataDir) {
+		t.Errorf("the full disk's error names no file under %s: %s", full.DataDir, line)
+	}
+	// The other two are a quorum: submits go on being acknowledged.
+	cluster.WaitFor(t, "200 more acknowledged submits with the disk full", 60*time.Second, func() bool {
+		return sub.n.Load() >= atFill+200
+	})
+	t.Logf("with s2's disk full: %d acknowledged submits; s2 still running: %v", sub.n.Load()-atFill, !full.Exited())
+	stop()
+	wg.Wait()
+
+	// Free the disk and restart the server: it must catch up.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	full.Kill()
+	if err := full.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var hashes []string
+	cluster.WaitFor(t, "the three servers to hold the same state", 60*time.Second, func() bool {
+		hashes = hashes[:0]
+		var first *api.ServerStatusResponse
+		for _, op := range ops {
+			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			st, err := op.ServerStatus(cctx, &api.ServerStatusRequest{})
+			cancel()
+			if err != nil {
+				return false
+			}
+			hashes = append(hashes, fmt.Sprintf("%s@%d", st.Server.Id, st.AppliedIndex))
+			if first == nil {
+				first = st
+			} else if st.AppliedIndex != first.AppliedIndex || st.StateHash != first.StateHash {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("same state on all three: %v", hashes)
+
+	// Every acknowledged submit is a job, read from the restarted server.
+	got := sub.acked()
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := sub.jobs[2].ListJobs(cctx, &api.ListJobsRequest{All: true, Consistent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[uint64]*api.Job{}
+	for _, j := range r.Jobs {
+		byID[j.Id] = j
+	}
+	lost := 0
+	for _, a := range got {
+		if j := byID[a.id]; j == nil || j.IdempotencyToken != a.token {
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Fatalf("%d of %d acknowledged submits are not jobs after the restart", lost, len(got))
+	}
+	t.Logf("all %d acknowledged submits are jobs", len(got))
+}
