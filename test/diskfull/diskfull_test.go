@@ -10,8 +10,6 @@ package diskfull
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -19,7 +17,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -29,54 +26,6 @@ import (
 	"github.com/loomhpc/loom/test/cluster"
 	"google.golang.org/grpc"
 )
-
-// acked is one acknowledged submit.
-type acked struct {
-	token string
-	id    uint64
-}
-
-// submitter submits small jobs through every server in turn until
-// stopped, and keeps the acknowledged ones.
-type submitter struct {
-	jobs []api.JobServiceClient
-	mu   sync.Mutex
-	got  []acked
-	n    atomic.Int64
-}
-
-func (s *submitter) run(ctx context.Context, first int) {
-	for i := first; ctx.Err() == nil; i++ {
-		b := make([]byte, 12)
-		rand.Read(b)
-		tok := hex.EncodeToString(b)
-		req := &api.SubmitRequest{
-			Spec:             &api.JobSpec{Name: "diskfull", GpusPerNode: 1, Script: "#!/bin/sh\ntrue\n", WorkingDir: os.TempDir()},
-			IdempotencyToken: tok,
-		}
-		// Retry with the same token on every server until one answers: a
-		// retry after a lost answer finds the job instead of making another.
-		for k := 0; ctx.Err() == nil && k < 20; k++ {
-			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			r, err := s.jobs[(i+k)%len(s.jobs)].Submit(cctx, req)
-			cancel()
-			if err == nil {
-				s.mu.Lock()
-				s.got = append(s.got, acked{tok, r.JobId})
-				s.mu.Unlock()
-				s.n.Add(1)
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-}
-
-func (s *submitter) acked() []acked {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]acked(nil), s.got...)
-}
 
 // mountTmpfs mounts a tmpfs of size at dir until the test ends.
 func mountTmpfs(t *testing.T, dir, size string) {
@@ -154,15 +103,16 @@ func TestFullDiskLosesNoAcknowledgedSubmit(t *testing.T) {
 		}
 	})
 	var conns []*grpc.ClientConn
-	sub := &submitter{}
+	sub := cluster.NewSubmitter()
 	var ops []api.OperatorClient
+	var jobs []api.JobServiceClient
 	for _, a := range cluster.Clients(servers) {
 		cc, err := harness.Dial(a)
 		if err != nil {
 			t.Fatal(err)
 		}
 		conns = append(conns, cc)
-		sub.jobs = append(sub.jobs, api.NewJobServiceClient(cc))
+		jobs = append(jobs, api.NewJobServiceClient(cc))
 		ops = append(ops, api.NewOperatorClient(cc))
 	}
 	defer func() {
@@ -170,20 +120,21 @@ func TestFullDiskLosesNoAcknowledgedSubmit(t *testing.T) {
 			cc.Close()
 		}
 	}()
+	sub.SetServers(jobs...)
 	cluster.WaitFor(t, "a leader", 30*time.Second, func() bool { l, _ := harness.Leader(context.Background(), ops); return l >= 0 })
 
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for w := range 4 {
 		wg.Add(1)
-		go func() { defer wg.Done(); sub.run(ctx, w) }()
+		go func() { defer wg.Done(); sub.Run(ctx, w) }()
 	}
 	defer func() { stop(); wg.Wait() }()
-	cluster.WaitFor(t, "submits to flow", 30*time.Second, func() bool { return sub.n.Load() >= 100 })
+	cluster.WaitFor(t, "submits to flow", 30*time.Second, func() bool { return sub.Count() >= 100 })
 
 	filler := filepath.Join(full.DataDir, "filler")
 	wrote := fill(t, filler)
-	atFill := sub.n.Load()
+	atFill := sub.Count()
 	t.Logf("filled %s with %d bytes after %d acknowledged submits", full.DataDir, wrote, atFill)
 
 	// The full server must say which file it could not write, and why.
@@ -204,9 +155,9 @@ func TestFullDiskLosesNoAcknowledgedSubmit(t *testing.T) {
 	}
 	// The other two are a quorum: submits go on being acknowledged.
 	cluster.WaitFor(t, "200 more acknowledged submits with the disk full", 60*time.Second, func() bool {
-		return sub.n.Load() >= atFill+200
+		return sub.Count() >= atFill+200
 	})
-	t.Logf("with s2's disk full: %d acknowledged submits; s2 still running: %v", sub.n.Load()-atFill, !full.Exited())
+	t.Logf("with s2's disk full: %d acknowledged submits; s2 still running: %v", sub.Count()-atFill, !full.Exited())
 	stop()
 	wg.Wait()
 
@@ -241,25 +192,14 @@ func TestFullDiskLosesNoAcknowledgedSubmit(t *testing.T) {
 	t.Logf("same state on all three: %v", hashes)
 
 	// Every acknowledged submit is a job, read from the restarted server.
-	got := sub.acked()
 	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := sub.jobs[2].ListJobs(cctx, &api.ListJobsRequest{All: true, Consistent: true})
+	r, err := jobs[2].ListJobs(cctx, &api.ListJobsRequest{All: true, Consistent: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	byID := map[uint64]*api.Job{}
-	for _, j := range r.Jobs {
-		byID[j.Id] = j
+	if lost := sub.Missing(r.Jobs); len(lost) > 0 {
+		t.Fatalf("%d of %d acknowledged submits are not jobs after the restart, e.g. job %d", len(lost), sub.Count(), lost[0].ID)
 	}
-	lost := 0
-	for _, a := range got {
-		if j := byID[a.id]; j == nil || j.IdempotencyToken != a.token {
-			lost++
-		}
-	}
-	if lost > 0 {
-		t.Fatalf("%d of %d acknowledged submits are not jobs after the restart", lost, len(got))
-	}
-	t.Logf("all %d acknowledged submits are jobs", len(got))
+	t.Logf("all %d acknowledged submits are jobs", sub.Count())
 }
