@@ -18,6 +18,10 @@ import (
 type Ledger struct {
 	mu     sync.Mutex
 	allocs map[genKey]*api.Allocation // the newest version seen of each
+	// seenAt is the job's modify index when allocs[k] was recorded, so
+	// that a stale read from a lagging follower does not replace a newer
+	// version.
+	seenAt map[genKey]uint64
 	// current is each job's newest generation seen.
 	current map[uint64]uint64
 	// deaths are the times at which nodes were committed DOWN (the node's
@@ -29,7 +33,7 @@ type genKey struct{ job, gen uint64 }
 
 // NewLedger returns an empty ledger.
 func NewLedger() *Ledger {
-	return &Ledger{allocs: map[genKey]*api.Allocation{}, current: map[uint64]uint64{}, deaths: map[string]int64{}}
+	return &Ledger{allocs: map[genKey]*api.Allocation{}, seenAt: map[genKey]uint64{}, current: map[uint64]uint64{}, deaths: map[string]int64{}}
 }
 
 // Observe records the allocations of jobs.
@@ -41,7 +45,11 @@ func (l *Ledger) Observe(jobs []*api.Job) {
 		if a == nil || len(a.Ranks) == 0 {
 			continue
 		}
-		l.allocs[genKey{j.Id, a.Generation}] = a
+		k := genKey{j.Id, a.Generation}
+		if old, ok := l.seenAt[k]; ok && old > j.ModifyIndex {
+			continue
+		}
+		l.allocs[k], l.seenAt[k] = a, j.ModifyIndex
 		l.current[j.Id] = max(l.current[j.Id], a.Generation)
 	}
 }

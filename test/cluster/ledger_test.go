@@ -22,6 +22,11 @@ func ended(j *api.Job, rank int, at int64) *api.Job {
 	return j
 }
 
+func modified(j *api.Job, index uint64) *api.Job {
+	j.ModifyIndex = index
+	return j
+}
+
 func down(name string, at int64) *api.NodeInfo {
 	return &api.NodeInfo{Node: &api.Node{Name: name, UpdatedUnixMs: at}, State: api.NodeState_DOWN}
 }
@@ -57,6 +62,11 @@ func TestLedger(t *testing.T) {
 		}},
 		{name: "after the death is committed the GPU is free", deaths: []*api.NodeInfo{down("n0", 300)}, polls: [][]*api.Job{
 			{alloc(1, 1, 100, rank("n0", "g0"))},
+			{alloc(2, 1, 300, rank("n0", "g0"))},
+		}},
+		{name: "a stale read does not hide an end seen before", polls: [][]*api.Job{
+			{modified(ended(alloc(1, 1, 100, rank("n0", "g0")), 0, 200), 7)},
+			{modified(alloc(1, 1, 100, rank("n0", "g0")), 5)},
 			{alloc(2, 1, 300, rank("n0", "g0"))},
 		}},
 		{name: "a missed end of a replaced generation ends at the next", unverified: 1, polls: [][]*api.Job{

@@ -132,6 +132,19 @@ func TestFullDiskLosesNoAcknowledgedSubmit(t *testing.T) {
 	defer func() { stop(); wg.Wait() }()
 	cluster.WaitFor(t, "submits to flow", 30*time.Second, func() bool { return sub.Count() >= 100 })
 
+	// Fill a follower's disk: a leader that cannot write steps down and
+	// may be elected again, which is another test. Restarting it hands
+	// leadership to another server.
+	if l, _ := harness.Leader(context.Background(), ops); l == 2 {
+		full.Kill()
+		if err := full.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cluster.WaitFor(t, "another server to lead", 30*time.Second, func() bool {
+			l, _ := harness.Leader(context.Background(), ops)
+			return l >= 0 && l != 2
+		})
+	}
 	filler := filepath.Join(full.DataDir, "filler")
 	wrote := fill(t, filler)
 	atFill := sub.Count()
