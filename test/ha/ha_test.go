@@ -122,9 +122,10 @@ func TestLeaderKillsLoseNothing(t *testing.T) {
 	})
 
 	// Record every generation of every allocation while the leader dies,
-	// not only the allocations the jobs end with.
+	// not only the allocations the jobs end with; once a second, because
+	// listing thousands of jobs slows the servers down.
 	ledger := cluster.NewLedger()
-	stopWatch := ledger.Watch(c.jobs[1], api.NewNodeServiceClient(mustConn(t, addrs[1])), 200*time.Millisecond)
+	stopWatch := ledger.Watch(c.jobs[1], api.NewNodeServiceClient(mustConn(t, addrs[1])), time.Second)
 	defer stopWatch()
 	var (
 		mu      sync.Mutex
@@ -157,6 +158,7 @@ func TestLeaderKillsLoseNothing(t *testing.T) {
 		servers[l].Restart(t)
 	}
 	wg.Wait()
+	stopWatch()
 
 	acked := 0
 	for _, o := range history {
