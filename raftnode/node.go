@@ -40,6 +40,9 @@ type Config struct {
 	// TrailingLogs how many entries a snapshot leaves in the log for slow
 	// followers (hashicorp/raft's defaults when zero: 8192 and 10240).
 	SnapshotThreshold, TrailingLogs uint64
+	// SnapshotInterval is how often Raft checks SnapshotThreshold
+	// (hashicorp/raft's 120s when zero); fault tests shorten it.
+	SnapshotInterval time.Duration
 	// RaftLogLevel is hashicorp/raft's own log level ("warn" by default;
 	// the dev cluster uses "error" to hide start-up election chatter).
 	RaftLogLevel string
@@ -142,6 +145,9 @@ func Open(cfg Config) (*Node, error) {
 	}
 	if cfg.TrailingLogs > 0 {
 		rc.TrailingLogs = cfg.TrailingLogs
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
 	}
 	store := state.NewStore()
 	machine := &fsm{fsm: state.NewFSM(store, log), store: store}

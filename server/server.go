@@ -44,8 +44,10 @@ type Config struct {
 	Join []string
 	// HeartbeatTimeout and ElectionTimeout tune failover (default 500ms).
 	HeartbeatTimeout, ElectionTimeout time.Duration
-	// SnapshotThreshold and TrailingLogs tune Raft snapshots.
+	// SnapshotThreshold, TrailingLogs and SnapshotInterval tune Raft
+	// snapshots.
 	SnapshotThreshold, TrailingLogs uint64
+	SnapshotInterval                time.Duration
 	// Gossip: with GossipAddr set the server joins the memberlist pool
 	// (GossipJoin: other servers' gossip addresses) and, as leader, marks a
 	// node DOWN once its agent has been gone for NodeDownGrace.
@@ -183,7 +185,7 @@ func New(cfg Config) (*Server, error) {
 		NodeID: cfg.Name, DataDir: cfg.DataDir, BindAddr: cfg.RaftAddr,
 		Bootstrap: cfg.Bootstrap && cfg.BootstrapExpect <= 1, Fast: cfg.Fast, RaftLogLevel: cfg.RaftLogLevel, Logger: log,
 		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout,
-		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, TLS: cfg.TLS,
+		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, SnapshotInterval: cfg.SnapshotInterval, TLS: cfg.TLS,
 		Archive: archive,
 	})
 	if err != nil {

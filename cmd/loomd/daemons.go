@@ -55,6 +55,7 @@ func runServer(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	fs.DurationVar(&cfg.ElectionTimeout, "raft-election-timeout", 500*time.Millisecond, "time a candidate waits for votes")
 	fs.Uint64Var(&cfg.SnapshotThreshold, "raft-snapshot-threshold", 8192, "log entries between snapshots")
 	fs.Uint64Var(&cfg.TrailingLogs, "raft-trailing-logs", 10240, "log entries kept after a snapshot for slow followers")
+	fs.DurationVar(&cfg.SnapshotInterval, "raft-snapshot-interval", 120*time.Second, "how often Raft checks --raft-snapshot-threshold")
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", "", "gossip (memberlist) address, e.g. :7072; empty disables node failure detection")
 	gjoin := fs.String("gossip-join", "", "other servers' gossip addresses, comma-separated")
 	fs.DurationVar(&cfg.NodeDownGrace, "node-down-grace", time.Second, "how long a node must be dead in gossip before it is marked DOWN and its jobs requeued")

@@ -88,6 +88,9 @@ func TestProcKillAndStartAgain(t *testing.T) {
 	dir := t.TempDir()
 	p := &Proc{Name: "sleeper", Binary: "/bin/sh", Args: []string{"-c", "echo up; exec sleep 60"}, Log: filepath.Join(dir, "sleeper.log")}
 	p.Kill() // never started: nothing to do
+	if p.Exited() {
+		t.Error("Exited() = true before the first start, want false")
+	}
 	ups := func(n int) func() bool {
 		return func() bool {
 			b, _ := os.ReadFile(p.Log)
@@ -98,7 +101,13 @@ func TestProcKillAndStartAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	WaitFor(t, "the first start's line", 10*time.Second, ups(1))
+	if p.Exited() {
+		t.Error("Exited() = true while running, want false")
+	}
 	p.Kill()
+	if !p.Exited() {
+		t.Error("Exited() = false after Kill, want true")
+	}
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}

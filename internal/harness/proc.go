@@ -82,6 +82,21 @@ func (p *Proc) KillProcessOnly() {
 	<-done
 }
 
+// Exited reports whether the process was started and has ended since
+// (killed, or exited by itself).
+func (p *Proc) Exited() bool {
+	_, done := p.current()
+	if done == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
+}
+
 func (p *Proc) current() (*exec.Cmd, chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -4,7 +4,11 @@
 // and a veth pair while its gang runs: the agent stays alive but cannot be
 // reached. The gang must be requeued elsewhere, and once the partition
 // heals the node must kill its old ranks rather than run them beside the
-// requeued gang (fencing by generation), and come back IDLE.
+// requeued gang (fencing by generation), and come back IDLE. The test
+// asserts that the stale rank really ran during the cut, that generation
+// 2 avoided the cut node, and that no GPU was held by two generations at
+// once, counting the stale rank as holding its GPUs until node0's death
+// was committed.
 package partition
 
 import (
@@ -88,6 +92,9 @@ func TestPartitionedNodeIsFenced(t *testing.T) {
 		cluster.Start(t, dir, name, cluster.AgentArgs(t, dir, name, "dgx-h100", net.hostIP, 29500+100*i, servers)...)
 	}
 	jobs, nodes := cluster.Client(t, servers[0].Client())
+	ledger := cluster.NewLedger()
+	stopWatch := ledger.Watch(jobs, nodes, 50*time.Millisecond)
+	defer stopWatch()
 	cluster.WaitFor(t, "three registered nodes", 30*time.Second, func() bool {
 		r, err := nodes.ListNodes(cluster.Ctx(t), &api.ListNodesRequest{})
 		return err == nil && len(r.Nodes) == 3
@@ -124,12 +131,28 @@ func TestPartitionedNodeIsFenced(t *testing.T) {
 
 	ipCmd(t, "link", "set", net.hostIf, "down")
 	t.Log("node0 cut off")
+	var gen2 *api.Allocation
 	cluster.WaitFor(t, "the gang to run again without node0", 30*time.Second, func() bool {
 		j := get()
-		return j != nil && j.State == api.JobState_RUNNING && j.Allocation.Generation == 2
+		if j == nil || j.State != api.JobState_RUNNING || j.Allocation.Generation != 2 {
+			return false
+		}
+		gen2 = j.Allocation
+		return true
 	})
-	if syscall.Kill(pid, 0) != nil {
-		t.Log("the stale rank died during the partition (not expected, but harmless)")
+	// Generation 2 must avoid the cut node, and its rank on node0 must
+	// really have been running all along (the fencing below is then
+	// what stops it), not have died on its own.
+	for _, r := range gen2.Ranks {
+		if r.Node == "node0" {
+			t.Fatalf("generation 2 placed rank %d on node0, which is cut off: %v", r.Rank, gen2.Nodes)
+		}
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("the stale rank (pid %d) on node0 is not running during the cut: %v", pid, err)
+	}
+	if _, err := os.Stat(filepath.Join(work, "pid-node0-g2")); err == nil {
+		t.Fatal("a generation 2 rank started on node0, which is cut off")
 	}
 	ipCmd(t, "link", "set", net.hostIf, "up")
 	t.Log("partition healed")
@@ -147,4 +170,16 @@ func TestPartitionedNodeIsFenced(t *testing.T) {
 	if j := get(); j.State != api.JobState_COMPLETED || j.RestartCount != 1 {
 		t.Fatalf("job %s with %d restarts, want COMPLETED after 1", j.State, j.RestartCount)
 	}
+	// The stale rank still ran when generation 2 started: it must have
+	// counted as holding its GPUs until node0's death was committed, and
+	// no generation may have shared a GPU with another.
+	stopWatch()
+	if gens := ledger.Generations(r.JobId); len(gens) != 2 {
+		t.Fatalf("the ledger saw %d generations of the job, want 2", len(gens))
+	}
+	spans, unverified, err := ledger.CheckNoGPUHeldTwice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d GPU holdings checked, %d ends of replaced generations not seen", spans, unverified)
 }
