@@ -1,6 +1,10 @@
 package cli
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
 
 // formatPiece is literal text or one field of a Slurm-style format
 // string (squeue's and sinfo's --format), whose fields are F.
@@ -56,4 +60,28 @@ func parsePercentFormat[F any](f string, fields map[byte]*F, unknown func(letter
 		pieces = append(pieces, p)
 	}
 	return pieces, nil
+}
+
+// renderPieces writes one line of pieces, each field's value from cell,
+// cut or padded to its width.
+func renderPieces[F any](pieces []formatPiece[F], cell func(*F) string) *strings.Builder {
+	var b strings.Builder
+	for _, p := range pieces {
+		if p.field == nil {
+			b.WriteString(p.lit)
+			continue
+		}
+		v := cell(p.field)
+		switch {
+		case p.width == 0:
+			b.WriteString(v)
+		case len(v) > p.width:
+			b.WriteString(v[:p.width])
+		case p.right:
+			fmt.Fprintf(&b, "%*s", p.width, v)
+		default:
+			fmt.Fprintf(&b, "%-*s", p.width, v)
+		}
+	}
+	return &b
 }

@@ -100,24 +100,7 @@ func writeSinfoFormat(e *env, nodes []*api.NodeInfo, pieces []sinfoPiece, o sinf
 		}
 	}
 	line := func(cell func(f *sinfoField) string) {
-		var b strings.Builder
-		for _, p := range pieces {
-			if p.field == nil {
-				b.WriteString(p.lit)
-				continue
-			}
-			v := cell(p.field)
-			switch {
-			case p.width == 0:
-				b.WriteString(v)
-			case len(v) > p.width:
-				b.WriteString(v[:p.width])
-			case p.right:
-				fmt.Fprintf(&b, "%*s", p.width, v)
-			default:
-				fmt.Fprintf(&b, "%-*s", p.width, v)
-			}
-		}
+		b := renderPieces(pieces, cell)
 		fmt.Fprintln(e.stdout, strings.TrimRight(b.String(), " "))
 	}
 	if !o.noHeader {

@@ -194,24 +194,7 @@ func writeQueue(e *env, jobs []*api.Job, pieces []formatPiece[squeueField], o sq
 	out := bufio.NewWriterSize(e.stdout, 64<<10)
 	defer out.Flush()
 	line := func(cell func(f *squeueField) string) {
-		var b strings.Builder
-		for _, p := range pieces {
-			if p.field == nil {
-				b.WriteString(p.lit)
-				continue
-			}
-			v := cell(p.field)
-			switch {
-			case p.width == 0:
-				b.WriteString(v)
-			case len(v) > p.width:
-				b.WriteString(v[:p.width])
-			case p.right:
-				fmt.Fprintf(&b, "%*s", p.width, v)
-			default:
-				fmt.Fprintf(&b, "%-*s", p.width, v)
-			}
-		}
+		b := renderPieces(pieces, cell)
 		fmt.Fprintln(out, strings.TrimRight(b.String(), " "))
 	}
 	if !o.noHeader {
