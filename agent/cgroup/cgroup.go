@@ -326,3 +326,19 @@ func (m *Manager) Clear() error {
 	}
 	return nil
 }
+
+// oomKills reads the oom_kill count from a memory controller's event file
+// (v1's memory.oom_control, v2's memory.events); 0 when it cannot.
+func oomKills(file string) int {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
+}

@@ -103,17 +103,7 @@ func (g *v1Group) Kill() error {
 }
 
 func (g *v1Group) OOMKilled() bool {
-	b, err := os.ReadFile(filepath.Join(v1Root, "memory", g.rel, "memory.oom_control"))
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n > 0
-		}
-	}
-	return false
+	return oomKills(filepath.Join(v1Root, "memory", g.rel, "memory.oom_control")) > 0
 }
 
 func (g *v1Group) Delete() error {

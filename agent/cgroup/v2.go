@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	"github.com/containerd/cgroups/v3/cgroup2"
 )
@@ -79,17 +77,7 @@ func (g *v2Group) Kill() error {
 }
 
 func (g *v2Group) OOMKilled() bool {
-	b, err := os.ReadFile(filepath.Join(g.dir, "memory.events"))
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n > 0
-		}
-	}
-	return false
+	return oomKills(filepath.Join(g.dir, "memory.events")) > 0
 }
 
 func (g *v2Group) Delete() error {
