@@ -283,7 +283,7 @@ func sbatchOptions(o *sbatchOpts) []*option {
 		{"ntasks-per-socket", 0, requiredArg, "Loom does not place by socket"},
 		{"ntasks-per-core", 0, requiredArg, "Loom does not place by core"},
 		{"hint", 0, requiredArg, "Loom does not place by core or hardware thread"},
-		{"core-spec", 'S', requiredArg, "Loom reserves no cores for the system"},
+		{"core-spec", 'S', requiredArg, "an admin reserves the system's cores on each node (loom agent --reserved-cpus), not a job"},
 		{"thread-spec", 0, requiredArg, "Loom reserves no threads for the system"},
 		{"mincpus", 0, requiredArg, "not supported yet: give --cpus-per-task"},
 		{"tmp", 0, requiredArg, "Loom does not schedule local disk"},

@@ -36,7 +36,7 @@ var daemonCommands = map[string]loomcmd.RunFunc{
 	"bench submit":           withWriters(submit.Main),
 	"bench failover":         withWriters(failover.Main),
 	"bench sched":            withWriters(sched.Main),
-	"bench e2e":              withContext(e2e.Main),
+	"bench e2e":              loomcmd.WithContext(e2e.Main),
 	"bench train":            benchTrain,
 	"bench client":           withWriters(client.Main),
 	"sim":                    withWriters(simcmd.Main),
@@ -55,18 +55,11 @@ func runDaemon(path ...string) loomcmd.RunFunc {
 	return run
 }
 
-// withWriters adapts a tool's Main to the table.
-// withContext adapts a Main that takes a context to the table.
-func withContext(main func(ctx context.Context, args []string, stdout, stderr io.Writer) int) loomcmd.RunFunc {
-	return func(ctx context.Context, args []string, sio loomcmd.Stdio) int {
-		return main(ctx, args, sio.Out, sio.Err)
-	}
-}
-
 func execShim(_ context.Context, args []string, sio loomcmd.Stdio) int {
 	return exec.ShimMain(args, sio.Err)
 }
 
+// withWriters adapts a tool's Main to the table.
 func withWriters(main func(args []string, stdout, stderr io.Writer) int) loomcmd.RunFunc {
 	return func(_ context.Context, args []string, sio loomcmd.Stdio) int {
 		return main(args, sio.Out, sio.Err)

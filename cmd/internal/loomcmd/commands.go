@@ -139,8 +139,8 @@ func Table(version string, daemons Daemons) []*Command {
 			{name: "client", args: "[flags]", summary: "a loom client process's wall time: loom version and sbatch, median of many", run: d("bench", "client")},
 		}},
 		{name: "sim", args: "[flags]", summary: "replay a job trace through the scheduler (virtual clock)", run: d("sim")},
-		{name: "priority", args: "[JOBID...]", summary: "pending jobs' priority factors (like sprio)", run: withContext(cli.Priority)},
-		{name: "why", args: "JOBID", summary: "why a job is pending, and when it should start", run: withContext(cli.Why)},
+		{name: "priority", args: "[JOBID...]", summary: "pending jobs' priority factors (like sprio)", run: WithContext(cli.Priority)},
+		{name: "why", args: "JOBID", summary: "why a job is pending, and when it should start", run: WithContext(cli.Why)},
 		{name: "version", aliases: []string{"--version"}, summary: "print the version (also --version)", run: printVersion(version)},
 		{name: "help", aliases: []string{"-h", "--help"}, summary: "print this text (also -h, --help)", run: help},
 		{name: "containerd-logger", args: "[flags]", internal: true,
@@ -176,8 +176,8 @@ func tlsCommand(words ...string) RunFunc {
 	}
 }
 
-// withContext adapts a Main that takes a context to the table.
-func withContext(main func(ctx context.Context, args []string, stdout, stderr io.Writer) int) RunFunc {
+// WithContext adapts a Main that takes a context to the table.
+func WithContext(main func(ctx context.Context, args []string, stdout, stderr io.Writer) int) RunFunc {
 	return func(ctx context.Context, args []string, sio Stdio) int {
 		return main(ctx, args, sio.Out, sio.Err)
 	}
