@@ -336,3 +336,30 @@ func StartGossiping(t testing.TB, dir string, nServers, nAgents int) *Gossiping 
 	})
 	return g
 }
+
+// WaitSameState waits until every server ops reaches reports the same
+// applied index and state hash, and returns them as "ID@INDEX" for the log.
+func WaitSameState(t testing.TB, what string, timeout time.Duration, ops []api.OperatorClient) []string {
+	t.Helper()
+	var seen []string
+	WaitFor(t, what, timeout, func() bool {
+		seen = seen[:0]
+		var first *api.ServerStatusResponse
+		for _, op := range ops {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			st, err := op.ServerStatus(ctx, &api.ServerStatusRequest{})
+			cancel()
+			if err != nil {
+				return false
+			}
+			seen = append(seen, fmt.Sprintf("%s@%d", st.Server.Id, st.AppliedIndex))
+			if first == nil {
+				first = st
+			} else if st.AppliedIndex != first.AppliedIndex || st.StateHash != first.StateHash {
+				return false
+			}
+		}
+		return true
+	})
+	return seen
+}

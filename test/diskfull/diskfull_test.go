@@ -182,26 +182,7 @@ func TestFullDiskLosesNoAcknowledgedSubmit(t *testing.T) {
 	if err := full.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var hashes []string
-	cluster.WaitFor(t, "the three servers to hold the same state", 60*time.Second, func() bool {
-		hashes = hashes[:0]
-		var first *api.ServerStatusResponse
-		for _, op := range ops {
-			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			st, err := op.ServerStatus(cctx, &api.ServerStatusRequest{})
-			cancel()
-			if err != nil {
-				return false
-			}
-			hashes = append(hashes, fmt.Sprintf("%s@%d", st.Server.Id, st.AppliedIndex))
-			if first == nil {
-				first = st
-			} else if st.AppliedIndex != first.AppliedIndex || st.StateHash != first.StateHash {
-				return false
-			}
-		}
-		return true
-	})
+	hashes := cluster.WaitSameState(t, "the three servers to hold the same state", 60*time.Second, ops)
 	t.Logf("same state on all three: %v", hashes)
 
 	// Every acknowledged submit is a job, read from the restarted server.

@@ -301,24 +301,7 @@ func TestMembershipChangesUnderLoad(t *testing.T) {
 	stop()
 	wg.Wait()
 
-	var hashes []string
-	cluster.WaitFor(t, "every member to hold the same state", 60*time.Second, func() bool {
-		hashes = hashes[:0]
-		var first *api.ServerStatusResponse
-		for _, m := range c.members {
-			st := status(m)
-			if st == nil {
-				return false
-			}
-			hashes = append(hashes, fmt.Sprintf("%s@%d", st.Server.Id, st.AppliedIndex))
-			if first == nil {
-				first = st
-			} else if st.AppliedIndex != first.AppliedIndex || st.StateHash != first.StateHash {
-				return false
-			}
-		}
-		return true
-	})
+	hashes := cluster.WaitSameState(t, "every member to hold the same state", 60*time.Second, c.ops())
 	t.Logf("same state on every member: %v", hashes)
 
 	l := c.leader()
