@@ -5624,6 +5624,783 @@ func (x *ServerMembershipCommand) GetRemove() bool {
 	return false
 }
 
+// ClusterConfig is the cluster's scheduling configuration as an admin
+// writes it in loom.toml ([scheduler], [[qos]], [[partition]],
+// [topology]). The leader reads its file and proposes it
+// (SetConfigCommand) when it takes office and on `loom operator reload`;
+// every server schedules from the replicated copy, so a failover never
+// changes the rules. Unset fields take the defaults of the scheduler.
+type ClusterConfig struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Scheduler  *SchedulerSettings     `protobuf:"bytes,1,opt,name=scheduler,proto3" json:"scheduler,omitempty"`
+	Qos        []*QOSConfig           `protobuf:"bytes,2,rep,name=qos,proto3" json:"qos,omitempty"`
+	Partitions []*PartitionConfig     `protobuf:"bytes,3,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	// switches are the network tree (topology.conf or inline): each switch
+	// lists its nodes (leaves) or its child switches.
+	Switches      []*SwitchConfig `protobuf:"bytes,4,rep,name=switches,proto3" json:"switches,omitempty"`
+	Source        string          `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`                     // the file it was read from, on the leader
+	Sha256        string          `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`                     // digest of that file's text
+	LoadedBy      string          `protobuf:"bytes,7,opt,name=loaded_by,json=loadedBy,proto3" json:"loaded_by,omitempty"` // the server that proposed it
+	LoadedUnixMs  int64           `protobuf:"varint,8,opt,name=loaded_unix_ms,json=loadedUnixMs,proto3" json:"loaded_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterConfig) Reset() {
+	*x = ClusterConfig{}
+	mi := &file_api_loom_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterConfig) ProtoMessage() {}
+
+func (x *ClusterConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterConfig.ProtoReflect.Descriptor instead.
+func (*ClusterConfig) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *ClusterConfig) GetScheduler() *SchedulerSettings {
+	if x != nil {
+		return x.Scheduler
+	}
+	return nil
+}
+
+func (x *ClusterConfig) GetQos() []*QOSConfig {
+	if x != nil {
+		return x.Qos
+	}
+	return nil
+}
+
+func (x *ClusterConfig) GetPartitions() []*PartitionConfig {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+func (x *ClusterConfig) GetSwitches() []*SwitchConfig {
+	if x != nil {
+		return x.Switches
+	}
+	return nil
+}
+
+func (x *ClusterConfig) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *ClusterConfig) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *ClusterConfig) GetLoadedBy() string {
+	if x != nil {
+		return x.LoadedBy
+	}
+	return ""
+}
+
+func (x *ClusterConfig) GetLoadedUnixMs() int64 {
+	if x != nil {
+		return x.LoadedUnixMs
+	}
+	return 0
+}
+
+// SchedulerSettings are the [scheduler] table's keys.
+type SchedulerSettings struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	Policy                string                 `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`                                             // multifactor (default), fifo, las
+	ReserveDepth          int32                  `protobuf:"varint,2,opt,name=reserve_depth,json=reserveDepth,proto3" json:"reserve_depth,omitempty"`            // 0: default; negative: no reservations
+	BackfillWindowS       int64                  `protobuf:"varint,3,opt,name=backfill_window_s,json=backfillWindowS,proto3" json:"backfill_window_s,omitempty"` // 0: default
+	DefaultTimeS          int64                  `protobuf:"varint,4,opt,name=default_time_s,json=defaultTimeS,proto3" json:"default_time_s,omitempty"`          // for jobs that give none and whose partition has no DefaultTime
+	MaxTimeS              int64                  `protobuf:"varint,5,opt,name=max_time_s,json=maxTimeS,proto3" json:"max_time_s,omitempty"`                      // cluster-wide ceiling; 0: none
+	StrictOrder           bool                   `protobuf:"varint,6,opt,name=strict_order,json=strictOrder,proto3" json:"strict_order,omitempty"`               // no backfill at all
+	MaxPlacementsPerCycle uint32                 `protobuf:"varint,7,opt,name=max_placements_per_cycle,json=maxPlacementsPerCycle,proto3" json:"max_placements_per_cycle,omitempty"`
+	// Priority weights (Slurm's PriorityWeight*); all zero means the
+	// defaults. A weight is a float so that 0 can switch a factor off when
+	// another weight is set.
+	WeightAge             float64            `protobuf:"fixed64,10,opt,name=weight_age,json=weightAge,proto3" json:"weight_age,omitempty"`
+	WeightFairshare       float64            `protobuf:"fixed64,11,opt,name=weight_fairshare,json=weightFairshare,proto3" json:"weight_fairshare,omitempty"`
+	WeightQos             float64            `protobuf:"fixed64,12,opt,name=weight_qos,json=weightQos,proto3" json:"weight_qos,omitempty"`
+	WeightPartition       float64            `protobuf:"fixed64,13,opt,name=weight_partition,json=weightPartition,proto3" json:"weight_partition,omitempty"`
+	WeightJobsize         float64            `protobuf:"fixed64,14,opt,name=weight_jobsize,json=weightJobsize,proto3" json:"weight_jobsize,omitempty"`
+	PriorityMaxAgeS       int64              `protobuf:"varint,15,opt,name=priority_max_age_s,json=priorityMaxAgeS,proto3" json:"priority_max_age_s,omitempty"`
+	PriorityFavorSmall    bool               `protobuf:"varint,16,opt,name=priority_favor_small,json=priorityFavorSmall,proto3" json:"priority_favor_small,omitempty"`
+	PrioritySizeByService bool               `protobuf:"varint,17,opt,name=priority_size_by_service,json=prioritySizeByService,proto3" json:"priority_size_by_service,omitempty"`
+	FairshareHalfLifeS    int64              `protobuf:"varint,18,opt,name=fairshare_half_life_s,json=fairshareHalfLifeS,proto3" json:"fairshare_half_life_s,omitempty"`
+	AccountShares         map[string]float64 `protobuf:"bytes,19,rep,name=account_shares,json=accountShares,proto3" json:"account_shares,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// las tunes policy "las" (fields 30-49 are kept for it).
+	Las           *LASSettings `protobuf:"bytes,30,opt,name=las,proto3" json:"las,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SchedulerSettings) Reset() {
+	*x = SchedulerSettings{}
+	mi := &file_api_loom_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SchedulerSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SchedulerSettings) ProtoMessage() {}
+
+func (x *SchedulerSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SchedulerSettings.ProtoReflect.Descriptor instead.
+func (*SchedulerSettings) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *SchedulerSettings) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+func (x *SchedulerSettings) GetReserveDepth() int32 {
+	if x != nil {
+		return x.ReserveDepth
+	}
+	return 0
+}
+
+func (x *SchedulerSettings) GetBackfillWindowS() int64 {
+	if x != nil {
+		return x.BackfillWindowS
+	}
+	return 0
+}
+
+func (x *SchedulerSettings) GetDefaultTimeS() int64 {
+	if x != nil {
+		return x.DefaultTimeS
+	}
+	return 0
+}
+
+func (x *SchedulerSettings) GetMaxTimeS() int64 {
+	if x != nil {
+		return x.MaxTimeS
+	}
+	return 0
+}
+
+func (x *SchedulerSettings) GetStrictOrder() bool {
+	if x != nil {
+		return x.StrictOrder
+	}
+	return false
+}
+
+func (x *SchedulerSettings) GetMaxPlacementsPerCycle() uint32 {
+	if x != nil {
+		return x.MaxPlacementsPerCycle
+	}
+	return 0
+}
+
+func (x *SchedulerSettings) GetWeightAge() float64 {
+	if x != nil {
+		return x.WeightAge
+	}
+	return 0
+}
+
+func (x *SchedulerSettings) GetWeightFairshare() float64 {
+	if x != nil {
+		return x.WeightFairshare
+	}
+	return 0
+}
+
+func (x *SchedulerSettings) GetWeightQos() float64 {
+	if x != nil {
+		return x.WeightQos
+	}
+	return 0
+}
+
+func (x *SchedulerSettings) GetWeightPartition() float64 {
+	if x != nil {
+		return x.WeightPartition
+	}
+	return 0
+}
+
+func (x *SchedulerSettings) GetWeightJobsize() float64 {
+	if x != nil {
+		return x.WeightJobsize
+	}
+	return 0
+}
+
+func (x *SchedulerSettings) GetPriorityMaxAgeS() int64 {
+	if x != nil {
+		return x.PriorityMaxAgeS
+	}
+	return 0
+}
+
+func (x *SchedulerSettings) GetPriorityFavorSmall() bool {
+	if x != nil {
+		return x.PriorityFavorSmall
+	}
+	return false
+}
+
+func (x *SchedulerSettings) GetPrioritySizeByService() bool {
+	if x != nil {
+		return x.PrioritySizeByService
+	}
+	return false
+}
+
+func (x *SchedulerSettings) GetFairshareHalfLifeS() int64 {
+	if x != nil {
+		return x.FairshareHalfLifeS
+	}
+	return 0
+}
+
+func (x *SchedulerSettings) GetAccountShares() map[string]float64 {
+	if x != nil {
+		return x.AccountShares
+	}
+	return nil
+}
+
+func (x *SchedulerSettings) GetLas() *LASSettings {
+	if x != nil {
+		return x.Las
+	}
+	return nil
+}
+
+// LASSettings are the [scheduler] table's las_* keys.
+type LASSettings struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Thresholds    []float64              `protobuf:"fixed64,1,rep,packed,name=thresholds,proto3" json:"thresholds,omitempty"` // GPU-seconds, ascending
+	Within        string                 `protobuf:"bytes,2,opt,name=within,proto3" json:"within,omitempty"`                  // fifo or limit
+	PromoteFactor float64                `protobuf:"fixed64,3,opt,name=promote_factor,json=promoteFactor,proto3" json:"promote_factor,omitempty"`
+	MinRunMs      int64                  `protobuf:"varint,4,opt,name=min_run_ms,json=minRunMs,proto3" json:"min_run_ms,omitempty"` // 0: default; negative: none
+	PatienceMs    int64                  `protobuf:"varint,5,opt,name=patience_ms,json=patienceMs,proto3" json:"patience_ms,omitempty"`
+	NoPreempt     bool                   `protobuf:"varint,6,opt,name=no_preempt,json=noPreempt,proto3" json:"no_preempt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LASSettings) Reset() {
+	*x = LASSettings{}
+	mi := &file_api_loom_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LASSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LASSettings) ProtoMessage() {}
+
+func (x *LASSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LASSettings.ProtoReflect.Descriptor instead.
+func (*LASSettings) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *LASSettings) GetThresholds() []float64 {
+	if x != nil {
+		return x.Thresholds
+	}
+	return nil
+}
+
+func (x *LASSettings) GetWithin() string {
+	if x != nil {
+		return x.Within
+	}
+	return ""
+}
+
+func (x *LASSettings) GetPromoteFactor() float64 {
+	if x != nil {
+		return x.PromoteFactor
+	}
+	return 0
+}
+
+func (x *LASSettings) GetMinRunMs() int64 {
+	if x != nil {
+		return x.MinRunMs
+	}
+	return 0
+}
+
+func (x *LASSettings) GetPatienceMs() int64 {
+	if x != nil {
+		return x.PatienceMs
+	}
+	return 0
+}
+
+func (x *LASSettings) GetNoPreempt() bool {
+	if x != nil {
+		return x.NoPreempt
+	}
+	return false
+}
+
+// QOSConfig is one [[qos]] table: Slurm's sacctmgr QOS fields.
+type QOSConfig struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Name             string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Priority         uint32                 `protobuf:"varint,2,opt,name=priority,proto3" json:"priority,omitempty"`
+	Preempt          []string               `protobuf:"bytes,3,rep,name=preempt,proto3" json:"preempt,omitempty"`                                                // QoS names this one may preempt
+	MaxWallS         int64                  `protobuf:"varint,4,opt,name=max_wall_s,json=maxWallS,proto3" json:"max_wall_s,omitempty"`                           // MaxWall; 0: none
+	MaxGpusPerUser   uint32                 `protobuf:"varint,5,opt,name=max_gpus_per_user,json=maxGpusPerUser,proto3" json:"max_gpus_per_user,omitempty"`       // MaxTRESPerUser=gres/gpu=N
+	MaxCpusPerUser   uint32                 `protobuf:"varint,6,opt,name=max_cpus_per_user,json=maxCpusPerUser,proto3" json:"max_cpus_per_user,omitempty"`       // MaxTRESPerUser=cpu=N
+	MaxJobsPerUser   uint32                 `protobuf:"varint,7,opt,name=max_jobs_per_user,json=maxJobsPerUser,proto3" json:"max_jobs_per_user,omitempty"`       // MaxJobsPerUser (running)
+	MaxSubmitPerUser uint32                 `protobuf:"varint,8,opt,name=max_submit_per_user,json=maxSubmitPerUser,proto3" json:"max_submit_per_user,omitempty"` // MaxSubmitJobsPerUser
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *QOSConfig) Reset() {
+	*x = QOSConfig{}
+	mi := &file_api_loom_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QOSConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QOSConfig) ProtoMessage() {}
+
+func (x *QOSConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QOSConfig.ProtoReflect.Descriptor instead.
+func (*QOSConfig) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *QOSConfig) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *QOSConfig) GetPriority() uint32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *QOSConfig) GetPreempt() []string {
+	if x != nil {
+		return x.Preempt
+	}
+	return nil
+}
+
+func (x *QOSConfig) GetMaxWallS() int64 {
+	if x != nil {
+		return x.MaxWallS
+	}
+	return 0
+}
+
+func (x *QOSConfig) GetMaxGpusPerUser() uint32 {
+	if x != nil {
+		return x.MaxGpusPerUser
+	}
+	return 0
+}
+
+func (x *QOSConfig) GetMaxCpusPerUser() uint32 {
+	if x != nil {
+		return x.MaxCpusPerUser
+	}
+	return 0
+}
+
+func (x *QOSConfig) GetMaxJobsPerUser() uint32 {
+	if x != nil {
+		return x.MaxJobsPerUser
+	}
+	return 0
+}
+
+func (x *QOSConfig) GetMaxSubmitPerUser() uint32 {
+	if x != nil {
+		return x.MaxSubmitPerUser
+	}
+	return 0
+}
+
+// PartitionConfig is one [[partition]] table: Slurm's PartitionName line.
+type PartitionConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// nodes is a hostlist ("gpu[01-16],cpu01"); features selects the nodes
+	// that have all of them. Both empty: every node. A node also belongs to
+	// the partitions its agent names (--partitions).
+	Nodes             string   `protobuf:"bytes,2,opt,name=nodes,proto3" json:"nodes,omitempty"`
+	Features          []string `protobuf:"bytes,3,rep,name=features,proto3" json:"features,omitempty"`
+	Default           bool     `protobuf:"varint,4,opt,name=default,proto3" json:"default,omitempty"`
+	MaxTimeS          int64    `protobuf:"varint,5,opt,name=max_time_s,json=maxTimeS,proto3" json:"max_time_s,omitempty"`             // 0: unlimited
+	DefaultTimeS      int64    `protobuf:"varint,6,opt,name=default_time_s,json=defaultTimeS,proto3" json:"default_time_s,omitempty"` // 0: the scheduler's default_time
+	State             string   `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`                                      // UP (default), DOWN, DRAIN, INACTIVE
+	AllowGroups       []string `protobuf:"bytes,8,rep,name=allow_groups,json=allowGroups,proto3" json:"allow_groups,omitempty"`       // empty: all
+	AllowAccounts     []string `protobuf:"bytes,9,rep,name=allow_accounts,json=allowAccounts,proto3" json:"allow_accounts,omitempty"`
+	DenyAccounts      []string `protobuf:"bytes,10,rep,name=deny_accounts,json=denyAccounts,proto3" json:"deny_accounts,omitempty"`
+	AllowQos          []string `protobuf:"bytes,11,rep,name=allow_qos,json=allowQos,proto3" json:"allow_qos,omitempty"`
+	PriorityTier      uint32   `protobuf:"varint,12,opt,name=priority_tier,json=priorityTier,proto3" json:"priority_tier,omitempty"`
+	PriorityJobFactor uint32   `protobuf:"varint,13,opt,name=priority_job_factor,json=priorityJobFactor,proto3" json:"priority_job_factor,omitempty"`
+	PreemptMode       string   `protobuf:"bytes,14,opt,name=preempt_mode,json=preemptMode,proto3" json:"preempt_mode,omitempty"` // OFF, REQUEUE, CANCEL
+	MaxNodes          uint32   `protobuf:"varint,15,opt,name=max_nodes,json=maxNodes,proto3" json:"max_nodes,omitempty"`         // per job; 0: unlimited
+	DefMemPerCpuMb    uint64   `protobuf:"varint,16,opt,name=def_mem_per_cpu_mb,json=defMemPerCpuMb,proto3" json:"def_mem_per_cpu_mb,omitempty"`
+	DefMemPerGpuMb    uint64   `protobuf:"varint,17,opt,name=def_mem_per_gpu_mb,json=defMemPerGpuMb,proto3" json:"def_mem_per_gpu_mb,omitempty"`
+	Qos               string   `protobuf:"bytes,18,opt,name=qos,proto3" json:"qos,omitempty"` // the partition QoS jobs take by default
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *PartitionConfig) Reset() {
+	*x = PartitionConfig{}
+	mi := &file_api_loom_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionConfig) ProtoMessage() {}
+
+func (x *PartitionConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionConfig.ProtoReflect.Descriptor instead.
+func (*PartitionConfig) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *PartitionConfig) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PartitionConfig) GetNodes() string {
+	if x != nil {
+		return x.Nodes
+	}
+	return ""
+}
+
+func (x *PartitionConfig) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *PartitionConfig) GetDefault() bool {
+	if x != nil {
+		return x.Default
+	}
+	return false
+}
+
+func (x *PartitionConfig) GetMaxTimeS() int64 {
+	if x != nil {
+		return x.MaxTimeS
+	}
+	return 0
+}
+
+func (x *PartitionConfig) GetDefaultTimeS() int64 {
+	if x != nil {
+		return x.DefaultTimeS
+	}
+	return 0
+}
+
+func (x *PartitionConfig) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *PartitionConfig) GetAllowGroups() []string {
+	if x != nil {
+		return x.AllowGroups
+	}
+	return nil
+}
+
+func (x *PartitionConfig) GetAllowAccounts() []string {
+	if x != nil {
+		return x.AllowAccounts
+	}
+	return nil
+}
+
+func (x *PartitionConfig) GetDenyAccounts() []string {
+	if x != nil {
+		return x.DenyAccounts
+	}
+	return nil
+}
+
+func (x *PartitionConfig) GetAllowQos() []string {
+	if x != nil {
+		return x.AllowQos
+	}
+	return nil
+}
+
+func (x *PartitionConfig) GetPriorityTier() uint32 {
+	if x != nil {
+		return x.PriorityTier
+	}
+	return 0
+}
+
+func (x *PartitionConfig) GetPriorityJobFactor() uint32 {
+	if x != nil {
+		return x.PriorityJobFactor
+	}
+	return 0
+}
+
+func (x *PartitionConfig) GetPreemptMode() string {
+	if x != nil {
+		return x.PreemptMode
+	}
+	return ""
+}
+
+func (x *PartitionConfig) GetMaxNodes() uint32 {
+	if x != nil {
+		return x.MaxNodes
+	}
+	return 0
+}
+
+func (x *PartitionConfig) GetDefMemPerCpuMb() uint64 {
+	if x != nil {
+		return x.DefMemPerCpuMb
+	}
+	return 0
+}
+
+func (x *PartitionConfig) GetDefMemPerGpuMb() uint64 {
+	if x != nil {
+		return x.DefMemPerGpuMb
+	}
+	return 0
+}
+
+func (x *PartitionConfig) GetQos() string {
+	if x != nil {
+		return x.Qos
+	}
+	return ""
+}
+
+// SwitchConfig is one switch of the network tree.
+type SwitchConfig struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Nodes         string                 `protobuf:"bytes,2,opt,name=nodes,proto3" json:"nodes,omitempty"`       // hostlist of the nodes under a leaf
+	Switches      string                 `protobuf:"bytes,3,opt,name=switches,proto3" json:"switches,omitempty"` // hostlist of the child switches
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SwitchConfig) Reset() {
+	*x = SwitchConfig{}
+	mi := &file_api_loom_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SwitchConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SwitchConfig) ProtoMessage() {}
+
+func (x *SwitchConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SwitchConfig.ProtoReflect.Descriptor instead.
+func (*SwitchConfig) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *SwitchConfig) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SwitchConfig) GetNodes() string {
+	if x != nil {
+		return x.Nodes
+	}
+	return ""
+}
+
+func (x *SwitchConfig) GetSwitches() string {
+	if x != nil {
+		return x.Switches
+	}
+	return ""
+}
+
+// SetConfigCommand replaces the cluster configuration.
+type SetConfigCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *ClusterConfig         `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	NowUnixMs     int64                  `protobuf:"varint,2,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetConfigCommand) Reset() {
+	*x = SetConfigCommand{}
+	mi := &file_api_loom_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetConfigCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetConfigCommand) ProtoMessage() {}
+
+func (x *SetConfigCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetConfigCommand.ProtoReflect.Descriptor instead.
+func (*SetConfigCommand) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *SetConfigCommand) GetConfig() *ClusterConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *SetConfigCommand) GetNowUnixMs() int64 {
+	if x != nil {
+		return x.NowUnixMs
+	}
+	return 0
+}
+
 // StateSnapshot is the whole replicated state, as a Raft snapshot stores it.
 type StateSnapshot struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -5632,13 +6409,14 @@ type StateSnapshot struct {
 	Jobs          []*Job                 `protobuf:"bytes,3,rep,name=jobs,proto3" json:"jobs,omitempty"`
 	Nodes         []*Node                `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	Servers       []*ServerInfo          `protobuf:"bytes,5,rep,name=servers,proto3" json:"servers,omitempty"`
+	Config        *ClusterConfig         `protobuf:"bytes,6,opt,name=config,proto3" json:"config,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StateSnapshot) Reset() {
 	*x = StateSnapshot{}
-	mi := &file_api_loom_proto_msgTypes[71]
+	mi := &file_api_loom_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5650,7 +6428,7 @@ func (x *StateSnapshot) String() string {
 func (*StateSnapshot) ProtoMessage() {}
 
 func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[71]
+	mi := &file_api_loom_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5663,7 +6441,7 @@ func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateSnapshot.ProtoReflect.Descriptor instead.
 func (*StateSnapshot) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{71}
+	return file_api_loom_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *StateSnapshot) GetIndex() uint64 {
@@ -5701,6 +6479,13 @@ func (x *StateSnapshot) GetServers() []*ServerInfo {
 	return nil
 }
 
+func (x *StateSnapshot) GetConfig() *ClusterConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
 // SnapshotMeta heads a snapshot file: where the state comes from and the
 // size and checksum of the state that follows it (package backup).
 type SnapshotMeta struct {
@@ -5717,7 +6502,7 @@ type SnapshotMeta struct {
 
 func (x *SnapshotMeta) Reset() {
 	*x = SnapshotMeta{}
-	mi := &file_api_loom_proto_msgTypes[72]
+	mi := &file_api_loom_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5729,7 +6514,7 @@ func (x *SnapshotMeta) String() string {
 func (*SnapshotMeta) ProtoMessage() {}
 
 func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[72]
+	mi := &file_api_loom_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5742,7 +6527,7 @@ func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotMeta.ProtoReflect.Descriptor instead.
 func (*SnapshotMeta) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{72}
+	return file_api_loom_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *SnapshotMeta) GetIndex() uint64 {
@@ -5802,7 +6587,7 @@ type SnapshotInfo struct {
 
 func (x *SnapshotInfo) Reset() {
 	*x = SnapshotInfo{}
-	mi := &file_api_loom_proto_msgTypes[73]
+	mi := &file_api_loom_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5814,7 +6599,7 @@ func (x *SnapshotInfo) String() string {
 func (*SnapshotInfo) ProtoMessage() {}
 
 func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[73]
+	mi := &file_api_loom_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5827,7 +6612,7 @@ func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
 func (*SnapshotInfo) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{73}
+	return file_api_loom_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *SnapshotInfo) GetMeta() *SnapshotMeta {
@@ -5873,7 +6658,7 @@ type SnapshotSaveRequest struct {
 
 func (x *SnapshotSaveRequest) Reset() {
 	*x = SnapshotSaveRequest{}
-	mi := &file_api_loom_proto_msgTypes[74]
+	mi := &file_api_loom_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5885,7 +6670,7 @@ func (x *SnapshotSaveRequest) String() string {
 func (*SnapshotSaveRequest) ProtoMessage() {}
 
 func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[74]
+	mi := &file_api_loom_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5898,7 +6683,7 @@ func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotSaveRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotSaveRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{74}
+	return file_api_loom_proto_rawDescGZIP(), []int{81}
 }
 
 // SnapshotChunk is one piece of a snapshot file, in order.
@@ -5911,7 +6696,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_api_loom_proto_msgTypes[75]
+	mi := &file_api_loom_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5923,7 +6708,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[75]
+	mi := &file_api_loom_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5936,7 +6721,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{75}
+	return file_api_loom_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -5956,7 +6741,7 @@ type SnapshotRestoreResponse struct {
 
 func (x *SnapshotRestoreResponse) Reset() {
 	*x = SnapshotRestoreResponse{}
-	mi := &file_api_loom_proto_msgTypes[76]
+	mi := &file_api_loom_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5968,7 +6753,7 @@ func (x *SnapshotRestoreResponse) String() string {
 func (*SnapshotRestoreResponse) ProtoMessage() {}
 
 func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[76]
+	mi := &file_api_loom_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5981,7 +6766,7 @@ func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRestoreResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotRestoreResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{76}
+	return file_api_loom_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *SnapshotRestoreResponse) GetRestored() *SnapshotInfo {
@@ -6466,13 +7251,101 @@ const file_api_loom_proto_rawDesc = "" +
 	"\vnow_unix_ms\x18\x04 \x01(\x03R\tnowUnixMs\"^\n" +
 	"\x17ServerMembershipCommand\x12+\n" +
 	"\x06server\x18\x01 \x01(\v2\x13.loom.v1.ServerInfoR\x06server\x12\x16\n" +
-	"\x06remove\x18\x02 \x01(\bR\x06remove\"\xbb\x01\n" +
+	"\x06remove\x18\x02 \x01(\bR\x06remove\"\xcf\x02\n" +
+	"\rClusterConfig\x128\n" +
+	"\tscheduler\x18\x01 \x01(\v2\x1a.loom.v1.SchedulerSettingsR\tscheduler\x12$\n" +
+	"\x03qos\x18\x02 \x03(\v2\x12.loom.v1.QOSConfigR\x03qos\x128\n" +
+	"\n" +
+	"partitions\x18\x03 \x03(\v2\x18.loom.v1.PartitionConfigR\n" +
+	"partitions\x121\n" +
+	"\bswitches\x18\x04 \x03(\v2\x15.loom.v1.SwitchConfigR\bswitches\x12\x16\n" +
+	"\x06source\x18\x05 \x01(\tR\x06source\x12\x16\n" +
+	"\x06sha256\x18\x06 \x01(\tR\x06sha256\x12\x1b\n" +
+	"\tloaded_by\x18\a \x01(\tR\bloadedBy\x12$\n" +
+	"\x0eloaded_unix_ms\x18\b \x01(\x03R\floadedUnixMs\"\xe2\x06\n" +
+	"\x11SchedulerSettings\x12\x16\n" +
+	"\x06policy\x18\x01 \x01(\tR\x06policy\x12#\n" +
+	"\rreserve_depth\x18\x02 \x01(\x05R\freserveDepth\x12*\n" +
+	"\x11backfill_window_s\x18\x03 \x01(\x03R\x0fbackfillWindowS\x12$\n" +
+	"\x0edefault_time_s\x18\x04 \x01(\x03R\fdefaultTimeS\x12\x1c\n" +
+	"\n" +
+	"max_time_s\x18\x05 \x01(\x03R\bmaxTimeS\x12!\n" +
+	"\fstrict_order\x18\x06 \x01(\bR\vstrictOrder\x127\n" +
+	"\x18max_placements_per_cycle\x18\a \x01(\rR\x15maxPlacementsPerCycle\x12\x1d\n" +
+	"\n" +
+	"weight_age\x18\n" +
+	" \x01(\x01R\tweightAge\x12)\n" +
+	"\x10weight_fairshare\x18\v \x01(\x01R\x0fweightFairshare\x12\x1d\n" +
+	"\n" +
+	"weight_qos\x18\f \x01(\x01R\tweightQos\x12)\n" +
+	"\x10weight_partition\x18\r \x01(\x01R\x0fweightPartition\x12%\n" +
+	"\x0eweight_jobsize\x18\x0e \x01(\x01R\rweightJobsize\x12+\n" +
+	"\x12priority_max_age_s\x18\x0f \x01(\x03R\x0fpriorityMaxAgeS\x120\n" +
+	"\x14priority_favor_small\x18\x10 \x01(\bR\x12priorityFavorSmall\x127\n" +
+	"\x18priority_size_by_service\x18\x11 \x01(\bR\x15prioritySizeByService\x121\n" +
+	"\x15fairshare_half_life_s\x18\x12 \x01(\x03R\x12fairshareHalfLifeS\x12T\n" +
+	"\x0eaccount_shares\x18\x13 \x03(\v2-.loom.v1.SchedulerSettings.AccountSharesEntryR\raccountShares\x12&\n" +
+	"\x03las\x18\x1e \x01(\v2\x14.loom.v1.LASSettingsR\x03las\x1a@\n" +
+	"\x12AccountSharesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xca\x01\n" +
+	"\vLASSettings\x12\x1e\n" +
+	"\n" +
+	"thresholds\x18\x01 \x03(\x01R\n" +
+	"thresholds\x12\x16\n" +
+	"\x06within\x18\x02 \x01(\tR\x06within\x12%\n" +
+	"\x0epromote_factor\x18\x03 \x01(\x01R\rpromoteFactor\x12\x1c\n" +
+	"\n" +
+	"min_run_ms\x18\x04 \x01(\x03R\bminRunMs\x12\x1f\n" +
+	"\vpatience_ms\x18\x05 \x01(\x03R\n" +
+	"patienceMs\x12\x1d\n" +
+	"\n" +
+	"no_preempt\x18\x06 \x01(\bR\tnoPreempt\"\xa3\x02\n" +
+	"\tQOSConfig\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bpriority\x18\x02 \x01(\rR\bpriority\x12\x18\n" +
+	"\apreempt\x18\x03 \x03(\tR\apreempt\x12\x1c\n" +
+	"\n" +
+	"max_wall_s\x18\x04 \x01(\x03R\bmaxWallS\x12)\n" +
+	"\x11max_gpus_per_user\x18\x05 \x01(\rR\x0emaxGpusPerUser\x12)\n" +
+	"\x11max_cpus_per_user\x18\x06 \x01(\rR\x0emaxCpusPerUser\x12)\n" +
+	"\x11max_jobs_per_user\x18\a \x01(\rR\x0emaxJobsPerUser\x12-\n" +
+	"\x13max_submit_per_user\x18\b \x01(\rR\x10maxSubmitPerUser\"\xd6\x04\n" +
+	"\x0fPartitionConfig\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05nodes\x18\x02 \x01(\tR\x05nodes\x12\x1a\n" +
+	"\bfeatures\x18\x03 \x03(\tR\bfeatures\x12\x18\n" +
+	"\adefault\x18\x04 \x01(\bR\adefault\x12\x1c\n" +
+	"\n" +
+	"max_time_s\x18\x05 \x01(\x03R\bmaxTimeS\x12$\n" +
+	"\x0edefault_time_s\x18\x06 \x01(\x03R\fdefaultTimeS\x12\x14\n" +
+	"\x05state\x18\a \x01(\tR\x05state\x12!\n" +
+	"\fallow_groups\x18\b \x03(\tR\vallowGroups\x12%\n" +
+	"\x0eallow_accounts\x18\t \x03(\tR\rallowAccounts\x12#\n" +
+	"\rdeny_accounts\x18\n" +
+	" \x03(\tR\fdenyAccounts\x12\x1b\n" +
+	"\tallow_qos\x18\v \x03(\tR\ballowQos\x12#\n" +
+	"\rpriority_tier\x18\f \x01(\rR\fpriorityTier\x12.\n" +
+	"\x13priority_job_factor\x18\r \x01(\rR\x11priorityJobFactor\x12!\n" +
+	"\fpreempt_mode\x18\x0e \x01(\tR\vpreemptMode\x12\x1b\n" +
+	"\tmax_nodes\x18\x0f \x01(\rR\bmaxNodes\x12*\n" +
+	"\x12def_mem_per_cpu_mb\x18\x10 \x01(\x04R\x0edefMemPerCpuMb\x12*\n" +
+	"\x12def_mem_per_gpu_mb\x18\x11 \x01(\x04R\x0edefMemPerGpuMb\x12\x10\n" +
+	"\x03qos\x18\x12 \x01(\tR\x03qos\"T\n" +
+	"\fSwitchConfig\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05nodes\x18\x02 \x01(\tR\x05nodes\x12\x1a\n" +
+	"\bswitches\x18\x03 \x01(\tR\bswitches\"b\n" +
+	"\x10SetConfigCommand\x12.\n" +
+	"\x06config\x18\x01 \x01(\v2\x16.loom.v1.ClusterConfigR\x06config\x12\x1e\n" +
+	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"\xeb\x01\n" +
 	"\rStateSnapshot\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1e\n" +
 	"\vnext_job_id\x18\x02 \x01(\x04R\tnextJobId\x12 \n" +
 	"\x04jobs\x18\x03 \x03(\v2\f.loom.v1.JobR\x04jobs\x12#\n" +
 	"\x05nodes\x18\x04 \x03(\v2\r.loom.v1.NodeR\x05nodes\x12-\n" +
-	"\aservers\x18\x05 \x03(\v2\x13.loom.v1.ServerInfoR\aservers\"\xa9\x01\n" +
+	"\aservers\x18\x05 \x03(\v2\x13.loom.v1.ServerInfoR\aservers\x12.\n" +
+	"\x06config\x18\x06 \x01(\v2\x16.loom.v1.ClusterConfigR\x06config\"\xa9\x01\n" +
 	"\fSnapshotMeta\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x1b\n" +
@@ -6587,7 +7460,7 @@ func file_api_loom_proto_rawDescGZIP() []byte {
 }
 
 var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
+var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
 var file_api_loom_proto_goTypes = []any{
 	(JobState)(0),                      // 0: loom.v1.JobState
 	(NodeState)(0),                     // 1: loom.v1.NodeState
@@ -6665,23 +7538,31 @@ var file_api_loom_proto_goTypes = []any{
 	(*RegisterNodeCommand)(nil),        // 73: loom.v1.RegisterNodeCommand
 	(*NodeStateCommand)(nil),           // 74: loom.v1.NodeStateCommand
 	(*ServerMembershipCommand)(nil),    // 75: loom.v1.ServerMembershipCommand
-	(*StateSnapshot)(nil),              // 76: loom.v1.StateSnapshot
-	(*SnapshotMeta)(nil),               // 77: loom.v1.SnapshotMeta
-	(*SnapshotInfo)(nil),               // 78: loom.v1.SnapshotInfo
-	(*SnapshotSaveRequest)(nil),        // 79: loom.v1.SnapshotSaveRequest
-	(*SnapshotChunk)(nil),              // 80: loom.v1.SnapshotChunk
-	(*SnapshotRestoreResponse)(nil),    // 81: loom.v1.SnapshotRestoreResponse
-	nil,                                // 82: loom.v1.Node.LabelsEntry
-	nil,                                // 83: loom.v1.JobSpec.EnvEntry
+	(*ClusterConfig)(nil),              // 76: loom.v1.ClusterConfig
+	(*SchedulerSettings)(nil),          // 77: loom.v1.SchedulerSettings
+	(*LASSettings)(nil),                // 78: loom.v1.LASSettings
+	(*QOSConfig)(nil),                  // 79: loom.v1.QOSConfig
+	(*PartitionConfig)(nil),            // 80: loom.v1.PartitionConfig
+	(*SwitchConfig)(nil),               // 81: loom.v1.SwitchConfig
+	(*SetConfigCommand)(nil),           // 82: loom.v1.SetConfigCommand
+	(*StateSnapshot)(nil),              // 83: loom.v1.StateSnapshot
+	(*SnapshotMeta)(nil),               // 84: loom.v1.SnapshotMeta
+	(*SnapshotInfo)(nil),               // 85: loom.v1.SnapshotInfo
+	(*SnapshotSaveRequest)(nil),        // 86: loom.v1.SnapshotSaveRequest
+	(*SnapshotChunk)(nil),              // 87: loom.v1.SnapshotChunk
+	(*SnapshotRestoreResponse)(nil),    // 88: loom.v1.SnapshotRestoreResponse
+	nil,                                // 89: loom.v1.Node.LabelsEntry
+	nil,                                // 90: loom.v1.JobSpec.EnvEntry
+	nil,                                // 91: loom.v1.SchedulerSettings.AccountSharesEntry
 }
 var file_api_loom_proto_depIdxs = []int32{
 	4,  // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
 	6,  // 1: loom.v1.Topology.gpus:type_name -> loom.v1.GPU
 	5,  // 2: loom.v1.Topology.links:type_name -> loom.v1.Link
-	82, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
+	89, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
 	7,  // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
 	1,  // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
-	83, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
+	90, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
 	2,  // 7: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
 	3,  // 8: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
 	10, // 9: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
@@ -6724,64 +7605,72 @@ var file_api_loom_proto_depIdxs = []int32{
 	8,  // 46: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
 	1,  // 47: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
 	48, // 48: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
-	13, // 49: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
-	8,  // 50: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
-	48, // 51: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
-	77, // 52: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
-	78, // 53: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
-	15, // 54: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
-	17, // 55: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
-	19, // 56: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
-	21, // 57: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
-	23, // 58: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
-	25, // 59: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
-	27, // 60: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
-	29, // 61: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
-	31, // 62: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
-	33, // 63: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
-	35, // 64: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
-	38, // 65: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
-	39, // 66: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
-	39, // 67: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
-	41, // 68: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
-	43, // 69: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
-	46, // 70: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
-	49, // 71: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
-	51, // 72: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
-	53, // 73: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
-	55, // 74: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
-	79, // 75: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
-	80, // 76: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
-	57, // 77: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
-	16, // 78: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
-	18, // 79: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
-	20, // 80: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
-	22, // 81: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
-	24, // 82: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
-	26, // 83: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
-	28, // 84: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
-	30, // 85: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
-	32, // 86: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
-	34, // 87: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
-	37, // 88: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
-	36, // 89: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
-	40, // 90: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
-	40, // 91: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
-	42, // 92: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
-	44, // 93: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
-	47, // 94: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
-	50, // 95: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
-	52, // 96: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
-	54, // 97: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
-	56, // 98: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
-	80, // 99: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
-	81, // 100: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
-	28, // 101: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
-	78, // [78:102] is the sub-list for method output_type
-	54, // [54:78] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	77, // 49: loom.v1.ClusterConfig.scheduler:type_name -> loom.v1.SchedulerSettings
+	79, // 50: loom.v1.ClusterConfig.qos:type_name -> loom.v1.QOSConfig
+	80, // 51: loom.v1.ClusterConfig.partitions:type_name -> loom.v1.PartitionConfig
+	81, // 52: loom.v1.ClusterConfig.switches:type_name -> loom.v1.SwitchConfig
+	91, // 53: loom.v1.SchedulerSettings.account_shares:type_name -> loom.v1.SchedulerSettings.AccountSharesEntry
+	78, // 54: loom.v1.SchedulerSettings.las:type_name -> loom.v1.LASSettings
+	76, // 55: loom.v1.SetConfigCommand.config:type_name -> loom.v1.ClusterConfig
+	13, // 56: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
+	8,  // 57: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
+	48, // 58: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
+	76, // 59: loom.v1.StateSnapshot.config:type_name -> loom.v1.ClusterConfig
+	84, // 60: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
+	85, // 61: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
+	15, // 62: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
+	17, // 63: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
+	19, // 64: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
+	21, // 65: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
+	23, // 66: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
+	25, // 67: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
+	27, // 68: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
+	29, // 69: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
+	31, // 70: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
+	33, // 71: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
+	35, // 72: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
+	38, // 73: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
+	39, // 74: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
+	39, // 75: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
+	41, // 76: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
+	43, // 77: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
+	46, // 78: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
+	49, // 79: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
+	51, // 80: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
+	53, // 81: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
+	55, // 82: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
+	86, // 83: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
+	87, // 84: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
+	57, // 85: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
+	16, // 86: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
+	18, // 87: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
+	20, // 88: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
+	22, // 89: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
+	24, // 90: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
+	26, // 91: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
+	28, // 92: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
+	30, // 93: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
+	32, // 94: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
+	34, // 95: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
+	37, // 96: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
+	36, // 97: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
+	40, // 98: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
+	40, // 99: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
+	42, // 100: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
+	44, // 101: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
+	47, // 102: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
+	50, // 103: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
+	52, // 104: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
+	54, // 105: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
+	56, // 106: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
+	87, // 107: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
+	88, // 108: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
+	28, // 109: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
+	86, // [86:110] is the sub-list for method output_type
+	62, // [62:86] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_api_loom_proto_init() }
@@ -6799,7 +7688,7 @@ func file_api_loom_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_loom_proto_rawDesc), len(file_api_loom_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   79,
+			NumMessages:   87,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

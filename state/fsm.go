@@ -29,6 +29,7 @@ const (
 	CmdCancelSteps        CommandType = 12
 	CmdCompleteAllocation CommandType = 13
 	CmdExpireJobs         CommandType = 14
+	CmdSetConfig          CommandType = 15
 )
 
 // CmdIgnorable is the flag bit of a command type that a server which does
@@ -81,6 +82,7 @@ var commands = map[CommandType]command{
 	CmdCancelSteps:        {"CancelSteps", func() proto.Message { return &api.CancelStepsCommand{} }, applyCancelSteps},
 	CmdCompleteAllocation: {"CompleteAllocation", func() proto.Message { return &api.CompleteAllocationCommand{} }, applyCompleteAllocation},
 	CmdExpireJobs:         {"ExpireJobs", func() proto.Message { return &api.ExpireJobsCommand{} }, applyExpireJobs},
+	CmdSetConfig:          {"SetConfig", func() proto.Message { return &api.SetConfigCommand{} }, applySetConfig},
 }
 
 // Encode frames msg as a log entry of type c.
@@ -178,6 +180,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	}
 	t := emptyView().txn(ss.Index)
 	t.nextJobID = ss.NextJobId
+	t.config = ss.Config
 	for _, n := range ss.Nodes {
 		t.nodes.Insert([]byte(n.Name), n)
 	}
@@ -213,3 +216,12 @@ var (
 	ErrNodeNotFound = errors.New("no such node")
 	ErrPermission   = errors.New("permission denied")
 )
+
+// applySetConfig replaces the cluster configuration. The leader validated
+// it before proposing; the FSM takes it as it is, so every server holds
+// the same rules.
+func applySetConfig(t *txn, msg proto.Message) *Result {
+	c := msg.(*api.SetConfigCommand)
+	t.config = c.Config
+	return &Result{}
+}

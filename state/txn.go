@@ -22,6 +22,7 @@ type txn struct {
 	base       *View
 
 	unfinished *iradix.Txn[uint32]
+	config     *api.ClusterConfig
 	numJobs    int // jobs in the live state, as the jobs tree will hold
 	// expired collects the jobs this entry moved out of the live state,
 	// for the FSM to hand to the accounting archive.
@@ -43,6 +44,7 @@ func (v *View) txn(index uint64) *txn {
 		base:       v,
 
 		unfinished: v.unfinished.Txn(),
+		config:     v.config,
 		numJobs:    v.jobs.Len(),
 	}
 }
@@ -61,6 +63,7 @@ func (t *txn) commit() *View {
 		servers:    t.servers.Commit(),
 
 		unfinished: t.unfinished.Commit(),
+		config:     t.config,
 	}
 }
 

@@ -32,6 +32,9 @@ type View struct {
 	// unfinished counts each user's (uid's) jobs not yet finished, for
 	// max_jobs_per_user.
 	unfinished *iradix.Tree[uint32]
+	// config is the cluster configuration last set (SetConfigCommand);
+	// nil until a leader first proposes one. Never modified in place.
+	config *api.ClusterConfig
 }
 
 func emptyView() *View {
@@ -66,6 +69,10 @@ func jobKey(id uint64) []byte {
 
 // Index is the Raft index of the last entry this state includes.
 func (v *View) Index() uint64 { return v.index }
+
+// Config is the replicated cluster configuration, or nil when none was
+// ever set (the scheduler's defaults apply). It must not be modified.
+func (v *View) Config() *api.ClusterConfig { return v.config }
 
 // NextJobID is the id the next submitted job will get.
 func (v *View) NextJobID() uint64 { return v.nextJobID }
@@ -197,7 +204,7 @@ func (v *View) Usage() api.Usage { return api.ComputeUsage(v.HoldingJobs()) }
 
 // Marshal encodes v as a StateSnapshot, the form Raft snapshots hold.
 func (v *View) Marshal() ([]byte, error) {
-	ss := &api.StateSnapshot{Index: v.index, NextJobId: v.nextJobID}
+	ss := &api.StateSnapshot{Index: v.index, NextJobId: v.nextJobID, Config: v.config}
 	var arraySpec *api.JobSpec // the spec of the array last written
 	var arrayID uint64
 	for j := range v.Jobs() {
