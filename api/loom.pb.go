@@ -6348,6 +6348,190 @@ func (x *SwitchConfig) GetSwitches() string {
 	return ""
 }
 
+type GetConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConfigRequest) Reset() {
+	*x = GetConfigRequest{}
+	mi := &file_api_loom_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConfigRequest) ProtoMessage() {}
+
+func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
+func (*GetConfigRequest) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{77}
+}
+
+type GetConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *ClusterConfig         `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"` // unset: none was ever set (defaults apply)
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`  // the state index it was read at
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConfigResponse) Reset() {
+	*x = GetConfigResponse{}
+	mi := &file_api_loom_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConfigResponse) ProtoMessage() {}
+
+func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
+func (*GetConfigResponse) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *GetConfigResponse) GetConfig() *ClusterConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *GetConfigResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type ReloadConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadConfigRequest) Reset() {
+	*x = ReloadConfigRequest{}
+	mi := &file_api_loom_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadConfigRequest) ProtoMessage() {}
+
+func (x *ReloadConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadConfigRequest.ProtoReflect.Descriptor instead.
+func (*ReloadConfigRequest) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{79}
+}
+
+type ReloadConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *ClusterConfig         `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`    // what is now in force
+	Changed       bool                   `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"` // false: the file held what was in force already
+	Index         uint64                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`     // the Raft index of the change (or of the read)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadConfigResponse) Reset() {
+	*x = ReloadConfigResponse{}
+	mi := &file_api_loom_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadConfigResponse) ProtoMessage() {}
+
+func (x *ReloadConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadConfigResponse.ProtoReflect.Descriptor instead.
+func (*ReloadConfigResponse) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *ReloadConfigResponse) GetConfig() *ClusterConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *ReloadConfigResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+func (x *ReloadConfigResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 // SetConfigCommand replaces the cluster configuration.
 type SetConfigCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -6359,7 +6543,7 @@ type SetConfigCommand struct {
 
 func (x *SetConfigCommand) Reset() {
 	*x = SetConfigCommand{}
-	mi := &file_api_loom_proto_msgTypes[77]
+	mi := &file_api_loom_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6371,7 +6555,7 @@ func (x *SetConfigCommand) String() string {
 func (*SetConfigCommand) ProtoMessage() {}
 
 func (x *SetConfigCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[77]
+	mi := &file_api_loom_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6384,7 +6568,7 @@ func (x *SetConfigCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConfigCommand.ProtoReflect.Descriptor instead.
 func (*SetConfigCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{77}
+	return file_api_loom_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *SetConfigCommand) GetConfig() *ClusterConfig {
@@ -6416,7 +6600,7 @@ type StateSnapshot struct {
 
 func (x *StateSnapshot) Reset() {
 	*x = StateSnapshot{}
-	mi := &file_api_loom_proto_msgTypes[78]
+	mi := &file_api_loom_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6428,7 +6612,7 @@ func (x *StateSnapshot) String() string {
 func (*StateSnapshot) ProtoMessage() {}
 
 func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[78]
+	mi := &file_api_loom_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6441,7 +6625,7 @@ func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateSnapshot.ProtoReflect.Descriptor instead.
 func (*StateSnapshot) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{78}
+	return file_api_loom_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *StateSnapshot) GetIndex() uint64 {
@@ -6502,7 +6686,7 @@ type SnapshotMeta struct {
 
 func (x *SnapshotMeta) Reset() {
 	*x = SnapshotMeta{}
-	mi := &file_api_loom_proto_msgTypes[79]
+	mi := &file_api_loom_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6514,7 +6698,7 @@ func (x *SnapshotMeta) String() string {
 func (*SnapshotMeta) ProtoMessage() {}
 
 func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[79]
+	mi := &file_api_loom_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6527,7 +6711,7 @@ func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotMeta.ProtoReflect.Descriptor instead.
 func (*SnapshotMeta) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{79}
+	return file_api_loom_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *SnapshotMeta) GetIndex() uint64 {
@@ -6587,7 +6771,7 @@ type SnapshotInfo struct {
 
 func (x *SnapshotInfo) Reset() {
 	*x = SnapshotInfo{}
-	mi := &file_api_loom_proto_msgTypes[80]
+	mi := &file_api_loom_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6599,7 +6783,7 @@ func (x *SnapshotInfo) String() string {
 func (*SnapshotInfo) ProtoMessage() {}
 
 func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[80]
+	mi := &file_api_loom_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6612,7 +6796,7 @@ func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
 func (*SnapshotInfo) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{80}
+	return file_api_loom_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *SnapshotInfo) GetMeta() *SnapshotMeta {
@@ -6658,7 +6842,7 @@ type SnapshotSaveRequest struct {
 
 func (x *SnapshotSaveRequest) Reset() {
 	*x = SnapshotSaveRequest{}
-	mi := &file_api_loom_proto_msgTypes[81]
+	mi := &file_api_loom_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6670,7 +6854,7 @@ func (x *SnapshotSaveRequest) String() string {
 func (*SnapshotSaveRequest) ProtoMessage() {}
 
 func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[81]
+	mi := &file_api_loom_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6683,7 +6867,7 @@ func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotSaveRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotSaveRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{81}
+	return file_api_loom_proto_rawDescGZIP(), []int{85}
 }
 
 // SnapshotChunk is one piece of a snapshot file, in order.
@@ -6696,7 +6880,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_api_loom_proto_msgTypes[82]
+	mi := &file_api_loom_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6708,7 +6892,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[82]
+	mi := &file_api_loom_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6721,7 +6905,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{82}
+	return file_api_loom_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -6741,7 +6925,7 @@ type SnapshotRestoreResponse struct {
 
 func (x *SnapshotRestoreResponse) Reset() {
 	*x = SnapshotRestoreResponse{}
-	mi := &file_api_loom_proto_msgTypes[83]
+	mi := &file_api_loom_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6753,7 +6937,7 @@ func (x *SnapshotRestoreResponse) String() string {
 func (*SnapshotRestoreResponse) ProtoMessage() {}
 
 func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[83]
+	mi := &file_api_loom_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6766,7 +6950,7 @@ func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRestoreResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotRestoreResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{83}
+	return file_api_loom_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *SnapshotRestoreResponse) GetRestored() *SnapshotInfo {
@@ -7335,7 +7519,16 @@ const file_api_loom_proto_rawDesc = "" +
 	"\fSwitchConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05nodes\x18\x02 \x01(\tR\x05nodes\x12\x1a\n" +
-	"\bswitches\x18\x03 \x01(\tR\bswitches\"b\n" +
+	"\bswitches\x18\x03 \x01(\tR\bswitches\"\x12\n" +
+	"\x10GetConfigRequest\"Y\n" +
+	"\x11GetConfigResponse\x12.\n" +
+	"\x06config\x18\x01 \x01(\v2\x16.loom.v1.ClusterConfigR\x06config\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x15\n" +
+	"\x13ReloadConfigRequest\"v\n" +
+	"\x14ReloadConfigResponse\x12.\n" +
+	"\x06config\x18\x01 \x01(\v2\x16.loom.v1.ClusterConfigR\x06config\x12\x18\n" +
+	"\achanged\x18\x02 \x01(\bR\achanged\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\"b\n" +
 	"\x10SetConfigCommand\x12.\n" +
 	"\x06config\x18\x01 \x01(\v2\x16.loom.v1.ClusterConfigR\x06config\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"\xeb\x01\n" +
@@ -7436,14 +7629,16 @@ const file_api_loom_proto_rawDesc = "" +
 	"\fAgentService\x12?\n" +
 	"\bRegister\x12\x18.loom.v1.RegisterRequest\x1a\x19.loom.v1.RegisterResponse\x12Q\n" +
 	"\x10WatchAllocations\x12 .loom.v1.WatchAllocationsRequest\x1a\x19.loom.v1.AllocationUpdate0\x01\x12F\n" +
-	"\vUpdateTasks\x12\x1a.loom.v1.TaskUpdateRequest\x1a\x1b.loom.v1.TaskUpdateResponse2\xd2\x03\n" +
+	"\vUpdateTasks\x12\x1a.loom.v1.TaskUpdateRequest\x1a\x1b.loom.v1.TaskUpdateResponse2\xe3\x04\n" +
 	"\bOperator\x12?\n" +
 	"\bRaftJoin\x12\x18.loom.v1.RaftJoinRequest\x1a\x19.loom.v1.RaftJoinResponse\x12N\n" +
 	"\rRaftListPeers\x12\x1d.loom.v1.RaftListPeersRequest\x1a\x1e.loom.v1.RaftListPeersResponse\x12Q\n" +
 	"\x0eRaftRemovePeer\x12\x1e.loom.v1.RaftRemovePeerRequest\x1a\x1f.loom.v1.RaftRemovePeerResponse\x12K\n" +
 	"\fServerStatus\x12\x1c.loom.v1.ServerStatusRequest\x1a\x1d.loom.v1.ServerStatusResponse\x12F\n" +
 	"\fSnapshotSave\x12\x1c.loom.v1.SnapshotSaveRequest\x1a\x16.loom.v1.SnapshotChunk0\x01\x12M\n" +
-	"\x0fSnapshotRestore\x12\x16.loom.v1.SnapshotChunk\x1a .loom.v1.SnapshotRestoreResponse(\x012F\n" +
+	"\x0fSnapshotRestore\x12\x16.loom.v1.SnapshotChunk\x1a .loom.v1.SnapshotRestoreResponse(\x01\x12B\n" +
+	"\tGetConfig\x12\x19.loom.v1.GetConfigRequest\x1a\x1a.loom.v1.GetConfigResponse\x12K\n" +
+	"\fReloadConfig\x12\x1c.loom.v1.ReloadConfigRequest\x1a\x1d.loom.v1.ReloadConfigResponse2F\n" +
 	"\tAgentLogs\x129\n" +
 	"\bTaskLogs\x12\x18.loom.v1.TaskLogsRequest\x1a\x11.loom.v1.LogChunk0\x01B\x1dZ\x1bgithub.com/loomhpc/loom/apib\x06proto3"
 
@@ -7460,7 +7655,7 @@ func file_api_loom_proto_rawDescGZIP() []byte {
 }
 
 var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
+var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 91)
 var file_api_loom_proto_goTypes = []any{
 	(JobState)(0),                      // 0: loom.v1.JobState
 	(NodeState)(0),                     // 1: loom.v1.NodeState
@@ -7544,25 +7739,29 @@ var file_api_loom_proto_goTypes = []any{
 	(*QOSConfig)(nil),                  // 79: loom.v1.QOSConfig
 	(*PartitionConfig)(nil),            // 80: loom.v1.PartitionConfig
 	(*SwitchConfig)(nil),               // 81: loom.v1.SwitchConfig
-	(*SetConfigCommand)(nil),           // 82: loom.v1.SetConfigCommand
-	(*StateSnapshot)(nil),              // 83: loom.v1.StateSnapshot
-	(*SnapshotMeta)(nil),               // 84: loom.v1.SnapshotMeta
-	(*SnapshotInfo)(nil),               // 85: loom.v1.SnapshotInfo
-	(*SnapshotSaveRequest)(nil),        // 86: loom.v1.SnapshotSaveRequest
-	(*SnapshotChunk)(nil),              // 87: loom.v1.SnapshotChunk
-	(*SnapshotRestoreResponse)(nil),    // 88: loom.v1.SnapshotRestoreResponse
-	nil,                                // 89: loom.v1.Node.LabelsEntry
-	nil,                                // 90: loom.v1.JobSpec.EnvEntry
-	nil,                                // 91: loom.v1.SchedulerSettings.AccountSharesEntry
+	(*GetConfigRequest)(nil),           // 82: loom.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),          // 83: loom.v1.GetConfigResponse
+	(*ReloadConfigRequest)(nil),        // 84: loom.v1.ReloadConfigRequest
+	(*ReloadConfigResponse)(nil),       // 85: loom.v1.ReloadConfigResponse
+	(*SetConfigCommand)(nil),           // 86: loom.v1.SetConfigCommand
+	(*StateSnapshot)(nil),              // 87: loom.v1.StateSnapshot
+	(*SnapshotMeta)(nil),               // 88: loom.v1.SnapshotMeta
+	(*SnapshotInfo)(nil),               // 89: loom.v1.SnapshotInfo
+	(*SnapshotSaveRequest)(nil),        // 90: loom.v1.SnapshotSaveRequest
+	(*SnapshotChunk)(nil),              // 91: loom.v1.SnapshotChunk
+	(*SnapshotRestoreResponse)(nil),    // 92: loom.v1.SnapshotRestoreResponse
+	nil,                                // 93: loom.v1.Node.LabelsEntry
+	nil,                                // 94: loom.v1.JobSpec.EnvEntry
+	nil,                                // 95: loom.v1.SchedulerSettings.AccountSharesEntry
 }
 var file_api_loom_proto_depIdxs = []int32{
 	4,  // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
 	6,  // 1: loom.v1.Topology.gpus:type_name -> loom.v1.GPU
 	5,  // 2: loom.v1.Topology.links:type_name -> loom.v1.Link
-	89, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
+	93, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
 	7,  // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
 	1,  // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
-	90, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
+	94, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
 	2,  // 7: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
 	3,  // 8: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
 	10, // 9: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
@@ -7609,68 +7808,74 @@ var file_api_loom_proto_depIdxs = []int32{
 	79, // 50: loom.v1.ClusterConfig.qos:type_name -> loom.v1.QOSConfig
 	80, // 51: loom.v1.ClusterConfig.partitions:type_name -> loom.v1.PartitionConfig
 	81, // 52: loom.v1.ClusterConfig.switches:type_name -> loom.v1.SwitchConfig
-	91, // 53: loom.v1.SchedulerSettings.account_shares:type_name -> loom.v1.SchedulerSettings.AccountSharesEntry
+	95, // 53: loom.v1.SchedulerSettings.account_shares:type_name -> loom.v1.SchedulerSettings.AccountSharesEntry
 	78, // 54: loom.v1.SchedulerSettings.las:type_name -> loom.v1.LASSettings
-	76, // 55: loom.v1.SetConfigCommand.config:type_name -> loom.v1.ClusterConfig
-	13, // 56: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
-	8,  // 57: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
-	48, // 58: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
-	76, // 59: loom.v1.StateSnapshot.config:type_name -> loom.v1.ClusterConfig
-	84, // 60: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
-	85, // 61: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
-	15, // 62: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
-	17, // 63: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
-	19, // 64: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
-	21, // 65: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
-	23, // 66: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
-	25, // 67: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
-	27, // 68: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
-	29, // 69: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
-	31, // 70: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
-	33, // 71: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
-	35, // 72: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
-	38, // 73: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
-	39, // 74: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
-	39, // 75: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
-	41, // 76: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
-	43, // 77: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
-	46, // 78: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
-	49, // 79: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
-	51, // 80: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
-	53, // 81: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
-	55, // 82: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
-	86, // 83: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
-	87, // 84: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
-	57, // 85: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
-	16, // 86: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
-	18, // 87: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
-	20, // 88: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
-	22, // 89: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
-	24, // 90: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
-	26, // 91: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
-	28, // 92: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
-	30, // 93: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
-	32, // 94: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
-	34, // 95: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
-	37, // 96: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
-	36, // 97: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
-	40, // 98: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
-	40, // 99: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
-	42, // 100: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
-	44, // 101: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
-	47, // 102: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
-	50, // 103: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
-	52, // 104: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
-	54, // 105: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
-	56, // 106: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
-	87, // 107: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
-	88, // 108: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
-	28, // 109: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
-	86, // [86:110] is the sub-list for method output_type
-	62, // [62:86] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	76, // 55: loom.v1.GetConfigResponse.config:type_name -> loom.v1.ClusterConfig
+	76, // 56: loom.v1.ReloadConfigResponse.config:type_name -> loom.v1.ClusterConfig
+	76, // 57: loom.v1.SetConfigCommand.config:type_name -> loom.v1.ClusterConfig
+	13, // 58: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
+	8,  // 59: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
+	48, // 60: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
+	76, // 61: loom.v1.StateSnapshot.config:type_name -> loom.v1.ClusterConfig
+	88, // 62: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
+	89, // 63: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
+	15, // 64: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
+	17, // 65: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
+	19, // 66: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
+	21, // 67: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
+	23, // 68: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
+	25, // 69: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
+	27, // 70: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
+	29, // 71: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
+	31, // 72: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
+	33, // 73: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
+	35, // 74: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
+	38, // 75: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
+	39, // 76: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
+	39, // 77: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
+	41, // 78: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
+	43, // 79: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
+	46, // 80: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
+	49, // 81: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
+	51, // 82: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
+	53, // 83: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
+	55, // 84: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
+	90, // 85: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
+	91, // 86: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
+	82, // 87: loom.v1.Operator.GetConfig:input_type -> loom.v1.GetConfigRequest
+	84, // 88: loom.v1.Operator.ReloadConfig:input_type -> loom.v1.ReloadConfigRequest
+	57, // 89: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
+	16, // 90: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
+	18, // 91: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
+	20, // 92: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
+	22, // 93: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
+	24, // 94: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
+	26, // 95: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
+	28, // 96: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
+	30, // 97: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
+	32, // 98: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
+	34, // 99: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
+	37, // 100: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
+	36, // 101: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
+	40, // 102: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
+	40, // 103: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
+	42, // 104: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
+	44, // 105: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
+	47, // 106: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
+	50, // 107: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
+	52, // 108: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
+	54, // 109: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
+	56, // 110: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
+	91, // 111: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
+	92, // 112: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
+	83, // 113: loom.v1.Operator.GetConfig:output_type -> loom.v1.GetConfigResponse
+	85, // 114: loom.v1.Operator.ReloadConfig:output_type -> loom.v1.ReloadConfigResponse
+	28, // 115: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
+	90, // [90:116] is the sub-list for method output_type
+	64, // [64:90] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_api_loom_proto_init() }
@@ -7688,7 +7893,7 @@ func file_api_loom_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_loom_proto_rawDesc), len(file_api_loom_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   87,
+			NumMessages:   91,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

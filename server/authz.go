@@ -83,6 +83,8 @@ var methodAccess = map[string]access{
 	api.Operator_ServerStatus_FullMethodName:    accessServerOrUser,
 	api.Operator_SnapshotSave_FullMethodName:    accessOperator,
 	api.Operator_SnapshotRestore_FullMethodName: accessOperator,
+	api.Operator_GetConfig_FullMethodName:       accessUser,
+	api.Operator_ReloadConfig_FullMethodName:    accessOperator,
 }
 
 // newAuthenticator makes the Authenticator that proves users. Every

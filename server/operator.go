@@ -121,3 +121,11 @@ func (os *operatorService) ServerStatus(ctx context.Context, req *api.ServerStat
 		StateHash:    hash,
 	}, nil
 }
+
+// GetConfig returns the cluster configuration this server holds: the
+// replicated one, the same on every server once it has applied the entry
+// that set it.
+func (os *operatorService) GetConfig(ctx context.Context, req *api.GetConfigRequest) (*api.GetConfigResponse, error) {
+	v := os.s.State()
+	return &api.GetConfigResponse{Config: v.Config(), Index: v.Index()}, nil
+}
