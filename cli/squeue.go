@@ -26,12 +26,18 @@ type squeueOpts struct {
 	users      []string
 	states     []string
 	partitions []string
+	accounts   []string
+	qos        []string
+	names      []string
+	nodes      []string
 	me         bool
 	start      bool
 	long       bool
 	json       bool
 	noHeader   bool
 	format     string
+	longFormat string // -O/--Format
+	sort       string
 	help       bool
 }
 
@@ -43,12 +49,23 @@ func runSqueue(ctx context.Context, e *env, args []string) int {
 		{long: "me", arg: noArg, help: "only my jobs", set: setBool(&o.me, true)},
 		{long: "states", short: 't', arg: requiredArg, meta: "STATE[,STATE...]", help: "only jobs in these states (names or codes, or all)", set: appendList(&o.states)},
 		{long: "partition", short: 'p', arg: requiredArg, meta: "NAME[,NAME...]", help: "only jobs in these partitions", set: appendList(&o.partitions)},
+		{long: "account", short: 'A', arg: requiredArg, meta: "ACCOUNT[,ACCOUNT...]", help: "only jobs charged to these accounts", set: appendList(&o.accounts)},
+		{long: "qos", short: 'q', arg: requiredArg, meta: "QOS[,QOS...]", help: "only jobs of these QOS", set: appendList(&o.qos)},
+		{long: "name", short: 'n', arg: requiredArg, meta: "NAME[,NAME...]", help: "only jobs with these names", set: appendList(&o.names)},
+		{long: "nodelist", short: 'w', arg: requiredArg, meta: "HOSTLIST", help: "only jobs placed on any of these nodes (node[1-4],gpu3)", set: func(v string) error {
+			names, err := nodeNames(v)
+			o.nodes = append(o.nodes, names...)
+			return err
+		}},
+		{long: "array", short: 'r', arg: noArg, help: "one array task per line (Loom's only view)", set: func(string) error { return nil }},
+		{long: "sort", short: 'S', arg: requiredArg, meta: "[+|-]FIELD[,...]", help: "order by these fields (%-letters or --Format names), - for descending", set: setString(&o.sort)},
 		{long: "start", arg: noArg, help: "pending jobs with their expected start time", set: setBool(&o.start, true)},
 		{long: "long", short: 'l', arg: noArg, help: "full state names and time limits", set: setBool(&o.long, true)},
 		{long: "json", arg: noArg, help: "print the jobs as JSON (API objects)", set: setBool(&o.json, true)},
 		{long: "consistent", arg: noArg, help: "read through the leader (linearizable) instead of any server", set: consistentRead(e)},
 		{long: "noheader", short: 'h', arg: noArg, help: "no header line", set: setBool(&o.noHeader, true)},
 		{long: "format", short: 'o', arg: requiredArg, meta: "FORMAT", help: "columns as %[.][WIDTH]LETTER fields, such as \"%.18i %.9P %.30j %R\"", set: setString(&o.format)},
+		{long: "Format", short: 'O', arg: requiredArg, meta: "FIELD[:[.][SIZE][SUFFIX]],...", help: "columns by name, such as \"JobID,Name:30,UserName,State,TimeUsed,ReasonList\"", set: setString(&o.longFormat)},
 		{long: "all", short: 'a', arg: noArg, set: func(string) error { return nil }}, // Slurm: show hidden partitions
 		{long: "help", arg: noArg, help: "show this help", set: setBool(&o.help, true)},
 		{long: "usage", arg: noArg, set: setBool(&o.help, true)},
@@ -63,9 +80,20 @@ func runSqueue(ctx context.Context, e *env, args []string) int {
 	if len(pos) > 0 {
 		return e.fail(&usageError{fmt.Sprintf("unexpected argument %q", pos[0])})
 	}
-	pieces, err := parseSqueueFormat(squeueFormat(o))
-	if err != nil {
+	var pieces []formatPiece[squeueField]
+	if o.longFormat != "" {
+		if o.format != "" {
+			return e.fail(&usageError{"give either --format (-o) or --Format (-O), not both"})
+		}
+		if pieces, err = parseSqueueLongFormat(o.longFormat); err != nil {
+			return e.fail(fmt.Errorf("--Format=%s: %w", o.longFormat, err))
+		}
+	} else if pieces, err = parseSqueueFormat(squeueFormat(o)); err != nil {
 		return e.fail(fmt.Errorf("--format=%s: %w", squeueFormat(o), err))
+	}
+	keys, err := parseSqueueSort(o.sort)
+	if err != nil {
+		return e.fail(fmt.Errorf("--sort=%s: %w", o.sort, err))
 	}
 	ids, err := parseJobIDs(o.jobs)
 	if err != nil {
@@ -109,6 +137,14 @@ func runSqueue(ctx context.Context, e *env, args []string) int {
 				return false
 			case len(o.partitions) > 0 && !slices.Contains(o.partitions, j.GetSpec().PartitionOf()):
 				return false
+			case len(o.accounts) > 0 && !slices.Contains(o.accounts, j.GetSpec().GetAccount()):
+				return false
+			case len(o.qos) > 0 && !slices.Contains(o.qos, j.GetSpec().GetQos()):
+				return false
+			case len(o.names) > 0 && !slices.Contains(o.names, j.GetSpec().GetName()):
+				return false
+			case len(o.nodes) > 0 && !slices.ContainsFunc(j.GetAllocation().GetNodes(), func(n string) bool { return slices.Contains(o.nodes, n) }):
+				return false
 			case len(states) > 0:
 				return slices.Contains(states, j.GetState())
 			case len(ids) == 0 && !allStates:
@@ -117,6 +153,9 @@ func runSqueue(ctx context.Context, e *env, args []string) int {
 			return true
 		})
 		sortQueue(jobs)
+		if len(keys) > 0 {
+			sortBy(jobs, keys, e.now(), e.loc)
+		}
 		if o.json {
 			if err := writeJSON(e.stdout, &api.ListJobsResponse{Jobs: jobs, Index: resp.GetIndex()}); err != nil {
 				return e.fail(err)
@@ -272,6 +311,14 @@ var squeueFields = map[byte]*squeueField{
 	}},
 	'E': {"DEPENDENCY", func(j *api.Job, _ time.Time, _ *time.Location) string { return null(j.GetSpec().GetDependency()) }},
 	'Z': {"WORK_DIR", func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetSpec().GetWorkingDir() }},
+	'k': {"COMMENT", func(j *api.Job, _ time.Time, _ *time.Location) string { return null(j.GetSpec().GetComment()) }},
+	'F': {"ARRAY_JOB_ID", func(j *api.Job, _ time.Time, _ *time.Location) string { return strconv.FormatUint(arrayJobID(j), 10) }},
+	'K': {"ARRAY_TASK_ID", func(j *api.Job, _ time.Time, _ *time.Location) string {
+		if j.GetArrayJobId() == 0 {
+			return "N/A"
+		}
+		return strconv.FormatUint(uint64(j.GetArrayTaskId()), 10)
+	}},
 	'Y': {"SCHEDNODES", func(*api.Job, time.Time, *time.Location) string { return "(null)" }},
 }
 

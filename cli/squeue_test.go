@@ -32,7 +32,7 @@ func testJobs() []*api.Job {
 			SubmitUnixMs: ms(2 * time.Hour), StartUnixMs: ms(65*time.Minute + 5*time.Second),
 			Allocation: &api.Allocation{Nodes: []string{"node2", "node1"}, Ranks: ranks([]string{"node2", "node1"}, 2)}},
 		{Id: 13, User: "alice", Uid: 1000, State: api.JobState_PENDING, Reason: "Resources", Priority: 50,
-			Spec:                &api.JobSpec{Name: "big", Partition: "gpu", NodesMin: 4},
+			Spec:                &api.JobSpec{Name: "big", Partition: "gpu", NodesMin: 4, Qos: "high", Comment: "needs 4"},
 			SubmitUnixMs:        ms(time.Minute),
 			ExpectedStartUnixMs: testNow.Add(90 * time.Minute).UnixMilli()},
 		{Id: 14, User: "bob", Uid: 1001, State: api.JobState_PENDING, Priority: 5,
@@ -93,6 +93,46 @@ func TestSqueue(t *testing.T) {
 			want: "" +
 				"             JOBID PARTITION     NAME     USER    STATE       TIME TIME_LIMI  NODES NODELIST(REASON)\n" +
 				"                12       gpu train-re    alice  RUNNING    1:05:05   2:00:00      2 node[1-2]\n",
+		},
+		{
+			// The expected output is written from squeue(1): --Format
+			// fields are 20 wide and left aligned unless ".SIZE" is given;
+			// the text after the size is printed after the field.
+			name: "Format",
+			args: []string{"-O", "JobID:.6|,name:8,UserName:6,STATE,TimeUsed:.8 ,ReasonList", "-t", "all", "-u", "alice"},
+			want: "" +
+				" JOBID|NAME    USER  STATE                   TIME NODELIST(REASON)\n" +
+				"    13|big     alice PENDING                 0:00 (Resources)\n" +
+				"    12|train-realice RUNNING              1:05:05 node[1-2]\n" +
+				"    11|prep    alice COMPLETED            1:00:00 node3\n" +
+				"    15|oops    alice FAILED                  1:00 node4\n",
+		},
+		{
+			name: "comment, qos and account filters",
+			args: []string{"-o", "%i %q %k", "-q", "high,low", "-t", "all"},
+			want: "JOBID QOS COMMENT\n13 high needs 4\n",
+		},
+		{
+			name: "account, name and nodelist filters",
+			args: []string{"-h", "-o", "%i %a %j %N", "-A", "vision", "-t", "all", "-w", "node[2-3]"},
+			want: "12 vision train-resnet node[1-2]\n11 vision prep node3\n",
+		},
+		{
+			name: "name filter",
+			args: []string{"-h", "-o", "%i", "-n", "eval,oops", "-t", "all", "-r"},
+			want: "14\n15\n",
+		},
+		{
+			// squeue(1): "-S -p" lists the highest priority first; "+"
+			// or no sign sorts ascending, and later fields break ties.
+			name: "sort",
+			args: []string{"-h", "-o", "%i %u %p", "-S", "u,-p", "-t", "all"},
+			want: "13 alice 50\n12 alice 10\n11 alice 0\n15 alice 0\n14 bob 5\n",
+		},
+		{
+			name: "sort by Format name",
+			args: []string{"-h", "-o", "%i", "-S", "-JobID", "-t", "all"},
+			want: "15\n14\n13\n12\n11\n",
 		},
 		{
 			name: "format",
@@ -181,7 +221,13 @@ func TestSqueueErrors(t *testing.T) {
 		{[]string{"-t", "BOGUS"}, "squeue: error: invalid job state \"BOGUS\" (want a name such as RUNNING or a code such as R)\n"},
 		{[]string{"-j", "x1"}, "squeue: error: invalid job id \"x1\"\n"},
 		{[]string{"--bogus"}, "squeue: error: unrecognized option '--bogus'\nTry \"squeue --help\" for more information\n"},
-		{[]string{"-o", "%i %k"}, "squeue: error: --format=%i %k: unknown field %k\n"},
+		{[]string{"-o", "%i %W"}, "squeue: error: --format=%i %W: unknown field %W\n"},
+		{[]string{"-O", "JobID,Bogus"}, "squeue: error: --Format=JobID,Bogus: unknown field \"Bogus\"\n"},
+		{[]string{"-O", "JobID:.x"}, "squeue: error: --Format=JobID:.x: field JobID: '.' needs a size, as in JobID:.10\n"},
+		{[]string{"-S", "i,,P"}, "squeue: error: --sort=i,,P: empty field\n"},
+		{[]string{"-S", "-bogus"}, "squeue: error: --sort=-bogus: unknown field \"bogus\"\n"},
+		{[]string{"-o", "%i", "-O", "JobID"}, "squeue: error: give either --format (-o) or --Format (-O), not both\nTry \"squeue --help\" for more information\n"},
+		{[]string{"-w", "node[2-1]"}, "squeue: error: --nodelist=node[2-1]: hostlist \"node[2-1]\": range \"2-1\" goes down\n"},
 		{[]string{"-o", "%.18"}, "squeue: error: --format=%.18: ends inside a %-field\n"},
 		{[]string{"extra"}, "squeue: error: unexpected argument \"extra\"\nTry \"squeue --help\" for more information\n"},
 	}
