@@ -2939,6 +2939,231 @@ func (x *LogChunk) GetData() []byte {
 	return nil
 }
 
+// UpdateJobRequest names a job and the settings to change (scontrol
+// update job); an unset field is left as it is. The caller's identity
+// comes from the connection.
+type UpdateJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	TimeLimitS    *int64                 `protobuf:"varint,2,opt,name=time_limit_s,json=timeLimitS,proto3,oneof" json:"time_limit_s,omitempty"` // as JobSpec.time_limit_s: -1 unlimited
+	Partition     *string                `protobuf:"bytes,3,opt,name=partition,proto3,oneof" json:"partition,omitempty"`
+	Qos           *string                `protobuf:"bytes,4,opt,name=qos,proto3,oneof" json:"qos,omitempty"`
+	NodesMin      *uint32                `protobuf:"varint,5,opt,name=nodes_min,json=nodesMin,proto3,oneof" json:"nodes_min,omitempty"` // NumNodes=N[-M]
+	NodesMax      *uint32                `protobuf:"varint,6,opt,name=nodes_max,json=nodesMax,proto3,oneof" json:"nodes_max,omitempty"`
+	Name          *string                `protobuf:"bytes,7,opt,name=name,proto3,oneof" json:"name,omitempty"`
+	Comment       *string                `protobuf:"bytes,8,opt,name=comment,proto3,oneof" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateJobRequest) Reset() {
+	*x = UpdateJobRequest{}
+	mi := &file_api_loom_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateJobRequest) ProtoMessage() {}
+
+func (x *UpdateJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateJobRequest.ProtoReflect.Descriptor instead.
+func (*UpdateJobRequest) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *UpdateJobRequest) GetJobId() uint64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
+}
+
+func (x *UpdateJobRequest) GetTimeLimitS() int64 {
+	if x != nil && x.TimeLimitS != nil {
+		return *x.TimeLimitS
+	}
+	return 0
+}
+
+func (x *UpdateJobRequest) GetPartition() string {
+	if x != nil && x.Partition != nil {
+		return *x.Partition
+	}
+	return ""
+}
+
+func (x *UpdateJobRequest) GetQos() string {
+	if x != nil && x.Qos != nil {
+		return *x.Qos
+	}
+	return ""
+}
+
+func (x *UpdateJobRequest) GetNodesMin() uint32 {
+	if x != nil && x.NodesMin != nil {
+		return *x.NodesMin
+	}
+	return 0
+}
+
+func (x *UpdateJobRequest) GetNodesMax() uint32 {
+	if x != nil && x.NodesMax != nil {
+		return *x.NodesMax
+	}
+	return 0
+}
+
+func (x *UpdateJobRequest) GetName() string {
+	if x != nil && x.Name != nil {
+		return *x.Name
+	}
+	return ""
+}
+
+func (x *UpdateJobRequest) GetComment() string {
+	if x != nil && x.Comment != nil {
+		return *x.Comment
+	}
+	return ""
+}
+
+type UpdateJobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateJobResponse) Reset() {
+	*x = UpdateJobResponse{}
+	mi := &file_api_loom_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateJobResponse) ProtoMessage() {}
+
+func (x *UpdateJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateJobResponse.ProtoReflect.Descriptor instead.
+func (*UpdateJobResponse) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *UpdateJobResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// TestSubmitResponse is the scheduler's answer to a job not submitted:
+// when (start_unix_ms; 0 with a reason when it cannot say) and where.
+type TestSubmitResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StartUnixMs   int64                  `protobuf:"varint,1,opt,name=start_unix_ms,json=startUnixMs,proto3" json:"start_unix_ms,omitempty"`
+	Nodes         []string               `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Cpus          uint32                 `protobuf:"varint,3,opt,name=cpus,proto3" json:"cpus,omitempty"`
+	Partition     string                 `protobuf:"bytes,4,opt,name=partition,proto3" json:"partition,omitempty"`
+	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"` // why no start time: the pending reason it would get
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TestSubmitResponse) Reset() {
+	*x = TestSubmitResponse{}
+	mi := &file_api_loom_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TestSubmitResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TestSubmitResponse) ProtoMessage() {}
+
+func (x *TestSubmitResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TestSubmitResponse.ProtoReflect.Descriptor instead.
+func (*TestSubmitResponse) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *TestSubmitResponse) GetStartUnixMs() int64 {
+	if x != nil {
+		return x.StartUnixMs
+	}
+	return 0
+}
+
+func (x *TestSubmitResponse) GetNodes() []string {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *TestSubmitResponse) GetCpus() uint32 {
+	if x != nil {
+		return x.Cpus
+	}
+	return 0
+}
+
+func (x *TestSubmitResponse) GetPartition() string {
+	if x != nil {
+		return x.Partition
+	}
+	return ""
+}
+
+func (x *TestSubmitResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type CreateStepRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	JobId uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -2954,7 +3179,7 @@ type CreateStepRequest struct {
 
 func (x *CreateStepRequest) Reset() {
 	*x = CreateStepRequest{}
-	mi := &file_api_loom_proto_msgTypes[24]
+	mi := &file_api_loom_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2966,7 +3191,7 @@ func (x *CreateStepRequest) String() string {
 func (*CreateStepRequest) ProtoMessage() {}
 
 func (x *CreateStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[24]
+	mi := &file_api_loom_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2979,7 +3204,7 @@ func (x *CreateStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateStepRequest.ProtoReflect.Descriptor instead.
 func (*CreateStepRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{24}
+	return file_api_loom_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateStepRequest) GetJobId() uint64 {
@@ -3028,7 +3253,7 @@ type CreateStepResponse struct {
 
 func (x *CreateStepResponse) Reset() {
 	*x = CreateStepResponse{}
-	mi := &file_api_loom_proto_msgTypes[25]
+	mi := &file_api_loom_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3040,7 +3265,7 @@ func (x *CreateStepResponse) String() string {
 func (*CreateStepResponse) ProtoMessage() {}
 
 func (x *CreateStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[25]
+	mi := &file_api_loom_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3053,7 +3278,7 @@ func (x *CreateStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateStepResponse.ProtoReflect.Descriptor instead.
 func (*CreateStepResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{25}
+	return file_api_loom_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CreateStepResponse) GetJobId() uint64 {
@@ -3094,7 +3319,7 @@ type CancelStepsRequest struct {
 
 func (x *CancelStepsRequest) Reset() {
 	*x = CancelStepsRequest{}
-	mi := &file_api_loom_proto_msgTypes[26]
+	mi := &file_api_loom_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3106,7 +3331,7 @@ func (x *CancelStepsRequest) String() string {
 func (*CancelStepsRequest) ProtoMessage() {}
 
 func (x *CancelStepsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[26]
+	mi := &file_api_loom_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3119,7 +3344,7 @@ func (x *CancelStepsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelStepsRequest.ProtoReflect.Descriptor instead.
 func (*CancelStepsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{26}
+	return file_api_loom_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CancelStepsRequest) GetJobId() uint64 {
@@ -3167,7 +3392,7 @@ type CancelStepsResponse struct {
 
 func (x *CancelStepsResponse) Reset() {
 	*x = CancelStepsResponse{}
-	mi := &file_api_loom_proto_msgTypes[27]
+	mi := &file_api_loom_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3179,7 +3404,7 @@ func (x *CancelStepsResponse) String() string {
 func (*CancelStepsResponse) ProtoMessage() {}
 
 func (x *CancelStepsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[27]
+	mi := &file_api_loom_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3192,7 +3417,7 @@ func (x *CancelStepsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelStepsResponse.ProtoReflect.Descriptor instead.
 func (*CancelStepsResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{27}
+	return file_api_loom_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CancelStepsResponse) GetStepIds() []uint32 {
@@ -3223,7 +3448,7 @@ type CompleteAllocationRequest struct {
 
 func (x *CompleteAllocationRequest) Reset() {
 	*x = CompleteAllocationRequest{}
-	mi := &file_api_loom_proto_msgTypes[28]
+	mi := &file_api_loom_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3235,7 +3460,7 @@ func (x *CompleteAllocationRequest) String() string {
 func (*CompleteAllocationRequest) ProtoMessage() {}
 
 func (x *CompleteAllocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[28]
+	mi := &file_api_loom_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3248,7 +3473,7 @@ func (x *CompleteAllocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteAllocationRequest.ProtoReflect.Descriptor instead.
 func (*CompleteAllocationRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{28}
+	return file_api_loom_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CompleteAllocationRequest) GetJobId() uint64 {
@@ -3288,7 +3513,7 @@ type CompleteAllocationResponse struct {
 
 func (x *CompleteAllocationResponse) Reset() {
 	*x = CompleteAllocationResponse{}
-	mi := &file_api_loom_proto_msgTypes[29]
+	mi := &file_api_loom_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3300,7 +3525,7 @@ func (x *CompleteAllocationResponse) String() string {
 func (*CompleteAllocationResponse) ProtoMessage() {}
 
 func (x *CompleteAllocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[29]
+	mi := &file_api_loom_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3313,7 +3538,7 @@ func (x *CompleteAllocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteAllocationResponse.ProtoReflect.Descriptor instead.
 func (*CompleteAllocationResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{29}
+	return file_api_loom_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CompleteAllocationResponse) GetIndex() uint64 {
@@ -3333,7 +3558,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_api_loom_proto_msgTypes[30]
+	mi := &file_api_loom_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3345,7 +3570,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[30]
+	mi := &file_api_loom_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3358,7 +3583,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{30}
+	return file_api_loom_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListNodesRequest) GetMinIndex() uint64 {
@@ -3389,7 +3614,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_api_loom_proto_msgTypes[31]
+	mi := &file_api_loom_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3401,7 +3626,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[31]
+	mi := &file_api_loom_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3414,7 +3639,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{31}
+	return file_api_loom_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *NodeInfo) GetNode() *Node {
@@ -3469,7 +3694,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_api_loom_proto_msgTypes[32]
+	mi := &file_api_loom_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3481,7 +3706,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[32]
+	mi := &file_api_loom_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3494,7 +3719,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{32}
+	return file_api_loom_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeInfo {
@@ -3520,7 +3745,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_api_loom_proto_msgTypes[33]
+	mi := &file_api_loom_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3532,7 +3757,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[33]
+	mi := &file_api_loom_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3545,7 +3770,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{33}
+	return file_api_loom_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetNodeRequest) GetName() string {
@@ -3565,7 +3790,7 @@ type NodeStateRequest struct {
 
 func (x *NodeStateRequest) Reset() {
 	*x = NodeStateRequest{}
-	mi := &file_api_loom_proto_msgTypes[34]
+	mi := &file_api_loom_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3577,7 +3802,7 @@ func (x *NodeStateRequest) String() string {
 func (*NodeStateRequest) ProtoMessage() {}
 
 func (x *NodeStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[34]
+	mi := &file_api_loom_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3590,7 +3815,7 @@ func (x *NodeStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateRequest.ProtoReflect.Descriptor instead.
 func (*NodeStateRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{34}
+	return file_api_loom_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *NodeStateRequest) GetName() string {
@@ -3616,7 +3841,7 @@ type NodeStateResponse struct {
 
 func (x *NodeStateResponse) Reset() {
 	*x = NodeStateResponse{}
-	mi := &file_api_loom_proto_msgTypes[35]
+	mi := &file_api_loom_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3628,7 +3853,7 @@ func (x *NodeStateResponse) String() string {
 func (*NodeStateResponse) ProtoMessage() {}
 
 func (x *NodeStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[35]
+	mi := &file_api_loom_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3641,7 +3866,7 @@ func (x *NodeStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateResponse.ProtoReflect.Descriptor instead.
 func (*NodeStateResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{35}
+	return file_api_loom_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *NodeStateResponse) GetIndex() uint64 {
@@ -3660,7 +3885,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_api_loom_proto_msgTypes[36]
+	mi := &file_api_loom_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3672,7 +3897,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[36]
+	mi := &file_api_loom_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3685,7 +3910,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{36}
+	return file_api_loom_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RegisterRequest) GetNode() *Node {
@@ -3704,7 +3929,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_api_loom_proto_msgTypes[37]
+	mi := &file_api_loom_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3716,7 +3941,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[37]
+	mi := &file_api_loom_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3729,7 +3954,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{37}
+	return file_api_loom_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RegisterResponse) GetIndex() uint64 {
@@ -3748,7 +3973,7 @@ type WatchAllocationsRequest struct {
 
 func (x *WatchAllocationsRequest) Reset() {
 	*x = WatchAllocationsRequest{}
-	mi := &file_api_loom_proto_msgTypes[38]
+	mi := &file_api_loom_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3760,7 +3985,7 @@ func (x *WatchAllocationsRequest) String() string {
 func (*WatchAllocationsRequest) ProtoMessage() {}
 
 func (x *WatchAllocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[38]
+	mi := &file_api_loom_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3773,7 +3998,7 @@ func (x *WatchAllocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchAllocationsRequest.ProtoReflect.Descriptor instead.
 func (*WatchAllocationsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{38}
+	return file_api_loom_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *WatchAllocationsRequest) GetNode() string {
@@ -3796,7 +4021,7 @@ type AllocationUpdate struct {
 
 func (x *AllocationUpdate) Reset() {
 	*x = AllocationUpdate{}
-	mi := &file_api_loom_proto_msgTypes[39]
+	mi := &file_api_loom_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3808,7 +4033,7 @@ func (x *AllocationUpdate) String() string {
 func (*AllocationUpdate) ProtoMessage() {}
 
 func (x *AllocationUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[39]
+	mi := &file_api_loom_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3821,7 +4046,7 @@ func (x *AllocationUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocationUpdate.ProtoReflect.Descriptor instead.
 func (*AllocationUpdate) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{39}
+	return file_api_loom_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AllocationUpdate) GetAllocations() []*AssignedAllocation {
@@ -3849,7 +4074,7 @@ type AssignedAllocation struct {
 
 func (x *AssignedAllocation) Reset() {
 	*x = AssignedAllocation{}
-	mi := &file_api_loom_proto_msgTypes[40]
+	mi := &file_api_loom_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3861,7 +4086,7 @@ func (x *AssignedAllocation) String() string {
 func (*AssignedAllocation) ProtoMessage() {}
 
 func (x *AssignedAllocation) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[40]
+	mi := &file_api_loom_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3874,7 +4099,7 @@ func (x *AssignedAllocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignedAllocation.ProtoReflect.Descriptor instead.
 func (*AssignedAllocation) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{40}
+	return file_api_loom_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AssignedAllocation) GetJob() *Job {
@@ -3904,7 +4129,7 @@ type TaskUpdateRequest struct {
 
 func (x *TaskUpdateRequest) Reset() {
 	*x = TaskUpdateRequest{}
-	mi := &file_api_loom_proto_msgTypes[41]
+	mi := &file_api_loom_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3916,7 +4141,7 @@ func (x *TaskUpdateRequest) String() string {
 func (*TaskUpdateRequest) ProtoMessage() {}
 
 func (x *TaskUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[41]
+	mi := &file_api_loom_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3929,7 +4154,7 @@ func (x *TaskUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskUpdateRequest.ProtoReflect.Descriptor instead.
 func (*TaskUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{41}
+	return file_api_loom_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *TaskUpdateRequest) GetNode() string {
@@ -3976,7 +4201,7 @@ type TaskUpdateResponse struct {
 
 func (x *TaskUpdateResponse) Reset() {
 	*x = TaskUpdateResponse{}
-	mi := &file_api_loom_proto_msgTypes[42]
+	mi := &file_api_loom_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3988,7 +4213,7 @@ func (x *TaskUpdateResponse) String() string {
 func (*TaskUpdateResponse) ProtoMessage() {}
 
 func (x *TaskUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[42]
+	mi := &file_api_loom_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4001,7 +4226,7 @@ func (x *TaskUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskUpdateResponse.ProtoReflect.Descriptor instead.
 func (*TaskUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{42}
+	return file_api_loom_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *TaskUpdateResponse) GetIndex() uint64 {
@@ -4026,7 +4251,7 @@ type ServerInfo struct {
 
 func (x *ServerInfo) Reset() {
 	*x = ServerInfo{}
-	mi := &file_api_loom_proto_msgTypes[43]
+	mi := &file_api_loom_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4038,7 +4263,7 @@ func (x *ServerInfo) String() string {
 func (*ServerInfo) ProtoMessage() {}
 
 func (x *ServerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[43]
+	mi := &file_api_loom_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4051,7 +4276,7 @@ func (x *ServerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerInfo.ProtoReflect.Descriptor instead.
 func (*ServerInfo) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{43}
+	return file_api_loom_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ServerInfo) GetId() string {
@@ -4105,7 +4330,7 @@ type RaftJoinRequest struct {
 
 func (x *RaftJoinRequest) Reset() {
 	*x = RaftJoinRequest{}
-	mi := &file_api_loom_proto_msgTypes[44]
+	mi := &file_api_loom_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4117,7 +4342,7 @@ func (x *RaftJoinRequest) String() string {
 func (*RaftJoinRequest) ProtoMessage() {}
 
 func (x *RaftJoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[44]
+	mi := &file_api_loom_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4130,7 +4355,7 @@ func (x *RaftJoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftJoinRequest.ProtoReflect.Descriptor instead.
 func (*RaftJoinRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{44}
+	return file_api_loom_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RaftJoinRequest) GetServer() *ServerInfo {
@@ -4149,7 +4374,7 @@ type RaftJoinResponse struct {
 
 func (x *RaftJoinResponse) Reset() {
 	*x = RaftJoinResponse{}
-	mi := &file_api_loom_proto_msgTypes[45]
+	mi := &file_api_loom_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4161,7 +4386,7 @@ func (x *RaftJoinResponse) String() string {
 func (*RaftJoinResponse) ProtoMessage() {}
 
 func (x *RaftJoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[45]
+	mi := &file_api_loom_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4174,7 +4399,7 @@ func (x *RaftJoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftJoinResponse.ProtoReflect.Descriptor instead.
 func (*RaftJoinResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{45}
+	return file_api_loom_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RaftJoinResponse) GetIndex() uint64 {
@@ -4192,7 +4417,7 @@ type RaftListPeersRequest struct {
 
 func (x *RaftListPeersRequest) Reset() {
 	*x = RaftListPeersRequest{}
-	mi := &file_api_loom_proto_msgTypes[46]
+	mi := &file_api_loom_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4204,7 +4429,7 @@ func (x *RaftListPeersRequest) String() string {
 func (*RaftListPeersRequest) ProtoMessage() {}
 
 func (x *RaftListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[46]
+	mi := &file_api_loom_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4217,7 +4442,7 @@ func (x *RaftListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftListPeersRequest.ProtoReflect.Descriptor instead.
 func (*RaftListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{46}
+	return file_api_loom_proto_rawDescGZIP(), []int{49}
 }
 
 type RaftListPeersResponse struct {
@@ -4230,7 +4455,7 @@ type RaftListPeersResponse struct {
 
 func (x *RaftListPeersResponse) Reset() {
 	*x = RaftListPeersResponse{}
-	mi := &file_api_loom_proto_msgTypes[47]
+	mi := &file_api_loom_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4242,7 +4467,7 @@ func (x *RaftListPeersResponse) String() string {
 func (*RaftListPeersResponse) ProtoMessage() {}
 
 func (x *RaftListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[47]
+	mi := &file_api_loom_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4255,7 +4480,7 @@ func (x *RaftListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftListPeersResponse.ProtoReflect.Descriptor instead.
 func (*RaftListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{47}
+	return file_api_loom_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RaftListPeersResponse) GetServers() []*ServerInfo {
@@ -4281,7 +4506,7 @@ type RaftRemovePeerRequest struct {
 
 func (x *RaftRemovePeerRequest) Reset() {
 	*x = RaftRemovePeerRequest{}
-	mi := &file_api_loom_proto_msgTypes[48]
+	mi := &file_api_loom_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4293,7 +4518,7 @@ func (x *RaftRemovePeerRequest) String() string {
 func (*RaftRemovePeerRequest) ProtoMessage() {}
 
 func (x *RaftRemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[48]
+	mi := &file_api_loom_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4306,7 +4531,7 @@ func (x *RaftRemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftRemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RaftRemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{48}
+	return file_api_loom_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RaftRemovePeerRequest) GetId() string {
@@ -4325,7 +4550,7 @@ type RaftRemovePeerResponse struct {
 
 func (x *RaftRemovePeerResponse) Reset() {
 	*x = RaftRemovePeerResponse{}
-	mi := &file_api_loom_proto_msgTypes[49]
+	mi := &file_api_loom_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4337,7 +4562,7 @@ func (x *RaftRemovePeerResponse) String() string {
 func (*RaftRemovePeerResponse) ProtoMessage() {}
 
 func (x *RaftRemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[49]
+	mi := &file_api_loom_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4350,7 +4575,7 @@ func (x *RaftRemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftRemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RaftRemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{49}
+	return file_api_loom_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RaftRemovePeerResponse) GetIndex() uint64 {
@@ -4368,7 +4593,7 @@ type ServerStatusRequest struct {
 
 func (x *ServerStatusRequest) Reset() {
 	*x = ServerStatusRequest{}
-	mi := &file_api_loom_proto_msgTypes[50]
+	mi := &file_api_loom_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4380,7 +4605,7 @@ func (x *ServerStatusRequest) String() string {
 func (*ServerStatusRequest) ProtoMessage() {}
 
 func (x *ServerStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[50]
+	mi := &file_api_loom_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4393,7 +4618,7 @@ func (x *ServerStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerStatusRequest.ProtoReflect.Descriptor instead.
 func (*ServerStatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{50}
+	return file_api_loom_proto_rawDescGZIP(), []int{53}
 }
 
 type ServerStatusResponse struct {
@@ -4410,7 +4635,7 @@ type ServerStatusResponse struct {
 
 func (x *ServerStatusResponse) Reset() {
 	*x = ServerStatusResponse{}
-	mi := &file_api_loom_proto_msgTypes[51]
+	mi := &file_api_loom_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4422,7 +4647,7 @@ func (x *ServerStatusResponse) String() string {
 func (*ServerStatusResponse) ProtoMessage() {}
 
 func (x *ServerStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[51]
+	mi := &file_api_loom_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4435,7 +4660,7 @@ func (x *ServerStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerStatusResponse.ProtoReflect.Descriptor instead.
 func (*ServerStatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{51}
+	return file_api_loom_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ServerStatusResponse) GetServer() *ServerInfo {
@@ -4494,7 +4719,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_api_loom_proto_msgTypes[52]
+	mi := &file_api_loom_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4506,7 +4731,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[52]
+	mi := &file_api_loom_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4519,7 +4744,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{52}
+	return file_api_loom_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *TaskLogsRequest) GetJobId() uint64 {
@@ -4575,7 +4800,7 @@ type SubmitJobCommand struct {
 
 func (x *SubmitJobCommand) Reset() {
 	*x = SubmitJobCommand{}
-	mi := &file_api_loom_proto_msgTypes[53]
+	mi := &file_api_loom_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4587,7 +4812,7 @@ func (x *SubmitJobCommand) String() string {
 func (*SubmitJobCommand) ProtoMessage() {}
 
 func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[53]
+	mi := &file_api_loom_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4600,7 +4825,7 @@ func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{53}
+	return file_api_loom_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *SubmitJobCommand) GetRequest() *SubmitRequest {
@@ -4638,7 +4863,7 @@ type SubmitLimits struct {
 
 func (x *SubmitLimits) Reset() {
 	*x = SubmitLimits{}
-	mi := &file_api_loom_proto_msgTypes[54]
+	mi := &file_api_loom_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4650,7 +4875,7 @@ func (x *SubmitLimits) String() string {
 func (*SubmitLimits) ProtoMessage() {}
 
 func (x *SubmitLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[54]
+	mi := &file_api_loom_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4663,7 +4888,7 @@ func (x *SubmitLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitLimits.ProtoReflect.Descriptor instead.
 func (*SubmitLimits) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{54}
+	return file_api_loom_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SubmitLimits) GetMaxJobCount() uint32 {
@@ -4701,7 +4926,7 @@ type ExpireJobsCommand struct {
 
 func (x *ExpireJobsCommand) Reset() {
 	*x = ExpireJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[55]
+	mi := &file_api_loom_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4713,7 +4938,7 @@ func (x *ExpireJobsCommand) String() string {
 func (*ExpireJobsCommand) ProtoMessage() {}
 
 func (x *ExpireJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[55]
+	mi := &file_api_loom_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4726,7 +4951,7 @@ func (x *ExpireJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireJobsCommand.ProtoReflect.Descriptor instead.
 func (*ExpireJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{55}
+	return file_api_loom_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ExpireJobsCommand) GetJobIds() []uint64 {
@@ -4763,7 +4988,7 @@ type SubmitJobsCommand struct {
 
 func (x *SubmitJobsCommand) Reset() {
 	*x = SubmitJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[56]
+	mi := &file_api_loom_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4775,7 +5000,7 @@ func (x *SubmitJobsCommand) String() string {
 func (*SubmitJobsCommand) ProtoMessage() {}
 
 func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[56]
+	mi := &file_api_loom_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4788,7 +5013,7 @@ func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobsCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{56}
+	return file_api_loom_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SubmitJobsCommand) GetRequests() []*SubmitRequest {
@@ -4822,7 +5047,7 @@ type CancelJobsCommand struct {
 
 func (x *CancelJobsCommand) Reset() {
 	*x = CancelJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[57]
+	mi := &file_api_loom_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4834,7 +5059,7 @@ func (x *CancelJobsCommand) String() string {
 func (*CancelJobsCommand) ProtoMessage() {}
 
 func (x *CancelJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[57]
+	mi := &file_api_loom_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4847,7 +5072,7 @@ func (x *CancelJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobsCommand.ProtoReflect.Descriptor instead.
 func (*CancelJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{57}
+	return file_api_loom_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CancelJobsCommand) GetRequest() *CancelRequest {
@@ -4875,7 +5100,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_api_loom_proto_msgTypes[58]
+	mi := &file_api_loom_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4887,7 +5112,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[58]
+	mi := &file_api_loom_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4900,7 +5125,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{58}
+	return file_api_loom_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Placement) GetJobId() uint64 {
@@ -4929,7 +5154,7 @@ type PendingReason struct {
 
 func (x *PendingReason) Reset() {
 	*x = PendingReason{}
-	mi := &file_api_loom_proto_msgTypes[59]
+	mi := &file_api_loom_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4941,7 +5166,7 @@ func (x *PendingReason) String() string {
 func (*PendingReason) ProtoMessage() {}
 
 func (x *PendingReason) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[59]
+	mi := &file_api_loom_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4954,7 +5179,7 @@ func (x *PendingReason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingReason.ProtoReflect.Descriptor instead.
 func (*PendingReason) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{59}
+	return file_api_loom_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *PendingReason) GetJobId() uint64 {
@@ -4991,7 +5216,7 @@ type Preemption struct {
 
 func (x *Preemption) Reset() {
 	*x = Preemption{}
-	mi := &file_api_loom_proto_msgTypes[60]
+	mi := &file_api_loom_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5003,7 +5228,7 @@ func (x *Preemption) String() string {
 func (*Preemption) ProtoMessage() {}
 
 func (x *Preemption) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[60]
+	mi := &file_api_loom_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5016,7 +5241,7 @@ func (x *Preemption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Preemption.ProtoReflect.Descriptor instead.
 func (*Preemption) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{60}
+	return file_api_loom_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *Preemption) GetJobId() uint64 {
@@ -5047,7 +5272,7 @@ type PlanCommand struct {
 
 func (x *PlanCommand) Reset() {
 	*x = PlanCommand{}
-	mi := &file_api_loom_proto_msgTypes[61]
+	mi := &file_api_loom_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5059,7 +5284,7 @@ func (x *PlanCommand) String() string {
 func (*PlanCommand) ProtoMessage() {}
 
 func (x *PlanCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[61]
+	mi := &file_api_loom_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5072,7 +5297,7 @@ func (x *PlanCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanCommand.ProtoReflect.Descriptor instead.
 func (*PlanCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{61}
+	return file_api_loom_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *PlanCommand) GetPlacements() []*Placement {
@@ -5124,7 +5349,7 @@ type HoldJobsCommand struct {
 
 func (x *HoldJobsCommand) Reset() {
 	*x = HoldJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[62]
+	mi := &file_api_loom_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5136,7 +5361,7 @@ func (x *HoldJobsCommand) String() string {
 func (*HoldJobsCommand) ProtoMessage() {}
 
 func (x *HoldJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[62]
+	mi := &file_api_loom_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5149,7 +5374,7 @@ func (x *HoldJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldJobsCommand.ProtoReflect.Descriptor instead.
 func (*HoldJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{62}
+	return file_api_loom_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *HoldJobsCommand) GetJobIds() []uint64 {
@@ -5193,7 +5418,7 @@ type RequeueJobsCommand struct {
 
 func (x *RequeueJobsCommand) Reset() {
 	*x = RequeueJobsCommand{}
-	mi := &file_api_loom_proto_msgTypes[63]
+	mi := &file_api_loom_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5205,7 +5430,7 @@ func (x *RequeueJobsCommand) String() string {
 func (*RequeueJobsCommand) ProtoMessage() {}
 
 func (x *RequeueJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[63]
+	mi := &file_api_loom_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5218,7 +5443,7 @@ func (x *RequeueJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeueJobsCommand.ProtoReflect.Descriptor instead.
 func (*RequeueJobsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{63}
+	return file_api_loom_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RequeueJobsCommand) GetJobIds() []uint64 {
@@ -5252,7 +5477,7 @@ type CreateStepCommand struct {
 
 func (x *CreateStepCommand) Reset() {
 	*x = CreateStepCommand{}
-	mi := &file_api_loom_proto_msgTypes[64]
+	mi := &file_api_loom_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5264,7 +5489,7 @@ func (x *CreateStepCommand) String() string {
 func (*CreateStepCommand) ProtoMessage() {}
 
 func (x *CreateStepCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[64]
+	mi := &file_api_loom_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5277,7 +5502,7 @@ func (x *CreateStepCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateStepCommand.ProtoReflect.Descriptor instead.
 func (*CreateStepCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{64}
+	return file_api_loom_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CreateStepCommand) GetRequest() *CreateStepRequest {
@@ -5304,7 +5529,7 @@ type CancelStepsCommand struct {
 
 func (x *CancelStepsCommand) Reset() {
 	*x = CancelStepsCommand{}
-	mi := &file_api_loom_proto_msgTypes[65]
+	mi := &file_api_loom_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5316,7 +5541,7 @@ func (x *CancelStepsCommand) String() string {
 func (*CancelStepsCommand) ProtoMessage() {}
 
 func (x *CancelStepsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[65]
+	mi := &file_api_loom_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5329,7 +5554,7 @@ func (x *CancelStepsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelStepsCommand.ProtoReflect.Descriptor instead.
 func (*CancelStepsCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{65}
+	return file_api_loom_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *CancelStepsCommand) GetRequest() *CancelStepsRequest {
@@ -5356,7 +5581,7 @@ type CompleteAllocationCommand struct {
 
 func (x *CompleteAllocationCommand) Reset() {
 	*x = CompleteAllocationCommand{}
-	mi := &file_api_loom_proto_msgTypes[66]
+	mi := &file_api_loom_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5368,7 +5593,7 @@ func (x *CompleteAllocationCommand) String() string {
 func (*CompleteAllocationCommand) ProtoMessage() {}
 
 func (x *CompleteAllocationCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[66]
+	mi := &file_api_loom_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5381,7 +5606,7 @@ func (x *CompleteAllocationCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteAllocationCommand.ProtoReflect.Descriptor instead.
 func (*CompleteAllocationCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{66}
+	return file_api_loom_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *CompleteAllocationCommand) GetRequest() *CompleteAllocationRequest {
@@ -5408,7 +5633,7 @@ type UpdateTasksCommand struct {
 
 func (x *UpdateTasksCommand) Reset() {
 	*x = UpdateTasksCommand{}
-	mi := &file_api_loom_proto_msgTypes[67]
+	mi := &file_api_loom_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5420,7 +5645,7 @@ func (x *UpdateTasksCommand) String() string {
 func (*UpdateTasksCommand) ProtoMessage() {}
 
 func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[67]
+	mi := &file_api_loom_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5433,7 +5658,7 @@ func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTasksCommand.ProtoReflect.Descriptor instead.
 func (*UpdateTasksCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{67}
+	return file_api_loom_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *UpdateTasksCommand) GetRequest() *TaskUpdateRequest {
@@ -5460,7 +5685,7 @@ type RegisterNodeCommand struct {
 
 func (x *RegisterNodeCommand) Reset() {
 	*x = RegisterNodeCommand{}
-	mi := &file_api_loom_proto_msgTypes[68]
+	mi := &file_api_loom_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5472,7 +5697,7 @@ func (x *RegisterNodeCommand) String() string {
 func (*RegisterNodeCommand) ProtoMessage() {}
 
 func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[68]
+	mi := &file_api_loom_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5485,7 +5710,7 @@ func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeCommand.ProtoReflect.Descriptor instead.
 func (*RegisterNodeCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{68}
+	return file_api_loom_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *RegisterNodeCommand) GetNode() *Node {
@@ -5514,7 +5739,7 @@ type NodeStateCommand struct {
 
 func (x *NodeStateCommand) Reset() {
 	*x = NodeStateCommand{}
-	mi := &file_api_loom_proto_msgTypes[69]
+	mi := &file_api_loom_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5526,7 +5751,7 @@ func (x *NodeStateCommand) String() string {
 func (*NodeStateCommand) ProtoMessage() {}
 
 func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[69]
+	mi := &file_api_loom_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5539,7 +5764,7 @@ func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateCommand.ProtoReflect.Descriptor instead.
 func (*NodeStateCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{69}
+	return file_api_loom_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *NodeStateCommand) GetName() string {
@@ -5582,7 +5807,7 @@ type ServerMembershipCommand struct {
 
 func (x *ServerMembershipCommand) Reset() {
 	*x = ServerMembershipCommand{}
-	mi := &file_api_loom_proto_msgTypes[70]
+	mi := &file_api_loom_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5594,7 +5819,7 @@ func (x *ServerMembershipCommand) String() string {
 func (*ServerMembershipCommand) ProtoMessage() {}
 
 func (x *ServerMembershipCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[70]
+	mi := &file_api_loom_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5607,7 +5832,7 @@ func (x *ServerMembershipCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMembershipCommand.ProtoReflect.Descriptor instead.
 func (*ServerMembershipCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{70}
+	return file_api_loom_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ServerMembershipCommand) GetServer() *ServerInfo {
@@ -5648,7 +5873,7 @@ type ClusterConfig struct {
 
 func (x *ClusterConfig) Reset() {
 	*x = ClusterConfig{}
-	mi := &file_api_loom_proto_msgTypes[71]
+	mi := &file_api_loom_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5660,7 +5885,7 @@ func (x *ClusterConfig) String() string {
 func (*ClusterConfig) ProtoMessage() {}
 
 func (x *ClusterConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[71]
+	mi := &file_api_loom_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5673,7 +5898,7 @@ func (x *ClusterConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterConfig.ProtoReflect.Descriptor instead.
 func (*ClusterConfig) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{71}
+	return file_api_loom_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ClusterConfig) GetScheduler() *SchedulerSettings {
@@ -5763,7 +5988,7 @@ type SchedulerSettings struct {
 
 func (x *SchedulerSettings) Reset() {
 	*x = SchedulerSettings{}
-	mi := &file_api_loom_proto_msgTypes[72]
+	mi := &file_api_loom_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5775,7 +6000,7 @@ func (x *SchedulerSettings) String() string {
 func (*SchedulerSettings) ProtoMessage() {}
 
 func (x *SchedulerSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[72]
+	mi := &file_api_loom_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5788,7 +6013,7 @@ func (x *SchedulerSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SchedulerSettings.ProtoReflect.Descriptor instead.
 func (*SchedulerSettings) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{72}
+	return file_api_loom_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *SchedulerSettings) GetPolicy() string {
@@ -5932,7 +6157,7 @@ type LASSettings struct {
 
 func (x *LASSettings) Reset() {
 	*x = LASSettings{}
-	mi := &file_api_loom_proto_msgTypes[73]
+	mi := &file_api_loom_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5944,7 +6169,7 @@ func (x *LASSettings) String() string {
 func (*LASSettings) ProtoMessage() {}
 
 func (x *LASSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[73]
+	mi := &file_api_loom_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5957,7 +6182,7 @@ func (x *LASSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LASSettings.ProtoReflect.Descriptor instead.
 func (*LASSettings) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{73}
+	return file_api_loom_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *LASSettings) GetThresholds() []float64 {
@@ -6019,7 +6244,7 @@ type QOSConfig struct {
 
 func (x *QOSConfig) Reset() {
 	*x = QOSConfig{}
-	mi := &file_api_loom_proto_msgTypes[74]
+	mi := &file_api_loom_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6031,7 +6256,7 @@ func (x *QOSConfig) String() string {
 func (*QOSConfig) ProtoMessage() {}
 
 func (x *QOSConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[74]
+	mi := &file_api_loom_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6044,7 +6269,7 @@ func (x *QOSConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QOSConfig.ProtoReflect.Descriptor instead.
 func (*QOSConfig) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{74}
+	return file_api_loom_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *QOSConfig) GetName() string {
@@ -6133,7 +6358,7 @@ type PartitionConfig struct {
 
 func (x *PartitionConfig) Reset() {
 	*x = PartitionConfig{}
-	mi := &file_api_loom_proto_msgTypes[75]
+	mi := &file_api_loom_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6145,7 +6370,7 @@ func (x *PartitionConfig) String() string {
 func (*PartitionConfig) ProtoMessage() {}
 
 func (x *PartitionConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[75]
+	mi := &file_api_loom_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6158,7 +6383,7 @@ func (x *PartitionConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionConfig.ProtoReflect.Descriptor instead.
 func (*PartitionConfig) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{75}
+	return file_api_loom_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *PartitionConfig) GetName() string {
@@ -6299,7 +6524,7 @@ type SwitchConfig struct {
 
 func (x *SwitchConfig) Reset() {
 	*x = SwitchConfig{}
-	mi := &file_api_loom_proto_msgTypes[76]
+	mi := &file_api_loom_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6311,7 +6536,7 @@ func (x *SwitchConfig) String() string {
 func (*SwitchConfig) ProtoMessage() {}
 
 func (x *SwitchConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[76]
+	mi := &file_api_loom_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6324,7 +6549,7 @@ func (x *SwitchConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwitchConfig.ProtoReflect.Descriptor instead.
 func (*SwitchConfig) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{76}
+	return file_api_loom_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *SwitchConfig) GetName() string {
@@ -6356,7 +6581,7 @@ type GetConfigRequest struct {
 
 func (x *GetConfigRequest) Reset() {
 	*x = GetConfigRequest{}
-	mi := &file_api_loom_proto_msgTypes[77]
+	mi := &file_api_loom_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6368,7 +6593,7 @@ func (x *GetConfigRequest) String() string {
 func (*GetConfigRequest) ProtoMessage() {}
 
 func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[77]
+	mi := &file_api_loom_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6381,7 +6606,7 @@ func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{77}
+	return file_api_loom_proto_rawDescGZIP(), []int{80}
 }
 
 type GetConfigResponse struct {
@@ -6394,7 +6619,7 @@ type GetConfigResponse struct {
 
 func (x *GetConfigResponse) Reset() {
 	*x = GetConfigResponse{}
-	mi := &file_api_loom_proto_msgTypes[78]
+	mi := &file_api_loom_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6406,7 +6631,7 @@ func (x *GetConfigResponse) String() string {
 func (*GetConfigResponse) ProtoMessage() {}
 
 func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[78]
+	mi := &file_api_loom_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6419,7 +6644,7 @@ func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetConfigResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{78}
+	return file_api_loom_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *GetConfigResponse) GetConfig() *ClusterConfig {
@@ -6444,7 +6669,7 @@ type ReloadConfigRequest struct {
 
 func (x *ReloadConfigRequest) Reset() {
 	*x = ReloadConfigRequest{}
-	mi := &file_api_loom_proto_msgTypes[79]
+	mi := &file_api_loom_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6456,7 +6681,7 @@ func (x *ReloadConfigRequest) String() string {
 func (*ReloadConfigRequest) ProtoMessage() {}
 
 func (x *ReloadConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[79]
+	mi := &file_api_loom_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6469,7 +6694,7 @@ func (x *ReloadConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadConfigRequest.ProtoReflect.Descriptor instead.
 func (*ReloadConfigRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{79}
+	return file_api_loom_proto_rawDescGZIP(), []int{82}
 }
 
 type ReloadConfigResponse struct {
@@ -6483,7 +6708,7 @@ type ReloadConfigResponse struct {
 
 func (x *ReloadConfigResponse) Reset() {
 	*x = ReloadConfigResponse{}
-	mi := &file_api_loom_proto_msgTypes[80]
+	mi := &file_api_loom_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6495,7 +6720,7 @@ func (x *ReloadConfigResponse) String() string {
 func (*ReloadConfigResponse) ProtoMessage() {}
 
 func (x *ReloadConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[80]
+	mi := &file_api_loom_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6508,7 +6733,7 @@ func (x *ReloadConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadConfigResponse.ProtoReflect.Descriptor instead.
 func (*ReloadConfigResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{80}
+	return file_api_loom_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ReloadConfigResponse) GetConfig() *ClusterConfig {
@@ -6532,6 +6757,67 @@ func (x *ReloadConfigResponse) GetIndex() uint64 {
 	return 0
 }
 
+// UpdateJobCommand applies an UpdateJobRequest as uid (0: an operator).
+type UpdateJobCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Request       *UpdateJobRequest      `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	Uid           uint32                 `protobuf:"varint,2,opt,name=uid,proto3" json:"uid,omitempty"`
+	NowUnixMs     int64                  `protobuf:"varint,3,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateJobCommand) Reset() {
+	*x = UpdateJobCommand{}
+	mi := &file_api_loom_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateJobCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateJobCommand) ProtoMessage() {}
+
+func (x *UpdateJobCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateJobCommand.ProtoReflect.Descriptor instead.
+func (*UpdateJobCommand) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *UpdateJobCommand) GetRequest() *UpdateJobRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *UpdateJobCommand) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *UpdateJobCommand) GetNowUnixMs() int64 {
+	if x != nil {
+		return x.NowUnixMs
+	}
+	return 0
+}
+
 // SetConfigCommand replaces the cluster configuration.
 type SetConfigCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -6543,7 +6829,7 @@ type SetConfigCommand struct {
 
 func (x *SetConfigCommand) Reset() {
 	*x = SetConfigCommand{}
-	mi := &file_api_loom_proto_msgTypes[81]
+	mi := &file_api_loom_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6555,7 +6841,7 @@ func (x *SetConfigCommand) String() string {
 func (*SetConfigCommand) ProtoMessage() {}
 
 func (x *SetConfigCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[81]
+	mi := &file_api_loom_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6568,7 +6854,7 @@ func (x *SetConfigCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConfigCommand.ProtoReflect.Descriptor instead.
 func (*SetConfigCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{81}
+	return file_api_loom_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *SetConfigCommand) GetConfig() *ClusterConfig {
@@ -6600,7 +6886,7 @@ type StateSnapshot struct {
 
 func (x *StateSnapshot) Reset() {
 	*x = StateSnapshot{}
-	mi := &file_api_loom_proto_msgTypes[82]
+	mi := &file_api_loom_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6612,7 +6898,7 @@ func (x *StateSnapshot) String() string {
 func (*StateSnapshot) ProtoMessage() {}
 
 func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[82]
+	mi := &file_api_loom_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6625,7 +6911,7 @@ func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateSnapshot.ProtoReflect.Descriptor instead.
 func (*StateSnapshot) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{82}
+	return file_api_loom_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *StateSnapshot) GetIndex() uint64 {
@@ -6686,7 +6972,7 @@ type SnapshotMeta struct {
 
 func (x *SnapshotMeta) Reset() {
 	*x = SnapshotMeta{}
-	mi := &file_api_loom_proto_msgTypes[83]
+	mi := &file_api_loom_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6698,7 +6984,7 @@ func (x *SnapshotMeta) String() string {
 func (*SnapshotMeta) ProtoMessage() {}
 
 func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[83]
+	mi := &file_api_loom_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6711,7 +6997,7 @@ func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotMeta.ProtoReflect.Descriptor instead.
 func (*SnapshotMeta) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{83}
+	return file_api_loom_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *SnapshotMeta) GetIndex() uint64 {
@@ -6771,7 +7057,7 @@ type SnapshotInfo struct {
 
 func (x *SnapshotInfo) Reset() {
 	*x = SnapshotInfo{}
-	mi := &file_api_loom_proto_msgTypes[84]
+	mi := &file_api_loom_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6783,7 +7069,7 @@ func (x *SnapshotInfo) String() string {
 func (*SnapshotInfo) ProtoMessage() {}
 
 func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[84]
+	mi := &file_api_loom_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6796,7 +7082,7 @@ func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
 func (*SnapshotInfo) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{84}
+	return file_api_loom_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *SnapshotInfo) GetMeta() *SnapshotMeta {
@@ -6842,7 +7128,7 @@ type SnapshotSaveRequest struct {
 
 func (x *SnapshotSaveRequest) Reset() {
 	*x = SnapshotSaveRequest{}
-	mi := &file_api_loom_proto_msgTypes[85]
+	mi := &file_api_loom_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6854,7 +7140,7 @@ func (x *SnapshotSaveRequest) String() string {
 func (*SnapshotSaveRequest) ProtoMessage() {}
 
 func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[85]
+	mi := &file_api_loom_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6867,7 +7153,7 @@ func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotSaveRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotSaveRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{85}
+	return file_api_loom_proto_rawDescGZIP(), []int{89}
 }
 
 // SnapshotChunk is one piece of a snapshot file, in order.
@@ -6880,7 +7166,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_api_loom_proto_msgTypes[86]
+	mi := &file_api_loom_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6892,7 +7178,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[86]
+	mi := &file_api_loom_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6905,7 +7191,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{86}
+	return file_api_loom_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -6925,7 +7211,7 @@ type SnapshotRestoreResponse struct {
 
 func (x *SnapshotRestoreResponse) Reset() {
 	*x = SnapshotRestoreResponse{}
-	mi := &file_api_loom_proto_msgTypes[87]
+	mi := &file_api_loom_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6937,7 +7223,7 @@ func (x *SnapshotRestoreResponse) String() string {
 func (*SnapshotRestoreResponse) ProtoMessage() {}
 
 func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[87]
+	mi := &file_api_loom_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6950,7 +7236,7 @@ func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRestoreResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotRestoreResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{87}
+	return file_api_loom_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *SnapshotRestoreResponse) GetRestored() *SnapshotInfo {
@@ -7252,7 +7538,36 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x05_step\"2\n" +
 	"\bLogChunk\x12\x12\n" +
 	"\x04rank\x18\x01 \x01(\rR\x04rank\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"\xa3\x01\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xde\x02\n" +
+	"\x10UpdateJobRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12%\n" +
+	"\ftime_limit_s\x18\x02 \x01(\x03H\x00R\n" +
+	"timeLimitS\x88\x01\x01\x12!\n" +
+	"\tpartition\x18\x03 \x01(\tH\x01R\tpartition\x88\x01\x01\x12\x15\n" +
+	"\x03qos\x18\x04 \x01(\tH\x02R\x03qos\x88\x01\x01\x12 \n" +
+	"\tnodes_min\x18\x05 \x01(\rH\x03R\bnodesMin\x88\x01\x01\x12 \n" +
+	"\tnodes_max\x18\x06 \x01(\rH\x04R\bnodesMax\x88\x01\x01\x12\x17\n" +
+	"\x04name\x18\a \x01(\tH\x05R\x04name\x88\x01\x01\x12\x1d\n" +
+	"\acomment\x18\b \x01(\tH\x06R\acomment\x88\x01\x01B\x0f\n" +
+	"\r_time_limit_sB\f\n" +
+	"\n" +
+	"_partitionB\x06\n" +
+	"\x04_qosB\f\n" +
+	"\n" +
+	"_nodes_minB\f\n" +
+	"\n" +
+	"_nodes_maxB\a\n" +
+	"\x05_nameB\n" +
+	"\n" +
+	"\b_comment\")\n" +
+	"\x11UpdateJobResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x98\x01\n" +
+	"\x12TestSubmitResponse\x12\"\n" +
+	"\rstart_unix_ms\x18\x01 \x01(\x03R\vstartUnixMs\x12\x14\n" +
+	"\x05nodes\x18\x02 \x03(\tR\x05nodes\x12\x12\n" +
+	"\x04cpus\x18\x03 \x01(\rR\x04cpus\x12\x1c\n" +
+	"\tpartition\x18\x04 \x01(\tR\tpartition\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xa3\x01\n" +
 	"\x11CreateStepRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12$\n" +
 	"\x04spec\x18\x02 \x01(\v2\x10.loom.v1.JobSpecR\x04spec\x12\x12\n" +
@@ -7528,7 +7843,11 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x14ReloadConfigResponse\x12.\n" +
 	"\x06config\x18\x01 \x01(\v2\x16.loom.v1.ClusterConfigR\x06config\x12\x18\n" +
 	"\achanged\x18\x02 \x01(\bR\achanged\x12\x14\n" +
-	"\x05index\x18\x03 \x01(\x04R\x05index\"b\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\"y\n" +
+	"\x10UpdateJobCommand\x123\n" +
+	"\arequest\x18\x01 \x01(\v2\x19.loom.v1.UpdateJobRequestR\arequest\x12\x10\n" +
+	"\x03uid\x18\x02 \x01(\rR\x03uid\x12\x1e\n" +
+	"\vnow_unix_ms\x18\x03 \x01(\x03R\tnowUnixMs\"b\n" +
 	"\x10SetConfigCommand\x12.\n" +
 	"\x06config\x18\x01 \x01(\v2\x16.loom.v1.ClusterConfigR\x06config\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"\xeb\x01\n" +
@@ -7605,7 +7924,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bLINK_PXB\x10\x04\x12\f\n" +
 	"\bLINK_PIX\x10\x05\x12\v\n" +
 	"\aLINK_NV\x10\x06\x12\r\n" +
-	"\tLINK_SELF\x10\a2\x9a\x05\n" +
+	"\tLINK_SELF\x10\a2\xa1\x06\n" +
 	"\n" +
 	"JobService\x129\n" +
 	"\x06Submit\x12\x16.loom.v1.SubmitRequest\x1a\x17.loom.v1.SubmitResponse\x129\n" +
@@ -7619,7 +7938,10 @@ const file_api_loom_proto_rawDesc = "" +
 	"\n" +
 	"CreateStep\x12\x1a.loom.v1.CreateStepRequest\x1a\x1b.loom.v1.CreateStepResponse\x12H\n" +
 	"\vCancelSteps\x12\x1b.loom.v1.CancelStepsRequest\x1a\x1c.loom.v1.CancelStepsResponse\x12]\n" +
-	"\x12CompleteAllocation\x12\".loom.v1.CompleteAllocationRequest\x1a#.loom.v1.CompleteAllocationResponse2\x91\x02\n" +
+	"\x12CompleteAllocation\x12\".loom.v1.CompleteAllocationRequest\x1a#.loom.v1.CompleteAllocationResponse\x12B\n" +
+	"\tUpdateJob\x12\x19.loom.v1.UpdateJobRequest\x1a\x1a.loom.v1.UpdateJobResponse\x12A\n" +
+	"\n" +
+	"TestSubmit\x12\x16.loom.v1.SubmitRequest\x1a\x1b.loom.v1.TestSubmitResponse2\x91\x02\n" +
 	"\vNodeService\x12B\n" +
 	"\tListNodes\x12\x19.loom.v1.ListNodesRequest\x1a\x1a.loom.v1.ListNodesResponse\x125\n" +
 	"\aGetNode\x12\x17.loom.v1.GetNodeRequest\x1a\x11.loom.v1.NodeInfo\x12B\n" +
@@ -7655,7 +7977,7 @@ func file_api_loom_proto_rawDescGZIP() []byte {
 }
 
 var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 91)
+var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 95)
 var file_api_loom_proto_goTypes = []any{
 	(JobState)(0),                      // 0: loom.v1.JobState
 	(NodeState)(0),                     // 1: loom.v1.NodeState
@@ -7686,82 +8008,86 @@ var file_api_loom_proto_goTypes = []any{
 	(*ListJobsResponse)(nil),           // 26: loom.v1.ListJobsResponse
 	(*LogsRequest)(nil),                // 27: loom.v1.LogsRequest
 	(*LogChunk)(nil),                   // 28: loom.v1.LogChunk
-	(*CreateStepRequest)(nil),          // 29: loom.v1.CreateStepRequest
-	(*CreateStepResponse)(nil),         // 30: loom.v1.CreateStepResponse
-	(*CancelStepsRequest)(nil),         // 31: loom.v1.CancelStepsRequest
-	(*CancelStepsResponse)(nil),        // 32: loom.v1.CancelStepsResponse
-	(*CompleteAllocationRequest)(nil),  // 33: loom.v1.CompleteAllocationRequest
-	(*CompleteAllocationResponse)(nil), // 34: loom.v1.CompleteAllocationResponse
-	(*ListNodesRequest)(nil),           // 35: loom.v1.ListNodesRequest
-	(*NodeInfo)(nil),                   // 36: loom.v1.NodeInfo
-	(*ListNodesResponse)(nil),          // 37: loom.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),             // 38: loom.v1.GetNodeRequest
-	(*NodeStateRequest)(nil),           // 39: loom.v1.NodeStateRequest
-	(*NodeStateResponse)(nil),          // 40: loom.v1.NodeStateResponse
-	(*RegisterRequest)(nil),            // 41: loom.v1.RegisterRequest
-	(*RegisterResponse)(nil),           // 42: loom.v1.RegisterResponse
-	(*WatchAllocationsRequest)(nil),    // 43: loom.v1.WatchAllocationsRequest
-	(*AllocationUpdate)(nil),           // 44: loom.v1.AllocationUpdate
-	(*AssignedAllocation)(nil),         // 45: loom.v1.AssignedAllocation
-	(*TaskUpdateRequest)(nil),          // 46: loom.v1.TaskUpdateRequest
-	(*TaskUpdateResponse)(nil),         // 47: loom.v1.TaskUpdateResponse
-	(*ServerInfo)(nil),                 // 48: loom.v1.ServerInfo
-	(*RaftJoinRequest)(nil),            // 49: loom.v1.RaftJoinRequest
-	(*RaftJoinResponse)(nil),           // 50: loom.v1.RaftJoinResponse
-	(*RaftListPeersRequest)(nil),       // 51: loom.v1.RaftListPeersRequest
-	(*RaftListPeersResponse)(nil),      // 52: loom.v1.RaftListPeersResponse
-	(*RaftRemovePeerRequest)(nil),      // 53: loom.v1.RaftRemovePeerRequest
-	(*RaftRemovePeerResponse)(nil),     // 54: loom.v1.RaftRemovePeerResponse
-	(*ServerStatusRequest)(nil),        // 55: loom.v1.ServerStatusRequest
-	(*ServerStatusResponse)(nil),       // 56: loom.v1.ServerStatusResponse
-	(*TaskLogsRequest)(nil),            // 57: loom.v1.TaskLogsRequest
-	(*SubmitJobCommand)(nil),           // 58: loom.v1.SubmitJobCommand
-	(*SubmitLimits)(nil),               // 59: loom.v1.SubmitLimits
-	(*ExpireJobsCommand)(nil),          // 60: loom.v1.ExpireJobsCommand
-	(*SubmitJobsCommand)(nil),          // 61: loom.v1.SubmitJobsCommand
-	(*CancelJobsCommand)(nil),          // 62: loom.v1.CancelJobsCommand
-	(*Placement)(nil),                  // 63: loom.v1.Placement
-	(*PendingReason)(nil),              // 64: loom.v1.PendingReason
-	(*Preemption)(nil),                 // 65: loom.v1.Preemption
-	(*PlanCommand)(nil),                // 66: loom.v1.PlanCommand
-	(*HoldJobsCommand)(nil),            // 67: loom.v1.HoldJobsCommand
-	(*RequeueJobsCommand)(nil),         // 68: loom.v1.RequeueJobsCommand
-	(*CreateStepCommand)(nil),          // 69: loom.v1.CreateStepCommand
-	(*CancelStepsCommand)(nil),         // 70: loom.v1.CancelStepsCommand
-	(*CompleteAllocationCommand)(nil),  // 71: loom.v1.CompleteAllocationCommand
-	(*UpdateTasksCommand)(nil),         // 72: loom.v1.UpdateTasksCommand
-	(*RegisterNodeCommand)(nil),        // 73: loom.v1.RegisterNodeCommand
-	(*NodeStateCommand)(nil),           // 74: loom.v1.NodeStateCommand
-	(*ServerMembershipCommand)(nil),    // 75: loom.v1.ServerMembershipCommand
-	(*ClusterConfig)(nil),              // 76: loom.v1.ClusterConfig
-	(*SchedulerSettings)(nil),          // 77: loom.v1.SchedulerSettings
-	(*LASSettings)(nil),                // 78: loom.v1.LASSettings
-	(*QOSConfig)(nil),                  // 79: loom.v1.QOSConfig
-	(*PartitionConfig)(nil),            // 80: loom.v1.PartitionConfig
-	(*SwitchConfig)(nil),               // 81: loom.v1.SwitchConfig
-	(*GetConfigRequest)(nil),           // 82: loom.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),          // 83: loom.v1.GetConfigResponse
-	(*ReloadConfigRequest)(nil),        // 84: loom.v1.ReloadConfigRequest
-	(*ReloadConfigResponse)(nil),       // 85: loom.v1.ReloadConfigResponse
-	(*SetConfigCommand)(nil),           // 86: loom.v1.SetConfigCommand
-	(*StateSnapshot)(nil),              // 87: loom.v1.StateSnapshot
-	(*SnapshotMeta)(nil),               // 88: loom.v1.SnapshotMeta
-	(*SnapshotInfo)(nil),               // 89: loom.v1.SnapshotInfo
-	(*SnapshotSaveRequest)(nil),        // 90: loom.v1.SnapshotSaveRequest
-	(*SnapshotChunk)(nil),              // 91: loom.v1.SnapshotChunk
-	(*SnapshotRestoreResponse)(nil),    // 92: loom.v1.SnapshotRestoreResponse
-	nil,                                // 93: loom.v1.Node.LabelsEntry
-	nil,                                // 94: loom.v1.JobSpec.EnvEntry
-	nil,                                // 95: loom.v1.SchedulerSettings.AccountSharesEntry
+	(*UpdateJobRequest)(nil),           // 29: loom.v1.UpdateJobRequest
+	(*UpdateJobResponse)(nil),          // 30: loom.v1.UpdateJobResponse
+	(*TestSubmitResponse)(nil),         // 31: loom.v1.TestSubmitResponse
+	(*CreateStepRequest)(nil),          // 32: loom.v1.CreateStepRequest
+	(*CreateStepResponse)(nil),         // 33: loom.v1.CreateStepResponse
+	(*CancelStepsRequest)(nil),         // 34: loom.v1.CancelStepsRequest
+	(*CancelStepsResponse)(nil),        // 35: loom.v1.CancelStepsResponse
+	(*CompleteAllocationRequest)(nil),  // 36: loom.v1.CompleteAllocationRequest
+	(*CompleteAllocationResponse)(nil), // 37: loom.v1.CompleteAllocationResponse
+	(*ListNodesRequest)(nil),           // 38: loom.v1.ListNodesRequest
+	(*NodeInfo)(nil),                   // 39: loom.v1.NodeInfo
+	(*ListNodesResponse)(nil),          // 40: loom.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),             // 41: loom.v1.GetNodeRequest
+	(*NodeStateRequest)(nil),           // 42: loom.v1.NodeStateRequest
+	(*NodeStateResponse)(nil),          // 43: loom.v1.NodeStateResponse
+	(*RegisterRequest)(nil),            // 44: loom.v1.RegisterRequest
+	(*RegisterResponse)(nil),           // 45: loom.v1.RegisterResponse
+	(*WatchAllocationsRequest)(nil),    // 46: loom.v1.WatchAllocationsRequest
+	(*AllocationUpdate)(nil),           // 47: loom.v1.AllocationUpdate
+	(*AssignedAllocation)(nil),         // 48: loom.v1.AssignedAllocation
+	(*TaskUpdateRequest)(nil),          // 49: loom.v1.TaskUpdateRequest
+	(*TaskUpdateResponse)(nil),         // 50: loom.v1.TaskUpdateResponse
+	(*ServerInfo)(nil),                 // 51: loom.v1.ServerInfo
+	(*RaftJoinRequest)(nil),            // 52: loom.v1.RaftJoinRequest
+	(*RaftJoinResponse)(nil),           // 53: loom.v1.RaftJoinResponse
+	(*RaftListPeersRequest)(nil),       // 54: loom.v1.RaftListPeersRequest
+	(*RaftListPeersResponse)(nil),      // 55: loom.v1.RaftListPeersResponse
+	(*RaftRemovePeerRequest)(nil),      // 56: loom.v1.RaftRemovePeerRequest
+	(*RaftRemovePeerResponse)(nil),     // 57: loom.v1.RaftRemovePeerResponse
+	(*ServerStatusRequest)(nil),        // 58: loom.v1.ServerStatusRequest
+	(*ServerStatusResponse)(nil),       // 59: loom.v1.ServerStatusResponse
+	(*TaskLogsRequest)(nil),            // 60: loom.v1.TaskLogsRequest
+	(*SubmitJobCommand)(nil),           // 61: loom.v1.SubmitJobCommand
+	(*SubmitLimits)(nil),               // 62: loom.v1.SubmitLimits
+	(*ExpireJobsCommand)(nil),          // 63: loom.v1.ExpireJobsCommand
+	(*SubmitJobsCommand)(nil),          // 64: loom.v1.SubmitJobsCommand
+	(*CancelJobsCommand)(nil),          // 65: loom.v1.CancelJobsCommand
+	(*Placement)(nil),                  // 66: loom.v1.Placement
+	(*PendingReason)(nil),              // 67: loom.v1.PendingReason
+	(*Preemption)(nil),                 // 68: loom.v1.Preemption
+	(*PlanCommand)(nil),                // 69: loom.v1.PlanCommand
+	(*HoldJobsCommand)(nil),            // 70: loom.v1.HoldJobsCommand
+	(*RequeueJobsCommand)(nil),         // 71: loom.v1.RequeueJobsCommand
+	(*CreateStepCommand)(nil),          // 72: loom.v1.CreateStepCommand
+	(*CancelStepsCommand)(nil),         // 73: loom.v1.CancelStepsCommand
+	(*CompleteAllocationCommand)(nil),  // 74: loom.v1.CompleteAllocationCommand
+	(*UpdateTasksCommand)(nil),         // 75: loom.v1.UpdateTasksCommand
+	(*RegisterNodeCommand)(nil),        // 76: loom.v1.RegisterNodeCommand
+	(*NodeStateCommand)(nil),           // 77: loom.v1.NodeStateCommand
+	(*ServerMembershipCommand)(nil),    // 78: loom.v1.ServerMembershipCommand
+	(*ClusterConfig)(nil),              // 79: loom.v1.ClusterConfig
+	(*SchedulerSettings)(nil),          // 80: loom.v1.SchedulerSettings
+	(*LASSettings)(nil),                // 81: loom.v1.LASSettings
+	(*QOSConfig)(nil),                  // 82: loom.v1.QOSConfig
+	(*PartitionConfig)(nil),            // 83: loom.v1.PartitionConfig
+	(*SwitchConfig)(nil),               // 84: loom.v1.SwitchConfig
+	(*GetConfigRequest)(nil),           // 85: loom.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),          // 86: loom.v1.GetConfigResponse
+	(*ReloadConfigRequest)(nil),        // 87: loom.v1.ReloadConfigRequest
+	(*ReloadConfigResponse)(nil),       // 88: loom.v1.ReloadConfigResponse
+	(*UpdateJobCommand)(nil),           // 89: loom.v1.UpdateJobCommand
+	(*SetConfigCommand)(nil),           // 90: loom.v1.SetConfigCommand
+	(*StateSnapshot)(nil),              // 91: loom.v1.StateSnapshot
+	(*SnapshotMeta)(nil),               // 92: loom.v1.SnapshotMeta
+	(*SnapshotInfo)(nil),               // 93: loom.v1.SnapshotInfo
+	(*SnapshotSaveRequest)(nil),        // 94: loom.v1.SnapshotSaveRequest
+	(*SnapshotChunk)(nil),              // 95: loom.v1.SnapshotChunk
+	(*SnapshotRestoreResponse)(nil),    // 96: loom.v1.SnapshotRestoreResponse
+	nil,                                // 97: loom.v1.Node.LabelsEntry
+	nil,                                // 98: loom.v1.JobSpec.EnvEntry
+	nil,                                // 99: loom.v1.SchedulerSettings.AccountSharesEntry
 }
 var file_api_loom_proto_depIdxs = []int32{
 	4,  // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
 	6,  // 1: loom.v1.Topology.gpus:type_name -> loom.v1.GPU
 	5,  // 2: loom.v1.Topology.links:type_name -> loom.v1.Link
-	93, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
+	97, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
 	7,  // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
 	1,  // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
-	94, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
+	98, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
 	2,  // 7: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
 	3,  // 8: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
 	10, // 9: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
@@ -7780,102 +8106,107 @@ var file_api_loom_proto_depIdxs = []int32{
 	9,  // 22: loom.v1.CreateStepRequest.spec:type_name -> loom.v1.JobSpec
 	8,  // 23: loom.v1.NodeInfo.node:type_name -> loom.v1.Node
 	1,  // 24: loom.v1.NodeInfo.state:type_name -> loom.v1.NodeState
-	36, // 25: loom.v1.ListNodesResponse.nodes:type_name -> loom.v1.NodeInfo
+	39, // 25: loom.v1.ListNodesResponse.nodes:type_name -> loom.v1.NodeInfo
 	8,  // 26: loom.v1.RegisterRequest.node:type_name -> loom.v1.Node
-	45, // 27: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
+	48, // 27: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
 	13, // 28: loom.v1.AssignedAllocation.job:type_name -> loom.v1.Job
 	11, // 29: loom.v1.TaskUpdateRequest.tasks:type_name -> loom.v1.TaskStatus
-	48, // 30: loom.v1.RaftJoinRequest.server:type_name -> loom.v1.ServerInfo
-	48, // 31: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
-	48, // 32: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
+	51, // 30: loom.v1.RaftJoinRequest.server:type_name -> loom.v1.ServerInfo
+	51, // 31: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
+	51, // 32: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
 	15, // 33: loom.v1.SubmitJobCommand.request:type_name -> loom.v1.SubmitRequest
-	59, // 34: loom.v1.SubmitJobCommand.limits:type_name -> loom.v1.SubmitLimits
+	62, // 34: loom.v1.SubmitJobCommand.limits:type_name -> loom.v1.SubmitLimits
 	15, // 35: loom.v1.SubmitJobsCommand.requests:type_name -> loom.v1.SubmitRequest
-	59, // 36: loom.v1.SubmitJobsCommand.limits:type_name -> loom.v1.SubmitLimits
+	62, // 36: loom.v1.SubmitJobsCommand.limits:type_name -> loom.v1.SubmitLimits
 	17, // 37: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
 	12, // 38: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
-	63, // 39: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
-	64, // 40: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
-	65, // 41: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
-	29, // 42: loom.v1.CreateStepCommand.request:type_name -> loom.v1.CreateStepRequest
-	31, // 43: loom.v1.CancelStepsCommand.request:type_name -> loom.v1.CancelStepsRequest
-	33, // 44: loom.v1.CompleteAllocationCommand.request:type_name -> loom.v1.CompleteAllocationRequest
-	46, // 45: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
+	66, // 39: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
+	67, // 40: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
+	68, // 41: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
+	32, // 42: loom.v1.CreateStepCommand.request:type_name -> loom.v1.CreateStepRequest
+	34, // 43: loom.v1.CancelStepsCommand.request:type_name -> loom.v1.CancelStepsRequest
+	36, // 44: loom.v1.CompleteAllocationCommand.request:type_name -> loom.v1.CompleteAllocationRequest
+	49, // 45: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
 	8,  // 46: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
 	1,  // 47: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
-	48, // 48: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
-	77, // 49: loom.v1.ClusterConfig.scheduler:type_name -> loom.v1.SchedulerSettings
-	79, // 50: loom.v1.ClusterConfig.qos:type_name -> loom.v1.QOSConfig
-	80, // 51: loom.v1.ClusterConfig.partitions:type_name -> loom.v1.PartitionConfig
-	81, // 52: loom.v1.ClusterConfig.switches:type_name -> loom.v1.SwitchConfig
-	95, // 53: loom.v1.SchedulerSettings.account_shares:type_name -> loom.v1.SchedulerSettings.AccountSharesEntry
-	78, // 54: loom.v1.SchedulerSettings.las:type_name -> loom.v1.LASSettings
-	76, // 55: loom.v1.GetConfigResponse.config:type_name -> loom.v1.ClusterConfig
-	76, // 56: loom.v1.ReloadConfigResponse.config:type_name -> loom.v1.ClusterConfig
-	76, // 57: loom.v1.SetConfigCommand.config:type_name -> loom.v1.ClusterConfig
-	13, // 58: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
-	8,  // 59: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
-	48, // 60: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
-	76, // 61: loom.v1.StateSnapshot.config:type_name -> loom.v1.ClusterConfig
-	88, // 62: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
-	89, // 63: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
-	15, // 64: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
-	17, // 65: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
-	19, // 66: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
-	21, // 67: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
-	23, // 68: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
-	25, // 69: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
-	27, // 70: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
-	29, // 71: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
-	31, // 72: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
-	33, // 73: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
-	35, // 74: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
-	38, // 75: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
-	39, // 76: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
-	39, // 77: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
-	41, // 78: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
-	43, // 79: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
-	46, // 80: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
-	49, // 81: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
-	51, // 82: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
-	53, // 83: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
-	55, // 84: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
-	90, // 85: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
-	91, // 86: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
-	82, // 87: loom.v1.Operator.GetConfig:input_type -> loom.v1.GetConfigRequest
-	84, // 88: loom.v1.Operator.ReloadConfig:input_type -> loom.v1.ReloadConfigRequest
-	57, // 89: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
-	16, // 90: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
-	18, // 91: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
-	20, // 92: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
-	22, // 93: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
-	24, // 94: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
-	26, // 95: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
-	28, // 96: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
-	30, // 97: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
-	32, // 98: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
-	34, // 99: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
-	37, // 100: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
-	36, // 101: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
-	40, // 102: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
-	40, // 103: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
-	42, // 104: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
-	44, // 105: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
-	47, // 106: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
-	50, // 107: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
-	52, // 108: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
-	54, // 109: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
-	56, // 110: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
-	91, // 111: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
-	92, // 112: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
-	83, // 113: loom.v1.Operator.GetConfig:output_type -> loom.v1.GetConfigResponse
-	85, // 114: loom.v1.Operator.ReloadConfig:output_type -> loom.v1.ReloadConfigResponse
-	28, // 115: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
-	90, // [90:116] is the sub-list for method output_type
-	64, // [64:90] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	51, // 48: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
+	80, // 49: loom.v1.ClusterConfig.scheduler:type_name -> loom.v1.SchedulerSettings
+	82, // 50: loom.v1.ClusterConfig.qos:type_name -> loom.v1.QOSConfig
+	83, // 51: loom.v1.ClusterConfig.partitions:type_name -> loom.v1.PartitionConfig
+	84, // 52: loom.v1.ClusterConfig.switches:type_name -> loom.v1.SwitchConfig
+	99, // 53: loom.v1.SchedulerSettings.account_shares:type_name -> loom.v1.SchedulerSettings.AccountSharesEntry
+	81, // 54: loom.v1.SchedulerSettings.las:type_name -> loom.v1.LASSettings
+	79, // 55: loom.v1.GetConfigResponse.config:type_name -> loom.v1.ClusterConfig
+	79, // 56: loom.v1.ReloadConfigResponse.config:type_name -> loom.v1.ClusterConfig
+	29, // 57: loom.v1.UpdateJobCommand.request:type_name -> loom.v1.UpdateJobRequest
+	79, // 58: loom.v1.SetConfigCommand.config:type_name -> loom.v1.ClusterConfig
+	13, // 59: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
+	8,  // 60: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
+	51, // 61: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
+	79, // 62: loom.v1.StateSnapshot.config:type_name -> loom.v1.ClusterConfig
+	92, // 63: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
+	93, // 64: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
+	15, // 65: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
+	17, // 66: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
+	19, // 67: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
+	21, // 68: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
+	23, // 69: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
+	25, // 70: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
+	27, // 71: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
+	32, // 72: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
+	34, // 73: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
+	36, // 74: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
+	29, // 75: loom.v1.JobService.UpdateJob:input_type -> loom.v1.UpdateJobRequest
+	15, // 76: loom.v1.JobService.TestSubmit:input_type -> loom.v1.SubmitRequest
+	38, // 77: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
+	41, // 78: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
+	42, // 79: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
+	42, // 80: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
+	44, // 81: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
+	46, // 82: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
+	49, // 83: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
+	52, // 84: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
+	54, // 85: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
+	56, // 86: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
+	58, // 87: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
+	94, // 88: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
+	95, // 89: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
+	85, // 90: loom.v1.Operator.GetConfig:input_type -> loom.v1.GetConfigRequest
+	87, // 91: loom.v1.Operator.ReloadConfig:input_type -> loom.v1.ReloadConfigRequest
+	60, // 92: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
+	16, // 93: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
+	18, // 94: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
+	20, // 95: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
+	22, // 96: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
+	24, // 97: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
+	26, // 98: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
+	28, // 99: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
+	33, // 100: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
+	35, // 101: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
+	37, // 102: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
+	30, // 103: loom.v1.JobService.UpdateJob:output_type -> loom.v1.UpdateJobResponse
+	31, // 104: loom.v1.JobService.TestSubmit:output_type -> loom.v1.TestSubmitResponse
+	40, // 105: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
+	39, // 106: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
+	43, // 107: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
+	43, // 108: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
+	45, // 109: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
+	47, // 110: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
+	50, // 111: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
+	53, // 112: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
+	55, // 113: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
+	57, // 114: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
+	59, // 115: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
+	95, // 116: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
+	96, // 117: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
+	86, // 118: loom.v1.Operator.GetConfig:output_type -> loom.v1.GetConfigResponse
+	88, // 119: loom.v1.Operator.ReloadConfig:output_type -> loom.v1.ReloadConfigResponse
+	28, // 120: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
+	93, // [93:121] is the sub-list for method output_type
+	65, // [65:93] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_api_loom_proto_init() }
@@ -7885,15 +8216,16 @@ func file_api_loom_proto_init() {
 	}
 	file_api_loom_proto_msgTypes[4].OneofWrappers = []any{}
 	file_api_loom_proto_msgTypes[22].OneofWrappers = []any{}
-	file_api_loom_proto_msgTypes[41].OneofWrappers = []any{}
-	file_api_loom_proto_msgTypes[52].OneofWrappers = []any{}
+	file_api_loom_proto_msgTypes[24].OneofWrappers = []any{}
+	file_api_loom_proto_msgTypes[44].OneofWrappers = []any{}
+	file_api_loom_proto_msgTypes[55].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_loom_proto_rawDesc), len(file_api_loom_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   91,
+			NumMessages:   95,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -33,6 +33,8 @@ const (
 	JobService_CreateStep_FullMethodName         = "/loom.v1.JobService/CreateStep"
 	JobService_CancelSteps_FullMethodName        = "/loom.v1.JobService/CancelSteps"
 	JobService_CompleteAllocation_FullMethodName = "/loom.v1.JobService/CompleteAllocation"
+	JobService_UpdateJob_FullMethodName          = "/loom.v1.JobService/UpdateJob"
+	JobService_TestSubmit_FullMethodName         = "/loom.v1.JobService/TestSubmit"
 )
 
 // JobServiceClient is the client API for JobService service.
@@ -60,6 +62,12 @@ type JobServiceClient interface {
 	// CompleteAllocation ends a salloc allocation with the exit code of the
 	// command salloc ran.
 	CompleteAllocation(ctx context.Context, in *CompleteAllocationRequest, opts ...grpc.CallOption) (*CompleteAllocationResponse, error)
+	// UpdateJob changes a job's settings, as scontrol update job does: the
+	// owner or an operator; only an operator may raise the time limit.
+	UpdateJob(ctx context.Context, in *UpdateJobRequest, opts ...grpc.CallOption) (*UpdateJobResponse, error)
+	// TestSubmit validates a job and answers when and where the scheduler
+	// would start it now, without submitting it (sbatch/srun --test-only).
+	TestSubmit(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*TestSubmitResponse, error)
 }
 
 type jobServiceClient struct {
@@ -179,6 +187,26 @@ func (c *jobServiceClient) CompleteAllocation(ctx context.Context, in *CompleteA
 	return out, nil
 }
 
+func (c *jobServiceClient) UpdateJob(ctx context.Context, in *UpdateJobRequest, opts ...grpc.CallOption) (*UpdateJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateJobResponse)
+	err := c.cc.Invoke(ctx, JobService_UpdateJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) TestSubmit(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*TestSubmitResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TestSubmitResponse)
+	err := c.cc.Invoke(ctx, JobService_TestSubmit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobServiceServer is the server API for JobService service.
 // All implementations must embed UnimplementedJobServiceServer
 // for forward compatibility.
@@ -204,6 +232,12 @@ type JobServiceServer interface {
 	// CompleteAllocation ends a salloc allocation with the exit code of the
 	// command salloc ran.
 	CompleteAllocation(context.Context, *CompleteAllocationRequest) (*CompleteAllocationResponse, error)
+	// UpdateJob changes a job's settings, as scontrol update job does: the
+	// owner or an operator; only an operator may raise the time limit.
+	UpdateJob(context.Context, *UpdateJobRequest) (*UpdateJobResponse, error)
+	// TestSubmit validates a job and answers when and where the scheduler
+	// would start it now, without submitting it (sbatch/srun --test-only).
+	TestSubmit(context.Context, *SubmitRequest) (*TestSubmitResponse, error)
 	mustEmbedUnimplementedJobServiceServer()
 }
 
@@ -243,6 +277,12 @@ func (UnimplementedJobServiceServer) CancelSteps(context.Context, *CancelStepsRe
 }
 func (UnimplementedJobServiceServer) CompleteAllocation(context.Context, *CompleteAllocationRequest) (*CompleteAllocationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CompleteAllocation not implemented")
+}
+func (UnimplementedJobServiceServer) UpdateJob(context.Context, *UpdateJobRequest) (*UpdateJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateJob not implemented")
+}
+func (UnimplementedJobServiceServer) TestSubmit(context.Context, *SubmitRequest) (*TestSubmitResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TestSubmit not implemented")
 }
 func (UnimplementedJobServiceServer) mustEmbedUnimplementedJobServiceServer() {}
 func (UnimplementedJobServiceServer) testEmbeddedByValue()                    {}
@@ -438,6 +478,42 @@ func _JobService_CompleteAllocation_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobService_UpdateJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).UpdateJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_UpdateJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).UpdateJob(ctx, req.(*UpdateJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_TestSubmit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).TestSubmit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_TestSubmit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).TestSubmit(ctx, req.(*SubmitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // JobService_ServiceDesc is the grpc.ServiceDesc for JobService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -480,6 +556,14 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CompleteAllocation",
 			Handler:    _JobService_CompleteAllocation_Handler,
+		},
+		{
+			MethodName: "UpdateJob",
+			Handler:    _JobService_UpdateJob_Handler,
+		},
+		{
+			MethodName: "TestSubmit",
+			Handler:    _JobService_TestSubmit_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -67,6 +67,8 @@ var methodAccess = map[string]access{
 	api.JobService_CreateStep_FullMethodName:         accessUser, // owner or operator: actorFor
 	api.JobService_CancelSteps_FullMethodName:        accessUser, // owner or operator: actorFor
 	api.JobService_CompleteAllocation_FullMethodName: accessUser, // owner or operator: actorFor
+	api.JobService_UpdateJob_FullMethodName:          accessUser, // owner or operator: actorFor; raising a time limit: the FSM
+	api.JobService_TestSubmit_FullMethodName:         accessUser,
 
 	api.NodeService_ListNodes_FullMethodName:  accessUser,
 	api.NodeService_GetNode_FullMethodName:    accessUser,
@@ -217,13 +219,22 @@ func (s *Server) authorizeSubmit(ctx context.Context, req *api.SubmitRequest) er
 	if req.Spec.GetNice() < 0 && !s.cfg.Policy.IsOperator(id) {
 		return status.Errorf(codes.PermissionDenied, "nice: %d: only operators may give a job a negative nice value (a higher priority)", req.Spec.GetNice())
 	}
-	if q := req.Spec.GetQos(); q != "" {
-		if p, restricted := s.cfg.QOSAccess[q]; restricted && !p.IsOperator(id) && !s.cfg.Policy.IsOperator(id) {
-			return status.Errorf(codes.PermissionDenied, "qos: %q is not allowed for uid %d (qos_access in the servers' configuration)", q, id.UID)
-		}
+	if err := s.checkQOSAccess(id, req.Spec.GetQos()); err != nil {
+		return err
 	}
 	req.Uid, req.Gid, req.User = id.UID, id.GID, s.userName(id.UID)
 	req.JobSecret = rankenv.NewJobSecret()
+	return nil
+}
+
+// checkQOSAccess refuses a QoS that qos_access keeps from the caller id.
+func (s *Server) checkQOSAccess(id auth.Identity, q string) error {
+	if q == "" {
+		return nil
+	}
+	if p, restricted := s.cfg.QOSAccess[q]; restricted && !p.IsOperator(id) && !s.cfg.Policy.IsOperator(id) {
+		return status.Errorf(codes.PermissionDenied, "qos: %q is not allowed for uid %d (qos_access in the servers' configuration)", q, id.UID)
+	}
 	return nil
 }
 

@@ -25,6 +25,8 @@ var errorCodes = []struct {
 	{state.ErrJobFinished, codes.FailedPrecondition},
 	{state.ErrNotPending, codes.FailedPrecondition},
 	{state.ErrNotRequeueable, codes.FailedPrecondition},
+	{state.ErrStarted, codes.FailedPrecondition},
+	{state.ErrNothingToUpdate, codes.InvalidArgument},
 	{state.ErrStaleGeneration, codes.FailedPrecondition},
 	{state.ErrStepNotFound, codes.NotFound},
 	{state.ErrNoAllocation, codes.FailedPrecondition},

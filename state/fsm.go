@@ -30,6 +30,7 @@ const (
 	CmdCompleteAllocation CommandType = 13
 	CmdExpireJobs         CommandType = 14
 	CmdSetConfig          CommandType = 15
+	CmdUpdateJob          CommandType = 17
 )
 
 // CmdIgnorable is the flag bit of a command type that a server which does
@@ -83,6 +84,7 @@ var commands = map[CommandType]command{
 	CmdCompleteAllocation: {"CompleteAllocation", func() proto.Message { return &api.CompleteAllocationCommand{} }, applyCompleteAllocation},
 	CmdExpireJobs:         {"ExpireJobs", func() proto.Message { return &api.ExpireJobsCommand{} }, applyExpireJobs},
 	CmdSetConfig:          {"SetConfig", func() proto.Message { return &api.SetConfigCommand{} }, applySetConfig},
+	CmdUpdateJob:          {"UpdateJob", func() proto.Message { return &api.UpdateJobCommand{} }, applyUpdateJob},
 }
 
 // Encode frames msg as a log entry of type c.
