@@ -35,6 +35,9 @@ type fakeServer struct {
 	drains   []*api.NodeStateRequest
 	resumes  []*api.NodeStateRequest
 	logReqs  []*api.LogsRequest
+	updates  []*api.UpdateJobRequest
+	tests    []*api.SubmitRequest    // TestSubmit requests
+	testResp *api.TestSubmitResponse // TestSubmit's answer
 	nextID   uint64
 	fail     error                // returned by every call when set
 	hang     bool                 // ListJobs waits for the caller to give up

@@ -24,6 +24,8 @@ Commands:
   show hostnames [HOSTLIST]             one host name per line ($SLURM_JOB_NODELIST by default)
   update nodename=HOSTLIST state=drain reason="why"
   update nodename=HOSTLIST state=resume
+  update jobid=ID[,ID...] [TimeLimit=TIME] [Partition=P] [QOS=Q] [NumNodes=N[-M]] [Name=N] [Comment=C]
+                                        change pending jobs (owners may only lower TimeLimit)
   hold JOBID[,JOBID...]                 keep pending jobs from starting
   release JOBID[,JOBID...]              let held jobs start
   requeue JOBID[,JOBID...]              stop running (or finished) jobs and queue them again
@@ -81,6 +83,8 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 			return withClient(e, func(c *client) int { return showSteps(ctx, e, c, rest, o) })
 		}
 		return e.fail(&usageError{fmt.Sprintf("show: cannot show %q: Loom shows job, node, step and hostnames", pos[1])})
+	case cmd == "update" && isJobUpdate(pos[1:]):
+		return withClient(e, func(c *client) int { return updateJobs(ctx, e, c, pos[1:]) })
 	case cmd == "update":
 		return withClient(e, func(c *client) int { return updateNodes(ctx, e, c, pos[1:]) })
 	case cmd == "hold" || cmd == "release":
@@ -383,8 +387,6 @@ func updateNodes(ctx context.Context, e *env, c *client, args []string) int {
 			state = strings.ToLower(v)
 		case "reason":
 			reason = v
-		case "jobid":
-			return e.errorf("update jobid is not supported by Loom yet")
 		default:
 			return e.fail(&usageError{fmt.Sprintf("update: unknown key %q (Loom updates nodename, state and reason)", k)})
 		}
