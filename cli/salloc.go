@@ -69,6 +69,9 @@ func runSalloc(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return e.fail(err)
 	}
+	if o.testOnly {
+		return withClient(e, func(c *client) int { return testSubmit(ctx, e, c, spec) })
+	}
 	return withClient(e, func(c *client) int {
 		id, err := submit(ctx, e, c, spec)
 		if err != nil {

@@ -76,6 +76,9 @@ func runSbatch(ctx context.Context, e *env, args []string) int {
 	if o.wait && spec.Array != "" {
 		return e.fail(errors.New("--wait with --array is not supported yet: wait with squeue or sacct"))
 	}
+	if o.testOnly {
+		return withClient(e, func(c *client) int { return testSubmit(ctx, e, c, spec) })
+	}
 	return withClient(e, func(c *client) int {
 		id, err := submit(ctx, e, c, spec)
 		if err != nil {
@@ -282,6 +285,34 @@ func readScript(r io.Reader) (string, error) {
 		return "", fmt.Errorf("batch script is over the %d byte limit", api.MaxScriptBytes)
 	}
 	return string(b), nil
+}
+
+// testSubmit asks the servers when and where spec would start (sbatch
+// and srun --test-only) and prints Slurm's answer to stderr:
+// "sbatch: Job 0 to start at 2026-12-06T01:02:03 using 8 processors on
+// nodes gpu[01-02] in partition batch". Nothing is submitted.
+func testSubmit(ctx context.Context, e *env, c *client, spec *api.JobSpec) int {
+	host, err := e.hostname()
+	if err != nil {
+		return e.fail(fmt.Errorf("finding the host name: %w", err))
+	}
+	req := &api.SubmitRequest{Spec: spec, SubmitHost: host}
+	var resp *api.TestSubmitResponse
+	err = c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+		resp, err = c.jobs(cc).TestSubmit(ctx, req)
+		return err
+	})
+	if err != nil {
+		return e.fail(err)
+	}
+	if resp.GetStartUnixMs() == 0 {
+		fmt.Fprintf(e.stderr, "%s: Job 0 would be queued in partition %s but the scheduler plans no start for it now (reason %s)\n",
+			e.name, resp.GetPartition(), orDefault(resp.GetReason(), "None"))
+		return 0
+	}
+	fmt.Fprintf(e.stderr, "%s: Job 0 to start at %s using %d processors on nodes %s in partition %s\n",
+		e.name, slurmTimestamp(resp.GetStartUnixMs(), e.loc), resp.GetCpus(), api.CompressHostlist(resp.GetNodes()), resp.GetPartition())
+	return 0
 }
 
 // submit sends spec; the server makes the job the caller's. The

@@ -23,6 +23,7 @@ type sbatchOpts struct {
 	export   string // --export as given; "" means ALL
 	parsable bool
 	wait     bool // sbatch --wait
+	testOnly bool // --test-only: ask when the job would start, submit nothing
 	help     bool
 	usage    bool
 	now      func() time.Time // for --begin
@@ -256,6 +257,7 @@ func sbatchOptions(o *sbatchOpts) []*option {
 			}
 			return nil
 		}},
+		{long: "test-only", arg: noArg, help: "say when and where the job would start now, and submit nothing", set: setBool(&o.testOnly, true)},
 		{long: "parsable", arg: noArg, help: "print only the job id", set: setBool(&o.parsable, true)},
 		{long: "quiet", short: 'Q', arg: noArg, help: "accepted for compatibility", set: func(string) error { return nil }},
 		{long: "verbose", short: 'v', arg: noArg, set: func(string) error { return nil }},
@@ -273,7 +275,6 @@ func sbatchOptions(o *sbatchOpts) []*option {
 		arg   argKind
 		why   string
 	}{
-		{"test-only", 0, noArg, "not supported yet"},
 		{"input", 'i', requiredArg, "batch jobs read no stdin in Loom"},
 		{"ntasks-per-gpu", 0, requiredArg, "not supported yet: give --ntasks with --gpus-per-task"},
 		{"gpus-per-socket", 0, requiredArg, "Loom does not place by socket: give --gpus-per-node"},

@@ -76,7 +76,7 @@ func parseJobUpdate(args []string) (*jobUpdate, error) {
 			u.req.TimeLimitS = proto.Int64(sec)
 		case "partition":
 			if v == "" {
-				return nil, errors.New("Partition: empty; name a partition")
+				return nil, errors.New("empty Partition: name a partition")
 			}
 			u.req.Partition = proto.String(v)
 		case "qos":

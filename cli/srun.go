@@ -66,6 +66,9 @@ func runSrun(ctx context.Context, e *env, args []string) int {
 		return e.fail(err)
 	}
 	if jobID != 0 {
+		if o.testOnly {
+			return e.fail(fmt.Errorf("--test-only: job %d's steps start in its allocation; run srun --test-only outside it", jobID))
+		}
 		spec, err := buildStepSpec(e, o, &so, uses, pos)
 		if err != nil {
 			return e.fail(err)
@@ -76,6 +79,9 @@ func runSrun(ctx context.Context, e *env, args []string) int {
 	label := so.label
 	if err != nil {
 		return e.fail(err)
+	}
+	if o.testOnly {
+		return withClient(e, func(c *client) int { return testSubmit(ctx, e, c, spec) })
 	}
 	return withClient(e, func(c *client) int {
 		id, err := submit(ctx, e, c, spec)
