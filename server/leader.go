@@ -66,6 +66,13 @@ func (s *Server) startLeading(l raftnode.Leadership) context.CancelFunc {
 		defer wg.Done()
 		s.nodeHealthLoop(ctx)
 	}()
+	if s.cfg.MailProg != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.mailLoop(ctx, s.cfg.MailProg, s.raft.Store(), s.raft.Store().View())
+		}()
+	}
 	return func() {
 		cancel()
 		wg.Wait()

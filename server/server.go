@@ -62,6 +62,10 @@ type Config struct {
 	// when nothing changes (time-based rules still need a look).
 	SchedulerInterval time.Duration
 	Logger            *slog.Logger
+	// MailProg is Slurm's MailProg: the program the leader runs, as
+	// "MailProg -s SUBJECT ADDRESS" with SLURM_JOB_* in its environment,
+	// for each event a job's --mail-type asks for; "" sends no mail.
+	MailProg string
 
 	// Auth is how users prove who they are: auth.ModeMunge (the default)
 	// or auth.ModeLocal (peer credentials on LocalSocket only).

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -49,6 +50,7 @@ func runServer(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	fs.StringVar(&cfg.RPCAddr, "rpc-addr", ":7070", "gRPC API address")
 	fs.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:7071", "Raft transport address (advertised to peers)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":7080", `Prometheus /metrics address, "-" to disable`)
+	fs.StringVar(&cfg.MailProg, "mail-prog", "", `program the leader runs as "PROG -s SUBJECT ADDRESS" for each --mail-type event (Slurm's MailProg, e.g. /usr/bin/mail); "" sends no mail`)
 	fs.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 1, "servers that form a new cluster together (1: this one alone; 3 or 5 with --join)")
 	join := fs.String("join", "", "other servers' gRPC addresses, comma-separated: to bootstrap with, or to join a running cluster")
 	fs.DurationVar(&cfg.HeartbeatTimeout, "raft-heartbeat-timeout", 500*time.Millisecond, "time without a leader's heartbeat before an election")
@@ -84,6 +86,12 @@ func runServer(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	}
 	if *gjoin != "" {
 		cfg.GossipJoin = strings.Split(*gjoin, ",")
+	}
+	if cfg.MailProg != "" {
+		if _, err := osexec.LookPath(cfg.MailProg); err != nil {
+			fmt.Fprintf(sio.Err, "loom server: --mail-prog=%s: %v\n", cfg.MailProg, err)
+			return 2
+		}
 	}
 	cfg.Auth = auth.Mode(*authMode)
 	if cfg.Auth != auth.ModeMunge && cfg.Auth != auth.ModeLocal {
