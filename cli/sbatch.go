@@ -238,6 +238,9 @@ func finishSpec(e *env, o *sbatchOpts, cwd string) (*api.JobSpec, error) {
 		// beyond it (more nodes than listed) is refused by ValidateSpec.
 		spec.NodesMin, spec.NodesMax = n, n
 	}
+	if err := resolveNtasksPerGPU(o); err != nil {
+		return nil, err
+	}
 	spec.WorkingDir = cwd
 	if o.chdir != "" {
 		spec.WorkingDir = o.chdir

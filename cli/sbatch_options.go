@@ -24,9 +24,12 @@ type sbatchOpts struct {
 	parsable bool
 	wait     bool // sbatch --wait
 	testOnly bool // --test-only: ask when the job would start, submit nothing
-	help     bool
-	usage    bool
-	now      func() time.Time // for --begin
+	// ntasksPerGPU is --ntasks-per-gpu, resolved into a task or GPU count
+	// once every option is read (resolveNtasksPerGPU).
+	ntasksPerGPU uint32
+	help         bool
+	usage        bool
+	now          func() time.Time // for --begin
 }
 
 // ignoredOption is what the setter of a recognised but unsupported option
@@ -58,6 +61,7 @@ func sbatchOptions(o *sbatchOpts) []*option {
 		{long: "ntasks", short: 'n', arg: requiredArg, meta: "N", help: "number of tasks (ranks)", set: setCount(&s.Ntasks, "task count")},
 		{long: "ntasks-per-node", arg: requiredArg, meta: "N", help: "tasks on each node", set: setCount(&s.NtasksPerNode, "task count")},
 		{long: "tasks-per-node", arg: requiredArg, meta: "N", set: setCount(&s.NtasksPerNode, "task count")}, // Slurm's alias
+		{long: "ntasks-per-gpu", arg: requiredArg, meta: "N", help: "N tasks for every GPU: the task count from the GPUs, or the GPUs from --ntasks", set: setCount(&o.ntasksPerGPU, "task count")},
 		{long: "cpus-per-task", short: 'c', arg: requiredArg, meta: "N", help: "CPUs for each task", set: setCount(&s.CpusPerTask, "CPU count")},
 		{long: "gpus", short: 'G', arg: requiredArg, meta: "[TYPE:]N", help: "GPUs for the whole job", set: setGPUs(s, &s.Gpus)},
 		{long: "gpus-per-node", arg: requiredArg, meta: "[TYPE:]N", help: "GPUs on each node", set: setGPUs(s, &s.GpusPerNode)},
@@ -93,7 +97,7 @@ func sbatchOptions(o *sbatchOpts) []*option {
 			s.Comment = v
 			return nil
 		}},
-		{long: "mail-type", arg: requiredArg, meta: "TYPE,...", help: "kept and shown; Loom sends no mail", set: func(v string) error {
+		{long: "mail-type", arg: requiredArg, meta: "TYPE,...", help: "mail on BEGIN, END, FAIL, REQUEUE or ALL, through the servers' mail_prog", set: func(v string) error {
 			for _, t := range strings.Split(v, ",") {
 				if !slices.Contains(api.MailTypes, t) {
 					return fmt.Errorf("%q is not one of %s", t, strings.Join(api.MailTypes, ", "))
@@ -102,7 +106,7 @@ func sbatchOptions(o *sbatchOpts) []*option {
 			s.MailType = v
 			return nil
 		}},
-		{long: "mail-user", arg: requiredArg, meta: "ADDRESS", help: "kept and shown; Loom sends no mail", set: setString(&s.MailUser)},
+		{long: "mail-user", arg: requiredArg, meta: "ADDRESS", help: "where --mail-type mail goes (default: your user name)", set: setString(&s.MailUser)},
 		{long: "time-min", arg: requiredArg, meta: "TIME", help: "kept and shown; Loom never shortens --time to it", set: func(v string) error {
 			sec, err := api.ParseSlurmTime(v)
 			if err != nil {
@@ -276,7 +280,6 @@ func sbatchOptions(o *sbatchOpts) []*option {
 		why   string
 	}{
 		{"input", 'i', requiredArg, "batch jobs read no stdin in Loom"},
-		{"ntasks-per-gpu", 0, requiredArg, "not supported yet: give --ntasks with --gpus-per-task"},
 		{"gpus-per-socket", 0, requiredArg, "Loom does not place by socket: give --gpus-per-node"},
 		{"sockets-per-node", 0, requiredArg, "Loom does not place by socket"},
 		{"cores-per-socket", 0, requiredArg, "Loom does not place by socket or core: give --cpus-per-task"},
@@ -464,6 +467,44 @@ func parseGres(s *api.JobSpec, v string) error {
 		}
 		s.Gpus, s.GpusPerNode, s.GpusPerTask = 0, n, 0
 		s.GpuType = typ
+	}
+	return nil
+}
+
+// resolveNtasksPerGPU turns --ntasks-per-gpu=N into counts, as Slurm
+// 22.05 does: with --ntasks, the job gets ceil(ntasks/N) GPUs; with a GPU
+// count (--gpus, or --gpus-per-node/--gres on a fixed number of nodes)
+// and no --ntasks, it gets GPUs times N tasks. As in Slurm it does not
+// combine with --gpus-per-task, --ntasks-per-node or a node range.
+func resolveNtasksPerGPU(o *sbatchOpts) error {
+	n, s := o.ntasksPerGPU, &o.spec
+	if n == 0 {
+		return nil
+	}
+	nodes := max(s.NodesMin, 1)
+	switch {
+	case s.GpusPerTask != 0:
+		return errors.New("--ntasks-per-gpu: cannot be combined with --gpus-per-task")
+	case s.NtasksPerNode != 0:
+		return errors.New("--ntasks-per-gpu: cannot be combined with --ntasks-per-node")
+	case s.NodesMax > s.NodesMin:
+		return fmt.Errorf("--ntasks-per-gpu: cannot be combined with a node range (--nodes=%d-%d)", s.NodesMin, s.NodesMax)
+	case s.Ntasks != 0 && s.Gpus == 0 && s.GpusPerNode == 0:
+		s.Gpus = (s.Ntasks + n - 1) / n
+	case s.Ntasks != 0:
+		gpus := s.Gpus
+		if gpus == 0 {
+			gpus = s.GpusPerNode * nodes
+		}
+		if s.Ntasks != gpus*n {
+			return fmt.Errorf("--ntasks-per-gpu=%d: --ntasks=%d is not %d GPUs times %d", n, s.Ntasks, gpus, n)
+		}
+	case s.Gpus != 0:
+		s.Ntasks = s.Gpus * n
+	case s.GpusPerNode != 0:
+		s.Ntasks = s.GpusPerNode * nodes * n
+	default:
+		return errors.New("--ntasks-per-gpu: give --ntasks, or a GPU count with --gpus, --gpus-per-node or --gres=gpu:N")
 	}
 	return nil
 }

@@ -121,6 +121,25 @@ srun python train.py
 			want:   &api.JobSpec{Name: "job.sh", NtasksPerNode: 4},
 		},
 		{
+			// sbatch(1): with --ntasks, "a type-less GPU specification will
+			// be automatically determined" (ceil(ntasks/N)); with GPUs and
+			// no --ntasks, "the total task count will be automatically
+			// determined" (GPUs times N).
+			name:   "ntasks-per-gpu with ntasks gives GPUs",
+			script: header + "#SBATCH --ntasks=5 --ntasks-per-gpu=2\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", Ntasks: 5, Gpus: 3},
+		},
+		{
+			name:   "ntasks-per-gpu with GPUs gives tasks",
+			script: header + "#SBATCH --gpus=4 --ntasks-per-gpu=2\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", Ntasks: 8, Gpus: 4},
+		},
+		{
+			name:   "ntasks-per-gpu with GPUs per node on fixed nodes",
+			script: header + "#SBATCH -N 2 --gpus-per-node=h100:4 --ntasks-per-gpu=1\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", NodesMin: 2, NodesMax: 2, GpusPerNode: 4, GpuType: "h100", Ntasks: 8},
+		},
+		{
 			name:   "array in brackets",
 			script: header + "#SBATCH --array=[0-3,7]\ntrue\n",
 			want:   &api.JobSpec{Name: "job.sh", Array: "[0-3,7]"},
@@ -347,6 +366,26 @@ func TestSbatchErrors(t *testing.T) {
 			name:    "a generic resource other than gpu",
 			script:  header + "#SBATCH --gres=gpu:2,nvme:1\ntrue\n",
 			wantErr: "sbatch: error: line 2: --gres=gpu:2,nvme:1: generic resource \"nvme\" is not supported: Loom schedules only gpu\n",
+		},
+		{
+			name:    "ntasks-per-gpu without tasks or GPUs",
+			script:  header + "#SBATCH --ntasks-per-gpu=2\ntrue\n",
+			wantErr: "sbatch: error: --ntasks-per-gpu: give --ntasks, or a GPU count with --gpus, --gpus-per-node or --gres=gpu:N\n",
+		},
+		{
+			name:    "ntasks-per-gpu with ntasks-per-node",
+			script:  header + "#SBATCH --gpus=2 --ntasks-per-gpu=2 --ntasks-per-node=2\ntrue\n",
+			wantErr: "sbatch: error: --ntasks-per-gpu: cannot be combined with --ntasks-per-node\n",
+		},
+		{
+			name:    "ntasks-per-gpu with a node range",
+			script:  header + "#SBATCH -N 1-2 --gpus=2 --ntasks-per-gpu=2\ntrue\n",
+			wantErr: "sbatch: error: --ntasks-per-gpu: cannot be combined with a node range (--nodes=1-2)\n",
+		},
+		{
+			name:    "ntasks-per-gpu disagreeing with ntasks",
+			script:  header + "#SBATCH --gpus=2 --ntasks=3 --ntasks-per-gpu=2\ntrue\n",
+			wantErr: "sbatch: error: --ntasks-per-gpu=2: --ntasks=3 is not 2 GPUs times 2\n",
 		},
 		{
 			name:    "two memory forms",
