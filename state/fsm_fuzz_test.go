@@ -68,6 +68,8 @@ func FuzzApplyEntry(f *testing.F) {
 		Spec: &api.JobSpec{Argv: []string{"hostname"}, Ntasks: 2}, Uid: 1000}})
 	seed(CmdCancelSteps, &api.CancelStepsCommand{NowUnixMs: 3000, Request: &api.CancelStepsRequest{JobId: 1, StepIds: []uint32{0}, Signal: 10}})
 	seed(CmdCompleteAllocation, &api.CompleteAllocationCommand{NowUnixMs: 3000, Request: &api.CompleteAllocationRequest{JobId: 1, ExitCode: 1}})
+	seed(CmdUpdateJob, &api.UpdateJobCommand{NowUnixMs: 3000, Uid: 1000, Request: &api.UpdateJobRequest{JobId: 2, TimeLimitS: proto.Int64(60), Name: proto.String("u")}})
+	seed(CmdUpdateJob, &api.UpdateJobCommand{NowUnixMs: 3000})
 	f.Add([]byte{})
 	f.Add([]byte{byte(CmdSubmitJob), 0xff})
 	f.Add([]byte{0x80 | 42, 1, 2, 3})

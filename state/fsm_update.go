@@ -20,6 +20,9 @@ import (
 func applyUpdateJob(t *txn, m proto.Message) *Result {
 	c := m.(*api.UpdateJobCommand)
 	req := c.GetRequest()
+	if req == nil {
+		return &Result{Err: malformed("UpdateJob without a request")}
+	}
 	return changeOwnedJobs(t, []uint64{req.GetJobId()}, c.Uid, func(j *api.Job) error {
 		switch {
 		case j.State.Terminal():

@@ -47,6 +47,7 @@ func TestUpdateJob(t *testing.T) {
 		{"finished", operator, 4, &api.UpdateJobRequest{Name: proto.String("x")}, ErrJobFinished, nil},
 		{"nothing to change", alice, 2, &api.UpdateJobRequest{}, ErrNothingToUpdate, nil},
 		{"no such job", operator, 99, &api.UpdateJobRequest{Name: proto.String("x")}, ErrJobNotFound, nil},
+		{"no request", operator, 2, nil, ErrMalformedCommand, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,7 +60,9 @@ func TestUpdateJob(t *testing.T) {
 			f.Apply(CmdCancelJobs, &api.CancelJobsCommand{Request: &api.CancelRequest{JobIds: []uint64{4}, Uid: alice}})
 			before := f.Store.View().Job(tt.job)
 
-			tt.req.JobId = tt.job
+			if tt.req != nil {
+				tt.req.JobId = tt.job
+			}
 			res := f.Apply(CmdUpdateJob, &api.UpdateJobCommand{Request: tt.req, Uid: tt.uid, NowUnixMs: 2000})
 			after := f.Store.View().Job(tt.job)
 			if tt.wantErr != nil {
