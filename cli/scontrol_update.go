@@ -143,7 +143,13 @@ func updateJobs(ctx context.Context, e *env, c *client, args []string) int {
 			return err
 		})
 		if err != nil {
-			e.errorf("job %d: %s", id, messageAbout(err, "job "+strconv.FormatUint(id, 10)+": "))
+			// The server's messages name the job already, mostly.
+			name := "job " + strconv.FormatUint(id, 10)
+			if msg := messageAbout(err, name+": "); strings.HasPrefix(msg, name+" ") {
+				e.errorf("%s", msg)
+			} else {
+				e.errorf("%s: %s", name, msg)
+			}
 			exit = 1
 		}
 	}
