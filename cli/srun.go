@@ -66,7 +66,7 @@ func runSrun(ctx context.Context, e *env, args []string) int {
 		return e.fail(err)
 	}
 	if jobID != 0 {
-		if o.testOnly {
+		if hasUse(uses, "test-only") {
 			return e.fail(fmt.Errorf("--test-only: job %d's steps start in its allocation; run srun --test-only outside it", jobID))
 		}
 		spec, err := buildStepSpec(e, o, &so, uses, pos)

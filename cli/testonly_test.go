@@ -50,3 +50,19 @@ func TestTestOnly(t *testing.T) {
 		t.Errorf("sbatch --test-only without a plan printed %q, want %q", got, want)
 	}
 }
+
+// TestTestOnlyInAllocation checks that srun --test-only inside an
+// allocation is refused rather than run as a step.
+func TestTestOnlyInAllocation(t *testing.T) {
+	f := &fakeServer{jobs: testJobs()}
+	te := newTestEnv("srun", f.start(t), "SLURM_JOB_ID=12")
+	if code := te.run(t, "--test-only", "hostname"); code != 1 {
+		t.Errorf("srun --test-only in job 12 exited %d, want 1", code)
+	}
+	if want := "srun: error: --test-only: job 12's steps start in its allocation; run srun --test-only outside it\n"; te.err.String() != want {
+		t.Errorf("srun --test-only in job 12 printed %q, want %q", te.err.String(), want)
+	}
+	if len(f.tests) != 0 || len(f.submits) != 0 {
+		t.Errorf("srun --test-only in an allocation asked %v and submitted %v, want nothing", f.tests, f.submits)
+	}
+}
