@@ -30,6 +30,7 @@ const (
 	CmdCompleteAllocation CommandType = 13
 	CmdExpireJobs         CommandType = 14
 	CmdSetConfig          CommandType = 15
+	CmdReservation        CommandType = 16
 )
 
 // CmdIgnorable is the flag bit of a command type that a server which does
@@ -83,6 +84,7 @@ var commands = map[CommandType]command{
 	CmdCompleteAllocation: {"CompleteAllocation", func() proto.Message { return &api.CompleteAllocationCommand{} }, applyCompleteAllocation},
 	CmdExpireJobs:         {"ExpireJobs", func() proto.Message { return &api.ExpireJobsCommand{} }, applyExpireJobs},
 	CmdSetConfig:          {"SetConfig", func() proto.Message { return &api.SetConfigCommand{} }, applySetConfig},
+	CmdReservation:        {"Reservation", func() proto.Message { return &api.ReservationCommand{} }, applyReservation},
 }
 
 // Encode frames msg as a log entry of type c.
@@ -186,6 +188,9 @@ func (f *FSM) Restore(r io.Reader) error {
 	}
 	for _, sv := range ss.Servers {
 		t.servers.Insert([]byte(sv.Id), sv)
+	}
+	for _, r := range ss.Reservations {
+		t.resv.Insert([]byte(r.Name), r)
 	}
 	var arraySpec *api.JobSpec
 	var arrayID uint64
