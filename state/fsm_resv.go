@@ -44,6 +44,9 @@ func (v *View) Reservations() iter.Seq[*api.Reservation] {
 func applyReservation(t *txn, msg proto.Message) *Result {
 	c := msg.(*api.ReservationCommand)
 	r := c.GetReservation()
+	if r == nil {
+		return &Result{Err: malformed("reservation command without a reservation")}
+	}
 	name := r.GetName()
 	old, _ := t.resv.Get([]byte(name))
 	switch c.Op {

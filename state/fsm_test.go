@@ -482,6 +482,7 @@ func TestMalformedCommandIsRefused(t *testing.T) {
 		{"step without spec", CmdCreateStep, &api.CreateStepCommand{Request: &api.CreateStepRequest{JobId: 1}}},
 		{"step cancel without request", CmdCancelSteps, &api.CancelStepsCommand{}},
 		{"allocation end without request", CmdCompleteAllocation, &api.CompleteAllocationCommand{}},
+		{"reservation command without reservation", CmdReservation, &api.ReservationCommand{Op: api.ReservationOp_RESERVATION_CREATE}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
