@@ -1,11 +1,14 @@
 package scheduler
 
 import (
+	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"pgregory.net/rapid"
 )
 
 func inResv(j *api.Job, name, user string) *api.Job {
@@ -140,4 +143,101 @@ func TestReservationRunningJobsLeftAlone(t *testing.T) {
 	if r := reasonsOf(p)[2]; r == nil || r.ExpectedStartUnixMs != t0.Add(9*time.Minute).UnixMilli() {
 		t.Fatalf("job 2 reason = %v, want an expected start when job 1 ends", r)
 	}
+}
+
+// TestPropertyReservationHolds replays random clusters with one advance
+// reservation and a mix of its jobs and others, jobs ending exactly at
+// their limits: a job of the reservation only ever starts inside the
+// window and on its nodes, and any other job that starts on a reserved
+// node ends by the window's start or starts after its end.
+func TestPropertyReservationHolds(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		now := time.Unix(1_000_000, 0)
+		v := &View{}
+		n := rapid.IntRange(2, 5).Draw(rt, "nodes")
+		for i := range n {
+			v.Nodes = append(v.Nodes, node(fmt.Sprint("n", i), 4, 32))
+		}
+		ar := &api.Reservation{Name: "r", Accounts: []string{"proj"}}
+		for i := range n {
+			if rapid.Bool().Draw(rt, "reserved") {
+				ar.Nodes = append(ar.Nodes, fmt.Sprint("n", i))
+			}
+		}
+		if len(ar.Nodes) == 0 {
+			ar.Nodes = []string{"n0"}
+		}
+		start := now.Add(time.Duration(rapid.IntRange(0, 3000).Draw(rt, "start")) * time.Second)
+		end := start.Add(time.Duration(rapid.IntRange(100, 3000).Draw(rt, "length")) * time.Second)
+		ar.StartUnixMs, ar.EndUnixMs = start.UnixMilli(), end.UnixMilli()
+		reserved := map[string]bool{}
+		for _, x := range ar.Nodes {
+			reserved[x] = true
+		}
+		njobs := rapid.IntRange(1, 25).Draw(rt, "jobs")
+		for id := uint64(1); id <= uint64(njobs); id++ {
+			spec := &api.JobSpec{GpusPerNode: uint32(rapid.IntRange(1, 4).Draw(rt, "gpus")),
+				TimeLimitS: int64(rapid.IntRange(1, 20).Draw(rt, "limit")) * 100}
+			if rapid.IntRange(0, 5).Draw(rt, "unlimited") == 0 {
+				spec.TimeLimitS = -1
+			}
+			if rapid.Bool().Draw(rt, "member") {
+				spec.Reservation, spec.Account = "r", "proj"
+			}
+			v.Jobs = append(v.Jobs, pending(id, spec))
+		}
+		v.Reservations = []*api.Reservation{ar}
+		ends := map[uint64]time.Time{}
+		for step := 0; step < 200; step++ {
+			p := Schedule(v, now, Config{Order: OrderFIFO, BackfillWindow: 1000 * time.Hour})
+			for _, pl := range p.Placements {
+				j := jobByID(v, pl.JobId)
+				member := j.Spec.Reservation == "r"
+				inWindow := !now.Before(start) && now.Before(end)
+				for _, x := range pl.Allocation.Nodes {
+					switch {
+					case member && (!inWindow || !reserved[x]):
+						rt.Fatalf("job %d of the reservation started at %v on %s; window [%v, %v), nodes %v", j.Id, now, x, start, end, ar.Nodes)
+					case !member && reserved[x] && now.Before(end) && (j.Spec.TimeLimitS < 0 || now.Add(time.Duration(j.Spec.TimeLimitS)*time.Second).After(start)):
+						rt.Fatalf("job %d (limit %ds) started at %v on reserved %s, running into the window [%v, %v)", j.Id, j.Spec.TimeLimitS, now, x, start, end)
+					}
+				}
+			}
+			v = applyAt(v, p, now)
+			v.Reservations = []*api.Reservation{ar}
+			for _, j := range v.Jobs {
+				if j.State == api.JobState_RUNNING && j.Spec.TimeLimitS > 0 {
+					ends[j.Id] = time.UnixMilli(j.StartUnixMs).Add(time.Duration(j.Spec.TimeLimitS) * time.Second)
+				}
+			}
+			next := time.Time{}
+			for _, e := range append(slices.Collect(maps.Values(ends)), start, end) {
+				if e.After(now) && (next.IsZero() || e.Before(next)) {
+					next = e
+				}
+			}
+			if next.IsZero() {
+				break
+			}
+			now = next
+			var kept []*api.Job
+			for _, j := range v.Jobs {
+				if e, ok := ends[j.Id]; ok && !e.After(now) {
+					delete(ends, j.Id)
+					continue
+				}
+				kept = append(kept, j)
+			}
+			v = &View{Nodes: v.Nodes, Jobs: kept, Reservations: []*api.Reservation{ar}}
+		}
+	})
+}
+
+func jobByID(v *View, id uint64) *api.Job {
+	for _, j := range v.Jobs {
+		if j.Id == id {
+			return j
+		}
+	}
+	return nil
 }
