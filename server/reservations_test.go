@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/internal/harness"
 	"google.golang.org/grpc/codes"
 )
 
@@ -78,3 +79,42 @@ func TestReservationsOperatorsCreateUsersSubmit(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestReservationEndsAndItsJobsPend: a job whose reservation an operator
+// deletes pends as ReservationDeleted, and the leader removes a
+// reservation whose end has passed.
+func TestReservationEndsAndItsJobsPend(t *testing.T) {
+	e := newAuthzEnv(t)
+	now := time.Now()
+	future := func(name string) *api.Reservation {
+		return &api.Reservation{Name: name, StartUnixMs: now.Add(time.Hour).UnixMilli(), EndUnixMs: now.Add(2 * time.Hour).UnixMilli(),
+			Nodes: []string{"node1"}, Users: []string{"alice"}}
+	}
+	opc := api.NewReservationServiceClient(e.user(op))
+	if _, err := opc.CreateReservation(ctx(t), &api.CreateReservationRequest{Reservation: future("later")}); err != nil {
+		t.Fatal(err)
+	}
+	id := e.submit(alice, &api.SubmitRequest{Spec: &api.JobSpec{Script: "x", Reservation: "later"}})
+	harness.WaitFor(t, "the job to wait for its reservation", 10*time.Second, func() bool {
+		return e.s.State().Job(id).Reason == "Reservation"
+	})
+	if _, err := opc.DeleteReservation(ctx(t), &api.DeleteReservationRequest{Name: "later"}); err != nil {
+		t.Fatal(err)
+	}
+	harness.WaitFor(t, "the job to pend as ReservationDeleted", 10*time.Second, func() bool {
+		j := e.s.State().Job(id)
+		return j.State == api.JobState_PENDING && j.Reason == "ReservationDeleted"
+	})
+
+	// A window that ends in a moment: the leader expires it.
+	if _, err := opc.CreateReservation(ctx(t), &api.CreateReservationRequest{Reservation: future("short")}); err != nil {
+		t.Fatal(err)
+	}
+	start, end := time.Now().Add(-time.Minute).UnixMilli(), time.Now().Add(200*time.Millisecond).UnixMilli()
+	if _, err := opc.UpdateReservation(ctx(t), &api.UpdateReservationRequest{Name: "short", StartUnixMs: &start, EndUnixMs: &end}); err != nil {
+		t.Fatal(err)
+	}
+	harness.WaitFor(t, "the leader to remove the ended reservation", 10*time.Second, func() bool {
+		return e.s.State().Reservation("short") == nil
+	})
+}
