@@ -177,3 +177,37 @@ func (t *txn) runningPast(node string, startMs int64) *api.Job {
 	}
 	return nil
 }
+
+// checkReservations re-checks a placement against the reservations active
+// at nowMs, as checkPlacement does against resources: a job of a
+// reservation runs only on its nodes while it is active, and no other job
+// lands on an active reservation's node. The scheduler never plans
+// otherwise; this catches a plan made before a reservation was created
+// or ended.
+func (t *txn) checkReservations(j *api.Job, a *api.Allocation, nowMs int64) error {
+	name := j.GetSpec().GetReservation()
+	if name != "" {
+		r, _ := t.resv.Get([]byte(name))
+		if r == nil || !r.ActiveAt(nowMs) {
+			return fmt.Errorf("%w: job %d's reservation %q is not active", ErrPlanConflict, j.Id, name)
+		}
+		for _, n := range a.GetNodes() {
+			if !slices.Contains(r.Nodes, n) {
+				return fmt.Errorf("%w: node %s is not in job %d's reservation %q", ErrPlanConflict, n, j.Id, name)
+			}
+		}
+		return nil
+	}
+	it := t.resv.Root().Iterator()
+	for _, r, ok := it.Next(); ok; _, r, ok = it.Next() {
+		if !r.ActiveAt(nowMs) {
+			continue
+		}
+		for _, n := range a.GetNodes() {
+			if slices.Contains(r.Nodes, n) {
+				return fmt.Errorf("%w: node %s is reserved by %q", ErrPlanConflict, n, r.Name)
+			}
+		}
+	}
+	return nil
+}

@@ -196,3 +196,38 @@ func TestReservationAllows(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanRespectsActiveReservations: the FSM refuses a placement of an
+// outsider on a node of an active reservation, and of a job of a
+// reservation outside its nodes or its window.
+func TestPlanRespectsActiveReservations(t *testing.T) {
+	f := resvFSM(t, "n1", "n2")
+	createResv(f, &api.Reservation{Name: "r", StartUnixMs: 5000, EndUnixMs: 9000, Nodes: []string{"n2"}, Users: []string{"alice"}})
+	submit(f, "", &api.JobSpec{Script: "x"})                   // 1: outsider
+	submit(f, "", &api.JobSpec{Script: "x", Reservation: "r"}) // 2: member
+	tests := []struct {
+		name   string
+		job    uint64
+		node   string
+		now    int64
+		placed int
+	}{
+		{"outsider on a reserved node in the window", 1, "n2", 6000, 0},
+		{"member outside its nodes", 2, "n1", 6000, 0},
+		{"member before the window", 2, "n2", 4000, 0},
+		{"member after the window", 2, "n2", 9000, 0},
+		{"outsider on a reserved node before the window", 1, "n2", 4000, 1},
+		{"member on its node in the window", 2, "n2", 6000, 1},
+	}
+	port := uint32(29500)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			port++
+			res := f.Apply(CmdApplyPlan, &api.PlanCommand{NowUnixMs: tt.now,
+				Placements: []*api.Placement{{JobId: tt.job, Allocation: oneRankAlloc(tt.node, "GPU-"+tt.node+"-"+string(rune('0'+tt.job-1)), port)}}})
+			if res.Placed != tt.placed {
+				t.Fatalf("placing job %d on %s at %d: placed %d, want %d", tt.job, tt.node, tt.now, res.Placed, tt.placed)
+			}
+		})
+	}
+}
