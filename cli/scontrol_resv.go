@@ -21,16 +21,20 @@ import (
 
 // isReservationCommand reports whether the words after "create",
 // "update" or "delete" are about a reservation: the tag "reservation"
-// (or "res"), or a ReservationName= key.
+// (or "res"), or a ReservationName= key, and no JobId= or NodeName= (an
+// update of a job's Reservation= is the job's).
 func isReservationCommand(args []string) bool {
+	found := false
 	for _, a := range args {
 		k, _, _ := strings.Cut(a, "=")
 		switch strings.ToLower(k) {
 		case "reservation", "reservations", "res", "reservationname", "resv":
-			return true
+			found = true
+		case "jobid", "job", "nodename", "node", "partitionname":
+			return false
 		}
 	}
-	return false
+	return found
 }
 
 // resvArgs splits KEY=VALUE words (the tag "reservation"/"res" dropped)

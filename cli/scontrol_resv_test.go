@@ -251,3 +251,23 @@ func TestShowJobReservation(t *testing.T) {
 		t.Errorf("squeue %%v = %q, want maint", got)
 	}
 }
+
+// TestIsReservationCommand: which scontrol words go to the reservation
+// commands.
+func TestIsReservationCommand(t *testing.T) {
+	tests := []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"reservation", "ReservationName=a"}, true},
+		{[]string{"res", "StartTime=now"}, true},
+		{[]string{"ReservationName=a", "EndTime=now+1hour"}, true},
+		{[]string{"jobid=5", "Reservation=a"}, false},
+		{[]string{"nodename=n1", "state=drain"}, false},
+	}
+	for _, tt := range tests {
+		if got := isReservationCommand(tt.args); got != tt.want {
+			t.Errorf("isReservationCommand(%q) = %v, want %v", tt.args, got, tt.want)
+		}
+	}
+}
