@@ -30,7 +30,7 @@ func isReservationCommand(args []string) bool {
 		switch strings.ToLower(k) {
 		case "reservation", "reservations", "res", "reservationname", "resv":
 			found = true
-		case "jobid", "job", "nodename", "node", "partitionname":
+		case "jobid", "job", "nodename", "node":
 			return false
 		}
 	}
