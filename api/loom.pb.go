@@ -345,6 +345,64 @@ func (LinkType) EnumDescriptor() ([]byte, []int) {
 	return file_api_loom_proto_rawDescGZIP(), []int{4}
 }
 
+// ReservationOp is what a ReservationCommand does.
+type ReservationOp int32
+
+const (
+	ReservationOp_RESERVATION_OP_UNSPECIFIED ReservationOp = 0
+	ReservationOp_RESERVATION_CREATE         ReservationOp = 1
+	ReservationOp_RESERVATION_UPDATE         ReservationOp = 2
+	ReservationOp_RESERVATION_DELETE         ReservationOp = 3
+	// RESERVATION_EXPIRE removes a reservation whose end has passed (the
+	// leader proposes it); the FSM checks the end against now_unix_ms.
+	ReservationOp_RESERVATION_EXPIRE ReservationOp = 4
+)
+
+// Enum value maps for ReservationOp.
+var (
+	ReservationOp_name = map[int32]string{
+		0: "RESERVATION_OP_UNSPECIFIED",
+		1: "RESERVATION_CREATE",
+		2: "RESERVATION_UPDATE",
+		3: "RESERVATION_DELETE",
+		4: "RESERVATION_EXPIRE",
+	}
+	ReservationOp_value = map[string]int32{
+		"RESERVATION_OP_UNSPECIFIED": 0,
+		"RESERVATION_CREATE":         1,
+		"RESERVATION_UPDATE":         2,
+		"RESERVATION_DELETE":         3,
+		"RESERVATION_EXPIRE":         4,
+	}
+)
+
+func (x ReservationOp) Enum() *ReservationOp {
+	p := new(ReservationOp)
+	*p = x
+	return p
+}
+
+func (x ReservationOp) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReservationOp) Descriptor() protoreflect.EnumDescriptor {
+	return file_api_loom_proto_enumTypes[5].Descriptor()
+}
+
+func (ReservationOp) Type() protoreflect.EnumType {
+	return &file_api_loom_proto_enumTypes[5]
+}
+
+func (x ReservationOp) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReservationOp.Descriptor instead.
+func (ReservationOp) EnumDescriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{5}
+}
+
 type Link struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Type          LinkType               `protobuf:"varint,1,opt,name=type,proto3,enum=loom.v1.LinkType" json:"type,omitempty"`
@@ -869,7 +927,10 @@ type JobSpec struct {
 	// cpu_bind is --cpu-bind as api.ParseCPUBind accepts it: "" or "cores"
 	// binds each rank to its own cores, "none" to all of its job's cores on
 	// the node; a "verbose," prefix prints the binding to the rank's stderr.
-	CpuBind       string `protobuf:"bytes,50,opt,name=cpu_bind,json=cpuBind,proto3" json:"cpu_bind,omitempty"`
+	CpuBind string `protobuf:"bytes,50,opt,name=cpu_bind,json=cpuBind,proto3" json:"cpu_bind,omitempty"`
+	// reservation is --reservation: the job runs only on the nodes of this
+	// advance reservation, during its window (docs/reservations.md).
+	Reservation   string `protobuf:"bytes,55,opt,name=reservation,proto3" json:"reservation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1250,6 +1311,13 @@ func (x *JobSpec) GetTimeMinS() int64 {
 func (x *JobSpec) GetCpuBind() string {
 	if x != nil {
 		return x.CpuBind
+	}
+	return ""
+}
+
+func (x *JobSpec) GetReservation() string {
+	if x != nil {
+		return x.Reservation
 	}
 	return ""
 }
@@ -6880,6 +6948,7 @@ type StateSnapshot struct {
 	Nodes         []*Node                `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	Servers       []*ServerInfo          `protobuf:"bytes,5,rep,name=servers,proto3" json:"servers,omitempty"`
 	Config        *ClusterConfig         `protobuf:"bytes,6,opt,name=config,proto3" json:"config,omitempty"`
+	Reservations  []*Reservation         `protobuf:"bytes,7,rep,name=reservations,proto3" json:"reservations,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6956,6 +7025,667 @@ func (x *StateSnapshot) GetConfig() *ClusterConfig {
 	return nil
 }
 
+func (x *StateSnapshot) GetReservations() []*Reservation {
+	if x != nil {
+		return x.Reservations
+	}
+	return nil
+}
+
+// Reservation is an advance reservation (Slurm's scontrol create
+// reservation): nodes set aside from start to end for the users and
+// accounts it names. Jobs that ask for it (--reservation) run only on its
+// nodes and only in its window; other jobs keep off those nodes in the
+// window.
+type Reservation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	StartUnixMs   int64                  `protobuf:"varint,2,opt,name=start_unix_ms,json=startUnixMs,proto3" json:"start_unix_ms,omitempty"`
+	EndUnixMs     int64                  `protobuf:"varint,3,opt,name=end_unix_ms,json=endUnixMs,proto3" json:"end_unix_ms,omitempty"`
+	Nodes         []string               `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"`                           // expanded, sorted
+	Users         []string               `protobuf:"bytes,5,rep,name=users,proto3" json:"users,omitempty"`                           // user names that may use it
+	Accounts      []string               `protobuf:"bytes,6,rep,name=accounts,proto3" json:"accounts,omitempty"`                     // accounts whose jobs may use it
+	Flags         []string               `protobuf:"bytes,7,rep,name=flags,proto3" json:"flags,omitempty"`                           // MAINT, IGNORE_JOBS, OVERLAP (upper case)
+	Partition     string                 `protobuf:"bytes,8,opt,name=partition,proto3" json:"partition,omitempty"`                   // PartitionName=, where NodeCnt picked nodes
+	NodeCount     uint32                 `protobuf:"varint,9,opt,name=node_count,json=nodeCount,proto3" json:"node_count,omitempty"` // NodeCnt= as asked (0: Nodes= named them)
+	CreatedBy     string                 `protobuf:"bytes,10,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"` // the operator who created it
+	CreatedUnixMs int64                  `protobuf:"varint,11,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reservation) Reset() {
+	*x = Reservation{}
+	mi := &file_api_loom_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reservation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reservation) ProtoMessage() {}
+
+func (x *Reservation) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reservation.ProtoReflect.Descriptor instead.
+func (*Reservation) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{87}
+}
+
+func (x *Reservation) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Reservation) GetStartUnixMs() int64 {
+	if x != nil {
+		return x.StartUnixMs
+	}
+	return 0
+}
+
+func (x *Reservation) GetEndUnixMs() int64 {
+	if x != nil {
+		return x.EndUnixMs
+	}
+	return 0
+}
+
+func (x *Reservation) GetNodes() []string {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *Reservation) GetUsers() []string {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *Reservation) GetAccounts() []string {
+	if x != nil {
+		return x.Accounts
+	}
+	return nil
+}
+
+func (x *Reservation) GetFlags() []string {
+	if x != nil {
+		return x.Flags
+	}
+	return nil
+}
+
+func (x *Reservation) GetPartition() string {
+	if x != nil {
+		return x.Partition
+	}
+	return ""
+}
+
+func (x *Reservation) GetNodeCount() uint32 {
+	if x != nil {
+		return x.NodeCount
+	}
+	return 0
+}
+
+func (x *Reservation) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *Reservation) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+// ReservationCommand creates, updates or deletes one reservation. The FSM
+// validates it against the state it applies to (unique name, nodes that
+// exist, no overlap without OVERLAP or MAINT, no running job in the way
+// without IGNORE_JOBS), so every server accepts or refuses the same.
+type ReservationCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Op    ReservationOp          `protobuf:"varint,1,opt,name=op,proto3,enum=loom.v1.ReservationOp" json:"op,omitempty"`
+	// reservation is the whole reservation to create, or the new version
+	// of one to update (the server merged the request's changes into it);
+	// only its name for delete and expire.
+	Reservation   *Reservation `protobuf:"bytes,2,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	NowUnixMs     int64        `protobuf:"varint,3,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReservationCommand) Reset() {
+	*x = ReservationCommand{}
+	mi := &file_api_loom_proto_msgTypes[88]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReservationCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReservationCommand) ProtoMessage() {}
+
+func (x *ReservationCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[88]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReservationCommand.ProtoReflect.Descriptor instead.
+func (*ReservationCommand) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{88}
+}
+
+func (x *ReservationCommand) GetOp() ReservationOp {
+	if x != nil {
+		return x.Op
+	}
+	return ReservationOp_RESERVATION_OP_UNSPECIFIED
+}
+
+func (x *ReservationCommand) GetReservation() *Reservation {
+	if x != nil {
+		return x.Reservation
+	}
+	return nil
+}
+
+func (x *ReservationCommand) GetNowUnixMs() int64 {
+	if x != nil {
+		return x.NowUnixMs
+	}
+	return 0
+}
+
+type CreateReservationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reservation   *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateReservationRequest) Reset() {
+	*x = CreateReservationRequest{}
+	mi := &file_api_loom_proto_msgTypes[89]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateReservationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateReservationRequest) ProtoMessage() {}
+
+func (x *CreateReservationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[89]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateReservationRequest.ProtoReflect.Descriptor instead.
+func (*CreateReservationRequest) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{89}
+}
+
+func (x *CreateReservationRequest) GetReservation() *Reservation {
+	if x != nil {
+		return x.Reservation
+	}
+	return nil
+}
+
+type CreateReservationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reservation   *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"` // as stored: NodeCnt's nodes picked
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateReservationResponse) Reset() {
+	*x = CreateReservationResponse{}
+	mi := &file_api_loom_proto_msgTypes[90]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateReservationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateReservationResponse) ProtoMessage() {}
+
+func (x *CreateReservationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[90]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateReservationResponse.ProtoReflect.Descriptor instead.
+func (*CreateReservationResponse) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{90}
+}
+
+func (x *CreateReservationResponse) GetReservation() *Reservation {
+	if x != nil {
+		return x.Reservation
+	}
+	return nil
+}
+
+func (x *CreateReservationResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// UpdateReservationRequest changes the fields set in it; name picks the
+// reservation. duration_s (with or without a start) moves the end.
+type UpdateReservationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	StartUnixMs   *int64                 `protobuf:"varint,2,opt,name=start_unix_ms,json=startUnixMs,proto3,oneof" json:"start_unix_ms,omitempty"`
+	EndUnixMs     *int64                 `protobuf:"varint,3,opt,name=end_unix_ms,json=endUnixMs,proto3,oneof" json:"end_unix_ms,omitempty"`
+	DurationS     *int64                 `protobuf:"varint,4,opt,name=duration_s,json=durationS,proto3,oneof" json:"duration_s,omitempty"`
+	Users         []string               `protobuf:"bytes,5,rep,name=users,proto3" json:"users,omitempty"` // replaces the users when set_users
+	SetUsers      bool                   `protobuf:"varint,6,opt,name=set_users,json=setUsers,proto3" json:"set_users,omitempty"`
+	Accounts      []string               `protobuf:"bytes,7,rep,name=accounts,proto3" json:"accounts,omitempty"` // replaces the accounts when set_accounts
+	SetAccounts   bool                   `protobuf:"varint,8,opt,name=set_accounts,json=setAccounts,proto3" json:"set_accounts,omitempty"`
+	Nodes         []string               `protobuf:"bytes,9,rep,name=nodes,proto3" json:"nodes,omitempty"`  // replaces the nodes when set
+	Flags         []string               `protobuf:"bytes,10,rep,name=flags,proto3" json:"flags,omitempty"` // replaces the flags when set_flags
+	SetFlags      bool                   `protobuf:"varint,11,opt,name=set_flags,json=setFlags,proto3" json:"set_flags,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateReservationRequest) Reset() {
+	*x = UpdateReservationRequest{}
+	mi := &file_api_loom_proto_msgTypes[91]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateReservationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateReservationRequest) ProtoMessage() {}
+
+func (x *UpdateReservationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[91]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateReservationRequest.ProtoReflect.Descriptor instead.
+func (*UpdateReservationRequest) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{91}
+}
+
+func (x *UpdateReservationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UpdateReservationRequest) GetStartUnixMs() int64 {
+	if x != nil && x.StartUnixMs != nil {
+		return *x.StartUnixMs
+	}
+	return 0
+}
+
+func (x *UpdateReservationRequest) GetEndUnixMs() int64 {
+	if x != nil && x.EndUnixMs != nil {
+		return *x.EndUnixMs
+	}
+	return 0
+}
+
+func (x *UpdateReservationRequest) GetDurationS() int64 {
+	if x != nil && x.DurationS != nil {
+		return *x.DurationS
+	}
+	return 0
+}
+
+func (x *UpdateReservationRequest) GetUsers() []string {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *UpdateReservationRequest) GetSetUsers() bool {
+	if x != nil {
+		return x.SetUsers
+	}
+	return false
+}
+
+func (x *UpdateReservationRequest) GetAccounts() []string {
+	if x != nil {
+		return x.Accounts
+	}
+	return nil
+}
+
+func (x *UpdateReservationRequest) GetSetAccounts() bool {
+	if x != nil {
+		return x.SetAccounts
+	}
+	return false
+}
+
+func (x *UpdateReservationRequest) GetNodes() []string {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *UpdateReservationRequest) GetFlags() []string {
+	if x != nil {
+		return x.Flags
+	}
+	return nil
+}
+
+func (x *UpdateReservationRequest) GetSetFlags() bool {
+	if x != nil {
+		return x.SetFlags
+	}
+	return false
+}
+
+type UpdateReservationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reservation   *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateReservationResponse) Reset() {
+	*x = UpdateReservationResponse{}
+	mi := &file_api_loom_proto_msgTypes[92]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateReservationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateReservationResponse) ProtoMessage() {}
+
+func (x *UpdateReservationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[92]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateReservationResponse.ProtoReflect.Descriptor instead.
+func (*UpdateReservationResponse) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{92}
+}
+
+func (x *UpdateReservationResponse) GetReservation() *Reservation {
+	if x != nil {
+		return x.Reservation
+	}
+	return nil
+}
+
+func (x *UpdateReservationResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type DeleteReservationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteReservationRequest) Reset() {
+	*x = DeleteReservationRequest{}
+	mi := &file_api_loom_proto_msgTypes[93]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteReservationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteReservationRequest) ProtoMessage() {}
+
+func (x *DeleteReservationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[93]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteReservationRequest.ProtoReflect.Descriptor instead.
+func (*DeleteReservationRequest) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{93}
+}
+
+func (x *DeleteReservationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteReservationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteReservationResponse) Reset() {
+	*x = DeleteReservationResponse{}
+	mi := &file_api_loom_proto_msgTypes[94]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteReservationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteReservationResponse) ProtoMessage() {}
+
+func (x *DeleteReservationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[94]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteReservationResponse.ProtoReflect.Descriptor instead.
+func (*DeleteReservationResponse) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{94}
+}
+
+func (x *DeleteReservationResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type ListReservationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // empty: all
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReservationsRequest) Reset() {
+	*x = ListReservationsRequest{}
+	mi := &file_api_loom_proto_msgTypes[95]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReservationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReservationsRequest) ProtoMessage() {}
+
+func (x *ListReservationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[95]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReservationsRequest.ProtoReflect.Descriptor instead.
+func (*ListReservationsRequest) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{95}
+}
+
+func (x *ListReservationsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ListReservationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reservations  []*Reservation         `protobuf:"bytes,1,rep,name=reservations,proto3" json:"reservations,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReservationsResponse) Reset() {
+	*x = ListReservationsResponse{}
+	mi := &file_api_loom_proto_msgTypes[96]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReservationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReservationsResponse) ProtoMessage() {}
+
+func (x *ListReservationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[96]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReservationsResponse.ProtoReflect.Descriptor instead.
+func (*ListReservationsResponse) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{96}
+}
+
+func (x *ListReservationsResponse) GetReservations() []*Reservation {
+	if x != nil {
+		return x.Reservations
+	}
+	return nil
+}
+
+func (x *ListReservationsResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 // SnapshotMeta heads a snapshot file: where the state comes from and the
 // size and checksum of the state that follows it (package backup).
 type SnapshotMeta struct {
@@ -6972,7 +7702,7 @@ type SnapshotMeta struct {
 
 func (x *SnapshotMeta) Reset() {
 	*x = SnapshotMeta{}
-	mi := &file_api_loom_proto_msgTypes[87]
+	mi := &file_api_loom_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6984,7 +7714,7 @@ func (x *SnapshotMeta) String() string {
 func (*SnapshotMeta) ProtoMessage() {}
 
 func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[87]
+	mi := &file_api_loom_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6997,7 +7727,7 @@ func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotMeta.ProtoReflect.Descriptor instead.
 func (*SnapshotMeta) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{87}
+	return file_api_loom_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *SnapshotMeta) GetIndex() uint64 {
@@ -7057,7 +7787,7 @@ type SnapshotInfo struct {
 
 func (x *SnapshotInfo) Reset() {
 	*x = SnapshotInfo{}
-	mi := &file_api_loom_proto_msgTypes[88]
+	mi := &file_api_loom_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7069,7 +7799,7 @@ func (x *SnapshotInfo) String() string {
 func (*SnapshotInfo) ProtoMessage() {}
 
 func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[88]
+	mi := &file_api_loom_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7082,7 +7812,7 @@ func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
 func (*SnapshotInfo) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{88}
+	return file_api_loom_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *SnapshotInfo) GetMeta() *SnapshotMeta {
@@ -7128,7 +7858,7 @@ type SnapshotSaveRequest struct {
 
 func (x *SnapshotSaveRequest) Reset() {
 	*x = SnapshotSaveRequest{}
-	mi := &file_api_loom_proto_msgTypes[89]
+	mi := &file_api_loom_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7140,7 +7870,7 @@ func (x *SnapshotSaveRequest) String() string {
 func (*SnapshotSaveRequest) ProtoMessage() {}
 
 func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[89]
+	mi := &file_api_loom_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7153,7 +7883,7 @@ func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotSaveRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotSaveRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{89}
+	return file_api_loom_proto_rawDescGZIP(), []int{99}
 }
 
 // SnapshotChunk is one piece of a snapshot file, in order.
@@ -7166,7 +7896,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_api_loom_proto_msgTypes[90]
+	mi := &file_api_loom_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7178,7 +7908,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[90]
+	mi := &file_api_loom_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7191,7 +7921,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{90}
+	return file_api_loom_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -7211,7 +7941,7 @@ type SnapshotRestoreResponse struct {
 
 func (x *SnapshotRestoreResponse) Reset() {
 	*x = SnapshotRestoreResponse{}
-	mi := &file_api_loom_proto_msgTypes[91]
+	mi := &file_api_loom_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7223,7 +7953,7 @@ func (x *SnapshotRestoreResponse) String() string {
 func (*SnapshotRestoreResponse) ProtoMessage() {}
 
 func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[91]
+	mi := &file_api_loom_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7236,7 +7966,7 @@ func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRestoreResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotRestoreResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{91}
+	return file_api_loom_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *SnapshotRestoreResponse) GetRestored() *SnapshotInfo {
@@ -7304,7 +8034,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bfeatures\x18\x14 \x03(\tR\bfeatures\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa3\f\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc5\f\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tnodes_min\x18\x02 \x01(\rR\bnodesMin\x12\x1b\n" +
@@ -7365,7 +8095,8 @@ const file_api_loom_proto_rawDesc = "" +
 	"cpusPerGpu\x12\x1c\n" +
 	"\n" +
 	"time_min_s\x181 \x01(\x03R\btimeMinS\x12\x19\n" +
-	"\bcpu_bind\x182 \x01(\tR\acpuBind\x1a6\n" +
+	"\bcpu_bind\x182 \x01(\tR\acpuBind\x12 \n" +
+	"\vreservation\x187 \x01(\tR\vreservation\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\n" +
@@ -7850,14 +8581,68 @@ const file_api_loom_proto_rawDesc = "" +
 	"\vnow_unix_ms\x18\x03 \x01(\x03R\tnowUnixMs\"b\n" +
 	"\x10SetConfigCommand\x12.\n" +
 	"\x06config\x18\x01 \x01(\v2\x16.loom.v1.ClusterConfigR\x06config\x12\x1e\n" +
-	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"\xeb\x01\n" +
+	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"\xa5\x02\n" +
 	"\rStateSnapshot\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1e\n" +
 	"\vnext_job_id\x18\x02 \x01(\x04R\tnextJobId\x12 \n" +
 	"\x04jobs\x18\x03 \x03(\v2\f.loom.v1.JobR\x04jobs\x12#\n" +
 	"\x05nodes\x18\x04 \x03(\v2\r.loom.v1.NodeR\x05nodes\x12-\n" +
 	"\aservers\x18\x05 \x03(\v2\x13.loom.v1.ServerInfoR\aservers\x12.\n" +
-	"\x06config\x18\x06 \x01(\v2\x16.loom.v1.ClusterConfigR\x06config\"\xa9\x01\n" +
+	"\x06config\x18\x06 \x01(\v2\x16.loom.v1.ClusterConfigR\x06config\x128\n" +
+	"\freservations\x18\a \x03(\v2\x14.loom.v1.ReservationR\freservations\"\xc7\x02\n" +
+	"\vReservation\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\"\n" +
+	"\rstart_unix_ms\x18\x02 \x01(\x03R\vstartUnixMs\x12\x1e\n" +
+	"\vend_unix_ms\x18\x03 \x01(\x03R\tendUnixMs\x12\x14\n" +
+	"\x05nodes\x18\x04 \x03(\tR\x05nodes\x12\x14\n" +
+	"\x05users\x18\x05 \x03(\tR\x05users\x12\x1a\n" +
+	"\baccounts\x18\x06 \x03(\tR\baccounts\x12\x14\n" +
+	"\x05flags\x18\a \x03(\tR\x05flags\x12\x1c\n" +
+	"\tpartition\x18\b \x01(\tR\tpartition\x12\x1d\n" +
+	"\n" +
+	"node_count\x18\t \x01(\rR\tnodeCount\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\n" +
+	" \x01(\tR\tcreatedBy\x12&\n" +
+	"\x0fcreated_unix_ms\x18\v \x01(\x03R\rcreatedUnixMs\"\x94\x01\n" +
+	"\x12ReservationCommand\x12&\n" +
+	"\x02op\x18\x01 \x01(\x0e2\x16.loom.v1.ReservationOpR\x02op\x126\n" +
+	"\vreservation\x18\x02 \x01(\v2\x14.loom.v1.ReservationR\vreservation\x12\x1e\n" +
+	"\vnow_unix_ms\x18\x03 \x01(\x03R\tnowUnixMs\"R\n" +
+	"\x18CreateReservationRequest\x126\n" +
+	"\vreservation\x18\x01 \x01(\v2\x14.loom.v1.ReservationR\vreservation\"i\n" +
+	"\x19CreateReservationResponse\x126\n" +
+	"\vreservation\x18\x01 \x01(\v2\x14.loom.v1.ReservationR\vreservation\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x8c\x03\n" +
+	"\x18UpdateReservationRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
+	"\rstart_unix_ms\x18\x02 \x01(\x03H\x00R\vstartUnixMs\x88\x01\x01\x12#\n" +
+	"\vend_unix_ms\x18\x03 \x01(\x03H\x01R\tendUnixMs\x88\x01\x01\x12\"\n" +
+	"\n" +
+	"duration_s\x18\x04 \x01(\x03H\x02R\tdurationS\x88\x01\x01\x12\x14\n" +
+	"\x05users\x18\x05 \x03(\tR\x05users\x12\x1b\n" +
+	"\tset_users\x18\x06 \x01(\bR\bsetUsers\x12\x1a\n" +
+	"\baccounts\x18\a \x03(\tR\baccounts\x12!\n" +
+	"\fset_accounts\x18\b \x01(\bR\vsetAccounts\x12\x14\n" +
+	"\x05nodes\x18\t \x03(\tR\x05nodes\x12\x14\n" +
+	"\x05flags\x18\n" +
+	" \x03(\tR\x05flags\x12\x1b\n" +
+	"\tset_flags\x18\v \x01(\bR\bsetFlagsB\x10\n" +
+	"\x0e_start_unix_msB\x0e\n" +
+	"\f_end_unix_msB\r\n" +
+	"\v_duration_s\"i\n" +
+	"\x19UpdateReservationResponse\x126\n" +
+	"\vreservation\x18\x01 \x01(\v2\x14.loom.v1.ReservationR\vreservation\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\".\n" +
+	"\x18DeleteReservationRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"1\n" +
+	"\x19DeleteReservationResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"-\n" +
+	"\x17ListReservationsRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"j\n" +
+	"\x18ListReservationsResponse\x128\n" +
+	"\freservations\x18\x01 \x03(\v2\x14.loom.v1.ReservationR\freservations\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xa9\x01\n" +
 	"\fSnapshotMeta\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x1b\n" +
@@ -7924,7 +8709,13 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bLINK_PXB\x10\x04\x12\f\n" +
 	"\bLINK_PIX\x10\x05\x12\v\n" +
 	"\aLINK_NV\x10\x06\x12\r\n" +
-	"\tLINK_SELF\x10\a2\xa1\x06\n" +
+	"\tLINK_SELF\x10\a*\x8f\x01\n" +
+	"\rReservationOp\x12\x1e\n" +
+	"\x1aRESERVATION_OP_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12RESERVATION_CREATE\x10\x01\x12\x16\n" +
+	"\x12RESERVATION_UPDATE\x10\x02\x12\x16\n" +
+	"\x12RESERVATION_DELETE\x10\x03\x12\x16\n" +
+	"\x12RESERVATION_EXPIRE\x10\x042\xa1\x06\n" +
 	"\n" +
 	"JobService\x129\n" +
 	"\x06Submit\x12\x16.loom.v1.SubmitRequest\x1a\x17.loom.v1.SubmitResponse\x129\n" +
@@ -7962,7 +8753,12 @@ const file_api_loom_proto_rawDesc = "" +
 	"\tGetConfig\x12\x19.loom.v1.GetConfigRequest\x1a\x1a.loom.v1.GetConfigResponse\x12K\n" +
 	"\fReloadConfig\x12\x1c.loom.v1.ReloadConfigRequest\x1a\x1d.loom.v1.ReloadConfigResponse2F\n" +
 	"\tAgentLogs\x129\n" +
-	"\bTaskLogs\x12\x18.loom.v1.TaskLogsRequest\x1a\x11.loom.v1.LogChunk0\x01B\x1dZ\x1bgithub.com/loomhpc/loom/apib\x06proto3"
+	"\bTaskLogs\x12\x18.loom.v1.TaskLogsRequest\x1a\x11.loom.v1.LogChunk0\x012\x81\x03\n" +
+	"\x12ReservationService\x12Z\n" +
+	"\x11CreateReservation\x12!.loom.v1.CreateReservationRequest\x1a\".loom.v1.CreateReservationResponse\x12Z\n" +
+	"\x11UpdateReservation\x12!.loom.v1.UpdateReservationRequest\x1a\".loom.v1.UpdateReservationResponse\x12Z\n" +
+	"\x11DeleteReservation\x12!.loom.v1.DeleteReservationRequest\x1a\".loom.v1.DeleteReservationResponse\x12W\n" +
+	"\x10ListReservations\x12 .loom.v1.ListReservationsRequest\x1a!.loom.v1.ListReservationsResponseB\x1dZ\x1bgithub.com/loomhpc/loom/apib\x06proto3"
 
 var (
 	file_api_loom_proto_rawDescOnce sync.Once
@@ -7976,237 +8772,263 @@ func file_api_loom_proto_rawDescGZIP() []byte {
 	return file_api_loom_proto_rawDescData
 }
 
-var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 95)
+var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 105)
 var file_api_loom_proto_goTypes = []any{
 	(JobState)(0),                      // 0: loom.v1.JobState
 	(NodeState)(0),                     // 1: loom.v1.NodeState
 	(TaskState)(0),                     // 2: loom.v1.TaskState
 	(TaskEndReason)(0),                 // 3: loom.v1.TaskEndReason
 	(LinkType)(0),                      // 4: loom.v1.LinkType
-	(*Link)(nil),                       // 5: loom.v1.Link
-	(*GPU)(nil),                        // 6: loom.v1.GPU
-	(*Topology)(nil),                   // 7: loom.v1.Topology
-	(*Node)(nil),                       // 8: loom.v1.Node
-	(*JobSpec)(nil),                    // 9: loom.v1.JobSpec
-	(*Rank)(nil),                       // 10: loom.v1.Rank
-	(*TaskStatus)(nil),                 // 11: loom.v1.TaskStatus
-	(*Allocation)(nil),                 // 12: loom.v1.Allocation
-	(*Job)(nil),                        // 13: loom.v1.Job
-	(*Step)(nil),                       // 14: loom.v1.Step
-	(*SubmitRequest)(nil),              // 15: loom.v1.SubmitRequest
-	(*SubmitResponse)(nil),             // 16: loom.v1.SubmitResponse
-	(*CancelRequest)(nil),              // 17: loom.v1.CancelRequest
-	(*CancelResponse)(nil),             // 18: loom.v1.CancelResponse
-	(*HoldRequest)(nil),                // 19: loom.v1.HoldRequest
-	(*HoldResponse)(nil),               // 20: loom.v1.HoldResponse
-	(*RequeueRequest)(nil),             // 21: loom.v1.RequeueRequest
-	(*RequeueResponse)(nil),            // 22: loom.v1.RequeueResponse
-	(*GetJobRequest)(nil),              // 23: loom.v1.GetJobRequest
-	(*GetJobResponse)(nil),             // 24: loom.v1.GetJobResponse
-	(*ListJobsRequest)(nil),            // 25: loom.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),           // 26: loom.v1.ListJobsResponse
-	(*LogsRequest)(nil),                // 27: loom.v1.LogsRequest
-	(*LogChunk)(nil),                   // 28: loom.v1.LogChunk
-	(*UpdateJobRequest)(nil),           // 29: loom.v1.UpdateJobRequest
-	(*UpdateJobResponse)(nil),          // 30: loom.v1.UpdateJobResponse
-	(*TestSubmitResponse)(nil),         // 31: loom.v1.TestSubmitResponse
-	(*CreateStepRequest)(nil),          // 32: loom.v1.CreateStepRequest
-	(*CreateStepResponse)(nil),         // 33: loom.v1.CreateStepResponse
-	(*CancelStepsRequest)(nil),         // 34: loom.v1.CancelStepsRequest
-	(*CancelStepsResponse)(nil),        // 35: loom.v1.CancelStepsResponse
-	(*CompleteAllocationRequest)(nil),  // 36: loom.v1.CompleteAllocationRequest
-	(*CompleteAllocationResponse)(nil), // 37: loom.v1.CompleteAllocationResponse
-	(*ListNodesRequest)(nil),           // 38: loom.v1.ListNodesRequest
-	(*NodeInfo)(nil),                   // 39: loom.v1.NodeInfo
-	(*ListNodesResponse)(nil),          // 40: loom.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),             // 41: loom.v1.GetNodeRequest
-	(*NodeStateRequest)(nil),           // 42: loom.v1.NodeStateRequest
-	(*NodeStateResponse)(nil),          // 43: loom.v1.NodeStateResponse
-	(*RegisterRequest)(nil),            // 44: loom.v1.RegisterRequest
-	(*RegisterResponse)(nil),           // 45: loom.v1.RegisterResponse
-	(*WatchAllocationsRequest)(nil),    // 46: loom.v1.WatchAllocationsRequest
-	(*AllocationUpdate)(nil),           // 47: loom.v1.AllocationUpdate
-	(*AssignedAllocation)(nil),         // 48: loom.v1.AssignedAllocation
-	(*TaskUpdateRequest)(nil),          // 49: loom.v1.TaskUpdateRequest
-	(*TaskUpdateResponse)(nil),         // 50: loom.v1.TaskUpdateResponse
-	(*ServerInfo)(nil),                 // 51: loom.v1.ServerInfo
-	(*RaftJoinRequest)(nil),            // 52: loom.v1.RaftJoinRequest
-	(*RaftJoinResponse)(nil),           // 53: loom.v1.RaftJoinResponse
-	(*RaftListPeersRequest)(nil),       // 54: loom.v1.RaftListPeersRequest
-	(*RaftListPeersResponse)(nil),      // 55: loom.v1.RaftListPeersResponse
-	(*RaftRemovePeerRequest)(nil),      // 56: loom.v1.RaftRemovePeerRequest
-	(*RaftRemovePeerResponse)(nil),     // 57: loom.v1.RaftRemovePeerResponse
-	(*ServerStatusRequest)(nil),        // 58: loom.v1.ServerStatusRequest
-	(*ServerStatusResponse)(nil),       // 59: loom.v1.ServerStatusResponse
-	(*TaskLogsRequest)(nil),            // 60: loom.v1.TaskLogsRequest
-	(*SubmitJobCommand)(nil),           // 61: loom.v1.SubmitJobCommand
-	(*SubmitLimits)(nil),               // 62: loom.v1.SubmitLimits
-	(*ExpireJobsCommand)(nil),          // 63: loom.v1.ExpireJobsCommand
-	(*SubmitJobsCommand)(nil),          // 64: loom.v1.SubmitJobsCommand
-	(*CancelJobsCommand)(nil),          // 65: loom.v1.CancelJobsCommand
-	(*Placement)(nil),                  // 66: loom.v1.Placement
-	(*PendingReason)(nil),              // 67: loom.v1.PendingReason
-	(*Preemption)(nil),                 // 68: loom.v1.Preemption
-	(*PlanCommand)(nil),                // 69: loom.v1.PlanCommand
-	(*HoldJobsCommand)(nil),            // 70: loom.v1.HoldJobsCommand
-	(*RequeueJobsCommand)(nil),         // 71: loom.v1.RequeueJobsCommand
-	(*CreateStepCommand)(nil),          // 72: loom.v1.CreateStepCommand
-	(*CancelStepsCommand)(nil),         // 73: loom.v1.CancelStepsCommand
-	(*CompleteAllocationCommand)(nil),  // 74: loom.v1.CompleteAllocationCommand
-	(*UpdateTasksCommand)(nil),         // 75: loom.v1.UpdateTasksCommand
-	(*RegisterNodeCommand)(nil),        // 76: loom.v1.RegisterNodeCommand
-	(*NodeStateCommand)(nil),           // 77: loom.v1.NodeStateCommand
-	(*ServerMembershipCommand)(nil),    // 78: loom.v1.ServerMembershipCommand
-	(*ClusterConfig)(nil),              // 79: loom.v1.ClusterConfig
-	(*SchedulerSettings)(nil),          // 80: loom.v1.SchedulerSettings
-	(*LASSettings)(nil),                // 81: loom.v1.LASSettings
-	(*QOSConfig)(nil),                  // 82: loom.v1.QOSConfig
-	(*PartitionConfig)(nil),            // 83: loom.v1.PartitionConfig
-	(*SwitchConfig)(nil),               // 84: loom.v1.SwitchConfig
-	(*GetConfigRequest)(nil),           // 85: loom.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),          // 86: loom.v1.GetConfigResponse
-	(*ReloadConfigRequest)(nil),        // 87: loom.v1.ReloadConfigRequest
-	(*ReloadConfigResponse)(nil),       // 88: loom.v1.ReloadConfigResponse
-	(*UpdateJobCommand)(nil),           // 89: loom.v1.UpdateJobCommand
-	(*SetConfigCommand)(nil),           // 90: loom.v1.SetConfigCommand
-	(*StateSnapshot)(nil),              // 91: loom.v1.StateSnapshot
-	(*SnapshotMeta)(nil),               // 92: loom.v1.SnapshotMeta
-	(*SnapshotInfo)(nil),               // 93: loom.v1.SnapshotInfo
-	(*SnapshotSaveRequest)(nil),        // 94: loom.v1.SnapshotSaveRequest
-	(*SnapshotChunk)(nil),              // 95: loom.v1.SnapshotChunk
-	(*SnapshotRestoreResponse)(nil),    // 96: loom.v1.SnapshotRestoreResponse
-	nil,                                // 97: loom.v1.Node.LabelsEntry
-	nil,                                // 98: loom.v1.JobSpec.EnvEntry
-	nil,                                // 99: loom.v1.SchedulerSettings.AccountSharesEntry
+	(ReservationOp)(0),                 // 5: loom.v1.ReservationOp
+	(*Link)(nil),                       // 6: loom.v1.Link
+	(*GPU)(nil),                        // 7: loom.v1.GPU
+	(*Topology)(nil),                   // 8: loom.v1.Topology
+	(*Node)(nil),                       // 9: loom.v1.Node
+	(*JobSpec)(nil),                    // 10: loom.v1.JobSpec
+	(*Rank)(nil),                       // 11: loom.v1.Rank
+	(*TaskStatus)(nil),                 // 12: loom.v1.TaskStatus
+	(*Allocation)(nil),                 // 13: loom.v1.Allocation
+	(*Job)(nil),                        // 14: loom.v1.Job
+	(*Step)(nil),                       // 15: loom.v1.Step
+	(*SubmitRequest)(nil),              // 16: loom.v1.SubmitRequest
+	(*SubmitResponse)(nil),             // 17: loom.v1.SubmitResponse
+	(*CancelRequest)(nil),              // 18: loom.v1.CancelRequest
+	(*CancelResponse)(nil),             // 19: loom.v1.CancelResponse
+	(*HoldRequest)(nil),                // 20: loom.v1.HoldRequest
+	(*HoldResponse)(nil),               // 21: loom.v1.HoldResponse
+	(*RequeueRequest)(nil),             // 22: loom.v1.RequeueRequest
+	(*RequeueResponse)(nil),            // 23: loom.v1.RequeueResponse
+	(*GetJobRequest)(nil),              // 24: loom.v1.GetJobRequest
+	(*GetJobResponse)(nil),             // 25: loom.v1.GetJobResponse
+	(*ListJobsRequest)(nil),            // 26: loom.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 27: loom.v1.ListJobsResponse
+	(*LogsRequest)(nil),                // 28: loom.v1.LogsRequest
+	(*LogChunk)(nil),                   // 29: loom.v1.LogChunk
+	(*UpdateJobRequest)(nil),           // 30: loom.v1.UpdateJobRequest
+	(*UpdateJobResponse)(nil),          // 31: loom.v1.UpdateJobResponse
+	(*TestSubmitResponse)(nil),         // 32: loom.v1.TestSubmitResponse
+	(*CreateStepRequest)(nil),          // 33: loom.v1.CreateStepRequest
+	(*CreateStepResponse)(nil),         // 34: loom.v1.CreateStepResponse
+	(*CancelStepsRequest)(nil),         // 35: loom.v1.CancelStepsRequest
+	(*CancelStepsResponse)(nil),        // 36: loom.v1.CancelStepsResponse
+	(*CompleteAllocationRequest)(nil),  // 37: loom.v1.CompleteAllocationRequest
+	(*CompleteAllocationResponse)(nil), // 38: loom.v1.CompleteAllocationResponse
+	(*ListNodesRequest)(nil),           // 39: loom.v1.ListNodesRequest
+	(*NodeInfo)(nil),                   // 40: loom.v1.NodeInfo
+	(*ListNodesResponse)(nil),          // 41: loom.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),             // 42: loom.v1.GetNodeRequest
+	(*NodeStateRequest)(nil),           // 43: loom.v1.NodeStateRequest
+	(*NodeStateResponse)(nil),          // 44: loom.v1.NodeStateResponse
+	(*RegisterRequest)(nil),            // 45: loom.v1.RegisterRequest
+	(*RegisterResponse)(nil),           // 46: loom.v1.RegisterResponse
+	(*WatchAllocationsRequest)(nil),    // 47: loom.v1.WatchAllocationsRequest
+	(*AllocationUpdate)(nil),           // 48: loom.v1.AllocationUpdate
+	(*AssignedAllocation)(nil),         // 49: loom.v1.AssignedAllocation
+	(*TaskUpdateRequest)(nil),          // 50: loom.v1.TaskUpdateRequest
+	(*TaskUpdateResponse)(nil),         // 51: loom.v1.TaskUpdateResponse
+	(*ServerInfo)(nil),                 // 52: loom.v1.ServerInfo
+	(*RaftJoinRequest)(nil),            // 53: loom.v1.RaftJoinRequest
+	(*RaftJoinResponse)(nil),           // 54: loom.v1.RaftJoinResponse
+	(*RaftListPeersRequest)(nil),       // 55: loom.v1.RaftListPeersRequest
+	(*RaftListPeersResponse)(nil),      // 56: loom.v1.RaftListPeersResponse
+	(*RaftRemovePeerRequest)(nil),      // 57: loom.v1.RaftRemovePeerRequest
+	(*RaftRemovePeerResponse)(nil),     // 58: loom.v1.RaftRemovePeerResponse
+	(*ServerStatusRequest)(nil),        // 59: loom.v1.ServerStatusRequest
+	(*ServerStatusResponse)(nil),       // 60: loom.v1.ServerStatusResponse
+	(*TaskLogsRequest)(nil),            // 61: loom.v1.TaskLogsRequest
+	(*SubmitJobCommand)(nil),           // 62: loom.v1.SubmitJobCommand
+	(*SubmitLimits)(nil),               // 63: loom.v1.SubmitLimits
+	(*ExpireJobsCommand)(nil),          // 64: loom.v1.ExpireJobsCommand
+	(*SubmitJobsCommand)(nil),          // 65: loom.v1.SubmitJobsCommand
+	(*CancelJobsCommand)(nil),          // 66: loom.v1.CancelJobsCommand
+	(*Placement)(nil),                  // 67: loom.v1.Placement
+	(*PendingReason)(nil),              // 68: loom.v1.PendingReason
+	(*Preemption)(nil),                 // 69: loom.v1.Preemption
+	(*PlanCommand)(nil),                // 70: loom.v1.PlanCommand
+	(*HoldJobsCommand)(nil),            // 71: loom.v1.HoldJobsCommand
+	(*RequeueJobsCommand)(nil),         // 72: loom.v1.RequeueJobsCommand
+	(*CreateStepCommand)(nil),          // 73: loom.v1.CreateStepCommand
+	(*CancelStepsCommand)(nil),         // 74: loom.v1.CancelStepsCommand
+	(*CompleteAllocationCommand)(nil),  // 75: loom.v1.CompleteAllocationCommand
+	(*UpdateTasksCommand)(nil),         // 76: loom.v1.UpdateTasksCommand
+	(*RegisterNodeCommand)(nil),        // 77: loom.v1.RegisterNodeCommand
+	(*NodeStateCommand)(nil),           // 78: loom.v1.NodeStateCommand
+	(*ServerMembershipCommand)(nil),    // 79: loom.v1.ServerMembershipCommand
+	(*ClusterConfig)(nil),              // 80: loom.v1.ClusterConfig
+	(*SchedulerSettings)(nil),          // 81: loom.v1.SchedulerSettings
+	(*LASSettings)(nil),                // 82: loom.v1.LASSettings
+	(*QOSConfig)(nil),                  // 83: loom.v1.QOSConfig
+	(*PartitionConfig)(nil),            // 84: loom.v1.PartitionConfig
+	(*SwitchConfig)(nil),               // 85: loom.v1.SwitchConfig
+	(*GetConfigRequest)(nil),           // 86: loom.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),          // 87: loom.v1.GetConfigResponse
+	(*ReloadConfigRequest)(nil),        // 88: loom.v1.ReloadConfigRequest
+	(*ReloadConfigResponse)(nil),       // 89: loom.v1.ReloadConfigResponse
+	(*UpdateJobCommand)(nil),           // 90: loom.v1.UpdateJobCommand
+	(*SetConfigCommand)(nil),           // 91: loom.v1.SetConfigCommand
+	(*StateSnapshot)(nil),              // 92: loom.v1.StateSnapshot
+	(*Reservation)(nil),                // 93: loom.v1.Reservation
+	(*ReservationCommand)(nil),         // 94: loom.v1.ReservationCommand
+	(*CreateReservationRequest)(nil),   // 95: loom.v1.CreateReservationRequest
+	(*CreateReservationResponse)(nil),  // 96: loom.v1.CreateReservationResponse
+	(*UpdateReservationRequest)(nil),   // 97: loom.v1.UpdateReservationRequest
+	(*UpdateReservationResponse)(nil),  // 98: loom.v1.UpdateReservationResponse
+	(*DeleteReservationRequest)(nil),   // 99: loom.v1.DeleteReservationRequest
+	(*DeleteReservationResponse)(nil),  // 100: loom.v1.DeleteReservationResponse
+	(*ListReservationsRequest)(nil),    // 101: loom.v1.ListReservationsRequest
+	(*ListReservationsResponse)(nil),   // 102: loom.v1.ListReservationsResponse
+	(*SnapshotMeta)(nil),               // 103: loom.v1.SnapshotMeta
+	(*SnapshotInfo)(nil),               // 104: loom.v1.SnapshotInfo
+	(*SnapshotSaveRequest)(nil),        // 105: loom.v1.SnapshotSaveRequest
+	(*SnapshotChunk)(nil),              // 106: loom.v1.SnapshotChunk
+	(*SnapshotRestoreResponse)(nil),    // 107: loom.v1.SnapshotRestoreResponse
+	nil,                                // 108: loom.v1.Node.LabelsEntry
+	nil,                                // 109: loom.v1.JobSpec.EnvEntry
+	nil,                                // 110: loom.v1.SchedulerSettings.AccountSharesEntry
 }
 var file_api_loom_proto_depIdxs = []int32{
-	4,  // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
-	6,  // 1: loom.v1.Topology.gpus:type_name -> loom.v1.GPU
-	5,  // 2: loom.v1.Topology.links:type_name -> loom.v1.Link
-	97, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
-	7,  // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
-	1,  // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
-	98, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
-	2,  // 7: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
-	3,  // 8: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
-	10, // 9: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
-	11, // 10: loom.v1.Allocation.tasks:type_name -> loom.v1.TaskStatus
-	9,  // 11: loom.v1.Job.spec:type_name -> loom.v1.JobSpec
-	0,  // 12: loom.v1.Job.state:type_name -> loom.v1.JobState
-	12, // 13: loom.v1.Job.allocation:type_name -> loom.v1.Allocation
-	14, // 14: loom.v1.Job.steps:type_name -> loom.v1.Step
-	9,  // 15: loom.v1.Step.spec:type_name -> loom.v1.JobSpec
-	0,  // 16: loom.v1.Step.state:type_name -> loom.v1.JobState
-	12, // 17: loom.v1.Step.allocation:type_name -> loom.v1.Allocation
-	9,  // 18: loom.v1.SubmitRequest.spec:type_name -> loom.v1.JobSpec
-	13, // 19: loom.v1.GetJobResponse.job:type_name -> loom.v1.Job
-	0,  // 20: loom.v1.ListJobsRequest.states:type_name -> loom.v1.JobState
-	13, // 21: loom.v1.ListJobsResponse.jobs:type_name -> loom.v1.Job
-	9,  // 22: loom.v1.CreateStepRequest.spec:type_name -> loom.v1.JobSpec
-	8,  // 23: loom.v1.NodeInfo.node:type_name -> loom.v1.Node
-	1,  // 24: loom.v1.NodeInfo.state:type_name -> loom.v1.NodeState
-	39, // 25: loom.v1.ListNodesResponse.nodes:type_name -> loom.v1.NodeInfo
-	8,  // 26: loom.v1.RegisterRequest.node:type_name -> loom.v1.Node
-	48, // 27: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
-	13, // 28: loom.v1.AssignedAllocation.job:type_name -> loom.v1.Job
-	11, // 29: loom.v1.TaskUpdateRequest.tasks:type_name -> loom.v1.TaskStatus
-	51, // 30: loom.v1.RaftJoinRequest.server:type_name -> loom.v1.ServerInfo
-	51, // 31: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
-	51, // 32: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
-	15, // 33: loom.v1.SubmitJobCommand.request:type_name -> loom.v1.SubmitRequest
-	62, // 34: loom.v1.SubmitJobCommand.limits:type_name -> loom.v1.SubmitLimits
-	15, // 35: loom.v1.SubmitJobsCommand.requests:type_name -> loom.v1.SubmitRequest
-	62, // 36: loom.v1.SubmitJobsCommand.limits:type_name -> loom.v1.SubmitLimits
-	17, // 37: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
-	12, // 38: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
-	66, // 39: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
-	67, // 40: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
-	68, // 41: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
-	32, // 42: loom.v1.CreateStepCommand.request:type_name -> loom.v1.CreateStepRequest
-	34, // 43: loom.v1.CancelStepsCommand.request:type_name -> loom.v1.CancelStepsRequest
-	36, // 44: loom.v1.CompleteAllocationCommand.request:type_name -> loom.v1.CompleteAllocationRequest
-	49, // 45: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
-	8,  // 46: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
-	1,  // 47: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
-	51, // 48: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
-	80, // 49: loom.v1.ClusterConfig.scheduler:type_name -> loom.v1.SchedulerSettings
-	82, // 50: loom.v1.ClusterConfig.qos:type_name -> loom.v1.QOSConfig
-	83, // 51: loom.v1.ClusterConfig.partitions:type_name -> loom.v1.PartitionConfig
-	84, // 52: loom.v1.ClusterConfig.switches:type_name -> loom.v1.SwitchConfig
-	99, // 53: loom.v1.SchedulerSettings.account_shares:type_name -> loom.v1.SchedulerSettings.AccountSharesEntry
-	81, // 54: loom.v1.SchedulerSettings.las:type_name -> loom.v1.LASSettings
-	79, // 55: loom.v1.GetConfigResponse.config:type_name -> loom.v1.ClusterConfig
-	79, // 56: loom.v1.ReloadConfigResponse.config:type_name -> loom.v1.ClusterConfig
-	29, // 57: loom.v1.UpdateJobCommand.request:type_name -> loom.v1.UpdateJobRequest
-	79, // 58: loom.v1.SetConfigCommand.config:type_name -> loom.v1.ClusterConfig
-	13, // 59: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
-	8,  // 60: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
-	51, // 61: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
-	79, // 62: loom.v1.StateSnapshot.config:type_name -> loom.v1.ClusterConfig
-	92, // 63: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
-	93, // 64: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
-	15, // 65: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
-	17, // 66: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
-	19, // 67: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
-	21, // 68: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
-	23, // 69: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
-	25, // 70: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
-	27, // 71: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
-	32, // 72: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
-	34, // 73: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
-	36, // 74: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
-	29, // 75: loom.v1.JobService.UpdateJob:input_type -> loom.v1.UpdateJobRequest
-	15, // 76: loom.v1.JobService.TestSubmit:input_type -> loom.v1.SubmitRequest
-	38, // 77: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
-	41, // 78: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
-	42, // 79: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
-	42, // 80: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
-	44, // 81: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
-	46, // 82: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
-	49, // 83: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
-	52, // 84: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
-	54, // 85: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
-	56, // 86: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
-	58, // 87: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
-	94, // 88: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
-	95, // 89: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
-	85, // 90: loom.v1.Operator.GetConfig:input_type -> loom.v1.GetConfigRequest
-	87, // 91: loom.v1.Operator.ReloadConfig:input_type -> loom.v1.ReloadConfigRequest
-	60, // 92: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
-	16, // 93: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
-	18, // 94: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
-	20, // 95: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
-	22, // 96: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
-	24, // 97: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
-	26, // 98: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
-	28, // 99: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
-	33, // 100: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
-	35, // 101: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
-	37, // 102: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
-	30, // 103: loom.v1.JobService.UpdateJob:output_type -> loom.v1.UpdateJobResponse
-	31, // 104: loom.v1.JobService.TestSubmit:output_type -> loom.v1.TestSubmitResponse
-	40, // 105: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
-	39, // 106: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
-	43, // 107: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
-	43, // 108: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
-	45, // 109: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
-	47, // 110: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
-	50, // 111: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
-	53, // 112: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
-	55, // 113: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
-	57, // 114: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
-	59, // 115: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
-	95, // 116: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
-	96, // 117: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
-	86, // 118: loom.v1.Operator.GetConfig:output_type -> loom.v1.GetConfigResponse
-	88, // 119: loom.v1.Operator.ReloadConfig:output_type -> loom.v1.ReloadConfigResponse
-	28, // 120: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
-	93, // [93:121] is the sub-list for method output_type
-	65, // [65:93] is the sub-list for method input_type
-	65, // [65:65] is the sub-list for extension type_name
-	65, // [65:65] is the sub-list for extension extendee
-	0,  // [0:65] is the sub-list for field type_name
+	4,   // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
+	7,   // 1: loom.v1.Topology.gpus:type_name -> loom.v1.GPU
+	6,   // 2: loom.v1.Topology.links:type_name -> loom.v1.Link
+	108, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
+	8,   // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
+	1,   // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
+	109, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
+	2,   // 7: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
+	3,   // 8: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
+	11,  // 9: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
+	12,  // 10: loom.v1.Allocation.tasks:type_name -> loom.v1.TaskStatus
+	10,  // 11: loom.v1.Job.spec:type_name -> loom.v1.JobSpec
+	0,   // 12: loom.v1.Job.state:type_name -> loom.v1.JobState
+	13,  // 13: loom.v1.Job.allocation:type_name -> loom.v1.Allocation
+	15,  // 14: loom.v1.Job.steps:type_name -> loom.v1.Step
+	10,  // 15: loom.v1.Step.spec:type_name -> loom.v1.JobSpec
+	0,   // 16: loom.v1.Step.state:type_name -> loom.v1.JobState
+	13,  // 17: loom.v1.Step.allocation:type_name -> loom.v1.Allocation
+	10,  // 18: loom.v1.SubmitRequest.spec:type_name -> loom.v1.JobSpec
+	14,  // 19: loom.v1.GetJobResponse.job:type_name -> loom.v1.Job
+	0,   // 20: loom.v1.ListJobsRequest.states:type_name -> loom.v1.JobState
+	14,  // 21: loom.v1.ListJobsResponse.jobs:type_name -> loom.v1.Job
+	10,  // 22: loom.v1.CreateStepRequest.spec:type_name -> loom.v1.JobSpec
+	9,   // 23: loom.v1.NodeInfo.node:type_name -> loom.v1.Node
+	1,   // 24: loom.v1.NodeInfo.state:type_name -> loom.v1.NodeState
+	40,  // 25: loom.v1.ListNodesResponse.nodes:type_name -> loom.v1.NodeInfo
+	9,   // 26: loom.v1.RegisterRequest.node:type_name -> loom.v1.Node
+	49,  // 27: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
+	14,  // 28: loom.v1.AssignedAllocation.job:type_name -> loom.v1.Job
+	12,  // 29: loom.v1.TaskUpdateRequest.tasks:type_name -> loom.v1.TaskStatus
+	52,  // 30: loom.v1.RaftJoinRequest.server:type_name -> loom.v1.ServerInfo
+	52,  // 31: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
+	52,  // 32: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
+	16,  // 33: loom.v1.SubmitJobCommand.request:type_name -> loom.v1.SubmitRequest
+	63,  // 34: loom.v1.SubmitJobCommand.limits:type_name -> loom.v1.SubmitLimits
+	16,  // 35: loom.v1.SubmitJobsCommand.requests:type_name -> loom.v1.SubmitRequest
+	63,  // 36: loom.v1.SubmitJobsCommand.limits:type_name -> loom.v1.SubmitLimits
+	18,  // 37: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
+	13,  // 38: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
+	67,  // 39: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
+	68,  // 40: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
+	69,  // 41: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
+	33,  // 42: loom.v1.CreateStepCommand.request:type_name -> loom.v1.CreateStepRequest
+	35,  // 43: loom.v1.CancelStepsCommand.request:type_name -> loom.v1.CancelStepsRequest
+	37,  // 44: loom.v1.CompleteAllocationCommand.request:type_name -> loom.v1.CompleteAllocationRequest
+	50,  // 45: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
+	9,   // 46: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
+	1,   // 47: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
+	52,  // 48: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
+	81,  // 49: loom.v1.ClusterConfig.scheduler:type_name -> loom.v1.SchedulerSettings
+	83,  // 50: loom.v1.ClusterConfig.qos:type_name -> loom.v1.QOSConfig
+	84,  // 51: loom.v1.ClusterConfig.partitions:type_name -> loom.v1.PartitionConfig
+	85,  // 52: loom.v1.ClusterConfig.switches:type_name -> loom.v1.SwitchConfig
+	110, // 53: loom.v1.SchedulerSettings.account_shares:type_name -> loom.v1.SchedulerSettings.AccountSharesEntry
+	82,  // 54: loom.v1.SchedulerSettings.las:type_name -> loom.v1.LASSettings
+	80,  // 55: loom.v1.GetConfigResponse.config:type_name -> loom.v1.ClusterConfig
+	80,  // 56: loom.v1.ReloadConfigResponse.config:type_name -> loom.v1.ClusterConfig
+	30,  // 57: loom.v1.UpdateJobCommand.request:type_name -> loom.v1.UpdateJobRequest
+	80,  // 58: loom.v1.SetConfigCommand.config:type_name -> loom.v1.ClusterConfig
+	14,  // 59: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
+	9,   // 60: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
+	52,  // 61: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
+	80,  // 62: loom.v1.StateSnapshot.config:type_name -> loom.v1.ClusterConfig
+	93,  // 63: loom.v1.StateSnapshot.reservations:type_name -> loom.v1.Reservation
+	5,   // 64: loom.v1.ReservationCommand.op:type_name -> loom.v1.ReservationOp
+	93,  // 65: loom.v1.ReservationCommand.reservation:type_name -> loom.v1.Reservation
+	93,  // 66: loom.v1.CreateReservationRequest.reservation:type_name -> loom.v1.Reservation
+	93,  // 67: loom.v1.CreateReservationResponse.reservation:type_name -> loom.v1.Reservation
+	93,  // 68: loom.v1.UpdateReservationResponse.reservation:type_name -> loom.v1.Reservation
+	93,  // 69: loom.v1.ListReservationsResponse.reservations:type_name -> loom.v1.Reservation
+	103, // 70: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
+	104, // 71: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
+	16,  // 72: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
+	18,  // 73: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
+	20,  // 74: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
+	22,  // 75: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
+	24,  // 76: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
+	26,  // 77: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
+	28,  // 78: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
+	33,  // 79: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
+	35,  // 80: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
+	37,  // 81: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
+	30,  // 82: loom.v1.JobService.UpdateJob:input_type -> loom.v1.UpdateJobRequest
+	16,  // 83: loom.v1.JobService.TestSubmit:input_type -> loom.v1.SubmitRequest
+	39,  // 84: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
+	42,  // 85: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
+	43,  // 86: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
+	43,  // 87: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
+	45,  // 88: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
+	47,  // 89: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
+	50,  // 90: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
+	53,  // 91: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
+	55,  // 92: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
+	57,  // 93: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
+	59,  // 94: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
+	105, // 95: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
+	106, // 96: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
+	86,  // 97: loom.v1.Operator.GetConfig:input_type -> loom.v1.GetConfigRequest
+	88,  // 98: loom.v1.Operator.ReloadConfig:input_type -> loom.v1.ReloadConfigRequest
+	61,  // 99: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
+	95,  // 100: loom.v1.ReservationService.CreateReservation:input_type -> loom.v1.CreateReservationRequest
+	97,  // 101: loom.v1.ReservationService.UpdateReservation:input_type -> loom.v1.UpdateReservationRequest
+	99,  // 102: loom.v1.ReservationService.DeleteReservation:input_type -> loom.v1.DeleteReservationRequest
+	101, // 103: loom.v1.ReservationService.ListReservations:input_type -> loom.v1.ListReservationsRequest
+	17,  // 104: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
+	19,  // 105: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
+	21,  // 106: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
+	23,  // 107: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
+	25,  // 108: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
+	27,  // 109: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
+	29,  // 110: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
+	34,  // 111: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
+	36,  // 112: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
+	38,  // 113: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
+	31,  // 114: loom.v1.JobService.UpdateJob:output_type -> loom.v1.UpdateJobResponse
+	32,  // 115: loom.v1.JobService.TestSubmit:output_type -> loom.v1.TestSubmitResponse
+	41,  // 116: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
+	40,  // 117: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
+	44,  // 118: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
+	44,  // 119: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
+	46,  // 120: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
+	48,  // 121: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
+	51,  // 122: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
+	54,  // 123: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
+	56,  // 124: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
+	58,  // 125: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
+	60,  // 126: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
+	106, // 127: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
+	107, // 128: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
+	87,  // 129: loom.v1.Operator.GetConfig:output_type -> loom.v1.GetConfigResponse
+	89,  // 130: loom.v1.Operator.ReloadConfig:output_type -> loom.v1.ReloadConfigResponse
+	29,  // 131: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
+	96,  // 132: loom.v1.ReservationService.CreateReservation:output_type -> loom.v1.CreateReservationResponse
+	98,  // 133: loom.v1.ReservationService.UpdateReservation:output_type -> loom.v1.UpdateReservationResponse
+	100, // 134: loom.v1.ReservationService.DeleteReservation:output_type -> loom.v1.DeleteReservationResponse
+	102, // 135: loom.v1.ReservationService.ListReservations:output_type -> loom.v1.ListReservationsResponse
+	104, // [104:136] is the sub-list for method output_type
+	72,  // [72:104] is the sub-list for method input_type
+	72,  // [72:72] is the sub-list for extension type_name
+	72,  // [72:72] is the sub-list for extension extendee
+	0,   // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_api_loom_proto_init() }
@@ -8219,15 +9041,16 @@ func file_api_loom_proto_init() {
 	file_api_loom_proto_msgTypes[24].OneofWrappers = []any{}
 	file_api_loom_proto_msgTypes[44].OneofWrappers = []any{}
 	file_api_loom_proto_msgTypes[55].OneofWrappers = []any{}
+	file_api_loom_proto_msgTypes[91].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_loom_proto_rawDesc), len(file_api_loom_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   95,
+			NumEnums:      6,
+			NumMessages:   105,
 			NumExtensions: 0,
-			NumServices:   5,
+			NumServices:   6,
 		},
 		GoTypes:           file_api_loom_proto_goTypes,
 		DependencyIndexes: file_api_loom_proto_depIdxs,

@@ -10,6 +10,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/scheduler"
 )
@@ -32,6 +35,9 @@ var reasonText = map[string]string{
 	scheduler.ReasonArrayTaskLimit:           "its array already runs as many tasks as its %N limit allows",
 	scheduler.ReasonHeld:                     "it is held; scontrol release it",
 	scheduler.ReasonPartition:                "its partition cannot hold the job as asked",
+	scheduler.ReasonReservation:              "its --reservation has not started yet",
+	scheduler.ReasonReservationDeleted:       "its --reservation was deleted or has ended; cancel the job",
+	scheduler.ReasonReservationAccess:        "its --reservation no longer lists its user or account",
 	"Requeued":                               "it was requeued after a failure and waits for its old ranks to stop or for resources",
 	"Preempted":                              "it was preempted by a higher-QoS job and waits to run again",
 	"None":                                   "the scheduler has not looked at it yet",
@@ -39,8 +45,9 @@ var reasonText = map[string]string{
 
 // clusterState is what priority and why read from the servers.
 type clusterState struct {
-	nodes []*api.Node
-	jobs  []*api.Job
+	nodes        []*api.Node
+	jobs         []*api.Job
+	reservations []*api.Reservation
 }
 
 // readCluster lists every node and job through c.
@@ -54,6 +61,10 @@ func readCluster(ctx context.Context, c *client) (*clusterState, error) {
 		return nil, fmt.Errorf("list jobs: %s", errorMessage(err))
 	}
 	st := &clusterState{jobs: jr.Jobs}
+	// A server without advance reservations (an older one) has none.
+	if st.reservations, err = listReservations(ctx, c, ""); err != nil && status.Code(err) != codes.Unimplemented {
+		return nil, fmt.Errorf("list reservations: %s", errorMessage(err))
+	}
 	for _, ni := range nr.Nodes {
 		st.nodes = append(st.nodes, ni.Node)
 	}
@@ -74,7 +85,7 @@ func readClusterFrom(ctx context.Context, e *env) (*clusterState, error) {
 // view builds the scheduler's view as the leader would at now.
 func (st *clusterState) view(now time.Time, cfg scheduler.Config) *scheduler.View {
 	byID := map[uint64]*api.Job{}
-	v := &scheduler.View{Nodes: st.nodes, Lookup: func(id uint64) *api.Job { return byID[id] }}
+	v := &scheduler.View{Nodes: st.nodes, Lookup: func(id uint64) *api.Job { return byID[id] }, Reservations: st.reservations}
 	l := &scheduler.Ledger{HalfLife: cfg.Priority.FairShareHalfLife}
 	for _, j := range st.jobs {
 		byID[j.Id] = j

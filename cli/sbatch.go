@@ -50,6 +50,7 @@ var sbatchEnvOptions = []struct{ env, long string }{
 	{"SBATCH_PARTITION", "partition"},
 	{"SBATCH_QOS", "qos"},
 	{"SBATCH_REQUEUE", "requeue"},
+	{"SBATCH_RESERVATION", "reservation"},
 	{"SBATCH_TIMELIMIT", "time"},
 }
 

@@ -90,6 +90,13 @@ func sbatchOptions(o *sbatchOpts) []*option {
 			s.CpuBind = b.String()
 			return nil
 		}},
+		{long: "reservation", arg: requiredArg, meta: "NAME", help: "run in this advance reservation: on its nodes, in its window (scontrol show reservation)", set: func(v string) error {
+			if v == "" || strings.ContainsAny(v, " \t,") {
+				return fmt.Errorf("%q: give one reservation name", v)
+			}
+			s.Reservation = v
+			return nil
+		}},
 		{long: "comment", arg: requiredArg, meta: "TEXT", help: "a comment kept with the job (scontrol show job)", set: func(v string) error {
 			if len(v) > maxCommentBytes {
 				return fmt.Errorf("%d bytes is over the %d byte limit", len(v), maxCommentBytes)
@@ -294,7 +301,6 @@ func sbatchOptions(o *sbatchOpts) []*option {
 		{"overcommit", 'O', noArg, "Loom gives every task its CPUs"},
 		{"oversubscribe", 's', noArg, "Loom does not oversubscribe CPUs or GPUs"},
 		{"spread-job", 0, noArg, "Loom places on the fewest nodes"},
-		{"reservation", 0, requiredArg, "Loom has no advance reservations"},
 		{"licenses", 'L', requiredArg, "Loom does not schedule licenses"},
 		{"prefer", 0, requiredArg, "Loom has no soft constraints: give --constraint"},
 		{"tres-per-task", 0, requiredArg, "not supported yet: give --cpus-per-task and --gpus-per-task"},

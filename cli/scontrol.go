@@ -22,6 +22,11 @@ Commands:
   show node [NODENAME]                  a node's details (all nodes without NODENAME)
   show step [JOBID[.STEPID]]            job steps (those of every active job without one)
   show hostnames [HOSTLIST]             one host name per line ($SLURM_JOB_NODELIST by default)
+  show reservation [NAME]               advance reservations (docs/reservations.md)
+  create reservation ReservationName=NAME StartTime=now|TIME Duration=TIME|EndTime=TIME
+         Nodes=HOSTLIST|NodeCnt=N [PartitionName=P] Users=U,...|Accounts=A,... [Flags=MAINT,IGNORE_JOBS,OVERLAP]
+  update ReservationName=NAME [EndTime=|Duration=|StartTime=|Users[+-]=|Accounts[+-]=|Nodes=|Flags=]
+  delete ReservationName=NAME
   update nodename=HOSTLIST state=drain reason="why"
   update nodename=HOSTLIST state=resume
   update jobid=ID[,ID...] [TimeLimit=TIME] [Partition=P] [QOS=Q] [NumNodes=N[-M]] [Name=N] [Comment=C]
@@ -81,8 +86,20 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 			return withClient(e, func(c *client) int { return showNodes(ctx, e, c, rest, o) })
 		case "step", "steps":
 			return withClient(e, func(c *client) int { return showSteps(ctx, e, c, rest, o) })
+		case "reservation", "reservations", "res", "reservationname":
+			return withClient(e, func(c *client) int { return showReservations(ctx, e, c, rest, o) })
 		}
 		return e.fail(&usageError{fmt.Sprintf("show: cannot show %q: Loom shows job, node, step and hostnames", pos[1])})
+	case (cmd == "create" || cmd == "update" || cmd == "delete") && isReservationCommand(pos[1:]):
+		return withClient(e, func(c *client) int {
+			switch cmd {
+			case "create":
+				return createReservation(ctx, e, c, pos[1:])
+			case "update":
+				return updateReservation(ctx, e, c, pos[1:])
+			}
+			return deleteReservation(ctx, e, c, pos[1:])
+		})
 	case cmd == "update" && isJobUpdate(pos[1:]):
 		return withClient(e, func(c *client) int { return updateJobs(ctx, e, c, pos[1:]) })
 	case cmd == "update":
@@ -210,6 +227,9 @@ func jobRecord(j *api.Job, e *env) *keyValues {
 	}
 	kv.line("StartTime", slurmTimestamp(start, e.loc), "EndTime", slurmTimestamp(j.GetEndUnixMs(), e.loc))
 	kv.line("Partition", s.PartitionOf(), "AllocNode:Sid", j.GetSubmitHost()+":0")
+	if s.GetReservation() != "" {
+		kv.line("Reservation", s.GetReservation())
+	}
 	nodes := "(null)"
 	batchHost := "(null)"
 	if len(a.GetNodes()) > 0 {

@@ -22,6 +22,7 @@ type sinfoOpts struct {
 	long         bool
 	reasons      bool
 	summarize    bool
+	reservations bool // -T
 	json         bool
 	noHeader     bool
 	partitions   []string
@@ -38,6 +39,7 @@ func runSinfo(ctx context.Context, e *env, args []string) int {
 		{long: "long", short: 'l', arg: noArg, help: "more columns, GPUs (GRES) among them", set: setBool(&o.long, true)},
 		{long: "list-reasons", short: 'R', arg: noArg, help: "why nodes are drained or down", set: setBool(&o.reasons, true)},
 		{long: "summarize", short: 's', arg: noArg, help: "node counts per partition: allocated/idle/other/total", set: setBool(&o.summarize, true)},
+		{long: "reservation", short: 'T', arg: noArg, help: "the advance reservations: name, state, start, end, duration, nodes", set: setBool(&o.reservations, true)},
 		{long: "partition", short: 'p', arg: requiredArg, meta: "NAME[,NAME...]", help: "only these partitions", set: appendList(&o.partitions)},
 		{long: "states", short: 't', arg: requiredArg, meta: "STATE[,STATE...]", help: "only nodes in these states (idle, mix, alloc, drain, down)", set: appendList(&o.states)},
 		{long: "nodes", short: 'n', arg: requiredArg, meta: "HOSTLIST", help: "only these nodes, such as gpu[01-04]", set: func(v string) error {
@@ -61,6 +63,9 @@ func runSinfo(ctx context.Context, e *env, args []string) int {
 	}
 	if len(pos) > 0 {
 		return e.fail(&usageError{fmt.Sprintf("unexpected argument %q", pos[0])})
+	}
+	if o.reservations {
+		return sinfoReservations(ctx, e, o.noHeader)
 	}
 	var pieces []sinfoPiece
 	if o.format != "" {

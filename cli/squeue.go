@@ -261,6 +261,7 @@ var squeueFields = map[byte]*squeueField{
 	}},
 	'a': {"ACCOUNT", func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetSpec().GetAccount() }},
 	'q': {"QOS", func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetSpec().GetQos() }},
+	'v': {"RESERVATION", func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetSpec().GetReservation() }},
 	't': {"ST", func(j *api.Job, _ time.Time, _ *time.Location) string { return j.GetState().Code() }},
 	'T': {"STATE", func(j *api.Job, _ time.Time, _ *time.Location) string { return stateName(j.GetState()) }},
 	'M': {"TIME", func(j *api.Job, now time.Time, _ *time.Location) string {

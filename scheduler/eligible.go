@@ -18,6 +18,9 @@ func (c *cycle) ineligible(j *api.Job) (string, int64) {
 	if b := s.GetBeginUnixMs(); b > c.now.UnixMilli() {
 		return ReasonBeginTime, b
 	}
+	if r, at := c.reservationWait(j); r != "" {
+		return r, at
+	}
 	if d := s.GetDependency(); d != "" {
 		switch c.dependency(j, d) {
 		case depWait:

@@ -105,6 +105,7 @@ type cycle struct {
 	// constraints holds each --constraint parsed once a cycle: an array's
 	// tasks share one.
 	constraints map[string]*api.Constraint
+	resv        resvState // advance reservations (reservations.go)
 }
 
 type leafInfo struct {
@@ -426,6 +427,7 @@ func (c *cycle) request(j *api.Job) *request {
 		}
 		onlyKey = strings.Join(slices.Sorted(maps.Keys(r.only)), ",")
 	}
+	excludeKey, onlyKey = c.confine(r, excludeKey, onlyKey)
 	if s.Switches > 0 {
 		waited := c.now.Sub(time.UnixMilli(j.SubmitUnixMs))
 		if s.SwitchesWaitS <= 0 || waited < time.Duration(s.SwitchesWaitS)*time.Second {

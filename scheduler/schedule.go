@@ -130,6 +130,9 @@ type View struct {
 	// Lookup finds any job by id, finished ones included, for
 	// dependencies; nil means only Jobs are known.
 	Lookup func(id uint64) *api.Job
+	// Reservations are the advance reservations (scontrol create
+	// reservation); see reservations.go.
+	Reservations []*api.Reservation
 	// AccountUsage is each account's decayed GPU-seconds from jobs that
 	// have ended (see Ledger); running jobs' usage Schedule adds itself.
 	AccountUsage map[string]float64
@@ -165,6 +168,7 @@ func (p *Plan) Empty() bool {
 // is the only way a job starts; and says why every other job waits.
 func Schedule(v *View, now time.Time, cfg Config) *Plan {
 	c := newCycle(v, now, &cfg)
+	c.setupReservations()
 	return c.run()
 }
 
@@ -240,7 +244,7 @@ func (c *cycle) run() *Plan {
 			pj.reason = ReasonReserved
 		}
 		blocked = true
-		if len(c.reservations) >= depth || why == failTopology {
+		if c.gangReservations() >= depth || why == failTopology {
 			c.setReason(plan, pj)
 			continue
 		}

@@ -87,6 +87,11 @@ var methodAccess = map[string]access{
 	api.Operator_SnapshotRestore_FullMethodName: accessOperator,
 	api.Operator_GetConfig_FullMethodName:       accessUser,
 	api.Operator_ReloadConfig_FullMethodName:    accessOperator,
+
+	api.ReservationService_CreateReservation_FullMethodName: accessOperator,
+	api.ReservationService_UpdateReservation_FullMethodName: accessOperator,
+	api.ReservationService_DeleteReservation_FullMethodName: accessOperator,
+	api.ReservationService_ListReservations_FullMethodName:  accessUser,
 }
 
 // newAuthenticator makes the Authenticator that proves users. Every

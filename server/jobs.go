@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"slices"
+	"time"
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/state"
@@ -45,6 +46,9 @@ func (js *jobService) Submit(ctx context.Context, req *api.SubmitRequest) (*api.
 	}
 	if len(nodes) == 0 {
 		return nil, toStatus(fmt.Errorf("%w: start an agent (loom agent) before submitting", errNoNodes))
+	}
+	if err := checkReservation(snap, req, time.Now()); err != nil {
+		return nil, err
 	}
 	if err := s.feasible.check(snap, nodes, req.Spec); err != nil {
 		return nil, toStatus(fmt.Errorf("%w: %v", errInfeasible, err))

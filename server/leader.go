@@ -152,6 +152,7 @@ func (s *Server) scheduleOnce(ctx context.Context, snap *state.View, fs *fairSha
 	for j := range snap.ActiveJobs() {
 		view.Jobs = append(view.Jobs, j)
 	}
+	view.Reservations = s.expireReservations(ctx, snap, start)
 	plan := scheduler.Schedule(view, start, s.cfg.Scheduler)
 	s.metrics.observeCycle(time.Since(start))
 	if plan.Empty() {

@@ -326,6 +326,7 @@ func (s *Server) registerServices(g *grpc.Server) {
 	api.RegisterNodeServiceServer(g, &nodeService{s: s})
 	api.RegisterAgentServiceServer(g, &agentService{s: s})
 	api.RegisterOperatorServer(g, &operatorService{s: s})
+	api.RegisterReservationServiceServer(g, &reservationService{s: s})
 }
 
 func (s *Server) goFunc(f func()) {

@@ -30,6 +30,7 @@ const (
 	CmdCompleteAllocation CommandType = 13
 	CmdExpireJobs         CommandType = 14
 	CmdSetConfig          CommandType = 15
+	CmdReservation        CommandType = 16
 	CmdUpdateJob          CommandType = 17
 )
 
@@ -84,6 +85,7 @@ var commands = map[CommandType]command{
 	CmdCompleteAllocation: {"CompleteAllocation", func() proto.Message { return &api.CompleteAllocationCommand{} }, applyCompleteAllocation},
 	CmdExpireJobs:         {"ExpireJobs", func() proto.Message { return &api.ExpireJobsCommand{} }, applyExpireJobs},
 	CmdSetConfig:          {"SetConfig", func() proto.Message { return &api.SetConfigCommand{} }, applySetConfig},
+	CmdReservation:        {"Reservation", func() proto.Message { return &api.ReservationCommand{} }, applyReservation},
 	CmdUpdateJob:          {"UpdateJob", func() proto.Message { return &api.UpdateJobCommand{} }, applyUpdateJob},
 }
 
@@ -188,6 +190,9 @@ func (f *FSM) Restore(r io.Reader) error {
 	}
 	for _, sv := range ss.Servers {
 		t.servers.Insert([]byte(sv.Id), sv)
+	}
+	for _, r := range ss.Reservations {
+		t.resv.Insert([]byte(r.Name), r)
 	}
 	var arraySpec *api.JobSpec
 	var arrayID uint64

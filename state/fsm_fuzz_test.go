@@ -70,6 +70,10 @@ func FuzzApplyEntry(f *testing.F) {
 	seed(CmdCompleteAllocation, &api.CompleteAllocationCommand{NowUnixMs: 3000, Request: &api.CompleteAllocationRequest{JobId: 1, ExitCode: 1}})
 	seed(CmdUpdateJob, &api.UpdateJobCommand{NowUnixMs: 3000, Uid: 1000, Request: &api.UpdateJobRequest{JobId: 2, TimeLimitS: proto.Int64(60), Name: proto.String("u")}})
 	seed(CmdUpdateJob, &api.UpdateJobCommand{NowUnixMs: 3000})
+	seed(CmdReservation, &api.ReservationCommand{Op: api.ReservationOp_RESERVATION_CREATE, NowUnixMs: 3000, Reservation: &api.Reservation{
+		Name: "r", StartUnixMs: 4000, EndUnixMs: 9000, Nodes: []string{"n1"}, Users: []string{"alice"}, Flags: []string{"IGNORE_JOBS"}}})
+	seed(CmdReservation, &api.ReservationCommand{Op: api.ReservationOp_RESERVATION_CREATE, NowUnixMs: 3000, Reservation: &api.Reservation{
+		Name: "c", StartUnixMs: 4000, EndUnixMs: 9000, NodeCount: 1, Accounts: []string{"p"}}})
 	f.Add([]byte{})
 	f.Add([]byte{byte(CmdSubmitJob), 0xff})
 	f.Add([]byte{0x80 | 42, 1, 2, 3})

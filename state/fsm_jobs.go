@@ -216,6 +216,10 @@ func applyPlan(t *txn, m proto.Message) *Result {
 			res.Rejected++
 			continue
 		}
+		if err := t.checkReservations(j, p.Allocation, c.NowUnixMs); err != nil {
+			res.Rejected++
+			continue
+		}
 		usage.AddAllocation(p.Allocation)
 		j = cloneJob(j)
 		a := proto.Clone(p.Allocation).(*api.Allocation)

@@ -153,6 +153,11 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	}
 	f.Apply(CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{{JobId: 2, Allocation: oneRankAlloc("n1", "GPU-n1-0", 29500)}}})
 	f.Apply(CmdCancelJobs, &api.CancelJobsCommand{Request: &api.CancelRequest{JobIds: []uint64{3}}})
+	if res := f.Apply(CmdReservation, &api.ReservationCommand{Op: api.ReservationOp_RESERVATION_CREATE, NowUnixMs: 1000,
+		Reservation: &api.Reservation{Name: "maint", StartUnixMs: 5000, EndUnixMs: 9000, Nodes: []string{"n1"}, Users: []string{"alice"},
+			Flags: []string{api.ReservationIgnoreJobs}}}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
 	before, err := f.Store.View().Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -164,6 +169,9 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	after, _ := g.Store.View().Marshal()
 	if !bytes.Equal(before, after) {
 		t.Fatal("restored state differs from the snapshot")
+	}
+	if r := g.Store.View().Reservation("maint"); r == nil || r.EndUnixMs != 9000 {
+		t.Fatalf("restored Reservation(maint) = %v, want the one created", r)
 	}
 	g.index = f.index
 	if id := submit(g, "t4", &api.JobSpec{Script: "x"}).JobID; id != 5 {
@@ -474,6 +482,7 @@ func TestMalformedCommandIsRefused(t *testing.T) {
 		{"step without spec", CmdCreateStep, &api.CreateStepCommand{Request: &api.CreateStepRequest{JobId: 1}}},
 		{"step cancel without request", CmdCancelSteps, &api.CancelStepsCommand{}},
 		{"allocation end without request", CmdCompleteAllocation, &api.CompleteAllocationCommand{}},
+		{"reservation command without reservation", CmdReservation, &api.ReservationCommand{Op: api.ReservationOp_RESERVATION_CREATE}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

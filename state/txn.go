@@ -23,6 +23,7 @@ type txn struct {
 
 	unfinished *iradix.Txn[uint32]
 	config     *api.ClusterConfig
+	resv       *iradix.Txn[*api.Reservation]
 	numJobs    int // jobs in the live state, as the jobs tree will hold
 	// expired collects the jobs this entry moved out of the live state,
 	// for the FSM to hand to the accounting archive.
@@ -45,6 +46,7 @@ func (v *View) txn(index uint64) *txn {
 
 		unfinished: v.unfinished.Txn(),
 		config:     v.config,
+		resv:       v.reservations.Txn(),
 		numJobs:    v.jobs.Len(),
 	}
 }
@@ -64,6 +66,8 @@ func (t *txn) commit() *View {
 
 		unfinished: t.unfinished.Commit(),
 		config:     t.config,
+
+		reservations: t.resv.Commit(),
 	}
 }
 

@@ -35,6 +35,8 @@ type View struct {
 	// config is the cluster configuration last set (SetConfigCommand);
 	// nil until a leader first proposes one. Never modified in place.
 	config *api.ClusterConfig
+	// reservations are the advance reservations by name.
+	reservations *iradix.Tree[*api.Reservation]
 }
 
 func emptyView() *View {
@@ -49,7 +51,8 @@ func emptyView() *View {
 		tokens:     iradix.New[uint64](),
 		servers:    iradix.New[*api.ServerInfo](),
 
-		unfinished: iradix.New[uint32](),
+		unfinished:   iradix.New[uint32](),
+		reservations: iradix.New[*api.Reservation](),
 	}
 }
 
@@ -223,6 +226,9 @@ func (v *View) Marshal() ([]byte, error) {
 	}
 	for sv := range v.Servers() {
 		ss.Servers = append(ss.Servers, sv)
+	}
+	for r := range v.Reservations() {
+		ss.Reservations = append(ss.Reservations, r)
 	}
 	return proto.MarshalOptions{Deterministic: true}.Marshal(ss)
 }
