@@ -71,8 +71,8 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 		{"wrong type", "[agent]\nport = \"nine\"\n", `:2: [agent] port:`},
 		{"table value", "[agent]\nport = { a = 1 }\n", `:2: [agent] port: a map[string]interface {} cannot set a flag`},
 		{"syntax", "[agent]\nport = = 3\n", `:2: `},
-		{"outside a table", "servers = \"a:1\"\n[agent]\n", `:1: "servers": settings belong in a [server], [agent], [scheduler] or [cli] table`},
-		{"unknown table", "[agnet]\nport = 3\n", `:1: "agnet": settings belong in a [server], [agent], [scheduler] or [cli] table`},
+		{"outside a table", "servers = \"a:1\"\n[agent]\n", `:1: "servers": settings belong in a [server], [agent], [scheduler], [cli], [[qos]], [[partition]] or [topology] table`},
+		{"unknown table", "[agnet]\nport = 3\n", `:1: "agnet": settings belong in a [server], [agent], [scheduler], [cli], [[qos]], [[partition]] or [topology] table`},
 	} {
 		path := writeConfig(t, c.text)
 		fs, _, _, _, _, _ := testFlags()
