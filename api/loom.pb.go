@@ -6473,10 +6473,13 @@ func (*ReloadConfigRequest) Descriptor() ([]byte, []int) {
 }
 
 type ReloadConfigResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Config        *ClusterConfig         `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`    // what is now in force
-	Changed       bool                   `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"` // false: the file held what was in force already
-	Index         uint64                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`     // the Raft index of the change (or of the read)
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Config  *ClusterConfig         `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`    // what is now in force
+	Changed bool                   `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"` // false: the file held what was in force already
+	Index   uint64                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`     // the Raft index of the change (or of the read)
+	// changes say what changed, one setting a line ("DefaultTime: UNLIMITED
+	// -> 1:00:00"), as the leader logs them.
+	Changes       []string `protobuf:"bytes,4,rep,name=changes,proto3" json:"changes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6530,6 +6533,13 @@ func (x *ReloadConfigResponse) GetIndex() uint64 {
 		return x.Index
 	}
 	return 0
+}
+
+func (x *ReloadConfigResponse) GetChanges() []string {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
 }
 
 // SetConfigCommand replaces the cluster configuration.
@@ -7524,11 +7534,12 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x11GetConfigResponse\x12.\n" +
 	"\x06config\x18\x01 \x01(\v2\x16.loom.v1.ClusterConfigR\x06config\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"\x15\n" +
-	"\x13ReloadConfigRequest\"v\n" +
+	"\x13ReloadConfigRequest\"\x90\x01\n" +
 	"\x14ReloadConfigResponse\x12.\n" +
 	"\x06config\x18\x01 \x01(\v2\x16.loom.v1.ClusterConfigR\x06config\x12\x18\n" +
 	"\achanged\x18\x02 \x01(\bR\achanged\x12\x14\n" +
-	"\x05index\x18\x03 \x01(\x04R\x05index\"b\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x18\n" +
+	"\achanges\x18\x04 \x03(\tR\achanges\"b\n" +
 	"\x10SetConfigCommand\x12.\n" +
 	"\x06config\x18\x01 \x01(\v2\x16.loom.v1.ClusterConfigR\x06config\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"\xeb\x01\n" +

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/clusterconf"
 	"github.com/loomhpc/loom/scheduler"
 )
 
@@ -41,6 +42,9 @@ var reasonText = map[string]string{
 type clusterState struct {
 	nodes []*api.Node
 	jobs  []*api.Job
+	// cfg is the scheduler's configuration as the servers hold it
+	// (GetConfig); the zero Config, the defaults, when none was set.
+	cfg scheduler.Config
 }
 
 // readCluster lists every node and job through c.
@@ -54,6 +58,13 @@ func readCluster(ctx context.Context, c *client) (*clusterState, error) {
 		return nil, fmt.Errorf("list jobs: %s", errorMessage(err))
 	}
 	st := &clusterState{jobs: jr.Jobs}
+	cc, err := getConfig(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("read the cluster configuration: %s", errorMessage(err))
+	}
+	if cc != nil {
+		st.cfg = clusterconf.ToScheduler(cc)
+	}
 	for _, ni := range nr.Nodes {
 		st.nodes = append(st.nodes, ni.Node)
 	}
@@ -105,7 +116,7 @@ func runPriority(ctx context.Context, e *env, args []string) int {
 	fs := flag.NewFlagSet("loom priority", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: loom priority [JOBID...]\n\nPrints each pending job's multifactor priority and its weighted factors\n(as sprio does), computed with the default weights.")
+		fmt.Fprintln(stderr, "usage: loom priority [JOBID...]\n\nPrints each pending job's multifactor priority and its weighted factors\n(as sprio does), computed with the weights and QoS the servers hold\n(scontrol show config).")
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -121,7 +132,7 @@ func runPriority(ctx context.Context, e *env, args []string) int {
 		return 1
 	}
 	now := time.Now()
-	return writePriorities(stdout, scheduler.Priorities(st.view(now, scheduler.Config{}), now, scheduler.Config{}), want)
+	return writePriorities(stdout, scheduler.Priorities(st.view(now, st.cfg), now, st.cfg), want)
 }
 
 func writePriorities(w io.Writer, fs []scheduler.Factors, want map[uint64]bool) int {
@@ -199,7 +210,7 @@ func explainWhy(w io.Writer, st *clusterState, id uint64, now time.Time) error {
 		fmt.Fprintf(w, "expected start: %s (in %s), if running jobs end at their time limits.\n",
 			at.Format(time.DateTime), max(at.Sub(now), 0).Round(time.Second))
 	}
-	cfg := scheduler.Config{}
+	cfg := st.cfg
 	v := st.view(now, cfg)
 	plan := scheduler.Schedule(v, now, cfg)
 	for _, r := range plan.Reservations {

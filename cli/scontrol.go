@@ -22,6 +22,7 @@ Commands:
   show node [NODENAME]                  a node's details (all nodes without NODENAME)
   show step [JOBID[.STEPID]]            job steps (those of every active job without one)
   show hostnames [HOSTLIST]             one host name per line ($SLURM_JOB_NODELIST by default)
+  show config                           the scheduling settings in force (loom.toml, replicated)
   update nodename=HOSTLIST state=drain reason="why"
   update nodename=HOSTLIST state=resume
   hold JOBID[,JOBID...]                 keep pending jobs from starting
@@ -79,8 +80,10 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 			return withClient(e, func(c *client) int { return showNodes(ctx, e, c, rest, o) })
 		case "step", "steps":
 			return withClient(e, func(c *client) int { return showSteps(ctx, e, c, rest, o) })
+		case "config":
+			return withClient(e, func(c *client) int { return showConfig(ctx, e, c, o) })
 		}
-		return e.fail(&usageError{fmt.Sprintf("show: cannot show %q: Loom shows job, node, step and hostnames", pos[1])})
+		return e.fail(&usageError{fmt.Sprintf("show: cannot show %q: Loom shows job, node, step, config and hostnames", pos[1])})
 	case cmd == "update":
 		return withClient(e, func(c *client) int { return updateNodes(ctx, e, c, pos[1:]) })
 	case cmd == "hold" || cmd == "release":

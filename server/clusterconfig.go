@@ -76,7 +76,7 @@ func (s *Server) reloadClusterConfig(ctx context.Context, why string) (*api.Relo
 	changes := clusterconf.Diff(cur.Config(), c)
 	s.log.Info("cluster configuration replicated", "why", why, "source", c.Source, "sha256", c.Sha256,
 		"index", res.Index, "changes", strings.Join(changes, "; "))
-	return &api.ReloadConfigResponse{Config: c, Changed: true, Index: res.Index}, nil
+	return &api.ReloadConfigResponse{Config: c, Changed: true, Index: res.Index, Changes: changes}, nil
 }
 
 // ReloadConfig makes the leader read its configuration file again and
