@@ -74,7 +74,8 @@ func ToScheduler(c *api.ClusterConfig) scheduler.Config {
 	if len(c.GetQos()) > 0 {
 		out.QOS = map[string]scheduler.QOS{}
 		for _, q := range c.GetQos() {
-			out.QOS[q.Name] = scheduler.QOS{Priority: q.Priority, Preempt: q.Preempt}
+			out.QOS[q.Name] = scheduler.QOS{Priority: q.Priority, Preempt: q.Preempt,
+				MaxGPUsPerUser: q.MaxGpusPerUser, MaxCPUsPerUser: q.MaxCpusPerUser, MaxJobsPerUser: q.MaxJobsPerUser}
 		}
 	}
 	if len(c.GetSwitches()) > 0 {
