@@ -232,6 +232,12 @@ func configCheckMain(ctx context.Context, args []string, sio loomcmd.Stdio) int 
 		fmt.Fprintln(sio.Err, "loom config check:", err)
 		return 1
 	}
+	// The cluster configuration first: its errors name their line whatever
+	// the daemons' own tables hold.
+	if _, err := clusterconf.Load(path); err != nil {
+		fmt.Fprintln(sio.Err, "loom config check:", err)
+		return 1
+	}
 	checkingConfig = true
 	defer func() { checkingConfig = false }()
 	for _, run := range []loomcmd.RunFunc{runServer, runAgent} {
