@@ -249,3 +249,19 @@ func TestSettingsDefaults(t *testing.T) {
 		}
 	}
 }
+
+// The [scheduler] keys that were only flags before keep their meaning:
+// test/preempt's file, with a negative promote factor, still reads.
+func TestFlagKeysKeepTheirMeaning(t *testing.T) {
+	c, err := Parse("f.toml", "[scheduler]\npolicy = \"las\"\nlas_thresholds = [20]\nlas_min_run = \"1s\"\nlas_promote_factor = -1\n", noFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := ToScheduler(c)
+	if sc.Order != scheduler.OrderLeastAttained || len(sc.LAS.Thresholds) != 1 || sc.LAS.MinRun != time.Second || sc.LAS.PromoteFactor != -1 {
+		t.Errorf("ToScheduler = %+v", sc.LAS)
+	}
+	if err := ApplyOverrides(c, []Override{{"las_promote_factor", "-2"}}); err != nil || ToScheduler(c).LAS.PromoteFactor != -2 {
+		t.Errorf("--scheduler-las-promote-factor=-2: %v, factor %v", err, ToScheduler(c).LAS.PromoteFactor)
+	}
+}

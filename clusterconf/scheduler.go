@@ -129,6 +129,20 @@ var schedulerKeys = map[string]schedulerKey{
 		return err
 	},
 	"las_promote_factor": func(s *api.SchedulerSettings, v any) error {
+		// 0 or below: never promote, as the flag has always allowed.
+		if n, ok := v.(int64); ok && n < 0 {
+			las(s).PromoteFactor = float64(n)
+			return nil
+		}
+		if f, ok := v.(float64); ok && f < 0 {
+			las(s).PromoteFactor = f
+			return nil
+		}
+		if str, ok := v.(string); ok && strings.HasPrefix(strings.TrimSpace(str), "-") {
+			f, err := asFloat(strings.TrimPrefix(strings.TrimSpace(str), "-"))
+			las(s).PromoteFactor = -f
+			return err
+		}
 		f, err := asFloat(v)
 		las(s).PromoteFactor = f
 		return err
