@@ -145,6 +145,9 @@ func runReload(ctx context.Context, e *env, asJSON bool) int {
 	for _, ch := range resp.Changes {
 		fmt.Fprintf(e.stdout, "  %s\n", ch)
 	}
+	if len(resp.Changes) == 0 {
+		fmt.Fprintln(e.stdout, "  (the file changed, but no scheduling setting did)")
+	}
 	return 0
 }
 
