@@ -84,7 +84,7 @@ func (s *Server) reloadClusterConfig(ctx context.Context, why string) (*api.Relo
 // as root on the leader's host would. A file that fails validation is
 // refused with its error, and the configuration in force stays.
 func (s *Server) ReloadConfig(ctx context.Context) (*api.ReloadConfigResponse, error) {
-	ctx = auth.NewContext(ctx, auth.Identity{UID: 0, GID: 0, Local: true})
+	ctx = auth.NewContext(ctx, auth.Identity{UID: 0, GID: 0, Method: auth.MethodLocal, Local: true})
 	return (&operatorService{s: s}).ReloadConfig(ctx, &api.ReloadConfigRequest{})
 }
 

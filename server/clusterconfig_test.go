@@ -148,6 +148,22 @@ func TestClusterConfigReplicatedAndReloaded(t *testing.T) {
 	// Failover: the old leader goes; the new one keeps the configuration
 	// (its file holds the same text again, so it proposes nothing).
 	write(strings.Replace(strings.Replace(configV1, `"1:00:00"`, `"2:00:00"`, 1), "priority = 100", "priority = 500", 1))
+	// What SIGHUP does on a follower: ask the leader, as root on its host.
+	for _, s := range servers {
+		if s.IsLeader() {
+			continue
+		}
+		var resp *api.ReloadConfigResponse
+		harness.WaitFor(t, "a follower's reload to reach the leader", 15*time.Second, func() bool {
+			resp, err = s.ReloadConfig(ctx(t))
+			return status.Code(err) != codes.Unavailable
+		})
+		if err != nil || resp.Changed || resp.Config.GetSha256() != v2.Sha256 {
+			t.Fatalf("%s.ReloadConfig (SIGHUP) = %v, %v; want unchanged", s.cfg.Name, resp, err)
+		}
+		break
+	}
+
 	var rest []*Server
 	for _, s := range servers {
 		if s.IsLeader() {
