@@ -6766,10 +6766,13 @@ func (*ReloadConfigRequest) Descriptor() ([]byte, []int) {
 }
 
 type ReloadConfigResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Config        *ClusterConfig         `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`    // what is now in force
-	Changed       bool                   `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"` // false: the file held what was in force already
-	Index         uint64                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`     // the Raft index of the change (or of the read)
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Config  *ClusterConfig         `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`    // what is now in force
+	Changed bool                   `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"` // false: the file held what was in force already
+	Index   uint64                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`     // the Raft index of the change (or of the read)
+	// changes say what changed, one setting a line ("DefaultTime: UNLIMITED
+	// -> 1:00:00"), as the leader logs them.
+	Changes       []string `protobuf:"bytes,4,rep,name=changes,proto3" json:"changes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6823,6 +6826,13 @@ func (x *ReloadConfigResponse) GetIndex() uint64 {
 		return x.Index
 	}
 	return 0
+}
+
+func (x *ReloadConfigResponse) GetChanges() []string {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
 }
 
 // UpdateJobCommand applies an UpdateJobRequest as uid (0: an operator).
@@ -8570,11 +8580,12 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x11GetConfigResponse\x12.\n" +
 	"\x06config\x18\x01 \x01(\v2\x16.loom.v1.ClusterConfigR\x06config\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"\x15\n" +
-	"\x13ReloadConfigRequest\"v\n" +
+	"\x13ReloadConfigRequest\"\x90\x01\n" +
 	"\x14ReloadConfigResponse\x12.\n" +
 	"\x06config\x18\x01 \x01(\v2\x16.loom.v1.ClusterConfigR\x06config\x12\x18\n" +
 	"\achanged\x18\x02 \x01(\bR\achanged\x12\x14\n" +
-	"\x05index\x18\x03 \x01(\x04R\x05index\"y\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x18\n" +
+	"\achanges\x18\x04 \x03(\tR\achanges\"y\n" +
 	"\x10UpdateJobCommand\x123\n" +
 	"\arequest\x18\x01 \x01(\v2\x19.loom.v1.UpdateJobRequestR\arequest\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\rR\x03uid\x12\x1e\n" +

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/clusterconf"
 	"github.com/loomhpc/loom/scheduler"
 )
 
@@ -38,6 +39,9 @@ var reasonText = map[string]string{
 	scheduler.ReasonReservation:              "its --reservation has not started yet",
 	scheduler.ReasonReservationDeleted:       "its --reservation was deleted or has ended; cancel the job",
 	scheduler.ReasonReservationAccess:        "its --reservation no longer lists its user or account",
+	scheduler.ReasonQOSMaxJobsPerUser:        "its user already runs as many jobs of its QoS as MaxJobsPerUser allows (scontrol show config)",
+	scheduler.ReasonQOSMaxGRESPerUser:        "starting it would take its user's GPUs in its QoS over MaxTRESPerUser (scontrol show config)",
+	scheduler.ReasonQOSMaxCPUPerUser:         "starting it would take its user's CPUs in its QoS over MaxTRESPerUser (scontrol show config)",
 	"Requeued":                               "it was requeued after a failure and waits for its old ranks to stop or for resources",
 	"Preempted":                              "it was preempted by a higher-QoS job and waits to run again",
 	"None":                                   "the scheduler has not looked at it yet",
@@ -48,6 +52,9 @@ type clusterState struct {
 	nodes        []*api.Node
 	jobs         []*api.Job
 	reservations []*api.Reservation
+	// cfg is the scheduler's configuration as the servers hold it
+	// (GetConfig); the zero Config, the defaults, when none was set.
+	cfg scheduler.Config
 }
 
 // readCluster lists every node and job through c.
@@ -64,6 +71,13 @@ func readCluster(ctx context.Context, c *client) (*clusterState, error) {
 	// A server without advance reservations (an older one) has none.
 	if st.reservations, err = listReservations(ctx, c, ""); err != nil && status.Code(err) != codes.Unimplemented {
 		return nil, fmt.Errorf("list reservations: %s", errorMessage(err))
+	}
+	cc, err := getConfig(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("read the cluster configuration: %s", errorMessage(err))
+	}
+	if cc != nil {
+		st.cfg = clusterconf.ToScheduler(cc)
 	}
 	for _, ni := range nr.Nodes {
 		st.nodes = append(st.nodes, ni.Node)
@@ -116,7 +130,7 @@ func runPriority(ctx context.Context, e *env, args []string) int {
 	fs := flag.NewFlagSet("loom priority", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: loom priority [JOBID...]\n\nPrints each pending job's multifactor priority and its weighted factors\n(as sprio does), computed with the default weights.")
+		fmt.Fprintln(stderr, "usage: loom priority [JOBID...]\n\nPrints each pending job's multifactor priority and its weighted factors\n(as sprio does), computed with the weights and QoS the servers hold\n(scontrol show config).")
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -132,7 +146,7 @@ func runPriority(ctx context.Context, e *env, args []string) int {
 		return 1
 	}
 	now := time.Now()
-	return writePriorities(stdout, scheduler.Priorities(st.view(now, scheduler.Config{}), now, scheduler.Config{}), want)
+	return writePriorities(stdout, scheduler.Priorities(st.view(now, st.cfg), now, st.cfg), want)
 }
 
 func writePriorities(w io.Writer, fs []scheduler.Factors, want map[uint64]bool) int {
@@ -210,7 +224,7 @@ func explainWhy(w io.Writer, st *clusterState, id uint64, now time.Time) error {
 		fmt.Fprintf(w, "expected start: %s (in %s), if running jobs end at their time limits.\n",
 			at.Format(time.DateTime), max(at.Sub(now), 0).Round(time.Second))
 	}
-	cfg := scheduler.Config{}
+	cfg := st.cfg
 	v := st.view(now, cfg)
 	plan := scheduler.Schedule(v, now, cfg)
 	for _, r := range plan.Reservations {

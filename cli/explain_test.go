@@ -95,3 +95,34 @@ func TestWhyUnreachable(t *testing.T) {
 		t.Errorf("why against no server: stderr = %q, want it to start %q", te.err.String(), want)
 	}
 }
+
+// loom priority and scontrol show config read the weights the servers
+// hold, not the defaults.
+func TestPriorityAndShowConfigReadTheServersConfig(t *testing.T) {
+	st := testClusterState()
+	f := &fakeServer{jobs: st.jobs, config: &api.ClusterConfig{
+		Source:    "/etc/loom/loom.toml",
+		Scheduler: &api.SchedulerSettings{WeightAge: 123456, DefaultTimeS: 3600},
+		Qos:       []*api.QOSConfig{{Name: "high", Priority: 10}},
+	}}
+	for _, n := range st.nodes {
+		f.nodes = append(f.nodes, &api.NodeInfo{Node: n})
+	}
+	addr := f.start(t)
+	te := newTestEnv("loom priority", addr)
+	if code := runPriority(context.Background(), te.env, nil); code != 0 {
+		t.Fatalf("priority = %d; stderr %q", code, te.err.String())
+	}
+	if !strings.Contains(te.out.String(), "123456") {
+		t.Errorf("priority printed %q, want the age weight 123456 from the servers' config", te.out.String())
+	}
+	te = newTestEnv("scontrol", addr)
+	if code := runScontrol(context.Background(), te.env, []string{"show", "config"}); code != 0 {
+		t.Fatalf("scontrol show config = %d; stderr %q", code, te.err.String())
+	}
+	for _, want := range []string{"PriorityWeightAge       = 123456", "PriorityWeightQOS       = 0", "DefaultTime             = 1:00:00", "SchedulerReserveDepth   = 8", "QOS[high]               = Priority=10"} {
+		if !strings.Contains(te.out.String(), want) {
+			t.Errorf("scontrol show config printed\n%s\nwant a line %q", te.out.String(), want)
+		}
+	}
+}

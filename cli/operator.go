@@ -15,6 +15,7 @@ const operatorUsage = `Usage: loom operator raft list-peers [--json]
        loom operator snapshot save FILE [--json]
        loom operator snapshot inspect FILE [--json]
        loom operator snapshot restore FILE [--json]
+       loom operator reload [--json]
 
 Inspects and changes the control plane's Raft membership. To add a server
 to a running cluster, start it with loom server --join ADDR.
@@ -23,6 +24,12 @@ snapshot save writes a consistent snapshot of the cluster's state, taken
 on the leader, to FILE (mode 0600, written atomically, with a checksum);
 inspect checks a file and describes it; restore replaces the cluster's
 whole state with the file's (see docs/operations.md, Backup and restore).
+
+reload makes the leader read its loom.toml again ([scheduler], [[qos]],
+[[partition]], [topology]) and replicate it to every server; it prints
+what changed, or "unchanged". A file that fails validation is refused
+with its error and nothing changes (docs/configuration.md). SIGHUP to any
+server does the same.
 
 Options:
 `
@@ -45,8 +52,11 @@ func runOperator(ctx context.Context, e *env, args []string) int {
 	if len(pos) > 0 && pos[0] == "snapshot" {
 		return runSnapshot(ctx, e, pos[1:], asJSON)
 	}
+	if len(pos) == 1 && pos[0] == "reload" {
+		return runReload(ctx, e, asJSON)
+	}
 	if len(pos) < 2 || pos[0] != "raft" {
-		return e.fail(&usageError{msg: "expected: raft list-peers | raft remove-peer SERVER_ID | snapshot save|inspect|restore FILE"})
+		return e.fail(&usageError{msg: "expected: raft list-peers | raft remove-peer SERVER_ID | snapshot save|inspect|restore FILE | reload"})
 	}
 	c, err := newClient(e)
 	if err != nil {
@@ -103,4 +113,47 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// runReload is loom operator reload.
+func runReload(ctx context.Context, e *env, asJSON bool) int {
+	c, err := newClient(e)
+	if err != nil {
+		return e.fail(err)
+	}
+	defer c.Close()
+	var resp *api.ReloadConfigResponse
+	err = c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+		var err error
+		resp, err = api.NewOperatorClient(cc).ReloadConfig(ctx, &api.ReloadConfigRequest{})
+		return err
+	})
+	if err != nil {
+		return e.fail(err)
+	}
+	if asJSON {
+		if err := writeJSON(e.stdout, resp); err != nil {
+			return e.fail(err)
+		}
+		return 0
+	}
+	if !resp.Changed {
+		fmt.Fprintf(e.stdout, "unchanged (%s, sha256 %s)\n", orDash(resp.Config.GetSource()), orDash(short(resp.Config.GetSha256())))
+		return 0
+	}
+	fmt.Fprintf(e.stdout, "reloaded %s (sha256 %s) at index %d\n", resp.Config.GetSource(), short(resp.Config.GetSha256()), resp.Index)
+	for _, ch := range resp.Changes {
+		fmt.Fprintf(e.stdout, "  %s\n", ch)
+	}
+	if len(resp.Changes) == 0 {
+		fmt.Fprintln(e.stdout, "  (the file changed, but no scheduling setting did)")
+	}
+	return 0
+}
+
+func short(digest string) string {
+	if len(digest) > 12 {
+		return digest[:12]
+	}
+	return digest
 }

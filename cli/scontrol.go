@@ -27,6 +27,7 @@ Commands:
          Nodes=HOSTLIST|NodeCnt=N [PartitionName=P] Users=U,...|Accounts=A,... [Flags=MAINT,IGNORE_JOBS,OVERLAP]
   update ReservationName=NAME [EndTime=|Duration=|StartTime=|Users[+-]=|Accounts[+-]=|Nodes=|Flags=]
   delete ReservationName=NAME
+  show config                           the scheduling settings in force (loom.toml, replicated)
   update nodename=HOSTLIST state=drain reason="why"
   update nodename=HOSTLIST state=resume
   update jobid=ID[,ID...] [TimeLimit=TIME] [Partition=P] [QOS=Q] [NumNodes=N[-M]] [Name=N] [Comment=C]
@@ -88,8 +89,10 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 			return withClient(e, func(c *client) int { return showSteps(ctx, e, c, rest, o) })
 		case "reservation", "reservations", "res", "reservationname":
 			return withClient(e, func(c *client) int { return showReservations(ctx, e, c, rest, o) })
+		case "config":
+			return withClient(e, func(c *client) int { return showConfig(ctx, e, c, o) })
 		}
-		return e.fail(&usageError{fmt.Sprintf("show: cannot show %q: Loom shows job, node, step and hostnames", pos[1])})
+		return e.fail(&usageError{fmt.Sprintf("show: cannot show %q: Loom shows job, node, step, reservation, config and hostnames", pos[1])})
 	case (cmd == "create" || cmd == "update" || cmd == "delete") && isReservationCommand(pos[1:]):
 		return withClient(e, func(c *client) int {
 			switch cmd {

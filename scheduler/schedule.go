@@ -100,6 +100,10 @@ type QOS struct {
 	Priority uint32
 	// Preempt lists the QoS names this one may preempt.
 	Preempt []string
+	// MaxGPUsPerUser, MaxCPUsPerUser and MaxJobsPerUser bound what one
+	// user's running jobs of this QoS hold (MaxTRESPerUser,
+	// MaxJobsPerUser); 0: no limit. See qoslimits.go.
+	MaxGPUsPerUser, MaxCPUsPerUser, MaxJobsPerUser uint32
 }
 
 func (c *Config) reserveDepth() int {
@@ -202,6 +206,7 @@ func (c *cycle) run() *Plan {
 
 	depth := c.cfg.reserveDepth()
 	blocked := false
+	qosUse := c.qosUsage()
 	for _, pj := range queue {
 		j := pj.job
 		if c.cfg.MaxPlacementsPerCycle > 0 && len(plan.Placements) >= c.cfg.MaxPlacementsPerCycle {
@@ -217,6 +222,11 @@ func (c *cycle) run() *Plan {
 			c.setReason(plan, pj)
 			continue
 		}
+		if r := c.overJobLimit(qosUse, j); r != "" {
+			pj.reason = r
+			c.setReason(plan, pj)
+			continue
+		}
 		req := c.request(j)
 		end := c.endOf(pj.limit)
 		if req.impossible {
@@ -226,7 +236,13 @@ func (c *cycle) run() *Plan {
 		}
 		pl, why := c.tryPlace(req, end, true)
 		if pl != nil {
+			if r := c.overTRESLimit(qosUse, j, req, pl); r != "" {
+				pj.reason = r
+				c.setReason(plan, pj)
+				continue
+			}
 			a := c.take(j, req, pl, end)
+			c.chargeQOS(qosUse, j, a)
 			plan.Placements = append(plan.Placements, &api.Placement{JobId: j.Id, Allocation: a})
 			if j.ArrayJobId != 0 {
 				c.arrayRunning[j.ArrayJobId]++

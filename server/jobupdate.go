@@ -104,13 +104,22 @@ func (js *jobService) TestSubmit(ctx context.Context, req *api.SubmitRequest) (*
 		return nil, toStatus(fmt.Errorf("%w: %v", errInfeasible, err))
 	}
 	now := time.Now()
+	// The trial plans with what the leader's cycle would use: the
+	// replicated configuration and the reservations not yet ended.
+	var sc schedulerConfigCache
+	cfg := sc.at(snap.Config(), s.cfg.Scheduler)
 	view := &scheduler.View{Nodes: nodes, Lookup: snap.Job}
 	fs := fairShareCache{archive: s.acct}
-	view.AccountUsage = fs.at(snap, now, s.cfg.Scheduler.Priority.FairShareHalfLife)
+	view.AccountUsage = fs.at(snap, now, cfg.Priority.FairShareHalfLife)
 	for j := range snap.ActiveJobs() {
 		view.Jobs = append(view.Jobs, j)
 	}
-	return testPlan(view, req, now, s.cfg.Scheduler), nil
+	for r := range snap.Reservations() {
+		if r.EndUnixMs > now.UnixMilli() {
+			view.Reservations = append(view.Reservations, r)
+		}
+	}
+	return testPlan(view, req, now, cfg), nil
 }
 
 // testJobID is the id the job of a TestSubmit has in its trial plan: one

@@ -90,11 +90,13 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 	if err := s.raft.Barrier(ctx); err != nil {
 		s.log.Warn("barrier before scheduling", "err", err)
 	}
+	s.takeOfficeConfig(ctx)
 	store := s.raft.Store()
 	var lastIndex uint64
 	var lastEnd time.Time
 	var lastCycle time.Duration
 	fs := fairShareCache{archive: s.acct}
+	var sc schedulerConfigCache
 	tick := time.NewTicker(s.cfg.SchedulerInterval)
 	defer tick.Stop()
 	for {
@@ -109,7 +111,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 				continue // plan from what arrived meanwhile too
 			}
 			start := time.Now()
-			lastIndex = s.scheduleOnce(ctx, snap, &fs)
+			lastIndex = s.scheduleOnce(ctx, snap, &fs, sc.at(snap.Config(), s.cfg.Scheduler))
 			lastEnd = time.Now()
 			lastCycle = lastEnd.Sub(start)
 			continue
@@ -142,10 +144,10 @@ func cycleDelay(now, lastEnd time.Time, lastCycle time.Duration) time.Duration {
 // scheduleOnce runs one cycle and returns the index it planned from, or
 // the plan's own index when it committed one (so its own commit does not
 // trigger a pointless cycle unless the plan left work undone).
-func (s *Server) scheduleOnce(ctx context.Context, snap *state.View, fs *fairShareCache) uint64 {
+func (s *Server) scheduleOnce(ctx context.Context, snap *state.View, fs *fairShareCache, cfg scheduler.Config) uint64 {
 	start := time.Now()
 	// Schedule derives what allocations hold from the jobs themselves.
-	view := &scheduler.View{Lookup: snap.Job, AccountUsage: fs.at(snap, start, s.cfg.Scheduler.Priority.FairShareHalfLife)}
+	view := &scheduler.View{Lookup: snap.Job, AccountUsage: fs.at(snap, start, cfg.Priority.FairShareHalfLife)}
 	for n := range snap.Nodes() {
 		view.Nodes = append(view.Nodes, n)
 	}
@@ -153,7 +155,7 @@ func (s *Server) scheduleOnce(ctx context.Context, snap *state.View, fs *fairSha
 		view.Jobs = append(view.Jobs, j)
 	}
 	view.Reservations = s.expireReservations(ctx, snap, start)
-	plan := scheduler.Schedule(view, start, s.cfg.Scheduler)
+	plan := scheduler.Schedule(view, start, cfg)
 	s.metrics.observeCycle(time.Since(start))
 	if plan.Empty() {
 		return snap.Index()
@@ -172,7 +174,7 @@ func (s *Server) scheduleOnce(ctx context.Context, snap *state.View, fs *fairSha
 	if res.Placed > 0 {
 		s.log.Info("plan committed", "placed", res.Placed, "rejected", res.Rejected, "index", res.Index)
 	}
-	if res.Rejected > 0 || len(plan.Placements) >= s.cfg.Scheduler.MaxPlacementsPerCycle {
+	if res.Rejected > 0 || len(plan.Placements) >= cfg.MaxPlacementsPerCycle {
 		return 0 // conflicts or a capped plan: go again
 	}
 	return res.Index

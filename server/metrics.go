@@ -1,6 +1,7 @@
 package server
 
 import (
+	"github.com/loomhpc/loom/clusterconf"
 	"strconv"
 	"sync"
 	"time"
@@ -176,6 +177,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 // usage cache, so it is guarded.
 func (m *metrics) collectFairShare(snap *state.View, now time.Time, ch chan<- prometheus.Metric) {
 	cfg := m.s.cfg.Scheduler
+	if c := snap.Config(); c != nil {
+		cfg = clusterconf.ToScheduler(c)
+	}
 	m.sharesMu.Lock()
 	usage := m.shares.at(snap, now, cfg.Priority.FairShareHalfLife)
 	m.sharesMu.Unlock()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/auth"
+	"github.com/loomhpc/loom/clusterconf"
 	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/pki"
 	"github.com/loomhpc/loom/raftnode"
@@ -57,7 +58,16 @@ type Config struct {
 	NodeDownGrace time.Duration
 	Fast          bool   // short Raft timeouts (tests, dev cluster)
 	RaftLogLevel  string // hashicorp/raft's own log level, default warn
-	Scheduler     scheduler.Config
+	// Scheduler is the scheduling configuration in force until a cluster
+	// configuration is replicated (ClusterConfigPath).
+	Scheduler scheduler.Config
+	// ClusterConfigPath is the loom.toml whose [scheduler], [[qos]],
+	// [[partition]] and [topology] tables this server, as leader,
+	// replicates when it takes office and on a reload (package
+	// clusterconf); "" for none. ClusterConfigOverrides are the
+	// --scheduler-* flags given on the command line, which win over it.
+	ClusterConfigPath      string
+	ClusterConfigOverrides []clusterconf.Override
 	// SchedulerInterval is the longest the leader waits between cycles
 	// when nothing changes (time-based rules still need a look).
 	SchedulerInterval time.Duration
@@ -121,6 +131,8 @@ type Server struct {
 	localLis     net.Listener
 	limits       Limits
 	acct         *acct.Store // jobs that have left the live state; nil without a data dir
+	// reloadMu makes reloads of the cluster configuration one at a time.
+	reloadMu sync.Mutex
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -25,9 +25,15 @@ type LimitError struct {
 	Key   string // max_job_count, max_jobs_per_user, max_array_size
 	Value uint32
 	Msg   string // what was over it
+	// Shown, when set, is how the value in force reads (a time limit),
+	// instead of Value.
+	Shown string
 }
 
 func (e *LimitError) Error() string {
+	if e.Shown != "" {
+		return fmt.Sprintf("%s: %s (%s = %s)", e.Slurm, e.Msg, e.Key, e.Shown)
+	}
 	return fmt.Sprintf("%s: %s (%s = %d)", e.Slurm, e.Msg, e.Key, e.Value)
 }
 
@@ -55,6 +61,60 @@ func checkSubmitLimits(t *txn, req *api.SubmitRequest, tasks []uint32, lim *api.
 		if uint64(have)+n > uint64(m) {
 			return &LimitError{Slurm: "MaxSubmitJobs", Key: "max_jobs_per_user", Value: m,
 				Msg: fmt.Sprintf("user %s has %d unfinished jobs and this submit adds %d", req.User, have, n)}
+		}
+	}
+	return checkConfigLimits(t, req, n)
+}
+
+// checkConfigLimits refuses a submit of n jobs over the replicated
+// cluster configuration's limits: the cluster's max_time and the job's
+// QoS's max_wall and max_submit_jobs_per_user. A job that gives no time
+// limit (it takes the default at scheduling) passes the time checks;
+// one that asks for UNLIMITED does not where a limit is set.
+func checkConfigLimits(t *txn, req *api.SubmitRequest, n uint64) error {
+	c := t.config
+	if c == nil {
+		return nil
+	}
+	limit := req.GetSpec().GetTimeLimitS()
+	over := func(max int64) bool { return max > 0 && (limit == api.Unlimited || limit > max) }
+	asked := func() string {
+		if limit == api.Unlimited {
+			return "UNLIMITED"
+		}
+		return api.FormatSlurmDuration(limit)
+	}
+	if m := c.GetScheduler().GetMaxTimeS(); over(m) {
+		return &LimitError{Slurm: "MaxTime", Key: "[scheduler] max_time", Shown: api.FormatSlurmDuration(m),
+			Msg: fmt.Sprintf("--time=%s is above the cluster's maximum time limit", asked())}
+	}
+	name := req.GetSpec().GetQos()
+	var q *api.QOSConfig
+	for _, x := range c.GetQos() {
+		if x.Name == name {
+			q = x
+		}
+	}
+	if q == nil {
+		return nil
+	}
+	if over(q.MaxWallS) {
+		return &LimitError{Slurm: "QOSMaxWallDurationPerJobLimit", Key: fmt.Sprintf("[[qos]] %q max_wall", q.Name), Shown: api.FormatSlurmDuration(q.MaxWallS),
+			Msg: fmt.Sprintf("--time=%s is above QoS %s's MaxWall", asked(), q.Name)}
+	}
+	if m := q.MaxSubmitPerUser; m != 0 {
+		have := uint64(0)
+		prefix := append([]byte(req.User), 0)
+		it := t.userActive.Root().Iterator()
+		it.SeekPrefix(prefix)
+		for _, j, ok := it.Next(); ok; _, j, ok = it.Next() {
+			if !j.State.Terminal() && j.GetSpec().GetQos() == q.Name {
+				have++
+			}
+		}
+		if have+n > uint64(m) {
+			return &LimitError{Slurm: "QOSMaxSubmitJobPerUserLimit", Key: fmt.Sprintf("[[qos]] %q max_submit_jobs_per_user", q.Name), Value: m,
+				Msg: fmt.Sprintf("user %s has %d unfinished jobs in QoS %s and this submit adds %d", req.User, have, q.Name, n)}
 		}
 	}
 	return nil

@@ -212,3 +212,56 @@ func TestExpireJobs(t *testing.T) {
 			g.Store.View().NumJobs(), g.Store.View().NextJobID(), g.Store.View().UnfinishedJobs(1000))
 	}
 }
+
+// The replicated configuration's max_time and QoS limits refuse submits
+// in the FSM, naming the QoS and the limit.
+func TestConfigSubmitLimits(t *testing.T) {
+	cfg := &api.ClusterConfig{
+		Scheduler: &api.SchedulerSettings{MaxTimeS: 86400},
+		Qos:       []*api.QOSConfig{{Name: "short", MaxWallS: 3600, MaxSubmitPerUser: 2}},
+	}
+	lim := &api.SubmitLimits{}
+	tests := []struct {
+		name  string
+		ready int // jobs alice submits first in QoS short
+		spec  *api.JobSpec
+		want  string
+	}{
+		{"no time limit given", 0, &api.JobSpec{Script: "x"}, ""},
+		{"at max_time", 0, &api.JobSpec{Script: "x", TimeLimitS: 86400}, ""},
+		{"over max_time", 0, &api.JobSpec{Script: "x", TimeLimitS: 86401},
+			"MaxTime: --time=1-00:00:01 is above the cluster's maximum time limit ([scheduler] max_time = 1-00:00:00)"},
+		{"UNLIMITED under max_time", 0, &api.JobSpec{Script: "x", TimeLimitS: api.Unlimited}, "MaxTime: --time=UNLIMITED"},
+		{"over the QoS max_wall", 0, &api.JobSpec{Script: "x", Qos: "short", TimeLimitS: 7200},
+			`QOSMaxWallDurationPerJobLimit: --time=2:00:00 is above QoS short's MaxWall ([[qos]] "short" max_wall = 1:00:00)`},
+		{"other QoS: no max_wall", 0, &api.JobSpec{Script: "x", Qos: "long", TimeLimitS: 7200}, ""},
+		{"max_submit at the limit", 1, &api.JobSpec{Script: "x", Qos: "short"}, ""},
+		{"max_submit one over", 2, &api.JobSpec{Script: "x", Qos: "short"},
+			`QOSMaxSubmitJobPerUserLimit: user alice has 2 unfinished jobs in QoS short and this submit adds 1 ([[qos]] "short" max_submit_jobs_per_user = 2)`},
+		{"max_submit counts array tasks", 1, &api.JobSpec{Script: "x", Qos: "short", Array: "0-1"}, "QOSMaxSubmitJobPerUserLimit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := NewTestFSM()
+			if res := f.Apply(CmdSetConfig, &api.SetConfigCommand{Config: cfg}); res.Err != nil {
+				t.Fatal(res.Err)
+			}
+			for range tt.ready {
+				if res := submitAs(f, 1000, &api.JobSpec{Script: "x", Qos: "short"}, lim); res.Errs[0] != nil {
+					t.Fatal(res.Errs[0])
+				}
+			}
+			res := submitAs(f, 1000, tt.spec, lim)
+			err := res.Errs[0]
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("submit: %v; want accepted", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, ErrLimit) {
+				t.Fatalf("submit: %v; want a limit error containing %q", err, tt.want)
+			}
+		})
+	}
+}

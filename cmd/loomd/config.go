@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/loomhpc/loom/clusterconf"
 	"github.com/loomhpc/loom/cmd/internal/loomcmd"
 )
 
@@ -49,21 +50,31 @@ var configSections = []configSection{
 func applyConfig(fs *flag.FlagSet, daemon string, args []string) error {
 	explicit := configArg(args)
 	fs.String("config", explicit, "configuration file (TOML, a ["+daemon+"] table of these flags); default $LOOM_CONFIG or "+DefaultConfigPath+" if it exists")
-	path := explicit
+	path := configPath(args)
 	if path == "" {
-		path = os.Getenv("LOOM_CONFIG")
-	}
-	if path == "" {
-		if _, err := os.Stat(DefaultConfigPath); err != nil {
-			return nil
-		}
-		path = DefaultConfigPath
+		return nil
 	}
 	text, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	return setFromConfig(fs, daemon, path, string(text))
+}
+
+// configPath is the configuration file args name: --config, else
+// $LOOM_CONFIG, else the default path when it exists; "" for none.
+func configPath(args []string) string {
+	path := configArg(args)
+	if path == "" {
+		path = os.Getenv("LOOM_CONFIG")
+	}
+	if path == "" {
+		if _, err := os.Stat(DefaultConfigPath); err != nil {
+			return ""
+		}
+		path = DefaultConfigPath
+	}
+	return path
 }
 
 // configArg returns the value of --config in args, if given.
@@ -99,9 +110,12 @@ func setFromConfig(fs *flag.FlagSet, daemon, path, text string) error {
 	}
 	slices.Sort(tops)
 	for _, k := range tops {
+		if slices.Contains(clusterconf.Tables, k) && k != "scheduler" {
+			continue // [[qos]], [[partition]], [topology]: package clusterconf reads them
+		}
 		known := slices.ContainsFunc(configSections, func(s configSection) bool { return s.name == k })
 		if _, isTable := doc[k].(map[string]any); !isTable || !known {
-			return fmt.Errorf("%s:%d: %q: settings belong in a [server], [agent], [scheduler] or [cli] table", path, keyLine(text, "", k), k)
+			return fmt.Errorf("%s:%d: %q: settings belong in a [server], [agent], [scheduler], [cli], [[qos]], [[partition]] or [topology] table", path, keyLine(text, "", k), k)
 		}
 	}
 	for _, sec := range configSections {
@@ -128,6 +142,9 @@ func setTable(fs *flag.FlagSet, sec configSection, table map[string]any, path, t
 		name := sec.prefix + strings.ReplaceAll(k, "_", "-")
 		line := keyLine(text, section, k)
 		f := fs.Lookup(name)
+		if f == nil && section == "scheduler" && slices.Contains(clusterconf.SchedulerKeys(), k) {
+			continue // a cluster setting without a flag: clusterconf reads it
+		}
 		if f == nil || name == "config" {
 			return fmt.Errorf("%s:%d: [%s] unknown setting %q (see %s --help)", path, line, section, k, fs.Name())
 		}
@@ -212,6 +229,12 @@ func configCheckMain(ctx context.Context, args []string, sio loomcmd.Stdio) int 
 		path = DefaultConfigPath
 	}
 	if _, err := os.Stat(path); err != nil {
+		fmt.Fprintln(sio.Err, "loom config check:", err)
+		return 1
+	}
+	// The cluster configuration first: its errors name their line whatever
+	// the daemons' own tables hold.
+	if _, err := clusterconf.Load(path); err != nil {
 		fmt.Fprintln(sio.Err, "loom config check:", err)
 		return 1
 	}

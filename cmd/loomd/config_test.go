@@ -71,8 +71,8 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 		{"wrong type", "[agent]\nport = \"nine\"\n", `:2: [agent] port:`},
 		{"table value", "[agent]\nport = { a = 1 }\n", `:2: [agent] port: a map[string]interface {} cannot set a flag`},
 		{"syntax", "[agent]\nport = = 3\n", `:2: `},
-		{"outside a table", "servers = \"a:1\"\n[agent]\n", `:1: "servers": settings belong in a [server], [agent], [scheduler] or [cli] table`},
-		{"unknown table", "[agnet]\nport = 3\n", `:1: "agnet": settings belong in a [server], [agent], [scheduler] or [cli] table`},
+		{"outside a table", "servers = \"a:1\"\n[agent]\n", `:1: "servers": settings belong in a [server], [agent], [scheduler], [cli], [[qos]], [[partition]] or [topology] table`},
+		{"unknown table", "[agnet]\nport = 3\n", `:1: "agnet": settings belong in a [server], [agent], [scheduler], [cli], [[qos]], [[partition]] or [topology] table`},
 	} {
 		path := writeConfig(t, c.text)
 		fs, _, _, _, _, _ := testFlags()
@@ -161,5 +161,28 @@ las_within = "limit"
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: err = %v, want it to contain %q", c.text, err, c.want)
 		}
+	}
+}
+
+// loom config check validates the cluster tables and names the line of a
+// mistake; [scheduler] keys that are not flags are left to them, and a
+// server given a bad file does not start.
+func TestConfigCheckCoversTheClusterTables(t *testing.T) {
+	good := writeConfig(t, "[server]\ntls = false\n[agent]\ntls = false\n\n[scheduler]\ndefault_time = \"1:00:00\"\nweight_qos = 5000\n\n[[qos]]\nname = \"low\"\n[[qos]]\nname = \"high\"\npreempt = [\"low\"]\n\n[[partition]]\nname = \"gpu\"\ndefault = true\n")
+	if code, out, errb := runLoom("config", "check", good); code != 0 {
+		t.Fatalf("config check of a valid file = %d\n%s%s", code, out, errb)
+	}
+	bad := writeConfig(t, "[server]\ntls = false\n\n[[qos]]\nname = \"high\"\npreempt = [\"low\"]\n")
+	code, _, errb := runLoom("config", "check", bad)
+	if want := bad + `:6: [[qos]] "high" preempt: unknown QoS "low"`; code == 0 || !strings.Contains(errb, want) {
+		t.Errorf("config check of a bad file = %d, %q; want a failure containing %q", code, errb, want)
+	}
+	code, _, errb = runLoom("server", "--config", bad, "--data-dir", t.TempDir())
+	if code != 2 || !strings.Contains(errb, bad+":6:") {
+		t.Errorf("loom server with a bad file = %d, %q; want exit 2 naming %s:6", code, errb, bad)
+	}
+	code, _, errb = runLoom("server", "--config", good, "--data-dir", t.TempDir(), "--scheduler-policy", "las", "--scheduler-las-within", "sideways")
+	if code != 2 || !strings.Contains(errb, "sideways") {
+		t.Errorf("loom server with a bad --scheduler-las-within = %d, %q; want exit 2", code, errb)
 	}
 }

@@ -11,9 +11,11 @@ import (
 	"math"
 	"os"
 	osexec "os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/loomhpc/loom/agent"
@@ -24,11 +26,52 @@ import (
 	"github.com/loomhpc/loom/auth"
 	"github.com/loomhpc/loom/auth/munge"
 	"github.com/loomhpc/loom/cli"
+	"github.com/loomhpc/loom/clusterconf"
 	"github.com/loomhpc/loom/cmd/internal/loomcmd"
 	"github.com/loomhpc/loom/devcluster"
 	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/server"
 )
+
+// checkClusterConfig validates the cluster configuration the server would
+// replicate as leader, so that a bad file stops it at start rather than at
+// its first election.
+func checkClusterConfig(path string, overrides []clusterconf.Override) error {
+	c := &api.ClusterConfig{Scheduler: &api.SchedulerSettings{}}
+	if path != "" {
+		var err error
+		if c, err = clusterconf.Load(path); err != nil {
+			return err
+		}
+	}
+	return clusterconf.ApplyOverrides(c, overrides)
+}
+
+// reloadOnHangup reloads the cluster configuration on each SIGHUP until
+// ctx is done: the leader reads its file again (a follower asks it to).
+func reloadOnHangup(ctx context.Context, s *server.Server, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		resp, err := s.ReloadConfig(rctx)
+		cancel()
+		switch {
+		case err != nil:
+			log.Error("SIGHUP: cluster configuration not reloaded", "err", err)
+		case resp.Changed:
+			log.Info("SIGHUP: cluster configuration reloaded", "index", resp.Index, "sha256", resp.Config.GetSha256())
+		default:
+			log.Info("SIGHUP: cluster configuration unchanged")
+		}
+	}
+}
 
 // This file only turns flags into the packages' configs and waits for a
 // signal; the daemons themselves live in server, agent and devcluster.
@@ -121,6 +164,17 @@ func runServer(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	}
 	cfg.Bootstrap = cfg.BootstrapExpect <= 1 && len(cfg.Join) == 0
 	cfg.Scheduler = schedulerConfig()
+	cfg.ClusterConfigPath = configPath(args)
+	fs.Visit(func(f *flag.Flag) {
+		if key, ok := strings.CutPrefix(f.Name, "scheduler-"); ok {
+			cfg.ClusterConfigOverrides = append(cfg.ClusterConfigOverrides,
+				clusterconf.Override{Key: strings.ReplaceAll(key, "-", "_"), Value: f.Value.String()})
+		}
+	})
+	if err := checkClusterConfig(cfg.ClusterConfigPath, cfg.ClusterConfigOverrides); err != nil {
+		fmt.Fprintln(sio.Err, "loom server:", err)
+		return 2
+	}
 	if checkingConfig {
 		return 0
 	}
@@ -144,7 +198,7 @@ func runServer(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 		fmt.Fprintln(sio.Err, "loom server:", err)
 		return 1
 	}
-	<-ctx.Done()
+	reloadOnHangup(ctx, s, cfg.Logger)
 	cfg.Logger.Info("shutting down")
 	if err := s.Close(); err != nil {
 		fmt.Fprintln(sio.Err, "loom server:", err)

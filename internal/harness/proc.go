@@ -82,6 +82,16 @@ func (p *Proc) KillProcessOnly() {
 	<-done
 }
 
+// Signal sends sig to the process alone (SIGHUP to reload a server's
+// configuration, say); an error when it is not running.
+func (p *Proc) Signal(sig syscall.Signal) error {
+	cmd, _ := p.current()
+	if cmd == nil || p.Exited() {
+		return fmt.Errorf("harness: %s is not running", p.Name)
+	}
+	return cmd.Process.Signal(sig)
+}
+
 // Exited reports whether the process was started and has ended since
 // (killed, or exited by itself).
 func (p *Proc) Exited() bool {
