@@ -3,6 +3,7 @@ package api
 import (
 	"slices"
 	"strings"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 )
@@ -61,6 +62,29 @@ func NewPartitionTable(defs []*PartitionConfig) *PartitionTable {
 		t.hosts[d.GetName()] = set
 	}
 	return t
+}
+
+// lastTable remembers the partition table of the configuration last asked
+// about: a configuration changes rarely, submits and cycles often.
+var lastTable struct {
+	sync.Mutex
+	config *ClusterConfig
+	table  *PartitionTable
+}
+
+// PartitionsOf returns the partition table of cfg, or nil when cfg is nil
+// or defines no partitions. cfg must not change afterwards (replicated
+// configurations never do).
+func PartitionsOf(cfg *ClusterConfig) *PartitionTable {
+	if len(cfg.GetPartitions()) == 0 {
+		return nil
+	}
+	lastTable.Lock()
+	defer lastTable.Unlock()
+	if lastTable.config != cfg {
+		lastTable.config, lastTable.table = cfg, NewPartitionTable(cfg.GetPartitions())
+	}
+	return lastTable.table
 }
 
 // Defs returns the partition definitions, in configuration order.
@@ -143,10 +167,10 @@ func (t *PartitionTable) Has(n *Node, p string) bool {
 
 // SubmitCaller is who submits, as far as partition limits care.
 type SubmitCaller struct {
-	// Groups are the caller's group names, from the connection's identity;
-	// nil skips AllowGroups (the FSM, which has no group database, leaves
-	// that check to the server).
-	Groups []string
+	// InGroup reports whether the caller (as the connection proves it) is
+	// in the named group; nil skips AllowGroups: the FSM, which has no
+	// group database, leaves that check to the server.
+	InGroup func(group string) bool
 }
 
 // ApplyPartition fixes spec's partition and the defaults it gives, and
@@ -180,9 +204,7 @@ func (t *PartitionTable) ApplyPartition(spec *JobSpec, who SubmitCaller) (*JobSp
 	case PartitionDrain, PartitionInactive:
 		return nil, fieldErr(field, "partition is %s and takes no new jobs", st)
 	}
-	if len(d.GetAllowGroups()) > 0 && who.Groups != nil &&
-		!slices.ContainsFunc(who.Groups, func(g string) bool { return slices.Contains(d.GetAllowGroups(), g) || g == "ALL" }) &&
-		!slices.Contains(d.GetAllowGroups(), "ALL") {
+	if g := d.GetAllowGroups(); len(g) > 0 && who.InGroup != nil && !slices.Contains(g, "ALL") && !slices.ContainsFunc(g, who.InGroup) {
 		return nil, fieldErr(field, "none of your groups may use it (AllowGroups=%s)", strings.Join(d.GetAllowGroups(), ","))
 	}
 	out := proto.Clone(spec).(*JobSpec)

@@ -37,6 +37,11 @@ const (
 	ReasonHeld = "JobHeldUser"
 	// ReasonPreempting: lower-QoS jobs are being stopped to make room.
 	ReasonPreempting = "Preempting"
+	// ReasonPartitionDown: the job's partition is DOWN; it starts once the
+	// partition is UP again.
+	ReasonPartitionDown = "PartitionDown"
+	// ReasonPartitionInactive: the job's partition is INACTIVE.
+	ReasonPartitionInactive = "PartitionInactive"
 )
 
 // Order is how the pending queue is sorted.
@@ -133,6 +138,9 @@ type View struct {
 	// AccountUsage is each account's decayed GPU-seconds from jobs that
 	// have ended (see Ledger); running jobs' usage Schedule adds itself.
 	AccountUsage map[string]float64
+	// Partitions are the cluster's [[partition]] tables (ClusterConfig);
+	// none leaves a node in the partitions its agent names.
+	Partitions []*api.PartitionConfig
 }
 
 // Plan is one cycle's decisions.
@@ -164,6 +172,7 @@ func (p *Plan) Empty() bool {
 // backfill where they delay no reservation; preempts lower QoS where that
 // is the only way a job starts; and says why every other job waits.
 func Schedule(v *View, now time.Time, cfg Config) *Plan {
+	cfg = cfg.withPartitions(v.Partitions)
 	c := newCycle(v, now, &cfg)
 	return c.run()
 }
@@ -175,6 +184,7 @@ type pendingJob struct {
 	limit    time.Duration // 0: unlimited
 	reason   string
 	expected int64
+	tier     uint32 // its partition's PriorityTier
 }
 
 func (c *cycle) run() *Plan {
@@ -310,7 +320,17 @@ func (c *cycle) sortQueue(q []*pendingJob) {
 			}
 		}
 	}
+	if c.partTable != nil {
+		for _, pj := range q {
+			pj.tier = c.partTable.Get(pj.job.GetSpec().PartitionOf()).GetPriorityTier()
+		}
+	}
 	slices.SortFunc(q, func(a, b *pendingJob) int {
+		// Slurm's PriorityTier: a higher tier goes first whatever the
+		// priority.
+		if c := cmp.Compare(b.tier, a.tier); c != 0 {
+			return c
+		}
 		if c := cmp.Compare(b.prio, a.prio); c != 0 {
 			return c
 		}
@@ -322,6 +342,24 @@ func (c *cycle) sortQueue(q []*pendingJob) {
 		// order: job ids are handed out in it.
 		return cmp.Compare(a.job.Id, b.job.Id)
 	})
+}
+
+// withPartitions returns cfg with each partition's PriorityJobFactor as
+// its partition priority, unless cfg sets those itself.
+func (cfg Config) withPartitions(parts []*api.PartitionConfig) Config {
+	if cfg.Priority.PartitionPriority != nil {
+		return cfg
+	}
+	for _, p := range parts {
+		if p.GetPriorityJobFactor() == 0 {
+			continue
+		}
+		if cfg.Priority.PartitionPriority == nil {
+			cfg.Priority.PartitionPriority = map[string]uint32{}
+		}
+		cfg.Priority.PartitionPriority[p.GetName()] = p.GetPriorityJobFactor()
+	}
+	return cfg
 }
 
 // limitOrForever is limit in seconds, with unlimited (0) after any limit.

@@ -17,27 +17,28 @@ import (
 type feasibility struct {
 	mu       sync.Mutex
 	nodes    any // the node set the verdicts hold for (state.View.NodesVersion)
+	parts    *api.PartitionTable
 	verdicts map[string]error
 }
 
 // maxVerdicts bounds the memory; beyond it, it starts again.
 const maxVerdicts = 4096
 
-func (f *feasibility) check(snap *state.View, nodes []*api.Node, spec *api.JobSpec) error {
+func (f *feasibility) check(snap *state.View, nodes []*api.Node, parts *api.PartitionTable, spec *api.JobSpec) error {
 	key := feasibilityKey(spec)
 	version := snap.NodesVersion()
 	f.mu.Lock()
-	if f.nodes != version || len(f.verdicts) >= maxVerdicts {
-		f.nodes, f.verdicts = version, map[string]error{}
+	if f.nodes != version || f.parts != parts || len(f.verdicts) >= maxVerdicts {
+		f.nodes, f.parts, f.verdicts = version, parts, map[string]error{}
 	}
 	err, ok := f.verdicts[key]
 	f.mu.Unlock()
 	if ok {
 		return err
 	}
-	err = scheduler.Feasible(nodes, spec)
+	err = scheduler.FeasibleIn(nodes, parts, spec)
 	f.mu.Lock()
-	if f.nodes == version {
+	if f.nodes == version && f.parts == parts {
 		f.verdicts[key] = err
 	}
 	f.mu.Unlock()

@@ -46,7 +46,15 @@ func (js *jobService) Submit(ctx context.Context, req *api.SubmitRequest) (*api.
 	if len(nodes) == 0 {
 		return nil, toStatus(fmt.Errorf("%w: start an agent (loom agent) before submitting", errNoNodes))
 	}
-	if err := s.feasible.check(snap, nodes, req.Spec); err != nil {
+	// The FSM fixes the partition and its defaults again when it applies
+	// the submit; refusing here spares a Raft entry and checks what only
+	// this server can, the caller's groups.
+	parts := api.PartitionsOf(snap.Config())
+	spec, err := parts.ApplyPartition(req.Spec, api.SubmitCaller{InGroup: s.inGroup(ctx)})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := s.feasible.check(snap, nodes, parts, spec); err != nil {
 		return nil, toStatus(fmt.Errorf("%w: %v", errInfeasible, err))
 	}
 	id, index, err := s.submitGrouped(ctx, req)

@@ -3,7 +3,6 @@ package state
 import (
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/loomhpc/loom/api"
 	"google.golang.org/protobuf/proto"
@@ -113,25 +112,6 @@ func (a *MemArchive) Archive(_ uint64, jobs []*api.Job) error {
 	return nil
 }
 
-// partitionTables remembers the partition table of the configuration last
-// asked about, so that a run of submits expands its hostlists once.
-var partitionTables struct {
-	sync.Mutex
-	config *api.ClusterConfig
-	table  *api.PartitionTable
-}
-
 // partitions returns the partition table of t's configuration, or nil when
 // it defines no partitions (agents' --partitions alone then apply).
-func (t *txn) partitions() *api.PartitionTable {
-	if len(t.config.GetPartitions()) == 0 {
-		return nil
-	}
-	pt := &partitionTables
-	pt.Lock()
-	defer pt.Unlock()
-	if pt.config != t.config {
-		pt.config, pt.table = t.config, api.NewPartitionTable(t.config.GetPartitions())
-	}
-	return pt.table
-}
+func (t *txn) partitions() *api.PartitionTable { return api.PartitionsOf(t.config) }
