@@ -24,6 +24,7 @@ import (
 type fakeServer struct {
 	api.UnimplementedJobServiceServer
 	api.UnimplementedNodeServiceServer
+	api.UnimplementedOperatorServer
 
 	mu       sync.Mutex
 	jobs     []*api.Job
@@ -40,6 +41,13 @@ type fakeServer struct {
 	hang     bool                 // ListJobs waits for the caller to give up
 	page     int                  // ListJobs pages by at most this many jobs; 0: one page
 	cancelFn func(id uint64) bool // which cancels succeed; nil: known, unfinished jobs
+	config   *api.ClusterConfig   // what GetConfig answers
+}
+
+func (f *fakeServer) GetConfig(context.Context, *api.GetConfigRequest) (*api.GetConfigResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &api.GetConfigResponse{Config: f.config}, f.fail
 }
 
 func (f *fakeServer) Submit(_ context.Context, req *api.SubmitRequest) (*api.SubmitResponse, error) {
@@ -200,6 +208,7 @@ func (f *fakeServer) start(t *testing.T) string {
 	srv := grpc.NewServer()
 	api.RegisterJobServiceServer(srv, f)
 	api.RegisterNodeServiceServer(srv, f)
+	api.RegisterOperatorServer(srv, f)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

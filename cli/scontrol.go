@@ -21,6 +21,7 @@ Commands:
   show job [JOBID]                      a job's details (all active jobs without JOBID)
   show node [NODENAME]                  a node's details (all nodes without NODENAME)
   show step [JOBID[.STEPID]]            job steps (those of every active job without one)
+  show partition [NAME]                 a partition's settings and nodes (all without NAME)
   show hostnames [HOSTLIST]             one host name per line ($SLURM_JOB_NODELIST by default)
   update nodename=HOSTLIST state=drain reason="why"
   update nodename=HOSTLIST state=resume
@@ -79,8 +80,10 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 			return withClient(e, func(c *client) int { return showNodes(ctx, e, c, rest, o) })
 		case "step", "steps":
 			return withClient(e, func(c *client) int { return showSteps(ctx, e, c, rest, o) })
+		case "partition", "partitions", "partitionname":
+			return withClient(e, func(c *client) int { return showPartitions(ctx, e, c, rest, o) })
 		}
-		return e.fail(&usageError{fmt.Sprintf("show: cannot show %q: Loom shows job, node, step and hostnames", pos[1])})
+		return e.fail(&usageError{fmt.Sprintf("show: cannot show %q: Loom shows job, node, step, partition and hostnames", pos[1])})
 	case cmd == "update":
 		return withClient(e, func(c *client) int { return updateNodes(ctx, e, c, pos[1:]) })
 	case cmd == "hold" || cmd == "release":
