@@ -17,9 +17,9 @@ type sinfoField struct {
 	value func(n *api.NodeInfo, part string) string
 	// partValue, when set, shows the partition's own setting instead.
 	partValue func(ps partitionSet, part string) string
-	count bool // %D
-	names bool // %N, %n
-	part  bool // %P, %R: rows are per partition
+	count     bool // %D
+	names     bool // %N, %n
+	part      bool // %P, %R: rows are per partition
 }
 
 var sinfoFields = map[byte]*sinfoField{
