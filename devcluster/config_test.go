@@ -77,4 +77,3 @@ func TestReadConfigErrors(t *testing.T) {
 		})
 	}
 }
-
