@@ -165,6 +165,25 @@ func (t *PartitionTable) Has(n *Node, p string) bool {
 	return true
 }
 
+// Of returns the partitions node n is in: with a table, the configured
+// ones that have it, in configuration order; without, those its agent
+// names, else DefaultPartition.
+func (t *PartitionTable) Of(n *Node) []string {
+	if t == nil {
+		if len(n.GetPartitions()) == 0 {
+			return []string{DefaultPartition}
+		}
+		return n.GetPartitions()
+	}
+	var out []string
+	for _, d := range t.defs {
+		if t.Has(n, d.GetName()) {
+			out = append(out, d.GetName())
+		}
+	}
+	return out
+}
+
 // SubmitCaller is who submits, as far as partition limits care.
 type SubmitCaller struct {
 	// InGroup reports whether the caller (as the connection proves it) is

@@ -41,18 +41,7 @@ func newPartitionSet(cfg *api.ClusterConfig) partitionSet {
 }
 
 // of returns the partitions node n is in.
-func (ps partitionSet) of(n *api.Node) []string {
-	if ps.table == nil {
-		return nodePartitions(n)
-	}
-	var out []string
-	for _, p := range ps.table.Names() {
-		if ps.table.Has(n, p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
+func (ps partitionSet) of(n *api.Node) []string { return ps.table.Of(n) }
 
 // nodesByPartition lists the partitions shown (only those in only, when
 // given) and the nodes of each. Configured partitions are listed in

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/loomhpc/loom/api"
@@ -115,6 +116,10 @@ func TestScontrolShowPartition(t *testing.T) {
 		"PartitionName=off AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL AllocNodes=ALL Default=NO QoS=N/A DefaultTime=NONE DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO MaxNodes=UNLIMITED MaxTime=UNLIMITED MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED Nodes=(null) PriorityJobFactor=1 PriorityTier=1 RootOnly=NO ReqResv=NO OverSubscribe=NO OverTimeLimit=NONE PreemptMode=OFF State=INACTIVE TotalCPUs=0 TotalNodes=0 SelectTypeParameters=NONE JobDefaults=(null) DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED\n"
 	if got := te.out.String(); got != want {
 		t.Errorf("scontrol -o show partition printed\n%s\nwant\n%s", got, want)
+	}
+	te = newTestEnv("scontrol", f.start(t))
+	if code := te.run(t, "show", "node", "cpu1"); code != 0 || !strings.Contains(te.out.String(), "\n   Partitions=debug,old\n") {
+		t.Errorf("scontrol show node cpu1: exit %d, printed\n%s\nwant Partitions=debug,old (the configured ones that have it)", code, te.out.String())
 	}
 	te = newTestEnv("scontrol", f.start(t))
 	if code := te.run(t, "show", "partition", "nope"); code != 1 || te.err.String() != "scontrol: error: Partition nope not found\n" {

@@ -321,13 +321,18 @@ func showNodes(ctx context.Context, e *env, c *client, rest []string, o scontrol
 		fmt.Fprintln(e.stdout, "No nodes in the system")
 		return 0
 	}
+	cfg, err := c.clusterConfig(ctx)
+	if err != nil {
+		return e.fail(err)
+	}
+	ps := newPartitionSet(cfg)
 	for _, n := range nodes {
-		nodeRecord(n, e).write(e.stdout, o.oneLiner)
+		nodeRecord(n, ps, e).write(e.stdout, o.oneLiner)
 	}
 	return 0
 }
 
-func nodeRecord(ni *api.NodeInfo, e *env) *keyValues {
+func nodeRecord(ni *api.NodeInfo, ps partitionSet, e *env) *keyValues {
 	n := ni.GetNode()
 	kv := &keyValues{}
 	kv.line("NodeName", n.GetName())
@@ -348,7 +353,7 @@ func nodeRecord(ni *api.NodeInfo, e *env) *keyValues {
 	kv.line("NodeAddr", null(n.GetAddress()), "Version", null(n.GetVersion()))
 	kv.line("RealMemory", strconv.FormatUint(n.GetMemoryMb(), 10), "AllocMem", strconv.FormatUint(ni.GetMemAllocatedMb(), 10))
 	kv.line("State", nodeState(ni).show)
-	kv.line("Partitions", strings.Join(nodePartitions(n), ","))
+	kv.line("Partitions", null(strings.Join(ps.of(n), ",")))
 	kv.line("RegisterTime", slurmTimestamp(n.GetRegisteredUnixMs(), e.loc), "LastChangeTime", slurmTimestamp(n.GetUpdatedUnixMs(), e.loc))
 	kv.line("LeafSwitch", null(n.GetLeafSwitch()), "SpineSwitch", null(n.GetSpineSwitch()))
 	jobs := make([]string, len(ni.GetJobIds()))
