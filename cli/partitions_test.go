@@ -126,3 +126,53 @@ func TestScontrolShowPartition(t *testing.T) {
 		t.Errorf("scontrol show partition nope: exit %d, stderr %q; want 1 and Partition nope not found", code, te.err.String())
 	}
 }
+
+func TestSinfoSort(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-S", "-D,P", "-h"}, "" +
+			"debug*       up      30:00      2    mix gpu[01-02]\n" +
+			"gpu          up 2-00:00:00      2    mix gpu[01-02]\n" +
+			"debug*       up      30:00      1  alloc cpu1\n" +
+			"debug*       up      30:00      1   idle gpu03\n" +
+			"debug*       up      30:00      1  drain gpu04\n" +
+			"debug*       up      30:00      1   down gpu10\n" +
+			"gpu          up 2-00:00:00      1   idle gpu03\n" +
+			"gpu          up 2-00:00:00      1  drain gpu04\n" +
+			"gpu          up 2-00:00:00      1   down gpu10\n" +
+			"old       drain   infinite      1  alloc cpu1\n" +
+			"off       inact   infinite      0    n/a\n"},
+		{[]string{"-s", "-S", "-P", "-h"}, "" +
+			"old       drain   infinite         1/0/0/1 cpu1\n" +
+			"off       inact   infinite         0/0/0/0\n" +
+			"gpu          up 2-00:00:00         2/1/2/5 gpu[01-04,10]\n" +
+			"debug*       up      30:00         3/1/2/6 cpu1,gpu[01-04,10]\n"},
+		{[]string{"-o", "%P %t %D", "-S", "t,#P", "-h"}, "" +
+			"debug* alloc 1\n" +
+			"old alloc 1\n" +
+			"debug* down 1\n" +
+			"gpu down 1\n" +
+			"debug* drain 1\n" +
+			"gpu drain 1\n" +
+			"debug* idle 1\n" +
+			"gpu idle 1\n" +
+			"debug* mix 2\n" +
+			"gpu mix 2\n"},
+	}
+	for _, tt := range tests {
+		f := &fakeServer{nodes: testNodes(), config: testPartitions()}
+		te := newTestEnv("sinfo", f.start(t))
+		if code := te.run(t, tt.args...); code != 0 {
+			t.Fatalf("sinfo %q exited %d: %s", tt.args, code, te.err)
+		}
+		if got := te.out.String(); got != tt.want {
+			t.Errorf("sinfo %q printed\n%s\nwant\n%s", tt.args, got, tt.want)
+		}
+	}
+	te := newTestEnv("sinfo", deadAddr(t))
+	if code := te.run(t, "-S", "Z"); code == 0 || !strings.Contains(te.err.String(), `field "Z" is not a sinfo format letter`) {
+		t.Errorf("sinfo -S Z: exit %d, stderr %q; want refused naming the field", code, te.err.String())
+	}
+}

@@ -28,6 +28,7 @@ type sinfoOpts struct {
 	states       []string
 	nodes        []string
 	format       string // -o/--format
+	sort         []sinfoSortKey
 	help         bool
 }
 
@@ -45,6 +46,11 @@ func runSinfo(ctx context.Context, e *env, args []string) int {
 			return nil
 		}},
 		{long: "format", short: 'o', arg: requiredArg, meta: "FORMAT", help: "columns as %[.][WIDTH]LETTER fields: %P %a %l %D %t %T %N %f (features) %G %c %C %m %E", set: setString(&o.format)},
+		{long: "sort", short: 'S', arg: requiredArg, meta: "FIELDS", help: "order rows by format letters, '-' for descending, '#P' for the configured partition order (as \"#P,-t\")", set: func(v string) error {
+			var err error
+			o.sort, err = parseSinfoSort(v)
+			return err
+		}},
 		{long: "json", arg: noArg, help: "print the nodes as JSON (API objects)", set: setBool(&o.json, true)},
 		{long: "consistent", arg: noArg, help: "read through the leader (linearizable) instead of any server", set: consistentRead(e)},
 		{long: "noheader", short: 'h', arg: noArg, help: "no header line", set: setBool(&o.noHeader, true)},
@@ -168,6 +174,11 @@ func writePartitionRows(e *env, ps partitionSet, nodes []*api.NodeInfo, o sinfoO
 			rows = append(rows, append(row, api.CompressHostlist(g.names)))
 		}
 	}
+	letters := "PalDtN"
+	if o.long {
+		letters = "PalDtGN"
+	}
+	sortSinfoRows(rows, o.sort, columnOf(letters))
 	writeTable(e.stdout, cols, rows, !o.noHeader)
 }
 
@@ -193,6 +204,7 @@ func writePartitionSummary(e *env, ps partitionSet, nodes []*api.NodeInfo, o sin
 		rows = append(rows, []string{ps.label(p), ps.avail(p), ps.timeLimit(p),
 			fmt.Sprintf("%d/%d/%d/%d", a, i, other, len(names)), api.CompressHostlist(names)})
 	}
+	sortSinfoRows(rows, o.sort, columnOf("PalFN"))
 	writeTable(e.stdout, cols, rows, !o.noHeader)
 }
 
@@ -221,6 +233,7 @@ func writeNodeRows(e *env, ps partitionSet, nodes []*api.NodeInfo, o sinfoOpts) 
 				nodeGres(n, false), nodeGres(n, true), orDefault(n.GetNode().GetReason(), "none")})
 		}
 	}
+	sortSinfoRows(rows, o.sort, columnOf("NDPtCmG_E"))
 	writeTable(e.stdout, cols, rows, !o.noHeader)
 }
 

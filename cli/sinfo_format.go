@@ -108,18 +108,40 @@ func writeSinfoFormat(e *env, ps partitionSet, nodes []*api.NodeInfo, pieces []s
 	if !o.noHeader {
 		line(func(f *sinfoField) string { return f.title })
 	}
-	for _, g := range groups {
-		line(func(f *sinfoField) string {
-			switch {
-			case f.count:
-				return strconv.Itoa(len(g.names))
-			case f.names:
-				return api.CompressHostlist(g.names)
-			case f.partValue != nil:
-				return f.partValue(ps, g.part)
+	cell := func(g *group, f *sinfoField) string {
+		switch {
+		case f.count:
+			return strconv.Itoa(len(g.names))
+		case f.names:
+			return api.CompressHostlist(g.names)
+		case f.partValue != nil:
+			return f.partValue(ps, g.part)
+		}
+		return f.value(g.first, g.part)
+	}
+	if len(o.sort) > 0 {
+		// Rows of every letter sorted on, the group's index last.
+		var letters []byte
+		for _, k := range o.sort {
+			letters = append(letters, k.letter)
+		}
+		rows := make([][]string, len(groups))
+		for i, g := range groups {
+			for _, l := range letters {
+				rows[i] = append(rows[i], cell(g, sinfoFields[l]))
 			}
-			return f.value(g.first, g.part)
-		})
+			rows[i] = append(rows[i], strconv.Itoa(i))
+		}
+		sortSinfoRows(rows, o.sort, func(l byte) int { return strings.IndexByte(string(letters), l) })
+		sorted := make([]*group, len(groups))
+		for i, r := range rows {
+			k, _ := strconv.Atoi(r[len(r)-1])
+			sorted[i] = groups[k]
+		}
+		groups = sorted
+	}
+	for _, g := range groups {
+		line(func(f *sinfoField) string { return cell(g, f) })
 	}
 }
 
