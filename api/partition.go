@@ -186,6 +186,9 @@ func (t *PartitionTable) Of(n *Node) []string {
 
 // SubmitCaller is who submits, as far as partition limits care.
 type SubmitCaller struct {
+	// User is the submitter's name: the account of a job that gives no
+	// --account, as fair share charges it.
+	User string
 	// InGroup reports whether the caller (as the connection proves it) is
 	// in the named group; nil skips AllowGroups: the FSM, which has no
 	// group database, leaves that check to the server.
@@ -231,11 +234,15 @@ func (t *PartitionTable) ApplyPartition(spec *JobSpec, who SubmitCaller) (*JobSp
 	if out.Qos == "" {
 		out.Qos = d.GetQos()
 	}
-	if l := d.GetAllowAccounts(); len(l) > 0 && !slices.Contains(l, "ALL") && !slices.Contains(l, out.Account) {
-		return nil, fieldErr(field, "account %q may not use it (AllowAccounts=%s)", out.Account, strings.Join(l, ","))
+	account := out.Account
+	if account == "" {
+		account = who.User
 	}
-	if slices.Contains(d.GetDenyAccounts(), out.Account) {
-		return nil, fieldErr(field, "account %q may not use it (DenyAccounts=%s)", out.Account, strings.Join(d.GetDenyAccounts(), ","))
+	if l := d.GetAllowAccounts(); len(l) > 0 && !slices.Contains(l, "ALL") && !slices.Contains(l, account) {
+		return nil, fieldErr(field, "account %q may not use it (AllowAccounts=%s; give one with --account)", account, strings.Join(l, ","))
+	}
+	if slices.Contains(d.GetDenyAccounts(), account) {
+		return nil, fieldErr(field, "account %q may not use it (DenyAccounts=%s)", account, strings.Join(d.GetDenyAccounts(), ","))
 	}
 	if l := d.GetAllowQos(); len(l) > 0 && !slices.Contains(l, "ALL") && !slices.Contains(l, qosOrNormal(out.Qos)) {
 		return nil, fieldErr(field, "QoS %q may not use it (AllowQos=%s)", qosOrNormal(out.Qos), strings.Join(l, ","))

@@ -25,6 +25,7 @@ func TestApplyPartition(t *testing.T) {
 		{"no group check in the FSM", &JobSpec{Partition: "ml"}, nil, "", nil},
 		{"AllowGroups=ALL", &JobSpec{Partition: "open"}, func(string) bool { return false }, "", nil},
 		{"a denied account", &JobSpec{Partition: "ml", Account: "guest"}, nil, `--partition=ml: account "guest" may not use it (DenyAccounts=guest)`, nil},
+		{"a denied user, with no --account", &JobSpec{Partition: "ml"}, nil, `--partition=ml: account "guest" may not use it (DenyAccounts=guest)`, nil},
 		{"a QoS not allowed", &JobSpec{Partition: "ml", Qos: "low"}, nil, `--partition=ml: QoS "low" may not use it (AllowQos=normal,high)`, nil},
 		{"no QoS is normal", &JobSpec{Partition: "ml"}, nil, "", nil},
 		{"DefMemPerCPU without GPUs", &JobSpec{Partition: "ml"}, nil, "", func(s *JobSpec) bool { return s.MemPerCpuMb == 1000 && s.MemPerGpuMb == 0 }},
@@ -33,7 +34,11 @@ func TestApplyPartition(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := pt.ApplyPartition(tt.spec, SubmitCaller{InGroup: tt.inGroup})
+			user := "ann"
+			if tt.name == "a denied user, with no --account" {
+				user = "guest"
+			}
+			got, err := pt.ApplyPartition(tt.spec, SubmitCaller{User: user, InGroup: tt.inGroup})
 			if tt.want != "" {
 				if err == nil || err.Error() != tt.want {
 					t.Fatalf("ApplyPartition = %v, want %q", err, tt.want)

@@ -50,7 +50,7 @@ func (js *jobService) Submit(ctx context.Context, req *api.SubmitRequest) (*api.
 	// the submit; refusing here spares a Raft entry and checks what only
 	// this server can, the caller's groups.
 	parts := api.PartitionsOf(snap.Config())
-	spec, err := parts.ApplyPartition(req.Spec, api.SubmitCaller{InGroup: s.inGroup(ctx)})
+	spec, err := parts.ApplyPartition(req.Spec, api.SubmitCaller{User: req.User, InGroup: s.inGroup(ctx)})
 	if err != nil {
 		return nil, toStatus(err)
 	}

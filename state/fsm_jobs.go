@@ -52,7 +52,7 @@ func submitOne(t *txn, req *api.SubmitRequest, now int64, lim *api.SubmitLimits)
 	if parts := t.partitions(); parts != nil {
 		// The partition and the defaults it gives are fixed here, once:
 		// a later configuration applies to later submits only.
-		spec, err := parts.ApplyPartition(req.Spec, api.SubmitCaller{})
+		spec, err := parts.ApplyPartition(req.Spec, api.SubmitCaller{User: req.User})
 		if err != nil {
 			return 0, err
 		}
