@@ -1,12 +1,14 @@
 package scheduler
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"pgregory.net/rapid"
 )
 
 // clusterPartitions: a100 nodes by feature, h100 nodes by hostlist, a
@@ -129,4 +131,60 @@ func TestPreemptModeOff(t *testing.T) {
 			t.Errorf("PreemptMode=%s: %d preemptions, want %d", mode, got, want)
 		}
 	}
+}
+
+// TestPropertyPartitionsHoldTheirJobs: whatever the partitions (by
+// hostlist, by feature, or every node) and states, every job placed runs
+// only on nodes of its partition, and no job of a DOWN or INACTIVE
+// partition is placed.
+func TestPropertyPartitionsHoldTheirJobs(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		var nodes []*api.Node
+		for i := range rapid.IntRange(1, 8).Draw(rt, "nodes") {
+			model := rapid.SampledFrom([]string{"NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3"}).Draw(rt, "model")
+			n := featured(fmt.Sprintf("n%d", i+1), model)
+			if rapid.Bool().Draw(rt, "nvme") {
+				n.Features = []string{"nvme"}
+			}
+			nodes = append(nodes, n)
+		}
+		var parts []*api.PartitionConfig
+		for i := range rapid.IntRange(1, 4).Draw(rt, "partitions") {
+			p := &api.PartitionConfig{Name: fmt.Sprintf("p%d", i),
+				State: rapid.SampledFrom([]string{"", "UP", "DOWN", "DRAIN", "INACTIVE"}).Draw(rt, "state")}
+			switch rapid.IntRange(0, 2).Draw(rt, "by") {
+			case 0:
+				lo := rapid.IntRange(1, len(nodes)).Draw(rt, "lo")
+				p.Nodes = fmt.Sprintf("n[%d-%d]", lo, rapid.IntRange(lo, len(nodes)).Draw(rt, "hi"))
+			case 1:
+				p.Features = []string{rapid.SampledFrom([]string{"a100", "h100", "nvme"}).Draw(rt, "feature")}
+			}
+			parts = append(parts, p)
+		}
+		v := &View{Nodes: nodes, Partitions: parts}
+		for id := range uint64(rapid.IntRange(1, 20).Draw(rt, "jobs")) {
+			v.Jobs = append(v.Jobs, pending(id+1, &api.JobSpec{
+				Partition:   rapid.SampledFrom(parts).Draw(rt, "partition").Name,
+				NodesMin:    uint32(rapid.IntRange(1, 2).Draw(rt, "N")),
+				GpusPerNode: uint32(rapid.IntRange(0, 8).Draw(rt, "gpn")),
+			}))
+		}
+		pt := api.NewPartitionTable(parts)
+		p := Schedule(v, time.Unix(0, 0), Config{})
+		byName := map[string]*api.Node{}
+		for _, n := range nodes {
+			byName[n.Name] = n
+		}
+		for _, pl := range p.Placements {
+			spec := v.Jobs[pl.JobId-1].Spec
+			if d := pt.Get(spec.Partition); !d.Runs() {
+				rt.Fatalf("job %d of %s partition %s was placed", pl.JobId, d.PartitionState(), d.Name)
+			}
+			for _, name := range pl.Allocation.Nodes {
+				if !pt.Has(byName[name], spec.Partition) {
+					rt.Fatalf("job %d of partition %s placed on %s, which is not in it", pl.JobId, spec.Partition, name)
+				}
+			}
+		}
+	})
 }
