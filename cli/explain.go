@@ -32,6 +32,8 @@ var reasonText = map[string]string{
 	scheduler.ReasonArrayTaskLimit:           "its array already runs as many tasks as its %N limit allows",
 	scheduler.ReasonHeld:                     "it is held; scontrol release it",
 	scheduler.ReasonPartition:                "its partition cannot hold the job as asked",
+	scheduler.ReasonPartitionDown:            "its partition is DOWN: it starts once an operator sets the partition UP",
+	scheduler.ReasonPartitionInactive:        "its partition is INACTIVE: it starts once an operator sets the partition UP",
 	"Requeued":                               "it was requeued after a failure and waits for its old ranks to stop or for resources",
 	"Preempted":                              "it was preempted by a higher-QoS job and waits to run again",
 	"None":                                   "the scheduler has not looked at it yet",
@@ -39,8 +41,9 @@ var reasonText = map[string]string{
 
 // clusterState is what priority and why read from the servers.
 type clusterState struct {
-	nodes []*api.Node
-	jobs  []*api.Job
+	nodes      []*api.Node
+	jobs       []*api.Job
+	partitions []*api.PartitionConfig
 }
 
 // readCluster lists every node and job through c.
@@ -53,7 +56,11 @@ func readCluster(ctx context.Context, c *client) (*clusterState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %s", errorMessage(err))
 	}
-	st := &clusterState{jobs: jr.Jobs}
+	cfg, err := c.clusterConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the configuration: %s", errorMessage(err))
+	}
+	st := &clusterState{jobs: jr.Jobs, partitions: cfg.GetPartitions()}
 	for _, ni := range nr.Nodes {
 		st.nodes = append(st.nodes, ni.Node)
 	}
@@ -74,7 +81,7 @@ func readClusterFrom(ctx context.Context, e *env) (*clusterState, error) {
 // view builds the scheduler's view as the leader would at now.
 func (st *clusterState) view(now time.Time, cfg scheduler.Config) *scheduler.View {
 	byID := map[uint64]*api.Job{}
-	v := &scheduler.View{Nodes: st.nodes, Lookup: func(id uint64) *api.Job { return byID[id] }}
+	v := &scheduler.View{Nodes: st.nodes, Partitions: st.partitions, Lookup: func(id uint64) *api.Job { return byID[id] }}
 	l := &scheduler.Ledger{HalfLife: cfg.Priority.FairShareHalfLife}
 	for _, j := range st.jobs {
 		byID[j.Id] = j
