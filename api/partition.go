@@ -41,8 +41,9 @@ func (p *PartitionConfig) PreemptOff() bool {
 // once. A nil table (no partitions configured) gives the behaviour of
 // agents' --partitions alone: Node.InPartition.
 type PartitionTable struct {
-	defs  []*PartitionConfig
-	hosts map[string]map[string]bool // partition -> its nodes hostlist, expanded
+	defs   []*PartitionConfig
+	byName map[string]*PartitionConfig
+	hosts  map[string]map[string]bool // partition -> its nodes hostlist, expanded
 }
 
 // NewPartitionTable returns the table for defs, or nil when defs is empty.
@@ -52,8 +53,11 @@ func NewPartitionTable(defs []*PartitionConfig) *PartitionTable {
 	if len(defs) == 0 {
 		return nil
 	}
-	t := &PartitionTable{defs: defs, hosts: make(map[string]map[string]bool, len(defs))}
+	t := &PartitionTable{defs: defs, byName: make(map[string]*PartitionConfig, len(defs)), hosts: make(map[string]map[string]bool, len(defs))}
 	for _, d := range defs {
+		if _, dup := t.byName[d.GetName()]; !dup {
+			t.byName[d.GetName()] = d
+		}
 		names, _ := ExpandHostlist(d.GetNodes())
 		set := make(map[string]bool, len(names))
 		for _, n := range names {
@@ -100,12 +104,7 @@ func (t *PartitionTable) Get(name string) *PartitionConfig {
 	if t == nil {
 		return nil
 	}
-	for _, d := range t.defs {
-		if d.GetName() == name {
-			return d
-		}
-	}
-	return nil
+	return t.byName[name]
 }
 
 // Default returns the partition jobs that name none go to: the one marked
