@@ -139,10 +139,10 @@ func (s *Server) scheduleOnce(ctx context.Context, snap *state.View, fs *fairSha
 	start := time.Now()
 	// Schedule derives what allocations hold from the jobs themselves.
 	view := &scheduler.View{Lookup: snap.Job, AccountUsage: fs.at(snap, start, s.cfg.Scheduler.Priority.FairShareHalfLife)}
-	view.Partitions = snap.Config().GetPartitions()
 	for n := range snap.Nodes() {
 		view.Nodes = append(view.Nodes, n)
 	}
+	view.Partitions = snap.Config().GetPartitions()
 	for j := range snap.ActiveJobs() {
 		view.Jobs = append(view.Jobs, j)
 	}
