@@ -22,6 +22,8 @@ import (
 // reasonText says in words what each pending reason means.
 var reasonText = map[string]string{
 	scheduler.ReasonResources:                "it is the highest-priority job that cannot start: not enough free resources",
+	scheduler.ReasonPartitionDown:            "its partition is DOWN: it starts once an operator sets the partition UP",
+	scheduler.ReasonPartitionInactive:        "its partition is INACTIVE: it starts once an operator sets the partition UP",
 	scheduler.ReasonPriority:                 "higher-priority jobs are waiting for the resources it needs",
 	scheduler.ReasonReserved:                 "resources are free, but running there would delay a higher-priority gang's reservation",
 	scheduler.ReasonTopology:                 "enough resources are free, but not within the --switches it asked for",
@@ -32,8 +34,6 @@ var reasonText = map[string]string{
 	scheduler.ReasonArrayTaskLimit:           "its array already runs as many tasks as its %N limit allows",
 	scheduler.ReasonHeld:                     "it is held; scontrol release it",
 	scheduler.ReasonPartition:                "its partition cannot hold the job as asked",
-	scheduler.ReasonPartitionDown:            "its partition is DOWN: it starts once an operator sets the partition UP",
-	scheduler.ReasonPartitionInactive:        "its partition is INACTIVE: it starts once an operator sets the partition UP",
 	"Requeued":                               "it was requeued after a failure and waits for its old ranks to stop or for resources",
 	"Preempted":                              "it was preempted by a higher-QoS job and waits to run again",
 	"None":                                   "the scheduler has not looked at it yet",
@@ -41,9 +41,12 @@ var reasonText = map[string]string{
 
 // clusterState is what priority and why read from the servers.
 type clusterState struct {
-	nodes      []*api.Node
-	jobs       []*api.Job
+	// partitions are the configured ones (GetConfig), which decide the
+	// nodes of each partition as the leader's view does.
 	partitions []*api.PartitionConfig
+
+	nodes []*api.Node
+	jobs  []*api.Job
 }
 
 // readCluster lists every node and job through c.
@@ -56,11 +59,7 @@ func readCluster(ctx context.Context, c *client) (*clusterState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %s", errorMessage(err))
 	}
-	cfg, err := c.clusterConfig(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read the configuration: %s", errorMessage(err))
-	}
-	st := &clusterState{jobs: jr.Jobs, partitions: cfg.GetPartitions()}
+	st := &clusterState{jobs: jr.Jobs}
 	for _, ni := range nr.Nodes {
 		st.nodes = append(st.nodes, ni.Node)
 	}
@@ -75,13 +74,23 @@ func readClusterFrom(ctx context.Context, e *env) (*clusterState, error) {
 		return nil, err
 	}
 	defer c.Close()
-	return readCluster(ctx, c)
+	st, err := readCluster(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := c.clusterConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the partitions: %s", errorMessage(err))
+	}
+	st.partitions = cfg.GetPartitions()
+	return st, nil
 }
 
 // view builds the scheduler's view as the leader would at now.
 func (st *clusterState) view(now time.Time, cfg scheduler.Config) *scheduler.View {
 	byID := map[uint64]*api.Job{}
-	v := &scheduler.View{Nodes: st.nodes, Partitions: st.partitions, Lookup: func(id uint64) *api.Job { return byID[id] }}
+	v := &scheduler.View{Nodes: st.nodes, Lookup: func(id uint64) *api.Job { return byID[id] }}
+	v.Partitions = st.partitions
 	l := &scheduler.Ledger{HalfLife: cfg.Priority.FairShareHalfLife}
 	for _, j := range st.jobs {
 		byID[j.Id] = j

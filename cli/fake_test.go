@@ -41,13 +41,13 @@ type fakeServer struct {
 	hang     bool                 // ListJobs waits for the caller to give up
 	page     int                  // ListJobs pages by at most this many jobs; 0: one page
 	cancelFn func(id uint64) bool // which cancels succeed; nil: known, unfinished jobs
-	config   *api.ClusterConfig   // what GetConfig answers
+	config   *api.ClusterConfig   // GetConfig's answer; nil: none was set
 }
 
 func (f *fakeServer) GetConfig(context.Context, *api.GetConfigRequest) (*api.GetConfigResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return &api.GetConfigResponse{Config: f.config}, f.fail
+	return &api.GetConfigResponse{Config: f.config}, nil
 }
 
 func (f *fakeServer) Submit(_ context.Context, req *api.SubmitRequest) (*api.SubmitResponse, error) {

@@ -74,14 +74,14 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 			return e.fail(&usageError{fmt.Sprintf("show %s: unexpected argument %q", what, rest[1])})
 		}
 		switch what {
+		case "partition", "partitions", "partitionname":
+			return withClient(e, func(c *client) int { return showPartitions(ctx, e, c, rest, o) })
 		case "job", "jobs", "jobid":
 			return withClient(e, func(c *client) int { return showJobs(ctx, e, c, rest, o) })
 		case "node", "nodes", "nodename":
 			return withClient(e, func(c *client) int { return showNodes(ctx, e, c, rest, o) })
 		case "step", "steps":
 			return withClient(e, func(c *client) int { return showSteps(ctx, e, c, rest, o) })
-		case "partition", "partitions", "partitionname":
-			return withClient(e, func(c *client) int { return showPartitions(ctx, e, c, rest, o) })
 		}
 		return e.fail(&usageError{fmt.Sprintf("show: cannot show %q: Loom shows job, node, step, partition and hostnames", pos[1])})
 	case cmd == "update":
