@@ -132,15 +132,15 @@ type View struct {
 	// Usage is what live allocations hold. Schedule derives the same from
 	// Jobs and ignores it; it is kept for shells and tests that have it.
 	Usage api.Usage
+	// Partitions are the cluster's [[partition]] tables (ClusterConfig);
+	// none leaves a node in the partitions its agent names.
+	Partitions []*api.PartitionConfig
 	// Lookup finds any job by id, finished ones included, for
 	// dependencies; nil means only Jobs are known.
 	Lookup func(id uint64) *api.Job
 	// AccountUsage is each account's decayed GPU-seconds from jobs that
 	// have ended (see Ledger); running jobs' usage Schedule adds itself.
 	AccountUsage map[string]float64
-	// Partitions are the cluster's [[partition]] tables (ClusterConfig);
-	// none leaves a node in the partitions its agent names.
-	Partitions []*api.PartitionConfig
 }
 
 // Plan is one cycle's decisions.
