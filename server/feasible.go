@@ -24,9 +24,10 @@ type feasibility struct {
 // maxVerdicts bounds the memory; beyond it, it starts again.
 const maxVerdicts = 4096
 
-func (f *feasibility) check(snap *state.View, nodes []*api.Node, parts *api.PartitionTable, spec *api.JobSpec) error {
+func (f *feasibility) check(snap *state.View, nodes []*api.Node, spec *api.JobSpec) error {
 	key := feasibilityKey(spec)
 	version := snap.NodesVersion()
+	parts := api.PartitionsOf(snap.Config())
 	f.mu.Lock()
 	if f.nodes != version || f.parts != parts || len(f.verdicts) >= maxVerdicts {
 		f.nodes, f.parts, f.verdicts = version, parts, map[string]error{}

@@ -39,6 +39,15 @@ func (js *jobService) Submit(ctx context.Context, req *api.SubmitRequest) (*api.
 	}); fwd {
 		return resp, err
 	}
+	// The FSM fixes the partition and its defaults again when it applies
+	// the submit, under the configuration of that entry; refusing here
+	// spares a Raft entry and checks what only this server can, the
+	// caller's groups.
+	spec, err := api.PartitionsOf(snap.Config()).ApplyPartition(req.Spec, api.SubmitCaller{User: req.User, InGroup: s.inGroup(ctx)})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	req.Spec = spec
 	var nodes []*api.Node
 	for n := range snap.Nodes() {
 		nodes = append(nodes, n)
@@ -46,15 +55,7 @@ func (js *jobService) Submit(ctx context.Context, req *api.SubmitRequest) (*api.
 	if len(nodes) == 0 {
 		return nil, toStatus(fmt.Errorf("%w: start an agent (loom agent) before submitting", errNoNodes))
 	}
-	// The FSM fixes the partition and its defaults again when it applies
-	// the submit; refusing here spares a Raft entry and checks what only
-	// this server can, the caller's groups.
-	parts := api.PartitionsOf(snap.Config())
-	spec, err := parts.ApplyPartition(req.Spec, api.SubmitCaller{User: req.User, InGroup: s.inGroup(ctx)})
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	if err := s.feasible.check(snap, nodes, parts, spec); err != nil {
+	if err := s.feasible.check(snap, nodes, req.Spec); err != nil {
 		return nil, toStatus(fmt.Errorf("%w: %v", errInfeasible, err))
 	}
 	id, index, err := s.submitGrouped(ctx, req)
