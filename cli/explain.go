@@ -90,7 +90,6 @@ func readClusterFrom(ctx context.Context, e *env) (*clusterState, error) {
 func (st *clusterState) view(now time.Time, cfg scheduler.Config) *scheduler.View {
 	byID := map[uint64]*api.Job{}
 	v := &scheduler.View{Nodes: st.nodes, Lookup: func(id uint64) *api.Job { return byID[id] }}
-	v.Partitions = st.partitions
 	l := &scheduler.Ledger{HalfLife: cfg.Priority.FairShareHalfLife}
 	for _, j := range st.jobs {
 		byID[j.Id] = j
@@ -107,6 +106,7 @@ func (st *clusterState) view(now time.Time, cfg scheduler.Config) *scheduler.Vie
 		}
 	}
 	v.AccountUsage = l.At(now)
+	v.Partitions = st.partitions
 	return v
 }
 

@@ -83,7 +83,7 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 		case "step", "steps":
 			return withClient(e, func(c *client) int { return showSteps(ctx, e, c, rest, o) })
 		}
-		return e.fail(&usageError{fmt.Sprintf("show: cannot show %q: Loom shows job, node, step, partition and hostnames", pos[1])})
+		return e.fail(&usageError{fmt.Sprintf("show: cannot show %q: Loom shows job, node, step and hostnames", pos[1])})
 	case cmd == "update":
 		return withClient(e, func(c *client) int { return updateNodes(ctx, e, c, pos[1:]) })
 	case cmd == "hold" || cmd == "release":
