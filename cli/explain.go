@@ -26,6 +26,8 @@ import (
 // reasonText says in words what each pending reason means.
 var reasonText = map[string]string{
 	scheduler.ReasonResources:                "it is the highest-priority job that cannot start: not enough free resources",
+	scheduler.ReasonPartitionDown:            "its partition is DOWN: it starts once an operator sets the partition UP",
+	scheduler.ReasonPartitionInactive:        "its partition is INACTIVE: it starts once an operator sets the partition UP",
 	scheduler.ReasonPriority:                 "higher-priority jobs are waiting for the resources it needs",
 	scheduler.ReasonReserved:                 "resources are free, but running there would delay a higher-priority gang's reservation",
 	scheduler.ReasonTopology:                 "enough resources are free, but not within the --switches it asked for",
@@ -49,6 +51,10 @@ var reasonText = map[string]string{
 
 // clusterState is what priority and why read from the servers.
 type clusterState struct {
+	// partitions are the configured ones (GetConfig), which decide the
+	// nodes of each partition as the leader's view does.
+	partitions []*api.PartitionConfig
+
 	nodes        []*api.Node
 	jobs         []*api.Job
 	reservations []*api.Reservation
@@ -72,13 +78,14 @@ func readCluster(ctx context.Context, c *client) (*clusterState, error) {
 	if st.reservations, err = listReservations(ctx, c, ""); err != nil && status.Code(err) != codes.Unimplemented {
 		return nil, fmt.Errorf("list reservations: %s", errorMessage(err))
 	}
-	cc, err := getConfig(ctx, c)
+	cc, err := c.clusterConfig(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read the cluster configuration: %s", errorMessage(err))
 	}
 	if cc != nil {
 		st.cfg = clusterconf.ToScheduler(cc)
 	}
+	st.partitions = cc.GetPartitions()
 	for _, ni := range nr.Nodes {
 		st.nodes = append(st.nodes, ni.Node)
 	}
@@ -116,6 +123,7 @@ func (st *clusterState) view(now time.Time, cfg scheduler.Config) *scheduler.Vie
 		}
 	}
 	v.AccountUsage = l.At(now)
+	v.Partitions = st.partitions
 	return v
 }
 

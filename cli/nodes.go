@@ -57,15 +57,6 @@ func matchesNodeState(n *api.NodeInfo, want string) bool {
 	return false
 }
 
-// nodePartitions is the partitions n serves; a node that names none is in
-// the default partition.
-func nodePartitions(n *api.Node) []string {
-	if len(n.GetPartitions()) == 0 {
-		return []string{api.DefaultPartition}
-	}
-	return n.GetPartitions()
-}
-
 // partitionLabel marks the default partition with '*', as sinfo does.
 func partitionLabel(p string) string {
 	if p == api.DefaultPartition {

@@ -21,6 +21,7 @@ Commands:
   show job [JOBID]                      a job's details (all active jobs without JOBID)
   show node [NODENAME]                  a node's details (all nodes without NODENAME)
   show step [JOBID[.STEPID]]            job steps (those of every active job without one)
+  show partition [NAME]                 a partition's settings and nodes (all without NAME)
   show hostnames [HOSTLIST]             one host name per line ($SLURM_JOB_NODELIST by default)
   show reservation [NAME]               advance reservations (docs/reservations.md)
   create reservation ReservationName=NAME StartTime=now|TIME Duration=TIME|EndTime=TIME
@@ -81,6 +82,8 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 			return e.fail(&usageError{fmt.Sprintf("show %s: unexpected argument %q", what, rest[1])})
 		}
 		switch what {
+		case "partition", "partitions", "partitionname":
+			return withClient(e, func(c *client) int { return showPartitions(ctx, e, c, rest, o) })
 		case "job", "jobs", "jobid":
 			return withClient(e, func(c *client) int { return showJobs(ctx, e, c, rest, o) })
 		case "node", "nodes", "nodename":
@@ -92,7 +95,7 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 		case "config":
 			return withClient(e, func(c *client) int { return showConfig(ctx, e, c, o) })
 		}
-		return e.fail(&usageError{fmt.Sprintf("show: cannot show %q: Loom shows job, node, step, reservation, config and hostnames", pos[1])})
+		return e.fail(&usageError{fmt.Sprintf("show: cannot show %q: Loom shows job, node, step, partition, reservation, config and hostnames", pos[1])})
 	case (cmd == "create" || cmd == "update" || cmd == "delete") && isReservationCommand(pos[1:]):
 		return withClient(e, func(c *client) int {
 			switch cmd {
@@ -345,13 +348,18 @@ func showNodes(ctx context.Context, e *env, c *client, rest []string, o scontrol
 		fmt.Fprintln(e.stdout, "No nodes in the system")
 		return 0
 	}
+	cfg, err := c.clusterConfig(ctx)
+	if err != nil {
+		return e.fail(err)
+	}
+	ps := newPartitionSet(cfg)
 	for _, n := range nodes {
-		nodeRecord(n, e).write(e.stdout, o.oneLiner)
+		nodeRecord(n, ps, e).write(e.stdout, o.oneLiner)
 	}
 	return 0
 }
 
-func nodeRecord(ni *api.NodeInfo, e *env) *keyValues {
+func nodeRecord(ni *api.NodeInfo, ps partitionSet, e *env) *keyValues {
 	n := ni.GetNode()
 	kv := &keyValues{}
 	kv.line("NodeName", n.GetName())
@@ -372,7 +380,7 @@ func nodeRecord(ni *api.NodeInfo, e *env) *keyValues {
 	kv.line("NodeAddr", null(n.GetAddress()), "Version", null(n.GetVersion()))
 	kv.line("RealMemory", strconv.FormatUint(n.GetMemoryMb(), 10), "AllocMem", strconv.FormatUint(ni.GetMemAllocatedMb(), 10))
 	kv.line("State", nodeState(ni).show)
-	kv.line("Partitions", strings.Join(nodePartitions(n), ","))
+	kv.line("Partitions", null(strings.Join(ps.of(n), ",")))
 	kv.line("RegisterTime", slurmTimestamp(n.GetRegisteredUnixMs(), e.loc), "LastChangeTime", slurmTimestamp(n.GetUpdatedUnixMs(), e.loc))
 	kv.line("LeafSwitch", null(n.GetLeafSwitch()), "SpineSwitch", null(n.GetSpineSwitch()))
 	jobs := make([]string, len(ni.GetJobIds()))

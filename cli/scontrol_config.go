@@ -6,28 +6,14 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc"
-
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/clusterconf"
 )
 
-// getConfig reads the replicated cluster configuration; nil when none was
-// ever set (the defaults apply).
-func getConfig(ctx context.Context, c *client) (*api.ClusterConfig, error) {
-	var resp *api.GetConfigResponse
-	err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
-		var err error
-		resp, err = api.NewOperatorClient(cc).GetConfig(ctx, &api.GetConfigRequest{})
-		return err
-	})
-	return resp.GetConfig(), err
-}
-
 // showConfig is scontrol show config: the effective scheduling settings,
 // Slurm-like "Key = value" lines, defaults shown as the values in force.
 func showConfig(ctx context.Context, e *env, c *client, o scontrolOpts) int {
-	cfg, err := getConfig(ctx, c)
+	cfg, err := c.clusterConfig(ctx)
 	if err != nil {
 		return e.fail(err)
 	}

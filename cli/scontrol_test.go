@@ -102,7 +102,7 @@ func TestScontrolErrors(t *testing.T) {
 	}{
 		{[]string{"show", "job", "99"}, "scontrol: error: job 99: invalid job id specified\n"},
 		{[]string{"show", "node", "nope"}, "scontrol: error: node nope not found\n"},
-		{[]string{"show", "partition"}, "scontrol: error: show: cannot show \"partition\": Loom shows job, node, step, reservation, config and hostnames\nTry \"scontrol --help\" for more information\n"},
+		{[]string{"show", "licenses"}, "scontrol: error: show: cannot show \"licenses\": Loom shows job, node, step, partition, reservation, config and hostnames\nTry \"scontrol --help\" for more information\n"},
 		{[]string{"update", "nodename=gpu01", "state=drain"}, "scontrol: error: you must specify a reason when draining a node: reason=\"...\"\n"},
 		{[]string{"update", "nodename=gpu01", "state=down", "reason=x"}, "scontrol: error: state=down: Loom supports state=drain and state=resume\n"},
 		{[]string{"update", "nodename=gpu01", "reason=maint", "window"}, "scontrol: error: update: invalid input \"window\": want KEY=VALUE (quote values with blanks)\nTry \"scontrol --help\" for more information\n"},

@@ -29,6 +29,7 @@ type sinfoOpts struct {
 	states       []string
 	nodes        []string
 	format       string // -o/--format
+	sort         []sinfoSortKey
 	help         bool
 }
 
@@ -47,6 +48,11 @@ func runSinfo(ctx context.Context, e *env, args []string) int {
 			return nil
 		}},
 		{long: "format", short: 'o', arg: requiredArg, meta: "FORMAT", help: "columns as %[.][WIDTH]LETTER fields: %P %a %l %D %t %T %N %f (features) %G %c %C %m %E", set: setString(&o.format)},
+		{long: "sort", short: 'S', arg: requiredArg, meta: "FIELDS", help: "order rows by format letters, '-' for descending, '#P' for the configured partition order (as \"#P,-t\")", set: func(v string) error {
+			var err error
+			o.sort, err = parseSinfoSort(v)
+			return err
+		}},
 		{long: "json", arg: noArg, help: "print the nodes as JSON (API objects)", set: setBool(&o.json, true)},
 		{long: "consistent", arg: noArg, help: "read through the leader (linearizable) instead of any server", set: consistentRead(e)},
 		{long: "noheader", short: 'h', arg: noArg, help: "no header line", set: setBool(&o.noHeader, true)},
@@ -82,6 +88,11 @@ func runSinfo(ctx context.Context, e *env, args []string) int {
 		only = append(only, names...)
 	}
 	return withClient(e, func(c *client) int {
+		cfg, err := c.clusterConfig(ctx)
+		if err != nil {
+			return e.fail(err)
+		}
+		ps := newPartitionSet(cfg)
 		resp, err := c.listNodes(ctx)
 		if err != nil {
 			return e.fail(err)
@@ -94,7 +105,7 @@ func runSinfo(ctx context.Context, e *env, args []string) int {
 			if len(o.states) > 0 && !slices.ContainsFunc(o.states, func(s string) bool { return matchesNodeState(n, s) }) {
 				continue
 			}
-			if len(o.partitions) > 0 && !slices.ContainsFunc(nodePartitions(n.GetNode()), func(p string) bool { return slices.Contains(o.partitions, p) }) {
+			if len(o.partitions) > 0 && !slices.ContainsFunc(ps.of(n.GetNode()), func(p string) bool { return slices.Contains(o.partitions, p) }) {
 				continue
 			}
 			nodes = append(nodes, n)
@@ -106,45 +117,25 @@ func runSinfo(ctx context.Context, e *env, args []string) int {
 				return e.fail(err)
 			}
 		case pieces != nil:
-			writeSinfoFormat(e, nodes, pieces, o)
+			writeSinfoFormat(e, ps, nodes, pieces, o)
 		case o.reasons:
 			writeNodeReasons(e, nodes, o)
 		case o.nodeOriented:
-			writeNodeRows(e, nodes, o)
+			writeNodeRows(e, ps, nodes, o)
 		case o.summarize:
-			writePartitionSummary(e, nodes, o)
+			writePartitionSummary(e, ps, nodes, o)
 		default:
-			writePartitionRows(e, nodes, o)
+			writePartitionRows(e, ps, nodes, o)
 		}
 		return 0
 	})
 }
 
-// partitionNodes lists, for each partition shown, the nodes in it, in
-// sinfo's partition order.
-func partitionNodes(nodes []*api.NodeInfo, only []string) ([]string, map[string][]*api.NodeInfo) {
-	byPart := map[string][]*api.NodeInfo{}
-	var parts []string
-	for _, n := range nodes {
-		for _, p := range nodePartitions(n.GetNode()) {
-			if len(only) > 0 && !slices.Contains(only, p) {
-				continue
-			}
-			if _, ok := byPart[p]; !ok {
-				parts = append(parts, p)
-			}
-			byPart[p] = append(byPart[p], n)
-		}
-	}
-	sortPartitions(parts)
-	return parts, byPart
-}
-
 // writePartitionRows is sinfo's default view, "%9P %.5a %.10l %.6D %.6t
-// %N": one row per partition and state (and GRES with -l). Loom has no
-// partition time limits yet, so TIMELIMIT is "n/a".
-func writePartitionRows(e *env, nodes []*api.NodeInfo, o sinfoOpts) {
-	parts, byPart := partitionNodes(nodes, o.partitions)
+// %N": one row per partition and state (and GRES with -l); a configured
+// partition with no node has one row of 0 nodes.
+func writePartitionRows(e *env, ps partitionSet, nodes []*api.NodeInfo, o sinfoOpts) {
+	parts, byPart := ps.nodesByPartition(nodes, o.partitions)
 	cols := []column{{"PARTITION", -1, false}, {"AVAIL", 5, true}, {"TIMELIMIT", 10, true}, {"NODES", 6, true}, {"STATE", 6, true}, {"NODELIST", 0, false}}
 	if o.long {
 		cols = []column{{"PARTITION", -1, false}, {"AVAIL", 5, true}, {"TIMELIMIT", 10, true}, {"NODES", 6, true}, {"STATE", 11, true}, {"GRES", -1, false}, {"NODELIST", 0, false}}
@@ -171,8 +162,15 @@ func writePartitionRows(e *env, nodes []*api.NodeInfo, o sinfoOpts) {
 			groups[i].names = append(groups[i].names, n.GetNode().GetName())
 		}
 		slices.SortStableFunc(groups, func(a, b *group) int { return a.state.order - b.state.order })
+		if len(groups) == 0 {
+			rows = append(rows, []string{ps.label(p), ps.avail(p), ps.timeLimit(p), "0", "n/a"})
+			if o.long {
+				rows[len(rows)-1] = append(rows[len(rows)-1], "(null)")
+			}
+			rows[len(rows)-1] = append(rows[len(rows)-1], "")
+		}
 		for _, g := range groups {
-			row := []string{partitionLabel(p), "up", "n/a", strconv.Itoa(len(g.names))}
+			row := []string{ps.label(p), ps.avail(p), ps.timeLimit(p), strconv.Itoa(len(g.names))}
 			if o.long {
 				row = append(row, g.state.long, g.gres)
 			} else {
@@ -181,12 +179,17 @@ func writePartitionRows(e *env, nodes []*api.NodeInfo, o sinfoOpts) {
 			rows = append(rows, append(row, api.CompressHostlist(g.names)))
 		}
 	}
+	letters := "PalDtN"
+	if o.long {
+		letters = "PalDtGN"
+	}
+	sortSinfoRows(rows, o.sort, columnOf(letters))
 	writeTable(e.stdout, cols, rows, !o.noHeader)
 }
 
 // writePartitionSummary is sinfo -s: NODES(A/I/O/T) per partition.
-func writePartitionSummary(e *env, nodes []*api.NodeInfo, o sinfoOpts) {
-	parts, byPart := partitionNodes(nodes, o.partitions)
+func writePartitionSummary(e *env, ps partitionSet, nodes []*api.NodeInfo, o sinfoOpts) {
+	parts, byPart := ps.nodesByPartition(nodes, o.partitions)
 	cols := []column{{"PARTITION", -1, false}, {"AVAIL", 5, true}, {"TIMELIMIT", 10, true}, {"NODES(A/I/O/T)", 15, true}, {"NODELIST", 0, false}}
 	var rows [][]string
 	for _, p := range parts {
@@ -203,15 +206,16 @@ func writePartitionSummary(e *env, nodes []*api.NodeInfo, o sinfoOpts) {
 			}
 			names = append(names, n.GetNode().GetName())
 		}
-		rows = append(rows, []string{partitionLabel(p), "up", "n/a",
+		rows = append(rows, []string{ps.label(p), ps.avail(p), ps.timeLimit(p),
 			fmt.Sprintf("%d/%d/%d/%d", a, i, other, len(names)), api.CompressHostlist(names)})
 	}
+	sortSinfoRows(rows, o.sort, columnOf("PalFN"))
 	writeTable(e.stdout, cols, rows, !o.noHeader)
 }
 
 // writeNodeRows is sinfo -N ("%#N %.6D %#P %6t"), and with -l the node's
 // CPUs, memory, GPUs and reason.
-func writeNodeRows(e *env, nodes []*api.NodeInfo, o sinfoOpts) {
+func writeNodeRows(e *env, ps partitionSet, nodes []*api.NodeInfo, o sinfoOpts) {
 	cols := []column{{"NODELIST", -1, false}, {"NODES", 6, true}, {"PARTITION", -1, true}, {"STATE", 6, false}}
 	if o.long {
 		cols = []column{{"NODELIST", -1, false}, {"NODES", 6, true}, {"PARTITION", -1, true}, {"STATE", 11, true},
@@ -219,21 +223,22 @@ func writeNodeRows(e *env, nodes []*api.NodeInfo, o sinfoOpts) {
 	}
 	var rows [][]string
 	for _, n := range nodes {
-		for _, p := range nodePartitions(n.GetNode()) {
+		for _, p := range ps.of(n.GetNode()) {
 			if len(o.partitions) > 0 && !slices.Contains(o.partitions, p) {
 				continue
 			}
 			st := nodeState(n)
 			if !o.long {
-				rows = append(rows, []string{n.GetNode().GetName(), "1", partitionLabel(p), st.short})
+				rows = append(rows, []string{n.GetNode().GetName(), "1", ps.label(p), st.short})
 				continue
 			}
-			rows = append(rows, []string{n.GetNode().GetName(), "1", partitionLabel(p), st.long,
+			rows = append(rows, []string{n.GetNode().GetName(), "1", ps.label(p), st.long,
 				fmt.Sprintf("%d/%d", n.GetCpusAllocated(), n.GetNode().GetCpus()),
 				strconv.FormatUint(n.GetNode().GetMemoryMb(), 10),
 				nodeGres(n, false), nodeGres(n, true), orDefault(n.GetNode().GetReason(), "none")})
 		}
 	}
+	sortSinfoRows(rows, o.sort, columnOf("NDPtCmG_E"))
 	writeTable(e.stdout, cols, rows, !o.noHeader)
 }
 

@@ -15,13 +15,15 @@ import (
 type sinfoField struct {
 	title string
 	value func(n *api.NodeInfo, part string) string
-	count bool // %D
-	names bool // %N, %n
-	part  bool // %P, %R: rows are per partition
+	// partValue, when set, shows the partition's own setting instead.
+	partValue func(ps partitionSet, part string) string
+	count     bool // %D
+	names     bool // %N, %n
+	part      bool // %P, %R: rows are per partition
 }
 
 var sinfoFields = map[byte]*sinfoField{
-	'a': {title: "AVAIL", value: func(*api.NodeInfo, string) string { return "up" }},
+	'a': {title: "AVAIL", part: true, partValue: partitionSet.avail},
 	'b': {title: "ACTIVE_FEATURES", value: nodeFeatures},
 	'c': {title: "CPUS", value: func(n *api.NodeInfo, _ string) string { return strconv.FormatUint(uint64(n.GetNode().GetCpus()), 10) }},
 	'C': {title: "CPUS(A/I/O/T)", value: func(n *api.NodeInfo, _ string) string {
@@ -35,11 +37,11 @@ var sinfoFields = map[byte]*sinfoField{
 	'E': {title: "REASON", value: func(n *api.NodeInfo, _ string) string { return orDefault(n.GetNode().GetReason(), "none") }},
 	'f': {title: "AVAIL_FEATURES", value: nodeFeatures},
 	'G': {title: "GRES", value: func(n *api.NodeInfo, _ string) string { return nodeGres(n, false) }},
-	'l': {title: "TIMELIMIT", value: func(*api.NodeInfo, string) string { return "n/a" }},
+	'l': {title: "TIMELIMIT", part: true, partValue: partitionSet.timeLimit},
 	'm': {title: "MEMORY", value: func(n *api.NodeInfo, _ string) string { return strconv.FormatUint(n.GetNode().GetMemoryMb(), 10) }},
 	'n': {title: "HOSTNAMES", names: true},
 	'N': {title: "NODELIST", names: true},
-	'P': {title: "PARTITION", part: true, value: func(_ *api.NodeInfo, p string) string { return partitionLabel(p) }},
+	'P': {title: "PARTITION", part: true, partValue: partitionSet.label},
 	'R': {title: "PARTITION", part: true, value: func(_ *api.NodeInfo, p string) string { return p }},
 	't': {title: "STATE", value: func(n *api.NodeInfo, _ string) string { return nodeState(n).short }},
 	'T': {title: "STATE", value: func(n *api.NodeInfo, _ string) string { return nodeState(n).long }},
@@ -68,7 +70,7 @@ func parseSinfoFormat(f string) ([]sinfoPiece, error) {
 // writeSinfoFormat prints nodes in the format of pieces: one row per
 // group of nodes that show the same values (per partition when a field
 // shows it), or with -N one per node.
-func writeSinfoFormat(e *env, nodes []*api.NodeInfo, pieces []sinfoPiece, o sinfoOpts) {
+func writeSinfoFormat(e *env, ps partitionSet, nodes []*api.NodeInfo, pieces []sinfoPiece, o sinfoOpts) {
 	perPart := slices.ContainsFunc(pieces, func(p sinfoPiece) bool { return p.field != nil && p.field.part })
 	type group struct {
 		first *api.NodeInfo
@@ -88,7 +90,7 @@ func writeSinfoFormat(e *env, nodes []*api.NodeInfo, pieces []sinfoPiece, o sinf
 		groups = append(groups, &group{first: n, part: part, names: []string{n.GetNode().GetName()}})
 	}
 	if perPart {
-		parts, byPart := partitionNodes(nodes, o.partitions)
+		parts, byPart := ps.nodesByPartition(nodes, o.partitions)
 		for _, p := range parts {
 			for _, n := range byPart[p] {
 				add(p, n)
@@ -106,16 +108,40 @@ func writeSinfoFormat(e *env, nodes []*api.NodeInfo, pieces []sinfoPiece, o sinf
 	if !o.noHeader {
 		line(func(f *sinfoField) string { return f.title })
 	}
-	for _, g := range groups {
-		line(func(f *sinfoField) string {
-			switch {
-			case f.count:
-				return strconv.Itoa(len(g.names))
-			case f.names:
-				return api.CompressHostlist(g.names)
+	cell := func(g *group, f *sinfoField) string {
+		switch {
+		case f.count:
+			return strconv.Itoa(len(g.names))
+		case f.names:
+			return api.CompressHostlist(g.names)
+		case f.partValue != nil:
+			return f.partValue(ps, g.part)
+		}
+		return f.value(g.first, g.part)
+	}
+	if len(o.sort) > 0 {
+		// Rows of every letter sorted on, the group's index last.
+		var letters []byte
+		for _, k := range o.sort {
+			letters = append(letters, k.letter)
+		}
+		rows := make([][]string, len(groups))
+		for i, g := range groups {
+			for _, l := range letters {
+				rows[i] = append(rows[i], cell(g, sinfoFields[l]))
 			}
-			return f.value(g.first, g.part)
-		})
+			rows[i] = append(rows[i], strconv.Itoa(i))
+		}
+		sortSinfoRows(rows, o.sort, func(l byte) int { return strings.IndexByte(string(letters), l) })
+		sorted := make([]*group, len(groups))
+		for i, r := range rows {
+			k, _ := strconv.Atoi(r[len(r)-1])
+			sorted[i] = groups[k]
+		}
+		groups = sorted
+	}
+	for _, g := range groups {
+		line(func(f *sinfoField) string { return cell(g, f) })
 	}
 }
 
@@ -123,7 +149,7 @@ func writeSinfoFormat(e *env, nodes []*api.NodeInfo, pieces []sinfoPiece, o sinf
 // grouping field of pieces.
 func sameValues(pieces []sinfoPiece, a, b *api.NodeInfo, part string) bool {
 	for _, p := range pieces {
-		if p.field == nil || p.field.count || p.field.names {
+		if p.field == nil || p.field.count || p.field.names || p.field.partValue != nil {
 			continue
 		}
 		if p.field.value(a, part) != p.field.value(b, part) {

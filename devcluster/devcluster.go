@@ -17,11 +17,14 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/loomhpc/loom/agent"
 	"github.com/loomhpc/loom/agent/driver/exec"
+	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/auth"
+	"github.com/loomhpc/loom/gpu/probe"
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/pki"
 	"github.com/loomhpc/loom/server"
@@ -49,6 +52,25 @@ type Options struct {
 	CommandsBinary string
 	// Limits are the server's job limits; nil means server.DefaultLimits.
 	Limits *server.Limits
+	// Cluster is the cluster configuration (partitions, QoS, switches)
+	// the server is given once it leads; nil leaves the defaults.
+	Cluster *api.ClusterConfig
+	// Nodes, when given, are the simulated nodes instead of Agents nodes
+	// of Profile (loom dev --config's [[dev.nodes]]).
+	Nodes []NodeGroup
+}
+
+// agentGroups returns the node groups o asks for: its Nodes, or Agents
+// nodes of Profile (GPUs of them with a flat profile) named NodeName1….
+func (o Options) agentGroups() []NodeGroup {
+	if len(o.Nodes) > 0 {
+		return o.Nodes
+	}
+	g := NodeGroup{Count: o.Agents, Name: o.NodeName, Profile: o.Profile}
+	if o.Profile == "" {
+		g.Profile = fmt.Sprintf("flat-%d", o.GPUs)
+	}
+	return []NodeGroup{g}
 }
 
 // Cluster is a running dev cluster.
@@ -150,37 +172,23 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		c.Close()
 		return nil, err
 	}
+	if o.Cluster != nil {
+		if err := srv.SetClusterConfig(ctx, o.Cluster); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("devcluster: %w", err)
+		}
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
-	for i := 1; i <= o.Agents; i++ {
-		name := fmt.Sprintf("%s%d", o.NodeName, i)
-		agentTLS, err := cert(pki.RoleAgent, name)
-		if err != nil {
-			c.Close()
-			return nil, err
+	total := 0
+	for _, g := range o.agentGroups() {
+		for _, name := range g.names() {
+			total++
+			if err := c.startAgent(runCtx, o, g, name, total, cert, metrics("127.0.0.1:0"), log); err != nil {
+				c.Close()
+				return nil, err
+			}
 		}
-		a, err := agent.New(agent.Config{
-			TLS:  agentTLS,
-			Name: name, Servers: []string{srv.RPCAddr()}, DataDir: filepath.Join(c.dataDir, name),
-			ListenAddr: "127.0.0.1:0", MetricsAddr: metrics("127.0.0.1:0"),
-			Profile: o.Profile, GPUs: o.GPUs,
-			// Simulated nodes share one host, so each gets its own ports.
-			PortMin: uint32(29500 + 100*i), PortMax: uint32(29500 + 100*i + 99),
-			// The dev cluster is one user's sandbox: it runs jobs as
-			// whoever started it, root included.
-			AllowRoot: true, KillGrace: 3 * time.Second,
-			Driver: exec.New(filepath.Join(c.dataDir, name, "exec"), log), Logger: log,
-			CommandsBinary: o.CommandsBinary,
-			// Jobs' srun reaches the server where the user who started
-			// the cluster does: its local socket.
-			ClientAddr: "unix://" + c.socket,
-		})
-		if err != nil {
-			c.Close()
-			return nil, err
-		}
-		c.Agents = append(c.Agents, a)
-		go func() { _ = a.Run(runCtx) }()
 	}
 	go func() {
 		<-runCtx.Done()
@@ -191,13 +199,69 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		for range c.Server.State().Nodes() {
 			count++
 		}
-		return count >= o.Agents
+		return count >= total
 	}
 	if err := waitUntil(ctx, "every agent to register", registered); err != nil {
 		c.Close()
 		return nil, err
 	}
 	return c, nil
+}
+
+// startAgent starts the i-th agent (from 1), node name of group g.
+func (c *Cluster) startAgent(ctx context.Context, o Options, g NodeGroup, name string, i int,
+	cert func(pki.Role, string) (*pki.Files, error), metricsAddr string, log *slog.Logger) error {
+	agentTLS, err := cert(pki.RoleAgent, name)
+	if err != nil {
+		return err
+	}
+	cfg := agent.Config{
+		TLS:  agentTLS,
+		Name: name, Servers: []string{c.Server.RPCAddr()}, DataDir: filepath.Join(c.dataDir, name),
+		ListenAddr: "127.0.0.1:0", MetricsAddr: metricsAddr,
+		Profile: g.Profile, Features: slices.Clone(g.Features), Partitions: slices.Clone(g.Partitions),
+		// Simulated nodes share one host, so each gets its own ports.
+		PortMin: uint32(29500 + 100*i), PortMax: uint32(29500 + 100*i + 99),
+		// The dev cluster is one user's sandbox: it runs jobs as
+		// whoever started it, root included.
+		AllowRoot: true, KillGrace: 3 * time.Second,
+		Driver: exec.New(filepath.Join(c.dataDir, name, "exec"), log), Logger: log,
+		CommandsBinary: o.CommandsBinary,
+		// Jobs' srun reaches the server where the user who started
+		// the cluster does: its local socket.
+		ClientAddr: "unix://" + c.socket,
+	}
+	if g.Profile == "none" {
+		cfg.Profile = ""
+	}
+	if err := applyAgentArgs(&cfg, g.AgentArgs); err != nil {
+		return fmt.Errorf("devcluster: node %s: agent_args: %w", name, err)
+	}
+	if g.CPUs != 0 || g.MemoryMB != 0 {
+		// Keep the rest of the profile's CPUs and memory for the system,
+		// as --reserved-cpus and --reserved-mem-mb would.
+		found, err := probe.Discover(ctx, probe.Options{Host: name, Profile: cfg.Profile, GPUs: cfg.GPUs})
+		if err != nil {
+			return fmt.Errorf("devcluster: node %s: %w", name, err)
+		}
+		if g.CPUs > found.CPUs || g.MemoryMB > found.MemoryMB {
+			return fmt.Errorf("devcluster: node %s: cpus = %d, memory_mb = %d: profile %q has only %d CPUs and %d MB",
+				name, g.CPUs, g.MemoryMB, g.Profile, found.CPUs, found.MemoryMB)
+		}
+		if g.CPUs != 0 {
+			cfg.ReservedCPUs += int(found.CPUs - g.CPUs)
+		}
+		if g.MemoryMB != 0 {
+			cfg.ReservedMemMB += found.MemoryMB - g.MemoryMB
+		}
+	}
+	a, err := agent.New(cfg)
+	if err != nil {
+		return err
+	}
+	c.Agents = append(c.Agents, a)
+	go func() { _ = a.Run(ctx) }()
+	return nil
 }
 
 // currentUser names the user running the dev cluster, for its operators.

@@ -15,6 +15,12 @@ func (c *cycle) ineligible(j *api.Job) (string, int64) {
 	if s.GetHold() {
 		return ReasonHeld, 0
 	}
+	if p := c.partTable.Get(s.PartitionOf()); p != nil && !p.Runs() {
+		if p.PartitionState() == api.PartitionInactive {
+			return ReasonPartitionInactive, 0
+		}
+		return ReasonPartitionDown, 0
+	}
 	if b := s.GetBeginUnixMs(); b > c.now.UnixMilli() {
 		return ReasonBeginTime, b
 	}

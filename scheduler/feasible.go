@@ -13,10 +13,16 @@ import (
 // Feasible reports whether spec could ever run on nodes (all of them
 // empty and up), with an error that says what cannot be met.
 func Feasible(nodes []*api.Node, spec *api.JobSpec) error {
+	return FeasibleIn(nodes, nil, spec)
+}
+
+// FeasibleIn is Feasible with the partitions' members as parts says (nil:
+// as the agents name them).
+func FeasibleIn(nodes []*api.Node, parts *api.PartitionTable, spec *api.JobSpec) error {
 	part := spec.PartitionOf()
 	var in []*api.Node
 	for _, n := range nodes {
-		if n.InPartition(part) {
+		if parts.Has(n, part) {
 			in = append(in, n)
 		}
 	}
@@ -59,7 +65,7 @@ func Feasible(nodes []*api.Node, spec *api.JobSpec) error {
 			Partitions: n.Partitions, PortMin: n.PortMin, PortMax: n.PortMax, Features: n.Features,
 			LeafSwitch: n.LeafSwitch, SpineSwitch: n.SpineSwitch}
 	}
-	c := newCycle(&View{Nodes: up}, time.Unix(0, 0), &Config{})
+	c := newCycle(&View{Nodes: up, Partitions: parts.Defs()}, time.Unix(0, 0), &Config{})
 	loose := proto.Clone(spec).(*api.JobSpec)
 	loose.Switches = 0
 	j := &api.Job{Spec: loose}

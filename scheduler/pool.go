@@ -84,6 +84,7 @@ type cycle struct {
 	held         []*holding
 	arrayRunning map[uint64]int
 	parts        map[string][]int
+	partTable    *api.PartitionTable // nil: agents' --partitions alone
 
 	reservations []*reservation
 	nodeRes      [][]*reservation // per node
@@ -116,7 +117,8 @@ type leafInfo struct {
 func newCycle(v *View, now time.Time, cfg *Config) *cycle {
 	c := &cycle{v: v, now: now, cfg: cfg, byName: make(map[string]int, len(v.Nodes)),
 		arrayRunning: map[uint64]int{}, parts: map[string][]int{}, failMemo: map[shapeKey]failMemo{}, noFitMemo: map[shapeKey]bool{},
-		preempted: map[uint64]bool{}, queues: map[uint64]int{}, las: cfg.LAS.withDefaults()}
+		preempted: map[uint64]bool{}, queues: map[uint64]int{}, las: cfg.LAS.withDefaults(),
+		partTable: api.NewPartitionTable(v.Partitions)}
 	net := cfg.Network
 	leafIdx := map[string]int{}
 	topIdx := map[string]int{}
@@ -297,7 +299,7 @@ func (c *cycle) partition(part string) []int {
 	}
 	var idx []int
 	for i, ni := range c.nodes {
-		if ni.node.InPartition(part) {
+		if c.partTable.Has(ni.node, part) {
 			idx = append(idx, i)
 		}
 	}
@@ -344,7 +346,7 @@ func (r *request) featureKey() string {
 // mayUse reports whether node i is one of r's candidates.
 func (c *cycle) mayUse(r *request, i int) bool {
 	name := c.nodes[i].node.Name
-	return c.nodes[i].node.InPartition(r.part) && !r.exclude[name] && (r.only == nil || r.only[name]) && c.hasFeatures(r, i)
+	return c.partTable.Has(c.nodes[i].node, r.part) && !r.exclude[name] && (r.only == nil || r.only[name]) && c.hasFeatures(r, i)
 }
 
 // hasFeatures reports whether node i meets r's --constraint (under its

@@ -89,7 +89,7 @@ func (c *cycle) preemptOnNodes(pj *pendingJob, r *request) []*api.Job {
 	perNode := map[int][]*holding{}
 	for _, h := range c.held {
 		j := h.job
-		if !j.State.Active() || c.preempted[j.Id] || !mayTake(h) {
+		if !j.State.Active() || c.preempted[j.Id] || c.partTable.Get(j.Spec.PartitionOf()).PreemptOff() || !mayTake(h) {
 			continue
 		}
 		for _, i := range h.nodes {

@@ -232,6 +232,7 @@ func JobGPUs(s *api.JobSpec) uint32 {
 // Priorities returns the priority factors of every pending job in v, the
 // highest first: what `loom priority` prints.
 func Priorities(v *View, now time.Time, cfg Config) []Factors {
+	cfg = cfg.withPartitions(v.Partitions)
 	c := newCycle(v, now, &cfg)
 	c.prio.prepare(c)
 	var out []Factors

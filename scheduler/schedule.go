@@ -37,6 +37,11 @@ const (
 	ReasonHeld = "JobHeldUser"
 	// ReasonPreempting: lower-QoS jobs are being stopped to make room.
 	ReasonPreempting = "Preempting"
+	// ReasonPartitionDown: the job's partition is DOWN; it starts once the
+	// partition is UP again.
+	ReasonPartitionDown = "PartitionDown"
+	// ReasonPartitionInactive: the job's partition is INACTIVE.
+	ReasonPartitionInactive = "PartitionInactive"
 )
 
 // Order is how the pending queue is sorted.
@@ -131,6 +136,9 @@ type View struct {
 	// Usage is what live allocations hold. Schedule derives the same from
 	// Jobs and ignores it; it is kept for shells and tests that have it.
 	Usage api.Usage
+	// Partitions are the cluster's [[partition]] tables (ClusterConfig);
+	// none leaves a node in the partitions its agent names.
+	Partitions []*api.PartitionConfig
 	// Lookup finds any job by id, finished ones included, for
 	// dependencies; nil means only Jobs are known.
 	Lookup func(id uint64) *api.Job
@@ -171,6 +179,7 @@ func (p *Plan) Empty() bool {
 // backfill where they delay no reservation; preempts lower QoS where that
 // is the only way a job starts; and says why every other job waits.
 func Schedule(v *View, now time.Time, cfg Config) *Plan {
+	cfg = cfg.withPartitions(v.Partitions)
 	c := newCycle(v, now, &cfg)
 	c.setupReservations()
 	return c.run()
@@ -183,6 +192,7 @@ type pendingJob struct {
 	limit    time.Duration // 0: unlimited
 	reason   string
 	expected int64
+	tier     uint32 // its partition's PriorityTier
 }
 
 func (c *cycle) run() *Plan {
@@ -330,7 +340,17 @@ func (c *cycle) sortQueue(q []*pendingJob) {
 			}
 		}
 	}
+	if c.partTable != nil {
+		for _, pj := range q {
+			pj.tier = c.partTable.Get(pj.job.GetSpec().PartitionOf()).GetPriorityTier()
+		}
+	}
 	slices.SortFunc(q, func(a, b *pendingJob) int {
+		// Slurm's PriorityTier: a higher tier goes first whatever the
+		// priority.
+		if c := cmp.Compare(b.tier, a.tier); c != 0 {
+			return c
+		}
 		if c := cmp.Compare(b.prio, a.prio); c != 0 {
 			return c
 		}
@@ -342,6 +362,24 @@ func (c *cycle) sortQueue(q []*pendingJob) {
 		// order: job ids are handed out in it.
 		return cmp.Compare(a.job.Id, b.job.Id)
 	})
+}
+
+// withPartitions returns cfg with each partition's PriorityJobFactor as
+// its partition priority, unless cfg sets those itself.
+func (cfg Config) withPartitions(parts []*api.PartitionConfig) Config {
+	if cfg.Priority.PartitionPriority != nil {
+		return cfg
+	}
+	for _, p := range parts {
+		if p.GetPriorityJobFactor() == 0 {
+			continue
+		}
+		if cfg.Priority.PartitionPriority == nil {
+			cfg.Priority.PartitionPriority = map[string]uint32{}
+		}
+		cfg.Priority.PartitionPriority[p.GetName()] = p.GetPriorityJobFactor()
+	}
+	return cfg
 }
 
 // limitOrForever is limit in seconds, with unlimited (0) after any limit.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"slices"
 	"strconv"
 
 	"github.com/loomhpc/loom/api"
@@ -212,6 +213,29 @@ func (s *Server) userName(uid uint32) string {
 		return u.Name
 	}
 	return strconv.FormatUint(uint64(uid), 10)
+}
+
+// inGroup returns whether the caller of ctx is in a group, by name: its
+// primary group as the connection proves it, or any group the directory
+// lists for it. Operators are in every group, as root and SlurmUser pass
+// Slurm's AllowGroups.
+func (s *Server) inGroup(ctx context.Context) func(string) bool {
+	id, err := caller(ctx)
+	if err != nil {
+		return func(string) bool { return false }
+	}
+	if s.cfg.Policy.IsOperator(id) {
+		return func(string) bool { return true }
+	}
+	dir := s.cfg.Policy.Directory
+	if dir == nil {
+		dir = auth.NSS{}
+	}
+	u, _ := dir.LookupUser(id.UID)
+	return func(name string) bool {
+		gid, err := dir.LookupGroup(name)
+		return err == nil && (gid == id.GID || slices.Contains(u.Groups, gid))
+	}
 }
 
 // authorizeSubmit fills req's owner from the caller and gives the job its

@@ -25,14 +25,13 @@ type sdGroup struct {
 
 func (s *Server) serveSDAgents(w http.ResponseWriter, r *http.Request) {
 	groups := []sdGroup{}
-	for n := range s.State().Nodes() {
+	snap := s.State()
+	table := api.PartitionsOf(snap.Config())
+	for n := range snap.Nodes() {
 		if n.MetricsAddress == "" {
 			continue
 		}
-		parts := n.Partitions
-		if len(parts) == 0 {
-			parts = []string{api.DefaultPartition}
-		}
+		parts := table.Of(n)
 		labels := map[string]string{
 			"__meta_loom_node":       n.Name,
 			"__meta_loom_state":      strings.ToLower(strings.TrimPrefix(n.State.String(), "NODE_")),

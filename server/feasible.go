@@ -17,6 +17,7 @@ import (
 type feasibility struct {
 	mu       sync.Mutex
 	nodes    any // the node set the verdicts hold for (state.View.NodesVersion)
+	parts    *api.PartitionTable
 	verdicts map[string]error
 }
 
@@ -26,18 +27,19 @@ const maxVerdicts = 4096
 func (f *feasibility) check(snap *state.View, nodes []*api.Node, spec *api.JobSpec) error {
 	key := feasibilityKey(spec)
 	version := snap.NodesVersion()
+	parts := api.PartitionsOf(snap.Config())
 	f.mu.Lock()
-	if f.nodes != version || len(f.verdicts) >= maxVerdicts {
-		f.nodes, f.verdicts = version, map[string]error{}
+	if f.nodes != version || f.parts != parts || len(f.verdicts) >= maxVerdicts {
+		f.nodes, f.parts, f.verdicts = version, parts, map[string]error{}
 	}
 	err, ok := f.verdicts[key]
 	f.mu.Unlock()
 	if ok {
 		return err
 	}
-	err = scheduler.Feasible(nodes, spec)
+	err = scheduler.FeasibleIn(nodes, parts, spec)
 	f.mu.Lock()
-	if f.nodes == version {
+	if f.nodes == version && f.parts == parts {
 		f.verdicts[key] = err
 	}
 	f.mu.Unlock()

@@ -40,6 +40,15 @@ func (js *jobService) Submit(ctx context.Context, req *api.SubmitRequest) (*api.
 	}); fwd {
 		return resp, err
 	}
+	// The FSM fixes the partition and its defaults again when it applies
+	// the submit, under the configuration of that entry; refusing here
+	// spares a Raft entry and checks what only this server can, the
+	// caller's groups.
+	spec, err := api.PartitionsOf(snap.Config()).ApplyPartition(req.Spec, api.SubmitCaller{User: req.User, InGroup: s.inGroup(ctx)})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	req.Spec = spec
 	var nodes []*api.Node
 	for n := range snap.Nodes() {
 		nodes = append(nodes, n)

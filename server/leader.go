@@ -151,6 +151,7 @@ func (s *Server) scheduleOnce(ctx context.Context, snap *state.View, fs *fairSha
 	for n := range snap.Nodes() {
 		view.Nodes = append(view.Nodes, n)
 	}
+	view.Partitions = snap.Config().GetPartitions()
 	for j := range snap.ActiveJobs() {
 		view.Jobs = append(view.Jobs, j)
 	}

@@ -49,6 +49,16 @@ func submitOne(t *txn, req *api.SubmitRequest, now int64, lim *api.SubmitLimits)
 			return id, nil
 		}
 	}
+	if parts := t.partitions(); parts != nil {
+		// The partition and the defaults it gives are fixed here, once:
+		// a later configuration applies to later submits only.
+		spec, err := parts.ApplyPartition(req.Spec, api.SubmitCaller{User: req.User})
+		if err != nil {
+			return 0, err
+		}
+		r := proto.Clone(req).(*api.SubmitRequest)
+		r.Spec, req = spec, r
+	}
 	id := t.nextJobID
 	tasks, err := []uint32(nil), error(nil)
 	if req.GetSpec().GetArray() != "" {

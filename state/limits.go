@@ -171,3 +171,7 @@ func (a *MemArchive) Archive(_ uint64, jobs []*api.Job) error {
 	}
 	return nil
 }
+
+// partitions returns the partition table of t's configuration, or nil when
+// it defines no partitions (agents' --partitions alone then apply).
+func (t *txn) partitions() *api.PartitionTable { return api.PartitionsOf(t.config) }

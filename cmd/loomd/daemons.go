@@ -416,6 +416,7 @@ func runDev(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	fs.StringVar(&o.RPCAddr, "rpc-addr", "127.0.0.1:7070", "server gRPC address")
 	fs.StringVar(&o.DataDir, "data-dir", "", "keep state here instead of a temporary dir")
 	fs.BoolVar(&o.Metrics, "metrics", true, "serve /metrics (server on 127.0.0.1:7080)")
+	configFile := fs.String("config", "", "a loom.toml: its partitions, QoS and switches for the server, its [[dev.nodes]] for the nodes (replaces --agents and --profile); see examples/cluster.toml")
 	var scripts stringList
 	fs.Var(&scripts, "run", "submit this batch script, follow its output, and exit with its result; repeat to run several in turn")
 	level := fs.String("log-level", "warn", "debug, info, warn or error")
@@ -425,6 +426,14 @@ func runDev(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	}
 	o.Logger = newLogger(*level)
 	o.CommandsBinary = clientBinary()
+	if *configFile != "" {
+		f, err := devcluster.ReadConfig(*configFile)
+		if err != nil {
+			fmt.Fprintln(sio.Err, "loom dev:", err)
+			return 1
+		}
+		o.Cluster, o.Nodes = f.Cluster, f.Nodes
+	}
 	if o.Socket, err = devSocket(); err != nil {
 		fmt.Fprintln(sio.Err, "loom dev:", err)
 		return 1
@@ -435,7 +444,11 @@ func runDev(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 		return 1
 	}
 	defer c.Close()
-	fmt.Fprintf(sio.Out, "loom dev: 1 server at %s, %d agents (%s), data in %s\n", c.Addr(), len(c.Agents), o.Profile, c.DataDir())
+	shape := o.Profile
+	if *configFile != "" {
+		shape = *configFile
+	}
+	fmt.Fprintf(sio.Out, "loom dev: 1 server at %s, %d agents (%s), data in %s\n", c.Addr(), len(c.Agents), shape, c.DataDir())
 	if len(scripts) > 0 {
 		for i, script := range scripts {
 			if i > 0 {
