@@ -596,7 +596,10 @@ type Node struct {
 	// features are what the agent declares (loom agent --features) and what
 	// it derives from its GPUs (the model's short name, as "h100"); jobs
 	// select nodes by them with --constraint.
-	Features      []string `protobuf:"bytes,20,rep,name=features,proto3" json:"features,omitempty"`
+	Features []string `protobuf:"bytes,20,rep,name=features,proto3" json:"features,omitempty"`
+	// gres are the node's generic resources other than GPUs (loom agent
+	// --gres nvme:3600,license_x:4), name to count, as gres.conf's Count.
+	Gres          map[string]uint64 `protobuf:"bytes,21,rep,name=gres,proto3" json:"gres,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -771,6 +774,13 @@ func (x *Node) GetFeatures() []string {
 	return nil
 }
 
+func (x *Node) GetGres() map[string]uint64 {
+	if x != nil {
+		return x.Gres
+	}
+	return nil
+}
+
 // JobSpec is what the user asked for, after the CLI parsed flags and
 // #SBATCH lines. Counts of zero mean "not given"; api.Normalize fills the
 // defaults Slurm would.
@@ -869,7 +879,10 @@ type JobSpec struct {
 	// cpu_bind is --cpu-bind as api.ParseCPUBind accepts it: "" or "cores"
 	// binds each rank to its own cores, "none" to all of its job's cores on
 	// the node; a "verbose," prefix prints the binding to the rank's stderr.
-	CpuBind       string `protobuf:"bytes,50,opt,name=cpu_bind,json=cpuBind,proto3" json:"cpu_bind,omitempty"`
+	CpuBind string `protobuf:"bytes,50,opt,name=cpu_bind,json=cpuBind,proto3" json:"cpu_bind,omitempty"`
+	// gres_per_node is --gres for resources other than gpu (those are
+	// gpus_per_node and gpu_type): name to count, on every node of the job.
+	GresPerNode   map[string]uint64 `protobuf:"bytes,51,rep,name=gres_per_node,json=gresPerNode,proto3" json:"gres_per_node,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1254,6 +1267,13 @@ func (x *JobSpec) GetCpuBind() string {
 	return ""
 }
 
+func (x *JobSpec) GetGresPerNode() map[string]uint64 {
+	if x != nil {
+		return x.GresPerNode
+	}
+	return nil
+}
+
 // Rank is one task of an allocation and where it runs.
 type Rank struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1502,6 +1522,10 @@ type Allocation struct {
 	MasterPort    uint32                 `protobuf:"varint,6,opt,name=master_port,json=masterPort,proto3" json:"master_port,omitempty"`
 	Tasks         []*TaskStatus          `protobuf:"bytes,7,rep,name=tasks,proto3" json:"tasks,omitempty"` // one per rank, indexed by rank
 	CreatedUnixMs int64                  `protobuf:"varint,8,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	// gres_per_node is what the allocation holds of each node's generic
+	// resources other than GPUs (Node.gres), the same on every node in
+	// nodes; the FSM refuses a plan that would hold more than a node has.
+	GresPerNode   map[string]uint64 `protobuf:"bytes,30,rep,name=gres_per_node,json=gresPerNode,proto3" json:"gres_per_node,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1590,6 +1614,13 @@ func (x *Allocation) GetCreatedUnixMs() int64 {
 		return x.CreatedUnixMs
 	}
 	return 0
+}
+
+func (x *Allocation) GetGresPerNode() map[string]uint64 {
+	if x != nil {
+		return x.GresPerNode
+	}
+	return nil
 }
 
 type Job struct {
@@ -3383,6 +3414,7 @@ type NodeInfo struct {
 	CpusAllocated  uint32                 `protobuf:"varint,4,opt,name=cpus_allocated,json=cpusAllocated,proto3" json:"cpus_allocated,omitempty"`
 	MemAllocatedMb uint64                 `protobuf:"varint,5,opt,name=mem_allocated_mb,json=memAllocatedMb,proto3" json:"mem_allocated_mb,omitempty"`
 	JobIds         []uint64               `protobuf:"varint,6,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	GresAllocated  map[string]uint64      `protobuf:"bytes,21,rep,name=gres_allocated,json=gresAllocated,proto3" json:"gres_allocated,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // of node.gres, what live allocations hold
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -3455,6 +3487,13 @@ func (x *NodeInfo) GetMemAllocatedMb() uint64 {
 func (x *NodeInfo) GetJobIds() []uint64 {
 	if x != nil {
 		return x.JobIds
+	}
+	return nil
+}
+
+func (x *NodeInfo) GetGresAllocated() map[string]uint64 {
+	if x != nil {
+		return x.GresAllocated
 	}
 	return nil
 }
@@ -6990,7 +7029,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bTopology\x12 \n" +
 	"\x04gpus\x18\x01 \x03(\v2\f.loom.v1.GPUR\x04gpus\x12#\n" +
 	"\x05links\x18\x02 \x03(\v2\r.loom.v1.LinkR\x05links\x12\x18\n" +
-	"\aprofile\x18\x03 \x01(\tR\aprofile\"\xd9\x05\n" +
+	"\aprofile\x18\x03 \x01(\tR\aprofile\"\xbf\x06\n" +
 	"\x04Node\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -7015,10 +7054,14 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bport_min\x18\x11 \x01(\rR\aportMin\x12\x19\n" +
 	"\bport_max\x18\x12 \x01(\rR\aportMax\x12'\n" +
 	"\x0fmetrics_address\x18\x13 \x01(\tR\x0emetricsAddress\x12\x1a\n" +
-	"\bfeatures\x18\x14 \x03(\tR\bfeatures\x1a9\n" +
+	"\bfeatures\x18\x14 \x03(\tR\bfeatures\x12+\n" +
+	"\x04gres\x18\x15 \x03(\v2\x17.loom.v1.Node.GresEntryR\x04gres\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa3\f\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a7\n" +
+	"\tGresEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xaa\r\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tnodes_min\x18\x02 \x01(\rR\bnodesMin\x12\x1b\n" +
@@ -7079,10 +7122,14 @@ const file_api_loom_proto_rawDesc = "" +
 	"cpusPerGpu\x12\x1c\n" +
 	"\n" +
 	"time_min_s\x181 \x01(\x03R\btimeMinS\x12\x19\n" +
-	"\bcpu_bind\x182 \x01(\tR\acpuBind\x1a6\n" +
+	"\bcpu_bind\x182 \x01(\tR\acpuBind\x12E\n" +
+	"\rgres_per_node\x183 \x03(\v2!.loom.v1.JobSpec.GresPerNodeEntryR\vgresPerNode\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
+	"\x10GresPerNodeEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01B\n" +
 	"\n" +
 	"\b_requeueB\x0f\n" +
 	"\r_max_restarts\"\x88\x02\n" +
@@ -7115,7 +7162,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\voutput_path\x18\t \x01(\tR\n" +
 	"outputPath\x12\x1e\n" +
 	"\vused_gpu_ms\x18\n" +
-	" \x01(\x04R\tusedGpuMs\"\x93\x02\n" +
+	" \x01(\x04R\tusedGpuMs\"\x9d\x03\n" +
 	"\n" +
 	"Allocation\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x1e\n" +
@@ -7129,7 +7176,11 @@ const file_api_loom_proto_rawDesc = "" +
 	"\vmaster_port\x18\x06 \x01(\rR\n" +
 	"masterPort\x12)\n" +
 	"\x05tasks\x18\a \x03(\v2\x13.loom.v1.TaskStatusR\x05tasks\x12&\n" +
-	"\x0fcreated_unix_ms\x18\b \x01(\x03R\rcreatedUnixMs\"\xad\a\n" +
+	"\x0fcreated_unix_ms\x18\b \x01(\x03R\rcreatedUnixMs\x12H\n" +
+	"\rgres_per_node\x18\x1e \x03(\v2$.loom.v1.Allocation.GresPerNodeEntryR\vgresPerNode\x1a>\n" +
+	"\x10GresPerNodeEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xad\a\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12$\n" +
 	"\x04spec\x18\x02 \x01(\v2\x10.loom.v1.JobSpecR\x04spec\x12\x12\n" +
@@ -7283,14 +7334,18 @@ const file_api_loom_proto_rawDesc = "" +
 	"\tmin_index\x18\x01 \x01(\x04R\bminIndex\x12\x1e\n" +
 	"\n" +
 	"consistent\x18\x02 \x01(\bR\n" +
-	"consistent\"\xe8\x01\n" +
+	"consistent\"\xf7\x02\n" +
 	"\bNodeInfo\x12!\n" +
 	"\x04node\x18\x01 \x01(\v2\r.loom.v1.NodeR\x04node\x12(\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x12.loom.v1.NodeStateR\x05state\x12%\n" +
 	"\x0egpus_allocated\x18\x03 \x01(\rR\rgpusAllocated\x12%\n" +
 	"\x0ecpus_allocated\x18\x04 \x01(\rR\rcpusAllocated\x12(\n" +
 	"\x10mem_allocated_mb\x18\x05 \x01(\x04R\x0ememAllocatedMb\x12\x17\n" +
-	"\ajob_ids\x18\x06 \x03(\x04R\x06jobIds\"R\n" +
+	"\ajob_ids\x18\x06 \x03(\x04R\x06jobIds\x12K\n" +
+	"\x0egres_allocated\x18\x15 \x03(\v2$.loom.v1.NodeInfo.GresAllocatedEntryR\rgresAllocated\x1a@\n" +
+	"\x12GresAllocatedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"R\n" +
 	"\x11ListNodesResponse\x12'\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x11.loom.v1.NodeInfoR\x05nodes\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"$\n" +
@@ -7655,7 +7710,7 @@ func file_api_loom_proto_rawDescGZIP() []byte {
 }
 
 var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 91)
+var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 95)
 var file_api_loom_proto_goTypes = []any{
 	(JobState)(0),                      // 0: loom.v1.JobState
 	(NodeState)(0),                     // 1: loom.v1.NodeState
@@ -7751,8 +7806,12 @@ var file_api_loom_proto_goTypes = []any{
 	(*SnapshotChunk)(nil),              // 91: loom.v1.SnapshotChunk
 	(*SnapshotRestoreResponse)(nil),    // 92: loom.v1.SnapshotRestoreResponse
 	nil,                                // 93: loom.v1.Node.LabelsEntry
-	nil,                                // 94: loom.v1.JobSpec.EnvEntry
-	nil,                                // 95: loom.v1.SchedulerSettings.AccountSharesEntry
+	nil,                                // 94: loom.v1.Node.GresEntry
+	nil,                                // 95: loom.v1.JobSpec.EnvEntry
+	nil,                                // 96: loom.v1.JobSpec.GresPerNodeEntry
+	nil,                                // 97: loom.v1.Allocation.GresPerNodeEntry
+	nil,                                // 98: loom.v1.NodeInfo.GresAllocatedEntry
+	nil,                                // 99: loom.v1.SchedulerSettings.AccountSharesEntry
 }
 var file_api_loom_proto_depIdxs = []int32{
 	4,  // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
@@ -7761,121 +7820,125 @@ var file_api_loom_proto_depIdxs = []int32{
 	93, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
 	7,  // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
 	1,  // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
-	94, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
-	2,  // 7: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
-	3,  // 8: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
-	10, // 9: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
-	11, // 10: loom.v1.Allocation.tasks:type_name -> loom.v1.TaskStatus
-	9,  // 11: loom.v1.Job.spec:type_name -> loom.v1.JobSpec
-	0,  // 12: loom.v1.Job.state:type_name -> loom.v1.JobState
-	12, // 13: loom.v1.Job.allocation:type_name -> loom.v1.Allocation
-	14, // 14: loom.v1.Job.steps:type_name -> loom.v1.Step
-	9,  // 15: loom.v1.Step.spec:type_name -> loom.v1.JobSpec
-	0,  // 16: loom.v1.Step.state:type_name -> loom.v1.JobState
-	12, // 17: loom.v1.Step.allocation:type_name -> loom.v1.Allocation
-	9,  // 18: loom.v1.SubmitRequest.spec:type_name -> loom.v1.JobSpec
-	13, // 19: loom.v1.GetJobResponse.job:type_name -> loom.v1.Job
-	0,  // 20: loom.v1.ListJobsRequest.states:type_name -> loom.v1.JobState
-	13, // 21: loom.v1.ListJobsResponse.jobs:type_name -> loom.v1.Job
-	9,  // 22: loom.v1.CreateStepRequest.spec:type_name -> loom.v1.JobSpec
-	8,  // 23: loom.v1.NodeInfo.node:type_name -> loom.v1.Node
-	1,  // 24: loom.v1.NodeInfo.state:type_name -> loom.v1.NodeState
-	36, // 25: loom.v1.ListNodesResponse.nodes:type_name -> loom.v1.NodeInfo
-	8,  // 26: loom.v1.RegisterRequest.node:type_name -> loom.v1.Node
-	45, // 27: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
-	13, // 28: loom.v1.AssignedAllocation.job:type_name -> loom.v1.Job
-	11, // 29: loom.v1.TaskUpdateRequest.tasks:type_name -> loom.v1.TaskStatus
-	48, // 30: loom.v1.RaftJoinRequest.server:type_name -> loom.v1.ServerInfo
-	48, // 31: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
-	48, // 32: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
-	15, // 33: loom.v1.SubmitJobCommand.request:type_name -> loom.v1.SubmitRequest
-	59, // 34: loom.v1.SubmitJobCommand.limits:type_name -> loom.v1.SubmitLimits
-	15, // 35: loom.v1.SubmitJobsCommand.requests:type_name -> loom.v1.SubmitRequest
-	59, // 36: loom.v1.SubmitJobsCommand.limits:type_name -> loom.v1.SubmitLimits
-	17, // 37: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
-	12, // 38: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
-	63, // 39: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
-	64, // 40: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
-	65, // 41: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
-	29, // 42: loom.v1.CreateStepCommand.request:type_name -> loom.v1.CreateStepRequest
-	31, // 43: loom.v1.CancelStepsCommand.request:type_name -> loom.v1.CancelStepsRequest
-	33, // 44: loom.v1.CompleteAllocationCommand.request:type_name -> loom.v1.CompleteAllocationRequest
-	46, // 45: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
-	8,  // 46: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
-	1,  // 47: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
-	48, // 48: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
-	77, // 49: loom.v1.ClusterConfig.scheduler:type_name -> loom.v1.SchedulerSettings
-	79, // 50: loom.v1.ClusterConfig.qos:type_name -> loom.v1.QOSConfig
-	80, // 51: loom.v1.ClusterConfig.partitions:type_name -> loom.v1.PartitionConfig
-	81, // 52: loom.v1.ClusterConfig.switches:type_name -> loom.v1.SwitchConfig
-	95, // 53: loom.v1.SchedulerSettings.account_shares:type_name -> loom.v1.SchedulerSettings.AccountSharesEntry
-	78, // 54: loom.v1.SchedulerSettings.las:type_name -> loom.v1.LASSettings
-	76, // 55: loom.v1.GetConfigResponse.config:type_name -> loom.v1.ClusterConfig
-	76, // 56: loom.v1.ReloadConfigResponse.config:type_name -> loom.v1.ClusterConfig
-	76, // 57: loom.v1.SetConfigCommand.config:type_name -> loom.v1.ClusterConfig
-	13, // 58: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
-	8,  // 59: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
-	48, // 60: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
-	76, // 61: loom.v1.StateSnapshot.config:type_name -> loom.v1.ClusterConfig
-	88, // 62: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
-	89, // 63: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
-	15, // 64: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
-	17, // 65: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
-	19, // 66: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
-	21, // 67: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
-	23, // 68: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
-	25, // 69: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
-	27, // 70: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
-	29, // 71: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
-	31, // 72: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
-	33, // 73: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
-	35, // 74: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
-	38, // 75: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
-	39, // 76: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
-	39, // 77: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
-	41, // 78: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
-	43, // 79: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
-	46, // 80: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
-	49, // 81: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
-	51, // 82: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
-	53, // 83: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
-	55, // 84: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
-	90, // 85: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
-	91, // 86: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
-	82, // 87: loom.v1.Operator.GetConfig:input_type -> loom.v1.GetConfigRequest
-	84, // 88: loom.v1.Operator.ReloadConfig:input_type -> loom.v1.ReloadConfigRequest
-	57, // 89: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
-	16, // 90: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
-	18, // 91: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
-	20, // 92: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
-	22, // 93: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
-	24, // 94: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
-	26, // 95: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
-	28, // 96: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
-	30, // 97: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
-	32, // 98: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
-	34, // 99: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
-	37, // 100: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
-	36, // 101: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
-	40, // 102: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
-	40, // 103: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
-	42, // 104: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
-	44, // 105: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
-	47, // 106: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
-	50, // 107: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
-	52, // 108: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
-	54, // 109: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
-	56, // 110: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
-	91, // 111: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
-	92, // 112: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
-	83, // 113: loom.v1.Operator.GetConfig:output_type -> loom.v1.GetConfigResponse
-	85, // 114: loom.v1.Operator.ReloadConfig:output_type -> loom.v1.ReloadConfigResponse
-	28, // 115: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
-	90, // [90:116] is the sub-list for method output_type
-	64, // [64:90] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	94, // 6: loom.v1.Node.gres:type_name -> loom.v1.Node.GresEntry
+	95, // 7: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
+	96, // 8: loom.v1.JobSpec.gres_per_node:type_name -> loom.v1.JobSpec.GresPerNodeEntry
+	2,  // 9: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
+	3,  // 10: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
+	10, // 11: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
+	11, // 12: loom.v1.Allocation.tasks:type_name -> loom.v1.TaskStatus
+	97, // 13: loom.v1.Allocation.gres_per_node:type_name -> loom.v1.Allocation.GresPerNodeEntry
+	9,  // 14: loom.v1.Job.spec:type_name -> loom.v1.JobSpec
+	0,  // 15: loom.v1.Job.state:type_name -> loom.v1.JobState
+	12, // 16: loom.v1.Job.allocation:type_name -> loom.v1.Allocation
+	14, // 17: loom.v1.Job.steps:type_name -> loom.v1.Step
+	9,  // 18: loom.v1.Step.spec:type_name -> loom.v1.JobSpec
+	0,  // 19: loom.v1.Step.state:type_name -> loom.v1.JobState
+	12, // 20: loom.v1.Step.allocation:type_name -> loom.v1.Allocation
+	9,  // 21: loom.v1.SubmitRequest.spec:type_name -> loom.v1.JobSpec
+	13, // 22: loom.v1.GetJobResponse.job:type_name -> loom.v1.Job
+	0,  // 23: loom.v1.ListJobsRequest.states:type_name -> loom.v1.JobState
+	13, // 24: loom.v1.ListJobsResponse.jobs:type_name -> loom.v1.Job
+	9,  // 25: loom.v1.CreateStepRequest.spec:type_name -> loom.v1.JobSpec
+	8,  // 26: loom.v1.NodeInfo.node:type_name -> loom.v1.Node
+	1,  // 27: loom.v1.NodeInfo.state:type_name -> loom.v1.NodeState
+	98, // 28: loom.v1.NodeInfo.gres_allocated:type_name -> loom.v1.NodeInfo.GresAllocatedEntry
+	36, // 29: loom.v1.ListNodesResponse.nodes:type_name -> loom.v1.NodeInfo
+	8,  // 30: loom.v1.RegisterRequest.node:type_name -> loom.v1.Node
+	45, // 31: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
+	13, // 32: loom.v1.AssignedAllocation.job:type_name -> loom.v1.Job
+	11, // 33: loom.v1.TaskUpdateRequest.tasks:type_name -> loom.v1.TaskStatus
+	48, // 34: loom.v1.RaftJoinRequest.server:type_name -> loom.v1.ServerInfo
+	48, // 35: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
+	48, // 36: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
+	15, // 37: loom.v1.SubmitJobCommand.request:type_name -> loom.v1.SubmitRequest
+	59, // 38: loom.v1.SubmitJobCommand.limits:type_name -> loom.v1.SubmitLimits
+	15, // 39: loom.v1.SubmitJobsCommand.requests:type_name -> loom.v1.SubmitRequest
+	59, // 40: loom.v1.SubmitJobsCommand.limits:type_name -> loom.v1.SubmitLimits
+	17, // 41: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
+	12, // 42: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
+	63, // 43: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
+	64, // 44: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
+	65, // 45: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
+	29, // 46: loom.v1.CreateStepCommand.request:type_name -> loom.v1.CreateStepRequest
+	31, // 47: loom.v1.CancelStepsCommand.request:type_name -> loom.v1.CancelStepsRequest
+	33, // 48: loom.v1.CompleteAllocationCommand.request:type_name -> loom.v1.CompleteAllocationRequest
+	46, // 49: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
+	8,  // 50: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
+	1,  // 51: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
+	48, // 52: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
+	77, // 53: loom.v1.ClusterConfig.scheduler:type_name -> loom.v1.SchedulerSettings
+	79, // 54: loom.v1.ClusterConfig.qos:type_name -> loom.v1.QOSConfig
+	80, // 55: loom.v1.ClusterConfig.partitions:type_name -> loom.v1.PartitionConfig
+	81, // 56: loom.v1.ClusterConfig.switches:type_name -> loom.v1.SwitchConfig
+	99, // 57: loom.v1.SchedulerSettings.account_shares:type_name -> loom.v1.SchedulerSettings.AccountSharesEntry
+	78, // 58: loom.v1.SchedulerSettings.las:type_name -> loom.v1.LASSettings
+	76, // 59: loom.v1.GetConfigResponse.config:type_name -> loom.v1.ClusterConfig
+	76, // 60: loom.v1.ReloadConfigResponse.config:type_name -> loom.v1.ClusterConfig
+	76, // 61: loom.v1.SetConfigCommand.config:type_name -> loom.v1.ClusterConfig
+	13, // 62: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
+	8,  // 63: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
+	48, // 64: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
+	76, // 65: loom.v1.StateSnapshot.config:type_name -> loom.v1.ClusterConfig
+	88, // 66: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
+	89, // 67: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
+	15, // 68: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
+	17, // 69: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
+	19, // 70: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
+	21, // 71: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
+	23, // 72: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
+	25, // 73: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
+	27, // 74: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
+	29, // 75: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
+	31, // 76: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
+	33, // 77: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
+	35, // 78: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
+	38, // 79: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
+	39, // 80: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
+	39, // 81: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
+	41, // 82: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
+	43, // 83: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
+	46, // 84: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
+	49, // 85: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
+	51, // 86: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
+	53, // 87: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
+	55, // 88: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
+	90, // 89: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
+	91, // 90: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
+	82, // 91: loom.v1.Operator.GetConfig:input_type -> loom.v1.GetConfigRequest
+	84, // 92: loom.v1.Operator.ReloadConfig:input_type -> loom.v1.ReloadConfigRequest
+	57, // 93: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
+	16, // 94: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
+	18, // 95: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
+	20, // 96: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
+	22, // 97: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
+	24, // 98: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
+	26, // 99: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
+	28, // 100: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
+	30, // 101: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
+	32, // 102: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
+	34, // 103: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
+	37, // 104: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
+	36, // 105: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
+	40, // 106: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
+	40, // 107: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
+	42, // 108: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
+	44, // 109: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
+	47, // 110: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
+	50, // 111: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
+	52, // 112: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
+	54, // 113: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
+	56, // 114: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
+	91, // 115: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
+	92, // 116: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
+	83, // 117: loom.v1.Operator.GetConfig:output_type -> loom.v1.GetConfigResponse
+	85, // 118: loom.v1.Operator.ReloadConfig:output_type -> loom.v1.ReloadConfigResponse
+	28, // 119: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
+	94, // [94:120] is the sub-list for method output_type
+	68, // [68:94] is the sub-list for method input_type
+	68, // [68:68] is the sub-list for extension type_name
+	68, // [68:68] is the sub-list for extension extendee
+	0,  // [0:68] is the sub-list for field type_name
 }
 
 func init() { file_api_loom_proto_init() }
@@ -7893,7 +7956,7 @@ func file_api_loom_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_loom_proto_rawDesc), len(file_api_loom_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   91,
+			NumMessages:   95,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

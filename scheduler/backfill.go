@@ -18,6 +18,7 @@ type reservation struct {
 	masks      []uint64
 	cpus       []uint32
 	mem        []uint64
+	gres       []uint64 // on each of nodes, by cycle.gresIdx; nil for none
 }
 
 // release is resources coming back at t: a holding job's, or (unblock)
@@ -28,6 +29,7 @@ type release struct {
 	mask    uint64
 	cpus    uint32
 	mem     uint64
+	gres    []uint64
 	unblock bool
 }
 
@@ -45,7 +47,7 @@ func (c *cycle) timeline() []release {
 			continue
 		}
 		for k, i := range h.nodes {
-			c.releases = append(c.releases, release{t: h.end, node: i, mask: h.masks[k], cpus: h.cpus[k], mem: h.mem[k]})
+			c.releases = append(c.releases, release{t: h.end, node: i, mask: h.masks[k], cpus: h.cpus[k], mem: h.mem[k], gres: h.gres})
 		}
 	}
 	slices.SortStableFunc(c.releases, func(a, b release) int { return a.t.Compare(b.t) })
@@ -69,8 +71,11 @@ func (c *cycle) reserve(pj *pendingJob, r *request) *reservation {
 			blocked[i] |= res.masks[k]
 			fut.cpus[i] -= min(fut.cpus[i], res.cpus[k])
 			fut.mem[i] -= min(fut.mem[i], res.mem[k])
+			if res.gres != nil {
+				subGres(c.gresAt(fut, i), res.gres)
+			}
 			if !res.end.Equal(forever) {
-				events = append(events, release{t: res.end, node: i, cpus: res.cpus[k], mem: res.mem[k], unblock: true})
+				events = append(events, release{t: res.end, node: i, cpus: res.cpus[k], mem: res.mem[k], gres: res.gres, unblock: true})
 			}
 		}
 	}
@@ -106,7 +111,7 @@ func (c *cycle) reserve(pj *pendingJob, r *request) *reservation {
 	fitting := 0
 	fitsNow := make(map[int]bool)
 	for _, i := range c.nodesFor(r) {
-		if _, ok := c.fits(fut, i, fut.free[i], fut.cpus[i], fut.mem[i], shape, r.exclusive); ok {
+		if _, ok := c.fits(fut, i, fut.free[i], fut.cpus[i], fut.mem[i], c.gresAt(fut, i), shape, r); ok {
 			fitting++
 			fitsNow[i] = true
 		}
@@ -127,8 +132,11 @@ func (c *cycle) reserve(pj *pendingJob, r *request) *reservation {
 			fut.free[ev.node] = physical[ev.node] &^ blocked[ev.node]
 			fut.cpus[ev.node] += ev.cpus
 			fut.mem[ev.node] += ev.mem
+			if ev.gres != nil {
+				addGres(c.gresAt(fut, ev.node), ev.gres)
+			}
 			if !fitsNow[ev.node] && c.mayUse(r, ev.node) {
-				if _, ok := c.fits(fut, ev.node, fut.free[ev.node], fut.cpus[ev.node], fut.mem[ev.node], shape, r.exclusive); ok {
+				if _, ok := c.fits(fut, ev.node, fut.free[ev.node], fut.cpus[ev.node], fut.mem[ev.node], c.gresAt(fut, ev.node), shape, r); ok {
 					fitting++
 					fitsNow[ev.node] = true
 				}
@@ -146,7 +154,7 @@ func (c *cycle) reserve(pj *pendingJob, r *request) *reservation {
 		if start.Before(c.now) {
 			start = c.now
 		}
-		res := &reservation{job: pj, start: start, end: forever}
+		res := &reservation{job: pj, start: start, end: forever, gres: r.gres}
 		if pj.limit != 0 {
 			res.end = start.Add(pj.limit)
 		}
