@@ -66,13 +66,33 @@ func (c *cycle) reserve(pj *pendingJob, r *request) *reservation {
 	// end, whatever running job releases them first.
 	physical := slices.Clone(fut.free)
 	blocked := map[int]uint64{}
+	// Generic resources are counts: what earlier reservations hold beyond
+	// what is free now is owed, and paid first from what comes back.
+	owed := make([]uint64, len(fut.gres))
+	gresK := len(c.gresNames)
+	takeGres := func(i int, g []uint64) {
+		free, o := c.gresAt(fut, i), owed[i*gresK:(i+1)*gresK]
+		for k, n := range g {
+			t := min(free[k], n)
+			free[k] -= t
+			o[k] += n - t
+		}
+	}
+	giveGres := func(i int, g []uint64) {
+		free, o := c.gresAt(fut, i), owed[i*gresK:(i+1)*gresK]
+		for k, n := range g {
+			p := min(o[k], n)
+			o[k] -= p
+			free[k] += n - p
+		}
+	}
 	for _, res := range c.reservations {
 		for k, i := range res.nodes {
 			blocked[i] |= res.masks[k]
 			fut.cpus[i] -= min(fut.cpus[i], res.cpus[k])
 			fut.mem[i] -= min(fut.mem[i], res.mem[k])
 			if res.gres != nil {
-				subGres(c.gresAt(fut, i), res.gres)
+				takeGres(i, res.gres)
 			}
 			if !res.end.Equal(forever) {
 				events = append(events, release{t: res.end, node: i, cpus: res.cpus[k], mem: res.mem[k], gres: res.gres, unblock: true})
@@ -133,7 +153,7 @@ func (c *cycle) reserve(pj *pendingJob, r *request) *reservation {
 			fut.cpus[ev.node] += ev.cpus
 			fut.mem[ev.node] += ev.mem
 			if ev.gres != nil {
-				addGres(c.gresAt(fut, ev.node), ev.gres)
+				giveGres(ev.node, ev.gres)
 			}
 			if !fitsNow[ev.node] && c.mayUse(r, ev.node) {
 				if _, ok := c.fits(fut, ev.node, fut.free[ev.node], fut.cpus[ev.node], fut.mem[ev.node], c.gresAt(fut, ev.node), shape, r); ok {

@@ -51,6 +51,9 @@ func Feasible(nodes []*api.Node, spec *api.JobSpec) error {
 		}
 		outside += " with the features asked for"
 	}
+	if why := gresMisfit(in, spec.GresPerNode, part); why != "" {
+		return fmt.Errorf("requested node configuration is not available: %s", why)
+	}
 	lo, hi := spec.NodeRange()
 	if int(lo) > len(in) {
 		return fmt.Errorf("--nodes=%d: partition %q has only %d nodes%s", lo, part, len(in), outside)
@@ -84,7 +87,7 @@ func Feasible(nodes []*api.Node, spec *api.JobSpec) error {
 				}
 			}
 			if count == 0 {
-				why = shapeMisfit(in, s, spec.GresPerNode)
+				why = shapeMisfit(in, s)
 				break
 			}
 		}
@@ -166,16 +169,21 @@ func knownGres(nodes []*api.Node, spec *api.JobSpec) error {
 	return nil
 }
 
-func shapeMisfit(nodes []*api.Node, s api.NodeShape, gres map[string]uint64) string {
+// gresMisfit says which generic resource no node holds enough of, or "".
+func gresMisfit(nodes []*api.Node, gres map[string]uint64, part string) string {
 	for _, g := range slices.Sorted(maps.Keys(gres)) {
 		most := uint64(0)
 		for _, n := range nodes {
 			most = max(most, n.Gres[g])
 		}
 		if gres[g] > most {
-			return fmt.Sprintf("a node needs %s:%d but the most any node has is %d", g, gres[g], most)
+			return fmt.Sprintf("a node needs %s:%d but the most any node of partition %q has is %d", g, gres[g], part, most)
 		}
 	}
+	return ""
+}
+
+func shapeMisfit(nodes []*api.Node, s api.NodeShape) string {
 	var gpus, cpus uint32
 	var mem uint64
 	for _, n := range nodes {
