@@ -161,7 +161,7 @@ func TestPropertyGresNeverOversubscribed(t *testing.T) {
 		}
 		for id := uint64(1); id <= uint64(rapid.IntRange(1, 25).Draw(rt, "jobs")); id++ {
 			spec := &api.JobSpec{TimeLimitS: int64(rapid.IntRange(1, 20).Draw(rt, "limit")) * 100,
-				NodesMin: uint32(rapid.IntRange(1, len(v.Nodes)).Draw(rt, "N")),
+				NodesMin:    uint32(rapid.IntRange(1, len(v.Nodes)).Draw(rt, "N")),
 				GresPerNode: map[string]uint64{"nvme": uint64(rapid.IntRange(1, 300).Draw(rt, "want"))}}
 			if rapid.Bool().Draw(rt, "wantlic") {
 				spec.GresPerNode["lic"] = 1
