@@ -88,5 +88,6 @@ func listedSpec(sp *api.JobSpec) *api.JobSpec {
 		Overlap: sp.Overlap, Comment: sp.Comment, MailType: sp.MailType, MailUser: sp.MailUser,
 		Constraint: sp.Constraint, MemPerCpuMb: sp.MemPerCpuMb, MemPerGpuMb: sp.MemPerGpuMb,
 		CpusPerGpu: sp.CpusPerGpu, TimeMinS: sp.TimeMinS, CpuBind: sp.CpuBind,
+		GresPerNode: sp.GresPerNode,
 	}
 }

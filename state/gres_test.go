@@ -98,3 +98,14 @@ func TestGresSurvivesSnapshot(t *testing.T) {
 		t.Errorf("restored usage of n1: nvme %d, want 200", got)
 	}
 }
+
+// TestStepGresWithinJob: a step may ask for no more of a generic resource
+// than its job holds on each node.
+func TestStepGresWithinJob(t *testing.T) {
+	f := NewTestFSM()
+	allocationJob(t, f, &api.JobSpec{Script: "x"})
+	res := createStep(f, &api.JobSpec{GresPerNode: map[string]uint64{"nvme": 1}})
+	if res.Err == nil || !strings.Contains(res.Err.Error(), "--gres: the step asks for nvme:1 per node and the job holds nvme:0") {
+		t.Fatalf("step asking nvme:1 of a job holding none: %v, want a refusal naming --gres", res.Err)
+	}
+}
