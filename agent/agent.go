@@ -43,6 +43,10 @@ type Config struct {
 	// Features are the node's features for --constraint, beyond the GPU
 	// model's short name, which the node has without saying.
 	Features []string
+	// Gres are the node's generic resources other than GPUs, name to
+	// count (loom agent --gres nvme:3600,license_x:4), as gres.conf's
+	// Count: jobs ask for them with --gres and the scheduler counts them.
+	Gres map[string]uint64
 	// GPU discovery (see probe.Options).
 	Profile      string
 	GPUs         int
@@ -248,6 +252,7 @@ func New(cfg Config) (*Agent, error) {
 	a.node = &api.Node{
 		Name: cfg.Name, Address: a.advertise(lis.Addr()), Cpus: cpus, MemoryMb: mem,
 		Partitions: cfg.Partitions, Labels: labels, Topology: found.Topology, Features: cfg.Features,
+		Gres: cfg.Gres,
 		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Version: Version,
 	}
 	if cfg.BindCPUs {

@@ -66,3 +66,49 @@ func TestParseGres(t *testing.T) {
 		}
 	}
 }
+
+// TestGresShown: a node's generic resources are in sinfo's %G and
+// scontrol's Gres and GresUsed after its GPUs; a job's are in scontrol's
+// TresPerNode (per node) and TRES and sacct's AllocTRES (the job's total).
+func TestGresShown(t *testing.T) {
+	f := &fakeServer{nodes: testNodes()}
+	f.nodes[2].Node.Gres = map[string]uint64{"nvme": 3600, "license_x": 4}
+	f.nodes[2].GresAllocated = map[string]uint64{"nvme": 200}
+	te := newTestEnv("sinfo", f.start(t))
+	if code := te.run(t, "-N", "-h", "-n", "gpu0[2-3]", "-o", "%N %G"); code != 0 {
+		t.Fatalf("sinfo exited %d: %s", code, te.err)
+	}
+	if got, want := te.out.String(), "gpu02 gpu:h100:8\ngpu03 gpu:h100:8,license_x:4,nvme:3600\n"; got != want {
+		t.Errorf("sinfo -o '%%N %%G' printed\n%s\nwant\n%s", got, want)
+	}
+	te = newTestEnv("scontrol", f.start(t))
+	if code := te.run(t, "show", "node", "gpu03"); code != 0 {
+		t.Fatalf("scontrol show node exited %d: %s", code, te.err)
+	}
+	for _, want := range []string{"   Gres=gpu:h100:8,license_x:4,nvme:3600\n", "   GresUsed=gpu:h100:0,license_x:0,nvme:200\n"} {
+		if !strings.Contains(te.out.String(), want) {
+			t.Errorf("scontrol show node gpu03 printed\n%s\nwant a line %q", te.out, want)
+		}
+	}
+
+	j := &fakeServer{jobs: testJobs()}
+	j.jobs[1].Spec.GresPerNode = map[string]uint64{"nvme": 200}
+	j.jobs[1].Allocation.GresPerNode = map[string]uint64{"nvme": 200}
+	addr := j.start(t)
+	te = newTestEnv("scontrol", addr)
+	if code := te.run(t, "show", "job", "12"); code != 0 {
+		t.Fatalf("scontrol show job exited %d: %s", code, te.err)
+	}
+	for _, want := range []string{"   TRES=cpu=16,gres/gpu=4,gres/nvme=400,mem=4000M,node=2\n", " TresPerNode=gres/nvme:200 "} {
+		if !strings.Contains(te.out.String(), want) {
+			t.Errorf("scontrol show job 12 printed\n%s\nwant %q", te.out, want)
+		}
+	}
+	te = newTestEnv("sacct", addr)
+	if code := te.run(t, "-P", "-n", "-X", "--format=JobID,AllocTRES", "-j", "12"); code != 0 {
+		t.Fatalf("sacct exited %d: %s", code, te.err)
+	}
+	if got, want := te.out.String(), "12|cpu=16,gres/gpu=4,gres/nvme=400,mem=4000M,node=2\n"; got != want {
+		t.Errorf("sacct AllocTRES printed %q, want %q", got, want)
+	}
+}

@@ -32,6 +32,9 @@ type Options struct {
 	Agents  int    // number of simulated nodes, default 2
 	Profile string // GPU profile of every node, default dgx-h100
 	GPUs    int    // with Profile "flat": GPUs per node
+	// Gres are every node's generic resources besides GPUs, as loom
+	// agent --gres.
+	Gres map[string]uint64
 	DataDir string // default: a new temporary directory, removed on Close
 	RPCAddr string // server gRPC address, default 127.0.0.1:7070
 	Metrics bool   // serve /metrics for the server and agents
@@ -163,7 +166,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 			TLS:  agentTLS,
 			Name: name, Servers: []string{srv.RPCAddr()}, DataDir: filepath.Join(c.dataDir, name),
 			ListenAddr: "127.0.0.1:0", MetricsAddr: metrics("127.0.0.1:0"),
-			Profile: o.Profile, GPUs: o.GPUs,
+			Profile: o.Profile, GPUs: o.GPUs, Gres: o.Gres,
 			// Simulated nodes share one host, so each gets its own ports.
 			PortMin: uint32(29500 + 100*i), PortMax: uint32(29500 + 100*i + 99),
 			// The dev cluster is one user's sandbox: it runs jobs as
