@@ -252,7 +252,7 @@ func New(cfg Config) (*Agent, error) {
 	a.node = &api.Node{
 		Name: cfg.Name, Address: a.advertise(lis.Addr()), Cpus: cpus, MemoryMb: mem,
 		Partitions: cfg.Partitions, Labels: labels, Topology: found.Topology, Features: cfg.Features,
-		Gres: cfg.Gres,
+		Gres:    cfg.Gres,
 		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Version: Version,
 	}
 	if cfg.BindCPUs {

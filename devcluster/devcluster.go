@@ -34,7 +34,7 @@ type Options struct {
 	GPUs    int    // with Profile "flat": GPUs per node
 	// Gres are every node's generic resources besides GPUs, as loom
 	// agent --gres.
-	Gres map[string]uint64
+	Gres    map[string]uint64
 	DataDir string // default: a new temporary directory, removed on Close
 	RPCAddr string // server gRPC address, default 127.0.0.1:7070
 	Metrics bool   // serve /metrics for the server and agents
