@@ -47,6 +47,10 @@ type Config struct {
 	// count (loom agent --gres nvme:3600,license_x:4), as gres.conf's
 	// Count: jobs ask for them with --gres and the scheduler counts them.
 	Gres map[string]uint64
+	// GPUType names the model of GPUs that discovery finds without one (a
+	// flat profile, a topology file), as --gres=gpu:TYPE and
+	// --constraint see it; New refuses it for GPUs with a model.
+	GPUType string
 	// GPU discovery (see probe.Options).
 	Profile      string
 	GPUs         int
@@ -210,6 +214,10 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		state.Close()
 		return nil, fmt.Errorf("agent: GPU discovery: %w", err)
+	}
+	if err := nameGPUModels(found.Topology, cfg.GPUType); err != nil {
+		state.Close()
+		return nil, err
 	}
 	dialCreds, serveCreds, err := agentCreds(cfg)
 	if err != nil {
@@ -465,4 +473,26 @@ func (a *Agent) Close() error {
 	a.wg.Wait()
 	a.state.Close()
 	return a.conn.Close()
+}
+
+// nameGPUModels gives typ (loom agent --gpu-type) as the model of every GPU
+// of top, which discovery found without one. GPUs that have a model keep
+// it: a type that disagrees with NVML or a named profile is refused rather
+// than ignored.
+func nameGPUModels(top *api.Topology, typ string) error {
+	if typ == "" {
+		return nil
+	}
+	if strings.ContainsAny(typ, " \t,:&|[]()") {
+		return fmt.Errorf("agent: --gpu-type=%s: want one word, as a100", typ)
+	}
+	for _, g := range top.GetGpus() {
+		if g.Model != "" {
+			return fmt.Errorf("agent: --gpu-type=%s: GPU %d has a model already (%s, type %s); --gpu-type names GPUs of a flat profile or a topology file", typ, g.Index, g.Model, api.GPUFeature(g.Model))
+		}
+	}
+	for _, g := range top.GetGpus() {
+		g.Model = typ
+	}
+	return nil
 }

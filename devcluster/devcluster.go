@@ -35,6 +35,7 @@ type Options struct {
 	// Gres are every node's generic resources besides GPUs, as loom
 	// agent --gres.
 	Gres    map[string]uint64
+	GPUType string // with Profile "flat": the GPUs' type (agent --gpu-type)
 	DataDir string // default: a new temporary directory, removed on Close
 	RPCAddr string // server gRPC address, default 127.0.0.1:7070
 	Metrics bool   // serve /metrics for the server and agents
@@ -166,7 +167,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 			TLS:  agentTLS,
 			Name: name, Servers: []string{srv.RPCAddr()}, DataDir: filepath.Join(c.dataDir, name),
 			ListenAddr: "127.0.0.1:0", MetricsAddr: metrics("127.0.0.1:0"),
-			Profile: o.Profile, GPUs: o.GPUs, Gres: o.Gres,
+			Profile: o.Profile, GPUs: o.GPUs, Gres: o.Gres, GPUType: o.GPUType,
 			// Simulated nodes share one host, so each gets its own ports.
 			PortMin: uint32(29500 + 100*i), PortMax: uint32(29500 + 100*i + 99),
 			// The dev cluster is one user's sandbox: it runs jobs as
