@@ -104,6 +104,13 @@ func TestGresShown(t *testing.T) {
 			t.Errorf("scontrol show job 12 printed\n%s\nwant %q", te.out, want)
 		}
 	}
+	te = newTestEnv("squeue", addr)
+	if code := te.run(t, "-h", "-j", "12", "-o", "%i %b"); code != 0 {
+		t.Fatalf("squeue exited %d: %s", code, te.err)
+	}
+	if got, want := te.out.String(), "12 nvme:200\n"; got != want {
+		t.Errorf("squeue -o '%%i %%b' printed %q, want %q", got, want)
+	}
 	te = newTestEnv("sacct", addr)
 	if code := te.run(t, "-P", "-n", "-X", "--format=JobID,AllocTRES", "-j", "12"); code != 0 {
 		t.Fatalf("sacct exited %d: %s", code, te.err)
