@@ -99,6 +99,20 @@ func ParseNodeGres(v string) (map[string]uint64, error) {
 	return out, nil
 }
 
+// CheckNodeGres refuses a node's generic resources that ParseNodeGres
+// would not give: too many, a bad name, or gpu.
+func CheckNodeGres(g map[string]uint64) error {
+	if len(g) > MaxGres {
+		return fmt.Errorf("%d generic resources; at most %d", len(g), MaxGres)
+	}
+	for _, name := range slices.Sorted(maps.Keys(g)) {
+		if err := CheckGresName(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // FormatGres writes generic resource counts as Slurm lists them, sorted by
 // name: "license_x:4,nvme:3600"; "" for none.
 func FormatGres(g map[string]uint64) string {

@@ -72,3 +72,15 @@ func TestValidateSpecGres(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckNodeGres(t *testing.T) {
+	if err := CheckNodeGres(map[string]uint64{"nvme": 3600, "license_x": 4}); err != nil {
+		t.Errorf("CheckNodeGres(nvme, license_x) = %v", err)
+	}
+	if err := CheckNodeGres(map[string]uint64{"gpu": 8}); err == nil {
+		t.Errorf("CheckNodeGres(gpu:8) = nil, want a refusal")
+	}
+	if err := CheckNodeGres(map[string]uint64{"a,b": 1}); err == nil {
+		t.Errorf("CheckNodeGres(a,b) = nil, want a refusal")
+	}
+}
