@@ -545,8 +545,17 @@ func (c *cycle) request(j *api.Job) *request {
 	r.key = shapeKey{part: r.part, lo: lo, hi: hi, tasks: s.Ntasks, tpn: s.NtasksPerNode, gpn: s.GpusPerNode,
 		gpt: s.GpusPerTask, gpus: s.Gpus, cpt: s.CpusPerTask, mem: s.MemPerNodeMb, memPerCPU: s.MemPerCpuMb, memPerGPU: s.MemPerGpuMb,
 		cpg: s.CpusPerGpu, exclusive: s.Exclusive, switches: r.switches, exclude: excludeKey, nodelist: onlyKey, features: r.key.features,
-		gres: api.FormatGres(s.GresPerNode)}
+		gres: gresKey(s.GresPerNode)}
 	return r
+}
+
+// gresKey is a request's generic resources for its shapeKey: "" for none,
+// without the work of formatting them.
+func gresKey(g map[string]uint64) string {
+	if len(g) == 0 {
+		return ""
+	}
+	return api.FormatGres(g)
 }
 
 // constraint parses a --constraint once a cycle. One that does not parse
