@@ -47,9 +47,9 @@ type Config struct {
 	// count (loom agent --gres nvme:3600,license_x:4), as gres.conf's
 	// Count: jobs ask for them with --gres and the scheduler counts them.
 	Gres map[string]uint64
-	// GPUType names the model of GPUs that discovery finds without one (a
-	// flat profile, a topology file), as --gres=gpu:TYPE and
-	// --constraint see it; New refuses it for GPUs with a model.
+	// GPUType replaces the model of simulated GPUs (a profile, --gpus, a
+	// topology file) with a type, as --gres=gpu:TYPE and --constraint
+	// see it; New refuses it for GPUs NVML found.
 	GPUType string
 	// GPU discovery (see probe.Options).
 	Profile      string
@@ -476,9 +476,8 @@ func (a *Agent) Close() error {
 }
 
 // nameGPUModels gives typ (loom agent --gpu-type) as the model of every GPU
-// of top, which discovery found without one. GPUs that have a model keep
-// it: a type that disagrees with NVML or a named profile is refused rather
-// than ignored.
+// of top, which must all be simulated: a real GPU's model is what NVML
+// says, and a type that disagrees with it is refused rather than ignored.
 func nameGPUModels(top *api.Topology, typ string) error {
 	if typ == "" {
 		return nil
@@ -487,8 +486,8 @@ func nameGPUModels(top *api.Topology, typ string) error {
 		return fmt.Errorf("agent: --gpu-type=%s: want one word, as a100", typ)
 	}
 	for _, g := range top.GetGpus() {
-		if g.Model != "" {
-			return fmt.Errorf("agent: --gpu-type=%s: GPU %d has a model already (%s, type %s); --gpu-type names GPUs of a flat profile or a topology file", typ, g.Index, g.Model, api.GPUFeature(g.Model))
+		if !g.Simulated {
+			return fmt.Errorf("agent: --gpu-type=%s: GPU %d is a real %s (type %s) that NVML found; --gpu-type names simulated GPUs (--profile, --gpus, --topology-file)", typ, g.Index, g.Model, api.GPUFeature(g.Model))
 		}
 	}
 	for _, g := range top.GetGpus() {

@@ -8,18 +8,20 @@ import (
 )
 
 func TestNameGPUModels(t *testing.T) {
-	flat := func() *api.Topology { return &api.Topology{Gpus: []*api.GPU{{Index: 0}, {Index: 1}}} }
+	flat := func() *api.Topology {
+		return &api.Topology{Gpus: []*api.GPU{{Index: 0, Model: "NVIDIA L4", Simulated: true}, {Index: 1, Model: "NVIDIA L4", Simulated: true}}}
+	}
 	top := flat()
 	if err := nameGPUModels(top, "a100"); err != nil {
 		t.Fatalf("nameGPUModels(flat, a100) = %v", err)
 	}
 	n := &api.Node{Topology: top}
-	if !n.HasGPUType("a100") || !n.HasGPUType("A100") {
+	if !n.HasGPUType("a100") || !n.HasGPUType("A100") || n.HasGPUType("l4") {
 		t.Errorf("flat GPUs named a100: HasGPUType(a100) false; models %q, %q", top.Gpus[0].Model, top.Gpus[1].Model)
 	}
 	named := &api.Topology{Gpus: []*api.GPU{{Index: 0, Model: "NVIDIA H100 80GB HBM3"}}}
-	if err := nameGPUModels(named, "a100"); err == nil || !strings.Contains(err.Error(), "has a model already (NVIDIA H100 80GB HBM3, type h100)") {
-		t.Errorf("nameGPUModels(h100s, a100) = %v, want a refusal naming the model", err)
+	if err := nameGPUModels(named, "a100"); err == nil || !strings.Contains(err.Error(), "GPU 0 is a real NVIDIA H100 80GB HBM3 (type h100) that NVML found") {
+		t.Errorf("nameGPUModels(real h100s, a100) = %v, want a refusal naming the model", err)
 	}
 	if err := nameGPUModels(flat(), "a100:2"); err == nil {
 		t.Errorf("nameGPUModels(flat, a100:2) = nil, want a refusal")

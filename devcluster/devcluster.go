@@ -35,7 +35,7 @@ type Options struct {
 	// Gres are every node's generic resources besides GPUs, as loom
 	// agent --gres.
 	Gres    map[string]uint64
-	GPUType string // with Profile "flat": the GPUs' type (agent --gpu-type)
+	GPUType string // the simulated GPUs' type, replacing the profile's model (agent --gpu-type)
 	DataDir string // default: a new temporary directory, removed on Close
 	RPCAddr string // server gRPC address, default 127.0.0.1:7070
 	Metrics bool   // serve /metrics for the server and agents
