@@ -307,8 +307,8 @@ func (c *cycle) gresAt(st *state, i int) []uint64 {
 	return st.gres[i*k : (i+1)*k]
 }
 
-// gresVector turns counts by name into a vector by cycle.gresIdx: nil for
-// none, and ok false when a name is one no node has.
+// gresVector turns counts by name into a vector by cycle.gresIdx, nil for
+// none; a name no node has is left out.
 func (c *cycle) gresVector(g map[string]uint64) []uint64 {
 	v, _ := c.gresNeed(g)
 	return v
