@@ -43,6 +43,14 @@ type Config struct {
 	// Features are the node's features for --constraint, beyond the GPU
 	// model's short name, which the node has without saying.
 	Features []string
+	// Gres are the node's generic resources other than GPUs, name to
+	// count (loom agent --gres nvme:3600,license_x:4), as gres.conf's
+	// Count: jobs ask for them with --gres and the scheduler counts them.
+	Gres map[string]uint64
+	// GPUType replaces the model of simulated GPUs (a profile, --gpus, a
+	// topology file) with a type, as --gres=gpu:TYPE and --constraint
+	// see it; New refuses it for GPUs NVML found.
+	GPUType string
 	// GPU discovery (see probe.Options).
 	Profile      string
 	GPUs         int
@@ -207,6 +215,10 @@ func New(cfg Config) (*Agent, error) {
 		state.Close()
 		return nil, fmt.Errorf("agent: GPU discovery: %w", err)
 	}
+	if err := nameGPUModels(found.Topology, cfg.GPUType); err != nil {
+		state.Close()
+		return nil, err
+	}
 	dialCreds, serveCreds, err := agentCreds(cfg)
 	if err != nil {
 		state.Close()
@@ -248,6 +260,7 @@ func New(cfg Config) (*Agent, error) {
 	a.node = &api.Node{
 		Name: cfg.Name, Address: a.advertise(lis.Addr()), Cpus: cpus, MemoryMb: mem,
 		Partitions: cfg.Partitions, Labels: labels, Topology: found.Topology, Features: cfg.Features,
+		Gres:    cfg.Gres,
 		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Version: Version,
 	}
 	if cfg.BindCPUs {
@@ -460,4 +473,25 @@ func (a *Agent) Close() error {
 	a.wg.Wait()
 	a.state.Close()
 	return a.conn.Close()
+}
+
+// nameGPUModels gives typ (loom agent --gpu-type) as the model of every GPU
+// of top, which must all be simulated: a real GPU's model is what NVML
+// says, and a type that disagrees with it is refused rather than ignored.
+func nameGPUModels(top *api.Topology, typ string) error {
+	if typ == "" {
+		return nil
+	}
+	if strings.ContainsAny(typ, " \t,:&|[]()") {
+		return fmt.Errorf("agent: --gpu-type=%s: want one word, as a100", typ)
+	}
+	for _, g := range top.GetGpus() {
+		if !g.Simulated {
+			return fmt.Errorf("agent: --gpu-type=%s: GPU %d is a real %s (type %s) that NVML found; --gpu-type names simulated GPUs (--profile, --gpus, --topology-file)", typ, g.Index, g.Model, api.GPUFeature(g.Model))
+		}
+	}
+	for _, g := range top.GetGpus() {
+		g.Model = typ
+	}
+	return nil
 }

@@ -654,7 +654,10 @@ type Node struct {
 	// features are what the agent declares (loom agent --features) and what
 	// it derives from its GPUs (the model's short name, as "h100"); jobs
 	// select nodes by them with --constraint.
-	Features      []string `protobuf:"bytes,20,rep,name=features,proto3" json:"features,omitempty"`
+	Features []string `protobuf:"bytes,20,rep,name=features,proto3" json:"features,omitempty"`
+	// gres are the node's generic resources other than GPUs (loom agent
+	// --gres nvme:3600,license_x:4), name to count, as gres.conf's Count.
+	Gres          map[string]uint64 `protobuf:"bytes,21,rep,name=gres,proto3" json:"gres,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -829,6 +832,13 @@ func (x *Node) GetFeatures() []string {
 	return nil
 }
 
+func (x *Node) GetGres() map[string]uint64 {
+	if x != nil {
+		return x.Gres
+	}
+	return nil
+}
+
 // JobSpec is what the user asked for, after the CLI parsed flags and
 // #SBATCH lines. Counts of zero mean "not given"; api.Normalize fills the
 // defaults Slurm would.
@@ -930,7 +940,10 @@ type JobSpec struct {
 	CpuBind string `protobuf:"bytes,50,opt,name=cpu_bind,json=cpuBind,proto3" json:"cpu_bind,omitempty"`
 	// reservation is --reservation: the job runs only on the nodes of this
 	// advance reservation, during its window (docs/reservations.md).
-	Reservation   string `protobuf:"bytes,55,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	Reservation string `protobuf:"bytes,55,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	// gres_per_node is --gres for resources other than gpu (those are
+	// gpus_per_node and gpu_type): name to count, on every node of the job.
+	GresPerNode   map[string]uint64 `protobuf:"bytes,51,rep,name=gres_per_node,json=gresPerNode,proto3" json:"gres_per_node,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1322,6 +1335,13 @@ func (x *JobSpec) GetReservation() string {
 	return ""
 }
 
+func (x *JobSpec) GetGresPerNode() map[string]uint64 {
+	if x != nil {
+		return x.GresPerNode
+	}
+	return nil
+}
+
 // Rank is one task of an allocation and where it runs.
 type Rank struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1570,6 +1590,10 @@ type Allocation struct {
 	MasterPort    uint32                 `protobuf:"varint,6,opt,name=master_port,json=masterPort,proto3" json:"master_port,omitempty"`
 	Tasks         []*TaskStatus          `protobuf:"bytes,7,rep,name=tasks,proto3" json:"tasks,omitempty"` // one per rank, indexed by rank
 	CreatedUnixMs int64                  `protobuf:"varint,8,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	// gres_per_node is what the allocation holds of each node's generic
+	// resources other than GPUs (Node.gres), the same on every node in
+	// nodes; the FSM refuses a plan that would hold more than a node has.
+	GresPerNode   map[string]uint64 `protobuf:"bytes,30,rep,name=gres_per_node,json=gresPerNode,proto3" json:"gres_per_node,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1658,6 +1682,13 @@ func (x *Allocation) GetCreatedUnixMs() int64 {
 		return x.CreatedUnixMs
 	}
 	return 0
+}
+
+func (x *Allocation) GetGresPerNode() map[string]uint64 {
+	if x != nil {
+		return x.GresPerNode
+	}
+	return nil
 }
 
 type Job struct {
@@ -3676,6 +3707,7 @@ type NodeInfo struct {
 	CpusAllocated  uint32                 `protobuf:"varint,4,opt,name=cpus_allocated,json=cpusAllocated,proto3" json:"cpus_allocated,omitempty"`
 	MemAllocatedMb uint64                 `protobuf:"varint,5,opt,name=mem_allocated_mb,json=memAllocatedMb,proto3" json:"mem_allocated_mb,omitempty"`
 	JobIds         []uint64               `protobuf:"varint,6,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	GresAllocated  map[string]uint64      `protobuf:"bytes,21,rep,name=gres_allocated,json=gresAllocated,proto3" json:"gres_allocated,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // of node.gres, what live allocations hold
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -3748,6 +3780,13 @@ func (x *NodeInfo) GetMemAllocatedMb() uint64 {
 func (x *NodeInfo) GetJobIds() []uint64 {
 	if x != nil {
 		return x.JobIds
+	}
+	return nil
+}
+
+func (x *NodeInfo) GetGresAllocated() map[string]uint64 {
+	if x != nil {
+		return x.GresAllocated
 	}
 	return nil
 }
@@ -8016,7 +8055,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bTopology\x12 \n" +
 	"\x04gpus\x18\x01 \x03(\v2\f.loom.v1.GPUR\x04gpus\x12#\n" +
 	"\x05links\x18\x02 \x03(\v2\r.loom.v1.LinkR\x05links\x12\x18\n" +
-	"\aprofile\x18\x03 \x01(\tR\aprofile\"\xd9\x05\n" +
+	"\aprofile\x18\x03 \x01(\tR\aprofile\"\xbf\x06\n" +
 	"\x04Node\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -8041,10 +8080,14 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bport_min\x18\x11 \x01(\rR\aportMin\x12\x19\n" +
 	"\bport_max\x18\x12 \x01(\rR\aportMax\x12'\n" +
 	"\x0fmetrics_address\x18\x13 \x01(\tR\x0emetricsAddress\x12\x1a\n" +
-	"\bfeatures\x18\x14 \x03(\tR\bfeatures\x1a9\n" +
+	"\bfeatures\x18\x14 \x03(\tR\bfeatures\x12+\n" +
+	"\x04gres\x18\x15 \x03(\v2\x17.loom.v1.Node.GresEntryR\x04gres\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc5\f\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a7\n" +
+	"\tGresEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xcc\r\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tnodes_min\x18\x02 \x01(\rR\bnodesMin\x12\x1b\n" +
@@ -8106,10 +8149,14 @@ const file_api_loom_proto_rawDesc = "" +
 	"\n" +
 	"time_min_s\x181 \x01(\x03R\btimeMinS\x12\x19\n" +
 	"\bcpu_bind\x182 \x01(\tR\acpuBind\x12 \n" +
-	"\vreservation\x187 \x01(\tR\vreservation\x1a6\n" +
+	"\vreservation\x187 \x01(\tR\vreservation\x12E\n" +
+	"\rgres_per_node\x183 \x03(\v2!.loom.v1.JobSpec.GresPerNodeEntryR\vgresPerNode\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
+	"\x10GresPerNodeEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01B\n" +
 	"\n" +
 	"\b_requeueB\x0f\n" +
 	"\r_max_restarts\"\x88\x02\n" +
@@ -8142,7 +8189,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\voutput_path\x18\t \x01(\tR\n" +
 	"outputPath\x12\x1e\n" +
 	"\vused_gpu_ms\x18\n" +
-	" \x01(\x04R\tusedGpuMs\"\x93\x02\n" +
+	" \x01(\x04R\tusedGpuMs\"\x9d\x03\n" +
 	"\n" +
 	"Allocation\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x1e\n" +
@@ -8156,7 +8203,11 @@ const file_api_loom_proto_rawDesc = "" +
 	"\vmaster_port\x18\x06 \x01(\rR\n" +
 	"masterPort\x12)\n" +
 	"\x05tasks\x18\a \x03(\v2\x13.loom.v1.TaskStatusR\x05tasks\x12&\n" +
-	"\x0fcreated_unix_ms\x18\b \x01(\x03R\rcreatedUnixMs\"\xad\a\n" +
+	"\x0fcreated_unix_ms\x18\b \x01(\x03R\rcreatedUnixMs\x12H\n" +
+	"\rgres_per_node\x18\x1e \x03(\v2$.loom.v1.Allocation.GresPerNodeEntryR\vgresPerNode\x1a>\n" +
+	"\x10GresPerNodeEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xad\a\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12$\n" +
 	"\x04spec\x18\x02 \x01(\v2\x10.loom.v1.JobSpecR\x04spec\x12\x12\n" +
@@ -8339,14 +8390,18 @@ const file_api_loom_proto_rawDesc = "" +
 	"\tmin_index\x18\x01 \x01(\x04R\bminIndex\x12\x1e\n" +
 	"\n" +
 	"consistent\x18\x02 \x01(\bR\n" +
-	"consistent\"\xe8\x01\n" +
+	"consistent\"\xf7\x02\n" +
 	"\bNodeInfo\x12!\n" +
 	"\x04node\x18\x01 \x01(\v2\r.loom.v1.NodeR\x04node\x12(\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x12.loom.v1.NodeStateR\x05state\x12%\n" +
 	"\x0egpus_allocated\x18\x03 \x01(\rR\rgpusAllocated\x12%\n" +
 	"\x0ecpus_allocated\x18\x04 \x01(\rR\rcpusAllocated\x12(\n" +
 	"\x10mem_allocated_mb\x18\x05 \x01(\x04R\x0ememAllocatedMb\x12\x17\n" +
-	"\ajob_ids\x18\x06 \x03(\x04R\x06jobIds\"R\n" +
+	"\ajob_ids\x18\x06 \x03(\x04R\x06jobIds\x12K\n" +
+	"\x0egres_allocated\x18\x15 \x03(\v2$.loom.v1.NodeInfo.GresAllocatedEntryR\rgresAllocated\x1a@\n" +
+	"\x12GresAllocatedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"R\n" +
 	"\x11ListNodesResponse\x12'\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x11.loom.v1.NodeInfoR\x05nodes\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"$\n" +
@@ -8784,7 +8839,7 @@ func file_api_loom_proto_rawDescGZIP() []byte {
 }
 
 var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 105)
+var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 109)
 var file_api_loom_proto_goTypes = []any{
 	(JobState)(0),                      // 0: loom.v1.JobState
 	(NodeState)(0),                     // 1: loom.v1.NodeState
@@ -8895,8 +8950,12 @@ var file_api_loom_proto_goTypes = []any{
 	(*SnapshotChunk)(nil),              // 106: loom.v1.SnapshotChunk
 	(*SnapshotRestoreResponse)(nil),    // 107: loom.v1.SnapshotRestoreResponse
 	nil,                                // 108: loom.v1.Node.LabelsEntry
-	nil,                                // 109: loom.v1.JobSpec.EnvEntry
-	nil,                                // 110: loom.v1.SchedulerSettings.AccountSharesEntry
+	nil,                                // 109: loom.v1.Node.GresEntry
+	nil,                                // 110: loom.v1.JobSpec.EnvEntry
+	nil,                                // 111: loom.v1.JobSpec.GresPerNodeEntry
+	nil,                                // 112: loom.v1.Allocation.GresPerNodeEntry
+	nil,                                // 113: loom.v1.NodeInfo.GresAllocatedEntry
+	nil,                                // 114: loom.v1.SchedulerSettings.AccountSharesEntry
 }
 var file_api_loom_proto_depIdxs = []int32{
 	4,   // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
@@ -8905,141 +8964,145 @@ var file_api_loom_proto_depIdxs = []int32{
 	108, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
 	8,   // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
 	1,   // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
-	109, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
-	2,   // 7: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
-	3,   // 8: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
-	11,  // 9: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
-	12,  // 10: loom.v1.Allocation.tasks:type_name -> loom.v1.TaskStatus
-	10,  // 11: loom.v1.Job.spec:type_name -> loom.v1.JobSpec
-	0,   // 12: loom.v1.Job.state:type_name -> loom.v1.JobState
-	13,  // 13: loom.v1.Job.allocation:type_name -> loom.v1.Allocation
-	15,  // 14: loom.v1.Job.steps:type_name -> loom.v1.Step
-	10,  // 15: loom.v1.Step.spec:type_name -> loom.v1.JobSpec
-	0,   // 16: loom.v1.Step.state:type_name -> loom.v1.JobState
-	13,  // 17: loom.v1.Step.allocation:type_name -> loom.v1.Allocation
-	10,  // 18: loom.v1.SubmitRequest.spec:type_name -> loom.v1.JobSpec
-	14,  // 19: loom.v1.GetJobResponse.job:type_name -> loom.v1.Job
-	0,   // 20: loom.v1.ListJobsRequest.states:type_name -> loom.v1.JobState
-	14,  // 21: loom.v1.ListJobsResponse.jobs:type_name -> loom.v1.Job
-	10,  // 22: loom.v1.CreateStepRequest.spec:type_name -> loom.v1.JobSpec
-	9,   // 23: loom.v1.NodeInfo.node:type_name -> loom.v1.Node
-	1,   // 24: loom.v1.NodeInfo.state:type_name -> loom.v1.NodeState
-	40,  // 25: loom.v1.ListNodesResponse.nodes:type_name -> loom.v1.NodeInfo
-	9,   // 26: loom.v1.RegisterRequest.node:type_name -> loom.v1.Node
-	49,  // 27: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
-	14,  // 28: loom.v1.AssignedAllocation.job:type_name -> loom.v1.Job
-	12,  // 29: loom.v1.TaskUpdateRequest.tasks:type_name -> loom.v1.TaskStatus
-	52,  // 30: loom.v1.RaftJoinRequest.server:type_name -> loom.v1.ServerInfo
-	52,  // 31: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
-	52,  // 32: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
-	16,  // 33: loom.v1.SubmitJobCommand.request:type_name -> loom.v1.SubmitRequest
-	63,  // 34: loom.v1.SubmitJobCommand.limits:type_name -> loom.v1.SubmitLimits
-	16,  // 35: loom.v1.SubmitJobsCommand.requests:type_name -> loom.v1.SubmitRequest
-	63,  // 36: loom.v1.SubmitJobsCommand.limits:type_name -> loom.v1.SubmitLimits
-	18,  // 37: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
-	13,  // 38: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
-	67,  // 39: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
-	68,  // 40: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
-	69,  // 41: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
-	33,  // 42: loom.v1.CreateStepCommand.request:type_name -> loom.v1.CreateStepRequest
-	35,  // 43: loom.v1.CancelStepsCommand.request:type_name -> loom.v1.CancelStepsRequest
-	37,  // 44: loom.v1.CompleteAllocationCommand.request:type_name -> loom.v1.CompleteAllocationRequest
-	50,  // 45: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
-	9,   // 46: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
-	1,   // 47: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
-	52,  // 48: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
-	81,  // 49: loom.v1.ClusterConfig.scheduler:type_name -> loom.v1.SchedulerSettings
-	83,  // 50: loom.v1.ClusterConfig.qos:type_name -> loom.v1.QOSConfig
-	84,  // 51: loom.v1.ClusterConfig.partitions:type_name -> loom.v1.PartitionConfig
-	85,  // 52: loom.v1.ClusterConfig.switches:type_name -> loom.v1.SwitchConfig
-	110, // 53: loom.v1.SchedulerSettings.account_shares:type_name -> loom.v1.SchedulerSettings.AccountSharesEntry
-	82,  // 54: loom.v1.SchedulerSettings.las:type_name -> loom.v1.LASSettings
-	80,  // 55: loom.v1.GetConfigResponse.config:type_name -> loom.v1.ClusterConfig
-	80,  // 56: loom.v1.ReloadConfigResponse.config:type_name -> loom.v1.ClusterConfig
-	30,  // 57: loom.v1.UpdateJobCommand.request:type_name -> loom.v1.UpdateJobRequest
-	80,  // 58: loom.v1.SetConfigCommand.config:type_name -> loom.v1.ClusterConfig
-	14,  // 59: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
-	9,   // 60: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
-	52,  // 61: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
-	80,  // 62: loom.v1.StateSnapshot.config:type_name -> loom.v1.ClusterConfig
-	93,  // 63: loom.v1.StateSnapshot.reservations:type_name -> loom.v1.Reservation
-	5,   // 64: loom.v1.ReservationCommand.op:type_name -> loom.v1.ReservationOp
-	93,  // 65: loom.v1.ReservationCommand.reservation:type_name -> loom.v1.Reservation
-	93,  // 66: loom.v1.CreateReservationRequest.reservation:type_name -> loom.v1.Reservation
-	93,  // 67: loom.v1.CreateReservationResponse.reservation:type_name -> loom.v1.Reservation
-	93,  // 68: loom.v1.UpdateReservationResponse.reservation:type_name -> loom.v1.Reservation
-	93,  // 69: loom.v1.ListReservationsResponse.reservations:type_name -> loom.v1.Reservation
-	103, // 70: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
-	104, // 71: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
-	16,  // 72: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
-	18,  // 73: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
-	20,  // 74: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
-	22,  // 75: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
-	24,  // 76: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
-	26,  // 77: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
-	28,  // 78: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
-	33,  // 79: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
-	35,  // 80: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
-	37,  // 81: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
-	30,  // 82: loom.v1.JobService.UpdateJob:input_type -> loom.v1.UpdateJobRequest
-	16,  // 83: loom.v1.JobService.TestSubmit:input_type -> loom.v1.SubmitRequest
-	39,  // 84: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
-	42,  // 85: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
-	43,  // 86: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
-	43,  // 87: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
-	45,  // 88: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
-	47,  // 89: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
-	50,  // 90: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
-	53,  // 91: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
-	55,  // 92: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
-	57,  // 93: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
-	59,  // 94: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
-	105, // 95: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
-	106, // 96: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
-	86,  // 97: loom.v1.Operator.GetConfig:input_type -> loom.v1.GetConfigRequest
-	88,  // 98: loom.v1.Operator.ReloadConfig:input_type -> loom.v1.ReloadConfigRequest
-	61,  // 99: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
-	95,  // 100: loom.v1.ReservationService.CreateReservation:input_type -> loom.v1.CreateReservationRequest
-	97,  // 101: loom.v1.ReservationService.UpdateReservation:input_type -> loom.v1.UpdateReservationRequest
-	99,  // 102: loom.v1.ReservationService.DeleteReservation:input_type -> loom.v1.DeleteReservationRequest
-	101, // 103: loom.v1.ReservationService.ListReservations:input_type -> loom.v1.ListReservationsRequest
-	17,  // 104: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
-	19,  // 105: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
-	21,  // 106: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
-	23,  // 107: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
-	25,  // 108: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
-	27,  // 109: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
-	29,  // 110: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
-	34,  // 111: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
-	36,  // 112: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
-	38,  // 113: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
-	31,  // 114: loom.v1.JobService.UpdateJob:output_type -> loom.v1.UpdateJobResponse
-	32,  // 115: loom.v1.JobService.TestSubmit:output_type -> loom.v1.TestSubmitResponse
-	41,  // 116: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
-	40,  // 117: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
-	44,  // 118: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
-	44,  // 119: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
-	46,  // 120: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
-	48,  // 121: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
-	51,  // 122: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
-	54,  // 123: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
-	56,  // 124: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
-	58,  // 125: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
-	60,  // 126: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
-	106, // 127: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
-	107, // 128: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
-	87,  // 129: loom.v1.Operator.GetConfig:output_type -> loom.v1.GetConfigResponse
-	89,  // 130: loom.v1.Operator.ReloadConfig:output_type -> loom.v1.ReloadConfigResponse
-	29,  // 131: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
-	96,  // 132: loom.v1.ReservationService.CreateReservation:output_type -> loom.v1.CreateReservationResponse
-	98,  // 133: loom.v1.ReservationService.UpdateReservation:output_type -> loom.v1.UpdateReservationResponse
-	100, // 134: loom.v1.ReservationService.DeleteReservation:output_type -> loom.v1.DeleteReservationResponse
-	102, // 135: loom.v1.ReservationService.ListReservations:output_type -> loom.v1.ListReservationsResponse
-	104, // [104:136] is the sub-list for method output_type
-	72,  // [72:104] is the sub-list for method input_type
-	72,  // [72:72] is the sub-list for extension type_name
-	72,  // [72:72] is the sub-list for extension extendee
-	0,   // [0:72] is the sub-list for field type_name
+	109, // 6: loom.v1.Node.gres:type_name -> loom.v1.Node.GresEntry
+	110, // 7: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
+	111, // 8: loom.v1.JobSpec.gres_per_node:type_name -> loom.v1.JobSpec.GresPerNodeEntry
+	2,   // 9: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
+	3,   // 10: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
+	11,  // 11: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
+	12,  // 12: loom.v1.Allocation.tasks:type_name -> loom.v1.TaskStatus
+	112, // 13: loom.v1.Allocation.gres_per_node:type_name -> loom.v1.Allocation.GresPerNodeEntry
+	10,  // 14: loom.v1.Job.spec:type_name -> loom.v1.JobSpec
+	0,   // 15: loom.v1.Job.state:type_name -> loom.v1.JobState
+	13,  // 16: loom.v1.Job.allocation:type_name -> loom.v1.Allocation
+	15,  // 17: loom.v1.Job.steps:type_name -> loom.v1.Step
+	10,  // 18: loom.v1.Step.spec:type_name -> loom.v1.JobSpec
+	0,   // 19: loom.v1.Step.state:type_name -> loom.v1.JobState
+	13,  // 20: loom.v1.Step.allocation:type_name -> loom.v1.Allocation
+	10,  // 21: loom.v1.SubmitRequest.spec:type_name -> loom.v1.JobSpec
+	14,  // 22: loom.v1.GetJobResponse.job:type_name -> loom.v1.Job
+	0,   // 23: loom.v1.ListJobsRequest.states:type_name -> loom.v1.JobState
+	14,  // 24: loom.v1.ListJobsResponse.jobs:type_name -> loom.v1.Job
+	10,  // 25: loom.v1.CreateStepRequest.spec:type_name -> loom.v1.JobSpec
+	9,   // 26: loom.v1.NodeInfo.node:type_name -> loom.v1.Node
+	1,   // 27: loom.v1.NodeInfo.state:type_name -> loom.v1.NodeState
+	113, // 28: loom.v1.NodeInfo.gres_allocated:type_name -> loom.v1.NodeInfo.GresAllocatedEntry
+	40,  // 29: loom.v1.ListNodesResponse.nodes:type_name -> loom.v1.NodeInfo
+	9,   // 30: loom.v1.RegisterRequest.node:type_name -> loom.v1.Node
+	49,  // 31: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
+	14,  // 32: loom.v1.AssignedAllocation.job:type_name -> loom.v1.Job
+	12,  // 33: loom.v1.TaskUpdateRequest.tasks:type_name -> loom.v1.TaskStatus
+	52,  // 34: loom.v1.RaftJoinRequest.server:type_name -> loom.v1.ServerInfo
+	52,  // 35: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
+	52,  // 36: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
+	16,  // 37: loom.v1.SubmitJobCommand.request:type_name -> loom.v1.SubmitRequest
+	63,  // 38: loom.v1.SubmitJobCommand.limits:type_name -> loom.v1.SubmitLimits
+	16,  // 39: loom.v1.SubmitJobsCommand.requests:type_name -> loom.v1.SubmitRequest
+	63,  // 40: loom.v1.SubmitJobsCommand.limits:type_name -> loom.v1.SubmitLimits
+	18,  // 41: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
+	13,  // 42: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
+	67,  // 43: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
+	68,  // 44: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
+	69,  // 45: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
+	33,  // 46: loom.v1.CreateStepCommand.request:type_name -> loom.v1.CreateStepRequest
+	35,  // 47: loom.v1.CancelStepsCommand.request:type_name -> loom.v1.CancelStepsRequest
+	37,  // 48: loom.v1.CompleteAllocationCommand.request:type_name -> loom.v1.CompleteAllocationRequest
+	50,  // 49: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
+	9,   // 50: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
+	1,   // 51: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
+	52,  // 52: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
+	81,  // 53: loom.v1.ClusterConfig.scheduler:type_name -> loom.v1.SchedulerSettings
+	83,  // 54: loom.v1.ClusterConfig.qos:type_name -> loom.v1.QOSConfig
+	84,  // 55: loom.v1.ClusterConfig.partitions:type_name -> loom.v1.PartitionConfig
+	85,  // 56: loom.v1.ClusterConfig.switches:type_name -> loom.v1.SwitchConfig
+	114, // 57: loom.v1.SchedulerSettings.account_shares:type_name -> loom.v1.SchedulerSettings.AccountSharesEntry
+	82,  // 58: loom.v1.SchedulerSettings.las:type_name -> loom.v1.LASSettings
+	80,  // 59: loom.v1.GetConfigResponse.config:type_name -> loom.v1.ClusterConfig
+	80,  // 60: loom.v1.ReloadConfigResponse.config:type_name -> loom.v1.ClusterConfig
+	30,  // 61: loom.v1.UpdateJobCommand.request:type_name -> loom.v1.UpdateJobRequest
+	80,  // 62: loom.v1.SetConfigCommand.config:type_name -> loom.v1.ClusterConfig
+	14,  // 63: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
+	9,   // 64: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
+	52,  // 65: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
+	80,  // 66: loom.v1.StateSnapshot.config:type_name -> loom.v1.ClusterConfig
+	93,  // 67: loom.v1.StateSnapshot.reservations:type_name -> loom.v1.Reservation
+	5,   // 68: loom.v1.ReservationCommand.op:type_name -> loom.v1.ReservationOp
+	93,  // 69: loom.v1.ReservationCommand.reservation:type_name -> loom.v1.Reservation
+	93,  // 70: loom.v1.CreateReservationRequest.reservation:type_name -> loom.v1.Reservation
+	93,  // 71: loom.v1.CreateReservationResponse.reservation:type_name -> loom.v1.Reservation
+	93,  // 72: loom.v1.UpdateReservationResponse.reservation:type_name -> loom.v1.Reservation
+	93,  // 73: loom.v1.ListReservationsResponse.reservations:type_name -> loom.v1.Reservation
+	103, // 74: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
+	104, // 75: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
+	16,  // 76: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
+	18,  // 77: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
+	20,  // 78: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
+	22,  // 79: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
+	24,  // 80: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
+	26,  // 81: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
+	28,  // 82: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
+	33,  // 83: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
+	35,  // 84: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
+	37,  // 85: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
+	30,  // 86: loom.v1.JobService.UpdateJob:input_type -> loom.v1.UpdateJobRequest
+	16,  // 87: loom.v1.JobService.TestSubmit:input_type -> loom.v1.SubmitRequest
+	39,  // 88: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
+	42,  // 89: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
+	43,  // 90: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
+	43,  // 91: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
+	45,  // 92: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
+	47,  // 93: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
+	50,  // 94: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
+	53,  // 95: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
+	55,  // 96: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
+	57,  // 97: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
+	59,  // 98: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
+	105, // 99: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
+	106, // 100: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
+	86,  // 101: loom.v1.Operator.GetConfig:input_type -> loom.v1.GetConfigRequest
+	88,  // 102: loom.v1.Operator.ReloadConfig:input_type -> loom.v1.ReloadConfigRequest
+	61,  // 103: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
+	95,  // 104: loom.v1.ReservationService.CreateReservation:input_type -> loom.v1.CreateReservationRequest
+	97,  // 105: loom.v1.ReservationService.UpdateReservation:input_type -> loom.v1.UpdateReservationRequest
+	99,  // 106: loom.v1.ReservationService.DeleteReservation:input_type -> loom.v1.DeleteReservationRequest
+	101, // 107: loom.v1.ReservationService.ListReservations:input_type -> loom.v1.ListReservationsRequest
+	17,  // 108: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
+	19,  // 109: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
+	21,  // 110: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
+	23,  // 111: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
+	25,  // 112: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
+	27,  // 113: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
+	29,  // 114: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
+	34,  // 115: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
+	36,  // 116: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
+	38,  // 117: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
+	31,  // 118: loom.v1.JobService.UpdateJob:output_type -> loom.v1.UpdateJobResponse
+	32,  // 119: loom.v1.JobService.TestSubmit:output_type -> loom.v1.TestSubmitResponse
+	41,  // 120: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
+	40,  // 121: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
+	44,  // 122: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
+	44,  // 123: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
+	46,  // 124: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
+	48,  // 125: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
+	51,  // 126: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
+	54,  // 127: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
+	56,  // 128: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
+	58,  // 129: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
+	60,  // 130: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
+	106, // 131: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
+	107, // 132: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
+	87,  // 133: loom.v1.Operator.GetConfig:output_type -> loom.v1.GetConfigResponse
+	89,  // 134: loom.v1.Operator.ReloadConfig:output_type -> loom.v1.ReloadConfigResponse
+	29,  // 135: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
+	96,  // 136: loom.v1.ReservationService.CreateReservation:output_type -> loom.v1.CreateReservationResponse
+	98,  // 137: loom.v1.ReservationService.UpdateReservation:output_type -> loom.v1.UpdateReservationResponse
+	100, // 138: loom.v1.ReservationService.DeleteReservation:output_type -> loom.v1.DeleteReservationResponse
+	102, // 139: loom.v1.ReservationService.ListReservations:output_type -> loom.v1.ListReservationsResponse
+	108, // [108:140] is the sub-list for method output_type
+	76,  // [76:108] is the sub-list for method input_type
+	76,  // [76:76] is the sub-list for extension type_name
+	76,  // [76:76] is the sub-list for extension extendee
+	0,   // [0:76] is the sub-list for field type_name
 }
 
 func init() { file_api_loom_proto_init() }
@@ -9059,7 +9122,7 @@ func file_api_loom_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_loom_proto_rawDesc), len(file_api_loom_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   105,
+			NumMessages:   109,
 			NumExtensions: 0,
 			NumServices:   6,
 		},

@@ -122,6 +122,9 @@ func ValidateSpec(s *JobSpec) error {
 			return fieldErr("--array="+s.Array, "%s", strings.TrimPrefix(err.Error(), "--array="+s.Array+": "))
 		}
 	}
+	if err := validateGres(s); err != nil {
+		return err
+	}
 	return checkOptions(s)
 }
 

@@ -7,6 +7,7 @@ type NodeUsage struct {
 	MemMB uint64
 	Ports map[uint32]uint64 // port -> job id
 	Jobs  map[uint64]struct{}
+	Gres  map[string]uint64 // generic resource -> count held; nil for none
 }
 
 func newNodeUsage() *NodeUsage {
@@ -43,6 +44,17 @@ func (u Usage) AddAllocation(a *Allocation) {
 	}
 	if a.GetMasterPort() != 0 && len(a.GetRanks()) > 0 {
 		u.Node(a.Ranks[0].Node).Ports[a.MasterPort] = a.JobId
+	}
+	if len(a.GetGresPerNode()) > 0 {
+		for _, name := range a.Nodes {
+			nu := u.Node(name)
+			if nu.Gres == nil {
+				nu.Gres = map[string]uint64{}
+			}
+			for g, n := range a.GresPerNode {
+				nu.Gres[g] += n
+			}
+		}
 	}
 }
 

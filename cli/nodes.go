@@ -79,15 +79,14 @@ func sortPartitions(ps []string) {
 // it, which is also the node feature the model gives (api.GPUFeature).
 func gresType(model string) string { return api.GPUFeature(model) }
 
-// nodeGres is the node's GPUs as Slurm's Gres field ("gpu:h100:8"), one
-// entry per model, or "(null)" without GPUs. used counts allocated ones
-// instead, spread over the models in order, since NodeInfo carries only
-// the total.
+// nodeGres is the node's generic resources as Slurm's Gres field: its
+// GPUs ("gpu:h100:8", one entry per model), then the other counts it
+// declares ("nvme:3600") by name, or "(null)" for none. used counts
+// allocated ones instead, the GPUs spread over the models in order, since
+// NodeInfo carries only their total.
 func nodeGres(n *api.NodeInfo, used bool) string {
 	gpus := n.GetNode().GetTopology().GetGpus()
-	if len(gpus) == 0 {
-		return "(null)"
-	}
+	var parts []string
 	var models []string
 	count := map[string]int{}
 	for _, g := range gpus {
@@ -98,18 +97,30 @@ func nodeGres(n *api.NodeInfo, used bool) string {
 		count[t]++
 	}
 	left := int(n.GetGpusAllocated())
-	parts := make([]string, len(models))
-	for i, t := range models {
+	for _, t := range models {
 		c := count[t]
 		if used {
 			c = min(c, left)
 			left -= c
 		}
 		if t == "" {
-			parts[i] = fmt.Sprintf("gpu:%d", c)
+			parts = append(parts, fmt.Sprintf("gpu:%d", c))
 		} else {
-			parts[i] = fmt.Sprintf("gpu:%s:%d", t, c)
+			parts = append(parts, fmt.Sprintf("gpu:%s:%d", t, c))
 		}
+	}
+	other := n.GetNode().GetGres()
+	if used {
+		other = map[string]uint64{}
+		for g := range n.GetNode().GetGres() {
+			other[g] = n.GetGresAllocated()[g]
+		}
+	}
+	if s := api.FormatGres(other); s != "" {
+		parts = append(parts, s)
+	}
+	if len(parts) == 0 {
+		return "(null)"
 	}
 	return strings.Join(parts, ",")
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -406,7 +407,8 @@ func writeSacct(e *env, jobs []*api.Job, fields []sacctField, widths []int, o sa
 	}
 }
 
-// jobTRES is Slurm's AllocTRES: "cpu=8,gres/gpu=8,mem=64000M,node=1".
+// jobTRES is Slurm's AllocTRES: "cpu=8,gres/gpu=8,gres/nvme=400,mem=64000M,node=1",
+// each generic resource the job's total over its nodes.
 func jobTRES(j *api.Job) string {
 	if len(j.GetAllocation().GetRanks()) == 0 {
 		return ""
@@ -418,6 +420,10 @@ func jobTRES(j *api.Job) string {
 	parts := []string{fmt.Sprintf("cpu=%d", jobCPUs(j))}
 	if g := jobGPUs(j); g > 0 {
 		parts = append(parts, fmt.Sprintf("gres/gpu=%d", g))
+	}
+	a := j.GetAllocation()
+	for _, g := range slices.Sorted(maps.Keys(a.GetGresPerNode())) {
+		parts = append(parts, fmt.Sprintf("gres/%s=%d", g, a.GresPerNode[g]*uint64(len(a.GetNodes()))))
 	}
 	if mem > 0 {
 		parts = append(parts, fmt.Sprintf("mem=%dM", mem))

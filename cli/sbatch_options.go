@@ -66,7 +66,7 @@ func sbatchOptions(o *sbatchOpts) []*option {
 		{long: "gpus", short: 'G', arg: requiredArg, meta: "[TYPE:]N", help: "GPUs for the whole job", set: setGPUs(s, &s.Gpus)},
 		{long: "gpus-per-node", arg: requiredArg, meta: "[TYPE:]N", help: "GPUs on each node", set: setGPUs(s, &s.GpusPerNode)},
 		{long: "gpus-per-task", arg: requiredArg, meta: "[TYPE:]N", help: "GPUs for each task", set: setGPUs(s, &s.GpusPerTask)},
-		{long: "gres", arg: requiredArg, meta: "gpu[:TYPE]:N", help: "generic resources per node (only gpu)", set: func(v string) error { return parseGres(s, v) }},
+		{long: "gres", arg: requiredArg, meta: "gpu[:TYPE]:N,NAME:N", help: "generic resources per node: GPUs, and what nodes declare (nvme:200)", set: func(v string) error { return parseGres(s, v) }},
 		{long: "mem", arg: requiredArg, meta: "SIZE[K|M|G|T]", help: "memory per node (default unit MB)", set: setMem(s, &s.MemPerNodeMb)},
 		{long: "mem-per-cpu", arg: requiredArg, meta: "SIZE[K|M|G|T]", help: "memory per CPU: a node gets its CPUs times SIZE", set: setMem(s, &s.MemPerCpuMb)},
 		{long: "mem-per-gpu", arg: requiredArg, meta: "SIZE[K|M|G|T]", help: "memory per GPU: a node gets its GPUs times SIZE", set: setMem(s, &s.MemPerGpuMb)},
@@ -417,14 +417,20 @@ func setGPUs(s *api.JobSpec, count *uint32) func(string) error {
 	}
 }
 
-// parseGres parses --gres=gpu[:TYPE][:N][,...]. Only GPUs are scheduled;
-// "none" clears the request.
+// parseGres parses --gres as Slurm does: a comma-separated list of
+// NAME[[:TYPE]:COUNT], each per node. gpu[:TYPE][:N] sets the GPUs
+// (gpu:TYPE alone is one of the type); any other NAME[:COUNT] is a
+// generic resource the nodes declare (loom agent --gres), its COUNT one
+// by default and taking a K, M, G, T or P suffix (powers of 1024). Each
+// --gres replaces the generic resources of an earlier one; "none" clears
+// them and the GPUs.
 func parseGres(s *api.JobSpec, v string) error {
 	if v == "none" {
-		s.GpusPerNode, s.GpuType = 0, ""
+		s.GpusPerNode, s.GpuType, s.GresPerNode = 0, "", nil
 		return nil
 	}
-	found := false
+	gres := map[string]uint64{}
+	seen := map[string]bool{}
 	for _, item := range strings.Split(v, ",") {
 		item = strings.TrimSpace(item)
 		// Slurm allows a socket binding suffix, gpu:2(S:0-1); it is a
@@ -433,47 +439,89 @@ func parseGres(s *api.JobSpec, v string) error {
 			item = item[:i]
 		}
 		parts := strings.Split(item, ":")
-		if parts[0] != "gpu" {
-			return fmt.Errorf("generic resource %q is not supported: Loom schedules only gpu", parts[0])
+		name := parts[0]
+		if seen[name] {
+			return fmt.Errorf("%s given twice", name)
 		}
-		if found {
-			return errors.New("gpu given twice")
-		}
-		found = true
-		var typ, cnt string
-		switch len(parts) {
-		case 1:
-			cnt = "1"
-		case 2:
-			// As Slurm reads it, gpu:N is N GPUs and gpu:TYPE one GPU of
-			// the type.
-			cnt = parts[1]
-			if cnt == "" {
-				return errors.New("gpu: is missing its count or type")
+		seen[name] = true
+		if name != api.GresGPU {
+			n, err := parseGresItem(item, parts)
+			if err != nil {
+				return err
 			}
-			if cnt[0] < '0' || cnt[0] > '9' {
-				typ, cnt = cnt, "1"
+			if n != 0 { // NAME:0 asks for none, as gpu:0 does
+				gres[name] = n
 			}
-		case 3:
-			typ, cnt = parts[1], parts[2]
-			if typ == "" {
-				return errors.New("empty GPU type")
-			}
-		default:
-			return fmt.Errorf("%q has too many ':' fields (want gpu[:TYPE]:N)", item)
-		}
-		if strings.Trim(cnt, "0") == "" && cnt != "" {
-			// gpu:0 asks for none, as in Slurm.
-			s.Gpus, s.GpusPerNode, s.GpusPerTask, s.GpuType = 0, 0, 0, ""
 			continue
 		}
-		n, err := parseCount(cnt, "GPU count")
-		if err != nil {
+		if err := parseGresGPU(s, item, parts); err != nil {
 			return err
 		}
-		s.Gpus, s.GpusPerNode, s.GpusPerTask = 0, n, 0
-		s.GpuType = typ
 	}
+	s.GresPerNode = nil
+	if len(gres) > 0 {
+		s.GresPerNode = gres
+	}
+	return nil
+}
+
+// parseGresItem parses one generic resource other than gpu: NAME or
+// NAME:COUNT.
+func parseGresItem(item string, parts []string) (uint64, error) {
+	if err := api.CheckGresName(parts[0]); err != nil {
+		return 0, err
+	}
+	switch len(parts) {
+	case 1:
+		return 1, nil
+	case 2:
+		if c := parts[1]; c == "" || c[0] < '0' || c[0] > '9' {
+			return 0, fmt.Errorf("%q: %s has no types in Loom; give %s:COUNT", item, parts[0], parts[0])
+		}
+		n, err := api.ParseGresCount(parts[1])
+		if err != nil {
+			return 0, fmt.Errorf("%s %w", parts[0], err)
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("%q: %s has no types in Loom; give %s:COUNT", item, parts[0], parts[0])
+}
+
+// parseGresGPU parses gpu[:TYPE][:N] into the spec's GPUs.
+func parseGresGPU(s *api.JobSpec, item string, parts []string) error {
+	var typ, cnt string
+	switch len(parts) {
+	case 1:
+		cnt = "1"
+	case 2:
+		// As Slurm reads it, gpu:N is N GPUs and gpu:TYPE one GPU of
+		// the type.
+		cnt = parts[1]
+		if cnt == "" {
+			return errors.New("gpu: is missing its count or type")
+		}
+		if cnt[0] < '0' || cnt[0] > '9' {
+			typ, cnt = cnt, "1"
+		}
+	case 3:
+		typ, cnt = parts[1], parts[2]
+		if typ == "" {
+			return errors.New("empty GPU type")
+		}
+	default:
+		return fmt.Errorf("%q has too many ':' fields (want gpu[:TYPE]:N)", item)
+	}
+	if strings.Trim(cnt, "0") == "" && cnt != "" {
+		// gpu:0 asks for none, as in Slurm.
+		s.Gpus, s.GpusPerNode, s.GpusPerTask, s.GpuType = 0, 0, 0, ""
+		return nil
+	}
+	n, err := parseCount(cnt, "GPU count")
+	if err != nil {
+		return err
+	}
+	s.Gpus, s.GpusPerNode, s.GpusPerTask = 0, n, 0
+	s.GpuType = typ
 	return nil
 }
 

@@ -186,6 +186,11 @@ srun python train.py
 			want:   &api.JobSpec{Name: "job.sh", GpusPerNode: 2},
 		},
 		{
+			name:   "gres of GPUs and another resource",
+			script: header + "#SBATCH --gres=gpu:a100:2,nvme:200\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", GpusPerNode: 2, GpuType: "a100", GresPerNode: map[string]uint64{"nvme": 200}},
+		},
+		{
 			name:   "gres bare gpu is one",
 			script: header + "#SBATCH --gres=gpu\ntrue\n",
 			want:   &api.JobSpec{Name: "job.sh", GpusPerNode: 1},
@@ -363,9 +368,9 @@ func TestSbatchErrors(t *testing.T) {
 			wantErr: "sbatch: error: line 2: invalid directive: \"X\" is not an option (write options as #SBATCH --name=value)\n",
 		},
 		{
-			name:    "a generic resource other than gpu",
-			script:  header + "#SBATCH --gres=gpu:2,nvme:1\ntrue\n",
-			wantErr: "sbatch: error: line 2: --gres=gpu:2,nvme:1: generic resource \"nvme\" is not supported: Loom schedules only gpu\n",
+			name:    "a generic resource other than gpu with a type",
+			script:  header + "#SBATCH --gres=gpu:2,nvme:fast:1\ntrue\n",
+			wantErr: "sbatch: error: line 2: --gres=gpu:2,nvme:fast:1: \"nvme:fast:1\": nvme has no types in Loom; give nvme:COUNT\n",
 		},
 		{
 			name:    "ntasks-per-gpu without tasks or GPUs",

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -269,7 +271,7 @@ func jobRecord(j *api.Job, e *env) *keyValues {
 		kv.line("MinMemoryNode", mem, "Exclusive", strconv.FormatBool(s.GetExclusive()))
 	}
 	kv.line("Features", null(s.GetConstraint()))
-	kv.line("TresPerJob", gpuTres(s.GetGpus(), s.GetGpuType()), "TresPerNode", gpuTres(s.GetGpusPerNode(), s.GetGpuType()),
+	kv.line("TresPerJob", gpuTres(s.GetGpus(), s.GetGpuType()), "TresPerNode", tresPerNode(s),
 		"TresPerTask", gpuTres(s.GetGpusPerTask(), s.GetGpuType()))
 	if s.GetMemPerGpuMb() > 0 || s.GetCpusPerGpu() > 0 {
 		var perTres []string
@@ -295,6 +297,19 @@ func jobRecord(j *api.Job, e *env) *keyValues {
 	kv.line("StdErr", null(orDefault(s.GetError(), s.GetOutput())))
 	kv.line("StdOut", null(s.GetOutput()))
 	return kv
+}
+
+// tresPerNode is Slurm's TresPerNode: the GPUs per node and the other
+// generic resources, "gres/gpu:h100:2,gres/nvme:200", or "(null)".
+func tresPerNode(s *api.JobSpec) string {
+	var parts []string
+	if s.GetGpusPerNode() > 0 {
+		parts = append(parts, gpuTres(s.GetGpusPerNode(), s.GetGpuType()))
+	}
+	for _, g := range slices.Sorted(maps.Keys(s.GetGresPerNode())) {
+		parts = append(parts, fmt.Sprintf("gres/%s:%d", g, s.GresPerNode[g]))
+	}
+	return null(strings.Join(parts, ","))
 }
 
 // gpuTres is "gres/gpu:h100:8", or "(null)" for no GPUs.

@@ -275,7 +275,7 @@ var squeueFields = map[byte]*squeueField{
 		return strconv.FormatUint(uint64(jobCPUs(j)), 10)
 	}},
 	'b': {"TRES_PER_NODE", func(j *api.Job, _ time.Time, _ *time.Location) string {
-		return strings.TrimPrefix(gpuTres(j.GetSpec().GetGpusPerNode(), j.GetSpec().GetGpuType()), "gres/")
+		return strings.ReplaceAll(tresPerNode(j.GetSpec()), "gres/", "")
 	}},
 	'R': {"NODELIST(REASON)", func(j *api.Job, _ time.Time, _ *time.Location) string { return nodelistOrReason(j) }},
 	'N': {"NODELIST", func(j *api.Job, _ time.Time, _ *time.Location) string {

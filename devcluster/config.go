@@ -143,8 +143,8 @@ func withSwitches(c *api.ClusterConfig, groups []NodeGroup) *api.ClusterConfig {
 
 // applyAgentArgs sets cfg from loom agent flags, those that mean something
 // for a simulated node: --features, --partitions (added to the group's),
-// --gpus, --reserved-cpus, --reserved-mem-mb. Any other flag is refused,
-// never ignored.
+// --gpus, --gres, --gpu-type, --reserved-cpus, --reserved-mem-mb. Any
+// other flag is refused, never ignored.
 func applyAgentArgs(cfg *agent.Config, args []string) error {
 	if len(args) == 0 {
 		return nil
@@ -156,14 +156,24 @@ func applyAgentArgs(cfg *agent.Config, args []string) error {
 	fs.IntVar(&cfg.GPUs, "gpus", cfg.GPUs, "")
 	fs.IntVar(&cfg.ReservedCPUs, "reserved-cpus", cfg.ReservedCPUs, "")
 	fs.Uint64Var(&cfg.ReservedMemMB, "reserved-mem-mb", cfg.ReservedMemMB, "")
+	gres := fs.String("gres", "", "")
+	fs.StringVar(&cfg.GPUType, "gpu-type", cfg.GPUType, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			err = errors.New("-h is not a node setting")
 		}
-		return fmt.Errorf("%w (a dev node takes --features, --partitions, --gpus, --reserved-cpus, --reserved-mem-mb)", err)
+		return fmt.Errorf("%w (a dev node takes --features, --partitions, --gpus, --gres, --gpu-type, --reserved-cpus, --reserved-mem-mb)", err)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *gres != "" {
+		g, err := api.ParseNodeGres(*gres)
+		if err != nil {
+			return fmt.Errorf("--gres=%s: %w", *gres, err)
+		}
+		// The node's own --gres replaces what every node was given.
+		cfg.Gres = g
 	}
 	cfg.Features = append(cfg.Features, splitComma(*features)...)
 	cfg.Partitions = append(cfg.Partitions, splitComma(*parts)...)

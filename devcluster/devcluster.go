@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -35,6 +36,10 @@ type Options struct {
 	Agents  int    // number of simulated nodes, default 2
 	Profile string // GPU profile of every node, default dgx-h100
 	GPUs    int    // with Profile "flat": GPUs per node
+	// Gres are every node's generic resources besides GPUs, as loom
+	// agent --gres.
+	Gres    map[string]uint64
+	GPUType string // the simulated GPUs' type, replacing the profile's model (agent --gpu-type)
 	DataDir string // default: a new temporary directory, removed on Close
 	RPCAddr string // server gRPC address, default 127.0.0.1:7070
 	Metrics bool   // serve /metrics for the server and agents
@@ -220,6 +225,7 @@ func (c *Cluster) startAgent(ctx context.Context, o Options, g NodeGroup, name s
 		Name: name, Servers: []string{c.Server.RPCAddr()}, DataDir: filepath.Join(c.dataDir, name),
 		ListenAddr: "127.0.0.1:0", MetricsAddr: metricsAddr,
 		Profile: g.Profile, Features: slices.Clone(g.Features), Partitions: slices.Clone(g.Partitions),
+		Gres: maps.Clone(o.Gres), GPUType: o.GPUType,
 		// Simulated nodes share one host, so each gets its own ports.
 		PortMin: uint32(29500 + 100*i), PortMax: uint32(29500 + 100*i + 99),
 		// The dev cluster is one user's sandbox: it runs jobs as

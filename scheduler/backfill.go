@@ -18,6 +18,7 @@ type reservation struct {
 	masks      []uint64
 	cpus       []uint32
 	mem        []uint64
+	gres       []uint64 // on each of nodes, by cycle.gresIdx; nil for none
 }
 
 // release is resources coming back at t: a holding job's, or (unblock)
@@ -28,6 +29,7 @@ type release struct {
 	mask    uint64
 	cpus    uint32
 	mem     uint64
+	gres    []uint64
 	unblock bool
 }
 
@@ -45,7 +47,7 @@ func (c *cycle) timeline() []release {
 			continue
 		}
 		for k, i := range h.nodes {
-			c.releases = append(c.releases, release{t: h.end, node: i, mask: h.masks[k], cpus: h.cpus[k], mem: h.mem[k]})
+			c.releases = append(c.releases, release{t: h.end, node: i, mask: h.masks[k], cpus: h.cpus[k], mem: h.mem[k], gres: h.gres})
 		}
 	}
 	slices.SortStableFunc(c.releases, func(a, b release) int { return a.t.Compare(b.t) })
@@ -64,13 +66,36 @@ func (c *cycle) reserve(pj *pendingJob, r *request) *reservation {
 	// end, whatever running job releases them first.
 	physical := slices.Clone(fut.free)
 	blocked := map[int]uint64{}
+	// Generic resources are counts: what earlier reservations hold beyond
+	// what is free now is owed, and paid first from what comes back.
+	owed := make([]uint64, len(fut.gres))
+	gresK := len(c.gresNames)
+	takeGres := func(i int, g []uint64) {
+		free, o := c.gresAt(fut, i), owed[i*gresK:(i+1)*gresK]
+		for k, n := range g {
+			t := min(free[k], n)
+			free[k] -= t
+			o[k] += n - t
+		}
+	}
+	giveGres := func(i int, g []uint64) {
+		free, o := c.gresAt(fut, i), owed[i*gresK:(i+1)*gresK]
+		for k, n := range g {
+			p := min(o[k], n)
+			o[k] -= p
+			free[k] += n - p
+		}
+	}
 	for _, res := range c.reservations {
 		for k, i := range res.nodes {
 			blocked[i] |= res.masks[k]
 			fut.cpus[i] -= min(fut.cpus[i], res.cpus[k])
 			fut.mem[i] -= min(fut.mem[i], res.mem[k])
+			if res.gres != nil {
+				takeGres(i, res.gres)
+			}
 			if !res.end.Equal(forever) {
-				events = append(events, release{t: res.end, node: i, cpus: res.cpus[k], mem: res.mem[k], unblock: true})
+				events = append(events, release{t: res.end, node: i, cpus: res.cpus[k], mem: res.mem[k], gres: res.gres, unblock: true})
 			}
 		}
 	}
@@ -106,7 +131,7 @@ func (c *cycle) reserve(pj *pendingJob, r *request) *reservation {
 	fitting := 0
 	fitsNow := make(map[int]bool)
 	for _, i := range c.nodesFor(r) {
-		if _, ok := c.fits(fut, i, fut.free[i], fut.cpus[i], fut.mem[i], shape, r.exclusive); ok {
+		if _, ok := c.fits(fut, i, fut.free[i], fut.cpus[i], fut.mem[i], c.gresAt(fut, i), shape, r); ok {
 			fitting++
 			fitsNow[i] = true
 		}
@@ -127,8 +152,11 @@ func (c *cycle) reserve(pj *pendingJob, r *request) *reservation {
 			fut.free[ev.node] = physical[ev.node] &^ blocked[ev.node]
 			fut.cpus[ev.node] += ev.cpus
 			fut.mem[ev.node] += ev.mem
+			if ev.gres != nil {
+				giveGres(ev.node, ev.gres)
+			}
 			if !fitsNow[ev.node] && c.mayUse(r, ev.node) {
-				if _, ok := c.fits(fut, ev.node, fut.free[ev.node], fut.cpus[ev.node], fut.mem[ev.node], shape, r.exclusive); ok {
+				if _, ok := c.fits(fut, ev.node, fut.free[ev.node], fut.cpus[ev.node], fut.mem[ev.node], c.gresAt(fut, ev.node), shape, r); ok {
 					fitting++
 					fitsNow[ev.node] = true
 				}
@@ -146,7 +174,7 @@ func (c *cycle) reserve(pj *pendingJob, r *request) *reservation {
 		if start.Before(c.now) {
 			start = c.now
 		}
-		res := &reservation{job: pj, start: start, end: forever}
+		res := &reservation{job: pj, start: start, end: forever, gres: r.gres}
 		if pj.limit != 0 {
 			res.end = start.Add(pj.limit)
 		}

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -20,6 +21,9 @@ func Feasible(nodes []*api.Node, spec *api.JobSpec) error {
 // as the agents name them).
 func FeasibleIn(nodes []*api.Node, parts *api.PartitionTable, spec *api.JobSpec) error {
 	part := spec.PartitionOf()
+	if err := knownGres(nodes, spec); err != nil {
+		return err
+	}
 	var in []*api.Node
 	for _, n := range nodes {
 		if parts.Has(n, part) {
@@ -53,6 +57,9 @@ func FeasibleIn(nodes []*api.Node, parts *api.PartitionTable, spec *api.JobSpec)
 		}
 		outside += " with the features asked for"
 	}
+	if why := gresMisfit(in, spec.GresPerNode, part); why != "" {
+		return fmt.Errorf("requested node configuration is not available: %s", why)
+	}
 	lo, hi := spec.NodeRange()
 	if int(lo) > len(in) {
 		return fmt.Errorf("--nodes=%d: partition %q has only %d nodes%s", lo, part, len(in), outside)
@@ -63,7 +70,7 @@ func FeasibleIn(nodes []*api.Node, parts *api.PartitionTable, spec *api.JobSpec)
 	for i, n := range in {
 		up[i] = &api.Node{Name: n.Name, Cpus: n.Cpus, MemoryMb: n.MemoryMb, Topology: n.Topology,
 			Partitions: n.Partitions, PortMin: n.PortMin, PortMax: n.PortMax, Features: n.Features,
-			LeafSwitch: n.LeafSwitch, SpineSwitch: n.SpineSwitch}
+			LeafSwitch: n.LeafSwitch, SpineSwitch: n.SpineSwitch, Gres: n.Gres}
 	}
 	c := newCycle(&View{Nodes: up, Partitions: parts.Defs()}, time.Unix(0, 0), &Config{})
 	loose := proto.Clone(spec).(*api.JobSpec)
@@ -81,7 +88,7 @@ func FeasibleIn(nodes []*api.Node, parts *api.PartitionTable, spec *api.JobSpec)
 		for _, s := range shapes {
 			count := 0
 			for i := range c.nodes {
-				if _, ok := c.fits(c.st, i, c.st.free[i], c.st.cpus[i], c.st.mem[i], s, spec.Exclusive); ok {
+				if _, ok := c.fits(c.st, i, c.st.free[i], c.st.cpus[i], c.st.mem[i], c.gresAt(c.st, i), s, r); ok {
 					count++
 				}
 			}
@@ -144,6 +151,44 @@ func withFeatures(in []*api.Node, spec *api.JobSpec, part string) ([]*api.Node, 
 	return nil, fmt.Errorf("GPU type %q: no node of partition %q has only GPUs of this type (its nodes have: %s)", spec.GpuType, part, list)
 }
 
+// knownGres refuses a --gres naming a generic resource no node has, and
+// lists those the cluster has.
+func knownGres(nodes []*api.Node, spec *api.JobSpec) error {
+	if len(spec.GresPerNode) == 0 {
+		return nil
+	}
+	have := map[string]bool{}
+	for _, n := range nodes {
+		for g := range n.Gres {
+			have[g] = true
+		}
+	}
+	for _, g := range slices.Sorted(maps.Keys(spec.GresPerNode)) {
+		if !have[g] {
+			list := "none but gpu"
+			if len(have) > 0 {
+				list = strings.Join(slices.Sorted(maps.Keys(have)), ",")
+			}
+			return fmt.Errorf("--gres=%s: no node has generic resource %q (the cluster has: %s)", api.FormatGres(spec.GresPerNode), g, list)
+		}
+	}
+	return nil
+}
+
+// gresMisfit says which generic resource no node holds enough of, or "".
+func gresMisfit(nodes []*api.Node, gres map[string]uint64, part string) string {
+	for _, g := range slices.Sorted(maps.Keys(gres)) {
+		most := uint64(0)
+		for _, n := range nodes {
+			most = max(most, n.Gres[g])
+		}
+		if gres[g] > most {
+			return fmt.Sprintf("a node needs %s:%d but the most any node of partition %q has is %d", g, gres[g], part, most)
+		}
+	}
+	return ""
+}
+
 func shapeMisfit(nodes []*api.Node, s api.NodeShape) string {
 	var gpus, cpus uint32
 	var mem uint64
@@ -164,5 +209,5 @@ func shapeMisfit(nodes []*api.Node, s api.NodeShape) string {
 	case mem != 0 && s.MemMB > mem:
 		return fmt.Sprintf("a node needs %d MB of memory but the largest node has %d MB", s.MemMB, mem)
 	}
-	return "no single node has all of the GPUs, CPUs, memory and ports one node of the gang needs"
+	return "no single node has all of the GPUs, CPUs, memory, generic resources and ports one node of the gang needs"
 }

@@ -54,10 +54,14 @@ type state struct {
 	cpus  []uint32
 	mem   []uint64
 	ports []int // ports in use
+	// gres is each node's free generic resources, len(cycle.gresNames)
+	// per node (cycle.gresAt).
+	gres []uint64
 }
 
 func (s *state) clone() *state {
-	return &state{free: slices.Clone(s.free), cpus: slices.Clone(s.cpus), mem: slices.Clone(s.mem), ports: slices.Clone(s.ports)}
+	return &state{free: slices.Clone(s.free), cpus: slices.Clone(s.cpus), mem: slices.Clone(s.mem), ports: slices.Clone(s.ports),
+		gres: slices.Clone(s.gres)}
 }
 
 // holding is a job that holds resources, and what it holds on each node.
@@ -69,6 +73,7 @@ type holding struct {
 	cpus  []uint32
 	mem   []uint64
 	gpus  int
+	gres  []uint64 // held on each of nodes (by cycle.gresIdx); nil for none
 }
 
 // cycle is one call of Schedule.
@@ -107,6 +112,10 @@ type cycle struct {
 	// tasks share one.
 	constraints map[string]*api.Constraint
 	resv        resvState // advance reservations (reservations.go)
+	// gresNames are the generic resources some node has, sorted; gresIdx
+	// their positions in state.gres.
+	gresNames []string
+	gresIdx   map[string]int
 }
 
 type leafInfo struct {
@@ -159,7 +168,9 @@ func newCycle(v *View, now time.Time, cfg *Config) *cycle {
 		}
 		return strings.Compare(a.n.Name, b.n.Name)
 	})
-	c.st = &state{free: make([]uint64, len(ks)), cpus: make([]uint32, len(ks)), mem: make([]uint64, len(ks)), ports: make([]int, len(ks))}
+	c.indexGres(v.Nodes)
+	c.st = &state{free: make([]uint64, len(ks)), cpus: make([]uint32, len(ks)), mem: make([]uint64, len(ks)), ports: make([]int, len(ks)),
+		gres: make([]uint64, len(ks)*len(c.gresNames))}
 	c.nodes = make([]*nodeInfo, len(ks))
 	c.nodeRes = make([][]*reservation, len(ks))
 	for i, k := range ks {
@@ -176,6 +187,10 @@ func newCycle(v *View, now time.Time, cfg *Config) *cycle {
 			}
 			c.st.cpus[i] = n.Cpus
 			c.st.mem[i] = n.MemoryMb
+			g := c.gresAt(c.st, i)
+			for name, cnt := range n.Gres {
+				g[c.gresIdx[name]] = cnt
+			}
 		}
 		c.st.free[i] = ni.healthy
 		c.nodes[i] = ni
@@ -262,8 +277,85 @@ func (c *cycle) hold(j *api.Job) {
 	} else {
 		h.end = c.now // being stopped (cancelled, requeued, preempted)
 	}
+	if h.gres = c.gresVector(a.GetGresPerNode()); h.gres != nil {
+		for _, i := range h.nodes {
+			subGres(c.gresAt(c.st, i), h.gres)
+		}
+	}
 	c.held = append(c.held, h)
 	c.relDirty = true
+}
+
+// indexGres gives each generic resource some node has a position in
+// state.gres.
+func (c *cycle) indexGres(nodes []*api.Node) {
+	c.gresIdx = map[string]int{}
+	for _, n := range nodes {
+		for name := range n.Gres {
+			if _, ok := c.gresIdx[name]; !ok {
+				c.gresIdx[name] = 0
+				c.gresNames = append(c.gresNames, name)
+			}
+		}
+	}
+	slices.Sort(c.gresNames)
+	for k, name := range c.gresNames {
+		c.gresIdx[name] = k
+	}
+}
+
+// gresAt is node i's free generic resources in st, by cycle.gresIdx.
+func (c *cycle) gresAt(st *state, i int) []uint64 {
+	k := len(c.gresNames)
+	return st.gres[i*k : (i+1)*k]
+}
+
+// gresVector turns counts by name into a vector by cycle.gresIdx, nil for
+// none; a name no node has is left out.
+func (c *cycle) gresVector(g map[string]uint64) []uint64 {
+	v, _ := c.gresNeed(g)
+	return v
+}
+
+// gresNeed is gresVector that also says whether every name is known.
+func (c *cycle) gresNeed(g map[string]uint64) ([]uint64, bool) {
+	if len(g) == 0 {
+		return nil, true
+	}
+	known := true
+	v := make([]uint64, len(c.gresNames))
+	for name, n := range g {
+		k, ok := c.gresIdx[name]
+		if !ok {
+			known = false
+			continue
+		}
+		v[k] = n
+	}
+	return v, known
+}
+
+// subGres takes b from a, stopping at zero; addGres gives it back.
+func subGres(a, b []uint64) {
+	for k, n := range b {
+		a[k] -= min(a[k], n)
+	}
+}
+
+func addGres(a, b []uint64) {
+	for k, n := range b {
+		a[k] += n
+	}
+}
+
+// gresFit reports whether free holds need.
+func gresFit(free, need []uint64) bool {
+	for k, n := range need {
+		if free[k] < n {
+			return false
+		}
+	}
+	return true
 }
 
 func (ni *nodeInfo) holdPort(p uint32) {
@@ -378,7 +470,8 @@ type request struct {
 	// choice is the item of the constraint's matching-OR set ([a|b]) that
 	// all nodes share while placeOn tries it; -1 (any) otherwise.
 	choice  int
-	gpuType string // every GPU of a node must be of this type; "": any
+	gpuType string   // every GPU of a node must be of this type; "": any
+	gres    []uint64 // generic resources on each node, by cycle.gresIdx; nil: none
 }
 
 // shapeKey identifies requests that place identically, for the memo of
@@ -394,6 +487,7 @@ type shapeKey struct {
 	exclude                         string // --exclude, sorted and joined
 	nodelist                        string // --nodelist, sorted and joined
 	features                        string // --constraint and the GPU type
+	gres                            string // --gres beyond gpu (api.FormatGres)
 }
 
 type failMemo struct {
@@ -436,7 +530,12 @@ func (c *cycle) request(j *api.Job) *request {
 			r.switches = int(s.Switches)
 		}
 	}
+	gres, known := c.gresNeed(s.GresPerNode)
+	r.gres = gres
 	nodes := len(c.candidates(r, excludeKey, onlyKey))
+	if !known {
+		nodes = 0 // no node has one of the generic resources asked for
+	}
 	r.impossible = true
 	for n := lo; n <= hi && int(n) <= nodes; n++ {
 		shapes, ok := s.Layout(n)
@@ -449,8 +548,18 @@ func (c *cycle) request(j *api.Job) *request {
 	}
 	r.key = shapeKey{part: r.part, lo: lo, hi: hi, tasks: s.Ntasks, tpn: s.NtasksPerNode, gpn: s.GpusPerNode,
 		gpt: s.GpusPerTask, gpus: s.Gpus, cpt: s.CpusPerTask, mem: s.MemPerNodeMb, memPerCPU: s.MemPerCpuMb, memPerGPU: s.MemPerGpuMb,
-		cpg: s.CpusPerGpu, exclusive: s.Exclusive, switches: r.switches, exclude: excludeKey, nodelist: onlyKey, features: r.key.features}
+		cpg: s.CpusPerGpu, exclusive: s.Exclusive, switches: r.switches, exclude: excludeKey, nodelist: onlyKey, features: r.key.features,
+		gres: gresKey(s.GresPerNode)}
 	return r
+}
+
+// gresKey is a request's generic resources for its shapeKey: "" for none,
+// without the work of formatting them.
+func gresKey(g map[string]uint64) string {
+	if len(g) == 0 {
+		return ""
+	}
+	return api.FormatGres(g)
 }
 
 // constraint parses a --constraint once a cycle. One that does not parse
@@ -490,30 +599,40 @@ type placement struct {
 
 // usable returns what node i offers a job that would run until end: its
 // free capacity less what reservations starting before end hold there.
-func (c *cycle) usable(st *state, i int, end time.Time, honour bool) (uint64, uint32, uint64) {
-	m, cpus, mem := st.free[i], st.cpus[i], st.mem[i]
+// The generic resources are st's own slice unless a reservation takes
+// some; callers must not change them.
+func (c *cycle) usable(st *state, i int, end time.Time, honour bool) (uint64, uint32, uint64, []uint64) {
+	m, cpus, mem, gres := st.free[i], st.cpus[i], st.mem[i], c.gresAt(st, i)
 	if honour {
+		copied := false
 		for _, r := range c.nodeRes[i] {
 			if r.start.Before(end) {
 				k := slices.Index(r.nodes, i)
 				m &^= r.masks[k]
 				cpus -= min(cpus, r.cpus[k])
 				mem -= min(mem, r.mem[k])
+				if r.gres != nil {
+					if !copied {
+						gres, copied = slices.Clone(gres), true
+					}
+					subGres(gres, r.gres)
+				}
 			}
 		}
 	}
-	return m, cpus, mem
+	return m, cpus, mem, gres
 }
 
-// fits reports whether node i, offering mask/cpus/mem, can hold shape s,
-// and how many GPUs it would have left.
-func (c *cycle) fits(st *state, i int, m uint64, cpus uint32, mem uint64, s api.NodeShape, exclusive bool) (int, bool) {
+// fits reports whether node i, offering mask/cpus/mem/gres, can hold
+// shape s of r, and how many GPUs it would have left.
+func (c *cycle) fits(st *state, i int, m uint64, cpus uint32, mem uint64, gres []uint64, s api.NodeShape, r *request) (int, bool) {
 	ni := c.nodes[i]
+	exclusive := r.exclusive
 	if !ni.schedulable {
 		return 0, false
 	}
 	nfree := bits.OnesCount64(m)
-	if nfree < int(s.GPUs) || cpus < s.CPUs || (ni.node.MemoryMb != 0 && mem < s.MemMB) {
+	if nfree < int(s.GPUs) || cpus < s.CPUs || (ni.node.MemoryMb != 0 && mem < s.MemMB) || !gresFit(gres, r.gres) {
 		return 0, false
 	}
 	lo, hi := ni.portRange()
@@ -618,8 +737,8 @@ func (c *cycle) placeOne(st *state, r *request, s api.NodeShape, end time.Time, 
 		if bits.OnesCount64(st.free[i]) < need || !c.nodes[i].schedulable {
 			continue
 		}
-		m, cpus, mem := c.usable(st, i, end, honour)
-		left, ok := c.fits(st, i, m, cpus, mem, s, r.exclusive)
+		m, cpus, mem, gres := c.usable(st, i, end, honour)
+		left, ok := c.fits(st, i, m, cpus, mem, gres, s, r)
 		if !ok || left >= bestLeft {
 			continue
 		}
@@ -635,7 +754,7 @@ func (c *cycle) placeOne(st *state, r *request, s api.NodeShape, end time.Time, 
 }
 
 func (c *cycle) single(st *state, i int, r *request, s api.NodeShape, end time.Time, honour bool) *placement {
-	m, _, _ := c.usable(st, i, end, honour)
+	m, _, _, _ := c.usable(st, i, end, honour)
 	return &placement{nodes: []int{i}, masks: []uint64{c.chooseGPUs(i, m, int(s.GPUs), r.exclusive)},
 		shapes: []api.NodeShape{s}, leaves: 1}
 }
@@ -674,8 +793,8 @@ func (c *cycle) placeOneIndexed(r *request, s api.NodeShape, end time.Time, hono
 				if !c.nodes[i].schedulable {
 					continue
 				}
-				m, cpus, mem := c.usable(c.st, i, end, honour)
-				if _, ok := c.fits(c.st, i, m, cpus, mem, s, r.exclusive); ok {
+				m, cpus, mem, gres := c.usable(c.st, i, end, honour)
+				if _, ok := c.fits(c.st, i, m, cpus, mem, gres, s, r); ok {
 					return c.single(c.st, i, r, s, end, honour)
 				}
 			}
@@ -708,8 +827,8 @@ func (c *cycle) placeMany(st *state, r *request, shapes []api.NodeShape, end tim
 		if bits.OnesCount64(st.free[i]) < int(shapes[0].GPUs) || !c.nodes[i].schedulable {
 			continue
 		}
-		m, cpus, mem := c.usable(st, i, end, honour)
-		left, ok := c.fits(st, i, m, cpus, mem, shapes[0], r.exclusive)
+		m, cpus, mem, gres := c.usable(st, i, end, honour)
+		left, ok := c.fits(st, i, m, cpus, mem, gres, shapes[0], r)
 		if !ok {
 			continue
 		}
@@ -795,7 +914,10 @@ func (c *cycle) placeMany(st *state, r *request, shapes []api.NodeShape, end tim
 func (c *cycle) take(j *api.Job, r *request, p *placement, end time.Time) *api.Allocation {
 	a := &api.Allocation{JobId: j.Id}
 	cpt := max(j.Spec.CpusPerTask, 1)
-	h := &holding{job: j, end: end}
+	h := &holding{job: j, end: end, gres: r.gres}
+	if len(j.Spec.GresPerNode) > 0 {
+		a.GresPerNode = maps.Clone(j.Spec.GresPerNode)
+	}
 	rank := uint32(0)
 	for k, i := range p.nodes {
 		s := p.shapes[k]
@@ -809,6 +931,9 @@ func (c *cycle) take(j *api.Job, r *request, p *placement, end time.Time) *api.A
 		c.st.cpus[i] -= min(cpus, c.st.cpus[i])
 		c.st.mem[i] -= min(mem, c.st.mem[i])
 		c.st.ports[i] += int(s.Tasks)
+		if r.gres != nil {
+			subGres(c.gresAt(c.st, i), r.gres)
+		}
 		h.nodes = append(h.nodes, i)
 		h.masks = append(h.masks, mask)
 		h.cpus = append(h.cpus, cpus)

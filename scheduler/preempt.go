@@ -107,8 +107,8 @@ func (c *cycle) preemptOnNodes(pj *pendingJob, r *request) []*api.Job {
 	}
 	var opts []option
 	for _, i := range c.nodesFor(r) {
-		m, cpus, mem := c.usable(c.st, i, forever, false)
-		if _, ok := c.fits(c.st, i, m, cpus, mem, shapes[0], r.exclusive); ok {
+		m, cpus, mem, gres := c.usable(c.st, i, forever, false)
+		if _, ok := c.fits(c.st, i, m, cpus, mem, gres, shapes[0], r); ok {
 			// Free already (but reserved): no victims needed here.
 			opts = append(opts, option{node: i, mask: m})
 			continue
@@ -124,14 +124,16 @@ func (c *cycle) preemptOnNodes(pj *pendingJob, r *request) []*api.Job {
 			return cmp.Compare(a.job.Id, b.job.Id)
 		})
 		o := option{node: i}
+		gres = slices.Clone(gres)
 		for _, h := range hs {
 			k := slices.Index(h.nodes, i)
 			m |= h.masks[k] & c.nodes[i].healthy
 			cpus += h.cpus[k]
 			mem += h.mem[k]
+			addGres(gres, h.gres)
 			o.cost += costOf(h)
 			o.victims = append(o.victims, h)
-			if _, ok := c.fits(c.st, i, m, cpus, mem, shapes[0], r.exclusive); ok {
+			if _, ok := c.fits(c.st, i, m, cpus, mem, gres, shapes[0], r); ok {
 				o.mask = m
 				opts = append(opts, o)
 				break
@@ -144,7 +146,7 @@ func (c *cycle) preemptOnNodes(pj *pendingJob, r *request) []*api.Job {
 	}
 	slices.SortStableFunc(opts, func(a, b option) int { return cmp.Compare(a.cost, b.cost) })
 	opts = opts[:n]
-	res := &reservation{job: pj, start: c.now, end: c.endOf(pj.limit)}
+	res := &reservation{job: pj, start: c.now, end: c.endOf(pj.limit), gres: r.gres}
 	var victims []*api.Job
 	for k, o := range opts {
 		s := shapes[k]

@@ -23,6 +23,9 @@ func (as *agentService) Register(ctx context.Context, req *api.RegisterRequest) 
 	if err := api.CheckFeatures(n.GetFeatures()); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "node.features: %v", err)
 	}
+	if err := api.CheckNodeGres(n.GetGres()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "node.gres: %v", err)
+	}
 	if err := as.s.checkAgentNode(ctx, n.GetName()); err != nil {
 		return nil, err
 	}

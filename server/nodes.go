@@ -25,6 +25,7 @@ func nodeInfo(n *api.Node, u *api.NodeUsage) *api.NodeInfo {
 		info.GpusAllocated = uint32(len(u.GPUs))
 		info.CpusAllocated = u.CPUs
 		info.MemAllocatedMb = u.MemMB
+		info.GresAllocated = u.Gres
 		for id := range u.Jobs {
 			info.JobIds = append(info.JobIds, id)
 		}

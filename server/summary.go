@@ -89,5 +89,6 @@ func listedSpec(sp *api.JobSpec) *api.JobSpec {
 		Constraint: sp.Constraint, MemPerCpuMb: sp.MemPerCpuMb, MemPerGpuMb: sp.MemPerGpuMb,
 		CpusPerGpu: sp.CpusPerGpu, TimeMinS: sp.TimeMinS, CpuBind: sp.CpuBind,
 		Reservation: sp.Reservation,
+		GresPerNode: sp.GresPerNode,
 	}
 }

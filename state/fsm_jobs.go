@@ -275,8 +275,8 @@ func applyPlan(t *txn, m proto.Message) *Result {
 var ErrPlanConflict = errors.New("plan conflicts with current state")
 
 // checkPlacement re-checks one placement against the current state: the job
-// still waits, every node is usable, and no GPU, CPU, memory or port is
-// handed out twice.
+// still waits, every node is usable, and no GPU, CPU, memory, port or
+// generic resource is handed out twice.
 func checkPlacement(t *txn, j *api.Job, a *api.Allocation, usage api.Usage) error {
 	if j == nil || j.State != api.JobState_PENDING {
 		return fmt.Errorf("%w: job is not pending", ErrPlanConflict)
@@ -298,6 +298,11 @@ func checkPlacement(t *txn, j *api.Job, a *api.Allocation, usage api.Usage) erro
 	}
 	if len(on) != len(a.Nodes) {
 		return fmt.Errorf("%w: node list %v names nodes without ranks, or one twice", ErrPlanConflict, a.Nodes)
+	}
+	for name, n := range j.GetSpec().GetGresPerNode() {
+		if a.GresPerNode[name] < n {
+			return fmt.Errorf("%w: job %d asks for %s:%d per node, the allocation holds %d", ErrPlanConflict, j.Id, name, n, a.GresPerNode[name])
+		}
 	}
 	want := api.Usage{}
 	want.AddAllocation(a)
@@ -332,6 +337,11 @@ func checkPlacement(t *txn, j *api.Job, a *api.Allocation, usage api.Usage) erro
 		for p := range w.Ports {
 			if _, busy := have.Ports[p]; busy {
 				return fmt.Errorf("%w: port %d on %s in use", ErrPlanConflict, p, name)
+			}
+		}
+		for g, need := range w.Gres {
+			if total := n.Gres[g]; have.Gres[g]+need > total {
+				return fmt.Errorf("%w: %s has %d of %d %s free, needs %d", ErrPlanConflict, name, total-min(total, have.Gres[g]), total, g, need)
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -453,6 +454,13 @@ func allocationNodes(a *api.Allocation) []*stepNode {
 // would fit once other steps end; any other error that it never fits.
 func layoutStep(j *api.Job, spec *api.JobSpec, held stepHolds) (*api.Allocation, error) {
 	nodes := allocationNodes(j.GetAllocation())
+	// A step's generic resources are the job's: it may ask for no more
+	// than the job holds on each node.
+	for _, g := range slices.Sorted(maps.Keys(spec.GetGresPerNode())) {
+		if has := j.GetAllocation().GetGresPerNode()[g]; spec.GresPerNode[g] > has {
+			return nil, fmt.Errorf("--gres: the step asks for %s:%d per node and the job holds %s:%d", g, spec.GresPerNode[g], g, has)
+		}
+	}
 	var cands []*stepNode
 	for _, want := range spec.Nodelist {
 		if !slices.ContainsFunc(nodes, func(n *stepNode) bool { return n.name == want }) {

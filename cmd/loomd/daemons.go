@@ -214,6 +214,7 @@ func runAgent(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	servers := fs.String("servers", envOr("LOOM_ADDR", "127.0.0.1:7070"), "server gRPC addresses, comma-separated")
 	parts := fs.String("partitions", "", "partitions this node serves, comma-separated (default: batch)")
 	features := fs.String("features", "", "node features for --constraint, comma-separated (the GPU model's short name, as h100, is one without saying)")
+	gres := fs.String("gres", "", "generic resources other than GPUs, NAME:COUNT comma-separated (nvme:3600,license_x:4; COUNT takes K, M, G, T, P)")
 	fs.StringVar(&cfg.ClientAddr, "client-addr", "", "LOOM_ADDR of the Slurm commands inside jobs (srun in a batch script); default --servers")
 	fs.StringVar(&cfg.Name, "name", "", "node name; default the hostname")
 	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/loom/agent", "scripts and local state")
@@ -222,6 +223,7 @@ func runAgent(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":9400", `Prometheus /metrics address, "-" to disable`)
 	fs.StringVar(&cfg.Profile, "profile", "", "simulated GPU profile (dgx-h100, dgx-a100, dgx1-v100, pcie-4, pcie-8)")
 	fs.IntVar(&cfg.GPUs, "gpus", 0, "simulate a flat node of N GPUs (when no --profile)")
+	fs.StringVar(&cfg.GPUType, "gpu-type", "", "GPU type (as a100) of simulated GPUs (--profile, --gpus, --topology-file), replacing the profile's model")
 	fs.StringVar(&cfg.TopologyFile, "topology-file", "", "describe the GPUs with a saved `nvidia-smi topo -m` output")
 	fs.BoolVar(&cfg.UseNVML, "nvml", true, "discover GPUs with NVML when the driver is present")
 	fs.BoolVar(&cfg.AllowRoot, "allow-root", false, "let jobs submitted by root run as root")
@@ -268,6 +270,12 @@ func runAgent(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 			fmt.Fprintf(sio.Err, "loom agent: --features=%s: %v\n", *features, err)
 			return 2
 		}
+	}
+	if g, err := api.ParseNodeGres(*gres); err != nil {
+		fmt.Fprintf(sio.Err, "loom agent: --gres=%s: %v\n", *gres, err)
+		return 2
+	} else if len(g) > 0 {
+		cfg.Gres = g
 	}
 	if _, err := fmt.Sscanf(*port, "%d-%d", &cfg.PortMin, &cfg.PortMax); err != nil || cfg.PortMin == 0 || cfg.PortMax < cfg.PortMin {
 		fmt.Fprintf(sio.Err, "loom agent: --ports=%s: want LOW-HIGH, e.g. 29500-29999\n", *port)
@@ -413,6 +421,8 @@ func runDev(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	fs.IntVar(&o.Agents, "agents", 2, "number of simulated GPU nodes")
 	fs.StringVar(&o.Profile, "profile", "dgx-h100", `GPU profile of every node, or "flat" with --gpus`)
 	fs.IntVar(&o.GPUs, "gpus", 8, "GPUs per node for --profile flat")
+	fs.StringVar(&o.GPUType, "gpu-type", "", "GPU type (as a100) of every node's simulated GPUs, replacing the profile's model")
+	gres := fs.String("gres", "", "generic resources of every node besides GPUs, as loom agent --gres (nvme:3600,license_x:4)")
 	fs.StringVar(&o.RPCAddr, "rpc-addr", "127.0.0.1:7070", "server gRPC address")
 	fs.StringVar(&o.DataDir, "data-dir", "", "keep state here instead of a temporary dir")
 	fs.BoolVar(&o.Metrics, "metrics", true, "serve /metrics (server on 127.0.0.1:7080)")
@@ -422,6 +432,10 @@ func runDev(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	level := fs.String("log-level", "warn", "debug, info, warn or error")
 	var err error
 	if err = fs.Parse(args); err != nil {
+		return 2
+	}
+	if o.Gres, err = api.ParseNodeGres(*gres); err != nil {
+		fmt.Fprintf(sio.Err, "loom dev: --gres=%s: %v\n", *gres, err)
 		return 2
 	}
 	o.Logger = newLogger(*level)
