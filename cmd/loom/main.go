@@ -37,8 +37,8 @@ func main() {
 // leanRuntime sizes the Go runtime for a command that lives a few
 // milliseconds and makes one or a few calls. One P, so that the scheduler
 // does not start threads that spin looking for work on the other cores (on
-// the 2-core build machine that cut the CPU time of an sbatch by a quarter,
-// docs/benchmarks.md). A heap goal of eight times the live heap rather than
+// the 2-core build machine, at load 13, an sbatch's CPU time went from 32
+// to 27 ms; docs/benchmarks.md). A heap goal of eight times the live heap rather than
 // twice, so that the first collection comes at 32 MB instead of 4 MB:
 // squeue over 10,000 jobs then never collects, and a long-running command
 // (loom logs -f) still keeps its heap to a small multiple of what it uses.
