@@ -198,7 +198,7 @@ func (js *jobService) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*
 		resp.Jobs = append(resp.Jobs, j)
 	}
 	if viaGRPC(ctx) {
-		if err := js.s.appendSummaries(id, resp, resp.Jobs); err != nil {
+		if err := js.s.appendSummaries(id, snap, resp, resp.Jobs); err != nil {
 			return nil, err
 		}
 		return resp, nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/auth"
+	"github.com/loomhpc/loom/state"
 )
 
 // The listing fast path. A job in the state is never changed in place (a
@@ -52,8 +53,10 @@ type summaryCache struct {
 var jobsField = (&api.ListJobsResponse{}).ProtoReflect().Descriptor().Fields().ByName("jobs").Number()
 
 // appendSummaries sets resp's jobs to the summaries of jobs as id may see
-// them (summary), from the cache where it has them.
-func (s *Server) appendSummaries(id auth.Identity, resp *api.ListJobsResponse, jobs []*api.Job) error {
+// them (summary), from the cache where it has them. Only jobs of the live
+// state snap are cached: one read back from the accounting store is a new
+// value on every call and would only push others out.
+func (s *Server) appendSummaries(id auth.Identity, snap *state.View, resp *api.ListJobsResponse, jobs []*api.Job) error {
 	c := &s.summaries
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -68,10 +71,12 @@ func (s *Server) appendSummaries(id auth.Identity, resp *api.ListJobsResponse, j
 					return err
 				}
 			}
-			if len(c.cur) >= summaryCacheMax || c.cur == nil {
-				c.prev, c.cur = c.cur, make(map[summaryKey][]byte)
+			if snap.Job(j.Id) == j {
+				if len(c.cur) >= summaryCacheMax || c.cur == nil {
+					c.prev, c.cur = c.cur, make(map[summaryKey][]byte)
+				}
+				c.cur[k] = b
 			}
-			c.cur[k] = b
 		}
 		raw = protowire.AppendTag(raw, jobsField, protowire.BytesType)
 		raw = protowire.AppendBytes(raw, b)
