@@ -2,8 +2,8 @@ package cli
 
 import (
 	"errors"
-	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // formatPiece is literal text or one field of a Slurm-style format
@@ -66,22 +66,44 @@ func parsePercentFormat[F any](f string, fields map[byte]*F, unknown func(letter
 // cut or padded to its width.
 func renderPieces[F any](pieces []formatPiece[F], cell func(*F) string) *strings.Builder {
 	var b strings.Builder
+	b.Write(appendPieces(nil, pieces, cell))
+	return &b
+}
+
+// appendPieces appends one line of pieces to dst as renderPieces writes
+// it: a value longer than its width is cut to width bytes, a shorter one
+// padded with spaces to width characters, as fmt's %-*s and %*s pad. It
+// writes bytes rather than going through fmt, which for squeue's 10,000
+// lines cost a fifth of the command's CPU.
+func appendPieces[F any](dst []byte, pieces []formatPiece[F], cell func(*F) string) []byte {
 	for _, p := range pieces {
 		if p.field == nil {
-			b.WriteString(p.lit)
+			dst = append(dst, p.lit...)
 			continue
 		}
 		v := cell(p.field)
 		switch {
 		case p.width == 0:
-			b.WriteString(v)
+			dst = append(dst, v...)
 		case len(v) > p.width:
-			b.WriteString(v[:p.width])
-		case p.right:
-			fmt.Fprintf(&b, "%*s", p.width, v)
+			dst = append(dst, v[:p.width]...)
 		default:
-			fmt.Fprintf(&b, "%-*s", p.width, v)
+			pad := p.width - utf8.RuneCountInString(v)
+			if p.right {
+				dst = appendSpaces(dst, pad)
+			}
+			dst = append(dst, v...)
+			if !p.right {
+				dst = appendSpaces(dst, pad)
+			}
 		}
 	}
-	return &b
+	return dst
+}
+
+func appendSpaces(dst []byte, n int) []byte {
+	for ; n > 0; n-- {
+		dst = append(dst, ' ')
+	}
+	return dst
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -232,15 +233,19 @@ func writeQueue(e *env, jobs []*api.Job, pieces []formatPiece[squeueField], o sq
 	// 10,000 system calls.
 	out := bufio.NewWriterSize(e.stdout, 64<<10)
 	defer out.Flush()
+	var buf []byte // one line, reused
 	line := func(cell func(f *squeueField) string) {
-		b := renderPieces(pieces, cell)
-		fmt.Fprintln(out, strings.TrimRight(b.String(), " "))
+		buf = appendPieces(buf[:0], pieces, cell)
+		buf = append(bytes.TrimRight(buf, " "), '\n')
+		out.Write(buf)
 	}
 	if !o.noHeader {
 		line(func(f *squeueField) string { return f.title })
 	}
-	for _, j := range jobs {
-		line(func(f *squeueField) string { return f.value(j, now, e.loc) })
+	var j *api.Job
+	value := func(f *squeueField) string { return f.value(j, now, e.loc) }
+	for _, j = range jobs {
+		line(value)
 	}
 }
 

@@ -210,6 +210,12 @@ func (js *jobService) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*
 		}
 		resp.Jobs = append(resp.Jobs, j)
 	}
+	if viaGRPC(ctx) {
+		if err := js.s.appendSummaries(id, snap, resp, resp.Jobs); err != nil {
+			return nil, err
+		}
+		return resp, nil
+	}
 	for i, j := range resp.Jobs {
 		resp.Jobs[i] = js.s.summary(id, j)
 	}

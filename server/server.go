@@ -130,7 +130,8 @@ type Server struct {
 	auth         *auth.Authenticator
 	localLis     net.Listener
 	limits       Limits
-	acct         *acct.Store // jobs that have left the live state; nil without a data dir
+	acct         *acct.Store  // jobs that have left the live state; nil without a data dir
+	summaries    summaryCache // encoded listings of jobs (listcache.go)
 	// reloadMu makes reloads of the cluster configuration one at a time.
 	reloadMu sync.Mutex
 

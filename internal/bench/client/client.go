@@ -11,8 +11,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+
+	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/auth"
 	"github.com/loomhpc/loom/devcluster"
 )
 
@@ -89,7 +94,72 @@ func run(o options, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s_median_ms=%.2f %s_p90_ms=%.2f %s_cpu_median_ms=%.2f\n",
 			m.name, ms(quantile(wall, 0.5)), m.name, ms(quantile(wall, 0.9)), m.name, ms(quantile(cpu, 0.5)))
 	}
+	if !strings.HasPrefix(o.addr, "unix://") {
+		return nil // the in-process client below speaks only to a local socket
+	}
+	// The same submit from this process, without a process start: over one
+	// connection kept open (the server's share of an sbatch), and over a
+	// connection dialled and closed for each (the server's and gRPC's).
+	for _, m := range []struct {
+		name   string
+		redial bool
+	}{{"rpc_submit", false}, {"rpc_dial_submit", true}} {
+		wall, err := timeSubmits(o.runs, o.addr, m.redial)
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+		fmt.Fprintf(stdout, "%s_median_ms=%.2f %s_p90_ms=%.2f\n", m.name, ms(quantile(wall, 0.5)), m.name, ms(quantile(wall, 0.9)))
+	}
 	return nil
+}
+
+// timeSubmits submits n jobs of `sbatch --wrap true`'s shape to the
+// server at the local socket addr, one at a time, and returns each one's
+// wall time; with redial each has a connection of its own, dialled and
+// closed within its time.
+func timeSubmits(n int, addr string, redial bool) ([]time.Duration, error) {
+	dial := func() (*grpc.ClientConn, error) {
+		return grpc.NewClient(addr, grpc.WithTransportCredentials(auth.PeerCredentials()), api.ClientSizeOption())
+	}
+	var cc *grpc.ClientConn
+	if !redial {
+		var err error
+		if cc, err = dial(); err != nil {
+			return nil, err
+		}
+		defer cc.Close()
+	}
+	host, _ := os.Hostname()
+	cwd, _ := os.Getwd()
+	var wall []time.Duration
+	for i := range n {
+		start := time.Now()
+		c := cc
+		if redial {
+			var err error
+			if c, err = dial(); err != nil {
+				return nil, err
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := api.NewJobServiceClient(c).Submit(ctx, &api.SubmitRequest{
+			Spec: &api.JobSpec{
+				Name: "wrap", WorkingDir: cwd,
+				Script: "#!/bin/sh\ntrue\n",
+			},
+			SubmitHost:       host,
+			IdempotencyToken: fmt.Sprintf("bench-client-%d-%d-%d", os.Getpid(), start.UnixNano(), i),
+		})
+		cancel()
+		if redial {
+			c.Close()
+		}
+		wall = append(wall, time.Since(start))
+		if err != nil {
+			return nil, err
+		}
+	}
+	return wall, nil
 }
 
 // timeRuns runs argv n times, one process at a time, and returns each

@@ -6,5 +6,7 @@
 // slurm sbatch --wrap true` (start-up, one submit RPC and exit) and
 // /bin/true (the cost of fork and exec itself) many times each, one
 // process at a time, and prints each one's median and 90th percentile as
-// key=value.
+// key=value. Then it makes the same submit from its own process, over one
+// connection kept open (rpc_submit: the server's share of an sbatch) and
+// over a connection dialled and closed for each (rpc_dial_submit).
 package client
