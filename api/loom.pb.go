@@ -6587,13 +6587,19 @@ func (x *SetConfigCommand) GetNowUnixMs() int64 {
 
 // StateSnapshot is the whole replicated state, as a Raft snapshot stores it.
 type StateSnapshot struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	NextJobId     uint64                 `protobuf:"varint,2,opt,name=next_job_id,json=nextJobId,proto3" json:"next_job_id,omitempty"`
-	Jobs          []*Job                 `protobuf:"bytes,3,rep,name=jobs,proto3" json:"jobs,omitempty"`
-	Nodes         []*Node                `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	Servers       []*ServerInfo          `protobuf:"bytes,5,rep,name=servers,proto3" json:"servers,omitempty"`
-	Config        *ClusterConfig         `protobuf:"bytes,6,opt,name=config,proto3" json:"config,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Index     uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	NextJobId uint64                 `protobuf:"varint,2,opt,name=next_job_id,json=nextJobId,proto3" json:"next_job_id,omitempty"`
+	Jobs      []*Job                 `protobuf:"bytes,3,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	Nodes     []*Node                `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Servers   []*ServerInfo          `protobuf:"bytes,5,rep,name=servers,proto3" json:"servers,omitempty"`
+	Config    *ClusterConfig         `protobuf:"bytes,6,opt,name=config,proto3" json:"config,omitempty"`
+	// archived are the accounting store's records (jobs that left the live
+	// state) up to index, so that a server installing the snapshot answers
+	// sacct for them. A Raft snapshot writes them after the other fields
+	// and servers read them one at a time (package state, snapshot.go):
+	// the accounting history is never held whole in memory.
+	Archived      []*AccountingRecord `protobuf:"bytes,20,rep,name=archived,proto3" json:"archived,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6670,6 +6676,108 @@ func (x *StateSnapshot) GetConfig() *ClusterConfig {
 	return nil
 }
 
+func (x *StateSnapshot) GetArchived() []*AccountingRecord {
+	if x != nil {
+		return x.Archived
+	}
+	return nil
+}
+
+// AccountingRecord is one record of a server's accounting store (package
+// state/acct) as a snapshot carries it: either a job or the spec the
+// archived tasks of an array share.
+type AccountingRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`                  // a job's record: its id
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`                               // the log entry that archived the job
+	Job           []byte                 `protobuf:"bytes,3,opt,name=job,proto3" json:"job,omitempty"`                                    // the job (an encoded Job), without its spec when shared_spec
+	SharedSpec    bool                   `protobuf:"varint,4,opt,name=shared_spec,json=sharedSpec,proto3" json:"shared_spec,omitempty"`   // the job's spec is its array's (array_job_id's spec record)
+	Usage         []byte                 `protobuf:"bytes,5,opt,name=usage,proto3" json:"usage,omitempty"`                                // what fair share reads of it; empty: it never ran
+	ArrayJobId    uint64                 `protobuf:"varint,6,opt,name=array_job_id,json=arrayJobId,proto3" json:"array_job_id,omitempty"` // a spec record: the array whose tasks share spec
+	Spec          []byte                 `protobuf:"bytes,7,opt,name=spec,proto3" json:"spec,omitempty"`                                  // a spec record: the encoded JobSpec
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccountingRecord) Reset() {
+	*x = AccountingRecord{}
+	mi := &file_api_loom_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccountingRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccountingRecord) ProtoMessage() {}
+
+func (x *AccountingRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccountingRecord.ProtoReflect.Descriptor instead.
+func (*AccountingRecord) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{83}
+}
+
+func (x *AccountingRecord) GetJobId() uint64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
+}
+
+func (x *AccountingRecord) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *AccountingRecord) GetJob() []byte {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+func (x *AccountingRecord) GetSharedSpec() bool {
+	if x != nil {
+		return x.SharedSpec
+	}
+	return false
+}
+
+func (x *AccountingRecord) GetUsage() []byte {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+func (x *AccountingRecord) GetArrayJobId() uint64 {
+	if x != nil {
+		return x.ArrayJobId
+	}
+	return 0
+}
+
+func (x *AccountingRecord) GetSpec() []byte {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
 // SnapshotMeta heads a snapshot file: where the state comes from and the
 // size and checksum of the state that follows it (package backup).
 type SnapshotMeta struct {
@@ -6686,7 +6794,7 @@ type SnapshotMeta struct {
 
 func (x *SnapshotMeta) Reset() {
 	*x = SnapshotMeta{}
-	mi := &file_api_loom_proto_msgTypes[83]
+	mi := &file_api_loom_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6698,7 +6806,7 @@ func (x *SnapshotMeta) String() string {
 func (*SnapshotMeta) ProtoMessage() {}
 
 func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[83]
+	mi := &file_api_loom_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6711,7 +6819,7 @@ func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotMeta.ProtoReflect.Descriptor instead.
 func (*SnapshotMeta) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{83}
+	return file_api_loom_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *SnapshotMeta) GetIndex() uint64 {
@@ -6771,7 +6879,7 @@ type SnapshotInfo struct {
 
 func (x *SnapshotInfo) Reset() {
 	*x = SnapshotInfo{}
-	mi := &file_api_loom_proto_msgTypes[84]
+	mi := &file_api_loom_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6783,7 +6891,7 @@ func (x *SnapshotInfo) String() string {
 func (*SnapshotInfo) ProtoMessage() {}
 
 func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[84]
+	mi := &file_api_loom_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6796,7 +6904,7 @@ func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
 func (*SnapshotInfo) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{84}
+	return file_api_loom_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *SnapshotInfo) GetMeta() *SnapshotMeta {
@@ -6842,7 +6950,7 @@ type SnapshotSaveRequest struct {
 
 func (x *SnapshotSaveRequest) Reset() {
 	*x = SnapshotSaveRequest{}
-	mi := &file_api_loom_proto_msgTypes[85]
+	mi := &file_api_loom_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6854,7 +6962,7 @@ func (x *SnapshotSaveRequest) String() string {
 func (*SnapshotSaveRequest) ProtoMessage() {}
 
 func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[85]
+	mi := &file_api_loom_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6867,7 +6975,7 @@ func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotSaveRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotSaveRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{85}
+	return file_api_loom_proto_rawDescGZIP(), []int{86}
 }
 
 // SnapshotChunk is one piece of a snapshot file, in order.
@@ -6880,7 +6988,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_api_loom_proto_msgTypes[86]
+	mi := &file_api_loom_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6892,7 +7000,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[86]
+	mi := &file_api_loom_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6905,7 +7013,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{86}
+	return file_api_loom_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -6925,7 +7033,7 @@ type SnapshotRestoreResponse struct {
 
 func (x *SnapshotRestoreResponse) Reset() {
 	*x = SnapshotRestoreResponse{}
-	mi := &file_api_loom_proto_msgTypes[87]
+	mi := &file_api_loom_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6937,7 +7045,7 @@ func (x *SnapshotRestoreResponse) String() string {
 func (*SnapshotRestoreResponse) ProtoMessage() {}
 
 func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[87]
+	mi := &file_api_loom_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6950,7 +7058,7 @@ func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRestoreResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotRestoreResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{87}
+	return file_api_loom_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *SnapshotRestoreResponse) GetRestored() *SnapshotInfo {
@@ -7531,14 +7639,25 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x05index\x18\x03 \x01(\x04R\x05index\"b\n" +
 	"\x10SetConfigCommand\x12.\n" +
 	"\x06config\x18\x01 \x01(\v2\x16.loom.v1.ClusterConfigR\x06config\x12\x1e\n" +
-	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"\xeb\x01\n" +
+	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"\xa2\x02\n" +
 	"\rStateSnapshot\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1e\n" +
 	"\vnext_job_id\x18\x02 \x01(\x04R\tnextJobId\x12 \n" +
 	"\x04jobs\x18\x03 \x03(\v2\f.loom.v1.JobR\x04jobs\x12#\n" +
 	"\x05nodes\x18\x04 \x03(\v2\r.loom.v1.NodeR\x05nodes\x12-\n" +
 	"\aservers\x18\x05 \x03(\v2\x13.loom.v1.ServerInfoR\aservers\x12.\n" +
-	"\x06config\x18\x06 \x01(\v2\x16.loom.v1.ClusterConfigR\x06config\"\xa9\x01\n" +
+	"\x06config\x18\x06 \x01(\v2\x16.loom.v1.ClusterConfigR\x06config\x125\n" +
+	"\barchived\x18\x14 \x03(\v2\x19.loom.v1.AccountingRecordR\barchived\"\xbe\x01\n" +
+	"\x10AccountingRecord\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x10\n" +
+	"\x03job\x18\x03 \x01(\fR\x03job\x12\x1f\n" +
+	"\vshared_spec\x18\x04 \x01(\bR\n" +
+	"sharedSpec\x12\x14\n" +
+	"\x05usage\x18\x05 \x01(\fR\x05usage\x12 \n" +
+	"\farray_job_id\x18\x06 \x01(\x04R\n" +
+	"arrayJobId\x12\x12\n" +
+	"\x04spec\x18\a \x01(\fR\x04spec\"\xa9\x01\n" +
 	"\fSnapshotMeta\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x1b\n" +
@@ -7655,7 +7774,7 @@ func file_api_loom_proto_rawDescGZIP() []byte {
 }
 
 var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 91)
+var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 92)
 var file_api_loom_proto_goTypes = []any{
 	(JobState)(0),                      // 0: loom.v1.JobState
 	(NodeState)(0),                     // 1: loom.v1.NodeState
@@ -7745,23 +7864,24 @@ var file_api_loom_proto_goTypes = []any{
 	(*ReloadConfigResponse)(nil),       // 85: loom.v1.ReloadConfigResponse
 	(*SetConfigCommand)(nil),           // 86: loom.v1.SetConfigCommand
 	(*StateSnapshot)(nil),              // 87: loom.v1.StateSnapshot
-	(*SnapshotMeta)(nil),               // 88: loom.v1.SnapshotMeta
-	(*SnapshotInfo)(nil),               // 89: loom.v1.SnapshotInfo
-	(*SnapshotSaveRequest)(nil),        // 90: loom.v1.SnapshotSaveRequest
-	(*SnapshotChunk)(nil),              // 91: loom.v1.SnapshotChunk
-	(*SnapshotRestoreResponse)(nil),    // 92: loom.v1.SnapshotRestoreResponse
-	nil,                                // 93: loom.v1.Node.LabelsEntry
-	nil,                                // 94: loom.v1.JobSpec.EnvEntry
-	nil,                                // 95: loom.v1.SchedulerSettings.AccountSharesEntry
+	(*AccountingRecord)(nil),           // 88: loom.v1.AccountingRecord
+	(*SnapshotMeta)(nil),               // 89: loom.v1.SnapshotMeta
+	(*SnapshotInfo)(nil),               // 90: loom.v1.SnapshotInfo
+	(*SnapshotSaveRequest)(nil),        // 91: loom.v1.SnapshotSaveRequest
+	(*SnapshotChunk)(nil),              // 92: loom.v1.SnapshotChunk
+	(*SnapshotRestoreResponse)(nil),    // 93: loom.v1.SnapshotRestoreResponse
+	nil,                                // 94: loom.v1.Node.LabelsEntry
+	nil,                                // 95: loom.v1.JobSpec.EnvEntry
+	nil,                                // 96: loom.v1.SchedulerSettings.AccountSharesEntry
 }
 var file_api_loom_proto_depIdxs = []int32{
 	4,  // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
 	6,  // 1: loom.v1.Topology.gpus:type_name -> loom.v1.GPU
 	5,  // 2: loom.v1.Topology.links:type_name -> loom.v1.Link
-	93, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
+	94, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
 	7,  // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
 	1,  // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
-	94, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
+	95, // 6: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
 	2,  // 7: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
 	3,  // 8: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
 	10, // 9: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
@@ -7808,7 +7928,7 @@ var file_api_loom_proto_depIdxs = []int32{
 	79, // 50: loom.v1.ClusterConfig.qos:type_name -> loom.v1.QOSConfig
 	80, // 51: loom.v1.ClusterConfig.partitions:type_name -> loom.v1.PartitionConfig
 	81, // 52: loom.v1.ClusterConfig.switches:type_name -> loom.v1.SwitchConfig
-	95, // 53: loom.v1.SchedulerSettings.account_shares:type_name -> loom.v1.SchedulerSettings.AccountSharesEntry
+	96, // 53: loom.v1.SchedulerSettings.account_shares:type_name -> loom.v1.SchedulerSettings.AccountSharesEntry
 	78, // 54: loom.v1.SchedulerSettings.las:type_name -> loom.v1.LASSettings
 	76, // 55: loom.v1.GetConfigResponse.config:type_name -> loom.v1.ClusterConfig
 	76, // 56: loom.v1.ReloadConfigResponse.config:type_name -> loom.v1.ClusterConfig
@@ -7817,65 +7937,66 @@ var file_api_loom_proto_depIdxs = []int32{
 	8,  // 59: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
 	48, // 60: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
 	76, // 61: loom.v1.StateSnapshot.config:type_name -> loom.v1.ClusterConfig
-	88, // 62: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
-	89, // 63: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
-	15, // 64: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
-	17, // 65: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
-	19, // 66: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
-	21, // 67: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
-	23, // 68: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
-	25, // 69: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
-	27, // 70: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
-	29, // 71: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
-	31, // 72: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
-	33, // 73: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
-	35, // 74: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
-	38, // 75: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
-	39, // 76: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
-	39, // 77: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
-	41, // 78: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
-	43, // 79: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
-	46, // 80: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
-	49, // 81: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
-	51, // 82: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
-	53, // 83: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
-	55, // 84: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
-	90, // 85: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
-	91, // 86: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
-	82, // 87: loom.v1.Operator.GetConfig:input_type -> loom.v1.GetConfigRequest
-	84, // 88: loom.v1.Operator.ReloadConfig:input_type -> loom.v1.ReloadConfigRequest
-	57, // 89: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
-	16, // 90: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
-	18, // 91: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
-	20, // 92: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
-	22, // 93: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
-	24, // 94: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
-	26, // 95: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
-	28, // 96: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
-	30, // 97: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
-	32, // 98: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
-	34, // 99: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
-	37, // 100: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
-	36, // 101: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
-	40, // 102: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
-	40, // 103: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
-	42, // 104: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
-	44, // 105: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
-	47, // 106: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
-	50, // 107: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
-	52, // 108: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
-	54, // 109: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
-	56, // 110: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
-	91, // 111: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
-	92, // 112: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
-	83, // 113: loom.v1.Operator.GetConfig:output_type -> loom.v1.GetConfigResponse
-	85, // 114: loom.v1.Operator.ReloadConfig:output_type -> loom.v1.ReloadConfigResponse
-	28, // 115: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
-	90, // [90:116] is the sub-list for method output_type
-	64, // [64:90] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	88, // 62: loom.v1.StateSnapshot.archived:type_name -> loom.v1.AccountingRecord
+	89, // 63: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
+	90, // 64: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
+	15, // 65: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
+	17, // 66: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
+	19, // 67: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
+	21, // 68: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
+	23, // 69: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
+	25, // 70: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
+	27, // 71: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
+	29, // 72: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
+	31, // 73: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
+	33, // 74: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
+	35, // 75: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
+	38, // 76: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
+	39, // 77: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
+	39, // 78: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
+	41, // 79: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
+	43, // 80: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
+	46, // 81: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
+	49, // 82: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
+	51, // 83: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
+	53, // 84: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
+	55, // 85: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
+	91, // 86: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
+	92, // 87: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
+	82, // 88: loom.v1.Operator.GetConfig:input_type -> loom.v1.GetConfigRequest
+	84, // 89: loom.v1.Operator.ReloadConfig:input_type -> loom.v1.ReloadConfigRequest
+	57, // 90: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
+	16, // 91: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
+	18, // 92: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
+	20, // 93: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
+	22, // 94: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
+	24, // 95: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
+	26, // 96: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
+	28, // 97: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
+	30, // 98: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
+	32, // 99: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
+	34, // 100: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
+	37, // 101: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
+	36, // 102: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
+	40, // 103: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
+	40, // 104: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
+	42, // 105: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
+	44, // 106: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
+	47, // 107: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
+	50, // 108: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
+	52, // 109: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
+	54, // 110: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
+	56, // 111: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
+	92, // 112: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
+	93, // 113: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
+	83, // 114: loom.v1.Operator.GetConfig:output_type -> loom.v1.GetConfigResponse
+	85, // 115: loom.v1.Operator.ReloadConfig:output_type -> loom.v1.ReloadConfigResponse
+	28, // 116: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
+	91, // [91:117] is the sub-list for method output_type
+	65, // [65:91] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_api_loom_proto_init() }
@@ -7893,7 +8014,7 @@ func file_api_loom_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_loom_proto_rawDesc), len(file_api_loom_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   91,
+			NumMessages:   92,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

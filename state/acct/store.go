@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"sync"
 	"time"
@@ -273,4 +274,180 @@ func (s *Store) Usages(sinceMs int64) iter.Seq[Usage] {
 			return nil
 		})
 	}
+}
+
+// Records yields, from one consistent read, what a Raft snapshot carries
+// of the store (state.SnapshotArchive): first the spec of every array
+// with archived tasks, then every job archived by an entry at or before
+// upTo, in id order. Records of later entries are left out: the server
+// that installs the snapshot applies those entries itself. An error from
+// yield ends the walk and is returned.
+func (s *Store) Records(upTo uint64, yield func(*api.AccountingRecord) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketSpecs).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if err := yield(&api.AccountingRecord{ArrayJobId: binary.BigEndian.Uint64(k), Spec: v}); err != nil {
+				return err
+			}
+		}
+		ub := tx.Bucket(bucketUsage)
+		c = tx.Bucket(bucketJobs).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			id := binary.BigEndian.Uint64(k)
+			if len(v) < recordHeader {
+				return fmt.Errorf("%w: job %d", ErrCorrupt, id)
+			}
+			index := binary.BigEndian.Uint64(v)
+			if index > upTo {
+				continue
+			}
+			rec := &api.AccountingRecord{JobId: id, Index: index, Job: v[recordHeader:],
+				SharedSpec: v[8] == flagSharedSpec, Usage: ub.Get(k)}
+			if err := yield(rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// loadBatch bounds the bytes of records Load writes in one transaction.
+const loadBatch = 4 << 20
+
+// Load stores the records next returns, until it returns io.EOF, in
+// fsynced transactions of up to loadBatch bytes: a Raft snapshot's
+// records (Records on another server), read one at a time so that the
+// history is never held whole in memory. As for Archive, a job already
+// stored by the same entry or a later one is left as it is. A task whose
+// array's spec here differs from the snapshot's keeps the snapshot's as
+// its own. It returns how many jobs it stored.
+func (s *Store) Load(next func() (*api.AccountingRecord, error)) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	theirs := map[uint64][]byte{} // arrays whose spec here differs from the snapshot's
+	stored := 0
+	for done := false; !done; {
+		var batch []*api.AccountingRecord
+		for size := 0; size < loadBatch; {
+			rec, err := next()
+			if errors.Is(err, io.EOF) {
+				done = true
+				break
+			}
+			if err != nil {
+				return stored, err
+			}
+			if err := checkRecord(rec); err != nil {
+				return stored, err
+			}
+			batch = append(batch, rec)
+			size += len(rec.Job) + len(rec.Spec) + len(rec.Usage)
+		}
+		n := 0
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			var err error
+			n, err = loadTx(tx, batch, theirs)
+			return err
+		})
+		if err != nil {
+			return stored, fmt.Errorf("acct: load snapshot records: %w", err)
+		}
+		stored += n
+	}
+	return stored, nil
+}
+
+// checkRecord refuses a record that is neither a job nor an array's
+// spec, or whose encoding does not decode.
+func checkRecord(rec *api.AccountingRecord) error {
+	switch {
+	case rec.JobId == 0 && rec.ArrayJobId == 0:
+		return fmt.Errorf("%w: a snapshot record with neither job_id nor array_job_id", ErrCorrupt)
+	case rec.JobId == 0:
+		if err := proto.Unmarshal(rec.Spec, &api.JobSpec{}); err != nil {
+			return fmt.Errorf("%w: the spec of array %d in a snapshot: %v", ErrCorrupt, rec.ArrayJobId, err)
+		}
+	default:
+		j := &api.Job{}
+		if err := proto.Unmarshal(rec.Job, j); err != nil || j.Id != rec.JobId {
+			return fmt.Errorf("%w: job %d in a snapshot does not decode as that job (%v)", ErrCorrupt, rec.JobId, err)
+		}
+		if rec.SharedSpec && j.ArrayJobId == 0 {
+			return fmt.Errorf("%w: job %d in a snapshot has shared_spec but no array", ErrCorrupt, rec.JobId)
+		}
+	}
+	return nil
+}
+
+// loadTx writes one batch of Load in tx and returns how many jobs it
+// stored. theirs collects, across batches, the specs of arrays that this
+// store already holds differently.
+func loadTx(tx *bolt.Tx, batch []*api.AccountingRecord, theirs map[uint64][]byte) (int, error) {
+	jb, sb, ub := tx.Bucket(bucketJobs), tx.Bucket(bucketSpecs), tx.Bucket(bucketUsage)
+	n := 0
+	for _, rec := range batch {
+		if rec.JobId == 0 {
+			k := key(rec.ArrayJobId)
+			switch old := sb.Get(k); {
+			case old == nil:
+				if err := sb.Put(k, rec.Spec); err != nil {
+					return n, err
+				}
+			case string(old) != string(rec.Spec):
+				theirs[rec.ArrayJobId] = rec.Spec
+			}
+			continue
+		}
+		k := key(rec.JobId)
+		if old := jb.Get(k); len(old) >= recordHeader && binary.BigEndian.Uint64(old) >= rec.Index {
+			continue
+		}
+		flag, b := flagOwnSpec, rec.Job
+		if rec.SharedSpec {
+			flag = flagSharedSpec
+			var err error
+			if b, flag, err = ownSpec(sb, rec, theirs); err != nil {
+				return n, err
+			}
+		}
+		v := make([]byte, recordHeader, recordHeader+len(b))
+		binary.BigEndian.PutUint64(v, rec.Index)
+		v[8] = flag
+		if err := jb.Put(k, append(v, b...)); err != nil {
+			return n, err
+		}
+		if len(rec.Usage) > 0 {
+			if err := ub.Put(k, rec.Usage); err != nil {
+				return n, err
+			}
+		}
+		n++
+	}
+	return n, nil
+}
+
+// ownSpec returns a shared-spec job record as it is stored: unchanged
+// when this store's spec of the array is the snapshot's, else with the
+// snapshot's spec inlined.
+func ownSpec(sb *bolt.Bucket, rec *api.AccountingRecord, theirs map[uint64][]byte) ([]byte, byte, error) {
+	j := &api.Job{}
+	if err := proto.Unmarshal(rec.Job, j); err != nil {
+		return nil, 0, fmt.Errorf("%w: job %d: %v", ErrCorrupt, rec.JobId, err)
+	}
+	spec, ok := theirs[j.ArrayJobId]
+	switch {
+	case !ok && sb.Get(key(j.ArrayJobId)) == nil:
+		return nil, 0, fmt.Errorf("%w: job %d in a snapshot shares the spec of array %d, which it does not carry", ErrCorrupt, j.Id, j.ArrayJobId)
+	case !ok:
+		return rec.Job, flagSharedSpec, nil
+	}
+	j.Spec = &api.JobSpec{}
+	if err := proto.Unmarshal(spec, j.Spec); err != nil {
+		return nil, 0, fmt.Errorf("%w: the spec of array %d: %v", ErrCorrupt, j.ArrayJobId, err)
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(j)
+	if err != nil {
+		return nil, 0, fmt.Errorf("acct: encode job %d: %w", j.Id, err)
+	}
+	return b, flagOwnSpec, nil
 }

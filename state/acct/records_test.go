@@ -1,0 +1,151 @@
+package acct
+
+import (
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/loomhpc/loom/api"
+	"google.golang.org/protobuf/proto"
+)
+
+// feed returns a next function for Load over recs.
+func feed(recs []*api.AccountingRecord) func() (*api.AccountingRecord, error) {
+	return func() (*api.AccountingRecord, error) {
+		if len(recs) == 0 {
+			return nil, io.EOF
+		}
+		r := recs[0]
+		recs = recs[1:]
+		return r, nil
+	}
+}
+
+func records(t *testing.T, s *Store, upTo uint64) []*api.AccountingRecord {
+	t.Helper()
+	var out []*api.AccountingRecord
+	if err := s.Records(upTo, func(r *api.AccountingRecord) error {
+		out = append(out, proto.Clone(r).(*api.AccountingRecord))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestRecordsLoadRoundTrip: what Records gives of one store, loaded into
+// an empty one, answers Job and Usages exactly as the first, array tasks
+// sharing their spec included; records archived after upTo stay out.
+func TestRecordsLoadRoundTrip(t *testing.T) {
+	src, _ := openTemp(t)
+	spec := &api.JobSpec{Name: "sweep", Account: "ml", Script: "#!/bin/sh\n"}
+	var tasks []*api.Job
+	for i := range 3 {
+		tasks = append(tasks, &api.Job{Id: uint64(10 + i), ArrayJobId: 10, ArrayTaskId: uint32(i), User: "alice",
+			State: api.JobState_COMPLETED, SubmitUnixMs: 100, StartUnixMs: 200, EndUnixMs: 300, Spec: spec})
+	}
+	single := &api.Job{Id: 5, User: "bob", State: api.JobState_CANCELLED, SubmitUnixMs: 50, EndUnixMs: 60,
+		Spec: &api.JobSpec{Name: "one", Script: "#!/bin/sh\n"}}
+	late := &api.Job{Id: 20, User: "bob", State: api.JobState_COMPLETED, EndUnixMs: 900, Spec: &api.JobSpec{Name: "late"}}
+	for i, batch := range [][]*api.Job{{single}, tasks, {late}} {
+		if err := src.Archive(uint64(10*(i+1)), batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs := records(t, src, 20)
+	dst, _ := openTemp(t)
+	n, err := dst.Load(feed(recs))
+	if err != nil || n != 4 {
+		t.Fatalf("Load = %d, %v; want 4 jobs, nil", n, err)
+	}
+	for _, id := range []uint64{5, 10, 11, 12} {
+		want, _ := src.Job(id)
+		if got, err := dst.Job(id); err != nil || !proto.Equal(got, want) {
+			t.Errorf("after Load Job(%d) = %v, %v; want %v", id, got, err, want)
+		}
+	}
+	if got, _ := dst.Job(20); got != nil {
+		t.Errorf("Job(20), archived at index 30 > upTo 20, was loaded: %v", got)
+	}
+	var srcU, dstU []Usage
+	for u := range src.Usages(0) {
+		if u.JobID != 20 {
+			srcU = append(srcU, u)
+		}
+	}
+	for u := range dst.Usages(0) {
+		dstU = append(dstU, u)
+	}
+	if len(dstU) != 3 || len(srcU) != len(dstU) {
+		t.Fatalf("Usages after Load = %v, want the three tasks' %v", dstU, srcU)
+	}
+	for i := range srcU {
+		if srcU[i] != dstU[i] {
+			t.Errorf("Usage %d = %+v, want %+v", i, dstU[i], srcU[i])
+		}
+	}
+	// Loading again changes nothing.
+	if n, err := dst.Load(feed(recs)); err != nil || n != 0 {
+		t.Errorf("second Load = %d, %v; want 0, nil", n, err)
+	}
+}
+
+// TestLoadKeepsNewerAndInlinesDifferentSpec: a record this store holds
+// from a later entry stays; a task whose array spec here differs from
+// the snapshot's gets the snapshot's spec as its own.
+func TestLoadKeepsNewerAndInlinesDifferentSpec(t *testing.T) {
+	dst, _ := openTemp(t)
+	mine := &api.JobSpec{Name: "mine"}
+	if err := dst.Archive(50, []*api.Job{
+		{Id: 7, User: "a", State: api.JobState_FAILED, Spec: &api.JobSpec{Name: "newer"}},
+		{Id: 30, ArrayJobId: 30, User: "a", State: api.JobState_COMPLETED, Spec: mine},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	theirs := &api.JobSpec{Name: "theirs"}
+	specB, _ := proto.Marshal(theirs)
+	job := func(j *api.Job) []byte { b, _ := proto.Marshal(j); return b }
+	recs := []*api.AccountingRecord{
+		{ArrayJobId: 30, Spec: specB},
+		{JobId: 7, Index: 40, Job: job(&api.Job{Id: 7, User: "a", State: api.JobState_COMPLETED, Spec: &api.JobSpec{Name: "older"}})},
+		{JobId: 31, Index: 40, SharedSpec: true, Job: job(&api.Job{Id: 31, ArrayJobId: 30, ArrayTaskId: 1, User: "a"})},
+	}
+	if n, err := dst.Load(feed(recs)); err != nil || n != 1 {
+		t.Fatalf("Load = %d, %v; want 1 job (31), nil", n, err)
+	}
+	if j, _ := dst.Job(7); j.GetSpec().GetName() != "newer" {
+		t.Errorf("Job(7) has spec %q after Load, want the newer record's %q", j.GetSpec().GetName(), "newer")
+	}
+	if j, _ := dst.Job(31); j.GetSpec().GetName() != "theirs" {
+		t.Errorf("Job(31) has spec %q, want the snapshot's %q", j.GetSpec().GetName(), "theirs")
+	}
+	if j, _ := dst.Job(30); j.GetSpec().GetName() != "mine" {
+		t.Errorf("Job(30) has spec %q, want its own %q", j.GetSpec().GetName(), "mine")
+	}
+}
+
+func TestLoadRefusesBadRecords(t *testing.T) {
+	tests := []struct {
+		name string
+		rec  *api.AccountingRecord
+	}{
+		{"neither job nor spec", &api.AccountingRecord{Index: 3}},
+		{"job that does not decode", &api.AccountingRecord{JobId: 1, Index: 3, Job: []byte{0xff}}},
+		{"job with another id", &api.AccountingRecord{JobId: 1, Index: 3, Job: []byte{0x08, 0x02}}},
+		{"shared spec without array", &api.AccountingRecord{JobId: 2, Index: 3, SharedSpec: true, Job: []byte{0x08, 0x02}}},
+		{"spec that does not decode", &api.AccountingRecord{ArrayJobId: 4, Spec: []byte{0xff}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := openTemp(t)
+			if _, err := s.Load(feed([]*api.AccountingRecord{tt.rec})); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("Load(%v) = %v, want ErrCorrupt", tt.rec, err)
+			}
+		})
+	}
+	s, _ := openTemp(t)
+	b, _ := proto.Marshal(&api.Job{Id: 9, ArrayJobId: 8})
+	if _, err := s.Load(feed([]*api.AccountingRecord{{JobId: 9, Index: 1, SharedSpec: true, Job: b}})); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Load of a task whose array spec is nowhere = %v, want ErrCorrupt", err)
+	}
+}
