@@ -98,10 +98,12 @@ func forward[T any](s *Server, ctx context.Context, call func(context.Context, *
 		return zero, false, nil
 	}
 	resp, err := call(fctx, conn)
-	if status.Code(err) == codes.Unavailable {
+	if code := status.Code(err); code == codes.Unavailable || code == codes.Canceled && ctx.Err() == nil {
 		// The leader this server knows of did not answer (it may have just
-		// died): say so as this server's own answer, so the client keeps
-		// retrying while a new leader is elected.
+		// died), or the connection to it was closed under the call (a
+		// newer leader replaced it in leaderConns): say so as this
+		// server's own answer, so the client keeps retrying while a new
+		// leader is elected.
 		_, id := s.raft.Leader()
 		err = status.Errorf(codes.Unavailable, "%s could not reach leader %s: %s", s.cfg.Name, id, status.Convert(err).Message())
 	}
