@@ -6595,10 +6595,10 @@ type StateSnapshot struct {
 	Servers   []*ServerInfo          `protobuf:"bytes,5,rep,name=servers,proto3" json:"servers,omitempty"`
 	Config    *ClusterConfig         `protobuf:"bytes,6,opt,name=config,proto3" json:"config,omitempty"`
 	// archived are the accounting store's records (jobs that left the live
-	// state) up to index, so that a server installing the snapshot answers
-	// sacct for them. A Raft snapshot writes them after the other fields
-	// and servers read them one at a time (package state, snapshot.go):
-	// the accounting history is never held whole in memory.
+	// state), so that a server installing the snapshot answers sacct for
+	// them. A Raft snapshot writes them after the other fields and servers
+	// read them one at a time (package state, snapshot.go): the accounting
+	// history is never held whole in memory.
 	Archived      []*AccountingRecord `protobuf:"bytes,20,rep,name=archived,proto3" json:"archived,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -25,9 +25,10 @@ func (f *fsm) Apply(l *raft.Log) any {
 }
 
 // Snapshot captures the current state for Raft. The state is immutable,
-// so holding the view is the whole capture; the accounting records up to
-// its index are read when the snapshot is persisted (records are only
-// ever added, each with its index).
+// so holding the view is the whole capture; the accounting records are
+// read when the snapshot is persisted (records are only ever added, and
+// one archived after the view was taken is stored as applying its entry
+// would store it).
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	return &fsmSnapshot{fsm: f.fsm, view: f.store.View()}, nil
 }

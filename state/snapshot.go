@@ -19,9 +19,9 @@ import (
 // (state/acct) is one.
 type SnapshotArchive interface {
 	Archive
-	// Records yields, from one consistent read, the records of every job
-	// archived by an entry at or before upTo.
-	Records(upTo uint64, yield func(*api.AccountingRecord) error) error
+	// Records yields, from one consistent read, the records of every
+	// archived job and the array specs they share.
+	Records(yield func(*api.AccountingRecord) error) error
 	// Load stores the records next returns until it returns io.EOF.
 	Load(next func() (*api.AccountingRecord, error)) (int, error)
 }
@@ -33,12 +33,16 @@ const snapshotArchived = 20
 // with its spec, whose script the submit limits keep far smaller.
 const maxArchivedRecord = 64 << 20
 
-// WriteSnapshot writes v to w as a Raft snapshot: View.Marshal's
-// encoding, then the archive's records up to v's index, one at a time, as
-// more api.StateSnapshot fields (protobuf lets a message's fields come in
-// any order), so that the accounting history is never held whole in
-// memory. Without a SnapshotArchive it writes View.Marshal alone.
-func (f *FSM) WriteSnapshot(w io.Writer, v *View) error {
+// WriteSnapshot writes v to w as a Raft snapshot, with the records of
+// the FSM's archive (see WriteSnapshot).
+func (f *FSM) WriteSnapshot(w io.Writer, v *View) error { return WriteSnapshot(w, v, f.archive) }
+
+// WriteSnapshot writes v to w as a snapshot: View.Marshal's encoding,
+// then, when a is a SnapshotArchive, its records one at a time as more
+// api.StateSnapshot fields (protobuf lets a message's fields come in any
+// order), so that the accounting history is never held whole in memory.
+// Otherwise it writes View.Marshal alone. FSM.Restore reads either.
+func WriteSnapshot(w io.Writer, v *View, a Archive) error {
 	b, err := v.Marshal()
 	if err != nil {
 		return err
@@ -47,9 +51,9 @@ func (f *FSM) WriteSnapshot(w io.Writer, v *View) error {
 	if _, err := bw.Write(b); err != nil {
 		return fmt.Errorf("state: write snapshot: %w", err)
 	}
-	if a, ok := f.archive.(SnapshotArchive); ok {
+	if a, ok := a.(SnapshotArchive); ok {
 		var buf []byte
-		err := a.Records(v.Index(), func(rec *api.AccountingRecord) error {
+		err := a.Records(func(rec *api.AccountingRecord) error {
 			rb, err := proto.MarshalOptions{Deterministic: true}.Marshal(rec)
 			if err != nil {
 				return fmt.Errorf("state: encode accounting record of job %d: %w", rec.JobId, err)

@@ -278,11 +278,14 @@ func (s *Store) Usages(sinceMs int64) iter.Seq[Usage] {
 
 // Records yields, from one consistent read, what a Raft snapshot carries
 // of the store (state.SnapshotArchive): first the spec of every array
-// with archived tasks, then every job archived by an entry at or before
-// upTo, in id order. Records of later entries are left out: the server
-// that installs the snapshot applies those entries itself. An error from
-// yield ends the walk and is returned.
-func (s *Store) Records(upTo uint64, yield func(*api.AccountingRecord) error) error {
+// with archived tasks, then every job, in id order, with the index that
+// archived it. A snapshot may so carry jobs archived after its own
+// index; the server installing it then stores each of them as it would
+// when applying that entry, and applying it changes nothing more. Every
+// record goes, whatever its index, because an operator's snapshot
+// restore carries another cluster's indexes (operations.md). An error
+// from yield ends the walk and is returned.
+func (s *Store) Records(yield func(*api.AccountingRecord) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketSpecs).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -297,11 +300,7 @@ func (s *Store) Records(upTo uint64, yield func(*api.AccountingRecord) error) er
 			if len(v) < recordHeader {
 				return fmt.Errorf("%w: job %d", ErrCorrupt, id)
 			}
-			index := binary.BigEndian.Uint64(v)
-			if index > upTo {
-				continue
-			}
-			rec := &api.AccountingRecord{JobId: id, Index: index, Job: v[recordHeader:],
+			rec := &api.AccountingRecord{JobId: id, Index: binary.BigEndian.Uint64(v), Job: v[recordHeader:],
 				SharedSpec: v[8] == flagSharedSpec, Usage: ub.Get(k)}
 			if err := yield(rec); err != nil {
 				return err

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,17 +20,18 @@ import (
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/test/cluster"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 )
 
-// liveJobs returns how many jobs the leader's live state holds, from a
-// snapshot file it saves (what loom operator snapshot inspect prints), or
-// -1 when none answers.
-func liveJobs(op api.OperatorClient) int {
+// saveSnapshot returns a snapshot file of the leader's state (what loom
+// operator snapshot save writes) with how many jobs its live state and
+// its accounting records hold, or nil when none answers.
+func saveSnapshot(op api.OperatorClient) (file []byte, live, archived int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	stream, err := op.SnapshotSave(ctx, &api.SnapshotSaveRequest{})
 	if err != nil {
-		return -1
+		return nil, 0, 0
 	}
 	var buf bytes.Buffer
 	for {
@@ -38,19 +40,24 @@ func liveJobs(op api.OperatorClient) int {
 			break
 		}
 		if err != nil {
-			return -1
+			return nil, 0, 0
 		}
 		buf.Write(c.Data)
 	}
-	f, err := backup.Read(&buf)
+	f, err := backup.Read(bytes.NewReader(buf.Bytes()))
 	if err != nil {
-		return -1
+		return nil, 0, 0
 	}
-	info, err := f.Inspect()
-	if err != nil {
-		return -1
+	var ss api.StateSnapshot
+	if err := proto.Unmarshal(f.State, &ss); err != nil {
+		return nil, 0, 0
 	}
-	return int(info.Jobs)
+	for _, r := range ss.Archived {
+		if r.JobId != 0 {
+			archived++
+		}
+	}
+	return buf.Bytes(), len(ss.Jobs), archived
 }
 
 // sacct runs loom's sacct against the server at addr alone (no
@@ -71,7 +78,8 @@ func sacct(t *testing.T, addr string) string {
 // TestJoinedServerHasArchivedJobs: jobs that finished and left the live
 // state (--min-job-age) before a server joined reach it in the Raft
 // snapshot it installs, so its sacct answers for them exactly as the
-// leader's does.
+// leader's does; so does a fresh server into which the operator's
+// snapshot file is restored.
 func TestJoinedServerHasArchivedJobs(t *testing.T) {
 	dir := t.TempDir()
 	c := &testCluster{t: t, dir: dir, opts: harness.ServerOptions{
@@ -136,8 +144,11 @@ func TestJoinedServerHasArchivedJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	lead := c.leader()
+	var saved []byte
 	cluster.WaitFor(t, "every job to end and leave the live state", 60*time.Second, func() bool {
-		return liveJobs(lead.op) == 0
+		file, live, archived := saveSnapshot(lead.op)
+		saved = file
+		return file != nil && live == 0 && archived == len(cancel)+3
 	})
 	expiredAt := status(lead).AppliedIndex
 	want := sacct(t, lead.Client())
@@ -176,6 +187,29 @@ func TestJoinedServerHasArchivedJobs(t *testing.T) {
 	}
 	if full := sacct(t, c.leader().Client()); full != got {
 		t.Fatalf("%s's sacct differs from the leader's:\n%s\nleader's:\n%s", joined.Name, got, full)
+	}
+
+	// The operator's snapshot file, saved once every job had left the
+	// live state, carries the records too: restored into a fresh server,
+	// its sacct is the leader's.
+	path := filepath.Join(dir, "acct.snap")
+	if err := os.WriteFile(path, saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fresh := cluster.StartServer(t, filepath.Join(dir, "fresh"), "fresh")
+	cmd := exec.Command(cluster.Binary(t), "operator", "snapshot", "restore", path)
+	cmd.Env = append(os.Environ(), "LOOM_ADDR="+fresh.Client())
+	cluster.WaitFor(t, "the fresh server to take the restore", 30*time.Second, func() bool {
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Logf("restore: %v: %s", err, out)
+			cmd = exec.Command(cmd.Path, cmd.Args[1:]...)
+			cmd.Env = append(os.Environ(), "LOOM_ADDR="+fresh.Client())
+		}
+		return err == nil
+	})
+	if got := sacct(t, fresh.Client()); got != want {
+		t.Fatalf("after restoring the file into a fresh server its sacct is:\n%s\nwant the leader's:\n%s", got, want)
 	}
 	if b, _ := os.ReadFile(joined.Log); !strings.Contains(string(b), "restored accounting records from snapshot") {
 		t.Fatalf("%s caught up without restoring accounting records from a snapshot:\n%s", joined.Name, joined.Tail())
