@@ -19,8 +19,9 @@ import (
 // (state/acct) is one.
 type SnapshotArchive interface {
 	Archive
-	// Records yields, from one consistent read, the records of every
-	// archived job and the array specs they share.
+	// Records yields the records of every archived job, each array's
+	// shared spec before the first task that needs it. Records are only
+	// ever added, so it need not read them all at one instant.
 	Records(yield func(*api.AccountingRecord) error) error
 	// Load stores the records next returns until it returns io.EOF.
 	Load(next func() (*api.AccountingRecord, error)) (int, error)

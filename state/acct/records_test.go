@@ -3,6 +3,7 @@ package acct
 import (
 	"errors"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/loomhpc/loom/api"
@@ -142,5 +143,62 @@ func TestLoadRefusesBadRecords(t *testing.T) {
 	b, _ := proto.Marshal(&api.Job{Id: 9, ArrayJobId: 8})
 	if _, err := s.Load(feed([]*api.AccountingRecord{{JobId: 9, Index: 1, SharedSpec: true, Job: b}})); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Load of a task whose array spec is nowhere = %v, want ErrCorrupt", err)
+	}
+}
+
+// TestRecordsPages: Records reads in pages; a job archived while it
+// walks, with an id past the page read, comes too, and an array's spec
+// comes once, before the first of its tasks.
+func TestRecordsPages(t *testing.T) {
+	src, _ := openTemp(t)
+	big := strings.Repeat("x", 256<<10)
+	var jobs []*api.Job
+	for i := range 40 { // 10 MiB: three pages
+		jobs = append(jobs, &api.Job{Id: uint64(i + 1), User: "a", State: api.JobState_COMPLETED, Spec: &api.JobSpec{Script: big}})
+	}
+	spec := &api.JobSpec{Name: "sweep"}
+	for i := range 3 {
+		jobs = append(jobs, &api.Job{Id: uint64(100 + i), ArrayJobId: 100, ArrayTaskId: uint32(i), User: "a", State: api.JobState_COMPLETED, Spec: spec})
+	}
+	if err := src.Archive(5, jobs); err != nil {
+		t.Fatal(err)
+	}
+	var got []*api.AccountingRecord
+	err := src.Records(func(r *api.AccountingRecord) error {
+		if len(got) == 0 {
+			if err := src.Archive(6, []*api.Job{{Id: 200, User: "a", State: api.JobState_FAILED}}); err != nil {
+				return err
+			}
+		}
+		got = append(got, r)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []uint64
+	specs := 0
+	for _, r := range got {
+		if r.JobId == 0 {
+			specs++
+			if len(ids) != 40 {
+				t.Errorf("the spec of array %d came after %d jobs, want right before its first task (after 40)", r.ArrayJobId, len(ids))
+			}
+			continue
+		}
+		ids = append(ids, r.JobId)
+	}
+	if len(ids) != 44 || ids[len(ids)-1] != 200 || specs != 1 {
+		t.Fatalf("Records gave %d jobs ending with %d and %d specs; want 44 ending with 200 (archived during the walk) and 1", len(ids), ids[len(ids)-1], specs)
+	}
+	dst, _ := openTemp(t)
+	if n, err := dst.Load(feed(got)); err != nil || n != 44 {
+		t.Fatalf("Load = %d, %v; want 44, nil", n, err)
+	}
+	for _, id := range []uint64{1, 40, 101, 200} {
+		want, _ := src.Job(id)
+		if j, err := dst.Job(id); err != nil || !proto.Equal(j, want) {
+			t.Errorf("after Load Job(%d) = %v, %v; want it as in the source", id, j, err)
+		}
 	}
 }

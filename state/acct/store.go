@@ -1,6 +1,7 @@
 package acct
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -276,38 +277,90 @@ func (s *Store) Usages(sinceMs int64) iter.Seq[Usage] {
 	}
 }
 
-// Records yields, from one consistent read, what a Raft snapshot carries
-// of the store (state.SnapshotArchive): first the spec of every array
-// with archived tasks, then every job, in id order, with the index that
-// archived it. A snapshot may so carry jobs archived after its own
-// index; the server installing it then stores each of them as it would
-// when applying that entry, and applying it changes nothing more. Every
-// record goes, whatever its index, because an operator's snapshot
-// restore carries another cluster's indexes (operations.md). An error
-// from yield ends the walk and is returned.
+// Records yields what a Raft snapshot carries of the store
+// (state.SnapshotArchive): every job, in id order, with the index that
+// archived it, and before the first task of an array stored without its
+// spec, the spec the array's tasks share. Every record goes, whatever
+// its index: a snapshot may so carry jobs archived after its own index,
+// which the server installing it stores as applying that entry would
+// (and applying it then changes nothing), and an operator's snapshot
+// restore carries another cluster's indexes (operations.md).
+//
+// It reads in pages of up to recordsPage bytes, each in a read
+// transaction of its own, and yields between them: a long read
+// transaction would hold up the FSM's archive writes whenever bbolt
+// needs to grow its file. Records are only ever added, so the pages
+// still make a whole: a job archived meanwhile comes if its id is past
+// the page read before. An error from yield ends the walk and is
+// returned.
 func (s *Store) Records(yield func(*api.AccountingRecord) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketSpecs).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if err := yield(&api.AccountingRecord{ArrayJobId: binary.BigEndian.Uint64(k), Spec: v}); err != nil {
-				return err
-			}
+	sent := map[uint64]bool{} // arrays whose spec has been yielded
+	var after []byte          // the last job key read
+	for {
+		var page []*api.AccountingRecord
+		err := s.db.View(func(tx *bolt.Tx) error {
+			var err error
+			page, after, err = recordsPage(tx, after, sent)
+			return err
+		})
+		if err != nil {
+			return err
 		}
-		ub := tx.Bucket(bucketUsage)
-		c = tx.Bucket(bucketJobs).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			id := binary.BigEndian.Uint64(k)
-			if len(v) < recordHeader {
-				return fmt.Errorf("%w: job %d", ErrCorrupt, id)
-			}
-			rec := &api.AccountingRecord{JobId: id, Index: binary.BigEndian.Uint64(v), Job: v[recordHeader:],
-				SharedSpec: v[8] == flagSharedSpec, Usage: ub.Get(k)}
+		if len(page) == 0 {
+			return nil
+		}
+		for _, rec := range page {
 			if err := yield(rec); err != nil {
 				return err
 			}
 		}
-		return nil
-	})
+	}
+}
+
+// recordsPageBytes bounds the bytes of one page of Records.
+const recordsPageBytes = 4 << 20
+
+// recordsPage reads the records of the jobs after key after (all when
+// nil), up to recordsPageBytes and at least one, copied out of tx, and
+// returns them with the last key read. sent gains the arrays whose spec
+// the page carries.
+func recordsPage(tx *bolt.Tx, after []byte, sent map[uint64]bool) ([]*api.AccountingRecord, []byte, error) {
+	sb, ub := tx.Bucket(bucketSpecs), tx.Bucket(bucketUsage)
+	c := tx.Bucket(bucketJobs).Cursor()
+	k, v := c.First()
+	if after != nil {
+		if k, v = c.Seek(after); k != nil && string(k) == string(after) {
+			k, v = c.Next()
+		}
+	}
+	var page []*api.AccountingRecord
+	for size := 0; k != nil && size < recordsPageBytes; k, v = c.Next() {
+		id := binary.BigEndian.Uint64(k)
+		if len(v) < recordHeader {
+			return nil, nil, fmt.Errorf("%w: job %d", ErrCorrupt, id)
+		}
+		rec := &api.AccountingRecord{JobId: id, Index: binary.BigEndian.Uint64(v), Job: bytes.Clone(v[recordHeader:]),
+			SharedSpec: v[8] == flagSharedSpec, Usage: bytes.Clone(ub.Get(k))}
+		if rec.SharedSpec {
+			j := &api.Job{}
+			if err := proto.Unmarshal(rec.Job, j); err != nil {
+				return nil, nil, fmt.Errorf("%w: job %d: %v", ErrCorrupt, id, err)
+			}
+			if !sent[j.ArrayJobId] {
+				spec := sb.Get(key(j.ArrayJobId))
+				if spec == nil {
+					return nil, nil, fmt.Errorf("%w: job %d: the spec of array %d", ErrCorrupt, id, j.ArrayJobId)
+				}
+				page = append(page, &api.AccountingRecord{ArrayJobId: j.ArrayJobId, Spec: bytes.Clone(spec)})
+				sent[j.ArrayJobId] = true
+				size += len(spec)
+			}
+		}
+		page = append(page, rec)
+		size += len(rec.Job) + len(rec.Usage)
+		after = bytes.Clone(k)
+	}
+	return page, after, nil
 }
 
 // loadBatch bounds the bytes of records Load writes in one transaction.
