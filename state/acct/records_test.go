@@ -3,10 +3,12 @@ package acct
 import (
 	"errors"
 	"io"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/loomhpc/loom/api"
+	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -200,5 +202,33 @@ func TestRecordsPages(t *testing.T) {
 		if j, err := dst.Job(id); err != nil || !proto.Equal(j, want) {
 			t.Errorf("after Load Job(%d) = %v, %v; want it as in the source", id, j, err)
 		}
+	}
+}
+
+// TestLoadOfWhatIsThereWritesNothing: loading the records a store
+// already holds (a restart from its own snapshot) leaves the file as it
+// was.
+func TestLoadOfWhatIsThereWritesNothing(t *testing.T) {
+	s, path := openTemp(t)
+	if err := s.Archive(3, []*api.Job{{Id: 1, User: "a", State: api.JobState_COMPLETED}}); err != nil {
+		t.Fatal(err)
+	}
+	recs := records(t, s)
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var txs int
+	_ = s.db.View(func(tx *bolt.Tx) error { txs = int(tx.ID()); return nil })
+	if n, err := s.Load(feed(recs)); err != nil || n != 0 {
+		t.Fatalf("Load of the store's own records = %d, %v; want 0, nil", n, err)
+	}
+	var after int
+	_ = s.db.View(func(tx *bolt.Tx) error { after = int(tx.ID()); return nil })
+	if after != txs {
+		t.Errorf("Load of the store's own records committed %d transactions, want none", after-txs)
+	}
+	if st, _ := os.Stat(path); st.Size() != before.Size() {
+		t.Errorf("the file grew from %d to %d bytes", before.Size(), st.Size())
 	}
 }

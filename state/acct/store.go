@@ -290,8 +290,10 @@ func (s *Store) Usages(sinceMs int64) iter.Seq[Usage] {
 // transaction of its own, and yields between them: a long read
 // transaction would hold up the FSM's archive writes whenever bbolt
 // needs to grow its file. Records are only ever added, so the pages
-// still make a whole: a job archived meanwhile comes if its id is past
-// the page read before. An error from yield ends the walk and is
+// still make a whole: every job archived before the walk began comes (a
+// snapshot's view is taken before, so it gets every record up to its
+// index), and a job archived meanwhile comes if its id is past the page
+// read before. An error from yield ends the walk and is
 // returned.
 func (s *Store) Records(yield func(*api.AccountingRecord) error) error {
 	sent := map[uint64]bool{} // arrays whose spec has been yielded
@@ -395,6 +397,9 @@ func (s *Store) Load(next func() (*api.AccountingRecord, error)) (int, error) {
 			batch = append(batch, rec)
 			size += len(rec.Job) + len(rec.Spec) + len(rec.Usage)
 		}
+		if !s.anyNew(batch) {
+			continue
+		}
 		n := 0
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			var err error
@@ -407,6 +412,32 @@ func (s *Store) Load(next func() (*api.AccountingRecord, error)) (int, error) {
 		stored += n
 	}
 	return stored, nil
+}
+
+// anyNew reports whether batch holds a record this store lacks, so that
+// a server restarting from its own snapshot, which holds only what the
+// store already has, reads it without writing (and syncing) anything.
+func (s *Store) anyNew(batch []*api.AccountingRecord) bool {
+	found := false
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		jb, sb := tx.Bucket(bucketJobs), tx.Bucket(bucketSpecs)
+		for _, rec := range batch {
+			if rec.JobId == 0 {
+				// A spec that differs here goes through loadTx too, which
+				// notes it for the array's tasks in later batches.
+				old := sb.Get(key(rec.ArrayJobId))
+				found = old == nil || string(old) != string(rec.Spec)
+			} else {
+				old := jb.Get(key(rec.JobId))
+				found = len(old) < recordHeader || binary.BigEndian.Uint64(old) < rec.Index
+			}
+			if found {
+				return nil
+			}
+		}
+		return nil
+	})
+	return found
 }
 
 // checkRecord refuses a record that is neither a job nor an array's
