@@ -6990,14 +6990,20 @@ func (x *SetConfigCommand) GetNowUnixMs() int64 {
 
 // StateSnapshot is the whole replicated state, as a Raft snapshot stores it.
 type StateSnapshot struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	NextJobId     uint64                 `protobuf:"varint,2,opt,name=next_job_id,json=nextJobId,proto3" json:"next_job_id,omitempty"`
-	Jobs          []*Job                 `protobuf:"bytes,3,rep,name=jobs,proto3" json:"jobs,omitempty"`
-	Nodes         []*Node                `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	Servers       []*ServerInfo          `protobuf:"bytes,5,rep,name=servers,proto3" json:"servers,omitempty"`
-	Config        *ClusterConfig         `protobuf:"bytes,6,opt,name=config,proto3" json:"config,omitempty"`
-	Reservations  []*Reservation         `protobuf:"bytes,7,rep,name=reservations,proto3" json:"reservations,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Index        uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	NextJobId    uint64                 `protobuf:"varint,2,opt,name=next_job_id,json=nextJobId,proto3" json:"next_job_id,omitempty"`
+	Jobs         []*Job                 `protobuf:"bytes,3,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	Nodes        []*Node                `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Servers      []*ServerInfo          `protobuf:"bytes,5,rep,name=servers,proto3" json:"servers,omitempty"`
+	Config       *ClusterConfig         `protobuf:"bytes,6,opt,name=config,proto3" json:"config,omitempty"`
+	Reservations []*Reservation         `protobuf:"bytes,7,rep,name=reservations,proto3" json:"reservations,omitempty"`
+	// archived are the accounting store's records (jobs that left the live
+	// state), so that a server installing the snapshot answers sacct for
+	// them. A Raft snapshot writes them after the other fields and servers
+	// read them one at a time (package state, snapshot.go): the accounting
+	// history is never held whole in memory.
+	Archived      []*AccountingRecord `protobuf:"bytes,20,rep,name=archived,proto3" json:"archived,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -7081,6 +7087,108 @@ func (x *StateSnapshot) GetReservations() []*Reservation {
 	return nil
 }
 
+func (x *StateSnapshot) GetArchived() []*AccountingRecord {
+	if x != nil {
+		return x.Archived
+	}
+	return nil
+}
+
+// AccountingRecord is one record of a server's accounting store (package
+// state/acct) as a snapshot carries it: either a job or the spec the
+// archived tasks of an array share.
+type AccountingRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         uint64                 `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`                  // a job's record: its id
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`                               // the log entry that archived the job
+	Job           []byte                 `protobuf:"bytes,3,opt,name=job,proto3" json:"job,omitempty"`                                    // the job (an encoded Job), without its spec when shared_spec
+	SharedSpec    bool                   `protobuf:"varint,4,opt,name=shared_spec,json=sharedSpec,proto3" json:"shared_spec,omitempty"`   // the job's spec is its array's (array_job_id's spec record)
+	Usage         []byte                 `protobuf:"bytes,5,opt,name=usage,proto3" json:"usage,omitempty"`                                // what fair share reads of it; empty: it never ran
+	ArrayJobId    uint64                 `protobuf:"varint,6,opt,name=array_job_id,json=arrayJobId,proto3" json:"array_job_id,omitempty"` // a spec record: the array whose tasks share spec
+	Spec          []byte                 `protobuf:"bytes,7,opt,name=spec,proto3" json:"spec,omitempty"`                                  // a spec record: the encoded JobSpec
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccountingRecord) Reset() {
+	*x = AccountingRecord{}
+	mi := &file_api_loom_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccountingRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccountingRecord) ProtoMessage() {}
+
+func (x *AccountingRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccountingRecord.ProtoReflect.Descriptor instead.
+func (*AccountingRecord) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{87}
+}
+
+func (x *AccountingRecord) GetJobId() uint64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
+}
+
+func (x *AccountingRecord) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *AccountingRecord) GetJob() []byte {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+func (x *AccountingRecord) GetSharedSpec() bool {
+	if x != nil {
+		return x.SharedSpec
+	}
+	return false
+}
+
+func (x *AccountingRecord) GetUsage() []byte {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+func (x *AccountingRecord) GetArrayJobId() uint64 {
+	if x != nil {
+		return x.ArrayJobId
+	}
+	return 0
+}
+
+func (x *AccountingRecord) GetSpec() []byte {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
 // Reservation is an advance reservation (Slurm's scontrol create
 // reservation): nodes set aside from start to end for the users and
 // accounts it names. Jobs that ask for it (--reservation) run only on its
@@ -7105,7 +7213,7 @@ type Reservation struct {
 
 func (x *Reservation) Reset() {
 	*x = Reservation{}
-	mi := &file_api_loom_proto_msgTypes[87]
+	mi := &file_api_loom_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7117,7 +7225,7 @@ func (x *Reservation) String() string {
 func (*Reservation) ProtoMessage() {}
 
 func (x *Reservation) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[87]
+	mi := &file_api_loom_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7130,7 +7238,7 @@ func (x *Reservation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reservation.ProtoReflect.Descriptor instead.
 func (*Reservation) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{87}
+	return file_api_loom_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *Reservation) GetName() string {
@@ -7228,7 +7336,7 @@ type ReservationCommand struct {
 
 func (x *ReservationCommand) Reset() {
 	*x = ReservationCommand{}
-	mi := &file_api_loom_proto_msgTypes[88]
+	mi := &file_api_loom_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7240,7 +7348,7 @@ func (x *ReservationCommand) String() string {
 func (*ReservationCommand) ProtoMessage() {}
 
 func (x *ReservationCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[88]
+	mi := &file_api_loom_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7253,7 +7361,7 @@ func (x *ReservationCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReservationCommand.ProtoReflect.Descriptor instead.
 func (*ReservationCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{88}
+	return file_api_loom_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *ReservationCommand) GetOp() ReservationOp {
@@ -7286,7 +7394,7 @@ type CreateReservationRequest struct {
 
 func (x *CreateReservationRequest) Reset() {
 	*x = CreateReservationRequest{}
-	mi := &file_api_loom_proto_msgTypes[89]
+	mi := &file_api_loom_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7298,7 +7406,7 @@ func (x *CreateReservationRequest) String() string {
 func (*CreateReservationRequest) ProtoMessage() {}
 
 func (x *CreateReservationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[89]
+	mi := &file_api_loom_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7311,7 +7419,7 @@ func (x *CreateReservationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateReservationRequest.ProtoReflect.Descriptor instead.
 func (*CreateReservationRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{89}
+	return file_api_loom_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *CreateReservationRequest) GetReservation() *Reservation {
@@ -7331,7 +7439,7 @@ type CreateReservationResponse struct {
 
 func (x *CreateReservationResponse) Reset() {
 	*x = CreateReservationResponse{}
-	mi := &file_api_loom_proto_msgTypes[90]
+	mi := &file_api_loom_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7343,7 +7451,7 @@ func (x *CreateReservationResponse) String() string {
 func (*CreateReservationResponse) ProtoMessage() {}
 
 func (x *CreateReservationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[90]
+	mi := &file_api_loom_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7356,7 +7464,7 @@ func (x *CreateReservationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateReservationResponse.ProtoReflect.Descriptor instead.
 func (*CreateReservationResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{90}
+	return file_api_loom_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *CreateReservationResponse) GetReservation() *Reservation {
@@ -7394,7 +7502,7 @@ type UpdateReservationRequest struct {
 
 func (x *UpdateReservationRequest) Reset() {
 	*x = UpdateReservationRequest{}
-	mi := &file_api_loom_proto_msgTypes[91]
+	mi := &file_api_loom_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7406,7 +7514,7 @@ func (x *UpdateReservationRequest) String() string {
 func (*UpdateReservationRequest) ProtoMessage() {}
 
 func (x *UpdateReservationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[91]
+	mi := &file_api_loom_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7419,7 +7527,7 @@ func (x *UpdateReservationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateReservationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateReservationRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{91}
+	return file_api_loom_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *UpdateReservationRequest) GetName() string {
@@ -7509,7 +7617,7 @@ type UpdateReservationResponse struct {
 
 func (x *UpdateReservationResponse) Reset() {
 	*x = UpdateReservationResponse{}
-	mi := &file_api_loom_proto_msgTypes[92]
+	mi := &file_api_loom_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7521,7 +7629,7 @@ func (x *UpdateReservationResponse) String() string {
 func (*UpdateReservationResponse) ProtoMessage() {}
 
 func (x *UpdateReservationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[92]
+	mi := &file_api_loom_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7534,7 +7642,7 @@ func (x *UpdateReservationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateReservationResponse.ProtoReflect.Descriptor instead.
 func (*UpdateReservationResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{92}
+	return file_api_loom_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *UpdateReservationResponse) GetReservation() *Reservation {
@@ -7560,7 +7668,7 @@ type DeleteReservationRequest struct {
 
 func (x *DeleteReservationRequest) Reset() {
 	*x = DeleteReservationRequest{}
-	mi := &file_api_loom_proto_msgTypes[93]
+	mi := &file_api_loom_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7572,7 +7680,7 @@ func (x *DeleteReservationRequest) String() string {
 func (*DeleteReservationRequest) ProtoMessage() {}
 
 func (x *DeleteReservationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[93]
+	mi := &file_api_loom_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7585,7 +7693,7 @@ func (x *DeleteReservationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteReservationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteReservationRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{93}
+	return file_api_loom_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *DeleteReservationRequest) GetName() string {
@@ -7604,7 +7712,7 @@ type DeleteReservationResponse struct {
 
 func (x *DeleteReservationResponse) Reset() {
 	*x = DeleteReservationResponse{}
-	mi := &file_api_loom_proto_msgTypes[94]
+	mi := &file_api_loom_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7616,7 +7724,7 @@ func (x *DeleteReservationResponse) String() string {
 func (*DeleteReservationResponse) ProtoMessage() {}
 
 func (x *DeleteReservationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[94]
+	mi := &file_api_loom_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7629,7 +7737,7 @@ func (x *DeleteReservationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteReservationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteReservationResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{94}
+	return file_api_loom_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *DeleteReservationResponse) GetIndex() uint64 {
@@ -7648,7 +7756,7 @@ type ListReservationsRequest struct {
 
 func (x *ListReservationsRequest) Reset() {
 	*x = ListReservationsRequest{}
-	mi := &file_api_loom_proto_msgTypes[95]
+	mi := &file_api_loom_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7660,7 +7768,7 @@ func (x *ListReservationsRequest) String() string {
 func (*ListReservationsRequest) ProtoMessage() {}
 
 func (x *ListReservationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[95]
+	mi := &file_api_loom_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7673,7 +7781,7 @@ func (x *ListReservationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReservationsRequest.ProtoReflect.Descriptor instead.
 func (*ListReservationsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{95}
+	return file_api_loom_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *ListReservationsRequest) GetName() string {
@@ -7693,7 +7801,7 @@ type ListReservationsResponse struct {
 
 func (x *ListReservationsResponse) Reset() {
 	*x = ListReservationsResponse{}
-	mi := &file_api_loom_proto_msgTypes[96]
+	mi := &file_api_loom_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7705,7 +7813,7 @@ func (x *ListReservationsResponse) String() string {
 func (*ListReservationsResponse) ProtoMessage() {}
 
 func (x *ListReservationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[96]
+	mi := &file_api_loom_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7718,7 +7826,7 @@ func (x *ListReservationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReservationsResponse.ProtoReflect.Descriptor instead.
 func (*ListReservationsResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{96}
+	return file_api_loom_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *ListReservationsResponse) GetReservations() []*Reservation {
@@ -7751,7 +7859,7 @@ type SnapshotMeta struct {
 
 func (x *SnapshotMeta) Reset() {
 	*x = SnapshotMeta{}
-	mi := &file_api_loom_proto_msgTypes[97]
+	mi := &file_api_loom_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7763,7 +7871,7 @@ func (x *SnapshotMeta) String() string {
 func (*SnapshotMeta) ProtoMessage() {}
 
 func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[97]
+	mi := &file_api_loom_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7776,7 +7884,7 @@ func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotMeta.ProtoReflect.Descriptor instead.
 func (*SnapshotMeta) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{97}
+	return file_api_loom_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *SnapshotMeta) GetIndex() uint64 {
@@ -7836,7 +7944,7 @@ type SnapshotInfo struct {
 
 func (x *SnapshotInfo) Reset() {
 	*x = SnapshotInfo{}
-	mi := &file_api_loom_proto_msgTypes[98]
+	mi := &file_api_loom_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7848,7 +7956,7 @@ func (x *SnapshotInfo) String() string {
 func (*SnapshotInfo) ProtoMessage() {}
 
 func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[98]
+	mi := &file_api_loom_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7861,7 +7969,7 @@ func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
 func (*SnapshotInfo) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{98}
+	return file_api_loom_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *SnapshotInfo) GetMeta() *SnapshotMeta {
@@ -7907,7 +8015,7 @@ type SnapshotSaveRequest struct {
 
 func (x *SnapshotSaveRequest) Reset() {
 	*x = SnapshotSaveRequest{}
-	mi := &file_api_loom_proto_msgTypes[99]
+	mi := &file_api_loom_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7919,7 +8027,7 @@ func (x *SnapshotSaveRequest) String() string {
 func (*SnapshotSaveRequest) ProtoMessage() {}
 
 func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[99]
+	mi := &file_api_loom_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7932,7 +8040,7 @@ func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotSaveRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotSaveRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{99}
+	return file_api_loom_proto_rawDescGZIP(), []int{100}
 }
 
 // SnapshotChunk is one piece of a snapshot file, in order.
@@ -7945,7 +8053,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_api_loom_proto_msgTypes[100]
+	mi := &file_api_loom_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7957,7 +8065,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[100]
+	mi := &file_api_loom_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7970,7 +8078,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{100}
+	return file_api_loom_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -7990,7 +8098,7 @@ type SnapshotRestoreResponse struct {
 
 func (x *SnapshotRestoreResponse) Reset() {
 	*x = SnapshotRestoreResponse{}
-	mi := &file_api_loom_proto_msgTypes[101]
+	mi := &file_api_loom_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8002,7 +8110,7 @@ func (x *SnapshotRestoreResponse) String() string {
 func (*SnapshotRestoreResponse) ProtoMessage() {}
 
 func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[101]
+	mi := &file_api_loom_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8015,7 +8123,7 @@ func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRestoreResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotRestoreResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{101}
+	return file_api_loom_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *SnapshotRestoreResponse) GetRestored() *SnapshotInfo {
@@ -8647,7 +8755,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\vnow_unix_ms\x18\x03 \x01(\x03R\tnowUnixMs\"b\n" +
 	"\x10SetConfigCommand\x12.\n" +
 	"\x06config\x18\x01 \x01(\v2\x16.loom.v1.ClusterConfigR\x06config\x12\x1e\n" +
-	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"\xa5\x02\n" +
+	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"\xdc\x02\n" +
 	"\rStateSnapshot\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1e\n" +
 	"\vnext_job_id\x18\x02 \x01(\x04R\tnextJobId\x12 \n" +
@@ -8655,7 +8763,18 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x05nodes\x18\x04 \x03(\v2\r.loom.v1.NodeR\x05nodes\x12-\n" +
 	"\aservers\x18\x05 \x03(\v2\x13.loom.v1.ServerInfoR\aservers\x12.\n" +
 	"\x06config\x18\x06 \x01(\v2\x16.loom.v1.ClusterConfigR\x06config\x128\n" +
-	"\freservations\x18\a \x03(\v2\x14.loom.v1.ReservationR\freservations\"\xc7\x02\n" +
+	"\freservations\x18\a \x03(\v2\x14.loom.v1.ReservationR\freservations\x125\n" +
+	"\barchived\x18\x14 \x03(\v2\x19.loom.v1.AccountingRecordR\barchived\"\xbe\x01\n" +
+	"\x10AccountingRecord\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\x04R\x05jobId\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x10\n" +
+	"\x03job\x18\x03 \x01(\fR\x03job\x12\x1f\n" +
+	"\vshared_spec\x18\x04 \x01(\bR\n" +
+	"sharedSpec\x12\x14\n" +
+	"\x05usage\x18\x05 \x01(\fR\x05usage\x12 \n" +
+	"\farray_job_id\x18\x06 \x01(\x04R\n" +
+	"arrayJobId\x12\x12\n" +
+	"\x04spec\x18\a \x01(\fR\x04spec\"\xc7\x02\n" +
 	"\vReservation\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\"\n" +
 	"\rstart_unix_ms\x18\x02 \x01(\x03R\vstartUnixMs\x12\x1e\n" +
@@ -8839,7 +8958,7 @@ func file_api_loom_proto_rawDescGZIP() []byte {
 }
 
 var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 109)
+var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 110)
 var file_api_loom_proto_goTypes = []any{
 	(JobState)(0),                      // 0: loom.v1.JobState
 	(NodeState)(0),                     // 1: loom.v1.NodeState
@@ -8934,44 +9053,45 @@ var file_api_loom_proto_goTypes = []any{
 	(*UpdateJobCommand)(nil),           // 90: loom.v1.UpdateJobCommand
 	(*SetConfigCommand)(nil),           // 91: loom.v1.SetConfigCommand
 	(*StateSnapshot)(nil),              // 92: loom.v1.StateSnapshot
-	(*Reservation)(nil),                // 93: loom.v1.Reservation
-	(*ReservationCommand)(nil),         // 94: loom.v1.ReservationCommand
-	(*CreateReservationRequest)(nil),   // 95: loom.v1.CreateReservationRequest
-	(*CreateReservationResponse)(nil),  // 96: loom.v1.CreateReservationResponse
-	(*UpdateReservationRequest)(nil),   // 97: loom.v1.UpdateReservationRequest
-	(*UpdateReservationResponse)(nil),  // 98: loom.v1.UpdateReservationResponse
-	(*DeleteReservationRequest)(nil),   // 99: loom.v1.DeleteReservationRequest
-	(*DeleteReservationResponse)(nil),  // 100: loom.v1.DeleteReservationResponse
-	(*ListReservationsRequest)(nil),    // 101: loom.v1.ListReservationsRequest
-	(*ListReservationsResponse)(nil),   // 102: loom.v1.ListReservationsResponse
-	(*SnapshotMeta)(nil),               // 103: loom.v1.SnapshotMeta
-	(*SnapshotInfo)(nil),               // 104: loom.v1.SnapshotInfo
-	(*SnapshotSaveRequest)(nil),        // 105: loom.v1.SnapshotSaveRequest
-	(*SnapshotChunk)(nil),              // 106: loom.v1.SnapshotChunk
-	(*SnapshotRestoreResponse)(nil),    // 107: loom.v1.SnapshotRestoreResponse
-	nil,                                // 108: loom.v1.Node.LabelsEntry
-	nil,                                // 109: loom.v1.Node.GresEntry
-	nil,                                // 110: loom.v1.JobSpec.EnvEntry
-	nil,                                // 111: loom.v1.JobSpec.GresPerNodeEntry
-	nil,                                // 112: loom.v1.Allocation.GresPerNodeEntry
-	nil,                                // 113: loom.v1.NodeInfo.GresAllocatedEntry
-	nil,                                // 114: loom.v1.SchedulerSettings.AccountSharesEntry
+	(*AccountingRecord)(nil),           // 93: loom.v1.AccountingRecord
+	(*Reservation)(nil),                // 94: loom.v1.Reservation
+	(*ReservationCommand)(nil),         // 95: loom.v1.ReservationCommand
+	(*CreateReservationRequest)(nil),   // 96: loom.v1.CreateReservationRequest
+	(*CreateReservationResponse)(nil),  // 97: loom.v1.CreateReservationResponse
+	(*UpdateReservationRequest)(nil),   // 98: loom.v1.UpdateReservationRequest
+	(*UpdateReservationResponse)(nil),  // 99: loom.v1.UpdateReservationResponse
+	(*DeleteReservationRequest)(nil),   // 100: loom.v1.DeleteReservationRequest
+	(*DeleteReservationResponse)(nil),  // 101: loom.v1.DeleteReservationResponse
+	(*ListReservationsRequest)(nil),    // 102: loom.v1.ListReservationsRequest
+	(*ListReservationsResponse)(nil),   // 103: loom.v1.ListReservationsResponse
+	(*SnapshotMeta)(nil),               // 104: loom.v1.SnapshotMeta
+	(*SnapshotInfo)(nil),               // 105: loom.v1.SnapshotInfo
+	(*SnapshotSaveRequest)(nil),        // 106: loom.v1.SnapshotSaveRequest
+	(*SnapshotChunk)(nil),              // 107: loom.v1.SnapshotChunk
+	(*SnapshotRestoreResponse)(nil),    // 108: loom.v1.SnapshotRestoreResponse
+	nil,                                // 109: loom.v1.Node.LabelsEntry
+	nil,                                // 110: loom.v1.Node.GresEntry
+	nil,                                // 111: loom.v1.JobSpec.EnvEntry
+	nil,                                // 112: loom.v1.JobSpec.GresPerNodeEntry
+	nil,                                // 113: loom.v1.Allocation.GresPerNodeEntry
+	nil,                                // 114: loom.v1.NodeInfo.GresAllocatedEntry
+	nil,                                // 115: loom.v1.SchedulerSettings.AccountSharesEntry
 }
 var file_api_loom_proto_depIdxs = []int32{
 	4,   // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
 	7,   // 1: loom.v1.Topology.gpus:type_name -> loom.v1.GPU
 	6,   // 2: loom.v1.Topology.links:type_name -> loom.v1.Link
-	108, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
+	109, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
 	8,   // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
 	1,   // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
-	109, // 6: loom.v1.Node.gres:type_name -> loom.v1.Node.GresEntry
-	110, // 7: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
-	111, // 8: loom.v1.JobSpec.gres_per_node:type_name -> loom.v1.JobSpec.GresPerNodeEntry
+	110, // 6: loom.v1.Node.gres:type_name -> loom.v1.Node.GresEntry
+	111, // 7: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
+	112, // 8: loom.v1.JobSpec.gres_per_node:type_name -> loom.v1.JobSpec.GresPerNodeEntry
 	2,   // 9: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
 	3,   // 10: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
 	11,  // 11: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
 	12,  // 12: loom.v1.Allocation.tasks:type_name -> loom.v1.TaskStatus
-	112, // 13: loom.v1.Allocation.gres_per_node:type_name -> loom.v1.Allocation.GresPerNodeEntry
+	113, // 13: loom.v1.Allocation.gres_per_node:type_name -> loom.v1.Allocation.GresPerNodeEntry
 	10,  // 14: loom.v1.Job.spec:type_name -> loom.v1.JobSpec
 	0,   // 15: loom.v1.Job.state:type_name -> loom.v1.JobState
 	13,  // 16: loom.v1.Job.allocation:type_name -> loom.v1.Allocation
@@ -8986,7 +9106,7 @@ var file_api_loom_proto_depIdxs = []int32{
 	10,  // 25: loom.v1.CreateStepRequest.spec:type_name -> loom.v1.JobSpec
 	9,   // 26: loom.v1.NodeInfo.node:type_name -> loom.v1.Node
 	1,   // 27: loom.v1.NodeInfo.state:type_name -> loom.v1.NodeState
-	113, // 28: loom.v1.NodeInfo.gres_allocated:type_name -> loom.v1.NodeInfo.GresAllocatedEntry
+	114, // 28: loom.v1.NodeInfo.gres_allocated:type_name -> loom.v1.NodeInfo.GresAllocatedEntry
 	40,  // 29: loom.v1.ListNodesResponse.nodes:type_name -> loom.v1.NodeInfo
 	9,   // 30: loom.v1.RegisterRequest.node:type_name -> loom.v1.Node
 	49,  // 31: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
@@ -9015,7 +9135,7 @@ var file_api_loom_proto_depIdxs = []int32{
 	83,  // 54: loom.v1.ClusterConfig.qos:type_name -> loom.v1.QOSConfig
 	84,  // 55: loom.v1.ClusterConfig.partitions:type_name -> loom.v1.PartitionConfig
 	85,  // 56: loom.v1.ClusterConfig.switches:type_name -> loom.v1.SwitchConfig
-	114, // 57: loom.v1.SchedulerSettings.account_shares:type_name -> loom.v1.SchedulerSettings.AccountSharesEntry
+	115, // 57: loom.v1.SchedulerSettings.account_shares:type_name -> loom.v1.SchedulerSettings.AccountSharesEntry
 	82,  // 58: loom.v1.SchedulerSettings.las:type_name -> loom.v1.LASSettings
 	80,  // 59: loom.v1.GetConfigResponse.config:type_name -> loom.v1.ClusterConfig
 	80,  // 60: loom.v1.ReloadConfigResponse.config:type_name -> loom.v1.ClusterConfig
@@ -9025,84 +9145,85 @@ var file_api_loom_proto_depIdxs = []int32{
 	9,   // 64: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
 	52,  // 65: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
 	80,  // 66: loom.v1.StateSnapshot.config:type_name -> loom.v1.ClusterConfig
-	93,  // 67: loom.v1.StateSnapshot.reservations:type_name -> loom.v1.Reservation
-	5,   // 68: loom.v1.ReservationCommand.op:type_name -> loom.v1.ReservationOp
-	93,  // 69: loom.v1.ReservationCommand.reservation:type_name -> loom.v1.Reservation
-	93,  // 70: loom.v1.CreateReservationRequest.reservation:type_name -> loom.v1.Reservation
-	93,  // 71: loom.v1.CreateReservationResponse.reservation:type_name -> loom.v1.Reservation
-	93,  // 72: loom.v1.UpdateReservationResponse.reservation:type_name -> loom.v1.Reservation
-	93,  // 73: loom.v1.ListReservationsResponse.reservations:type_name -> loom.v1.Reservation
-	103, // 74: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
-	104, // 75: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
-	16,  // 76: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
-	18,  // 77: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
-	20,  // 78: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
-	22,  // 79: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
-	24,  // 80: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
-	26,  // 81: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
-	28,  // 82: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
-	33,  // 83: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
-	35,  // 84: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
-	37,  // 85: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
-	30,  // 86: loom.v1.JobService.UpdateJob:input_type -> loom.v1.UpdateJobRequest
-	16,  // 87: loom.v1.JobService.TestSubmit:input_type -> loom.v1.SubmitRequest
-	39,  // 88: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
-	42,  // 89: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
-	43,  // 90: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
-	43,  // 91: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
-	45,  // 92: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
-	47,  // 93: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
-	50,  // 94: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
-	53,  // 95: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
-	55,  // 96: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
-	57,  // 97: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
-	59,  // 98: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
-	105, // 99: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
-	106, // 100: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
-	86,  // 101: loom.v1.Operator.GetConfig:input_type -> loom.v1.GetConfigRequest
-	88,  // 102: loom.v1.Operator.ReloadConfig:input_type -> loom.v1.ReloadConfigRequest
-	61,  // 103: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
-	95,  // 104: loom.v1.ReservationService.CreateReservation:input_type -> loom.v1.CreateReservationRequest
-	97,  // 105: loom.v1.ReservationService.UpdateReservation:input_type -> loom.v1.UpdateReservationRequest
-	99,  // 106: loom.v1.ReservationService.DeleteReservation:input_type -> loom.v1.DeleteReservationRequest
-	101, // 107: loom.v1.ReservationService.ListReservations:input_type -> loom.v1.ListReservationsRequest
-	17,  // 108: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
-	19,  // 109: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
-	21,  // 110: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
-	23,  // 111: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
-	25,  // 112: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
-	27,  // 113: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
-	29,  // 114: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
-	34,  // 115: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
-	36,  // 116: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
-	38,  // 117: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
-	31,  // 118: loom.v1.JobService.UpdateJob:output_type -> loom.v1.UpdateJobResponse
-	32,  // 119: loom.v1.JobService.TestSubmit:output_type -> loom.v1.TestSubmitResponse
-	41,  // 120: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
-	40,  // 121: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
-	44,  // 122: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
-	44,  // 123: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
-	46,  // 124: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
-	48,  // 125: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
-	51,  // 126: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
-	54,  // 127: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
-	56,  // 128: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
-	58,  // 129: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
-	60,  // 130: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
-	106, // 131: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
-	107, // 132: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
-	87,  // 133: loom.v1.Operator.GetConfig:output_type -> loom.v1.GetConfigResponse
-	89,  // 134: loom.v1.Operator.ReloadConfig:output_type -> loom.v1.ReloadConfigResponse
-	29,  // 135: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
-	96,  // 136: loom.v1.ReservationService.CreateReservation:output_type -> loom.v1.CreateReservationResponse
-	98,  // 137: loom.v1.ReservationService.UpdateReservation:output_type -> loom.v1.UpdateReservationResponse
-	100, // 138: loom.v1.ReservationService.DeleteReservation:output_type -> loom.v1.DeleteReservationResponse
-	102, // 139: loom.v1.ReservationService.ListReservations:output_type -> loom.v1.ListReservationsResponse
-	108, // [108:140] is the sub-list for method output_type
-	76,  // [76:108] is the sub-list for method input_type
-	76,  // [76:76] is the sub-list for extension type_name
-	76,  // [76:76] is the sub-list for extension extendee
-	0,   // [0:76] is the sub-list for field type_name
+	94,  // 67: loom.v1.StateSnapshot.reservations:type_name -> loom.v1.Reservation
+	93,  // 68: loom.v1.StateSnapshot.archived:type_name -> loom.v1.AccountingRecord
+	5,   // 69: loom.v1.ReservationCommand.op:type_name -> loom.v1.ReservationOp
+	94,  // 70: loom.v1.ReservationCommand.reservation:type_name -> loom.v1.Reservation
+	94,  // 71: loom.v1.CreateReservationRequest.reservation:type_name -> loom.v1.Reservation
+	94,  // 72: loom.v1.CreateReservationResponse.reservation:type_name -> loom.v1.Reservation
+	94,  // 73: loom.v1.UpdateReservationResponse.reservation:type_name -> loom.v1.Reservation
+	94,  // 74: loom.v1.ListReservationsResponse.reservations:type_name -> loom.v1.Reservation
+	104, // 75: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
+	105, // 76: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
+	16,  // 77: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
+	18,  // 78: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
+	20,  // 79: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
+	22,  // 80: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
+	24,  // 81: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
+	26,  // 82: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
+	28,  // 83: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
+	33,  // 84: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
+	35,  // 85: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
+	37,  // 86: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
+	30,  // 87: loom.v1.JobService.UpdateJob:input_type -> loom.v1.UpdateJobRequest
+	16,  // 88: loom.v1.JobService.TestSubmit:input_type -> loom.v1.SubmitRequest
+	39,  // 89: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
+	42,  // 90: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
+	43,  // 91: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
+	43,  // 92: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
+	45,  // 93: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
+	47,  // 94: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
+	50,  // 95: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
+	53,  // 96: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
+	55,  // 97: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
+	57,  // 98: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
+	59,  // 99: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
+	106, // 100: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
+	107, // 101: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
+	86,  // 102: loom.v1.Operator.GetConfig:input_type -> loom.v1.GetConfigRequest
+	88,  // 103: loom.v1.Operator.ReloadConfig:input_type -> loom.v1.ReloadConfigRequest
+	61,  // 104: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
+	96,  // 105: loom.v1.ReservationService.CreateReservation:input_type -> loom.v1.CreateReservationRequest
+	98,  // 106: loom.v1.ReservationService.UpdateReservation:input_type -> loom.v1.UpdateReservationRequest
+	100, // 107: loom.v1.ReservationService.DeleteReservation:input_type -> loom.v1.DeleteReservationRequest
+	102, // 108: loom.v1.ReservationService.ListReservations:input_type -> loom.v1.ListReservationsRequest
+	17,  // 109: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
+	19,  // 110: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
+	21,  // 111: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
+	23,  // 112: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
+	25,  // 113: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
+	27,  // 114: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
+	29,  // 115: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
+	34,  // 116: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
+	36,  // 117: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
+	38,  // 118: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
+	31,  // 119: loom.v1.JobService.UpdateJob:output_type -> loom.v1.UpdateJobResponse
+	32,  // 120: loom.v1.JobService.TestSubmit:output_type -> loom.v1.TestSubmitResponse
+	41,  // 121: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
+	40,  // 122: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
+	44,  // 123: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
+	44,  // 124: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
+	46,  // 125: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
+	48,  // 126: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
+	51,  // 127: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
+	54,  // 128: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
+	56,  // 129: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
+	58,  // 130: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
+	60,  // 131: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
+	107, // 132: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
+	108, // 133: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
+	87,  // 134: loom.v1.Operator.GetConfig:output_type -> loom.v1.GetConfigResponse
+	89,  // 135: loom.v1.Operator.ReloadConfig:output_type -> loom.v1.ReloadConfigResponse
+	29,  // 136: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
+	97,  // 137: loom.v1.ReservationService.CreateReservation:output_type -> loom.v1.CreateReservationResponse
+	99,  // 138: loom.v1.ReservationService.UpdateReservation:output_type -> loom.v1.UpdateReservationResponse
+	101, // 139: loom.v1.ReservationService.DeleteReservation:output_type -> loom.v1.DeleteReservationResponse
+	103, // 140: loom.v1.ReservationService.ListReservations:output_type -> loom.v1.ListReservationsResponse
+	109, // [109:141] is the sub-list for method output_type
+	77,  // [77:109] is the sub-list for method input_type
+	77,  // [77:77] is the sub-list for extension type_name
+	77,  // [77:77] is the sub-list for extension extendee
+	0,   // [0:77] is the sub-list for field type_name
 }
 
 func init() { file_api_loom_proto_init() }
@@ -9115,14 +9236,14 @@ func file_api_loom_proto_init() {
 	file_api_loom_proto_msgTypes[24].OneofWrappers = []any{}
 	file_api_loom_proto_msgTypes[44].OneofWrappers = []any{}
 	file_api_loom_proto_msgTypes[55].OneofWrappers = []any{}
-	file_api_loom_proto_msgTypes[91].OneofWrappers = []any{}
+	file_api_loom_proto_msgTypes[92].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_loom_proto_rawDesc), len(file_api_loom_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   109,
+			NumMessages:   110,
 			NumExtensions: 0,
 			NumServices:   6,
 		},

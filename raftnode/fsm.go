@@ -25,9 +25,12 @@ func (f *fsm) Apply(l *raft.Log) any {
 }
 
 // Snapshot captures the current state for Raft. The state is immutable,
-// so holding the view is the whole capture.
+// so holding the view is the whole capture; the accounting records are
+// read when the snapshot is persisted (records are only ever added, and
+// one archived after the view was taken is stored as applying its entry
+// would store it).
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{view: f.store.View()}, nil
+	return &fsmSnapshot{fsm: f.fsm, view: f.store.View()}, nil
 }
 
 // Restore replaces the state with a snapshot's.
@@ -36,14 +39,13 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	return f.fsm.Restore(rc)
 }
 
-type fsmSnapshot struct{ view *state.View }
+type fsmSnapshot struct {
+	fsm  *state.FSM
+	view *state.View
+}
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	b, err := s.view.Marshal()
-	if err == nil {
-		_, err = sink.Write(b)
-	}
-	if err != nil {
+	if err := s.fsm.WriteSnapshot(sink, s.view); err != nil {
 		sink.Cancel()
 		return fmt.Errorf("raft: persist snapshot: %w", err)
 	}

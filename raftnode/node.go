@@ -247,8 +247,15 @@ func (n *Node) Apply(ctx context.Context, c state.CommandType, msg proto.Message
 }
 
 // Barrier waits until every entry committed before it is applied here.
+// A leader that loses its leadership meanwhile returns ErrNotLeader, as
+// Apply does: the caller's read goes to the new leader.
 func (n *Node) Barrier(ctx context.Context) error {
-	return n.raft.Barrier(timeoutOf(ctx)).Error()
+	err := n.raft.Barrier(timeoutOf(ctx)).Error()
+	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) ||
+		errors.Is(err, raft.ErrEnqueueTimeout) || errors.Is(err, raft.ErrRaftShutdown) {
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	return err
 }
 
 // Snapshot takes a snapshot now and compacts the log behind it (Raft also

@@ -98,14 +98,22 @@ func forward[T any](s *Server, ctx context.Context, call func(context.Context, *
 		return zero, false, nil
 	}
 	resp, err := call(fctx, conn)
-	if status.Code(err) == codes.Unavailable {
-		// The leader this server knows of did not answer (it may have just
-		// died): say so as this server's own answer, so the client keeps
+	if leaderDidNotAnswer(ctx, err) {
+		// Say so as this server's own answer, so the client keeps
 		// retrying while a new leader is elected.
 		_, id := s.raft.Leader()
 		err = status.Errorf(codes.Unavailable, "%s could not reach leader %s: %s", s.cfg.Name, id, status.Convert(err).Message())
 	}
 	return resp, true, err
+}
+
+// leaderDidNotAnswer reports whether a call forwarded under ctx failed
+// because the leader did not answer: it was unreachable (it may have just
+// died), or the connection to it was closed under the call (a newer
+// leader replaced it in leaderConns) while the caller still waited.
+func leaderDidNotAnswer(ctx context.Context, err error) bool {
+	code := status.Code(err)
+	return code == codes.Unavailable || code == codes.Canceled && ctx.Err() == nil
 }
 
 // readState returns the state a read should be served from: the local one

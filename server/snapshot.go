@@ -55,11 +55,18 @@ func (os *operatorService) SnapshotSave(req *api.SnapshotSaveRequest, stream grp
 	}
 	term := s.raft.Term()
 	v := s.State()
-	b, err := v.Marshal()
-	if err != nil {
+	// The file carries the accounting store's records too, so that a
+	// restore brings back sacct's answers for jobs that left the live
+	// state.
+	var archive state.Archive
+	if s.acct != nil {
+		archive = s.acct
+	}
+	var b bytes.Buffer
+	if err := state.WriteSnapshot(&b, v, archive); err != nil {
 		return toStatus(fmt.Errorf("encode state: %w", err))
 	}
-	file, err := backup.Encode(&api.SnapshotMeta{Index: v.Index(), Term: term, LeaderId: s.cfg.Name, CreatedUnixMs: nowMs()}, b)
+	file, err := backup.Encode(&api.SnapshotMeta{Index: v.Index(), Term: term, LeaderId: s.cfg.Name, CreatedUnixMs: nowMs()}, b.Bytes())
 	if err != nil {
 		return toStatus(err)
 	}

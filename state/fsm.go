@@ -172,15 +172,12 @@ func (f *FSM) skip(index uint64, ct CommandType) {
 }
 
 // Restore replaces the state with the one a Raft snapshot holds (the
-// encoding of View.Marshal).
+// encoding of View.Marshal, or of WriteSnapshot: the archived jobs it
+// carries go to the archive before the state is replaced).
 func (f *FSM) Restore(r io.Reader) error {
-	b, err := io.ReadAll(r)
+	ss, err := f.readSnapshot(r)
 	if err != nil {
-		return fmt.Errorf("state: read snapshot: %w", err)
-	}
-	var ss api.StateSnapshot
-	if err := proto.Unmarshal(b, &ss); err != nil {
-		return fmt.Errorf("state: decode snapshot: %w", err)
+		return err
 	}
 	t := emptyView().txn(ss.Index)
 	t.nextJobID = ss.NextJobId

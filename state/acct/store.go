@@ -1,9 +1,11 @@
 package acct
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"sync"
 	"time"
@@ -273,4 +275,262 @@ func (s *Store) Usages(sinceMs int64) iter.Seq[Usage] {
 			return nil
 		})
 	}
+}
+
+// Records yields what a Raft snapshot carries of the store
+// (state.SnapshotArchive): every job, in id order, with the index that
+// archived it, and before the first task of an array stored without its
+// spec, the spec the array's tasks share. Every record goes, whatever
+// its index: a snapshot may so carry jobs archived after its own index,
+// which the server installing it stores as applying that entry would
+// (and applying it then changes nothing), and an operator's snapshot
+// restore carries another cluster's indexes (operations.md).
+//
+// It reads in pages of up to recordsPage bytes, each in a read
+// transaction of its own, and yields between them: a long read
+// transaction would hold up the FSM's archive writes whenever bbolt
+// needs to grow its file. Records are only ever added, so the pages
+// still make a whole: every job archived before the walk began comes (a
+// snapshot's view is taken before, so it gets every record up to its
+// index), and a job archived meanwhile comes if its id is past the page
+// read before. An error from yield ends the walk and is
+// returned.
+func (s *Store) Records(yield func(*api.AccountingRecord) error) error {
+	sent := map[uint64]bool{} // arrays whose spec has been yielded
+	var after []byte          // the last job key read
+	for {
+		var page []*api.AccountingRecord
+		err := s.db.View(func(tx *bolt.Tx) error {
+			var err error
+			page, after, err = recordsPage(tx, after, sent)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		for _, rec := range page {
+			if err := yield(rec); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// recordsPageBytes bounds the bytes of one page of Records.
+const recordsPageBytes = 4 << 20
+
+// recordsPage reads the records of the jobs after key after (all when
+// nil), up to recordsPageBytes and at least one, copied out of tx, and
+// returns them with the last key read. sent gains the arrays whose spec
+// the page carries.
+func recordsPage(tx *bolt.Tx, after []byte, sent map[uint64]bool) ([]*api.AccountingRecord, []byte, error) {
+	sb, ub := tx.Bucket(bucketSpecs), tx.Bucket(bucketUsage)
+	c := tx.Bucket(bucketJobs).Cursor()
+	k, v := c.First()
+	if after != nil {
+		if k, v = c.Seek(after); k != nil && string(k) == string(after) {
+			k, v = c.Next()
+		}
+	}
+	var page []*api.AccountingRecord
+	for size := 0; k != nil && size < recordsPageBytes; k, v = c.Next() {
+		id := binary.BigEndian.Uint64(k)
+		if len(v) < recordHeader {
+			return nil, nil, fmt.Errorf("%w: job %d", ErrCorrupt, id)
+		}
+		rec := &api.AccountingRecord{JobId: id, Index: binary.BigEndian.Uint64(v), Job: bytes.Clone(v[recordHeader:]),
+			SharedSpec: v[8] == flagSharedSpec, Usage: bytes.Clone(ub.Get(k))}
+		if rec.SharedSpec {
+			j := &api.Job{}
+			if err := proto.Unmarshal(rec.Job, j); err != nil {
+				return nil, nil, fmt.Errorf("%w: job %d: %v", ErrCorrupt, id, err)
+			}
+			if !sent[j.ArrayJobId] {
+				spec := sb.Get(key(j.ArrayJobId))
+				if spec == nil {
+					return nil, nil, fmt.Errorf("%w: job %d: the spec of array %d", ErrCorrupt, id, j.ArrayJobId)
+				}
+				page = append(page, &api.AccountingRecord{ArrayJobId: j.ArrayJobId, Spec: bytes.Clone(spec)})
+				sent[j.ArrayJobId] = true
+				size += len(spec)
+			}
+		}
+		page = append(page, rec)
+		size += len(rec.Job) + len(rec.Usage)
+		after = bytes.Clone(k)
+	}
+	return page, after, nil
+}
+
+// loadBatch bounds the bytes of records Load writes in one transaction.
+const loadBatch = 4 << 20
+
+// Load stores the records next returns, until it returns io.EOF, in
+// fsynced transactions of up to loadBatch bytes: a Raft snapshot's
+// records (Records on another server), read one at a time so that the
+// history is never held whole in memory. As for Archive, a job already
+// stored by the same entry or a later one is left as it is. A task whose
+// array's spec here differs from the snapshot's keeps the snapshot's as
+// its own. It returns how many jobs it stored.
+func (s *Store) Load(next func() (*api.AccountingRecord, error)) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	theirs := map[uint64][]byte{} // arrays whose spec here differs from the snapshot's
+	stored := 0
+	for done := false; !done; {
+		var batch []*api.AccountingRecord
+		for size := 0; size < loadBatch; {
+			rec, err := next()
+			if errors.Is(err, io.EOF) {
+				done = true
+				break
+			}
+			if err != nil {
+				return stored, err
+			}
+			if err := checkRecord(rec); err != nil {
+				return stored, err
+			}
+			batch = append(batch, rec)
+			size += len(rec.Job) + len(rec.Spec) + len(rec.Usage)
+		}
+		if !s.anyNew(batch) {
+			continue
+		}
+		n := 0
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			var err error
+			n, err = loadTx(tx, batch, theirs)
+			return err
+		})
+		if err != nil {
+			return stored, fmt.Errorf("acct: load snapshot records: %w", err)
+		}
+		stored += n
+	}
+	return stored, nil
+}
+
+// anyNew reports whether batch holds a record this store lacks, so that
+// a server restarting from its own snapshot, which holds only what the
+// store already has, reads it without writing (and syncing) anything.
+func (s *Store) anyNew(batch []*api.AccountingRecord) bool {
+	found := false
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		jb, sb := tx.Bucket(bucketJobs), tx.Bucket(bucketSpecs)
+		for _, rec := range batch {
+			if rec.JobId == 0 {
+				// A spec that differs here goes through loadTx too, which
+				// notes it for the array's tasks in later batches.
+				old := sb.Get(key(rec.ArrayJobId))
+				found = old == nil || string(old) != string(rec.Spec)
+			} else {
+				old := jb.Get(key(rec.JobId))
+				found = len(old) < recordHeader || binary.BigEndian.Uint64(old) < rec.Index
+			}
+			if found {
+				return nil
+			}
+		}
+		return nil
+	})
+	return found
+}
+
+// checkRecord refuses a record that is neither a job nor an array's
+// spec, or whose encoding does not decode.
+func checkRecord(rec *api.AccountingRecord) error {
+	switch {
+	case rec.JobId == 0 && rec.ArrayJobId == 0:
+		return fmt.Errorf("%w: a snapshot record with neither job_id nor array_job_id", ErrCorrupt)
+	case rec.JobId == 0:
+		if err := proto.Unmarshal(rec.Spec, &api.JobSpec{}); err != nil {
+			return fmt.Errorf("%w: the spec of array %d in a snapshot: %v", ErrCorrupt, rec.ArrayJobId, err)
+		}
+	default:
+		j := &api.Job{}
+		if err := proto.Unmarshal(rec.Job, j); err != nil || j.Id != rec.JobId {
+			return fmt.Errorf("%w: job %d in a snapshot does not decode as that job (%v)", ErrCorrupt, rec.JobId, err)
+		}
+		if rec.SharedSpec && j.ArrayJobId == 0 {
+			return fmt.Errorf("%w: job %d in a snapshot has shared_spec but no array", ErrCorrupt, rec.JobId)
+		}
+	}
+	return nil
+}
+
+// loadTx writes one batch of Load in tx and returns how many jobs it
+// stored. theirs collects, across batches, the specs of arrays that this
+// store already holds differently.
+func loadTx(tx *bolt.Tx, batch []*api.AccountingRecord, theirs map[uint64][]byte) (int, error) {
+	jb, sb, ub := tx.Bucket(bucketJobs), tx.Bucket(bucketSpecs), tx.Bucket(bucketUsage)
+	n := 0
+	for _, rec := range batch {
+		if rec.JobId == 0 {
+			k := key(rec.ArrayJobId)
+			switch old := sb.Get(k); {
+			case old == nil:
+				if err := sb.Put(k, rec.Spec); err != nil {
+					return n, err
+				}
+			case string(old) != string(rec.Spec):
+				theirs[rec.ArrayJobId] = rec.Spec
+			}
+			continue
+		}
+		k := key(rec.JobId)
+		if old := jb.Get(k); len(old) >= recordHeader && binary.BigEndian.Uint64(old) >= rec.Index {
+			continue
+		}
+		flag, b := flagOwnSpec, rec.Job
+		if rec.SharedSpec {
+			flag = flagSharedSpec
+			var err error
+			if b, flag, err = ownSpec(sb, rec, theirs); err != nil {
+				return n, err
+			}
+		}
+		v := make([]byte, recordHeader, recordHeader+len(b))
+		binary.BigEndian.PutUint64(v, rec.Index)
+		v[8] = flag
+		if err := jb.Put(k, append(v, b...)); err != nil {
+			return n, err
+		}
+		if len(rec.Usage) > 0 {
+			if err := ub.Put(k, rec.Usage); err != nil {
+				return n, err
+			}
+		}
+		n++
+	}
+	return n, nil
+}
+
+// ownSpec returns a shared-spec job record as it is stored: unchanged
+// when this store's spec of the array is the snapshot's, else with the
+// snapshot's spec inlined.
+func ownSpec(sb *bolt.Bucket, rec *api.AccountingRecord, theirs map[uint64][]byte) ([]byte, byte, error) {
+	j := &api.Job{}
+	if err := proto.Unmarshal(rec.Job, j); err != nil {
+		return nil, 0, fmt.Errorf("%w: job %d: %v", ErrCorrupt, rec.JobId, err)
+	}
+	spec, ok := theirs[j.ArrayJobId]
+	switch {
+	case !ok && sb.Get(key(j.ArrayJobId)) == nil:
+		return nil, 0, fmt.Errorf("%w: job %d in a snapshot shares the spec of array %d, which it does not carry", ErrCorrupt, j.Id, j.ArrayJobId)
+	case !ok:
+		return rec.Job, flagSharedSpec, nil
+	}
+	j.Spec = &api.JobSpec{}
+	if err := proto.Unmarshal(spec, j.Spec); err != nil {
+		return nil, 0, fmt.Errorf("%w: the spec of array %d: %v", ErrCorrupt, j.ArrayJobId, err)
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(j)
+	if err != nil {
+		return nil, 0, fmt.Errorf("acct: encode job %d: %w", j.Id, err)
+	}
+	return b, flagOwnSpec, nil
 }

@@ -2,7 +2,8 @@
 
 // The e2e test records what concurrent clients see of submit,
 // cancel and consistent reads on a real 3-server cluster while its leader
-// is killed twice, and checks the history with porcupine against a
+// is killed twice, then cut off the network (each server runs in its own
+// network namespace, net_test.go), then a follower is, and checks the history with porcupine against a
 // sequential model of a job: absent, then pending, then cancelled. A
 // write that never got an answer counts as maybe applied; at the end
 // every submit is accounted for: an acknowledged one exists exactly once
@@ -17,6 +18,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,11 +33,21 @@ import (
 )
 
 const (
-	clients    = 6
-	opsTotal   = 900 // operations the clients start, all together
-	leaderKill = 2
-	budget     = 10 * time.Second // how long one operation retries
+	clients  = 6
+	opsTotal = 1200             // operations the clients start, all together
+	budget   = 10 * time.Second // how long one operation retries
 )
+
+// The faults the test injects, in order, while the clients run.
+type fault string
+
+const (
+	killLeader  fault = "kill -9 the leader, then restart it"
+	cutLeader   fault = "cut the leader off the network, then heal"
+	cutFollower fault = "cut a follower off the network, then heal"
+)
+
+var faults = []fault{killLeader, killLeader, cutLeader, cutFollower}
 
 // client makes calls that go round the servers on Unavailable, as the CLI
 // does, until one answers or budget has passed.
@@ -93,10 +105,23 @@ func (r *record) pick(rng *mrand.Rand) (string, uint64, bool) {
 	return tok, r.acked[tok], true
 }
 
-func TestSubmitCancelReadAreLinearizableAcrossLeaderKills(t *testing.T) {
+func TestSubmitCancelReadAreLinearizableAcrossLeaderKillsAndPartitions(t *testing.T) {
 	dir := t.TempDir()
-	servers := cluster.StartServers(t, dir, 3)
-	cluster.StartAgent(t, dir, "node1", "dgx-h100", 31500, servers...)
+	sn := newServerNet(t, 3)
+	servers := sn.startServers(t, dir)
+	args, err := harness.Agent{Name: "node1", Dir: dir, Profile: "dgx-h100", IP: sn.bridgeIP, Ports: 31500, PKI: cluster.PKI(t, dir),
+		Servers: cluster.Addrs(servers), ClientAddr: strings.Join(cluster.Clients(servers), ",")}.Args()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster.Start(t, dir, "node1", args...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, s := range servers {
+				t.Log(s.Tail())
+			}
+		}
+	})
 	var ops []api.OperatorClient
 	var nodes []api.NodeServiceClient
 	c := &client{}
@@ -143,23 +168,62 @@ func TestSubmitCancelReadAreLinearizableAcrossLeaderKills(t *testing.T) {
 			}
 		}()
 	}
-	for k := range leaderKill {
-		cluster.WaitFor(t, "operations to flow", 60*time.Second, func() bool {
-			return started.Load() > int64((k+1)*opsTotal/(leaderKill+2))
-		})
-		l, _ := harness.Leader(context.Background(), ops)
-		if l < 0 {
-			t.Fatalf("no leader before kill %d", k+1)
-		}
-		t.Logf("kill -9 leader %s after %d operations", servers[l].Name, started.Load())
-		servers[l].Kill()
+	// newLeader waits for a server other than old to lead.
+	newLeader := func(old int) int {
+		nl := -1
 		cluster.WaitFor(t, "a new leader", 20*time.Second, func() bool {
-			nl, _ := harness.Leader(context.Background(), ops)
-			return nl >= 0 && nl != l
+			for i, op := range ops {
+				if i == old {
+					continue
+				}
+				if st := serverStatus(op); st != nil && st.Server.GetLeader() {
+					nl = i
+					return true
+				}
+			}
+			return false
 		})
-		servers[l].Restart(t)
+		return nl
+	}
+	// during lets more operations run, with a fault in place.
+	during := func(what string) {
+		from := started.Load()
+		cluster.WaitFor(t, "operations to flow "+what, 60*time.Second, func() bool {
+			return started.Load() >= min(from+opsTotal/20, opsTotal)
+		})
+	}
+	for k, f := range faults {
+		cluster.WaitFor(t, "operations to flow", 60*time.Second, func() bool {
+			return started.Load() > int64((k+1)*opsTotal/(len(faults)+2))
+		})
+		l, err := harness.WaitLeader(context.Background(), ops, 20*time.Second)
+		if err != nil {
+			t.Fatalf("no leader before fault %d (%s): %v", k+1, f, err)
+		}
+		switch f {
+		case killLeader:
+			t.Logf("kill -9 leader %s after %d operations", servers[l].Name, started.Load())
+			servers[l].Kill()
+			newLeader(l)
+			servers[l].Restart(t)
+		case cutLeader:
+			t.Logf("cut leader %s off after %d operations", servers[l].Name, started.Load())
+			sn.cut(t, l)
+			nl := newLeader(l)
+			t.Logf("%s leads the majority", servers[nl].Name)
+			refusesWhileCut(t, c, rec, l, now)
+			during("with the old leader cut off")
+			sn.heal(t, l)
+		case cutFollower:
+			f := (l + 1) % len(servers)
+			t.Logf("cut follower %s off after %d operations", servers[f].Name, started.Load())
+			sn.cut(t, f)
+			during("with a follower cut off")
+			sn.heal(t, f)
+		}
 	}
 	wg.Wait()
+	cluster.WaitSameState(t, "every server, healed or restarted, to reach the same state", 60*time.Second, ops)
 
 	// Read the end state through the leader and add it to the history as
 	// reads after everything else.
@@ -347,4 +411,57 @@ func account(t *testing.T, rec *record, jobs []*api.Job) {
 	}
 	t.Logf("end state: %d jobs; %d acknowledged submits, %d unacknowledged of which %d were applied",
 		len(jobs), len(rec.acked), len(rec.unacked), applied)
+}
+
+// serverStatus asks one server for its status, or returns nil.
+func serverStatus(op api.OperatorClient) *api.ServerStatusResponse {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := op.ServerStatus(ctx, &api.ServerStatusRequest{})
+	if err != nil {
+		return nil
+	}
+	return st
+}
+
+// refusesWhileCut checks that server cut, cut off from the others, no
+// longer acknowledges: a submit sent to it alone gets no answer (it goes
+// in the history as a submit of unknown outcome, which the accounting at
+// the end covers) and a consistent read of a job it holds fails.
+func refusesWhileCut(t *testing.T, c *client, rec *record, cut int, now func() int64) {
+	t.Helper()
+	b := make([]byte, 12)
+	rand.Read(b)
+	tok := hex.EncodeToString(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	call := now()
+	r, err := c.jobs[cut].Submit(ctx, &api.SubmitRequest{IdempotencyToken: tok, Spec: &api.JobSpec{Name: "lin-cut", Hold: true, GpusPerNode: 1,
+		Script: "#!/bin/sh\ntrue\n", WorkingDir: os.TempDir()}})
+	cancel()
+	ret := now()
+	rec.mu.Lock()
+	if err == nil {
+		rec.ops = append(rec.ops, porcupine.Operation{ClientId: clients + 1, Input: input{opSubmit, tok}, Call: call, Return: ret, Output: output{}})
+		rec.acked[tok] = r.JobId
+		rec.tokens = append(rec.tokens, tok)
+		t.Errorf("the cut-off server acknowledged a submit (job %d)", r.JobId)
+	} else {
+		rec.unacked = append(rec.unacked, tok)
+	}
+	rec.mu.Unlock()
+	t.Logf("a submit to the cut-off server: %v", status.Code(err))
+
+	tok, id, ok := rec.pick(mrand.New(mrand.NewPCG(1, 2)))
+	if !ok {
+		return
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 3*time.Second)
+	call = now()
+	g, err := c.jobs[cut].GetJob(ctx, &api.GetJobRequest{JobId: id, Consistent: true})
+	cancel()
+	if err == nil {
+		rec.add(porcupine.Operation{ClientId: clients + 1, Input: input{opRead, tok}, Call: call, Return: now(), Output: output{state: stateOf(g.Job)}})
+		t.Errorf("the cut-off server answered a consistent read of job %d: %s", id, g.Job.State)
+	}
+	t.Logf("a consistent read from the cut-off server: %v", status.Code(err))
 }
