@@ -52,6 +52,11 @@ type LASConfig struct {
 	// log2(its run / MinRun) times. 0 means DefaultLASMinRun; negative,
 	// no protection.
 	MinRun time.Duration
+	// GittinsMargin is, under OrderGittins, how many times a running job's
+	// index the index of a job that preempts it must be, so that two jobs
+	// of nearly equal index do not take turns. 0 means
+	// DefaultGittinsMargin.
+	GittinsMargin float64
 }
 
 // ServiceMeasure is how LAS measures a job's attained service.
@@ -157,7 +162,7 @@ func (c *cycle) lasVictim(q int, h *holding) bool {
 	if l.Preempt != PreemptRequeueable || !Preemptible(h.job) {
 		return false
 	}
-	if l.MinRun > 0 && c.now.Sub(time.UnixMilli(h.job.StartUnixMs)) < protected(l.MinRun, h.job.PreemptCount) {
+	if c.runProtected(h.job) {
 		return false
 	}
 	return c.lasQueue(h.job) > q

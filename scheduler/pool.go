@@ -105,6 +105,9 @@ type cycle struct {
 	// constraints holds each --constraint parsed once a cycle: an array's
 	// tasks share one.
 	constraints map[string]*api.Constraint
+	// indices is each job's Gittins index (OrderGittins), computed once
+	// a cycle.
+	indices map[uint64]float64
 }
 
 type leafInfo struct {

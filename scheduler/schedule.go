@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"time"
 
@@ -55,6 +56,11 @@ const (
 	// (see LASConfig), first come first served within a queue, and
 	// preempts requeueable jobs of later queues.
 	OrderLeastAttained
+	// OrderGittins sorts by each job's Gittins index, learned from the
+	// sizes of finished jobs (View.History) and its attained service,
+	// highest first, and preempts requeueable jobs of much lower index
+	// (see gittins.go). It uses no time limit and no true duration.
+	OrderGittins
 )
 
 // Defaults for the zero Config.
@@ -133,6 +139,9 @@ type View struct {
 	// AccountUsage is each account's decayed GPU-seconds from jobs that
 	// have ended (see Ledger); running jobs' usage Schedule adds itself.
 	AccountUsage map[string]float64
+	// History is what finished jobs taught the cluster about job sizes,
+	// for OrderGittins; nil: nothing yet (least attained service first).
+	History *ServiceHistory
 }
 
 // Plan is one cycle's decisions.
@@ -300,6 +309,10 @@ func (c *cycle) sortQueue(q []*pendingJob) {
 			if c.las.WithinQueue == QueueShortestLimit {
 				pj.prio -= limitOrForever(pj.limit)
 			}
+		}
+	case OrderGittins:
+		for _, pj := range q {
+			pj.prio = math.Log(c.gittinsIndex(pj.job))
 		}
 	case OrderShortest:
 		for _, pj := range q {

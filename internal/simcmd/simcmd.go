@@ -46,6 +46,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	lasPatience := fs.Duration("las-patience", 0, "las: a job preempts only once it has waited this long (default 0)")
 	lasNoPreempt := fs.Bool("las-no-preempt", false, "las: order the queue only, never preempt")
 	lasService := fs.String("las-service", "gpu-time", "las: attained service in gpu-time (GPU-seconds, 2D-LAS) or time (seconds run, 1D-LAS)")
+	margin := fs.Float64("gittins-margin", 0, "gittins: a job preempts only jobs whose index is this many times below its own (default 4)")
+	historyWindow := fs.Int("history-window", 0, "gittins: finished jobs kept per class (account and GPU count) to learn sizes from (default 2000)")
+	historyMin := fs.Int("history-min", 0, "gittins: finished jobs a class needs before its own sizes are used, else the GPU count's over every account, else all (default 20)")
 	plot := fs.String("plot", "", "write an SVG of queue length and GPU utilisation over time and the JCT CDF, one line per policy")
 	limitModel := fs.String("time-limit-model", "roundup", "time limit users give: exact, factor:K, or roundup (next of 1h 2h 4h 8h 1d 2d 3d 7d)")
 	profile := fs.String("profile", "", "GPU profile of every node (dgx1-v100, dgx-a100, ...); default plain 8-GPU nodes")
@@ -80,7 +83,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	las, err := lasOverrides(set, lasFlags{thresholds: *lasThresholds, promote: *lasPromote, minRun: *lasMinRun,
-		patience: *lasPatience, within: *lasWithin, service: *lasService, noPreempt: *lasNoPreempt})
+		patience: *lasPatience, within: *lasWithin, service: *lasService, noPreempt: *lasNoPreempt, margin: *margin})
 	if err != nil {
 		return fail(err)
 	}
@@ -158,6 +161,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	var results []policyResult
 	for _, pr := range runs {
 		opts := sim.Options{Scheduler: pr.cfg, Limit: pr.limit, RestartCost: *restart, Grace: *grace}
+		if pr.cfg.Order == scheduler.OrderGittins {
+			opts.History = &scheduler.ServiceHistory{Window: *historyWindow, MinSamples: *historyMin}
+		}
 		r, err := replay(clusters, opts, *workers)
 		if err != nil {
 			return fail(err)
@@ -227,7 +233,7 @@ func parsePolicies(s, model string, las func(scheduler.LASConfig) scheduler.LASC
 		if err != nil {
 			return nil, err
 		}
-		if cfg.Order == scheduler.OrderLeastAttained && las != nil {
+		if (cfg.Order == scheduler.OrderLeastAttained || cfg.Order == scheduler.OrderGittins) && las != nil {
 			cfg.LAS = las(cfg.LAS)
 		}
 		lm, err := sim.ParseLimitModel(m)
@@ -242,7 +248,7 @@ func parsePolicies(s, model string, las func(scheduler.LASConfig) scheduler.LASC
 // lasFlags are the --las-* flags' values.
 type lasFlags struct {
 	thresholds, within, service string
-	promote                     float64
+	promote, margin             float64
 	minRun, patience            time.Duration
 	noPreempt                   bool
 }
@@ -288,6 +294,9 @@ func lasOverrides(set map[string]bool, f lasFlags) (func(scheduler.LASConfig) sc
 		}
 		if set["las-service"] {
 			c.Service = service[f.service]
+		}
+		if set["gittins-margin"] {
+			c.GittinsMargin = f.margin
 		}
 		if set["las-no-preempt"] && f.noPreempt {
 			c.Preempt = scheduler.PreemptNever

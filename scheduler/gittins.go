@@ -1,0 +1,66 @@
+package scheduler
+
+import (
+	"time"
+
+	"github.com/loomhpc/loom/api"
+)
+
+// OrderGittins serves jobs by their Gittins index (Gittins, 1979; for
+// scheduling without known sizes, Scully et al., SIGMETRICS '21): the
+// sizes of the jobs that finished on this cluster (View.History, per
+// account and GPU count) are the distribution a job's size is drawn from,
+// and its attained service (api.Job's AttainedGPUSeconds) is what it is
+// known to exceed. The index is the best rate, over every further amount
+// of service, at which serving the job finishes it: a new job of a class
+// whose jobs are mostly short comes first; a job that has run past most
+// of its class sinks (as under LAS); a job close to a common size rises.
+// Nothing else about durations is used, not even time limits (they still
+// bound backfill and reservations, as for every policy).
+//
+// A job that cannot start preempts, as under OrderLeastAttained,
+// requeueable batch jobs whose index is below its own by LASConfig's
+// GittinsMargin, after the same Patience and never within the same
+// doubling MinRun; reservations for the top gangs and backfill are as for
+// every order.
+
+// DefaultGittinsMargin is the default LASConfig.GittinsMargin.
+const DefaultGittinsMargin = 4
+
+// gittinsIndex is j's Gittins index this cycle, computed once.
+func (c *cycle) gittinsIndex(j *api.Job) float64 {
+	if x, ok := c.indices[j.Id]; ok {
+		return x
+	}
+	if c.indices == nil {
+		c.indices = map[uint64]float64{}
+	}
+	x := c.v.History.Index(AccountOf(j), HistoryGPUs(j.GetSpec()), j.AttainedGPUSeconds(c.now))
+	c.indices[j.Id] = x
+	return x
+}
+
+// gittinsMargin is how many times a running job's index the index of a
+// job that preempts it must be.
+func (c *cycle) gittinsMargin() float64 {
+	if c.las.GittinsMargin <= 0 {
+		return DefaultGittinsMargin
+	}
+	return c.las.GittinsMargin
+}
+
+// gittinsVictim reports whether a job of index mine may preempt the
+// running h.
+func (c *cycle) gittinsVictim(mine float64, h *holding) bool {
+	if c.las.Preempt != PreemptRequeueable || !Preemptible(h.job) || c.runProtected(h.job) {
+		return false
+	}
+	return c.gittinsIndex(h.job)*c.gittinsMargin() <= mine
+}
+
+// runProtected reports whether j's current run is younger than MinRun,
+// doubled per earlier preemption.
+func (c *cycle) runProtected(j *api.Job) bool {
+	l := &c.las
+	return l.MinRun > 0 && c.now.Sub(time.UnixMilli(j.StartUnixMs)) < protected(l.MinRun, j.PreemptCount)
+}
