@@ -57,6 +57,10 @@ type LASConfig struct {
 	// of nearly equal index do not take turns. 0 means
 	// DefaultGittinsMargin.
 	GittinsMargin float64
+	// HistoryWindow and HistoryMinSamples are, under OrderGittins, the
+	// Window and MinSamples of the ServiceHistory the leader builds from
+	// finished jobs (0: the defaults). `loom sim` sets its own.
+	HistoryWindow, HistoryMinSamples int
 }
 
 // ServiceMeasure is how LAS measures a job's attained service.

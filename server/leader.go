@@ -88,6 +88,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 	var lastEnd time.Time
 	var lastCycle time.Duration
 	fs := fairShareCache{archive: s.acct}
+	hc := historyCache{archive: s.acct}
 	tick := time.NewTicker(s.cfg.SchedulerInterval)
 	defer tick.Stop()
 	for {
@@ -102,7 +103,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 				continue // plan from what arrived meanwhile too
 			}
 			start := time.Now()
-			lastIndex = s.scheduleOnce(ctx, snap, &fs)
+			lastIndex = s.scheduleOnce(ctx, snap, &fs, &hc)
 			lastEnd = time.Now()
 			lastCycle = lastEnd.Sub(start)
 			continue
@@ -135,10 +136,11 @@ func cycleDelay(now, lastEnd time.Time, lastCycle time.Duration) time.Duration {
 // scheduleOnce runs one cycle and returns the index it planned from, or
 // the plan's own index when it committed one (so its own commit does not
 // trigger a pointless cycle unless the plan left work undone).
-func (s *Server) scheduleOnce(ctx context.Context, snap *state.View, fs *fairShareCache) uint64 {
+func (s *Server) scheduleOnce(ctx context.Context, snap *state.View, fs *fairShareCache, hc *historyCache) uint64 {
 	start := time.Now()
 	// Schedule derives what allocations hold from the jobs themselves.
-	view := &scheduler.View{Lookup: snap.Job, AccountUsage: fs.at(snap, start, s.cfg.Scheduler.Priority.FairShareHalfLife)}
+	view := &scheduler.View{Lookup: snap.Job, AccountUsage: fs.at(snap, start, s.cfg.Scheduler.Priority.FairShareHalfLife),
+		History: hc.at(snap, start, &s.cfg.Scheduler)}
 	for n := range snap.Nodes() {
 		view.Nodes = append(view.Nodes, n)
 	}
