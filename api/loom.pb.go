@@ -5934,8 +5934,12 @@ type LASSettings struct {
 	GittinsMargin     float64 `protobuf:"fixed64,20,opt,name=gittins_margin,json=gittinsMargin,proto3" json:"gittins_margin,omitempty"`
 	HistoryWindow     uint32  `protobuf:"varint,21,opt,name=history_window,json=historyWindow,proto3" json:"history_window,omitempty"`
 	HistoryMinSamples uint32  `protobuf:"varint,22,opt,name=history_min_samples,json=historyMinSamples,proto3" json:"history_min_samples,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Jobs of one account and GPU count submitted within sibling_window_ms
+	// of each other are siblings: a job is expected to be as large as its
+	// finished siblings were (0: 10 minutes; negative: no siblings).
+	SiblingWindowMs int64 `protobuf:"varint,23,opt,name=sibling_window_ms,json=siblingWindowMs,proto3" json:"sibling_window_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *LASSettings) Reset() {
@@ -6027,6 +6031,13 @@ func (x *LASSettings) GetHistoryWindow() uint32 {
 func (x *LASSettings) GetHistoryMinSamples() uint32 {
 	if x != nil {
 		return x.HistoryMinSamples
+	}
+	return 0
+}
+
+func (x *LASSettings) GetSiblingWindowMs() int64 {
+	if x != nil {
+		return x.SiblingWindowMs
 	}
 	return 0
 }
@@ -7501,7 +7512,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x03las\x18\x1e \x01(\v2\x14.loom.v1.LASSettingsR\x03las\x1a@\n" +
 	"\x12AccountSharesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xc8\x02\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xf4\x02\n" +
 	"\vLASSettings\x12\x1e\n" +
 	"\n" +
 	"thresholds\x18\x01 \x03(\x01R\n" +
@@ -7516,7 +7527,8 @@ const file_api_loom_proto_rawDesc = "" +
 	"no_preempt\x18\x06 \x01(\bR\tnoPreempt\x12%\n" +
 	"\x0egittins_margin\x18\x14 \x01(\x01R\rgittinsMargin\x12%\n" +
 	"\x0ehistory_window\x18\x15 \x01(\rR\rhistoryWindow\x12.\n" +
-	"\x13history_min_samples\x18\x16 \x01(\rR\x11historyMinSamples\"\xa3\x02\n" +
+	"\x13history_min_samples\x18\x16 \x01(\rR\x11historyMinSamples\x12*\n" +
+	"\x11sibling_window_ms\x18\x17 \x01(\x03R\x0fsiblingWindowMs\"\xa3\x02\n" +
 	"\tQOSConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bpriority\x18\x02 \x01(\rR\bpriority\x12\x18\n" +

@@ -35,7 +35,7 @@ func (c *cycle) gittinsIndex(j *api.Job) float64 {
 	if c.indices == nil {
 		c.indices = map[uint64]float64{}
 	}
-	x := c.v.History.Index(AccountOf(j), HistoryGPUs(j.GetSpec()), j.AttainedGPUSeconds(c.now))
+	x := c.v.History.JobIndex(j, c.now)
 	c.indices[j.Id] = x
 	return x
 }

@@ -38,10 +38,10 @@ func TestServiceHistoryFallsBack(t *testing.T) {
 	}
 	// alice's 1-GPU jobs are short; everyone's 8-GPU jobs are long.
 	for range 3 {
-		h.Add("alice", 1, 100)
-		h.Add("bob", 8, 80000)
+		h.Add(FinishedJob{Account: "alice", GPUs: 1, GPUSeconds: 100})
+		h.Add(FinishedJob{Account: "bob", GPUs: 8, GPUSeconds: 80000})
 	}
-	h.Add("bob", 1, 50000)
+	h.Add(FinishedJob{Account: "bob", GPUs: 1, GPUSeconds: 50000})
 	tests := []struct {
 		account string
 		gpus    int
@@ -65,13 +65,13 @@ func TestServiceHistoryFallsBack(t *testing.T) {
 func TestServiceHistoryWindow(t *testing.T) {
 	h := &ServiceHistory{Window: 4, MinSamples: 1}
 	for range 4 {
-		h.Add("a", 1, 10000)
+		h.Add(FinishedJob{Account: "a", GPUs: 1, GPUSeconds: 10000})
 	}
 	before := h.Index("a", 1, 0)
 	// The class's jobs become short: once they fill the window, the old
 	// long ones are forgotten.
 	for range 4 {
-		h.Add("a", 1, 100)
+		h.Add(FinishedJob{Account: "a", GPUs: 1, GPUSeconds: 100})
 	}
 	if after := h.Index("a", 1, 0); after != 1.0/100 || before != 1.0/10000 {
 		t.Errorf("Index before = %g, after = %g; want %g, %g", before, after, 1.0/10000, 1.0/100)
@@ -84,8 +84,8 @@ func TestGittinsOrdersByLearnedSize(t *testing.T) {
 	// jobs) second. One node: job 2 starts, job 1 waits.
 	h := &ServiceHistory{MinSamples: 1}
 	for range 5 {
-		h.Add("u", 8, 8*36000)
-		h.Add("u", 1, 600)
+		h.Add(FinishedJob{Account: "u", GPUs: 8, GPUSeconds: 8 * 36000})
+		h.Add(FinishedJob{Account: "u", GPUs: 1, GPUSeconds: 600})
 	}
 	long := pending(1, &api.JobSpec{GpusPerNode: 8})
 	long.SubmitUnixMs = t0.Add(-time.Hour).UnixMilli()
@@ -109,8 +109,8 @@ func TestGittinsPreempts(t *testing.T) {
 	t0 := time.Unix(1_000_000, 0)
 	h := &ServiceHistory{MinSamples: 1}
 	for range 5 {
-		h.Add("u", 8, 8*36000) // 10 h on 8 GPUs
-		h.Add("u", 4, 4*600)   // 10 min on 4 GPUs
+		h.Add(FinishedJob{Account: "u", GPUs: 8, GPUSeconds: 8 * 36000}) // 10 h on 8 GPUs
+		h.Add(FinishedJob{Account: "u", GPUs: 4, GPUSeconds: 4 * 600})   // 10 min on 4 GPUs
 	}
 	all := gpuRank("a", 0, 1, 2, 3, 4, 5, 6, 7)
 	tests := []struct {
@@ -142,5 +142,53 @@ func TestGittinsPreempts(t *testing.T) {
 				t.Errorf("job 2: %s, want %s", reasonOf(p, 2), ReasonPreempting)
 			}
 		})
+	}
+}
+
+func TestServiceHistorySiblings(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	h := &ServiceHistory{MinSamples: 1}
+	// The 1-GPU class is long, but two jobs submitted a minute before
+	// job 9 were short: job 9 is expected to be short too, until it has
+	// run longer than they did.
+	for i := range 5 {
+		h.Add(FinishedJob{ID: uint64(i + 1), Account: "u", GPUs: 1, SubmitMs: t0.Add(-48 * time.Hour).UnixMilli(), GPUSeconds: 36000})
+	}
+	job := pending(9, &api.JobSpec{GpusPerNode: 1})
+	job.User, job.SubmitUnixMs = "u", t0.UnixMilli()
+	if got, want := h.JobIndex(job, t0), 1.0/36000; got != want {
+		t.Errorf("no siblings: JobIndex = %g, want %g (the class)", got, want)
+	}
+	for i := range 2 {
+		h.Add(FinishedJob{ID: uint64(i + 6), Account: "u", GPUs: 1, SubmitMs: t0.Add(-time.Minute).UnixMilli(), GPUSeconds: 600})
+	}
+	if got, want := h.JobIndex(job, t0), 1.0/600; got != want {
+		t.Errorf("short siblings: JobIndex = %g, want %g", got, want)
+	}
+	// Running past its siblings' size, it is judged by its class again.
+	job.State, job.StartUnixMs = api.JobState_RUNNING, t0.Add(-20*time.Minute).UnixMilli()
+	job.Allocation = &api.Allocation{Ranks: []*api.Rank{gpuRank("a", 0)}}
+	if got, want := h.JobIndex(job, t0), h.Index("u", 1, 1200); got != want {
+		t.Errorf("past its siblings: JobIndex = %g, want the class's %g", got, want)
+	}
+	// Without siblings, or for another account's job or one submitted an
+	// hour later, the class decides.
+	h2 := &ServiceHistory{MinSamples: 1, SiblingWindow: -1}
+	for i := range 5 {
+		h2.Add(FinishedJob{ID: uint64(i + 1), Account: "u", GPUs: 1, GPUSeconds: 36000})
+	}
+	h2.Add(FinishedJob{ID: 6, Account: "u", GPUs: 1, SubmitMs: t0.UnixMilli(), GPUSeconds: 600})
+	job.State, job.StartUnixMs, job.Allocation = api.JobState_PENDING, 0, nil
+	if got, want := h2.JobIndex(job, t0), 1.0/(6*600); got != want {
+		t.Errorf("SiblingWindow -1: JobIndex = %g, want the class's %g", got, want)
+	}
+	other := pending(10, &api.JobSpec{GpusPerNode: 1})
+	other.User, other.SubmitUnixMs = "v", t0.UnixMilli()
+	late := pending(11, &api.JobSpec{GpusPerNode: 1})
+	late.User, late.SubmitUnixMs = "u", t0.Add(time.Hour).UnixMilli()
+	for _, j := range []*api.Job{other, late} {
+		if got, want := h.JobIndex(j, t0), h.Index(AccountOf(j), 1, 0); got != want {
+			t.Errorf("job %d: JobIndex = %g, want the class's %g", j.Id, got, want)
+		}
 	}
 }

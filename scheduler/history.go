@@ -1,10 +1,12 @@
 package scheduler
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/loomhpc/loom/api"
 )
@@ -27,15 +29,54 @@ type ServiceHistory struct {
 	// in every account, then to every job. 0 means DefaultHistoryMinSamples.
 	MinSamples int
 
-	mu      sync.Mutex
-	classes map[historyKey]*serviceClass
-	added   int
+	// SiblingWindow: jobs of one account and GPU count submitted within
+	// this of each other are siblings (one sweep, one user's resubmits),
+	// and a job whose siblings have finished is expected to be as large as
+	// they were. 0 means DefaultSiblingWindow; negative, no siblings.
+	SiblingWindow time.Duration
+
+	mu       sync.Mutex
+	classes  map[historyKey]*serviceClass
+	added    int
+	siblings map[historyKey]*siblingSet
+	known    map[uint64]*siblingSizes // per pending or running job
+}
+
+// FinishedJob is one finished job as a ServiceHistory learns it.
+type FinishedJob struct {
+	ID       uint64
+	Account  string
+	GPUs     int
+	SubmitMs int64
+	// GPUSeconds is the service it used over all its runs.
+	GPUSeconds float64
+}
+
+// siblingSet is one class's finished jobs by submit time.
+type siblingSet struct {
+	jobs    []sibling // ascending SubmitMs
+	version int       // bumped by every Add
+}
+
+type sibling struct {
+	submitMs int64
+	size     float64
+}
+
+// siblingSizes is a job's siblings' sizes, ascending, as of version.
+type siblingSizes struct {
+	version int
+	sizes   []float64
 }
 
 // Defaults of the zero ServiceHistory.
 const (
 	DefaultHistoryWindow     = 2000
 	DefaultHistoryMinSamples = 20
+	DefaultSiblingWindow     = 10 * time.Minute
+	// maxSiblings is how many finished jobs a class keeps for sibling
+	// look-ups; the earliest submitted go first.
+	maxSiblings = 20000
 )
 
 // historyKey names a class: an account and a GPU count, either of which
@@ -81,9 +122,9 @@ func HistoryGPUs(s *api.JobSpec) int {
 	return 0
 }
 
-// Add records a finished job of account that asked for gpus GPUs and
-// used gpuSeconds of service over all its runs.
-func (h *ServiceHistory) Add(account string, gpus int, gpuSeconds float64) {
+// Add records a finished job.
+func (h *ServiceHistory) Add(f FinishedJob) {
+	account, gpus, gpuSeconds := f.Account, f.GPUs, f.GPUSeconds
 	if gpuSeconds < 0 || math.IsNaN(gpuSeconds) {
 		return
 	}
@@ -105,6 +146,66 @@ func (h *ServiceHistory) Add(account string, gpus int, gpuSeconds float64) {
 		sc.add(gpuSeconds, window)
 	}
 	h.added++
+	if h.SiblingWindow < 0 {
+		return
+	}
+	if h.siblings == nil {
+		h.siblings, h.known = map[historyKey]*siblingSet{}, map[uint64]*siblingSizes{}
+	}
+	delete(h.known, f.ID)
+	k := historyKey{account: account, gpus: gpus}
+	ss := h.siblings[k]
+	if ss == nil {
+		ss = &siblingSet{}
+		h.siblings[k] = ss
+	}
+	i, _ := slices.BinarySearchFunc(ss.jobs, f.SubmitMs, func(x sibling, t int64) int { return cmp.Compare(x.submitMs, t) })
+	ss.jobs = slices.Insert(ss.jobs, i, sibling{submitMs: f.SubmitMs, size: gpuSeconds})
+	if len(ss.jobs) > maxSiblings {
+		ss.jobs = slices.Delete(ss.jobs, 0, len(ss.jobs)-maxSiblings)
+	}
+	ss.version++
+}
+
+// JobIndex is j's Gittins index at now: over the sizes of its finished
+// siblings (jobs of its account and GPU count submitted within
+// SiblingWindow of it) while it has attained less than the largest of
+// them, else as Index over its class.
+func (h *ServiceHistory) JobIndex(j *api.Job, now time.Time) float64 {
+	account, gpus, attained := AccountOf(j), HistoryGPUs(j.GetSpec()), j.AttainedGPUSeconds(now)
+	if h == nil {
+		return h.Index(account, gpus, attained)
+	}
+	if sizes := h.siblingSizes(j, account, gpus); len(sizes) > 0 && attained < sizes[len(sizes)-1] {
+		return gittins(sizes, attained)
+	}
+	return h.Index(account, gpus, attained)
+}
+
+// siblingSizes returns the sizes of j's finished siblings, ascending.
+func (h *ServiceHistory) siblingSizes(j *api.Job, account string, gpus int) []float64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ss := h.siblings[historyKey{account: account, gpus: gpus}]
+	if ss == nil || h.SiblingWindow < 0 {
+		return nil
+	}
+	if c := h.known[j.Id]; c != nil && c.version == ss.version {
+		return c.sizes
+	}
+	w := h.SiblingWindow
+	if w == 0 {
+		w = DefaultSiblingWindow
+	}
+	lo, hi := j.SubmitUnixMs-w.Milliseconds(), j.SubmitUnixMs+w.Milliseconds()
+	i, _ := slices.BinarySearchFunc(ss.jobs, lo, func(x sibling, t int64) int { return cmp.Compare(x.submitMs, t) })
+	var sizes []float64
+	for ; i < len(ss.jobs) && ss.jobs[i].submitMs <= hi; i++ {
+		sizes = append(sizes, ss.jobs[i].size)
+	}
+	slices.Sort(sizes)
+	h.known[j.Id] = &siblingSizes{version: ss.version, sizes: sizes}
+	return sizes
 }
 
 // Len is how many jobs have been added.

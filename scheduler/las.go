@@ -61,6 +61,9 @@ type LASConfig struct {
 	// Window and MinSamples of the ServiceHistory the leader builds from
 	// finished jobs (0: the defaults). `loom sim` sets its own.
 	HistoryWindow, HistoryMinSamples int
+	// SiblingWindow is, under OrderGittins, the ServiceHistory's
+	// SiblingWindow (0: the default; negative: no siblings).
+	SiblingWindow time.Duration
 }
 
 // ServiceMeasure is how LAS measures a job's attained service.

@@ -32,13 +32,10 @@ const (
 	historyArchiveJobs = 100_000
 )
 
-// finishedJob is one job's size as the history learns it.
+// finishedJob is one job as the history learns it, and when it ended.
 type finishedJob struct {
-	account    string
-	gpus       int
-	gpuSeconds float64
-	endMs      int64
-	id         uint64
+	scheduler.FinishedJob
+	endMs int64
 }
 
 // at returns the history as of now for cfg, or nil when cfg's order does
@@ -58,8 +55,8 @@ func (c *historyCache) at(snap *state.View, now time.Time, cfg *scheduler.Config
 		// The service of every run: AttainedGpuMs holds the earlier ones;
 		// the last ran from StartUnixMs to EndUnixMs.
 		ms := j.AttainedGpuMs + uint64(j.GetAllocation().ServiceGPUs())*uint64(max(j.EndUnixMs-j.StartUnixMs, 0))
-		done = append(done, finishedJob{account: scheduler.AccountOf(j), gpus: scheduler.HistoryGPUs(j.Spec),
-			gpuSeconds: float64(ms) / 1000, endMs: j.EndUnixMs, id: j.Id})
+		done = append(done, finishedJob{scheduler.FinishedJob{ID: j.Id, Account: scheduler.AccountOf(j),
+			GPUs: scheduler.HistoryGPUs(j.Spec), SubmitMs: j.SubmitUnixMs, GPUSeconds: float64(ms) / 1000}, j.EndUnixMs})
 	}
 	if c.archive != nil {
 		n := 0
@@ -71,16 +68,17 @@ func (c *historyCache) at(snap *state.View, now time.Time, cfg *scheduler.Config
 				continue // counted above, or never ran
 			}
 			account := scheduler.AccountOf(&api.Job{User: u.User, Spec: &api.JobSpec{Account: u.Account}})
-			done = append(done, finishedJob{account: account, gpus: u.GPUs,
-				gpuSeconds: float64(max(u.GPUs, 1)) * float64(u.EndMs-u.StartMs) / 1000, endMs: u.EndMs, id: u.JobID})
+			done = append(done, finishedJob{scheduler.FinishedJob{ID: u.JobID, Account: account, GPUs: u.GPUs,
+				SubmitMs: u.SubmitMs, GPUSeconds: float64(max(u.GPUs, 1)) * float64(u.EndMs-u.StartMs) / 1000}, u.EndMs})
 		}
 	}
 	slices.SortFunc(done, func(a, b finishedJob) int {
-		return cmp.Or(cmp.Compare(a.endMs, b.endMs), cmp.Compare(a.id, b.id))
+		return cmp.Or(cmp.Compare(a.endMs, b.endMs), cmp.Compare(a.ID, b.ID))
 	})
-	h := &scheduler.ServiceHistory{Window: cfg.LAS.HistoryWindow, MinSamples: cfg.LAS.HistoryMinSamples}
+	h := &scheduler.ServiceHistory{Window: cfg.LAS.HistoryWindow, MinSamples: cfg.LAS.HistoryMinSamples,
+		SiblingWindow: cfg.LAS.SiblingWindow}
 	for _, d := range done {
-		h.Add(d.account, d.gpus, d.gpuSeconds)
+		h.Add(d.FinishedJob)
 	}
 	c.history, c.when = h, now
 	return h

@@ -122,11 +122,13 @@ func schedulerFlags(fs *flag.FlagSet) func() scheduler.Config {
 	}
 	fs.Func("scheduler-history-window", "gittins: finished jobs kept per account and GPU count to learn sizes from (default 2000)", count(window))
 	fs.Func("scheduler-history-min-samples", "gittins: finished jobs an account's class needs before its own sizes are used, else every account's (default 20)", count(minSamples))
+	siblings := fs.Duration("scheduler-history-siblings", 0, "gittins: finished jobs of the same account and GPU count submitted within this of a job are its siblings, whose sizes it is expected to share (default 10m; negative: none)")
 	return func() scheduler.Config {
 		c := scheduler.Config{Order: policy.order}
 		if c.Order == scheduler.OrderLeastAttained || c.Order == scheduler.OrderGittins {
 			c.LAS = scheduler.LASConfig{Thresholds: thresholds, PromoteFactor: *promote, MinRun: *minRun, Patience: *patience,
-				WithinQueue: within.order, GittinsMargin: *margin, HistoryWindow: *window, HistoryMinSamples: *minSamples}
+				WithinQueue: within.order, GittinsMargin: *margin, HistoryWindow: *window, HistoryMinSamples: *minSamples,
+				SiblingWindow: *siblings}
 			if !*preempt {
 				c.LAS.Preempt = scheduler.PreemptNever
 			}

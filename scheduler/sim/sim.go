@@ -266,7 +266,7 @@ func Simulate(c Cluster, o Options) (*Run, error) {
 	byID := map[uint64]*simJob{}
 	var history *scheduler.ServiceHistory
 	if o.History != nil {
-		history = &scheduler.ServiceHistory{Window: o.History.Window, MinSamples: o.History.MinSamples}
+		history = &scheduler.ServiceHistory{Window: o.History.Window, MinSamples: o.History.MinSamples, SiblingWindow: o.History.SiblingWindow}
 	}
 	live := map[uint64]*simJob{} // holding GPUs
 	next := 0
@@ -306,7 +306,8 @@ func Simulate(c Cluster, o Options) (*Run, error) {
 				delete(live, sj.job.Id)
 				if history != nil {
 					j := sj.job
-					history.Add(scheduler.AccountOf(j), scheduler.HistoryGPUs(j.Spec), j.AttainedGPUSeconds(ev.at))
+					history.Add(scheduler.FinishedJob{ID: j.Id, Account: scheduler.AccountOf(j), GPUs: scheduler.HistoryGPUs(j.Spec),
+						SubmitMs: j.SubmitUnixMs, GPUSeconds: j.AttainedGPUSeconds(ev.at)})
 				}
 			case evRelease:
 				for _, t := range sj.job.Allocation.Tasks {
