@@ -51,7 +51,7 @@ func TestMainAllPoliciesPlot(t *testing.T) {
 	}
 	o := out.String()
 	for _, want := range []string{"policy=fifo\n", "policy=sjf\ntime_limit_model=exact\n", "policy=loom\n", "policy=las\n",
-		"policy=las-limit\n", "class=2-8 jobs=3 ", "preemptions_per_job=", "/sjf", "p99_queue_s(2-8)"} {
+		"policy=las-limit\n", "policy=gittins\n", "class=2-8 jobs=3 ", "preemptions_per_job=", "/sjf", "p99_queue_s(2-8)"} {
 		if !strings.Contains(o, want) {
 			t.Errorf("output lacks %q:\n%s", want, o)
 		}
@@ -61,15 +61,15 @@ func TestMainAllPoliciesPlot(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) != 1+5*5 || !strings.HasSuffix(lines[0], ",preemptions,size_class,policy") || !strings.HasSuffix(lines[len(lines)-1], ",las-limit") {
-		t.Errorf("jobs.csv: %d lines, header %q, last %q; want 26, with preemptions, size_class and policy", len(lines), lines[0], lines[len(lines)-1])
+	if len(lines) != 1+5*6 || !strings.HasSuffix(lines[0], ",preemptions,size_class,policy") || !strings.HasSuffix(lines[len(lines)-1], ",gittins") {
+		t.Errorf("jobs.csv: %d lines, header %q, last %q; want 31, with preemptions, size_class and policy", len(lines), lines[0], lines[len(lines)-1])
 	}
 	svg, err := os.ReadFile(plot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(string(svg), "<polyline"); !strings.HasPrefix(string(svg), "<svg") || n != 3*5 {
-		t.Errorf("plot: %d polylines, want 3 panels × 5 policies", n)
+	if n := strings.Count(string(svg), "<polyline"); !strings.HasPrefix(string(svg), "<svg") || n != 3*6 {
+		t.Errorf("plot: %d polylines, want 3 panels × 6 policies", n)
 	}
 }
 
