@@ -64,3 +64,18 @@ func (c *cycle) runProtected(j *api.Job) bool {
 	l := &c.las
 	return l.MinRun > 0 && c.now.Sub(time.UnixMilli(j.StartUnixMs)) < protected(l.MinRun, j.PreemptCount)
 }
+
+// gittinsPromoted reports whether j has waited PromoteFactor times as
+// long as its index says it has left to run (1 / (index × its GPUs)
+// seconds): the starvation guard of a policy that would otherwise let a
+// large gang of a low index wait behind every newcomer of a higher one.
+// A promoted job is served before every job that is not, oldest first,
+// so it gets a reservation; it preempts by its index alone.
+func (c *cycle) gittinsPromoted(j *api.Job) bool {
+	if c.las.PromoteFactor <= 0 {
+		return false
+	}
+	waited := c.now.Sub(time.UnixMilli(j.SubmitUnixMs)).Seconds() - j.RanSeconds(c.now)
+	left := 1 / (c.gittinsIndex(j) * float64(max(HistoryGPUs(j.GetSpec()), 1)))
+	return waited >= c.las.PromoteFactor*left
+}

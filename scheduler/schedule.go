@@ -313,6 +313,9 @@ func (c *cycle) sortQueue(q []*pendingJob) {
 	case OrderGittins:
 		for _, pj := range q {
 			pj.prio = math.Log(c.gittinsIndex(pj.job))
+			if c.gittinsPromoted(pj.job) {
+				pj.prio = 1e6 // above any index: oldest first
+			}
 		}
 	case OrderShortest:
 		for _, pj := range q {
