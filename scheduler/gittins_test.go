@@ -192,3 +192,28 @@ func TestServiceHistorySiblings(t *testing.T) {
 		}
 	}
 }
+
+func TestGittinsPromotesStarvedGang(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	h := &ServiceHistory{MinSamples: 1}
+	for range 5 {
+		h.Add(FinishedJob{Account: "u", GPUs: 8, GPUSeconds: 8 * 3600}) // an hour on 8 GPUs
+		h.Add(FinishedJob{Account: "u", GPUs: 1, GPUSeconds: 60})
+	}
+	// The gang has waited 10 h, ten times the hour its class runs; the
+	// 1-GPU job just came, of a far higher index.
+	gang := pending(1, &api.JobSpec{Gpus: 8, NodesMin: 1})
+	gang.User, gang.SubmitUnixMs = "u", t0.Add(-10*time.Hour).UnixMilli()
+	short := pending(2, &api.JobSpec{Gpus: 1})
+	short.User, short.SubmitUnixMs = "u", t0.UnixMilli()
+	v := &View{Nodes: []*api.Node{node("a", 8, 64)}, Jobs: []*api.Job{gang, short}, History: h}
+	for _, tt := range []struct {
+		factor float64
+		want   uint64
+	}{{0, 2}, {20, 2}, {4, 1}} {
+		p := Schedule(v, t0, Config{Order: OrderGittins, ReserveDepth: -1, LAS: LASConfig{PromoteFactor: tt.factor}})
+		if len(p.Placements) != 1 || p.Placements[0].JobId != tt.want {
+			t.Errorf("PromoteFactor %g: placements %v, want job %d only", tt.factor, p.Placements, tt.want)
+		}
+	}
+}
