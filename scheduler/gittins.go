@@ -72,10 +72,20 @@ func (c *cycle) runProtected(j *api.Job) bool {
 // A promoted job is served before every job that is not, oldest first,
 // so it gets a reservation; it preempts by its index alone.
 func (c *cycle) gittinsPromoted(j *api.Job) bool {
-	if c.las.PromoteFactor <= 0 {
+	k := c.las.PromoteFactor
+	switch {
+	case k < 0:
 		return false
+	case k == 0:
+		k = DefaultGittinsPromote
 	}
 	waited := c.now.Sub(time.UnixMilli(j.SubmitUnixMs)).Seconds() - j.RanSeconds(c.now)
 	left := 1 / (c.gittinsIndex(j) * float64(max(HistoryGPUs(j.GetSpec()), 1)))
-	return waited >= c.las.PromoteFactor*left
+	return waited >= k*left
 }
+
+// DefaultGittinsPromote is LASConfig.PromoteFactor under OrderGittins
+// when it is 0 (negative turns promotion off): on the Philly replay it
+// bounded the largest class's p99 queueing below multifactor's for about
+// 1% of average JCT (docs/simulation.md).
+const DefaultGittinsPromote = 64

@@ -201,7 +201,8 @@ func TestGittinsPromotesStarvedGang(t *testing.T) {
 		h.Add(FinishedJob{Account: "u", GPUs: 1, GPUSeconds: 60})
 	}
 	// The gang has waited 10 h, ten times the hour its class runs; the
-	// 1-GPU job just came, of a far higher index.
+	// 1-GPU job just came, of a far higher index. The default factor, 64,
+	// promotes it only after 64 h.
 	gang := pending(1, &api.JobSpec{Gpus: 8, NodesMin: 1})
 	gang.User, gang.SubmitUnixMs = "u", t0.Add(-10*time.Hour).UnixMilli()
 	short := pending(2, &api.JobSpec{Gpus: 1})
@@ -210,7 +211,7 @@ func TestGittinsPromotesStarvedGang(t *testing.T) {
 	for _, tt := range []struct {
 		factor float64
 		want   uint64
-	}{{0, 2}, {20, 2}, {4, 1}} {
+	}{{-1, 2}, {0, 2}, {20, 2}, {4, 1}} {
 		p := Schedule(v, t0, Config{Order: OrderGittins, ReserveDepth: -1, LAS: LASConfig{PromoteFactor: tt.factor}})
 		if len(p.Placements) != 1 || p.Placements[0].JobId != tt.want {
 			t.Errorf("PromoteFactor %g: placements %v, want job %d only", tt.factor, p.Placements, tt.want)

@@ -32,7 +32,9 @@ type LASConfig struct {
 	// PromoteFactor times as long as it ran (over all its generations) is
 	// served in the first queue again. 0 (the default) promotes nothing:
 	// on the Philly replay every factor tried raised the average JCT
-	// (docs/simulation.md).
+	// (docs/simulation.md). Under OrderGittins a job that has waited
+	// PromoteFactor times its expected remaining run is served first; 0
+	// means DefaultGittinsPromote there, negative none.
 	PromoteFactor float64
 	// Preempt lets a job that cannot start stop running jobs of later
 	// queues. Only batch jobs that may be requeued are preempted (never

@@ -95,7 +95,7 @@ func schedulerFlags(fs *flag.FlagSet) func() scheduler.Config {
 	fs.Var(policy, "scheduler-policy", "queue order: multifactor (Slurm-style priority), fifo, las (least attained GPU-service first, preempting requeueable jobs of later queues) or gittins (Gittins index learned from finished jobs' sizes, preempting requeueable jobs of much lower index; the las min-run, patience and preempt settings apply)")
 	var thresholds thresholdsFlag
 	fs.Var(&thresholds, "scheduler-las-thresholds", "las: attained GPU-seconds at which a job moves to the next queue, ascending, comma-separated (default 28800,230400,1843200)")
-	promote := fs.Float64("scheduler-las-promote-factor", 0, "las: a job that has waited this many times as long as it ran is served first again (default 0: never)")
+	promote := fs.Float64("scheduler-las-promote-factor", 0, "las: a job that has waited this many times as long as it ran is served first again (default 0: never); gittins: a job that has waited this many times its expected remaining run is served first (default 64; negative: never)")
 	minRun := fs.Duration("scheduler-las-min-run", 0, "las: a run is not preempted before it has lasted this long (default 5m; negative: no protection)")
 	patience := fs.Duration("scheduler-las-patience", 0, "las: a job preempts only once it has waited this long (default 0: at once)")
 	within := &withinFlag{}

@@ -40,7 +40,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	restart := fs.Duration("restart-cost", sim.DefaultRestartCost, "progress a preempted job loses each time (since its checkpoint, and resuming)")
 	grace := fs.Duration("grace", sim.DefaultGrace, "how long a preempted job keeps its GPUs after its --signal, making no progress")
 	lasThresholds := fs.String("las-thresholds", "", "las: attained GPU-seconds at which a job moves to the next queue, ascending, comma-separated (las: 28800,230400,1843200; las-limit: 3600,57600)")
-	lasPromote := fs.Float64("las-promote", 0, "las: a job that waited this many times as long as it ran is served first again (default 0: never)")
+	lasPromote := fs.Float64("las-promote", 0, "las: a job that waited this many times as long as it ran is served first again (default 0: never); gittins: a job that waited this many times its expected remaining run is served first (default 64; negative: never)")
 	lasMinRun := fs.Duration("las-min-run", 0, "las: no preemption before a run has lasted this long (default 5m; negative: none)")
 	lasWithin := fs.String("las-within", "fifo", "las: order within a queue: fifo (las: no duration estimate) or limit (las-limit: users' time limits, shortest first)")
 	lasPatience := fs.Duration("las-patience", 0, "las: a job preempts only once it has waited this long (default 0)")
