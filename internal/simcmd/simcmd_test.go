@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/loomhpc/loom/scheduler"
 )
 
 func TestMainGenericCSV(t *testing.T) {
@@ -78,5 +80,20 @@ func TestParsePoliciesErrors(t *testing.T) {
 		if _, err := parsePolicies(bad, "roundup", nil); err == nil {
 			t.Errorf("parsePolicies(%q) = nil error, want one", bad)
 		}
+	}
+}
+
+func TestGittinsMarginRefused(t *testing.T) {
+	f := lasFlags{margin: 0.5, within: "fifo", service: "gpu-time"}
+	if _, err := lasOverrides(map[string]bool{"gittins-margin": true}, f); err == nil || !strings.Contains(err.Error(), "--gittins-margin") {
+		t.Errorf("lasOverrides(--gittins-margin=0.5) error = %v, want one naming the flag", err)
+	}
+	f.margin = 2
+	apply, err := lasOverrides(map[string]bool{"gittins-margin": true}, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := apply(scheduler.LASConfig{}); c.GittinsMargin != 2 {
+		t.Errorf("--gittins-margin=2: GittinsMargin = %g, want 2", c.GittinsMargin)
 	}
 }
