@@ -6258,8 +6258,20 @@ type LASSettings struct {
 	MinRunMs      int64                  `protobuf:"varint,4,opt,name=min_run_ms,json=minRunMs,proto3" json:"min_run_ms,omitempty"` // 0: default; negative: none
 	PatienceMs    int64                  `protobuf:"varint,5,opt,name=patience_ms,json=patienceMs,proto3" json:"patience_ms,omitempty"`
 	NoPreempt     bool                   `protobuf:"varint,6,opt,name=no_preempt,json=noPreempt,proto3" json:"no_preempt,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Policy "gittins" (fields 20-29): a job preempts only jobs whose
+	// Gittins index is gittins_margin times below its own (0: default 4);
+	// the leader learns job sizes from the last history_window finished jobs
+	// per account and GPU count (0: 2000), a class with fewer than
+	// history_min_samples (0: 20) falling back to every account's.
+	GittinsMargin     float64 `protobuf:"fixed64,20,opt,name=gittins_margin,json=gittinsMargin,proto3" json:"gittins_margin,omitempty"`
+	HistoryWindow     uint32  `protobuf:"varint,21,opt,name=history_window,json=historyWindow,proto3" json:"history_window,omitempty"`
+	HistoryMinSamples uint32  `protobuf:"varint,22,opt,name=history_min_samples,json=historyMinSamples,proto3" json:"history_min_samples,omitempty"`
+	// Jobs of one account and GPU count submitted within sibling_window_ms
+	// of each other are siblings: a job is expected to be as large as its
+	// finished siblings were (0: 10 minutes; negative: no siblings).
+	SiblingWindowMs int64 `protobuf:"varint,23,opt,name=sibling_window_ms,json=siblingWindowMs,proto3" json:"sibling_window_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *LASSettings) Reset() {
@@ -6332,6 +6344,34 @@ func (x *LASSettings) GetNoPreempt() bool {
 		return x.NoPreempt
 	}
 	return false
+}
+
+func (x *LASSettings) GetGittinsMargin() float64 {
+	if x != nil {
+		return x.GittinsMargin
+	}
+	return 0
+}
+
+func (x *LASSettings) GetHistoryWindow() uint32 {
+	if x != nil {
+		return x.HistoryWindow
+	}
+	return 0
+}
+
+func (x *LASSettings) GetHistoryMinSamples() uint32 {
+	if x != nil {
+		return x.HistoryMinSamples
+	}
+	return 0
+}
+
+func (x *LASSettings) GetSiblingWindowMs() int64 {
+	if x != nil {
+		return x.SiblingWindowMs
+	}
+	return 0
 }
 
 // QOSConfig is one [[qos]] table: Slurm's sacctmgr QOS fields.
@@ -8691,7 +8731,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x03las\x18\x1e \x01(\v2\x14.loom.v1.LASSettingsR\x03las\x1a@\n" +
 	"\x12AccountSharesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xca\x01\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xf4\x02\n" +
 	"\vLASSettings\x12\x1e\n" +
 	"\n" +
 	"thresholds\x18\x01 \x03(\x01R\n" +
@@ -8703,7 +8743,11 @@ const file_api_loom_proto_rawDesc = "" +
 	"\vpatience_ms\x18\x05 \x01(\x03R\n" +
 	"patienceMs\x12\x1d\n" +
 	"\n" +
-	"no_preempt\x18\x06 \x01(\bR\tnoPreempt\"\xa3\x02\n" +
+	"no_preempt\x18\x06 \x01(\bR\tnoPreempt\x12%\n" +
+	"\x0egittins_margin\x18\x14 \x01(\x01R\rgittinsMargin\x12%\n" +
+	"\x0ehistory_window\x18\x15 \x01(\rR\rhistoryWindow\x12.\n" +
+	"\x13history_min_samples\x18\x16 \x01(\rR\x11historyMinSamples\x12*\n" +
+	"\x11sibling_window_ms\x18\x17 \x01(\x03R\x0fsiblingWindowMs\"\xa3\x02\n" +
 	"\tQOSConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bpriority\x18\x02 \x01(\rR\bpriority\x12\x18\n" +

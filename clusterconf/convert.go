@@ -17,12 +17,13 @@ var orders = map[string]scheduler.Order{
 	"multifactor": scheduler.OrderMultifactor,
 	"fifo":        scheduler.OrderFIFO,
 	"las":         scheduler.OrderLeastAttained,
+	"gittins":     scheduler.OrderGittins,
 }
 
 // ToScheduler turns a validated configuration into the scheduler's
 // Config. Unset settings stay zero, which the scheduler reads as its
-// defaults; the LAS settings apply only under policy "las", as the
-// --scheduler-las-* flags always have.
+// defaults; the LAS settings apply only under policies "las" and
+// "gittins", as the --scheduler-las-* flags always have.
 func ToScheduler(c *api.ClusterConfig) scheduler.Config {
 	s := c.GetScheduler()
 	out := scheduler.Config{
@@ -48,13 +49,17 @@ func ToScheduler(c *api.ClusterConfig) scheduler.Config {
 	if s.GetReserveDepth() < 0 {
 		out.ReserveDepth = -1
 	}
-	if out.Order == scheduler.OrderLeastAttained {
+	if out.Order == scheduler.OrderLeastAttained || out.Order == scheduler.OrderGittins {
 		l := s.GetLas()
 		out.LAS = scheduler.LASConfig{
-			Thresholds:    l.GetThresholds(),
-			PromoteFactor: l.GetPromoteFactor(),
-			MinRun:        time.Duration(l.GetMinRunMs()) * time.Millisecond,
-			Patience:      time.Duration(l.GetPatienceMs()) * time.Millisecond,
+			Thresholds:        l.GetThresholds(),
+			PromoteFactor:     l.GetPromoteFactor(),
+			MinRun:            time.Duration(l.GetMinRunMs()) * time.Millisecond,
+			Patience:          time.Duration(l.GetPatienceMs()) * time.Millisecond,
+			GittinsMargin:     l.GetGittinsMargin(),
+			HistoryWindow:     int(l.GetHistoryWindow()),
+			HistoryMinSamples: int(l.GetHistoryMinSamples()),
+			SiblingWindow:     time.Duration(l.GetSiblingWindowMs()) * time.Millisecond,
 		}
 		if l.GetWithin() == "limit" {
 			out.LAS.WithinQueue = scheduler.QueueShortestLimit

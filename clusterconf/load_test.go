@@ -265,3 +265,25 @@ func TestFlagKeysKeepTheirMeaning(t *testing.T) {
 		t.Errorf("--scheduler-las-promote-factor=-2: %v, factor %v", err, ToScheduler(c).LAS.PromoteFactor)
 	}
 }
+
+// TestGittinsKeys: [scheduler] takes policy "gittins" and its settings,
+// the same as --scheduler-policy and --scheduler-gittins-* do, and
+// refuses a margin below 1.
+func TestGittinsKeys(t *testing.T) {
+	c, err := Parse("f.toml", "[scheduler]\npolicy = \"gittins\"\ngittins_margin = 8\nhistory_window = 500\nhistory_min_samples = 5\nhistory_siblings = \"-1s\"\nlas_promote_factor = 32\n", noFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := ToScheduler(c)
+	if sc.Order != scheduler.OrderGittins || sc.LAS.GittinsMargin != 8 || sc.LAS.HistoryWindow != 500 ||
+		sc.LAS.HistoryMinSamples != 5 || sc.LAS.SiblingWindow >= 0 || sc.LAS.PromoteFactor != 32 {
+		t.Errorf("ToScheduler = %v %+v", sc.Order, sc.LAS)
+	}
+	if err := ApplyOverrides(c, []Override{{"gittins_margin", "2"}}); err != nil || ToScheduler(c).LAS.GittinsMargin != 2 {
+		t.Errorf("--scheduler-gittins-margin=2: %v, margin %v", err, ToScheduler(c).LAS.GittinsMargin)
+	}
+	_, err = Parse("f.toml", "[scheduler]\npolicy = \"gittins\"\n\ngittins_margin = 0.5\n", noFiles)
+	if err == nil || !strings.Contains(err.Error(), "f.toml:4: [scheduler] gittins_margin:") {
+		t.Errorf("margin 0.5: %v, want an error at f.toml:4 naming gittins_margin", err)
+	}
+}

@@ -12,7 +12,7 @@ import (
 )
 
 // Policies are the names [scheduler] policy takes.
-var Policies = []string{"multifactor", "fifo", "las"}
+var Policies = []string{"multifactor", "fifo", "las", "gittins"}
 
 // schedulerKey sets one [scheduler] key.
 type schedulerKey func(s *api.SchedulerSettings, v any) error
@@ -54,7 +54,7 @@ var schedulerKeys = map[string]schedulerKey{
 	"policy": func(s *api.SchedulerSettings, v any) error {
 		p, err := asString(v)
 		if err == nil && !slices.Contains(Policies, p) {
-			err = fmt.Errorf("%q is not a policy (want multifactor, fifo or las)", p)
+			err = fmt.Errorf("%q is not a policy (want multifactor, fifo, las or gittins)", p)
 		}
 		s.Policy = p
 		return err
@@ -166,6 +166,32 @@ var schedulerKeys = map[string]schedulerKey{
 	"las_preempt": func(s *api.SchedulerSettings, v any) error {
 		b, err := asBool(v)
 		las(s).NoPreempt = !b
+		return err
+	},
+	"gittins_margin": func(s *api.SchedulerSettings, v any) error {
+		f, err := asFloat(v)
+		if err == nil && f < 1 {
+			err = fmt.Errorf("%v: want a number of at least 1", f)
+		}
+		las(s).GittinsMargin = f
+		return err
+	},
+	"history_window": func(s *api.SchedulerSettings, v any) error {
+		n, err := asInt(v, 1, 1<<20)
+		las(s).HistoryWindow = uint32(n)
+		return err
+	},
+	"history_min_samples": func(s *api.SchedulerSettings, v any) error {
+		n, err := asInt(v, 1, 1<<20)
+		las(s).HistoryMinSamples = uint32(n)
+		return err
+	},
+	"history_siblings": func(s *api.SchedulerSettings, v any) error {
+		d, err := asDuration(v)
+		las(s).SiblingWindowMs = d.Milliseconds()
+		if err == nil && d < 0 {
+			las(s).SiblingWindowMs = -1
+		}
 		return err
 	},
 }

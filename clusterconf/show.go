@@ -101,6 +101,32 @@ func Settings(c *api.ClusterConfig) []Setting {
 			Setting{"LASPatience", l.Patience.String()},
 			Setting{"LASPreempt", yesNo(l.Preempt != scheduler.PreemptNever)})
 	}
+	if sc.Order == scheduler.OrderGittins {
+		l := sc.LAS
+		or := func(v, def float64) float64 {
+			if v == 0 {
+				return def
+			}
+			return v
+		}
+		siblings := l.SiblingWindow
+		if siblings == 0 {
+			siblings = scheduler.DefaultSiblingWindow
+		}
+		minRun := l.MinRun
+		if minRun == 0 {
+			minRun = scheduler.DefaultLASMinRun
+		}
+		out = append(out,
+			Setting{"GittinsMargin", num(or(l.GittinsMargin, scheduler.DefaultGittinsMargin))},
+			Setting{"GittinsPromoteFactor", num(or(l.PromoteFactor, scheduler.DefaultGittinsPromote))},
+			Setting{"HistoryWindow", num(or(float64(l.HistoryWindow), scheduler.DefaultHistoryWindow))},
+			Setting{"HistoryMinSamples", num(or(float64(l.HistoryMinSamples), scheduler.DefaultHistoryMinSamples))},
+			Setting{"HistorySiblings", max(siblings, 0).String()},
+			Setting{"LASMinRun", max(minRun, 0).String()},
+			Setting{"LASPatience", l.Patience.String()},
+			Setting{"LASPreempt", yesNo(l.Preempt != scheduler.PreemptNever)})
+	}
 	for _, q := range c.GetQos() {
 		v := fmt.Sprintf("Priority=%d Preempt=%s MaxWall=%s MaxTRESPerUser=%s MaxJobsPerUser=%s MaxSubmitJobsPerUser=%s",
 			q.Priority, orNone(strings.Join(q.Preempt, ",")), limit(q.MaxWallS), tres(q), count(q.MaxJobsPerUser), count(q.MaxSubmitPerUser))

@@ -32,7 +32,9 @@ type LASConfig struct {
 	// PromoteFactor times as long as it ran (over all its generations) is
 	// served in the first queue again. 0 (the default) promotes nothing:
 	// on the Philly replay every factor tried raised the average JCT
-	// (docs/simulation.md).
+	// (docs/simulation.md). Under OrderGittins a job that has waited
+	// PromoteFactor times its expected remaining run is served first; 0
+	// means DefaultGittinsPromote there, negative none.
 	PromoteFactor float64
 	// Preempt lets a job that cannot start stop running jobs of later
 	// queues. Only batch jobs that may be requeued are preempted (never
@@ -52,6 +54,18 @@ type LASConfig struct {
 	// log2(its run / MinRun) times. 0 means DefaultLASMinRun; negative,
 	// no protection.
 	MinRun time.Duration
+	// GittinsMargin is, under OrderGittins, how many times a running job's
+	// index the index of a job that preempts it must be, so that two jobs
+	// of nearly equal index do not take turns. 0 means
+	// DefaultGittinsMargin.
+	GittinsMargin float64
+	// HistoryWindow and HistoryMinSamples are, under OrderGittins, the
+	// Window and MinSamples of the ServiceHistory the leader builds from
+	// finished jobs (0: the defaults). `loom sim` sets its own.
+	HistoryWindow, HistoryMinSamples int
+	// SiblingWindow is, under OrderGittins, the ServiceHistory's
+	// SiblingWindow (0: the default; negative: no siblings).
+	SiblingWindow time.Duration
 }
 
 // ServiceMeasure is how LAS measures a job's attained service.
@@ -157,7 +171,7 @@ func (c *cycle) lasVictim(q int, h *holding) bool {
 	if l.Preempt != PreemptRequeueable || !Preemptible(h.job) {
 		return false
 	}
-	if l.MinRun > 0 && c.now.Sub(time.UnixMilli(h.job.StartUnixMs)) < protected(l.MinRun, h.job.PreemptCount) {
+	if c.runProtected(h.job) {
 		return false
 	}
 	return c.lasQueue(h.job) > q

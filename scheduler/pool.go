@@ -116,6 +116,9 @@ type cycle struct {
 	// their positions in state.gres.
 	gresNames []string
 	gresIdx   map[string]int
+	// indices is each job's Gittins index (OrderGittins), computed once
+	// a cycle.
+	indices map[uint64]float64
 }
 
 type leafInfo struct {

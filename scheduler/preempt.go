@@ -20,27 +20,40 @@ func (c *cycle) lostGPUSeconds(h *holding) float64 {
 // the QoS it lists, costing the GPU-time the victim loses; under
 // OrderLeastAttained a job also preempts requeueable jobs of later queues,
 // the latest queue first, then the fewest GPUs (a checkpointing job loses
-// a restart per GPU, not its run).
+// a restart per GPU, not its run); under OrderGittins, requeueable jobs of
+// an index GittinsMargin times lower, the lowest first.
 func (c *cycle) victimFilter(pj *pendingJob) (ok func(*holding) bool, cost func(*holding) float64) {
 	q, hasQOS := c.cfg.QOS[pj.job.Spec.GetQos()]
 	byQOS := hasQOS && len(q.Preempt) > 0
-	byLAS := c.cfg.Order == OrderLeastAttained && c.las.Preempt == PreemptRequeueable && !c.lasPatient(pj.job)
-	if !byQOS && !byLAS {
+	byService := (c.cfg.Order == OrderLeastAttained || c.cfg.Order == OrderGittins) &&
+		c.las.Preempt == PreemptRequeueable && !c.lasPatient(pj.job)
+	if !byQOS && !byService {
 		return nil, nil
 	}
-	mine := 0
-	if byLAS {
+	gittins := c.cfg.Order == OrderGittins
+	mine, mineIndex := 0, 0.0
+	switch {
+	case byService && gittins:
+		mineIndex = c.gittinsIndex(pj.job)
+	case byService:
 		mine = c.lasQueue(pj.job)
 	}
 	ok = func(h *holding) bool {
 		if byQOS && slices.Contains(q.Preempt, h.job.Spec.GetQos()) {
 			return true
 		}
-		return byLAS && c.lasVictim(mine, h)
+		if gittins {
+			return byService && c.gittinsVictim(mineIndex, h)
+		}
+		return byService && c.lasVictim(mine, h)
 	}
 	cost = func(h *holding) float64 {
 		if byQOS && slices.Contains(q.Preempt, h.job.Spec.GetQos()) {
 			return c.lostGPUSeconds(h)
+		}
+		if gittins {
+			// The lowest index first, then the fewest GPUs.
+			return float64(h.gpus) + 1e6*c.gittinsIndex(h.job)/mineIndex
 		}
 		// Positive, so that a node already free costs less than any victim.
 		later := c.lasQueue(h.job) - mine

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"time"
 
@@ -60,6 +61,11 @@ const (
 	// (see LASConfig), first come first served within a queue, and
 	// preempts requeueable jobs of later queues.
 	OrderLeastAttained
+	// OrderGittins sorts by each job's Gittins index, learned from the
+	// sizes of finished jobs (View.History) and its attained service,
+	// highest first, and preempts requeueable jobs of much lower index
+	// (see gittins.go). It uses no time limit and no true duration.
+	OrderGittins
 )
 
 // Defaults for the zero Config.
@@ -148,6 +154,9 @@ type View struct {
 	// AccountUsage is each account's decayed GPU-seconds from jobs that
 	// have ended (see Ledger); running jobs' usage Schedule adds itself.
 	AccountUsage map[string]float64
+	// History is what finished jobs taught the cluster about job sizes,
+	// for OrderGittins; nil: nothing yet (least attained service first).
+	History *ServiceHistory
 }
 
 // Plan is one cycle's decisions.
@@ -329,6 +338,13 @@ func (c *cycle) sortQueue(q []*pendingJob) {
 			pj.prio = -1e12 * float64(c.lasQueue(pj.job))
 			if c.las.WithinQueue == QueueShortestLimit {
 				pj.prio -= limitOrForever(pj.limit)
+			}
+		}
+	case OrderGittins:
+		for _, pj := range q {
+			pj.prio = math.Log(c.gittinsIndex(pj.job))
+			if c.gittinsPromoted(pj.job) {
+				pj.prio = 1e6 // above any index: oldest first
 			}
 		}
 	case OrderShortest:

@@ -97,6 +97,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 	var lastCycle time.Duration
 	fs := fairShareCache{archive: s.acct}
 	var sc schedulerConfigCache
+	hc := historyCache{archive: s.acct}
 	tick := time.NewTicker(s.cfg.SchedulerInterval)
 	defer tick.Stop()
 	for {
@@ -111,7 +112,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 				continue // plan from what arrived meanwhile too
 			}
 			start := time.Now()
-			lastIndex = s.scheduleOnce(ctx, snap, &fs, sc.at(snap.Config(), s.cfg.Scheduler))
+			lastIndex = s.scheduleOnce(ctx, snap, &fs, &hc, sc.at(snap.Config(), s.cfg.Scheduler))
 			lastEnd = time.Now()
 			lastCycle = lastEnd.Sub(start)
 			continue
@@ -144,10 +145,11 @@ func cycleDelay(now, lastEnd time.Time, lastCycle time.Duration) time.Duration {
 // scheduleOnce runs one cycle and returns the index it planned from, or
 // the plan's own index when it committed one (so its own commit does not
 // trigger a pointless cycle unless the plan left work undone).
-func (s *Server) scheduleOnce(ctx context.Context, snap *state.View, fs *fairShareCache, cfg scheduler.Config) uint64 {
+func (s *Server) scheduleOnce(ctx context.Context, snap *state.View, fs *fairShareCache, hc *historyCache, cfg scheduler.Config) uint64 {
 	start := time.Now()
 	// Schedule derives what allocations hold from the jobs themselves.
-	view := &scheduler.View{Lookup: snap.Job, AccountUsage: fs.at(snap, start, cfg.Priority.FairShareHalfLife)}
+	view := &scheduler.View{Lookup: snap.Job, AccountUsage: fs.at(snap, start, cfg.Priority.FairShareHalfLife),
+		History: hc.at(snap, start, &cfg)}
 	for n := range snap.Nodes() {
 		view.Nodes = append(view.Nodes, n)
 	}

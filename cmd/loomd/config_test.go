@@ -152,7 +152,7 @@ las_within = "limit"
 		t.Fatalf("default policy = %v (%v), want multifactor", build().Order, err)
 	}
 	for _, c := range []struct{ text, want string }{
-		{"[scheduler]\npolicy = \"lsa\"\n", `:2: [scheduler] policy: invalid value "lsa": unknown policy (want multifactor, fifo or las)`},
+		{"[scheduler]\npolicy = \"lsa\"\n", `:2: [scheduler] policy: invalid value "lsa": unknown policy (want multifactor, fifo, las or gittins)`},
 		{"[scheduler]\npolicy = \"las\"\nlas_thresholds = [7200, 600]\n", `:3: [scheduler] las_thresholds: invalid value "7200,600"`},
 		{"[scheduler]\npolicies = \"las\"\n", `:2: [scheduler] unknown setting "policies"`},
 	} {

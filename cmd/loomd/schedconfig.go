@@ -14,6 +14,7 @@ var schedulerPolicies = map[string]scheduler.Order{
 	"multifactor": scheduler.OrderMultifactor,
 	"fifo":        scheduler.OrderFIFO,
 	"las":         scheduler.OrderLeastAttained,
+	"gittins":     scheduler.OrderGittins,
 }
 
 // policyFlag is --scheduler-policy: a name from schedulerPolicies.
@@ -31,7 +32,7 @@ func (p *policyFlag) String() string {
 func (p *policyFlag) Set(s string) error {
 	o, ok := schedulerPolicies[s]
 	if !ok {
-		return fmt.Errorf("unknown policy (want multifactor, fifo or las)")
+		return fmt.Errorf("unknown policy (want multifactor, fifo, las or gittins)")
 	}
 	p.order = o
 	return nil
@@ -91,20 +92,43 @@ func (w *withinFlag) Set(s string) error {
 // scheduler configuration from them once parsed.
 func schedulerFlags(fs *flag.FlagSet) func() scheduler.Config {
 	policy := &policyFlag{}
-	fs.Var(policy, "scheduler-policy", "queue order: multifactor (Slurm-style priority), fifo, or las (least attained GPU-service first, preempting requeueable jobs of later queues)")
+	fs.Var(policy, "scheduler-policy", "queue order: multifactor (Slurm-style priority), fifo, las (least attained GPU-service first, preempting requeueable jobs of later queues) or gittins (Gittins index learned from finished jobs' sizes, preempting requeueable jobs of much lower index; the las min-run, patience and preempt settings apply)")
 	var thresholds thresholdsFlag
 	fs.Var(&thresholds, "scheduler-las-thresholds", "las: attained GPU-seconds at which a job moves to the next queue, ascending, comma-separated (default 28800,230400,1843200)")
-	promote := fs.Float64("scheduler-las-promote-factor", 0, "las: a job that has waited this many times as long as it ran is served first again (default 0: never)")
+	promote := fs.Float64("scheduler-las-promote-factor", 0, "las: a job that has waited this many times as long as it ran is served first again (default 0: never); gittins: a job that has waited this many times its expected remaining run is served first (default 64; negative: never)")
 	minRun := fs.Duration("scheduler-las-min-run", 0, "las: a run is not preempted before it has lasted this long (default 5m; negative: no protection)")
 	patience := fs.Duration("scheduler-las-patience", 0, "las: a job preempts only once it has waited this long (default 0: at once)")
 	within := &withinFlag{}
 	fs.Var(within, "scheduler-las-within", "las: order within a queue: fifo (no estimate of duration) or limit (time limits, shortest first)")
 	preempt := fs.Bool("scheduler-las-preempt", true, "las: preempt requeueable batch jobs of later queues (false: only order the queue)")
+	margin, window, minSamples := new(float64), new(int), new(int)
+	fs.Func("scheduler-gittins-margin", "gittins: a job preempts only jobs whose index is this many times below its own, at least 1 (default 4)", func(v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 1 {
+			return fmt.Errorf("%q: want a number of at least 1", v)
+		}
+		*margin = f
+		return nil
+	})
+	count := func(p *int) func(string) error {
+		return func(v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return fmt.Errorf("%q: want a whole number of at least 1", v)
+			}
+			*p = n
+			return nil
+		}
+	}
+	fs.Func("scheduler-history-window", "gittins: finished jobs kept per account and GPU count to learn sizes from (default 2000)", count(window))
+	fs.Func("scheduler-history-min-samples", "gittins: finished jobs an account's class needs before its own sizes are used, else every account's (default 20)", count(minSamples))
+	siblings := fs.Duration("scheduler-history-siblings", 0, "gittins: finished jobs of the same account and GPU count submitted within this of a job are its siblings, whose sizes it is expected to share (default 10m; negative: none)")
 	return func() scheduler.Config {
 		c := scheduler.Config{Order: policy.order}
-		if c.Order == scheduler.OrderLeastAttained {
+		if c.Order == scheduler.OrderLeastAttained || c.Order == scheduler.OrderGittins {
 			c.LAS = scheduler.LASConfig{Thresholds: thresholds, PromoteFactor: *promote, MinRun: *minRun, Patience: *patience,
-				WithinQueue: within.order}
+				WithinQueue: within.order, GittinsMargin: *margin, HistoryWindow: *window, HistoryMinSamples: *minSamples,
+				SiblingWindow: *siblings}
 			if !*preempt {
 				c.LAS.Preempt = scheduler.PreemptNever
 			}

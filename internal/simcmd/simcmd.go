@@ -36,16 +36,21 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	from := fs.String("from", "", "first submit time to replay (timestamp or seconds)")
 	to := fs.String("to", "", "replay jobs submitted before this time")
 	perVC := fs.Bool("per-vc", false, "simulate each VC on its own nodes (as the Helios study does)")
-	policy := fs.String("policy", "loom", "fifo, sjf, loom, las or las-limit; several comma-separated (NAME@MODEL gives one its own --time-limit-model), or all (fifo,sjf@exact,loom,las,las-limit)")
+	policy := fs.String("policy", "loom", "fifo, sjf, loom, las, las-limit or gittins; several comma-separated (NAME@MODEL gives one its own --time-limit-model), or all (fifo,sjf@exact,loom,las,las-limit,gittins)")
 	restart := fs.Duration("restart-cost", sim.DefaultRestartCost, "progress a preempted job loses each time (since its checkpoint, and resuming)")
 	grace := fs.Duration("grace", sim.DefaultGrace, "how long a preempted job keeps its GPUs after its --signal, making no progress")
 	lasThresholds := fs.String("las-thresholds", "", "las: attained GPU-seconds at which a job moves to the next queue, ascending, comma-separated (las: 28800,230400,1843200; las-limit: 3600,57600)")
-	lasPromote := fs.Float64("las-promote", 0, "las: a job that waited this many times as long as it ran is served first again (default 0: never)")
+	lasPromote := fs.Float64("las-promote", 0, "las: a job that waited this many times as long as it ran is served first again (default 0: never); gittins: a job that waited this many times its expected remaining run is served first (default 64; negative: never)")
 	lasMinRun := fs.Duration("las-min-run", 0, "las: no preemption before a run has lasted this long (default 5m; negative: none)")
 	lasWithin := fs.String("las-within", "fifo", "las: order within a queue: fifo (las: no duration estimate) or limit (las-limit: users' time limits, shortest first)")
 	lasPatience := fs.Duration("las-patience", 0, "las: a job preempts only once it has waited this long (default 0)")
 	lasNoPreempt := fs.Bool("las-no-preempt", false, "las: order the queue only, never preempt")
 	lasService := fs.String("las-service", "gpu-time", "las: attained service in gpu-time (GPU-seconds, 2D-LAS) or time (seconds run, 1D-LAS)")
+	margin := fs.Float64("gittins-margin", 0, "gittins: a job preempts only jobs whose index is this many times below its own (default 4)")
+	historyWindow := fs.Int("history-window", 0, "gittins: finished jobs kept per class (account and GPU count) to learn sizes from (default 2000)")
+	historyMin := fs.Int("history-min", 0, "gittins: finished jobs a class needs before its own sizes are used, else the GPU count's over every account, else all (default 20)")
+	reserveDepth := fs.Int("reserve-depth", 0, "reservations for the top blocked gangs of every policy but fifo and sjf (default 8; negative: none)")
+	siblings := fs.Duration("history-siblings", 0, "gittins: finished jobs of the same account and GPU count submitted within this of a job are its siblings, whose sizes it is expected to share (default 10m; negative: none)")
 	plot := fs.String("plot", "", "write an SVG of queue length and GPU utilisation over time and the JCT CDF, one line per policy")
 	limitModel := fs.String("time-limit-model", "roundup", "time limit users give: exact, factor:K, or roundup (next of 1h 2h 4h 8h 1d 2d 3d 7d)")
 	profile := fs.String("profile", "", "GPU profile of every node (dgx1-v100, dgx-a100, ...); default plain 8-GPU nodes")
@@ -80,7 +85,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	las, err := lasOverrides(set, lasFlags{thresholds: *lasThresholds, promote: *lasPromote, minRun: *lasMinRun,
-		patience: *lasPatience, within: *lasWithin, service: *lasService, noPreempt: *lasNoPreempt})
+		patience: *lasPatience, within: *lasWithin, service: *lasService, noPreempt: *lasNoPreempt, margin: *margin})
 	if err != nil {
 		return fail(err)
 	}
@@ -158,6 +163,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	var results []policyResult
 	for _, pr := range runs {
 		opts := sim.Options{Scheduler: pr.cfg, Limit: pr.limit, RestartCost: *restart, Grace: *grace}
+		if set["reserve-depth"] && pr.cfg.ReserveDepth >= 0 {
+			opts.Scheduler.ReserveDepth = *reserveDepth
+		}
+		if pr.cfg.Order == scheduler.OrderGittins {
+			opts.History = &scheduler.ServiceHistory{Window: *historyWindow, MinSamples: *historyMin, SiblingWindow: *siblings}
+		}
 		r, err := replay(clusters, opts, *workers)
 		if err != nil {
 			return fail(err)
@@ -215,7 +226,7 @@ type policyResult struct {
 // las policies.
 func parsePolicies(s, model string, las func(scheduler.LASConfig) scheduler.LASConfig) ([]policyRun, error) {
 	if s == "all" {
-		s = "fifo,sjf@exact,loom,las,las-limit"
+		s = "fifo,sjf@exact,loom,las,las-limit,gittins"
 	}
 	var out []policyRun
 	for _, item := range strings.Split(s, ",") {
@@ -227,7 +238,7 @@ func parsePolicies(s, model string, las func(scheduler.LASConfig) scheduler.LASC
 		if err != nil {
 			return nil, err
 		}
-		if cfg.Order == scheduler.OrderLeastAttained && las != nil {
+		if (cfg.Order == scheduler.OrderLeastAttained || cfg.Order == scheduler.OrderGittins) && las != nil {
 			cfg.LAS = las(cfg.LAS)
 		}
 		lm, err := sim.ParseLimitModel(m)
@@ -242,7 +253,7 @@ func parsePolicies(s, model string, las func(scheduler.LASConfig) scheduler.LASC
 // lasFlags are the --las-* flags' values.
 type lasFlags struct {
 	thresholds, within, service string
-	promote                     float64
+	promote, margin             float64
 	minRun, patience            time.Duration
 	noPreempt                   bool
 }
@@ -261,6 +272,9 @@ func lasOverrides(set map[string]bool, f lasFlags) (func(scheduler.LASConfig) sc
 			thresholds = append(thresholds, v)
 			prev = v
 		}
+	}
+	if set["gittins-margin"] && f.margin < 1 {
+		return nil, fmt.Errorf("--gittins-margin=%g: want a number of at least 1 (below 1 a job would preempt jobs of a higher index)", f.margin)
 	}
 	within := map[string]scheduler.QueueOrder{"fifo": scheduler.QueueFIFO, "limit": scheduler.QueueShortestLimit}
 	if _, ok := within[f.within]; !ok {
@@ -288,6 +302,9 @@ func lasOverrides(set map[string]bool, f lasFlags) (func(scheduler.LASConfig) sc
 		}
 		if set["las-service"] {
 			c.Service = service[f.service]
+		}
+		if set["gittins-margin"] {
+			c.GittinsMargin = f.margin
 		}
 		if set["las-no-preempt"] && f.noPreempt {
 			c.Preempt = scheduler.PreemptNever

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/loomhpc/loom/scheduler"
 )
 
 func TestMainGenericCSV(t *testing.T) {
@@ -51,7 +53,7 @@ func TestMainAllPoliciesPlot(t *testing.T) {
 	}
 	o := out.String()
 	for _, want := range []string{"policy=fifo\n", "policy=sjf\ntime_limit_model=exact\n", "policy=loom\n", "policy=las\n",
-		"policy=las-limit\n", "class=2-8 jobs=3 ", "preemptions_per_job=", "/sjf", "p99_queue_s(2-8)"} {
+		"policy=las-limit\n", "policy=gittins\n", "class=2-8 jobs=3 ", "preemptions_per_job=", "/sjf", "p99_queue_s(2-8)"} {
 		if !strings.Contains(o, want) {
 			t.Errorf("output lacks %q:\n%s", want, o)
 		}
@@ -61,15 +63,15 @@ func TestMainAllPoliciesPlot(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) != 1+5*5 || !strings.HasSuffix(lines[0], ",preemptions,size_class,policy") || !strings.HasSuffix(lines[len(lines)-1], ",las-limit") {
-		t.Errorf("jobs.csv: %d lines, header %q, last %q; want 26, with preemptions, size_class and policy", len(lines), lines[0], lines[len(lines)-1])
+	if len(lines) != 1+5*6 || !strings.HasSuffix(lines[0], ",preemptions,size_class,policy") || !strings.HasSuffix(lines[len(lines)-1], ",gittins") {
+		t.Errorf("jobs.csv: %d lines, header %q, last %q; want 31, with preemptions, size_class and policy", len(lines), lines[0], lines[len(lines)-1])
 	}
 	svg, err := os.ReadFile(plot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(string(svg), "<polyline"); !strings.HasPrefix(string(svg), "<svg") || n != 3*5 {
-		t.Errorf("plot: %d polylines, want 3 panels × 5 policies", n)
+	if n := strings.Count(string(svg), "<polyline"); !strings.HasPrefix(string(svg), "<svg") || n != 3*6 {
+		t.Errorf("plot: %d polylines, want 3 panels × 6 policies", n)
 	}
 }
 
@@ -78,5 +80,20 @@ func TestParsePoliciesErrors(t *testing.T) {
 		if _, err := parsePolicies(bad, "roundup", nil); err == nil {
 			t.Errorf("parsePolicies(%q) = nil error, want one", bad)
 		}
+	}
+}
+
+func TestGittinsMarginRefused(t *testing.T) {
+	f := lasFlags{margin: 0.5, within: "fifo", service: "gpu-time"}
+	if _, err := lasOverrides(map[string]bool{"gittins-margin": true}, f); err == nil || !strings.Contains(err.Error(), "--gittins-margin") {
+		t.Errorf("lasOverrides(--gittins-margin=0.5) error = %v, want one naming the flag", err)
+	}
+	f.margin = 2
+	apply, err := lasOverrides(map[string]bool{"gittins-margin": true}, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := apply(scheduler.LASConfig{}); c.GittinsMargin != 2 {
+		t.Errorf("--gittins-margin=2: GittinsMargin = %g, want 2", c.GittinsMargin)
 	}
 }

@@ -130,13 +130,18 @@ func PolicyConfig(name string) (scheduler.Config, error) {
 		// first: the limits multifactor uses, not the durations.
 		return scheduler.Config{Order: scheduler.OrderLeastAttained, LAS: scheduler.LASConfig{
 			Thresholds: []float64{3600, 16 * 3600}, WithinQueue: scheduler.QueueShortestLimit}}, nil
+	case "gittins":
+		// Gittins index over the sizes of the jobs that finished before
+		// now (per account and GPU count), with preemption as las has:
+		// neither time limits nor true durations order the queue.
+		return scheduler.Config{Order: scheduler.OrderGittins}, nil
 	}
 	return scheduler.Config{}, fmt.Errorf("--policy=%s: want %s", name, strings.Join(Policies, ", "))
 }
 
 // Policies are the names PolicyConfig knows, in the order `loom sim
 // --policy all` runs them.
-var Policies = []string{"fifo", "sjf", "loom", "las", "las-limit"}
+var Policies = []string{"fifo", "sjf", "loom", "las", "las-limit", "gittins"}
 
 // Options are what a replay needs besides the cluster.
 type Options struct {
@@ -151,6 +156,12 @@ type Options struct {
 	// preemption (its --signal lead and the kill grace), making no
 	// progress.
 	Grace time.Duration
+	// History, when not nil, makes a fresh scheduler.ServiceHistory
+	// for each cluster replayed (with History's Window and MinSamples),
+	// which learns each job's service as the replay finishes it and is
+	// the View's History, as the leader's is fed from finished jobs.
+	// Policies that use no history leave it nil.
+	History *scheduler.ServiceHistory
 	// SampleEvery is the spacing of the Timeline's samples, on multiples
 	// of it since the epoch; 0 means an hour.
 	SampleEvery time.Duration
@@ -253,6 +264,10 @@ func Simulate(c Cluster, o Options) (*Run, error) {
 	var pending []*api.Job // by id
 	var events eventHeap
 	byID := map[uint64]*simJob{}
+	var history *scheduler.ServiceHistory
+	if o.History != nil {
+		history = &scheduler.ServiceHistory{Window: o.History.Window, MinSamples: o.History.MinSamples, SiblingWindow: o.History.SiblingWindow}
+	}
 	live := map[uint64]*simJob{} // holding GPUs
 	next := 0
 	cycles := 0
@@ -289,6 +304,11 @@ func Simulate(c Cluster, o Options) (*Run, error) {
 				used -= sj.res.GPUs
 				results = append(results, *sj.res)
 				delete(live, sj.job.Id)
+				if history != nil {
+					j := sj.job
+					history.Add(scheduler.FinishedJob{ID: j.Id, Account: scheduler.AccountOf(j), GPUs: scheduler.HistoryGPUs(j.Spec),
+						SubmitMs: j.SubmitUnixMs, GPUSeconds: j.AttainedGPUSeconds(ev.at)})
+				}
 			case evRelease:
 				for _, t := range sj.job.Allocation.Tasks {
 					t.State = api.TaskState_TASK_EXITED
@@ -315,7 +335,7 @@ func Simulate(c Cluster, o Options) (*Run, error) {
 		if len(pending) == 0 {
 			continue
 		}
-		view := &scheduler.View{Nodes: nodes, Jobs: make([]*api.Job, 0, len(pending)+len(live))}
+		view := &scheduler.View{Nodes: nodes, Jobs: make([]*api.Job, 0, len(pending)+len(live)), History: history}
 		view.Jobs = append(view.Jobs, pending...)
 		for _, id := range slices.Sorted(maps.Keys(live)) {
 			// In id order: the same replay gives the same plans.

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/loomhpc/loom/scheduler"
 )
 
 func TestLimitModels(t *testing.T) {
@@ -151,6 +153,40 @@ func TestParseSacctExport(t *testing.T) {
 	for _, bad := range []string{"submit=a,gpus=c", "submit=a,duration=b,start=s,end=e,gpus=c", "submit=a,start=s,gpus=c", "submit=a,duration=b,gpus=c,colour=d"} {
 		if _, err := ParseColumns(bad); err == nil {
 			t.Errorf("ParseColumns(%q) = nil error, want one", bad)
+		}
+	}
+}
+
+// TestSimulateGittinsLearns: gittins learns sizes only from the jobs the
+// replay has finished. After three 8-GPU jobs of 5000 s, a job of that
+// class that has run 4000 s is expected to end in 1000 s, so a newcomer
+// (expected to need 5000 s) does not preempt it; with nothing finished
+// before, least attained service first lets it.
+func TestSimulateGittinsLearns(t *testing.T) {
+	const t0 = 360000
+	cfg, err := PolicyConfig("gittins")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jobs []TraceJob
+	for i := range 3 {
+		jobs = append(jobs, TraceJob{Submit: time.Unix(t0+int64(i)*5000, 0), Duration: 5000 * time.Second, GPUs: 8})
+	}
+	jobs = append(jobs, TraceJob{Submit: time.Unix(t0+15000, 0), Duration: 10000 * time.Second, GPUs: 8},
+		TraceJob{Submit: time.Unix(t0+19000, 0), Duration: 100 * time.Second, GPUs: 8})
+	for _, tt := range []struct {
+		name    string
+		jobs    []TraceJob
+		preempt int
+	}{{"learned", jobs, 0}, {"nothing finished before", jobs[3:], 1}} {
+		run, err := Simulate(Cluster{Name: "toy", Nodes: 1, GPUsPerNode: 8, Jobs: tt.jobs},
+			Options{Scheduler: cfg, History: &scheduler.ServiceHistory{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		long := run.Results[len(run.Results)-2]
+		if long.Preemptions != tt.preempt {
+			t.Errorf("%s: the long job was preempted %d times, want %d", tt.name, long.Preemptions, tt.preempt)
 		}
 	}
 }

@@ -1,7 +1,8 @@
 //go:build e2e
 
-// Package preempt runs the las policy on a real cluster: a server whose
-// loom.toml selects it in [scheduler], one agent with four GPUs, a long
+// Package preempt runs the las and gittins policies on a real cluster: a
+// server whose loom.toml selects one in [scheduler], one agent with four
+// GPUs, a long
 // MNIST job holding all four, and a short job that arrives later. The
 // short job preempts the long one, which gets its --signal, checkpoints,
 // is requeued, resumes from that checkpoint and completes.
@@ -29,16 +30,33 @@ func learnerBinary(t *testing.T) string {
 	return b
 }
 
-// config selects las with a 20 GPU-second first queue (a 4-GPU job
-// leaves it after 5 s), a 1 s minimum run and no promotion.
-const config = `[scheduler]
+// configs select las with a 20 GPU-second first queue (a 4-GPU job
+// leaves it after 5 s), a 1 s minimum run and no promotion; and gittins
+// with the same minimum run and a margin of 1, so that the new job, whose
+// index beats the long job's by far once the leader has learned from a
+// finished job and by a little before (least attained service first),
+// preempts it either way.
+var configs = map[string]string{
+	"las": `[scheduler]
 policy = "las"
 las_thresholds = [20]
 las_min_run = "1s"
 las_promote_factor = -1
-`
+`,
+	"gittins": `[scheduler]
+policy = "gittins"
+las_min_run = "1s"
+gittins_margin = 1
+`,
+}
 
 func TestLASPreemptsLongJobWhichResumes(t *testing.T) {
+	for _, policy := range []string{"las", "gittins"} {
+		t.Run(policy, func(t *testing.T) { testPreemptsLongJob(t, configs[policy]) })
+	}
+}
+
+func testPreemptsLongJob(t *testing.T, config string) {
 	logs := t.TempDir()
 	work := cluster.OpenDir(t, "loom-preempt-")
 	conf := filepath.Join(logs, "loom.toml")
