@@ -128,7 +128,7 @@ func TestHelloGang(t *testing.T) {
 func TestThirdGangWaits(t *testing.T) {
 	_, jobs := startCluster(t, 2)
 	half := func() *api.JobSpec {
-		return &api.JobSpec{NodesMin: 2, NtasksPerNode: 4, GpusPerNode: 4, Script: "#!/bin/sh\nsleep 1\n"}
+		return &api.JobSpec{NodesMin: 2, NtasksPerNode: 4, GpusPerNode: 4, Script: "#!/bin/sh\nsleep 2\n"}
 	}
 	a, b := submit(t, jobs, half()), submit(t, jobs, half())
 	c := submit(t, jobs, &api.JobSpec{NodesMin: 2, GpusPerNode: 8, Script: "#!/bin/sh\ntrue\n"})
@@ -136,9 +136,15 @@ func TestThirdGangWaits(t *testing.T) {
 		ja, jb := getJob(t, jobs, a), getJob(t, jobs, b)
 		return ja.State == api.JobState_RUNNING && jb.State == api.JobState_RUNNING
 	})
-	if jc := getJob(t, jobs, c); jc.State != api.JobState_PENDING || jc.Reason != "Resources" {
-		t.Fatalf("third job: state %s reason %q, want PENDING Resources", jc.State, jc.Reason)
-	}
+	// The cycle that records why c waits may come just after the one that
+	// started a and b: wait for its reason, which must come while c pends.
+	harness.WaitFor(t, "the third job to pend on Resources", 10*time.Second, func() bool {
+		jc := getJob(t, jobs, c)
+		if jc.State != api.JobState_PENDING {
+			t.Fatalf("third job: state %s while the first two run, want PENDING", jc.State)
+		}
+		return jc.Reason == "Resources"
+	})
 	ja, jb, jc := waitDone(t, jobs, a), waitDone(t, jobs, b), waitDone(t, jobs, c)
 	for _, j := range []*api.Job{ja, jb, jc} {
 		if j.State != api.JobState_COMPLETED {
