@@ -22,23 +22,33 @@ func TestArrayAndHold(t *testing.T) {
 	first := submit(t, jobs, &api.JobSpec{Array: "0-3%2", GpusPerNode: 1, WorkingDir: dir, Output: "arr-%A_%a.out",
 		Script: "#!/bin/sh\necho \"$SLURM_ARRAY_JOB_ID $SLURM_ARRAY_TASK_ID\"\nsleep 1\n"})
 	ids := []uint64{first, first + 1, first + 2, first + 3}
-	maxRunning := 0
 	harness.WaitFor(t, "every array task to end", 60*time.Second, func() bool {
-		running, done := 0, 0
 		for _, id := range ids {
-			j := getJob(t, jobs, id)
-			if j.State == api.JobState_RUNNING || j.State == api.JobState_CONFIGURING {
-				running++
-			}
-			if j.State.Terminal() && !j.HoldsResources() {
-				done++
+			if j := getJob(t, jobs, id); !j.State.Terminal() || j.HoldsResources() {
+				return false
 			}
 		}
-		maxRunning = max(maxRunning, running)
-		return done == len(ids)
+		return true
 	})
-	if maxRunning > 2 {
-		t.Errorf("%d array tasks ran at once, want at most 2 (%%2)", maxRunning)
+	// At most 2 tasks ran at once: from the leader's own start and end
+	// times, which a task placed after another ended cannot overlap
+	// (polling each task's state in turn could see one end and the next
+	// start between two reads).
+	var runs [][2]int64
+	for _, id := range ids {
+		j := getJob(t, jobs, id)
+		runs = append(runs, [2]int64{j.StartUnixMs, j.EndUnixMs})
+	}
+	for _, r := range runs {
+		at := 0 // tasks running just after r started
+		for _, o := range runs {
+			if o[0] <= r[0] && r[0] < o[1] {
+				at++
+			}
+		}
+		if at > 2 {
+			t.Errorf("%d array tasks ran at once at %d (runs %v), want at most 2 (%%2)", at, r[0], runs)
+		}
 	}
 	for i, id := range ids {
 		j := getJob(t, jobs, id)
