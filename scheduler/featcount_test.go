@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -26,16 +27,24 @@ func TestFeatureCountPlacement(t *testing.T) {
 		}
 		return ns
 	}
-	v := &View{Nodes: eight(), Jobs: []*api.Job{pending(1, &api.JobSpec{NodesMin: 4, GpusPerNode: 8, Constraint: "a*2"})}}
+	// Half of each other node is taken, so that best fit alone would
+	// choose four of them.
+	jobs := []*api.Job{pending(1, &api.JobSpec{NodesMin: 4, GpusPerNode: 4, Constraint: "a*2"})}
+	for k := range 6 {
+		name := fmt.Sprintf("o%d", k+1)
+		jobs = append(jobs, running(uint64(10+k), &api.JobSpec{GpusPerNode: 4}, time.Unix(0, 0), gpuRank(name, 0, 1, 2, 3)))
+	}
+	v := &View{Nodes: eight(), Jobs: jobs}
 	got := placedOn(Schedule(v, time.Unix(0, 0), Config{}))[1]
 	if len(got) != 4 || !slices.Contains(got, "a1") || !slices.Contains(got, "a2") {
 		t.Errorf("a*2 over 4 nodes placed on %v, want a1, a2 and two others", got)
 	}
 
 	// Each node counts once: x has a and b, y only a, so b must come
-	// from x and a from y.
+	// from x and a from y (though z, half taken, fits best).
 	v = &View{Nodes: []*api.Node{featured("z", h100, "c"), featured("x", h100, "a", "b"), featured("y", h100, "a")},
-		Jobs: []*api.Job{pending(1, &api.JobSpec{NodesMin: 2, GpusPerNode: 8, Constraint: "[a*1&b*1]"})}}
+		Jobs: []*api.Job{pending(1, &api.JobSpec{NodesMin: 2, GpusPerNode: 4, Constraint: "[a*1&b*1]"}),
+			running(2, &api.JobSpec{GpusPerNode: 4}, time.Unix(0, 0), gpuRank("z", 0, 1, 2, 3))}}
 	got = placedOn(Schedule(v, time.Unix(0, 0), Config{}))[1]
 	slices.Sort(got)
 	if !slices.Equal(got, []string{"x", "y"}) {
