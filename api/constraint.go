@@ -196,10 +196,35 @@ func (c *Constraint) HasCounts() bool {
 	return walk(c.top)
 }
 
+// FeatureCount is one feature*N of a --constraint: at least Nodes of the
+// job's nodes have Feature.
+type FeatureCount struct {
+	Feature string
+	Nodes   uint32
+}
+
+// Counts returns the constraint's node counts (feature*N) in the order
+// given, nil without any.
+func (c *Constraint) Counts() []FeatureCount {
+	var out []FeatureCount
+	var walk func(e *featExpr)
+	walk = func(e *featExpr) {
+		if e.count != 0 {
+			out = append(out, FeatureCount{Feature: e.name, Nodes: e.count})
+		}
+		for _, it := range e.items {
+			walk(it)
+		}
+	}
+	walk(c.top)
+	return out
+}
+
 // Choices is how many ways the constraint can be met by all of a job's
-// nodes alike: the items of its matching-OR set, or 1 without one.
+// nodes alike: the items of its matching-OR set, or 1 without one (a
+// set of counts, [a*2&b*4], is not a choice).
 func (c *Constraint) Choices() int {
-	if c.bracket == nil {
+	if c.bracket == nil || slices.Contains(c.bracket.ops, '&') {
 		return 1
 	}
 	return len(c.bracket.items)
@@ -207,14 +232,19 @@ func (c *Constraint) Choices() int {
 
 // Matches reports whether a node with the features has reports meets
 // the constraint, with the bracketed set read as its choice-th item (a
-// negative choice: any of them).
+// negative choice: any of them). A counted feature (feature*N) binds only
+// some of the job's nodes, so it is met by every node here; Counts lists
+// them for the placement to meet.
 func (c *Constraint) Matches(has func(string) bool, choice int) bool {
 	var eval func(e *featExpr) bool
 	eval = func(e *featExpr) bool {
+		if e.count != 0 {
+			return true
+		}
 		if e.items == nil {
 			return has(e.name)
 		}
-		if e.bracket {
+		if e.bracket && slices.Contains(e.ops, '|') {
 			if choice >= 0 && choice < len(e.items) {
 				return eval(e.items[choice])
 			}
@@ -234,7 +264,7 @@ func (c *Constraint) Matches(has func(string) bool, choice int) bool {
 }
 
 // checkConstraint refuses a --constraint Loom cannot honour: bad syntax,
-// node counts, and a [...] set that is not a matching OR.
+// and node counts where Slurm refuses them too (see checkCounts).
 func checkConstraint(s *JobSpec) error {
 	if s.Constraint == "" {
 		return nil
@@ -248,10 +278,47 @@ func checkConstraint(s *JobSpec) error {
 		return err
 	}
 	if c.HasCounts() {
-		return fieldErr("--constraint="+s.Constraint, "node counts (feature*N) are not supported yet: constrain every node alike")
+		return checkCounts(s, c)
 	}
 	if c.bracket != nil && slices.Contains(c.bracket.ops, '&') {
-		return fieldErr("--constraint="+s.Constraint, "'&' inside [...] needs node counts, which are not supported yet; use [a|b] for a matching OR")
+		return fieldErr("--constraint="+s.Constraint, "'&' inside [...] joins node counts: give each feature a count ([a*2&b*4]), or use [a|b] for a matching OR")
+	}
+	return nil
+}
+
+// checkCounts refuses node counts Slurm refuses: with '|' anywhere in
+// the expression, on a (group) or [set] rather than one feature, a
+// [...] set of '&' where a feature has no count, and counts that add up
+// to more nodes than --nodes asks for at least.
+func checkCounts(s *JobSpec, c *Constraint) error {
+	field := "--constraint=" + s.Constraint
+	var walk func(e *featExpr) error
+	walk = func(e *featExpr) error {
+		if e.count != 0 && e.items != nil {
+			return fieldErr(field, "a count (*N) must follow a single feature name, not a group")
+		}
+		if slices.Contains(e.ops, '|') {
+			return fieldErr(field, "node counts (feature*N) can only be joined by '&', not '|'")
+		}
+		if e.bracket && slices.ContainsFunc(e.items, func(it *featExpr) bool { return it.count == 0 }) {
+			return fieldErr(field, "every feature of a [...] set of '&' needs a count ([a*2&b*4])")
+		}
+		for _, it := range e.items {
+			if err := walk(it); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := walk(c.top); err != nil {
+		return err
+	}
+	var total uint64
+	for _, fc := range c.Counts() {
+		total += uint64(fc.Nodes)
+	}
+	if lo, _ := s.NodeRange(); total > uint64(lo) {
+		return fieldErr(field, "the counts add up to %d nodes, more than --nodes=%d; ask for at least %d nodes", total, lo, total)
 	}
 	return nil
 }

@@ -59,8 +59,8 @@ func TestParseConstraintShape(t *testing.T) {
 		{"[a|b|c]", 3, false},
 		{"x&[a|b]", 2, false},
 		{"graphics*4", 1, true},
-		{"[rack1*2&rack2*4]", 2, true},
-		{"[(rack1|rack2)*1&(rack3)*2]", 2, true},
+		{"[rack1*2&rack2*4]", 1, true},
+		{"[(rack1|rack2)*1&(rack3)*2]", 1, true},
 	}
 	for _, tt := range tests {
 		c, err := ParseConstraint(tt.expr)

@@ -56,7 +56,13 @@ func TestCheckOptions(t *testing.T) {
 		{&JobSpec{MailType: "end"}, `"end" is not one of`},
 		{&JobSpec{Constraint: "a|[b|c]"}, ""},
 		{&JobSpec{Constraint: "a|"}, "--constraint=a|: position 2: a feature must follow '|'"},
-		{&JobSpec{Constraint: "[a*1&b*2]"}, "node counts"},
+		{&JobSpec{Constraint: "[a*1&b*2]"}, "the counts add up to 3 nodes, more than --nodes=1"},
+		{&JobSpec{Constraint: "[a*1&b*2]", NodesMin: 3}, ""},
+		{&JobSpec{Constraint: "gpu&a*2", NodesMin: 4}, ""},
+		{&JobSpec{Constraint: "a*2|b", NodesMin: 4}, "can only be joined by '&'"},
+		{&JobSpec{Constraint: "[a*2|b*2]", NodesMin: 4}, "can only be joined by '&'"},
+		{&JobSpec{Constraint: "(a|b)*2", NodesMin: 4}, "must follow a single feature name"},
+		{&JobSpec{Constraint: "[a*2&b]", NodesMin: 4}, "every feature of a [...] set"},
 		{&JobSpec{Constraint: "[a&b]"}, "'&' inside [...]"},
 	}
 	for _, tt := range tests {

@@ -414,9 +414,9 @@ func TestSbatchErrors(t *testing.T) {
 			wantErr: "sbatch: error: line 2: --constraint=a100&&hbm: position 6: a feature must come before '&'\n",
 		},
 		{
-			name:    "constraint counts are refused",
+			name:    "constraint counts beyond --nodes are refused",
 			script:  header + "#SBATCH --constraint=a100*2\ntrue\n",
-			wantErr: "sbatch: error: --constraint=a100*2: node counts (feature*N) are not supported yet: constrain every node alike\n",
+			wantErr: "sbatch: error: --constraint=a100*2: the counts add up to 2 nodes, more than --nodes=1; ask for at least 2 nodes\n",
 		},
 		{
 			name:    "socket placement is refused",

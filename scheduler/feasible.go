@@ -56,6 +56,9 @@ func FeasibleIn(nodes []*api.Node, parts *api.PartitionTable, spec *api.JobSpec)
 			return err
 		}
 		outside += " with the features asked for"
+		if err := countsMet(in, spec, part); err != nil {
+			return err
+		}
 	}
 	if why := gresMisfit(in, spec.GresPerNode, part); why != "" {
 		return fmt.Errorf("requested node configuration is not available: %s", why)

@@ -472,7 +472,10 @@ type request struct {
 	constraint *api.Constraint // --constraint; nil: none
 	// choice is the item of the constraint's matching-OR set ([a|b]) that
 	// all nodes share while placeOn tries it; -1 (any) otherwise.
-	choice  int
+	choice int
+	// counts are the constraint's feature*N, met by placeCounted; nil:
+	// none.
+	counts  []api.FeatureCount
 	gpuType string   // every GPU of a node must be of this type; "": any
 	gres    []uint64 // generic resources on each node, by cycle.gresIdx; nil: none
 }
@@ -504,6 +507,7 @@ func (c *cycle) request(j *api.Job) *request {
 	r := &request{job: j, part: s.PartitionOf(), lo: lo, exclusive: s.Exclusive, choice: -1}
 	if s.Constraint != "" {
 		r.constraint = c.constraint(s.Constraint)
+		r.counts = r.constraint.Counts()
 	}
 	if s.GpuType != "" && (s.Gpus != 0 || s.GpusPerNode != 0 || s.GpusPerTask != 0) {
 		r.gpuType = s.GpuType
@@ -708,6 +712,16 @@ func (c *cycle) placeOnNodes(st *state, r *request, end time.Time, honour bool) 
 			continue
 		}
 		n := int(r.lo) + k
+		if r.counts != nil {
+			p, w := c.placeCounted(st, r, shapes, end, honour)
+			if p != nil {
+				return p, failNone
+			}
+			if w == failTopology {
+				why = failTopology
+			}
+			continue
+		}
 		if n == 1 {
 			if p := c.placeOne(st, r, shapes[0], end, honour); p != nil {
 				return p, failNone

@@ -68,6 +68,11 @@ func (c *cycle) victimFilter(pj *pendingJob) (ok func(*holding) bool, cost func(
 // resources for pj from now and returns the victims, or nil when
 // preemption cannot make room (or pj preempts nothing).
 func (c *cycle) preemptFor(pj *pendingJob, r *request) []*api.Job {
+	if r.counts != nil {
+		// Victims are chosen per node alike; feature counts would need
+		// them chosen per feature. Such a job waits instead.
+		return nil
+	}
 	if r.constraint == nil || r.constraint.Choices() == 1 {
 		return c.preemptOnNodes(pj, r)
 	}

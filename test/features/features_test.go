@@ -1,8 +1,8 @@
 //go:build e2e
 
 // Package features runs agents that declare node features and checks that
-// jobs with --constraint or a GPU type land only on matching nodes, and
-// that one no node can meet is refused at submit.
+// jobs with --constraint (node counts too) or a GPU type land only on
+// matching nodes, and that one no node can meet is refused at submit.
 package features
 
 import (
@@ -79,6 +79,14 @@ func TestConstraintPlacesOnFeaturedNodes(t *testing.T) {
 			t.Errorf("%s: job placed on %v, want [%s]", tt.name, got, tt.want)
 		}
 	}
+	// Node counts: one node with ib, another with rack2.
+	id, err := submit("counts", &api.JobSpec{NodesMin: 2, GpusPerNode: 1, Constraint: "[ib*1&rack2*1]"})
+	if err != nil {
+		t.Fatalf("counts: submit: %v", err)
+	}
+	if got := placedOn(id); len(got) != 2 || !slices.Contains(got, "node0") || !slices.Contains(got, "node1") {
+		t.Errorf("[ib*1&rack2*1]: job placed on %v, want node0 and node1", got)
+	}
 	for _, tt := range []struct {
 		spec *api.JobSpec
 		want string
@@ -86,6 +94,8 @@ func TestConstraintPlacesOnFeaturedNodes(t *testing.T) {
 		{&api.JobSpec{Constraint: "nvme"}, `--constraint=nvme: no node of partition "batch" has these features`},
 		{&api.JobSpec{NodesMin: 2, Constraint: "[rack1|rack2]"}, "no 2 nodes"},
 		{&api.JobSpec{GpusPerNode: 1, GpuType: "v100"}, `GPU type "v100"`},
+		{&api.JobSpec{NodesMin: 2, Constraint: "rack1*2"}, `rack1*2 asks for 2 nodes with feature "rack1" but partition "batch" has 1`},
+		{&api.JobSpec{Constraint: "rack1*2"}, "the counts add up to 2 nodes, more than --nodes=1"},
 	} {
 		if _, err := submit("bad-"+tt.spec.String(), tt.spec); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("submit %v = %v, want an error containing %q", tt.spec, err, tt.want)
