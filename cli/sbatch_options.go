@@ -3,7 +3,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -570,42 +569,14 @@ const maxCommentBytes = 1024
 // as Slurm does, api.ValidateSpec refuses more than one.
 func setMem(s *api.JobSpec, p *uint64) func(string) error {
 	return func(v string) error {
-		mb, err := parseMemMB(v)
+		// 0 (Slurm's "all of the node's memory") is stored as 0, "not
+		// given".
+		mb, err := api.ParseMemMB(v)
 		*p = mb
 		return err
 	}
 }
 
-// parseMemMB parses Slurm's --mem: a whole number with an optional unit
-// K, M, G or T (default M), which may be followed by B ("80GB", "400gb"),
-// rounded up to whole megabytes. 0 (Slurm's "all of the node's memory")
-// is stored as 0, "not given".
-func parseMemMB(v string) (uint64, error) {
-	num, mult, div := v, uint64(1), uint64(1)
-	if n := len(v); n > 1 && (v[n-1] == 'B' || v[n-1] == 'b') && strings.ContainsRune("KkMmGgTt", rune(v[n-2])) {
-		num = v[:n-1]
-	}
-	if n := len(num); n > 0 {
-		switch num[n-1] {
-		case 'K', 'k':
-			num, div = num[:n-1], 1024
-		case 'M', 'm':
-			num = num[:n-1]
-		case 'G', 'g':
-			num, mult = num[:n-1], 1024
-		case 'T', 't':
-			num, mult = num[:n-1], 1024*1024
-		}
-	}
-	n, err := strconv.ParseUint(num, 10, 64)
-	if err != nil || num[0] == '+' {
-		return 0, fmt.Errorf("memory size %q is not a number with an optional unit K, M, G or T (KB, MB, GB, TB)", v)
-	}
-	if n > math.MaxUint64/mult/1024 {
-		return 0, fmt.Errorf("memory size %q is too large", v)
-	}
-	return (n*mult + div - 1) / div, nil
-}
 
 // dependencyTypes are the --dependency kinds Slurm defines and Loom keeps.
 var dependencyTypes = []string{"after", "afterany", "afternotok", "afterok", "aftercorr", "singleton"}

@@ -774,9 +774,9 @@ func TestParseMemMB(t *testing.T) {
 		{"1.5G", 0, false},
 	}
 	for _, tt := range tests {
-		got, err := parseMemMB(tt.in)
+		got, err := api.ParseMemMB(tt.in)
 		if (err == nil) != tt.ok || got != tt.want {
-			t.Errorf("parseMemMB(%q) = %d, %v; want %d, ok %v", tt.in, got, err, tt.want, tt.ok)
+			t.Errorf("api.ParseMemMB(%q) = %d, %v; want %d, ok %v", tt.in, got, err, tt.want, tt.ok)
 		}
 	}
 }

@@ -153,28 +153,11 @@ func asSizeMB(v any) (uint64, error) {
 		}
 		return uint64(x), nil
 	case string:
-		num := strings.TrimSpace(x)
-		if n := len(num); n > 1 && (num[n-1] == 'B' || num[n-1] == 'b') && strings.ContainsRune("KkMmGgTt", rune(num[n-2])) {
-			num = num[:n-1]
-		}
-		mult, div := uint64(1), uint64(1)
-		if n := len(num); n > 0 {
-			switch num[n-1] {
-			case 'K', 'k':
-				num, div = num[:n-1], 1024
-			case 'M', 'm':
-				num = num[:n-1]
-			case 'G', 'g':
-				num, mult = num[:n-1], 1024
-			case 'T', 't':
-				num, mult = num[:n-1], 1024*1024
-			}
-		}
-		n, err := strconv.ParseUint(num, 10, 64)
-		if err != nil || num == "" || num[0] == '+' || n > math.MaxUint64/mult/1024 {
+		mb, err := api.ParseMemMB(strings.TrimSpace(x))
+		if err != nil {
 			return 0, fmt.Errorf("%q is not a size such as \"4G\" or \"512M\" (units K, M, G, T)", x)
 		}
-		return (n*mult + div - 1) / div, nil
+		return mb, nil
 	}
 	return 0, fmt.Errorf("want a size such as \"4G\", not %s", typeName(v))
 }
