@@ -577,7 +577,6 @@ func setMem(s *api.JobSpec, p *uint64) func(string) error {
 	}
 }
 
-
 // dependencyTypes are the --dependency kinds Slurm defines and Loom keeps.
 var dependencyTypes = []string{"after", "afterany", "afternotok", "afterok", "aftercorr", "singleton"}
 
