@@ -81,30 +81,9 @@ func sacct(t *testing.T, addr string) string {
 // leader's does; so does a fresh server into which the operator's
 // snapshot file is restored.
 func TestJoinedServerHasArchivedJobs(t *testing.T) {
-	dir := t.TempDir()
-	c := &testCluster{t: t, dir: dir, opts: harness.ServerOptions{
-		PKI: cluster.PKI(t, dir), GossipKeyFile: cluster.GossipKeyFile(t, dir),
-		Flags: []string{"--min-job-age", "1s", "--raft-snapshot-threshold", "16", "--raft-trailing-logs", "8",
-			"--raft-snapshot-interval", "200ms"},
-	}}
-	started, err := harness.StartServers(cluster.Binary(t), dir, 3, "", c.opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var initial []*cluster.Server
-	for _, s := range started {
-		c.members = append(c.members, c.wrap(s))
-		initial = append(initial, &cluster.Server{Server: s})
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, m := range c.members {
-				t.Log(m.Tail())
-			}
-		}
-	})
-	cluster.StartGossipAgent(t, dir, "node1", "dgx-h100", 29700, initial)
-	c.waitPeers()
+	c := startCluster(t, 3, 29700, "--min-job-age", "1s", "--raft-snapshot-threshold", "16", "--raft-trailing-logs", "8",
+		"--raft-snapshot-interval", "200ms")
+	dir := c.dir
 	jobs := c.leader().jobs
 	cluster.WaitFor(t, "the node to register", 30*time.Second, func() bool {
 		r, err := api.NewNodeServiceClient(mustDial(t, c.leader().Client())).ListNodes(cluster.Ctx(t), &api.ListNodesRequest{})

@@ -182,6 +182,35 @@ func (c *testCluster) waitPeers() {
 }
 
 // snapshotIndexes returns the indexes of the Raft snapshots in a data dir.
+// startCluster starts n servers with flags, one gossiping agent (node1,
+// its ports from portMin) and waits until every server lists the others.
+// A failed test logs each server's last output.
+func startCluster(t *testing.T, n, portMin int, flags ...string) *testCluster {
+	dir := t.TempDir()
+	c := &testCluster{t: t, dir: dir, opts: harness.ServerOptions{
+		PKI: cluster.PKI(t, dir), GossipKeyFile: cluster.GossipKeyFile(t, dir), Flags: flags,
+	}}
+	started, err := harness.StartServers(cluster.Binary(t), dir, n, "", c.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var initial []*cluster.Server
+	for _, s := range started {
+		c.members = append(c.members, c.wrap(s))
+		initial = append(initial, &cluster.Server{Server: s})
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, m := range c.members {
+				t.Log(m.Tail())
+			}
+		}
+	})
+	cluster.StartGossipAgent(t, dir, "node1", "dgx-h100", portMin, initial)
+	c.waitPeers()
+	return c
+}
+
 func snapshotIndexes(dataDir string) []uint64 {
 	entries, _ := os.ReadDir(filepath.Join(dataDir, "snapshots"))
 	var out []uint64
@@ -205,29 +234,7 @@ func newest(xs []uint64) uint64 {
 }
 
 func TestMembershipChangesUnderLoad(t *testing.T) {
-	dir := t.TempDir()
-	c := &testCluster{t: t, dir: dir, opts: harness.ServerOptions{
-		PKI: cluster.PKI(t, dir), GossipKeyFile: cluster.GossipKeyFile(t, dir),
-		Flags: []string{"--raft-snapshot-threshold", "64", "--raft-trailing-logs", fmt.Sprint(trailing), "--raft-snapshot-interval", "200ms"},
-	}}
-	started, err := harness.StartServers(cluster.Binary(t), dir, 5, "", c.opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var initial []*cluster.Server
-	for _, s := range started {
-		c.members = append(c.members, c.wrap(s))
-		initial = append(initial, &cluster.Server{Server: s})
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, m := range c.members {
-				t.Log(m.Tail())
-			}
-		}
-	})
-	cluster.StartGossipAgent(t, dir, "node1", "dgx-h100", 29500, initial)
-	c.waitPeers()
+	c := startCluster(t, 5, 29500, "--raft-snapshot-threshold", "64", "--raft-trailing-logs", fmt.Sprint(trailing), "--raft-snapshot-interval", "200ms")
 
 	sub := cluster.NewSubmitter(c.jobClients()...)
 	ctx, stop := context.WithCancel(context.Background())
