@@ -155,6 +155,21 @@ func TestSaveInspectRestoreIntoAFreshCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	follower := addrs[(leader+1)%len(addrs)]
+	// Each server publishes its own address in the state once it knows
+	// the leader (a tick of a second); the jobs above may all have ended
+	// before the followers did.
+	cluster.WaitFor(t, "every server's address in the replicated state", 30*time.Second, func() bool {
+		r, err := ops[leader].RaftListPeers(cluster.Ctx(t), &api.RaftListPeersRequest{})
+		if err != nil || len(r.Servers) != len(addrs) {
+			return false
+		}
+		for _, sv := range r.Servers {
+			if sv.RpcAddr == "" {
+				return false
+			}
+		}
+		return true
+	})
 	file := filepath.Join(dir, "backup.snap")
 	mustLoom(t, dir, []string{follower}, "operator", "snapshot", "save", file)
 	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
