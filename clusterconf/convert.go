@@ -84,20 +84,9 @@ func ToScheduler(c *api.ClusterConfig) scheduler.Config {
 		}
 	}
 	if len(c.GetSwitches()) > 0 {
-		var b strings.Builder
-		for _, sw := range c.GetSwitches() {
-			fmt.Fprintf(&b, "SwitchName=%s", sw.Name)
-			if sw.Nodes != "" {
-				fmt.Fprintf(&b, " Nodes=%s", sw.Nodes)
-			}
-			if sw.Switches != "" {
-				fmt.Fprintf(&b, " Switches=%s", sw.Switches)
-			}
-			b.WriteByte('\n')
-		}
-		// Validated switches always parse; a replica that was sent bad ones
-		// schedules by the agents' own leaf switches.
-		if net, err := scheduler.ParseTopologyConf(b.String()); err == nil {
+		// Validated switches always build; a replica that was sent bad
+		// ones schedules by the agents' own leaf switches.
+		if net, err := scheduler.NewNetwork(c.GetSwitches()); err == nil {
 			out.Network = net
 		}
 	}

@@ -100,16 +100,12 @@ func TestPlacementOneNUMANodeOnPCIe(t *testing.T) {
 	}
 }
 
-const twoLeaves = `
-# two leaves under one spine
-SwitchName=s1 Nodes=n[1-4]
-SwitchName=s2 Nodes=n[5-8]
-SwitchName=s0 Switches=s[1-2]
-`
+// twoLeaves is two leaves under one spine.
+var twoLeaves = []*api.SwitchConfig{{Name: "s1", Nodes: "n[1-4]"}, {Name: "s2", Nodes: "n[5-8]"}, {Name: "s0", Switches: "s[1-2]"}}
 
 func leafCluster(t *testing.T) ([]*api.Node, *Network) {
 	t.Helper()
-	net, err := ParseTopologyConf(twoLeaves)
+	net, err := NewNetwork(twoLeaves)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,10 +221,10 @@ func TestExclusiveTakesWholeNode(t *testing.T) {
 	}
 }
 
-func TestParseTopologyConfErrors(t *testing.T) {
-	for _, text := range []string{"Nodes=a[1-2]", "SwitchName=s1 Bogus=1", "SwitchName=s1 Nodes=a[2-1]", "SwitchName"} {
-		if _, err := ParseTopologyConf(text); err == nil {
-			t.Errorf("ParseTopologyConf(%q) = nil error, want one", text)
+func TestNewNetworkErrors(t *testing.T) {
+	for _, sw := range []*api.SwitchConfig{{Name: "s1", Nodes: "a[2-1]"}, {Name: "s1", Switches: "s[1-"}} {
+		if _, err := NewNetwork([]*api.SwitchConfig{sw}); err == nil {
+			t.Errorf("NewNetwork(%v) = nil error, want one", sw)
 		}
 	}
 }

@@ -1,10 +1,8 @@
 package scheduler
 
 import (
-	"bufio"
 	"fmt"
 	"math/bits"
-	"strings"
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/gpu"
@@ -140,62 +138,31 @@ func (n *Network) Leaf(node string) string { return n.leafOf[node] }
 // Parent returns the switch above sw, or "".
 func (n *Network) Parent(sw string) string { return n.parentOf[sw] }
 
-// ParseTopologyConf reads Slurm's topology.conf syntax:
-//
-//	SwitchName=s1 Nodes=gpu[001-032]
-//	SwitchName=s0 Switches=s[1-4]
-//
-// Comments start with #. Loom uses two levels: a node's leaf switch and
-// the switch above it.
-func ParseTopologyConf(text string) (*Network, error) {
+// NewNetwork builds the switch tree from the cluster configuration's
+// switches (clusterconf reads and checks them, from topology.conf or
+// loom.toml). Loom uses two levels: a node's leaf switch and the switch
+// above it.
+func NewNetwork(switches []*api.SwitchConfig) (*Network, error) {
 	net := &Network{leafOf: map[string]string{}, parentOf: map[string]string{}}
-	sc := bufio.NewScanner(strings.NewReader(text))
-	line := 0
-	for sc.Scan() {
-		line++
-		l, _, _ := strings.Cut(sc.Text(), "#")
-		if strings.TrimSpace(l) == "" {
-			continue
-		}
-		var name, nodes, switches string
-		for _, f := range strings.Fields(l) {
-			k, v, ok := strings.Cut(f, "=")
-			if !ok {
-				return nil, fmt.Errorf("topology.conf: line %d: %q is not key=value", line, f)
-			}
-			switch strings.ToLower(k) {
-			case "switchname":
-				name = v
-			case "nodes":
-				nodes = v
-			case "switches":
-				switches = v
-			case "linkspeed":
-			default:
-				return nil, fmt.Errorf("topology.conf: line %d: unknown key %q (want SwitchName, Nodes, Switches, LinkSpeed)", line, k)
-			}
-		}
-		if name == "" {
-			return nil, fmt.Errorf("topology.conf: line %d: no SwitchName", line)
-		}
-		if nodes != "" {
-			hs, err := api.ExpandHostlist(nodes)
+	for _, sw := range switches {
+		if sw.Nodes != "" {
+			hs, err := api.ExpandHostlist(sw.Nodes)
 			if err != nil {
-				return nil, fmt.Errorf("topology.conf: line %d: Nodes=%s: %w", line, nodes, err)
+				return nil, fmt.Errorf("switch %s: nodes %s: %w", sw.Name, sw.Nodes, err)
 			}
 			for _, h := range hs {
-				net.leafOf[h] = name
+				net.leafOf[h] = sw.Name
 			}
 		}
-		if switches != "" {
-			ss, err := api.ExpandHostlist(switches)
+		if sw.Switches != "" {
+			ss, err := api.ExpandHostlist(sw.Switches)
 			if err != nil {
-				return nil, fmt.Errorf("topology.conf: line %d: Switches=%s: %w", line, switches, err)
+				return nil, fmt.Errorf("switch %s: switches %s: %w", sw.Name, sw.Switches, err)
 			}
-			for _, s := range ss {
-				net.parentOf[s] = name
+			for _, c := range ss {
+				net.parentOf[c] = sw.Name
 			}
 		}
 	}
-	return net, sc.Err()
+	return net, nil
 }
