@@ -104,21 +104,11 @@ func (js *jobService) TestSubmit(ctx context.Context, req *api.SubmitRequest) (*
 		return nil, toStatus(fmt.Errorf("%w: %v", errInfeasible, err))
 	}
 	now := time.Now()
-	// The trial plans with what the leader's cycle would use: the
-	// replicated configuration and the reservations not yet ended.
+	// The trial plans from what the leader's cycle would: the replicated
+	// configuration and the same view.
 	var sc schedulerConfigCache
 	cfg := sc.at(snap.Config(), s.cfg.Scheduler)
-	view := &scheduler.View{Nodes: nodes, Lookup: snap.Job}
-	fs := fairShareCache{archive: s.acct}
-	view.AccountUsage = fs.at(snap, now, cfg.Priority.FairShareHalfLife)
-	for j := range snap.ActiveJobs() {
-		view.Jobs = append(view.Jobs, j)
-	}
-	for r := range snap.Reservations() {
-		if r.EndUnixMs > now.UnixMilli() {
-			view.Reservations = append(view.Reservations, r)
-		}
-	}
+	view := schedulerView(snap, now, &cfg, &fairShareCache{archive: s.acct}, &historyCache{archive: s.acct})
 	return testPlan(view, req, now, cfg), nil
 }
 

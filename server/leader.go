@@ -142,22 +142,30 @@ func cycleDelay(now, lastEnd time.Time, lastCycle time.Duration) time.Duration {
 	return max(0, lastEnd.Add(max(minCycleGap, 2*lastCycle)).Sub(now))
 }
 
+// schedulerView is what a cycle at now plans from: snap's nodes, live
+// jobs, partitions and reservations not yet ended, with the accounts'
+// fair-share usage and, under gittins, the sizes learned from finished
+// jobs. The leader's cycle and TestSubmit's trial plan both use it.
+// Schedule derives what allocations hold from the jobs themselves.
+func schedulerView(snap *state.View, now time.Time, cfg *scheduler.Config, fs *fairShareCache, hc *historyCache) *scheduler.View {
+	view := &scheduler.View{Lookup: snap.Job, AccountUsage: fs.at(snap, now, cfg.Priority.FairShareHalfLife),
+		History: hc.at(snap, now, cfg), Partitions: snap.Config().GetPartitions(), Reservations: liveReservations(snap, now)}
+	for n := range snap.Nodes() {
+		view.Nodes = append(view.Nodes, n)
+	}
+	for j := range snap.ActiveJobs() {
+		view.Jobs = append(view.Jobs, j)
+	}
+	return view
+}
+
 // scheduleOnce runs one cycle and returns the index it planned from, or
 // the plan's own index when it committed one (so its own commit does not
 // trigger a pointless cycle unless the plan left work undone).
 func (s *Server) scheduleOnce(ctx context.Context, snap *state.View, fs *fairShareCache, hc *historyCache, cfg scheduler.Config) uint64 {
 	start := time.Now()
-	// Schedule derives what allocations hold from the jobs themselves.
-	view := &scheduler.View{Lookup: snap.Job, AccountUsage: fs.at(snap, start, cfg.Priority.FairShareHalfLife),
-		History: hc.at(snap, start, &cfg)}
-	for n := range snap.Nodes() {
-		view.Nodes = append(view.Nodes, n)
-	}
-	view.Partitions = snap.Config().GetPartitions()
-	for j := range snap.ActiveJobs() {
-		view.Jobs = append(view.Jobs, j)
-	}
-	view.Reservations = s.expireReservations(ctx, snap, start)
+	s.expireReservations(ctx, snap, start)
+	view := schedulerView(snap, start, &cfg, fs, hc)
 	plan := scheduler.Schedule(view, start, cfg)
 	s.metrics.observeCycle(time.Since(start))
 	if plan.Empty() {

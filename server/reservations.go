@@ -165,15 +165,24 @@ func checkReservation(snap *state.View, req *api.SubmitRequest, now time.Time) e
 	return nil
 }
 
-// expireReservations returns the reservations for a scheduling cycle at
-// now and, on the leader, removes those whose end has passed, one
-// command each. Their jobs that never started then pend as
-// ReservationDeleted.
-func (s *Server) expireReservations(ctx context.Context, snap *state.View, now time.Time) []*api.Reservation {
+// liveReservations are snap's reservations whose end is after now: what
+// a scheduling cycle at now honours.
+func liveReservations(snap *state.View, now time.Time) []*api.Reservation {
 	var live []*api.Reservation
 	for r := range snap.Reservations() {
 		if r.EndUnixMs > now.UnixMilli() {
 			live = append(live, r)
+		}
+	}
+	return live
+}
+
+// expireReservations removes, on the leader, the reservations whose end
+// has passed at now, one command each. Their jobs that never started then
+// pend as ReservationDeleted.
+func (s *Server) expireReservations(ctx context.Context, snap *state.View, now time.Time) {
+	for r := range snap.Reservations() {
+		if r.EndUnixMs > now.UnixMilli() {
 			continue
 		}
 		_, err := s.apply(ctx, state.CmdReservation, &api.ReservationCommand{Op: api.ReservationOp_RESERVATION_EXPIRE,
@@ -186,5 +195,4 @@ func (s *Server) expireReservations(ctx context.Context, snap *state.View, now t
 		}
 		s.log.Info("reservation ended", "reservation", r.Name)
 	}
-	return live
 }
