@@ -200,18 +200,16 @@ func (f *fakeServer) ResumeNode(_ context.Context, req *api.NodeStateRequest) (*
 	return &api.NodeStateResponse{Index: 5}, nil
 }
 
-// start serves f on a 127.0.0.1 port until the test ends and returns the
-// address.
-func (f *fakeServer) start(t *testing.T) string {
+// serveGRPC serves what register registers on a 127.0.0.1 port until the
+// test ends and returns the address.
+func serveGRPC(t *testing.T, register func(*grpc.Server)) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	api.RegisterJobServiceServer(srv, f)
-	api.RegisterNodeServiceServer(srv, f)
-	api.RegisterOperatorServer(srv, f)
+	register(srv)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -222,6 +220,17 @@ func (f *fakeServer) start(t *testing.T) string {
 		<-done
 	})
 	return lis.Addr().String()
+}
+
+// start serves f on a 127.0.0.1 port until the test ends and returns the
+// address.
+func (f *fakeServer) start(t *testing.T) string {
+	t.Helper()
+	return serveGRPC(t, func(srv *grpc.Server) {
+		api.RegisterJobServiceServer(srv, f)
+		api.RegisterNodeServiceServer(srv, f)
+		api.RegisterOperatorServer(srv, f)
+	})
 }
 
 // deadAddr returns an address on which nothing listens.

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -65,23 +64,10 @@ func (f *fakeResv) ListReservations(_ context.Context, req *api.ListReservations
 
 func (f *fakeResv) start(t *testing.T, nodes *fakeServer) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	api.RegisterReservationServiceServer(srv, f)
-	api.RegisterNodeServiceServer(srv, nodes)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.Serve(lis)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
+	return serveGRPC(t, func(srv *grpc.Server) {
+		api.RegisterReservationServiceServer(srv, f)
+		api.RegisterNodeServiceServer(srv, nodes)
 	})
-	return lis.Addr().String()
 }
 
 // TestScontrolCreateReservation: the keys as scontrol(1) documents them,

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,22 +58,9 @@ func (f *fakeOperator) SnapshotRestore(stream grpc.ClientStreamingServer[api.Sna
 
 func (f *fakeOperator) start(t *testing.T) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	api.RegisterOperatorServer(srv, f)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.Serve(lis)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
+	return serveGRPC(t, func(srv *grpc.Server) {
+		api.RegisterOperatorServer(srv, f)
 	})
-	return lis.Addr().String()
 }
 
 // testSnapshotFile is a snapshot file of a state holding two jobs.
