@@ -19,14 +19,8 @@ func TestBackfillDoesNotDelayGang(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster and runs jobs for several seconds")
 	}
-	c, jobs := startCluster(t, 2)
-	harness.WaitFor(t, "two nodes", 10*time.Second, func() bool {
-		n := 0
-		for range c.Server.State().Nodes() {
-			n++
-		}
-		return n == 2
-	})
+	// Start returns once both agents have registered.
+	_, jobs := startCluster(t, 2)
 	blocker := submit(t, jobs, &api.JobSpec{GpusPerNode: 8, TimeLimitS: 3, Script: "#!/bin/sh\nsleep 2\n"})
 	harness.WaitFor(t, "the blocker to start", 10*time.Second, func() bool { return getJob(t, jobs, blocker).StartUnixMs != 0 })
 	gang := submit(t, jobs, &api.JobSpec{NodesMin: 2, GpusPerNode: 8, TimeLimitS: 10, Script: "#!/bin/sh\ntrue\n"})

@@ -22,14 +22,8 @@ func TestTestOnlyMatchesSchedule(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster and runs jobs for several seconds")
 	}
+	// Start returns once both agents have registered.
 	c, jobs := startCluster(t, 2)
-	harness.WaitFor(t, "two nodes", 10*time.Second, func() bool {
-		n := 0
-		for range c.Server.State().Nodes() {
-			n++
-		}
-		return n == 2
-	})
 	test := func(spec *api.JobSpec) *api.TestSubmitResponse {
 		t.Helper()
 		spec.WorkingDir = t.TempDir()
