@@ -456,16 +456,22 @@ func (x *Link) GetNvlinks() uint32 {
 }
 
 type GPU struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Index         uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	Uuid          string                 `protobuf:"bytes,2,opt,name=uuid,proto3" json:"uuid,omitempty"`
-	Model         string                 `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
-	MemoryMib     uint64                 `protobuf:"varint,4,opt,name=memory_mib,json=memoryMib,proto3" json:"memory_mib,omitempty"`
-	NumaNode      int32                  `protobuf:"varint,5,opt,name=numa_node,json=numaNode,proto3" json:"numa_node,omitempty"`
-	PciBusId      string                 `protobuf:"bytes,6,opt,name=pci_bus_id,json=pciBusId,proto3" json:"pci_bus_id,omitempty"`
-	Healthy       bool                   `protobuf:"varint,7,opt,name=healthy,proto3" json:"healthy,omitempty"`
-	HealthReason  string                 `protobuf:"bytes,8,opt,name=health_reason,json=healthReason,proto3" json:"health_reason,omitempty"`
-	Simulated     bool                   `protobuf:"varint,9,opt,name=simulated,proto3" json:"simulated,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Index        uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Uuid         string                 `protobuf:"bytes,2,opt,name=uuid,proto3" json:"uuid,omitempty"`
+	Model        string                 `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
+	MemoryMib    uint64                 `protobuf:"varint,4,opt,name=memory_mib,json=memoryMib,proto3" json:"memory_mib,omitempty"`
+	NumaNode     int32                  `protobuf:"varint,5,opt,name=numa_node,json=numaNode,proto3" json:"numa_node,omitempty"`
+	PciBusId     string                 `protobuf:"bytes,6,opt,name=pci_bus_id,json=pciBusId,proto3" json:"pci_bus_id,omitempty"`
+	Healthy      bool                   `protobuf:"varint,7,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	HealthReason string                 `protobuf:"bytes,8,opt,name=health_reason,json=healthReason,proto3" json:"health_reason,omitempty"`
+	Simulated    bool                   `protobuf:"varint,9,opt,name=simulated,proto3" json:"simulated,omitempty"`
+	// near_cores are the node's cores (0..Node.cpus-1, the CPUs it
+	// registered) on the GPU's NUMA node: its CPU affinity (nvidia-smi topo
+	// -m's CPU Affinity column) as the agent maps it onto the cores. Empty
+	// when unknown. The scheduler gives a rank with this GPU these cores
+	// first.
+	NearCores     []uint32 `protobuf:"varint,10,rep,packed,name=near_cores,json=nearCores,proto3" json:"near_cores,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -561,6 +567,13 @@ func (x *GPU) GetSimulated() bool {
 		return x.Simulated
 	}
 	return false
+}
+
+func (x *GPU) GetNearCores() []uint32 {
+	if x != nil {
+		return x.NearCores
+	}
+	return nil
 }
 
 // Topology is a node's GPUs and the link classes between them.
@@ -935,8 +948,12 @@ type JobSpec struct {
 	// runs with time_limit_s; it is kept and shown.
 	TimeMinS int64 `protobuf:"varint,49,opt,name=time_min_s,json=timeMinS,proto3" json:"time_min_s,omitempty"`
 	// cpu_bind is --cpu-bind as api.ParseCPUBind accepts it: "" or "cores"
-	// binds each rank to its own cores, "none" to all of its job's cores on
-	// the node; a "verbose," prefix prints the binding to the rank's stderr.
+	// (or "threads") binds each rank to its own cores, "none" to all of its
+	// job's cores on the node, "sockets"/"ldoms" to the job's cores on its
+	// cores' NUMA nodes, "rank", "map_cpu:<list>" and "mask_cpu:<list>" to
+	// the cores they name; a "verbose," prefix prints the binding to the
+	// rank's stderr. On a step (srun in an allocation) it overrides the
+	// job's.
 	CpuBind string `protobuf:"bytes,50,opt,name=cpu_bind,json=cpuBind,proto3" json:"cpu_bind,omitempty"`
 	// reservation is --reservation: the job runs only on the nodes of this
 	// advance reservation, during its window (docs/reservations.md).
@@ -1344,17 +1361,21 @@ func (x *JobSpec) GetGresPerNode() map[string]uint64 {
 
 // Rank is one task of an allocation and where it runs.
 type Rank struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Rank          uint32                 `protobuf:"varint,1,opt,name=rank,proto3" json:"rank,omitempty"`
-	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
-	LocalRank     uint32                 `protobuf:"varint,3,opt,name=local_rank,json=localRank,proto3" json:"local_rank,omitempty"`
-	LocalSize     uint32                 `protobuf:"varint,4,opt,name=local_size,json=localSize,proto3" json:"local_size,omitempty"`
-	NodeIndex     uint32                 `protobuf:"varint,5,opt,name=node_index,json=nodeIndex,proto3" json:"node_index,omitempty"` // index of the node within the gang (SLURM_NODEID)
-	GpuUuids      []string               `protobuf:"bytes,6,rep,name=gpu_uuids,json=gpuUuids,proto3" json:"gpu_uuids,omitempty"`
-	GpuIndexes    []uint32               `protobuf:"varint,7,rep,packed,name=gpu_indexes,json=gpuIndexes,proto3" json:"gpu_indexes,omitempty"`
-	Cpus          uint32                 `protobuf:"varint,8,opt,name=cpus,proto3" json:"cpus,omitempty"`
-	MemMb         uint64                 `protobuf:"varint,9,opt,name=mem_mb,json=memMb,proto3" json:"mem_mb,omitempty"`
-	Port          uint32                 `protobuf:"varint,10,opt,name=port,proto3" json:"port,omitempty"` // a port reserved for this rank on its node
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Rank       uint32                 `protobuf:"varint,1,opt,name=rank,proto3" json:"rank,omitempty"`
+	Node       string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	LocalRank  uint32                 `protobuf:"varint,3,opt,name=local_rank,json=localRank,proto3" json:"local_rank,omitempty"`
+	LocalSize  uint32                 `protobuf:"varint,4,opt,name=local_size,json=localSize,proto3" json:"local_size,omitempty"`
+	NodeIndex  uint32                 `protobuf:"varint,5,opt,name=node_index,json=nodeIndex,proto3" json:"node_index,omitempty"` // index of the node within the gang (SLURM_NODEID)
+	GpuUuids   []string               `protobuf:"bytes,6,rep,name=gpu_uuids,json=gpuUuids,proto3" json:"gpu_uuids,omitempty"`
+	GpuIndexes []uint32               `protobuf:"varint,7,rep,packed,name=gpu_indexes,json=gpuIndexes,proto3" json:"gpu_indexes,omitempty"`
+	Cpus       uint32                 `protobuf:"varint,8,opt,name=cpus,proto3" json:"cpus,omitempty"`
+	MemMb      uint64                 `protobuf:"varint,9,opt,name=mem_mb,json=memMb,proto3" json:"mem_mb,omitempty"`
+	Port       uint32                 `protobuf:"varint,10,opt,name=port,proto3" json:"port,omitempty"` // a port reserved for this rank on its node
+	// cores are the node's cores (0..Node.cpus-1) the rank holds, chosen by
+	// the scheduler (len = cpus); the agent binds the rank to the host CPUs
+	// they map to. Empty in allocations placed before cores were chosen.
+	Cores         []uint32 `protobuf:"varint,11,rep,packed,name=cores,proto3" json:"cores,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1457,6 +1478,13 @@ func (x *Rank) GetPort() uint32 {
 		return x.Port
 	}
 	return 0
+}
+
+func (x *Rank) GetCores() []uint32 {
+	if x != nil {
+		return x.Cores
+	}
+	return nil
 }
 
 type TaskStatus struct {
@@ -8187,7 +8215,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x0eapi/loom.proto\x12\aloom.v1\"G\n" +
 	"\x04Link\x12%\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x11.loom.v1.LinkTypeR\x04type\x12\x18\n" +
-	"\anvlinks\x18\x02 \x01(\rR\anvlinks\"\xfc\x01\n" +
+	"\anvlinks\x18\x02 \x01(\rR\anvlinks\"\x9b\x02\n" +
 	"\x03GPU\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x12\n" +
 	"\x04uuid\x18\x02 \x01(\tR\x04uuid\x12\x14\n" +
@@ -8199,7 +8227,10 @@ const file_api_loom_proto_rawDesc = "" +
 	"pci_bus_id\x18\x06 \x01(\tR\bpciBusId\x12\x18\n" +
 	"\ahealthy\x18\a \x01(\bR\ahealthy\x12#\n" +
 	"\rhealth_reason\x18\b \x01(\tR\fhealthReason\x12\x1c\n" +
-	"\tsimulated\x18\t \x01(\bR\tsimulated\"k\n" +
+	"\tsimulated\x18\t \x01(\bR\tsimulated\x12\x1d\n" +
+	"\n" +
+	"near_cores\x18\n" +
+	" \x03(\rR\tnearCores\"k\n" +
 	"\bTopology\x12 \n" +
 	"\x04gpus\x18\x01 \x03(\v2\f.loom.v1.GPUR\x04gpus\x12#\n" +
 	"\x05links\x18\x02 \x03(\v2\r.loom.v1.LinkR\x05links\x12\x18\n" +
@@ -8307,7 +8338,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01B\n" +
 	"\n" +
 	"\b_requeueB\x0f\n" +
-	"\r_max_restarts\"\x88\x02\n" +
+	"\r_max_restarts\"\x9e\x02\n" +
 	"\x04Rank\x12\x12\n" +
 	"\x04rank\x18\x01 \x01(\rR\x04rank\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1d\n" +
@@ -8323,7 +8354,8 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x04cpus\x18\b \x01(\rR\x04cpus\x12\x15\n" +
 	"\x06mem_mb\x18\t \x01(\x04R\x05memMb\x12\x12\n" +
 	"\x04port\x18\n" +
-	" \x01(\rR\x04port\"\xd6\x02\n" +
+	" \x01(\rR\x04port\x12\x14\n" +
+	"\x05cores\x18\v \x03(\rR\x05cores\"\xd6\x02\n" +
 	"\n" +
 	"TaskStatus\x12\x12\n" +
 	"\x04rank\x18\x01 \x01(\rR\x04rank\x12(\n" +

@@ -44,7 +44,8 @@ func TestCheckOptions(t *testing.T) {
 	}{
 		{&JobSpec{MemPerCpuMb: 1}, ""},
 		{&JobSpec{CpuBind: "verbose,none"}, ""},
-		{&JobSpec{CpuBind: "mask_cpu:0x3"}, `--cpu-bind: "mask_cpu" is not implemented`},
+		{&JobSpec{CpuBind: "mask_cpu:0x3"}, ""},
+		{&JobSpec{CpuBind: "mask_ldom:0x3"}, `--cpu-bind: "mask_ldom" is not implemented`},
 		{&JobSpec{MemPerNodeMb: 1, MemPerGpuMb: 1, GpusPerNode: 1}, "give only one of --mem, --mem-per-cpu and --mem-per-gpu"},
 		{&JobSpec{CpusPerGpu: 2}, "--cpus-per-gpu: the job asks for no GPUs"},
 		{&JobSpec{CpusPerGpu: 2, Gpus: 1, CpusPerTask: 2}, "not both"},

@@ -4,6 +4,7 @@ package api
 type NodeUsage struct {
 	GPUs  map[string]uint64 // GPU UUID -> job id holding it
 	CPUs  uint32
+	Cores map[uint32]uint64 // core (Rank.cores) -> job id holding it
 	MemMB uint64
 	Ports map[uint32]uint64 // port -> job id
 	Jobs  map[uint64]struct{}
@@ -11,7 +12,7 @@ type NodeUsage struct {
 }
 
 func newNodeUsage() *NodeUsage {
-	return &NodeUsage{GPUs: map[string]uint64{}, Ports: map[uint32]uint64{}, Jobs: map[uint64]struct{}{}}
+	return &NodeUsage{GPUs: map[string]uint64{}, Cores: map[uint32]uint64{}, Ports: map[uint32]uint64{}, Jobs: map[uint64]struct{}{}}
 }
 
 // Usage maps node name to what live allocations hold there.
@@ -36,6 +37,9 @@ func (u Usage) AddAllocation(a *Allocation) {
 			nu.GPUs[g] = a.JobId
 		}
 		nu.CPUs += r.Cpus
+		for _, c := range r.Cores {
+			nu.Cores[c] = a.JobId
+		}
 		nu.MemMB += r.MemMb
 		if r.Port != 0 {
 			nu.Ports[r.Port] = a.JobId

@@ -30,6 +30,8 @@ type nodeInfo struct {
 	healthy   uint64     // schedulable GPUs; 0 for a drained or down node
 	bw        []float32  // GPU×GPU bandwidth, len(gpus)², lazily
 	heldPorts map[uint32]bool
+	// heldCores are the cores (Rank.cores) live allocations hold.
+	heldCores map[uint32]bool
 	// schedulable: new work may land here (not drained or down).
 	schedulable bool
 	features    map[string]bool // lazily, for --constraint
@@ -239,6 +241,7 @@ func (c *cycle) hold(j *api.Job) {
 			}
 		}
 		h.cpus[k] += r.Cpus
+		ni.holdCores(r.Cores)
 		h.mem[k] += r.MemMb
 		if r.Port != 0 {
 			c.st.ports[i]++
@@ -366,6 +369,40 @@ func (ni *nodeInfo) holdPort(p uint32) {
 		ni.heldPorts = map[uint32]bool{}
 	}
 	ni.heldPorts[p] = true
+}
+
+// holdCores marks cores as held.
+func (ni *nodeInfo) holdCores(cores []uint32) {
+	if ni.heldCores == nil {
+		ni.heldCores = map[uint32]bool{}
+	}
+	for _, c := range cores {
+		ni.heldCores[c] = true
+	}
+}
+
+// takeCores takes n of the node's free cores for a rank with gpus: those
+// on the NUMA node of its GPUs first (GPU.near_cores), then the lowest
+// others. The scheduler counts CPUs before it places, so n are free
+// unless an allocation holds cores beyond its count; the rank then gets
+// what there is and the FSM refuses the plan.
+func (ni *nodeInfo) takeCores(n uint32, gpus []*api.GPU) []uint32 {
+	if n == 0 {
+		return nil
+	}
+	var free []uint32
+	for c := range ni.node.Cpus {
+		if !ni.heldCores[c] {
+			free = append(free, c)
+		}
+	}
+	var near []uint32
+	for _, g := range gpus {
+		near = append(near, g.NearCores...)
+	}
+	got := api.ChooseCores(free, near, int(min(n, uint32(len(free)))))
+	ni.holdCores(got)
+	return got
 }
 
 func (ni *nodeInfo) portRange() (lo, hi uint32) {
@@ -961,16 +998,20 @@ func (c *cycle) take(j *api.Job, r *request, p *placement, end time.Time) *api.A
 			gpus = append(gpus, ni.gpus[bits.TrailingZeros64(b)])
 		}
 		a.Nodes = append(a.Nodes, ni.node.Name)
+		// CPUs beyond the tasks' own (--exclusive, --cpus-per-gpu) are
+		// shared out among the node's ranks, the first ones one more.
+		extra := cpus - min(cpus, s.Tasks*cpt)
+		first := len(a.Ranks)
 		for local := uint32(0); local < s.Tasks; local++ {
 			rk := &api.Rank{
 				Rank: rank, Node: ni.node.Name, LocalRank: local, LocalSize: s.Tasks,
-				NodeIndex: uint32(k), Cpus: cpt, Port: ni.takePort(),
+				NodeIndex: uint32(k), Cpus: cpt + extra/s.Tasks, Port: ni.takePort(),
+			}
+			if local < extra%s.Tasks {
+				rk.Cpus++
 			}
 			if local == 0 {
 				rk.MemMb = mem // the node's memory is charged once, to its first rank
-				// So are CPUs beyond the tasks' own (--exclusive,
-				// --cpus-per-gpu): ranks are what later cycles count.
-				rk.Cpus += cpus - s.Tasks*cpt
 			}
 			share := gpus
 			if s.Tasks > 0 && len(gpus) > 0 && uint32(len(gpus))%s.Tasks == 0 {
@@ -983,6 +1024,15 @@ func (c *cycle) take(j *api.Job, r *request, p *placement, end time.Time) *api.A
 			}
 			a.Ranks = append(a.Ranks, rk)
 			rank++
+		}
+		for _, rk := range a.Ranks[first:] {
+			var near []*api.GPU
+			for _, g := range gpus {
+				if slices.Contains(rk.GpuUuids, g.Uuid) {
+					near = append(near, g)
+				}
+			}
+			rk.Cores = ni.takeCores(rk.Cpus, near)
 		}
 	}
 	master := c.nodes[p.nodes[0]]

@@ -162,8 +162,9 @@ func TestDrainedNodeTakesNothing(t *testing.T) {
 
 // TestPropertyPlans: over random clusters and queues (exclusive jobs,
 // time limits, two QoS levels with preemption), every plan places whole
-// gangs only, never gives a GPU twice (also across cycles, and not while a
-// preempted job's ranks still hold it), and is the same for the same input.
+// gangs only, never gives a GPU or a core twice (also across cycles, and
+// not while a preempted job's ranks still hold it), gives every rank one
+// core per CPU, and is the same for the same input.
 func TestPropertyPlans(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		v := &View{Usage: api.Usage{}}
@@ -213,6 +214,7 @@ func TestPropertyPlans(t *testing.T) {
 				}
 			}
 			v = apply(v, p)
+			cores := map[string]uint64{}
 			held := map[string]uint64{}
 			for _, j := range v.Jobs {
 				if !j.HoldsResources() {
@@ -224,6 +226,19 @@ func TestPropertyPlans(t *testing.T) {
 							rt.Fatalf("GPU %s held by jobs %d and %d", g, other, j.Id)
 						}
 						held[g] = j.Id
+					}
+					if uint32(len(r.Cores)) != r.Cpus {
+						rt.Fatalf("job %d rank %d: cores %v for %d CPUs", j.Id, r.Rank, r.Cores, r.Cpus)
+					}
+					for _, c := range r.Cores {
+						key := fmt.Sprint(r.Node, "/", c)
+						if c >= 32 {
+							rt.Fatalf("job %d holds core %s of a 32-core node", j.Id, key)
+						}
+						if other, ok := cores[key]; ok && other != j.Id {
+							rt.Fatalf("core %s held by jobs %d and %d", key, other, j.Id)
+						}
+						cores[key] = j.Id
 					}
 				}
 			}

@@ -275,8 +275,8 @@ func applyPlan(t *txn, m proto.Message) *Result {
 var ErrPlanConflict = errors.New("plan conflicts with current state")
 
 // checkPlacement re-checks one placement against the current state: the job
-// still waits, every node is usable, and no GPU, CPU, memory, port or
-// generic resource is handed out twice.
+// still waits, every node is usable, and no GPU, CPU, core, memory, port
+// or generic resource is handed out twice.
 func checkPlacement(t *txn, j *api.Job, a *api.Allocation, usage api.Usage) error {
 	if j == nil || j.State != api.JobState_PENDING {
 		return fmt.Errorf("%w: job is not pending", ErrPlanConflict)
@@ -298,6 +298,9 @@ func checkPlacement(t *txn, j *api.Job, a *api.Allocation, usage api.Usage) erro
 	}
 	if len(on) != len(a.Nodes) {
 		return fmt.Errorf("%w: node list %v names nodes without ranks, or one twice", ErrPlanConflict, a.Nodes)
+	}
+	if err := checkCores(t, a); err != nil {
+		return err
 	}
 	for name, n := range j.GetSpec().GetGresPerNode() {
 		if a.GresPerNode[name] < n {
@@ -328,6 +331,11 @@ func checkPlacement(t *txn, j *api.Job, a *api.Allocation, usage api.Usage) erro
 				return fmt.Errorf("%w: GPU %s on %s is held by job %d", ErrPlanConflict, uuid, name, holder)
 			}
 		}
+		for c := range w.Cores {
+			if holder, busy := have.Cores[c]; busy {
+				return fmt.Errorf("%w: core %d on %s is held by job %d", ErrPlanConflict, c, name, holder)
+			}
+		}
 		if have.CPUs+w.CPUs > n.Cpus {
 			return fmt.Errorf("%w: %s has %d of %d CPUs free, needs %d", ErrPlanConflict, name, n.Cpus-have.CPUs, n.Cpus, w.CPUs)
 		}
@@ -343,6 +351,35 @@ func checkPlacement(t *txn, j *api.Job, a *api.Allocation, usage api.Usage) erro
 			if total := n.Gres[g]; have.Gres[g]+need > total {
 				return fmt.Errorf("%w: %s has %d of %d %s free, needs %d", ErrPlanConflict, name, total-min(total, have.Gres[g]), total, g, need)
 			}
+		}
+	}
+	return nil
+}
+
+// checkCores checks the cores a's ranks hold among themselves: as many as
+// each rank's CPUs, within its node's cores, none held by two ranks.
+// Ranks without cores (placed before the scheduler chose them) pass.
+func checkCores(t *txn, a *api.Allocation) error {
+	held := map[string]map[uint32]uint32{}
+	for _, r := range a.Ranks {
+		if len(r.Cores) == 0 {
+			continue
+		}
+		if uint32(len(r.Cores)) != r.Cpus {
+			return fmt.Errorf("%w: rank %d holds %d cores for %d CPUs", ErrPlanConflict, r.Rank, len(r.Cores), r.Cpus)
+		}
+		n := t.node(r.Node)
+		if held[r.Node] == nil {
+			held[r.Node] = map[uint32]uint32{}
+		}
+		for _, c := range r.Cores {
+			if n != nil && c >= n.Cpus {
+				return fmt.Errorf("%w: rank %d holds core %d of %s, which has cores 0-%d", ErrPlanConflict, r.Rank, c, r.Node, n.Cpus-1)
+			}
+			if o, twice := held[r.Node][c]; twice {
+				return fmt.Errorf("%w: core %d of %s is given to ranks %d and %d", ErrPlanConflict, c, r.Node, o, r.Rank)
+			}
+			held[r.Node][c] = r.Rank
 		}
 	}
 	return nil

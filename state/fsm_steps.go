@@ -199,8 +199,10 @@ func batchStep(j *api.Job, now int64) *api.Step {
 			r.GpuUuids = append(r.GpuUuids, rk.GpuUuids...)
 			r.GpuIndexes = append(r.GpuIndexes, rk.GpuIndexes...)
 			r.Cpus += rk.Cpus
+			r.Cores = append(r.Cores, rk.Cores...)
 		}
 	}
+	slices.Sort(r.Cores)
 	return &api.Step{
 		Id: api.StepBatch, State: api.JobState_CONFIGURING, SubmitUnixMs: now,
 		Allocation: &api.Allocation{
@@ -378,6 +380,10 @@ type stepNode struct {
 	gpus  []gpuRef // the job's GPUs there, in allocation order
 	cpus  uint32   // the job's CPUs there; 0: not counted
 	tasks uint32   // the job's tasks there
+	// cores are the job's cores there, ascending; near holds, by GPU
+	// UUID, those of the job's ranks that had the GPU.
+	cores []uint32
+	near  map[string][]uint32
 }
 
 type gpuRef struct {
@@ -387,8 +393,9 @@ type gpuRef struct {
 
 // nodeHold is what running steps hold on one node.
 type nodeHold struct {
-	gpus map[string]bool
-	cpus uint32
+	gpus  map[string]bool
+	cpus  uint32
+	cores map[uint32]bool
 }
 
 type stepHolds map[string]*nodeHold
@@ -404,13 +411,16 @@ func holdsOf(j *api.Job) stepHolds {
 		for _, r := range st.Allocation.Ranks {
 			nh := h[r.Node]
 			if nh == nil {
-				nh = &nodeHold{gpus: map[string]bool{}}
+				nh = &nodeHold{gpus: map[string]bool{}, cores: map[uint32]bool{}}
 				h[r.Node] = nh
 			}
 			for _, g := range r.GpuUuids {
 				nh.gpus[g] = true
 			}
 			nh.cpus += r.Cpus
+			for _, c := range r.Cores {
+				nh.cores[c] = true
+			}
 		}
 	}
 	return h
@@ -420,7 +430,7 @@ func allocationNodes(a *api.Allocation) []*stepNode {
 	by := map[string]*stepNode{}
 	var out []*stepNode
 	for _, name := range a.Nodes {
-		n := &stepNode{name: name}
+		n := &stepNode{name: name, near: map[string][]uint32{}}
 		by[name] = n
 		out = append(out, n)
 	}
@@ -440,6 +450,14 @@ func allocationNodes(a *api.Allocation) []*stepNode {
 		}
 		n.cpus += r.Cpus
 		n.tasks++
+		n.cores = append(n.cores, r.Cores...)
+		for _, u := range r.GpuUuids {
+			n.near[u] = append(n.near[u], r.Cores...)
+		}
+	}
+	for _, n := range out {
+		slices.Sort(n.cores)
+		n.cores = slices.Compact(n.cores)
 	}
 	return out
 }
@@ -530,6 +548,15 @@ func layoutStep(j *api.Job, spec *api.JobSpec, held stepHolds) (*api.Allocation,
 			}
 		}
 		free = free[:gpus]
+		// Each task's cores come out of the job's cores the steps
+		// leave, nearest its GPUs: those of the job's ranks that had
+		// them. A job placed before cores were chosen has none to give.
+		var freeCores []uint32
+		for _, c := range n.cores {
+			if held[n.name] == nil || !held[n.name].cores[c] {
+				freeCores = append(freeCores, c)
+			}
+		}
 		for local := range tasks {
 			r := &api.Rank{Rank: uint32(len(a.Ranks)), Node: n.name, LocalRank: local, LocalSize: tasks, NodeIndex: k, Cpus: cpt}
 			share := free
@@ -540,6 +567,13 @@ func layoutStep(j *api.Job, spec *api.JobSpec, held stepHolds) (*api.Allocation,
 			for _, g := range share {
 				r.GpuUuids = append(r.GpuUuids, g.uuid)
 				r.GpuIndexes = append(r.GpuIndexes, g.index)
+			}
+			var near []uint32
+			for _, g := range share {
+				near = append(near, n.near[g.uuid]...)
+			}
+			if r.Cores = api.ChooseCores(freeCores, near, int(cpt)); r.Cores != nil {
+				freeCores = slices.DeleteFunc(freeCores, func(c uint32) bool { return slices.Contains(r.Cores, c) })
 			}
 			a.Ranks = append(a.Ranks, r)
 		}

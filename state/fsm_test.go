@@ -274,11 +274,12 @@ func TestUnknownIgnorableEntryIsSkipped(t *testing.T) {
 	}
 }
 
-// TestPropertyNoGPUAllocatedTwice drives the FSM with random plans (some
-// deliberately conflicting), task reports and cancels, and checks after
-// every entry that no GPU is held by two live allocations and that every
-// acknowledged submit is still there.
-func TestPropertyNoGPUAllocatedTwice(t *testing.T) {
+// TestPropertyNoGPUOrCoreAllocatedTwice drives the FSM with random plans
+// (some deliberately conflicting), task reports and cancels, and checks
+// after every entry that no GPU and no core is held by two live
+// allocations, no rank holds a core its node lacks or other than one core
+// per CPU, and every acknowledged submit is still there.
+func TestPropertyNoGPUOrCoreAllocatedTwice(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		f := NewTestFSM()
 		nodes := rapid.IntRange(1, 3).Draw(rt, "nodes")
@@ -300,7 +301,14 @@ func TestPropertyNoGPUAllocatedTwice(t *testing.T) {
 				n := fmt.Sprint("n", rapid.IntRange(0, nodes-1).Draw(rt, "node"))
 				gpu := fmt.Sprintf("GPU-%s-%d", n, rapid.IntRange(0, 3).Draw(rt, "gpu"))
 				port := uint32(29500 + rapid.IntRange(0, 20).Draw(rt, "port"))
-				f.Apply(CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{{JobId: id, Allocation: oneRankAlloc(n, gpu, port)}}})
+				a := oneRankAlloc(n, gpu, port)
+				// Cores drawn past the node's 16, repeated, or fewer
+				// than the rank's CPUs must all be refused.
+				if cores := rapid.SliceOfN(rapid.Uint32Range(0, 17), 0, 3).Draw(rt, "cores"); len(cores) > 0 {
+					a.Ranks[0].Cores = cores
+					a.Ranks[0].Cpus = uint32(len(cores) + rapid.IntRange(-1, 0).Draw(rt, "short"))
+				}
+				f.Apply(CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{{JobId: id, Allocation: a}}})
 			case 2:
 				for j := range snap.ActiveJobs() {
 					if a := j.GetAllocation(); a.Live() {
@@ -326,6 +334,7 @@ func TestPropertyNoGPUAllocatedTwice(t *testing.T) {
 
 func checkInvariants(t *rapid.T, snap *View, acked map[uint64]bool) {
 	holder := map[string]uint64{}
+	cores := map[string]uint64{}
 	for j := range snap.Jobs() {
 		if !j.HoldsResources() {
 			continue
@@ -336,6 +345,19 @@ func checkInvariants(t *rapid.T, snap *View, acked map[uint64]bool) {
 					t.Fatalf("GPU %s held by jobs %d and %d", g, other, j.Id)
 				}
 				holder[g] = j.Id
+			}
+			if len(r.Cores) != 0 && uint32(len(r.Cores)) != r.Cpus {
+				t.Fatalf("job %d rank %d holds cores %v for %d CPUs", j.Id, r.Rank, r.Cores, r.Cpus)
+			}
+			for _, c := range r.Cores {
+				if n := snap.Node(r.Node); c >= n.Cpus {
+					t.Fatalf("job %d holds core %d of %s, which has %d", j.Id, c, r.Node, n.Cpus)
+				}
+				key := fmt.Sprint(r.Node, "/", c)
+				if other, ok := cores[key]; ok {
+					t.Fatalf("core %s held by jobs %d and %d", key, other, j.Id)
+				}
+				cores[key] = j.Id
 			}
 		}
 	}

@@ -1,0 +1,67 @@
+package api
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// ChooseCores picks n of the free cores (ascending), those in near first
+// and then the lowest of the rest, and returns them ascending; nil when
+// fewer than n are free. The scheduler gives a rank the cores near its
+// GPUs this way, and a job step its cores out of the job's.
+func ChooseCores(free, near []uint32, n int) []uint32 {
+	if n <= 0 || len(free) < n {
+		return nil
+	}
+	got := make([]uint32, 0, n)
+	for _, c := range free {
+		if len(got) < n && slices.Contains(near, c) {
+			got = append(got, c)
+		}
+	}
+	for _, c := range free {
+		if len(got) < n && !slices.Contains(near, c) {
+			got = append(got, c)
+		}
+	}
+	slices.Sort(got)
+	return got
+}
+
+// FormatCores writes cores as Slurm writes CPU_IDs and the kernel a
+// cpulist: ascending, runs as ranges ("0-3,8,10-11"); "" for none.
+func FormatCores(cores []uint32) string {
+	cs := slices.Clone(cores)
+	slices.Sort(cs)
+	cs = slices.Compact(cs)
+	var b strings.Builder
+	for i := 0; i < len(cs); {
+		j := i
+		for j+1 < len(cs) && cs[j+1] == cs[j]+1 {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatUint(uint64(cs[i]), 10))
+		if j > i {
+			b.WriteByte('-')
+			b.WriteString(strconv.FormatUint(uint64(cs[j]), 10))
+		}
+		i = j + 1
+	}
+	return b.String()
+}
+
+// NodeCores are the cores the ranks of a on node hold, ascending.
+func (a *Allocation) NodeCores(node string) []uint32 {
+	var out []uint32
+	for _, r := range a.GetRanks() {
+		if r.Node == node {
+			out = append(out, r.Cores...)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
