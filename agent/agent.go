@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 )
 
 // Config is one agent's settings.
@@ -129,7 +130,7 @@ type Agent struct {
 	httpLis net.Listener
 
 	state stateStore // task records, for re-attaching after a restart
-	cpus  *cpuBinder // nil without BindCPUs
+	cpus  *cpuMap    // nil without BindCPUs
 	// cmdDir holds the Slurm command links steps find on their PATH; ""
 	// when there are none.
 	cmdDir string
@@ -263,14 +264,32 @@ func New(cfg Config) (*Agent, error) {
 		Gres:    cfg.Gres,
 		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Version: Version,
 	}
+	// The scheduler chooses each rank's cores near its GPUs from the
+	// near cores registered with them, whether or not this node binds.
+	host, hostErr := cgroup.HostCPUs()
+	if hostErr != nil {
+		host = nil
+		for c := range int(cpus) + cfg.ReservedCPUs {
+			host = append(host, c)
+		}
+	}
+	var gpus []gpu.GPU
+	if found.Detail != nil {
+		gpus = found.Detail.GPUs
+	}
+	near, err := nearCores(host, cpus, cfg.ReservedCPUs, gpus)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	if a.node.Topology != nil {
+		a.node.Topology = proto.Clone(a.node.Topology).(*api.Topology)
+		setNearCores(a.node.Topology, near)
+	}
 	if cfg.BindCPUs {
-		host, err := cgroup.HostCPUs()
+		err := hostErr
 		if err == nil {
-			var gpus []gpu.GPU
-			if found.Detail != nil {
-				gpus = found.Detail.GPUs
-			}
-			a.cpus, err = newCPUBinder(host, cpus, cfg.ReservedCPUs, gpus)
+			a.cpus, err = newCPUMap(host, cfg.ReservedCPUs, near)
 		}
 		if err != nil {
 			a.Close()

@@ -55,8 +55,8 @@ type task struct {
 	preempted bool
 	// memMB is the memory limit the task was started with.
 	memMB uint64
-	// cores are the node's cores bound to the task (guarded by the
-	// agent's mu; freed when the task is forgotten).
+	// cores are the node's cores the task runs on, out of its
+	// allocation's (Rank.cores).
 	cores []int
 	// running is the task's running report (guarded by the agent's mu;
 	// nil before it runs): usage reports repeat it with the GPU time used.
@@ -206,9 +206,6 @@ func pruneOutputs(outs map[outKey]taskOutput, limit int) {
 
 func (a *Agent) forgetTask(t *task) {
 	a.mu.Lock()
-	if a.cpus != nil {
-		a.cpus.mark(t.cores, false)
-	}
 	delete(a.tasks, t.key)
 	a.mu.Unlock()
 	close(t.finished)
@@ -432,10 +429,7 @@ func (a *Agent) recoverTasks() error {
 		}
 		t := a.newTask(k, rec.Job, rec.Rank)
 		t.signalsSeen = signalsUnknown
-		if a.cpus != nil {
-			t.cores = rec.Cores
-			a.cpus.mark(t.cores, true)
-		}
+		t.cores = rec.Cores
 		a.log.Info("rank recovered", "job_id", k.job, "generation", k.gen, "rank", k.rank, "driver", a.cfg.Driver.Name())
 		a.goFunc(func() {
 			defer a.forgetTask(t)

@@ -81,14 +81,10 @@ func sbatchOptions(o *sbatchOpts) []*option {
 			s.Constraint = v
 			return nil
 		}},
-		{long: "cpu-bind", arg: requiredArg, meta: "[verbose,]cores|none", help: "bind each task to its own cores (cores, the default) or to all of the job's on the node (none)", set: func(v string) error {
-			b, err := api.ParseCPUBind(v)
-			if err != nil {
-				return err
-			}
-			s.CpuBind = b.String()
-			return nil
-		}},
+		{long: "cpu-bind", arg: requiredArg, meta: "[verbose,]TYPE", help: "bind each task to its own cores (cores or threads, the default), its NUMA node's (sockets, ldoms), all of the job's on the node (none), or as rank, map_cpu:LIST, mask_cpu:LIST say", set: setCPUBind(s)},
+		// Slurm's older spelling, which launchers still pass (Open MPI's
+		// mpirun runs "srun --cpu_bind=none ... orted").
+		{long: "cpu_bind", arg: requiredArg, set: setCPUBind(s)},
 		{long: "reservation", arg: requiredArg, meta: "NAME", help: "run in this advance reservation: on its nodes, in its window (scontrol show reservation)", set: func(v string) error {
 			if v == "" || strings.ContainsAny(v, " \t,") {
 				return fmt.Errorf("%q: give one reservation name", v)
@@ -696,4 +692,16 @@ func nodeNames(hostlist string) ([]string, error) {
 		err = errors.New("empty node list")
 	}
 	return names, err
+}
+
+// setCPUBind sets --cpu-bind, refusing what Loom does not implement.
+func setCPUBind(s *api.JobSpec) func(string) error {
+	return func(v string) error {
+		b, err := api.ParseCPUBind(v)
+		if err != nil {
+			return err
+		}
+		s.CpuBind = b.String()
+		return nil
+	}
 }

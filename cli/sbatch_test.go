@@ -166,6 +166,11 @@ srun python train.py
 			want:   &api.JobSpec{Name: "job.sh", CpuBind: "verbose,none"},
 		},
 		{
+			name:   "cpu-bind map_cpu",
+			script: header + "#SBATCH --cpu-bind=map_cpu:0,0x2,verbose\ntrue\n",
+			want:   &api.JobSpec{Name: "job.sh", CpuBind: "verbose,map_cpu:0,0x2"},
+		},
+		{
 			name:   "constraint",
 			script: header + "#SBATCH -C 'a100&[rack1|rack2]'\ntrue\n",
 			want:   &api.JobSpec{Name: "job.sh", Constraint: "a100&[rack1|rack2]"},
@@ -429,9 +434,14 @@ func TestSbatchErrors(t *testing.T) {
 			wantErr: "sbatch: error: line 3: --distribution=cyclic: only block (Slurm's default) is accepted: Loom places tasks in blocks\n",
 		},
 		{
-			name:    "cpu-bind map_cpu",
-			script:  header + "#SBATCH --cpu-bind=map_cpu:0,1\ntrue\n",
-			wantErr: "sbatch: error: line 2: --cpu-bind=map_cpu:0,1: \"map_cpu\" is not implemented: Loom binds each rank to its cores (cores, the default) or to all of its job's cores on the node (none), with quiet or verbose\n",
+			name:    "cpu-bind map_ldom",
+			script:  header + "#SBATCH --cpu-bind=map_ldom:0,1\ntrue\n",
+			wantErr: "sbatch: error: line 2: --cpu-bind=map_ldom:0,1: \"map_ldom\" is not implemented: Loom binds to cores (the default), threads, sockets, ldoms, rank, none, map_cpu:<list> or mask_cpu:<list>, with quiet or verbose\n",
+		},
+		{
+			name:    "cpu-bind bad map_cpu",
+			script:  header + "#SBATCH --cpu_bind=map_cpu:0,x1\ntrue\n",
+			wantErr: "sbatch: error: line 2: --cpu_bind=map_cpu:0,x1: \"x1\" is not implemented: Loom binds to cores (the default), threads, sockets, ldoms, rank, none, map_cpu:<list> or mask_cpu:<list>, with quiet or verbose\n",
 		},
 		{
 			name:    "bad mail type",

@@ -20,9 +20,9 @@ type stepOpts struct {
 	overlap       bool
 }
 
-// stepOptions are srun's step options, and the Slurm binding options that
-// launchers pass (Open MPI's mpirun runs "srun --cpu_bind=none ... orted")
-// and that Loom accepts without effect: it does not bind tasks to CPUs.
+// stepOptions are srun's step options, and Slurm options that launchers
+// pass and that change nothing of what a step gets. --cpu-bind is
+// sbatch's option, which srun shares: a step's binding is its own.
 func stepOptions(so *stepOpts) []*option {
 	none := func(string) error { return nil }
 	return []*option{
@@ -33,8 +33,6 @@ func stepOptions(so *stepOpts) []*option {
 		}},
 		{long: "overlap", arg: noArg, help: "share CPUs and GPUs with the other steps of the job", set: setBool(&so.overlap, true)},
 		{long: "exact", arg: noArg, set: none},
-		{long: "cpu-bind", arg: requiredArg, set: none},
-		{long: "cpu_bind", arg: requiredArg, set: none},
 		{long: "mpi", arg: requiredArg, set: none},
 		{long: "unbuffered", short: 'u', arg: noArg, set: none},
 	}
