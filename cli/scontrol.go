@@ -46,6 +46,7 @@ type scontrolOpts struct {
 	oneLiner bool
 	json     bool
 	help     bool
+	details  bool // -d: each node's CPU_IDs, memory and GPUs
 }
 
 func runScontrol(ctx context.Context, e *env, args []string) int {
@@ -55,7 +56,7 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 		{long: "json", arg: noArg, help: "print API objects as JSON", set: setBool(&o.json, true)},
 		{long: "consistent", arg: noArg, help: "read through the leader (linearizable) instead of any server", set: consistentRead(e)},
 		{long: "quiet", short: 'Q', arg: noArg, set: func(string) error { return nil }},
-		{long: "details", short: 'd', arg: noArg, set: func(string) error { return nil }},
+		{long: "details", short: 'd', arg: noArg, help: "show job: each node's cores (CPU_IDs), memory and GPUs", set: setBool(&o.details, true)},
 		{long: "help", short: 'h', arg: noArg, help: "show this help", set: setBool(&o.help, true)},
 		{long: "usage", arg: noArg, set: setBool(&o.help, true)},
 	}
@@ -132,6 +133,9 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 // group, the others indented by three spaces, or all on one line.
 type keyValues struct {
 	lines [][]string
+	// tresLine is the index of a job record's TRES line, after which
+	// -d's node lines go.
+	tresLine int
 }
 
 func (kv *keyValues) line(pairs ...string) {
@@ -199,7 +203,11 @@ func showJobs(ctx context.Context, e *env, c *client, rest []string, o scontrolO
 		return 0
 	}
 	for _, j := range jobs {
-		jobRecord(j, e).write(e.stdout, o.oneLiner)
+		kv := jobRecord(j, e)
+		if o.details {
+			kv.lines = slices.Insert(kv.lines, kv.tresLine+1, nodeDetails(j.GetAllocation())...)
+		}
+		kv.write(e.stdout, o.oneLiner)
 	}
 	return 0
 }
@@ -260,6 +268,7 @@ func jobRecord(j *api.Job, e *env) *keyValues {
 	kv.line("NumNodes", numNodes, "NumCPUs", strconv.FormatUint(uint64(jobCPUs(j)), 10), "NumTasks", strconv.Itoa(tasks),
 		"CPUs/Task", strconv.FormatUint(uint64(max(1, s.GetCpusPerTask())), 10))
 	kv.line("TRES", null(jobTRES(j)))
+	kv.tresLine = len(kv.lines) - 1
 	mem := "0"
 	if s.GetMemPerNodeMb() > 0 {
 		mem = strconv.FormatUint(s.GetMemPerNodeMb(), 10) + "M"
@@ -297,6 +306,31 @@ func jobRecord(j *api.Job, e *env) *keyValues {
 	kv.line("StdErr", null(orDefault(s.GetError(), s.GetOutput())))
 	kv.line("StdOut", null(s.GetOutput()))
 	return kv
+}
+
+// nodeDetails are scontrol show job -d's lines for a's nodes, in gang
+// order: the cores the ranks hold there (CPU_IDs, the node's core
+// numbers that map_cpu and mask_cpu name), their memory and GPUs.
+func nodeDetails(a *api.Allocation) [][]string {
+	var out [][]string
+	for _, node := range a.GetNodes() {
+		var mem uint64
+		var gpus []uint32
+		for _, r := range a.GetRanks() {
+			if r.Node == node {
+				mem += r.MemMb
+				gpus = append(gpus, r.GpuIndexes...)
+			}
+		}
+		slices.Sort(gpus)
+		gpus = slices.Compact(gpus)
+		l := []string{"Nodes=" + node, "CPU_IDs=" + null(api.FormatCores(a.NodeCores(node))), "Mem=" + strconv.FormatUint(mem, 10)}
+		if len(gpus) > 0 {
+			l = append(l, fmt.Sprintf("GRES=gpu:%d(IDX:%s)", len(gpus), api.FormatCores(gpus)))
+		}
+		out = append(out, l)
+	}
+	return out
 }
 
 // tresPerNode is Slurm's TresPerNode: the GPUs per node and the other

@@ -47,6 +47,27 @@ func TestScontrolShowJob(t *testing.T) {
 	}
 }
 
+// TestScontrolShowJobDetails: -d adds each node's cores (CPU_IDs), memory
+// and GPUs after the TRES line, as Slurm prints them.
+func TestScontrolShowJobDetails(t *testing.T) {
+	f := &fakeServer{jobs: testJobs()}
+	te := newTestEnv("scontrol", f.start(t))
+	a := f.jobs[1].Allocation
+	for i, r := range a.Ranks {
+		r.Cores = []uint32{uint32(4 * (i % 2)), uint32(4*(i%2) + 1), uint32(4*(i%2) + 2), uint32(4*(i%2) + 3)}
+	}
+	if code := te.run(t, "-d", "show", "job", "12"); code != 0 {
+		t.Fatalf("scontrol -d show job 12 exited %d: %s", code, te.err)
+	}
+	want := "   TRES=cpu=16,gres/gpu=4,mem=4000M,node=2\n" +
+		"   Nodes=node2 CPU_IDs=0-7 Mem=2000 GRES=gpu:2(IDX:0-1)\n" +
+		"   Nodes=node1 CPU_IDs=0-7 Mem=2000 GRES=gpu:2(IDX:0-1)\n" +
+		"   MinMemoryNode=0"
+	if got := te.out.String(); !strings.Contains(got, want) {
+		t.Errorf("scontrol -d show job 12 printed\n%s\nwant it to hold\n%s", got, want)
+	}
+}
+
 func TestScontrolShowJobOneLinerAndAll(t *testing.T) {
 	f := &fakeServer{jobs: testJobs()}
 	te := newTestEnv("scontrol", f.start(t))
