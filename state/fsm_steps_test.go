@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/loomhpc/loom/api"
@@ -9,7 +10,7 @@ import (
 )
 
 // allocationJob submits a batch job and places it on n1 and n2, two
-// ranks per node, one GPU and one CPU each; every rank then runs.
+// ranks per node, one GPU and one CPU (core) each; every rank then runs.
 func allocationJob(t interface{ Fatalf(string, ...any) }, f *TestFSM, spec *api.JobSpec) *api.Job {
 	f.Apply(CmdRegisterNode, &api.RegisterNodeCommand{Node: TestNode("n1", 2, 8)})
 	f.Apply(CmdRegisterNode, &api.RegisterNodeCommand{Node: TestNode("n2", 2, 8)})
@@ -18,7 +19,7 @@ func allocationJob(t interface{ Fatalf(string, ...any) }, f *TestFSM, spec *api.
 	for i := range uint32(4) {
 		node := fmt.Sprintf("n%d", i/2+1)
 		a.Ranks = append(a.Ranks, &api.Rank{Rank: i, Node: node, LocalRank: i % 2, LocalSize: 2, NodeIndex: i / 2,
-			GpuUuids: []string{fmt.Sprintf("GPU-%s-%d", node, i%2)}, GpuIndexes: []uint32{i % 2}, Cpus: 1, Port: 29500 + i})
+			GpuUuids: []string{fmt.Sprintf("GPU-%s-%d", node, i%2)}, GpuIndexes: []uint32{i % 2}, Cpus: 1, Cores: []uint32{i % 2}, Port: 29500 + i})
 	}
 	if res := f.Apply(CmdApplyPlan, &api.PlanCommand{Placements: []*api.Placement{{JobId: 1, Allocation: a}}, NowUnixMs: 2000}); res.Placed != 1 {
 		t.Fatalf("placing the allocation: placed %d, want 1", res.Placed)
@@ -179,10 +180,11 @@ func TestSallocAllocationCompletes(t *testing.T) {
 	}
 }
 
-// TestPropertyStepsNeverShareGPUs creates, runs and ends steps at random:
-// no GPU is ever held by two live steps, every step's GPUs are the job's,
-// and a pending step is only left waiting when it does not fit.
-func TestPropertyStepsNeverShareGPUs(t *testing.T) {
+// TestPropertyStepsNeverShareGPUsOrCores creates, runs and ends steps at
+// random: no GPU and no core is ever held by two live steps, every step's
+// GPUs and cores are the job's, and a pending step is only left waiting
+// when it does not fit.
+func TestPropertyStepsNeverShareGPUsOrCores(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		f := NewTestFSM()
 		allocationJob(rt, f, &api.JobSpec{Script: "x"})
@@ -220,11 +222,25 @@ func checkSteps(t *rapid.T, j *api.Job) {
 		}
 	}
 	held := map[string]uint32{}
+	cores := map[string]uint32{}
 	for _, st := range j.Steps {
 		if st.Id == api.StepBatch || !st.HoldsResources() {
 			continue
 		}
 		for _, r := range st.Allocation.Ranks {
+			if uint32(len(r.Cores)) != r.Cpus {
+				t.Fatalf("step %d rank %d holds cores %v for %d CPUs", st.Id, r.Rank, r.Cores, r.Cpus)
+			}
+			for _, c := range r.Cores {
+				if !slices.Contains(j.Allocation.NodeCores(r.Node), c) {
+					t.Fatalf("step %d holds core %d of %s, which is not the job's", st.Id, c, r.Node)
+				}
+				key := fmt.Sprint(r.Node, "/", c)
+				if other, ok := cores[key]; ok && other != st.Id {
+					t.Fatalf("core %s held by steps %d and %d", key, other, st.Id)
+				}
+				cores[key] = st.Id
+			}
 			for _, g := range r.GpuUuids {
 				if !jobGPUs[g] {
 					t.Fatalf("step %d holds GPU %s, which is not the job's", st.Id, g)
@@ -242,6 +258,26 @@ func checkSteps(t *rapid.T, j *api.Job) {
 				t.Fatalf("step %d waits although it fits", st.Id)
 			}
 			break // later steps wait behind it by design
+		}
+	}
+}
+
+// TestStepCoresFollowTheirGPUs: a step task with a GPU runs on the cores
+// of the job's rank that had it; the batch step on all of the job's cores
+// on its node.
+func TestStepCoresFollowTheirGPUs(t *testing.T) {
+	f := NewTestFSM()
+	j := allocationJob(t, f, &api.JobSpec{Script: "x"})
+	if got := j.Step(api.StepBatch).Allocation.Ranks[0].Cores; !slices.Equal(got, []uint32{0, 1}) {
+		t.Errorf("batch step cores %v, want the job's on n1, [0 1]", got)
+	}
+	createStep(f, &api.JobSpec{Nodelist: []string{"n2"}, Ntasks: 1, GpusPerTask: 1})
+	createStep(f, &api.JobSpec{Nodelist: []string{"n2"}, Ntasks: 1, GpusPerTask: 1})
+	j = f.Store.View().Job(1)
+	for id, want := range map[uint32]uint32{0: 0, 1: 1} {
+		r := j.Step(id).Allocation.Ranks[0]
+		if len(r.GpuIndexes) != 1 || !slices.Equal(r.Cores, []uint32{r.GpuIndexes[0]}) || r.GpuIndexes[0] != want {
+			t.Errorf("step %d task: GPUs %v cores %v, want GPU %d on core %d (its job rank's)", id, r.GpuIndexes, r.Cores, want, want)
 		}
 	}
 }

@@ -207,7 +207,8 @@ done
 }
 
 // TestDisjointRanksGetTheirMappedCPUs: two ranks of one node, one core
-// each, are bound to the host CPUs the mapping gives cores 0 and 1.
+// each, hold the scheduler's cores 0 and 1 and are bound to exactly the
+// host CPUs the mapping gives those.
 func TestDisjointRanksGetTheirMappedCPUs(t *testing.T) {
 	host, err := cgroup.HostCPUs()
 	if err != nil {
@@ -218,19 +219,36 @@ func TestDisjointRanksGetTheirMappedCPUs(t *testing.T) {
 	w := e.work("cpus")
 	id := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 2, CpusPerTask: 1, WorkingDir: w, Output: "out-%t.txt",
 		Argv: []string{"/bin/grep", "Cpus_allowed_list", "/proc/self/status"}})
-	if j := e.waitEnd(id); j.State != api.JobState_COMPLETED {
+	j := e.waitEnd(id)
+	if j.State != api.JobState_COMPLETED {
 		t.Fatalf("job ended %s (%s)", j.State, j.Reason)
 	}
-	got := map[string]bool{}
-	for r := 0; r < 2; r++ {
-		out := read(t, filepath.Join(w, fmt.Sprintf("out-%d.txt", r)))
-		got[strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(out), "Cpus_allowed_list:"))] = true
-	}
-	for _, want := range []string{strconv.Itoa(host[0]), strconv.Itoa(host[1])} {
-		if !got[want] {
-			t.Errorf("ranks' Cpus_allowed_list %v, want one rank on each of %d and %d", got, host[0], host[1])
+	held := map[uint32]bool{}
+	for _, r := range j.Allocation.Ranks {
+		if len(r.Cores) != 1 || held[r.Cores[0]] {
+			t.Fatalf("rank %d holds cores %v, want one of its own", r.Rank, r.Cores)
+		}
+		held[r.Cores[0]] = true
+		out := read(t, filepath.Join(w, fmt.Sprintf("out-%d.txt", r.Rank)))
+		got := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(out), "Cpus_allowed_list:"))
+		if want := mappedCPUs(host, r.Cores); got != want {
+			t.Errorf("rank %d: Cpus_allowed_list %q, want %q (its core %d on host CPUs %v)", r.Rank, got, want, r.Cores[0], host)
 		}
 	}
+	if !held[0] || !held[1] {
+		t.Errorf("the ranks hold cores %v of an idle node, want its lowest, 0 and 1", held)
+	}
+}
+
+// mappedCPUs is the cpulist the agent's documented mapping gives cores:
+// core c runs on host CPU host[c mod len(host)] (no CPU is reserved here).
+func mappedCPUs(host []int, cores []uint32) string {
+	var out []int
+	for _, c := range cores {
+		out = append(out, host[int(c)%len(host)])
+	}
+	slices.Sort(out)
+	return cgroup.CPUList(slices.Compact(out))
 }
 
 func TestRankPastItsMemoryEndsOutOfMemory(t *testing.T) {
@@ -380,8 +398,9 @@ echo "pid $$"
 
 // TestRanksRunOnTheirGPUsNUMANode: the pcie-4 profile puts GPUs 0-1 on
 // NUMA node 0 (CPUs 0-15,32-47) and 2-3 on node 1 (16-31,48-63). Each of
-// two ranks of two GPUs holds cores from its GPUs' node, and runs on the
-// host CPUs those cores map to, as the agent reports them.
+// two ranks of two GPUs holds, in its allocation, cores the scheduler
+// chose from its GPUs' node, and runs on exactly the host CPUs those
+// cores map to, as the agent reports them.
 func TestRanksRunOnTheirGPUsNUMANode(t *testing.T) {
 	host, err := cgroup.HostCPUs()
 	if err != nil {
@@ -411,19 +430,15 @@ func TestRanksRunOnTheirGPUsNUMANode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cores, err := cgroup.ParseCPUList(got["cores"])
-		if err != nil || len(cores) != 3 {
-			t.Fatalf("rank %d: LOOM_CPU_BIND_CORES %q, want 3 cores (%v):\n%v", r.Rank, got["cores"], err, got)
+		if len(r.Cores) != 3 || got["cores"] != api.FormatCores(r.Cores) {
+			t.Fatalf("rank %d: allocation's cores %v, LOOM_CPU_BIND_CORES %q; want 3, the same:\n%v", r.Rank, r.Cores, got["cores"], got)
 		}
-		var mapped []int
-		for _, c := range cores {
-			if !slices.Contains(near, c) {
+		for _, c := range r.Cores {
+			if !slices.Contains(near, int(c)) {
 				t.Errorf("rank %d on GPUs %v (NUMA node %d, CPUs %s) holds core %d", r.Rank, r.GpuIndexes, g.NUMANode, g.CPUAffinity, c)
 			}
-			mapped = append(mapped, host[c%len(host)])
 		}
-		slices.Sort(mapped)
-		want := cgroup.CPUList(slices.Compact(mapped))
+		want := mappedCPUs(host, r.Cores)
 		if got["list"] != want || got["Cpus_allowed_list"] != want {
 			t.Errorf("rank %d: Cpus_allowed_list %q, LOOM_CPU_BIND_LIST %q; want both %q, cores %s folded onto host CPUs %v",
 				r.Rank, got["Cpus_allowed_list"], got["list"], want, got["cores"], host)
@@ -471,8 +486,47 @@ func TestCPUBindVerboseNone(t *testing.T) {
 		}
 	}
 	_, err = e.jobs.Submit(cluster.Ctx(t), &api.SubmitRequest{Spec: &api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1,
-		CpuBind: "map_cpu:0", WorkingDir: w, Argv: []string{"/bin/true"}}})
-	if err == nil || !strings.Contains(err.Error(), "--cpu-bind") || !strings.Contains(err.Error(), "map_cpu") {
-		t.Errorf("submit with --cpu-bind=map_cpu:0: %v, want an error naming --cpu-bind and map_cpu", err)
+		CpuBind: "map_ldom:0", WorkingDir: w, Argv: []string{"/bin/true"}}})
+	if err == nil || !strings.Contains(err.Error(), "--cpu-bind") || !strings.Contains(err.Error(), "map_ldom") {
+		t.Errorf("submit with --cpu-bind=map_ldom:0: %v, want an error naming --cpu-bind and map_ldom", err)
+	}
+}
+
+// TestCPUBindMapCPU: with --cpu-bind=map_cpu:1,0 the two one-core ranks
+// of a job holding cores 0 and 1 swap them: rank 0 runs on core 1's host
+// CPU and rank 1 on core 0's, and SLURM_CPU_BIND says map_cpu:1,0. A
+// map_cpu naming a core the job does not hold fails the rank with an
+// error naming it.
+func TestCPUBindMapCPU(t *testing.T) {
+	host, err := cgroup.HostCPUs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	harness.Require(t, "a host of 2 CPUs or more", len(host) >= 2)
+	e := newEnv(t)
+	w := e.work("map")
+	id := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 2, CpusPerTask: 1, CpuBind: "map_cpu:1,0",
+		WorkingDir: w, Output: "out-%t.txt", Argv: []string{"/bin/sh", "-c", bindScript}})
+	j := e.waitEnd(id)
+	if j.State != api.JobState_COMPLETED {
+		t.Fatalf("job ended %s (%s)", j.State, j.Reason)
+	}
+	if got := api.FormatCores(j.Allocation.NodeCores("iso1")); got != "0-1" {
+		t.Fatalf("the job holds cores %s of an idle node, want 0-1", got)
+	}
+	for r, core := range []uint32{1, 0} {
+		got := bindLines(t, filepath.Join(w, fmt.Sprintf("out-%d.txt", r)))
+		want := mappedCPUs(host, []uint32{core})
+		if got["Cpus_allowed_list"] != want || got["cores"] != strconv.Itoa(int(core)) || got["bind"] != "quiet,map_cpu:1,0" {
+			t.Errorf("rank %d: Cpus_allowed_list %q, LOOM_CPU_BIND_CORES %q, SLURM_CPU_BIND %q; want %s, %d, quiet,map_cpu:1,0",
+				r, got["Cpus_allowed_list"], got["cores"], got["bind"], want, core)
+		}
+	}
+	id = e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1, CpusPerTask: 1, CpuBind: "map_cpu:5",
+		WorkingDir: w, Argv: []string{"/bin/true"}})
+	j = e.waitEnd(id)
+	msg := j.Allocation.Tasks[0].GetMessage()
+	if j.State == api.JobState_COMPLETED || !strings.Contains(msg, "--cpu-bind=map_cpu:5: CPU 5 is not one of the job's on iso1") {
+		t.Errorf("map_cpu:5 outside the job's cores: job %s, rank's message %q; want it failed, naming CPU 5", j.State, msg)
 	}
 }
