@@ -30,8 +30,9 @@ type nodeInfo struct {
 	healthy   uint64     // schedulable GPUs; 0 for a drained or down node
 	bw        []float32  // GPU×GPU bandwidth, len(gpus)², lazily
 	heldPorts map[uint32]bool
-	// heldCores are the cores (Rank.cores) live allocations hold.
-	heldCores map[uint32]bool
+	// heldCores marks, by core, those live allocations hold
+	// (Rank.cores); len node.cpus once any is held.
+	heldCores []bool
 	// schedulable: new work may land here (not drained or down).
 	schedulable bool
 	features    map[string]bool // lazily, for --constraint
@@ -371,36 +372,57 @@ func (ni *nodeInfo) holdPort(p uint32) {
 	ni.heldPorts[p] = true
 }
 
-// holdCores marks cores as held.
+// holdCores marks cores as held; a core beyond the node's is ignored (the
+// FSM refuses plans that hold one).
 func (ni *nodeInfo) holdCores(cores []uint32) {
-	if ni.heldCores == nil {
-		ni.heldCores = map[uint32]bool{}
+	if ni.heldCores == nil && len(cores) > 0 {
+		ni.heldCores = make([]bool, ni.node.Cpus)
 	}
 	for _, c := range cores {
-		ni.heldCores[c] = true
+		if c < uint32(len(ni.heldCores)) {
+			ni.heldCores[c] = true
+		}
 	}
 }
 
-// takeCores takes n of the node's free cores for a rank with gpus: those
-// on the NUMA node of its GPUs first (GPU.near_cores), then the lowest
-// others. The scheduler counts CPUs before it places, so n are free
-// unless an allocation holds cores beyond its count; the rank then gets
-// what there is and the FSM refuses the plan.
+// takeCores takes n of the node's free cores for a rank with gpus: the
+// lowest free on the NUMA node of its GPUs first (GPU.near_cores), then
+// the lowest free others, as api.ChooseCores picks them. The scheduler
+// counts CPUs before it places, so n are free unless an allocation holds
+// cores beyond its count; the rank then gets what there is and the FSM
+// refuses the plan.
 func (ni *nodeInfo) takeCores(n uint32, gpus []*api.GPU) []uint32 {
-	if n == 0 {
+	total := ni.node.Cpus
+	if n == 0 || total == 0 {
 		return nil
 	}
-	var free []uint32
-	for c := range ni.node.Cpus {
-		if !ni.heldCores[c] {
-			free = append(free, c)
+	if ni.heldCores == nil {
+		ni.heldCores = make([]bool, total)
+	}
+	var near []bool
+	for _, g := range gpus {
+		for _, c := range g.NearCores {
+			if c < total {
+				if near == nil {
+					near = make([]bool, total)
+				}
+				near[c] = true
+			}
 		}
 	}
-	var near []uint32
-	for _, g := range gpus {
-		near = append(near, g.NearCores...)
+	got := make([]uint32, 0, n)
+	pick := func(wantNear bool) {
+		for c := uint32(0); c < total && uint32(len(got)) < n; c++ {
+			if !ni.heldCores[c] && (near != nil && near[c]) == wantNear {
+				got = append(got, c)
+			}
+		}
 	}
-	got := api.ChooseCores(free, near, int(min(n, uint32(len(free)))))
+	if near != nil {
+		pick(true)
+	}
+	pick(false)
+	slices.Sort(got)
 	ni.holdCores(got)
 	return got
 }
