@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +26,8 @@ Reports:
   user waste            the users that left the most allocated GPU time idle:
                         GPU time allocated, busy (utilization-weighted, from
                         the agents' GPU samples), and allocated minus busy
+  model usage           the same GPU figures by GPU model, with the GPU time
+                        each model's registered GPUs reported
 
 The window defaults to yesterday (midnight to midnight); TIME is
 YYYY-MM-DD[THH:MM[:SS]] or now-N{days,hours,minutes}. Jobs counts the jobs
@@ -32,13 +35,15 @@ that held resources within the window, Avg Wait is the mean time from
 submit (or --begin) to start of those that started within it. Reported
 capacity is the CPUs and GPUs of the nodes registered now. A job's busy GPU
 time is known as a total; the part within the window is its in-window
-allocation × its busy share over its whole run.
+allocation × its busy share over its whole run. A GPU's model is the one its
+node registered; GPUs of nodes not registered now count as "unknown", and a
+job on GPUs of several models is split between them by its GPU count.
 
 Options:
 `
 
 // reportKinds are the reports, by their two words.
-var reportKinds = []string{"cluster utilization", "user top", "account usage", "user waste"}
+var reportKinds = []string{"cluster utilization", "user top", "account usage", "user waste", "model usage"}
 
 type reportOpts struct {
 	start, end string
@@ -254,6 +259,7 @@ func runReport(ctx context.Context, e *env, args []string) int {
 		}
 		r := report{e: e, o: o, start: start, end: end}
 		r.cpus, r.gpus = capacity(nodes.GetNodes())
+		r.models = gpuModels(nodes.GetNodes())
 		jobs := resp.GetJobs()
 		switch kind {
 		case "cluster utilization":
@@ -264,6 +270,8 @@ func runReport(ctx context.Context, e *env, args []string) int {
 			r.accountUsage(jobs, now)
 		case "user waste":
 			r.userWaste(jobs, now)
+		case "model usage":
+			r.modelUsage(jobs, now)
 		}
 		return 0
 	})
@@ -275,6 +283,7 @@ type report struct {
 	o          reportOpts
 	start, end time.Time
 	cpus, gpus int // reported capacity
+	models     map[nodeGPU]string
 }
 
 // window is the report's length in seconds.
@@ -466,4 +475,88 @@ func (r *report) userWaste(jobs []*api.Job, now time.Time) {
 			fmt.Sprintf("%.1f%%", 100*u.busyGPUSec/u.gpuSec), strconv.Itoa(u.jobs)})
 	}
 	r.table([]string{"Cluster", "Login", "Account", "GPU Alloc", "GPU Busy", "GPU Wasted", "GPU Util", "Jobs"}, 3, rows)
+}
+
+// nodeGPU names a GPU by its node and index, as allocations do.
+type nodeGPU struct {
+	node  string
+	index uint32
+}
+
+// unknownModel is the model of a GPU whose node is not registered now (or
+// registered no model).
+const unknownModel = "unknown"
+
+// gpuModels maps each registered GPU to its model.
+func gpuModels(nodes []*api.NodeInfo) map[nodeGPU]string {
+	out := map[nodeGPU]string{}
+	for _, n := range nodes {
+		for _, g := range n.GetNode().GetTopology().GetGpus() {
+			out[nodeGPU{n.GetNode().GetName(), g.GetIndex()}] = cmp.Or(g.GetModel(), unknownModel)
+		}
+	}
+	return out
+}
+
+// jobModels counts j's allocated GPUs by model.
+func jobModels(j *api.Job, models map[nodeGPU]string) map[string]int {
+	out := map[string]int{}
+	for _, r := range j.GetAllocation().GetRanks() {
+		for _, i := range r.GetGpuIndexes() {
+			out[cmp.Or(models[nodeGPU{r.GetNode(), i}], unknownModel)]++
+		}
+		// A rank that names its GPUs by UUID only.
+		if n := len(r.GetGpuUuids()) - len(r.GetGpuIndexes()); n > 0 {
+			out[unknownModel] += n
+		}
+	}
+	return out
+}
+
+// modelUsage prints allocated, busy and idle allocated GPU time by GPU
+// model, with what each model's registered GPUs reported.
+func (r *report) modelUsage(jobs []*api.Job, now time.Time) {
+	by := map[string]usage{}
+	for _, j := range jobs {
+		u := jobUsage(j, r.start, r.end, now)
+		if u.gpuSec == 0 {
+			continue
+		}
+		counts := jobModels(j, r.models)
+		total := 0
+		for _, c := range counts {
+			total += c
+		}
+		for m, c := range counts {
+			share := float64(c) / float64(total)
+			t := by[m]
+			t.add(usage{gpuSec: u.gpuSec * share, busyGPUSec: u.busyGPUSec * share, jobs: 1})
+			by[m] = t
+		}
+	}
+	gpus := map[string]int{}
+	for _, m := range r.models {
+		gpus[m]++
+	}
+	seen := map[string]bool{}
+	for m := range gpus {
+		seen[m] = true
+	}
+	for m := range by {
+		seen[m] = true
+	}
+	names := slices.Sorted(maps.Keys(seen))
+	r.banner("GPU Usage by Model")
+	var rows [][]string
+	for _, m := range names {
+		u, n := by[m], gpus[m]
+		util := "-"
+		if u.gpuSec > 0 {
+			util = fmt.Sprintf("%.1f%%", 100*u.busyGPUSec/u.gpuSec)
+		}
+		rows = append(rows, []string{clusterName, m, strconv.Itoa(n),
+			r.amount(u.gpuSec, n), r.amount(u.busyGPUSec, n), r.amount(max(u.gpuSec-u.busyGPUSec, 0), n), util,
+			strconv.Itoa(u.jobs), r.amount(float64(n)*r.window(), n)})
+	}
+	r.table([]string{"Cluster", "GPU Model", "GPUs", "GPU Alloc", "GPU Busy", "GPU Wasted", "GPU Util", "Jobs", "Reported"}, 2, rows)
 }

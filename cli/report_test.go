@@ -217,3 +217,60 @@ func TestReportUserWaste(t *testing.T) {
 		}
 	}
 }
+
+// TestReportModelUsage splits TestReportUserWaste's figures by GPU model:
+// node1's GPUs 0-3 are h100s, its 4-7 and node2's a100s. Jobs 1, 2 and 4
+// ran on GPUs 0-3 of node1; job 3 on all eight, half of it on each model.
+// h100: 12+4+8+2 = 26 GPU-h allocated, 9+1+7.2+0 = 17.2 busy, of 4 GPUs
+// × 12 h = 48 reported; a100: 8 allocated, 7.2 busy, of 12 × 12 = 144.
+func TestReportModelUsage(t *testing.T) {
+	jobs := reportJobs()
+	used := map[uint64]uint64{1: 12 * 3_600_000, 2: 3_600_000, 3: 51_840_000}
+	for _, j := range jobs {
+		j.UsedGpuMs = used[j.Id]
+	}
+	nodes := reportNodes()
+	for _, n := range nodes {
+		for _, g := range n.Node.Topology.Gpus {
+			g.Model = "NVIDIA A100-SXM4-80GB"
+			if n.Node.Name == "node1" && g.Index < 4 {
+				g.Model = "NVIDIA H100 80GB HBM3"
+			}
+		}
+	}
+	// A job on a node that left the cluster: its GPUs' model is unknown.
+	gone := &api.Job{Id: 8, User: "carol", State: api.JobState_COMPLETED, Spec: &api.JobSpec{},
+		SubmitUnixMs: jobs[0].SubmitUnixMs, StartUnixMs: jobs[1].StartUnixMs, EndUnixMs: jobs[1].EndUnixMs,
+		Allocation: &api.Allocation{Ranks: []*api.Rank{{Node: "node9", GpuIndexes: []uint32{0}}}}}
+	jobs = append(jobs, gone)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{
+			args: []string{"model", "usage", "start=2024-05-01", "end=2024-05-01T12:00", "-P"},
+			want: "" +
+				"Cluster|GPU Model|GPUs|GPU Alloc|GPU Busy|GPU Wasted|GPU Util|Jobs|Reported\n" +
+				"loom|NVIDIA A100-SXM4-80GB|12|8.00|7.20|0.80|90.0%|1|144.00\n" +
+				"loom|NVIDIA H100 80GB HBM3|4|26.00|17.20|8.80|66.2%|4|48.00\n" +
+				"loom|unknown|0|2.00|0.00|2.00|0.0%|1|0.00\n",
+		},
+		{
+			args: []string{"model", "usage", "start=2024-05-01", "end=2024-05-01T12:00", "-t", "percent", "-n"},
+			want: "" +
+				"loom    NVIDIA A100-SXM4-80GB   12     5.56%    5.00%      0.56%    90.0%    1  100.00%\n" +
+				"loom    NVIDIA H100 80GB HBM3    4    54.17%   35.83%     18.33%    66.2%    4  100.00%\n" +
+				"loom    unknown                  0     0.00%    0.00%      0.00%     0.0%    1    0.00%\n",
+		},
+	}
+	for _, tt := range tests {
+		f := &fakeServer{jobs: jobs, nodes: nodes}
+		te := newTestEnv("report", f.start(t))
+		if code := te.run(t, tt.args...); code != 0 {
+			t.Fatalf("report %q exited %d: %s", tt.args, code, te.err)
+		}
+		if got := te.out.String(); got != tt.want {
+			t.Errorf("report %q printed\n%s\nwant\n%s", tt.args, got, tt.want)
+		}
+	}
+}
