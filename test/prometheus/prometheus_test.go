@@ -139,9 +139,11 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 	cluster.Start(t, dir, "server", append([]string{"server", "--name", "server", "--data-dir", filepath.Join(dir, "server"),
 		"--rpc-addr", rpc, "--raft-addr", fmt.Sprintf("127.0.0.1:%d", cluster.FreePort(t)), "--metrics-addr", metrics},
 		cluster.ServerSecurityArgs(t, dir, "server", socket)...)...)
-	for i := 1; i <= 2; i++ {
+	// node1 serves the default partition (batch), node2 the debug one.
+	for i, part := range []string{"batch", "debug"} {
+		i++
 		name := fmt.Sprintf("node%d", i)
-		cluster.Start(t, dir, name, append([]string{"agent", "--name", name, "--servers", rpc,
+		cluster.Start(t, dir, name, append([]string{"agent", "--name", name, "--servers", rpc, "--partitions", part,
 			"--data-dir", filepath.Join(dir, name), "--listen-addr", "127.0.0.1:0",
 			"--metrics-addr", "127.0.0.1:0", "--profile", "dgx-h100", "--nvml=false",
 			// Jobs of a second or two: report GPU use every second. Sampling
@@ -233,9 +235,10 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 		t.Fatalf("DCGM series by node: %v, want node1 and node2 with 8 GPUs each", r)
 	}
 
-	// The workload: two users, two accounts, a job that completes, one
-	// that fails, one that times out, one held, and one that keeps its
-	// 3 GPUs until the test ends.
+	// The workload: two users, two accounts, two partitions, a job that
+	// completes, one that fails, one that times out, one held, and one
+	// that keeps its 3 GPUs until the test ends. alice's jobs go to the
+	// default partition (batch, node1), bob's to debug (node2).
 	bob := cluster.LookupUser(t, cluster.UserB)
 	bobJobs, _ := cluster.ClientAs(t, "unix://"+socket, bob)
 	type submitted struct {
@@ -244,8 +247,12 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 	}
 	submit := func(c api.JobServiceClient, name, account string, gpus uint32, limit int64, hold bool, script string) submitted {
 		t.Helper()
+		partition := ""
+		if c == bobJobs {
+			partition = "debug"
+		}
 		r, err := c.Submit(cluster.Ctx(t), &api.SubmitRequest{Spec: &api.JobSpec{
-			Name: name, Account: account, NodesMin: 1, GpusPerNode: gpus, TimeLimitS: limit, Hold: hold,
+			Name: name, Account: account, Partition: partition, NodesMin: 1, GpusPerNode: gpus, TimeLimitS: limit, Hold: hold,
 			WorkingDir: dir, Requeue: proto.Bool(false), Script: "#!/bin/sh\n" + script + "\n"}})
 		if err != nil {
 			t.Fatalf("submit %s: %v", name, err)
@@ -331,17 +338,19 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 		var at float64
 		for _, s := range r {
 			m := s["metric"].(map[string]any)
-			var key string
-			for _, l := range []string{"user", "state", "reason"} {
+			// The key is the values of these labels the series has,
+			// joined by "/": "loombob", or "debug/TIMEOUT".
+			var key []string
+			for _, l := range []string{"partition", "user", "state", "reason"} {
 				if v, ok := m[l].(string); ok {
-					key = v
+					key = append(key, v)
 				}
 			}
 			v := s["value"].([]any)
 			at = v[0].(float64)
 			var f float64
 			fmt.Sscan(v[1].(string), &f)
-			out[key] = f
+			out[strings.Join(key, "/")] = f
 		}
 		return out, at
 	}
@@ -400,9 +409,28 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 		t.Fatal(last)
 	}
 	ok = eventually(30*time.Second, func() bool {
-		got, _ := sample(`sum by (reason) (max by (reason, partition) (loom_jobs_pending))`)
-		last = fmt.Sprintf("pending jobs by reason %v, want JobHeldUser 1 alone", got)
-		return got["JobHeldUser"] == 1 && len(got) == 1
+		got, _ := sample(`sum by (partition, state) (max by (state, partition) (loom_jobs_ended_total))`)
+		want := map[string]float64{"batch/COMPLETED": 1, "batch/FAILED": 1, "debug/COMPLETED": 1, "debug/TIMEOUT": 1}
+		last = fmt.Sprintf("jobs ended by partition and state %v, want %v", got, want)
+		return maps.Equal(got, want)
+	})
+	if !ok {
+		t.Fatal(last)
+	}
+	ok = eventually(30*time.Second, func() bool {
+		got, _ := sample(`sum by (partition, reason) (max by (reason, partition) (loom_jobs_pending))`)
+		last = fmt.Sprintf("pending jobs by partition and reason %v, want debug/JobHeldUser 1 alone", got)
+		return got["debug/JobHeldUser"] == 1 && len(got) == 1
+	})
+	if !ok {
+		t.Fatal(last)
+	}
+	// Waits are recorded at each job's start: alice's three in batch,
+	// bob's two that ran in debug.
+	ok = eventually(30*time.Second, func() bool {
+		got, _ := sample(`sum by (partition) (max by (partition, size, qos) (loom_job_wait_seconds_count))`)
+		last = fmt.Sprintf("job starts by partition %v, want batch 3, debug 2", got)
+		return maps.Equal(got, map[string]float64{"batch": 3, "debug": 2})
 	})
 	if !ok {
 		t.Fatal(last)
