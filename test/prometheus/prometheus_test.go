@@ -425,6 +425,40 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 	if !ok {
 		t.Fatal(last)
 	}
+	// The scheduler placed the five jobs that ran, each once, and the FSM
+	// refused none of its placements (one leader, no conflicts); its
+	// cycles were timed.
+	ok = eventually(30*time.Second, func() bool {
+		placed, _ := sample(`sum(loom_scheduler_placements_total)`)
+		rejected, _ := sample(`sum(loom_scheduler_plan_rejections_total)`)
+		cycles, _ := sample(`sum(loom_scheduler_cycle_duration_seconds_count)`)
+		last = fmt.Sprintf("placements %v, plan rejections %v, cycles %v; want 5, 0 and some", placed, rejected, cycles)
+		return placed[""] == 5 && len(rejected) == 1 && rejected[""] == 0 && cycles[""] > 0
+	})
+	if !ok {
+		t.Fatal(last)
+	}
+	// Both accounts used GPU time, so both fair-share factors are below 1
+	// (and above 0).
+	ok = eventually(30*time.Second, func() bool {
+		r, err := promQuery(t, promAddr, `max by (account) (loom_account_fairshare_factor)`)
+		got := map[string]float64{}
+		for _, s := range r {
+			var f float64
+			fmt.Sscan(s["value"].([]any)[1].(string), &f)
+			got[s["metric"].(map[string]any)["account"].(string)] = f
+		}
+		last = fmt.Sprintf("fair-share factors %v (%v), want vision and nlp between 0 and 1", got, err)
+		for _, a := range []string{"vision", "nlp"} {
+			if f, ok := got[a]; !ok || f <= 0 || f >= 1 {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		t.Fatal(last)
+	}
 	// Waits are recorded at each job's start: alice's three in batch,
 	// bob's two that ran in debug.
 	ok = eventually(30*time.Second, func() bool {
