@@ -384,3 +384,30 @@ func TestJobEventsOutcomes(t *testing.T) {
 		t.Errorf("%s = %v, want 2 (one ended, one requeued)", k, got[k])
 	}
 }
+
+// TestPlanMetrics: the placements the FSM takes and those it refuses (a
+// second job on a GPU the first holds) reach the scheduler's counters.
+func TestPlanMetrics(t *testing.T) {
+	f := state.NewTestFSM()
+	f.Apply(state.CmdRegisterNode, &api.RegisterNodeCommand{Node: state.TestNode("n1", 8, 32)})
+	var placements []*api.Placement
+	for i := range 2 {
+		f.Apply(state.CmdSubmitJob, &api.SubmitJobCommand{NowUnixMs: 1000, Request: &api.SubmitRequest{User: "alice", Uid: 1000, Gid: 1000,
+			Spec: &api.JobSpec{Script: "x", NodesMin: 1, GpusPerNode: 1}}})
+		a := &api.Allocation{Nodes: []string{"n1"}, Ranks: []*api.Rank{{Node: "n1", Cpus: 1, Port: uint32(29500 + i), GpuUuids: []string{"GPU-n1-0"}}}}
+		placements = append(placements, &api.Placement{JobId: uint64(i + 1), Allocation: a})
+	}
+	res := f.Apply(state.CmdApplyPlan, &api.PlanCommand{NowUnixMs: 2000, Placements: placements})
+	if res.Placed != 1 || res.Rejected != 1 {
+		t.Fatalf("plan of two jobs on one GPU: placed %d, rejected %d; want 1 and 1", res.Placed, res.Rejected)
+	}
+	m := newMetrics(nil)
+	m.observePlan(res)
+	m.observeCycle(3 * time.Millisecond)
+	for c, key := range map[prometheus.Collector]string{m.placed: "loom_scheduler_placements_total{}",
+		m.rejected: "loom_scheduler_plan_rejections_total{}", m.cycleTime: "loom_scheduler_cycle_duration_seconds_count{}"} {
+		if got, ok := gather(t, c)[key]; !ok || got != 1 {
+			t.Errorf("%s = %v (present %v), want 1", key, got, ok)
+		}
+	}
+}
