@@ -20,9 +20,12 @@ sacct lists (finished and running): what allocations held within the
 window, CPUs and GPUs.
 
 Reports:
-  cluster utilization   allocated, idle and reported CPU and GPU time
-  user top              the users (with their account) that used the most GPU time
-  account usage         each account's use, then its users'
+  cluster utilization   allocated, idle and reported CPU and GPU time, and
+                        the busy part of the allocated GPU time
+  user top              the users (with their account) that were allocated
+                        the most GPU time: allocated and busy GPU time, CPU
+                        time, jobs and mean wait
+  account usage         the same figures for each account, then its users
   user waste            the users that left the most allocated GPU time idle:
                         GPU time allocated, busy (utilization-weighted, from
                         the agents' GPU samples), and allocated minus busy
@@ -372,21 +375,25 @@ func (r *report) clusterUtilization(jobs []*api.Job, now time.Time) {
 		total.add(u)
 	}
 	r.banner("Cluster Utilization")
-	line := func(name string, used float64, units int) []string {
+	// Busy is known for GPUs only: the agents sample GPU utilization, not
+	// CPU, so the cpu line leaves it empty.
+	line := func(name string, used float64, busy string, units int) []string {
 		reported := float64(units) * r.window()
-		return []string{clusterName, name, r.amount(used, units), r.amount(max(reported-used, 0), units), r.amount(reported, units)}
+		return []string{clusterName, name, r.amount(used, units), busy, r.amount(max(reported-used, 0), units), r.amount(reported, units)}
 	}
-	r.table([]string{"Cluster", "TRES Name", "Allocated", "Idle", "Reported"}, 2, [][]string{
-		line("cpu", total.cpuSec, r.cpus),
-		line("gres/gpu", total.gpuSec, r.gpus),
+	r.table([]string{"Cluster", "TRES Name", "Allocated", "Busy", "Idle", "Reported"}, 2, [][]string{
+		line("cpu", total.cpuSec, "", r.cpus),
+		line("gres/gpu", total.gpuSec, r.amount(total.busyGPUSec, r.gpus), r.gpus),
 	})
 }
 
-// userColumns are the usage columns of the user and account reports.
-var userColumns = []string{"GPU Used", "CPU Used", "Jobs", "Avg Wait"}
+// userColumns are the usage columns of the user and account reports: GPU
+// time allocated and, of it, busy (utilization-weighted), as in user waste
+// and sacct's AllocGPUHours and UsedGPUHours.
+var userColumns = []string{"GPU Alloc", "GPU Busy", "CPU Used", "Jobs", "Avg Wait"}
 
 func (r *report) usageCells(u usage) []string {
-	return []string{r.amount(u.gpuSec, r.gpus), r.amount(u.cpuSec, r.cpus), strconv.Itoa(u.jobs), clockDuration(u.avgWait())}
+	return []string{r.amount(u.gpuSec, r.gpus), r.amount(u.busyGPUSec, r.gpus), r.amount(u.cpuSec, r.cpus), strconv.Itoa(u.jobs), clockDuration(u.avgWait())}
 }
 
 func (r *report) userTop(jobs []*api.Job, now time.Time) {
