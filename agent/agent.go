@@ -308,6 +308,11 @@ func New(cfg Config) (*Agent, error) {
 		}
 	}
 	a.sampler = a.newSampler(found)
+	if marks, err := state.allUsage(); err != nil {
+		log.Warn("reading the stored GPU usage counts failed; re-attached ranks count from now", "err", err)
+	} else {
+		a.usage.restore(marks)
+	}
 	if err := a.recoverTasks(); err != nil {
 		a.Close()
 		return nil, err

@@ -234,3 +234,54 @@ func TestStaleUpdateDoesNotRestartAnEndedRank(t *testing.T) {
 		return slices.Contains(d.starts, "5.2.0")
 	})
 }
+
+// TestRecoverTakesUpUsage restarts an agent on a data dir that records a
+// running rank holding a simulated GPU and where its GPU usage count stood
+// 5 s ago: the new agent goes on from that count and credits the 5 s since
+// (the simulator's held GPUs read 90% ± 6), instead of counting from zero.
+func TestRecoverTakesUpUsage(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Name: "n1", Servers: []string{"127.0.0.1:1"}, DataDir: dir, ListenAddr: "127.0.0.1:0",
+		MetricsAddr: "-", GPUs: 2, KillGrace: time.Second, DetachOnClose: true}
+	// A first agent on the dir, for the simulated GPUs' UUIDs.
+	cfg.Driver = &fakeDriver{}
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uuid := a.Node().GetTopology().GetGpus()[0].GetUuid()
+	a.Close()
+
+	st, err := openBoltStore(filepath.Join(dir, "agent.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := taskKey{5, 1, 0, 0}
+	job := &api.Job{Id: 5, Uid: 1000, Spec: &api.JobSpec{Argv: []string{"true"}}, Allocation: &api.Allocation{Generation: 1}}
+	markAt := time.Now().Add(-5 * time.Second)
+	if err := st.putTask(k, &taskRecord{Job: job, Rank: &api.Rank{Node: "n1", GpuUuids: []string{uuid}}, StartedUnixMs: markAt.UnixMilli()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.putUsage(map[taskKey]usageMark{k: {UsedMs: 12_345, AtUnixMs: markAt.UnixMilli()}}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	cfg.Driver = &fakeDriver{handles: map[string]*fakeHandle{taskID(k): {done: make(chan struct{})}}}
+	a, err = New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var got uint64
+	harness.WaitFor(t, "the recovered rank's usage count to go on from the stored one", 10*time.Second, func() bool {
+		got = a.usage.peek(k)
+		return got > 12_345
+	})
+	// At least 84% of the 5 s since the mark; at most 96% of the time
+	// since then, plus a second's slack for the clocks' milliseconds.
+	lo, hi := 12_345+0.84*5_000, 12_345+0.96*float64(time.Since(markAt).Milliseconds())+1_000
+	if float64(got) < lo || float64(got) > hi {
+		t.Errorf("recovered rank's count = %d GPU-ms, want %.0f to %.0f (12345 stored + 84-96%% of the time since)", got, lo, hi)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -28,15 +29,22 @@ type taskRecord struct {
 	Cores         []int     `json:"cores,omitempty"` // the node's cores bound to the rank
 }
 
-// stateStore keeps the agent's task records across restarts.
+// stateStore keeps the agent's task records, and where each rank's GPU
+// usage count stood at the last sample, across restarts.
 type stateStore interface {
 	putTask(k taskKey, r *taskRecord) error
 	deleteTask(k taskKey) error
 	allTasks() (map[taskKey]*taskRecord, error)
+	// putUsage replaces the stored usage marks with marks.
+	putUsage(marks map[taskKey]usageMark) error
+	allUsage() (map[taskKey]usageMark, error)
 	Close() error
 }
 
-var tasksBucket = []byte("tasks")
+var (
+	tasksBucket = []byte("tasks")
+	usageBucket = []byte("usage")
+)
 
 // boltStore is the stateStore in a bbolt file under the agent's data dir.
 type boltStore struct{ db *bolt.DB }
@@ -53,8 +61,12 @@ func openBoltStore(path string) (*boltStore, error) {
 		return nil, fmt.Errorf("agent: state %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(tasksBucket)
-		return err
+		for _, b := range [][]byte{tasksBucket, usageBucket} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		db.Close()
@@ -96,18 +108,68 @@ func (s *boltStore) allTasks() (map[taskKey]*taskRecord, error) {
 	out := map[taskKey]*taskRecord{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(tasksBucket).ForEach(func(k, v []byte) error {
-			if len(k) != 20 && len(k) != 24 {
-				return fmt.Errorf("agent: state: bad task key %x", k)
+			tk, err := parseTaskKey(k)
+			if err != nil {
+				return err
 			}
 			r, err := decodeRecord(v)
 			if err != nil {
 				return err
 			}
-			tk := taskKey{binary.BigEndian.Uint64(k), binary.BigEndian.Uint64(k[8:]), binary.BigEndian.Uint32(k[16:]), 0}
-			if len(k) == 24 {
-				tk.step = binary.BigEndian.Uint32(k[20:])
-			}
 			out[tk] = r
+			return nil
+		})
+	})
+	return out, err
+}
+
+// parseTaskKey decodes what taskKeyBytes encoded.
+func parseTaskKey(k []byte) (taskKey, error) {
+	if len(k) != 20 && len(k) != 24 {
+		return taskKey{}, fmt.Errorf("agent: state: bad task key %x", k)
+	}
+	tk := taskKey{binary.BigEndian.Uint64(k), binary.BigEndian.Uint64(k[8:]), binary.BigEndian.Uint32(k[16:]), 0}
+	if len(k) == 24 {
+		tk.step = binary.BigEndian.Uint32(k[20:])
+	}
+	return tk, nil
+}
+
+func (s *boltStore) putUsage(marks map[taskKey]usageMark) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(usageBucket); err != nil {
+			return err
+		}
+		b, err := tx.CreateBucket(usageBucket)
+		if err != nil {
+			return err
+		}
+		for k, m := range marks {
+			v, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			if err := b.Put(taskKeyBytes(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *boltStore) allUsage() (map[taskKey]usageMark, error) {
+	out := map[taskKey]usageMark{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(usageBucket).ForEach(func(k, v []byte) error {
+			tk, err := parseTaskKey(k)
+			if err != nil {
+				return err
+			}
+			var m usageMark
+			if err := json.Unmarshal(v, &m); err != nil {
+				return fmt.Errorf("agent: state: usage mark %v: %w", tk, err)
+			}
+			out[tk] = m
 			return nil
 		})
 	})
@@ -146,11 +208,29 @@ func decodeRecord(v []byte) (*taskRecord, error) {
 // memStore is a stateStore in memory, for tests of the agent's recovery
 // logic without a file.
 type memStore struct {
-	mu sync.Mutex
-	m  map[taskKey][]byte
+	mu    sync.Mutex
+	m     map[taskKey][]byte
+	usage map[taskKey]usageMark
 }
 
 func newMemStore() *memStore { return &memStore{m: map[taskKey][]byte{}} }
+
+func (s *memStore) putUsage(marks map[taskKey]usageMark) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.usage = maps.Clone(marks)
+	return nil
+}
+
+func (s *memStore) allUsage() (map[taskKey]usageMark, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := maps.Clone(s.usage)
+	if out == nil {
+		out = map[taskKey]usageMark{}
+	}
+	return out, nil
+}
 
 func (s *memStore) putTask(k taskKey, r *taskRecord) error {
 	v, err := encodeRecord(r)

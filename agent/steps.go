@@ -144,6 +144,7 @@ func (a *Agent) holdSlot(t *task) {
 	started := time.Now()
 	running := &api.TaskStatus{Rank: r.Rank, State: api.TaskState_TASK_RUNNING, StartedUnixMs: started.UnixMilli()}
 	a.setRunning(t, running)
+	a.startUsage(t)
 	if !a.report(t.key, running) {
 		return
 	}
@@ -168,7 +169,7 @@ func (a *Agent) holdSlot(t *task) {
 	}
 	a.stopJobSteps(t.key.job, end.Reason)
 	end.EndedUnixMs = time.Now().UnixMilli()
-	end.UsedGpuMs = a.usedGPUMs(t.key)
+	end.UsedGpuMs = a.usedGPUMs(t)
 	a.report(t.key, end)
 }
 

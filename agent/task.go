@@ -220,7 +220,7 @@ func (a *Agent) finishTask(t *task, end *api.TaskStatus, h driver.Handle) {
 	end.State = api.TaskState_TASK_EXITED
 	end.EndedUnixMs = time.Now().UnixMilli()
 	end.OutputPath = t.stdout
-	end.UsedGpuMs = a.usedGPUMs(t.key)
+	end.UsedGpuMs = a.usedGPUMs(t)
 	if !a.report(t.key, end) {
 		return // the agent is stopping: keep the record for the next run
 	}
@@ -279,6 +279,7 @@ func (a *Agent) superviseTask(t *task, h driver.Handle, started time.Time) *api.
 	running := &api.TaskStatus{Rank: r.Rank, State: api.TaskState_TASK_RUNNING,
 		StartedUnixMs: started.UnixMilli(), OutputPath: t.stdout}
 	a.setRunning(t, running)
+	a.startUsage(t)
 	a.goFunc(func() { a.report(t.key, running) })
 
 	// A gang's time limit counts from its rank's start; a step's from

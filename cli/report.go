@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,12 +20,17 @@ sacct lists (finished and running): what allocations held within the
 window, CPUs and GPUs.
 
 Reports:
-  cluster utilization   allocated, idle and reported CPU and GPU time
-  user top              the users (with their account) that used the most GPU time
-  account usage         each account's use, then its users'
+  cluster utilization   allocated, idle and reported CPU and GPU time, and
+                        the busy part of the allocated GPU time
+  user top              the users (with their account) that were allocated
+                        the most GPU time: allocated and busy GPU time, CPU
+                        time, jobs and mean wait
+  account usage         the same figures for each account, then its users
   user waste            the users that left the most allocated GPU time idle:
                         GPU time allocated, busy (utilization-weighted, from
                         the agents' GPU samples), and allocated minus busy
+  model usage           the same GPU figures by GPU model, with the GPU time
+                        each model's registered GPUs reported
 
 The window defaults to yesterday (midnight to midnight); TIME is
 YYYY-MM-DD[THH:MM[:SS]] or now-N{days,hours,minutes}. Jobs counts the jobs
@@ -32,13 +38,15 @@ that held resources within the window, Avg Wait is the mean time from
 submit (or --begin) to start of those that started within it. Reported
 capacity is the CPUs and GPUs of the nodes registered now. A job's busy GPU
 time is known as a total; the part within the window is its in-window
-allocation × its busy share over its whole run.
+allocation × its busy share over its whole run. A GPU's model is the one its
+node registered; GPUs of nodes not registered now count as "unknown", and a
+job on GPUs of several models is split between them by its GPU count.
 
 Options:
 `
 
 // reportKinds are the reports, by their two words.
-var reportKinds = []string{"cluster utilization", "user top", "account usage", "user waste"}
+var reportKinds = []string{"cluster utilization", "user top", "account usage", "user waste", "model usage"}
 
 type reportOpts struct {
 	start, end string
@@ -254,6 +262,7 @@ func runReport(ctx context.Context, e *env, args []string) int {
 		}
 		r := report{e: e, o: o, start: start, end: end}
 		r.cpus, r.gpus = capacity(nodes.GetNodes())
+		r.models = gpuModels(nodes.GetNodes())
 		jobs := resp.GetJobs()
 		switch kind {
 		case "cluster utilization":
@@ -264,6 +273,8 @@ func runReport(ctx context.Context, e *env, args []string) int {
 			r.accountUsage(jobs, now)
 		case "user waste":
 			r.userWaste(jobs, now)
+		case "model usage":
+			r.modelUsage(jobs, now)
 		}
 		return 0
 	})
@@ -275,6 +286,7 @@ type report struct {
 	o          reportOpts
 	start, end time.Time
 	cpus, gpus int // reported capacity
+	models     map[nodeGPU]string
 }
 
 // window is the report's length in seconds.
@@ -363,21 +375,25 @@ func (r *report) clusterUtilization(jobs []*api.Job, now time.Time) {
 		total.add(u)
 	}
 	r.banner("Cluster Utilization")
-	line := func(name string, used float64, units int) []string {
+	// Busy is known for GPUs only: the agents sample GPU utilization, not
+	// CPU, so the cpu line leaves it empty.
+	line := func(name string, used float64, busy string, units int) []string {
 		reported := float64(units) * r.window()
-		return []string{clusterName, name, r.amount(used, units), r.amount(max(reported-used, 0), units), r.amount(reported, units)}
+		return []string{clusterName, name, r.amount(used, units), busy, r.amount(max(reported-used, 0), units), r.amount(reported, units)}
 	}
-	r.table([]string{"Cluster", "TRES Name", "Allocated", "Idle", "Reported"}, 2, [][]string{
-		line("cpu", total.cpuSec, r.cpus),
-		line("gres/gpu", total.gpuSec, r.gpus),
+	r.table([]string{"Cluster", "TRES Name", "Allocated", "Busy", "Idle", "Reported"}, 2, [][]string{
+		line("cpu", total.cpuSec, "", r.cpus),
+		line("gres/gpu", total.gpuSec, r.amount(total.busyGPUSec, r.gpus), r.gpus),
 	})
 }
 
-// userColumns are the usage columns of the user and account reports.
-var userColumns = []string{"GPU Used", "CPU Used", "Jobs", "Avg Wait"}
+// userColumns are the usage columns of the user and account reports: GPU
+// time allocated and, of it, busy (utilization-weighted), as in user waste
+// and sacct's AllocGPUHours and UsedGPUHours.
+var userColumns = []string{"GPU Alloc", "GPU Busy", "CPU Used", "Jobs", "Avg Wait"}
 
 func (r *report) usageCells(u usage) []string {
-	return []string{r.amount(u.gpuSec, r.gpus), r.amount(u.cpuSec, r.cpus), strconv.Itoa(u.jobs), clockDuration(u.avgWait())}
+	return []string{r.amount(u.gpuSec, r.gpus), r.amount(u.busyGPUSec, r.gpus), r.amount(u.cpuSec, r.cpus), strconv.Itoa(u.jobs), clockDuration(u.avgWait())}
 }
 
 func (r *report) userTop(jobs []*api.Job, now time.Time) {
@@ -466,4 +482,88 @@ func (r *report) userWaste(jobs []*api.Job, now time.Time) {
 			fmt.Sprintf("%.1f%%", 100*u.busyGPUSec/u.gpuSec), strconv.Itoa(u.jobs)})
 	}
 	r.table([]string{"Cluster", "Login", "Account", "GPU Alloc", "GPU Busy", "GPU Wasted", "GPU Util", "Jobs"}, 3, rows)
+}
+
+// nodeGPU names a GPU by its node and index, as allocations do.
+type nodeGPU struct {
+	node  string
+	index uint32
+}
+
+// unknownModel is the model of a GPU whose node is not registered now (or
+// registered no model).
+const unknownModel = "unknown"
+
+// gpuModels maps each registered GPU to its model.
+func gpuModels(nodes []*api.NodeInfo) map[nodeGPU]string {
+	out := map[nodeGPU]string{}
+	for _, n := range nodes {
+		for _, g := range n.GetNode().GetTopology().GetGpus() {
+			out[nodeGPU{n.GetNode().GetName(), g.GetIndex()}] = cmp.Or(g.GetModel(), unknownModel)
+		}
+	}
+	return out
+}
+
+// jobModels counts j's allocated GPUs by model.
+func jobModels(j *api.Job, models map[nodeGPU]string) map[string]int {
+	out := map[string]int{}
+	for _, r := range j.GetAllocation().GetRanks() {
+		for _, i := range r.GetGpuIndexes() {
+			out[cmp.Or(models[nodeGPU{r.GetNode(), i}], unknownModel)]++
+		}
+		// A rank that names its GPUs by UUID only.
+		if n := len(r.GetGpuUuids()) - len(r.GetGpuIndexes()); n > 0 {
+			out[unknownModel] += n
+		}
+	}
+	return out
+}
+
+// modelUsage prints allocated, busy and idle allocated GPU time by GPU
+// model, with what each model's registered GPUs reported.
+func (r *report) modelUsage(jobs []*api.Job, now time.Time) {
+	by := map[string]usage{}
+	for _, j := range jobs {
+		u := jobUsage(j, r.start, r.end, now)
+		if u.gpuSec == 0 {
+			continue
+		}
+		counts := jobModels(j, r.models)
+		total := 0
+		for _, c := range counts {
+			total += c
+		}
+		for m, c := range counts {
+			share := float64(c) / float64(total)
+			t := by[m]
+			t.add(usage{gpuSec: u.gpuSec * share, busyGPUSec: u.busyGPUSec * share, jobs: 1})
+			by[m] = t
+		}
+	}
+	gpus := map[string]int{}
+	for _, m := range r.models {
+		gpus[m]++
+	}
+	seen := map[string]bool{}
+	for m := range gpus {
+		seen[m] = true
+	}
+	for m := range by {
+		seen[m] = true
+	}
+	names := slices.Sorted(maps.Keys(seen))
+	r.banner("GPU Usage by Model")
+	var rows [][]string
+	for _, m := range names {
+		u, n := by[m], gpus[m]
+		util := "-"
+		if u.gpuSec > 0 {
+			util = fmt.Sprintf("%.1f%%", 100*u.busyGPUSec/u.gpuSec)
+		}
+		rows = append(rows, []string{clusterName, m, strconv.Itoa(n),
+			r.amount(u.gpuSec, n), r.amount(u.busyGPUSec, n), r.amount(max(u.gpuSec-u.busyGPUSec, 0), n), util,
+			strconv.Itoa(u.jobs), r.amount(float64(n)*r.window(), n)})
+	}
+	r.table([]string{"Cluster", "GPU Model", "GPUs", "GPU Alloc", "GPU Busy", "GPU Wasted", "GPU Util", "Jobs", "Reported"}, 2, rows)
 }

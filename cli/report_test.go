@@ -21,6 +21,11 @@ import (
 //
 // Two nodes of 8 GPUs and 32 CPUs report 16 × 12 = 192 GPU-h and 768
 // CPU-h; 34 GPU-h and 80 CPU-h were allocated.
+//
+// Busy (utilization-weighted) GPU time, over each whole run: job 1 used 12
+// of its 16 GPU-hours (75%, so 9 of the 12 in the window), job 2 1 of 4,
+// job 3 14.4 of the 16 it has held (90%), job 4 none of 2. Busy in the
+// window: alice/vision 9+1 = 10, bob/nlp 14.4, bob/bob 0; 24.4 in all.
 func reportJobs() []*api.Job {
 	at := func(s string) int64 {
 		t, err := time.Parse("2006-01-02T15:04", s)
@@ -47,7 +52,7 @@ func reportJobs() []*api.Job {
 		}
 		return j
 	}
-	return []*api.Job{
+	jobs := []*api.Job{
 		job(1, "alice", "vision", api.JobState_COMPLETED, "2024-04-30T22:00", "2024-04-30T23:00", "2024-05-01T03:00", 4, 12),
 		job(2, "alice", "vision", api.JobState_FAILED, "2024-05-01T05:00", "2024-05-01T05:30", "2024-05-01T07:30", 2, 4),
 		job(3, "bob", "nlp", api.JobState_RUNNING, "2024-05-01T08:00", "2024-05-01T10:00", "", 8, 16),
@@ -56,6 +61,10 @@ func reportJobs() []*api.Job {
 		job(6, "bob", "nlp", api.JobState_COMPLETED, "2024-04-30T09:00", "2024-04-30T10:00", "2024-04-30T11:00", 8, 16),
 		job(7, "carol", "vision", api.JobState_CANCELLED, "2024-05-01T01:00", "", "2024-05-01T02:00", 0, 0),
 	}
+	jobs[0].UsedGpuMs = 12 * 3_600_000
+	jobs[1].UsedGpuMs = 3_600_000
+	jobs[2].UsedGpuMs = 51_840_000
+	return jobs
 }
 
 func reportNodes() []*api.NodeInfo {
@@ -85,55 +94,76 @@ func TestReport(t *testing.T) {
 				"Cluster Utilization 2024-05-01T00:00:00 - 2024-05-01T11:59:59 (43200 secs)\n" +
 				"Usage reported in TRES Hours\n" +
 				"--------------------------------------------------------------------------------\n" +
-				"Cluster TRES Name Allocated   Idle Reported\n" +
-				"------- --------- --------- ------ --------\n" +
-				"loom    cpu           80.00 688.00   768.00\n" +
-				"loom    gres/gpu      34.00 158.00   192.00\n",
+				"Cluster TRES Name Allocated  Busy   Idle Reported\n" +
+				"------- --------- --------- ----- ------ --------\n" +
+				"loom    cpu           80.00       688.00   768.00\n" +
+				"loom    gres/gpu      34.00 24.40 158.00   192.00\n",
 		},
 		{
 			name: "cluster utilization in percent, parsable2",
 			args: append([]string{"cluster", "utilization", "-t", "percent", "-P"}, window...),
 			want: "" +
-				"Cluster|TRES Name|Allocated|Idle|Reported\n" +
-				"loom|cpu|10.42%|89.58%|100.00%\n" +
-				"loom|gres/gpu|17.71%|82.29%|100.00%\n",
+				"Cluster|TRES Name|Allocated|Busy|Idle|Reported\n" +
+				"loom|cpu|10.42%||89.58%|100.00%\n" +
+				"loom|gres/gpu|17.71%|12.71%|82.29%|100.00%\n",
 		},
 		{
 			name: "user top",
 			args: append([]string{"user", "top", "-n"}, window...),
 			want: "" +
-				"loom    alice vision     16.00    44.00    2 00:30:00\n" +
-				"loom    bob   nlp        16.00    32.00    1 02:00:00\n" +
-				"loom    bob   bob         2.00     4.00    1 00:15:00\n",
+				"loom    alice vision      16.00    10.00    44.00    2 00:30:00\n" +
+				"loom    bob   nlp         16.00    14.40    32.00    1 02:00:00\n" +
+				"loom    bob   bob          2.00     0.00     4.00    1 00:15:00\n",
 		},
 		{
 			name: "user top 1 in minutes, parsable",
 			args: append([]string{"user", "top", "--topcount=1", "-t", "minutes", "-p"}, window...),
 			want: "" +
-				"Cluster|Login|Account|GPU Used|CPU Used|Jobs|Avg Wait|\n" +
-				"loom|alice|vision|960|2640|2|00:30:00|\n",
+				"Cluster|Login|Account|GPU Alloc|GPU Busy|CPU Used|Jobs|Avg Wait|\n" +
+				"loom|alice|vision|960|600|2640|2|00:30:00|\n",
 		},
 		{
 			name: "account usage",
 			args: append([]string{"account", "usage", "-P"}, window...),
 			want: "" +
-				"Cluster|Account|Login|GPU Used|CPU Used|Jobs|Avg Wait\n" +
-				"loom|bob||2.00|4.00|1|00:15:00\n" +
-				"loom|bob|bob|2.00|4.00|1|00:15:00\n" +
-				"loom|nlp||16.00|32.00|1|02:00:00\n" +
-				"loom|nlp|bob|16.00|32.00|1|02:00:00\n" +
-				"loom|vision||16.00|44.00|2|00:30:00\n" +
-				"loom|vision|alice|16.00|44.00|2|00:30:00\n",
+				"Cluster|Account|Login|GPU Alloc|GPU Busy|CPU Used|Jobs|Avg Wait\n" +
+				"loom|bob||2.00|0.00|4.00|1|00:15:00\n" +
+				"loom|bob|bob|2.00|0.00|4.00|1|00:15:00\n" +
+				"loom|nlp||16.00|14.40|32.00|1|02:00:00\n" +
+				"loom|nlp|bob|16.00|14.40|32.00|1|02:00:00\n" +
+				"loom|vision||16.00|10.00|44.00|2|00:30:00\n" +
+				"loom|vision|alice|16.00|10.00|44.00|2|00:30:00\n",
+		},
+		{
+			name: "account usage in percent",
+			args: append([]string{"account", "usage", "-t", "percent"}, window...),
+			// Of 192 GPU-h and 768 CPU-h: vision 16 GPU-h (8.33%) allocated,
+			// 10 (5.21%) busy, 44 CPU-h (5.73%); nlp 16 (8.33%), 14.4
+			// (7.50%), 32 (4.17%); bob 2 (1.04%), 0, 4 (0.52%).
+			want: "" +
+				"--------------------------------------------------------------------------------\n" +
+				"Account Usage by User 2024-05-01T00:00:00 - 2024-05-01T11:59:59 (43200 secs)\n" +
+				"Usage reported in TRES Percentage of Total\n" +
+				"--------------------------------------------------------------------------------\n" +
+				"Cluster Account Login GPU Alloc GPU Busy CPU Used Jobs Avg Wait\n" +
+				"------- ------- ----- --------- -------- -------- ---- --------\n" +
+				"loom    bob               1.04%    0.00%    0.52%    1 00:15:00\n" +
+				"loom    bob     bob       1.04%    0.00%    0.52%    1 00:15:00\n" +
+				"loom    nlp               8.33%    7.50%    4.17%    1 02:00:00\n" +
+				"loom    nlp     bob       8.33%    7.50%    4.17%    1 02:00:00\n" +
+				"loom    vision            8.33%    5.21%    5.73%    2 00:30:00\n" +
+				"loom    vision  alice     8.33%    5.21%    5.73%    2 00:30:00\n",
 		},
 		{
 			name: "the window as options: the last hour",
 			args: []string{"account", "usage", "-P", "-n", "--start", "now-1hours", "--end", "now"},
-			// 11:00-12:00: job 3 (8 GPUs, 16 CPUs) and 15 min of job 4.
+			// 11:00-12:00: job 3 (8 GPUs, 16 CPUs, 90% busy) and 15 min of
+			// job 4 (idle).
 			want: "" +
-				"loom|bob||0.25|0.50|1|00:00:00\n" +
-				"loom|bob|bob|0.25|0.50|1|00:00:00\n" +
-				"loom|nlp||8.00|16.00|1|00:00:00\n" +
-				"loom|nlp|bob|8.00|16.00|1|00:00:00\n",
+				"loom|bob||0.25|0.00|0.50|1|00:00:00\n" +
+				"loom|bob|bob|0.25|0.00|0.50|1|00:00:00\n" +
+				"loom|nlp||8.00|7.20|16.00|1|00:00:00\n" +
+				"loom|nlp|bob|8.00|7.20|16.00|1|00:00:00\n",
 		},
 	}
 	for _, tt := range tests {
@@ -179,16 +209,10 @@ func TestReportErrors(t *testing.T) {
 }
 
 // TestReportUserWaste ranks users by idle allocated GPU time, by hand over
-// reportJobs' window 00:00-12:00 with these busy figures: job 1 used 12 of
-// its 16 GPU-hours (75%, so 9 of the 12 in the window), job 2 1 of 4, job
-// 3 14.4 of the 16 it has held (90%), job 4 none of 2. alice/vision: 16
+// reportJobs' window 00:00-12:00 and its busy figures. alice/vision: 16
 // allocated, 10 busy, 6 wasted; bob/bob: 2, 0, 2; bob/nlp: 16, 14.4, 1.6.
 func TestReportUserWaste(t *testing.T) {
 	jobs := reportJobs()
-	used := map[uint64]uint64{1: 12 * 3_600_000, 2: 3_600_000, 3: 51_840_000}
-	for _, j := range jobs {
-		j.UsedGpuMs = used[j.Id]
-	}
 	tests := []struct {
 		args []string
 		want string
@@ -208,6 +232,59 @@ func TestReportUserWaste(t *testing.T) {
 	}
 	for _, tt := range tests {
 		f := &fakeServer{jobs: jobs, nodes: reportNodes()}
+		te := newTestEnv("report", f.start(t))
+		if code := te.run(t, tt.args...); code != 0 {
+			t.Fatalf("report %q exited %d: %s", tt.args, code, te.err)
+		}
+		if got := te.out.String(); got != tt.want {
+			t.Errorf("report %q printed\n%s\nwant\n%s", tt.args, got, tt.want)
+		}
+	}
+}
+
+// TestReportModelUsage splits TestReportUserWaste's figures by GPU model:
+// node1's GPUs 0-3 are h100s, its 4-7 and node2's a100s. Jobs 1, 2 and 4
+// ran on GPUs 0-3 of node1; job 3 on all eight, half of it on each model.
+// h100: 12+4+8+2 = 26 GPU-h allocated, 9+1+7.2+0 = 17.2 busy, of 4 GPUs
+// × 12 h = 48 reported; a100: 8 allocated, 7.2 busy, of 12 × 12 = 144.
+func TestReportModelUsage(t *testing.T) {
+	jobs := reportJobs()
+	nodes := reportNodes()
+	for _, n := range nodes {
+		for _, g := range n.Node.Topology.Gpus {
+			g.Model = "NVIDIA A100-SXM4-80GB"
+			if n.Node.Name == "node1" && g.Index < 4 {
+				g.Model = "NVIDIA H100 80GB HBM3"
+			}
+		}
+	}
+	// A job on a node that left the cluster: its GPUs' model is unknown.
+	gone := &api.Job{Id: 8, User: "carol", State: api.JobState_COMPLETED, Spec: &api.JobSpec{},
+		SubmitUnixMs: jobs[0].SubmitUnixMs, StartUnixMs: jobs[1].StartUnixMs, EndUnixMs: jobs[1].EndUnixMs,
+		Allocation: &api.Allocation{Ranks: []*api.Rank{{Node: "node9", GpuIndexes: []uint32{0}}}}}
+	jobs = append(jobs, gone)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{
+			args: []string{"model", "usage", "start=2024-05-01", "end=2024-05-01T12:00", "-P"},
+			want: "" +
+				"Cluster|GPU Model|GPUs|GPU Alloc|GPU Busy|GPU Wasted|GPU Util|Jobs|Reported\n" +
+				"loom|NVIDIA A100-SXM4-80GB|12|8.00|7.20|0.80|90.0%|1|144.00\n" +
+				"loom|NVIDIA H100 80GB HBM3|4|26.00|17.20|8.80|66.2%|4|48.00\n" +
+				"loom|unknown|0|2.00|0.00|2.00|0.0%|1|0.00\n",
+		},
+		{
+			args: []string{"model", "usage", "start=2024-05-01", "end=2024-05-01T12:00", "-t", "percent", "-n"},
+			want: "" +
+				"loom    NVIDIA A100-SXM4-80GB   12     5.56%    5.00%      0.56%    90.0%    1  100.00%\n" +
+				"loom    NVIDIA H100 80GB HBM3    4    54.17%   35.83%     18.33%    66.2%    4  100.00%\n" +
+				"loom    unknown                  0     0.00%    0.00%      0.00%     0.0%    1    0.00%\n",
+		},
+	}
+	for _, tt := range tests {
+		f := &fakeServer{jobs: jobs, nodes: nodes}
 		te := newTestEnv("report", f.start(t))
 		if code := te.run(t, tt.args...); code != 0 {
 			t.Fatalf("report %q exited %d: %s", tt.args, code, te.err)

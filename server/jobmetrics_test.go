@@ -342,3 +342,72 @@ func TestJobEventsUsedGPU(t *testing.T) {
 		t.Errorf("busy GPU-seconds at a second scrape: alice %v, bob %v; want 6 and 1.5", got[alice], got[bob])
 	}
 }
+
+// TestJobEventsOutcomes: each way a job ends reaches loom_jobs_ended_total
+// under its state: an out-of-memory kill, a lost node, a time limit, and a
+// preemption, both of a job that may not be requeued (it ends PREEMPTED)
+// and of one that may (its allocation ends PREEMPTED and it waits again).
+func TestJobEventsOutcomes(t *testing.T) {
+	f := state.NewTestFSM()
+	f.Apply(state.CmdRegisterNode, &api.RegisterNodeCommand{Node: state.TestNode("n1", 8, 32)})
+	ends := []api.TaskEndReason{api.TaskEndReason_TASK_END_OOM, api.TaskEndReason_TASK_END_LOST, api.TaskEndReason_TASK_END_TIMEOUT}
+	for i := range 5 {
+		f.Apply(state.CmdSubmitJob, &api.SubmitJobCommand{NowUnixMs: 1000, Request: &api.SubmitRequest{User: "alice", Uid: 1000, Gid: 1000,
+			Spec: &api.JobSpec{Script: "x", NodesMin: 1, GpusPerNode: 1, Requeue: proto.Bool(i == 4)}}})
+		a := &api.Allocation{Nodes: []string{"n1"}, Ranks: []*api.Rank{{Node: "n1", Cpus: 1, Port: uint32(29500 + i), GpuUuids: []string{"GPU-n1-" + strconv.Itoa(i)}}}}
+		if res := f.Apply(state.CmdApplyPlan, &api.PlanCommand{NowUnixMs: 2000, Placements: []*api.Placement{{JobId: uint64(i + 1), Allocation: a}}}); res.Placed != 1 {
+			t.Fatalf("job %d: placement refused", i+1)
+		}
+	}
+	e := newJobEvents()
+	e.advance(f.Store.View(), ms(3000)) // the server starts
+	for i, r := range ends {
+		f.Apply(state.CmdUpdateTasks, &api.UpdateTasksCommand{NowUnixMs: 4000, Request: &api.TaskUpdateRequest{
+			Node: "n1", JobId: uint64(i + 1), Generation: 1,
+			Tasks: []*api.TaskStatus{{State: api.TaskState_TASK_EXITED, ExitCode: 1, Reason: r}}}})
+	}
+	f.Apply(state.CmdApplyPlan, &api.PlanCommand{NowUnixMs: 5000, Preemptions: []*api.Preemption{{JobId: 4, ForJobId: 9}, {JobId: 5, ForJobId: 9}}})
+	for id, want := range map[uint64]api.JobState{1: api.JobState_OUT_OF_MEMORY, 2: api.JobState_NODE_FAIL, 3: api.JobState_TIMEOUT,
+		4: api.JobState_PREEMPTED, 5: api.JobState_PENDING} {
+		if got := f.Store.View().Job(id).GetState(); got != want {
+			t.Fatalf("job %d is %s, want %s", id, got, want)
+		}
+	}
+	got := gather(t, eventsAt{e, f.Store.View(), ms(6000)})
+	part := api.DefaultPartition
+	for _, st := range []string{"OUT_OF_MEMORY", "NODE_FAIL", "TIMEOUT"} {
+		if k := "loom_jobs_ended_total{partition=" + part + ",state=" + st + "}"; got[k] != 1 {
+			t.Errorf("%s = %v, want 1", k, got[k])
+		}
+	}
+	if k := "loom_jobs_ended_total{partition=" + part + ",state=PREEMPTED}"; got[k] != 2 {
+		t.Errorf("%s = %v, want 2 (one ended, one requeued)", k, got[k])
+	}
+}
+
+// TestPlanMetrics: the placements the FSM takes and those it refuses (a
+// second job on a GPU the first holds) reach the scheduler's counters.
+func TestPlanMetrics(t *testing.T) {
+	f := state.NewTestFSM()
+	f.Apply(state.CmdRegisterNode, &api.RegisterNodeCommand{Node: state.TestNode("n1", 8, 32)})
+	var placements []*api.Placement
+	for i := range 2 {
+		f.Apply(state.CmdSubmitJob, &api.SubmitJobCommand{NowUnixMs: 1000, Request: &api.SubmitRequest{User: "alice", Uid: 1000, Gid: 1000,
+			Spec: &api.JobSpec{Script: "x", NodesMin: 1, GpusPerNode: 1}}})
+		a := &api.Allocation{Nodes: []string{"n1"}, Ranks: []*api.Rank{{Node: "n1", Cpus: 1, Port: uint32(29500 + i), GpuUuids: []string{"GPU-n1-0"}}}}
+		placements = append(placements, &api.Placement{JobId: uint64(i + 1), Allocation: a})
+	}
+	res := f.Apply(state.CmdApplyPlan, &api.PlanCommand{NowUnixMs: 2000, Placements: placements})
+	if res.Placed != 1 || res.Rejected != 1 {
+		t.Fatalf("plan of two jobs on one GPU: placed %d, rejected %d; want 1 and 1", res.Placed, res.Rejected)
+	}
+	m := newMetrics(nil)
+	m.observePlan(res)
+	m.observeCycle(3 * time.Millisecond)
+	for c, key := range map[prometheus.Collector]string{m.placed: "loom_scheduler_placements_total{}",
+		m.rejected: "loom_scheduler_plan_rejections_total{}", m.cycleTime: "loom_scheduler_cycle_duration_seconds_count{}"} {
+		if got, ok := gather(t, c)[key]; !ok || got != 1 {
+			t.Errorf("%s = %v (present %v), want 1", key, got, ok)
+		}
+	}
+}

@@ -90,6 +90,7 @@ func TestHardwareCheckAgainstFakeNvidiaSMI(t *testing.T) {
 		name string
 		edit func(t *testing.T, dir string)
 		job  bool   // run step 3: start a server and a simulated agent
+		env  string // more settings: NAME=VALUE, space-separated
 		want string // in the report; "" for a pass
 	}{
 		{name: "consistent"},
@@ -134,6 +135,10 @@ func TestHardwareCheckAgainstFakeNvidiaSMI(t *testing.T) {
 		// The job step with real daemons: the agent's GPUs are simulated,
 		// so the rank's GPU is not one nvidia-smi lists.
 		{name: "job on a simulated agent", job: true, want: "is not among those nvidia-smi -L lists on this host"},
+		// nvidia-smi answers after 3 s: the watchdog stops the check at
+		// its 1-second limit, during the first call, and it fails rather
+		// than run on (the call ends first, as the driver's would).
+		{name: "over its time limit", env: "HW_DEADLINE_S=1 FAKE_NVIDIA_SMI_DELAY=3", want: "not done within 1 s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -150,6 +155,7 @@ func TestHardwareCheckAgainstFakeNvidiaSMI(t *testing.T) {
 				"FAKE_NVIDIA_SMI_DIR="+dir,
 				"HW_TOPO_ARGS=--profile dgx-h100",
 			)
+			cmd.Env = append(cmd.Env, strings.Fields(tt.env)...)
 			if tt.job {
 				cmd.Env = append(cmd.Env, "HW_AGENT_GPU_ARGS=--profile dgx-h100",
 					fmt.Sprintf("HW_PORTS=%d %d %d %d", cluster.FreePort(t), cluster.FreePort(t), cluster.FreePort(t), cluster.FreePort(t)))

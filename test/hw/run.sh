@@ -26,6 +26,8 @@
 #                      metrics ("17170 17171 17172 17180")
 #   HW_UTIL_TOL, HW_MEM_TOL, HW_TEMP_TOL  tolerances: utilisation points
 #                      (10), MiB of memory used (256), degrees C (3)
+#   HW_DEADLINE_S      stop, failing, after this many seconds (150), so
+#                      that the check ends within 3 minutes
 set -uo pipefail
 
 LOOM=${LOOM:-bin/loom}
@@ -38,6 +40,7 @@ HW_PORTS=${HW_PORTS:-17170 17171 17172 17180}
 UTIL_TOL=${HW_UTIL_TOL:-10}
 MEM_TOL=${HW_MEM_TOL:-256}
 TEMP_TOL=${HW_TEMP_TOL:-3}
+HW_DEADLINE_S=${HW_DEADLINE_S:-150}
 
 for tool in awk curl "$LOOM" "$NVIDIA_SMI"; do
   if ! command -v "$tool" >/dev/null 2>&1; then
@@ -58,6 +61,21 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+
+# The check ends within 3 minutes: HW_DEADLINE_S after its start a
+# watchdog stops it, failing. A command running then finishes first (each
+# nvidia-smi call has 30 s at most), which the default leaves room for.
+# The report goes to fd 3, the script's output: the trap may run inside a
+# command whose output is redirected to a file.
+exec 3>&1
+trap 'printf "  FAIL  not done within %s s (the check must end within 3 minutes)\n\nFAIL: stopped at the time limit\n" "$HW_DEADLINE_S" >&3; exit 1' TERM
+(
+  trap 'kill "$s" 2>/dev/null; exit 0' TERM
+  sleep "$HW_DEADLINE_S" &
+  s=$!
+  wait "$s" && kill -TERM $$ 2>/dev/null
+) &
+pids+=($!)
 
 fails=0
 ok() { printf '  ok    %s\n' "$*"; }
