@@ -421,11 +421,22 @@ func slotsEnd(j *api.Job) int64 {
 }
 
 // batchStart is when the agent started j's batch script, or when the
-// scheduler placed it if no agent reported the start.
+// scheduler placed it if no agent reported the start. A script that ends
+// at once may have its end committed before its start report, which is
+// then dropped (ends are final) and leaves the step without a start time:
+// the end report's own start time says when it started.
 func batchStart(j *api.Job) int64 {
 	for _, st := range j.Steps {
-		if st.Id == api.StepBatch && st.StartUnixMs > 0 {
+		if st.Id != api.StepBatch {
+			continue
+		}
+		if st.StartUnixMs > 0 {
 			return st.StartUnixMs
+		}
+		for _, t := range st.GetAllocation().GetTasks() {
+			if t.StartedUnixMs > 0 {
+				return t.StartedUnixMs
+			}
 		}
 	}
 	return j.StartUnixMs
