@@ -5810,6 +5810,61 @@ func (x *UpdateTasksCommand) GetNowUnixMs() int64 {
 	return 0
 }
 
+// UpdateTasksBatchCommand is the task reports that reached the leader
+// together, committed as one entry (its group commit of UpdateTasks):
+// each is applied as an UpdateTasksCommand with now_unix_ms, in order.
+type UpdateTasksBatchCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*TaskUpdateRequest   `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	NowUnixMs     int64                  `protobuf:"varint,2,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTasksBatchCommand) Reset() {
+	*x = UpdateTasksBatchCommand{}
+	mi := &file_api_loom_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTasksBatchCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTasksBatchCommand) ProtoMessage() {}
+
+func (x *UpdateTasksBatchCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_loom_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTasksBatchCommand.ProtoReflect.Descriptor instead.
+func (*UpdateTasksBatchCommand) Descriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *UpdateTasksBatchCommand) GetRequests() []*TaskUpdateRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+func (x *UpdateTasksBatchCommand) GetNowUnixMs() int64 {
+	if x != nil {
+		return x.NowUnixMs
+	}
+	return 0
+}
+
 type RegisterNodeCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -5820,7 +5875,7 @@ type RegisterNodeCommand struct {
 
 func (x *RegisterNodeCommand) Reset() {
 	*x = RegisterNodeCommand{}
-	mi := &file_api_loom_proto_msgTypes[71]
+	mi := &file_api_loom_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5832,7 +5887,7 @@ func (x *RegisterNodeCommand) String() string {
 func (*RegisterNodeCommand) ProtoMessage() {}
 
 func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[71]
+	mi := &file_api_loom_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5845,7 +5900,7 @@ func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeCommand.ProtoReflect.Descriptor instead.
 func (*RegisterNodeCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{71}
+	return file_api_loom_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *RegisterNodeCommand) GetNode() *Node {
@@ -5874,7 +5929,7 @@ type NodeStateCommand struct {
 
 func (x *NodeStateCommand) Reset() {
 	*x = NodeStateCommand{}
-	mi := &file_api_loom_proto_msgTypes[72]
+	mi := &file_api_loom_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5886,7 +5941,7 @@ func (x *NodeStateCommand) String() string {
 func (*NodeStateCommand) ProtoMessage() {}
 
 func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[72]
+	mi := &file_api_loom_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5899,7 +5954,7 @@ func (x *NodeStateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateCommand.ProtoReflect.Descriptor instead.
 func (*NodeStateCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{72}
+	return file_api_loom_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *NodeStateCommand) GetName() string {
@@ -5942,7 +5997,7 @@ type ServerMembershipCommand struct {
 
 func (x *ServerMembershipCommand) Reset() {
 	*x = ServerMembershipCommand{}
-	mi := &file_api_loom_proto_msgTypes[73]
+	mi := &file_api_loom_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5954,7 +6009,7 @@ func (x *ServerMembershipCommand) String() string {
 func (*ServerMembershipCommand) ProtoMessage() {}
 
 func (x *ServerMembershipCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[73]
+	mi := &file_api_loom_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5967,7 +6022,7 @@ func (x *ServerMembershipCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMembershipCommand.ProtoReflect.Descriptor instead.
 func (*ServerMembershipCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{73}
+	return file_api_loom_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ServerMembershipCommand) GetServer() *ServerInfo {
@@ -6008,7 +6063,7 @@ type ClusterConfig struct {
 
 func (x *ClusterConfig) Reset() {
 	*x = ClusterConfig{}
-	mi := &file_api_loom_proto_msgTypes[74]
+	mi := &file_api_loom_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6020,7 +6075,7 @@ func (x *ClusterConfig) String() string {
 func (*ClusterConfig) ProtoMessage() {}
 
 func (x *ClusterConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[74]
+	mi := &file_api_loom_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6033,7 +6088,7 @@ func (x *ClusterConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterConfig.ProtoReflect.Descriptor instead.
 func (*ClusterConfig) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{74}
+	return file_api_loom_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ClusterConfig) GetScheduler() *SchedulerSettings {
@@ -6123,7 +6178,7 @@ type SchedulerSettings struct {
 
 func (x *SchedulerSettings) Reset() {
 	*x = SchedulerSettings{}
-	mi := &file_api_loom_proto_msgTypes[75]
+	mi := &file_api_loom_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6135,7 +6190,7 @@ func (x *SchedulerSettings) String() string {
 func (*SchedulerSettings) ProtoMessage() {}
 
 func (x *SchedulerSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[75]
+	mi := &file_api_loom_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6148,7 +6203,7 @@ func (x *SchedulerSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SchedulerSettings.ProtoReflect.Descriptor instead.
 func (*SchedulerSettings) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{75}
+	return file_api_loom_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *SchedulerSettings) GetPolicy() string {
@@ -6304,7 +6359,7 @@ type LASSettings struct {
 
 func (x *LASSettings) Reset() {
 	*x = LASSettings{}
-	mi := &file_api_loom_proto_msgTypes[76]
+	mi := &file_api_loom_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6316,7 +6371,7 @@ func (x *LASSettings) String() string {
 func (*LASSettings) ProtoMessage() {}
 
 func (x *LASSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[76]
+	mi := &file_api_loom_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6329,7 +6384,7 @@ func (x *LASSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LASSettings.ProtoReflect.Descriptor instead.
 func (*LASSettings) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{76}
+	return file_api_loom_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *LASSettings) GetThresholds() []float64 {
@@ -6419,7 +6474,7 @@ type QOSConfig struct {
 
 func (x *QOSConfig) Reset() {
 	*x = QOSConfig{}
-	mi := &file_api_loom_proto_msgTypes[77]
+	mi := &file_api_loom_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6431,7 +6486,7 @@ func (x *QOSConfig) String() string {
 func (*QOSConfig) ProtoMessage() {}
 
 func (x *QOSConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[77]
+	mi := &file_api_loom_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6444,7 +6499,7 @@ func (x *QOSConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QOSConfig.ProtoReflect.Descriptor instead.
 func (*QOSConfig) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{77}
+	return file_api_loom_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *QOSConfig) GetName() string {
@@ -6533,7 +6588,7 @@ type PartitionConfig struct {
 
 func (x *PartitionConfig) Reset() {
 	*x = PartitionConfig{}
-	mi := &file_api_loom_proto_msgTypes[78]
+	mi := &file_api_loom_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6545,7 +6600,7 @@ func (x *PartitionConfig) String() string {
 func (*PartitionConfig) ProtoMessage() {}
 
 func (x *PartitionConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[78]
+	mi := &file_api_loom_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6558,7 +6613,7 @@ func (x *PartitionConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionConfig.ProtoReflect.Descriptor instead.
 func (*PartitionConfig) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{78}
+	return file_api_loom_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *PartitionConfig) GetName() string {
@@ -6699,7 +6754,7 @@ type SwitchConfig struct {
 
 func (x *SwitchConfig) Reset() {
 	*x = SwitchConfig{}
-	mi := &file_api_loom_proto_msgTypes[79]
+	mi := &file_api_loom_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6711,7 +6766,7 @@ func (x *SwitchConfig) String() string {
 func (*SwitchConfig) ProtoMessage() {}
 
 func (x *SwitchConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[79]
+	mi := &file_api_loom_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6724,7 +6779,7 @@ func (x *SwitchConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwitchConfig.ProtoReflect.Descriptor instead.
 func (*SwitchConfig) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{79}
+	return file_api_loom_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *SwitchConfig) GetName() string {
@@ -6756,7 +6811,7 @@ type GetConfigRequest struct {
 
 func (x *GetConfigRequest) Reset() {
 	*x = GetConfigRequest{}
-	mi := &file_api_loom_proto_msgTypes[80]
+	mi := &file_api_loom_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6768,7 +6823,7 @@ func (x *GetConfigRequest) String() string {
 func (*GetConfigRequest) ProtoMessage() {}
 
 func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[80]
+	mi := &file_api_loom_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6781,7 +6836,7 @@ func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{80}
+	return file_api_loom_proto_rawDescGZIP(), []int{81}
 }
 
 type GetConfigResponse struct {
@@ -6794,7 +6849,7 @@ type GetConfigResponse struct {
 
 func (x *GetConfigResponse) Reset() {
 	*x = GetConfigResponse{}
-	mi := &file_api_loom_proto_msgTypes[81]
+	mi := &file_api_loom_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6806,7 +6861,7 @@ func (x *GetConfigResponse) String() string {
 func (*GetConfigResponse) ProtoMessage() {}
 
 func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[81]
+	mi := &file_api_loom_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6819,7 +6874,7 @@ func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetConfigResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{81}
+	return file_api_loom_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *GetConfigResponse) GetConfig() *ClusterConfig {
@@ -6844,7 +6899,7 @@ type ReloadConfigRequest struct {
 
 func (x *ReloadConfigRequest) Reset() {
 	*x = ReloadConfigRequest{}
-	mi := &file_api_loom_proto_msgTypes[82]
+	mi := &file_api_loom_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6856,7 +6911,7 @@ func (x *ReloadConfigRequest) String() string {
 func (*ReloadConfigRequest) ProtoMessage() {}
 
 func (x *ReloadConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[82]
+	mi := &file_api_loom_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6869,7 +6924,7 @@ func (x *ReloadConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadConfigRequest.ProtoReflect.Descriptor instead.
 func (*ReloadConfigRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{82}
+	return file_api_loom_proto_rawDescGZIP(), []int{83}
 }
 
 type ReloadConfigResponse struct {
@@ -6886,7 +6941,7 @@ type ReloadConfigResponse struct {
 
 func (x *ReloadConfigResponse) Reset() {
 	*x = ReloadConfigResponse{}
-	mi := &file_api_loom_proto_msgTypes[83]
+	mi := &file_api_loom_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6898,7 +6953,7 @@ func (x *ReloadConfigResponse) String() string {
 func (*ReloadConfigResponse) ProtoMessage() {}
 
 func (x *ReloadConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[83]
+	mi := &file_api_loom_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6911,7 +6966,7 @@ func (x *ReloadConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadConfigResponse.ProtoReflect.Descriptor instead.
 func (*ReloadConfigResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{83}
+	return file_api_loom_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ReloadConfigResponse) GetConfig() *ClusterConfig {
@@ -6954,7 +7009,7 @@ type UpdateJobCommand struct {
 
 func (x *UpdateJobCommand) Reset() {
 	*x = UpdateJobCommand{}
-	mi := &file_api_loom_proto_msgTypes[84]
+	mi := &file_api_loom_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6966,7 +7021,7 @@ func (x *UpdateJobCommand) String() string {
 func (*UpdateJobCommand) ProtoMessage() {}
 
 func (x *UpdateJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[84]
+	mi := &file_api_loom_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6979,7 +7034,7 @@ func (x *UpdateJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateJobCommand.ProtoReflect.Descriptor instead.
 func (*UpdateJobCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{84}
+	return file_api_loom_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *UpdateJobCommand) GetRequest() *UpdateJobRequest {
@@ -7014,7 +7069,7 @@ type SetConfigCommand struct {
 
 func (x *SetConfigCommand) Reset() {
 	*x = SetConfigCommand{}
-	mi := &file_api_loom_proto_msgTypes[85]
+	mi := &file_api_loom_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7026,7 +7081,7 @@ func (x *SetConfigCommand) String() string {
 func (*SetConfigCommand) ProtoMessage() {}
 
 func (x *SetConfigCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[85]
+	mi := &file_api_loom_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7039,7 +7094,7 @@ func (x *SetConfigCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConfigCommand.ProtoReflect.Descriptor instead.
 func (*SetConfigCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{85}
+	return file_api_loom_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *SetConfigCommand) GetConfig() *ClusterConfig {
@@ -7078,7 +7133,7 @@ type StateSnapshot struct {
 
 func (x *StateSnapshot) Reset() {
 	*x = StateSnapshot{}
-	mi := &file_api_loom_proto_msgTypes[86]
+	mi := &file_api_loom_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7090,7 +7145,7 @@ func (x *StateSnapshot) String() string {
 func (*StateSnapshot) ProtoMessage() {}
 
 func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[86]
+	mi := &file_api_loom_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7103,7 +7158,7 @@ func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateSnapshot.ProtoReflect.Descriptor instead.
 func (*StateSnapshot) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{86}
+	return file_api_loom_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *StateSnapshot) GetIndex() uint64 {
@@ -7180,7 +7235,7 @@ type AccountingRecord struct {
 
 func (x *AccountingRecord) Reset() {
 	*x = AccountingRecord{}
-	mi := &file_api_loom_proto_msgTypes[87]
+	mi := &file_api_loom_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7192,7 +7247,7 @@ func (x *AccountingRecord) String() string {
 func (*AccountingRecord) ProtoMessage() {}
 
 func (x *AccountingRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[87]
+	mi := &file_api_loom_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7205,7 +7260,7 @@ func (x *AccountingRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountingRecord.ProtoReflect.Descriptor instead.
 func (*AccountingRecord) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{87}
+	return file_api_loom_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *AccountingRecord) GetJobId() uint64 {
@@ -7281,7 +7336,7 @@ type Reservation struct {
 
 func (x *Reservation) Reset() {
 	*x = Reservation{}
-	mi := &file_api_loom_proto_msgTypes[88]
+	mi := &file_api_loom_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7293,7 +7348,7 @@ func (x *Reservation) String() string {
 func (*Reservation) ProtoMessage() {}
 
 func (x *Reservation) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[88]
+	mi := &file_api_loom_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7306,7 +7361,7 @@ func (x *Reservation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reservation.ProtoReflect.Descriptor instead.
 func (*Reservation) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{88}
+	return file_api_loom_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *Reservation) GetName() string {
@@ -7404,7 +7459,7 @@ type ReservationCommand struct {
 
 func (x *ReservationCommand) Reset() {
 	*x = ReservationCommand{}
-	mi := &file_api_loom_proto_msgTypes[89]
+	mi := &file_api_loom_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7416,7 +7471,7 @@ func (x *ReservationCommand) String() string {
 func (*ReservationCommand) ProtoMessage() {}
 
 func (x *ReservationCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[89]
+	mi := &file_api_loom_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7429,7 +7484,7 @@ func (x *ReservationCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReservationCommand.ProtoReflect.Descriptor instead.
 func (*ReservationCommand) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{89}
+	return file_api_loom_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *ReservationCommand) GetOp() ReservationOp {
@@ -7462,7 +7517,7 @@ type CreateReservationRequest struct {
 
 func (x *CreateReservationRequest) Reset() {
 	*x = CreateReservationRequest{}
-	mi := &file_api_loom_proto_msgTypes[90]
+	mi := &file_api_loom_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7474,7 +7529,7 @@ func (x *CreateReservationRequest) String() string {
 func (*CreateReservationRequest) ProtoMessage() {}
 
 func (x *CreateReservationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[90]
+	mi := &file_api_loom_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7487,7 +7542,7 @@ func (x *CreateReservationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateReservationRequest.ProtoReflect.Descriptor instead.
 func (*CreateReservationRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{90}
+	return file_api_loom_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *CreateReservationRequest) GetReservation() *Reservation {
@@ -7507,7 +7562,7 @@ type CreateReservationResponse struct {
 
 func (x *CreateReservationResponse) Reset() {
 	*x = CreateReservationResponse{}
-	mi := &file_api_loom_proto_msgTypes[91]
+	mi := &file_api_loom_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7519,7 +7574,7 @@ func (x *CreateReservationResponse) String() string {
 func (*CreateReservationResponse) ProtoMessage() {}
 
 func (x *CreateReservationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[91]
+	mi := &file_api_loom_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7532,7 +7587,7 @@ func (x *CreateReservationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateReservationResponse.ProtoReflect.Descriptor instead.
 func (*CreateReservationResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{91}
+	return file_api_loom_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *CreateReservationResponse) GetReservation() *Reservation {
@@ -7570,7 +7625,7 @@ type UpdateReservationRequest struct {
 
 func (x *UpdateReservationRequest) Reset() {
 	*x = UpdateReservationRequest{}
-	mi := &file_api_loom_proto_msgTypes[92]
+	mi := &file_api_loom_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7582,7 +7637,7 @@ func (x *UpdateReservationRequest) String() string {
 func (*UpdateReservationRequest) ProtoMessage() {}
 
 func (x *UpdateReservationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[92]
+	mi := &file_api_loom_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7595,7 +7650,7 @@ func (x *UpdateReservationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateReservationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateReservationRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{92}
+	return file_api_loom_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *UpdateReservationRequest) GetName() string {
@@ -7685,7 +7740,7 @@ type UpdateReservationResponse struct {
 
 func (x *UpdateReservationResponse) Reset() {
 	*x = UpdateReservationResponse{}
-	mi := &file_api_loom_proto_msgTypes[93]
+	mi := &file_api_loom_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7697,7 +7752,7 @@ func (x *UpdateReservationResponse) String() string {
 func (*UpdateReservationResponse) ProtoMessage() {}
 
 func (x *UpdateReservationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[93]
+	mi := &file_api_loom_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7710,7 +7765,7 @@ func (x *UpdateReservationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateReservationResponse.ProtoReflect.Descriptor instead.
 func (*UpdateReservationResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{93}
+	return file_api_loom_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *UpdateReservationResponse) GetReservation() *Reservation {
@@ -7736,7 +7791,7 @@ type DeleteReservationRequest struct {
 
 func (x *DeleteReservationRequest) Reset() {
 	*x = DeleteReservationRequest{}
-	mi := &file_api_loom_proto_msgTypes[94]
+	mi := &file_api_loom_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7748,7 +7803,7 @@ func (x *DeleteReservationRequest) String() string {
 func (*DeleteReservationRequest) ProtoMessage() {}
 
 func (x *DeleteReservationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[94]
+	mi := &file_api_loom_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7761,7 +7816,7 @@ func (x *DeleteReservationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteReservationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteReservationRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{94}
+	return file_api_loom_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *DeleteReservationRequest) GetName() string {
@@ -7780,7 +7835,7 @@ type DeleteReservationResponse struct {
 
 func (x *DeleteReservationResponse) Reset() {
 	*x = DeleteReservationResponse{}
-	mi := &file_api_loom_proto_msgTypes[95]
+	mi := &file_api_loom_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7792,7 +7847,7 @@ func (x *DeleteReservationResponse) String() string {
 func (*DeleteReservationResponse) ProtoMessage() {}
 
 func (x *DeleteReservationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[95]
+	mi := &file_api_loom_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7805,7 +7860,7 @@ func (x *DeleteReservationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteReservationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteReservationResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{95}
+	return file_api_loom_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *DeleteReservationResponse) GetIndex() uint64 {
@@ -7824,7 +7879,7 @@ type ListReservationsRequest struct {
 
 func (x *ListReservationsRequest) Reset() {
 	*x = ListReservationsRequest{}
-	mi := &file_api_loom_proto_msgTypes[96]
+	mi := &file_api_loom_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7836,7 +7891,7 @@ func (x *ListReservationsRequest) String() string {
 func (*ListReservationsRequest) ProtoMessage() {}
 
 func (x *ListReservationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[96]
+	mi := &file_api_loom_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7849,7 +7904,7 @@ func (x *ListReservationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReservationsRequest.ProtoReflect.Descriptor instead.
 func (*ListReservationsRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{96}
+	return file_api_loom_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *ListReservationsRequest) GetName() string {
@@ -7869,7 +7924,7 @@ type ListReservationsResponse struct {
 
 func (x *ListReservationsResponse) Reset() {
 	*x = ListReservationsResponse{}
-	mi := &file_api_loom_proto_msgTypes[97]
+	mi := &file_api_loom_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7881,7 +7936,7 @@ func (x *ListReservationsResponse) String() string {
 func (*ListReservationsResponse) ProtoMessage() {}
 
 func (x *ListReservationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[97]
+	mi := &file_api_loom_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7894,7 +7949,7 @@ func (x *ListReservationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReservationsResponse.ProtoReflect.Descriptor instead.
 func (*ListReservationsResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{97}
+	return file_api_loom_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ListReservationsResponse) GetReservations() []*Reservation {
@@ -7927,7 +7982,7 @@ type SnapshotMeta struct {
 
 func (x *SnapshotMeta) Reset() {
 	*x = SnapshotMeta{}
-	mi := &file_api_loom_proto_msgTypes[98]
+	mi := &file_api_loom_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7939,7 +7994,7 @@ func (x *SnapshotMeta) String() string {
 func (*SnapshotMeta) ProtoMessage() {}
 
 func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[98]
+	mi := &file_api_loom_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7952,7 +8007,7 @@ func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotMeta.ProtoReflect.Descriptor instead.
 func (*SnapshotMeta) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{98}
+	return file_api_loom_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *SnapshotMeta) GetIndex() uint64 {
@@ -8012,7 +8067,7 @@ type SnapshotInfo struct {
 
 func (x *SnapshotInfo) Reset() {
 	*x = SnapshotInfo{}
-	mi := &file_api_loom_proto_msgTypes[99]
+	mi := &file_api_loom_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8024,7 +8079,7 @@ func (x *SnapshotInfo) String() string {
 func (*SnapshotInfo) ProtoMessage() {}
 
 func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[99]
+	mi := &file_api_loom_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8037,7 +8092,7 @@ func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
 func (*SnapshotInfo) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{99}
+	return file_api_loom_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *SnapshotInfo) GetMeta() *SnapshotMeta {
@@ -8083,7 +8138,7 @@ type SnapshotSaveRequest struct {
 
 func (x *SnapshotSaveRequest) Reset() {
 	*x = SnapshotSaveRequest{}
-	mi := &file_api_loom_proto_msgTypes[100]
+	mi := &file_api_loom_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8095,7 +8150,7 @@ func (x *SnapshotSaveRequest) String() string {
 func (*SnapshotSaveRequest) ProtoMessage() {}
 
 func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[100]
+	mi := &file_api_loom_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8108,7 +8163,7 @@ func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotSaveRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotSaveRequest) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{100}
+	return file_api_loom_proto_rawDescGZIP(), []int{101}
 }
 
 // SnapshotChunk is one piece of a snapshot file, in order.
@@ -8121,7 +8176,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_api_loom_proto_msgTypes[101]
+	mi := &file_api_loom_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8133,7 +8188,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[101]
+	mi := &file_api_loom_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8146,7 +8201,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{101}
+	return file_api_loom_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -8166,7 +8221,7 @@ type SnapshotRestoreResponse struct {
 
 func (x *SnapshotRestoreResponse) Reset() {
 	*x = SnapshotRestoreResponse{}
-	mi := &file_api_loom_proto_msgTypes[102]
+	mi := &file_api_loom_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8178,7 +8233,7 @@ func (x *SnapshotRestoreResponse) String() string {
 func (*SnapshotRestoreResponse) ProtoMessage() {}
 
 func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_loom_proto_msgTypes[102]
+	mi := &file_api_loom_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8191,7 +8246,7 @@ func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRestoreResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotRestoreResponse) Descriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{102}
+	return file_api_loom_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *SnapshotRestoreResponse) GetRestored() *SnapshotInfo {
@@ -8715,6 +8770,9 @@ const file_api_loom_proto_rawDesc = "" +
 	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"j\n" +
 	"\x12UpdateTasksCommand\x124\n" +
 	"\arequest\x18\x01 \x01(\v2\x1a.loom.v1.TaskUpdateRequestR\arequest\x12\x1e\n" +
+	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"q\n" +
+	"\x17UpdateTasksBatchCommand\x126\n" +
+	"\brequests\x18\x01 \x03(\v2\x1a.loom.v1.TaskUpdateRequestR\brequests\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\"X\n" +
 	"\x13RegisterNodeCommand\x12!\n" +
 	"\x04node\x18\x01 \x01(\v2\r.loom.v1.NodeR\x04node\x12\x1e\n" +
@@ -9034,7 +9092,7 @@ func file_api_loom_proto_rawDescGZIP() []byte {
 }
 
 var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 110)
+var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 111)
 var file_api_loom_proto_goTypes = []any{
 	(JobState)(0),                      // 0: loom.v1.JobState
 	(NodeState)(0),                     // 1: loom.v1.NodeState
@@ -9113,61 +9171,62 @@ var file_api_loom_proto_goTypes = []any{
 	(*CancelStepsCommand)(nil),         // 74: loom.v1.CancelStepsCommand
 	(*CompleteAllocationCommand)(nil),  // 75: loom.v1.CompleteAllocationCommand
 	(*UpdateTasksCommand)(nil),         // 76: loom.v1.UpdateTasksCommand
-	(*RegisterNodeCommand)(nil),        // 77: loom.v1.RegisterNodeCommand
-	(*NodeStateCommand)(nil),           // 78: loom.v1.NodeStateCommand
-	(*ServerMembershipCommand)(nil),    // 79: loom.v1.ServerMembershipCommand
-	(*ClusterConfig)(nil),              // 80: loom.v1.ClusterConfig
-	(*SchedulerSettings)(nil),          // 81: loom.v1.SchedulerSettings
-	(*LASSettings)(nil),                // 82: loom.v1.LASSettings
-	(*QOSConfig)(nil),                  // 83: loom.v1.QOSConfig
-	(*PartitionConfig)(nil),            // 84: loom.v1.PartitionConfig
-	(*SwitchConfig)(nil),               // 85: loom.v1.SwitchConfig
-	(*GetConfigRequest)(nil),           // 86: loom.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),          // 87: loom.v1.GetConfigResponse
-	(*ReloadConfigRequest)(nil),        // 88: loom.v1.ReloadConfigRequest
-	(*ReloadConfigResponse)(nil),       // 89: loom.v1.ReloadConfigResponse
-	(*UpdateJobCommand)(nil),           // 90: loom.v1.UpdateJobCommand
-	(*SetConfigCommand)(nil),           // 91: loom.v1.SetConfigCommand
-	(*StateSnapshot)(nil),              // 92: loom.v1.StateSnapshot
-	(*AccountingRecord)(nil),           // 93: loom.v1.AccountingRecord
-	(*Reservation)(nil),                // 94: loom.v1.Reservation
-	(*ReservationCommand)(nil),         // 95: loom.v1.ReservationCommand
-	(*CreateReservationRequest)(nil),   // 96: loom.v1.CreateReservationRequest
-	(*CreateReservationResponse)(nil),  // 97: loom.v1.CreateReservationResponse
-	(*UpdateReservationRequest)(nil),   // 98: loom.v1.UpdateReservationRequest
-	(*UpdateReservationResponse)(nil),  // 99: loom.v1.UpdateReservationResponse
-	(*DeleteReservationRequest)(nil),   // 100: loom.v1.DeleteReservationRequest
-	(*DeleteReservationResponse)(nil),  // 101: loom.v1.DeleteReservationResponse
-	(*ListReservationsRequest)(nil),    // 102: loom.v1.ListReservationsRequest
-	(*ListReservationsResponse)(nil),   // 103: loom.v1.ListReservationsResponse
-	(*SnapshotMeta)(nil),               // 104: loom.v1.SnapshotMeta
-	(*SnapshotInfo)(nil),               // 105: loom.v1.SnapshotInfo
-	(*SnapshotSaveRequest)(nil),        // 106: loom.v1.SnapshotSaveRequest
-	(*SnapshotChunk)(nil),              // 107: loom.v1.SnapshotChunk
-	(*SnapshotRestoreResponse)(nil),    // 108: loom.v1.SnapshotRestoreResponse
-	nil,                                // 109: loom.v1.Node.LabelsEntry
-	nil,                                // 110: loom.v1.Node.GresEntry
-	nil,                                // 111: loom.v1.JobSpec.EnvEntry
-	nil,                                // 112: loom.v1.JobSpec.GresPerNodeEntry
-	nil,                                // 113: loom.v1.Allocation.GresPerNodeEntry
-	nil,                                // 114: loom.v1.NodeInfo.GresAllocatedEntry
-	nil,                                // 115: loom.v1.SchedulerSettings.AccountSharesEntry
+	(*UpdateTasksBatchCommand)(nil),    // 77: loom.v1.UpdateTasksBatchCommand
+	(*RegisterNodeCommand)(nil),        // 78: loom.v1.RegisterNodeCommand
+	(*NodeStateCommand)(nil),           // 79: loom.v1.NodeStateCommand
+	(*ServerMembershipCommand)(nil),    // 80: loom.v1.ServerMembershipCommand
+	(*ClusterConfig)(nil),              // 81: loom.v1.ClusterConfig
+	(*SchedulerSettings)(nil),          // 82: loom.v1.SchedulerSettings
+	(*LASSettings)(nil),                // 83: loom.v1.LASSettings
+	(*QOSConfig)(nil),                  // 84: loom.v1.QOSConfig
+	(*PartitionConfig)(nil),            // 85: loom.v1.PartitionConfig
+	(*SwitchConfig)(nil),               // 86: loom.v1.SwitchConfig
+	(*GetConfigRequest)(nil),           // 87: loom.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),          // 88: loom.v1.GetConfigResponse
+	(*ReloadConfigRequest)(nil),        // 89: loom.v1.ReloadConfigRequest
+	(*ReloadConfigResponse)(nil),       // 90: loom.v1.ReloadConfigResponse
+	(*UpdateJobCommand)(nil),           // 91: loom.v1.UpdateJobCommand
+	(*SetConfigCommand)(nil),           // 92: loom.v1.SetConfigCommand
+	(*StateSnapshot)(nil),              // 93: loom.v1.StateSnapshot
+	(*AccountingRecord)(nil),           // 94: loom.v1.AccountingRecord
+	(*Reservation)(nil),                // 95: loom.v1.Reservation
+	(*ReservationCommand)(nil),         // 96: loom.v1.ReservationCommand
+	(*CreateReservationRequest)(nil),   // 97: loom.v1.CreateReservationRequest
+	(*CreateReservationResponse)(nil),  // 98: loom.v1.CreateReservationResponse
+	(*UpdateReservationRequest)(nil),   // 99: loom.v1.UpdateReservationRequest
+	(*UpdateReservationResponse)(nil),  // 100: loom.v1.UpdateReservationResponse
+	(*DeleteReservationRequest)(nil),   // 101: loom.v1.DeleteReservationRequest
+	(*DeleteReservationResponse)(nil),  // 102: loom.v1.DeleteReservationResponse
+	(*ListReservationsRequest)(nil),    // 103: loom.v1.ListReservationsRequest
+	(*ListReservationsResponse)(nil),   // 104: loom.v1.ListReservationsResponse
+	(*SnapshotMeta)(nil),               // 105: loom.v1.SnapshotMeta
+	(*SnapshotInfo)(nil),               // 106: loom.v1.SnapshotInfo
+	(*SnapshotSaveRequest)(nil),        // 107: loom.v1.SnapshotSaveRequest
+	(*SnapshotChunk)(nil),              // 108: loom.v1.SnapshotChunk
+	(*SnapshotRestoreResponse)(nil),    // 109: loom.v1.SnapshotRestoreResponse
+	nil,                                // 110: loom.v1.Node.LabelsEntry
+	nil,                                // 111: loom.v1.Node.GresEntry
+	nil,                                // 112: loom.v1.JobSpec.EnvEntry
+	nil,                                // 113: loom.v1.JobSpec.GresPerNodeEntry
+	nil,                                // 114: loom.v1.Allocation.GresPerNodeEntry
+	nil,                                // 115: loom.v1.NodeInfo.GresAllocatedEntry
+	nil,                                // 116: loom.v1.SchedulerSettings.AccountSharesEntry
 }
 var file_api_loom_proto_depIdxs = []int32{
 	4,   // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
 	7,   // 1: loom.v1.Topology.gpus:type_name -> loom.v1.GPU
 	6,   // 2: loom.v1.Topology.links:type_name -> loom.v1.Link
-	109, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
+	110, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
 	8,   // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
 	1,   // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
-	110, // 6: loom.v1.Node.gres:type_name -> loom.v1.Node.GresEntry
-	111, // 7: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
-	112, // 8: loom.v1.JobSpec.gres_per_node:type_name -> loom.v1.JobSpec.GresPerNodeEntry
+	111, // 6: loom.v1.Node.gres:type_name -> loom.v1.Node.GresEntry
+	112, // 7: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
+	113, // 8: loom.v1.JobSpec.gres_per_node:type_name -> loom.v1.JobSpec.GresPerNodeEntry
 	2,   // 9: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
 	3,   // 10: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
 	11,  // 11: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
 	12,  // 12: loom.v1.Allocation.tasks:type_name -> loom.v1.TaskStatus
-	113, // 13: loom.v1.Allocation.gres_per_node:type_name -> loom.v1.Allocation.GresPerNodeEntry
+	114, // 13: loom.v1.Allocation.gres_per_node:type_name -> loom.v1.Allocation.GresPerNodeEntry
 	10,  // 14: loom.v1.Job.spec:type_name -> loom.v1.JobSpec
 	0,   // 15: loom.v1.Job.state:type_name -> loom.v1.JobState
 	13,  // 16: loom.v1.Job.allocation:type_name -> loom.v1.Allocation
@@ -9182,7 +9241,7 @@ var file_api_loom_proto_depIdxs = []int32{
 	10,  // 25: loom.v1.CreateStepRequest.spec:type_name -> loom.v1.JobSpec
 	9,   // 26: loom.v1.NodeInfo.node:type_name -> loom.v1.Node
 	1,   // 27: loom.v1.NodeInfo.state:type_name -> loom.v1.NodeState
-	114, // 28: loom.v1.NodeInfo.gres_allocated:type_name -> loom.v1.NodeInfo.GresAllocatedEntry
+	115, // 28: loom.v1.NodeInfo.gres_allocated:type_name -> loom.v1.NodeInfo.GresAllocatedEntry
 	40,  // 29: loom.v1.ListNodesResponse.nodes:type_name -> loom.v1.NodeInfo
 	9,   // 30: loom.v1.RegisterRequest.node:type_name -> loom.v1.Node
 	49,  // 31: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
@@ -9204,102 +9263,103 @@ var file_api_loom_proto_depIdxs = []int32{
 	35,  // 47: loom.v1.CancelStepsCommand.request:type_name -> loom.v1.CancelStepsRequest
 	37,  // 48: loom.v1.CompleteAllocationCommand.request:type_name -> loom.v1.CompleteAllocationRequest
 	50,  // 49: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
-	9,   // 50: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
-	1,   // 51: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
-	52,  // 52: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
-	81,  // 53: loom.v1.ClusterConfig.scheduler:type_name -> loom.v1.SchedulerSettings
-	83,  // 54: loom.v1.ClusterConfig.qos:type_name -> loom.v1.QOSConfig
-	84,  // 55: loom.v1.ClusterConfig.partitions:type_name -> loom.v1.PartitionConfig
-	85,  // 56: loom.v1.ClusterConfig.switches:type_name -> loom.v1.SwitchConfig
-	115, // 57: loom.v1.SchedulerSettings.account_shares:type_name -> loom.v1.SchedulerSettings.AccountSharesEntry
-	82,  // 58: loom.v1.SchedulerSettings.las:type_name -> loom.v1.LASSettings
-	80,  // 59: loom.v1.GetConfigResponse.config:type_name -> loom.v1.ClusterConfig
-	80,  // 60: loom.v1.ReloadConfigResponse.config:type_name -> loom.v1.ClusterConfig
-	30,  // 61: loom.v1.UpdateJobCommand.request:type_name -> loom.v1.UpdateJobRequest
-	80,  // 62: loom.v1.SetConfigCommand.config:type_name -> loom.v1.ClusterConfig
-	14,  // 63: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
-	9,   // 64: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
-	52,  // 65: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
-	80,  // 66: loom.v1.StateSnapshot.config:type_name -> loom.v1.ClusterConfig
-	94,  // 67: loom.v1.StateSnapshot.reservations:type_name -> loom.v1.Reservation
-	93,  // 68: loom.v1.StateSnapshot.archived:type_name -> loom.v1.AccountingRecord
-	5,   // 69: loom.v1.ReservationCommand.op:type_name -> loom.v1.ReservationOp
-	94,  // 70: loom.v1.ReservationCommand.reservation:type_name -> loom.v1.Reservation
-	94,  // 71: loom.v1.CreateReservationRequest.reservation:type_name -> loom.v1.Reservation
-	94,  // 72: loom.v1.CreateReservationResponse.reservation:type_name -> loom.v1.Reservation
-	94,  // 73: loom.v1.UpdateReservationResponse.reservation:type_name -> loom.v1.Reservation
-	94,  // 74: loom.v1.ListReservationsResponse.reservations:type_name -> loom.v1.Reservation
-	104, // 75: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
-	105, // 76: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
-	16,  // 77: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
-	18,  // 78: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
-	20,  // 79: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
-	22,  // 80: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
-	24,  // 81: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
-	26,  // 82: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
-	28,  // 83: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
-	33,  // 84: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
-	35,  // 85: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
-	37,  // 86: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
-	30,  // 87: loom.v1.JobService.UpdateJob:input_type -> loom.v1.UpdateJobRequest
-	16,  // 88: loom.v1.JobService.TestSubmit:input_type -> loom.v1.SubmitRequest
-	39,  // 89: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
-	42,  // 90: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
-	43,  // 91: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
-	43,  // 92: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
-	45,  // 93: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
-	47,  // 94: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
-	50,  // 95: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
-	53,  // 96: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
-	55,  // 97: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
-	57,  // 98: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
-	59,  // 99: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
-	106, // 100: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
-	107, // 101: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
-	86,  // 102: loom.v1.Operator.GetConfig:input_type -> loom.v1.GetConfigRequest
-	88,  // 103: loom.v1.Operator.ReloadConfig:input_type -> loom.v1.ReloadConfigRequest
-	61,  // 104: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
-	96,  // 105: loom.v1.ReservationService.CreateReservation:input_type -> loom.v1.CreateReservationRequest
-	98,  // 106: loom.v1.ReservationService.UpdateReservation:input_type -> loom.v1.UpdateReservationRequest
-	100, // 107: loom.v1.ReservationService.DeleteReservation:input_type -> loom.v1.DeleteReservationRequest
-	102, // 108: loom.v1.ReservationService.ListReservations:input_type -> loom.v1.ListReservationsRequest
-	17,  // 109: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
-	19,  // 110: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
-	21,  // 111: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
-	23,  // 112: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
-	25,  // 113: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
-	27,  // 114: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
-	29,  // 115: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
-	34,  // 116: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
-	36,  // 117: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
-	38,  // 118: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
-	31,  // 119: loom.v1.JobService.UpdateJob:output_type -> loom.v1.UpdateJobResponse
-	32,  // 120: loom.v1.JobService.TestSubmit:output_type -> loom.v1.TestSubmitResponse
-	41,  // 121: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
-	40,  // 122: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
-	44,  // 123: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
-	44,  // 124: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
-	46,  // 125: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
-	48,  // 126: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
-	51,  // 127: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
-	54,  // 128: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
-	56,  // 129: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
-	58,  // 130: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
-	60,  // 131: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
-	107, // 132: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
-	108, // 133: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
-	87,  // 134: loom.v1.Operator.GetConfig:output_type -> loom.v1.GetConfigResponse
-	89,  // 135: loom.v1.Operator.ReloadConfig:output_type -> loom.v1.ReloadConfigResponse
-	29,  // 136: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
-	97,  // 137: loom.v1.ReservationService.CreateReservation:output_type -> loom.v1.CreateReservationResponse
-	99,  // 138: loom.v1.ReservationService.UpdateReservation:output_type -> loom.v1.UpdateReservationResponse
-	101, // 139: loom.v1.ReservationService.DeleteReservation:output_type -> loom.v1.DeleteReservationResponse
-	103, // 140: loom.v1.ReservationService.ListReservations:output_type -> loom.v1.ListReservationsResponse
-	109, // [109:141] is the sub-list for method output_type
-	77,  // [77:109] is the sub-list for method input_type
-	77,  // [77:77] is the sub-list for extension type_name
-	77,  // [77:77] is the sub-list for extension extendee
-	0,   // [0:77] is the sub-list for field type_name
+	50,  // 50: loom.v1.UpdateTasksBatchCommand.requests:type_name -> loom.v1.TaskUpdateRequest
+	9,   // 51: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
+	1,   // 52: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
+	52,  // 53: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
+	82,  // 54: loom.v1.ClusterConfig.scheduler:type_name -> loom.v1.SchedulerSettings
+	84,  // 55: loom.v1.ClusterConfig.qos:type_name -> loom.v1.QOSConfig
+	85,  // 56: loom.v1.ClusterConfig.partitions:type_name -> loom.v1.PartitionConfig
+	86,  // 57: loom.v1.ClusterConfig.switches:type_name -> loom.v1.SwitchConfig
+	116, // 58: loom.v1.SchedulerSettings.account_shares:type_name -> loom.v1.SchedulerSettings.AccountSharesEntry
+	83,  // 59: loom.v1.SchedulerSettings.las:type_name -> loom.v1.LASSettings
+	81,  // 60: loom.v1.GetConfigResponse.config:type_name -> loom.v1.ClusterConfig
+	81,  // 61: loom.v1.ReloadConfigResponse.config:type_name -> loom.v1.ClusterConfig
+	30,  // 62: loom.v1.UpdateJobCommand.request:type_name -> loom.v1.UpdateJobRequest
+	81,  // 63: loom.v1.SetConfigCommand.config:type_name -> loom.v1.ClusterConfig
+	14,  // 64: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
+	9,   // 65: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
+	52,  // 66: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
+	81,  // 67: loom.v1.StateSnapshot.config:type_name -> loom.v1.ClusterConfig
+	95,  // 68: loom.v1.StateSnapshot.reservations:type_name -> loom.v1.Reservation
+	94,  // 69: loom.v1.StateSnapshot.archived:type_name -> loom.v1.AccountingRecord
+	5,   // 70: loom.v1.ReservationCommand.op:type_name -> loom.v1.ReservationOp
+	95,  // 71: loom.v1.ReservationCommand.reservation:type_name -> loom.v1.Reservation
+	95,  // 72: loom.v1.CreateReservationRequest.reservation:type_name -> loom.v1.Reservation
+	95,  // 73: loom.v1.CreateReservationResponse.reservation:type_name -> loom.v1.Reservation
+	95,  // 74: loom.v1.UpdateReservationResponse.reservation:type_name -> loom.v1.Reservation
+	95,  // 75: loom.v1.ListReservationsResponse.reservations:type_name -> loom.v1.Reservation
+	105, // 76: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
+	106, // 77: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
+	16,  // 78: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
+	18,  // 79: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
+	20,  // 80: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
+	22,  // 81: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
+	24,  // 82: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
+	26,  // 83: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
+	28,  // 84: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
+	33,  // 85: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
+	35,  // 86: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
+	37,  // 87: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
+	30,  // 88: loom.v1.JobService.UpdateJob:input_type -> loom.v1.UpdateJobRequest
+	16,  // 89: loom.v1.JobService.TestSubmit:input_type -> loom.v1.SubmitRequest
+	39,  // 90: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
+	42,  // 91: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
+	43,  // 92: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
+	43,  // 93: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
+	45,  // 94: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
+	47,  // 95: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
+	50,  // 96: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
+	53,  // 97: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
+	55,  // 98: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
+	57,  // 99: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
+	59,  // 100: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
+	107, // 101: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
+	108, // 102: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
+	87,  // 103: loom.v1.Operator.GetConfig:input_type -> loom.v1.GetConfigRequest
+	89,  // 104: loom.v1.Operator.ReloadConfig:input_type -> loom.v1.ReloadConfigRequest
+	61,  // 105: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
+	97,  // 106: loom.v1.ReservationService.CreateReservation:input_type -> loom.v1.CreateReservationRequest
+	99,  // 107: loom.v1.ReservationService.UpdateReservation:input_type -> loom.v1.UpdateReservationRequest
+	101, // 108: loom.v1.ReservationService.DeleteReservation:input_type -> loom.v1.DeleteReservationRequest
+	103, // 109: loom.v1.ReservationService.ListReservations:input_type -> loom.v1.ListReservationsRequest
+	17,  // 110: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
+	19,  // 111: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
+	21,  // 112: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
+	23,  // 113: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
+	25,  // 114: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
+	27,  // 115: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
+	29,  // 116: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
+	34,  // 117: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
+	36,  // 118: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
+	38,  // 119: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
+	31,  // 120: loom.v1.JobService.UpdateJob:output_type -> loom.v1.UpdateJobResponse
+	32,  // 121: loom.v1.JobService.TestSubmit:output_type -> loom.v1.TestSubmitResponse
+	41,  // 122: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
+	40,  // 123: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
+	44,  // 124: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
+	44,  // 125: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
+	46,  // 126: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
+	48,  // 127: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
+	51,  // 128: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
+	54,  // 129: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
+	56,  // 130: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
+	58,  // 131: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
+	60,  // 132: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
+	108, // 133: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
+	109, // 134: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
+	88,  // 135: loom.v1.Operator.GetConfig:output_type -> loom.v1.GetConfigResponse
+	90,  // 136: loom.v1.Operator.ReloadConfig:output_type -> loom.v1.ReloadConfigResponse
+	29,  // 137: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
+	98,  // 138: loom.v1.ReservationService.CreateReservation:output_type -> loom.v1.CreateReservationResponse
+	100, // 139: loom.v1.ReservationService.UpdateReservation:output_type -> loom.v1.UpdateReservationResponse
+	102, // 140: loom.v1.ReservationService.DeleteReservation:output_type -> loom.v1.DeleteReservationResponse
+	104, // 141: loom.v1.ReservationService.ListReservations:output_type -> loom.v1.ListReservationsResponse
+	110, // [110:142] is the sub-list for method output_type
+	78,  // [78:110] is the sub-list for method input_type
+	78,  // [78:78] is the sub-list for extension type_name
+	78,  // [78:78] is the sub-list for extension extendee
+	0,   // [0:78] is the sub-list for field type_name
 }
 
 func init() { file_api_loom_proto_init() }
@@ -9312,14 +9372,14 @@ func file_api_loom_proto_init() {
 	file_api_loom_proto_msgTypes[24].OneofWrappers = []any{}
 	file_api_loom_proto_msgTypes[44].OneofWrappers = []any{}
 	file_api_loom_proto_msgTypes[55].OneofWrappers = []any{}
-	file_api_loom_proto_msgTypes[92].OneofWrappers = []any{}
+	file_api_loom_proto_msgTypes[93].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_loom_proto_rawDesc), len(file_api_loom_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   110,
+			NumMessages:   111,
 			NumExtensions: 0,
 			NumServices:   6,
 		},

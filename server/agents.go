@@ -136,12 +136,9 @@ func (as *agentService) UpdateTasks(ctx context.Context, req *api.TaskUpdateRequ
 	}); fwd {
 		return resp, err
 	}
-	res, err := as.s.apply(ctx, state.CmdUpdateTasks, &api.UpdateTasksCommand{Request: req, NowUnixMs: nowMs()})
+	index, err := as.s.reportGrouped(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if res.Err != nil {
-		return nil, toStatus(res.Err)
-	}
-	return &api.TaskUpdateResponse{Index: res.Index}, nil
+	return &api.TaskUpdateResponse{Index: index}, nil
 }

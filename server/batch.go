@@ -109,3 +109,101 @@ func (s *Server) submitGrouped(ctx context.Context, req *api.SubmitRequest) (id,
 		return 0, 0, ctx.Err()
 	}
 }
+
+// Group commit of task reports, as of submits: the leader's UpdateTasks
+// handlers hand the agents' reports to one worker, which commits
+// everything queued as one UpdateTasksBatch entry (a lone report as the
+// UpdateTasks entry it always was). An array's tasks or a gang's ranks
+// start and end together on many nodes; one entry for their reports is
+// one state change for the scheduling loop and the 64 allocation streams
+// to look at, where one entry each was as many.
+const reportMaxBatch = 512
+
+type pendingReport struct {
+	req  *api.TaskUpdateRequest
+	ctx  context.Context
+	done chan reportResult
+}
+
+type reportResult struct {
+	index uint64
+	err   error
+}
+
+func (s *Server) startReportBatcher() {
+	s.reportQ = make(chan *pendingReport, reportMaxBatch)
+	s.goFunc(s.reportWorker)
+}
+
+func (s *Server) reportWorker() {
+	for {
+		var first *pendingReport
+		select {
+		case <-s.ctx.Done():
+			return
+		case first = <-s.reportQ:
+		}
+		var live []*pendingReport
+		for p := first; p != nil; {
+			if p.ctx.Err() != nil {
+				p.done <- reportResult{err: p.ctx.Err()}
+			} else {
+				live = append(live, p)
+			}
+			p = nil
+			if len(live) < reportMaxBatch {
+				select {
+				case p = <-s.reportQ:
+				default:
+				}
+			}
+		}
+		switch len(live) {
+		case 0:
+		case 1:
+			p := live[0]
+			res, err := s.apply(s.ctx, state.CmdUpdateTasks, &api.UpdateTasksCommand{Request: p.req, NowUnixMs: nowMs()})
+			if err == nil {
+				err = res.Err
+			}
+			var index uint64
+			if res != nil {
+				index = res.Index
+			}
+			p.done <- reportResult{index: index, err: err}
+		default:
+			cmd := &api.UpdateTasksBatchCommand{NowUnixMs: nowMs()}
+			for _, p := range live {
+				cmd.Requests = append(cmd.Requests, p.req)
+			}
+			res, err := s.apply(s.ctx, state.CmdUpdateTasksBatch, cmd)
+			for i, p := range live {
+				switch {
+				case err != nil:
+					p.done <- reportResult{err: err}
+				case i < len(res.Errs) && res.Errs[i] != nil:
+					p.done <- reportResult{index: res.Index, err: res.Errs[i]}
+				default:
+					p.done <- reportResult{index: res.Index}
+				}
+			}
+		}
+	}
+}
+
+// reportGrouped commits an agent's task report with whatever other
+// reports are queued, and returns the index of the entry that held it.
+func (s *Server) reportGrouped(ctx context.Context, req *api.TaskUpdateRequest) (uint64, error) {
+	p := &pendingReport{req: req, ctx: ctx, done: make(chan reportResult, 1)}
+	select {
+	case s.reportQ <- p:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	select {
+	case r := <-p.done:
+		return r.index, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}

@@ -127,6 +127,7 @@ type Server struct {
 	gossip       *gossip.Gossip
 	gossipWake   chan struct{}
 	submitQ      chan *pendingSubmit
+	reportQ      chan *pendingReport
 	auth         *auth.Authenticator
 	localLis     net.Listener
 	limits       Limits
@@ -272,6 +273,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s.startSubmitBatcher()
+	s.startReportBatcher()
 	s.goFunc(s.leaderLoop)
 	s.goFunc(func() { s.formCluster(ctx) })
 	s.goFunc(func() { s.publishSelf(ctx) })

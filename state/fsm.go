@@ -32,6 +32,7 @@ const (
 	CmdSetConfig          CommandType = 15
 	CmdReservation        CommandType = 16
 	CmdUpdateJob          CommandType = 17
+	CmdUpdateTasksBatch   CommandType = 18
 )
 
 // CmdIgnorable is the flag bit of a command type that a server which does
@@ -59,7 +60,7 @@ type Result struct {
 	StepID   uint32   // CreateStep: the step's id (the existing one for a seen token)
 	StepIDs  []uint32 // CancelSteps: the steps cancelled or signalled
 	Err      error    // a refusal the caller should show (unknown job, ...)
-	Errs     []error  // SubmitJob(s): each request's refusal (nil: accepted), in request order
+	Errs     []error  // SubmitJob(s), UpdateTasksBatch: each request's refusal (nil: accepted), in request order
 }
 
 type command struct {
@@ -87,6 +88,7 @@ var commands = map[CommandType]command{
 	CmdSetConfig:          {"SetConfig", func() proto.Message { return &api.SetConfigCommand{} }, applySetConfig},
 	CmdReservation:        {"Reservation", func() proto.Message { return &api.ReservationCommand{} }, applyReservation},
 	CmdUpdateJob:          {"UpdateJob", func() proto.Message { return &api.UpdateJobCommand{} }, applyUpdateJob},
+	CmdUpdateTasksBatch:   {"UpdateTasksBatch", func() proto.Message { return &api.UpdateTasksBatchCommand{} }, applyUpdateTasksBatch},
 }
 
 // Encode frames msg as a log entry of type c.

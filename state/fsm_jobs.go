@@ -441,6 +441,18 @@ func applyUpdateTasks(t *txn, m proto.Message) *Result {
 	return &Result{}
 }
 
+// applyUpdateTasksBatch applies each report of a batch as UpdateTasks
+// would have, in order, in the one transaction: a report sees what the
+// ones before it changed, as if each had been an entry of its own.
+func applyUpdateTasksBatch(t *txn, m proto.Message) *Result {
+	c := m.(*api.UpdateTasksBatchCommand)
+	res := &Result{Errs: make([]error, len(c.Requests))}
+	for i, req := range c.Requests {
+		res.Errs[i] = applyUpdateTasks(t, &api.UpdateTasksCommand{Request: req, NowUnixMs: c.NowUnixMs}).Err
+	}
+	return res
+}
+
 // ErrStaleGeneration refuses a report about an allocation that has since
 // been replaced (the job was requeued): the reporter must stop those ranks.
 var ErrStaleGeneration = errors.New("stale allocation generation")

@@ -290,7 +290,7 @@ func TestPropertyNoGPUOrCoreAllocatedTwice(t *testing.T) {
 		steps := rapid.IntRange(1, 60).Draw(rt, "steps")
 		for range steps {
 			snap := f.Store.View()
-			switch rapid.IntRange(0, 3).Draw(rt, "op") {
+			switch rapid.IntRange(0, 4).Draw(rt, "op") {
 			case 0:
 				acked[submit(f, "", &api.JobSpec{Script: "x"}).JobID] = true
 			case 1:
@@ -326,6 +326,24 @@ func TestPropertyNoGPUOrCoreAllocatedTwice(t *testing.T) {
 					id := rapid.Uint64Range(1, snap.NextJobID()-1).Draw(rt, "cancel")
 					f.Apply(CmdCancelJobs, &api.CancelJobsCommand{Request: &api.CancelRequest{JobIds: []uint64{id}}})
 				}
+			case 4:
+				// The leader's group commit: reports of several jobs (some
+				// twice) in one entry.
+				var batch []*api.TaskUpdateRequest
+				for j := range snap.ActiveJobs() {
+					a := j.GetAllocation()
+					if !a.Live() {
+						continue
+					}
+					for range rapid.IntRange(0, 2).Draw(rt, "reports") {
+						st := &api.TaskStatus{Rank: 0, State: api.TaskState_TASK_RUNNING}
+						if rapid.Bool().Draw(rt, "end") {
+							st = &api.TaskStatus{Rank: 0, State: api.TaskState_TASK_EXITED, Reason: api.TaskEndReason_TASK_END_EXITED}
+						}
+						batch = append(batch, &api.TaskUpdateRequest{Node: a.Ranks[0].Node, JobId: j.Id, Generation: a.Generation, Tasks: []*api.TaskStatus{st}})
+					}
+				}
+				f.Apply(CmdUpdateTasksBatch, &api.UpdateTasksBatchCommand{Requests: batch})
 			}
 			checkInvariants(rt, f.Store.View(), acked)
 		}

@@ -11,14 +11,16 @@
 # medians as key=value lines on stdout (progress goes to stderr); and stops
 # every daemon it started when it exits.
 #
-# Usage: bench/slurm/baseline.sh [--nodes N] [--jobs J] [--runs R]
-#          [--array A] [--held H] [--sched-params LIST] [--keep]
+# Usage: bench/slurm/baseline.sh [--nodes N] [--jobs J] [--clients C]
+#          [--runs R] [--array A] [--held H] [--sched-params LIST] [--keep]
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 
 nodes=64        # slurmd daemons, one NodeName each
-jobs=300        # jobs submitted one sbatch process at a time
+jobs=300        # jobs in each of the job and gang phases
+clients=1       # sbatch processes running at once in those phases, as
+                # loom bench e2e --clients: each submits its share in turn
 runs=1          # repetitions; the medians are printed
 array=1000      # tasks in the drained job array
 held=10000      # tasks in the held array for the 10k listing figures
@@ -42,6 +44,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --nodes) nodes=${2-}; need_int --nodes "$nodes"; shift 2 ;;
     --jobs) jobs=${2-}; need_int --jobs "$jobs"; shift 2 ;;
+    --clients) clients=${2-}; need_int --clients "$clients"; shift 2 ;;
     --runs) runs=${2-}; need_int --runs "$runs"; shift 2 ;;
     --array) array=${2-}; need_int --array "$array"; shift 2 ;;
     --held) held=${2-}; need_int --held "$held"; shift 2 ;;
@@ -257,23 +260,43 @@ record() { echo "$1 $2" >>"$results"; log "run $run: $1=$2"; }
 # shellcheck disable=SC2016
 stamp='date +%s.%N >'"$dir"'/out/$SLURM_JOB_ID'
 
-# serial_phase PREFIX ARGS... submits $jobs jobs one sbatch process at a
-# time, waits for the queue to drain and records submit latency,
-# submit-to-start latency and drained jobs per second.
-serial_phase() {
-  local prefix=$1 t0 t1 id start end i
-  shift
-  local sub=$dir/$prefix.submit lat=$dir/$prefix.start acks=$dir/$prefix.acks
-  : >"$sub"; : >"$lat"; : >"$acks"
-  rm -f "$dir"/out/*
-  start=$EPOCHREALTIME
-  for ((i = 0; i < jobs; i++)); do
+# submit_share W SUB ACKS ARGS... is client W of $clients: it submits jobs
+# W, W+clients, ... one sbatch process after the other, appending each
+# submit's wall time to SUB and "ID ACK_TIME" to ACKS.
+submit_share() {
+  local w=$1 sub=$2 acks=$3 t0 t1 id i
+  shift 3
+  for ((i = w; i < jobs; i += clients)); do
     t0=$EPOCHREALTIME
     id=$(sbatch --parsable -o /dev/null "$@" --wrap "$stamp")
     t1=$EPOCHREALTIME
     ms "$t0" "$t1" >>"$sub"
     echo "${id%%;*} $t1" >>"$acks"
   done
+}
+
+# serial_phase PREFIX ARGS... submits $jobs jobs from $clients sbatch
+# processes running at once (one after the other in each), waits for the
+# queue to drain and records submit latency, submit-to-start latency and
+# drained jobs per second.
+serial_phase() {
+  local prefix=$1 start end w
+  shift
+  local sub=$dir/$prefix.submit lat=$dir/$prefix.start acks=$dir/$prefix.acks
+  : >"$sub"; : >"$lat"; : >"$acks"
+  rm -f "$dir"/out/* "$sub".* "$acks".*
+  local clients_pids=()
+  start=$EPOCHREALTIME
+  for ((w = 0; w < clients; w++)); do
+    submit_share "$w" "$sub.$w" "$acks.$w" "$@" &
+    clients_pids+=($!)
+  done
+  # A client whose sbatch failed exits non-zero, and set -e stops here.
+  for w in "${clients_pids[@]}"; do
+    wait "$w"
+  done
+  cat "$sub".* >"$sub"
+  cat "$acks".* >"$acks"
   wait_for 600 "the $prefix jobs to drain" queue_empty
   end=$EPOCHREALTIME
   # Start latency: the job's own timestamp minus the moment sbatch returned
@@ -347,7 +370,7 @@ held_phase() {
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 for ((run = 1; run <= runs; run++)); do
-  log "run $run of $runs: load average $(loadavg); $jobs serial jobs"
+  log "run $run of $runs: load average $(loadavg); $jobs jobs from $clients clients"
   serial_phase serial
   log "run $run: $jobs 4-node gangs"
   serial_phase gang4 -N4
@@ -358,7 +381,7 @@ for ((run = 1; run <= runs; run++)); do
   log "run $run: done, load average $(loadavg)"
 done
 
-log "machine: $(nproc) CPUs, kernel $(uname -r), $(slurmctld -V), $nodes slurmd, runs=$runs"
+log "machine: $(nproc) CPUs, kernel $(uname -r), $(slurmctld -V), $nodes slurmd, clients=$clients, runs=$runs"
 for key in slurm_submit_p50_ms slurm_submit_p99_ms slurm_start_p50_ms slurm_start_p99_ms \
   slurm_jobs_per_s slurm_gang4_jobs_per_s slurm_array_jobs_per_s \
   slurm_sbatch_10k_ms slurm_squeue_10k_ms slurm_sacct_10k_ms; do

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,12 +58,26 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Queue, "queue", 10000, "held jobs queued while squeue, sacct and sbatch are timed (0 skips it)")
 	fs.IntVar(&o.Repeats, "repeats", 5, "runs of each command timed against the full queue")
 	fs.StringVar(&o.Bin, "bin", "", "directory of sbatch, squeue and sacct (default: the loom binary's)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the cluster (server and agents, this process) to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "loom bench e2e: unexpected argument %q\n", fs.Arg(0))
 		return 2
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(stderr, "loom bench e2e:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "loom bench e2e:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if err := Run(ctx, o, stdout); err != nil {
 		fmt.Fprintln(stderr, "loom bench e2e:", err)
@@ -340,15 +355,88 @@ func (b *bench) report(prefix string, subs []submitted, jobs []*api.Job) error {
 	fmt.Fprintf(b.out, "%sstart_p50_ms=%.1f\n", prefix, ms(pct(start, 0.50)))
 	fmt.Fprintf(b.out, "%sstart_p99_ms=%.1f\n", prefix, ms(pct(start, 0.99)))
 	fmt.Fprintf(b.out, "%sjobs_per_s=%.1f\n", prefix, float64(len(jobs))/max(drain.Seconds(), 0.001))
+	b.reportStages(prefix, jobs)
 	return nil
 }
 
+// stages are the server's and the agents' shares of a job's life, from
+// the times the state records: the submit's commit (the leader's clock
+// as it made the entry), the placement's commit, the batch script's start
+// and end on its agent, the end's commit, and the release of the job's
+// last slot on its node (its resources are free once that is committed).
+// Server and agents run in this one process, so their clocks agree.
+var stages = []struct {
+	key      string
+	from, to func(j *api.Job) int64
+}{
+	{"submit_commit_to_start", func(j *api.Job) int64 { return j.SubmitUnixMs }, batchStart},
+	{"submit_commit_to_place", func(j *api.Job) int64 { return j.SubmitUnixMs }, func(j *api.Job) int64 { return j.StartUnixMs }},
+	{"place_to_start", func(j *api.Job) int64 { return j.StartUnixMs }, batchStart},
+	{"exit_to_end_commit", batchEnd, func(j *api.Job) int64 { return j.EndUnixMs }},
+	{"end_commit_to_free", func(j *api.Job) int64 { return j.EndUnixMs }, slotsEnd},
+}
+
+// reportStages prints the median and 99th percentile of each stage over
+// jobs, in milliseconds; a stage a job has no times for is left out.
+func (b *bench) reportStages(prefix string, jobs []*api.Job) {
+	for _, st := range stages {
+		var d []time.Duration
+		for _, j := range jobs {
+			from, to := st.from(j), st.to(j)
+			if from == 0 || to == 0 {
+				continue
+			}
+			d = append(d, max(0, time.Duration(to-from)*time.Millisecond))
+		}
+		slices.Sort(d)
+		fmt.Fprintf(b.out, "%s%s_p50_ms=%.1f\n", prefix, st.key, ms(pct(d, 0.50)))
+		fmt.Fprintf(b.out, "%s%s_p99_ms=%.1f\n", prefix, st.key, ms(pct(d, 0.99)))
+	}
+}
+
+// batchEnd is when j's batch script ended on its agent, 0 if unknown.
+func batchEnd(j *api.Job) int64 {
+	for _, st := range j.Steps {
+		if st.Id != api.StepBatch {
+			continue
+		}
+		for _, t := range st.GetAllocation().GetTasks() {
+			return t.EndedUnixMs
+		}
+	}
+	return 0
+}
+
+// slotsEnd is when the last of j's allocation slots was released on its
+// node, 0 if unknown.
+func slotsEnd(j *api.Job) int64 {
+	var last int64
+	for _, t := range j.GetAllocation().GetTasks() {
+		if t.EndedUnixMs == 0 {
+			return 0
+		}
+		last = max(last, t.EndedUnixMs)
+	}
+	return last
+}
+
 // batchStart is when the agent started j's batch script, or when the
-// scheduler placed it if no agent reported the start.
+// scheduler placed it if no agent reported the start. A script that ends
+// at once may have its end committed before its start report, which is
+// then dropped (ends are final) and leaves the step without a start time:
+// the end report's own start time says when it started.
 func batchStart(j *api.Job) int64 {
 	for _, st := range j.Steps {
-		if st.Id == api.StepBatch && st.StartUnixMs > 0 {
+		if st.Id != api.StepBatch {
+			continue
+		}
+		if st.StartUnixMs > 0 {
 			return st.StartUnixMs
+		}
+		for _, t := range st.GetAllocation().GetTasks() {
+			if t.StartedUnixMs > 0 {
+				return t.StartedUnixMs
+			}
 		}
 	}
 	return j.StartUnixMs

@@ -76,6 +76,16 @@ func TestRunPrintsFigures(t *testing.T) {
 		if got[prefix+"start_p99_ms"] < got[prefix+"start_p50_ms"] {
 			t.Errorf("%sstart_p99_ms = %v < start_p50_ms = %v", prefix, got[prefix+"start_p99_ms"], got[prefix+"start_p50_ms"])
 		}
+		for _, st := range stages {
+			p50, ok50 := got[prefix+st.key+"_p50_ms"]
+			p99, ok99 := got[prefix+st.key+"_p99_ms"]
+			switch {
+			case !ok50 || !ok99:
+				t.Errorf("%s%s_p50_ms or _p99_ms not printed", prefix, st.key)
+			case p50 < 0 || p99 < p50:
+				t.Errorf("%s%s: p50 %v, p99 %v: want 0 <= p50 <= p99", prefix, st.key, p50, p99)
+			}
+		}
 	}
 	for _, k := range []string{"squeue_10k_ms", "sacct_10k_ms", "sbatch_10k_ms", "squeue_10k_cpu_ms", "sacct_10k_cpu_ms", "sbatch_10k_cpu_ms"} {
 		if got[k] <= 0 {
