@@ -341,7 +341,7 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 			// The key is the values of these labels the series has,
 			// joined by "/": "loombob", or "debug/TIMEOUT".
 			var key []string
-			for _, l := range []string{"partition", "user", "state", "reason"} {
+			for _, l := range []string{"partition", "user", "state", "reason", "account"} {
 				if v, ok := m[l].(string); ok {
 					key = append(key, v)
 				}
@@ -399,6 +399,30 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 	wantLine = fmt.Sprintf("loom|%s|nlp|%d|%d|", bob.Name, int64(finished[bob.Name]+0.5), int64(used[bob.Name]+0.5))
 	if !strings.Contains(string(out), "\n"+wantLine) && !strings.HasPrefix(string(out), wantLine) {
 		t.Fatalf("loom report user waste printed\n%s\nwant a line starting %q", out, wantLine)
+	}
+	// loom report account usage: nlp is bob's account alone, so its line
+	// and bob's under it carry his allocated and busy GPU-seconds, which
+	// Prometheus's per-account sums equal. (vision's still grow with
+	// alice's held job.)
+	ok = eventually(30*time.Second, func() bool {
+		alloc, _ := sample(`sum by (account) (max by (user, account) (loom_job_gpu_seconds_total))`)
+		busy, _ := sample(`sum by (account) (max by (user, account) (loom_job_used_gpu_seconds_total))`)
+		last = fmt.Sprintf("nlp's GPU-seconds %v allocated, %v used, want %.3f and %.3f", alloc, busy, finished[bob.Name], used[bob.Name])
+		return math.Abs(alloc["nlp"]-finished[bob.Name]) < 0.01 && math.Abs(busy["nlp"]-used[bob.Name]) < 0.01
+	})
+	if !ok {
+		t.Fatal(last)
+	}
+	cmd = exec.Command(cluster.Binary(t), "report", "account", "usage", "-P", "-n", "-t", "seconds", "start=now-1hours", "end=now")
+	cmd.Env = append(os.Environ(), "LOOM_ADDR=unix://"+socket)
+	if out, err = cmd.CombinedOutput(); err != nil {
+		t.Fatalf("loom report account usage: %v\n%s", err, out)
+	}
+	figures := fmt.Sprintf("|%d|%d|", int64(finished[bob.Name]+0.5), int64(used[bob.Name]+0.5))
+	for _, want := range []string{"loom|nlp|" + figures, "loom|nlp|" + bob.Name + figures} {
+		if !strings.Contains(string(out), "\n"+want) && !strings.HasPrefix(string(out), want) {
+			t.Fatalf("loom report account usage printed\n%s\nwant a line starting %q", out, want)
+		}
 	}
 	ok = eventually(30*time.Second, func() bool {
 		got, _ := sample(`sum by (state) (max by (state, partition) (loom_jobs_ended_total))`)
