@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 )
 
 // Environment variables the commands read.
@@ -108,7 +109,7 @@ func (c *client) conn(addr string) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cc, err := grpc.NewClient(addr, append(opts, api.ClientSizeOption())...)
+	cc, err := grpc.NewClient(addr, append(opts, apirpc.ClientSizeOption())...)
 	if err != nil {
 		return nil, fmt.Errorf("server address %q: %w", addr, err)
 	}
@@ -224,9 +225,11 @@ func (u *unavailableError) Error() string {
 	return u.addr + ": " + msg
 }
 
-func (c *client) jobs(cc *grpc.ClientConn) api.JobServiceClient { return api.NewJobServiceClient(cc) }
-func (c *client) nodes(cc *grpc.ClientConn) api.NodeServiceClient {
-	return api.NewNodeServiceClient(cc)
+func (c *client) jobs(cc *grpc.ClientConn) apirpc.JobServiceClient {
+	return apirpc.NewJobServiceClient(cc)
+}
+func (c *client) nodes(cc *grpc.ClientConn) apirpc.NodeServiceClient {
+	return apirpc.NewNodeServiceClient(cc)
 }
 
 // listPageJobs is how many jobs the commands ask for in one ListJobs

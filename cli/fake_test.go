@@ -17,14 +17,15 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 )
 
 // fakeServer is an in-memory JobService and NodeService that records what
 // it is asked.
 type fakeServer struct {
-	api.UnimplementedJobServiceServer
-	api.UnimplementedNodeServiceServer
-	api.UnimplementedOperatorServer
+	apirpc.UnimplementedJobServiceServer
+	apirpc.UnimplementedNodeServiceServer
+	apirpc.UnimplementedOperatorServer
 
 	mu       sync.Mutex
 	jobs     []*api.Job
@@ -227,9 +228,9 @@ func serveGRPC(t *testing.T, register func(*grpc.Server)) string {
 func (f *fakeServer) start(t *testing.T) string {
 	t.Helper()
 	return serveGRPC(t, func(srv *grpc.Server) {
-		api.RegisterJobServiceServer(srv, f)
-		api.RegisterNodeServiceServer(srv, f)
-		api.RegisterOperatorServer(srv, f)
+		apirpc.RegisterJobServiceServer(srv, f)
+		apirpc.RegisterNodeServiceServer(srv, f)
+		apirpc.RegisterOperatorServer(srv, f)
 	})
 }
 

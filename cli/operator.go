@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 )
 
 const operatorUsage = `Usage: loom operator raft list-peers [--json]
@@ -68,7 +69,7 @@ func runOperator(ctx context.Context, e *env, args []string) int {
 		var resp *api.RaftListPeersResponse
 		err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
 			var err error
-			resp, err = api.NewOperatorClient(cc).RaftListPeers(ctx, &api.RaftListPeersRequest{})
+			resp, err = apirpc.NewOperatorClient(cc).RaftListPeers(ctx, &api.RaftListPeersRequest{})
 			return err
 		})
 		if err != nil {
@@ -96,7 +97,7 @@ func runOperator(ctx context.Context, e *env, args []string) int {
 			return e.fail(&usageError{msg: "remove-peer takes one SERVER_ID (see list-peers)"})
 		}
 		err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
-			_, err := api.NewOperatorClient(cc).RaftRemovePeer(ctx, &api.RaftRemovePeerRequest{Id: pos[2]})
+			_, err := apirpc.NewOperatorClient(cc).RaftRemovePeer(ctx, &api.RaftRemovePeerRequest{Id: pos[2]})
 			return err
 		})
 		if err != nil {
@@ -125,7 +126,7 @@ func runReload(ctx context.Context, e *env, asJSON bool) int {
 	var resp *api.ReloadConfigResponse
 	err = c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
 		var err error
-		resp, err = api.NewOperatorClient(cc).ReloadConfig(ctx, &api.ReloadConfigRequest{})
+		resp, err = apirpc.NewOperatorClient(cc).ReloadConfig(ctx, &api.ReloadConfigRequest{})
 		return err
 	})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 )
 
 // clusterConfig calls Operator.GetConfig: the replicated configuration, or
@@ -20,7 +21,7 @@ func (c *client) clusterConfig(ctx context.Context) (*api.ClusterConfig, error) 
 	var resp *api.GetConfigResponse
 	err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
 		var err error
-		resp, err = api.NewOperatorClient(cc).GetConfig(ctx, &api.GetConfigRequest{})
+		resp, err = apirpc.NewOperatorClient(cc).GetConfig(ctx, &api.GetConfigRequest{})
 		return err
 	})
 	if status.Code(err) == codes.Unimplemented {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 )
 
 const scontrolUsage = `Usage: scontrol [OPTIONS...] COMMAND
@@ -113,12 +114,12 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 	case cmd == "update":
 		return withClient(e, func(c *client) int { return updateNodes(ctx, e, c, pos[1:]) })
 	case cmd == "hold" || cmd == "release":
-		return changeJobs(ctx, e, cmd, pos[1:], func(ctx context.Context, jobs api.JobServiceClient, ids []uint64) (uint64, error) {
+		return changeJobs(ctx, e, cmd, pos[1:], func(ctx context.Context, jobs apirpc.JobServiceClient, ids []uint64) (uint64, error) {
 			resp, err := jobs.Hold(ctx, &api.HoldRequest{JobIds: ids, Release: cmd == "release"})
 			return resp.GetIndex(), err
 		})
 	case cmd == "requeue":
-		return changeJobs(ctx, e, cmd, pos[1:], func(ctx context.Context, jobs api.JobServiceClient, ids []uint64) (uint64, error) {
+		return changeJobs(ctx, e, cmd, pos[1:], func(ctx context.Context, jobs apirpc.JobServiceClient, ids []uint64) (uint64, error) {
 			resp, err := jobs.Requeue(ctx, &api.RequeueRequest{JobIds: ids})
 			return resp.GetIndex(), err
 		})
@@ -444,18 +445,18 @@ func updateNodes(ctx context.Context, e *env, c *client, args []string) int {
 	if err != nil {
 		return e.fail(fmt.Errorf("nodename: %w", err))
 	}
-	var call func(api.NodeServiceClient, context.Context, *api.NodeStateRequest) error
+	var call func(apirpc.NodeServiceClient, context.Context, *api.NodeStateRequest) error
 	switch state {
 	case "drain":
 		if reason == "" {
 			return e.errorf("you must specify a reason when draining a node: reason=\"...\"")
 		}
-		call = func(n api.NodeServiceClient, ctx context.Context, r *api.NodeStateRequest) error {
+		call = func(n apirpc.NodeServiceClient, ctx context.Context, r *api.NodeStateRequest) error {
 			_, err := n.DrainNode(ctx, r)
 			return err
 		}
 	case "resume", "undrain", "idle":
-		call = func(n api.NodeServiceClient, ctx context.Context, r *api.NodeStateRequest) error {
+		call = func(n apirpc.NodeServiceClient, ctx context.Context, r *api.NodeStateRequest) error {
 			_, err := n.ResumeNode(ctx, r)
 			return err
 		}
@@ -485,7 +486,7 @@ func updateNodes(ctx context.Context, e *env, c *client, args []string) int {
 // changeJobs runs a command on the jobs named in args (JOBID[,JOBID...])
 // as the calling user: scontrol hold, release and requeue.
 func changeJobs(ctx context.Context, e *env, cmd string, args []string,
-	call func(context.Context, api.JobServiceClient, []uint64) (uint64, error)) int {
+	call func(context.Context, apirpc.JobServiceClient, []uint64) (uint64, error)) int {
 	ids, err := parseJobIDs(args)
 	if err != nil {
 		return e.fail(err)

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 )
 
 // Advance reservations: scontrol create/update/delete/show reservation
@@ -143,8 +144,8 @@ func reservationNodes(ctx context.Context, c *client, v string) ([]string, error
 	return names, nil
 }
 
-func (c *client) reservations(cc *grpc.ClientConn) api.ReservationServiceClient {
-	return api.NewReservationServiceClient(cc)
+func (c *client) reservations(cc *grpc.ClientConn) apirpc.ReservationServiceClient {
+	return apirpc.NewReservationServiceClient(cc)
 }
 
 // createReservation is scontrol create reservation KEY=VALUE...

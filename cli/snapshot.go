@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/backup"
 )
 
@@ -49,7 +50,7 @@ func snapshotSave(ctx context.Context, e *env, path string, asJSON bool) int {
 	var file bytes.Buffer
 	err = c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
 		file.Reset()
-		stream, err := api.NewOperatorClient(cc).SnapshotSave(ctx, &api.SnapshotSaveRequest{})
+		stream, err := apirpc.NewOperatorClient(cc).SnapshotSave(ctx, &api.SnapshotSaveRequest{})
 		if err != nil {
 			return err
 		}
@@ -108,7 +109,7 @@ func snapshotRestore(ctx context.Context, e *env, path string, asJSON bool) int 
 	defer c.Close()
 	var resp *api.SnapshotRestoreResponse
 	err = c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
-		stream, err := api.NewOperatorClient(cc).SnapshotRestore(ctx)
+		stream, err := apirpc.NewOperatorClient(cc).SnapshotRestore(ctx)
 		if err != nil {
 			return err
 		}
