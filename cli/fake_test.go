@@ -12,12 +12,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/api/apirpc"
+	"github.com/loomhpc/loom/rpcclient"
 )
 
 // fakeServer is an in-memory JobService and NodeService that records what
@@ -262,20 +262,18 @@ type testEnv struct {
 func newTestEnv(name, addr string, extraEnv ...string) testEnv {
 	out, errb := &bytes.Buffer{}, &bytes.Buffer{}
 	e := &env{
-		name:     name,
-		stdin:    strings.NewReader(""),
-		stdout:   out,
-		stderr:   errb,
-		environ:  append([]string{"LOOM_ADDR=" + addr, "LOOM_TIMEOUT=20s", "HOME=/home/alice", "PATH=/usr/bin:/bin"}, extraEnv...),
-		getwd:    func() (string, error) { return "/home/alice/work", nil },
-		whoami:   func() (identity, error) { return identity{user: "alice", uid: 1000, gid: 1000}, nil },
-		hostname: func() (string, error) { return "login1", nil },
-		now:      func() time.Time { return testNow },
-		loc:      time.UTC,
-		newToken: func() string { return "token-1" },
-		dialOptions: func(string) ([]grpc.DialOption, error) {
-			return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
-		},
+		name:        name,
+		stdin:       strings.NewReader(""),
+		stdout:      out,
+		stderr:      errb,
+		environ:     append([]string{"LOOM_ADDR=" + addr, "LOOM_TIMEOUT=20s", "HOME=/home/alice", "PATH=/usr/bin:/bin"}, extraEnv...),
+		getwd:       func() (string, error) { return "/home/alice/work", nil },
+		whoami:      func() (identity, error) { return identity{user: "alice", uid: 1000, gid: 1000}, nil },
+		hostname:    func() (string, error) { return "login1", nil },
+		now:         func() time.Time { return testNow },
+		loc:         time.UTC,
+		newToken:    func() string { return "token-1" },
+		dialOptions: func(string) (rpcclient.Options, error) { return rpcclient.Options{}, nil },
 	}
 	return testEnv{e, out, errb}
 }

@@ -10,12 +10,9 @@ import (
 	"strconv"
 	"strings"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/loomhpc/loom/api"
-	"github.com/loomhpc/loom/api/apirpc"
+	"github.com/loomhpc/loom/api/apiclient"
+	"github.com/loomhpc/loom/rpcclient"
 )
 
 const scontrolUsage = `Usage: scontrol [OPTIONS...] COMMAND
@@ -114,12 +111,12 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 	case cmd == "update":
 		return withClient(e, func(c *client) int { return updateNodes(ctx, e, c, pos[1:]) })
 	case cmd == "hold" || cmd == "release":
-		return changeJobs(ctx, e, cmd, pos[1:], func(ctx context.Context, jobs apirpc.JobServiceClient, ids []uint64) (uint64, error) {
+		return changeJobs(ctx, e, cmd, pos[1:], func(ctx context.Context, jobs apiclient.JobServiceClient, ids []uint64) (uint64, error) {
 			resp, err := jobs.Hold(ctx, &api.HoldRequest{JobIds: ids, Release: cmd == "release"})
 			return resp.GetIndex(), err
 		})
 	case cmd == "requeue":
-		return changeJobs(ctx, e, cmd, pos[1:], func(ctx context.Context, jobs apirpc.JobServiceClient, ids []uint64) (uint64, error) {
+		return changeJobs(ctx, e, cmd, pos[1:], func(ctx context.Context, jobs apiclient.JobServiceClient, ids []uint64) (uint64, error) {
 			resp, err := jobs.Requeue(ctx, &api.RequeueRequest{JobIds: ids})
 			return resp.GetIndex(), err
 		})
@@ -173,7 +170,7 @@ func showJobs(ctx context.Context, e *env, c *client, rest []string, o scontrolO
 		}
 		for _, id := range ids {
 			j, err := c.getJob(ctx, id)
-			if status.Code(err) == codes.NotFound {
+			if rpcclient.CodeOf(err) == rpcclient.NotFound {
 				return e.errorf("job %d: invalid job id specified", id)
 			}
 			if err != nil {
@@ -333,12 +330,12 @@ func showNodes(ctx context.Context, e *env, c *client, rest []string, o scontrol
 		}
 		for _, name := range names {
 			var n *api.NodeInfo
-			err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+			err := c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 				var err error
 				n, err = c.nodes(cc).GetNode(ctx, &api.GetNodeRequest{Name: name})
 				return err
 			})
-			if status.Code(err) == codes.NotFound {
+			if rpcclient.CodeOf(err) == rpcclient.NotFound {
 				return e.errorf("node %s not found", name)
 			}
 			if err != nil {
@@ -445,18 +442,18 @@ func updateNodes(ctx context.Context, e *env, c *client, args []string) int {
 	if err != nil {
 		return e.fail(fmt.Errorf("nodename: %w", err))
 	}
-	var call func(apirpc.NodeServiceClient, context.Context, *api.NodeStateRequest) error
+	var call func(apiclient.NodeServiceClient, context.Context, *api.NodeStateRequest) error
 	switch state {
 	case "drain":
 		if reason == "" {
 			return e.errorf("you must specify a reason when draining a node: reason=\"...\"")
 		}
-		call = func(n apirpc.NodeServiceClient, ctx context.Context, r *api.NodeStateRequest) error {
+		call = func(n apiclient.NodeServiceClient, ctx context.Context, r *api.NodeStateRequest) error {
 			_, err := n.DrainNode(ctx, r)
 			return err
 		}
 	case "resume", "undrain", "idle":
-		call = func(n apirpc.NodeServiceClient, ctx context.Context, r *api.NodeStateRequest) error {
+		call = func(n apiclient.NodeServiceClient, ctx context.Context, r *api.NodeStateRequest) error {
 			_, err := n.ResumeNode(ctx, r)
 			return err
 		}
@@ -468,12 +465,12 @@ func updateNodes(ctx context.Context, e *env, c *client, args []string) int {
 	exit := 0
 	for _, h := range hosts {
 		req := &api.NodeStateRequest{Name: h, Reason: reason}
-		err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+		err := c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 			return call(c.nodes(cc), ctx, req)
 		})
 		if err != nil {
 			msg := messageAbout(err, "node "+h+": ", fmt.Sprintf("node %q: ", h))
-			if status.Code(err) == codes.NotFound {
+			if rpcclient.CodeOf(err) == rpcclient.NotFound {
 				msg = "invalid node name specified: " + msg
 			}
 			e.errorf("node %s: %s", h, msg)
@@ -486,7 +483,7 @@ func updateNodes(ctx context.Context, e *env, c *client, args []string) int {
 // changeJobs runs a command on the jobs named in args (JOBID[,JOBID...])
 // as the calling user: scontrol hold, release and requeue.
 func changeJobs(ctx context.Context, e *env, cmd string, args []string,
-	call func(context.Context, apirpc.JobServiceClient, []uint64) (uint64, error)) int {
+	call func(context.Context, apiclient.JobServiceClient, []uint64) (uint64, error)) int {
 	ids, err := parseJobIDs(args)
 	if err != nil {
 		return e.fail(err)
@@ -495,7 +492,7 @@ func changeJobs(ctx context.Context, e *env, cmd string, args []string,
 		return e.fail(&usageError{cmd + ": name the jobs: scontrol " + cmd + " JOBID[,JOBID...]"})
 	}
 	return withClient(e, func(c *client) int {
-		err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+		err := c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 			index, err := call(ctx, c.jobs(cc), ids)
 			if err == nil {
 				c.wrote(index)
