@@ -200,7 +200,8 @@ func (c *Conn) NewStream(ctx context.Context, method string) (*Stream, error) {
 			return nil, err
 		}
 		fields[1].Value = t.scheme
-		s, err := t.open(fields)
+		dl, _ := ctx.Deadline()
+		s, err := t.open(fields, dl)
 		if errors.Is(err, errConnClosed) && try == 0 {
 			continue // GOAWAY or failure since transport() looked: dial again once
 		}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/net/http2/hpack"
 )
@@ -103,6 +104,7 @@ type stream struct {
 	t          *transport
 	id         uint32
 	sendWindow int64
+	deadline   time.Time // the call's, if it has one
 
 	gotHeaders bool
 	buf        [][]byte // received message bytes not yet read
@@ -170,7 +172,7 @@ func (t *transport) usable() bool {
 
 // open starts a stream: HEADERS with the request's header fields, END_STREAM
 // unless the caller will send messages (always, for gRPC).
-func (t *transport) open(fields []hpack.HeaderField) (*stream, error) {
+func (t *transport) open(fields []hpack.HeaderField, deadline time.Time) (*stream, error) {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
 	t.mu.Lock()
@@ -178,7 +180,7 @@ func (t *transport) open(fields []hpack.HeaderField) (*stream, error) {
 		t.mu.Unlock()
 		return nil, errConnClosed
 	}
-	s := &stream{t: t, id: t.nextID, sendWindow: t.peerWindow}
+	s := &stream{t: t, id: t.nextID, sendWindow: t.peerWindow, deadline: deadline}
 	t.nextID += 2
 	t.streams[s.id] = s
 	frame := t.peerFrame
@@ -279,47 +281,54 @@ func (s *stream) failure() error {
 // read fills p from the stream's received data, waiting for it. At the
 // end of the stream it returns io.EOF, or the status when not OK.
 func (s *stream) read(p []byte) error {
-	t := s.t
-	credit, err := s.take(p)
-	if credit > 0 {
-		if err := t.send(frameWindowUpdate, 0, s.id, binary.BigEndian.AppendUint32(nil, uint32(credit))); err != nil {
-			t.fail(err)
+	for len(p) > 0 {
+		n, credit, err := s.take(p)
+		if credit > 0 {
+			if err := s.t.send(frameWindowUpdate, 0, s.id, binary.BigEndian.AppendUint32(nil, uint32(credit))); err != nil {
+				s.t.fail(err)
+			}
 		}
+		if err != nil {
+			return err
+		}
+		p = p[n:]
 	}
-	return err
+	return nil
 }
 
-// take is read under t.mu; it returns the stream window to credit back
-// (once a quarter of it has been read), sent after t.mu is released since
-// open takes wmu before t.mu.
-func (s *stream) take(p []byte) (credit int, err error) {
+// take is read under t.mu: it waits for data, copies what there is into
+// p and returns how much, and the stream window to credit back once a
+// quarter of it has been read. The caller sends the credit after t.mu is
+// released (open takes wmu before t.mu), and before it waits for more:
+// a message larger than the window needs credit to arrive at all.
+func (s *stream) take(p []byte) (n, credit int, err error) {
 	t := s.t
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for len(p) > 0 {
-		for len(s.buf) == 0 && s.err == nil && !s.ended {
-			t.cond.Wait()
+	for len(s.buf) == 0 && s.err == nil && !s.ended {
+		t.cond.Wait()
+	}
+	if s.err != nil {
+		return 0, 0, s.err
+	}
+	if len(s.buf) == 0 {
+		if s.status != nil {
+			return 0, 0, s.status
 		}
-		if s.err != nil {
-			return 0, s.err
-		}
-		if len(s.buf) == 0 {
-			if s.status != nil {
-				return 0, s.status
-			}
-			return 0, io.EOF
-		}
-		n := copy(p, s.buf[0])
-		p = p[n:]
-		if s.buf[0] = s.buf[0][n:]; len(s.buf[0]) == 0 {
+		return 0, 0, io.EOF
+	}
+	for n < len(p) && len(s.buf) > 0 {
+		c := copy(p[n:], s.buf[0])
+		n += c
+		if s.buf[0] = s.buf[0][c:]; len(s.buf[0]) == 0 {
 			s.buf = s.buf[1:]
 		}
-		s.unacked += n
 	}
+	s.unacked += n
 	if s.unacked >= streamWindow/4 && !s.ended {
 		credit, s.unacked = s.unacked, 0
 	}
-	return credit, nil
+	return n, credit, nil
 }
 
 // cancel ends s from this side: the server gets RST_STREAM(CANCEL) unless
@@ -538,7 +547,12 @@ func (t *transport) onReset(id, code uint32) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if s := t.streams[id]; s != nil {
-		s.err = errorf(rstStreamCode(code), fmt.Sprintf("stream terminated by RST_STREAM with error code: %d", code))
+		c := rstStreamCode(code)
+		if c == Canceled && !s.deadline.IsZero() && !time.Now().Before(s.deadline) {
+			// The server gave up because our deadline (grpc-timeout) passed.
+			c = DeadlineExceeded
+		}
+		s.err = errorf(c, fmt.Sprintf("stream terminated by RST_STREAM with error code: %d", code))
 		delete(t.streams, id)
 		t.cond.Broadcast()
 	}
