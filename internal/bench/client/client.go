@@ -87,6 +87,9 @@ func run(o options, stdout io.Writer) error {
 		{"true", []string{"/bin/true"}},
 		{"version", []string{o.loom, "version"}},
 		{"sbatch", []string{o.loom, "slurm", "sbatch", "--wrap", "true"}},
+		// Reads, after the submits above: the queue and one job's record.
+		{"squeue", []string{o.loom, "slurm", "squeue"}},
+		{"sacct", []string{o.loom, "slurm", "sacct", "-j", "1"}},
 	} {
 		wall, cpu, err := timeRuns(o.runs, m.argv, env)
 		if err != nil {
