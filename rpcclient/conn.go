@@ -186,9 +186,9 @@ func (c *Conn) NewStream(ctx context.Context, method string) (*Stream, error) {
 	if c.opts.Metadata != nil {
 		md, err := c.opts.Metadata(ctx, method)
 		if err != nil {
-			// As gRPC: a credential that cannot be made is the
-			// transport's failure, not the server's answer.
-			return nil, errorf(Unavailable, "per-call metadata: "+err.Error())
+			// As grpc-go says of per-RPC credentials: the call cannot
+			// prove who makes it, and no other server would do better.
+			return nil, errorf(Unauthenticated, "transport: per-RPC creds failed due to error: "+err.Error())
 		}
 		for k, v := range md {
 			fields = append(fields, hpack.HeaderField{Name: strings.ToLower(k), Value: v, Sensitive: true})

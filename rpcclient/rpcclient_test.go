@@ -20,6 +20,7 @@ import (
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/api/apiclient"
 	"github.com/loomhpc/loom/api/apirpc"
+	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/pki"
 	"github.com/loomhpc/loom/rpcclient"
 )
@@ -171,6 +172,20 @@ func TestUnaryAndMetadata(t *testing.T) {
 		if got, want := resp.Job.Spec.Name, "cred for /loom.v1.JobService/GetJob deadline"; got != want {
 			t.Errorf("GetJob(1) name = %q, want %q", got, want)
 		}
+	}
+}
+
+// A credential that cannot be made fails the call before it is sent.
+func TestMetadataError(t *testing.T) {
+	lis := listen(t)
+	serve(t, lis)
+	md := func(context.Context, string) (map[string]string, error) {
+		return nil, errors.New("munged is not running")
+	}
+	c, _ := dial(t, lis.Addr().String(), rpcclient.Options{Metadata: md})
+	_, err := c.GetJob(timeout(t), &api.GetJobRequest{JobId: 1})
+	if rpcclient.CodeOf(err) != rpcclient.Unauthenticated || !strings.Contains(err.Error(), "munged is not running") {
+		t.Errorf("GetJob without a credential = %v, want Unauthenticated saying why", err)
 	}
 }
 
@@ -410,5 +425,57 @@ func TestEncodeTimeout(t *testing.T) {
 	resp, err := c.GetJob(ctx, &api.GetJobRequest{JobId: 1})
 	if err != nil || !strings.HasSuffix(resp.GetJob().GetSpec().GetName(), " deadline") {
 		t.Errorf("GetJob with a 1000 h deadline = %v, %v; want the server to see a deadline", resp, err)
+	}
+}
+
+// A server that stops gracefully sends GOAWAY: the call in flight runs on,
+// and new calls go to a new connection (here refused: the listener is
+// closed), never onto the one that is going away.
+func TestGoAway(t *testing.T) {
+	lis := listen(t)
+	j := &jobs{ended: make(chan error, 4)}
+	srv := grpc.NewServer()
+	apirpc.RegisterJobServiceServer(srv, j)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.Serve(lis)
+	}()
+	defer func() {
+		srv.Stop()
+		<-served
+	}()
+	c, _ := dial(t, lis.Addr().String(), rpcclient.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := c.StreamLogs(ctx, &api.LogsRequest{Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := s.Recv(); err != nil {
+			t.Fatalf("Recv %d: %v", i, err)
+		}
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		srv.GracefulStop()
+	}()
+	harness.WaitFor(t, "a call after GOAWAY to be Unavailable", 30*time.Second, func() bool {
+		_, err := c.GetJob(timeout(t), &api.GetJobRequest{JobId: 1})
+		return rpcclient.CodeOf(err) == rpcclient.Unavailable
+	})
+	select {
+	case <-stopped:
+		t.Fatal("GracefulStop returned while a stream was open")
+	default:
+	}
+	cancel()
+	waitEnded(t, j, context.Canceled)
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Error("GracefulStop did not return once the stream ended")
 	}
 }
