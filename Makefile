@@ -102,12 +102,16 @@ test-rules: ## check the Prometheus alert rules in deploy/prometheus and run the
 	cd deploy/prometheus && promtool test rules rules_test.yml
 
 .PHONY: proto
-proto: ## regenerate api/loom.pb.go and api/loom_grpc.pb.go from api/loom.proto
+proto: ## regenerate api/loom.pb.go, api/apirpc (gRPC services) and api/apiclient (the CLI's stubs) from the .proto files
 	@command -v protoc >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
 	@test -x $(GOBIN_DIR)/protoc-gen-go || $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	@test -x $(GOBIN_DIR)/protoc-gen-go-grpc || $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
-	PATH=$(GOBIN_DIR):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
-		--go-grpc_out=. --go-grpc_opt=paths=source_relative api/loom.proto
+	$(GO) build -o $(BIN)/protoc-gen-loomclient ./internal/protoc-gen-loomclient
+	PATH=$(GOBIN_DIR):$$PATH protoc -I. --go_out=. --go_opt=paths=source_relative api/loom.proto
+	PATH=$(GOBIN_DIR):$$PATH protoc -I. --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
+		--plugin=protoc-gen-loomclient=$(BIN)/protoc-gen-loomclient --loomclient_out=. \
+		api/apirpc/service.proto
 
 .PHONY: check
 check: lint test-rules test ## everything CI runs

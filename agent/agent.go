@@ -18,6 +18,7 @@ import (
 	"github.com/loomhpc/loom/agent/cgroup"
 	"github.com/loomhpc/loom/agent/driver"
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/gossip"
 	"github.com/loomhpc/loom/gpu"
 	"github.com/loomhpc/loom/gpu/metrics"
@@ -116,8 +117,8 @@ type Agent struct {
 	cfg     Config
 	log     *slog.Logger
 	conn    *grpc.ClientConn
-	client  api.AgentServiceClient
-	nodes   api.NodeServiceClient
+	client  apirpc.AgentServiceClient
+	nodes   apirpc.NodeServiceClient
 	node    *api.Node // guarded by mu once running
 	metrics *agentMetrics
 	sampler gpu.Sampler
@@ -234,7 +235,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: listen %s: %w", cfg.ListenAddr, err)
 	}
 	conn, err := grpc.NewClient("loom-servers:///servers", grpc.WithTransportCredentials(dialCreds),
-		grpc.WithResolvers(newStaticResolver(cfg.Servers)), api.ClientSizeOption())
+		grpc.WithResolvers(newStaticResolver(cfg.Servers)), apirpc.ClientSizeOption())
 	if err != nil {
 		lis.Close()
 		state.Close()
@@ -242,7 +243,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{
-		cfg: cfg, log: log, conn: conn, client: api.NewAgentServiceClient(conn), nodes: api.NewNodeServiceClient(conn), lis: lis,
+		cfg: cfg, log: log, conn: conn, client: apirpc.NewAgentServiceClient(conn), nodes: apirpc.NewNodeServiceClient(conn), lis: lis,
 		tasks: map[taskKey]*task{}, outs: map[outKey]taskOutput{}, ctx: ctx, cancel: cancel, state: state,
 		usage: newGPUUsage(),
 	}
@@ -320,7 +321,7 @@ func New(cfg Config) (*Agent, error) {
 	a.goFunc(func() { a.watchHealth(a.ctx) })
 	a.goFunc(func() { a.trackUsage(a.ctx, a.cfg.UsageInterval, a.cfg.UsageReportInterval) })
 	a.grpc = grpc.NewServer(grpc.Creds(serveCreds))
-	api.RegisterAgentLogsServer(a.grpc, &logServer{a: a})
+	apirpc.RegisterAgentLogsServer(a.grpc, &logServer{a: a})
 	a.goFunc(func() { _ = a.grpc.Serve(lis) })
 	if cfg.MetricsAddr != "-" {
 		reg := prometheus.NewRegistry()

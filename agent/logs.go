@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/auth"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -14,7 +15,7 @@ import (
 
 // logServer serves rank output to the servers (loom logs).
 type logServer struct {
-	api.UnimplementedAgentLogsServer
+	apirpc.UnimplementedAgentLogsServer
 	a *Agent
 }
 
@@ -23,7 +24,7 @@ type logServer struct {
 // and cheap.
 const logPoll = 100 * time.Millisecond
 
-func (ls *logServer) TaskLogs(req *api.TaskLogsRequest, stream api.AgentLogs_TaskLogsServer) error {
+func (ls *logServer) TaskLogs(req *api.TaskLogsRequest, stream apirpc.AgentLogs_TaskLogsServer) error {
 	a := ls.a
 	type source struct {
 		rank uint32

@@ -9034,50 +9034,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x12RESERVATION_CREATE\x10\x01\x12\x16\n" +
 	"\x12RESERVATION_UPDATE\x10\x02\x12\x16\n" +
 	"\x12RESERVATION_DELETE\x10\x03\x12\x16\n" +
-	"\x12RESERVATION_EXPIRE\x10\x042\xa1\x06\n" +
-	"\n" +
-	"JobService\x129\n" +
-	"\x06Submit\x12\x16.loom.v1.SubmitRequest\x1a\x17.loom.v1.SubmitResponse\x129\n" +
-	"\x06Cancel\x12\x16.loom.v1.CancelRequest\x1a\x17.loom.v1.CancelResponse\x123\n" +
-	"\x04Hold\x12\x14.loom.v1.HoldRequest\x1a\x15.loom.v1.HoldResponse\x12<\n" +
-	"\aRequeue\x12\x17.loom.v1.RequeueRequest\x1a\x18.loom.v1.RequeueResponse\x129\n" +
-	"\x06GetJob\x12\x16.loom.v1.GetJobRequest\x1a\x17.loom.v1.GetJobResponse\x12?\n" +
-	"\bListJobs\x12\x18.loom.v1.ListJobsRequest\x1a\x19.loom.v1.ListJobsResponse\x127\n" +
-	"\n" +
-	"StreamLogs\x12\x14.loom.v1.LogsRequest\x1a\x11.loom.v1.LogChunk0\x01\x12E\n" +
-	"\n" +
-	"CreateStep\x12\x1a.loom.v1.CreateStepRequest\x1a\x1b.loom.v1.CreateStepResponse\x12H\n" +
-	"\vCancelSteps\x12\x1b.loom.v1.CancelStepsRequest\x1a\x1c.loom.v1.CancelStepsResponse\x12]\n" +
-	"\x12CompleteAllocation\x12\".loom.v1.CompleteAllocationRequest\x1a#.loom.v1.CompleteAllocationResponse\x12B\n" +
-	"\tUpdateJob\x12\x19.loom.v1.UpdateJobRequest\x1a\x1a.loom.v1.UpdateJobResponse\x12A\n" +
-	"\n" +
-	"TestSubmit\x12\x16.loom.v1.SubmitRequest\x1a\x1b.loom.v1.TestSubmitResponse2\x91\x02\n" +
-	"\vNodeService\x12B\n" +
-	"\tListNodes\x12\x19.loom.v1.ListNodesRequest\x1a\x1a.loom.v1.ListNodesResponse\x125\n" +
-	"\aGetNode\x12\x17.loom.v1.GetNodeRequest\x1a\x11.loom.v1.NodeInfo\x12B\n" +
-	"\tDrainNode\x12\x19.loom.v1.NodeStateRequest\x1a\x1a.loom.v1.NodeStateResponse\x12C\n" +
-	"\n" +
-	"ResumeNode\x12\x19.loom.v1.NodeStateRequest\x1a\x1a.loom.v1.NodeStateResponse2\xea\x01\n" +
-	"\fAgentService\x12?\n" +
-	"\bRegister\x12\x18.loom.v1.RegisterRequest\x1a\x19.loom.v1.RegisterResponse\x12Q\n" +
-	"\x10WatchAllocations\x12 .loom.v1.WatchAllocationsRequest\x1a\x19.loom.v1.AllocationUpdate0\x01\x12F\n" +
-	"\vUpdateTasks\x12\x1a.loom.v1.TaskUpdateRequest\x1a\x1b.loom.v1.TaskUpdateResponse2\xe3\x04\n" +
-	"\bOperator\x12?\n" +
-	"\bRaftJoin\x12\x18.loom.v1.RaftJoinRequest\x1a\x19.loom.v1.RaftJoinResponse\x12N\n" +
-	"\rRaftListPeers\x12\x1d.loom.v1.RaftListPeersRequest\x1a\x1e.loom.v1.RaftListPeersResponse\x12Q\n" +
-	"\x0eRaftRemovePeer\x12\x1e.loom.v1.RaftRemovePeerRequest\x1a\x1f.loom.v1.RaftRemovePeerResponse\x12K\n" +
-	"\fServerStatus\x12\x1c.loom.v1.ServerStatusRequest\x1a\x1d.loom.v1.ServerStatusResponse\x12F\n" +
-	"\fSnapshotSave\x12\x1c.loom.v1.SnapshotSaveRequest\x1a\x16.loom.v1.SnapshotChunk0\x01\x12M\n" +
-	"\x0fSnapshotRestore\x12\x16.loom.v1.SnapshotChunk\x1a .loom.v1.SnapshotRestoreResponse(\x01\x12B\n" +
-	"\tGetConfig\x12\x19.loom.v1.GetConfigRequest\x1a\x1a.loom.v1.GetConfigResponse\x12K\n" +
-	"\fReloadConfig\x12\x1c.loom.v1.ReloadConfigRequest\x1a\x1d.loom.v1.ReloadConfigResponse2F\n" +
-	"\tAgentLogs\x129\n" +
-	"\bTaskLogs\x12\x18.loom.v1.TaskLogsRequest\x1a\x11.loom.v1.LogChunk0\x012\x81\x03\n" +
-	"\x12ReservationService\x12Z\n" +
-	"\x11CreateReservation\x12!.loom.v1.CreateReservationRequest\x1a\".loom.v1.CreateReservationResponse\x12Z\n" +
-	"\x11UpdateReservation\x12!.loom.v1.UpdateReservationRequest\x1a\".loom.v1.UpdateReservationResponse\x12Z\n" +
-	"\x11DeleteReservation\x12!.loom.v1.DeleteReservationRequest\x1a\".loom.v1.DeleteReservationResponse\x12W\n" +
-	"\x10ListReservations\x12 .loom.v1.ListReservationsRequest\x1a!.loom.v1.ListReservationsResponseB\x1dZ\x1bgithub.com/loomhpc/loom/apib\x06proto3"
+	"\x12RESERVATION_EXPIRE\x10\x04B\x1dZ\x1bgithub.com/loomhpc/loom/apib\x06proto3"
 
 var (
 	file_api_loom_proto_rawDescOnce sync.Once
@@ -9291,72 +9248,8 @@ var file_api_loom_proto_depIdxs = []int32{
 	95,  // 75: loom.v1.ListReservationsResponse.reservations:type_name -> loom.v1.Reservation
 	105, // 76: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
 	106, // 77: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
-	16,  // 78: loom.v1.JobService.Submit:input_type -> loom.v1.SubmitRequest
-	18,  // 79: loom.v1.JobService.Cancel:input_type -> loom.v1.CancelRequest
-	20,  // 80: loom.v1.JobService.Hold:input_type -> loom.v1.HoldRequest
-	22,  // 81: loom.v1.JobService.Requeue:input_type -> loom.v1.RequeueRequest
-	24,  // 82: loom.v1.JobService.GetJob:input_type -> loom.v1.GetJobRequest
-	26,  // 83: loom.v1.JobService.ListJobs:input_type -> loom.v1.ListJobsRequest
-	28,  // 84: loom.v1.JobService.StreamLogs:input_type -> loom.v1.LogsRequest
-	33,  // 85: loom.v1.JobService.CreateStep:input_type -> loom.v1.CreateStepRequest
-	35,  // 86: loom.v1.JobService.CancelSteps:input_type -> loom.v1.CancelStepsRequest
-	37,  // 87: loom.v1.JobService.CompleteAllocation:input_type -> loom.v1.CompleteAllocationRequest
-	30,  // 88: loom.v1.JobService.UpdateJob:input_type -> loom.v1.UpdateJobRequest
-	16,  // 89: loom.v1.JobService.TestSubmit:input_type -> loom.v1.SubmitRequest
-	39,  // 90: loom.v1.NodeService.ListNodes:input_type -> loom.v1.ListNodesRequest
-	42,  // 91: loom.v1.NodeService.GetNode:input_type -> loom.v1.GetNodeRequest
-	43,  // 92: loom.v1.NodeService.DrainNode:input_type -> loom.v1.NodeStateRequest
-	43,  // 93: loom.v1.NodeService.ResumeNode:input_type -> loom.v1.NodeStateRequest
-	45,  // 94: loom.v1.AgentService.Register:input_type -> loom.v1.RegisterRequest
-	47,  // 95: loom.v1.AgentService.WatchAllocations:input_type -> loom.v1.WatchAllocationsRequest
-	50,  // 96: loom.v1.AgentService.UpdateTasks:input_type -> loom.v1.TaskUpdateRequest
-	53,  // 97: loom.v1.Operator.RaftJoin:input_type -> loom.v1.RaftJoinRequest
-	55,  // 98: loom.v1.Operator.RaftListPeers:input_type -> loom.v1.RaftListPeersRequest
-	57,  // 99: loom.v1.Operator.RaftRemovePeer:input_type -> loom.v1.RaftRemovePeerRequest
-	59,  // 100: loom.v1.Operator.ServerStatus:input_type -> loom.v1.ServerStatusRequest
-	107, // 101: loom.v1.Operator.SnapshotSave:input_type -> loom.v1.SnapshotSaveRequest
-	108, // 102: loom.v1.Operator.SnapshotRestore:input_type -> loom.v1.SnapshotChunk
-	87,  // 103: loom.v1.Operator.GetConfig:input_type -> loom.v1.GetConfigRequest
-	89,  // 104: loom.v1.Operator.ReloadConfig:input_type -> loom.v1.ReloadConfigRequest
-	61,  // 105: loom.v1.AgentLogs.TaskLogs:input_type -> loom.v1.TaskLogsRequest
-	97,  // 106: loom.v1.ReservationService.CreateReservation:input_type -> loom.v1.CreateReservationRequest
-	99,  // 107: loom.v1.ReservationService.UpdateReservation:input_type -> loom.v1.UpdateReservationRequest
-	101, // 108: loom.v1.ReservationService.DeleteReservation:input_type -> loom.v1.DeleteReservationRequest
-	103, // 109: loom.v1.ReservationService.ListReservations:input_type -> loom.v1.ListReservationsRequest
-	17,  // 110: loom.v1.JobService.Submit:output_type -> loom.v1.SubmitResponse
-	19,  // 111: loom.v1.JobService.Cancel:output_type -> loom.v1.CancelResponse
-	21,  // 112: loom.v1.JobService.Hold:output_type -> loom.v1.HoldResponse
-	23,  // 113: loom.v1.JobService.Requeue:output_type -> loom.v1.RequeueResponse
-	25,  // 114: loom.v1.JobService.GetJob:output_type -> loom.v1.GetJobResponse
-	27,  // 115: loom.v1.JobService.ListJobs:output_type -> loom.v1.ListJobsResponse
-	29,  // 116: loom.v1.JobService.StreamLogs:output_type -> loom.v1.LogChunk
-	34,  // 117: loom.v1.JobService.CreateStep:output_type -> loom.v1.CreateStepResponse
-	36,  // 118: loom.v1.JobService.CancelSteps:output_type -> loom.v1.CancelStepsResponse
-	38,  // 119: loom.v1.JobService.CompleteAllocation:output_type -> loom.v1.CompleteAllocationResponse
-	31,  // 120: loom.v1.JobService.UpdateJob:output_type -> loom.v1.UpdateJobResponse
-	32,  // 121: loom.v1.JobService.TestSubmit:output_type -> loom.v1.TestSubmitResponse
-	41,  // 122: loom.v1.NodeService.ListNodes:output_type -> loom.v1.ListNodesResponse
-	40,  // 123: loom.v1.NodeService.GetNode:output_type -> loom.v1.NodeInfo
-	44,  // 124: loom.v1.NodeService.DrainNode:output_type -> loom.v1.NodeStateResponse
-	44,  // 125: loom.v1.NodeService.ResumeNode:output_type -> loom.v1.NodeStateResponse
-	46,  // 126: loom.v1.AgentService.Register:output_type -> loom.v1.RegisterResponse
-	48,  // 127: loom.v1.AgentService.WatchAllocations:output_type -> loom.v1.AllocationUpdate
-	51,  // 128: loom.v1.AgentService.UpdateTasks:output_type -> loom.v1.TaskUpdateResponse
-	54,  // 129: loom.v1.Operator.RaftJoin:output_type -> loom.v1.RaftJoinResponse
-	56,  // 130: loom.v1.Operator.RaftListPeers:output_type -> loom.v1.RaftListPeersResponse
-	58,  // 131: loom.v1.Operator.RaftRemovePeer:output_type -> loom.v1.RaftRemovePeerResponse
-	60,  // 132: loom.v1.Operator.ServerStatus:output_type -> loom.v1.ServerStatusResponse
-	108, // 133: loom.v1.Operator.SnapshotSave:output_type -> loom.v1.SnapshotChunk
-	109, // 134: loom.v1.Operator.SnapshotRestore:output_type -> loom.v1.SnapshotRestoreResponse
-	88,  // 135: loom.v1.Operator.GetConfig:output_type -> loom.v1.GetConfigResponse
-	90,  // 136: loom.v1.Operator.ReloadConfig:output_type -> loom.v1.ReloadConfigResponse
-	29,  // 137: loom.v1.AgentLogs.TaskLogs:output_type -> loom.v1.LogChunk
-	98,  // 138: loom.v1.ReservationService.CreateReservation:output_type -> loom.v1.CreateReservationResponse
-	100, // 139: loom.v1.ReservationService.UpdateReservation:output_type -> loom.v1.UpdateReservationResponse
-	102, // 140: loom.v1.ReservationService.DeleteReservation:output_type -> loom.v1.DeleteReservationResponse
-	104, // 141: loom.v1.ReservationService.ListReservations:output_type -> loom.v1.ListReservationsResponse
-	110, // [110:142] is the sub-list for method output_type
-	78,  // [78:110] is the sub-list for method input_type
+	78,  // [78:78] is the sub-list for method output_type
+	78,  // [78:78] is the sub-list for method input_type
 	78,  // [78:78] is the sub-list for extension type_name
 	78,  // [78:78] is the sub-list for extension extendee
 	0,   // [0:78] is the sub-list for field type_name
@@ -9381,7 +9274,7 @@ func file_api_loom_proto_init() {
 			NumEnums:      6,
 			NumMessages:   111,
 			NumExtensions: 0,
-			NumServices:   6,
+			NumServices:   0,
 		},
 		GoTypes:           file_api_loom_proto_goTypes,
 		DependencyIndexes: file_api_loom_proto_depIdxs,

@@ -13,13 +13,14 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/loomhpc/loom/auth/callcred"
 	"github.com/loomhpc/loom/auth/munge"
 )
 
 // Metadata keys the package reads and writes.
 const (
 	// MungeMetadataKey carries the caller's MUNGE credential.
-	MungeMetadataKey = "loom-munge"
+	MungeMetadataKey = callcred.MetadataKey
 	// ForwardedUIDKey and ForwardedGIDKey carry the identity of the user
 	// whose call a server forwards to the leader.
 	ForwardedUIDKey = "loom-forwarded-uid"
@@ -268,4 +269,4 @@ func forwardedID(md metadata.MD, key, fullMethod string) (uint32, error) {
 // bindPayload is the MUNGE payload that binds a credential to a call of
 // fullMethod, so that a credential seen by one server cannot serve as
 // another call.
-func bindPayload(fullMethod string) string { return "loom-call-v1 " + fullMethod }
+func bindPayload(fullMethod string) string { return callcred.Payload(fullMethod) }

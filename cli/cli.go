@@ -14,9 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc"
-
-	"github.com/loomhpc/loom/auth"
+	"github.com/loomhpc/loom/auth/callcred"
+	"github.com/loomhpc/loom/rpcclient"
 )
 
 // command is one user command: it parses args and returns the exit status.
@@ -86,9 +85,9 @@ type env struct {
 	loc            *time.Location // for printed timestamps
 	newToken       func() string
 	// munge makes MUNGE credentials; nil means the munged of this host.
-	munge auth.Encoder
+	munge callcred.Encoder
 	// dialOptions, when set, replaces how connections are made (tests).
-	dialOptions func(addr string) ([]grpc.DialOption, error)
+	dialOptions func(addr string) (rpcclient.Options, error)
 }
 
 func osEnv(name string, stdin io.Reader, stdout, stderr io.Writer) *env {

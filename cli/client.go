@@ -7,11 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apiclient"
+	"github.com/loomhpc/loom/rpcclient"
 )
 
 // Environment variables the commands read.
@@ -37,9 +35,9 @@ const (
 type client struct {
 	addrs   []string
 	timeout time.Duration
-	conns   map[string]*grpc.ClientConn
+	conns   map[string]*rpcclient.Conn
 	// dialOptions returns the options for a connection to an address.
-	dialOptions func(addr string) ([]grpc.DialOption, error)
+	dialOptions func(addr string) (rpcclient.Options, error)
 	// consistent reads go through the leader (linearizable).
 	consistent bool
 	// lastIndex is the Raft index of this process's last write; reads ask
@@ -54,7 +52,7 @@ func (c *client) wrote(index uint64) { c.lastIndex = max(c.lastIndex, index) }
 // newClient reads LOOM_ADDR, LOOM_TIMEOUT and the settings for reaching
 // the servers (dial.go). Connections are made lazily.
 func newClient(e *env) (*client, error) {
-	c := &client{timeout: DefaultTimeout, conns: map[string]*grpc.ClientConn{}, dialOptions: e.dialOptions}
+	c := &client{timeout: DefaultTimeout, conns: map[string]*rpcclient.Conn{}, dialOptions: e.dialOptions}
 	set, setPath, err := readSettings(e)
 	if err != nil {
 		return nil, err
@@ -73,10 +71,10 @@ func newClient(e *env) (*client, error) {
 	}
 	if c.dialOptions == nil {
 		var tr *transport
-		c.dialOptions = func(addr string) ([]grpc.DialOption, error) {
+		c.dialOptions = func(addr string) (rpcclient.Options, error) {
 			if tr == nil && !isUnixAddr(addr) {
 				if tr, err = newTransport(e, set, setPath); err != nil {
-					return nil, err
+					return rpcclient.Options{}, err
 				}
 			}
 			return tr.dialOptions(addr)
@@ -100,7 +98,7 @@ func (c *client) Close() {
 	}
 }
 
-func (c *client) conn(addr string) (*grpc.ClientConn, error) {
+func (c *client) conn(addr string) (*rpcclient.Conn, error) {
 	if cc, ok := c.conns[addr]; ok {
 		return cc, nil
 	}
@@ -108,7 +106,8 @@ func (c *client) conn(addr string) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cc, err := grpc.NewClient(addr, append(opts, api.ClientSizeOption())...)
+	opts.MaxSendBytes, opts.MaxRecvBytes = api.MaxRequestBytes, api.MaxResponseBytes
+	cc, err := rpcclient.New(addr, opts)
 	if err != nil {
 		return nil, fmt.Errorf("server address %q: %w", addr, err)
 	}
@@ -124,13 +123,13 @@ func (f *final) Error() string { return f.err.Error() }
 func (f *final) Unwrap() error { return f.err }
 
 // do runs call against each server in turn until one answers with
-// anything but codes.Unavailable. Each attempt has its own timeout unless
+// anything but rpcclient.Unavailable. Each attempt has its own timeout unless
 // bounded is false (streams that follow output). When every server is
 // unavailable (a leader election, a restarting server) a bounded call goes
 // round the list again with backoff until LOOM_TIMEOUT has passed, so a
 // failover does not reach the user as an error. The call must be safe to
 // repeat on another server (Submit reuses its idempotency token).
-func (c *client) do(ctx context.Context, bounded bool, call func(ctx context.Context, cc *grpc.ClientConn) error) error {
+func (c *client) do(ctx context.Context, bounded bool, call func(ctx context.Context, cc *rpcclient.Conn) error) error {
 	deadline := time.Now().Add(c.timeout)
 	pause := 50 * time.Millisecond
 	for {
@@ -161,7 +160,7 @@ func (c *client) do(ctx context.Context, bounded bool, call func(ctx context.Con
 // Unavailable answer to report when every server was unavailable; that
 // answer is one a server gave (no leader yet) in preference to a refused
 // connection.
-func (c *client) round(ctx context.Context, bounded bool, call func(ctx context.Context, cc *grpc.ClientConn) error) (*unavailableError, error) {
+func (c *client) round(ctx context.Context, bounded bool, call func(ctx context.Context, cc *rpcclient.Conn) error) (*unavailableError, error) {
 	var last *unavailableError
 	for _, addr := range c.addrs {
 		cc, err := c.conn(addr)
@@ -181,14 +180,14 @@ func (c *client) round(ctx context.Context, bounded bool, call func(ctx context.
 		if errors.As(err, &f) {
 			return nil, f.err
 		}
-		switch status.Code(err) {
-		case codes.Unavailable:
-			u := &unavailableError{addr: addr, msg: status.Convert(err).Message()}
+		switch rpcclient.CodeOf(err) {
+		case rpcclient.Unavailable:
+			u := &unavailableError{addr: addr, msg: rpcclient.MessageOf(err)}
 			if last == nil || last.transport() {
 				last = u
 			}
 			continue
-		case codes.DeadlineExceeded:
+		case rpcclient.DeadlineExceeded:
 			if ctx.Err() == nil && bounded {
 				return nil, fmt.Errorf("server %s did not answer within %v (set %s to wait longer)", addr, c.timeout, EnvTimeout)
 			}
@@ -198,14 +197,15 @@ func (c *client) round(ctx context.Context, bounded bool, call func(ctx context.
 	return last, nil
 }
 
-// unavailableError is a codes.Unavailable answer from one server.
+// unavailableError is a rpcclient.Unavailable answer from one server.
 type unavailableError struct {
 	addr string
 	msg  string
 }
 
 // transport reports whether the error came from the connection rather than
-// from a server that answered: gRPC names those "connection error".
+// from a server that answered: rpcclient (as gRPC) names those
+// "connection error".
 func (u *unavailableError) transport() bool {
 	return strings.HasPrefix(u.msg, "connection error")
 }
@@ -224,9 +224,11 @@ func (u *unavailableError) Error() string {
 	return u.addr + ": " + msg
 }
 
-func (c *client) jobs(cc *grpc.ClientConn) api.JobServiceClient { return api.NewJobServiceClient(cc) }
-func (c *client) nodes(cc *grpc.ClientConn) api.NodeServiceClient {
-	return api.NewNodeServiceClient(cc)
+func (c *client) jobs(cc *rpcclient.Conn) apiclient.JobServiceClient {
+	return apiclient.NewJobServiceClient(cc)
+}
+func (c *client) nodes(cc *rpcclient.Conn) apiclient.NodeServiceClient {
+	return apiclient.NewNodeServiceClient(cc)
 }
 
 // listPageJobs is how many jobs the commands ask for in one ListJobs
@@ -245,7 +247,7 @@ func (c *client) listJobs(ctx context.Context, req *api.ListJobsRequest) (*api.L
 	all := &api.ListJobsResponse{}
 	for {
 		var resp *api.ListJobsResponse
-		err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+		err := c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 			var err error
 			resp, err = c.jobs(cc).ListJobs(ctx, req)
 			return err
@@ -265,7 +267,7 @@ func (c *client) listJobs(ctx context.Context, req *api.ListJobsRequest) (*api.L
 // getJob calls JobService.GetJob.
 func (c *client) getJob(ctx context.Context, id uint64) (*api.Job, error) {
 	var resp *api.GetJobResponse
-	err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err := c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 		var err error
 		resp, err = c.jobs(cc).GetJob(ctx, &api.GetJobRequest{JobId: id, MinIndex: c.lastIndex, Consistent: c.consistent})
 		return err
@@ -276,7 +278,7 @@ func (c *client) getJob(ctx context.Context, id uint64) (*api.Job, error) {
 // listNodes calls NodeService.ListNodes.
 func (c *client) listNodes(ctx context.Context) (*api.ListNodesResponse, error) {
 	var resp *api.ListNodesResponse
-	err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err := c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 		var err error
 		resp, err = c.nodes(cc).ListNodes(ctx, &api.ListNodesRequest{MinIndex: c.lastIndex, Consistent: c.consistent})
 		return err
@@ -288,8 +290,8 @@ func (c *client) listNodes(ctx context.Context) (*api.ListNodesResponse, error) 
 // gRPC's "rpc error: code = ... desc =" wrapping.
 func errorMessage(err error) string {
 	msg := err.Error()
-	if s, ok := status.FromError(err); ok {
-		msg = s.Message()
+	if s, ok := err.(*rpcclient.Error); ok {
+		msg = s.Message
 	}
 	// A wrapped status error: keep our context, drop gRPC's prefix.
 	if i := strings.Index(msg, "rpc error: code = "); i >= 0 {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,13 +12,11 @@ import (
 	"syscall"
 
 	"github.com/BurntSushi/toml"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/loomhpc/loom/auth"
+	"github.com/loomhpc/loom/auth/callcred"
 	"github.com/loomhpc/loom/auth/munge"
 	"github.com/loomhpc/loom/pki"
+	"github.com/loomhpc/loom/rpcclient"
 )
 
 // How the commands reach the servers and prove who runs them. A server
@@ -125,7 +124,7 @@ func readSettings(e *env) (cliSettings, string, error) {
 type transport struct {
 	tls   bool
 	files pki.Files
-	munge auth.Encoder
+	munge callcred.Encoder
 }
 
 // newTransport reads the settings for TCP servers.
@@ -173,23 +172,30 @@ func firstSet(vals ...string) string {
 // isUnixAddr reports whether addr names a local socket.
 func isUnixAddr(addr string) bool { return strings.HasPrefix(addr, "unix:") }
 
-// dialOptions are the options for a connection to addr: peer credentials
-// on a local socket; otherwise TLS (or plaintext) with a MUNGE credential
-// on every call.
-func (tr *transport) dialOptions(addr string) ([]grpc.DialOption, error) {
+// dialOptions are the options for a connection to addr: nothing on a
+// local socket, where the server reads the caller's uid from the kernel
+// (peer credentials); otherwise TLS (or plaintext) with a MUNGE
+// credential on every call.
+func (tr *transport) dialOptions(addr string) (rpcclient.Options, error) {
 	if isUnixAddr(addr) {
-		return []grpc.DialOption{grpc.WithTransportCredentials(auth.PeerCredentials())}, nil
+		return rpcclient.Options{}, nil
 	}
-	var creds credentials.TransportCredentials = insecure.NewCredentials()
+	var opts rpcclient.Options
 	if tr.tls {
 		tc, err := pki.CLIClientConfig(tr.files)
 		if err != nil {
-			return nil, err
+			return rpcclient.Options{}, err
 		}
-		creds = credentials.NewTLS(tc)
+		opts.TLS = tc
 	}
-	return []grpc.DialOption{grpc.WithTransportCredentials(creds),
-		grpc.WithPerRPCCredentials(auth.MungeCredentials{Munge: tr.munge, AllowPlaintext: !tr.tls})}, nil
+	enc := tr.munge
+	if enc == nil {
+		enc = munge.Client{}
+	}
+	opts.Metadata = func(_ context.Context, method string) (map[string]string, error) {
+		return callcred.Metadata(enc, method)
+	}
+	return opts, nil
 }
 
 // defaultAddrs are the servers to use when LOOM_ADDR is unset: those of

@@ -24,8 +24,8 @@ func TestTransportSettings(t *testing.T) {
 		t.Errorf("newTransport with tls = false in [cli]: %+v, %v; want plaintext", tr, err)
 	}
 	// A local socket needs neither a CA nor munge.
-	if opts, err := (&transport{tls: true}).dialOptions("unix:///run/loom/loom.sock"); err != nil || len(opts) != 1 {
-		t.Errorf("dialOptions(unix socket) = %d options, %v; want peer credentials only", len(opts), err)
+	if opts, err := (&transport{tls: true}).dialOptions("unix:///run/loom/loom.sock"); err != nil || opts.TLS != nil || opts.Metadata != nil {
+		t.Errorf("dialOptions(unix socket) = %+v, %v; want no TLS and no credential (peer credentials)", opts, err)
 	}
 }
 

@@ -10,11 +10,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/clusterconf"
+	"github.com/loomhpc/loom/rpcclient"
 	"github.com/loomhpc/loom/scheduler"
 )
 
@@ -75,7 +73,7 @@ func readCluster(ctx context.Context, c *client) (*clusterState, error) {
 	}
 	st := &clusterState{jobs: jr.Jobs}
 	// A server without advance reservations (an older one) has none.
-	if st.reservations, err = listReservations(ctx, c, ""); err != nil && status.Code(err) != codes.Unimplemented {
+	if st.reservations, err = listReservations(ctx, c, ""); err != nil && rpcclient.CodeOf(err) != rpcclient.Unimplemented {
 		return nil, fmt.Errorf("list reservations: %s", errorMessage(err))
 	}
 	cc, err := c.clusterConfig(ctx)

@@ -12,19 +12,20 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
+	"github.com/loomhpc/loom/rpcclient"
 )
 
 // fakeServer is an in-memory JobService and NodeService that records what
 // it is asked.
 type fakeServer struct {
-	api.UnimplementedJobServiceServer
-	api.UnimplementedNodeServiceServer
-	api.UnimplementedOperatorServer
+	apirpc.UnimplementedJobServiceServer
+	apirpc.UnimplementedNodeServiceServer
+	apirpc.UnimplementedOperatorServer
 
 	mu       sync.Mutex
 	jobs     []*api.Job
@@ -227,9 +228,9 @@ func serveGRPC(t *testing.T, register func(*grpc.Server)) string {
 func (f *fakeServer) start(t *testing.T) string {
 	t.Helper()
 	return serveGRPC(t, func(srv *grpc.Server) {
-		api.RegisterJobServiceServer(srv, f)
-		api.RegisterNodeServiceServer(srv, f)
-		api.RegisterOperatorServer(srv, f)
+		apirpc.RegisterJobServiceServer(srv, f)
+		apirpc.RegisterNodeServiceServer(srv, f)
+		apirpc.RegisterOperatorServer(srv, f)
 	})
 }
 
@@ -261,20 +262,18 @@ type testEnv struct {
 func newTestEnv(name, addr string, extraEnv ...string) testEnv {
 	out, errb := &bytes.Buffer{}, &bytes.Buffer{}
 	e := &env{
-		name:     name,
-		stdin:    strings.NewReader(""),
-		stdout:   out,
-		stderr:   errb,
-		environ:  append([]string{"LOOM_ADDR=" + addr, "LOOM_TIMEOUT=20s", "HOME=/home/alice", "PATH=/usr/bin:/bin"}, extraEnv...),
-		getwd:    func() (string, error) { return "/home/alice/work", nil },
-		whoami:   func() (identity, error) { return identity{user: "alice", uid: 1000, gid: 1000}, nil },
-		hostname: func() (string, error) { return "login1", nil },
-		now:      func() time.Time { return testNow },
-		loc:      time.UTC,
-		newToken: func() string { return "token-1" },
-		dialOptions: func(string) ([]grpc.DialOption, error) {
-			return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
-		},
+		name:        name,
+		stdin:       strings.NewReader(""),
+		stdout:      out,
+		stderr:      errb,
+		environ:     append([]string{"LOOM_ADDR=" + addr, "LOOM_TIMEOUT=20s", "HOME=/home/alice", "PATH=/usr/bin:/bin"}, extraEnv...),
+		getwd:       func() (string, error) { return "/home/alice/work", nil },
+		whoami:      func() (identity, error) { return identity{user: "alice", uid: 1000, gid: 1000}, nil },
+		hostname:    func() (string, error) { return "login1", nil },
+		now:         func() time.Time { return testNow },
+		loc:         time.UTC,
+		newToken:    func() string { return "token-1" },
+		dialOptions: func(string) (rpcclient.Options, error) { return rpcclient.Options{}, nil },
 	}
 	return testEnv{e, out, errb}
 }

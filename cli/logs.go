@@ -11,9 +11,8 @@ import (
 	"strconv"
 	"time"
 
-	"google.golang.org/grpc"
-
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/rpcclient"
 )
 
 const logsUsage = `Usage: loom logs [OPTIONS...] JOBID[.STEPID] [TASK]
@@ -98,7 +97,7 @@ func runLogs(ctx context.Context, e *env, args []string) int {
 // cancelled. A server that fails before sending anything is skipped for
 // the next one.
 func streamLogs(ctx context.Context, c *client, req *api.LogsRequest, w io.Writer, label bool) error {
-	return c.do(ctx, false, func(ctx context.Context, cc *grpc.ClientConn) error {
+	return c.do(ctx, false, func(ctx context.Context, cc *rpcclient.Conn) error {
 		ctx, cancel := context.WithCancelCause(ctx)
 		defer cancel(nil)
 		var idle *time.Timer

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"text/tabwriter"
 
-	"google.golang.org/grpc"
-
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apiclient"
+	"github.com/loomhpc/loom/rpcclient"
 )
 
 const operatorUsage = `Usage: loom operator raft list-peers [--json]
@@ -66,9 +66,9 @@ func runOperator(ctx context.Context, e *env, args []string) int {
 	switch pos[1] {
 	case "list-peers":
 		var resp *api.RaftListPeersResponse
-		err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+		err := c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 			var err error
-			resp, err = api.NewOperatorClient(cc).RaftListPeers(ctx, &api.RaftListPeersRequest{})
+			resp, err = apiclient.NewOperatorClient(cc).RaftListPeers(ctx, &api.RaftListPeersRequest{})
 			return err
 		})
 		if err != nil {
@@ -95,8 +95,8 @@ func runOperator(ctx context.Context, e *env, args []string) int {
 		if len(pos) != 3 {
 			return e.fail(&usageError{msg: "remove-peer takes one SERVER_ID (see list-peers)"})
 		}
-		err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
-			_, err := api.NewOperatorClient(cc).RaftRemovePeer(ctx, &api.RaftRemovePeerRequest{Id: pos[2]})
+		err := c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
+			_, err := apiclient.NewOperatorClient(cc).RaftRemovePeer(ctx, &api.RaftRemovePeerRequest{Id: pos[2]})
 			return err
 		})
 		if err != nil {
@@ -123,9 +123,9 @@ func runReload(ctx context.Context, e *env, asJSON bool) int {
 	}
 	defer c.Close()
 	var resp *api.ReloadConfigResponse
-	err = c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err = c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 		var err error
-		resp, err = api.NewOperatorClient(cc).ReloadConfig(ctx, &api.ReloadConfigRequest{})
+		resp, err = apiclient.NewOperatorClient(cc).ReloadConfig(ctx, &api.ReloadConfigRequest{})
 		return err
 	})
 	if err != nil {

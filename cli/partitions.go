@@ -7,23 +7,21 @@ import (
 	"strconv"
 	"strings"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apiclient"
+	"github.com/loomhpc/loom/rpcclient"
 )
 
 // clusterConfig calls Operator.GetConfig: the replicated configuration, or
 // nil when none was ever set or the server predates it.
 func (c *client) clusterConfig(ctx context.Context) (*api.ClusterConfig, error) {
 	var resp *api.GetConfigResponse
-	err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err := c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 		var err error
-		resp, err = api.NewOperatorClient(cc).GetConfig(ctx, &api.GetConfigRequest{})
+		resp, err = apiclient.NewOperatorClient(cc).GetConfig(ctx, &api.GetConfigRequest{})
 		return err
 	})
-	if status.Code(err) == codes.Unimplemented {
+	if rpcclient.CodeOf(err) == rpcclient.Unimplemented {
 		return nil, nil
 	}
 	return resp.GetConfig(), err

@@ -12,9 +12,8 @@ import (
 	"syscall"
 	"time"
 
-	"google.golang.org/grpc"
-
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/rpcclient"
 )
 
 const sallocUsage = `Usage: salloc [OPTIONS...] [COMMAND [ARGS...]]
@@ -100,7 +99,7 @@ func runSalloc(ctx context.Context, e *env, args []string) int {
 func relinquish(e *env, c *client, id uint64, code int) int {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err := c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 		_, err := c.jobs(cc).CompleteAllocation(ctx, &api.CompleteAllocationRequest{JobId: id, ExitCode: int32(code)})
 		return err
 	})

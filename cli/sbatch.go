@@ -10,9 +10,8 @@ import (
 	"slices"
 	"strings"
 
-	"google.golang.org/grpc"
-
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/rpcclient"
 )
 
 const sbatchUsage = `Usage: sbatch [OPTIONS...] [SCRIPT [ARGS...]]
@@ -302,7 +301,7 @@ func testSubmit(ctx context.Context, e *env, c *client, spec *api.JobSpec) int {
 	}
 	req := &api.SubmitRequest{Spec: spec, SubmitHost: host}
 	var resp *api.TestSubmitResponse
-	err = c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err = c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 		resp, err = c.jobs(cc).TestSubmit(ctx, req)
 		return err
 	})
@@ -333,7 +332,7 @@ func submit(ctx context.Context, e *env, c *client, spec *api.JobSpec) (uint64, 
 		IdempotencyToken: e.newToken(),
 	}
 	var resp *api.SubmitResponse
-	err = c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err = c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 		resp, err = c.jobs(cc).Submit(ctx, req)
 		return err
 	})

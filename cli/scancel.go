@@ -7,9 +7,8 @@ import (
 	"slices"
 	"strings"
 
-	"google.golang.org/grpc"
-
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/rpcclient"
 )
 
 const scancelUsage = `Usage: scancel [OPTIONS...] [JOBID[.STEPID]...]
@@ -154,7 +153,7 @@ func runScancel(ctx context.Context, e *env, args []string) int {
 func cancelJob(ctx context.Context, c *client, id uint64) error {
 	req := &api.CancelRequest{JobIds: []uint64{id}}
 	var resp *api.CancelResponse
-	err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err := c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 		var err error
 		resp, err = c.jobs(cc).Cancel(ctx, req)
 		return err
@@ -205,7 +204,7 @@ func signalSteps(ctx context.Context, c *client, o scancelOpts, job uint64, step
 		sig, _, _ := api.ParseSignal(o.signal)
 		req.Signal = int32(sig)
 	}
-	return c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+	return c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 		resp, err := c.jobs(cc).CancelSteps(ctx, req)
 		if err == nil {
 			c.wrote(resp.GetIndex())

@@ -10,11 +10,9 @@ import (
 	"strconv"
 	"strings"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apiclient"
+	"github.com/loomhpc/loom/rpcclient"
 )
 
 const scontrolUsage = `Usage: scontrol [OPTIONS...] COMMAND
@@ -114,12 +112,12 @@ func runScontrol(ctx context.Context, e *env, args []string) int {
 	case cmd == "update":
 		return withClient(e, func(c *client) int { return updateNodes(ctx, e, c, pos[1:]) })
 	case cmd == "hold" || cmd == "release":
-		return changeJobs(ctx, e, cmd, pos[1:], func(ctx context.Context, jobs api.JobServiceClient, ids []uint64) (uint64, error) {
+		return changeJobs(ctx, e, cmd, pos[1:], func(ctx context.Context, jobs apiclient.JobServiceClient, ids []uint64) (uint64, error) {
 			resp, err := jobs.Hold(ctx, &api.HoldRequest{JobIds: ids, Release: cmd == "release"})
 			return resp.GetIndex(), err
 		})
 	case cmd == "requeue":
-		return changeJobs(ctx, e, cmd, pos[1:], func(ctx context.Context, jobs api.JobServiceClient, ids []uint64) (uint64, error) {
+		return changeJobs(ctx, e, cmd, pos[1:], func(ctx context.Context, jobs apiclient.JobServiceClient, ids []uint64) (uint64, error) {
 			resp, err := jobs.Requeue(ctx, &api.RequeueRequest{JobIds: ids})
 			return resp.GetIndex(), err
 		})
@@ -176,7 +174,7 @@ func showJobs(ctx context.Context, e *env, c *client, rest []string, o scontrolO
 		}
 		for _, id := range ids {
 			j, err := c.getJob(ctx, id)
-			if status.Code(err) == codes.NotFound {
+			if rpcclient.CodeOf(err) == rpcclient.NotFound {
 				return e.errorf("job %d: invalid job id specified", id)
 			}
 			if err != nil {
@@ -366,12 +364,12 @@ func showNodes(ctx context.Context, e *env, c *client, rest []string, o scontrol
 		}
 		for _, name := range names {
 			var n *api.NodeInfo
-			err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+			err := c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 				var err error
 				n, err = c.nodes(cc).GetNode(ctx, &api.GetNodeRequest{Name: name})
 				return err
 			})
-			if status.Code(err) == codes.NotFound {
+			if rpcclient.CodeOf(err) == rpcclient.NotFound {
 				return e.errorf("node %s not found", name)
 			}
 			if err != nil {
@@ -478,18 +476,18 @@ func updateNodes(ctx context.Context, e *env, c *client, args []string) int {
 	if err != nil {
 		return e.fail(fmt.Errorf("nodename: %w", err))
 	}
-	var call func(api.NodeServiceClient, context.Context, *api.NodeStateRequest) error
+	var call func(apiclient.NodeServiceClient, context.Context, *api.NodeStateRequest) error
 	switch state {
 	case "drain":
 		if reason == "" {
 			return e.errorf("you must specify a reason when draining a node: reason=\"...\"")
 		}
-		call = func(n api.NodeServiceClient, ctx context.Context, r *api.NodeStateRequest) error {
+		call = func(n apiclient.NodeServiceClient, ctx context.Context, r *api.NodeStateRequest) error {
 			_, err := n.DrainNode(ctx, r)
 			return err
 		}
 	case "resume", "undrain", "idle":
-		call = func(n api.NodeServiceClient, ctx context.Context, r *api.NodeStateRequest) error {
+		call = func(n apiclient.NodeServiceClient, ctx context.Context, r *api.NodeStateRequest) error {
 			_, err := n.ResumeNode(ctx, r)
 			return err
 		}
@@ -501,12 +499,12 @@ func updateNodes(ctx context.Context, e *env, c *client, args []string) int {
 	exit := 0
 	for _, h := range hosts {
 		req := &api.NodeStateRequest{Name: h, Reason: reason}
-		err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+		err := c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 			return call(c.nodes(cc), ctx, req)
 		})
 		if err != nil {
 			msg := messageAbout(err, "node "+h+": ", fmt.Sprintf("node %q: ", h))
-			if status.Code(err) == codes.NotFound {
+			if rpcclient.CodeOf(err) == rpcclient.NotFound {
 				msg = "invalid node name specified: " + msg
 			}
 			e.errorf("node %s: %s", h, msg)
@@ -519,7 +517,7 @@ func updateNodes(ctx context.Context, e *env, c *client, args []string) int {
 // changeJobs runs a command on the jobs named in args (JOBID[,JOBID...])
 // as the calling user: scontrol hold, release and requeue.
 func changeJobs(ctx context.Context, e *env, cmd string, args []string,
-	call func(context.Context, api.JobServiceClient, []uint64) (uint64, error)) int {
+	call func(context.Context, apiclient.JobServiceClient, []uint64) (uint64, error)) int {
 	ids, err := parseJobIDs(args)
 	if err != nil {
 		return e.fail(err)
@@ -528,7 +526,7 @@ func changeJobs(ctx context.Context, e *env, cmd string, args []string,
 		return e.fail(&usageError{cmd + ": name the jobs: scontrol " + cmd + " JOBID[,JOBID...]"})
 	}
 	return withClient(e, func(c *client) int {
-		err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+		err := c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 			index, err := call(ctx, c.jobs(cc), ids)
 			if err == nil {
 				c.wrote(index)

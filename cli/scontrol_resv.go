@@ -9,11 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apiclient"
+	"github.com/loomhpc/loom/rpcclient"
 )
 
 // Advance reservations: scontrol create/update/delete/show reservation
@@ -143,8 +141,8 @@ func reservationNodes(ctx context.Context, c *client, v string) ([]string, error
 	return names, nil
 }
 
-func (c *client) reservations(cc *grpc.ClientConn) api.ReservationServiceClient {
-	return api.NewReservationServiceClient(cc)
+func (c *client) reservations(cc *rpcclient.Conn) apiclient.ReservationServiceClient {
+	return apiclient.NewReservationServiceClient(cc)
 }
 
 // createReservation is scontrol create reservation KEY=VALUE...
@@ -222,7 +220,7 @@ func createReservation(ctx context.Context, e *env, c *client, args []string) in
 		return e.fail(err)
 	}
 	var resp *api.CreateReservationResponse
-	err = c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err = c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 		var err error
 		resp, err = c.reservations(cc).CreateReservation(ctx, &api.CreateReservationRequest{Reservation: r})
 		return err
@@ -258,7 +256,7 @@ func generatedReservationName(ctx context.Context, c *client, r *api.Reservation
 
 func listReservations(ctx context.Context, c *client, name string) ([]*api.Reservation, error) {
 	var resp *api.ListReservationsResponse
-	err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err := c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 		var err error
 		resp, err = c.reservations(cc).ListReservations(ctx, &api.ListReservationsRequest{Name: name})
 		return err
@@ -367,7 +365,7 @@ func updateReservation(ctx context.Context, e *env, c *client, args []string) in
 		}
 	}
 	var resp *api.UpdateReservationResponse
-	err = c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err = c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 		var err error
 		resp, err = c.reservations(cc).UpdateReservation(ctx, req)
 		return err
@@ -397,7 +395,7 @@ func deleteReservation(ctx context.Context, e *env, c *client, args []string) in
 		return e.fail(&usageError{"delete: ReservationName=NAME is required"})
 	}
 	var resp *api.DeleteReservationResponse
-	err = c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err = c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 		var err error
 		resp, err = c.reservations(cc).DeleteReservation(ctx, &api.DeleteReservationRequest{Name: name})
 		return err
@@ -416,7 +414,7 @@ func showReservations(ctx context.Context, e *env, c *client, rest []string, o s
 		name = rest[0]
 	}
 	rs, err := listReservations(ctx, c, name)
-	if status.Code(err) == codes.NotFound {
+	if rpcclient.CodeOf(err) == rpcclient.NotFound {
 		return e.errorf("Reservation %s not found", name)
 	}
 	if err != nil {

@@ -14,12 +14,13 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 )
 
 // fakeResv is an in-memory ReservationService beside a fakeServer's
 // NodeService, recording what it is asked.
 type fakeResv struct {
-	api.UnimplementedReservationServiceServer
+	apirpc.UnimplementedReservationServiceServer
 	mu      sync.Mutex
 	resv    []*api.Reservation
 	creates []*api.Reservation
@@ -65,8 +66,8 @@ func (f *fakeResv) ListReservations(_ context.Context, req *api.ListReservations
 func (f *fakeResv) start(t *testing.T, nodes *fakeServer) string {
 	t.Helper()
 	return serveGRPC(t, func(srv *grpc.Server) {
-		api.RegisterReservationServiceServer(srv, f)
-		api.RegisterNodeServiceServer(srv, nodes)
+		apirpc.RegisterReservationServiceServer(srv, f)
+		apirpc.RegisterNodeServiceServer(srv, nodes)
 	})
 }
 

@@ -7,10 +7,10 @@ import (
 	"strconv"
 	"strings"
 
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/rpcclient"
 )
 
 // isJobUpdate reports whether the arguments of scontrol update name a
@@ -135,7 +135,7 @@ func updateJobs(ctx context.Context, e *env, c *client, args []string) int {
 			}
 			req.TimeLimitS = proto.Int64(limit + u.relLimit)
 		}
-		err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+		err := c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 			resp, err := c.jobs(cc).UpdateJob(ctx, req)
 			if err == nil {
 				c.wrote(resp.GetIndex())

@@ -10,10 +10,10 @@ import (
 	"path/filepath"
 	"text/tabwriter"
 
-	"google.golang.org/grpc"
-
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apiclient"
 	"github.com/loomhpc/loom/backup"
+	"github.com/loomhpc/loom/rpcclient"
 )
 
 // runSnapshot is `loom operator snapshot save|inspect|restore FILE`.
@@ -47,9 +47,9 @@ func snapshotSave(ctx context.Context, e *env, path string, asJSON bool) int {
 	}
 	defer c.Close()
 	var file bytes.Buffer
-	err = c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err = c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 		file.Reset()
-		stream, err := api.NewOperatorClient(cc).SnapshotSave(ctx, &api.SnapshotSaveRequest{})
+		stream, err := apiclient.NewOperatorClient(cc).SnapshotSave(ctx, &api.SnapshotSaveRequest{})
 		if err != nil {
 			return err
 		}
@@ -107,8 +107,8 @@ func snapshotRestore(ctx context.Context, e *env, path string, asJSON bool) int 
 	}
 	defer c.Close()
 	var resp *api.SnapshotRestoreResponse
-	err = c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
-		stream, err := api.NewOperatorClient(cc).SnapshotRestore(ctx)
+	err = c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
+		stream, err := apiclient.NewOperatorClient(cc).SnapshotRestore(ctx)
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/backup"
 	"github.com/loomhpc/loom/state"
 )
@@ -20,7 +21,7 @@ import (
 // fakeOperator serves a fixed snapshot file in small pieces and records
 // the files it is asked to restore.
 type fakeOperator struct {
-	api.UnimplementedOperatorServer
+	apirpc.UnimplementedOperatorServer
 	file []byte
 
 	mu       sync.Mutex
@@ -59,7 +60,7 @@ func (f *fakeOperator) SnapshotRestore(stream grpc.ClientStreamingServer[api.Sna
 func (f *fakeOperator) start(t *testing.T) string {
 	t.Helper()
 	return serveGRPC(t, func(srv *grpc.Server) {
-		api.RegisterOperatorServer(srv, f)
+		apirpc.RegisterOperatorServer(srv, f)
 	})
 }
 

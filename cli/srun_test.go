@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 )
 
 // srunJob is job 1, the id the fake server gives the first submit.
@@ -148,7 +149,7 @@ func TestSrunInterruptCancelsJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	api.RegisterJobServiceServer(srv, b)
+	apirpc.RegisterJobServiceServer(srv, b)
 	go srv.Serve(lis)
 	defer srv.Stop()
 

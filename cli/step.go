@@ -7,10 +7,9 @@ import (
 	"strconv"
 	"time"
 
-	"google.golang.org/grpc"
-
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/rankenv"
+	"github.com/loomhpc/loom/rpcclient"
 )
 
 // stepOpts are srun's options that only mean something for a job step.
@@ -82,7 +81,7 @@ func buildStepSpec(e *env, o *sbatchOpts, so *stepOpts, uses []optUse, pos []str
 // returns the step's exit status. Ctrl-C cancels the step, not the job.
 func runStep(ctx context.Context, e *env, c *client, jobID uint64, spec *api.JobSpec, label bool) int {
 	var resp *api.CreateStepResponse
-	err := c.do(ctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err := c.do(ctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 		var err error
 		resp, err = c.jobs(cc).CreateStep(ctx, &api.CreateStepRequest{
 			JobId: jobID, Spec: spec, IdempotencyToken: e.newToken()})
@@ -98,7 +97,7 @@ func runStep(ctx context.Context, e *env, c *client, jobID uint64, spec *api.Job
 	if ctx.Err() != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 		defer cancel()
-		cerr := c.do(cctx, true, func(ctx context.Context, cc *grpc.ClientConn) error {
+		cerr := c.do(cctx, true, func(ctx context.Context, cc *rpcclient.Conn) error {
 			_, err := c.jobs(cc).CancelSteps(ctx, &api.CancelStepsRequest{JobId: jobID, StepIds: []uint32{id}})
 			return err
 		})

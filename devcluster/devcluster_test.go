@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/internal/harness"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -21,14 +22,14 @@ import (
 // These tests run the whole path of a job — gRPC submit, Raft commit,
 // scheduler, agents, real processes — in one process.
 
-func startCluster(t *testing.T, agents int) (*Cluster, api.JobServiceClient) {
+func startCluster(t *testing.T, agents int) (*Cluster, apirpc.JobServiceClient) {
 	t.Helper()
 	return startClusterWith(t, Options{Agents: agents})
 }
 
 // startClusterWith starts a dev cluster of o.Agents dgx-h100 nodes with
 // the rest of o as given.
-func startClusterWith(t *testing.T, o Options) (*Cluster, api.JobServiceClient) {
+func startClusterWith(t *testing.T, o Options) (*Cluster, apirpc.JobServiceClient) {
 	t.Helper()
 	o.Profile, o.RPCAddr, o.DataDir, o.Logger = "dgx-h100", "127.0.0.1:0", t.TempDir(), testLogger()
 	c, err := Start(context.Background(), o)
@@ -41,10 +42,10 @@ func startClusterWith(t *testing.T, o Options) (*Cluster, api.JobServiceClient) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return c, api.NewJobServiceClient(conn)
+	return c, apirpc.NewJobServiceClient(conn)
 }
 
-func submit(t *testing.T, jobs api.JobServiceClient, spec *api.JobSpec) uint64 {
+func submit(t *testing.T, jobs apirpc.JobServiceClient, spec *api.JobSpec) uint64 {
 	t.Helper()
 	if spec.WorkingDir == "" {
 		spec.WorkingDir = t.TempDir()
@@ -58,7 +59,7 @@ func submit(t *testing.T, jobs api.JobServiceClient, spec *api.JobSpec) uint64 {
 	return resp.JobId
 }
 
-func getJob(t *testing.T, jobs api.JobServiceClient, id uint64) *api.Job {
+func getJob(t *testing.T, jobs apirpc.JobServiceClient, id uint64) *api.Job {
 	t.Helper()
 	resp, err := jobs.GetJob(context.Background(), &api.GetJobRequest{JobId: id})
 	if err != nil {
@@ -67,7 +68,7 @@ func getJob(t *testing.T, jobs api.JobServiceClient, id uint64) *api.Job {
 	return resp.Job
 }
 
-func waitDone(t *testing.T, jobs api.JobServiceClient, id uint64) *api.Job {
+func waitDone(t *testing.T, jobs apirpc.JobServiceClient, id uint64) *api.Job {
 	t.Helper()
 	var j *api.Job
 	harness.WaitFor(t, fmt.Sprintf("job %d to end", id), 30*time.Second, func() bool {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/internal/harness"
 )
 
@@ -26,7 +27,7 @@ func TestGresScheduling(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	nodes := api.NewNodeServiceClient(conn)
+	nodes := apirpc.NewNodeServiceClient(conn)
 
 	_, err = jobs.Submit(context.Background(), &api.SubmitRequest{Spec: &api.JobSpec{Script: "#!/bin/sh\ntrue\n",
 		WorkingDir: t.TempDir(), GresPerNode: map[string]uint64{"scratch": 1}}})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/internal/harness"
 )
 
@@ -45,7 +46,7 @@ func TestMetricsWhileJobRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	jobs := api.NewJobServiceClient(conn)
+	jobs := apirpc.NewJobServiceClient(conn)
 	id := submit(t, jobs, &api.JobSpec{GpusPerNode: 2, Script: "#!/bin/sh\nexec sleep 30\n"})
 	harness.WaitFor(t, "job to run", 10*time.Second, func() bool { return getJob(t, jobs, id).State == api.JobState_RUNNING })
 

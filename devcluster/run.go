@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/cli"
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/rankenv"
@@ -42,7 +43,7 @@ func (c *Cluster) RunScript(ctx context.Context, script string, stdout, stderr i
 		return 0, err
 	}
 	defer conn.Close()
-	jobs := api.NewJobServiceClient(conn)
+	jobs := apirpc.NewJobServiceClient(conn)
 	// Follow output once the gang is placed; before that there is none.
 	if _, err := waitJob(ctx, jobs, id, func(j *api.Job) bool { return j.Allocation != nil || j.State.Terminal() }); err != nil {
 		return 0, err
@@ -88,7 +89,7 @@ func printMetrics(w io.Writer, j *api.Job) {
 	}
 }
 
-func waitJob(ctx context.Context, jobs api.JobServiceClient, id uint64, done func(*api.Job) bool) (*api.Job, error) {
+func waitJob(ctx context.Context, jobs apirpc.JobServiceClient, id uint64, done func(*api.Job) bool) (*api.Job, error) {
 	for {
 		resp, err := jobs.GetJob(ctx, &api.GetJobRequest{JobId: id})
 		if err != nil {

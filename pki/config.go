@@ -27,7 +27,7 @@ const (
 	// client presents one and admits a client without one. For the
 	// servers' user-facing port, where agents and other servers present
 	// certificates and users authenticate otherwise (MUNGE); each method
-	// then says whom it admits (RequireRole, RequireAgent).
+	// then says whom it admits (pkirpc.RequireRole, pkirpc.RequireAgent).
 	ClientCertIfGiven ClientAuth = iota
 	// ClientCertRequired refuses at the handshake a client without a
 	// certificate the CA verifies. For ports only daemons use: Raft, the

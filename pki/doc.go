@@ -21,7 +21,7 @@
 // domain must be a role name, and together they must name exactly one role
 // and, for a server or agent, exactly one node; a certificate with several
 // roles, several nodes or none is refused (ErrBadIdentity). Only
-// certificates the CA verified count (PeerIdentity, PeerIdentityFromContext).
+// certificates the CA verified count (PeerIdentity; pkirpc.PeerIdentityFromContext for a gRPC call).
 //
 // The CA is ECDSA P-256, valid 5 years (DefaultCADays), written as
 // loom-ca.pem and loom-ca-key.pem (0600). Certificates are ECDSA P-256,
@@ -37,8 +37,8 @@
 //     uses ServerConfig with ClientCertIfGiven: a client certificate, if
 //     presented, must be the CA's and name one role; users without one
 //     authenticate with MUNGE (package auth). Each method then admits its
-//     callers: RequireRole(ctx, RoleServer) for server-to-server calls
-//     (forwarding to the leader, membership), RequireAgent(ctx, node) for
+//     callers: pkirpc.RequireRole(ctx, RoleServer) for server-to-server calls
+//     (forwarding to the leader, membership), pkirpc.RequireAgent(ctx, node) for
 //     agent calls that name a node (register, heartbeat, status reports),
 //     so that the agent of node7 cannot act for node8. Both return gRPC
 //     status errors: Unauthenticated without a verified certificate,

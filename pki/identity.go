@@ -1,18 +1,12 @@
 package pki
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
 )
 
 // Role is what a certificate's holder is to the cluster: a server, the
@@ -198,60 +192,6 @@ func PeerIdentity(cs tls.ConnectionState) (Identity, error) {
 		return Identity{}, ErrNoCertificate
 	}
 	return IdentityOf(cs.PeerCertificates[0])
-}
-
-// PeerIdentityFromContext returns the identity of the caller of a gRPC
-// method, from the TLS connection the call came on.
-func PeerIdentityFromContext(ctx context.Context) (Identity, error) {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return Identity{}, ErrNotTLS
-	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok {
-		return Identity{}, ErrNotTLS
-	}
-	return PeerIdentity(info.State)
-}
-
-// RequireRole returns the caller's identity if it holds one of roles.
-// Otherwise it returns a gRPC status error: Unauthenticated when the call
-// came without a verified certificate or with one that names no single
-// role, PermissionDenied when the role is not one of roles.
-func RequireRole(ctx context.Context, roles ...Role) (Identity, error) {
-	id, err := PeerIdentityFromContext(ctx)
-	if err != nil {
-		return Identity{}, status.Error(codes.Unauthenticated, unauthenticated(err, roles))
-	}
-	if !slices.Contains(roles, id.Role) {
-		return Identity{}, status.Errorf(codes.PermissionDenied, "%s may not call this method: it needs a certificate of role %s", id, roleList(roles))
-	}
-	return id, nil
-}
-
-// RequireAgent returns nil if the caller holds the agent certificate of
-// node, and otherwise a gRPC status error (as RequireRole's): an agent may
-// register and report for its own node only.
-func RequireAgent(ctx context.Context, node string) error {
-	id, err := RequireRole(ctx, RoleAgent)
-	if err != nil {
-		return err
-	}
-	if id.Node != node {
-		return status.Errorf(codes.PermissionDenied, "agent certificate of node %q may not act for node %q", id.Node, node)
-	}
-	return nil
-}
-
-func unauthenticated(err error, roles []Role) string {
-	want := "a certificate of role " + roleList(roles)
-	switch {
-	case errors.Is(err, ErrNotTLS):
-		return "connection is not TLS: this method needs " + want
-	case errors.Is(err, ErrNoCertificate):
-		return "no client certificate: this method needs " + want
-	}
-	return err.Error()
 }
 
 func roleList(roles []Role) string {

@@ -1,7 +1,6 @@
 package pki
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -12,9 +11,6 @@ import (
 	"math/big"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // signNames returns a certificate for dnsNames signed by ca, whatever the
@@ -138,19 +134,5 @@ func TestIdentityCheck(t *testing.T) {
 		if err := tt.id.Check(); (err == nil) != tt.ok {
 			t.Errorf("%#v.Check() = %v, want ok %v", tt.id, err, tt.ok)
 		}
-	}
-}
-
-// A call that did not come over TLS has no identity: Unauthenticated.
-func TestRequireRoleWithoutTLS(t *testing.T) {
-	if _, err := PeerIdentityFromContext(context.Background()); !errors.Is(err, ErrNotTLS) {
-		t.Errorf("PeerIdentityFromContext(no peer) = %v, want ErrNotTLS", err)
-	}
-	_, err := RequireRole(context.Background(), RoleServer)
-	if status.Code(err) != codes.Unauthenticated {
-		t.Errorf("RequireRole(no peer) = %v, want code Unauthenticated", err)
-	}
-	if err := RequireAgent(context.Background(), "node7"); status.Code(err) != codes.Unauthenticated {
-		t.Errorf("RequireAgent(no peer) = %v, want code Unauthenticated", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -11,7 +12,7 @@ import (
 )
 
 type agentService struct {
-	api.UnimplementedAgentServiceServer
+	apirpc.UnimplementedAgentServiceServer
 	s *Server
 }
 
@@ -30,7 +31,7 @@ func (as *agentService) Register(ctx context.Context, req *api.RegisterRequest) 
 		return nil, err
 	}
 	if resp, fwd, err := forward(as.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.RegisterResponse, error) {
-		return api.NewAgentServiceClient(c).Register(ctx, req)
+		return apirpc.NewAgentServiceClient(c).Register(ctx, req)
 	}); fwd {
 		return resp, err
 	}
@@ -74,7 +75,7 @@ func assignedTo(snap *state.View, node string) *api.AllocationUpdate {
 // WatchAllocations streams the node's full set of allocations each time it
 // changes. Level-triggered: an agent that misses an update is corrected by
 // the next, and a reconnecting agent gets the whole picture at once.
-func (as *agentService) WatchAllocations(req *api.WatchAllocationsRequest, stream api.AgentService_WatchAllocationsServer) error {
+func (as *agentService) WatchAllocations(req *api.WatchAllocationsRequest, stream apirpc.AgentService_WatchAllocationsServer) error {
 	if req.Node == "" {
 		return status.Error(codes.InvalidArgument, "node: empty")
 	}
@@ -132,7 +133,7 @@ func (as *agentService) UpdateTasks(ctx context.Context, req *api.TaskUpdateRequ
 		return nil, err
 	}
 	if resp, fwd, err := forward(as.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.TaskUpdateResponse, error) {
-		return api.NewAgentServiceClient(c).UpdateTasks(ctx, req)
+		return apirpc.NewAgentServiceClient(c).UpdateTasks(ctx, req)
 	}); fwd {
 		return resp, err
 	}

@@ -6,8 +6,10 @@ import (
 	"strconv"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/auth"
 	"github.com/loomhpc/loom/pki"
+	"github.com/loomhpc/loom/pki/pkirpc"
 	"github.com/loomhpc/loom/rankenv"
 	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
@@ -58,41 +60,41 @@ func (a access) String() string {
 
 // methodAccess is the one table of who may call each method.
 var methodAccess = map[string]access{
-	api.JobService_Submit_FullMethodName:             accessUser,
-	api.JobService_Cancel_FullMethodName:             accessUser, // owner or operator: actorFor
-	api.JobService_Hold_FullMethodName:               accessUser, // owner or operator: actorFor
-	api.JobService_Requeue_FullMethodName:            accessUser, // owner or operator: actorFor
-	api.JobService_GetJob_FullMethodName:             accessUser, // private fields: canSee
-	api.JobService_ListJobs_FullMethodName:           accessUser, // private fields: canSee
-	api.JobService_StreamLogs_FullMethodName:         accessUser, // owner or operator: canSee
-	api.JobService_CreateStep_FullMethodName:         accessUser, // owner or operator: actorFor
-	api.JobService_CancelSteps_FullMethodName:        accessUser, // owner or operator: actorFor
-	api.JobService_CompleteAllocation_FullMethodName: accessUser, // owner or operator: actorFor
-	api.JobService_UpdateJob_FullMethodName:          accessUser, // owner or operator: actorFor; raising a time limit: the FSM
-	api.JobService_TestSubmit_FullMethodName:         accessUser,
+	apirpc.JobService_Submit_FullMethodName:             accessUser,
+	apirpc.JobService_Cancel_FullMethodName:             accessUser, // owner or operator: actorFor
+	apirpc.JobService_Hold_FullMethodName:               accessUser, // owner or operator: actorFor
+	apirpc.JobService_Requeue_FullMethodName:            accessUser, // owner or operator: actorFor
+	apirpc.JobService_GetJob_FullMethodName:             accessUser, // private fields: canSee
+	apirpc.JobService_ListJobs_FullMethodName:           accessUser, // private fields: canSee
+	apirpc.JobService_StreamLogs_FullMethodName:         accessUser, // owner or operator: canSee
+	apirpc.JobService_CreateStep_FullMethodName:         accessUser, // owner or operator: actorFor
+	apirpc.JobService_CancelSteps_FullMethodName:        accessUser, // owner or operator: actorFor
+	apirpc.JobService_CompleteAllocation_FullMethodName: accessUser, // owner or operator: actorFor
+	apirpc.JobService_UpdateJob_FullMethodName:          accessUser, // owner or operator: actorFor; raising a time limit: the FSM
+	apirpc.JobService_TestSubmit_FullMethodName:         accessUser,
 
-	api.NodeService_ListNodes_FullMethodName:  accessUser,
-	api.NodeService_GetNode_FullMethodName:    accessUser,
-	api.NodeService_DrainNode_FullMethodName:  accessOperator,
-	api.NodeService_ResumeNode_FullMethodName: accessOperator,
+	apirpc.NodeService_ListNodes_FullMethodName:  accessUser,
+	apirpc.NodeService_GetNode_FullMethodName:    accessUser,
+	apirpc.NodeService_DrainNode_FullMethodName:  accessOperator,
+	apirpc.NodeService_ResumeNode_FullMethodName: accessOperator,
 
-	api.AgentService_Register_FullMethodName:         accessAgent,
-	api.AgentService_WatchAllocations_FullMethodName: accessAgent,
-	api.AgentService_UpdateTasks_FullMethodName:      accessAgent,
+	apirpc.AgentService_Register_FullMethodName:         accessAgent,
+	apirpc.AgentService_WatchAllocations_FullMethodName: accessAgent,
+	apirpc.AgentService_UpdateTasks_FullMethodName:      accessAgent,
 
-	api.Operator_RaftJoin_FullMethodName:        accessServer,
-	api.Operator_RaftListPeers_FullMethodName:   accessOperator,
-	api.Operator_RaftRemovePeer_FullMethodName:  accessOperator,
-	api.Operator_ServerStatus_FullMethodName:    accessServerOrUser,
-	api.Operator_SnapshotSave_FullMethodName:    accessOperator,
-	api.Operator_SnapshotRestore_FullMethodName: accessOperator,
-	api.Operator_GetConfig_FullMethodName:       accessUser,
-	api.Operator_ReloadConfig_FullMethodName:    accessOperator,
+	apirpc.Operator_RaftJoin_FullMethodName:        accessServer,
+	apirpc.Operator_RaftListPeers_FullMethodName:   accessOperator,
+	apirpc.Operator_RaftRemovePeer_FullMethodName:  accessOperator,
+	apirpc.Operator_ServerStatus_FullMethodName:    accessServerOrUser,
+	apirpc.Operator_SnapshotSave_FullMethodName:    accessOperator,
+	apirpc.Operator_SnapshotRestore_FullMethodName: accessOperator,
+	apirpc.Operator_GetConfig_FullMethodName:       accessUser,
+	apirpc.Operator_ReloadConfig_FullMethodName:    accessOperator,
 
-	api.ReservationService_CreateReservation_FullMethodName: accessOperator,
-	api.ReservationService_UpdateReservation_FullMethodName: accessOperator,
-	api.ReservationService_DeleteReservation_FullMethodName: accessOperator,
-	api.ReservationService_ListReservations_FullMethodName:  accessUser,
+	apirpc.ReservationService_CreateReservation_FullMethodName: accessOperator,
+	apirpc.ReservationService_UpdateReservation_FullMethodName: accessOperator,
+	apirpc.ReservationService_DeleteReservation_FullMethodName: accessOperator,
+	apirpc.ReservationService_ListReservations_FullMethodName:  accessUser,
 }
 
 // newAuthenticator makes the Authenticator that proves users. Every
@@ -118,7 +120,7 @@ func (s *Server) peerIsServer(ctx context.Context) bool {
 	if s.cfg.TLS == nil {
 		return true
 	}
-	id, err := pki.PeerIdentityFromContext(ctx)
+	id, err := pkirpc.PeerIdentityFromContext(ctx)
 	return err == nil && id.Role == pki.RoleServer
 }
 
@@ -156,7 +158,7 @@ func (s *Server) requireDaemon(ctx context.Context, method string, roles ...pki.
 	if s.cfg.TLS == nil {
 		return nil
 	}
-	if _, err := pki.RequireRole(ctx, roles...); err != nil {
+	if _, err := pkirpc.RequireRole(ctx, roles...); err != nil {
 		st := status.Convert(err)
 		return status.Errorf(st.Code(), "%s: %s", method, st.Message())
 	}
@@ -170,11 +172,11 @@ func (s *Server) checkAgentNode(ctx context.Context, node string) error {
 	if s.cfg.TLS == nil {
 		return nil
 	}
-	id, err := pki.PeerIdentityFromContext(ctx)
+	id, err := pkirpc.PeerIdentityFromContext(ctx)
 	if err == nil && id.Role == pki.RoleServer {
 		return nil
 	}
-	return pki.RequireAgent(ctx, node)
+	return pkirpc.RequireAgent(ctx, node)
 }
 
 func (s *Server) unaryAdmit(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

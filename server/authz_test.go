@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/auth"
 	"github.com/loomhpc/loom/auth/munge"
 	"github.com/loomhpc/loom/internal/harness"
@@ -118,7 +119,7 @@ func newAuthzEnvWith(t *testing.T, edit func(*Config)) *authzEnv {
 	harness.WaitFor(t, "the server to lead", 10*time.Second, s.IsLeader)
 	e := &authzEnv{t: t, s: s, pki: p, addr: s.RPCAddr()}
 	// node1 registers with its own agent certificate.
-	if _, err := api.NewAgentServiceClient(e.daemon(pki.RoleAgent, "node1")).Register(ctx(t), &api.RegisterRequest{Node: testNode("node1")}); err != nil {
+	if _, err := apirpc.NewAgentServiceClient(e.daemon(pki.RoleAgent, "node1")).Register(ctx(t), &api.RegisterRequest{Node: testNode("node1")}); err != nil {
 		t.Fatalf("node1 registering with its certificate: %v", err)
 	}
 	return e
@@ -169,7 +170,7 @@ func (e *authzEnv) daemon(role pki.Role, node string) *grpc.ClientConn {
 
 func (e *authzEnv) submit(uid uint32, req *api.SubmitRequest) uint64 {
 	e.t.Helper()
-	r, err := api.NewJobServiceClient(e.user(uid)).Submit(ctx(e.t), req)
+	r, err := apirpc.NewJobServiceClient(e.user(uid)).Submit(ctx(e.t), req)
 	if err != nil {
 		e.t.Fatalf("uid %d submit: %v", uid, err)
 	}
@@ -199,7 +200,7 @@ func TestOwnerAndOperatorAct(t *testing.T) {
 		t.Errorf("job secret %q, want 64 hex digits", j.Secret)
 	}
 
-	bobJobs := api.NewJobServiceClient(e.user(bob))
+	bobJobs := apirpc.NewJobServiceClient(e.user(bob))
 	_, err := bobJobs.Cancel(ctx(t), &api.CancelRequest{JobIds: []uint64{id}, Uid: alice})
 	wantCode(t, "bob cancels alice's job", err, codes.PermissionDenied)
 	_, err = bobJobs.Hold(ctx(t), &api.HoldRequest{JobIds: []uint64{id}, Release: true})
@@ -229,20 +230,20 @@ func TestOwnerAndOperatorAct(t *testing.T) {
 		t.Error("redacting bob's view changed the stored job")
 	}
 	// Alice sees her own script but never the secret in a listing.
-	mine, err := api.NewJobServiceClient(e.user(alice)).GetJob(ctx(t), &api.GetJobRequest{JobId: id})
+	mine, err := apirpc.NewJobServiceClient(e.user(alice)).GetJob(ctx(t), &api.GetJobRequest{JobId: id})
 	if err != nil || mine.Job.Spec.Script == "" || mine.Job.Secret != "" {
 		t.Errorf("alice's GetJob of her job: script %q secret %q (%v), want the script and no secret", mine.GetJob().GetSpec().GetScript(), mine.GetJob().GetSecret(), err)
 	}
 
 	// The owner and the operator may.
-	if _, err := api.NewJobServiceClient(e.user(alice)).Hold(ctx(t), &api.HoldRequest{JobIds: []uint64{id}, Release: true}); err != nil {
+	if _, err := apirpc.NewJobServiceClient(e.user(alice)).Hold(ctx(t), &api.HoldRequest{JobIds: []uint64{id}, Release: true}); err != nil {
 		t.Errorf("alice releases her job: %v", err)
 	}
 	id2 := e.submit(alice, &api.SubmitRequest{Spec: spec()})
-	if _, err := api.NewJobServiceClient(e.user(op)).Cancel(ctx(t), &api.CancelRequest{JobIds: []uint64{id2}}); err != nil {
+	if _, err := apirpc.NewJobServiceClient(e.user(op)).Cancel(ctx(t), &api.CancelRequest{JobIds: []uint64{id2}}); err != nil {
 		t.Errorf("the operator cancels alice's job: %v", err)
 	}
-	opView, err := api.NewJobServiceClient(e.user(op)).GetJob(ctx(t), &api.GetJobRequest{JobId: id})
+	opView, err := apirpc.NewJobServiceClient(e.user(op)).GetJob(ctx(t), &api.GetJobRequest{JobId: id})
 	if err != nil || opView.Job.Spec.Script == "" {
 		t.Errorf("the operator's GetJob of alice's job: %v, %v: want its script", opView, err)
 	}
@@ -251,29 +252,29 @@ func TestOwnerAndOperatorAct(t *testing.T) {
 func TestOperatorsOnly(t *testing.T) {
 	e := newAuthzEnv(t)
 	nice := &api.SubmitRequest{Spec: &api.JobSpec{Script: "x", Nice: -10}}
-	_, err := api.NewJobServiceClient(e.user(alice)).Submit(ctx(t), nice)
+	_, err := apirpc.NewJobServiceClient(e.user(alice)).Submit(ctx(t), nice)
 	wantCode(t, "alice submits with a negative nice", err, codes.PermissionDenied)
-	if _, err := api.NewJobServiceClient(e.user(op)).Submit(ctx(t), nice); err != nil {
+	if _, err := apirpc.NewJobServiceClient(e.user(op)).Submit(ctx(t), nice); err != nil {
 		t.Errorf("the operator submits with a negative nice: %v", err)
 	}
 	high := &api.SubmitRequest{Spec: &api.JobSpec{Script: "x", Qos: "high"}}
-	_, err = api.NewJobServiceClient(e.user(alice)).Submit(ctx(t), high)
+	_, err = apirpc.NewJobServiceClient(e.user(alice)).Submit(ctx(t), high)
 	wantCode(t, "alice submits with a QoS reserved to bob", err, codes.PermissionDenied)
 	for _, uid := range []uint32{bob, op} {
-		if _, err := api.NewJobServiceClient(e.user(uid)).Submit(ctx(t), high); err != nil {
+		if _, err := apirpc.NewJobServiceClient(e.user(uid)).Submit(ctx(t), high); err != nil {
 			t.Errorf("uid %d submits with QoS high: %v", uid, err)
 		}
 	}
 	drain := &api.NodeStateRequest{Name: "node1", Reason: "test"}
-	_, err = api.NewNodeServiceClient(e.user(alice)).DrainNode(ctx(t), drain)
+	_, err = apirpc.NewNodeServiceClient(e.user(alice)).DrainNode(ctx(t), drain)
 	wantCode(t, "alice drains a node", err, codes.PermissionDenied)
-	_, err = api.NewOperatorClient(e.user(alice)).RaftRemovePeer(ctx(t), &api.RaftRemovePeerRequest{Id: "s1"})
+	_, err = apirpc.NewOperatorClient(e.user(alice)).RaftRemovePeer(ctx(t), &api.RaftRemovePeerRequest{Id: "s1"})
 	wantCode(t, "alice removes a Raft peer", err, codes.PermissionDenied)
-	if _, err := api.NewNodeServiceClient(e.user(op)).DrainNode(ctx(t), drain); err != nil {
+	if _, err := apirpc.NewNodeServiceClient(e.user(op)).DrainNode(ctx(t), drain); err != nil {
 		t.Errorf("the operator drains a node: %v", err)
 	}
 	// Non-local root is no operator: it holds the MUNGE key on every node.
-	_, err = api.NewNodeServiceClient(e.user(0)).ResumeNode(ctx(t), drain)
+	_, err = apirpc.NewNodeServiceClient(e.user(0)).ResumeNode(ctx(t), drain)
 	wantCode(t, "root through MUNGE resumes a node", err, codes.PermissionDenied)
 }
 
@@ -281,10 +282,10 @@ func TestDaemonCallsNeedTheirCertificate(t *testing.T) {
 	e := newAuthzEnv(t)
 	reg := &api.RegisterRequest{Node: testNode("node1")}
 	// A user, with a valid MUNGE credential but no certificate.
-	_, err := api.NewAgentServiceClient(e.user(alice)).Register(ctx(t), reg)
+	_, err := apirpc.NewAgentServiceClient(e.user(alice)).Register(ctx(t), reg)
 	wantCode(t, "a user registers a node", err, codes.Unauthenticated)
 	// The agent of node2 acting for node1.
-	node2 := api.NewAgentServiceClient(e.daemon(pki.RoleAgent, "node2"))
+	node2 := apirpc.NewAgentServiceClient(e.daemon(pki.RoleAgent, "node2"))
 	_, err = node2.Register(ctx(t), reg)
 	wantCode(t, "node2's agent registers node1", err, codes.PermissionDenied)
 	_, err = node2.UpdateTasks(ctx(t), &api.TaskUpdateRequest{Node: "node1", JobId: 1, Tasks: []*api.TaskStatus{{Rank: 0}}})
@@ -295,10 +296,10 @@ func TestDaemonCallsNeedTheirCertificate(t *testing.T) {
 	}
 	wantCode(t, "node2's agent watches node1's allocations", err, codes.PermissionDenied)
 	// An agent joining Raft.
-	_, err = api.NewOperatorClient(e.daemon(pki.RoleAgent, "node1")).RaftJoin(ctx(t), &api.RaftJoinRequest{Server: &api.ServerInfo{Id: "evil", RaftAddr: "127.0.0.1:1", RpcAddr: "127.0.0.1:2"}})
+	_, err = apirpc.NewOperatorClient(e.daemon(pki.RoleAgent, "node1")).RaftJoin(ctx(t), &api.RaftJoinRequest{Server: &api.ServerInfo{Id: "evil", RaftAddr: "127.0.0.1:1", RpcAddr: "127.0.0.1:2"}})
 	wantCode(t, "an agent joins Raft", err, codes.PermissionDenied)
 	// A client without a server certificate claiming forwarded identity.
 	fwd := metadata.AppendToOutgoingContext(ctx(t), auth.ForwardedUIDKey, "0", auth.ForwardedGIDKey, "0", auth.ForwardedLocalKey, "1")
-	_, err = api.NewNodeServiceClient(e.user(alice)).DrainNode(fwd, &api.NodeStateRequest{Name: "node1", Reason: "x"})
+	_, err = apirpc.NewNodeServiceClient(e.user(alice)).DrainNode(fwd, &api.NodeStateRequest{Name: "node1", Reason: "x"})
 	wantCode(t, "a user forging forwarded root", err, codes.PermissionDenied)
 }

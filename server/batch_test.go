@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/pki"
 )
@@ -33,7 +34,7 @@ func TestTaskReportsGroupCommitted(t *testing.T) {
 		}
 		return true
 	})
-	agent := api.NewAgentServiceClient(e.daemon(pki.RoleAgent, "node1"))
+	agent := apirpc.NewAgentServiceClient(e.daemon(pki.RoleAgent, "node1"))
 	type answer struct {
 		index uint64
 		err   error

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/auth"
 	"github.com/loomhpc/loom/clusterconf"
 	"github.com/loomhpc/loom/scheduler"
@@ -92,7 +93,7 @@ func (s *Server) ReloadConfig(ctx context.Context) (*api.ReloadConfigResponse, e
 func (os *operatorService) ReloadConfig(ctx context.Context, req *api.ReloadConfigRequest) (*api.ReloadConfigResponse, error) {
 	s := os.s
 	if resp, fwd, err := forward(s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.ReloadConfigResponse, error) {
-		return api.NewOperatorClient(c).ReloadConfig(ctx, req)
+		return apirpc.NewOperatorClient(c).ReloadConfig(ctx, req)
 	}); fwd {
 		return resp, err
 	}

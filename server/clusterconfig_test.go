@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/auth"
 	"github.com/loomhpc/loom/clusterconf"
 	"github.com/loomhpc/loom/internal/harness"
@@ -97,7 +98,7 @@ func TestClusterConfigReplicatedAndReloaded(t *testing.T) {
 		var resp *api.ReloadConfigResponse
 		var err error
 		harness.WaitFor(t, "a reload that reaches a leader", 15*time.Second, func() bool {
-			resp, err = api.NewOperatorClient(follower.user(uid)).ReloadConfig(ctx(t), &api.ReloadConfigRequest{})
+			resp, err = apirpc.NewOperatorClient(follower.user(uid)).ReloadConfig(ctx(t), &api.ReloadConfigRequest{})
 			return status.Code(err) != codes.Unavailable
 		})
 		return resp, err

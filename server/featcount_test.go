@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/state"
 )
 
@@ -28,7 +29,7 @@ func TestSubmitFeatureCounts(t *testing.T) {
 	}
 	e.submit(alice, &api.SubmitRequest{Spec: spec("big*2", 3)})
 	e.submit(alice, &api.SubmitRequest{Spec: spec("big*1", 2)})
-	jobs := api.NewJobServiceClient(e.user(alice))
+	jobs := apirpc.NewJobServiceClient(e.user(alice))
 	for _, tt := range []struct {
 		spec *api.JobSpec
 		want string

@@ -4,7 +4,7 @@ import (
 	"context"
 	"sync"
 
-	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/auth"
 	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
@@ -34,7 +34,7 @@ func (lc *leaderConns) get(addr string, creds credentials.TransportCredentials) 
 	if lc.conn != nil {
 		lc.conn.Close()
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), api.ClientSizeOption())
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), apirpc.ClientSizeOption())
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -17,7 +18,7 @@ import (
 )
 
 type jobService struct {
-	api.UnimplementedJobServiceServer
+	apirpc.UnimplementedJobServiceServer
 	s *Server
 }
 
@@ -36,7 +37,7 @@ func (js *jobService) Submit(ctx context.Context, req *api.SubmitRequest) (*api.
 		}
 	}
 	if resp, fwd, err := forward(s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.SubmitResponse, error) {
-		return api.NewJobServiceClient(c).Submit(ctx, req)
+		return apirpc.NewJobServiceClient(c).Submit(ctx, req)
 	}); fwd {
 		return resp, err
 	}
@@ -72,7 +73,7 @@ func (js *jobService) Submit(ctx context.Context, req *api.SubmitRequest) (*api.
 
 func (js *jobService) Cancel(ctx context.Context, req *api.CancelRequest) (*api.CancelResponse, error) {
 	return changeJobs(ctx, js.s, req.JobIds,
-		func(ctx context.Context, c api.JobServiceClient) (*api.CancelResponse, error) {
+		func(ctx context.Context, c apirpc.JobServiceClient) (*api.CancelResponse, error) {
 			return c.Cancel(ctx, req)
 		},
 		state.CmdCancelJobs, func(uid uint32) proto.Message {
@@ -87,7 +88,9 @@ func (js *jobService) Cancel(ctx context.Context, req *api.CancelRequest) (*api.
 
 func (js *jobService) Hold(ctx context.Context, req *api.HoldRequest) (*api.HoldResponse, error) {
 	return changeJobs(ctx, js.s, req.JobIds,
-		func(ctx context.Context, c api.JobServiceClient) (*api.HoldResponse, error) { return c.Hold(ctx, req) },
+		func(ctx context.Context, c apirpc.JobServiceClient) (*api.HoldResponse, error) {
+			return c.Hold(ctx, req)
+		},
 		state.CmdHoldJobs, func(uid uint32) proto.Message {
 			return &api.HoldJobsCommand{JobIds: req.JobIds, Release: req.Release, Uid: uid, NowUnixMs: nowMs()}
 		},
@@ -98,7 +101,7 @@ func (js *jobService) Hold(ctx context.Context, req *api.HoldRequest) (*api.Hold
 
 func (js *jobService) Requeue(ctx context.Context, req *api.RequeueRequest) (*api.RequeueResponse, error) {
 	return changeJobs(ctx, js.s, req.JobIds,
-		func(ctx context.Context, c api.JobServiceClient) (*api.RequeueResponse, error) {
+		func(ctx context.Context, c apirpc.JobServiceClient) (*api.RequeueResponse, error) {
 			return c.Requeue(ctx, req)
 		},
 		state.CmdRequeueJobs, func(uid uint32) proto.Message {
@@ -114,14 +117,14 @@ func (js *jobService) Requeue(ctx context.Context, req *api.RequeueRequest) (*ap
 // commits the command that cmd makes for the uid the caller acts as
 // (actorFor) and answers with respond.
 func changeJobs[Resp any](ctx context.Context, s *Server, ids []uint64,
-	forwardTo func(context.Context, api.JobServiceClient) (Resp, error),
+	forwardTo func(context.Context, apirpc.JobServiceClient) (Resp, error),
 	ct state.CommandType, cmd func(uid uint32) proto.Message, respond func(*state.Result) Resp) (Resp, error) {
 	var zero Resp
 	if len(ids) == 0 {
 		return zero, status.Error(codes.InvalidArgument, "no job ids given")
 	}
 	if resp, fwd, err := forward(s, ctx, func(ctx context.Context, c *grpc.ClientConn) (Resp, error) {
-		return forwardTo(ctx, api.NewJobServiceClient(c))
+		return forwardTo(ctx, apirpc.NewJobServiceClient(c))
 	}); fwd {
 		return resp, err
 	}
@@ -155,7 +158,7 @@ func (js *jobService) GetJob(ctx context.Context, req *api.GetJobRequest) (*api.
 	snap, local, err := js.s.readState(ctx, req.MinIndex, req.Consistent)
 	if !local {
 		resp, _, err := forward(js.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.GetJobResponse, error) {
-			return api.NewJobServiceClient(c).GetJob(ctx, req)
+			return apirpc.NewJobServiceClient(c).GetJob(ctx, req)
 		})
 		return resp, err
 	}
@@ -180,7 +183,7 @@ func (js *jobService) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*
 	snap, local, err := js.s.readState(ctx, req.MinIndex, req.Consistent)
 	if !local {
 		resp, _, err := forward(js.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.ListJobsResponse, error) {
-			return api.NewJobServiceClient(c).ListJobs(ctx, req)
+			return apirpc.NewJobServiceClient(c).ListJobs(ctx, req)
 		})
 		return resp, err
 	}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/scheduler"
 	"github.com/loomhpc/loom/state"
 )
@@ -28,7 +29,7 @@ func (js *jobService) UpdateJob(ctx context.Context, req *api.UpdateJobRequest) 
 		return nil, status.Errorf(codes.InvalidArgument, "job %d: %v", req.GetJobId(), state.ErrNothingToUpdate)
 	}
 	if resp, fwd, err := forward(s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.UpdateJobResponse, error) {
-		return api.NewJobServiceClient(c).UpdateJob(ctx, req)
+		return apirpc.NewJobServiceClient(c).UpdateJob(ctx, req)
 	}); fwd {
 		return resp, err
 	}
@@ -88,7 +89,7 @@ func (js *jobService) TestSubmit(ctx context.Context, req *api.SubmitRequest) (*
 		return nil, err
 	}
 	if resp, fwd, err := forward(s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.TestSubmitResponse, error) {
-		return api.NewJobServiceClient(c).TestSubmit(ctx, req)
+		return apirpc.NewJobServiceClient(c).TestSubmit(ctx, req)
 	}); fwd {
 		return resp, err
 	}

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 )
 
 // TestUpdateJobAccess checks scontrol update job end to end through the
@@ -17,7 +18,7 @@ func TestUpdateJobAccess(t *testing.T) {
 	id := e.submit(alice, &api.SubmitRequest{Spec: &api.JobSpec{Script: "#!/bin/sh\n", TimeLimitS: 3600, Hold: true}})
 	update := func(uid uint32, req *api.UpdateJobRequest) error {
 		req.JobId = id
-		_, err := api.NewJobServiceClient(e.user(uid)).UpdateJob(ctx(t), req)
+		_, err := apirpc.NewJobServiceClient(e.user(uid)).UpdateJob(ctx(t), req)
 		return err
 	}
 	wantCode(t, "bob renames alice's job", update(bob, &api.UpdateJobRequest{Name: proto.String("b")}), codes.PermissionDenied)
@@ -42,7 +43,7 @@ func TestTestSubmit(t *testing.T) {
 	e := newAuthzEnv(t)
 	before := e.s.State().NextJobID()
 	start := time.Now()
-	resp, err := api.NewJobServiceClient(e.user(alice)).TestSubmit(ctx(t), &api.SubmitRequest{Spec: &api.JobSpec{Script: "#!/bin/sh\n", CpusPerTask: 4}})
+	resp, err := apirpc.NewJobServiceClient(e.user(alice)).TestSubmit(ctx(t), &api.SubmitRequest{Spec: &api.JobSpec{Script: "#!/bin/sh\n", CpusPerTask: 4}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +53,6 @@ func TestTestSubmit(t *testing.T) {
 	if after := e.s.State().NextJobID(); after != before {
 		t.Errorf("TestSubmit moved the next job id from %d to %d: it submitted something", before, after)
 	}
-	_, err = api.NewJobServiceClient(e.user(alice)).TestSubmit(ctx(t), &api.SubmitRequest{Spec: &api.JobSpec{Script: "#!/bin/sh\n", NodesMin: 3}})
+	_, err = apirpc.NewJobServiceClient(e.user(alice)).TestSubmit(ctx(t), &api.SubmitRequest{Spec: &api.JobSpec{Script: "#!/bin/sh\n", NodesMin: 3}})
 	wantCode(t, "a job that can never run", err, codes.InvalidArgument)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/state"
 	"github.com/loomhpc/loom/state/acct"
@@ -27,7 +28,7 @@ func TestLimitsAndExpiry(t *testing.T) {
 	}
 	first := e.submit(alice, held())
 	e.submit(alice, held())
-	jobs := api.NewJobServiceClient(e.user(alice))
+	jobs := apirpc.NewJobServiceClient(e.user(alice))
 	refused := func(what string, req *api.SubmitRequest, want ...string) {
 		t.Helper()
 		_, err := jobs.Submit(ctx(t), req)

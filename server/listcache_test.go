@@ -6,6 +6,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/auth"
 )
 
@@ -20,14 +21,14 @@ func TestListJobsFastPathMatchesSummary(t *testing.T) {
 		Output: "/home/x/out", WorkingDir: "/home/x", Hold: true}
 	a := e.submit(alice, &api.SubmitRequest{Spec: spec})
 	b := e.submit(bob, &api.SubmitRequest{Spec: spec})
-	jobs := api.NewJobServiceClient(e.user(alice))
+	jobs := apirpc.NewJobServiceClient(e.user(alice))
 	callers := []struct {
-		jobs  api.JobServiceClient
+		jobs  apirpc.JobServiceClient
 		id    auth.Identity
 		other uint64 // the job whose private fields this caller may not see
 	}{
 		{jobs, auth.Identity{UID: alice, Method: auth.MethodLocal}, b},
-		{api.NewJobServiceClient(e.user(bob)), auth.Identity{UID: bob, Method: auth.MethodLocal}, a},
+		{apirpc.NewJobServiceClient(e.user(bob)), auth.Identity{UID: bob, Method: auth.MethodLocal}, a},
 	}
 
 	check := func(when string) {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 )
 
 // TestListJobsPagesSummaries checks that a listing carries no script or
@@ -25,7 +26,7 @@ func TestListJobsPagesSummaries(t *testing.T) {
 			aliceIDs = append(aliceIDs, id)
 		}
 	}
-	jobs := api.NewJobServiceClient(e.user(alice))
+	jobs := apirpc.NewJobServiceClient(e.user(alice))
 
 	pages := func(req *api.ListJobsRequest) (ids []uint64, n int) {
 		t.Helper()

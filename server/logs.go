@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -16,7 +17,7 @@ import (
 // StreamLogs proxies a job's rank output, or a job step's task output,
 // from the agents that ran it. Without a step, a batch job's output is its
 // batch step's (the script's), and a gang's is its ranks'.
-func (js *jobService) StreamLogs(req *api.LogsRequest, stream api.JobService_StreamLogsServer) error {
+func (js *jobService) StreamLogs(req *api.LogsRequest, stream apirpc.JobService_StreamLogsServer) error {
 	ctx := stream.Context()
 	id, err := caller(ctx)
 	if err != nil {
@@ -89,7 +90,7 @@ func (js *jobService) StreamLogs(req *api.LogsRequest, stream api.JobService_Str
 	return errors.Join(errs...)
 }
 
-func (js *jobService) proxyLogs(out api.JobService_StreamLogsServer, mu *sync.Mutex, n *api.Node, req *api.TaskLogsRequest) error {
+func (js *jobService) proxyLogs(out apirpc.JobService_StreamLogsServer, mu *sync.Mutex, n *api.Node, req *api.TaskLogsRequest) error {
 	creds, err := js.s.agentCreds(n.Name)
 	if err != nil {
 		return status.Errorf(codes.Internal, "node %s: tls: %v", n.Name, err)
@@ -99,7 +100,7 @@ func (js *jobService) proxyLogs(out api.JobService_StreamLogsServer, mu *sync.Mu
 		return status.Errorf(codes.Unavailable, "node %s: %v", n.Name, err)
 	}
 	defer conn.Close()
-	in, err := api.NewAgentLogsClient(conn).TaskLogs(out.Context(), req)
+	in, err := apirpc.NewAgentLogsClient(conn).TaskLogs(out.Context(), req)
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "node %s: %v", n.Name, err)
 	}

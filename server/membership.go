@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/raftnode"
 	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
@@ -110,7 +111,7 @@ func (s *Server) peerStatus(ctx context.Context, addr string) (*api.ServerStatus
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	return api.NewOperatorClient(conn).ServerStatus(ctx, &api.ServerStatusRequest{})
+	return apirpc.NewOperatorClient(conn).ServerStatus(ctx, &api.ServerStatusRequest{})
 }
 
 func (s *Server) joinVia(ctx context.Context, addr string) error {
@@ -121,7 +122,7 @@ func (s *Server) joinVia(ctx context.Context, addr string) error {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err = api.NewOperatorClient(conn).RaftJoin(ctx, &api.RaftJoinRequest{Server: s.self()})
+	_, err = apirpc.NewOperatorClient(conn).RaftJoin(ctx, &api.RaftJoinRequest{Server: s.self()})
 	return err
 }
 
@@ -142,7 +143,7 @@ func (s *Server) publishSelf(ctx context.Context) {
 				_, err = s.apply(actx, state.CmdServerMember, &api.ServerMembershipCommand{Server: me})
 			} else {
 				_, _, err = forward(s, actx, func(ctx context.Context, c *grpc.ClientConn) (*api.RaftJoinResponse, error) {
-					return api.NewOperatorClient(c).RaftJoin(ctx, &api.RaftJoinRequest{Server: me})
+					return apirpc.NewOperatorClient(c).RaftJoin(ctx, &api.RaftJoinRequest{Server: me})
 				})
 			}
 			cancel()

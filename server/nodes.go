@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -12,7 +13,7 @@ import (
 )
 
 type nodeService struct {
-	api.UnimplementedNodeServiceServer
+	apirpc.UnimplementedNodeServiceServer
 	s *Server
 }
 
@@ -47,7 +48,7 @@ func (ns *nodeService) ListNodes(ctx context.Context, req *api.ListNodesRequest)
 	snap, local, err := ns.s.readState(ctx, req.MinIndex, req.Consistent)
 	if !local {
 		resp, _, err := forward(ns.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.ListNodesResponse, error) {
-			return api.NewNodeServiceClient(c).ListNodes(ctx, req)
+			return apirpc.NewNodeServiceClient(c).ListNodes(ctx, req)
 		})
 		return resp, err
 	}
@@ -90,7 +91,7 @@ func (ns *nodeService) DrainNode(ctx context.Context, req *api.NodeStateRequest)
 		return nil, status.Error(codes.InvalidArgument, "reason: draining a node needs a reason (as in Slurm)")
 	}
 	if resp, fwd, err := forward(ns.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.NodeStateResponse, error) {
-		return api.NewNodeServiceClient(c).DrainNode(ctx, req)
+		return apirpc.NewNodeServiceClient(c).DrainNode(ctx, req)
 	}); fwd {
 		return resp, err
 	}
@@ -99,7 +100,7 @@ func (ns *nodeService) DrainNode(ctx context.Context, req *api.NodeStateRequest)
 
 func (ns *nodeService) ResumeNode(ctx context.Context, req *api.NodeStateRequest) (*api.NodeStateResponse, error) {
 	if resp, fwd, err := forward(ns.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.NodeStateResponse, error) {
-		return api.NewNodeServiceClient(c).ResumeNode(ctx, req)
+		return apirpc.NewNodeServiceClient(c).ResumeNode(ctx, req)
 	}); fwd {
 		return resp, err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -12,7 +13,7 @@ import (
 )
 
 type operatorService struct {
-	api.UnimplementedOperatorServer
+	apirpc.UnimplementedOperatorServer
 	s *Server
 }
 
@@ -24,7 +25,7 @@ func (os *operatorService) RaftJoin(ctx context.Context, req *api.RaftJoinReques
 	}
 	s := os.s
 	if resp, fwd, err := forward(s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.RaftJoinResponse, error) {
-		return api.NewOperatorClient(c).RaftJoin(ctx, req)
+		return apirpc.NewOperatorClient(c).RaftJoin(ctx, req)
 	}); fwd {
 		return resp, err
 	}
@@ -76,7 +77,7 @@ func (os *operatorService) RaftRemovePeer(ctx context.Context, req *api.RaftRemo
 	}
 	s := os.s
 	if resp, fwd, err := forward(s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.RaftRemovePeerResponse, error) {
-		return api.NewOperatorClient(c).RaftRemovePeer(ctx, req)
+		return apirpc.NewOperatorClient(c).RaftRemovePeer(ctx, req)
 	}); fwd {
 		return resp, err
 	}

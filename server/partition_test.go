@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/auth"
 	"github.com/loomhpc/loom/state"
 )
@@ -38,7 +39,7 @@ func TestSubmitPartitionGroups(t *testing.T) {
 	if got := e.s.State().Job(id).Spec; got.Partition != "debug" || got.TimeLimitS != 1800 {
 		t.Errorf("job with no partition: partition %q limit %d, want debug 1800", got.Partition, got.TimeLimitS)
 	}
-	jobs := api.NewJobServiceClient(e.user(bob))
+	jobs := apirpc.NewJobServiceClient(e.user(bob))
 	for _, tt := range []struct {
 		spec *api.JobSpec
 		want string

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/scheduler"
 	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
@@ -19,7 +20,7 @@ import (
 // operators (methodAccess); the FSM checks each against the state it
 // applies to.
 type reservationService struct {
-	api.UnimplementedReservationServiceServer
+	apirpc.UnimplementedReservationServiceServer
 	s *Server
 }
 
@@ -32,7 +33,7 @@ func (rs *reservationService) CreateReservation(ctx context.Context, req *api.Cr
 		return nil, toStatus(err)
 	}
 	if resp, fwd, err := forward(rs.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.CreateReservationResponse, error) {
-		return api.NewReservationServiceClient(c).CreateReservation(ctx, req)
+		return apirpc.NewReservationServiceClient(c).CreateReservation(ctx, req)
 	}); fwd {
 		return resp, err
 	}
@@ -57,7 +58,7 @@ func (rs *reservationService) UpdateReservation(ctx context.Context, req *api.Up
 		return nil, status.Error(codes.InvalidArgument, "ReservationName: is required")
 	}
 	if resp, fwd, err := forward(rs.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.UpdateReservationResponse, error) {
-		return api.NewReservationServiceClient(c).UpdateReservation(ctx, req)
+		return apirpc.NewReservationServiceClient(c).UpdateReservation(ctx, req)
 	}); fwd {
 		return resp, err
 	}
@@ -114,7 +115,7 @@ func (rs *reservationService) DeleteReservation(ctx context.Context, req *api.De
 		return nil, status.Error(codes.InvalidArgument, "ReservationName: is required")
 	}
 	if resp, fwd, err := forward(rs.s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.DeleteReservationResponse, error) {
-		return api.NewReservationServiceClient(c).DeleteReservation(ctx, req)
+		return apirpc.NewReservationServiceClient(c).DeleteReservation(ctx, req)
 	}); fwd {
 		return resp, err
 	}

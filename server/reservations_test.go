@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/internal/harness"
 	"google.golang.org/grpc/codes"
 )
@@ -20,9 +21,9 @@ func TestReservationsOperatorsCreateUsersSubmit(t *testing.T) {
 	now := time.Now()
 	r := &api.Reservation{Name: "ws", StartUnixMs: now.Add(time.Hour).UnixMilli(), EndUnixMs: now.Add(2 * time.Hour).UnixMilli(),
 		Nodes: []string{"node1"}, Users: []string{"alice"}, CreatedBy: "alice"}
-	_, err := api.NewReservationServiceClient(e.user(alice)).CreateReservation(ctx(t), &api.CreateReservationRequest{Reservation: r})
+	_, err := apirpc.NewReservationServiceClient(e.user(alice)).CreateReservation(ctx(t), &api.CreateReservationRequest{Reservation: r})
 	wantCode(t, "alice creates a reservation", err, codes.PermissionDenied)
-	opc := api.NewReservationServiceClient(e.user(op))
+	opc := apirpc.NewReservationServiceClient(e.user(op))
 	resp, err := opc.CreateReservation(ctx(t), &api.CreateReservationRequest{Reservation: r})
 	if err != nil {
 		t.Fatalf("the operator creates a reservation: %v", err)
@@ -36,28 +37,28 @@ func TestReservationsOperatorsCreateUsersSubmit(t *testing.T) {
 	_, err = opc.CreateReservation(ctx(t), &api.CreateReservationRequest{Reservation: bad})
 	wantCode(t, "a reservation of an unknown node", err, codes.NotFound)
 
-	list, err := api.NewReservationServiceClient(e.user(bob)).ListReservations(ctx(t), &api.ListReservationsRequest{})
+	list, err := apirpc.NewReservationServiceClient(e.user(bob)).ListReservations(ctx(t), &api.ListReservationsRequest{})
 	if err != nil || len(list.Reservations) != 1 || list.Reservations[0].Name != "ws" {
 		t.Fatalf("bob lists reservations: %v, %v, want ws", list, err)
 	}
 
 	spec := func() *api.JobSpec { return &api.JobSpec{Script: "x", Hold: true, Reservation: "ws"} }
-	_, err = api.NewJobServiceClient(e.user(bob)).Submit(ctx(t), &api.SubmitRequest{Spec: spec(), User: "alice"})
+	_, err = apirpc.NewJobServiceClient(e.user(bob)).Submit(ctx(t), &api.SubmitRequest{Spec: spec(), User: "alice"})
 	wantCode(t, "bob submits to alice's reservation claiming to be alice", err, codes.PermissionDenied)
 	none := spec()
 	none.Reservation = "nosuch"
-	_, err = api.NewJobServiceClient(e.user(alice)).Submit(ctx(t), &api.SubmitRequest{Spec: none})
+	_, err = apirpc.NewJobServiceClient(e.user(alice)).Submit(ctx(t), &api.SubmitRequest{Spec: none})
 	wantCode(t, "a submit naming an unknown reservation", err, codes.InvalidArgument)
 	id := e.submit(alice, &api.SubmitRequest{Spec: spec()})
 	if got := e.s.State().Job(id).Spec.Reservation; got != "ws" {
 		t.Errorf("job's reservation = %q, want ws", got)
 	}
-	got, err := api.NewJobServiceClient(e.user(bob)).GetJob(ctx(t), &api.GetJobRequest{JobId: id})
+	got, err := apirpc.NewJobServiceClient(e.user(bob)).GetJob(ctx(t), &api.GetJobRequest{JobId: id})
 	if err != nil || got.Job.Spec.Reservation != "ws" {
 		t.Errorf("bob's view of alice's job: reservation %q (%v), want ws", got.GetJob().GetSpec().GetReservation(), err)
 	}
 
-	_, err = api.NewReservationServiceClient(e.user(bob)).UpdateReservation(ctx(t), &api.UpdateReservationRequest{Name: "ws", Users: []string{"bob"}, SetUsers: true})
+	_, err = apirpc.NewReservationServiceClient(e.user(bob)).UpdateReservation(ctx(t), &api.UpdateReservationRequest{Name: "ws", Users: []string{"bob"}, SetUsers: true})
 	wantCode(t, "bob updates the reservation", err, codes.PermissionDenied)
 	up, err := opc.UpdateReservation(ctx(t), &api.UpdateReservationRequest{Name: "ws", Users: []string{"alice", "bob"}, SetUsers: true, DurationS: ptr(int64(1800))})
 	if err != nil {
@@ -68,7 +69,7 @@ func TestReservationsOperatorsCreateUsersSubmit(t *testing.T) {
 	}
 	e.submit(bob, &api.SubmitRequest{Spec: spec()})
 
-	_, err = api.NewReservationServiceClient(e.user(alice)).DeleteReservation(ctx(t), &api.DeleteReservationRequest{Name: "ws"})
+	_, err = apirpc.NewReservationServiceClient(e.user(alice)).DeleteReservation(ctx(t), &api.DeleteReservationRequest{Name: "ws"})
 	wantCode(t, "alice deletes the reservation", err, codes.PermissionDenied)
 	if _, err := opc.DeleteReservation(ctx(t), &api.DeleteReservationRequest{Name: "ws"}); err != nil {
 		t.Fatalf("the operator deletes ws: %v", err)
@@ -90,7 +91,7 @@ func TestReservationEndsAndItsJobsPend(t *testing.T) {
 		return &api.Reservation{Name: name, StartUnixMs: now.Add(time.Hour).UnixMilli(), EndUnixMs: now.Add(2 * time.Hour).UnixMilli(),
 			Nodes: []string{"node1"}, Users: []string{"alice"}}
 	}
-	opc := api.NewReservationServiceClient(e.user(op))
+	opc := apirpc.NewReservationServiceClient(e.user(op))
 	if _, err := opc.CreateReservation(ctx(t), &api.CreateReservationRequest{Reservation: future("later")}); err != nil {
 		t.Fatal(err)
 	}

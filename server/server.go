@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/auth"
 	"github.com/loomhpc/loom/clusterconf"
 	"github.com/loomhpc/loom/gossip"
@@ -228,7 +228,7 @@ func New(cfg Config) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.raft, s.lis, s.localLis, s.ctx, s.cancel = rn, lis, local, ctx, cancel
 	s.advertiseRPC = advertisedRPC(lis.Addr(), rn.Addr())
-	s.grpc = grpc.NewServer(append(api.ServerSizeOptions(), grpc.Creds(creds),
+	s.grpc = grpc.NewServer(append(apirpc.ServerSizeOptions(), grpc.Creds(creds),
 		grpc.ChainUnaryInterceptor(s.unaryAdmit), grpc.ChainStreamInterceptor(s.streamAdmit))...)
 	s.registerServices(s.grpc)
 	s.metrics = newMetrics(s)
@@ -337,11 +337,11 @@ func (s *Server) LocalSocket() string { return s.cfg.LocalSocket }
 // registerServices puts the gRPC services on g; methodAccess must have a
 // rule for each of their methods.
 func (s *Server) registerServices(g *grpc.Server) {
-	api.RegisterJobServiceServer(g, &jobService{s: s})
-	api.RegisterNodeServiceServer(g, &nodeService{s: s})
-	api.RegisterAgentServiceServer(g, &agentService{s: s})
-	api.RegisterOperatorServer(g, &operatorService{s: s})
-	api.RegisterReservationServiceServer(g, &reservationService{s: s})
+	apirpc.RegisterJobServiceServer(g, &jobService{s: s})
+	apirpc.RegisterNodeServiceServer(g, &nodeService{s: s})
+	apirpc.RegisterAgentServiceServer(g, &agentService{s: s})
+	apirpc.RegisterOperatorServer(g, &operatorService{s: s})
+	apirpc.RegisterReservationServiceServer(g, &reservationService{s: s})
 }
 
 func (s *Server) goFunc(f func()) {

@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/auth"
 	"github.com/loomhpc/loom/backup"
 	"github.com/loomhpc/loom/state"
@@ -33,7 +34,7 @@ func (os *operatorService) SnapshotSave(req *api.SnapshotSaveRequest, stream grp
 		return err
 	}
 	if conn != nil {
-		from, err := api.NewOperatorClient(conn).SnapshotSave(fctx, req)
+		from, err := apirpc.NewOperatorClient(conn).SnapshotSave(fctx, req)
 		if err != nil {
 			return s.leaderUnavailable(err)
 		}
@@ -107,7 +108,7 @@ func (os *operatorService) SnapshotRestore(stream grpc.ClientStreamingServer[api
 		return err
 	}
 	if conn != nil {
-		to, err := api.NewOperatorClient(conn).SnapshotRestore(fctx)
+		to, err := apirpc.NewOperatorClient(conn).SnapshotRestore(fctx)
 		if err != nil {
 			return s.leaderUnavailable(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/state"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -32,7 +33,7 @@ func (js *jobService) CreateStep(ctx context.Context, req *api.CreateStepRequest
 	}
 	req.User, req.Uid = "", uid
 	if resp, fwd, err := forward(s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.CreateStepResponse, error) {
-		return api.NewJobServiceClient(c).CreateStep(ctx, req)
+		return apirpc.NewJobServiceClient(c).CreateStep(ctx, req)
 	}); fwd {
 		return resp, err
 	}
@@ -55,7 +56,7 @@ func (js *jobService) CancelSteps(ctx context.Context, req *api.CancelStepsReque
 	}
 	req.User, req.Uid = "", uid
 	if resp, fwd, err := forward(s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.CancelStepsResponse, error) {
-		return api.NewJobServiceClient(c).CancelSteps(ctx, req)
+		return apirpc.NewJobServiceClient(c).CancelSteps(ctx, req)
 	}); fwd {
 		return resp, err
 	}
@@ -77,7 +78,7 @@ func (js *jobService) CompleteAllocation(ctx context.Context, req *api.CompleteA
 	}
 	req.User, req.Uid = "", uid
 	if resp, fwd, err := forward(s, ctx, func(ctx context.Context, c *grpc.ClientConn) (*api.CompleteAllocationResponse, error) {
-		return api.NewJobServiceClient(c).CompleteAllocation(ctx, req)
+		return apirpc.NewJobServiceClient(c).CompleteAllocation(ctx, req)
 	}); fwd {
 		return resp, err
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/pki"
 	"google.golang.org/grpc"
 )
@@ -189,7 +190,7 @@ func TestAgentArgs(t *testing.T) {
 
 // statusServer answers ServerStatus as a leader or a follower, or fails.
 type statusServer struct {
-	api.OperatorClient
+	apirpc.OperatorClient
 	leader bool
 	err    error
 }
@@ -204,12 +205,12 @@ func (s statusServer) ServerStatus(context.Context, *api.ServerStatusRequest, ..
 func TestLeader(t *testing.T) {
 	down := errors.New("connection refused")
 	tests := []struct {
-		servers []api.OperatorClient
+		servers []apirpc.OperatorClient
 		want    int
 	}{
-		{[]api.OperatorClient{statusServer{}, statusServer{leader: true}, statusServer{}}, 1},
-		{[]api.OperatorClient{statusServer{err: down}, statusServer{}, statusServer{leader: true}}, 2},
-		{[]api.OperatorClient{statusServer{err: down}, statusServer{}}, -1},
+		{[]apirpc.OperatorClient{statusServer{}, statusServer{leader: true}, statusServer{}}, 1},
+		{[]apirpc.OperatorClient{statusServer{err: down}, statusServer{}, statusServer{leader: true}}, 2},
+		{[]apirpc.OperatorClient{statusServer{err: down}, statusServer{}}, -1},
 		{nil, -1},
 	}
 	for i, tt := range tests {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/auth"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -23,7 +24,7 @@ func Dial(addr string) (*grpc.ClientConn, error) {
 	if strings.HasPrefix(addr, "unix:") {
 		creds = auth.PeerCredentials()
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), api.ClientSizeOption())
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), apirpc.ClientSizeOption())
 	if err != nil {
 		return nil, fmt.Errorf("harness: dial %s: %w", addr, err)
 	}
@@ -33,7 +34,7 @@ func Dial(addr string) (*grpc.ClientConn, error) {
 // Leader asks every server for its status and returns the index of the
 // first that says it leads, with its status, or -1 and nil when none does
 // right now (no quorum, an election, or no answer within a second).
-func Leader(ctx context.Context, servers []api.OperatorClient) (int, *api.ServerStatusResponse) {
+func Leader(ctx context.Context, servers []apirpc.OperatorClient) (int, *api.ServerStatusResponse) {
 	for i, op := range servers {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
 		st, err := op.ServerStatus(cctx, &api.ServerStatusRequest{})
@@ -47,7 +48,7 @@ func Leader(ctx context.Context, servers []api.OperatorClient) (int, *api.Server
 
 // WaitLeader waits up to timeout (scaled) for one of servers to lead and
 // returns its index.
-func WaitLeader(ctx context.Context, servers []api.OperatorClient, timeout time.Duration) (int, error) {
+func WaitLeader(ctx context.Context, servers []apirpc.OperatorClient, timeout time.Duration) (int, error) {
 	leader := -1
 	err := Wait(ctx, "a leader", timeout, func() bool {
 		leader, _ = Leader(ctx, servers)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/pki"
 )
@@ -38,7 +39,7 @@ func Binary(t testing.TB) string {
 // has just started may have no leader or no nodes yet) and returns the
 // job's id. Give req an idempotency token: a retry after a lost answer
 // then finds the job instead of making another.
-func SubmitRetrying(t testing.TB, jobs api.JobServiceClient, req *api.SubmitRequest, timeout time.Duration) uint64 {
+func SubmitRetrying(t testing.TB, jobs apirpc.JobServiceClient, req *api.SubmitRequest, timeout time.Duration) uint64 {
 	t.Helper()
 	var id uint64
 	WaitFor(t, "the submit to be accepted", timeout, func() bool {
@@ -52,7 +53,7 @@ func SubmitRetrying(t testing.TB, jobs api.JobServiceClient, req *api.SubmitRequ
 }
 
 // Job reads job id, or returns nil when no server answers right now.
-func Job(t testing.TB, jobs api.JobServiceClient, id uint64) *api.Job {
+func Job(t testing.TB, jobs apirpc.JobServiceClient, id uint64) *api.Job {
 	r, err := jobs.GetJob(Ctx(t), &api.GetJobRequest{JobId: id})
 	if err != nil {
 		return nil
@@ -277,14 +278,14 @@ func StartAgent(t testing.TB, dir, name, profile string, ports int, servers ...*
 
 // Client is a gRPC connection to a server: addr is its local socket
 // (Server.Client()), where the test acts as the user running it.
-func Client(t testing.TB, addr string) (api.JobServiceClient, api.NodeServiceClient) {
+func Client(t testing.TB, addr string) (apirpc.JobServiceClient, apirpc.NodeServiceClient) {
 	t.Helper()
 	conn, err := harness.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return api.NewJobServiceClient(conn), api.NewNodeServiceClient(conn)
+	return apirpc.NewJobServiceClient(conn), apirpc.NewNodeServiceClient(conn)
 }
 
 // WaitFor polls cond until it holds or timeout passes (scaled by
@@ -306,8 +307,8 @@ func Ctx(t testing.TB) context.Context {
 type Gossiping struct {
 	Servers []*Server
 	Agents  map[string]*Proc // by node name: node1, node2, ...
-	Jobs    api.JobServiceClient
-	Nodes   api.NodeServiceClient
+	Jobs    apirpc.JobServiceClient
+	Nodes   apirpc.NodeServiceClient
 }
 
 // StartGossiping starts nServers servers and nAgents gossiping agents with
@@ -339,7 +340,7 @@ func StartGossiping(t testing.TB, dir string, nServers, nAgents int) *Gossiping 
 
 // WaitSameState waits until every server ops reaches reports the same
 // applied index and state hash, and returns them as "ID@INDEX" for the log.
-func WaitSameState(t testing.TB, what string, timeout time.Duration, ops []api.OperatorClient) []string {
+func WaitSameState(t testing.TB, what string, timeout time.Duration, ops []apirpc.OperatorClient) []string {
 	t.Helper()
 	var seen []string
 	WaitFor(t, what, timeout, func() bool {

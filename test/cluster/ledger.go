@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 )
 
 // Ledger records every generation of every allocation a fault test sees,
@@ -72,7 +73,7 @@ func (l *Ledger) ObserveNodes(nodes []*api.NodeInfo) {
 // Watch polls jobs and nodes every interval, recording what it sees,
 // until the returned stop is called (or the test ends). Failed calls (no
 // leader, a killed server) are skipped.
-func (l *Ledger) Watch(jobs api.JobServiceClient, nodes api.NodeServiceClient, interval time.Duration) (stop func()) {
+func (l *Ledger) Watch(jobs apirpc.JobServiceClient, nodes apirpc.NodeServiceClient, interval time.Duration) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 )
 
 // Acked is one acknowledged submit: the client's idempotency token and
@@ -24,25 +25,25 @@ type Acked struct {
 // answers, as the CLI does, and keeps the acknowledged submits.
 type Submitter struct {
 	mu   sync.Mutex
-	jobs []api.JobServiceClient
+	jobs []apirpc.JobServiceClient
 	got  []Acked
 	n    atomic.Int64
 }
 
 // NewSubmitter returns a submitter that goes round jobs.
-func NewSubmitter(jobs ...api.JobServiceClient) *Submitter {
+func NewSubmitter(jobs ...apirpc.JobServiceClient) *Submitter {
 	return &Submitter{jobs: jobs}
 }
 
 // SetServers replaces the servers the submitter goes round, after a
 // membership change.
-func (s *Submitter) SetServers(jobs ...api.JobServiceClient) {
+func (s *Submitter) SetServers(jobs ...apirpc.JobServiceClient) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.jobs = jobs
 }
 
-func (s *Submitter) server(i int) api.JobServiceClient {
+func (s *Submitter) server(i int) apirpc.JobServiceClient {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.jobs[i%len(s.jobs)]

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/auth"
 	"github.com/loomhpc/loom/internal/harness"
 	"golang.org/x/sys/unix"
@@ -70,10 +70,10 @@ func LookupUser(t testing.TB, name string) auth.User {
 // as root, connects to the server's local socket under u's uid and gid,
 // so that the server's peer credentials name u. addr is the socket
 // (Server.Client()).
-func ClientAs(t testing.TB, addr string, u auth.User) (api.JobServiceClient, api.NodeServiceClient) {
+func ClientAs(t testing.TB, addr string, u auth.User) (apirpc.JobServiceClient, apirpc.NodeServiceClient) {
 	t.Helper()
 	conn := ConnAs(t, addr, u)
-	return api.NewJobServiceClient(conn), api.NewNodeServiceClient(conn)
+	return apirpc.NewJobServiceClient(conn), apirpc.NewNodeServiceClient(conn)
 }
 
 // ConnAs returns the connection of ClientAs.

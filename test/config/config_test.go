@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/test/cluster"
 )
@@ -55,7 +56,7 @@ func TestQOSPreemptionFromConfigAndReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	op := api.NewOperatorClient(conn)
+	op := apirpc.NewOperatorClient(conn)
 	config := func() *api.ClusterConfig {
 		r, err := op.GetConfig(cluster.Ctx(t), &api.GetConfigRequest{})
 		if err != nil {

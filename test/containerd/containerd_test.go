@@ -24,6 +24,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	ctrdriver "github.com/loomhpc/loom/agent/driver/containerd"
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/test/cluster"
 )
@@ -39,7 +40,7 @@ type env struct {
 	srv    *cluster.Server
 	agents []*cluster.Proc
 	names  []string
-	jobs   api.JobServiceClient
+	jobs   apirpc.JobServiceClient
 	ctr    *containerd.Client
 }
 
@@ -79,7 +80,7 @@ func newEnv(t *testing.T, n int) *env {
 			"--ports", fmt.Sprintf("%d-%d", 31000+100*i, 31099+100*i)}, cluster.AgentTLSArgs(t, dir, name)...)
 		e.agents = append(e.agents, cluster.Start(t, dir, name, args...))
 	}
-	var nodes api.NodeServiceClient
+	var nodes apirpc.NodeServiceClient
 	e.jobs, nodes = cluster.ClientAs(t, e.srv.Client(), user)
 	cluster.WaitFor(t, "the agents to register", 30*time.Second, func() bool {
 		r, err := nodes.ListNodes(cluster.Ctx(t), &api.ListNodesRequest{})

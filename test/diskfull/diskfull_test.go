@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/test/cluster"
 	"google.golang.org/grpc"
@@ -104,16 +105,16 @@ func TestFullDiskLosesNoAcknowledgedSubmit(t *testing.T) {
 	})
 	var conns []*grpc.ClientConn
 	sub := cluster.NewSubmitter()
-	var ops []api.OperatorClient
-	var jobs []api.JobServiceClient
+	var ops []apirpc.OperatorClient
+	var jobs []apirpc.JobServiceClient
 	for _, a := range cluster.Clients(servers) {
 		cc, err := harness.Dial(a)
 		if err != nil {
 			t.Fatal(err)
 		}
 		conns = append(conns, cc)
-		jobs = append(jobs, api.NewJobServiceClient(cc))
-		ops = append(ops, api.NewOperatorClient(cc))
+		jobs = append(jobs, apirpc.NewJobServiceClient(cc))
+		ops = append(ops, apirpc.NewOperatorClient(cc))
 	}
 	defer func() {
 		for _, cc := range conns {

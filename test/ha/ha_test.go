@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/test/cluster"
 	"google.golang.org/grpc"
@@ -42,8 +43,8 @@ type outcome struct {
 }
 
 type conns struct {
-	jobs  []api.JobServiceClient
-	ops   []api.OperatorClient
+	jobs  []apirpc.JobServiceClient
+	ops   []apirpc.OperatorClient
 	close func()
 }
 
@@ -56,8 +57,8 @@ func dial(t *testing.T, addrs []string) *conns {
 			t.Fatal(err)
 		}
 		all = append(all, cc)
-		c.jobs = append(c.jobs, api.NewJobServiceClient(cc))
-		c.ops = append(c.ops, api.NewOperatorClient(cc))
+		c.jobs = append(c.jobs, apirpc.NewJobServiceClient(cc))
+		c.ops = append(c.ops, apirpc.NewOperatorClient(cc))
 	}
 	c.close = func() {
 		for _, cc := range all {
@@ -117,7 +118,7 @@ func TestLeaderKillsLoseNothing(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		r, err := api.NewNodeServiceClient(mustConn(t, addrs[l])).ListNodes(ctx, &api.ListNodesRequest{})
+		r, err := apirpc.NewNodeServiceClient(mustConn(t, addrs[l])).ListNodes(ctx, &api.ListNodesRequest{})
 		return err == nil && len(r.Nodes) == 2
 	})
 
@@ -125,7 +126,7 @@ func TestLeaderKillsLoseNothing(t *testing.T) {
 	// not only the allocations the jobs end with; once a second, because
 	// listing thousands of jobs slows the servers down.
 	ledger := cluster.NewLedger()
-	stopWatch := ledger.Watch(c.jobs[1], api.NewNodeServiceClient(mustConn(t, addrs[1])), time.Second)
+	stopWatch := ledger.Watch(c.jobs[1], apirpc.NewNodeServiceClient(mustConn(t, addrs[1])), time.Second)
 	defer stopWatch()
 	var (
 		mu      sync.Mutex

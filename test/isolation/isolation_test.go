@@ -17,6 +17,7 @@ import (
 
 	"github.com/loomhpc/loom/agent/cgroup"
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/gpu"
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/test/cluster"
@@ -35,8 +36,8 @@ type env struct {
 	root  string // the agent's cgroup root
 	srv   *cluster.Server
 	agent *cluster.Proc
-	jobs  api.JobServiceClient
-	nodes api.NodeServiceClient
+	jobs  apirpc.JobServiceClient
+	nodes apirpc.NodeServiceClient
 }
 
 // newEnv starts a server and one isolating agent (a simulated 4-GPU node)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/test/cluster"
 	"google.golang.org/grpc/codes"
@@ -52,20 +53,20 @@ var faults = []fault{killLeader, killLeader, cutLeader, cutFollower}
 // client makes calls that go round the servers on Unavailable, as the CLI
 // does, until one answers or budget has passed.
 type client struct {
-	jobs []api.JobServiceClient
+	jobs []apirpc.JobServiceClient
 }
 
 // call runs f against each server in turn. It returns the last error when
 // no server gave a definite answer, with ambiguous true when some attempt
 // may have reached the leader (any failure but a refused connection).
-func (c *client) call(first int, f func(ctx context.Context, j api.JobServiceClient) error) (err error, ambiguous bool) {
+func (c *client) call(first int, f func(ctx context.Context, j apirpc.JobServiceClient) error) (err error, ambiguous bool) {
 	return c.callN(first, math.MaxInt, f)
 }
 
 // callN is call with at most attempts tries. The clients make some writes
 // with a single try, so that some go unanswered while a leader is dead
 // and the history holds writes of unknown outcome.
-func (c *client) callN(first, attempts int, f func(ctx context.Context, j api.JobServiceClient) error) (err error, ambiguous bool) {
+func (c *client) callN(first, attempts int, f func(ctx context.Context, j apirpc.JobServiceClient) error) (err error, ambiguous bool) {
 	deadline := time.Now().Add(budget)
 	for i := 0; i < attempts && time.Now().Before(deadline); i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -122,8 +123,8 @@ func TestSubmitCancelReadAreLinearizableAcrossLeaderKillsAndPartitions(t *testin
 			}
 		}
 	})
-	var ops []api.OperatorClient
-	var nodes []api.NodeServiceClient
+	var ops []apirpc.OperatorClient
+	var nodes []apirpc.NodeServiceClient
 	c := &client{}
 	for _, a := range cluster.Clients(servers) {
 		cc, err := harness.Dial(a)
@@ -131,9 +132,9 @@ func TestSubmitCancelReadAreLinearizableAcrossLeaderKillsAndPartitions(t *testin
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { cc.Close() })
-		c.jobs = append(c.jobs, api.NewJobServiceClient(cc))
-		ops = append(ops, api.NewOperatorClient(cc))
-		nodes = append(nodes, api.NewNodeServiceClient(cc))
+		c.jobs = append(c.jobs, apirpc.NewJobServiceClient(cc))
+		ops = append(ops, apirpc.NewOperatorClient(cc))
+		nodes = append(nodes, apirpc.NewNodeServiceClient(cc))
 	}
 	cluster.WaitFor(t, "a leader and a registered node", 30*time.Second, func() bool {
 		l, _ := harness.Leader(context.Background(), ops)
@@ -229,7 +230,7 @@ func TestSubmitCancelReadAreLinearizableAcrossLeaderKillsAndPartitions(t *testin
 	// reads after everything else.
 	var jobs []*api.Job
 	cluster.WaitFor(t, "a consistent list of every job", 30*time.Second, func() bool {
-		err, _ := c.call(0, func(ctx context.Context, j api.JobServiceClient) error {
+		err, _ := c.call(0, func(ctx context.Context, j apirpc.JobServiceClient) error {
 			r, err := j.ListJobs(ctx, &api.ListJobsRequest{All: true, Consistent: true})
 			if err == nil {
 				jobs = r.Jobs
@@ -287,7 +288,7 @@ func submit(t *testing.T, c *client, rec *record, w, first, attempts int, now fu
 		Script: "#!/bin/sh\ntrue\n", WorkingDir: os.TempDir()}}
 	call := now()
 	var id uint64
-	err, _ := c.callN(first, attempts, func(ctx context.Context, j api.JobServiceClient) error {
+	err, _ := c.callN(first, attempts, func(ctx context.Context, j apirpc.JobServiceClient) error {
 		r, err := j.Submit(ctx, req)
 		if err == nil {
 			id = r.JobId
@@ -312,7 +313,7 @@ func submit(t *testing.T, c *client, rec *record, w, first, attempts int, now fu
 func cancelJob(t *testing.T, c *client, rec *record, w, first, attempts int, tok string, id uint64, now func() int64) {
 	call := now()
 	var resp *api.CancelResponse
-	err, ambiguous := c.callN(first, attempts, func(ctx context.Context, j api.JobServiceClient) error {
+	err, ambiguous := c.callN(first, attempts, func(ctx context.Context, j apirpc.JobServiceClient) error {
 		var err error
 		resp, err = j.Cancel(ctx, &api.CancelRequest{JobIds: []uint64{id}})
 		return err
@@ -338,7 +339,7 @@ func cancelJob(t *testing.T, c *client, rec *record, w, first, attempts int, tok
 func read(t *testing.T, c *client, rec *record, w, first int, tok string, id uint64, now func() int64) {
 	call := now()
 	var job *api.Job
-	err, _ := c.call(first, func(ctx context.Context, j api.JobServiceClient) error {
+	err, _ := c.call(first, func(ctx context.Context, j apirpc.JobServiceClient) error {
 		r, err := j.GetJob(ctx, &api.GetJobRequest{JobId: id, Consistent: true})
 		if err == nil {
 			job = r.Job
@@ -414,7 +415,7 @@ func account(t *testing.T, rec *record, jobs []*api.Job) {
 }
 
 // serverStatus asks one server for its status, or returns nil.
-func serverStatus(op api.OperatorClient) *api.ServerStatusResponse {
+func serverStatus(op apirpc.OperatorClient) *api.ServerStatusResponse {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	st, err := op.ServerStatus(ctx, &api.ServerStatusRequest{})

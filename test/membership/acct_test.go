@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/backup"
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/test/cluster"
@@ -26,7 +27,7 @@ import (
 // saveSnapshot returns a snapshot file of the leader's state (what loom
 // operator snapshot save writes) with how many jobs its live state and
 // its accounting records hold, or nil when none answers.
-func saveSnapshot(op api.OperatorClient) (file []byte, live, archived int) {
+func saveSnapshot(op apirpc.OperatorClient) (file []byte, live, archived int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	stream, err := op.SnapshotSave(ctx, &api.SnapshotSaveRequest{})
@@ -86,7 +87,7 @@ func TestJoinedServerHasArchivedJobs(t *testing.T) {
 	dir := c.dir
 	jobs := c.leader().jobs
 	cluster.WaitFor(t, "the node to register", 30*time.Second, func() bool {
-		r, err := api.NewNodeServiceClient(mustDial(t, c.leader().Client())).ListNodes(cluster.Ctx(t), &api.ListNodesRequest{})
+		r, err := apirpc.NewNodeServiceClient(mustDial(t, c.leader().Client())).ListNodes(cluster.Ctx(t), &api.ListNodesRequest{})
 		return err == nil && len(r.Nodes) == 1
 	})
 

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/test/cluster"
 )
@@ -34,8 +35,8 @@ const trailing = 32
 // member is one server of the cluster and its clients.
 type member struct {
 	*harness.Server
-	op   api.OperatorClient
-	jobs api.JobServiceClient
+	op   apirpc.OperatorClient
+	jobs apirpc.JobServiceClient
 }
 
 type testCluster struct {
@@ -52,19 +53,19 @@ func (c *testCluster) wrap(s *harness.Server) *member {
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(func() { cc.Close() })
-	return &member{Server: s, op: api.NewOperatorClient(cc), jobs: api.NewJobServiceClient(cc)}
+	return &member{Server: s, op: apirpc.NewOperatorClient(cc), jobs: apirpc.NewJobServiceClient(cc)}
 }
 
-func (c *testCluster) ops() []api.OperatorClient {
-	var out []api.OperatorClient
+func (c *testCluster) ops() []apirpc.OperatorClient {
+	var out []apirpc.OperatorClient
 	for _, m := range c.members {
 		out = append(out, m.op)
 	}
 	return out
 }
 
-func (c *testCluster) jobClients() []api.JobServiceClient {
-	var out []api.JobServiceClient
+func (c *testCluster) jobClients() []apirpc.JobServiceClient {
+	var out []apirpc.JobServiceClient
 	for _, m := range c.members {
 		out = append(out, m.jobs)
 	}

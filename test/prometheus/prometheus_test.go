@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/test/cluster"
 	"google.golang.org/protobuf/proto"
@@ -242,10 +243,10 @@ func TestPrometheusScrapesTheCluster(t *testing.T) {
 	bob := cluster.LookupUser(t, cluster.UserB)
 	bobJobs, _ := cluster.ClientAs(t, "unix://"+socket, bob)
 	type submitted struct {
-		client api.JobServiceClient
+		client apirpc.JobServiceClient
 		id     uint64
 	}
-	submit := func(c api.JobServiceClient, name, account string, gpus uint32, limit int64, hold bool, script string) submitted {
+	submit := func(c apirpc.JobServiceClient, name, account string, gpus uint32, limit int64, hold bool, script string) submitted {
 		t.Helper()
 		partition := ""
 		if c == bobJobs {

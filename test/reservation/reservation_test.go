@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/test/cluster"
 )
 
@@ -71,7 +72,7 @@ func TestReservationKeepsOutsidersOff(t *testing.T) {
 
 	// Bob is no operator: the connection says so, whatever he sends.
 	bobConn := cluster.ConnAs(t, s.Client(), bob)
-	_, err := api.NewReservationServiceClient(bobConn).CreateReservation(cluster.Ctx(t), &api.CreateReservationRequest{
+	_, err := apirpc.NewReservationServiceClient(bobConn).CreateReservation(cluster.Ctx(t), &api.CreateReservationRequest{
 		Reservation: &api.Reservation{Name: "mine", StartUnixMs: time.Now().UnixMilli(), EndUnixMs: time.Now().Add(time.Hour).UnixMilli(),
 			Nodes: []string{"node1"}, Users: []string{bob.Name}, CreatedBy: "root"}})
 	if status.Code(err) != codes.PermissionDenied {
@@ -80,7 +81,7 @@ func TestReservationKeepsOutsidersOff(t *testing.T) {
 	spec := func(name, resv string) *api.JobSpec {
 		return &api.JobSpec{Name: name, GpusPerNode: 4, Script: "#!/bin/sh\nsleep 120\n", WorkingDir: dir, Reservation: resv}
 	}
-	bobJobs := api.NewJobServiceClient(bobConn)
+	bobJobs := apirpc.NewJobServiceClient(bobConn)
 	if _, err := bobJobs.Submit(cluster.Ctx(t), &api.SubmitRequest{Spec: spec("b", "ws"), User: alice.Name, Uid: alice.UID}); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("bob submits to alice's reservation claiming to be alice: %v, want PermissionDenied", err)
 	}

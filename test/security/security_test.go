@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/auth"
 	"github.com/loomhpc/loom/auth/munge"
 	"github.com/loomhpc/loom/internal/harness"
@@ -47,7 +48,7 @@ type secureCluster struct {
 	ca       string // the CA certificate, readable by the users
 	alice    auth.User
 	bob      auth.User
-	root     api.JobServiceClient
+	root     apirpc.JobServiceClient
 	homeOf   map[uint32]string
 	serverLg *cluster.Proc
 	agentLg  *cluster.Proc
@@ -78,7 +79,7 @@ func start(t *testing.T) *secureCluster {
 			t.Log(c.agentLg.Tail())
 		}
 	})
-	var nodes api.NodeServiceClient
+	var nodes apirpc.NodeServiceClient
 	c.root, nodes = cluster.Client(t, "unix://"+c.socket)
 	cluster.WaitFor(t, "the agent to register", 30*time.Second, func() bool {
 		r, err := nodes.ListNodes(cluster.Ctx(t), &api.ListNodesRequest{})
@@ -226,11 +227,11 @@ func TestRawRequestClaimingRootRunsAsTheCaller(t *testing.T) {
 	// Over TCP with a MUNGE credential, claiming root in the request
 	// does not let bob act on alice's job, and alice acts as herself.
 	cancel := &api.CancelRequest{JobIds: []uint64{r.JobId}, Uid: 0, User: "root"}
-	_, err = api.NewJobServiceClient(c.userConn(t, c.bob)).Cancel(cluster.Ctx(t), cancel)
+	_, err = apirpc.NewJobServiceClient(c.userConn(t, c.bob)).Cancel(cluster.Ctx(t), cancel)
 	if status.Code(err) != codes.PermissionDenied {
 		t.Errorf("bob's cancel of alice's job claiming root: %v, want PermissionDenied", err)
 	}
-	_, err = api.NewJobServiceClient(c.userConn(t, c.alice)).Cancel(cluster.Ctx(t), cancel)
+	_, err = apirpc.NewJobServiceClient(c.userConn(t, c.alice)).Cancel(cluster.Ctx(t), cancel)
 	if code := status.Code(err); code != codes.OK && code != codes.FailedPrecondition {
 		t.Errorf("alice's cancel of her own ended job: %v, want it accepted or refused as already ended", err)
 	}
@@ -273,7 +274,7 @@ func (e asUserEncoder) Encode(payload []byte) (string, error) {
 func TestDaemonCallsNeedTheRightCertificate(t *testing.T) {
 	c := start(t)
 	reg := &api.RegisterRequest{Node: &api.Node{Name: "node1", Address: "127.0.0.1:1", Cpus: 1, MemoryMb: 1024}}
-	dial := func(tc *tls.Config) api.AgentServiceClient {
+	dial := func(tc *tls.Config) apirpc.AgentServiceClient {
 		var creds credentials.TransportCredentials = insecure.NewCredentials()
 		if tc != nil {
 			creds = credentials.NewTLS(tc)
@@ -283,7 +284,7 @@ func TestDaemonCallsNeedTheRightCertificate(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { conn.Close() })
-		return api.NewAgentServiceClient(conn)
+		return apirpc.NewAgentServiceClient(conn)
 	}
 	if _, err := dial(nil).Register(cluster.Ctx(t), reg); err == nil {
 		t.Error("a plaintext client registered node1")

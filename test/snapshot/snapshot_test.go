@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/backup"
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/test/cluster"
@@ -322,16 +323,16 @@ func sbatchOn(t *testing.T, dir string, addrs []string, script string) uint64 {
 	return id
 }
 
-func operators(t *testing.T, servers []*cluster.Server) []api.OperatorClient {
+func operators(t *testing.T, servers []*cluster.Server) []apirpc.OperatorClient {
 	t.Helper()
-	var ops []api.OperatorClient
+	var ops []apirpc.OperatorClient
 	for _, s := range servers {
 		conn, err := harness.Dial(s.Client())
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { conn.Close() })
-		ops = append(ops, api.NewOperatorClient(conn))
+		ops = append(ops, apirpc.NewOperatorClient(conn))
 	}
 	return ops
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/test/cluster"
 )
 
@@ -34,7 +35,7 @@ type testCluster struct {
 	dir  string // the jobs' working directory
 	bin  string
 	addr string
-	jobs api.JobServiceClient
+	jobs apirpc.JobServiceClient
 }
 
 // start runs a server and one agent per name, each with profile's GPUs.

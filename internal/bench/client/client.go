@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/auth"
 	"github.com/loomhpc/loom/devcluster"
 )
@@ -86,6 +87,9 @@ func run(o options, stdout io.Writer) error {
 		{"true", []string{"/bin/true"}},
 		{"version", []string{o.loom, "version"}},
 		{"sbatch", []string{o.loom, "slurm", "sbatch", "--wrap", "true"}},
+		// Reads, after the submits above: the queue and one job's record.
+		{"squeue", []string{o.loom, "slurm", "squeue"}},
+		{"sacct", []string{o.loom, "slurm", "sacct", "-j", "1"}},
 	} {
 		wall, cpu, err := timeRuns(o.runs, m.argv, env)
 		if err != nil {
@@ -119,7 +123,7 @@ func run(o options, stdout io.Writer) error {
 // closed within its time.
 func timeSubmits(n int, addr string, redial bool) ([]time.Duration, error) {
 	dial := func() (*grpc.ClientConn, error) {
-		return grpc.NewClient(addr, grpc.WithTransportCredentials(auth.PeerCredentials()), api.ClientSizeOption())
+		return grpc.NewClient(addr, grpc.WithTransportCredentials(auth.PeerCredentials()), apirpc.ClientSizeOption())
 	}
 	var cc *grpc.ClientConn
 	if !redial {
@@ -142,7 +146,7 @@ func timeSubmits(n int, addr string, redial bool) ([]time.Duration, error) {
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := api.NewJobServiceClient(c).Submit(ctx, &api.SubmitRequest{
+		_, err := apirpc.NewJobServiceClient(c).Submit(ctx, &api.SubmitRequest{
 			Spec: &api.JobSpec{
 				Name: "wrap", WorkingDir: cwd,
 				Script: "#!/bin/sh\ntrue\n",

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/internal/harness"
 	"google.golang.org/grpc"
 )
@@ -121,7 +122,7 @@ func (b *bench) run(nServers, nAgents, kills int, grace time.Duration) error {
 	if b.conn, err = harness.Dial(servers[0].Client()); err != nil {
 		return err
 	}
-	jobs, nodes := api.NewJobServiceClient(b.conn), api.NewNodeServiceClient(b.conn)
+	jobs, nodes := apirpc.NewJobServiceClient(b.conn), apirpc.NewNodeServiceClient(b.conn)
 	if err := wait(60*time.Second, "every agent to register", func() bool {
 		r, err := call(func(c context.Context) (*api.ListNodesResponse, error) {
 			return nodes.ListNodes(c, &api.ListNodesRequest{Consistent: true})
@@ -154,7 +155,7 @@ func (b *bench) run(nServers, nAgents, kills int, grace time.Duration) error {
 }
 
 // trial runs one gang, kills one of its nodes and times the recovery.
-func (b *bench) trial(jobs api.JobServiceClient, nodes api.NodeServiceClient, work string, k int) (detect, requeue time.Duration, err error) {
+func (b *bench) trial(jobs apirpc.JobServiceClient, nodes apirpc.NodeServiceClient, work string, k int) (detect, requeue time.Duration, err error) {
 	script := "#!/bin/sh\necho $$ > pid-$SLURMD_NODENAME-$LOOM_JOB_ID-$LOOM_GENERATION\nexec sleep 600\n"
 	resp, err := call(func(c context.Context) (*api.SubmitResponse, error) {
 		return jobs.Submit(c, &api.SubmitRequest{

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/pki"
 	"google.golang.org/grpc"
@@ -71,7 +72,7 @@ type cluster struct {
 	servers []*harness.Server
 	ca      *harness.PKI
 	conns   []*grpc.ClientConn
-	ops     []api.OperatorClient
+	ops     []apirpc.OperatorClient
 }
 
 // newCluster starts o.servers server processes of this very binary,
@@ -97,7 +98,7 @@ func newCluster(o options) (*cluster, error) {
 			return nil, err
 		}
 		c.conns = append(c.conns, cc)
-		c.ops = append(c.ops, api.NewOperatorClient(cc))
+		c.ops = append(c.ops, apirpc.NewOperatorClient(cc))
 	}
 	return c, nil
 }
@@ -247,7 +248,7 @@ func submit(ctx context.Context, c *cluster, first int, budget time.Duration) er
 	for i := 0; time.Now().Before(deadline); i++ {
 		idx := (first + i) % len(c.conns)
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := api.NewJobServiceClient(c.conns[idx]).Submit(cctx, req)
+		_, err := apirpc.NewJobServiceClient(c.conns[idx]).Submit(cctx, req)
 		cancel()
 		if err == nil {
 			return nil
@@ -266,7 +267,7 @@ func submit(ctx context.Context, c *cluster, first int, budget time.Duration) er
 // registerNodes registers n simulated 8-GPU nodes through the leader's
 // connection.
 func registerNodes(ctx context.Context, leader *grpc.ClientConn, n int) error {
-	agents := api.NewAgentServiceClient(leader)
+	agents := apirpc.NewAgentServiceClient(leader)
 	for i := range n {
 		name := fmt.Sprintf("sim%04d", i)
 		topo := &api.Topology{Profile: "bench"}

@@ -1,8 +1,9 @@
-package pki
+package pkirpc
 
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -13,6 +14,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+
+	"github.com/loomhpc/loom/pki"
 )
 
 // guardedHealth is the tiny test service: Check's service field says what
@@ -28,7 +31,7 @@ func (guardedHealth) Check(ctx context.Context, req *healthpb.HealthCheckRequest
 		if err := RequireAgent(ctx, node); err != nil {
 			return nil, err
 		}
-	} else if _, err := RequireRole(ctx, RoleServer); err != nil {
+	} else if _, err := RequireRole(ctx, pki.RoleServer); err != nil {
 		return nil, err
 	}
 	return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
@@ -56,26 +59,26 @@ func startGRPC(t *testing.T, cfg *tls.Config) string {
 }
 
 func TestGRPC(t *testing.T) {
-	p := NewTestPKI(t)
-	s1 := p.Files(RoleServer, "s1")
-	addr := startGRPC(t, must(t)(ServerConfig(s1, ServerOptions{})))
-	daemon := func(f Files) *tls.Config { return must(t)(DaemonClientConfig(f)) }
+	p := pki.NewTestPKI(t)
+	s1 := p.Files(pki.RoleServer, "s1")
+	addr := startGRPC(t, must(t)(pki.ServerConfig(s1, pki.ServerOptions{})))
+	daemon := func(f pki.Files) *tls.Config { return must(t)(pki.DaemonClientConfig(f)) }
 	tests := []struct {
 		name    string
 		client  *tls.Config
 		service string
 		want    codes.Code
 	}{
-		{"agent for its own node", daemon(p.Files(RoleAgent, "node7")), "agent/node7", codes.OK},
-		{"agent for another node", daemon(p.Files(RoleAgent, "node7")), "agent/node8", codes.PermissionDenied},
-		{"server as an agent", daemon(p.Files(RoleServer, "s2")), "agent/node7", codes.PermissionDenied},
-		{"server to server", daemon(p.Files(RoleServer, "s2")), "server", codes.OK},
-		{"agent as a server", daemon(p.Files(RoleAgent, "node7")), "server", codes.PermissionDenied},
-		{"cli cert as a server", must(t)(CLIClientConfig(p.Files(RoleCLI, ""))), "server", codes.PermissionDenied},
-		{"no cert as an agent", must(t)(CLIClientConfig(Files{CA: s1.CA})), "agent/node7", codes.Unauthenticated},
-		{"no cert as a server", must(t)(CLIClientConfig(Files{CA: s1.CA})), "server", codes.Unauthenticated},
+		{"agent for its own node", daemon(p.Files(pki.RoleAgent, "node7")), "agent/node7", codes.OK},
+		{"agent for another node", daemon(p.Files(pki.RoleAgent, "node7")), "agent/node8", codes.PermissionDenied},
+		{"server as an agent", daemon(p.Files(pki.RoleServer, "s2")), "agent/node7", codes.PermissionDenied},
+		{"server to server", daemon(p.Files(pki.RoleServer, "s2")), "server", codes.OK},
+		{"agent as a server", daemon(p.Files(pki.RoleAgent, "node7")), "server", codes.PermissionDenied},
+		{"cli cert as a server", must(t)(pki.CLIClientConfig(p.Files(pki.RoleCLI, ""))), "server", codes.PermissionDenied},
+		{"no cert as an agent", must(t)(pki.CLIClientConfig(pki.Files{CA: s1.CA})), "agent/node7", codes.Unauthenticated},
+		{"no cert as a server", must(t)(pki.CLIClientConfig(pki.Files{CA: s1.CA})), "server", codes.Unauthenticated},
 		// A client of another cluster never gets as far as a method.
-		{"another CA", must(t)(CLIClientConfig(Files{CA: NewTestPKI(t).CA.CertFile})), "server", codes.Unavailable},
+		{"another CA", must(t)(pki.CLIClientConfig(pki.Files{CA: pki.NewTestPKI(t).CA.CertFile})), "server", codes.Unavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,9 +100,9 @@ func TestGRPC(t *testing.T) {
 
 // The messages say who called and what the method needed.
 func TestGRPCMessages(t *testing.T) {
-	p := NewTestPKI(t)
-	addr := startGRPC(t, must(t)(ServerConfig(p.Files(RoleServer, "s1"), ServerOptions{})))
-	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(credentials.NewTLS(must(t)(DaemonClientConfig(p.Files(RoleAgent, "node7"))))))
+	p := pki.NewTestPKI(t)
+	addr := startGRPC(t, must(t)(pki.ServerConfig(p.Files(pki.RoleServer, "s1"), pki.ServerOptions{})))
+	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(credentials.NewTLS(must(t)(pki.DaemonClientConfig(p.Files(pki.RoleAgent, "node7"))))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,5 +116,29 @@ func TestGRPCMessages(t *testing.T) {
 	_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: "server"})
 	if want := "agent node7 may not call this method: it needs a certificate of role server"; status.Convert(err).Message() != want {
 		t.Errorf("Check(server) message = %q, want %q", status.Convert(err).Message(), want)
+	}
+}
+
+// A call that did not come over TLS has no identity: Unauthenticated.
+func TestRequireRoleWithoutTLS(t *testing.T) {
+	if _, err := PeerIdentityFromContext(context.Background()); !errors.Is(err, pki.ErrNotTLS) {
+		t.Errorf("PeerIdentityFromContext(no peer) = %v, want pki.ErrNotTLS", err)
+	}
+	_, err := RequireRole(context.Background(), pki.RoleServer)
+	if status.Code(err) != codes.Unauthenticated {
+		t.Errorf("RequireRole(no peer) = %v, want code Unauthenticated", err)
+	}
+	if err := RequireAgent(context.Background(), "node7"); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("RequireAgent(no peer) = %v, want code Unauthenticated", err)
+	}
+}
+
+func must(t *testing.T) func(*tls.Config, error) *tls.Config {
+	return func(c *tls.Config, err error) *tls.Config {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
 	}
 }
