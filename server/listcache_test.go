@@ -10,8 +10,8 @@ import (
 )
 
 // TestListJobsFastPathMatchesSummary checks that a listing through gRPC,
-// written from encoded summaries, carries exactly what summary builds for
-// the caller (the owner's jobs whole, another user's with private fields
+// written from encoded summaries, carries exactly what summary (or
+// queueSummary, in the queue view) builds for the caller (the owner's jobs whole, another user's with private fields
 // blanked), and that a job's change shows in the next listing rather than
 // its summary from before.
 func TestListJobsFastPathMatchesSummary(t *testing.T) {
@@ -32,11 +32,11 @@ func TestListJobsFastPathMatchesSummary(t *testing.T) {
 
 	check := func(when string) {
 		t.Helper()
-		// Each caller twice: the second listing comes from the cache, and
-		// bob's from summaries alice's listing put there.
-		for i := range 4 {
-			c := callers[i%2]
-			resp, err := c.jobs.ListJobs(ctx(t), &api.ListJobsRequest{All: true})
+		// Each caller twice in each view: the second listing comes from
+		// the cache, and bob's from summaries alice's listing put there.
+		for i := range 8 {
+			c, view := callers[i%2], api.ListView(i/4)
+			resp, err := c.jobs.ListJobs(ctx(t), &api.ListJobsRequest{All: true, View: view})
 			if err != nil {
 				t.Fatalf("%s: ListJobs: %v", when, err)
 			}
@@ -48,12 +48,13 @@ func TestListJobsFastPathMatchesSummary(t *testing.T) {
 				t.Fatalf("%s: readAt(%d): %v", when, resp.Index, err)
 			}
 			for _, got := range resp.Jobs {
-				want := e.s.summary(c.id, snap.Job(got.Id))
+				want := e.s.listedAs(c.id, view, snap.Job(got.Id))
 				if !proto.Equal(got, want) {
-					t.Errorf("%s: listed job %d = %v, want summary %v", when, got.Id, got, want)
+					t.Errorf("%s: listed job %d in %v = %v, want %v", when, got.Id, view, got, want)
 				}
-				if got.Id == c.other && got.Spec.GetOutput() != "" {
-					t.Errorf("%s: job %d listed to uid %d with output %q, want it blanked", when, got.Id, c.id.UID, got.Spec.GetOutput())
+				if got.Id == c.other && (got.Spec.GetOutput() != "" || got.Spec.GetWorkingDir() != "") {
+					t.Errorf("%s: job %d listed to uid %d in %v with output %q and working directory %q, want them blanked",
+						when, got.Id, c.id.UID, view, got.Spec.GetOutput(), got.Spec.GetWorkingDir())
 				}
 			}
 		}
