@@ -123,6 +123,11 @@ func runSqueue(ctx context.Context, e *env, args []string) int {
 	if len(o.users) == 1 {
 		req.User = o.users[0]
 	}
+	if !o.json {
+		// Only what the columns, filters and sort keys read: decoding
+		// whole summaries was most of squeue's time over a long queue.
+		req.View = api.ListView_LIST_VIEW_QUEUE
+	}
 	return withClient(e, func(c *client) int {
 		resp, err := c.listJobs(ctx, req)
 		if err != nil {
