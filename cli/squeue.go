@@ -124,8 +124,9 @@ func runSqueue(ctx context.Context, e *env, args []string) int {
 		req.User = o.users[0]
 	}
 	if !o.json {
-		// Only what the columns, filters and sort keys read: decoding
-		// whole summaries was most of squeue's time over a long queue.
+		// Only what the columns, filters and sort keys read, and an
+		// array's spec once: decoding whole summaries, a JobSpec for
+		// every job, was most of squeue's time over a long queue.
 		req.View = api.ListView_LIST_VIEW_QUEUE
 	}
 	return withClient(e, func(c *client) int {
@@ -133,6 +134,7 @@ func runSqueue(ctx context.Context, e *env, args []string) int {
 		if err != nil {
 			return e.fail(err)
 		}
+		api.FillSharedSpecs(resp.GetJobs())
 		// Filter here too, so that the output is right whatever the
 		// server chose to filter.
 		jobs := filterJobs(resp.GetJobs(), func(j *api.Job) bool {

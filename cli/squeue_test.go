@@ -251,13 +251,18 @@ func TestSqueueErrors(t *testing.T) {
 // same from the queue view (api.Job.QueueView) as from whole jobs: every
 // field it reads is in the view.
 func TestSqueueQueueView(t *testing.T) {
+	// Two tasks of one array sharing their spec, as in the state: the
+	// queue view sends it once.
+	arr := &api.JobSpec{Name: "arr", Partition: "gpu", Account: "nlp", Qos: "low", Reservation: "maint",
+		Dependency: "afterok:12", Nice: 5, NodesMin: 1, Ntasks: 2, NtasksPerNode: 2, TimeLimitS: 600,
+		GpusPerNode: 2, GpuType: "h100", GresPerNode: map[string]uint64{"nvme": 100}, WorkingDir: "/home/bob"}
 	jobs := append(testJobs(), &api.Job{
-		Id: 16, User: "bob", Uid: 1001, State: api.JobState_RUNNING, Priority: 7, ArrayJobId: 9, ArrayTaskId: 3,
-		SubmitUnixMs: ms(time.Hour), StartUnixMs: ms(time.Minute),
-		Spec: &api.JobSpec{Name: "arr", Partition: "gpu", Account: "nlp", Qos: "low", Reservation: "maint",
-			Dependency: "afterok:12", Nice: 5, NodesMin: 1, Ntasks: 2, NtasksPerNode: 2, TimeLimitS: 600,
-			GpusPerNode: 2, GpuType: "h100", GresPerNode: map[string]uint64{"nvme": 100}, WorkingDir: "/home/bob"},
+		Id: 16, User: "bob", Uid: 1001, State: api.JobState_RUNNING, Priority: 7, ArrayJobId: 16, ArrayTaskId: 0,
+		SubmitUnixMs: ms(time.Hour), StartUnixMs: ms(time.Minute), Spec: arr,
 		Allocation: &api.Allocation{Nodes: []string{"node5"}, Ranks: []*api.Rank{{Node: "node5", Cpus: 3}, {Node: "node5", Rank: 1, Cpus: 5}}},
+	}, &api.Job{
+		Id: 17, User: "bob", Uid: 1001, State: api.JobState_PENDING, Priority: 7, ArrayJobId: 16, ArrayTaskId: 1,
+		SubmitUnixMs: ms(time.Hour), Spec: arr,
 	})
 	var letters []string
 	for c := range squeueFields {

@@ -72,3 +72,37 @@ func TestListJobsFastPathMatchesSummary(t *testing.T) {
 		t.Errorf("listed job %d after cancel has state %v, want CANCELLED", a, got)
 	}
 }
+
+// TestListJobsQueueViewSharesArraySpecs checks that a queue-view listing
+// sends an array's spec with its first task of each page only, and that
+// api.FillSharedSpecs gives every task the spec it lists.
+func TestListJobsQueueViewSharesArraySpecs(t *testing.T) {
+	e := newAuthzEnv(t)
+	first := e.submit(alice, &api.SubmitRequest{Spec: &api.JobSpec{Name: "arr", Script: "#!/bin/sh\n", WorkingDir: "/home/x", Hold: true, Array: "0-4"}})
+	jobs := api.NewJobServiceClient(e.user(alice))
+	var listed []*api.Job
+	for after := uint64(0); ; {
+		resp, err := jobs.ListJobs(ctx(t), &api.ListJobsRequest{View: api.ListView_LIST_VIEW_QUEUE, AfterId: after, Limit: 3})
+		if err != nil {
+			t.Fatalf("ListJobs: %v", err)
+		}
+		for i, j := range resp.Jobs {
+			if hasSpec := j.Spec != nil; hasSpec != (i == 0) {
+				t.Errorf("job %d, %d. of its page, listed with spec %v, want one only for the first of a page", j.Id, i+1, j.Spec)
+			}
+		}
+		listed = append(listed, resp.Jobs...)
+		if after = resp.NextAfterId; after == 0 {
+			break
+		}
+	}
+	if len(listed) != 5 || listed[0].Id != first {
+		t.Fatalf("listed %v, want the 5 tasks from job %d", listed, first)
+	}
+	api.FillSharedSpecs(listed)
+	for _, j := range listed {
+		if j.Spec.GetName() != "arr" || j.Spec.GetWorkingDir() != "/home/x" {
+			t.Errorf("job %d after FillSharedSpecs has spec %v, want the array's", j.Id, j.Spec)
+		}
+	}
+}
