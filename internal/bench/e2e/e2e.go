@@ -109,9 +109,10 @@ func Run(ctx context.Context, o Options, stdout io.Writer) error {
 	}
 	// As the Slurm baseline raises MaxJobCount and MaxArraySize (bench/slurm),
 	// so the bursts and the held queue fit beside each other: finished
-	// jobs stay in the live state for min_job_age.
+	// jobs stay in the live state for min_job_age. A --queue of 100,000
+	// raises it further.
 	lim := server.DefaultLimits()
-	lim.MaxJobCount = 40000
+	lim.MaxJobCount = uint32(max(40000, 2*o.Jobs+o.Array+o.Queue+2*o.Repeats+1))
 	lim.MaxArraySize = 10001
 	dev.Limits = &lim
 	if loom := filepath.Join(o.Bin, "loom"); fileExists(loom) {
