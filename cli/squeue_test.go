@@ -270,15 +270,19 @@ func TestSqueueQueueView(t *testing.T) {
 	}
 	slices.Sort(letters)
 	every := strings.Join(letters, "|")
-	for _, args := range [][]string{
-		{"-t", "all", "-o", every},
-		{"-t", "all", "-o", every, "-S", strings.ReplaceAll(strings.Join(letters, ","), "%", "-")},
-		{"-t", "all", "-o", "%i", "-A", "nlp,vision", "-q", "low", "-n", "arr,big"},
-		{"-t", "all", "-o", "%i", "-w", "node5", "-p", "gpu"},
-		{"-l"},
-		{"--start"},
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"every field", []string{"-t", "all", "-o", every}},
+		{"sorted by every field", []string{"-t", "all", "-o", every, "-S", strings.ReplaceAll(strings.Join(letters, ","), "%", "-")}},
+		{"account, qos and name filters", []string{"-t", "all", "-o", "%i", "-A", "nlp,vision", "-q", "low", "-n", "arr,big"}},
+		{"nodelist and partition filters", []string{"-t", "all", "-o", "%i", "-w", "node5", "-p", "gpu"}},
+		{"long", []string{"-l"}},
+		{"start", []string{"--start"}},
 	} {
-		t.Run(strings.Join(args, " "), func(t *testing.T) {
+		args := tc.args
+		t.Run(tc.name, func(t *testing.T) {
 			var outs []string
 			for _, whole := range []bool{true, false} {
 				f := &fakeServer{jobs: jobs, wholeJobs: whole}
