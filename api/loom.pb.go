@@ -345,6 +345,61 @@ func (LinkType) EnumDescriptor() ([]byte, []int) {
 	return file_api_loom_proto_rawDescGZIP(), []int{4}
 }
 
+// ListView is how much of each job a listing carries.
+type ListView int32
+
+const (
+	// LIST_VIEW_SUMMARY: the job without its script, environment and
+	// secret, what sacct, scontrol and squeue --json print.
+	ListView_LIST_VIEW_SUMMARY ListView = 0
+	// LIST_VIEW_QUEUE: only what squeue's columns, filters and sort keys
+	// read: ids, user, state, reason, priority, times, the spec's name,
+	// partition, account, QOS, reservation, dependency, comment, working
+	// directory, nice, time limit, node and task counts and generic
+	// resources, and the allocation's nodes and each rank's CPUs: what a
+	// listing of many thousands of jobs needs decoded.
+	ListView_LIST_VIEW_QUEUE ListView = 1
+)
+
+// Enum value maps for ListView.
+var (
+	ListView_name = map[int32]string{
+		0: "LIST_VIEW_SUMMARY",
+		1: "LIST_VIEW_QUEUE",
+	}
+	ListView_value = map[string]int32{
+		"LIST_VIEW_SUMMARY": 0,
+		"LIST_VIEW_QUEUE":   1,
+	}
+)
+
+func (x ListView) Enum() *ListView {
+	p := new(ListView)
+	*p = x
+	return p
+}
+
+func (x ListView) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ListView) Descriptor() protoreflect.EnumDescriptor {
+	return file_api_loom_proto_enumTypes[5].Descriptor()
+}
+
+func (ListView) Type() protoreflect.EnumType {
+	return &file_api_loom_proto_enumTypes[5]
+}
+
+func (x ListView) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ListView.Descriptor instead.
+func (ListView) EnumDescriptor() ([]byte, []int) {
+	return file_api_loom_proto_rawDescGZIP(), []int{5}
+}
+
 // ReservationOp is what a ReservationCommand does.
 type ReservationOp int32
 
@@ -387,11 +442,11 @@ func (x ReservationOp) String() string {
 }
 
 func (ReservationOp) Descriptor() protoreflect.EnumDescriptor {
-	return file_api_loom_proto_enumTypes[5].Descriptor()
+	return file_api_loom_proto_enumTypes[6].Descriptor()
 }
 
 func (ReservationOp) Type() protoreflect.EnumType {
-	return &file_api_loom_proto_enumTypes[5]
+	return &file_api_loom_proto_enumTypes[6]
 }
 
 func (x ReservationOp) Number() protoreflect.EnumNumber {
@@ -400,7 +455,7 @@ func (x ReservationOp) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ReservationOp.Descriptor instead.
 func (ReservationOp) EnumDescriptor() ([]byte, []int) {
-	return file_api_loom_proto_rawDescGZIP(), []int{5}
+	return file_api_loom_proto_rawDescGZIP(), []int{6}
 }
 
 type Link struct {
@@ -2779,8 +2834,10 @@ type ListJobsRequest struct {
 	Consistent bool                   `protobuf:"varint,6,opt,name=consistent,proto3" json:"consistent,omitempty"`
 	// after_id and limit page through a long listing in id order: the
 	// server returns at most limit jobs (0: all) with ids above after_id.
-	AfterId       uint64 `protobuf:"varint,7,opt,name=after_id,json=afterId,proto3" json:"after_id,omitempty"`
-	Limit         uint32 `protobuf:"varint,8,opt,name=limit,proto3" json:"limit,omitempty"`
+	AfterId uint64 `protobuf:"varint,7,opt,name=after_id,json=afterId,proto3" json:"after_id,omitempty"`
+	Limit   uint32 `protobuf:"varint,8,opt,name=limit,proto3" json:"limit,omitempty"`
+	// view is how much of each job the response carries.
+	View          ListView `protobuf:"varint,9,opt,name=view,proto3,enum=loom.v1.ListView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2869,6 +2926,13 @@ func (x *ListJobsRequest) GetLimit() uint32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *ListJobsRequest) GetView() ListView {
+	if x != nil {
+		return x.View
+	}
+	return ListView_LIST_VIEW_SUMMARY
 }
 
 // ListJobsResponse lists jobs as squeue, sacct and scontrol print them:
@@ -8540,7 +8604,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"consistent\"F\n" +
 	"\x0eGetJobResponse\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.loom.v1.JobR\x03job\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\xe9\x01\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x90\x02\n" +
 	"\x0fListJobsRequest\x12\x10\n" +
 	"\x03all\x18\x01 \x01(\bR\x03all\x12\x17\n" +
 	"\ajob_ids\x18\x02 \x03(\x04R\x06jobIds\x12\x12\n" +
@@ -8551,7 +8615,8 @@ const file_api_loom_proto_rawDesc = "" +
 	"consistent\x18\x06 \x01(\bR\n" +
 	"consistent\x12\x19\n" +
 	"\bafter_id\x18\a \x01(\x04R\aafterId\x12\x14\n" +
-	"\x05limit\x18\b \x01(\rR\x05limit\"n\n" +
+	"\x05limit\x18\b \x01(\rR\x05limit\x12%\n" +
+	"\x04view\x18\t \x01(\x0e2\x11.loom.v1.ListViewR\x04view\"n\n" +
 	"\x10ListJobsResponse\x12 \n" +
 	"\x04jobs\x18\x01 \x03(\v2\f.loom.v1.JobR\x04jobs\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\"\n" +
@@ -9028,7 +9093,10 @@ const file_api_loom_proto_rawDesc = "" +
 	"\bLINK_PXB\x10\x04\x12\f\n" +
 	"\bLINK_PIX\x10\x05\x12\v\n" +
 	"\aLINK_NV\x10\x06\x12\r\n" +
-	"\tLINK_SELF\x10\a*\x8f\x01\n" +
+	"\tLINK_SELF\x10\a*6\n" +
+	"\bListView\x12\x15\n" +
+	"\x11LIST_VIEW_SUMMARY\x10\x00\x12\x13\n" +
+	"\x0fLIST_VIEW_QUEUE\x10\x01*\x8f\x01\n" +
 	"\rReservationOp\x12\x1e\n" +
 	"\x1aRESERVATION_OP_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12RESERVATION_CREATE\x10\x01\x12\x16\n" +
@@ -9048,7 +9116,7 @@ func file_api_loom_proto_rawDescGZIP() []byte {
 	return file_api_loom_proto_rawDescData
 }
 
-var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_api_loom_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
 var file_api_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 111)
 var file_api_loom_proto_goTypes = []any{
 	(JobState)(0),                      // 0: loom.v1.JobState
@@ -9056,203 +9124,205 @@ var file_api_loom_proto_goTypes = []any{
 	(TaskState)(0),                     // 2: loom.v1.TaskState
 	(TaskEndReason)(0),                 // 3: loom.v1.TaskEndReason
 	(LinkType)(0),                      // 4: loom.v1.LinkType
-	(ReservationOp)(0),                 // 5: loom.v1.ReservationOp
-	(*Link)(nil),                       // 6: loom.v1.Link
-	(*GPU)(nil),                        // 7: loom.v1.GPU
-	(*Topology)(nil),                   // 8: loom.v1.Topology
-	(*Node)(nil),                       // 9: loom.v1.Node
-	(*JobSpec)(nil),                    // 10: loom.v1.JobSpec
-	(*Rank)(nil),                       // 11: loom.v1.Rank
-	(*TaskStatus)(nil),                 // 12: loom.v1.TaskStatus
-	(*Allocation)(nil),                 // 13: loom.v1.Allocation
-	(*Job)(nil),                        // 14: loom.v1.Job
-	(*Step)(nil),                       // 15: loom.v1.Step
-	(*SubmitRequest)(nil),              // 16: loom.v1.SubmitRequest
-	(*SubmitResponse)(nil),             // 17: loom.v1.SubmitResponse
-	(*CancelRequest)(nil),              // 18: loom.v1.CancelRequest
-	(*CancelResponse)(nil),             // 19: loom.v1.CancelResponse
-	(*HoldRequest)(nil),                // 20: loom.v1.HoldRequest
-	(*HoldResponse)(nil),               // 21: loom.v1.HoldResponse
-	(*RequeueRequest)(nil),             // 22: loom.v1.RequeueRequest
-	(*RequeueResponse)(nil),            // 23: loom.v1.RequeueResponse
-	(*GetJobRequest)(nil),              // 24: loom.v1.GetJobRequest
-	(*GetJobResponse)(nil),             // 25: loom.v1.GetJobResponse
-	(*ListJobsRequest)(nil),            // 26: loom.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),           // 27: loom.v1.ListJobsResponse
-	(*LogsRequest)(nil),                // 28: loom.v1.LogsRequest
-	(*LogChunk)(nil),                   // 29: loom.v1.LogChunk
-	(*UpdateJobRequest)(nil),           // 30: loom.v1.UpdateJobRequest
-	(*UpdateJobResponse)(nil),          // 31: loom.v1.UpdateJobResponse
-	(*TestSubmitResponse)(nil),         // 32: loom.v1.TestSubmitResponse
-	(*CreateStepRequest)(nil),          // 33: loom.v1.CreateStepRequest
-	(*CreateStepResponse)(nil),         // 34: loom.v1.CreateStepResponse
-	(*CancelStepsRequest)(nil),         // 35: loom.v1.CancelStepsRequest
-	(*CancelStepsResponse)(nil),        // 36: loom.v1.CancelStepsResponse
-	(*CompleteAllocationRequest)(nil),  // 37: loom.v1.CompleteAllocationRequest
-	(*CompleteAllocationResponse)(nil), // 38: loom.v1.CompleteAllocationResponse
-	(*ListNodesRequest)(nil),           // 39: loom.v1.ListNodesRequest
-	(*NodeInfo)(nil),                   // 40: loom.v1.NodeInfo
-	(*ListNodesResponse)(nil),          // 41: loom.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),             // 42: loom.v1.GetNodeRequest
-	(*NodeStateRequest)(nil),           // 43: loom.v1.NodeStateRequest
-	(*NodeStateResponse)(nil),          // 44: loom.v1.NodeStateResponse
-	(*RegisterRequest)(nil),            // 45: loom.v1.RegisterRequest
-	(*RegisterResponse)(nil),           // 46: loom.v1.RegisterResponse
-	(*WatchAllocationsRequest)(nil),    // 47: loom.v1.WatchAllocationsRequest
-	(*AllocationUpdate)(nil),           // 48: loom.v1.AllocationUpdate
-	(*AssignedAllocation)(nil),         // 49: loom.v1.AssignedAllocation
-	(*TaskUpdateRequest)(nil),          // 50: loom.v1.TaskUpdateRequest
-	(*TaskUpdateResponse)(nil),         // 51: loom.v1.TaskUpdateResponse
-	(*ServerInfo)(nil),                 // 52: loom.v1.ServerInfo
-	(*RaftJoinRequest)(nil),            // 53: loom.v1.RaftJoinRequest
-	(*RaftJoinResponse)(nil),           // 54: loom.v1.RaftJoinResponse
-	(*RaftListPeersRequest)(nil),       // 55: loom.v1.RaftListPeersRequest
-	(*RaftListPeersResponse)(nil),      // 56: loom.v1.RaftListPeersResponse
-	(*RaftRemovePeerRequest)(nil),      // 57: loom.v1.RaftRemovePeerRequest
-	(*RaftRemovePeerResponse)(nil),     // 58: loom.v1.RaftRemovePeerResponse
-	(*ServerStatusRequest)(nil),        // 59: loom.v1.ServerStatusRequest
-	(*ServerStatusResponse)(nil),       // 60: loom.v1.ServerStatusResponse
-	(*TaskLogsRequest)(nil),            // 61: loom.v1.TaskLogsRequest
-	(*SubmitJobCommand)(nil),           // 62: loom.v1.SubmitJobCommand
-	(*SubmitLimits)(nil),               // 63: loom.v1.SubmitLimits
-	(*ExpireJobsCommand)(nil),          // 64: loom.v1.ExpireJobsCommand
-	(*SubmitJobsCommand)(nil),          // 65: loom.v1.SubmitJobsCommand
-	(*CancelJobsCommand)(nil),          // 66: loom.v1.CancelJobsCommand
-	(*Placement)(nil),                  // 67: loom.v1.Placement
-	(*PendingReason)(nil),              // 68: loom.v1.PendingReason
-	(*Preemption)(nil),                 // 69: loom.v1.Preemption
-	(*PlanCommand)(nil),                // 70: loom.v1.PlanCommand
-	(*HoldJobsCommand)(nil),            // 71: loom.v1.HoldJobsCommand
-	(*RequeueJobsCommand)(nil),         // 72: loom.v1.RequeueJobsCommand
-	(*CreateStepCommand)(nil),          // 73: loom.v1.CreateStepCommand
-	(*CancelStepsCommand)(nil),         // 74: loom.v1.CancelStepsCommand
-	(*CompleteAllocationCommand)(nil),  // 75: loom.v1.CompleteAllocationCommand
-	(*UpdateTasksCommand)(nil),         // 76: loom.v1.UpdateTasksCommand
-	(*UpdateTasksBatchCommand)(nil),    // 77: loom.v1.UpdateTasksBatchCommand
-	(*RegisterNodeCommand)(nil),        // 78: loom.v1.RegisterNodeCommand
-	(*NodeStateCommand)(nil),           // 79: loom.v1.NodeStateCommand
-	(*ServerMembershipCommand)(nil),    // 80: loom.v1.ServerMembershipCommand
-	(*ClusterConfig)(nil),              // 81: loom.v1.ClusterConfig
-	(*SchedulerSettings)(nil),          // 82: loom.v1.SchedulerSettings
-	(*LASSettings)(nil),                // 83: loom.v1.LASSettings
-	(*QOSConfig)(nil),                  // 84: loom.v1.QOSConfig
-	(*PartitionConfig)(nil),            // 85: loom.v1.PartitionConfig
-	(*SwitchConfig)(nil),               // 86: loom.v1.SwitchConfig
-	(*GetConfigRequest)(nil),           // 87: loom.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),          // 88: loom.v1.GetConfigResponse
-	(*ReloadConfigRequest)(nil),        // 89: loom.v1.ReloadConfigRequest
-	(*ReloadConfigResponse)(nil),       // 90: loom.v1.ReloadConfigResponse
-	(*UpdateJobCommand)(nil),           // 91: loom.v1.UpdateJobCommand
-	(*SetConfigCommand)(nil),           // 92: loom.v1.SetConfigCommand
-	(*StateSnapshot)(nil),              // 93: loom.v1.StateSnapshot
-	(*AccountingRecord)(nil),           // 94: loom.v1.AccountingRecord
-	(*Reservation)(nil),                // 95: loom.v1.Reservation
-	(*ReservationCommand)(nil),         // 96: loom.v1.ReservationCommand
-	(*CreateReservationRequest)(nil),   // 97: loom.v1.CreateReservationRequest
-	(*CreateReservationResponse)(nil),  // 98: loom.v1.CreateReservationResponse
-	(*UpdateReservationRequest)(nil),   // 99: loom.v1.UpdateReservationRequest
-	(*UpdateReservationResponse)(nil),  // 100: loom.v1.UpdateReservationResponse
-	(*DeleteReservationRequest)(nil),   // 101: loom.v1.DeleteReservationRequest
-	(*DeleteReservationResponse)(nil),  // 102: loom.v1.DeleteReservationResponse
-	(*ListReservationsRequest)(nil),    // 103: loom.v1.ListReservationsRequest
-	(*ListReservationsResponse)(nil),   // 104: loom.v1.ListReservationsResponse
-	(*SnapshotMeta)(nil),               // 105: loom.v1.SnapshotMeta
-	(*SnapshotInfo)(nil),               // 106: loom.v1.SnapshotInfo
-	(*SnapshotSaveRequest)(nil),        // 107: loom.v1.SnapshotSaveRequest
-	(*SnapshotChunk)(nil),              // 108: loom.v1.SnapshotChunk
-	(*SnapshotRestoreResponse)(nil),    // 109: loom.v1.SnapshotRestoreResponse
-	nil,                                // 110: loom.v1.Node.LabelsEntry
-	nil,                                // 111: loom.v1.Node.GresEntry
-	nil,                                // 112: loom.v1.JobSpec.EnvEntry
-	nil,                                // 113: loom.v1.JobSpec.GresPerNodeEntry
-	nil,                                // 114: loom.v1.Allocation.GresPerNodeEntry
-	nil,                                // 115: loom.v1.NodeInfo.GresAllocatedEntry
-	nil,                                // 116: loom.v1.SchedulerSettings.AccountSharesEntry
+	(ListView)(0),                      // 5: loom.v1.ListView
+	(ReservationOp)(0),                 // 6: loom.v1.ReservationOp
+	(*Link)(nil),                       // 7: loom.v1.Link
+	(*GPU)(nil),                        // 8: loom.v1.GPU
+	(*Topology)(nil),                   // 9: loom.v1.Topology
+	(*Node)(nil),                       // 10: loom.v1.Node
+	(*JobSpec)(nil),                    // 11: loom.v1.JobSpec
+	(*Rank)(nil),                       // 12: loom.v1.Rank
+	(*TaskStatus)(nil),                 // 13: loom.v1.TaskStatus
+	(*Allocation)(nil),                 // 14: loom.v1.Allocation
+	(*Job)(nil),                        // 15: loom.v1.Job
+	(*Step)(nil),                       // 16: loom.v1.Step
+	(*SubmitRequest)(nil),              // 17: loom.v1.SubmitRequest
+	(*SubmitResponse)(nil),             // 18: loom.v1.SubmitResponse
+	(*CancelRequest)(nil),              // 19: loom.v1.CancelRequest
+	(*CancelResponse)(nil),             // 20: loom.v1.CancelResponse
+	(*HoldRequest)(nil),                // 21: loom.v1.HoldRequest
+	(*HoldResponse)(nil),               // 22: loom.v1.HoldResponse
+	(*RequeueRequest)(nil),             // 23: loom.v1.RequeueRequest
+	(*RequeueResponse)(nil),            // 24: loom.v1.RequeueResponse
+	(*GetJobRequest)(nil),              // 25: loom.v1.GetJobRequest
+	(*GetJobResponse)(nil),             // 26: loom.v1.GetJobResponse
+	(*ListJobsRequest)(nil),            // 27: loom.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 28: loom.v1.ListJobsResponse
+	(*LogsRequest)(nil),                // 29: loom.v1.LogsRequest
+	(*LogChunk)(nil),                   // 30: loom.v1.LogChunk
+	(*UpdateJobRequest)(nil),           // 31: loom.v1.UpdateJobRequest
+	(*UpdateJobResponse)(nil),          // 32: loom.v1.UpdateJobResponse
+	(*TestSubmitResponse)(nil),         // 33: loom.v1.TestSubmitResponse
+	(*CreateStepRequest)(nil),          // 34: loom.v1.CreateStepRequest
+	(*CreateStepResponse)(nil),         // 35: loom.v1.CreateStepResponse
+	(*CancelStepsRequest)(nil),         // 36: loom.v1.CancelStepsRequest
+	(*CancelStepsResponse)(nil),        // 37: loom.v1.CancelStepsResponse
+	(*CompleteAllocationRequest)(nil),  // 38: loom.v1.CompleteAllocationRequest
+	(*CompleteAllocationResponse)(nil), // 39: loom.v1.CompleteAllocationResponse
+	(*ListNodesRequest)(nil),           // 40: loom.v1.ListNodesRequest
+	(*NodeInfo)(nil),                   // 41: loom.v1.NodeInfo
+	(*ListNodesResponse)(nil),          // 42: loom.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),             // 43: loom.v1.GetNodeRequest
+	(*NodeStateRequest)(nil),           // 44: loom.v1.NodeStateRequest
+	(*NodeStateResponse)(nil),          // 45: loom.v1.NodeStateResponse
+	(*RegisterRequest)(nil),            // 46: loom.v1.RegisterRequest
+	(*RegisterResponse)(nil),           // 47: loom.v1.RegisterResponse
+	(*WatchAllocationsRequest)(nil),    // 48: loom.v1.WatchAllocationsRequest
+	(*AllocationUpdate)(nil),           // 49: loom.v1.AllocationUpdate
+	(*AssignedAllocation)(nil),         // 50: loom.v1.AssignedAllocation
+	(*TaskUpdateRequest)(nil),          // 51: loom.v1.TaskUpdateRequest
+	(*TaskUpdateResponse)(nil),         // 52: loom.v1.TaskUpdateResponse
+	(*ServerInfo)(nil),                 // 53: loom.v1.ServerInfo
+	(*RaftJoinRequest)(nil),            // 54: loom.v1.RaftJoinRequest
+	(*RaftJoinResponse)(nil),           // 55: loom.v1.RaftJoinResponse
+	(*RaftListPeersRequest)(nil),       // 56: loom.v1.RaftListPeersRequest
+	(*RaftListPeersResponse)(nil),      // 57: loom.v1.RaftListPeersResponse
+	(*RaftRemovePeerRequest)(nil),      // 58: loom.v1.RaftRemovePeerRequest
+	(*RaftRemovePeerResponse)(nil),     // 59: loom.v1.RaftRemovePeerResponse
+	(*ServerStatusRequest)(nil),        // 60: loom.v1.ServerStatusRequest
+	(*ServerStatusResponse)(nil),       // 61: loom.v1.ServerStatusResponse
+	(*TaskLogsRequest)(nil),            // 62: loom.v1.TaskLogsRequest
+	(*SubmitJobCommand)(nil),           // 63: loom.v1.SubmitJobCommand
+	(*SubmitLimits)(nil),               // 64: loom.v1.SubmitLimits
+	(*ExpireJobsCommand)(nil),          // 65: loom.v1.ExpireJobsCommand
+	(*SubmitJobsCommand)(nil),          // 66: loom.v1.SubmitJobsCommand
+	(*CancelJobsCommand)(nil),          // 67: loom.v1.CancelJobsCommand
+	(*Placement)(nil),                  // 68: loom.v1.Placement
+	(*PendingReason)(nil),              // 69: loom.v1.PendingReason
+	(*Preemption)(nil),                 // 70: loom.v1.Preemption
+	(*PlanCommand)(nil),                // 71: loom.v1.PlanCommand
+	(*HoldJobsCommand)(nil),            // 72: loom.v1.HoldJobsCommand
+	(*RequeueJobsCommand)(nil),         // 73: loom.v1.RequeueJobsCommand
+	(*CreateStepCommand)(nil),          // 74: loom.v1.CreateStepCommand
+	(*CancelStepsCommand)(nil),         // 75: loom.v1.CancelStepsCommand
+	(*CompleteAllocationCommand)(nil),  // 76: loom.v1.CompleteAllocationCommand
+	(*UpdateTasksCommand)(nil),         // 77: loom.v1.UpdateTasksCommand
+	(*UpdateTasksBatchCommand)(nil),    // 78: loom.v1.UpdateTasksBatchCommand
+	(*RegisterNodeCommand)(nil),        // 79: loom.v1.RegisterNodeCommand
+	(*NodeStateCommand)(nil),           // 80: loom.v1.NodeStateCommand
+	(*ServerMembershipCommand)(nil),    // 81: loom.v1.ServerMembershipCommand
+	(*ClusterConfig)(nil),              // 82: loom.v1.ClusterConfig
+	(*SchedulerSettings)(nil),          // 83: loom.v1.SchedulerSettings
+	(*LASSettings)(nil),                // 84: loom.v1.LASSettings
+	(*QOSConfig)(nil),                  // 85: loom.v1.QOSConfig
+	(*PartitionConfig)(nil),            // 86: loom.v1.PartitionConfig
+	(*SwitchConfig)(nil),               // 87: loom.v1.SwitchConfig
+	(*GetConfigRequest)(nil),           // 88: loom.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),          // 89: loom.v1.GetConfigResponse
+	(*ReloadConfigRequest)(nil),        // 90: loom.v1.ReloadConfigRequest
+	(*ReloadConfigResponse)(nil),       // 91: loom.v1.ReloadConfigResponse
+	(*UpdateJobCommand)(nil),           // 92: loom.v1.UpdateJobCommand
+	(*SetConfigCommand)(nil),           // 93: loom.v1.SetConfigCommand
+	(*StateSnapshot)(nil),              // 94: loom.v1.StateSnapshot
+	(*AccountingRecord)(nil),           // 95: loom.v1.AccountingRecord
+	(*Reservation)(nil),                // 96: loom.v1.Reservation
+	(*ReservationCommand)(nil),         // 97: loom.v1.ReservationCommand
+	(*CreateReservationRequest)(nil),   // 98: loom.v1.CreateReservationRequest
+	(*CreateReservationResponse)(nil),  // 99: loom.v1.CreateReservationResponse
+	(*UpdateReservationRequest)(nil),   // 100: loom.v1.UpdateReservationRequest
+	(*UpdateReservationResponse)(nil),  // 101: loom.v1.UpdateReservationResponse
+	(*DeleteReservationRequest)(nil),   // 102: loom.v1.DeleteReservationRequest
+	(*DeleteReservationResponse)(nil),  // 103: loom.v1.DeleteReservationResponse
+	(*ListReservationsRequest)(nil),    // 104: loom.v1.ListReservationsRequest
+	(*ListReservationsResponse)(nil),   // 105: loom.v1.ListReservationsResponse
+	(*SnapshotMeta)(nil),               // 106: loom.v1.SnapshotMeta
+	(*SnapshotInfo)(nil),               // 107: loom.v1.SnapshotInfo
+	(*SnapshotSaveRequest)(nil),        // 108: loom.v1.SnapshotSaveRequest
+	(*SnapshotChunk)(nil),              // 109: loom.v1.SnapshotChunk
+	(*SnapshotRestoreResponse)(nil),    // 110: loom.v1.SnapshotRestoreResponse
+	nil,                                // 111: loom.v1.Node.LabelsEntry
+	nil,                                // 112: loom.v1.Node.GresEntry
+	nil,                                // 113: loom.v1.JobSpec.EnvEntry
+	nil,                                // 114: loom.v1.JobSpec.GresPerNodeEntry
+	nil,                                // 115: loom.v1.Allocation.GresPerNodeEntry
+	nil,                                // 116: loom.v1.NodeInfo.GresAllocatedEntry
+	nil,                                // 117: loom.v1.SchedulerSettings.AccountSharesEntry
 }
 var file_api_loom_proto_depIdxs = []int32{
 	4,   // 0: loom.v1.Link.type:type_name -> loom.v1.LinkType
-	7,   // 1: loom.v1.Topology.gpus:type_name -> loom.v1.GPU
-	6,   // 2: loom.v1.Topology.links:type_name -> loom.v1.Link
-	110, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
-	8,   // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
+	8,   // 1: loom.v1.Topology.gpus:type_name -> loom.v1.GPU
+	7,   // 2: loom.v1.Topology.links:type_name -> loom.v1.Link
+	111, // 3: loom.v1.Node.labels:type_name -> loom.v1.Node.LabelsEntry
+	9,   // 4: loom.v1.Node.topology:type_name -> loom.v1.Topology
 	1,   // 5: loom.v1.Node.state:type_name -> loom.v1.NodeState
-	111, // 6: loom.v1.Node.gres:type_name -> loom.v1.Node.GresEntry
-	112, // 7: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
-	113, // 8: loom.v1.JobSpec.gres_per_node:type_name -> loom.v1.JobSpec.GresPerNodeEntry
+	112, // 6: loom.v1.Node.gres:type_name -> loom.v1.Node.GresEntry
+	113, // 7: loom.v1.JobSpec.env:type_name -> loom.v1.JobSpec.EnvEntry
+	114, // 8: loom.v1.JobSpec.gres_per_node:type_name -> loom.v1.JobSpec.GresPerNodeEntry
 	2,   // 9: loom.v1.TaskStatus.state:type_name -> loom.v1.TaskState
 	3,   // 10: loom.v1.TaskStatus.reason:type_name -> loom.v1.TaskEndReason
-	11,  // 11: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
-	12,  // 12: loom.v1.Allocation.tasks:type_name -> loom.v1.TaskStatus
-	114, // 13: loom.v1.Allocation.gres_per_node:type_name -> loom.v1.Allocation.GresPerNodeEntry
-	10,  // 14: loom.v1.Job.spec:type_name -> loom.v1.JobSpec
+	12,  // 11: loom.v1.Allocation.ranks:type_name -> loom.v1.Rank
+	13,  // 12: loom.v1.Allocation.tasks:type_name -> loom.v1.TaskStatus
+	115, // 13: loom.v1.Allocation.gres_per_node:type_name -> loom.v1.Allocation.GresPerNodeEntry
+	11,  // 14: loom.v1.Job.spec:type_name -> loom.v1.JobSpec
 	0,   // 15: loom.v1.Job.state:type_name -> loom.v1.JobState
-	13,  // 16: loom.v1.Job.allocation:type_name -> loom.v1.Allocation
-	15,  // 17: loom.v1.Job.steps:type_name -> loom.v1.Step
-	10,  // 18: loom.v1.Step.spec:type_name -> loom.v1.JobSpec
+	14,  // 16: loom.v1.Job.allocation:type_name -> loom.v1.Allocation
+	16,  // 17: loom.v1.Job.steps:type_name -> loom.v1.Step
+	11,  // 18: loom.v1.Step.spec:type_name -> loom.v1.JobSpec
 	0,   // 19: loom.v1.Step.state:type_name -> loom.v1.JobState
-	13,  // 20: loom.v1.Step.allocation:type_name -> loom.v1.Allocation
-	10,  // 21: loom.v1.SubmitRequest.spec:type_name -> loom.v1.JobSpec
-	14,  // 22: loom.v1.GetJobResponse.job:type_name -> loom.v1.Job
+	14,  // 20: loom.v1.Step.allocation:type_name -> loom.v1.Allocation
+	11,  // 21: loom.v1.SubmitRequest.spec:type_name -> loom.v1.JobSpec
+	15,  // 22: loom.v1.GetJobResponse.job:type_name -> loom.v1.Job
 	0,   // 23: loom.v1.ListJobsRequest.states:type_name -> loom.v1.JobState
-	14,  // 24: loom.v1.ListJobsResponse.jobs:type_name -> loom.v1.Job
-	10,  // 25: loom.v1.CreateStepRequest.spec:type_name -> loom.v1.JobSpec
-	9,   // 26: loom.v1.NodeInfo.node:type_name -> loom.v1.Node
-	1,   // 27: loom.v1.NodeInfo.state:type_name -> loom.v1.NodeState
-	115, // 28: loom.v1.NodeInfo.gres_allocated:type_name -> loom.v1.NodeInfo.GresAllocatedEntry
-	40,  // 29: loom.v1.ListNodesResponse.nodes:type_name -> loom.v1.NodeInfo
-	9,   // 30: loom.v1.RegisterRequest.node:type_name -> loom.v1.Node
-	49,  // 31: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
-	14,  // 32: loom.v1.AssignedAllocation.job:type_name -> loom.v1.Job
-	12,  // 33: loom.v1.TaskUpdateRequest.tasks:type_name -> loom.v1.TaskStatus
-	52,  // 34: loom.v1.RaftJoinRequest.server:type_name -> loom.v1.ServerInfo
-	52,  // 35: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
-	52,  // 36: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
-	16,  // 37: loom.v1.SubmitJobCommand.request:type_name -> loom.v1.SubmitRequest
-	63,  // 38: loom.v1.SubmitJobCommand.limits:type_name -> loom.v1.SubmitLimits
-	16,  // 39: loom.v1.SubmitJobsCommand.requests:type_name -> loom.v1.SubmitRequest
-	63,  // 40: loom.v1.SubmitJobsCommand.limits:type_name -> loom.v1.SubmitLimits
-	18,  // 41: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
-	13,  // 42: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
-	67,  // 43: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
-	68,  // 44: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
-	69,  // 45: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
-	33,  // 46: loom.v1.CreateStepCommand.request:type_name -> loom.v1.CreateStepRequest
-	35,  // 47: loom.v1.CancelStepsCommand.request:type_name -> loom.v1.CancelStepsRequest
-	37,  // 48: loom.v1.CompleteAllocationCommand.request:type_name -> loom.v1.CompleteAllocationRequest
-	50,  // 49: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
-	50,  // 50: loom.v1.UpdateTasksBatchCommand.requests:type_name -> loom.v1.TaskUpdateRequest
-	9,   // 51: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
-	1,   // 52: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
-	52,  // 53: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
-	82,  // 54: loom.v1.ClusterConfig.scheduler:type_name -> loom.v1.SchedulerSettings
-	84,  // 55: loom.v1.ClusterConfig.qos:type_name -> loom.v1.QOSConfig
-	85,  // 56: loom.v1.ClusterConfig.partitions:type_name -> loom.v1.PartitionConfig
-	86,  // 57: loom.v1.ClusterConfig.switches:type_name -> loom.v1.SwitchConfig
-	116, // 58: loom.v1.SchedulerSettings.account_shares:type_name -> loom.v1.SchedulerSettings.AccountSharesEntry
-	83,  // 59: loom.v1.SchedulerSettings.las:type_name -> loom.v1.LASSettings
-	81,  // 60: loom.v1.GetConfigResponse.config:type_name -> loom.v1.ClusterConfig
-	81,  // 61: loom.v1.ReloadConfigResponse.config:type_name -> loom.v1.ClusterConfig
-	30,  // 62: loom.v1.UpdateJobCommand.request:type_name -> loom.v1.UpdateJobRequest
-	81,  // 63: loom.v1.SetConfigCommand.config:type_name -> loom.v1.ClusterConfig
-	14,  // 64: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
-	9,   // 65: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
-	52,  // 66: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
-	81,  // 67: loom.v1.StateSnapshot.config:type_name -> loom.v1.ClusterConfig
-	95,  // 68: loom.v1.StateSnapshot.reservations:type_name -> loom.v1.Reservation
-	94,  // 69: loom.v1.StateSnapshot.archived:type_name -> loom.v1.AccountingRecord
-	5,   // 70: loom.v1.ReservationCommand.op:type_name -> loom.v1.ReservationOp
-	95,  // 71: loom.v1.ReservationCommand.reservation:type_name -> loom.v1.Reservation
-	95,  // 72: loom.v1.CreateReservationRequest.reservation:type_name -> loom.v1.Reservation
-	95,  // 73: loom.v1.CreateReservationResponse.reservation:type_name -> loom.v1.Reservation
-	95,  // 74: loom.v1.UpdateReservationResponse.reservation:type_name -> loom.v1.Reservation
-	95,  // 75: loom.v1.ListReservationsResponse.reservations:type_name -> loom.v1.Reservation
-	105, // 76: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
-	106, // 77: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
-	78,  // [78:78] is the sub-list for method output_type
-	78,  // [78:78] is the sub-list for method input_type
-	78,  // [78:78] is the sub-list for extension type_name
-	78,  // [78:78] is the sub-list for extension extendee
-	0,   // [0:78] is the sub-list for field type_name
+	5,   // 24: loom.v1.ListJobsRequest.view:type_name -> loom.v1.ListView
+	15,  // 25: loom.v1.ListJobsResponse.jobs:type_name -> loom.v1.Job
+	11,  // 26: loom.v1.CreateStepRequest.spec:type_name -> loom.v1.JobSpec
+	10,  // 27: loom.v1.NodeInfo.node:type_name -> loom.v1.Node
+	1,   // 28: loom.v1.NodeInfo.state:type_name -> loom.v1.NodeState
+	116, // 29: loom.v1.NodeInfo.gres_allocated:type_name -> loom.v1.NodeInfo.GresAllocatedEntry
+	41,  // 30: loom.v1.ListNodesResponse.nodes:type_name -> loom.v1.NodeInfo
+	10,  // 31: loom.v1.RegisterRequest.node:type_name -> loom.v1.Node
+	50,  // 32: loom.v1.AllocationUpdate.allocations:type_name -> loom.v1.AssignedAllocation
+	15,  // 33: loom.v1.AssignedAllocation.job:type_name -> loom.v1.Job
+	13,  // 34: loom.v1.TaskUpdateRequest.tasks:type_name -> loom.v1.TaskStatus
+	53,  // 35: loom.v1.RaftJoinRequest.server:type_name -> loom.v1.ServerInfo
+	53,  // 36: loom.v1.RaftListPeersResponse.servers:type_name -> loom.v1.ServerInfo
+	53,  // 37: loom.v1.ServerStatusResponse.server:type_name -> loom.v1.ServerInfo
+	17,  // 38: loom.v1.SubmitJobCommand.request:type_name -> loom.v1.SubmitRequest
+	64,  // 39: loom.v1.SubmitJobCommand.limits:type_name -> loom.v1.SubmitLimits
+	17,  // 40: loom.v1.SubmitJobsCommand.requests:type_name -> loom.v1.SubmitRequest
+	64,  // 41: loom.v1.SubmitJobsCommand.limits:type_name -> loom.v1.SubmitLimits
+	19,  // 42: loom.v1.CancelJobsCommand.request:type_name -> loom.v1.CancelRequest
+	14,  // 43: loom.v1.Placement.allocation:type_name -> loom.v1.Allocation
+	68,  // 44: loom.v1.PlanCommand.placements:type_name -> loom.v1.Placement
+	69,  // 45: loom.v1.PlanCommand.pending:type_name -> loom.v1.PendingReason
+	70,  // 46: loom.v1.PlanCommand.preemptions:type_name -> loom.v1.Preemption
+	34,  // 47: loom.v1.CreateStepCommand.request:type_name -> loom.v1.CreateStepRequest
+	36,  // 48: loom.v1.CancelStepsCommand.request:type_name -> loom.v1.CancelStepsRequest
+	38,  // 49: loom.v1.CompleteAllocationCommand.request:type_name -> loom.v1.CompleteAllocationRequest
+	51,  // 50: loom.v1.UpdateTasksCommand.request:type_name -> loom.v1.TaskUpdateRequest
+	51,  // 51: loom.v1.UpdateTasksBatchCommand.requests:type_name -> loom.v1.TaskUpdateRequest
+	10,  // 52: loom.v1.RegisterNodeCommand.node:type_name -> loom.v1.Node
+	1,   // 53: loom.v1.NodeStateCommand.state:type_name -> loom.v1.NodeState
+	53,  // 54: loom.v1.ServerMembershipCommand.server:type_name -> loom.v1.ServerInfo
+	83,  // 55: loom.v1.ClusterConfig.scheduler:type_name -> loom.v1.SchedulerSettings
+	85,  // 56: loom.v1.ClusterConfig.qos:type_name -> loom.v1.QOSConfig
+	86,  // 57: loom.v1.ClusterConfig.partitions:type_name -> loom.v1.PartitionConfig
+	87,  // 58: loom.v1.ClusterConfig.switches:type_name -> loom.v1.SwitchConfig
+	117, // 59: loom.v1.SchedulerSettings.account_shares:type_name -> loom.v1.SchedulerSettings.AccountSharesEntry
+	84,  // 60: loom.v1.SchedulerSettings.las:type_name -> loom.v1.LASSettings
+	82,  // 61: loom.v1.GetConfigResponse.config:type_name -> loom.v1.ClusterConfig
+	82,  // 62: loom.v1.ReloadConfigResponse.config:type_name -> loom.v1.ClusterConfig
+	31,  // 63: loom.v1.UpdateJobCommand.request:type_name -> loom.v1.UpdateJobRequest
+	82,  // 64: loom.v1.SetConfigCommand.config:type_name -> loom.v1.ClusterConfig
+	15,  // 65: loom.v1.StateSnapshot.jobs:type_name -> loom.v1.Job
+	10,  // 66: loom.v1.StateSnapshot.nodes:type_name -> loom.v1.Node
+	53,  // 67: loom.v1.StateSnapshot.servers:type_name -> loom.v1.ServerInfo
+	82,  // 68: loom.v1.StateSnapshot.config:type_name -> loom.v1.ClusterConfig
+	96,  // 69: loom.v1.StateSnapshot.reservations:type_name -> loom.v1.Reservation
+	95,  // 70: loom.v1.StateSnapshot.archived:type_name -> loom.v1.AccountingRecord
+	6,   // 71: loom.v1.ReservationCommand.op:type_name -> loom.v1.ReservationOp
+	96,  // 72: loom.v1.ReservationCommand.reservation:type_name -> loom.v1.Reservation
+	96,  // 73: loom.v1.CreateReservationRequest.reservation:type_name -> loom.v1.Reservation
+	96,  // 74: loom.v1.CreateReservationResponse.reservation:type_name -> loom.v1.Reservation
+	96,  // 75: loom.v1.UpdateReservationResponse.reservation:type_name -> loom.v1.Reservation
+	96,  // 76: loom.v1.ListReservationsResponse.reservations:type_name -> loom.v1.Reservation
+	106, // 77: loom.v1.SnapshotInfo.meta:type_name -> loom.v1.SnapshotMeta
+	107, // 78: loom.v1.SnapshotRestoreResponse.restored:type_name -> loom.v1.SnapshotInfo
+	79,  // [79:79] is the sub-list for method output_type
+	79,  // [79:79] is the sub-list for method input_type
+	79,  // [79:79] is the sub-list for extension type_name
+	79,  // [79:79] is the sub-list for extension extendee
+	0,   // [0:79] is the sub-list for field type_name
 }
 
 func init() { file_api_loom_proto_init() }
@@ -9271,7 +9341,7 @@ func file_api_loom_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_loom_proto_rawDesc), len(file_api_loom_proto_rawDesc)),
-			NumEnums:      6,
+			NumEnums:      7,
 			NumMessages:   111,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -27,25 +27,26 @@ type fakeServer struct {
 	apirpc.UnimplementedNodeServiceServer
 	apirpc.UnimplementedOperatorServer
 
-	mu       sync.Mutex
-	jobs     []*api.Job
-	nodes    []*api.NodeInfo
-	logs     []*api.LogChunk
-	submits  []*api.SubmitRequest
-	cancels  []*api.CancelRequest
-	lists    []*api.ListJobsRequest
-	drains   []*api.NodeStateRequest
-	resumes  []*api.NodeStateRequest
-	logReqs  []*api.LogsRequest
-	updates  []*api.UpdateJobRequest
-	tests    []*api.SubmitRequest    // TestSubmit requests
-	testResp *api.TestSubmitResponse // TestSubmit's answer
-	nextID   uint64
-	fail     error                // returned by every call when set
-	hang     bool                 // ListJobs waits for the caller to give up
-	page     int                  // ListJobs pages by at most this many jobs; 0: one page
-	cancelFn func(id uint64) bool // which cancels succeed; nil: known, unfinished jobs
-	config   *api.ClusterConfig   // GetConfig's answer; nil: none was set
+	mu        sync.Mutex
+	jobs      []*api.Job
+	nodes     []*api.NodeInfo
+	logs      []*api.LogChunk
+	submits   []*api.SubmitRequest
+	cancels   []*api.CancelRequest
+	lists     []*api.ListJobsRequest
+	drains    []*api.NodeStateRequest
+	resumes   []*api.NodeStateRequest
+	logReqs   []*api.LogsRequest
+	updates   []*api.UpdateJobRequest
+	tests     []*api.SubmitRequest    // TestSubmit requests
+	testResp  *api.TestSubmitResponse // TestSubmit's answer
+	nextID    uint64
+	fail      error                // returned by every call when set
+	hang      bool                 // ListJobs waits for the caller to give up
+	page      int                  // ListJobs pages by at most this many jobs; 0: one page
+	cancelFn  func(id uint64) bool // which cancels succeed; nil: known, unfinished jobs
+	config    *api.ClusterConfig   // GetConfig's answer; nil: none was set
+	wholeJobs bool                 // ListJobs ignores the request's view and lists whole jobs
 }
 
 func (f *fakeServer) GetConfig(context.Context, *api.GetConfigRequest) (*api.GetConfigResponse, error) {
@@ -118,20 +119,33 @@ func (f *fakeServer) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*a
 	if f.fail != nil {
 		return nil, f.fail
 	}
-	if f.page == 0 {
-		return &api.ListJobsResponse{Jobs: f.jobs, Index: 9}, nil
-	}
 	resp := &api.ListJobsResponse{Index: 9}
-	limit := min(f.page, int(req.GetLimit()))
-	for _, j := range f.jobs {
-		if j.GetId() <= req.GetAfterId() {
-			continue
+	if f.page == 0 {
+		resp.Jobs = slices.Clone(f.jobs)
+	} else {
+		limit := min(f.page, int(req.GetLimit()))
+		for _, j := range f.jobs {
+			if j.GetId() <= req.GetAfterId() {
+				continue
+			}
+			if len(resp.Jobs) == limit {
+				resp.NextAfterId = resp.Jobs[limit-1].GetId()
+				break
+			}
+			resp.Jobs = append(resp.Jobs, j)
 		}
-		if len(resp.Jobs) == limit {
-			resp.NextAfterId = resp.Jobs[limit-1].GetId()
-			break
+	}
+	if req.GetView() == api.ListView_LIST_VIEW_QUEUE && !f.wholeJobs {
+		// As the server lists them, so that squeue's tests fail when it
+		// reads a field the view leaves out.
+		listed := make([]*api.Job, len(resp.Jobs))
+		for i, j := range resp.Jobs {
+			listed[i] = j.QueueView(true)
+			if i > 0 && api.SpecShared(resp.Jobs[i-1], j) {
+				listed[i].Spec = nil
+			}
 		}
-		resp.Jobs = append(resp.Jobs, j)
+		resp.Jobs = listed
 	}
 	return resp, nil
 }
@@ -203,7 +217,7 @@ func (f *fakeServer) ResumeNode(_ context.Context, req *api.NodeStateRequest) (*
 
 // serveGRPC serves what register registers on a 127.0.0.1 port until the
 // test ends and returns the address.
-func serveGRPC(t *testing.T, register func(*grpc.Server)) string {
+func serveGRPC(t testing.TB, register func(*grpc.Server)) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -225,7 +239,7 @@ func serveGRPC(t *testing.T, register func(*grpc.Server)) string {
 
 // start serves f on a 127.0.0.1 port until the test ends and returns the
 // address.
-func (f *fakeServer) start(t *testing.T) string {
+func (f *fakeServer) start(t testing.TB) string {
 	t.Helper()
 	return serveGRPC(t, func(srv *grpc.Server) {
 		apirpc.RegisterJobServiceServer(srv, f)

@@ -123,11 +123,18 @@ func runSqueue(ctx context.Context, e *env, args []string) int {
 	if len(o.users) == 1 {
 		req.User = o.users[0]
 	}
+	if !o.json {
+		// Only what the columns, filters and sort keys read, and an
+		// array's spec once: decoding whole summaries, a JobSpec for
+		// every job, was most of squeue's time over a long queue.
+		req.View = api.ListView_LIST_VIEW_QUEUE
+	}
 	return withClient(e, func(c *client) int {
 		resp, err := c.listJobs(ctx, req)
 		if err != nil {
 			return e.fail(err)
 		}
+		api.FillSharedSpecs(resp.GetJobs())
 		// Filter here too, so that the output is right whatever the
 		// server chose to filter.
 		jobs := filterJobs(resp.GetJobs(), func(j *api.Job) bool {

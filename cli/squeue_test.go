@@ -211,6 +211,9 @@ func TestSqueueJSON(t *testing.T) {
 	if want := []uint64{13, 12}; !slices.Equal(ids, want) {
 		t.Errorf("squeue --json -u alice listed jobs %v, want %v", ids, want)
 	}
+	if got := f.lists[0].GetView(); got != api.ListView_LIST_VIEW_SUMMARY {
+		t.Errorf("squeue --json asked for view %v, want whole summaries", got)
+	}
 }
 
 func TestSqueueErrors(t *testing.T) {
@@ -239,6 +242,64 @@ func TestSqueueErrors(t *testing.T) {
 			}
 			if got := te.err.String(); got != tt.want {
 				t.Errorf("squeue %q stderr = %q, want %q", tt.args, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestSqueueQueueView checks that squeue prints, filters and sorts the
+// same from the queue view (api.Job.QueueView) as from whole jobs: every
+// field it reads is in the view.
+func TestSqueueQueueView(t *testing.T) {
+	// Two tasks of one array sharing their spec, as in the state: the
+	// queue view sends it once.
+	arr := &api.JobSpec{Name: "arr", Partition: "gpu", Account: "nlp", Qos: "low", Reservation: "maint",
+		Dependency: "afterok:12", Nice: 5, NodesMin: 1, Ntasks: 2, NtasksPerNode: 2, TimeLimitS: 600,
+		GpusPerNode: 2, GpuType: "h100", GresPerNode: map[string]uint64{"nvme": 100}, WorkingDir: "/home/bob"}
+	jobs := append(testJobs(), &api.Job{
+		Id: 16, User: "bob", Uid: 1001, State: api.JobState_RUNNING, Priority: 7, ArrayJobId: 16, ArrayTaskId: 0,
+		SubmitUnixMs: ms(time.Hour), StartUnixMs: ms(time.Minute), Spec: arr,
+		Allocation: &api.Allocation{Nodes: []string{"node5"}, Ranks: []*api.Rank{{Node: "node5", Cpus: 3}, {Node: "node5", Rank: 1, Cpus: 5}}},
+	}, &api.Job{
+		Id: 17, User: "bob", Uid: 1001, State: api.JobState_PENDING, Priority: 7, ArrayJobId: 16, ArrayTaskId: 1,
+		SubmitUnixMs: ms(time.Hour), Spec: arr,
+	})
+	var letters []string
+	for c := range squeueFields {
+		letters = append(letters, "%"+string(c))
+	}
+	slices.Sort(letters)
+	every := strings.Join(letters, "|")
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"every field", []string{"-t", "all", "-o", every}},
+		{"sorted by every field", []string{"-t", "all", "-o", every, "-S", strings.ReplaceAll(strings.Join(letters, ","), "%", "-")}},
+		{"account, qos and name filters", []string{"-t", "all", "-o", "%i", "-A", "nlp,vision", "-q", "low", "-n", "arr,big"}},
+		{"nodelist and partition filters", []string{"-t", "all", "-o", "%i", "-w", "node5", "-p", "gpu"}},
+		{"long", []string{"-l"}},
+		{"start", []string{"--start"}},
+	} {
+		args := tc.args
+		t.Run(tc.name, func(t *testing.T) {
+			var outs []string
+			for _, whole := range []bool{true, false} {
+				f := &fakeServer{jobs: jobs, wholeJobs: whole}
+				te := newTestEnv("squeue", f.start(t))
+				if code := te.run(t, args...); code != 0 {
+					t.Fatalf("squeue %q = %d, stderr %q", args, code, te.err)
+				}
+				if got := f.lists[0].GetView(); got != api.ListView_LIST_VIEW_QUEUE {
+					t.Errorf("squeue %q asked for view %v, want LIST_VIEW_QUEUE", args, got)
+				}
+				outs = append(outs, te.out.String())
+			}
+			if outs[0] != outs[1] {
+				t.Errorf("squeue %q from the queue view:\n%s\nfrom whole jobs:\n%s", args, outs[1], outs[0])
+			}
+			if strings.Count(outs[0], "\n") < 2 {
+				t.Errorf("squeue %q printed %q, want some jobs", args, outs[0])
 			}
 		})
 	}

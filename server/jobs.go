@@ -214,13 +214,13 @@ func (js *jobService) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*
 		resp.Jobs = append(resp.Jobs, j)
 	}
 	if viaGRPC(ctx) {
-		if err := js.s.appendSummaries(id, snap, resp, resp.Jobs); err != nil {
+		if err := js.s.appendSummaries(id, req.View, snap, resp, resp.Jobs); err != nil {
 			return nil, err
 		}
 		return resp, nil
 	}
 	for i, j := range resp.Jobs {
-		resp.Jobs[i] = js.s.summary(id, j)
+		resp.Jobs[i] = js.s.listedAs(id, req.View, j)
 	}
 	return resp, nil
 }

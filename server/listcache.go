@@ -38,6 +38,8 @@ const summaryCacheMax = 1 << 18
 type summaryKey struct {
 	job    weak.Pointer[api.Job]
 	hidden bool
+	view   api.ListView
+	noSpec bool // in the queue view, without the spec it shares (api.SpecShared)
 }
 
 // summaryCache holds encoded summaries in two generations: lookups move
@@ -52,22 +54,29 @@ type summaryCache struct {
 // jobsField is the field number of ListJobsResponse.jobs.
 var jobsField = (&api.ListJobsResponse{}).ProtoReflect().Descriptor().Fields().ByName("jobs").Number()
 
-// appendSummaries sets resp's jobs to the summaries of jobs as id may see
-// them (summary), from the cache where it has them. Only jobs of the live
+// appendSummaries sets resp's jobs to the summaries of jobs in view as id
+// may see them (listedAs), from the cache where it has them. In the queue
+// view a job whose spec is that of the array task before it goes without
+// (api.SpecShared). Only jobs of the live
 // state snap are cached: one read back from the accounting store is a new
 // value on every call and would only push others out.
-func (s *Server) appendSummaries(id auth.Identity, snap *state.View, resp *api.ListJobsResponse, jobs []*api.Job) error {
+func (s *Server) appendSummaries(id auth.Identity, view api.ListView, snap *state.View, resp *api.ListJobsResponse, jobs []*api.Job) error {
 	c := &s.summaries
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var raw []byte
-	for _, j := range jobs {
-		k := summaryKey{job: weak.Make(j), hidden: !s.canSee(id, j, false)}
+	for i, j := range jobs {
+		k := summaryKey{job: weak.Make(j), hidden: !s.canSee(id, j, false), view: view}
+		k.noSpec = view == api.ListView_LIST_VIEW_QUEUE && i > 0 && api.SpecShared(jobs[i-1], j)
 		b, ok := c.cur[k]
 		if !ok {
 			if b, ok = c.prev[k]; !ok {
+				l := s.listedAs(id, view, j)
+				if k.noSpec {
+					l.Spec = nil
+				}
 				var err error
-				if b, err = proto.Marshal(s.summary(id, j)); err != nil {
+				if b, err = proto.Marshal(l); err != nil {
 					return err
 				}
 			}
@@ -84,6 +93,14 @@ func (s *Server) appendSummaries(id auth.Identity, snap *state.View, resp *api.L
 	resp.Jobs = nil
 	resp.ProtoReflect().SetUnknown(raw)
 	return nil
+}
+
+// listedAs returns j as a listing in view carries it to id.
+func (s *Server) listedAs(id auth.Identity, view api.ListView, j *api.Job) *api.Job {
+	if view == api.ListView_LIST_VIEW_QUEUE {
+		return s.queueSummary(id, j)
+	}
+	return s.summary(id, j)
 }
 
 // viaGRPC reports whether ctx is that of a call that came through the

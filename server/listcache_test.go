@@ -11,8 +11,8 @@ import (
 )
 
 // TestListJobsFastPathMatchesSummary checks that a listing through gRPC,
-// written from encoded summaries, carries exactly what summary builds for
-// the caller (the owner's jobs whole, another user's with private fields
+// written from encoded summaries, carries exactly what summary (or
+// queueSummary, in the queue view) builds for the caller (the owner's jobs whole, another user's with private fields
 // blanked), and that a job's change shows in the next listing rather than
 // its summary from before.
 func TestListJobsFastPathMatchesSummary(t *testing.T) {
@@ -33,11 +33,11 @@ func TestListJobsFastPathMatchesSummary(t *testing.T) {
 
 	check := func(when string) {
 		t.Helper()
-		// Each caller twice: the second listing comes from the cache, and
-		// bob's from summaries alice's listing put there.
-		for i := range 4 {
-			c := callers[i%2]
-			resp, err := c.jobs.ListJobs(ctx(t), &api.ListJobsRequest{All: true})
+		// Each caller twice in each view: the second listing comes from
+		// the cache, and bob's from summaries alice's listing put there.
+		for i := range 8 {
+			c, view := callers[i%2], api.ListView(i/4)
+			resp, err := c.jobs.ListJobs(ctx(t), &api.ListJobsRequest{All: true, View: view})
 			if err != nil {
 				t.Fatalf("%s: ListJobs: %v", when, err)
 			}
@@ -49,12 +49,13 @@ func TestListJobsFastPathMatchesSummary(t *testing.T) {
 				t.Fatalf("%s: readAt(%d): %v", when, resp.Index, err)
 			}
 			for _, got := range resp.Jobs {
-				want := e.s.summary(c.id, snap.Job(got.Id))
+				want := e.s.listedAs(c.id, view, snap.Job(got.Id))
 				if !proto.Equal(got, want) {
-					t.Errorf("%s: listed job %d = %v, want summary %v", when, got.Id, got, want)
+					t.Errorf("%s: listed job %d in %v = %v, want %v", when, got.Id, view, got, want)
 				}
-				if got.Id == c.other && got.Spec.GetOutput() != "" {
-					t.Errorf("%s: job %d listed to uid %d with output %q, want it blanked", when, got.Id, c.id.UID, got.Spec.GetOutput())
+				if got.Id == c.other && (got.Spec.GetOutput() != "" || got.Spec.GetWorkingDir() != "") {
+					t.Errorf("%s: job %d listed to uid %d in %v with output %q and working directory %q, want them blanked",
+						when, got.Id, c.id.UID, view, got.Spec.GetOutput(), got.Spec.GetWorkingDir())
 				}
 			}
 		}
@@ -70,5 +71,39 @@ func TestListJobsFastPathMatchesSummary(t *testing.T) {
 	}
 	if got := resp.Jobs[0].State; got != api.JobState_CANCELLED {
 		t.Errorf("listed job %d after cancel has state %v, want CANCELLED", a, got)
+	}
+}
+
+// TestListJobsQueueViewSharesArraySpecs checks that a queue-view listing
+// sends an array's spec with its first task of each page only, and that
+// api.FillSharedSpecs gives every task the spec it lists.
+func TestListJobsQueueViewSharesArraySpecs(t *testing.T) {
+	e := newAuthzEnv(t)
+	first := e.submit(alice, &api.SubmitRequest{Spec: &api.JobSpec{Name: "arr", Script: "#!/bin/sh\n", WorkingDir: "/home/x", Hold: true, Array: "0-4"}})
+	jobs := apirpc.NewJobServiceClient(e.user(alice))
+	var listed []*api.Job
+	for after := uint64(0); ; {
+		resp, err := jobs.ListJobs(ctx(t), &api.ListJobsRequest{View: api.ListView_LIST_VIEW_QUEUE, AfterId: after, Limit: 3})
+		if err != nil {
+			t.Fatalf("ListJobs: %v", err)
+		}
+		for i, j := range resp.Jobs {
+			if hasSpec := j.Spec != nil; hasSpec != (i == 0) {
+				t.Errorf("job %d, %d. of its page, listed with spec %v, want one only for the first of a page", j.Id, i+1, j.Spec)
+			}
+		}
+		listed = append(listed, resp.Jobs...)
+		if after = resp.NextAfterId; after == 0 {
+			break
+		}
+	}
+	if len(listed) != 5 || listed[0].Id != first {
+		t.Fatalf("listed %v, want the 5 tasks from job %d", listed, first)
+	}
+	api.FillSharedSpecs(listed)
+	for _, j := range listed {
+		if j.Spec.GetName() != "arr" || j.Spec.GetWorkingDir() != "/home/x" {
+			t.Errorf("job %d after FillSharedSpecs has spec %v, want the array's", j.Id, j.Spec)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/auth"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -78,5 +79,38 @@ func TestListedCarriesEveryField(t *testing.T) {
 	}
 	if j.Secret == "" || j.Spec.Script == "" || len(j.Spec.Env) == 0 {
 		t.Error("listedJob changed the job it copied")
+	}
+}
+
+// TestQueueSummary checks that a LIST_VIEW_QUEUE listing carries what
+// squeue reads and nothing else, and a working directory only to those
+// who may see it.
+func TestQueueSummary(t *testing.T) {
+	e := newAuthzEnv(t)
+	j := &api.Job{}
+	fill(j.ProtoReflect(), 3)
+	j.Uid = alice
+	sp := j.Spec
+	want := &api.Job{
+		Id: j.Id, User: j.User, Uid: j.Uid, State: j.State, Reason: j.Reason, Priority: j.Priority,
+		SubmitUnixMs: j.SubmitUnixMs, StartUnixMs: j.StartUnixMs, EndUnixMs: j.EndUnixMs,
+		ExpectedStartUnixMs: j.ExpectedStartUnixMs, ArrayJobId: j.ArrayJobId, ArrayTaskId: j.ArrayTaskId,
+		Spec: &api.JobSpec{
+			Name: sp.Name, Partition: sp.Partition, Account: sp.Account, Qos: sp.Qos,
+			Reservation: sp.Reservation, Dependency: sp.Dependency, Comment: sp.Comment, Nice: sp.Nice,
+			TimeLimitS: sp.TimeLimitS, NodesMin: sp.NodesMin, NodesMax: sp.NodesMax, Ntasks: sp.Ntasks,
+			NtasksPerNode: sp.NtasksPerNode, GpusPerNode: sp.GpusPerNode, GpuType: sp.GpuType,
+			GresPerNode: sp.GresPerNode, WorkingDir: sp.WorkingDir,
+		},
+		Allocation: &api.Allocation{Nodes: j.Allocation.Nodes, Ranks: []*api.Rank{{Cpus: j.Allocation.Ranks[0].Cpus}}},
+	}
+	owner := auth.Identity{UID: alice, Method: auth.MethodLocal}
+	if got := e.s.queueSummary(owner, j); !proto.Equal(got, want) {
+		t.Errorf("queueSummary(owner) =\n %v\nwant %v", got, want)
+	}
+	want.Spec.WorkingDir = ""
+	other := auth.Identity{UID: bob, Method: auth.MethodLocal}
+	if got := e.s.queueSummary(other, j); !proto.Equal(got, want) {
+		t.Errorf("queueSummary(other user) =\n %v\nwant %v", got, want)
 	}
 }

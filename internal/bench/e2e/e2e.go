@@ -124,9 +124,10 @@ func Run(ctx context.Context, o Options, stdout io.Writer) error {
 	}
 	// As the Slurm baseline raises MaxJobCount and MaxArraySize (bench/slurm),
 	// so the bursts and the held queue fit beside each other: finished
-	// jobs stay in the live state for min_job_age.
+	// jobs stay in the live state for min_job_age. A --queue of 100,000
+	// raises it further.
 	lim := server.DefaultLimits()
-	lim.MaxJobCount = 40000
+	lim.MaxJobCount = uint32(max(40000, 2*o.Jobs+o.Array+o.Queue+2*o.Repeats+1))
 	lim.MaxArraySize = 10001
 	dev.Limits = &lim
 	if loom := filepath.Join(o.Bin, "loom"); fileExists(loom) {
@@ -442,9 +443,50 @@ func batchStart(j *api.Job) int64 {
 	return j.StartUnixMs
 }
 
-// listings queues o.Queue held jobs and times squeue, sacct -j and one
-// more sbatch against that queue.
+// listings times squeue, sacct -j and one more sbatch with one held job
+// queued (the *_empty_* figures), then queues o.Queue held jobs and times
+// them again: what grows with the queue is the difference.
 func (b *bench) listings(ctx context.Context) error {
+	// Each command's median wall time, and the CPU it and the cluster
+	// spent on it (what the wall time would be on an idle machine, give
+	// or take parallelism): on a shared machine the second is the steadier.
+	timeIt := func(key string, run func() error) error {
+		var took []time.Duration
+		cpu0 := cpuTime()
+		for range b.o.Repeats {
+			t0 := time.Now()
+			if err := run(); err != nil {
+				return err
+			}
+			took = append(took, time.Since(t0))
+		}
+		cpu := (cpuTime() - cpu0) / time.Duration(b.o.Repeats)
+		slices.Sort(took)
+		fmt.Fprintf(b.out, "%s=%.1f\n", key, ms(took[len(took)/2]))
+		fmt.Fprintf(b.out, "%s_cpu_ms=%.1f\n", strings.TrimSuffix(key, "_ms"), ms(cpu))
+		return nil
+	}
+	timeAll := func(suffix string, id uint64) error {
+		if err := timeIt("squeue_"+suffix, func() error { _, err := b.command(ctx, "squeue"); return err }); err != nil {
+			return err
+		}
+		sacct := func() error { _, err := b.command(ctx, "sacct", "-j", strconv.FormatUint(id, 10)); return err }
+		if err := timeIt("sacct_"+suffix, sacct); err != nil {
+			return err
+		}
+		return timeIt("sbatch_"+suffix, func() error {
+			_, err := b.sbatch(ctx, "--hold", "--wrap", "true")
+			return err
+		})
+	}
+	one, err := b.sbatch(ctx, "--hold", "--wrap", "true")
+	if err != nil {
+		return err
+	}
+	if err := timeAll("empty_ms", one.id); err != nil {
+		return err
+	}
+
 	fmt.Fprintf(b.log, "e2e: queueing %d held jobs\n", b.o.Queue)
 	var firstID uint64
 	for left := b.o.Queue; left > 0; {
@@ -466,37 +508,8 @@ func (b *bench) listings(ctx context.Context) error {
 	if lines := bytes.Count(out, []byte("\n")); lines < b.o.Queue {
 		return fmt.Errorf("squeue listed %d pending jobs, want at least %d", lines, b.o.Queue)
 	}
-	// Each command's median wall time, and the CPU it and the cluster
-	// spent on it (what the wall time would be on an idle machine, give
-	// or take parallelism): on a shared machine the second is the steadier.
-	timeIt := func(key string, run func() error) error {
-		var took []time.Duration
-		cpu0 := cpuTime()
-		for range b.o.Repeats {
-			t0 := time.Now()
-			if err := run(); err != nil {
-				return err
-			}
-			took = append(took, time.Since(t0))
-		}
-		cpu := (cpuTime() - cpu0) / time.Duration(b.o.Repeats)
-		slices.Sort(took)
-		fmt.Fprintf(b.out, "%s=%.1f\n", key, ms(took[len(took)/2]))
-		fmt.Fprintf(b.out, "%s_cpu_ms=%.1f\n", strings.TrimSuffix(key, "_ms"), ms(cpu))
-		return nil
-	}
 	fmt.Fprintf(b.out, "queue_jobs=%d\n", b.o.Queue)
-	if err := timeIt("squeue_10k_ms", func() error { _, err := b.command(ctx, "squeue"); return err }); err != nil {
-		return err
-	}
-	id := strconv.FormatUint(firstID+uint64(b.o.Queue/2), 10)
-	if err := timeIt("sacct_10k_ms", func() error { _, err := b.command(ctx, "sacct", "-j", id); return err }); err != nil {
-		return err
-	}
-	return timeIt("sbatch_10k_ms", func() error {
-		_, err := b.sbatch(ctx, "--hold", "--wrap", "true")
-		return err
-	})
+	return timeAll("10k_ms", firstID+uint64(b.o.Queue/2))
 }
 
 // cpuTime is the CPU time this process (the server and agents) and its

@@ -87,9 +87,13 @@ func TestRunPrintsFigures(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"squeue_10k_ms", "sacct_10k_ms", "sbatch_10k_ms", "squeue_10k_cpu_ms", "sacct_10k_cpu_ms", "sbatch_10k_cpu_ms"} {
-		if got[k] <= 0 {
-			t.Errorf("%s = %v, want > 0", k, got[k])
+	for _, queue := range []string{"10k", "empty"} {
+		for _, cmd := range []string{"squeue", "sacct", "sbatch"} {
+			for _, k := range []string{cmd + "_" + queue + "_ms", cmd + "_" + queue + "_cpu_ms"} {
+				if got[k] <= 0 {
+					t.Errorf("%s = %v, want > 0", k, got[k])
+				}
+			}
 		}
 	}
 }
