@@ -8,10 +8,6 @@ STATICCHECK_VERSION := v0.8.2
 # VERSION is what `loom version` prints: the nearest tag and commit, or dev
 # outside a git checkout.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-# CLIENT_TAGS are the build tags of bin/loom, the client every sbatch
-# starts: grpcnotrace keeps gRPC from linking golang.org/x/net/trace and
-# html/template, which only a server's /debug/requests page uses.
-CLIENT_TAGS := grpcnotrace
 # BENCH_PKGS are the packages with go test benchmarks (func Benchmark...).
 BENCH_PKGS = $(sort $(dir $(shell git ls-files '*_test.go' | xargs grep -l '^func Benchmark' 2>/dev/null)))
 PROTOC_GEN_GO_VERSION := v1.36.12
@@ -29,7 +25,7 @@ help: ## list the targets
 
 .PHONY: build
 build: ## build bin/loom (the client), bin/loomd (daemons and tools), the Slurm command links (bin/sbatch, ...) and bin/mnist
-	$(GO) build -tags $(CLIENT_TAGS) -ldflags "-X main.version=$(VERSION)" -o $(BIN)/loom ./cmd/loom
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/loom ./cmd/loom
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/loomd ./cmd/loomd
 	$(GO) build -o $(BIN)/mnist ./examples/mnist
 	@for c in $(SLURM_CMDS); do ln -sf loom $(BIN)/$$c; done
