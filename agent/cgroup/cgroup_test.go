@@ -91,9 +91,16 @@ func TestGroupConfinesAndKills(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// /dev/full (1:7) stands in for another job's GPU.
+	confinesAndKills(t, m, host[:1])
+}
+
+// confinesAndKills runs a rank in a group of m that may use cpus (none:
+// all) and not /dev/full (1:7), which stands in for another job's GPU;
+// the rank leaves a daemonised sleep behind, which Kill ends.
+func confinesAndKills(t *testing.T, m *Manager, cpus []int) {
+	t.Helper()
 	task := Task{Job: 7, Name: "7.1.0"}
-	g, err := m.Create(task, Limits{CPUs: host[:1], MemBytes: 64 << 20, Deny: []Device{{1, 7}}})
+	g, err := m.Create(task, Limits{CPUs: cpus, Deny: []Device{{1, 7}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,11 +109,14 @@ func TestGroupConfinesAndKills(t *testing.T) {
 		t.Fatalf("rank: %v: %s", err, out)
 	}
 	o := out.String()
-	if want := "Cpus_allowed_list:\t" + strconv.Itoa(host[0]); !strings.Contains(o, want) {
+	if want := "Cpus_allowed_list:\t" + CPUList(cpus); len(cpus) > 0 && !strings.Contains(o, want) {
 		t.Errorf("output %q lacks %q", o, want)
 	}
 	if strings.Contains(o, "opened") || !strings.Contains(o, "Operation not permitted") {
 		t.Errorf("output %q: /dev/full was not refused", o)
+	}
+	if !strings.Contains(o, "\n1\n") {
+		t.Errorf("output %q: /dev/zero was not read", o)
 	}
 	pids, err := g.Pids()
 	if err != nil || len(pids) != 1 {
