@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -237,6 +238,7 @@ func runAgent(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	gjoin := fs.String("gossip-join", "", "servers' gossip addresses, comma-separated; empty disables gossip")
 	isolation := fs.String("isolation", "auto", "exec driver: cgroup (confine every rank, refuse to start without), auto (confine where the agent can, warn where not) or none")
 	cgroupRoot := fs.String("cgroup-root", "", "exec driver: name of the agent's cgroup under each hierarchy (default loom_NODE_HASH, HASH of the data dir)")
+	cgroupMount := fs.String("cgroup-mount", cgroup.DefaultMount, "exec driver: where the cgroup file system is: a cgroup2 mount (or a delegated cgroup2 directory) for v2, the directory of the v1 controllers' mounts for v1")
 	deviceDir := fs.String("device-dir", "/dev", "exec driver: where the GPUs' device nodes nvidiaN are")
 	privateTmp := fs.Bool("private-tmp", false, "exec driver: give each job a private /tmp and /dev/shm (with isolation; the data dir must be outside /tmp)")
 	allowSwap := fs.Bool("allow-swap", false, "exec driver: let ranks swap beyond their memory limit")
@@ -304,7 +306,7 @@ func runAgent(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 		if cfg.Name == "" {
 			cfg.Name, _ = os.Hostname()
 		}
-		iso := execIsolation{mode: *isolation, root: *cgroupRoot, deviceDir: *deviceDir, privateTmp: *privateTmp, allowSwap: *allowSwap}
+		iso := execIsolation{mode: *isolation, mount: *cgroupMount, root: *cgroupRoot, deviceDir: *deviceDir, privateTmp: *privateTmp, allowSwap: *allowSwap}
 		if err := iso.apply(&cfg, newLogger(*level)); err != nil {
 			fmt.Fprintln(sio.Err, "loom agent:", err)
 			return 1
@@ -365,19 +367,20 @@ func defaultCgroupRoot(node, dataDir string) string {
 
 // execIsolation is how the exec driver is asked to confine ranks.
 type execIsolation struct {
-	mode, root, deviceDir string
-	privateTmp, allowSwap bool
+	mode, mount, root, deviceDir string
+	privateTmp, allowSwap        bool
 }
 
 // apply makes cfg's exec driver: isolating where it can (or must), with
 // the agent told so for the node's label and the ranks' CPU binding.
 func (o execIsolation) apply(cfg *agent.Config, log *slog.Logger) error {
 	state := filepath.Join(cfg.DataDir, "exec")
-	mode, why := cgroup.None, errors.New("--isolation=none")
+	var h cgroup.Hierarchy
+	why := errors.New("--isolation=none")
 	if o.mode != "none" {
-		mode, why = cgroup.Detect()
+		h, why = cgroup.DetectAt(cmp.Or(o.mount, cgroup.DefaultMount))
 	}
-	if mode == cgroup.None {
+	if h.Mode == cgroup.None {
 		if o.mode == "cgroup" {
 			return fmt.Errorf("--isolation=cgroup: ranks cannot be isolated: %v", why)
 		}
@@ -389,7 +392,7 @@ func (o execIsolation) apply(cfg *agent.Config, log *slog.Logger) error {
 	if root == "" {
 		root = defaultCgroupRoot(cfg.Name, cfg.DataDir)
 	}
-	m, err := cgroup.New(mode, root)
+	m, err := cgroup.NewIn(h, root)
 	if err != nil {
 		return fmt.Errorf("--cgroup-root: %w", err)
 	}
@@ -406,8 +409,21 @@ func (o execIsolation) apply(cfg *agent.Config, log *slog.Logger) error {
 		return err
 	}
 	cfg.Driver = d
-	cfg.Isolation = mode.String() + " " + root
-	cfg.BindCPUs = true
+	cfg.Isolation = h.Mode.String() + " " + root
+	if cfg.Labels == nil {
+		cfg.Labels = map[string]string{}
+	}
+	cfg.Labels["loom.isolation.limits"] = strings.Join(h.Enforced(), " ")
+	log.Info("cgroup hierarchy", "mode", h.Mode.String(), "mount", h.Mount, "root", root,
+		"controllers", strings.Join(h.Controllers, " "), "enforced", strings.Join(h.Enforced(), " "))
+	if missing := h.Missing(); len(missing) > 0 {
+		cfg.Labels["loom.isolation.missing"] = strings.Join(missing, " ")
+		log.Warn("the cgroup hierarchy lacks limit controllers: jobs that ask for those limits are refused (--mem without memory); without cpuset ranks are not bound to cores",
+			"mode", h.Mode.String(), "mount", h.Mount, "missing", strings.Join(missing, " "))
+	}
+	// Ranks get cores of their own where the hierarchy can hold them to
+	// those; elsewhere a --cpu-bind other than none is refused.
+	cfg.BindCPUs = h.Has("cpuset")
 	// Isolated ranks outlive the agent, in their cgroups: stopping it (an
 	// upgrade, a restart) leaves them running for the next agent.
 	cfg.DetachOnClose = true
