@@ -238,8 +238,9 @@ func TestRankPastItsMemoryEndsOutOfMemory(t *testing.T) {
 	w := e.work("oom")
 	id := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1, MemPerNodeMb: 32, WorkingDir: w, Output: "out.txt",
 		Script: "#!/bin/sh\nx=0123456789abcdef\nwhile :; do x=\"$x$x\"; done\n"})
-	if j := e.waitEnd(id); j.State != api.JobState_OUT_OF_MEMORY {
-		t.Errorf("job growing past --mem=32M ended %s (%s), want OUT_OF_MEMORY", j.State, j.Reason)
+	j := e.waitEnd(id)
+	if want := fmt.Sprintf("step %d.batch killed by the out-of-memory killer", id); j.State != api.JobState_OUT_OF_MEMORY || !strings.Contains(j.Reason, want) {
+		t.Errorf("job growing past --mem=32M ended %s (%s), want OUT_OF_MEMORY naming its step (%q)", j.State, j.Reason, want)
 	}
 }
 
