@@ -155,6 +155,21 @@ type Limits struct {
 type Manager struct {
 	h    Hierarchy
 	root string
+	// rootMem caps the memory of all the ranks together (the root's
+	// group); 0 for no cap.
+	rootMem int64
+}
+
+// CapMemory limits the memory all ranks use together to bytes: the
+// node's memory less what is kept for the system (--reserved-mem-mb), so
+// that ranks without a limit of their own cannot take the system's share.
+// It needs the memory controller.
+func (m *Manager) CapMemory(bytes int64) error {
+	if bytes > 0 && !m.h.Has("memory") {
+		return fmt.Errorf("cgroup: the %s hierarchy at %s has no memory controller, so ranks could take the memory kept for the system", m.h.Mode, m.h.Mount)
+	}
+	m.rootMem = bytes
+	return nil
 }
 
 // New returns a manager of groups under root in hierarchy mode at
@@ -258,9 +273,9 @@ func (m *Manager) Create(t Task, l Limits) (Group, error) {
 		}
 	}
 	if m.h.Mode == V2 {
-		return createV2(m.h, m.root, t, l)
+		return createV2(m.h, m.root, m.rootMem, t, l)
 	}
-	return createV1(m.h.Mount, m.root, t, l)
+	return createV1(m.h.Mount, m.root, m.rootMem, t, l)
 }
 
 // Load finds task's group, made by this or an earlier agent.
@@ -366,6 +381,24 @@ func HostCPUs() ([]int, error) {
 		}
 	}
 	return nil, errors.New("cgroup: no Cpus_allowed_list in /proc/self/status")
+}
+
+// HostMemory is the host's memory in bytes (MemTotal).
+func HostMemory() (int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("cgroup: /proc/meminfo: MemTotal %q", strings.TrimSpace(v))
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, errors.New("cgroup: no MemTotal in /proc/meminfo")
 }
 
 // killAll freezes, kills and thaws a group until it is empty. freeze and

@@ -38,8 +38,19 @@ type v1Group struct {
 	rel   string
 }
 
-func createV1(mount, root string, t Task, l Limits) (Group, error) {
+func createV1(mount, root string, rootMem int64, t Task, l Limits) (Group, error) {
 	rel := t.rel(root)
+	if rootMem > 0 {
+		// The root's group holds all ranks' memory together; it is made
+		// again (and capped) after an idle node removed it.
+		dir := filepath.Join(mount, "memory", root)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("cgroup: create %s: %w", dir, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte(strconv.FormatInt(rootMem, 10)), 0); err != nil {
+			return nil, fmt.Errorf("cgroup: capping the ranks' memory at %d bytes: %w", rootMem, err)
+		}
+	}
 	res := &specs.LinuxResources{Devices: deviceRules(l.Deny)}
 	if len(l.CPUs) > 0 {
 		res.CPU = &specs.LinuxCPU{Cpus: CPUList(l.CPUs)}

@@ -25,7 +25,7 @@ var v2Delegated = []string{"cpuset", "memory", "pids"}
 // which enables the cpu controller with any cpuset: a hierarchy offers
 // only some controllers (a second cgroup2 mount on a hybrid node offers
 // none of these), and the group uses those, no others.
-func createV2(h Hierarchy, root string, t Task, l Limits) (Group, error) {
+func createV2(h Hierarchy, root string, rootMem int64, t Task, l Limits) (Group, error) {
 	rel := t.rel(root)
 	dir := filepath.Join(h.Mount, rel)
 	var enable []string
@@ -45,6 +45,12 @@ func createV2(h Hierarchy, root string, t Task, l Limits) (Group, error) {
 		}
 		if err := os.WriteFile(filepath.Join(d, "cgroup.subtree_control"), []byte(strings.Join(enable, " ")), 0); err != nil {
 			return nil, fmt.Errorf("cgroup: enable %s under %s: %w", strings.Join(enable, " "), d, err)
+		}
+	}
+	if rootMem > 0 {
+		// All ranks together: the root's group.
+		if err := os.WriteFile(filepath.Join(h.Mount, root, "memory.max"), []byte(strconv.FormatInt(rootMem, 10)), 0); err != nil {
+			return nil, fmt.Errorf("cgroup: capping the ranks' memory at %d bytes: %w", rootMem, err)
 		}
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {

@@ -396,6 +396,9 @@ func (o execIsolation) apply(cfg *agent.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--cgroup-root: %w", err)
 	}
+	if err := reserveForSystem(m, cfg); err != nil {
+		return err
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("isolation: finding the loom binary for the rank shim: %w", err)
@@ -427,6 +430,33 @@ func (o execIsolation) apply(cfg *agent.Config, log *slog.Logger) error {
 	// Isolated ranks outlive the agent, in their cgroups: stopping it (an
 	// upgrade, a restart) leaves them running for the next agent.
 	cfg.DetachOnClose = true
+	return nil
+}
+
+// reserveForSystem enforces --reserved-mem-mb and --reserved-cpus on the
+// ranks' groups, or refuses them where the hierarchy cannot: the node
+// would otherwise register less than it has and still let ranks take it.
+// The reserved CPUs are kept out of every rank's cpuset (the agent's CPU
+// binder); the memory is kept out of the ranks' root group.
+func reserveForSystem(m *cgroup.Manager, cfg *agent.Config) error {
+	h := m.Hierarchy()
+	if cfg.ReservedCPUs > 0 && !h.Has("cpuset") {
+		return fmt.Errorf("--reserved-cpus=%d: the %s hierarchy at %s has no cpuset controller, so ranks could run on the reserved CPUs", cfg.ReservedCPUs, h.Mode, h.Mount)
+	}
+	if cfg.ReservedMemMB == 0 {
+		return nil
+	}
+	host, err := cgroup.HostMemory()
+	if err != nil {
+		return fmt.Errorf("--reserved-mem-mb: %w", err)
+	}
+	reserved := int64(cfg.ReservedMemMB) << 20
+	if reserved >= host {
+		return fmt.Errorf("--reserved-mem-mb=%d: the host has %d MB", cfg.ReservedMemMB, host>>20)
+	}
+	if err := m.CapMemory(host - reserved); err != nil {
+		return fmt.Errorf("--reserved-mem-mb=%d: %w", cfg.ReservedMemMB, err)
+	}
 	return nil
 }
 
