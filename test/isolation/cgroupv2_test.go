@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -165,6 +166,20 @@ func TestV2RankOpensOnlyItsGPU(t *testing.T) {
 	}
 	if got, want := r.Node.Labels["loom.isolation.missing"], strings.Join(e.h.Missing(), " "); got != want {
 		t.Errorf("label loom.isolation.missing = %q, want %q", got, want)
+	}
+	// What an admin sees: scontrol as root (an operator) on the server's
+	// local socket.
+	cmd := osexec.Command(cluster.Binary(t), "slurm", "scontrol", "show", "node", "v2n1")
+	cmd.Env = append(os.Environ(), "LOOM_ADDR="+e.srv.Client())
+	show, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("scontrol show node: %v\n%s", err, show)
+	}
+	for _, want := range []string{"loom.isolation=cgroup-v2 " + e.root, "loom.isolation.limits=" + strings.Join(e.h.Enforced(), " "),
+		"loom.isolation.missing=" + strings.Join(e.h.Missing(), " ")} {
+		if !strings.Contains(string(show), want) {
+			t.Errorf("scontrol show node lacks %q:\n%s", want, show)
+		}
 	}
 	w := e.work("gpu")
 	script := fmt.Sprintf(`#!/bin/sh
