@@ -300,3 +300,28 @@ func TestV2MemoryLimitNeedsItsController(t *testing.T) {
 		t.Errorf("the refused job's rank ran: %s", out)
 	}
 }
+
+// TestV2CPUBindingNeedsCpuset: without the cpuset controller the node
+// binds no rank to cores, so a job that asks for --cpu-bind=cores is
+// refused, naming the option, rather than run on every CPU; where the
+// controller is there, the rank runs on the cores it was given.
+func TestV2CPUBindingNeedsCpuset(t *testing.T) {
+	e := newV2Env(t)
+	w := e.work("cpus")
+	id := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1, CpusPerTask: 1, CpuBind: "cores", WorkingDir: w, Output: "out.txt",
+		Script: "#!/bin/sh\necho \"$(grep Cpus_allowed_list /proc/self/status | cut -f2) $LOOM_CPU_BIND_LIST\"\n"})
+	j := e.waitEnd(id)
+	if e.h.Has("cpuset") {
+		got := strings.Fields(read(t, filepath.Join(w, "out.txt")))
+		if j.State != api.JobState_COMPLETED || len(got) != 2 || got[0] != got[1] {
+			t.Errorf("--cpu-bind=cores job ended %s (%s), Cpus_allowed_list and binding %v; want COMPLETED and equal", j.State, j.Reason, got)
+		}
+		return
+	}
+	if j.State != api.JobState_FAILED || !strings.Contains(j.Reason, "--cpu-bind=cores") {
+		t.Errorf("--cpu-bind=cores job on a v2 hierarchy without cpuset ended %s (%q), want FAILED naming --cpu-bind=cores", j.State, j.Reason)
+	}
+	if out, _ := os.ReadFile(filepath.Join(w, "out.txt")); len(out) > 0 {
+		t.Errorf("the refused job's rank ran: %s", out)
+	}
+}
