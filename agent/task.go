@@ -503,6 +503,11 @@ func (a *Agent) taskSpec(t *task) (driver.TaskSpec, error) {
 		s.MemMB = nodeMemMB(t.full.Allocation, r)
 	}
 	t.memMB = s.MemMB
+	spec := j.Spec
+	if t.full != nil {
+		spec = t.full.Spec
+	}
+	s.PrivateTmp, s.AllowSwap = spec.PrivateTmp, spec.AllowSwap
 	if err := a.bindCPUs(t, &s); err != nil {
 		return s, err
 	}

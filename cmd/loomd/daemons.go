@@ -240,8 +240,8 @@ func runAgent(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	cgroupRoot := fs.String("cgroup-root", "", "exec driver: name of the agent's cgroup under each hierarchy (default loom_NODE_HASH, HASH of the data dir)")
 	cgroupMount := fs.String("cgroup-mount", cgroup.DefaultMount, "exec driver: where the cgroup file system is: a cgroup2 mount (or a delegated cgroup2 directory) for v2, the directory of the v1 controllers' mounts for v1")
 	deviceDir := fs.String("device-dir", "/dev", "exec driver: where the GPUs' device nodes nvidiaN are")
-	privateTmp := fs.Bool("private-tmp", false, "exec driver: give each job a private /tmp and /dev/shm (with isolation; the data dir must be outside /tmp)")
-	allowSwap := fs.Bool("allow-swap", false, "exec driver: let ranks swap beyond their memory limit")
+	privateTmp := fs.Bool("private-tmp", false, "exec driver: give each job a private /tmp and /dev/shm (with isolation) unless its partition's private_tmp says otherwise")
+	allowSwap := fs.Bool("allow-swap", false, "exec driver: let ranks swap beyond their memory limit unless their partition's allow_swap says otherwise")
 	fs.IntVar(&cfg.ReservedCPUs, "reserved-cpus", 0, "CPUs kept for the system, never given to jobs (CoreSpecCount)")
 	fs.Uint64Var(&cfg.ReservedMemMB, "reserved-mem-mb", 0, "memory in MB kept for the system, never given to jobs (MemSpecLimit)")
 	var sec daemonSecurity
@@ -403,10 +403,10 @@ func (o execIsolation) apply(cfg *agent.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("isolation: finding the loom binary for the rank shim: %w", err)
 	}
-	iso := exec.Isolation{Cgroups: m, Shim: []string{self, exec.ShimCommand}, DeviceDir: o.deviceDir, AllowSwap: o.allowSwap}
-	if o.privateTmp {
-		iso.PrivateTmpDir = filepath.Join(cfg.DataDir, "jobtmp")
-	}
+	// Every isolating node can make a private /tmp: --private-tmp is only
+	// its default, for jobs whose partition does not choose.
+	iso := exec.Isolation{Cgroups: m, Shim: []string{self, exec.ShimCommand}, DeviceDir: o.deviceDir,
+		PrivateTmpDir: filepath.Join(cfg.DataDir, "jobtmp"), PrivateTmp: o.privateTmp, AllowSwap: o.allowSwap}
 	d, err := exec.NewIsolated(state, iso, log)
 	if err != nil {
 		return err
