@@ -44,6 +44,12 @@ type env struct {
 // private /tmp hides the real one, where the test's temporary dirs are.
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t)
+}
+
+// newEnvWith is newEnv with flags for the server (a --config).
+func newEnvWith(t *testing.T, serverFlags ...string) *env {
+	t.Helper()
 	mode, err := cgroup.Detect()
 	harness.Require(t, fmt.Sprintf("root and a cgroup file system (%v)", err), err == nil)
 	root := fmt.Sprintf("loomtest_%d_%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "_"))
@@ -77,7 +83,7 @@ func newEnv(t *testing.T) *env {
 		// Opening the node is a matter of the cgroup, not of its mode.
 		os.Chmod(filepath.Join(e.devs, fmt.Sprintf("nvidia%d", i)), 0o666)
 	}
-	e.srv = cluster.StartServer(t, dir, "server")
+	e.srv = cluster.StartServer(t, dir, "server", serverFlags...)
 	args, err := harness.Agent{Name: "iso1", Dir: dir, Profile: "pcie-4", Ports: 32100, Servers: []string{e.srv.RPC},
 		PKI: cluster.PKI(t, dir)}.Args()
 	if err != nil {
