@@ -235,9 +235,7 @@ func (t *PartitionTable) ApplyPartition(spec *JobSpec, who SubmitCaller) (*JobSp
 	}
 	out := proto.Clone(spec).(*JobSpec)
 	out.Partition = d.GetName()
-	// Only the partition says how a job is isolated; a request's own
-	// values are dropped.
-	out.PrivateTmp, out.AllowSwap = copyBool(d.PrivateTmp), copyBool(d.AllowSwap)
+	t.StampIsolation(out)
 	if out.Qos == "" {
 		out.Qos = d.GetQos()
 	}
@@ -288,6 +286,21 @@ func qosOrNormal(q string) string {
 		return "normal"
 	}
 	return q
+}
+
+// StampIsolation sets spec's private_tmp and allow_swap to those of its
+// partition (unset where the partition sets none, or is not defined):
+// only the partition says how a job is isolated, so a request's own
+// values are dropped. The FSM calls it when a job's partition is fixed:
+// at submit and when a pending job moves to another.
+func (t *PartitionTable) StampIsolation(spec *JobSpec) {
+	spec.PrivateTmp, spec.AllowSwap = nil, nil
+	if t == nil {
+		return
+	}
+	if d := t.Get(spec.GetPartition()); d != nil {
+		spec.PrivateTmp, spec.AllowSwap = copyBool(d.PrivateTmp), copyBool(d.AllowSwap)
+	}
 }
 
 // copyBool returns a copy of an optional field's value, so a spec never

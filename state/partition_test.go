@@ -139,6 +139,18 @@ func TestSubmitStampsPartitionIsolation(t *testing.T) {
 			t.Errorf("partition %q: private_tmp=%s allow_swap=%s, want %s %s", s.Partition, got, swap, tt.wantTmp, tt.swap)
 		}
 	}
+	// A pending job moved to another partition takes that one's choice:
+	// submitting to a shared partition and moving is no way around it.
+	res := submitAs(f, 1000, &api.JobSpec{Script: "x", Partition: "shared"}, nil)
+	up := f.Apply(CmdUpdateJob, &api.UpdateJobCommand{Uid: 1000, NowUnixMs: 2,
+		Request: &api.UpdateJobRequest{JobId: res.JobIDs[0], Partition: &cfg.Partitions[1].Name}})
+	if up.Err != nil {
+		t.Fatalf("update partition: %v", up.Err)
+	}
+	s := f.Store.View().Job(res.JobIDs[0]).Spec
+	if got, swap := optBool(s.PrivateTmp), optBool(s.AllowSwap); s.Partition != "private" || got != "true" || swap != "<nil>" {
+		t.Errorf("moved to %q: private_tmp=%s allow_swap=%s, want private's true <nil>", s.Partition, got, swap)
+	}
 }
 
 func optBool(b *bool) string {
