@@ -386,6 +386,11 @@ wait:
 	case ex.OOM:
 		st.Reason = api.TaskEndReason_TASK_END_OOM
 		st.Message = fmt.Sprintf("killed by the out-of-memory killer at its limit of %d MB", cmp.Or(t.memMB, r.MemMb))
+		if id, ok := t.key.stepID(); ok {
+			// As Slurm names it (StepId=12.batch): which of the job's
+			// steps outgrew the limit.
+			st.Message = fmt.Sprintf("step %d.%s %s", j.Id, api.StepName(id), st.Message)
+		}
 	}
 	log.Info("rank ended", "exit_code", ex.Code, "signal", ex.Signal, "reason", st.Reason)
 	return st
@@ -494,6 +499,11 @@ func (a *Agent) taskSpec(t *task) (driver.TaskSpec, error) {
 		s.MemMB = nodeMemMB(t.full.Allocation, r)
 	}
 	t.memMB = s.MemMB
+	spec := j.Spec
+	if t.full != nil {
+		spec = t.full.Spec
+	}
+	s.PrivateTmp, s.AllowSwap = spec.PrivateTmp, spec.AllowSwap
 	if err := a.bindCPUs(t, &s); err != nil {
 		return s, err
 	}

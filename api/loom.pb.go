@@ -1015,7 +1015,13 @@ type JobSpec struct {
 	Reservation string `protobuf:"bytes,55,opt,name=reservation,proto3" json:"reservation,omitempty"`
 	// gres_per_node is --gres for resources other than gpu (those are
 	// gpus_per_node and gpu_type): name to count, on every node of the job.
-	GresPerNode   map[string]uint64 `protobuf:"bytes,51,rep,name=gres_per_node,json=gresPerNode,proto3" json:"gres_per_node,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	GresPerNode map[string]uint64 `protobuf:"bytes,51,rep,name=gres_per_node,json=gresPerNode,proto3" json:"gres_per_node,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// private_tmp and allow_swap are the job's partition's choices
+	// (PartitionConfig), stamped at submit so every replica and agent sees
+	// the same; unset: the node's agent flags decide. A user cannot set
+	// them: the partition's value (or none) replaces what a request gives.
+	PrivateTmp    *bool `protobuf:"varint,60,opt,name=private_tmp,json=privateTmp,proto3,oneof" json:"private_tmp,omitempty"`
+	AllowSwap     *bool `protobuf:"varint,61,opt,name=allow_swap,json=allowSwap,proto3,oneof" json:"allow_swap,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1412,6 +1418,20 @@ func (x *JobSpec) GetGresPerNode() map[string]uint64 {
 		return x.GresPerNode
 	}
 	return nil
+}
+
+func (x *JobSpec) GetPrivateTmp() bool {
+	if x != nil && x.PrivateTmp != nil {
+		return *x.PrivateTmp
+	}
+	return false
+}
+
+func (x *JobSpec) GetAllowSwap() bool {
+	if x != nil && x.AllowSwap != nil {
+		return *x.AllowSwap
+	}
+	return false
 }
 
 // Rank is one task of an allocation and where it runs.
@@ -6646,8 +6666,13 @@ type PartitionConfig struct {
 	DefMemPerCpuMb    uint64   `protobuf:"varint,16,opt,name=def_mem_per_cpu_mb,json=defMemPerCpuMb,proto3" json:"def_mem_per_cpu_mb,omitempty"`
 	DefMemPerGpuMb    uint64   `protobuf:"varint,17,opt,name=def_mem_per_gpu_mb,json=defMemPerGpuMb,proto3" json:"def_mem_per_gpu_mb,omitempty"`
 	Qos               string   `protobuf:"bytes,18,opt,name=qos,proto3" json:"qos,omitempty"` // the partition QoS jobs take by default
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// private_tmp gives each job a private /tmp and /dev/shm on its nodes
+	// (Slurm's job_container/tmpfs); allow_swap lets its ranks swap beyond
+	// their memory limit. Unset: the node's agent flags decide.
+	PrivateTmp    *bool `protobuf:"varint,20,opt,name=private_tmp,json=privateTmp,proto3,oneof" json:"private_tmp,omitempty"`
+	AllowSwap     *bool `protobuf:"varint,21,opt,name=allow_swap,json=allowSwap,proto3,oneof" json:"allow_swap,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PartitionConfig) Reset() {
@@ -6804,6 +6829,20 @@ func (x *PartitionConfig) GetQos() string {
 		return x.Qos
 	}
 	return ""
+}
+
+func (x *PartitionConfig) GetPrivateTmp() bool {
+	if x != nil && x.PrivateTmp != nil {
+		return *x.PrivateTmp
+	}
+	return false
+}
+
+func (x *PartitionConfig) GetAllowSwap() bool {
+	if x != nil && x.AllowSwap != nil {
+		return *x.AllowSwap
+	}
+	return false
 }
 
 // SwitchConfig is one switch of the network tree.
@@ -8385,7 +8424,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a7\n" +
 	"\tGresEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xcc\r\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xb5\x0e\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tnodes_min\x18\x02 \x01(\rR\bnodesMin\x12\x1b\n" +
@@ -8448,7 +8487,11 @@ const file_api_loom_proto_rawDesc = "" +
 	"time_min_s\x181 \x01(\x03R\btimeMinS\x12\x19\n" +
 	"\bcpu_bind\x182 \x01(\tR\acpuBind\x12 \n" +
 	"\vreservation\x187 \x01(\tR\vreservation\x12E\n" +
-	"\rgres_per_node\x183 \x03(\v2!.loom.v1.JobSpec.GresPerNodeEntryR\vgresPerNode\x1a6\n" +
+	"\rgres_per_node\x183 \x03(\v2!.loom.v1.JobSpec.GresPerNodeEntryR\vgresPerNode\x12$\n" +
+	"\vprivate_tmp\x18< \x01(\bH\x02R\n" +
+	"privateTmp\x88\x01\x01\x12\"\n" +
+	"\n" +
+	"allow_swap\x18= \x01(\bH\x03R\tallowSwap\x88\x01\x01\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
@@ -8457,7 +8500,9 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01B\n" +
 	"\n" +
 	"\b_requeueB\x0f\n" +
-	"\r_max_restarts\"\x9e\x02\n" +
+	"\r_max_restartsB\x0e\n" +
+	"\f_private_tmpB\r\n" +
+	"\v_allow_swap\"\x9e\x02\n" +
 	"\x04Rank\x12\x12\n" +
 	"\x04rank\x18\x01 \x01(\rR\x04rank\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1d\n" +
@@ -8912,7 +8957,7 @@ const file_api_loom_proto_rawDesc = "" +
 	"\x11max_gpus_per_user\x18\x05 \x01(\rR\x0emaxGpusPerUser\x12)\n" +
 	"\x11max_cpus_per_user\x18\x06 \x01(\rR\x0emaxCpusPerUser\x12)\n" +
 	"\x11max_jobs_per_user\x18\a \x01(\rR\x0emaxJobsPerUser\x12-\n" +
-	"\x13max_submit_per_user\x18\b \x01(\rR\x10maxSubmitPerUser\"\xd6\x04\n" +
+	"\x13max_submit_per_user\x18\b \x01(\rR\x10maxSubmitPerUser\"\xbf\x05\n" +
 	"\x0fPartitionConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05nodes\x18\x02 \x01(\tR\x05nodes\x12\x1a\n" +
@@ -8933,7 +8978,13 @@ const file_api_loom_proto_rawDesc = "" +
 	"\tmax_nodes\x18\x0f \x01(\rR\bmaxNodes\x12*\n" +
 	"\x12def_mem_per_cpu_mb\x18\x10 \x01(\x04R\x0edefMemPerCpuMb\x12*\n" +
 	"\x12def_mem_per_gpu_mb\x18\x11 \x01(\x04R\x0edefMemPerGpuMb\x12\x10\n" +
-	"\x03qos\x18\x12 \x01(\tR\x03qos\"T\n" +
+	"\x03qos\x18\x12 \x01(\tR\x03qos\x12$\n" +
+	"\vprivate_tmp\x18\x14 \x01(\bH\x00R\n" +
+	"privateTmp\x88\x01\x01\x12\"\n" +
+	"\n" +
+	"allow_swap\x18\x15 \x01(\bH\x01R\tallowSwap\x88\x01\x01B\x0e\n" +
+	"\f_private_tmpB\r\n" +
+	"\v_allow_swap\"T\n" +
 	"\fSwitchConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05nodes\x18\x02 \x01(\tR\x05nodes\x12\x1a\n" +
@@ -9335,6 +9386,7 @@ func file_api_loom_proto_init() {
 	file_api_loom_proto_msgTypes[24].OneofWrappers = []any{}
 	file_api_loom_proto_msgTypes[44].OneofWrappers = []any{}
 	file_api_loom_proto_msgTypes[55].OneofWrappers = []any{}
+	file_api_loom_proto_msgTypes[79].OneofWrappers = []any{}
 	file_api_loom_proto_msgTypes[93].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -197,19 +197,24 @@ type SubmitCaller struct {
 // ApplyPartition fixes spec's partition and the defaults it gives, and
 // checks the partition's limits, at submit: the partition (the default
 // one when spec names none), its DefaultTime (else its MaxTime, as Slurm
-// does), QoS and DefMemPerCPU/DefMemPerGPU where spec gives none. It
+// does), QoS and DefMemPerCPU/DefMemPerGPU where spec gives none, and its
+// private_tmp and allow_swap in place of any the request gives. It
 // refuses a partition that is not defined, DRAIN or INACTIVE, a time limit
 // over MaxTime (Slurm's EnforcePartLimits=ALL), more nodes than MaxNodes,
 // an account or QoS the partition does not allow, and a caller outside
 // AllowGroups. What it returns is a changed copy; spec is never changed.
-// With no partitions configured it returns spec as it is, refusing only a
-// list of partitions.
+// With no partitions configured it returns spec as it is (less any
+// private_tmp or allow_swap), refusing only a list of partitions.
 func (t *PartitionTable) ApplyPartition(spec *JobSpec, who SubmitCaller) (*JobSpec, error) {
 	name := spec.GetPartition()
 	if strings.Contains(name, ",") {
 		return nil, fieldErr("--partition="+name, "a job may name one partition only; submit to each separately")
 	}
 	if t == nil {
+		if spec.PrivateTmp != nil || spec.AllowSwap != nil {
+			spec = proto.Clone(spec).(*JobSpec)
+			spec.PrivateTmp, spec.AllowSwap = nil, nil
+		}
 		return spec, nil
 	}
 	var d *PartitionConfig
@@ -230,6 +235,7 @@ func (t *PartitionTable) ApplyPartition(spec *JobSpec, who SubmitCaller) (*JobSp
 	}
 	out := proto.Clone(spec).(*JobSpec)
 	out.Partition = d.GetName()
+	t.StampIsolation(out)
 	if out.Qos == "" {
 		out.Qos = d.GetQos()
 	}
@@ -280,4 +286,28 @@ func qosOrNormal(q string) string {
 		return "normal"
 	}
 	return q
+}
+
+// StampIsolation sets spec's private_tmp and allow_swap to those of its
+// partition (unset where the partition sets none, or is not defined):
+// only the partition says how a job is isolated, so a request's own
+// values are dropped. The FSM calls it when a job's partition is fixed:
+// at submit and when a pending job moves to another.
+func (t *PartitionTable) StampIsolation(spec *JobSpec) {
+	spec.PrivateTmp, spec.AllowSwap = nil, nil
+	if t == nil {
+		return
+	}
+	if d := t.Get(spec.GetPartition()); d != nil {
+		spec.PrivateTmp, spec.AllowSwap = copyBool(d.PrivateTmp), copyBool(d.AllowSwap)
+	}
+}
+
+// copyBool returns a copy of an optional field's value, so a spec never
+// shares one with the configuration.
+func copyBool(b *bool) *bool {
+	if b == nil {
+		return nil
+	}
+	return proto.Bool(*b)
 }

@@ -1,8 +1,11 @@
 package api
 
 import (
+	"strconv"
 	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 )
 
 func TestApplyPartition(t *testing.T) {
@@ -59,5 +62,51 @@ func TestApplyPartition(t *testing.T) {
 	}
 	if _, err := none.ApplyPartition(&JobSpec{Partition: "a,b"}, SubmitCaller{}); err == nil || !strings.Contains(err.Error(), "one partition only") {
 		t.Errorf("-p a,b with no partitions configured: %v, want refused", err)
+	}
+}
+
+// TestApplyPartitionIsolation checks that a job takes its partition's
+// private_tmp and allow_swap, and never the request's own.
+func TestApplyPartitionIsolation(t *testing.T) {
+	pt := NewPartitionTable([]*PartitionConfig{
+		{Name: "shared", PrivateTmp: proto.Bool(true), AllowSwap: proto.Bool(false)},
+		{Name: "scratch", PrivateTmp: proto.Bool(false), AllowSwap: proto.Bool(true)},
+		{Name: "plain"},
+	})
+	show := func(b *bool) string {
+		if b == nil {
+			return "unset"
+		}
+		return strconv.FormatBool(*b)
+	}
+	tests := []struct {
+		spec              *JobSpec
+		wantTmp, wantSwap string
+	}{
+		{&JobSpec{Partition: "shared"}, "true", "false"},
+		{&JobSpec{Partition: "scratch"}, "false", "true"},
+		{&JobSpec{Partition: "plain"}, "unset", "unset"},
+		{&JobSpec{Partition: "shared", PrivateTmp: proto.Bool(false), AllowSwap: proto.Bool(true)}, "true", "false"},
+		{&JobSpec{Partition: "plain", PrivateTmp: proto.Bool(false), AllowSwap: proto.Bool(true)}, "unset", "unset"},
+	}
+	for _, tt := range tests {
+		got, err := pt.ApplyPartition(tt.spec, SubmitCaller{User: "ann"})
+		if err != nil {
+			t.Fatalf("ApplyPartition(%v): %v", tt.spec, err)
+		}
+		if show(got.PrivateTmp) != tt.wantTmp || show(got.AllowSwap) != tt.wantSwap {
+			t.Errorf("ApplyPartition(%v): private_tmp=%s allow_swap=%s, want %s %s", tt.spec, show(got.PrivateTmp), show(got.AllowSwap), tt.wantTmp, tt.wantSwap)
+		}
+		if tt.spec.PrivateTmp == nil && got.PrivateTmp != nil {
+			*got.PrivateTmp = !*got.PrivateTmp // must not reach the table's value
+		}
+	}
+	if got, _ := pt.ApplyPartition(&JobSpec{Partition: "shared"}, SubmitCaller{}); !got.GetPrivateTmp() {
+		t.Errorf("changing a stamped spec changed the partition's private_tmp")
+	}
+	var none *PartitionTable
+	got, err := none.ApplyPartition(&JobSpec{PrivateTmp: proto.Bool(false), AllowSwap: proto.Bool(true)}, SubmitCaller{})
+	if err != nil || got.PrivateTmp != nil || got.AllowSwap != nil {
+		t.Errorf("no partitions configured: %v, %v; want private_tmp and allow_swap dropped", got, err)
 	}
 }

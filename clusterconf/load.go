@@ -288,8 +288,12 @@ func (p *parser) partitions(c *api.ClusterConfig, v any) error {
 				if pc.Qos, err = asString(v); err == nil {
 					err = knownQOS([]string{pc.Qos}, qos)
 				}
+			case "private_tmp":
+				pc.PrivateTmp, err = asOptionalBool(v)
+			case "allow_swap":
+				pc.AllowSwap, err = asOptionalBool(v)
 			default:
-				err = fmt.Errorf("unknown key (want name, nodes, features, default, max_time, default_time, state, allow_groups, allow_accounts, deny_accounts, allow_qos, priority_tier, priority_job_factor, preempt_mode, max_nodes, def_mem_per_cpu, def_mem_per_gpu, qos)")
+				err = fmt.Errorf("unknown key (want name, nodes, features, default, max_time, default_time, state, allow_groups, allow_accounts, deny_accounts, allow_qos, priority_tier, priority_job_factor, preempt_mode, max_nodes, def_mem_per_cpu, def_mem_per_gpu, qos, private_tmp, allow_swap)")
 			}
 			if err != nil {
 				return p.errAt(table, shown, k, "%v", err)

@@ -56,12 +56,15 @@ priority_job_factor = 10
 preempt_mode = "requeue"
 def_mem_per_gpu = "80GB"
 def_mem_per_cpu = 2048
+private_tmp = true
+allow_swap = false
 
 [[partition]]
 name = "debug"
 features = ["a100"]
 max_time = "30:00"
 qos = "high"
+private_tmp = "false"
 
 [topology]
 [[topology.switch]]
@@ -98,6 +101,12 @@ func TestParseFull(t *testing.T) {
 	p := c.Partitions[0]
 	if !p.Default || p.State != "UP" || p.DefaultTimeS != 1800 || p.PreemptMode != "REQUEUE" || p.DefMemPerGpuMb != 80*1024 || p.DefMemPerCpuMb != 2048 || len(p.AllowQos) != 2 {
 		t.Errorf("partition gpu = %v", p)
+	}
+	if p.PrivateTmp == nil || !*p.PrivateTmp || p.AllowSwap == nil || *p.AllowSwap {
+		t.Errorf("partition gpu: private_tmp=%v allow_swap=%v, want true false", p.PrivateTmp, p.AllowSwap)
+	}
+	if d := c.Partitions[1]; d.PrivateTmp == nil || *d.PrivateTmp || d.AllowSwap != nil {
+		t.Errorf("partition debug: private_tmp=%v allow_swap=%v, want false and unset (the node decides)", d.PrivateTmp, d.AllowSwap)
 	}
 	if c.Partitions[1].MaxTimeS != 1800 || c.Partitions[1].Features[0] != "a100" {
 		t.Errorf("partition debug = %v", c.Partitions[1])
@@ -159,6 +168,10 @@ func TestParseErrors(t *testing.T) {
 			`f.toml:3: [[partition]] "a" nodes:`},
 		{"partition qos unknown", "[[partition]]\nname = \"a\"\nqos = \"gold\"\n",
 			`f.toml:3: [[partition]] "a" qos: unknown QoS "gold"`},
+		{"bad private_tmp", "[[partition]]\nname = \"a\"\nprivate_tmp = \"sometimes\"\n",
+			`f.toml:3: [[partition]] "a" private_tmp: "sometimes" is not true or false`},
+		{"bad allow_swap", "[[partition]]\nname = \"a\"\nallow_swap = 1\n",
+			`f.toml:3: [[partition]] "a" allow_swap: want true or false, not`},
 		{"unknown partition key", "[[partition]]\nname = \"a\"\nmaxtime = \"1:00\"\n",
 			`f.toml:3: [[partition]] "a" maxtime: unknown key`},
 		{"partition as table", "[partition]\nname = \"a\"\n",

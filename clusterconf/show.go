@@ -141,10 +141,10 @@ func Settings(c *api.ClusterConfig) []Setting {
 		if mode == "" {
 			mode = "OFF"
 		}
-		v := fmt.Sprintf("Nodes=%s Features=%s Default=%s MaxTime=%s DefaultTime=%s State=%s AllowGroups=%s AllowAccounts=%s DenyAccounts=%s AllowQos=%s PriorityTier=%d PriorityJobFactor=%d PreemptMode=%s MaxNodes=%s DefMemPerCPU=%d DefMemPerGPU=%d QOS=%s",
+		v := fmt.Sprintf("Nodes=%s Features=%s Default=%s MaxTime=%s DefaultTime=%s State=%s AllowGroups=%s AllowAccounts=%s DenyAccounts=%s AllowQos=%s PriorityTier=%d PriorityJobFactor=%d PreemptMode=%s MaxNodes=%s DefMemPerCPU=%d DefMemPerGPU=%d QOS=%s PrivateTmp=%s AllowSwap=%s",
 			orAll(p.Nodes), orNone(strings.Join(p.Features, ",")), yesNo(p.Default), limit(p.MaxTimeS), limit(p.DefaultTimeS), state,
 			orAll(strings.Join(p.AllowGroups, ",")), orAll(strings.Join(p.AllowAccounts, ",")), orNone(strings.Join(p.DenyAccounts, ",")),
-			orAll(strings.Join(p.AllowQos, ",")), p.PriorityTier, p.PriorityJobFactor, mode, count(p.MaxNodes), p.DefMemPerCpuMb, p.DefMemPerGpuMb, orNone(p.Qos))
+			orAll(strings.Join(p.AllowQos, ",")), p.PriorityTier, p.PriorityJobFactor, mode, count(p.MaxNodes), p.DefMemPerCpuMb, p.DefMemPerGpuMb, orNone(p.Qos), nodeDefault(p.PrivateTmp), nodeDefault(p.AllowSwap))
 		out = append(out, Setting{"PartitionName[" + p.Name + "]", v})
 	}
 	for _, sw := range c.GetSwitches() {
@@ -230,4 +230,13 @@ func orAll(s string) string {
 		return "ALL"
 	}
 	return s
+}
+
+// nodeDefault shows an optional partition switch: YES, NO, or NODE where
+// each node's agent decides.
+func nodeDefault(b *bool) string {
+	if b == nil {
+		return "NODE"
+	}
+	return yesNo(*b)
 }

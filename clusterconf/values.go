@@ -36,6 +36,16 @@ func asBool(v any) (bool, error) {
 	return false, fmt.Errorf("want true or false, not %s", typeName(v))
 }
 
+// asOptionalBool is asBool for a key whose absence means something of
+// its own (an optional proto field).
+func asOptionalBool(v any) (*bool, error) {
+	b, err := asBool(v)
+	if err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
 func asInt(v any, lo, hi int64) (int64, error) {
 	var n int64
 	switch x := v.(type) {

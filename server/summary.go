@@ -97,5 +97,6 @@ func listedSpec(sp *api.JobSpec) *api.JobSpec {
 		CpusPerGpu: sp.CpusPerGpu, TimeMinS: sp.TimeMinS, CpuBind: sp.CpuBind,
 		Reservation: sp.Reservation,
 		GresPerNode: sp.GresPerNode,
+		PrivateTmp:  sp.PrivateTmp, AllowSwap: sp.AllowSwap,
 	}
 }

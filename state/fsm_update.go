@@ -43,6 +43,10 @@ func applyUpdateJob(t *txn, m proto.Message) *Result {
 		// its own copy.
 		spec := proto.Clone(j.Spec).(*api.JobSpec)
 		req.ApplyTo(spec)
+		if req.Partition != nil {
+			// A job is isolated as its partition says, the new one now.
+			t.partitions().StampIsolation(spec)
+		}
 		j.Spec = spec
 		if j.State == api.JobState_PENDING {
 			j.Reason, j.ExpectedStartUnixMs = ReasonNone, 0

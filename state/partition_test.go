@@ -1,6 +1,7 @@
 package state
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -109,4 +110,52 @@ func TestReloadAppliesToNewSubmitsOnly(t *testing.T) {
 	if res.Errs[0] != nil || f.Store.View().Job(res.JobIDs[0]).Spec.TimeLimitS != 600 {
 		t.Fatalf("new submit with no time: %v, want the new default 600", res.Errs[0])
 	}
+}
+
+// TestSubmitStampsPartitionIsolation: the stored job carries its
+// partition's private_tmp and allow_swap (and not the request's), so every
+// replica hands agents the same choice.
+func TestSubmitStampsPartitionIsolation(t *testing.T) {
+	f := NewTestFSM()
+	yes, no := true, false
+	cfg := &api.ClusterConfig{Partitions: []*api.PartitionConfig{
+		{Name: "shared", Default: true, PrivateTmp: &no, AllowSwap: &yes},
+		{Name: "private", PrivateTmp: &yes},
+	}}
+	f.Apply(CmdSetConfig, &api.SetConfigCommand{Config: cfg, NowUnixMs: 1})
+	for _, tt := range []struct {
+		spec          *api.JobSpec
+		wantTmp, swap string
+	}{
+		{&api.JobSpec{Script: "x"}, "false", "true"},
+		{&api.JobSpec{Script: "x", Partition: "private", AllowSwap: &yes}, "true", "<nil>"},
+	} {
+		res := submitAs(f, 1000, tt.spec, nil)
+		if res.Errs[0] != nil {
+			t.Fatalf("submit: %v", res.Errs[0])
+		}
+		s := f.Store.View().Job(res.JobIDs[0]).Spec
+		if got, swap := optBool(s.PrivateTmp), optBool(s.AllowSwap); got != tt.wantTmp || swap != tt.swap {
+			t.Errorf("partition %q: private_tmp=%s allow_swap=%s, want %s %s", s.Partition, got, swap, tt.wantTmp, tt.swap)
+		}
+	}
+	// A pending job moved to another partition takes that one's choice:
+	// submitting to a shared partition and moving is no way around it.
+	res := submitAs(f, 1000, &api.JobSpec{Script: "x", Partition: "shared"}, nil)
+	up := f.Apply(CmdUpdateJob, &api.UpdateJobCommand{Uid: 1000, NowUnixMs: 2,
+		Request: &api.UpdateJobRequest{JobId: res.JobIDs[0], Partition: &cfg.Partitions[1].Name}})
+	if up.Err != nil {
+		t.Fatalf("update partition: %v", up.Err)
+	}
+	s := f.Store.View().Job(res.JobIDs[0]).Spec
+	if got, swap := optBool(s.PrivateTmp), optBool(s.AllowSwap); s.Partition != "private" || got != "true" || swap != "<nil>" {
+		t.Errorf("moved to %q: private_tmp=%s allow_swap=%s, want private's true <nil>", s.Partition, got, swap)
+	}
+}
+
+func optBool(b *bool) string {
+	if b == nil {
+		return "<nil>"
+	}
+	return strconv.FormatBool(*b)
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"os"
 	osexec "os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -91,9 +92,16 @@ func TestGroupConfinesAndKills(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// /dev/full (1:7) stands in for another job's GPU.
+	confinesAndKills(t, m, host[:1])
+}
+
+// confinesAndKills runs a rank in a group of m that may use cpus (none:
+// all) and not /dev/full (1:7), which stands in for another job's GPU;
+// the rank leaves a daemonised sleep behind, which Kill ends.
+func confinesAndKills(t *testing.T, m *Manager, cpus []int) {
+	t.Helper()
 	task := Task{Job: 7, Name: "7.1.0"}
-	g, err := m.Create(task, Limits{CPUs: host[:1], MemBytes: 64 << 20, Deny: []Device{{1, 7}}})
+	g, err := m.Create(task, Limits{CPUs: cpus, Deny: []Device{{1, 7}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,11 +110,14 @@ func TestGroupConfinesAndKills(t *testing.T) {
 		t.Fatalf("rank: %v: %s", err, out)
 	}
 	o := out.String()
-	if want := "Cpus_allowed_list:\t" + strconv.Itoa(host[0]); !strings.Contains(o, want) {
+	if want := "Cpus_allowed_list:\t" + CPUList(cpus); len(cpus) > 0 && !strings.Contains(o, want) {
 		t.Errorf("output %q lacks %q", o, want)
 	}
 	if strings.Contains(o, "opened") || !strings.Contains(o, "Operation not permitted") {
 		t.Errorf("output %q: /dev/full was not refused", o)
+	}
+	if !strings.Contains(o, "\n1\n") {
+		t.Errorf("output %q: /dev/zero was not read", o)
 	}
 	pids, err := g.Pids()
 	if err != nil || len(pids) != 1 {
@@ -145,5 +156,84 @@ func TestOOMKillIsSeen(t *testing.T) {
 	}
 	if !g.OOMKilled() {
 		t.Error("OOMKilled() = false after the hog was killed")
+	}
+}
+
+// readInt reads a cgroup file that holds one number.
+func readInt(t *testing.T, path string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return n
+}
+
+// TestNoSwapUnlessAllowed: a rank's memory limit holds memory and swap
+// together (v1's memsw, where the kernel accounts swap, with swappiness
+// 0; v2's memory.swap.max 0), unless the node allows swap.
+func TestNoSwapUnlessAllowed(t *testing.T) {
+	m := manager(t)
+	const limit = 64 << 20
+	for i, allow := range []bool{false, true} {
+		task := Task{Job: 10, Name: "10.1." + strconv.Itoa(i)}
+		if _, err := m.Create(task, Limits{MemBytes: limit, AllowSwap: allow}); err != nil {
+			t.Fatal(err)
+		}
+		if m.Mode() == V2 {
+			swap, err := os.ReadFile(filepath.Join(DefaultMount, task.rel(m.root), "memory.swap.max"))
+			if want := map[bool]string{false: "0", true: "max"}[allow]; err == nil && strings.TrimSpace(string(swap)) != want {
+				t.Errorf("AllowSwap=%v: memory.swap.max = %q, want %s", allow, swap, want)
+			}
+			continue
+		}
+		dir := filepath.Join(DefaultMount, "memory", task.rel(m.root))
+		if got := readInt(t, filepath.Join(dir, "memory.limit_in_bytes")); got != limit {
+			t.Errorf("AllowSwap=%v: memory.limit_in_bytes = %d, want %d", allow, got, limit)
+		}
+		swappiness := readInt(t, filepath.Join(dir, "memory.swappiness"))
+		if !allow && swappiness != 0 {
+			t.Errorf("AllowSwap=false: memory.swappiness = %d, want 0", swappiness)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "memory.memsw.limit_in_bytes")); err != nil {
+			continue // no swap accounting on this kernel
+		}
+		memsw := readInt(t, filepath.Join(dir, "memory.memsw.limit_in_bytes"))
+		if !allow && memsw != limit {
+			t.Errorf("AllowSwap=false: memory.memsw.limit_in_bytes = %d, want %d", memsw, limit)
+		}
+		if allow && memsw <= limit {
+			t.Errorf("AllowSwap=true: memory.memsw.limit_in_bytes = %d, want more than %d", memsw, limit)
+		}
+	}
+}
+
+// TestCapMemoryHoldsRanksWithoutALimit: the memory kept for the system
+// is kept from a rank with no limit of its own too; the cap is on the
+// root, over all the ranks.
+func TestCapMemoryHoldsRanksWithoutALimit(t *testing.T) {
+	m := manager(t)
+	const limit = 32 << 20
+	if err := m.CapMemory(limit); err != nil {
+		t.Fatal(err)
+	}
+	g, err := m.Create(Task{Job: 11, Name: "11.1.0"}, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(DefaultMount, "memory", m.root, "memory.limit_in_bytes")
+	if m.Mode() == V2 {
+		file = filepath.Join(DefaultMount, m.root, "memory.max")
+	}
+	if got := readInt(t, file); got != limit {
+		t.Errorf("%s = %d, want %d", file, got, limit)
+	}
+	cmd, out := inGroup(t, g, `x=0123456789abcdef; while :; do x="$x$x"; done`)
+	if err := cmd.Wait(); err == nil {
+		t.Fatalf("the hog exited cleanly under the root's cap: %s", out)
 	}
 }

@@ -12,17 +12,18 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-const v1Root = "/sys/fs/cgroup"
-
 // v1Controllers are the v1 hierarchies a rank's group spans. The freezer
 // comes first: List reads the groups from it.
 var v1Controllers = []string{"freezer", "pids", "cpuset", "memory", "devices"}
 
-func v1Hierarchy() ([]cgroup1.Subsystem, error) {
-	return []cgroup1.Subsystem{
-		cgroup1.NewFreezer(v1Root), cgroup1.NewPids(v1Root), cgroup1.NewCpuset(v1Root),
-		cgroup1.NewMemory(v1Root, cgroup1.OptionalSwap()), cgroup1.NewDevices(v1Root),
-	}, nil
+// v1Hierarchy is the controllers mounted below mount, for cgroup1.
+func v1Hierarchy(mount string) cgroup1.Hierarchy {
+	return func() ([]cgroup1.Subsystem, error) {
+		return []cgroup1.Subsystem{
+			cgroup1.NewFreezer(mount), cgroup1.NewPids(mount), cgroup1.NewCpuset(mount),
+			cgroup1.NewMemory(mount, cgroup1.OptionalSwap()), cgroup1.NewDevices(mount),
+		}, nil
+	}
 }
 
 // requireAll refuses a group that some controller could not be made in:
@@ -32,12 +33,24 @@ func requireAll(s cgroup1.Subsystem, _ cgroup1.Path, err error) error {
 }
 
 type v1Group struct {
-	cg  cgroup1.Cgroup
-	rel string
+	cg    cgroup1.Cgroup
+	mount string
+	rel   string
 }
 
-func createV1(root string, t Task, l Limits) (Group, error) {
+func createV1(mount, root string, rootMem int64, t Task, l Limits) (Group, error) {
 	rel := t.rel(root)
+	if rootMem > 0 {
+		// The root's group holds all ranks' memory together; it is made
+		// again (and capped) after an idle node removed it.
+		dir := filepath.Join(mount, "memory", root)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("cgroup: create %s: %w", dir, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte(strconv.FormatInt(rootMem, 10)), 0); err != nil {
+			return nil, fmt.Errorf("cgroup: capping the ranks' memory at %d bytes: %w", rootMem, err)
+		}
+	}
 	res := &specs.LinuxResources{Devices: deviceRules(l.Deny)}
 	if len(l.CPUs) > 0 {
 		res.CPU = &specs.LinuxCPU{Cpus: CPUList(l.CPUs)}
@@ -45,7 +58,7 @@ func createV1(root string, t Task, l Limits) (Group, error) {
 	if l.MemBytes > 0 {
 		limit := l.MemBytes
 		res.Memory = &specs.LinuxMemory{Limit: &limit}
-		if _, err := os.Stat(filepath.Join(v1Root, "memory", "memory.memsw.limit_in_bytes")); err == nil && !l.AllowSwap {
+		if _, err := os.Stat(filepath.Join(mount, "memory", "memory.memsw.limit_in_bytes")); err == nil && !l.AllowSwap {
 			res.Memory.Swap = &limit
 		}
 		// Swapping is also kept off where swap accounting is not there to
@@ -56,13 +69,13 @@ func createV1(root string, t Task, l Limits) (Group, error) {
 		}
 	}
 	cg, err := cgroup1.New(cgroup1.StaticPath("/"+rel), res,
-		cgroup1.WithHierarchy(v1Hierarchy), withInitCheck(requireAll))
+		cgroup1.WithHierarchy(v1Hierarchy(mount)), withInitCheck(requireAll))
 	if err != nil {
-		g := &v1Group{rel: rel}
+		g := &v1Group{mount: mount, rel: rel}
 		_ = g.removeDirs()
 		return nil, fmt.Errorf("cgroup: create %s: %w", rel, err)
 	}
-	return &v1Group{cg: cg, rel: rel}, nil
+	return &v1Group{cg: cg, mount: mount, rel: rel}, nil
 }
 
 func withInitCheck(f cgroup1.InitCheck) cgroup1.InitOpts {
@@ -72,22 +85,22 @@ func withInitCheck(f cgroup1.InitCheck) cgroup1.InitOpts {
 	}
 }
 
-func loadV1(root string, t Task) (Group, error) {
+func loadV1(mount, root string, t Task) (Group, error) {
 	rel := t.rel(root)
-	if _, err := os.Stat(filepath.Join(v1Root, "freezer", rel)); err != nil {
+	if _, err := os.Stat(filepath.Join(mount, "freezer", rel)); err != nil {
 		return nil, fmt.Errorf("cgroup: %s: %w", rel, err)
 	}
-	cg, err := cgroup1.Load(cgroup1.StaticPath("/"+rel), cgroup1.WithHierarchy(v1Hierarchy))
+	cg, err := cgroup1.Load(cgroup1.StaticPath("/"+rel), cgroup1.WithHierarchy(v1Hierarchy(mount)))
 	if err != nil {
 		return nil, fmt.Errorf("cgroup: load %s: %w", rel, err)
 	}
-	return &v1Group{cg: cg, rel: rel}, nil
+	return &v1Group{cg: cg, mount: mount, rel: rel}, nil
 }
 
 func (g *v1Group) ProcsFiles() []string {
 	var out []string
 	for _, c := range v1Controllers {
-		out = append(out, filepath.Join(v1Root, c, g.rel, "cgroup.procs"))
+		out = append(out, filepath.Join(g.mount, c, g.rel, "cgroup.procs"))
 	}
 	return out
 }
@@ -95,7 +108,7 @@ func (g *v1Group) ProcsFiles() []string {
 // Pids reads the freezer's list: every process of the group is in all of
 // its controllers.
 func (g *v1Group) Pids() ([]int, error) {
-	return readPids(filepath.Join(v1Root, "freezer", g.rel, "cgroup.procs"))
+	return readPids(filepath.Join(g.mount, "freezer", g.rel, "cgroup.procs"))
 }
 
 func (g *v1Group) Kill() error {
@@ -103,7 +116,7 @@ func (g *v1Group) Kill() error {
 }
 
 func (g *v1Group) OOMKilled() bool {
-	return oomKills(filepath.Join(v1Root, "memory", g.rel, "memory.oom_control")) > 0
+	return oomKills(filepath.Join(g.mount, "memory", g.rel, "memory.oom_control")) > 0
 }
 
 func (g *v1Group) Delete() error {
@@ -118,7 +131,7 @@ func (g *v1Group) Delete() error {
 func (g *v1Group) removeDirs() error {
 	var first error
 	for _, c := range v1Controllers {
-		dir := filepath.Join(v1Root, c, g.rel)
+		dir := filepath.Join(g.mount, c, g.rel)
 		if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) && first == nil {
 			first = err
 		}
@@ -130,9 +143,12 @@ func (g *v1Group) removeDirs() error {
 	return first
 }
 
-// deviceRules allow every device but the denied ones.
+// deviceRules allow every device but the denied ones. The wildcard's
+// numbers are -1, as the OCI spec writes "any": v2's eBPF filter reads
+// them (and fails on nil ones); v1 writes "a *:* rwm" for either.
 func deviceRules(deny []Device) []specs.LinuxDeviceCgroup {
-	rules := []specs.LinuxDeviceCgroup{{Allow: true, Type: "a", Access: "rwm"}}
+	wild := int64(-1)
+	rules := []specs.LinuxDeviceCgroup{{Allow: true, Type: "a", Major: &wild, Minor: &wild, Access: "rwm"}}
 	for _, d := range deny {
 		major, minor := d.Major, d.Minor
 		rules = append(rules, specs.LinuxDeviceCgroup{Allow: false, Type: "c", Major: &major, Minor: &minor, Access: "rwm"})

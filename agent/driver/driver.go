@@ -38,6 +38,11 @@ type TaskSpec struct {
 	// Labels identify the rank to whoever lists the driver's tasks
 	// (containerd container labels).
 	Labels map[string]string
+
+	// PrivateTmp and AllowSwap are the job's partition's choices: a
+	// private /tmp and /dev/shm, and swap beyond MemMB. Nil: the node's
+	// own default (the agent's --private-tmp and --allow-swap).
+	PrivateTmp, AllowSwap *bool
 }
 
 // Mount is a host path bound into a rank's container.

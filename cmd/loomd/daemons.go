@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -237,9 +238,10 @@ func runAgent(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 	gjoin := fs.String("gossip-join", "", "servers' gossip addresses, comma-separated; empty disables gossip")
 	isolation := fs.String("isolation", "auto", "exec driver: cgroup (confine every rank, refuse to start without), auto (confine where the agent can, warn where not) or none")
 	cgroupRoot := fs.String("cgroup-root", "", "exec driver: name of the agent's cgroup under each hierarchy (default loom_NODE_HASH, HASH of the data dir)")
+	cgroupMount := fs.String("cgroup-mount", cgroup.DefaultMount, "exec driver: where the cgroup file system is: a cgroup2 mount (or a delegated cgroup2 directory) for v2, the directory of the v1 controllers' mounts for v1")
 	deviceDir := fs.String("device-dir", "/dev", "exec driver: where the GPUs' device nodes nvidiaN are")
-	privateTmp := fs.Bool("private-tmp", false, "exec driver: give each job a private /tmp and /dev/shm (with isolation; the data dir must be outside /tmp)")
-	allowSwap := fs.Bool("allow-swap", false, "exec driver: let ranks swap beyond their memory limit")
+	privateTmp := fs.Bool("private-tmp", false, "exec driver: give each job a private /tmp and /dev/shm (with isolation) unless its partition's private_tmp says otherwise")
+	allowSwap := fs.Bool("allow-swap", false, "exec driver: let ranks swap beyond their memory limit unless their partition's allow_swap says otherwise")
 	fs.IntVar(&cfg.ReservedCPUs, "reserved-cpus", 0, "CPUs kept for the system, never given to jobs (CoreSpecCount)")
 	fs.Uint64Var(&cfg.ReservedMemMB, "reserved-mem-mb", 0, "memory in MB kept for the system, never given to jobs (MemSpecLimit)")
 	var sec daemonSecurity
@@ -304,7 +306,7 @@ func runAgent(ctx context.Context, args []string, sio loomcmd.Stdio) int {
 		if cfg.Name == "" {
 			cfg.Name, _ = os.Hostname()
 		}
-		iso := execIsolation{mode: *isolation, root: *cgroupRoot, deviceDir: *deviceDir, privateTmp: *privateTmp, allowSwap: *allowSwap}
+		iso := execIsolation{mode: *isolation, mount: *cgroupMount, root: *cgroupRoot, deviceDir: *deviceDir, privateTmp: *privateTmp, allowSwap: *allowSwap}
 		if err := iso.apply(&cfg, newLogger(*level)); err != nil {
 			fmt.Fprintln(sio.Err, "loom agent:", err)
 			return 1
@@ -365,19 +367,20 @@ func defaultCgroupRoot(node, dataDir string) string {
 
 // execIsolation is how the exec driver is asked to confine ranks.
 type execIsolation struct {
-	mode, root, deviceDir string
-	privateTmp, allowSwap bool
+	mode, mount, root, deviceDir string
+	privateTmp, allowSwap        bool
 }
 
 // apply makes cfg's exec driver: isolating where it can (or must), with
 // the agent told so for the node's label and the ranks' CPU binding.
 func (o execIsolation) apply(cfg *agent.Config, log *slog.Logger) error {
 	state := filepath.Join(cfg.DataDir, "exec")
-	mode, why := cgroup.None, errors.New("--isolation=none")
+	var h cgroup.Hierarchy
+	why := errors.New("--isolation=none")
 	if o.mode != "none" {
-		mode, why = cgroup.Detect()
+		h, why = cgroup.DetectAt(cmp.Or(o.mount, cgroup.DefaultMount))
 	}
-	if mode == cgroup.None {
+	if h.Mode == cgroup.None {
 		if o.mode == "cgroup" {
 			return fmt.Errorf("--isolation=cgroup: ranks cannot be isolated: %v", why)
 		}
@@ -389,28 +392,71 @@ func (o execIsolation) apply(cfg *agent.Config, log *slog.Logger) error {
 	if root == "" {
 		root = defaultCgroupRoot(cfg.Name, cfg.DataDir)
 	}
-	m, err := cgroup.New(mode, root)
+	m, err := cgroup.NewIn(h, root)
 	if err != nil {
 		return fmt.Errorf("--cgroup-root: %w", err)
+	}
+	if err := reserveForSystem(m, cfg); err != nil {
+		return err
 	}
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("isolation: finding the loom binary for the rank shim: %w", err)
 	}
-	iso := exec.Isolation{Cgroups: m, Shim: []string{self, exec.ShimCommand}, DeviceDir: o.deviceDir, AllowSwap: o.allowSwap}
-	if o.privateTmp {
-		iso.PrivateTmpDir = filepath.Join(cfg.DataDir, "jobtmp")
-	}
+	// Every isolating node can make a private /tmp: --private-tmp is only
+	// its default, for jobs whose partition does not choose.
+	iso := exec.Isolation{Cgroups: m, Shim: []string{self, exec.ShimCommand}, DeviceDir: o.deviceDir,
+		PrivateTmpDir: filepath.Join(cfg.DataDir, "jobtmp"), PrivateTmp: o.privateTmp, AllowSwap: o.allowSwap}
 	d, err := exec.NewIsolated(state, iso, log)
 	if err != nil {
 		return err
 	}
 	cfg.Driver = d
-	cfg.Isolation = mode.String() + " " + root
-	cfg.BindCPUs = true
+	cfg.Isolation = h.Mode.String() + " " + root
+	if cfg.Labels == nil {
+		cfg.Labels = map[string]string{}
+	}
+	cfg.Labels["loom.isolation.limits"] = strings.Join(h.Enforced(), " ")
+	log.Info("cgroup hierarchy", "mode", h.Mode.String(), "mount", h.Mount, "root", root,
+		"controllers", strings.Join(h.Controllers, " "), "enforced", strings.Join(h.Enforced(), " "))
+	if missing := h.Missing(); len(missing) > 0 {
+		cfg.Labels["loom.isolation.missing"] = strings.Join(missing, " ")
+		log.Warn("the cgroup hierarchy lacks limit controllers: jobs that ask for those limits are refused (--mem without memory); without cpuset ranks are not bound to cores",
+			"mode", h.Mode.String(), "mount", h.Mount, "missing", strings.Join(missing, " "))
+	}
+	// Ranks get cores of their own where the hierarchy can hold them to
+	// those; elsewhere a --cpu-bind other than none is refused.
+	cfg.BindCPUs = h.Has("cpuset")
 	// Isolated ranks outlive the agent, in their cgroups: stopping it (an
 	// upgrade, a restart) leaves them running for the next agent.
 	cfg.DetachOnClose = true
+	return nil
+}
+
+// reserveForSystem enforces --reserved-mem-mb and --reserved-cpus on the
+// ranks' groups, or refuses them where the hierarchy cannot: the node
+// would otherwise register less than it has and still let ranks take it.
+// The reserved CPUs are kept out of every rank's cpuset (the agent's CPU
+// binder); the memory is kept out of the ranks' root group.
+func reserveForSystem(m *cgroup.Manager, cfg *agent.Config) error {
+	h := m.Hierarchy()
+	if cfg.ReservedCPUs > 0 && !h.Has("cpuset") {
+		return fmt.Errorf("--reserved-cpus=%d: the %s hierarchy at %s has no cpuset controller, so ranks could run on the reserved CPUs", cfg.ReservedCPUs, h.Mode, h.Mount)
+	}
+	if cfg.ReservedMemMB == 0 {
+		return nil
+	}
+	host, err := cgroup.HostMemory()
+	if err != nil {
+		return fmt.Errorf("--reserved-mem-mb: %w", err)
+	}
+	reserved := int64(cfg.ReservedMemMB) << 20
+	if reserved >= host {
+		return fmt.Errorf("--reserved-mem-mb=%d: the host has %d MB", cfg.ReservedMemMB, host>>20)
+	}
+	if err := m.CapMemory(host - reserved); err != nil {
+		return fmt.Errorf("--reserved-mem-mb=%d: %w", cfg.ReservedMemMB, err)
+	}
 	return nil
 }
 

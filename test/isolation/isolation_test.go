@@ -45,6 +45,12 @@ type env struct {
 // private /tmp hides the real one, where the test's temporary dirs are.
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t)
+}
+
+// newEnvWith is newEnv with flags for the server (a --config).
+func newEnvWith(t *testing.T, serverFlags ...string) *env {
+	t.Helper()
 	mode, err := cgroup.Detect()
 	harness.Require(t, fmt.Sprintf("root and a cgroup file system (%v)", err), err == nil)
 	root := fmt.Sprintf("loomtest_%d_%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "_"))
@@ -78,7 +84,7 @@ func newEnv(t *testing.T) *env {
 		// Opening the node is a matter of the cgroup, not of its mode.
 		os.Chmod(filepath.Join(e.devs, fmt.Sprintf("nvidia%d", i)), 0o666)
 	}
-	e.srv = cluster.StartServer(t, dir, "server")
+	e.srv = cluster.StartServer(t, dir, "server", serverFlags...)
 	args, err := harness.Agent{Name: "iso1", Dir: dir, Profile: "pcie-4", Ports: 32100, Servers: []string{e.srv.RPC},
 		PKI: cluster.PKI(t, dir)}.Args()
 	if err != nil {
@@ -257,8 +263,9 @@ func TestRankPastItsMemoryEndsOutOfMemory(t *testing.T) {
 	w := e.work("oom")
 	id := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1, MemPerNodeMb: 32, WorkingDir: w, Output: "out.txt",
 		Script: "#!/bin/sh\nx=0123456789abcdef\nwhile :; do x=\"$x$x\"; done\n"})
-	if j := e.waitEnd(id); j.State != api.JobState_OUT_OF_MEMORY {
-		t.Errorf("job growing past --mem=32M ended %s (%s), want OUT_OF_MEMORY", j.State, j.Reason)
+	j := e.waitEnd(id)
+	if want := fmt.Sprintf("step %d.batch killed by the out-of-memory killer", id); j.State != api.JobState_OUT_OF_MEMORY || !strings.Contains(j.Reason, want) {
+		t.Errorf("job growing past --mem=32M ended %s (%s), want OUT_OF_MEMORY naming its step (%q)", j.State, j.Reason, want)
 	}
 }
 

@@ -66,7 +66,7 @@ func (d *Driver) containerOpts(ctx context.Context, id string, s driver.TaskSpec
 	if s.MemMB > 0 {
 		limit := s.MemMB << 20
 		specOpts = append(specOpts, oci.WithMemoryLimit(limit))
-		if swapAccounting() {
+		if swapAccounting() && (s.AllowSwap == nil || !*s.AllowSwap) {
 			// Memory and swap together: the limit is the limit, not a
 			// point where the rank starts swapping.
 			specOpts = append(specOpts, oci.WithMemorySwap(int64(limit)))

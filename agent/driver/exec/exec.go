@@ -95,6 +95,10 @@ func (d *Driver) Start(ctx context.Context, s driver.TaskSpec) (driver.Handle, e
 	if d.iso != nil {
 		return d.startIsolated(s)
 	}
+	if s.PrivateTmp != nil && *s.PrivateTmp {
+		// Never run the job with the node's shared /tmp instead.
+		return nil, fmt.Errorf("%w: %s: the job's partition gives it a private /tmp and /dev/shm, which needs isolation; this node runs ranks without (--isolation=none, or no cgroups)", driver.ErrStart, s.ID)
+	}
 	args := append([]string{"-c", redirect, "loom-task", s.Stdout, s.Stderr, flagT(s.TruncateStdout), flagT(s.TruncateStderr)}, s.Argv...)
 	cmd := osexec.Command("/bin/sh", args...)
 	cmd.Env = s.Env

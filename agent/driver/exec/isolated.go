@@ -32,11 +32,15 @@ type Isolation struct {
 	// ("/dev"; a test gives simulated GPUs stand-in nodes elsewhere). A
 	// rank may open its own GPUs' nodes and not the others'.
 	DeviceDir string
-	// PrivateTmpDir, when set, is where each job's private /tmp and
-	// /dev/shm are made (job_ID/tmp, job_ID/shm) and bound over the real
-	// ones in the rank's mount namespace; removed at the job's end.
+	// PrivateTmpDir is where a job's private /tmp and /dev/shm are made
+	// (job_ID/tmp, job_ID/shm) and bound over the real ones in the rank's
+	// mount namespace; removed at the job's end. Empty: no job gets them.
 	PrivateTmpDir string
-	// AllowSwap lets ranks swap beyond their memory limit.
+	// PrivateTmp gives every job a private /tmp and /dev/shm unless its
+	// partition says otherwise (TaskSpec.PrivateTmp).
+	PrivateTmp bool
+	// AllowSwap lets ranks swap beyond their memory limit unless their
+	// partition says otherwise (TaskSpec.AllowSwap).
 	AllowSwap bool
 }
 
@@ -95,7 +99,11 @@ func (d *Driver) startIsolated(s driver.TaskSpec) (driver.Handle, error) {
 			deny = append(deny, dev)
 		}
 	}
-	lim := cgroup.Limits{CPUs: s.CPUSet, MemBytes: int64(s.MemMB) << 20, AllowSwap: iso.AllowSwap, Deny: deny}
+	private := orNode(s.PrivateTmp, iso.PrivateTmp)
+	if private && iso.PrivateTmpDir == "" {
+		return nil, fmt.Errorf("%w: %s: the job's partition gives it a private /tmp and /dev/shm, which this node does not make", driver.ErrStart, s.ID)
+	}
+	lim := cgroup.Limits{CPUs: s.CPUSet, MemBytes: int64(s.MemMB) << 20, AllowSwap: orNode(s.AllowSwap, iso.AllowSwap), Deny: deny}
 	g, err := iso.Cgroups.Create(cgTask(s), lim)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", driver.ErrStart, s.ID, err)
@@ -104,7 +112,7 @@ func (d *Driver) startIsolated(s driver.TaskSpec) (driver.Handle, error) {
 		"--cgroup-procs", strings.Join(g.ProcsFiles(), ","), "--exit", d.exitFile(s.ID),
 		"--uid", strconv.FormatUint(uint64(s.UID), 10), "--gid", strconv.FormatUint(uint64(s.GID), 10), "--groups", joinUint(s.Groups))
 	attr := &syscall.SysProcAttr{Setpgid: true}
-	if iso.PrivateTmpDir != "" {
+	if private {
 		tmp, shm, err := privateDirs(iso.PrivateTmpDir, jobOf(s.ID))
 		if err != nil {
 			_ = g.Delete()
@@ -132,6 +140,15 @@ func (d *Driver) startIsolated(s driver.TaskSpec) (driver.Handle, error) {
 	}
 	go h.reap(cmd.Wait)
 	return h, nil
+}
+
+// orNode is a job's choice where its partition made one, else the
+// node's.
+func orNode(job *bool, node bool) bool {
+	if job != nil {
+		return *job
+	}
+	return node
 }
 
 // privateDirs makes a job's private /tmp and /dev/shm: root's directory

@@ -44,7 +44,7 @@ func isolated(t *testing.T, state string) (*Driver, string) {
 		}
 	}
 	d, err := NewIsolated(state, Isolation{Cgroups: m, Shim: []string{os.Args[0], ShimCommand}, DeviceDir: devs,
-		PrivateTmpDir: t.TempDir()}, nil)
+		PrivateTmpDir: t.TempDir(), PrivateTmp: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
