@@ -161,7 +161,7 @@ func TestGittinsPreempts(t *testing.T) {
 
 func TestServiceHistorySiblings(t *testing.T) {
 	t0 := time.Unix(1_000_000, 0)
-	h := &ServiceHistory{MinSamples: 1}
+	h := &ServiceHistory{MinSamples: 1, SiblingWindow: 10 * time.Minute}
 	// The 1-GPU class is long, but two jobs submitted a minute before
 	// job 9 were short: job 9 is expected to be short too, until it has
 	// run longer than they did.

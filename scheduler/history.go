@@ -83,7 +83,7 @@ type siblingSizes struct {
 const (
 	DefaultHistoryWindow     = 2000
 	DefaultHistoryMinSamples = 20
-	DefaultSiblingWindow     = 10 * time.Minute
+	DefaultSiblingWindow     = time.Hour
 	// maxSiblings is how many finished jobs a class keeps for sibling
 	// look-ups; the earliest submitted go first.
 	maxSiblings = 20000

@@ -51,7 +51,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	historyWindow := fs.Int("history-window", 0, "gittins: finished jobs kept per class (account and GPU count) to learn sizes from (default 2000)")
 	historyMin := fs.Int("history-min", 0, "gittins: finished jobs a class needs before its own sizes are used, else the GPU count's over every account, else all (default 20)")
 	reserveDepth := fs.Int("reserve-depth", 0, "reservations for the top blocked gangs of every policy but fifo and sjf (default 8; negative: none)")
-	siblings := fs.Duration("history-siblings", 0, "gittins: finished jobs of the same account and GPU count submitted within this of a job are its siblings, whose sizes it is expected to share (default 10m; negative: none)")
+	siblings := fs.Duration("history-siblings", 0, "gittins: finished jobs of the same account and GPU count submitted within this of a job are its siblings, whose sizes it is expected to share (default 1h; negative: none)")
 	plot := fs.String("plot", "", "write an SVG of queue length and GPU utilisation over time and the JCT CDF, one line per policy")
 	limitModel := fs.String("time-limit-model", "roundup", "time limit users give: exact, factor:K, or roundup (next of 1h 2h 4h 8h 1d 2d 3d 7d)")
 	profile := fs.String("profile", "", "GPU profile of every node (dgx1-v100, dgx-a100, ...); default plain 8-GPU nodes")
