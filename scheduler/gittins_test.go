@@ -25,9 +25,23 @@ func TestGittins(t *testing.T) {
 		{20000, 1.0 / 20000}, // beyond every size seen: 1/attained
 	}
 	for _, tt := range tests {
-		if got := gittins(sizes, tt.attained); math.Abs(got-tt.want) > 1e-12*tt.want {
+		if got := gittins(sizes, tt.attained, false); math.Abs(got-tt.want) > 1e-12*tt.want {
 			t.Errorf("gittins(%v, %g) = %g, want %g", sizes, tt.attained, got, tt.want)
 		}
+	}
+}
+
+func TestGittinsFlatTail(t *testing.T) {
+	// Beyond every size seen, a flat tail keeps the index of the largest
+	// size, whatever the job attained, so such jobs keep their order.
+	sizes := []float64{100, 100, 100, 10000}
+	for _, a := range []float64{10000, 20000, 1e6} {
+		if got, want := gittins(sizes, a, true), 1.0/10000; got != want {
+			t.Errorf("gittins(%v, %g, flat) = %g, want %g", sizes, a, got, want)
+		}
+	}
+	if got, want := gittins(sizes, 50, true), gittins(sizes, 50, false); got != want {
+		t.Errorf("gittins(%v, 50, flat) = %g, want %g (as without: within the sizes seen)", sizes, got, want)
 	}
 }
 
@@ -147,7 +161,7 @@ func TestGittinsPreempts(t *testing.T) {
 
 func TestServiceHistorySiblings(t *testing.T) {
 	t0 := time.Unix(1_000_000, 0)
-	h := &ServiceHistory{MinSamples: 1}
+	h := &ServiceHistory{MinSamples: 1, SiblingWindow: 10 * time.Minute}
 	// The 1-GPU class is long, but two jobs submitted a minute before
 	// job 9 were short: job 9 is expected to be short too, until it has
 	// run longer than they did.

@@ -47,10 +47,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	lasNoPreempt := fs.Bool("las-no-preempt", false, "las: order the queue only, never preempt")
 	lasService := fs.String("las-service", "gpu-time", "las: attained service in gpu-time (GPU-seconds, 2D-LAS) or time (seconds run, 1D-LAS)")
 	margin := fs.Float64("gittins-margin", 0, "gittins: a job preempts only jobs whose index is this many times below its own (default 4)")
+	heavyTail := fs.Bool("history-heavy-tail", false, "gittins: a job larger than every job it is indexed over is expected to need as much again as it has had (index 1/attained: least attained first among them), as before; default: it keeps the index of the largest (first come first served among them)")
 	historyWindow := fs.Int("history-window", 0, "gittins: finished jobs kept per class (account and GPU count) to learn sizes from (default 2000)")
 	historyMin := fs.Int("history-min", 0, "gittins: finished jobs a class needs before its own sizes are used, else the GPU count's over every account, else all (default 20)")
 	reserveDepth := fs.Int("reserve-depth", 0, "reservations for the top blocked gangs of every policy but fifo and sjf (default 8; negative: none)")
-	siblings := fs.Duration("history-siblings", 0, "gittins: finished jobs of the same account and GPU count submitted within this of a job are its siblings, whose sizes it is expected to share (default 10m; negative: none)")
+	siblings := fs.Duration("history-siblings", 0, "gittins: finished jobs of the same account and GPU count submitted within this of a job are its siblings, whose sizes it is expected to share (default 1h; negative: none)")
 	plot := fs.String("plot", "", "write an SVG of queue length and GPU utilisation over time and the JCT CDF, one line per policy")
 	limitModel := fs.String("time-limit-model", "roundup", "time limit users give: exact, factor:K, or roundup (next of 1h 2h 4h 8h 1d 2d 3d 7d)")
 	profile := fs.String("profile", "", "GPU profile of every node (dgx1-v100, dgx-a100, ...); default plain 8-GPU nodes")
@@ -167,7 +168,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			opts.Scheduler.ReserveDepth = *reserveDepth
 		}
 		if pr.cfg.Order == scheduler.OrderGittins {
-			opts.History = &scheduler.ServiceHistory{Window: *historyWindow, MinSamples: *historyMin, SiblingWindow: *siblings}
+			opts.History = &scheduler.ServiceHistory{Window: *historyWindow, MinSamples: *historyMin, SiblingWindow: *siblings, HeavyTail: *heavyTail}
 		}
 		r, err := replay(clusters, opts, *workers)
 		if err != nil {

@@ -266,7 +266,7 @@ func Simulate(c Cluster, o Options) (*Run, error) {
 	byID := map[uint64]*simJob{}
 	var history *scheduler.ServiceHistory
 	if o.History != nil {
-		history = &scheduler.ServiceHistory{Window: o.History.Window, MinSamples: o.History.MinSamples, SiblingWindow: o.History.SiblingWindow}
+		history = &scheduler.ServiceHistory{Window: o.History.Window, MinSamples: o.History.MinSamples, SiblingWindow: o.History.SiblingWindow, HeavyTail: o.History.HeavyTail}
 	}
 	live := map[uint64]*simJob{} // holding GPUs
 	next := 0
