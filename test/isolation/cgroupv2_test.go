@@ -217,8 +217,7 @@ func TestV2DaemonisedChildDiesWithItsJob(t *testing.T) {
 	e := newV2Env(t)
 	w := e.work("daemon")
 	id := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1, WorkingDir: w, Output: "out.txt",
-		Script: "#!/bin/sh\ncat /proc/self/cgroup\n(setsid sh -c 'echo $$ > sleeper.pid; exec sleep 1000' </dev/null >/dev/null 2>&1 &)\n" +
-			"while [ ! -s sleeper.pid ]; do sleep 0.05; done\necho forked\n"})
+		Script: "#!/bin/sh\ncat /proc/self/cgroup\n" + daemoniseSleep})
 	j := e.waitEnd(id)
 	out := read(t, filepath.Join(w, "out.txt"))
 	if j.State != api.JobState_COMPLETED || !strings.Contains(out, "forked\n") {
@@ -227,14 +226,7 @@ func TestV2DaemonisedChildDiesWithItsJob(t *testing.T) {
 	if !e.inV2Group(out, id) {
 		t.Errorf("the rank is not in a v2 group under %s:\n%s", e.root, out)
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(read(t, filepath.Join(w, "sleeper.pid"))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cluster.WaitFor(t, fmt.Sprintf("the daemonised sleep (pid %d) to be gone", pid), 10*time.Second, func() bool {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		return err != nil || !strings.HasPrefix(string(b), "sleep")
-	})
+	waitSleeperGone(t, w)
 }
 
 // TestV2AgentKill9Reattaches: an agent killed under a running job is

@@ -275,11 +275,22 @@ func TestDaemonisedChildDiesWithItsJob(t *testing.T) {
 	e := newEnv(t)
 	w := e.work("daemon")
 	id := e.submit(&api.JobSpec{NodesMin: 1, NodesMax: 1, NtasksPerNode: 1, WorkingDir: w, Output: "out.txt",
-		Script: "#!/bin/sh\n(setsid sh -c 'echo $$ > sleeper.pid; exec sleep 1000' </dev/null >/dev/null 2>&1 &)\n" +
-			"while [ ! -s sleeper.pid ]; do sleep 0.05; done\necho forked\n"})
+		Script: "#!/bin/sh\n" + daemoniseSleep})
 	if j := e.waitEnd(id); j.State != api.JobState_COMPLETED {
 		t.Fatalf("job ended %s (%s)", j.State, j.Reason)
 	}
+	waitSleeperGone(t, w)
+}
+
+// daemoniseSleep is a script's tail that double-forks `sleep 1000` into
+// a session of its own, writes its pid to sleeper.pid and exits.
+const daemoniseSleep = "(setsid sh -c 'echo $$ > sleeper.pid; exec sleep 1000' </dev/null >/dev/null 2>&1 &)\n" +
+	"while [ ! -s sleeper.pid ]; do sleep 0.05; done\necho forked\n"
+
+// waitSleeperGone fails t unless the sleep daemoniseSleep started in w
+// is gone soon.
+func waitSleeperGone(t *testing.T, w string) {
+	t.Helper()
 	pid, err := strconv.Atoi(strings.TrimSpace(read(t, filepath.Join(w, "sleeper.pid"))))
 	if err != nil {
 		t.Fatal(err)
