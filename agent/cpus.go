@@ -6,9 +6,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/loomhpc/loom/agent/cgroup"
 	"github.com/loomhpc/loom/agent/driver"
 	"github.com/loomhpc/loom/api"
+	"github.com/loomhpc/loom/cpulist"
 	"github.com/loomhpc/loom/gpu"
 )
 
@@ -62,7 +62,7 @@ func nearCores(host []int, cores uint32, reserved int, gpus []gpu.GPU) (map[uint
 		if g.CPUAffinity == "" {
 			continue
 		}
-		list, err := cgroup.ParseCPUList(g.CPUAffinity)
+		list, err := cpulist.Parse(g.CPUAffinity)
 		if err != nil {
 			return nil, fmt.Errorf("agent: GPU %d: CPU affinity %q: %w", g.Index, g.CPUAffinity, err)
 		}
@@ -200,7 +200,7 @@ func cpuBindEnv(b api.CPUBind, host []int, cores []uint32, node string, rank, lo
 		"SLURM_CPU_BIND_TYPE=" + typ,
 		"SLURM_CPU_BIND_LIST=" + list,
 		"SLURM_CPU_BIND=" + verbose + "," + typ + list,
-		"LOOM_CPU_BIND_LIST=" + cgroup.CPUList(host),
+		"LOOM_CPU_BIND_LIST=" + cpulist.Format(host),
 		"LOOM_CPU_BIND_CORES=" + api.FormatCores(cores),
 	}
 	if b.Verbose {

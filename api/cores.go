@@ -2,8 +2,8 @@ package api
 
 import (
 	"slices"
-	"strconv"
-	"strings"
+
+	"github.com/loomhpc/loom/cpulist"
 )
 
 // ChooseCores picks n of the free cores (ascending), those in near first
@@ -31,28 +31,7 @@ func ChooseCores(free, near []uint32, n int) []uint32 {
 
 // FormatCores writes cores as Slurm writes CPU_IDs and the kernel a
 // cpulist: ascending, runs as ranges ("0-3,8,10-11"); "" for none.
-func FormatCores(cores []uint32) string {
-	cs := slices.Clone(cores)
-	slices.Sort(cs)
-	cs = slices.Compact(cs)
-	var b strings.Builder
-	for i := 0; i < len(cs); {
-		j := i
-		for j+1 < len(cs) && cs[j+1] == cs[j]+1 {
-			j++
-		}
-		if b.Len() > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.FormatUint(uint64(cs[i]), 10))
-		if j > i {
-			b.WriteByte('-')
-			b.WriteString(strconv.FormatUint(uint64(cs[j]), 10))
-		}
-		i = j + 1
-	}
-	return b.String()
-}
+func FormatCores(cores []uint32) string { return cpulist.Format(cores) }
 
 // NodeCores are the cores the ranks of a on node hold, ascending.
 func (a *Allocation) NodeCores(node string) []uint32 {

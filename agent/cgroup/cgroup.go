@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/loomhpc/loom/cpulist"
 )
 
 // Mode is which cgroup hierarchy the node confines ranks with.
@@ -319,55 +321,6 @@ func (m *Manager) List() ([]Task, error) {
 	return out, nil
 }
 
-// CPUList formats cpus as the kernel does (Cpus_allowed_list): "0-3,8".
-func CPUList(cpus []int) string {
-	c := slices.Clone(cpus)
-	slices.Sort(c)
-	c = slices.Compact(c)
-	var b strings.Builder
-	for i := 0; i < len(c); {
-		j := i
-		for j+1 < len(c) && c[j+1] == c[j]+1 {
-			j++
-		}
-		if b.Len() > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.Itoa(c[i]))
-		if j > i {
-			b.WriteString("-" + strconv.Itoa(c[j]))
-		}
-		i = j + 1
-	}
-	return b.String()
-}
-
-// ParseCPUList reads a kernel CPU list ("0-3,8").
-func ParseCPUList(s string) ([]int, error) {
-	var out []int
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil, nil
-	}
-	for _, part := range strings.Split(s, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil {
-			return nil, fmt.Errorf("cpu list %q: %q is not a number", s, lo)
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(hi); err != nil || b < a {
-				return nil, fmt.Errorf("cpu list %q: bad range %q", s, part)
-			}
-		}
-		for c := a; c <= b; c++ {
-			out = append(out, c)
-		}
-	}
-	return out, nil
-}
-
 // HostCPUs are the CPUs the agent itself may use: the ranks' cpusets are
 // chosen among them.
 func HostCPUs() ([]int, error) {
@@ -377,7 +330,7 @@ func HostCPUs() ([]int, error) {
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
-			return ParseCPUList(v)
+			return cpulist.Parse(v)
 		}
 	}
 	return nil, errors.New("cgroup: no Cpus_allowed_list in /proc/self/status")

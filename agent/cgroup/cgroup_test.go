@@ -9,31 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/loomhpc/loom/cpulist"
 	"github.com/loomhpc/loom/internal/harness"
 )
-
-func TestCPUList(t *testing.T) {
-	for _, c := range []struct {
-		in   []int
-		want string
-	}{
-		{nil, ""}, {[]int{3}, "3"}, {[]int{0, 1, 2, 3}, "0-3"}, {[]int{8, 0, 2, 1, 8}, "0-2,8"}, {[]int{1, 3, 5, 6}, "1,3,5-6"},
-	} {
-		got := CPUList(c.in)
-		if got != c.want {
-			t.Errorf("CPUList(%v) = %q, want %q", c.in, got, c.want)
-		}
-		back, err := ParseCPUList(got)
-		if err != nil || CPUList(back) != c.want {
-			t.Errorf("ParseCPUList(%q) = %v, %v; formats as %q", got, back, err, CPUList(back))
-		}
-	}
-	for _, bad := range []string{"x", "3-1", "1-y"} {
-		if _, err := ParseCPUList(bad); err == nil {
-			t.Errorf("ParseCPUList(%q) succeeded, want an error", bad)
-		}
-	}
-}
 
 // manager returns a manager of a root of the test's own, which is removed
 // with everything in it when the test ends.
@@ -110,7 +88,7 @@ func confinesAndKills(t *testing.T, m *Manager, cpus []int) {
 		t.Fatalf("rank: %v: %s", err, out)
 	}
 	o := out.String()
-	if want := "Cpus_allowed_list:\t" + CPUList(cpus); len(cpus) > 0 && !strings.Contains(o, want) {
+	if want := "Cpus_allowed_list:\t" + cpulist.Format(cpus); len(cpus) > 0 && !strings.Contains(o, want) {
 		t.Errorf("output %q lacks %q", o, want)
 	}
 	if strings.Contains(o, "opened") || !strings.Contains(o, "Operation not permitted") {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/containerd/cgroups/v3/cgroup1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/loomhpc/loom/cpulist"
 )
 
 // v1Controllers are the v1 hierarchies a rank's group spans. The freezer
@@ -53,7 +55,7 @@ func createV1(mount, root string, rootMem int64, t Task, l Limits) (Group, error
 	}
 	res := &specs.LinuxResources{Devices: deviceRules(l.Deny)}
 	if len(l.CPUs) > 0 {
-		res.CPU = &specs.LinuxCPU{Cpus: CPUList(l.CPUs)}
+		res.CPU = &specs.LinuxCPU{Cpus: cpulist.Format(l.CPUs)}
 	}
 	if l.MemBytes > 0 {
 		limit := l.MemBytes

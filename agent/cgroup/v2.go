@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/containerd/cgroups/v3/cgroup2"
+
+	"github.com/loomhpc/loom/cpulist"
 )
 
 type v2Group struct {
@@ -62,7 +64,7 @@ func createV2(h Hierarchy, root string, rootMem int64, t Task, l Limits) (Group,
 	}
 	var files [][2]string
 	if len(l.CPUs) > 0 {
-		files = append(files, [2]string{"cpuset.cpus", CPUList(l.CPUs)})
+		files = append(files, [2]string{"cpuset.cpus", cpulist.Format(l.CPUs)})
 	}
 	if l.MemBytes > 0 {
 		files = append(files, [2]string{"memory.max", strconv.FormatInt(l.MemBytes, 10)})

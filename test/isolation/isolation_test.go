@@ -18,6 +18,7 @@ import (
 	"github.com/loomhpc/loom/agent/cgroup"
 	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/api/apirpc"
+	"github.com/loomhpc/loom/cpulist"
 	"github.com/loomhpc/loom/gpu"
 	"github.com/loomhpc/loom/internal/harness"
 	"github.com/loomhpc/loom/test/cluster"
@@ -255,7 +256,7 @@ func mappedCPUs(host []int, cores []uint32) string {
 		out = append(out, host[int(c)%len(host)])
 	}
 	slices.Sort(out)
-	return cgroup.CPUList(slices.Compact(out))
+	return cpulist.Format(slices.Compact(out))
 }
 
 func TestRankPastItsMemoryEndsOutOfMemory(t *testing.T) {
@@ -445,7 +446,7 @@ func TestRanksRunOnTheirGPUsNUMANode(t *testing.T) {
 		}
 		g := m.Topology.GPUs[r.GpuIndexes[0]]
 		nodes[g.NUMANode] = true
-		near, err := cgroup.ParseCPUList(g.CPUAffinity)
+		near, err := cpulist.Parse(g.CPUAffinity)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -488,7 +489,7 @@ func TestCPUBindVerboseNone(t *testing.T) {
 	if j := e.waitEnd(id); j.State != api.JobState_COMPLETED {
 		t.Fatalf("job ended %s (%s)", j.State, j.Reason)
 	}
-	want := cgroup.CPUList(host[:2])
+	want := cpulist.Format(host[:2])
 	for r := 0; r < 2; r++ {
 		got := bindLines(t, filepath.Join(w, fmt.Sprintf("out-%d.txt", r)))
 		if got["bind"] != "verbose,none" || got["Cpus_allowed_list"] != want || got["list"] != want {
