@@ -78,35 +78,7 @@ func newV2Env(t *testing.T) *v2Env {
 		}
 	})
 	e := &env{t: t, dir: dir, devs: filepath.Join(dir, "dev"), root: root}
-	if err := os.Mkdir(e.devs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for i, d := range standIns {
-		p := filepath.Join(e.devs, fmt.Sprintf("nvidia%d", i))
-		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(d)); err != nil {
-			t.Fatal(err)
-		}
-		os.Chmod(p, 0o666) // opening is a matter of the device filter, not of the mode
-	}
-	e.srv = cluster.StartServer(t, dir, "server")
-	args, err := harness.Agent{Name: "v2n1", Dir: dir, Profile: "pcie-4", Ports: 32400, Servers: []string{e.srv.RPC},
-		PKI: cluster.PKI(t, dir)}.Args()
-	if err != nil {
-		t.Fatal(err)
-	}
-	args = append(args, "--isolation", "cgroup", "--cgroup-mount", mnt, "--cgroup-root", root, "--device-dir", e.devs)
-	e.agent = cluster.Start(t, dir, "v2n1", args...)
-	e.jobs, e.nodes = cluster.ClientAs(t, e.srv.Client(), cluster.LookupUser(t, cluster.UserA))
-	cluster.WaitFor(t, "the agent to register", 30*time.Second, func() bool {
-		r, err := e.nodes.ListNodes(cluster.Ctx(t), &api.ListNodesRequest{})
-		return err == nil && len(r.Nodes) == 1
-	})
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(e.srv.Tail())
-			t.Log(e.agent.Tail())
-		}
-	})
+	e.start("v2n1", 32400, nil, "--cgroup-mount", mnt, "--cgroup-root", root)
 	t.Cleanup(func() {
 		if !t.Failed() {
 			cluster.WaitFor(t, "the agent to remove its cgroups", 10*time.Second, func() bool {

@@ -75,25 +75,42 @@ func newEnvWith(t *testing.T, serverFlags ...string) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, dir: dir, devs: filepath.Join(dir, "dev"), root: root}
+	e.start("iso1", 32100, serverFlags, "--private-tmp", "--cgroup-root", root)
+	// Before the agent is killed: a test that ends with its last job would
+	// otherwise kill it while it removes the ranks' groups.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			e.waitIdle()
+		}
+	})
+	return e
+}
+
+// start gives e stand-in device nodes for the simulated GPUs, a server
+// (with serverFlags) and one isolating agent named node (with agentFlags
+// beside --isolation cgroup and --device-dir), and waits until the agent
+// has registered; its jobs run as loomalice.
+func (e *env) start(node string, ports int, serverFlags []string, agentFlags ...string) {
+	t := e.t
+	t.Helper()
 	if err := os.Mkdir(e.devs, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for i, d := range standIns {
-		if err := unix.Mknod(filepath.Join(e.devs, fmt.Sprintf("nvidia%d", i)), unix.S_IFCHR|0o666, int(d)); err != nil {
+		p := filepath.Join(e.devs, fmt.Sprintf("nvidia%d", i))
+		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(d)); err != nil {
 			t.Fatal(err)
 		}
-		// Opening the node is a matter of the cgroup, not of its mode.
-		os.Chmod(filepath.Join(e.devs, fmt.Sprintf("nvidia%d", i)), 0o666)
+		os.Chmod(p, 0o666) // opening is a matter of the device filter, not of the mode
 	}
-	e.srv = cluster.StartServer(t, dir, "server", serverFlags...)
-	args, err := harness.Agent{Name: "iso1", Dir: dir, Profile: "pcie-4", Ports: 32100, Servers: []string{e.srv.RPC},
-		PKI: cluster.PKI(t, dir)}.Args()
+	e.srv = cluster.StartServer(t, e.dir, "server", serverFlags...)
+	args, err := harness.Agent{Name: node, Dir: e.dir, Profile: "pcie-4", Ports: ports, Servers: []string{e.srv.RPC},
+		PKI: cluster.PKI(t, e.dir)}.Args()
 	if err != nil {
 		t.Fatal(err)
 	}
-	args = append(args, "--isolation", "cgroup", "--device-dir", e.devs, "--private-tmp",
-		"--cgroup-root", root)
-	e.agent = cluster.Start(t, dir, "iso1", args...)
+	args = append(args, "--isolation", "cgroup", "--device-dir", e.devs)
+	e.agent = cluster.Start(t, e.dir, node, append(args, agentFlags...)...)
 	e.jobs, e.nodes = cluster.ClientAs(t, e.srv.Client(), cluster.LookupUser(t, cluster.UserA))
 	cluster.WaitFor(t, "the agent to register", 30*time.Second, func() bool {
 		r, err := e.nodes.ListNodes(cluster.Ctx(t), &api.ListNodesRequest{})
@@ -105,14 +122,6 @@ func newEnvWith(t *testing.T, serverFlags ...string) *env {
 			t.Log(e.agent.Tail())
 		}
 	})
-	// Before the agent is killed: a test that ends with its last job would
-	// otherwise kill it while it removes the ranks' groups.
-	t.Cleanup(func() {
-		if !t.Failed() {
-			e.waitIdle()
-		}
-	})
-	return e
 }
 
 // work makes a directory loomalice may write in.
