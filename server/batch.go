@@ -8,202 +8,174 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Group commit of submits: the leader's Submit handlers hand their
-// requests to a worker, which takes everything queued and commits it as
-// one SubmitJobs entry. Under load a Raft round trip then carries many
-// jobs instead of one; with a single submit in flight it is one entry as
-// before. One worker beat two and more in `loom bench submit` (1,550/s
-// against 1,300/s with the bbolt log): batches in flight at once split the
-// queue into smaller entries whose fsyncs then queue at the same disks.
+// Group commit: the leader's handlers hand their requests to one worker,
+// which takes everything queued and commits it as one Raft entry. Under
+// load a round trip then carries many requests instead of one; with a
+// single request in flight it is one entry as before.
 //
-// A batch is also cut at submitMaxBatchBytes of encoded requests, so that
-// no entry comes near raftlog.MaxRecordBytes (1 GiB): 512 specs of
+// Submits: one worker beat two and more in `loom bench submit` (1,550/s
+// against 1,300/s with the bbolt log): batches in flight at once split the
+// queue into smaller entries whose fsyncs then queue at the same disks. A
+// batch is also cut at submitMaxBatchBytes of encoded requests, so that no
+// entry comes near raftlog.MaxRecordBytes (1 GiB): 512 specs of
 // api.MaxSpecBytes would be 3 GiB. A single request is at most
 // api.MaxSpecBytes plus its envelope, far below it.
+//
+// Task reports: an array's tasks or a gang's ranks start and end together
+// on many nodes; one UpdateTasksBatch entry for their reports is one state
+// change for the scheduling loop and the allocation streams to look at,
+// where one entry each was as many. A lone report is the UpdateTasks
+// entry it always was.
 const (
-	submitWorkers       = 1
 	submitMaxBatch      = 512
 	submitMaxBatchBytes = 64 << 20
+	reportMaxBatch      = 512
 )
 
-type pendingSubmit struct {
-	req  *api.SubmitRequest
-	ctx  context.Context
-	done chan submitResult
+// groupCommitter queues requests of one kind for its worker.
+type groupCommitter[R any] struct {
+	q        chan *pendingReq[R]
+	maxBytes int         // cut a batch past this many encoded bytes; 0: no cut
+	size     func(R) int // a request's encoded size, with maxBytes
+	commit   func([]R) groupCommit
 }
 
-type submitResult struct {
+type pendingReq[R any] struct {
+	req  R
+	ctx  context.Context
+	done chan groupResult
+}
+
+// groupCommit is what committing a batch gave: the entry's index and, per
+// request, the id it created (submits) and its own refusal.
+type groupCommit struct {
+	index uint64
+	ids   []uint64
+	errs  []error
+	err   error // the entry as a whole failed
+}
+
+type groupResult struct {
 	id, index uint64
 	err       error
 }
 
-func (s *Server) startSubmitBatcher() {
-	s.submitQ = make(chan *pendingSubmit, submitMaxBatch)
-	for range submitWorkers {
-		s.goFunc(s.submitWorker)
-	}
+// start makes the queue, max requests deep, and runs the worker under s.
+func (g *groupCommitter[R]) start(s *Server, max int) {
+	g.q = make(chan *pendingReq[R], max)
+	s.goFunc(func() { g.work(s.ctx, max) })
 }
 
-func (s *Server) submitWorker() {
+func (g *groupCommitter[R]) work(ctx context.Context, max int) {
 	for {
-		var first *pendingSubmit
+		var p *pendingReq[R]
 		select {
-		case <-s.ctx.Done():
+		case <-ctx.Done():
 			return
-		case first = <-s.submitQ:
+		case p = <-g.q:
 		}
-		batch := []*pendingSubmit{first}
-		size := proto.Size(first.req)
-	drain:
-		for len(batch) < submitMaxBatch && size < submitMaxBatchBytes {
-			select {
-			case p := <-s.submitQ:
-				batch = append(batch, p)
-				size += proto.Size(p.req)
-			default:
-				break drain
-			}
-		}
-		cmd := &api.SubmitJobsCommand{NowUnixMs: nowMs(), Limits: s.limits.submit()}
-		var live []*pendingSubmit
-		for _, p := range batch {
+		var live []*pendingReq[R]
+		size := 0
+		for p != nil {
 			if p.ctx.Err() != nil {
-				p.done <- submitResult{err: p.ctx.Err()}
-				continue
+				p.done <- groupResult{err: p.ctx.Err()}
+			} else {
+				live = append(live, p)
+				if g.size != nil {
+					size += g.size(p.req)
+				}
 			}
-			cmd.Requests = append(cmd.Requests, p.req)
-			live = append(live, p)
+			p = nil
+			if len(live) < max && (g.maxBytes == 0 || size < g.maxBytes) {
+				select {
+				case p = <-g.q:
+				default:
+				}
+			}
 		}
 		if len(live) == 0 {
 			continue
 		}
-		res, err := s.apply(s.ctx, state.CmdSubmitJobs, cmd)
+		reqs := make([]R, len(live))
 		for i, p := range live {
-			if err != nil {
-				p.done <- submitResult{err: err}
-				continue
+			reqs[i] = p.req
+		}
+		c := g.commit(reqs)
+		for i, p := range live {
+			r := groupResult{index: c.index, err: c.err}
+			switch {
+			case c.err != nil:
+				r.index = 0
+			case i < len(c.errs) && c.errs[i] != nil:
+				r.err = c.errs[i]
+			case i < len(c.ids):
+				r.id = c.ids[i]
 			}
-			if i < len(res.Errs) && res.Errs[i] != nil {
-				p.done <- submitResult{err: res.Errs[i], index: res.Index}
-				continue
-			}
-			p.done <- submitResult{id: res.JobIDs[i], index: res.Index}
+			p.done <- r
 		}
 	}
+}
+
+// do commits req with whatever else is queued. Once queued the outcome is
+// awaited only while ctx lasts: the entry may still commit, and a retry
+// finds it (a submit by its token, a report by its generation).
+func (g *groupCommitter[R]) do(ctx context.Context, req R) (groupResult, error) {
+	p := &pendingReq[R]{req: req, ctx: ctx, done: make(chan groupResult, 1)}
+	select {
+	case g.q <- p:
+	case <-ctx.Done():
+		return groupResult{}, ctx.Err()
+	}
+	select {
+	case r := <-p.done:
+		return r, r.err
+	case <-ctx.Done():
+		return groupResult{}, ctx.Err()
+	}
+}
+
+func (s *Server) startBatchers() {
+	s.submits = &groupCommitter[*api.SubmitRequest]{
+		maxBytes: submitMaxBatchBytes,
+		size:     func(r *api.SubmitRequest) int { return proto.Size(r) },
+		commit: func(reqs []*api.SubmitRequest) groupCommit {
+			res, err := s.apply(s.ctx, state.CmdSubmitJobs, &api.SubmitJobsCommand{
+				NowUnixMs: nowMs(), Limits: s.limits.submit(), Requests: reqs})
+			if err != nil {
+				return groupCommit{err: err}
+			}
+			return groupCommit{index: res.Index, ids: res.JobIDs, errs: res.Errs}
+		},
+	}
+	s.submits.start(s, submitMaxBatch)
+	s.reports = &groupCommitter[*api.TaskUpdateRequest]{
+		commit: func(reqs []*api.TaskUpdateRequest) groupCommit {
+			if len(reqs) == 1 {
+				res, err := s.apply(s.ctx, state.CmdUpdateTasks, &api.UpdateTasksCommand{Request: reqs[0], NowUnixMs: nowMs()})
+				if err != nil {
+					return groupCommit{err: err}
+				}
+				return groupCommit{index: res.Index, errs: []error{res.Err}}
+			}
+			res, err := s.apply(s.ctx, state.CmdUpdateTasksBatch, &api.UpdateTasksBatchCommand{Requests: reqs, NowUnixMs: nowMs()})
+			if err != nil {
+				return groupCommit{err: err}
+			}
+			return groupCommit{index: res.Index, errs: res.Errs}
+		},
+	}
+	s.reports.start(s, reportMaxBatch)
 }
 
 // submitGrouped commits req with whatever other submits are queued.
 func (s *Server) submitGrouped(ctx context.Context, req *api.SubmitRequest) (id, index uint64, err error) {
-	p := &pendingSubmit{req: req, ctx: ctx, done: make(chan submitResult, 1)}
-	select {
-	case s.submitQ <- p:
-	case <-ctx.Done():
-		return 0, 0, ctx.Err()
-	}
-	// Once queued the outcome is awaited even past ctx: the entry may
-	// commit, and the caller's retry with the same token will find it.
-	select {
-	case r := <-p.done:
-		return r.id, r.index, r.err
-	case <-ctx.Done():
-		return 0, 0, ctx.Err()
-	}
-}
-
-// Group commit of task reports, as of submits: the leader's UpdateTasks
-// handlers hand the agents' reports to one worker, which commits
-// everything queued as one UpdateTasksBatch entry (a lone report as the
-// UpdateTasks entry it always was). An array's tasks or a gang's ranks
-// start and end together on many nodes; one entry for their reports is
-// one state change for the scheduling loop and the 64 allocation streams
-// to look at, where one entry each was as many.
-const reportMaxBatch = 512
-
-type pendingReport struct {
-	req  *api.TaskUpdateRequest
-	ctx  context.Context
-	done chan reportResult
-}
-
-type reportResult struct {
-	index uint64
-	err   error
-}
-
-func (s *Server) startReportBatcher() {
-	s.reportQ = make(chan *pendingReport, reportMaxBatch)
-	s.goFunc(s.reportWorker)
-}
-
-func (s *Server) reportWorker() {
-	for {
-		var first *pendingReport
-		select {
-		case <-s.ctx.Done():
-			return
-		case first = <-s.reportQ:
-		}
-		var live []*pendingReport
-		for p := first; p != nil; {
-			if p.ctx.Err() != nil {
-				p.done <- reportResult{err: p.ctx.Err()}
-			} else {
-				live = append(live, p)
-			}
-			p = nil
-			if len(live) < reportMaxBatch {
-				select {
-				case p = <-s.reportQ:
-				default:
-				}
-			}
-		}
-		switch len(live) {
-		case 0:
-		case 1:
-			p := live[0]
-			res, err := s.apply(s.ctx, state.CmdUpdateTasks, &api.UpdateTasksCommand{Request: p.req, NowUnixMs: nowMs()})
-			if err == nil {
-				err = res.Err
-			}
-			var index uint64
-			if res != nil {
-				index = res.Index
-			}
-			p.done <- reportResult{index: index, err: err}
-		default:
-			cmd := &api.UpdateTasksBatchCommand{NowUnixMs: nowMs()}
-			for _, p := range live {
-				cmd.Requests = append(cmd.Requests, p.req)
-			}
-			res, err := s.apply(s.ctx, state.CmdUpdateTasksBatch, cmd)
-			for i, p := range live {
-				switch {
-				case err != nil:
-					p.done <- reportResult{err: err}
-				case i < len(res.Errs) && res.Errs[i] != nil:
-					p.done <- reportResult{index: res.Index, err: res.Errs[i]}
-				default:
-					p.done <- reportResult{index: res.Index}
-				}
-			}
-		}
-	}
+	r, err := s.submits.do(ctx, req)
+	return r.id, r.index, err
 }
 
 // reportGrouped commits an agent's task report with whatever other
 // reports are queued, and returns the index of the entry that held it.
 func (s *Server) reportGrouped(ctx context.Context, req *api.TaskUpdateRequest) (uint64, error) {
-	p := &pendingReport{req: req, ctx: ctx, done: make(chan reportResult, 1)}
-	select {
-	case s.reportQ <- p:
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-	select {
-	case r := <-p.done:
-		return r.index, r.err
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
+	r, err := s.reports.do(ctx, req)
+	return r.index, err
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/loomhpc/loom/api"
 	"github.com/loomhpc/loom/api/apirpc"
 	"github.com/loomhpc/loom/auth"
 	"github.com/loomhpc/loom/clusterconf"
@@ -126,8 +127,8 @@ type Server struct {
 	advertiseRPC string
 	gossip       *gossip.Gossip
 	gossipWake   chan struct{}
-	submitQ      chan *pendingSubmit
-	reportQ      chan *pendingReport
+	submits      *groupCommitter[*api.SubmitRequest]     // the leader's group commit of submits
+	reports      *groupCommitter[*api.TaskUpdateRequest] // and of agents' task reports
 	auth         *auth.Authenticator
 	localLis     net.Listener
 	limits       Limits
@@ -272,8 +273,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	s.startSubmitBatcher()
-	s.startReportBatcher()
+	s.startBatchers()
 	s.goFunc(s.leaderLoop)
 	s.goFunc(func() { s.formCluster(ctx) })
 	s.goFunc(func() { s.publishSelf(ctx) })
